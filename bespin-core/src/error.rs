@@ -82,8 +82,19 @@ pub struct FieldError {
 
 impl FieldError {
     /// A field error at `loc`.
-    pub fn new(kind: &'static str, loc: Vec<LocPart>, msg: impl Into<String>, input: Value) -> Self {
-        FieldError { kind, loc, msg: msg.into(), input, ctx: None }
+    pub fn new(
+        kind: &'static str,
+        loc: Vec<LocPart>,
+        msg: impl Into<String>,
+        input: Value,
+    ) -> Self {
+        FieldError {
+            kind,
+            loc,
+            msg: msg.into(),
+            input,
+            ctx: None,
+        }
     }
 
     /// The same error with constraint parameters attached.
@@ -297,7 +308,10 @@ impl Error {
                 "message": "Tenant subscription is suspended",
                 "status": status,
             }),
-            Error::CapabilityDenied { capability_key, plan_id } => json!({
+            Error::CapabilityDenied {
+                capability_key,
+                plan_id,
+            } => json!({
                 "error": "capability_denied",
                 "message": format!("Plan does not include capability: {capability_key}"),
                 "capability_key": capability_key,

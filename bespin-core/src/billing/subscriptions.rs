@@ -1,0 +1,172 @@
+//! Tenant subscriptions: exactly one per tenant, created as `starter`/`active` with the tenant,
+//! changed only through the platform-admin API. The stored period is informational; enforcement
+//! always uses the current UTC month.
+
+use super::catalog;
+use crate::error::{Error, Result};
+use crate::store::{Key, Reader, Record, WriteTx, tables};
+use crate::time::{Date, Timestamp, next_month_start};
+use crate::validate::{Fields, Len, Presence, got};
+use crate::{Bespin, Ctx};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A stored subscription.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SubscriptionRec {
+    pub plan_id: String,
+    pub status: String,
+    pub period_start: Date,
+    pub period_end: Date,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+impl Record for SubscriptionRec {}
+
+/// A subscription as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Subscription {
+    /// The tenant.
+    pub tenant_id: String,
+    /// The plan.
+    pub plan_id: String,
+    /// `active` or `suspended`.
+    pub status: String,
+    /// Stored period start (`YYYY-MM-DD`).
+    pub period_start: String,
+    /// Stored period end (`YYYY-MM-DD`).
+    pub period_end: String,
+    /// Creation instant (RFC 3339, UTC).
+    pub created_at: String,
+    /// Last change (RFC 3339, UTC).
+    pub updated_at: String,
+}
+
+pub(crate) fn view(tenant_id: &str, r: &SubscriptionRec) -> Subscription {
+    Subscription {
+        tenant_id: tenant_id.to_owned(),
+        plan_id: r.plan_id.clone(),
+        status: r.status.clone(),
+        period_start: r.period_start.to_string(),
+        period_end: r.period_end.to_string(),
+        created_at: r.created_at.to_rfc3339(),
+        updated_at: r.updated_at.to_rfc3339(),
+    }
+}
+
+fn key(tenant_id: &str) -> Key {
+    Key::new().str(tenant_id)
+}
+
+/// The tenant's subscription, if any.
+pub(crate) fn get(r: &impl Reader, tenant_id: &str) -> Result<Option<SubscriptionRec>> {
+    r.get(&tables::SUBSCRIPTIONS, &key(tenant_id))
+}
+
+/// Subscribes a new tenant to `starter` for the current month.
+pub(crate) fn create_default(tx: &mut WriteTx, ctx: &Ctx, tenant_id: &str) -> Result<()> {
+    let period = ctx.now.period();
+    let rec = SubscriptionRec {
+        plan_id: "starter".into(),
+        status: "active".into(),
+        period_start: period.start(),
+        period_end: period.end(),
+        created_at: ctx.now,
+        updated_at: ctx.now,
+    };
+    tx.put(&tables::SUBSCRIPTIONS, &key(tenant_id), &rec)
+}
+
+/// Input of [`Bespin::admin_set_subscription`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionUpdate {
+    /// The plan to move to (1–100 characters; must exist).
+    pub plan_id: String,
+    /// `active` (default) or `suspended`.
+    pub status: String,
+    /// A new stored period start (a real date); the end becomes the first of the next month.
+    pub period_start: Option<Date>,
+}
+
+impl SubscriptionUpdate {
+    /// Validates a request body.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let mut f = Fields::new(v)?;
+        let plan_id = f.req_string("plan_id", Len::between(1, 100));
+        let status = f.choice(
+            "status",
+            Presence::Optional,
+            &["active", "suspended"],
+            "^(active|suspended)$",
+        );
+        let start = f.string("period_start", Presence::Optional, Len::ANY);
+        let period_start = match start {
+            Some(Some(s)) => match Date::parse(&s) {
+                Some(d) => Some(Some(d)),
+                None => {
+                    f.fail(
+                        "period_start",
+                        "date_from_datetime_parsing",
+                        "Input should be a valid date in the format YYYY-MM-DD",
+                        Value::String(s),
+                    );
+                    None
+                }
+            },
+            Some(None) => Some(None),
+            None => None,
+        };
+        f.finish()?;
+        Ok(SubscriptionUpdate {
+            plan_id: got(plan_id)?,
+            status: got(status)?.unwrap_or_else(|| "active".into()),
+            period_start: got(period_start)?,
+        })
+    }
+}
+
+impl Bespin {
+    /// Creates or changes a tenant's subscription (platform admin). `status` is always set (an
+    /// omitted status means `active`); a given `period_start` is stored with its derived end.
+    /// Errors: `NotFound` for the tenant, then for the plan.
+    pub fn admin_set_subscription(
+        &self,
+        tenant_id: &str,
+        req: SubscriptionUpdate,
+    ) -> Result<Subscription> {
+        self.write(|tx, ctx| {
+            if !tx.contains(&tables::TENANTS, &key(tenant_id))? {
+                return Err(Error::NotFound(format!("Tenant '{tenant_id}' not found")));
+            }
+            if catalog::plan(tx, &req.plan_id)?.is_none() {
+                return Err(Error::NotFound(format!("Plan '{}' not found", req.plan_id)));
+            }
+            let rec = match get(tx, tenant_id)? {
+                Some(mut rec) => {
+                    rec.plan_id = req.plan_id;
+                    rec.status = req.status;
+                    if let Some(start) = req.period_start {
+                        rec.period_start = start;
+                        rec.period_end = next_month_start(start);
+                    }
+                    rec.updated_at = ctx.now;
+                    rec
+                }
+                None => {
+                    let start = req.period_start.unwrap_or_else(|| ctx.now.period().start());
+                    SubscriptionRec {
+                        plan_id: req.plan_id,
+                        status: req.status,
+                        period_start: start,
+                        period_end: next_month_start(start),
+                        created_at: ctx.now,
+                        updated_at: ctx.now,
+                    }
+                }
+            };
+            tx.put(&tables::SUBSCRIPTIONS, &key(tenant_id), &rec)?;
+            Ok(view(tenant_id, &rec))
+        })
+    }
+}

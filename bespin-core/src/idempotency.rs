@@ -1,0 +1,258 @@
+//! Idempotent retries (10 §5, spec README decision 7).
+//!
+//! A record is identified by (tenant, endpoint, key) and holds the SHA-256 fingerprint of the
+//! normalised request and the response it produced. The lookup and the store run inside the
+//! operation's own write transaction, so the record commits atomically with the effects it
+//! describes, and concurrent requests with one key run the operation once: the single writer
+//! serialises them, and the later ones find the record. Records older than the retention
+//! (default 24 h) are ignored and purged.
+
+use crate::error::{Error, Result};
+use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, tables};
+use crate::time::Timestamp;
+use crate::{Bespin, Ctx, ids};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A stored idempotency record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct IdemRec {
+    pub request_hash: String,
+    pub response: Vec<u8>,
+    pub created_at: Timestamp,
+}
+impl Record for IdemRec {}
+
+/// An idempotency scope: which endpoint, which key, which request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    /// The endpoint path (`/v1/tools/invoke`).
+    pub endpoint: &'static str,
+    /// The client's key, compared exactly.
+    pub key: String,
+    /// Fingerprint of the normalised request ([`fingerprint`]).
+    pub request_hash: String,
+}
+
+impl Idempotency {
+    /// A scope for `endpoint` and `key`, fingerprinting the normalised request `normalized`.
+    pub fn new(endpoint: &'static str, key: impl Into<String>, normalized: &Value) -> Self {
+        Idempotency {
+            endpoint,
+            key: key.into(),
+            request_hash: fingerprint(normalized),
+        }
+    }
+}
+
+/// SHA-256 (hex) of the canonical JSON of `v`: object keys sorted at every level, no white
+/// space, non-ASCII as `\u` escapes. Integers and floats stay distinct (`1` ≠ `1.0`).
+pub fn fingerprint(v: &Value) -> String {
+    let mut out = String::new();
+    canonical(v, &mut out);
+    ids::sha256_hex(out.as_bytes())
+}
+
+fn canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                escape(k, out);
+                out.push(':');
+                if let Some(x) = m.get(*k) {
+                    canonical(x, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(x, out);
+            }
+            out.push(']');
+        }
+        Value::String(s) => escape(s, out),
+        Value::Number(n) if n.is_f64() => {
+            // Floats carry a marker so that 1.0 never equals the integer 1.
+            out.push_str(&format!("{:?}f", n.as_f64().unwrap_or(0.0)));
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn escape(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7E => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn record_key(tenant_id: &str, endpoint: &str, key: &str) -> Key {
+    Key::new().str(tenant_id).str(endpoint).str(key)
+}
+
+/// Looks up a live record for `scope` in the caller's tenant: `Ok(Some(response))` for a
+/// replay, `Ok(None)` when the key is unused (or expired), `IdempotencyConflict` when it was
+/// used with a different request.
+pub(crate) fn lookup<T: DeserializeOwned>(
+    r: &impl Reader,
+    ctx: &Ctx,
+    tenant_id: &str,
+    scope: &Idempotency,
+) -> Result<Option<T>> {
+    let Some(rec) = r.get(
+        &tables::IDEMPOTENCY,
+        &record_key(tenant_id, scope.endpoint, &scope.key),
+    )?
+    else {
+        return Ok(None);
+    };
+    if rec.created_at.0 + ctx.options.idempotency_retention_micros <= ctx.now.0 {
+        return Ok(None);
+    }
+    if rec.request_hash != scope.request_hash {
+        return Err(Error::IdempotencyConflict(scope.key.clone()));
+    }
+    serde_json::from_slice(&rec.response)
+        .map(Some)
+        .map_err(|e| Error::Storage(format!("stored response unreadable: {e}")))
+}
+
+/// Stores `response` for `scope` in the open transaction (replacing an expired record).
+pub fn store<T: Serialize>(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    tenant_id: &str,
+    scope: &Idempotency,
+    response: &T,
+) -> Result<()> {
+    let key = record_key(tenant_id, scope.endpoint, &scope.key);
+    if let Some(old) = tx.get(&tables::IDEMPOTENCY, &key)? {
+        tx.delete(
+            &tables::IDEMPOTENCY_BY_AGE,
+            &age_key(old.created_at, tenant_id, scope),
+        )?;
+    }
+    let body = serde_json::to_vec(response)
+        .map_err(|e| Error::Internal(format!("response not serialisable: {e}")))?;
+    let rec = IdemRec {
+        request_hash: scope.request_hash.clone(),
+        response: body,
+        created_at: ctx.now,
+    };
+    tx.put(&tables::IDEMPOTENCY, &key, &rec)?;
+    tx.put(
+        &tables::IDEMPOTENCY_BY_AGE,
+        &age_key(ctx.now, tenant_id, scope),
+        &(),
+    )
+}
+
+fn age_key(at: Timestamp, tenant_id: &str, scope: &Idempotency) -> Key {
+    Key::new()
+        .ts(at)
+        .str(tenant_id)
+        .str(scope.endpoint)
+        .str(&scope.key)
+}
+
+/// Runs `op` at most once per scope: a stored response is returned as is (nothing else runs);
+/// otherwise `op` runs and its response is stored in the same transaction.
+pub fn once<T: Serialize + DeserializeOwned>(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    tenant_id: &str,
+    scope: &Idempotency,
+    op: impl FnOnce(&mut WriteTx) -> Result<T>,
+) -> Result<T> {
+    if let Some(stored) = lookup(tx, ctx, tenant_id, scope)? {
+        return Ok(stored);
+    }
+    let response = op(tx)?;
+    store(tx, ctx, tenant_id, scope, &response)?;
+    Ok(response)
+}
+
+/// Deletes records older than the retention; returns how many went.
+pub fn purge_expired(tx: &mut WriteTx, ctx: &Ctx) -> Result<usize> {
+    let cutoff = Key::new().ts(Timestamp(
+        ctx.now.0 - ctx.options.idempotency_retention_micros,
+    ));
+    let mut expired: Vec<Vec<u8>> = Vec::new();
+    tx.scan_range(
+        &tables::IDEMPOTENCY_BY_AGE,
+        &Key::new(),
+        None,
+        Some(&cutoff),
+        Order::Asc,
+        &mut |k, ()| {
+            expired.push(k.to_vec());
+            Ok(Flow::Continue)
+        },
+    )?;
+    for age in &expired {
+        // age key = ts (8 bytes) + tenant + endpoint + key; the record key is the rest.
+        let rest = age.get(8..).unwrap_or_default();
+        tx.delete(&tables::IDEMPOTENCY, &Key::from_raw(rest))?;
+        tx.delete(&tables::IDEMPOTENCY_BY_AGE, &Key::from_raw(age))?;
+    }
+    Ok(expired.len())
+}
+
+impl Bespin {
+    /// Deletes idempotency records older than the retention; returns how many went. The server
+    /// calls this periodically; expired records are already ignored by lookups.
+    pub fn purge_expired_idempotency(&self) -> Result<usize> {
+        self.write(purge_expired)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fingerprint;
+    use serde_json::json;
+
+    fn same(a: &str, b: &str) -> bool {
+        let pa: serde_json::Value = serde_json::from_str(a).expect("json");
+        let pb: serde_json::Value = serde_json::from_str(b).expect("json");
+        fingerprint(&pa) == fingerprint(&pb)
+    }
+
+    #[test]
+    fn fingerprints_follow_the_contract() {
+        assert!(same(r#"{"a":1,"b":2}"#, r#"{"b":2,"a":1}"#));
+        assert!(!same(r#"{"a":1}"#, r#"{"a":1.0}"#));
+        assert!(same(r#"{"a":1.0}"#, r#"{"a":1.00}"#));
+        assert!(same(r#"{"a":1.0}"#, r#"{"a":1e0}"#));
+        assert!(!same(r#"{"a":100}"#, r#"{"a":1e2}"#));
+        assert!(!same(r#"{"a":true}"#, r#"{"a":1}"#));
+        assert!(!same(r#"{"a":[1,2]}"#, r#"{"a":[2,1]}"#));
+        assert!(same(r#"{"a":1,"a":2}"#, r#"{"a":2}"#));
+        assert_ne!(
+            fingerprint(&json!({"s": "é"})),
+            fingerprint(&json!({"s": "e"}))
+        );
+    }
+}

@@ -1,0 +1,41 @@
+//! Record encoding: one version byte, then the record in postcard.
+//!
+//! The version byte lets a record type evolve: a decoder sees which layout a stored value has
+//! and can migrate it. Today every record is at version 1; an unknown version is reported as a
+//! storage error rather than misread.
+
+use crate::error::{Error, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A value stored in a table.
+pub(crate) trait Record: Serialize + DeserializeOwned {
+    /// The layout version written in front of the encoded value.
+    const VERSION: u8 = 1;
+}
+
+/// Encodes `value` with its version byte.
+pub(crate) fn encode<R: Record>(value: &R) -> Result<Vec<u8>> {
+    let mut out = vec![R::VERSION];
+    postcard::to_io(value, &mut out).map_err(|e| Error::Storage(format!("encode: {e}")))?;
+    Ok(out)
+}
+
+/// Decodes a value written by [`encode`].
+pub(crate) fn decode<R: Record>(bytes: &[u8]) -> Result<R> {
+    match bytes.split_first() {
+        Some((&v, rest)) if v == R::VERSION => {
+            postcard::from_bytes(rest).map_err(|e| Error::Storage(format!("decode: {e}")))
+        }
+        Some((&v, _)) => Err(Error::Storage(format!(
+            "record version {v} is not readable by this build (expects {})",
+            R::VERSION
+        ))),
+        None => Err(Error::Storage("empty record".into())),
+    }
+}
+
+impl Record for u64 {}
+impl Record for i64 {}
+impl Record for () {}
+impl Record for String {}

@@ -1,0 +1,390 @@
+//! The storage seam: the only module that names redb.
+//!
+//! Domain code speaks in typed [`Table`]s, [`Key`]s built from typed parts, and two transaction
+//! types: [`ReadTx`] (a consistent snapshot) and [`WriteTx`] (the single writer). Both implement
+//! [`Reader`], so read logic written once runs inside either. Values are records encoded by
+//! [`codec`] with a leading version byte.
+
+pub(crate) mod codec;
+mod key;
+pub(crate) mod tables;
+
+pub(crate) use codec::Record;
+pub(crate) use key::{Key, read_str};
+
+use crate::error::{Error, Result};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use std::marker::PhantomData;
+use std::ops::Bound;
+use std::path::Path;
+
+type Raw = TableDefinition<'static, &'static [u8], &'static [u8]>;
+
+/// A typed table: byte keys built with [`Key`], values of record type `R`.
+pub(crate) struct Table<R> {
+    name: &'static str,
+    _record: PhantomData<fn() -> R>,
+}
+
+impl<R> Table<R> {
+    /// A table stored under `name`.
+    pub(crate) const fn new(name: &'static str) -> Self {
+        Table {
+            name,
+            _record: PhantomData,
+        }
+    }
+
+    fn def(&self) -> Raw {
+        TableDefinition::new(self.name)
+    }
+
+    /// The table's stored name.
+    pub(crate) const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+/// Scan direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// Ascending key order.
+    Asc,
+    /// Descending key order.
+    Desc,
+}
+
+/// Whether a scan visitor wants more rows.
+pub(crate) enum Flow {
+    /// Keep going.
+    Continue,
+    /// Stop the scan.
+    Stop,
+}
+
+/// The open database.
+pub(crate) struct Store {
+    db: redb::Database,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file at `path` and makes sure every table exists.
+    pub(crate) fn open(path: &Path) -> Result<Store> {
+        let db = redb::Database::create(path)?;
+        Self::init(db)
+    }
+
+    /// A database held in memory only (for tests and embedding without persistence).
+    pub(crate) fn in_memory() -> Result<Store> {
+        let db =
+            redb::Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
+        Self::init(db)
+    }
+
+    fn init(db: redb::Database) -> Result<Store> {
+        let tx = db.begin_write()?;
+        for name in tables::ALL {
+            tx.open_table(Raw::new(name))?;
+        }
+        tx.commit()?;
+        Ok(Store { db })
+    }
+
+    /// Starts a read transaction: a snapshot of the last commit.
+    pub(crate) fn read(&self) -> Result<ReadTx> {
+        Ok(ReadTx {
+            tx: self.db.begin_read()?,
+        })
+    }
+
+    /// Starts the write transaction (waits while another one is open).
+    pub(crate) fn write(&self) -> Result<WriteTx> {
+        Ok(WriteTx {
+            tx: self.db.begin_write()?,
+        })
+    }
+}
+
+/// A consistent read-only snapshot.
+pub struct ReadTx {
+    tx: redb::ReadTransaction,
+}
+
+/// The single write transaction. Dropping it without [`WriteTx::commit`] discards every change.
+pub struct WriteTx {
+    tx: redb::WriteTransaction,
+}
+
+impl WriteTx {
+    /// Makes every change durable (fsync) and visible to new readers.
+    pub(crate) fn commit(self) -> Result<()> {
+        self.tx.commit()?;
+        Ok(())
+    }
+
+    /// Stores `value` under `key`, replacing any previous value.
+    pub(crate) fn put<R: Record>(&mut self, t: &Table<R>, key: &Key, value: &R) -> Result<()> {
+        let bytes = codec::encode(value)?;
+        let mut table = self.tx.open_table(t.def())?;
+        table.insert(key.as_bytes(), bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// Stores `value` under `key` unless the key exists; returns whether it was inserted.
+    pub(crate) fn insert_new<R: Record>(
+        &mut self,
+        t: &Table<R>,
+        key: &Key,
+        value: &R,
+    ) -> Result<bool> {
+        let bytes = codec::encode(value)?;
+        let mut table = self.tx.open_table(t.def())?;
+        if table.get(key.as_bytes())?.is_some() {
+            return Ok(false);
+        }
+        table.insert(key.as_bytes(), bytes.as_slice())?;
+        Ok(true)
+    }
+
+    /// Removes `key`; returns whether it existed.
+    pub(crate) fn delete<R>(&mut self, t: &Table<R>, key: &Key) -> Result<bool> {
+        let mut table = self.tx.open_table(t.def())?;
+        let existed = table.remove(key.as_bytes())?.is_some();
+        Ok(existed)
+    }
+
+    /// Removes every key that starts with `prefix`; returns how many were removed.
+    pub(crate) fn delete_prefix<R>(&mut self, t: &Table<R>, prefix: &Key) -> Result<usize> {
+        let mut table = self.tx.open_table(t.def())?;
+        let p = prefix.as_bytes();
+        let mut n = 0usize;
+        table.retain_in::<&[u8], _>(p.., |k, _| {
+            if k.starts_with(p) {
+                n += 1;
+                false
+            } else {
+                true
+            }
+        })?;
+        Ok(n)
+    }
+
+    /// Adds `by` to the counter `name` in the meta table and returns the new value (first value
+    /// is 1). Used for ids that must increase across the whole database.
+    pub(crate) fn next_seq(&mut self, name: &str) -> Result<u64> {
+        let key = Key::new().str(name);
+        let current = self.get(&tables::SEQUENCES, &key)?.unwrap_or(0);
+        let next = current + 1;
+        self.put(&tables::SEQUENCES, &key, &next)?;
+        Ok(next)
+    }
+}
+
+/// Read access shared by [`ReadTx`] and [`WriteTx`].
+pub(crate) trait Reader {
+    /// The raw bytes stored under `key`.
+    fn get_raw(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Visits rows with keys in `(lo, hi)` in `order`, until the visitor says stop.
+    fn scan_raw(
+        &self,
+        table: &'static str,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        order: Order,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<Flow>,
+    ) -> Result<()>;
+
+    /// The record stored under `key`.
+    fn get<R: Record>(&self, t: &Table<R>, key: &Key) -> Result<Option<R>>
+    where
+        Self: Sized,
+    {
+        match self.get_raw(t.name, key.as_bytes())? {
+            Some(bytes) => Ok(Some(codec::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `key` exists.
+    fn contains<R>(&self, t: &Table<R>, key: &Key) -> Result<bool>
+    where
+        Self: Sized,
+    {
+        Ok(self.get_raw(t.name, key.as_bytes())?.is_some())
+    }
+
+    /// Visits the records whose key starts with `prefix`, in `order`.
+    fn scan<R: Record>(
+        &self,
+        t: &Table<R>,
+        prefix: &Key,
+        order: Order,
+        mut visit: impl FnMut(&[u8], R) -> Result<Flow>,
+    ) -> Result<()>
+    where
+        Self: Sized,
+    {
+        self.scan_range(t, prefix, None, None, order, &mut visit)
+    }
+
+    /// Visits the records under `prefix` whose key lies in `[from, to)` (either bound optional,
+    /// both full keys that start with `prefix`), in `order`.
+    fn scan_range<R: Record>(
+        &self,
+        t: &Table<R>,
+        prefix: &Key,
+        from: Option<&Key>,
+        to: Option<&Key>,
+        order: Order,
+        visit: &mut dyn FnMut(&[u8], R) -> Result<Flow>,
+    ) -> Result<()>
+    where
+        Self: Sized,
+    {
+        let p = prefix.as_bytes();
+        let succ = key::successor(p);
+        let lo = match from {
+            Some(k) => Bound::Included(k.as_bytes()),
+            None => Bound::Included(p),
+        };
+        let hi = match (to, succ.as_deref()) {
+            (Some(k), _) => Bound::Excluded(k.as_bytes()),
+            (None, Some(s)) => Bound::Excluded(s),
+            (None, None) => Bound::Unbounded,
+        };
+        self.scan_raw(t.name, lo, hi, order, &mut |k, v| {
+            if !k.starts_with(p) {
+                return Ok(Flow::Stop);
+            }
+            visit(k, codec::decode(v)?)
+        })
+    }
+
+    /// Collects the records under `prefix` (at most `limit`, after skipping `offset`).
+    fn list<R: Record>(
+        &self,
+        t: &Table<R>,
+        prefix: &Key,
+        order: Order,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<R>>
+    where
+        Self: Sized,
+    {
+        let mut out = Vec::new();
+        let mut skipped = 0usize;
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.scan(t, prefix, order, |_, r| {
+            if skipped < offset {
+                skipped += 1;
+                return Ok(Flow::Continue);
+            }
+            out.push(r);
+            Ok(if out.len() >= limit {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            })
+        })?;
+        Ok(out)
+    }
+}
+
+fn scan_table<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    table: &T,
+    lo: Bound<&[u8]>,
+    hi: Bound<&[u8]>,
+    order: Order,
+    visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<Flow>,
+) -> Result<()> {
+    let range = table.range::<&[u8]>((lo, hi))?;
+    let mut step = |item: std::result::Result<
+        (
+            redb::AccessGuard<'_, &'static [u8]>,
+            redb::AccessGuard<'_, &'static [u8]>,
+        ),
+        redb::StorageError,
+    >|
+     -> Result<Flow> {
+        let (k, v) = item?;
+        visit(k.value(), v.value())
+    };
+    match order {
+        Order::Asc => {
+            for item in range {
+                if let Flow::Stop = step(item)? {
+                    break;
+                }
+            }
+        }
+        Order::Desc => {
+            for item in range.rev() {
+                if let Flow::Stop = step(item)? {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Reader for ReadTx {
+    fn get_raw(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let t = self.tx.open_table(Raw::new(table))?;
+        Ok(t.get(key)?.map(|g| g.value().to_vec()))
+    }
+
+    fn scan_raw(
+        &self,
+        table: &'static str,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        order: Order,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<Flow>,
+    ) -> Result<()> {
+        let t = self.tx.open_table(Raw::new(table))?;
+        scan_table(&t, lo, hi, order, visit)
+    }
+}
+
+impl Reader for WriteTx {
+    fn get_raw(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let t = self.tx.open_table(Raw::new(table))?;
+        let v = t.get(key)?.map(|g| g.value().to_vec());
+        Ok(v)
+    }
+
+    fn scan_raw(
+        &self,
+        table: &'static str,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        order: Order,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<Flow>,
+    ) -> Result<()> {
+        let t = self.tx.open_table(Raw::new(table))?;
+        scan_table(&t, lo, hi, order, visit)
+    }
+}
+
+macro_rules! storage_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Storage(e.to_string())
+            }
+        }
+    )*};
+}
+storage_from!(
+    redb::Error,
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::DatabaseError
+);

@@ -1,0 +1,213 @@
+//! Instants, calendar dates, billing periods and the clock.
+//!
+//! Bespin reads every clock in UTC. Instants are stored as microseconds since the Unix epoch
+//! ([`Timestamp`]) and written out as RFC 3339 with a `Z` suffix and six fractional digits
+//! (spec README decision 13). Calendar dates ([`Date`]) are real `YYYY-MM-DD` dates (decision 3).
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// A UTC instant with microsecond precision (microseconds since 1970-01-01T00:00:00Z).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// Microseconds in one day.
+    pub const DAY_MICROS: i64 = 86_400_000_000;
+
+    /// The instant as a chrono date-time (clamped to chrono's range, which holds every instant
+    /// Bespin can create).
+    pub fn to_datetime(self) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp_micros(self.0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    /// The instant of a chrono date-time.
+    pub fn from_datetime(dt: DateTime<Utc>) -> Self {
+        Timestamp(dt.timestamp_micros())
+    }
+
+    /// RFC 3339 in UTC with microseconds and `Z`: `2026-11-21T23:37:20.752608Z`.
+    pub fn to_rfc3339(self) -> String {
+        self.to_datetime()
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string()
+    }
+
+    /// The UTC calendar date of this instant.
+    pub fn date(self) -> Date {
+        Date(self.to_datetime().date_naive())
+    }
+
+    /// The billing period (UTC calendar month) containing this instant.
+    pub fn period(self) -> Period {
+        self.date().period()
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+/// A UTC calendar date (`YYYY-MM-DD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Date(pub NaiveDate);
+
+impl Date {
+    /// Parses a strict `YYYY-MM-DD` string naming a real calendar date (no other forms).
+    pub fn parse(s: &str) -> Option<Date> {
+        let b = s.as_bytes();
+        let shape_ok = b.len() == 10
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b.iter()
+                .enumerate()
+                .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+        if !shape_ok {
+            return None;
+        }
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(Date)
+    }
+
+    /// The billing period containing this date.
+    pub fn period(self) -> Period {
+        Period(Date(self.0.with_day(1).unwrap_or(self.0)))
+    }
+
+    /// Midnight UTC at the start of this date.
+    pub fn start(self) -> Timestamp {
+        Timestamp::from_datetime(self.0.and_time(chrono::NaiveTime::MIN).and_utc())
+    }
+}
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.format("%Y-%m-%d"))
+    }
+}
+
+/// A billing period: the UTC calendar month starting on [`Period::start`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Period(Date);
+
+impl Period {
+    /// The period that starts on the first of `date`'s month.
+    pub fn of(date: Date) -> Period {
+        date.period()
+    }
+
+    /// The first day of the period.
+    pub fn start(self) -> Date {
+        self.0
+    }
+
+    /// The first day of the following month (exclusive end).
+    pub fn end(self) -> Date {
+        next_month_start(self.0)
+    }
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The first day of the month after `d`'s month (`2025-03-15` → `2025-04-01`).
+pub fn next_month_start(d: Date) -> Date {
+    let (y, m) = if d.0.month() == 12 {
+        (d.0.year() + 1, 1)
+    } else {
+        (d.0.year(), d.0.month() + 1)
+    };
+    Date(NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(d.0))
+}
+
+/// A source of the current time. The server uses [`SystemClock`]; tests use [`ManualClock`] to
+/// cross day and month boundaries deterministically.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current instant.
+    fn now(&self) -> Timestamp;
+}
+
+/// The operating system's clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_datetime(Utc::now())
+    }
+}
+
+/// A clock that only moves when told to. Clones share the same time.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    /// A clock stopped at `t`.
+    pub fn new(t: Timestamp) -> Self {
+        ManualClock(Arc::new(AtomicI64::new(t.0)))
+    }
+
+    /// A clock stopped at an RFC 3339 instant; `None` if the text does not parse.
+    pub fn at(rfc3339: &str) -> Option<Self> {
+        DateTime::parse_from_rfc3339(rfc3339)
+            .ok()
+            .map(|dt| Self::new(Timestamp::from_datetime(dt.with_timezone(&Utc))))
+    }
+
+    /// Sets the time.
+    pub fn set(&self, t: Timestamp) {
+        self.0.store(t.0, Ordering::SeqCst);
+    }
+
+    /// Moves the time forward by `micros`.
+    pub fn advance(&self, micros: i64) {
+        self.0.fetch_add(micros, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339_with_micros_and_z() {
+        let t = Timestamp(1_700_000_000_000_000);
+        assert_eq!(t.to_rfc3339(), "2023-11-14T22:13:20.000000Z");
+        assert_eq!(
+            Timestamp(1_700_000_000_123_456).to_rfc3339(),
+            "2023-11-14T22:13:20.123456Z"
+        );
+    }
+
+    #[test]
+    fn parses_only_real_dates() {
+        assert!(Date::parse("2026-02-28").is_some());
+        assert!(Date::parse("2026-02-29").is_none());
+        assert!(Date::parse("2026-13-01").is_none());
+        assert!(Date::parse("2026-1-05").is_none());
+        assert!(Date::parse(" 2026-01-05").is_none());
+        assert!(Date::parse("").is_none());
+    }
+
+    #[test]
+    fn periods_roll_over_december() {
+        let d = Date::parse("2025-12-15").expect("date");
+        assert_eq!(d.period().to_string(), "2025-12-01");
+        assert_eq!(d.period().end().to_string(), "2026-01-01");
+        let d = Date::parse("2025-03-15").expect("date");
+        assert_eq!(next_month_start(d).to_string(), "2025-04-01");
+    }
+}

@@ -103,6 +103,14 @@ impl<'a> Meter<'a> {
     }
 }
 
+impl<'a> Meter<'a> {
+    /// [`Meter::check`] inside an open write transaction (for callers composing operations
+    /// with [`crate::Bespin::transaction`]).
+    pub fn check_in(self, tx: &WriteTx, ctx: &Ctx, tenant_id: &str) -> Result<Permit<'a>> {
+        self.check(tx, ctx, tenant_id)
+    }
+}
+
 /// The weight and price of an event type at the moment of a check.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Price {
@@ -248,6 +256,7 @@ pub(crate) fn check_quota(
 /// How many units of `event_key` the tenant's credits and cap still allow this period (the
 /// notification allowance of 30 §6.3). A zero weight means the credits do not limit it.
 /// `Ok(0)` when the tenant is not entitled to meter at all.
+#[allow(dead_code)] // Used by the daily-brief runner and the Core OS (issues 4 and 5).
 pub(crate) fn units_allowed(
     r: &impl Reader,
     ctx: &Ctx,

@@ -519,11 +519,16 @@ pub fn coerce_number(v: &Value) -> std::result::Result<f64, (&'static str, &'sta
 pub fn coerce_bool(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if f == 1.0 => Some(true),
-            Some(f) if f == 0.0 => Some(false),
-            _ => None,
-        },
+        Value::Number(n) => {
+            let f = n.as_f64()?;
+            if f == 1.0 {
+                Some(true)
+            } else if f == 0.0 {
+                Some(false)
+            } else {
+                None
+            }
+        }
         Value::String(s) => match s.to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" | "1" | "t" | "y" => Some(true),
             "false" | "no" | "off" | "0" | "f" | "n" => Some(false),

@@ -180,6 +180,17 @@ impl WriteTx {
     }
 }
 
+/// A visitor of raw rows during a scan.
+pub(crate) type RawVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<Flow> + 'a;
+
+type RawItem<'a> = std::result::Result<
+    (
+        redb::AccessGuard<'a, &'static [u8]>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
+
 /// Read access shared by [`ReadTx`] and [`WriteTx`].
 pub(crate) trait Reader {
     /// The raw bytes stored under `key`.
@@ -192,7 +203,7 @@ pub(crate) trait Reader {
         lo: Bound<&[u8]>,
         hi: Bound<&[u8]>,
         order: Order,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<Flow>,
+        visit: &mut RawVisitor<'_>,
     ) -> Result<()>;
 
     /// The record stored under `key`.
@@ -299,17 +310,10 @@ fn scan_table<T: ReadableTable<&'static [u8], &'static [u8]>>(
     lo: Bound<&[u8]>,
     hi: Bound<&[u8]>,
     order: Order,
-    visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<Flow>,
+    visit: &mut RawVisitor<'_>,
 ) -> Result<()> {
     let range = table.range::<&[u8]>((lo, hi))?;
-    let mut step = |item: std::result::Result<
-        (
-            redb::AccessGuard<'_, &'static [u8]>,
-            redb::AccessGuard<'_, &'static [u8]>,
-        ),
-        redb::StorageError,
-    >|
-     -> Result<Flow> {
+    let mut step = |item: RawItem<'_>| -> Result<Flow> {
         let (k, v) = item?;
         visit(k.value(), v.value())
     };
@@ -344,7 +348,7 @@ impl Reader for ReadTx {
         lo: Bound<&[u8]>,
         hi: Bound<&[u8]>,
         order: Order,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<Flow>,
+        visit: &mut RawVisitor<'_>,
     ) -> Result<()> {
         let t = self.tx.open_table(Raw::new(table))?;
         scan_table(&t, lo, hi, order, visit)
@@ -364,7 +368,7 @@ impl Reader for WriteTx {
         lo: Bound<&[u8]>,
         hi: Bound<&[u8]>,
         order: Order,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<Flow>,
+        visit: &mut RawVisitor<'_>,
     ) -> Result<()> {
         let t = self.tx.open_table(Raw::new(table))?;
         scan_table(&t, lo, hi, order, visit)

@@ -35,6 +35,7 @@ impl Record for UserRec {}
 
 /// Input of [`Bespin::create_tenant`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewTenant {
     /// Display name, 1–255 characters.
     pub name: String,
@@ -62,6 +63,7 @@ impl NewTenant {
 
 /// Input of [`Bespin::create_user`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewUser {
     /// Must equal the caller's tenant (the contract keeps this redundant field).
     pub tenant_id: String,

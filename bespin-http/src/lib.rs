@@ -1,1 +1,152 @@
-pub fn x() {}
+//! # Bespin HTTP server
+//!
+//! A thin hyper layer over [`bespin_core`]: each handler parses the request, calls one core
+//! operation and renders the result. Business rules live in the core. The contract is the one in
+//! `shared/spec/`; [`serve`] runs it on a listener, so tests and embedders reuse the exact server
+//! the `bespin` binary runs.
+
+pub mod config;
+mod cors;
+mod error;
+mod extract;
+mod headers;
+pub mod openapi;
+mod pipeline;
+mod ratelimit;
+mod reply;
+pub mod router;
+mod routes;
+pub mod testing;
+
+pub use config::Config;
+pub use error::ApiError;
+
+use bespin_core::Bespin;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Everything a request handler can reach.
+pub struct AppState {
+    /// The database.
+    pub bespin: Bespin,
+    /// The server settings.
+    pub config: Config,
+    limiter: ratelimit::RateLimiter,
+    router: router::Router,
+}
+
+impl AppState {
+    /// State for `bespin` with `config`.
+    pub fn new(bespin: Bespin, config: Config) -> Arc<AppState> {
+        let limiter = ratelimit::RateLimiter::new(config.rate_limit);
+        Arc::new(AppState {
+            bespin,
+            config,
+            limiter,
+            router: routes::router(),
+        })
+    }
+
+    /// Every route served.
+    pub fn routes(&self) -> &[router::Route] {
+        self.router.routes()
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then stops accepting and lets
+/// in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::TokioIo;
+    use hyper_util::server::graceful::GracefulShutdown;
+
+    let graceful = GracefulShutdown::new();
+    let purge = tokio::spawn(purge_loop(state.clone()));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    pipeline::handle(state.clone(), peer, req)
+                });
+                let mut builder = http1::Builder::new();
+                builder.timer(hyper_util::rt::TokioTimer::new());
+                builder.header_read_timeout(std::time::Duration::from_secs(10));
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let fut = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = fut.await {
+                        tracing::debug!("connection error: {e}");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    purge.abort();
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Purges expired idempotency records once a minute.
+async fn purge_loop(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let db = state.bespin.clone();
+        match tokio::task::spawn_blocking(move || db.purge_expired_idempotency()).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "expired idempotency records"),
+            Ok(Err(e)) => tracing::warn!("idempotency purge failed: {e}"),
+            _ => {}
+        }
+    }
+}
+
+/// Binds `addr` and serves until Ctrl-C or SIGTERM.
+pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let bespin = Bespin::open(&config.db_path)?;
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    tracing::info!(%addr, db = %config.db_path.display(), "bespin listening");
+    let state = AppState::new(bespin, config);
+    serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("bespin stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -450,6 +450,7 @@ fn all_events(r: &impl Reader, only_active: bool) -> Result<Vec<MeteredEvent>> {
 
 /// Input of [`Bespin::admin_create_metered_event`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewMeteredEvent {
     /// 1–100 characters.
     pub event_key: String,
@@ -460,8 +461,10 @@ pub struct NewMeteredEvent {
     /// 1–50 characters.
     pub unit_name: String,
     /// ≥ 0.
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
     pub credits_per_unit: Amount,
     /// ≥ 0.
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
     pub list_price_per_credit: Amount,
     /// Default true.
     pub billable: bool,
@@ -516,6 +519,7 @@ impl NewMeteredEvent {
 
 /// Input of [`Bespin::admin_update_metered_event`]: absent or null fields stay unchanged.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MeteredEventPatch {
     /// New display name (1–255).
     pub display_name: Option<String>,
@@ -524,8 +528,10 @@ pub struct MeteredEventPatch {
     /// New unit name (1–50).
     pub unit_name: Option<String>,
     /// New weight (≥ 0); applies to later emissions only.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
     pub credits_per_unit: Option<Amount>,
     /// New list price (≥ 0); applies to later emissions only.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
     pub list_price_per_credit: Option<Amount>,
     /// New billable flag.
     pub billable: Option<bool>,
@@ -559,6 +565,7 @@ impl MeteredEventPatch {
 
 /// Input of [`Bespin::admin_create_plan`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewPlan {
     /// 1–100 characters.
     pub plan_id: String,
@@ -567,6 +574,7 @@ pub struct NewPlan {
     /// ≥ 0.
     pub included_credits: i64,
     /// ≥ 0.
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
     pub overage_price_per_credit: Amount,
 }
 
@@ -594,12 +602,14 @@ impl NewPlan {
 
 /// Input of [`Bespin::admin_update_plan`]: absent or null fields stay unchanged.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanPatch {
     /// New name (1–255).
     pub name: Option<String>,
     /// New allowance (≥ 0); applies at once to the current period.
     pub included_credits: Option<i64>,
     /// New overage price (≥ 0).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
     pub overage_price_per_credit: Option<Amount>,
 }
 

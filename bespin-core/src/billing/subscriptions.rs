@@ -80,12 +80,14 @@ pub(crate) fn create_default(tx: &mut WriteTx, ctx: &Ctx, tenant_id: &str) -> Re
 
 /// Input of [`Bespin::admin_set_subscription`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubscriptionUpdate {
     /// The plan to move to (1–100 characters; must exist).
     pub plan_id: String,
     /// `active` (default) or `suspended`.
     pub status: String,
     /// A new stored period start (a real date); the end becomes the first of the next month.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
     pub period_start: Option<Date>,
 }
 

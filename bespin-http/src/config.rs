@@ -1,0 +1,136 @@
+//! Server settings, from the command line and the environment (10 §9).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Tenant-creation rate limit settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Whether limiting is on (`RATE_LIMIT_DISABLED=1` turns it off).
+    pub enabled: bool,
+    /// Creations allowed per window per client (`RATE_LIMIT_TENANT_CREATE`, default 10).
+    pub limit: usize,
+    /// Window length in seconds (`RATE_LIMIT_WINDOW_SECONDS`, default 60).
+    pub window_secs: u64,
+}
+
+/// Everything the server reads at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address (`--listen`, `BESPIN_LISTEN`, default `127.0.0.1:8000`).
+    pub listen: SocketAddr,
+    /// Database file (`--db`, `BESPIN_DB`, default `./bespin.redb`).
+    pub db_path: PathBuf,
+    /// Trust the first `X-Forwarded-For` entry as the client address (`--trust-proxy`,
+    /// `BESPIN_TRUST_PROXY=1`). Only set this behind a proxy that overwrites the header.
+    pub trust_proxy: bool,
+    /// Tenant-creation rate limit.
+    pub rate_limit: RateLimit,
+    /// Allowed CORS origins (`CORS_ORIGINS`).
+    pub cors_origins: Vec<String>,
+    /// `/ui` and `/app` enabled (`PLAYGROUND_UI_ENABLED=1`).
+    pub playground_ui: bool,
+    /// `/console` enabled (`DEV_CONSOLE_ENABLED=1`).
+    pub dev_console: bool,
+    /// Console key (`DEV_CONSOLE_KEY`).
+    pub dev_console_key: String,
+    /// Largest request body accepted, in bytes (`BESPIN_MAX_BODY_BYTES`, default 10 MiB).
+    pub max_body_bytes: usize,
+    /// Platform-admin key fixed at start-up; when `None` the `PLATFORM_ADMIN_KEY` environment
+    /// variable is read on every request, as the contract says.
+    pub platform_admin_key: Option<String>,
+}
+
+const DEFAULT_ORIGINS: [&str; 4] = [
+    "http://localhost:3000",
+    "http://localhost:8000",
+    "http://127.0.0.1:3000",
+    "http://127.0.0.1:8000",
+];
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            db_path: PathBuf::from("./bespin.redb"),
+            trust_proxy: false,
+            rate_limit: RateLimit {
+                enabled: true,
+                limit: 10,
+                window_secs: 60,
+            },
+            cors_origins: DEFAULT_ORIGINS.iter().map(|s| s.to_string()).collect(),
+            playground_ui: false,
+            dev_console: false,
+            dev_console_key: "dev-console-secret".into(),
+            max_body_bytes: 10 * 1024 * 1024,
+            platform_admin_key: None,
+        }
+    }
+}
+
+impl Config {
+    /// Settings from the environment (the variables of 10 §9 plus `BESPIN_*`).
+    pub fn from_env() -> Result<Config, String> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Settings from any variable lookup (testable without touching the process environment).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let mut c = Config::default();
+        if let Some(v) = get("BESPIN_LISTEN") {
+            c.listen = v
+                .parse()
+                .map_err(|_| format!("BESPIN_LISTEN: not an address: {v}"))?;
+        }
+        if let Some(v) = get("BESPIN_DB") {
+            c.db_path = PathBuf::from(v);
+        }
+        c.trust_proxy = get("BESPIN_TRUST_PROXY").as_deref() == Some("1");
+        c.rate_limit.enabled = get("RATE_LIMIT_DISABLED").as_deref() != Some("1");
+        if let Some(v) = get("RATE_LIMIT_TENANT_CREATE") {
+            c.rate_limit.limit = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("RATE_LIMIT_TENANT_CREATE: {v}"))?;
+        }
+        if let Some(v) = get("RATE_LIMIT_WINDOW_SECONDS") {
+            c.rate_limit.window_secs = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("RATE_LIMIT_WINDOW_SECONDS: {v}"))?;
+        }
+        if let Some(v) = get("CORS_ORIGINS") {
+            let list: Vec<String> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if !list.is_empty() {
+                c.cors_origins = list;
+            }
+        }
+        c.playground_ui = get("PLAYGROUND_UI_ENABLED").as_deref() == Some("1");
+        c.dev_console = get("DEV_CONSOLE_ENABLED").as_deref() == Some("1");
+        if let Some(v) = get("DEV_CONSOLE_KEY") {
+            c.dev_console_key = v;
+        }
+        if let Some(v) = get("BESPIN_MAX_BODY_BYTES") {
+            c.max_body_bytes = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("BESPIN_MAX_BODY_BYTES: {v}"))?;
+        }
+        Ok(c)
+    }
+
+    /// The platform-admin key in force now (fixed, or the environment variable read now).
+    pub fn admin_key(&self) -> Option<String> {
+        match &self.platform_admin_key {
+            Some(k) => Some(k.clone()),
+            None => std::env::var("PLATFORM_ADMIN_KEY").ok(),
+        }
+        .filter(|k| !k.is_empty())
+    }
+}

@@ -1,0 +1,188 @@
+//! What handlers read from a request: the JSON body, credentials, the idempotency key, query
+//! and path parameters, the platform-admin key.
+
+use crate::AppState;
+use crate::error::ApiError;
+use bespin_core::{Credentials, Error, FieldError, LocPart, Principal};
+use bytes::Bytes;
+use hyper::HeaderMap;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use subtle::ConstantTimeEq;
+
+/// A request as handlers see it.
+#[derive(Debug)]
+pub struct Req {
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// The raw query string.
+    pub query: String,
+    /// Path parameters by name (percent-decoded).
+    pub params: HashMap<String, String>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Req {
+    /// A header's value, trimmed; blank counts as absent. Bytes that are not UTF-8 are
+    /// replaced, so such a value is compared (and refused) like any other.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// A path parameter.
+    pub fn param(&self, name: &str) -> &str {
+        self.params.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    /// The body parsed as JSON (whatever the content type). Empty → 422 `missing` at `body`;
+    /// malformed → 422 `json_invalid` at `["body", <character offset>]`.
+    pub fn json(&self) -> Result<Value, ApiError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::body(Error::field(FieldError::new(
+                "missing",
+                vec![],
+                "Field required",
+                Value::Null,
+            ))));
+        }
+        let text = std::str::from_utf8(&self.body).map_err(|e| {
+            json_invalid(
+                String::from_utf8_lossy(&self.body[..e.valid_up_to()])
+                    .chars()
+                    .count(),
+                "invalid UTF-8",
+            )
+        })?;
+        serde_json::from_str(text).map_err(|e| {
+            let mut at = char_offset(text, e.line(), e.column());
+            let message = e.to_string();
+            if message.starts_with("expected ident") || message.starts_with("expected value") {
+                // serde_json points past the bad token's first letters; point at its start.
+                let chars: Vec<char> = text.chars().collect();
+                while at > 0 && chars.get(at - 1).is_some_and(|c| c.is_alphanumeric()) {
+                    at -= 1;
+                }
+            }
+            json_invalid(at, &message)
+        })
+    }
+
+    /// The tenant credentials.
+    pub fn credentials(&self) -> Credentials {
+        let (t, u, k) = (
+            self.header("x-tenant-id"),
+            self.header("x-user-id"),
+            self.header("x-api-key"),
+        );
+        Credentials::new(t.as_deref(), u.as_deref(), k.as_deref())
+    }
+
+    /// Authenticates the tenant credentials (400/401/403 on failure).
+    pub fn principal(&self, state: &AppState) -> Result<Principal, ApiError> {
+        state
+            .bespin
+            .authenticate(&self.credentials())
+            .map_err(ApiError::body)
+    }
+
+    /// The `Idempotency-Key` header (400 when absent or blank).
+    pub fn idempotency_key(&self) -> Result<String, ApiError> {
+        self.header("idempotency-key")
+            .ok_or_else(|| ApiError::body(Error::MissingHeader("Idempotency-Key")))
+    }
+
+    /// The query parameters (last value wins).
+    pub fn query_map(&self) -> HashMap<String, String> {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&self.query)
+            .unwrap_or_default()
+            .into_iter()
+            .collect()
+    }
+
+    /// Checks the platform-admin key; any failure is the same 404 as an unknown path.
+    pub fn require_platform_admin(&self, state: &AppState) -> Result<(), ApiError> {
+        let expected = state.config.admin_key();
+        let given = self.header("x-platform-admin-key");
+        let given = given.as_deref();
+        match (expected, given) {
+            (Some(e), Some(g)) if bool::from(e.as_bytes().ct_eq(g.as_bytes())) => Ok(()),
+            _ => Err(ApiError::body(Error::NotFound("Not Found".into()))),
+        }
+    }
+}
+
+/// Integer query parameters: each absent one is `None`; every bad one is reported in one 422.
+pub fn query_ints(
+    q: &HashMap<String, String>,
+    names: &[&str],
+) -> Result<Vec<Option<i64>>, ApiError> {
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    for name in names {
+        match q.get(*name) {
+            None => out.push(None),
+            Some(s) => match s.trim().parse::<i64>() {
+                Ok(v) => out.push(Some(v)),
+                Err(_) => {
+                    errors.push(FieldError::new(
+                        "int_parsing",
+                        vec![LocPart::from(*name)],
+                        "Input should be a valid integer, unable to parse string as an integer",
+                        Value::String(s.clone()),
+                    ));
+                    out.push(None);
+                }
+            },
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ApiError::query(Error::Validation(errors)))
+    }
+}
+
+fn json_invalid(offset: usize, message: &str) -> ApiError {
+    ApiError::body(Error::field(
+        FieldError::new(
+            "json_invalid",
+            vec![LocPart::Index(offset)],
+            "JSON decode error",
+            json!({}),
+        )
+        .with_ctx(json!({ "error": message })),
+    ))
+}
+
+/// The 0-based character offset of serde_json's 1-based (line, byte column) position.
+fn char_offset(text: &str, line: usize, column: usize) -> usize {
+    let mut offset = 0usize;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            let col = column.saturating_sub(1).min(l.len());
+            let mut end = col;
+            while !l.is_char_boundary(end) {
+                end -= 1;
+            }
+            return offset + l[..end].chars().count();
+        }
+        offset += l.chars().count();
+    }
+    offset
+}
+
+#[cfg(test)]
+mod tests {
+    use super::char_offset;
+
+    #[test]
+    fn offsets_count_characters() {
+        assert_eq!(char_offset("notjson", 1, 1), 0);
+        assert_eq!(char_offset("{\"a\":}", 1, 6), 5);
+        assert_eq!(char_offset("{\n\"é\":}", 2, 6), 6);
+    }
+}

@@ -1,0 +1,33 @@
+//! Security and cache headers (10 §8.1), added to every response, errors and 429s included.
+
+use hyper::HeaderMap;
+use hyper::header::{HeaderName, HeaderValue};
+
+const SECURITY: [(&str, &str); 5] = [
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("x-xss-protection", "1; mode=block"),
+    ("referrer-policy", "strict-origin-when-cross-origin"),
+    (
+        "permissions-policy",
+        "geolocation=(), microphone=(), camera=()",
+    ),
+];
+
+/// Adds the security headers, and the no-store cache headers unless the path is a browser page
+/// (`/console…`, `/ui…`).
+pub fn apply(path: &str, headers: &mut HeaderMap) {
+    for (k, v) in SECURITY {
+        headers.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+    }
+    if !(path.starts_with("/console") || path.starts_with("/ui")) {
+        headers.insert(
+            HeaderName::from_static("cache-control"),
+            HeaderValue::from_static("no-store, no-cache, must-revalidate, private"),
+        );
+        headers.insert(
+            HeaderName::from_static("pragma"),
+            HeaderValue::from_static("no-cache"),
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! The request pipeline: rate limit → CORS preflight → routing → body → handler (on the
+//! blocking pool) → CORS and security headers → one log line.
+
+use crate::AppState;
+use crate::extract::Req;
+use crate::reply::Reply;
+use crate::router::Found;
+use crate::{cors, headers};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Handles one request; never fails (every failure is a response).
+pub async fn handle(
+    state: Arc<AppState>,
+    peer: SocketAddr,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let raw_path = req.uri().path().to_owned();
+    let path = percent_encoding::percent_decode_str(&raw_path)
+        .decode_utf8_lossy()
+        .into_owned();
+    let request_headers = req.headers().clone();
+    let (reply, route) = respond(&state, peer, req, &method, &path).await;
+    let status = reply.status;
+    let mut response = Response::new(Full::new(reply.body));
+    *response.status_mut() = reply.status;
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(reply.content_type) {
+        h.insert(hyper::header::CONTENT_TYPE, v);
+    }
+    for (name, value) in reply.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.append(HeaderName::from_static(name), v);
+        }
+    }
+    cors::apply(&state.config, &request_headers, h);
+    headers::apply(&path, h);
+    tracing::info!(
+        method = %method,
+        path = %raw_path,
+        route = route.unwrap_or("-"),
+        status = status.as_u16(),
+        ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
+        "request"
+    );
+    Ok(response)
+}
+
+async fn respond(
+    state: &Arc<AppState>,
+    peer: SocketAddr,
+    req: Request<hyper::body::Incoming>,
+    method: &Method,
+    path: &str,
+) -> (Reply, Option<&'static str>) {
+    if method == Method::POST && req.uri().path() == "/v1/tenants" {
+        let client = client_id(state, peer, req.headers());
+        if let Err(wait) = state.limiter.check(&client, Instant::now()) {
+            let s = state.limiter.settings();
+            let body = serde_json::json!({
+                "detail": format!("Rate limit exceeded. Maximum {} requests per {} seconds.", s.limit, s.window_secs),
+                "error": "rate_limit_exceeded",
+            });
+            return (
+                Reply::json(StatusCode::TOO_MANY_REQUESTS, &body)
+                    .with_header("retry-after", wait.to_string()),
+                None,
+            );
+        }
+    }
+    if let Some(reply) = cors::preflight(&state.config, method, req.headers()) {
+        return (reply, None);
+    }
+    let (route, params) = match state.router.find(method, path) {
+        Found::Handler(route, params) => (route, params),
+        Found::MethodNotAllowed(allow) => {
+            return (
+                Reply::detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+                    .with_header("allow", allow),
+                None,
+            );
+        }
+        Found::NotFound => {
+            if let Some(stripped) = path
+                .strip_suffix('/')
+                .filter(|p| !p.is_empty() && state.router.has_path(p))
+            {
+                let reply = Reply::raw(
+                    StatusCode::TEMPORARY_REDIRECT,
+                    "text/plain; charset=utf-8",
+                    Bytes::new(),
+                )
+                .with_header("location", stripped.to_owned());
+                return (reply, None);
+            }
+            return (Reply::detail(StatusCode::NOT_FOUND, "Not Found"), None);
+        }
+    };
+    let route_path = route.path;
+    let handler = route.handler;
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, state.config.max_body_bytes)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return (
+                    Reply::detail(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"),
+                    Some(route_path),
+                );
+            }
+            return (
+                Reply::detail(StatusCode::BAD_REQUEST, "Could not read the request body"),
+                Some(route_path),
+            );
+        }
+    };
+    let query = parts.uri.query().unwrap_or("").to_owned();
+    let request = Req {
+        headers: parts.headers,
+        query,
+        params,
+        body,
+    };
+    let state = state.clone();
+    let reply = match tokio::task::spawn_blocking(move || handler(&state, &request)).await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(e)) => e.into_reply(),
+        Err(e) => {
+            tracing::error!("handler panicked: {e}");
+            Reply::internal()
+        }
+    };
+    (reply, Some(route_path))
+}
+
+fn client_id(state: &AppState, peer: SocketAddr, headers: &hyper::HeaderMap) -> String {
+    if state.config.trust_proxy
+        && let Some(first) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    {
+        return first.to_owned();
+    }
+    peer.ip().to_string()
+}

@@ -1,0 +1,100 @@
+//! The platform-admin API under `/v1/admin` (hidden behind a 404 without the admin key).
+
+use super::route;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::Req;
+use crate::openapi::{Auth, Doc, list_of, schema};
+use crate::reply::Reply;
+use crate::router::Route;
+use bespin_core::billing::catalog::{
+    self, MeteredEvent, MeteredEventPatch, NewMeteredEvent, NewPlan, Plan, PlanCap, PlanPatch,
+};
+use bespin_core::billing::subscriptions::{Subscription, SubscriptionUpdate};
+use serde_json::Value;
+
+pub fn routes() -> Vec<Route> {
+    let a = |summary| Doc::new("admin", summary, Auth::PlatformAdmin);
+    vec![
+        route!(GET "/v1/admin/metered-events" => list_events, a("All metered event types").ok(200, list_of::<MeteredEvent>)),
+        route!(POST "/v1/admin/metered-events" => create_event, a("Add a metered event type").body(schema::<NewMeteredEvent>).ok(201, schema::<MeteredEvent>)),
+        route!(PUT "/v1/admin/metered-events/{event_key}" => update_event, a("Change a metered event type").body(schema::<MeteredEventPatch>).ok(200, schema::<MeteredEvent>)),
+        route!(GET "/v1/admin/plans" => list_plans, a("All plans").ok(200, list_of::<Plan>)),
+        route!(POST "/v1/admin/plans" => create_plan, a("Add a plan").body(schema::<NewPlan>).ok(201, schema::<Plan>)),
+        route!(PUT "/v1/admin/plans/{plan_id}" => update_plan, a("Change a plan").body(schema::<PlanPatch>).ok(200, schema::<Plan>)),
+        route!(PUT "/v1/admin/plans/{plan_id}/capabilities" => set_capabilities, a("Replace a plan's capabilities").ok(200, list_of::<String>)),
+        route!(PUT "/v1/admin/plans/{plan_id}/caps" => set_caps, a("Replace a plan's event caps").ok(200, list_of::<PlanCap>)),
+        route!(PUT "/v1/admin/tenants/{tenant_id}/subscription" => set_subscription, a("Set a tenant's plan and status")
+            .body(schema::<SubscriptionUpdate>).ok(200, schema::<Subscription>)),
+    ]
+}
+
+/// Parses the body (malformed JSON is reported first), then checks the admin key.
+fn admin_body(s: &AppState, r: &Req) -> Result<Value, ApiError> {
+    let body = r.json();
+    if let Err(e) = &body
+        && e.error.code() == "validation_error"
+        && r.body.iter().any(|b| !b.is_ascii_whitespace())
+    {
+        return body;
+    }
+    r.require_platform_admin(s)?;
+    body
+}
+
+fn list_events(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    r.require_platform_admin(s)?;
+    Ok(Reply::ok(&s.bespin.admin_metered_events()?))
+}
+
+fn create_event(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let req = NewMeteredEvent::from_json(&admin_body(s, r)?)?;
+    Ok(Reply::created(&s.bespin.admin_create_metered_event(req)?))
+}
+
+fn update_event(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let patch = MeteredEventPatch::from_json(&admin_body(s, r)?)?;
+    Ok(Reply::ok(
+        &s.bespin
+            .admin_update_metered_event(r.param("event_key"), patch)?,
+    ))
+}
+
+fn list_plans(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    r.require_platform_admin(s)?;
+    Ok(Reply::ok(&s.bespin.admin_plans()?))
+}
+
+fn create_plan(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let req = NewPlan::from_json(&admin_body(s, r)?)?;
+    Ok(Reply::created(&s.bespin.admin_create_plan(req)?))
+}
+
+fn update_plan(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let patch = PlanPatch::from_json(&admin_body(s, r)?)?;
+    Ok(Reply::ok(
+        &s.bespin.admin_update_plan(r.param("plan_id"), patch)?,
+    ))
+}
+
+fn set_capabilities(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caps = catalog::capabilities_from_json(&admin_body(s, r)?)?;
+    Ok(Reply::ok(
+        &s.bespin
+            .admin_set_plan_capabilities(r.param("plan_id"), caps)?,
+    ))
+}
+
+fn set_caps(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caps = catalog::caps_from_json(&admin_body(s, r)?)?;
+    Ok(Reply::ok(
+        &s.bespin.admin_set_plan_caps(r.param("plan_id"), caps)?,
+    ))
+}
+
+fn set_subscription(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let req = SubscriptionUpdate::from_json(&admin_body(s, r)?)?;
+    Ok(Reply::ok(
+        &s.bespin.admin_set_subscription(r.param("tenant_id"), req)?,
+    ))
+}

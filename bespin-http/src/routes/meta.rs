@@ -1,0 +1,126 @@
+//! `/`, `/healthz`, the API documentation, and the browser-page switches.
+
+use super::route;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::Req;
+use crate::openapi::{Auth, Doc, schema};
+use crate::reply::Reply;
+use crate::router::Route;
+use hyper::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// `GET /`.
+#[derive(Serialize, ToSchema)]
+pub struct Root {
+    message: &'static str,
+    version: &'static str,
+}
+
+/// `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    status: &'static str,
+    database: &'static str,
+}
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        route!(GET "/" => root, Doc::new("meta", "Service name and version", Auth::Open).ok(200, schema::<Root>)),
+        route!(GET "/healthz" => healthz, Doc::new("meta", "Health check: the database answers a read", Auth::Open).ok(200, schema::<Health>)),
+        route!(GET "/openapi.json" => openapi_json, Doc::new("meta", "This OpenAPI document", Auth::Hidden)),
+        route!(GET "/docs" => docs, Doc::new("meta", "Interactive API documentation", Auth::Hidden)),
+        route!(GET "/docs/{*file}" => docs, Doc::new("meta", "Documentation assets", Auth::Hidden)),
+        route!(GET "/redoc" => redoc, Doc::new("meta", "Alias of /docs", Auth::Hidden)),
+        route!(GET "/ui" => ui, Doc::new("pages", "Chat playground", Auth::Hidden)),
+        route!(GET "/app" => app, Doc::new("pages", "Core OS workspace", Auth::Hidden)),
+        route!(GET "/console" => console, Doc::new("pages", "Developer console", Auth::Hidden)),
+        route!(GET "/console/{*rest}" => console, Doc::new("pages", "Developer console", Auth::Hidden)),
+    ]
+}
+
+fn root(_: &AppState, _: &Req) -> Result<Reply, ApiError> {
+    Ok(Reply::ok(&Root {
+        message: "Bespin Tool Invocation Gateway",
+        version: "0.1.0",
+    }))
+}
+
+fn healthz(s: &AppState, _: &Req) -> Result<Reply, ApiError> {
+    Ok(match s.bespin.health() {
+        Ok(()) => Reply::ok(&Health {
+            status: "ok",
+            database: "connected",
+        }),
+        Err(e) => {
+            tracing::error!("health check failed: {e}");
+            Reply::detail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"status": "unhealthy", "database": "disconnected"}),
+            )
+        }
+    })
+}
+
+fn openapi_json(s: &AppState, _: &Req) -> Result<Reply, ApiError> {
+    Ok(Reply::raw(
+        StatusCode::OK,
+        "application/json",
+        crate::openapi::json(s.routes()),
+    ))
+}
+
+fn docs(_: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    match crate::openapi::swagger_file(r.param("file")) {
+        Some((bytes, content_type)) => {
+            let ct: &'static str = match content_type.as_str() {
+                t if t.starts_with("text/html") => "text/html; charset=utf-8",
+                t if t.contains("javascript") => "text/javascript; charset=utf-8",
+                t if t.starts_with("text/css") => "text/css; charset=utf-8",
+                t if t.starts_with("image/png") => "image/png",
+                _ => "application/octet-stream",
+            };
+            Ok(Reply::raw(StatusCode::OK, ct, bytes))
+        }
+        None => Ok(Reply::detail(StatusCode::NOT_FOUND, "Not Found")),
+    }
+}
+
+fn redoc(_: &AppState, _: &Req) -> Result<Reply, ApiError> {
+    Ok(Reply::raw(
+        StatusCode::TEMPORARY_REDIRECT,
+        "text/plain; charset=utf-8",
+        "",
+    )
+    .with_header("location", "/docs/"))
+}
+
+const PLACEHOLDER: &str = "<!doctype html><meta charset=utf-8><title>Bespin</title><p>This page arrives in a later release; the JSON API is at <a href=/docs/>/docs</a>.";
+
+fn ui(s: &AppState, _: &Req) -> Result<Reply, ApiError> {
+    if !s.config.playground_ui {
+        return Ok(Reply::detail(
+            StatusCode::NOT_FOUND,
+            "Playground UI is disabled. Set PLAYGROUND_UI_ENABLED=1 to enable.",
+        ));
+    }
+    Ok(Reply::html(PLACEHOLDER))
+}
+
+fn app(s: &AppState, _: &Req) -> Result<Reply, ApiError> {
+    if !s.config.playground_ui {
+        return Ok(Reply::detail(
+            StatusCode::NOT_FOUND,
+            "Core OS UI is disabled. Set PLAYGROUND_UI_ENABLED=1 to enable.",
+        ));
+    }
+    Ok(Reply::html(PLACEHOLDER))
+}
+
+fn console(s: &AppState, _: &Req) -> Result<Reply, ApiError> {
+    if !s.config.dev_console {
+        return Ok(Reply::detail(StatusCode::NOT_FOUND, "Not Found"));
+    }
+    Ok(Reply::html(PLACEHOLDER))
+}

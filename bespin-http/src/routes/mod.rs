@@ -1,0 +1,38 @@
+//! One file per resource; each exposes `routes()` with its part of the table.
+
+mod admin;
+mod billing;
+mod limits;
+mod meta;
+mod tenancy;
+
+use crate::router::{Route, Router};
+
+/// Declares a route: `route!(METHOD "/path" => handler, doc)`.
+macro_rules! route {
+    ($method:ident $path:literal => $handler:path, $doc:expr) => {
+        $crate::router::Route {
+            method: hyper::Method::$method,
+            path: $path,
+            handler: $handler,
+            doc: $doc,
+        }
+    };
+}
+pub(crate) use route;
+
+/// Every route of the server.
+pub fn all() -> Vec<Route> {
+    let mut r = Vec::new();
+    r.extend(meta::routes());
+    r.extend(tenancy::routes());
+    r.extend(limits::routes());
+    r.extend(billing::routes());
+    r.extend(admin::routes());
+    r
+}
+
+/// The router over [`all`].
+pub fn router() -> Router {
+    Router::new(all())
+}

@@ -1,0 +1,204 @@
+//! A test harness: the real server on a free local port, and a tiny HTTP/1.1 client that can
+//! send anything (malformed bodies, odd headers). Used by this crate's tests and the
+//! workspace's integration tests.
+
+use crate::{AppState, Config};
+use bespin_core::Bespin;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+/// A running server; stops when dropped.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The database it serves (for direct inspection).
+    pub bespin: Bespin,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A response as the test client saw it.
+#[derive(Debug, Clone)]
+pub struct TestResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers, lower-cased names (repeated headers joined with `, `).
+    pub headers: HashMap<String, String>,
+    /// Body text.
+    pub body: String,
+}
+
+impl TestResponse {
+    /// The body as JSON (`Value::Null` if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// A header value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+}
+
+impl TestServer {
+    /// Starts a server with an in-memory database and `config` (its listen address is ignored).
+    pub fn start(config: Config) -> TestServer {
+        Self::start_with(
+            Bespin::open_in_memory().expect("in-memory database"),
+            config,
+        )
+    }
+
+    /// Starts a server over `bespin`.
+    pub fn start_with(bespin: Bespin, config: Config) -> TestServer {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let db = bespin.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                addr_tx
+                    .send(listener.local_addr().expect("addr"))
+                    .expect("send addr");
+                let state = AppState::new(db, config);
+                let _ = crate::serve(listener, state, async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            });
+        });
+        let addr = addr_rx.recv().expect("server address");
+        TestServer {
+            addr,
+            bespin,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Sends a raw request (`head` is everything before the body, without the final blank
+    /// line and without `Content-Length`) and reads the response.
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> TestResponse {
+        let mut s = TcpStream::connect(self.addr).expect("connect");
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        s.write_all(head.as_bytes()).expect("write head");
+        s.write_all(body).expect("write body");
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).expect("read");
+        parse_response(&buf)
+    }
+
+    /// Sends a request with an optional JSON body.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> TestResponse {
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let mut h: Vec<(&str, &str)> = headers.to_vec();
+        if body.is_some() {
+            h.push(("Content-Type", "application/json"));
+        }
+        self.raw(method, path, &h, &bytes)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn parse_response(buf: &[u8]) -> TestResponse {
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(buf.len());
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let mut body = buf.get(split + 4..).unwrap_or_default().to_vec();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let mut headers: HashMap<String, String> = HashMap::new();
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            let k = k.trim().to_ascii_lowercase();
+            let v = v.trim().to_owned();
+            headers
+                .entry(k)
+                .and_modify(|e| {
+                    e.push_str(", ");
+                    e.push_str(&v);
+                })
+                .or_insert(v);
+        }
+    }
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|t| t.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    TestResponse {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(pos) = b.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..pos]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = pos + 2;
+        out.extend_from_slice(b.get(start..start + size).unwrap_or_default());
+        b = b.get(start + size + 2..).unwrap_or_default();
+    }
+    out
+}
+
+/// A config for tests: rate limit off, a fixed platform-admin key `test-admin-key`.
+pub fn test_config() -> Config {
+    let mut c = Config::default();
+    c.rate_limit.enabled = false;
+    c.platform_admin_key = Some("test-admin-key".into());
+    c
+}

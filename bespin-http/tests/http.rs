@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The server over real HTTP: conventions (errors, headers, CORS, rate limit, docs) and the
 //! platform endpoints (tenants, users, me, limits, billing, admin).
 

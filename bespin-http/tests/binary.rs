@@ -8,12 +8,25 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
-fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Option<(u16, String)> {
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -23,7 +36,10 @@ fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: 
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let status = out.split(' ').nth(1)?.parse().ok()?;
-    Some((status, out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned()))
+    Some((
+        status,
+        out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned(),
+    ))
 }
 
 fn start(db: &std::path::Path, port: u16) -> Child {
@@ -46,7 +62,9 @@ fn start(db: &std::path::Path, port: u16) -> Child {
 }
 
 fn stop(mut child: Child) -> std::process::ExitStatus {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Some(status) = child.try_wait().unwrap() {
@@ -92,7 +110,10 @@ fn serves_stops_on_sigterm_and_keeps_committed_data() {
 
 #[test]
 fn bad_arguments_exit_with_usage() {
-    let out = Command::new(env!("CARGO_BIN_EXE_bespin")).arg("--bogus").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bespin"))
+        .arg("--bogus")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage: bespin"));
 }

@@ -13,12 +13,21 @@ fn a_tenant_created_in_process_is_visible_over_http() {
     let path = dir.path().join("shared.redb");
     let t = {
         let db = Bespin::open(&path).unwrap();
-        db.create_tenant(NewTenant { name: "Embedded".into(), region: "eu".into(), admin_email: "e@mbed.io".into() }).unwrap()
+        db.create_tenant(NewTenant {
+            name: "Embedded".into(),
+            region: "eu".into(),
+            admin_email: "e@mbed.io".into(),
+        })
+        .unwrap()
     };
     let clock = Arc::new(bespin_core::time::SystemClock);
     let db = Bespin::open_with(&path, clock, Options::default()).unwrap();
     let s = TestServer::start_with(db, test_config());
-    let h = [("X-Tenant-ID", t.tenant_id.as_str()), ("X-User-ID", t.admin.user_id.as_str()), ("X-API-Key", t.api_key.as_str())];
+    let h = [
+        ("X-Tenant-ID", t.tenant_id.as_str()),
+        ("X-User-ID", t.admin.user_id.as_str()),
+        ("X-API-Key", t.api_key.as_str()),
+    ];
     let r = s.call("GET", "/v1/billing/plan", &h, None);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["tenant_id"], t.tenant_id.as_str());

@@ -8,9 +8,11 @@ use super::Table;
 use crate::audit::AuditRec;
 use crate::billing::catalog::{CapRec, MeteredEventRec, PlanRec};
 use crate::billing::subscriptions::SubscriptionRec;
+use crate::conversations::{ConversationRec, MessageRec};
 use crate::idempotency::IdemRec;
 use crate::limits::LimitsRec;
 use crate::metering::{RollupRec, UsageEventRec};
+use crate::notifications::{NotificationRec, PrefRec};
 use crate::tenancy::{TenantRec, UserRec};
 
 /// (tenant) → tenant.
@@ -45,6 +47,18 @@ pub(crate) const AUDIT: Table<AuditRec> = Table::new("audit");
 pub(crate) const IDEMPOTENCY: Table<IdemRec> = Table::new("idempotency");
 /// Global: (written at, tenant, endpoint, key) → (): idempotency records by age, for purging.
 pub(crate) const IDEMPOTENCY_BY_AGE: Table<()> = Table::new("idempotency_by_age");
+/// (tenant, user) → notification preference.
+pub(crate) const NOTIFICATION_PREFS: Table<PrefRec> = Table::new("notification_prefs");
+/// (tenant, recipient, id) → notification; ids come from one database-wide sequence.
+pub(crate) const NOTIFICATIONS: Table<NotificationRec> = Table::new("notifications");
+/// (tenant, recipient, type, date) → notification id: one notification per user, type and date.
+pub(crate) const NOTIFICATION_UNIQUE: Table<u64> = Table::new("notification_unique");
+/// (tenant, owner, conversation) → conversation.
+pub(crate) const CONVERSATIONS: Table<ConversationRec> = Table::new("conversations");
+/// (tenant, owner, created at, sequence) → conversation id: newest-first listing.
+pub(crate) const CONVERSATIONS_BY_TIME: Table<String> = Table::new("conversations_by_time");
+/// (tenant, conversation, sequence) → message, in insertion order.
+pub(crate) const MESSAGES: Table<MessageRec> = Table::new("messages");
 /// Global: (name) → last value of a sequence.
 pub(crate) const SEQUENCES: Table<u64> = Table::new("sequences");
 
@@ -67,4 +81,10 @@ pub(crate) const ALL: &[&str] = &[
     IDEMPOTENCY.name(),
     IDEMPOTENCY_BY_AGE.name(),
     SEQUENCES.name(),
+    NOTIFICATION_PREFS.name(),
+    NOTIFICATIONS.name(),
+    NOTIFICATION_UNIQUE.name(),
+    CONVERSATIONS.name(),
+    CONVERSATIONS_BY_TIME.name(),
+    MESSAGES.name(),
 ];

@@ -2,8 +2,10 @@
 
 mod admin;
 mod billing;
+mod conversations;
 mod limits;
 mod meta;
+mod notifications;
 mod tenancy;
 
 use crate::router::{Route, Router};
@@ -29,6 +31,8 @@ pub fn all() -> Vec<Route> {
     r.extend(limits::routes());
     r.extend(billing::routes());
     r.extend(admin::routes());
+    r.extend(notifications::routes());
+    r.extend(conversations::routes());
     r
 }
 

@@ -1,0 +1,266 @@
+//! Conversations and their messages (20 §6.1–6.3).
+//!
+//! A conversation belongs to one user of one tenant; every lookup is keyed by (tenant, owner),
+//! so another user's conversation is indistinguishable from a missing one. Lists page through a
+//! (tenant, owner, created-at, sequence) index, newest first.
+
+use crate::auth::{Permission, Principal};
+use crate::error::{Error, Result};
+use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, tables};
+use crate::time::Timestamp;
+use crate::validate::{Fields, Len, Presence, got};
+use crate::{Bespin, Ctx, ids};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A stored conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ConversationRec {
+    pub title: Option<String>,
+    pub created_at: Timestamp,
+    pub seq: u64,
+}
+impl Record for ConversationRec {}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MessageRec {
+    pub message_id: String,
+    pub user_id: String,
+    pub role: String,
+    pub content: String,
+    /// Cards as JSON text.
+    pub cards: String,
+    pub created_at: Timestamp,
+}
+impl Record for MessageRec {}
+
+/// A conversation in a list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Conversation {
+    /// The id.
+    pub conversation_id: String,
+    /// The title (the first 40 characters of the first chat message, or as created).
+    pub title: Option<String>,
+    /// Creation instant (RFC 3339, UTC).
+    pub created_at: String,
+}
+
+/// One message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Message {
+    /// The id.
+    pub message_id: String,
+    /// `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+    /// Structured cards (always empty for user messages).
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub cards: Value,
+    /// Creation instant (RFC 3339, UTC).
+    pub created_at: String,
+}
+
+/// A conversation with its messages, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConversationDetail {
+    /// The id.
+    pub conversation_id: String,
+    /// The title.
+    pub title: Option<String>,
+    /// Creation instant (RFC 3339, UTC).
+    pub created_at: String,
+    /// Messages in order.
+    pub messages: Vec<Message>,
+}
+
+/// `GET /v1/conversations`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConversationList {
+    /// Newest first.
+    pub items: Vec<Conversation>,
+}
+
+/// Input of [`Bespin::create_conversation`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewConversation {
+    /// Optional title (no length limit).
+    pub title: Option<String>,
+}
+
+impl NewConversation {
+    /// Validates `{"title"?: string|null}`.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let mut f = Fields::new(v)?;
+        let title = f.string("title", Presence::Optional, Len::ANY);
+        f.finish()?;
+        Ok(NewConversation { title: got(title)? })
+    }
+}
+
+fn conv_key(tenant_id: &str, user_id: &str, conv_id: &str) -> Key {
+    Key::new().str(tenant_id).str(user_id).str(conv_id)
+}
+
+fn not_found() -> Error {
+    Error::NotFound("Conversation not found".into())
+}
+
+/// Creates a conversation owned by the caller; returns its id.
+pub(crate) fn create(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    caller: &Principal,
+    title: Option<String>,
+) -> Result<Conversation> {
+    let id = ids::new_id();
+    let seq = tx.next_seq("conversations")?;
+    let rec = ConversationRec {
+        title,
+        created_at: ctx.now,
+        seq,
+    };
+    tx.put(
+        &tables::CONVERSATIONS,
+        &conv_key(caller.tenant_id(), caller.user_id(), &id),
+        &rec,
+    )?;
+    let index = Key::new()
+        .str(caller.tenant_id())
+        .str(caller.user_id())
+        .ts(ctx.now)
+        .u64(seq);
+    tx.put(&tables::CONVERSATIONS_BY_TIME, &index, &id)?;
+    Ok(Conversation {
+        conversation_id: id,
+        title: rec.title,
+        created_at: ctx.now.to_rfc3339(),
+    })
+}
+
+/// Whether the caller owns `conv_id`.
+pub(crate) fn owned(r: &impl Reader, caller: &Principal, conv_id: &str) -> Result<bool> {
+    r.contains(
+        &tables::CONVERSATIONS,
+        &conv_key(caller.tenant_id(), caller.user_id(), conv_id),
+    )
+}
+
+/// Appends a message to a conversation.
+pub(crate) fn append(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    caller: &Principal,
+    conv_id: &str,
+    role: &str,
+    content: &str,
+    cards: &Value,
+) -> Result<String> {
+    let message_id = ids::new_id();
+    let seq = tx.next_seq("messages")?;
+    let rec = MessageRec {
+        message_id: message_id.clone(),
+        user_id: caller.user_id().to_owned(),
+        role: role.to_owned(),
+        content: content.to_owned(),
+        cards: cards.to_string(),
+        created_at: ctx.now,
+    };
+    tx.put(
+        &tables::MESSAGES,
+        &Key::new().str(caller.tenant_id()).str(conv_id).u64(seq),
+        &rec,
+    )?;
+    Ok(message_id)
+}
+
+impl Bespin {
+    /// Creates a conversation for the caller (any role may chat).
+    pub fn create_conversation(
+        &self,
+        caller: &Principal,
+        req: NewConversation,
+    ) -> Result<Conversation> {
+        caller.require(Permission::UseChat, "use chat")?;
+        self.write(|tx, ctx| create(tx, ctx, caller, req.title))
+    }
+
+    /// The caller's conversations, newest first (`limit` clamped to 1..=200, default 50;
+    /// negative `offset` is 0).
+    pub fn conversations(
+        &self,
+        caller: &Principal,
+        limit: Option<i64>,
+        offset: Option<i64>,
+    ) -> Result<ConversationList> {
+        caller.require(Permission::UseChat, "use chat")?;
+        let limit = usize::try_from(limit.unwrap_or(50).clamp(1, 200)).unwrap_or(50);
+        let offset = usize::try_from(offset.unwrap_or(0).max(0)).unwrap_or(0);
+        self.read(|r, _| {
+            let prefix = Key::new().str(caller.tenant_id()).str(caller.user_id());
+            let ids: Vec<String> = r.list(
+                &tables::CONVERSATIONS_BY_TIME,
+                &prefix,
+                Order::Desc,
+                offset,
+                limit,
+            )?;
+            let mut items = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(c) = r.get(
+                    &tables::CONVERSATIONS,
+                    &conv_key(caller.tenant_id(), caller.user_id(), &id),
+                )? {
+                    items.push(Conversation {
+                        conversation_id: id,
+                        title: c.title,
+                        created_at: c.created_at.to_rfc3339(),
+                    });
+                }
+            }
+            Ok(ConversationList { items })
+        })
+    }
+
+    /// One of the caller's conversations with its messages. Errors: `NotFound` for a missing
+    /// id or another user's or tenant's conversation.
+    pub fn conversation(&self, caller: &Principal, conv_id: &str) -> Result<ConversationDetail> {
+        caller.require(Permission::UseChat, "use chat")?;
+        self.read(|r, _| {
+            let c = r
+                .get(
+                    &tables::CONVERSATIONS,
+                    &conv_key(caller.tenant_id(), caller.user_id(), conv_id),
+                )?
+                .ok_or_else(not_found)?;
+            let mut messages = Vec::new();
+            r.scan(
+                &tables::MESSAGES,
+                &Key::new().str(caller.tenant_id()).str(conv_id),
+                Order::Asc,
+                |_, m: MessageRec| {
+                    messages.push(Message {
+                        message_id: m.message_id,
+                        role: m.role,
+                        content: m.content,
+                        cards: serde_json::from_str(&m.cards).unwrap_or(Value::Array(vec![])),
+                        created_at: m.created_at.to_rfc3339(),
+                    });
+                    Ok(Flow::Continue)
+                },
+            )?;
+            Ok(ConversationDetail {
+                conversation_id: conv_id.to_owned(),
+                title: c.title,
+                created_at: c.created_at.to_rfc3339(),
+                messages,
+            })
+        })
+    }
+}

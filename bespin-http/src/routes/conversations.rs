@@ -1,0 +1,42 @@
+//! `POST/GET /v1/conversations`, `GET /v1/conversations/{conversation_id}`.
+
+use super::route;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{Req, query_ints};
+use crate::openapi::{Auth, Doc, schema};
+use crate::reply::Reply;
+use crate::router::Route;
+use bespin_core::conversations::{
+    Conversation, ConversationDetail, ConversationList, NewConversation,
+};
+
+pub fn routes() -> Vec<Route> {
+    let d = |summary| Doc::new("chat", summary, Auth::Tenant);
+    vec![
+        route!(POST "/v1/conversations" => create, d("Start a conversation").body(schema::<NewConversation>).ok(201, schema::<Conversation>)),
+        route!(GET "/v1/conversations" => list, d("The caller's conversations, newest first")
+            .query(&[("limit", "1..200, default 50"), ("offset", "default 0")]).ok(200, schema::<ConversationList>)),
+        route!(GET "/v1/conversations/{conversation_id}" => get, d("One conversation with its messages").ok(200, schema::<ConversationDetail>)),
+    ]
+}
+
+fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let body = r.json()?;
+    let caller = r.principal(s)?;
+    let req = NewConversation::from_json(&body)?;
+    Ok(Reply::created(&s.bespin.create_conversation(&caller, req)?))
+}
+
+fn list(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    let q = query_ints(&r.query_map(), &["limit", "offset"])?;
+    Ok(Reply::ok(&s.bespin.conversations(&caller, q[0], q[1])?))
+}
+
+fn get(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    Ok(Reply::ok(
+        &s.bespin.conversation(&caller, r.param("conversation_id"))?,
+    ))
+}

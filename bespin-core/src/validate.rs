@@ -110,6 +110,12 @@ impl<'a> Fields<'a> {
                 base,
                 errors: Vec::new(),
             }),
+            Value::Null if base.is_empty() => Err(Error::field(FieldError::new(
+                "missing",
+                base,
+                "Field required",
+                Value::Null,
+            ))),
             other => Err(Error::field(FieldError::new(
                 "model_attributes_type",
                 base,

@@ -33,6 +33,7 @@
 //!   another tenant's record is indistinguishable from a missing one.
 //! - **Exact money.** Credits and costs are decimal ([`money::Amount`]); sums never drift.
 
+mod commit;
 mod error;
 mod store;
 
@@ -52,6 +53,7 @@ pub mod time;
 pub mod validate;
 
 pub use auth::{Credentials, Principal, Role};
+pub use commit::CommitStats;
 pub use error::{DailyQuotaExceeded, Error, ErrorKind, FieldError, LocPart, QuotaExceeded, Result};
 pub use store::{ReadTx, WriteTx};
 
@@ -64,12 +66,20 @@ use time::{Clock, SystemClock, Timestamp};
 pub struct Options {
     /// How long idempotency records are kept (default 24 h).
     pub idempotency_retention_micros: i64,
+    /// Whether each commit is flushed to disk before the operations in it return (default
+    /// `true`). `false` trades durability for speed: a crash or power loss can lose the
+    /// operations of the last moments (it never corrupts the file). Opt-in only.
+    pub durable: bool,
+    /// The most operations one group commit may hold (default 256).
+    pub max_batch: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             idempotency_retention_micros: 24 * 3600 * 1_000_000,
+            durable: true,
+            max_batch: 256,
         }
     }
 }
@@ -85,6 +95,7 @@ pub struct Ctx {
 
 struct Inner {
     store: store::Store,
+    committer: commit::Committer,
     clock: Arc<dyn Clock>,
     options: Options,
 }
@@ -136,9 +147,11 @@ impl Bespin {
     }
 
     fn with(store: store::Store, clock: Arc<dyn Clock>, options: Options) -> Result<Bespin> {
+        let committer = commit::Committer::new(options.max_batch, options.durable);
         let db = Bespin {
             inner: Arc::new(Inner {
                 store,
+                committer,
                 clock,
                 options,
             }),
@@ -161,12 +174,19 @@ impl Bespin {
         self.write(f)
     }
 
+    /// Runs `f` as one operation: it shares a transaction and its fsync with concurrent
+    /// operations (group commit), is rolled back alone if it fails, and returns only once its
+    /// changes are committed.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&mut WriteTx, &Ctx) -> Result<T>) -> Result<T> {
-        let mut tx = self.inner.store.write()?;
-        let ctx = self.ctx();
-        let out = f(&mut tx, &ctx)?;
-        tx.commit()?;
-        Ok(out)
+        self.inner.committer.run(&self.inner.store, |tx| {
+            let ctx = self.ctx();
+            f(tx, &ctx)
+        })
+    }
+
+    /// How many commits and operations the group committer has done.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.inner.committer.stats()
     }
 
     pub(crate) fn read<T>(&self, f: impl FnOnce(&ReadTx, &Ctx) -> Result<T>) -> Result<T> {

@@ -35,10 +35,6 @@ impl<R> Table<R> {
         }
     }
 
-    fn def(&self) -> Raw {
-        TableDefinition::new(self.name)
-    }
-
     /// The table's stored name.
     pub(crate) const fn name(&self) -> &'static str {
         self.name
@@ -98,9 +94,15 @@ impl Store {
     }
 
     /// Starts the write transaction (waits while another one is open).
-    pub(crate) fn write(&self) -> Result<WriteTx> {
+    pub(crate) fn write(&self, durable: bool) -> Result<WriteTx> {
+        let mut tx = self.db.begin_write()?;
+        if !durable {
+            tx.set_durability(redb::Durability::None)
+                .map_err(|e| Error::Storage(e.to_string()))?;
+        }
         Ok(WriteTx {
-            tx: self.db.begin_write()?,
+            tx,
+            undo: Vec::new(),
         })
     }
 }
@@ -110,24 +112,88 @@ pub struct ReadTx {
     tx: redb::ReadTransaction,
 }
 
-/// The single write transaction. Dropping it without [`WriteTx::commit`] discards every change.
+/// The single write transaction. Dropping it without committing discards every change.
+///
+/// Several operations may share one transaction (group commit). Each records what it
+/// overwrote in an undo log, so a failing operation can be rolled back alone
+/// ([`WriteTx::rollback_to`]) without disturbing the others in the batch.
 pub struct WriteTx {
     tx: redb::WriteTransaction,
+    undo: Vec<Undo>,
 }
 
+/// One overwritten row: the table, the key, and the previous value (`None`: it was absent).
+struct Undo {
+    table: &'static str,
+    key: Vec<u8>,
+    old: Option<Vec<u8>>,
+}
+
+/// A position in the undo log, taken before an operation runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mark(usize);
+
 impl WriteTx {
-    /// Makes every change durable (fsync) and visible to new readers.
+    /// Makes every change durable (fsync, unless the database was opened for speed over
+    /// durability) and visible to new readers.
     pub(crate) fn commit(self) -> Result<()> {
         self.tx.commit()?;
         Ok(())
     }
 
+    /// The current position of the undo log.
+    pub(crate) fn mark(&self) -> Mark {
+        Mark(self.undo.len())
+    }
+
+    /// Undoes every change made since `mark`, newest first.
+    pub(crate) fn rollback_to(&mut self, mark: Mark) -> Result<()> {
+        while self.undo.len() > mark.0 {
+            let Some(u) = self.undo.pop() else { break };
+            let mut table = self.tx.open_table(Raw::new(u.table))?;
+            match u.old {
+                Some(old) => {
+                    table.insert(u.key.as_slice(), old.as_slice())?;
+                }
+                None => {
+                    table.remove(u.key.as_slice())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn raw_insert(&mut self, table: &'static str, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut t = self.tx.open_table(Raw::new(table))?;
+        let old = t.insert(key, value)?.map(|g| g.value().to_vec());
+        drop(t);
+        self.undo.push(Undo {
+            table,
+            key: key.to_vec(),
+            old,
+        });
+        Ok(())
+    }
+
+    fn raw_remove(&mut self, table: &'static str, key: &[u8]) -> Result<bool> {
+        let mut t = self.tx.open_table(Raw::new(table))?;
+        let old = t.remove(key)?.map(|g| g.value().to_vec());
+        drop(t);
+        let existed = old.is_some();
+        if existed {
+            self.undo.push(Undo {
+                table,
+                key: key.to_vec(),
+                old,
+            });
+        }
+        Ok(existed)
+    }
+
     /// Stores `value` under `key`, replacing any previous value.
     pub(crate) fn put<R: Record>(&mut self, t: &Table<R>, key: &Key, value: &R) -> Result<()> {
         let bytes = codec::encode(value)?;
-        let mut table = self.tx.open_table(t.def())?;
-        table.insert(key.as_bytes(), bytes.as_slice())?;
-        Ok(())
+        self.raw_insert(t.name, key.as_bytes(), &bytes)
     }
 
     /// Stores `value` under `key` unless the key exists; returns whether it was inserted.
@@ -137,36 +203,39 @@ impl WriteTx {
         key: &Key,
         value: &R,
     ) -> Result<bool> {
-        let bytes = codec::encode(value)?;
-        let mut table = self.tx.open_table(t.def())?;
-        if table.get(key.as_bytes())?.is_some() {
+        if self.get_raw(t.name, key.as_bytes())?.is_some() {
             return Ok(false);
         }
-        table.insert(key.as_bytes(), bytes.as_slice())?;
+        self.put(t, key, value)?;
         Ok(true)
     }
 
     /// Removes `key`; returns whether it existed.
     pub(crate) fn delete<R>(&mut self, t: &Table<R>, key: &Key) -> Result<bool> {
-        let mut table = self.tx.open_table(t.def())?;
-        let existed = table.remove(key.as_bytes())?.is_some();
-        Ok(existed)
+        self.raw_remove(t.name, key.as_bytes())
     }
 
     /// Removes every key that starts with `prefix`; returns how many were removed.
     pub(crate) fn delete_prefix<R>(&mut self, t: &Table<R>, prefix: &Key) -> Result<usize> {
-        let mut table = self.tx.open_table(t.def())?;
+        let mut keys: Vec<Vec<u8>> = Vec::new();
         let p = prefix.as_bytes();
-        let mut n = 0usize;
-        table.retain_in::<&[u8], _>(p.., |k, _| {
-            if k.starts_with(p) {
-                n += 1;
-                false
-            } else {
-                true
-            }
-        })?;
-        Ok(n)
+        self.scan_raw(
+            t.name,
+            Bound::Included(p),
+            Bound::Unbounded,
+            Order::Asc,
+            &mut |k, _| {
+                if !k.starts_with(p) {
+                    return Ok(Flow::Stop);
+                }
+                keys.push(k.to_vec());
+                Ok(Flow::Continue)
+            },
+        )?;
+        for k in &keys {
+            self.raw_remove(t.name, k)?;
+        }
+        Ok(keys.len())
     }
 
     /// Adds `by` to the counter `name` in the meta table and returns the new value (first value

@@ -1,0 +1,150 @@
+//! Group commit: concurrent operations share commits, each acknowledged operation is durable,
+//! and a failing (or panicking) operation rolls back only its own changes.
+#![allow(clippy::unwrap_used)]
+
+use bespin_core::metering::Meter;
+use bespin_core::tenancy::NewTenant;
+use bespin_core::{Bespin, Credentials, Error, Principal};
+use std::sync::Arc;
+
+fn setup(db: &Bespin) -> Principal {
+    let t = db
+        .create_tenant(NewTenant {
+            name: "G".into(),
+            region: "eu".into(),
+            admin_email: "g@c.io".into(),
+        })
+        .unwrap();
+    db.admin_update_plan(
+        "starter",
+        bespin_core::billing::catalog::PlanPatch {
+            included_credits: Some(1_000_000),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    db.authenticate(&Credentials::new(
+        Some(&t.tenant_id),
+        Some(&t.admin.user_id),
+        Some(&t.api_key),
+    ))
+    .unwrap()
+}
+
+#[test]
+fn failures_inside_a_shared_batch_roll_back_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Bespin::open(dir.path().join("g.redb")).unwrap();
+    let p = Arc::new(setup(&db));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (db, p) = (db.clone(), p.clone());
+            std::thread::spawn(move || {
+                let mut ok = 0;
+                for i in 0..40 {
+                    let fail = (t + i) % 3 == 0;
+                    let panic = (t + i) % 7 == 0;
+                    let r: bespin_core::Result<()> = db.transaction(|tx, ctx| {
+                        Meter::one("search_query", "search")
+                            .check_in(tx, ctx, p.tenant_id())?
+                            .record(tx, ctx, &p, "r")?;
+                        if panic {
+                            panic!("an operation that panics after writing");
+                        }
+                        if fail {
+                            Err(Error::Conflict("fails after writing".into()))
+                        } else {
+                            Ok(())
+                        }
+                    });
+                    if r.is_ok() {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let succeeded: usize = threads.into_iter().map(|h| h.join().unwrap()).sum();
+    let expected = (0..8)
+        .flat_map(|t| (0..40).map(move |i| (t, i)))
+        .filter(|(t, i)| (t + i) % 3 != 0 && (t + i) % 7 != 0)
+        .count();
+    assert_eq!(succeeded, expected);
+    let ledger = db.billing_ledger(&p, None, 1000).unwrap();
+    assert_eq!(
+        ledger.items.len(),
+        expected,
+        "exactly the acknowledged operations are stored"
+    );
+    let usage = db.billing_usage(&p, None).unwrap();
+    assert_eq!(
+        usage.breakdown[0].raw_units, expected as f64,
+        "rollups agree with the events"
+    );
+    let stats = db.commit_stats();
+    assert!(stats.operations >= expected as u64);
+    // Everything acknowledged survives a reopen.
+    drop(db);
+    let db = Bespin::open(dir.path().join("g.redb")).unwrap();
+    assert_eq!(
+        db.billing_ledger(&p, None, 1000).unwrap().items.len(),
+        expected
+    );
+}
+
+#[test]
+fn concurrent_writers_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Bespin::open(dir.path().join("g.redb")).unwrap();
+    let p = Arc::new(setup(&db));
+    let before = db.commit_stats();
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let (db, p) = (db.clone(), p.clone());
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    db.record_usage(&p, None, Meter::one("search_query", "search"))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let after = db.commit_stats();
+    let ops = after.operations - before.operations;
+    let commits = after.commits - before.commits;
+    assert_eq!(ops, 400);
+    assert!(commits <= ops, "{commits} commits for {ops} operations");
+    assert_eq!(db.billing_ledger(&p, None, 1000).unwrap().items.len(), 400);
+}
+
+#[test]
+fn batching_actually_happens_under_contention() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Bespin::open(dir.path().join("g.redb")).unwrap();
+    let p = Arc::new(setup(&db));
+    let before = db.commit_stats();
+    let threads: Vec<_> = (0..32)
+        .map(|_| {
+            let (db, p) = (db.clone(), p.clone());
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    db.record_usage(&p, None, Meter::one("search_query", "search"))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let after = db.commit_stats();
+    eprintln!(
+        "{} operations in {} commits",
+        after.operations - before.operations,
+        after.commits - before.commits
+    );
+}

@@ -39,14 +39,17 @@ mod store;
 pub mod audit;
 pub mod auth;
 pub mod billing;
+pub mod briefs;
 pub mod email;
 pub mod idempotency;
 pub mod ids;
+pub mod kpis;
 pub mod limits;
 pub mod metering;
 pub mod money;
 pub mod tenancy;
 pub mod time;
+pub mod tools;
 pub mod validate;
 
 pub use auth::{Credentials, Principal, Role};

@@ -239,6 +239,7 @@ pub fn create_user(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewUser
 }
 
 /// The tenant's user ids in creation order.
+#[allow(dead_code)] // used by the daily-brief runner and Core OS (later issues)
 pub(crate) fn users_in_creation_order(r: &impl Reader, tenant_id: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     r.scan(
@@ -254,6 +255,7 @@ pub(crate) fn users_in_creation_order(r: &impl Reader, tenant_id: &str) -> Resul
 }
 
 /// Whether `user_id` is a user of `tenant_id`.
+#[allow(dead_code)] // used by the daily-brief runner and Core OS (later issues)
 pub(crate) fn user_exists(r: &impl Reader, tenant_id: &str, user_id: &str) -> Result<bool> {
     r.contains(&tables::USERS, &user_key(tenant_id, user_id))
 }

@@ -646,3 +646,320 @@ impl Bespin {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{db, kpi, tenant, trail};
+    use serde_json::json;
+
+    fn errors(r: Result<PointsBulk>) -> Vec<FieldError> {
+        match r {
+            Err(Error::Validation(v)) => v,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        parse_point_ts(s).expect("ts")
+    }
+
+    #[test]
+    fn timestamps_are_parsed_as_instants_and_formatted_canonically() {
+        assert_eq!(ts("2026-01-01"), ts("2026-01-01T00:00:00Z"));
+        assert_eq!(ts("2026-01-01T02:00:00+02:00"), ts("2026-01-01T00:00:00Z"));
+        assert_eq!(format_point_ts(ts("2026-01-01")), "2026-01-01T00:00:00Z");
+        assert_eq!(
+            format_point_ts(ts("2026-01-01T00:00:00.5Z")),
+            "2026-01-01T00:00:00.500000Z"
+        );
+        assert_eq!(
+            format_point_ts(ts("2025-12-31T23:00:00.000001-01:00")),
+            "2026-01-01T00:00:00.000001Z"
+        );
+        for bad in [
+            "not-a-date",
+            "2026-13-01",
+            "2026-02-30",
+            "2026-1-5",
+            "",
+            "2026-01-01T25:00:00Z",
+        ] {
+            assert!(parse_point_ts(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bulk_validation_reports_every_bad_point() {
+        let e = errors(PointsBulk::from_json(&json!({"points": [
+            {"ts": "2026-01-01", "value": 1},
+            {"ts": "2026-13-01", "value": 1},
+            {"ts": "2026-01-02", "value": "NaN"},
+            {"ts": "2026-01-03", "value": "Infinity"},
+            5,
+            {"value": 1}
+        ]})));
+        let locs: Vec<Value> = e.iter().map(|x| json!(x.loc)).collect();
+        assert_eq!(
+            locs,
+            vec![
+                json!(["points", 1, "ts"]),
+                json!(["points", 2, "value"]),
+                json!(["points", 3, "value"]),
+                json!(["points", 4]),
+                json!(["points", 5, "ts"]),
+            ]
+        );
+        assert_eq!(e[0].kind, "datetime_parsing");
+        assert_eq!(e[1].kind, "finite_number");
+        assert_eq!(e[3].kind, "model_attributes_type");
+        assert_eq!(e[4].kind, "missing");
+        let e = errors(PointsBulk::from_json(&json!({"points": []})));
+        assert_eq!(e[0].kind, "too_short");
+        let e = errors(PointsBulk::from_json(&json!({})));
+        assert_eq!(e[0].kind, "missing");
+        let ok = PointsBulk::from_json(&json!({"points": [{"ts": "2026-01-01", "value": " 2.5 "}, {"ts": "2026-01-02", "value": true}]}))
+            .expect("valid");
+        assert_eq!(ok.points[0].value, 2.5);
+        assert_eq!(ok.points[1].value, 1.0);
+    }
+
+    #[test]
+    fn create_validates_and_refuses_members() {
+        let e = NewKpi::from_json(&json!({"name": "", "unit": "x".repeat(51)})).expect_err("bad");
+        let Error::Validation(items) = e else {
+            panic!("validation")
+        };
+        assert_eq!(items.len(), 2);
+        let (db, _) = db();
+        let (admin, member) = tenant(&db);
+        let req = NewKpi::from_json(&json!({"name": "MRR", "unit": "GBP"})).expect("valid");
+        let err = db.create_kpi(&member, req.clone()).expect_err("member");
+        assert_eq!(
+            err.to_string(),
+            "Role 'member' is not authorized to create KPIs"
+        );
+        let k = db.create_kpi(&admin, req).expect("created");
+        assert_eq!(
+            serde_json::to_value(&k).expect("json"),
+            json!({"kpi_id": k.kpi_id, "name": "MRR", "unit": "GBP", "description": null})
+        );
+        let ledger = db.billing_ledger(&admin, None, 10).expect("ledger");
+        assert_eq!(ledger.items.len(), 1);
+        assert_eq!(ledger.items[0].event_key, "kpi_definition_created");
+        assert_eq!(ledger.items[0].tool_name, None);
+        assert_eq!(trail(&db, &admin).0, 0, "no audit row");
+    }
+
+    #[test]
+    fn ingest_ignores_stored_and_repeated_instants_first_wins() {
+        let (db, _) = db();
+        let (admin, member) = tenant(&db);
+        let id = kpi(&db, &admin, "MRR", &[("2026-01-01", 100.0)]);
+        let bulk = PointsBulk::from_json(&json!({"points": [
+            {"ts": "2026-01-01T00:00:00+00:00", "value": 999},
+            {"ts": "2026-01-02T00:00:00Z", "value": 1},
+            {"ts": "2026-01-02", "value": 2},
+            {"ts": "2026-01-03T01:00:00+01:00", "value": 3}
+        ]}))
+        .expect("valid");
+        let before = trail(&db, &admin);
+        let err = db
+            .ingest_points(&member, &id, bulk.clone())
+            .expect_err("member");
+        assert_eq!(
+            err.to_string(),
+            "Role 'member' is not authorized to ingest KPI points"
+        );
+        let r = db.ingest_points(&admin, &id, bulk.clone()).expect("ingest");
+        assert_eq!(
+            r,
+            IngestResult {
+                inserted: 2,
+                ignored: 2
+            }
+        );
+        let ledger = db.billing_ledger(&admin, None, 10).expect("ledger");
+        assert_eq!(ledger.items.len(), before.1 + 1);
+        assert_eq!(ledger.items[0].event_key, "kpi_points_ingested");
+        assert_eq!(ledger.items[0].raw_units, 2.0);
+        // Everything again: all ignored, nothing metered.
+        let r = db.ingest_points(&admin, &id, bulk).expect("ingest");
+        assert_eq!(
+            r,
+            IngestResult {
+                inserted: 0,
+                ignored: 4
+            }
+        );
+        assert_eq!(trail(&db, &admin).1, before.1 + 1);
+        let w = db
+            .kpi_window(&admin, &id, None, 365)
+            .expect("window")
+            .expect("points");
+        assert_eq!(w.start.value, 100.0, "the stored value is not replaced");
+        assert_eq!(w.latest.view().ts, "2026-01-03T00:00:00Z");
+        let p = db.latest_point(&member, &id).expect("latest");
+        assert_eq!(
+            serde_json::to_value(p).expect("json"),
+            json!({"kpi_id": id, "ts": "2026-01-03T00:00:00Z", "value": 3.0})
+        );
+    }
+
+    #[test]
+    fn unknown_and_foreign_kpis_are_404_and_store_nothing() {
+        let (db, _) = db();
+        let (admin, _) = tenant(&db);
+        let (other, _) = tenant(&db);
+        let theirs = kpi(&db, &other, "Theirs", &[]);
+        let bulk = PointsBulk::from_json(&json!({"points": [{"ts": "2026-01-01", "value": 1}]}))
+            .expect("valid");
+        let before = trail(&db, &admin);
+        for id in ["nope", theirs.as_str()] {
+            let e = db.ingest_points(&admin, id, bulk.clone()).expect_err("404");
+            assert_eq!(e.to_string(), format!("KPI '{id}' not found"));
+            let e = db.latest_point(&admin, id).expect_err("404");
+            assert_eq!(e.to_string(), format!("KPI '{id}' not found"));
+        }
+        assert_eq!(trail(&db, &admin), before);
+        assert_eq!(trail(&db, &other).1, 1, "only the KPI creation");
+        let empty = kpi(&db, &admin, "Empty", &[]);
+        let e = db.latest_point(&admin, &empty).expect_err("404");
+        assert_eq!(
+            e.to_string(),
+            format!("No data points found for KPI '{empty}'")
+        );
+    }
+
+    #[test]
+    fn list_is_newest_first_with_clamped_paging() {
+        let (db, clock) = db();
+        let (admin, member) = tenant(&db);
+        let (other, _) = tenant(&db);
+        kpi(&db, &other, "Other", &[]);
+        let mut ids = Vec::new();
+        for name in ["a", "b", "c"] {
+            ids.push(kpi(&db, &admin, name, &[]));
+            clock.advance(1);
+        }
+        let names = |page: KpiPage| -> Vec<String> {
+            db.list_kpis(&member, page)
+                .expect("list")
+                .into_iter()
+                .map(|k| k.name)
+                .collect()
+        };
+        assert_eq!(names(KpiPage::default()), ["c", "b", "a"]);
+        assert_eq!(names(KpiPage::clamped(0, -5)), ["c"]);
+        assert_eq!(names(KpiPage::clamped(2, 1)), ["b", "a"]);
+        assert!(names(KpiPage::clamped(1000, 3)).is_empty());
+        assert_eq!(KpiPage::clamped(1000, 0).limit, 500);
+        assert_eq!(
+            KpiPage::from_query(Some("7"), None).expect("ok"),
+            KpiPage {
+                limit: 7,
+                offset: 0
+            }
+        );
+        let e = KpiPage::from_query(Some("1.5"), Some("x")).expect_err("422");
+        let Error::Validation(items) = e else {
+            panic!("validation")
+        };
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].kind, "int_parsing");
+    }
+
+    #[test]
+    fn window_rule_matches_the_worked_examples() {
+        let (db, _) = db();
+        let (admin, _) = tenant(&db);
+        let id = kpi(
+            &db,
+            &admin,
+            "MRR",
+            &[
+                ("2026-01-01T00:00:00Z", 100.0),
+                ("2026-01-03T00:00:00Z", 110.0),
+                ("2026-01-08T00:00:00Z", 150.0),
+                ("2026-01-10T00:00:00Z", 160.0),
+            ],
+        );
+        let w = |days, cutoff: Option<&str>| {
+            db.kpi_window(&admin, &id, cutoff.map(ts), days)
+                .expect("window")
+                .expect("some")
+        };
+        let seven = w(7, None);
+        assert_eq!(seven.start.view().ts, "2026-01-03T00:00:00Z");
+        assert_eq!(
+            (seven.delta_abs, seven.delta_pct),
+            (50.0, Some(45.45454545454545))
+        );
+        let nine = w(9, None);
+        assert_eq!(
+            (nine.start.value, nine.delta_abs, nine.delta_pct),
+            (100.0, 60.0, Some(60.0))
+        );
+        let one = w(1, None);
+        assert_eq!(
+            (one.start, one.delta_abs, one.delta_pct),
+            (one.latest, 0.0, Some(0.0))
+        );
+        // Cut-off is inclusive; the window start is inclusive.
+        let cut = w(5, Some("2026-01-08T00:00:00Z"));
+        assert_eq!((cut.latest.value, cut.start.value), (150.0, 110.0));
+        let cut = w(7, Some("2026-01-07T23:59:59.999999Z"));
+        assert_eq!((cut.latest.value, cut.start.value), (110.0, 100.0));
+        assert!(
+            db.kpi_window(&admin, &id, Some(ts("2025-12-31")), 7)
+                .expect("window")
+                .is_none()
+        );
+        assert_eq!(
+            w(u64::MAX, None).start.value,
+            100.0,
+            "saturates, never fails"
+        );
+    }
+
+    #[test]
+    fn zero_and_negative_starts() {
+        let z = compute(
+            Point {
+                ts: Timestamp(1),
+                value: 100.0,
+            },
+            Point {
+                ts: Timestamp(0),
+                value: 0.0,
+            },
+        );
+        assert_eq!((z.delta_abs, z.delta_pct), (100.0, None));
+        let n = compute(
+            Point {
+                ts: Timestamp(1),
+                value: -5.0,
+            },
+            Point {
+                ts: Timestamp(0),
+                value: -10.0,
+            },
+        );
+        assert_eq!(
+            (n.delta_abs, n.delta_pct),
+            (5.0, Some(50.0)),
+            "sign follows the change"
+        );
+        let d = compute(
+            Point {
+                ts: Timestamp(1),
+                value: -20.0,
+            },
+            Point {
+                ts: Timestamp(0),
+                value: -10.0,
+            },
+        );
+        assert_eq!(d.delta_pct, Some(-100.0));
+    }
+}

@@ -52,6 +52,9 @@ pub mod time;
 pub mod tools;
 pub mod validate;
 
+#[cfg(test)]
+mod testutil;
+
 pub use auth::{Credentials, Principal, Role};
 pub use error::{DailyQuotaExceeded, Error, ErrorKind, FieldError, LocPart, QuotaExceeded, Result};
 pub use store::{ReadTx, WriteTx};

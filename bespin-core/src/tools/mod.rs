@@ -220,3 +220,214 @@ impl Bespin {
         self.write(|tx, ctx| invoke(tx, ctx, caller, idempotency_key, req))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::DailyLimits;
+    use crate::testutil::{db, kpi, tenant, trail};
+
+    fn req(body: Value) -> InvokeRequest {
+        InvokeRequest::from_json(&body).expect("valid")
+    }
+
+    #[test]
+    fn request_validation() {
+        for bad in [
+            json!({}),
+            json!({"tool_name": ""}),
+            json!({"tool_name": "x".repeat(101)}),
+            json!({"tool_name": "echo", "payload": null}),
+            json!({"tool_name": "echo", "payload": [1]}),
+        ] {
+            assert!(
+                matches!(InvokeRequest::from_json(&bad), Err(Error::Validation(_))),
+                "{bad}"
+            );
+        }
+        let r = req(json!({"tool_name": "echo", "extra": 5}));
+        assert_eq!(r.normalized(), json!({"tool_name": "echo", "payload": {}}));
+    }
+
+    #[test]
+    fn echo_replay_costs_nothing_and_returns_the_same_body() {
+        let (db, _) = db();
+        let (admin, member) = tenant(&db);
+        let body = json!({"tool_name": "echo", "payload": {"n": 1.0, "s": "é"}});
+        let first = db
+            .invoke_tool(&admin, "k1", req(body.clone()))
+            .expect("run");
+        assert_eq!(first.result, json!({"echo": {"n": 1.0, "s": "é"}}));
+        let after_first = trail(&db, &admin);
+        assert_eq!(after_first, (1, 1));
+        let audit = db.audit_log(&admin, 1).expect("audit");
+        assert_eq!(audit[0].action, "tools.invoke");
+        assert_eq!(audit[0].tool_name.as_deref(), Some("echo"));
+        assert_eq!(audit[0].request_id, first.request_id);
+        let ledger = db.billing_ledger(&admin, None, 1).expect("ledger");
+        assert_eq!(ledger.items[0].request_id, first.request_id);
+        assert_eq!(ledger.items[0].tool_name.as_deref(), Some("echo"));
+        let daily = |db: &Bespin| db.daily_usage(&admin, None).expect("usage").usage[1].units;
+        assert_eq!(daily(&db), 1);
+        // Replay, extra top-level fields ignored, key order ignored.
+        let replay = db
+            .invoke_tool(
+                &admin,
+                "k1",
+                req(json!({"payload": {"s": "é", "n": 1.0}, "tool_name": "echo", "x": 1})),
+            )
+            .expect("replay");
+        assert_eq!(
+            serde_json::to_string(&replay).expect("json"),
+            serde_json::to_string(&first).expect("json")
+        );
+        assert_eq!(trail(&db, &admin), after_first);
+        assert_eq!(daily(&db), 1);
+        // A replay still needs the role.
+        let e = db
+            .invoke_tool(&member, "k1", req(body))
+            .expect_err("member");
+        assert_eq!(
+            e.to_string(),
+            "Role 'member' is not authorized to invoke tools"
+        );
+        // Same key, other body (1 vs 1.0): conflict, even for an unknown tool.
+        for other in [
+            json!({"tool_name": "echo", "payload": {"n": 1, "s": "é"}}),
+            json!({"tool_name": "nope"}),
+        ] {
+            let e = db.invoke_tool(&admin, "k1", req(other)).expect_err("409");
+            assert_eq!(
+                e.to_string(),
+                "Idempotency key 'k1' was already used with a different request body"
+            );
+        }
+        assert_eq!(trail(&db, &admin), after_first);
+        let e = db
+            .invoke_tool(&admin, " ", req(json!({"tool_name": "echo"})))
+            .expect_err("400");
+        assert_eq!(e, Error::MissingHeader("Idempotency-Key"));
+    }
+
+    #[test]
+    fn unknown_tool_is_404_before_quota_and_replays_survive_exhaustion() {
+        let (db, _) = db();
+        let (admin, _) = tenant(&db);
+        db.invoke_tool(&admin, "a", req(json!({"tool_name": "echo"})))
+            .expect("run");
+        let limits = DailyLimits {
+            tool_invocation_daily_limit: 1,
+            ..DailyLimits::default()
+        };
+        db.set_limits(&admin, limits).expect("limits");
+        let before = trail(&db, &admin);
+        let e = db
+            .invoke_tool(&admin, "b", req(json!({"tool_name": "Echo"})))
+            .expect_err("404");
+        assert_eq!(e.to_string(), "Tool 'Echo' not found");
+        let e = db
+            .invoke_tool(&admin, "b", req(json!({"tool_name": "echo"})))
+            .expect_err("429");
+        assert!(matches!(e, Error::DailyQuotaExceeded(_)), "{e:?}");
+        // The failed key stored nothing, so it is free for another body later.
+        db.invoke_tool(&admin, "a", req(json!({"tool_name": "echo"})))
+            .expect("replay while exhausted");
+        assert_eq!(trail(&db, &admin), before);
+    }
+
+    #[test]
+    fn kpi_summary_results_and_tool_level_errors() {
+        let (db, _) = db();
+        let (admin, _) = tenant(&db);
+        let (other, _) = tenant(&db);
+        let id = kpi(
+            &db,
+            &admin,
+            "MRR",
+            &[("2026-01-01", 1000.0), ("2026-01-08T00:00:00Z", 1250.0)],
+        );
+        let theirs = kpi(&db, &other, "Theirs", &[("2026-01-01", 1.0)]);
+        let empty = kpi(&db, &admin, "Empty", &[]);
+        let mut n = 0;
+        let mut run = |payload: Value| {
+            n += 1;
+            db.invoke_tool(
+                &admin,
+                &format!("key-{n}"),
+                req(json!({"tool_name": "kpi_summary", "payload": payload})),
+            )
+            .expect("200")
+            .result
+        };
+        assert_eq!(
+            run(json!({"kpi_id": id})),
+            json!({"kpi_id": id, "latest": {"ts": "2026-01-08T00:00:00Z", "value": 1250.0},
+                   "start": {"ts": "2026-01-01T00:00:00Z", "value": 1000.0},
+                   "delta_abs": 250.0, "delta_pct": 25.0})
+        );
+        assert_eq!(
+            run(json!({"kpi_id": id, "window_days": true}))["delta_pct"],
+            json!(0.0)
+        );
+        let missing = json!({"error": "Missing required field: kpi_id"});
+        for p in [
+            json!({}),
+            json!({"kpi_id": null}),
+            json!({"kpi_id": ""}),
+            json!({"kpi_id": 0}),
+            json!({"kpi_id": false}),
+            json!({"kpi_id": []}),
+            json!({"kpi_id": {}}),
+        ] {
+            assert_eq!(run(p), missing);
+        }
+        let bad_days = json!({"error": "window_days must be a positive integer"});
+        for d in [
+            json!(0),
+            json!(-1),
+            json!(1.0),
+            json!("7"),
+            json!(null),
+            json!(false),
+        ] {
+            assert_eq!(run(json!({"kpi_id": id, "window_days": d})), bad_days);
+        }
+        assert_eq!(
+            run(json!({"kpi_id": id, "window_days": 99_999_999_999_u64})),
+            json!({"error": "window_days must be at most 3652059"})
+        );
+        assert_eq!(
+            run(json!({"kpi_id": [1]})),
+            json!({"error": "kpi_id must be a string"})
+        );
+        assert_eq!(
+            run(json!({"kpi_id": true})),
+            json!({"error": "KPI 'True' not found"})
+        );
+        assert_eq!(
+            run(json!({"kpi_id": 1.5})),
+            json!({"error": "KPI '1.5' not found"})
+        );
+        assert_eq!(
+            run(json!({"kpi_id": theirs})),
+            json!({"error": format!("KPI '{theirs}' not found")})
+        );
+        assert_eq!(
+            run(json!({"kpi_id": empty})),
+            json!({"error": format!("No data points found for KPI '{empty}'")})
+        );
+        // Tool-level errors are still audited and metered.
+        assert_eq!(trail(&db, &admin).0, n);
+    }
+
+    #[test]
+    fn registry_lists_tools_with_schemas() {
+        let (db, _) = db();
+        let (_, member) = tenant(&db);
+        let tools = db.tools(&member).expect("any role");
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["echo", "kpi_summary"]);
+        assert_eq!(tools[1].input_schema["required"], json!(["kpi_id"]));
+        assert!(find("kpi_summary").is_some() && find("KPI_SUMMARY").is_none());
+    }
+}

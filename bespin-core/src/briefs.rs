@@ -391,3 +391,284 @@ impl Bespin {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{db, kpi, tenant, trail};
+
+    fn day(s: &str) -> Date {
+        Date::parse(s).expect("date")
+    }
+
+    fn req(body: Value) -> MaterializeRequest {
+        MaterializeRequest::from_json(&body).expect("valid")
+    }
+
+    #[test]
+    fn worked_example_of_the_contract() {
+        let (db, _) = db();
+        let (admin, member) = tenant(&db);
+        let mrr = kpi(
+            &db,
+            &admin,
+            "MRR",
+            &[
+                ("2026-01-20", 900.0),
+                ("2026-01-24T00:00:00Z", 1000.0),
+                ("2026-01-31", 1250.0),
+                ("2026-02-05", 5000.0),
+            ],
+        );
+        let down = kpi(
+            &db,
+            &admin,
+            "Down",
+            &[("2026-01-30", 3.0), ("2026-01-31", 2.0)],
+        );
+        kpi(
+            &db,
+            &admin,
+            "Zero",
+            &[("2026-01-30", 0.0), ("2026-01-31", 10.0)],
+        );
+        kpi(&db, &admin, "Later", &[("2026-02-02", 1.0)]);
+        let c = db
+            .preview_brief(&member, day("2026-02-01"), 7, 2)
+            .expect("brief");
+        assert_eq!(
+            c.summary,
+            BriefSummary {
+                kpis_considered: 3,
+                kpis_up: 2,
+                kpis_down: 1,
+                kpis_flat: 0
+            }
+        );
+        let names: Vec<&str> = c.highlights.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["Down", "MRR"]);
+        assert_eq!(c.highlights[0].delta_pct, Some(-33.33333333333333));
+        assert_eq!(c.highlights[1].kpi_id, mrr);
+        assert_eq!(c.highlights[1].latest.ts, "2026-01-31T00:00:00Z");
+        assert_eq!(c.highlights[1].start.ts, "2026-01-24T00:00:00Z");
+        assert_eq!(
+            (c.highlights[1].delta_abs, c.highlights[1].delta_pct),
+            (250.0, Some(25.0))
+        );
+        assert_eq!(c.alerts.len(), 1);
+        assert_eq!(
+            serde_json::to_value(&c.alerts[0]).expect("json"),
+            json!({"kpi_id": down, "name": "Down", "severity": "high",
+                   "reason": "delta_pct_below_threshold", "delta_pct": -33.33333333333333})
+        );
+        let keys: Vec<String> = serde_json::to_value(&c)
+            .expect("json")
+            .as_object()
+            .expect("object")
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(keys.len(), 6);
+    }
+
+    #[test]
+    fn ties_boundaries_and_edge_cases() {
+        let (db, _) = db();
+        let (admin, _) = tenant(&db);
+        // Enumeration is by name (byte order: upper case first), then creation order.
+        kpi(
+            &db,
+            &admin,
+            "b",
+            &[("2026-01-01", 100.0), ("2026-01-02", 90.0)],
+        ); // -10 exactly
+        kpi(
+            &db,
+            &admin,
+            "B",
+            &[("2026-01-01", 100.0), ("2026-01-02", 110.0)],
+        ); // +10
+        kpi(
+            &db,
+            &admin,
+            "b",
+            &[("2026-01-01", 1000.0), ("2026-01-02", 900.1)],
+        ); // -9.99
+        kpi(
+            &db,
+            &admin,
+            "Neg",
+            &[("2026-01-01", -100.0), ("2026-01-02", -50.0)],
+        ); // +50
+        kpi(&db, &admin, "Single", &[("2026-01-02", 7.0)]);
+        kpi(
+            &db,
+            &admin,
+            "Zero",
+            &[("2026-01-01", 0.0), ("2026-01-02", -5.0)],
+        );
+        let c = db
+            .preview_brief(&admin, day("2026-01-02"), 7, 100)
+            .expect("brief");
+        let order: Vec<(String, Option<f64>)> = c
+            .highlights
+            .iter()
+            .map(|h| (h.name.clone(), h.delta_pct))
+            .collect();
+        let expected: Vec<(String, Option<f64>)> = vec![
+            ("Neg".into(), Some(50.0)),
+            ("B".into(), Some(10.0)),
+            ("b".into(), Some(-10.0)),
+            ("b".into(), Some(-9.989999999999997)),
+            ("Single".into(), Some(0.0)),
+            ("Zero".into(), None),
+        ];
+        assert_eq!(order, expected, "top_n larger than the KPI count");
+        assert_eq!(
+            c.summary,
+            BriefSummary {
+                kpis_considered: 6,
+                kpis_up: 2,
+                kpis_down: 3,
+                kpis_flat: 1
+            }
+        );
+        let alerts: Vec<f64> = c.alerts.iter().map(|a| a.delta_pct).collect();
+        assert_eq!(
+            alerts,
+            [-10.0],
+            "exactly -10 alerts, -9.99 does not; null never"
+        );
+        let single = &c.highlights[4];
+        assert_eq!(
+            (single.start.clone(), single.delta_abs),
+            (single.latest.clone(), 0.0)
+        );
+        // Before any point: nothing considered.
+        let c = db
+            .preview_brief(&admin, day("2025-12-31"), 7, 3)
+            .expect("brief");
+        assert_eq!(c.summary, BriefSummary::default());
+        assert!(c.highlights.is_empty() && c.alerts.is_empty());
+    }
+
+    #[test]
+    fn materialize_is_idempotent_and_meters_once() {
+        let (db, clock) = db();
+        let (admin, member) = tenant(&db);
+        kpi(
+            &db,
+            &admin,
+            "MRR",
+            &[("2026-01-30", 1.0), ("2026-01-31", 2.0)],
+        );
+        let before = trail(&db, &admin);
+        let e = db
+            .materialize_brief(&member, "k", req(json!({})))
+            .expect_err("member");
+        assert_eq!(
+            e.to_string(),
+            "Role 'member' is not authorized to materialize briefs"
+        );
+        let first = db
+            .materialize_brief(&admin, "k", req(json!({})))
+            .expect("brief");
+        assert_eq!(first.content.date, "2026-01-31", "today by default");
+        assert_eq!(first.content.summary.kpis_up, 1);
+        assert_eq!(trail(&db, &admin), (before.0 + 1, before.1 + 1));
+        let audit = db.audit_log(&admin, 1).expect("audit");
+        assert_eq!(
+            (audit[0].action.as_str(), audit[0].tool_name.as_deref()),
+            ("briefs.materialize", Some("daily_brief"))
+        );
+        assert_eq!(audit[0].request_id, first.request_id);
+        let ledger = db.billing_ledger(&admin, None, 1).expect("ledger");
+        assert_eq!(ledger.items[0].event_key, "daily_brief_generated");
+        assert_eq!(ledger.items[0].request_id, first.request_id);
+        let after = trail(&db, &admin);
+        // Replay: same body (date resolved), nothing written.
+        let again = db
+            .materialize_brief(
+                &admin,
+                "k",
+                req(json!({"date": "2026-01-31", "window_days": 7})),
+            )
+            .expect("replay");
+        assert_eq!(again, first);
+        assert_eq!(trail(&db, &admin), after);
+        let e = db
+            .materialize_brief(&admin, "k", req(json!({"top_n": 4})))
+            .expect_err("409");
+        assert_eq!(
+            e.to_string(),
+            "Idempotency key 'k' was already used with a different request body"
+        );
+        // Existing brief, new key and other parameters: the stored brief, at no cost.
+        let existing = db
+            .materialize_brief(&admin, "k2", req(json!({"top_n": 9})))
+            .expect("existing");
+        assert_eq!(existing, first);
+        assert_eq!(trail(&db, &admin), after);
+        assert!(matches!(
+            db.materialize_brief(&admin, "k2", req(json!({"top_n": 8}))),
+            Err(Error::IdempotencyConflict(_))
+        ));
+        // The reads.
+        assert_eq!(db.brief(&member, "2026-01-31").expect("get"), first);
+        clock.advance(Timestamp::DAY_MICROS);
+        let next = db
+            .materialize_brief(&admin, "k3", req(json!({})))
+            .expect("next day");
+        assert_eq!(next.content.date, "2026-02-01");
+        assert_eq!(db.latest_brief(&member).expect("latest"), next);
+        let e = db.brief(&member, "2026-01-30").expect_err("404");
+        assert_eq!(e.to_string(), "Brief for date '2026-01-30' not found");
+        assert!(matches!(
+            db.brief(&member, "2026-13-01"),
+            Err(Error::Validation(_))
+        ));
+    }
+
+    #[test]
+    fn tenants_are_independent_and_bad_input_is_422() {
+        let (db, _) = db();
+        let (a, _) = tenant(&db);
+        let (b, _) = tenant(&db);
+        let e = db.latest_brief(&b).expect_err("none");
+        assert_eq!(e.to_string(), "No briefs found for this tenant");
+        kpi(&db, &a, "A", &[("2026-01-31", 1.0)]);
+        let body = json!({"date": "2026-01-31"});
+        let ba = db
+            .materialize_brief(&a, "same", req(body.clone()))
+            .expect("a");
+        let bb = db.materialize_brief(&b, "same", req(body)).expect("b");
+        assert_ne!(ba.brief_id, bb.brief_id);
+        assert_eq!(
+            (
+                ba.content.summary.kpis_considered,
+                bb.content.summary.kpis_considered
+            ),
+            (1, 0)
+        );
+        assert_eq!(db.brief(&b, "2026-01-31").expect("b").brief_id, bb.brief_id);
+        for bad in [
+            json!({"date": "2026-13-01"}),
+            json!({"date": "2026-1-5"}),
+            json!({"date": 5}),
+            json!({"top_n": 0}),
+            json!({"top_n": 101}),
+            json!({"window_days": 366}),
+            json!({"window_days": 1.5}),
+        ] {
+            assert!(
+                matches!(
+                    MaterializeRequest::from_json(&bad),
+                    Err(Error::Validation(_))
+                ),
+                "{bad}"
+            );
+        }
+        let ok = req(json!({"date": null, "window_days": "30", "top_n": 100, "x": 1}));
+        assert_eq!((ok.date, ok.window_days, ok.top_n), (None, 30, 100));
+    }
+}

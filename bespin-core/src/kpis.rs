@@ -807,6 +807,35 @@ mod tests {
     }
 
     #[test]
+    fn ten_thousand_points_are_one_transaction_and_one_usage_event() {
+        let (db, _) = db();
+        let (admin, _) = tenant(&db);
+        let id = kpi(&db, &admin, "Big", &[]);
+        let base = ts("2025-01-01").0;
+        let points = (0..10_000i64)
+            .map(|i| NewPoint {
+                ts: Timestamp(base + i * 60_000_000),
+                value: i as f64,
+            })
+            .collect();
+        let r = db
+            .ingest_points(&admin, &id, PointsBulk { points })
+            .expect("ingest");
+        assert_eq!(
+            r,
+            IngestResult {
+                inserted: 10_000,
+                ignored: 0
+            }
+        );
+        let ledger = db.billing_ledger(&admin, None, 10).expect("ledger");
+        assert_eq!(ledger.items.len(), 2);
+        assert_eq!(ledger.items[0].raw_units, 10_000.0);
+        let p = db.latest_point(&admin, &id).expect("latest");
+        assert_eq!(p.value, 9_999.0);
+    }
+
+    #[test]
     fn unknown_and_foreign_kpis_are_404_and_store_nothing() {
         let (db, _) = db();
         let (admin, _) = tenant(&db);

@@ -41,16 +41,22 @@ pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod conversations;
+pub mod briefs;
 pub mod email;
 pub mod idempotency;
 pub mod ids;
+pub mod kpis;
 pub mod limits;
 pub mod metering;
 pub mod money;
 pub mod notifications;
 pub mod tenancy;
 pub mod time;
+pub mod tools;
 pub mod validate;
+
+#[cfg(test)]
+mod testutil;
 
 pub use auth::{Credentials, Principal, Role};
 pub use commit::CommitStats;

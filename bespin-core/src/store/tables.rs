@@ -9,7 +9,9 @@ use crate::audit::AuditRec;
 use crate::billing::catalog::{CapRec, MeteredEventRec, PlanRec};
 use crate::billing::subscriptions::SubscriptionRec;
 use crate::conversations::{ConversationRec, MessageRec};
+use crate::briefs::BriefRec;
 use crate::idempotency::IdemRec;
+use crate::kpis::{KpiRec, PointRec};
 use crate::limits::LimitsRec;
 use crate::metering::{RollupRec, UsageEventRec};
 use crate::notifications::{NotificationRec, PrefRec};
@@ -59,6 +61,16 @@ pub(crate) const CONVERSATIONS: Table<ConversationRec> = Table::new("conversatio
 pub(crate) const CONVERSATIONS_BY_TIME: Table<String> = Table::new("conversations_by_time");
 /// (tenant, conversation, sequence) → message, in insertion order.
 pub(crate) const MESSAGES: Table<MessageRec> = Table::new("messages");
+/// (tenant, kpi) → KPI definition.
+pub(crate) const KPIS: Table<KpiRec> = Table::new("kpis");
+/// (tenant, created at, sequence) → kpi id: definitions in creation order.
+pub(crate) const KPIS_BY_CREATION: Table<String> = Table::new("kpis_by_creation");
+/// (tenant, name, sequence) → kpi id: definitions by name (byte order), then creation order.
+pub(crate) const KPIS_BY_NAME: Table<String> = Table::new("kpis_by_name");
+/// (tenant, kpi, instant) → point: a KPI's series is one time-ordered range.
+pub(crate) const KPI_POINTS: Table<PointRec> = Table::new("kpi_points");
+/// (tenant, brief date) → brief: one per tenant and date; dates sort chronologically.
+pub(crate) const BRIEFS: Table<BriefRec> = Table::new("briefs");
 /// Global: (name) → last value of a sequence.
 pub(crate) const SEQUENCES: Table<u64> = Table::new("sequences");
 
@@ -80,6 +92,11 @@ pub(crate) const ALL: &[&str] = &[
     AUDIT.name(),
     IDEMPOTENCY.name(),
     IDEMPOTENCY_BY_AGE.name(),
+    KPIS.name(),
+    KPIS_BY_CREATION.name(),
+    KPIS_BY_NAME.name(),
+    KPI_POINTS.name(),
+    BRIEFS.name(),
     SEQUENCES.name(),
     NOTIFICATION_PREFS.name(),
     NOTIFICATIONS.name(),

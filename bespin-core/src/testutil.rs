@@ -1,0 +1,89 @@
+//! Shared fixtures for the unit tests: a database on a manual clock and tenants with an admin
+//! and a member.
+
+use crate::kpis::{NewKpi, NewPoint, PointsBulk, parse_point_ts};
+use crate::tenancy::{NewTenant, NewUser};
+use crate::time::ManualClock;
+use crate::{Bespin, Credentials, Options, Principal, Role};
+use std::sync::Arc;
+
+/// A test database and its clock (2026-01-31T12:00:00Z).
+pub(crate) fn db() -> (Bespin, ManualClock) {
+    let clock = ManualClock::at("2026-01-31T12:00:00Z").expect("clock");
+    let db =
+        Bespin::open_in_memory_with(Arc::new(clock.clone()), Options::default()).expect("open");
+    (db, clock)
+}
+
+/// A new tenant: (admin, member).
+pub(crate) fn tenant(db: &Bespin) -> (Principal, Principal) {
+    let t = db
+        .create_tenant(NewTenant {
+            name: "Acme".into(),
+            region: "eu".into(),
+            admin_email: "ada@acme.example".into(),
+        })
+        .expect("tenant");
+    let admin = db
+        .authenticate(&Credentials::new(
+            Some(&t.tenant_id),
+            Some(&t.admin.user_id),
+            Some(&t.api_key),
+        ))
+        .expect("admin");
+    let m = db
+        .create_user(
+            &admin,
+            NewUser {
+                tenant_id: t.tenant_id.clone(),
+                email: "bob@acme.example".into(),
+                role: Role::Member,
+            },
+        )
+        .expect("member");
+    let member = db
+        .authenticate(&Credentials::new(
+            Some(&t.tenant_id),
+            Some(&m.user_id),
+            Some(&t.api_key),
+        ))
+        .expect("member");
+    (admin, member)
+}
+
+/// Creates a KPI named `name` with `points` (`ts` text, value); returns its id.
+pub(crate) fn kpi(db: &Bespin, admin: &Principal, name: &str, points: &[(&str, f64)]) -> String {
+    let k = db
+        .create_kpi(
+            admin,
+            NewKpi {
+                name: name.into(),
+                unit: None,
+                description: None,
+            },
+        )
+        .expect("kpi");
+    if !points.is_empty() {
+        let points = points
+            .iter()
+            .map(|(ts, value)| NewPoint {
+                ts: parse_point_ts(ts).expect("ts"),
+                value: *value,
+            })
+            .collect();
+        db.ingest_points(admin, &k.kpi_id, PointsBulk { points })
+            .expect("ingest");
+    }
+    k.kpi_id
+}
+
+/// (audit rows, usage events) of the caller's tenant.
+pub(crate) fn trail(db: &Bespin, who: &Principal) -> (usize, usize) {
+    (
+        db.audit_log(who, 10_000).expect("audit").len(),
+        db.billing_ledger(who, None, 1000)
+            .expect("ledger")
+            .items
+            .len(),
+    )
+}

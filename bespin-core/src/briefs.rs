@@ -121,8 +121,10 @@ pub struct Brief {
 
 /// Input of [`Bespin::materialize_brief`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MaterializeRequest {
     /// The brief date; today (UTC) when `None`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub date: Option<Date>,
     /// 1–365, default 7.
     pub window_days: u32,

@@ -47,6 +47,7 @@ impl Record for PointRec {}
 
 /// Input of [`Bespin::create_kpi`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewKpi {
     /// Display name, 1–255 characters; need not be unique.
     pub name: String,
@@ -89,8 +90,10 @@ pub struct Kpi {
 
 /// One point of a bulk-ingest request, already parsed.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewPoint {
     /// The point's instant (UTC).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub ts: Timestamp,
     /// A finite value.
     pub value: f64,
@@ -98,6 +101,7 @@ pub struct NewPoint {
 
 /// Input of [`Bespin::ingest_points`]: at least one point.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PointsBulk {
     /// The points, in request order (the first point for an instant wins).
     pub points: Vec<NewPoint>,

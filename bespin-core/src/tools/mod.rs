@@ -104,10 +104,12 @@ pub struct ToolInfo {
 
 /// Input of [`Bespin::invoke_tool`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InvokeRequest {
     /// 1–100 characters.
     pub tool_name: String,
     /// The tool's input (an object; `{}` when omitted).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub payload: Map<String, Value>,
 }
 

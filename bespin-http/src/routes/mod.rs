@@ -2,11 +2,14 @@
 
 mod admin;
 mod billing;
+mod briefs;
 mod conversations;
+mod kpis;
 mod limits;
 mod meta;
 mod notifications;
 mod tenancy;
+mod tools;
 
 use crate::router::{Route, Router};
 
@@ -31,6 +34,9 @@ pub fn all() -> Vec<Route> {
     r.extend(limits::routes());
     r.extend(billing::routes());
     r.extend(admin::routes());
+    r.extend(tools::routes());
+    r.extend(kpis::routes());
+    r.extend(briefs::routes());
     r.extend(notifications::routes());
     r.extend(conversations::routes());
     r

@@ -1,0 +1,41 @@
+//! `POST /v1/briefs/materialize`, `GET /v1/briefs/latest`, `GET /v1/briefs/{date}`.
+
+use super::route;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::Req;
+use crate::openapi::{Auth, Doc, schema};
+use crate::reply::Reply;
+use crate::router::Route;
+use bespin_core::briefs::{Brief, MaterializeRequest};
+
+pub fn routes() -> Vec<Route> {
+    let d = |summary| Doc::new("briefs", summary, Auth::Tenant);
+    vec![
+        route!(POST "/v1/briefs/materialize" => materialize, Doc::new("briefs", "Create (or return) the brief for a date (idempotent; admin)", Auth::TenantIdempotent)
+            .body(schema::<MaterializeRequest>).ok(200, schema::<Brief>)),
+        route!(GET "/v1/briefs/latest" => latest, d("The brief with the newest date").ok(200, schema::<Brief>)),
+        route!(GET "/v1/briefs/{date}" => by_date, d("The brief for a date (YYYY-MM-DD)").ok(200, schema::<Brief>)),
+    ]
+}
+
+fn materialize(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let body = r.json()?;
+    let key = r.idempotency_key()?;
+    let caller = r.principal(s)?;
+    let req = MaterializeRequest::from_json(&body)?;
+    Ok(Reply::ok(&s.bespin.materialize_brief(&caller, &key, req)?))
+}
+
+fn latest(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    Ok(Reply::ok(&s.bespin.latest_brief(&caller)?))
+}
+
+fn by_date(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    s.bespin
+        .brief(&caller, r.param("date"))
+        .map(|b| Reply::ok(&b))
+        .map_err(ApiError::path)
+}

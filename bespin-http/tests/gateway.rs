@@ -1,0 +1,364 @@
+//! Tools, KPIs and briefs over real HTTP, following the seed README's "Daily Brief Workflow".
+#![allow(clippy::unwrap_used)]
+
+use bespin_http::testing::{TestServer, test_config};
+use serde_json::{Value, json};
+
+struct Ctx {
+    s: TestServer,
+    tenant: String,
+    key: String,
+    admin: String,
+    member: String,
+}
+
+impl Ctx {
+    fn new() -> Ctx {
+        let s = TestServer::start(test_config());
+        let v = s
+            .call(
+                "POST",
+                "/v1/tenants",
+                &[],
+                Some(&json!({"name": "Acme", "region": "eu", "admin_email": "a@acme.io"})),
+            )
+            .json();
+        let (tenant, key, admin) = (
+            v["tenant_id"].as_str().unwrap().to_owned(),
+            v["api_key"].as_str().unwrap().to_owned(),
+            v["admin"]["user_id"].as_str().unwrap().to_owned(),
+        );
+        let h = [
+            ("X-Tenant-ID", tenant.as_str()),
+            ("X-User-ID", admin.as_str()),
+            ("X-API-Key", key.as_str()),
+        ];
+        let m = s
+            .call(
+                "POST",
+                "/v1/users",
+                &h,
+                Some(&json!({"tenant_id": tenant, "email": "m@acme.io", "role": "member"})),
+            )
+            .json();
+        let member = m["user_id"].as_str().unwrap().to_owned();
+        Ctx {
+            s,
+            tenant,
+            key,
+            admin,
+            member,
+        }
+    }
+
+    fn as_user(
+        &self,
+        user: &str,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut h = vec![
+            ("X-Tenant-ID", self.tenant.as_str()),
+            ("X-User-ID", user),
+            ("X-API-Key", self.key.as_str()),
+        ];
+        h.extend_from_slice(extra);
+        let r = self.s.call(method, path, &h, body);
+        (r.status, r.json())
+    }
+
+    fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        self.as_user(&self.admin, method, path, extra, body)
+    }
+}
+
+#[test]
+fn daily_brief_workflow_from_the_seed_readme() {
+    let c = Ctx::new();
+    let (st, kpi) = c.admin(
+        "POST",
+        "/v1/kpis",
+        &[],
+        Some(&json!({"name": "MRR", "unit": "GBP"})),
+    );
+    assert_eq!(st, 201, "{kpi}");
+    assert_eq!(kpi["description"], Value::Null);
+    let id = kpi["kpi_id"].as_str().unwrap();
+    let points = json!({"points": [{"ts": "2026-01-24T00:00:00Z", "value": 1000.0}, {"ts": "2026-01-31T00:00:00Z", "value": 1250.0}]});
+    let (st, r) = c.admin(
+        "POST",
+        &format!("/v1/kpis/{id}/points:bulk"),
+        &[],
+        Some(&points),
+    );
+    assert_eq!((st, r), (200, json!({"inserted": 2, "ignored": 0})));
+    // The path may also arrive percent-encoded.
+    let (_, r) = c.admin(
+        "POST",
+        &format!("/v1/kpis/{id}/points%3Abulk"),
+        &[],
+        Some(&points),
+    );
+    assert_eq!(r, json!({"inserted": 0, "ignored": 2}));
+    let body = json!({"date": "2026-01-31", "window_days": 7, "top_n": 3});
+    let (st, brief) = c.admin(
+        "POST",
+        "/v1/briefs/materialize",
+        &[("Idempotency-Key", "my-unique-key")],
+        Some(&body),
+    );
+    assert_eq!(st, 200, "{brief}");
+    let content = &brief["content"];
+    assert_eq!(
+        content["summary"],
+        json!({"kpis_considered": 1, "kpis_up": 1, "kpis_down": 0, "kpis_flat": 0})
+    );
+    assert_eq!(content["highlights"][0]["delta_pct"], 25.0);
+    assert_eq!(
+        content["highlights"][0]["start"]["ts"],
+        "2026-01-24T00:00:00Z"
+    );
+    let (st, fetched) = c.as_user(&c.member, "GET", "/v1/briefs/2026-01-31", &[], None);
+    assert_eq!((st, &fetched), (200, &brief));
+    assert_eq!(
+        c.as_user(&c.member, "GET", "/v1/briefs/latest", &[], None)
+            .1,
+        brief
+    );
+    // Replay: same body back, nothing charged twice.
+    let (_, again) = c.admin(
+        "POST",
+        "/v1/briefs/materialize",
+        &[("Idempotency-Key", "my-unique-key")],
+        Some(&body),
+    );
+    assert_eq!(again, brief);
+    let (st, r) = c.admin(
+        "POST",
+        "/v1/briefs/materialize",
+        &[("Idempotency-Key", "my-unique-key")],
+        Some(&json!({"date": "2026-01-31", "top_n": 2})),
+    );
+    assert_eq!(
+        (st, r["detail"].as_str().unwrap()),
+        (
+            409,
+            "Idempotency key 'my-unique-key' was already used with a different request body"
+        )
+    );
+    let (_, ledger) = c.admin("GET", "/v1/billing/ledger", &[], None);
+    let keys: Vec<&str> = ledger["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["event_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "daily_brief_generated",
+            "kpi_points_ingested",
+            "kpi_definition_created"
+        ]
+    );
+    // Members cannot materialize; bad dates are 422s.
+    let (st, r) = c.as_user(
+        &c.member,
+        "POST",
+        "/v1/briefs/materialize",
+        &[("Idempotency-Key", "k2")],
+        Some(&json!({})),
+    );
+    assert_eq!(
+        (st, r["detail"].as_str().unwrap()),
+        (403, "Role 'member' is not authorized to materialize briefs")
+    );
+    assert_eq!(
+        c.admin("GET", "/v1/briefs/2026-13-01", &[], None).1["detail"][0]["loc"],
+        json!(["path", "date"])
+    );
+    assert_eq!(
+        c.admin("GET", "/v1/briefs/2026-02-01", &[], None),
+        (
+            404,
+            json!({"detail": "Brief for date '2026-02-01' not found"})
+        )
+    );
+    let (st, r) = c.admin("POST", "/v1/briefs/materialize", &[], Some(&json!({})));
+    assert_eq!(
+        (st, r),
+        (
+            400,
+            json!({"detail": "Missing required header: Idempotency-Key"})
+        )
+    );
+}
+
+#[test]
+fn kpi_summary_invocation_and_its_replay() {
+    let c = Ctx::new();
+    let (_, kpi) = c.admin("POST", "/v1/kpis", &[], Some(&json!({"name": "MRR"})));
+    let id = kpi["kpi_id"].as_str().unwrap();
+    let pts = json!({"points": [
+        {"ts": "2026-01-01T00:00:00Z", "value": 100}, {"ts": "2026-01-03", "value": 110},
+        {"ts": "2026-01-08T00:00:00+00:00", "value": 150}, {"ts": "2026-01-10T01:00:00+01:00", "value": 160}]});
+    assert_eq!(
+        c.admin(
+            "POST",
+            &format!("/v1/kpis/{id}/points:bulk"),
+            &[],
+            Some(&pts)
+        )
+        .1,
+        json!({"inserted": 4, "ignored": 0})
+    );
+    let body = json!({"tool_name": "kpi_summary", "payload": {"kpi_id": id}});
+    let (st, first) = c.admin(
+        "POST",
+        "/v1/tools/invoke",
+        &[("Idempotency-Key", "inv-1")],
+        Some(&body),
+    );
+    assert_eq!(st, 200, "{first}");
+    assert_eq!(
+        first["result"]["start"],
+        json!({"ts": "2026-01-03T00:00:00Z", "value": 110.0})
+    );
+    assert_eq!(first["result"]["delta_pct"], 45.45454545454545);
+    let (_, replay) = c.admin(
+        "POST",
+        "/v1/tools/invoke",
+        &[("Idempotency-Key", "inv-1")],
+        Some(&body),
+    );
+    assert_eq!(replay, first, "same body, same request_id");
+    let (_, usage) = c.admin("GET", "/v1/usage/daily", &[], None);
+    assert_eq!(
+        usage["usage"][1],
+        json!({"activity_type": "tool_invocation", "units": 1})
+    );
+    let (st, r) = c.admin(
+        "POST",
+        "/v1/tools/invoke",
+        &[("Idempotency-Key", "inv-2")],
+        Some(&json!({"tool_name": "nope"})),
+    );
+    assert_eq!((st, r), (404, json!({"detail": "Tool 'nope' not found"})));
+    let (_, echo) = c.admin(
+        "POST",
+        "/v1/tools/invoke",
+        &[("Idempotency-Key", "inv-3")],
+        Some(&json!({"tool_name": "echo", "payload": {"x": 1.0, "s": "é"}})),
+    );
+    assert_eq!(echo["result"], json!({"echo": {"x": 1.0, "s": "é"}}));
+    let (st, r) = c.as_user(
+        &c.member,
+        "POST",
+        "/v1/tools/invoke",
+        &[("Idempotency-Key", "inv-4")],
+        Some(&body),
+    );
+    assert_eq!(
+        (st, r["detail"].as_str().unwrap()),
+        (403, "Role 'member' is not authorized to invoke tools")
+    );
+    let (_, tools) = c.as_user(&c.member, "GET", "/v1/tools", &[], None);
+    assert_eq!(tools.as_array().unwrap().len(), 2);
+    assert_eq!(
+        c.as_user(
+            &c.member,
+            "GET",
+            &format!("/v1/kpis/{id}/latest"),
+            &[],
+            None
+        )
+        .1,
+        json!({"kpi_id": id, "ts": "2026-01-10T00:00:00Z", "value": 160.0})
+    );
+}
+
+#[test]
+fn kpi_bad_input_is_refused_and_stores_nothing() {
+    let c = Ctx::new();
+    let (_, kpi) = c.admin("POST", "/v1/kpis", &[], Some(&json!({"name": "MRR"})));
+    let id = kpi["kpi_id"].as_str().unwrap();
+    let path = format!("/v1/kpis/{id}/points:bulk");
+    let (st, r) = c.admin(
+        "POST",
+        &path,
+        &[],
+        Some(
+            &json!({"points": [{"ts": "2026-01-01", "value": 1}, {"ts": "yesterday", "value": 2}]}),
+        ),
+    );
+    assert_eq!(
+        (st, r["detail"][0]["loc"].clone()),
+        (422, json!(["body", "points", 1, "ts"]))
+    );
+    assert_eq!(
+        c.admin("POST", &path, &[], Some(&json!({"points": []}))).0,
+        422
+    );
+    let (st, r) = c.admin(
+        "POST",
+        &path,
+        &[],
+        Some(&json!({"points": [{"ts": "2026-01-01", "value": "NaN"}]})),
+    );
+    assert_eq!(
+        (st, r["detail"][0]["type"].as_str()),
+        (422, Some("finite_number"))
+    );
+    assert_eq!(
+        c.admin("GET", &format!("/v1/kpis/{id}/latest"), &[], None)
+            .0,
+        404
+    );
+    assert_eq!(
+        c.admin(
+            "POST",
+            "/v1/kpis/ghost/points:bulk",
+            &[],
+            Some(&json!({"points": [{"ts": "2026-01-01", "value": 1}]}))
+        ),
+        (404, json!({"detail": "KPI 'ghost' not found"}))
+    );
+    let (st, r) = c.admin("GET", "/v1/kpis?limit=x&offset=y", &[], None);
+    assert_eq!((st, r["detail"].as_array().unwrap().len()), (422, 2));
+    assert_eq!(
+        c.admin("GET", "/v1/kpis?limit=0", &[], None)
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Another tenant's KPI is a missing one.
+    let other =
+        c.s.call(
+            "POST",
+            "/v1/tenants",
+            &[],
+            Some(&json!({"name": "B", "region": "eu", "admin_email": "b@b.io"})),
+        )
+        .json();
+    let h = [
+        ("X-Tenant-ID", other["tenant_id"].as_str().unwrap()),
+        ("X-User-ID", other["admin"]["user_id"].as_str().unwrap()),
+        ("X-API-Key", other["api_key"].as_str().unwrap()),
+    ];
+    assert_eq!(
+        c.s.call("GET", &format!("/v1/kpis/{id}/latest"), &h, None)
+            .json(),
+        json!({"detail": format!("KPI '{id}' not found")})
+    );
+    assert_eq!(c.s.call("GET", "/v1/kpis", &h, None).json(), json!([]));
+}

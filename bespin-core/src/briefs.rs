@@ -296,19 +296,33 @@ pub fn materialize(
     require_capability(tx, tenant, "briefs")?;
     let date = req.date.unwrap_or_else(|| ctx.now.date());
     let scope = Idempotency::new(MATERIALIZE_ENDPOINT, idempotency_key, &req.normalized(date));
-    if let Some(stored) = idempotency::lookup::<Brief>(tx, ctx, tenant, &scope)? {
-        return Ok(stored);
-    }
+    idempotency::once(tx, ctx, tenant, &scope, |tx| {
+        Ok(ensure(tx, ctx, caller, date, req.window_days, req.top_n)?.0)
+    })
+}
+
+/// The tenant's brief for `date`, generated now if there is none yet (steps 4–6 of
+/// [`materialize`], shared with the daily-brief runner). Returns the brief and whether it was
+/// created. An existing brief is returned as stored and costs nothing; a new one is checked
+/// against credits and the daily limit, then stored, audited and metered under its own
+/// request id.
+pub(crate) fn ensure(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    caller: &Principal,
+    date: Date,
+    window_days: u32,
+    top_n: u32,
+) -> Result<(Brief, bool)> {
+    let tenant = caller.tenant_id();
     let key = brief_key(tenant, date);
     if let Some(existing) = tx.get(&tables::BRIEFS, &key)? {
-        let brief = view(existing);
-        idempotency::store(tx, ctx, tenant, &scope, &brief)?;
-        return Ok(brief);
+        return Ok((view(existing), false));
     }
     let permit = Meter::one("daily_brief_generated", "daily_brief")
         .with_daily(Activity::DailyBriefGenerated)
         .check(tx, ctx, tenant)?;
-    let content = generate(tx, tenant, date, req.window_days, req.top_n)?;
+    let content = generate(tx, tenant, date, window_days, top_n)?;
     let rec = BriefRec {
         brief_id: ids::new_id(),
         request_id: ids::new_id(),
@@ -325,9 +339,22 @@ pub fn materialize(
         &rec.request_id,
     )?;
     permit.record(tx, ctx, caller, &rec.request_id)?;
-    let brief = view(rec);
-    idempotency::store(tx, ctx, tenant, &scope, &brief)?;
-    Ok(brief)
+    Ok((view(rec), true))
+}
+
+/// The tenant's brief with the newest date, if any.
+pub(crate) fn latest(r: &impl Reader, tenant_id: &str) -> Result<Option<Brief>> {
+    let mut found = None;
+    r.scan(
+        &tables::BRIEFS,
+        &Key::new().str(tenant_id),
+        Order::Desc,
+        |_, rec: BriefRec| {
+            found = Some(view(rec));
+            Ok(Flow::Stop)
+        },
+    )?;
+    Ok(found)
 }
 
 /// The tenant's stored brief for `date`, if any.
@@ -379,17 +406,8 @@ impl Bespin {
     pub fn latest_brief(&self, caller: &Principal) -> Result<Brief> {
         caller.require(Permission::ReadBriefs, "read briefs")?;
         self.read(|r, _| {
-            let mut found = None;
-            r.scan(
-                &tables::BRIEFS,
-                &Key::new().str(caller.tenant_id()),
-                Order::Desc,
-                |_, rec: BriefRec| {
-                    found = Some(view(rec));
-                    Ok(Flow::Stop)
-                },
-            )?;
-            found.ok_or_else(|| Error::NotFound("No briefs found for this tenant".into()))
+            latest(r, caller.tenant_id())?
+                .ok_or_else(|| Error::NotFound("No briefs found for this tenant".into()))
         })
     }
 }

@@ -226,7 +226,6 @@ pub(crate) fn check(
 }
 
 /// How many more units of `a` the tenant may use today (never negative).
-#[allow(dead_code)] // Used by the daily-brief runner and the Core OS (issues 4 and 5).
 pub(crate) fn remaining_today(
     r: &impl Reader,
     ctx: &Ctx,

@@ -253,46 +253,63 @@ pub(crate) fn check_quota(
     })
 }
 
-/// How many units of `event_key` the tenant's credits and cap still allow this period (the
-/// notification allowance of 30 §6.3). A zero weight means the credits do not limit it.
-/// `Ok(0)` when the tenant is not entitled to meter at all.
-#[allow(dead_code)] // Used by the daily-brief runner and the Core OS (issues 4 and 5).
-pub(crate) fn units_allowed(
-    r: &impl Reader,
-    ctx: &Ctx,
-    tenant_id: &str,
-    event_key: &str,
-) -> Result<u64> {
-    let Some(sub) = subscriptions::get(r, tenant_id)?.filter(|s| s.status == "active") else {
-        return Ok(0);
-    };
-    let Some(plan) = catalog::plan(r, &sub.plan_id)? else {
-        return Ok(0);
-    };
-    let Some(event) = catalog::event(r, event_key)?.filter(|e| e.active) else {
-        return Ok(0);
-    };
-    let period = ctx.now.period();
-    let remaining = (Amount::from_int(plan.included_credits) - used_credits(r, tenant_id, period)?)
-        .clamp_zero();
-    let by_credits = if event.credits_per_unit.is_zero() {
-        u64::MAX
-    } else {
-        remaining
-            .div_floor(event.credits_per_unit)
-            .map(|n| u64::try_from(n).unwrap_or(0))
-            .unwrap_or(0)
-    };
-    let by_cap = match catalog::monthly_cap(r, &sub.plan_id, event_key)? {
-        Some(cap) => {
-            let left = (cap - used_units(r, tenant_id, period, event_key)?).clamp_zero();
-            left.div_floor(Amount::from_int(1))
+impl<'a> Meter<'a> {
+    /// How many single units of this meter the tenant may still use now — the notification
+    /// allowance of 30 §6.3: `min(credits left / weight, cap left, daily limit left)`, in exact
+    /// decimal arithmetic (0.6 credits at 0.2 allow 3). A zero weight means the credits do not
+    /// limit it. Also returns a one-unit permit to record each unit used; `(0, None)` when the
+    /// tenant has no active subscription or plan, or the event type is missing or inactive.
+    pub(crate) fn allowance(
+        self,
+        r: &impl Reader,
+        ctx: &Ctx,
+        tenant_id: &str,
+    ) -> Result<(u64, Option<Permit<'a>>)> {
+        let Some(sub) = subscriptions::get(r, tenant_id)?.filter(|s| s.status == "active") else {
+            return Ok((0, None));
+        };
+        let Some(plan) = catalog::plan(r, &sub.plan_id)? else {
+            return Ok((0, None));
+        };
+        let Some(event) = catalog::event(r, self.event_key)?.filter(|e| e.active) else {
+            return Ok((0, None));
+        };
+        let whole = |a: Amount| {
+            a.div_floor(Amount::from_int(1))
                 .map(|n| u64::try_from(n).unwrap_or(0))
                 .unwrap_or(0)
-        }
-        None => u64::MAX,
-    };
-    Ok(by_credits.min(by_cap))
+        };
+        let period = ctx.now.period();
+        let remaining = (Amount::from_int(plan.included_credits)
+            - used_credits(r, tenant_id, period)?)
+        .clamp_zero();
+        let by_credits = match remaining.div_floor(event.credits_per_unit) {
+            _ if event.credits_per_unit.is_zero() => u64::MAX,
+            Some(n) => u64::try_from(n).unwrap_or(0),
+            None => 0,
+        };
+        let by_cap = match catalog::monthly_cap(r, &sub.plan_id, self.event_key)? {
+            Some(cap) => {
+                whole((cap - used_units(r, tenant_id, period, self.event_key)?).clamp_zero())
+            }
+            None => u64::MAX,
+        };
+        let by_day = match self.daily {
+            Some(a) => u64::try_from(limits::remaining_today(r, ctx, tenant_id, a)?).unwrap_or(0),
+            None => u64::MAX,
+        };
+        let price = Price {
+            credits_per_unit: event.credits_per_unit,
+            list_price_per_credit: event.list_price_per_credit,
+        };
+        Ok((
+            by_credits.min(by_cap).min(by_day),
+            Some(Permit {
+                meter: self.units(1),
+                price,
+            }),
+        ))
+    }
 }
 
 /// Writes one usage event and adds it to the (tenant, current period, event) rollup.

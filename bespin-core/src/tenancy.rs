@@ -241,7 +241,6 @@ pub fn create_user(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewUser
 }
 
 /// The tenant's user ids in creation order.
-#[allow(dead_code)] // Used by the daily-brief runner and the Core OS (issues 4 and 5).
 pub(crate) fn users_in_creation_order(r: &impl Reader, tenant_id: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     r.scan(

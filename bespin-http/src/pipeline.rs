@@ -61,7 +61,7 @@ async fn respond(
     method: &Method,
     path: &str,
 ) -> (Reply, Option<&'static str>) {
-    if method == Method::POST && req.uri().path() == "/v1/tenants" {
+    if method == Method::POST && path == "/v1/tenants" {
         let client = client_id(state, peer, req.headers());
         if let Err(wait) = state.limiter.check(&client, Instant::now()) {
             let s = state.limiter.settings();

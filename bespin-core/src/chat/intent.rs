@@ -62,9 +62,15 @@ mod tests {
         assert_eq!(recognize("kpi:notification_rate"), Intent::Outbox);
         assert_eq!(recognize("show my OUTBOX"), Intent::Outbox);
         assert_eq!(recognize("kpi:MRR"), Intent::KpiDetail("mrr".into()));
-        assert_eq!(recognize("what about kpi:ARR now"), Intent::KpiDetail("arr".into()));
+        assert_eq!(
+            recognize("what about kpi:ARR now"),
+            Intent::KpiDetail("arr".into())
+        );
         assert_eq!(recognize("kpi: arr"), Intent::KpiList);
-        assert_eq!(recognize("kpi: then kpi:dau"), Intent::KpiDetail("dau".into()));
+        assert_eq!(
+            recognize("kpi: then kpi:dau"),
+            Intent::KpiDetail("dau".into())
+        );
         assert_eq!(recognize("KPIs"), Intent::KpiList);
         assert_eq!(recognize("hello"), Intent::Fallback);
     }

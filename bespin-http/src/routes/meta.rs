@@ -73,7 +73,17 @@ fn openapi_json(s: &AppState, _: &Req) -> Result<Reply, ApiError> {
 
 fn docs(_: &AppState, r: &Req) -> Result<Reply, ApiError> {
     match crate::openapi::swagger_file(r.param("file")) {
-        Some((bytes, content_type)) => {
+        Some((mut bytes, content_type)) => {
+            if content_type.starts_with("text/html") {
+                // The page links its assets relatively; anchor them under /docs/ whether it was
+                // fetched as /docs or /docs/.
+                let page = String::from_utf8_lossy(&bytes).replacen(
+                    "<head>",
+                    "<head><base href=\"/docs/\">",
+                    1,
+                );
+                bytes = page.into_bytes();
+            }
             let ct: &'static str = match content_type.as_str() {
                 t if t.starts_with("text/html") => "text/html; charset=utf-8",
                 t if t.contains("javascript") => "text/javascript; charset=utf-8",

@@ -3,7 +3,9 @@
 mod admin;
 mod billing;
 mod briefs;
+mod chat;
 mod conversations;
+mod jobs;
 mod kpis;
 mod limits;
 mod meta;
@@ -37,8 +39,10 @@ pub fn all() -> Vec<Route> {
     r.extend(tools::routes());
     r.extend(kpis::routes());
     r.extend(briefs::routes());
+    r.extend(jobs::routes());
     r.extend(notifications::routes());
     r.extend(conversations::routes());
+    r.extend(chat::routes());
     r
 }
 

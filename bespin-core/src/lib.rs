@@ -39,6 +39,7 @@ mod store;
 pub mod audit;
 pub mod auth;
 pub mod billing;
+pub mod coreos;
 pub mod email;
 pub mod idempotency;
 pub mod ids;

@@ -516,6 +516,7 @@ pub fn coerce_number(v: &Value) -> std::result::Result<f64, (&'static str, &'sta
 }
 
 /// Boolean coercion of the contract.
+#[allow(clippy::redundant_guards)]
 pub fn coerce_bool(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),

@@ -245,7 +245,7 @@ pub(crate) fn filter(
     all_means_none: bool,
 ) -> Option<Option<String>> {
     let v = f.string(name, Presence::Optional, Len::ANY)?;
-    Some(v.filter(|s| !s.is_empty() && !(all_means_none && s == "all")))
+    Some(v.filter(|s| !s.is_empty() && (!all_means_none || s != "all")))
 }
 
 /// A date value (strict real `YYYY-MM-DD`); 422 `date_from_datetime_parsing` otherwise.

@@ -88,6 +88,7 @@ fn view(tenant: &str, e: EventRec) -> TimelineEvent {
 }
 
 /// Appends a timeline event for `caller` about (`entity`, `entity_id`) in the open transaction.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn emit(
     tx: &mut WriteTx,
     ctx: &Ctx,
@@ -189,10 +190,11 @@ pub(crate) fn list(r: &impl Reader, tenant: &str, q: &TimelineQuery) -> Result<T
     let mut items = Vec::new();
     let mut matched = 0u64;
     let mut take = |rec: Option<EventRec>, matched: &mut u64| {
-        if *matched >= paging.offset && *matched < end {
-            if let Some(rec) = rec {
-                items.push(view(tenant, rec));
-            }
+        if *matched >= paging.offset
+            && *matched < end
+            && let Some(rec) = rec
+        {
+            items.push(view(tenant, rec));
         }
         *matched += 1;
     };

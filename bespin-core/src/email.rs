@@ -102,6 +102,7 @@ fn describe_quoted(c: char) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::normalize;
 

@@ -256,7 +256,6 @@ pub(crate) fn users_in_creation_order(r: &impl Reader, tenant_id: &str) -> Resul
 }
 
 /// Whether `user_id` is a user of `tenant_id`.
-#[allow(dead_code)] // Used by the daily-brief runner and the Core OS (issues 4 and 5).
 pub(crate) fn user_exists(r: &impl Reader, tenant_id: &str, user_id: &str) -> Result<bool> {
     r.contains(&tables::USERS, &user_key(tenant_id, user_id))
 }

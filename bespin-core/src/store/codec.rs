@@ -36,6 +36,7 @@ pub(crate) fn decode<R: Record>(bytes: &[u8]) -> Result<R> {
 }
 
 impl Record for u64 {}
+impl Record for u8 {}
 impl Record for i64 {}
 impl Record for () {}
 impl Record for String {}

@@ -266,7 +266,6 @@ pub(crate) trait Reader {
     fn get_raw(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
     /// Visits rows with keys in `(lo, hi)` in `order`, until the visitor says stop.
-    #[allow(clippy::type_complexity)]
     fn scan_raw(
         &self,
         table: &'static str,
@@ -375,7 +374,6 @@ pub(crate) trait Reader {
     }
 }
 
-#[allow(clippy::type_complexity)]
 fn scan_table<T: ReadableTable<&'static [u8], &'static [u8]>>(
     table: &T,
     lo: Bound<&[u8]>,

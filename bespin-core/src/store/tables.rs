@@ -10,6 +10,14 @@ use crate::billing::catalog::{CapRec, MeteredEventRec, PlanRec};
 use crate::billing::subscriptions::SubscriptionRec;
 use crate::briefs::BriefRec;
 use crate::conversations::{ConversationRec, MessageRec};
+use crate::coreos::actions::{ActionRec, ExecutionRec, ReviewRec};
+use crate::coreos::decisions::DecisionRec;
+use crate::coreos::evidence::EvidenceRec;
+use crate::coreos::meetings::MeetingRec;
+use crate::coreos::memory::FactRec;
+use crate::coreos::search::DocRec;
+use crate::coreos::tasks::TaskRec;
+use crate::coreos::timeline::{EventPos, EventRec};
 use crate::idempotency::IdemRec;
 use crate::kpis::{KpiRec, PointRec};
 use crate::limits::LimitsRec;
@@ -74,6 +82,48 @@ pub(crate) const BRIEFS: Table<BriefRec> = Table::new("briefs");
 /// Global: (name) → last value of a sequence.
 pub(crate) const SEQUENCES: Table<u64> = Table::new("sequences");
 
+// ---- Core Business OS (coreos) ----
+/// (tenant, action) → action.
+pub(crate) const CO_ACTIONS: Table<ActionRec> = Table::new("co_actions");
+/// (tenant, created at, action) → action id: actions in creation order.
+pub(crate) const CO_ACTIONS_BY_TIME: Table<String> = Table::new("co_actions_by_time");
+/// (tenant, action) → its one review.
+pub(crate) const CO_ACTION_REVIEWS: Table<ReviewRec> = Table::new("co_action_reviews");
+/// (tenant, action) → its one execution.
+pub(crate) const CO_ACTION_EXECUTIONS: Table<ExecutionRec> = Table::new("co_action_executions");
+/// (tenant, task) → task.
+pub(crate) const CO_TASKS: Table<TaskRec> = Table::new("co_tasks");
+/// (tenant, 0 dated / 1 undated, due date, −created at, task) → task id: the list order.
+pub(crate) const CO_TASKS_BY_DUE: Table<String> = Table::new("co_tasks_by_due");
+/// (tenant, decision) → decision.
+pub(crate) const CO_DECISIONS: Table<DecisionRec> = Table::new("co_decisions");
+/// (tenant, decision date, created at, decision) → decision id.
+pub(crate) const CO_DECISIONS_BY_DATE: Table<String> = Table::new("co_decisions_by_date");
+/// (tenant, meeting) → meeting note.
+pub(crate) const CO_MEETINGS: Table<MeetingRec> = Table::new("co_meetings");
+/// (tenant, meeting date, created at, meeting) → meeting id.
+pub(crate) const CO_MEETINGS_BY_DATE: Table<String> = Table::new("co_meetings_by_date");
+/// (tenant, fact) → memory fact.
+pub(crate) const CO_FACTS: Table<FactRec> = Table::new("co_facts");
+/// (tenant, category, fact key, created at, fact) → fact id: the list order.
+pub(crate) const CO_FACTS_BY_KEY: Table<String> = Table::new("co_facts_by_key");
+/// (tenant, fact key) → id of the one active fact with that key.
+pub(crate) const CO_ACTIVE_FACTS: Table<String> = Table::new("co_active_facts");
+/// (tenant, entity type, entity id, created at, evidence) → evidence link.
+pub(crate) const CO_EVIDENCE: Table<EvidenceRec> = Table::new("co_evidence");
+/// (tenant, instant, sequence) → timeline event.
+pub(crate) const CO_TIMELINE: Table<EventRec> = Table::new("co_timeline");
+/// (tenant, entity type, instant, sequence) → event position.
+pub(crate) const CO_TIMELINE_BY_TYPE: Table<EventPos> = Table::new("co_timeline_by_type");
+/// (tenant, entity type, entity id, instant, sequence) → event position.
+pub(crate) const CO_TIMELINE_BY_ENTITY: Table<EventPos> = Table::new("co_timeline_by_entity");
+/// (tenant, event id) → event position (the `before` cursor).
+pub(crate) const CO_TIMELINE_IDS: Table<EventPos> = Table::new("co_timeline_ids");
+/// (tenant, token, entity type, entity id) → field mask (1 title, 2 body): the search index.
+pub(crate) const CO_SEARCH: Table<u8> = Table::new("co_search");
+/// (tenant, entity type, entity id) → the tokens indexed for the record.
+pub(crate) const CO_SEARCH_DOCS: Table<DocRec> = Table::new("co_search_docs");
+
 /// Names of every table, created when the database opens.
 pub(crate) const ALL: &[&str] = &[
     TENANTS.name(),
@@ -104,4 +154,24 @@ pub(crate) const ALL: &[&str] = &[
     CONVERSATIONS.name(),
     CONVERSATIONS_BY_TIME.name(),
     MESSAGES.name(),
+    CO_ACTIONS.name(),
+    CO_ACTIONS_BY_TIME.name(),
+    CO_ACTION_REVIEWS.name(),
+    CO_ACTION_EXECUTIONS.name(),
+    CO_TASKS.name(),
+    CO_TASKS_BY_DUE.name(),
+    CO_DECISIONS.name(),
+    CO_DECISIONS_BY_DATE.name(),
+    CO_MEETINGS.name(),
+    CO_MEETINGS_BY_DATE.name(),
+    CO_FACTS.name(),
+    CO_FACTS_BY_KEY.name(),
+    CO_ACTIVE_FACTS.name(),
+    CO_EVIDENCE.name(),
+    CO_TIMELINE.name(),
+    CO_TIMELINE_BY_TYPE.name(),
+    CO_TIMELINE_BY_ENTITY.name(),
+    CO_TIMELINE_IDS.name(),
+    CO_SEARCH.name(),
+    CO_SEARCH_DOCS.name(),
 ];

@@ -1,0 +1,278 @@
+//! Evidence (provenance) links (40 §6): append-only links from an action, task, decision or
+//! memory fact to where a claim came from. The target must exist in the caller's tenant (404).
+//! Links are stored under (tenant, entity type, entity id, created at, evidence id), so one
+//! record's links are a single range, read newest first.
+//!
+//! Deliberate fix of the reference's Notes: listing links checks the entity type (422 for an
+//! unknown one) and that the entity exists (404), like creating them.
+
+use super::{
+    EntityType, Metadata, check_quota, entity_exists, json_object, object_text, record_effects,
+    timeline,
+};
+use crate::auth::Principal;
+use crate::billing::require_capability;
+use crate::error::{Error, Result};
+use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, tables};
+use crate::time::Timestamp;
+use crate::validate::{Fields, Len, Presence, got};
+use crate::{Bespin, Ctx, ids};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+const TOOL: &str = "evidence";
+const TARGETS: &[&str] = &["action", "task", "decision", "memory_fact"];
+const TARGET_PATTERN: &str = "^(action|task|decision|memory_fact)$";
+const SOURCES: &[&str] = &["kpi", "brief", "note", "decision", "task", "manual"];
+const SOURCE_PATTERN: &str = "^(kpi|brief|note|decision|task|manual)$";
+
+/// A stored evidence link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct EvidenceRec {
+    pub evidence_id: String,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub source_type: String,
+    pub source_ref: String,
+    pub snippet: Option<String>,
+    pub created_by: String,
+    pub created_at: Timestamp,
+}
+impl Record for EvidenceRec {}
+
+/// An evidence link as the API shows it (`EvidenceLinkResponse`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EvidenceLink {
+    /// The link id.
+    pub evidence_id: String,
+    /// The tenant.
+    pub tenant_id: String,
+    /// `action`, `task`, `decision` or `memory_fact`.
+    pub entity_type: String,
+    /// The target record.
+    pub entity_id: String,
+    /// `kpi`, `brief`, `note`, `decision`, `task` or `manual`.
+    pub source_type: String,
+    /// Where the evidence lives (any JSON object).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub source_ref: Value,
+    /// Optional excerpt.
+    pub snippet: Option<String>,
+    /// Who linked it.
+    pub created_by_user_id: String,
+    /// Creation instant (RFC 3339, UTC).
+    pub created_at: String,
+}
+
+/// `GET /v1/evidence`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EvidenceList {
+    /// Every link of the record, newest first.
+    pub items: Vec<EvidenceLink>,
+    /// Number of items.
+    pub total: u64,
+}
+
+fn view(tenant: &str, e: EvidenceRec) -> EvidenceLink {
+    EvidenceLink {
+        evidence_id: e.evidence_id,
+        tenant_id: tenant.to_owned(),
+        entity_type: e.entity_type,
+        entity_id: e.entity_id,
+        source_type: e.source_type,
+        source_ref: json_object(&e.source_ref),
+        snippet: e.snippet,
+        created_by_user_id: e.created_by,
+        created_at: e.created_at.to_rfc3339(),
+    }
+}
+
+/// Input of [`Bespin::create_evidence`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvidence {
+    /// The target's type (not `meeting`).
+    pub entity_type: EntityType,
+    /// The target's id (1–36 characters).
+    pub entity_id: String,
+    /// One of the six source types.
+    pub source_type: String,
+    /// Any JSON object.
+    pub source_ref: Map<String, Value>,
+    /// Optional excerpt.
+    pub snippet: Option<String>,
+}
+
+impl NewEvidence {
+    /// Validates a request body.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let mut f = Fields::new(v)?;
+        let et = f.choice("entity_type", Presence::Required, TARGETS, TARGET_PATTERN);
+        let id = f.req_string("entity_id", Len::between(1, 36));
+        let st = f.choice("source_type", Presence::Required, SOURCES, SOURCE_PATTERN);
+        let sr = f.object("source_ref", Presence::Required);
+        let snippet = f.string("snippet", Presence::Optional, Len::ANY);
+        f.finish()?;
+        let et = got(et.flatten())?;
+        Ok(NewEvidence {
+            entity_type: EntityType::parse(&et)
+                .ok_or_else(|| Error::Internal("validated entity type".into()))?,
+            entity_id: got(id)?,
+            source_type: got(st.flatten())?,
+            source_ref: got(sr.flatten())?,
+            snippet: got(snippet)?,
+        })
+    }
+}
+
+/// Query of [`Bespin::list_evidence`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvidenceQuery {
+    /// The record's type (not `meeting`).
+    pub entity_type: EntityType,
+    /// The record's id.
+    pub entity_id: String,
+}
+
+impl EvidenceQuery {
+    /// Validates query values (`entity_type`, `entity_id`, both required).
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let mut f = Fields::new(v)?;
+        let et = f.choice("entity_type", Presence::Required, TARGETS, TARGET_PATTERN);
+        let id = f.req_string("entity_id", Len::NON_EMPTY);
+        f.finish()?;
+        let et = got(et.flatten())?;
+        Ok(EvidenceQuery {
+            entity_type: EntityType::parse(&et)
+                .ok_or_else(|| Error::Internal("validated entity type".into()))?,
+            entity_id: got(id)?,
+        })
+    }
+}
+
+/// Checks the target of a link: capability, role/ownership and existence, in the order of
+/// 40 §6.2 (action/task: lookup then ownership; decision/memory fact: admin then lookup).
+fn check_target(r: &impl Reader, caller: &Principal, et: EntityType, id: &str) -> Result<()> {
+    let t = caller.tenant_id();
+    require_capability(r, t, et.capability())?;
+    let me = caller.user_id();
+    match et {
+        EntityType::Action => {
+            let a = super::actions::load(r, t, id)?;
+            if !caller.is_admin() && a.created_by != me {
+                return Err(Error::Forbidden(
+                    "Not authorized to add evidence to this action".into(),
+                ));
+            }
+        }
+        EntityType::Task => {
+            let k = super::tasks::load(r, t, id)?;
+            if !caller.is_admin() && k.created_by != me && k.assigned_to.as_deref() != Some(me) {
+                return Err(Error::Forbidden(
+                    "Not authorized to add evidence to this task".into(),
+                ));
+            }
+        }
+        EntityType::Decision | EntityType::MemoryFact => {
+            caller.require_admin()?;
+            if !entity_exists(r, t, et, id)? {
+                return Err(et.not_found());
+            }
+        }
+        EntityType::Meeting => {
+            return Err(Error::Internal("meetings cannot have evidence".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Links evidence to a record. Order: target checks (see `check_target`) → quota → write.
+pub fn create(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    caller: &Principal,
+    req: NewEvidence,
+) -> Result<EvidenceLink> {
+    let t = caller.tenant_id();
+    check_target(tx, caller, req.entity_type, &req.entity_id)?;
+    let permit = check_quota(tx, ctx, caller, "evidence_link_created", TOOL)?;
+    let et = req.entity_type.as_str();
+    let e = EvidenceRec {
+        evidence_id: ids::new_id(),
+        entity_type: et.to_owned(),
+        entity_id: req.entity_id,
+        source_type: req.source_type,
+        source_ref: object_text(&req.source_ref),
+        snippet: req.snippet,
+        created_by: caller.user_id().to_owned(),
+        created_at: ctx.now,
+    };
+    tx.put(
+        &tables::CO_EVIDENCE,
+        &Key::new()
+            .str(t)
+            .str(et)
+            .str(&e.entity_id)
+            .ts(e.created_at)
+            .str(&e.evidence_id),
+        &e,
+    )?;
+    timeline::emit(
+        tx,
+        ctx,
+        caller,
+        "evidence_link_created",
+        req.entity_type,
+        &e.entity_id,
+        format!("Evidence linked to {et}"),
+        Metadata::of(&[("source_type", Some(&e.source_type))]),
+    )?;
+    record_effects(tx, ctx, caller, permit, "evidence.create", TOOL)?;
+    Ok(view(t, e))
+}
+
+/// Every link of one record, newest first (no checks).
+pub(crate) fn for_entity(
+    r: &impl Reader,
+    tenant: &str,
+    et: EntityType,
+    id: &str,
+) -> Result<Vec<EvidenceLink>> {
+    let mut out = Vec::new();
+    r.scan(
+        &tables::CO_EVIDENCE,
+        &Key::new().str(tenant).str(et.as_str()).str(id),
+        Order::Desc,
+        |_, e: EvidenceRec| {
+            out.push(view(tenant, e));
+            Ok(Flow::Continue)
+        },
+    )?;
+    Ok(out)
+}
+
+impl Bespin {
+    /// `POST /v1/evidence`. Errors: entitlement (target's capability), `Forbidden`,
+    /// `NotFound` (target), `QuotaExceeded`.
+    pub fn create_evidence(&self, caller: &Principal, req: NewEvidence) -> Result<EvidenceLink> {
+        self.write(|tx, ctx| create(tx, ctx, caller, req))
+    }
+
+    /// `GET /v1/evidence`: the record's links, newest first (any user). Errors: entitlement
+    /// (the type's capability), `NotFound` (record).
+    pub fn list_evidence(&self, caller: &Principal, q: &EvidenceQuery) -> Result<EvidenceList> {
+        self.read(|r, _| {
+            let t = caller.tenant_id();
+            require_capability(r, t, q.entity_type.capability())?;
+            if !entity_exists(r, t, q.entity_type, &q.entity_id)? {
+                return Err(q.entity_type.not_found());
+            }
+            let items = for_entity(r, t, q.entity_type, &q.entity_id)?;
+            Ok(EvidenceList {
+                total: items.len() as u64,
+                items,
+            })
+        })
+    }
+}

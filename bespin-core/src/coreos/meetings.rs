@@ -1,0 +1,351 @@
+//! Meeting notes (40 §4), with an optional link to another record of the tenant (checked:
+//! the target must exist, 404 otherwise). `meeting_date` is a real date and immutable; the list
+//! walks a (tenant, meeting date, created at, id) index newest date first, and the
+//! `from`/`to` filters (real dates, inclusive) bound that walk.
+
+use super::{
+    Change, EntityType, Link, Metadata, Paging, check_link, check_quota, date_field, date_filter,
+    id_key, link_fields, next_day, page_index, page_type, patch_string, record_effects, search,
+    timeline,
+};
+use crate::auth::Principal;
+use crate::billing::require_capability;
+use crate::error::{Error, Result};
+use crate::store::{Key, Order, Reader, Record, WriteTx, tables};
+use crate::time::{Date, Timestamp};
+use crate::validate::{Fields, Len, Presence, got};
+use crate::{Bespin, Ctx, ids};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+const CAP: &str = "meetings";
+const TOOL: &str = "meetings";
+
+/// A stored meeting note.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MeetingRec {
+    pub meeting_id: String,
+    pub created_by: String,
+    pub meeting_date: Date,
+    pub title: String,
+    pub notes: String,
+    pub linked_type: Option<String>,
+    pub linked_id: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+impl Record for MeetingRec {}
+
+/// A meeting note as the API shows it (`MeetingNoteResponse`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MeetingNote {
+    /// The meeting note id.
+    pub meeting_id: String,
+    /// The tenant.
+    pub tenant_id: String,
+    /// The author.
+    pub created_by_user_id: String,
+    /// `YYYY-MM-DD`.
+    pub meeting_date: String,
+    /// 1–255 characters.
+    pub title: String,
+    /// The notes.
+    pub notes: String,
+    /// Linked record type, if any.
+    pub linked_entity_type: Option<String>,
+    /// Linked record id, if any.
+    pub linked_entity_id: Option<String>,
+    /// Creation instant (RFC 3339, UTC).
+    pub created_at: String,
+    /// Last change (RFC 3339, UTC).
+    pub updated_at: String,
+}
+
+page_type!(
+    /// `GET /v1/meetings`.
+    MeetingPage,
+    MeetingNote
+);
+
+pub(crate) fn view(tenant: &str, m: &MeetingRec) -> MeetingNote {
+    MeetingNote {
+        meeting_id: m.meeting_id.clone(),
+        tenant_id: tenant.to_owned(),
+        created_by_user_id: m.created_by.clone(),
+        meeting_date: m.meeting_date.to_string(),
+        title: m.title.clone(),
+        notes: m.notes.clone(),
+        linked_entity_type: m.linked_type.clone(),
+        linked_entity_id: m.linked_id.clone(),
+        created_at: m.created_at.to_rfc3339(),
+        updated_at: m.updated_at.to_rfc3339(),
+    }
+}
+
+/// Input of [`Bespin::create_meeting`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMeeting {
+    /// A real date.
+    pub meeting_date: Date,
+    /// 1–255 characters.
+    pub title: String,
+    /// At least 1 character.
+    pub notes: String,
+    /// A record of the tenant the note is about.
+    pub link: Option<Link>,
+}
+
+impl NewMeeting {
+    /// Validates a request body.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let mut f = Fields::new(v)?;
+        let date = date_field(&mut f, "meeting_date", Presence::Required);
+        let title = f.req_string("title", Len::between(1, 255));
+        let notes = f.req_string("notes", Len::NON_EMPTY);
+        let link = link_fields(&mut f);
+        f.finish()?;
+        Ok(NewMeeting {
+            meeting_date: got(date.flatten())?,
+            title: got(title)?,
+            notes: got(notes)?,
+            link: got(link)?,
+        })
+    }
+}
+
+/// Input of [`Bespin::update_meeting`]: only present keys are applied.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MeetingPatch {
+    /// New title (`null` is 422).
+    pub title: Change<String>,
+    /// New notes (`null` is 422).
+    pub notes: Change<String>,
+    /// New link: `Set` a checked target, `Clear` (both fields `null`), or `Keep`.
+    pub link: Change<Link>,
+}
+
+impl MeetingPatch {
+    /// Validates a request body. The link fields change together: both given, or both `null`
+    /// to clear the link.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let mut f = Fields::new(v)?;
+        let title = patch_string(&mut f, "title", Len::between(1, 255), false);
+        let notes = patch_string(&mut f, "notes", Len::NON_EMPTY, false);
+        let has_t = f.has("linked_entity_type");
+        let has_i = f.has("linked_entity_id");
+        let link = link_fields(&mut f);
+        f.finish()?;
+        let link = match got(link)? {
+            Some(l) => Change::Set(l),
+            None if has_t || has_i => Change::Clear,
+            None => Change::Keep,
+        };
+        Ok(MeetingPatch {
+            title: got(title)?,
+            notes: got(notes)?,
+            link,
+        })
+    }
+}
+
+/// Query of [`Bespin::list_meetings`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MeetingQuery {
+    /// Only notes on or after this date.
+    pub from: Option<Date>,
+    /// Only notes on or before this date.
+    pub to: Option<Date>,
+    /// `limit` 1–100 (default 50), `offset` ≥ 0.
+    pub paging: Option<Paging>,
+}
+
+impl MeetingQuery {
+    /// Validates query values given as a JSON object of strings (`from`/`to` real dates).
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let mut f = Fields::new(v)?;
+        let from = date_filter(&mut f, "from");
+        let to = date_filter(&mut f, "to");
+        let paging = Paging::read(&mut f, 100);
+        f.finish()?;
+        Ok(MeetingQuery {
+            from: got(from)?,
+            to: got(to)?,
+            paging: Some(got(paging)?),
+        })
+    }
+}
+
+/// The meeting note `id` of the tenant, or 404.
+pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<MeetingRec> {
+    r.get(&tables::CO_MEETINGS, &id_key(tenant, id))?
+        .ok_or_else(|| EntityType::Meeting.not_found())
+}
+
+fn save(tx: &mut WriteTx, tenant: &str, m: &MeetingRec) -> Result<()> {
+    tx.put(&tables::CO_MEETINGS, &id_key(tenant, &m.meeting_id), m)?;
+    search::index(
+        tx,
+        tenant,
+        EntityType::Meeting,
+        &m.meeting_id,
+        &m.title,
+        &[&m.notes],
+    )
+}
+
+/// Creates a meeting note (any user). Order: capability → link (404) → quota → write.
+pub fn create(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    caller: &Principal,
+    req: NewMeeting,
+) -> Result<MeetingNote> {
+    let t = caller.tenant_id();
+    require_capability(tx, t, CAP)?;
+    check_link(tx, t, req.link.as_ref())?;
+    let permit = check_quota(tx, ctx, caller, "meeting_note_created", TOOL)?;
+    let m = MeetingRec {
+        meeting_id: ids::new_id(),
+        created_by: caller.user_id().to_owned(),
+        meeting_date: req.meeting_date,
+        title: req.title,
+        notes: req.notes,
+        linked_type: req.link.as_ref().map(|l| l.entity_type.as_str().to_owned()),
+        linked_id: req.link.map(|l| l.entity_id),
+        created_at: ctx.now,
+        updated_at: ctx.now,
+    };
+    save(tx, t, &m)?;
+    tx.put(
+        &tables::CO_MEETINGS_BY_DATE,
+        &Key::new()
+            .str(t)
+            .part(m.meeting_date)
+            .ts(m.created_at)
+            .str(&m.meeting_id),
+        &m.meeting_id,
+    )?;
+    let date = m.meeting_date.to_string();
+    timeline::emit(
+        tx,
+        ctx,
+        caller,
+        "meeting_note_created",
+        EntityType::Meeting,
+        &m.meeting_id,
+        format!("Meeting note created: {}", m.title),
+        Metadata::of(&[("meeting_date", Some(&date))]),
+    )?;
+    record_effects(tx, ctx, caller, permit, "meetings.create", TOOL)?;
+    Ok(view(t, &m))
+}
+
+/// Edits a meeting note (creator or admin). Order: capability → 404 → 403 → link (404) → no
+/// change (200 no-op) → quota → write.
+pub fn update(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    caller: &Principal,
+    meeting_id: &str,
+    patch: MeetingPatch,
+) -> Result<MeetingNote> {
+    let t = caller.tenant_id();
+    require_capability(tx, t, CAP)?;
+    let mut m = load(tx, t, meeting_id)?;
+    if !caller.is_admin() && m.created_by != caller.user_id() {
+        return Err(Error::Forbidden(
+            "Not authorized to update this meeting note".into(),
+        ));
+    }
+    let mut changed = patch.title.apply(&mut m.title);
+    changed |= patch.notes.apply(&mut m.notes);
+    let (lt, li) = match &patch.link {
+        Change::Keep => (Change::Keep, Change::Keep),
+        Change::Clear => (Change::Clear, Change::Clear),
+        Change::Set(l) => {
+            check_link(tx, t, Some(l))?;
+            (
+                Change::Set(l.entity_type.as_str().to_owned()),
+                Change::Set(l.entity_id.clone()),
+            )
+        }
+    };
+    changed |= lt.apply_opt(&mut m.linked_type);
+    changed |= li.apply_opt(&mut m.linked_id);
+    if !changed {
+        return Ok(view(t, &m));
+    }
+    let permit = check_quota(tx, ctx, caller, "meeting_note_updated", TOOL)?;
+    m.updated_at = ctx.now;
+    save(tx, t, &m)?;
+    timeline::emit(
+        tx,
+        ctx,
+        caller,
+        "meeting_note_updated",
+        EntityType::Meeting,
+        &m.meeting_id,
+        format!("Meeting note updated: {}", m.title),
+        Metadata::empty(),
+    )?;
+    record_effects(tx, ctx, caller, permit, "meetings.update", TOOL)?;
+    Ok(view(t, &m))
+}
+
+/// Lists meeting notes, newest meeting date first, within `from`..=`to`.
+pub(crate) fn list(r: &impl Reader, tenant: &str, q: &MeetingQuery) -> Result<MeetingPage> {
+    let paging = q.paging.unwrap_or(Paging::DEFAULT);
+    let prefix = Key::new().str(tenant);
+    let from = q.from.map(|d| Key::new().str(tenant).part(d));
+    let to = q.to.map(|d| Key::new().str(tenant).part(next_day(d)));
+    let (items, total) = page_index(
+        r,
+        &tables::CO_MEETINGS_BY_DATE,
+        &prefix,
+        from.as_ref(),
+        to.as_ref(),
+        Order::Desc,
+        paging,
+        false,
+        |r, id| Ok(Some(view(tenant, &load(r, tenant, id)?))),
+    )?;
+    Ok(MeetingPage::new(items, total, paging))
+}
+
+impl Bespin {
+    /// `POST /v1/meetings`. Errors: entitlement, `NotFound` (linked record), `QuotaExceeded`.
+    pub fn create_meeting(&self, caller: &Principal, req: NewMeeting) -> Result<MeetingNote> {
+        self.write(|tx, ctx| create(tx, ctx, caller, req))
+    }
+
+    /// `GET /v1/meetings`. Capability `meetings`.
+    pub fn list_meetings(&self, caller: &Principal, q: &MeetingQuery) -> Result<MeetingPage> {
+        self.read(|r, _| {
+            require_capability(r, caller.tenant_id(), CAP)?;
+            list(r, caller.tenant_id(), q)
+        })
+    }
+
+    /// `GET /v1/meetings/{id}`. Errors: entitlement, `NotFound`.
+    pub fn get_meeting(&self, caller: &Principal, meeting_id: &str) -> Result<MeetingNote> {
+        self.read(|r, _| {
+            require_capability(r, caller.tenant_id(), CAP)?;
+            Ok(view(
+                caller.tenant_id(),
+                &load(r, caller.tenant_id(), meeting_id)?,
+            ))
+        })
+    }
+
+    /// `PATCH /v1/meetings/{id}`. Errors: entitlement, `NotFound`, `Forbidden`,
+    /// `QuotaExceeded`.
+    pub fn update_meeting(
+        &self,
+        caller: &Principal,
+        meeting_id: &str,
+        patch: MeetingPatch,
+    ) -> Result<MeetingNote> {
+        self.write(|tx, ctx| update(tx, ctx, caller, meeting_id, patch))
+    }
+}

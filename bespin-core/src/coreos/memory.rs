@@ -1,0 +1,451 @@
+//! Governed memory facts (40 §5).
+//!
+//! Within a tenant at most one fact per `fact_key` is `active` (keys compare case-sensitively,
+//! across categories); a (tenant, fact key) → active fact id table enforces it. Supersede
+//! replaces the active version with a new one in one transaction: the old version becomes
+//! `superseded` and points forward (`superseded_by_fact_id`), the new one points back
+//! (`supersedes_fact_id`). Chains can be any length (spec README decision 9).
+//!
+//! Deliberate fixes of the reference's Notes: the duplicate-key check (409) runs before the
+//! quota check; superseded versions are history and cannot be edited (409 `Can only update
+//! active facts`); superseding a non-active fact is 409, not 400; `fact_value: null` in a PATCH
+//! is 422.
+
+use super::{
+    EntityType, Metadata, Paging, check_quota, filter, id_key, page_index, page_type,
+    record_effects, search, timeline,
+};
+use crate::auth::Principal;
+use crate::billing::require_capability;
+use crate::error::{Error, Result};
+use crate::store::{Key, Order, Reader, Record, WriteTx, tables};
+use crate::time::Timestamp;
+use crate::validate::{Fields, Len, Presence, got};
+use crate::{Bespin, Ctx, ids};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+const CAP: &str = "memory";
+const TOOL: &str = "memory";
+const CATEGORIES: &[&str] = &[
+    "icp",
+    "positioning",
+    "pricing",
+    "goals",
+    "constraints",
+    "brand",
+    "other",
+];
+const CATEGORY_PATTERN: &str = "^(icp|positioning|pricing|goals|constraints|brand|other)$";
+
+/// A stored memory fact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct FactRec {
+    pub fact_id: String,
+    pub created_by: String,
+    pub category: String,
+    pub fact_key: String,
+    pub fact_value: String,
+    pub status: String,
+    pub supersedes: Option<String>,
+    pub superseded_by: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+impl Record for FactRec {}
+
+/// A memory fact as the API shows it (`MemoryFactResponse`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MemoryFact {
+    /// The fact (version) id.
+    pub fact_id: String,
+    /// The tenant.
+    pub tenant_id: String,
+    /// The admin who wrote this version.
+    pub created_by_user_id: String,
+    /// One of `icp`, `positioning`, `pricing`, `goals`, `constraints`, `brand`, `other`.
+    pub category: String,
+    /// 1–255 characters; unique among active facts of the tenant.
+    pub fact_key: String,
+    /// The value.
+    pub fact_value: String,
+    /// `active` or `superseded`.
+    pub status: String,
+    /// The version this one replaced, if any.
+    pub supersedes_fact_id: Option<String>,
+    /// The version that replaced this one, if any.
+    pub superseded_by_fact_id: Option<String>,
+    /// Creation instant (RFC 3339, UTC).
+    pub created_at: String,
+    /// Last change (RFC 3339, UTC).
+    pub updated_at: String,
+}
+
+page_type!(
+    /// `GET /v1/memory/facts`.
+    MemoryFactPage,
+    MemoryFact
+);
+
+pub(crate) fn view(tenant: &str, f: &FactRec) -> MemoryFact {
+    MemoryFact {
+        fact_id: f.fact_id.clone(),
+        tenant_id: tenant.to_owned(),
+        created_by_user_id: f.created_by.clone(),
+        category: f.category.clone(),
+        fact_key: f.fact_key.clone(),
+        fact_value: f.fact_value.clone(),
+        status: f.status.clone(),
+        supersedes_fact_id: f.supersedes.clone(),
+        superseded_by_fact_id: f.superseded_by.clone(),
+        created_at: f.created_at.to_rfc3339(),
+        updated_at: f.updated_at.to_rfc3339(),
+    }
+}
+
+/// Input of [`Bespin::create_memory_fact`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewFact {
+    /// One of the seven categories.
+    pub category: String,
+    /// 1–255 characters.
+    pub fact_key: String,
+    /// At least 1 character.
+    pub fact_value: String,
+}
+
+impl NewFact {
+    /// Validates a request body.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let mut f = Fields::new(v)?;
+        let category = f.choice("category", Presence::Required, CATEGORIES, CATEGORY_PATTERN);
+        let key = f.req_string("fact_key", Len::between(1, 255));
+        let value = f.req_string("fact_value", Len::NON_EMPTY);
+        f.finish()?;
+        Ok(NewFact {
+            category: got(category.flatten())?,
+            fact_key: got(key)?,
+            fact_value: got(value)?,
+        })
+    }
+}
+
+/// Input of PATCH and supersede: the new value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FactValue {
+    /// The value (at least 1 character); `None` in a PATCH leaves it unchanged.
+    pub fact_value: Option<String>,
+}
+
+impl FactValue {
+    /// Validates a PATCH body: `fact_value` optional, `null` is 422.
+    pub fn patch_from_json(v: &Value) -> Result<Self> {
+        let mut f = Fields::new(v)?;
+        let value = super::patch_string(&mut f, "fact_value", Len::NON_EMPTY, false);
+        f.finish()?;
+        Ok(FactValue {
+            fact_value: match got(value)? {
+                super::Change::Set(s) => Some(s),
+                _ => None,
+            },
+        })
+    }
+
+    /// Validates a supersede body: `fact_value` required.
+    pub fn supersede_from_json(v: &Value) -> Result<Self> {
+        let mut f = Fields::new(v)?;
+        let value = f.req_string("fact_value", Len::NON_EMPTY);
+        f.finish()?;
+        Ok(FactValue {
+            fact_value: Some(got(value)?),
+        })
+    }
+}
+
+/// Query of [`Bespin::list_memory_facts`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FactQuery {
+    /// Exact category.
+    pub category: Option<String>,
+    /// Exact status; default `active`; `all` or empty: no filter.
+    pub status: Option<String>,
+    /// `limit` 1–100 (default 50), `offset` ≥ 0.
+    pub paging: Paging,
+}
+
+impl Default for FactQuery {
+    fn default() -> Self {
+        FactQuery {
+            category: None,
+            status: Some("active".into()),
+            paging: Paging::DEFAULT,
+        }
+    }
+}
+
+impl FactQuery {
+    /// Validates query values given as a JSON object of strings.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let mut f = Fields::new(v)?;
+        let given = f.has("status");
+        let category = filter(&mut f, "category", true);
+        let status = filter(&mut f, "status", true);
+        let paging = Paging::read(&mut f, 100);
+        f.finish()?;
+        let status = got(status)?;
+        Ok(FactQuery {
+            category: got(category)?,
+            status: if given { status } else { Some("active".into()) },
+            paging: got(paging)?,
+        })
+    }
+}
+
+/// The fact `id` of the tenant (any status), or 404.
+pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<FactRec> {
+    r.get(&tables::CO_FACTS, &id_key(tenant, id))?
+        .ok_or_else(|| EntityType::MemoryFact.not_found())
+}
+
+fn active_key(tenant: &str, fact_key: &str) -> Key {
+    Key::new().str(tenant).str(fact_key)
+}
+
+/// Inserts a new active version and its index rows.
+fn insert(tx: &mut WriteTx, tenant: &str, f: &FactRec) -> Result<()> {
+    tx.put(&tables::CO_FACTS, &id_key(tenant, &f.fact_id), f)?;
+    tx.put(
+        &tables::CO_FACTS_BY_KEY,
+        &Key::new()
+            .str(tenant)
+            .str(&f.category)
+            .str(&f.fact_key)
+            .ts(f.created_at)
+            .str(&f.fact_id),
+        &f.fact_id,
+    )?;
+    tx.put(
+        &tables::CO_ACTIVE_FACTS,
+        &active_key(tenant, &f.fact_key),
+        &f.fact_id,
+    )?;
+    reindex(tx, tenant, f)
+}
+
+fn reindex(tx: &mut WriteTx, tenant: &str, f: &FactRec) -> Result<()> {
+    search::index(
+        tx,
+        tenant,
+        EntityType::MemoryFact,
+        &f.fact_id,
+        &f.fact_key,
+        &[&f.fact_value],
+    )
+}
+
+fn conflict_key(key: &str) -> Error {
+    Error::Conflict(format!(
+        "Active fact with key '{key}' already exists. Use supersede to update."
+    ))
+}
+
+/// Creates an active fact (admin). Order: capability → admin (403) → duplicate active key
+/// (409) → quota → write.
+pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewFact) -> Result<MemoryFact> {
+    let t = caller.tenant_id();
+    require_capability(tx, t, CAP)?;
+    caller.require_admin()?;
+    if tx.contains(&tables::CO_ACTIVE_FACTS, &active_key(t, &req.fact_key))? {
+        return Err(conflict_key(&req.fact_key));
+    }
+    let permit = check_quota(tx, ctx, caller, "memory_fact_created", TOOL)?;
+    let f = FactRec {
+        fact_id: ids::new_id(),
+        created_by: caller.user_id().to_owned(),
+        category: req.category,
+        fact_key: req.fact_key,
+        fact_value: req.fact_value,
+        status: "active".into(),
+        supersedes: None,
+        superseded_by: None,
+        created_at: ctx.now,
+        updated_at: ctx.now,
+    };
+    insert(tx, t, &f)?;
+    timeline::emit(
+        tx,
+        ctx,
+        caller,
+        "memory_fact_created",
+        EntityType::MemoryFact,
+        &f.fact_id,
+        format!("Memory fact created: {}", f.fact_key),
+        Metadata::of(&[("category", Some(&f.category))]),
+    )?;
+    record_effects(tx, ctx, caller, permit, "memory.create", TOOL)?;
+    Ok(view(t, &f))
+}
+
+/// Edits the value of an active fact in place (admin). Order: capability → admin (403) → 404
+/// → not active (409) → no change (200 no-op) → quota → write.
+pub fn update(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    caller: &Principal,
+    fact_id: &str,
+    req: FactValue,
+) -> Result<MemoryFact> {
+    let t = caller.tenant_id();
+    require_capability(tx, t, CAP)?;
+    caller.require_admin()?;
+    let mut f = load(tx, t, fact_id)?;
+    if f.status != "active" {
+        return Err(Error::Conflict("Can only update active facts".into()));
+    }
+    match req.fact_value {
+        Some(v) if v != f.fact_value => f.fact_value = v,
+        _ => return Ok(view(t, &f)),
+    }
+    let permit = check_quota(tx, ctx, caller, "memory_fact_updated", TOOL)?;
+    f.updated_at = ctx.now;
+    tx.put(&tables::CO_FACTS, &id_key(t, &f.fact_id), &f)?;
+    reindex(tx, t, &f)?;
+    timeline::emit(
+        tx,
+        ctx,
+        caller,
+        "memory_fact_updated",
+        EntityType::MemoryFact,
+        &f.fact_id,
+        format!("Memory fact updated: {}", f.fact_key),
+        Metadata::empty(),
+    )?;
+    record_effects(tx, ctx, caller, permit, "memory.update", TOOL)?;
+    Ok(view(t, &f))
+}
+
+/// Replaces an active fact by a new version (admin). Order: capability → admin (403) → 404 →
+/// not active (409) → quota → write. Returns the new version.
+pub fn supersede(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    caller: &Principal,
+    fact_id: &str,
+    req: FactValue,
+) -> Result<MemoryFact> {
+    let t = caller.tenant_id();
+    require_capability(tx, t, CAP)?;
+    caller.require_admin()?;
+    let mut old = load(tx, t, fact_id)?;
+    if old.status != "active" {
+        return Err(Error::Conflict("Can only supersede active facts".into()));
+    }
+    let value = req
+        .fact_value
+        .ok_or_else(|| Error::Internal("supersede without a value".into()))?;
+    let permit = check_quota(tx, ctx, caller, "memory_fact_superseded", TOOL)?;
+    let new = FactRec {
+        fact_id: ids::new_id(),
+        created_by: caller.user_id().to_owned(),
+        category: old.category.clone(),
+        fact_key: old.fact_key.clone(),
+        fact_value: value,
+        status: "active".into(),
+        supersedes: Some(old.fact_id.clone()),
+        superseded_by: None,
+        created_at: ctx.now,
+        updated_at: ctx.now,
+    };
+    old.status = "superseded".into();
+    old.superseded_by = Some(new.fact_id.clone());
+    old.updated_at = ctx.now;
+    tx.put(&tables::CO_FACTS, &id_key(t, &old.fact_id), &old)?;
+    search::unindex(tx, t, EntityType::MemoryFact, &old.fact_id)?;
+    insert(tx, t, &new)?;
+    timeline::emit(
+        tx,
+        ctx,
+        caller,
+        "memory_fact_superseded",
+        EntityType::MemoryFact,
+        &new.fact_id,
+        format!("Memory fact superseded: {}", new.fact_key),
+        Metadata::of(&[("supersedes_fact_id", Some(&old.fact_id))]),
+    )?;
+    record_effects(tx, ctx, caller, permit, "memory.supersede", TOOL)?;
+    Ok(view(t, &new))
+}
+
+/// Lists facts by category, then key (then creation), through the key index.
+pub(crate) fn list(r: &impl Reader, tenant: &str, q: &FactQuery) -> Result<MemoryFactPage> {
+    let prefix = match &q.category {
+        Some(c) => Key::new().str(tenant).str(c),
+        None => Key::new().str(tenant),
+    };
+    let (items, total) = page_index(
+        r,
+        &tables::CO_FACTS_BY_KEY,
+        &prefix,
+        None,
+        None,
+        Order::Asc,
+        q.paging,
+        q.status.is_some(),
+        |r, id| {
+            let f = load(r, tenant, id)?;
+            let ok = q.status.as_ref().is_none_or(|s| *s == f.status);
+            Ok(ok.then(|| view(tenant, &f)))
+        },
+    )?;
+    Ok(MemoryFactPage::new(items, total, q.paging))
+}
+
+impl Bespin {
+    /// `POST /v1/memory/facts` (admin). Errors: entitlement, `Forbidden`, `Conflict`
+    /// (active key exists), `QuotaExceeded`.
+    pub fn create_memory_fact(&self, caller: &Principal, req: NewFact) -> Result<MemoryFact> {
+        self.write(|tx, ctx| create(tx, ctx, caller, req))
+    }
+
+    /// `GET /v1/memory/facts`. Capability `memory`.
+    pub fn list_memory_facts(&self, caller: &Principal, q: &FactQuery) -> Result<MemoryFactPage> {
+        self.read(|r, _| {
+            require_capability(r, caller.tenant_id(), CAP)?;
+            list(r, caller.tenant_id(), q)
+        })
+    }
+
+    /// `GET /v1/memory/facts/{id}` (any status). Errors: entitlement, `NotFound`.
+    pub fn get_memory_fact(&self, caller: &Principal, fact_id: &str) -> Result<MemoryFact> {
+        self.read(|r, _| {
+            require_capability(r, caller.tenant_id(), CAP)?;
+            Ok(view(
+                caller.tenant_id(),
+                &load(r, caller.tenant_id(), fact_id)?,
+            ))
+        })
+    }
+
+    /// `PATCH /v1/memory/facts/{id}` (admin). Errors: entitlement, `Forbidden`, `NotFound`,
+    /// `Conflict` (superseded), `QuotaExceeded`.
+    pub fn update_memory_fact(
+        &self,
+        caller: &Principal,
+        fact_id: &str,
+        req: FactValue,
+    ) -> Result<MemoryFact> {
+        self.write(|tx, ctx| update(tx, ctx, caller, fact_id, req))
+    }
+
+    /// `POST /v1/memory/facts/{id}/supersede` (admin). Errors: entitlement, `Forbidden`,
+    /// `NotFound`, `Conflict` (not active), `QuotaExceeded`.
+    pub fn supersede_memory_fact(
+        &self,
+        caller: &Principal,
+        fact_id: &str,
+        req: FactValue,
+    ) -> Result<MemoryFact> {
+        self.write(|tx, ctx| supersede(tx, ctx, caller, fact_id, req))
+    }
+}

@@ -1,0 +1,414 @@
+//! Global search (40 §8) over a tenant-scoped inverted index.
+//!
+//! ## Index
+//! Every write of an action, task, decision, meeting note or memory fact re-indexes that record
+//! in the same transaction, so a search never sees a half-written record nor misses a
+//! committed one. The index maps (tenant, token, entity type, entity id) to a field mask (title
+//! and/or body); a per-record list of its tokens lets a rewrite remove stale entries. Memory
+//! facts are indexed only while `active` (superseding a fact removes the old version).
+//!
+//! ## Matching rules
+//! - Text is lower-cased with Unicode case mapping (`str::to_lowercase`) and split into words
+//!   at every character that is not alphanumeric (Unicode letters and digits). The same is
+//!   done to `q`.
+//! - A record matches when **every** word of `q` is a prefix of some word of the record
+//!   (title or body). `pric` matches "Pricing"; `ing` does not. There are no wildcards: `%` and
+//!   `_` are separators like any punctuation, so a `q` with no letters or digits matches nothing.
+//! - Searched fields: actions and tasks: title / description; decisions: title / context,
+//!   decision, rationale; meeting notes: title / notes; memory facts: `fact_key` (as the title)
+//!   / `fact_value`; only active facts.
+//! - Ranking: records where every word of `q` matches in the title come first, then the rest;
+//!   within each group newest `updated_at` first (ties: type order, then id).
+//! - `snippet`: up to 100 characters of the body field holding the first matching word,
+//!   starting a little before it; when only the title matches, the start of the body (for
+//!   decisions the context, else the decision text); `null` for an empty body.
+//! - Entity types whose capability the tenant's plan lacks are skipped. `total` is the number
+//!   of matching records (before `limit`).
+
+use super::{EntityType, actions, decisions, meetings, memory, tasks};
+use crate::auth::Principal;
+use crate::billing::require_capability;
+use crate::error::{Error, Result};
+use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, read_str, tables};
+use crate::time::Timestamp;
+use crate::validate::{Bounds, Fields, Len, Presence, got};
+use crate::{Bespin, Ctx};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+
+const TITLE: u8 = 1;
+const BODY: u8 = 2;
+
+/// The tokens indexed for one record.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub(crate) struct DocRec {
+    pub tokens: Vec<(String, u8)>,
+}
+impl Record for DocRec {}
+
+/// The words of `text`: lower-cased, split at non-alphanumeric characters.
+pub fn tokens(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn doc_key(tenant: &str, et: EntityType, id: &str) -> Key {
+    Key::new().str(tenant).str(et.as_str()).str(id)
+}
+
+fn entry_key(tenant: &str, token: &str, et: EntityType, id: &str) -> Key {
+    Key::new().str(tenant).str(token).str(et.as_str()).str(id)
+}
+
+/// (Re)indexes a record: `title` and the `bodies` fields.
+pub(crate) fn index(
+    tx: &mut WriteTx,
+    tenant: &str,
+    et: EntityType,
+    id: &str,
+    title: &str,
+    bodies: &[&str],
+) -> Result<()> {
+    let mut new: BTreeMap<String, u8> = BTreeMap::new();
+    for w in tokens(title) {
+        *new.entry(w).or_default() |= TITLE;
+    }
+    for b in bodies {
+        for w in tokens(b) {
+            *new.entry(w).or_default() |= BODY;
+        }
+    }
+    let dk = doc_key(tenant, et, id);
+    let old = tx.get(&tables::CO_SEARCH_DOCS, &dk)?.unwrap_or_default();
+    for (w, _) in &old.tokens {
+        if !new.contains_key(w) {
+            tx.delete(&tables::CO_SEARCH, &entry_key(tenant, w, et, id))?;
+        }
+    }
+    let old_map: HashMap<&str, u8> = old.tokens.iter().map(|(w, m)| (w.as_str(), *m)).collect();
+    for (w, m) in &new {
+        if old_map.get(w.as_str()) != Some(m) {
+            tx.put(&tables::CO_SEARCH, &entry_key(tenant, w, et, id), m)?;
+        }
+    }
+    tx.put(
+        &tables::CO_SEARCH_DOCS,
+        &dk,
+        &DocRec {
+            tokens: new.into_iter().collect(),
+        },
+    )
+}
+
+/// Removes a record from the index.
+pub(crate) fn unindex(tx: &mut WriteTx, tenant: &str, et: EntityType, id: &str) -> Result<()> {
+    let dk = doc_key(tenant, et, id);
+    if let Some(old) = tx.get(&tables::CO_SEARCH_DOCS, &dk)? {
+        for (w, _) in &old.tokens {
+            tx.delete(&tables::CO_SEARCH, &entry_key(tenant, w, et, id))?;
+        }
+        tx.delete(&tables::CO_SEARCH_DOCS, &dk)?;
+    }
+    Ok(())
+}
+
+/// Query of [`Bespin::search`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchQuery {
+    /// The query text (at least 1 character).
+    pub q: String,
+    /// The entity types to search, in the contract's order.
+    pub types: Vec<EntityType>,
+    /// At most this many results (1–100, default 50).
+    pub limit: u64,
+}
+
+impl SearchQuery {
+    /// Validates query values (`q`, `types`, `limit`) given as a JSON object of strings.
+    /// `types` is a comma-separated list of `actions`, `tasks`, `decisions`, `meetings`,
+    /// `memory`; items are trimmed, unknown items ignored; empty or absent means all types.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let mut f = Fields::new(v)?;
+        let q = f.req_string("q", Len::NON_EMPTY);
+        let types = f.string("types", Presence::Optional, Len::ANY);
+        let limit = f.int("limit", Presence::Optional, Bounds::range(1, 100));
+        f.finish()?;
+        let types = match got(types)?.filter(|s| !s.trim().is_empty()) {
+            None => EntityType::ALL.to_vec(),
+            Some(s) => {
+                let wanted: Vec<&str> = s.split(',').map(str::trim).collect();
+                EntityType::ALL
+                    .into_iter()
+                    .filter(|t| wanted.contains(&plural(*t)))
+                    .collect()
+            }
+        };
+        Ok(SearchQuery {
+            q: got(q)?,
+            types,
+            limit: u64::try_from(got(limit)?.unwrap_or(50)).unwrap_or(50),
+        })
+    }
+}
+
+fn plural(t: EntityType) -> &'static str {
+    match t {
+        EntityType::Action => "actions",
+        EntityType::Task => "tasks",
+        EntityType::Decision => "decisions",
+        EntityType::Meeting => "meetings",
+        EntityType::MemoryFact => "memory",
+    }
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SearchHit {
+    /// `action`, `task`, `decision`, `meeting` or `memory_fact`.
+    pub entity_type: String,
+    /// The record id.
+    pub entity_id: String,
+    /// The record's title (`fact_key` for memory facts).
+    pub title: String,
+    /// Up to 100 characters of the body around the match, or `null`.
+    pub snippet: Option<String>,
+    /// The record's `updated_at` (RFC 3339, UTC).
+    pub updated_at: String,
+}
+
+/// `GET /v1/search`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SearchResults {
+    /// `q` as received.
+    pub q: String,
+    /// Ranked results, at most `limit`.
+    pub results: Vec<SearchHit>,
+    /// Number of matching records (before `limit`).
+    pub total: u64,
+}
+
+/// What search needs of a record.
+struct Doc {
+    title: String,
+    bodies: Vec<String>,
+    fallback: Option<String>,
+    updated_at: Timestamp,
+}
+
+fn doc(r: &impl Reader, tenant: &str, et: EntityType, id: &str) -> Result<Option<Doc>> {
+    let d = match et {
+        EntityType::Action => {
+            let a = actions::load(r, tenant, id)?;
+            let body = a.description.unwrap_or_default();
+            Doc {
+                title: a.title,
+                bodies: vec![body.clone()],
+                fallback: Some(body),
+                updated_at: a.updated_at,
+            }
+        }
+        EntityType::Task => {
+            let t = tasks::load(r, tenant, id)?;
+            let body = t.description.unwrap_or_default();
+            Doc {
+                title: t.title,
+                bodies: vec![body.clone()],
+                fallback: Some(body),
+                updated_at: t.updated_at,
+            }
+        }
+        EntityType::Decision => {
+            let d = decisions::load(r, tenant, id)?;
+            let context = d.context.unwrap_or_default();
+            let fallback = if context.is_empty() {
+                d.decision.clone()
+            } else {
+                context.clone()
+            };
+            Doc {
+                title: d.title,
+                bodies: vec![context, d.decision, d.rationale.unwrap_or_default()],
+                fallback: Some(fallback),
+                updated_at: d.updated_at,
+            }
+        }
+        EntityType::Meeting => {
+            let m = meetings::load(r, tenant, id)?;
+            Doc {
+                title: m.title,
+                bodies: vec![m.notes.clone()],
+                fallback: Some(m.notes),
+                updated_at: m.updated_at,
+            }
+        }
+        EntityType::MemoryFact => {
+            let f = memory::load(r, tenant, id)?;
+            if f.status != "active" {
+                return Ok(None);
+            }
+            Doc {
+                title: f.fact_key,
+                bodies: vec![f.fact_value.clone()],
+                fallback: Some(f.fact_value),
+                updated_at: f.updated_at,
+            }
+        }
+    };
+    Ok(Some(d))
+}
+
+fn first_chars(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// The char position of the first word of `text` that starts with one of `q`.
+fn first_match(text: &str, q: &[String]) -> Option<usize> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_alphanumeric() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && chars[i].is_alphanumeric() {
+            i += 1;
+        }
+        let word: String = chars[start..i].iter().collect::<String>().to_lowercase();
+        if q.iter().any(|t| word.starts_with(t.as_str())) {
+            return Some(start);
+        }
+    }
+    None
+}
+
+fn snippet(d: &Doc, q: &[String]) -> Option<String> {
+    for b in &d.bodies {
+        if let Some(pos) = first_match(b, q) {
+            let chars: Vec<char> = b.chars().collect();
+            let mut start = pos.saturating_sub(30);
+            if start > 0
+                && let Some(ws) = chars[start..pos].iter().position(|c| c.is_whitespace())
+            {
+                start += ws + 1;
+            }
+            return Some(chars[start..].iter().take(100).collect());
+        }
+    }
+    d.fallback
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| first_chars(s, 100))
+}
+
+/// Runs a search in the tenant over the types in `q` that the plan grants.
+pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<SearchResults> {
+    let mut allowed = Vec::new();
+    for t in &q.types {
+        match require_capability(r, tenant, t.capability()) {
+            Ok(()) => allowed.push(*t),
+            Err(Error::CapabilityDenied { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let words = tokens(&q.q);
+    let mut hits: Vec<(bool, Timestamp, usize, String, SearchHit)> = Vec::new();
+    if !words.is_empty() && !allowed.is_empty() {
+        // For each query word: the records having a word with that prefix, and where.
+        let mut acc: Option<HashMap<(EntityType, String), u8>> = None;
+        for w in &words {
+            let mut found: HashMap<(EntityType, String), u8> = HashMap::new();
+            let tenant_part = Key::new().str(tenant);
+            let prefix = Key::from_raw(&[tenant_part.as_bytes(), w.as_bytes()].concat());
+            r.scan(&tables::CO_SEARCH, &prefix, Order::Asc, |k, mask: u8| {
+                let Some((_, at)) = read_str(k, 0) else {
+                    return Ok(Flow::Continue);
+                };
+                let Some((_, at)) = read_str(k, at) else {
+                    return Ok(Flow::Continue);
+                };
+                let Some((et, at)) = read_str(k, at) else {
+                    return Ok(Flow::Continue);
+                };
+                let Some((id, _)) = read_str(k, at) else {
+                    return Ok(Flow::Continue);
+                };
+                if let Some(et) = EntityType::parse(&et)
+                    && allowed.contains(&et)
+                {
+                    *found.entry((et, id)).or_default() |= mask;
+                }
+                Ok(Flow::Continue)
+            })?;
+            acc = Some(match acc {
+                None => found,
+                Some(prev) => prev
+                    .into_iter()
+                    .filter_map(|(k, m)| found.get(&k).map(|m2| (k, (m & *m2 & TITLE) | BODY)))
+                    .collect(),
+            });
+        }
+        for ((et, id), mask) in acc.unwrap_or_default() {
+            let Some(d) = doc(r, tenant, et, &id)? else {
+                continue;
+            };
+            let type_rank = EntityType::ALL
+                .iter()
+                .position(|t| *t == et)
+                .unwrap_or(usize::MAX);
+            let hit = SearchHit {
+                entity_type: et.as_str().to_owned(),
+                entity_id: id.clone(),
+                title: d.title.clone(),
+                snippet: snippet(&d, &words),
+                updated_at: d.updated_at.to_rfc3339(),
+            };
+            hits.push((mask & TITLE != 0, d.updated_at, type_rank, id, hit));
+        }
+    }
+    hits.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then(b.1.cmp(&a.1))
+            .then(a.2.cmp(&b.2))
+            .then(a.3.cmp(&b.3))
+    });
+    let total = hits.len() as u64;
+    let results = hits
+        .into_iter()
+        .take(usize::try_from(q.limit).unwrap_or(usize::MAX))
+        .map(|h| h.4)
+        .collect();
+    Ok(SearchResults {
+        q: q.q.clone(),
+        results,
+        total,
+    })
+}
+
+/// Searches (any user). Order: capability `search` → quota `search_query` → search → usage
+/// (metered even with zero results; no audit row, no timeline event).
+pub fn search(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    caller: &Principal,
+    q: &SearchQuery,
+) -> Result<SearchResults> {
+    require_capability(tx, caller.tenant_id(), "search")?;
+    let permit = super::check_quota(tx, ctx, caller, "search_query", "search")?;
+    let out = run(tx, caller.tenant_id(), q)?;
+    permit.record_fresh(tx, ctx, caller)?;
+    Ok(out)
+}
+
+impl Bespin {
+    /// `GET /v1/search`. Errors: entitlement, `QuotaExceeded`.
+    pub fn search(&self, caller: &Principal, q: &SearchQuery) -> Result<SearchResults> {
+        self.write(|tx, ctx| search(tx, ctx, caller, q))
+    }
+}

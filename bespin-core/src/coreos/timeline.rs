@@ -1,0 +1,279 @@
+//! The unified timeline (40 §7): append-only events written by the Core OS write operations in
+//! the same transaction as the change they describe.
+//!
+//! Events are stored under (tenant, instant, sequence); two secondary indexes, (tenant, entity
+//! type, instant, sequence) and (tenant, entity type, entity id, instant, sequence), serve the
+//! filtered views. All three are walked newest first. Offset paging is what the contract
+//! offers; for a stable walk while new events arrive, pass the last seen `event_id` as
+//! `before`: the page then holds only events older than it, so successive pages have no gaps
+//! and no repeats.
+
+use super::{EntityType, Metadata, Paging, filter, metadata_as_object, page_type};
+use crate::auth::Principal;
+use crate::billing::require_capability;
+use crate::error::{Error, Result};
+use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, tables};
+use crate::time::Timestamp;
+use crate::validate::{Fields, Len, Presence, got};
+use crate::{Bespin, Ctx, ids};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A stored timeline event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct EventRec {
+    pub event_id: String,
+    pub actor_user_id: String,
+    pub event_type: String,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub summary: String,
+    pub metadata: Metadata,
+    pub created_at: Timestamp,
+}
+impl Record for EventRec {}
+
+/// Where an event sits in the main index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EventPos {
+    pub at: Timestamp,
+    pub seq: u64,
+}
+impl Record for EventPos {}
+
+/// A timeline event as the API shows it (`TimelineEventResponse`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TimelineEvent {
+    /// The event id.
+    pub event_id: String,
+    /// The tenant.
+    pub tenant_id: String,
+    /// The caller who performed the operation.
+    pub actor_user_id: String,
+    /// One of the event types of 40 §10.1.
+    pub event_type: String,
+    /// `action`, `task`, `decision`, `meeting` or `memory_fact`.
+    pub entity_type: String,
+    /// The record the event is about.
+    pub entity_id: String,
+    /// Human-readable summary.
+    pub summary: String,
+    /// Event details, keys in the order of 40 §10.1.
+    #[serde(serialize_with = "metadata_as_object")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub metadata: Metadata,
+    /// When the event was written (RFC 3339, UTC).
+    pub created_at: String,
+}
+
+page_type!(
+    /// `GET /v1/timeline`.
+    TimelinePage,
+    TimelineEvent
+);
+
+fn view(tenant: &str, e: EventRec) -> TimelineEvent {
+    TimelineEvent {
+        event_id: e.event_id,
+        tenant_id: tenant.to_owned(),
+        actor_user_id: e.actor_user_id,
+        event_type: e.event_type,
+        entity_type: e.entity_type,
+        entity_id: e.entity_id,
+        summary: e.summary,
+        metadata: e.metadata,
+        created_at: e.created_at.to_rfc3339(),
+    }
+}
+
+/// Appends a timeline event for `caller` about (`entity`, `entity_id`) in the open transaction.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn emit(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    caller: &Principal,
+    event_type: &str,
+    entity: EntityType,
+    entity_id: &str,
+    summary: String,
+    metadata: Metadata,
+) -> Result<()> {
+    let t = caller.tenant_id();
+    let seq = tx.next_seq("timeline")?;
+    let pos = EventPos { at: ctx.now, seq };
+    let rec = EventRec {
+        event_id: ids::new_id(),
+        actor_user_id: caller.user_id().to_owned(),
+        event_type: event_type.to_owned(),
+        entity_type: entity.as_str().to_owned(),
+        entity_id: entity_id.to_owned(),
+        summary,
+        metadata,
+        created_at: ctx.now,
+    };
+    let et = entity.as_str();
+    tx.put(
+        &tables::CO_TIMELINE,
+        &Key::new().str(t).ts(pos.at).u64(seq),
+        &rec,
+    )?;
+    tx.put(
+        &tables::CO_TIMELINE_BY_TYPE,
+        &Key::new().str(t).str(et).ts(pos.at).u64(seq),
+        &pos,
+    )?;
+    tx.put(
+        &tables::CO_TIMELINE_BY_ENTITY,
+        &Key::new().str(t).str(et).str(entity_id).ts(pos.at).u64(seq),
+        &pos,
+    )?;
+    tx.put(
+        &tables::CO_TIMELINE_IDS,
+        &Key::new().str(t).str(&rec.event_id),
+        &pos,
+    )?;
+    Ok(())
+}
+
+/// Query of [`Bespin::timeline`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TimelineQuery {
+    /// Exact entity type (empty/absent: any).
+    pub entity_type: Option<String>,
+    /// Exact entity id (empty/absent: any).
+    pub entity_id: Option<String>,
+    /// Only events older than this event (a stable cursor; absent: from the newest).
+    pub before: Option<String>,
+    /// `limit` (1–200, default 50) and `offset` (≥ 0, default 0).
+    pub paging: Option<Paging>,
+}
+
+impl TimelineQuery {
+    /// Validates query values (`entity_type`, `entity_id`, `before`, `limit`, `offset`), given
+    /// as a JSON object of strings.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let mut f = Fields::new(v)?;
+        let entity_type = filter(&mut f, "entity_type", false);
+        let entity_id = filter(&mut f, "entity_id", false);
+        let before = f.string("before", Presence::Optional, Len::ANY);
+        let paging = Paging::read(&mut f, 200);
+        f.finish()?;
+        Ok(TimelineQuery {
+            entity_type: got(entity_type)?,
+            entity_id: got(entity_id)?,
+            before: got(before)?.filter(|s| !s.is_empty()),
+            paging: Some(got(paging)?),
+        })
+    }
+}
+
+fn load_pos(r: &impl Reader, tenant: &str, pos: EventPos) -> Result<EventRec> {
+    r.get(
+        &tables::CO_TIMELINE,
+        &Key::new().str(tenant).ts(pos.at).u64(pos.seq),
+    )?
+    .ok_or_else(|| Error::Internal("timeline index points at a missing event".into()))
+}
+
+/// The timeline page for `q` in `tenant` (no capability check).
+pub(crate) fn list(r: &impl Reader, tenant: &str, q: &TimelineQuery) -> Result<TimelinePage> {
+    let paging = q.paging.unwrap_or(Paging::DEFAULT);
+    let cursor = match &q.before {
+        Some(id) => Some(
+            r.get(&tables::CO_TIMELINE_IDS, &Key::new().str(tenant).str(id))?
+                .ok_or_else(|| Error::NotFound("Timeline event not found".into()))?,
+        ),
+        None => None,
+    };
+    let end = paging.offset.saturating_add(paging.limit);
+    let mut items = Vec::new();
+    let mut matched = 0u64;
+    let mut take = |rec: Option<EventRec>, matched: &mut u64| {
+        if *matched >= paging.offset
+            && *matched < end
+            && let Some(rec) = rec
+        {
+            items.push(view(tenant, rec));
+        }
+        *matched += 1;
+    };
+    match (&q.entity_type, &q.entity_id) {
+        (Some(et), eid) => {
+            let prefix = match eid {
+                Some(eid) => Key::new().str(tenant).str(et).str(eid),
+                None => Key::new().str(tenant).str(et),
+            };
+            let table = if eid.is_some() {
+                &tables::CO_TIMELINE_BY_ENTITY
+            } else {
+                &tables::CO_TIMELINE_BY_TYPE
+            };
+            let to = cursor.map(|c| prefix.clone().ts(c.at).u64(c.seq));
+            r.scan_range(
+                table,
+                &prefix,
+                None,
+                to.as_ref(),
+                Order::Desc,
+                &mut |_, pos: EventPos| {
+                    let in_page = matched >= paging.offset && matched < end;
+                    let rec = if in_page {
+                        Some(load_pos(r, tenant, pos)?)
+                    } else {
+                        None
+                    };
+                    take(rec, &mut matched);
+                    Ok(Flow::Continue)
+                },
+            )?;
+        }
+        (None, eid) => {
+            let prefix = Key::new().str(tenant);
+            let to = cursor.map(|c| prefix.clone().ts(c.at).u64(c.seq));
+            r.scan_range(
+                &tables::CO_TIMELINE,
+                &prefix,
+                None,
+                to.as_ref(),
+                Order::Desc,
+                &mut |_, rec: EventRec| {
+                    if eid.as_ref().is_none_or(|id| *id == rec.entity_id) {
+                        take(Some(rec), &mut matched);
+                    }
+                    Ok(Flow::Continue)
+                },
+            )?;
+        }
+    }
+    Ok(TimelinePage::new(items, matched, paging))
+}
+
+/// The newest `limit` events of one record, newest first.
+pub(crate) fn for_entity(
+    r: &impl Reader,
+    tenant: &str,
+    entity: EntityType,
+    entity_id: &str,
+    limit: u64,
+) -> Result<Vec<TimelineEvent>> {
+    let q = TimelineQuery {
+        entity_type: Some(entity.as_str().to_owned()),
+        entity_id: Some(entity_id.to_owned()),
+        before: None,
+        paging: Some(Paging { limit, offset: 0 }),
+    };
+    Ok(list(r, tenant, &q)?.items)
+}
+
+impl Bespin {
+    /// `GET /v1/timeline`: the tenant's events, newest first, filtered by entity type and/or
+    /// id. Capability `timeline`. Errors: the entitlement errors; `NotFound` for an unknown
+    /// `before` cursor.
+    pub fn timeline(&self, caller: &Principal, q: &TimelineQuery) -> Result<TimelinePage> {
+        self.read(|r, _| {
+            require_capability(r, caller.tenant_id(), "timeline")?;
+            list(r, caller.tenant_id(), q)
+        })
+    }
+}

@@ -145,6 +145,7 @@ pub(crate) fn create(
 }
 
 /// Whether the caller owns `conv_id`.
+#[allow(dead_code)] // Used by the cofounder chat (issue 4).
 pub(crate) fn owned(r: &impl Reader, caller: &Principal, conv_id: &str) -> Result<bool> {
     r.contains(
         &tables::CONVERSATIONS,
@@ -153,6 +154,7 @@ pub(crate) fn owned(r: &impl Reader, caller: &Principal, conv_id: &str) -> Resul
 }
 
 /// Appends a message to a conversation.
+#[allow(dead_code)] // Used by the cofounder chat (issue 4).
 pub(crate) fn append(
     tx: &mut WriteTx,
     ctx: &Ctx,

@@ -130,6 +130,7 @@ fn notification_key(tenant_id: &str, user_id: &str, id: u64) -> Key {
     Key::new().str(tenant_id).str(user_id).u64(id)
 }
 
+#[allow(dead_code)] // Used by the daily-brief runner (issue 4).
 fn unique_key(tenant_id: &str, user_id: &str, kind: &str, date: Date) -> Key {
     Key::new().str(tenant_id).str(user_id).str(kind).part(date)
 }
@@ -154,6 +155,7 @@ pub(crate) fn saved_pref(r: &impl Reader, tenant_id: &str, user_id: &str) -> Res
 }
 
 /// Whether the user already has a notification of `kind` for `date`.
+#[allow(dead_code)] // Used by the daily-brief runner (issue 4).
 pub(crate) fn already_notified(
     r: &impl Reader,
     tenant_id: &str,
@@ -169,6 +171,7 @@ pub(crate) fn already_notified(
 
 /// Enqueues a notification for `user_id` (the caller must have checked uniqueness and
 /// allowance); returns its id.
+#[allow(dead_code)] // Used by the daily-brief runner (issue 4).
 pub(crate) fn enqueue(
     tx: &mut WriteTx,
     ctx: &Ctx,

@@ -21,4 +21,5 @@ MATURIN_PEP517_ARGS="--profile ${BESPIN_PY_PROFILE:-dev}" \
 
 cd "$root"
 "$venv/bin/python" -m pytest "$here/tests" -q
-"$venv/bin/python" -m mypy --strict --config-file "$here/pyproject.toml" "$here/examples" "$here/tests"
+"$venv/bin/python" -m mypy --strict --config-file "$here/pyproject.toml" \
+    "$here/examples" "$here/tests" "$here/python/bespin"

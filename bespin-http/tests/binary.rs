@@ -43,7 +43,7 @@ fn request(
 }
 
 fn start(db: &std::path::Path, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_bespin"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bespin"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
         .arg(db)
         .env("RATE_LIMIT_DISABLED", "1")
@@ -58,6 +58,8 @@ fn start(db: &std::path::Path, port: u16) -> Child {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("server did not become healthy");
 }
 

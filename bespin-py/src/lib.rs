@@ -1,0 +1,31 @@
+//! Python bindings of bespin-core: the `bespin._bespin` extension module.
+//!
+//! One file per core area; each adds `#[pymethods]` to the shared classes of [`handle`] and has
+//! a `register` called here. Conversions live in [`convert`], the exception mapping in
+//! [`errors`].
+
+mod billing;
+mod conversations;
+mod convert;
+mod errors;
+mod handle;
+mod limits;
+mod metering;
+mod notifications;
+mod tenancy;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _bespin(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
+    handle::register(m)?;
+    tenancy::register(m)?;
+    limits::register(m)?;
+    billing::register(m)?;
+    metering::register(m)?;
+    notifications::register(m)?;
+    conversations::register(m)?;
+    Ok(())
+}

@@ -1,0 +1,41 @@
+"""Fixtures: a temporary database file per test, a tenant with its admin and a member."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bespin
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[bespin.Bespin]:
+    with bespin.open(tmp_path / "bespin.redb") as handle:
+        yield handle
+
+
+@pytest.fixture
+def tenant(db: bespin.Bespin) -> Any:
+    return db.create_tenant(name="Acme", region="eu-west-1", admin_email="ada@acme.io")
+
+
+@pytest.fixture
+def admin(db: bespin.Bespin, tenant: Any) -> bespin.Session:
+    return db.session(tenant["tenant_id"], tenant["admin"]["user_id"], tenant["api_key"])
+
+
+@pytest.fixture
+def member(db: bespin.Bespin, tenant: Any, admin: bespin.Session) -> bespin.Session:
+    user = admin.create_user(email="max@acme.io", role="member")
+    return db.session(tenant["tenant_id"], user["user_id"], tenant["api_key"])
+
+
+def make_plan(db: bespin.Bespin, plan_id: str, credits: int, caps: list[str]) -> None:
+    """A plan with `credits` included and the given capabilities."""
+    db.admin.create_plan(
+        plan_id=plan_id, name=plan_id.title(), included_credits=credits, overage_price_per_credit=0.1
+    )
+    db.admin.set_plan_capabilities(plan_id, caps)

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The whole test suite: the Rust workspace, then the Python package (built into target/py-venv).
+# This is the README's test command and exactly what .ci/run runs.
+set -euo pipefail
+cd "$(dirname "$0")"
+cargo test --workspace --locked
+bespin-py/run-tests.sh

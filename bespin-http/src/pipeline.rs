@@ -106,6 +106,7 @@ async fn respond(
     };
     let route_path = route.path;
     let handler = route.handler;
+    let blocking = route.blocking;
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, state.config.max_body_bytes)
         .collect()
@@ -134,12 +135,20 @@ async fn respond(
         params,
         body,
     };
-    let state = state.clone();
-    let reply = match tokio::task::spawn_blocking(move || handler(&state, &request)).await {
+    let outcome = if blocking {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || handler(&state, &request))
+            .await
+            .map_err(|e| e.to_string())
+    } else {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(state, &request)))
+            .map_err(|_| "handler panicked".to_owned())
+    };
+    let reply = match outcome {
         Ok(Ok(reply)) => reply,
         Ok(Err(e)) => e.into_reply(),
         Err(e) => {
-            tracing::error!("handler panicked: {e}");
+            tracing::error!("handler failed: {e}");
             Reply::internal()
         }
     };

@@ -24,6 +24,9 @@ pub struct Route {
     pub handler: Handler,
     /// Its documentation.
     pub doc: Doc,
+    /// Whether the handler may block (write and wait for a commit): such handlers run on the
+    /// blocking pool; quick snapshot reads run on the runtime's worker, saving a thread hop.
+    pub blocking: bool,
 }
 
 /// What routing found.

@@ -15,7 +15,9 @@ mod tools;
 
 use crate::router::{Route, Router};
 
-/// Declares a route: `route!(METHOD "/path" => handler, doc)`.
+/// Declares a route: `route!(METHOD "/path" => handler, doc)`. `GET` handlers are taken to be
+/// quick snapshot reads and run on the runtime's worker; every other method, and a `GET` marked
+/// `, blocking` (one that writes, like the metered search), runs on the blocking pool.
 macro_rules! route {
     ($method:ident $path:literal => $handler:path, $doc:expr) => {
         $crate::router::Route {
@@ -23,6 +25,16 @@ macro_rules! route {
             path: $path,
             handler: $handler,
             doc: $doc,
+            blocking: hyper::Method::$method != hyper::Method::GET,
+        }
+    };
+    ($method:ident $path:literal => $handler:path, $doc:expr, blocking) => {
+        $crate::router::Route {
+            method: hyper::Method::$method,
+            path: $path,
+            handler: $handler,
+            doc: $doc,
+            blocking: true,
         }
     };
 }

@@ -40,13 +40,31 @@ pub(crate) struct Committer {
     durable: bool,
 }
 
-/// Counters for monitoring.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Upper bounds of the batch-size histogram buckets (operations per commit).
+pub const BATCH_SIZE_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+/// Upper bounds of the commit-latency histogram buckets, in seconds.
+pub const COMMIT_SECONDS_BUCKETS: [f64; 10] = [
+    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5,
+];
+
+/// Counters for monitoring: commits, operations, and histograms of batch sizes and commit
+/// latency (per-bucket counts, not cumulative; the last slot counts values above every bound).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CommitStats {
     /// Commits performed.
     pub commits: u64,
     /// Operations committed.
     pub operations: u64,
+    /// Commits by batch size, per [`BATCH_SIZE_BUCKETS`] (+ overflow).
+    pub batch_sizes: [u64; 10],
+    /// Commits by latency, per [`COMMIT_SECONDS_BUCKETS`] (+ overflow).
+    pub commit_seconds: [u64; 11],
+    /// Total time spent committing, in seconds.
+    pub commit_seconds_sum: f64,
+}
+
+fn bucket(bounds: &[f64], v: f64) -> usize {
+    bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len())
 }
 
 impl Committer {
@@ -113,10 +131,14 @@ impl Committer {
         }
         if self.queued.load(Ordering::SeqCst) == 0 || g.pending >= self.max_batch {
             let tx = g.tx.take();
+            let started = std::time::Instant::now();
             let error = match tx {
                 Some(tx) => tx.commit().err(),
                 None => Some(Error::Internal("no open batch".into())),
             };
+            let took = started.elapsed().as_secs_f64();
+            g.stats.commit_seconds[bucket(&COMMIT_SECONDS_BUCKETS, took)] += 1;
+            g.stats.commit_seconds_sum += took;
             self.finish(&mut g, error.clone());
             return match (outcome, error) {
                 (Ok(v), None) => Ok(v),
@@ -152,6 +174,7 @@ impl Committer {
             None => {
                 g.stats.commits += 1;
                 g.stats.operations += g.pending as u64;
+                g.stats.batch_sizes[bucket(&BATCH_SIZE_BUCKETS, g.pending as f64)] += 1;
             }
         }
         g.batch += 1;

@@ -62,7 +62,7 @@ pub mod validate;
 mod testutil;
 
 pub use auth::{Credentials, Principal, Role};
-pub use commit::CommitStats;
+pub use commit::{BATCH_SIZE_BUCKETS, COMMIT_SECONDS_BUCKETS, CommitStats};
 pub use error::{DailyQuotaExceeded, Error, ErrorKind, FieldError, LocPart, QuotaExceeded, Result};
 pub use store::{ReadTx, WriteTx};
 
@@ -191,6 +191,11 @@ impl Bespin {
             let ctx = self.ctx();
             f(tx, &ctx)
         })
+    }
+
+    /// Size of the database file in bytes (`None` in memory).
+    pub fn db_size_bytes(&self) -> Option<u64> {
+        self.inner.store.file_size()
     }
 
     /// How many commits and operations the group committer has done.

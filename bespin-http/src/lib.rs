@@ -10,6 +10,7 @@ mod cors;
 mod error;
 mod extract;
 mod headers;
+pub mod metrics;
 pub mod openapi;
 mod pipeline;
 mod ratelimit;
@@ -35,17 +36,20 @@ pub struct AppState {
     pub config: Config,
     limiter: ratelimit::RateLimiter,
     router: router::Router,
+    metrics: metrics::Metrics,
 }
 
 impl AppState {
     /// State for `bespin` with `config`.
     pub fn new(bespin: Bespin, config: Config) -> Arc<AppState> {
         let limiter = ratelimit::RateLimiter::new(config.rate_limit);
+        let metrics = metrics::Metrics::new(bespin.clone());
         Arc::new(AppState {
             bespin,
             config,
             limiter,
             router: routes::router(),
+            metrics,
         })
     }
 

@@ -43,12 +43,16 @@ pub async fn handle(
     }
     cors::apply(&state.config, &request_headers, h);
     headers::apply(&path, h);
+    let took = started.elapsed();
+    state
+        .metrics
+        .observe(route.unwrap_or("-"), method.as_str(), status.as_u16(), took);
     tracing::info!(
         method = %method,
         path = %raw_path,
         route = route.unwrap_or("-"),
         status = status.as_u16(),
-        ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
+        ms = format_args!("{:.3}", took.as_secs_f64() * 1000.0),
         "request"
     );
     Ok(response)

@@ -708,3 +708,29 @@ fn openapi_covers_every_route_and_docs_work_offline() {
     assert_eq!(js.status, 200);
     assert!(js.body.len() > 100_000);
 }
+
+#[test]
+fn metrics_count_requests_and_commits() {
+    let s = TestServer::start(test_config());
+    create_tenant(&s, "Acme");
+    s.call("GET", "/", &[], None);
+    let m = s.call("GET", "/metrics", &[], None);
+    assert_eq!(m.status, 200);
+    assert!(m.header("content-type").unwrap().starts_with("text/plain"));
+    assert!(
+        m.body
+            .contains(r#"bespin_http_requests_total{route="/",method="GET",status="200"} 1"#),
+        "{}",
+        m.body
+    );
+    assert!(m.body.contains(
+        r#"bespin_http_requests_total{route="/v1/tenants",method="POST",status="201"} 1"#
+    ));
+    assert!(
+        m.body
+            .contains("bespin_http_request_duration_seconds_bucket")
+    );
+    assert!(m.body.contains("bespin_commits_total"));
+    assert!(m.body.contains("bespin_commit_batch_size_bucket"));
+    assert!(m.body.contains("bespin_commit_duration_seconds_sum"));
+}

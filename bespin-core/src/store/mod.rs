@@ -61,29 +61,38 @@ pub(crate) enum Flow {
 /// The open database.
 pub(crate) struct Store {
     db: redb::Database,
+    path: Option<std::path::PathBuf>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database file at `path` and makes sure every table exists.
     pub(crate) fn open(path: &Path) -> Result<Store> {
         let db = redb::Database::create(path)?;
-        Self::init(db)
+        Self::init(db, Some(path.to_path_buf()))
     }
 
     /// A database held in memory only (for tests and embedding without persistence).
     pub(crate) fn in_memory() -> Result<Store> {
         let db =
             redb::Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
-        Self::init(db)
+        Self::init(db, None)
     }
 
-    fn init(db: redb::Database) -> Result<Store> {
+    fn init(db: redb::Database, path: Option<std::path::PathBuf>) -> Result<Store> {
         let tx = db.begin_write()?;
         for name in tables::ALL {
             tx.open_table(Raw::new(name))?;
         }
         tx.commit()?;
-        Ok(Store { db })
+        Ok(Store { db, path })
+    }
+
+    /// Size of the database file in bytes (`None` for an in-memory database).
+    pub(crate) fn file_size(&self) -> Option<u64> {
+        self.path
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
     }
 
     /// Starts a read transaction: a snapshot of the last commit.

@@ -29,6 +29,7 @@ pub fn routes() -> Vec<Route> {
     vec![
         route!(GET "/" => root, Doc::new("meta", "Service name and version", Auth::Open).ok(200, schema::<Root>)),
         route!(GET "/healthz" => healthz, Doc::new("meta", "Health check: the database answers a read", Auth::Open).ok(200, schema::<Health>)),
+        route!(GET "/metrics" => metrics, Doc::new("meta", "Prometheus metrics", Auth::Hidden)),
         route!(GET "/openapi.json" => openapi_json, Doc::new("meta", "This OpenAPI document", Auth::Hidden)),
         route!(GET "/docs" => docs, Doc::new("meta", "Interactive API documentation", Auth::Hidden)),
         route!(GET "/docs/{*file}" => docs, Doc::new("meta", "Documentation assets", Auth::Hidden)),
@@ -61,6 +62,14 @@ fn healthz(s: &AppState, _: &Req) -> Result<Reply, ApiError> {
             )
         }
     })
+}
+
+fn metrics(s: &AppState, _: &Req) -> Result<Reply, ApiError> {
+    Ok(Reply::raw(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        s.metrics.render(),
+    ))
 }
 
 fn openapi_json(s: &AppState, _: &Req) -> Result<Reply, ApiError> {

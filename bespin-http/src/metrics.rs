@@ -96,19 +96,10 @@ impl Metrics {
 #[derive(Debug)]
 struct DbCollector(Bespin);
 
-fn cumulative(bounds: &[f64], counts: &[u64]) -> Vec<(f64, u64)> {
-    let mut total = 0;
-    let mut out: Vec<(f64, u64)> = bounds
-        .iter()
-        .zip(counts)
-        .map(|(b, c)| {
-            total += c;
-            (*b, total)
-        })
-        .collect();
-    total += counts.get(bounds.len()).copied().unwrap_or(0);
-    out.push((f64::INFINITY, total));
-    out
+/// (upper bound, count) pairs for the encoder, which accumulates them itself; the last pair
+/// holds the values above every bound.
+fn buckets(bounds: &[f64], counts: &[u64]) -> Vec<(f64, u64)> {
+    bounds.iter().copied().chain([f64::INFINITY]).zip(counts.iter().copied()).collect()
 }
 
 impl Collector for DbCollector {
@@ -128,7 +119,7 @@ impl Collector for DbCollector {
             None,
             ops.metric_type(),
         )?)?;
-        let sizes = cumulative(&BATCH_SIZE_BUCKETS, &s.batch_sizes);
+        let sizes = buckets(&BATCH_SIZE_BUCKETS, &s.batch_sizes);
         let mut m = encoder.encode_descriptor(
             "bespin_commit_batch_size",
             "Operations per group commit",
@@ -136,7 +127,7 @@ impl Collector for DbCollector {
             MetricType::Histogram,
         )?;
         m.encode_histogram::<NoLabelSet>(s.operations as f64, s.commits, &sizes, None)?;
-        let secs = cumulative(&COMMIT_SECONDS_BUCKETS, &s.commit_seconds);
+        let secs = buckets(&COMMIT_SECONDS_BUCKETS, &s.commit_seconds);
         let total: u64 = s.commit_seconds.iter().sum();
         let mut m = encoder.encode_descriptor(
             "bespin_commit_duration_seconds",

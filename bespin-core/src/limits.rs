@@ -160,7 +160,7 @@ fn limits_key(tenant_id: &str) -> Key {
     Key::new().str(tenant_id)
 }
 
-fn rollup_key(tenant_id: &str, date: Date, a: Activity) -> Key {
+pub(crate) fn rollup_key(tenant_id: &str, date: Date, a: Activity) -> Key {
     Key::new().str(tenant_id).part(date).str(a.as_str())
 }
 

@@ -179,7 +179,7 @@ pub(crate) fn used_credits(r: &impl Reader, tenant_id: &str, period: Period) -> 
     Ok(total)
 }
 
-fn rollup_key(tenant_id: &str, period: Period, event_key: &str) -> Key {
+pub(crate) fn rollup_key(tenant_id: &str, period: Period, event_key: &str) -> Key {
     Key::new()
         .str(tenant_id)
         .part(period.start())

@@ -208,7 +208,7 @@ pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<FactRec> {
         .ok_or_else(|| EntityType::MemoryFact.not_found())
 }
 
-fn active_key(tenant: &str, fact_key: &str) -> Key {
+pub(crate) fn active_key(tenant: &str, fact_key: &str) -> Key {
     Key::new().str(tenant).str(fact_key)
 }
 

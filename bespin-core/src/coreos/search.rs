@@ -56,12 +56,26 @@ pub fn tokens(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn doc_key(tenant: &str, et: EntityType, id: &str) -> Key {
+pub(crate) fn doc_key(tenant: &str, et: EntityType, id: &str) -> Key {
     Key::new().str(tenant).str(et.as_str()).str(id)
 }
 
-fn entry_key(tenant: &str, token: &str, et: EntityType, id: &str) -> Key {
+pub(crate) fn entry_key(tenant: &str, token: &str, et: EntityType, id: &str) -> Key {
     Key::new().str(tenant).str(token).str(et.as_str()).str(id)
+}
+
+/// The tokens of a record with their field masks (title and/or body), as indexed.
+pub(crate) fn doc_tokens(title: &str, bodies: &[&str]) -> BTreeMap<String, u8> {
+    let mut new: BTreeMap<String, u8> = BTreeMap::new();
+    for w in tokens(title) {
+        *new.entry(w).or_default() |= TITLE;
+    }
+    for b in bodies {
+        for w in tokens(b) {
+            *new.entry(w).or_default() |= BODY;
+        }
+    }
+    new
 }
 
 /// (Re)indexes a record: `title` and the `bodies` fields.
@@ -73,15 +87,7 @@ pub(crate) fn index(
     title: &str,
     bodies: &[&str],
 ) -> Result<()> {
-    let mut new: BTreeMap<String, u8> = BTreeMap::new();
-    for w in tokens(title) {
-        *new.entry(w).or_default() |= TITLE;
-    }
-    for b in bodies {
-        for w in tokens(b) {
-            *new.entry(w).or_default() |= BODY;
-        }
-    }
+    let new = doc_tokens(title, bodies);
     let dk = doc_key(tenant, et, id);
     let old = tx.get(&tables::CO_SEARCH_DOCS, &dk)?.unwrap_or_default();
     for (w, _) in &old.tokens {

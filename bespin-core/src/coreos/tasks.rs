@@ -221,7 +221,7 @@ pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<TaskRec> {
         .ok_or_else(|| EntityType::Task.not_found())
 }
 
-fn order_key(tenant: &str, t: &TaskRec) -> Key {
+pub(crate) fn order_key(tenant: &str, t: &TaskRec) -> Key {
     let k = Key::new().str(tenant);
     let k = match t.due_date {
         Some(d) => k.u64(0).part(d),

@@ -199,6 +199,17 @@ impl WriteTx {
         Ok(existed)
     }
 
+    /// Test-only: stores raw bytes (to plant undecodable rows for the checker's tests).
+    #[cfg(test)]
+    pub(crate) fn raw_insert_for_test(
+        &mut self,
+        table: &'static str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<()> {
+        self.raw_insert(table, key, value)
+    }
+
     /// Stores `value` under `key`, replacing any previous value.
     pub(crate) fn put<R: Record>(&mut self, t: &Table<R>, key: &Key, value: &R) -> Result<()> {
         let bytes = codec::encode(value)?;

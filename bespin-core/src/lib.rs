@@ -210,6 +210,14 @@ impl Bespin {
         f(&tx, &ctx)
     }
 
+    /// Writes a consistent online snapshot of the whole database to the new file `out` (every
+    /// table copied inside one read transaction, so it is exactly the state after some commit;
+    /// concurrent writes go on meanwhile). `out` must not exist; it appears only once complete.
+    /// Restoring is opening (or starting the server on) the copy. Returns the rows copied.
+    pub fn backup(&self, out: impl AsRef<Path>) -> Result<u64> {
+        self.inner.store.backup(out.as_ref())
+    }
+
     /// Checks that the database answers a trivial read.
     pub fn health(&self) -> Result<()> {
         self.read(|r, _| {

@@ -95,6 +95,47 @@ impl Store {
             .map(|m| m.len())
     }
 
+    /// Copies every table, as of one read transaction, into a new database file at `out`
+    /// (written beside it as `out.partial`, flushed, then renamed, so `out` is either absent
+    /// or complete). Concurrent writers are not blocked: the snapshot is the last commit
+    /// before the copy started. Returns the number of rows copied. Refuses an existing `out`.
+    pub(crate) fn backup(&self, out: &Path) -> Result<u64> {
+        if out.exists() {
+            return Err(Error::Storage(format!(
+                "backup target {} already exists",
+                out.display()
+            )));
+        }
+        let mut partial = out.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = std::path::PathBuf::from(partial);
+        let _ = std::fs::remove_file(&partial);
+        let snapshot = self.db.begin_read()?;
+        let copy = redb::Database::create(&partial)?;
+        let tx = copy.begin_write()?;
+        let mut rows = 0u64;
+        for name in tables::ALL {
+            let src = snapshot.open_table(Raw::new(name))?;
+            let mut dst = tx.open_table(Raw::new(name))?;
+            for item in src.range::<&[u8]>(..)? {
+                let (k, v) = item?;
+                dst.insert(k.value(), v.value())?;
+                rows += 1;
+            }
+        }
+        tx.commit()?;
+        drop(copy);
+        drop(snapshot);
+        std::fs::rename(&partial, out)
+            .map_err(|e| Error::Storage(format!("backup: cannot rename into place: {e}")))?;
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty())
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(rows)
+    }
+
     /// Starts a read transaction: a snapshot of the last commit.
     pub(crate) fn read(&self) -> Result<ReadTx> {
         Ok(ReadTx {

@@ -40,7 +40,7 @@ fn snapshots_under_concurrent_writes_are_consistent() {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     let req = InvokeRequest::from_json(
                         &json!({"tool_name": "echo", "payload": {"i": i}}),
                     )

@@ -996,6 +996,7 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
         let _ = self.rows(&tables::PLANS, false)?;
         let _ = self.rows(&tables::PLAN_CAPABILITIES, false)?;
         let _ = self.rows(&tables::PLAN_CAPS, false)?;
+        let _ = self.rows(&tables::PLAN_RATE_LIMITS, false)?;
         let _ = self.rows(&tables::SEQUENCES, false)?;
         Ok(())
     }

@@ -407,6 +407,7 @@ fn runner_allowance_is_exact_and_zero_weight_is_unlimited() {
         name: "P".into(),
         included_credits: 6,
         overage_price_per_credit: Amount::ZERO,
+        requests_per_minute: None,
     })
     .unwrap();
     let caps = bespin_core::billing::catalog::CAPABILITIES

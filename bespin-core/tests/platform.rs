@@ -67,6 +67,7 @@ fn small_plan(db: &Bespin, t: &TenantCreated, id: &str, credits: i64) {
         name: id.into(),
         included_credits: credits,
         overage_price_per_credit: Amount::ZERO,
+        requests_per_minute: None,
     })
     .expect("plan");
     let caps = bespin_core::billing::catalog::CAPABILITIES
@@ -533,6 +534,7 @@ fn admin_catalogue_refusals() {
             name: "x".into(),
             included_credits: 1,
             overage_price_per_credit: Amount::ZERO,
+            requests_per_minute: None,
         })
         .unwrap_err();
     assert_eq!(e.to_string(), "Plan 'starter' already exists");

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Tenant-creation rate limit settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,18 @@ pub struct Config {
     pub dev_console_key: String,
     /// Largest request body accepted, in bytes (`BESPIN_MAX_BODY_BYTES`, default 10 MiB).
     pub max_body_bytes: usize,
+    /// How long a client may take to send its request head (`BESPIN_HEADER_READ_TIMEOUT_SECS`,
+    /// default 10 s); a stalled client is disconnected.
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send its whole body once the head is in
+    /// (`BESPIN_BODY_READ_TIMEOUT_SECS`, default 30 s); past it the answer is 408 and the
+    /// connection is closed.
+    pub body_read_timeout: Duration,
+    /// Token that lets `bespin backup`/`bespin check` on this machine ask the running server
+    /// for a snapshot (`GET /v1/admin/backup` with `X-Bespin-Control-Token`). Set by
+    /// [`crate::run`], which writes it with the address to `<db>.control` (mode 0600): whoever
+    /// can read the database file can snapshot it. `None`: only the platform-admin key works.
+    pub control_token: Option<String>,
     /// Platform-admin key fixed at start-up; when `None` the `PLATFORM_ADMIN_KEY` environment
     /// variable is read on every request, as the contract says.
     pub platform_admin_key: Option<String>,
@@ -64,6 +77,9 @@ impl Default for Config {
             dev_console: false,
             dev_console_key: "dev-console-secret".into(),
             max_body_bytes: 10 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            control_token: None,
             platform_admin_key: None,
         }
     }
@@ -121,6 +137,23 @@ impl Config {
                 .trim()
                 .parse()
                 .map_err(|_| format!("BESPIN_MAX_BODY_BYTES: {v}"))?;
+        }
+        for (name, slot) in [
+            (
+                "BESPIN_HEADER_READ_TIMEOUT_SECS",
+                &mut c.header_read_timeout,
+            ),
+            ("BESPIN_BODY_READ_TIMEOUT_SECS", &mut c.body_read_timeout),
+        ] {
+            if let Some(v) = get(name) {
+                let secs: f64 = v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s > 0.0)
+                    .ok_or_else(|| format!("{name}: {v}"))?;
+                *slot = Duration::from_secs_f64(secs);
+            }
         }
         Ok(c)
     }

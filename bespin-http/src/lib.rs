@@ -35,6 +35,7 @@ pub struct AppState {
     /// The server settings.
     pub config: Config,
     limiter: ratelimit::RateLimiter,
+    buckets: ratelimit::TenantBuckets,
     router: router::Router,
     metrics: metrics::Metrics,
 }
@@ -48,6 +49,7 @@ impl AppState {
             bespin,
             config,
             limiter,
+            buckets: ratelimit::TenantBuckets::new(),
             router: routes::router(),
             metrics,
         })
@@ -84,13 +86,14 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let header_timeout = state.config.header_read_timeout;
                 let state = state.clone();
                 let service = hyper::service::service_fn(move |req| {
                     pipeline::handle(state.clone(), peer, req)
                 });
                 let mut builder = http1::Builder::new();
                 builder.timer(hyper_util::rt::TokioTimer::new());
-                builder.header_read_timeout(std::time::Duration::from_secs(10));
+                builder.header_read_timeout(header_timeout);
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 let fut = graceful.watch(conn);
                 tokio::spawn(async move {
@@ -122,16 +125,51 @@ async fn purge_loop(state: Arc<AppState>) {
     }
 }
 
-/// Binds `addr` and serves until Ctrl-C or SIGTERM.
-pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+/// Binds `addr` and serves until Ctrl-C or SIGTERM. Writes `<db>.control` (the address and a
+/// fresh control token, readable only by this user) so that `bespin backup` and `bespin check`
+/// can snapshot the database while it is held open here; removes it on a clean stop.
+pub async fn run(mut config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let bespin = Bespin::open(&config.db_path)?;
     let listener = TcpListener::bind(config.listen).await?;
     let addr: SocketAddr = listener.local_addr()?;
+    let token = format!(
+        "{}{}",
+        bespin_core::ids::new_id(),
+        bespin_core::ids::new_id()
+    );
+    let control = control_path(&config.db_path);
+    match write_control(&control, addr, &token) {
+        Ok(()) => config.control_token = Some(token),
+        Err(e) => tracing::warn!("cannot write {}: {e}", control.display()),
+    }
     tracing::info!(%addr, db = %config.db_path.display(), "bespin listening");
     let state = AppState::new(bespin, config);
     serve(listener, state, shutdown_signal()).await?;
+    let _ = std::fs::remove_file(&control);
     tracing::info!("bespin stopped");
     Ok(())
+}
+
+/// Where a server running on `db` leaves its address and control token.
+pub fn control_path(db: &std::path::Path) -> std::path::PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(".control");
+    std::path::PathBuf::from(p)
+}
+
+fn write_control(path: &std::path::Path, addr: SocketAddr, token: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let _ = std::fs::remove_file(path);
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o.open(path)?;
+    f.write_all(format!("{addr}\n{token}\n").as_bytes())?;
+    f.sync_all()
 }
 
 async fn shutdown_signal() {

@@ -111,13 +111,38 @@ async fn respond(
     let route_path = route.path;
     let handler = route.handler;
     let blocking = route.blocking;
+    let mut rate_headers = Vec::new();
+    if let Some(taken) = tenant_rate(state, req.headers()) {
+        if !taken.allowed {
+            let body = serde_json::json!({
+                "detail": format!("Rate limit exceeded. Maximum {} requests per minute for this tenant.", taken.limit),
+                "error": "rate_limit_exceeded",
+            });
+            let mut reply = Reply::json(StatusCode::TOO_MANY_REQUESTS, &body);
+            reply.headers.extend(taken.headers());
+            return (reply, Some(route_path));
+        }
+        rate_headers = taken.headers();
+    }
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, state.config.max_body_bytes)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
+    let collected = tokio::time::timeout(
+        state.config.body_read_timeout,
+        Limited::new(body, state.config.max_body_bytes).collect(),
+    )
+    .await;
+    let body = match collected {
+        Err(_) => {
+            return (
+                Reply::detail(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "Request body not received in time",
+                )
+                .with_header("connection", "close"),
+                Some(route_path),
+            );
+        }
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
@@ -148,7 +173,7 @@ async fn respond(
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(state, &request)))
             .map_err(|_| "handler panicked".to_owned())
     };
-    let reply = match outcome {
+    let mut reply = match outcome {
         Ok(Ok(reply)) => reply,
         Ok(Err(e)) => e.into_reply(),
         Err(e) => {
@@ -156,7 +181,29 @@ async fn respond(
             Reply::internal()
         }
     };
+    reply.headers.extend(rate_headers);
     (reply, Some(route_path))
+}
+
+/// Takes a token from the tenant's bucket when the request carries valid tenant credentials
+/// and the tenant's plan has a request rate limit; `None` otherwise (requests that fail
+/// authentication are answered by their handler and use no token).
+fn tenant_rate(state: &AppState, headers: &hyper::HeaderMap) -> Option<crate::ratelimit::Taken> {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
+    let creds = bespin_core::Credentials::new(
+        Some(h("x-tenant-id")?),
+        Some(h("x-user-id")?),
+        Some(h("x-api-key")?),
+    );
+    let who = state.bespin.authenticate(&creds).ok()?;
+    let limit = state.bespin.tenant_rate_limit(who.tenant_id()).ok()??;
+    Some(state.buckets.take(who.tenant_id(), limit, Instant::now()))
 }
 
 fn client_id(state: &AppState, peer: SocketAddr, headers: &hyper::HeaderMap) -> String {

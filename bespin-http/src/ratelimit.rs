@@ -54,6 +54,96 @@ impl RateLimiter {
     }
 }
 
+/// The per-tenant request rate limit: one token bucket per tenant, in this process's memory.
+///
+/// A plan with `requests_per_minute = n` gives each of its tenants a bucket of `n` tokens that
+/// refills continuously at `n` per minute; every authenticated request takes one. The limit is
+/// read from the tenant's plan on each request, so a plan change applies at once.
+pub struct TenantBuckets {
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// The outcome of taking a token, with what the `X-RateLimit-*` headers report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    /// Whether the request may go on.
+    pub allowed: bool,
+    /// The plan's limit (requests per minute).
+    pub limit: u32,
+    /// Whole tokens left after this request.
+    pub remaining: u32,
+    /// Seconds until the bucket is full again.
+    pub reset_secs: u64,
+    /// Seconds until one token is available (for `Retry-After` on a refusal).
+    pub retry_after_secs: u64,
+}
+
+impl Taken {
+    /// The rate-limit headers (and `Retry-After` on a refusal).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = vec![
+            ("x-ratelimit-limit", self.limit.to_string()),
+            ("x-ratelimit-remaining", self.remaining.to_string()),
+            ("x-ratelimit-reset", self.reset_secs.to_string()),
+        ];
+        if !self.allowed {
+            h.push(("retry-after", self.retry_after_secs.to_string()));
+        }
+        h
+    }
+}
+
+impl Default for TenantBuckets {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TenantBuckets {
+    /// No buckets yet.
+    pub fn new() -> Self {
+        TenantBuckets {
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token from `tenant`'s bucket of `limit` per minute at `now`.
+    pub fn take(&self, tenant: &str, limit: u32, now: Instant) -> Taken {
+        let cap = f64::from(limit.max(1));
+        let rate = cap / 60.0; // tokens per second
+        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 100_000 {
+            // Forget buckets that have refilled completely: they hold no state.
+            map.retain(|_, b| now.duration_since(b.at).as_secs_f64() * rate < cap);
+        }
+        let b = map.entry(tenant.to_owned()).or_insert(Bucket {
+            tokens: cap,
+            at: now,
+        });
+        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * rate).min(cap);
+        b.at = now;
+        let allowed = b.tokens >= 1.0;
+        if allowed {
+            b.tokens -= 1.0;
+        }
+        let secs = |tokens: f64| (tokens / rate).ceil().max(0.0) as u64;
+        Taken {
+            allowed,
+            limit,
+            remaining: b.tokens.floor().max(0.0) as u32,
+            reset_secs: secs(cap - b.tokens),
+            retry_after_secs: secs(1.0 - b.tokens).max(1),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +161,33 @@ mod tests {
         assert_eq!(l.check("a", t0 + Duration::from_secs(20)), Err(40));
         assert!(l.check("b", t0 + Duration::from_secs(20)).is_ok());
         assert!(l.check("a", t0 + Duration::from_secs(61)).is_ok());
+    }
+
+    #[test]
+    fn a_bucket_admits_its_limit_then_refills_over_a_minute() {
+        let b = TenantBuckets::new();
+        let t0 = Instant::now();
+        for i in 0..3 {
+            let t = b.take("a", 3, t0);
+            assert!(t.allowed);
+            assert_eq!(t.remaining, 2 - i);
+        }
+        let no = b.take("a", 3, t0);
+        assert!(!no.allowed);
+        assert_eq!(
+            (no.remaining, no.retry_after_secs, no.reset_secs),
+            (0, 20, 60)
+        );
+        assert!(
+            no.headers()
+                .iter()
+                .any(|(h, v)| *h == "retry-after" && v == "20")
+        );
+        // Another tenant has its own bucket.
+        assert!(b.take("b", 3, t0).allowed);
+        // One token back after 20 s, the whole bucket after a minute.
+        assert!(b.take("a", 3, t0 + Duration::from_secs(20)).allowed);
+        assert!(!b.take("a", 3, t0 + Duration::from_secs(21)).allowed);
+        assert_eq!(b.take("a", 3, t0 + Duration::from_secs(200)).remaining, 2);
     }
 }

@@ -283,6 +283,10 @@ pub struct Plan {
     pub created_at: String,
     /// Last change (RFC 3339, UTC).
     pub updated_at: String,
+    /// Per-tenant request rate limit of the plan (requests per minute, token bucket); absent
+    /// when the plan has none (the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
 }
 
 /// A cap as `PUT /v1/admin/plans/{id}/caps` echoes it.
@@ -312,14 +316,30 @@ pub(crate) fn event_view(key: &str, r: &MeteredEventRec) -> MeteredEvent {
     }
 }
 
-pub(crate) fn plan_view(id: &str, r: &PlanRec) -> Plan {
+pub(crate) fn plan_view(id: &str, r: &PlanRec, requests_per_minute: Option<u32>) -> Plan {
     Plan {
+        requests_per_minute,
         plan_id: id.to_owned(),
         name: r.name.clone(),
         included_credits: r.included_credits,
         overage_price_per_credit: r.overage_price_per_credit.to_f64(),
         created_at: r.created_at.to_rfc3339(),
         updated_at: r.updated_at.to_rfc3339(),
+    }
+}
+
+/// The plan's request rate limit (requests per minute), if it has one.
+pub(crate) fn plan_rate_limit(r: &impl Reader, plan_id: &str) -> Result<Option<u32>> {
+    Ok(r.get(&tables::PLAN_RATE_LIMITS, &plan_key(plan_id))?
+        .and_then(|n| u32::try_from(n).ok()))
+}
+
+fn set_plan_rate_limit(tx: &mut WriteTx, plan_id: &str, rpm: Option<u32>) -> Result<()> {
+    match rpm {
+        Some(n) => tx.put(&tables::PLAN_RATE_LIMITS, &plan_key(plan_id), &u64::from(n)),
+        None => tx
+            .delete(&tables::PLAN_RATE_LIMITS, &plan_key(plan_id))
+            .map(|_| ()),
     }
 }
 
@@ -576,6 +596,9 @@ pub struct NewPlan {
     /// ≥ 0.
     #[cfg_attr(feature = "openapi", schema(value_type = f64))]
     pub overage_price_per_credit: Amount,
+    /// Optional per-tenant request rate limit, 1–1 000 000 requests per minute (absent or
+    /// null: no limit).
+    pub requests_per_minute: Option<u32>,
 }
 
 impl NewPlan {
@@ -590,12 +613,14 @@ impl NewPlan {
             crate::validate::Bounds::ge(0),
         );
         let overage = amount_field(&mut f, "overage_price_per_credit", Presence::Required);
+        let rpm = rate_field(&mut f);
         f.finish()?;
         Ok(NewPlan {
             plan_id: got(plan_id)?,
             name: got(name)?,
             included_credits: got(included.flatten())?,
             overage_price_per_credit: got(overage.flatten())?,
+            requests_per_minute: got(rpm)?,
         })
     }
 }
@@ -611,6 +636,10 @@ pub struct PlanPatch {
     /// New overage price (≥ 0).
     #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
     pub overage_price_per_credit: Option<Amount>,
+    /// New request rate limit: `Some(Some(n))` sets it (1–1 000 000 per minute),
+    /// `Some(None)` (JSON `null`) removes it, `None` (absent) leaves it.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u32>))]
+    pub requests_per_minute: Option<Option<u32>>,
 }
 
 impl PlanPatch {
@@ -624,13 +653,30 @@ impl PlanPatch {
             crate::validate::Bounds::ge(0),
         );
         let overage = amount_field(&mut f, "overage_price_per_credit", Presence::Optional);
+        let clear_rpm = v.get("requests_per_minute").is_some_and(Value::is_null);
+        let rpm = rate_field(&mut f);
         f.finish()?;
         Ok(PlanPatch {
             name: got(name)?,
             included_credits: got(included)?,
             overage_price_per_credit: got(overage)?,
+            requests_per_minute: if clear_rpm {
+                Some(None)
+            } else {
+                got(rpm)?.map(Some)
+            },
         })
     }
+}
+
+/// The optional `requests_per_minute` member (1–1 000 000).
+fn rate_field(f: &mut Fields<'_>) -> Option<Option<u32>> {
+    f.int(
+        "requests_per_minute",
+        Presence::Optional,
+        crate::validate::Bounds::range(1, 1_000_000),
+    )
+    .map(|o| o.and_then(|n| u32::try_from(n).ok()))
 }
 
 /// Validates `{"capabilities": [string, …]}`; a repeated key is a 422 at its position.
@@ -800,12 +846,24 @@ impl Bespin {
                 Order::Asc,
                 |k, rec: PlanRec| {
                     if let Some((id, _)) = crate::store::read_str(k, 0) {
-                        out.push(plan_view(&id, &rec));
+                        out.push((id, rec));
                     }
                     Ok(Flow::Continue)
                 },
             )?;
-            Ok(out)
+            out.into_iter()
+                .map(|(id, rec)| Ok(plan_view(&id, &rec, plan_rate_limit(r, &id)?)))
+                .collect()
+        })
+    }
+
+    /// The request rate limit (requests per minute) of the tenant's current plan, `None` when
+    /// the plan has none or the tenant has no subscription. One small read: meant to be called
+    /// on every request.
+    pub fn tenant_rate_limit(&self, tenant_id: &str) -> Result<Option<u32>> {
+        self.read(|r, _| match super::subscriptions::get(r, tenant_id)? {
+            Some(sub) => plan_rate_limit(r, &sub.plan_id),
+            None => Ok(None),
         })
     }
 
@@ -825,7 +883,8 @@ impl Bespin {
                     req.plan_id
                 )));
             }
-            Ok(plan_view(&req.plan_id, &rec))
+            set_plan_rate_limit(tx, &req.plan_id, req.requests_per_minute)?;
+            Ok(plan_view(&req.plan_id, &rec, req.requests_per_minute))
         })
     }
 
@@ -844,7 +903,10 @@ impl Bespin {
             }
             rec.updated_at = ctx.now;
             tx.put(&tables::PLANS, &plan_key(plan_id), &rec)?;
-            Ok(plan_view(plan_id, &rec))
+            if let Some(rpm) = patch.requests_per_minute {
+                set_plan_rate_limit(tx, plan_id, rpm)?;
+            }
+            Ok(plan_view(plan_id, &rec, plan_rate_limit(tx, plan_id)?))
         })
     }
 

@@ -120,7 +120,11 @@ fn current_plan(
     let plan = catalog::plan(r, &sub.plan_id)?.ok_or_else(|| Error::PlanMissing {
         plan_id: sub.plan_id.clone(),
     })?;
-    let view = catalog::plan_view(&sub.plan_id, &plan);
+    let view = catalog::plan_view(
+        &sub.plan_id,
+        &plan,
+        catalog::plan_rate_limit(r, &sub.plan_id)?,
+    );
     Ok((sub, view))
 }
 

@@ -41,6 +41,9 @@ pub(crate) const DAILY_ROLLUPS: Table<i64> = Table::new("daily_rollups");
 pub(crate) const METERED_EVENTS: Table<MeteredEventRec> = Table::new("metered_events");
 /// Global: (plan) → plan.
 pub(crate) const PLANS: Table<PlanRec> = Table::new("plans");
+/// Global: (plan) → requests per minute: the plan's per-tenant request rate limit, if any.
+/// (A table of its own so that stored plan records keep their layout.)
+pub(crate) const PLAN_RATE_LIMITS: Table<u64> = Table::new("plan_rate_limits");
 /// Global: (plan, capability) → grant.
 pub(crate) const PLAN_CAPABILITIES: Table<()> = Table::new("plan_capabilities");
 /// Global: (plan, event key, period) → cap.
@@ -134,6 +137,7 @@ pub(crate) const ALL: &[&str] = &[
     DAILY_ROLLUPS.name(),
     METERED_EVENTS.name(),
     PLANS.name(),
+    PLAN_RATE_LIMITS.name(),
     PLAN_CAPABILITIES.name(),
     PLAN_CAPS.name(),
     SUBSCRIPTIONS.name(),

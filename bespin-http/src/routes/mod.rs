@@ -10,6 +10,7 @@ mod kpis;
 mod limits;
 mod meta;
 mod notifications;
+mod ops;
 mod tenancy;
 mod tools;
 
@@ -48,6 +49,7 @@ pub fn all() -> Vec<Route> {
     r.extend(limits::routes());
     r.extend(billing::routes());
     r.extend(admin::routes());
+    r.extend(ops::routes());
     r.extend(tools::routes());
     r.extend(kpis::routes());
     r.extend(briefs::routes());

@@ -56,6 +56,19 @@ fn platform(c: &mut Criterion) {
             )
         })
     });
+    c.bench_function("record_usage/100_in_one_transaction", |b| {
+        b.iter(|| {
+            db.transaction(|tx, ctx| {
+                for _ in 0..100 {
+                    Meter::one("search_query", "search")
+                        .check_in(tx, ctx, p.tenant_id())?
+                        .record(tx, ctx, &p, "r")?;
+                }
+                Ok(())
+            })
+            .expect("batch")
+        })
+    });
     let dir = tempfile::tempdir().expect("dir");
     let disk = Bespin::open(dir.path().join("bench.redb")).expect("db");
     let creds = setup(&disk);

@@ -22,14 +22,20 @@ fn main() -> bespin_core::Result<()> {
         region: "eu-west-1".into(),
         admin_email: "ada@acme.io".into(),
     })?;
-    println!("tenant {} — API key {} (shown once)", tenant.tenant_id, tenant.api_key);
+    println!(
+        "tenant {} — API key {} (shown once)",
+        tenant.tenant_id, tenant.api_key
+    );
     let admin = db.authenticate(&Credentials::new(
         Some(&tenant.tenant_id),
         Some(&tenant.admin.user_id),
         Some(&tenant.api_key),
     ))?;
 
-    let mrr = db.create_kpi(&admin, NewKpi::from_json(&json!({"name": "MRR", "unit": "GBP"}))?)?;
+    let mrr = db.create_kpi(
+        &admin,
+        NewKpi::from_json(&json!({"name": "MRR", "unit": "GBP"}))?,
+    )?;
     let points = json!({"points": [
         {"ts": "2026-01-24T00:00:00Z", "value": 1000.0},
         {"ts": "2026-01-31T00:00:00Z", "value": 1250.0},
@@ -42,13 +48,24 @@ fn main() -> bespin_core::Result<()> {
     println!("brief {}: {:?}", brief.content.date, brief.content.summary);
 
     let run = db.run_daily_brief(&admin, "quickstart-run", req)?;
-    println!("runner: {} notified, {} already, {} over quota", run.notifications_inserted, run.notifications_ignored, run.notifications_suppressed_due_to_quota);
+    println!(
+        "runner: {} notified, {} already, {} over quota",
+        run.notifications_inserted,
+        run.notifications_ignored,
+        run.notifications_suppressed_due_to_quota
+    );
 
     for message in ["kpi:MRR", "outbox"] {
-        let reply = db.chat(&admin, ChatRequest::from_json(&json!({"message": message}))?)?;
+        let reply = db.chat(
+            &admin,
+            ChatRequest::from_json(&json!({"message": message}))?,
+        )?;
         println!("> {message}\n{}", reply.assistant_message.content);
     }
     let usage = db.billing_usage(&admin, None)?;
-    println!("credits used this month: {} of {}", usage.credits.used, usage.credits.included);
+    println!(
+        "credits used this month: {} of {}",
+        usage.credits.used, usage.credits.included
+    );
     Ok(())
 }

@@ -140,7 +140,41 @@ impl Drop for TestServer {
     }
 }
 
-fn parse_response(buf: &[u8]) -> TestResponse {
+/// Sends one request to `addr` on a fresh connection (`Connection: close`) and reads the
+/// answer; an error when the server cannot be reached or closes without answering.
+pub fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> std::io::Result<TestResponse> {
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if body.is_some() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", bytes.len()));
+    s.write_all(head.as_bytes())?;
+    s.write_all(&bytes)?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    if buf.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed without an answer",
+        ));
+    }
+    Ok(parse_response(&buf))
+}
+
+/// Parses a raw HTTP/1.1 response (content-length or chunked body).
+pub fn parse_response(buf: &[u8]) -> TestResponse {
     let split = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite: the Rust workspace, then the Python package (built into target/py-venv).
+# The whole test suite: the Rust workspace (with the crash test and the races), then the Python
+# package (built into target/py-venv), then schemathesis against a running server (venv under
+# target/, from PyPI).
 # This is the README's test command and exactly what .ci/run runs.
 set -euo pipefail
 cd "$(dirname "$0")"
 cargo test --workspace --locked
 bespin-py/run-tests.sh
+scripts/schemathesis.sh

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Hostile input: schemathesis (from PyPI) fuzzes every operation of /openapi.json on a running
+# `bespin` with a bounded number of examples per operation (valid and invalid inputs), as an
+# authenticated tenant admin and with the platform-admin key, and fails on any 5xx.
+#   SCHEMATHESIS_MAX_EXAMPLES  examples per operation (default 20)
+# Installs what it needs itself (a venv under target/, pip); needs python3 >= 3.9 with venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MAX="${SCHEMATHESIS_MAX_EXAMPLES:-20}"
+VENV=target/schemathesis-venv
+if [ ! -x "$VENV/bin/schemathesis" ]; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==4.32.5"
+fi
+cargo build --locked -p bespin-http --bin bespin
+WORK="$(mktemp -d)"
+ADMIN_KEY="schemathesis-admin-key"
+PLATFORM_ADMIN_KEY="$ADMIN_KEY" RATE_LIMIT_DISABLED=1 RUST_LOG=error \
+    target/debug/bespin serve --listen 127.0.0.1:0 --db "$WORK/st.redb" 2>"$WORK/server.log" &
+SERVER=$!
+cleanup() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+for _ in $(seq 1 200); do [ -s "$WORK/st.redb.control" ] && break; sleep 0.05; done
+ADDR="$(head -n1 "$WORK/st.redb.control")"
+BASE="http://$ADDR"
+# A tenant whose admin credentials every generated request carries.
+read -r TENANT USER KEY < <(python3 - "$BASE" <<'PY'
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/v1/tenants", method="POST",
+    data=json.dumps({"name": "Fuzz", "region": "eu", "admin_email": "fuzz@example.com"}).encode(),
+    headers={"Content-Type": "application/json"})
+t = json.load(urllib.request.urlopen(req))
+print(t["tenant_id"], t["admin"]["user_id"], t["api_key"])
+PY
+)
+START=$(date +%s)
+"$VENV/bin/schemathesis" run "$BASE/openapi.json" \
+    --checks not_a_server_error \
+    --max-examples "$MAX" \
+    --seed 9 \
+    --workers 2 \
+    --request-timeout 30 \
+    --suppress-health-check all \
+    -H "X-Tenant-ID: $TENANT" -H "X-User-ID: $USER" -H "X-API-Key: $KEY" \
+    -H "X-Platform-Admin-Key: $ADMIN_KEY" \
+    2>&1 | tee "$WORK/st.out"
+CASES="$(grep -Eo '[0-9]+ generated, [0-9]+ passed' "$WORK/st.out" | tail -n1 || true)"
+# The server must still be up and its database consistent.
+curl -fsS "$BASE/healthz" >/dev/null
+CHECK="$(target/debug/bespin check --db "$WORK/st.redb")"
+echo "$CHECK" | grep -m1 '^bespin check'
+echo "schemathesis: ${CASES:-?} test cases, at most $MAX examples per operation, zero 5xx, $(( $(date +%s) - START )) s"

@@ -4,8 +4,8 @@
 //! first (ties: newest created first).
 
 use super::{
-    Change, EntityType, Metadata, Paging, check_quota, date_field, id_key, page_index, page_type,
-    patch_string, record_effects, search, timeline,
+    Change, EntityType, Metadata, Paging, check_quota, id_key, page_index, page_type, patch_string,
+    record_effects, search, timeline,
 };
 use crate::auth::Principal;
 use crate::billing::require_capability;
@@ -107,7 +107,7 @@ impl NewDecision {
     /// Validates a request body.
     pub fn from_json(v: &Value) -> Result<Self> {
         let mut f = Fields::new(v)?;
-        let date = date_field(&mut f, "decision_date", Presence::Required);
+        let date = f.date("decision_date", Presence::Required);
         let title = f.req_string("title", Len::between(1, 255));
         let context = f.string("context", Presence::Optional, Len::ANY);
         let decision = f.req_string("decision", Len::NON_EMPTY);

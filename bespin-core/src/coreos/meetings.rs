@@ -4,9 +4,8 @@
 //! `from`/`to` filters (real dates, inclusive) bound that walk.
 
 use super::{
-    Change, EntityType, Link, Metadata, Paging, check_link, check_quota, date_field, date_filter,
-    id_key, link_fields, next_day, page_index, page_type, patch_string, record_effects, search,
-    timeline,
+    Change, EntityType, Link, Metadata, Paging, check_link, check_quota, id_key, link_fields,
+    next_day, page_index, page_type, patch_string, record_effects, search, timeline,
 };
 use crate::auth::Principal;
 use crate::billing::require_capability;
@@ -100,7 +99,7 @@ impl NewMeeting {
     /// Validates a request body.
     pub fn from_json(v: &Value) -> Result<Self> {
         let mut f = Fields::new(v)?;
-        let date = date_field(&mut f, "meeting_date", Presence::Required);
+        let date = f.date("meeting_date", Presence::Required);
         let title = f.req_string("title", Len::between(1, 255));
         let notes = f.req_string("notes", Len::NON_EMPTY);
         let link = link_fields(&mut f);
@@ -164,8 +163,8 @@ impl MeetingQuery {
     /// Validates query values given as a JSON object of strings (`from`/`to` real dates).
     pub fn from_json(v: &Value) -> Result<Self> {
         let mut f = Fields::new(v)?;
-        let from = date_filter(&mut f, "from");
-        let to = date_filter(&mut f, "to");
+        let from = f.date_or_blank("from");
+        let to = f.date_or_blank("to");
         let paging = Paging::read(&mut f, 100);
         f.finish()?;
         Ok(MeetingQuery {

@@ -7,9 +7,9 @@
 //! of the tenant and a linked record must exist in it (404).
 
 use super::{
-    Change, EntityType, Link, Metadata, Paging, check_assignee, check_link, check_quota,
-    date_field, date_filter, filter, id_key, link_fields, next_day, page_index, page_type,
-    patch_choice, patch_date, patch_string, record_effects, search, timeline,
+    Change, EntityType, Link, Metadata, Paging, check_assignee, check_link, check_quota, filter,
+    id_key, link_fields, next_day, page_index, page_type, patch_choice, patch_date, patch_string,
+    record_effects, search, timeline,
 };
 use crate::auth::Principal;
 use crate::billing::require_capability;
@@ -131,7 +131,7 @@ impl NewTask {
             Len::between(1, 36),
         );
         let priority = f.choice("priority", Presence::Optional, PRIORITIES, PRIORITY_PATTERN);
-        let due = date_field(&mut f, "due_date", Presence::Optional);
+        let due = f.date("due_date", Presence::Optional);
         let link = link_fields(&mut f);
         f.finish()?;
         Ok(NewTask {
@@ -203,7 +203,7 @@ impl TaskQuery {
         let mut f = Fields::new(v)?;
         let status = filter(&mut f, "status", true);
         let assigned = filter(&mut f, "assigned_to_user_id", true);
-        let due = date_filter(&mut f, "due_before");
+        let due = f.date_or_blank("due_before");
         let paging = Paging::read(&mut f, 100);
         f.finish()?;
         Ok(TaskQuery {

@@ -66,8 +66,10 @@ pub(crate) struct Store {
 
 impl Store {
     /// Opens (creating if needed) the database file at `path` and makes sure every table exists.
-    pub(crate) fn open(path: &Path) -> Result<Store> {
-        let db = redb::Database::create(path)?;
+    pub(crate) fn open(path: &Path, cache_bytes: usize) -> Result<Store> {
+        let db = redb::Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
         Self::init(db, Some(path.to_path_buf()))
     }
 

@@ -5,37 +5,14 @@ use bespin_core::coreos::search::SearchQuery;
 use bespin_core::coreos::tasks::NewTask;
 use bespin_core::coreos::timeline::TimelineQuery;
 use bespin_core::kpis::{NewKpi, PointsBulk};
-use bespin_core::tenancy::NewTenant;
-use bespin_core::{Bespin, Credentials, Principal};
+use bespin_core::{Bespin, Principal};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use std::hint::black_box;
 
 /// A tenant on a big plan with one KPI of 90 points and `tasks` tasks.
 fn tenant(db: &Bespin, name: &str, tasks: usize) -> (Principal, String) {
-    let t = db
-        .create_tenant(NewTenant {
-            name: name.into(),
-            region: "eu".into(),
-            admin_email: "b@bench.io".into(),
-        })
-        .expect("tenant");
-    let p = db
-        .authenticate(&Credentials::new(
-            Some(&t.tenant_id),
-            Some(&t.admin.user_id),
-            Some(&t.api_key),
-        ))
-        .expect("auth");
-    db.admin_set_subscription(
-        p.tenant_id(),
-        bespin_core::billing::subscriptions::SubscriptionUpdate {
-            plan_id: "scale".into(),
-            status: "active".into(),
-            period_start: None,
-        },
-    )
-    .expect("plan");
+    let (p, _) = bespin_benches::tenant(db, name);
     let k = db
         .create_kpi(&p, NewKpi::from_json(&json!({"name": "MRR"})).expect("kpi"))
         .expect("kpi");
@@ -72,14 +49,6 @@ fn isolation(c: &mut Criterion) {
     let mut g = c.benchmark_group("own_data_only");
     for others in [1usize, 100] {
         let db = Bespin::open_in_memory().expect("db");
-        db.admin_update_plan(
-            "scale",
-            bespin_core::billing::catalog::PlanPatch {
-                included_credits: Some(i64::MAX / 4),
-                ..Default::default()
-            },
-        )
-        .expect("credits");
         let (me, kpi) = tenant(&db, "me", 100);
         for i in 0..others {
             tenant(&db, &format!("other-{i}"), 100);

@@ -3,48 +3,14 @@
 
 use bespin_core::briefs::MaterializeRequest;
 use bespin_core::kpis::{NewKpi, PointsBulk};
-use bespin_core::tenancy::NewTenant;
 use bespin_core::tools::InvokeRequest;
-use bespin_core::{Bespin, Credentials, Principal};
+use bespin_core::{Bespin, Principal};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use std::hint::black_box;
 
 fn admin(db: &Bespin) -> Principal {
-    let t = db
-        .create_tenant(NewTenant {
-            name: "Bench".into(),
-            region: "eu".into(),
-            admin_email: "b@bench.io".into(),
-        })
-        .expect("tenant");
-    db.admin_update_plan(
-        "starter",
-        bespin_core::billing::catalog::PlanPatch {
-            included_credits: Some(i64::MAX / 4),
-            ..Default::default()
-        },
-    )
-    .expect("credits");
-    db.admin_set_plan_caps("starter", vec![]).expect("no caps");
-    let p = db
-        .authenticate(&Credentials::new(
-            Some(&t.tenant_id),
-            Some(&t.admin.user_id),
-            Some(&t.api_key),
-        ))
-        .expect("auth");
-    db.set_limits(
-        &p,
-        bespin_core::limits::DailyLimits {
-            assistant_query_daily_limit: i64::MAX / 2,
-            tool_invocation_daily_limit: i64::MAX / 2,
-            daily_brief_generated_daily_limit: i64::MAX / 2,
-            notification_enqueued_daily_limit: i64::MAX / 2,
-        },
-    )
-    .expect("limits");
-    p
+    bespin_benches::tenant(db, "bench").0
 }
 
 fn points(start_minute: i64, n: usize) -> PointsBulk {

@@ -90,8 +90,10 @@ pub(crate) fn view(tenant: &str, d: &DecisionRec) -> Decision {
 
 /// Input of [`Bespin::create_decision`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewDecision {
     /// A real date.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub decision_date: Date,
     /// 1–255 characters.
     pub title: String,
@@ -125,14 +127,19 @@ impl NewDecision {
 
 /// Input of [`Bespin::update_decision`]: only present keys are applied.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DecisionPatch {
     /// New title (`null` is 422).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub title: Change<String>,
     /// New context (`null` clears).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub context: Change<String>,
     /// New decision text (`null` is 422).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub decision: Change<String>,
     /// New rationale (`null` clears).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub rationale: Change<String>,
 }
 

@@ -84,14 +84,17 @@ pub(crate) fn view(tenant: &str, m: &MeetingRec) -> MeetingNote {
 
 /// Input of [`Bespin::create_meeting`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewMeeting {
     /// A real date.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub meeting_date: Date,
     /// 1–255 characters.
     pub title: String,
     /// At least 1 character.
     pub notes: String,
     /// A record of the tenant the note is about.
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub link: Option<Link>,
 }
 
@@ -115,12 +118,16 @@ impl NewMeeting {
 
 /// Input of [`Bespin::update_meeting`]: only present keys are applied.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MeetingPatch {
     /// New title (`null` is 422).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub title: Change<String>,
     /// New notes (`null` is 422).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub notes: Change<String>,
     /// New link: `Set` a checked target, `Clear` (both fields `null`), or `Keep`.
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub link: Change<Link>,
 }
 

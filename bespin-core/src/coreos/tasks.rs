@@ -104,6 +104,7 @@ pub(crate) fn view(tenant: &str, t: &TaskRec) -> Task {
 
 /// Input of [`Bespin::create_task`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewTask {
     /// 1–255 characters.
     pub title: String,
@@ -114,8 +115,10 @@ pub struct NewTask {
     /// `low`, `medium` (default) or `high`.
     pub priority: String,
     /// A real date.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
     pub due_date: Option<Date>,
     /// A record of the tenant this task is about.
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub link: Option<Link>,
 }
 
@@ -147,18 +150,25 @@ impl NewTask {
 
 /// Input of [`Bespin::update_task`]: only present keys are applied.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskPatch {
     /// New title (`null` is 422).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub title: Change<String>,
     /// New description (`null` clears).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub description: Change<String>,
     /// New assignee (`null` unassigns; checked).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub assigned_to_user_id: Change<String>,
     /// New priority (`null` is 422).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub priority: Change<String>,
     /// New due date (`null` clears).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
     pub due_date: Change<Date>,
     /// New status (`null` is 422).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub status: Change<String>,
 }
 

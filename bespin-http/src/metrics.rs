@@ -99,7 +99,12 @@ struct DbCollector(Bespin);
 /// (upper bound, count) pairs for the encoder, which accumulates them itself; the last pair
 /// holds the values above every bound.
 fn buckets(bounds: &[f64], counts: &[u64]) -> Vec<(f64, u64)> {
-    bounds.iter().copied().chain([f64::INFINITY]).zip(counts.iter().copied()).collect()
+    bounds
+        .iter()
+        .copied()
+        .chain([f64::INFINITY])
+        .zip(counts.iter().copied())
+        .collect()
 }
 
 impl Collector for DbCollector {

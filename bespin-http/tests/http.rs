@@ -734,6 +734,22 @@ fn metrics_count_requests_and_commits() {
     assert!(m.body.contains("bespin_commit_batch_size_bucket"));
     assert!(m.body.contains("bespin_commit_duration_seconds_sum"));
     // Buckets are cumulative and end at the count.
-    let commits = m.body.lines().find(|l| l.starts_with("bespin_commits_total")).unwrap().split(' ').nth(1).unwrap().to_owned();
-    assert!(m.body.contains(&format!("bespin_commit_batch_size_bucket{{le=\"+Inf\"}} {commits}")) || m.body.contains(&format!("bespin_commit_batch_size_bucket{{le=\"inf\"}} {commits}")), "{}", m.body);
+    let commits = m
+        .body
+        .lines()
+        .find(|l| l.starts_with("bespin_commits_total"))
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(
+        m.body.contains(&format!(
+            "bespin_commit_batch_size_bucket{{le=\"+Inf\"}} {commits}"
+        )) || m.body.contains(&format!(
+            "bespin_commit_batch_size_bucket{{le=\"inf\"}} {commits}"
+        )),
+        "{}",
+        m.body
+    );
 }

@@ -4,16 +4,19 @@ mod admin;
 mod billing;
 mod briefs;
 mod chat;
+mod console;
 mod conversations;
 mod jobs;
 mod kpis;
 mod limits;
 mod meta;
 mod notifications;
+mod pages;
 mod tenancy;
 mod tools;
 
 use crate::router::{Route, Router};
+pub(crate) use console::Sessions as ConsoleSessions;
 
 /// Declares a route: `route!(METHOD "/path" => handler, doc)`. `GET` handlers are taken to be
 /// quick snapshot reads and run on the runtime's worker; every other method, and a `GET` marked
@@ -44,6 +47,8 @@ pub(crate) use route;
 pub fn all() -> Vec<Route> {
     let mut r = Vec::new();
     r.extend(meta::routes());
+    r.extend(pages::routes());
+    r.extend(console::routes());
     r.extend(tenancy::routes());
     r.extend(limits::routes());
     r.extend(billing::routes());

@@ -378,13 +378,7 @@ fn row(spec: &Spec, key: &[u8], value: &[u8]) -> Result<Row> {
                 if is_secret(&name) {
                     continue;
                 }
-                let v = match v {
-                    Value::Number(n) if name.ends_with("_at") => n
-                        .as_i64()
-                        .map(|m| Value::String(Timestamp(m).to_string()))
-                        .unwrap_or(Value::Number(n)),
-                    other => other,
-                };
+                let v = readable(&name, v);
                 out.push((name, v));
             }
         }
@@ -392,6 +386,33 @@ fn row(spec: &Spec, key: &[u8], value: &[u8]) -> Result<Row> {
         other => out.push(("value".into(), other)),
     }
     Ok(out)
+}
+
+/// Stored encodings made readable: timestamps (micros) as RFC 3339, money amounts (a decimal's
+/// 16 serialised bytes) as decimal text.
+fn readable(name: &str, v: Value) -> Value {
+    let is_time = name.ends_with("_at") || matches!(name, "ts" | "at" | "first_used");
+    match v {
+        Value::Number(n) if is_time => n
+            .as_i64()
+            .map(|m| Value::String(Timestamp(m).to_string()))
+            .unwrap_or(Value::Number(n)),
+        Value::Array(a) if a.len() == 16 => {
+            let bytes: Vec<u8> = a
+                .iter()
+                .filter_map(|x| x.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect();
+            match <[u8; 16]>::try_from(bytes) {
+                Ok(b) => Value::String(
+                    rust_decimal::Decimal::deserialize(b)
+                        .normalize()
+                        .to_string(),
+                ),
+                Err(_) => Value::Array(a),
+            }
+        }
+        other => other,
+    }
 }
 
 /// Splits a stored key into its named parts; if it does not parse, the raw key in hex.

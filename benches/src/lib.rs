@@ -1,2 +1,52 @@
-//! Benchmarks live in `benches/`; `src/bin/bare_hyper.rs` is the comparison server: hyper
-//! answering a fixed 60-byte JSON body, the ceiling for any endpoint on the same machine.
+//! Shared set-up of the benchmarks in `benches/`; `src/bin/bare_hyper.rs` is the comparison
+//! server: hyper answering a fixed 60-byte JSON body, the ceiling for any endpoint on the same
+//! machine.
+
+use bespin_core::billing::catalog::PlanPatch;
+use bespin_core::billing::subscriptions::SubscriptionUpdate;
+use bespin_core::limits::DailyLimits;
+use bespin_core::tenancy::NewTenant;
+use bespin_core::{Bespin, Credentials, Principal};
+
+/// The plan every benchmark tenant is on: `scale`, made effectively unlimited (no credit, cap
+/// or daily limit gets in the way of a measurement).
+pub const PLAN: &str = "scale";
+
+/// Makes [`PLAN`] effectively unlimited.
+pub fn unlimited_plan(db: &Bespin) {
+    let patch = PlanPatch {
+        included_credits: Some(i64::MAX / 4),
+        ..Default::default()
+    };
+    db.admin_update_plan(PLAN, patch).expect("credits");
+}
+
+/// A new tenant named `name` on the unlimited plan with unlimited daily limits; returns its
+/// admin and the admin's credentials.
+pub fn tenant(db: &Bespin, name: &str) -> (Principal, Credentials) {
+    unlimited_plan(db);
+    let t = db
+        .create_tenant(NewTenant {
+            name: name.into(),
+            region: "eu".into(),
+            admin_email: "b@bench.io".into(),
+        })
+        .expect("tenant");
+    let creds = Credentials::new(Some(&t.tenant_id), Some(&t.admin.user_id), Some(&t.api_key));
+    let p = db.authenticate(&creds).expect("auth");
+    let sub = SubscriptionUpdate {
+        plan_id: PLAN.into(),
+        status: "active".into(),
+        period_start: None,
+    };
+    db.admin_set_subscription(p.tenant_id(), sub).expect("plan");
+    let big = i64::MAX / 2;
+    let limits = DailyLimits {
+        assistant_query_daily_limit: big,
+        tool_invocation_daily_limit: big,
+        daily_brief_generated_daily_limit: big,
+        notification_enqueued_daily_limit: big,
+    };
+    db.set_limits(&p, limits).expect("limits");
+    (p, creds)
+}

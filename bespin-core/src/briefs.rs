@@ -148,22 +148,7 @@ impl MaterializeRequest {
     /// `top_n` an integer 1–100 (default 3). Unknown members are ignored.
     pub fn from_json(v: &Value) -> Result<Self> {
         let mut f = Fields::new(v)?;
-        let date = match f.string("date", Presence::Optional, crate::validate::Len::ANY) {
-            Some(Some(s)) => match Date::parse(&s) {
-                Some(d) => Some(Some(d)),
-                None => {
-                    f.fail(
-                        "date",
-                        "date_from_datetime_parsing",
-                        "Input should be a valid date in the format YYYY-MM-DD",
-                        Value::String(s),
-                    );
-                    None
-                }
-            },
-            Some(None) => Some(None),
-            None => None,
-        };
+        let date = f.date("date", Presence::Optional);
         let window_days = f.int("window_days", Presence::Optional, Bounds::range(1, 365));
         let top_n = f.int("top_n", Presence::Optional, Bounds::range(1, 100));
         f.finish()?;

@@ -23,7 +23,6 @@ use crate::{Bespin, Ctx, ids};
 use chrono::{DateTime, Timelike};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::HashSet;
 
 /// A stored KPI definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -506,31 +505,28 @@ pub fn ingest_points(
     if get_kpi(tx, tenant, kpi_id)?.is_none() {
         return Err(kpi_not_found(kpi_id));
     }
+    // One pass: insert every point whose instant is new (the first of a request wins), then
+    // charge for what went in. A refused charge fails the operation, which undoes the inserts.
     let total = req.points.len();
-    let mut seen: HashSet<i64> = HashSet::with_capacity(total);
-    let mut fresh: Vec<NewPoint> = Vec::with_capacity(total);
-    for p in req.points {
-        if !seen.insert(p.ts.0) {
-            continue;
-        }
-        if !tx.contains(&tables::KPI_POINTS, &point_key(tenant, kpi_id, p.ts))? {
-            fresh.push(p);
-        }
-    }
-    let inserted = fresh.len() as u64;
-    if inserted > 0 {
-        let permit = kpi_meter("kpi_points_ingested", inserted).check(tx, ctx, tenant)?;
-        for p in &fresh {
-            tx.put(
-                &tables::KPI_POINTS,
-                &point_key(tenant, kpi_id, p.ts),
-                &PointRec {
+    let rows: Vec<(Key, PointRec)> = req
+        .points
+        .iter()
+        .map(|p| {
+            (
+                point_key(tenant, kpi_id, p.ts),
+                PointRec {
                     value: p.value,
                     created_at: ctx.now,
                 },
-            )?;
-        }
-        permit.record_fresh(tx, ctx, caller)?;
+            )
+        })
+        .collect();
+    let flags = tx.insert_all_new(&tables::KPI_POINTS, rows.iter().map(|(k, v)| (k, v)))?;
+    let inserted = flags.iter().filter(|f| **f).count() as u64;
+    if inserted > 0 {
+        kpi_meter("kpi_points_ingested", inserted)
+            .check(tx, ctx, tenant)?
+            .record_fresh(tx, ctx, caller)?;
     }
     Ok(IngestResult {
         inserted,

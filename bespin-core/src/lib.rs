@@ -77,11 +77,15 @@ pub struct Options {
     /// How long idempotency records are kept (default 24 h).
     pub idempotency_retention_micros: i64,
     /// Whether each commit is flushed to disk before the operations in it return (default
-    /// `true`). `false` trades durability for speed: a crash or power loss can lose the
-    /// operations of the last moments (it never corrupts the file). Opt-in only.
+    /// `true`). `false` trades durability for speed: every operation committed since the last
+    /// durable commit can be lost in a crash of the process or the machine (the file itself
+    /// stays consistent). Opt-in only; the HTTP server always runs durable.
     pub durable: bool,
     /// The most operations one group commit may hold (default 256).
     pub max_batch: usize,
+    /// Size of the page cache in bytes (default 32 MiB). The operating system's page cache
+    /// holds the rest of a file; a bigger cache trades memory for fewer reads.
+    pub cache_bytes: usize,
 }
 
 impl Default for Options {
@@ -90,6 +94,7 @@ impl Default for Options {
             idempotency_retention_micros: 24 * 3600 * 1_000_000,
             durable: true,
             max_batch: 256,
+            cache_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -126,11 +131,7 @@ impl Bespin {
     /// Opens the database file at `path`, creating it if missing, and seeds the billing
     /// catalogue (insert-if-missing).
     pub fn open(path: impl AsRef<Path>) -> Result<Bespin> {
-        Self::with(
-            store::Store::open(path.as_ref())?,
-            Arc::new(SystemClock),
-            Options::default(),
-        )
+        Self::open_with(path, Arc::new(SystemClock), Options::default())
     }
 
     /// A database held only in memory.
@@ -153,7 +154,11 @@ impl Bespin {
         clock: Arc<dyn Clock>,
         options: Options,
     ) -> Result<Bespin> {
-        Self::with(store::Store::open(path.as_ref())?, clock, options)
+        Self::with(
+            store::Store::open(path.as_ref(), options.cache_bytes)?,
+            clock,
+            options,
+        )
     }
 
     fn with(store: store::Store, clock: Arc<dyn Clock>, options: Options) -> Result<Bespin> {

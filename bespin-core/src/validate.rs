@@ -415,6 +415,34 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A calendar-date field: a real `YYYY-MM-DD` date (spec README decision 3), else
+    /// `date_from_datetime_parsing`.
+    pub fn date(&mut self, name: &str, presence: Presence) -> Option<Option<crate::time::Date>> {
+        match self.string(name, presence, Len::ANY)? {
+            None => Some(None),
+            Some(s) => match crate::time::Date::parse(&s) {
+                Some(d) => Some(Some(d)),
+                None => {
+                    self.fail(
+                        name,
+                        "date_from_datetime_parsing",
+                        INVALID_DATE,
+                        Value::String(s),
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    /// An optional date field where an empty string also means "not given".
+    pub fn date_or_blank(&mut self, name: &str) -> Option<Option<crate::time::Date>> {
+        if matches!(self.raw(name), Some(Value::String(s)) if s.is_empty()) {
+            return Some(None);
+        }
+        self.date(name, Presence::Optional)
+    }
+
     /// The location of member `name` (for nested validation).
     pub fn loc_of(&self, name: &str) -> Vec<LocPart> {
         self.loc(name)
@@ -429,6 +457,9 @@ impl<'a> Fields<'a> {
         }
     }
 }
+
+/// The message of a value that is not a real `YYYY-MM-DD` date.
+pub const INVALID_DATE: &str = "Input should be a valid date in the format YYYY-MM-DD";
 
 /// Unwraps a value that [`Fields::finish`] has vouched for.
 pub fn got<T>(v: Option<T>) -> Result<T> {

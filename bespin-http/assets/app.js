@@ -60,14 +60,15 @@ function openModal(title, ...body) {
 function closeModal() { $("overlay").classList.add("hidden"); clear($("modal-body")); }
 
 // ---- sections ----
-const SECTIONS = {
+// A function, so the loaders declared below with const are initialised when it runs.
+const SECTIONS = () => ({
   today: loadToday, actions: loadActions, tasks: loadTasks, decisions: loadDecisions,
   meetings: loadMeetings, memory: loadMemory, timeline: loadTimeline, billing: loadBilling, search: loadSearch,
-};
+});
 
 function loadSection() {
   show(note("Loading..."));
-  return SECTIONS[currentSection]();
+  return SECTIONS()[currentSection]();
 }
 
 async function listOrEmpty(path) {

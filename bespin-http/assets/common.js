@@ -15,7 +15,7 @@ function el(tag, attrs, ...children) {
     else if (k === "value" || k === "checked" || k === "disabled") e[k] = v;
     else e.setAttribute(k, String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     e.appendChild(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -26,7 +26,7 @@ function $(id) { return document.getElementById(id); }
 
 function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); return node; }
 
-function setChildren(node, ...children) { clear(node); for (const c of children.flat()) if (c) node.appendChild(c instanceof Node ? c : document.createTextNode(String(c))); }
+function setChildren(node, ...children) { clear(node); for (const c of children.flat(Infinity)) if (c) node.appendChild(c instanceof Node ? c : document.createTextNode(String(c))); }
 
 function loadCreds() {
   $("tenant").value = localStorage.getItem(KEYS.tenant) || "";

@@ -99,6 +99,17 @@ impl Req {
             .collect()
     }
 
+    /// The query parameters as a JSON object of strings (last value wins), the shape the
+    /// core's query validators read.
+    pub fn query_json(&self) -> Value {
+        Value::Object(
+            self.query_map()
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        )
+    }
+
     /// Checks the platform-admin key; any failure is the same 404 as an unknown path.
     pub fn require_platform_admin(&self, state: &AppState) -> Result<(), ApiError> {
         let expected = state.config.admin_key();

@@ -102,23 +102,7 @@ impl SubscriptionUpdate {
             &["active", "suspended"],
             "^(active|suspended)$",
         );
-        let start = f.string("period_start", Presence::Optional, Len::ANY);
-        let period_start = match start {
-            Some(Some(s)) => match Date::parse(&s) {
-                Some(d) => Some(Some(d)),
-                None => {
-                    f.fail(
-                        "period_start",
-                        "date_from_datetime_parsing",
-                        "Input should be a valid date in the format YYYY-MM-DD",
-                        Value::String(s),
-                    );
-                    None
-                }
-            },
-            Some(None) => Some(None),
-            None => None,
-        };
+        let period_start = f.date("period_start", Presence::Optional);
         f.finish()?;
         Ok(SubscriptionUpdate {
             plan_id: got(plan_id)?,

@@ -48,22 +48,7 @@ impl ChatRequest {
         let mut f = Fields::new(v)?;
         let message = f.req_string("message", Len::between(1, 4000));
         let conversation_id = f.string("conversation_id", Presence::Optional, Len::ANY);
-        let date = match f.string("date", Presence::Optional, Len::ANY) {
-            Some(Some(s)) if !s.is_empty() => match Date::parse(&s) {
-                Some(d) => Some(Some(d)),
-                None => {
-                    f.fail(
-                        "date",
-                        "date_from_datetime_parsing",
-                        "Input should be a valid date in the format YYYY-MM-DD",
-                        Value::String(s),
-                    );
-                    None
-                }
-            },
-            Some(_) => Some(None),
-            None => None,
-        };
+        let date = f.date_or_blank("date");
         f.finish()?;
         Ok(ChatRequest {
             message: got(message)?,

@@ -206,6 +206,7 @@ fn execution_view(action_id: &str, e: &ExecutionRec) -> Execution {
 
 /// Input of [`Bespin::create_action`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewAction {
     /// 1–255 characters.
     pub title: String,
@@ -214,6 +215,7 @@ pub struct NewAction {
     /// 1–100 characters.
     pub action_type: String,
     /// A JSON object (default `{}`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub payload: Map<String, Value>,
     /// Must be a user of the caller's tenant.
     pub assigned_to_user_id: Option<String>,
@@ -256,16 +258,22 @@ impl NewAction {
 
 /// Input of [`Bespin::update_action`]: only present keys are applied.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionPatch {
     /// New title (1–255; `null` is 422).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub title: Change<String>,
     /// New description (`null` clears it).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub description: Change<String>,
     /// New assignee (`null` unassigns; must be a user of the tenant).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub assigned_to_user_id: Change<String>,
     /// New payload object (`null` is 422).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub payload: Option<Map<String, Value>>,
     /// `true` when the body asks for `status: "cancelled"`.
+    #[cfg_attr(feature = "openapi", schema(rename = "status", value_type = Option<String>, pattern = "^(cancelled)$"))]
     pub cancel: bool,
 }
 
@@ -306,6 +314,7 @@ impl ActionPatch {
 
 /// The optional comment body of cancel, approve and reject.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReviewComment {
     /// Free-text comment.
     pub comment: Option<String>,
@@ -325,10 +334,12 @@ impl ReviewComment {
 
 /// Input of [`Bespin::execute_action`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecuteAction {
     /// `succeeded`, `failed` or `skipped`.
     pub execution_status: String,
     /// The reported result (default `{}`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub result: Map<String, Value>,
 }
 

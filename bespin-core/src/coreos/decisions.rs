@@ -4,8 +4,8 @@
 //! first (ties: newest created first).
 
 use super::{
-    Change, EntityType, Metadata, Paging, check_quota, date_field, id_key, page_index, page_type,
-    patch_string, record_effects, search, timeline,
+    Change, EntityType, Metadata, Paging, check_quota, id_key, page_index, page_type, patch_string,
+    record_effects, search, timeline,
 };
 use crate::auth::Principal;
 use crate::billing::require_capability;
@@ -90,8 +90,10 @@ pub(crate) fn view(tenant: &str, d: &DecisionRec) -> Decision {
 
 /// Input of [`Bespin::create_decision`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewDecision {
     /// A real date.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub decision_date: Date,
     /// 1–255 characters.
     pub title: String,
@@ -107,7 +109,7 @@ impl NewDecision {
     /// Validates a request body.
     pub fn from_json(v: &Value) -> Result<Self> {
         let mut f = Fields::new(v)?;
-        let date = date_field(&mut f, "decision_date", Presence::Required);
+        let date = f.date("decision_date", Presence::Required);
         let title = f.req_string("title", Len::between(1, 255));
         let context = f.string("context", Presence::Optional, Len::ANY);
         let decision = f.req_string("decision", Len::NON_EMPTY);
@@ -125,14 +127,19 @@ impl NewDecision {
 
 /// Input of [`Bespin::update_decision`]: only present keys are applied.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DecisionPatch {
     /// New title (`null` is 422).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub title: Change<String>,
     /// New context (`null` clears).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub context: Change<String>,
     /// New decision text (`null` is 422).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub decision: Change<String>,
     /// New rationale (`null` clears).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub rationale: Change<String>,
 }
 

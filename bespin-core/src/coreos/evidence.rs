@@ -91,14 +91,17 @@ fn view(tenant: &str, e: EvidenceRec) -> EvidenceLink {
 
 /// Input of [`Bespin::create_evidence`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewEvidence {
     /// The target's type (not `meeting`).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub entity_type: EntityType,
     /// The target's id (1–36 characters).
     pub entity_id: String,
     /// One of the six source types.
     pub source_type: String,
     /// Any JSON object.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub source_ref: Map<String, Value>,
     /// Optional excerpt.
     pub snippet: Option<String>,

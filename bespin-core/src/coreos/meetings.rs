@@ -4,9 +4,8 @@
 //! `from`/`to` filters (real dates, inclusive) bound that walk.
 
 use super::{
-    Change, EntityType, Link, Metadata, Paging, check_link, check_quota, date_field, date_filter,
-    id_key, link_fields, next_day, page_index, page_type, patch_string, record_effects, search,
-    timeline,
+    Change, EntityType, Link, Metadata, Paging, check_link, check_quota, id_key, link_fields,
+    next_day, page_index, page_type, patch_string, record_effects, search, timeline,
 };
 use crate::auth::Principal;
 use crate::billing::require_capability;
@@ -85,14 +84,17 @@ pub(crate) fn view(tenant: &str, m: &MeetingRec) -> MeetingNote {
 
 /// Input of [`Bespin::create_meeting`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewMeeting {
     /// A real date.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub meeting_date: Date,
     /// 1–255 characters.
     pub title: String,
     /// At least 1 character.
     pub notes: String,
     /// A record of the tenant the note is about.
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub link: Option<Link>,
 }
 
@@ -100,7 +102,7 @@ impl NewMeeting {
     /// Validates a request body.
     pub fn from_json(v: &Value) -> Result<Self> {
         let mut f = Fields::new(v)?;
-        let date = date_field(&mut f, "meeting_date", Presence::Required);
+        let date = f.date("meeting_date", Presence::Required);
         let title = f.req_string("title", Len::between(1, 255));
         let notes = f.req_string("notes", Len::NON_EMPTY);
         let link = link_fields(&mut f);
@@ -116,12 +118,16 @@ impl NewMeeting {
 
 /// Input of [`Bespin::update_meeting`]: only present keys are applied.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MeetingPatch {
     /// New title (`null` is 422).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub title: Change<String>,
     /// New notes (`null` is 422).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub notes: Change<String>,
     /// New link: `Set` a checked target, `Clear` (both fields `null`), or `Keep`.
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub link: Change<Link>,
 }
 
@@ -164,8 +170,8 @@ impl MeetingQuery {
     /// Validates query values given as a JSON object of strings (`from`/`to` real dates).
     pub fn from_json(v: &Value) -> Result<Self> {
         let mut f = Fields::new(v)?;
-        let from = date_filter(&mut f, "from");
-        let to = date_filter(&mut f, "to");
+        let from = f.date_or_blank("from");
+        let to = f.date_or_blank("to");
         let paging = Paging::read(&mut f, 100);
         f.finish()?;
         Ok(MeetingQuery {

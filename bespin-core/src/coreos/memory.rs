@@ -106,6 +106,7 @@ pub(crate) fn view(tenant: &str, f: &FactRec) -> MemoryFact {
 
 /// Input of [`Bespin::create_memory_fact`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewFact {
     /// One of the seven categories.
     pub category: String,
@@ -133,6 +134,7 @@ impl NewFact {
 
 /// Input of PATCH and supersede: the new value.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FactValue {
     /// The value (at least 1 character); `None` in a PATCH leaves it unchanged.
     pub fact_value: Option<String>,

@@ -248,38 +248,6 @@ pub(crate) fn filter(
     Some(v.filter(|s| !s.is_empty() && (!all_means_none || s != "all")))
 }
 
-/// A date value (strict real `YYYY-MM-DD`); 422 `date_from_datetime_parsing` otherwise.
-pub(crate) fn date_field(
-    f: &mut Fields<'_>,
-    name: &str,
-    presence: Presence,
-) -> Option<Option<Date>> {
-    let s = f.string(name, presence, Len::ANY)?;
-    match s {
-        None => Some(None),
-        Some(s) => match Date::parse(&s) {
-            Some(d) => Some(Some(d)),
-            None => {
-                f.fail(
-                    name,
-                    "date_from_datetime_parsing",
-                    "Input should be a valid date in the format YYYY-MM-DD",
-                    Value::String(s),
-                );
-                None
-            }
-        },
-    }
-}
-
-/// A date filter of a query: absent or empty turns it off; otherwise a real date (422).
-pub(crate) fn date_filter(f: &mut Fields<'_>, name: &str) -> Option<Option<Date>> {
-    if matches!(f.raw(name), Some(Value::String(s)) if s.is_empty()) {
-        return Some(None);
-    }
-    date_field(f, name, Presence::Optional)
-}
-
 /// What a PATCH asks of one field.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Change<T> {
@@ -509,7 +477,7 @@ pub(crate) fn patch_date(f: &mut Fields<'_>, name: &str) -> Option<Change<Date>>
     if f.has(name) && f.raw(name).is_none() {
         return Some(Change::Clear);
     }
-    match date_field(f, name, Presence::Optional)? {
+    match f.date(name, Presence::Optional)? {
         Some(d) => Some(Change::Set(d)),
         None => Some(Change::Keep),
     }

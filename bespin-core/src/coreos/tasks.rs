@@ -7,9 +7,9 @@
 //! of the tenant and a linked record must exist in it (404).
 
 use super::{
-    Change, EntityType, Link, Metadata, Paging, check_assignee, check_link, check_quota,
-    date_field, date_filter, filter, id_key, link_fields, next_day, page_index, page_type,
-    patch_choice, patch_date, patch_string, record_effects, search, timeline,
+    Change, EntityType, Link, Metadata, Paging, check_assignee, check_link, check_quota, filter,
+    id_key, link_fields, next_day, page_index, page_type, patch_choice, patch_date, patch_string,
+    record_effects, search, timeline,
 };
 use crate::auth::Principal;
 use crate::billing::require_capability;
@@ -104,6 +104,7 @@ pub(crate) fn view(tenant: &str, t: &TaskRec) -> Task {
 
 /// Input of [`Bespin::create_task`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewTask {
     /// 1–255 characters.
     pub title: String,
@@ -114,8 +115,10 @@ pub struct NewTask {
     /// `low`, `medium` (default) or `high`.
     pub priority: String,
     /// A real date.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
     pub due_date: Option<Date>,
     /// A record of the tenant this task is about.
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub link: Option<Link>,
 }
 
@@ -131,7 +134,7 @@ impl NewTask {
             Len::between(1, 36),
         );
         let priority = f.choice("priority", Presence::Optional, PRIORITIES, PRIORITY_PATTERN);
-        let due = date_field(&mut f, "due_date", Presence::Optional);
+        let due = f.date("due_date", Presence::Optional);
         let link = link_fields(&mut f);
         f.finish()?;
         Ok(NewTask {
@@ -147,18 +150,25 @@ impl NewTask {
 
 /// Input of [`Bespin::update_task`]: only present keys are applied.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskPatch {
     /// New title (`null` is 422).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub title: Change<String>,
     /// New description (`null` clears).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub description: Change<String>,
     /// New assignee (`null` unassigns; checked).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub assigned_to_user_id: Change<String>,
     /// New priority (`null` is 422).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub priority: Change<String>,
     /// New due date (`null` clears).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
     pub due_date: Change<Date>,
     /// New status (`null` is 422).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub status: Change<String>,
 }
 
@@ -203,7 +213,7 @@ impl TaskQuery {
         let mut f = Fields::new(v)?;
         let status = filter(&mut f, "status", true);
         let assigned = filter(&mut f, "assigned_to_user_id", true);
-        let due = date_filter(&mut f, "due_before");
+        let due = f.date_or_blank("due_before");
         let paging = Paging::read(&mut f, 100);
         f.finish()?;
         Ok(TaskQuery {

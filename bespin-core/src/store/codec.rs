@@ -16,9 +16,16 @@ pub(crate) trait Record: Serialize + DeserializeOwned {
 
 /// Encodes `value` with its version byte.
 pub(crate) fn encode<R: Record>(value: &R) -> Result<Vec<u8>> {
-    let mut out = vec![R::VERSION];
-    postcard::to_io(value, &mut out).map_err(|e| Error::Storage(format!("encode: {e}")))?;
+    let mut out = Vec::with_capacity(32);
+    encode_into(value, &mut out)?;
     Ok(out)
+}
+
+/// Encodes `value` with its version byte, appending to `out` (lets bulk writers reuse a buffer).
+pub(crate) fn encode_into<R: Record>(value: &R, out: &mut Vec<u8>) -> Result<()> {
+    out.push(R::VERSION);
+    postcard::to_io(value, out).map_err(|e| Error::Storage(format!("encode: {e}")))?;
+    Ok(())
 }
 
 /// Decodes a value written by [`encode`].

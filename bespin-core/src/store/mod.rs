@@ -66,8 +66,10 @@ pub(crate) struct Store {
 
 impl Store {
     /// Opens (creating if needed) the database file at `path` and makes sure every table exists.
-    pub(crate) fn open(path: &Path) -> Result<Store> {
-        let db = redb::Database::create(path)?;
+    pub(crate) fn open(path: &Path, cache_bytes: usize) -> Result<Store> {
+        let db = redb::Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
         Self::init(db, Some(path.to_path_buf()))
     }
 
@@ -203,6 +205,40 @@ impl WriteTx {
     pub(crate) fn put<R: Record>(&mut self, t: &Table<R>, key: &Key, value: &R) -> Result<()> {
         let bytes = codec::encode(value)?;
         self.raw_insert(t.name, key.as_bytes(), &bytes)
+    }
+
+    /// Stores each `(key, value)` whose key is not stored yet, opening the table once (bulk
+    /// ingest); returns, per row, whether it was inserted. Existing values are left unchanged.
+    pub(crate) fn insert_all_new<'k, R: Record + 'k>(
+        &mut self,
+        t: &Table<R>,
+        rows: impl IntoIterator<Item = (&'k Key, &'k R)>,
+    ) -> Result<Vec<bool>> {
+        let mut table = self.tx.open_table(Raw::new(t.name))?;
+        let mut buf = Vec::with_capacity(64);
+        let mut inserted = Vec::new();
+        for (key, value) in rows {
+            buf.clear();
+            codec::encode_into(value, &mut buf)?;
+            let k = key.as_bytes();
+            // Insert first and put an existing value back: duplicates are the rare case.
+            let old = table.insert(k, buf.as_slice())?.map(|g| g.value().to_vec());
+            match old {
+                Some(old) => {
+                    table.insert(k, old.as_slice())?;
+                    inserted.push(false);
+                }
+                None => {
+                    self.undo.push(Undo {
+                        table: t.name,
+                        key: k.to_vec(),
+                        old: None,
+                    });
+                    inserted.push(true);
+                }
+            }
+        }
+        Ok(inserted)
     }
 
     /// Stores `value` under `key` unless the key exists; returns whether it was inserted.

@@ -1,18 +1,27 @@
 //! One file per resource; each exposes `routes()` with its part of the table.
 
+mod actions;
 mod admin;
 mod billing;
 mod briefs;
 mod chat;
 mod console;
 mod conversations;
+mod decisions;
+mod evidence;
 mod jobs;
 mod kpis;
 mod limits;
+mod meetings;
+mod memory;
 mod meta;
 mod notifications;
 mod pages;
+mod records;
+mod search;
+mod tasks;
 mod tenancy;
+mod timeline;
 mod tools;
 
 use crate::router::{Route, Router};
@@ -60,6 +69,15 @@ pub fn all() -> Vec<Route> {
     r.extend(notifications::routes());
     r.extend(conversations::routes());
     r.extend(chat::routes());
+    r.extend(actions::routes());
+    r.extend(tasks::routes());
+    r.extend(decisions::routes());
+    r.extend(meetings::routes());
+    r.extend(memory::routes());
+    r.extend(evidence::routes());
+    r.extend(timeline::routes());
+    r.extend(search::routes());
+    r.extend(records::routes());
     r
 }
 

@@ -1,0 +1,111 @@
+//! The Action Center: `POST/GET /v1/actions`, `GET/PATCH /v1/actions/{action_id}`,
+//! `POST /v1/actions/{action_id}/cancel|approve|reject|execute`.
+
+use super::route;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::Req;
+use crate::openapi::{Auth, Doc, schema};
+use crate::reply::Reply;
+use crate::router::Route;
+use bespin_core::coreos::actions::{
+    Action, ActionDetail, ActionPage, ActionPatch, ActionQuery, ExecuteAction, ExecutionResult,
+    NewAction, ReviewComment,
+};
+
+pub fn routes() -> Vec<Route> {
+    let d = |summary| Doc::new("actions", summary, Auth::Tenant);
+    vec![
+        route!(POST "/v1/actions" => create, d("Propose an action").body(schema::<NewAction>).ok(201, schema::<Action>)),
+        route!(GET "/v1/actions" => list, d("The tenant's actions, newest first")
+            .query(&[("status", "exact status, default proposed; all or empty: any"), ("created_by_user_id", "exact creator"),
+                ("assigned_to_user_id", "exact assignee"), ("limit", "1..200, default 50"), ("offset", "default 0")])
+            .ok(200, schema::<ActionPage>)),
+        route!(GET "/v1/actions/{action_id}" => get, d("An action with its review and execution").ok(200, schema::<ActionDetail>)),
+        route!(PATCH "/v1/actions/{action_id}" => update, d("Edit or cancel a proposed action (creator or admin)")
+            .body(schema::<ActionPatch>).ok(200, schema::<Action>)),
+        route!(POST "/v1/actions/{action_id}/cancel" => cancel, d("Cancel a proposed action (creator or admin)")
+            .body(schema::<ReviewComment>).ok(200, schema::<Action>)),
+        route!(POST "/v1/actions/{action_id}/approve" => approve, d("Approve a proposed action (admin)")
+            .body(schema::<ReviewComment>).ok(200, schema::<Action>)),
+        route!(POST "/v1/actions/{action_id}/reject" => reject, d("Reject a proposed action (admin)")
+            .body(schema::<ReviewComment>).ok(200, schema::<Action>)),
+        route!(POST "/v1/actions/{action_id}/execute" => execute, d("Record the execution of an approved action (admin)")
+            .body(schema::<ExecuteAction>).ok(200, schema::<ExecutionResult>)),
+    ]
+}
+
+fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let body = r.json()?;
+    let caller = r.principal(s)?;
+    let req = NewAction::from_json(&body)?;
+    Ok(Reply::created(&s.bespin.create_action(&caller, req)?))
+}
+
+fn list(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    let q = ActionQuery::from_json(&r.query_json()).map_err(ApiError::query)?;
+    Ok(Reply::ok(&s.bespin.list_actions(&caller, &q)?))
+}
+
+fn get(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    Ok(Reply::ok(
+        &s.bespin.get_action(&caller, r.param("action_id"))?,
+    ))
+}
+
+fn update(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let body = r.json()?;
+    let caller = r.principal(s)?;
+    let patch = ActionPatch::from_json(&body)?;
+    Ok(Reply::ok(&s.bespin.update_action(
+        &caller,
+        r.param("action_id"),
+        patch,
+    )?))
+}
+
+fn cancel(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let body = r.json()?;
+    let caller = r.principal(s)?;
+    let req = ReviewComment::from_json(&body)?;
+    Ok(Reply::ok(&s.bespin.cancel_action(
+        &caller,
+        r.param("action_id"),
+        req,
+    )?))
+}
+
+fn approve(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let body = r.json()?;
+    let caller = r.principal(s)?;
+    let req = ReviewComment::from_json(&body)?;
+    Ok(Reply::ok(&s.bespin.approve_action(
+        &caller,
+        r.param("action_id"),
+        req,
+    )?))
+}
+
+fn reject(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let body = r.json()?;
+    let caller = r.principal(s)?;
+    let req = ReviewComment::from_json(&body)?;
+    Ok(Reply::ok(&s.bespin.reject_action(
+        &caller,
+        r.param("action_id"),
+        req,
+    )?))
+}
+
+fn execute(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let body = r.json()?;
+    let caller = r.principal(s)?;
+    let req = ExecuteAction::from_json(&body)?;
+    Ok(Reply::ok(&s.bespin.execute_action(
+        &caller,
+        r.param("action_id"),
+        req,
+    )?))
+}

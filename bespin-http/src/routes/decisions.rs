@@ -1,0 +1,55 @@
+//! Decisions: `POST/GET /v1/decisions`, `GET/PATCH /v1/decisions/{decision_id}`.
+
+use super::route;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::Req;
+use crate::openapi::{Auth, Doc, schema};
+use crate::reply::Reply;
+use crate::router::Route;
+use bespin_core::coreos::decisions::{
+    Decision, DecisionPage, DecisionPatch, NewDecision, paging_from_json,
+};
+
+pub fn routes() -> Vec<Route> {
+    let d = |summary| Doc::new("decisions", summary, Auth::Tenant);
+    vec![
+        route!(POST "/v1/decisions" => create, d("Record a decision (admin)").body(schema::<NewDecision>).ok(201, schema::<Decision>)),
+        route!(GET "/v1/decisions" => list, d("The tenant's decisions, newest decision date first")
+            .query(&[("limit", "1..100, default 50"), ("offset", "default 0")]).ok(200, schema::<DecisionPage>)),
+        route!(GET "/v1/decisions/{decision_id}" => get, d("A decision").ok(200, schema::<Decision>)),
+        route!(PATCH "/v1/decisions/{decision_id}" => update, d("Edit a decision (admin)")
+            .body(schema::<DecisionPatch>).ok(200, schema::<Decision>)),
+    ]
+}
+
+fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let body = r.json()?;
+    let caller = r.principal(s)?;
+    let req = NewDecision::from_json(&body)?;
+    Ok(Reply::created(&s.bespin.create_decision(&caller, req)?))
+}
+
+fn list(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    let paging = paging_from_json(&r.query_json()).map_err(ApiError::query)?;
+    Ok(Reply::ok(&s.bespin.list_decisions(&caller, paging)?))
+}
+
+fn get(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    Ok(Reply::ok(
+        &s.bespin.get_decision(&caller, r.param("decision_id"))?,
+    ))
+}
+
+fn update(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let body = r.json()?;
+    let caller = r.principal(s)?;
+    let patch = DecisionPatch::from_json(&body)?;
+    Ok(Reply::ok(&s.bespin.update_decision(
+        &caller,
+        r.param("decision_id"),
+        patch,
+    )?))
+}

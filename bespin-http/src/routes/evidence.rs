@@ -1,0 +1,34 @@
+//! Evidence links: `POST /v1/evidence`, `GET /v1/evidence`.
+
+use super::route;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::Req;
+use crate::openapi::{Auth, Doc, schema};
+use crate::reply::Reply;
+use crate::router::Route;
+use bespin_core::coreos::evidence::{EvidenceLink, EvidenceList, EvidenceQuery, NewEvidence};
+
+pub fn routes() -> Vec<Route> {
+    let d = |summary| Doc::new("evidence", summary, Auth::Tenant);
+    vec![
+        route!(POST "/v1/evidence" => create, d("Link evidence to an action, task, decision or memory fact")
+            .body(schema::<NewEvidence>).ok(201, schema::<EvidenceLink>)),
+        route!(GET "/v1/evidence" => list, d("A record's evidence links, newest first")
+            .query(&[("entity_type", "action | task | decision | memory_fact (required)"), ("entity_id", "the record id (required)")])
+            .ok(200, schema::<EvidenceList>)),
+    ]
+}
+
+fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let body = r.json()?;
+    let caller = r.principal(s)?;
+    let req = NewEvidence::from_json(&body)?;
+    Ok(Reply::created(&s.bespin.create_evidence(&caller, req)?))
+}
+
+fn list(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    let q = EvidenceQuery::from_json(&r.query_json()).map_err(ApiError::query)?;
+    Ok(Reply::ok(&s.bespin.list_evidence(&caller, &q)?))
+}

@@ -1,0 +1,69 @@
+//! Governed memory: `POST/GET /v1/memory/facts`, `GET/PATCH /v1/memory/facts/{fact_id}`,
+//! `POST /v1/memory/facts/{fact_id}/supersede`.
+
+use super::route;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::Req;
+use crate::openapi::{Auth, Doc, schema};
+use crate::reply::Reply;
+use crate::router::Route;
+use bespin_core::coreos::memory::{FactQuery, FactValue, MemoryFact, MemoryFactPage, NewFact};
+
+pub fn routes() -> Vec<Route> {
+    let d = |summary| Doc::new("memory", summary, Auth::Tenant);
+    vec![
+        route!(POST "/v1/memory/facts" => create, d("Create an active memory fact (admin)").body(schema::<NewFact>).ok(201, schema::<MemoryFact>)),
+        route!(GET "/v1/memory/facts" => list, d("The tenant's memory facts by category, then key")
+            .query(&[("category", "exact category"), ("status", "active (default) | superseded; all or empty: any"),
+                ("limit", "1..100, default 50"), ("offset", "default 0")])
+            .ok(200, schema::<MemoryFactPage>)),
+        route!(GET "/v1/memory/facts/{fact_id}" => get, d("A memory fact, whatever its status").ok(200, schema::<MemoryFact>)),
+        route!(PATCH "/v1/memory/facts/{fact_id}" => update, d("Correct an active fact's value in place (admin)")
+            .body(schema::<FactValue>).ok(200, schema::<MemoryFact>)),
+        route!(POST "/v1/memory/facts/{fact_id}/supersede" => supersede, d("Replace an active fact with a new version (admin); answers the new version")
+            .body(schema::<FactValue>).ok(200, schema::<MemoryFact>)),
+    ]
+}
+
+fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let body = r.json()?;
+    let caller = r.principal(s)?;
+    let req = NewFact::from_json(&body)?;
+    Ok(Reply::created(&s.bespin.create_memory_fact(&caller, req)?))
+}
+
+fn list(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    let q = FactQuery::from_json(&r.query_json()).map_err(ApiError::query)?;
+    Ok(Reply::ok(&s.bespin.list_memory_facts(&caller, &q)?))
+}
+
+fn get(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    Ok(Reply::ok(
+        &s.bespin.get_memory_fact(&caller, r.param("fact_id"))?,
+    ))
+}
+
+fn update(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let body = r.json()?;
+    let caller = r.principal(s)?;
+    let req = FactValue::patch_from_json(&body)?;
+    Ok(Reply::ok(&s.bespin.update_memory_fact(
+        &caller,
+        r.param("fact_id"),
+        req,
+    )?))
+}
+
+fn supersede(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let body = r.json()?;
+    let caller = r.principal(s)?;
+    let req = FactValue::supersede_from_json(&body)?;
+    Ok(Reply::ok(&s.bespin.supersede_memory_fact(
+        &caller,
+        r.param("fact_id"),
+        req,
+    )?))
+}

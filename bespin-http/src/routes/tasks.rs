@@ -1,0 +1,65 @@
+//! Tasks: `POST/GET /v1/tasks`, `GET/PATCH /v1/tasks/{task_id}`,
+//! `POST /v1/tasks/{task_id}/complete`.
+
+use super::route;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::Req;
+use crate::openapi::{Auth, Doc, schema};
+use crate::reply::Reply;
+use crate::router::Route;
+use bespin_core::coreos::tasks::{NewTask, Task, TaskPage, TaskPatch, TaskQuery};
+
+pub fn routes() -> Vec<Route> {
+    let d = |summary| Doc::new("tasks", summary, Auth::Tenant);
+    vec![
+        route!(POST "/v1/tasks" => create, d("Create a task (linked_entity_type + linked_entity_id optionally link a record)")
+            .body(schema::<NewTask>).ok(201, schema::<Task>)),
+        route!(GET "/v1/tasks" => list, d("The tenant's tasks, by due date (undated last), then newest first")
+            .query(&[("status", "todo | doing | done; all or empty: any"), ("assigned_to_user_id", "exact assignee"),
+                ("due_before", "YYYY-MM-DD, inclusive"), ("limit", "1..100, default 50"), ("offset", "default 0")])
+            .ok(200, schema::<TaskPage>)),
+        route!(GET "/v1/tasks/{task_id}" => get, d("A task").ok(200, schema::<Task>)),
+        route!(PATCH "/v1/tasks/{task_id}" => update, d("Edit a task (creator, assignee or admin)")
+            .body(schema::<TaskPatch>).ok(200, schema::<Task>)),
+        route!(POST "/v1/tasks/{task_id}/complete" => complete, d("Mark a task done (assignee or admin); no body")
+            .ok(200, schema::<Task>)),
+    ]
+}
+
+fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let body = r.json()?;
+    let caller = r.principal(s)?;
+    let req = NewTask::from_json(&body)?;
+    Ok(Reply::created(&s.bespin.create_task(&caller, req)?))
+}
+
+fn list(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    let q = TaskQuery::from_json(&r.query_json()).map_err(ApiError::query)?;
+    Ok(Reply::ok(&s.bespin.list_tasks(&caller, &q)?))
+}
+
+fn get(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    Ok(Reply::ok(&s.bespin.get_task(&caller, r.param("task_id"))?))
+}
+
+fn update(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let body = r.json()?;
+    let caller = r.principal(s)?;
+    let patch = TaskPatch::from_json(&body)?;
+    Ok(Reply::ok(&s.bespin.update_task(
+        &caller,
+        r.param("task_id"),
+        patch,
+    )?))
+}
+
+/// The contract takes no body here and ignores any that is sent, so it is not parsed.
+fn complete(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    Ok(Reply::ok(
+        &s.bespin.complete_task(&caller, r.param("task_id"))?,
+    ))
+}

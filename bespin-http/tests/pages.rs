@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The browser pages and the developer console, server side: enablement, 404 bodies, the
 //! console's access check and session cookie, the table allow-list, CSP and security headers,
 //! and that no console page ever contains a credential.

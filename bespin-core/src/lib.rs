@@ -42,6 +42,7 @@ pub mod auth;
 pub mod billing;
 pub mod briefs;
 pub mod chat;
+pub mod console;
 pub mod conversations;
 pub mod coreos;
 pub mod email;

@@ -37,6 +37,7 @@ pub struct AppState {
     limiter: ratelimit::RateLimiter,
     router: router::Router,
     metrics: metrics::Metrics,
+    console_sessions: routes::ConsoleSessions,
 }
 
 impl AppState {
@@ -50,6 +51,7 @@ impl AppState {
             limiter,
             router: routes::router(),
             metrics,
+            console_sessions: Default::default(),
         })
     }
 

@@ -13,7 +13,7 @@ pub(crate) use codec::Record;
 pub(crate) use key::{Key, read_str};
 
 use crate::error::{Error, Result};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::marker::PhantomData;
 use std::ops::Bound;
 use std::path::Path;
@@ -448,6 +448,32 @@ fn scan_table<T: ReadableTable<&'static [u8], &'static [u8]>>(
         }
     }
     Ok(())
+}
+
+impl ReadTx {
+    /// Number of rows in `table`.
+    pub(crate) fn count(&self, table: &'static str) -> Result<u64> {
+        let t = self.tx.open_table(Raw::new(table))?;
+        Ok(t.len()?)
+    }
+
+    /// Copies every table as it is in this snapshot into a new database file at `path` (which
+    /// must not exist yet), then closes that file. The copy is consistent: it is one read
+    /// transaction, so concurrent writers neither block it nor show through.
+    pub(crate) fn copy_into(&self, path: &Path) -> Result<()> {
+        let dest = redb::Database::create(path)?;
+        let w = dest.begin_write()?;
+        for name in tables::ALL {
+            let src = self.tx.open_table(Raw::new(name))?;
+            let mut dst = w.open_table(Raw::new(name))?;
+            for row in src.iter()? {
+                let (k, v) = row?;
+                dst.insert(k.value(), v.value())?;
+            }
+        }
+        w.commit()?;
+        Ok(())
+    }
 }
 
 impl Reader for ReadTx {

@@ -5,6 +5,7 @@ mod admin;
 mod billing;
 mod briefs;
 mod chat;
+mod console;
 mod conversations;
 mod decisions;
 mod evidence;
@@ -15,6 +16,7 @@ mod meetings;
 mod memory;
 mod meta;
 mod notifications;
+mod pages;
 mod records;
 mod search;
 mod tasks;
@@ -23,6 +25,7 @@ mod timeline;
 mod tools;
 
 use crate::router::{Route, Router};
+pub(crate) use console::Sessions as ConsoleSessions;
 
 /// Declares a route: `route!(METHOD "/path" => handler, doc)`. `GET` handlers are taken to be
 /// quick snapshot reads and run on the runtime's worker; every other method, and a `GET` marked
@@ -53,6 +56,8 @@ pub(crate) use route;
 pub fn all() -> Vec<Route> {
     let mut r = Vec::new();
     r.extend(meta::routes());
+    r.extend(pages::routes());
+    r.extend(console::routes());
     r.extend(tenancy::routes());
     r.extend(limits::routes());
     r.extend(billing::routes());

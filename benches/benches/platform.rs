@@ -46,4 +46,59 @@ fn platform(c: &mut Criterion) {
 }
 
 criterion_group!(benches, platform);
-criterion_main!(benches);
+criterion_main!(benches, ops);
+
+/// The CPU cost of whole operations, 100 per transaction (no commit in the measurement's
+/// per-operation share): what the group committer runs under its lock.
+fn operations(c: &mut Criterion) {
+    use bespin_core::chat::ChatRequest;
+    use bespin_core::coreos::tasks::NewTask;
+    use bespin_core::tools::InvokeRequest;
+    let db = Bespin::open_in_memory().expect("db");
+    let (p, _) = bespin_benches::tenant(&db, "ops");
+    let mut g = c.benchmark_group("op_x100_in_one_transaction");
+    g.sample_size(20);
+    g.bench_function("create_task", |b| {
+        b.iter(|| {
+            db.transaction(|tx, ctx| {
+                for i in 0..100 {
+                    let t = NewTask::from_json(&serde_json::json!({"title": format!("Load task {i}"), "priority": "medium"}))?;
+                    bespin_core::coreos::tasks::create(tx, ctx, &p, t)?;
+                }
+                Ok(())
+            })
+            .expect("tasks")
+        })
+    });
+    let mut n = 0u64;
+    g.bench_function("invoke_echo", |b| {
+        b.iter(|| {
+            db.transaction(|tx, ctx| {
+                for _ in 0..100 {
+                    n += 1;
+                    let r = InvokeRequest::from_json(
+                        &serde_json::json!({"tool_name": "echo", "payload": {"n": n}}),
+                    )?;
+                    bespin_core::tools::invoke(tx, ctx, &p, &format!("k{n}"), r)?;
+                }
+                Ok(())
+            })
+            .expect("invoke")
+        })
+    });
+    g.bench_function("chat_kpis", |b| {
+        b.iter(|| {
+            db.transaction(|tx, ctx| {
+                for _ in 0..100 {
+                    let r = ChatRequest::from_json(&serde_json::json!({"message": "kpis"}))?;
+                    bespin_core::chat::chat(tx, ctx, &p, r)?;
+                }
+                Ok(())
+            })
+            .expect("chat")
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(ops, operations);

@@ -43,6 +43,7 @@ pub mod billing;
 pub mod briefs;
 pub mod chat;
 pub mod check;
+pub mod console;
 pub mod conversations;
 pub mod coreos;
 pub mod email;

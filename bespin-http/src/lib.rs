@@ -38,6 +38,7 @@ pub struct AppState {
     buckets: ratelimit::TenantBuckets,
     router: router::Router,
     metrics: metrics::Metrics,
+    console_sessions: routes::ConsoleSessions,
 }
 
 impl AppState {
@@ -52,6 +53,7 @@ impl AppState {
             buckets: ratelimit::TenantBuckets::new(),
             router: routes::router(),
             metrics,
+            console_sessions: Default::default(),
         })
     }
 

@@ -8,9 +8,11 @@
 //!
 //! **Out:** results are the core's `Serialize` structs, turned into plain dicts and lists with
 //! the HTTP contract's field names. One generic rule types the instants and dates: a string member
-//! whose name ends in `_at` and parses as RFC 3339 becomes an aware `datetime` (UTC); a member
+//! whose name ends in `_at` (or is a KPI point's `ts`) and parses as RFC 3339 becomes an aware
+//! `datetime` (UTC); a member
 //! named `date`, `*_date`, `period_start` or `period_end` holding `YYYY-MM-DD` becomes a `date`.
-//! Free-form content (`payload`, `cards`) and error details stay plain JSON data.
+//! Free-form content (`payload`, `cards`, a tool's or an execution's `result`, evidence
+//! `source_ref`, timeline `metadata`, `input_schema`) and error details stay plain JSON data.
 
 use crate::errors;
 use bespin_core::LocPart;
@@ -189,6 +191,46 @@ impl Body {
     }
 }
 
+/// The changes of a PATCH-like method given as `**changes`: every key present is sent (`None`
+/// as `null`, which clears a nullable field; the core refuses it for a required one); a key
+/// not in `allowed` is a `TypeError`, as for any unexpected keyword argument.
+pub fn changes(
+    kwargs: Option<&Bound<'_, PyDict>>,
+    allowed: &[&str],
+    method: &str,
+) -> PyResult<Value> {
+    let mut map = Map::new();
+    if let Some(kwargs) = kwargs {
+        for (k, v) in kwargs.iter() {
+            let key: String = k.extract()?;
+            if !allowed.contains(&key.as_str()) {
+                return Err(PyTypeError::new_err(format!(
+                    "{method}() got an unexpected keyword argument '{key}' (expected one of: {})",
+                    allowed.join(", ")
+                )));
+            }
+            let value = py_to_json(&v, &mut vec![LocPart::from(key.as_str())])?;
+            map.insert(key, value);
+        }
+    }
+    Ok(Value::Object(map))
+}
+
+/// Checks the idempotency key of an idempotent call: a blank key is a `ValidationError` at
+/// `idempotency_key`, raised before the core is called.
+pub fn idempotency_key(py: Python<'_>, key: &str) -> PyResult<()> {
+    if key.trim().is_empty() {
+        return Err(errors::invalid_arg(
+            py,
+            vec![LocPart::from("idempotency_key")],
+            "string_too_short",
+            "An idempotency key must not be blank",
+            Value::String(key.to_owned()),
+        ));
+    }
+    Ok(())
+}
+
 /// A date argument of a query-like parameter: `None`, a `date` or a `"YYYY-MM-DD"` string.
 pub fn date_arg(v: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<Date>> {
     let Some(v) = v.filter(|v| !v.is_none()) else {
@@ -238,14 +280,22 @@ pub fn result_to_py(py: Python<'_>, v: &Value) -> PyResult<Py<PyAny>> {
 }
 
 /// Members whose content is free-form JSON and stays untyped.
-const OPAQUE: &[&str] = &["payload", "cards", "detail"];
+const OPAQUE: &[&str] = &[
+    "payload",
+    "cards",
+    "detail",
+    "result",
+    "source_ref",
+    "metadata",
+    "input_schema",
+];
 
 fn is_date_key(k: &str) -> bool {
     k == "date" || k.ends_with("_date") || k == "period_start" || k == "period_end"
 }
 
 fn typed_member(py: Python<'_>, key: &str, s: &str) -> PyResult<Option<Py<PyAny>>> {
-    if key.ends_with("_at")
+    if (key.ends_with("_at") || key == "ts")
         && let Ok(t) = DateTime::parse_from_rfc3339(s)
     {
         let t = t.with_timezone(&Utc);

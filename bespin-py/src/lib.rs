@@ -5,14 +5,20 @@
 //! [`errors`].
 
 mod billing;
+mod briefs;
+mod chat;
 mod conversations;
 mod convert;
+mod coreos;
 mod errors;
 mod handle;
+mod jobs;
+mod kpis;
 mod limits;
 mod metering;
 mod notifications;
 mod tenancy;
+mod tools;
 
 use pyo3::prelude::*;
 
@@ -27,5 +33,11 @@ fn _bespin(m: &Bound<'_, PyModule>) -> PyResult<()> {
     metering::register(m)?;
     notifications::register(m)?;
     conversations::register(m)?;
+    tools::register(m)?;
+    kpis::register(m)?;
+    briefs::register(m)?;
+    jobs::register(m)?;
+    chat::register(m)?;
+    coreos::register(m)?;
     Ok(())
 }

@@ -13,7 +13,7 @@ pub(crate) use codec::Record;
 pub(crate) use key::{Key, read_str};
 
 use crate::error::{Error, Result};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::marker::PhantomData;
 use std::ops::Bound;
 use std::path::Path;
@@ -112,22 +112,7 @@ impl Store {
         partial.push(".partial");
         let partial = std::path::PathBuf::from(partial);
         let _ = std::fs::remove_file(&partial);
-        let snapshot = self.db.begin_read()?;
-        let copy = redb::Database::create(&partial)?;
-        let tx = copy.begin_write()?;
-        let mut rows = 0u64;
-        for name in tables::ALL {
-            let src = snapshot.open_table(Raw::new(name))?;
-            let mut dst = tx.open_table(Raw::new(name))?;
-            for item in src.range::<&[u8]>(..)? {
-                let (k, v) = item?;
-                dst.insert(k.value(), v.value())?;
-                rows += 1;
-            }
-        }
-        tx.commit()?;
-        drop(copy);
-        drop(snapshot);
+        let rows = self.read()?.copy_into(&partial)?;
         std::fs::rename(&partial, out)
             .map_err(|e| Error::Storage(format!("backup: cannot rename into place: {e}")))?;
         if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty())
@@ -500,6 +485,36 @@ fn scan_table<T: ReadableTable<&'static [u8], &'static [u8]>>(
         }
     }
     Ok(())
+}
+
+impl ReadTx {
+    /// Number of rows in `table`.
+    pub(crate) fn count(&self, table: &'static str) -> Result<u64> {
+        let t = self.tx.open_table(Raw::new(table))?;
+        Ok(t.len()?)
+    }
+
+    /// Copies every table as it is in this snapshot into a new database file at `path` (which
+    /// must not exist yet), then closes that file. The copy is consistent: it is one read
+    /// transaction, so concurrent writers neither block it nor show through. Returns the rows
+    /// copied. (The one snapshot implementation: [`Store::backup`], `bespin backup`, the console
+    /// download and `GET /v1/admin/backup` all come here.)
+    pub(crate) fn copy_into(&self, path: &Path) -> Result<u64> {
+        let dest = redb::Database::create(path)?;
+        let w = dest.begin_write()?;
+        let mut rows = 0u64;
+        for name in tables::ALL {
+            let src = self.tx.open_table(Raw::new(name))?;
+            let mut dst = w.open_table(Raw::new(name))?;
+            for row in src.iter()? {
+                let (k, v) = row?;
+                dst.insert(k.value(), v.value())?;
+                rows += 1;
+            }
+        }
+        w.commit()?;
+        Ok(rows)
+    }
 }
 
 impl Reader for ReadTx {

@@ -1,4 +1,4 @@
-//! `/`, `/healthz`, the API documentation, and the browser-page switches.
+//! `/`, `/healthz`, and the API documentation (the browser pages are in `pages` and `console`).
 
 use super::route;
 use crate::AppState;
@@ -34,10 +34,6 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/docs" => docs, Doc::new("meta", "Interactive API documentation", Auth::Hidden)),
         route!(GET "/docs/{*file}" => docs, Doc::new("meta", "Documentation assets", Auth::Hidden)),
         route!(GET "/redoc" => redoc, Doc::new("meta", "Alias of /docs", Auth::Hidden)),
-        route!(GET "/ui" => ui, Doc::new("pages", "Chat playground", Auth::Hidden)),
-        route!(GET "/app" => app, Doc::new("pages", "Core OS workspace", Auth::Hidden)),
-        route!(GET "/console" => console, Doc::new("pages", "Developer console", Auth::Hidden)),
-        route!(GET "/console/{*rest}" => console, Doc::new("pages", "Developer console", Auth::Hidden)),
     ]
 }
 
@@ -113,33 +109,4 @@ fn redoc(_: &AppState, _: &Req) -> Result<Reply, ApiError> {
         "",
     )
     .with_header("location", "/docs/"))
-}
-
-const PLACEHOLDER: &str = "<!doctype html><meta charset=utf-8><title>Bespin</title><p>This page arrives in a later release; the JSON API is at <a href=/docs/>/docs</a>.";
-
-fn ui(s: &AppState, _: &Req) -> Result<Reply, ApiError> {
-    if !s.config.playground_ui {
-        return Ok(Reply::detail(
-            StatusCode::NOT_FOUND,
-            "Playground UI is disabled. Set PLAYGROUND_UI_ENABLED=1 to enable.",
-        ));
-    }
-    Ok(Reply::html(PLACEHOLDER))
-}
-
-fn app(s: &AppState, _: &Req) -> Result<Reply, ApiError> {
-    if !s.config.playground_ui {
-        return Ok(Reply::detail(
-            StatusCode::NOT_FOUND,
-            "Core OS UI is disabled. Set PLAYGROUND_UI_ENABLED=1 to enable.",
-        ));
-    }
-    Ok(Reply::html(PLACEHOLDER))
-}
-
-fn console(s: &AppState, _: &Req) -> Result<Reply, ApiError> {
-    if !s.config.dev_console {
-        return Ok(Reply::detail(StatusCode::NOT_FOUND, "Not Found"));
-    }
-    Ok(Reply::html(PLACEHOLDER))
 }

@@ -5,6 +5,7 @@ mod admin;
 mod billing;
 mod briefs;
 mod chat;
+mod console;
 mod conversations;
 mod decisions;
 mod evidence;
@@ -16,6 +17,7 @@ mod memory;
 mod meta;
 mod notifications;
 mod ops;
+mod pages;
 mod records;
 mod search;
 mod tasks;
@@ -24,6 +26,7 @@ mod timeline;
 mod tools;
 
 use crate::router::{Route, Router};
+pub(crate) use console::Sessions as ConsoleSessions;
 
 /// Declares a route: `route!(METHOD "/path" => handler, doc)`. `GET` handlers are taken to be
 /// quick snapshot reads and run on the runtime's worker; every other method, and a `GET` marked
@@ -54,6 +57,8 @@ pub(crate) use route;
 pub fn all() -> Vec<Route> {
     let mut r = Vec::new();
     r.extend(meta::routes());
+    r.extend(pages::routes());
+    r.extend(console::routes());
     r.extend(tenancy::routes());
     r.extend(limits::routes());
     r.extend(billing::routes());

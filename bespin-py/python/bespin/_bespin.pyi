@@ -2,18 +2,38 @@
 # `#[pymethods]` of each area file; `mypy --strict` on the tests and examples checks the use.
 import datetime
 import os
-from typing import Any, Dict, List, Literal, Optional, Sequence, Type, Union, final
+from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Type, Union, final
 
 from types import TracebackType
 
 from bespin.types import (
+    Action,
+    ActionDetail,
+    ActionPage,
+    Brief,
+    BriefContent,
     CapSpec,
+    ChatReply,
+    Conversation,
     ConversationDetail,
     ConversationList,
-    Conversation,
     DailyUsage,
+    Decision,
+    DecisionPage,
+    EvidenceLink,
+    EvidenceList,
+    ExecutionResult,
+    IngestResult,
+    Invocation,
+    Kpi,
+    KpiWindow,
+    LatestPoint,
     Ledger,
     Me,
+    MeetingNote,
+    MeetingPage,
+    MemoryFact,
+    MemoryFactPage,
     MeteredEvent,
     Notification,
     NotificationPrefs,
@@ -21,9 +41,17 @@ from bespin.types import (
     Plan,
     PlanCap,
     PlanInfo,
+    PointIn,
+    RecordView,
+    RunReport,
+    SearchResults,
     Subscription,
+    Task,
+    TaskPage,
     TenantCreated,
     TenantLimits,
+    TimelinePage,
+    ToolInfo,
     Usage,
     UsageReceipt,
     User,
@@ -36,6 +64,14 @@ __version__: str
 # str is accepted where the contract coerces it); these annotations state the intended types.
 DateArg = Union[datetime.date, str, None]
 Role = Literal["admin", "member"]
+InstantArg = Union[datetime.datetime, datetime.date, str]
+EntityType = Literal["action", "task", "decision", "meeting", "memory_fact"]
+EvidenceTarget = Literal["action", "task", "decision", "memory_fact"]
+EvidenceSource = Literal["kpi", "brief", "note", "decision", "task", "manual"]
+SearchType = Literal["actions", "tasks", "decisions", "meetings", "memory"]
+Priority = Literal["low", "medium", "high"]
+TaskStatus = Literal["todo", "doing", "done"]
+FactCategory = Literal["icp", "positioning", "pricing", "goals", "constraints", "brand", "other"]
 Activity = Literal[
     "assistant_query", "tool_invocation", "daily_brief_generated", "notification_enqueued"
 ]
@@ -147,6 +183,229 @@ class Session:
         self, *, limit: Optional[int] = None, offset: Optional[int] = None
     ) -> ConversationList: ...
     def conversation(self, conversation_id: str) -> ConversationDetail: ...
+    # tools
+    def tools(self) -> List[ToolInfo]: ...
+    def invoke_tool(
+        self,
+        tool_name: str,
+        payload: Optional[Mapping[str, Any]] = None,
+        *,
+        idempotency_key: str,
+    ) -> Invocation: ...
+    # KPIs
+    def create_kpi(
+        self, *, name: str, unit: Optional[str] = None, description: Optional[str] = None
+    ) -> Kpi: ...
+    def ingest_points(self, kpi_id: str, points: Sequence[PointIn]) -> IngestResult: ...
+    def list_kpis(self, *, limit: int = 100, offset: int = 0) -> List[Kpi]: ...
+    def latest_point(self, kpi_id: str) -> LatestPoint: ...
+    def kpi_window(
+        self, kpi_id: str, *, window_days: int = 7, cutoff: Optional[InstantArg] = None
+    ) -> Optional[KpiWindow]: ...
+    # briefs
+    def materialize_brief(
+        self,
+        *,
+        idempotency_key: str,
+        date: DateArg = None,
+        window_days: Optional[int] = None,
+        top_n: Optional[int] = None,
+    ) -> Brief: ...
+    def brief(self, date: Union[datetime.date, str]) -> Brief: ...
+    def latest_brief(self) -> Brief: ...
+    def preview_brief(
+        self,
+        *,
+        date: DateArg = None,
+        window_days: Optional[int] = None,
+        top_n: Optional[int] = None,
+    ) -> BriefContent: ...
+    # the runner
+    def run_daily_brief(
+        self,
+        *,
+        idempotency_key: str,
+        date: DateArg = None,
+        window_days: Optional[int] = None,
+        top_n: Optional[int] = None,
+    ) -> RunReport: ...
+    # chat
+    def chat(
+        self, message: str, *, conversation_id: Optional[str] = None, date: DateArg = None
+    ) -> ChatReply: ...
+    # Core OS: actions. In update_* methods an omitted keyword leaves the field unchanged and
+    # None clears a nullable one.
+    def create_action(
+        self,
+        *,
+        title: str,
+        action_type: str,
+        description: Optional[str] = None,
+        payload: Optional[Mapping[str, Any]] = None,
+        assigned_to_user_id: Optional[str] = None,
+        source: Optional[Literal["user", "agent", "system"]] = None,
+        source_ref: Optional[str] = None,
+    ) -> Action: ...
+    def list_actions(
+        self,
+        *,
+        status: Optional[
+            Literal["proposed", "approved", "rejected", "cancelled", "executed", "all"]
+        ] = None,
+        created_by_user_id: Optional[str] = None,
+        assigned_to_user_id: Optional[str] = None,
+        limit: Optional[int] = None,
+        offset: Optional[int] = None,
+    ) -> ActionPage: ...
+    def get_action(self, action_id: str) -> ActionDetail: ...
+    def update_action(
+        self,
+        action_id: str,
+        *,
+        title: str = ...,
+        description: Optional[str] = ...,
+        assigned_to_user_id: Optional[str] = ...,
+        payload: Mapping[str, Any] = ...,
+        status: Literal["cancelled"] = ...,
+    ) -> Action: ...
+    def cancel_action(self, action_id: str, comment: Optional[str] = None) -> Action: ...
+    def approve_action(self, action_id: str, comment: Optional[str] = None) -> Action: ...
+    def reject_action(self, action_id: str, comment: Optional[str] = None) -> Action: ...
+    def execute_action(
+        self,
+        action_id: str,
+        *,
+        execution_status: Literal["succeeded", "failed", "skipped"],
+        result: Optional[Mapping[str, Any]] = None,
+    ) -> ExecutionResult: ...
+    # Core OS: tasks
+    def create_task(
+        self,
+        *,
+        title: str,
+        description: Optional[str] = None,
+        assigned_to_user_id: Optional[str] = None,
+        priority: Optional[Priority] = None,
+        due_date: DateArg = None,
+        linked_entity_type: Optional[EntityType] = None,
+        linked_entity_id: Optional[str] = None,
+    ) -> Task: ...
+    def list_tasks(
+        self,
+        *,
+        status: Optional[Union[TaskStatus, Literal["all"]]] = None,
+        assigned_to_user_id: Optional[str] = None,
+        due_before: DateArg = None,
+        limit: Optional[int] = None,
+        offset: Optional[int] = None,
+    ) -> TaskPage: ...
+    def get_task(self, task_id: str) -> Task: ...
+    def update_task(
+        self,
+        task_id: str,
+        *,
+        title: str = ...,
+        description: Optional[str] = ...,
+        assigned_to_user_id: Optional[str] = ...,
+        priority: Priority = ...,
+        due_date: DateArg = ...,
+        status: TaskStatus = ...,
+    ) -> Task: ...
+    def complete_task(self, task_id: str) -> Task: ...
+    # Core OS: decisions
+    def create_decision(
+        self,
+        *,
+        decision_date: Union[datetime.date, str],
+        title: str,
+        decision: str,
+        context: Optional[str] = None,
+        rationale: Optional[str] = None,
+    ) -> Decision: ...
+    def list_decisions(
+        self, *, limit: Optional[int] = None, offset: Optional[int] = None
+    ) -> DecisionPage: ...
+    def get_decision(self, decision_id: str) -> Decision: ...
+    def update_decision(
+        self,
+        decision_id: str,
+        *,
+        title: str = ...,
+        context: Optional[str] = ...,
+        decision: str = ...,
+        rationale: Optional[str] = ...,
+    ) -> Decision: ...
+    # Core OS: meeting notes
+    def create_meeting(
+        self,
+        *,
+        meeting_date: Union[datetime.date, str],
+        title: str,
+        notes: str,
+        linked_entity_type: Optional[EntityType] = None,
+        linked_entity_id: Optional[str] = None,
+    ) -> MeetingNote: ...
+    def list_meetings(
+        self,
+        *,
+        from_: DateArg = None,
+        to: DateArg = None,
+        limit: Optional[int] = None,
+        offset: Optional[int] = None,
+    ) -> MeetingPage: ...
+    def get_meeting(self, meeting_id: str) -> MeetingNote: ...
+    def update_meeting(
+        self,
+        meeting_id: str,
+        *,
+        title: str = ...,
+        notes: str = ...,
+        linked_entity_type: Optional[EntityType] = ...,
+        linked_entity_id: Optional[str] = ...,
+    ) -> MeetingNote: ...
+    # Core OS: memory facts
+    def create_memory_fact(
+        self, *, category: FactCategory, fact_key: str, fact_value: str
+    ) -> MemoryFact: ...
+    def list_memory_facts(
+        self,
+        *,
+        category: Optional[FactCategory] = None,
+        status: Optional[Literal["active", "superseded", "all"]] = None,
+        limit: Optional[int] = None,
+        offset: Optional[int] = None,
+    ) -> MemoryFactPage: ...
+    def get_memory_fact(self, fact_id: str) -> MemoryFact: ...
+    def update_memory_fact(self, fact_id: str, *, fact_value: str = ...) -> MemoryFact: ...
+    def supersede_memory_fact(self, fact_id: str, *, fact_value: str) -> MemoryFact: ...
+    # Core OS: evidence, timeline, search, records
+    def create_evidence(
+        self,
+        *,
+        entity_type: EvidenceTarget,
+        entity_id: str,
+        source_type: EvidenceSource,
+        source_ref: Mapping[str, Any],
+        snippet: Optional[str] = None,
+    ) -> EvidenceLink: ...
+    def list_evidence(self, entity_type: EvidenceTarget, entity_id: str) -> EvidenceList: ...
+    def timeline(
+        self,
+        *,
+        entity_type: Optional[EntityType] = None,
+        entity_id: Optional[str] = None,
+        before: Optional[str] = None,
+        limit: Optional[int] = None,
+        offset: Optional[int] = None,
+    ) -> TimelinePage: ...
+    def search(
+        self,
+        q: str,
+        *,
+        types: Union[Sequence[SearchType], str, None] = None,
+        limit: Optional[int] = None,
+    ) -> SearchResults: ...
+    def record(self, entity_type: EntityType, entity_id: str) -> RecordView: ...
 
 @final
 class Admin:

@@ -9,22 +9,47 @@ are ``float`` (the core computes them in exact decimals).
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, List, Optional, TypedDict
+from typing import Any, Dict, List, Optional, TypedDict, Union
 
 
 __all__ = [
+    "Action",
+    "ActionDetail",
+    "ActionPage",
     "ActivityUsage",
     "AdminSummary",
+    "Alert",
+    "AssistantMessage",
     "BreakdownItem",
+    "Brief",
+    "BriefContent",
+    "BriefSummary",
     "CapSpec",
+    "ChatReply",
     "Conversation",
     "ConversationDetail",
     "ConversationList",
     "Credits",
     "DailyUsage",
+    "Decision",
+    "DecisionPage",
+    "EvidenceLink",
+    "EvidenceList",
+    "Execution",
+    "ExecutionResult",
+    "Highlight",
+    "IngestResult",
+    "Invocation",
+    "Kpi",
+    "KpiWindow",
+    "LatestPoint",
     "Ledger",
     "LedgerItem",
     "Me",
+    "MeetingNote",
+    "MeetingPage",
+    "MemoryFact",
+    "MemoryFactPage",
     "Message",
     "MeteredEvent",
     "Notification",
@@ -33,9 +58,21 @@ __all__ = [
     "Plan",
     "PlanCap",
     "PlanInfo",
+    "Point",
+    "PointIn",
+    "RecordView",
+    "Review",
+    "RunReport",
+    "SearchHit",
+    "SearchResults",
     "Subscription",
+    "Task",
+    "TaskPage",
     "TenantCreated",
     "TenantLimits",
+    "TimelineEvent",
+    "TimelinePage",
+    "ToolInfo",
     "Usage",
     "UsageReceipt",
     "User",
@@ -246,3 +283,322 @@ class CapSpec(_CapSpecBase, total=False):
     """One cap of ``Admin.set_plan_caps`` (``period`` defaults to ``"monthly"``)."""
 
     period: str
+
+
+# --- tools ---------------------------------------------------------------------------------
+
+
+class ToolInfo(TypedDict):
+    name: str
+    description: str
+    input_schema: Dict[str, Any]
+
+
+class Invocation(TypedDict):
+    """A tool invocation (a replay returns the stored one, same ``request_id``)."""
+
+    request_id: str
+    result: Any
+
+
+# --- KPIs ----------------------------------------------------------------------------------
+
+
+class Kpi(TypedDict):
+    kpi_id: str
+    name: str
+    unit: Optional[str]
+    description: Optional[str]
+
+
+class PointIn(TypedDict):
+    """One point of ``Session.ingest_points``: ``ts`` an aware ``datetime``, a ``date``
+    (midnight UTC) or an RFC 3339 / ``YYYY-MM-DD`` str."""
+
+    ts: Union[_dt.datetime, _dt.date, str]
+    value: float
+
+
+class IngestResult(TypedDict):
+    inserted: int
+    ignored: int
+
+
+class Point(TypedDict):
+    ts: _dt.datetime
+    value: float
+
+
+class LatestPoint(TypedDict):
+    kpi_id: str
+    ts: _dt.datetime
+    value: float
+
+
+class KpiWindow(TypedDict):
+    kpi_id: str
+    window_days: int
+    latest: Point
+    start: Point
+    delta_abs: float
+    delta_pct: Optional[float]
+
+
+# --- briefs, the runner and chat -----------------------------------------------------------
+
+
+class BriefSummary(TypedDict):
+    kpis_considered: int
+    kpis_up: int
+    kpis_down: int
+    kpis_flat: int
+
+
+class Highlight(TypedDict):
+    kpi_id: str
+    name: str
+    unit: Optional[str]
+    latest: Point
+    start: Point
+    delta_abs: float
+    delta_pct: Optional[float]
+
+
+class Alert(TypedDict):
+    kpi_id: str
+    name: str
+    severity: str
+    reason: str
+    delta_pct: float
+
+
+class BriefContent(TypedDict):
+    date: _dt.date
+    window_days: int
+    top_n: int
+    summary: BriefSummary
+    highlights: List[Highlight]
+    alerts: List[Alert]
+
+
+class Brief(TypedDict):
+    brief_id: str
+    request_id: str
+    content: BriefContent
+
+
+class RunReport(TypedDict):
+    date: _dt.date
+    brief_id: str
+    brief_created: bool
+    notifications_inserted: int
+    notifications_ignored: int
+    notifications_suppressed_due_to_quota: int
+
+
+class AssistantMessage(TypedDict):
+    message_id: str
+    content: str
+    cards: List[Any]
+
+
+class ChatReply(TypedDict):
+    request_id: str
+    conversation_id: str
+    assistant_message: AssistantMessage
+
+
+# --- the Core OS ---------------------------------------------------------------------------
+
+
+class Action(TypedDict):
+    action_id: str
+    tenant_id: str
+    created_by_user_id: str
+    assigned_to_user_id: Optional[str]
+    source: str
+    source_ref: Optional[str]
+    status: str
+    title: str
+    description: Optional[str]
+    action_type: str
+    payload: Dict[str, Any]
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+
+
+class Review(TypedDict):
+    decision: str
+    reviewer_user_id: str
+    comment: Optional[str]
+    created_at: _dt.datetime
+
+
+class Execution(TypedDict):
+    execution_id: str
+    action_id: str
+    executed_by_user_id: str
+    execution_status: str
+    result: Dict[str, Any]
+    created_at: _dt.datetime
+
+
+class ActionDetail(Action):
+    review: Optional[Review]
+    execution: Optional[Execution]
+
+
+class ExecutionResult(TypedDict):
+    action: Action
+    execution: Execution
+
+
+class ActionPage(TypedDict):
+    items: List[Action]
+    total: int
+    limit: int
+    offset: int
+
+
+class Task(TypedDict):
+    task_id: str
+    tenant_id: str
+    created_by_user_id: str
+    assigned_to_user_id: Optional[str]
+    status: str
+    priority: str
+    due_date: Optional[_dt.date]
+    title: str
+    description: Optional[str]
+    linked_entity_type: Optional[str]
+    linked_entity_id: Optional[str]
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+
+
+class TaskPage(TypedDict):
+    items: List[Task]
+    total: int
+    limit: int
+    offset: int
+
+
+class Decision(TypedDict):
+    decision_id: str
+    tenant_id: str
+    created_by_user_id: str
+    decision_date: _dt.date
+    title: str
+    context: Optional[str]
+    decision: str
+    rationale: Optional[str]
+    status: str
+    superseded_by_decision_id: Optional[str]
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+
+
+class DecisionPage(TypedDict):
+    items: List[Decision]
+    total: int
+    limit: int
+    offset: int
+
+
+class MeetingNote(TypedDict):
+    meeting_id: str
+    tenant_id: str
+    created_by_user_id: str
+    meeting_date: _dt.date
+    title: str
+    notes: str
+    linked_entity_type: Optional[str]
+    linked_entity_id: Optional[str]
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+
+
+class MeetingPage(TypedDict):
+    items: List[MeetingNote]
+    total: int
+    limit: int
+    offset: int
+
+
+class MemoryFact(TypedDict):
+    fact_id: str
+    tenant_id: str
+    created_by_user_id: str
+    category: str
+    fact_key: str
+    fact_value: str
+    status: str
+    supersedes_fact_id: Optional[str]
+    superseded_by_fact_id: Optional[str]
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+
+
+class MemoryFactPage(TypedDict):
+    items: List[MemoryFact]
+    total: int
+    limit: int
+    offset: int
+
+
+class EvidenceLink(TypedDict):
+    evidence_id: str
+    tenant_id: str
+    entity_type: str
+    entity_id: str
+    source_type: str
+    source_ref: Dict[str, Any]
+    snippet: Optional[str]
+    created_by_user_id: str
+    created_at: _dt.datetime
+
+
+class EvidenceList(TypedDict):
+    items: List[EvidenceLink]
+    total: int
+
+
+class TimelineEvent(TypedDict):
+    event_id: str
+    tenant_id: str
+    actor_user_id: str
+    event_type: str
+    entity_type: str
+    entity_id: str
+    summary: str
+    metadata: Dict[str, Optional[str]]
+    created_at: _dt.datetime
+
+
+class TimelinePage(TypedDict):
+    items: List[TimelineEvent]
+    total: int
+    limit: int
+    offset: int
+
+
+class SearchHit(TypedDict):
+    entity_type: str
+    entity_id: str
+    title: str
+    snippet: Optional[str]
+    updated_at: _dt.datetime
+
+
+class SearchResults(TypedDict):
+    q: str
+    results: List[SearchHit]
+    total: int
+
+
+class RecordView(TypedDict):
+    """The record explorer: ``entity`` has the keys of the record's own shape."""
+
+    entity: Dict[str, Any]
+    evidence: List[EvidenceLink]
+    timeline: List[TimelineEvent]

@@ -1,0 +1,29 @@
+//! Runs a fixed number of whole operations in one transaction, for profilers
+//! (`valgrind --tool=callgrind target/release/profile_ops task 300`).
+
+use bespin_core::Bespin;
+use bespin_core::coreos::tasks::NewTask;
+use bespin_core::tools::InvokeRequest;
+
+fn main() -> bespin_core::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let what = args.next().unwrap_or_else(|| "task".into());
+    let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(300);
+    let db = Bespin::open_in_memory()?;
+    let (p, _) = bespin_benches::tenant(&db, "profile");
+    db.transaction(|tx, ctx| {
+        for i in 0..n {
+            match what.as_str() {
+                "invoke" => {
+                    let r = InvokeRequest::from_json(&serde_json::json!({"tool_name": "echo", "payload": {"i": i}}))?;
+                    bespin_core::tools::invoke(tx, ctx, &p, &format!("k{i}"), r)?;
+                }
+                _ => {
+                    let t = NewTask::from_json(&serde_json::json!({"title": format!("Load task {i}"), "priority": "medium"}))?;
+                    bespin_core::coreos::tasks::create(tx, ctx, &p, t)?;
+                }
+            }
+        }
+        Ok(())
+    })
+}

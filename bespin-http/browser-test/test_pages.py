@@ -1,0 +1,350 @@
+#!/usr/bin/env python3
+"""The browser pages tried as a new user would, in headless Chromium (Selenium + chromedriver).
+
+Starts the real server on a free port with a fresh database, creates a tenant through the API,
+then: /ui (save credentials, `kpis` and `help` with their replies and cards, a new conversation),
+/app (propose, approve and execute an action, search, open a record), /console (key once, then
+the session cookie), and a stored-XSS probe that must render as text everywhere. Any JavaScript
+dialog or browser console error fails the test. Screenshots go to --screenshots.
+"""
+import argparse
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+from selenium import webdriver
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(base, method, path, body=None, headers=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, raw.decode(errors="replace")
+
+
+class Run:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix="bespin-browser-")
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.console_key = secrets.token_urlsafe(24)
+        self.shots = args.screenshots
+        os.makedirs(self.shots, exist_ok=True)
+        self.server = None
+        self.driver = None
+
+    # ---- set-up ----
+    def start_server(self):
+        env = dict(os.environ, PLAYGROUND_UI_ENABLED="1", DEV_CONSOLE_ENABLED="1",
+                   DEV_CONSOLE_KEY=self.console_key, RATE_LIMIT_DISABLED="1", RUST_LOG="warn")
+        env.pop("PLATFORM_ADMIN_KEY", None)
+        self.log = open(os.path.join(self.tmp, "server.log"), "w")
+        self.server = subprocess.Popen(
+            [self.args.server, "serve", "--listen", f"127.0.0.1:{self.port}", "--db", os.path.join(self.tmp, "db.redb")],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(200):
+            try:
+                if call(self.base, "GET", "/healthz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            if self.server.poll() is not None:
+                raise SystemExit("server exited at start-up")
+            time.sleep(0.05)
+        raise SystemExit("server did not answer /healthz")
+
+    def start_browser(self):
+        o = webdriver.ChromeOptions()
+        o.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+        for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1400,900", f"--user-data-dir={os.path.join(self.tmp, 'profile')}"]:
+            o.add_argument(a)
+        o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        o.set_capability("unhandledPromptBehavior", "ignore")
+        svc = Service(executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver")
+        self.driver = webdriver.Chrome(service=svc, options=o)
+        self.driver.set_page_load_timeout(20)
+
+    def stop(self):
+        if self.driver:
+            self.driver.quit()
+        if self.server:
+            self.server.terminate()
+            try:
+                self.server.wait(10)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # ---- helpers ----
+    def go(self, path):
+        self.driver.get(self.base + path)
+
+    def wait(self, cond, timeout=10):
+        return WebDriverWait(self.driver, timeout).until(cond)
+
+    def find(self, css):
+        return self.wait(EC.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+    def click(self, css):
+        self.wait(EC.element_to_be_clickable((By.CSS_SELECTOR, css))).click()
+
+    def text_in(self, css, text, timeout=10):
+        self.wait(EC.text_to_be_present_in_element((By.CSS_SELECTOR, css), text), timeout)
+
+    def count(self, css):
+        return len(self.driver.find_elements(By.CSS_SELECTOR, css))
+
+    def no_dialog(self, where):
+        try:
+            a = self.driver.switch_to.alert
+            text = a.text
+            a.dismiss()
+            raise AssertionError(f"{where}: unexpected JavaScript dialog: {text!r}")
+        except NoAlertPresentException:
+            pass
+
+    def no_console_errors(self, where):
+        bad = [e for e in self.driver.get_log("browser")
+               if e["level"] == "SEVERE" and "favicon.ico" not in e["message"]]
+        assert not bad, f"{where}: browser console errors: {bad}"
+
+    def shot(self, name):
+        path = os.path.join(self.shots, name + ".png")
+        self.driver.save_screenshot(path)
+        print(f"  screenshot {path}")
+
+    def step(self, name):
+        self.steps = getattr(self, "steps", 0) + 1
+        print(f"- {name}", flush=True)
+
+    # ---- the scenario ----
+    def run(self):
+        self.start_server()
+        status, t = call(self.base, "POST", "/v1/tenants",
+                         {"name": "Acme " + XSS, "region": "eu-west-1", "admin_email": "ada@acme.io"})
+        assert status == 201, (status, t)
+        self.tenant, self.key, self.user = t["tenant_id"], t["api_key"], t["admin"]["user_id"]
+        h = {"X-Tenant-ID": self.tenant, "X-API-Key": self.key, "X-User-ID": self.user}
+        status, kpi = call(self.base, "POST", "/v1/kpis", {"name": "MRR", "unit": "USD"}, h)
+        assert status == 201, (status, kpi)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        status, _ = call(self.base, "POST", f"/v1/kpis/{kpi['kpi_id']}/points:bulk",
+                         {"points": [{"ts": now, "value": 12500}]}, h)
+        assert status in (200, 201), status
+        status, task = call(self.base, "POST", "/v1/tasks", {"title": XSS, "priority": "high"}, h)
+        assert status == 201, (status, task)
+        self.start_browser()
+        self.ui()
+        self.app()
+        self.console()
+        print("browser test: OK")
+
+    def ui(self):
+        d = self.driver
+        self.step("/ui: save credentials")
+        self.go("/ui")
+        self.find("#tenant").send_keys(self.tenant)
+        self.find("#apikey").send_keys(self.key)
+        self.find("#user").send_keys(self.user)
+        self.click("#save")
+        self.text_in("#status", "Connected")
+        self.text_in("#usage", "Chat: 0/")
+        self.text_in("#billing", "Credits:")
+        assert d.execute_script("return localStorage.getItem('playground_api_key')") == self.key
+
+        self.step("/ui: kpis and help, replies and cards")
+        self.click(".quick .pill[data-msg='kpis']")
+        self.wait(lambda _: self.count("#messages .msg.assistant") >= 1)
+        self.text_in("#messages", "kpis")
+        assert self.count("#messages .card-box") >= 1, "the kpis reply renders a card"
+        self.click(".quick .pill[data-msg='help']")
+        self.wait(lambda _: self.count("#messages .msg.assistant") >= 2)
+        users = [b.text for b in d.find_elements(By.CSS_SELECTOR, "#messages .msg.user .bubble")]
+        assert users == ["kpis", "help"], users
+        self.text_in("#messages", "kpis")
+        self.wait(lambda _: self.count("#conversations li.conv") == 1)
+        self.text_in("#usage", "Chat: 2/")
+        self.no_dialog("/ui")
+        self.shot("ui")
+
+        self.step("/ui: new conversation (and a message that must stay text)")
+        self.click("#new-conv")
+        self.text_in("#messages", "New conversation")
+        box = self.find("#msg")
+        box.send_keys(XSS)
+        box.send_keys(Keys.ENTER)
+        self.wait(lambda _: self.count("#conversations li.conv") == 2)
+        self.wait(lambda _: self.count("#messages .msg.assistant") >= 1)
+        bubbles = [b.text for b in d.find_elements(By.CSS_SELECTOR, "#messages .msg.user .bubble")]
+        assert XSS in bubbles, bubbles
+        assert self.count("#messages img") == 0
+        assert self.count("#conversations li.active") == 1
+        self.no_dialog("/ui new conversation")
+        self.no_console_errors("/ui")
+        self.shot("ui-new-conversation")
+
+    def app(self):
+        d = self.driver
+        self.step("/app: connects from the saved credentials")
+        self.go("/app")
+        self.text_in("#status", "Connected")
+        self.text_in("#userlabel", "Role: admin")
+        self.text_in("#content", "Tasks Due Soon")
+        self.shot("app-today")
+
+        self.step("/app: the stored-XSS task title renders as text")
+        self.click(".sections a[data-section='tasks']")
+        self.text_in("#content", XSS)
+        assert self.count("#content img") == 0
+        self.no_dialog("/app tasks")
+        self.shot("app-tasks")
+
+        self.step("/app: propose, approve and execute an action")
+        self.click(".sections a[data-section='actions']")
+        self.click("#new-action")
+        self.find("#f-title").send_keys("Launch the pricing page")
+        self.find("#f-desc").send_keys("Ship the new pricing page " + XSS)
+        payload = self.find("#f-payload")
+        payload.clear()
+        payload.send_keys('{"url": "/pricing"}')
+        self.click("#f-submit")
+        self.text_in("#modal-title", "Action: Launch the pricing page")
+        self.text_in("#modal-body", "Ship the new pricing page " + XSS)
+        self.text_in("#diag-body", "200 OK")  # the last wrapped call: the detail GET
+        self.shot("app-action-detail")
+        self.click("#modal-close")
+        self.text_in("#content", "Launch the pricing page")
+        self.text_in("#content .badge", "proposed")
+        self.click("#content button[data-act='approve']")
+        self.text_in("#modal-title", "Approve Action")
+        self.find("#f-comment").send_keys("Looks good")
+        self.click("#f-submit")
+        self.text_in("#content .badge", "approved")
+        self.click("#content button[data-act='execute']")
+        self.text_in("#modal-title", "Execute Action")
+        self.click("#f-submit")
+        self.text_in("#content .badge", "executed")
+        self.no_dialog("/app actions")
+        self.shot("app-actions")
+
+        self.step("/app: search and record drill-down")
+        self.click(".sections a[data-section='search']")
+        q = self.find("#search-q")
+        q.send_keys("pricing")
+        q.send_keys(Keys.ENTER)
+        self.text_in("#search-results", "Launch the pricing page")
+        self.shot("app-search")
+        d.find_element(By.CSS_SELECTOR, "#search-results td a").click()
+        self.text_in("#modal-title", "Action Details")
+        self.text_in("#modal-body", "Timeline")
+        self.shot("app-record")
+        self.click("#modal-close")
+
+        self.step("/app: timeline")
+        self.click(".sections a[data-section='timeline']")
+        self.text_in("#content", "action_executed")
+        self.no_dialog("/app")
+        self.no_console_errors("/app")
+        self.shot("app-timeline")
+
+    def console(self):
+        d = self.driver
+        self.step("/console: a wrong key is a plain 404")
+        status, body = call(self.base, "GET", "/console?key=wrong")
+        assert status == 404 and body == {"detail": "Not Found"}, (status, body)
+        self.step("/console: the key once, then the session cookie")
+        self.go("/console?key=" + self.console_key)
+        self.text_in("h1", "Overview")
+        assert "key=" not in d.current_url, d.current_url
+        cookie = d.get_cookie("console_session")
+        assert cookie and cookie["httpOnly"] and cookie["value"] != self.console_key, cookie
+        assert self.console_key not in d.page_source
+        self.shot("console")
+        self.go("/console/tenants")
+        self.text_in("main", "Acme " + XSS)
+        assert self.count("main img") == 0
+        self.shot("console-tenants")
+        d.find_element(By.CSS_SELECTOR, "main td a").click()
+        self.text_in("h1", "Tenant: Acme " + XSS)
+        self.shot("console-tenant")
+        self.go("/console/core-os")
+        self.text_in("main", XSS)
+        self.text_in("main", "Launch the pricing page")
+        assert self.count("main img") == 0
+        self.shot("console-core-os")
+        self.go("/console/db/tenants")
+        self.text_in("h1", "Table: tenants")
+        src = d.page_source
+        assert self.key not in src and "digest" not in src, "the console shows a credential"
+        self.shot("console-table")
+        self.go("/console/billing")
+        self.text_in("h1", "Billing Overview")
+        self.shot("console-billing")
+        self.no_dialog("/console")
+        self.no_console_errors("/console")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--server", required=True)
+    p.add_argument("--screenshots", required=True)
+    args = p.parse_args()
+    r = Run(args)
+    started = time.time()
+    ok = False
+    try:
+        r.run()
+        ok = True
+    except Exception:
+        if r.driver:
+            try:
+                r.shot("failure")
+            except Exception:
+                pass
+        print(open(os.path.join(r.tmp, "server.log")).read()[-4000:] if os.path.exists(os.path.join(r.tmp, "server.log")) else "", file=sys.stderr)
+        raise
+    finally:
+        r.stop()
+        print(f"browser test took {time.time() - started:.1f}s")
+    if ok:
+        # A closing line CI can read: every step is a check that passed.
+        print(f"browser: {getattr(r, 'steps', 0)} passed, 0 failed")
+
+
+if __name__ == "__main__":
+    main()

@@ -38,6 +38,7 @@ START=$(date +%s)
     --checks not_a_server_error \
     --max-examples "$MAX" \
     --seed 9 \
+    --generation-database none \
     --workers 2 \
     --request-timeout 30 \
     --suppress-health-check all \

@@ -11,14 +11,13 @@
 //! error. A failed commit fails every operation of that batch, none of which was acknowledged.
 
 use crate::error::{Error, Result};
-use crate::store::{Store, WriteTx};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use crate::store::{Batch, Store, WriteTx};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 struct Shared {
     /// The open batch, if any.
-    tx: Option<WriteTx>,
+    tx: Option<Batch>,
     /// Successful operations in the open batch.
     pending: usize,
     /// Number of the open batch.
@@ -93,33 +92,28 @@ impl Committer {
     pub(crate) fn run<T>(
         &self,
         store: &Store,
-        op: impl FnOnce(&mut WriteTx) -> Result<T>,
+        op: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
     ) -> Result<T> {
         self.queued.fetch_add(1, Ordering::SeqCst);
         let mut g = self.lock();
         self.queued.fetch_sub(1, Ordering::SeqCst);
         if g.tx.is_none() {
-            match store.write(self.durable) {
-                Ok(tx) => g.tx = Some(tx),
-                Err(e) => return Err(e),
-            }
+            g.tx = Some(store.begin(self.durable)?);
         }
         let outcome = {
-            let Some(tx) = g.tx.as_mut() else {
+            let Some(batch) = g.tx.as_mut() else {
                 return Err(Error::Internal("no open batch".into()));
             };
-            let mark = tx.mark();
-            let out = catch_unwind(AssertUnwindSafe(|| op(tx)))
-                .unwrap_or_else(|_| Err(Error::Internal("operation panicked".into())));
-            if out.is_err()
-                && let Err(e) = tx.rollback_to(mark)
-            {
-                // The batch cannot be trusted any more: drop it and fail everyone in it.
-                g.tx = None;
-                self.finish(&mut g, Some(e.clone()));
-                return Err(e);
+            match batch.run(op) {
+                Ok(out) => out,
+                Err(e) => {
+                    // The rollback failed, so the batch cannot be trusted any more: drop it
+                    // and fail everyone in it.
+                    g.tx = None;
+                    self.finish(&mut g, Some(e.clone()));
+                    return Err(e);
+                }
             }
-            out
         };
         let my_batch = g.batch;
         if outcome.is_ok() {

@@ -130,14 +130,15 @@ impl Store {
         })
     }
 
-    /// Starts the write transaction (waits while another one is open).
-    pub(crate) fn write(&self, durable: bool) -> Result<WriteTx> {
+    /// Starts the write transaction (waits while another one is open) as a batch that
+    /// operations run in one after another.
+    pub(crate) fn begin(&self, durable: bool) -> Result<Batch> {
         let mut tx = self.db.begin_write()?;
         if !durable {
             tx.set_durability(redb::Durability::None)
                 .map_err(|e| Error::Storage(e.to_string()))?;
         }
-        Ok(WriteTx {
+        Ok(Batch {
             tx,
             undo: Vec::new(),
         })
@@ -149,12 +150,13 @@ pub struct ReadTx {
     tx: redb::ReadTransaction,
 }
 
-/// The single write transaction. Dropping it without committing discards every change.
+/// The single write transaction, shared by the operations of one group commit. Dropping it
+/// without [`Batch::commit`] discards every change.
 ///
-/// Several operations may share one transaction (group commit). Each records what it
-/// overwrote in an undo log, so a failing operation can be rolled back alone
-/// ([`WriteTx::rollback_to`]) without disturbing the others in the batch.
-pub struct WriteTx {
+/// Each operation runs through [`Batch::run`] with its own [`WriteTx`] view and records what it
+/// overwrites in the batch's undo log, so a failing operation is rolled back alone without
+/// disturbing the others in the batch.
+pub(crate) struct Batch {
     tx: redb::WriteTransaction,
     undo: Vec<Undo>,
 }
@@ -166,11 +168,30 @@ struct Undo {
     old: Option<Vec<u8>>,
 }
 
-/// A position in the undo log, taken before an operation runs.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Mark(usize);
+impl Batch {
+    /// Runs one operation in the batch. If it fails (or panics) everything it wrote is undone
+    /// and its error returned; the rest of the batch is untouched. `Err` from the rollback
+    /// itself means the batch can no longer be trusted and must be dropped.
+    pub(crate) fn run<T>(
+        &mut self,
+        op: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
+    ) -> std::result::Result<Result<T>, Error> {
+        let mark = self.undo.len();
+        let out = {
+            let mut w = WriteTx {
+                tx: &self.tx,
+                undo: &mut self.undo,
+                open: OpenTables::default(),
+            };
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&mut w)))
+                .unwrap_or_else(|_| Err(Error::Internal("operation panicked".into())))
+        };
+        if out.is_err() {
+            self.rollback_to(mark)?;
+        }
+        Ok(out)
+    }
 
-impl WriteTx {
     /// Makes every change durable (fsync, unless the database was opened for speed over
     /// durability) and visible to new readers.
     pub(crate) fn commit(self) -> Result<()> {
@@ -178,14 +199,9 @@ impl WriteTx {
         Ok(())
     }
 
-    /// The current position of the undo log.
-    pub(crate) fn mark(&self) -> Mark {
-        Mark(self.undo.len())
-    }
-
-    /// Undoes every change made since `mark`, newest first.
-    pub(crate) fn rollback_to(&mut self, mark: Mark) -> Result<()> {
-        while self.undo.len() > mark.0 {
+    /// Undoes every change recorded after `mark`, newest first.
+    fn rollback_to(&mut self, mark: usize) -> Result<()> {
+        while self.undo.len() > mark {
             let Some(u) = self.undo.pop() else { break };
             let mut table = self.tx.open_table(Raw::new(u.table))?;
             match u.old {
@@ -199,11 +215,70 @@ impl WriteTx {
         }
         Ok(())
     }
+}
+
+type RawTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
+
+/// The tables an operation has opened, each opened at most once per operation (opening a
+/// table costs a lookup in redb's table tree, and an operation touches a dozen tables many
+/// times). One slot per table of [`tables::ALL`]; a slot is filled through `&self`, so reads
+/// cache handles too, and a scan of one table never blocks opening another.
+struct OpenTables<'t> {
+    slots: Vec<std::cell::OnceCell<std::cell::RefCell<RawTable<'t>>>>,
+}
+
+impl Default for OpenTables<'_> {
+    fn default() -> Self {
+        OpenTables {
+            slots: (0..tables::ALL.len())
+                .map(|_| std::cell::OnceCell::new())
+                .collect(),
+        }
+    }
+}
+
+/// The position of `table` in [`tables::ALL`].
+fn slot_of(table: &'static str) -> Result<usize> {
+    static INDEX: std::sync::OnceLock<std::collections::HashMap<&'static str, usize>> =
+        std::sync::OnceLock::new();
+    INDEX
+        .get_or_init(|| {
+            tables::ALL
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (*n, i))
+                .collect()
+        })
+        .get(table)
+        .copied()
+        .ok_or_else(|| Error::Internal(format!("unknown table {table}")))
+}
+
+/// One operation's view of the write transaction: reads, writes and an undo log entry for
+/// every write. Made by [`Batch::run`]; domain operations take `&mut WriteTx`.
+pub struct WriteTx<'t> {
+    tx: &'t redb::WriteTransaction,
+    undo: &'t mut Vec<Undo>,
+    open: OpenTables<'t>,
+}
+
+impl<'t> WriteTx<'t> {
+    /// The open handle of `table`, opening it on first use.
+    fn table(&self, table: &'static str) -> Result<&std::cell::RefCell<RawTable<'t>>> {
+        let slot = &self.open.slots[slot_of(table)?];
+        if let Some(t) = slot.get() {
+            return Ok(t);
+        }
+        let t = self.tx.open_table(Raw::new(table))?;
+        Ok(slot.get_or_init(|| std::cell::RefCell::new(t)))
+    }
 
     fn raw_insert(&mut self, table: &'static str, key: &[u8], value: &[u8]) -> Result<()> {
-        let mut t = self.tx.open_table(Raw::new(table))?;
-        let old = t.insert(key, value)?.map(|g| g.value().to_vec());
-        drop(t);
+        let old = self
+            .table(table)?
+            .borrow_mut()
+            .insert(key, value)?
+            .map(|g| g.value().to_vec());
         self.undo.push(Undo {
             table,
             key: key.to_vec(),
@@ -213,9 +288,11 @@ impl WriteTx {
     }
 
     fn raw_remove(&mut self, table: &'static str, key: &[u8]) -> Result<bool> {
-        let mut t = self.tx.open_table(Raw::new(table))?;
-        let old = t.remove(key)?.map(|g| g.value().to_vec());
-        drop(t);
+        let old = self
+            .table(table)?
+            .borrow_mut()
+            .remove(key)?
+            .map(|g| g.value().to_vec());
         let existed = old.is_some();
         if existed {
             self.undo.push(Undo {
@@ -251,9 +328,10 @@ impl WriteTx {
         t: &Table<R>,
         rows: impl IntoIterator<Item = (&'k Key, &'k R)>,
     ) -> Result<Vec<bool>> {
-        let mut table = self.tx.open_table(Raw::new(t.name))?;
         let mut buf = Vec::with_capacity(64);
         let mut inserted = Vec::new();
+        let mut undo = Vec::new();
+        let mut table = self.table(t.name)?.borrow_mut();
         for (key, value) in rows {
             buf.clear();
             codec::encode_into(value, &mut buf)?;
@@ -266,7 +344,7 @@ impl WriteTx {
                     inserted.push(false);
                 }
                 None => {
-                    self.undo.push(Undo {
+                    undo.push(Undo {
                         table: t.name,
                         key: k.to_vec(),
                         old: None,
@@ -275,6 +353,8 @@ impl WriteTx {
                 }
             }
         }
+        drop(table);
+        self.undo.extend(undo);
         Ok(inserted)
     }
 
@@ -536,11 +616,10 @@ impl Reader for ReadTx {
     }
 }
 
-impl Reader for WriteTx {
+impl Reader for WriteTx<'_> {
     fn get_raw(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let t = self.tx.open_table(Raw::new(table))?;
-        let v = t.get(key)?.map(|g| g.value().to_vec());
-        Ok(v)
+        let t = self.table(table)?.borrow();
+        Ok(t.get(key)?.map(|g| g.value().to_vec()))
     }
 
     fn scan_raw(
@@ -551,8 +630,8 @@ impl Reader for WriteTx {
         order: Order,
         visit: &mut RawVisitor<'_>,
     ) -> Result<()> {
-        let t = self.tx.open_table(Raw::new(table))?;
-        scan_table(&t, lo, hi, order, visit)
+        let t = self.table(table)?.borrow();
+        scan_table(&*t, lo, hi, order, visit)
     }
 }
 

@@ -127,6 +127,9 @@ impl Store {
     pub(crate) fn read(&self) -> Result<ReadTx> {
         Ok(ReadTx {
             tx: self.db.begin_read()?,
+            open: (0..tables::ALL.len())
+                .map(|_| std::cell::OnceCell::new())
+                .collect(),
         })
     }
 
@@ -145,9 +148,10 @@ impl Store {
     }
 }
 
-/// A consistent read-only snapshot.
+/// A consistent read-only snapshot. Each table is opened at most once per snapshot.
 pub struct ReadTx {
     tx: redb::ReadTransaction,
+    open: Vec<std::cell::OnceCell<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>>,
 }
 
 /// The single write transaction, shared by the operations of one group commit. Dropping it
@@ -597,10 +601,24 @@ impl ReadTx {
     }
 }
 
+impl ReadTx {
+    /// The open handle of `table`, opening it on first use.
+    fn table(
+        &self,
+        table: &'static str,
+    ) -> Result<&redb::ReadOnlyTable<&'static [u8], &'static [u8]>> {
+        let slot = &self.open[slot_of(table)?];
+        if let Some(t) = slot.get() {
+            return Ok(t);
+        }
+        let t = self.tx.open_table(Raw::new(table))?;
+        Ok(slot.get_or_init(|| t))
+    }
+}
+
 impl Reader for ReadTx {
     fn get_raw(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let t = self.tx.open_table(Raw::new(table))?;
-        Ok(t.get(key)?.map(|g| g.value().to_vec()))
+        Ok(self.table(table)?.get(key)?.map(|g| g.value().to_vec()))
     }
 
     fn scan_raw(
@@ -611,8 +629,7 @@ impl Reader for ReadTx {
         order: Order,
         visit: &mut RawVisitor<'_>,
     ) -> Result<()> {
-        let t = self.tx.open_table(Raw::new(table))?;
-        scan_table(&t, lo, hi, order, visit)
+        scan_table(self.table(table)?, lo, hi, order, visit)
     }
 }
 

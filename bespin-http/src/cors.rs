@@ -48,12 +48,12 @@ pub fn preflight(config: &Config, method: &Method, headers: &HeaderMap) -> Optio
 }
 
 /// Adds `Vary: Origin`, and the allow-origin headers when the origin is allowed.
-pub fn apply(config: &Config, request_headers: &HeaderMap, headers: &mut HeaderMap) {
+pub fn apply(config: &Config, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
     headers.append(
         HeaderName::from_static("vary"),
         HeaderValue::from_static("Origin"),
     );
-    let Some(origin) = request_headers.get("origin") else {
+    let Some(origin) = origin else {
         return;
     };
     let allowed = origin

@@ -215,12 +215,18 @@ fn fail(e: &str) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // Log lines go to stderr from a writer thread, so a request never waits on a write
+    // syscall; `lossy(false)` makes a full buffer slow requests down instead of dropping lines.
+    // The guard flushes what is buffered when `main` returns.
+    let (log_writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer)
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {

@@ -13,17 +13,34 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::time::Duration;
 
+// Labels borrow static strings (route patterns, method names) so recording a request
+// allocates nothing.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
-    method: String,
+    route: &'static str,
+    method: &'static str,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    route: String,
-    method: String,
+    route: &'static str,
+    method: &'static str,
+}
+
+/// The static name of a method (`OTHER` for extension methods, which no route serves).
+fn method_name(m: &hyper::Method) -> &'static str {
+    use hyper::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::HEAD => "HEAD",
+        _ => "OTHER",
+    }
 }
 
 /// The server's metrics registry.
@@ -66,19 +83,23 @@ impl Metrics {
     }
 
     /// Records one request (`route` is the matched pattern, `-` when nothing matched).
-    pub fn observe(&self, route: &str, method: &str, status: u16, took: Duration) {
+    pub fn observe(
+        &self,
+        route: &'static str,
+        method: &hyper::Method,
+        status: u16,
+        took: Duration,
+    ) {
+        let method = method_name(method);
         self.requests
             .get_or_create(&RequestLabels {
-                route: route.to_owned(),
-                method: method.to_owned(),
+                route,
+                method,
                 status,
             })
             .inc();
         self.latency
-            .get_or_create(&RouteLabels {
-                route: route.to_owned(),
-                method: method.to_owned(),
-            })
+            .get_or_create(&RouteLabels { route, method })
             .observe(took.as_secs_f64());
     }
 

@@ -27,7 +27,7 @@ pub async fn handle(
     let path = percent_encoding::percent_decode_str(&raw_path)
         .decode_utf8_lossy()
         .into_owned();
-    let request_headers = req.headers().clone();
+    let origin = req.headers().get("origin").cloned();
     let (reply, route) = respond(&state, peer, req, &method, &path).await;
     let status = reply.status;
     let mut response = Response::new(Full::new(reply.body));
@@ -41,12 +41,12 @@ pub async fn handle(
             h.append(HeaderName::from_static(name), v);
         }
     }
-    cors::apply(&state.config, &request_headers, h);
+    cors::apply(&state.config, origin.as_ref(), h);
     headers::apply(&path, h);
     let took = started.elapsed();
     state
         .metrics
-        .observe(route.unwrap_or("-"), method.as_str(), status.as_u16(), took);
+        .observe(route.unwrap_or("-"), &method, status.as_u16(), took);
     tracing::info!(
         method = %method,
         path = %raw_path,

@@ -313,7 +313,9 @@ impl Console<'_> {
         };
         self.0.read(|r, _| {
             let prefix = first.map(|f| Key::new().str(f));
-            let succ = prefix.as_ref().map(|p| successor(p.as_bytes()));
+            let succ = prefix
+                .as_ref()
+                .map(|p| crate::store::successor(p.as_bytes()));
             let lo = match &prefix {
                 Some(p) => Bound::Included(p.as_bytes()),
                 None => Bound::Unbounded,
@@ -358,17 +360,6 @@ impl Console<'_> {
 
 fn io(e: std::io::Error) -> Error {
     Error::Storage(format!("snapshot: {e}"))
-}
-
-fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut s = prefix.to_vec();
-    while let Some(last) = s.pop() {
-        if last != 0xFF {
-            s.push(last + 1);
-            return Some(s);
-        }
-    }
-    None
 }
 
 fn row(spec: &Spec, key: &[u8], value: &[u8]) -> Result<Row> {

@@ -108,17 +108,7 @@ impl Doc {
 }
 
 fn header(name: &str, desc: &str) -> utoipa::openapi::path::Parameter {
-    ParameterBuilder::new()
-        .name(name)
-        .parameter_in(ParameterIn::Header)
-        .required(Required::True)
-        .description(Some(desc))
-        .schema(Some(RefOr::T(Schema::Object(
-            ObjectBuilder::new()
-                .schema_type(SchemaType::Type(Type::String))
-                .build(),
-        ))))
-        .build()
+    string_param(name, ParameterIn::Header, true, desc)
 }
 
 fn string_param(

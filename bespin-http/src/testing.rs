@@ -229,6 +229,67 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A tenant created through the API by a test.
+#[derive(Debug, Clone)]
+pub struct TestTenant {
+    /// The tenant id.
+    pub id: String,
+    /// Its API key.
+    pub key: String,
+    /// Its bootstrap admin's user id.
+    pub admin: String,
+}
+
+impl TestTenant {
+    /// The three tenant headers, acting as `user`.
+    pub fn headers<'a>(&'a self, user: &'a str) -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("X-Tenant-ID", &self.id),
+            ("X-User-ID", user),
+            ("X-API-Key", &self.key),
+        ]
+    }
+
+    /// The three tenant headers, acting as the bootstrap admin.
+    pub fn admin_headers(&self) -> Vec<(&str, &str)> {
+        self.headers(&self.admin)
+    }
+}
+
+impl TestServer {
+    /// Creates a tenant through `POST /v1/tenants` (panics unless 201).
+    pub fn create_tenant(&self, name: &str, admin_email: &str) -> TestTenant {
+        let body =
+            serde_json::json!({"name": name, "region": "eu-west-1", "admin_email": admin_email});
+        let r = self.call("POST", "/v1/tenants", &[], Some(&body));
+        assert_eq!(r.status, 201, "{}", r.body);
+        let v = r.json();
+        let field = |p: &str| {
+            v.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        TestTenant {
+            id: field("/tenant_id"),
+            key: field("/api_key"),
+            admin: field("/admin/user_id"),
+        }
+    }
+
+    /// Adds a user with `role` to the tenant through `POST /v1/users`; returns its id.
+    pub fn add_user(&self, t: &TestTenant, email: &str, role: &str) -> String {
+        let body = serde_json::json!({"tenant_id": t.id, "email": email, "role": role});
+        let r = self.call("POST", "/v1/users", &t.admin_headers(), Some(&body));
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.json()
+            .pointer("/user_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
 /// A config for tests: rate limit off, a fixed platform-admin key `test-admin-key`.
 pub fn test_config() -> Config {
     let mut c = Config::default();

@@ -3,41 +3,13 @@
 //! platform endpoints (tenants, users, me, limits, billing, admin).
 
 use bespin_http::Config;
-use bespin_http::testing::{TestResponse, TestServer, test_config};
+use bespin_http::testing::{TestResponse, TestServer, TestTenant, test_config};
 use serde_json::{Value, json};
 
 const ADMIN: (&str, &str) = ("X-Platform-Admin-Key", "test-admin-key");
 
-struct Tenant {
-    id: String,
-    key: String,
-    admin: String,
-}
-
-impl Tenant {
-    fn headers<'a>(&'a self, user: &'a str) -> Vec<(&'a str, &'a str)> {
-        vec![
-            ("X-Tenant-ID", &self.id),
-            ("X-User-ID", user),
-            ("X-API-Key", &self.key),
-        ]
-    }
-}
-
-fn create_tenant(s: &TestServer, name: &str) -> Tenant {
-    let r = s.call(
-        "POST",
-        "/v1/tenants",
-        &[],
-        Some(&json!({"name": name, "region": "eu-west-1", "admin_email": "Admin@Example.COM"})),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let v = r.json();
-    Tenant {
-        id: v["tenant_id"].as_str().unwrap().into(),
-        key: v["api_key"].as_str().unwrap().into(),
-        admin: v["admin"]["user_id"].as_str().unwrap().into(),
-    }
+fn create_tenant(s: &TestServer, name: &str) -> TestTenant {
+    s.create_tenant(name, "Admin@Example.COM")
 }
 
 fn security_headers_present(r: &TestResponse) {

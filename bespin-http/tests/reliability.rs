@@ -4,51 +4,25 @@
 #![allow(clippy::unwrap_used)]
 
 use bespin_http::Config;
-use bespin_http::testing::{TestResponse, TestServer, test_config};
+use bespin_http::testing::{TestResponse, TestServer, TestTenant, test_config};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-struct Tenant {
-    id: String,
-    key: String,
-    admin: String,
-}
-
-impl Tenant {
-    fn headers(&self) -> Vec<(&str, &str)> {
-        vec![
-            ("X-Tenant-ID", &self.id),
-            ("X-User-ID", &self.admin),
-            ("X-API-Key", &self.key),
-        ]
-    }
-}
+type Tenant = TestTenant;
 
 fn tenant(s: &TestServer, name: &str) -> Tenant {
-    let r = s.call(
-        "POST",
-        "/v1/tenants",
-        &[],
-        Some(&json!({"name": name, "region": "eu", "admin_email": format!("a@{name}.example")})),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let v = r.json();
-    Tenant {
-        id: v["tenant_id"].as_str().unwrap().into(),
-        key: v["api_key"].as_str().unwrap().into(),
-        admin: v["admin"]["user_id"].as_str().unwrap().into(),
-    }
+    s.create_tenant(name, &format!("a@{name}.example"))
 }
 
 fn call(s: &TestServer, t: &Tenant, method: &str, path: &str, body: Option<Value>) -> TestResponse {
-    s.call(method, path, &t.headers(), body.as_ref())
+    s.call(method, path, &t.admin_headers(), body.as_ref())
 }
 
 fn with_key(t: &Tenant, key: &str) -> Vec<(String, String)> {
     let mut h: Vec<(String, String)> = t
-        .headers()
+        .admin_headers()
         .into_iter()
         .map(|(a, b)| (a.to_owned(), b.to_owned()))
         .collect();
@@ -444,7 +418,7 @@ fn oversized_bodies_get_413_and_page_sizes_are_bounded() {
     let s = TestServer::start(c);
     let t = tenant(&s, "acme");
     let big = vec![b'a'; 65 * 1024];
-    let mut h = t.headers();
+    let mut h = t.admin_headers();
     h.push(("Content-Type", "application/json"));
     let r = s.raw("POST", "/v1/kpis", &h, &big);
     assert_eq!(r.status, 413);
@@ -475,7 +449,8 @@ fn the_backup_route_needs_the_admin_key_or_the_control_token() {
     });
     let t = tenant(&s, "acme");
     assert_eq!(
-        s.call("GET", "/v1/admin/backup", &t.headers(), None).status,
+        s.call("GET", "/v1/admin/backup", &t.admin_headers(), None)
+            .status,
         404
     );
     assert_eq!(

@@ -10,7 +10,7 @@ mod key;
 pub(crate) mod tables;
 
 pub(crate) use codec::Record;
-pub(crate) use key::{Key, read_str};
+pub(crate) use key::{Key, read_str, successor};
 
 use crate::error::{Error, Result};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};

@@ -1,7 +1,7 @@
 -- wrk script: `latest` across every tenant of a populated database. CREDS_FILE holds the
 -- lines `populate` prints (tenant_id user_id api_key kpi_id).
 local rows = {}
-for line in io.lines("os.getenv("CREDS_FILE")") do
+for line in io.lines(os.getenv("CREDS_FILE")) do
   local t, u, k, kpi = line:match("(%S+) (%S+) (%S+) (%S+)")
   rows[#rows + 1] = {t, u, k, kpi}
 end

@@ -112,13 +112,24 @@ impl Req {
 
     /// Checks the platform-admin key; any failure is the same 404 as an unknown path.
     pub fn require_platform_admin(&self, state: &AppState) -> Result<(), ApiError> {
-        let expected = state.config.admin_key();
-        let given = self.header("x-platform-admin-key");
-        let given = given.as_deref();
-        match (expected, given) {
-            (Some(e), Some(g)) if bool::from(e.as_bytes().ct_eq(g.as_bytes())) => Ok(()),
-            _ => Err(ApiError::body(Error::NotFound("Not Found".into()))),
+        if platform_admin_ok(&state.config, &self.headers) {
+            Ok(())
+        } else {
+            Err(ApiError::body(Error::NotFound("Not Found".into())))
         }
+    }
+}
+
+/// Whether `headers` carry the platform-admin key (compared in constant time; no key
+/// configured means nobody is an admin).
+pub fn platform_admin_ok(config: &crate::Config, headers: &HeaderMap) -> bool {
+    let given = headers
+        .get("x-platform-admin-key")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
+        .filter(|s| !s.is_empty());
+    match (config.admin_key(), given) {
+        (Some(e), Some(g)) => bool::from(e.as_bytes().ct_eq(g.as_bytes())),
+        _ => false,
     }
 }
 

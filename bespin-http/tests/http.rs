@@ -338,13 +338,21 @@ fn platform_admin_api_is_hidden_without_the_key() {
         .status,
         404
     );
-    // An invalid body without the key is still a 404; malformed JSON is a 422.
+    // Without the key everything is the 404 of an unknown path: an invalid body, malformed
+    // JSON, a wrong method.
     assert_eq!(
         s.call("POST", "/v1/admin/plans", &[], Some(&json!({})))
             .status,
         404
     );
-    assert_eq!(s.raw("POST", "/v1/admin/plans", &[], b"{").status, 422);
+    assert_eq!(s.raw("POST", "/v1/admin/plans", &[], b"{").status, 404);
+    let r = s.call("DELETE", "/v1/admin/plans", &[], None);
+    assert_eq!((r.status, r.header("allow")), (404, None));
+    assert_eq!(s.raw("POST", "/v1/admin/plans", &[ADMIN], b"{").status, 422);
+    assert_eq!(
+        s.call("DELETE", "/v1/admin/plans", &[ADMIN], None).status,
+        405
+    );
     let plans = s.call("GET", "/v1/admin/plans", &[ADMIN], None).json();
     assert_eq!(
         plans

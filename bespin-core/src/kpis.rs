@@ -508,17 +508,17 @@ pub fn ingest_points(
     // One pass: insert every point whose instant is new (the first of a request wins), then
     // charge for what went in. A refused charge fails the operation, which undoes the inserts.
     let total = req.points.len();
+    // The (tenant, kpi) prefix is encoded once; each point key is that prefix and its instant.
+    let prefix = kpi_key(tenant, kpi_id);
     let rows: Vec<(Key, PointRec)> = req
         .points
         .iter()
         .map(|p| {
-            (
-                point_key(tenant, kpi_id, p.ts),
-                PointRec {
-                    value: p.value,
-                    created_at: ctx.now,
-                },
-            )
+            let rec = PointRec {
+                value: p.value,
+                created_at: ctx.now,
+            };
+            (prefix.clone().ts(p.ts), rec)
         })
         .collect();
     let flags = tx.insert_all_new(&tables::KPI_POINTS, rows.iter().map(|(k, v)| (k, v)))?;

@@ -11,6 +11,25 @@ fn main() -> bespin_core::Result<()> {
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(300);
     let db = Bespin::open_in_memory()?;
     let (p, _) = bespin_benches::tenant(&db, "profile");
+    if what == "ingest" {
+        // n batches of 10,000 points into one KPI.
+        let kpi = db.create_kpi(
+            &p,
+            bespin_core::kpis::NewKpi::from_json(&serde_json::json!({"name": "k"}))?,
+        )?;
+        for b in 0..n {
+            let points = bespin_core::kpis::PointsBulk {
+                points: (0..10_000)
+                    .map(|i| bespin_core::kpis::NewPoint {
+                        ts: bespin_core::time::Timestamp(((b * 10_000 + i) as i64) * 60_000_000),
+                        value: i as f64,
+                    })
+                    .collect(),
+            };
+            db.ingest_points(&p, &kpi.kpi_id, points)?;
+        }
+        return Ok(());
+    }
     db.transaction(|tx, ctx| {
         for i in 0..n {
             match what.as_str() {

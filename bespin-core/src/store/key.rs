@@ -20,7 +20,7 @@ pub(crate) trait KeyPart {
 impl Key {
     /// An empty key.
     pub(crate) fn new() -> Self {
-        Key(Vec::with_capacity(64))
+        Key(Vec::with_capacity(96))
     }
 
     /// Appends any key part.
@@ -57,12 +57,18 @@ impl Key {
 
 impl KeyPart for &str {
     fn write_to(&self, out: &mut Vec<u8>) {
-        for &b in self.as_bytes() {
-            if b == 0 {
-                out.extend_from_slice(&[0, 0xFF]);
-            } else {
-                out.push(b);
+        let bytes = self.as_bytes();
+        if bytes.contains(&0) {
+            for &b in bytes {
+                if b == 0 {
+                    out.extend_from_slice(&[0, 0xFF]);
+                } else {
+                    out.push(b);
+                }
             }
+        } else {
+            // The usual case (ids, names): no byte to escape.
+            out.extend_from_slice(bytes);
         }
         out.extend_from_slice(&[0, 1]);
     }

@@ -44,6 +44,9 @@ pub struct Config {
     /// (`BESPIN_BODY_READ_TIMEOUT_SECS`, default 30 s); past it the answer is 408 and the
     /// connection is closed.
     pub body_read_timeout: Duration,
+    /// How long idempotency records are kept (`BESPIN_IDEMPOTENCY_RETENTION_SECS`, default
+    /// 24 h); older ones are ignored and purged.
+    pub idempotency_retention: Duration,
     /// Token that lets `bespin backup`/`bespin check` on this machine ask the running server
     /// for a snapshot (`GET /v1/admin/backup` with `X-Bespin-Control-Token`). Set by
     /// [`crate::run`], which writes it with the address to `<db>.control` (mode 0600): whoever
@@ -79,6 +82,7 @@ impl Default for Config {
             max_body_bytes: 10 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
+            idempotency_retention: Duration::from_secs(24 * 3600),
             control_token: None,
             platform_admin_key: None,
         }
@@ -144,6 +148,10 @@ impl Config {
                 &mut c.header_read_timeout,
             ),
             ("BESPIN_BODY_READ_TIMEOUT_SECS", &mut c.body_read_timeout),
+            (
+                "BESPIN_IDEMPOTENCY_RETENTION_SECS",
+                &mut c.idempotency_retention,
+            ),
         ] {
             if let Some(v) = get(name) {
                 let secs: f64 = v
@@ -165,5 +173,30 @@ impl Config {
             None => std::env::var("PLATFORM_ADMIN_KEY").ok(),
         }
         .filter(|k| !k.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::Config;
+    use std::time::Duration;
+
+    #[test]
+    fn idempotency_retention_is_configurable() {
+        let c = Config::from_lookup(|k| {
+            (k == "BESPIN_IDEMPOTENCY_RETENTION_SECS").then(|| "90".to_owned())
+        })
+        .expect("config");
+        assert_eq!(c.idempotency_retention, Duration::from_secs(90));
+        assert_eq!(
+            Config::default().idempotency_retention,
+            Duration::from_secs(86_400)
+        );
+        assert!(
+            Config::from_lookup(
+                |k| (k == "BESPIN_IDEMPOTENCY_RETENTION_SECS").then(|| "-1".to_owned())
+            )
+            .is_err()
+        );
     }
 }

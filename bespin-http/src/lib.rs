@@ -131,7 +131,16 @@ async fn purge_loop(state: Arc<AppState>) {
 /// fresh control token, readable only by this user) so that `bespin backup` and `bespin check`
 /// can snapshot the database while it is held open here; removes it on a clean stop.
 pub async fn run(mut config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let bespin = Bespin::open(&config.db_path)?;
+    let options = bespin_core::Options {
+        idempotency_retention_micros: i64::try_from(config.idempotency_retention.as_micros())
+            .unwrap_or(i64::MAX),
+        ..bespin_core::Options::default()
+    };
+    let bespin = Bespin::open_with(
+        &config.db_path,
+        std::sync::Arc::new(bespin_core::time::SystemClock),
+        options,
+    )?;
     let listener = TcpListener::bind(config.listen).await?;
     let addr: SocketAddr = listener.local_addr()?;
     let token = format!(

@@ -28,7 +28,7 @@
 
 use crate::coreos::EntityType;
 use crate::coreos::memory::FactRec;
-use crate::coreos::search::{DocRec, doc_key, doc_tokens, entry_key};
+use crate::coreos::search::{DocRec, Searchable, doc_key, doc_tokens, entry_key};
 use crate::coreos::timeline::{EventPos, EventRec};
 use crate::error::Result;
 use crate::limits::Activity;
@@ -652,8 +652,10 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
         let mut exists: HashSet<(String, &'static str, String)> = HashSet::new();
         let mut docs: RawRows = BTreeMap::new();
         let mut entries: RawRows = BTreeMap::new();
-        let mut doc = |t: &str, et: EntityType, id: &str, title: &str, bodies: &[&str]| {
-            let tokens = doc_tokens(title, bodies);
+        let mut doc = |t: &str, rec: &dyn Searchable| {
+            let d = rec.search_doc();
+            let (et, id) = (d.entity_type, d.id);
+            let tokens = doc_tokens(d.title, &d.bodies);
             for (w, mask) in &tokens {
                 entries.insert(entry_key(t, w, et, id).as_bytes().to_vec(), enc(mask));
             }
@@ -690,26 +692,14 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
                     .to_vec(),
                 enc(&a.action_id),
             );
-            doc(
-                &t,
-                EntityType::Action,
-                &a.action_id,
-                &a.title,
-                &[a.description.as_deref().unwrap_or("")],
-            );
+            doc(&t, a);
         }
         for (k, x) in &t_tasks {
             let t = tenant_of(k).unwrap_or_default();
             self.id_matches(tables::CO_TASKS.name(), k, &t, &x.task_id);
             exists.insert((t.clone(), EntityType::Task.as_str(), x.task_id.clone()));
             i_tasks.insert(tasks::order_key(&t, x).as_bytes().to_vec(), enc(&x.task_id));
-            doc(
-                &t,
-                EntityType::Task,
-                &x.task_id,
-                &x.title,
-                &[x.description.as_deref().unwrap_or("")],
-            );
+            doc(&t, x);
         }
         for (k, d) in &t_decisions {
             let t = tenant_of(k).unwrap_or_default();
@@ -729,17 +719,7 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
                     .to_vec(),
                 enc(&d.decision_id),
             );
-            doc(
-                &t,
-                EntityType::Decision,
-                &d.decision_id,
-                &d.title,
-                &[
-                    d.context.as_deref().unwrap_or(""),
-                    &d.decision,
-                    d.rationale.as_deref().unwrap_or(""),
-                ],
-            );
+            doc(&t, d);
         }
         for (k, m) in &t_meetings {
             let t = tenant_of(k).unwrap_or_default();
@@ -759,13 +739,7 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
                     .to_vec(),
                 enc(&m.meeting_id),
             );
-            doc(
-                &t,
-                EntityType::Meeting,
-                &m.meeting_id,
-                &m.title,
-                &[&m.notes],
-            );
+            doc(&t, m);
         }
         let facts: HashMap<(String, String), &FactRec> = t_facts
             .iter()
@@ -804,13 +778,7 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
                     if f.superseded_by.is_some() {
                         self.violation(table, k, "active fact has a successor");
                     }
-                    doc(
-                        &t,
-                        EntityType::MemoryFact,
-                        &f.fact_id,
-                        &f.fact_key,
-                        &[&f.fact_value],
-                    );
+                    doc(&t, f);
                 }
                 "superseded" => match &f.superseded_by {
                     Some(next) => match facts.get(&(t.clone(), next.clone())) {

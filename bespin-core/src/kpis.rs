@@ -205,39 +205,11 @@ impl KpiPage {
     /// default) and clamps them. Errors: `Validation` (`int_parsing` at `["limit"]` /
     /// `["offset"]`; the surface prefixes `"query"`).
     pub fn from_query(limit: Option<&str>, offset: Option<&str>) -> Result<Self> {
-        let mut errors = Vec::new();
-        let mut read = |name: &str, v: Option<&str>, default: i64| match v {
-            None => default,
-            Some(s) => match s.trim().parse::<i64>() {
-                Ok(n) => n,
-                Err(_) => {
-                    // Big integer literals are still integers: saturate them.
-                    let t = s.trim();
-                    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
-                    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-                        if t.starts_with('-') {
-                            i64::MIN
-                        } else {
-                            i64::MAX
-                        }
-                    } else {
-                        errors.push(FieldError::new(
-                            "int_parsing",
-                            vec![LocPart::from(name)],
-                            "Input should be a valid integer, unable to parse string as an integer",
-                            Value::String(s.to_owned()),
-                        ));
-                        default
-                    }
-                }
-            },
-        };
-        let limit = read("limit", limit, 100);
-        let offset = read("offset", offset, 0);
-        if !errors.is_empty() {
-            return Err(Error::Validation(errors));
-        }
-        Ok(Self::clamped(limit, offset))
+        let v = crate::validate::query_ints(
+            |n| if n == "limit" { limit } else { offset },
+            &["limit", "offset"],
+        )?;
+        Ok(Self::clamped(v[0].unwrap_or(100), v[1].unwrap_or(0)))
     }
 }
 

@@ -515,6 +515,50 @@ pub fn coerce_int(v: &Value) -> std::result::Result<i64, (&'static str, &'static
     }
 }
 
+/// Integer query parameters `names`, read with `get`: each absent one is `None`; a value that
+/// is not an integer literal is `int_parsing` at `[name]` (every bad one is reported, in one
+/// error). Literals too big for an `i64` saturate (they are limits and offsets, clamped by the
+/// caller anyway).
+pub fn query_ints<'q>(
+    get: impl Fn(&str) -> Option<&'q str>,
+    names: &[&str],
+) -> Result<Vec<Option<i64>>> {
+    let mut errors = Vec::new();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let Some(raw) = get(name) else {
+            out.push(None);
+            continue;
+        };
+        let t = raw.trim();
+        let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+        match t.parse::<i64>() {
+            Ok(v) => out.push(Some(v)),
+            Err(_) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+                out.push(Some(if t.starts_with('-') {
+                    i64::MIN
+                } else {
+                    i64::MAX
+                }))
+            }
+            Err(_) => {
+                errors.push(FieldError::new(
+                    "int_parsing",
+                    vec![LocPart::Field((*name).to_owned())],
+                    "Input should be a valid integer, unable to parse string as an integer",
+                    Value::String(raw.to_owned()),
+                ));
+                out.push(None);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::Validation(errors))
+    }
+}
+
 /// Parses an integer literal (optional sign, digits, optional surrounding white space; also a
 /// whole-number decimal like `"5.0"`).
 pub fn parse_int_str(s: &str) -> Option<i64> {

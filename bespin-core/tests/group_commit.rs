@@ -120,31 +120,3 @@ fn concurrent_writers_share_commits() {
     assert!(commits <= ops, "{commits} commits for {ops} operations");
     assert_eq!(db.billing_ledger(&p, None, 1000).unwrap().items.len(), 400);
 }
-
-#[test]
-fn batching_actually_happens_under_contention() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Bespin::open(dir.path().join("g.redb")).unwrap();
-    let p = Arc::new(setup(&db));
-    let before = db.commit_stats();
-    let threads: Vec<_> = (0..32)
-        .map(|_| {
-            let (db, p) = (db.clone(), p.clone());
-            std::thread::spawn(move || {
-                for _ in 0..20 {
-                    db.record_usage(&p, None, Meter::one("search_query", "search"))
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-    let after = db.commit_stats();
-    eprintln!(
-        "{} operations in {} commits",
-        after.operations - before.operations,
-        after.commits - before.commits
-    );
-}

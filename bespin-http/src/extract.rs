@@ -133,35 +133,14 @@ pub fn platform_admin_ok(config: &crate::Config, headers: &HeaderMap) -> bool {
     }
 }
 
-/// Integer query parameters: each absent one is `None`; every bad one is reported in one 422.
+/// Integer query parameters (see [`bespin_core::validate::query_ints`]); errors are 422s at
+/// `["query", name]`.
 pub fn query_ints(
     q: &HashMap<String, String>,
     names: &[&str],
 ) -> Result<Vec<Option<i64>>, ApiError> {
-    let mut errors = Vec::new();
-    let mut out = Vec::new();
-    for name in names {
-        match q.get(*name) {
-            None => out.push(None),
-            Some(s) => match s.trim().parse::<i64>() {
-                Ok(v) => out.push(Some(v)),
-                Err(_) => {
-                    errors.push(FieldError::new(
-                        "int_parsing",
-                        vec![LocPart::from(*name)],
-                        "Input should be a valid integer, unable to parse string as an integer",
-                        Value::String(s.clone()),
-                    ));
-                    out.push(None);
-                }
-            },
-        }
-    }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(ApiError::query(Error::Validation(errors)))
-    }
+    bespin_core::validate::query_ints(|n| q.get(n).map(String::as_str), names)
+        .map_err(ApiError::query)
 }
 
 fn json_invalid(offset: usize, message: &str) -> ApiError {

@@ -16,37 +16,13 @@ struct Tenant {
 }
 
 fn tenant(s: &TestServer, name: &str) -> Tenant {
-    let v = s
-        .call(
-            "POST",
-            "/v1/tenants",
-            &[],
-            Some(&json!({"name": name, "region": "eu", "admin_email": "a@x.io"})),
-        )
-        .json();
-    let (id, key, admin) = (
-        v["tenant_id"].as_str().unwrap().to_owned(),
-        v["api_key"].as_str().unwrap().to_owned(),
-        v["admin"]["user_id"].as_str().unwrap().to_owned(),
-    );
-    let h = [
-        ("X-Tenant-ID", id.as_str()),
-        ("X-User-ID", admin.as_str()),
-        ("X-API-Key", key.as_str()),
-    ];
-    let m = s
-        .call(
-            "POST",
-            "/v1/users",
-            &h,
-            Some(&json!({"tenant_id": id, "email": "m@x.io", "role": "member"})),
-        )
-        .json();
+    let t = s.create_tenant(name, "a@x.io");
+    let member = s.add_user(&t, "m@x.io", "member");
     Tenant {
-        member: m["user_id"].as_str().unwrap().to_owned(),
-        id,
-        key,
-        admin,
+        id: t.id,
+        key: t.key,
+        admin: t.admin,
+        member,
     }
 }
 

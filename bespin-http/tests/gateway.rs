@@ -15,33 +15,9 @@ struct Ctx {
 impl Ctx {
     fn new() -> Ctx {
         let s = TestServer::start(test_config());
-        let v = s
-            .call(
-                "POST",
-                "/v1/tenants",
-                &[],
-                Some(&json!({"name": "Acme", "region": "eu", "admin_email": "a@acme.io"})),
-            )
-            .json();
-        let (tenant, key, admin) = (
-            v["tenant_id"].as_str().unwrap().to_owned(),
-            v["api_key"].as_str().unwrap().to_owned(),
-            v["admin"]["user_id"].as_str().unwrap().to_owned(),
-        );
-        let h = [
-            ("X-Tenant-ID", tenant.as_str()),
-            ("X-User-ID", admin.as_str()),
-            ("X-API-Key", key.as_str()),
-        ];
-        let m = s
-            .call(
-                "POST",
-                "/v1/users",
-                &h,
-                Some(&json!({"tenant_id": tenant, "email": "m@acme.io", "role": "member"})),
-            )
-            .json();
-        let member = m["user_id"].as_str().unwrap().to_owned();
+        let t = s.create_tenant("Acme", "a@acme.io");
+        let member = s.add_user(&t, "m@acme.io", "member");
+        let (tenant, key, admin) = (t.id, t.key, t.admin);
         Ctx {
             s,
             tenant,

@@ -422,14 +422,7 @@ pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<ActionRec>
 
 fn save(tx: &mut WriteTx, tenant: &str, a: &ActionRec) -> Result<()> {
     tx.put(&tables::CO_ACTIONS, &key(tenant, &a.action_id), a)?;
-    search::index(
-        tx,
-        tenant,
-        EntityType::Action,
-        &a.action_id,
-        &a.title,
-        &[a.description.as_deref().unwrap_or("")],
-    )
+    search::index(tx, tenant, a)
 }
 
 fn event(
@@ -871,5 +864,16 @@ impl Bespin {
         req: ExecuteAction,
     ) -> Result<ExecutionResult> {
         self.write(|tx, ctx| execute(tx, ctx, caller, action_id, req))
+    }
+}
+
+impl search::Searchable for ActionRec {
+    fn search_doc(&self) -> search::SearchDoc<'_> {
+        search::SearchDoc {
+            entity_type: EntityType::Action,
+            id: &self.action_id,
+            title: &self.title,
+            bodies: vec![self.description.as_deref().unwrap_or("")],
+        }
     }
 }

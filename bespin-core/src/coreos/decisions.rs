@@ -169,18 +169,7 @@ pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<DecisionRe
 
 fn save(tx: &mut WriteTx, tenant: &str, d: &DecisionRec) -> Result<()> {
     tx.put(&tables::CO_DECISIONS, &id_key(tenant, &d.decision_id), d)?;
-    search::index(
-        tx,
-        tenant,
-        EntityType::Decision,
-        &d.decision_id,
-        &d.title,
-        &[
-            d.context.as_deref().unwrap_or(""),
-            &d.decision,
-            d.rationale.as_deref().unwrap_or(""),
-        ],
-    )
+    search::index(tx, tenant, d)
 }
 
 /// Records a decision (admin). Order: capability → admin (403) → quota → write.
@@ -325,5 +314,20 @@ impl Bespin {
         patch: DecisionPatch,
     ) -> Result<Decision> {
         self.write(|tx, ctx| update(tx, ctx, caller, decision_id, patch))
+    }
+}
+
+impl search::Searchable for DecisionRec {
+    fn search_doc(&self) -> search::SearchDoc<'_> {
+        search::SearchDoc {
+            entity_type: EntityType::Decision,
+            id: &self.decision_id,
+            title: &self.title,
+            bodies: vec![
+                self.context.as_deref().unwrap_or(""),
+                &self.decision,
+                self.rationale.as_deref().unwrap_or(""),
+            ],
+        }
     }
 }

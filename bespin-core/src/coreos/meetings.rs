@@ -190,14 +190,7 @@ pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<MeetingRec
 
 fn save(tx: &mut WriteTx, tenant: &str, m: &MeetingRec) -> Result<()> {
     tx.put(&tables::CO_MEETINGS, &id_key(tenant, &m.meeting_id), m)?;
-    search::index(
-        tx,
-        tenant,
-        EntityType::Meeting,
-        &m.meeting_id,
-        &m.title,
-        &[&m.notes],
-    )
+    search::index(tx, tenant, m)
 }
 
 /// Creates a meeting note (any user). Order: capability → link (404) → quota → write.
@@ -353,5 +346,16 @@ impl Bespin {
         patch: MeetingPatch,
     ) -> Result<MeetingNote> {
         self.write(|tx, ctx| update(tx, ctx, caller, meeting_id, patch))
+    }
+}
+
+impl search::Searchable for MeetingRec {
+    fn search_doc(&self) -> search::SearchDoc<'_> {
+        search::SearchDoc {
+            entity_type: EntityType::Meeting,
+            id: &self.meeting_id,
+            title: &self.title,
+            bodies: vec![&self.notes],
+        }
     }
 }

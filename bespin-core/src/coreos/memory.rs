@@ -236,14 +236,7 @@ fn insert(tx: &mut WriteTx, tenant: &str, f: &FactRec) -> Result<()> {
 }
 
 fn reindex(tx: &mut WriteTx, tenant: &str, f: &FactRec) -> Result<()> {
-    search::index(
-        tx,
-        tenant,
-        EntityType::MemoryFact,
-        &f.fact_id,
-        &f.fact_key,
-        &[&f.fact_value],
-    )
+    search::index(tx, tenant, f)
 }
 
 fn conflict_key(key: &str) -> Error {
@@ -449,5 +442,16 @@ impl Bespin {
         req: FactValue,
     ) -> Result<MemoryFact> {
         self.write(|tx, ctx| supersede(tx, ctx, caller, fact_id, req))
+    }
+}
+
+impl search::Searchable for FactRec {
+    fn search_doc(&self) -> search::SearchDoc<'_> {
+        search::SearchDoc {
+            entity_type: EntityType::MemoryFact,
+            id: &self.fact_id,
+            title: &self.fact_key,
+            bodies: vec![&self.fact_value],
+        }
     }
 }

@@ -78,16 +78,27 @@ pub(crate) fn doc_tokens(title: &str, bodies: &[&str]) -> BTreeMap<String, u8> {
     new
 }
 
+/// What one record contributes to the search index: its type, id, title and body fields. Each
+/// searchable record type says so once ([`Searchable`]); indexing and the consistency checker
+/// both read it from there.
+pub(crate) struct SearchDoc<'a> {
+    pub entity_type: EntityType,
+    pub id: &'a str,
+    pub title: &'a str,
+    pub bodies: Vec<&'a str>,
+}
+
+/// A record that is indexed for search.
+pub(crate) trait Searchable {
+    /// Its search document.
+    fn search_doc(&self) -> SearchDoc<'_>;
+}
+
 /// (Re)indexes a record: `title` and the `bodies` fields.
-pub(crate) fn index(
-    tx: &mut WriteTx,
-    tenant: &str,
-    et: EntityType,
-    id: &str,
-    title: &str,
-    bodies: &[&str],
-) -> Result<()> {
-    let new = doc_tokens(title, bodies);
+pub(crate) fn index(tx: &mut WriteTx, tenant: &str, rec: &impl Searchable) -> Result<()> {
+    let doc = rec.search_doc();
+    let (et, id) = (doc.entity_type, doc.id);
+    let new = doc_tokens(doc.title, &doc.bodies);
     let dk = doc_key(tenant, et, id);
     let old = tx.get(&tables::CO_SEARCH_DOCS, &dk)?.unwrap_or_default();
     for (w, _) in &old.tokens {

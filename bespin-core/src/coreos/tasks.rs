@@ -242,14 +242,7 @@ pub(crate) fn order_key(tenant: &str, t: &TaskRec) -> Key {
 
 fn save(tx: &mut WriteTx, tenant: &str, t: &TaskRec) -> Result<()> {
     tx.put(&tables::CO_TASKS, &id_key(tenant, &t.task_id), t)?;
-    search::index(
-        tx,
-        tenant,
-        EntityType::Task,
-        &t.task_id,
-        &t.title,
-        &[t.description.as_deref().unwrap_or("")],
-    )
+    search::index(tx, tenant, t)
 }
 
 /// Creates a task (any user). Order: capability → references (404) → quota → write.
@@ -444,5 +437,16 @@ impl Bespin {
     /// `QuotaExceeded`.
     pub fn complete_task(&self, caller: &Principal, task_id: &str) -> Result<Task> {
         self.write(|tx, ctx| complete(tx, ctx, caller, task_id))
+    }
+}
+
+impl search::Searchable for TaskRec {
+    fn search_doc(&self) -> search::SearchDoc<'_> {
+        search::SearchDoc {
+            entity_type: EntityType::Task,
+            id: &self.task_id,
+            title: &self.title,
+            bodies: vec![self.description.as_deref().unwrap_or("")],
+        }
     }
 }

@@ -1,10 +1,20 @@
 //! Group commit: concurrent operations share one write transaction and one fsync.
 //!
 //! redb has a single writer, so operations are serialised anyway; what costs is the fsync at
-//! each commit. Here a caller takes the shared transaction (opening one if none is open), runs
-//! its operation in it, and then either commits the batch itself — when nobody else is queued to
-//! add an operation — or waits until a later caller commits it. Every caller returns only after
-//! the batch holding its operation is durable, so an acknowledged write is never lost.
+//! each commit, and — on a machine with few cores — handing the writer from thread to thread.
+//! Two kinds of caller share one open batch:
+//!
+//! - **The writer thread** ([`Committer::submit`]). A job (for the server, a whole request
+//!   handler) is queued and run on one long-lived thread; every write the job makes joins the
+//!   open batch, and the thread keeps taking queued jobs until the queue is empty (or the batch
+//!   is full), then commits once and calls each job's finisher with the outcome. Under load a
+//!   request costs no thread switch inside the database at all.
+//! - **Any other thread** ([`Committer::run`]). The caller takes the shared batch (opening one
+//!   if none is open), runs its operation in it, and then either commits the batch itself —
+//!   when nobody else is queued to add an operation — or waits until a later caller commits it.
+//!
+//! Either way a caller is answered only after the batch holding its operation is durable, so an
+//! acknowledged write is never lost.
 //!
 //! Isolation: before an operation runs, the position of the transaction's undo log is taken; if
 //! the operation fails (or panics) its own changes are undone, and only its caller sees the
@@ -12,8 +22,36 @@
 
 use crate::error::{Error, Result};
 use crate::store::{Batch, Store, WriteTx};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// Called once the batch holding a job's writes is committed, with the commit's error if it
+/// failed (`None` also when the job made no successful write, which needs no commit).
+pub type Finisher = Box<dyn FnOnce(Option<&Error>) + Send>;
+
+/// Work for the writer thread: runs there and returns what to do once its writes are durable.
+pub type Job = Box<dyn FnOnce() -> Finisher + Send>;
+
+thread_local! {
+    /// On a writer thread: the committer it writes for (0 elsewhere).
+    static WRITER_OF: Cell<u64> = const { Cell::new(0) };
+    /// On a writer thread, while it runs jobs: the batch they write into.
+    static OPEN: RefCell<Option<Open>> = const { RefCell::new(None) };
+}
+
+/// Distinguishes committers (several databases can be open in one process).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The batch a writer thread is filling.
+struct Open {
+    batch: Option<Batch>,
+    /// Successful operations run into it by this thread's jobs.
+    pending: usize,
+    /// Set when the batch can no longer be trusted (a rollback failed, or it could not begin).
+    broken: Option<Error>,
+}
 
 struct Shared {
     /// The open batch, if any.
@@ -30,13 +68,22 @@ struct Shared {
     stats: CommitStats,
 }
 
+/// The writer thread and the queue that feeds it.
+struct Writer {
+    jobs: Sender<Job>,
+    thread: std::thread::JoinHandle<()>,
+}
+
 /// Batches operations into shared transactions.
 pub(crate) struct Committer {
+    id: u64,
     shared: Mutex<Shared>,
     done: Condvar,
+    /// Threads other than the writer waiting to take the shared batch.
     queued: AtomicUsize,
     max_batch: usize,
     durable: bool,
+    writer: Mutex<Option<Writer>>,
 }
 
 /// Upper bounds of the batch-size histogram buckets (operations per commit).
@@ -69,6 +116,7 @@ fn bucket(bounds: &[f64], v: f64) -> usize {
 impl Committer {
     pub(crate) fn new(max_batch: usize, durable: bool) -> Self {
         Committer {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             shared: Mutex::new(Shared {
                 tx: None,
                 pending: 0,
@@ -81,6 +129,7 @@ impl Committer {
             queued: AtomicUsize::new(0),
             max_batch: max_batch.max(1),
             durable,
+            writer: Mutex::new(None),
         }
     }
 
@@ -88,12 +137,17 @@ impl Committer {
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `op` in the shared transaction and returns once its batch is committed.
+    /// Runs `op` in the shared transaction and returns once its batch is committed — or, on
+    /// the writer thread, as soon as it ran (the writer answers its job's caller only after
+    /// the commit, through the job's finisher).
     pub(crate) fn run<T>(
         &self,
         store: &Store,
         op: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
     ) -> Result<T> {
+        if WRITER_OF.get() == self.id {
+            return Self::run_in_open(op);
+        }
         self.queued.fetch_add(1, Ordering::SeqCst);
         let mut g = self.lock();
         self.queued.fetch_sub(1, Ordering::SeqCst);
@@ -124,16 +178,7 @@ impl Committer {
             return outcome;
         }
         if self.queued.load(Ordering::SeqCst) == 0 || g.pending >= self.max_batch {
-            let tx = g.tx.take();
-            let started = std::time::Instant::now();
-            let error = match tx {
-                Some(tx) => tx.commit().err(),
-                None => Some(Error::Internal("no open batch".into())),
-            };
-            let took = started.elapsed().as_secs_f64();
-            g.stats.commit_seconds[bucket(&COMMIT_SECONDS_BUCKETS, took)] += 1;
-            g.stats.commit_seconds_sum += took;
-            self.finish(&mut g, error.clone());
+            let error = self.commit_open(&mut g);
             return match (outcome, error) {
                 (Ok(v), None) => Ok(v),
                 (Ok(_), Some(e)) => Err(e),
@@ -148,6 +193,173 @@ impl Committer {
             None => Ok(value),
             Some((_, e)) => Err(e.clone()),
         }
+    }
+
+    /// Runs `op` in the batch the writer thread is filling.
+    fn run_in_open<T>(op: impl FnOnce(&mut WriteTx<'_>) -> Result<T>) -> Result<T> {
+        OPEN.with(|cell| {
+            let mut slot = cell
+                .try_borrow_mut()
+                .map_err(|_| Error::Internal("a write inside a write".into()))?;
+            let open = slot
+                .as_mut()
+                .ok_or_else(|| Error::Internal("no open batch".into()))?;
+            if let Some(e) = &open.broken {
+                return Err(e.clone());
+            }
+            let Some(batch) = open.batch.as_mut() else {
+                return Err(Error::Internal("no open batch".into()));
+            };
+            match batch.run(op) {
+                Ok(out) => {
+                    if out.is_ok() {
+                        open.pending += 1;
+                    }
+                    out
+                }
+                Err(e) => {
+                    open.broken = Some(e.clone());
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    /// Queues `job` for the writer thread, starting the thread on first use.
+    pub(crate) fn submit(self: &Arc<Self>, store: &Arc<Store>, job: Job) -> Result<()> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if w.is_none() {
+            let (jobs, queue) = std::sync::mpsc::channel();
+            let (me, store) = (Arc::clone(self), Arc::clone(store));
+            let thread = std::thread::Builder::new()
+                .name("bespin-writer".into())
+                .spawn(move || me.writer_loop(&store, &queue))
+                .map_err(|e| Error::Internal(format!("cannot start the writer thread: {e}")))?;
+            *w = Some(Writer { jobs, thread });
+        }
+        match w.as_ref() {
+            Some(w) => w
+                .jobs
+                .send(job)
+                .map_err(|_| Error::Internal("the writer thread has stopped".into())),
+            None => Err(Error::Internal("no writer thread".into())),
+        }
+    }
+
+    /// Stops the writer thread after the jobs already queued, and waits for it (unless called
+    /// from it).
+    pub(crate) fn shutdown(&self) {
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(Writer { jobs, thread }) = writer {
+            drop(jobs);
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    /// The writer thread: one batch per turn, holding every job queued meanwhile.
+    fn writer_loop(&self, store: &Store, queue: &Receiver<Job>) {
+        WRITER_OF.set(self.id);
+        while let Ok(first) = queue.recv() {
+            // Let threads waiting to add their own operation in first, so they are not starved.
+            for _ in 0..64 {
+                if self.queued.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            let mut g = self.lock();
+            let open = match g.tx.take() {
+                Some(b) => Open {
+                    batch: Some(b),
+                    pending: 0,
+                    broken: None,
+                },
+                None => match store.begin(self.durable) {
+                    Ok(b) => Open {
+                        batch: Some(b),
+                        pending: 0,
+                        broken: None,
+                    },
+                    Err(e) => Open {
+                        batch: None,
+                        pending: 0,
+                        broken: Some(e),
+                    },
+                },
+            };
+            let room = self.max_batch.saturating_sub(g.pending);
+            OPEN.with_borrow_mut(|slot| *slot = Some(open));
+            let mut waiting: Vec<Finisher> = Vec::new();
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                let before = Self::open_pending();
+                let finisher = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                // A job that panicked dropped its caller's reply channel while unwinding,
+                // which is how that caller learns of it.
+                if let Ok(f) = finisher {
+                    if Self::open_pending() > before {
+                        waiting.push(f);
+                    } else {
+                        f(None);
+                    }
+                }
+                let stop = OPEN.with_borrow(|o| {
+                    o.as_ref()
+                        .is_none_or(|o| o.broken.is_some() || o.pending >= room)
+                });
+                if !stop {
+                    next = queue.try_recv().ok();
+                }
+            }
+            let Some(open) = OPEN.with_borrow_mut(Option::take) else {
+                continue;
+            };
+            g.pending += open.pending;
+            let error = match (open.broken, open.batch) {
+                (None, Some(batch)) => {
+                    g.tx = Some(batch);
+                    if g.pending == 0 {
+                        // Nothing to commit; the empty batch stays open for the next caller.
+                        None
+                    } else {
+                        self.commit_open(&mut g)
+                    }
+                }
+                (broken, _) => {
+                    let e = broken.unwrap_or_else(|| Error::Internal("no open batch".into()));
+                    g.tx = None;
+                    self.finish(&mut g, Some(e.clone()));
+                    Some(e)
+                }
+            };
+            drop(g);
+            for f in waiting {
+                f(error.as_ref());
+            }
+        }
+    }
+
+    /// Successful operations in the writer thread's open batch.
+    fn open_pending() -> usize {
+        OPEN.with_borrow(|o| o.as_ref().map_or(0, |o| o.pending))
+    }
+
+    /// Commits the open batch, records the commit, and wakes its waiters; the commit's error,
+    /// if it failed.
+    fn commit_open(&self, g: &mut Shared) -> Option<Error> {
+        let tx = g.tx.take();
+        let started = std::time::Instant::now();
+        let error = match tx {
+            Some(tx) => tx.commit().err(),
+            None => Some(Error::Internal("no open batch".into())),
+        };
+        let took = started.elapsed().as_secs_f64();
+        g.stats.commit_seconds[bucket(&COMMIT_SECONDS_BUCKETS, took)] += 1;
+        g.stats.commit_seconds_sum += took;
+        self.finish(g, error.clone());
+        error
     }
 
     /// Commits and operations so far.

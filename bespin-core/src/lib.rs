@@ -64,7 +64,7 @@ pub mod validate;
 mod testutil;
 
 pub use auth::{Credentials, Principal, Role};
-pub use commit::{BATCH_SIZE_BUCKETS, COMMIT_SECONDS_BUCKETS, CommitStats};
+pub use commit::{BATCH_SIZE_BUCKETS, COMMIT_SECONDS_BUCKETS, CommitStats, Finisher};
 pub use error::{DailyQuotaExceeded, Error, ErrorKind, FieldError, LocPart, QuotaExceeded, Result};
 pub use store::{ReadTx, WriteTx};
 
@@ -110,8 +110,8 @@ pub struct Ctx {
 }
 
 struct Inner {
-    store: store::Store,
-    committer: commit::Committer,
+    store: Arc<store::Store>,
+    committer: Arc<commit::Committer>,
     clock: Arc<dyn Clock>,
     options: Options,
 }
@@ -120,6 +120,13 @@ struct Inner {
 #[derive(Clone)]
 pub struct Bespin {
     inner: Arc<Inner>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The writer thread holds the store; stop it so the file is closed when this returns.
+        self.committer.shutdown();
+    }
 }
 
 impl std::fmt::Debug for Bespin {
@@ -163,10 +170,10 @@ impl Bespin {
     }
 
     fn with(store: store::Store, clock: Arc<dyn Clock>, options: Options) -> Result<Bespin> {
-        let committer = commit::Committer::new(options.max_batch, options.durable);
+        let committer = Arc::new(commit::Committer::new(options.max_batch, options.durable));
         let db = Bespin {
             inner: Arc::new(Inner {
-                store,
+                store: Arc::new(store),
                 committer,
                 clock,
                 options,
@@ -198,6 +205,22 @@ impl Bespin {
             let ctx = self.ctx();
             f(tx, &ctx)
         })
+    }
+
+    /// Runs `job` on the database's writer thread (started on first use), one job at a time in
+    /// the order queued. Every write the job makes through this database joins the writer's
+    /// open batch and returns as soon as it ran; once the batch holding the job's successful
+    /// writes is committed — at once if it made none — the [`Finisher`] the job returned is
+    /// called with the commit's error, if any. Answer the job's caller from the finisher only:
+    /// that is what makes an acknowledged write durable.
+    ///
+    /// This is how the server runs a whole write request (parse, authenticate, operate,
+    /// render) without a thread switch per request; jobs must not block on anything but this
+    /// database. Errors: `Internal` if the writer thread cannot be started or has stopped.
+    pub fn on_writer(&self, job: impl FnOnce() -> Finisher + Send + 'static) -> Result<()> {
+        self.inner
+            .committer
+            .submit(&self.inner.store, Box::new(job))
     }
 
     /// Size of the database file in bytes (`None` in memory).

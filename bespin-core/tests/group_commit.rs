@@ -120,3 +120,120 @@ fn concurrent_writers_share_commits() {
     assert!(commits <= ops, "{commits} commits for {ops} operations");
     assert_eq!(db.billing_ledger(&p, None, 1000).unwrap().items.len(), 400);
 }
+
+/// Queues `n` metered jobs on the writer thread; job `i` fails after writing when `fail(i)`.
+/// Each finisher reports (i, whether the job's write was acknowledged, whether the write was
+/// already visible to a fresh reader when the finisher ran).
+fn queue_jobs(
+    db: &Bespin,
+    p: &Arc<Principal>,
+    n: usize,
+    fail: fn(usize) -> bool,
+    out: &std::sync::mpsc::Sender<(usize, bool, bool)>,
+) {
+    for i in 0..n {
+        let (db2, p, out) = (db.clone(), p.clone(), out.clone());
+        db.on_writer(move || {
+            let before = db2.billing_ledger(&p, None, 100_000).unwrap().items.len();
+            let r: bespin_core::Result<()> = db2.transaction(|tx, ctx| {
+                Meter::one("search_query", "search")
+                    .check_in(tx, ctx, p.tenant_id())?
+                    .record(tx, ctx, &p, "r")?;
+                if fail(i) {
+                    Err(Error::Conflict("fails after writing".into()))
+                } else {
+                    Ok(())
+                }
+            });
+            Box::new(move |commit_error| {
+                let acked = r.is_ok() && commit_error.is_none();
+                let after = db2.billing_ledger(&p, None, 100_000).unwrap().items.len();
+                out.send((i, acked, after > before)).unwrap();
+            })
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn writer_thread_batches_jobs_and_answers_only_after_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.redb");
+    let db = Bespin::open(&path).unwrap();
+    let p = Arc::new(setup(&db));
+    // Hold the writer on a first job until every other job is queued, so they share a batch.
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    db.on_writer(move || {
+        wait.recv().unwrap();
+        Box::new(|_| {})
+    })
+    .unwrap();
+    let before = db.commit_stats();
+    let (out, results) = std::sync::mpsc::channel();
+    queue_jobs(&db, &p, 200, |i| i % 3 == 0, &out);
+    // A job that panics does not stop the writer; its caller sees its reply channel dropped.
+    let (panicked, never) = std::sync::mpsc::channel::<()>();
+    db.on_writer(move || {
+        let _keep = panicked;
+        panic!("a handler that panics")
+    })
+    .unwrap();
+    queue_jobs(&db, &p, 10, |_| false, &out);
+    go.send(()).unwrap();
+    drop(out);
+    let mut got: Vec<(usize, bool, bool)> = results.iter().collect();
+    assert!(never.recv().is_err(), "the panicking job never answers");
+    got.sort_unstable();
+    assert_eq!(got.len(), 210);
+    let acked = got.iter().filter(|(_, a, _)| *a).count();
+    assert_eq!(acked, 200 - 67 + 10);
+    for (i, a, visible) in &got {
+        assert_eq!(
+            *a, *visible,
+            "job {i}: answered before its write was committed"
+        );
+    }
+    let after = db.commit_stats();
+    assert_eq!(after.operations - before.operations, acked as u64);
+    assert!(
+        after.commits - before.commits <= 3,
+        "{} commits for {acked} queued operations",
+        after.commits - before.commits
+    );
+    // Dropping the database stops the writer thread and closes the file: it reopens at once
+    // with every acknowledged write.
+    drop(db);
+    let db = Bespin::open(&path).unwrap();
+    assert_eq!(
+        db.billing_ledger(&p, None, 1000).unwrap().items.len(),
+        acked
+    );
+}
+
+#[test]
+fn writer_thread_and_other_threads_share_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Bespin::open(dir.path().join("w.redb")).unwrap();
+    let p = Arc::new(setup(&db));
+    let (out, results) = std::sync::mpsc::channel();
+    let others: Vec<_> = (0..4)
+        .map(|_| {
+            let (db, p) = (db.clone(), p.clone());
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    db.record_usage(&p, None, Meter::one("search_query", "search"))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for _ in 0..4 {
+        queue_jobs(&db, &p, 50, |_| false, &out);
+    }
+    drop(out);
+    for t in others {
+        t.join().unwrap();
+    }
+    assert_eq!(results.iter().filter(|(_, a, _)| *a).count(), 200);
+    assert_eq!(db.billing_ledger(&p, None, 1000).unwrap().items.len(), 400);
+}

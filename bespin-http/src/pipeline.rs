@@ -2,9 +2,10 @@
 //! blocking pool) → CORS and security headers → one log line.
 
 use crate::AppState;
+use crate::error::ApiError;
 use crate::extract::Req;
 use crate::reply::Reply;
-use crate::router::Found;
+use crate::router::{Found, RunOn};
 use crate::{cors, headers};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -117,7 +118,7 @@ async fn respond(
     };
     let route_path = route.path;
     let handler = route.handler;
-    let blocking = route.blocking;
+    let run_on = route.run_on;
     let mut rate_headers = Vec::new();
     if let Some(taken) = tenant_rate(state, req.headers()) {
         if !taken.allowed {
@@ -171,14 +172,18 @@ async fn respond(
         params,
         body,
     };
-    let outcome = if blocking {
-        let state = state.clone();
-        tokio::task::spawn_blocking(move || handler(&state, &request))
-            .await
-            .map_err(|e| e.to_string())
-    } else {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(state, &request)))
-            .map_err(|_| "handler panicked".to_owned())
+    let outcome = match run_on {
+        RunOn::Worker => {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(state, &request)))
+                .map_err(|_| "handler panicked".to_owned())
+        }
+        RunOn::Blocking => {
+            let state = state.clone();
+            tokio::task::spawn_blocking(move || handler(&state, &request))
+                .await
+                .map_err(|e| e.to_string())
+        }
+        RunOn::Writer => on_writer(state, handler, request).await,
     };
     let mut reply = match outcome {
         Ok(Ok(reply)) => reply,
@@ -190,6 +195,33 @@ async fn respond(
     };
     reply.headers.extend(rate_headers);
     (reply, Some(route_path))
+}
+
+/// Runs `handler` on the database's writer thread and waits for its reply, which the writer
+/// sends once the handler's writes are durable (or their commit's error, if that failed).
+async fn on_writer(
+    state: &Arc<AppState>,
+    handler: crate::router::Handler,
+    request: Req,
+) -> Result<Result<Reply, ApiError>, String> {
+    let (send, reply) = tokio::sync::oneshot::channel();
+    let st = state.clone();
+    state
+        .bespin
+        .on_writer(move || {
+            let out = handler(&st, &request);
+            Box::new(move |commit_error| {
+                let out = match commit_error {
+                    None => out,
+                    Some(e) => Err(ApiError::from(e.clone())),
+                };
+                let _ = send.send(out);
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    reply
+        .await
+        .map_err(|_| "handler panicked on the writer thread".to_owned())
 }
 
 /// Takes a token from the tenant's bucket when the request carries valid tenant credentials

@@ -11,8 +11,21 @@ use crate::reply::Reply;
 use hyper::Method;
 use std::collections::HashMap;
 
-/// A synchronous handler; the pipeline runs it on the blocking pool.
+/// A synchronous handler; the pipeline runs it where its route's [`RunOn`] says.
 pub type Handler = fn(&AppState, &Req) -> Result<Reply, ApiError>;
+
+/// Where a handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOn {
+    /// On the runtime's worker: quick snapshot reads, saving a thread hop.
+    Worker,
+    /// On the blocking pool: slow reads, and writes whose parsing is heavy enough to be worth
+    /// doing in parallel (bulk ingest) before they queue for the shared batch.
+    Blocking,
+    /// On the database's writer thread: writes. The whole handler runs there and its reply is
+    /// sent once the batch holding its writes is durable, with no thread switch per request.
+    Writer,
+}
 
 /// One route.
 pub struct Route {
@@ -24,9 +37,8 @@ pub struct Route {
     pub handler: Handler,
     /// Its documentation.
     pub doc: Doc,
-    /// Whether the handler may block (write and wait for a commit): such handlers run on the
-    /// blocking pool; quick snapshot reads run on the runtime's worker, saving a thread hop.
-    pub blocking: bool,
+    /// Where the handler runs.
+    pub run_on: RunOn,
 }
 
 /// What routing found.

@@ -16,7 +16,7 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/v1/kpis" => list, d("The tenant's KPIs, newest first")
             .query(&[("limit", "1..500, default 100"), ("offset", "default 0")]).ok(200, list_of::<Kpi>)),
         route!(POST "/v1/kpis/{kpi_id}/points:bulk" => ingest, d("Add points to a KPI; points at an already stored instant are ignored (admin)")
-            .body(schema::<PointsBulk>).ok(200, schema::<IngestResult>)),
+            .body(schema::<PointsBulk>).ok(200, schema::<IngestResult>), blocking),
         route!(GET "/v1/kpis/{kpi_id}/latest" => latest, d("The KPI's newest point").ok(200, schema::<LatestPoint>)),
     ]
 }

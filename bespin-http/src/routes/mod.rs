@@ -29,25 +29,32 @@ use crate::router::{Route, Router};
 pub(crate) use console::Sessions as ConsoleSessions;
 
 /// Declares a route: `route!(METHOD "/path" => handler, doc)`. `GET` handlers are taken to be
-/// quick snapshot reads and run on the runtime's worker; every other method, and a `GET` marked
-/// `, blocking` (one that writes, like the metered search), runs on the blocking pool.
+/// quick snapshot reads and run on the runtime's worker; every other method runs on the
+/// database's writer thread. A trailing `, writes` sends a `GET` that writes (the metered
+/// search) to the writer thread too; `, blocking` sends a handler to the blocking pool (slow
+/// reads; writes with heavy parsing).
 macro_rules! route {
     ($method:ident $path:literal => $handler:path, $doc:expr) => {
-        $crate::router::Route {
-            method: hyper::Method::$method,
-            path: $path,
-            handler: $handler,
-            doc: $doc,
-            blocking: hyper::Method::$method != hyper::Method::GET,
-        }
+        route!(@ $method $path, $handler, $doc,
+            if hyper::Method::$method == hyper::Method::GET {
+                $crate::router::RunOn::Worker
+            } else {
+                $crate::router::RunOn::Writer
+            })
+    };
+    ($method:ident $path:literal => $handler:path, $doc:expr, writes) => {
+        route!(@ $method $path, $handler, $doc, $crate::router::RunOn::Writer)
     };
     ($method:ident $path:literal => $handler:path, $doc:expr, blocking) => {
+        route!(@ $method $path, $handler, $doc, $crate::router::RunOn::Blocking)
+    };
+    (@ $method:ident $path:literal, $handler:path, $doc:expr, $run_on:expr) => {
         $crate::router::Route {
             method: hyper::Method::$method,
             path: $path,
             handler: $handler,
             doc: $doc,
-            blocking: true,
+            run_on: $run_on,
         }
     };
 }

@@ -15,7 +15,7 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/v1/search" => search, d("Search the tenant's actions, tasks, decisions, meeting notes and memory facts")
             .query(&[("q", "the text to find (required)"), ("types", "comma-separated: actions, tasks, decisions, meetings, memory; default all"),
                 ("limit", "1..100, default 50")])
-            .ok(200, schema::<SearchResults>), blocking),
+            .ok(200, schema::<SearchResults>), writes),
     ]
 }
 

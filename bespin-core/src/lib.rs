@@ -180,6 +180,7 @@ impl Bespin {
             }),
         };
         db.write(billing::catalog::seed)?;
+        db.write(coreos::search::upgrade)?;
         Ok(db)
     }
 

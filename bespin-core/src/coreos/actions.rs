@@ -421,8 +421,8 @@ pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<ActionRec>
 }
 
 fn save(tx: &mut WriteTx, tenant: &str, a: &ActionRec) -> Result<()> {
-    tx.put(&tables::CO_ACTIONS, &key(tenant, &a.action_id), a)?;
-    search::index(tx, tenant, a)
+    let before = tx.replace(&tables::CO_ACTIONS, &key(tenant, &a.action_id), a)?;
+    search::reindex(tx, tenant, before.as_ref(), Some(a))
 }
 
 fn event(
@@ -874,6 +874,7 @@ impl search::Searchable for ActionRec {
             id: &self.action_id,
             title: &self.title,
             bodies: vec![self.description.as_deref().unwrap_or("")],
+            created_at: self.created_at,
         }
     }
 }

@@ -168,8 +168,8 @@ pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<DecisionRe
 }
 
 fn save(tx: &mut WriteTx, tenant: &str, d: &DecisionRec) -> Result<()> {
-    tx.put(&tables::CO_DECISIONS, &id_key(tenant, &d.decision_id), d)?;
-    search::index(tx, tenant, d)
+    let before = tx.replace(&tables::CO_DECISIONS, &id_key(tenant, &d.decision_id), d)?;
+    search::reindex(tx, tenant, before.as_ref(), Some(d))
 }
 
 /// Records a decision (admin). Order: capability → admin (403) → quota → write.
@@ -328,6 +328,7 @@ impl search::Searchable for DecisionRec {
                 &self.decision,
                 self.rationale.as_deref().unwrap_or(""),
             ],
+            created_at: self.created_at,
         }
     }
 }

@@ -189,8 +189,8 @@ pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<MeetingRec
 }
 
 fn save(tx: &mut WriteTx, tenant: &str, m: &MeetingRec) -> Result<()> {
-    tx.put(&tables::CO_MEETINGS, &id_key(tenant, &m.meeting_id), m)?;
-    search::index(tx, tenant, m)
+    let before = tx.replace(&tables::CO_MEETINGS, &id_key(tenant, &m.meeting_id), m)?;
+    search::reindex(tx, tenant, before.as_ref(), Some(m))
 }
 
 /// Creates a meeting note (any user). Order: capability → link (404) → quota → write.
@@ -356,6 +356,7 @@ impl search::Searchable for MeetingRec {
             id: &self.meeting_id,
             title: &self.title,
             bodies: vec![&self.notes],
+            created_at: self.created_at,
         }
     }
 }

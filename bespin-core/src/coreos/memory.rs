@@ -216,7 +216,7 @@ pub(crate) fn active_key(tenant: &str, fact_key: &str) -> Key {
 
 /// Inserts a new active version and its index rows.
 fn insert(tx: &mut WriteTx, tenant: &str, f: &FactRec) -> Result<()> {
-    tx.put(&tables::CO_FACTS, &id_key(tenant, &f.fact_id), f)?;
+    let before = tx.replace(&tables::CO_FACTS, &id_key(tenant, &f.fact_id), f)?;
     tx.put(
         &tables::CO_FACTS_BY_KEY,
         &Key::new()
@@ -232,11 +232,13 @@ fn insert(tx: &mut WriteTx, tenant: &str, f: &FactRec) -> Result<()> {
         &active_key(tenant, &f.fact_key),
         &f.fact_id,
     )?;
-    reindex(tx, tenant, f)
+    search::reindex(tx, tenant, before.as_ref(), Some(f))
 }
 
-fn reindex(tx: &mut WriteTx, tenant: &str, f: &FactRec) -> Result<()> {
-    search::index(tx, tenant, f)
+/// Stores a changed fact and brings the search index along.
+fn save(tx: &mut WriteTx, tenant: &str, f: &FactRec) -> Result<()> {
+    let before = tx.replace(&tables::CO_FACTS, &id_key(tenant, &f.fact_id), f)?;
+    search::reindex(tx, tenant, before.as_ref(), Some(f))
 }
 
 fn conflict_key(key: &str) -> Error {
@@ -304,8 +306,7 @@ pub fn update(
     }
     let permit = check_quota(tx, ctx, caller, "memory_fact_updated", TOOL)?;
     f.updated_at = ctx.now;
-    tx.put(&tables::CO_FACTS, &id_key(t, &f.fact_id), &f)?;
-    reindex(tx, t, &f)?;
+    save(tx, t, &f)?;
     timeline::emit(
         tx,
         ctx,
@@ -355,8 +356,7 @@ pub fn supersede(
     old.status = "superseded".into();
     old.superseded_by = Some(new.fact_id.clone());
     old.updated_at = ctx.now;
-    tx.put(&tables::CO_FACTS, &id_key(t, &old.fact_id), &old)?;
-    search::unindex(tx, t, EntityType::MemoryFact, &old.fact_id)?;
+    save(tx, t, &old)?;
     insert(tx, t, &new)?;
     timeline::emit(
         tx,
@@ -452,6 +452,11 @@ impl search::Searchable for FactRec {
             id: &self.fact_id,
             title: &self.fact_key,
             bodies: vec![&self.fact_value],
+            created_at: self.created_at,
         }
+    }
+
+    fn indexed(&self) -> bool {
+        self.status == "active"
     }
 }

@@ -3,9 +3,16 @@
 //! ## Index
 //! Every write of an action, task, decision, meeting note or memory fact re-indexes that record
 //! in the same transaction, so a search never sees a half-written record nor misses a
-//! committed one. The index maps (tenant, token, entity type, entity id) to a field mask (title
-//! and/or body); a per-record list of its tokens lets a rewrite remove stale entries. Memory
-//! facts are indexed only while `active` (superseding a fact removes the old version).
+//! committed one. The index maps (tenant, token, entity type, created_at, entity id) to a field
+//! mask (title and/or body). The creation instant sits before the id so that a new record's
+//! common words are appended at the end of each word's range instead of landing on a random
+//! page (ids are random UUIDs): that keeps a batch of creates to a few dirty pages. A rewrite
+//! computes the record's previous tokens from the record it replaces, so no per-record token
+//! list is stored. Memory facts are indexed only while `active` (superseding a fact removes the
+//! old version).
+//!
+//! Databases written before this layout (which kept a token list per record in
+//! `co_search_docs`) get their index rebuilt from the records when opened ([`upgrade`]).
 //!
 //! ## Matching rules
 //! - Text is lower-cased with Unicode case mapping (`str::to_lowercase`) and split into words
@@ -33,19 +40,15 @@ use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, read_str, tables};
 use crate::time::Timestamp;
 use crate::validate::{Bounds, Fields, Len, Presence, got};
 use crate::{Bespin, Ctx};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
 const TITLE: u8 = 1;
 const BODY: u8 = 2;
 
-/// The tokens indexed for one record.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub(crate) struct DocRec {
-    pub tokens: Vec<(String, u8)>,
-}
-impl Record for DocRec {}
+/// The rows of the legacy per-record token table (never read, only cleared by [`upgrade`]).
+pub(crate) enum LegacyDoc {}
 
 /// The words of `text`: lower-cased, split at non-alphanumeric characters.
 pub fn tokens(text: &str) -> Vec<String> {
@@ -56,12 +59,20 @@ pub fn tokens(text: &str) -> Vec<String> {
         .collect()
 }
 
-pub(crate) fn doc_key(tenant: &str, et: EntityType, id: &str) -> Key {
-    Key::new().str(tenant).str(et.as_str()).str(id)
-}
-
-pub(crate) fn entry_key(tenant: &str, token: &str, et: EntityType, id: &str) -> Key {
-    Key::new().str(tenant).str(token).str(et.as_str()).str(id)
+/// The index entry of `token` in record (`et`, `id`) created at `created_at`.
+pub(crate) fn entry_key(
+    tenant: &str,
+    token: &str,
+    et: EntityType,
+    created_at: Timestamp,
+    id: &str,
+) -> Key {
+    Key::new()
+        .str(tenant)
+        .str(token)
+        .str(et.as_str())
+        .ts(created_at)
+        .str(id)
 }
 
 /// The tokens of a record with their field masks (title and/or body), as indexed.
@@ -86,49 +97,90 @@ pub(crate) struct SearchDoc<'a> {
     pub id: &'a str,
     pub title: &'a str,
     pub bodies: Vec<&'a str>,
+    /// The record's creation instant (never changes, so its entries keep their place).
+    pub created_at: Timestamp,
 }
 
 /// A record that is indexed for search.
 pub(crate) trait Searchable {
     /// Its search document.
     fn search_doc(&self) -> SearchDoc<'_>;
+
+    /// Whether it is in the index at all (memory facts: only while active).
+    fn indexed(&self) -> bool {
+        true
+    }
 }
 
-/// (Re)indexes a record: `title` and the `bodies` fields.
-pub(crate) fn index(tx: &mut WriteTx, tenant: &str, rec: &impl Searchable) -> Result<()> {
-    let doc = rec.search_doc();
-    let (et, id) = (doc.entity_type, doc.id);
-    let new = doc_tokens(doc.title, &doc.bodies);
-    let dk = doc_key(tenant, et, id);
-    let old = tx.get(&tables::CO_SEARCH_DOCS, &dk)?.unwrap_or_default();
-    for (w, _) in &old.tokens {
-        if !new.contains_key(w) {
-            tx.delete(&tables::CO_SEARCH, &entry_key(tenant, w, et, id))?;
+/// Brings the index from `before` (the record as stored until this write; `None` for a new
+/// record) to `after` (`None`: the record is gone), writing only the entries that change.
+pub(crate) fn reindex<R: Searchable>(
+    tx: &mut WriteTx,
+    tenant: &str,
+    before: Option<&R>,
+    after: Option<&R>,
+) -> Result<()> {
+    let entries = |r: Option<&R>| {
+        r.filter(|r| r.indexed()).map(|r| {
+            let d = r.search_doc();
+            let tokens = doc_tokens(d.title, &d.bodies);
+            (d.entity_type, d.id.to_owned(), d.created_at, tokens)
+        })
+    };
+    let (old, new) = (entries(before), entries(after));
+    let same_place =
+        |a: &(EntityType, String, Timestamp, BTreeMap<String, u8>),
+         b: &(EntityType, String, Timestamp, BTreeMap<String, u8>)| {
+            a.0 == b.0 && a.1 == b.1 && a.2 == b.2
+        };
+    if let Some(o) = &old {
+        for w in o.3.keys() {
+            let kept = new
+                .as_ref()
+                .is_some_and(|n| same_place(o, n) && n.3.contains_key(w));
+            if !kept {
+                tx.delete(&tables::CO_SEARCH, &entry_key(tenant, w, o.0, o.2, &o.1))?;
+            }
         }
     }
-    let old_map: HashMap<&str, u8> = old.tokens.iter().map(|(w, m)| (w.as_str(), *m)).collect();
-    for (w, m) in &new {
-        if old_map.get(w.as_str()) != Some(m) {
-            tx.put(&tables::CO_SEARCH, &entry_key(tenant, w, et, id), m)?;
+    if let Some(n) = &new {
+        for (w, m) in &n.3 {
+            let unchanged = old
+                .as_ref()
+                .is_some_and(|o| same_place(o, n) && o.3.get(w) == Some(m));
+            if !unchanged {
+                tx.put(&tables::CO_SEARCH, &entry_key(tenant, w, n.0, n.2, &n.1), m)?;
+            }
         }
     }
-    tx.put(
-        &tables::CO_SEARCH_DOCS,
-        &dk,
-        &DocRec {
-            tokens: new.into_iter().collect(),
-        },
-    )
+    Ok(())
 }
 
-/// Removes a record from the index.
-pub(crate) fn unindex(tx: &mut WriteTx, tenant: &str, et: EntityType, id: &str) -> Result<()> {
-    let dk = doc_key(tenant, et, id);
-    if let Some(old) = tx.get(&tables::CO_SEARCH_DOCS, &dk)? {
-        for (w, _) in &old.tokens {
-            tx.delete(&tables::CO_SEARCH, &entry_key(tenant, w, et, id))?;
+/// Rebuilds the index of a database written before the current layout (see the module notes);
+/// does nothing on a current one. Runs when a database is opened.
+pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
+    if tx.delete_prefix(&tables::CO_SEARCH_DOCS, &Key::new())? == 0 {
+        return Ok(());
+    }
+    tx.delete_prefix(&tables::CO_SEARCH, &Key::new())?;
+    rebuild(tx, &tables::CO_ACTIONS)?;
+    rebuild(tx, &tables::CO_TASKS)?;
+    rebuild(tx, &tables::CO_DECISIONS)?;
+    rebuild(tx, &tables::CO_MEETINGS)?;
+    rebuild(tx, &tables::CO_FACTS)
+}
+
+/// Indexes every record of `table` (keyed by tenant first).
+fn rebuild<R: Record + Searchable>(tx: &mut WriteTx, table: &crate::store::Table<R>) -> Result<()> {
+    let mut all: Vec<(String, R)> = Vec::new();
+    tx.scan(table, &Key::new(), Order::Asc, |k, rec: R| {
+        if let Some((tenant, _)) = read_str(k, 0) {
+            all.push((tenant, rec));
         }
-        tx.delete(&tables::CO_SEARCH_DOCS, &dk)?;
+        Ok(Flow::Continue)
+    })?;
+    for (tenant, rec) in &all {
+        reindex(tx, tenant, None, Some(rec))?;
     }
     Ok(())
 }
@@ -353,7 +405,8 @@ pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<Sear
                 let Some((et, at)) = read_str(k, at) else {
                     return Ok(Flow::Continue);
                 };
-                let Some((id, _)) = read_str(k, at) else {
+                // Skip the creation instant (8 bytes).
+                let Some((id, _)) = read_str(k, at + 8) else {
                     return Ok(Flow::Continue);
                 };
                 if let Some(et) = EntityType::parse(&et)
@@ -427,5 +480,62 @@ impl Bespin {
     /// `GET /v1/search`. Errors: entitlement, `QuotaExceeded`.
     pub fn search(&self, caller: &Principal, q: &SearchQuery) -> Result<SearchResults> {
         self.write(|tx, ctx| search(tx, ctx, caller, q))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::coreos::tasks::{NewTask, TaskPatch};
+    use crate::testutil;
+
+    fn find(db: &Bespin, p: &Principal, q: &str) -> Vec<String> {
+        let q = SearchQuery::from_json(&serde_json::json!({ "q": q })).unwrap();
+        let r = db.search(p, &q).unwrap();
+        r.results.into_iter().map(|h| h.title).collect()
+    }
+
+    #[test]
+    fn a_database_in_the_old_layout_is_reindexed_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let db = Bespin::open(&path).unwrap();
+        let (admin, _) = testutil::tenant(&db);
+        let task = |title: &str| {
+            NewTask::from_json(&serde_json::json!({ "title": title, "priority": "low" })).unwrap()
+        };
+        db.create_task(&admin, task("Pricing review")).unwrap();
+        let t = db.create_task(&admin, task("Hiring plan")).unwrap();
+        let patch = TaskPatch::from_json(&serde_json::json!({ "title": "Pricing page" })).unwrap();
+        db.update_task(&admin, &t.task_id, patch).unwrap();
+        assert_eq!(find(&db, &admin, "pric").len(), 2);
+        assert!(
+            find(&db, &admin, "hiring").is_empty(),
+            "a rewrite drops old words"
+        );
+        assert!(db.check().unwrap().violations.is_empty());
+        // Turn the index into the old layout: entries without the creation instant, and a
+        // token list per record.
+        let tenant = admin.tenant_id().to_owned();
+        db.tamper(|tx| {
+            tx.delete_prefix(&tables::CO_SEARCH, &Key::new())?;
+            let old_entry = Key::new()
+                .str(&tenant)
+                .str("pricing")
+                .str("task")
+                .str(&t.task_id);
+            tx.raw_insert_for_test(tables::CO_SEARCH.name(), old_entry.as_bytes(), &[1, 1])?;
+            let old_doc = Key::new().str(&tenant).str("task").str(&t.task_id);
+            tx.raw_insert_for_test(tables::CO_SEARCH_DOCS.name(), old_doc.as_bytes(), &[1, 0])
+        });
+        assert!(!db.check().unwrap().violations.is_empty());
+        drop(db);
+        let db = Bespin::open(&path).unwrap();
+        assert!(db.check().unwrap().violations.is_empty());
+        assert_eq!(
+            find(&db, &admin, "pric"),
+            ["Pricing page", "Pricing review"]
+        );
     }
 }

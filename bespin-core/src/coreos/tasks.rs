@@ -241,8 +241,8 @@ pub(crate) fn order_key(tenant: &str, t: &TaskRec) -> Key {
 }
 
 fn save(tx: &mut WriteTx, tenant: &str, t: &TaskRec) -> Result<()> {
-    tx.put(&tables::CO_TASKS, &id_key(tenant, &t.task_id), t)?;
-    search::index(tx, tenant, t)
+    let before = tx.replace(&tables::CO_TASKS, &id_key(tenant, &t.task_id), t)?;
+    search::reindex(tx, tenant, before.as_ref(), Some(t))
 }
 
 /// Creates a task (any user). Order: capability → references (404) → quota → write.
@@ -447,6 +447,7 @@ impl search::Searchable for TaskRec {
             id: &self.task_id,
             title: &self.title,
             bodies: vec![self.description.as_deref().unwrap_or("")],
+            created_at: self.created_at,
         }
     }
 }

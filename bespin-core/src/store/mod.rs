@@ -325,6 +325,21 @@ impl<'t> WriteTx<'t> {
         self.raw_insert(t.name, key.as_bytes(), &bytes)
     }
 
+    /// Stores `value` under `key` like [`WriteTx::put`] and returns the record it replaced.
+    pub(crate) fn replace<R: Record>(
+        &mut self,
+        t: &Table<R>,
+        key: &Key,
+        value: &R,
+    ) -> Result<Option<R>> {
+        self.put(t, key, value)?;
+        // The previous value is the one `raw_insert` just logged for undo.
+        match self.undo.last().and_then(|u| u.old.as_deref()) {
+            Some(bytes) => codec::decode(bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Stores each `(key, value)` whose key is not stored yet, opening the table once (bulk
     /// ingest); returns, per row, whether it was inserted. Existing values are left unchanged.
     pub(crate) fn insert_all_new<'k, R: Record + 'k>(

@@ -15,7 +15,7 @@ use crate::coreos::decisions::DecisionRec;
 use crate::coreos::evidence::EvidenceRec;
 use crate::coreos::meetings::MeetingRec;
 use crate::coreos::memory::FactRec;
-use crate::coreos::search::DocRec;
+use crate::coreos::search::LegacyDoc;
 use crate::coreos::tasks::TaskRec;
 use crate::coreos::timeline::{EventPos, EventRec};
 use crate::idempotency::IdemRec;
@@ -122,10 +122,12 @@ pub(crate) const CO_TIMELINE_BY_TYPE: Table<EventPos> = Table::new("co_timeline_
 pub(crate) const CO_TIMELINE_BY_ENTITY: Table<EventPos> = Table::new("co_timeline_by_entity");
 /// (tenant, event id) → event position (the `before` cursor).
 pub(crate) const CO_TIMELINE_IDS: Table<EventPos> = Table::new("co_timeline_ids");
-/// (tenant, token, entity type, entity id) → field mask (1 title, 2 body): the search index.
+/// (tenant, token, entity type, created_at, entity id) → field mask (1 title, 2 body): the
+/// search index.
 pub(crate) const CO_SEARCH: Table<u8> = Table::new("co_search");
-/// (tenant, entity type, entity id) → the tokens indexed for the record.
-pub(crate) const CO_SEARCH_DOCS: Table<DocRec> = Table::new("co_search_docs");
+/// Legacy: (tenant, entity type, entity id) → the tokens indexed for the record. Written by
+/// databases before the current search layout; emptied when such a database is opened.
+pub(crate) const CO_SEARCH_DOCS: Table<LegacyDoc> = Table::new("co_search_docs");
 
 /// Names of every table, created when the database opens.
 pub(crate) const ALL: &[&str] = &[

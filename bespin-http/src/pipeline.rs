@@ -1,5 +1,6 @@
 //! The request pipeline: rate limit → CORS preflight → routing → body → handler (on the
-//! blocking pool) → CORS and security headers → one log line.
+//! runtime's worker, the database's writer thread or the blocking pool, as its route says) →
+//! CORS and security headers → one log line.
 
 use crate::AppState;
 use crate::error::ApiError;

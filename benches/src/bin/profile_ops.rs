@@ -1,5 +1,5 @@
 //! Runs a fixed number of whole operations in one transaction, for profilers
-//! (`valgrind --tool=callgrind target/release/profile_ops task 300`).
+//! (`valgrind --tool=callgrind target/release/profile_ops task|invoke|chat|ingest 300`).
 
 use bespin_core::Bespin;
 use bespin_core::coreos::tasks::NewTask;
@@ -33,6 +33,10 @@ fn main() -> bespin_core::Result<()> {
     db.transaction(|tx, ctx| {
         for i in 0..n {
             match what.as_str() {
+                "chat" => {
+                    let r = bespin_core::chat::ChatRequest::from_json(&serde_json::json!({"message": "kpis"}))?;
+                    bespin_core::chat::chat(tx, ctx, &p, r)?;
+                }
                 "invoke" => {
                     let r = InvokeRequest::from_json(&serde_json::json!({"tool_name": "echo", "payload": {"i": i}}))?;
                     bespin_core::tools::invoke(tx, ctx, &p, &format!("k{i}"), r)?;

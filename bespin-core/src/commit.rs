@@ -270,23 +270,21 @@ impl Committer {
                 std::thread::yield_now();
             }
             let mut g = self.lock();
-            let open = match g.tx.take() {
-                Some(b) => Open {
+            let batch = match g.tx.take() {
+                Some(b) => Ok(b),
+                None => store.begin(self.durable),
+            };
+            let open = match batch {
+                Ok(b) => Open {
                     batch: Some(b),
                     pending: 0,
                     broken: None,
                 },
-                None => match store.begin(self.durable) {
-                    Ok(b) => Open {
-                        batch: Some(b),
-                        pending: 0,
-                        broken: None,
-                    },
-                    Err(e) => Open {
-                        batch: None,
-                        pending: 0,
-                        broken: Some(e),
-                    },
+                // Every job of this turn then fails with the error.
+                Err(e) => Open {
+                    batch: None,
+                    pending: 0,
+                    broken: Some(e),
                 },
             };
             let room = self.max_batch.saturating_sub(g.pending);

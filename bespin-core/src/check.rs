@@ -571,7 +571,8 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
         let by_time = self.raw(&tables::CONVERSATIONS_BY_TIME)?;
         let messages = self.rows(&tables::MESSAGES, true)?;
         let mut expected = BTreeMap::new();
-        let mut ids = HashSet::new();
+        // (tenant, conversation sequence): messages are keyed by it.
+        let mut numbers = HashSet::new();
         for (k, c) in &convs {
             let Some(v) = str_parts(k, 3) else {
                 self.violation(tables::CONVERSATIONS.name(), k, "malformed key");
@@ -588,7 +589,7 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
                     .to_vec(),
                 enc(id),
             );
-            ids.insert((t.clone(), id.clone()));
+            numbers.insert((t.clone(), c.seq));
         }
         self.same(
             tables::CONVERSATIONS_BY_TIME.name(),
@@ -597,8 +598,12 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
             "conversation",
         );
         for (k, _) in &messages {
-            match two(k) {
-                Some([t, c]) if ids.contains(&(t.clone(), c.clone())) => self.ok(),
+            let conv = read_str(k, 0).and_then(|(t, at)| {
+                let seq = k.get(at..at + 8)?;
+                Some((t, u64::from_be_bytes(seq.try_into().ok()?)))
+            });
+            match conv {
+                Some(c) if numbers.contains(&c) => self.ok(),
                 _ => self.violation(
                     tables::MESSAGES.name(),
                     k,
@@ -649,7 +654,7 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
         let t_meetings = self.rows(&tables::CO_MEETINGS, true)?;
         let t_facts = self.rows(&tables::CO_FACTS, true)?;
         // (tenant, type, id) of every record.
-        let mut exists: HashSet<(String, &'static str, String)> = HashSet::new();
+        let mut exists: HashMap<(String, &'static str, String), Timestamp> = HashMap::new();
         let mut entries: RawRows = BTreeMap::new();
         let mut doc = |t: &str, rec: &dyn Searchable| {
             if !rec.indexed() {
@@ -679,7 +684,10 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
         for (k, a) in &t_actions {
             let t = tenant_of(k).unwrap_or_default();
             self.id_matches(tables::CO_ACTIONS.name(), k, &t, &a.action_id);
-            exists.insert((t.clone(), EntityType::Action.as_str(), a.action_id.clone()));
+            exists.insert(
+                (t.clone(), EntityType::Action.as_str(), a.action_id.clone()),
+                a.created_at,
+            );
             i_actions.insert(
                 Key::new()
                     .str(&t)
@@ -694,18 +702,24 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
         for (k, x) in &t_tasks {
             let t = tenant_of(k).unwrap_or_default();
             self.id_matches(tables::CO_TASKS.name(), k, &t, &x.task_id);
-            exists.insert((t.clone(), EntityType::Task.as_str(), x.task_id.clone()));
+            exists.insert(
+                (t.clone(), EntityType::Task.as_str(), x.task_id.clone()),
+                x.created_at,
+            );
             i_tasks.insert(tasks::order_key(&t, x).as_bytes().to_vec(), enc(&x.task_id));
             doc(&t, x);
         }
         for (k, d) in &t_decisions {
             let t = tenant_of(k).unwrap_or_default();
             self.id_matches(tables::CO_DECISIONS.name(), k, &t, &d.decision_id);
-            exists.insert((
-                t.clone(),
-                EntityType::Decision.as_str(),
-                d.decision_id.clone(),
-            ));
+            exists.insert(
+                (
+                    t.clone(),
+                    EntityType::Decision.as_str(),
+                    d.decision_id.clone(),
+                ),
+                d.created_at,
+            );
             i_decisions.insert(
                 Key::new()
                     .str(&t)
@@ -721,11 +735,14 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
         for (k, m) in &t_meetings {
             let t = tenant_of(k).unwrap_or_default();
             self.id_matches(tables::CO_MEETINGS.name(), k, &t, &m.meeting_id);
-            exists.insert((
-                t.clone(),
-                EntityType::Meeting.as_str(),
-                m.meeting_id.clone(),
-            ));
+            exists.insert(
+                (
+                    t.clone(),
+                    EntityType::Meeting.as_str(),
+                    m.meeting_id.clone(),
+                ),
+                m.created_at,
+            );
             i_meetings.insert(
                 Key::new()
                     .str(&t)
@@ -746,11 +763,14 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
             let t = tenant_of(k).unwrap_or_default();
             let table = tables::CO_FACTS.name();
             self.id_matches(table, k, &t, &f.fact_id);
-            exists.insert((
-                t.clone(),
-                EntityType::MemoryFact.as_str(),
-                f.fact_id.clone(),
-            ));
+            exists.insert(
+                (
+                    t.clone(),
+                    EntityType::MemoryFact.as_str(),
+                    f.fact_id.clone(),
+                ),
+                f.created_at,
+            );
             i_facts.insert(
                 Key::new()
                     .str(&t)
@@ -854,7 +874,7 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
             .chain(executions.iter().map(|x| &x.0))
         {
             match two(k) {
-                Some([t, id]) if exists.contains(&(t.clone(), action, id.clone())) => self.ok(),
+                Some([t, id]) if exists.contains_key(&(t.clone(), action, id.clone())) => self.ok(),
                 _ => self.violation(
                     tables::CO_ACTION_REVIEWS.name(),
                     k,
@@ -880,7 +900,7 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
             let et = EntityType::parse(&e.entity_type)
                 .map(EntityType::as_str)
                 .unwrap_or("");
-            if exists.contains(&(t, et, e.entity_id.clone())) {
+            if exists.contains_key(&(t, et, e.entity_id.clone())) {
                 self.ok();
             } else {
                 self.violation(
@@ -913,7 +933,8 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
             let et = EntityType::parse(&e.entity_type)
                 .map(EntityType::as_str)
                 .unwrap_or("");
-            if exists.contains(&(t.clone(), et, e.entity_id.clone())) {
+            let born = exists.get(&(t.clone(), et, e.entity_id.clone())).copied();
+            if born.is_some() {
                 self.ok();
             } else {
                 self.violation(
@@ -922,7 +943,8 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
                     format!("event for missing {} {}", e.entity_type, e.entity_id),
                 );
             }
-            timeline_keys(&t, e, &pos, &mut by_type, &mut by_entity, &mut by_id);
+            let indexes = (&mut by_type, &mut by_entity, &mut by_id);
+            timeline_keys(&t, e, &pos, born, indexes);
         }
         let a = self.raw(&tables::CO_TIMELINE_BY_TYPE)?;
         self.same(
@@ -963,6 +985,20 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
         let _ = self.rows(&tables::PLAN_CAPS, false)?;
         let _ = self.rows(&tables::PLAN_RATE_LIMITS, false)?;
         let _ = self.rows(&tables::SEQUENCES, false)?;
+        let _ = self.rows(&tables::META, false)?;
+        let layout = crate::layout::version(self.r)?;
+        if layout == crate::layout::CURRENT {
+            self.ok();
+        } else {
+            self.violation(
+                tables::META.name(),
+                b"layout",
+                format!(
+                    "key layout version {layout}, expected {}",
+                    crate::layout::CURRENT
+                ),
+            );
+        }
         Ok(())
     }
 
@@ -1031,9 +1067,8 @@ fn timeline_keys(
     t: &str,
     e: &EventRec,
     pos: &EventPos,
-    by_type: &mut RawRows,
-    by_entity: &mut RawRows,
-    by_id: &mut RawRows,
+    born: Option<Timestamp>,
+    (by_type, by_entity, by_id): (&mut RawRows, &mut RawRows, &mut RawRows),
 ) {
     let p = enc(pos);
     by_type.insert(
@@ -1046,17 +1081,11 @@ fn timeline_keys(
             .to_vec(),
         p.clone(),
     );
-    by_entity.insert(
-        Key::new()
-            .str(t)
-            .str(&e.entity_type)
-            .str(&e.entity_id)
-            .ts(pos.at)
-            .u64(pos.seq)
-            .as_bytes()
-            .to_vec(),
-        p.clone(),
-    );
+    // An event of a missing record is reported as such; it has no place in this index.
+    if let Some(born) = born {
+        let k = crate::coreos::timeline::entity_prefix(t, &e.entity_type, born, &e.entity_id);
+        by_entity.insert(k.ts(pos.at).u64(pos.seq).as_bytes().to_vec(), p.clone());
+    }
     by_id.insert(Key::new().str(t).str(&e.event_id).as_bytes().to_vec(), p);
 }
 

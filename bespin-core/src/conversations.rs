@@ -108,6 +108,53 @@ fn conv_key(tenant_id: &str, user_id: &str, conv_id: &str) -> Key {
     Key::new().str(tenant_id).str(user_id).str(conv_id)
 }
 
+/// Where the messages of the conversation numbered `conv_seq` start.
+pub(crate) fn message_key(tenant_id: &str, conv_seq: u64) -> Key {
+    Key::new().str(tenant_id).u64(conv_seq)
+}
+
+/// Moves messages stored under (tenant, conversation id, sequence) — the layout before
+/// [`crate::layout`] version 2 — to (tenant, conversation sequence, sequence).
+pub(crate) fn rekey_messages(tx: &mut WriteTx) -> Result<()> {
+    let mut seq_of: std::collections::HashMap<(String, String), u64> = Default::default();
+    tx.scan(
+        &tables::CONVERSATIONS,
+        &Key::new(),
+        Order::Asc,
+        |k, c: ConversationRec| {
+            if let Some((tenant, at)) = crate::store::read_str(k, 0)
+                && let Some((_, at)) = crate::store::read_str(k, at)
+                && let Some((id, _)) = crate::store::read_str(k, at)
+            {
+                seq_of.insert((tenant, id), c.seq);
+            }
+            Ok(Flow::Continue)
+        },
+    )?;
+    let mut moves: Vec<(Vec<u8>, Key, MessageRec)> = Vec::new();
+    tx.scan(
+        &tables::MESSAGES,
+        &Key::new(),
+        Order::Asc,
+        |k, m: MessageRec| {
+            if let Some((tenant, at)) = crate::store::read_str(k, 0)
+                && let Some((conv, at)) = crate::store::read_str(k, at)
+                && let Some(&conv_seq) = seq_of.get(&(tenant.clone(), conv))
+                && let Some(seq) = k.get(at..at + 8)
+            {
+                let seq = u64::from_be_bytes(seq.try_into().unwrap_or([0; 8]));
+                moves.push((k.to_vec(), message_key(&tenant, conv_seq).u64(seq), m));
+            }
+            Ok(Flow::Continue)
+        },
+    )?;
+    for (old, new, m) in &moves {
+        tx.delete(&tables::MESSAGES, &Key::from_raw(old))?;
+        tx.put(&tables::MESSAGES, new, m)?;
+    }
+    Ok(())
+}
+
 fn not_found() -> Error {
     Error::NotFound("Conversation not found".into())
 }
@@ -162,6 +209,12 @@ pub(crate) fn append(
     content: &str,
     cards: &Value,
 ) -> Result<String> {
+    let conv = tx
+        .get(
+            &tables::CONVERSATIONS,
+            &conv_key(caller.tenant_id(), caller.user_id(), conv_id),
+        )?
+        .ok_or_else(not_found)?;
     let message_id = ids::new_id();
     let seq = tx.next_seq("messages")?;
     let rec = MessageRec {
@@ -174,7 +227,7 @@ pub(crate) fn append(
     };
     tx.put(
         &tables::MESSAGES,
-        &Key::new().str(caller.tenant_id()).str(conv_id).u64(seq),
+        &message_key(caller.tenant_id(), conv.seq).u64(seq),
         &rec,
     )?;
     Ok(message_id)
@@ -242,7 +295,7 @@ impl Bespin {
             let mut messages = Vec::new();
             r.scan(
                 &tables::MESSAGES,
-                &Key::new().str(caller.tenant_id()).str(conv_id),
+                &message_key(caller.tenant_id(), c.seq),
                 Order::Asc,
                 |_, m: MessageRec| {
                     messages.push(Message {

@@ -51,6 +51,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod jobs;
 pub mod kpis;
+pub mod layout;
 pub mod limits;
 pub mod metering;
 pub mod money;
@@ -180,7 +181,7 @@ impl Bespin {
             }),
         };
         db.write(billing::catalog::seed)?;
-        db.write(coreos::search::upgrade)?;
+        db.write(layout::upgrade)?;
         Ok(db)
     }
 

@@ -131,6 +131,24 @@ pub(crate) fn entity_exists(
     }
 }
 
+/// When the record of type `t` with id `id` was created, if it exists in the tenant.
+pub(crate) fn entity_created_at(
+    r: &impl Reader,
+    tenant: &str,
+    t: EntityType,
+    id: &str,
+) -> Result<Option<crate::time::Timestamp>> {
+    use crate::store::tables;
+    let k = id_key(tenant, id);
+    Ok(match t {
+        EntityType::Action => r.get(&tables::CO_ACTIONS, &k)?.map(|x| x.created_at),
+        EntityType::Task => r.get(&tables::CO_TASKS, &k)?.map(|x| x.created_at),
+        EntityType::Decision => r.get(&tables::CO_DECISIONS, &k)?.map(|x| x.created_at),
+        EntityType::Meeting => r.get(&tables::CO_MEETINGS, &k)?.map(|x| x.created_at),
+        EntityType::MemoryFact => r.get(&tables::CO_FACTS, &k)?.map(|x| x.created_at),
+    })
+}
+
 /// The primary key (tenant, id).
 pub(crate) fn id_key(tenant: &str, id: &str) -> Key {
     Key::new().str(tenant).str(id)

@@ -12,7 +12,7 @@
 //! old version).
 //!
 //! Databases written before this layout (which kept a token list per record in
-//! `co_search_docs`) get their index rebuilt from the records when opened ([`upgrade`]).
+//! `co_search_docs`) get their index rebuilt from the records when opened ([`crate::layout`]).
 //!
 //! ## Matching rules
 //! - Text is lower-cased with Unicode case mapping (`str::to_lowercase`) and split into words
@@ -47,7 +47,7 @@ use std::collections::{BTreeMap, HashMap};
 const TITLE: u8 = 1;
 const BODY: u8 = 2;
 
-/// The rows of the legacy per-record token table (never read, only cleared by [`upgrade`]).
+/// The rows of the legacy per-record token table (never read, only cleared by [`rebuild_index`]).
 pub(crate) enum LegacyDoc {}
 
 /// The words of `text`: lower-cased, split at non-alphanumeric characters.
@@ -156,12 +156,10 @@ pub(crate) fn reindex<R: Searchable>(
     Ok(())
 }
 
-/// Rebuilds the index of a database written before the current layout (see the module notes);
-/// does nothing on a current one. Runs when a database is opened.
-pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
-    if tx.delete_prefix(&tables::CO_SEARCH_DOCS, &Key::new())? == 0 {
-        return Ok(());
-    }
+/// Rebuilds the whole index from the records (for a database of an older layout, which also
+/// kept a token list per record in `co_search_docs`).
+pub(crate) fn rebuild_index(tx: &mut WriteTx) -> Result<()> {
+    tx.delete_prefix(&tables::CO_SEARCH_DOCS, &Key::new())?;
     tx.delete_prefix(&tables::CO_SEARCH, &Key::new())?;
     rebuild(tx, &tables::CO_ACTIONS)?;
     rebuild(tx, &tables::CO_TASKS)?;
@@ -480,62 +478,5 @@ impl Bespin {
     /// `GET /v1/search`. Errors: entitlement, `QuotaExceeded`.
     pub fn search(&self, caller: &Principal, q: &SearchQuery) -> Result<SearchResults> {
         self.write(|tx, ctx| search(tx, ctx, caller, q))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use crate::coreos::tasks::{NewTask, TaskPatch};
-    use crate::testutil;
-
-    fn find(db: &Bespin, p: &Principal, q: &str) -> Vec<String> {
-        let q = SearchQuery::from_json(&serde_json::json!({ "q": q })).unwrap();
-        let r = db.search(p, &q).unwrap();
-        r.results.into_iter().map(|h| h.title).collect()
-    }
-
-    #[test]
-    fn a_database_in_the_old_layout_is_reindexed_when_opened() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.redb");
-        let db = Bespin::open(&path).unwrap();
-        let (admin, _) = testutil::tenant(&db);
-        let task = |title: &str| {
-            NewTask::from_json(&serde_json::json!({ "title": title, "priority": "low" })).unwrap()
-        };
-        db.create_task(&admin, task("Pricing review")).unwrap();
-        let t = db.create_task(&admin, task("Hiring plan")).unwrap();
-        let patch = TaskPatch::from_json(&serde_json::json!({ "title": "Pricing page" })).unwrap();
-        db.update_task(&admin, &t.task_id, patch).unwrap();
-        assert_eq!(find(&db, &admin, "pric").len(), 2);
-        assert!(
-            find(&db, &admin, "hiring").is_empty(),
-            "a rewrite drops old words"
-        );
-        assert!(db.check().unwrap().violations.is_empty());
-        // Turn the index into the old layout: entries without the creation instant, and a
-        // token list per record.
-        let tenant = admin.tenant_id().to_owned();
-        db.tamper(|tx| {
-            tx.delete_prefix(&tables::CO_SEARCH, &Key::new())?;
-            let old_entry = Key::new()
-                .str(&tenant)
-                .str("pricing")
-                .str("task")
-                .str(&t.task_id);
-            tx.raw_insert_for_test(tables::CO_SEARCH.name(), old_entry.as_bytes(), &[1, 1])?;
-            let old_doc = Key::new().str(&tenant).str("task").str(&t.task_id);
-            tx.raw_insert_for_test(tables::CO_SEARCH_DOCS.name(), old_doc.as_bytes(), &[1, 0])
-        });
-        assert!(!db.check().unwrap().violations.is_empty());
-        drop(db);
-        let db = Bespin::open(&path).unwrap();
-        assert!(db.check().unwrap().violations.is_empty());
-        assert_eq!(
-            find(&db, &admin, "pric"),
-            ["Pricing page", "Pricing review"]
-        );
     }
 }

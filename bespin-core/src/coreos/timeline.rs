@@ -2,8 +2,9 @@
 //! the same transaction as the change they describe.
 //!
 //! Events are stored under (tenant, instant, sequence); two secondary indexes, (tenant, entity
-//! type, instant, sequence) and (tenant, entity type, entity id, instant, sequence), serve the
-//! filtered views. All three are walked newest first. Offset paging is what the contract
+//! type, instant, sequence) and (tenant, entity type, entity created_at, entity id, instant,
+//! sequence), serve the filtered views (the record's creation instant keeps the events of new
+//! records at the end of the index instead of on a random page; a filter by id looks it up). All three are walked newest first. Offset paging is what the contract
 //! offers; for a stable walk while new events arrive, pass the last seen `event_id` as
 //! `before`: the page then holds only events older than it, so successive pages have no gaps
 //! and no repeats.
@@ -113,6 +114,8 @@ pub(crate) fn emit(
         created_at: ctx.now,
     };
     let et = entity.as_str();
+    let born = super::entity_created_at(tx, t, entity, entity_id)?
+        .ok_or_else(|| Error::Internal("timeline event for a record not yet stored".into()))?;
     tx.put(
         &tables::CO_TIMELINE,
         &Key::new().str(t).ts(pos.at).u64(seq),
@@ -125,7 +128,7 @@ pub(crate) fn emit(
     )?;
     tx.put(
         &tables::CO_TIMELINE_BY_ENTITY,
-        &Key::new().str(t).str(et).str(entity_id).ts(pos.at).u64(seq),
+        &entity_prefix(t, et, born, entity_id).ts(pos.at).u64(seq),
         &pos,
     )?;
     tx.put(
@@ -133,6 +136,47 @@ pub(crate) fn emit(
         &Key::new().str(t).str(&rec.event_id),
         &pos,
     )?;
+    Ok(())
+}
+
+/// Where the events of one record start in the per-record index.
+pub(crate) fn entity_prefix(tenant: &str, et: &str, born: Timestamp, entity_id: &str) -> Key {
+    Key::new().str(tenant).str(et).ts(born).str(entity_id)
+}
+
+/// Rebuilds the per-record index from the events (for a database of an older layout).
+pub(crate) fn rebuild_entity_index(tx: &mut WriteTx) -> Result<()> {
+    tx.delete_prefix(&tables::CO_TIMELINE_BY_ENTITY, &Key::new())?;
+    let mut all: Vec<(String, EventRec, EventPos)> = Vec::new();
+    tx.scan(
+        &tables::CO_TIMELINE,
+        &Key::new(),
+        Order::Asc,
+        |k, e: EventRec| {
+            if let Some((tenant, at)) = crate::store::read_str(k, 0)
+                && let Some(seq) = k.get(at + 8..at + 16)
+            {
+                let seq = u64::from_be_bytes(seq.try_into().unwrap_or([0; 8]));
+                let pos = EventPos {
+                    at: e.created_at,
+                    seq,
+                };
+                all.push((tenant, e, pos));
+            }
+            Ok(Flow::Continue)
+        },
+    )?;
+    for (tenant, e, pos) in &all {
+        let Some(et) = EntityType::parse(&e.entity_type) else {
+            continue;
+        };
+        if let Some(born) = super::entity_created_at(tx, tenant, et, &e.entity_id)? {
+            let k = entity_prefix(tenant, et.as_str(), born, &e.entity_id)
+                .ts(pos.at)
+                .u64(pos.seq);
+            tx.put(&tables::CO_TIMELINE_BY_ENTITY, &k, pos)?;
+        }
+    }
     Ok(())
 }
 
@@ -200,14 +244,22 @@ pub(crate) fn list(r: &impl Reader, tenant: &str, q: &TimelineQuery) -> Result<T
     };
     match (&q.entity_type, &q.entity_id) {
         (Some(et), eid) => {
-            let prefix = match eid {
-                Some(eid) => Key::new().str(tenant).str(et).str(eid),
-                None => Key::new().str(tenant).str(et),
-            };
-            let table = if eid.is_some() {
-                &tables::CO_TIMELINE_BY_ENTITY
-            } else {
-                &tables::CO_TIMELINE_BY_TYPE
+            let (prefix, table) = match eid {
+                Some(eid) => {
+                    // Events exist only for stored records of a known type.
+                    let born = match EntityType::parse(et) {
+                        Some(t) => super::entity_created_at(r, tenant, t, eid)?,
+                        None => None,
+                    };
+                    let Some(born) = born else {
+                        return Ok(TimelinePage::new(items, matched, paging));
+                    };
+                    (
+                        entity_prefix(tenant, et, born, eid),
+                        &tables::CO_TIMELINE_BY_ENTITY,
+                    )
+                }
+                None => (Key::new().str(tenant).str(et), &tables::CO_TIMELINE_BY_TYPE),
             };
             let to = cursor.map(|c| prefix.clone().ts(c.at).u64(c.seq));
             r.scan_range(

@@ -70,7 +70,8 @@ pub(crate) const NOTIFICATION_UNIQUE: Table<u64> = Table::new("notification_uniq
 pub(crate) const CONVERSATIONS: Table<ConversationRec> = Table::new("conversations");
 /// (tenant, owner, created at, sequence) → conversation id: newest-first listing.
 pub(crate) const CONVERSATIONS_BY_TIME: Table<String> = Table::new("conversations_by_time");
-/// (tenant, conversation, sequence) → message, in insertion order.
+/// (tenant, conversation sequence, message sequence) → message, in insertion order. Keyed by
+/// the conversation's sequence number rather than its (random) id, so new messages append.
 pub(crate) const MESSAGES: Table<MessageRec> = Table::new("messages");
 /// (tenant, kpi) → KPI definition.
 pub(crate) const KPIS: Table<KpiRec> = Table::new("kpis");
@@ -84,6 +85,9 @@ pub(crate) const KPI_POINTS: Table<PointRec> = Table::new("kpi_points");
 pub(crate) const BRIEFS: Table<BriefRec> = Table::new("briefs");
 /// Global: (name) → last value of a sequence.
 pub(crate) const SEQUENCES: Table<u64> = Table::new("sequences");
+/// Global: (name) → a property of the file; `layout` is the version of the key layouts
+/// ([`crate::layout`]).
+pub(crate) const META: Table<u64> = Table::new("meta");
 
 // ---- Core Business OS (coreos) ----
 /// (tenant, action) → action.
@@ -118,7 +122,8 @@ pub(crate) const CO_EVIDENCE: Table<EvidenceRec> = Table::new("co_evidence");
 pub(crate) const CO_TIMELINE: Table<EventRec> = Table::new("co_timeline");
 /// (tenant, entity type, instant, sequence) → event position.
 pub(crate) const CO_TIMELINE_BY_TYPE: Table<EventPos> = Table::new("co_timeline_by_type");
-/// (tenant, entity type, entity id, instant, sequence) → event position.
+/// (tenant, entity type, entity created_at, entity id, instant, sequence) → event position. The
+/// record's creation instant comes before its (random) id so the events of new records append.
 pub(crate) const CO_TIMELINE_BY_ENTITY: Table<EventPos> = Table::new("co_timeline_by_entity");
 /// (tenant, event id) → event position (the `before` cursor).
 pub(crate) const CO_TIMELINE_IDS: Table<EventPos> = Table::new("co_timeline_ids");
@@ -154,6 +159,7 @@ pub(crate) const ALL: &[&str] = &[
     KPI_POINTS.name(),
     BRIEFS.name(),
     SEQUENCES.name(),
+    META.name(),
     NOTIFICATION_PREFS.name(),
     NOTIFICATIONS.name(),
     NOTIFICATION_UNIQUE.name(),

@@ -1,0 +1,212 @@
+//! Versions of the key layouts, and the upgrade of a database written with an older one.
+//!
+//! Records evolve through their version byte; keys cannot, so a change of key layout bumps
+//! [`CURRENT`] and adds a step here that rewrites the affected tables from the data they index.
+//! Every step runs inside the transaction that opens the database, so an upgrade is all or
+//! nothing, and a database written by this version is never touched again.
+//!
+//! | version | layout |
+//! |---|---|
+//! | 1 (no `layout` row) | the first release |
+//! | 2 | search entries keyed by the record's creation instant, no per-record token table; the timeline's per-record index keyed by the record's creation instant; messages keyed by their conversation's sequence number |
+
+use crate::Ctx;
+use crate::error::Result;
+use crate::store::{Key, Reader, WriteTx, tables};
+
+/// The layout this version writes.
+pub const CURRENT: u64 = 2;
+
+fn layout_key() -> Key {
+    Key::new().str("layout")
+}
+
+/// The layout version of the database behind `r` (1 when never recorded).
+pub(crate) fn version(r: &impl Reader) -> Result<u64> {
+    Ok(r.get(&tables::META, &layout_key())?.unwrap_or(1))
+}
+
+/// Brings a database of an older layout to [`CURRENT`]; records the version on a new one.
+pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
+    let from = version(tx)?;
+    if from >= CURRENT {
+        return Ok(());
+    }
+    if from < 2 {
+        crate::coreos::search::rebuild_index(tx)?;
+        crate::coreos::timeline::rebuild_entity_index(tx)?;
+        crate::conversations::rekey_messages(tx)?;
+    }
+    tx.put(&tables::META, &layout_key(), &CURRENT)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::chat::ChatRequest;
+    use crate::conversations::{ConversationRec, MessageRec};
+    use crate::coreos::search::SearchQuery;
+    use crate::coreos::tasks::{NewTask, TaskPatch};
+    use crate::coreos::timeline::{EventRec, TimelineQuery};
+    use crate::store::{Flow, Order, read_str};
+    use crate::{Bespin, Principal, testutil};
+    use std::collections::HashMap;
+
+    fn find(db: &Bespin, p: &Principal, q: &str) -> Vec<String> {
+        let q = SearchQuery::from_json(&serde_json::json!({ "q": q })).unwrap();
+        let r = db.search(p, &q).unwrap();
+        r.results.into_iter().map(|h| h.title).collect()
+    }
+
+    fn events_of(db: &Bespin, p: &Principal, id: &str) -> usize {
+        let q = serde_json::json!({ "entity_type": "task", "entity_id": id });
+        let q = TimelineQuery::from_json(&q).unwrap();
+        db.timeline(p, &q).unwrap().items.len()
+    }
+
+    /// Rewrites the three tables of layout 2 as layout 1 wrote them.
+    fn downgrade(tx: &mut WriteTx) -> Result<()> {
+        tx.delete(&tables::META, &layout_key())?;
+        // Search: entries without the creation instant, and a token list per record.
+        let mut entries: Vec<Vec<u8>> = Vec::new();
+        tx.scan(&tables::CO_SEARCH, &Key::new(), Order::Asc, |k, _: u8| {
+            entries.push(k.to_vec());
+            Ok(Flow::Continue)
+        })?;
+        for k in &entries {
+            let (t, at) = read_str(k, 0).unwrap();
+            let (w, at) = read_str(k, at).unwrap();
+            let (et, at) = read_str(k, at).unwrap();
+            let (id, _) = read_str(k, at + 8).unwrap();
+            tx.delete(&tables::CO_SEARCH, &Key::from_raw(k))?;
+            let old = Key::new().str(&t).str(&w).str(&et).str(&id);
+            tx.raw_insert_for_test(tables::CO_SEARCH.name(), old.as_bytes(), &[1, 1])?;
+            let doc = Key::new().str(&t).str(&et).str(&id);
+            tx.raw_insert_for_test(tables::CO_SEARCH_DOCS.name(), doc.as_bytes(), &[1, 0])?;
+        }
+        // Timeline: the per-record index keyed by the record's id alone.
+        tx.delete_prefix(&tables::CO_TIMELINE_BY_ENTITY, &Key::new())?;
+        let mut events: Vec<(String, EventRec, Vec<u8>)> = Vec::new();
+        tx.scan(
+            &tables::CO_TIMELINE,
+            &Key::new(),
+            Order::Asc,
+            |k, e: EventRec| {
+                let (t, at) = read_str(k, 0).unwrap();
+                events.push((t, e, k[at..].to_vec()));
+                Ok(Flow::Continue)
+            },
+        )?;
+        for (t, e, at_seq) in &events {
+            let k = Key::new().str(t).str(&e.entity_type).str(&e.entity_id);
+            let k = [k.as_bytes(), at_seq].concat();
+            let pos = crate::store::codec::encode(&crate::coreos::timeline::EventPos {
+                at: e.created_at,
+                seq: u64::from_be_bytes(at_seq[8..16].try_into().unwrap()),
+            })?;
+            tx.raw_insert_for_test(tables::CO_TIMELINE_BY_ENTITY.name(), &k, &pos)?;
+        }
+        // Messages: keyed by the conversation's id.
+        let mut ids: HashMap<u64, String> = HashMap::new();
+        tx.scan(
+            &tables::CONVERSATIONS,
+            &Key::new(),
+            Order::Asc,
+            |k, c: ConversationRec| {
+                let (_, at) = read_str(k, 0).unwrap();
+                let (_, at) = read_str(k, at).unwrap();
+                ids.insert(c.seq, read_str(k, at).unwrap().0);
+                Ok(Flow::Continue)
+            },
+        )?;
+        let mut messages: Vec<(Vec<u8>, MessageRec)> = Vec::new();
+        tx.scan(
+            &tables::MESSAGES,
+            &Key::new(),
+            Order::Asc,
+            |k, m: MessageRec| {
+                messages.push((k.to_vec(), m));
+                Ok(Flow::Continue)
+            },
+        )?;
+        for (k, m) in &messages {
+            let (t, at) = read_str(k, 0).unwrap();
+            let conv = u64::from_be_bytes(k[at..at + 8].try_into().unwrap());
+            let seq = u64::from_be_bytes(k[at + 8..at + 16].try_into().unwrap());
+            tx.delete(&tables::MESSAGES, &Key::from_raw(k))?;
+            tx.put(
+                &tables::MESSAGES,
+                &Key::new().str(&t).str(&ids[&conv]).u64(seq),
+                m,
+            )?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_database_of_the_first_layout_is_upgraded_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.redb");
+        let db = Bespin::open(&path).unwrap();
+        let (admin, _) = testutil::tenant(&db);
+        let task = |title: &str| {
+            NewTask::from_json(&serde_json::json!({ "title": title, "priority": "low" })).unwrap()
+        };
+        db.create_task(&admin, task("Pricing review")).unwrap();
+        let t = db.create_task(&admin, task("Hiring plan")).unwrap();
+        let patch = TaskPatch::from_json(&serde_json::json!({ "title": "Pricing page" })).unwrap();
+        db.update_task(&admin, &t.task_id, patch).unwrap();
+        let chat = |m: &str| ChatRequest::from_json(&serde_json::json!({ "message": m })).unwrap();
+        let c = db.chat(&admin, chat("help")).unwrap();
+        assert_eq!(find(&db, &admin, "pric").len(), 2);
+        assert!(
+            find(&db, &admin, "hiring").is_empty(),
+            "a rewrite drops old words"
+        );
+        assert_eq!(events_of(&db, &admin, &t.task_id), 2);
+        assert_eq!(
+            db.conversation(&admin, &c.conversation_id)
+                .unwrap()
+                .messages
+                .len(),
+            2
+        );
+        assert!(db.check().unwrap().violations.is_empty());
+
+        db.tamper(downgrade);
+        let report = db.check().unwrap();
+        for table in [
+            "meta",
+            "co_search",
+            "co_search_docs",
+            "co_timeline_by_entity",
+            "messages",
+        ] {
+            assert!(
+                report.violations.iter().any(|v| v.table == table),
+                "the old layout of {table} is not what this version expects:\n{report}"
+            );
+        }
+        drop(db);
+
+        let db = Bespin::open(&path).unwrap();
+        assert!(db.check().unwrap().violations.is_empty());
+        assert_eq!(
+            find(&db, &admin, "pric"),
+            ["Pricing page", "Pricing review"]
+        );
+        assert_eq!(events_of(&db, &admin, &t.task_id), 2);
+        let detail = db.conversation(&admin, &c.conversation_id).unwrap();
+        assert_eq!(detail.messages.len(), 2);
+        // And the conversation goes on in the new layout.
+        let more = ChatRequest::from_json(&serde_json::json!({
+            "message": "kpis", "conversation_id": c.conversation_id
+        }))
+        .unwrap();
+        db.chat(&admin, more).unwrap();
+        let detail = db.conversation(&admin, &c.conversation_id).unwrap();
+        assert_eq!(detail.messages.len(), 4);
+        assert!(db.check().unwrap().violations.is_empty());
+    }
+}

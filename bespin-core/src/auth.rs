@@ -213,4 +213,18 @@ impl Bespin {
     pub fn authenticate(&self, creds: &Credentials) -> Result<Principal> {
         self.read(|r, _| authenticate(r, creds))
     }
+
+    /// [`Bespin::authenticate`], and the request rate limit of the caller's plan (requests per
+    /// minute; `None` when the plan has none), read from one snapshot: what a server needs on
+    /// every request. Errors as [`Bespin::authenticate`].
+    pub fn authenticate_with_rate_limit(
+        &self,
+        creds: &Credentials,
+    ) -> Result<(Principal, Option<u32>)> {
+        self.read(|r, _| {
+            let who = authenticate(r, creds)?;
+            let limit = crate::billing::catalog::tenant_rate_limit(r, who.tenant_id())?;
+            Ok((who, limit))
+        })
+    }
 }

@@ -20,7 +20,7 @@ use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, tables};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, Presence, got};
 use crate::{Bespin, Ctx, ids};
-use chrono::{DateTime, Timelike};
+use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -279,12 +279,7 @@ pub fn parse_point_ts(s: &str) -> Option<Timestamp> {
 /// Formats a point instant: `YYYY-MM-DDTHH:MM:SSZ`, plus `.ffffff` when the sub-second part is
 /// non-zero.
 pub fn format_point_ts(t: Timestamp) -> String {
-    let dt = t.to_datetime();
-    if dt.nanosecond() == 0 {
-        dt.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-    } else {
-        dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-    }
+    t.format(crate::time::Fraction::WhenNonZero)
 }
 
 pub(crate) fn kpi_key(tenant_id: &str, kpi_id: &str) -> Key {

@@ -31,9 +31,46 @@ impl Timestamp {
 
     /// RFC 3339 in UTC with microseconds and `Z`: `2026-11-21T23:37:20.752608Z`.
     pub fn to_rfc3339(self) -> String {
-        self.to_datetime()
-            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-            .to_string()
+        self.format(Fraction::Always)
+    }
+
+    /// RFC 3339 in UTC with `Z`, with the six fractional digits written as `fraction` says:
+    /// `2026-11-21T23:37:20Z` or `2026-11-21T23:37:20.752608Z`.
+    pub fn format(self, fraction: Fraction) -> String {
+        let micros = self.0.rem_euclid(1_000_000);
+        let secs = self.0.div_euclid(1_000_000);
+        let days = secs.div_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        if !(0..=9999).contains(&y) {
+            // Outside four-digit years (no instant Bespin creates), chrono's general formatter.
+            let f = match (fraction, micros) {
+                (Fraction::WhenNonZero, 0) => "%Y-%m-%dT%H:%M:%SZ",
+                _ => "%Y-%m-%dT%H:%M:%S%.6fZ",
+            };
+            return self.to_datetime().format(f).to_string();
+        }
+        let sod = secs.rem_euclid(86_400);
+        let mut b = [0u8; 27];
+        put_digits(&mut b[0..4], y as u64);
+        b[4] = b'-';
+        put_digits(&mut b[5..7], u64::from(m));
+        b[7] = b'-';
+        put_digits(&mut b[8..10], u64::from(d));
+        b[10] = b'T';
+        put_digits(&mut b[11..13], (sod / 3600) as u64);
+        b[13] = b':';
+        put_digits(&mut b[14..16], (sod / 60 % 60) as u64);
+        b[16] = b':';
+        put_digits(&mut b[17..19], (sod % 60) as u64);
+        let end = if fraction == Fraction::WhenNonZero && micros == 0 {
+            19
+        } else {
+            b[19] = b'.';
+            put_digits(&mut b[20..26], micros as u64);
+            26
+        };
+        b[end] = b'Z';
+        String::from_utf8_lossy(&b[..=end]).into_owned()
     }
 
     /// The UTC calendar date of this instant.
@@ -45,6 +82,38 @@ impl Timestamp {
     pub fn period(self) -> Period {
         self.date().period()
     }
+}
+
+/// Whether [`Timestamp::format`] writes the fractional seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fraction {
+    /// Always six digits (`.000000` included): Bespin's own timestamps.
+    Always,
+    /// Only when the sub-second part is non-zero: KPI point instants.
+    WhenNonZero,
+}
+
+/// Writes `v` as zero-padded decimal digits filling `out`.
+fn put_digits(out: &mut [u8], mut v: u64) {
+    for c in out.iter_mut().rev() {
+        *c = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// The proleptic Gregorian (year, month, day) of a day count since 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`): formatting without building a calendar date-time.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 impl fmt::Display for Timestamp {
@@ -86,7 +155,13 @@ impl Date {
 
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.format("%Y-%m-%d"))
+        let d = self.0;
+        if (0..=9999).contains(&d.year()) {
+            // Cheaper than chrono's format-string machinery, on every metered write's rollup key.
+            write!(f, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+        } else {
+            write!(f, "{}", d.format("%Y-%m-%d"))
+        }
     }
 }
 
@@ -189,6 +264,37 @@ mod tests {
         assert_eq!(
             Timestamp(1_700_000_000_123_456).to_rfc3339(),
             "2023-11-14T22:13:20.123456Z"
+        );
+    }
+
+    #[test]
+    fn fast_formatting_agrees_with_chrono() {
+        // Every day of four centuries around the epoch, at assorted times of day.
+        let mut t = Timestamp(-62_135_596_800_000_000); // 0001-01-01T00:00:00Z
+        let step = Timestamp::DAY_MICROS + 3_723_000_017; // a day, 1 h 2 min 3 s, 17 µs
+        while t.0 < 253_402_300_799_000_000 {
+            let dt = t.to_datetime();
+            assert_eq!(
+                t.to_rfc3339(),
+                dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+            );
+            let whole = Timestamp(t.0 - t.0.rem_euclid(1_000_000));
+            assert_eq!(
+                whole.format(Fraction::WhenNonZero),
+                whole.to_datetime().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+            );
+            let f = if t.0.rem_euclid(1_000_000) == 0 {
+                "%Y-%m-%dT%H:%M:%SZ"
+            } else {
+                "%Y-%m-%dT%H:%M:%S%.6fZ"
+            };
+            assert_eq!(t.format(Fraction::WhenNonZero), dt.format(f).to_string());
+            t = Timestamp(t.0 + step * 37);
+        }
+        assert_eq!(Timestamp(-1).to_rfc3339(), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(
+            Timestamp(0).format(Fraction::WhenNonZero),
+            "1970-01-01T00:00:00Z"
         );
     }
 

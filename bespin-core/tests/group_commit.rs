@@ -237,3 +237,58 @@ fn writer_thread_and_other_threads_share_the_database() {
     assert_eq!(results.iter().filter(|(_, a, _)| *a).count(), 200);
     assert_eq!(db.billing_ledger(&p, None, 1000).unwrap().items.len(), 400);
 }
+
+#[test]
+fn readers_sharing_a_snapshot_see_every_acknowledged_write() {
+    // Readers share one snapshot until a commit replaces it. Hammer that: reader threads keep
+    // the shared snapshot warm while writers create tasks; each writer must read its task back
+    // (and a reader thread must find it) as soon as its create returned.
+    let dir = tempfile::tempdir().unwrap();
+    let db = Bespin::open(dir.path().join("s.redb")).unwrap();
+    let p = Arc::new(setup(&db));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let created = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (db, p, stop, created) = (db.clone(), p.clone(), stop.clone(), created.clone());
+            std::thread::spawn(move || {
+                let mut checked = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let ids: Vec<String> = created.lock().unwrap().clone();
+                    for id in ids.iter().rev().take(4) {
+                        db.get_task(&p, id).unwrap();
+                        checked += 1;
+                    }
+                }
+                checked
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (db, p, created) = (db.clone(), p.clone(), created.clone());
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let req = bespin_core::coreos::tasks::NewTask::from_json(
+                        &serde_json::json!({ "title": format!("w{w} t{i}") }),
+                    )
+                    .unwrap();
+                    let t = db.create_task(&p, req).unwrap();
+                    // Published only after the create returned, i.e. after its commit.
+                    created.lock().unwrap().push(t.task_id.clone());
+                    assert_eq!(
+                        db.get_task(&p, &t.task_id).unwrap().title,
+                        format!("w{w} t{i}")
+                    );
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let checked: usize = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(checked > 0, "the readers read nothing");
+    assert_eq!(created.lock().unwrap().len(), 200);
+}

@@ -21,6 +21,10 @@ pub struct Req {
     pub params: HashMap<String, String>,
     /// The body.
     pub body: Bytes,
+    /// The caller, when the pipeline already authenticated the tenant credentials (it does so
+    /// once per request, for the tenant's rate limit). Failed authentication is left to the
+    /// handler, which reports it in the contract's order.
+    pub caller: Option<Principal>,
 }
 
 impl Req {
@@ -79,6 +83,9 @@ impl Req {
 
     /// Authenticates the tenant credentials (400/401/403 on failure).
     pub fn principal(&self, state: &AppState) -> Result<Principal, ApiError> {
+        if let Some(p) = &self.caller {
+            return Ok(p.clone());
+        }
         state
             .bespin
             .authenticate(&self.credentials())

@@ -8,6 +8,7 @@ use crate::extract::Req;
 use crate::reply::Reply;
 use crate::router::{Found, RunOn};
 use crate::{cors, headers};
+use bespin_core::Principal;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderName, HeaderValue};
@@ -120,8 +121,9 @@ async fn respond(
     let route_path = route.path;
     let handler = route.handler;
     let run_on = route.run_on;
+    let (caller, taken) = authenticate(state, req.headers());
     let mut rate_headers = Vec::new();
-    if let Some(taken) = tenant_rate(state, req.headers()) {
+    if let Some(taken) = taken {
         if !taken.allowed {
             let body = serde_json::json!({
                 "detail": format!("Rate limit exceeded. Maximum {} requests per minute for this tenant.", taken.limit),
@@ -172,6 +174,7 @@ async fn respond(
         query,
         params,
         body,
+        caller,
     };
     let outcome = match run_on {
         RunOn::Worker => {
@@ -225,10 +228,13 @@ async fn on_writer(
         .map_err(|_| "handler panicked on the writer thread".to_owned())
 }
 
-/// Takes a token from the tenant's bucket when the request carries valid tenant credentials
-/// and the tenant's plan has a request rate limit; `None` otherwise (requests that fail
-/// authentication are answered by their handler and use no token).
-fn tenant_rate(state: &AppState, headers: &hyper::HeaderMap) -> Option<crate::ratelimit::Taken> {
+/// Authenticates the tenant credentials, when the request carries all three, and takes a token
+/// from the tenant's bucket when its plan has a request rate limit. Requests that fail
+/// authentication are answered by their handler (in the contract's order) and use no token.
+fn authenticate(
+    state: &AppState,
+    headers: &hyper::HeaderMap,
+) -> (Option<Principal>, Option<crate::ratelimit::Taken>) {
     let h = |n: &str| {
         headers
             .get(n)
@@ -236,14 +242,17 @@ fn tenant_rate(state: &AppState, headers: &hyper::HeaderMap) -> Option<crate::ra
             .map(str::trim)
             .filter(|s| !s.is_empty())
     };
-    let creds = bespin_core::Credentials::new(
-        Some(h("x-tenant-id")?),
-        Some(h("x-user-id")?),
-        Some(h("x-api-key")?),
-    );
-    let who = state.bespin.authenticate(&creds).ok()?;
-    let limit = state.bespin.tenant_rate_limit(who.tenant_id()).ok()??;
-    Some(state.buckets.take(who.tenant_id(), limit, Instant::now()))
+    let (Some(t), Some(u), Some(k)) = (h("x-tenant-id"), h("x-user-id"), h("x-api-key")) else {
+        return (None, None);
+    };
+    let Ok((who, limit)) = state
+        .bespin
+        .authenticate_with_rate_limit(&bespin_core::Credentials::new(Some(t), Some(u), Some(k)))
+    else {
+        return (None, None);
+    };
+    let taken = limit.map(|limit| state.buckets.take(who.tenant_id(), limit, Instant::now()));
+    (Some(who), taken)
 }
 
 fn client_id(state: &AppState, peer: SocketAddr, headers: &hyper::HeaderMap) -> String {

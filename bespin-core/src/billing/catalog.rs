@@ -329,6 +329,14 @@ pub(crate) fn plan_view(id: &str, r: &PlanRec, requests_per_minute: Option<u32>)
 }
 
 /// The plan's request rate limit (requests per minute), if it has one.
+/// The request rate limit of the tenant's current plan (`None`: no limit, or no subscription).
+pub(crate) fn tenant_rate_limit(r: &impl Reader, tenant_id: &str) -> Result<Option<u32>> {
+    match super::subscriptions::get(r, tenant_id)? {
+        Some(sub) => plan_rate_limit(r, &sub.plan_id),
+        None => Ok(None),
+    }
+}
+
 pub(crate) fn plan_rate_limit(r: &impl Reader, plan_id: &str) -> Result<Option<u32>> {
     Ok(r.get(&tables::PLAN_RATE_LIMITS, &plan_key(plan_id))?
         .and_then(|n| u32::try_from(n).ok()))
@@ -861,10 +869,7 @@ impl Bespin {
     /// the plan has none or the tenant has no subscription. One small read: meant to be called
     /// on every request.
     pub fn tenant_rate_limit(&self, tenant_id: &str) -> Result<Option<u32>> {
-        self.read(|r, _| match super::subscriptions::get(r, tenant_id)? {
-            Some(sub) => plan_rate_limit(r, &sub.plan_id),
-            None => Ok(None),
-        })
+        self.read(|r, _| tenant_rate_limit(r, tenant_id))
     }
 
     /// Adds a plan with no capabilities and no caps. Errors: `Conflict` if the id exists.

@@ -17,6 +17,7 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefiniti
 use std::marker::PhantomData;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::Arc;
 
 type Raw = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
@@ -62,6 +63,39 @@ pub(crate) enum Flow {
 pub(crate) struct Store {
     db: redb::Database,
     path: Option<std::path::PathBuf>,
+    /// The snapshot of the last commit, shared by every reader until the next commit.
+    snapshot: Arc<SharedSnapshot>,
+}
+
+/// The read snapshot readers share. Beginning a redb read transaction and opening its tables
+/// costs more than the point reads most requests make, so one snapshot serves every read until
+/// a commit replaces it. A commit empties the slot *after* it is durable and visible, under
+/// the slot's lock, and a reader fills an empty slot under that lock: so no snapshot older than
+/// a finished commit can be handed out after that commit returns, and a client that saw its
+/// write acknowledged reads it back.
+#[derive(Default)]
+struct SharedSnapshot {
+    slot: std::sync::Mutex<Option<Arc<ReadTx>>>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Close the shared read transaction before the database it reads.
+        self.snapshot.invalidate();
+    }
+}
+
+impl SharedSnapshot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<ReadTx>>> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets the shared snapshot (after a commit). Readers still holding it finish on it.
+    fn invalidate(&self) {
+        let old = self.lock().take();
+        // Dropped outside the lock: closing a read transaction takes redb's own locks.
+        drop(old);
+    }
 }
 
 impl Store {
@@ -86,7 +120,11 @@ impl Store {
             tx.open_table(Raw::new(name))?;
         }
         tx.commit()?;
-        Ok(Store { db, path })
+        Ok(Store {
+            db,
+            path,
+            snapshot: Arc::default(),
+        })
     }
 
     /// Size of the database file in bytes (`None` for an in-memory database).
@@ -123,14 +161,23 @@ impl Store {
         Ok(rows)
     }
 
-    /// Starts a read transaction: a snapshot of the last commit.
-    pub(crate) fn read(&self) -> Result<ReadTx> {
-        Ok(ReadTx {
+    /// A snapshot of the last commit, shared with concurrent readers (see [`SharedSnapshot`]):
+    /// it reflects every commit that finished before this call.
+    pub(crate) fn read(&self) -> Result<Arc<ReadTx>> {
+        let mut slot = self.snapshot.lock();
+        if let Some(s) = slot.as_ref() {
+            return Ok(Arc::clone(s));
+        }
+        // Begun under the lock, so a commit finishing meanwhile waits to empty the slot
+        // until this (possibly older) snapshot is in it.
+        let fresh = Arc::new(ReadTx {
             tx: self.db.begin_read()?,
             open: (0..tables::ALL.len())
-                .map(|_| std::cell::OnceCell::new())
+                .map(|_| std::sync::OnceLock::new())
                 .collect(),
-        })
+        });
+        *slot = Some(Arc::clone(&fresh));
+        Ok(fresh)
     }
 
     /// Starts the write transaction (waits while another one is open) as a batch that
@@ -144,14 +191,16 @@ impl Store {
         Ok(Batch {
             tx,
             undo: Vec::new(),
+            snapshot: Arc::clone(&self.snapshot),
         })
     }
 }
 
-/// A consistent read-only snapshot. Each table is opened at most once per snapshot.
+/// A consistent read-only snapshot. Each table is opened at most once per snapshot, and the
+/// handles are shared by every thread reading the snapshot.
 pub struct ReadTx {
     tx: redb::ReadTransaction,
-    open: Vec<std::cell::OnceCell<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>>,
+    open: Vec<std::sync::OnceLock<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>>,
 }
 
 /// The single write transaction, shared by the operations of one group commit. Dropping it
@@ -163,6 +212,8 @@ pub struct ReadTx {
 pub(crate) struct Batch {
     tx: redb::WriteTransaction,
     undo: Vec<Undo>,
+    /// Emptied once the batch is committed, so that readers move on to the new state.
+    snapshot: Arc<SharedSnapshot>,
 }
 
 /// One overwritten row: the table, the key, and the previous value (`None`: it was absent).
@@ -199,7 +250,10 @@ impl Batch {
     /// Makes every change durable (fsync, unless the database was opened for speed over
     /// durability) and visible to new readers.
     pub(crate) fn commit(self) -> Result<()> {
-        self.tx.commit()?;
+        let outcome = self.tx.commit();
+        // Even a failed commit may have changed what redb shows: readers start afresh.
+        self.snapshot.invalidate();
+        outcome?;
         Ok(())
     }
 

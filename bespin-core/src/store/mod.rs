@@ -191,6 +191,7 @@ impl Store {
         Ok(Batch {
             tx,
             undo: Vec::new(),
+            seqs: Vec::new(),
             snapshot: Arc::clone(&self.snapshot),
         })
     }
@@ -212,6 +213,9 @@ pub struct ReadTx {
 pub(crate) struct Batch {
     tx: redb::WriteTransaction,
     undo: Vec<Undo>,
+    /// The sequences advanced in this batch and their last value, stored once at commit (see
+    /// [`WriteTx::next_seq`]).
+    seqs: Vec<(String, u64)>,
     /// Emptied once the batch is committed, so that readers move on to the new state.
     snapshot: Arc<SharedSnapshot>,
 }
@@ -236,6 +240,7 @@ impl Batch {
             let mut w = WriteTx {
                 tx: &self.tx,
                 undo: &mut self.undo,
+                seqs: &mut self.seqs,
                 open: OpenTables::default(),
             };
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&mut w)))
@@ -250,10 +255,23 @@ impl Batch {
     /// Makes every change durable (fsync, unless the database was opened for speed over
     /// durability) and visible to new readers.
     pub(crate) fn commit(self) -> Result<()> {
-        let outcome = self.tx.commit();
+        let outcome = self.store_sequences().and_then(|()| Ok(self.tx.commit()?));
         // Even a failed commit may have changed what redb shows: readers start afresh.
         self.snapshot.invalidate();
         outcome?;
+        Ok(())
+    }
+
+    /// Writes the last value of every sequence the batch advanced.
+    fn store_sequences(&self) -> Result<()> {
+        if self.seqs.is_empty() {
+            return Ok(());
+        }
+        let mut t = self.tx.open_table(Raw::new(tables::SEQUENCES.name()))?;
+        for (name, last) in &self.seqs {
+            let key = Key::new().str(name);
+            t.insert(key.as_bytes(), codec::encode(last)?.as_slice())?;
+        }
         Ok(())
     }
 
@@ -317,6 +335,7 @@ fn slot_of(table: &'static str) -> Result<usize> {
 pub struct WriteTx<'t> {
     tx: &'t redb::WriteTransaction,
     undo: &'t mut Vec<Undo>,
+    seqs: &'t mut Vec<(String, u64)>,
     open: OpenTables<'t>,
 }
 
@@ -473,14 +492,22 @@ impl<'t> WriteTx<'t> {
         Ok(keys.len())
     }
 
-    /// Adds `by` to the counter `name` in the meta table and returns the new value (first value
-    /// is 1). Used for ids that must increase across the whole database.
+    /// The next value of the database-wide sequence `name` (the first is 1). Values only
+    /// grow; an operation that fails leaves a gap rather than giving its values back.
+    ///
+    /// The counter lives in the batch and is written to the sequences table once, when the
+    /// batch commits: a row rewritten by every operation of a batch would cost each of them a
+    /// read and a write for nothing.
     pub(crate) fn next_seq(&mut self, name: &str) -> Result<u64> {
-        let key = Key::new().str(name);
-        let current = self.get(&tables::SEQUENCES, &key)?.unwrap_or(0);
-        let next = current + 1;
-        self.put(&tables::SEQUENCES, &key, &next)?;
-        Ok(next)
+        if let Some((_, last)) = self.seqs.iter_mut().find(|(n, _)| n == name) {
+            *last += 1;
+            return Ok(*last);
+        }
+        let stored = self
+            .get(&tables::SEQUENCES, &Key::new().str(name))?
+            .unwrap_or(0);
+        self.seqs.push((name.to_owned(), stored + 1));
+        Ok(stored + 1)
     }
 }
 
@@ -738,3 +765,50 @@ storage_from!(
     redb::CommitError,
     redb::DatabaseError
 );
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn next(b: &mut Batch, name: &str) -> u64 {
+        b.run(|tx| tx.next_seq(name)).unwrap().unwrap()
+    }
+
+    #[test]
+    fn sequences_grow_across_batches_failures_and_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seq.redb");
+        {
+            let store = Store::open(&path, 1 << 20).unwrap();
+            let mut b = store.begin(true).unwrap();
+            assert_eq!((next(&mut b, "a"), next(&mut b, "a"), next(&mut b, "b")), (1, 2, 1));
+            // A failing operation gives nothing back: the next value skips what it took.
+            let failed: Result<u64> = b
+                .run(|tx| {
+                    tx.next_seq("a")?;
+                    Err(Error::Conflict("no".into()))
+                })
+                .unwrap();
+            assert!(failed.is_err());
+            assert_eq!(next(&mut b, "a"), 4);
+            b.commit().unwrap();
+            let mut b = store.begin(true).unwrap();
+            assert_eq!(next(&mut b, "a"), 5);
+            // A batch dropped without commit stores nothing.
+            drop(b);
+            let mut b = store.begin(true).unwrap();
+            assert_eq!(next(&mut b, "a"), 5);
+            b.commit().unwrap();
+        }
+        let store = Store::open(&path, 1 << 20).unwrap();
+        let mut b = store.begin(true).unwrap();
+        assert_eq!((next(&mut b, "a"), next(&mut b, "b")), (6, 2));
+        let stored: Option<u64> = store
+            .read()
+            .unwrap()
+            .get(&tables::SEQUENCES, &Key::new().str("a"))
+            .unwrap();
+        assert_eq!(stored, Some(5));
+    }
+}

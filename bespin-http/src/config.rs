@@ -15,6 +15,21 @@ pub struct RateLimit {
     pub window_secs: u64,
 }
 
+/// When a metered read (search) is answered, relative to its usage event's commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadMetering {
+    /// After the commit holding the usage event is durable, like every write (the default).
+    #[default]
+    Durable,
+    /// As soon as the quota check passed and the usage event joined the open batch, before
+    /// that batch's fsync (`BESPIN_READ_METERING=deferred`). Faster, and less durable: a crash
+    /// of the process or the machine can lose the usage events of the searches answered since
+    /// the last commit (at most one batch, a few milliseconds), and if that commit fails they
+    /// are lost too; those searches are then neither billed nor counted against quotas. Writes
+    /// are unaffected, and quotas still hold while the server runs.
+    Deferred,
+}
+
 /// Everything the server reads at start-up.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -52,6 +67,9 @@ pub struct Config {
     /// [`crate::run`], which writes it with the address to `<db>.control` (mode 0600): whoever
     /// can read the database file can snapshot it. `None`: only the platform-admin key works.
     pub control_token: Option<String>,
+    /// When metered reads are answered (`BESPIN_READ_METERING=durable|deferred`, default
+    /// `durable`).
+    pub read_metering: ReadMetering,
     /// Platform-admin key fixed at start-up; when `None` the `PLATFORM_ADMIN_KEY` environment
     /// variable is read on every request, as the contract says.
     pub platform_admin_key: Option<String>,
@@ -84,6 +102,7 @@ impl Default for Config {
             body_read_timeout: Duration::from_secs(30),
             idempotency_retention: Duration::from_secs(24 * 3600),
             control_token: None,
+            read_metering: ReadMetering::Durable,
             platform_admin_key: None,
         }
     }
@@ -163,6 +182,17 @@ impl Config {
                 *slot = Duration::from_secs_f64(secs);
             }
         }
+        if let Some(v) = get("BESPIN_READ_METERING") {
+            c.read_metering = match v.trim() {
+                "durable" => ReadMetering::Durable,
+                "deferred" => ReadMetering::Deferred,
+                _ => {
+                    return Err(format!(
+                        "BESPIN_READ_METERING: {v} (expected durable or deferred)"
+                    ));
+                }
+            };
+        }
         Ok(c)
     }
 
@@ -198,5 +228,24 @@ mod retention_tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn read_metering_is_durable_unless_deferred_is_asked_for() {
+        use super::ReadMetering;
+        let with = |v: &str| {
+            let v = v.to_owned();
+            Config::from_lookup(move |k| (k == "BESPIN_READ_METERING").then(|| v.clone()))
+        };
+        assert_eq!(Config::default().read_metering, ReadMetering::Durable);
+        assert_eq!(
+            with("durable").unwrap().read_metering,
+            ReadMetering::Durable
+        );
+        assert_eq!(
+            with("deferred").unwrap().read_metering,
+            ReadMetering::Deferred
+        );
+        assert!(with("fast").is_err());
     }
 }

@@ -3,6 +3,7 @@
 //! CORS and security headers → one log line.
 
 use crate::AppState;
+use crate::config::ReadMetering;
 use crate::error::ApiError;
 use crate::extract::Req;
 use crate::reply::Reply;
@@ -187,7 +188,18 @@ async fn respond(
                 .await
                 .map_err(|e| e.to_string())
         }
-        RunOn::Writer => on_writer(state, handler, request).await,
+        RunOn::Writer => on_writer(state, true, move |st| handler(st, &request)).await,
+    };
+    let outcome = match outcome {
+        Ok(Ok(mut reply)) => match reply.after.take() {
+            // A read that a write must accompany: the write runs on the writer.
+            Some(write) => {
+                let durable = state.config.read_metering == ReadMetering::Durable;
+                on_writer(state, durable, move |st| (write.0)(st).map(|()| reply)).await
+            }
+            None => Ok(Ok(reply)),
+        },
+        other => other,
     };
     let mut reply = match outcome {
         Ok(Ok(reply)) => reply,
@@ -201,19 +213,24 @@ async fn respond(
     (reply, Some(route_path))
 }
 
-/// Runs `handler` on the database's writer thread and waits for its reply, which the writer
-/// sends once the handler's writes are durable (or their commit's error, if that failed).
+/// Runs `work` on the database's writer thread and waits for its reply. With `durable`, the
+/// writer sends it once the writes `work` made are durable (or their commit's error, if that
+/// failed); without, as soon as `work` returns (see [`ReadMetering::Deferred`]).
 async fn on_writer(
     state: &Arc<AppState>,
-    handler: crate::router::Handler,
-    request: Req,
+    durable: bool,
+    work: impl FnOnce(&AppState) -> Result<Reply, ApiError> + Send + 'static,
 ) -> Result<Result<Reply, ApiError>, String> {
     let (send, reply) = tokio::sync::oneshot::channel();
     let st = state.clone();
     state
         .bespin
         .on_writer(move || {
-            let out = handler(&st, &request);
+            let out = work(&st);
+            if !durable {
+                let _ = send.send(out);
+                return Box::new(|_| {});
+            }
             Box::new(move |commit_error| {
                 let out = match commit_error {
                     None => out,

@@ -1,11 +1,26 @@
 //! Responses before the shared headers are added.
 
+use crate::AppState;
+use crate::error::ApiError;
 use bytes::Bytes;
 use hyper::StatusCode;
 use serde::Serialize;
 
+/// A write a reply waits for: run on the database's writer thread; its error, if any, is the
+/// answer instead of the reply.
+pub struct AfterWrite(pub(crate) Box<WriteFn>);
+
+/// The write of an [`AfterWrite`].
+pub(crate) type WriteFn = dyn FnOnce(&AppState) -> Result<(), ApiError> + Send;
+
+impl std::fmt::Debug for AfterWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AfterWrite")
+    }
+}
+
 /// A response body with its status, content type and extra headers.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Reply {
     /// Status code.
     pub status: StatusCode,
@@ -15,6 +30,8 @@ pub struct Reply {
     pub body: Bytes,
     /// Extra headers.
     pub headers: Vec<(&'static str, String)>,
+    /// A write that must succeed before this reply is sent (see [`Reply::after_write`]).
+    pub after: Option<AfterWrite>,
 }
 
 impl Reply {
@@ -46,6 +63,7 @@ impl Reply {
             content_type,
             body: body.into(),
             headers: Vec::new(),
+            after: None,
         }
     }
 
@@ -66,6 +84,19 @@ impl Reply {
             "text/plain; charset=utf-8",
             "Internal Server Error",
         )
+    }
+
+    /// This reply, sent only once `write` has run on the writer thread and succeeded (and its
+    /// commit is durable, unless the server defers metered reads: [`crate::config::ReadMetering`]);
+    /// if `write` fails, its error is the answer. For reads that a write must accompany (the
+    /// metered search): the read runs on the runtime's worker, only the write queues for the
+    /// writer.
+    pub fn after_write(
+        mut self,
+        write: impl FnOnce(&AppState) -> Result<(), ApiError> + Send + 'static,
+    ) -> Reply {
+        self.after = Some(AfterWrite(Box::new(write)));
+        self
     }
 
     /// The same reply with one more header.

@@ -1211,3 +1211,52 @@ fn every_core_os_route_is_documented() {
         assert!(schemas[name].is_object(), "{name}");
     }
 }
+
+/// Metered reads in both modes: a search is answered once its usage event is recorded (durable
+/// by default, before the fsync with `BESPIN_READ_METERING=deferred`), its quota is enforced
+/// on the writer, and a refused search writes nothing.
+#[test]
+fn searches_are_metered_in_both_read_metering_modes() {
+    for mode in [
+        bespin_http::config::ReadMetering::Durable,
+        bespin_http::config::ReadMetering::Deferred,
+    ] {
+        let s = TestServer::start(bespin_http::Config {
+            read_metering: mode,
+            ..test_config()
+        });
+        let t = tenant(&s, "Searcher");
+        let put = |path: &str, body: Value| {
+            let r = s.call("PUT", path, &[PLATFORM], Some(&body));
+            assert!(r.status < 300, "{path}: {}", r.body);
+        };
+        put(
+            "/v1/admin/plans/starter/caps",
+            json!({"caps": [{"event_key": "search_query", "cap_raw_units": 2}]}),
+        );
+        t.admin(
+            &s,
+            "POST",
+            "/v1/tasks",
+            Some(&json!({"title": "Prepare pricing"})),
+        );
+        for _ in 0..2 {
+            let found = t.member(&s, "GET", "/v1/search?q=pricing", None);
+            assert_eq!(found["total"], 1, "{mode:?}: {found}");
+        }
+        assert!(
+            usage(&s, &t).contains(&("search_query".to_owned(), 2.0)),
+            "{mode:?}"
+        );
+        let (st, v) = t.call(&s, &t.member, "GET", "/v1/search?q=pricing", None);
+        assert_eq!(
+            (st, v["detail"]["event_key"].clone()),
+            (429, json!("search_query")),
+            "{mode:?}"
+        );
+        assert!(
+            usage(&s, &t).contains(&("search_query".to_owned(), 2.0)),
+            "{mode:?}: the refused search wrote nothing"
+        );
+    }
+}

@@ -36,7 +36,7 @@ use super::{EntityType, actions, decisions, meetings, memory, tasks};
 use crate::auth::Principal;
 use crate::billing::require_capability;
 use crate::error::{Error, Result};
-use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, read_str, tables};
+use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, read_str, read_str_ref, tables};
 use crate::time::Timestamp;
 use crate::validate::{Bounds, Fields, Len, Presence, got};
 use crate::{Bespin, Ctx};
@@ -334,22 +334,36 @@ fn first_chars(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
-/// The char position of the first word of `text` that starts with one of `q`.
+/// Whether `word` lower-cased (as [`tokens`] lower-cases) starts with one of `q`.
+fn word_matches(word: &str, q: &[String]) -> bool {
+    if word.is_ascii() {
+        // The common case, without building the lower-cased word.
+        let w = word.as_bytes();
+        // `q`'s words are lower-cased already.
+        q.iter()
+            .any(|t| t.len() <= w.len() && w[..t.len()].eq_ignore_ascii_case(t.as_bytes()))
+    } else {
+        let lower = word.to_lowercase();
+        q.iter().any(|t| lower.starts_with(t.as_str()))
+    }
+}
+
+/// The byte offset of the first word of `text` that starts with one of `q`.
 fn first_match(text: &str, q: &[String]) -> Option<usize> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        if !chars[i].is_alphanumeric() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < chars.len() && chars[i].is_alphanumeric() {
-            i += 1;
-        }
-        let word: String = chars[start..i].iter().collect::<String>().to_lowercase();
-        if q.iter().any(|t| word.starts_with(t.as_str())) {
-            return Some(start);
+    let mut start = None;
+    for (i, c) in text
+        .char_indices()
+        .chain(std::iter::once((text.len(), ' ')))
+    {
+        match (c.is_alphanumeric(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                if word_matches(&text[s..i], q) {
+                    return Some(s);
+                }
+                start = None;
+            }
+            _ => {}
         }
     }
     None
@@ -358,14 +372,17 @@ fn first_match(text: &str, q: &[String]) -> Option<usize> {
 fn snippet(d: &Doc, q: &[String]) -> Option<String> {
     for b in &d.bodies {
         if let Some(pos) = first_match(b, q) {
-            let chars: Vec<char> = b.chars().collect();
-            let mut start = pos.saturating_sub(30);
+            // Up to 30 characters back, then forward to the start of a word.
+            let back = b[..pos].char_indices().rev().nth(29).map_or(0, |(i, _)| i);
+            let mut start = back;
             if start > 0
-                && let Some(ws) = chars[start..pos].iter().position(|c| c.is_whitespace())
+                && let Some((ws, c)) = b[start..pos]
+                    .char_indices()
+                    .find(|(_, c)| c.is_whitespace())
             {
-                start += ws + 1;
+                start += ws + c.len_utf8();
             }
-            return Some(chars[start..].iter().take(100).collect());
+            return Some(first_chars(&b[start..], 100));
         }
     }
     d.fallback
@@ -375,6 +392,9 @@ fn snippet(d: &Doc, q: &[String]) -> Option<String> {
 }
 
 /// Runs a search in the tenant over the types in `q` that the plan grants.
+///
+/// Cost: one range scan of the index per query word, one record read per matching record (to
+/// rank by `updated_at`), and the snippet and rendering of the returned page only.
 pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<SearchResults> {
     let mut allowed = Vec::new();
     for t in &q.types {
@@ -385,32 +405,26 @@ pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<Sear
         }
     }
     let words = tokens(&q.q);
-    let mut hits: Vec<(bool, Timestamp, usize, String, SearchHit)> = Vec::new();
+    // (title match, updated_at, type rank, id, type, doc) per matching record.
+    let mut hits: Vec<(bool, Timestamp, usize, String, EntityType, Doc)> = Vec::new();
     if !words.is_empty() && !allowed.is_empty() {
+        let tenant_part = Key::new().str(tenant);
+        let after_tenant = tenant_part.as_bytes().len();
         // For each query word: the records having a word with that prefix, and where.
         let mut acc: Option<HashMap<(EntityType, String), u8>> = None;
         for w in &words {
             let mut found: HashMap<(EntityType, String), u8> = HashMap::new();
-            let tenant_part = Key::new().str(tenant);
             let prefix = Key::from_raw(&[tenant_part.as_bytes(), w.as_bytes()].concat());
             r.scan(&tables::CO_SEARCH, &prefix, Order::Asc, |k, mask: u8| {
-                let Some((_, at)) = read_str(k, 0) else {
-                    return Ok(Flow::Continue);
-                };
-                let Some((_, at)) = read_str(k, at) else {
-                    return Ok(Flow::Continue);
-                };
-                let Some((et, at)) = read_str(k, at) else {
-                    return Ok(Flow::Continue);
-                };
-                // Skip the creation instant (8 bytes).
-                let Some((id, _)) = read_str(k, at + 8) else {
-                    return Ok(Flow::Continue);
-                };
-                if let Some(et) = EntityType::parse(&et)
+                // (tenant, token, type, created_at, id): the parts after the tenant, borrowed.
+                let entry = read_str_ref(k, after_tenant)
+                    .and_then(|(_, at)| read_str_ref(k, at))
+                    .and_then(|(et, at)| Some((EntityType::parse(&et)?, at)))
+                    .and_then(|(et, at)| Some((et, read_str_ref(k, at + 8)?.0)));
+                if let Some((et, id)) = entry
                     && allowed.contains(&et)
                 {
-                    *found.entry((et, id)).or_default() |= mask;
+                    *found.entry((et, id.into_owned())).or_default() |= mask;
                 }
                 Ok(Flow::Continue)
             })?;
@@ -430,14 +444,7 @@ pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<Sear
                 .iter()
                 .position(|t| *t == et)
                 .unwrap_or(usize::MAX);
-            let hit = SearchHit {
-                entity_type: et.as_str().to_owned(),
-                entity_id: id.clone(),
-                title: d.title.clone(),
-                snippet: snippet(&d, &words),
-                updated_at: d.updated_at.to_rfc3339(),
-            };
-            hits.push((mask & TITLE != 0, d.updated_at, type_rank, id, hit));
+            hits.push((mask & TITLE != 0, d.updated_at, type_rank, id, et, d));
         }
     }
     hits.sort_by(|a, b| {
@@ -450,7 +457,13 @@ pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<Sear
     let results = hits
         .into_iter()
         .take(usize::try_from(q.limit).unwrap_or(usize::MAX))
-        .map(|h| h.4)
+        .map(|(_, updated_at, _, id, et, d)| SearchHit {
+            entity_type: et.as_str().to_owned(),
+            entity_id: id,
+            snippet: snippet(&d, &words),
+            title: d.title,
+            updated_at: updated_at.to_rfc3339(),
+        })
         .collect();
     Ok(SearchResults {
         q: q.q.clone(),
@@ -459,8 +472,9 @@ pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<Sear
     })
 }
 
-/// Searches (any user). Order: capability `search` → quota `search_query` → search → usage
-/// (metered even with zero results; no audit row, no timeline event).
+/// Searches (any user) inside an open transaction. Order: capability `search` → quota
+/// `search_query` → search → usage (metered even with zero results; no audit row, no timeline
+/// event).
 pub fn search(
     tx: &mut WriteTx,
     ctx: &Ctx,
@@ -474,9 +488,88 @@ pub fn search(
     Ok(out)
 }
 
+/// Meters one search: capability `search` → quota `search_query` → the usage event.
+pub fn meter(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal) -> Result<()> {
+    require_capability(tx, caller.tenant_id(), "search")?;
+    super::check_quota(tx, ctx, caller, "search_query", "search")?.record_fresh(tx, ctx, caller)
+}
+
 impl Bespin {
-    /// `GET /v1/search`. Errors: entitlement, `QuotaExceeded`.
+    /// `GET /v1/search`: [`Bespin::search_unmetered`], then [`Bespin::meter_search`]. The
+    /// search reads the last commit and runs outside the writer, so concurrent searches run in
+    /// parallel; only the metering queues for the single writer. Errors as the contract orders
+    /// them: entitlement (403), then `QuotaExceeded` (429); a refused search writes nothing.
     pub fn search(&self, caller: &Principal, q: &SearchQuery) -> Result<SearchResults> {
-        self.write(|tx, ctx| search(tx, ctx, caller, q))
+        let out = self.search_unmetered(caller, q)?;
+        self.meter_search(caller)?;
+        Ok(out)
+    }
+
+    /// The search part of [`Bespin::search`], on the latest snapshot: checks capability
+    /// `search` (and skips the entity types the plan lacks). Writes nothing, so it must be
+    /// followed by [`Bespin::meter_search`] before its results are shown.
+    pub fn search_unmetered(&self, caller: &Principal, q: &SearchQuery) -> Result<SearchResults> {
+        self.read(|r, _| {
+            require_capability(r, caller.tenant_id(), "search")?;
+            run(r, caller.tenant_id(), q)
+        })
+    }
+
+    /// The metering part of [`Bespin::search`]: capability `search`, the billing quota for one
+    /// `search_query` and its usage event, in one transaction ([`meter`]). Errors: entitlement,
+    /// `QuotaExceeded`.
+    pub fn meter_search(&self, caller: &Principal) -> Result<()> {
+        self.write(|tx, ctx| meter(tx, ctx, caller))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snip(body: &str, q: &str) -> Option<String> {
+        let d = Doc {
+            title: String::new(),
+            bodies: vec![body.to_owned()],
+            fallback: Some(body.to_owned()),
+            updated_at: Timestamp(0),
+        };
+        snippet(&d, &tokens(q))
+    }
+
+    #[test]
+    fn snippets_start_a_little_before_the_first_matching_word() {
+        let long = "The quarterly review covered many topics before we finally discussed pricing \
+                    at length and then some more words to pass one hundred characters easily";
+        assert_eq!(
+            snip(long, "pric").as_deref(),
+            Some(
+                "before we finally discussed pricing at length and then some more words to pass \
+                 one hundred character"
+            )
+        );
+        // Multi-byte text, upper case outside ASCII, the match found case-insensitively.
+        let de = "Überprüfung der ÄNDERUNGEN an der Preisgestaltung für Großkunden im nächsten \
+                  Quartal — PREISGESTALTUNG bleibt";
+        assert_eq!(
+            snip(de, "preisg").as_deref(),
+            Some(
+                "der ÄNDERUNGEN an der Preisgestaltung für Großkunden im nächsten Quartal — \
+                 PREISGESTALTUNG bleibt"
+            )
+        );
+        assert_eq!(snip("ÉCOLE élève", "éco").as_deref(), Some("ÉCOLE élève"));
+        assert_eq!(
+            snip("Pricing first", "pricing").as_deref(),
+            Some("Pricing first")
+        );
+        // No match in the body: its first 100 characters; an empty body: none.
+        assert_eq!(
+            snip("no match here", "zzz").as_deref(),
+            Some("no match here")
+        );
+        assert_eq!(snip("", "zzz"), None);
+        // Prefixes of words only.
+        assert_eq!(first_match("repricing pricing", &tokens("pric")), Some(10));
     }
 }

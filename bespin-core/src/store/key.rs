@@ -104,6 +104,19 @@ impl KeyPart for Date {
     }
 }
 
+/// Reads back a string part starting at `at` without copying it when it holds no escaped NUL
+/// (ids, names, words); returns it and the position after it.
+pub(crate) fn read_str_ref(bytes: &[u8], at: usize) -> Option<(std::borrow::Cow<'_, str>, usize)> {
+    let rest = bytes.get(at..)?;
+    let end = rest.iter().position(|b| *b == 0)?;
+    match rest.get(end + 1)? {
+        1 => std::str::from_utf8(&rest[..end])
+            .ok()
+            .map(|s| (std::borrow::Cow::Borrowed(s), at + end + 2)),
+        _ => read_str(bytes, at).map(|(s, next)| (std::borrow::Cow::Owned(s), next)),
+    }
+}
+
 /// Reads back a string part starting at `at`; returns it and the position after it.
 pub(crate) fn read_str(bytes: &[u8], mut at: usize) -> Option<(String, usize)> {
     let mut out = Vec::new();
@@ -170,6 +183,17 @@ mod tests {
         let mut sorted = keys.clone();
         sorted.sort();
         assert_eq!(keys, sorted);
+    }
+
+    #[test]
+    fn string_parts_read_back_borrowed_or_unescaped() {
+        let k = Key::new().str("plain").str("nul\0inside").u64(7);
+        let (a, at) = read_str_ref(k.as_bytes(), 0).unwrap();
+        assert!(matches!(a, std::borrow::Cow::Borrowed("plain")));
+        let (b, at) = read_str_ref(k.as_bytes(), at).unwrap();
+        assert_eq!(b, "nul\0inside");
+        assert_eq!(&k.as_bytes()[at..], &7u64.to_be_bytes());
+        assert!(read_str_ref(b"no terminator", 0).is_none());
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod key;
 pub(crate) mod tables;
 
 pub(crate) use codec::Record;
-pub(crate) use key::{Key, read_str, successor};
+pub(crate) use key::{Key, read_str, read_str_ref, successor};
 
 use crate::error::{Error, Result};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -782,7 +782,10 @@ mod tests {
         {
             let store = Store::open(&path, 1 << 20).unwrap();
             let mut b = store.begin(true).unwrap();
-            assert_eq!((next(&mut b, "a"), next(&mut b, "a"), next(&mut b, "b")), (1, 2, 1));
+            assert_eq!(
+                (next(&mut b, "a"), next(&mut b, "a"), next(&mut b, "b")),
+                (1, 2, 1)
+            );
             // A failing operation gives nothing back: the next value skips what it took.
             let failed: Result<u64> = b
                 .run(|tx| {

@@ -34,7 +34,7 @@ use crate::error::Result;
 use crate::limits::Activity;
 use crate::money::Amount;
 use crate::store::codec::{self, Record};
-use crate::store::{Flow, Key, Order, Reader, Table, read_str, tables};
+use crate::store::{Flow, Key, Order, Reader, Table, read_id, read_str, tables};
 use crate::time::{Date, Timestamp};
 use crate::{Bespin, ids};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -574,11 +574,15 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
         // (tenant, conversation sequence): messages are keyed by it.
         let mut numbers = HashSet::new();
         for (k, c) in &convs {
-            let Some(v) = str_parts(k, 3) else {
+            let parts = str_parts(k, 2).and_then(|v| {
+                let at = Key::new().str(&v[0]).str(&v[1]).as_bytes().len();
+                Some((v, read_id(self.r.sealer(), k, at)?.0))
+            });
+            let Some((v, id)) = parts else {
                 self.violation(tables::CONVERSATIONS.name(), k, "malformed key");
                 continue;
             };
-            let (t, owner, id) = (&v[0], &v[1], &v[2]);
+            let (t, owner, id) = (&v[0], &v[1], &id);
             expected.insert(
                 Key::new()
                     .str(t)
@@ -873,8 +877,10 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
             .map(|x| &x.0)
             .chain(executions.iter().map(|x| &x.0))
         {
-            match two(k) {
-                Some([t, id]) if exists.contains_key(&(t.clone(), action, id.clone())) => self.ok(),
+            let parts =
+                read_str(k, 0).and_then(|(t, at)| Some((t, read_id(self.r.sealer(), k, at)?.0)));
+            match parts {
+                Some((t, id)) if exists.contains_key(&(t.clone(), action, id.clone())) => self.ok(),
                 _ => self.violation(
                     tables::CO_ACTION_REVIEWS.name(),
                     k,
@@ -943,7 +949,13 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
                     format!("event for missing {} {}", e.entity_type, e.entity_id),
                 );
             }
-            let indexes = (&mut by_type, &mut by_entity, &mut by_id);
+            // A sealed event id names its own position; only older ids need the id index.
+            let sealed = self.r.sealer().unseal_event(&e.event_id) == Some((pos.at.0, pos.seq));
+            let indexes = (
+                &mut by_type,
+                &mut by_entity,
+                (!sealed).then_some(&mut by_id),
+            );
             timeline_keys(&t, e, &pos, born, indexes);
         }
         let a = self.raw(&tables::CO_TIMELINE_BY_TYPE)?;
@@ -967,7 +979,7 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
 
     /// Checks that a Core OS record is stored under (tenant, its own id).
     fn id_matches(&mut self, table: &'static str, k: &[u8], t: &str, id: &str) {
-        if Key::new().str(t).str(id).as_bytes() == k {
+        if Key::new().str(t).id(self.r.sealer(), id).as_bytes() == k {
             self.ok();
         } else {
             self.violation(table, k, format!("record id {id} differs from its key"));
@@ -986,6 +998,17 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
         let _ = self.rows(&tables::PLAN_RATE_LIMITS, false)?;
         let _ = self.rows(&tables::SEQUENCES, false)?;
         let _ = self.rows(&tables::META, false)?;
+        // The id-sealing secret: present and readable (never printed).
+        let secrets = self.rows(&tables::SECRETS, false)?;
+        if secrets.len() == 1 && secrets[0].0 == Key::new().str("ids").as_bytes() {
+            self.ok();
+        } else {
+            self.violation(
+                tables::SECRETS.name(),
+                b"ids",
+                "the id-sealing secret is missing",
+            );
+        }
         let layout = crate::layout::version(self.r)?;
         if layout == crate::layout::CURRENT {
             self.ok();
@@ -1068,7 +1091,7 @@ fn timeline_keys(
     e: &EventRec,
     pos: &EventPos,
     born: Option<Timestamp>,
-    (by_type, by_entity, by_id): (&mut RawRows, &mut RawRows, &mut RawRows),
+    (by_type, by_entity, by_id): (&mut RawRows, &mut RawRows, Option<&mut RawRows>),
 ) {
     let p = enc(pos);
     by_type.insert(
@@ -1086,7 +1109,9 @@ fn timeline_keys(
         let k = crate::coreos::timeline::entity_prefix(t, &e.entity_type, born, &e.entity_id);
         by_entity.insert(k.ts(pos.at).u64(pos.seq).as_bytes().to_vec(), p.clone());
     }
-    by_id.insert(Key::new().str(t).str(&e.event_id).as_bytes().to_vec(), p);
+    if let Some(by_id) = by_id {
+        by_id.insert(Key::new().str(t).str(&e.event_id).as_bytes().to_vec(), p);
+    }
 }
 
 /// Runs every check over `r`.
@@ -1325,6 +1350,40 @@ mod tests {
         caught(&db, "co_timeline", "event for missing decision");
         caught(&db, "co_decisions_by_date", "dangling");
         caught(&db, "co_search", "dangling or stale");
+    }
+
+    #[test]
+    fn a_record_moved_off_its_sealed_key_and_an_unfindable_event_are_caught() {
+        let (db, _, _) = populated();
+        db.tamper(|tx| {
+            // A task moved one record number up: its id no longer names its key.
+            let k = first_key(tx, &tables::CO_TASKS);
+            let t: crate::coreos::tasks::TaskRec =
+                tx.get(&tables::CO_TASKS, &Key::from_raw(&k))?.unwrap();
+            tx.delete(&tables::CO_TASKS, &Key::from_raw(&k))?;
+            let mut moved = k.clone();
+            if let Some(last) = moved.last_mut() {
+                *last = last.wrapping_add(1);
+            }
+            tx.put(&tables::CO_TASKS, &Key::from_raw(&moved), &t)?;
+            // An event whose id names no position and that the id index does not know.
+            let e = first_key(tx, &tables::CO_TIMELINE);
+            let mut ev: EventRec = tx.get(&tables::CO_TIMELINE, &Key::from_raw(&e))?.unwrap();
+            ev.event_id = crate::ids::new_id();
+            tx.put(&tables::CO_TIMELINE, &Key::from_raw(&e), &ev)
+        });
+        caught(&db, "co_tasks", "differs from its key");
+        caught(&db, "co_timeline_ids", "missing index entry");
+    }
+
+    #[test]
+    fn a_missing_id_secret_is_caught() {
+        let (db, _, _) = populated();
+        db.tamper(|tx| {
+            tx.delete(&tables::SECRETS, &Key::new().str("ids"))
+                .map(|_| ())
+        });
+        caught(&db, "secrets", "missing");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::idempotency::IdemRec;
 use crate::kpis::{KpiRec, PointRec};
 use crate::metering::{RollupRec, UsageEventRec};
 use crate::notifications::{NotificationRec, PrefRec};
-use crate::store::{Flow, Key, Order, Reader, Record, codec, read_str, tables};
+use crate::store::{Flow, Key, Order, Reader, Record, codec, read_id, read_str, tables};
 use crate::tenancy::{TenantRec, UserRec};
 use crate::time::Timestamp;
 use serde_json::Value;
@@ -49,6 +49,8 @@ enum K {
     T,
     /// An unsigned sequence number.
     U,
+    /// A record id: a sealed record number (shown as the id) or an older, random id.
+    I,
 }
 
 struct Spec {
@@ -63,7 +65,7 @@ fn dec<R: Record>(bytes: &[u8]) -> Result<Value> {
     serde_json::to_value(r).map_err(|e| Error::Storage(format!("console: {e}")))
 }
 
-use K::{S, T, U};
+use K::{I, S, T, U};
 
 const TENANT: (&str, K) = ("tenant_id", S);
 
@@ -132,13 +134,13 @@ const SPECS: &[Spec] = &[
     Spec {
         name: "conversations",
         table: tables::CONVERSATIONS.name(),
-        key: &[TENANT, ("user_id", S), ("conversation_id", S)],
+        key: &[TENANT, ("user_id", S), ("conversation_id", I)],
         decode: dec::<ConversationRec>,
     },
     Spec {
         name: "messages",
         table: tables::MESSAGES.name(),
-        key: &[TENANT, ("conversation_id", S), ("seq", U)],
+        key: &[TENANT, ("conversation_seq", U), ("seq", U)],
         decode: dec::<MessageRec>,
     },
     Spec {
@@ -180,43 +182,43 @@ const SPECS: &[Spec] = &[
     Spec {
         name: "actions",
         table: tables::CO_ACTIONS.name(),
-        key: &[TENANT, ("action_id", S)],
+        key: &[TENANT, ("action_id", I)],
         decode: dec::<ActionRec>,
     },
     Spec {
         name: "action_reviews",
         table: tables::CO_ACTION_REVIEWS.name(),
-        key: &[TENANT, ("action_id", S)],
+        key: &[TENANT, ("action_id", I)],
         decode: dec::<ReviewRec>,
     },
     Spec {
         name: "action_executions",
         table: tables::CO_ACTION_EXECUTIONS.name(),
-        key: &[TENANT, ("action_id", S)],
+        key: &[TENANT, ("action_id", I)],
         decode: dec::<ExecutionRec>,
     },
     Spec {
         name: "tasks",
         table: tables::CO_TASKS.name(),
-        key: &[TENANT, ("task_id", S)],
+        key: &[TENANT, ("task_id", I)],
         decode: dec::<TaskRec>,
     },
     Spec {
         name: "meeting_notes",
         table: tables::CO_MEETINGS.name(),
-        key: &[TENANT, ("meeting_id", S)],
+        key: &[TENANT, ("meeting_id", I)],
         decode: dec::<MeetingRec>,
     },
     Spec {
         name: "decisions",
         table: tables::CO_DECISIONS.name(),
-        key: &[TENANT, ("decision_id", S)],
+        key: &[TENANT, ("decision_id", I)],
         decode: dec::<DecisionRec>,
     },
     Spec {
         name: "memory_facts",
         table: tables::CO_FACTS.name(),
-        key: &[TENANT, ("fact_id", S)],
+        key: &[TENANT, ("fact_id", I)],
         decode: dec::<FactRec>,
     },
     Spec {
@@ -329,7 +331,7 @@ impl Console<'_> {
                 return Ok(Some(out));
             }
             r.scan_raw(spec.table, lo, hi, Order::Asc, &mut |k, v| {
-                out.push(row(spec, k, v)?);
+                out.push(row(r.sealer(), spec, k, v)?);
                 Ok(if out.len() >= limit {
                     Flow::Stop
                 } else {
@@ -362,8 +364,8 @@ fn io(e: std::io::Error) -> Error {
     Error::Storage(format!("snapshot: {e}"))
 }
 
-fn row(spec: &Spec, key: &[u8], value: &[u8]) -> Result<Row> {
-    let mut out = decode_key(spec.key, key);
+fn row(sealer: &crate::ids::Sealer, spec: &Spec, key: &[u8], value: &[u8]) -> Result<Row> {
+    let mut out = decode_key(sealer, spec.key, key);
     match (spec.decode)(value)? {
         Value::Object(fields) => {
             for (name, v) in fields {
@@ -408,12 +410,16 @@ fn readable(name: &str, v: Value) -> Value {
 }
 
 /// Splits a stored key into its named parts; if it does not parse, the raw key in hex.
-fn decode_key(layout: &[(&'static str, K)], key: &[u8]) -> Row {
+fn decode_key(sealer: &crate::ids::Sealer, layout: &[(&'static str, K)], key: &[u8]) -> Row {
     let mut out = Vec::with_capacity(layout.len());
     let mut at = 0;
     for &(name, kind) in layout {
         let part = match kind {
             K::S => read_str(key, at).map(|(s, next)| {
+                at = next;
+                Value::String(s)
+            }),
+            K::I => read_id(sealer, key, at).map(|(s, next)| {
                 at = next;
                 Value::String(s)
             }),

@@ -104,8 +104,11 @@ impl NewConversation {
     }
 }
 
-fn conv_key(tenant_id: &str, user_id: &str, conv_id: &str) -> Key {
-    Key::new().str(tenant_id).str(user_id).str(conv_id)
+fn conv_key(r: &impl Reader, tenant_id: &str, user_id: &str, conv_id: &str) -> Key {
+    Key::new()
+        .str(tenant_id)
+        .str(user_id)
+        .id(r.sealer(), conv_id)
 }
 
 /// Where the messages of the conversation numbered `conv_seq` start.
@@ -124,7 +127,7 @@ pub(crate) fn rekey_messages(tx: &mut WriteTx) -> Result<()> {
         |k, c: ConversationRec| {
             if let Some((tenant, at)) = crate::store::read_str(k, 0)
                 && let Some((_, at)) = crate::store::read_str(k, at)
-                && let Some((id, _)) = crate::store::read_str(k, at)
+                && let Some((id, _)) = crate::store::read_id(tx.sealer(), k, at)
             {
                 seq_of.insert((tenant, id), c.seq);
             }
@@ -166,7 +169,7 @@ pub(crate) fn create(
     caller: &Principal,
     title: Option<String>,
 ) -> Result<Conversation> {
-    let id = ids::new_id();
+    let id = ids::new_record_id(tx)?;
     let seq = tx.next_seq("conversations")?;
     let rec = ConversationRec {
         title,
@@ -175,7 +178,7 @@ pub(crate) fn create(
     };
     tx.put(
         &tables::CONVERSATIONS,
-        &conv_key(caller.tenant_id(), caller.user_id(), &id),
+        &conv_key(tx, caller.tenant_id(), caller.user_id(), &id),
         &rec,
     )?;
     let index = Key::new()
@@ -195,7 +198,7 @@ pub(crate) fn create(
 pub(crate) fn owned(r: &impl Reader, caller: &Principal, conv_id: &str) -> Result<bool> {
     r.contains(
         &tables::CONVERSATIONS,
-        &conv_key(caller.tenant_id(), caller.user_id(), conv_id),
+        &conv_key(r, caller.tenant_id(), caller.user_id(), conv_id),
     )
 }
 
@@ -209,11 +212,9 @@ pub(crate) fn append(
     content: &str,
     cards: &Value,
 ) -> Result<String> {
+    let key = conv_key(tx, caller.tenant_id(), caller.user_id(), conv_id);
     let conv = tx
-        .get(
-            &tables::CONVERSATIONS,
-            &conv_key(caller.tenant_id(), caller.user_id(), conv_id),
-        )?
+        .get(&tables::CONVERSATIONS, &key)?
         .ok_or_else(not_found)?;
     let message_id = ids::new_id();
     let seq = tx.next_seq("messages")?;
@@ -268,7 +269,7 @@ impl Bespin {
             for id in ids {
                 if let Some(c) = r.get(
                     &tables::CONVERSATIONS,
-                    &conv_key(caller.tenant_id(), caller.user_id(), &id),
+                    &conv_key(r, caller.tenant_id(), caller.user_id(), &id),
                 )? {
                     items.push(Conversation {
                         conversation_id: id,
@@ -289,7 +290,7 @@ impl Bespin {
             let c = r
                 .get(
                     &tables::CONVERSATIONS,
-                    &conv_key(caller.tenant_id(), caller.user_id(), conv_id),
+                    &conv_key(r, caller.tenant_id(), caller.user_id(), conv_id),
                 )?
                 .ok_or_else(not_found)?;
             let mut messages = Vec::new();

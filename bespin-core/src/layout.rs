@@ -9,13 +9,14 @@
 //! |---|---|
 //! | 1 (no `layout` row) | the first release |
 //! | 2 | search entries keyed by the record's creation instant, no per-record token table; the timeline's per-record index keyed by the record's creation instant; messages keyed by their conversation's sequence number |
+//! | 3 | sealed ids ([`crate::ids::Sealer`], secret in `secrets`): new Core OS records and conversations are keyed by their record number, new timeline events are found from their id without `co_timeline_ids`. Records and events written before keep their keys and index rows and are found through them, so the upgrade rewrites nothing |
 
 use crate::Ctx;
 use crate::error::Result;
 use crate::store::{Key, Reader, WriteTx, tables};
 
 /// The layout this version writes.
-pub const CURRENT: u64 = 2;
+pub const CURRENT: u64 = 3;
 
 fn layout_key() -> Key {
     Key::new().str("layout")
@@ -37,6 +38,7 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
         crate::coreos::timeline::rebuild_entity_index(tx)?;
         crate::conversations::rekey_messages(tx)?;
     }
+    // 2 → 3 rewrites nothing: both kinds of id are read (see the table above).
     tx.put(&tables::META, &layout_key(), &CURRENT)
 }
 
@@ -116,7 +118,7 @@ mod tests {
             |k, c: ConversationRec| {
                 let (_, at) = read_str(k, 0).unwrap();
                 let (_, at) = read_str(k, at).unwrap();
-                ids.insert(c.seq, read_str(k, at).unwrap().0);
+                ids.insert(c.seq, crate::store::read_id(tx.sealer(), k, at).unwrap().0);
                 Ok(Flow::Continue)
             },
         )?;
@@ -207,6 +209,95 @@ mod tests {
         db.chat(&admin, more).unwrap();
         let detail = db.conversation(&admin, &c.conversation_id).unwrap();
         assert_eq!(detail.messages.len(), 4);
+        assert!(db.check().unwrap().violations.is_empty());
+    }
+
+    #[test]
+    fn records_with_random_ids_live_on_beside_sealed_ones() {
+        use crate::coreos::actions::{ExecuteAction, NewAction, ReviewComment};
+        use crate::coreos::timeline::TimelineQuery;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mixed.redb");
+        let db = Bespin::open(&path).unwrap();
+        let (admin, _) = testutil::tenant(&db);
+        let task = |title: &str| {
+            NewTask::from_json(&serde_json::json!({ "title": title, "priority": "low" })).unwrap()
+        };
+        let action = || {
+            NewAction::from_json(
+                &serde_json::json!({"title": "Send pricing", "action_type": "email"}),
+            )
+            .unwrap()
+        };
+        let chat = |m: &str, c: Option<&str>| {
+            ChatRequest::from_json(&serde_json::json!({ "message": m, "conversation_id": c }))
+                .unwrap()
+        };
+        // Written the way version 2 wrote them: random ids, keyed by the id.
+        crate::ids::RANDOM_IDS.set(true);
+        let old_task = db.create_task(&admin, task("Pricing old")).unwrap();
+        let old_action = db.create_action(&admin, action()).unwrap();
+        let old_chat = db.chat(&admin, chat("help", None)).unwrap();
+        crate::ids::RANDOM_IDS.set(false);
+        let sealer = db
+            .read(|r, _| Ok(r.sealer().unseal(&old_task.task_id)))
+            .unwrap();
+        assert_eq!(sealer, None, "the old id is a random one");
+        drop(db);
+
+        let db = Bespin::open(&path).unwrap();
+        let new_task = db.create_task(&admin, task("Pricing new")).unwrap();
+        assert!(
+            db.read(|r, _| Ok(r.sealer().unseal(&new_task.task_id)))
+                .unwrap()
+                .is_some()
+        );
+        // Both kinds are found, changed and listed.
+        let patch = TaskPatch::from_json(&serde_json::json!({ "title": "Pricing older" })).unwrap();
+        db.update_task(&admin, &old_task.task_id, patch).unwrap();
+        db.complete_task(&admin, &old_task.task_id).unwrap();
+        db.complete_task(&admin, &new_task.task_id).unwrap();
+        assert_eq!(
+            db.get_task(&admin, &old_task.task_id).unwrap().status,
+            "done"
+        );
+        assert_eq!(find(&db, &admin, "pricing").len(), 3);
+        let comment = || ReviewComment::from_json(&serde_json::json!({})).unwrap();
+        db.approve_action(&admin, &old_action.action_id, comment())
+            .unwrap();
+        let run = ExecuteAction::from_json(&serde_json::json!({"execution_status": "succeeded"}))
+            .unwrap();
+        db.execute_action(&admin, &old_action.action_id, run)
+            .unwrap();
+        let more = db
+            .chat(&admin, chat("kpis", Some(&old_chat.conversation_id)))
+            .unwrap();
+        assert_eq!(more.conversation_id, old_chat.conversation_id);
+        // The timeline pages from an old (indexed) event and from a new (sealed) one.
+        let all = db
+            .timeline(
+                &admin,
+                &TimelineQuery::from_json(&serde_json::json!({})).unwrap(),
+            )
+            .unwrap();
+        assert!(all.items.len() >= 6);
+        for e in &all.items {
+            let q = serde_json::json!({ "before": e.event_id });
+            let older = db
+                .timeline(&admin, &TimelineQuery::from_json(&q).unwrap())
+                .unwrap();
+            let at = all
+                .items
+                .iter()
+                .position(|x| x.event_id == e.event_id)
+                .unwrap();
+            assert_eq!(
+                older.items.len(),
+                all.items.len() - at - 1,
+                "before {}",
+                e.event_id
+            );
+        }
         assert!(db.check().unwrap().violations.is_empty());
     }
 }

@@ -17,7 +17,8 @@
 
 use super::{
     Change, EntityType, Metadata, Paging, check_assignee, check_quota, filter, id_key, json_object,
-    object_text, page_index, page_type, patch_string, record_effects, search, timeline,
+    new_record_id, object_text, page_index, page_type, patch_string, record_effects, search,
+    timeline,
 };
 use crate::auth::Principal;
 use crate::billing::require_capability;
@@ -410,18 +411,18 @@ impl ActionQuery {
     }
 }
 
-fn key(tenant: &str, id: &str) -> Key {
-    id_key(tenant, id)
+fn key(r: &impl Reader, tenant: &str, id: &str) -> Key {
+    id_key(r, tenant, id)
 }
 
 /// The action `id` of the tenant, or 404.
 pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<ActionRec> {
-    r.get(&tables::CO_ACTIONS, &key(tenant, id))?
+    r.get(&tables::CO_ACTIONS, &key(r, tenant, id))?
         .ok_or_else(|| EntityType::Action.not_found())
 }
 
 fn save(tx: &mut WriteTx, tenant: &str, a: &ActionRec) -> Result<()> {
-    let before = tx.replace(&tables::CO_ACTIONS, &key(tenant, &a.action_id), a)?;
+    let before = tx.replace(&tables::CO_ACTIONS, &key(tx, tenant, &a.action_id), a)?;
     search::reindex(tx, tenant, before.as_ref(), Some(a))
 }
 
@@ -441,6 +442,7 @@ fn event(
         event_type,
         EntityType::Action,
         &a.action_id,
+        a.created_at,
         summary,
         meta,
     )
@@ -453,7 +455,7 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewAction) -
     check_assignee(tx, t, req.assigned_to_user_id.as_deref())?;
     let permit = check_quota(tx, ctx, caller, "action_created", TOOL)?;
     let a = ActionRec {
-        action_id: ids::new_id(),
+        action_id: new_record_id(tx)?,
         created_by: caller.user_id().to_owned(),
         assigned_to: req.assigned_to_user_id,
         source: req.source,
@@ -634,7 +636,7 @@ fn review(
         comment: req.comment,
         created_at: ctx.now,
     };
-    if !tx.insert_new(&tables::CO_ACTION_REVIEWS, &key(t, action_id), &rec)? {
+    if !tx.insert_new(&tables::CO_ACTION_REVIEWS, &key(tx, t, action_id), &rec)? {
         return Err(Error::Conflict("Action already has a review".into()));
     }
     a.status = target.into();
@@ -700,7 +702,7 @@ pub fn execute(
     let mut a = load(tx, t, action_id)?;
     caller.require_admin()?;
     if a.status == "executed"
-        && let Some(e) = tx.get(&tables::CO_ACTION_EXECUTIONS, &key(t, action_id))?
+        && let Some(e) = tx.get(&tables::CO_ACTION_EXECUTIONS, &key(tx, t, action_id))?
     {
         return Ok(ExecutionResult {
             action: view(t, &a),
@@ -721,7 +723,7 @@ pub fn execute(
         result: object_text(&req.result),
         created_at: ctx.now,
     };
-    if !tx.insert_new(&tables::CO_ACTION_EXECUTIONS, &key(t, action_id), &e)? {
+    if !tx.insert_new(&tables::CO_ACTION_EXECUTIONS, &key(tx, t, action_id), &e)? {
         return Err(Error::Conflict("Action already has an execution".into()));
     }
     a.status = "executed".into();
@@ -751,8 +753,8 @@ pub fn execute(
 /// The action with its review and execution (no capability check).
 pub(crate) fn detail(r: &impl Reader, tenant: &str, action_id: &str) -> Result<ActionDetail> {
     let a = load(r, tenant, action_id)?;
-    let review = r.get(&tables::CO_ACTION_REVIEWS, &key(tenant, action_id))?;
-    let execution = r.get(&tables::CO_ACTION_EXECUTIONS, &key(tenant, action_id))?;
+    let review = r.get(&tables::CO_ACTION_REVIEWS, &key(r, tenant, action_id))?;
+    let execution = r.get(&tables::CO_ACTION_EXECUTIONS, &key(r, tenant, action_id))?;
     Ok(ActionDetail {
         action: view(tenant, &a),
         review: review.as_ref().map(review_view),

@@ -4,8 +4,8 @@
 //! first (ties: newest created first).
 
 use super::{
-    Change, EntityType, Metadata, Paging, check_quota, id_key, page_index, page_type, patch_string,
-    record_effects, search, timeline,
+    Change, EntityType, Metadata, Paging, check_quota, id_key, new_record_id, page_index,
+    page_type, patch_string, record_effects, search, timeline,
 };
 use crate::auth::Principal;
 use crate::billing::require_capability;
@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::store::{Key, Order, Reader, Record, WriteTx, tables};
 use crate::time::{Date, Timestamp};
 use crate::validate::{Fields, Len, Presence, got};
-use crate::{Bespin, Ctx, ids};
+use crate::{Bespin, Ctx};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -163,12 +163,16 @@ impl DecisionPatch {
 
 /// The decision `id` of the tenant, or 404.
 pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<DecisionRec> {
-    r.get(&tables::CO_DECISIONS, &id_key(tenant, id))?
+    r.get(&tables::CO_DECISIONS, &id_key(r, tenant, id))?
         .ok_or_else(|| EntityType::Decision.not_found())
 }
 
 fn save(tx: &mut WriteTx, tenant: &str, d: &DecisionRec) -> Result<()> {
-    let before = tx.replace(&tables::CO_DECISIONS, &id_key(tenant, &d.decision_id), d)?;
+    let before = tx.replace(
+        &tables::CO_DECISIONS,
+        &id_key(tx, tenant, &d.decision_id),
+        d,
+    )?;
     search::reindex(tx, tenant, before.as_ref(), Some(d))
 }
 
@@ -184,7 +188,7 @@ pub fn create(
     caller.require_admin()?;
     let permit = check_quota(tx, ctx, caller, "decision_created", TOOL)?;
     let d = DecisionRec {
-        decision_id: ids::new_id(),
+        decision_id: new_record_id(tx)?,
         created_by: caller.user_id().to_owned(),
         decision_date: req.decision_date,
         title: req.title,
@@ -212,6 +216,7 @@ pub fn create(
         "decision_created",
         EntityType::Decision,
         &d.decision_id,
+        d.created_at,
         format!("Decision recorded: {}", d.title),
         Metadata::of(&[("decision_date", Some(&date))]),
     )?;
@@ -249,6 +254,7 @@ pub fn update(
         "decision_updated",
         EntityType::Decision,
         &d.decision_id,
+        d.created_at,
         format!("Decision updated: {}", d.title),
         Metadata::empty(),
     )?;

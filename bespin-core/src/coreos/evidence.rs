@@ -7,8 +7,8 @@
 //! unknown one) and that the entity exists (404), like creating them.
 
 use super::{
-    EntityType, Metadata, check_quota, entity_exists, json_object, object_text, record_effects,
-    timeline,
+    EntityType, Metadata, check_quota, entity_created_at, entity_exists, json_object, object_text,
+    record_effects, timeline,
 };
 use crate::auth::Principal;
 use crate::billing::require_capability;
@@ -199,6 +199,8 @@ pub fn create(
 ) -> Result<EvidenceLink> {
     let t = caller.tenant_id();
     check_target(tx, caller, req.entity_type, &req.entity_id)?;
+    let born = entity_created_at(tx, t, req.entity_type, &req.entity_id)?
+        .ok_or_else(|| req.entity_type.not_found())?;
     let permit = check_quota(tx, ctx, caller, "evidence_link_created", TOOL)?;
     let et = req.entity_type.as_str();
     let e = EvidenceRec {
@@ -228,6 +230,7 @@ pub fn create(
         "evidence_link_created",
         req.entity_type,
         &e.entity_id,
+        born,
         format!("Evidence linked to {et}"),
         Metadata::of(&[("source_type", Some(&e.source_type))]),
     )?;

@@ -5,7 +5,7 @@
 
 use super::{
     Change, EntityType, Link, Metadata, Paging, check_link, check_quota, id_key, link_fields,
-    next_day, page_index, page_type, patch_string, record_effects, search, timeline,
+    new_record_id, next_day, page_index, page_type, patch_string, record_effects, search, timeline,
 };
 use crate::auth::Principal;
 use crate::billing::require_capability;
@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::store::{Key, Order, Reader, Record, WriteTx, tables};
 use crate::time::{Date, Timestamp};
 use crate::validate::{Fields, Len, Presence, got};
-use crate::{Bespin, Ctx, ids};
+use crate::{Bespin, Ctx};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -184,12 +184,12 @@ impl MeetingQuery {
 
 /// The meeting note `id` of the tenant, or 404.
 pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<MeetingRec> {
-    r.get(&tables::CO_MEETINGS, &id_key(tenant, id))?
+    r.get(&tables::CO_MEETINGS, &id_key(r, tenant, id))?
         .ok_or_else(|| EntityType::Meeting.not_found())
 }
 
 fn save(tx: &mut WriteTx, tenant: &str, m: &MeetingRec) -> Result<()> {
-    let before = tx.replace(&tables::CO_MEETINGS, &id_key(tenant, &m.meeting_id), m)?;
+    let before = tx.replace(&tables::CO_MEETINGS, &id_key(tx, tenant, &m.meeting_id), m)?;
     search::reindex(tx, tenant, before.as_ref(), Some(m))
 }
 
@@ -205,7 +205,7 @@ pub fn create(
     check_link(tx, t, req.link.as_ref())?;
     let permit = check_quota(tx, ctx, caller, "meeting_note_created", TOOL)?;
     let m = MeetingRec {
-        meeting_id: ids::new_id(),
+        meeting_id: new_record_id(tx)?,
         created_by: caller.user_id().to_owned(),
         meeting_date: req.meeting_date,
         title: req.title,
@@ -233,6 +233,7 @@ pub fn create(
         "meeting_note_created",
         EntityType::Meeting,
         &m.meeting_id,
+        m.created_at,
         format!("Meeting note created: {}", m.title),
         Metadata::of(&[("meeting_date", Some(&date))]),
     )?;
@@ -285,6 +286,7 @@ pub fn update(
         "meeting_note_updated",
         EntityType::Meeting,
         &m.meeting_id,
+        m.created_at,
         format!("Meeting note updated: {}", m.title),
         Metadata::empty(),
     )?;

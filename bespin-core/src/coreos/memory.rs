@@ -12,8 +12,8 @@
 //! is 422.
 
 use super::{
-    EntityType, Metadata, Paging, check_quota, filter, id_key, page_index, page_type,
-    record_effects, search, timeline,
+    EntityType, Metadata, Paging, check_quota, filter, id_key, new_record_id, page_index,
+    page_type, record_effects, search, timeline,
 };
 use crate::auth::Principal;
 use crate::billing::require_capability;
@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::store::{Key, Order, Reader, Record, WriteTx, tables};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, Presence, got};
-use crate::{Bespin, Ctx, ids};
+use crate::{Bespin, Ctx};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -206,7 +206,7 @@ impl FactQuery {
 
 /// The fact `id` of the tenant (any status), or 404.
 pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<FactRec> {
-    r.get(&tables::CO_FACTS, &id_key(tenant, id))?
+    r.get(&tables::CO_FACTS, &id_key(r, tenant, id))?
         .ok_or_else(|| EntityType::MemoryFact.not_found())
 }
 
@@ -216,7 +216,7 @@ pub(crate) fn active_key(tenant: &str, fact_key: &str) -> Key {
 
 /// Inserts a new active version and its index rows.
 fn insert(tx: &mut WriteTx, tenant: &str, f: &FactRec) -> Result<()> {
-    let before = tx.replace(&tables::CO_FACTS, &id_key(tenant, &f.fact_id), f)?;
+    let before = tx.replace(&tables::CO_FACTS, &id_key(tx, tenant, &f.fact_id), f)?;
     tx.put(
         &tables::CO_FACTS_BY_KEY,
         &Key::new()
@@ -237,7 +237,7 @@ fn insert(tx: &mut WriteTx, tenant: &str, f: &FactRec) -> Result<()> {
 
 /// Stores a changed fact and brings the search index along.
 fn save(tx: &mut WriteTx, tenant: &str, f: &FactRec) -> Result<()> {
-    let before = tx.replace(&tables::CO_FACTS, &id_key(tenant, &f.fact_id), f)?;
+    let before = tx.replace(&tables::CO_FACTS, &id_key(tx, tenant, &f.fact_id), f)?;
     search::reindex(tx, tenant, before.as_ref(), Some(f))
 }
 
@@ -258,7 +258,7 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewFact) -> 
     }
     let permit = check_quota(tx, ctx, caller, "memory_fact_created", TOOL)?;
     let f = FactRec {
-        fact_id: ids::new_id(),
+        fact_id: new_record_id(tx)?,
         created_by: caller.user_id().to_owned(),
         category: req.category,
         fact_key: req.fact_key,
@@ -277,6 +277,7 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewFact) -> 
         "memory_fact_created",
         EntityType::MemoryFact,
         &f.fact_id,
+        f.created_at,
         format!("Memory fact created: {}", f.fact_key),
         Metadata::of(&[("category", Some(&f.category))]),
     )?;
@@ -314,6 +315,7 @@ pub fn update(
         "memory_fact_updated",
         EntityType::MemoryFact,
         &f.fact_id,
+        f.created_at,
         format!("Memory fact updated: {}", f.fact_key),
         Metadata::empty(),
     )?;
@@ -342,7 +344,7 @@ pub fn supersede(
         .ok_or_else(|| Error::Internal("supersede without a value".into()))?;
     let permit = check_quota(tx, ctx, caller, "memory_fact_superseded", TOOL)?;
     let new = FactRec {
-        fact_id: ids::new_id(),
+        fact_id: new_record_id(tx)?,
         created_by: caller.user_id().to_owned(),
         category: old.category.clone(),
         fact_key: old.fact_key.clone(),
@@ -365,6 +367,7 @@ pub fn supersede(
         "memory_fact_superseded",
         EntityType::MemoryFact,
         &new.fact_id,
+        new.created_at,
         format!("Memory fact superseded: {}", new.fact_key),
         Metadata::of(&[("supersedes_fact_id", Some(&old.fact_id))]),
     )?;

@@ -121,7 +121,7 @@ pub(crate) fn entity_exists(
     t: EntityType,
     id: &str,
 ) -> Result<bool> {
-    let k = id_key(tenant, id);
+    let k = id_key(r, tenant, id);
     match t {
         EntityType::Action => r.contains(&crate::store::tables::CO_ACTIONS, &k),
         EntityType::Task => r.contains(&crate::store::tables::CO_TASKS, &k),
@@ -139,7 +139,7 @@ pub(crate) fn entity_created_at(
     id: &str,
 ) -> Result<Option<crate::time::Timestamp>> {
     use crate::store::tables;
-    let k = id_key(tenant, id);
+    let k = id_key(r, tenant, id);
     Ok(match t {
         EntityType::Action => r.get(&tables::CO_ACTIONS, &k)?.map(|x| x.created_at),
         EntityType::Task => r.get(&tables::CO_TASKS, &k)?.map(|x| x.created_at),
@@ -149,10 +149,13 @@ pub(crate) fn entity_created_at(
     })
 }
 
-/// The primary key (tenant, id).
-pub(crate) fn id_key(tenant: &str, id: &str) -> Key {
-    Key::new().str(tenant).str(id)
+/// The primary key of record `id` in the tenant: (tenant, record number) for a sealed id,
+/// (tenant, id) for a record made before ids were sealed (see [`crate::ids::Sealer`]).
+pub(crate) fn id_key(r: &impl Reader, tenant: &str, id: &str) -> Key {
+    Key::new().str(tenant).id(r.sealer(), id)
 }
+
+pub(crate) use crate::ids::new_record_id;
 
 /// Timeline metadata: an ordered map of string (or null) values, serialised as a JSON object
 /// with its keys in the order of 40 §10.1.

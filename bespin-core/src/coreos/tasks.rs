@@ -8,8 +8,8 @@
 
 use super::{
     Change, EntityType, Link, Metadata, Paging, check_assignee, check_link, check_quota, filter,
-    id_key, link_fields, next_day, page_index, page_type, patch_choice, patch_date, patch_string,
-    record_effects, search, timeline,
+    id_key, link_fields, new_record_id, next_day, page_index, page_type, patch_choice, patch_date,
+    patch_string, record_effects, search, timeline,
 };
 use crate::auth::Principal;
 use crate::billing::require_capability;
@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::store::{Key, Order, Reader, Record, WriteTx, tables};
 use crate::time::{Date, Timestamp};
 use crate::validate::{Fields, Len, Presence, got};
-use crate::{Bespin, Ctx, ids};
+use crate::{Bespin, Ctx};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -227,7 +227,7 @@ impl TaskQuery {
 
 /// The task `id` of the tenant, or 404.
 pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<TaskRec> {
-    r.get(&tables::CO_TASKS, &id_key(tenant, id))?
+    r.get(&tables::CO_TASKS, &id_key(r, tenant, id))?
         .ok_or_else(|| EntityType::Task.not_found())
 }
 
@@ -241,7 +241,7 @@ pub(crate) fn order_key(tenant: &str, t: &TaskRec) -> Key {
 }
 
 fn save(tx: &mut WriteTx, tenant: &str, t: &TaskRec) -> Result<()> {
-    let before = tx.replace(&tables::CO_TASKS, &id_key(tenant, &t.task_id), t)?;
+    let before = tx.replace(&tables::CO_TASKS, &id_key(tx, tenant, &t.task_id), t)?;
     search::reindex(tx, tenant, before.as_ref(), Some(t))
 }
 
@@ -253,7 +253,7 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewTask) -> 
     check_link(tx, tn, req.link.as_ref())?;
     let permit = check_quota(tx, ctx, caller, "task_created", TOOL)?;
     let t = TaskRec {
-        task_id: ids::new_id(),
+        task_id: new_record_id(tx)?,
         created_by: caller.user_id().to_owned(),
         assigned_to: req.assigned_to_user_id,
         status: "todo".into(),
@@ -275,6 +275,7 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewTask) -> 
         "task_created",
         EntityType::Task,
         &t.task_id,
+        t.created_at,
         format!("Task created: {}", t.title),
         Metadata::of(&[
             ("priority", Some(&t.priority)),
@@ -331,6 +332,7 @@ pub fn update(
         "task_updated",
         EntityType::Task,
         &t.task_id,
+        t.created_at,
         format!("Task updated: {}", t.title),
         Metadata::of(&[("status", Some(&t.status)), ("priority", Some(&t.priority))]),
     )?;
@@ -363,6 +365,7 @@ pub fn complete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, task_id: &str) 
         "task_completed",
         EntityType::Task,
         &t.task_id,
+        t.created_at,
         format!("Task completed: {}", t.title),
         Metadata::of(&[("completed_by", Some(caller.user_id()))]),
     )?;

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, tables};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, Presence, got};
-use crate::{Bespin, Ctx, ids};
+use crate::{Bespin, Ctx};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -88,7 +88,8 @@ fn view(tenant: &str, e: EventRec) -> TimelineEvent {
     }
 }
 
-/// Appends a timeline event for `caller` about (`entity`, `entity_id`) in the open transaction.
+/// Appends a timeline event for `caller` about (`entity`, `entity_id`), a record created at
+/// `born`, in the open transaction.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn emit(
     tx: &mut WriteTx,
@@ -97,6 +98,7 @@ pub(crate) fn emit(
     event_type: &str,
     entity: EntityType,
     entity_id: &str,
+    born: Timestamp,
     summary: String,
     metadata: Metadata,
 ) -> Result<()> {
@@ -104,7 +106,8 @@ pub(crate) fn emit(
     let seq = tx.next_seq("timeline")?;
     let pos = EventPos { at: ctx.now, seq };
     let rec = EventRec {
-        event_id: ids::new_id(),
+        // The event's position, sealed: the `before` cursor finds it without an index.
+        event_id: crate::ids::new_event_id(tx.sealer(), pos.at.0, seq),
         actor_user_id: caller.user_id().to_owned(),
         event_type: event_type.to_owned(),
         entity_type: entity.as_str().to_owned(),
@@ -114,8 +117,6 @@ pub(crate) fn emit(
         created_at: ctx.now,
     };
     let et = entity.as_str();
-    let born = super::entity_created_at(tx, t, entity, entity_id)?
-        .ok_or_else(|| Error::Internal("timeline event for a record not yet stored".into()))?;
     tx.put(
         &tables::CO_TIMELINE,
         &Key::new().str(t).ts(pos.at).u64(seq),
@@ -131,12 +132,34 @@ pub(crate) fn emit(
         &entity_prefix(t, et, born, entity_id).ts(pos.at).u64(seq),
         &pos,
     )?;
-    tx.put(
-        &tables::CO_TIMELINE_IDS,
-        &Key::new().str(t).str(&rec.event_id),
-        &pos,
-    )?;
+    if tx.sealer().unseal_event(&rec.event_id) != Some((pos.at.0, seq)) {
+        // An id that does not name its position (events written before ids were sealed).
+        tx.put(
+            &tables::CO_TIMELINE_IDS,
+            &Key::new().str(t).str(&rec.event_id),
+            &pos,
+        )?;
+    }
     Ok(())
+}
+
+/// Where the event `id` of the tenant is: unsealed from the id, or — for an event written
+/// before event ids were sealed — looked up in the `co_timeline_ids` index.
+pub(crate) fn find(r: &impl Reader, tenant: &str, id: &str) -> Result<Option<EventPos>> {
+    if let Some((at, seq)) = r.sealer().unseal_event(id) {
+        let pos = EventPos {
+            at: Timestamp(at),
+            seq,
+        };
+        let stored: Option<EventRec> = r.get(
+            &tables::CO_TIMELINE,
+            &Key::new().str(tenant).ts(pos.at).u64(pos.seq),
+        )?;
+        if stored.is_some_and(|e| e.event_id == id) {
+            return Ok(Some(pos));
+        }
+    }
+    r.get(&tables::CO_TIMELINE_IDS, &Key::new().str(tenant).str(id))
 }
 
 /// Where the events of one record start in the per-record index.
@@ -225,7 +248,7 @@ pub(crate) fn list(r: &impl Reader, tenant: &str, q: &TimelineQuery) -> Result<T
     let paging = q.paging.unwrap_or(Paging::DEFAULT);
     let cursor = match &q.before {
         Some(id) => Some(
-            r.get(&tables::CO_TIMELINE_IDS, &Key::new().str(tenant).str(id))?
+            find(r, tenant, id)?
                 .ok_or_else(|| Error::NotFound("Timeline event not found".into()))?,
         ),
         None => None,

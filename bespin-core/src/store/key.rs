@@ -39,6 +39,15 @@ impl Key {
         self.part(v)
     }
 
+    /// Appends an id part: the record number of a sealed id ([`RecordNo`]), or the id itself
+    /// for ids that are not sealed (see [`crate::ids::Sealer`]).
+    pub(crate) fn id(self, sealer: &crate::ids::Sealer, id: &str) -> Self {
+        match sealer.unseal(id) {
+            Some(n) => self.part(RecordNo(n)),
+            None => self.str(id),
+        }
+    }
+
     /// Appends an instant part (orders by time).
     pub(crate) fn ts(self, t: Timestamp) -> Self {
         self.part(t)
@@ -102,6 +111,34 @@ impl KeyPart for Date {
     fn write_to(&self, out: &mut Vec<u8>) {
         self.to_string().as_str().write_to(out)
     }
+}
+
+/// A record number standing for a sealed id ([`crate::ids::Sealer`]) in an id part: `0x00 0x02`
+/// and the number big-endian. No string part starts with `0x00 0x02` (a string's `0x00` is
+/// always followed by `0xFF` or `0x01`), so numbered and named (older, random) ids never
+/// collide; numbered ones sort first, in creation order, so new records append.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordNo(pub u64);
+
+impl KeyPart for RecordNo {
+    fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[0, 2]);
+        out.extend_from_slice(&self.0.to_be_bytes());
+    }
+}
+
+/// Reads back an id part (a [`RecordNo`], given back as its sealed id, or a string) starting
+/// at `at`; returns the id and the position after it.
+pub(crate) fn read_id(
+    sealer: &crate::ids::Sealer,
+    bytes: &[u8],
+    at: usize,
+) -> Option<(String, usize)> {
+    if bytes.get(at..at + 2) == Some(&[0, 2]) {
+        let n = <[u8; 8]>::try_from(bytes.get(at + 2..at + 10)?).ok()?;
+        return Some((sealer.seal(u64::from_be_bytes(n)), at + 10));
+    }
+    read_str(bytes, at)
 }
 
 /// Reads back a string part starting at `at` without copying it when it holds no escaped NUL

@@ -10,9 +10,10 @@ mod key;
 pub(crate) mod tables;
 
 pub(crate) use codec::Record;
-pub(crate) use key::{Key, read_str, read_str_ref, successor};
+pub(crate) use key::{Key, read_id, read_str, read_str_ref, successor};
 
 use crate::error::{Error, Result};
+use crate::ids::{IdSecret, Sealer};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::marker::PhantomData;
 use std::ops::Bound;
@@ -63,6 +64,8 @@ pub(crate) enum Flow {
 pub(crate) struct Store {
     db: redb::Database,
     path: Option<std::path::PathBuf>,
+    /// Seals record positions into ids with the file's own secret ([`crate::ids::Sealer`]).
+    sealer: Arc<Sealer>,
     /// The snapshot of the last commit, shared by every reader until the next commit.
     snapshot: Arc<SharedSnapshot>,
 }
@@ -119,10 +122,25 @@ impl Store {
         for name in tables::ALL {
             tx.open_table(Raw::new(name))?;
         }
+        let secret = {
+            // The id-sealing secret: made with the file, never changed, never shown.
+            let mut t = tx.open_table(Raw::new(tables::SECRETS.name()))?;
+            let key = Key::new().str("ids");
+            let stored = t.get(key.as_bytes())?.map(|g| g.value().to_vec());
+            match stored {
+                Some(bytes) => codec::decode::<IdSecret>(&bytes)?,
+                None => {
+                    let s = IdSecret::random()?;
+                    t.insert(key.as_bytes(), codec::encode(&s)?.as_slice())?;
+                    s
+                }
+            }
+        };
         tx.commit()?;
         Ok(Store {
             db,
             path,
+            sealer: Arc::new(Sealer::new(&secret.0)),
             snapshot: Arc::default(),
         })
     }
@@ -172,6 +190,7 @@ impl Store {
         // until this (possibly older) snapshot is in it.
         let fresh = Arc::new(ReadTx {
             tx: self.db.begin_read()?,
+            sealer: Arc::clone(&self.sealer),
             open: (0..tables::ALL.len())
                 .map(|_| std::sync::OnceLock::new())
                 .collect(),
@@ -190,6 +209,7 @@ impl Store {
         }
         Ok(Batch {
             tx,
+            sealer: Arc::clone(&self.sealer),
             undo: Vec::new(),
             seqs: Vec::new(),
             snapshot: Arc::clone(&self.snapshot),
@@ -201,6 +221,7 @@ impl Store {
 /// handles are shared by every thread reading the snapshot.
 pub struct ReadTx {
     tx: redb::ReadTransaction,
+    sealer: Arc<Sealer>,
     open: Vec<std::sync::OnceLock<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>>,
 }
 
@@ -212,6 +233,7 @@ pub struct ReadTx {
 /// disturbing the others in the batch.
 pub(crate) struct Batch {
     tx: redb::WriteTransaction,
+    sealer: Arc<Sealer>,
     undo: Vec<Undo>,
     /// The sequences advanced in this batch and their last value, stored once at commit (see
     /// [`WriteTx::next_seq`]).
@@ -239,6 +261,7 @@ impl Batch {
         let out = {
             let mut w = WriteTx {
                 tx: &self.tx,
+                sealer: &self.sealer,
                 undo: &mut self.undo,
                 seqs: &mut self.seqs,
                 open: OpenTables::default(),
@@ -334,6 +357,7 @@ fn slot_of(table: &'static str) -> Result<usize> {
 /// every write. Made by [`Batch::run`]; domain operations take `&mut WriteTx`.
 pub struct WriteTx<'t> {
     tx: &'t redb::WriteTransaction,
+    sealer: &'t Sealer,
     undo: &'t mut Vec<Undo>,
     seqs: &'t mut Vec<(String, u64)>,
     open: OpenTables<'t>,
@@ -524,6 +548,9 @@ type RawItem<'a> = std::result::Result<
 
 /// Read access shared by [`ReadTx`] and [`WriteTx`].
 pub(crate) trait Reader {
+    /// The sealer of ids of this database ([`crate::ids::Sealer`]).
+    fn sealer(&self) -> &Sealer;
+
     /// The raw bytes stored under `key`.
     fn get_raw(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
@@ -713,6 +740,10 @@ impl ReadTx {
 }
 
 impl Reader for ReadTx {
+    fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
     fn get_raw(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.table(table)?.get(key)?.map(|g| g.value().to_vec()))
     }
@@ -730,6 +761,10 @@ impl Reader for ReadTx {
 }
 
 impl Reader for WriteTx<'_> {
+    fn sealer(&self) -> &Sealer {
+        self.sealer
+    }
+
     fn get_raw(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let t = self.table(table)?.borrow();
         Ok(t.get(key)?.map(|g| g.value().to_vec()))

@@ -85,6 +85,9 @@ pub(crate) const KPI_POINTS: Table<PointRec> = Table::new("kpi_points");
 pub(crate) const BRIEFS: Table<BriefRec> = Table::new("briefs");
 /// Global: (name) → last value of a sequence.
 pub(crate) const SEQUENCES: Table<u64> = Table::new("sequences");
+/// Global: (name) → a secret of the file: `ids`, the key of [`crate::ids::Sealer`]. Never
+/// shown (not in the console's allow-list).
+pub(crate) const SECRETS: Table<crate::ids::IdSecret> = Table::new("secrets");
 /// Global: (name) → a property of the file; `layout` is the version of the key layouts
 /// ([`crate::layout`]).
 pub(crate) const META: Table<u64> = Table::new("meta");
@@ -160,6 +163,7 @@ pub(crate) const ALL: &[&str] = &[
     BRIEFS.name(),
     SEQUENCES.name(),
     META.name(),
+    SECRETS.name(),
     NOTIFICATION_PREFS.name(),
     NOTIFICATIONS.name(),
     NOTIFICATION_UNIQUE.name(),

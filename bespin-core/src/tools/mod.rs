@@ -50,6 +50,10 @@ impl<'a> ToolEnv<'a> {
 }
 
 impl Reader for &dyn Reader {
+    fn sealer(&self) -> &crate::ids::Sealer {
+        (**self).sealer()
+    }
+
     fn get_raw(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         (**self).get_raw(table, key)
     }

@@ -143,7 +143,7 @@ impl Committer {
     pub(crate) fn run<T>(
         &self,
         store: &Store,
-        op: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
+        op: impl FnOnce(&mut WriteTx<'_, '_>) -> Result<T>,
     ) -> Result<T> {
         if WRITER_OF.get() == self.id {
             return Self::run_in_open(op);
@@ -196,7 +196,7 @@ impl Committer {
     }
 
     /// Runs `op` in the batch the writer thread is filling.
-    fn run_in_open<T>(op: impl FnOnce(&mut WriteTx<'_>) -> Result<T>) -> Result<T> {
+    fn run_in_open<T>(op: impl FnOnce(&mut WriteTx<'_, '_>) -> Result<T>) -> Result<T> {
         OPEN.with(|cell| {
             let mut slot = cell
                 .try_borrow_mut()

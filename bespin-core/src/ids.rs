@@ -41,10 +41,13 @@ pub fn key_matches(presented: &str, stored: &[u8; 32]) -> bool {
 
 /// Lower-case hex SHA-256 of `bytes` (request fingerprints).
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in Sha256::digest(bytes) {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xF)]));
+    }
+    out
 }
 
 /// Turns positions (a sequence number, or an instant and a sequence number) into ids that look
@@ -280,6 +283,14 @@ mod tests {
         );
         assert!(key_matches(&k, &key_digest(&k)));
         assert!(!key_matches("bsk_other", &key_digest(&k)));
+    }
+
+    #[test]
+    fn sha256_is_lower_case_hex() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

@@ -11,9 +11,12 @@
 //!   rollup exactly (decimal arithmetic), `first_used` is the earliest event, and no rollup
 //!   exists without events. A daily counter never exceeds the units metered that day.
 //! - **References.** Audit rows name an existing user of their tenant; Core OS timeline events,
-//!   reviews, executions and evidence point at an existing record; KPI points at an existing
+//!   reviews, executions and evidence point at an existing record; KPI chunks at an existing
 //!   KPI; chat messages at an existing conversation; notification de-duplication entries at
 //!   the notification they stand for.
+//! - **KPI series.** Each chunk holds 1 to 128 points in strictly increasing instant order (no
+//!   duplicate instant), is keyed by its first point's instant, and starts after the previous
+//!   chunk of its series ends; the row-per-point table of older layouts is empty.
 //! - **Idempotency.** Records decode, hold a JSON response, are indexed by age exactly once (so
 //!   they are purgeable once past retention), are not dated in the future, and a stored
 //!   response naming a `request_id` points at a committed usage event of that request.
@@ -31,6 +34,7 @@ use crate::coreos::memory::FactRec;
 use crate::coreos::search::{Searchable, doc_tokens, entry_key};
 use crate::coreos::timeline::{EventPos, EventRec};
 use crate::error::Result;
+use crate::kpis::series::{CHUNK_POINTS, ChunkRec};
 use crate::limits::Activity;
 use crate::money::Amount;
 use crate::store::codec::{self, Record};
@@ -522,7 +526,7 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
         let kpis = self.rows(&tables::KPIS, true)?;
         let by_creation = self.raw(&tables::KPIS_BY_CREATION)?;
         let by_name = self.raw(&tables::KPIS_BY_NAME)?;
-        let points = self.rows(&tables::KPI_POINTS, true)?;
+        let chunks = self.rows(&tables::KPI_CHUNKS, true)?;
         let (mut e_creation, mut e_name) = (BTreeMap::new(), BTreeMap::new());
         let mut ids = HashSet::new();
         for (k, rec) in &kpis {
@@ -557,13 +561,73 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
             "KPI",
         );
         self.same(tables::KPIS_BY_NAME.name(), e_name, &by_name, "KPI");
-        for (k, _) in &points {
-            match two(k) {
-                Some([t, id]) if ids.contains(Key::new().str(&t).str(&id).as_bytes()) => self.ok(),
-                _ => self.violation(tables::KPI_POINTS.name(), k, "point of a missing KPI"),
-            }
+        self.kpi_chunks(&chunks, &ids);
+        // The upgrade to layout 4 moves the rows of the per-point table into chunks.
+        let legacy = self.raw(&tables::KPI_POINTS)?;
+        for k in legacy.keys() {
+            self.violation(
+                tables::KPI_POINTS.name(),
+                k,
+                "point row of a layout before chunks (the upgrade empties this table)",
+            );
+        }
+        if legacy.is_empty() {
+            self.ok();
         }
         Ok(())
+    }
+
+    /// Every chunk: of an existing KPI (`kpis` holds the (tenant, kpi) key prefixes), 1 to
+    /// [`CHUNK_POINTS`] points in strictly increasing instant order, keyed by its first
+    /// instant, and after the end of the previous chunk of its series.
+    fn kpi_chunks(&mut self, chunks: &Rows<ChunkRec>, kpis: &HashSet<Vec<u8>>) {
+        let table = tables::KPI_CHUNKS.name();
+        // The series and last instant of the previous chunk (rows come in key order).
+        let mut prev: Option<(Key, Timestamp)> = None;
+        for (k, c) in chunks {
+            let Some([t, id]) = two(k) else {
+                self.violation(table, k, "malformed key");
+                continue;
+            };
+            let series = Key::new().str(&t).str(&id);
+            if kpis.contains(series.as_bytes()) {
+                self.ok();
+            } else {
+                self.violation(table, k, "chunk of a missing KPI");
+            }
+            let n = c.points.len();
+            if (1..=CHUNK_POINTS).contains(&n) {
+                self.ok();
+            } else {
+                self.violation(
+                    table,
+                    k,
+                    format!("chunk holds {n} points (want 1 to {CHUNK_POINTS})"),
+                );
+            }
+            let pairs = || c.points.windows(2).map(|w| (w[0].ts, w[1].ts));
+            if pairs().any(|(a, b)| a == b) {
+                self.violation(table, k, "chunk holds a duplicate instant");
+            } else if pairs().any(|(a, b)| a > b) {
+                self.violation(table, k, "chunk points are not in instant order");
+            } else {
+                self.ok();
+            }
+            match c.points.first() {
+                Some(f) if series.clone().ts(f.ts).as_bytes() == k.as_slice() => self.ok(),
+                _ => self.violation(table, k, "chunk key is not its first point's instant"),
+            }
+            if let (Some((s, last)), Some(first)) = (&prev, c.points.first())
+                && *s == series
+            {
+                if first.ts > *last {
+                    self.ok();
+                } else {
+                    self.violation(table, k, "chunk overlaps the previous chunk of its series");
+                }
+            }
+            prev = c.points.last().map(|l| (series, l.ts));
+        }
     }
 
     fn conversations(&mut self) -> Result<()> {
@@ -1465,6 +1529,100 @@ mod tests {
         let db = Bespin::open_in_memory().unwrap();
         db.tamper(|tx| tx.put(&tables::SEQUENCES, &Key::new().str("bsk_notakey"), &1u64));
         assert!(db.check().unwrap().is_ok());
+    }
+
+    #[test]
+    fn broken_kpi_chunks_and_leftover_point_rows_are_caught() {
+        use crate::kpis::PointRec;
+        use crate::kpis::series::ChunkPoint;
+        let (db, a, _) = populated();
+        let t = a.tenant_id().to_owned();
+        let pts = |n: i64| -> Vec<(String, f64)> {
+            (0..n)
+                .map(|d| (Timestamp(d * 1_000_000).to_rfc3339(), d as f64))
+                .collect()
+        };
+        let kpi = |name: &str, n: i64| {
+            let p = pts(n);
+            let p: Vec<(&str, f64)> = p.iter().map(|(s, v)| (s.as_str(), *v)).collect();
+            testutil::kpi(&db, &a, name, &p)
+        };
+        // Each KPI gets one kind of damage.
+        let ids: Vec<String> = ["dup", "order", "big", "key", "overlap", "empty"]
+            .iter()
+            .map(|n| kpi(n, 2 * CHUNK_POINTS as i64))
+            .collect();
+        assert!(db.check().unwrap().is_ok());
+        let chunk_of = |tx: &WriteTx, id: &str, i: usize| -> (Key, ChunkRec) {
+            let mut all = Vec::new();
+            tx.scan(
+                &tables::KPI_CHUNKS,
+                &Key::new().str(&t).str(id),
+                Order::Asc,
+                |k, c: ChunkRec| {
+                    all.push((Key::from_raw(k), c));
+                    Ok(Flow::Continue)
+                },
+            )
+            .unwrap();
+            all.swap_remove(i)
+        };
+        db.tamper(|tx| {
+            let (k, mut c) = chunk_of(tx, &ids[0], 1);
+            c.points[6].ts = c.points[5].ts;
+            tx.put(&tables::KPI_CHUNKS, &k, &c)?;
+            let (k, mut c) = chunk_of(tx, &ids[1], 0);
+            c.points.swap(6, 7);
+            tx.put(&tables::KPI_CHUNKS, &k, &c)?;
+            let (k, mut c) = chunk_of(tx, &ids[2], 1);
+            let last = c.points[CHUNK_POINTS - 1];
+            c.points.push(ChunkPoint {
+                ts: Timestamp(last.ts.0 + 1),
+                ..last
+            });
+            tx.put(&tables::KPI_CHUNKS, &k, &c)?;
+            let (k, c) = chunk_of(tx, &ids[3], 1);
+            tx.delete(&tables::KPI_CHUNKS, &k)?;
+            let moved = Key::new()
+                .str(&t)
+                .str(&ids[3])
+                .ts(Timestamp(c.points[0].ts.0 - 1));
+            tx.put(&tables::KPI_CHUNKS, &moved, &c)?;
+            let (k, mut c) = chunk_of(tx, &ids[4], 0);
+            c.points[CHUNK_POINTS - 1].ts = Timestamp(c.points[CHUNK_POINTS - 1].ts.0 + 1_000_000);
+            tx.put(&tables::KPI_CHUNKS, &k, &c)?;
+            let (k, _) = chunk_of(tx, &ids[5], 1);
+            tx.put(&tables::KPI_CHUNKS, &k, &ChunkRec::default())?;
+            let (_, c) = chunk_of(tx, &ids[5], 0);
+            tx.put(
+                &tables::KPI_CHUNKS,
+                &Key::new().str(&t).str("ghost").ts(c.points[0].ts),
+                &c,
+            )?;
+            tx.put(
+                &tables::KPI_POINTS,
+                &Key::new().str(&t).str(&ids[5]).ts(Timestamp(0)),
+                &PointRec {
+                    value: 1.0,
+                    created_at: Timestamp(0),
+                },
+            )
+        });
+        caught(&db, "kpi_chunks", "duplicate instant");
+        caught(&db, "kpi_chunks", "not in instant order");
+        caught(
+            &db,
+            "kpi_chunks",
+            &format!("holds {} points", CHUNK_POINTS + 1),
+        );
+        caught(&db, "kpi_chunks", "holds 0 points");
+        caught(&db, "kpi_chunks", "key is not its first point's instant");
+        caught(&db, "kpi_chunks", "overlaps the previous chunk");
+        caught(&db, "kpi_chunks", "chunk of a missing KPI");
+        caught(&db, "kpi_points", "layout before chunks");
+        let r = db.check().unwrap();
+        let mine = |id: &str| r.violations.iter().filter(|v| v.key.contains(id)).count();
+        assert!(ids.iter().all(|id| mine(id) >= 1), "{r}");
     }
 
     #[test]

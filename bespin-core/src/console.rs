@@ -27,6 +27,7 @@ use crate::coreos::tasks::TaskRec;
 use crate::coreos::timeline::EventRec;
 use crate::error::{Error, Result};
 use crate::idempotency::IdemRec;
+use crate::kpis::series::{self, ChunkRec};
 use crate::kpis::{KpiRec, PointRec};
 use crate::metering::{RollupRec, UsageEventRec};
 use crate::notifications::{NotificationRec, PrefRec};
@@ -57,14 +58,28 @@ struct Spec {
     name: &'static str,
     table: &'static str,
     key: &'static [(&'static str, K)],
-    decode: fn(&[u8]) -> Result<Value>,
+    decode: Decode,
+}
+
+/// How a stored row becomes viewer rows.
+#[derive(Clone, Copy)]
+enum Decode {
+    /// One record: one row of its fields.
+    One(fn(&[u8]) -> Result<Value>),
+    /// A chunk of KPI points: one row per point, with the columns points had when they were
+    /// stored one per row.
+    Points,
 }
 
 fn dec<R: Record>(bytes: &[u8]) -> Result<Value> {
-    let r: R = codec::decode(bytes)?;
+    json(&codec::decode::<R>(bytes)?)
+}
+
+fn json(r: &impl serde::Serialize) -> Result<Value> {
     serde_json::to_value(r).map_err(|e| Error::Storage(format!("console: {e}")))
 }
 
+use Decode::{One, Points};
 use K::{I, S, T, U};
 
 const TENANT: (&str, K) = ("tenant_id", S);
@@ -75,151 +90,151 @@ const SPECS: &[Spec] = &[
         name: "tenants",
         table: tables::TENANTS.name(),
         key: &[TENANT],
-        decode: dec::<TenantRec>,
+        decode: One(dec::<TenantRec>),
     },
     Spec {
         name: "users",
         table: tables::USERS.name(),
         key: &[TENANT, ("user_id", S)],
-        decode: dec::<UserRec>,
+        decode: One(dec::<UserRec>),
     },
     Spec {
         name: "kpi_definitions",
         table: tables::KPIS.name(),
         key: &[TENANT, ("kpi_id", S)],
-        decode: dec::<KpiRec>,
+        decode: One(dec::<KpiRec>),
     },
     Spec {
         name: "kpi_points",
-        table: tables::KPI_POINTS.name(),
-        key: &[TENANT, ("kpi_id", S), ("ts", T)],
-        decode: dec::<PointRec>,
+        table: tables::KPI_CHUNKS.name(),
+        key: &[TENANT, ("kpi_id", S)],
+        decode: Points,
     },
     Spec {
         name: "briefs",
         table: tables::BRIEFS.name(),
         key: &[TENANT, ("brief_date", S)],
-        decode: dec::<BriefRec>,
+        decode: One(dec::<BriefRec>),
     },
     Spec {
         name: "audit_logs",
         table: tables::AUDIT.name(),
         key: &[TENANT, ("written_at", T), ("seq", U)],
-        decode: dec::<AuditRec>,
+        decode: One(dec::<AuditRec>),
     },
     Spec {
         name: "usage_events",
         table: tables::USAGE_EVENTS.name(),
         key: &[TENANT, ("emitted_at", T), ("seq", U)],
-        decode: dec::<UsageEventRec>,
+        decode: One(dec::<UsageEventRec>),
     },
     Spec {
         name: "idempotency_keys",
         table: tables::IDEMPOTENCY.name(),
         key: &[TENANT, ("endpoint", S), ("idempotency_key", S)],
-        decode: dec::<IdemRec>,
+        decode: One(dec::<IdemRec>),
     },
     Spec {
         name: "notification_prefs",
         table: tables::NOTIFICATION_PREFS.name(),
         key: &[TENANT, ("user_id", S)],
-        decode: dec::<PrefRec>,
+        decode: One(dec::<PrefRec>),
     },
     Spec {
         name: "notification_outbox",
         table: tables::NOTIFICATIONS.name(),
         key: &[TENANT, ("user_id", S), ("id", U)],
-        decode: dec::<NotificationRec>,
+        decode: One(dec::<NotificationRec>),
     },
     Spec {
         name: "conversations",
         table: tables::CONVERSATIONS.name(),
         key: &[TENANT, ("user_id", S), ("conversation_id", I)],
-        decode: dec::<ConversationRec>,
+        decode: One(dec::<ConversationRec>),
     },
     Spec {
         name: "messages",
         table: tables::MESSAGES.name(),
         key: &[TENANT, ("conversation_seq", U), ("seq", U)],
-        decode: dec::<MessageRec>,
+        decode: One(dec::<MessageRec>),
     },
     Spec {
         name: "metered_event_types",
         table: tables::METERED_EVENTS.name(),
         key: &[("event_key", S)],
-        decode: dec::<MeteredEventRec>,
+        decode: One(dec::<MeteredEventRec>),
     },
     Spec {
         name: "plans",
         table: tables::PLANS.name(),
         key: &[("plan_id", S)],
-        decode: dec::<PlanRec>,
+        decode: One(dec::<PlanRec>),
     },
     Spec {
         name: "plan_capabilities",
         table: tables::PLAN_CAPABILITIES.name(),
         key: &[("plan_id", S), ("capability_key", S)],
-        decode: dec::<()>,
+        decode: One(dec::<()>),
     },
     Spec {
         name: "plan_event_caps",
         table: tables::PLAN_CAPS.name(),
         key: &[("plan_id", S), ("event_key", S), ("period", S)],
-        decode: dec::<CapRec>,
+        decode: One(dec::<CapRec>),
     },
     Spec {
         name: "tenant_subscriptions",
         table: tables::SUBSCRIPTIONS.name(),
         key: &[TENANT],
-        decode: dec::<SubscriptionRec>,
+        decode: One(dec::<SubscriptionRec>),
     },
     Spec {
         name: "usage_rollups_period",
         table: tables::PERIOD_ROLLUPS.name(),
         key: &[TENANT, ("period_start", S), ("event_key", S)],
-        decode: dec::<RollupRec>,
+        decode: One(dec::<RollupRec>),
     },
     Spec {
         name: "actions",
         table: tables::CO_ACTIONS.name(),
         key: &[TENANT, ("action_id", I)],
-        decode: dec::<ActionRec>,
+        decode: One(dec::<ActionRec>),
     },
     Spec {
         name: "action_reviews",
         table: tables::CO_ACTION_REVIEWS.name(),
         key: &[TENANT, ("action_id", I)],
-        decode: dec::<ReviewRec>,
+        decode: One(dec::<ReviewRec>),
     },
     Spec {
         name: "action_executions",
         table: tables::CO_ACTION_EXECUTIONS.name(),
         key: &[TENANT, ("action_id", I)],
-        decode: dec::<ExecutionRec>,
+        decode: One(dec::<ExecutionRec>),
     },
     Spec {
         name: "tasks",
         table: tables::CO_TASKS.name(),
         key: &[TENANT, ("task_id", I)],
-        decode: dec::<TaskRec>,
+        decode: One(dec::<TaskRec>),
     },
     Spec {
         name: "meeting_notes",
         table: tables::CO_MEETINGS.name(),
         key: &[TENANT, ("meeting_id", I)],
-        decode: dec::<MeetingRec>,
+        decode: One(dec::<MeetingRec>),
     },
     Spec {
         name: "decisions",
         table: tables::CO_DECISIONS.name(),
         key: &[TENANT, ("decision_id", I)],
-        decode: dec::<DecisionRec>,
+        decode: One(dec::<DecisionRec>),
     },
     Spec {
         name: "memory_facts",
         table: tables::CO_FACTS.name(),
         key: &[TENANT, ("fact_id", I)],
-        decode: dec::<FactRec>,
+        decode: One(dec::<FactRec>),
     },
     Spec {
         name: "evidence_links",
@@ -231,13 +246,13 @@ const SPECS: &[Spec] = &[
             ("created_at", T),
             ("evidence_id", S),
         ],
-        decode: dec::<EvidenceRec>,
+        decode: One(dec::<EvidenceRec>),
     },
     Spec {
         name: "timeline_events",
         table: tables::CO_TIMELINE.name(),
         key: &[TENANT, ("created_at", T), ("seq", U)],
-        decode: dec::<EventRec>,
+        decode: One(dec::<EventRec>),
     },
 ];
 
@@ -246,7 +261,7 @@ const COUNTERS: &[(&str, &str)] = &[
     ("Tenants", tables::TENANTS.name()),
     ("Users", tables::USERS.name()),
     ("KPI Definitions", tables::KPIS.name()),
-    ("KPI Points", tables::KPI_POINTS.name()),
+    ("KPI Points", tables::KPI_CHUNKS.name()),
     ("Briefs", tables::BRIEFS.name()),
     ("Audit Logs", tables::AUDIT.name()),
     ("Usage Events", tables::USAGE_EVENTS.name()),
@@ -295,12 +310,20 @@ impl Bespin {
 }
 
 impl Console<'_> {
-    /// Row counts over all tenants, as `(label, count)` in the overview's order.
+    /// Row counts over all tenants, as `(label, count)` in the overview's order ("KPI Points"
+    /// counts points, not the chunks that hold them).
     pub fn counts(&self) -> Result<Vec<(&'static str, u64)>> {
         self.0.read(|r, _| {
             COUNTERS
                 .iter()
-                .map(|&(label, table)| Ok((label, r.count(table)?)))
+                .map(|&(label, table)| {
+                    let n = if table == tables::KPI_CHUNKS.name() {
+                        series::count_points(r)?
+                    } else {
+                        r.count(table)?
+                    };
+                    Ok((label, n))
+                })
                 .collect()
         })
     }
@@ -331,7 +354,11 @@ impl Console<'_> {
                 return Ok(Some(out));
             }
             r.scan_raw(spec.table, lo, hi, Order::Asc, &mut |k, v| {
-                out.push(row(r.sealer(), spec, k, v)?);
+                let key = decode_key(r.sealer(), spec.key, k);
+                match spec.decode {
+                    One(decode) => out.push(row(key, decode(v)?)),
+                    Points => point_rows(key, v, limit, &mut out)?,
+                }
                 Ok(if out.len() >= limit {
                     Flow::Stop
                 } else {
@@ -364,9 +391,9 @@ fn io(e: std::io::Error) -> Error {
     Error::Storage(format!("snapshot: {e}"))
 }
 
-fn row(sealer: &crate::ids::Sealer, spec: &Spec, key: &[u8], value: &[u8]) -> Result<Row> {
-    let mut out = decode_key(sealer, spec.key, key);
-    match (spec.decode)(value)? {
+/// A row: the given key columns, then the record's fields (secrets removed).
+fn row(mut out: Row, value: Value) -> Row {
+    match value {
         Value::Object(fields) => {
             for (name, v) in fields {
                 if is_secret(&name) {
@@ -379,7 +406,24 @@ fn row(sealer: &crate::ids::Sealer, spec: &Spec, key: &[u8], value: &[u8]) -> Re
         Value::Null => {}
         other => out.push(("value".into(), other)),
     }
-    Ok(out)
+    out
+}
+
+/// The points of a KPI chunk as rows, until `out` holds `limit`: the chunk's key columns
+/// (`series`), the point's `ts`, then its fields as a [`PointRec`] — the columns of the
+/// one-row-per-point table.
+fn point_rows(series: Row, value: &[u8], limit: usize, out: &mut Vec<Row>) -> Result<()> {
+    let chunk: ChunkRec = codec::decode(value)?;
+    for p in chunk.points.iter().take(limit.saturating_sub(out.len())) {
+        let mut cols = series.clone();
+        cols.push(("ts".into(), Value::String(p.ts.to_string())));
+        let rec = PointRec {
+            value: p.value,
+            created_at: p.created_at,
+        };
+        out.push(row(cols, json(&rec)?));
+    }
+    Ok(())
 }
 
 /// Stored encodings made readable: timestamps (micros) as RFC 3339, money amounts (a decimal's
@@ -518,6 +562,54 @@ mod tests {
                 .iter()
                 .all(|r| r.iter().all(|(c, _)| c != "key"))
         );
+    }
+
+    #[test]
+    fn kpi_points_are_listed_and_counted_one_per_point() {
+        let (db, _) = crate::testutil::db();
+        let (admin, _) = crate::testutil::tenant(&db);
+        let days: Vec<String> = (1..=28)
+            .flat_map(|d| (0..5).map(move |h| format!("2026-02-{d:02}T{h:02}:00:00Z")))
+            .collect();
+        let points: Vec<(&str, f64)> = days
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.as_str(), i as f64))
+            .collect();
+        let id = crate::testutil::kpi(&db, &admin, "MRR", &points);
+        let (other, _) = crate::testutil::tenant(&db);
+        crate::testutil::kpi(&db, &other, "Other", &[("2026-01-01", 1.0)]);
+        let counts = db.console().counts().unwrap();
+        assert!(counts.contains(&("KPI Points", 141)), "{counts:?}");
+        let rows = db
+            .console()
+            .rows("kpi_points", Some(admin.tenant_id()), 139)
+            .unwrap()
+            .unwrap();
+        assert_eq!(rows.len(), 139, "the limit counts points, across chunks");
+        let columns: Vec<&str> = rows[0].iter().map(|(c, _)| c.as_str()).collect();
+        // The record's fields come in the order the one-row-per-point table showed them.
+        assert_eq!(
+            columns,
+            ["tenant_id", "kpi_id", "ts", "created_at", "value"]
+        );
+        assert_eq!(rows[0][1].1, Value::String(id));
+        let last = &rows[138];
+        assert_eq!(
+            last[2].1,
+            Value::String("2026-02-28T03:00:00.000000Z".into())
+        );
+        assert_eq!(last[4].1, Value::from(138.0));
+        assert_eq!(
+            last[3].1,
+            Value::String("2026-01-31T12:00:00.000000Z".into())
+        );
+        let all = db
+            .console()
+            .rows("kpi_points", None, 1000)
+            .unwrap()
+            .unwrap();
+        assert_eq!(all.len(), 141);
     }
 
     #[test]

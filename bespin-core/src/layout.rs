@@ -10,13 +10,14 @@
 //! | 1 (no `layout` row) | the first release |
 //! | 2 | search entries keyed by the record's creation instant, no per-record token table; the timeline's per-record index keyed by the record's creation instant; messages keyed by their conversation's sequence number |
 //! | 3 | sealed ids ([`crate::ids::Sealer`], secret in `secrets`): new Core OS records and conversations are keyed by their record number, new timeline events are found from their id without `co_timeline_ids`. Records and events written before keep their keys and index rows and are found through them, so the upgrade rewrites nothing |
+//! | 4 | KPI points stored in chunks of up to 128 (`kpi_chunks`, keyed by the chunk's first instant) instead of one row per point; the old `kpi_points` table is left empty |
 
 use crate::Ctx;
 use crate::error::Result;
 use crate::store::{Key, Reader, WriteTx, tables};
 
 /// The layout this version writes.
-pub const CURRENT: u64 = 3;
+pub const CURRENT: u64 = 4;
 
 fn layout_key() -> Key {
     Key::new().str("layout")
@@ -39,6 +40,9 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
         crate::conversations::rekey_messages(tx)?;
     }
     // 2 → 3 rewrites nothing: both kinds of id are read (see the table above).
+    if from < 4 {
+        crate::kpis::series::chunk_legacy_points(tx)?;
+    }
     tx.put(&tables::META, &layout_key(), &CURRENT)
 }
 
@@ -51,9 +55,13 @@ mod tests {
     use crate::coreos::search::SearchQuery;
     use crate::coreos::tasks::{NewTask, TaskPatch};
     use crate::coreos::timeline::{EventRec, TimelineQuery};
+    use crate::kpis::series::ChunkRec;
+    use crate::kpis::{IngestResult, NewPoint, PointRec, PointsBulk, Window};
     use crate::store::{Flow, Order, read_str};
-    use crate::{Bespin, Principal, testutil};
+    use crate::time::{ManualClock, Timestamp};
+    use crate::{Bespin, Error, Options, Principal, testutil};
     use std::collections::HashMap;
+    use std::sync::Arc;
 
     fn find(db: &Bespin, p: &Principal, q: &str) -> Vec<String> {
         let q = SearchQuery::from_json(&serde_json::json!({ "q": q })).unwrap();
@@ -67,9 +75,31 @@ mod tests {
         db.timeline(p, &q).unwrap().items.len()
     }
 
-    /// Rewrites the three tables of layout 2 as layout 1 wrote them.
+    /// Stores every KPI point as layouts 1 to 3 did: one row per point, no chunks.
+    fn unchunk_points(tx: &mut WriteTx) -> Result<()> {
+        let mut chunks: Vec<(Vec<u8>, ChunkRec)> = Vec::new();
+        tx.scan(&tables::KPI_CHUNKS, &Key::new(), Order::Asc, |k, c| {
+            chunks.push((k.to_vec(), c));
+            Ok(Flow::Continue)
+        })?;
+        for (k, c) in &chunks {
+            tx.delete(&tables::KPI_CHUNKS, &Key::from_raw(k))?;
+            let series = Key::from_raw(&k[..k.len() - 8]);
+            for p in &c.points {
+                let row = PointRec {
+                    value: p.value,
+                    created_at: p.created_at,
+                };
+                tx.put(&tables::KPI_POINTS, &series.clone().ts(p.ts), &row)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrites the tables of layout 4 as layout 1 wrote them.
     fn downgrade(tx: &mut WriteTx) -> Result<()> {
         tx.delete(&tables::META, &layout_key())?;
+        unchunk_points(tx)?;
         // Search: entries without the creation instant, and a token list per record.
         let mut entries: Vec<Vec<u8>> = Vec::new();
         tx.scan(&tables::CO_SEARCH, &Key::new(), Order::Asc, |k, _: u8| {
@@ -161,6 +191,12 @@ mod tests {
         db.update_task(&admin, &t.task_id, patch).unwrap();
         let chat = |m: &str| ChatRequest::from_json(&serde_json::json!({ "message": m })).unwrap();
         let c = db.chat(&admin, chat("help")).unwrap();
+        let k = testutil::kpi(
+            &db,
+            &admin,
+            "MRR",
+            &[("2026-01-01", 1.0), ("2026-01-02", 2.0)],
+        );
         assert_eq!(find(&db, &admin, "pric").len(), 2);
         assert!(
             find(&db, &admin, "hiring").is_empty(),
@@ -180,6 +216,7 @@ mod tests {
         let report = db.check().unwrap();
         for table in [
             "meta",
+            "kpi_points",
             "co_search",
             "co_search_docs",
             "co_timeline_by_entity",
@@ -199,6 +236,7 @@ mod tests {
             ["Pricing page", "Pricing review"]
         );
         assert_eq!(events_of(&db, &admin, &t.task_id), 2);
+        assert_eq!(db.latest_point(&admin, &k).unwrap().value, 2.0);
         let detail = db.conversation(&admin, &c.conversation_id).unwrap();
         assert_eq!(detail.messages.len(), 2);
         // And the conversation goes on in the new layout.
@@ -299,5 +337,123 @@ mod tests {
             );
         }
         assert!(db.check().unwrap().violations.is_empty());
+    }
+
+    /// What readers see of the KPIs `ids` of the tenant `who`: the newest point, and windows of
+    /// several spans with and without cut-offs.
+    fn kpi_views(r: &impl Reader, who: &Principal, ids: &[String]) -> Vec<Option<Window>> {
+        let day = Timestamp::DAY_MICROS;
+        let mut out = Vec::new();
+        for id in ids {
+            for cutoff in [
+                None,
+                Some(-1),
+                Some(0),
+                Some(127),
+                Some(128),
+                Some(200),
+                Some(999),
+            ] {
+                for span in [0, 1, 3, 100, 1000] {
+                    let cutoff = cutoff.map(|d| Timestamp(d * day));
+                    out.push(crate::kpis::window(r, who.tenant_id(), id, cutoff, span).unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn points_stored_one_per_row_are_chunked_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.redb");
+        let clock = ManualClock::at("2026-01-31T12:00:00Z").unwrap();
+        let open =
+            || Bespin::open_with(&path, Arc::new(clock.clone()), Options::default()).unwrap();
+        let db = open();
+        let (admin, _) = testutil::tenant(&db);
+        let (other, _) = testutil::tenant(&db);
+        let day = Timestamp::DAY_MICROS;
+        let bulk = |days: &[i64]| PointsBulk {
+            points: days
+                .iter()
+                .map(|&d| NewPoint {
+                    ts: Timestamp(d * day),
+                    value: (d * 3 % 17) as f64,
+                })
+                .collect(),
+        };
+        let ingest = |who: &Principal, id: &str, days: &[i64]| {
+            db.ingest_points(who, id, bulk(days)).unwrap()
+        };
+        // Three chunks and a bit (with points ingested at another time), a short series, an
+        // empty one, and another tenant's.
+        let long = testutil::kpi(&db, &admin, "long", &[]);
+        ingest(&admin, &long, &(0..300).map(|d| d * 2).collect::<Vec<_>>());
+        clock.advance(60);
+        ingest(&admin, &long, &[1, 3, 5, 1001, 999]);
+        let short = testutil::kpi(&db, &admin, "short", &[]);
+        ingest(&admin, &short, &[5, 6, 7]);
+        let empty = testutil::kpi(&db, &admin, "empty", &[]);
+        let theirs = testutil::kpi(&db, &other, "theirs", &[]);
+        ingest(&other, &theirs, &(100..400).collect::<Vec<_>>());
+        let (mine, theirs) = ([long.clone(), short, empty], [theirs]);
+        let next = [-10, 0, 7, 7, 130, 131, 2000, 1001];
+        let views = |db: &Bespin| {
+            db.read(|r, _| Ok((kpi_views(r, &admin, &mine), kpi_views(r, &other, &theirs))))
+                .unwrap()
+        };
+        // Every point with its value and created_at, as the console lists them.
+        let rows = |db: &Bespin| db.console().rows("kpi_points", None, 10_000).unwrap();
+
+        // What this layout answers, and what the next ingest does (tried, then rolled back).
+        let before = (views(&db), rows(&db));
+        let mut tried = None;
+        let _ = db.transaction(|tx, ctx| {
+            let r = crate::kpis::ingest_points(tx, ctx, &admin, &long, bulk(&next))?;
+            tried = Some((r, kpi_views(tx, &admin, &mine)));
+            Err::<(), _>(Error::Internal("dry run".into()))
+        });
+        let (want, after_ingest) = tried.unwrap();
+        assert_eq!(
+            want,
+            IngestResult {
+                inserted: 4,
+                ignored: 4
+            }
+        );
+        assert!(db.check().unwrap().is_ok());
+
+        db.tamper(|tx| {
+            unchunk_points(tx)?;
+            tx.put(&tables::META, &layout_key(), &3u64)
+        });
+        let report = db.check().unwrap();
+        for table in ["meta", "kpi_points"] {
+            assert!(
+                report.violations.iter().any(|v| v.table == table),
+                "the old layout of {table} is not what this version expects:\n{report}"
+            );
+        }
+        assert_eq!(report.rows_in("kpi_chunks"), 0);
+        drop(db);
+
+        let db = open();
+        let report = db.check().unwrap();
+        assert!(report.is_ok(), "{report}");
+        assert_eq!(
+            report.rows_in("kpi_points"),
+            0,
+            "the old table is left empty"
+        );
+        assert!(report.rows_in("kpi_chunks") >= 5);
+        assert_eq!((views(&db), rows(&db)), before);
+        let got = db.ingest_points(&admin, &long, bulk(&next)).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(
+            db.read(|r, _| Ok(kpi_views(r, &admin, &mine))).unwrap(),
+            after_ingest
+        );
+        assert!(db.check().unwrap().is_ok());
     }
 }

@@ -1,5 +1,6 @@
 //! Property tests: random sequences of core operations across two tenants keep every
-//! `check()` invariant, and no record of one tenant is ever readable by the other.
+//! `check()` invariant, and no record of one tenant is ever readable by the other; and the
+//! chunked KPI store answers like a plain ordered map of points.
 #![allow(clippy::unwrap_used)]
 
 use bespin_core::chat::ChatRequest;
@@ -8,12 +9,14 @@ use bespin_core::coreos::decisions::NewDecision;
 use bespin_core::coreos::meetings::NewMeeting;
 use bespin_core::coreos::memory::{FactValue, NewFact};
 use bespin_core::coreos::tasks::{NewTask, TaskPatch};
-use bespin_core::kpis::{NewKpi, PointsBulk};
+use bespin_core::kpis::{IngestResult, NewKpi, NewPoint, PointsBulk};
 use bespin_core::tenancy::NewTenant;
+use bespin_core::time::Timestamp;
 use bespin_core::tools::InvokeRequest;
 use bespin_core::{Bespin, Credentials, ErrorKind, Principal};
 use proptest::prelude::*;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -265,5 +268,101 @@ proptest! {
             for id in &mine.decisions { not_found(db.get_decision(other, id), "decision"); }
             for id in &mine.meetings { not_found(db.get_meeting(other, id), "meeting"); }
         }
+    }
+}
+
+/// An operation on one of two KPIs of a tenant; instants are in hours.
+#[derive(Debug, Clone)]
+enum SeriesOp {
+    /// Points (hour, value), in request order.
+    Ingest(usize, Vec<(i64, i32)>),
+    /// The newest point at or before the cut-off.
+    Latest(usize, Option<i64>),
+    /// The window rule over a span of days, with an optional cut-off.
+    Window(usize, Option<i64>, u64),
+}
+
+const HOUR: i64 = 3_600_000_000;
+
+fn series_op() -> impl Strategy<Value = SeriesOp> {
+    // Instants from a narrow range, so requests repeat instants, land before, inside and after
+    // stored chunks, and fill and split them.
+    let k = 0usize..2;
+    let point = (-200i64..1200, -50i32..50);
+    prop_oneof![
+        3 => (k.clone(), prop::collection::vec(point, 1..300))
+            .prop_map(|(k, p)| SeriesOp::Ingest(k, p)),
+        // Runs in order, as appends and backfills are.
+        1 => (k.clone(), -200i64..1200, 1i64..400).prop_map(|(k, start, n)| {
+            SeriesOp::Ingest(k, (0..n).map(|i| (start + i, i as i32)).collect())
+        }),
+        1 => (k.clone(), prop::option::of(-250i64..1300)).prop_map(|(k, c)| SeriesOp::Latest(k, c)),
+        1 => (k, prop::option::of(-250i64..1300), 0u64..60)
+            .prop_map(|(k, c, d)| SeriesOp::Window(k, c, d)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_chunked_series_answers_like_an_ordered_map(ops in prop::collection::vec(series_op(), 1..30)) {
+        let db = Bespin::open_in_memory().unwrap();
+        let p = tenant(&db, 0);
+        let ids: Vec<String> = (0..2)
+            .map(|i| {
+                let k = NewKpi { name: format!("k{i}"), unit: None, description: None };
+                db.create_kpi(&p, k).unwrap().kpi_id
+            })
+            .collect();
+        let mut model: [BTreeMap<i64, f64>; 2] = Default::default();
+        let at = |h: i64| Timestamp(h * HOUR);
+        for op in &ops {
+            match op {
+                SeriesOp::Ingest(k, points) => {
+                    let m = &mut model[*k];
+                    let mut inserted = 0;
+                    for &(h, v) in points {
+                        if let std::collections::btree_map::Entry::Vacant(e) = m.entry(h) {
+                            e.insert(f64::from(v));
+                            inserted += 1;
+                        }
+                    }
+                    let req = PointsBulk {
+                        points: points.iter().map(|&(h, v)| NewPoint { ts: at(h), value: f64::from(v) }).collect(),
+                    };
+                    let got = db.ingest_points(&p, &ids[*k], req).unwrap();
+                    prop_assert_eq!(got, IngestResult { inserted, ignored: points.len() as u64 - inserted });
+                }
+                SeriesOp::Latest(k, cutoff) => {
+                    let want = model[*k].range(..=cutoff.unwrap_or(i64::MAX)).next_back();
+                    let got = db.kpi_window(&p, &ids[*k], cutoff.map(at), 0).unwrap();
+                    prop_assert_eq!(
+                        got.map(|w| (w.latest.ts, w.latest.value)),
+                        want.map(|(h, v)| (at(*h), *v))
+                    );
+                    if cutoff.is_none() {
+                        let latest = db.latest_point(&p, &ids[*k]).ok().map(|l| (l.ts, l.value));
+                        let want = want.map(|(h, v)| (bespin_core::kpis::format_point_ts(at(*h)), *v));
+                        prop_assert_eq!(latest, want);
+                    }
+                }
+                SeriesOp::Window(k, cutoff, days) => {
+                    let m = &model[*k];
+                    let want = m.range(..=cutoff.unwrap_or(i64::MAX)).next_back().map(|(l, lv)| {
+                        let from = l - 24 * *days as i64;
+                        let (s, sv) = m.range(from..).next().unwrap();
+                        ((at(*l), *lv), (at(*s), *sv))
+                    });
+                    let got = db.kpi_window(&p, &ids[*k], cutoff.map(at), *days).unwrap();
+                    prop_assert_eq!(
+                        got.map(|w| ((w.latest.ts, w.latest.value), (w.start.ts, w.start.value))),
+                        want
+                    );
+                }
+            }
+        }
+        let report = db.check().unwrap();
+        prop_assert!(report.is_ok(), "{}", report);
     }
 }

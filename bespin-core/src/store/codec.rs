@@ -2,7 +2,8 @@
 //!
 //! The version byte lets a record type evolve: a decoder sees which layout a stored value has
 //! and can migrate it. Today every record is at version 1; an unknown version is reported as a
-//! storage error rather than misread.
+//! storage error rather than misread. A record may replace postcard with a layout of its own
+//! (the KPI series chunks do, for size and to be read in place); the version byte stays.
 
 use crate::error::{Error, Result};
 use serde::Serialize;
@@ -12,6 +13,18 @@ use serde::de::DeserializeOwned;
 pub(crate) trait Record: Serialize + DeserializeOwned {
     /// The layout version written in front of the encoded value.
     const VERSION: u8 = 1;
+
+    /// Appends the encoded record (what follows the version byte): postcard, unless the record
+    /// has a layout of its own.
+    fn encode_body(&self, out: &mut Vec<u8>) -> Result<()> {
+        postcard::to_io(self, out).map_err(|e| Error::Storage(format!("encode: {e}")))?;
+        Ok(())
+    }
+
+    /// Decodes what [`Record::encode_body`] wrote.
+    fn decode_body(body: &[u8]) -> Result<Self> {
+        postcard::from_bytes(body).map_err(|e| Error::Storage(format!("decode: {e}")))
+    }
 }
 
 /// Encodes `value` with its version byte.
@@ -24,16 +37,19 @@ pub(crate) fn encode<R: Record>(value: &R) -> Result<Vec<u8>> {
 /// Encodes `value` with its version byte, appending to `out` (lets bulk writers reuse a buffer).
 pub(crate) fn encode_into<R: Record>(value: &R, out: &mut Vec<u8>) -> Result<()> {
     out.push(R::VERSION);
-    postcard::to_io(value, out).map_err(|e| Error::Storage(format!("encode: {e}")))?;
-    Ok(())
+    value.encode_body(out)
 }
 
 /// Decodes a value written by [`encode`].
 pub(crate) fn decode<R: Record>(bytes: &[u8]) -> Result<R> {
+    R::decode_body(body::<R>(bytes)?)
+}
+
+/// The encoded record after its version byte, once the version is checked: for records read
+/// in place rather than decoded whole.
+pub(crate) fn body<R: Record>(bytes: &[u8]) -> Result<&[u8]> {
     match bytes.split_first() {
-        Some((&v, rest)) if v == R::VERSION => {
-            postcard::from_bytes(rest).map_err(|e| Error::Storage(format!("decode: {e}")))
-        }
+        Some((&v, rest)) if v == R::VERSION => Ok(rest),
         Some((&v, _)) => Err(Error::Storage(format!(
             "record version {v} is not readable by this build (expects {})",
             R::VERSION

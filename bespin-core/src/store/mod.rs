@@ -253,11 +253,17 @@ self_cell::self_cell!(
     }
 );
 
-/// One overwritten row: the table, the key, and the previous value (`None`: it was absent).
-struct Undo {
-    table: &'static str,
-    key: Vec<u8>,
-    old: Option<Vec<u8>>,
+/// One entry of the undo log.
+enum Undo {
+    /// An overwritten row: the table, the key, and the previous value (`None`: it was absent).
+    Row {
+        table: &'static str,
+        key: Vec<u8>,
+        old: Option<Vec<u8>>,
+    },
+    /// A table emptied without logging its rows ([`WriteTx::clear_unlogged`]): the batch cannot
+    /// be rolled back across it.
+    Cleared(&'static str),
 }
 
 impl Batch {
@@ -325,13 +331,21 @@ fn store_sequences(open: &OpenTables<'_>, seqs: &[(String, u64)]) -> Result<()> 
 fn rollback_to(open: &OpenTables<'_>, undo: &mut Vec<Undo>, mark: usize) -> Result<()> {
     while undo.len() > mark {
         let Some(u) = undo.pop() else { break };
-        let mut table = open.get(u.table)?.borrow_mut();
-        match u.old {
+        let (table, key, old) = match u {
+            Undo::Row { table, key, old } => (table, key, old),
+            Undo::Cleared(table) => {
+                return Err(Error::Storage(format!(
+                    "cannot roll back an operation that emptied table {table}"
+                )));
+            }
+        };
+        let mut table = open.get(table)?.borrow_mut();
+        match old {
             Some(old) => {
-                table.insert(u.key.as_slice(), old.as_slice())?;
+                table.insert(key.as_slice(), old.as_slice())?;
             }
             None => {
-                table.remove(u.key.as_slice())?;
+                table.remove(key.as_slice())?;
             }
         }
     }
@@ -407,7 +421,7 @@ impl<'t> WriteTx<'_, 't> {
             .borrow_mut()
             .insert(key, value)?
             .map(|g| g.value().to_vec());
-        self.undo.push(Undo {
+        self.undo.push(Undo::Row {
             table,
             key: key.to_vec(),
             old,
@@ -423,7 +437,7 @@ impl<'t> WriteTx<'_, 't> {
             .map(|g| g.value().to_vec());
         let existed = old.is_some();
         if existed {
-            self.undo.push(Undo {
+            self.undo.push(Undo::Row {
                 table,
                 key: key.to_vec(),
                 old,
@@ -458,47 +472,12 @@ impl<'t> WriteTx<'_, 't> {
     ) -> Result<Option<R>> {
         self.put(t, key, value)?;
         // The previous value is the one `raw_insert` just logged for undo.
-        match self.undo.last().and_then(|u| u.old.as_deref()) {
-            Some(bytes) => codec::decode(bytes).map(Some),
-            None => Ok(None),
+        match self.undo.last() {
+            Some(Undo::Row {
+                old: Some(bytes), ..
+            }) => codec::decode(bytes).map(Some),
+            _ => Ok(None),
         }
-    }
-
-    /// Stores each `(key, value)` whose key is not stored yet, opening the table once (bulk
-    /// ingest); returns, per row, whether it was inserted. Existing values are left unchanged.
-    pub(crate) fn insert_all_new<'k, R: Record + 'k>(
-        &mut self,
-        t: &Table<R>,
-        rows: impl IntoIterator<Item = (&'k Key, &'k R)>,
-    ) -> Result<Vec<bool>> {
-        let mut buf = Vec::with_capacity(64);
-        let mut inserted = Vec::new();
-        let mut undo = Vec::new();
-        let mut table = self.table(t.name)?.borrow_mut();
-        for (key, value) in rows {
-            buf.clear();
-            codec::encode_into(value, &mut buf)?;
-            let k = key.as_bytes();
-            // Insert first and put an existing value back: duplicates are the rare case.
-            let old = table.insert(k, buf.as_slice())?.map(|g| g.value().to_vec());
-            match old {
-                Some(old) => {
-                    table.insert(k, old.as_slice())?;
-                    inserted.push(false);
-                }
-                None => {
-                    undo.push(Undo {
-                        table: t.name,
-                        key: k.to_vec(),
-                        old: None,
-                    });
-                    inserted.push(true);
-                }
-            }
-        }
-        drop(table);
-        self.undo.extend(undo);
-        Ok(inserted)
     }
 
     /// Stores `value` under `key` unless the key exists; returns whether it was inserted.
@@ -541,6 +520,21 @@ impl<'t> WriteTx<'_, 't> {
             self.raw_remove(t.name, k)?;
         }
         Ok(keys.len())
+    }
+
+    /// Removes every row of `t` without copying them into the undo log (a table of millions
+    /// of rows would otherwise be held in memory twice). The batch can no longer be rolled
+    /// back to before this call: if this operation then fails, the whole batch is dropped
+    /// uncommitted. Meant for the layout upgrade in the opening transaction, where that is
+    /// what a failure does anyway.
+    pub(crate) fn clear_unlogged<R>(&mut self, t: &Table<R>) -> Result<()> {
+        let mut table = self.table(t.name)?.borrow_mut();
+        if table.len()? > 0 {
+            table.retain(|_, _| false)?;
+        }
+        drop(table);
+        self.undo.push(Undo::Cleared(t.name));
+        Ok(())
     }
 
     /// The next value of the database-wide sequence `name` (the first is 1). Values only

@@ -19,6 +19,7 @@ use crate::coreos::search::LegacyDoc;
 use crate::coreos::tasks::TaskRec;
 use crate::coreos::timeline::{EventPos, EventRec};
 use crate::idempotency::IdemRec;
+use crate::kpis::series::ChunkRec;
 use crate::kpis::{KpiRec, PointRec};
 use crate::limits::LimitsRec;
 use crate::metering::{RollupRec, UsageEventRec};
@@ -79,7 +80,13 @@ pub(crate) const KPIS: Table<KpiRec> = Table::new("kpis");
 pub(crate) const KPIS_BY_CREATION: Table<String> = Table::new("kpis_by_creation");
 /// (tenant, name, sequence) → kpi id: definitions by name (byte order), then creation order.
 pub(crate) const KPIS_BY_NAME: Table<String> = Table::new("kpis_by_name");
-/// (tenant, kpi, instant) → point: a KPI's series is one time-ordered range.
+/// (tenant, kpi, instant of the chunk's first point) → up to 128 consecutive points of the
+/// KPI's series, sorted by instant, no instant twice (`kpis::series`). Chunks of one series
+/// do not overlap, so the series is one time-ordered range of rows, and the chunk holding an
+/// instant is the last one whose key is at or before it.
+pub(crate) const KPI_CHUNKS: Table<ChunkRec> = Table::new("kpi_chunks");
+/// Legacy: (tenant, kpi, instant) → point, one row per point. Written by databases before
+/// layout 4; moved into [`KPI_CHUNKS`] and emptied when such a database is opened.
 pub(crate) const KPI_POINTS: Table<PointRec> = Table::new("kpi_points");
 /// (tenant, brief date) → brief: one per tenant and date; dates sort chronologically.
 pub(crate) const BRIEFS: Table<BriefRec> = Table::new("briefs");
@@ -159,6 +166,7 @@ pub(crate) const ALL: &[&str] = &[
     KPIS.name(),
     KPIS_BY_CREATION.name(),
     KPIS_BY_NAME.name(),
+    KPI_CHUNKS.name(),
     KPI_POINTS.name(),
     BRIEFS.name(),
     SEQUENCES.name(),

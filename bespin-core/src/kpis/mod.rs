@@ -1,9 +1,14 @@
 //! KPI definitions and their time series (10 §10.8–§10.11, spec README decisions 2, 4 and 5).
 //!
-//! A KPI definition belongs to one tenant. Its points are stored under
-//! (tenant, kpi, instant in microseconds), so "latest", "the points of a window" and duplicate
-//! detection are range scans or point lookups, never full scans. Two indexes order a tenant's
-//! definitions: by creation (newest-first listing) and by name (brief enumeration).
+//! A KPI definition belongs to one tenant. Its points are stored in chunks of up to 128
+//! consecutive points, keyed (tenant, kpi, instant of the chunk's first point) ([`series`]),
+//! so "latest" and the start of a window are one seek and a look inside one chunk, and a bulk
+//! ingest of n points writes about n / 128 rows. Two indexes order a tenant's definitions: by
+//! creation (newest-first listing) and by name (brief enumeration).
+//!
+//! Ingest semantics do not depend on the chunking: within one request the first point for an
+//! instant wins; an instant already stored keeps its stored value; only new points are counted
+//! (`inserted`) and metered, and the quota is checked before anything is written.
 //!
 //! Point timestamps are parsed, never compared as text: a `ts` is an RFC 3339 date-time (any
 //! offset) or a bare `YYYY-MM-DD` date (midnight UTC), stored as a UTC instant and written back
@@ -24,6 +29,8 @@ use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub(crate) mod series;
+
 /// A stored KPI definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct KpiRec {
@@ -36,7 +43,9 @@ pub(crate) struct KpiRec {
 }
 impl Record for KpiRec {}
 
-/// A stored KPI point (the instant is in the key).
+/// A point as layouts 1 to 3 stored it, one row per point in [`tables::KPI_POINTS`] (the
+/// instant is in the key). Read by the upgrade to layout 4 ([`series::chunk_legacy_points`]);
+/// the console still shows each point in this shape.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub(crate) struct PointRec {
     pub value: f64,
@@ -286,10 +295,6 @@ pub(crate) fn kpi_key(tenant_id: &str, kpi_id: &str) -> Key {
     Key::new().str(tenant_id).str(kpi_id)
 }
 
-fn point_key(tenant_id: &str, kpi_id: &str, ts: Timestamp) -> Key {
-    kpi_key(tenant_id, kpi_id).ts(ts)
-}
-
 /// The KPI `kpi_id` of the tenant, if it exists there.
 pub(crate) fn get_kpi(r: &impl Reader, tenant_id: &str, kpi_id: &str) -> Result<Option<KpiRec>> {
     r.get(&tables::KPIS, &kpi_key(tenant_id, kpi_id))
@@ -310,39 +315,7 @@ pub(crate) fn latest_at(
     kpi_id: &str,
     cutoff: Option<Timestamp>,
 ) -> Result<Option<Point>> {
-    let prefix = kpi_key(tenant_id, kpi_id);
-    // Exclusive upper key: the instant just after the cut-off.
-    let to = cutoff.and_then(|c| {
-        c.0.checked_add(1)
-            .map(|n| point_key(tenant_id, kpi_id, Timestamp(n)))
-    });
-    let mut found = None;
-    r.scan_range(
-        &tables::KPI_POINTS,
-        &prefix,
-        None,
-        to.as_ref(),
-        Order::Desc,
-        &mut |k, p: PointRec| {
-            found = Some(Point {
-                ts: ts_of(k)?,
-                value: p.value,
-            });
-            Ok(Flow::Stop)
-        },
-    )?;
-    Ok(found)
-}
-
-/// The instant at the end of a point key (its last eight bytes).
-fn ts_of(key: &[u8]) -> Result<Timestamp> {
-    let tail = key
-        .len()
-        .checked_sub(8)
-        .and_then(|at| key.get(at..))
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .ok_or_else(|| Error::Storage("malformed KPI point key".into()))?;
-    Ok(Timestamp((u64::from_be_bytes(tail) ^ (1 << 63)) as i64))
+    series::latest_at(r, &kpi_key(tenant_id, kpi_id), cutoff)
 }
 
 /// The window rule of spec README decision 4, for one KPI of one tenant:
@@ -353,9 +326,9 @@ fn ts_of(key: &[u8]) -> Result<Timestamp> {
 /// - `delta_abs = latest - start`; `delta_pct = delta_abs / |start| × 100`, `None` when start
 ///   is 0, so the sign of `delta_pct` always follows the direction of change.
 ///
-/// Two range scans over (tenant, kpi, instant); the arithmetic saturates, so no input can make
-/// it fail. Returns `Ok(None)` when the KPI has no point at or before the cut-off. It does not
-/// check that the KPI exists.
+/// Two seeks into the KPI's chunks (three when the window starts past the end of a chunk);
+/// the arithmetic saturates, so no input can make it fail. Returns `Ok(None)` when the KPI has
+/// no point at or before the cut-off. It does not check that the KPI exists.
 pub(crate) fn window(
     r: &impl Reader,
     tenant_id: &str,
@@ -369,23 +342,11 @@ pub(crate) fn window(
     let span = i64::try_from(window_days)
         .unwrap_or(i64::MAX)
         .saturating_mul(Timestamp::DAY_MICROS);
-    let from_ts = Timestamp(latest.ts.0.saturating_sub(span));
-    let from = point_key(tenant_id, kpi_id, from_ts);
-    let mut start = latest;
-    r.scan_range(
-        &tables::KPI_POINTS,
-        &kpi_key(tenant_id, kpi_id),
-        Some(&from),
-        None,
-        Order::Asc,
-        &mut |k, p: PointRec| {
-            let ts = ts_of(k)?;
-            if ts <= latest.ts {
-                start = Point { ts, value: p.value };
-            }
-            Ok(Flow::Stop)
-        },
-    )?;
+    let from = Timestamp(latest.ts.0.saturating_sub(span));
+    // `from <= latest.ts`, so the oldest point at or after it is at worst `latest`.
+    let start = series::first_from(r, &kpi_key(tenant_id, kpi_id), from)?
+        .filter(|p| p.ts <= latest.ts)
+        .unwrap_or(latest);
     Ok(Some(compute(latest, start)))
 }
 
@@ -458,7 +419,8 @@ fn kpi_meter(event_key: &str, units: u64) -> Meter<'_> {
 /// for `kpi_points_ingested` × new points. A point whose instant is already stored, or that
 /// repeats an instant earlier in the request, is ignored (first wins; stored values never
 /// change). Writes the new points and one usage event with units = inserted (none when
-/// nothing was inserted), all in the caller's transaction. No audit row.
+/// nothing was inserted), all in the caller's transaction; a refused quota writes nothing.
+/// No audit row.
 pub fn ingest_points(
     tx: &mut WriteTx,
     ctx: &Ctx,
@@ -472,32 +434,18 @@ pub fn ingest_points(
     if get_kpi(tx, tenant, kpi_id)?.is_none() {
         return Err(kpi_not_found(kpi_id));
     }
-    // One pass: insert every point whose instant is new (the first of a request wins), then
-    // charge for what went in. A refused charge fails the operation, which undoes the inserts.
-    let total = req.points.len();
-    // The (tenant, kpi) prefix is encoded once; each point key is that prefix and its instant.
+    let total = req.points.len() as u64;
     let prefix = kpi_key(tenant, kpi_id);
-    let rows: Vec<(Key, PointRec)> = req
-        .points
-        .iter()
-        .map(|p| {
-            let rec = PointRec {
-                value: p.value,
-                created_at: ctx.now,
-            };
-            (prefix.clone().ts(p.ts), rec)
-        })
-        .collect();
-    let flags = tx.insert_all_new(&tables::KPI_POINTS, rows.iter().map(|(k, v)| (k, v)))?;
-    let inserted = flags.iter().filter(|f| **f).count() as u64;
-    if inserted > 0 {
-        kpi_meter("kpi_points_ingested", inserted)
-            .check(tx, ctx, tenant)?
-            .record_fresh(tx, ctx, caller)?;
+    // Merge first (reads only), so the charge for what is new is checked before any write.
+    let plan = series::plan(tx, &prefix, req.points, ctx.now)?;
+    if plan.inserted > 0 {
+        let permit = kpi_meter("kpi_points_ingested", plan.inserted).check(tx, ctx, tenant)?;
+        plan.apply(tx, &prefix)?;
+        permit.record_fresh(tx, ctx, caller)?;
     }
     Ok(IngestResult {
-        inserted,
-        ignored: total as u64 - inserted,
+        inserted: plan.inserted,
+        ignored: total - plan.inserted,
     })
 }
 

@@ -1,5 +1,8 @@
 //! Runs a fixed number of whole operations in one transaction, for profilers
-//! (`valgrind --tool=callgrind target/release/profile_ops task|invoke|chat|ingest 300`).
+//! (`valgrind --tool=callgrind target/release/profile_ops task|invoke|chat|ingest|append|latest 300`).
+//! `ingest`: batches of 10,000 points, `append`: single-point ingests at the end of a series,
+//! `latest`: `latest` and a 7-day window over a 100,000-point series (subtract a run with
+//! `0` for the set-up).
 
 use bespin_core::Bespin;
 use bespin_core::coreos::tasks::NewTask;
@@ -11,22 +14,33 @@ fn main() -> bespin_core::Result<()> {
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(300);
     let db = Bespin::open_in_memory()?;
     let (p, _) = bespin_benches::tenant(&db, "profile");
-    if what == "ingest" {
-        // n batches of 10,000 points into one KPI.
+    if matches!(what.as_str(), "ingest" | "append" | "latest") {
+        // n batches of 10,000 points (or of one point) appended to one KPI.
+        let (size, batches) = match what.as_str() {
+            "ingest" => (10_000, n),
+            "append" => (1, n),
+            _ => (10_000, 10),
+        };
         let kpi = db.create_kpi(
             &p,
             bespin_core::kpis::NewKpi::from_json(&serde_json::json!({"name": "k"}))?,
         )?;
-        for b in 0..n {
+        for b in 0..batches {
             let points = bespin_core::kpis::PointsBulk {
-                points: (0..10_000)
+                points: (0..size)
                     .map(|i| bespin_core::kpis::NewPoint {
-                        ts: bespin_core::time::Timestamp(((b * 10_000 + i) as i64) * 60_000_000),
+                        ts: bespin_core::time::Timestamp(((b * size + i) as i64) * 60_000_000),
                         value: i as f64,
                     })
                     .collect(),
             };
             db.ingest_points(&p, &kpi.kpi_id, points)?;
+        }
+        if what == "latest" {
+            for _ in 0..n {
+                std::hint::black_box(db.latest_point(&p, &kpi.kpi_id)?);
+                std::hint::black_box(db.kpi_window(&p, &kpi.kpi_id, None, 7)?);
+            }
         }
         return Ok(());
     }

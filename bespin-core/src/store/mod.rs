@@ -75,10 +75,11 @@ pub(crate) struct Store {
 /// a commit replaces it. A commit empties the slot *after* it is durable and visible, under
 /// the slot's lock, and a reader fills an empty slot under that lock: so no snapshot older than
 /// a finished commit can be handed out after that commit returns, and a client that saw its
-/// write acknowledged reads it back.
+/// write acknowledged reads it back. Readers of a filled slot only share its read lock, so they
+/// never wait for each other.
 #[derive(Default)]
 struct SharedSnapshot {
-    slot: std::sync::Mutex<Option<Arc<ReadTx>>>,
+    slot: std::sync::RwLock<Option<Arc<ReadTx>>>,
 }
 
 impl Drop for Store {
@@ -89,8 +90,17 @@ impl Drop for Store {
 }
 
 impl SharedSnapshot {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<ReadTx>>> {
-        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::RwLockWriteGuard<'_, Option<Arc<ReadTx>>> {
+        self.slot.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The shared snapshot, if one is in the slot.
+    fn current(&self) -> Option<Arc<ReadTx>> {
+        self.slot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(Arc::clone)
     }
 
     /// Forgets the shared snapshot (after a commit). Readers still holding it finish on it.
@@ -182,6 +192,9 @@ impl Store {
     /// A snapshot of the last commit, shared with concurrent readers (see [`SharedSnapshot`]):
     /// it reflects every commit that finished before this call.
     pub(crate) fn read(&self) -> Result<Arc<ReadTx>> {
+        if let Some(s) = self.snapshot.current() {
+            return Ok(s);
+        }
         let mut slot = self.snapshot.lock();
         if let Some(s) = slot.as_ref() {
             return Ok(Arc::clone(s));

@@ -122,9 +122,34 @@ impl fmt::Display for Timestamp {
     }
 }
 
-/// A UTC calendar date (`YYYY-MM-DD`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A UTC calendar date (`YYYY-MM-DD`). Serialised as that text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Date(pub NaiveDate);
+
+impl Serialize for Date {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Date {
+    /// The text [`Date::parse`] accepts — what chrono's own format gives too, so stored
+    /// records read back unchanged — without chrono's general-purpose parser, which showed in
+    /// profiles of every request that reads a subscription.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Date;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a YYYY-MM-DD date")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Date, E> {
+                Date::parse(v).ok_or_else(|| E::custom(format!("not a date: {v}")))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
 
 impl Date {
     /// Parses a strict `YYYY-MM-DD` string naming a real calendar date (no other forms).
@@ -139,7 +164,12 @@ impl Date {
         if !shape_ok {
             return None;
         }
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(Date)
+        let n = |r: std::ops::Range<usize>| {
+            b[r].iter()
+                .fold(0u32, |acc, c| acc * 10 + u32::from(c - b'0'))
+        };
+        let year = i32::try_from(n(0..4)).ok()?;
+        NaiveDate::from_ymd_opt(year, n(5..7), n(8..10)).map(Date)
     }
 
     /// The billing period containing this date.
@@ -306,6 +336,19 @@ mod tests {
         assert!(Date::parse("2026-1-05").is_none());
         assert!(Date::parse(" 2026-01-05").is_none());
         assert!(Date::parse("").is_none());
+    }
+
+    #[test]
+    fn dates_serialise_as_text_and_read_back() {
+        let d = Date::parse("2026-02-28").expect("date");
+        assert_eq!(serde_json::to_string(&d).unwrap_or_default(), "\"2026-02-28\"");
+        let back: Date = serde_json::from_str("\"2026-02-28\"").expect("parse");
+        assert_eq!(back, d);
+        assert!(serde_json::from_str::<Date>("\"2026-02-30\"").is_err());
+        // The bytes chrono's own serde wrote for a stored record read back the same.
+        let old = postcard::to_allocvec(&d.0).expect("encode");
+        assert_eq!(postcard::to_allocvec(&d).expect("encode"), old);
+        assert_eq!(postcard::from_bytes::<Date>(&old).expect("decode"), d);
     }
 
     #[test]

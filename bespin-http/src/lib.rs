@@ -18,6 +18,7 @@ mod reply;
 pub mod router;
 mod routes;
 pub mod testing;
+mod timer;
 
 pub use config::Config;
 pub use error::ApiError;
@@ -76,6 +77,7 @@ pub async fn serve(
 
     let graceful = GracefulShutdown::new();
     let purge = tokio::spawn(purge_loop(state.clone()));
+    let timer = timer::CoarseTimer::start();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -94,7 +96,7 @@ pub async fn serve(
                     pipeline::handle(state.clone(), peer, req)
                 });
                 let mut builder = http1::Builder::new();
-                builder.timer(hyper_util::rt::TokioTimer::new());
+                builder.timer(timer.clone());
                 builder.header_read_timeout(header_timeout);
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 let fut = graceful.watch(conn);

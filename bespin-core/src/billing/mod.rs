@@ -17,8 +17,14 @@ use crate::store::Reader;
 
 /// The entitlement check (30 §6.1): the tenant needs a subscription, it must be `active`, and
 /// its plan must grant `capability`. Errors: `NoSubscription`, `SubscriptionSuspended`,
-/// `CapabilityDenied` (all 403 with structured detail).
+/// `CapabilityDenied` (all 403 with structured detail). On a read snapshot the outcome is
+/// remembered per tenant and capability for the snapshot's life ([`Reader::remembered`]).
 pub(crate) fn require_capability(r: &impl Reader, tenant_id: &str, capability: &str) -> Result<()> {
+    let key = format!("capability\u{0}{tenant_id}\u{0}{capability}");
+    r.remembered(&key, &mut || check_capability(r, tenant_id, capability))
+}
+
+fn check_capability(r: &impl Reader, tenant_id: &str, capability: &str) -> Result<()> {
     let sub = subscriptions::get(r, tenant_id)?.ok_or(Error::NoSubscription)?;
     if sub.status != "active" {
         return Err(Error::SubscriptionSuspended { status: sub.status });
@@ -30,4 +36,31 @@ pub(crate) fn require_capability(r: &impl Reader, tenant_id: &str, capability: &
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{db, tenant};
+
+    fn can_read_kpis(db: &crate::Bespin, tenant_id: &str) -> bool {
+        db.read(|r, _| Ok(require_capability(r, tenant_id, "kpi_read").is_ok()))
+            .unwrap_or(false)
+    }
+
+    #[test]
+    fn a_remembered_entitlement_lasts_only_until_the_next_commit() {
+        let (db, _) = db();
+        let (admin, _) = tenant(&db);
+        let t = admin.tenant_id();
+        assert!(can_read_kpis(&db, t));
+        // Remembered: the same snapshot answers from memory.
+        assert!(can_read_kpis(&db, t));
+        db.admin_set_plan_capabilities("starter", vec!["chat".to_owned()])
+            .expect("grants");
+        assert!(!can_read_kpis(&db, t), "the revoked grant is seen at once");
+        db.admin_set_plan_capabilities("starter", vec!["kpi_read".to_owned()])
+            .expect("grants");
+        assert!(can_read_kpis(&db, t));
+    }
 }

@@ -295,6 +295,11 @@ pub(crate) fn kpi_key(tenant_id: &str, kpi_id: &str) -> Key {
     Key::new().str(tenant_id).str(kpi_id)
 }
 
+/// Whether the tenant has the KPI `kpi_id` (without decoding its definition).
+pub(crate) fn kpi_exists(r: &impl Reader, tenant_id: &str, kpi_id: &str) -> Result<bool> {
+    r.contains(&tables::KPIS, &kpi_key(tenant_id, kpi_id))
+}
+
 /// The KPI `kpi_id` of the tenant, if it exists there.
 pub(crate) fn get_kpi(r: &impl Reader, tenant_id: &str, kpi_id: &str) -> Result<Option<KpiRec>> {
     r.get(&tables::KPIS, &kpi_key(tenant_id, kpi_id))
@@ -431,7 +436,7 @@ pub fn ingest_points(
     caller.require(Permission::KpiWrite, "ingest KPI points")?;
     let tenant = caller.tenant_id();
     require_capability(tx, tenant, "kpi_ingest")?;
-    if get_kpi(tx, tenant, kpi_id)?.is_none() {
+    if !kpi_exists(tx, tenant, kpi_id)? {
         return Err(kpi_not_found(kpi_id));
     }
     let total = req.points.len() as u64;
@@ -534,7 +539,7 @@ impl Bespin {
     ) -> Result<Option<Window>> {
         caller.require(Permission::KpiRead, "read KPIs")?;
         self.read(|r, _| {
-            if get_kpi(r, caller.tenant_id(), kpi_id)?.is_none() {
+            if !kpi_exists(r, caller.tenant_id(), kpi_id)? {
                 return Err(kpi_not_found(kpi_id));
             }
             window(r, caller.tenant_id(), kpi_id, cutoff, window_days)
@@ -549,7 +554,7 @@ impl Bespin {
         self.read(|r, _| {
             let tenant = caller.tenant_id();
             require_capability(r, tenant, "kpi_read")?;
-            if get_kpi(r, tenant, kpi_id)?.is_none() {
+            if !kpi_exists(r, tenant, kpi_id)? {
                 return Err(kpi_not_found(kpi_id));
             }
             let p = latest_at(r, tenant, kpi_id, None)?.ok_or_else(|| no_points(kpi_id))?;

@@ -204,6 +204,7 @@ impl Store {
         let fresh = Arc::new(ReadTx {
             tx: self.db.begin_read()?,
             sealer: Arc::clone(&self.sealer),
+            remembered: Default::default(),
             open: (0..tables::ALL.len())
                 .map(|_| std::sync::OnceLock::new())
                 .collect(),
@@ -235,6 +236,8 @@ impl Store {
 pub struct ReadTx {
     tx: redb::ReadTransaction,
     sealer: Arc<Sealer>,
+    /// Outcomes of checks made on this snapshot ([`Reader::remembered`]).
+    remembered: std::sync::RwLock<std::collections::HashMap<String, Result<()>>>,
     open: Vec<std::sync::OnceLock<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>>,
 }
 
@@ -396,9 +399,12 @@ impl<'t> OpenTables<'t> {
     }
 }
 
-/// The position of `table` in [`tables::ALL`].
+/// The position of `table` in [`tables::ALL`]. Looked up on every table access, so the map
+/// hashes with FNV-1a rather than the default SipHash (the keys are a few fixed short names;
+/// collision resistance buys nothing here).
 fn slot_of(table: &'static str) -> Result<usize> {
-    static INDEX: std::sync::OnceLock<std::collections::HashMap<&'static str, usize>> =
+    type Fnv = std::hash::BuildHasherDefault<Fnv1a>;
+    static INDEX: std::sync::OnceLock<std::collections::HashMap<&'static str, usize, Fnv>> =
         std::sync::OnceLock::new();
     INDEX
         .get_or_init(|| {
@@ -411,6 +417,27 @@ fn slot_of(table: &'static str) -> Result<usize> {
         .get(table)
         .copied()
         .ok_or_else(|| Error::Internal(format!("unknown table {table}")))
+}
+
+/// FNV-1a, 64 bits.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// One operation's view of the write transaction: reads, writes and an undo log entry for
@@ -584,6 +611,16 @@ type RawItem<'a> = std::result::Result<
 pub(crate) trait Reader {
     /// The sealer of ids of this database ([`crate::ids::Sealer`]).
     fn sealer(&self) -> &Sealer;
+
+    /// The outcome of the check `key` names (an entitlement check of one tenant, say: the key
+    /// must say which check and of what), computed by `run`. A read snapshot cannot change, so
+    /// it remembers each outcome for its life (until the next commit replaces it): requests
+    /// that read one snapshot check a tenant's entitlement once. A write transaction runs the
+    /// check every time.
+    fn remembered(&self, key: &str, run: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        let _ = key;
+        run()
+    }
 
     /// The raw bytes stored under `key`.
     fn get_raw(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>>;
@@ -776,6 +813,27 @@ impl ReadTx {
 impl Reader for ReadTx {
     fn sealer(&self) -> &Sealer {
         &self.sealer
+    }
+
+    fn remembered(&self, key: &str, run: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        let known = self
+            .remembered
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned();
+        if let Some(outcome) = known {
+            return outcome;
+        }
+        let outcome = run();
+        // Storage failures are not outcomes of the check: they are not kept.
+        if !matches!(outcome, Err(Error::Storage(_)) | Err(Error::Internal(_))) {
+            self.remembered
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.to_owned(), outcome.clone());
+        }
+        outcome
     }
 
     fn get_raw(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {

@@ -105,7 +105,7 @@ impl Tool for KpiSummary {
         };
         let r = env.reader();
         let tenant = env.caller.tenant_id();
-        if kpis::get_kpi(&r, tenant, kpi_id)?.is_none() {
+        if !kpis::kpi_exists(&r, tenant, kpi_id)? {
             return Ok(error(format!("KPI '{kpi_id}' not found")));
         }
         let Some(w) = kpis::window(&r, tenant, kpi_id, None, days)? else {

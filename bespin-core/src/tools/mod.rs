@@ -54,6 +54,10 @@ impl Reader for &dyn Reader {
         (**self).sealer()
     }
 
+    fn remembered(&self, key: &str, run: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        (**self).remembered(key, run)
+    }
+
     fn get_raw(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         (**self).get_raw(table, key)
     }

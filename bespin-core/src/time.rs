@@ -341,7 +341,10 @@ mod tests {
     #[test]
     fn dates_serialise_as_text_and_read_back() {
         let d = Date::parse("2026-02-28").expect("date");
-        assert_eq!(serde_json::to_string(&d).unwrap_or_default(), "\"2026-02-28\"");
+        assert_eq!(
+            serde_json::to_string(&d).unwrap_or_default(),
+            "\"2026-02-28\""
+        );
         let back: Date = serde_json::from_str("\"2026-02-28\"").expect("parse");
         assert_eq!(back, d);
         assert!(serde_json::from_str::<Date>("\"2026-02-30\"").is_err());

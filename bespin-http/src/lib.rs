@@ -18,7 +18,6 @@ mod reply;
 pub mod router;
 mod routes;
 pub mod testing;
-mod timer;
 
 pub use config::Config;
 pub use error::ApiError;
@@ -77,7 +76,6 @@ pub async fn serve(
 
     let graceful = GracefulShutdown::new();
     let purge = tokio::spawn(purge_loop(state.clone()));
-    let timer = timer::CoarseTimer::start();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -96,7 +94,7 @@ pub async fn serve(
                     pipeline::handle(state.clone(), peer, req)
                 });
                 let mut builder = http1::Builder::new();
-                builder.timer(timer.clone());
+                builder.timer(hyper_util::rt::TokioTimer::new());
                 builder.header_read_timeout(header_timeout);
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 let fut = graceful.watch(conn);

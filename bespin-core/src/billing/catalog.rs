@@ -334,10 +334,15 @@ pub(crate) fn tenant_rate_limit(r: &impl Reader, tenant_id: &str) -> Result<Opti
     // Usually no plan has a limit: one probe of the small table answers for every tenant, on
     // every request, without reading the tenant's subscription.
     let mut any = false;
-    r.scan(&tables::PLAN_RATE_LIMITS, &Key::new(), Order::Asc, |_, _: u64| {
-        any = true;
-        Ok(Flow::Stop)
-    })?;
+    r.scan(
+        &tables::PLAN_RATE_LIMITS,
+        &Key::new(),
+        Order::Asc,
+        |_, _: u64| {
+            any = true;
+            Ok(Flow::Stop)
+        },
+    )?;
     if !any {
         return Ok(None);
     }

@@ -2,11 +2,9 @@
 //!
 //! Ids are UUID v4 in lower-case hyphenated form: random ([`new_id`]), or — for the records
 //! created most often — sealed positions ([`Sealer`]), which look exactly as random to anyone
-//! without the database's secret. API keys are `bsk_` followed by 43
-//! URL-safe base64 characters (32 random bytes), so secret scanners can recognise a leaked key
-//! (spec README decision 6). Only the SHA-256 digest of a key is stored. API keys are `bsk_` followed by 43
-//! URL-safe base64 characters (32 random bytes), so secret scanners can recognise a leaked key
-//! (spec README decision 6). Only the SHA-256 digest of a key is stored.
+//! without the database's secret. API keys are `bsk_` followed by 43 URL-safe base64
+//! characters (32 random bytes), so secret scanners can recognise a leaked key (spec README
+//! decision 6). Only the SHA-256 digest of a key is stored.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -57,16 +55,15 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// end of their table instead of each dirtying a random page (which is what a random id as the
 /// key costs: a 4 KiB page written per record per commit). The public id must still be a random
 /// UUID v4 (40 §0.5), so the position is encrypted with a 122-bit block cipher — a four-round
-/// Feistel network whose round function is SHA-256 keyed with a secret kept in the database
-/// file — and written into the 122 free bits of a version-4 UUID. Without the secret the ids
-/// are indistinguishable from random ones (they reveal neither creation order nor counts);
-/// with it, an id decodes back to the record's key without an index. The round function is
-/// SipHash-2-4 (a keyed PRF built for short inputs: a seal costs well under a microsecond, where
-/// a SHA-256 round function cost several).
+/// Feistel network keyed with a secret kept in the database file — and written into the 122
+/// free bits of a version-4 UUID. Without the secret the ids are indistinguishable from random
+/// ones (they reveal neither creation order nor counts); with it, an id decodes back to the
+/// record's key without an index. The round function is SipHash-2-4, a keyed PRF built for
+/// short inputs: a seal costs well under a microsecond (SHA-256 rounds cost several).
 ///
 /// A sealed record id is 64 bits of sequence and 58 zero bits: a random (legacy) id passes
 /// that check with probability 2⁻⁵⁸, so [`Sealer::unseal`] tells the two kinds apart.
-pub struct Sealer {
+pub(crate) struct Sealer {
     /// The SipHash key, derived from the database's secret.
     key: [u8; 16],
 }
@@ -79,7 +76,7 @@ impl std::fmt::Debug for Sealer {
 
 /// What a sealed id encodes, kept apart so the same numbers give different ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Domain {
+enum Domain {
     /// A record: 64 bits of sequence, 58 bits that must be zero.
     Record = 0,
     /// A timeline event: its instant (64 bits) and sequence (58 bits).
@@ -91,7 +88,7 @@ const HALF_MASK: u64 = (1 << HALF) - 1;
 
 impl Sealer {
     /// A sealer for `secret` (32 random bytes kept with the database).
-    pub fn new(secret: &[u8; 32]) -> Sealer {
+    pub(crate) fn new(secret: &[u8; 32]) -> Sealer {
         // A key of its own, so the secret could serve another purpose without reusing it.
         let d = Sha256::new_with_prefix(b"bespin-seal-v1")
             .chain_update(secret)
@@ -127,19 +124,19 @@ impl Sealer {
     }
 
     /// The id of record number `seq`.
-    pub fn seal(&self, seq: u64) -> String {
+    pub(crate) fn seal(&self, seq: u64) -> String {
         uuid_of(self.encrypt(Domain::Record, (seq >> HALF, seq & HALF_MASK)))
     }
 
     /// The record number `id` was sealed from, or `None` when `id` is not a sealed record id
     /// (a random id, another domain's id, or not a canonical lower-case UUID v4).
-    pub fn unseal(&self, id: &str) -> Option<u64> {
+    pub(crate) fn unseal(&self, id: &str) -> Option<u64> {
         let (hi, lo) = self.decrypt(Domain::Record, bits_of(id)?);
         (hi >> (64 - HALF) == 0).then_some((hi << HALF) | lo)
     }
 
     /// The id of the timeline event at (`at`, `seq`); `seq` must be below 2⁵⁸.
-    pub fn seal_event(&self, at: i64, seq: u64) -> String {
+    pub(crate) fn seal_event(&self, at: i64, seq: u64) -> String {
         let v = (u128::from(at as u64) << 58) | u128::from(seq & ((1 << 58) - 1));
         let halves = ((v >> HALF) as u64 & HALF_MASK, v as u64 & HALF_MASK);
         uuid_of(self.encrypt(Domain::Event, halves))
@@ -147,7 +144,7 @@ impl Sealer {
 
     /// The (instant, sequence) an event id was sealed from, for any canonical UUID v4 (the
     /// caller checks that an event with that id is stored there).
-    pub fn unseal_event(&self, id: &str) -> Option<(i64, u64)> {
+    pub(crate) fn unseal_event(&self, id: &str) -> Option<(i64, u64)> {
         let (l, r) = self.decrypt(Domain::Event, bits_of(id)?);
         let v = (u128::from(l) << HALF) | u128::from(r);
         Some(((v >> 58) as u64 as i64, (v as u64) & ((1 << 58) - 1)))

@@ -30,9 +30,9 @@ pub(crate) use console::Sessions as ConsoleSessions;
 
 /// Declares a route: `route!(METHOD "/path" => handler, doc)`. `GET` handlers are taken to be
 /// quick snapshot reads and run on the runtime's worker; every other method runs on the
-/// database's writer thread. A trailing `, writes` sends a `GET` that writes (the metered
-/// search) to the writer thread too; `, blocking` sends a handler to the blocking pool (slow
-/// reads; writes with heavy parsing).
+/// database's writer thread. A `GET` that a write must accompany (the metered search) reads on
+/// the worker and returns `Reply::after_write`; `, blocking` sends a handler to the blocking
+/// pool (slow reads; writes with heavy parsing).
 macro_rules! route {
     ($method:ident $path:literal => $handler:path, $doc:expr) => {
         route!(@ $method $path, $handler, $doc,
@@ -41,9 +41,6 @@ macro_rules! route {
             } else {
                 $crate::router::RunOn::Writer
             })
-    };
-    ($method:ident $path:literal => $handler:path, $doc:expr, writes) => {
-        route!(@ $method $path, $handler, $doc, $crate::router::RunOn::Writer)
     };
     ($method:ident $path:literal => $handler:path, $doc:expr, blocking) => {
         route!(@ $method $path, $handler, $doc, $crate::router::RunOn::Blocking)

@@ -144,8 +144,8 @@ fn tenant_of(k: &[u8]) -> Option<String> {
     read_str(k, 0).map(|(s, _)| s)
 }
 
-/// The string parts of a key from the start (stops at the first non-string part).
-fn str_parts(k: &[u8], n: usize) -> Option<Vec<String>> {
+/// The first `n` string parts of a key and the position after them.
+fn leading_strs(k: &[u8], n: usize) -> Option<(Vec<String>, usize)> {
     let mut out = Vec::with_capacity(n);
     let mut at = 0;
     for _ in 0..n {
@@ -153,7 +153,18 @@ fn str_parts(k: &[u8], n: usize) -> Option<Vec<String>> {
         out.push(s);
         at = next;
     }
-    Some(out)
+    Some((out, at))
+}
+
+/// The string parts of a key from the start (stops at the first non-string part).
+fn str_parts(k: &[u8], n: usize) -> Option<Vec<String>> {
+    leading_strs(k, n).map(|(parts, _)| parts)
+}
+
+/// The first `n` string parts of a key and the record id after them (sealed or not).
+fn parts_then_id(r: &impl Reader, k: &[u8], n: usize) -> Option<(Vec<String>, String)> {
+    let (parts, at) = leading_strs(k, n)?;
+    Some((parts, read_id(r.sealer(), k, at)?.0))
 }
 
 fn enc<R: Record>(v: &R) -> Vec<u8> {
@@ -638,11 +649,7 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
         // (tenant, conversation sequence): messages are keyed by it.
         let mut numbers = HashSet::new();
         for (k, c) in &convs {
-            let parts = str_parts(k, 2).and_then(|v| {
-                let at = Key::new().str(&v[0]).str(&v[1]).as_bytes().len();
-                Some((v, read_id(self.r.sealer(), k, at)?.0))
-            });
-            let Some((v, id)) = parts else {
+            let Some((v, id)) = parts_then_id(self.r, k, 2) else {
                 self.violation(tables::CONVERSATIONS.name(), k, "malformed key");
                 continue;
             };
@@ -941,10 +948,10 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
             .map(|x| &x.0)
             .chain(executions.iter().map(|x| &x.0))
         {
-            let parts =
-                read_str(k, 0).and_then(|(t, at)| Some((t, read_id(self.r.sealer(), k, at)?.0)));
-            match parts {
-                Some((t, id)) if exists.contains_key(&(t.clone(), action, id.clone())) => self.ok(),
+            match parts_then_id(self.r, k, 1) {
+                Some((t, id)) if exists.contains_key(&(t[0].clone(), action, id.clone())) => {
+                    self.ok()
+                }
                 _ => self.violation(
                     tables::CO_ACTION_REVIEWS.name(),
                     k,

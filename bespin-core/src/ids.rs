@@ -164,13 +164,15 @@ pub(crate) fn new_record_id(tx: &mut crate::store::WriteTx) -> crate::Result<Str
     Ok(tx.sealer().seal(n))
 }
 
-/// The id of the timeline event at `(at, seq)`: its position, sealed.
-pub(crate) fn new_event_id(sealer: &Sealer, at: i64, seq: u64) -> String {
+/// The id of the timeline event at `(at, seq)`, its position sealed, and whether it is
+/// sealed (always, but in tests of older layouts: an id that does not name its position must
+/// be indexed).
+pub(crate) fn new_event_id(sealer: &Sealer, at: i64, seq: u64) -> (String, bool) {
     #[cfg(test)]
     if RANDOM_IDS.get() {
-        return new_id();
+        return (new_id(), false);
     }
-    sealer.seal_event(at, seq)
+    (sealer.seal_event(at, seq), true)
 }
 
 #[cfg(test)]

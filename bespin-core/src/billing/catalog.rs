@@ -328,7 +328,6 @@ pub(crate) fn plan_view(id: &str, r: &PlanRec, requests_per_minute: Option<u32>)
     }
 }
 
-/// The plan's request rate limit (requests per minute), if it has one.
 /// The request rate limit of the tenant's current plan (`None`: no limit, or no subscription).
 pub(crate) fn tenant_rate_limit(r: &impl Reader, tenant_id: &str) -> Result<Option<u32>> {
     // Usually no plan has a limit: one probe of the small table answers for every tenant, on
@@ -352,6 +351,7 @@ pub(crate) fn tenant_rate_limit(r: &impl Reader, tenant_id: &str) -> Result<Opti
     }
 }
 
+/// The plan's request rate limit (requests per minute), if it has one.
 pub(crate) fn plan_rate_limit(r: &impl Reader, plan_id: &str) -> Result<Option<u32>> {
     Ok(r.get(&tables::PLAN_RATE_LIMITS, &plan_key(plan_id))?
         .and_then(|n| u32::try_from(n).ok()))

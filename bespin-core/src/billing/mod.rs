@@ -20,8 +20,9 @@ use crate::store::Reader;
 /// `CapabilityDenied` (all 403 with structured detail). On a read snapshot the outcome is
 /// remembered per tenant and capability for the snapshot's life ([`Reader::remembered`]).
 pub(crate) fn require_capability(r: &impl Reader, tenant_id: &str, capability: &str) -> Result<()> {
-    let key = format!("capability\u{0}{tenant_id}\u{0}{capability}");
-    r.remembered(&key, &mut || check_capability(r, tenant_id, capability))
+    r.remembered(&["capability", tenant_id, capability], &mut || {
+        check_capability(r, tenant_id, capability)
+    })
 }
 
 fn check_capability(r: &impl Reader, tenant_id: &str, capability: &str) -> Result<()> {

@@ -411,18 +411,14 @@ impl ActionQuery {
     }
 }
 
-fn key(r: &impl Reader, tenant: &str, id: &str) -> Key {
-    id_key(r, tenant, id)
-}
-
 /// The action `id` of the tenant, or 404.
 pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<ActionRec> {
-    r.get(&tables::CO_ACTIONS, &key(r, tenant, id))?
+    r.get(&tables::CO_ACTIONS, &id_key(r, tenant, id))?
         .ok_or_else(|| EntityType::Action.not_found())
 }
 
 fn save(tx: &mut WriteTx, tenant: &str, a: &ActionRec) -> Result<()> {
-    let before = tx.replace(&tables::CO_ACTIONS, &key(tx, tenant, &a.action_id), a)?;
+    let before = tx.replace(&tables::CO_ACTIONS, &id_key(tx, tenant, &a.action_id), a)?;
     search::reindex(tx, tenant, before.as_ref(), Some(a))
 }
 
@@ -636,7 +632,7 @@ fn review(
         comment: req.comment,
         created_at: ctx.now,
     };
-    if !tx.insert_new(&tables::CO_ACTION_REVIEWS, &key(tx, t, action_id), &rec)? {
+    if !tx.insert_new(&tables::CO_ACTION_REVIEWS, &id_key(tx, t, action_id), &rec)? {
         return Err(Error::Conflict("Action already has a review".into()));
     }
     a.status = target.into();
@@ -702,7 +698,7 @@ pub fn execute(
     let mut a = load(tx, t, action_id)?;
     caller.require_admin()?;
     if a.status == "executed"
-        && let Some(e) = tx.get(&tables::CO_ACTION_EXECUTIONS, &key(tx, t, action_id))?
+        && let Some(e) = tx.get(&tables::CO_ACTION_EXECUTIONS, &id_key(tx, t, action_id))?
     {
         return Ok(ExecutionResult {
             action: view(t, &a),
@@ -723,7 +719,7 @@ pub fn execute(
         result: object_text(&req.result),
         created_at: ctx.now,
     };
-    if !tx.insert_new(&tables::CO_ACTION_EXECUTIONS, &key(tx, t, action_id), &e)? {
+    if !tx.insert_new(&tables::CO_ACTION_EXECUTIONS, &id_key(tx, t, action_id), &e)? {
         return Err(Error::Conflict("Action already has an execution".into()));
     }
     a.status = "executed".into();
@@ -753,8 +749,8 @@ pub fn execute(
 /// The action with its review and execution (no capability check).
 pub(crate) fn detail(r: &impl Reader, tenant: &str, action_id: &str) -> Result<ActionDetail> {
     let a = load(r, tenant, action_id)?;
-    let review = r.get(&tables::CO_ACTION_REVIEWS, &key(r, tenant, action_id))?;
-    let execution = r.get(&tables::CO_ACTION_EXECUTIONS, &key(r, tenant, action_id))?;
+    let review = r.get(&tables::CO_ACTION_REVIEWS, &id_key(r, tenant, action_id))?;
+    let execution = r.get(&tables::CO_ACTION_EXECUTIONS, &id_key(r, tenant, action_id))?;
     Ok(ActionDetail {
         action: view(tenant, &a),
         review: review.as_ref().map(review_view),

@@ -156,7 +156,13 @@ impl EvidenceQuery {
 
 /// Checks the target of a link: capability, role/ownership and existence, in the order of
 /// 40 §6.2 (action/task: lookup then ownership; decision/memory fact: admin then lookup).
-fn check_target(r: &impl Reader, caller: &Principal, et: EntityType, id: &str) -> Result<()> {
+/// Returns the target's creation instant (where its timeline events are indexed).
+fn check_target(
+    r: &impl Reader,
+    caller: &Principal,
+    et: EntityType,
+    id: &str,
+) -> Result<Timestamp> {
     let t = caller.tenant_id();
     require_capability(r, t, et.capability())?;
     let me = caller.user_id();
@@ -168,6 +174,7 @@ fn check_target(r: &impl Reader, caller: &Principal, et: EntityType, id: &str) -
                     "Not authorized to add evidence to this action".into(),
                 ));
             }
+            Ok(a.created_at)
         }
         EntityType::Task => {
             let k = super::tasks::load(r, t, id)?;
@@ -176,18 +183,14 @@ fn check_target(r: &impl Reader, caller: &Principal, et: EntityType, id: &str) -
                     "Not authorized to add evidence to this task".into(),
                 ));
             }
+            Ok(k.created_at)
         }
         EntityType::Decision | EntityType::MemoryFact => {
             caller.require_admin()?;
-            if !entity_exists(r, t, et, id)? {
-                return Err(et.not_found());
-            }
+            entity_created_at(r, t, et, id)?.ok_or_else(|| et.not_found())
         }
-        EntityType::Meeting => {
-            return Err(Error::Internal("meetings cannot have evidence".into()));
-        }
+        EntityType::Meeting => Err(Error::Internal("meetings cannot have evidence".into())),
     }
-    Ok(())
 }
 
 /// Links evidence to a record. Order: target checks (see `check_target`) → quota → write.
@@ -198,9 +201,7 @@ pub fn create(
     req: NewEvidence,
 ) -> Result<EvidenceLink> {
     let t = caller.tenant_id();
-    check_target(tx, caller, req.entity_type, &req.entity_id)?;
-    let born = entity_created_at(tx, t, req.entity_type, &req.entity_id)?
-        .ok_or_else(|| req.entity_type.not_found())?;
+    let born = check_target(tx, caller, req.entity_type, &req.entity_id)?;
     let permit = check_quota(tx, ctx, caller, "evidence_link_created", TOOL)?;
     let et = req.entity_type.as_str();
     let e = EvidenceRec {

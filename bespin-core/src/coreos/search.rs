@@ -472,20 +472,17 @@ pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<Sear
     })
 }
 
-/// Searches (any user) inside an open transaction. Order: capability `search` → quota
-/// `search_query` → search → usage (metered even with zero results; no audit row, no timeline
-/// event).
+/// Searches (any user) inside an open transaction: [`meter`], then the search. Errors as
+/// [`Bespin::search`]; the usage event is in the same transaction, so a failed search leaves
+/// none (metered even with zero results; no audit row, no timeline event).
 pub fn search(
     tx: &mut WriteTx,
     ctx: &Ctx,
     caller: &Principal,
     q: &SearchQuery,
 ) -> Result<SearchResults> {
-    require_capability(tx, caller.tenant_id(), "search")?;
-    let permit = super::check_quota(tx, ctx, caller, "search_query", "search")?;
-    let out = run(tx, caller.tenant_id(), q)?;
-    permit.record_fresh(tx, ctx, caller)?;
-    Ok(out)
+    meter(tx, ctx, caller)?;
+    run(tx, caller.tenant_id(), q)
 }
 
 /// Meters one search: capability `search` → quota `search_query` → the usage event.

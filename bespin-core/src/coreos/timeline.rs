@@ -105,9 +105,10 @@ pub(crate) fn emit(
     let t = caller.tenant_id();
     let seq = tx.next_seq("timeline")?;
     let pos = EventPos { at: ctx.now, seq };
+    // The event's position, sealed: the `before` cursor finds it without an index.
+    let (event_id, sealed) = crate::ids::new_event_id(tx.sealer(), pos.at.0, seq);
     let rec = EventRec {
-        // The event's position, sealed: the `before` cursor finds it without an index.
-        event_id: crate::ids::new_event_id(tx.sealer(), pos.at.0, seq),
+        event_id,
         actor_user_id: caller.user_id().to_owned(),
         event_type: event_type.to_owned(),
         entity_type: entity.as_str().to_owned(),
@@ -132,7 +133,7 @@ pub(crate) fn emit(
         &entity_prefix(t, et, born, entity_id).ts(pos.at).u64(seq),
         &pos,
     )?;
-    if tx.sealer().unseal_event(&rec.event_id) != Some((pos.at.0, seq)) {
+    if !sealed {
         // An id that does not name its position (events written before ids were sealed).
         tx.put(
             &tables::CO_TIMELINE_IDS,

@@ -18,7 +18,7 @@
 use super::{NewPoint, Point};
 use crate::error::{Error, Result};
 use crate::store::codec::{self, Record};
-use crate::store::{Flow, Key, Order, Reader, WriteTx, successor, tables};
+use crate::store::{Flow, Key, Order, Reader, WriteTx, tables};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::ops::Bound;
@@ -239,22 +239,14 @@ fn scan_chunks(
     order: Order,
     visit: &mut dyn FnMut(&[u8], View<'_>) -> Result<Flow>,
 ) -> Result<()> {
-    let p = prefix.as_bytes();
-    let succ = successor(p);
-    let lo = match lo {
-        Bound::Unbounded => Bound::Included(p),
-        b => b,
-    };
-    let hi = match (hi, succ.as_deref()) {
-        (Bound::Unbounded, Some(s)) => Bound::Excluded(s),
-        (b, _) => b,
-    };
-    r.scan_raw(tables::KPI_CHUNKS.name(), lo, hi, order, &mut |k, v| {
-        if !k.starts_with(p) {
-            return Ok(Flow::Stop);
-        }
-        visit(k, View::parse(codec::body::<ChunkRec>(v)?)?)
-    })
+    r.scan_prefix_raw(
+        tables::KPI_CHUNKS.name(),
+        prefix.as_bytes(),
+        lo,
+        hi,
+        order,
+        &mut |k, v| visit(k, View::parse(codec::body::<ChunkRec>(v)?)?),
+    )
 }
 
 /// The newest point of the series `prefix` at or before `cutoff` (inclusive; `None` = no
@@ -387,44 +379,32 @@ struct Located {
 }
 
 fn locate(r: &impl Reader, prefix: &Key, t: Timestamp) -> Result<Located> {
-    let p = prefix.as_bytes();
+    let (p, table) = (prefix.as_bytes(), tables::KPI_CHUNKS.name());
     let at = chunk_key(prefix, t);
     let mut chunk: Option<(Vec<u8>, ChunkRec)> = None;
-    r.scan_raw(
-        tables::KPI_CHUNKS.name(),
-        Bound::Included(p),
+    r.scan_prefix_raw(
+        table,
+        p,
+        Bound::Unbounded,
         Bound::Included(at.as_bytes()),
         Order::Desc,
         &mut |k, v| {
-            if k.starts_with(p) {
-                chunk = Some((k.to_vec(), codec::decode(v)?));
-            }
+            chunk = Some((k.to_vec(), codec::decode(v)?));
             Ok(Flow::Stop)
         },
     )?;
     let after = chunk.as_ref().map(|(k, _)| k.clone());
-    let lo = after.as_deref().map_or(Bound::Included(p), Bound::Excluded);
-    let succ = successor(p);
-    let hi = succ.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+    let lo = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
     let mut next = None;
-    r.scan_raw(
-        tables::KPI_CHUNKS.name(),
-        lo,
-        hi,
-        Order::Asc,
-        &mut |k, v| {
-            if !k.starts_with(p) {
-                return Ok(Flow::Stop);
-            }
-            if chunk.is_none() {
-                // Before every chunk: the run goes into the first one.
-                chunk = Some((k.to_vec(), codec::decode(v)?));
-                return Ok(Flow::Continue);
-            }
-            next = Some(first_of(k)?);
-            Ok(Flow::Stop)
-        },
-    )?;
+    r.scan_prefix_raw(table, p, lo, Bound::Unbounded, Order::Asc, &mut |k, v| {
+        if chunk.is_none() {
+            // Before every chunk: the run goes into the first one.
+            chunk = Some((k.to_vec(), codec::decode(v)?));
+            return Ok(Flow::Continue);
+        }
+        next = Some(first_of(k)?);
+        Ok(Flow::Stop)
+    })?;
     Ok(Located {
         chunk: match chunk {
             Some((k, c)) => Some((first_of(&k)?, c)),

@@ -6,6 +6,7 @@
 //! key starts with the tenant id part, which makes a tenant's rows one prefix range.
 
 use crate::time::{Date, Timestamp};
+use std::borrow::Cow;
 
 /// A key under construction, or a finished key / prefix.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -143,24 +144,20 @@ pub(crate) fn read_id(
 
 /// Reads back a string part starting at `at` without copying it when it holds no escaped NUL
 /// (ids, names, words); returns it and the position after it.
-pub(crate) fn read_str_ref(bytes: &[u8], at: usize) -> Option<(std::borrow::Cow<'_, str>, usize)> {
+pub(crate) fn read_str_ref(bytes: &[u8], at: usize) -> Option<(Cow<'_, str>, usize)> {
     let rest = bytes.get(at..)?;
     let end = rest.iter().position(|b| *b == 0)?;
-    match rest.get(end + 1)? {
-        1 => std::str::from_utf8(&rest[..end])
-            .ok()
-            .map(|s| (std::borrow::Cow::Borrowed(s), at + end + 2)),
-        _ => read_str(bytes, at).map(|(s, next)| (std::borrow::Cow::Owned(s), next)),
+    if rest.get(end + 1)? == &1 {
+        let s = std::str::from_utf8(&rest[..end]).ok()?;
+        return Some((Cow::Borrowed(s), at + end + 2));
     }
-}
-
-/// Reads back a string part starting at `at`; returns it and the position after it.
-pub(crate) fn read_str(bytes: &[u8], mut at: usize) -> Option<(String, usize)> {
+    // An escaped NUL: unescape up to the terminator.
     let mut out = Vec::new();
+    let mut at = at;
     while at < bytes.len() {
         match bytes.get(at)? {
             0 => match bytes.get(at + 1)? {
-                1 => return String::from_utf8(out).ok().map(|s| (s, at + 2)),
+                1 => return String::from_utf8(out).ok().map(|s| (Cow::Owned(s), at + 2)),
                 0xFF => {
                     out.push(0);
                     at += 2;
@@ -174,6 +171,11 @@ pub(crate) fn read_str(bytes: &[u8], mut at: usize) -> Option<(String, usize)> {
         }
     }
     None
+}
+
+/// Reads back a string part starting at `at`; returns it and the position after it.
+pub(crate) fn read_str(bytes: &[u8], at: usize) -> Option<(String, usize)> {
+    read_str_ref(bytes, at).map(|(s, next)| (s.into_owned(), next))
 }
 
 /// The smallest byte string greater than every string that starts with `prefix`, or `None`

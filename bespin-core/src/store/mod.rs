@@ -613,11 +613,11 @@ pub(crate) trait Reader {
     fn sealer(&self) -> &Sealer;
 
     /// The outcome of the check `key` names (an entitlement check of one tenant, say: the key
-    /// must say which check and of what), computed by `run`. A read snapshot cannot change, so
-    /// it remembers each outcome for its life (until the next commit replaces it): requests
-    /// that read one snapshot check a tenant's entitlement once. A write transaction runs the
-    /// check every time.
-    fn remembered(&self, key: &str, run: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+    /// parts must say which check and of what), computed by `run`. A read snapshot cannot
+    /// change, so it remembers each outcome for its life (until the next commit replaces it):
+    /// requests that read one snapshot check a tenant's entitlement once. A write transaction
+    /// runs the check every time.
+    fn remembered(&self, key: &[&str], run: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         let _ = key;
         run()
     }
@@ -682,22 +682,42 @@ pub(crate) trait Reader {
     where
         Self: Sized,
     {
-        let p = prefix.as_bytes();
-        let succ = key::successor(p);
-        let lo = match from {
-            Some(k) => Bound::Included(k.as_bytes()),
-            None => Bound::Included(p),
+        let lo = from.map_or(Bound::Unbounded, |k| Bound::Included(k.as_bytes()));
+        let hi = to.map_or(Bound::Unbounded, |k| Bound::Excluded(k.as_bytes()));
+        self.scan_prefix_raw(t.name, prefix.as_bytes(), lo, hi, order, &mut |k, v| {
+            visit(k, codec::decode(v)?)
+        })
+    }
+
+    /// Visits the raw rows of `table` under `prefix` whose key lies within (`lo`, `hi`), in
+    /// `order`, until the visitor says stop; an unbounded side is the prefix's own end, and no
+    /// row outside the prefix is visited.
+    fn scan_prefix_raw(
+        &self,
+        table: &'static str,
+        prefix: &[u8],
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        order: Order,
+        visit: &mut RawVisitor<'_>,
+    ) -> Result<()>
+    where
+        Self: Sized,
+    {
+        let succ = key::successor(prefix);
+        let lo = match lo {
+            Bound::Unbounded => Bound::Included(prefix),
+            b => b,
         };
-        let hi = match (to, succ.as_deref()) {
-            (Some(k), _) => Bound::Excluded(k.as_bytes()),
-            (None, Some(s)) => Bound::Excluded(s),
-            (None, None) => Bound::Unbounded,
+        let hi = match (hi, succ.as_deref()) {
+            (Bound::Unbounded, Some(s)) => Bound::Excluded(s),
+            (b, _) => b,
         };
-        self.scan_raw(t.name, lo, hi, order, &mut |k, v| {
-            if !k.starts_with(p) {
+        self.scan_raw(table, lo, hi, order, &mut |k, v| {
+            if !k.starts_with(prefix) {
                 return Ok(Flow::Stop);
             }
-            visit(k, codec::decode(v)?)
+            visit(k, v)
         })
     }
 
@@ -815,12 +835,13 @@ impl Reader for ReadTx {
         &self.sealer
     }
 
-    fn remembered(&self, key: &str, run: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+    fn remembered(&self, key: &[&str], run: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        let key = key.join("\u{0}");
         let known = self
             .remembered
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(key)
+            .get(&key)
             .cloned();
         if let Some(outcome) = known {
             return outcome;
@@ -831,7 +852,7 @@ impl Reader for ReadTx {
             self.remembered
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(key.to_owned(), outcome.clone());
+                .insert(key, outcome.clone());
         }
         outcome
     }

@@ -54,7 +54,7 @@ impl Reader for &dyn Reader {
         (**self).sealer()
     }
 
-    fn remembered(&self, key: &str, run: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+    fn remembered(&self, key: &[&str], run: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         (**self).remembered(key, run)
     }
 

@@ -24,14 +24,15 @@
 //!   entries, each entry has its record): users by creation and user → tenant, KPIs by name and
 //!   by creation, conversations by time, Core OS actions by time, tasks by due date, decisions
 //!   and meetings by date, facts by key, the one active fact per key, the timeline's three
-//!   indexes, and the search index (recomputed from the records' text).
+//!   indexes, and the search index with its rank rows (recomputed from the records' text and
+//!   `updated_at`).
 //! - **No plaintext key material.** Tenants store 32-byte SHA-256 digests; no stored value
 //!   anywhere contains the plaintext of a live API key (every `bsk_…` token found is hashed and
 //!   compared with every tenant's digest).
 
 use crate::coreos::EntityType;
 use crate::coreos::memory::FactRec;
-use crate::coreos::search::{Searchable, doc_tokens, entry_key};
+use crate::coreos::search::{Searchable, doc_tokens, entry_key, rank_key};
 use crate::coreos::timeline::{EventPos, EventRec};
 use crate::error::Result;
 use crate::kpis::series::{CHUNK_POINTS, ChunkRec};
@@ -731,6 +732,7 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
         // (tenant, type, id) of every record.
         let mut exists: HashMap<(String, &'static str, String), Timestamp> = HashMap::new();
         let mut entries: RawRows = BTreeMap::new();
+        let mut ranks: RawRows = BTreeMap::new();
         let mut doc = |t: &str, rec: &dyn Searchable| {
             if !rec.indexed() {
                 return;
@@ -740,6 +742,8 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
                 let k = entry_key(t, w, d.entity_type, d.created_at, d.id);
                 entries.insert(k.as_bytes().to_vec(), enc(mask));
             }
+            let k = rank_key(t, d.entity_type, d.created_at, d.id);
+            ranks.insert(k.as_bytes().to_vec(), enc(&d.updated_at));
         };
         let (
             mut i_actions,
@@ -937,6 +941,13 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
             entries,
             &actual_entries,
             "search token",
+        );
+        let actual_ranks = self.raw(&tables::CO_SEARCH_RANK)?;
+        self.same(
+            tables::CO_SEARCH_RANK.name(),
+            ranks,
+            &actual_ranks,
+            "search rank",
         );
 
         // Reviews, executions and evidence point at their record.
@@ -1408,6 +1419,20 @@ mod tests {
         });
         caught(&db, "co_search", "missing index entry");
         caught(&db, "co_search", "dangling or stale");
+    }
+
+    #[test]
+    fn a_stale_search_rank_is_caught() {
+        let (db, _, _) = populated();
+        db.tamper(|tx| {
+            let k = first_key(tx, &tables::CO_SEARCH_RANK);
+            tx.put(
+                &tables::CO_SEARCH_RANK,
+                &Key::from_raw(&k),
+                &crate::time::Timestamp(1),
+            )
+        });
+        caught(&db, "co_search_rank", "wrong value");
     }
 
     #[test]

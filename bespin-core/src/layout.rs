@@ -11,13 +11,14 @@
 //! | 2 | search entries keyed by the record's creation instant, no per-record token table; the timeline's per-record index keyed by the record's creation instant; messages keyed by their conversation's sequence number |
 //! | 3 | sealed ids ([`crate::ids::Sealer`], secret in `secrets`): new Core OS records and conversations are keyed by their record number, new timeline events are found from their id without `co_timeline_ids`. Records and events written before keep their keys and index rows and are found through them, so the upgrade rewrites nothing |
 //! | 4 | KPI points stored in chunks of up to 128 (`kpi_chunks`, keyed by the chunk's first instant) instead of one row per point; the old `kpi_points` table is left empty |
+//! | 5 | a search rank row per indexed record (`co_search_rank`: its `updated_at`), so a search ranks its matches without reading them |
 
 use crate::Ctx;
 use crate::error::Result;
 use crate::store::{Key, Reader, WriteTx, tables};
 
 /// The layout this version writes.
-pub const CURRENT: u64 = 4;
+pub const CURRENT: u64 = 5;
 
 fn layout_key() -> Key {
     Key::new().str("layout")
@@ -35,6 +36,7 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
         return Ok(());
     }
     if from < 2 {
+        // Also writes the rank rows of layout 5.
         crate::coreos::search::rebuild_index(tx)?;
         crate::coreos::timeline::rebuild_entity_index(tx)?;
         crate::conversations::rekey_messages(tx)?;
@@ -42,6 +44,9 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
     // 2 → 3 rewrites nothing: both kinds of id are read (see the table above).
     if from < 4 {
         crate::kpis::series::chunk_legacy_points(tx)?;
+    }
+    if (2..5).contains(&from) {
+        crate::coreos::search::rebuild_ranks(tx)?;
     }
     tx.put(&tables::META, &layout_key(), &CURRENT)
 }
@@ -96,10 +101,11 @@ mod tests {
         Ok(())
     }
 
-    /// Rewrites the tables of layout 4 as layout 1 wrote them.
+    /// Rewrites the tables of layout 5 as layout 1 wrote them.
     fn downgrade(tx: &mut WriteTx) -> Result<()> {
         tx.delete(&tables::META, &layout_key())?;
         unchunk_points(tx)?;
+        tx.delete_prefix(&tables::CO_SEARCH_RANK, &Key::new())?;
         // Search: entries without the creation instant, and a token list per record.
         let mut entries: Vec<Vec<u8>> = Vec::new();
         tx.scan(&tables::CO_SEARCH, &Key::new(), Order::Asc, |k, _: u8| {
@@ -219,6 +225,7 @@ mod tests {
             "kpi_points",
             "co_search",
             "co_search_docs",
+            "co_search_rank",
             "co_timeline_by_entity",
             "messages",
         ] {
@@ -248,6 +255,46 @@ mod tests {
         let detail = db.conversation(&admin, &c.conversation_id).unwrap();
         assert_eq!(detail.messages.len(), 4);
         assert!(db.check().unwrap().violations.is_empty());
+    }
+
+    #[test]
+    fn a_database_without_search_ranks_gets_them_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.redb");
+        let db = Bespin::open(&path).unwrap();
+        let (admin, _) = testutil::tenant(&db);
+        let task = |title: &str| {
+            NewTask::from_json(&serde_json::json!({ "title": title, "priority": "low" })).unwrap()
+        };
+        let first = db.create_task(&admin, task("Pricing first")).unwrap();
+        db.create_task(&admin, task("Pricing second")).unwrap();
+        let patch = TaskPatch::from_json(&serde_json::json!({ "priority": "high" })).unwrap();
+        db.update_task(&admin, &first.task_id, patch).unwrap();
+        let ranked = ["Pricing first", "Pricing second"];
+        assert_eq!(
+            find(&db, &admin, "pricing"),
+            ranked,
+            "the update moved it up"
+        );
+        // Layout 4: the same index entries, no rank rows.
+        db.tamper(|tx| {
+            tx.delete_prefix(&tables::CO_SEARCH_RANK, &Key::new())?;
+            tx.put(&tables::META, &layout_key(), &4u64)
+        });
+        let report = db.check().unwrap();
+        assert!(
+            report
+                .violations
+                .iter()
+                .any(|v| v.table == "co_search_rank"),
+            "{report}"
+        );
+        drop(db);
+
+        let db = Bespin::open(&path).unwrap();
+        assert!(db.check().unwrap().violations.is_empty());
+        assert_eq!(find(&db, &admin, "pricing"), ranked);
+        assert_eq!(db.read(|r, _| version(r)).unwrap(), CURRENT);
     }
 
     #[test]

@@ -639,6 +639,12 @@ fn search_ranks_title_first_then_newest_and_is_isolated() {
     assert_eq!(q(json!({"q": "pricing board"})).total, 1);
     let lim = q(json!({"q": "pricing", "limit": "1"}));
     assert_eq!((lim.results.len(), lim.total), (1, 4));
+    // The page is the head of the full ranking, in order.
+    for n in 1..=4 {
+        let page = q(json!({"q": "pric", "limit": n.to_string()}));
+        let got: Vec<_> = page.results.iter().map(|r| r.entity_id.as_str()).collect();
+        assert_eq!((got.as_slice(), page.total), (&ids[..n], 4));
+    }
     assert_eq!(
         q(json!({"q": "pricing", "types": "tasks, meetings"})).total,
         2

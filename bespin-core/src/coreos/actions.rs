@@ -873,6 +873,7 @@ impl search::Searchable for ActionRec {
             title: &self.title,
             bodies: vec![self.description.as_deref().unwrap_or("")],
             created_at: self.created_at,
+            updated_at: self.updated_at,
         }
     }
 }

@@ -335,6 +335,7 @@ impl search::Searchable for DecisionRec {
                 self.rationale.as_deref().unwrap_or(""),
             ],
             created_at: self.created_at,
+            updated_at: self.updated_at,
         }
     }
 }

@@ -359,6 +359,7 @@ impl search::Searchable for MeetingRec {
             title: &self.title,
             bodies: vec![&self.notes],
             created_at: self.created_at,
+            updated_at: self.updated_at,
         }
     }
 }

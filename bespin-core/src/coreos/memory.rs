@@ -456,6 +456,7 @@ impl search::Searchable for FactRec {
             title: &self.fact_key,
             bodies: vec![&self.fact_value],
             created_at: self.created_at,
+            updated_at: self.updated_at,
         }
     }
 

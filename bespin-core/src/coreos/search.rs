@@ -11,8 +11,17 @@
 //! list is stored. Memory facts are indexed only while `active` (superseding a fact removes the
 //! old version).
 //!
+//! Beside the entries, every indexed record has one **rank row** (tenant, entity type,
+//! created_at, entity id) → `updated_at`, written by the same re-indexing. Its key is the tail
+//! of the record's index entries, so a search turns each match into its rank row without
+//! parsing the id, ranks every match from those rows alone, and reads only the records of the
+//! page it returns: a search costs one small read per match plus one record per result, not one
+//! record per match. (`updated_at` in every index entry would have made ranking free, but then
+//! every update would rewrite all of its record's entries.)
+//!
 //! Databases written before this layout (which kept a token list per record in
-//! `co_search_docs`) get their index rebuilt from the records when opened ([`crate::layout`]).
+//! `co_search_docs`) get their index rebuilt from the records when opened, and databases
+//! before layout 5 get their rank rows ([`crate::layout`]).
 //!
 //! ## Matching rules
 //! - Text is lower-cased with Unicode case mapping (`str::to_lowercase`) and split into words
@@ -75,6 +84,16 @@ pub(crate) fn entry_key(
         .str(id)
 }
 
+/// The rank row of record (`et`, `id`) created at `created_at`: the tail of its index entries
+/// ([`entry_key`]) after the tenant, without the token.
+pub(crate) fn rank_key(tenant: &str, et: EntityType, created_at: Timestamp, id: &str) -> Key {
+    Key::new()
+        .str(tenant)
+        .str(et.as_str())
+        .ts(created_at)
+        .str(id)
+}
+
 /// The tokens of a record with their field masks (title and/or body), as indexed.
 pub(crate) fn doc_tokens(title: &str, bodies: &[&str]) -> BTreeMap<String, u8> {
     let mut new: BTreeMap<String, u8> = BTreeMap::new();
@@ -99,6 +118,8 @@ pub(crate) struct SearchDoc<'a> {
     pub bodies: Vec<&'a str>,
     /// The record's creation instant (never changes, so its entries keep their place).
     pub created_at: Timestamp,
+    /// What the record is ranked by (its rank row).
+    pub updated_at: Timestamp,
 }
 
 /// A record that is indexed for search.
@@ -112,64 +133,119 @@ pub(crate) trait Searchable {
     }
 }
 
+/// What one record puts in the index: its place (type, id, creation instant), its rank and
+/// its tokens with their field masks.
+struct Indexed {
+    et: EntityType,
+    id: String,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    tokens: BTreeMap<String, u8>,
+}
+
+impl Indexed {
+    fn of<R: Searchable + ?Sized>(r: &R) -> Option<Self> {
+        r.indexed().then(|| {
+            let d = r.search_doc();
+            Indexed {
+                et: d.entity_type,
+                id: d.id.to_owned(),
+                created_at: d.created_at,
+                updated_at: d.updated_at,
+                tokens: doc_tokens(d.title, &d.bodies),
+            }
+        })
+    }
+
+    fn same_place(&self, other: &Indexed) -> bool {
+        self.et == other.et && self.id == other.id && self.created_at == other.created_at
+    }
+
+    fn entry(&self, tenant: &str, token: &str) -> Key {
+        entry_key(tenant, token, self.et, self.created_at, &self.id)
+    }
+
+    fn rank(&self, tenant: &str) -> Key {
+        rank_key(tenant, self.et, self.created_at, &self.id)
+    }
+}
+
 /// Brings the index from `before` (the record as stored until this write; `None` for a new
-/// record) to `after` (`None`: the record is gone), writing only the entries that change.
-pub(crate) fn reindex<R: Searchable>(
+/// record) to `after` (`None`: the record is gone), writing only the entries that change and
+/// the rank row when `updated_at` moved.
+pub(crate) fn reindex<R: Searchable + ?Sized>(
     tx: &mut WriteTx,
     tenant: &str,
     before: Option<&R>,
     after: Option<&R>,
 ) -> Result<()> {
-    let entries = |r: Option<&R>| {
-        r.filter(|r| r.indexed()).map(|r| {
-            let d = r.search_doc();
-            let tokens = doc_tokens(d.title, &d.bodies);
-            (d.entity_type, d.id.to_owned(), d.created_at, tokens)
-        })
-    };
-    let (old, new) = (entries(before), entries(after));
-    let same_place =
-        |a: &(EntityType, String, Timestamp, BTreeMap<String, u8>),
-         b: &(EntityType, String, Timestamp, BTreeMap<String, u8>)| {
-            a.0 == b.0 && a.1 == b.1 && a.2 == b.2
-        };
+    let old = before.and_then(Indexed::of);
+    let new = after.and_then(Indexed::of);
+    // The entries and rank row of `old` that `new` keeps in place.
+    let kept = |o: &Indexed| new.as_ref().filter(|n| o.same_place(n));
     if let Some(o) = &old {
-        for w in o.3.keys() {
-            let kept = new
-                .as_ref()
-                .is_some_and(|n| same_place(o, n) && n.3.contains_key(w));
-            if !kept {
-                tx.delete(&tables::CO_SEARCH, &entry_key(tenant, w, o.0, o.2, &o.1))?;
+        for w in o.tokens.keys() {
+            if !kept(o).is_some_and(|n| n.tokens.contains_key(w)) {
+                tx.delete(&tables::CO_SEARCH, &o.entry(tenant, w))?;
             }
+        }
+        if kept(o).is_none() {
+            tx.delete(&tables::CO_SEARCH_RANK, &o.rank(tenant))?;
         }
     }
     if let Some(n) = &new {
-        for (w, m) in &n.3 {
-            let unchanged = old
-                .as_ref()
-                .is_some_and(|o| same_place(o, n) && o.3.get(w) == Some(m));
-            if !unchanged {
-                tx.put(&tables::CO_SEARCH, &entry_key(tenant, w, n.0, n.2, &n.1), m)?;
+        let same = old.as_ref().filter(|o| o.same_place(n));
+        for (w, m) in &n.tokens {
+            if same.is_none_or(|o| o.tokens.get(w) != Some(m)) {
+                tx.put(&tables::CO_SEARCH, &n.entry(tenant, w), m)?;
             }
+        }
+        if same.is_none_or(|o| o.updated_at != n.updated_at) {
+            tx.put(&tables::CO_SEARCH_RANK, &n.rank(tenant), &n.updated_at)?;
         }
     }
     Ok(())
 }
 
-/// Rebuilds the whole index from the records (for a database of an older layout, which also
-/// kept a token list per record in `co_search_docs`).
+/// Rebuilds the whole index and the rank rows from the records (for a database of an older
+/// layout, which also kept a token list per record in `co_search_docs`).
 pub(crate) fn rebuild_index(tx: &mut WriteTx) -> Result<()> {
     tx.delete_prefix(&tables::CO_SEARCH_DOCS, &Key::new())?;
     tx.delete_prefix(&tables::CO_SEARCH, &Key::new())?;
-    rebuild(tx, &tables::CO_ACTIONS)?;
-    rebuild(tx, &tables::CO_TASKS)?;
-    rebuild(tx, &tables::CO_DECISIONS)?;
-    rebuild(tx, &tables::CO_MEETINGS)?;
-    rebuild(tx, &tables::CO_FACTS)
+    tx.delete_prefix(&tables::CO_SEARCH_RANK, &Key::new())?;
+    each_record(tx, &mut |tx, tenant, rec| {
+        reindex(tx, tenant, None, Some(rec))
+    })
 }
 
-/// Indexes every record of `table` (keyed by tenant first).
-fn rebuild<R: Record + Searchable>(tx: &mut WriteTx, table: &crate::store::Table<R>) -> Result<()> {
+/// Writes the rank row of every indexed record (for a database of layout 2 to 4, whose index
+/// entries are current but which had no rank rows).
+pub(crate) fn rebuild_ranks(tx: &mut WriteTx) -> Result<()> {
+    tx.delete_prefix(&tables::CO_SEARCH_RANK, &Key::new())?;
+    each_record(tx, &mut |tx, tenant, rec| match Indexed::of(rec) {
+        Some(i) => tx.put(&tables::CO_SEARCH_RANK, &i.rank(tenant), &i.updated_at),
+        None => Ok(()),
+    })
+}
+
+/// What [`each_record`] does with one record of a tenant.
+type Visit<'a> = dyn FnMut(&mut WriteTx, &str, &dyn Searchable) -> Result<()> + 'a;
+
+/// Calls `f` with every searchable record of every tenant.
+fn each_record(tx: &mut WriteTx, f: &mut Visit<'_>) -> Result<()> {
+    each_of(tx, &tables::CO_ACTIONS, f)?;
+    each_of(tx, &tables::CO_TASKS, f)?;
+    each_of(tx, &tables::CO_DECISIONS, f)?;
+    each_of(tx, &tables::CO_MEETINGS, f)?;
+    each_of(tx, &tables::CO_FACTS, f)
+}
+
+/// Calls `f` with every record of `table` (keyed by tenant first).
+fn each_of<R: Record + Searchable>(
+    tx: &mut WriteTx,
+    table: &crate::store::Table<R>,
+    f: &mut Visit<'_>,
+) -> Result<()> {
     let mut all: Vec<(String, R)> = Vec::new();
     tx.scan(table, &Key::new(), Order::Asc, |k, rec: R| {
         if let Some((tenant, _)) = read_str(k, 0) {
@@ -178,7 +254,7 @@ fn rebuild<R: Record + Searchable>(tx: &mut WriteTx, table: &crate::store::Table
         Ok(Flow::Continue)
     })?;
     for (tenant, rec) in &all {
-        reindex(tx, tenant, None, Some(rec))?;
+        f(tx, tenant, rec)?;
     }
     Ok(())
 }
@@ -265,7 +341,6 @@ struct Doc {
     title: String,
     bodies: Vec<String>,
     fallback: Option<String>,
-    updated_at: Timestamp,
 }
 
 fn doc(r: &impl Reader, tenant: &str, et: EntityType, id: &str) -> Result<Option<Doc>> {
@@ -277,7 +352,6 @@ fn doc(r: &impl Reader, tenant: &str, et: EntityType, id: &str) -> Result<Option
                 title: a.title,
                 bodies: vec![body.clone()],
                 fallback: Some(body),
-                updated_at: a.updated_at,
             }
         }
         EntityType::Task => {
@@ -287,7 +361,6 @@ fn doc(r: &impl Reader, tenant: &str, et: EntityType, id: &str) -> Result<Option
                 title: t.title,
                 bodies: vec![body.clone()],
                 fallback: Some(body),
-                updated_at: t.updated_at,
             }
         }
         EntityType::Decision => {
@@ -302,7 +375,6 @@ fn doc(r: &impl Reader, tenant: &str, et: EntityType, id: &str) -> Result<Option
                 title: d.title,
                 bodies: vec![context, d.decision, d.rationale.unwrap_or_default()],
                 fallback: Some(fallback),
-                updated_at: d.updated_at,
             }
         }
         EntityType::Meeting => {
@@ -311,7 +383,6 @@ fn doc(r: &impl Reader, tenant: &str, et: EntityType, id: &str) -> Result<Option
                 title: m.title,
                 bodies: vec![m.notes.clone()],
                 fallback: Some(m.notes),
-                updated_at: m.updated_at,
             }
         }
         EntityType::MemoryFact => {
@@ -323,7 +394,6 @@ fn doc(r: &impl Reader, tenant: &str, et: EntityType, id: &str) -> Result<Option
                 title: f.fact_key,
                 bodies: vec![f.fact_value.clone()],
                 fallback: Some(f.fact_value),
-                updated_at: f.updated_at,
             }
         }
     };
@@ -393,8 +463,8 @@ fn snippet(d: &Doc, q: &[String]) -> Option<String> {
 
 /// Runs a search in the tenant over the types in `q` that the plan grants.
 ///
-/// Cost: one range scan of the index per query word, one record read per matching record (to
-/// rank by `updated_at`), and the snippet and rendering of the returned page only.
+/// Cost: one range scan of the index per query word, one rank row read per matching record,
+/// then the record, snippet and rendering of the returned page only.
 pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<SearchResults> {
     let mut allowed = Vec::new();
     for t in &q.types {
@@ -405,26 +475,23 @@ pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<Sear
         }
     }
     let words = tokens(&q.q);
-    // (title match, updated_at, type rank, id, type, doc) per matching record.
-    let mut hits: Vec<(bool, Timestamp, usize, String, EntityType, Doc)> = Vec::new();
+    // (title match, updated_at, type rank, id, type) per matching record.
+    let mut hits: Vec<(bool, Timestamp, usize, String, EntityType)> = Vec::new();
     if !words.is_empty() && !allowed.is_empty() {
         let tenant_part = Key::new().str(tenant);
         let after_tenant = tenant_part.as_bytes().len();
-        // For each query word: the records having a word with that prefix, and where.
-        let mut acc: Option<HashMap<(EntityType, String), u8>> = None;
+        // For each query word: the places (type, created_at, id: the tail of an index entry
+        // after its token) of the records having a word with that prefix, and where.
+        let mut acc: Option<HashMap<Vec<u8>, u8>> = None;
         for w in &words {
-            let mut found: HashMap<(EntityType, String), u8> = HashMap::new();
+            let mut found: HashMap<Vec<u8>, u8> = HashMap::new();
             let prefix = Key::from_raw(&[tenant_part.as_bytes(), w.as_bytes()].concat());
             r.scan(&tables::CO_SEARCH, &prefix, Order::Asc, |k, mask: u8| {
-                // (tenant, token, type, created_at, id): the parts after the tenant, borrowed.
-                let entry = read_str_ref(k, after_tenant)
-                    .and_then(|(_, at)| read_str_ref(k, at))
-                    .and_then(|(et, at)| Some((EntityType::parse(&et)?, at)))
-                    .and_then(|(et, at)| Some((et, read_str_ref(k, at + 8)?.0)));
-                if let Some((et, id)) = entry
-                    && allowed.contains(&et)
+                if let Some((_, at)) = read_str_ref(k, after_tenant)
+                    && let Some((et, _)) = read_str_ref(k, at)
+                    && EntityType::parse(&et).is_some_and(|et| allowed.contains(&et))
                 {
-                    *found.entry((et, id.into_owned())).or_default() |= mask;
+                    *found.entry(k[at..].to_vec()).or_default() |= mask;
                 }
                 Ok(Flow::Continue)
             })?;
@@ -436,35 +503,60 @@ pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<Sear
                     .collect(),
             });
         }
-        for ((et, id), mask) in acc.unwrap_or_default() {
-            let Some(d) = doc(r, tenant, et, &id)? else {
+        let mut rank = tenant_part.as_bytes().to_vec();
+        for (place, mask) in acc.unwrap_or_default() {
+            let parsed = read_str_ref(&place, 0).and_then(|(et, at)| {
+                Some((EntityType::parse(&et)?, read_str_ref(&place, at + 8)?.0))
+            });
+            let Some((et, id)) = parsed else {
+                continue;
+            };
+            rank.truncate(after_tenant);
+            rank.extend_from_slice(&place);
+            // Every indexed record has its rank row (the checker holds the index to that).
+            let Some(updated_at) = r.get(&tables::CO_SEARCH_RANK, &Key::from_raw(&rank))? else {
                 continue;
             };
             let type_rank = EntityType::ALL
                 .iter()
                 .position(|t| *t == et)
                 .unwrap_or(usize::MAX);
-            hits.push((mask & TITLE != 0, d.updated_at, type_rank, id, et, d));
+            hits.push((
+                mask & TITLE != 0,
+                updated_at,
+                type_rank,
+                id.into_owned(),
+                et,
+            ));
         }
     }
-    hits.sort_by(|a, b| {
+    let order = |a: &(bool, Timestamp, usize, String, EntityType),
+                 b: &(bool, Timestamp, usize, String, EntityType)| {
         b.0.cmp(&a.0)
             .then(b.1.cmp(&a.1))
             .then(a.2.cmp(&b.2))
             .then(a.3.cmp(&b.3))
-    });
+    };
     let total = hits.len() as u64;
-    let results = hits
-        .into_iter()
-        .take(usize::try_from(q.limit).unwrap_or(usize::MAX))
-        .map(|(_, updated_at, _, id, et, d)| SearchHit {
-            entity_type: et.as_str().to_owned(),
-            entity_id: id,
-            snippet: snippet(&d, &words),
-            title: d.title,
-            updated_at: updated_at.to_rfc3339(),
-        })
-        .collect();
+    let limit = usize::try_from(q.limit).unwrap_or(usize::MAX);
+    if hits.len() > limit {
+        // Only the page needs to be in order.
+        hits.select_nth_unstable_by(limit, order);
+        hits.truncate(limit);
+    }
+    hits.sort_by(order);
+    let mut results = Vec::with_capacity(hits.len());
+    for (_, updated_at, _, id, et) in hits {
+        if let Some(d) = doc(r, tenant, et, &id)? {
+            results.push(SearchHit {
+                entity_type: et.as_str().to_owned(),
+                entity_id: id,
+                snippet: snippet(&d, &words),
+                title: d.title,
+                updated_at: updated_at.to_rfc3339(),
+            });
+        }
+    }
     Ok(SearchResults {
         q: q.q.clone(),
         results,
@@ -529,7 +621,6 @@ mod tests {
             title: String::new(),
             bodies: vec![body.to_owned()],
             fallback: Some(body.to_owned()),
-            updated_at: Timestamp(0),
         };
         snippet(&d, &tokens(q))
     }

@@ -451,6 +451,7 @@ impl search::Searchable for TaskRec {
             title: &self.title,
             bodies: vec![self.description.as_deref().unwrap_or("")],
             created_at: self.created_at,
+            updated_at: self.updated_at,
         }
     }
 }

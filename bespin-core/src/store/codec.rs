@@ -63,3 +63,4 @@ impl Record for u8 {}
 impl Record for i64 {}
 impl Record for () {}
 impl Record for String {}
+impl Record for crate::time::Timestamp {}

@@ -25,6 +25,7 @@ use crate::limits::LimitsRec;
 use crate::metering::{RollupRec, UsageEventRec};
 use crate::notifications::{NotificationRec, PrefRec};
 use crate::tenancy::{TenantRec, UserRec};
+use crate::time::Timestamp;
 
 /// (tenant) → tenant.
 pub(crate) const TENANTS: Table<TenantRec> = Table::new("tenants");
@@ -140,6 +141,9 @@ pub(crate) const CO_TIMELINE_IDS: Table<EventPos> = Table::new("co_timeline_ids"
 /// (tenant, token, entity type, created_at, entity id) → field mask (1 title, 2 body): the
 /// search index.
 pub(crate) const CO_SEARCH: Table<u8> = Table::new("co_search");
+/// (tenant, entity type, created_at, entity id) → `updated_at` of every indexed record: what
+/// a search ranks by, read without decoding the record.
+pub(crate) const CO_SEARCH_RANK: Table<Timestamp> = Table::new("co_search_rank");
 /// Legacy: (tenant, entity type, entity id) → the tokens indexed for the record. Written by
 /// databases before the current search layout; emptied when such a database is opened.
 pub(crate) const CO_SEARCH_DOCS: Table<LegacyDoc> = Table::new("co_search_docs");
@@ -197,5 +201,6 @@ pub(crate) const ALL: &[&str] = &[
     CO_TIMELINE_BY_ENTITY.name(),
     CO_TIMELINE_IDS.name(),
     CO_SEARCH.name(),
+    CO_SEARCH_RANK.name(),
     CO_SEARCH_DOCS.name(),
 ];

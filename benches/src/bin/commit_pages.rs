@@ -6,26 +6,38 @@
 //! tables (N = 1, 4, 8, about what one Bespin write touches). Three layouts of those rows:
 //! - `separate`: one redb table per logical table (what Bespin does);
 //! - `one table`: one redb table, the logical table as a key prefix (merging tables);
-//! - `adjacent`: one redb table, a request's rows next to each other (key: request, then table).
+//! - `adjacent`: one redb table, a request's rows next to each other (key: request, then table);
+//! - `redo log`: `separate`, but redb commits without durability and the batch's rows are
+//!   appended to a log file that is fsynced instead, with a durable redb commit (a checkpoint)
+//!   every 64 commits — the design the README names as the next step for write latency;
+//! - `checkpoint only`: `redo log` without the log: what redb's commits cost without an fsync
+//!   (the part of a commit a pipelined redo log would leave on the writer's path).
 //!
-//! It prints the wall time per commit and the bytes (and 4 KiB pages) the process wrote per
-//! commit, read from `/proc/self/io` (Linux). The figures it printed on 2026-12-01 are in the
-//! README: merging tables barely changes the pages written (each logical range still dirties
-//! its own leaf and path), and writing a third of the pages takes only about a fifth off the
-//! commit, because the `fdatasync` has a fixed floor.
+//! It prints the mean and 99th-percentile wall time per commit and the bytes (and 4 KiB pages)
+//! the process wrote per commit, read from `/proc/self/io` (Linux). The figures it printed on
+//! 2026-12-01 are in the README: merging tables barely changes the pages written (each logical
+//! range still dirties its own leaf and path), writing a third of the pages takes only about a
+//! fifth off the commit because the `fdatasync` has a fixed floor, and without any fsync a redb
+//! commit costs about a quarter of a durable one — but a durable checkpoint then stalls for
+//! several milliseconds.
 
 use redb::{Database, Durability, TableDefinition};
+use std::io::Write;
 use std::time::Instant;
 
 const PREFILL: u64 = 50_000;
 const PER_COMMIT: u64 = 10;
 const TENANT: &[u8] = b"00000000-0000-4000-8000-000000000000";
+/// With a redo log: a durable redb commit every this many commits.
+const CHECKPOINT_EVERY: u64 = 64;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Layout {
     Separate,
     OneTable,
     Adjacent,
+    RedoLog,
+    CheckpointOnly,
 }
 
 impl Layout {
@@ -34,6 +46,8 @@ impl Layout {
             Layout::Separate => "separate",
             Layout::OneTable => "one table",
             Layout::Adjacent => "adjacent",
+            Layout::RedoLog => "redo log",
+            Layout::CheckpointOnly => "checkpoint only",
         }
     }
 
@@ -47,7 +61,7 @@ impl Layout {
                 k.extend_from_slice(&n.to_be_bytes());
                 k.push(tag);
             }
-            Layout::Separate | Layout::OneTable => {
+            Layout::Separate | Layout::OneTable | Layout::RedoLog | Layout::CheckpointOnly => {
                 k.push(tag);
                 k.extend_from_slice(TENANT);
                 k.extend_from_slice(&n.to_be_bytes());
@@ -68,13 +82,20 @@ fn written_bytes() -> std::io::Result<u64> {
         .unwrap_or(0))
 }
 
-/// Runs one layout with `tables` logical tables; returns (µs per commit, bytes per commit).
+/// What one layout measured.
+struct Measured {
+    mean_micros: f64,
+    p99_micros: f64,
+    bytes: u64,
+}
+
+/// Runs one layout with `tables` logical tables.
 fn run(
     dir: &std::path::Path,
     layout: Layout,
     tables: usize,
     rounds: u64,
-) -> Result<(f64, u64), Box<dyn std::error::Error>> {
+) -> Result<Measured, Box<dyn std::error::Error>> {
     let path = dir.join(format!("{}-{tables}.redb", layout.name().replace(' ', "_")));
     let _ = std::fs::remove_file(&path);
     let db = Database::create(&path)?;
@@ -83,7 +104,9 @@ fn run(
         .collect();
     let table_of = |t: usize| -> Tab {
         match layout {
-            Layout::Separate => TableDefinition::new(names[t]),
+            Layout::Separate | Layout::RedoLog | Layout::CheckpointOnly => {
+                TableDefinition::new(names[t])
+            }
             Layout::OneTable | Layout::Adjacent => TableDefinition::new("all"),
         }
     };
@@ -96,33 +119,68 @@ fn run(
         }
     }
     tx.commit()?;
-    let (w0, t0) = (written_bytes()?, Instant::now());
+    let log_path = path.with_extension("log");
+    let mut log = std::fs::File::create(&log_path)?;
+    let own_tables = matches!(
+        layout,
+        Layout::Separate | Layout::RedoLog | Layout::CheckpointOnly
+    );
+    let deferred = matches!(layout, Layout::RedoLog | Layout::CheckpointOnly);
+    let mut took: Vec<f64> = Vec::with_capacity(usize::try_from(rounds).unwrap_or(0));
+    let w0 = written_bytes()?;
     let mut n = PREFILL;
-    for _ in 0..rounds {
+    let mut record = Vec::new();
+    for round in 0..rounds {
+        let started = Instant::now();
         let mut tx = db.begin_write()?;
-        tx.set_durability(Durability::Immediate)?;
+        let checkpoint = (round + 1) % CHECKPOINT_EVERY == 0;
+        tx.set_durability(if deferred && !checkpoint {
+            Durability::None
+        } else {
+            Durability::Immediate
+        })?;
+        record.clear();
         {
             let mut open = Vec::new();
             for t in 0..tables {
-                if layout == Layout::Separate || t == 0 {
+                if own_tables || t == 0 {
                     open.push(tx.open_table(table_of(t))?);
                 }
             }
             for _ in 0..PER_COMMIT {
                 for t in 0..tables {
-                    let table = &mut open[if layout == Layout::Separate { t } else { 0 }];
-                    table.insert(layout.key(t, n).as_slice(), value.as_slice())?;
+                    let key = layout.key(t, n);
+                    open[if own_tables { t } else { 0 }]
+                        .insert(key.as_slice(), value.as_slice())?;
+                    record.extend_from_slice(&key);
+                    record.extend_from_slice(&value);
                 }
                 n += 1;
             }
         }
         tx.commit()?;
+        if layout == Layout::RedoLog {
+            if checkpoint {
+                log.set_len(0)?;
+            } else {
+                log.write_all(&record)?;
+                log.sync_data()?;
+            }
+        }
+        took.push(started.elapsed().as_secs_f64() * 1e6);
     }
-    let micros = t0.elapsed().as_secs_f64() * 1e6 / rounds as f64;
     let bytes = (written_bytes()? - w0) / rounds;
     drop(db);
     std::fs::remove_file(&path)?;
-    Ok((micros, bytes))
+    std::fs::remove_file(&log_path)?;
+    let mean_micros = took.iter().sum::<f64>() / took.len().max(1) as f64;
+    took.sort_by(f64::total_cmp);
+    let p99_micros = took.get(took.len() * 99 / 100).copied().unwrap_or(0.0);
+    Ok(Measured {
+        mean_micros,
+        p99_micros,
+        bytes,
+    })
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -136,17 +194,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rounds: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(2_000);
     std::fs::create_dir_all(&dir)?;
     println!("{PER_COMMIT} requests per commit, {PREFILL} rows per logical table before");
-    println!("layout     tables  µs/commit  bytes/commit  pages/commit");
-    for layout in [Layout::Separate, Layout::OneTable, Layout::Adjacent] {
+    println!("layout           tables  µs/commit  p99 µs  bytes/commit  pages/commit");
+    for layout in [
+        Layout::Separate,
+        Layout::OneTable,
+        Layout::Adjacent,
+        Layout::RedoLog,
+        Layout::CheckpointOnly,
+    ] {
         for tables in [1, 4, 8] {
             if tables == 1 && layout != Layout::Separate {
                 continue;
             }
-            let (micros, bytes) = run(&dir, layout, tables, rounds)?;
+            let m = run(&dir, layout, tables, rounds)?;
             println!(
-                "{:<10} {tables:>6} {micros:>10.0} {bytes:>13} {:>13.1}",
+                "{:<16} {tables:>6} {:>10.0} {:>7.0} {:>13} {:>13.1}",
                 layout.name(),
-                bytes as f64 / 4096.0
+                m.mean_micros,
+                m.p99_micros,
+                m.bytes,
+                m.bytes as f64 / 4096.0
             );
         }
     }

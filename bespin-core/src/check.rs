@@ -232,6 +232,13 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
     }
 
     /// Compares an index's rows with the rows its records imply, both ways.
+    /// Reads index `t` and holds it to `expected` ([`Checker::same`]).
+    fn index<R>(&mut self, t: &Table<R>, expected: RawRows, what: &str) -> Result<()> {
+        let actual = self.raw(t)?;
+        self.same(t.name(), expected, &actual, what);
+        Ok(())
+    }
+
     fn same(&mut self, table: &'static str, expected: RawRows, actual: &RawRows, what: &str) {
         for (k, v) in &expected {
             match actual.get(k) {
@@ -897,58 +904,22 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
                 }
             }
         }
-        let raw = |c: &mut Self, t: &Table<String>| c.raw(t);
-        let a = raw(self, &tables::CO_ACTIONS_BY_TIME)?;
-        self.same(tables::CO_ACTIONS_BY_TIME.name(), i_actions, &a, "action");
-        let a = raw(self, &tables::CO_TASKS_BY_DUE)?;
-        self.same(tables::CO_TASKS_BY_DUE.name(), i_tasks, &a, "task");
-        let a = raw(self, &tables::CO_DECISIONS_BY_DATE)?;
-        self.same(
-            tables::CO_DECISIONS_BY_DATE.name(),
-            i_decisions,
-            &a,
-            "decision",
-        );
-        let a = raw(self, &tables::CO_MEETINGS_BY_DATE)?;
-        self.same(
-            tables::CO_MEETINGS_BY_DATE.name(),
-            i_meetings,
-            &a,
-            "meeting",
-        );
-        let a = raw(self, &tables::CO_FACTS_BY_KEY)?;
-        self.same(tables::CO_FACTS_BY_KEY.name(), i_facts, &a, "memory fact");
-        let a = raw(self, &tables::CO_ACTIVE_FACTS)?;
-        self.same(
-            tables::CO_ACTIVE_FACTS.name(),
-            i_active,
-            &a,
-            "active memory fact",
-        );
+        self.index(&tables::CO_ACTIONS_BY_TIME, i_actions, "action")?;
+        self.index(&tables::CO_TASKS_BY_DUE, i_tasks, "task")?;
+        self.index(&tables::CO_DECISIONS_BY_DATE, i_decisions, "decision")?;
+        self.index(&tables::CO_MEETINGS_BY_DATE, i_meetings, "meeting")?;
+        self.index(&tables::CO_FACTS_BY_KEY, i_facts, "memory fact")?;
+        self.index(&tables::CO_ACTIVE_FACTS, i_active, "active memory fact")?;
 
         // Search: the inverted index is exactly what the records' text implies (the legacy
         // per-record token table is emptied when a database is opened).
-        let actual_docs = self.raw(&tables::CO_SEARCH_DOCS)?;
-        self.same(
-            tables::CO_SEARCH_DOCS.name(),
+        self.index(
+            &tables::CO_SEARCH_DOCS,
             BTreeMap::new(),
-            &actual_docs,
             "legacy search document",
-        );
-        let actual_entries = self.raw(&tables::CO_SEARCH)?;
-        self.same(
-            tables::CO_SEARCH.name(),
-            entries,
-            &actual_entries,
-            "search token",
-        );
-        let actual_ranks = self.raw(&tables::CO_SEARCH_RANK)?;
-        self.same(
-            tables::CO_SEARCH_RANK.name(),
-            ranks,
-            &actual_ranks,
-            "search rank",
-        );
+        )?;
+        self.index(&tables::CO_SEARCH, entries, "search token")?;
+        self.index(&tables::CO_SEARCH_RANK, ranks, "search rank")?;
 
         // Reviews, executions and evidence point at their record.
         let reviews = self.rows(&tables::CO_ACTION_REVIEWS, true)?;
@@ -1040,22 +1011,9 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
             );
             timeline_keys(&t, e, &pos, born, indexes);
         }
-        let a = self.raw(&tables::CO_TIMELINE_BY_TYPE)?;
-        self.same(
-            tables::CO_TIMELINE_BY_TYPE.name(),
-            by_type,
-            &a,
-            "timeline event",
-        );
-        let a = self.raw(&tables::CO_TIMELINE_BY_ENTITY)?;
-        self.same(
-            tables::CO_TIMELINE_BY_ENTITY.name(),
-            by_entity,
-            &a,
-            "timeline event",
-        );
-        let a = self.raw(&tables::CO_TIMELINE_IDS)?;
-        self.same(tables::CO_TIMELINE_IDS.name(), by_id, &a, "timeline event");
+        self.index(&tables::CO_TIMELINE_BY_TYPE, by_type, "timeline event")?;
+        self.index(&tables::CO_TIMELINE_BY_ENTITY, by_entity, "timeline event")?;
+        self.index(&tables::CO_TIMELINE_IDS, by_id, "timeline event")?;
         Ok(())
     }
 

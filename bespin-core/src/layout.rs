@@ -68,6 +68,20 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Arc;
 
+    /// A new database file in a temporary directory (kept alive by the returned guard), with
+    /// one tenant's admin.
+    fn fresh(name: &str) -> (tempfile::TempDir, std::path::PathBuf, Bespin, Principal) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        let db = Bespin::open(&path).unwrap();
+        let (admin, _) = testutil::tenant(&db);
+        (dir, path, db, admin)
+    }
+
+    fn task(title: &str) -> NewTask {
+        NewTask::from_json(&serde_json::json!({ "title": title, "priority": "low" })).unwrap()
+    }
+
     fn find(db: &Bespin, p: &Principal, q: &str) -> Vec<String> {
         let q = SearchQuery::from_json(&serde_json::json!({ "q": q })).unwrap();
         let r = db.search(p, &q).unwrap();
@@ -184,13 +198,7 @@ mod tests {
 
     #[test]
     fn a_database_of_the_first_layout_is_upgraded_when_opened() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("l.redb");
-        let db = Bespin::open(&path).unwrap();
-        let (admin, _) = testutil::tenant(&db);
-        let task = |title: &str| {
-            NewTask::from_json(&serde_json::json!({ "title": title, "priority": "low" })).unwrap()
-        };
+        let (_dir, path, db, admin) = fresh("l.redb");
         db.create_task(&admin, task("Pricing review")).unwrap();
         let t = db.create_task(&admin, task("Hiring plan")).unwrap();
         let patch = TaskPatch::from_json(&serde_json::json!({ "title": "Pricing page" })).unwrap();
@@ -259,13 +267,7 @@ mod tests {
 
     #[test]
     fn a_database_without_search_ranks_gets_them_when_opened() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.redb");
-        let db = Bespin::open(&path).unwrap();
-        let (admin, _) = testutil::tenant(&db);
-        let task = |title: &str| {
-            NewTask::from_json(&serde_json::json!({ "title": title, "priority": "low" })).unwrap()
-        };
+        let (_dir, path, db, admin) = fresh("r.redb");
         let first = db.create_task(&admin, task("Pricing first")).unwrap();
         db.create_task(&admin, task("Pricing second")).unwrap();
         let patch = TaskPatch::from_json(&serde_json::json!({ "priority": "high" })).unwrap();
@@ -301,13 +303,7 @@ mod tests {
     fn records_with_random_ids_live_on_beside_sealed_ones() {
         use crate::coreos::actions::{ExecuteAction, NewAction, ReviewComment};
         use crate::coreos::timeline::TimelineQuery;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("mixed.redb");
-        let db = Bespin::open(&path).unwrap();
-        let (admin, _) = testutil::tenant(&db);
-        let task = |title: &str| {
-            NewTask::from_json(&serde_json::json!({ "title": title, "priority": "low" })).unwrap()
-        };
+        let (_dir, path, db, admin) = fresh("mixed.redb");
         let action = || {
             NewAction::from_json(
                 &serde_json::json!({"title": "Send pricing", "action_type": "email"}),

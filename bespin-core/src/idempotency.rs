@@ -148,13 +148,6 @@ pub fn store<T: Serialize>(
     scope: &Idempotency,
     response: &T,
 ) -> Result<()> {
-    let key = record_key(tenant_id, scope.endpoint, &scope.key);
-    if let Some(old) = tx.get(&tables::IDEMPOTENCY, &key)? {
-        tx.delete(
-            &tables::IDEMPOTENCY_BY_AGE,
-            &age_key(old.created_at, tenant_id, scope),
-        )?;
-    }
     let body = serde_json::to_vec(response)
         .map_err(|e| Error::Internal(format!("response not serialisable: {e}")))?;
     let rec = IdemRec {
@@ -162,7 +155,14 @@ pub fn store<T: Serialize>(
         response: body,
         created_at: ctx.now,
     };
-    tx.put(&tables::IDEMPOTENCY, &key, &rec)?;
+    let key = record_key(tenant_id, scope.endpoint, &scope.key);
+    // One tree walk: the insert hands back the expired record it replaces, if any.
+    if let Some(old) = tx.replace(&tables::IDEMPOTENCY, &key, &rec)? {
+        tx.delete(
+            &tables::IDEMPOTENCY_BY_AGE,
+            &age_key(old.created_at, tenant_id, scope),
+        )?;
+    }
     tx.put(
         &tables::IDEMPOTENCY_BY_AGE,
         &age_key(ctx.now, tenant_id, scope),

@@ -468,6 +468,35 @@ fn expired_idempotency_records_are_purged() {
 }
 
 #[test]
+fn an_expired_idempotency_record_is_replaced_with_its_age_entry() {
+    let c = clock();
+    let db = db_at(&c);
+    let t = tenant(&db, "Acme");
+    let a = admin(&db, &t);
+    let scope = Idempotency::new("/v1/test", "k", &json!({}));
+    let store = |v: i64| {
+        db.transaction(|tx, ctx| {
+            idempotency::store(tx, ctx, a.tenant_id(), &scope, &json!({"v": v}))
+        })
+        .expect("store")
+    };
+    store(1);
+    c.advance(25 * 3600 * 1_000_000);
+    store(2);
+    let report = db.check().expect("check");
+    assert!(report.violations.is_empty(), "{report}");
+    assert_eq!(db.purge_expired_idempotency().expect("purge"), 0);
+    let replay: serde_json::Value = db
+        .transaction(|tx, ctx| {
+            idempotency::once(tx, ctx, a.tenant_id(), &scope, |_| Ok(json!({"v": 3})))
+        })
+        .expect("replay");
+    assert_eq!(replay, json!({"v": 2}));
+    c.advance(25 * 3600 * 1_000_000);
+    assert_eq!(db.purge_expired_idempotency().expect("purge"), 1);
+}
+
+#[test]
 fn failed_operations_write_nothing() {
     let db = db_at(&clock());
     let t = tenant(&db, "Acme");

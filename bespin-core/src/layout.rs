@@ -14,7 +14,7 @@
 //! | 5 | a search rank row per indexed record (`co_search_rank`: its `updated_at`), so a search ranks its matches without reading them |
 
 use crate::Ctx;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::{Key, Reader, WriteTx, tables};
 
 /// The layout this version writes.
@@ -30,9 +30,19 @@ pub(crate) fn version(r: &impl Reader) -> Result<u64> {
 }
 
 /// Brings a database of an older layout to [`CURRENT`]; records the version on a new one.
+///
+/// Errors: `Storage` for a database of a newer layout than this build's, which it would
+/// silently fall out of step with (its writes would skip what the newer layout keeps, such as
+/// rank rows); [`crate::Bespin::open`] checks this before it writes any data.
 pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
     let from = version(tx)?;
-    if from >= CURRENT {
+    if from > CURRENT {
+        return Err(Error::Storage(format!(
+            "the database has key layout {from}, newer than this build's {CURRENT}: open it \
+             with the Bespin release that wrote it, or a later one"
+        )));
+    }
+    if from == CURRENT {
         return Ok(());
     }
     if from < 2 {
@@ -297,6 +307,20 @@ mod tests {
         assert!(db.check().unwrap().violations.is_empty());
         assert_eq!(find(&db, &admin, "pricing"), ranked);
         assert_eq!(db.read(|r, _| version(r)).unwrap(), CURRENT);
+    }
+
+    #[test]
+    fn a_database_of_a_newer_layout_is_refused() {
+        let (_dir, path, db, _) = fresh("n.redb");
+        db.tamper(|tx| tx.put(&tables::META, &layout_key(), &(CURRENT + 1)));
+        drop(db);
+        for _ in 0..2 {
+            match Bespin::open(&path) {
+                Err(Error::Storage(m)) => assert!(m.contains("newer than this build"), "{m}"),
+                Err(e) => panic!("wrong error: {e}"),
+                Ok(_) => panic!("a newer layout was opened"),
+            }
+        }
     }
 
     #[test]

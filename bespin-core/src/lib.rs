@@ -180,8 +180,9 @@ impl Bespin {
                 options,
             }),
         };
-        db.write(billing::catalog::seed)?;
+        // The layout first: a database of a newer layout is refused before anything is written.
         db.write(layout::upgrade)?;
+        db.write(billing::catalog::seed)?;
         Ok(db)
     }
 

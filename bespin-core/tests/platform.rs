@@ -454,45 +454,39 @@ fn idempotent_replays_run_once_and_cost_nothing() {
 }
 
 #[test]
-fn expired_idempotency_records_are_purged() {
+fn expired_idempotency_records_are_purged_or_replaced() {
     let c = clock();
     let db = db_at(&c);
     let t = tenant(&db, "Acme");
     let a = admin(&db, &t);
-    let scope = Idempotency::new("/v1/test", "k", &json!({}));
-    db.transaction(|tx, ctx| idempotency::store(tx, ctx, a.tenant_id(), &scope, &json!({"v": 1})))
-        .expect("store");
-    assert_eq!(db.purge_expired_idempotency().expect("purge"), 0);
-    c.advance(25 * 3600 * 1_000_000);
-    assert_eq!(db.purge_expired_idempotency().expect("purge"), 1);
-}
-
-#[test]
-fn an_expired_idempotency_record_is_replaced_with_its_age_entry() {
-    let c = clock();
-    let db = db_at(&c);
-    let t = tenant(&db, "Acme");
-    let a = admin(&db, &t);
-    let scope = Idempotency::new("/v1/test", "k", &json!({}));
-    let store = |v: i64| {
+    let day = 25 * 3600 * 1_000_000;
+    let store = |key: &str, v: i64| {
+        let scope = Idempotency::new("/v1/test", key, &json!({}));
         db.transaction(|tx, ctx| {
             idempotency::store(tx, ctx, a.tenant_id(), &scope, &json!({"v": v}))
         })
         .expect("store")
     };
-    store(1);
-    c.advance(25 * 3600 * 1_000_000);
-    store(2);
+    store("k", 1);
+    assert_eq!(db.purge_expired_idempotency().expect("purge"), 0);
+    c.advance(day);
+    assert_eq!(db.purge_expired_idempotency().expect("purge"), 1);
+
+    // An expired record still in place is replaced, and its age entry goes with it.
+    store("r", 1);
+    c.advance(day);
+    store("r", 2);
     let report = db.check().expect("check");
     assert!(report.violations.is_empty(), "{report}");
     assert_eq!(db.purge_expired_idempotency().expect("purge"), 0);
+    let scope = Idempotency::new("/v1/test", "r", &json!({}));
     let replay: serde_json::Value = db
         .transaction(|tx, ctx| {
             idempotency::once(tx, ctx, a.tenant_id(), &scope, |_| Ok(json!({"v": 3})))
         })
         .expect("replay");
     assert_eq!(replay, json!({"v": 2}));
-    c.advance(25 * 3600 * 1_000_000);
+    c.advance(day);
     assert_eq!(db.purge_expired_idempotency().expect("purge"), 1);
 }
 

@@ -39,7 +39,7 @@ use crate::kpis::series::{CHUNK_POINTS, ChunkRec};
 use crate::limits::Activity;
 use crate::money::Amount;
 use crate::store::codec::{self, Record};
-use crate::store::{Flow, Key, Order, Reader, Table, read_id, read_str, tables};
+use crate::store::{Flow, Key, Order, Reader, Table, read_id, read_str, read_u64, tables};
 use crate::time::{Date, Timestamp};
 use crate::{Bespin, ids};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -681,10 +681,7 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
             "conversation",
         );
         for (k, _) in &messages {
-            let conv = read_str(k, 0).and_then(|(t, at)| {
-                let seq = k.get(at..at + 8)?;
-                Some((t, u64::from_be_bytes(seq.try_into().ok()?)))
-            });
+            let conv = read_str(k, 0).and_then(|(t, at)| Some((t, read_u64(k, at)?)));
             match conv {
                 Some(c) if numbers.contains(&c) => self.ok(),
                 _ => self.violation(
@@ -706,8 +703,7 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
                 self.violation(tables::NOTIFICATIONS.name(), k, "malformed key");
                 continue;
             };
-            let id_bytes = k.get(k.len().saturating_sub(8)..).unwrap_or_default();
-            let id = u64::from_be_bytes(id_bytes.try_into().unwrap_or([0; 8]));
+            let id = read_u64(k, k.len().saturating_sub(8)).unwrap_or(0);
             expected.insert(
                 Key::new()
                     .str(&t)
@@ -976,8 +972,7 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
             (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         for (k, e) in &events {
             let t = tenant_of(k).unwrap_or_default();
-            let seq_bytes = k.get(k.len().saturating_sub(8)..).unwrap_or_default();
-            let seq = u64::from_be_bytes(seq_bytes.try_into().unwrap_or([0; 8]));
+            let seq = read_u64(k, k.len().saturating_sub(8)).unwrap_or(0);
             let pos = EventPos {
                 at: e.created_at,
                 seq,
@@ -1019,7 +1014,7 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
 
     /// Checks that a Core OS record is stored under (tenant, its own id).
     fn id_matches(&mut self, table: &'static str, k: &[u8], t: &str, id: &str) {
-        if Key::new().str(t).id(self.r.sealer(), id).as_bytes() == k {
+        if crate::coreos::id_key(self.r, t, id).as_bytes() == k {
             self.ok();
         } else {
             self.violation(table, k, format!("record id {id} differs from its key"));
@@ -1040,7 +1035,7 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
         let _ = self.rows(&tables::META, false)?;
         // The id-sealing secret: present and readable (never printed).
         let secrets = self.rows(&tables::SECRETS, false)?;
-        if secrets.len() == 1 && secrets[0].0 == Key::new().str("ids").as_bytes() {
+        if secrets.len() == 1 && secrets[0].0 == crate::ids::IdSecret::key().as_bytes() {
             self.ok();
         } else {
             self.violation(
@@ -1434,7 +1429,7 @@ mod tests {
     fn a_missing_id_secret_is_caught() {
         let (db, _, _) = populated();
         db.tamper(|tx| {
-            tx.delete(&tables::SECRETS, &Key::new().str("ids"))
+            tx.delete(&tables::SECRETS, &crate::ids::IdSecret::key())
                 .map(|_| ())
         });
         caught(&db, "secrets", "missing");

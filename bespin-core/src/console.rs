@@ -31,7 +31,9 @@ use crate::kpis::series::{self, ChunkRec};
 use crate::kpis::{KpiRec, PointRec};
 use crate::metering::{RollupRec, UsageEventRec};
 use crate::notifications::{NotificationRec, PrefRec};
-use crate::store::{Flow, Key, Order, Reader, Record, codec, read_id, read_str, tables};
+use crate::store::{
+    Flow, Key, Order, Reader, Record, codec, read_id, read_str, read_ts, read_u64, tables,
+};
 use crate::tenancy::{TenantRec, UserRec};
 use crate::time::Timestamp;
 use serde_json::Value;
@@ -467,15 +469,13 @@ fn decode_key(sealer: &crate::ids::Sealer, layout: &[(&'static str, K)], key: &[
                 at = next;
                 Value::String(s)
             }),
-            K::T | K::U => key.get(at..at + 8).map(|b| {
+            K::T => read_ts(key, at).map(|t| {
                 at += 8;
-                let mut a = [0u8; 8];
-                a.copy_from_slice(b);
-                let n = u64::from_be_bytes(a);
-                match kind {
-                    K::T => Value::String(Timestamp((n ^ (1 << 63)) as i64).to_string()),
-                    _ => Value::from(n),
-                }
+                Value::String(t.to_string())
+            }),
+            K::U => read_u64(key, at).map(|n| {
+                at += 8;
+                Value::from(n)
             }),
         };
         match part {

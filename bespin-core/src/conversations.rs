@@ -143,9 +143,8 @@ pub(crate) fn rekey_messages(tx: &mut WriteTx) -> Result<()> {
             if let Some((tenant, at)) = crate::store::read_str(k, 0)
                 && let Some((conv, at)) = crate::store::read_str(k, at)
                 && let Some(&conv_seq) = seq_of.get(&(tenant.clone(), conv))
-                && let Some(seq) = k.get(at..at + 8)
+                && let Some(seq) = crate::store::read_u64(k, at)
             {
-                let seq = u64::from_be_bytes(seq.try_into().unwrap_or([0; 8]));
                 moves.push((k.to_vec(), message_key(&tenant, conv_seq).u64(seq), m));
             }
             Ok(Flow::Continue)

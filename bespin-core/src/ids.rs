@@ -188,6 +188,11 @@ pub(crate) struct IdSecret(pub [u8; 32]);
 impl crate::store::Record for IdSecret {}
 
 impl IdSecret {
+    /// Where the secret is stored in table `secrets`.
+    pub(crate) fn key() -> crate::store::Key {
+        crate::store::Key::new().str("ids")
+    }
+
     /// 32 bytes from the operating system's random source.
     pub(crate) fn random() -> crate::Result<IdSecret> {
         let mut b = [0u8; 32];

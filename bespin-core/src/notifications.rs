@@ -218,11 +218,7 @@ pub(crate) fn outbox(
             let keep = q.date.is_none_or(|d| d == rec.date)
                 && q.status.as_ref().is_none_or(|s| *s == rec.status);
             if keep {
-                let id = k
-                    .get(plen..plen + 8)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u64::from_be_bytes)
-                    .unwrap_or(0);
+                let id = crate::store::read_u64(k, plen).unwrap_or(0);
                 items.push(view(id, rec));
             }
             Ok(if items.len() >= limit {

@@ -418,8 +418,7 @@ pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<ActionRec>
 }
 
 fn save(tx: &mut WriteTx, tenant: &str, a: &ActionRec) -> Result<()> {
-    let before = tx.replace(&tables::CO_ACTIONS, &id_key(tx, tenant, &a.action_id), a)?;
-    search::reindex(tx, tenant, before.as_ref(), Some(a))
+    search::save(tx, &tables::CO_ACTIONS, tenant, a)
 }
 
 fn event(

@@ -168,12 +168,7 @@ pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<DecisionRe
 }
 
 fn save(tx: &mut WriteTx, tenant: &str, d: &DecisionRec) -> Result<()> {
-    let before = tx.replace(
-        &tables::CO_DECISIONS,
-        &id_key(tx, tenant, &d.decision_id),
-        d,
-    )?;
-    search::reindex(tx, tenant, before.as_ref(), Some(d))
+    search::save(tx, &tables::CO_DECISIONS, tenant, d)
 }
 
 /// Records a decision (admin). Order: capability → admin (403) → quota → write.

@@ -189,8 +189,7 @@ pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<MeetingRec
 }
 
 fn save(tx: &mut WriteTx, tenant: &str, m: &MeetingRec) -> Result<()> {
-    let before = tx.replace(&tables::CO_MEETINGS, &id_key(tx, tenant, &m.meeting_id), m)?;
-    search::reindex(tx, tenant, before.as_ref(), Some(m))
+    search::save(tx, &tables::CO_MEETINGS, tenant, m)
 }
 
 /// Creates a meeting note (any user). Order: capability → link (404) → quota → write.

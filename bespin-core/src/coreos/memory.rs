@@ -216,7 +216,7 @@ pub(crate) fn active_key(tenant: &str, fact_key: &str) -> Key {
 
 /// Inserts a new active version and its index rows.
 fn insert(tx: &mut WriteTx, tenant: &str, f: &FactRec) -> Result<()> {
-    let before = tx.replace(&tables::CO_FACTS, &id_key(tx, tenant, &f.fact_id), f)?;
+    save(tx, tenant, f)?;
     tx.put(
         &tables::CO_FACTS_BY_KEY,
         &Key::new()
@@ -231,14 +231,12 @@ fn insert(tx: &mut WriteTx, tenant: &str, f: &FactRec) -> Result<()> {
         &tables::CO_ACTIVE_FACTS,
         &active_key(tenant, &f.fact_key),
         &f.fact_id,
-    )?;
-    search::reindex(tx, tenant, before.as_ref(), Some(f))
+    )
 }
 
 /// Stores a changed fact and brings the search index along.
 fn save(tx: &mut WriteTx, tenant: &str, f: &FactRec) -> Result<()> {
-    let before = tx.replace(&tables::CO_FACTS, &id_key(tx, tenant, &f.fact_id), f)?;
-    search::reindex(tx, tenant, before.as_ref(), Some(f))
+    search::save(tx, &tables::CO_FACTS, tenant, f)
 }
 
 fn conflict_key(key: &str) -> Error {

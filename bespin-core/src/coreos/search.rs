@@ -173,7 +173,7 @@ impl Indexed {
 /// Brings the index from `before` (the record as stored until this write; `None` for a new
 /// record) to `after` (`None`: the record is gone), writing only the entries that change and
 /// the rank row when `updated_at` moved.
-pub(crate) fn reindex<R: Searchable + ?Sized>(
+fn reindex<R: Searchable + ?Sized>(
     tx: &mut WriteTx,
     tenant: &str,
     before: Option<&R>,
@@ -205,6 +205,19 @@ pub(crate) fn reindex<R: Searchable + ?Sized>(
         }
     }
     Ok(())
+}
+
+/// Stores `rec`, a record of the tenant, in `table` under its id and brings the index (entries
+/// and rank row) from the version it replaces to it, in the caller's transaction.
+pub(crate) fn save<R: Record + Searchable>(
+    tx: &mut WriteTx,
+    table: &crate::store::Table<R>,
+    tenant: &str,
+    rec: &R,
+) -> Result<()> {
+    let key = super::id_key(tx, tenant, rec.search_doc().id);
+    let before = tx.replace(table, &key, rec)?;
+    reindex(tx, tenant, before.as_ref(), Some(rec))
 }
 
 /// Rebuilds the whole index and the rank rows from the records (for a database of an older

@@ -241,8 +241,7 @@ pub(crate) fn order_key(tenant: &str, t: &TaskRec) -> Key {
 }
 
 fn save(tx: &mut WriteTx, tenant: &str, t: &TaskRec) -> Result<()> {
-    let before = tx.replace(&tables::CO_TASKS, &id_key(tx, tenant, &t.task_id), t)?;
-    search::reindex(tx, tenant, before.as_ref(), Some(t))
+    search::save(tx, &tables::CO_TASKS, tenant, t)
 }
 
 /// Creates a task (any user). Order: capability → references (404) → quota → write.

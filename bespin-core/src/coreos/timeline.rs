@@ -118,11 +118,7 @@ pub(crate) fn emit(
         created_at: ctx.now,
     };
     let et = entity.as_str();
-    tx.put(
-        &tables::CO_TIMELINE,
-        &Key::new().str(t).ts(pos.at).u64(seq),
-        &rec,
-    )?;
+    tx.put(&tables::CO_TIMELINE, &event_key(t, pos), &rec)?;
     tx.put(
         &tables::CO_TIMELINE_BY_TYPE,
         &Key::new().str(t).str(et).ts(pos.at).u64(seq),
@@ -152,11 +148,7 @@ pub(crate) fn find(r: &impl Reader, tenant: &str, id: &str) -> Result<Option<Eve
             at: Timestamp(at),
             seq,
         };
-        let stored: Option<EventRec> = r.get(
-            &tables::CO_TIMELINE,
-            &Key::new().str(tenant).ts(pos.at).u64(pos.seq),
-        )?;
-        if stored.is_some_and(|e| e.event_id == id) {
+        if stored(r, tenant, pos)?.is_some_and(|e| e.event_id == id) {
             return Ok(Some(pos));
         }
     }
@@ -178,9 +170,8 @@ pub(crate) fn rebuild_entity_index(tx: &mut WriteTx) -> Result<()> {
         Order::Asc,
         |k, e: EventRec| {
             if let Some((tenant, at)) = crate::store::read_str(k, 0)
-                && let Some(seq) = k.get(at + 8..at + 16)
+                && let Some(seq) = crate::store::read_u64(k, at + 8)
             {
-                let seq = u64::from_be_bytes(seq.try_into().unwrap_or([0; 8]));
                 let pos = EventPos {
                     at: e.created_at,
                     seq,
@@ -236,12 +227,19 @@ impl TimelineQuery {
     }
 }
 
+/// The key of the tenant's event at `pos` in the timeline.
+fn event_key(tenant: &str, pos: EventPos) -> Key {
+    Key::new().str(tenant).ts(pos.at).u64(pos.seq)
+}
+
+/// The tenant's event at `pos`, if one is stored there.
+fn stored(r: &impl Reader, tenant: &str, pos: EventPos) -> Result<Option<EventRec>> {
+    r.get(&tables::CO_TIMELINE, &event_key(tenant, pos))
+}
+
 fn load_pos(r: &impl Reader, tenant: &str, pos: EventPos) -> Result<EventRec> {
-    r.get(
-        &tables::CO_TIMELINE,
-        &Key::new().str(tenant).ts(pos.at).u64(pos.seq),
-    )?
-    .ok_or_else(|| Error::Internal("timeline index points at a missing event".into()))
+    stored(r, tenant, pos)?
+        .ok_or_else(|| Error::Internal("timeline index points at a missing event".into()))
 }
 
 /// The timeline page for `q` in `tenant` (no capability check).

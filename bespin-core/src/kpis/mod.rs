@@ -305,6 +305,15 @@ pub(crate) fn get_kpi(r: &impl Reader, tenant_id: &str, kpi_id: &str) -> Result<
     r.get(&tables::KPIS, &kpi_key(tenant_id, kpi_id))
 }
 
+/// `Ok` when the tenant has the KPI `kpi_id`, else 404.
+fn require_kpi(r: &impl Reader, tenant_id: &str, kpi_id: &str) -> Result<()> {
+    if kpi_exists(r, tenant_id, kpi_id)? {
+        Ok(())
+    } else {
+        Err(kpi_not_found(kpi_id))
+    }
+}
+
 fn kpi_not_found(kpi_id: &str) -> Error {
     Error::NotFound(format!("KPI '{kpi_id}' not found"))
 }
@@ -436,9 +445,7 @@ pub fn ingest_points(
     caller.require(Permission::KpiWrite, "ingest KPI points")?;
     let tenant = caller.tenant_id();
     require_capability(tx, tenant, "kpi_ingest")?;
-    if !kpi_exists(tx, tenant, kpi_id)? {
-        return Err(kpi_not_found(kpi_id));
-    }
+    require_kpi(tx, tenant, kpi_id)?;
     let total = req.points.len() as u64;
     let prefix = kpi_key(tenant, kpi_id);
     // Merge first (reads only), so the charge for what is new is checked before any write.
@@ -539,9 +546,7 @@ impl Bespin {
     ) -> Result<Option<Window>> {
         caller.require(Permission::KpiRead, "read KPIs")?;
         self.read(|r, _| {
-            if !kpi_exists(r, caller.tenant_id(), kpi_id)? {
-                return Err(kpi_not_found(kpi_id));
-            }
+            require_kpi(r, caller.tenant_id(), kpi_id)?;
             window(r, caller.tenant_id(), kpi_id, cutoff, window_days)
         })
     }
@@ -554,9 +559,7 @@ impl Bespin {
         self.read(|r, _| {
             let tenant = caller.tenant_id();
             require_capability(r, tenant, "kpi_read")?;
-            if !kpi_exists(r, tenant, kpi_id)? {
-                return Err(kpi_not_found(kpi_id));
-            }
+            require_kpi(r, tenant, kpi_id)?;
             let p = latest_at(r, tenant, kpi_id, None)?.ok_or_else(|| no_points(kpi_id))?;
             Ok(LatestPoint {
                 kpi_id: kpi_id.to_owned(),

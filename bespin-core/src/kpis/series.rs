@@ -18,7 +18,7 @@
 use super::{NewPoint, Point};
 use crate::error::{Error, Result};
 use crate::store::codec::{self, Record};
-use crate::store::{Flow, Key, Order, Reader, WriteTx, tables};
+use crate::store::{Flow, Key, Order, Reader, WriteTx, read_ts, tables};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::ops::Bound;
@@ -220,13 +220,10 @@ pub(crate) fn chunk_key(prefix: &Key, first: Timestamp) -> Key {
 
 /// The instant at the end of a chunk key (its last eight bytes).
 pub(crate) fn first_of(key: &[u8]) -> Result<Timestamp> {
-    let tail = key
-        .len()
+    key.len()
         .checked_sub(8)
-        .and_then(|at| key.get(at..))
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .ok_or_else(|| Error::Storage("malformed KPI chunk key".into()))?;
-    Ok(Timestamp((u64::from_be_bytes(tail) ^ (1 << 63)) as i64))
+        .and_then(|at| read_ts(key, at))
+        .ok_or_else(|| Error::Storage("malformed KPI chunk key".into()))
 }
 
 /// Visits the chunks of the series `prefix` with keys within (`lo`, `hi`) in `order`, read in
@@ -611,6 +608,14 @@ mod tests {
     const DAY: i64 = Timestamp::DAY_MICROS;
 
     /// The instant `d` days after 2026-01-01 (negative: before).
+    /// A database with one tenant's admin and a KPI without points.
+    fn empty_series() -> (Bespin, Principal, String) {
+        let (db, _) = db();
+        let (admin, _) = tenant(&db);
+        let id = kpi(&db, &admin, "k", &[]);
+        (db, admin, id)
+    }
+
     fn at(d: i64) -> Timestamp {
         Timestamp(BASE + d * DAY)
     }
@@ -687,9 +692,7 @@ mod tests {
 
     #[test]
     fn a_chunk_fills_to_exactly_n_and_the_next_point_starts_another() {
-        let (db, _) = db();
-        let (admin, _) = tenant(&db);
-        let id = kpi(&db, &admin, "k", &[]);
+        let (db, admin, id) = empty_series();
         assert_eq!(ingest(&db, &admin, &id, &days(0..N)), (N as u64, 0));
         assert_eq!(sizes(&chunks(&db, &admin, &id)), [CHUNK_POINTS]);
         assert_eq!(ingest(&db, &admin, &id, &days(N..N + 1)), (1, 0));
@@ -709,9 +712,7 @@ mod tests {
 
     #[test]
     fn single_point_appends_fill_the_last_chunk() {
-        let (db, _) = db();
-        let (admin, _) = tenant(&db);
-        let id = kpi(&db, &admin, "k", &[]);
+        let (db, admin, id) = empty_series();
         let (_, events) = trail(&db, &admin);
         for d in 0..2 * N + 5 {
             assert_eq!(ingest(&db, &admin, &id, &[(d, d as f64)]), (1, 0));
@@ -731,9 +732,7 @@ mod tests {
 
     #[test]
     fn out_of_order_points_are_stored_in_order() {
-        let (db, _) = db();
-        let (admin, _) = tenant(&db);
-        let id = kpi(&db, &admin, "k", &[]);
+        let (db, admin, id) = empty_series();
         // 0..300 in a scrambled order (7 is coprime with 300), then more between and around.
         let scrambled: Vec<(i64, f64)> = (0..300)
             .map(|i| (i * 7 % 300, (i * 7 % 300) as f64))
@@ -759,9 +758,7 @@ mod tests {
 
     #[test]
     fn points_before_the_first_chunk_rekey_it() {
-        let (db, _) = db();
-        let (admin, _) = tenant(&db);
-        let id = kpi(&db, &admin, "k", &[]);
+        let (db, admin, id) = empty_series();
         ingest(&db, &admin, &id, &days(100..150));
         assert_eq!(ingest(&db, &admin, &id, &days(90..95)), (5, 0));
         let c = chunks(&db, &admin, &id);
@@ -789,9 +786,7 @@ mod tests {
 
     #[test]
     fn points_inside_a_full_chunk_split_it_evenly() {
-        let (db, _) = db();
-        let (admin, _) = tenant(&db);
-        let id = kpi(&db, &admin, "k", &[]);
+        let (db, admin, id) = empty_series();
         let even: Vec<(i64, f64)> = (0..N).map(|i| (2 * i, 1.0)).collect();
         ingest(&db, &admin, &id, &even);
         ingest(&db, &admin, &id, &days(2 * N..2 * N + 3));
@@ -815,9 +810,7 @@ mod tests {
 
     #[test]
     fn duplicates_in_a_request_and_against_stored_points_are_ignored() {
-        let (db, _) = db();
-        let (admin, _) = tenant(&db);
-        let id = kpi(&db, &admin, "k", &[]);
+        let (db, admin, id) = empty_series();
         ingest(&db, &admin, &id, &days(0..200));
         let req = [
             (5, 999.0),
@@ -848,9 +841,7 @@ mod tests {
 
     #[test]
     fn latest_and_window_at_chunk_boundaries() {
-        let (db, _) = db();
-        let (admin, _) = tenant(&db);
-        let id = kpi(&db, &admin, "k", &[]);
+        let (db, admin, id) = empty_series();
         // Three chunks with gaps: days 0..N, 1000..1000+N, 2000..2010.
         ingest(&db, &admin, &id, &days(0..N));
         ingest(&db, &admin, &id, &days(1000..1000 + N));
@@ -917,9 +908,7 @@ mod tests {
 
     #[test]
     fn a_refused_quota_writes_nothing() {
-        let (db, _) = db();
-        let (admin, _) = tenant(&db);
-        let id = kpi(&db, &admin, "k", &[]);
+        let (db, admin, id) = empty_series();
         let cap = vec![(
             "kpi_points_ingested".to_owned(),
             "monthly".to_owned(),

@@ -173,6 +173,17 @@ pub(crate) fn read_str_ref(bytes: &[u8], at: usize) -> Option<(Cow<'_, str>, usi
     None
 }
 
+/// Reads back a `u64` part starting at `at`.
+pub(crate) fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    let b = bytes.get(at..at.checked_add(8)?)?;
+    Some(u64::from_be_bytes(b.try_into().ok()?))
+}
+
+/// Reads back an instant part starting at `at`.
+pub(crate) fn read_ts(bytes: &[u8], at: usize) -> Option<Timestamp> {
+    read_u64(bytes, at).map(|n| Timestamp((n ^ (1 << 63)) as i64))
+}
+
 /// Reads back a string part starting at `at`; returns it and the position after it.
 pub(crate) fn read_str(bytes: &[u8], at: usize) -> Option<(String, usize)> {
     read_str_ref(bytes, at).map(|(s, next)| (s.into_owned(), next))

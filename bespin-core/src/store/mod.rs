@@ -10,7 +10,7 @@ mod key;
 pub(crate) mod tables;
 
 pub(crate) use codec::Record;
-pub(crate) use key::{Key, read_id, read_str, read_str_ref, successor};
+pub(crate) use key::{Key, read_id, read_str, read_str_ref, read_ts, read_u64, successor};
 
 use crate::error::{Error, Result};
 use crate::ids::{IdSecret, Sealer};
@@ -135,7 +135,7 @@ impl Store {
         let secret = {
             // The id-sealing secret: made with the file, never changed, never shown.
             let mut t = tx.open_table(Raw::new(tables::SECRETS.name()))?;
-            let key = Key::new().str("ids");
+            let key = IdSecret::key();
             let stored = t.get(key.as_bytes())?.map(|g| g.value().to_vec());
             match stored {
                 Some(bytes) => codec::decode::<IdSecret>(&bytes)?,
@@ -449,15 +449,11 @@ pub struct WriteTx<'a, 't> {
     seqs: &'a mut Vec<(String, u64)>,
 }
 
-impl<'t> WriteTx<'_, 't> {
-    /// The open handle of `table`, opening it on first use.
-    fn table(&self, table: &'static str) -> Result<&std::cell::RefCell<RawTable<'t>>> {
-        self.open.get(table)
-    }
-
+impl WriteTx<'_, '_> {
     fn raw_insert(&mut self, table: &'static str, key: &[u8], value: &[u8]) -> Result<()> {
         let old = self
-            .table(table)?
+            .open
+            .get(table)?
             .borrow_mut()
             .insert(key, value)?
             .map(|g| g.value().to_vec());
@@ -471,7 +467,8 @@ impl<'t> WriteTx<'_, 't> {
 
     fn raw_remove(&mut self, table: &'static str, key: &[u8]) -> Result<bool> {
         let old = self
-            .table(table)?
+            .open
+            .get(table)?
             .borrow_mut()
             .remove(key)?
             .map(|g| g.value().to_vec());
@@ -568,7 +565,7 @@ impl<'t> WriteTx<'_, 't> {
     /// uncommitted. Meant for the layout upgrade in the opening transaction, where that is
     /// what a failure does anyway.
     pub(crate) fn clear_unlogged<R>(&mut self, t: &Table<R>) -> Result<()> {
-        let mut table = self.table(t.name)?.borrow_mut();
+        let mut table = self.open.get(t.name)?.borrow_mut();
         if table.len()? > 0 {
             table.retain(|_, _| false)?;
         }
@@ -879,7 +876,7 @@ impl Reader for WriteTx<'_, '_> {
     }
 
     fn get_raw(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let t = self.table(table)?.borrow();
+        let t = self.open.get(table)?.borrow();
         Ok(t.get(key)?.map(|g| g.value().to_vec()))
     }
 
@@ -891,7 +888,7 @@ impl Reader for WriteTx<'_, '_> {
         order: Order,
         visit: &mut RawVisitor<'_>,
     ) -> Result<()> {
-        let t = self.table(table)?.borrow();
+        let t = self.open.get(table)?.borrow();
         scan_table(&*t, lo, hi, order, visit)
     }
 }

@@ -3,23 +3,26 @@
 //! under `/tmp`, 2,000 commits per layout).
 //!
 //! Each commit holds 10 "requests"; each request appends one 120-byte row to each of N logical
-//! tables (N = 1, 4, 8, about what one Bespin write touches). Three layouts of those rows:
+//! tables (N = 1, 4, 8, about what one Bespin write touches), in five layouts:
 //! - `separate`: one redb table per logical table (what Bespin does);
 //! - `one table`: one redb table, the logical table as a key prefix (merging tables);
 //! - `adjacent`: one redb table, a request's rows next to each other (key: request, then table);
 //! - `redo log`: `separate`, but redb commits without durability and the batch's rows are
 //!   appended to a log file that is fsynced instead, with a durable redb commit (a checkpoint)
-//!   every 64 commits — the design the README names as the next step for write latency;
+//!   every 64 commits — the design the README measured for write latency and set aside;
 //! - `checkpoint only`: `redo log` without the log: what redb's commits cost without an fsync
 //!   (the part of a commit a pipelined redo log would leave on the writer's path).
 //!
 //! It prints the mean and 99th-percentile wall time per commit and the bytes (and 4 KiB pages)
-//! the process wrote per commit, read from `/proc/self/io` (Linux). The figures it printed on
-//! 2026-12-01 are in the README: merging tables barely changes the pages written (each logical
-//! range still dirties its own leaf and path), writing a third of the pages takes only about a
-//! fifth off the commit because the `fdatasync` has a fixed floor, and without any fsync a redb
-//! commit costs about a quarter of a durable one — but a durable checkpoint then stalls for
-//! several milliseconds.
+//! the process wrote per commit, read from `/proc/self/io` (Linux). A second table, without
+//! redb, times one `fdatasync` after writing N pages of a file written once before, the pages
+//! either scattered over 64 MiB or side by side: what makes a commit's fsync cost what it does.
+//!
+//! The figures it printed on 2026-12-01 are in the README: merging tables barely changes the
+//! pages written (each logical range still dirties its own leaf and path); without any fsync a
+//! redb commit costs about a quarter of a durable one, but a durable checkpoint then stalls for
+//! several milliseconds; and an fsync costs by the places it writes, not the bytes (40 pages
+//! scattered about five times 40 pages side by side).
 
 use redb::{Database, Durability, TableDefinition};
 use std::io::Write;
@@ -183,6 +186,44 @@ fn run(
     })
 }
 
+/// Median and 99th percentile of `fdatasync` after writing `pages` 4 KiB pages of `file`
+/// (64 MiB, written once before), scattered or side by side.
+fn fsync_pages(
+    file: &std::fs::File,
+    pages: u64,
+    scattered: bool,
+    rounds: u64,
+) -> std::io::Result<(f64, f64)> {
+    use std::os::unix::fs::FileExt;
+    const FILE_PAGES: u64 = 64 * 256;
+    let page = [3u8; 4096];
+    let run = vec![5u8; 4096 * usize::try_from(pages).unwrap_or(1)];
+    // A fixed xorshift sequence: the same offsets on every run, no dependency for it.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut took = Vec::with_capacity(usize::try_from(rounds).unwrap_or(0));
+    for _ in 0..rounds {
+        let started = Instant::now();
+        if scattered {
+            for _ in 0..pages {
+                file.write_all_at(&page, next() % FILE_PAGES * 4096)?;
+            }
+        } else {
+            file.write_all_at(&run, next() % (FILE_PAGES - pages) * 4096)?;
+        }
+        file.sync_data()?;
+        took.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    took.sort_by(f64::total_cmp);
+    let at = |q: usize| took.get(took.len() * q / 100).copied().unwrap_or(0.0);
+    Ok((at(50), at(99)))
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let dir = args
@@ -217,5 +258,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
+    let path = dir.join("fsync.bin");
+    let file = std::fs::File::create(&path)?;
+    file.set_len(64 << 20)?;
+    // Written once, so the timed writes change no extent and no file size.
+    std::os::unix::fs::FileExt::write_all_at(&file, &vec![1u8; 64 << 20], 0)?;
+    file.sync_all()?;
+    println!();
+    println!("pages  scattered: median µs  p99 µs   side by side: median µs  p99 µs");
+    for pages in [1, 4, 13, 40] {
+        let (sm, sp) = fsync_pages(&file, pages, true, rounds / 4)?;
+        let (cm, cp) = fsync_pages(&file, pages, false, rounds / 4)?;
+        println!("{pages:>5} {sm:>20.0} {sp:>7.0} {cm:>24.0} {cp:>7.0}");
+    }
+    drop(file);
+    std::fs::remove_file(&path)?;
     Ok(())
 }

@@ -1,10 +1,12 @@
 //! Runs a fixed number of whole operations in one transaction, for profilers
-//! (`valgrind --tool=callgrind target/release/profile_ops task|invoke|chat|ingest|append|latest 300`).
+//! (`valgrind --tool=callgrind target/release/profile_ops task|invoke|chat|ingest|append|latest|search 300`).
 //! `ingest`: batches of 10,000 points, `append`: single-point ingests at the end of a series,
-//! `latest`: `latest` and a 7-day window over a 100,000-point series (subtract a run with
-//! `0` for the set-up).
+//! `latest`: `latest` and a 7-day window over a 100,000-point series, `search`: searches for
+//! "pricing" among 10,000 tasks, 240 of which match (like `benches/load/search.sh`), without
+//! metering. For the last two, subtract a run with `0` for the set-up.
 
 use bespin_core::Bespin;
+use bespin_core::coreos::search::SearchQuery;
 use bespin_core::coreos::tasks::NewTask;
 use bespin_core::tools::InvokeRequest;
 
@@ -44,6 +46,9 @@ fn main() -> bespin_core::Result<()> {
         }
         return Ok(());
     }
+    if what == "search" {
+        return search(&db, &p, n);
+    }
     db.transaction(|tx, ctx| {
         for i in 0..n {
             match what.as_str() {
@@ -63,4 +68,45 @@ fn main() -> bespin_core::Result<()> {
         }
         Ok(())
     })
+}
+
+/// 10,000 tasks of words from a 300-word vocabulary, every 41st one mentioning "pricing"; then
+/// `n` searches for "pricing".
+fn search(db: &Bespin, p: &bespin_core::Principal, n: usize) -> bespin_core::Result<()> {
+    // A fixed xorshift sequence, so every run indexes the same words.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut word = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        format!(
+            "w{}{}",
+            state % 60,
+            ["a", "b", "c", "d", "e"][(state >> 8) as usize % 5]
+        )
+    };
+    for chunk in 0..10 {
+        db.transaction(|tx, ctx| {
+            for i in 0..1_000 {
+                let mut title: Vec<String> = (0..5).map(|_| word()).collect();
+                if (chunk * 1_000 + i) % 41 == 0 {
+                    title[2] = "pricing".into();
+                }
+                let description: Vec<String> = (0..20).map(|_| word()).collect();
+                let t = NewTask::from_json(&serde_json::json!({
+                    "title": title.join(" "),
+                    "description": description.join(" "),
+                    "priority": "medium",
+                }))?;
+                bespin_core::coreos::tasks::create(tx, ctx, p, t)?;
+            }
+            Ok(())
+        })?;
+    }
+    let q = SearchQuery::from_json(&serde_json::json!({"q": "pricing"}))?;
+    for _ in 0..n {
+        let found = db.search_unmetered(p, &q)?;
+        std::hint::black_box(found);
+    }
+    Ok(())
 }

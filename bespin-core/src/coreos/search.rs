@@ -51,7 +51,7 @@ use crate::validate::{Bounds, Fields, Len, Presence, got};
 use crate::{Bespin, Ctx};
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 const TITLE: u8 = 1;
 const BODY: u8 = 2;
@@ -414,7 +414,46 @@ fn doc(r: &impl Reader, tenant: &str, et: EntityType, id: &str) -> Result<Option
 }
 
 fn first_chars(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
+    let end = s.char_indices().nth(n).map_or(s.len(), |(i, _)| i);
+    s[..end].to_owned()
+}
+
+/// A matching record, as ranked: its id is read out of its place only if it makes the page.
+struct Hit {
+    in_title: bool,
+    updated_at: Timestamp,
+    /// Position of its type in [`EntityType::ALL`].
+    type_rank: usize,
+    /// The tail of its index entries: type, created_at, id (see [`rank_key`]).
+    place: Vec<u8>,
+    /// Where the id part starts in `place`.
+    id_at: usize,
+    et: EntityType,
+}
+
+impl Hit {
+    /// Title matches first, then the most recently updated, then by type, then by id. Ids are
+    /// compared in their key encoding, which orders as the strings do.
+    fn order(a: &Hit, b: &Hit) -> std::cmp::Ordering {
+        b.in_title
+            .cmp(&a.in_title)
+            .then(b.updated_at.cmp(&a.updated_at))
+            .then(a.type_rank.cmp(&b.type_rank))
+            .then(a.place[a.id_at..].cmp(&b.place[b.id_at..]))
+    }
+}
+
+/// The places in both sorted lists, a title match only where both words are in the title.
+fn both(a: Vec<(Vec<u8>, u8)>, b: &[(Vec<u8>, u8)]) -> Vec<(Vec<u8>, u8)> {
+    let mut out = Vec::with_capacity(a.len().min(b.len()));
+    let mut b = b.iter().peekable();
+    for (place, m) in a {
+        while b.next_if(|(other, _)| *other < place).is_some() {}
+        if let Some((_, m2)) = b.next_if(|(other, _)| *other == place) {
+            out.push((place, (m & m2 & TITLE) | BODY));
+        }
+    }
+    out
 }
 
 /// Whether `word` lower-cased (as [`tokens`] lower-cases) starts with one of `q`.
@@ -488,40 +527,47 @@ pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<Sear
         }
     }
     let words = tokens(&q.q);
-    // (title match, updated_at, type rank, id, type) per matching record.
-    let mut hits: Vec<(bool, Timestamp, usize, String, EntityType)> = Vec::new();
+    let mut hits: Vec<Hit> = Vec::new();
     if !words.is_empty() && !allowed.is_empty() {
         let tenant_part = Key::new().str(tenant);
         let after_tenant = tenant_part.as_bytes().len();
         // For each query word: the places (type, created_at, id: the tail of an index entry
-        // after its token) of the records having a word with that prefix, and where.
-        let mut acc: Option<HashMap<Vec<u8>, u8>> = None;
+        // after its token) of the records having a word with that prefix, and where; sorted,
+        // so that the words' lists meet in one merge.
+        let mut acc: Option<Vec<(Vec<u8>, u8)>> = None;
         for w in &words {
-            let mut found: HashMap<Vec<u8>, u8> = HashMap::new();
+            let mut found: Vec<(Vec<u8>, u8)> = Vec::new();
             let prefix = Key::from_raw(&[tenant_part.as_bytes(), w.as_bytes()].concat());
             r.scan(&tables::CO_SEARCH, &prefix, Order::Asc, |k, mask: u8| {
                 if let Some((_, at)) = read_str_ref(k, after_tenant)
                     && let Some((et, _)) = read_str_ref(k, at)
                     && EntityType::parse(&et).is_some_and(|et| allowed.contains(&et))
                 {
-                    *found.entry(k[at..].to_vec()).or_default() |= mask;
+                    found.push((k[at..].to_vec(), mask));
                 }
                 Ok(Flow::Continue)
             })?;
+            // A record shows up once per indexed word with the prefix: one place, masks joined.
+            found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            found.dedup_by(|next, kept| {
+                let same = next.0 == kept.0;
+                if same {
+                    kept.1 |= next.1;
+                }
+                same
+            });
             acc = Some(match acc {
                 None => found,
-                Some(prev) => prev
-                    .into_iter()
-                    .filter_map(|(k, m)| found.get(&k).map(|m2| (k, (m & *m2 & TITLE) | BODY)))
-                    .collect(),
+                Some(prev) => both(prev, &found),
             });
         }
         let mut rank = tenant_part.as_bytes().to_vec();
         for (place, mask) in acc.unwrap_or_default() {
-            let parsed = read_str_ref(&place, 0).and_then(|(et, at)| {
-                Some((EntityType::parse(&et)?, read_str_ref(&place, at + 8)?.0))
-            });
-            let Some((et, id)) = parsed else {
+            // The id part follows the type and the 8 bytes of created_at.
+            let parsed = read_str_ref(&place, 0)
+                .filter(|(_, at)| place.len() > at + 8)
+                .and_then(|(et, at)| Some((EntityType::parse(&et)?, at + 8)));
+            let Some((et, id_at)) = parsed else {
                 continue;
             };
             rank.truncate(after_tenant);
@@ -530,43 +576,39 @@ pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<Sear
             let Some(updated_at) = r.get(&tables::CO_SEARCH_RANK, &Key::from_raw(&rank))? else {
                 continue;
             };
-            let type_rank = EntityType::ALL
-                .iter()
-                .position(|t| *t == et)
-                .unwrap_or(usize::MAX);
-            hits.push((
-                mask & TITLE != 0,
+            hits.push(Hit {
+                in_title: mask & TITLE != 0,
                 updated_at,
-                type_rank,
-                id.into_owned(),
+                type_rank: EntityType::ALL
+                    .iter()
+                    .position(|t| *t == et)
+                    .unwrap_or(usize::MAX),
+                place,
+                id_at,
                 et,
-            ));
+            });
         }
     }
-    let order = |a: &(bool, Timestamp, usize, String, EntityType),
-                 b: &(bool, Timestamp, usize, String, EntityType)| {
-        b.0.cmp(&a.0)
-            .then(b.1.cmp(&a.1))
-            .then(a.2.cmp(&b.2))
-            .then(a.3.cmp(&b.3))
-    };
     let total = hits.len() as u64;
     let limit = usize::try_from(q.limit).unwrap_or(usize::MAX);
     if hits.len() > limit {
         // Only the page needs to be in order.
-        hits.select_nth_unstable_by(limit, order);
+        hits.select_nth_unstable_by(limit, Hit::order);
         hits.truncate(limit);
     }
-    hits.sort_by(order);
+    hits.sort_by(Hit::order);
     let mut results = Vec::with_capacity(hits.len());
-    for (_, updated_at, _, id, et) in hits {
-        if let Some(d) = doc(r, tenant, et, &id)? {
+    for hit in hits {
+        let Some((id, _)) = read_str_ref(&hit.place, hit.id_at) else {
+            continue;
+        };
+        if let Some(d) = doc(r, tenant, hit.et, &id)? {
             results.push(SearchHit {
-                entity_type: et.as_str().to_owned(),
-                entity_id: id,
+                entity_type: hit.et.as_str().to_owned(),
+                entity_id: id.into_owned(),
                 snippet: snippet(&d, &words),
                 title: d.title,
-                updated_at: updated_at.to_rfc3339(),
+                updated_at: hit.updated_at.to_rfc3339(),
             });
         }
     }
@@ -628,6 +670,7 @@ impl Bespin {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn snip(body: &str, q: &str) -> Option<String> {
         let d = Doc {
@@ -672,5 +715,42 @@ mod tests {
         assert_eq!(snip("", "zzz"), None);
         // Prefixes of words only.
         assert_eq!(first_match("repricing pricing", &tokens("pric")), Some(10));
+        // A hundred characters, not bytes.
+        let accents = "é".repeat(120);
+        assert_eq!(snip(&accents, "zzz"), Some("é".repeat(100)));
+    }
+
+    #[test]
+    fn ranking_joins_a_records_words_and_breaks_ties_by_id() {
+        let (db, _clock) = crate::testutil::db();
+        let (admin, _) = crate::testutil::tenant(&db);
+        let task = |title: &str, description: &str| {
+            let t = json!({"title": title, "description": description});
+            let t = crate::coreos::tasks::NewTask::from_json(&t).expect("task");
+            db.create_task(&admin, t).expect("create").task_id
+        };
+        // The clock stands still: every record has the same updated_at.
+        let both_in_title = task("pricing board", "");
+        let split = task("pricing", "board meeting");
+        let prefix_twice = task("pricing again", "priced");
+        let body_only = task("other", "board pricing");
+        let ids = |q: &str| {
+            let q = SearchQuery::from_json(&json!({"q": q})).expect("query");
+            let found = db.search(&admin, &q).expect("search");
+            let ids: Vec<String> = found.results.into_iter().map(|h| h.entity_id).collect();
+            (ids, found.total)
+        };
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        // A title match needs every word in the title; the rest tie, so they go by id.
+        let mut want = vec![both_in_title.clone()];
+        want.extend(sorted(vec![split.clone(), body_only.clone()]));
+        assert_eq!(ids("pricing board"), (want, 3));
+        // A record with two words of the prefix counts once, as a title match.
+        let mut want = sorted(vec![both_in_title, split, prefix_twice]);
+        want.push(body_only);
+        assert_eq!(ids("pric"), (want, 4));
     }
 }

@@ -183,14 +183,26 @@ impl Date {
     }
 }
 
+impl Date {
+    /// `YYYY-MM-DD` for a four-digit year, written digit by digit: every metered write's rollup
+    /// key holds a date, and formatting machinery cost more than the rest of the key. `None`
+    /// for other years.
+    pub(crate) fn iso(self) -> Option<[u8; 10]> {
+        let d = self.0;
+        let year = u64::try_from(d.year()).ok().filter(|y| *y <= 9999)?;
+        let mut b = *b"0000-00-00";
+        put_digits(&mut b[0..4], year);
+        put_digits(&mut b[5..7], u64::from(d.month()));
+        put_digits(&mut b[8..10], u64::from(d.day()));
+        Some(b)
+    }
+}
+
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = self.0;
-        if (0..=9999).contains(&d.year()) {
-            // Cheaper than chrono's format-string machinery, on every metered write's rollup key.
-            write!(f, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
-        } else {
-            write!(f, "{}", d.format("%Y-%m-%d"))
+        match self.iso() {
+            Some(b) => f.write_str(std::str::from_utf8(&b).map_err(|_| fmt::Error)?),
+            None => write!(f, "{}", self.0.format("%Y-%m-%d")),
         }
     }
 }
@@ -319,8 +331,11 @@ mod tests {
                 "%Y-%m-%dT%H:%M:%S%.6fZ"
             };
             assert_eq!(t.format(Fraction::WhenNonZero), dt.format(f).to_string());
+            assert_eq!(t.date().to_string(), dt.format("%Y-%m-%d").to_string());
             t = Timestamp(t.0 + step * 37);
         }
+        let far = Date(NaiveDate::from_ymd_opt(12_000, 1, 2).expect("date"));
+        assert_eq!(far.to_string(), "+12000-01-02");
         assert_eq!(Timestamp(-1).to_rfc3339(), "1969-12-31T23:59:59.999999Z");
         assert_eq!(
             Timestamp(0).format(Fraction::WhenNonZero),

@@ -110,7 +110,11 @@ impl KeyPart for Timestamp {
 
 impl KeyPart for Date {
     fn write_to(&self, out: &mut Vec<u8>) {
-        self.to_string().as_str().write_to(out)
+        match self.iso() {
+            // Digits and dashes: always UTF-8.
+            Some(b) => std::str::from_utf8(&b).unwrap_or_default().write_to(out),
+            None => self.to_string().as_str().write_to(out),
+        }
     }
 }
 
@@ -212,6 +216,14 @@ mod tests {
         let b = Key::new().str("a").str("bc");
         assert_ne!(a, b);
         assert!(!a.as_bytes().starts_with(Key::new().str("a").as_bytes()));
+    }
+
+    #[test]
+    fn dates_are_their_text() {
+        let d = Date::parse("2026-02-28").expect("date");
+        assert_eq!(Key::new().part(d), Key::new().str("2026-02-28"));
+        let far = Date(chrono::NaiveDate::from_ymd_opt(12_000, 1, 2).expect("date"));
+        assert_eq!(Key::new().part(far), Key::new().str("+12000-01-02"));
     }
 
     #[test]

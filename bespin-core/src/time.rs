@@ -181,9 +181,7 @@ impl Date {
     pub fn start(self) -> Timestamp {
         Timestamp::from_datetime(self.0.and_time(chrono::NaiveTime::MIN).and_utc())
     }
-}
 
-impl Date {
     /// `YYYY-MM-DD` for a four-digit year, written digit by digit: every metered write's rollup
     /// key holds a date, and formatting machinery cost more than the rest of the key. `None`
     /// for other years.

@@ -2,7 +2,7 @@
 //! (`valgrind --tool=callgrind target/release/profile_ops task|invoke|chat|ingest|append|latest|search 300`).
 //! `ingest`: batches of 10,000 points, `append`: single-point ingests at the end of a series,
 //! `latest`: `latest` and a 7-day window over a 100,000-point series, `search`: searches for
-//! "pricing" among 10,000 tasks, 240 of which match (like `benches/load/search.sh`), without
+//! "pricing" among 10,000 tasks, 244 of which match (like `benches/load/search.sh`), without
 //! metering. For the last two, subtract a run with `0` for the set-up.
 
 use bespin_core::Bespin;

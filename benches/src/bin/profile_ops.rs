@@ -1,5 +1,7 @@
 //! Runs a fixed number of whole operations in one transaction, for profilers
-//! (`valgrind --tool=callgrind target/release/profile_ops task|invoke|chat|ingest|append|latest|search 300`).
+//! (`valgrind --tool=callgrind target/release/profile_ops task|invoke|chat|meter|ingest|append|latest|search 300`).
+//! `meter`: a search's metering alone (capability, quota, usage event and rollups), which is
+//! what every search runs on the writer.
 //! `ingest`: batches of 10,000 points, `append`: single-point ingests at the end of a series,
 //! `latest`: `latest` and a 7-day window over a 100,000-point series, `search`: searches for
 //! "pricing" among 10,000 tasks, 244 of which match (like `benches/load/search.sh`), without
@@ -56,6 +58,7 @@ fn main() -> bespin_core::Result<()> {
                     let r = bespin_core::chat::ChatRequest::from_json(&serde_json::json!({"message": "kpis"}))?;
                     bespin_core::chat::chat(tx, ctx, &p, r)?;
                 }
+                "meter" => bespin_core::coreos::search::meter(tx, ctx, &p)?,
                 "invoke" => {
                     let r = InvokeRequest::from_json(&serde_json::json!({"tool_name": "echo", "payload": {"i": i}}))?;
                     bespin_core::tools::invoke(tx, ctx, &p, &format!("k{i}"), r)?;

@@ -50,3 +50,19 @@ pub fn tenant(db: &Bespin, name: &str) -> (Principal, Credentials) {
     db.set_limits(&p, limits).expect("limits");
     (p, creds)
 }
+
+/// A fixed xorshift64 sequence from `seed` (not zero): the same numbers on every run, so a
+/// measurement sees the same data or the same offsets each time, with no dependency for it.
+pub fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
+/// The `q`-th percentile of `sorted` (ascending), 0 when it is empty.
+pub fn percentile(sorted: &[f64], q: usize) -> f64 {
+    sorted.get(sorted.len() * q / 100).copied().unwrap_or(0.0)
+}

@@ -231,7 +231,6 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
         }
     }
 
-    /// Compares an index's rows with the rows its records imply, both ways.
     /// Reads index `t` and holds it to `expected` ([`Checker::same`]).
     fn index<R>(&mut self, t: &Table<R>, expected: RawRows, what: &str) -> Result<()> {
         let actual = self.raw(t)?;
@@ -239,6 +238,7 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
         Ok(())
     }
 
+    /// Compares an index's rows with the rows its records imply, both ways.
     fn same(&mut self, table: &'static str, expected: RawRows, actual: &RawRows, what: &str) {
         for (k, v) in &expected {
             match actual.get(k) {

@@ -24,6 +24,7 @@
 //! several milliseconds; and an fsync costs by the places it writes, not the bytes (40 pages
 //! scattered about five times 40 pages side by side).
 
+use bespin_benches::percentile;
 use redb::{Database, Durability, TableDefinition};
 use std::io::Write;
 use std::time::Instant;
@@ -178,7 +179,7 @@ fn run(
     std::fs::remove_file(&log_path)?;
     let mean_micros = took.iter().sum::<f64>() / took.len().max(1) as f64;
     took.sort_by(f64::total_cmp);
-    let p99_micros = took.get(took.len() * 99 / 100).copied().unwrap_or(0.0);
+    let p99_micros = percentile(&took, 99);
     Ok(Measured {
         mean_micros,
         p99_micros,
@@ -198,14 +199,8 @@ fn fsync_pages(
     const FILE_PAGES: u64 = 64 * 256;
     let page = [3u8; 4096];
     let run = vec![5u8; 4096 * usize::try_from(pages).unwrap_or(1)];
-    // A fixed xorshift sequence: the same offsets on every run, no dependency for it.
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    // The same offsets on every run.
+    let mut next = bespin_benches::xorshift(0x9e37_79b9_7f4a_7c15);
     let mut took = Vec::with_capacity(usize::try_from(rounds).unwrap_or(0));
     for _ in 0..rounds {
         let started = Instant::now();
@@ -220,8 +215,7 @@ fn fsync_pages(
         took.push(started.elapsed().as_secs_f64() * 1e6);
     }
     took.sort_by(f64::total_cmp);
-    let at = |q: usize| took.get(took.len() * q / 100).copied().unwrap_or(0.0);
-    Ok((at(50), at(99)))
+    Ok((percentile(&took, 50), percentile(&took, 99)))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -76,12 +76,10 @@ fn main() -> bespin_core::Result<()> {
 /// 10,000 tasks of words from a 300-word vocabulary, every 41st one mentioning "pricing"; then
 /// `n` searches for "pricing".
 fn search(db: &Bespin, p: &bespin_core::Principal, n: usize) -> bespin_core::Result<()> {
-    // A fixed xorshift sequence, so every run indexes the same words.
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    // A fixed sequence, so every run indexes the same words.
+    let mut next = bespin_benches::xorshift(0x2545_f491_4f6c_dd1d);
     let mut word = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
+        let state = next();
         format!(
             "w{}{}",
             state % 60,

@@ -48,7 +48,8 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 /// The five Core OS entity types, as named in the timeline, search and the record explorer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// They order as [`EntityType::ALL`], the contract's order (search breaks ties by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum EntityType {
     /// An action of the Action Center.
     Action,
@@ -507,4 +508,14 @@ pub(crate) fn patch_date(f: &mut Fields<'_>, name: &str) -> Option<Change<Date>>
 /// The day after `d` (for inclusive upper bounds on date-ordered indexes).
 pub(crate) fn next_day(d: Date) -> Date {
     Date(d.0.succ_opt().unwrap_or(d.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EntityType;
+
+    #[test]
+    fn types_order_as_the_contract_lists_them() {
+        assert!(EntityType::ALL.windows(2).all(|w| w[0] < w[1]));
+    }
 }

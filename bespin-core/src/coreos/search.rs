@@ -181,26 +181,30 @@ fn reindex<R: Searchable + ?Sized>(
 ) -> Result<()> {
     let old = before.and_then(Indexed::of);
     let new = after.and_then(Indexed::of);
-    // The entries and rank row of `old` that `new` keeps in place.
-    let kept = |o: &Indexed| new.as_ref().filter(|n| o.same_place(n));
+    // Both versions when the record keeps its place: only what differs is then rewritten.
+    let in_place = old
+        .as_ref()
+        .zip(new.as_ref())
+        .filter(|(o, n)| o.same_place(n));
     if let Some(o) = &old {
+        let kept = in_place.map(|(_, n)| n);
         for w in o.tokens.keys() {
-            if !kept(o).is_some_and(|n| n.tokens.contains_key(w)) {
+            if !kept.is_some_and(|n| n.tokens.contains_key(w)) {
                 tx.delete(&tables::CO_SEARCH, &o.entry(tenant, w))?;
             }
         }
-        if kept(o).is_none() {
+        if kept.is_none() {
             tx.delete(&tables::CO_SEARCH_RANK, &o.rank(tenant))?;
         }
     }
     if let Some(n) = &new {
-        let same = old.as_ref().filter(|o| o.same_place(n));
+        let was = in_place.map(|(o, _)| o);
         for (w, m) in &n.tokens {
-            if same.is_none_or(|o| o.tokens.get(w) != Some(m)) {
+            if was.is_none_or(|o| o.tokens.get(w) != Some(m)) {
                 tx.put(&tables::CO_SEARCH, &n.entry(tenant, w), m)?;
             }
         }
-        if same.is_none_or(|o| o.updated_at != n.updated_at) {
+        if was.is_none_or(|o| o.updated_at != n.updated_at) {
             tx.put(&tables::CO_SEARCH_RANK, &n.rank(tenant), &n.updated_at)?;
         }
     }
@@ -422,8 +426,6 @@ fn first_chars(s: &str, n: usize) -> String {
 struct Hit {
     in_title: bool,
     updated_at: Timestamp,
-    /// Position of its type in [`EntityType::ALL`].
-    type_rank: usize,
     /// The tail of its index entries: type, created_at, id (see [`rank_key`]).
     place: Vec<u8>,
     /// Where the id part starts in `place`.
@@ -438,7 +440,7 @@ impl Hit {
         b.in_title
             .cmp(&a.in_title)
             .then(b.updated_at.cmp(&a.updated_at))
-            .then(a.type_rank.cmp(&b.type_rank))
+            .then(a.et.cmp(&b.et))
             .then(a.place[a.id_at..].cmp(&b.place[b.id_at..]))
     }
 }
@@ -579,10 +581,6 @@ pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<Sear
             hits.push(Hit {
                 in_title: mask & TITLE != 0,
                 updated_at,
-                type_rank: EntityType::ALL
-                    .iter()
-                    .position(|t| *t == et)
-                    .unwrap_or(usize::MAX),
                 place,
                 id_at,
                 et,
@@ -752,5 +750,27 @@ mod tests {
         let mut want = sorted(vec![both_in_title, split, prefix_twice]);
         want.push(body_only);
         assert_eq!(ids("pric"), (want, 4));
+    }
+
+    #[test]
+    fn equal_matches_of_equal_age_go_by_type_in_the_contracts_order() {
+        let (db, _clock) = crate::testutil::db();
+        let (admin, _) = crate::testutil::tenant(&db);
+        // The clock stands still: both have the same updated_at, so the type decides before
+        // the ids do, whichever of the two sorts first.
+        let m = json!({"meeting_date": "2026-11-30", "title": "pricing", "notes": "n"});
+        let meeting = crate::coreos::meetings::NewMeeting::from_json(&m).expect("meeting");
+        db.create_meeting(&admin, meeting).expect("create");
+        let t =
+            crate::coreos::tasks::NewTask::from_json(&json!({"title": "pricing"})).expect("task");
+        db.create_task(&admin, t).expect("create");
+        let q = SearchQuery::from_json(&json!({"q": "pricing"})).expect("query");
+        let found = db.search(&admin, &q).expect("search");
+        let types: Vec<&str> = found
+            .results
+            .iter()
+            .map(|h| h.entity_type.as_str())
+            .collect();
+        assert_eq!(types, ["task", "meeting"]);
     }
 }

@@ -607,7 +607,6 @@ mod tests {
     const BASE: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
     const DAY: i64 = Timestamp::DAY_MICROS;
 
-    /// The instant `d` days after 2026-01-01 (negative: before).
     /// A database with one tenant's admin and a KPI without points.
     fn empty_series() -> (Bespin, Principal, String) {
         let (db, _) = db();
@@ -616,6 +615,7 @@ mod tests {
         (db, admin, id)
     }
 
+    /// The instant `d` days after 2026-01-01 (negative: before).
     fn at(d: i64) -> Timestamp {
         Timestamp(BASE + d * DAY)
     }

@@ -216,6 +216,15 @@ pub enum Error {
     /// The request conflicts with the stored state; holds the message.
     #[error("{0}")]
     Conflict(String),
+    /// An action cannot be executed from its current status (`POST /v1/actions/{id}/execute`
+    /// on an action that is not `approved`, 40 §1.10); its detail is an object.
+    #[error(
+        "Cannot execute action with status '{current_status}'. Only 'approved' actions can be executed."
+    )]
+    InvalidStatusTransition {
+        /// The action's status.
+        current_status: String,
+    },
     /// The idempotency key was used before with a different request.
     #[error("Idempotency key '{0}' was already used with a different request body")]
     IdempotencyConflict(String),
@@ -265,6 +274,7 @@ impl Error {
             Error::BadRequest(_) => "bad_request",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
+            Error::InvalidStatusTransition { .. } => "invalid_status_transition",
             Error::IdempotencyConflict(_) => "idempotency_conflict",
             Error::Storage(_) => "storage_error",
             Error::Internal(_) => "internal_error",
@@ -286,7 +296,9 @@ impl Error {
             | Error::SubscriptionSuspended { .. }
             | Error::CapabilityDenied { .. } => ErrorKind::CapabilityDenied,
             Error::NotFound(_) => ErrorKind::NotFound,
-            Error::Conflict(_) | Error::IdempotencyConflict(_) => ErrorKind::Conflict,
+            Error::Conflict(_)
+            | Error::InvalidStatusTransition { .. }
+            | Error::IdempotencyConflict(_) => ErrorKind::Conflict,
             Error::QuotaExceeded(_) | Error::DailyQuotaExceeded(_) => ErrorKind::QuotaExceeded,
             Error::PlanMissing { .. } | Error::Storage(_) | Error::Internal(_) => {
                 ErrorKind::Internal
@@ -322,6 +334,11 @@ impl Error {
             Error::UnknownEventType { event_key } => json!({
                 "error": "unknown_event_type",
                 "event_key": event_key,
+            }),
+            Error::InvalidStatusTransition { current_status } => json!({
+                "error": "invalid_status_transition",
+                "current_status": current_status,
+                "message": self.to_string(),
             }),
             Error::PlanMissing { plan_id } => json!({
                 "error": "plan_not_found",

@@ -11,7 +11,7 @@ use bespin_core::money::Amount;
 use bespin_core::notifications::{OutboxQuery, PrefsUpdate};
 use bespin_core::tenancy::{NewTenant, NewUser, TenantCreated};
 use bespin_core::time::{Date, ManualClock};
-use bespin_core::{Bespin, Credentials, Options, Principal, Role};
+use bespin_core::{Bespin, Credentials, ErrorKind, Options, Principal, Role};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -279,7 +279,11 @@ fn failing_chats_persist_nothing_and_quota_comes_after_the_conversation() {
             json!({"message": "hello", "conversation_id": "nope"}),
         )
         .unwrap_err();
-    assert_eq!(e.to_string(), "Conversation not found", "404 before 429");
+    assert_eq!(
+        e.kind(),
+        ErrorKind::QuotaExceeded,
+        "20 §6.4: the quota checks come before the conversation lookup"
+    );
     assert!(ChatRequest::from_json(&json!({"message": ""})).is_err());
     assert!(ChatRequest::from_json(&json!({"message": "x".repeat(4001)})).is_err());
     assert!(ChatRequest::from_json(&json!({"message": "x".repeat(4000)})).is_ok());

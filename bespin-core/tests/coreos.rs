@@ -155,15 +155,20 @@ fn expected(op: &str, state: &str, who: &str) -> Outcome {
             "executed" => NoOp,
             _ => Refused(ErrorKind::Conflict),
         },
-        "cancel" | "patch_cancel" if who == "other" => Refused(ErrorKind::Forbidden),
+        // 40 §1.7: already cancelled is a no-op for anyone, then the state (400), then who.
         "cancel" => match state {
-            "proposed" => To("cancelled"),
             "cancelled" => NoOp,
-            _ => Refused(ErrorKind::Conflict),
+            "proposed" if who == "other" => Refused(ErrorKind::Forbidden),
+            "proposed" => To("cancelled"),
+            _ => Refused(ErrorKind::BadRequest),
         },
+        // 40 §1.6: who (403), then a non-admin on a non-proposed action (403); an admin's
+        // cancel of a non-proposed action is ignored.
+        "patch_cancel" if who == "other" => Refused(ErrorKind::Forbidden),
         "patch_cancel" => match state {
             "proposed" => To("cancelled"),
-            _ => Refused(ErrorKind::Conflict),
+            _ if admin => NoOp,
+            _ => Refused(ErrorKind::Forbidden),
         },
         _ => unreachable!(),
     }
@@ -535,7 +540,8 @@ fn supersede_chain_of_three() {
     let v = FactValue::supersede_from_json(&json!({"fact_value": "again"})).unwrap();
     assert_eq!(
         kind(db.supersede_memory_fact(&t.admin, &ids[0], v)),
-        ErrorKind::Conflict
+        ErrorKind::BadRequest,
+        "40 §5.6: superseding a non-active fact is 400"
     );
     let active = db
         .list_memory_facts(&t.creator, &FactQuery::default())
@@ -567,11 +573,22 @@ fn supersede_chain_of_three() {
         kind(FactValue::patch_from_json(&json!({"fact_value": null}))),
         ErrorKind::Validation
     );
-    let p = FactValue::patch_from_json(&json!({"fact_value": "edit"})).unwrap();
+    // 40 §5.5: PATCH does not look at the status; the edited old version stays superseded
+    // and out of search.
+    let p = FactValue::patch_from_json(&json!({"fact_value": "edited price"})).unwrap();
+    let edited = db.update_memory_fact(&t.admin, &ids[1], p).unwrap();
     assert_eq!(
-        kind(db.update_memory_fact(&t.admin, &ids[1], p)),
-        ErrorKind::Conflict
+        (edited.status.as_str(), edited.fact_value.as_str()),
+        ("superseded", "edited price")
     );
+    let s = db
+        .search(
+            &t.creator,
+            &SearchQuery::from_json(&json!({"q": "edited"})).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(s.total, 0);
+    assert!(db.check().unwrap().is_ok());
 }
 
 #[test]
@@ -819,12 +836,12 @@ fn quota_refusal_writes_nothing() {
         &SearchQuery::from_json(&json!({"q": "x"})).unwrap(),
     )
     .map(|_| ()));
-    // A duplicate key is a conflict even without quota (409 before 429).
+    // 40 §5.2: the quota check runs before the duplicate-key check (429 before 409).
     let dup = NewFact::from_json(&json!({"category": "icp", "fact_key": "k", "fact_value": "v"}))
         .unwrap();
     assert_eq!(
         kind(db.create_memory_fact(&t.admin, dup)),
-        ErrorKind::Conflict
+        ErrorKind::QuotaExceeded
     );
     assert_eq!(writes(&db, &t), before);
     let all = ActionQuery::from_json(&json!({"status": "all"})).unwrap();
@@ -892,7 +909,11 @@ fn cross_tenant_access_is_not_found() {
     assert_eq!(kind(db.update_action(x, &a, ActionPatch::default())), nf);
     assert_eq!(kind(db.cancel_action(x, &a, no_comment())), nf);
     assert_eq!(kind(db.approve_action(x, &a, no_comment())), nf);
-    assert_eq!(kind(db.approve_action(&u.other, &a, no_comment())), nf);
+    // 40 §1.8: the admin check comes before the lookup.
+    assert_eq!(
+        kind(db.approve_action(&u.other, &a, no_comment())),
+        ErrorKind::Forbidden
+    );
     assert_eq!(kind(db.reject_action(x, &a, no_comment())), nf);
     assert_eq!(kind(db.execute_action(x, &a, exec_body())), nf);
     assert_eq!(kind(db.get_task(x, &task)), nf);

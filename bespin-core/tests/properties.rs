@@ -102,13 +102,17 @@ fn tenant(db: &Bespin, n: usize) -> Principal {
     .unwrap()
 }
 
-/// Applies `op`; refusals (quota, state conflicts, validation) are fine, but only those.
+/// Applies `op`; refusals (quota, state conflicts and the 400 of a refused supersede or cancel,
+/// validation) are fine, but only those.
 fn apply(db: &Bespin, who: &[Principal; 2], ids: &mut [Ids; 2], op: &Op) {
     use ErrorKind as K;
     let allowed = |r: Result<(), bespin_core::Error>| {
         if let Err(e) = r {
             assert!(
-                matches!(e.kind(), K::Conflict | K::Validation | K::QuotaExceeded),
+                matches!(
+                    e.kind(),
+                    K::Conflict | K::BadRequest | K::Validation | K::QuotaExceeded
+                ),
                 "{op:?}: unexpected {e:?}"
             );
         }

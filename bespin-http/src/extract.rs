@@ -129,7 +129,7 @@ impl Req {
 
 /// Whether `headers` carry the platform-admin key (compared in constant time; no key
 /// configured means nobody is an admin).
-pub fn platform_admin_ok(config: &crate::Config, headers: &HeaderMap) -> bool {
+pub(crate) fn platform_admin_ok(config: &crate::Config, headers: &HeaderMap) -> bool {
     let given = headers
         .get("x-platform-admin-key")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())

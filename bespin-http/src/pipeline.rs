@@ -92,13 +92,6 @@ async fn respond(
     }
     let (route, params) = match state.router.find(method, path) {
         Found::Handler(route, params) => (route, params),
-        // The admin surface stays hidden: without the key even a wrong method is a plain 404.
-        Found::MethodNotAllowed(_)
-            if path.starts_with("/v1/admin/")
-                && !crate::extract::platform_admin_ok(&state.config, req.headers()) =>
-        {
-            return (Reply::detail(StatusCode::NOT_FOUND, "Not Found"), None);
-        }
         Found::MethodNotAllowed(allow) => {
             return (
                 Reply::detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")

@@ -705,13 +705,16 @@ fn another_tenants_records_are_404_on_every_id_route() {
             let ghost = template.replace("{}", "00000000-0000-4000-8000-000000000000");
             let got_foreign = b.call(&s, user, method, &foreign, *body);
             let got_ghost = b.call(&s, user, method, &ghost, *body);
-            if user == &b.member && method == &"PATCH" && template.contains("decisions") {
-                // Admin-only before lookup only where the core orders it so; both answers agree.
+            // Admin-only routes check the role before the lookup (40 §1.8–§1.10, §3.5, §5.5,
+            // §5.6): a member gets the same 403 for another tenant's id as for a missing one.
+            let admin_first = template.ends_with("/approve")
+                || template.ends_with("/reject")
+                || template.ends_with("/execute")
+                || (method == &"PATCH" && template.contains("decisions"))
+                || (template.contains("/memory/facts/{}") && *method != "GET");
+            if user == &b.member && admin_first {
                 assert_eq!(got_foreign, got_ghost, "{method} {template}");
-                continue;
-            }
-            if user == &b.member && template.contains("/memory/facts/{}") && *method != "GET" {
-                assert_eq!(got_foreign, got_ghost, "{method} {template}");
+                assert_eq!(got_foreign.0, 403, "{method} {template}");
                 continue;
             }
             assert_eq!(got_foreign, expected, "{method} {foreign} as {user}");

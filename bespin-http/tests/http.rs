@@ -338,16 +338,16 @@ fn platform_admin_api_is_hidden_without_the_key() {
         .status,
         404
     );
-    // Without the key everything is the 404 of an unknown path: an invalid body, malformed
-    // JSON, a wrong method.
+    // Without the key an invalid body is the 404 of an unknown path; routing (405) and JSON
+    // parsing (422) come before the key check (10 §3.2, 30 §8.1).
     assert_eq!(
         s.call("POST", "/v1/admin/plans", &[], Some(&json!({})))
             .status,
         404
     );
-    assert_eq!(s.raw("POST", "/v1/admin/plans", &[], b"{").status, 404);
+    assert_eq!(s.raw("POST", "/v1/admin/plans", &[], b"{").status, 422);
     let r = s.call("DELETE", "/v1/admin/plans", &[], None);
-    assert_eq!((r.status, r.header("allow")), (404, None));
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, POST")));
     assert_eq!(s.raw("POST", "/v1/admin/plans", &[ADMIN], b"{").status, 422);
     assert_eq!(
         s.call("DELETE", "/v1/admin/plans", &[ADMIN], None).status,

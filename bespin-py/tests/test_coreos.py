@@ -22,12 +22,20 @@ def test_action_lifecycle(admin: bespin.Session, member: bespin.Session) -> None
     assert admin.approve_action(a["action_id"])["status"] == "approved"  # repeat: no-op
     with pytest.raises(bespin.Conflict):
         admin.reject_action(a["action_id"])
-    with pytest.raises(bespin.Conflict):
+    with pytest.raises(bespin.Forbidden, match="Can only update proposed actions"):
         member.update_action(a["action_id"], title="x")
     done = admin.execute_action(a["action_id"], execution_status="succeeded", result={"ok": True})
     assert done["action"]["status"] == "executed"
     assert done["execution"]["result"] == {"ok": True}
     replay = admin.execute_action(a["action_id"], execution_status="failed")
+    with pytest.raises(bespin.Conflict) as refused:
+        admin.execute_action(member.create_action(title="B", action_type="t")["action_id"], execution_status="skipped")
+    assert refused.value.code == "invalid_status_transition"
+    assert refused.value.detail == {
+        "error": "invalid_status_transition",
+        "current_status": "proposed",
+        "message": "Cannot execute action with status 'proposed'. Only 'approved' actions can be executed.",
+    }
     assert replay["execution"] == done["execution"]
     d = member.get_action(a["action_id"])
     assert d["review"] is not None and d["review"]["comment"] == "go"
@@ -140,10 +148,10 @@ def test_memory_supersede_chain(admin: bespin.Session, member: bespin.Session) -
     assert f3["supersedes_fact_id"] == f2["fact_id"]
     old = member.get_memory_fact(f1["fact_id"])
     assert old["status"] == "superseded" and old["superseded_by_fact_id"] == f2["fact_id"]
-    with pytest.raises(bespin.Conflict):
+    with pytest.raises(bespin.BadRequest, match="Can only supersede active facts"):
         admin.supersede_memory_fact(f1["fact_id"], fact_value="x")
-    with pytest.raises(bespin.Conflict):
-        admin.update_memory_fact(f1["fact_id"], fact_value="x")
+    # A superseded version can be edited in place (contract: PATCH does not check the status).
+    assert admin.update_memory_fact(f1["fact_id"], fact_value="x")["status"] == "superseded"
     assert [f["fact_id"] for f in member.list_memory_facts()["items"]] == [f3["fact_id"]]
     assert member.list_memory_facts(status="all", category="pricing")["total"] == 3
     assert member.list_memory_facts(status="superseded")["total"] == 2

@@ -1,10 +1,10 @@
 //! The deterministic cofounder chat (20 §6.4–6.5).
 //!
-//! One chat request is one transaction: the checks (role, `chat` capability, the conversation
-//! lookup, then credits and the daily limit), the conversation (created when none is given),
-//! both messages, the audit row, the usage event and the daily counter. A failed request leaves
-//! nothing behind. The conversation is looked up before the quota checks, so an unknown
-//! conversation is a 404 even for a tenant out of quota (the reference checked quota first).
+//! One chat request is one transaction: the checks in the contract's order (20 §6.4: role,
+//! `chat` capability, credits, the daily limit, then the conversation lookup), the
+//! conversation (created when none is given), both messages, the audit row, the usage event
+//! and the daily counter. A failed request leaves nothing behind, so a 404 for an unknown
+//! conversation costs nothing, though a tenant out of quota gets its 429 first.
 
 pub mod intent;
 
@@ -84,8 +84,8 @@ pub struct ChatReply {
 }
 
 /// Runs one chat exchange for `caller` (see the module docs). Errors: `Forbidden`, the
-/// entitlement errors, `NotFound` (`Conversation not found`), `QuotaExceeded`,
-/// `DailyQuotaExceeded`.
+/// entitlement errors, `QuotaExceeded`, `DailyQuotaExceeded`, `NotFound` (`Conversation not
+/// found`).
 pub fn chat(
     tx: &mut WriteTx,
     ctx: &Ctx,
@@ -95,14 +95,14 @@ pub fn chat(
     caller.require(Permission::UseChat, "use chat")?;
     let tenant = caller.tenant_id();
     require_capability(tx, tenant, "chat")?;
+    let permit = Meter::one("assistant_query", "chat")
+        .with_daily(Activity::AssistantQuery)
+        .check(tx, ctx, tenant)?;
     if let Some(id) = &req.conversation_id
         && !conversations::owned(tx, caller, id)?
     {
         return Err(Error::NotFound("Conversation not found".into()));
     }
-    let permit = Meter::one("assistant_query", "chat")
-        .with_daily(Activity::AssistantQuery)
-        .check(tx, ctx, tenant)?;
     let conversation_id = match req.conversation_id {
         Some(id) => id,
         None => {

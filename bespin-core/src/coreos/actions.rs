@@ -4,15 +4,18 @@
 //! State machine (40 §1.2): `proposed` → `approved` (approve, admin) → `executed` (execute,
 //! admin); `proposed` → `rejected` (reject, admin); `proposed` → `cancelled` (cancel or PATCH
 //! `status: "cancelled"`, creator or admin). Repeating the transition that led to the current
-//! state is a 200 no-op (nothing written, no quota); any other transition out of a state it
-//! does not start from is 409.
+//! state is a 200 no-op (nothing written, no quota); any other transition is refused: 400 for
+//! cancel, 409 for the others.
 //!
-//! Check order of every operation: capability `action_center` → lookup (404) → role or
-//! ownership (403) → state (409) → references (404) → quota (429) → writes. Deliberate fixes of
-//! the reference's Notes: approve/reject/execute look the action up before the admin check
-//! (like cancel and PATCH); a refused cancel is 409, not 400; cancel checks ownership before
-//! the idempotent path; the execute refusal is a plain string; only `proposed` actions can be
-//! edited, by anyone (409 otherwise, admins included); PATCH can clear `description` and change
+//! Check order, as 40 §1.3–§1.10 list it (each cell of those lists and of the §1.2 table is held
+//! to an HTTP test in `bespin-http/tests/contract.rs`): create: capability → quota → write;
+//! PATCH and cancel: capability → lookup (404) → ownership and state rules → quota → write;
+//! approve, reject and execute: capability → admin (403, before the lookup) → lookup (404) →
+//! state (200 no-op or 409) → quota → write. A refused cancel is 400 `Can only cancel proposed
+//! actions`; a refused execute is 409 with the object detail of §1.10
+//! ([`Error::InvalidStatusTransition`]). An admin may edit the title and description of an
+//! action in any status; a creator only while it is `proposed`. Deliberate fixes of the
+//! reference's Notes (40 Notes 3 and 15): PATCH can clear `description` and change
 //! `assigned_to_user_id` (checked) and `payload`.
 
 use super::{
@@ -485,7 +488,11 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewAction) -
     Ok(view(t, &a))
 }
 
-/// Edits a proposed action (creator or admin). See the module docs for the rules.
+/// Edits an action (40 §1.6): the creator while it is `proposed`, an admin in any status.
+/// Order: capability → lookup (404) → neither admin nor creator (403) → a non-admin on a
+/// non-`proposed` action (403, even for `{}`) → references (404) → no change (200 no-op) →
+/// quota → write. `status: "cancelled"` cancels only a `proposed` action and is ignored
+/// otherwise.
 pub fn update(
     tx: &mut WriteTx,
     ctx: &Ctx,
@@ -501,8 +508,8 @@ pub fn update(
             "Not authorized to update this action".into(),
         ));
     }
-    if a.status != "proposed" {
-        return Err(Error::Conflict("Can only update proposed actions".into()));
+    if !caller.is_admin() && a.status != "proposed" {
+        return Err(Error::Forbidden("Can only update proposed actions".into()));
     }
     if let Change::Set(u) = &patch.assigned_to_user_id {
         check_assignee(tx, t, Some(u))?;
@@ -517,7 +524,7 @@ pub fn update(
             changed = true;
         }
     }
-    if patch.cancel {
+    if patch.cancel && a.status == "proposed" {
         a.status = "cancelled".into();
         changed = true;
     }
@@ -540,8 +547,9 @@ pub fn update(
     Ok(view(t, &a))
 }
 
-/// Cancels a proposed action (creator or admin). Order: capability → 404 → 403 → already
-/// cancelled (200 no-op) → not proposed (409) → quota → write.
+/// Cancels a proposed action (creator or admin; 40 §1.7). Order: capability → lookup (404) →
+/// already cancelled (200 no-op, for any user of the tenant) → not proposed (400) → neither
+/// admin nor creator (403) → quota → write.
 pub fn cancel(
     tx: &mut WriteTx,
     ctx: &Ctx,
@@ -552,16 +560,16 @@ pub fn cancel(
     let t = caller.tenant_id();
     require_capability(tx, t, CAP)?;
     let mut a = load(tx, t, action_id)?;
-    if !caller.is_admin() && a.created_by != caller.user_id() {
-        return Err(Error::Forbidden(
-            "Not authorized to cancel this action".into(),
-        ));
-    }
     if a.status == "cancelled" {
         return Ok(view(t, &a));
     }
     if a.status != "proposed" {
-        return Err(Error::Conflict("Can only cancel proposed actions".into()));
+        return Err(Error::BadRequest("Can only cancel proposed actions".into()));
+    }
+    if !caller.is_admin() && a.created_by != caller.user_id() {
+        return Err(Error::Forbidden(
+            "Not authorized to cancel this action".into(),
+        ));
     }
     let permit = check_quota(tx, ctx, caller, "action_updated", TOOL)?;
     a.status = "cancelled".into();
@@ -590,8 +598,8 @@ fn review(
 ) -> Result<Action> {
     let t = caller.tenant_id();
     require_capability(tx, t, CAP)?;
-    let mut a = load(tx, t, action_id)?;
     caller.require_admin()?;
+    let mut a = load(tx, t, action_id)?;
     let (target, verb) = if approve {
         ("approved", "approve")
     } else {
@@ -660,8 +668,9 @@ fn review(
     Ok(view(t, &a))
 }
 
-/// Approves a proposed action (admin). Order: capability → 404 → admin (403) → already
-/// approved (200 no-op) → other states (409) → quota → review + status.
+/// Approves a proposed action (admin; 40 §1.8). Order: capability → admin (403, before the
+/// lookup) → lookup (404) → already approved (200 no-op) → other states (409) → quota →
+/// review + status.
 pub fn approve(
     tx: &mut WriteTx,
     ctx: &Ctx,
@@ -683,8 +692,9 @@ pub fn reject(
     review(tx, ctx, caller, action_id, req, false)
 }
 
-/// Records the execution of an approved action (admin). Order: capability → 404 → admin
-/// (403) → already executed (200, the original execution) → not approved (409) → quota → write.
+/// Records the execution of an approved action (admin; 40 §1.10). Order: capability → admin
+/// (403, before the lookup) → lookup (404) → already executed (200, the original execution) →
+/// not approved (409, [`Error::InvalidStatusTransition`]) → quota → write.
 pub fn execute(
     tx: &mut WriteTx,
     ctx: &Ctx,
@@ -694,8 +704,8 @@ pub fn execute(
 ) -> Result<ExecutionResult> {
     let t = caller.tenant_id();
     require_capability(tx, t, CAP)?;
-    let mut a = load(tx, t, action_id)?;
     caller.require_admin()?;
+    let mut a = load(tx, t, action_id)?;
     if a.status == "executed"
         && let Some(e) = tx.get(&tables::CO_ACTION_EXECUTIONS, &id_key(tx, t, action_id))?
     {
@@ -705,10 +715,9 @@ pub fn execute(
         });
     }
     if a.status != "approved" {
-        return Err(Error::Conflict(format!(
-            "Cannot execute action with status '{}'. Only 'approved' actions can be executed.",
-            a.status
-        )));
+        return Err(Error::InvalidStatusTransition {
+            current_status: a.status,
+        });
     }
     let permit = check_quota(tx, ctx, caller, "action_executed", TOOL)?;
     let e = ExecutionRec {
@@ -809,8 +818,8 @@ impl Bespin {
         })
     }
 
-    /// `PATCH /v1/actions/{id}`. Errors: entitlement, `NotFound`, `Forbidden`, `Conflict`
-    /// (not proposed), `QuotaExceeded`.
+    /// `PATCH /v1/actions/{id}`. Errors: entitlement, `NotFound`, `Forbidden` (not the
+    /// creator, or a creator's edit of an action that is no longer proposed), `QuotaExceeded`.
     pub fn update_action(
         &self,
         caller: &Principal,
@@ -820,8 +829,8 @@ impl Bespin {
         self.write(|tx, ctx| update(tx, ctx, caller, action_id, patch))
     }
 
-    /// `POST /v1/actions/{id}/cancel`. Errors: entitlement, `NotFound`, `Forbidden`,
-    /// `Conflict`, `QuotaExceeded`.
+    /// `POST /v1/actions/{id}/cancel`. Errors: entitlement, `NotFound`, `BadRequest` (not
+    /// proposed), `Forbidden`, `QuotaExceeded`.
     pub fn cancel_action(
         &self,
         caller: &Principal,
@@ -852,8 +861,8 @@ impl Bespin {
         self.write(|tx, ctx| reject(tx, ctx, caller, action_id, req))
     }
 
-    /// `POST /v1/actions/{id}/execute` (admin). Errors: entitlement, `NotFound`, `Forbidden`,
-    /// `Conflict` (not approved), `QuotaExceeded`.
+    /// `POST /v1/actions/{id}/execute` (admin). Errors: entitlement, `Forbidden`, `NotFound`,
+    /// `InvalidStatusTransition` (not approved), `QuotaExceeded`.
     pub fn execute_action(
         &self,
         caller: &Principal,

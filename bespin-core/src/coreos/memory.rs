@@ -6,10 +6,11 @@
 //! `superseded` and points forward (`superseded_by_fact_id`), the new one points back
 //! (`supersedes_fact_id`). Chains can be any length (spec README decision 9).
 //!
-//! Deliberate fixes of the reference's Notes: the duplicate-key check (409) runs before the
-//! quota check; superseded versions are history and cannot be edited (409 `Can only update
-//! active facts`); superseding a non-active fact is 409, not 400; `fact_value: null` in a PATCH
-//! is 422.
+//! Check order as 40 §5.2, §5.5 and §5.6 list it: create runs the quota check before the
+//! duplicate-key check (409); PATCH does not look at the status, so a superseded version can be
+//! edited in place; superseding a non-active fact is 400 `Can only supersede active facts`.
+//! `fact_value: null` in a PATCH is 422 (spec README decision 9: an explicit `null` for a
+//! required field).
 
 use super::{
     EntityType, Metadata, Paging, check_quota, filter, id_key, new_record_id, page_index,
@@ -245,16 +246,16 @@ fn conflict_key(key: &str) -> Error {
     ))
 }
 
-/// Creates an active fact (admin). Order: capability → admin (403) → duplicate active key
-/// (409) → quota → write.
+/// Creates an active fact (admin). Order (40 §5.2): capability → admin (403) → quota (429) →
+/// duplicate active key (409) → write.
 pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewFact) -> Result<MemoryFact> {
     let t = caller.tenant_id();
     require_capability(tx, t, CAP)?;
     caller.require_admin()?;
+    let permit = check_quota(tx, ctx, caller, "memory_fact_created", TOOL)?;
     if tx.contains(&tables::CO_ACTIVE_FACTS, &active_key(t, &req.fact_key))? {
         return Err(conflict_key(&req.fact_key));
     }
-    let permit = check_quota(tx, ctx, caller, "memory_fact_created", TOOL)?;
     let f = FactRec {
         fact_id: new_record_id(tx)?,
         created_by: caller.user_id().to_owned(),
@@ -283,8 +284,8 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewFact) -> 
     Ok(view(t, &f))
 }
 
-/// Edits the value of an active fact in place (admin). Order: capability → admin (403) → 404
-/// → not active (409) → no change (200 no-op) → quota → write.
+/// Edits the value of a fact in place, whatever its status (admin). Order (40 §5.5):
+/// capability → admin (403) → 404 → no change (200 no-op) → quota → write.
 pub fn update(
     tx: &mut WriteTx,
     ctx: &Ctx,
@@ -296,9 +297,6 @@ pub fn update(
     require_capability(tx, t, CAP)?;
     caller.require_admin()?;
     let mut f = load(tx, t, fact_id)?;
-    if f.status != "active" {
-        return Err(Error::Conflict("Can only update active facts".into()));
-    }
     match req.fact_value {
         Some(v) if v != f.fact_value => f.fact_value = v,
         _ => return Ok(view(t, &f)),
@@ -321,8 +319,8 @@ pub fn update(
     Ok(view(t, &f))
 }
 
-/// Replaces an active fact by a new version (admin). Order: capability → admin (403) → 404 →
-/// not active (409) → quota → write. Returns the new version.
+/// Replaces an active fact by a new version (admin). Order (40 §5.6): capability → admin (403)
+/// → 404 → not active (400) → quota → write. Returns the new version.
 pub fn supersede(
     tx: &mut WriteTx,
     ctx: &Ctx,
@@ -335,7 +333,7 @@ pub fn supersede(
     caller.require_admin()?;
     let mut old = load(tx, t, fact_id)?;
     if old.status != "active" {
-        return Err(Error::Conflict("Can only supersede active facts".into()));
+        return Err(Error::BadRequest("Can only supersede active facts".into()));
     }
     let value = req
         .fact_value

@@ -6,12 +6,12 @@
 //!
 //! [`invoke`] follows 10 §10.6 in one write transaction: role → entitlement `tools` →
 //! idempotency lookup (a replay returns the stored body and costs nothing; another body under
-//! the same key is a 409) → tool lookup → credit quota `tool_invocation` × 1 → daily limit
-//! `tool_invocation` → run → audit `tools.invoke` → usage event (same request id as the
-//! response) → idempotency record.
-//!
-//! Deliberate difference from the reference (10 §12 Note 6): an unknown tool is detected
-//! **before** the quota checks, so it is always a 404 (never a 429) and costs nothing.
+//! the same key is a 409) → credit quota `tool_invocation` × 1 → daily limit
+//! `tool_invocation` → tool lookup → run → audit `tools.invoke` → usage event (same request id
+//! as the response) → idempotency record. As the contract's processing table (10 §10.6) and
+//! quota order (20 §7.1) list it, an unknown tool is looked up after the quota checks: a tenant
+//! out of quota gets 429 even for a tool that does not exist; an unknown tool still costs
+//! nothing, since a failed request writes nothing.
 
 pub mod echo;
 pub mod kpi_summary;
@@ -155,9 +155,9 @@ pub struct Invocation {
 
 /// Invokes a tool for `caller` under the client's `idempotency_key` (see the module docs for
 /// the order of checks). Errors: `MissingHeader` for a blank key, `Forbidden` (`… to invoke
-/// tools`), the entitlement errors, `IdempotencyConflict`, `NotFound` (`Tool '<name>' not
-/// found`), `QuotaExceeded`, `DailyQuotaExceeded`, `UnknownEventType`, `PlanMissing`. A
-/// failure writes nothing.
+/// tools`), the entitlement errors, `IdempotencyConflict`, `QuotaExceeded`,
+/// `DailyQuotaExceeded`, `UnknownEventType`, `PlanMissing`, `NotFound` (`Tool '<name>' not
+/// found`). A failure writes nothing.
 pub fn invoke(
     tx: &mut WriteTx,
     ctx: &Ctx,
@@ -175,11 +175,11 @@ pub fn invoke(
     if let Some(stored) = idempotency::lookup::<Invocation>(tx, ctx, tenant, &scope)? {
         return Ok(stored);
     }
-    let tool = find(&req.tool_name)
-        .ok_or_else(|| Error::NotFound(format!("Tool '{}' not found", req.tool_name)))?;
-    let permit = Meter::one("tool_invocation", tool.name())
+    let permit = Meter::one("tool_invocation", &req.tool_name)
         .with_daily(Activity::ToolInvocation)
         .check(tx, ctx, tenant)?;
+    let tool = find(&req.tool_name)
+        .ok_or_else(|| Error::NotFound(format!("Tool '{}' not found", req.tool_name)))?;
     let request_id = ids::new_id();
     let result = tool.run(
         &ToolEnv {
@@ -320,9 +320,15 @@ mod tests {
     }
 
     #[test]
-    fn unknown_tool_is_404_before_quota_and_replays_survive_exhaustion() {
+    fn unknown_tool_is_404_after_quota_and_replays_survive_exhaustion() {
         let (db, _) = db();
         let (admin, _) = tenant(&db);
+        let before = trail(&db, &admin);
+        let e = db
+            .invoke_tool(&admin, "b", req(json!({"tool_name": "Echo"})))
+            .expect_err("404");
+        assert_eq!(e.to_string(), "Tool 'Echo' not found");
+        assert_eq!(trail(&db, &admin), before, "an unknown tool costs nothing");
         db.invoke_tool(&admin, "a", req(json!({"tool_name": "echo"})))
             .expect("run");
         let limits = DailyLimits {
@@ -331,12 +337,9 @@ mod tests {
         };
         db.set_limits(&admin, limits).expect("limits");
         let before = trail(&db, &admin);
+        // 10 §10.6: the quota checks come before the tool lookup.
         let e = db
             .invoke_tool(&admin, "b", req(json!({"tool_name": "Echo"})))
-            .expect_err("404");
-        assert_eq!(e.to_string(), "Tool 'Echo' not found");
-        let e = db
-            .invoke_tool(&admin, "b", req(json!({"tool_name": "echo"})))
             .expect_err("429");
         assert!(matches!(e, Error::DailyQuotaExceeded(_)), "{e:?}");
         // The failed key stored nothing, so it is free for another body later.

@@ -1,4 +1,6 @@
-//! The platform-admin API under `/v1/admin` (hidden behind a 404 without the admin key).
+//! The platform-admin API under `/v1/admin` (30 §8.3): without the admin key every route answers
+//! the same 404 as an unknown path. As the contract's order of checks has it (10 §3.2, 30 §8.1),
+//! routing (405 for a wrong method) and JSON parsing (422 for malformed JSON) come first.
 
 use super::route;
 use crate::AppState;
@@ -29,11 +31,12 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// Checks the admin key, then parses the body: without the key every request, even one with
-/// malformed JSON, gets the same 404 as an unknown path (the admin surface stays hidden).
+/// Parses the body, then checks the admin key (30 §8.1: malformed JSON is a 422 before the key
+/// check; a body that is JSON but invalid is a 404 without the key).
 fn admin_body(s: &AppState, r: &Req) -> Result<Value, ApiError> {
+    let body = r.json()?;
     r.require_platform_admin(s)?;
-    r.json()
+    Ok(body)
 }
 
 fn list_events(s: &AppState, r: &Req) -> Result<Reply, ApiError> {

@@ -1,4 +1,4 @@
-//! The developer console (`50-ui-and-data-model.md` §1): server-rendered, read-only HTML over
+//! The developer console (`/console`, contract part 50 §1): server-rendered, read-only HTML over
 //! [`bespin_core::console`].
 //!
 //! Access (spec README decision 15, which tightens 50 §1.2):
@@ -8,7 +8,8 @@
 //!   to the same page without `key` that sets `console_session` to a fresh random token (never
 //!   the key) — `HttpOnly; SameSite=Strict; Path=/console; Max-Age=3600`;
 //! - session tokens live in memory only (a restart logs everyone out) and are compared in
-//!   constant time against every live session.
+//!   constant time against every live session; as in 50 §1.2, a valid session is checked
+//!   before `key`, so it grants access even next to a wrong key.
 //!
 //! Every database string goes through [`escape`]; rows come from the core with secrets removed
 //! (API-key digests, request hashes, stored responses), and pages link to `/assets/console.css`
@@ -91,7 +92,9 @@ fn console(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
         format!("/console/{rest}")
     };
     let q = r.query_map();
-    if let Some(key) = q.get("key").filter(|k| !k.is_empty()) {
+    // 50 §1.2: a valid session cookie is checked first and grants access whatever `key` says.
+    let session = cookie(r).is_some_and(|t| s.console_sessions.valid(&t));
+    if !session && let Some(key) = q.get("key").filter(|k| !k.is_empty()) {
         let expected = s.config.dev_console_key.as_bytes();
         if !bool::from(key.as_bytes().ct_eq(expected)) || expected.is_empty() {
             return Ok(not_found());
@@ -118,9 +121,8 @@ fn console(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
                 ),
         );
     }
-    match cookie(r) {
-        Some(t) if s.console_sessions.valid(&t) => {}
-        _ => return Ok(not_found()),
+    if !session {
+        return Ok(not_found());
     }
     let c = s.bespin.console();
     let segments: Vec<&str> = rest.split('/').collect();

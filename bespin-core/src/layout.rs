@@ -61,6 +61,148 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
     tx.put(&tables::META, &layout_key(), &CURRENT)
 }
 
+/// What `bespin layout` reports about a database file, read without writing to it: the key
+/// layout it has and what opening it with this build would do.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LayoutPlan {
+    /// The file's key layout (1 when never recorded).
+    pub file_layout: u64,
+    /// The layout this build writes ([`CURRENT`]).
+    pub build_layout: u64,
+    /// `current` (nothing to do), `upgrade` (the steps run in the transaction that first
+    /// opens the file) or `refuse` (a newer layout: this build does not open it).
+    pub action: &'static str,
+    /// The upgrade's steps in the order they run (empty unless `action` is `upgrade`).
+    pub steps: Vec<UpgradeStep>,
+    /// Tables of this build that the file lacks; opening it creates them empty.
+    pub missing_tables: Vec<&'static str>,
+}
+
+/// One step of an upgrade.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UpgradeStep {
+    /// The layout the step brings the file to.
+    pub to_layout: u64,
+    /// What it rewrites.
+    pub description: &'static str,
+    /// The rows it reads to do so.
+    pub rows: u64,
+}
+
+impl std::fmt::Display for LayoutPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "key layout {} (this build writes {})",
+            self.file_layout, self.build_layout
+        )?;
+        match self.action {
+            "current" => writeln!(f, "up to date: opening it rewrites nothing")?,
+            "refuse" => writeln!(
+                f,
+                "newer than this build: opening it is refused before anything is written; use the release that wrote it, or a later one"
+            )?,
+            _ => {
+                writeln!(
+                    f,
+                    "opening it upgrades it in one transaction (all or nothing):"
+                )?;
+                for s in &self.steps {
+                    writeln!(
+                        f,
+                        "  -> {}: {} ({} rows read)",
+                        s.to_layout, s.description, s.rows
+                    )?;
+                }
+            }
+        }
+        if !self.missing_tables.is_empty() {
+            writeln!(
+                f,
+                "tables created empty on open: {}",
+                self.missing_tables.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Reports the layout of the database file at `path` and what opening it would do, without
+/// writing to it (the file is opened read-only). Errors: `Storage` when the file is missing,
+/// unreadable, or held open for writing by another process.
+pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
+    use crate::store::ReadOnlyFile;
+    let file = ReadOnlyFile::open(path)?;
+    let from = file.get(&tables::META, &layout_key())?.unwrap_or(1);
+    let rows = |names: &[&'static str]| -> Result<u64> {
+        let mut n = 0;
+        for t in names {
+            n += file.count(t)?.unwrap_or(0);
+        }
+        Ok(n)
+    };
+    let records = [
+        tables::CO_ACTIONS.name(),
+        tables::CO_TASKS.name(),
+        tables::CO_DECISIONS.name(),
+        tables::CO_MEETINGS.name(),
+        tables::CO_FACTS.name(),
+    ];
+    let mut steps = Vec::new();
+    if from < 2 {
+        steps.push(UpgradeStep {
+            to_layout: 2,
+            description: "rebuild the search index and its rank rows from the Core OS records",
+            rows: rows(&records)?,
+        });
+        steps.push(UpgradeStep {
+            to_layout: 2,
+            description: "rebuild the timeline's per-record index from the events",
+            rows: rows(&[tables::CO_TIMELINE.name()])?,
+        });
+        steps.push(UpgradeStep {
+            to_layout: 2,
+            description: "key messages by their conversation's sequence number",
+            rows: rows(&[tables::MESSAGES.name()])?,
+        });
+    }
+    if from < 4 {
+        steps.push(UpgradeStep {
+            to_layout: 4,
+            description: "move KPI points into chunks of up to 128 and empty kpi_points",
+            rows: rows(&[tables::KPI_POINTS.name()])?,
+        });
+    }
+    if (2..5).contains(&from) {
+        steps.push(UpgradeStep {
+            to_layout: 5,
+            description: "write a search rank row per indexed record",
+            rows: rows(&records)?,
+        });
+    }
+    let mut missing_tables = Vec::new();
+    for t in tables::ALL {
+        if file.count(t)?.is_none() {
+            missing_tables.push(*t);
+        }
+    }
+    let action = match from.cmp(&CURRENT) {
+        std::cmp::Ordering::Equal => "current",
+        std::cmp::Ordering::Greater => "refuse",
+        std::cmp::Ordering::Less => "upgrade",
+    };
+    if action != "upgrade" {
+        steps.clear();
+    }
+    Ok(LayoutPlan {
+        file_layout: from,
+        build_layout: CURRENT,
+        action,
+        steps,
+        missing_tables,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -253,6 +395,14 @@ mod tests {
             );
         }
         drop(db);
+        // `bespin layout` reports the upgrade without writing a byte.
+        let bytes = std::fs::read(&path).unwrap();
+        let p = plan(&path).unwrap();
+        assert_eq!((p.file_layout, p.action), (1, "upgrade"));
+        let steps: Vec<(u64, u64)> = p.steps.iter().map(|s| (s.to_layout, s.rows)).collect();
+        assert_eq!(steps, [(2, 2), (2, 3), (2, 2), (4, 2)], "{p}");
+        assert!(p.missing_tables.is_empty());
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
 
         let db = Bespin::open(&path).unwrap();
         assert!(db.check().unwrap().violations.is_empty());
@@ -302,11 +452,21 @@ mod tests {
             "{report}"
         );
         drop(db);
+        let p = plan(&path).unwrap();
+        assert_eq!((p.file_layout, p.action, p.steps.len()), (4, "upgrade", 1));
+        assert_eq!((p.steps[0].to_layout, p.steps[0].rows), (5, 2));
 
         let db = Bespin::open(&path).unwrap();
         assert!(db.check().unwrap().violations.is_empty());
         assert_eq!(find(&db, &admin, "pricing"), ranked);
         assert_eq!(db.read(|r, _| version(r)).unwrap(), CURRENT);
+        drop(db);
+        let p = plan(&path).unwrap();
+        assert_eq!((p.file_layout, p.action), (CURRENT, "current"));
+        assert!(
+            p.steps.is_empty() && p.to_string().contains("up to date"),
+            "{p}"
+        );
     }
 
     #[test]
@@ -314,6 +474,8 @@ mod tests {
         let (_dir, path, db, _) = fresh("n.redb");
         db.tamper(|tx| tx.put(&tables::META, &layout_key(), &(CURRENT + 1)));
         drop(db);
+        let p = plan(&path).unwrap();
+        assert_eq!((p.file_layout, p.action), (CURRENT + 1, "refuse"));
         for _ in 0..2 {
             match Bespin::open(&path) {
                 Err(Error::Storage(m)) => assert!(m.contains("newer than this build"), "{m}"),

@@ -1,61 +1,130 @@
-//! `bespin`: the Bespin HTTP server.
+//! `bespin`: the Bespin HTTP server and its operator commands.
 //!
 //! ```text
-//! bespin [serve] [--listen ADDR] [--db PATH] [--trust-proxy]
-//! bespin check --db PATH
-//! bespin backup --db PATH --out FILE
+//! bespin [serve] [--listen ADDR] [--db PATH] [--trust-proxy] [--log-format text|json]
+//! bespin check  [--db PATH] [--json]
+//! bespin backup [--db PATH] --out FILE
+//! bespin layout [--db PATH] [--json]
 //! ```
-//! `check` verifies the database's invariants and prints the report (exit 1 on any violation,
-//! 2 when it cannot run). `backup` writes a consistent snapshot to the new file `FILE` and
-//! checks the copy. Both work on a database a running server holds open: they then ask that
-//! server (found through `PATH.control`) for the snapshot.
-//! Flags override `BESPIN_LISTEN`, `BESPIN_DB` and `BESPIN_TRUST_PROXY`; the contract's other
+//! Every flag falls back to an environment variable (shown in `--help`); the contract's other
 //! variables (`PLATFORM_ADMIN_KEY`, `RATE_LIMIT_*`, `CORS_ORIGINS`, `PLAYGROUND_UI_ENABLED`,
-//! `DEV_CONSOLE_*`) are read from the environment. Logs go to stderr, filtered by `RUST_LOG`
-//! (default `info`).
+//! `DEV_CONSOLE_*`, `BESPIN_*` limits) are read from the environment and listed at the end of
+//! `bespin serve --help`. `check` verifies the database's invariants (exit 1 on any violation,
+//! 2 when it cannot run); `backup` writes a consistent snapshot to a new file and checks the
+//! copy; `layout` tells which key layout the file has and what opening it with this build would
+//! do, without writing. The three work on a database a running server holds open: they then ask
+//! that server (found through `PATH.control`) for a snapshot. Logs go to stderr, filtered by
+//! `RUST_LOG` (default `info`), as text or as one JSON object per line.
 
 use bespin_core::Bespin;
 use bespin_http::Config;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: bespin [serve] [--listen ADDR] [--db PATH] [--trust-proxy]
-       bespin check --db PATH
-       bespin backup --db PATH --out FILE";
+/// The variables `serve` reads that have no flag (printed after `bespin serve --help`).
+const ENVIRONMENT: &str = "Environment (read at start-up unless noted):
+  PLATFORM_ADMIN_KEY                 key for X-Platform-Admin-Key; read per request; unset: /v1/admin answers 404
+  RATE_LIMIT_DISABLED=1              no tenant-creation rate limit
+  RATE_LIMIT_TENANT_CREATE           tenant creations per window per client [default: 10]
+  RATE_LIMIT_WINDOW_SECONDS          window length [default: 60]
+  CORS_ORIGINS                       comma-separated allowed origins, or * for any [default: the four localhost origins]
+  PLAYGROUND_UI_ENABLED=1            serve /ui and /app
+  DEV_CONSOLE_ENABLED=1              serve /console (needs DEV_CONSOLE_KEY of at least 16 characters)
+  DEV_CONSOLE_KEY                    the console's key
+  BESPIN_MAX_BODY_BYTES              larger bodies get 413 [default: 10485760]
+  BESPIN_HEADER_READ_TIMEOUT_SECS    time to send the request head [default: 10]
+  BESPIN_BODY_READ_TIMEOUT_SECS      time to send the body [default: 30]
+  BESPIN_IDEMPOTENCY_RETENTION_SECS  how long Idempotency-Key records are kept [default: 86400]
+  BESPIN_READ_METERING               durable or deferred [default: durable]
+  RUST_LOG                           log filter [default: info]";
 
-fn parse(mut config: Config, args: &[String]) -> Result<Config, String> {
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "serve" => {}
-            "--listen" => {
-                let v = it.next().ok_or("--listen needs an address")?;
-                config.listen = v
-                    .parse()
-                    .map_err(|_| format!("--listen: not an address: {v}"))?;
-            }
-            "--db" => config.db_path = it.next().ok_or("--db needs a path")?.into(),
-            "--trust-proxy" => config.trust_proxy = true,
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
-        }
-    }
-    Ok(config)
+/// Bespin: the multi-tenant AI co-founder backend (server and operator commands).
+#[derive(Parser)]
+#[command(
+    name = "bespin",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = "Without a command, bespin runs `serve`; `bespin serve --help` also lists the environment variables it reads."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
-/// `check` / `backup`: (db, out).
-fn parse_tool(args: &[String]) -> Result<(PathBuf, Option<PathBuf>), String> {
-    let (mut db, mut out) = (None, None);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--db" => db = Some(PathBuf::from(it.next().ok_or("--db needs a path")?)),
-            "--out" => out = Some(PathBuf::from(it.next().ok_or("--out needs a path")?)),
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
-        }
-    }
-    Ok((db.ok_or(format!("--db is required\n{USAGE}"))?, out))
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default command).
+    #[command(after_help = ENVIRONMENT)]
+    Serve(ServeArgs),
+    /// Verify the database's invariants; exit 1 on any violation, 2 when it cannot run.
+    Check(CheckArgs),
+    /// Write a consistent snapshot of the database to a new file and check the copy.
+    Backup(BackupArgs),
+    /// Tell the file's key layout and what opening it with this build would do (writes nothing).
+    Layout(LayoutArgs),
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `message` and the event's fields).
+    Json,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BESPIN_LISTEN", default_value_t = Config::default().listen)]
+    listen: SocketAddr,
+    /// Database file (created on first start).
+    #[arg(long, env = "BESPIN_DB", default_value_os_t = Config::default().db_path)]
+    db: PathBuf,
+    /// Take the client address from X-Forwarded-For (only behind a proxy that sets it).
+    #[arg(long, env = "BESPIN_TRUST_PROXY")]
+    trust_proxy: bool,
+    /// Log line format.
+    #[arg(long, env = "BESPIN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Args)]
+struct DbArg {
+    /// Database file.
+    #[arg(long, env = "BESPIN_DB", default_value_os_t = Config::default().db_path)]
+    db: PathBuf,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Print the result as one JSON object: ok, snapshot, checks, rows, violations.
+    #[arg(long, env = "BESPIN_CHECK_JSON")]
+    json: bool,
+}
+
+#[derive(Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// The new file to write (must not exist).
+    #[arg(long, env = "BESPIN_BACKUP_OUT")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct LayoutArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Print the result as one JSON object: file_layout, build_layout, action, steps, missing_tables.
+    #[arg(long, env = "BESPIN_LAYOUT_JSON")]
+    json: bool,
 }
 
 /// Opens `db` here, or — when a running server holds it — fetches a snapshot from that server
@@ -135,41 +204,57 @@ fn fetch_snapshot(db: &Path, out: &Path) -> Result<(), String> {
     std::fs::rename(&partial, out).map_err(|e| e.to_string())
 }
 
-fn check_cmd(args: &[String]) -> ExitCode {
-    let (db, _) = match parse_tool(args) {
-        Ok(x) => x,
-        Err(e) => return fail(&e),
-    };
+fn check_cmd(args: CheckArgs) -> ExitCode {
+    let db = args.db.db;
     let dir = match tempfile_dir() {
         Ok(d) => d,
         Err(e) => return fail(&e),
     };
-    let result = open_or_fetch(&db, &dir.join("snapshot.redb")).and_then(|(b, fetched)| {
-        if fetched {
-            println!("(the database is held by a running server: checking a snapshot of it)");
-        }
-        b.check().map_err(|e| e.to_string())
-    });
+    let result = open_or_fetch(&db, &dir.join("snapshot.redb"))
+        .and_then(|(b, fetched)| b.check().map(|r| (r, fetched)).map_err(|e| e.to_string()));
     let _ = std::fs::remove_dir_all(&dir);
-    match result {
-        Ok(report) => {
-            print!("{report}");
-            if report.is_ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
-        Err(e) => fail(&e),
-    }
-}
-
-fn backup_cmd(args: &[String]) -> ExitCode {
-    let (db, out) = match parse_tool(args) {
-        Ok((db, Some(out))) => (db, out),
-        Ok(_) => return fail(&format!("--out is required\n{USAGE}")),
+    let (report, fetched) = match result {
+        Ok(x) => x,
         Err(e) => return fail(&e),
     };
+    let (text, code) = check_output(&report, fetched, args.json);
+    print!("{text}");
+    ExitCode::from(code)
+}
+
+/// What `check` prints for `report` (as text, or as one JSON line with `json`) and its exit
+/// code: 0 when the database is consistent, 1 on any violation.
+fn check_output(
+    report: &bespin_core::check::CheckReport,
+    fetched: bool,
+    json: bool,
+) -> (String, u8) {
+    let code = if report.is_ok() { 0 } else { 1 };
+    if json {
+        let violations: Vec<serde_json::Value> = report
+            .violations
+            .iter()
+            .map(|v| serde_json::json!({"table": v.table, "key": v.key, "description": v.description}))
+            .collect();
+        let out = serde_json::json!({
+            "ok": report.is_ok(),
+            "snapshot": fetched,
+            "checks": report.checks,
+            "rows": report.rows,
+            "violations": violations,
+        });
+        return (format!("{out}\n"), code);
+    }
+    let mut text = String::new();
+    if fetched {
+        text.push_str("(the database is held by a running server: checking a snapshot of it)\n");
+    }
+    text.push_str(&report.to_string());
+    (text, code)
+}
+
+fn backup_cmd(args: BackupArgs) -> ExitCode {
+    let (db, out) = (args.db.db, args.out);
     if out.exists() {
         return fail(&format!("{} already exists", out.display()));
     }
@@ -203,6 +288,44 @@ fn backup_cmd(args: &[String]) -> ExitCode {
     }
 }
 
+/// `bespin layout`: reads the file without writing (or a snapshot, when a server holds it).
+fn layout_cmd(args: LayoutArgs) -> ExitCode {
+    let db = args.db.db;
+    if !db.exists() {
+        return fail(&format!("{}: no such database", db.display()));
+    }
+    let plan = match bespin_core::layout::plan(&db) {
+        Err(e) if held_open(&e) => {
+            let dir = match tempfile_dir() {
+                Ok(d) => d,
+                Err(e) => return fail(&e),
+            };
+            let snapshot = dir.join("snapshot.redb");
+            let plan = fetch_snapshot(&db, &snapshot)
+                .and_then(|()| bespin_core::layout::plan(&snapshot).map_err(|e| e.to_string()));
+            let _ = std::fs::remove_dir_all(&dir);
+            plan
+        }
+        other => other.map_err(|e| format!("{}: {e}", db.display())),
+    };
+    match plan {
+        Ok(p) if args.json => {
+            println!("{}", serde_json::to_string(&p).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(p) => {
+            print!("{}: {p}", db.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// Whether opening failed because another process (a running server) holds the file.
+fn held_open(e: &bespin_core::Error) -> bool {
+    e.to_string().to_ascii_lowercase().contains("already open")
+}
+
 fn tempfile_dir() -> Result<PathBuf, String> {
     let d = std::env::temp_dir().join(format!("bespin-check-{}", bespin_core::ids::new_id()));
     std::fs::create_dir(&d).map_err(|e| e.to_string())?;
@@ -214,36 +337,49 @@ fn fail(e: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn main() -> ExitCode {
-    // Log lines go to stderr from a writer thread, so a request never waits on a write
-    // syscall; `lossy(false)` makes a full buffer slow requests down instead of dropping lines.
-    // The guard flushes what is buffered when `main` returns.
-    let (log_writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+/// Log lines go to stderr from a writer thread, so a request never waits on a write syscall;
+/// `lossy(false)` makes a full buffer slow requests down instead of dropping lines. The guard
+/// flushes what is buffered when it is dropped.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(log_writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .compact()
-        .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("check") => return check_cmd(&args[1..]),
-        Some("backup") => return backup_cmd(&args[1..]),
-        _ => {}
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_target(false);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .compact()
+            .init(),
     }
-    let config = match Config::from_env().and_then(|c| parse(c, &args)) {
+    guard
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serve = match cli.command {
+        Some(Command::Check(a)) => return check_cmd(a),
+        Some(Command::Backup(a)) => return backup_cmd(a),
+        Some(Command::Layout(a)) => return layout_cmd(a),
+        Some(Command::Serve(a)) => a,
+        None => cli.serve,
+    };
+    let _log_guard = init_logging(serve.log_format);
+    let mut config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("bespin: {e}");
             return ExitCode::from(2);
         }
     };
+    config.listen = serve.listen;
+    config.db_path = serve.db;
+    config.trust_proxy = serve.trust_proxy;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -260,5 +396,46 @@ fn main() -> ExitCode {
             eprintln!("bespin: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::check_output;
+    use bespin_core::check::{CheckReport, Violation};
+
+    #[test]
+    fn check_json_names_every_violation_and_exits_1() {
+        let mut report = CheckReport {
+            violations: vec![],
+            rows: [("tenants", 2)].into_iter().collect(),
+            checks: 7,
+        };
+        let (text, code) = check_output(&report, false, true);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(code, 0);
+        assert_eq!(
+            v,
+            serde_json::json!({"ok": true, "snapshot": false, "checks": 7, "rows": {"tenants": 2}, "violations": []})
+        );
+        report.violations.push(Violation {
+            table: "audit",
+            key: "t1/9".into(),
+            description: "audit row of a missing user".into(),
+        });
+        let (text, code) = check_output(&report, true, true);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (code, &v["ok"], &v["snapshot"]),
+            (1, &serde_json::json!(false), &serde_json::json!(true))
+        );
+        assert_eq!(
+            v["violations"],
+            serde_json::json!([{"table": "audit", "key": "t1/9", "description": "audit row of a missing user"}])
+        );
+        let (text, code) = check_output(&report, false, false);
+        assert_eq!(code, 1);
+        assert!(text.contains("audit row of a missing user"), "{text}");
     }
 }

@@ -1,5 +1,6 @@
 //! The `bespin` binary as a user runs it: starts on a fresh file, answers `/healthz`, stops
-//! cleanly on SIGTERM, and keeps what it committed across a restart.
+//! cleanly on SIGTERM, and keeps what it committed across a restart; its command line (help,
+//! version, environment fallbacks, `check --json`, `backup`, `layout`).
 #![allow(clippy::unwrap_used, clippy::zombie_processes)]
 
 use std::io::{Read, Write};
@@ -110,12 +111,143 @@ fn serves_stops_on_sigterm_and_keeps_committed_data() {
     assert!(stop(child).success());
 }
 
+/// Runs `bespin` with `args` and extra environment variables; (exit code, stdout, stderr).
+fn bespin(args: &[&str], env: &[(&str, &std::path::Path)]) -> (i32, String, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bespin"));
+    c.args(args).env_remove("BESPIN_DB");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
-fn bad_arguments_exit_with_usage() {
-    let out = Command::new(env!("CARGO_BIN_EXE_bespin"))
-        .arg("--bogus")
-        .output()
+fn help_version_and_usage_errors() {
+    let (code, out, _) = bespin(&["--help"], &[]);
+    assert_eq!(code, 0);
+    for word in [
+        "serve",
+        "check",
+        "backup",
+        "layout",
+        "BESPIN_LISTEN",
+        "BESPIN_DB",
+        "BESPIN_TRUST_PROXY",
+        "BESPIN_LOG_FORMAT",
+    ] {
+        assert!(out.contains(word), "--help lacks {word}:\n{out}");
+    }
+    let (code, out, _) = bespin(&["--version"], &[]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("bespin {}", env!("CARGO_PKG_VERSION")).as_str())
+    );
+    // Every command has its own help, naming the environment variable of every flag.
+    for (cmd, words) in [
+        (
+            "serve",
+            &[
+                "BESPIN_LISTEN",
+                "BESPIN_DB",
+                "BESPIN_TRUST_PROXY",
+                "BESPIN_LOG_FORMAT",
+                "PLATFORM_ADMIN_KEY",
+                "DEV_CONSOLE_KEY",
+            ][..],
+        ),
+        ("check", &["--json", "BESPIN_CHECK_JSON", "BESPIN_DB"][..]),
+        ("backup", &["--out", "BESPIN_BACKUP_OUT", "BESPIN_DB"][..]),
+        ("layout", &["--json", "BESPIN_LAYOUT_JSON", "BESPIN_DB"][..]),
+    ] {
+        let (code, out, _) = bespin(&[cmd, "--help"], &[]);
+        assert_eq!(code, 0, "{cmd} --help");
+        for w in words {
+            assert!(out.contains(w), "{cmd} --help lacks {w}:\n{out}");
+        }
+    }
+    let (code, _, err) = bespin(&["--bogus"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("Usage: bespin"), "{err}");
+    let (code, _, err) = bespin(&["backup"], &[]);
+    assert_eq!(code, 2, "--out is required");
+    assert!(err.contains("--out"), "{err}");
+}
+
+#[test]
+fn check_backup_and_layout_honour_bespin_db() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("b.redb");
+    {
+        let b = bespin_core::Bespin::open(&db).unwrap();
+        b.create_tenant(bespin_core::tenancy::NewTenant {
+            name: "Acme".into(),
+            region: "eu".into(),
+            admin_email: "ada@acme.io".into(),
+        })
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: bespin"));
+    }
+    let env = [("BESPIN_DB", db.as_path())];
+    let (code, out, err) = bespin(&["check", "--json"], &env);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&v["ok"], &v["violations"], &v["rows"]["tenants"]),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!([]),
+            &serde_json::json!(1)
+        )
+    );
+    let (code, out, _) = bespin(&["check", &format!("--db={}", db.display())], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("tenants"), "{out}");
+    let (code, _, err) = bespin(&["check", "--db", "/nonexistent/x.redb"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no such database"), "{err}");
+
+    let bytes = std::fs::read(&db).unwrap();
+    let (code, out, err) = bespin(&["layout", "--json"], &env);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&v["action"], &v["steps"]),
+        (&serde_json::json!("current"), &serde_json::json!([]))
+    );
+    assert_eq!(v["file_layout"], v["build_layout"]);
+    let (code, out, _) = bespin(&["layout"], &env);
+    assert_eq!(code, 0);
+    assert!(out.contains("up to date"), "{out}");
+    assert_eq!(std::fs::read(&db).unwrap(), bytes, "layout writes nothing");
+
+    let copy = dir.path().join("copy.redb");
+    let (code, out, err) = bespin(&["backup", "--out"], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    let (code, out, err) = bespin(&["backup", "--out", copy.to_str().unwrap()], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("0 violation(s)"), "{out}");
+    assert!(copy.exists());
+}
+
+#[test]
+fn layout_and_check_of_a_database_a_server_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("held.redb");
+    let port = free_port();
+    let child = start(&db, port);
+    let (code, out, err) = bespin(&["layout", "--db", db.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("up to date"), "{out}");
+    let (code, out, err) = bespin(&["check", "--json"], &[("BESPIN_DB", db.as_path())]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&v["ok"], &v["snapshot"]),
+        (&serde_json::json!(true), &serde_json::json!(true))
+    );
+    assert!(stop(child).success());
 }

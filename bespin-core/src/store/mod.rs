@@ -231,6 +231,44 @@ impl Store {
     }
 }
 
+/// A database file opened read-only: redb writes nothing to it, not even the tables this build
+/// would create (for `bespin layout`, which must not change the file it reports on).
+pub(crate) struct ReadOnlyFile {
+    tx: redb::ReadTransaction,
+}
+
+impl ReadOnlyFile {
+    /// Opens the existing file at `path`. Errors: `Storage` when it is missing, not a redb
+    /// file, needs recovery, or is held open for writing by another process.
+    pub(crate) fn open(path: &Path) -> Result<ReadOnlyFile> {
+        let db = redb::ReadOnlyDatabase::open(path)?;
+        Ok(ReadOnlyFile {
+            tx: db.begin_read()?,
+        })
+    }
+
+    /// The rows of `table`, or `None` when the file has no such table.
+    pub(crate) fn count(&self, table: &'static str) -> Result<Option<u64>> {
+        match self.tx.open_table(Raw::new(table)) {
+            Ok(t) => Ok(Some(t.len()?)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The record under `key` in `table` (`None` when the table or the row is missing).
+    pub(crate) fn get<R: Record>(&self, table: &Table<R>, key: &Key) -> Result<Option<R>> {
+        let t = match self.tx.open_table(Raw::new(table.name())) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        t.get(key.as_bytes())?
+            .map(|g| codec::decode(g.value()))
+            .transpose()
+    }
+}
+
 /// A consistent read-only snapshot. Each table is opened at most once per snapshot, and the
 /// handles are shared by every thread reading the snapshot.
 pub struct ReadTx {

@@ -26,6 +26,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
 
 /// Called once the batch holding a job's writes is committed, with the commit's error if it
 /// failed (`None` also when the job made no successful write, which needs no commit).
@@ -68,9 +69,9 @@ struct Shared {
     stats: CommitStats,
 }
 
-/// The writer thread and the queue that feeds it.
+/// The writer thread and the queue that feeds it (each job with the instant it was queued).
 struct Writer {
-    jobs: Sender<Job>,
+    jobs: Sender<(Job, Instant)>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -81,6 +82,8 @@ pub(crate) struct Committer {
     done: Condvar,
     /// Threads other than the writer waiting to take the shared batch.
     queued: AtomicUsize,
+    /// Jobs queued for the writer thread and not yet taken by it.
+    writer_queue: AtomicUsize,
     max_batch: usize,
     durable: bool,
     writer: Mutex<Option<Writer>>,
@@ -88,6 +91,11 @@ pub(crate) struct Committer {
 
 /// Upper bounds of the batch-size histogram buckets (operations per commit).
 pub const BATCH_SIZE_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+/// Upper bounds of the histogram buckets of the time a job waits in the writer's queue before
+/// the writer runs it (and its writes join a batch), in seconds.
+pub const QUEUE_WAIT_SECONDS_BUCKETS: [f64; 10] = [
+    0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 1.0,
+];
 /// Upper bounds of the commit-latency histogram buckets, in seconds.
 pub const COMMIT_SECONDS_BUCKETS: [f64; 10] = [
     0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5,
@@ -107,6 +115,13 @@ pub struct CommitStats {
     pub commit_seconds: [u64; 11],
     /// Total time spent committing, in seconds.
     pub commit_seconds_sum: f64,
+    /// Jobs waiting in the writer thread's queue now.
+    pub queue_depth: u64,
+    /// Jobs by the time they waited in the writer's queue, per
+    /// [`QUEUE_WAIT_SECONDS_BUCKETS`] (+ overflow).
+    pub queue_wait_seconds: [u64; 11],
+    /// Total time jobs waited in the writer's queue, in seconds.
+    pub queue_wait_seconds_sum: f64,
 }
 
 fn bucket(bounds: &[f64], v: f64) -> usize {
@@ -127,6 +142,7 @@ impl Committer {
             }),
             done: Condvar::new(),
             queued: AtomicUsize::new(0),
+            writer_queue: AtomicUsize::new(0),
             max_batch: max_batch.max(1),
             durable,
             writer: Mutex::new(None),
@@ -237,13 +253,14 @@ impl Committer {
                 .map_err(|e| Error::Internal(format!("cannot start the writer thread: {e}")))?;
             *w = Some(Writer { jobs, thread });
         }
-        match w.as_ref() {
-            Some(w) => w
-                .jobs
-                .send(job)
-                .map_err(|_| Error::Internal("the writer thread has stopped".into())),
-            None => Err(Error::Internal("no writer thread".into())),
-        }
+        let Some(w) = w.as_ref() else {
+            return Err(Error::Internal("no writer thread".into()));
+        };
+        self.writer_queue.fetch_add(1, Ordering::Relaxed);
+        w.jobs.send((job, Instant::now())).map_err(|_| {
+            self.writer_queue.fetch_sub(1, Ordering::Relaxed);
+            Error::Internal("the writer thread has stopped".into())
+        })
     }
 
     /// Stops the writer thread after the jobs already queued, and waits for it (unless called
@@ -259,7 +276,7 @@ impl Committer {
     }
 
     /// The writer thread: one batch per turn, holding every job queued meanwhile.
-    fn writer_loop(&self, store: &Store, queue: &Receiver<Job>) {
+    fn writer_loop(&self, store: &Store, queue: &Receiver<(Job, Instant)>) {
         WRITER_OF.set(self.id);
         while let Ok(first) = queue.recv() {
             // Let threads waiting to add their own operation in first, so they are not starved.
@@ -291,7 +308,11 @@ impl Committer {
             OPEN.with_borrow_mut(|slot| *slot = Some(open));
             let mut waiting: Vec<Finisher> = Vec::new();
             let mut next = Some(first);
-            while let Some(job) = next.take() {
+            while let Some((job, queued_at)) = next.take() {
+                self.writer_queue.fetch_sub(1, Ordering::Relaxed);
+                let waited = queued_at.elapsed().as_secs_f64();
+                g.stats.queue_wait_seconds[bucket(&QUEUE_WAIT_SECONDS_BUCKETS, waited)] += 1;
+                g.stats.queue_wait_seconds_sum += waited;
                 let before = Self::open_pending();
                 let finisher = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                 // A job that panicked dropped its caller's reply channel while unwinding,
@@ -348,7 +369,7 @@ impl Committer {
     /// if it failed.
     fn commit_open(&self, g: &mut Shared) -> Option<Error> {
         let tx = g.tx.take();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let error = match tx {
             Some(tx) => tx.commit().err(),
             None => Some(Error::Internal("no open batch".into())),
@@ -362,7 +383,9 @@ impl Committer {
 
     /// Commits and operations so far.
     pub(crate) fn stats(&self) -> CommitStats {
-        self.lock().stats
+        let mut stats = self.lock().stats;
+        stats.queue_depth = self.writer_queue.load(Ordering::Relaxed) as u64;
+        stats
     }
 
     /// Records the outcome of the open batch, starts the next one and wakes the waiters.

@@ -65,7 +65,9 @@ pub mod validate;
 mod testutil;
 
 pub use auth::{Credentials, Principal, Role};
-pub use commit::{BATCH_SIZE_BUCKETS, COMMIT_SECONDS_BUCKETS, CommitStats, Finisher};
+pub use commit::{
+    BATCH_SIZE_BUCKETS, COMMIT_SECONDS_BUCKETS, CommitStats, Finisher, QUEUE_WAIT_SECONDS_BUCKETS,
+};
 pub use error::{DailyQuotaExceeded, Error, ErrorKind, FieldError, LocPart, QuotaExceeded, Result};
 pub use store::{ReadTx, WriteTx};
 

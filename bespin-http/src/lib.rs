@@ -2,7 +2,7 @@
 //!
 //! A thin hyper layer over [`bespin_core`]: each handler parses the request, calls one core
 //! operation and renders the result. Business rules live in the core. The contract is the one in
-//! `shared/spec/`; [`serve`] runs it on a listener, so tests and embedders reuse the exact server
+//! HTTP contract (served as `/openapi.json`); [`serve`] runs it on a listener, so tests and embedders reuse the exact server
 //! the `bespin` binary runs.
 
 pub mod config;
@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod openapi;
 mod pipeline;
 mod ratelimit;
+pub mod readiness;
 mod reply;
 pub mod router;
 mod routes;
@@ -39,6 +40,7 @@ pub struct AppState {
     router: router::Router,
     metrics: metrics::Metrics,
     console_sessions: routes::ConsoleSessions,
+    readiness: readiness::Readiness,
 }
 
 impl AppState {
@@ -54,6 +56,7 @@ impl AppState {
             router: routes::router(),
             metrics,
             console_sessions: Default::default(),
+            readiness: Default::default(),
         })
     }
 

@@ -1,8 +1,16 @@
-//! `GET /metrics` in the Prometheus text format: requests and latency per route and status,
-//! group-commit batch sizes and latency, and the database size. Built on `prometheus-client`
-//! (the Prometheus project's own Rust client) rather than hand-written exposition.
+//! `GET /metrics`: requests and latency per route and status; the writer's queue depth and
+//! queue wait, group-commit batch sizes and latency; the database size; `bespin_build_info`;
+//! and the process's memory, open files and CPU time. Built on `prometheus-client` (the
+//! Prometheus project's own Rust client) rather than hand-written exposition.
+//!
+//! The registry is encoded as OpenMetrics 1.0.0, the format `prometheus-client` writes and the
+//! one Prometheus asks for first. Scrapers that do not ask for it (`Accept` without
+//! `application/openmetrics-text`: curl, older tools) get the same samples as Prometheus text
+//! 0.0.4, which differs only in metadata: no `# EOF` or `# UNIT` lines, and a counter's
+//! `# HELP`/`# TYPE` name its `_total` sample ([`to_text_004`]). Each answer carries its own
+//! format's content type.
 
-use bespin_core::{BATCH_SIZE_BUCKETS, Bespin, COMMIT_SECONDS_BUCKETS};
+use bespin_core::{BATCH_SIZE_BUCKETS, Bespin, COMMIT_SECONDS_BUCKETS, QUEUE_WAIT_SECONDS_BUCKETS};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -12,6 +20,11 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::time::Duration;
+
+/// Content type of the OpenMetrics answer.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the Prometheus text answer.
+pub const TEXT_004: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 // Labels borrow static strings (route patterns, method names) so recording a request
 // allocates nothing.
@@ -75,6 +88,7 @@ impl Metrics {
             latency.clone(),
         );
         registry.register_collector(Box::new(DbCollector(bespin)));
+        registry.register_collector(Box::new(ProcessCollector));
         Metrics {
             registry,
             requests,
@@ -103,7 +117,7 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// The exposition text.
+    /// The exposition in OpenMetrics 1.0.0.
     pub fn render(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
@@ -111,6 +125,50 @@ impl Metrics {
         }
         out
     }
+
+    /// The exposition for a scraper sending `accept`: (content type, body).
+    pub fn negotiate(&self, accept: Option<&str>) -> (&'static str, String) {
+        let om = self.render();
+        if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+            (OPENMETRICS, om)
+        } else {
+            (TEXT_004, to_text_004(&om))
+        }
+    }
+}
+
+/// The same samples in the Prometheus text format 0.0.4: drops `# EOF` and `# UNIT`, and names
+/// a counter family after its `_total` sample in `# HELP` and `# TYPE`.
+pub fn to_text_004(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Reads the group committer's counters and the file size at scrape time.
@@ -118,59 +176,228 @@ impl Metrics {
 struct DbCollector(Bespin);
 
 /// (upper bound, count) pairs for the encoder, which accumulates them itself; the last pair
-/// holds the values above every bound.
+/// holds the values above every bound, under `f64::MAX`, which the encoder writes `+Inf`.
 fn buckets(bounds: &[f64], counts: &[u64]) -> Vec<(f64, u64)> {
     bounds
         .iter()
         .copied()
-        .chain([f64::INFINITY])
+        .chain([f64::MAX])
         .zip(counts.iter().copied())
         .collect()
 }
 
+/// Encodes one histogram of the collectors.
+fn histogram(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    (bounds, counts, sum): (&[f64], &[u64], f64),
+) -> Result<(), std::fmt::Error> {
+    let total: u64 = counts.iter().sum();
+    let mut m = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    m.encode_histogram::<NoLabelSet>(sum, total, &buckets(bounds, counts), None)
+}
+
+/// Encodes one constant gauge (`i64`) or counter (`f64`/`u64`) of the collectors.
+fn constant(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    let kind = metric.metric_type();
+    metric.encode(encoder.encode_descriptor(name, help, None, kind)?)
+}
+
 impl Collector for DbCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let e = &mut encoder;
         let s = self.0.commit_stats();
-        let commits = ConstCounter::new(s.commits);
-        commits.encode(encoder.encode_descriptor(
+        let build = [
+            ("version", env!("CARGO_PKG_VERSION").to_owned()),
+            ("layout", bespin_core::layout::CURRENT.to_string()),
+        ];
+        let mut m = e.encode_descriptor(
+            "bespin_build_info",
+            "The running build: its version and the key layout it writes",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(1i64).encode(m.encode_family(&build.as_slice())?)?;
+        constant(
+            e,
             "bespin_commits",
             "Group commits performed",
-            None,
-            commits.metric_type(),
-        )?)?;
-        let ops = ConstCounter::new(s.operations);
-        ops.encode(encoder.encode_descriptor(
+            ConstCounter::new(s.commits),
+        )?;
+        constant(
+            e,
             "bespin_committed_operations",
             "Operations committed",
-            None,
-            ops.metric_type(),
-        )?)?;
-        let sizes = buckets(&BATCH_SIZE_BUCKETS, &s.batch_sizes);
-        let mut m = encoder.encode_descriptor(
+            ConstCounter::new(s.operations),
+        )?;
+        histogram(
+            e,
             "bespin_commit_batch_size",
             "Operations per group commit",
-            None,
-            MetricType::Histogram,
+            (&BATCH_SIZE_BUCKETS, &s.batch_sizes, s.operations as f64),
         )?;
-        m.encode_histogram::<NoLabelSet>(s.operations as f64, s.commits, &sizes, None)?;
-        let secs = buckets(&COMMIT_SECONDS_BUCKETS, &s.commit_seconds);
-        let total: u64 = s.commit_seconds.iter().sum();
-        let mut m = encoder.encode_descriptor(
+        histogram(
+            e,
             "bespin_commit_duration_seconds",
             "Time to commit (fsync) one batch",
-            None,
-            MetricType::Histogram,
+            (
+                &COMMIT_SECONDS_BUCKETS,
+                &s.commit_seconds,
+                s.commit_seconds_sum,
+            ),
         )?;
-        m.encode_histogram::<NoLabelSet>(s.commit_seconds_sum, total, &secs, None)?;
+        constant(
+            e,
+            "bespin_writer_queue_depth",
+            "Jobs (write requests) waiting for the writer thread",
+            ConstGauge::new(i64::try_from(s.queue_depth).unwrap_or(i64::MAX)),
+        )?;
+        histogram(
+            e,
+            "bespin_writer_queue_wait_seconds",
+            "Time a write waited in the writer's queue before it joined a batch",
+            (
+                &QUEUE_WAIT_SECONDS_BUCKETS,
+                &s.queue_wait_seconds,
+                s.queue_wait_seconds_sum,
+            ),
+        )?;
         if let Some(bytes) = self.0.db_size_bytes() {
-            let g = ConstGauge::new(bytes as i64);
-            g.encode(encoder.encode_descriptor(
+            constant(
+                e,
                 "bespin_database_size_bytes",
                 "Size of the database file",
-                None,
-                g.metric_type(),
-            )?)?;
+                ConstGauge::new(i64::try_from(bytes).unwrap_or(i64::MAX)),
+            )?;
         }
         Ok(())
+    }
+}
+
+/// The process's memory, open files and CPU time, from `/proc/self` (Linux; elsewhere these
+/// metrics are left out). Names as the Prometheus clients' process collectors write them.
+#[derive(Debug)]
+struct ProcessCollector;
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`, 100 on Linux's platforms).
+const USER_HZ: f64 = 100.0;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let e = &mut encoder;
+        let Some(p) = process_stats() else {
+            return Ok(());
+        };
+        constant(
+            e,
+            "process_cpu_seconds",
+            "User and system CPU time spent, in seconds",
+            ConstCounter::new(p.cpu_seconds),
+        )?;
+        constant(
+            e,
+            "process_resident_memory_bytes",
+            "Resident memory size",
+            ConstGauge::new(p.resident_bytes),
+        )?;
+        constant(
+            e,
+            "process_virtual_memory_bytes",
+            "Virtual memory size",
+            ConstGauge::new(p.virtual_bytes),
+        )?;
+        constant(
+            e,
+            "process_open_fds",
+            "Open file descriptors",
+            ConstGauge::new(p.open_fds),
+        )?;
+        if let Some(max) = p.max_fds {
+            constant(
+                e,
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                ConstGauge::new(max),
+            )?;
+        }
+        if let Some(start) = p.start_time_seconds {
+            constant(
+                e,
+                "process_start_time_seconds",
+                "Start time of the process since the Unix epoch, in seconds",
+                ConstGauge::new(start),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// What [`ProcessCollector`] reports.
+struct ProcessStats {
+    cpu_seconds: f64,
+    resident_bytes: i64,
+    virtual_bytes: i64,
+    open_fds: i64,
+    max_fds: Option<i64>,
+    start_time_seconds: Option<i64>,
+}
+
+fn process_stats() -> Option<ProcessStats> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces), from field 3 (`state`) on.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let field = |n: usize| -> Option<f64> { fields.get(n - 3)?.parse().ok() };
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let rss_kib: i64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let max_fds = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find_map(|l| l.strip_prefix("Max open files"))?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        });
+    let boot: Option<i64> = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()
+    });
+    Some(ProcessStats {
+        cpu_seconds: (field(14)? + field(15)?) / USER_HZ,
+        resident_bytes: rss_kib * 1024,
+        virtual_bytes: field(23)? as i64,
+        open_fds: std::fs::read_dir("/proc/self/fd").ok()?.count() as i64,
+        max_fds,
+        start_time_seconds: boot.zip(field(22)).map(|(b, t)| b + (t / USER_HZ) as i64),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_text_004;
+
+    #[test]
+    fn text_004_renames_counter_metadata_and_drops_openmetrics_lines() {
+        let om = "# HELP a_requests Requests\n# TYPE a_requests counter\n# UNIT a_requests requests\na_requests_total{r=\"x\"} 2\n# HELP g A gauge\n# TYPE g gauge\ng 1\n# EOF\n";
+        assert_eq!(
+            to_text_004(om),
+            "# HELP a_requests_total Requests\n# TYPE a_requests_total counter\na_requests_total{r=\"x\"} 2\n# HELP g A gauge\n# TYPE g gauge\ng 1\n"
+        );
     }
 }

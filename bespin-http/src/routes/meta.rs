@@ -1,4 +1,5 @@
-//! `/`, `/healthz`, and the API documentation (the browser pages are in `pages` and `console`).
+//! `/`, `/healthz` (liveness), `/readyz` (readiness), `/metrics`, and the API documentation (the
+//! browser pages are in `pages` and `console`).
 
 use super::route;
 use crate::AppState;
@@ -25,11 +26,24 @@ pub struct Health {
     database: &'static str,
 }
 
+/// `GET /readyz`.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready`.
+    status: &'static str,
+    /// `ok`: the writer ran a probe job.
+    writer: &'static str,
+    /// How long the probe waited for the writer, in milliseconds.
+    writer_wait_ms: f64,
+}
+
 pub fn routes() -> Vec<Route> {
     vec![
         route!(GET "/" => root, Doc::new("meta", "Service name and version", Auth::Open).ok(200, schema::<Root>)),
-        route!(GET "/healthz" => healthz, Doc::new("meta", "Health check: the database answers a read", Auth::Open).ok(200, schema::<Health>)),
-        route!(GET "/metrics" => metrics, Doc::new("meta", "Prometheus metrics", Auth::Hidden)),
+        route!(GET "/healthz" => healthz, Doc::new("meta", "Liveness: the database answers a read", Auth::Open).ok(200, schema::<Health>)),
+        route!(GET "/readyz" => readyz, Doc::new("meta", "Readiness: the writer takes work within 2 s (503 otherwise)", Auth::Open)
+            .ok(200, schema::<Readiness>), blocking),
+        route!(GET "/metrics" => metrics, Doc::new("meta", "Metrics: OpenMetrics 1.0.0 when asked for, else Prometheus text 0.0.4", Auth::Hidden)),
         route!(GET "/openapi.json" => openapi_json, Doc::new("meta", "This OpenAPI document", Auth::Hidden)),
         route!(GET "/docs" => docs, Doc::new("meta", "Interactive API documentation", Auth::Hidden)),
         route!(GET "/docs/{*file}" => docs, Doc::new("meta", "Documentation assets", Auth::Hidden)),
@@ -60,12 +74,27 @@ fn healthz(s: &AppState, _: &Req) -> Result<Reply, ApiError> {
     })
 }
 
-fn metrics(s: &AppState, _: &Req) -> Result<Reply, ApiError> {
-    Ok(Reply::raw(
-        StatusCode::OK,
-        "text/plain; version=0.0.4; charset=utf-8",
-        s.metrics.render(),
-    ))
+fn readyz(s: &AppState, _: &Req) -> Result<Reply, ApiError> {
+    use crate::readiness::{Ready, TIMEOUT};
+    Ok(match s.readiness.check(&s.bespin) {
+        Ready::Yes(waited) => Reply::ok(&Readiness {
+            status: "ready",
+            writer: "ok",
+            writer_wait_ms: waited.as_secs_f64() * 1000.0,
+        }),
+        Ready::No => {
+            tracing::warn!("not ready: the writer took no work within {TIMEOUT:?}");
+            Reply::detail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"status": "not ready", "writer": format!("no answer within {} s", TIMEOUT.as_secs())}),
+            )
+        }
+    })
+}
+
+fn metrics(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let (content_type, body) = s.metrics.negotiate(r.header("accept").as_deref());
+    Ok(Reply::raw(StatusCode::OK, content_type, body))
 }
 
 fn openapi_json(s: &AppState, _: &Req) -> Result<Reply, ApiError> {

@@ -1,4 +1,4 @@
-//! Server settings, from the command line and the environment (10 §9).
+//! Server settings, from the command line and the environment (contract 10 §9).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,13 +42,14 @@ pub struct Config {
     pub trust_proxy: bool,
     /// Tenant-creation rate limit.
     pub rate_limit: RateLimit,
-    /// Allowed CORS origins (`CORS_ORIGINS`).
+    /// Allowed CORS origins (`CORS_ORIGINS`, comma-separated; `*` allows any origin).
     pub cors_origins: Vec<String>,
     /// `/ui` and `/app` enabled (`PLAYGROUND_UI_ENABLED=1`).
     pub playground_ui: bool,
     /// `/console` enabled (`DEV_CONSOLE_ENABLED=1`).
     pub dev_console: bool,
-    /// Console key (`DEV_CONSOLE_KEY`).
+    /// Console key (`DEV_CONSOLE_KEY`; no default: the console needs one of at least
+    /// [`MIN_CONSOLE_KEY_CHARS`] characters).
     pub dev_console_key: String,
     /// Largest request body accepted, in bytes (`BESPIN_MAX_BODY_BYTES`, default 10 MiB).
     pub max_body_bytes: usize,
@@ -75,6 +76,9 @@ pub struct Config {
     pub platform_admin_key: Option<String>,
 }
 
+/// The shortest console key accepted.
+pub const MIN_CONSOLE_KEY_CHARS: usize = 16;
+
 const DEFAULT_ORIGINS: [&str; 4] = [
     "http://localhost:3000",
     "http://localhost:8000",
@@ -96,7 +100,7 @@ impl Default for Config {
             cors_origins: DEFAULT_ORIGINS.iter().map(|s| s.to_string()).collect(),
             playground_ui: false,
             dev_console: false,
-            dev_console_key: "dev-console-secret".into(),
+            dev_console_key: String::new(),
             max_body_bytes: 10 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
@@ -155,6 +159,9 @@ impl Config {
         if let Some(v) = get("DEV_CONSOLE_KEY") {
             c.dev_console_key = v;
         }
+        if c.dev_console {
+            c.console_key_error().map_or(Ok(()), Err)?;
+        }
         if let Some(v) = get("BESPIN_MAX_BODY_BYTES") {
             c.max_body_bytes = v
                 .trim()
@@ -194,6 +201,18 @@ impl Config {
             };
         }
         Ok(c)
+    }
+
+    /// Why the console key cannot open the console (`None` when it can): it must be set
+    /// explicitly and hold at least [`MIN_CONSOLE_KEY_CHARS`] characters, since the console
+    /// shows every tenant's data.
+    pub fn console_key_error(&self) -> Option<String> {
+        let n = self.dev_console_key.chars().count();
+        (n < MIN_CONSOLE_KEY_CHARS).then(|| {
+            format!(
+                "DEV_CONSOLE_ENABLED=1 needs DEV_CONSOLE_KEY of at least {MIN_CONSOLE_KEY_CHARS} characters (it has {n}): the console shows every tenant's data"
+            )
+        })
     }
 
     /// The platform-admin key in force now (fixed, or the environment variable read now).

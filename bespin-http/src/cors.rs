@@ -1,4 +1,7 @@
-//! CORS (10 §8.2, with `PATCH` allowed: spec README decision 12).
+//! CORS (contract 10 §8.2, with `PATCH` allowed: spec README decision 12). `CORS_ORIGINS=*`
+//! allows any origin (the answer names the request's origin, as credentials require). Answers
+//! to allowed origins expose the rate-limit headers, `Retry-After` and `X-Request-ID` to the
+//! page's script.
 
 use crate::config::Config;
 use crate::reply::Reply;
@@ -7,6 +10,15 @@ use hyper::{HeaderMap, Method, StatusCode};
 
 /// The methods a browser may use.
 pub const ALLOWED_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
+
+/// The response headers a page's script may read besides the CORS-safelisted ones.
+pub const EXPOSED_HEADERS: &str =
+    "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, X-Request-ID";
+
+/// Whether `origin` may call the API (`*` in `CORS_ORIGINS` allows any).
+fn allowed(config: &Config, origin: &str) -> bool {
+    config.cors_origins.iter().any(|a| a == "*" || a == origin)
+}
 
 /// Answers a preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`), or `None`
 /// when the request is not one.
@@ -21,7 +33,7 @@ pub fn preflight(config: &Config, method: &Method, headers: &HeaderMap) -> Optio
         .ok()?
         .trim()
         .to_ascii_uppercase();
-    if !config.cors_origins.iter().any(|o| o == origin) {
+    if !allowed(config, origin) {
         return Some(Reply::raw(
             StatusCode::BAD_REQUEST,
             "text/plain; charset=utf-8",
@@ -56,11 +68,7 @@ pub fn apply(config: &Config, origin: Option<&HeaderValue>, headers: &mut Header
     let Some(origin) = origin else {
         return;
     };
-    let allowed = origin
-        .to_str()
-        .map(|o| config.cors_origins.iter().any(|a| a == o))
-        .unwrap_or(false);
-    if allowed {
+    if origin.to_str().is_ok_and(|o| allowed(config, o)) {
         headers.insert(
             HeaderName::from_static("access-control-allow-origin"),
             origin.clone(),
@@ -68,6 +76,10 @@ pub fn apply(config: &Config, origin: Option<&HeaderValue>, headers: &mut Header
         headers.insert(
             HeaderName::from_static("access-control-allow-credentials"),
             HeaderValue::from_static("true"),
+        );
+        headers.insert(
+            HeaderName::from_static("access-control-expose-headers"),
+            HeaderValue::from_static(EXPOSED_HEADERS),
         );
     }
 }

@@ -16,6 +16,7 @@ mod pipeline;
 mod ratelimit;
 pub mod readiness;
 mod reply;
+pub mod request_log;
 pub mod router;
 mod routes;
 pub mod testing;
@@ -44,8 +45,21 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State for `bespin` with `config`.
-    pub fn new(bespin: Bespin, config: Config) -> Arc<AppState> {
+    /// State for `bespin` with `config`. A console asked for with a key that is too short is
+    /// left off (logged as an error; [`Config::from_env`] refuses such a setting outright), and
+    /// a console that is on is logged as a warning.
+    pub fn new(bespin: Bespin, mut config: Config) -> Arc<AppState> {
+        if config.dev_console {
+            match config.console_key_error() {
+                Some(e) => {
+                    tracing::error!("developer console left off: {e}");
+                    config.dev_console = false;
+                }
+                None => tracing::warn!(
+                    "the developer console is on: /console shows every tenant's data to whoever holds DEV_CONSOLE_KEY"
+                ),
+            }
+        }
         let limiter = ratelimit::RateLimiter::new(config.rate_limit);
         let metrics = metrics::Metrics::new(bespin.clone());
         Arc::new(AppState {

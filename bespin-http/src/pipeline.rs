@@ -1,12 +1,13 @@
 //! The request pipeline: rate limit → CORS preflight → routing → body → handler (on the
 //! runtime's worker, the database's writer thread or the blocking pool, as its route says) →
-//! CORS and security headers → one log line.
+//! CORS and security headers and the request id → one log line ([`crate::request_log`]).
 
 use crate::AppState;
 use crate::config::ReadMetering;
 use crate::error::ApiError;
 use crate::extract::Req;
 use crate::reply::Reply;
+use crate::request_log::RequestLog;
 use crate::router::{Found, RunOn};
 use crate::{cors, headers};
 use bespin_core::Principal;
@@ -32,7 +33,8 @@ pub async fn handle(
     let raw_path = uri.path();
     let path = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
     let origin = req.headers().get("origin").cloned();
-    let (reply, route) = respond(&state, peer, req, &method, &path).await;
+    let mut log = RequestLog::start(req.headers());
+    let (reply, route) = respond(&state, peer, req, &method, &path, &mut log).await;
     let status = reply.status;
     let mut response = Response::new(Full::new(reply.body));
     *response.status_mut() = reply.status;
@@ -50,18 +52,12 @@ pub async fn handle(
     }
     cors::apply(&state.config, origin.as_ref(), h);
     headers::apply(&path, h);
+    log.apply(h);
     let took = started.elapsed();
     state
         .metrics
         .observe(route.unwrap_or("-"), &method, status.as_u16(), took);
-    tracing::info!(
-        method = %method,
-        path = %raw_path,
-        route = route.unwrap_or("-"),
-        status = status.as_u16(),
-        ms = format_args!("{:.3}", took.as_secs_f64() * 1000.0),
-        "request"
-    );
+    log.finish(&method, raw_path, route, status.as_u16(), took);
     Ok(response)
 }
 
@@ -71,6 +67,7 @@ async fn respond(
     req: Request<hyper::body::Incoming>,
     method: &Method,
     path: &str,
+    log: &mut RequestLog,
 ) -> (Reply, Option<&'static str>) {
     if method == Method::POST && path == "/v1/tenants" {
         let client = client_id(state, peer, req.headers());
@@ -119,6 +116,7 @@ async fn respond(
     let handler = route.handler;
     let run_on = route.run_on;
     let (caller, taken) = authenticate(state, req.headers());
+    log.tenant_id = caller.as_ref().map(|p| p.tenant_id().to_owned());
     let mut rate_headers = Vec::new();
     if let Some(taken) = taken {
         if !taken.allowed {

@@ -44,12 +44,18 @@ fn request(
 }
 
 fn start(db: &std::path::Path, port: u16) -> Child {
+    start_with(db, port, &[], Stdio::null())
+}
+
+/// Starts the server with extra environment variables, its stderr (the log) going to `log`.
+fn start_with(db: &std::path::Path, port: u16, env: &[(&str, &str)], log: Stdio) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_bespin"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
         .arg(db)
         .env("RATE_LIMIT_DISABLED", "1")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -250,4 +256,87 @@ fn layout_and_check_of_a_database_a_server_holds() {
         (&serde_json::json!(true), &serde_json::json!(true))
     );
     assert!(stop(child).success());
+}
+
+#[test]
+fn json_log_lines_carry_request_and_tenant_ids_and_the_console_is_guarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("log.redb");
+    // The console without an explicit key of 16 characters: no start at all.
+    let out = Command::new(env!("CARGO_BIN_EXE_bespin"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .env("DEV_CONSOLE_ENABLED", "1")
+        .env_remove("DEV_CONSOLE_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("DEV_CONSOLE_KEY of at least 16 characters"),
+        "{err}"
+    );
+
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let port = free_port();
+    let env = [
+        ("BESPIN_LOG_FORMAT", "json"),
+        ("DEV_CONSOLE_ENABLED", "1"),
+        ("DEV_CONSOLE_KEY", "a-console-key-of-24-chars"),
+    ];
+    let child = start_with(&db, port, &env, Stdio::from(log));
+    let (status, body) = request(
+        port,
+        "POST",
+        "/v1/tenants",
+        &[("Content-Type", "application/json")],
+        r#"{"name":"Acme","region":"eu-west-1","admin_email":"ada@acme.io"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let tenant = v["tenant_id"].as_str().unwrap();
+    let h = [
+        ("X-Tenant-ID", tenant),
+        ("X-User-ID", v["admin"]["user_id"].as_str().unwrap()),
+        ("X-API-Key", v["api_key"].as_str().unwrap()),
+        ("X-Request-ID", "req-from-client-1"),
+    ];
+    assert_eq!(request(port, "GET", "/v1/me", &h, "").unwrap().0, 200);
+    assert!(stop(child).success());
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let me = lines
+        .iter()
+        .find(|l| l["route"] == "/v1/me")
+        .unwrap_or_else(|| panic!("no request line:\n{text}"));
+    assert_eq!(me["message"], "request");
+    assert_eq!(me["request_id"], "req-from-client-1");
+    assert_eq!(me["tenant_id"], tenant);
+    assert_eq!(
+        (&me["status"], &me["method"], &me["level"]),
+        (
+            &serde_json::json!(200),
+            &serde_json::json!("GET"),
+            &serde_json::json!("INFO")
+        )
+    );
+    let created = lines.iter().find(|l| l["route"] == "/v1/tenants").unwrap();
+    assert_eq!(created["request_id"].as_str().unwrap().len(), 36);
+    assert!(
+        created.get("tenant_id").is_none(),
+        "no tenant before authentication"
+    );
+    assert!(
+        lines.iter().any(|l| l["level"] == "WARN"
+            && l["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("developer console is on")),
+        "{text}"
+    );
 }

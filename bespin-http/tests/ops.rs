@@ -101,3 +101,98 @@ fn readyz_proves_the_writer_takes_work_and_healthz_stays_liveness() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn every_answer_carries_a_request_id_and_a_valid_client_one_is_kept() {
+    let s = TestServer::start(test_config());
+    let made = s.call("GET", "/healthz", &[], None);
+    let id = made.header("x-request-id").unwrap();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    let kept = s.call("GET", "/nope", &[("X-Request-ID", "trace-42:a.b_c")], None);
+    assert_eq!(
+        (kept.status, kept.header("x-request-id")),
+        (404, Some("trace-42:a.b_c"))
+    );
+    for bad in ["has space", "quote\"d", &"x".repeat(129)] {
+        let r = s.call("GET", "/healthz", &[("X-Request-ID", bad)], None);
+        let id = r.header("x-request-id").unwrap();
+        assert!(id != bad && id.len() == 36, "{bad} -> {id}");
+    }
+}
+
+#[test]
+fn cors_exposes_the_client_headers_and_star_allows_any_origin() {
+    let expose =
+        "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, X-Request-ID";
+    let s = TestServer::start(test_config());
+    let r = s.call("GET", "/", &[("Origin", "http://localhost:3000")], None);
+    assert_eq!(r.header("access-control-expose-headers"), Some(expose));
+    let r = s.call("GET", "/", &[("Origin", "https://evil.example")], None);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    assert_eq!(r.header("access-control-expose-headers"), None);
+
+    let config =
+        bespin_http::Config::from_lookup(|k| (k == "CORS_ORIGINS").then(|| "*".into())).unwrap();
+    let mut c = test_config();
+    c.cors_origins = config.cors_origins;
+    let s = TestServer::start(c);
+    let o = ("Origin", "https://app.example.com");
+    let r = s.call("GET", "/", &[o], None);
+    assert_eq!(
+        (
+            r.header("access-control-allow-origin"),
+            r.header("access-control-allow-credentials"),
+            r.header("access-control-expose-headers")
+        ),
+        (Some("https://app.example.com"), Some("true"), Some(expose))
+    );
+    let pre = s.call(
+        "OPTIONS",
+        "/v1/me",
+        &[o, ("Access-Control-Request-Method", "PATCH")],
+        None,
+    );
+    assert_eq!(pre.status, 200, "{}", pre.body);
+    assert_eq!(
+        pre.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+}
+
+#[test]
+fn the_console_needs_an_explicit_key_of_16_characters() {
+    let with = |vars: &'static [(&'static str, &'static str)]| {
+        bespin_http::Config::from_lookup(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })
+    };
+    let e = with(&[("DEV_CONSOLE_ENABLED", "1")]).unwrap_err();
+    assert!(
+        e.contains("DEV_CONSOLE_KEY of at least 16 characters (it has 0)"),
+        "{e}"
+    );
+    let e = with(&[
+        ("DEV_CONSOLE_ENABLED", "1"),
+        ("DEV_CONSOLE_KEY", "fifteen-chars-x"),
+    ]);
+    assert!(e.is_err());
+    let ok = with(&[
+        ("DEV_CONSOLE_ENABLED", "1"),
+        ("DEV_CONSOLE_KEY", "0123456789abcdef"),
+    ])
+    .unwrap();
+    assert!(ok.dev_console);
+    assert!(
+        with(&[("DEV_CONSOLE_KEY", "short")]).is_ok(),
+        "a key alone opens nothing"
+    );
+    // An embedder's config with a short key leaves the console off.
+    let mut c = test_config();
+    c.dev_console = true;
+    c.dev_console_key = "short".into();
+    let s = TestServer::start(c);
+    let r = s.call("GET", "/console?key=short", &[], None);
+    assert_eq!(r.status, 404);
+}

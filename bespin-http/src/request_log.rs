@@ -1,0 +1,96 @@
+//! Each request's id and its log line.
+//!
+//! A request keeps the `X-Request-ID` its client sent when that is a plausible id (1 to 128
+//! characters of letters, digits and `-_.:`; anything else could forge or break log lines) and
+//! gets a fresh UUID otherwise. The id goes back in the `X-Request-ID` response header and into
+//! the request's log line with the method, path, matched route, status, duration and — once the
+//! request authenticated — the tenant id. With `BESPIN_LOG_FORMAT=json` the line is one JSON
+//! object whose members are those fields.
+
+use hyper::HeaderMap;
+use hyper::header::{HeaderName, HeaderValue};
+use std::time::Duration;
+
+/// The longest client request id kept.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// What a request's log line says besides its status.
+#[derive(Debug)]
+pub(crate) struct RequestLog {
+    /// The request's id (the client's, when valid, or a new UUID).
+    pub request_id: String,
+    /// The authenticated tenant, once known.
+    pub tenant_id: Option<String>,
+}
+
+/// Whether `id` may be used as a request id.
+pub fn valid_request_id(id: &str) -> bool {
+    (1..=MAX_REQUEST_ID).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+impl RequestLog {
+    /// Starts the log of a request with `headers`.
+    pub(crate) fn start(headers: &HeaderMap) -> RequestLog {
+        let request_id = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|id| valid_request_id(id))
+            .map_or_else(bespin_core::ids::new_id, str::to_owned);
+        RequestLog {
+            request_id,
+            tenant_id: None,
+        }
+    }
+
+    /// Adds `X-Request-ID` to the response headers.
+    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            headers.insert(HeaderName::from_static("x-request-id"), v);
+        }
+    }
+
+    /// Writes the request's log line.
+    pub(crate) fn finish(
+        &self,
+        method: &hyper::Method,
+        path: &str,
+        route: Option<&'static str>,
+        status: u16,
+        took: Duration,
+    ) {
+        tracing::info!(
+            method = %method,
+            path = %path,
+            route = route.unwrap_or("-"),
+            status,
+            ms = took.as_secs_f64() * 1000.0,
+            request_id = %self.request_id,
+            tenant_id = self.tenant_id.as_deref(),
+            "request"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_request_id;
+
+    #[test]
+    fn request_ids_are_short_and_plain() {
+        for ok in [
+            "a",
+            "7f9c2ba4-e88f-4b2a-9b3a-000000000001",
+            "trace:span.1_2",
+            &"x".repeat(128),
+        ] {
+            assert!(valid_request_id(ok), "{ok}");
+        }
+        for bad in ["", " ", "a b", "a\"b", "line\nbreak", "é", &"x".repeat(129)] {
+            assert!(!valid_request_id(bad), "{bad:?}");
+        }
+    }
+}

@@ -2,10 +2,11 @@
 //!
 //! A request keeps the `X-Request-ID` its client sent when that is a plausible id (1 to 128
 //! characters of letters, digits and `-_.:`; anything else could forge or break log lines) and
-//! gets a fresh UUID otherwise. The id goes back in the `X-Request-ID` response header and into
-//! the request's log line with the method, path, matched route, status, duration and — once the
-//! request authenticated — the tenant id. With `BESPIN_LOG_FORMAT=json` the line is one JSON
-//! object whose members are those fields.
+//! gets a fresh UUID otherwise ([`bespin_core::ids::new_request_id`], no system call). The id
+//! goes back in the `X-Request-ID` response header and into the request's log line with the
+//! method, path, matched route, status, duration and — once the request authenticated — the
+//! tenant id. With `BESPIN_LOG_FORMAT=json` the line is one JSON object whose members are those
+//! fields.
 
 use hyper::HeaderMap;
 use hyper::header::{HeaderName, HeaderValue};
@@ -39,7 +40,7 @@ impl RequestLog {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|id| valid_request_id(id))
-            .map_or_else(bespin_core::ids::new_id, str::to_owned);
+            .map_or_else(bespin_core::ids::new_request_id, str::to_owned);
         RequestLog {
             request_id,
             tenant_id: None,

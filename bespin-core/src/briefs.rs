@@ -127,8 +127,10 @@ pub struct MaterializeRequest {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub date: Option<Date>,
     /// 1–365, default 7.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub window_days: u32,
     /// 1–100, default 3.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub top_n: u32,
 }
 

@@ -62,6 +62,7 @@ impl Default for Prefs {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PrefsUpdate {
     /// Default `true`.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub daily_brief_enabled: bool,
 }
 

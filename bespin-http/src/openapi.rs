@@ -1,5 +1,11 @@
 //! The OpenAPI 3.1 document, generated from the route table and the core's response types,
 //! and the offline Swagger UI at `/docs`.
+//!
+//! Every operation has a stable `operationId` (given where the route is declared) and names the
+//! credentials it needs as security requirements over four `apiKey` schemes: `TenantId`
+//! (`X-Tenant-ID`), `UserId` (`X-User-ID`) and `ApiKey` (`X-API-Key`), all three together for
+//! tenant routes, and `PlatformAdminKey` (`X-Platform-Admin-Key`) for the admin API. SDK
+//! generators turn those into client credentials instead of per-call parameters.
 
 use crate::router::Route;
 use std::sync::{Arc, OnceLock};
@@ -9,6 +15,7 @@ use utoipa::openapi::path::{
 };
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{Schema, SchemaType, Type};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, InfoBuilder, ObjectBuilder, OpenApi, OpenApiBuilder,
     PathsBuilder, Ref, RefOr, Required, ResponseBuilder,
@@ -73,6 +80,8 @@ pub struct Doc {
     pub ok: (u16, Option<SchemaFn>),
     /// Query parameters (name, description).
     pub query: &'static [(&'static str, &'static str)],
+    /// The `operationId` (`None` only for routes left out of the document).
+    pub op: Option<&'static str>,
 }
 
 impl Doc {
@@ -85,7 +94,14 @@ impl Doc {
             body: None,
             ok: (200, None),
             query: &[],
+            op: None,
         }
+    }
+
+    /// With its `operationId`.
+    pub const fn op(mut self, id: &'static str) -> Doc {
+        self.op = Some(id);
+        self
     }
 
     /// With a request body.
@@ -134,6 +150,13 @@ fn string_param(
         .build()
 }
 
+/// Security scheme names.
+const TENANT_ID: &str = "TenantId";
+const USER_ID: &str = "UserId";
+const API_KEY: &str = "ApiKey";
+const PLATFORM_ADMIN_KEY: &str = "PlatformAdminKey";
+const NO_SCOPES: [&str; 0] = [];
+
 /// Builds the document for `routes`.
 pub fn document(routes: &[Route]) -> OpenApi {
     let mut deps = Vec::new();
@@ -144,13 +167,15 @@ pub fn document(routes: &[Route]) -> OpenApi {
         }
         let mut op = OperationBuilder::new()
             .summary(Some(r.doc.summary))
+            .operation_id(r.doc.op)
             .tag(r.doc.tag);
         match r.doc.auth {
             Auth::Tenant | Auth::TenantIdempotent => {
-                op = op
-                    .parameter(header("X-Tenant-ID", "Tenant id"))
-                    .parameter(header("X-User-ID", "Acting user id"))
-                    .parameter(header("X-API-Key", "The tenant's API key"));
+                op = op.security(
+                    SecurityRequirement::new(TENANT_ID, NO_SCOPES)
+                        .add(USER_ID, NO_SCOPES)
+                        .add(API_KEY, NO_SCOPES),
+                );
                 if r.doc.auth == Auth::TenantIdempotent {
                     op = op.parameter(header(
                         "Idempotency-Key",
@@ -159,7 +184,7 @@ pub fn document(routes: &[Route]) -> OpenApi {
                 }
             }
             Auth::PlatformAdmin => {
-                op = op.parameter(header("X-Platform-Admin-Key", "The platform-admin key"))
+                op = op.security(SecurityRequirement::new(PLATFORM_ADMIN_KEY, NO_SCOPES))
             }
             Auth::Open | Auth::Hidden => {}
         }
@@ -209,6 +234,28 @@ pub fn document(routes: &[Route]) -> OpenApi {
         paths = paths.path(r.path, PathItem::new(method, op.build()));
     }
     let mut components = ComponentsBuilder::new();
+    for (name, header, description) in [
+        (TENANT_ID, "X-Tenant-ID", "The tenant's id"),
+        (
+            USER_ID,
+            "X-User-ID",
+            "The acting user's id (a user of that tenant)",
+        ),
+        (API_KEY, "X-API-Key", "The tenant's API key (bsk_…)"),
+        (
+            PLATFORM_ADMIN_KEY,
+            "X-Platform-Admin-Key",
+            "The platform-admin key (PLATFORM_ADMIN_KEY)",
+        ),
+    ] {
+        components = components.security_scheme(
+            name,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                header,
+                description,
+            ))),
+        );
+    }
     for (name, s) in deps {
         components = components.schema(name, s);
     }

@@ -1201,7 +1201,7 @@ fn every_core_os_route_is_documented() {
     for name in [
         "ActionPage",
         "ActionDetail",
-        "ExecutionResult",
+        "ActionExecutionResult",
         "TaskPage",
         "DecisionPage",
         "MeetingPage",

@@ -663,8 +663,11 @@ fn openapi_covers_every_route_and_docs_work_offline() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let state = bespin_http::AppState::new(s.bespin.clone(), test_config());
     let mut checked = 0;
+    let mut ids = std::collections::HashSet::new();
+    let tenant = json!([{"TenantId": [], "UserId": [], "ApiKey": []}]);
     for r in state.routes() {
-        if r.doc.auth == bespin_http::openapi::Auth::Hidden {
+        use bespin_http::openapi::Auth;
+        if r.doc.auth == Auth::Hidden {
             continue;
         }
         let op = &doc["paths"][r.path][r.method.as_str().to_ascii_lowercase()];
@@ -674,9 +677,44 @@ fn openapi_covers_every_route_and_docs_work_offline() {
             r.method,
             r.path
         );
+        // A stable, unique operationId, and the credentials as security requirements.
+        let id = op["operationId"].as_str().unwrap_or_default();
+        assert!(
+            !id.is_empty() && ids.insert(id),
+            "{} {}: operationId {id:?}",
+            r.method,
+            r.path
+        );
+        let expected = match r.doc.auth {
+            Auth::Tenant | Auth::TenantIdempotent => tenant.clone(),
+            Auth::PlatformAdmin => json!([{"PlatformAdminKey": []}]),
+            Auth::Open | Auth::Hidden => Value::Null,
+        };
+        assert_eq!(op["security"], expected, "{} {}", r.method, r.path);
         checked += 1;
     }
     assert!(checked >= 20);
+    assert_eq!(
+        doc["paths"]["/v1/actions/{action_id}/approve"]["post"]["operationId"],
+        "approve_action"
+    );
+    let schemes = &doc["components"]["securitySchemes"];
+    for (name, header) in [
+        ("TenantId", "X-Tenant-ID"),
+        ("UserId", "X-User-ID"),
+        ("ApiKey", "X-API-Key"),
+        ("PlatformAdminKey", "X-Platform-Admin-Key"),
+    ] {
+        assert_eq!(
+            (
+                &schemes[name]["type"],
+                &schemes[name]["in"],
+                &schemes[name]["name"]
+            ),
+            (&json!("apiKey"), &json!("header"), &json!(header)),
+            "{name}"
+        );
+    }
     let page = s.call("GET", "/docs", &[], None);
     assert_eq!(page.status, 200);
     assert!(

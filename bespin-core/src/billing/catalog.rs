@@ -510,8 +510,10 @@ pub struct NewMeteredEvent {
     #[cfg_attr(feature = "openapi", schema(value_type = f64))]
     pub list_price_per_credit: Amount,
     /// Default true.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub billable: bool,
     /// Default true.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub active: bool,
 }
 

@@ -85,6 +85,7 @@ pub struct SubscriptionUpdate {
     /// The plan to move to (1–100 characters; must exist).
     pub plan_id: String,
     /// `active` (default) or `suspended`.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub status: String,
     /// A new stored period start (a real date); the end becomes the first of the next month.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]

@@ -154,9 +154,12 @@ pub struct ActionDetail {
     pub execution: Option<Execution>,
 }
 
-/// `POST /v1/actions/{id}/execute`: the action and its execution.
+/// `POST /v1/actions/{id}/execute`: the action and its execution. (Its schema is named
+/// `ActionExecutionResult`: SDK generators name the inline model of `Execution.result`
+/// `ExecutionResult`.)
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ActionExecutionResult))]
 pub struct ExecutionResult {
     /// The action after execution.
     pub action: Action,
@@ -219,11 +222,12 @@ pub struct NewAction {
     /// 1–100 characters.
     pub action_type: String,
     /// A JSON object (default `{}`).
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(required = false, value_type = Object))]
     pub payload: Map<String, Value>,
     /// Must be a user of the caller's tenant.
     pub assigned_to_user_id: Option<String>,
     /// `user` (default), `agent` or `system`.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub source: String,
     /// Free text, at most 255 characters.
     pub source_ref: Option<String>,
@@ -343,7 +347,7 @@ pub struct ExecuteAction {
     /// `succeeded`, `failed` or `skipped`.
     pub execution_status: String,
     /// The reported result (default `{}`).
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(required = false, value_type = Object))]
     pub result: Map<String, Value>,
 }
 

@@ -113,6 +113,7 @@ pub struct NewTask {
     /// Must be a user of the caller's tenant.
     pub assigned_to_user_id: Option<String>,
     /// `low`, `medium` (default) or `high`.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub priority: String,
     /// A real date.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]

@@ -117,7 +117,7 @@ pub struct InvokeRequest {
     /// 1–100 characters.
     pub tool_name: String,
     /// The tool's input (an object; `{}` when omitted).
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(required = false, value_type = Object))]
     pub payload: Map<String, Value>,
 }
 

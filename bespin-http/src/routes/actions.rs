@@ -16,21 +16,21 @@ use bespin_core::coreos::actions::{
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("actions", summary, Auth::Tenant);
     vec![
-        route!(POST "/v1/actions" => create, d("Propose an action").body(schema::<NewAction>).ok(201, schema::<Action>)),
-        route!(GET "/v1/actions" => list, d("The tenant's actions, newest first")
+        route!(POST "/v1/actions" => create as create_action, d("Propose an action").body(schema::<NewAction>).ok(201, schema::<Action>)),
+        route!(GET "/v1/actions" => list as list_actions, d("The tenant's actions, newest first")
             .query(&[("status", "exact status, default proposed; all or empty: any"), ("created_by_user_id", "exact creator"),
                 ("assigned_to_user_id", "exact assignee"), ("limit", "1..200, default 50"), ("offset", "default 0")])
             .ok(200, schema::<ActionPage>)),
-        route!(GET "/v1/actions/{action_id}" => get, d("An action with its review and execution").ok(200, schema::<ActionDetail>)),
-        route!(PATCH "/v1/actions/{action_id}" => update, d("Edit or cancel a proposed action (creator or admin)")
+        route!(GET "/v1/actions/{action_id}" => get as get_action, d("An action with its review and execution").ok(200, schema::<ActionDetail>)),
+        route!(PATCH "/v1/actions/{action_id}" => update as update_action, d("Edit or cancel a proposed action (creator or admin)")
             .body(schema::<ActionPatch>).ok(200, schema::<Action>)),
-        route!(POST "/v1/actions/{action_id}/cancel" => cancel, d("Cancel a proposed action (creator or admin)")
+        route!(POST "/v1/actions/{action_id}/cancel" => cancel as cancel_action, d("Cancel a proposed action (creator or admin)")
             .body(schema::<ReviewComment>).ok(200, schema::<Action>)),
-        route!(POST "/v1/actions/{action_id}/approve" => approve, d("Approve a proposed action (admin)")
+        route!(POST "/v1/actions/{action_id}/approve" => approve as approve_action, d("Approve a proposed action (admin)")
             .body(schema::<ReviewComment>).ok(200, schema::<Action>)),
-        route!(POST "/v1/actions/{action_id}/reject" => reject, d("Reject a proposed action (admin)")
+        route!(POST "/v1/actions/{action_id}/reject" => reject as reject_action, d("Reject a proposed action (admin)")
             .body(schema::<ReviewComment>).ok(200, schema::<Action>)),
-        route!(POST "/v1/actions/{action_id}/execute" => execute, d("Record the execution of an approved action (admin)")
+        route!(POST "/v1/actions/{action_id}/execute" => execute as execute_action, d("Record the execution of an approved action (admin)")
             .body(schema::<ExecuteAction>).ok(200, schema::<ExecutionResult>)),
     ]
 }

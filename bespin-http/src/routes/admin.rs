@@ -18,15 +18,15 @@ use serde_json::Value;
 pub fn routes() -> Vec<Route> {
     let a = |summary| Doc::new("admin", summary, Auth::PlatformAdmin);
     vec![
-        route!(GET "/v1/admin/metered-events" => list_events, a("All metered event types").ok(200, list_of::<MeteredEvent>)),
-        route!(POST "/v1/admin/metered-events" => create_event, a("Add a metered event type").body(schema::<NewMeteredEvent>).ok(201, schema::<MeteredEvent>)),
-        route!(PUT "/v1/admin/metered-events/{event_key}" => update_event, a("Change a metered event type").body(schema::<MeteredEventPatch>).ok(200, schema::<MeteredEvent>)),
-        route!(GET "/v1/admin/plans" => list_plans, a("All plans").ok(200, list_of::<Plan>)),
-        route!(POST "/v1/admin/plans" => create_plan, a("Add a plan").body(schema::<NewPlan>).ok(201, schema::<Plan>)),
-        route!(PUT "/v1/admin/plans/{plan_id}" => update_plan, a("Change a plan").body(schema::<PlanPatch>).ok(200, schema::<Plan>)),
-        route!(PUT "/v1/admin/plans/{plan_id}/capabilities" => set_capabilities, a("Replace a plan's capabilities").ok(200, list_of::<String>)),
-        route!(PUT "/v1/admin/plans/{plan_id}/caps" => set_caps, a("Replace a plan's event caps").ok(200, list_of::<PlanCap>)),
-        route!(PUT "/v1/admin/tenants/{tenant_id}/subscription" => set_subscription, a("Set a tenant's plan and status")
+        route!(GET "/v1/admin/metered-events" => list_events as admin_list_metered_events, a("All metered event types").ok(200, list_of::<MeteredEvent>)),
+        route!(POST "/v1/admin/metered-events" => create_event as admin_create_metered_event, a("Add a metered event type").body(schema::<NewMeteredEvent>).ok(201, schema::<MeteredEvent>)),
+        route!(PUT "/v1/admin/metered-events/{event_key}" => update_event as admin_update_metered_event, a("Change a metered event type").body(schema::<MeteredEventPatch>).ok(200, schema::<MeteredEvent>)),
+        route!(GET "/v1/admin/plans" => list_plans as admin_list_plans, a("All plans").ok(200, list_of::<Plan>)),
+        route!(POST "/v1/admin/plans" => create_plan as admin_create_plan, a("Add a plan").body(schema::<NewPlan>).ok(201, schema::<Plan>)),
+        route!(PUT "/v1/admin/plans/{plan_id}" => update_plan as admin_update_plan, a("Change a plan").body(schema::<PlanPatch>).ok(200, schema::<Plan>)),
+        route!(PUT "/v1/admin/plans/{plan_id}/capabilities" => set_capabilities as admin_set_plan_capabilities, a("Replace a plan's capabilities").ok(200, list_of::<String>)),
+        route!(PUT "/v1/admin/plans/{plan_id}/caps" => set_caps as admin_set_plan_caps, a("Replace a plan's event caps").ok(200, list_of::<PlanCap>)),
+        route!(PUT "/v1/admin/tenants/{tenant_id}/subscription" => set_subscription as admin_set_subscription, a("Set a tenant's plan and status")
             .body(schema::<SubscriptionUpdate>).ok(200, schema::<Subscription>)),
     ]
 }

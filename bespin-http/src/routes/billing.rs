@@ -15,11 +15,11 @@ use std::collections::HashMap;
 
 pub fn routes() -> Vec<Route> {
     vec![
-        route!(GET "/v1/billing/events" => events, Doc::new("billing", "Active metered event types", Auth::Tenant).ok(200, list_of::<MeteredEvent>)),
-        route!(GET "/v1/billing/plan" => plan, Doc::new("billing", "The tenant's subscription and plan", Auth::Tenant).ok(200, schema::<PlanInfo>)),
-        route!(GET "/v1/billing/usage" => usage, Doc::new("billing", "Credits used in a period, by event", Auth::Tenant)
+        route!(GET "/v1/billing/events" => events as list_billing_events, Doc::new("billing", "Active metered event types", Auth::Tenant).ok(200, list_of::<MeteredEvent>)),
+        route!(GET "/v1/billing/plan" => plan as get_billing_plan, Doc::new("billing", "The tenant's subscription and plan", Auth::Tenant).ok(200, schema::<PlanInfo>)),
+        route!(GET "/v1/billing/usage" => usage as get_billing_usage, Doc::new("billing", "Credits used in a period, by event", Auth::Tenant)
             .query(&[("period_start", "YYYY-MM-DD in the month to report; default the current month")]).ok(200, schema::<Usage>)),
-        route!(GET "/v1/billing/ledger" => ledger, Doc::new("billing", "Usage events of a period, newest first", Auth::Tenant)
+        route!(GET "/v1/billing/ledger" => ledger as get_billing_ledger, Doc::new("billing", "Usage events of a period, newest first", Auth::Tenant)
             .query(&[("period_start", "YYYY-MM-DD in the month to report"), ("limit", "1..1000, default 200")]).ok(200, schema::<Ledger>)),
     ]
 }

@@ -12,10 +12,10 @@ use bespin_core::briefs::{Brief, MaterializeRequest};
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("briefs", summary, Auth::Tenant);
     vec![
-        route!(POST "/v1/briefs/materialize" => materialize, Doc::new("briefs", "Create (or return) the brief for a date (idempotent; admin)", Auth::TenantIdempotent)
+        route!(POST "/v1/briefs/materialize" => materialize as materialize_brief, Doc::new("briefs", "Create (or return) the brief for a date (idempotent; admin)", Auth::TenantIdempotent)
             .body(schema::<MaterializeRequest>).ok(200, schema::<Brief>)),
-        route!(GET "/v1/briefs/latest" => latest, d("The brief with the newest date").ok(200, schema::<Brief>)),
-        route!(GET "/v1/briefs/{date}" => by_date, d("The brief for a date (YYYY-MM-DD)").ok(200, schema::<Brief>)),
+        route!(GET "/v1/briefs/latest" => latest as get_latest_brief, d("The brief with the newest date").ok(200, schema::<Brief>)),
+        route!(GET "/v1/briefs/{date}" => by_date as get_brief, d("The brief for a date (YYYY-MM-DD)").ok(200, schema::<Brief>)),
     ]
 }
 

@@ -11,7 +11,7 @@ use bespin_core::chat::{ChatReply, ChatRequest};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        route!(POST "/v1/cofounder/chat" => chat, Doc::new("chat", "Send a message to the cofounder and get its reply", Auth::Tenant)
+        route!(POST "/v1/cofounder/chat" => chat as chat, Doc::new("chat", "Send a message to the cofounder and get its reply", Auth::Tenant)
         .body(schema::<ChatRequest>).ok(200, schema::<ChatReply>)),
     ]
 }

@@ -14,10 +14,10 @@ use bespin_core::conversations::{
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("chat", summary, Auth::Tenant);
     vec![
-        route!(POST "/v1/conversations" => create, d("Start a conversation").body(schema::<NewConversation>).ok(201, schema::<Conversation>)),
-        route!(GET "/v1/conversations" => list, d("The caller's conversations, newest first")
+        route!(POST "/v1/conversations" => create as create_conversation, d("Start a conversation").body(schema::<NewConversation>).ok(201, schema::<Conversation>)),
+        route!(GET "/v1/conversations" => list as list_conversations, d("The caller's conversations, newest first")
             .query(&[("limit", "1..200, default 50"), ("offset", "default 0")]).ok(200, schema::<ConversationList>)),
-        route!(GET "/v1/conversations/{conversation_id}" => get, d("One conversation with its messages").ok(200, schema::<ConversationDetail>)),
+        route!(GET "/v1/conversations/{conversation_id}" => get as get_conversation, d("One conversation with its messages").ok(200, schema::<ConversationDetail>)),
     ]
 }
 

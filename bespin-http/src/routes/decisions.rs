@@ -14,11 +14,11 @@ use bespin_core::coreos::decisions::{
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("decisions", summary, Auth::Tenant);
     vec![
-        route!(POST "/v1/decisions" => create, d("Record a decision (admin)").body(schema::<NewDecision>).ok(201, schema::<Decision>)),
-        route!(GET "/v1/decisions" => list, d("The tenant's decisions, newest decision date first")
+        route!(POST "/v1/decisions" => create as create_decision, d("Record a decision (admin)").body(schema::<NewDecision>).ok(201, schema::<Decision>)),
+        route!(GET "/v1/decisions" => list as list_decisions, d("The tenant's decisions, newest decision date first")
             .query(&[("limit", "1..100, default 50"), ("offset", "default 0")]).ok(200, schema::<DecisionPage>)),
-        route!(GET "/v1/decisions/{decision_id}" => get, d("A decision").ok(200, schema::<Decision>)),
-        route!(PATCH "/v1/decisions/{decision_id}" => update, d("Edit a decision (admin)")
+        route!(GET "/v1/decisions/{decision_id}" => get as get_decision, d("A decision").ok(200, schema::<Decision>)),
+        route!(PATCH "/v1/decisions/{decision_id}" => update as update_decision, d("Edit a decision (admin)")
             .body(schema::<DecisionPatch>).ok(200, schema::<Decision>)),
     ]
 }

@@ -12,9 +12,9 @@ use bespin_core::coreos::evidence::{EvidenceLink, EvidenceList, EvidenceQuery, N
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("evidence", summary, Auth::Tenant);
     vec![
-        route!(POST "/v1/evidence" => create, d("Link evidence to an action, task, decision or memory fact")
+        route!(POST "/v1/evidence" => create as create_evidence, d("Link evidence to an action, task, decision or memory fact")
             .body(schema::<NewEvidence>).ok(201, schema::<EvidenceLink>)),
-        route!(GET "/v1/evidence" => list, d("A record's evidence links, newest first")
+        route!(GET "/v1/evidence" => list as list_evidence, d("A record's evidence links, newest first")
             .query(&[("entity_type", "action | task | decision | memory_fact (required)"), ("entity_id", "the record id (required)")])
             .ok(200, schema::<EvidenceList>)),
     ]

@@ -12,7 +12,7 @@ use bespin_core::jobs::RunReport;
 
 pub fn routes() -> Vec<Route> {
     vec![
-        route!(POST "/v1/jobs/daily-brief" => daily_brief, Doc::new("jobs", "Ensure the day's brief and notify opted-in users (idempotent; admin)", Auth::TenantIdempotent)
+        route!(POST "/v1/jobs/daily-brief" => daily_brief as run_daily_brief, Doc::new("jobs", "Ensure the day's brief and notify opted-in users (idempotent; admin)", Auth::TenantIdempotent)
         .body(schema::<MaterializeRequest>).ok(200, schema::<RunReport>)),
     ]
 }

@@ -12,12 +12,12 @@ use bespin_core::kpis::{IngestResult, Kpi, KpiPage, LatestPoint, NewKpi, PointsB
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("kpis", summary, Auth::Tenant);
     vec![
-        route!(POST "/v1/kpis" => create, d("Define a KPI (admin)").body(schema::<NewKpi>).ok(201, schema::<Kpi>)),
-        route!(GET "/v1/kpis" => list, d("The tenant's KPIs, newest first")
+        route!(POST "/v1/kpis" => create as create_kpi, d("Define a KPI (admin)").body(schema::<NewKpi>).ok(201, schema::<Kpi>)),
+        route!(GET "/v1/kpis" => list as list_kpis, d("The tenant's KPIs, newest first")
             .query(&[("limit", "1..500, default 100"), ("offset", "default 0")]).ok(200, list_of::<Kpi>)),
-        route!(POST "/v1/kpis/{kpi_id}/points:bulk" => ingest, d("Add points to a KPI; points at an already stored instant are ignored (admin)")
+        route!(POST "/v1/kpis/{kpi_id}/points:bulk" => ingest as ingest_kpi_points, d("Add points to a KPI; points at an already stored instant are ignored (admin)")
             .body(schema::<PointsBulk>).ok(200, schema::<IngestResult>), blocking),
-        route!(GET "/v1/kpis/{kpi_id}/latest" => latest, d("The KPI's newest point").ok(200, schema::<LatestPoint>)),
+        route!(GET "/v1/kpis/{kpi_id}/latest" => latest as get_latest_kpi_point, d("The KPI's newest point").ok(200, schema::<LatestPoint>)),
     ]
 }
 

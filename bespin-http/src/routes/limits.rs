@@ -11,10 +11,10 @@ use bespin_core::limits::{DailyLimits, DailyUsage, TenantLimits, parse_date_para
 
 pub fn routes() -> Vec<Route> {
     vec![
-        route!(GET "/v1/limits" => get_limits, Doc::new("limits", "The tenant's daily limits", Auth::Tenant).ok(200, schema::<TenantLimits>)),
-        route!(PUT "/v1/limits" => put_limits, Doc::new("limits", "Replace the daily limits (admin)", Auth::Tenant)
+        route!(GET "/v1/limits" => get_limits as get_limits, Doc::new("limits", "The tenant's daily limits", Auth::Tenant).ok(200, schema::<TenantLimits>)),
+        route!(PUT "/v1/limits" => put_limits as set_limits, Doc::new("limits", "Replace the daily limits (admin)", Auth::Tenant)
             .body(schema::<DailyLimits>).ok(200, schema::<TenantLimits>)),
-        route!(GET "/v1/usage/daily" => daily_usage, Doc::new("limits", "Usage of the daily-limited activities on a UTC date", Auth::Tenant)
+        route!(GET "/v1/usage/daily" => daily_usage as get_daily_usage, Doc::new("limits", "Usage of the daily-limited activities on a UTC date", Auth::Tenant)
             .query(&[("date", "YYYY-MM-DD; default today (UTC)")]).ok(200, schema::<DailyUsage>)),
     ]
 }

@@ -14,13 +14,13 @@ use bespin_core::coreos::meetings::{
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("meetings", summary, Auth::Tenant);
     vec![
-        route!(POST "/v1/meetings" => create, d("Create a meeting note (linked_entity_type + linked_entity_id optionally link a record)")
+        route!(POST "/v1/meetings" => create as create_meeting, d("Create a meeting note (linked_entity_type + linked_entity_id optionally link a record)")
             .body(schema::<NewMeeting>).ok(201, schema::<MeetingNote>)),
-        route!(GET "/v1/meetings" => list, d("The tenant's meeting notes, newest meeting date first")
+        route!(GET "/v1/meetings" => list as list_meetings, d("The tenant's meeting notes, newest meeting date first")
             .query(&[("from", "YYYY-MM-DD, inclusive"), ("to", "YYYY-MM-DD, inclusive"), ("limit", "1..100, default 50"), ("offset", "default 0")])
             .ok(200, schema::<MeetingPage>)),
-        route!(GET "/v1/meetings/{meeting_id}" => get, d("A meeting note").ok(200, schema::<MeetingNote>)),
-        route!(PATCH "/v1/meetings/{meeting_id}" => update, d("Edit a meeting note (creator or admin); both link fields null clear the link")
+        route!(GET "/v1/meetings/{meeting_id}" => get as get_meeting, d("A meeting note").ok(200, schema::<MeetingNote>)),
+        route!(PATCH "/v1/meetings/{meeting_id}" => update as update_meeting, d("Edit a meeting note (creator or admin); both link fields null clear the link")
             .body(schema::<MeetingPatch>).ok(200, schema::<MeetingNote>)),
     ]
 }

@@ -13,15 +13,15 @@ use bespin_core::coreos::memory::{FactQuery, FactValue, MemoryFact, MemoryFactPa
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("memory", summary, Auth::Tenant);
     vec![
-        route!(POST "/v1/memory/facts" => create, d("Create an active memory fact (admin)").body(schema::<NewFact>).ok(201, schema::<MemoryFact>)),
-        route!(GET "/v1/memory/facts" => list, d("The tenant's memory facts by category, then key")
+        route!(POST "/v1/memory/facts" => create as create_memory_fact, d("Create an active memory fact (admin)").body(schema::<NewFact>).ok(201, schema::<MemoryFact>)),
+        route!(GET "/v1/memory/facts" => list as list_memory_facts, d("The tenant's memory facts by category, then key")
             .query(&[("category", "exact category"), ("status", "active (default) | superseded; all or empty: any"),
                 ("limit", "1..100, default 50"), ("offset", "default 0")])
             .ok(200, schema::<MemoryFactPage>)),
-        route!(GET "/v1/memory/facts/{fact_id}" => get, d("A memory fact, whatever its status").ok(200, schema::<MemoryFact>)),
-        route!(PATCH "/v1/memory/facts/{fact_id}" => update, d("Correct an active fact's value in place (admin)")
+        route!(GET "/v1/memory/facts/{fact_id}" => get as get_memory_fact, d("A memory fact, whatever its status").ok(200, schema::<MemoryFact>)),
+        route!(PATCH "/v1/memory/facts/{fact_id}" => update as update_memory_fact, d("Correct an active fact's value in place (admin)")
             .body(schema::<FactValue>).ok(200, schema::<MemoryFact>)),
-        route!(POST "/v1/memory/facts/{fact_id}/supersede" => supersede, d("Replace an active fact with a new version (admin); answers the new version")
+        route!(POST "/v1/memory/facts/{fact_id}/supersede" => supersede as supersede_memory_fact, d("Replace an active fact with a new version (admin); answers the new version")
             .body(schema::<FactValue>).ok(200, schema::<MemoryFact>)),
     ]
 }

@@ -39,9 +39,9 @@ pub struct Readiness {
 
 pub fn routes() -> Vec<Route> {
     vec![
-        route!(GET "/" => root, Doc::new("meta", "Service name and version", Auth::Open).ok(200, schema::<Root>)),
-        route!(GET "/healthz" => healthz, Doc::new("meta", "Liveness: the database answers a read", Auth::Open).ok(200, schema::<Health>)),
-        route!(GET "/readyz" => readyz, Doc::new("meta", "Readiness: the writer takes work within 2 s (503 otherwise)", Auth::Open)
+        route!(GET "/" => root as get_root, Doc::new("meta", "Service name and version", Auth::Open).ok(200, schema::<Root>)),
+        route!(GET "/healthz" => healthz as healthz, Doc::new("meta", "Liveness: the database answers a read", Auth::Open).ok(200, schema::<Health>)),
+        route!(GET "/readyz" => readyz as readyz, Doc::new("meta", "Readiness: the writer takes work within 2 s (503 otherwise)", Auth::Open)
             .ok(200, schema::<Readiness>), blocking),
         route!(GET "/metrics" => metrics, Doc::new("meta", "Metrics: OpenMetrics 1.0.0 when asked for, else Prometheus text 0.0.4", Auth::Hidden)),
         route!(GET "/openapi.json" => openapi_json, Doc::new("meta", "This OpenAPI document", Auth::Hidden)),

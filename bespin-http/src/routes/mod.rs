@@ -28,12 +28,17 @@ mod tools;
 use crate::router::{Route, Router};
 pub(crate) use console::Sessions as ConsoleSessions;
 
-/// Declares a route: `route!(METHOD "/path" => handler, doc)`. `GET` handlers are taken to be
-/// quick snapshot reads and run on the runtime's worker; every other method runs on the
-/// database's writer thread. A `GET` that a write must accompany (the metered search) reads on
-/// the worker and returns `Reply::after_write`; `, blocking` sends a handler to the blocking
-/// pool (slow reads; writes with heavy parsing).
+/// Declares a route: `route!(METHOD "/path" => handler as operation_id, doc)`; the operation id
+/// names the route in `/openapi.json` (and so in generated SDKs) and must never change. Routes
+/// left out of the document (pages, assets) take no `as`. `GET` handlers are taken to be quick
+/// snapshot reads and run on the runtime's worker; every other method runs on the database's
+/// writer thread. A `GET` that a write must accompany (the metered search) reads on the worker
+/// and returns `Reply::after_write`; `, blocking` sends a handler to the blocking pool (slow
+/// reads; writes with heavy parsing).
 macro_rules! route {
+    ($method:ident $path:literal => $handler:path as $op:ident, $doc:expr $(, $blocking:ident)?) => {
+        route!($method $path => $handler, $doc.op(stringify!($op)) $(, $blocking)?)
+    };
     ($method:ident $path:literal => $handler:path, $doc:expr) => {
         route!(@ $method $path, $handler, $doc,
             if hyper::Method::$method == hyper::Method::GET {

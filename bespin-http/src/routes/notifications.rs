@@ -15,11 +15,11 @@ use bespin_core::time::Date;
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("notifications", summary, Auth::Tenant);
     vec![
-        route!(GET "/v1/notifications/prefs" => get_prefs, d("The caller's notification preferences").ok(200, schema::<Prefs>)),
-        route!(PUT "/v1/notifications/prefs" => put_prefs, d("Replace the caller's notification preferences").body(schema::<PrefsUpdate>).ok(200, schema::<Prefs>)),
-        route!(GET "/v1/notifications/outbox" => outbox, d("The caller's notifications, newest first")
+        route!(GET "/v1/notifications/prefs" => get_prefs as get_notification_prefs, d("The caller's notification preferences").ok(200, schema::<Prefs>)),
+        route!(PUT "/v1/notifications/prefs" => put_prefs as set_notification_prefs, d("Replace the caller's notification preferences").body(schema::<PrefsUpdate>).ok(200, schema::<Prefs>)),
+        route!(GET "/v1/notifications/outbox" => outbox as list_notifications, d("The caller's notifications, newest first")
             .query(&[("date", "YYYY-MM-DD"), ("status", "queued | acked"), ("limit", "1..200, default 50")]).ok(200, schema::<Outbox>)),
-        route!(POST "/v1/notifications/{notification_id}/ack" => ack, d("Acknowledge one of the caller's notifications").ok(200, schema::<Notification>)),
+        route!(POST "/v1/notifications/{notification_id}/ack" => ack as ack_notification, d("Acknowledge one of the caller's notifications").ok(200, schema::<Notification>)),
     ]
 }
 

@@ -12,7 +12,7 @@ use bespin_core::coreos::records::RecordView;
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("records", summary, Auth::Tenant);
     vec![
-        route!(GET "/v1/records/{entity_type}/{entity_id}" => record,
+        route!(GET "/v1/records/{entity_type}/{entity_id}" => record as get_record,
             d("A record (action, task, decision, meeting, memory_fact) with its evidence and 20 newest timeline events")
             .ok(200, schema::<RecordView>)),
     ]

@@ -12,7 +12,7 @@ use bespin_core::coreos::search::{SearchQuery, SearchResults};
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("search", summary, Auth::Tenant);
     vec![
-        route!(GET "/v1/search" => search, d("Search the tenant's actions, tasks, decisions, meeting notes and memory facts")
+        route!(GET "/v1/search" => search as search, d("Search the tenant's actions, tasks, decisions, meeting notes and memory facts")
             .query(&[("q", "the text to find (required)"), ("types", "comma-separated: actions, tasks, decisions, meetings, memory; default all"),
                 ("limit", "1..100, default 50")])
             .ok(200, schema::<SearchResults>)),

@@ -13,16 +13,16 @@ use bespin_core::coreos::tasks::{NewTask, Task, TaskPage, TaskPatch, TaskQuery};
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("tasks", summary, Auth::Tenant);
     vec![
-        route!(POST "/v1/tasks" => create, d("Create a task (linked_entity_type + linked_entity_id optionally link a record)")
+        route!(POST "/v1/tasks" => create as create_task, d("Create a task (linked_entity_type + linked_entity_id optionally link a record)")
             .body(schema::<NewTask>).ok(201, schema::<Task>)),
-        route!(GET "/v1/tasks" => list, d("The tenant's tasks, by due date (undated last), then newest first")
+        route!(GET "/v1/tasks" => list as list_tasks, d("The tenant's tasks, by due date (undated last), then newest first")
             .query(&[("status", "todo | doing | done; all or empty: any"), ("assigned_to_user_id", "exact assignee"),
                 ("due_before", "YYYY-MM-DD, inclusive"), ("limit", "1..100, default 50"), ("offset", "default 0")])
             .ok(200, schema::<TaskPage>)),
-        route!(GET "/v1/tasks/{task_id}" => get, d("A task").ok(200, schema::<Task>)),
-        route!(PATCH "/v1/tasks/{task_id}" => update, d("Edit a task (creator, assignee or admin)")
+        route!(GET "/v1/tasks/{task_id}" => get as get_task, d("A task").ok(200, schema::<Task>)),
+        route!(PATCH "/v1/tasks/{task_id}" => update as update_task, d("Edit a task (creator, assignee or admin)")
             .body(schema::<TaskPatch>).ok(200, schema::<Task>)),
-        route!(POST "/v1/tasks/{task_id}/complete" => complete, d("Mark a task done (assignee or admin); no body")
+        route!(POST "/v1/tasks/{task_id}/complete" => complete as complete_task, d("Mark a task done (assignee or admin); no body")
             .ok(200, schema::<Task>)),
     ]
 }

@@ -11,11 +11,11 @@ use bespin_core::tenancy::{Me, NewTenant, NewUser, TenantCreated, User};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        route!(POST "/v1/tenants" => create_tenant, Doc::new("tenancy", "Create a tenant, its admin, limits and starter subscription", Auth::Open)
+        route!(POST "/v1/tenants" => create_tenant as create_tenant, Doc::new("tenancy", "Create a tenant, its admin, limits and starter subscription", Auth::Open)
             .body(schema::<NewTenant>).ok(201, schema::<TenantCreated>)),
-        route!(POST "/v1/users" => create_user, Doc::new("tenancy", "Create a user in the caller's tenant (admin)", Auth::Tenant)
+        route!(POST "/v1/users" => create_user as create_user, Doc::new("tenancy", "Create a user in the caller's tenant (admin)", Auth::Tenant)
             .body(schema::<NewUser>).ok(201, schema::<User>)),
-        route!(GET "/v1/me" => me, Doc::new("tenancy", "The caller", Auth::Tenant).ok(200, schema::<Me>)),
+        route!(GET "/v1/me" => me as get_me, Doc::new("tenancy", "The caller", Auth::Tenant).ok(200, schema::<Me>)),
     ]
 }
 

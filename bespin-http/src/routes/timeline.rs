@@ -12,7 +12,7 @@ use bespin_core::coreos::timeline::{TimelinePage, TimelineQuery};
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("timeline", summary, Auth::Tenant);
     vec![
-        route!(GET "/v1/timeline" => list, d("The tenant's Core OS events, newest first")
+        route!(GET "/v1/timeline" => list as list_timeline, d("The tenant's Core OS events, newest first")
             .query(&[("entity_type", "exact entity type"), ("entity_id", "exact entity id"),
                 ("before", "an event_id: only older events (stable paging cursor)"), ("limit", "1..200, default 50"), ("offset", "default 0")])
             .ok(200, schema::<TimelinePage>)),

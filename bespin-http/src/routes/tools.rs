@@ -11,8 +11,8 @@ use bespin_core::tools::{Invocation, InvokeRequest, ToolInfo};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        route!(GET "/v1/tools" => list, Doc::new("tools", "The registered tools and their input schemas", Auth::Tenant).ok(200, list_of::<ToolInfo>)),
-        route!(POST "/v1/tools/invoke" => invoke, Doc::new("tools", "Invoke a tool (idempotent; admin)", Auth::TenantIdempotent)
+        route!(GET "/v1/tools" => list as list_tools, Doc::new("tools", "The registered tools and their input schemas", Auth::Tenant).ok(200, list_of::<ToolInfo>)),
+        route!(POST "/v1/tools/invoke" => invoke as invoke_tool, Doc::new("tools", "Invoke a tool (idempotent; admin)", Auth::TenantIdempotent)
             .body(schema::<InvokeRequest>).ok(200, schema::<Invocation>)),
     ]
 }

@@ -14,18 +14,13 @@
 # under target/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v curl >/dev/null 2>&1 || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "operator-tools: installing ${need[*]}" >&2
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+install_missing "${need[@]}"
 VENV=target/ops-venv
 if [ ! -x "$VENV/bin/openapi-python-client" ] || [ ! -x "$VENV/bin/hadolint" ]; then
     python3 -m venv "$VENV"
@@ -37,13 +32,9 @@ VENV_ABS="$PWD/$VENV"
 
 cargo build --locked -q -p bespin-http --bin bespin
 WORK="$(mktemp -d)"
-PLATFORM_ADMIN_KEY=ops-admin-key RATE_LIMIT_DISABLED=1 RUST_LOG=warn \
-    target/debug/bespin serve --listen 127.0.0.1:0 --db "$WORK/ops.redb" 2>"$WORK/server.log" &
-SERVER=$!
+start_server "$WORK" PLATFORM_ADMIN_KEY=ops-admin-key RATE_LIMIT_DISABLED=1 RUST_LOG=warn
 cleanup() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
-for _ in $(seq 1 200); do [ -s "$WORK/ops.redb.control" ] && break; sleep 0.05; done
-BASE="http://$(head -n1 "$WORK/ops.redb.control")"
 curl -fsS "$BASE/readyz" >/dev/null
 
 # --- the SDK generated from /openapi.json, used for real (it also makes the traffic below) ---

@@ -6,6 +6,7 @@
 # Installs what it needs itself (a venv under target/, pip); needs python3 >= 3.9 with venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 MAX="${SCHEMATHESIS_MAX_EXAMPLES:-20}"
 VENV=target/schemathesis-venv
 if [ ! -x "$VENV/bin/schemathesis" ]; then
@@ -15,14 +16,9 @@ fi
 cargo build --locked -p bespin-http --bin bespin
 WORK="$(mktemp -d)"
 ADMIN_KEY="schemathesis-admin-key"
-PLATFORM_ADMIN_KEY="$ADMIN_KEY" RATE_LIMIT_DISABLED=1 RUST_LOG=error \
-    target/debug/bespin serve --listen 127.0.0.1:0 --db "$WORK/st.redb" 2>"$WORK/server.log" &
-SERVER=$!
+start_server "$WORK" PLATFORM_ADMIN_KEY="$ADMIN_KEY" RATE_LIMIT_DISABLED=1 RUST_LOG=error
 cleanup() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
-for _ in $(seq 1 200); do [ -s "$WORK/st.redb.control" ] && break; sleep 0.05; done
-ADDR="$(head -n1 "$WORK/st.redb.control")"
-BASE="http://$ADDR"
 # A tenant whose admin credentials every generated request carries.
 read -r TENANT USER KEY < <(python3 - "$BASE" <<'PY'
 import json, sys, urllib.request
@@ -48,6 +44,6 @@ START=$(date +%s)
 CASES="$(grep -Eo '[0-9]+ generated, [0-9]+ passed' "$WORK/st.out" | tail -n1 || true)"
 # The server must still be up and its database consistent.
 curl -fsS "$BASE/healthz" >/dev/null
-CHECK="$(target/debug/bespin check --db "$WORK/st.redb")"
+CHECK="$(target/debug/bespin check --db "$WORK/db.redb")"
 echo "$CHECK" | grep -m1 '^bespin check'
 echo "schemathesis: ${CASES:-?} test cases, at most $MAX examples per operation, zero 5xx, $(( $(date +%s) - START )) s"

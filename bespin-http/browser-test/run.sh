@@ -16,13 +16,8 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 { [ -x "$py" ] && "$py" -c 'import selenium' >/dev/null 2>&1; } || need+=(python3 python3-selenium)
-if [ ${#need[@]} -gt 0 ]; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "browser-test: installing ${need[*]}" >&2
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+. "$root/scripts/lib.sh"
+install_missing "${need[@]}"
 
 cd "$root"
 cargo build --locked -q -p bespin-http --bin bespin

@@ -85,12 +85,8 @@ fn stop(mut child: Child) -> std::process::ExitStatus {
     panic!("server did not stop on SIGTERM");
 }
 
-#[test]
-fn serves_stops_on_sigterm_and_keeps_committed_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("bespin.redb");
-    let port = free_port();
-    let child = start(&db, port);
+/// Creates a tenant through the server on `port` (201) and returns the answer.
+fn create_tenant(port: u16) -> serde_json::Value {
     let (status, body) = request(
         port,
         "POST",
@@ -100,7 +96,16 @@ fn serves_stops_on_sigterm_and_keeps_committed_data() {
     )
     .unwrap();
     assert_eq!(status, 201, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn serves_stops_on_sigterm_and_keeps_committed_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bespin.redb");
+    let port = free_port();
+    let child = start(&db, port);
+    let v = create_tenant(port);
     assert!(stop(child).success(), "clean exit on SIGTERM");
     assert!(db.exists());
 
@@ -286,16 +291,7 @@ fn json_log_lines_carry_request_and_tenant_ids_and_the_console_is_guarded() {
         ("DEV_CONSOLE_KEY", "a-console-key-of-24-chars"),
     ];
     let child = start_with(&db, port, &env, Stdio::from(log));
-    let (status, body) = request(
-        port,
-        "POST",
-        "/v1/tenants",
-        &[("Content-Type", "application/json")],
-        r#"{"name":"Acme","region":"eu-west-1","admin_email":"ada@acme.io"}"#,
-    )
-    .unwrap();
-    assert_eq!(status, 201, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let v = create_tenant(port);
     let tenant = v["tenant_id"].as_str().unwrap();
     let h = [
         ("X-Tenant-ID", tenant),

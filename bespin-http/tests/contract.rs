@@ -17,21 +17,10 @@ use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const ADMIN_KEY: (&str, &str) = ("X-Platform-Admin-Key", "test-admin-key");
-const CAPABILITIES: [&str; 13] = [
-    "chat",
-    "tools",
-    "briefs",
-    "notifications",
-    "kpi_ingest",
-    "kpi_read",
-    "action_center",
-    "tasks",
-    "decisions",
-    "meetings",
-    "memory",
-    "timeline",
-    "search",
-];
+/// Every capability key.
+fn capabilities() -> [&'static str; 13] {
+    bespin_core::billing::catalog::CAPABILITIES.map(|(key, _)| key)
+}
 const GHOST: &str = "00000000-0000-4000-8000-000000000000";
 
 /// Cells checked by all tests of this file (printed by each test, so a `--nocapture` run shows
@@ -81,8 +70,8 @@ fn world_with(config: bespin_http::Config) -> World {
         checked: 0,
     };
     for (id, credits, caps) in [
-        ("all", 100_000, &CAPABILITIES[..]),
-        ("zero", 0, &CAPABILITIES[..]),
+        ("all", 100_000, &capabilities()[..]),
+        ("zero", 0, &capabilities()[..]),
         ("none", 0, &[][..]),
     ] {
         w.new_plan(id, credits, caps);
@@ -801,13 +790,13 @@ fn part_20_briefs_notifications_chat_and_daily_quotas() {
 
     // §1.6 credits layer: unknown event type (3) before the allowance (4) before the cap (5).
     // Step 2 (a plan row that is missing) cannot happen: plans are never deleted.
-    w.new_plan("capped", 1000, &CAPABILITIES);
+    w.new_plan("capped", 1000, &capabilities());
     w.platform(
         "PUT",
         "/v1/admin/plans/capped/caps",
         json!({"caps": [{"event_key": "assistant_query", "cap_raw_units": 0}]}),
     );
-    w.new_plan("zero_capped", 0, &CAPABILITIES);
+    w.new_plan("zero_capped", 0, &capabilities());
     w.platform(
         "PUT",
         "/v1/admin/plans/zero_capped/caps",
@@ -1108,7 +1097,7 @@ impl World {
 fn part_30_billing() {
     let mut w = world();
     // §6.2 step 5: reaching the allowance exactly is allowed, one more credit is not.
-    w.new_plan("two", 2, &CAPABILITIES);
+    w.new_plan("two", 2, &capabilities());
     w.plan("two", "active");
     let r = w.admin(
         "POST",

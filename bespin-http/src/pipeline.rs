@@ -39,9 +39,9 @@ pub async fn handle(
     let mut response = Response::new(Full::new(reply.body));
     *response.status_mut() = reply.status;
     let h = response.headers_mut();
-    // Room for what follows (content type, security and cache headers, CORS, the reply's own):
-    // one allocation instead of regrowing the map.
-    h.reserve(16 + reply.headers.len());
+    // Room for what follows (content type, security and cache headers, CORS, X-Request-ID, the
+    // reply's own): one allocation instead of regrowing the map.
+    h.reserve(17 + reply.headers.len());
     if let Ok(v) = HeaderValue::from_str(reply.content_type) {
         h.insert(hyper::header::CONTENT_TYPE, v);
     }
@@ -116,7 +116,7 @@ async fn respond(
     let handler = route.handler;
     let run_on = route.run_on;
     let (caller, taken) = authenticate(state, req.headers());
-    log.tenant_id = caller.as_ref().map(|p| p.tenant_id().to_owned());
+    log.tenant(caller.as_ref().map(Principal::tenant_id));
     let mut rate_headers = Vec::new();
     if let Some(taken) = taken {
         if !taken.allowed {

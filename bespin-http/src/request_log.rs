@@ -18,10 +18,10 @@ pub const MAX_REQUEST_ID: usize = 128;
 /// What a request's log line says besides its status.
 #[derive(Debug)]
 pub(crate) struct RequestLog {
-    /// The request's id (the client's, when valid, or a new UUID).
-    pub request_id: String,
-    /// The authenticated tenant, once known.
-    pub tenant_id: Option<String>,
+    /// The request's id (the client's, when valid, or a new UUID), ready to be a header.
+    request_id: HeaderValue,
+    /// The authenticated tenant, once known (kept only when request lines are logged).
+    tenant_id: Option<String>,
 }
 
 /// Whether `id` may be used as a request id.
@@ -35,23 +35,32 @@ pub fn valid_request_id(id: &str) -> bool {
 impl RequestLog {
     /// Starts the log of a request with `headers`.
     pub(crate) fn start(headers: &HeaderMap) -> RequestLog {
-        let request_id = headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|id| valid_request_id(id))
-            .map_or_else(bespin_core::ids::new_request_id, str::to_owned);
+        // The client's value is shared, not copied.
+        let request_id = match headers.get("x-request-id") {
+            Some(v) if v.to_str().is_ok_and(valid_request_id) => v.clone(),
+            _ => HeaderValue::from_bytes(&bespin_core::ids::new_request_id())
+                .unwrap_or_else(|_| HeaderValue::from_static("-")),
+        };
         RequestLog {
             request_id,
             tenant_id: None,
         }
     }
 
+    /// Notes the authenticated tenant for the log line (nothing is kept when request lines are
+    /// not logged).
+    pub(crate) fn tenant(&mut self, tenant_id: Option<&str>) {
+        if tracing::enabled!(tracing::Level::INFO) {
+            self.tenant_id = tenant_id.map(str::to_owned);
+        }
+    }
+
     /// Adds `X-Request-ID` to the response headers.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
-        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
-            headers.insert(HeaderName::from_static("x-request-id"), v);
-        }
+        headers.insert(
+            HeaderName::from_static("x-request-id"),
+            self.request_id.clone(),
+        );
     }
 
     /// Writes the request's log line.
@@ -69,7 +78,7 @@ impl RequestLog {
             route = route.unwrap_or("-"),
             status,
             ms = took.as_secs_f64() * 1000.0,
-            request_id = %self.request_id,
+            request_id = self.request_id.to_str().unwrap_or("-"),
             tenant_id = self.tenant_id.as_deref(),
             "request"
         );

@@ -1,4 +1,4 @@
-//! Read-only access for the developer console (`50-ui-and-data-model.md` §1).
+//! Read-only access for the developer console (`/console`, contract part 50 §1).
 //!
 //! The console shows raw rows across tenants, which no tenant-facing operation does. This module
 //! is that window, kept deliberately small and read-only:

@@ -1,4 +1,4 @@
-//! Plans, credits and entitlements (30-billing-metering.md).
+//! Plans, credits and entitlements (`/v1/billing/*`, `/v1/admin/*`; contract part 30).
 //!
 //! - [`catalog`]: metered event types, capabilities, plans, grants and caps; seeding; the
 //!   platform-admin operations.

@@ -1,6 +1,6 @@
-//! The Core Business OS (40-core-os.md): actions with review and execution, tasks, decisions,
-//! meeting notes, governed memory facts, evidence links, the unified timeline, global search
-//! and the record explorer.
+//! The Core Business OS (`/v1/actions`, `/v1/tasks`, …; contract part 40): actions with review
+//! and execution, tasks, decisions, meeting notes, governed memory facts, evidence links, the
+//! unified timeline, global search and the record explorer.
 //!
 //! One file per entity; this module holds what they share: the entity-type catalogue, JSON
 //! helpers, list paging over time-ordered indexes, the timeline writer and the "effects" step

@@ -1,5 +1,5 @@
 //! The browser pages `/ui` (chat playground) and `/app` (Core OS workspace), and their assets
-//! (`50-ui-and-data-model.md` §2).
+//! (contract part 50 §2).
 //!
 //! Every file is compiled into the binary from `bespin-http/assets/`; nothing is fetched at run
 //! time and no CDN is involved. The HTML is static: nothing is injected server-side (spec README

@@ -161,10 +161,15 @@ impl BriefPage {
             None => None,
             Some(s) => Some(Date::parse(s).ok_or_else(|| invalid_date(s, &["before"]))?),
         };
-        Ok(BriefPage {
+        Ok(Self::clamped(before, limit))
+    }
+
+    /// A page before `before` of `limit` briefs, clamped into 1..=366.
+    pub fn clamped(before: Option<Date>, limit: i64) -> Self {
+        BriefPage {
             before,
             limit: usize::try_from(limit.clamp(1, 366)).unwrap_or(31),
-        })
+        }
     }
 }
 

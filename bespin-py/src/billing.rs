@@ -28,6 +28,21 @@ impl PySession {
         })
     }
 
+    /// Usage of the month containing `period_start` (default: this month) per UTC day and event
+    /// key: `{"period_start", "period_end", "days": [{"date", "credits", "breakdown":
+    /// [{"event_key", "raw_units", "credits"}]}]}`, days with usage only, oldest first.
+    #[pyo3(signature = (period_start = None))]
+    fn billing_usage_by_day(
+        &self,
+        py: Python<'_>,
+        period_start: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let period = date_arg(period_start, "period_start")?.map(Period::of);
+        call_json(py, &self.db, move |core| {
+            core.billing_usage_by_day(&self.principal, period)
+        })
+    }
+
     /// Usage events of the month containing `period_start` (default: this month), newest
     /// first, at most `limit` (clamped to 1..1000).
     #[pyo3(signature = (period_start = None, limit = 200))]

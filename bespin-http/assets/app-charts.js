@@ -168,3 +168,12 @@ function limitRows(d) {
     el("div", { "data-activity": a }, progress(used.get(a) || 0, (d.limits || {})[field] || 0, label)));
   return [el("p", { class: "muted small" }, `${d.date}: today's counts against the tenant's daily limits (PUT /v1/limits changes them).`), rows];
 }
+
+// /app#kpis, #brief or #usage opens that section, so a chart can be linked to. Runs after
+// app.js's start-up listener has started connecting, before its answer loads the section.
+document.addEventListener("DOMContentLoaded", () => {
+  const section = location.hash.slice(1);
+  if (!["kpis", "brief", "usage"].includes(section)) return;
+  currentSection = section;
+  for (const a of document.querySelectorAll(".sections a")) a.classList.toggle("active", a.dataset.section === section);
+});

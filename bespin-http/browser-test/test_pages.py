@@ -429,9 +429,10 @@ class Run:
                          "localStorage.setItem('playground_api_key', arguments[1]);"
                          "localStorage.setItem('playground_user_id', arguments[2]);",
                          t["tenant_id"], t["api_key"], t["admin"]["user_id"])
-        self.go("/app")
+        d.get("about:blank")  # from /app, /app#kpis alone would only change the fragment
+        self.go("/app#kpis")  # a link straight to a section
         self.text_in("#status", "Connected")
-        self.section("kpis")
+        self.text_in(".sections a.active", "KPIs")
         self.text_in("#content", "No KPIs yet — define one with POST /v1/kpis")
         self.section("brief")
         self.text_in("#content", "No briefs yet — run POST /v1/jobs/daily-brief")

@@ -1,8 +1,8 @@
-//! KPI store: bulk ingest throughput, `kpi_summary` over a long series, and brief
-//! materialization for a tenant with 1,000 KPIs × 90 points.
+//! KPI store: bulk ingest throughput, `kpi_summary` and the chart series over a long series, and
+//! brief materialization for a tenant with 1,000 KPIs × 90 points.
 
 use bespin_core::briefs::MaterializeRequest;
-use bespin_core::kpis::{NewKpi, PointsBulk};
+use bespin_core::kpis::{NewKpi, PointsBulk, SeriesQuery};
 use bespin_core::tools::InvokeRequest;
 use bespin_core::{Bespin, Principal};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -91,6 +91,33 @@ fn summary(c: &mut Criterion) {
             black_box(db.invoke_tool(&p, &format!("k{n}"), req).expect("invoke"))
         })
     });
+    // The chart series over the same 100,000 minute points: all of them down to 1,000 and to
+    // 120 (a sparkline), the last 7 days (10,081 points) down to 1,000, and 1,000 that fit.
+    let mut g = c.benchmark_group("kpi_series/100k_points");
+    let q = |max_points, window_days| SeriesQuery {
+        max_points,
+        window_days,
+        ..SeriesQuery::default()
+    };
+    for (name, query) in [
+        ("all_to_1000", q(1000, None)),
+        ("all_to_120", q(120, None)),
+        ("7_days_to_1000", q(1000, Some(7))),
+        (
+            "last_1000_whole",
+            SeriesQuery {
+                from: Some(bespin_core::time::Timestamp(
+                    (1_700_000_000 + 99_000 * 60) * 1_000_000,
+                )),
+                ..q(1000, None)
+            },
+        ),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(db.kpi_series(&p, &k.kpi_id, query).expect("series")))
+        });
+    }
+    g.finish();
 }
 
 fn brief(c: &mut Criterion) {

@@ -6,7 +6,8 @@
 //! `YYYY-MM-DD` date (spec README decision 3), so "latest" is the newest date.
 //!
 //! [`generate`] is shared with the daily-brief runner; [`Bespin::preview_brief`] exposes it
-//! without storing anything.
+//! without storing anything. [`Bespin::list_briefs`] pages through the stored dates, newest
+//! first (what the workspace's date picker walks).
 
 use crate::auth::{Permission, Principal};
 use crate::billing::require_capability;
@@ -117,6 +118,59 @@ pub struct Brief {
     pub request_id: String,
     /// The content.
     pub content: BriefContent,
+}
+
+/// One stored brief in [`Bespin::list_briefs`]: its date and counts, not its content.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BriefListItem {
+    /// The brief date, `YYYY-MM-DD`.
+    pub date: String,
+    /// The brief's id.
+    pub brief_id: String,
+    /// Its counts.
+    pub summary: BriefSummary,
+    /// How many alerts it raised.
+    pub alerts: usize,
+}
+
+/// `GET /v1/briefs`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BriefList {
+    /// Newest date first.
+    pub items: Vec<BriefListItem>,
+}
+
+/// Paging of [`Bespin::list_briefs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BriefPage {
+    /// Only dates strictly before this one (none: from the newest).
+    pub before: Option<Date>,
+    /// 1–366 (default 31).
+    pub limit: usize,
+}
+
+impl BriefPage {
+    /// Validates the query strings: `before` a real `YYYY-MM-DD` date (422 at `["before"]`),
+    /// `limit` an integer (`int_parsing`), clamped into 1..=366, default 31. The surface
+    /// prefixes `"query"`.
+    pub fn from_query(before: Option<&str>, limit: Option<&str>) -> Result<Self> {
+        let limit = crate::validate::query_ints(|_| limit, &["limit"])?[0].unwrap_or(31);
+        let before = match before {
+            None => None,
+            Some(s) => Some(Date::parse(s).ok_or_else(|| invalid_date(s, &["before"]))?),
+        };
+        Ok(Self::clamped(before, limit))
+    }
+
+    /// A page before `before` of `limit` briefs, clamped into 1..=366.
+    pub fn clamped(before: Option<Date>, limit: i64) -> Self {
+        BriefPage {
+            before,
+            limit: usize::try_from(limit.clamp(1, 366)).unwrap_or(31),
+        }
+    }
 }
 
 /// Input of [`Bespin::materialize_brief`].
@@ -374,6 +428,38 @@ impl Bespin {
         })
     }
 
+    /// The caller's tenant's stored briefs, newest date first, before `page.before`, at most
+    /// `page.limit`. Checks: role `ReadBriefs`. An empty list is not an error.
+    pub fn list_briefs(&self, caller: &Principal, page: BriefPage) -> Result<BriefList> {
+        caller.require(Permission::ReadBriefs, "read briefs")?;
+        self.read(|r, _| {
+            let t = caller.tenant_id();
+            let to = page.before.map(|d| brief_key(t, d));
+            let mut items = Vec::new();
+            r.scan_range(
+                &tables::BRIEFS,
+                &Key::new().str(t),
+                None,
+                to.as_ref(),
+                Order::Desc,
+                &mut |_, rec: BriefRec| {
+                    items.push(BriefListItem {
+                        date: rec.content.date,
+                        brief_id: rec.brief_id,
+                        summary: rec.content.summary,
+                        alerts: rec.content.alerts.len(),
+                    });
+                    Ok(if items.len() < page.limit {
+                        Flow::Continue
+                    } else {
+                        Flow::Stop
+                    })
+                },
+            )?;
+            Ok(BriefList { items })
+        })
+    }
+
     /// Generates the caller's tenant's brief content for `date` without storing, metering or
     /// auditing anything (what [`materialize`] would store for a new date). Checks: role
     /// `ReadBriefs`.
@@ -410,6 +496,51 @@ mod tests {
 
     fn req(body: Value) -> MaterializeRequest {
         MaterializeRequest::from_json(&body).expect("valid")
+    }
+
+    #[test]
+    fn stored_briefs_are_listed_newest_first_in_pages() {
+        let (db, _) = db();
+        let (admin, member) = tenant(&db);
+        let (other, _) = tenant(&db);
+        kpi(
+            &db,
+            &admin,
+            "Down",
+            &[("2026-01-01", 10.0), ("2026-01-03", 5.0)],
+        );
+        for d in ["2026-01-03", "2026-01-01", "2026-01-02"] {
+            db.materialize_brief(&admin, d, req(json!({ "date": d })))
+                .expect("brief");
+        }
+        db.materialize_brief(&other, "x", req(json!({"date": "2026-01-04"})))
+            .expect("theirs");
+        let page = |before: Option<&str>, limit: Option<&str>| {
+            let p = BriefPage::from_query(before, limit).expect("page");
+            let items = db.list_briefs(&member, p).expect("list").items;
+            items
+                .into_iter()
+                .map(|i| (i.date, i.alerts))
+                .collect::<Vec<_>>()
+        };
+        let all = page(None, None);
+        let dates: Vec<&str> = all.iter().map(|(d, _)| d.as_str()).collect();
+        assert_eq!(dates, ["2026-01-03", "2026-01-02", "2026-01-01"]);
+        assert_eq!(all[0].1, 1, "the drop to 5 is an alert");
+        assert_eq!(
+            page(Some("2026-01-03"), Some("1")),
+            [("2026-01-02".to_owned(), 0)]
+        );
+        assert_eq!(page(Some("2026-01-01"), None), []);
+        assert_eq!(page(None, Some("0")).len(), 1, "limit clamped to 1");
+        assert!(matches!(
+            BriefPage::from_query(Some("2026-02-30"), None),
+            Err(Error::Validation(_))
+        ));
+        assert!(matches!(
+            BriefPage::from_query(None, Some("many")),
+            Err(Error::Validation(_))
+        ));
     }
 
     #[test]

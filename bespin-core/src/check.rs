@@ -6,10 +6,10 @@
 //!
 //! - **Every row decodes** with its table's record type, and every row of a tenant-scoped table
 //!   belongs to an existing tenant.
-//! - **Metering.** Every usage event is counted exactly once in its period rollup: per (tenant,
-//!   period, event key) the sums of raw units, credits and list cost of the events equal the
-//!   rollup exactly (decimal arithmetic), `first_used` is the earliest event, and no rollup
-//!   exists without events. A daily counter never exceeds the units metered that day.
+//! - **Metering.** Every usage event is counted exactly once in its period rollup and once in
+//!   its day rollup: per (tenant, period or UTC date, event key) the sums of raw units, credits
+//!   and list cost of the events equal the rollup exactly (decimal arithmetic), `first_used` is
+//!   the earliest event, and no rollup exists without events. A daily counter never exceeds the units metered that day.
 //! - **References.** Audit rows name an existing user of their tenant; Core OS timeline events,
 //!   reviews, executions and evidence point at an existing record; KPI chunks at an existing
 //!   KPI; chat messages at an existing conversation; notification de-duplication entries at
@@ -37,6 +37,7 @@ use crate::coreos::timeline::{EventPos, EventRec};
 use crate::error::Result;
 use crate::kpis::series::{CHUNK_POINTS, ChunkRec};
 use crate::limits::Activity;
+use crate::metering::RollupRec;
 use crate::money::Amount;
 use crate::store::codec::{self, Record};
 use crate::store::{Flow, Key, Order, Reader, Table, read_id, read_str, read_u64, tables};
@@ -355,19 +356,13 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
         Ok(())
     }
 
-    /// Usage events against period rollups and daily counters. Returns (tenant, request id) of
-    /// every event.
+    /// Usage events against period and day rollups and daily counters. Returns (tenant,
+    /// request id) of every event.
     fn metering(&mut self) -> Result<HashSet<(String, String)>> {
         let events = self.rows(&tables::USAGE_EVENTS, true)?;
-        let rollups = self.rows(&tables::PERIOD_ROLLUPS, true)?;
         let daily = self.rows(&tables::DAILY_ROLLUPS, true)?;
-        struct Sum {
-            units: Amount,
-            credits: Amount,
-            cost: Amount,
-            first: Timestamp,
-        }
-        let mut sums: BTreeMap<Vec<u8>, Sum> = BTreeMap::new();
+        let mut periods: BTreeMap<Vec<u8>, RollupRec> = BTreeMap::new();
+        let mut days: BTreeMap<Vec<u8>, RollupRec> = BTreeMap::new();
         let mut per_day: HashMap<(String, Date), Amount> = HashMap::new();
         let mut requests = HashSet::new();
         for (k, e) in &events {
@@ -380,53 +375,26 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
                 );
             }
             requests.insert((t.clone(), e.request_id.clone()));
-            let rk = crate::metering::rollup_key(&t, e.created_at.period(), &e.event_key);
-            let s = sums.entry(rk.as_bytes().to_vec()).or_insert(Sum {
-                units: Amount::ZERO,
-                credits: Amount::ZERO,
-                cost: Amount::ZERO,
-                first: e.created_at,
-            });
-            s.units += e.raw_units;
-            s.credits += e.credits;
-            s.cost += e.list_cost_estimate;
-            if e.created_at < s.first {
-                s.first = e.created_at;
+            let period = crate::metering::rollup_key(&t, e.created_at.period(), &e.event_key);
+            let day = crate::metering::day_rollup_key(&t, e.created_at.date(), &e.event_key);
+            for (sums, key) in [(&mut periods, period), (&mut days, day)] {
+                let s = sums
+                    .entry(key.as_bytes().to_vec())
+                    .or_insert_with(|| RollupRec {
+                        raw_units: Amount::ZERO,
+                        credits: Amount::ZERO,
+                        list_cost_estimate: Amount::ZERO,
+                        first_used: e.created_at,
+                    });
+                s.raw_units += e.raw_units;
+                s.credits += e.credits;
+                s.list_cost_estimate += e.list_cost_estimate;
+                s.first_used = s.first_used.min(e.created_at);
             }
             *per_day.entry((t, e.created_at.date())).or_default() += e.raw_units;
         }
-        let table = tables::PERIOD_ROLLUPS.name();
-        let mut seen = HashSet::new();
-        for (k, r) in &rollups {
-            seen.insert(k.clone());
-            let Some(s) = sums.get(k) else {
-                self.violation(table, k, "rollup without any usage event");
-                continue;
-            };
-            let mut diff = Vec::new();
-            if r.raw_units != s.units {
-                diff.push(format!("raw units {} ≠ events {}", r.raw_units, s.units));
-            }
-            if r.credits != s.credits {
-                diff.push(format!("credits {} ≠ events {}", r.credits, s.credits));
-            }
-            if r.list_cost_estimate != s.cost {
-                diff.push(format!("cost {} ≠ events {}", r.list_cost_estimate, s.cost));
-            }
-            if r.first_used != s.first {
-                diff.push("first_used is not the earliest event".into());
-            }
-            if diff.is_empty() {
-                self.ok();
-            } else {
-                self.violation(table, k, diff.join("; "));
-            }
-        }
-        for k in sums.keys() {
-            if !seen.contains(k) {
-                self.violation(table, k, "usage events not counted in any rollup");
-            }
-        }
+        self.rollups(&tables::PERIOD_ROLLUPS, &periods)?;
+        self.rollups(&tables::DAY_ROLLUPS, &days)?;
         // Daily counters: keyed (tenant, date, activity); each unit counted was metered by an
         // event of that tenant on that day.
         let mut expected_daily: HashMap<Vec<u8>, Amount> = HashMap::new();
@@ -461,6 +429,53 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
             }
         }
         Ok(requests)
+    }
+
+    /// The rollups of `table` against the sums of their usage events (`expected`, by key): each
+    /// equal, none without events, no events uncounted.
+    fn rollups(
+        &mut self,
+        table: &Table<RollupRec>,
+        expected: &BTreeMap<Vec<u8>, RollupRec>,
+    ) -> Result<()> {
+        let rows = self.rows(table, true)?;
+        let name = table.name();
+        let mut seen = HashSet::new();
+        for (k, r) in &rows {
+            seen.insert(k.clone());
+            let Some(s) = expected.get(k) else {
+                self.violation(name, k, "rollup without any usage event");
+                continue;
+            };
+            let mut diff = Vec::new();
+            if r.raw_units != s.raw_units {
+                diff.push(format!(
+                    "raw units {} ≠ events {}",
+                    r.raw_units, s.raw_units
+                ));
+            }
+            if r.credits != s.credits {
+                diff.push(format!("credits {} ≠ events {}", r.credits, s.credits));
+            }
+            if r.list_cost_estimate != s.list_cost_estimate {
+                let cost = s.list_cost_estimate;
+                diff.push(format!("cost {} ≠ events {cost}", r.list_cost_estimate));
+            }
+            if r.first_used != s.first_used {
+                diff.push("first_used is not the earliest event".into());
+            }
+            if diff.is_empty() {
+                self.ok();
+            } else {
+                self.violation(name, k, diff.join("; "));
+            }
+        }
+        for k in expected.keys() {
+            if !seen.contains(k) {
+                self.violation(name, k, "usage events not counted in any rollup");
+            }
+        }
+        Ok(())
     }
 
     fn audit(&mut self) -> Result<()> {

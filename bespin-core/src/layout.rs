@@ -12,13 +12,14 @@
 //! | 3 | sealed ids ([`crate::ids::Sealer`], secret in `secrets`): new Core OS records and conversations are keyed by their record number, new timeline events are found from their id without `co_timeline_ids`. Records and events written before keep their keys and index rows and are found through them, so the upgrade rewrites nothing |
 //! | 4 | KPI points stored in chunks of up to 128 (`kpi_chunks`, keyed by the chunk's first instant) instead of one row per point; the old `kpi_points` table is left empty |
 //! | 5 | a search rank row per indexed record (`co_search_rank`: its `updated_at`), so a search ranks its matches without reading them |
+//! | 6 | usage rolled up per (tenant, UTC date, event key) as well (`day_rollups`), for the usage chart; built from the usage events |
 
 use crate::Ctx;
 use crate::error::{Error, Result};
 use crate::store::{Key, Reader, WriteTx, tables};
 
 /// The layout this version writes.
-pub const CURRENT: u64 = 5;
+pub const CURRENT: u64 = 6;
 
 fn layout_key() -> Key {
     Key::new().str("layout")
@@ -57,6 +58,9 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
     }
     if (2..5).contains(&from) {
         crate::coreos::search::rebuild_ranks(tx)?;
+    }
+    if from < 6 {
+        crate::metering::rebuild_day_rollups(tx)?;
     }
     tx.put(&tables::META, &layout_key(), &CURRENT)
 }
@@ -467,6 +471,37 @@ mod tests {
             p.steps.is_empty() && p.to_string().contains("up to date"),
             "{p}"
         );
+    }
+
+    #[test]
+    fn a_database_without_day_rollups_gets_them_from_its_usage_events_when_opened() {
+        let (_dir, path, db, admin) = fresh("d.redb");
+        db.create_task(&admin, task("One")).unwrap();
+        testutil::kpi(
+            &db,
+            &admin,
+            "MRR",
+            &[("2026-01-01", 1.0), ("2026-01-02", 2.0)],
+        );
+        let usage = |db: &Bespin| db.billing_usage_by_day(&admin, None).unwrap();
+        let before = usage(&db);
+        assert!(!before.days.is_empty());
+        // Layout 5: the same events and period rollups, no day rollups.
+        db.tamper(|tx| {
+            tx.delete_prefix(&tables::DAY_ROLLUPS, &Key::new())?;
+            tx.put(&tables::META, &layout_key(), &5u64)
+        });
+        let report = db.check().unwrap();
+        assert!(
+            report.violations.iter().any(|v| v.table == "day_rollups"),
+            "{report}"
+        );
+        drop(db);
+
+        let db = Bespin::open(&path).unwrap();
+        assert!(db.check().unwrap().violations.is_empty());
+        assert_eq!(usage(&db), before);
+        assert_eq!(db.read(|r, _| version(r)).unwrap(), CURRENT);
     }
 
     #[test]

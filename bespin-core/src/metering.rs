@@ -20,8 +20,8 @@ use crate::billing::{catalog, subscriptions};
 use crate::error::{Error, QuotaExceeded, Result};
 use crate::limits::{self, Activity};
 use crate::money::Amount;
-use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, tables};
-use crate::time::{Period, Timestamp};
+use crate::store::{Flow, Key, Order, Reader, Record, Table, WriteTx, tables};
+use crate::time::{Date, Period, Timestamp};
 use crate::{Ctx, ids};
 use serde::{Deserialize, Serialize};
 
@@ -312,7 +312,8 @@ impl<'a> Meter<'a> {
     }
 }
 
-/// Writes one usage event and adds it to the (tenant, current period, event) rollup.
+/// Writes one usage event and adds it to its (tenant, current period, event) and (tenant, today,
+/// event) rollups.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn emit(
     tx: &mut WriteTx,
@@ -344,22 +345,88 @@ pub(crate) fn emit(
         &Key::new().str(tenant_id).ts(ctx.now).u64(seq),
         &rec,
     )?;
-    let key = rollup_key(tenant_id, ctx.now.period(), event_key);
-    let roll = match tx.get(&tables::PERIOD_ROLLUPS, &key)? {
-        Some(mut r) => {
-            r.raw_units += raw_units;
-            r.credits += credits;
-            r.list_cost_estimate += cost;
-            r
-        }
-        None => RollupRec {
-            raw_units,
-            credits,
-            list_cost_estimate: cost,
-            first_used: ctx.now,
-        },
+    let add = Sums {
+        raw_units,
+        credits,
+        cost,
+        at: ctx.now,
     };
-    tx.put(&tables::PERIOD_ROLLUPS, &key, &roll)
+    let period = rollup_key(tenant_id, ctx.now.period(), event_key);
+    add.to(tx, &tables::PERIOD_ROLLUPS, &period)?;
+    add.to(
+        tx,
+        &tables::DAY_ROLLUPS,
+        &day_rollup_key(tenant_id, ctx.now.date(), event_key),
+    )
+}
+
+/// One usage event's amounts, added to a rollup.
+struct Sums {
+    raw_units: Amount,
+    credits: Amount,
+    cost: Amount,
+    at: Timestamp,
+}
+
+impl Sums {
+    /// Adds to the rollup at `key` of `table` (creating it, first used now).
+    fn to(&self, tx: &mut WriteTx, table: &Table<RollupRec>, key: &Key) -> Result<()> {
+        let roll = match tx.get(table, key)? {
+            Some(mut r) => {
+                r.raw_units += self.raw_units;
+                r.credits += self.credits;
+                r.list_cost_estimate += self.cost;
+                r
+            }
+            None => RollupRec {
+                raw_units: self.raw_units,
+                credits: self.credits,
+                list_cost_estimate: self.cost,
+                first_used: self.at,
+            },
+        };
+        tx.put(table, key, &roll)
+    }
+}
+
+/// The key of the (tenant, UTC date, event) rollup of [`tables::DAY_ROLLUPS`].
+pub(crate) fn day_rollup_key(tenant_id: &str, date: Date, event_key: &str) -> Key {
+    Key::new().str(tenant_id).part(date).str(event_key)
+}
+
+/// Builds the day rollups of every tenant from the usage events (the upgrade to layout 6, whose
+/// databases have events but no day rollups). One pass over the events.
+pub(crate) fn rebuild_day_rollups(tx: &mut WriteTx) -> Result<()> {
+    let mut sums: std::collections::BTreeMap<Vec<u8>, (Key, Sums)> = Default::default();
+    tx.scan(
+        &tables::USAGE_EVENTS,
+        &Key::new(),
+        Order::Asc,
+        |k, e: UsageEventRec| {
+            let tenant = crate::store::read_str(k, 0)
+                .map(|(t, _)| t)
+                .unwrap_or_default();
+            let key = day_rollup_key(&tenant, e.created_at.date(), &e.event_key);
+            let (_, s) = sums.entry(key.as_bytes().to_vec()).or_insert_with(|| {
+                let zero = Sums {
+                    raw_units: Amount::ZERO,
+                    credits: Amount::ZERO,
+                    cost: Amount::ZERO,
+                    at: e.created_at,
+                };
+                (key, zero)
+            });
+            s.raw_units += e.raw_units;
+            s.credits += e.credits;
+            s.cost += e.list_cost_estimate;
+            Ok(Flow::Continue)
+        },
+    )?;
+    tx.clear_unlogged(&tables::DAY_ROLLUPS)?;
+    for (key, s) in sums.values() {
+        s.to(tx, &tables::DAY_ROLLUPS, key)?;
+    }
+    Ok(())
 }
 
 /// Receipt of a [`Bespin::record_usage`] call.

@@ -64,6 +64,7 @@ function closeModal() { $("overlay").classList.add("hidden"); clear($("modal-bod
 const SECTIONS = () => ({
   today: loadToday, actions: loadActions, tasks: loadTasks, decisions: loadDecisions,
   meetings: loadMeetings, memory: loadMemory, timeline: loadTimeline, billing: loadBilling, search: loadSearch,
+  kpis: loadKpis, brief: loadBrief, usage: loadUsage, // app-charts.js
 });
 
 function loadSection() {

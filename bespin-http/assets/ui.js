@@ -74,6 +74,7 @@ function renderMessages(messages) {
       el("div", { class: "bubble" }, text),
       cards.map((c) => el("div", { class: "card-box" },
         el("div", { class: "card-type" }, String((c && c.type) || "card")),
+        cardChart(c),
         el("pre", {}, JSON.stringify(c, null, 2)))));
   }));
   pane.scrollTop = pane.scrollHeight;

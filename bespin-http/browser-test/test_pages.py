@@ -2,10 +2,13 @@
 """The browser pages tried as a new user would, in headless Chromium (Selenium + chromedriver).
 
 Starts the real server on a free port with a fresh database, creates a tenant through the API,
-then: /ui (save credentials, `kpis` and `help` with their replies and cards, a new conversation),
-/app (propose, approve and execute an action, search, open a record), /console (key once, then
-the session cookie), and a stored-XSS probe that must render as text everywhere. Any JavaScript
-dialog or browser console error fails the test. Screenshots go to --screenshots.
+then: /ui (save credentials, `kpis` and `help` with their replies and cards with sparklines, a
+new conversation), /app (propose, approve and execute an action, search, open a record; the
+KPIs, Brief and Usage charts: a 100,000-point KPI drawn from a bounded number of points, hover
+showing a point's exact value, window selector and zoom, empty states), /console (key once, then
+the session cookie), and a stored-XSS probe (also as a KPI name and unit) that must render as
+text everywhere. Any JavaScript dialog or browser console error fails the test. Screenshots go
+to --screenshots.
 """
 import argparse
 import json
@@ -22,6 +25,7 @@ import urllib.request
 
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -168,9 +172,11 @@ class Run:
         assert status in (200, 201), status
         status, task = call(self.base, "POST", "/v1/tasks", {"title": XSS, "priority": "high"}, h)
         assert status == 201, (status, task)
+        self.seed_charts(h)
         self.start_browser()
         self.ui()
         self.app()
+        self.app_charts()
         self.console()
         print("browser test: OK")
 
@@ -192,6 +198,11 @@ class Run:
         self.wait(lambda _: self.count("#messages .msg.assistant") >= 1)
         self.text_in("#messages", "kpis")
         assert self.count("#messages .card-box") >= 1, "the kpis reply renders a card"
+        self.step("/ui: the kpis cards carry the KPIs view's sparkline, names as text")
+        self.wait(lambda _: self.count("#messages .card-chart .spark canvas") == 4, 20)
+        self.text_in("#messages .card-box", XSS)
+        assert self.count("#messages img") == 0
+        self.shot("ui-kpi-cards")
         self.click(".quick .pill[data-msg='help']")
         self.wait(lambda _: self.count("#messages .msg.assistant") >= 2)
         users = [b.text for b in d.find_elements(By.CSS_SELECTOR, "#messages .msg.user .bubble")]
@@ -282,6 +293,155 @@ class Run:
         self.no_console_errors("/app")
         self.shot("app-timeline")
 
+    # ---- charts ----
+    def seed_charts(self, h):
+        """KPIs with daily points for 120 days up to today (one named and united with the XSS
+        probe, one falling by more than 10% in its last week), a 100,000-point KPI, and briefs
+        for today and two earlier dates."""
+        self.h = h
+        day = 86400
+        today = int(time.time()) // day * day
+
+        def kpi(name, unit, points):
+            status, k = call(self.base, "POST", "/v1/kpis", {"name": name, "unit": unit}, h)
+            assert status == 201, (status, k)
+            for i in range(0, len(points), 10000):
+                status, r = call(self.base, "POST", f"/v1/kpis/{k['kpi_id']}/points:bulk", {"points": points[i:i + 10000]}, h)
+                assert status == 200, (status, r)
+            return k["kpi_id"]
+
+        def iso(t):
+            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+        daily = lambda f: [{"ts": iso(today - d * day), "value": f(d)} for d in range(120)]
+        self.revenue = kpi("Revenue", "USD", daily(lambda d: round(50000 - d * 123.457, 3)))
+        kpi(XSS, XSS, daily(lambda d: 10 + (d % 7)))
+        kpi("Active users", None, daily(lambda d: 900 if d < 5 else 1200))
+        now = int(time.time())
+        self.big = kpi("Sensor (100k points)", "ms",
+                       [{"ts": iso(now - (100000 - i) * 60), "value": (i % 1440) / 10 + (500 if i == 50000 else 0)}
+                        for i in range(100000)])
+        for back in (10, 3, 0):
+            d = time.strftime("%Y-%m-%d", time.gmtime(today - back * day))
+            status, r = call(self.base, "POST", "/v1/briefs/materialize", {"date": d, "top_n": 5},
+                             dict(h, **{"Idempotency-Key": "brief-" + d}))
+            assert status == 200, (status, r)
+        self.brief_dates = [time.strftime("%Y-%m-%d", time.gmtime(today - b * day)) for b in (0, 3, 10)]
+
+    def section(self, name):
+        self.click(f".sections a[data-section='{name}']")
+
+    def app_charts(self):
+        d = self.driver
+        self.step("/app KPIs: a card with a sparkline per KPI, user text as text")
+        if self.find("#diag-toggle").text == "_":
+            self.click("#diag-toggle")  # minimised, so the screenshots show the charts whole
+        self.section("kpis")
+        self.wait(lambda _: self.count("#kpi-grid .kpi-card") == 5)
+        self.wait(lambda _: self.count("#kpi-grid .spark canvas") == 4, 20)  # MRR has one point
+        self.text_in("#kpi-grid", XSS)
+        assert self.count("#content img") == 0
+        spark = d.find_element(By.CSS_SELECTOR, f".kpi-card[data-kpi='{self.big}'] .spark")
+        assert 0 < int(spark.get_attribute("data-points")) <= 120, spark.get_attribute("data-points")
+        self.text_in(f".kpi-card[data-kpi='{self.revenue}']", "50,000 USD")
+        self.shot("app-kpis")
+
+        self.step("/app KPI chart: 100,000 points drawn from a bounded number")
+        self.click(f".kpi-card[data-kpi='{self.big}']")
+        self.find("#kpi-chart canvas")
+        self.text_in("#kpi-status", "point(s)")
+        self.click("button[data-window='all']")
+        self.text_in("#kpi-status", "100000 point(s) — showing")
+        drawn = int(self.find("#kpi-chart").get_attribute("data-points"))
+        assert 4 <= drawn <= 1000, drawn
+        assert self.count("#kpi-points tbody tr") == drawn
+        self.shot("app-kpi-100k")
+
+        self.step("/app KPI chart: drag to zoom reads the range again")
+        over = self.find("#kpi-chart .u-over")
+        w = over.size["width"]
+        ActionChains(d).move_to_element_with_offset(over, -w // 2 + 20, 0).click_and_hold() \
+            .move_by_offset(w // 6, 0).release().perform()
+        self.wait(EC.visibility_of_element_located((By.ID, "kpi-reset")))
+        self.wait(lambda _: "point(s)" in self.find("#kpi-status").text and "100000 point(s)" not in self.find("#kpi-status").text)
+        total = int(self.find("#kpi-status").text.split(": ")[1].split(" ")[0])
+        assert total < 100000, self.find("#kpi-status").text
+        assert int(self.find("#kpi-chart").get_attribute("data-points")) <= 1000
+        self.shot("app-kpi-zoomed")
+
+        self.step("/app KPI chart: hover shows the exact value and instant; window selector")
+        self.click("#kpi-back")
+        self.click(f".kpi-card[data-kpi='{self.revenue}']")
+        self.find("#kpi-chart canvas")
+        self.text_in("#kpi-status", "91 point(s)")  # 90 days back from the latest, inclusive
+        over = self.find("#kpi-chart .u-over")
+        ActionChains(d).move_to_element_with_offset(over, 37, 0).perform()
+        self.wait(lambda _: self.find("#kpi-chart .readout").get_attribute("data-idx"))
+        readout = self.find("#kpi-chart .readout")
+        idx = int(readout.get_attribute("data-idx"))
+        status, series = call(self.base, "GET", f"/v1/kpis/{self.revenue}/series?window_days=90&max_points=1000", headers=self.h)
+        assert status == 200, series
+        p = series["points"][idx]
+        ts, shown = readout.text.split(" · ")
+        assert ts == p["ts"], (readout.text, p)
+        assert float(shown.replace(" USD", "").replace(",", "")) == p["value"], (readout.text, p)
+        tip = self.find("#kpi-chart .tip")
+        assert tip.is_displayed() and tip.text == shown, tip.text
+        self.shot("app-kpi-hover")
+        self.click("button[data-window='7']")
+        self.text_in("#kpi-status", "8 point(s)")
+        assert self.find("#kpi-chart").get_attribute("data-points") == "8"
+
+        self.step("/app Brief: cards with direction, deltas, a chart each, alerts marked; date picker")
+        self.section("brief")
+        self.text_in("#content h2", "Brief for " + self.brief_dates[0])
+        self.wait(lambda _: self.count(".brief-card") == 5)
+        self.wait(lambda _: self.count(".brief-card .spark canvas") >= 3, 20)
+        # "Active users" fell from 1,200 to 900 five days ago: -25% over the 7-day window.
+        assert self.count(".brief-card.alert .alert-badge") == 1
+        self.text_in(".brief-grid", XSS)
+        self.text_in(".brief-grid", "Δ%")
+        assert self.count("#content img") == 0
+        self.shot("app-brief")
+        self.click("#brief-older")
+        self.text_in("#content h2", "Brief for " + self.brief_dates[1])
+        self.click("#brief-older")
+        self.text_in("#content h2", "Brief for " + self.brief_dates[2])
+        # Ten days ago nothing had fallen yet; Revenue rises throughout.
+        self.wait(lambda _: self.count(".brief-card .brief-dir.up") >= 1)
+        assert self.count(".brief-card.alert") == 0
+        assert d.find_element(By.ID, "brief-older").get_attribute("disabled")
+        self.shot("app-brief-older")
+
+        self.step("/app Usage: credits against the allowance, usage per day, daily limits")
+        self.section("usage")
+        self.find("#usage-chart canvas")
+        self.text_in("#content", "Credits used:")
+        assert self.count("[data-activity] .progress-row") == 4
+        assert d.execute_script("return [level(79.9), level(80), level(100), level(250)]") == ["ok", "amber", "red", "red"]
+        self.text_in(".bar-plot .u-legend", "kpi_points_ingested")
+        self.shot("app-usage")
+
+        self.step("/app charts: empty states say what to do next")
+        status, t = call(self.base, "POST", "/v1/tenants", {"name": "Empty", "region": "eu", "admin_email": "e@e.io"})
+        assert status == 201, t
+        d.execute_script("localStorage.setItem('playground_tenant_id', arguments[0]);"
+                         "localStorage.setItem('playground_api_key', arguments[1]);"
+                         "localStorage.setItem('playground_user_id', arguments[2]);",
+                         t["tenant_id"], t["api_key"], t["admin"]["user_id"])
+        d.get("about:blank")  # from /app, /app#kpis alone would only change the fragment
+        self.go("/app#kpis")  # a link straight to a section
+        self.text_in("#status", "Connected")
+        self.text_in(".sections a.active", "KPIs")
+        self.text_in("#content", "No KPIs yet — define one with POST /v1/kpis")
+        self.section("brief")
+        self.text_in("#content", "No briefs yet — run POST /v1/jobs/daily-brief")
+        self.section("usage")
+        self.text_in("#content", "No usage yet this period")
+        self.shot("app-usage-empty")
+        self.no_dialog("/app charts")
+        self.no_console_errors("/app charts")
+
     def console(self):
         d = self.driver
         self.step("/console: a wrong key is a plain 404")
@@ -299,7 +459,7 @@ class Run:
         self.text_in("main", "Acme " + XSS)
         assert self.count("main img") == 0
         self.shot("console-tenants")
-        d.find_element(By.CSS_SELECTOR, "main td a").click()
+        d.find_element(By.XPATH, "//main//tr[td[starts-with(normalize-space(.), 'Acme')]]//td/a").click()
         self.text_in("h1", "Tenant: Acme " + XSS)
         self.shot("console-tenant")
         self.go("/console/core-os")

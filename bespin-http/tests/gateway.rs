@@ -338,3 +338,139 @@ fn kpi_bad_input_is_refused_and_stores_nothing() {
     );
     assert_eq!(c.s.call("GET", "/v1/kpis", &h, None).json(), json!([]));
 }
+
+#[test]
+fn chart_endpoints_series_brief_dates_and_usage_per_day() {
+    let c = Ctx::new();
+    let (_, kpi) = c.admin("POST", "/v1/kpis", &[], Some(&json!({"name": "MRR"})));
+    let id = kpi["kpi_id"].as_str().unwrap();
+    let points: Vec<Value> = (1..=20)
+        .map(|d| json!({"ts": format!("2026-01-{d:02}"), "value": d * 10}))
+        .collect();
+    let (st, _) = c.admin(
+        "POST",
+        &format!("/v1/kpis/{id}/points:bulk"),
+        &[],
+        Some(&json!({ "points": points })),
+    );
+    assert_eq!(st, 200);
+    let series = |q: &str| {
+        c.as_user(
+            &c.member,
+            "GET",
+            &format!("/v1/kpis/{id}/series{q}"),
+            &[],
+            None,
+        )
+    };
+
+    // The window rule's range: 7 days back from the latest point, inclusive.
+    let (st, r) = series("?window_days=7");
+    assert_eq!(st, 200);
+    assert_eq!(
+        (
+            &r["from"],
+            &r["to"],
+            &r["points_in_range"],
+            &r["downsampled"]
+        ),
+        (
+            &json!("2026-01-13T00:00:00Z"),
+            &json!("2026-01-20T00:00:00Z"),
+            &json!(8),
+            &json!(false)
+        )
+    );
+    assert_eq!(
+        r["points"][0],
+        json!({"ts": "2026-01-13T00:00:00Z", "value": 130.0})
+    );
+    // Downsampled to the budget (clamped to at least 4), ends kept.
+    let (_, r) = series("?max_points=1");
+    let pts = r["points"].as_array().unwrap();
+    assert!(pts.len() <= 4 && r["downsampled"] == json!(true), "{r}");
+    assert_eq!(
+        (&pts[0]["value"], &pts[pts.len() - 1]["value"]),
+        (&json!(10.0), &json!(200.0))
+    );
+    let (_, r) = series("?from=2026-01-05&to=2026-01-06T12:00:00%2B02:00");
+    assert_eq!(r["points"].as_array().unwrap().len(), 2);
+    // Bad input is a 422 at the query parameter; a foreign or unknown KPI a 404.
+    let (st, r) = series("?from=soon&window_days=0");
+    assert_eq!(st, 422);
+    let locs: Vec<&Value> = r["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["loc"])
+        .collect();
+    assert_eq!(
+        locs,
+        [&json!(["query", "from"]), &json!(["query", "window_days"])]
+    );
+    assert_eq!(
+        c.admin("GET", "/v1/kpis/ghost/series", &[], None),
+        (404, json!({"detail": "KPI 'ghost' not found"}))
+    );
+
+    // Briefs: dates newest first, paged with `before`.
+    for d in ["2026-01-10", "2026-01-20"] {
+        let (st, _) = c.admin(
+            "POST",
+            "/v1/briefs/materialize",
+            &[("Idempotency-Key", d)],
+            Some(&json!({ "date": d })),
+        );
+        assert_eq!(st, 200);
+    }
+    let (st, r) = c.as_user(&c.member, "GET", "/v1/briefs", &[], None);
+    assert_eq!(st, 200);
+    let dates: Vec<&Value> = r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["date"])
+        .collect();
+    assert_eq!(dates, [&json!("2026-01-20"), &json!("2026-01-10")]);
+    assert_eq!(r["items"][0]["summary"]["kpis_considered"], json!(1));
+    let (_, r) = c.admin("GET", "/v1/briefs?before=2026-01-20&limit=5", &[], None);
+    assert_eq!(r["items"].as_array().unwrap().len(), 1);
+    let (st, r) = c.admin("GET", "/v1/briefs?before=2026-02-31", &[], None);
+    assert_eq!(
+        (st, &r["detail"][0]["loc"]),
+        (422, &json!(["query", "before"]))
+    );
+
+    // Usage per day: today's KPI, points and briefs, adding up to the period's credits.
+    let (st, days) = c.as_user(&c.member, "GET", "/v1/billing/usage/daily", &[], None);
+    assert_eq!(st, 200);
+    let (_, usage) = c.admin("GET", "/v1/billing/usage", &[], None);
+    assert_eq!(days["period_start"], usage["period_start"]);
+    let total: f64 = days["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["credits"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (total - usage["credits"]["used"].as_f64().unwrap()).abs() < 1e-9,
+        "{days}"
+    );
+    let keys: Vec<&str> = days["days"][0]["breakdown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["event_key"].as_str().unwrap())
+        .collect();
+    assert!(
+        keys.contains(&"kpi_points_ingested") && keys.contains(&"daily_brief_generated"),
+        "{keys:?}"
+    );
+    let (st, _) = c.admin(
+        "GET",
+        "/v1/billing/usage/daily?period_start=2026-13-01",
+        &[],
+        None,
+    );
+    assert_eq!(st, 422);
+}

@@ -8,6 +8,11 @@ use bespin_core::billing::subscriptions::SubscriptionUpdate;
 use bespin_core::time::Period;
 use pyo3::prelude::*;
 
+/// The month containing the optional `period_start` (a `date` or `YYYY-MM-DD`).
+fn period_arg(period_start: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Period>> {
+    Ok(date_arg(period_start, "period_start")?.map(Period::of))
+}
+
 #[pymethods]
 impl PySession {
     /// The tenant's subscription with its plan and granted capabilities.
@@ -22,9 +27,24 @@ impl PySession {
         py: Python<'_>,
         period_start: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let period = date_arg(period_start, "period_start")?.map(Period::of);
+        let period = period_arg(period_start)?;
         call_json(py, &self.db, move |core| {
             core.billing_usage(&self.principal, period)
+        })
+    }
+
+    /// Usage of the month containing `period_start` (default: this month) per UTC day and event
+    /// key: `{"period_start", "period_end", "days": [{"date", "credits", "breakdown":
+    /// [{"event_key", "raw_units", "credits"}]}]}`, days with usage only, oldest first.
+    #[pyo3(signature = (period_start = None))]
+    fn billing_usage_by_day(
+        &self,
+        py: Python<'_>,
+        period_start: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let period = period_arg(period_start)?;
+        call_json(py, &self.db, move |core| {
+            core.billing_usage_by_day(&self.principal, period)
         })
     }
 
@@ -37,7 +57,7 @@ impl PySession {
         period_start: Option<&Bound<'_, PyAny>>,
         limit: i64,
     ) -> PyResult<Py<PyAny>> {
-        let period = date_arg(period_start, "period_start")?.map(Period::of);
+        let period = period_arg(period_start)?;
         call_json(py, &self.db, move |core| {
             core.billing_ledger(&self.principal, period, limit)
         })

@@ -1,9 +1,9 @@
 //! Daily briefs: idempotent materialization, reads and previews (core `briefs`).
 
-use crate::convert::{Body, idempotency_key, py_to_json};
+use crate::convert::{Body, date_arg, idempotency_key, py_to_json};
 use crate::handle::{PySession, call_json};
 use bespin_core::LocPart;
-use bespin_core::briefs::MaterializeRequest;
+use bespin_core::briefs::{BriefPage, MaterializeRequest};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
@@ -56,6 +56,22 @@ impl PySession {
             ));
         };
         call_json(py, &self.db, move |core| core.brief(&self.principal, &date))
+    }
+
+    /// The stored briefs' dates and counts, newest first: `{"items": [{"date", "brief_id",
+    /// "summary", "alerts"}]}`, only dates before `before` (a `date` or `YYYY-MM-DD`), at most
+    /// `limit` (clamped to 1..366).
+    #[pyo3(signature = (*, before = None, limit = 31))]
+    fn list_briefs(
+        &self,
+        py: Python<'_>,
+        before: Option<&Bound<'_, PyAny>>,
+        limit: i64,
+    ) -> PyResult<Py<PyAny>> {
+        let page = BriefPage::clamped(date_arg(before, "before")?, limit);
+        call_json(py, &self.db, move |core| {
+            core.list_briefs(&self.principal, page)
+        })
     }
 
     /// The stored brief with the newest date. Raises `NotFound` when there is none.

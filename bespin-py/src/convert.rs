@@ -295,7 +295,7 @@ fn is_date_key(k: &str) -> bool {
 }
 
 fn typed_member(py: Python<'_>, key: &str, s: &str) -> PyResult<Option<Py<PyAny>>> {
-    if (key.ends_with("_at") || key == "ts")
+    if (key.ends_with("_at") || matches!(key, "ts" | "from" | "to"))
         && let Ok(t) = DateTime::parse_from_rfc3339(s)
     {
         let t = t.with_timezone(&Utc);

@@ -37,6 +37,14 @@ def test_usage_and_ledger_follow_metering(admin: bespin.Session) -> None:
     assert past["period_start"] == dt.date(2001, 5, 1)
     assert past["breakdown"] == []
     assert admin.billing_ledger("2001-05-01")["items"] == []
+    by_day = admin.billing_usage_by_day()
+    (today,) = by_day["days"]
+    assert today["date"] == dt.datetime.now(dt.timezone.utc).date() and today["credits"] == 7.0
+    assert [(i["event_key"], i["raw_units"]) for i in today["breakdown"]] == [
+        ("assistant_query", 1.0),
+        ("tool_invocation", 3.0),
+    ]
+    assert admin.billing_usage_by_day("2001-05-01")["days"] == []
 
 
 def test_admin_metered_events(db: bespin.Bespin, admin: bespin.Session) -> None:

@@ -75,3 +75,16 @@ def test_default_date_is_today(admin: bespin.Session) -> None:
     today = dt.datetime.now(dt.timezone.utc).date()
     assert admin.preview_brief()["date"] == today
     assert admin.materialize_brief(idempotency_key="t")["content"]["date"] == today
+
+
+def test_list_briefs(admin: bespin.Session, member: bespin.Session) -> None:
+    seed(admin)
+    assert member.list_briefs() == {"items": []}
+    for d in (dt.date(2024, 1, 8), DAY, dt.date(2024, 1, 9)):
+        admin.materialize_brief(idempotency_key=str(d), date=d)
+    items = member.list_briefs()["items"]
+    assert [i["date"] for i in items] == [DAY, dt.date(2024, 1, 9), dt.date(2024, 1, 8)]
+    assert items[0]["alerts"] == 1 and items[0]["summary"]["kpis_down"] == 1
+    assert [i["date"] for i in member.list_briefs(before=DAY, limit=1)["items"]] == [dt.date(2024, 1, 9)]
+    with pytest.raises(bespin.ValidationError):
+        member.list_briefs(before="2024-02-30")

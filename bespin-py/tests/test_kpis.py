@@ -87,3 +87,31 @@ def test_kpi_errors(admin: bespin.Session, member: bespin.Session) -> None:
     with pytest.raises(bespin.NotFound):
         member.kpi_window("nope")
     assert admin.list_kpis() == []
+
+
+def test_series_for_charts(admin: bespin.Session, member: bespin.Session) -> None:
+    k = admin.create_kpi(name="Load")
+    kid = k["kpi_id"]
+    empty = member.kpi_series(kid)
+    assert empty["points"] == [] and empty["from"] is None
+    start = dt.datetime(2024, 1, 1, tzinfo=UTC)
+    admin.ingest_points(
+        kid,
+        [{"ts": start + dt.timedelta(minutes=i), "value": 1e6 if i == 777 else float(i % 60)} for i in range(5000)],
+    )
+    s = member.kpi_series(kid, max_points=100)
+    assert s["points_in_range"] == 5000 and s["downsampled"] and len(s["points"]) <= 100
+    assert s["points"][0] == {"ts": start, "value": 0.0}
+    assert max(p["value"] for p in s["points"]) == 1e6  # the spike survives
+    assert s["from"] == start and s["to"] == start + dt.timedelta(minutes=4999)
+    w = member.kpi_series(kid, start=start, end="2024-01-01T00:09:00Z")
+    assert [p["value"] for p in w["points"]] == [float(i) for i in range(10)] and not w["downsampled"]
+    day = member.kpi_series(kid, window_days=1)
+    assert day["points_in_range"] == 1441  # the last 24 hours of minutes, both ends included
+    assert member.kpi_series(kid, max_points=1)["points"][-1]["value"] == float(4999 % 60)
+    with pytest.raises(bespin.ValidationError):
+        member.kpi_series(kid, start="soon")
+    with pytest.raises(bespin.ValidationError):
+        member.kpi_series(kid, start=start, window_days=7)
+    with pytest.raises(bespin.NotFound):
+        member.kpi_series("ghost")

@@ -1,5 +1,5 @@
-//! The tenant-facing billing reports: plan, usage for a period, and the usage ledger
-//! (30 §8.2). Any role may read them; they are not gated and not metered.
+//! The tenant-facing billing reports: plan, usage for a period, usage per day of a period, and
+//! the usage ledger (30 §8.2). Any role may read them; they are not gated and not metered.
 
 use super::{catalog, subscriptions};
 use crate::auth::Principal;
@@ -111,6 +111,42 @@ pub struct Ledger {
     pub items: Vec<LedgerItem>,
 }
 
+/// One event key's usage on one day.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DayItem {
+    /// The event key.
+    pub event_key: String,
+    /// Raw units used that day.
+    pub raw_units: f64,
+    /// Credits used that day (at the weights in force when each event was recorded).
+    pub credits: f64,
+}
+
+/// One day's usage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageDay {
+    /// The UTC date, `YYYY-MM-DD`.
+    pub date: String,
+    /// Credits used that day, over all event keys.
+    pub credits: f64,
+    /// Per event key, sorted by key; only keys with usage.
+    pub breakdown: Vec<DayItem>,
+}
+
+/// `GET /v1/billing/usage/daily`: a period's usage per UTC day and event key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageByDay {
+    /// First day of the period.
+    pub period_start: String,
+    /// First day of the next period.
+    pub period_end: String,
+    /// Days with usage, oldest first (at most 31).
+    pub days: Vec<UsageDay>,
+}
+
 fn current_plan(
     r: &impl Reader,
     tenant_id: &str,
@@ -203,6 +239,63 @@ impl Bespin {
         })
     }
 
+    /// Usage of `period` (the current one when `None`) per UTC day and event key, from the day
+    /// rollups: at most 31 × event keys rows, however many events the period holds. Sums are
+    /// exact (decimal) until written as JSON numbers, so a period's days add up to its
+    /// [`Bespin::billing_usage`] breakdown.
+    pub fn billing_usage_by_day(
+        &self,
+        caller: &Principal,
+        period: Option<Period>,
+    ) -> Result<UsageByDay> {
+        self.read(|r, ctx| {
+            let period = period.unwrap_or_else(|| ctx.now.period());
+            let t = caller.tenant_id();
+            let prefix = Key::new().str(t);
+            let plen = prefix.as_bytes().len();
+            let from = Key::new().str(t).part(period.start());
+            let to = Key::new().str(t).part(period.end());
+            let mut days: Vec<(String, Amount, Vec<DayItem>)> = Vec::new();
+            r.scan_range(
+                &tables::DAY_ROLLUPS,
+                &prefix,
+                Some(&from),
+                Some(&to),
+                Order::Asc,
+                &mut |k, roll: RollupRec| {
+                    let Some((date, at)) = store::read_str(k, plen) else {
+                        return Ok(Flow::Continue);
+                    };
+                    let event_key = store::read_str(k, at).map(|(e, _)| e).unwrap_or_default();
+                    if days.last().is_none_or(|(d, _, _)| *d != date) {
+                        days.push((date, Amount::ZERO, Vec::new()));
+                    }
+                    if let Some((_, total, items)) = days.last_mut() {
+                        *total += roll.credits;
+                        items.push(DayItem {
+                            event_key,
+                            raw_units: roll.raw_units.to_f64(),
+                            credits: roll.credits.to_f64(),
+                        });
+                    }
+                    Ok(Flow::Continue)
+                },
+            )?;
+            Ok(UsageByDay {
+                period_start: period.start().to_string(),
+                period_end: period.end().to_string(),
+                days: days
+                    .into_iter()
+                    .map(|(date, credits, breakdown)| UsageDay {
+                        date,
+                        credits: credits.to_f64(),
+                        breakdown,
+                    })
+                    .collect(),
+            })
+        })
+    }
+
     /// The tenant's usage events of `period` (current when `None`), newest first, at most
     /// `limit` (clamped to 1..=1000).
     pub fn billing_ledger(
@@ -247,5 +340,77 @@ impl Bespin {
                 items,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{db, kpi, tenant};
+    use crate::time::{Date, Period, Timestamp};
+
+    #[test]
+    fn usage_by_day_adds_up_to_the_period_and_stays_in_its_tenant() {
+        let (db, clock) = db();
+        let (admin, member) = tenant(&db);
+        let (other, _) = tenant(&db);
+        // 2026-01-31: the tenants (their KPI definitions); then two KPIs on 02-01, one ingest on
+        // 02-03 (next period).
+        kpi(&db, &other, "theirs", &[]);
+        clock.advance(Timestamp::DAY_MICROS);
+        kpi(
+            &db,
+            &admin,
+            "MRR",
+            &[("2026-01-01", 1.0), ("2026-01-02", 2.0)],
+        );
+        kpi(&db, &admin, "Churn", &[]);
+        clock.advance(2 * Timestamp::DAY_MICROS);
+        kpi(&db, &admin, "Later", &[("2026-01-01", 1.0)]);
+
+        let feb = db.billing_usage_by_day(&member, None).expect("by day");
+        assert_eq!(
+            (feb.period_start.as_str(), feb.period_end.as_str()),
+            ("2026-02-01", "2026-03-01")
+        );
+        let dates: Vec<&str> = feb.days.iter().map(|d| d.date.as_str()).collect();
+        assert_eq!(dates, ["2026-02-01", "2026-02-03"]);
+        let keys: Vec<(&str, f64)> = feb.days[0]
+            .breakdown
+            .iter()
+            .map(|i| (i.event_key.as_str(), i.raw_units))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("kpi_definition_created", 2.0),
+                ("kpi_points_ingested", 2.0)
+            ]
+        );
+        // Every event key's days add up to its period breakdown, and the day totals to the
+        // period's credits.
+        let period = db.billing_usage(&member, None).expect("usage");
+        for b in &period.breakdown {
+            let sum: f64 = feb
+                .days
+                .iter()
+                .flat_map(|d| &d.breakdown)
+                .filter(|i| i.event_key == b.event_key)
+                .map(|i| i.credits)
+                .sum();
+            assert!((sum - b.credits).abs() < 1e-9, "{}", b.event_key);
+        }
+        let total: f64 = feb.days.iter().map(|d| d.credits).sum();
+        assert!((total - period.credits.used).abs() < 1e-9);
+
+        // January holds only the tenant's creation day; the other tenant's KPI is not there.
+        let jan = Period::of(Date::parse("2026-01-15").expect("date"));
+        let jan = db.billing_usage_by_day(&admin, Some(jan)).expect("january");
+        assert!(jan.days.iter().all(|d| d.date == "2026-01-31"));
+        assert!(
+            jan.days
+                .iter()
+                .flat_map(|d| &d.breakdown)
+                .all(|i| i.event_key != "kpi_definition_created")
+        );
     }
 }

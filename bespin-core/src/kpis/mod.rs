@@ -15,7 +15,8 @@
 //! as `YYYY-MM-DDTHH:MM:SSZ` (with `.ffffff` only when the sub-second part is non-zero).
 //!
 //! [`window`] is the one window rule of decision 4, shared by the `kpi_summary` tool, the brief
-//! generator and (later) the chat `kpi:<name>` intent.
+//! generator and (later) the chat `kpi:<name>` intent. [`chart`] reads a range of a series for
+//! a chart, downsampled to a bounded number of points.
 
 use crate::auth::{Permission, Principal};
 use crate::billing::require_capability;
@@ -29,7 +30,10 @@ use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod chart;
 pub(crate) mod series;
+
+pub use chart::{Series, SeriesQuery};
 
 /// A stored KPI definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

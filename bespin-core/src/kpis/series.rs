@@ -330,6 +330,51 @@ pub(crate) fn first_from(r: &impl Reader, prefix: &Key, from: Timestamp) -> Resu
     Ok(found)
 }
 
+/// Visits the points of the series `prefix` with instants in `from..=to`, oldest first: from
+/// the last chunk starting at or before `from` (one reverse seek) through the chunks starting
+/// at or before `to`.
+pub(crate) fn visit_range(
+    r: &impl Reader,
+    prefix: &Key,
+    from: Timestamp,
+    to: Timestamp,
+    visit: &mut dyn FnMut(Point),
+) -> Result<()> {
+    let (lo, hi) = (chunk_key(prefix, from), chunk_key(prefix, to));
+    let mut first = None;
+    scan_chunks(
+        r,
+        prefix,
+        Bound::Unbounded,
+        Bound::Included(lo.as_bytes()),
+        Order::Desc,
+        &mut |k, _| {
+            first = Some(k.to_vec());
+            Ok(Flow::Stop)
+        },
+    )?;
+    let lo = first.as_deref().unwrap_or(lo.as_bytes());
+    let mut chunk = Vec::with_capacity(CHUNK_POINTS);
+    scan_chunks(
+        r,
+        prefix,
+        Bound::Included(lo),
+        Bound::Included(hi.as_bytes()),
+        Order::Asc,
+        &mut |_, v| {
+            // A chunk lists its points newest first; collect it to hand them out oldest first.
+            chunk.clear();
+            for (i, ts) in v.instants().enumerate() {
+                chunk.push(v.point(i, ts?)?);
+            }
+            for p in chunk.iter().rev().filter(|p| p.ts >= from && p.ts <= to) {
+                visit(*p);
+            }
+            Ok(Flow::Continue)
+        },
+    )
+}
+
 /// The number of points stored in every series (reads each chunk's count only).
 pub(crate) fn count_points(r: &impl Reader) -> Result<u64> {
     let mut n = 0u64;

@@ -56,6 +56,9 @@ pub(crate) const SUBSCRIPTIONS: Table<SubscriptionRec> = Table::new("subscriptio
 pub(crate) const USAGE_EVENTS: Table<UsageEventRec> = Table::new("usage_events");
 /// (tenant, period start, event key) → period rollup.
 pub(crate) const PERIOD_ROLLUPS: Table<RollupRec> = Table::new("period_rollups");
+/// (tenant, UTC date, event key) → the same sums for one day: what a chart of usage per day
+/// reads (≤ 31 × event keys rows a month) instead of the month's usage events.
+pub(crate) const DAY_ROLLUPS: Table<RollupRec> = Table::new("day_rollups");
 /// (tenant, written at, sequence) → audit row.
 pub(crate) const AUDIT: Table<AuditRec> = Table::new("audit");
 /// (tenant, endpoint, key) → idempotency record.
@@ -164,6 +167,7 @@ pub(crate) const ALL: &[&str] = &[
     SUBSCRIPTIONS.name(),
     USAGE_EVENTS.name(),
     PERIOD_ROLLUPS.name(),
+    DAY_ROLLUPS.name(),
     AUDIT.name(),
     IDEMPOTENCY.name(),
     IDEMPOTENCY_BY_AGE.name(),

@@ -1,4 +1,4 @@
-//! `GET /v1/billing/events|plan|usage|ledger`: the tenant's view of its billing.
+//! `GET /v1/billing/events|plan|usage|usage/daily|ledger`: the tenant's view of its billing.
 
 use super::route;
 use crate::AppState;
@@ -8,7 +8,7 @@ use crate::openapi::{Auth, Doc, list_of, schema};
 use crate::reply::Reply;
 use crate::router::Route;
 use bespin_core::billing::catalog::MeteredEvent;
-use bespin_core::billing::usage::{Ledger, PlanInfo, Usage};
+use bespin_core::billing::usage::{Ledger, PlanInfo, Usage, UsageByDay};
 use bespin_core::limits::invalid_date;
 use bespin_core::time::{Date, Period};
 use std::collections::HashMap;
@@ -19,6 +19,8 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/v1/billing/plan" => plan as get_billing_plan, Doc::new("billing", "The tenant's subscription and plan", Auth::Tenant).ok(200, schema::<PlanInfo>)),
         route!(GET "/v1/billing/usage" => usage as get_billing_usage, Doc::new("billing", "Credits used in a period, by event", Auth::Tenant)
             .query(&[("period_start", "YYYY-MM-DD in the month to report; default the current month")]).ok(200, schema::<Usage>)),
+        route!(GET "/v1/billing/usage/daily" => usage_by_day as get_billing_usage_by_day, Doc::new("billing", "Credits and units used per UTC day of a period, by event", Auth::Tenant)
+            .query(&[("period_start", "YYYY-MM-DD in the month to report; default the current month")]).ok(200, schema::<UsageByDay>)),
         route!(GET "/v1/billing/ledger" => ledger as get_billing_ledger, Doc::new("billing", "Usage events of a period, newest first", Auth::Tenant)
             .query(&[("period_start", "YYYY-MM-DD in the month to report"), ("limit", "1..1000, default 200")]).ok(200, schema::<Ledger>)),
     ]
@@ -48,6 +50,12 @@ fn usage(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let period = period(&r.query_map())?;
     Ok(Reply::ok(&s.bespin.billing_usage(&caller, period)?))
+}
+
+fn usage_by_day(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    let period = period(&r.query_map())?;
+    Ok(Reply::ok(&s.bespin.billing_usage_by_day(&caller, period)?))
 }
 
 fn ledger(s: &AppState, r: &Req) -> Result<Reply, ApiError> {

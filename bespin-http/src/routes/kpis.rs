@@ -1,4 +1,5 @@
-//! `POST/GET /v1/kpis`, `POST /v1/kpis/{kpi_id}/points:bulk`, `GET /v1/kpis/{kpi_id}/latest`.
+//! `POST/GET /v1/kpis`, `POST /v1/kpis/{kpi_id}/points:bulk`, `GET /v1/kpis/{kpi_id}/latest`,
+//! `GET /v1/kpis/{kpi_id}/series`.
 
 use super::route;
 use crate::AppState;
@@ -7,7 +8,9 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, list_of, schema};
 use crate::reply::Reply;
 use crate::router::Route;
-use bespin_core::kpis::{IngestResult, Kpi, KpiPage, LatestPoint, NewKpi, PointsBulk};
+use bespin_core::kpis::{
+    IngestResult, Kpi, KpiPage, LatestPoint, NewKpi, PointsBulk, Series, SeriesQuery,
+};
 
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("kpis", summary, Auth::Tenant);
@@ -18,6 +21,13 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/v1/kpis/{kpi_id}/points:bulk" => ingest as ingest_kpi_points, d("Add points to a KPI; points at an already stored instant are ignored (admin)")
             .body(schema::<PointsBulk>).ok(200, schema::<IngestResult>), blocking),
         route!(GET "/v1/kpis/{kpi_id}/latest" => latest as get_latest_kpi_point, d("The KPI's newest point").ok(200, schema::<LatestPoint>)),
+        route!(GET "/v1/kpis/{kpi_id}/series" => series as get_kpi_series, d("The KPI's points over a range, oldest first, at most max_points: stored points only, downsampled \
+            on the server when more fall in the range (each of max_points/4 equal spans keeps its first, lowest, highest and last point)")
+            .query(&[("from", "RFC 3339 date-time or YYYY-MM-DD, inclusive; default: to minus window_days, else the first point"),
+                ("to", "inclusive; default the latest point"),
+                ("window_days", "integer >= 1, not with from: the window rule's range (as kpi_summary and briefs)"),
+                ("max_points", "4..5000 (clamped), default 1000")])
+            .ok(200, schema::<Series>)),
     ]
 }
 
@@ -55,4 +65,16 @@ fn latest(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     Ok(Reply::ok(
         &s.bespin.latest_point(&caller, r.param("kpi_id"))?,
     ))
+}
+
+fn series(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    let q = r.query_map();
+    let query =
+        SeriesQuery::from_query(|n| q.get(n).map(String::as_str)).map_err(ApiError::query)?;
+    Ok(Reply::ok(&s.bespin.kpi_series(
+        &caller,
+        r.param("kpi_id"),
+        query,
+    )?))
 }

@@ -6,6 +6,7 @@
 //! decision 15 — the console key is never put in a page). Credentials live in the browser's
 //! localStorage and go to the JSON API as headers. Pages and assets carry [`CSP`], which allows
 //! scripts, styles and connections to this origin only — no inline script, no inline style.
+//! Charts are drawn by the vendored uPlot (`assets/vendor/`), which works under that policy.
 
 use super::route;
 use crate::AppState;
@@ -55,6 +56,32 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "app.js",
         "text/javascript; charset=utf-8",
         include_str!("../../assets/app.js"),
+    ),
+    (
+        "app-charts.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/app-charts.js"),
+    ),
+    (
+        "charts.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/charts.js"),
+    ),
+    (
+        "charts.css",
+        "text/css; charset=utf-8",
+        include_str!("../../assets/charts.css"),
+    ),
+    // Vendored (assets/vendor/README.md: version, licence, origin, hashes).
+    (
+        "uPlot.iife.min.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/vendor/uPlot.iife.min.js"),
+    ),
+    (
+        "uPlot.min.css",
+        "text/css; charset=utf-8",
+        include_str!("../../assets/vendor/uPlot.min.css"),
     ),
 ];
 

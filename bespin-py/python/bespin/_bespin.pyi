@@ -12,6 +12,7 @@ from bespin.types import (
     ActionPage,
     Brief,
     BriefContent,
+    BriefList,
     CapSpec,
     ChatReply,
     Conversation,
@@ -26,6 +27,7 @@ from bespin.types import (
     IngestResult,
     Invocation,
     Kpi,
+    KpiSeries,
     KpiWindow,
     LatestPoint,
     Ledger,
@@ -53,6 +55,7 @@ from bespin.types import (
     TimelinePage,
     ToolInfo,
     Usage,
+    UsageByDay,
     UsageReceipt,
     User,
     ValidationItem,
@@ -156,6 +159,7 @@ class Session:
     # billing
     def billing_plan(self) -> PlanInfo: ...
     def billing_usage(self, period_start: DateArg = None) -> Usage: ...
+    def billing_usage_by_day(self, period_start: DateArg = None) -> UsageByDay: ...
     def billing_ledger(self, period_start: DateArg = None, limit: int = 200) -> Ledger: ...
     def billing_events(self) -> List[MeteredEvent]: ...
     # metering
@@ -202,6 +206,15 @@ class Session:
     def kpi_window(
         self, kpi_id: str, *, window_days: int = 7, cutoff: Optional[InstantArg] = None
     ) -> Optional[KpiWindow]: ...
+    def kpi_series(
+        self,
+        kpi_id: str,
+        *,
+        start: Optional[InstantArg] = None,
+        end: Optional[InstantArg] = None,
+        window_days: Optional[int] = None,
+        max_points: int = 1000,
+    ) -> KpiSeries: ...
     # briefs
     def materialize_brief(
         self,
@@ -212,6 +225,7 @@ class Session:
         top_n: Optional[int] = None,
     ) -> Brief: ...
     def brief(self, date: Union[datetime.date, str]) -> Brief: ...
+    def list_briefs(self, *, before: DateArg = None, limit: int = 31) -> BriefList: ...
     def latest_brief(self) -> Brief: ...
     def preview_brief(
         self,

@@ -23,6 +23,8 @@ __all__ = [
     "BreakdownItem",
     "Brief",
     "BriefContent",
+    "BriefList",
+    "BriefListItem",
     "BriefSummary",
     "CapSpec",
     "ChatReply",
@@ -31,6 +33,7 @@ __all__ = [
     "ConversationList",
     "Credits",
     "DailyUsage",
+    "DayItem",
     "Decision",
     "DecisionPage",
     "EvidenceLink",
@@ -41,6 +44,7 @@ __all__ = [
     "IngestResult",
     "Invocation",
     "Kpi",
+    "KpiSeries",
     "KpiWindow",
     "LatestPoint",
     "Ledger",
@@ -74,6 +78,8 @@ __all__ = [
     "TimelinePage",
     "ToolInfo",
     "Usage",
+    "UsageByDay",
+    "UsageDay",
     "UsageReceipt",
     "User",
     "ValidationItem",
@@ -196,6 +202,24 @@ class LedgerItem(TypedDict):
 class Ledger(TypedDict):
     period_start: _dt.date
     items: List[LedgerItem]
+
+
+class DayItem(TypedDict):
+    event_key: str
+    raw_units: float
+    credits: float
+
+
+class UsageDay(TypedDict):
+    date: _dt.date
+    credits: float
+    breakdown: List[DayItem]
+
+
+class UsageByDay(TypedDict):
+    period_start: _dt.date
+    period_end: _dt.date
+    days: List[UsageDay]
 
 
 class MeteredEvent(TypedDict):
@@ -344,6 +368,19 @@ class KpiWindow(TypedDict):
     delta_pct: Optional[float]
 
 
+KpiSeries = TypedDict(
+    "KpiSeries",
+    {
+        "kpi_id": str,
+        "from": Optional[_dt.datetime],
+        "to": Optional[_dt.datetime],
+        "points_in_range": int,
+        "downsampled": bool,
+        "points": List[Point],
+    },
+)
+
+
 # --- briefs, the runner and chat -----------------------------------------------------------
 
 
@@ -385,6 +422,17 @@ class Brief(TypedDict):
     brief_id: str
     request_id: str
     content: BriefContent
+
+
+class BriefListItem(TypedDict):
+    date: _dt.date
+    brief_id: str
+    summary: BriefSummary
+    alerts: int
+
+
+class BriefList(TypedDict):
+    items: List[BriefListItem]
 
 
 class RunReport(TypedDict):

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::store::{Batch, Store, WriteTx};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Called once the batch holding a job's writes is committed, with the commit's error if it
@@ -70,7 +70,7 @@ struct Shared {
 
 /// The writer thread and the queue that feeds it.
 struct Writer {
-    jobs: Sender<Job>,
+    jobs: SyncSender<Job>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -83,6 +83,8 @@ pub(crate) struct Committer {
     queued: AtomicUsize,
     max_batch: usize,
     durable: bool,
+    /// The most jobs waiting for the writer thread.
+    queue_bound: usize,
     writer: Mutex<Option<Writer>>,
 }
 
@@ -114,7 +116,7 @@ fn bucket(bounds: &[f64], v: f64) -> usize {
 }
 
 impl Committer {
-    pub(crate) fn new(max_batch: usize, durable: bool) -> Self {
+    pub(crate) fn new(max_batch: usize, durable: bool, queue_bound: usize) -> Self {
         Committer {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             shared: Mutex::new(Shared {
@@ -129,6 +131,7 @@ impl Committer {
             queued: AtomicUsize::new(0),
             max_batch: max_batch.max(1),
             durable,
+            queue_bound: queue_bound.max(1),
             writer: Mutex::new(None),
         }
     }
@@ -225,11 +228,12 @@ impl Committer {
         })
     }
 
-    /// Queues `job` for the writer thread, starting the thread on first use.
+    /// Queues `job` for the writer thread, starting the thread on first use. Errors:
+    /// `Overloaded` when the queue holds its bound already (the job is dropped unrun).
     pub(crate) fn submit(self: &Arc<Self>, store: &Arc<Store>, job: Job) -> Result<()> {
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         if w.is_none() {
-            let (jobs, queue) = std::sync::mpsc::channel();
+            let (jobs, queue) = std::sync::mpsc::sync_channel(self.queue_bound);
             let (me, store) = (Arc::clone(self), Arc::clone(store));
             let thread = std::thread::Builder::new()
                 .name("bespin-writer".into())
@@ -238,10 +242,12 @@ impl Committer {
             *w = Some(Writer { jobs, thread });
         }
         match w.as_ref() {
-            Some(w) => w
-                .jobs
-                .send(job)
-                .map_err(|_| Error::Internal("the writer thread has stopped".into())),
+            Some(w) => w.jobs.try_send(job).map_err(|e| match e {
+                TrySendError::Full(_) => Error::Overloaded,
+                TrySendError::Disconnected(_) => {
+                    Error::Internal("the writer thread has stopped".into())
+                }
+            }),
             None => Err(Error::Internal("no writer thread".into())),
         }
     }

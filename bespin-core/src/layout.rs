@@ -12,13 +12,14 @@
 //! | 3 | sealed ids ([`crate::ids::Sealer`], secret in `secrets`): new Core OS records and conversations are keyed by their record number, new timeline events are found from their id without `co_timeline_ids`. Records and events written before keep their keys and index rows and are found through them, so the upgrade rewrites nothing |
 //! | 4 | KPI points stored in chunks of up to 128 (`kpi_chunks`, keyed by the chunk's first instant) instead of one row per point; the old `kpi_points` table is left empty |
 //! | 5 | a search rank row per indexed record (`co_search_rank`: its `updated_at`), so a search ranks its matches without reading them |
+//! | 6 | search entries bounded: a word is indexed by its first 64 characters, a record by its first 1,000 distinct words ([`crate::coreos::search::doc_tokens`]); the upgrade rewrites the entries of the records beyond those bounds only |
 
 use crate::Ctx;
 use crate::error::{Error, Result};
 use crate::store::{Key, Reader, WriteTx, tables};
 
 /// The layout this version writes.
-pub const CURRENT: u64 = 5;
+pub const CURRENT: u64 = 6;
 
 fn layout_key() -> Key {
     Key::new().str("layout")
@@ -57,6 +58,10 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
     }
     if (2..5).contains(&from) {
         crate::coreos::search::rebuild_ranks(tx)?;
+    }
+    if (2..6).contains(&from) {
+        // Layout 1 was rebuilt above, already bounded.
+        crate::coreos::search::cap_index(tx)?;
     }
     tx.put(&tables::META, &layout_key(), &CURRENT)
 }
@@ -306,6 +311,58 @@ mod tests {
         let db = Bespin::open(&path).unwrap();
         assert!(db.check().unwrap().violations.is_empty());
         assert_eq!(find(&db, &admin, "pricing"), ranked);
+        assert_eq!(db.read(|r, _| version(r)).unwrap(), CURRENT);
+    }
+
+    #[test]
+    fn an_index_of_whole_words_is_bounded_when_opened() {
+        let (_dir, path, db, admin) = fresh("w.redb");
+        let long = "x".repeat(70);
+        let words: Vec<String> = (0..1_100).map(|i| format!("w{i}")).collect();
+        let body = format!("{long} {}", words.join(" "));
+        let t = NewTask::from_json(&serde_json::json!({ "title": "Bounded", "description": body }))
+            .unwrap();
+        db.create_task(&admin, t).unwrap();
+        // Layout 5 indexed every word whole: add the entries the bounds leave out.
+        let tenant = admin.tenant_id().to_owned();
+        db.tamper(|tx| {
+            let word_key = |w: &str| Key::new().str(&tenant).str(w);
+            let mut tail = Vec::new();
+            tx.scan(
+                &tables::CO_SEARCH,
+                &word_key("bounded"),
+                Order::Asc,
+                |k, _: u8| {
+                    tail = k[word_key("bounded").as_bytes().len()..].to_vec();
+                    Ok(Flow::Stop)
+                },
+            )?;
+            tx.delete(
+                &tables::CO_SEARCH,
+                &Key::from_raw(&[word_key(&long[..64]).as_bytes(), &tail].concat()),
+            )?;
+            for w in std::iter::once(&long).chain(&words[998..]) {
+                tx.put(
+                    &tables::CO_SEARCH,
+                    &Key::from_raw(&[word_key(w).as_bytes(), &tail].concat()),
+                    &2u8,
+                )?;
+            }
+            tx.put(&tables::META, &layout_key(), &5u64)
+        });
+        assert!(!db.check().unwrap().violations.is_empty());
+        drop(db);
+
+        let db = Bespin::open(&path).unwrap();
+        let report = db.check().unwrap();
+        assert!(report.violations.is_empty(), "{report}");
+        assert_eq!(find(&db, &admin, &long[..64]), ["Bounded"]);
+        assert_eq!(
+            find(&db, &admin, "w997"),
+            ["Bounded"],
+            "the 1,000th distinct word"
+        );
+        assert!(find(&db, &admin, "w998").is_empty(), "past the bound");
         assert_eq!(db.read(|r, _| version(r)).unwrap(), CURRENT);
     }
 

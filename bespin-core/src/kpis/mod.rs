@@ -72,7 +72,7 @@ impl NewKpi {
         let mut f = Fields::new(v)?;
         let name = f.req_string("name", Len::between(1, 255));
         let unit = f.string("unit", Presence::Optional, Len::at_most(50));
-        let description = f.string("description", Presence::Optional, Len::ANY);
+        let description = f.string("description", Presence::Optional, Len::TEXT);
         f.finish()?;
         Ok(NewKpi {
             name: got(name)?,

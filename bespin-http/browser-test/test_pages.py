@@ -172,6 +172,7 @@ class Run:
         self.ui()
         self.app()
         self.console()
+        self.docs()
         print("browser test: OK")
 
     def ui(self):
@@ -185,7 +186,10 @@ class Run:
         self.text_in("#status", "Connected")
         self.text_in("#usage", "Chat: 0/")
         self.text_in("#billing", "Credits:")
-        assert d.execute_script("return localStorage.getItem('playground_api_key')") == self.key
+        # The key is kept for this tab only, in a password input, unless "remember" is ticked.
+        assert self.find("#apikey").get_attribute("type") == "password"
+        assert d.execute_script("return sessionStorage.getItem('playground_api_key')") == self.key
+        assert d.execute_script("return localStorage.getItem('playground_api_key')") is None
 
         self.step("/ui: kpis and help, replies and cards")
         self.click(".quick .pill[data-msg='kpis']")
@@ -223,6 +227,16 @@ class Run:
         self.step("/app: connects from the saved credentials")
         self.go("/app")
         self.text_in("#status", "Connected")
+        assert self.find("#apikey").get_attribute("type") == "password"
+        self.step("/app: remembering the key is opt-in")
+        self.click("#remember")
+        self.click("#connect")
+        self.text_in("#status", "Connected")
+        assert d.execute_script("return localStorage.getItem('playground_api_key')") == self.key
+        self.click("#remember")
+        self.click("#connect")
+        self.text_in("#status", "Connected")
+        assert d.execute_script("return localStorage.getItem('playground_api_key')") is None
         self.text_in("#userlabel", "Role: admin")
         self.text_in("#content", "Tasks Due Soon")
         self.shot("app-today")
@@ -317,6 +331,14 @@ class Run:
         self.shot("console-billing")
         self.no_dialog("/console")
         self.no_console_errors("/console")
+
+
+    def docs(self):
+        self.step("/docs: Swagger UI works under its Content-Security-Policy")
+        self.go("/docs/")
+        self.wait(lambda _: self.count(".opblock") > 10)
+        self.no_console_errors("/docs")
+        self.shot("docs")
 
 
 def main():

@@ -8,11 +8,12 @@ use bytes::Bytes;
 use hyper::HeaderMap;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use subtle::ConstantTimeEq;
 
 /// A request as handlers see it.
 #[derive(Debug)]
 pub struct Req {
+    /// The address the connection comes from (see [`crate::client::key`] for the client).
+    pub peer: std::net::SocketAddr,
     /// Request headers.
     pub headers: HeaderMap,
     /// The raw query string.
@@ -127,15 +128,15 @@ impl Req {
     }
 }
 
-/// Whether `headers` carry the platform-admin key (compared in constant time; no key
-/// configured means nobody is an admin).
+/// Whether `headers` carry the platform-admin key (compared as digests, in constant time; no
+/// key configured means nobody is an admin).
 pub fn platform_admin_ok(config: &crate::Config, headers: &HeaderMap) -> bool {
     let given = headers
         .get("x-platform-admin-key")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
         .filter(|s| !s.is_empty());
     match (config.admin_key(), given) {
-        (Some(e), Some(g)) => bool::from(e.as_bytes().ct_eq(g.as_bytes())),
+        (Some(e), Some(g)) => bespin_core::ids::secrets_match(&e, &g),
         _ => false,
     }
 }

@@ -128,7 +128,8 @@ fn fetch_snapshot(db: &Path, out: &Path) -> Result<(), String> {
     let mut partial = out.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
-    let mut f = std::fs::File::create(&partial).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&partial);
+    let mut f = bespin_core::files::create_private_file(&partial).map_err(|e| e.to_string())?;
     f.write_all(body)
         .and_then(|_| f.sync_all())
         .map_err(|e| e.to_string())?;
@@ -204,9 +205,7 @@ fn backup_cmd(args: &[String]) -> ExitCode {
 }
 
 fn tempfile_dir() -> Result<PathBuf, String> {
-    let d = std::env::temp_dir().join(format!("bespin-check-{}", bespin_core::ids::new_id()));
-    std::fs::create_dir(&d).map_err(|e| e.to_string())?;
-    Ok(d)
+    bespin_core::files::private_temp_dir("bespin-check").map_err(|e| e.to_string())
 }
 
 fn fail(e: &str) -> ExitCode {

@@ -16,7 +16,7 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/v1/kpis" => list, d("The tenant's KPIs, newest first")
             .query(&[("limit", "1..500, default 100"), ("offset", "default 0")]).ok(200, list_of::<Kpi>)),
         route!(POST "/v1/kpis/{kpi_id}/points:bulk" => ingest, d("Add points to a KPI; points at an already stored instant are ignored (admin)")
-            .body(schema::<PointsBulk>).ok(200, schema::<IngestResult>), blocking),
+            .body(schema::<PointsBulk>).ok(200, schema::<IngestResult>), bulk),
         route!(GET "/v1/kpis/{kpi_id}/latest" => latest, d("The KPI's newest point").ok(200, schema::<LatestPoint>)),
     ]
 }
@@ -25,7 +25,10 @@ fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let req = NewKpi::from_json(&body)?;
-    Ok(Reply::created(&s.bespin.create_kpi(&caller, req)?))
+    Ok(Reply::write(
+        move |db| db.create_kpi(&caller, req),
+        Reply::created,
+    ))
 }
 
 fn list(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
@@ -43,11 +46,11 @@ fn ingest(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let req = PointsBulk::from_json(&body)?;
-    Ok(Reply::ok(&s.bespin.ingest_points(
-        &caller,
-        r.param("kpi_id"),
-        req,
-    )?))
+    let kpi_id = r.param("kpi_id").to_owned();
+    Ok(Reply::write(
+        move |db| db.ingest_points(&caller, &kpi_id, req),
+        Reply::ok,
+    ))
 }
 
 fn latest(s: &AppState, r: &Req) -> Result<Reply, ApiError> {

@@ -110,6 +110,42 @@ fn serves_stops_on_sigterm_and_keeps_committed_data() {
     assert!(stop(child).success());
 }
 
+#[cfg(unix)]
+#[test]
+fn the_database_and_its_backups_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bespin.redb");
+    let port = free_port();
+    let child = start(&db, port);
+    assert_eq!(mode(&db), 0o600, "the database file");
+    let backup = |out: &std::path::Path| {
+        let status = Command::new(env!("CARGO_BIN_EXE_bespin"))
+            .args(["backup", "--db"])
+            .arg(&db)
+            .arg("--out")
+            .arg(out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        mode(out)
+    };
+    assert_eq!(
+        backup(&dir.path().join("online.redb")),
+        0o600,
+        "fetched from the server"
+    );
+    assert!(stop(child).success());
+    assert_eq!(
+        backup(&dir.path().join("offline.redb")),
+        0o600,
+        "copied here"
+    );
+}
+
 #[test]
 fn bad_arguments_exit_with_usage() {
     let out = Command::new(env!("CARGO_BIN_EXE_bespin"))

@@ -13,6 +13,7 @@ use crate::config::ReadMetering;
 use crate::error::ApiError;
 use crate::extract::Req;
 use crate::lane::Refused;
+use crate::openapi::Auth;
 use crate::reply::{Made, Reply, WriteFn};
 use crate::router::{BodyLimit, Found, RunOn};
 use crate::{cors, headers};
@@ -151,7 +152,7 @@ async fn respond(
             Some(route_path),
         );
     }
-    let (caller, taken) = authenticate(state, req.headers());
+    let (auth, taken) = authenticate(state, req.headers());
     let mut rate_headers = Vec::new();
     if let Some(taken) = taken {
         if !taken.allowed {
@@ -197,7 +198,7 @@ async fn respond(
     };
     if route.paced
         && body.len() > PACED_BODY
-        && let Some(who) = &caller
+        && let Some(Ok(who)) = &auth
     {
         match state
             .large_text_writes
@@ -216,13 +217,15 @@ async fn respond(
         }
     }
     let query = parts.uri.query().unwrap_or("").to_owned();
+    let body_unused = unused_body(&auth, route.doc.auth);
     let request = Req {
+        body_unused,
         peer,
         headers: parts.headers,
         query,
         params,
         body,
-        caller,
+        auth,
     };
     let run_on = if request.body.len() > LARGE_BODY {
         RunOn::Lane
@@ -235,6 +238,12 @@ async fn respond(
                 .map_err(|_| "handler panicked".to_owned())
         }
         RunOn::Lane => {
+            let mut request = request;
+            if request.auth.is_none() {
+                // Settled here: the lane then reads nothing that others wait on (see in_lane).
+                request.auth = Some(state.bespin.authenticate(&request.credentials()));
+                request.body_unused = unused_body(&request.auth, route.doc.auth);
+            }
             let turn = lane_turn(state, peer, &request);
             let st = state.clone();
             in_lane(state, turn, move || handler(&st, &request)).await
@@ -321,7 +330,10 @@ async fn on_writer(
 }
 
 /// Runs `work` in the lane in `turn`'s turn; a caller with too many jobs waiting gets 503 with
-/// `Retry-After` (`Error::Overloaded`).
+/// `Retry-After` (`Error::Overloaded`). Lane work is handed what it reads from the database
+/// (the authentication outcome, a search's snapshot): a lane thread runs at the lowest
+/// priority and may wait long for a core, so it must hold no lock that the workers or the
+/// writer wait on, such as the one under which a fresh snapshot is taken.
 async fn in_lane(
     state: &Arc<AppState>,
     turn: String,
@@ -337,13 +349,19 @@ async fn in_lane(
 /// Whose turn a request's lane work takes: its tenant's once authenticated, else its client's
 /// (an unauthenticated body never shares a queue with a tenant's own requests).
 pub(crate) fn lane_turn(state: &AppState, peer: SocketAddr, request: &Req) -> String {
-    match &request.caller {
+    match request.caller() {
         Some(p) => p.tenant_id().to_owned(),
         None => format!(
             "client {}",
             crate::client::key(&state.config, peer, &request.headers)
         ),
     }
+}
+
+/// Whether a request's body will never be used: its route needs tenant credentials and they
+/// failed (see [`Req::body_unused`]).
+fn unused_body(auth: &Option<Result<Principal, bespin_core::Error>>, route: Auth) -> bool {
+    matches!(auth, Some(Err(_))) && matches!(route, Auth::Tenant | Auth::TenantIdempotent)
 }
 
 /// The 413 of a body over its route's limit.
@@ -363,12 +381,15 @@ fn declared_length(headers: &hyper::HeaderMap) -> Option<u64> {
 }
 
 /// Authenticates the tenant credentials, when the request carries all three, and takes a token
-/// from the tenant's bucket when its plan has a request rate limit. Requests that fail
-/// authentication are answered by their handler (in the contract's order) and use no token.
+/// from the tenant's bucket when its plan has a request rate limit. A failure is kept for the
+/// handler, which reports it in the contract's order, and uses no token.
 fn authenticate(
     state: &AppState,
     headers: &hyper::HeaderMap,
-) -> (Option<Principal>, Option<crate::ratelimit::Taken>) {
+) -> (
+    Option<Result<Principal, bespin_core::Error>>,
+    Option<crate::ratelimit::Taken>,
+) {
     let h = |n: &str| {
         headers
             .get(n)
@@ -379,12 +400,15 @@ fn authenticate(
     let (Some(t), Some(u), Some(k)) = (h("x-tenant-id"), h("x-user-id"), h("x-api-key")) else {
         return (None, None);
     };
-    let Ok((who, limit)) = state
+    match state
         .bespin
         .authenticate_with_rate_limit(&bespin_core::Credentials::new(Some(t), Some(u), Some(k)))
-    else {
-        return (None, None);
-    };
-    let taken = limit.map(|limit| state.buckets.take(who.tenant_id(), limit, Instant::now()));
-    (Some(who), taken)
+    {
+        Ok((who, limit)) => {
+            let taken =
+                limit.map(|limit| state.buckets.take(who.tenant_id(), limit, Instant::now()));
+            (Some(Ok(who)), taken)
+        }
+        Err(e) => (Some(Err(e)), None),
+    }
 }

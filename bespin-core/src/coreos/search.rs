@@ -797,6 +797,31 @@ pub fn meter(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal) -> Result<()> {
         .record_fresh(tx, ctx, caller)
 }
 
+/// A search taken with [`Bespin::search_deferred`], holding its snapshot until it runs.
+pub struct DeferredSearch {
+    snapshot: std::sync::Arc<crate::store::ReadTx>,
+    tenant: String,
+    q: SearchQuery,
+    max_scan: usize,
+}
+
+impl DeferredSearch {
+    /// Runs the search: the results, or 422 at `["q"]` past the budget (as
+    /// [`Bespin::search_unmetered`]).
+    pub fn run(self) -> Result<SearchResults> {
+        run(&*self.snapshot, &self.tenant, &self.q, self.max_scan)?
+            .ok_or_else(|| too_broad(&self.q, self.max_scan))
+    }
+}
+
+impl std::fmt::Debug for DeferredSearch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeferredSearch")
+            .field("q", &self.q)
+            .finish()
+    }
+}
+
 /// What one search is metered as.
 fn one_search() -> Meter<'static> {
     Meter::one("search_query", "search")
@@ -824,8 +849,11 @@ impl Bespin {
         self.read(|r, ctx| {
             let tenant = caller.tenant_id();
             require_capability(r, tenant, "search")?;
-            // Only whether it passes: the usage is recorded by `meter_search`.
-            one_search().check(r, ctx, tenant).map(|_permit| ())
+            // Only whether it passes (the usage is recorded by `meter_search`, which checks
+            // again in its transaction), so the snapshot's answer serves every search on it.
+            r.remembered(&["quota", tenant, "search_query"], &mut || {
+                one_search().check(r, ctx, tenant).map(|_permit| ())
+            })
         })
     }
 
@@ -838,8 +866,24 @@ impl Bespin {
             .ok_or_else(|| too_broad(q, max))
     }
 
-    /// [`Bespin::search_unmetered`] if it reads at most `max_scan` index entries; `None` if it
-    /// would read more (having read no more than that). For a caller that runs cheap searches at
+    /// [`Bespin::search_unmetered`], to run later on another thread ([`DeferredSearch::run`]),
+    /// on the snapshot of now: the capability is checked and the snapshot taken here, so the
+    /// thread that runs it reads only that snapshot and takes no lock that the database's
+    /// readers or writer wait on (it may run at a low priority). Errors: entitlement.
+    pub fn search_deferred(&self, caller: &Principal, q: SearchQuery) -> Result<DeferredSearch> {
+        let snapshot = self.inner.store.read()?;
+        require_capability(&*snapshot, caller.tenant_id(), "search")?;
+        Ok(DeferredSearch {
+            snapshot,
+            tenant: caller.tenant_id().to_owned(),
+            q,
+            max_scan: self.inner.options.search_max_scan,
+        })
+    }
+
+    /// [`Bespin::search_unmetered`] if it reads at most `max_scan` index entries (never more
+    /// than [`crate::Options::search_max_scan`]); `None` if it would read more (having read no
+    /// more than that). For a caller that runs cheap searches at
     /// once and sends the others where they cost less (the server's background lane).
     pub fn search_within(
         &self,
@@ -847,9 +891,14 @@ impl Bespin {
         q: &SearchQuery,
         max_scan: usize,
     ) -> Result<Option<SearchResults>> {
-        self.read(|r, _| {
+        self.read(|r, ctx| {
             require_capability(r, caller.tenant_id(), "search")?;
-            run(r, caller.tenant_id(), q, max_scan)
+            run(
+                r,
+                caller.tenant_id(),
+                q,
+                max_scan.min(ctx.options.search_max_scan),
+            )
         })
     }
 

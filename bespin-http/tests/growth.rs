@@ -119,95 +119,70 @@ fn one(
 ) -> Sent {
     let text = |limit: usize| dense_text(seed, (limit as f64 * scale) as usize);
     let key = format!("k{n}");
-    match kind {
-        Kind::Task => send(
-            s,
-            t,
+    let (method, path, body) = match kind {
+        Kind::Task => (
             "POST",
-            "/v1/tasks",
-            &[],
-            &json!({"title": text(255), "description": text(10_000)}),
+            "/v1/tasks".to_owned(),
+            json!({"title": text(255), "description": text(10_000)}),
         ),
-        Kind::EditTask => send(
-            s,
-            t,
+        Kind::EditTask => (
             "PATCH",
-            &format!("/v1/tasks/{task}"),
-            &[],
-            &json!({"description": text(10_000)}),
+            format!("/v1/tasks/{task}"),
+            json!({"description": text(10_000)}),
         ),
-        Kind::Meeting => send(
-            s,
-            t,
+        Kind::Meeting => (
             "POST",
-            "/v1/meetings",
-            &[],
-            &json!({"title": text(255), "notes": text(50_000), "meeting_date": "2026-01-31"}),
+            "/v1/meetings".to_owned(),
+            json!({"title": text(255), "notes": text(50_000), "meeting_date": "2026-01-31"}),
         ),
-        Kind::Decision => send(
-            s,
-            t,
+        Kind::Decision => (
             "POST",
-            "/v1/decisions",
-            &[],
-            &json!({"title": text(255), "context": text(10_000),
+            "/v1/decisions".to_owned(),
+            json!({"title": text(255), "context": text(10_000),
             "decision": text(10_000), "rationale": text(10_000), "decision_date": "2026-01-31"}),
         ),
-        Kind::Fact => send(
-            s,
-            t,
+        Kind::Fact => (
             "POST",
-            "/v1/memory/facts",
-            &[],
-            &json!({"category": "other", "fact_key": format!("{n} {}", text(240)), "fact_value": text(10_000)}),
+            "/v1/memory/facts".to_owned(),
+            json!({"category": "other", "fact_key": format!("{n} {}", text(240)), "fact_value": text(10_000)}),
         ),
-        Kind::Action => send(
-            s,
-            t,
+        Kind::Action => (
             "POST",
-            "/v1/actions",
-            &[],
-            &json!({"title": text(255), "action_type": "x",
+            "/v1/actions".to_owned(),
+            json!({"title": text(255), "action_type": "x",
             "description": text(10_000), "payload": {"blob": text(16_000)}}),
         ),
-        Kind::Conversation => send(
-            s,
-            t,
+        Kind::Conversation => (
             "POST",
-            "/v1/conversations",
-            &[],
-            &json!({"title": text(255)}),
+            "/v1/conversations".to_owned(),
+            json!({"title": text(255)}),
         ),
-        Kind::Chat => send(
-            s,
-            t,
+        Kind::Chat => (
             "POST",
-            "/v1/cofounder/chat",
-            &[],
-            &json!({"message": text(4_000)}),
+            "/v1/cofounder/chat".to_owned(),
+            json!({"message": text(4_000)}),
         ),
-        Kind::Invoke => send(
-            s,
-            t,
+        Kind::Invoke => (
             "POST",
-            "/v1/tools/invoke",
-            &[("Idempotency-Key", &key)],
-            &json!({"tool_name": "echo", "payload": {"blob": text(16_000)}}),
+            "/v1/tools/invoke".to_owned(),
+            json!({"tool_name": "echo", "payload": {"blob": text(16_000)}}),
         ),
         Kind::Bulk => {
             let points: Vec<Value> = (0..(2_000.0 * scale) as u64)
                 .map(|i| json!({"ts": format!("2026-01-01T00:00:{:02}.{:06}Z", (seed + n) % 60, i), "value": i}))
                 .collect();
-            send(
-                s,
-                t,
+            (
                 "POST",
-                &format!("/v1/kpis/{kpi}/points:bulk"),
-                &[],
-                &json!({ "points": points }),
+                format!("/v1/kpis/{kpi}/points:bulk"),
+                json!({ "points": points }),
             )
         }
-    }
+    };
+    let idempotent: &[(&str, &str)] = match kind {
+        Kind::Invoke => &[("Idempotency-Key", &key)],
+        _ => &[],
+    };
+    send(s, t, method, &path, idempotent, &body)
 }
 
 proptest! {

@@ -96,6 +96,16 @@ fn short(r: &TestResponse) -> String {
     r.body.chars().take(300).collect()
 }
 
+/// Asserts a 422 of `kind` at `["query","q"]`.
+fn refused_at_q(r: &TestResponse, kind: &str) {
+    assert_eq!(
+        (r.status, loc(r), r.json()["detail"][0]["type"].clone()),
+        (422, json!(["query", "q"]), json!(kind)),
+        "{}",
+        short(r)
+    );
+}
+
 fn loc(r: &TestResponse) -> Value {
     r.json()["detail"][0]["loc"].clone()
 }
@@ -125,13 +135,7 @@ fn search_words_are_bounded_and_checked_after_the_quota() {
     );
     // A long query is refused, not searched.
     let r = s.call("GET", &query(&"a ".repeat(300)), &h, None);
-    assert_eq!(
-        (r.status, loc(&r)),
-        (422, json!(["query", "q"])),
-        "{}",
-        r.body
-    );
-    assert_eq!(r.json()["detail"][0]["type"], "string_too_long");
+    refused_at_q(&r, "string_too_long");
 
     // 60 index entries start with "a"; the budget is 50.
     for i in 0..6 {
@@ -142,13 +146,7 @@ fn search_words_are_bounded_and_checked_after_the_quota() {
     let usage = |s: &TestServer| s.call("GET", "/v1/billing/usage", &h, None).json();
     let before = usage(&s);
     let r = s.call("GET", &query("a"), &h, None);
-    assert_eq!(
-        (r.status, loc(&r)),
-        (422, json!(["query", "q"])),
-        "{}",
-        r.body
-    );
-    assert_eq!(r.json()["detail"][0]["type"], "value_error");
+    refused_at_q(&r, "value_error");
     assert_eq!(usage(&s), before, "a refused search is not metered");
     assert_eq!(s.call("GET", &query("a0"), &h, None).status, 200);
 

@@ -822,6 +822,17 @@ impl std::fmt::Debug for DeferredSearch {
     }
 }
 
+/// Capability `search`, then the quota for one `search_query`, on a snapshot. Only whether it
+/// passes: the usage is recorded by [`meter`], which checks again in its transaction, so the
+/// snapshot's answer serves every search on it.
+fn allowed(r: &impl Reader, ctx: &Ctx, caller: &Principal) -> Result<()> {
+    let tenant = caller.tenant_id();
+    require_capability(r, tenant, "search")?;
+    r.remembered(&["quota", tenant, "search_query"], &mut || {
+        one_search().check(r, ctx, tenant).map(|_permit| ())
+    })
+}
+
 /// What one search is metered as.
 fn one_search() -> Meter<'static> {
     Meter::one("search_query", "search")
@@ -846,15 +857,7 @@ impl Bespin {
     /// checks again in the transaction that records the usage, so concurrent searches never
     /// jointly exceed the quota. Errors: entitlement, `QuotaExceeded`.
     pub fn search_allowed(&self, caller: &Principal) -> Result<()> {
-        self.read(|r, ctx| {
-            let tenant = caller.tenant_id();
-            require_capability(r, tenant, "search")?;
-            // Only whether it passes (the usage is recorded by `meter_search`, which checks
-            // again in its transaction), so the snapshot's answer serves every search on it.
-            r.remembered(&["quota", tenant, "search_query"], &mut || {
-                one_search().check(r, ctx, tenant).map(|_permit| ())
-            })
-        })
+        self.read(|r, ctx| allowed(r, ctx, caller))
     }
 
     /// The search part of [`Bespin::search`], on the latest snapshot: checks capability
@@ -883,7 +886,7 @@ impl Bespin {
 
     /// [`Bespin::search_unmetered`] if it reads at most `max_scan` index entries (never more
     /// than [`crate::Options::search_max_scan`]); `None` if it would read more (having read no
-    /// more than that). For a caller that runs cheap searches at
+    /// more than that). Checks capability and quota first, as [`Bespin::search_allowed`]. For a caller that runs cheap searches at
     /// once and sends the others where they cost less (the server's background lane).
     pub fn search_within(
         &self,
@@ -892,7 +895,7 @@ impl Bespin {
         max_scan: usize,
     ) -> Result<Option<SearchResults>> {
         self.read(|r, ctx| {
-            require_capability(r, caller.tenant_id(), "search")?;
+            allowed(r, ctx, caller)?;
             run(
                 r,
                 caller.tenant_id(),

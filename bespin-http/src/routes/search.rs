@@ -26,10 +26,16 @@ const QUICK_SCAN: usize = 1_000;
 
 fn search(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
-    // The contract's order: capability, quota, then the query. A tenant out of credits is
-    // refused before its search costs anything.
-    s.bespin.search_allowed(&caller)?;
-    let q = SearchQuery::from_json(&r.query_json()).map_err(ApiError::query)?;
+    // The contract's order: capability, quota, then the query (`search_within` checks the
+    // first two before it searches). A tenant out of credits is refused before its search
+    // costs anything.
+    let q = match SearchQuery::from_json(&r.query_json()) {
+        Ok(q) => q,
+        Err(e) => {
+            s.bespin.search_allowed(&caller)?;
+            return Err(ApiError::query(e));
+        }
+    };
     // The search reads a snapshot here or in the lane; only its metering waits for the writer.
     let metered = caller.clone();
     let meter = move |found: SearchResults| {

@@ -30,6 +30,8 @@ struct Queues {
     jobs: HashMap<String, VecDeque<Job>>,
     /// Callers with jobs waiting, in turn order.
     turn: VecDeque<String>,
+    /// The lane was dropped: its threads finish what waits, then end.
+    closed: bool,
 }
 
 struct Shared {
@@ -37,8 +39,8 @@ struct Shared {
     ready: Condvar,
 }
 
-/// The lane: a few low-priority threads and the callers' queues.
-#[derive(Clone)]
+/// The lane: a few low-priority threads and the callers' queues. Dropping it ends its threads
+/// once the jobs already waiting are done.
 pub struct Lane {
     shared: Arc<Shared>,
     per_caller: usize,
@@ -99,11 +101,18 @@ impl Lane {
     }
 }
 
+impl Drop for Lane {
+    fn drop(&mut self) {
+        lock(&self.shared).closed = true;
+        self.shared.ready.notify_all();
+    }
+}
+
 fn lock(s: &Shared) -> MutexGuard<'_, Queues> {
     s.queues.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A lane thread: the next caller's next job, for ever.
+/// A lane thread: the next caller's next job, until the lane is dropped and nothing waits.
 fn work(s: &Shared) {
     loop {
         let job = {
@@ -122,6 +131,8 @@ fn work(s: &Shared) {
                     if let Some(job) = job {
                         break job;
                     }
+                } else if q.closed {
+                    return;
                 } else {
                     q = s.ready.wait(q).unwrap_or_else(|p| p.into_inner());
                 }
@@ -151,18 +162,18 @@ mod tests {
             .build()
             .expect("runtime");
         rt.block_on(async {
-            let lane = Lane::new(1, 3);
+            let lane = Arc::new(Lane::new(1, 3));
             // Hold the lane's only thread.
             let (release, held) = std::sync::mpsc::channel::<()>();
             let blocker = tokio::spawn({
-                let lane = lane.clone();
+                let lane = Arc::clone(&lane);
                 async move { lane.run("x".into(), move || held.recv().is_ok()).await }
             });
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             let order = Arc::new(Mutex::new(Vec::new()));
             let mut waiting = Vec::new();
             for (caller, n) in [("a", 1), ("a", 2), ("a", 3), ("b", 1)] {
-                let (lane, order) = (lane.clone(), Arc::clone(&order));
+                let (lane, order) = (Arc::clone(&lane), Arc::clone(&order));
                 waiting.push(tokio::spawn(async move {
                     lane.run(caller.to_owned(), move || {
                         order.lock().expect("order").push(format!("{caller}{n}"))

@@ -491,23 +491,12 @@ fn behind_proxies_the_client_is_the_rightmost_untrusted_hop() {
 #[test]
 fn metrics_can_require_a_token() {
     let s = TestServer::start(config(&[("BESPIN_METRICS_TOKEN", "scrape-me")]));
-    let r = s.call("GET", "/metrics", &[], None);
+    let scrape = |auth: &[(&str, &str)]| s.call("GET", "/metrics", auth, None);
+    let r = scrape(&[]);
     assert_eq!(r.status, 401);
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
-    let r = s.call(
-        "GET",
-        "/metrics",
-        &[("Authorization", "Bearer wrong")],
-        None,
-    );
-    assert_eq!(r.status, 401);
-    let r = s.call(
-        "GET",
-        "/metrics",
-        &[("Authorization", "Bearer scrape-me")],
-        None,
-    );
-    assert_eq!(r.status, 200);
+    assert_eq!(scrape(&[("Authorization", "Bearer wrong")]).status, 401);
+    assert_eq!(scrape(&[("Authorization", "Bearer scrape-me")]).status, 200);
     let open = TestServer::start(config(&[]));
     assert_eq!(open.call("GET", "/metrics", &[], None).status, 200);
 }

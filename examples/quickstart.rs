@@ -44,10 +44,15 @@ fn main() -> bespin_core::Result<()> {
     println!("ingested {} points", ingested.inserted);
 
     let req = MaterializeRequest::from_json(&json!({"date": "2026-01-31"}))?;
-    let brief = db.materialize_brief(&admin, "quickstart-brief", req)?;
+    // Idempotent operations answer with the stored response; `into_value` reads it.
+    let brief = db
+        .materialize_brief(&admin, "quickstart-brief", req)?
+        .into_value()?;
     println!("brief {}: {:?}", brief.content.date, brief.content.summary);
 
-    let run = db.run_daily_brief(&admin, "quickstart-run", req)?;
+    let run = db
+        .run_daily_brief(&admin, "quickstart-run", req)?
+        .into_value()?;
     println!(
         "runner: {} notified, {} already, {} over quota",
         run.notifications_inserted,

@@ -12,7 +12,7 @@
 use crate::auth::{Permission, Principal};
 use crate::billing::require_capability;
 use crate::error::{Error, Result};
-use crate::idempotency::{self, Idempotency};
+use crate::idempotency::{self, Idempotency, Stored};
 use crate::kpis::{self, PointView};
 use crate::limits::{Activity, invalid_date};
 use crate::metering::Meter;
@@ -328,10 +328,8 @@ pub fn materialize(
     caller: &Principal,
     idempotency_key: &str,
     req: MaterializeRequest,
-) -> Result<Brief> {
-    if idempotency_key.trim().is_empty() {
-        return Err(Error::MissingHeader("Idempotency-Key"));
-    }
+) -> Result<Stored<Brief>> {
+    idempotency::check_key(idempotency_key)?;
     caller.require(Permission::MaterializeBriefs, "materialize briefs")?;
     let tenant = caller.tenant_id();
     require_capability(tx, tenant, "briefs")?;
@@ -411,7 +409,7 @@ impl Bespin {
         caller: &Principal,
         idempotency_key: &str,
         req: MaterializeRequest,
-    ) -> Result<Brief> {
+    ) -> Result<Stored<Brief>> {
         self.write(|tx, ctx| materialize(tx, ctx, caller, idempotency_key, req))
     }
 
@@ -708,9 +706,10 @@ mod tests {
             e.to_string(),
             "Role 'member' is not authorized to materialize briefs"
         );
-        let first = db
+        let stored = db
             .materialize_brief(&admin, "k", req(json!({})))
             .expect("brief");
+        let first = stored.clone().into_value().expect("brief");
         assert_eq!(first.content.date, "2026-01-31", "today by default");
         assert_eq!(first.content.summary.kpis_up, 1);
         assert_eq!(trail(&db, &admin), (before.0 + 1, before.1 + 1));
@@ -732,7 +731,8 @@ mod tests {
                 req(json!({"date": "2026-01-31", "window_days": 7})),
             )
             .expect("replay");
-        assert_eq!(again, first);
+        assert!(again.replayed());
+        assert_eq!(again.json(), stored.json(), "byte for byte");
         assert_eq!(trail(&db, &admin), after);
         let e = db
             .materialize_brief(&admin, "k", req(json!({"top_n": 4})))
@@ -745,7 +745,7 @@ mod tests {
         let existing = db
             .materialize_brief(&admin, "k2", req(json!({"top_n": 9})))
             .expect("existing");
-        assert_eq!(existing, first);
+        assert_eq!(existing.into_value().expect("brief"), first);
         assert_eq!(trail(&db, &admin), after);
         assert!(matches!(
             db.materialize_brief(&admin, "k2", req(json!({"top_n": 8}))),
@@ -756,6 +756,7 @@ mod tests {
         clock.advance(Timestamp::DAY_MICROS);
         let next = db
             .materialize_brief(&admin, "k3", req(json!({})))
+            .and_then(Stored::into_value)
             .expect("next day");
         assert_eq!(next.content.date, "2026-02-01");
         assert_eq!(db.latest_brief(&member).expect("latest"), next);
@@ -778,8 +779,12 @@ mod tests {
         let body = json!({"date": "2026-01-31"});
         let ba = db
             .materialize_brief(&a, "same", req(body.clone()))
+            .and_then(Stored::into_value)
             .expect("a");
-        let bb = db.materialize_brief(&b, "same", req(body)).expect("b");
+        let bb = db
+            .materialize_brief(&b, "same", req(body))
+            .and_then(Stored::into_value)
+            .expect("b");
         assert_ne!(ba.brief_id, bb.brief_id);
         assert_eq!(
             (

@@ -514,7 +514,7 @@ impl<'r, Rd: Reader> Checker<'r, Rd> {
                 self.violation(tables::IDEMPOTENCY.name(), k, "record dated in the future");
             }
             let expired = rec.created_at.0 + self.retention <= self.now.0;
-            match serde_json::from_slice::<serde_json::Value>(&rec.response) {
+            match crate::idempotency::parse_stored::<serde_json::Value>(&rec.response) {
                 Ok(v) => {
                     self.ok();
                     if let Some(id) = v.get("request_id").and_then(|x| x.as_str())

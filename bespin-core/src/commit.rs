@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::store::{Batch, Store, WriteTx};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -71,7 +71,7 @@ struct Shared {
 
 /// The writer thread and the queue that feeds it (each job with the instant it was queued).
 struct Writer {
-    jobs: Sender<(Job, Instant)>,
+    jobs: SyncSender<(Job, Instant)>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -86,6 +86,8 @@ pub(crate) struct Committer {
     writer_queue: AtomicUsize,
     max_batch: usize,
     durable: bool,
+    /// The most jobs waiting for the writer thread.
+    queue_bound: usize,
     writer: Mutex<Option<Writer>>,
 }
 
@@ -129,7 +131,7 @@ fn bucket(bounds: &[f64], v: f64) -> usize {
 }
 
 impl Committer {
-    pub(crate) fn new(max_batch: usize, durable: bool) -> Self {
+    pub(crate) fn new(max_batch: usize, durable: bool, queue_bound: usize) -> Self {
         Committer {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             shared: Mutex::new(Shared {
@@ -145,6 +147,7 @@ impl Committer {
             writer_queue: AtomicUsize::new(0),
             max_batch: max_batch.max(1),
             durable,
+            queue_bound: queue_bound.max(1),
             writer: Mutex::new(None),
         }
     }
@@ -241,11 +244,12 @@ impl Committer {
         })
     }
 
-    /// Queues `job` for the writer thread, starting the thread on first use.
+    /// Queues `job` for the writer thread, starting the thread on first use. Errors:
+    /// `Overloaded` when the queue holds its bound already (the job is dropped unrun).
     pub(crate) fn submit(self: &Arc<Self>, store: &Arc<Store>, job: Job) -> Result<()> {
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         if w.is_none() {
-            let (jobs, queue) = std::sync::mpsc::channel();
+            let (jobs, queue) = std::sync::mpsc::sync_channel(self.queue_bound);
             let (me, store) = (Arc::clone(self), Arc::clone(store));
             let thread = std::thread::Builder::new()
                 .name("bespin-writer".into())
@@ -257,9 +261,14 @@ impl Committer {
             return Err(Error::Internal("no writer thread".into()));
         };
         self.writer_queue.fetch_add(1, Ordering::Relaxed);
-        w.jobs.send((job, Instant::now())).map_err(|_| {
+        w.jobs.try_send((job, Instant::now())).map_err(|e| {
             self.writer_queue.fetch_sub(1, Ordering::Relaxed);
-            Error::Internal("the writer thread has stopped".into())
+            match e {
+                TrySendError::Full(_) => Error::Overloaded,
+                TrySendError::Disconnected(_) => {
+                    Error::Internal("the writer thread has stopped".into())
+                }
+            }
         })
     }
 

@@ -376,15 +376,16 @@ impl Console<'_> {
     /// file in the temporary directory, which is streamed to `out` and removed; writers keep
     /// running.
     pub fn snapshot(&self, out: &mut impl Write) -> Result<u64> {
-        let path =
-            std::env::temp_dir().join(format!("bespin-snapshot-{}.redb", crate::ids::new_id()));
+        // Written through a directory only this user can enter, as a file only it can read.
+        let dir = crate::files::private_temp_dir("bespin-snapshot").map_err(io)?;
+        let path = dir.join("snapshot.redb");
         let copied = self.0.backup(&path).and_then(|_| {
             let mut f = std::fs::File::open(&path).map_err(io)?;
             let n = std::io::copy(&mut f, out).map_err(io)?;
             out.flush().map_err(io)?;
             Ok(n)
         });
-        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_dir_all(&dir);
         copied
     }
 }

@@ -8,7 +8,7 @@ use crate::auth::{Permission, Principal};
 use crate::error::{Error, Result};
 use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, tables};
 use crate::time::Timestamp;
-use crate::validate::{Fields, Len, Presence, got};
+use crate::validate::{Fields, Len, Presence, TITLE_MAX, got};
 use crate::{Bespin, Ctx, ids};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -98,7 +98,7 @@ impl NewConversation {
     /// Validates `{"title"?: string|null}`.
     pub fn from_json(v: &Value) -> Result<Self> {
         let mut f = Fields::new(v)?;
-        let title = f.string("title", Presence::Optional, Len::ANY);
+        let title = f.string("title", Presence::Optional, Len::at_most(TITLE_MAX));
         f.finish()?;
         Ok(NewConversation { title: got(title)? })
     }

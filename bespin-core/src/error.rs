@@ -35,6 +35,8 @@ pub enum ErrorKind {
     QuotaExceeded,
     /// A bug or a storage failure (HTTP 500). Never caused by input.
     Internal,
+    /// The server is too busy to take the request now; retrying later may succeed (HTTP 503).
+    Unavailable,
 }
 
 /// One path element of a validation error location: a field name or a list index.
@@ -95,6 +97,12 @@ impl FieldError {
             input,
             ctx: None,
         }
+    }
+
+    /// A `value_error` (a rule beyond type and length) at `loc`, saying `reason`.
+    pub fn value_error(loc: Vec<LocPart>, input: Value, reason: &str) -> Self {
+        FieldError::new("value_error", loc, format!("Value error, {reason}"), input)
+            .with_ctx(json!({ "error": reason }))
     }
 
     /// The same error with constraint parameters attached.
@@ -231,6 +239,9 @@ pub enum Error {
     /// The storage layer failed. Never caused by input.
     #[error("storage error: {0}")]
     Storage(String),
+    /// The writer's queue is full: the operation was not queued, and nothing was written.
+    #[error("Server busy: too many writes waiting; retry shortly")]
+    Overloaded,
     /// A broken invariant. Never caused by input.
     #[error("internal error: {0}")]
     Internal(String),
@@ -277,6 +288,7 @@ impl Error {
             Error::InvalidStatusTransition { .. } => "invalid_status_transition",
             Error::IdempotencyConflict(_) => "idempotency_conflict",
             Error::Storage(_) => "storage_error",
+            Error::Overloaded => "overloaded",
             Error::Internal(_) => "internal_error",
         }
     }
@@ -303,6 +315,7 @@ impl Error {
             Error::PlanMissing { .. } | Error::Storage(_) | Error::Internal(_) => {
                 ErrorKind::Internal
             }
+            Error::Overloaded => ErrorKind::Unavailable,
         }
     }
 

@@ -6,6 +6,10 @@
 //! describes, and concurrent requests with one key run the operation once: the single writer
 //! serialises them, and the later ones find the record. Records older than the retention
 //! (default 24 h) are ignored and purged.
+//!
+//! A record keeps the response as the JSON bytes the first run answered with, and a replay
+//! answers with those bytes unchanged ([`Stored`]): it is never parsed on the way out, so any
+//! response that could be sent once can be sent again, however deeply it nests.
 
 use crate::error::{Error, Result};
 use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, tables};
@@ -14,6 +18,76 @@ use crate::{Bespin, Ctx, ids};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::marker::PhantomData;
+
+/// The longest `Idempotency-Key` accepted, in characters (the reference declares its column
+/// with this size; longer keys would let a client grow every record's keys at will).
+pub const KEY_MAX_CHARS: usize = 255;
+
+/// Checks a client's `Idempotency-Key`: `MissingHeader` when blank, `BadRequest` when longer
+/// than [`KEY_MAX_CHARS`] characters (both are header faults, answered before any other
+/// check).
+pub fn check_key(key: &str) -> Result<()> {
+    if key.trim().is_empty() {
+        return Err(Error::MissingHeader("Idempotency-Key"));
+    }
+    if key.chars().count() > KEY_MAX_CHARS {
+        return Err(Error::BadRequest(format!(
+            "Idempotency-Key must be at most {KEY_MAX_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// The answer of an idempotent operation as the JSON bytes stored with its effects: those of
+/// the first run, returned unchanged by every replay. A surface sends [`Stored::json`] as it
+/// is, so a replay is byte for byte the first answer and is never re-parsed (a response can
+/// nest deeper than a JSON parser's default limit). [`Stored::into_value`] gives the typed
+/// response to embedders.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored<T> {
+    json: Vec<u8>,
+    /// The response itself, when this call ran the operation (a replay has only the bytes).
+    fresh: Option<T>,
+    of: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Stored<T> {
+    /// The response as stored: compact JSON.
+    pub fn json(&self) -> &[u8] {
+        &self.json
+    }
+
+    /// The stored JSON bytes.
+    pub fn into_json(self) -> Vec<u8> {
+        self.json
+    }
+
+    /// Whether this call found a stored response instead of running the operation.
+    pub fn replayed(&self) -> bool {
+        self.fresh.is_none()
+    }
+
+    /// The typed response: the one just made, or the stored bytes read back (without a nesting
+    /// limit, since they were written from a value this process held). Errors: `Storage` when
+    /// the stored bytes are not such a response.
+    pub fn into_value(self) -> Result<T> {
+        match self.fresh {
+            Some(v) => Ok(v),
+            None => parse_stored(&self.json),
+        }
+    }
+}
+
+/// Reads stored response bytes back into `T`, with no nesting limit (they were serialised from
+/// a value, so their depth is that value's). Errors: `Storage`.
+pub fn parse_stored<T: DeserializeOwned>(json: &[u8]) -> Result<T> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    de.disable_recursion_limit();
+    T::deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| Error::Storage(format!("stored response unreadable: {e}")))
+}
 
 /// A stored idempotency record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,15 +187,15 @@ fn record_key(tenant_id: &str, endpoint: &str, key: &str) -> Key {
     Key::new().str(tenant_id).str(endpoint).str(key)
 }
 
-/// Looks up a live record for `scope` in the caller's tenant: `Ok(Some(response))` for a
+/// Looks up a live record for `scope` in the caller's tenant: `Ok(Some(stored))` for a
 /// replay, `Ok(None)` when the key is unused (or expired), `IdempotencyConflict` when it was
 /// used with a different request.
-pub(crate) fn lookup<T: DeserializeOwned>(
+pub(crate) fn lookup<T>(
     r: &impl Reader,
     ctx: &Ctx,
     tenant_id: &str,
     scope: &Idempotency,
-) -> Result<Option<T>> {
+) -> Result<Option<Stored<T>>> {
     let Some(rec) = r.get(
         &tables::IDEMPOTENCY,
         &record_key(tenant_id, scope.endpoint, &scope.key),
@@ -135,24 +209,27 @@ pub(crate) fn lookup<T: DeserializeOwned>(
     if rec.request_hash != scope.request_hash {
         return Err(Error::IdempotencyConflict(scope.key.clone()));
     }
-    serde_json::from_slice(&rec.response)
-        .map(Some)
-        .map_err(|e| Error::Storage(format!("stored response unreadable: {e}")))
+    Ok(Some(Stored {
+        json: rec.response,
+        fresh: None,
+        of: PhantomData,
+    }))
 }
 
-/// Stores `response` for `scope` in the open transaction (replacing an expired record).
+/// Stores `response` for `scope` in the open transaction (replacing an expired record) and
+/// returns it with the bytes stored.
 pub fn store<T: Serialize>(
     tx: &mut WriteTx,
     ctx: &Ctx,
     tenant_id: &str,
     scope: &Idempotency,
-    response: &T,
-) -> Result<()> {
-    let body = serde_json::to_vec(response)
+    response: T,
+) -> Result<Stored<T>> {
+    let json = serde_json::to_vec(&response)
         .map_err(|e| Error::Internal(format!("response not serialisable: {e}")))?;
     let rec = IdemRec {
         request_hash: scope.request_hash.clone(),
-        response: body,
+        response: json,
         created_at: ctx.now,
     };
     let key = record_key(tenant_id, scope.endpoint, &scope.key);
@@ -167,7 +244,12 @@ pub fn store<T: Serialize>(
         &tables::IDEMPOTENCY_BY_AGE,
         &age_key(ctx.now, tenant_id, scope),
         &(),
-    )
+    )?;
+    Ok(Stored {
+        json: rec.response,
+        fresh: Some(response),
+        of: PhantomData,
+    })
 }
 
 fn age_key(at: Timestamp, tenant_id: &str, scope: &Idempotency) -> Key {
@@ -180,19 +262,18 @@ fn age_key(at: Timestamp, tenant_id: &str, scope: &Idempotency) -> Key {
 
 /// Runs `op` at most once per scope: a stored response is returned as is (nothing else runs);
 /// otherwise `op` runs and its response is stored in the same transaction.
-pub fn once<T: Serialize + DeserializeOwned>(
+pub fn once<T: Serialize>(
     tx: &mut WriteTx,
     ctx: &Ctx,
     tenant_id: &str,
     scope: &Idempotency,
     op: impl FnOnce(&mut WriteTx) -> Result<T>,
-) -> Result<T> {
+) -> Result<Stored<T>> {
     if let Some(stored) = lookup(tx, ctx, tenant_id, scope)? {
         return Ok(stored);
     }
     let response = op(tx)?;
-    store(tx, ctx, tenant_id, scope, &response)?;
-    Ok(response)
+    store(tx, ctx, tenant_id, scope, response)
 }
 
 /// Deletes records older than the retention; returns how many went.

@@ -47,12 +47,27 @@ pub fn new_request_id() -> [u8; 36] {
     text
 }
 
+/// The prefix of developer-console session tokens: never an API key's, so neither can be
+/// taken for the other (by people or by secret scanners).
+pub const CONSOLE_TOKEN_PREFIX: &str = "bcs_";
+
 /// A new API key: `bsk_` + 43 URL-safe base64 characters of 32 random bytes.
 pub fn new_api_key() -> crate::Result<String> {
+    new_secret(API_KEY_PREFIX)
+}
+
+/// A new random secret: `prefix` + 43 URL-safe base64 characters of 32 random bytes.
+pub fn new_secret(prefix: &str) -> crate::Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
         .map_err(|e| crate::Error::Internal(format!("no randomness: {e}")))?;
-    Ok(format!("{API_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
+    Ok(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+/// Whether two secrets are equal, compared as SHA-256 digests in constant time, so that the
+/// time taken shows neither where they differ nor how long the expected one is.
+pub fn secrets_match(expected: &str, presented: &str) -> bool {
+    key_matches(presented, &key_digest(expected))
 }
 
 /// The SHA-256 digest under which a key is stored.

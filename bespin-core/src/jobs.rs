@@ -12,8 +12,8 @@
 use crate::auth::{Permission, Principal};
 use crate::billing::require_capability;
 use crate::briefs::{self, MaterializeRequest};
-use crate::error::{Error, Result};
-use crate::idempotency::{self, Idempotency};
+use crate::error::Result;
+use crate::idempotency::{self, Idempotency, Stored};
 use crate::limits::Activity;
 use crate::metering::Meter;
 use crate::notifications::{self, DAILY_BRIEF};
@@ -55,10 +55,8 @@ pub fn run_daily_brief(
     caller: &Principal,
     idempotency_key: &str,
     req: MaterializeRequest,
-) -> Result<RunReport> {
-    if idempotency_key.trim().is_empty() {
-        return Err(Error::MissingHeader("Idempotency-Key"));
-    }
+) -> Result<Stored<RunReport>> {
+    idempotency::check_key(idempotency_key)?;
     caller.require(Permission::RunJobs, "run jobs")?;
     let tenant = caller.tenant_id();
     require_capability(tx, tenant, "briefs")?;
@@ -125,7 +123,7 @@ impl Bespin {
         caller: &Principal,
         idempotency_key: &str,
         req: MaterializeRequest,
-    ) -> Result<RunReport> {
+    ) -> Result<Stored<RunReport>> {
         self.write(|tx, ctx| run_daily_brief(tx, ctx, caller, idempotency_key, req))
     }
 }

@@ -13,13 +13,14 @@
 //! | 4 | KPI points stored in chunks of up to 128 (`kpi_chunks`, keyed by the chunk's first instant) instead of one row per point; the old `kpi_points` table is left empty |
 //! | 5 | a search rank row per indexed record (`co_search_rank`: its `updated_at`), so a search ranks its matches without reading them |
 //! | 6 | usage rolled up per (tenant, UTC date, event key) as well (`day_rollups`), for the usage chart; built from the usage events |
+//! | 7 | search entries bounded: a word is indexed by its first 64 characters, a record by its first 1,000 distinct words ([`crate::coreos::search::doc_tokens`]); the upgrade rewrites the entries of the records beyond those bounds only |
 
 use crate::Ctx;
 use crate::error::{Error, Result};
 use crate::store::{Key, Reader, WriteTx, tables};
 
 /// The layout this version writes.
-pub const CURRENT: u64 = 6;
+pub const CURRENT: u64 = 7;
 
 fn layout_key() -> Key {
     Key::new().str("layout")
@@ -61,6 +62,10 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
     }
     if from < 6 {
         crate::metering::rebuild_day_rollups(tx)?;
+    }
+    if (2..7).contains(&from) {
+        // Layout 1 was rebuilt above, already bounded.
+        crate::coreos::search::cap_index(tx)?;
     }
     tx.put(&tables::META, &layout_key(), &CURRENT)
 }
@@ -181,6 +186,20 @@ pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
         steps.push(UpgradeStep {
             to_layout: 5,
             description: "write a search rank row per indexed record",
+            rows: rows(&records)?,
+        });
+    }
+    if from < 6 {
+        steps.push(UpgradeStep {
+            to_layout: 6,
+            description: "roll usage up per UTC day and event key (day_rollups) from the usage events",
+            rows: rows(&[tables::USAGE_EVENTS.name()])?,
+        });
+    }
+    if (2..7).contains(&from) {
+        steps.push(UpgradeStep {
+            to_layout: 7,
+            description: "bound the search entries of records past 1,000 distinct words or with words over 64 characters",
             rows: rows(&records)?,
         });
     }
@@ -404,7 +423,8 @@ mod tests {
         let p = plan(&path).unwrap();
         assert_eq!((p.file_layout, p.action), (1, "upgrade"));
         let steps: Vec<(u64, u64)> = p.steps.iter().map(|s| (s.to_layout, s.rows)).collect();
-        assert_eq!(steps, [(2, 2), (2, 3), (2, 2), (4, 2)], "{p}");
+        // Day rollups (6) from the usage events; the index rebuilt at 2 is bounded already.
+        assert_eq!(steps, [(2, 2), (2, 3), (2, 2), (4, 2), (6, 8)], "{p}");
         assert!(p.missing_tables.is_empty());
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
 
@@ -457,8 +477,10 @@ mod tests {
         );
         drop(db);
         let p = plan(&path).unwrap();
-        assert_eq!((p.file_layout, p.action, p.steps.len()), (4, "upgrade", 1));
-        assert_eq!((p.steps[0].to_layout, p.steps[0].rows), (5, 2));
+        assert_eq!((p.file_layout, p.action), (4, "upgrade"));
+        let steps: Vec<u64> = p.steps.iter().map(|s| s.to_layout).collect();
+        assert_eq!(steps, [5, 6, 7], "{p}");
+        assert_eq!((p.steps[0].rows, p.steps[2].rows), (2, 2), "{p}");
 
         let db = Bespin::open(&path).unwrap();
         assert!(db.check().unwrap().violations.is_empty());
@@ -501,6 +523,61 @@ mod tests {
         let db = Bespin::open(&path).unwrap();
         assert!(db.check().unwrap().violations.is_empty());
         assert_eq!(usage(&db), before);
+        assert_eq!(db.read(|r, _| version(r)).unwrap(), CURRENT);
+    }
+
+    #[test]
+    fn an_index_of_whole_words_is_bounded_when_opened() {
+        let (_dir, path, db, admin) = fresh("w.redb");
+        let long = "x".repeat(70);
+        let words: Vec<String> = (0..1_100).map(|i| format!("w{i}")).collect();
+        let body = format!("{long} {}", words.join(" "));
+        let t = NewTask::from_json(&serde_json::json!({ "title": "Bounded", "description": body }))
+            .unwrap();
+        db.create_task(&admin, t).unwrap();
+        // Layout 6 indexed every word whole: add the entries the bounds leave out.
+        let tenant = admin.tenant_id().to_owned();
+        db.tamper(|tx| {
+            let word_key = |w: &str| Key::new().str(&tenant).str(w);
+            let mut tail = Vec::new();
+            tx.scan(
+                &tables::CO_SEARCH,
+                &word_key("bounded"),
+                Order::Asc,
+                |k, _: u8| {
+                    tail = k[word_key("bounded").as_bytes().len()..].to_vec();
+                    Ok(Flow::Stop)
+                },
+            )?;
+            tx.delete(
+                &tables::CO_SEARCH,
+                &Key::from_raw(&[word_key(&long[..64]).as_bytes(), &tail].concat()),
+            )?;
+            for w in std::iter::once(&long).chain(&words[998..]) {
+                tx.put(
+                    &tables::CO_SEARCH,
+                    &Key::from_raw(&[word_key(w).as_bytes(), &tail].concat()),
+                    &2u8,
+                )?;
+            }
+            tx.put(&tables::META, &layout_key(), &6u64)
+        });
+        assert!(!db.check().unwrap().violations.is_empty());
+        drop(db);
+        let p = plan(&path).unwrap();
+        let steps: Vec<(u64, u64)> = p.steps.iter().map(|s| (s.to_layout, s.rows)).collect();
+        assert_eq!(steps, [(7, 1)], "{p}");
+
+        let db = Bespin::open(&path).unwrap();
+        let report = db.check().unwrap();
+        assert!(report.violations.is_empty(), "{report}");
+        assert_eq!(find(&db, &admin, &long[..64]), ["Bounded"]);
+        assert_eq!(
+            find(&db, &admin, "w997"),
+            ["Bounded"],
+            "the 1,000th distinct word"
+        );
+        assert!(find(&db, &admin, "w998").is_empty(), "past the bound");
         assert_eq!(db.read(|r, _| version(r)).unwrap(), CURRENT);
     }
 

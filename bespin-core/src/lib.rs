@@ -47,6 +47,7 @@ pub mod console;
 pub mod conversations;
 pub mod coreos;
 pub mod email;
+pub mod files;
 pub mod idempotency;
 pub mod ids;
 pub mod jobs;
@@ -90,6 +91,14 @@ pub struct Options {
     /// Size of the page cache in bytes (default 32 MiB). The operating system's page cache
     /// holds the rest of a file; a bigger cache trades memory for fewer reads.
     pub cache_bytes: usize,
+    /// The most index entries one search reads (default
+    /// [`coreos::search::DEFAULT_MAX_SCAN`]); a search that would read more is refused with
+    /// 422 at `["q"]`, so its cost is bounded whatever the tenant stored.
+    pub search_max_scan: usize,
+    /// The most jobs waiting for the writer thread ([`Bespin::on_writer`]; default 1,024). A
+    /// job submitted while that many wait is refused at once with `Error::Overloaded`, instead of
+    /// queueing without end.
+    pub writer_queue: usize,
 }
 
 impl Default for Options {
@@ -99,6 +108,8 @@ impl Default for Options {
             durable: true,
             max_batch: 256,
             cache_bytes: 32 * 1024 * 1024,
+            search_max_scan: coreos::search::DEFAULT_MAX_SCAN,
+            writer_queue: 1024,
         }
     }
 }
@@ -173,7 +184,11 @@ impl Bespin {
     }
 
     fn with(store: store::Store, clock: Arc<dyn Clock>, options: Options) -> Result<Bespin> {
-        let committer = Arc::new(commit::Committer::new(options.max_batch, options.durable));
+        let committer = Arc::new(commit::Committer::new(
+            options.max_batch,
+            options.durable,
+            options.writer_queue,
+        ));
         let db = Bespin {
             inner: Arc::new(Inner {
                 store: Arc::new(store),
@@ -219,13 +234,22 @@ impl Bespin {
     /// called with the commit's error, if any. Answer the job's caller from the finisher only:
     /// that is what makes an acknowledged write durable.
     ///
-    /// This is how the server runs a whole write request (parse, authenticate, operate,
-    /// render) without a thread switch per request; jobs must not block on anything but this
-    /// database. Errors: `Internal` if the writer thread cannot be started or has stopped.
+    /// This is how the server runs a write request's operation (parsed and authenticated
+    /// before, rendered after, on other threads) without a thread switch inside the database;
+    /// jobs must not block on anything but this database. Errors: `Overloaded` when [`Options::writer_queue`] jobs wait already (the job
+    /// is dropped unrun: answer "busy, retry"); `Internal` if the writer thread cannot be
+    /// started or has stopped.
     pub fn on_writer(&self, job: impl FnOnce() -> Finisher + Send + 'static) -> Result<()> {
         self.inner
             .committer
             .submit(&self.inner.store, Box::new(job))
+    }
+
+    /// The bytes the records and their indexes take in the last commit: keys, values and the
+    /// keys of the trees' inner pages, not free or fragmented space. Unlike the file's size it
+    /// grows with the data alone, so it is what the growth a request may cause is measured by.
+    pub fn stored_bytes(&self) -> Result<u64> {
+        self.inner.store.read()?.stored_bytes()
     }
 
     /// Size of the database file in bytes (`None` in memory).

@@ -41,7 +41,28 @@ impl Len {
 
     /// At least one character, no maximum.
     pub const NON_EMPTY: Len = Len { min: 1, max: None };
+
+    /// An optional free text: at most [`TEXT_MAX`] characters.
+    pub const TEXT: Len = Len::at_most(TEXT_MAX);
+
+    /// A required free text: 1 to [`TEXT_MAX`] characters.
+    pub const TEXT_REQUIRED: Len = Len::between(1, TEXT_MAX);
 }
+
+// Limits of the free-text fields the contract leaves open (the README's "Limits" lists them).
+// What is stored grows with what a request is billed for only if every stored text is bounded:
+// a record's text, its search-index entries (at most `coreos::search::MAX_RECORD_TOKENS`) and
+// its JSON members together stay within a fixed multiple of the largest request.
+
+/// Descriptions, decision texts, memory fact values, review comments, evidence snippets.
+pub const TEXT_MAX: usize = 10_000;
+/// Meeting notes (a meeting's minutes run longer than a description).
+pub const NOTES_MAX: usize = 50_000;
+/// Titles the contract does not bound (conversations), like the titles it does.
+pub const TITLE_MAX: usize = 255;
+/// JSON-object members (action `payload`, execution `result`, evidence `source_ref`, a tool's
+/// `payload`), counted as compact JSON bytes.
+pub const OBJECT_MAX_BYTES: usize = 16 * 1024;
 
 /// Bounds of a numeric field.
 #[derive(Debug, Clone, Copy, Default)]
@@ -68,6 +89,24 @@ impl Bounds {
             le: Some(le),
         }
     }
+}
+
+/// The length of `v` as compact JSON, counted without building the text.
+pub fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing a `Value` into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -141,6 +180,14 @@ impl<'a> Fields<'a> {
         let loc = self.loc(name);
         self.errors
             .push(FieldError::new(kind, loc, msg, input).with_ctx(ctx));
+    }
+
+    /// Records a `value_error` at member `name`: a rule beyond type and length, saying `reason`.
+    pub fn value_error(&mut self, name: &str, reason: String) {
+        let input = self.obj.get(name).cloned().unwrap_or(Value::Null);
+        let loc = self.loc(name);
+        self.errors
+            .push(FieldError::value_error(loc, input, &reason));
     }
 
     /// Adds errors found elsewhere (e.g. in a nested list).
@@ -343,7 +390,8 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// A JSON-object field (any members).
+    /// A JSON-object field (any members), at most [`OBJECT_MAX_BYTES`] as compact JSON
+    /// (`too_long` beyond).
     pub fn object(&mut self, name: &str, presence: Presence) -> Option<Option<Map<String, Value>>> {
         let v = match (self.obj.get(name), presence) {
             (None, Presence::Optional) => return Some(None),
@@ -354,6 +402,16 @@ impl<'a> Fields<'a> {
             (Some(v), _) => v,
         };
         match v {
+            Value::Object(_) if json_len(v) > OBJECT_MAX_BYTES => {
+                self.fail_ctx(
+                    name,
+                    "too_long",
+                    format!("Object should have at most {OBJECT_MAX_BYTES} bytes as JSON"),
+                    v.clone(),
+                    json!({"max_bytes": OBJECT_MAX_BYTES}),
+                );
+                None
+            }
             Value::Object(m) => Some(Some(m.clone())),
             other => {
                 self.fail(

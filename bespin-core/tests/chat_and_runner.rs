@@ -90,11 +90,13 @@ impl World {
     }
 
     fn run(&self, key: &str, body: Value) -> bespin_core::Result<bespin_core::jobs::RunReport> {
-        self.db.run_daily_brief(
-            &self.admin,
-            key,
-            MaterializeRequest::from_json(&body).unwrap(),
-        )
+        self.db
+            .run_daily_brief(
+                &self.admin,
+                key,
+                MaterializeRequest::from_json(&body).unwrap(),
+            )
+            .and_then(bespin_core::idempotency::Stored::into_value)
     }
 
     fn ledger_len(&self) -> usize {

@@ -4,6 +4,13 @@
 
 const KEYS = { tenant: "playground_tenant_id", key: "playground_api_key", user: "playground_user_id" };
 
+// The API key is kept for this tab only (sessionStorage), unless "Remember the key on this
+// device" is ticked: then in localStorage too, under the same name. The ids are not secret and
+// stay in localStorage, so both pages pre-fill them.
+function storedKey() {
+  return sessionStorage.getItem(KEYS.key) || localStorage.getItem(KEYS.key) || "";
+}
+
 /** Creates an element. attrs: properties/attributes ("class", "on*" handlers, dataset via "data-*").
  * Children: strings become text nodes; null/undefined/false are skipped. */
 function el(tag, attrs, ...children) {
@@ -30,13 +37,16 @@ function setChildren(node, ...children) { clear(node); for (const c of children.
 
 function loadCreds() {
   $("tenant").value = localStorage.getItem(KEYS.tenant) || "";
-  $("apikey").value = localStorage.getItem(KEYS.key) || "";
+  $("apikey").value = storedKey();
   $("user").value = localStorage.getItem(KEYS.user) || "";
+  $("remember").checked = localStorage.getItem(KEYS.key) !== null;
 }
 
 function saveCreds() {
   localStorage.setItem(KEYS.tenant, $("tenant").value.trim());
-  localStorage.setItem(KEYS.key, $("apikey").value.trim());
+  sessionStorage.setItem(KEYS.key, $("apikey").value.trim());
+  if ($("remember").checked) localStorage.setItem(KEYS.key, $("apikey").value.trim());
+  else localStorage.removeItem(KEYS.key);
   localStorage.setItem(KEYS.user, $("user").value.trim());
 }
 

@@ -180,5 +180,5 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const b of document.querySelectorAll(".quick .pill")) {
     b.addEventListener("click", () => send(b.dataset.msg));
   }
-  if (localStorage.getItem(KEYS.tenant) && localStorage.getItem(KEYS.key) && localStorage.getItem(KEYS.user)) loadAll();
+  if (localStorage.getItem(KEYS.tenant) && storedKey() && localStorage.getItem(KEYS.user)) loadAll();
 });

@@ -178,6 +178,7 @@ class Run:
         self.app()
         self.app_charts()
         self.console()
+        self.docs()
         print("browser test: OK")
 
     def ui(self):
@@ -191,7 +192,10 @@ class Run:
         self.text_in("#status", "Connected")
         self.text_in("#usage", "Chat: 0/")
         self.text_in("#billing", "Credits:")
-        assert d.execute_script("return localStorage.getItem('playground_api_key')") == self.key
+        # The key is kept for this tab only, in a password input, unless "remember" is ticked.
+        assert self.find("#apikey").get_attribute("type") == "password"
+        assert d.execute_script("return sessionStorage.getItem('playground_api_key')") == self.key
+        assert d.execute_script("return localStorage.getItem('playground_api_key')") is None
 
         self.step("/ui: kpis and help, replies and cards")
         self.click(".quick .pill[data-msg='kpis']")
@@ -234,6 +238,16 @@ class Run:
         self.step("/app: connects from the saved credentials")
         self.go("/app")
         self.text_in("#status", "Connected")
+        assert self.find("#apikey").get_attribute("type") == "password"
+        self.step("/app: remembering the key is opt-in")
+        self.click("#remember")
+        self.click("#connect")
+        self.text_in("#status", "Connected")
+        assert d.execute_script("return localStorage.getItem('playground_api_key')") == self.key
+        self.click("#remember")
+        self.click("#connect")
+        self.text_in("#status", "Connected")
+        assert d.execute_script("return localStorage.getItem('playground_api_key')") is None
         self.text_in("#userlabel", "Role: admin")
         self.text_in("#content", "Tasks Due Soon")
         self.shot("app-today")
@@ -426,7 +440,7 @@ class Run:
         status, t = call(self.base, "POST", "/v1/tenants", {"name": "Empty", "region": "eu", "admin_email": "e@e.io"})
         assert status == 201, t
         d.execute_script("localStorage.setItem('playground_tenant_id', arguments[0]);"
-                         "localStorage.setItem('playground_api_key', arguments[1]);"
+                         "sessionStorage.setItem('playground_api_key', arguments[1]);"
                          "localStorage.setItem('playground_user_id', arguments[2]);",
                          t["tenant_id"], t["api_key"], t["admin"]["user_id"])
         d.get("about:blank")  # from /app, /app#kpis alone would only change the fragment
@@ -477,6 +491,14 @@ class Run:
         self.shot("console-billing")
         self.no_dialog("/console")
         self.no_console_errors("/console")
+
+
+    def docs(self):
+        self.step("/docs: Swagger UI works under its Content-Security-Policy")
+        self.go("/docs/")
+        self.wait(lambda _: self.count(".opblock") > 10)
+        self.no_console_errors("/docs")
+        self.shot("docs")
 
 
 def main():

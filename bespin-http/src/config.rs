@@ -37,9 +37,14 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Database file (`--db`, `BESPIN_DB`, default `./bespin.redb`).
     pub db_path: PathBuf,
-    /// Trust the first `X-Forwarded-For` entry as the client address (`--trust-proxy`,
-    /// `BESPIN_TRUST_PROXY=1`). Only set this behind a proxy that overwrites the header.
+    /// Take the client address from `X-Forwarded-For` (`--trust-proxy`,
+    /// `BESPIN_TRUST_PROXY=1`): the entry [`Config::proxy_hops`] from the right, the last one
+    /// that a proxy of ours appended, so entries a client wrote itself are never believed.
     pub trust_proxy: bool,
+    /// How many proxies of ours stand in front of the server, each appending the address it
+    /// saw to `X-Forwarded-For` (`BESPIN_TRUSTED_PROXY_HOPS`, default 1; used with
+    /// [`Config::trust_proxy`]).
+    pub proxy_hops: usize,
     /// Tenant-creation rate limit.
     pub rate_limit: RateLimit,
     /// Allowed CORS origins (`CORS_ORIGINS`, comma-separated; `*` allows any origin).
@@ -51,8 +56,32 @@ pub struct Config {
     /// Console key (`DEV_CONSOLE_KEY`; no default: the console needs one of at least
     /// [`MIN_CONSOLE_KEY_CHARS`] characters).
     pub dev_console_key: String,
-    /// Largest request body accepted, in bytes (`BESPIN_MAX_BODY_BYTES`, default 10 MiB).
+    /// Largest request body accepted, in bytes (`BESPIN_MAX_BODY_BYTES`, default 1 MiB), except
+    /// on bulk ingest. A `Content-Length` over it is refused with 413 before the body is read.
     pub max_body_bytes: usize,
+    /// Largest body of `POST /v1/kpis/{kpi_id}/points:bulk` (`BESPIN_MAX_BULK_BODY_BYTES`,
+    /// default 10 MiB, about 200,000 points).
+    pub max_bulk_body_bytes: usize,
+    /// The most connections served at once (`BESPIN_MAX_CONNECTIONS`, default 1,024); further
+    /// clients wait in the listen backlog until one closes. Keep it below the process's limit
+    /// of open files.
+    pub max_connections: usize,
+    /// The most writes waiting for the writer thread (`BESPIN_WRITER_QUEUE`, default 1,024);
+    /// past it a write is answered 503 with `Retry-After: 1` instead of queueing.
+    pub writer_queue: usize,
+    /// The most index entries one search reads (`BESPIN_SEARCH_MAX_SCAN`, default 20,000);
+    /// past it the search is refused with 422 at `["query","q"]`.
+    pub search_max_scan: usize,
+    /// How many large writes of searchable text (a body over 4 KiB on the routes that create or
+    /// edit tasks, actions, decisions, meeting notes and memory facts) one tenant may make per
+    /// second on average, in bursts of 4 (`BESPIN_LARGE_TEXT_WRITES_PER_SEC`, default 2).
+    /// Each indexes up to 1,000 words, spread over as many places in the index, so it costs the
+    /// single writer about fifty small writes: faster ones wait their turn (up to 10 s, then
+    /// 429 with `Retry-After`), so one tenant's imports never fill every commit.
+    pub large_text_writes_per_sec: f64,
+    /// When set, `GET /metrics` needs `Authorization: Bearer <token>` (`BESPIN_METRICS_TOKEN`);
+    /// anything else is 401.
+    pub metrics_token: Option<String>,
     /// How long a client may take to send its request head (`BESPIN_HEADER_READ_TIMEOUT_SECS`,
     /// default 10 s); a stalled client is disconnected.
     pub header_read_timeout: Duration,
@@ -92,6 +121,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             db_path: PathBuf::from("./bespin.redb"),
             trust_proxy: false,
+            proxy_hops: 1,
             rate_limit: RateLimit {
                 enabled: true,
                 limit: 10,
@@ -101,7 +131,13 @@ impl Default for Config {
             playground_ui: false,
             dev_console: false,
             dev_console_key: String::new(),
-            max_body_bytes: 10 * 1024 * 1024,
+            max_body_bytes: 1024 * 1024,
+            max_bulk_body_bytes: 10 * 1024 * 1024,
+            max_connections: 1024,
+            writer_queue: 1024,
+            search_max_scan: bespin_core::coreos::search::DEFAULT_MAX_SCAN,
+            metrics_token: None,
+            large_text_writes_per_sec: 2.0,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             idempotency_retention: Duration::from_secs(24 * 3600),
@@ -162,11 +198,31 @@ impl Config {
         if c.dev_console {
             c.console_key_error().map_or(Ok(()), Err)?;
         }
-        if let Some(v) = get("BESPIN_MAX_BODY_BYTES") {
-            c.max_body_bytes = v
+        for (name, slot) in [
+            ("BESPIN_MAX_BODY_BYTES", &mut c.max_body_bytes),
+            ("BESPIN_MAX_BULK_BODY_BYTES", &mut c.max_bulk_body_bytes),
+            ("BESPIN_MAX_CONNECTIONS", &mut c.max_connections),
+            ("BESPIN_WRITER_QUEUE", &mut c.writer_queue),
+            ("BESPIN_SEARCH_MAX_SCAN", &mut c.search_max_scan),
+            ("BESPIN_TRUSTED_PROXY_HOPS", &mut c.proxy_hops),
+        ] {
+            if let Some(v) = get(name) {
+                *slot = v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("{name}: {v} (expected a positive whole number)"))?;
+            }
+        }
+        c.metrics_token = get("BESPIN_METRICS_TOKEN").filter(|t| !t.is_empty());
+        if let Some(v) = get("BESPIN_LARGE_TEXT_WRITES_PER_SEC") {
+            c.large_text_writes_per_sec = v
                 .trim()
                 .parse()
-                .map_err(|_| format!("BESPIN_MAX_BODY_BYTES: {v}"))?;
+                .ok()
+                .filter(|n: &f64| n.is_finite() && *n > 0.0)
+                .ok_or_else(|| format!("BESPIN_LARGE_TEXT_WRITES_PER_SEC: {v}"))?;
         }
         for (name, slot) in [
             (
@@ -213,6 +269,18 @@ impl Config {
                 "DEV_CONSOLE_ENABLED=1 needs DEV_CONSOLE_KEY of at least {MIN_CONSOLE_KEY_CHARS} characters (it has {n}): the console shows every tenant's data"
             )
         })
+    }
+
+    /// The database options these settings ask for: idempotency retention, writer queue and
+    /// search budget.
+    pub fn core_options(&self) -> bespin_core::Options {
+        bespin_core::Options {
+            idempotency_retention_micros: i64::try_from(self.idempotency_retention.as_micros())
+                .unwrap_or(i64::MAX),
+            writer_queue: self.writer_queue,
+            search_max_scan: self.search_max_scan,
+            ..bespin_core::Options::default()
+        }
     }
 
     /// The platform-admin key in force now (fixed, or the environment variable read now).

@@ -49,6 +49,7 @@ impl ApiError {
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -69,7 +70,12 @@ impl ApiError {
             ),
             other => other.detail(),
         };
-        Reply::detail(Self::status(kind), detail)
+        let reply = Reply::detail(Self::status(kind), detail);
+        if kind == ErrorKind::Unavailable {
+            // Busy now, likely not in a second: clients and proxies back off for that long.
+            return reply.with_header("retry-after", "1");
+        }
+        reply
     }
 }
 

@@ -8,11 +8,12 @@ use bytes::Bytes;
 use hyper::HeaderMap;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use subtle::ConstantTimeEq;
 
 /// A request as handlers see it.
 #[derive(Debug)]
 pub struct Req {
+    /// The address the connection comes from (see [`crate::client::key`] for the client).
+    pub peer: std::net::SocketAddr,
     /// Request headers.
     pub headers: HeaderMap,
     /// The raw query string.
@@ -21,10 +22,14 @@ pub struct Req {
     pub params: HashMap<String, String>,
     /// The body.
     pub body: Bytes,
-    /// The caller, when the pipeline already authenticated the tenant credentials (it does so
-    /// once per request, for the tenant's rate limit). Failed authentication is left to the
-    /// handler, which reports it in the contract's order.
-    pub caller: Option<Principal>,
+    /// The outcome of authenticating the tenant credentials, when the pipeline already did (it
+    /// does so once per request, for the tenant's rate limit, and before handing a request to
+    /// the background lane). A failure is reported by the handler, in the contract's order.
+    pub auth: Option<Result<Principal, Error>>,
+    /// The route needs tenant credentials and they failed: the handler will answer their
+    /// error once the body is known to be JSON (a syntax error comes first in the contract's
+    /// order), so [`Req::json`] only checks the syntax and builds nothing.
+    pub body_unused: bool,
 }
 
 impl Req {
@@ -49,6 +54,14 @@ impl Req {
         if self.body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Value::Null);
         }
+        if self.body_unused {
+            return self.parse::<serde::de::IgnoredAny>().map(|_| Value::Null);
+        }
+        self.parse()
+    }
+
+    /// The body parsed as `T`; errors as [`Req::json`]'s.
+    fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
         let text = std::str::from_utf8(&self.body).map_err(|e| {
             json_invalid(
                 String::from_utf8_lossy(&self.body[..e.valid_up_to()])
@@ -83,13 +96,16 @@ impl Req {
 
     /// Authenticates the tenant credentials (400/401/403 on failure).
     pub fn principal(&self, state: &AppState) -> Result<Principal, ApiError> {
-        if let Some(p) = &self.caller {
-            return Ok(p.clone());
+        match &self.auth {
+            Some(outcome) => outcome.clone(),
+            None => state.bespin.authenticate(&self.credentials()),
         }
-        state
-            .bespin
-            .authenticate(&self.credentials())
-            .map_err(ApiError::body)
+        .map_err(ApiError::body)
+    }
+
+    /// The caller, when authentication succeeded already.
+    pub fn caller(&self) -> Option<&Principal> {
+        self.auth.as_ref().and_then(|a| a.as_ref().ok())
     }
 
     /// The `Idempotency-Key` header (400 when absent or blank).
@@ -127,15 +143,15 @@ impl Req {
     }
 }
 
-/// Whether `headers` carry the platform-admin key (compared in constant time; no key
-/// configured means nobody is an admin).
+/// Whether `headers` carry the platform-admin key (compared as digests, in constant time; no
+/// key configured means nobody is an admin).
 pub(crate) fn platform_admin_ok(config: &crate::Config, headers: &HeaderMap) -> bool {
     let given = headers
         .get("x-platform-admin-key")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
         .filter(|s| !s.is_empty());
     match (config.admin_key(), given) {
-        (Some(e), Some(g)) => bool::from(e.as_bytes().ct_eq(g.as_bytes())),
+        (Some(e), Some(g)) => bespin_core::ids::secrets_match(&e, &g),
         _ => false,
     }
 }

@@ -15,12 +15,18 @@ const SECURITY: [(&str, &str); 5] = [
 ];
 
 /// Adds the security headers, and the no-store cache headers unless the path is a browser page
-/// (`/console…`, `/ui…`).
+/// (`/console…`, `/ui…`). The console's pages show the database: they carry
+/// `Cache-Control: no-store` of their own, so no browser or proxy keeps a copy.
 pub fn apply(path: &str, headers: &mut HeaderMap) {
     for (k, v) in SECURITY {
         headers.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
     }
-    if !(path.starts_with("/console") || path.starts_with("/ui")) {
+    if path.starts_with("/console") {
+        headers.insert(
+            HeaderName::from_static("cache-control"),
+            HeaderValue::from_static("no-store"),
+        );
+    } else if !path.starts_with("/ui") {
         headers.insert(
             HeaderName::from_static("cache-control"),
             HeaderValue::from_static("no-store, no-cache, must-revalidate, private"),

@@ -5,11 +5,13 @@
 //! HTTP contract (served as `/openapi.json`); [`serve`] runs it on a listener, so tests and embedders reuse the exact server
 //! the `bespin` binary runs.
 
+mod client;
 pub mod config;
 mod cors;
 mod error;
 mod extract;
 mod headers;
+mod lane;
 pub mod metrics;
 pub mod openapi;
 mod pipeline;
@@ -30,6 +32,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// Jobs one tenant (or unauthenticated client) may have waiting in the background lane.
+const LANE_JOBS_PER_CALLER: usize = 32;
+
 /// Everything a request handler can reach.
 pub struct AppState {
     /// The database.
@@ -42,6 +47,9 @@ pub struct AppState {
     metrics: metrics::Metrics,
     console_sessions: routes::ConsoleSessions,
     readiness: readiness::Readiness,
+    console_failed_keys: ratelimit::RateLimiter,
+    lane: lane::Lane,
+    large_text_writes: ratelimit::Pacer,
 }
 
 impl AppState {
@@ -61,6 +69,11 @@ impl AppState {
             }
         }
         let limiter = ratelimit::RateLimiter::new(config.rate_limit);
+        let large_text_writes = ratelimit::Pacer::new(
+            config.large_text_writes_per_sec,
+            4,
+            std::time::Duration::from_secs(10),
+        );
         let metrics = metrics::Metrics::new(bespin.clone());
         Arc::new(AppState {
             bespin,
@@ -71,6 +84,12 @@ impl AppState {
             metrics,
             console_sessions: Default::default(),
             readiness: Default::default(),
+            console_failed_keys: routes::console_failed_keys(),
+            large_text_writes,
+            lane: lane::Lane::new(
+                std::thread::available_parallelism().map_or(2, usize::from),
+                LANE_JOBS_PER_CALLER,
+            ),
         })
     }
 
@@ -81,7 +100,8 @@ impl AppState {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops accepting and lets
-/// in-flight requests finish.
+/// in-flight requests finish. At most `config.max_connections` connections are served at once:
+/// past that the next one is accepted only when one closes (it waits in the listen backlog).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -93,8 +113,16 @@ pub async fn serve(
 
     let graceful = GracefulShutdown::new();
     let purge = tokio::spawn(purge_loop(state.clone()));
+    let slots = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -119,6 +147,7 @@ pub async fn serve(
                     if let Err(e) = fut.await {
                         tracing::debug!("connection error: {e}");
                     }
+                    drop(slot);
                 });
             }
             _ = &mut shutdown => break,
@@ -148,15 +177,10 @@ async fn purge_loop(state: Arc<AppState>) {
 /// fresh control token, readable only by this user) so that `bespin backup` and `bespin check`
 /// can snapshot the database while it is held open here; removes it on a clean stop.
 pub async fn run(mut config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let options = bespin_core::Options {
-        idempotency_retention_micros: i64::try_from(config.idempotency_retention.as_micros())
-            .unwrap_or(i64::MAX),
-        ..bespin_core::Options::default()
-    };
     let bespin = Bespin::open_with(
         &config.db_path,
         std::sync::Arc::new(bespin_core::time::SystemClock),
-        options,
+        config.core_options(),
     )?;
     let listener = TcpListener::bind(config.listen).await?;
     let addr: SocketAddr = listener.local_addr()?;

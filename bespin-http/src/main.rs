@@ -1,7 +1,10 @@
 //! `bespin`: the Bespin HTTP server and its operator commands.
 //!
 //! ```text
-//! bespin [serve] [--listen ADDR] [--db PATH] [--trust-proxy] [--log-format text|json]
+//! bespin [serve] [--listen ADDR] [--db PATH] [--trust-proxy] [--trusted-proxy-hops N]
+//!               [--log-format text|json] [--max-body-bytes N] [--max-bulk-body-bytes N]
+//!               [--max-connections N] [--writer-queue N] [--search-max-scan N]
+//!               [--large-text-writes-per-sec R] [--metrics-token TOKEN]
 //! bespin check  [--db PATH] [--json]
 //! bespin backup [--db PATH] --out FILE
 //! bespin layout [--db PATH] [--json]
@@ -33,7 +36,6 @@ const ENVIRONMENT: &str = "Environment (read at start-up unless noted):
   PLAYGROUND_UI_ENABLED=1            serve /ui and /app
   DEV_CONSOLE_ENABLED=1              serve /console (needs DEV_CONSOLE_KEY of at least 16 characters)
   DEV_CONSOLE_KEY                    the console's key
-  BESPIN_MAX_BODY_BYTES              larger bodies get 413 [default: 10485760]
   BESPIN_HEADER_READ_TIMEOUT_SECS    time to send the request head [default: 10]
   BESPIN_BODY_READ_TIMEOUT_SECS      time to send the body [default: 30]
   BESPIN_IDEMPOTENCY_RETENTION_SECS  how long Idempotency-Key records are kept [default: 86400]
@@ -88,9 +90,52 @@ struct ServeArgs {
     /// Take the client address from X-Forwarded-For (only behind a proxy that sets it).
     #[arg(long, env = "BESPIN_TRUST_PROXY")]
     trust_proxy: bool,
+    /// How many proxies of ours append to X-Forwarded-For: the client is the entry this many
+    /// from the right (with --trust-proxy).
+    #[arg(long, env = "BESPIN_TRUSTED_PROXY_HOPS", value_parser = positive::<usize>, default_value_t = Config::default().proxy_hops)]
+    trusted_proxy_hops: usize,
     /// Log line format.
     #[arg(long, env = "BESPIN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Largest request body in bytes, except bulk ingest; larger bodies get 413.
+    #[arg(long, env = "BESPIN_MAX_BODY_BYTES", value_parser = positive::<usize>, default_value_t = Config::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Largest body of POST /v1/kpis/{kpi_id}/points:bulk in bytes.
+    #[arg(long, env = "BESPIN_MAX_BULK_BODY_BYTES", value_parser = positive::<usize>, default_value_t = Config::default().max_bulk_body_bytes)]
+    max_bulk_body_bytes: usize,
+    /// The most connections served at once; further clients wait in the listen backlog.
+    #[arg(long, env = "BESPIN_MAX_CONNECTIONS", value_parser = positive::<usize>, default_value_t = Config::default().max_connections)]
+    max_connections: usize,
+    /// The most writes waiting for the writer; past it a write gets 503 with Retry-After.
+    #[arg(long, env = "BESPIN_WRITER_QUEUE", value_parser = positive::<usize>, default_value_t = Config::default().writer_queue)]
+    writer_queue: usize,
+    /// The most index entries one search reads; past it the search gets 422.
+    #[arg(long, env = "BESPIN_SEARCH_MAX_SCAN", value_parser = positive::<usize>, default_value_t = Config::default().search_max_scan)]
+    search_max_scan: usize,
+    /// Large writes of searchable text (bodies over 4 KiB) per tenant per second, in bursts of
+    /// 4; faster ones wait, up to 10 s, then get 429.
+    #[arg(long, env = "BESPIN_LARGE_TEXT_WRITES_PER_SEC", value_parser = rate, default_value_t = Config::default().large_text_writes_per_sec)]
+    large_text_writes_per_sec: f64,
+    /// Bearer token GET /metrics then needs (unset: /metrics is open).
+    #[arg(long, env = "BESPIN_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+}
+
+/// Parses a rate: a finite number above zero.
+fn rate(s: &str) -> Result<f64, String> {
+    positive::<f64>(s).and_then(|r| {
+        r.is_finite()
+            .then_some(r)
+            .ok_or_else(|| format!("{s} is not a finite rate"))
+    })
+}
+
+/// Parses a number above zero (limits and rates; zero would refuse everything).
+fn positive<T: std::str::FromStr + PartialOrd + Default>(s: &str) -> Result<T, String> {
+    match s.trim().parse::<T>() {
+        Ok(n) if n > T::default() => Ok(n),
+        _ => Err(format!("{s} is not a number above zero")),
+    }
 }
 
 #[derive(Args)]
@@ -197,7 +242,8 @@ fn fetch_snapshot(db: &Path, out: &Path) -> Result<(), String> {
     let mut partial = out.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
-    let mut f = std::fs::File::create(&partial).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&partial);
+    let mut f = bespin_core::files::create_private_file(&partial).map_err(|e| e.to_string())?;
     f.write_all(body)
         .and_then(|_| f.sync_all())
         .map_err(|e| e.to_string())?;
@@ -327,9 +373,7 @@ fn held_open(e: &bespin_core::Error) -> bool {
 }
 
 fn tempfile_dir() -> Result<PathBuf, String> {
-    let d = std::env::temp_dir().join(format!("bespin-check-{}", bespin_core::ids::new_id()));
-    std::fs::create_dir(&d).map_err(|e| e.to_string())?;
-    Ok(d)
+    bespin_core::files::private_temp_dir("bespin-check").map_err(|e| e.to_string())
 }
 
 fn fail(e: &str) -> ExitCode {
@@ -380,6 +424,14 @@ fn main() -> ExitCode {
     config.listen = serve.listen;
     config.db_path = serve.db;
     config.trust_proxy = serve.trust_proxy;
+    config.proxy_hops = serve.trusted_proxy_hops;
+    config.max_body_bytes = serve.max_body_bytes;
+    config.max_bulk_body_bytes = serve.max_bulk_body_bytes;
+    config.max_connections = serve.max_connections;
+    config.writer_queue = serve.writer_queue;
+    config.search_max_scan = serve.search_max_scan;
+    config.large_text_writes_per_sec = serve.large_text_writes_per_sec;
+    config.metrics_token = serve.metrics_token.filter(|t| !t.is_empty());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

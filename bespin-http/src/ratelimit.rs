@@ -27,6 +27,17 @@ impl RateLimiter {
     /// Records a request from `client` and returns `Ok`, or `Err(seconds to wait)` when the
     /// client has used its window (the rejected request is not recorded).
     pub fn check(&self, client: &str, now: Instant) -> Result<(), u64> {
+        self.admit(client, now, true)
+    }
+
+    /// Whether `client` has room in its window now (`Err(seconds to wait)` if not), without
+    /// recording anything: for limits on failures, recorded with [`RateLimiter::check`] only
+    /// when one happens.
+    pub fn peek(&self, client: &str, now: Instant) -> Result<(), u64> {
+        self.admit(client, now, false)
+    }
+
+    fn admit(&self, client: &str, now: Instant, record: bool) -> Result<(), u64> {
         if !self.settings.enabled {
             return Ok(());
         }
@@ -44,13 +55,57 @@ impl RateLimiter {
             let left = window.saturating_sub(now.duration_since(oldest));
             return Err(left.as_secs_f64().ceil().max(1.0) as u64);
         }
-        q.push_back(now);
+        if record {
+            q.push_back(now);
+        }
         Ok(())
     }
 
     /// The limit and window, for the refusal message.
     pub fn settings(&self) -> RateLimit {
         self.settings
+    }
+}
+
+/// Paces one kind of expensive request per tenant: `per_sec` on average, in bursts of up to
+/// `burst` (the generic cell rate algorithm: each tenant has a time at which its next request
+/// is due). A request ahead of its tenant's pace is told to wait until it is due; one that would
+/// wait longer than `max_wait` is refused with the seconds until it could come back.
+pub struct Pacer {
+    interval: Duration,
+    tolerance: Duration,
+    max_wait: Duration,
+    due: Mutex<HashMap<String, Instant>>,
+}
+
+impl Pacer {
+    /// A pacer of `per_sec` requests a second per tenant, bursts of `burst`, waits up to
+    /// `max_wait`.
+    pub fn new(per_sec: f64, burst: u32, max_wait: Duration) -> Pacer {
+        let interval = Duration::from_secs_f64(1.0 / per_sec.max(0.001));
+        Pacer {
+            interval,
+            tolerance: interval * burst.max(1).saturating_sub(1),
+            max_wait,
+            due: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Books a request of `tenant` at `now`: `Ok(how long to wait)` (zero when on pace), or
+    /// `Err(seconds to come back)` when it would wait past `max_wait` (nothing booked).
+    pub fn book(&self, tenant: &str, now: Instant) -> Result<Duration, u64> {
+        let mut due = self.due.lock().unwrap_or_else(|p| p.into_inner());
+        if due.len() > 100_000 {
+            due.retain(|_, t| *t > now);
+        }
+        let next = due.get(tenant).copied().unwrap_or(now).max(now);
+        let start = next.checked_sub(self.tolerance).unwrap_or(now).max(now);
+        let wait = start - now;
+        if wait > self.max_wait {
+            return Err((wait - self.max_wait).as_secs_f64().ceil().max(1.0) as u64);
+        }
+        due.insert(tenant.to_owned(), next + self.interval);
+        Ok(wait)
     }
 }
 
@@ -161,6 +216,31 @@ mod tests {
         assert_eq!(l.check("a", t0 + Duration::from_secs(20)), Err(40));
         assert!(l.check("b", t0 + Duration::from_secs(20)).is_ok());
         assert!(l.check("a", t0 + Duration::from_secs(61)).is_ok());
+    }
+
+    #[test]
+    fn a_pacer_lets_bursts_through_then_spaces_requests_and_refuses_long_waits() {
+        let p = Pacer::new(2.0, 3, Duration::from_secs(1));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(p.book("a", t0), Ok(Duration::ZERO));
+        }
+        assert_eq!(p.book("a", t0), Ok(Duration::from_millis(500)));
+        assert_eq!(p.book("a", t0), Ok(Duration::from_secs(1)));
+        assert_eq!(
+            p.book("a", t0),
+            Err(1),
+            "a wait of 1.5 s is past the 1 s allowed"
+        );
+        assert_eq!(
+            p.book("b", t0),
+            Ok(Duration::ZERO),
+            "each tenant has its own pace"
+        );
+        assert_eq!(
+            p.book("a", t0 + Duration::from_secs(10)),
+            Ok(Duration::ZERO)
+        );
     }
 
     #[test]

@@ -2,20 +2,53 @@
 
 use crate::AppState;
 use crate::error::ApiError;
+use bespin_core::Bespin;
+use bespin_core::idempotency::Stored;
 use bytes::Bytes;
 use hyper::StatusCode;
 use serde::Serialize;
 
-/// A write a reply waits for: run on the database's writer thread; its error, if any, is the
-/// answer instead of the reply.
-pub struct AfterWrite(pub(crate) Box<WriteFn>);
+/// A write a reply waits for: run on the database's writer thread, which runs nothing else of
+/// the request (the handler parsed and authenticated it already). Its error, or its commit's,
+/// is the answer instead of the reply.
+pub struct AfterWrite {
+    pub(crate) run: Box<WriteFn>,
+    /// The write accompanies a read (metering): it is answered as
+    /// [`crate::config::ReadMetering`] says, not necessarily once durable.
+    pub(crate) metered_read: bool,
+}
 
 /// The write of an [`AfterWrite`].
-pub(crate) type WriteFn = dyn FnOnce(&AppState) -> Result<(), ApiError> + Send;
+pub(crate) type WriteFn = dyn FnOnce(&Bespin) -> bespin_core::Result<Made> + Send;
+
+/// What a write makes of the reply it is attached to.
+pub(crate) enum Made {
+    /// The reply stands as it is (a metered read: the reply was made before the write).
+    Attached,
+    /// The reply is rendered from the write's value, off the writer thread, once the write is
+    /// durable.
+    Render(Box<dyn FnOnce() -> Reply + Send>),
+}
 
 impl std::fmt::Debug for AfterWrite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("AfterWrite")
+    }
+}
+
+/// Work a handler hands to the background lane: it runs there in `turn`'s turn and makes the
+/// reply (which may still carry a write).
+pub struct Later {
+    pub(crate) turn: String,
+    pub(crate) run: Box<LaterFn>,
+}
+
+/// The work of a [`Later`].
+pub(crate) type LaterFn = dyn FnOnce(&AppState) -> Result<Reply, ApiError> + Send;
+
+impl std::fmt::Debug for Later {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Later")
     }
 }
 
@@ -32,6 +65,8 @@ pub struct Reply {
     pub headers: Vec<(&'static str, String)>,
     /// A write that must succeed before this reply is sent (see [`Reply::after_write`]).
     pub after: Option<AfterWrite>,
+    /// Work to go on with in the background lane instead (see [`Reply::in_lane`]).
+    pub later: Option<Later>,
 }
 
 impl Reply {
@@ -64,7 +99,18 @@ impl Reply {
             body: body.into(),
             headers: Vec::new(),
             after: None,
+            later: None,
         }
+    }
+
+    /// 200 with the JSON an idempotent operation stored, as stored: a replay answers the same
+    /// bytes as the first run, never parsed again.
+    pub fn stored<T: serde::de::DeserializeOwned>(stored: &Stored<T>) -> Reply {
+        Reply::raw(
+            StatusCode::OK,
+            "application/json",
+            Bytes::copy_from_slice(stored.json()),
+        )
     }
 
     /// An HTML page.
@@ -86,17 +132,54 @@ impl Reply {
         )
     }
 
+    /// The reply to a write request: `op` runs on the database's writer thread (all of it
+    /// that runs there: parsing and authentication are done), and once the commit holding its
+    /// writes is durable, `render` makes the reply from its value, off the writer. An error of
+    /// `op` or of the commit is the answer instead (validation items located in the body).
+    pub fn write<T: Send + 'static>(
+        op: impl FnOnce(&Bespin) -> bespin_core::Result<T> + Send + 'static,
+        render: fn(&T) -> Reply,
+    ) -> Reply {
+        let run = move |db: &Bespin| {
+            let value = op(db)?;
+            Ok(Made::Render(Box::new(move || render(&value))))
+        };
+        let mut placeholder = Reply::raw(StatusCode::OK, "application/json", Bytes::new());
+        placeholder.after = Some(AfterWrite {
+            run: Box::new(run),
+            metered_read: false,
+        });
+        placeholder
+    }
+
     /// This reply, sent only once `write` has run on the writer thread and succeeded (and its
     /// commit is durable, unless the server defers metered reads: [`crate::config::ReadMetering`]);
     /// if `write` fails, its error is the answer. For reads that a write must accompany (the
-    /// metered search): the read runs on the runtime's worker, only the write queues for the
-    /// writer.
+    /// metered search): the read runs off the writer, only the write queues for it.
     pub fn after_write(
         mut self,
-        write: impl FnOnce(&AppState) -> Result<(), ApiError> + Send + 'static,
+        write: impl FnOnce(&Bespin) -> bespin_core::Result<()> + Send + 'static,
     ) -> Reply {
-        self.after = Some(AfterWrite(Box::new(write)));
+        self.after = Some(AfterWrite {
+            run: Box::new(move |db: &Bespin| write(db).map(|()| Made::Attached)),
+            metered_read: true,
+        });
         self
+    }
+
+    /// The reply is made by `work` in the background lane ([`crate::lane`]), in `turn`'s turn
+    /// (the tenant's id): for a handler that found, after cheap checks, that its request is
+    /// expensive (a search past its first budget).
+    pub fn in_lane(
+        turn: String,
+        work: impl FnOnce(&AppState) -> Result<Reply, ApiError> + Send + 'static,
+    ) -> Reply {
+        let mut placeholder = Reply::raw(StatusCode::OK, "application/json", Bytes::new());
+        placeholder.later = Some(Later {
+            turn,
+            run: Box::new(work),
+        });
+        placeholder
     }
 
     /// The same reply with one more header.

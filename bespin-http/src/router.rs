@@ -14,17 +14,29 @@ use std::collections::HashMap;
 /// A synchronous handler; the pipeline runs it where its route's [`RunOn`] says.
 pub type Handler = fn(&AppState, &Req) -> Result<Reply, ApiError>;
 
-/// Where a handler runs.
+/// Where a handler runs. Never on the database's writer thread: a write handler parses and
+/// authenticates where it runs and hands only its operation to the writer
+/// ([`crate::reply::Reply::write`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunOn {
-    /// On the runtime's worker: quick snapshot reads, saving a thread hop.
+    /// On the runtime's worker: quick snapshot reads and the parsing of small write bodies,
+    /// saving a thread hop. A body over [`crate::pipeline::LARGE_BODY`] goes to the blocking
+    /// pool instead.
     Worker,
-    /// On the blocking pool: slow reads, and writes whose parsing is heavy enough to be worth
-    /// doing in parallel (bulk ingest) before they queue for the shared batch.
+    /// In the background lane ([`crate::lane`]): low priority, turns across tenants. Writes
+    /// whose parsing is heavy (bulk ingest), and any body over `LARGE_BODY`.
+    Lane,
+    /// On the blocking pool: operator work that takes long (console pages, snapshots).
     Blocking,
-    /// On the database's writer thread: writes. The whole handler runs there and its reply is
-    /// sent once the batch holding its writes is durable, with no thread switch per request.
-    Writer,
+}
+
+/// Which body limit a route has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLimit {
+    /// `Config::max_body_bytes` (default 1 MiB).
+    Default,
+    /// `Config::max_bulk_body_bytes` (bulk ingest; default 10 MiB).
+    Bulk,
 }
 
 /// One route.
@@ -39,6 +51,19 @@ pub struct Route {
     pub doc: Doc,
     /// Where the handler runs.
     pub run_on: RunOn,
+    /// Its largest body.
+    pub body_limit: BodyLimit,
+    /// Whether a large body here is paced per tenant (writes of searchable text, whose index
+    /// entries make them the most expensive writes: see `Config::large_text_writes_per_sec`).
+    pub paced: bool,
+}
+
+impl Route {
+    /// The same route, pacing large bodies per tenant.
+    pub fn paced(mut self) -> Route {
+        self.paced = true;
+        self
+    }
 }
 
 /// What routing found.

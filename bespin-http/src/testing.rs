@@ -45,10 +45,12 @@ impl TestResponse {
 }
 
 impl TestServer {
-    /// Starts a server with an in-memory database and `config` (its listen address is ignored).
+    /// Starts a server with an in-memory database opened with `config`'s options (its listen
+    /// address and database path are ignored).
     pub fn start(config: Config) -> TestServer {
+        let clock = std::sync::Arc::new(bespin_core::time::SystemClock);
         Self::start_with(
-            Bespin::open_in_memory().expect("in-memory database"),
+            Bespin::open_in_memory_with(clock, config.core_options()).expect("in-memory database"),
             config,
         )
     }

@@ -137,6 +137,42 @@ fn bespin(args: &[&str], env: &[(&str, &std::path::Path)]) -> (i32, String, Stri
     )
 }
 
+#[cfg(unix)]
+#[test]
+fn the_database_and_its_backups_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bespin.redb");
+    let port = free_port();
+    let child = start(&db, port);
+    assert_eq!(mode(&db), 0o600, "the database file");
+    let backup = |out: &std::path::Path| {
+        let status = Command::new(env!("CARGO_BIN_EXE_bespin"))
+            .args(["backup", "--db"])
+            .arg(&db)
+            .arg("--out")
+            .arg(out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        mode(out)
+    };
+    assert_eq!(
+        backup(&dir.path().join("online.redb")),
+        0o600,
+        "fetched from the server"
+    );
+    assert!(stop(child).success());
+    assert_eq!(
+        backup(&dir.path().join("offline.redb")),
+        0o600,
+        "copied here"
+    );
+}
+
 #[test]
 fn help_version_and_usage_errors() {
     let (code, out, _) = bespin(&["--help"], &[]);
@@ -167,6 +203,14 @@ fn help_version_and_usage_errors() {
                 "BESPIN_DB",
                 "BESPIN_TRUST_PROXY",
                 "BESPIN_LOG_FORMAT",
+                "BESPIN_TRUSTED_PROXY_HOPS",
+                "BESPIN_MAX_BODY_BYTES",
+                "BESPIN_MAX_BULK_BODY_BYTES",
+                "BESPIN_MAX_CONNECTIONS",
+                "BESPIN_WRITER_QUEUE",
+                "BESPIN_SEARCH_MAX_SCAN",
+                "BESPIN_LARGE_TEXT_WRITES_PER_SEC",
+                "BESPIN_METRICS_TOKEN",
                 "PLATFORM_ADMIN_KEY",
                 "DEV_CONSOLE_KEY",
             ][..],

@@ -4,6 +4,7 @@ use crate::convert::{Body, date_arg, idempotency_key, py_to_json};
 use crate::handle::{PySession, call_json};
 use bespin_core::LocPart;
 use bespin_core::briefs::{BriefPage, MaterializeRequest};
+use bespin_core::idempotency::Stored;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
@@ -43,6 +44,7 @@ impl PySession {
                 &idempotency_key,
                 MaterializeRequest::from_json(&body)?,
             )
+            .and_then(Stored::into_value)
         })
     }
 

@@ -97,7 +97,7 @@ fn class_name(kind: ErrorKind) -> &'static str {
         ErrorKind::NotFound => "NotFound",
         ErrorKind::Conflict => "Conflict",
         ErrorKind::QuotaExceeded => "QuotaExceeded",
-        ErrorKind::Internal => "BespinError",
+        ErrorKind::Internal | ErrorKind::Unavailable => "BespinError",
     }
 }
 

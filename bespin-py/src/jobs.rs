@@ -4,6 +4,7 @@ use crate::briefs::materialize_body;
 use crate::convert::idempotency_key;
 use crate::handle::{PySession, call_json};
 use bespin_core::briefs::MaterializeRequest;
+use bespin_core::idempotency::Stored;
 use pyo3::prelude::*;
 
 #[pymethods]
@@ -29,6 +30,7 @@ impl PySession {
                 &idempotency_key,
                 MaterializeRequest::from_json(&body)?,
             )
+            .and_then(Stored::into_value)
         })
     }
 }

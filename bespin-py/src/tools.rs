@@ -2,6 +2,7 @@
 
 use crate::convert::{Body, idempotency_key};
 use crate::handle::{PySession, call_json};
+use bespin_core::idempotency::Stored;
 use bespin_core::tools::InvokeRequest;
 use pyo3::prelude::*;
 
@@ -36,6 +37,7 @@ impl PySession {
                 &idempotency_key,
                 InvokeRequest::from_json(&body)?,
             )
+            .and_then(Stored::into_value)
         })
     }
 }

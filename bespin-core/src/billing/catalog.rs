@@ -542,7 +542,7 @@ impl NewMeteredEvent {
         let mut f = Fields::new(v)?;
         let event_key = f.req_string("event_key", Len::between(1, 100));
         let display_name = f.req_string("display_name", Len::between(1, 255));
-        let description = f.string("description", Presence::Optional, Len::ANY);
+        let description = f.string("description", Presence::Optional, Len::TEXT);
         let unit_name = f.req_string("unit_name", Len::between(1, 50));
         let credits = amount_field(&mut f, "credits_per_unit", Presence::Required);
         let price = amount_field(&mut f, "list_price_per_credit", Presence::Required);
@@ -589,7 +589,7 @@ impl MeteredEventPatch {
     pub fn from_json(v: &Value) -> Result<Self> {
         let mut f = Fields::new(v)?;
         let display_name = f.string("display_name", Presence::Optional, Len::between(1, 255));
-        let description = f.string("description", Presence::Optional, Len::ANY);
+        let description = f.string("description", Presence::Optional, Len::TEXT);
         let unit_name = f.string("unit_name", Presence::Optional, Len::between(1, 50));
         let credits = amount_field(&mut f, "credits_per_unit", Presence::Optional);
         let price = amount_field(&mut f, "list_price_per_credit", Presence::Optional);

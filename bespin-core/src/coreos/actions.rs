@@ -241,7 +241,7 @@ impl NewAction {
     pub fn from_json(v: &Value) -> Result<Self> {
         let mut f = Fields::new(v)?;
         let title = f.req_string("title", Len::between(1, 255));
-        let description = f.string("description", Presence::Optional, Len::ANY);
+        let description = f.string("description", Presence::Optional, Len::TEXT);
         let action_type = f.req_string("action_type", Len::between(1, 100));
         let payload = f.object("payload", Presence::Optional);
         let assigned = f.string(
@@ -290,7 +290,7 @@ impl ActionPatch {
     pub fn from_json(v: &Value) -> Result<Self> {
         let mut f = Fields::new(v)?;
         let title = patch_string(&mut f, "title", Len::between(1, 255), false);
-        let description = patch_string(&mut f, "description", Len::ANY, true);
+        let description = patch_string(&mut f, "description", Len::TEXT, true);
         let assigned = patch_string(&mut f, "assigned_to_user_id", Len::between(1, 36), true);
         let payload = f.object("payload", Presence::Optional);
         let status = if f.has("status") && f.raw("status").is_none() {
@@ -332,7 +332,7 @@ impl ReviewComment {
     /// Validates a request body (a JSON object; `{}` is fine).
     pub fn from_json(v: &Value) -> Result<Self> {
         let mut f = Fields::new(v)?;
-        let comment = f.string("comment", Presence::Optional, Len::ANY);
+        let comment = f.string("comment", Presence::Optional, Len::TEXT);
         f.finish()?;
         Ok(ReviewComment {
             comment: got(comment)?,

@@ -111,9 +111,9 @@ impl NewDecision {
         let mut f = Fields::new(v)?;
         let date = f.date("decision_date", Presence::Required);
         let title = f.req_string("title", Len::between(1, 255));
-        let context = f.string("context", Presence::Optional, Len::ANY);
-        let decision = f.req_string("decision", Len::NON_EMPTY);
-        let rationale = f.string("rationale", Presence::Optional, Len::ANY);
+        let context = f.string("context", Presence::Optional, Len::TEXT);
+        let decision = f.req_string("decision", Len::TEXT_REQUIRED);
+        let rationale = f.string("rationale", Presence::Optional, Len::TEXT);
         f.finish()?;
         Ok(NewDecision {
             decision_date: got(date.flatten())?,
@@ -148,9 +148,9 @@ impl DecisionPatch {
     pub fn from_json(v: &Value) -> Result<Self> {
         let mut f = Fields::new(v)?;
         let title = patch_string(&mut f, "title", Len::between(1, 255), false);
-        let context = patch_string(&mut f, "context", Len::ANY, true);
-        let decision = patch_string(&mut f, "decision", Len::NON_EMPTY, false);
-        let rationale = patch_string(&mut f, "rationale", Len::ANY, true);
+        let context = patch_string(&mut f, "context", Len::TEXT, true);
+        let decision = patch_string(&mut f, "decision", Len::TEXT_REQUIRED, false);
+        let rationale = patch_string(&mut f, "rationale", Len::TEXT, true);
         f.finish()?;
         Ok(DecisionPatch {
             title: got(title)?,

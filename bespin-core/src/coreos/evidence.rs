@@ -115,7 +115,7 @@ impl NewEvidence {
         let id = f.req_string("entity_id", Len::between(1, 36));
         let st = f.choice("source_type", Presence::Required, SOURCES, SOURCE_PATTERN);
         let sr = f.object("source_ref", Presence::Required);
-        let snippet = f.string("snippet", Presence::Optional, Len::ANY);
+        let snippet = f.string("snippet", Presence::Optional, Len::TEXT);
         f.finish()?;
         let et = got(et.flatten())?;
         Ok(NewEvidence {

@@ -12,7 +12,7 @@ use crate::billing::require_capability;
 use crate::error::{Error, Result};
 use crate::store::{Key, Order, Reader, Record, WriteTx, tables};
 use crate::time::{Date, Timestamp};
-use crate::validate::{Fields, Len, Presence, got};
+use crate::validate::{Fields, Len, NOTES_MAX, Presence, got};
 use crate::{Bespin, Ctx};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -104,7 +104,7 @@ impl NewMeeting {
         let mut f = Fields::new(v)?;
         let date = f.date("meeting_date", Presence::Required);
         let title = f.req_string("title", Len::between(1, 255));
-        let notes = f.req_string("notes", Len::NON_EMPTY);
+        let notes = f.req_string("notes", Len::between(1, NOTES_MAX));
         let link = link_fields(&mut f);
         f.finish()?;
         Ok(NewMeeting {
@@ -137,7 +137,7 @@ impl MeetingPatch {
     pub fn from_json(v: &Value) -> Result<Self> {
         let mut f = Fields::new(v)?;
         let title = patch_string(&mut f, "title", Len::between(1, 255), false);
-        let notes = patch_string(&mut f, "notes", Len::NON_EMPTY, false);
+        let notes = patch_string(&mut f, "notes", Len::between(1, NOTES_MAX), false);
         let has_t = f.has("linked_entity_type");
         let has_i = f.has("linked_entity_id");
         let link = link_fields(&mut f);

@@ -123,7 +123,7 @@ impl NewFact {
         let mut f = Fields::new(v)?;
         let category = f.choice("category", Presence::Required, CATEGORIES, CATEGORY_PATTERN);
         let key = f.req_string("fact_key", Len::between(1, 255));
-        let value = f.req_string("fact_value", Len::NON_EMPTY);
+        let value = f.req_string("fact_value", Len::TEXT_REQUIRED);
         f.finish()?;
         Ok(NewFact {
             category: got(category.flatten())?,
@@ -145,7 +145,7 @@ impl FactValue {
     /// Validates a PATCH body: `fact_value` optional, `null` is 422.
     pub fn patch_from_json(v: &Value) -> Result<Self> {
         let mut f = Fields::new(v)?;
-        let value = super::patch_string(&mut f, "fact_value", Len::NON_EMPTY, false);
+        let value = super::patch_string(&mut f, "fact_value", Len::TEXT_REQUIRED, false);
         f.finish()?;
         Ok(FactValue {
             fact_value: match got(value)? {
@@ -158,7 +158,7 @@ impl FactValue {
     /// Validates a supersede body: `fact_value` required.
     pub fn supersede_from_json(v: &Value) -> Result<Self> {
         let mut f = Fields::new(v)?;
-        let value = f.req_string("fact_value", Len::NON_EMPTY);
+        let value = f.req_string("fact_value", Len::TEXT_REQUIRED);
         f.finish()?;
         Ok(FactValue {
             fact_value: Some(got(value)?),

@@ -40,11 +40,27 @@
 //!   decisions the context, else the decision text); `null` for an empty body.
 //! - Entity types whose capability the tenant's plan lacks are skipped. `total` is the number
 //!   of matching records (before `limit`).
+//!
+//! ## Bounds
+//! Indexing and searching are bounded so that no record or query costs more than a fixed budget:
+//! - a record's words are indexed by their first [`MAX_TOKEN_CHARS`] characters, and only its
+//!   first [`MAX_RECORD_TOKENS`] distinct words are indexed (title first, then the body fields in
+//!   order); a query word, at most as long, matches a longer word exactly as the rule above says;
+//! - `q` has at most [`MAX_QUERY_CHARS`] characters and [`MAX_QUERY_WORDS`] distinct words,
+//!   each at most [`MAX_TOKEN_CHARS`] characters (422 at `["q"]` otherwise); repeated words
+//!   count once, and a word that is a prefix of another word of `q` adds nothing (the longer
+//!   one implies it) and is not searched;
+//! - the words are searched longest first, and the search stops as soon as one of them has
+//!   no match left in common with the others (the result is then empty);
+//! - a search reads at most [`crate::Options::search_max_scan`] index entries (default
+//!   [`DEFAULT_MAX_SCAN`]); one that would read more ends with 422 at `["q"]` (`value_error`:
+//!   use longer words), having read no more than that.
 
 use super::{EntityType, actions, decisions, meetings, memory, tasks};
 use crate::auth::Principal;
 use crate::billing::require_capability;
-use crate::error::{Error, Result};
+use crate::error::{Error, FieldError, LocPart, Result};
+use crate::metering::Meter;
 use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, read_str, read_str_ref, tables};
 use crate::time::Timestamp;
 use crate::validate::{Bounds, Fields, Len, Presence, got};
@@ -55,6 +71,17 @@ use std::collections::BTreeMap;
 
 const TITLE: u8 = 1;
 const BODY: u8 = 2;
+
+/// Characters of a word that are indexed (and the longest word a query may hold).
+pub const MAX_TOKEN_CHARS: usize = 64;
+/// Distinct words indexed per record.
+pub const MAX_RECORD_TOKENS: usize = 1_000;
+/// The longest `q`, in characters.
+pub const MAX_QUERY_CHARS: usize = 512;
+/// The most distinct words in `q`.
+pub const MAX_QUERY_WORDS: usize = 16;
+/// Index entries one search may read, unless [`crate::Options::search_max_scan`] says otherwise.
+pub const DEFAULT_MAX_SCAN: usize = 20_000;
 
 /// The rows of the legacy per-record token table (never read, only cleared by [`rebuild_index`]).
 pub(crate) enum LegacyDoc {}
@@ -94,18 +121,43 @@ pub(crate) fn rank_key(tenant: &str, et: EntityType, created_at: Timestamp, id: 
         .str(id)
 }
 
-/// The tokens of a record with their field masks (title and/or body), as indexed.
-pub(crate) fn doc_tokens(title: &str, bodies: &[&str]) -> BTreeMap<String, u8> {
-    let mut new: BTreeMap<String, u8> = BTreeMap::new();
-    for w in tokens(title) {
-        *new.entry(w).or_default() |= TITLE;
+/// `word` cut to its first [`MAX_TOKEN_CHARS`] characters, as indexed.
+fn cut(mut word: String) -> String {
+    if let Some((at, _)) = word.char_indices().nth(MAX_TOKEN_CHARS) {
+        word.truncate(at);
     }
-    for b in bodies {
-        for w in tokens(b) {
-            *new.entry(w).or_default() |= BODY;
+    word
+}
+
+/// The tokens of a record with their field masks (title and/or body), as indexed: its words
+/// cut to [`MAX_TOKEN_CHARS`] characters, the first [`MAX_RECORD_TOKENS`] distinct ones (title
+/// first). A word met again later still adds its field to the mask.
+pub(crate) fn doc_tokens(title: &str, bodies: &[&str]) -> BTreeMap<String, u8> {
+    fields_tokens(title, bodies, true)
+}
+
+/// The tokens layouts before 6 indexed: every word, whole (for the upgrade).
+fn uncapped_tokens(title: &str, bodies: &[&str]) -> BTreeMap<String, u8> {
+    fields_tokens(title, bodies, false)
+}
+
+fn fields_tokens(title: &str, bodies: &[&str], capped: bool) -> BTreeMap<String, u8> {
+    let mut out: BTreeMap<String, u8> = BTreeMap::new();
+    let fields = std::iter::once((title, TITLE)).chain(bodies.iter().map(|b| (*b, BODY)));
+    for (text, mask) in fields {
+        for w in tokens(text) {
+            let w = if capped { cut(w) } else { w };
+            let room = !capped || out.len() < MAX_RECORD_TOKENS;
+            match out.get_mut(&w) {
+                Some(m) => *m |= mask,
+                None if room => {
+                    out.insert(w, mask);
+                }
+                None => {}
+            }
         }
     }
-    new
+    out
 }
 
 /// What one record contributes to the search index: its type, id, title and body fields. Each
@@ -235,6 +287,30 @@ pub(crate) fn rebuild_index(tx: &mut WriteTx) -> Result<()> {
     })
 }
 
+/// Brings the index of a database of layout 2 to 5, which indexed every word whole, to the
+/// bounds of layout 6 ([`doc_tokens`]): only records with a word longer than
+/// [`MAX_TOKEN_CHARS`] or more than [`MAX_RECORD_TOKENS`] distinct words change; the others are
+/// read and left alone.
+pub(crate) fn cap_index(tx: &mut WriteTx) -> Result<()> {
+    each_record(tx, &mut |tx, tenant, rec| {
+        let Some(capped) = Indexed::of(rec) else {
+            return Ok(());
+        };
+        let d = rec.search_doc();
+        let whole = uncapped_tokens(d.title, &d.bodies);
+        if whole == capped.tokens {
+            return Ok(());
+        }
+        for w in whole.keys() {
+            tx.delete(&tables::CO_SEARCH, &capped.entry(tenant, w))?;
+        }
+        for (w, m) in &capped.tokens {
+            tx.put(&tables::CO_SEARCH, &capped.entry(tenant, w), m)?;
+        }
+        Ok(())
+    })
+}
+
 /// Writes the rank row of every indexed record (for a database of layout 2 to 4, whose index
 /// entries are current but which had no rank rows).
 pub(crate) fn rebuild_ranks(tx: &mut WriteTx) -> Result<()> {
@@ -279,8 +355,11 @@ fn each_of<R: Record + Searchable>(
 /// Query of [`Bespin::search`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchQuery {
-    /// The query text (at least 1 character).
+    /// The query text (1 to [`MAX_QUERY_CHARS`] characters).
     pub q: String,
+    /// The words searched for: those of `q`, de-duplicated, without the ones another word
+    /// implies (a prefix of it), longest first (see the module's "Bounds").
+    pub words: Vec<String>,
     /// The entity types to search, in the contract's order.
     pub types: Vec<EntityType>,
     /// At most this many results (1–100, default 50).
@@ -291,9 +370,22 @@ impl SearchQuery {
     /// Validates query values (`q`, `types`, `limit`) given as a JSON object of strings.
     /// `types` is a comma-separated list of `actions`, `tasks`, `decisions`, `meetings`,
     /// `memory`; items are trimmed, unknown items ignored; empty or absent means all types.
+    /// `q` is bounded as the module's "Bounds" say (422 `value_error` at `["q"]`).
     pub fn from_json(v: &Value) -> Result<Self> {
         let mut f = Fields::new(v)?;
-        let q = f.req_string("q", Len::NON_EMPTY);
+        let q = f.req_string("q", Len::between(1, MAX_QUERY_CHARS));
+        let words = q.as_deref().map(query_words);
+        match &words {
+            Some(w) if w.distinct > MAX_QUERY_WORDS => f.value_error(
+                "q",
+                format!("q should have at most {MAX_QUERY_WORDS} distinct words"),
+            ),
+            Some(w) if w.longest > MAX_TOKEN_CHARS => f.value_error(
+                "q",
+                format!("each word of q should have at most {MAX_TOKEN_CHARS} characters"),
+            ),
+            _ => {}
+        }
         let types = f.string("types", Presence::Optional, Len::ANY);
         let limit = f.int("limit", Presence::Optional, Bounds::range(1, 100));
         f.finish()?;
@@ -309,9 +401,43 @@ impl SearchQuery {
         };
         Ok(SearchQuery {
             q: got(q)?,
+            words: got(words)?.searched,
             types,
             limit: u64::try_from(got(limit)?.unwrap_or(50)).unwrap_or(50),
         })
+    }
+}
+
+/// The words of a query: how many distinct ones, the longest one's length in characters, and
+/// those to search (see [`SearchQuery::words`]).
+struct QueryWords {
+    distinct: usize,
+    longest: usize,
+    searched: Vec<String>,
+}
+
+fn query_words(q: &str) -> QueryWords {
+    let mut words = tokens(q);
+    words.sort_unstable();
+    words.dedup();
+    let distinct = words.len();
+    let longest = words.iter().map(|w| w.chars().count()).max().unwrap_or(0);
+    // Sorted, a word that is a prefix of others comes right before one of them.
+    let mut searched: Vec<String> = words
+        .iter()
+        .enumerate()
+        .filter(|(i, w)| {
+            words
+                .get(i + 1)
+                .is_none_or(|next| !next.starts_with(w.as_str()))
+        })
+        .map(|(_, w)| w.clone())
+        .collect();
+    searched.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    QueryWords {
+        distinct,
+        longest,
+        searched,
     }
 }
 
@@ -515,11 +641,18 @@ fn snippet(d: &Doc, q: &[String]) -> Option<String> {
         .map(|s| first_chars(s, 100))
 }
 
-/// Runs a search in the tenant over the types in `q` that the plan grants.
+/// Runs a search in the tenant over the types in `q` that the plan grants, reading at most
+/// `max_scan` index entries: `None` when it would need more.
 ///
-/// Cost: one range scan of the index per query word, one rank row read per matching record,
+/// Cost: one range scan of the index per searched word (longest first, stopping once no record
+/// can match), at most `max_scan` index entries in all, one rank row read per matching record,
 /// then the record, snippet and rendering of the returned page only.
-pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<SearchResults> {
+pub(crate) fn run(
+    r: &impl Reader,
+    tenant: &str,
+    q: &SearchQuery,
+    max_scan: usize,
+) -> Result<Option<SearchResults>> {
     let mut allowed = Vec::new();
     for t in &q.types {
         match require_capability(r, tenant, t.capability()) {
@@ -528,7 +661,8 @@ pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<Sear
             Err(e) => return Err(e),
         }
     }
-    let words = tokens(&q.q);
+    let words = &q.words;
+    let mut budget = max_scan;
     let mut hits: Vec<Hit> = Vec::new();
     if !words.is_empty() && !allowed.is_empty() {
         let tenant_part = Key::new().str(tenant);
@@ -537,10 +671,16 @@ pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<Sear
         // after its token) of the records having a word with that prefix, and where; sorted,
         // so that the words' lists meet in one merge.
         let mut acc: Option<Vec<(Vec<u8>, u8)>> = None;
-        for w in &words {
+        for w in words {
             let mut found: Vec<(Vec<u8>, u8)> = Vec::new();
             let prefix = Key::from_raw(&[tenant_part.as_bytes(), w.as_bytes()].concat());
+            let mut over = false;
             r.scan(&tables::CO_SEARCH, &prefix, Order::Asc, |k, mask: u8| {
+                if budget == 0 {
+                    over = true;
+                    return Ok(Flow::Stop);
+                }
+                budget -= 1;
                 if let Some((_, at)) = read_str_ref(k, after_tenant)
                     && let Some((et, _)) = read_str_ref(k, at)
                     && EntityType::parse(&et).is_some_and(|et| allowed.contains(&et))
@@ -549,6 +689,9 @@ pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<Sear
                 }
                 Ok(Flow::Continue)
             })?;
+            if over {
+                return Ok(None);
+            }
             // A record shows up once per indexed word with the prefix: one place, masks joined.
             found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             found.dedup_by(|next, kept| {
@@ -558,10 +701,16 @@ pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<Sear
                 }
                 same
             });
-            acc = Some(match acc {
+            let joined = match acc {
                 None => found,
                 Some(prev) => both(prev, &found),
-            });
+            };
+            // No record has every word so far: none can match, whatever the other words.
+            let decided = joined.is_empty();
+            acc = Some(joined);
+            if decided {
+                break;
+            }
         }
         let mut rank = tenant_part.as_bytes().to_vec();
         for (place, mask) in acc.unwrap_or_default() {
@@ -604,17 +753,26 @@ pub(crate) fn run(r: &impl Reader, tenant: &str, q: &SearchQuery) -> Result<Sear
             results.push(SearchHit {
                 entity_type: hit.et.as_str().to_owned(),
                 entity_id: id.into_owned(),
-                snippet: snippet(&d, &words),
+                snippet: snippet(&d, words),
                 title: d.title,
                 updated_at: hit.updated_at.to_rfc3339(),
             });
         }
     }
-    Ok(SearchResults {
+    Ok(Some(SearchResults {
         q: q.q.clone(),
         results,
         total,
-    })
+    }))
+}
+
+/// The 422 of a search that would read more than `max` index entries.
+fn too_broad(q: &SearchQuery, max: usize) -> Error {
+    Error::field(FieldError::value_error(
+        vec![LocPart::from("q")],
+        Value::String(q.q.clone()),
+        &format!("q matches more than {max} indexed words; search with longer or other words"),
+    ))
 }
 
 /// Searches (any user) inside an open transaction: [`meter`], then the search. Errors as
@@ -627,33 +785,123 @@ pub fn search(
     q: &SearchQuery,
 ) -> Result<SearchResults> {
     meter(tx, ctx, caller)?;
-    run(tx, caller.tenant_id(), q)
+    let max = ctx.options.search_max_scan;
+    run(tx, caller.tenant_id(), q, max)?.ok_or_else(|| too_broad(q, max))
 }
 
 /// Meters one search: capability `search` → quota `search_query` → the usage event.
 pub fn meter(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal) -> Result<()> {
     require_capability(tx, caller.tenant_id(), "search")?;
-    super::check_quota(tx, ctx, caller, "search_query", "search")?.record_fresh(tx, ctx, caller)
+    one_search()
+        .check(tx, ctx, caller.tenant_id())?
+        .record_fresh(tx, ctx, caller)
+}
+
+/// A search taken with [`Bespin::search_deferred`], holding its snapshot until it runs.
+pub struct DeferredSearch {
+    snapshot: std::sync::Arc<crate::store::ReadTx>,
+    tenant: String,
+    q: SearchQuery,
+    max_scan: usize,
+}
+
+impl DeferredSearch {
+    /// Runs the search: the results, or 422 at `["q"]` past the budget (as
+    /// [`Bespin::search_unmetered`]).
+    pub fn run(self) -> Result<SearchResults> {
+        run(&*self.snapshot, &self.tenant, &self.q, self.max_scan)?
+            .ok_or_else(|| too_broad(&self.q, self.max_scan))
+    }
+}
+
+impl std::fmt::Debug for DeferredSearch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeferredSearch")
+            .field("q", &self.q)
+            .finish()
+    }
+}
+
+/// Capability `search`, then the quota for one `search_query`, on a snapshot. Only whether it
+/// passes: the usage is recorded by [`meter`], which checks again in its transaction, so the
+/// snapshot's answer serves every search on it.
+fn allowed(r: &impl Reader, ctx: &Ctx, caller: &Principal) -> Result<()> {
+    let tenant = caller.tenant_id();
+    require_capability(r, tenant, "search")?;
+    r.remembered(&["quota", tenant, "search_query"], &mut || {
+        one_search().check(r, ctx, tenant).map(|_permit| ())
+    })
+}
+
+/// What one search is metered as.
+fn one_search() -> Meter<'static> {
+    Meter::one("search_query", "search")
 }
 
 impl Bespin {
-    /// `GET /v1/search`: [`Bespin::search_unmetered`], then [`Bespin::meter_search`]. The
-    /// search reads the last commit and runs outside the writer, so concurrent searches run in
-    /// parallel; only the metering queues for the single writer. Errors as the contract orders
-    /// them: entitlement (403), then `QuotaExceeded` (429); a refused search writes nothing.
+    /// `GET /v1/search`: [`Bespin::search_allowed`], [`Bespin::search_unmetered`], then
+    /// [`Bespin::meter_search`]. The search reads the last commit and runs outside the writer,
+    /// so concurrent searches run in parallel; only the metering queues for the single writer.
+    /// Errors as the contract orders them: entitlement (403), then `QuotaExceeded` (429), then a
+    /// search past its budget (422); a refused search writes nothing.
     pub fn search(&self, caller: &Principal, q: &SearchQuery) -> Result<SearchResults> {
+        self.search_allowed(caller)?;
         let out = self.search_unmetered(caller, q)?;
         self.meter_search(caller)?;
         Ok(out)
+    }
+
+    /// Whether the caller may search now, on the latest snapshot: capability `search`, then the
+    /// billing quota for one `search_query` (the contract checks both before the search). A
+    /// tenant out of credits is refused before a search costs anything; [`Bespin::meter_search`]
+    /// checks again in the transaction that records the usage, so concurrent searches never
+    /// jointly exceed the quota. Errors: entitlement, `QuotaExceeded`.
+    pub fn search_allowed(&self, caller: &Principal) -> Result<()> {
+        self.read(|r, ctx| allowed(r, ctx, caller))
     }
 
     /// The search part of [`Bespin::search`], on the latest snapshot: checks capability
     /// `search` (and skips the entity types the plan lacks). Writes nothing, so it must be
     /// followed by [`Bespin::meter_search`] before its results are shown.
     pub fn search_unmetered(&self, caller: &Principal, q: &SearchQuery) -> Result<SearchResults> {
-        self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), "search")?;
-            run(r, caller.tenant_id(), q)
+        let max = self.ctx().options.search_max_scan;
+        self.search_within(caller, q, max)?
+            .ok_or_else(|| too_broad(q, max))
+    }
+
+    /// [`Bespin::search_unmetered`], to run later on another thread ([`DeferredSearch::run`]),
+    /// on the snapshot of now: the capability is checked and the snapshot taken here, so the
+    /// thread that runs it reads only that snapshot and takes no lock that the database's
+    /// readers or writer wait on (it may run at a low priority). Errors: entitlement.
+    pub fn search_deferred(&self, caller: &Principal, q: SearchQuery) -> Result<DeferredSearch> {
+        let snapshot = self.inner.store.read()?;
+        require_capability(&*snapshot, caller.tenant_id(), "search")?;
+        Ok(DeferredSearch {
+            snapshot,
+            tenant: caller.tenant_id().to_owned(),
+            q,
+            max_scan: self.inner.options.search_max_scan,
+        })
+    }
+
+    /// [`Bespin::search_unmetered`] if it reads at most `max_scan` index entries (never more
+    /// than [`crate::Options::search_max_scan`]); `None` if it would read more (having read no
+    /// more than that). Checks capability and quota first, as [`Bespin::search_allowed`]. For a caller that runs cheap searches at
+    /// once and sends the others where they cost less (the server's background lane).
+    pub fn search_within(
+        &self,
+        caller: &Principal,
+        q: &SearchQuery,
+        max_scan: usize,
+    ) -> Result<Option<SearchResults>> {
+        self.read(|r, ctx| {
+            allowed(r, ctx, caller)?;
+            run(
+                r,
+                caller.tenant_id(),
+                q,
+                max_scan.min(ctx.options.search_max_scan),
+            )
         })
     }
 
@@ -716,6 +964,112 @@ mod tests {
         // A hundred characters, not bytes.
         let accents = "é".repeat(120);
         assert_eq!(snip(&accents, "zzz"), Some("é".repeat(100)));
+    }
+
+    /// The 422 items of a query.
+    fn refused(q: Value) -> Vec<FieldError> {
+        match SearchQuery::from_json(&q) {
+            Err(Error::Validation(items)) => items,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn queries_are_bounded_and_their_words_reduced() {
+        let words = |q: &str| SearchQuery::from_json(&json!({"q": q})).expect("q").words;
+        // Repeats count once; a word another word starts with adds nothing; longest first.
+        assert_eq!(words(&"a ".repeat(100)), ["a"]);
+        assert_eq!(words("pri Pricing board b pricing"), ["pricing", "board"]);
+        assert_eq!(words("%_ ,"), Vec::<String>::new());
+        let sixteen: Vec<String> = (0..16).map(|i| format!("w{i:02}")).collect();
+        assert_eq!(words(&sixteen.join(" ")).len(), 16);
+        let loc = |items: &[FieldError]| (items[0].kind, items[0].loc.clone());
+        let q = vec![LocPart::from("q")];
+        let items = refused(json!({"q": format!("{} w16", sixteen.join(" "))}));
+        assert_eq!(loc(&items), ("value_error", q.clone()));
+        assert!(
+            items[0].msg.contains("at most 16 distinct words"),
+            "{}",
+            items[0].msg
+        );
+        assert_eq!(words(&"x".repeat(64)).len(), 1);
+        let items = refused(json!({"q": format!("ok {}", "x".repeat(65))}));
+        assert!(
+            items[0].msg.contains("at most 64 characters"),
+            "{}",
+            items[0].msg
+        );
+        let items = refused(json!({"q": "a ".repeat(257), "limit": "0"}));
+        assert_eq!(loc(&items), ("string_too_long", q));
+        assert_eq!(items.len(), 2, "every field is reported");
+    }
+
+    #[test]
+    fn a_search_reads_at_most_its_budget_and_stops_once_decided() {
+        let clock = crate::time::ManualClock::at("2026-01-31T12:00:00Z").expect("clock");
+        let options = crate::Options {
+            search_max_scan: 30,
+            ..crate::Options::default()
+        };
+        let db = Bespin::open_in_memory_with(std::sync::Arc::new(clock), options).expect("db");
+        let (admin, _) = crate::testutil::tenant(&db);
+        // 30 index entries start with "a": ten tasks of three such words each.
+        for i in 0..10 {
+            let t = json!({"title": format!("a{i}x a{i}y a{i}z")});
+            let t = crate::coreos::tasks::NewTask::from_json(&t).expect("task");
+            db.create_task(&admin, t).expect("create");
+        }
+        let search = |q: &str| {
+            let q = SearchQuery::from_json(&json!({"q": q})).expect("q");
+            db.search(&admin, &q)
+        };
+        assert_eq!(search("a").expect("30 entries").total, 10);
+        let t = crate::coreos::tasks::NewTask::from_json(&json!({"title": "a10x zebra"}))
+            .expect("task");
+        db.create_task(&admin, t).expect("create");
+        let before = db.billing_usage(&admin, None).expect("usage").credits.used;
+        match search("a") {
+            Err(Error::Validation(items)) => {
+                assert_eq!(
+                    (items[0].kind, items[0].loc.clone()),
+                    ("value_error", vec![LocPart::from("q")])
+                );
+                assert!(items[0].msg.contains("more than 30"), "{}", items[0].msg);
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+        assert_eq!(
+            db.billing_usage(&admin, None).expect("usage").credits.used,
+            before,
+            "a refused search is not metered"
+        );
+        // The longest word goes first; when it matches nothing, the search is decided before
+        // it would read the 31 entries of "a". When it matches, "a" is read too.
+        assert_eq!(search("zzz a").expect("decided early").total, 0);
+        assert!(matches!(search("zebra a"), Err(Error::Validation(_))));
+    }
+
+    #[test]
+    fn a_tenant_out_of_credits_is_refused_before_the_search() {
+        let (db, _) = crate::testutil::db();
+        let (admin, member) = crate::testutil::tenant(&db);
+        db.search_allowed(&member).expect("allowed");
+        let tiny = json!({"plan_id": "tiny", "name": "Tiny", "included_credits": 0,
+            "overage_price_per_credit": 0.0});
+        let tiny = crate::billing::catalog::NewPlan::from_json(&tiny).expect("plan");
+        db.admin_create_plan(tiny).expect("create plan");
+        db.admin_set_plan_capabilities("tiny", vec!["search".to_owned()])
+            .expect("caps");
+        let sub = crate::billing::subscriptions::SubscriptionUpdate::from_json(
+            &json!({"plan_id": "tiny"}),
+        )
+        .expect("sub");
+        db.admin_set_subscription(admin.tenant_id(), sub)
+            .expect("subscribe");
+        assert!(matches!(
+            db.search_allowed(&member),
+            Err(Error::QuotaExceeded(_))
+        ));
     }
 
     #[test]

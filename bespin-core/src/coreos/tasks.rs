@@ -128,7 +128,7 @@ impl NewTask {
     pub fn from_json(v: &Value) -> Result<Self> {
         let mut f = Fields::new(v)?;
         let title = f.req_string("title", Len::between(1, 255));
-        let description = f.string("description", Presence::Optional, Len::ANY);
+        let description = f.string("description", Presence::Optional, Len::TEXT);
         let assigned = f.string(
             "assigned_to_user_id",
             Presence::Optional,
@@ -178,7 +178,7 @@ impl TaskPatch {
     pub fn from_json(v: &Value) -> Result<Self> {
         let mut f = Fields::new(v)?;
         let title = patch_string(&mut f, "title", Len::between(1, 255), false);
-        let description = patch_string(&mut f, "description", Len::ANY, true);
+        let description = patch_string(&mut f, "description", Len::TEXT, true);
         let assigned = patch_string(&mut f, "assigned_to_user_id", Len::between(1, 36), true);
         let priority = patch_choice(&mut f, "priority", PRIORITIES, PRIORITY_PATTERN);
         let due = patch_date(&mut f, "due_date");

@@ -17,7 +17,7 @@ use crate::Bespin;
 use crate::auth::{Permission, Principal};
 use crate::billing::require_capability;
 use crate::error::{Error, FieldError, LocPart, Result};
-use crate::store::Reader;
+use crate::store::{Flow, Reader};
 use crate::time::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
@@ -274,13 +274,15 @@ impl Downsampler {
     }
 }
 
-/// The series answer for one KPI of the tenant (which must exist).
+/// The series answer for one KPI of the tenant (which must exist), or `None` when its range
+/// holds more than `max_read` points (having read `max_read + 1` of them).
 pub(crate) fn series(
     r: &impl Reader,
     tenant: &str,
     kpi_id: &str,
     q: SeriesQuery,
-) -> Result<Series> {
+    max_read: u64,
+) -> Result<Option<Series>> {
     let prefix = kpi_key(tenant, kpi_id);
     let to = match q.to {
         Some(t) => Some(t),
@@ -297,28 +299,81 @@ pub(crate) fn series(
         _ => series::first_from(r, &prefix, Timestamp(i64::MIN))?.map(|p| p.ts),
     };
     let (Some(from), Some(to)) = (from, to) else {
-        return Ok(Series {
+        return Ok(Some(Series {
             kpi_id: kpi_id.to_owned(),
             from: None,
             to: None,
             points_in_range: 0,
             downsampled: false,
             points: Vec::new(),
-        });
+        }));
     };
     let mut d = Downsampler::new(from, to, q.max_points);
+    let mut over = false;
     if from <= to {
-        series::visit_range(r, &prefix, from, to, &mut |p| d.push(p))?;
+        series::visit_range(r, &prefix, from, to, &mut |p| {
+            over = d.seen >= max_read;
+            if over {
+                return Flow::Stop;
+            }
+            d.push(p);
+            Flow::Continue
+        })?;
+    }
+    if over {
+        return Ok(None);
     }
     let (seen, downsampled, points) = d.finish();
-    Ok(Series {
+    Ok(Some(Series {
         kpi_id: kpi_id.to_owned(),
         from: Some(format_point_ts(from)),
         to: Some(format_point_ts(to)),
         points_in_range: seen,
         downsampled,
         points: points.into_iter().map(Point::view).collect(),
-    })
+    }))
+}
+
+/// What [`Bespin::kpi_series_within`] found: the answer, or the rest of the work on the same
+/// snapshot.
+#[derive(Debug)]
+pub enum SeriesRead {
+    /// The range held at most the points allowed: the answer.
+    Done(Series),
+    /// The range holds more: [`DeferredSeries::run`] reads it whole.
+    Deferred(DeferredSeries),
+}
+
+/// A series read past its first budget, on the snapshot the checks ran on: it reads nothing
+/// else, so it can run where waiting costs others nothing (the server's background lane).
+pub struct DeferredSeries {
+    snapshot: std::sync::Arc<crate::store::ReadTx>,
+    tenant: String,
+    kpi_id: String,
+    q: SeriesQuery,
+}
+
+impl DeferredSeries {
+    /// Reads the whole range (as [`Bespin::kpi_series`]).
+    pub fn run(self) -> Result<Series> {
+        series(
+            &*self.snapshot,
+            &self.tenant,
+            &self.kpi_id,
+            self.q,
+            u64::MAX,
+        )?
+        .ok_or_else(|| Error::Internal("an unbounded series read stopped".into()))
+    }
+}
+
+impl std::fmt::Debug for DeferredSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeferredSeries")
+            .field("kpi_id", &self.kpi_id)
+            .field("q", &self.q)
+            .finish()
+    }
 }
 
 impl Bespin {
@@ -326,12 +381,36 @@ impl Bespin {
     /// (see the module doc). Checks: role `KpiRead` (`… to read KPIs`), entitlement `kpi_read`,
     /// the KPI exists (404 `KPI '<id>' not found`). An empty range is not an error.
     pub fn kpi_series(&self, caller: &Principal, kpi_id: &str, q: SeriesQuery) -> Result<Series> {
+        match self.kpi_series_within(caller, kpi_id, q, u64::MAX)? {
+            SeriesRead::Done(s) => Ok(s),
+            SeriesRead::Deferred(rest) => rest.run(),
+        }
+    }
+
+    /// [`Bespin::kpi_series`] if the range holds at most `max_read` points (having read no
+    /// more than that); else the read to finish on the same snapshot, after the same checks.
+    /// For a caller that answers cheap reads at once and sends the others where they cost
+    /// less (the server's background lane).
+    pub fn kpi_series_within(
+        &self,
+        caller: &Principal,
+        kpi_id: &str,
+        q: SeriesQuery,
+        max_read: u64,
+    ) -> Result<SeriesRead> {
         caller.require(Permission::KpiRead, "read KPIs")?;
-        self.read(|r, _| {
-            let tenant = caller.tenant_id();
-            require_capability(r, tenant, "kpi_read")?;
-            require_kpi(r, tenant, kpi_id)?;
-            series(r, tenant, kpi_id, q)
+        let snapshot = self.inner.store.read()?;
+        let tenant = caller.tenant_id();
+        require_capability(&*snapshot, tenant, "kpi_read")?;
+        require_kpi(&*snapshot, tenant, kpi_id)?;
+        Ok(match series(&*snapshot, tenant, kpi_id, q, max_read)? {
+            Some(s) => SeriesRead::Done(s),
+            None => SeriesRead::Deferred(DeferredSeries {
+                snapshot,
+                tenant: tenant.to_owned(),
+                kpi_id: kpi_id.to_owned(),
+                q,
+            }),
         })
     }
 }
@@ -565,6 +644,23 @@ mod tests {
         assert_eq!((s.points_in_range, s.downsampled), (100_000, true));
         assert!(s.points.len() <= SeriesQuery::DEFAULT_POINTS);
         assert!(s.points.iter().any(|p| p.value == 1e6));
+        // Within a budget: a range that fits is answered, a larger one is finished apart on
+        // the snapshot it was started on, with the same answer.
+        let q = SeriesQuery::default();
+        let fits = db.kpi_series_within(&admin, &id, q, 100_000).expect("fits");
+        assert!(matches!(fits, SeriesRead::Done(ref f) if *f == s));
+        let rest = match db.kpi_series_within(&admin, &id, q, 1_000).expect("over") {
+            SeriesRead::Deferred(rest) => rest,
+            SeriesRead::Done(_) => panic!("100,000 points read within a budget of 1,000"),
+        };
+        let later = wave(100_000).last().expect("points").ts.0 + 60_000_000;
+        let one_more = vec![NewPoint {
+            ts: Timestamp(later),
+            value: 0.0,
+        }];
+        db.ingest_points(&admin, &id, PointsBulk { points: one_more })
+            .expect("one more");
+        assert_eq!(rest.run().expect("deferred"), s, "read on its own snapshot");
         assert!(matches!(
             db.kpi_series(&other, &id, SeriesQuery::default()),
             Err(Error::NotFound(_))

@@ -33,7 +33,7 @@ use serde_json::Value;
 mod chart;
 pub(crate) mod series;
 
-pub use chart::{Series, SeriesQuery};
+pub use chart::{DeferredSeries, Series, SeriesQuery, SeriesRead};
 
 /// A stored KPI definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,7 +76,7 @@ impl NewKpi {
         let mut f = Fields::new(v)?;
         let name = f.req_string("name", Len::between(1, 255));
         let unit = f.string("unit", Presence::Optional, Len::at_most(50));
-        let description = f.string("description", Presence::Optional, Len::ANY);
+        let description = f.string("description", Presence::Optional, Len::TEXT);
         f.finish()?;
         Ok(NewKpi {
             name: got(name)?,

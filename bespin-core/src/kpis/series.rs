@@ -338,7 +338,7 @@ pub(crate) fn visit_range(
     prefix: &Key,
     from: Timestamp,
     to: Timestamp,
-    visit: &mut dyn FnMut(Point),
+    visit: &mut dyn FnMut(Point) -> Flow,
 ) -> Result<()> {
     let (lo, hi) = (chunk_key(prefix, from), chunk_key(prefix, to));
     let mut first = None;
@@ -368,7 +368,9 @@ pub(crate) fn visit_range(
                 chunk.push(v.point(i, ts?)?);
             }
             for p in chunk.iter().rev().filter(|p| p.ts >= from && p.ts <= to) {
-                visit(*p);
+                if let Flow::Stop = visit(*p) {
+                    return Ok(Flow::Stop);
+                }
             }
             Ok(Flow::Continue)
         },

@@ -112,8 +112,11 @@ impl SharedSnapshot {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database file at `path` and makes sure every table exists.
+    /// Opens (creating if needed, mode 0600) the database file at `path` and makes sure every
+    /// table exists.
     pub(crate) fn open(path: &Path, cache_bytes: usize) -> Result<Store> {
+        crate::files::ensure_private_file(path)
+            .map_err(|e| Error::Storage(format!("cannot create {}: {e}", path.display())))?;
         let db = redb::Database::builder()
             .set_cache_size(cache_bytes)
             .create(path)?;
@@ -827,12 +830,27 @@ impl ReadTx {
         Ok(t.len()?)
     }
 
+    /// The bytes every table's keys and values take, with the keys of their inner tree pages
+    /// (redb's `stored_bytes` + `metadata_bytes`): what grows with the data, without free or
+    /// fragmented space.
+    pub(crate) fn stored_bytes(&self) -> Result<u64> {
+        let mut total = 0;
+        for name in tables::ALL {
+            let stats = self.tx.open_table(Raw::new(name))?.stats()?;
+            total += stats.stored_bytes() + stats.metadata_bytes();
+        }
+        Ok(total)
+    }
+
     /// Copies every table as it is in this snapshot into a new database file at `path` (which
     /// must not exist yet), then closes that file. The copy is consistent: it is one read
     /// transaction, so concurrent writers neither block it nor show through. Returns the rows
     /// copied. (The one snapshot implementation: [`Store::backup`], `bespin backup`, the console
     /// download and `GET /v1/admin/backup` all come here.)
     pub(crate) fn copy_into(&self, path: &Path) -> Result<u64> {
+        crate::files::ensure_private_file(path).map_err(|e| {
+            Error::Storage(format!("backup: cannot create {}: {e}", path.display()))
+        })?;
         let dest = redb::Database::create(path)?;
         let w = dest.begin_write()?;
         let mut rows = 0u64;

@@ -19,7 +19,7 @@ pub mod kpi_summary;
 use crate::auth::{Permission, Principal};
 use crate::billing::require_capability;
 use crate::error::{Error, Result};
-use crate::idempotency::{self, Idempotency};
+use crate::idempotency::{self, Idempotency, Stored};
 use crate::limits::Activity;
 use crate::metering::Meter;
 use crate::store::{Order, RawVisitor, Reader, WriteTx};
@@ -164,15 +164,13 @@ pub fn invoke(
     caller: &Principal,
     idempotency_key: &str,
     req: InvokeRequest,
-) -> Result<Invocation> {
-    if idempotency_key.trim().is_empty() {
-        return Err(Error::MissingHeader("Idempotency-Key"));
-    }
+) -> Result<Stored<Invocation>> {
+    idempotency::check_key(idempotency_key)?;
     caller.require(Permission::InvokeTools, "invoke tools")?;
     let tenant = caller.tenant_id();
     require_capability(tx, tenant, "tools")?;
     let scope = Idempotency::new(INVOKE_ENDPOINT, idempotency_key, &req.normalized());
-    if let Some(stored) = idempotency::lookup::<Invocation>(tx, ctx, tenant, &scope)? {
+    if let Some(stored) = idempotency::lookup(tx, ctx, tenant, &scope)? {
         return Ok(stored);
     }
     let permit = Meter::one("tool_invocation", &req.tool_name)
@@ -199,8 +197,7 @@ pub fn invoke(
     )?;
     permit.record(tx, ctx, caller, &request_id)?;
     let response = Invocation { request_id, result };
-    idempotency::store(tx, ctx, tenant, &scope, &response)?;
-    Ok(response)
+    idempotency::store(tx, ctx, tenant, &scope, response)
 }
 
 impl Bespin {
@@ -226,7 +223,7 @@ impl Bespin {
         caller: &Principal,
         idempotency_key: &str,
         req: InvokeRequest,
-    ) -> Result<Invocation> {
+    ) -> Result<Stored<Invocation>> {
         self.write(|tx, ctx| invoke(tx, ctx, caller, idempotency_key, req))
     }
 }
@@ -260,13 +257,42 @@ mod tests {
     }
 
     #[test]
+    fn a_deeply_nested_answer_is_replayed_as_stored() {
+        let (db, _) = db();
+        let (admin, _) = tenant(&db);
+        // As deep as an HTTP body may carry it (serde_json reads 127 levels; the body is one).
+        let mut payload = json!(true);
+        for _ in 0..126 {
+            payload = json!({ "d": payload });
+        }
+        let body = json!({"tool_name": "echo", "payload": payload});
+        let first = db
+            .invoke_tool(&admin, "deep", req(body.clone()))
+            .expect("run");
+        // The answer nests deeper than serde_json reads by default.
+        assert!(serde_json::from_slice::<Value>(first.json()).is_err());
+        let replay = db.invoke_tool(&admin, "deep", req(body)).expect("replay");
+        assert_eq!(replay.json(), first.json());
+        assert_eq!(
+            replay
+                .into_value()
+                .expect("read back without a depth limit")
+                .result,
+            json!({ "echo": payload })
+        );
+        let report = db.check().expect("check");
+        assert!(report.violations.is_empty(), "{report}");
+    }
+
+    #[test]
     fn echo_replay_costs_nothing_and_returns_the_same_body() {
         let (db, _) = db();
         let (admin, member) = tenant(&db);
         let body = json!({"tool_name": "echo", "payload": {"n": 1.0, "s": "é"}});
-        let first = db
+        let stored = db
             .invoke_tool(&admin, "k1", req(body.clone()))
             .expect("run");
+        let first = stored.clone().into_value().expect("invocation");
         assert_eq!(first.result, json!({"echo": {"n": 1.0, "s": "é"}}));
         let after_first = trail(&db, &admin);
         assert_eq!(after_first, (1, 1));
@@ -287,10 +313,9 @@ mod tests {
                 req(json!({"payload": {"s": "é", "n": 1.0}, "tool_name": "echo", "x": 1})),
             )
             .expect("replay");
-        assert_eq!(
-            serde_json::to_string(&replay).expect("json"),
-            serde_json::to_string(&first).expect("json")
-        );
+        assert!(replay.replayed() && !stored.replayed());
+        assert_eq!(replay.json(), stored.json(), "byte for byte");
+        assert_eq!(replay.into_value().expect("invocation"), first);
         assert_eq!(trail(&db, &admin), after_first);
         assert_eq!(daily(&db), 1);
         // A replay still needs the role.
@@ -369,6 +394,7 @@ mod tests {
                 &format!("key-{n}"),
                 req(json!({"tool_name": "kpi_summary", "payload": payload})),
             )
+            .and_then(Stored::into_value)
             .expect("200")
             .result
         };

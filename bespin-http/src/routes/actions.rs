@@ -16,14 +16,14 @@ use bespin_core::coreos::actions::{
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("actions", summary, Auth::Tenant);
     vec![
-        route!(POST "/v1/actions" => create as create_action, d("Propose an action").body(schema::<NewAction>).ok(201, schema::<Action>)),
+        route!(POST "/v1/actions" => create as create_action, d("Propose an action").body(schema::<NewAction>).ok(201, schema::<Action>)).paced(),
         route!(GET "/v1/actions" => list as list_actions, d("The tenant's actions, newest first")
             .query(&[("status", "exact status, default proposed; all or empty: any"), ("created_by_user_id", "exact creator"),
                 ("assigned_to_user_id", "exact assignee"), ("limit", "1..200, default 50"), ("offset", "default 0")])
             .ok(200, schema::<ActionPage>)),
         route!(GET "/v1/actions/{action_id}" => get as get_action, d("An action with its review and execution").ok(200, schema::<ActionDetail>)),
         route!(PATCH "/v1/actions/{action_id}" => update as update_action, d("Edit or cancel a proposed action (creator or admin)")
-            .body(schema::<ActionPatch>).ok(200, schema::<Action>)),
+            .body(schema::<ActionPatch>).ok(200, schema::<Action>)).paced(),
         route!(POST "/v1/actions/{action_id}/cancel" => cancel as cancel_action, d("Cancel a proposed action (creator or admin)")
             .body(schema::<ReviewComment>).ok(200, schema::<Action>)),
         route!(POST "/v1/actions/{action_id}/approve" => approve as approve_action, d("Approve a proposed action (admin)")
@@ -39,7 +39,10 @@ fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let req = NewAction::from_json(&body)?;
-    Ok(Reply::created(&s.bespin.create_action(&caller, req)?))
+    Ok(Reply::write(
+        move |db| db.create_action(&caller, req),
+        Reply::created,
+    ))
 }
 
 fn list(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
@@ -59,53 +62,53 @@ fn update(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let patch = ActionPatch::from_json(&body)?;
-    Ok(Reply::ok(&s.bespin.update_action(
-        &caller,
-        r.param("action_id"),
-        patch,
-    )?))
+    let action_id = r.param("action_id").to_owned();
+    Ok(Reply::write(
+        move |db| db.update_action(&caller, &action_id, patch),
+        Reply::ok,
+    ))
 }
 
 fn cancel(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let req = ReviewComment::from_json(&body)?;
-    Ok(Reply::ok(&s.bespin.cancel_action(
-        &caller,
-        r.param("action_id"),
-        req,
-    )?))
+    let action_id = r.param("action_id").to_owned();
+    Ok(Reply::write(
+        move |db| db.cancel_action(&caller, &action_id, req),
+        Reply::ok,
+    ))
 }
 
 fn approve(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let req = ReviewComment::from_json(&body)?;
-    Ok(Reply::ok(&s.bespin.approve_action(
-        &caller,
-        r.param("action_id"),
-        req,
-    )?))
+    let action_id = r.param("action_id").to_owned();
+    Ok(Reply::write(
+        move |db| db.approve_action(&caller, &action_id, req),
+        Reply::ok,
+    ))
 }
 
 fn reject(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let req = ReviewComment::from_json(&body)?;
-    Ok(Reply::ok(&s.bespin.reject_action(
-        &caller,
-        r.param("action_id"),
-        req,
-    )?))
+    let action_id = r.param("action_id").to_owned();
+    Ok(Reply::write(
+        move |db| db.reject_action(&caller, &action_id, req),
+        Reply::ok,
+    ))
 }
 
 fn execute(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let req = ExecuteAction::from_json(&body)?;
-    Ok(Reply::ok(&s.bespin.execute_action(
-        &caller,
-        r.param("action_id"),
-        req,
-    )?))
+    let action_id = r.param("action_id").to_owned();
+    Ok(Reply::write(
+        move |db| db.execute_action(&caller, &action_id, req),
+        Reply::ok,
+    ))
 }

@@ -46,14 +46,18 @@ fn list_events(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 
 fn create_event(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let req = NewMeteredEvent::from_json(&admin_body(s, r)?)?;
-    Ok(Reply::created(&s.bespin.admin_create_metered_event(req)?))
+    Ok(Reply::write(
+        move |db| db.admin_create_metered_event(req),
+        Reply::created,
+    ))
 }
 
 fn update_event(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let patch = MeteredEventPatch::from_json(&admin_body(s, r)?)?;
-    Ok(Reply::ok(
-        &s.bespin
-            .admin_update_metered_event(r.param("event_key"), patch)?,
+    let event_key = r.param("event_key").to_owned();
+    Ok(Reply::write(
+        move |db| db.admin_update_metered_event(&event_key, patch),
+        Reply::ok,
     ))
 }
 
@@ -64,34 +68,44 @@ fn list_plans(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 
 fn create_plan(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let req = NewPlan::from_json(&admin_body(s, r)?)?;
-    Ok(Reply::created(&s.bespin.admin_create_plan(req)?))
+    Ok(Reply::write(
+        move |db| db.admin_create_plan(req),
+        Reply::created,
+    ))
 }
 
 fn update_plan(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let patch = PlanPatch::from_json(&admin_body(s, r)?)?;
-    Ok(Reply::ok(
-        &s.bespin.admin_update_plan(r.param("plan_id"), patch)?,
+    let plan_id = r.param("plan_id").to_owned();
+    Ok(Reply::write(
+        move |db| db.admin_update_plan(&plan_id, patch),
+        Reply::ok,
     ))
 }
 
 fn set_capabilities(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caps = catalog::capabilities_from_json(&admin_body(s, r)?)?;
-    Ok(Reply::ok(
-        &s.bespin
-            .admin_set_plan_capabilities(r.param("plan_id"), caps)?,
+    let plan_id = r.param("plan_id").to_owned();
+    Ok(Reply::write(
+        move |db| db.admin_set_plan_capabilities(&plan_id, caps),
+        Reply::ok,
     ))
 }
 
 fn set_caps(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caps = catalog::caps_from_json(&admin_body(s, r)?)?;
-    Ok(Reply::ok(
-        &s.bespin.admin_set_plan_caps(r.param("plan_id"), caps)?,
+    let plan_id = r.param("plan_id").to_owned();
+    Ok(Reply::write(
+        move |db| db.admin_set_plan_caps(&plan_id, caps),
+        Reply::ok,
     ))
 }
 
 fn set_subscription(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let req = SubscriptionUpdate::from_json(&admin_body(s, r)?)?;
-    Ok(Reply::ok(
-        &s.bespin.admin_set_subscription(r.param("tenant_id"), req)?,
+    let tenant_id = r.param("tenant_id").to_owned();
+    Ok(Reply::write(
+        move |db| db.admin_set_subscription(&tenant_id, req),
+        Reply::ok,
     ))
 }

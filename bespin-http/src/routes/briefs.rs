@@ -26,7 +26,10 @@ fn materialize(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let key = r.idempotency_key()?;
     let caller = r.principal(s)?;
     let req = MaterializeRequest::from_json(&body)?;
-    Ok(Reply::ok(&s.bespin.materialize_brief(&caller, &key, req)?))
+    Ok(Reply::write(
+        move |db| db.materialize_brief(&caller, &key, req),
+        Reply::stored,
+    ))
 }
 
 fn list(s: &AppState, r: &Req) -> Result<Reply, ApiError> {

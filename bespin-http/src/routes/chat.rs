@@ -20,5 +20,5 @@ fn chat(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let req = ChatRequest::from_json(&body)?;
-    Ok(Reply::ok(&s.bespin.chat(&caller, req)?))
+    Ok(Reply::write(move |db| db.chat(&caller, req), Reply::ok))
 }

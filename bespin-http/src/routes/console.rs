@@ -4,12 +4,17 @@
 //! Access (spec README decision 15, which tightens 50 §1.2):
 //! - off unless `DEV_CONSOLE_ENABLED=1`; off, a missing, empty or wrong key, or an unknown session
 //!   all answer `404 {"detail":"Not Found"}`, exactly like an unknown route;
-//! - the key is presented once as `?key=…` and compared in constant time. The answer is a `303`
-//!   to the same page without `key` that sets `console_session` to a fresh random token (never
-//!   the key) — `HttpOnly; SameSite=Strict; Path=/console; Max-Age=3600`;
-//! - session tokens live in memory only (a restart logs everyone out) and are compared in
-//!   constant time against every live session; as in 50 §1.2, a valid session is checked
-//!   before `key`, so it grants access even next to a wrong key.
+//! - the key is presented once as `?key=…` and compared as a digest, in constant time. The
+//!   answer is a `303` to the same page without `key` that sets `console_session` to a fresh
+//!   random token (`bcs_` + 43 characters: never the key, never like an API key) —
+//!   `HttpOnly; SameSite=Strict; Path=/console; Max-Age=3600`;
+//! - a client that presented [`FAILED_KEYS_ALLOWED`] wrong keys within
+//!   [`FAILED_KEYS_WINDOW_SECS`] seconds is answered 429 with `Retry-After` to any key until the
+//!   oldest failure leaves the window, so the key cannot be guessed at speed;
+//! - session tokens live in memory only (a restart logs everyone out), kept as their SHA-256
+//!   digests and looked up by the digest of the token presented; as in 50 §1.2, a valid
+//!   session is checked before `key`, so it grants access even next to a wrong key;
+//! - every `/console` response carries `Cache-Control: no-store` (`crate::headers`).
 //!
 //! Every database string goes through [`escape`]; rows come from the core with secrets removed
 //! (API-key digests, request hashes, stored responses), and pages link to `/assets/console.css`
@@ -18,12 +23,15 @@
 use super::pages::{CSP, with_csp};
 use super::route;
 use crate::AppState;
+use crate::config::RateLimit;
 use crate::error::ApiError;
 use crate::extract::{Req, query_ints};
 use crate::openapi::{Auth, Doc};
+use crate::ratelimit::RateLimiter;
 use crate::reply::Reply;
 use crate::router::Route;
 use bespin_core::console::Row;
+use bespin_core::ids;
 use bespin_core::{Error, FieldError, LocPart};
 use hyper::StatusCode;
 use serde_json::Value;
@@ -31,35 +39,43 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use subtle::ConstantTimeEq;
 
 /// How long a console session lasts.
 const SESSION_TTL: Duration = Duration::from_secs(3600);
 const COOKIE: &str = "console_session";
+/// Wrong console keys a client may present within [`FAILED_KEYS_WINDOW_SECS`].
+pub const FAILED_KEYS_ALLOWED: usize = 10;
+/// The window over which wrong console keys are counted, per client.
+pub const FAILED_KEYS_WINDOW_SECS: u64 = 900;
 
-/// Live console sessions: token → expiry.
+/// Live console sessions: the digest of each token → its expiry.
 #[derive(Default)]
-pub(crate) struct Sessions(Mutex<HashMap<String, Instant>>);
+pub(crate) struct Sessions(Mutex<HashMap<[u8; 32], Instant>>);
 
 impl Sessions {
     fn create(&self) -> Option<String> {
-        let token = bespin_core::ids::new_api_key().ok()?;
+        let token = ids::new_secret(ids::CONSOLE_TOKEN_PREFIX).ok()?;
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         m.retain(|_, exp| *exp > now);
-        m.insert(token.clone(), now + SESSION_TTL);
+        m.insert(ids::key_digest(&token), now + SESSION_TTL);
         Some(token)
     }
 
     fn valid(&self, presented: &str) -> bool {
         let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let mut ok = false;
-        for (token, exp) in m.iter() {
-            ok |= bool::from(token.as_bytes().ct_eq(presented.as_bytes())) && *exp > now;
-        }
-        ok
+        m.get(&ids::key_digest(presented))
+            .is_some_and(|exp| *exp > Instant::now())
     }
+}
+
+/// The counter of wrong console keys per client.
+pub(crate) fn failed_keys() -> RateLimiter {
+    RateLimiter::new(RateLimit {
+        enabled: true,
+        limit: FAILED_KEYS_ALLOWED,
+        window_secs: FAILED_KEYS_WINDOW_SECS,
+    })
 }
 
 pub fn routes() -> Vec<Route> {
@@ -95,8 +111,19 @@ fn console(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     // 50 §1.2: a valid session cookie is checked first and grants access whatever `key` says.
     let session = cookie(r).is_some_and(|t| s.console_sessions.valid(&t));
     if !session && let Some(key) = q.get("key").filter(|k| !k.is_empty()) {
-        let expected = s.config.dev_console_key.as_bytes();
-        if !bool::from(key.as_bytes().ct_eq(expected)) || expected.is_empty() {
+        let client = crate::client::key(&s.config, r.peer, &r.headers);
+        let now = Instant::now();
+        if let Err(wait) = s.console_failed_keys.peek(&client, now) {
+            return Ok(Reply::detail(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many wrong console keys; try again later",
+            )
+            .with_header("retry-after", wait.to_string()));
+        }
+        let expected = &s.config.dev_console_key;
+        if expected.is_empty() || !ids::secrets_match(expected, key) {
+            // Counted only when wrong: the limit is on guesses, not on visits.
+            let _ = s.console_failed_keys.check(&client, now);
             return Ok(not_found());
         }
         let Some(token) = s.console_sessions.create() else {

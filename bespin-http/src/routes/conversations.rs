@@ -25,7 +25,10 @@ fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let req = NewConversation::from_json(&body)?;
-    Ok(Reply::created(&s.bespin.create_conversation(&caller, req)?))
+    Ok(Reply::write(
+        move |db| db.create_conversation(&caller, req),
+        Reply::created,
+    ))
 }
 
 fn list(s: &AppState, r: &Req) -> Result<Reply, ApiError> {

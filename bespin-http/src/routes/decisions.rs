@@ -14,12 +14,12 @@ use bespin_core::coreos::decisions::{
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("decisions", summary, Auth::Tenant);
     vec![
-        route!(POST "/v1/decisions" => create as create_decision, d("Record a decision (admin)").body(schema::<NewDecision>).ok(201, schema::<Decision>)),
+        route!(POST "/v1/decisions" => create as create_decision, d("Record a decision (admin)").body(schema::<NewDecision>).ok(201, schema::<Decision>)).paced(),
         route!(GET "/v1/decisions" => list as list_decisions, d("The tenant's decisions, newest decision date first")
             .query(&[("limit", "1..100, default 50"), ("offset", "default 0")]).ok(200, schema::<DecisionPage>)),
         route!(GET "/v1/decisions/{decision_id}" => get as get_decision, d("A decision").ok(200, schema::<Decision>)),
         route!(PATCH "/v1/decisions/{decision_id}" => update as update_decision, d("Edit a decision (admin)")
-            .body(schema::<DecisionPatch>).ok(200, schema::<Decision>)),
+            .body(schema::<DecisionPatch>).ok(200, schema::<Decision>)).paced(),
     ]
 }
 
@@ -27,7 +27,10 @@ fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let req = NewDecision::from_json(&body)?;
-    Ok(Reply::created(&s.bespin.create_decision(&caller, req)?))
+    Ok(Reply::write(
+        move |db| db.create_decision(&caller, req),
+        Reply::created,
+    ))
 }
 
 fn list(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
@@ -47,9 +50,9 @@ fn update(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let patch = DecisionPatch::from_json(&body)?;
-    Ok(Reply::ok(&s.bespin.update_decision(
-        &caller,
-        r.param("decision_id"),
-        patch,
-    )?))
+    let decision_id = r.param("decision_id").to_owned();
+    Ok(Reply::write(
+        move |db| db.update_decision(&caller, &decision_id, patch),
+        Reply::ok,
+    ))
 }

@@ -24,7 +24,10 @@ fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let req = NewEvidence::from_json(&body)?;
-    Ok(Reply::created(&s.bespin.create_evidence(&caller, req)?))
+    Ok(Reply::write(
+        move |db| db.create_evidence(&caller, req),
+        Reply::created,
+    ))
 }
 
 fn list(s: &AppState, r: &Req) -> Result<Reply, ApiError> {

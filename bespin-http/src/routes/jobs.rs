@@ -22,5 +22,8 @@ fn daily_brief(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let key = r.idempotency_key()?;
     let caller = r.principal(s)?;
     let req = MaterializeRequest::from_json(&body)?;
-    Ok(Reply::ok(&s.bespin.run_daily_brief(&caller, &key, req)?))
+    Ok(Reply::write(
+        move |db| db.run_daily_brief(&caller, &key, req),
+        Reply::stored,
+    ))
 }

@@ -28,7 +28,10 @@ fn put_limits(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let limits = DailyLimits::from_json(&body)?;
-    Ok(Reply::ok(&s.bespin.set_limits(&caller, limits)?))
+    Ok(Reply::write(
+        move |db| db.set_limits(&caller, limits),
+        Reply::ok,
+    ))
 }
 
 fn daily_usage(s: &AppState, r: &Req) -> Result<Reply, ApiError> {

@@ -15,13 +15,13 @@ pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("meetings", summary, Auth::Tenant);
     vec![
         route!(POST "/v1/meetings" => create as create_meeting, d("Create a meeting note (linked_entity_type + linked_entity_id optionally link a record)")
-            .body(schema::<NewMeeting>).ok(201, schema::<MeetingNote>)),
+            .body(schema::<NewMeeting>).ok(201, schema::<MeetingNote>)).paced(),
         route!(GET "/v1/meetings" => list as list_meetings, d("The tenant's meeting notes, newest meeting date first")
             .query(&[("from", "YYYY-MM-DD, inclusive"), ("to", "YYYY-MM-DD, inclusive"), ("limit", "1..100, default 50"), ("offset", "default 0")])
             .ok(200, schema::<MeetingPage>)),
         route!(GET "/v1/meetings/{meeting_id}" => get as get_meeting, d("A meeting note").ok(200, schema::<MeetingNote>)),
         route!(PATCH "/v1/meetings/{meeting_id}" => update as update_meeting, d("Edit a meeting note (creator or admin); both link fields null clear the link")
-            .body(schema::<MeetingPatch>).ok(200, schema::<MeetingNote>)),
+            .body(schema::<MeetingPatch>).ok(200, schema::<MeetingNote>)).paced(),
     ]
 }
 
@@ -29,7 +29,10 @@ fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let req = NewMeeting::from_json(&body)?;
-    Ok(Reply::created(&s.bespin.create_meeting(&caller, req)?))
+    Ok(Reply::write(
+        move |db| db.create_meeting(&caller, req),
+        Reply::created,
+    ))
 }
 
 fn list(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
@@ -49,9 +52,9 @@ fn update(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let patch = MeetingPatch::from_json(&body)?;
-    Ok(Reply::ok(&s.bespin.update_meeting(
-        &caller,
-        r.param("meeting_id"),
-        patch,
-    )?))
+    let meeting_id = r.param("meeting_id").to_owned();
+    Ok(Reply::write(
+        move |db| db.update_meeting(&caller, &meeting_id, patch),
+        Reply::ok,
+    ))
 }

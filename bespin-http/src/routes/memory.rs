@@ -13,16 +13,16 @@ use bespin_core::coreos::memory::{FactQuery, FactValue, MemoryFact, MemoryFactPa
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("memory", summary, Auth::Tenant);
     vec![
-        route!(POST "/v1/memory/facts" => create as create_memory_fact, d("Create an active memory fact (admin)").body(schema::<NewFact>).ok(201, schema::<MemoryFact>)),
+        route!(POST "/v1/memory/facts" => create as create_memory_fact, d("Create an active memory fact (admin)").body(schema::<NewFact>).ok(201, schema::<MemoryFact>)).paced(),
         route!(GET "/v1/memory/facts" => list as list_memory_facts, d("The tenant's memory facts by category, then key")
             .query(&[("category", "exact category"), ("status", "active (default) | superseded; all or empty: any"),
                 ("limit", "1..100, default 50"), ("offset", "default 0")])
             .ok(200, schema::<MemoryFactPage>)),
         route!(GET "/v1/memory/facts/{fact_id}" => get as get_memory_fact, d("A memory fact, whatever its status").ok(200, schema::<MemoryFact>)),
         route!(PATCH "/v1/memory/facts/{fact_id}" => update as update_memory_fact, d("Correct an active fact's value in place (admin)")
-            .body(schema::<FactValue>).ok(200, schema::<MemoryFact>)),
+            .body(schema::<FactValue>).ok(200, schema::<MemoryFact>)).paced(),
         route!(POST "/v1/memory/facts/{fact_id}/supersede" => supersede as supersede_memory_fact, d("Replace an active fact with a new version (admin); answers the new version")
-            .body(schema::<FactValue>).ok(200, schema::<MemoryFact>)),
+            .body(schema::<FactValue>).ok(200, schema::<MemoryFact>)).paced(),
     ]
 }
 
@@ -30,7 +30,10 @@ fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let req = NewFact::from_json(&body)?;
-    Ok(Reply::created(&s.bespin.create_memory_fact(&caller, req)?))
+    Ok(Reply::write(
+        move |db| db.create_memory_fact(&caller, req),
+        Reply::created,
+    ))
 }
 
 fn list(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
@@ -50,20 +53,20 @@ fn update(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let req = FactValue::patch_from_json(&body)?;
-    Ok(Reply::ok(&s.bespin.update_memory_fact(
-        &caller,
-        r.param("fact_id"),
-        req,
-    )?))
+    let fact_id = r.param("fact_id").to_owned();
+    Ok(Reply::write(
+        move |db| db.update_memory_fact(&caller, &fact_id, req),
+        Reply::ok,
+    ))
 }
 
 fn supersede(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let req = FactValue::supersede_from_json(&body)?;
-    Ok(Reply::ok(&s.bespin.supersede_memory_fact(
-        &caller,
-        r.param("fact_id"),
-        req,
-    )?))
+    let fact_id = r.param("fact_id").to_owned();
+    Ok(Reply::write(
+        move |db| db.supersede_memory_fact(&caller, &fact_id, req),
+        Reply::ok,
+    ))
 }

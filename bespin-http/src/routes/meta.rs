@@ -92,7 +92,17 @@ fn readyz(s: &AppState, _: &Req) -> Result<Reply, ApiError> {
     })
 }
 
+/// Open, unless `BESPIN_METRICS_TOKEN` is set: then only `Authorization: Bearer <token>`
+/// (compared as digests) reads it, as Prometheus sends it (`authorization: {credentials: …}`).
 fn metrics(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    if let Some(expected) = &s.config.metrics_token {
+        let given = r.header("authorization");
+        let token = given.as_deref().and_then(|h| h.strip_prefix("Bearer "));
+        if !token.is_some_and(|t| bespin_core::ids::secrets_match(expected, t.trim())) {
+            return Ok(Reply::detail(StatusCode::UNAUTHORIZED, "Not authenticated")
+                .with_header("www-authenticate", "Bearer"));
+        }
+    }
     let (content_type, body) = s.metrics.negotiate(r.header("accept").as_deref());
     Ok(Reply::raw(StatusCode::OK, content_type, body))
 }
@@ -104,6 +114,14 @@ fn openapi_json(s: &AppState, _: &Req) -> Result<Reply, ApiError> {
         crate::openapi::json(s.routes()),
     ))
 }
+
+/// The Content-Security-Policy of `/docs`: Swagger UI's own scripts and styles from this
+/// origin only, no inline script. (Its components set inline styles, and the page anchors its
+/// assets with a `<base>` of this origin, hence those two allowances.)
+pub(crate) const DOCS_CSP: &str = "default-src 'self'; script-src 'self'; \
+style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
+connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; \
+frame-ancestors 'none'";
 
 fn docs(_: &AppState, r: &Req) -> Result<Reply, ApiError> {
     match crate::openapi::swagger_file(r.param("file")) {
@@ -125,7 +143,8 @@ fn docs(_: &AppState, r: &Req) -> Result<Reply, ApiError> {
                 t if t.starts_with("image/png") => "image/png",
                 _ => "application/octet-stream",
             };
-            Ok(Reply::raw(StatusCode::OK, ct, bytes))
+            Ok(Reply::raw(StatusCode::OK, ct, bytes)
+                .with_header("content-security-policy", DOCS_CSP))
         }
         None => Ok(Reply::detail(StatusCode::NOT_FOUND, "Not Found")),
     }

@@ -26,37 +26,39 @@ mod timeline;
 mod tools;
 
 use crate::router::{Route, Router};
-pub(crate) use console::Sessions as ConsoleSessions;
+pub(crate) use console::{Sessions as ConsoleSessions, failed_keys as console_failed_keys};
 
 /// Declares a route: `route!(METHOD "/path" => handler as operation_id, doc)`; the operation id
 /// names the route in `/openapi.json` (and so in generated SDKs) and must never change. Routes
-/// left out of the document (pages, assets) take no `as`. `GET` handlers are taken to be quick
-/// snapshot reads and run on the runtime's worker; every other method runs on the database's
-/// writer thread. A `GET` that a write must accompany (the metered search) reads on the worker
-/// and returns `Reply::after_write`; `, blocking` sends a handler to the blocking pool (slow
-/// reads; writes with heavy parsing).
+/// left out of the document (pages, assets) take no `as`. Handlers run on the runtime's
+/// worker: reads answer from the snapshot, writes parse and authenticate there and return
+/// `Reply::write`, whose operation alone runs on the database's writer thread. A `GET` that a
+/// write must accompany (the metered search) returns `Reply::after_write`; a handler that finds
+/// its work expensive goes on in the background lane (`Reply::in_lane`). `, blocking` sends a
+/// handler to the blocking pool (operator pages and snapshots); `, bulk` to the lane, with the
+/// larger bulk body limit (bulk ingest).
 macro_rules! route {
     ($method:ident $path:literal => $handler:path as $op:ident, $doc:expr $(, $blocking:ident)?) => {
         route!($method $path => $handler, $doc.op(stringify!($op)) $(, $blocking)?)
     };
     ($method:ident $path:literal => $handler:path, $doc:expr) => {
-        route!(@ $method $path, $handler, $doc,
-            if hyper::Method::$method == hyper::Method::GET {
-                $crate::router::RunOn::Worker
-            } else {
-                $crate::router::RunOn::Writer
-            })
+        route!(@ $method $path, $handler, $doc, Worker, Default)
     };
     ($method:ident $path:literal => $handler:path, $doc:expr, blocking) => {
-        route!(@ $method $path, $handler, $doc, $crate::router::RunOn::Blocking)
+        route!(@ $method $path, $handler, $doc, Blocking, Default)
     };
-    (@ $method:ident $path:literal, $handler:path, $doc:expr, $run_on:expr) => {
+    ($method:ident $path:literal => $handler:path, $doc:expr, bulk) => {
+        route!(@ $method $path, $handler, $doc, Lane, Bulk)
+    };
+    (@ $method:ident $path:literal, $handler:path, $doc:expr, $run_on:ident, $limit:ident) => {
         $crate::router::Route {
             method: hyper::Method::$method,
             path: $path,
             handler: $handler,
             doc: $doc,
-            run_on: $run_on,
+            run_on: $crate::router::RunOn::$run_on,
+            body_limit: $crate::router::BodyLimit::$limit,
+            paced: false,
         }
     };
 }

@@ -32,8 +32,9 @@ fn put_prefs(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let update = PrefsUpdate::from_json(&body)?;
-    Ok(Reply::ok(
-        &s.bespin.set_notification_prefs(&caller, update)?,
+    Ok(Reply::write(
+        move |db| db.set_notification_prefs(&caller, update),
+        Reply::ok,
     ))
 }
 
@@ -59,5 +60,8 @@ fn outbox(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 fn ack(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let id = parse_id(r.param("notification_id")).map_err(ApiError::path)?;
-    Ok(Reply::ok(&s.bespin.ack_notification(&caller, id)?))
+    Ok(Reply::write(
+        move |db| db.ack_notification(&caller, id),
+        Reply::ok,
+    ))
 }

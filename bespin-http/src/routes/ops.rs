@@ -10,7 +10,6 @@ use crate::reply::Reply;
 use crate::router::Route;
 use bespin_core::Error;
 use hyper::StatusCode;
-use subtle::ConstantTimeEq;
 
 pub fn routes() -> Vec<Route> {
     vec![route!(GET "/v1/admin/backup" => backup,
@@ -22,7 +21,7 @@ pub fn routes() -> Vec<Route> {
 fn authorized(s: &AppState, r: &Req) -> Result<(), ApiError> {
     if let (Some(expected), Some(given)) =
         (&s.config.control_token, r.header("x-bespin-control-token"))
-        && bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
+        && bespin_core::ids::secrets_match(expected, &given)
     {
         return Ok(());
     }
@@ -31,8 +30,8 @@ fn authorized(s: &AppState, r: &Req) -> Result<(), ApiError> {
 
 fn backup(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     authorized(s, r)?;
-    let dir = std::env::temp_dir().join(format!("bespin-backup-{}", bespin_core::ids::new_id()));
-    std::fs::create_dir(&dir).map_err(|e| ApiError::body(Error::Storage(e.to_string())))?;
+    let dir = bespin_core::files::private_temp_dir("bespin-backup")
+        .map_err(|e| ApiError::body(Error::Storage(e.to_string())))?;
     let file = dir.join("snapshot.redb");
     let out = s
         .bespin

@@ -13,16 +13,43 @@ pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("search", summary, Auth::Tenant);
     vec![
         route!(GET "/v1/search" => search as search, d("Search the tenant's actions, tasks, decisions, meeting notes and memory facts")
-            .query(&[("q", "the text to find (required)"), ("types", "comma-separated: actions, tasks, decisions, meetings, memory; default all"),
+            .query(&[("q", "the text to find (required; at most 512 characters and 16 distinct words, each at most 64 characters)"), ("types", "comma-separated: actions, tasks, decisions, meetings, memory; default all"),
                 ("limit", "1..100, default 50")])
             .ok(200, schema::<SearchResults>)),
     ]
 }
 
+/// Index entries a search may read on the runtime's worker; one that needs more goes on in the
+/// background lane, up to the server's search budget (`BESPIN_SEARCH_MAX_SCAN`), so that a
+/// broad search costs its own tenant time, not everyone's.
+const QUICK_SCAN: usize = 1_000;
+
 fn search(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
+    // The contract's order: the query's values are validated first, like every request's
+    // (10 §0.3 step 3: a missing or empty q is 422 whatever the plan), then capability and
+    // quota (`search_within` checks both before it reads the index), then the search: a tenant
+    // out of credits is refused before its search costs anything.
     let q = SearchQuery::from_json(&r.query_json()).map_err(ApiError::query)?;
-    // The search reads a snapshot here; only its metering waits for the writer.
-    let found = s.bespin.search_unmetered(&caller, &q)?;
-    Ok(Reply::ok(&found).after_write(move |s| Ok(s.bespin.meter_search(&caller)?)))
+    // The search reads a snapshot here or in the lane; only its metering waits for the writer.
+    let metered = caller.clone();
+    let meter = move |found: SearchResults| {
+        Reply::ok(&found).after_write(move |db| db.meter_search(&metered))
+    };
+    let quick = s
+        .bespin
+        .search_within(&caller, &q, QUICK_SCAN)
+        .map_err(ApiError::query)?;
+    match quick {
+        Some(found) => Ok(meter(found)),
+        None => {
+            // On this snapshot, taken here: the lane reads nothing else.
+            let search = s.bespin.search_deferred(&caller, q)?;
+            Ok(Reply::in_lane(caller.tenant_id().to_owned(), move |_| {
+                // Past the whole budget: a 422 of the query.
+                let found = search.run().map_err(ApiError::query)?;
+                Ok(meter(found))
+            }))
+        }
+    }
 }

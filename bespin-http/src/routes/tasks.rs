@@ -14,14 +14,14 @@ pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("tasks", summary, Auth::Tenant);
     vec![
         route!(POST "/v1/tasks" => create as create_task, d("Create a task (linked_entity_type + linked_entity_id optionally link a record)")
-            .body(schema::<NewTask>).ok(201, schema::<Task>)),
+            .body(schema::<NewTask>).ok(201, schema::<Task>)).paced(),
         route!(GET "/v1/tasks" => list as list_tasks, d("The tenant's tasks, by due date (undated last), then newest first")
             .query(&[("status", "todo | doing | done; all or empty: any"), ("assigned_to_user_id", "exact assignee"),
                 ("due_before", "YYYY-MM-DD, inclusive"), ("limit", "1..100, default 50"), ("offset", "default 0")])
             .ok(200, schema::<TaskPage>)),
         route!(GET "/v1/tasks/{task_id}" => get as get_task, d("A task").ok(200, schema::<Task>)),
         route!(PATCH "/v1/tasks/{task_id}" => update as update_task, d("Edit a task (creator, assignee or admin)")
-            .body(schema::<TaskPatch>).ok(200, schema::<Task>)),
+            .body(schema::<TaskPatch>).ok(200, schema::<Task>)).paced(),
         route!(POST "/v1/tasks/{task_id}/complete" => complete as complete_task, d("Mark a task done (assignee or admin); no body")
             .ok(200, schema::<Task>)),
     ]
@@ -31,7 +31,10 @@ fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let req = NewTask::from_json(&body)?;
-    Ok(Reply::created(&s.bespin.create_task(&caller, req)?))
+    Ok(Reply::write(
+        move |db| db.create_task(&caller, req),
+        Reply::created,
+    ))
 }
 
 fn list(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
@@ -49,17 +52,19 @@ fn update(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let patch = TaskPatch::from_json(&body)?;
-    Ok(Reply::ok(&s.bespin.update_task(
-        &caller,
-        r.param("task_id"),
-        patch,
-    )?))
+    let task_id = r.param("task_id").to_owned();
+    Ok(Reply::write(
+        move |db| db.update_task(&caller, &task_id, patch),
+        Reply::ok,
+    ))
 }
 
 /// The contract takes no body here and ignores any that is sent, so it is not parsed.
 fn complete(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
-    Ok(Reply::ok(
-        &s.bespin.complete_task(&caller, r.param("task_id"))?,
+    let task_id = r.param("task_id").to_owned();
+    Ok(Reply::write(
+        move |db| db.complete_task(&caller, &task_id),
+        Reply::ok,
     ))
 }

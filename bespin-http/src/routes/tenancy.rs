@@ -19,16 +19,22 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-fn create_tenant(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+fn create_tenant(_: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let req = NewTenant::from_json(&r.json()?)?;
-    Ok(Reply::created(&s.bespin.create_tenant(req)?))
+    Ok(Reply::write(
+        move |db| db.create_tenant(req),
+        Reply::created,
+    ))
 }
 
 fn create_user(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let req = NewUser::from_json(&body)?;
-    Ok(Reply::created(&s.bespin.create_user(&caller, req)?))
+    Ok(Reply::write(
+        move |db| db.create_user(&caller, req),
+        Reply::created,
+    ))
 }
 
 fn me(s: &AppState, r: &Req) -> Result<Reply, ApiError> {

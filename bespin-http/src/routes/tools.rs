@@ -27,5 +27,8 @@ fn invoke(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let key = r.idempotency_key()?;
     let caller = r.principal(s)?;
     let req = InvokeRequest::from_json(&body)?;
-    Ok(Reply::ok(&s.bespin.invoke_tool(&caller, &key, req)?))
+    Ok(Reply::write(
+        move |db| db.invoke_tool(&caller, &key, req),
+        Reply::stored,
+    ))
 }

@@ -4,11 +4,12 @@
 //! each commit, and — on a machine with few cores — handing the writer from thread to thread.
 //! Two kinds of caller share one open batch:
 //!
-//! - **The writer thread** ([`Committer::submit`]). A job (for the server, a whole request
-//!   handler) is queued and run on one long-lived thread; every write the job makes joins the
-//!   open batch, and the thread keeps taking queued jobs until the queue is empty (or the batch
-//!   is full), then commits once and calls each job's finisher with the outcome. Under load a
-//!   request costs no thread switch inside the database at all.
+//! - **The writer thread** ([`Committer::submit`]). An operation ([`Op`]) is queued with the
+//!   completer of its [`Pending`](crate::op::Pending) and run on one long-lived thread, which
+//!   keeps taking queued operations into the open batch until the queue is empty (or the batch
+//!   is full), then commits once and settles each operation's pending with its value or the
+//!   commit's error. Under load a request costs no thread switch inside the database at all,
+//!   and the thread runs nothing but core operations.
 //! - **Any other thread** ([`Committer::run`]). The caller takes the shared batch (opening one
 //!   if none is open), runs its operation in it, and then either commits the batch itself —
 //!   when nobody else is queued to add an operation — or waits until a later caller commits it.
@@ -21,38 +22,82 @@
 //! error. A failed commit fails every operation of that batch, none of which was acknowledged.
 
 use crate::error::{Error, Result};
+use crate::op::{Completer, Op};
 use crate::store::{Batch, Store, WriteTx};
-use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::time::Clock;
+use crate::{Ctx, Options};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-/// Called once the batch holding a job's writes is committed, with the commit's error if it
-/// failed (`None` also when the job made no successful write, which needs no commit).
-pub type Finisher = Box<dyn FnOnce(Option<&Error>) + Send>;
-
-/// Work for the writer thread: runs there and returns what to do once its writes are durable.
-pub type Job = Box<dyn FnOnce() -> Finisher + Send>;
-
-thread_local! {
-    /// On a writer thread: the committer it writes for (0 elsewhere).
-    static WRITER_OF: Cell<u64> = const { Cell::new(0) };
-    /// On a writer thread, while it runs jobs: the batch they write into.
-    static OPEN: RefCell<Option<Open>> = const { RefCell::new(None) };
+/// An operation queued for the writer thread, with where its outcome goes.
+trait Queued: Send {
+    /// Runs the operation in `batch`: `Ok(true)` when it succeeded (its writes stay in the
+    /// batch until the commit), `Ok(false)` when it failed and was rolled back (its caller has
+    /// its error already); `Err` when the batch can no longer be trusted (the rollback failed).
+    fn run(&mut self, batch: &mut Batch, ctx: &Ctx) -> Result<bool>;
+    /// Settles the outcome once the batch it ran in is committed (`commit` is the commit's
+    /// error, if it failed) or abandoned.
+    fn finish(self: Box<Self>, commit: Option<&Error>);
 }
 
-/// Distinguishes committers (several databases can be open in one process).
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// The batch a writer thread is filling.
-struct Open {
-    batch: Option<Batch>,
-    /// Successful operations run into it by this thread's jobs.
-    pending: usize,
-    /// Set when the batch can no longer be trusted (a rollback failed, or it could not begin).
-    broken: Option<Error>,
+/// An [`Op`] on its way through the writer: the op until it runs, then its value until the
+/// commit.
+struct Submitted<T> {
+    op: Option<Op<T>>,
+    value: Option<T>,
+    done: Option<Completer<T>>,
+    /// Settle as soon as the operation ran, without waiting for the commit (see
+    /// [`crate::Bespin::submit_deferred`]).
+    early: bool,
 }
+
+impl<T: Send + 'static> Queued for Submitted<T> {
+    fn run(&mut self, batch: &mut Batch, ctx: &Ctx) -> Result<bool> {
+        let Some(op) = self.op.take() else {
+            return Ok(false);
+        };
+        // An operation that writes nothing (a probe) is settled in its turn and adds nothing
+        // to the batch, so it never causes a commit of its own.
+        let writes = op.writes;
+        let out = batch.run(|tx: &mut WriteTx| op.call(tx, ctx));
+        let done = self.done.take();
+        match out {
+            Ok(Ok(v)) if writes && !self.early => {
+                self.value = Some(v);
+                self.done = done;
+                Ok(true)
+            }
+            Ok(out) => {
+                let counts = writes && out.is_ok();
+                if let Some(d) = done {
+                    d.complete(out);
+                }
+                Ok(counts)
+            }
+            Err(e) => {
+                if let Some(d) = done {
+                    d.complete(Err(e.clone()));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn finish(self: Box<Self>, commit: Option<&Error>) {
+        let Submitted { value, done, .. } = *self;
+        if let Some(d) = done {
+            d.complete(match (value, commit) {
+                (_, Some(e)) => Err(e.clone()),
+                (Some(v), None) => Ok(v),
+                (None, None) => Err(Error::Internal("the operation did not run".into())),
+            });
+        }
+    }
+}
+
+type Job = Box<dyn Queued>;
 
 struct Shared {
     /// The open batch, if any.
@@ -77,17 +122,15 @@ struct Writer {
 
 /// Batches operations into shared transactions.
 pub(crate) struct Committer {
-    id: u64,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    options: Options,
     shared: Mutex<Shared>,
     done: Condvar,
     /// Threads other than the writer waiting to take the shared batch.
     queued: AtomicUsize,
     /// Jobs queued for the writer thread and not yet taken by it.
     writer_queue: AtomicUsize,
-    max_batch: usize,
-    durable: bool,
-    /// The most jobs waiting for the writer thread.
-    queue_bound: usize,
     writer: Mutex<Option<Writer>>,
 }
 
@@ -131,9 +174,11 @@ fn bucket(bounds: &[f64], v: f64) -> usize {
 }
 
 impl Committer {
-    pub(crate) fn new(max_batch: usize, durable: bool, queue_bound: usize) -> Self {
+    pub(crate) fn new(store: Arc<Store>, clock: Arc<dyn Clock>, options: Options) -> Self {
         Committer {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            store,
+            clock,
+            options,
             shared: Mutex::new(Shared {
                 tx: None,
                 pending: 0,
@@ -145,9 +190,6 @@ impl Committer {
             done: Condvar::new(),
             queued: AtomicUsize::new(0),
             writer_queue: AtomicUsize::new(0),
-            max_batch: max_batch.max(1),
-            durable,
-            queue_bound: queue_bound.max(1),
             writer: Mutex::new(None),
         }
     }
@@ -156,28 +198,36 @@ impl Committer {
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `op` in the shared transaction and returns once its batch is committed — or, on
-    /// the writer thread, as soon as it ran (the writer answers its job's caller only after
-    /// the commit, through the job's finisher).
+    fn max_batch(&self) -> usize {
+        self.options.max_batch.max(1)
+    }
+
+    /// The operation context for now.
+    pub(crate) fn ctx(&self) -> Ctx {
+        Ctx {
+            now: self.clock.now(),
+            options: self.options.clone(),
+        }
+    }
+
+    /// Runs `op` in the shared transaction and returns once its batch is committed. Never call
+    /// it from an operation (the writer thread holds the batch: that would wait for ever).
     pub(crate) fn run<T>(
         &self,
-        store: &Store,
-        op: impl FnOnce(&mut WriteTx<'_, '_>) -> Result<T>,
+        op: impl FnOnce(&mut WriteTx<'_, '_>, &Ctx) -> Result<T>,
     ) -> Result<T> {
-        if WRITER_OF.get() == self.id {
-            return Self::run_in_open(op);
-        }
         self.queued.fetch_add(1, Ordering::SeqCst);
         let mut g = self.lock();
         self.queued.fetch_sub(1, Ordering::SeqCst);
         if g.tx.is_none() {
-            g.tx = Some(store.begin(self.durable)?);
+            g.tx = Some(self.store.begin(self.options.durable)?);
         }
         let outcome = {
             let Some(batch) = g.tx.as_mut() else {
                 return Err(Error::Internal("no open batch".into()));
             };
-            match batch.run(op) {
+            let ctx = self.ctx();
+            match batch.run(|tx| op(tx, &ctx)) {
                 Ok(out) => out,
                 Err(e) => {
                     // The rollback failed, so the batch cannot be trusted any more: drop it
@@ -196,7 +246,7 @@ impl Committer {
             // Nothing of ours to commit; the open (empty) batch stays for the next caller.
             return outcome;
         }
-        if self.queued.load(Ordering::SeqCst) == 0 || g.pending >= self.max_batch {
+        if self.queued.load(Ordering::SeqCst) == 0 || g.pending >= self.max_batch() {
             let error = self.commit_open(&mut g);
             return match (outcome, error) {
                 (Ok(v), None) => Ok(v),
@@ -214,59 +264,53 @@ impl Committer {
         }
     }
 
-    /// Runs `op` in the batch the writer thread is filling.
-    fn run_in_open<T>(op: impl FnOnce(&mut WriteTx<'_, '_>) -> Result<T>) -> Result<T> {
-        OPEN.with(|cell| {
-            let mut slot = cell
-                .try_borrow_mut()
-                .map_err(|_| Error::Internal("a write inside a write".into()))?;
-            let open = slot
-                .as_mut()
-                .ok_or_else(|| Error::Internal("no open batch".into()))?;
-            if let Some(e) = &open.broken {
-                return Err(e.clone());
-            }
-            let Some(batch) = open.batch.as_mut() else {
-                return Err(Error::Internal("no open batch".into()));
-            };
-            match batch.run(op) {
-                Ok(out) => {
-                    if out.is_ok() {
-                        open.pending += 1;
-                    }
-                    out
-                }
-                Err(e) => {
-                    open.broken = Some(e.clone());
-                    Err(e)
-                }
-            }
-        })
+    /// Queues `op` for the writer thread, starting the thread on first use; `done` is settled
+    /// once the batch holding it is durable (with `early`, as soon as it ran). A full queue
+    /// settles it at once with `Overloaded` (the op is dropped unrun).
+    pub(crate) fn submit<T: Send + 'static>(
+        self: &Arc<Self>,
+        op: Op<T>,
+        done: Completer<T>,
+        early: bool,
+    ) {
+        let job = Box::new(Submitted {
+            op: Some(op),
+            value: None,
+            done: Some(done),
+            early,
+        });
+        if let Err((job, e)) = self.queue(job) {
+            job.finish(Some(&e));
+        }
     }
 
-    /// Queues `job` for the writer thread, starting the thread on first use. Errors:
-    /// `Overloaded` when the queue holds its bound already (the job is dropped unrun).
-    pub(crate) fn submit(self: &Arc<Self>, store: &Arc<Store>, job: Job) -> Result<()> {
+    /// Puts `job` on the writer's queue; gives it back with the reason when it cannot.
+    fn queue(self: &Arc<Self>, job: Job) -> std::result::Result<(), (Job, Error)> {
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         if w.is_none() {
-            let (jobs, queue) = std::sync::mpsc::sync_channel(self.queue_bound);
-            let (me, store) = (Arc::clone(self), Arc::clone(store));
-            let thread = std::thread::Builder::new()
+            let (jobs, queue) = std::sync::mpsc::sync_channel(self.options.writer_queue.max(1));
+            let me = Arc::clone(self);
+            match std::thread::Builder::new()
                 .name("bespin-writer".into())
-                .spawn(move || me.writer_loop(&store, &queue))
-                .map_err(|e| Error::Internal(format!("cannot start the writer thread: {e}")))?;
-            *w = Some(Writer { jobs, thread });
+                .spawn(move || me.writer_loop(&queue))
+            {
+                Ok(thread) => *w = Some(Writer { jobs, thread }),
+                Err(e) => {
+                    let e = Error::Internal(format!("cannot start the writer thread: {e}"));
+                    return Err((job, e));
+                }
+            }
         }
         let Some(w) = w.as_ref() else {
-            return Err(Error::Internal("no writer thread".into()));
+            return Err((job, Error::Internal("no writer thread".into())));
         };
         self.writer_queue.fetch_add(1, Ordering::Relaxed);
         w.jobs.try_send((job, Instant::now())).map_err(|e| {
             self.writer_queue.fetch_sub(1, Ordering::Relaxed);
             match e {
-                TrySendError::Full(_) => Error::Overloaded,
-                TrySendError::Disconnected(_) => {
-                    Error::Internal("the writer thread has stopped".into())
+                TrySendError::Full((job, _)) => (job, Error::Overloaded),
+                TrySendError::Disconnected((job, _)) => {
+                    (job, Error::Internal("the writer thread has stopped".into()))
                 }
             }
         })
@@ -284,9 +328,8 @@ impl Committer {
         }
     }
 
-    /// The writer thread: one batch per turn, holding every job queued meanwhile.
-    fn writer_loop(&self, store: &Store, queue: &Receiver<(Job, Instant)>) {
-        WRITER_OF.set(self.id);
+    /// The writer thread: one batch per turn, holding every operation queued meanwhile.
+    fn writer_loop(&self, queue: &Receiver<(Job, Instant)>) {
         while let Ok(first) = queue.recv() {
             // Let threads waiting to add their own operation in first, so they are not starved.
             for _ in 0..64 {
@@ -296,58 +339,48 @@ impl Committer {
                 std::thread::yield_now();
             }
             let mut g = self.lock();
-            let batch = match g.tx.take() {
+            let mut batch = match g.tx.take() {
                 Some(b) => Ok(b),
-                None => store.begin(self.durable),
+                None => self.store.begin(self.options.durable),
             };
-            let open = match batch {
-                Ok(b) => Open {
-                    batch: Some(b),
-                    pending: 0,
-                    broken: None,
-                },
-                // Every job of this turn then fails with the error.
-                Err(e) => Open {
-                    batch: None,
-                    pending: 0,
-                    broken: Some(e),
-                },
-            };
-            let room = self.max_batch.saturating_sub(g.pending);
-            OPEN.with_borrow_mut(|slot| *slot = Some(open));
-            let mut waiting: Vec<Finisher> = Vec::new();
+            let room = self.max_batch().saturating_sub(g.pending);
+            let mut ran = 0usize;
+            // Operations that succeeded, settled once their batch is committed.
+            let mut waiting: Vec<Job> = Vec::new();
             let mut next = Some(first);
-            while let Some((job, queued_at)) = next.take() {
+            while let Some((mut job, queued_at)) = next.take() {
                 self.writer_queue.fetch_sub(1, Ordering::Relaxed);
                 let waited = queued_at.elapsed().as_secs_f64();
                 g.stats.queue_wait_seconds[bucket(&QUEUE_WAIT_SECONDS_BUCKETS, waited)] += 1;
                 g.stats.queue_wait_seconds_sum += waited;
-                let before = Self::open_pending();
-                let finisher = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                // A job that panicked dropped its caller's reply channel while unwinding,
-                // which is how that caller learns of it.
-                if let Ok(f) = finisher {
-                    if Self::open_pending() > before {
-                        waiting.push(f);
-                    } else {
-                        f(None);
+                let open = match &mut batch {
+                    Ok(open) => open,
+                    // The batch could not begin: this operation fails with it.
+                    Err(e) => {
+                        job.finish(Some(e));
+                        break;
+                    }
+                };
+                match job.run(open, &self.ctx()) {
+                    Ok(true) => {
+                        ran += 1;
+                        waiting.push(job);
+                    }
+                    Ok(false) => job.finish(None),
+                    Err(e) => {
+                        // The rollback failed: nothing of this batch can be trusted.
+                        batch = Err(e);
+                        break;
                     }
                 }
-                let stop = OPEN.with_borrow(|o| {
-                    o.as_ref()
-                        .is_none_or(|o| o.broken.is_some() || o.pending >= room)
-                });
-                if !stop {
+                if ran < room {
                     next = queue.try_recv().ok();
                 }
             }
-            let Some(open) = OPEN.with_borrow_mut(Option::take) else {
-                continue;
-            };
-            g.pending += open.pending;
-            let error = match (open.broken, open.batch) {
-                (None, Some(batch)) => {
-                    g.tx = Some(batch);
+            let error = match batch {
+                Ok(open) => {
+                    g.tx = Some(open);
+                    g.pending += ran;
                     if g.pending == 0 {
                         // Nothing to commit; the empty batch stays open for the next caller.
                         None
@@ -355,23 +388,17 @@ impl Committer {
                         self.commit_open(&mut g)
                     }
                 }
-                (broken, _) => {
-                    let e = broken.unwrap_or_else(|| Error::Internal("no open batch".into()));
+                Err(e) => {
                     g.tx = None;
                     self.finish(&mut g, Some(e.clone()));
                     Some(e)
                 }
             };
             drop(g);
-            for f in waiting {
-                f(error.as_ref());
+            for job in waiting {
+                job.finish(error.as_ref());
             }
         }
-    }
-
-    /// Successful operations in the writer thread's open batch.
-    fn open_pending() -> usize {
-        OPEN.with_borrow(|o| o.as_ref().map_or(0, |o| o.pending))
     }
 
     /// Commits the open batch, records the commit, and wakes its waiters; the commit's error,

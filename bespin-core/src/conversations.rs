@@ -233,6 +233,18 @@ pub(crate) fn append(
     Ok(message_id)
 }
 
+/// `POST /v1/conversations` as an operation of the standard shape ([`crate::Op::with`]): a
+/// conversation for the caller (any role may chat).
+pub fn start(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    caller: &Principal,
+    req: NewConversation,
+) -> Result<Conversation> {
+    caller.require(Permission::UseChat, "use chat")?;
+    create(tx, ctx, caller, req.title)
+}
+
 impl Bespin {
     /// Creates a conversation for the caller (any role may chat).
     pub fn create_conversation(

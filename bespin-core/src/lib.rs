@@ -35,6 +35,7 @@
 
 mod commit;
 mod error;
+pub mod op;
 mod store;
 
 pub mod audit;
@@ -67,9 +68,10 @@ mod testutil;
 
 pub use auth::{Credentials, Principal, Role};
 pub use commit::{
-    BATCH_SIZE_BUCKETS, COMMIT_SECONDS_BUCKETS, CommitStats, Finisher, QUEUE_WAIT_SECONDS_BUCKETS,
+    BATCH_SIZE_BUCKETS, COMMIT_SECONDS_BUCKETS, CommitStats, QUEUE_WAIT_SECONDS_BUCKETS,
 };
 pub use error::{DailyQuotaExceeded, Error, ErrorKind, FieldError, LocPart, QuotaExceeded, Result};
+pub use op::{Op, Pending};
 pub use store::{ReadTx, WriteTx};
 
 use std::path::Path;
@@ -95,9 +97,9 @@ pub struct Options {
     /// [`coreos::search::DEFAULT_MAX_SCAN`]); a search that would read more is refused with
     /// 422 at `["q"]`, so its cost is bounded whatever the tenant stored.
     pub search_max_scan: usize,
-    /// The most jobs waiting for the writer thread ([`Bespin::on_writer`]; default 1,024). A
-    /// job submitted while that many wait is refused at once with `Error::Overloaded`, instead of
-    /// queueing without end.
+    /// The most operations waiting for the writer thread ([`Bespin::submit`]; default 1,024).
+    /// An operation submitted while that many wait is refused at once with
+    /// `Error::Overloaded`, instead of queueing without end.
     pub writer_queue: usize,
 }
 
@@ -126,7 +128,6 @@ pub struct Ctx {
 struct Inner {
     store: Arc<store::Store>,
     committer: Arc<commit::Committer>,
-    clock: Arc<dyn Clock>,
     options: Options,
 }
 
@@ -184,16 +185,16 @@ impl Bespin {
     }
 
     fn with(store: store::Store, clock: Arc<dyn Clock>, options: Options) -> Result<Bespin> {
+        let store = Arc::new(store);
         let committer = Arc::new(commit::Committer::new(
-            options.max_batch,
-            options.durable,
-            options.writer_queue,
+            Arc::clone(&store),
+            clock,
+            options.clone(),
         ));
         let db = Bespin {
             inner: Arc::new(Inner {
-                store: Arc::new(store),
+                store,
                 committer,
-                clock,
                 options,
             }),
         };
@@ -205,10 +206,7 @@ impl Bespin {
 
     /// The operation context for now.
     pub fn ctx(&self) -> Ctx {
-        Ctx {
-            now: self.inner.clock.now(),
-            options: self.inner.options.clone(),
-        }
+        self.inner.committer.ctx()
     }
 
     /// Runs `f` in one write transaction and commits it if `f` succeeds; on error nothing of
@@ -221,28 +219,39 @@ impl Bespin {
     /// operations (group commit), is rolled back alone if it fails, and returns only once its
     /// changes are committed.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&mut WriteTx, &Ctx) -> Result<T>) -> Result<T> {
-        self.inner.committer.run(&self.inner.store, |tx| {
-            let ctx = self.ctx();
-            f(tx, &ctx)
-        })
+        self.inner.committer.run(f)
     }
 
-    /// Runs `job` on the database's writer thread (started on first use), one job at a time in
-    /// the order queued. Every write the job makes through this database joins the writer's
-    /// open batch and returns as soon as it ran; once the batch holding the job's successful
-    /// writes is committed — at once if it made none — the [`Finisher`] the job returned is
-    /// called with the commit's error, if any. Answer the job's caller from the finisher only:
-    /// that is what makes an acknowledged write durable.
-    ///
-    /// This is how the server runs a write request's operation (parsed and authenticated
-    /// before, rendered after, on other threads) without a thread switch inside the database;
-    /// jobs must not block on anything but this database. Errors: `Overloaded` when [`Options::writer_queue`] jobs wait already (the job
-    /// is dropped unrun: answer "busy, retry"); `Internal` if the writer thread cannot be
-    /// started or has stopped.
-    pub fn on_writer(&self, job: impl FnOnce() -> Finisher + Send + 'static) -> Result<()> {
-        self.inner
-            .committer
-            .submit(&self.inner.store, Box::new(job))
+    /// Runs `op` on the calling thread as one operation of the shared batch (the path of
+    /// embedders and Python: the same as every `Bespin` write method) and returns its value
+    /// once the commit holding it is durable.
+    pub fn run<T: 'static>(&self, op: Op<T>) -> Result<T> {
+        self.write(|tx, ctx| op.call(tx, ctx))
+    }
+
+    /// Queues `op` for the database's writer thread (started on first use) and returns at once;
+    /// the [`Pending`] resolves with the op's value once the commit holding it is durable, or
+    /// with its error or its commit's. The writer runs queued operations back to back in one
+    /// batch and commits them with one fsync, so a server awaiting many writes costs no thread
+    /// switch inside the database; it runs nothing but operations of the core. When
+    /// [`Options::writer_queue`] operations wait already, the pending resolves at once with
+    /// `Error::Overloaded` (answer "busy, retry").
+    pub fn submit<T: Send + 'static>(&self, op: Op<T>) -> Pending<T> {
+        self.enqueue(op, false)
+    }
+
+    /// [`Bespin::submit`], but the pending resolves as soon as the operation ran (its writes
+    /// are in the open batch and visible to nothing yet): for writes whose caller need not wait
+    /// for durability — a crash may lose them. The server uses it for the metering of reads
+    /// when told to (`BESPIN_READ_METERING=deferred`).
+    pub fn submit_deferred<T: Send + 'static>(&self, op: Op<T>) -> Pending<T> {
+        self.enqueue(op, true)
+    }
+
+    fn enqueue<T: Send + 'static>(&self, op: Op<T>, early: bool) -> Pending<T> {
+        let (pending, done) = op::pending();
+        self.inner.committer.submit(op, done, early);
+        pending
     }
 
     /// The bytes the records and their indexes take in the last commit: keys, values and the

@@ -4,7 +4,7 @@
 
 use bespin_core::metering::Meter;
 use bespin_core::tenancy::NewTenant;
-use bespin_core::{Bespin, Credentials, Error, Principal};
+use bespin_core::{Bespin, Credentials, Error, Op, Principal};
 use std::sync::Arc;
 
 fn setup(db: &Bespin) -> Principal {
@@ -121,9 +121,9 @@ fn concurrent_writers_share_commits() {
     assert_eq!(db.billing_ledger(&p, None, 1000).unwrap().items.len(), 400);
 }
 
-/// Queues `n` metered jobs on the writer thread; job `i` fails after writing when `fail(i)`.
-/// Each finisher reports (i, whether the job's write was acknowledged, whether the write was
-/// already visible to a fresh reader when the finisher ran).
+/// Submits `n` metered operations to the writer thread; operation `i` fails after writing
+/// when `fail(i)`. For each, a thread waiting on its outcome reports (i, whether the write was
+/// acknowledged, whether the write was already visible to a fresh reader when it was).
 fn queue_jobs(
     db: &Bespin,
     p: &Arc<Principal>,
@@ -132,26 +132,27 @@ fn queue_jobs(
     out: &std::sync::mpsc::Sender<(usize, bool, bool)>,
 ) {
     for i in 0..n {
+        let (db2, p2) = (db.clone(), p.clone());
+        let (before_tx, before_rx) = std::sync::mpsc::channel();
+        let pending = db.submit(Op::from_fn(move |tx, ctx| {
+            let before = db2.billing_ledger(&p2, None, 100_000).unwrap().items.len();
+            before_tx.send(before).unwrap();
+            Meter::one("search_query", "search")
+                .check_in(tx, ctx, p2.tenant_id())?
+                .record(tx, ctx, &p2, "r")?;
+            if fail(i) {
+                Err(Error::Conflict("fails after writing".into()))
+            } else {
+                Ok(())
+            }
+        }));
         let (db2, p, out) = (db.clone(), p.clone(), out.clone());
-        db.on_writer(move || {
-            let before = db2.billing_ledger(&p, None, 100_000).unwrap().items.len();
-            let r: bespin_core::Result<()> = db2.transaction(|tx, ctx| {
-                Meter::one("search_query", "search")
-                    .check_in(tx, ctx, p.tenant_id())?
-                    .record(tx, ctx, &p, "r")?;
-                if fail(i) {
-                    Err(Error::Conflict("fails after writing".into()))
-                } else {
-                    Ok(())
-                }
-            });
-            Box::new(move |commit_error| {
-                let acked = r.is_ok() && commit_error.is_none();
-                let after = db2.billing_ledger(&p, None, 100_000).unwrap().items.len();
-                out.send((i, acked, after > before)).unwrap();
-            })
-        })
-        .unwrap();
+        std::thread::spawn(move || {
+            let acked = pending.wait().is_ok();
+            let after = db2.billing_ledger(&p, None, 100_000).unwrap().items.len();
+            let before = before_rx.recv().unwrap();
+            out.send((i, acked, after > before)).unwrap();
+        });
     }
 }
 
@@ -161,28 +162,32 @@ fn writer_thread_batches_jobs_and_answers_only_after_the_commit() {
     let path = dir.path().join("w.redb");
     let db = Bespin::open(&path).unwrap();
     let p = Arc::new(setup(&db));
-    // Hold the writer on a first job until every other job is queued, so they share a batch.
+    // Hold the writer on a first job until every other job is queued, so they share a batch
+    // (it then fails, adding no operation of its own).
     let (go, wait) = std::sync::mpsc::channel::<()>();
-    db.on_writer(move || {
+    let held = db.submit(Op::from_fn(move |_, _| -> bespin_core::Result<()> {
         wait.recv().unwrap();
-        Box::new(|_| {})
-    })
-    .unwrap();
+        Err(Error::Conflict("held".into()))
+    }));
     let before = db.commit_stats();
     let (out, results) = std::sync::mpsc::channel();
     queue_jobs(&db, &p, 200, |i| i % 3 == 0, &out);
     // A job that panics does not stop the writer; its caller sees its reply channel dropped.
     let (panicked, never) = std::sync::mpsc::channel::<()>();
-    db.on_writer(move || {
+    let panicking = db.submit(Op::from_fn(move |_, _| -> bespin_core::Result<()> {
         let _keep = panicked;
-        panic!("a handler that panics")
-    })
-    .unwrap();
+        panic!("an operation that panics")
+    }));
     queue_jobs(&db, &p, 10, |_| false, &out);
     go.send(()).unwrap();
     drop(out);
     let mut got: Vec<(usize, bool, bool)> = results.iter().collect();
     assert!(never.recv().is_err(), "the panicking job never answers");
+    assert!(
+        panicking.wait().is_err(),
+        "a panicking operation fails alone"
+    );
+    assert!(held.wait().is_err());
     got.sort_unstable();
     assert_eq!(got.len(), 210);
     let acked = got.iter().filter(|(_, a, _)| *a).count();
@@ -291,4 +296,49 @@ fn readers_sharing_a_snapshot_see_every_acknowledged_write() {
     let checked: usize = readers.into_iter().map(|r| r.join().unwrap()).sum();
     assert!(checked > 0, "the readers read nothing");
     assert_eq!(created.lock().unwrap().len(), 200);
+}
+
+#[test]
+fn submitted_operations_resolve_once_durable_a_probe_commits_nothing_and_the_queue_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = bespin_core::Options {
+        writer_queue: 1,
+        ..Default::default()
+    };
+    let db = Bespin::open_with(
+        dir.path().join("q.redb"),
+        Arc::new(bespin_core::time::SystemClock),
+        options,
+    )
+    .unwrap();
+    let p = setup(&db);
+    // An operation of the core, by its function and owned arguments.
+    let task = db
+        .submit(Op::with(
+            p.clone(),
+            bespin_core::coreos::tasks::NewTask::from_json(&serde_json::json!({"title": "t"}))
+                .unwrap(),
+            bespin_core::coreos::tasks::create,
+        ))
+        .wait()
+        .unwrap();
+    assert_eq!(db.get_task(&p, &task.task_id).unwrap().title, "t");
+    // A probe runs in its turn and commits nothing.
+    let before = db.commit_stats();
+    db.submit(Op::noop()).wait().unwrap();
+    assert_eq!(db.commit_stats().commits, before.commits);
+    // With the writer held and one operation waiting, the next is refused at once.
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let (started, running) = std::sync::mpsc::channel::<()>();
+    let held = db.submit(Op::from_fn(move |_, _| {
+        started.send(()).unwrap();
+        wait.recv().unwrap();
+        Ok(())
+    }));
+    running.recv().unwrap();
+    let queued = db.submit(Op::noop());
+    assert_eq!(db.submit(Op::noop()).wait(), Err(Error::Overloaded));
+    go.send(()).unwrap();
+    held.wait().unwrap();
+    queued.wait().unwrap();
 }

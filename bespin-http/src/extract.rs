@@ -86,12 +86,7 @@ impl Req {
 
     /// The tenant credentials.
     pub fn credentials(&self) -> Credentials {
-        let (t, u, k) = (
-            self.header("x-tenant-id"),
-            self.header("x-user-id"),
-            self.header("x-api-key"),
-        );
-        Credentials::new(t.as_deref(), u.as_deref(), k.as_deref())
+        credentials(&self.headers)
     }
 
     /// Authenticates the tenant credentials (400/401/403 on failure).
@@ -141,6 +136,17 @@ impl Req {
             Err(ApiError::body(Error::NotFound("Not Found".into())))
         }
     }
+}
+
+/// The tenant credentials of `headers` (values as [`Req::header`] reads them).
+pub(crate) fn credentials(headers: &HeaderMap) -> Credentials {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+    };
+    let (t, u, k) = (h("x-tenant-id"), h("x-user-id"), h("x-api-key"));
+    Credentials::new(t.as_deref(), u.as_deref(), k.as_deref())
 }
 
 /// Whether `headers` carry the platform-admin key (compared as digests, in constant time; no

@@ -21,6 +21,7 @@ mod reply;
 pub mod request_log;
 pub mod router;
 mod routes;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use config::Config;

@@ -1,28 +1,40 @@
-//! The request pipeline: rate limit → CORS preflight → routing → body size → authentication
-//! → body → handler (on the runtime's worker, the blocking pool for routes that say so, or the
-//! background lane for large bodies and broad searches) → the handler's operation, if it writes, on the database's writer thread →
-//! CORS and security headers and the request id → one log line ([`crate::request_log`]).
+//! The request pipeline, in named stages:
 //!
-//! Nothing of a request runs on the writer but its operation: parsing, authentication and
-//! rendering happen before and after, so an anonymous or malformed request never reaches it,
-//! and the writer's bounded queue ([`bespin_core::Options::writer_queue`]) is answered with 503
-//! and `Retry-After` when full.
+//! 1. [`admit`]: the limits kept per client before anything else (tenant creation's rate);
+//!    then the CORS preflight;
+//! 2. [`find_route`]: the handler, or 404 / 405 / the redirect of a trailing slash;
+//! 3. [`authenticate`]: the body's declared size against the route's limit (413 before a byte
+//!    of it is read), the tenant credentials once (a failure is kept for the handler, which
+//!    answers it in the contract's order), the tenant's request rate;
+//! 4. [`read_body`]: the body, within its limit and the body timeout; then [`pace`] for large
+//!    writes of searchable text;
+//! 5. [`dispatch`]: the handler on the runtime's worker, the blocking pool or the background
+//!    lane; the core operation it returns ([`Reply::write`]) submitted to the database's writer
+//!    thread and awaited; the reply rendered here;
+//!
+//! then CORS and security headers and the request id, and one log line
+//! ([`crate::request_log`]). Every refusal is an [`ApiError`], answered by its one mapping.
+//!
+//! Nothing of the server runs on the writer: handlers hand it core operations ([`bespin_core::Op`])
+//! only, so an anonymous or malformed request never reaches it, and the writer's bounded queue
+//! ([`bespin_core::Options::writer_queue`]) is answered with 503 and `Retry-After` when full.
 
 use crate::AppState;
 use crate::config::ReadMetering;
-use crate::error::ApiError;
+use crate::error::{ApiError, Refusal};
 use crate::extract::Req;
 use crate::lane::Refused;
 use crate::openapi::Auth;
-use crate::reply::{Made, Reply, WriteFn};
+use crate::reply::Reply;
 use crate::request_log::RequestLog;
-use crate::router::{BodyLimit, Found, RunOn};
+use crate::router::{BodyLimit, Found, Route, RunOn};
 use crate::{cors, headers};
-use bespin_core::Principal;
+use bespin_core::{Error, Principal};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderName, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,242 +98,287 @@ async fn respond(
     path: &str,
     log: &mut RequestLog,
 ) -> (Reply, Option<&'static str>) {
-    if method == Method::POST && path == "/v1/tenants" {
-        let client = crate::client::key(&state.config, peer, req.headers());
-        if let Err(wait) = state.limiter.check(&client, Instant::now()) {
-            let s = state.limiter.settings();
-            let body = serde_json::json!({
-                "detail": format!("Rate limit exceeded. Maximum {} requests per {} seconds.", s.limit, s.window_secs),
-                "error": "rate_limit_exceeded",
-            });
-            return (
-                Reply::json(StatusCode::TOO_MANY_REQUESTS, &body)
-                    .with_header("retry-after", wait.to_string()),
-                None,
-            );
-        }
+    if let Err(e) = admit(state, peer, method, path, req.headers()) {
+        return (e.into_reply(), None);
     }
     if let Some(reply) = cors::preflight(&state.config, method, req.headers()) {
         return (reply, None);
     }
-    let (route, params) = match state.router.find(method, path) {
-        Found::Handler(route, params) => (route, params),
-        Found::MethodNotAllowed(allow) => {
-            return (
-                Reply::detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
-                    .with_header("allow", allow),
-                None,
+    let (route, params) = match find_route(state, method, path) {
+        Routed::Handler(route, params) => (route, params),
+        Routed::Redirect(to) => {
+            let reply = Reply::raw(
+                StatusCode::TEMPORARY_REDIRECT,
+                "text/plain; charset=utf-8",
+                Bytes::new(),
             );
+            return (reply.with_header("location", to), None);
         }
-        Found::NotFound => {
-            if let Some(stripped) = path
-                .strip_suffix('/')
-                .filter(|p| !p.is_empty() && state.router.has_path(p))
-            {
-                let reply = Reply::raw(
-                    StatusCode::TEMPORARY_REDIRECT,
-                    "text/plain; charset=utf-8",
-                    Bytes::new(),
-                )
-                .with_header("location", stripped.to_owned());
-                return (reply, None);
-            }
-            return (Reply::detail(StatusCode::NOT_FOUND, "Not Found"), None);
-        }
+        Routed::Refused(e) => return (e.into_reply(), None),
     };
-    let route_path = route.path;
-    let handler = route.handler;
+    let reply = match serve(state, peer, req, route, params, log).await {
+        Ok(reply) => reply,
+        Err(e) => e.into_reply(),
+    };
+    (reply, Some(route.path))
+}
+
+/// Stage 1: the limits kept per client before anything else — the rate of tenant creation
+/// (10 §7: 429 with `Retry-After`).
+fn admit(
+    state: &AppState,
+    peer: SocketAddr,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    if method == Method::POST && path == "/v1/tenants" {
+        let client = crate::client::key(&state.config, peer, headers);
+        if let Err(wait) = state.limiter.check(&client, Instant::now()) {
+            let s = state.limiter.settings();
+            let detail = format!(
+                "Rate limit exceeded. Maximum {} requests per {} seconds.",
+                s.limit, s.window_secs
+            );
+            return Err(ApiError::refused(Refusal::RateLimited(detail))
+                .with_header("retry-after", wait.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// What routing found.
+enum Routed<'a> {
+    /// The route and its path parameters.
+    Handler(&'a Route, HashMap<String, String>),
+    /// A routed path with a trailing slash: the path without it (307).
+    Redirect(String),
+    /// 405 with `Allow`, or 404.
+    Refused(ApiError),
+}
+
+/// Stage 2: the route and its path parameters, the redirect of a routed path with a trailing
+/// slash, or the refusal (405 with `Allow`, 404).
+fn find_route<'a>(state: &'a AppState, method: &Method, path: &str) -> Routed<'a> {
+    match state.router.find(method, path) {
+        Found::Handler(route, params) => Routed::Handler(route, params),
+        Found::MethodNotAllowed(allow) => Routed::Refused(
+            ApiError::refused(Refusal::MethodNotAllowed).with_header("allow", allow),
+        ),
+        Found::NotFound => match path
+            .strip_suffix('/')
+            .filter(|p| !p.is_empty() && state.router.has_path(p))
+        {
+            Some(stripped) => Routed::Redirect(stripped.to_owned()),
+            None => Routed::Refused(ApiError::body(Error::NotFound("Not Found".into()))),
+        },
+    }
+}
+
+/// Stages 3 to 5 for a routed request.
+async fn serve(
+    state: &Arc<AppState>,
+    peer: SocketAddr,
+    req: Request<hyper::body::Incoming>,
+    route: &Route,
+    params: HashMap<String, String>,
+    log: &mut RequestLog,
+) -> Result<Reply, ApiError> {
     let max_body = match route.body_limit {
         BodyLimit::Default => state.config.max_body_bytes,
         BodyLimit::Bulk => state.config.max_bulk_body_bytes,
     };
     if declared_length(req.headers()).is_some_and(|n| n > max_body as u64) {
         // Refused before a byte of it is read; the unread body makes the connection unusable.
-        return (
-            too_large().with_header("connection", "close"),
-            Some(route_path),
-        );
+        return Err(ApiError::refused(Refusal::BodyTooLarge).with_header("connection", "close"));
     }
-    let (auth, taken) = authenticate(state, req.headers());
+    let Authenticated { auth, headers } = authenticate(state, req.headers(), route).await?;
     log.tenant(
         auth.as_ref()
             .and_then(|a| a.as_ref().ok())
             .map(Principal::tenant_id),
     );
-    let mut rate_headers = Vec::new();
+    let (parts, body) = req.into_parts();
+    let answered = async {
+        let body = read_body(state, body, max_body).await?;
+        pace(state, route, body.len(), &auth).await?;
+        let request = Req {
+            body_unused: unused_body(&auth, route.doc.auth),
+            peer,
+            headers: parts.headers,
+            query: parts.uri.query().unwrap_or("").to_owned(),
+            params,
+            body,
+            auth,
+        };
+        dispatch(state, peer, route, request).await
+    };
+    match answered.await {
+        Ok(mut reply) => {
+            reply.headers.extend(headers);
+            Ok(reply)
+        }
+        Err(e) => Err(e.with_headers(headers)),
+    }
+}
+
+/// What [`authenticate`] settled.
+struct Authenticated {
+    /// The outcome of the tenant credentials: always for a route that needs them, else when
+    /// all three were sent.
+    auth: Option<Result<Principal, Error>>,
+    /// Headers every answer to the request carries (the plan's rate limit).
+    headers: Vec<(&'static str, String)>,
+}
+
+/// Stage 3: authenticates the tenant credentials once and takes a token from the tenant's
+/// bucket when its plan has a request rate (429 past it). A failure is kept for the handler,
+/// which answers it in the contract's order (a syntax error of the body first).
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    route: &Route,
+) -> Result<Authenticated, ApiError> {
+    let needs_tenant = matches!(route.doc.auth, Auth::Tenant | Auth::TenantIdempotent);
+    let credentials = crate::extract::credentials(headers);
+    let (auth, taken) = if complete(&credentials) {
+        match state.bespin.authenticate_with_rate_limit(&credentials) {
+            Ok((who, limit)) => {
+                let taken =
+                    limit.map(|limit| state.buckets.take(who.tenant_id(), limit, Instant::now()));
+                (Some(Ok(who)), taken)
+            }
+            Err(e) => (Some(Err(e)), None),
+        }
+    } else if needs_tenant {
+        // Missing credentials: the core names the first one missing.
+        (Some(state.bespin.authenticate(&credentials)), None)
+    } else {
+        (None, None)
+    };
+    let mut out = Vec::new();
     if let Some(taken) = taken {
         if !taken.allowed {
-            let body = serde_json::json!({
-                "detail": format!("Rate limit exceeded. Maximum {} requests per minute for this tenant.", taken.limit),
-                "error": "rate_limit_exceeded",
-            });
-            let mut reply = Reply::json(StatusCode::TOO_MANY_REQUESTS, &body);
-            reply.headers.extend(taken.headers());
-            return (reply, Some(route_path));
+            let detail = format!(
+                "Rate limit exceeded. Maximum {} requests per minute for this tenant.",
+                taken.limit
+            );
+            return Err(
+                ApiError::refused(Refusal::RateLimited(detail)).with_headers(taken.headers())
+            );
         }
-        rate_headers = taken.headers();
+        out = taken.headers();
     }
-    let (parts, body) = req.into_parts();
+    Ok(Authenticated { auth, headers: out })
+}
+
+/// Stage 4: the body, within `max_body` (413) and the body timeout (408, connection closed).
+async fn read_body(
+    state: &AppState,
+    body: hyper::body::Incoming,
+    max_body: usize,
+) -> Result<Bytes, ApiError> {
     let collected = tokio::time::timeout(
         state.config.body_read_timeout,
         Limited::new(body, max_body).collect(),
     )
     .await;
-    let body = match collected {
-        Err(_) => {
-            return (
-                Reply::detail(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "Request body not received in time",
-                )
-                .with_header("connection", "close"),
-                Some(route_path),
-            );
-        }
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(e)) => {
+    match collected {
+        Err(_) => Err(ApiError::refused(Refusal::BodyTimeout).with_header("connection", "close")),
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(e))
             if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                return (too_large(), Some(route_path));
-            }
-            return (
-                Reply::detail(StatusCode::BAD_REQUEST, "Could not read the request body"),
-                Some(route_path),
-            );
-        }
-    };
-    if route.paced
-        && body.len() > PACED_BODY
-        && let Some(Ok(who)) = &auth
-    {
-        match state
-            .large_text_writes
-            .book(who.tenant_id(), Instant::now())
+                .is_some() =>
         {
-            Ok(wait) if wait.is_zero() => {}
-            Ok(wait) => tokio::time::sleep(wait).await,
-            Err(secs) => {
-                let reply = Reply::detail(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too many large writes of searchable text for this tenant; retry later",
-                )
-                .with_header("retry-after", secs.to_string());
-                return (reply, Some(route_path));
-            }
+            Err(ApiError::refused(Refusal::BodyTooLarge))
         }
+        Ok(Err(_)) => Err(ApiError::refused(Refusal::BodyUnreadable)),
     }
-    let query = parts.uri.query().unwrap_or("").to_owned();
-    let body_unused = unused_body(&auth, route.doc.auth);
-    let request = Req {
-        body_unused,
-        peer,
-        headers: parts.headers,
-        query,
-        params,
-        body,
-        auth,
+}
+
+/// Stage 4, for the routes that write searchable text: a large body waits for its tenant's
+/// pace (`Config::large_text_writes_per_sec`), or is refused (429 with `Retry-After`) when it
+/// would wait too long.
+async fn pace(
+    state: &AppState,
+    route: &Route,
+    body_len: usize,
+    auth: &Option<Result<Principal, Error>>,
+) -> Result<(), ApiError> {
+    let Some(Ok(who)) = auth else {
+        return Ok(());
     };
+    if !route.paced || body_len <= PACED_BODY {
+        return Ok(());
+    }
+    match state
+        .large_text_writes
+        .book(who.tenant_id(), Instant::now())
+    {
+        Ok(wait) if wait.is_zero() => Ok(()),
+        Ok(wait) => {
+            tokio::time::sleep(wait).await;
+            Ok(())
+        }
+        Err(secs) => Err(ApiError::refused(Refusal::Status(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many large writes of searchable text for this tenant; retry later",
+        ))
+        .with_header("retry-after", secs.to_string())),
+    }
+}
+
+/// Stage 5: runs the handler where its route says (the background lane for a body over
+/// [`LARGE_BODY`]), goes on in the lane when the handler found its work expensive, and waits
+/// for the write the reply needs: the core operation submitted to the writer thread.
+async fn dispatch(
+    state: &Arc<AppState>,
+    peer: SocketAddr,
+    route: &Route,
+    request: Req,
+) -> Result<Reply, ApiError> {
+    let handler = route.handler;
     let run_on = if request.body.len() > LARGE_BODY {
         RunOn::Lane
     } else {
         route.run_on
     };
-    let outcome = match run_on {
+    let mut reply = match run_on {
         RunOn::Worker => {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(state, &request)))
-                .map_err(|_| "handler panicked".to_owned())
+                .map_err(|_| internal("a handler panicked"))??
         }
         RunOn::Lane => {
-            let mut request = request;
-            if request.auth.is_none() {
-                // Settled here: the lane then reads nothing that others wait on (see in_lane).
-                request.auth = Some(state.bespin.authenticate(&request.credentials()));
-                request.body_unused = unused_body(&request.auth, route.doc.auth);
-            }
             let turn = lane_turn(state, peer, &request);
             let st = state.clone();
-            in_lane(state, turn, move || handler(&st, &request)).await
+            in_lane(state, turn, move || handler(&st, &request)).await?
         }
         RunOn::Blocking => {
             let state = state.clone();
             tokio::task::spawn_blocking(move || handler(&state, &request))
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| internal(&e.to_string()))??
         }
     };
     // A handler that found its work expensive (a broad search) goes on in the lane.
-    let outcome = match outcome {
-        Ok(Ok(mut reply)) => match reply.later.take() {
-            Some(later) => {
-                let st = state.clone();
-                in_lane(state, later.turn, move || (later.run)(&st)).await
-            }
-            None => Ok(Ok(reply)),
-        },
-        other => other,
+    if let Some(later) = reply.later.take() {
+        let st = state.clone();
+        reply = in_lane(state, later.turn, move || (later.run)(&st)).await?;
+    }
+    let Some(write) = reply.after.take() else {
+        return Ok(reply);
     };
-    let outcome = match outcome {
-        Ok(Ok(mut reply)) => match reply.after.take() {
-            // The operation of a write, or the write a read must be accompanied by: only this
-            // runs on the writer.
-            Some(write) => {
-                let durable =
-                    !write.metered_read || state.config.read_metering == ReadMetering::Durable;
-                on_writer(state, durable, write.run)
-                    .await
-                    .map(|made| match made {
-                        Ok(Made::Attached) => Ok(reply),
-                        Ok(Made::Render(render)) => Ok(render()),
-                        Err(e) => Err(ApiError::body(e)),
-                    })
-            }
-            None => Ok(Ok(reply)),
-        },
-        other => other,
-    };
-    let mut reply = match outcome {
-        Ok(Ok(reply)) => reply,
-        Ok(Err(e)) => e.into_reply(),
-        Err(e) => {
-            tracing::error!("handler failed: {e}");
-            Reply::internal()
-        }
-    };
-    reply.headers.extend(rate_headers);
-    (reply, Some(route_path))
+    let deferred = state.config.read_metering == ReadMetering::Deferred;
+    match (write.submit)(&state.bespin, deferred).await {
+        Ok(Some(made)) => Ok(made),
+        Ok(None) => Ok(reply),
+        Err(e) => Err(ApiError::body(e)),
+    }
 }
 
-/// Runs `work` on the database's writer thread and waits for what it made. With `durable`,
-/// the writer sends it once the writes `work` made are durable (or their commit's error, if
-/// that failed); without, as soon as `work` returns (see [`ReadMetering::Deferred`]). A full
-/// writer queue is `Error::Overloaded` (503); `Err` only when `work` panicked.
-async fn on_writer(
-    state: &Arc<AppState>,
-    durable: bool,
-    work: Box<WriteFn>,
-) -> Result<bespin_core::Result<Made>, String> {
-    let (send, made) = tokio::sync::oneshot::channel();
-    let db = state.bespin.clone();
-    let queued = state.bespin.on_writer(move || {
-        let out = work(&db);
-        if !durable {
-            let _ = send.send(out);
-            return Box::new(|_| {});
-        }
-        Box::new(move |commit_error| {
-            let out = match commit_error {
-                None => out,
-                Some(e) => Err(e.clone()),
-            };
-            let _ = send.send(out);
-        })
-    });
-    if let Err(e) = queued {
-        return Ok(Err(e));
-    }
-    made.await
-        .map_err(|_| "an operation panicked on the writer thread".to_owned())
+/// The 500 of a failure of the server itself (logged with `what`).
+fn internal(what: &str) -> ApiError {
+    ApiError::body(Error::Internal(what.to_owned()))
 }
 
 /// Runs `work` in the lane in `turn`'s turn; a caller with too many jobs waiting gets 503 with
@@ -333,11 +390,11 @@ async fn in_lane(
     state: &Arc<AppState>,
     turn: String,
     work: impl FnOnce() -> Result<Reply, ApiError> + Send + 'static,
-) -> Result<Result<Reply, ApiError>, String> {
+) -> Result<Reply, ApiError> {
     match state.lane.run(turn, work).await {
-        Ok(out) => Ok(out),
-        Err(Refused::Busy) => Ok(Err(ApiError::body(bespin_core::Error::Overloaded))),
-        Err(Refused::Panicked) => Err("handler panicked in the lane".to_owned()),
+        Ok(out) => out,
+        Err(Refused::Busy) => Err(ApiError::body(Error::Overloaded)),
+        Err(Refused::Panicked) => Err(internal("a handler panicked in the lane")),
     }
 }
 
@@ -355,17 +412,12 @@ pub(crate) fn lane_turn(state: &AppState, peer: SocketAddr, request: &Req) -> St
 
 /// Whether a request's body will never be used: its route needs tenant credentials and they
 /// failed (see [`Req::body_unused`]).
-fn unused_body(auth: &Option<Result<Principal, bespin_core::Error>>, route: Auth) -> bool {
+fn unused_body(auth: &Option<Result<Principal, Error>>, route: Auth) -> bool {
     matches!(auth, Some(Err(_))) && matches!(route, Auth::Tenant | Auth::TenantIdempotent)
 }
 
-/// The 413 of a body over its route's limit.
-fn too_large() -> Reply {
-    Reply::detail(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
-}
-
 /// The body length a request declares (`Content-Length`), if it declares a valid one.
-fn declared_length(headers: &hyper::HeaderMap) -> Option<u64> {
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(hyper::header::CONTENT_LENGTH)?
         .to_str()
@@ -375,35 +427,7 @@ fn declared_length(headers: &hyper::HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// Authenticates the tenant credentials, when the request carries all three, and takes a token
-/// from the tenant's bucket when its plan has a request rate limit. A failure is kept for the
-/// handler, which reports it in the contract's order, and uses no token.
-fn authenticate(
-    state: &AppState,
-    headers: &hyper::HeaderMap,
-) -> (
-    Option<Result<Principal, bespin_core::Error>>,
-    Option<crate::ratelimit::Taken>,
-) {
-    let h = |n: &str| {
-        headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-    };
-    let (Some(t), Some(u), Some(k)) = (h("x-tenant-id"), h("x-user-id"), h("x-api-key")) else {
-        return (None, None);
-    };
-    match state
-        .bespin
-        .authenticate_with_rate_limit(&bespin_core::Credentials::new(Some(t), Some(u), Some(k)))
-    {
-        Ok((who, limit)) => {
-            let taken =
-                limit.map(|limit| state.buckets.take(who.tenant_id(), limit, Instant::now()));
-            (Some(Ok(who)), taken)
-        }
-        Err(e) => (Some(Err(e)), None),
-    }
+/// Whether all three tenant credentials were sent.
+fn complete(c: &bespin_core::Credentials) -> bool {
+    c.tenant_id.is_some() && c.user_id.is_some() && c.api_key.is_some()
 }

@@ -1,13 +1,13 @@
 //! `GET /readyz`: whether the database's writer thread takes work, with a bounded wait.
 //!
 //! `/healthz` answers from the read snapshot, so it stays up while the writer is stuck (a
-//! liveness probe: restart only if even reads fail). Readiness sends the writer an empty job
-//! and waits up to [`TIMEOUT`] for the writer to run it: a writer that is stuck, or too far
+//! liveness probe: restart only if even reads fail). Readiness submits a no-op operation ([`Op::noop`])
+//! and waits up to [`TIMEOUT`] for the writer to take it: a writer that is stuck, or too far
 //! behind to start a job within that time, makes the server not ready (503), so a load balancer
 //! stops sending it writes. One probe runs at a time and its outcome is reused for
 //! [`REUSE`], so a flood of probes puts at most one job on the writer's queue at a time.
 
-use bespin_core::Bespin;
+use bespin_core::{Bespin, Op};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -56,16 +56,11 @@ impl Readiness {
     }
 }
 
-/// Queues an empty job on the writer and waits up to [`TIMEOUT`] for it to run.
+/// Submits a no-op to the writer and waits up to [`TIMEOUT`] for the writer to take it.
 fn probe(db: &Bespin) -> Ready {
-    let (send, ran) = std::sync::mpsc::channel();
     let queued = Instant::now();
-    let submitted = db.on_writer(move || {
-        let _ = send.send(queued.elapsed());
-        Box::new(|_| {})
-    });
-    match submitted.map(|()| ran.recv_timeout(TIMEOUT)) {
-        Ok(Ok(waited)) => Ready::Yes(waited),
+    match db.submit(Op::noop()).wait_timeout(TIMEOUT) {
+        Some(Ok(())) => Ready::Yes(queued.elapsed()),
         _ => Ready::No,
     }
 }

@@ -2,33 +2,30 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use bespin_core::Bespin;
 use bespin_core::idempotency::Stored;
+use bespin_core::{Bespin, Op};
 use bytes::Bytes;
 use hyper::StatusCode;
 use serde::Serialize;
+use std::future::Future;
+use std::pin::Pin;
 
-/// A write a reply waits for: run on the database's writer thread, which runs nothing else of
-/// the request (the handler parsed and authenticated it already). Its error, or its commit's,
-/// is the answer instead of the reply.
+/// A write a reply waits for: a core operation ([`Op`]) handed to the database's writer
+/// thread, which runs nothing of the server (the handler parsed and authenticated the request
+/// already, and the reply is rendered after, on the worker). Its error, or its commit's, is the
+/// answer instead of the reply.
 pub struct AfterWrite {
-    pub(crate) run: Box<WriteFn>,
-    /// The write accompanies a read (metering): it is answered as
-    /// [`crate::config::ReadMetering`] says, not necessarily once durable.
-    pub(crate) metered_read: bool,
+    pub(crate) submit: Box<SubmitFn>,
 }
 
-/// The write of an [`AfterWrite`].
-pub(crate) type WriteFn = dyn FnOnce(&Bespin) -> bespin_core::Result<Made> + Send;
+/// How an [`AfterWrite`] hands its operation over (called by the pipeline on the runtime's
+/// worker, with whether the metering of reads may skip waiting for the commit): the future of
+/// the reply it makes, or `None` when the reply it is attached to stands.
+pub(crate) type SubmitFn = dyn FnOnce(&Bespin, bool) -> WriteFuture + Send;
 
-/// What a write makes of the reply it is attached to.
-pub(crate) enum Made {
-    /// The reply stands as it is (a metered read: the reply was made before the write).
-    Attached,
-    /// The reply is rendered from the write's value, off the writer thread, once the write is
-    /// durable.
-    Render(Box<dyn FnOnce() -> Reply + Send>),
-}
+/// What an [`AfterWrite`] waits for.
+pub(crate) type WriteFuture =
+    Pin<Box<dyn Future<Output = bespin_core::Result<Option<Reply>>> + Send>>;
 
 impl std::fmt::Debug for AfterWrite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,37 +129,62 @@ impl Reply {
         )
     }
 
-    /// The reply to a write request: `op` runs on the database's writer thread (all of it
-    /// that runs there: parsing and authentication are done), and once the commit holding its
-    /// writes is durable, `render` makes the reply from its value, off the writer. An error of
-    /// `op` or of the commit is the answer instead (validation items located in the body).
-    pub fn write<T: Send + 'static>(
-        op: impl FnOnce(&Bespin) -> bespin_core::Result<T> + Send + 'static,
+    /// The reply to a write request: `op`, a core operation, is submitted to the database's
+    /// writer thread (all of the request that runs there: parsing and authentication are
+    /// done), and once the commit holding its writes is durable, `render` makes the reply from
+    /// its value on the runtime's worker. An error of `op` or of the commit is the answer
+    /// instead (validation items located in the body).
+    pub fn write<T: Send + 'static>(op: Op<T>, render: fn(&T) -> Reply) -> Reply {
+        Reply::waiting_for(move |db, _| {
+            let done = db.submit(op);
+            Box::pin(async move { done.await.map(|v| Some(render(&v))) })
+        })
+    }
+
+    /// The reply to a write that has no operation of the standard shapes yet (the platform
+    /// catalogue, subscriptions and notification preferences, whose operations are closures
+    /// inside their `Bespin` methods): `write` calls that method on the blocking pool — the
+    /// core's shared-batch path, never the writer thread — and `render` makes the reply from
+    /// its value. To become [`Reply::write`] once those operations are functions of the core.
+    pub fn write_blocking<T: Send + 'static>(
+        write: impl FnOnce(&Bespin) -> bespin_core::Result<T> + Send + 'static,
         render: fn(&T) -> Reply,
     ) -> Reply {
-        let run = move |db: &Bespin| {
-            let value = op(db)?;
-            Ok(Made::Render(Box::new(move || render(&value))))
-        };
+        Reply::waiting_for(move |db, _| {
+            let db = db.clone();
+            Box::pin(async move {
+                match tokio::task::spawn_blocking(move || write(&db)).await {
+                    Ok(out) => out.map(|v| Some(render(&v))),
+                    Err(e) => Err(bespin_core::Error::Internal(format!("a write failed: {e}"))),
+                }
+            })
+        })
+    }
+
+    /// A placeholder reply that is made by `submit` (see [`AfterWrite`]).
+    fn waiting_for(submit: impl FnOnce(&Bespin, bool) -> WriteFuture + Send + 'static) -> Reply {
         let mut placeholder = Reply::raw(StatusCode::OK, "application/json", Bytes::new());
         placeholder.after = Some(AfterWrite {
-            run: Box::new(run),
-            metered_read: false,
+            submit: Box::new(submit),
         });
         placeholder
     }
 
-    /// This reply, sent only once `write` has run on the writer thread and succeeded (and its
-    /// commit is durable, unless the server defers metered reads: [`crate::config::ReadMetering`]);
-    /// if `write` fails, its error is the answer. For reads that a write must accompany (the
-    /// metered search): the read runs off the writer, only the write queues for it.
-    pub fn after_write(
-        mut self,
-        write: impl FnOnce(&Bespin) -> bespin_core::Result<()> + Send + 'static,
-    ) -> Reply {
+    /// This reply, sent only once `op` has run on the writer thread and succeeded (and its
+    /// commit is durable, unless the server defers metered reads:
+    /// [`crate::config::ReadMetering`]); if `op` fails, its error is the answer. For reads that
+    /// a write must accompany (the metered search): the read runs off the writer, only the
+    /// write — a core operation — queues for it.
+    pub fn after_write(mut self, op: Op<()>) -> Reply {
         self.after = Some(AfterWrite {
-            run: Box::new(move |db: &Bespin| write(db).map(|()| Made::Attached)),
-            metered_read: true,
+            submit: Box::new(move |db: &Bespin, deferred: bool| {
+                let done = if deferred {
+                    db.submit_deferred(op)
+                } else {
+                    db.submit(op)
+                };
+                Box::pin(async move { done.await.map(|()| None) })
+            }),
         });
         self
     }

@@ -3,6 +3,7 @@
 //! server before these bounds.
 #![allow(clippy::unwrap_used)]
 
+use bespin_core::Op;
 use bespin_http::Config;
 use bespin_http::testing::{TestResponse, TestServer, TestTenant, parse_response};
 use serde_json::{Value, json};
@@ -298,12 +299,10 @@ fn only_authenticated_operations_reach_the_writer_and_its_queue_is_bounded() {
     let t = rich_tenant(&s, "Acme");
     // Hold the writer thread until released.
     let (release, held) = std::sync::mpsc::channel::<()>();
-    s.bespin
-        .on_writer(move || {
-            let _ = held.recv();
-            Box::new(|_| {})
-        })
-        .unwrap();
+    let _holding = s.bespin.submit(Op::from_fn(move |_, _| {
+        let _ = held.recv();
+        Ok(())
+    }));
     // Bodies with bad credentials are parsed and refused without the writer.
     let zeros = format!("[{}0]", "0,".repeat(500_000));
     let stranger = [

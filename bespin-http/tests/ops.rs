@@ -1,6 +1,7 @@
 //! Operators' surface: `/metrics` in both formats, `/readyz` against a stuck writer.
 #![allow(clippy::unwrap_used)]
 
+use bespin_core::Op;
 use bespin_http::testing::{TestServer, test_config};
 use std::time::{Duration, Instant};
 
@@ -74,13 +75,11 @@ fn readyz_proves_the_writer_takes_work_and_healthz_stays_liveness() {
     // Hold the writer thread, as a stuck writer would.
     let (release, held) = std::sync::mpsc::channel::<()>();
     let (started, running) = std::sync::mpsc::channel::<()>();
-    s.bespin
-        .on_writer(move || {
-            started.send(()).unwrap();
-            let _ = held.recv();
-            Box::new(|_| {})
-        })
-        .unwrap();
+    let _holding = s.bespin.submit(Op::from_fn(move |_, _| {
+        started.send(()).unwrap();
+        let _ = held.recv();
+        Ok(())
+    }));
     running.recv().unwrap();
     std::thread::sleep(bespin_http::readiness::REUSE);
     let t = Instant::now();

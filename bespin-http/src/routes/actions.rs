@@ -8,9 +8,10 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
+use bespin_core::Op;
 use bespin_core::coreos::actions::{
-    Action, ActionDetail, ActionPage, ActionPatch, ActionQuery, ExecuteAction, ExecutionResult,
-    NewAction, ReviewComment,
+    self, Action, ActionDetail, ActionPage, ActionPatch, ActionQuery, ExecuteAction,
+    ExecutionResult, NewAction, ReviewComment,
 };
 
 pub fn routes() -> Vec<Route> {
@@ -40,7 +41,7 @@ fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let req = NewAction::from_json(&body)?;
     Ok(Reply::write(
-        move |db| db.create_action(&caller, req),
+        Op::with(caller, req, actions::create),
         Reply::created,
     ))
 }
@@ -64,7 +65,7 @@ fn update(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let patch = ActionPatch::from_json(&body)?;
     let action_id = r.param("action_id").to_owned();
     Ok(Reply::write(
-        move |db| db.update_action(&caller, &action_id, patch),
+        Op::on_with(caller, action_id, patch, actions::update),
         Reply::ok,
     ))
 }
@@ -75,7 +76,7 @@ fn cancel(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let req = ReviewComment::from_json(&body)?;
     let action_id = r.param("action_id").to_owned();
     Ok(Reply::write(
-        move |db| db.cancel_action(&caller, &action_id, req),
+        Op::on_with(caller, action_id, req, actions::cancel),
         Reply::ok,
     ))
 }
@@ -86,7 +87,7 @@ fn approve(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let req = ReviewComment::from_json(&body)?;
     let action_id = r.param("action_id").to_owned();
     Ok(Reply::write(
-        move |db| db.approve_action(&caller, &action_id, req),
+        Op::on_with(caller, action_id, req, actions::approve),
         Reply::ok,
     ))
 }
@@ -97,7 +98,7 @@ fn reject(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let req = ReviewComment::from_json(&body)?;
     let action_id = r.param("action_id").to_owned();
     Ok(Reply::write(
-        move |db| db.reject_action(&caller, &action_id, req),
+        Op::on_with(caller, action_id, req, actions::reject),
         Reply::ok,
     ))
 }
@@ -108,7 +109,7 @@ fn execute(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let req = ExecuteAction::from_json(&body)?;
     let action_id = r.param("action_id").to_owned();
     Ok(Reply::write(
-        move |db| db.execute_action(&caller, &action_id, req),
+        Op::on_with(caller, action_id, req, actions::execute),
         Reply::ok,
     ))
 }

@@ -46,7 +46,7 @@ fn list_events(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 
 fn create_event(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let req = NewMeteredEvent::from_json(&admin_body(s, r)?)?;
-    Ok(Reply::write(
+    Ok(Reply::write_blocking(
         move |db| db.admin_create_metered_event(req),
         Reply::created,
     ))
@@ -55,7 +55,7 @@ fn create_event(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 fn update_event(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let patch = MeteredEventPatch::from_json(&admin_body(s, r)?)?;
     let event_key = r.param("event_key").to_owned();
-    Ok(Reply::write(
+    Ok(Reply::write_blocking(
         move |db| db.admin_update_metered_event(&event_key, patch),
         Reply::ok,
     ))
@@ -68,7 +68,7 @@ fn list_plans(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 
 fn create_plan(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let req = NewPlan::from_json(&admin_body(s, r)?)?;
-    Ok(Reply::write(
+    Ok(Reply::write_blocking(
         move |db| db.admin_create_plan(req),
         Reply::created,
     ))
@@ -77,7 +77,7 @@ fn create_plan(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 fn update_plan(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let patch = PlanPatch::from_json(&admin_body(s, r)?)?;
     let plan_id = r.param("plan_id").to_owned();
-    Ok(Reply::write(
+    Ok(Reply::write_blocking(
         move |db| db.admin_update_plan(&plan_id, patch),
         Reply::ok,
     ))
@@ -86,7 +86,7 @@ fn update_plan(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 fn set_capabilities(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caps = catalog::capabilities_from_json(&admin_body(s, r)?)?;
     let plan_id = r.param("plan_id").to_owned();
-    Ok(Reply::write(
+    Ok(Reply::write_blocking(
         move |db| db.admin_set_plan_capabilities(&plan_id, caps),
         Reply::ok,
     ))
@@ -95,7 +95,7 @@ fn set_capabilities(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 fn set_caps(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caps = catalog::caps_from_json(&admin_body(s, r)?)?;
     let plan_id = r.param("plan_id").to_owned();
-    Ok(Reply::write(
+    Ok(Reply::write_blocking(
         move |db| db.admin_set_plan_caps(&plan_id, caps),
         Reply::ok,
     ))
@@ -104,7 +104,7 @@ fn set_caps(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 fn set_subscription(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let req = SubscriptionUpdate::from_json(&admin_body(s, r)?)?;
     let tenant_id = r.param("tenant_id").to_owned();
-    Ok(Reply::write(
+    Ok(Reply::write_blocking(
         move |db| db.admin_set_subscription(&tenant_id, req),
         Reply::ok,
     ))

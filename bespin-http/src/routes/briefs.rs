@@ -7,7 +7,8 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
-use bespin_core::briefs::{Brief, BriefList, BriefPage, MaterializeRequest};
+use bespin_core::Op;
+use bespin_core::briefs::{self, Brief, BriefList, BriefPage, MaterializeRequest};
 
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("briefs", summary, Auth::Tenant);
@@ -27,7 +28,7 @@ fn materialize(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let req = MaterializeRequest::from_json(&body)?;
     Ok(Reply::write(
-        move |db| db.materialize_brief(&caller, &key, req),
+        Op::on_with(caller, key, req, briefs::materialize),
         Reply::stored,
     ))
 }

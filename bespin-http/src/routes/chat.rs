@@ -7,7 +7,8 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
-use bespin_core::chat::{ChatReply, ChatRequest};
+use bespin_core::Op;
+use bespin_core::chat::{self, ChatReply, ChatRequest};
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -20,5 +21,5 @@ fn chat(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let req = ChatRequest::from_json(&body)?;
-    Ok(Reply::write(move |db| db.chat(&caller, req), Reply::ok))
+    Ok(Reply::write(Op::with(caller, req, chat::chat), Reply::ok))
 }

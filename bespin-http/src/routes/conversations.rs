@@ -7,8 +7,9 @@ use crate::extract::{Req, query_ints};
 use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
+use bespin_core::Op;
 use bespin_core::conversations::{
-    Conversation, ConversationDetail, ConversationList, NewConversation,
+    self, Conversation, ConversationDetail, ConversationList, NewConversation,
 };
 
 pub fn routes() -> Vec<Route> {
@@ -26,7 +27,7 @@ fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let req = NewConversation::from_json(&body)?;
     Ok(Reply::write(
-        move |db| db.create_conversation(&caller, req),
+        Op::with(caller, req, conversations::start),
         Reply::created,
     ))
 }

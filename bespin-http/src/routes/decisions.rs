@@ -7,8 +7,9 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
+use bespin_core::Op;
 use bespin_core::coreos::decisions::{
-    Decision, DecisionPage, DecisionPatch, NewDecision, paging_from_json,
+    self, Decision, DecisionPage, DecisionPatch, NewDecision, paging_from_json,
 };
 
 pub fn routes() -> Vec<Route> {
@@ -28,7 +29,7 @@ fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let req = NewDecision::from_json(&body)?;
     Ok(Reply::write(
-        move |db| db.create_decision(&caller, req),
+        Op::with(caller, req, decisions::create),
         Reply::created,
     ))
 }
@@ -52,7 +53,7 @@ fn update(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let patch = DecisionPatch::from_json(&body)?;
     let decision_id = r.param("decision_id").to_owned();
     Ok(Reply::write(
-        move |db| db.update_decision(&caller, &decision_id, patch),
+        Op::on_with(caller, decision_id, patch, decisions::update),
         Reply::ok,
     ))
 }

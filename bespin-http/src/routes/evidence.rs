@@ -7,7 +7,8 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
-use bespin_core::coreos::evidence::{EvidenceLink, EvidenceList, EvidenceQuery, NewEvidence};
+use bespin_core::Op;
+use bespin_core::coreos::evidence::{self, EvidenceLink, EvidenceList, EvidenceQuery, NewEvidence};
 
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("evidence", summary, Auth::Tenant);
@@ -25,7 +26,7 @@ fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let req = NewEvidence::from_json(&body)?;
     Ok(Reply::write(
-        move |db| db.create_evidence(&caller, req),
+        Op::with(caller, req, evidence::create),
         Reply::created,
     ))
 }

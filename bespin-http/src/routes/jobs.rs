@@ -7,8 +7,9 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
+use bespin_core::Op;
 use bespin_core::briefs::MaterializeRequest;
-use bespin_core::jobs::RunReport;
+use bespin_core::jobs::{self, RunReport};
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -23,7 +24,7 @@ fn daily_brief(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let req = MaterializeRequest::from_json(&body)?;
     Ok(Reply::write(
-        move |db| db.run_daily_brief(&caller, &key, req),
+        Op::on_with(caller, key, req, jobs::run_daily_brief),
         Reply::stored,
     ))
 }

@@ -8,8 +8,10 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, list_of, schema};
 use crate::reply::Reply;
 use crate::router::Route;
+use bespin_core::Op;
 use bespin_core::kpis::{
-    IngestResult, Kpi, KpiPage, LatestPoint, NewKpi, PointsBulk, Series, SeriesQuery, SeriesRead,
+    self, IngestResult, Kpi, KpiPage, LatestPoint, NewKpi, PointsBulk, Series, SeriesQuery,
+    SeriesRead,
 };
 
 pub fn routes() -> Vec<Route> {
@@ -36,7 +38,7 @@ fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let req = NewKpi::from_json(&body)?;
     Ok(Reply::write(
-        move |db| db.create_kpi(&caller, req),
+        Op::with(caller, req, kpis::create_kpi),
         Reply::created,
     ))
 }
@@ -58,7 +60,7 @@ fn ingest(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let req = PointsBulk::from_json(&body)?;
     let kpi_id = r.param("kpi_id").to_owned();
     Ok(Reply::write(
-        move |db| db.ingest_points(&caller, &kpi_id, req),
+        Op::on_with(caller, kpi_id, req, kpis::ingest_points),
         Reply::ok,
     ))
 }

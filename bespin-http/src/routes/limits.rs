@@ -7,7 +7,8 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
-use bespin_core::limits::{DailyLimits, DailyUsage, TenantLimits, parse_date_param};
+use bespin_core::Op;
+use bespin_core::limits::{self, DailyLimits, DailyUsage, TenantLimits, parse_date_param};
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -29,7 +30,7 @@ fn put_limits(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let limits = DailyLimits::from_json(&body)?;
     Ok(Reply::write(
-        move |db| db.set_limits(&caller, limits),
+        Op::with(caller, limits, limits::put_limits),
         Reply::ok,
     ))
 }

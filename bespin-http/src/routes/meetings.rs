@@ -7,8 +7,9 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
+use bespin_core::Op;
 use bespin_core::coreos::meetings::{
-    MeetingNote, MeetingPage, MeetingPatch, MeetingQuery, NewMeeting,
+    self, MeetingNote, MeetingPage, MeetingPatch, MeetingQuery, NewMeeting,
 };
 
 pub fn routes() -> Vec<Route> {
@@ -30,7 +31,7 @@ fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let req = NewMeeting::from_json(&body)?;
     Ok(Reply::write(
-        move |db| db.create_meeting(&caller, req),
+        Op::with(caller, req, meetings::create),
         Reply::created,
     ))
 }
@@ -54,7 +55,7 @@ fn update(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let patch = MeetingPatch::from_json(&body)?;
     let meeting_id = r.param("meeting_id").to_owned();
     Ok(Reply::write(
-        move |db| db.update_meeting(&caller, &meeting_id, patch),
+        Op::on_with(caller, meeting_id, patch, meetings::update),
         Reply::ok,
     ))
 }

@@ -8,7 +8,10 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
-use bespin_core::coreos::memory::{FactQuery, FactValue, MemoryFact, MemoryFactPage, NewFact};
+use bespin_core::Op;
+use bespin_core::coreos::memory::{
+    self, FactQuery, FactValue, MemoryFact, MemoryFactPage, NewFact,
+};
 
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("memory", summary, Auth::Tenant);
@@ -31,7 +34,7 @@ fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let req = NewFact::from_json(&body)?;
     Ok(Reply::write(
-        move |db| db.create_memory_fact(&caller, req),
+        Op::with(caller, req, memory::create),
         Reply::created,
     ))
 }
@@ -55,7 +58,7 @@ fn update(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let req = FactValue::patch_from_json(&body)?;
     let fact_id = r.param("fact_id").to_owned();
     Ok(Reply::write(
-        move |db| db.update_memory_fact(&caller, &fact_id, req),
+        Op::on_with(caller, fact_id, req, memory::update),
         Reply::ok,
     ))
 }
@@ -66,7 +69,7 @@ fn supersede(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let req = FactValue::supersede_from_json(&body)?;
     let fact_id = r.param("fact_id").to_owned();
     Ok(Reply::write(
-        move |db| db.supersede_memory_fact(&caller, &fact_id, req),
+        Op::on_with(caller, fact_id, req, memory::supersede),
         Reply::ok,
     ))
 }

@@ -32,7 +32,7 @@ fn put_prefs(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let update = PrefsUpdate::from_json(&body)?;
-    Ok(Reply::write(
+    Ok(Reply::write_blocking(
         move |db| db.set_notification_prefs(&caller, update),
         Reply::ok,
     ))
@@ -60,7 +60,7 @@ fn outbox(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 fn ack(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let id = parse_id(r.param("notification_id")).map_err(ApiError::path)?;
-    Ok(Reply::write(
+    Ok(Reply::write_blocking(
         move |db| db.ack_notification(&caller, id),
         Reply::ok,
     ))

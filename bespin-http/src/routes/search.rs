@@ -7,7 +7,8 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
-use bespin_core::coreos::search::{SearchQuery, SearchResults};
+use bespin_core::Op;
+use bespin_core::coreos::search::{self, SearchQuery, SearchResults};
 
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("search", summary, Auth::Tenant);
@@ -33,9 +34,8 @@ fn search(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let q = SearchQuery::from_json(&r.query_json()).map_err(ApiError::query)?;
     // The search reads a snapshot here or in the lane; only its metering waits for the writer.
     let metered = caller.clone();
-    let meter = move |found: SearchResults| {
-        Reply::ok(&found).after_write(move |db| db.meter_search(&metered))
-    };
+    let meter =
+        move |found: SearchResults| Reply::ok(&found).after_write(Op::by(metered, search::meter));
     let quick = s
         .bespin
         .search_within(&caller, &q, QUICK_SCAN)

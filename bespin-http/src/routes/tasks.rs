@@ -8,7 +8,8 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
-use bespin_core::coreos::tasks::{NewTask, Task, TaskPage, TaskPatch, TaskQuery};
+use bespin_core::Op;
+use bespin_core::coreos::tasks::{self, NewTask, Task, TaskPage, TaskPatch, TaskQuery};
 
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("tasks", summary, Auth::Tenant);
@@ -32,7 +33,7 @@ fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let req = NewTask::from_json(&body)?;
     Ok(Reply::write(
-        move |db| db.create_task(&caller, req),
+        Op::with(caller, req, tasks::create),
         Reply::created,
     ))
 }
@@ -54,7 +55,7 @@ fn update(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let patch = TaskPatch::from_json(&body)?;
     let task_id = r.param("task_id").to_owned();
     Ok(Reply::write(
-        move |db| db.update_task(&caller, &task_id, patch),
+        Op::on_with(caller, task_id, patch, tasks::update),
         Reply::ok,
     ))
 }
@@ -64,7 +65,7 @@ fn complete(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let task_id = r.param("task_id").to_owned();
     Ok(Reply::write(
-        move |db| db.complete_task(&caller, &task_id),
+        Op::on(caller, task_id, tasks::complete),
         Reply::ok,
     ))
 }

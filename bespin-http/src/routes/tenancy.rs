@@ -7,7 +7,8 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
-use bespin_core::tenancy::{Me, NewTenant, NewUser, TenantCreated, User};
+use bespin_core::Op;
+use bespin_core::tenancy::{self, Me, NewTenant, NewUser, TenantCreated, User};
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -22,7 +23,7 @@ pub fn routes() -> Vec<Route> {
 fn create_tenant(_: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let req = NewTenant::from_json(&r.json()?)?;
     Ok(Reply::write(
-        move |db| db.create_tenant(req),
+        Op::admin(req, tenancy::create_tenant),
         Reply::created,
     ))
 }
@@ -32,7 +33,7 @@ fn create_user(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let req = NewUser::from_json(&body)?;
     Ok(Reply::write(
-        move |db| db.create_user(&caller, req),
+        Op::with(caller, req, tenancy::create_user),
         Reply::created,
     ))
 }

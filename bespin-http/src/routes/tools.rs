@@ -7,7 +7,8 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, list_of, schema};
 use crate::reply::Reply;
 use crate::router::Route;
-use bespin_core::tools::{Invocation, InvokeRequest, ToolInfo};
+use bespin_core::Op;
+use bespin_core::tools::{self, Invocation, InvokeRequest, ToolInfo};
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -28,7 +29,7 @@ fn invoke(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let req = InvokeRequest::from_json(&body)?;
     Ok(Reply::write(
-        move |db| db.invoke_tool(&caller, &key, req),
+        Op::on_with(caller, key, req, tools::invoke),
         Reply::stored,
     ))
 }

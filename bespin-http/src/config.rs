@@ -79,6 +79,11 @@ pub struct Config {
     /// single writer about fifty small writes: faster ones wait their turn (up to 10 s, then
     /// 429 with `Retry-After`), so one tenant's imports never fill every commit.
     pub large_text_writes_per_sec: f64,
+    /// Failed tenant authentications per minute, per client address and per claimed tenant,
+    /// answered at once (`BESPIN_AUTH_TARPIT_AFTER`, default 10; `off` answers every one at
+    /// once). Past that, each further failure's answer is held 100 ms longer, at most 2 s, and
+    /// carries `Retry-After` (see [`crate::tarpit`]); good credentials are never held.
+    pub auth_tarpit_after: Option<u32>,
     /// When set, `GET /metrics` needs `Authorization: Bearer <token>` (`BESPIN_METRICS_TOKEN`);
     /// anything else is 401.
     pub metrics_token: Option<String>,
@@ -138,6 +143,7 @@ impl Default for Config {
             search_max_scan: bespin_core::coreos::search::DEFAULT_MAX_SCAN,
             metrics_token: None,
             large_text_writes_per_sec: 2.0,
+            auth_tarpit_after: Some(10),
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             idempotency_retention: Duration::from_secs(24 * 3600),
@@ -224,6 +230,10 @@ impl Config {
                 .filter(|n: &f64| n.is_finite() && *n > 0.0)
                 .ok_or_else(|| format!("BESPIN_LARGE_TEXT_WRITES_PER_SEC: {v}"))?;
         }
+        if let Some(v) = get("BESPIN_AUTH_TARPIT_AFTER") {
+            c.auth_tarpit_after =
+                parse_tarpit_after(&v).map_err(|e| format!("BESPIN_AUTH_TARPIT_AFTER: {e}"))?;
+        }
         for (name, slot) in [
             (
                 "BESPIN_HEADER_READ_TIMEOUT_SECS",
@@ -290,6 +300,17 @@ impl Config {
             None => std::env::var("PLATFORM_ADMIN_KEY").ok(),
         }
         .filter(|k| !k.is_empty())
+    }
+}
+
+/// `BESPIN_AUTH_TARPIT_AFTER`: a whole number of failures, or `off` (`None`).
+pub fn parse_tarpit_after(v: &str) -> Result<Option<u32>, String> {
+    match v.trim() {
+        "off" => Ok(None),
+        n => n
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{v} (expected a whole number or off)")),
     }
 }
 

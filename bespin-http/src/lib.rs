@@ -21,6 +21,7 @@ mod reply;
 pub mod request_log;
 pub mod router;
 mod routes;
+pub mod tarpit;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -51,6 +52,7 @@ pub struct AppState {
     console_failed_keys: ratelimit::RateLimiter,
     lane: lane::Lane,
     large_text_writes: ratelimit::Pacer,
+    tarpit: Arc<tarpit::Tarpit>,
 }
 
 impl AppState {
@@ -75,7 +77,8 @@ impl AppState {
             4,
             std::time::Duration::from_secs(10),
         );
-        let metrics = metrics::Metrics::new(bespin.clone());
+        let tarpit = Arc::new(tarpit::Tarpit::new(config.auth_tarpit_after));
+        let metrics = metrics::Metrics::new(bespin.clone(), Arc::clone(&tarpit));
         Arc::new(AppState {
             bespin,
             config,
@@ -87,6 +90,7 @@ impl AppState {
             readiness: Default::default(),
             console_failed_keys: routes::console_failed_keys(),
             large_text_writes,
+            tarpit,
             lane: lane::Lane::new(
                 std::thread::available_parallelism().map_or(2, usize::from),
                 LANE_JOBS_PER_CALLER,

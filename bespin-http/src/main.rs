@@ -116,9 +116,23 @@ struct ServeArgs {
     /// 4; faster ones wait, up to 10 s, then get 429.
     #[arg(long, env = "BESPIN_LARGE_TEXT_WRITES_PER_SEC", value_parser = rate, default_value_t = Config::default().large_text_writes_per_sec)]
     large_text_writes_per_sec: f64,
+    /// Failed tenant authentications per minute, per client address and per claimed tenant,
+    /// answered at once; further failures are answered up to 2 s later, with Retry-After
+    /// (`off`: never held).
+    #[arg(long, env = "BESPIN_AUTH_TARPIT_AFTER", value_parser = tarpit_after, default_value = "10")]
+    auth_tarpit_after: TarpitAfter,
     /// Bearer token GET /metrics then needs (unset: /metrics is open).
     #[arg(long, env = "BESPIN_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
+}
+
+/// The tarpit's threshold (`None`: off).
+#[derive(Debug, Clone, Copy)]
+struct TarpitAfter(Option<u32>);
+
+/// Parses the tarpit's threshold: a whole number, or `off`.
+fn tarpit_after(s: &str) -> Result<TarpitAfter, String> {
+    bespin_http::config::parse_tarpit_after(s).map(TarpitAfter)
 }
 
 /// Parses a rate: a finite number above zero.
@@ -431,6 +445,7 @@ fn main() -> ExitCode {
     config.writer_queue = serve.writer_queue;
     config.search_max_scan = serve.search_max_scan;
     config.large_text_writes_per_sec = serve.large_text_writes_per_sec;
+    config.auth_tarpit_after = serve.auth_tarpit_after.0;
     config.metrics_token = serve.metrics_token.filter(|t| !t.is_empty());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -10,6 +10,7 @@
 //! `# HELP`/`# TYPE` name its `_total` sample ([`to_text_004`]). Each answer carries its own
 //! format's content type.
 
+use crate::tarpit::Tarpit;
 use bespin_core::{BATCH_SIZE_BUCKETS, Bespin, COMMIT_SECONDS_BUCKETS, QUEUE_WAIT_SECONDS_BUCKETS};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
@@ -19,7 +20,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Content type of the OpenMetrics answer.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -70,8 +72,9 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
-    /// A registry with the request metrics and the database collector for `bespin`.
-    pub fn new(bespin: Bespin) -> Metrics {
+    /// A registry with the request metrics, the database collector for `bespin` and the
+    /// authentication failures `tarpit` counts.
+    pub fn new(bespin: Bespin, tarpit: Arc<Tarpit>) -> Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(
@@ -89,6 +92,7 @@ impl Metrics {
         );
         registry.register_collector(Box::new(DbCollector(bespin)));
         registry.register_collector(Box::new(ProcessCollector));
+        registry.register_collector(Box::new(AuthFailures(tarpit)));
         Metrics {
             registry,
             requests,
@@ -275,6 +279,55 @@ impl Collector for DbCollector {
                 "Size of the database file",
                 ConstGauge::new(i64::try_from(bytes).unwrap_or(i64::MAX)),
             )?;
+        }
+        Ok(())
+    }
+}
+
+/// Failed tenant authentications: counters of all failures and of the answers the tarpit held,
+/// and the failures in the current minute of the [`crate::tarpit::TOP`] client addresses and
+/// claimed tenants failing most. Only those few are named, so the labels stay bounded whatever
+/// clients send (a claimed tenant id is any string); a counter per address or tenant ever seen
+/// would grow without end.
+#[derive(Debug)]
+struct AuthFailures(Arc<Tarpit>);
+
+impl Collector for AuthFailures {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let e = &mut encoder;
+        let f = self.0.failing(Instant::now());
+        constant(
+            e,
+            "bespin_auth_failures",
+            "Failed tenant authentications (all three credentials sent, and wrong)",
+            ConstCounter::new(f.failures),
+        )?;
+        constant(
+            e,
+            "bespin_auth_failures_delayed",
+            "Answers to failed authentications the tarpit held back",
+            ConstCounter::new(f.delayed),
+        )?;
+        for (name, help, label, top) in [
+            (
+                "bespin_auth_failures_recent_by_client",
+                "Failed authentications in the current minute, for the client addresses failing most",
+                "client",
+                &f.clients,
+            ),
+            (
+                "bespin_auth_failures_recent_by_tenant",
+                "Failed authentications in the current minute, for the claimed tenant ids failing most",
+                "tenant",
+                &f.tenants,
+            ),
+        ] {
+            let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (key, failures) in top {
+                let labels = [(label, key.as_str())];
+                ConstGauge::new(i64::from(*failures))
+                    .encode(m.encode_family(&labels.as_slice())?)?;
+            }
         }
         Ok(())
     }

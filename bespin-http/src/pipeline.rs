@@ -5,7 +5,9 @@
 //! 2. [`find_route`]: the handler, or 404 / 405 / the redirect of a trailing slash;
 //! 3. [`authenticate`]: the body's declared size against the route's limit (413 before a byte
 //!    of it is read), the tenant credentials once (a failure is kept for the handler, which
-//!    answers it in the contract's order), the tenant's request rate;
+//!    answers it in the contract's order; repeated failures are slowed by the
+//!    [`crate::tarpit`]; a large body whose credentials already failed is not read at all),
+//!    the tenant's request rate;
 //! 4. [`read_body`]: the body, within its limit and the body timeout; then [`pace`] for large
 //!    writes of searchable text;
 //! 5. [`dispatch`]: the handler on the runtime's worker, the blocking pool or the background
@@ -28,6 +30,7 @@ use crate::openapi::Auth;
 use crate::reply::Reply;
 use crate::request_log::RequestLog;
 use crate::router::{BodyLimit, Found, Route, RunOn};
+use crate::tarpit::Verdict;
 use crate::{cors, headers};
 use bespin_core::{Error, Principal};
 use bytes::Bytes;
@@ -188,11 +191,13 @@ async fn serve(
         BodyLimit::Default => state.config.max_body_bytes,
         BodyLimit::Bulk => state.config.max_bulk_body_bytes,
     };
-    if declared_length(req.headers()).is_some_and(|n| n > max_body as u64) {
+    let declared = declared_length(req.headers());
+    if declared.is_some_and(|n| n > max_body as u64) {
         // Refused before a byte of it is read; the unread body makes the connection unusable.
         return Err(ApiError::refused(Refusal::BodyTooLarge).with_header("connection", "close"));
     }
-    let Authenticated { auth, headers } = authenticate(state, req.headers(), route).await?;
+    let Authenticated { auth, headers } =
+        authenticate(state, peer, req.headers(), route, declared).await?;
     log.tenant(
         auth.as_ref()
             .and_then(|a| a.as_ref().ok())
@@ -227,17 +232,24 @@ struct Authenticated {
     /// The outcome of the tenant credentials: always for a route that needs them, else when
     /// all three were sent.
     auth: Option<Result<Principal, Error>>,
-    /// Headers every answer to the request carries (the plan's rate limit).
+    /// Headers every answer to the request carries (the plan's rate limit, the tarpit's
+    /// `Retry-After`).
     headers: Vec<(&'static str, String)>,
 }
 
 /// Stage 3: authenticates the tenant credentials once and takes a token from the tenant's
 /// bucket when its plan has a request rate (429 past it). A failure is kept for the handler,
-/// which answers it in the contract's order (a syntax error of the body first).
+/// which answers it in the contract's order (a syntax error of the body first), with two
+/// exceptions: repeated failures of one client or claimed tenant are held back by the tarpit,
+/// and a request whose credentials failed is answered at once, its body unread and the
+/// connection closed, when the body is large (declared over [`LARGE_BODY`], or not declared):
+/// such a body would only be read to be thrown away.
 async fn authenticate(
     state: &AppState,
+    peer: SocketAddr,
     headers: &HeaderMap,
     route: &Route,
+    declared: Option<u64>,
 ) -> Result<Authenticated, ApiError> {
     let needs_tenant = matches!(route.doc.auth, Auth::Tenant | Auth::TenantIdempotent);
     let credentials = crate::extract::credentials(headers);
@@ -268,6 +280,31 @@ async fn authenticate(
             );
         }
         out = taken.headers();
+    }
+    let Some(Err(failed)) = &auth else {
+        return Ok(Authenticated { auth, headers: out });
+    };
+    if complete(&credentials) {
+        let client = crate::client::key(&state.config, peer, headers);
+        let claimed = credentials.tenant_id.as_deref().unwrap_or("");
+        match state.tarpit.fail(&client, claimed, Instant::now()) {
+            Verdict::Now => {}
+            Verdict::Hold(delay, retry_after) => {
+                // A timer on the runtime: no worker thread and no lock is held meanwhile.
+                let _held = state.tarpit.hold();
+                tokio::time::sleep(delay).await;
+                out.push(("retry-after", retry_after.to_string()));
+            }
+            Verdict::Close(retry_after) => {
+                out.push(("retry-after", retry_after.to_string()));
+                out.push(("connection", "close".to_owned()));
+            }
+        }
+    }
+    let large = declared.is_none_or(|n| n > LARGE_BODY as u64) && has_body(headers, declared);
+    if needs_tenant && large {
+        let e = ApiError::body(failed.clone()).with_headers(out);
+        return Err(e.with_header("connection", "close"));
     }
     Ok(Authenticated { auth, headers: out })
 }
@@ -425,6 +462,14 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// Whether a request has a body at all: a declared length above zero, or a chunked one.
+fn has_body(headers: &HeaderMap, declared: Option<u64>) -> bool {
+    match declared {
+        Some(n) => n > 0,
+        None => headers.contains_key(hyper::header::TRANSFER_ENCODING),
+    }
 }
 
 /// Whether all three tenant credentials were sent.

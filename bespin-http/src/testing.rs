@@ -296,6 +296,7 @@ impl TestServer {
 pub fn test_config() -> Config {
     let mut c = Config::default();
     c.rate_limit.enabled = false;
+    c.auth_tarpit_after = None;
     c.platform_admin_key = Some("test-admin-key".into());
     c
 }

@@ -210,6 +210,7 @@ fn help_version_and_usage_errors() {
                 "BESPIN_WRITER_QUEUE",
                 "BESPIN_SEARCH_MAX_SCAN",
                 "BESPIN_LARGE_TEXT_WRITES_PER_SEC",
+                "BESPIN_AUTH_TARPIT_AFTER",
                 "BESPIN_METRICS_TOKEN",
                 "PLATFORM_ADMIN_KEY",
                 "DEV_CONSOLE_KEY",

@@ -500,3 +500,94 @@ fn metrics_can_require_a_token() {
     let open = TestServer::start(config(&[]));
     assert_eq!(open.call("GET", "/metrics", &[], None).status, 200);
 }
+
+#[test]
+fn a_large_body_whose_credentials_failed_is_answered_unread() {
+    let s = TestServer::start(config(&[]));
+    let t = rich_tenant(&s, "Acme");
+    let stranger = [
+        ("X-Tenant-ID", t.id.as_str()),
+        ("X-User-ID", t.admin.as_str()),
+        ("X-API-Key", "bsk_not-the-key"),
+    ];
+    // 500 kB declared, a few bytes sent: answered at once, without waiting for the rest.
+    let h = head("POST", "/v1/tasks", &stranger, 500_000);
+    let r = exchange(&s, &h, b"[[[", 10).expect("answered without the body");
+    assert_eq!(r.status, 401, "{}", short(&r));
+    assert_eq!(r.header("connection"), Some("close"));
+    // Missing credentials likewise (400, the first one missing).
+    let h = head("POST", "/v1/tasks", &[], 500_000);
+    let r = exchange(&s, &h, b"[[[", 10).expect("answered without the body");
+    assert_eq!(r.status, 400, "{}", short(&r));
+    // A body of ordinary size keeps the contract's order: its syntax error first.
+    let h = head("POST", "/v1/tasks", &stranger, 3);
+    let r = exchange(&s, &h, b"{x:", 10).unwrap();
+    assert_eq!(r.status, 422, "{}", short(&r));
+    // Good credentials: a large body is read as before.
+    let task = json!({"title": "big", "description": "d".repeat(9_000)}).to_string();
+    let padded = format!("{task}{}", " ".repeat(70_000));
+    let mut good = t.admin_headers();
+    good.push(("Content-Type", "application/json"));
+    let r = exchange(
+        &s,
+        &head("POST", "/v1/tasks", &good, padded.len()),
+        padded.as_bytes(),
+        10,
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", short(&r));
+}
+
+#[test]
+fn repeated_authentication_failures_are_held_and_good_keys_never_are() {
+    let s = TestServer::start(config(&[("BESPIN_AUTH_TARPIT_AFTER", "3")]));
+    let t = rich_tenant(&s, "Acme");
+    let stranger = [
+        ("X-Tenant-ID", t.id.as_str()),
+        ("X-User-ID", t.admin.as_str()),
+        ("X-API-Key", "bsk_not-the-key"),
+    ];
+    for _ in 0..3 {
+        let r = s.call("GET", "/v1/tasks", &stranger, None);
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            r.header("retry-after"),
+            None,
+            "the first failures go at once"
+        );
+    }
+    let started = std::time::Instant::now();
+    let r = s.call("GET", "/v1/tasks", &stranger, None);
+    assert_eq!(r.status, 401, "still the contract's answer");
+    assert!(started.elapsed() >= bespin_http::tarpit::STEP, "held back");
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // The tenant's good key is never held, whatever others claiming it did.
+    let r = s.call("GET", "/v1/tasks", &t.admin_headers(), None);
+    assert_eq!(r.status, 200, "{}", short(&r));
+    assert_eq!(r.header("retry-after"), None);
+    // Counted per client and per claimed tenant, with bounded labels.
+    let m = s.call("GET", "/metrics", &[], None).body;
+    let sample = |name: &str| {
+        m.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {m}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(sample("bespin_auth_failures_total"), "4");
+    assert_eq!(sample("bespin_auth_failures_delayed_total"), "1");
+    assert_eq!(
+        sample(&format!(
+            "bespin_auth_failures_recent_by_tenant{{tenant=\"{}\"}}",
+            t.id
+        )),
+        "4"
+    );
+    assert_eq!(
+        sample("bespin_auth_failures_recent_by_client{client=\"127.0.0.1\"}"),
+        "4"
+    );
+}

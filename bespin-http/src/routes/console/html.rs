@@ -1,210 +1,13 @@
-//! The developer console (`/console`, contract part 50 §1): server-rendered, read-only HTML over
-//! [`bespin_core::console`].
-//!
-//! Access (spec README decision 15, which tightens 50 §1.2):
-//! - off unless `DEV_CONSOLE_ENABLED=1`; off, a missing, empty or wrong key, or an unknown session
-//!   all answer `404 {"detail":"Not Found"}`, exactly like an unknown route;
-//! - the key is presented once as `?key=…` and compared as a digest, in constant time. The
-//!   answer is a `303` to the same page without `key` that sets `console_session` to a fresh
-//!   random token (`bcs_` + 43 characters: never the key, never like an API key) —
-//!   `HttpOnly; SameSite=Strict; Path=/console; Max-Age=3600`;
-//! - a client that presented [`FAILED_KEYS_ALLOWED`] wrong keys within
-//!   [`FAILED_KEYS_WINDOW_SECS`] seconds is answered 429 with `Retry-After` to any key until the
-//!   oldest failure leaves the window, so the key cannot be guessed at speed;
-//! - session tokens live in memory only (a restart logs everyone out), kept as their SHA-256
-//!   digests and looked up by the digest of the token presented; as in 50 §1.2, a valid
-//!   session is checked before `key`, so it grants access even next to a wrong key;
-//! - every `/console` response carries `Cache-Control: no-store` (`crate::headers`).
-//!
-//! Every database string goes through [`escape`]; rows come from the core with secrets removed
-//! (API-key digests, request hashes, stored responses), and pages link to `/assets/console.css`
-//! only, under the pages' Content-Security-Policy.
+//! The console's pages: HTML built from the core's rows, every database string escaped.
 
-use super::pages::{CSP, with_csp};
-use super::route;
-use crate::AppState;
-use crate::config::RateLimit;
+use super::C;
 use crate::error::ApiError;
-use crate::extract::{Req, query_ints};
-use crate::openapi::{Auth, Doc};
-use crate::ratelimit::RateLimiter;
-use crate::reply::Reply;
-use crate::router::Route;
 use bespin_core::console::Row;
-use bespin_core::ids;
-use bespin_core::{Error, FieldError, LocPart};
-use hyper::StatusCode;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-/// How long a console session lasts.
-const SESSION_TTL: Duration = Duration::from_secs(3600);
-const COOKIE: &str = "console_session";
-/// Wrong console keys a client may present within [`FAILED_KEYS_WINDOW_SECS`].
-pub const FAILED_KEYS_ALLOWED: usize = 10;
-/// The window over which wrong console keys are counted, per client.
-pub const FAILED_KEYS_WINDOW_SECS: u64 = 900;
-
-/// Live console sessions: the digest of each token → its expiry.
-#[derive(Default)]
-pub(crate) struct Sessions(Mutex<HashMap<[u8; 32], Instant>>);
-
-impl Sessions {
-    fn create(&self) -> Option<String> {
-        let token = ids::new_secret(ids::CONSOLE_TOKEN_PREFIX).ok()?;
-        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        m.retain(|_, exp| *exp > now);
-        m.insert(ids::key_digest(&token), now + SESSION_TTL);
-        Some(token)
-    }
-
-    fn valid(&self, presented: &str) -> bool {
-        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(&ids::key_digest(presented))
-            .is_some_and(|exp| *exp > Instant::now())
-    }
-}
-
-/// The counter of wrong console keys per client.
-pub(crate) fn failed_keys() -> RateLimiter {
-    RateLimiter::new(RateLimit {
-        enabled: true,
-        limit: FAILED_KEYS_ALLOWED,
-        window_secs: FAILED_KEYS_WINDOW_SECS,
-    })
-}
-
-pub fn routes() -> Vec<Route> {
-    vec![
-        route!(GET "/console" => console, Doc::new("pages", "Developer console", Auth::Hidden), blocking),
-        route!(GET "/console/{*rest}" => console, Doc::new("pages", "Developer console", Auth::Hidden), blocking),
-    ]
-}
-
-fn not_found() -> Reply {
-    Reply::detail(StatusCode::NOT_FOUND, "Not Found")
-}
-
-fn cookie(r: &Req) -> Option<String> {
-    let raw = r.header("cookie")?;
-    raw.split(';').find_map(|c| {
-        let (k, v) = c.trim().split_once('=')?;
-        (k == COOKIE).then(|| v.to_string())
-    })
-}
-
-fn console(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
-    if !s.config.dev_console {
-        return Ok(not_found());
-    }
-    let rest = r.param("rest").to_string();
-    let path = if rest.is_empty() {
-        "/console".to_string()
-    } else {
-        format!("/console/{rest}")
-    };
-    let q = r.query_map();
-    // 50 §1.2: a valid session cookie is checked first and grants access whatever `key` says.
-    let session = cookie(r).is_some_and(|t| s.console_sessions.valid(&t));
-    if !session && let Some(key) = q.get("key").filter(|k| !k.is_empty()) {
-        let client = crate::client::key(&s.config, r.peer, &r.headers);
-        let now = Instant::now();
-        if let Err(wait) = s.console_failed_keys.peek(&client, now) {
-            return Ok(Reply::detail(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many wrong console keys; try again later",
-            )
-            .with_header("retry-after", wait.to_string()));
-        }
-        let expected = &s.config.dev_console_key;
-        if expected.is_empty() || !ids::secrets_match(expected, key) {
-            // Counted only when wrong: the limit is on guesses, not on visits.
-            let _ = s.console_failed_keys.check(&client, now);
-            return Ok(not_found());
-        }
-        let Some(token) = s.console_sessions.create() else {
-            return Ok(Reply::internal());
-        };
-        // Drop the key from the address bar and history: same page, other parameters kept.
-        let others: Vec<(&String, &String)> = q.iter().filter(|(k, _)| *k != "key").collect();
-        let mut location = path.trim_end_matches('/').to_string();
-        if !others.is_empty() {
-            location.push('?');
-            location.push_str(&serde_urlencoded::to_string(&others).unwrap_or_default());
-        }
-        return Ok(
-            Reply::raw(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", "")
-                .with_header("location", location)
-                .with_header(
-                    "set-cookie",
-                    format!(
-                        "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/console; Max-Age={}",
-                        SESSION_TTL.as_secs()
-                    ),
-                ),
-        );
-    }
-    if !session {
-        return Ok(not_found());
-    }
-    let c = s.bespin.console();
-    let segments: Vec<&str> = rest.split('/').collect();
-    let page = match segments.as_slice() {
-        [""] => overview(&c)?,
-        ["tenants"] => tenants(&c)?,
-        ["tenants", id] => match tenant(&c, id)? {
-            Some(p) => p,
-            None => return Ok(Reply::detail(StatusCode::NOT_FOUND, "Tenant not found")),
-        },
-        ["billing"] => billing(&c)?,
-        ["billing", "plans", id] => match plan(&c, id)? {
-            Some(p) => p,
-            None => return Ok(Reply::detail(StatusCode::NOT_FOUND, "Plan not found")),
-        },
-        ["core-os"] => core_os(&c)?,
-        ["db", "download"] => return download(&c),
-        ["db", table] => {
-            let limit = limit(&q)?;
-            match table_page(&c, table, limit)? {
-                Some(p) => p,
-                None => return Ok(Reply::detail(StatusCode::NOT_FOUND, "Table not allowed")),
-            }
-        }
-        _ => return Ok(not_found()),
-    };
-    Ok(with_csp(Reply::html(page)))
-}
-
-fn limit(q: &HashMap<String, String>) -> Result<usize, ApiError> {
-    let v = query_ints(q, &["limit"])?[0].unwrap_or(200);
-    let (kind, msg) = if v < 1 {
-        (
-            "greater_than_equal",
-            "Input should be greater than or equal to 1",
-        )
-    } else if v > 1000 {
-        (
-            "less_than_equal",
-            "Input should be less than or equal to 1000",
-        )
-    } else {
-        return Ok(v as usize);
-    };
-    let input = Value::String(q.get("limit").cloned().unwrap_or_default());
-    Err(ApiError::query(Error::Validation(vec![FieldError::new(
-        kind,
-        vec![LocPart::from("limit")],
-        msg,
-        input,
-    )])))
-}
 
 /// HTML-escapes `s` for text and quoted attribute values.
-pub(crate) fn escape(s: &str) -> String {
+pub(super) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
         match ch {
@@ -321,8 +124,6 @@ fn table(heading: &str, rows: &[Row], cols: &[&str], link: Option<(&str, &str)>)
     h
 }
 
-type C<'a> = bespin_core::console::Console<'a>;
-
 fn rows(c: &C, name: &str, first: Option<&str>, limit: usize) -> Result<Vec<Row>, ApiError> {
     Ok(c.rows(name, first, limit)
         .map_err(ApiError::body)?
@@ -338,7 +139,7 @@ fn newest(mut rows: Vec<Row>, col: &str, n: usize) -> Vec<Row> {
 
 const ALL: usize = 100_000;
 
-fn overview(c: &C) -> Result<String, ApiError> {
+pub(super) fn overview(c: &C) -> Result<String, ApiError> {
     let mut h =
         String::from("<section class=\"card\"><h2>Database Statistics</h2><div class=\"stats\">");
     for (label, n) in c.counts().map_err(ApiError::body)? {
@@ -356,7 +157,7 @@ fn overview(c: &C) -> Result<String, ApiError> {
     Ok(frame("Overview", &h))
 }
 
-fn tenants(c: &C) -> Result<String, ApiError> {
+pub(super) fn tenants(c: &C) -> Result<String, ApiError> {
     let list = newest(rows(c, "tenants", None, ALL)?, "created_at", ALL);
     let mut h = table(
         &format!("Tenants ({})", list.len()),
@@ -368,7 +169,7 @@ fn tenants(c: &C) -> Result<String, ApiError> {
     Ok(frame("Tenants", &h))
 }
 
-fn tenant(c: &C, id: &str) -> Result<Option<String>, ApiError> {
+pub(super) fn tenant(c: &C, id: &str) -> Result<Option<String>, ApiError> {
     let info = rows(c, "tenants", Some(id), 1)?;
     let Some(t) = info.first() else {
         return Ok(None);
@@ -413,7 +214,7 @@ fn tenant(c: &C, id: &str) -> Result<Option<String>, ApiError> {
     Ok(Some(frame(&format!("Tenant: {}", get_str(t, "name")), &h)))
 }
 
-fn billing(c: &C) -> Result<String, ApiError> {
+pub(super) fn billing(c: &C) -> Result<String, ApiError> {
     let events = rows(c, "metered_event_types", None, ALL)?;
     let plans = rows(c, "plans", None, ALL)?;
     let subs = rows(c, "tenant_subscriptions", None, ALL)?;
@@ -440,7 +241,7 @@ fn billing(c: &C) -> Result<String, ApiError> {
     Ok(frame("Billing Overview", &h))
 }
 
-fn plan(c: &C, id: &str) -> Result<Option<String>, ApiError> {
+pub(super) fn plan(c: &C, id: &str) -> Result<Option<String>, ApiError> {
     let p = rows(c, "plans", Some(id), 1)?;
     let Some(first) = p.first() else {
         return Ok(None);
@@ -466,7 +267,7 @@ fn plan(c: &C, id: &str) -> Result<Option<String>, ApiError> {
     )))
 }
 
-fn core_os(c: &C) -> Result<String, ApiError> {
+pub(super) fn core_os(c: &C) -> Result<String, ApiError> {
     let cards: [(&str, &str, usize, &[&str]); 5] = [
         (
             "Recent Actions",
@@ -544,7 +345,7 @@ fn core_os(c: &C) -> Result<String, ApiError> {
     Ok(frame("Core Business OS", &h))
 }
 
-fn table_page(c: &C, name: &str, limit: usize) -> Result<Option<String>, ApiError> {
+pub(super) fn table_page(c: &C, name: &str, limit: usize) -> Result<Option<String>, ApiError> {
     let Some(list) = c.rows(name, None, limit).map_err(ApiError::body)? else {
         return Ok(None);
     };
@@ -560,30 +361,4 @@ fn table_page(c: &C, name: &str, limit: usize) -> Result<Option<String>, ApiErro
     let _ = write!(h, "</p><p>Showing {} rows (limit: {limit})</p>", list.len());
     h.push_str(&table(name, &list, &[], None));
     Ok(Some(frame(&title, &h)))
-}
-
-fn download(c: &C) -> Result<Reply, ApiError> {
-    let mut bytes = Vec::new();
-    c.snapshot(&mut bytes).map_err(ApiError::body)?;
-    Ok(
-        Reply::raw(StatusCode::OK, "application/octet-stream", bytes)
-            .with_header(
-                "content-disposition",
-                "attachment; filename=\"bespin.redb\"",
-            )
-            .with_header("content-security-policy", CSP),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::escape;
-
-    #[test]
-    fn escape_covers_markup_and_quotes() {
-        assert_eq!(
-            escape("<img src=x onerror=\"alert('1')\">&"),
-            "&lt;img src=x onerror=&quot;alert(&#x27;1&#x27;)&quot;&gt;&amp;"
-        );
-    }
 }

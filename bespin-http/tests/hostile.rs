@@ -57,6 +57,15 @@ fn rich_tenant(s: &TestServer, name: &str) -> TestTenant {
     t
 }
 
+/// `t`'s tenant and admin with a wrong API key.
+fn stranger(t: &TestTenant) -> [(&'static str, &str); 3] {
+    [
+        ("X-Tenant-ID", t.id.as_str()),
+        ("X-User-ID", t.admin.as_str()),
+        ("X-API-Key", "bsk_not-the-key"),
+    ]
+}
+
 /// Sends `head` (a whole request head, blank line included) and `body` on a new connection
 /// and reads the answer, giving up after `secs` (then `None`: the server did not answer).
 fn exchange(s: &TestServer, head: &str, body: &[u8], secs: u64) -> Option<TestResponse> {
@@ -305,11 +314,7 @@ fn only_authenticated_operations_reach_the_writer_and_its_queue_is_bounded() {
     }));
     // Bodies with bad credentials are parsed and refused without the writer.
     let zeros = format!("[{}0]", "0,".repeat(500_000));
-    let stranger = [
-        ("X-Tenant-ID", t.id.as_str()),
-        ("X-User-ID", t.admin.as_str()),
-        ("X-API-Key", "bsk_not-the-key"),
-    ];
+    let stranger = stranger(&t);
     let h = head("POST", "/v1/kpis", &stranger, zeros.len());
     let r = exchange(&s, &h, zeros.as_bytes(), 10).expect("answered while the writer is held");
     assert_eq!(r.status, 401, "{}", short(&r));
@@ -505,11 +510,7 @@ fn metrics_can_require_a_token() {
 fn a_large_body_whose_credentials_failed_is_answered_unread() {
     let s = TestServer::start(config(&[]));
     let t = rich_tenant(&s, "Acme");
-    let stranger = [
-        ("X-Tenant-ID", t.id.as_str()),
-        ("X-User-ID", t.admin.as_str()),
-        ("X-API-Key", "bsk_not-the-key"),
-    ];
+    let stranger = stranger(&t);
     // 500 kB declared, a few bytes sent: answered at once, without waiting for the rest.
     let h = head("POST", "/v1/tasks", &stranger, 500_000);
     let r = exchange(&s, &h, b"[[[", 10).expect("answered without the body");
@@ -542,11 +543,7 @@ fn a_large_body_whose_credentials_failed_is_answered_unread() {
 fn repeated_authentication_failures_are_held_and_good_keys_never_are() {
     let s = TestServer::start(config(&[("BESPIN_AUTH_TARPIT_AFTER", "3")]));
     let t = rich_tenant(&s, "Acme");
-    let stranger = [
-        ("X-Tenant-ID", t.id.as_str()),
-        ("X-User-ID", t.admin.as_str()),
-        ("X-API-Key", "bsk_not-the-key"),
-    ];
+    let stranger = stranger(&t);
     for _ in 0..3 {
         let r = s.call("GET", "/v1/tasks", &stranger, None);
         assert_eq!(r.status, 401);

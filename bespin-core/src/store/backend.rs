@@ -9,7 +9,8 @@
 //! the ones it lacks. Tables are named by [`TableId`]: its position in that list (a backend may
 //! cache per-table handles by it) and its name.
 //!
-//! The contract, which `tests/` holds both backends to:
+//! The contract (`store/tests.rs` holds a backend to it through [`super::Store`]; a second
+//! backend runs the same tests):
 //! - **Snapshots** ([`Snapshot`]) see exactly the state after one commit, for as long as they
 //!   live, whatever commits meanwhile; many may be open and shared by threads.
 //! - **A batch** ([`WriteBatch`]) is one write transaction: its reads see its own writes;

@@ -7,8 +7,8 @@
 //! are never deleted and keys never rotate, so a principal stays valid for the process's life.
 
 use crate::error::{Error, Result};
-use crate::store::{Key, Reader, tables};
-use crate::tenancy::{UserRec, tenant_key, user_key};
+use crate::store::Reader;
+use crate::tenancy::{TENANTS, USER_TENANT, USERS, UserRec, UserTenantKey, tenant_key, user_key};
 use crate::{Bespin, ids};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -178,7 +178,7 @@ pub(crate) fn authenticate(r: &impl Reader, creds: &Credentials) -> Result<Princ
         .api_key
         .as_deref()
         .ok_or(Error::MissingHeader("X-API-Key"))?;
-    let tenant = r.get(&tables::TENANTS, &tenant_key(tenant_id))?;
+    let tenant = r.get(&TENANTS, &tenant_key(tenant_id))?;
     let key_ok = match &tenant {
         Some(t) => ids::key_matches(api_key, &t.api_key_digest),
         // Hash anyway so an unknown tenant costs the same as a wrong key.
@@ -190,9 +190,9 @@ pub(crate) fn authenticate(r: &impl Reader, creds: &Credentials) -> Result<Princ
     if !key_ok {
         return Err(Error::InvalidCredentials);
     }
-    let user: Option<UserRec> = r.get(&tables::USERS, &user_key(tenant_id, user_id))?;
+    let user: Option<UserRec> = r.get(&USERS, &user_key(tenant_id, user_id))?;
     let Some(user) = user else {
-        let elsewhere = r.contains(&tables::USER_TENANT, &Key::new().str(user_id))?;
+        let elsewhere = r.contains(&USER_TENANT, &UserTenantKey::new(user_id))?;
         return Err(if elsewhere {
             Error::UserNotInTenant
         } else {

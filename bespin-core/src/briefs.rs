@@ -16,7 +16,7 @@ use crate::idempotency::{self, Idempotency, Stored};
 use crate::kpis::{self, PointView};
 use crate::limits::{Activity, invalid_date};
 use crate::metering::Meter;
-use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, tables};
+use crate::store::{Flow, Order, Prefix, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::{Date, Timestamp};
 use crate::validate::{Bounds, Fields, Presence, got};
 use crate::{Bespin, Ctx, audit, ids};
@@ -38,6 +38,17 @@ pub(crate) struct BriefRec {
     pub created_at: Timestamp,
 }
 impl Record for BriefRec {}
+
+key! {
+    /// (tenant, brief date).
+    pub(crate) struct BriefKey<'a> { tenant_id: tenant, brief_date: date }
+}
+
+/// (tenant, brief date) → brief: one per tenant and date; dates sort chronologically.
+pub(crate) const BRIEFS: Table<BriefKey<'static>, BriefRec> = Table::new("briefs");
+
+/// The tables of this module.
+pub(crate) const TABLES: &[&dyn TableInfo] = &[&BRIEFS];
 
 /// Counts of the KPIs a brief considered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -226,8 +237,8 @@ impl MaterializeRequest {
     }
 }
 
-fn brief_key(tenant_id: &str, date: Date) -> Key {
-    Key::new().str(tenant_id).part(date)
+fn brief_key(tenant_id: &str, date: Date) -> BriefKey<'_> {
+    BriefKey::new(tenant_id, date)
 }
 
 fn view(rec: BriefRec) -> Brief {
@@ -355,7 +366,7 @@ pub(crate) fn ensure(
 ) -> Result<(Brief, bool)> {
     let tenant = caller.tenant_id();
     let key = brief_key(tenant, date);
-    if let Some(existing) = tx.get(&tables::BRIEFS, &key)? {
+    if let Some(existing) = tx.get(&BRIEFS, &key)? {
         return Ok((view(existing), false));
     }
     let permit = Meter::one("daily_brief_generated", "daily_brief")
@@ -368,7 +379,7 @@ pub(crate) fn ensure(
         content,
         created_at: ctx.now,
     };
-    tx.put(&tables::BRIEFS, &key, &rec)?;
+    tx.put(&BRIEFS, &key, &rec)?;
     audit::record(
         tx,
         ctx,
@@ -385,8 +396,8 @@ pub(crate) fn ensure(
 pub(crate) fn latest(r: &impl Reader, tenant_id: &str) -> Result<Option<Brief>> {
     let mut found = None;
     r.scan(
-        &tables::BRIEFS,
-        &Key::new().str(tenant_id),
+        &BRIEFS,
+        &BRIEFS.prefix().tenant(tenant_id),
         Order::Desc,
         |_, rec: BriefRec| {
             found = Some(view(rec));
@@ -398,8 +409,7 @@ pub(crate) fn latest(r: &impl Reader, tenant_id: &str) -> Result<Option<Brief>> 
 
 /// The tenant's stored brief for `date`, if any.
 pub(crate) fn get(r: &impl Reader, tenant_id: &str, date: Date) -> Result<Option<Brief>> {
-    Ok(r.get(&tables::BRIEFS, &brief_key(tenant_id, date))?
-        .map(view))
+    Ok(r.get(&BRIEFS, &brief_key(tenant_id, date))?.map(view))
 }
 
 impl Bespin {
@@ -432,11 +442,11 @@ impl Bespin {
         caller.require(Permission::ReadBriefs, "read briefs")?;
         self.read(|r, _| {
             let t = caller.tenant_id();
-            let to = page.before.map(|d| brief_key(t, d));
+            let to = page.before.map(|d| Prefix::of(&brief_key(t, d)));
             let mut items = Vec::new();
             r.scan_range(
-                &tables::BRIEFS,
-                &Key::new().str(t),
+                &BRIEFS,
+                &BRIEFS.prefix().tenant(t),
                 None,
                 to.as_ref(),
                 Order::Desc,

@@ -5,8 +5,9 @@
 //! (tenant, owner, created-at, sequence) index, newest first.
 
 use crate::auth::{Permission, Principal};
+use crate::check::{Checker, Expected};
 use crate::error::{Error, Result};
-use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, tables};
+use crate::store::{Flow, Id, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, Presence, TITLE_MAX, got};
 use crate::{Bespin, Ctx, ids};
@@ -34,6 +35,35 @@ pub(crate) struct MessageRec {
     pub created_at: Timestamp,
 }
 impl Record for MessageRec {}
+
+key! {
+    /// (tenant, owner, conversation).
+    pub(crate) struct ConversationKey<'a> { tenant_id: tenant, user_id: str, conversation_id: id }
+    /// (tenant, owner, created at, sequence).
+    pub(crate) struct ConversationTimeKey<'a> {
+        tenant_id: tenant,
+        user_id: str,
+        created_at: ts,
+        seq: u64,
+    }
+    /// (tenant, conversation sequence, message sequence).
+    pub(crate) struct MessageKey<'a> { tenant_id: tenant, conversation_seq: u64, seq: u64 }
+    /// (tenant, conversation id, message sequence): messages before layout 2.
+    pub(crate) struct LegacyMessageKey<'a> { tenant_id: tenant, conversation_id: str, seq: u64 }
+}
+
+/// (tenant, owner, conversation) → conversation.
+pub(crate) const CONVERSATIONS: Table<ConversationKey<'static>, ConversationRec> =
+    Table::new("conversations");
+/// (tenant, owner, created at, sequence) → conversation id: newest-first listing.
+pub(crate) const CONVERSATIONS_BY_TIME: Table<ConversationTimeKey<'static>, String> =
+    Table::new("conversations_by_time");
+/// (tenant, conversation sequence, message sequence) → message, in insertion order. Keyed by
+/// the conversation's sequence number rather than its id, so new messages append.
+pub(crate) const MESSAGES: Table<MessageKey<'static>, MessageRec> = Table::new("messages");
+
+/// The tables of this module.
+pub(crate) const TABLES: &[&dyn TableInfo] = &[&CONVERSATIONS, &CONVERSATIONS_BY_TIME, &MESSAGES];
 
 /// A conversation in a list.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -104,16 +134,13 @@ impl NewConversation {
     }
 }
 
-fn conv_key(r: &impl Reader, tenant_id: &str, user_id: &str, conv_id: &str) -> Key {
-    Key::new()
-        .str(tenant_id)
-        .str(user_id)
-        .id(r.sealer(), conv_id)
-}
-
-/// Where the messages of the conversation numbered `conv_seq` start.
-pub(crate) fn message_key(tenant_id: &str, conv_seq: u64) -> Key {
-    Key::new().str(tenant_id).u64(conv_seq)
+fn conv_key<'a>(
+    r: &impl Reader,
+    tenant_id: &'a str,
+    user_id: &'a str,
+    conv_id: &'a str,
+) -> ConversationKey<'a> {
+    ConversationKey::new(tenant_id, user_id, Id::of(r.sealer(), conv_id))
 }
 
 /// Moves messages stored under (tenant, conversation id, sequence) — the layout before
@@ -121,38 +148,36 @@ pub(crate) fn message_key(tenant_id: &str, conv_seq: u64) -> Key {
 pub(crate) fn rekey_messages(tx: &mut WriteTx) -> Result<()> {
     let mut seq_of: std::collections::HashMap<(String, String), u64> = Default::default();
     tx.scan(
-        &tables::CONVERSATIONS,
-        &Key::new(),
+        &CONVERSATIONS,
+        &CONVERSATIONS.prefix(),
         Order::Asc,
         |k, c: ConversationRec| {
-            if let Some((tenant, at)) = crate::store::read_str(k, 0)
-                && let Some((_, at)) = crate::store::read_str(k, at)
-                && let Some((id, _)) = crate::store::read_id(tx.sealer(), k, at)
-            {
-                seq_of.insert((tenant, id), c.seq);
+            if let Some(k) = ConversationKey::decode(k) {
+                let id = k.conversation_id.to_id(tx.sealer()).into_owned();
+                seq_of.insert((k.tenant_id.into_owned(), id), c.seq);
             }
             Ok(Flow::Continue)
         },
     )?;
-    let mut moves: Vec<(Vec<u8>, Key, MessageRec)> = Vec::new();
+    let mut moves: Vec<(Vec<u8>, MessageKey<'static>, MessageRec)> = Vec::new();
     tx.scan(
-        &tables::MESSAGES,
-        &Key::new(),
+        &MESSAGES,
+        &MESSAGES.prefix(),
         Order::Asc,
         |k, m: MessageRec| {
-            if let Some((tenant, at)) = crate::store::read_str(k, 0)
-                && let Some((conv, at)) = crate::store::read_str(k, at)
-                && let Some(&conv_seq) = seq_of.get(&(tenant.clone(), conv))
-                && let Some(seq) = crate::store::read_u64(k, at)
+            if let Some(old) = LegacyMessageKey::decode(k)
+                && let Some(&conv_seq) =
+                    seq_of.get(&(old.tenant_id.to_string(), old.conversation_id.to_string()))
             {
-                moves.push((k.to_vec(), message_key(&tenant, conv_seq).u64(seq), m));
+                let new = MessageKey::new(&old.tenant_id, conv_seq, old.seq).into_owned();
+                moves.push((k.to_vec(), new, m));
             }
             Ok(Flow::Continue)
         },
     )?;
     for (old, new, m) in &moves {
-        tx.delete(&tables::MESSAGES, &Key::from_raw(old))?;
-        tx.put(&tables::MESSAGES, new, m)?;
+        tx.delete_stored(&MESSAGES, old)?;
+        tx.put(&MESSAGES, new, m)?;
     }
     Ok(())
 }
@@ -176,16 +201,12 @@ pub(crate) fn create(
         seq,
     };
     tx.put(
-        &tables::CONVERSATIONS,
+        &CONVERSATIONS,
         &conv_key(tx, caller.tenant_id(), caller.user_id(), &id),
         &rec,
     )?;
-    let index = Key::new()
-        .str(caller.tenant_id())
-        .str(caller.user_id())
-        .ts(ctx.now)
-        .u64(seq);
-    tx.put(&tables::CONVERSATIONS_BY_TIME, &index, &id)?;
+    let index = ConversationTimeKey::new(caller.tenant_id(), caller.user_id(), ctx.now, seq);
+    tx.put(&CONVERSATIONS_BY_TIME, &index, &id)?;
     Ok(Conversation {
         conversation_id: id,
         title: rec.title,
@@ -196,7 +217,7 @@ pub(crate) fn create(
 /// Whether the caller owns `conv_id`.
 pub(crate) fn owned(r: &impl Reader, caller: &Principal, conv_id: &str) -> Result<bool> {
     r.contains(
-        &tables::CONVERSATIONS,
+        &CONVERSATIONS,
         &conv_key(r, caller.tenant_id(), caller.user_id(), conv_id),
     )
 }
@@ -212,9 +233,7 @@ pub(crate) fn append(
     cards: &Value,
 ) -> Result<String> {
     let key = conv_key(tx, caller.tenant_id(), caller.user_id(), conv_id);
-    let conv = tx
-        .get(&tables::CONVERSATIONS, &key)?
-        .ok_or_else(not_found)?;
+    let conv = tx.get(&CONVERSATIONS, &key)?.ok_or_else(not_found)?;
     let message_id = ids::new_id();
     let seq = tx.next_seq("messages")?;
     let rec = MessageRec {
@@ -226,8 +245,8 @@ pub(crate) fn append(
         created_at: ctx.now,
     };
     tx.put(
-        &tables::MESSAGES,
-        &message_key(caller.tenant_id(), conv.seq).u64(seq),
+        &MESSAGES,
+        &MessageKey::new(caller.tenant_id(), conv.seq, seq),
         &rec,
     )?;
     Ok(message_id)
@@ -245,6 +264,34 @@ pub fn start(
     create(tx, ctx, caller, req.title)
 }
 
+/// Checks the conversations' index by time (both ways) and that every message belongs to an
+/// existing conversation.
+pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
+    let mut by_time = Expected::new();
+    // (tenant, conversation sequence): messages are keyed by it.
+    let mut numbers = std::collections::HashSet::new();
+    for x in c.rows(r, &CONVERSATIONS)? {
+        let (k, conv) = (&x.key, &x.value);
+        let id = k.conversation_id.to_id(r.sealer()).into_owned();
+        let index = ConversationTimeKey::new(&k.tenant_id, &k.user_id, conv.created_at, conv.seq);
+        by_time.add(&index, &id);
+        numbers.insert((k.tenant_id.to_string(), conv.seq));
+    }
+    c.index(r, &CONVERSATIONS_BY_TIME, by_time, "conversation")?;
+    for x in c.rows(r, &MESSAGES)? {
+        if numbers.contains(&(x.key.tenant_id.to_string(), x.key.conversation_seq)) {
+            c.ok();
+        } else {
+            c.violation(
+                MESSAGES.name(),
+                &x.bytes,
+                "message of a missing conversation",
+            );
+        }
+    }
+    Ok(())
+}
+
 impl Bespin {
     /// Creates a conversation for the caller (any role may chat).
     pub fn create_conversation(
@@ -252,8 +299,7 @@ impl Bespin {
         caller: &Principal,
         req: NewConversation,
     ) -> Result<Conversation> {
-        caller.require(Permission::UseChat, "use chat")?;
-        self.write(|tx, ctx| create(tx, ctx, caller, req.title))
+        self.write(|tx, ctx| start(tx, ctx, caller, req))
     }
 
     /// The caller's conversations, newest first (`limit` clamped to 1..=200, default 50;
@@ -268,18 +314,16 @@ impl Bespin {
         let limit = usize::try_from(limit.unwrap_or(50).clamp(1, 200)).unwrap_or(50);
         let offset = usize::try_from(offset.unwrap_or(0).max(0)).unwrap_or(0);
         self.read(|r, _| {
-            let prefix = Key::new().str(caller.tenant_id()).str(caller.user_id());
-            let ids: Vec<String> = r.list(
-                &tables::CONVERSATIONS_BY_TIME,
-                &prefix,
-                Order::Desc,
-                offset,
-                limit,
-            )?;
+            let prefix = CONVERSATIONS_BY_TIME
+                .prefix()
+                .tenant(caller.tenant_id())
+                .str(caller.user_id());
+            let ids: Vec<String> =
+                r.list(&CONVERSATIONS_BY_TIME, &prefix, Order::Desc, offset, limit)?;
             let mut items = Vec::with_capacity(ids.len());
             for id in ids {
                 if let Some(c) = r.get(
-                    &tables::CONVERSATIONS,
+                    &CONVERSATIONS,
                     &conv_key(r, caller.tenant_id(), caller.user_id(), &id),
                 )? {
                     items.push(Conversation {
@@ -300,14 +344,14 @@ impl Bespin {
         self.read(|r, _| {
             let c = r
                 .get(
-                    &tables::CONVERSATIONS,
+                    &CONVERSATIONS,
                     &conv_key(r, caller.tenant_id(), caller.user_id(), conv_id),
                 )?
                 .ok_or_else(not_found)?;
             let mut messages = Vec::new();
             r.scan(
-                &tables::MESSAGES,
-                &message_key(caller.tenant_id(), c.seq),
+                &MESSAGES,
+                &MESSAGES.prefix().tenant(caller.tenant_id()).u64(c.seq),
                 Order::Asc,
                 |_, m: MessageRec| {
                     messages.push(Message {

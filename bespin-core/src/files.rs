@@ -33,7 +33,7 @@ pub fn create_private_dir(path: &Path) -> io::Result<()> {
 /// A new private directory (see [`create_private_dir`]) under the system's temporary
 /// directory, named `prefix` and a random id. The caller removes it.
 pub fn private_temp_dir(prefix: &str) -> io::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("{prefix}-{}", crate::ids::new_id()));
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4()));
     create_private_dir(&dir)?;
     Ok(dir)
 }

@@ -11,13 +11,15 @@
 //! answers with those bytes unchanged ([`Stored`]): it is never parsed on the way out, so any
 //! response that could be sent once can be sent again, however deeply it nests.
 
+use crate::check::{Checker, Expected};
 use crate::error::{Error, Result};
-use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, tables};
+use crate::store::{Flow, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
 use crate::{Bespin, Ctx, ids};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::HashSet;
 use std::marker::PhantomData;
 
 /// The longest `Idempotency-Key` accepted, in characters (the reference declares its column
@@ -97,6 +99,27 @@ pub(crate) struct IdemRec {
     pub created_at: Timestamp,
 }
 impl Record for IdemRec {}
+
+key! {
+    /// (tenant, endpoint, key).
+    pub(crate) struct IdemKey<'a> { tenant_id: tenant, endpoint: str, idempotency_key: str }
+    /// Global: (written at, tenant, endpoint, key): the record's key after its instant.
+    pub(crate) struct IdemAgeKey<'a> {
+        written_at: ts,
+        tenant_id: str,
+        endpoint: str,
+        idempotency_key: str,
+    }
+}
+
+/// (tenant, endpoint, key) → idempotency record.
+pub(crate) const IDEMPOTENCY: Table<IdemKey<'static>, IdemRec> = Table::new("idempotency");
+/// Global: (written at, tenant, endpoint, key) → (): idempotency records by age, for purging.
+pub(crate) const IDEMPOTENCY_BY_AGE: Table<IdemAgeKey<'static>, ()> =
+    Table::new("idempotency_by_age");
+
+/// The tables of this module.
+pub(crate) const TABLES: &[&dyn TableInfo] = &[&IDEMPOTENCY, &IDEMPOTENCY_BY_AGE];
 
 /// An idempotency scope: which endpoint, which key, which request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,8 +206,8 @@ fn escape(s: &str, out: &mut String) {
     out.push('"');
 }
 
-fn record_key(tenant_id: &str, endpoint: &str, key: &str) -> Key {
-    Key::new().str(tenant_id).str(endpoint).str(key)
+fn record_key<'a>(tenant_id: &'a str, endpoint: &'a str, key: &'a str) -> IdemKey<'a> {
+    IdemKey::new(tenant_id, endpoint, key)
 }
 
 /// Looks up a live record for `scope` in the caller's tenant: `Ok(Some(stored))` for a
@@ -197,7 +220,7 @@ pub(crate) fn lookup<T>(
     scope: &Idempotency,
 ) -> Result<Option<Stored<T>>> {
     let Some(rec) = r.get(
-        &tables::IDEMPOTENCY,
+        &IDEMPOTENCY,
         &record_key(tenant_id, scope.endpoint, &scope.key),
     )?
     else {
@@ -234,14 +257,14 @@ pub fn store<T: Serialize>(
     };
     let key = record_key(tenant_id, scope.endpoint, &scope.key);
     // One tree walk: the insert hands back the expired record it replaces, if any.
-    if let Some(old) = tx.replace(&tables::IDEMPOTENCY, &key, &rec)? {
+    if let Some(old) = tx.replace(&IDEMPOTENCY, &key, &rec)? {
         tx.delete(
-            &tables::IDEMPOTENCY_BY_AGE,
+            &IDEMPOTENCY_BY_AGE,
             &age_key(old.created_at, tenant_id, scope),
         )?;
     }
     tx.put(
-        &tables::IDEMPOTENCY_BY_AGE,
+        &IDEMPOTENCY_BY_AGE,
         &age_key(ctx.now, tenant_id, scope),
         &(),
     )?;
@@ -252,12 +275,8 @@ pub fn store<T: Serialize>(
     })
 }
 
-fn age_key(at: Timestamp, tenant_id: &str, scope: &Idempotency) -> Key {
-    Key::new()
-        .ts(at)
-        .str(tenant_id)
-        .str(scope.endpoint)
-        .str(&scope.key)
+fn age_key<'a>(at: Timestamp, tenant_id: &'a str, scope: &'a Idempotency) -> IdemAgeKey<'a> {
+    IdemAgeKey::new(at, tenant_id, scope.endpoint, &scope.key)
 }
 
 /// Runs `op` at most once per scope: a stored response is returned as is (nothing else runs);
@@ -278,28 +297,70 @@ pub fn once<T: Serialize>(
 
 /// Deletes records older than the retention; returns how many went.
 pub fn purge_expired(tx: &mut WriteTx, ctx: &Ctx) -> Result<usize> {
-    let cutoff = Key::new().ts(Timestamp(
-        ctx.now.0 - ctx.options.idempotency_retention_micros,
-    ));
-    let mut expired: Vec<Vec<u8>> = Vec::new();
+    let cutoff = Timestamp(ctx.now.0 - ctx.options.idempotency_retention_micros);
+    let cutoff = IDEMPOTENCY_BY_AGE.prefix().ts(cutoff);
+    let mut expired: Vec<IdemAgeKey<'static>> = Vec::new();
     tx.scan_range(
-        &tables::IDEMPOTENCY_BY_AGE,
-        &Key::new(),
+        &IDEMPOTENCY_BY_AGE,
+        &IDEMPOTENCY_BY_AGE.prefix(),
         None,
         Some(&cutoff),
         Order::Asc,
         &mut |k, ()| {
-            expired.push(k.to_vec());
+            expired.extend(IdemAgeKey::decode(k).map(IdemAgeKey::into_owned));
             Ok(Flow::Continue)
         },
     )?;
     for age in &expired {
-        // age key = ts (8 bytes) + tenant + endpoint + key; the record key is the rest.
-        let rest = age.get(8..).unwrap_or_default();
-        tx.delete(&tables::IDEMPOTENCY, &Key::from_raw(rest))?;
-        tx.delete(&tables::IDEMPOTENCY_BY_AGE, &Key::from_raw(age))?;
+        let record = IdemKey::new(&age.tenant_id, &age.endpoint, &age.idempotency_key);
+        tx.delete(&IDEMPOTENCY, &record)?;
+        tx.delete(&IDEMPOTENCY_BY_AGE, age)?;
     }
     Ok(expired.len())
+}
+
+/// Checks every idempotency record: indexed by age exactly once (so it is purgeable once past
+/// retention), not dated in the future, holding a JSON response whose `request_id`, while the
+/// record is live, names a committed usage event of its tenant (`requests`), and a SHA-256
+/// request hash.
+pub(crate) fn check(
+    r: &impl Reader,
+    c: &mut Checker,
+    requests: &HashSet<(String, String)>,
+) -> Result<()> {
+    let table = IDEMPOTENCY.name();
+    let mut by_age = Expected::new();
+    for x in c.rows(r, &IDEMPOTENCY)? {
+        let (k, rec) = (&x.bytes, &x.value);
+        let t = x.key.tenant_id.as_ref();
+        let age = IdemAgeKey::new(rec.created_at, t, &x.key.endpoint, &x.key.idempotency_key);
+        by_age.add(&age, &());
+        if rec.created_at.0 > c.now().0 + 60_000_000 {
+            c.violation(table, k, "record dated in the future");
+        }
+        let expired = rec.created_at.0 + c.retention() <= c.now().0;
+        match parse_stored::<Value>(&rec.response) {
+            Ok(v) => {
+                c.ok();
+                if let Some(id) = v.get("request_id").and_then(|x| x.as_str())
+                    && !expired
+                {
+                    if requests.contains(&(t.to_owned(), id.to_owned())) {
+                        c.ok();
+                    } else {
+                        let d = format!("stored response names request {id} with no usage event");
+                        c.violation(table, k, d);
+                    }
+                }
+            }
+            Err(e) => c.violation(table, k, format!("response is not JSON: {e}")),
+        }
+        if rec.request_hash.len() != 64 || !rec.request_hash.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            c.violation(table, k, "request hash is not SHA-256 hex");
+        }
+    }
+    c.index(r, &IDEMPOTENCY_BY_AGE, by_age, "idempotency record")
 }
 
 impl Bespin {
@@ -312,8 +373,26 @@ impl Bespin {
 
 #[cfg(test)]
 mod tests {
-    use super::fingerprint;
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::check::testing::{caught, first_key, populated};
     use serde_json::json;
+
+    #[test]
+    fn an_unpurgeable_or_unbacked_idempotency_record_is_caught() {
+        let (db, _, _) = populated();
+        db.tamper(|tx| {
+            let k = first_key(tx, &IDEMPOTENCY_BY_AGE);
+            tx.delete_stored(&IDEMPOTENCY_BY_AGE, &k)?;
+            let k = first_key(tx, &IDEMPOTENCY);
+            let k = IdemKey::decode(&k).unwrap();
+            let mut r = tx.get(&IDEMPOTENCY, &k)?.unwrap();
+            r.response = br#"{"request_id":"never-ran","result":{}}"#.to_vec();
+            tx.put(&IDEMPOTENCY, &k, &r)
+        });
+        caught(&db, "idempotency_by_age", "missing index entry");
+        caught(&db, "idempotency", "no usage event");
+    }
 
     fn same(a: &str, b: &str) -> bool {
         let pa: serde_json::Value = serde_json::from_str(a).expect("json");

@@ -13,22 +13,44 @@
 //! | 4 | KPI points stored in chunks of up to 128 (`kpi_chunks`, keyed by the chunk's first instant) instead of one row per point; the old `kpi_points` table is left empty |
 //! | 5 | a search rank row per indexed record (`co_search_rank`: its `updated_at`), so a search ranks its matches without reading them |
 //! | 6 | usage rolled up per (tenant, UTC date, event key) as well (`day_rollups`), for the usage chart; built from the usage events |
-//! | 7 | search entries bounded: a word is indexed by its first 64 characters, a record by its first 1,000 distinct words ([`crate::coreos::search::doc_tokens`]); the upgrade rewrites the entries of the records beyond those bounds only |
+//! | 7 | search entries bounded: a word is indexed by its first 64 characters, a record by its first 1,000 distinct words ([`crate::coreos::search::index::doc_tokens`]); the upgrade rewrites the entries of the records beyond those bounds only |
 
 use crate::Ctx;
+use crate::check::Checker;
 use crate::error::{Error, Result};
-use crate::store::{Key, Reader, WriteTx, tables};
+use crate::store::{NameKey, Reader, Table, TableInfo, WriteTx};
 
 /// The layout this version writes.
 pub const CURRENT: u64 = 7;
 
-fn layout_key() -> Key {
-    Key::new().str("layout")
+/// Global: (name) → a property of the file; `layout` is the version of the key layouts.
+pub(crate) const META: Table<NameKey<'static>, u64> = Table::new("meta");
+
+/// The tables of this module.
+pub(crate) const TABLES: &[&dyn TableInfo] = &[&META];
+
+fn layout_key() -> NameKey<'static> {
+    NameKey::new("layout")
 }
 
 /// The layout version of the database behind `r` (1 when never recorded).
 pub(crate) fn version(r: &impl Reader) -> Result<u64> {
-    Ok(r.get(&tables::META, &layout_key())?.unwrap_or(1))
+    Ok(r.get(&META, &layout_key())?.unwrap_or(1))
+}
+
+/// Checks that the file's key layout is this build's.
+pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
+    let layout = version(r)?;
+    if layout == CURRENT {
+        c.ok();
+    } else {
+        c.violation(
+            META.name(),
+            &layout_key().encode(),
+            format!("key layout version {layout}, expected {CURRENT}"),
+        );
+    }
+    Ok(())
 }
 
 /// Brings a database of an older layout to [`CURRENT`]; records the version on a new one.
@@ -67,7 +89,7 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
         // Layout 1 was rebuilt above, already bounded.
         crate::coreos::search::cap_index(tx)?;
     }
-    tx.put(&tables::META, &layout_key(), &CURRENT)
+    tx.put(&META, &layout_key(), &CURRENT)
 }
 
 /// What `bespin layout` reports about a database file, read without writing to it: the key
@@ -142,7 +164,7 @@ impl std::fmt::Display for LayoutPlan {
 pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
     use crate::store::ReadOnlyFile;
     let file = ReadOnlyFile::open(path)?;
-    let from = file.get(&tables::META, &layout_key())?.unwrap_or(1);
+    let from = file.get(&META, &layout_key())?.unwrap_or(1);
     let rows = |names: &[&'static str]| -> Result<u64> {
         let mut n = 0;
         for t in names {
@@ -150,12 +172,13 @@ pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
         }
         Ok(n)
     };
+    use crate::coreos::{actions, decisions, meetings, memory, tasks};
     let records = [
-        tables::CO_ACTIONS.name(),
-        tables::CO_TASKS.name(),
-        tables::CO_DECISIONS.name(),
-        tables::CO_MEETINGS.name(),
-        tables::CO_FACTS.name(),
+        actions::ACTIONS.name(),
+        tasks::TASKS.name(),
+        decisions::DECISIONS.name(),
+        meetings::MEETINGS.name(),
+        memory::FACTS.name(),
     ];
     let mut steps = Vec::new();
     if from < 2 {
@@ -167,19 +190,19 @@ pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
         steps.push(UpgradeStep {
             to_layout: 2,
             description: "rebuild the timeline's per-record index from the events",
-            rows: rows(&[tables::CO_TIMELINE.name()])?,
+            rows: rows(&[crate::coreos::timeline::TIMELINE.name()])?,
         });
         steps.push(UpgradeStep {
             to_layout: 2,
             description: "key messages by their conversation's sequence number",
-            rows: rows(&[tables::MESSAGES.name()])?,
+            rows: rows(&[crate::conversations::MESSAGES.name()])?,
         });
     }
     if from < 4 {
         steps.push(UpgradeStep {
             to_layout: 4,
             description: "move KPI points into chunks of up to 128 and empty kpi_points",
-            rows: rows(&[tables::KPI_POINTS.name()])?,
+            rows: rows(&[crate::kpis::series::LEGACY_POINTS.name()])?,
         });
     }
     if (2..5).contains(&from) {
@@ -193,7 +216,7 @@ pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
         steps.push(UpgradeStep {
             to_layout: 6,
             description: "roll usage up per UTC day and event key (day_rollups) from the usage events",
-            rows: rows(&[tables::USAGE_EVENTS.name()])?,
+            rows: rows(&[crate::metering::USAGE_EVENTS.name()])?,
         });
     }
     if (2..7).contains(&from) {
@@ -204,9 +227,9 @@ pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
         });
     }
     let mut missing_tables = Vec::new();
-    for t in tables::ALL {
-        if file.count(t)?.is_none() {
-            missing_tables.push(*t);
+    for t in crate::schema::tables() {
+        if file.count(t.name())?.is_none() {
+            missing_tables.push(t.name());
         }
     }
     let action = match from.cmp(&CURRENT) {
@@ -231,13 +254,15 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::chat::ChatRequest;
-    use crate::conversations::{ConversationRec, MessageRec};
+    use crate::conversations::{CONVERSATIONS, ConversationKey, LegacyMessageKey, MESSAGES};
     use crate::coreos::search::SearchQuery;
+    use crate::coreos::search::index::{EntryKey, LEGACY_DOCS, LegacyDocKey, RANKS, SEARCH};
     use crate::coreos::tasks::{NewTask, TaskPatch};
-    use crate::coreos::timeline::{EventRec, TimelineQuery};
-    use crate::kpis::series::ChunkRec;
+    use crate::coreos::timeline::TimelineQuery;
+    use crate::coreos::timeline::{BY_ENTITY, EventKey, EventPos, TIMELINE};
+    use crate::kpis::series::{ChunkKey, KPI_CHUNKS, LEGACY_POINTS, PointKey};
     use crate::kpis::{IngestResult, NewPoint, PointRec, PointsBulk, Window};
-    use crate::store::{Flow, Order, read_str};
+    use crate::store::{Flow, Order, key};
     use crate::time::{ManualClock, Timestamp};
     use crate::{Bespin, Error, Options, Principal, testutil};
     use std::collections::HashMap;
@@ -269,22 +294,44 @@ mod tests {
         db.timeline(p, &q).unwrap().items.len()
     }
 
-    /// Stores every KPI point as layouts 1 to 3 did: one row per point, no chunks.
-    fn unchunk_points(tx: &mut WriteTx) -> Result<()> {
-        let mut chunks: Vec<(Vec<u8>, ChunkRec)> = Vec::new();
-        tx.scan(&tables::KPI_CHUNKS, &Key::new(), Order::Asc, |k, c| {
-            chunks.push((k.to_vec(), c));
+    key! {
+        /// A search entry of layout 1: (tenant, token, entity type, entity id).
+        struct OldEntryKey<'a> { tenant_id: tenant, token: str, entity_type: str, entity_id: str }
+        /// The per-record timeline index of layout 1: (tenant, type, id, instant, sequence).
+        struct OldEntityKey<'a> {
+            tenant_id: tenant,
+            entity_type: str,
+            entity_id: str,
+            at: ts,
+            seq: u64,
+        }
+    }
+
+    /// Every stored row of `t`: key and record.
+    fn all<K: crate::store::KeyDef, V: crate::store::Record>(
+        tx: &WriteTx,
+        t: &crate::store::Table<K, V>,
+    ) -> Result<Vec<(Vec<u8>, V)>> {
+        let mut out = Vec::new();
+        tx.scan(t, &t.prefix(), Order::Asc, |k, v| {
+            out.push((k.to_vec(), v));
             Ok(Flow::Continue)
         })?;
-        for (k, c) in &chunks {
-            tx.delete(&tables::KPI_CHUNKS, &Key::from_raw(k))?;
-            let series = Key::from_raw(&k[..k.len() - 8]);
+        Ok(out)
+    }
+
+    /// Stores every KPI point as layouts 1 to 3 did: one row per point, no chunks.
+    fn unchunk_points(tx: &mut WriteTx) -> Result<()> {
+        for (k, c) in all(tx, &KPI_CHUNKS)? {
+            tx.delete_stored(&KPI_CHUNKS, &k)?;
+            let series = ChunkKey::decode(&k).unwrap();
             for p in &c.points {
                 let row = PointRec {
                     value: p.value,
                     created_at: p.created_at,
                 };
-                tx.put(&tables::KPI_POINTS, &series.clone().ts(p.ts), &row)?;
+                let k = PointKey::new(&series.tenant_id, &series.kpi_id, p.ts);
+                tx.put(&LEGACY_POINTS, &k, &row)?;
             }
         }
         Ok(())
@@ -292,81 +339,46 @@ mod tests {
 
     /// Rewrites the tables of layout 5 as layout 1 wrote them.
     fn downgrade(tx: &mut WriteTx) -> Result<()> {
-        tx.delete(&tables::META, &layout_key())?;
+        tx.delete(&META, &layout_key())?;
         unchunk_points(tx)?;
-        tx.delete_prefix(&tables::CO_SEARCH_RANK, &Key::new())?;
+        tx.delete_prefix(&RANKS, &RANKS.prefix())?;
         // Search: entries without the creation instant, and a token list per record.
-        let mut entries: Vec<Vec<u8>> = Vec::new();
-        tx.scan(&tables::CO_SEARCH, &Key::new(), Order::Asc, |k, _: u8| {
-            entries.push(k.to_vec());
-            Ok(Flow::Continue)
-        })?;
-        for k in &entries {
-            let (t, at) = read_str(k, 0).unwrap();
-            let (w, at) = read_str(k, at).unwrap();
-            let (et, at) = read_str(k, at).unwrap();
-            let (id, _) = read_str(k, at + 8).unwrap();
-            tx.delete(&tables::CO_SEARCH, &Key::from_raw(k))?;
-            let old = Key::new().str(&t).str(&w).str(&et).str(&id);
-            tx.raw_insert_for_test(tables::CO_SEARCH.name(), old.as_bytes(), &[1, 1])?;
-            let doc = Key::new().str(&t).str(&et).str(&id);
-            tx.raw_insert_for_test(tables::CO_SEARCH_DOCS.name(), doc.as_bytes(), &[1, 0])?;
+        for (k, _) in all(tx, &SEARCH)? {
+            let e = EntryKey::decode(&k).unwrap();
+            tx.delete_stored(&SEARCH, &k)?;
+            let old = OldEntryKey::new(&e.tenant_id, &e.token, &e.entity_type, &e.entity_id);
+            tx.raw_insert_for_test(SEARCH.name(), &old.encode(), &[1, 1])?;
+            let doc = LegacyDocKey::new(&e.tenant_id, &e.entity_type, &e.entity_id);
+            tx.raw_insert_for_test(LEGACY_DOCS.name(), &doc.encode(), &[1, 0])?;
         }
         // Timeline: the per-record index keyed by the record's id alone.
-        tx.delete_prefix(&tables::CO_TIMELINE_BY_ENTITY, &Key::new())?;
-        let mut events: Vec<(String, EventRec, Vec<u8>)> = Vec::new();
-        tx.scan(
-            &tables::CO_TIMELINE,
-            &Key::new(),
-            Order::Asc,
-            |k, e: EventRec| {
-                let (t, at) = read_str(k, 0).unwrap();
-                events.push((t, e, k[at..].to_vec()));
-                Ok(Flow::Continue)
-            },
-        )?;
-        for (t, e, at_seq) in &events {
-            let k = Key::new().str(t).str(&e.entity_type).str(&e.entity_id);
-            let k = [k.as_bytes(), at_seq].concat();
-            let pos = crate::store::codec::encode(&crate::coreos::timeline::EventPos {
+        tx.delete_prefix(&BY_ENTITY, &BY_ENTITY.prefix())?;
+        for (k, e) in all(tx, &TIMELINE)? {
+            let k = EventKey::decode(&k).unwrap();
+            let pos = EventPos {
                 at: e.created_at,
-                seq: u64::from_be_bytes(at_seq[8..16].try_into().unwrap()),
-            })?;
-            tx.raw_insert_for_test(tables::CO_TIMELINE_BY_ENTITY.name(), &k, &pos)?;
+                seq: k.seq,
+            };
+            let old = OldEntityKey::new(
+                &k.tenant_id,
+                &e.entity_type,
+                &e.entity_id,
+                k.created_at,
+                k.seq,
+            );
+            tx.put_stored(&BY_ENTITY, &old.encode(), &pos)?;
         }
         // Messages: keyed by the conversation's id.
         let mut ids: HashMap<u64, String> = HashMap::new();
-        tx.scan(
-            &tables::CONVERSATIONS,
-            &Key::new(),
-            Order::Asc,
-            |k, c: ConversationRec| {
-                let (_, at) = read_str(k, 0).unwrap();
-                let (_, at) = read_str(k, at).unwrap();
-                ids.insert(c.seq, crate::store::read_id(tx.sealer(), k, at).unwrap().0);
-                Ok(Flow::Continue)
-            },
-        )?;
-        let mut messages: Vec<(Vec<u8>, MessageRec)> = Vec::new();
-        tx.scan(
-            &tables::MESSAGES,
-            &Key::new(),
-            Order::Asc,
-            |k, m: MessageRec| {
-                messages.push((k.to_vec(), m));
-                Ok(Flow::Continue)
-            },
-        )?;
-        for (k, m) in &messages {
-            let (t, at) = read_str(k, 0).unwrap();
-            let conv = u64::from_be_bytes(k[at..at + 8].try_into().unwrap());
-            let seq = u64::from_be_bytes(k[at + 8..at + 16].try_into().unwrap());
-            tx.delete(&tables::MESSAGES, &Key::from_raw(k))?;
-            tx.put(
-                &tables::MESSAGES,
-                &Key::new().str(&t).str(&ids[&conv]).u64(seq),
-                m,
-            )?;
+        for (k, c) in all(tx, &CONVERSATIONS)? {
+            let k = ConversationKey::decode(&k).unwrap();
+            ids.insert(c.seq, k.conversation_id.to_id(tx.sealer()).into_owned());
+        }
+        for (k, m) in all(tx, &MESSAGES)? {
+            let new = crate::conversations::MessageKey::decode(&k).unwrap();
+            tx.delete_stored(&MESSAGES, &k)?;
+            let old = LegacyMessageKey::new(&new.tenant_id, &ids[&new.conversation_seq], new.seq);
+            tx.put_stored(&MESSAGES, &old.encode(), &m)?;
         }
         Ok(())
     }
@@ -464,8 +476,8 @@ mod tests {
         );
         // Layout 4: the same index entries, no rank rows.
         db.tamper(|tx| {
-            tx.delete_prefix(&tables::CO_SEARCH_RANK, &Key::new())?;
-            tx.put(&tables::META, &layout_key(), &4u64)
+            tx.delete_prefix(&RANKS, &RANKS.prefix())?;
+            tx.put(&META, &layout_key(), &4u64)
         });
         let report = db.check().unwrap();
         assert!(
@@ -510,8 +522,9 @@ mod tests {
         assert!(!before.days.is_empty());
         // Layout 5: the same events and period rollups, no day rollups.
         db.tamper(|tx| {
-            tx.delete_prefix(&tables::DAY_ROLLUPS, &Key::new())?;
-            tx.put(&tables::META, &layout_key(), &5u64)
+            let days = &crate::metering::DAY_ROLLUPS;
+            tx.delete_prefix(days, &days.prefix())?;
+            tx.put(&META, &layout_key(), &5u64)
         });
         let report = db.check().unwrap();
         assert!(
@@ -538,29 +551,21 @@ mod tests {
         // Layout 6 indexed every word whole: add the entries the bounds leave out.
         let tenant = admin.tenant_id().to_owned();
         db.tamper(|tx| {
-            let word_key = |w: &str| Key::new().str(&tenant).str(w);
-            let mut tail = Vec::new();
-            tx.scan(
-                &tables::CO_SEARCH,
-                &word_key("bounded"),
-                Order::Asc,
-                |k, _: u8| {
-                    tail = k[word_key("bounded").as_bytes().len()..].to_vec();
-                    Ok(Flow::Stop)
-                },
-            )?;
-            tx.delete(
-                &tables::CO_SEARCH,
-                &Key::from_raw(&[word_key(&long[..64]).as_bytes(), &tail].concat()),
-            )?;
+            let prefix = SEARCH.prefix().tenant(&tenant).str("bounded");
+            let mut found = None;
+            tx.scan(&SEARCH, &prefix, Order::Asc, |k, _: u8| {
+                found = EntryKey::decode(k).map(EntryKey::into_owned);
+                Ok(Flow::Stop)
+            })?;
+            let e = found.unwrap();
+            let entry = |w: &str| {
+                EntryKey::new(&tenant, w, &e.entity_type, e.created_at, &e.entity_id).encode()
+            };
+            tx.delete_stored(&SEARCH, &entry(&long[..64]))?;
             for w in std::iter::once(&long).chain(&words[998..]) {
-                tx.put(
-                    &tables::CO_SEARCH,
-                    &Key::from_raw(&[word_key(w).as_bytes(), &tail].concat()),
-                    &2u8,
-                )?;
+                tx.put_stored(&SEARCH, &entry(w), &2u8)?;
             }
-            tx.put(&tables::META, &layout_key(), &6u64)
+            tx.put(&META, &layout_key(), &6u64)
         });
         assert!(!db.check().unwrap().violations.is_empty());
         drop(db);
@@ -584,7 +589,7 @@ mod tests {
     #[test]
     fn a_database_of_a_newer_layout_is_refused() {
         let (_dir, path, db, _) = fresh("n.redb");
-        db.tamper(|tx| tx.put(&tables::META, &layout_key(), &(CURRENT + 1)));
+        db.tamper(|tx| tx.put(&META, &layout_key(), &(CURRENT + 1)));
         drop(db);
         let p = plan(&path).unwrap();
         assert_eq!((p.file_layout, p.action), (CURRENT + 1, "refuse"));
@@ -767,7 +772,7 @@ mod tests {
 
         db.tamper(|tx| {
             unchunk_points(tx)?;
-            tx.put(&tables::META, &layout_key(), &3u64)
+            tx.put(&META, &layout_key(), &3u64)
         });
         let report = db.check().unwrap();
         for table in ["meta", "kpi_points"] {

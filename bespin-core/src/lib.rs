@@ -36,6 +36,7 @@
 mod commit;
 mod error;
 pub mod op;
+mod schema;
 mod store;
 
 pub mod audit;
@@ -160,7 +161,7 @@ impl Bespin {
     /// A database held only in memory.
     pub fn open_in_memory() -> Result<Bespin> {
         Self::with(
-            store::Store::in_memory()?,
+            store::Store::in_memory(schema::tables())?,
             Arc::new(SystemClock),
             Options::default(),
         )
@@ -168,7 +169,7 @@ impl Bespin {
 
     /// A database in memory with the given clock and options (for tests and simulations).
     pub fn open_in_memory_with(clock: Arc<dyn Clock>, options: Options) -> Result<Bespin> {
-        Self::with(store::Store::in_memory()?, clock, options)
+        Self::with(store::Store::in_memory(schema::tables())?, clock, options)
     }
 
     /// Opens `path` with the given clock and options.
@@ -178,7 +179,7 @@ impl Bespin {
         options: Options,
     ) -> Result<Bespin> {
         Self::with(
-            store::Store::open(path.as_ref(), options.cache_bytes)?,
+            store::Store::open(path.as_ref(), options.cache_bytes, schema::tables())?,
             clock,
             options,
         )
@@ -289,7 +290,7 @@ impl Bespin {
     pub fn health(&self) -> Result<()> {
         self.read(|r, _| {
             use store::Reader;
-            r.get(&store::tables::SEQUENCES, &store::Key::new().str("users"))
+            r.get(&store::SEQUENCES, &store::NameKey::new("users"))
                 .map(|_| ())
         })
     }

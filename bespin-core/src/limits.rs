@@ -6,7 +6,7 @@
 
 use crate::auth::Principal;
 use crate::error::{DailyQuotaExceeded, Error, Result};
-use crate::store::{Key, Reader, Record, WriteTx, tables};
+use crate::store::{Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::{Date, Timestamp};
 use crate::validate::{Bounds, Fields, Presence, got};
 use crate::{Bespin, Ctx};
@@ -156,12 +156,27 @@ pub struct DailyUsage {
     pub usage: Vec<ActivityUsage>,
 }
 
-fn limits_key(tenant_id: &str) -> Key {
-    Key::new().str(tenant_id)
+key! {
+    /// (tenant).
+    pub(crate) struct LimitsKey<'a> { tenant_id: tenant }
+    /// (tenant, date, activity).
+    pub(crate) struct DailyKey<'a> { tenant_id: tenant, date: date, activity_type: str }
 }
 
-pub(crate) fn rollup_key(tenant_id: &str, date: Date, a: Activity) -> Key {
-    Key::new().str(tenant_id).part(date).str(a.as_str())
+/// (tenant) → daily limits.
+pub(crate) const LIMITS: Table<LimitsKey<'static>, LimitsRec> = Table::new("limits");
+/// (tenant, date, activity) → units used that UTC day.
+pub(crate) const DAILY_ROLLUPS: Table<DailyKey<'static>, i64> = Table::new("daily_rollups");
+
+/// The tables of this module.
+pub(crate) const TABLES: &[&dyn TableInfo] = &[&LIMITS, &DAILY_ROLLUPS];
+
+fn limits_key(tenant_id: &str) -> LimitsKey<'_> {
+    LimitsKey::new(tenant_id)
+}
+
+pub(crate) fn rollup_key(tenant_id: &str, date: Date, a: Activity) -> DailyKey<'_> {
+    DailyKey::new(tenant_id, date, a.as_str())
 }
 
 /// Writes the default limits for a new tenant.
@@ -185,22 +200,20 @@ fn write_limits(
         created_at,
         updated_at: ctx.now,
     };
-    tx.put(&tables::LIMITS, &limits_key(tenant_id), &rec)
+    tx.put(&LIMITS, &limits_key(tenant_id), &rec)
 }
 
 /// The tenant's limits (defaults if it has no row).
 pub(crate) fn limits_of(r: &impl Reader, tenant_id: &str) -> Result<DailyLimits> {
-    Ok(r.get(&tables::LIMITS, &limits_key(tenant_id))?
+    Ok(r.get(&LIMITS, &limits_key(tenant_id))?
         .map(|rec| DailyLimits::from(&rec))
         .unwrap_or_default())
 }
 
 /// Units of `a` the tenant used on `date`.
 pub(crate) fn used_on(r: &impl Reader, tenant_id: &str, date: Date, a: Activity) -> Result<i64> {
-    Ok(
-        r.get(&tables::DAILY_ROLLUPS, &rollup_key(tenant_id, date, a))?
-            .unwrap_or(0),
-    )
+    Ok(r.get(&DAILY_ROLLUPS, &rollup_key(tenant_id, date, a))?
+        .unwrap_or(0))
 }
 
 /// Refuses with the daily 429 body when `requested` more units of `a` today would pass the limit.
@@ -245,8 +258,7 @@ pub fn consume(
     units: i64,
 ) -> Result<()> {
     let key = rollup_key(tenant_id, ctx.now.date(), a);
-    let current = tx.get(&tables::DAILY_ROLLUPS, &key)?.unwrap_or(0);
-    tx.put(&tables::DAILY_ROLLUPS, &key, &(current + units))
+    tx.update(&DAILY_ROLLUPS, &key, |current| current.unwrap_or(0) + units)
 }
 
 /// Replaces the tenant's limits (admin only).
@@ -258,7 +270,7 @@ pub fn put_limits(
 ) -> Result<TenantLimits> {
     caller.require_admin_to("update limits")?;
     let created_at = tx
-        .get(&tables::LIMITS, &limits_key(caller.tenant_id()))?
+        .get(&LIMITS, &limits_key(caller.tenant_id()))?
         .map(|r| r.created_at)
         .unwrap_or(ctx.now);
     write_limits(tx, ctx, caller.tenant_id(), &l, created_at)?;

@@ -5,8 +5,9 @@
 //! (type, date); the daily-brief runner relies on that to skip users already notified.
 
 use crate::auth::Principal;
+use crate::check::{Checker, Expected};
 use crate::error::{Error, FieldError, LocPart, Result};
-use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, tables};
+use crate::store::{Flow, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::{Date, Timestamp};
 use crate::validate::{Fields, Presence, got};
 use crate::{Bespin, Ctx};
@@ -37,6 +38,34 @@ pub(crate) struct NotificationRec {
     pub created_at: Timestamp,
 }
 impl Record for NotificationRec {}
+
+key! {
+    /// (tenant, user).
+    pub(crate) struct PrefKey<'a> { tenant_id: tenant, user_id: str }
+    /// (tenant, recipient, id).
+    pub(crate) struct NotificationKey<'a> { tenant_id: tenant, user_id: str, id: u64 }
+    /// (tenant, recipient, type, date).
+    pub(crate) struct UniqueKey<'a> {
+        tenant_id: tenant,
+        user_id: str,
+        notification_type: str,
+        date: date,
+    }
+}
+
+/// (tenant, user) → notification preference.
+pub(crate) const NOTIFICATION_PREFS: Table<PrefKey<'static>, PrefRec> =
+    Table::new("notification_prefs");
+/// (tenant, recipient, id) → notification; ids come from one database-wide sequence.
+pub(crate) const NOTIFICATIONS: Table<NotificationKey<'static>, NotificationRec> =
+    Table::new("notifications");
+/// (tenant, recipient, type, date) → notification id: one notification per user, type and date.
+pub(crate) const NOTIFICATION_UNIQUE: Table<UniqueKey<'static>, u64> =
+    Table::new("notification_unique");
+
+/// The tables of this module.
+pub(crate) const TABLES: &[&dyn TableInfo] =
+    &[&NOTIFICATION_PREFS, &NOTIFICATIONS, &NOTIFICATION_UNIQUE];
 
 /// A user's notification preferences.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -123,16 +152,21 @@ pub struct OutboxQuery {
     pub limit: Option<i64>,
 }
 
-fn pref_key(tenant_id: &str, user_id: &str) -> Key {
-    Key::new().str(tenant_id).str(user_id)
+fn pref_key<'a>(tenant_id: &'a str, user_id: &'a str) -> PrefKey<'a> {
+    PrefKey::new(tenant_id, user_id)
 }
 
-fn notification_key(tenant_id: &str, user_id: &str, id: u64) -> Key {
-    Key::new().str(tenant_id).str(user_id).u64(id)
+fn notification_key<'a>(tenant_id: &'a str, user_id: &'a str, id: u64) -> NotificationKey<'a> {
+    NotificationKey::new(tenant_id, user_id, id)
 }
 
-fn unique_key(tenant_id: &str, user_id: &str, kind: &str, date: Date) -> Key {
-    Key::new().str(tenant_id).str(user_id).str(kind).part(date)
+fn unique_key<'a>(
+    tenant_id: &'a str,
+    user_id: &'a str,
+    kind: &'a str,
+    date: Date,
+) -> UniqueKey<'a> {
+    UniqueKey::new(tenant_id, user_id, kind, date)
 }
 
 fn view(id: u64, r: NotificationRec) -> Notification {
@@ -148,10 +182,8 @@ fn view(id: u64, r: NotificationRec) -> Notification {
 
 /// The user's saved preference, if any.
 pub(crate) fn saved_pref(r: &impl Reader, tenant_id: &str, user_id: &str) -> Result<Option<bool>> {
-    Ok(
-        r.get(&tables::NOTIFICATION_PREFS, &pref_key(tenant_id, user_id))?
-            .map(|p| p.daily_brief_enabled),
-    )
+    Ok(r.get(&NOTIFICATION_PREFS, &pref_key(tenant_id, user_id))?
+        .map(|p| p.daily_brief_enabled))
 }
 
 /// Whether the user already has a notification of `kind` for `date`.
@@ -163,7 +195,7 @@ pub(crate) fn already_notified(
     date: Date,
 ) -> Result<bool> {
     r.contains(
-        &tables::NOTIFICATION_UNIQUE,
+        &NOTIFICATION_UNIQUE,
         &unique_key(tenant_id, user_id, kind, date),
     )
 }
@@ -189,12 +221,12 @@ pub(crate) fn enqueue(
         created_at: ctx.now,
     };
     tx.put(
-        &tables::NOTIFICATIONS,
+        &NOTIFICATIONS,
         &notification_key(tenant_id, user_id, id),
         &rec,
     )?;
     tx.put(
-        &tables::NOTIFICATION_UNIQUE,
+        &NOTIFICATION_UNIQUE,
         &unique_key(tenant_id, user_id, DAILY_BRIEF, date),
         &id,
     )?;
@@ -209,17 +241,19 @@ pub(crate) fn outbox(
 ) -> Result<Vec<Notification>> {
     let limit = usize::try_from(q.limit.unwrap_or(50).clamp(1, 200)).unwrap_or(50);
     let mut items = Vec::new();
-    let prefix = Key::new().str(caller.tenant_id()).str(caller.user_id());
-    let plen = prefix.as_bytes().len();
+    let prefix = NOTIFICATIONS
+        .prefix()
+        .tenant(caller.tenant_id())
+        .str(caller.user_id());
     r.scan(
-        &tables::NOTIFICATIONS,
+        &NOTIFICATIONS,
         &prefix,
         Order::Desc,
         |k, rec: NotificationRec| {
             let keep = q.date.is_none_or(|d| d == rec.date)
                 && q.status.as_ref().is_none_or(|s| *s == rec.status);
             if keep {
-                let id = crate::store::read_u64(k, plen).unwrap_or(0);
+                let id = NotificationKey::decode(k).map_or(0, |k| k.id);
                 items.push(view(id, rec));
             }
             Ok(if items.len() >= limit {
@@ -244,6 +278,56 @@ pub fn parse_id(s: &str) -> Result<u64> {
     })
 }
 
+/// Saves the caller's preferences, replacing earlier ones (see
+/// [`Bespin::set_notification_prefs`]).
+pub fn set_prefs(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    caller: &Principal,
+    update: PrefsUpdate,
+) -> Result<Prefs> {
+    let key = pref_key(caller.tenant_id(), caller.user_id());
+    let created_at = tx
+        .get(&NOTIFICATION_PREFS, &key)?
+        .map(|p| p.created_at)
+        .unwrap_or(ctx.now);
+    let rec = PrefRec {
+        daily_brief_enabled: update.daily_brief_enabled,
+        created_at,
+        updated_at: ctx.now,
+    };
+    tx.put(&NOTIFICATION_PREFS, &key, &rec)?;
+    Ok(Prefs {
+        daily_brief_enabled: update.daily_brief_enabled,
+        delivery_method: "in_app",
+    })
+}
+
+/// Marks one of the caller's notifications acknowledged (see [`Bespin::ack_notification`]).
+pub fn ack(tx: &mut WriteTx, _ctx: &Ctx, caller: &Principal, id: u64) -> Result<Notification> {
+    let key = notification_key(caller.tenant_id(), caller.user_id(), id);
+    let mut rec = tx
+        .get(&NOTIFICATIONS, &key)?
+        .ok_or_else(|| Error::NotFound(format!("Notification {id} not found")))?;
+    if rec.status != "acked" {
+        rec.status = "acked".into();
+        tx.put(&NOTIFICATIONS, &key, &rec)?;
+    }
+    Ok(view(id, rec))
+}
+
+/// Checks that every notification has its (user, type, date) entry and no entry stands for
+/// a notification that is not there.
+pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
+    let mut expected = Expected::new();
+    for x in c.rows(r, &NOTIFICATIONS)? {
+        let (k, n) = (&x.key, &x.value);
+        let unique = unique_key(&k.tenant_id, &k.user_id, &n.notification_type, n.date);
+        expected.add(&unique, &k.id);
+    }
+    c.index(r, &NOTIFICATION_UNIQUE, expected, "notification")
+}
+
 impl Bespin {
     /// The caller's preferences (defaults when never saved).
     pub fn notification_prefs(&self, caller: &Principal) -> Result<Prefs> {
@@ -258,23 +342,7 @@ impl Bespin {
 
     /// Saves the caller's preferences, replacing earlier ones.
     pub fn set_notification_prefs(&self, caller: &Principal, update: PrefsUpdate) -> Result<Prefs> {
-        self.write(|tx, ctx| {
-            let key = pref_key(caller.tenant_id(), caller.user_id());
-            let created_at = tx
-                .get(&tables::NOTIFICATION_PREFS, &key)?
-                .map(|p| p.created_at)
-                .unwrap_or(ctx.now);
-            let rec = PrefRec {
-                daily_brief_enabled: update.daily_brief_enabled,
-                created_at,
-                updated_at: ctx.now,
-            };
-            tx.put(&tables::NOTIFICATION_PREFS, &key, &rec)?;
-            Ok(Prefs {
-                daily_brief_enabled: update.daily_brief_enabled,
-                delivery_method: "in_app",
-            })
-        })
+        self.write(|tx, ctx| set_prefs(tx, ctx, caller, update))
     }
 
     /// The caller's own notifications, newest first.
@@ -289,16 +357,6 @@ impl Bespin {
     /// Marks one of the caller's notifications acknowledged (repeating is harmless).
     /// Errors: `NotFound` for a missing id or another user's or tenant's notification.
     pub fn ack_notification(&self, caller: &Principal, id: u64) -> Result<Notification> {
-        self.write(|tx, _| {
-            let key = notification_key(caller.tenant_id(), caller.user_id(), id);
-            let mut rec = tx
-                .get(&tables::NOTIFICATIONS, &key)?
-                .ok_or_else(|| Error::NotFound(format!("Notification {id} not found")))?;
-            if rec.status != "acked" {
-                rec.status = "acked".into();
-                tx.put(&tables::NOTIFICATIONS, &key, &rec)?;
-            }
-            Ok(view(id, rec))
-        })
+        self.write(|tx, ctx| ack(tx, ctx, caller, id))
     }
 }

@@ -6,13 +6,15 @@
 //! authentication tell "no such user" from "user of another tenant".
 
 use crate::auth::{Principal, Role};
+use crate::check::Checker;
 use crate::error::{Error, Result};
-use crate::store::{Key, Order, Reader, Record, WriteTx, tables};
+use crate::store::{Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, Presence, got};
 use crate::{Bespin, Ctx, billing, ids, limits};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::{HashMap, HashSet};
 
 /// A stored tenant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,6 +34,30 @@ pub(crate) struct UserRec {
     pub created_at: Timestamp,
 }
 impl Record for UserRec {}
+
+key! {
+    /// (tenant).
+    pub(crate) struct TenantKey<'a> { tenant_id: tenant }
+    /// (tenant, user).
+    pub(crate) struct UserKey<'a> { tenant_id: tenant, user_id: str }
+    /// Global: (user).
+    pub(crate) struct UserTenantKey<'a> { user_id: str }
+    /// (tenant, creation sequence).
+    pub(crate) struct UserSeqKey<'a> { tenant_id: tenant, seq: u64 }
+}
+
+/// (tenant) → tenant.
+pub(crate) const TENANTS: Table<TenantKey<'static>, TenantRec> = Table::new("tenants");
+/// (tenant, user) → user.
+pub(crate) const USERS: Table<UserKey<'static>, UserRec> = Table::new("users");
+/// Global: (user) → tenant id. Lets authentication tell a missing user from another tenant's.
+pub(crate) const USER_TENANT: Table<UserTenantKey<'static>, String> = Table::new("user_tenant");
+/// (tenant, creation sequence) → user id: users in creation order.
+pub(crate) const USERS_BY_CREATION: Table<UserSeqKey<'static>, String> =
+    Table::new("users_by_creation");
+
+/// The tables of this module.
+pub(crate) const TABLES: &[&dyn TableInfo] = &[&TENANTS, &USERS, &USER_TENANT, &USERS_BY_CREATION];
 
 /// Input of [`Bespin::create_tenant`].
 #[derive(Debug, Clone, PartialEq)]
@@ -159,12 +185,12 @@ pub struct Me {
     pub role: Role,
 }
 
-pub(crate) fn tenant_key(tenant_id: &str) -> Key {
-    Key::new().str(tenant_id)
+pub(crate) fn tenant_key(tenant_id: &str) -> TenantKey<'_> {
+    TenantKey::new(tenant_id)
 }
 
-pub(crate) fn user_key(tenant_id: &str, user_id: &str) -> Key {
-    Key::new().str(tenant_id).str(user_id)
+pub(crate) fn user_key<'a>(tenant_id: &'a str, user_id: &'a str) -> UserKey<'a> {
+    UserKey::new(tenant_id, user_id)
 }
 
 /// Creates a tenant with its admin, default limits and `starter` subscription.
@@ -177,7 +203,7 @@ pub fn create_tenant(tx: &mut WriteTx, ctx: &Ctx, req: NewTenant) -> Result<Tena
         api_key_digest: ids::key_digest(&api_key),
         created_at: ctx.now,
     };
-    tx.put(&tables::TENANTS, &tenant_key(&tenant_id), &tenant)?;
+    tx.put(&TENANTS, &tenant_key(&tenant_id), &tenant)?;
     let admin = insert_user(tx, ctx, &tenant_id, req.admin_email, Role::Admin)?;
     limits::create_defaults(tx, ctx, &tenant_id)?;
     billing::subscriptions::create_default(tx, ctx, &tenant_id)?;
@@ -208,16 +234,13 @@ fn insert_user(
         role,
         created_at: ctx.now,
     };
-    tx.put(&tables::USERS, &user_key(tenant_id, &user_id), &rec)?;
-    tx.put(
-        &tables::USER_TENANT,
-        &Key::new().str(&user_id),
-        &tenant_id.to_owned(),
-    )?;
+    tx.put(&USERS, &user_key(tenant_id, &user_id), &rec)?;
+    let owner = tenant_id.to_owned();
+    tx.put(&USER_TENANT, &UserTenantKey::new(&user_id), &owner)?;
     let seq = tx.next_seq("users")?;
     tx.put(
-        &tables::USERS_BY_CREATION,
-        &Key::new().str(tenant_id).u64(seq),
+        &USERS_BY_CREATION,
+        &UserSeqKey::new(tenant_id, seq),
         &user_id,
     )?;
     Ok(User {
@@ -244,8 +267,8 @@ pub fn create_user(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewUser
 pub(crate) fn users_in_creation_order(r: &impl Reader, tenant_id: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     r.scan(
-        &tables::USERS_BY_CREATION,
-        &tenant_key(tenant_id),
+        &USERS_BY_CREATION,
+        &USERS_BY_CREATION.prefix().tenant(tenant_id),
         Order::Asc,
         |_, id: String| {
             out.push(id);
@@ -257,7 +280,73 @@ pub(crate) fn users_in_creation_order(r: &impl Reader, tenant_id: &str) -> Resul
 
 /// Whether `user_id` is a user of `tenant_id`.
 pub(crate) fn user_exists(r: &impl Reader, tenant_id: &str, user_id: &str) -> Result<bool> {
-    r.contains(&tables::USERS, &user_key(tenant_id, user_id))
+    r.contains(&USERS, &user_key(tenant_id, user_id))
+}
+
+/// Checks tenants and users: no tenant's API-key digest is all zeros; every user has its
+/// user → tenant entry and is listed once in creation order, and neither index points at a
+/// missing user. Records every tenant with the checker and returns their key digests.
+pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<HashSet<[u8; 32]>> {
+    let mut digests = HashSet::new();
+    for t in c.rows(r, &TENANTS)? {
+        if t.value.api_key_digest == [0u8; 32] {
+            c.violation(TENANTS.name(), &t.bytes, "API key digest is all zeros");
+        }
+        digests.insert(t.value.api_key_digest);
+        c.add_tenant(t.key.tenant_id.into_owned());
+    }
+    let users = c.rows(r, &USERS)?;
+    let user_tenant: HashMap<String, String> = c
+        .rows(r, &USER_TENANT)?
+        .into_iter()
+        .map(|x| (x.key.user_id.into_owned(), x.value))
+        .collect();
+    let mut known: HashSet<(&str, &str)> = HashSet::new();
+    for u in &users {
+        let (t, id) = (u.key.tenant_id.as_ref(), u.key.user_id.as_ref());
+        match user_tenant.get(id) {
+            Some(x) if x == t => c.ok(),
+            _ => c.violation(
+                USER_TENANT.name(),
+                &u.bytes,
+                "user has no user → tenant entry",
+            ),
+        }
+        known.insert((t, id));
+    }
+    for (u, t) in &user_tenant {
+        if !known.contains(&(t.as_str(), u.as_str())) {
+            c.violation(
+                USER_TENANT.name(),
+                &UserTenantKey::new(u).encode(),
+                format!("points at missing user of tenant {t}"),
+            );
+        }
+    }
+    let by_creation = c.rows(r, &USERS_BY_CREATION)?;
+    let mut seen: HashMap<(&str, &str), u32> = HashMap::new();
+    for x in &by_creation {
+        let key = (x.key.tenant_id.as_ref(), x.value.as_str());
+        if !known.contains(&key) {
+            let d = format!("points at missing user {}", x.value);
+            c.violation(USERS_BY_CREATION.name(), &x.bytes, d);
+        }
+        *seen.entry(key).or_default() += 1;
+    }
+    for &(t, u) in &known {
+        match seen.get(&(t, u)) {
+            Some(1) => c.ok(),
+            n => c.violation(
+                USERS_BY_CREATION.name(),
+                &user_key(t, u).encode(),
+                format!(
+                    "user listed {} times in creation order (want 1)",
+                    n.copied().unwrap_or(0)
+                ),
+            ),
+        }
+    }
+    Ok(digests)
 }
 
 impl Bespin {

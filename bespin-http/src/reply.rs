@@ -141,26 +141,6 @@ impl Reply {
         })
     }
 
-    /// The reply to a write that has no operation of the standard shapes yet (the platform
-    /// catalogue, subscriptions and notification preferences, whose operations are closures
-    /// inside their `Bespin` methods): `write` calls that method on the blocking pool — the
-    /// core's shared-batch path, never the writer thread — and `render` makes the reply from
-    /// its value. To become [`Reply::write`] once those operations are functions of the core.
-    pub fn write_blocking<T: Send + 'static>(
-        write: impl FnOnce(&Bespin) -> bespin_core::Result<T> + Send + 'static,
-        render: fn(&T) -> Reply,
-    ) -> Reply {
-        Reply::waiting_for(move |db, _| {
-            let db = db.clone();
-            Box::pin(async move {
-                match tokio::task::spawn_blocking(move || write(&db)).await {
-                    Ok(out) => out.map(|v| Some(render(&v))),
-                    Err(e) => Err(bespin_core::Error::Internal(format!("a write failed: {e}"))),
-                }
-            })
-        })
-    }
-
     /// A placeholder reply that is made by `submit` (see [`AfterWrite`]).
     fn waiting_for(submit: impl FnOnce(&Bespin, bool) -> WriteFuture + Send + 'static) -> Reply {
         let mut placeholder = Reply::raw(StatusCode::OK, "application/json", Bytes::new());

@@ -4,7 +4,8 @@
 
 use super::catalog;
 use crate::error::{Error, Result};
-use crate::store::{Key, Reader, Record, WriteTx, tables};
+use crate::store::{Reader, Record, Table, TableInfo, WriteTx, key};
+use crate::tenancy::{TENANTS, TenantKey};
 use crate::time::{Date, Timestamp, next_month_start};
 use crate::validate::{Fields, Len, Presence, got};
 use crate::{Bespin, Ctx};
@@ -22,6 +23,18 @@ pub(crate) struct SubscriptionRec {
     pub updated_at: Timestamp,
 }
 impl Record for SubscriptionRec {}
+
+key! {
+    /// (tenant).
+    pub(crate) struct SubscriptionKey<'a> { tenant_id: tenant }
+}
+
+/// (tenant) → subscription.
+pub(crate) const SUBSCRIPTIONS: Table<SubscriptionKey<'static>, SubscriptionRec> =
+    Table::new("subscriptions");
+
+/// The tables of this module.
+pub(crate) const TABLES: &[&dyn TableInfo] = &[&SUBSCRIPTIONS];
 
 /// A subscription as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -55,13 +68,13 @@ pub(crate) fn view(tenant_id: &str, r: &SubscriptionRec) -> Subscription {
     }
 }
 
-fn key(tenant_id: &str) -> Key {
-    Key::new().str(tenant_id)
+fn key(tenant_id: &str) -> SubscriptionKey<'_> {
+    SubscriptionKey::new(tenant_id)
 }
 
 /// The tenant's subscription, if any.
 pub(crate) fn get(r: &impl Reader, tenant_id: &str) -> Result<Option<SubscriptionRec>> {
-    r.get(&tables::SUBSCRIPTIONS, &key(tenant_id))
+    r.get(&SUBSCRIPTIONS, &key(tenant_id))
 }
 
 /// Subscribes a new tenant to `starter` for the current month.
@@ -75,7 +88,7 @@ pub(crate) fn create_default(tx: &mut WriteTx, ctx: &Ctx, tenant_id: &str) -> Re
         created_at: ctx.now,
         updated_at: ctx.now,
     };
-    tx.put(&tables::SUBSCRIPTIONS, &key(tenant_id), &rec)
+    tx.put(&SUBSCRIPTIONS, &key(tenant_id), &rec)
 }
 
 /// Input of [`Bespin::admin_set_subscription`].
@@ -113,6 +126,47 @@ impl SubscriptionUpdate {
     }
 }
 
+/// Creates or changes a tenant's subscription (platform admin) in the open transaction: see
+/// [`Bespin::admin_set_subscription`].
+pub fn set(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    tenant_id: &str,
+    req: SubscriptionUpdate,
+) -> Result<Subscription> {
+    if !tx.contains(&TENANTS, &TenantKey::new(tenant_id))? {
+        return Err(Error::NotFound(format!("Tenant '{tenant_id}' not found")));
+    }
+    if catalog::plan(tx, &req.plan_id)?.is_none() {
+        return Err(Error::NotFound(format!("Plan '{}' not found", req.plan_id)));
+    }
+    let rec = match get(tx, tenant_id)? {
+        Some(mut rec) => {
+            rec.plan_id = req.plan_id;
+            rec.status = req.status;
+            if let Some(start) = req.period_start {
+                rec.period_start = start;
+                rec.period_end = next_month_start(start);
+            }
+            rec.updated_at = ctx.now;
+            rec
+        }
+        None => {
+            let start = req.period_start.unwrap_or_else(|| ctx.now.period().start());
+            SubscriptionRec {
+                plan_id: req.plan_id,
+                status: req.status,
+                period_start: start,
+                period_end: next_month_start(start),
+                created_at: ctx.now,
+                updated_at: ctx.now,
+            }
+        }
+    };
+    tx.put(&SUBSCRIPTIONS, &key(tenant_id), &rec)?;
+    Ok(view(tenant_id, &rec))
+}
+
 impl Bespin {
     /// Creates or changes a tenant's subscription (platform admin). `status` is always set (an
     /// omitted status means `active`); a given `period_start` is stored with its derived end.
@@ -122,38 +176,6 @@ impl Bespin {
         tenant_id: &str,
         req: SubscriptionUpdate,
     ) -> Result<Subscription> {
-        self.write(|tx, ctx| {
-            if !tx.contains(&tables::TENANTS, &key(tenant_id))? {
-                return Err(Error::NotFound(format!("Tenant '{tenant_id}' not found")));
-            }
-            if catalog::plan(tx, &req.plan_id)?.is_none() {
-                return Err(Error::NotFound(format!("Plan '{}' not found", req.plan_id)));
-            }
-            let rec = match get(tx, tenant_id)? {
-                Some(mut rec) => {
-                    rec.plan_id = req.plan_id;
-                    rec.status = req.status;
-                    if let Some(start) = req.period_start {
-                        rec.period_start = start;
-                        rec.period_end = next_month_start(start);
-                    }
-                    rec.updated_at = ctx.now;
-                    rec
-                }
-                None => {
-                    let start = req.period_start.unwrap_or_else(|| ctx.now.period().start());
-                    SubscriptionRec {
-                        plan_id: req.plan_id,
-                        status: req.status,
-                        period_start: start,
-                        period_end: next_month_start(start),
-                        created_at: ctx.now,
-                        updated_at: ctx.now,
-                    }
-                }
-            };
-            tx.put(&tables::SUBSCRIPTIONS, &key(tenant_id), &rec)?;
-            Ok(view(tenant_id, &rec))
-        })
+        self.write(|tx, ctx| set(tx, ctx, tenant_id, req))
     }
 }

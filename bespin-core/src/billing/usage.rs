@@ -2,13 +2,14 @@
 //! the usage ledger (30 §8.2). Any role may read them; they are not gated and not metered.
 
 use super::{catalog, subscriptions};
+use crate::Bespin;
 use crate::auth::Principal;
 use crate::error::{Error, Result};
+use crate::metering::{DAY_ROLLUPS, DayRollupKey, PERIOD_ROLLUPS, PeriodRollupKey, USAGE_EVENTS};
 use crate::metering::{RollupRec, UsageEventRec};
 use crate::money::Amount;
-use crate::store::{Flow, Key, Order, Reader, tables};
+use crate::store::{Flow, Order, Reader};
 use crate::time::Period;
-use crate::{Bespin, store};
 use serde::Serialize;
 
 /// `GET /v1/billing/plan`.
@@ -192,16 +193,18 @@ impl Bespin {
                 .unwrap_or_default();
             let mut breakdown = Vec::new();
             let (mut used, mut list) = (Amount::ZERO, Amount::ZERO);
-            let prefix = Key::new().str(caller.tenant_id()).part(period.start());
-            let plen = prefix.as_bytes().len();
+            let prefix = PERIOD_ROLLUPS
+                .prefix()
+                .tenant(caller.tenant_id())
+                .date(period.start());
             let mut rows = Vec::new();
             r.scan(
-                &tables::PERIOD_ROLLUPS,
+                &PERIOD_ROLLUPS,
                 &prefix,
                 Order::Asc,
                 |k, roll: RollupRec| {
-                    if let Some((key, _)) = store::read_str(k, plen) {
-                        rows.push((key, roll));
+                    if let Some(k) = PeriodRollupKey::decode(k) {
+                        rows.push((k.event_key.into_owned(), roll));
                     }
                     Ok(Flow::Continue)
                 },
@@ -251,22 +254,21 @@ impl Bespin {
         self.read(|r, ctx| {
             let period = period.unwrap_or_else(|| ctx.now.period());
             let t = caller.tenant_id();
-            let prefix = Key::new().str(t);
-            let plen = prefix.as_bytes().len();
-            let from = Key::new().str(t).part(period.start());
-            let to = Key::new().str(t).part(period.end());
+            let prefix = DAY_ROLLUPS.prefix().tenant(t);
+            let from = prefix.clone().date(period.start());
+            let to = prefix.clone().date(period.end());
             let mut days: Vec<(String, Amount, Vec<DayItem>)> = Vec::new();
             r.scan_range(
-                &tables::DAY_ROLLUPS,
+                &DAY_ROLLUPS,
                 &prefix,
                 Some(&from),
                 Some(&to),
                 Order::Asc,
                 &mut |k, roll: RollupRec| {
-                    let Some((date, at)) = store::read_str(k, plen) else {
+                    let Some(k) = DayRollupKey::decode(k) else {
                         return Ok(Flow::Continue);
                     };
-                    let event_key = store::read_str(k, at).map(|(e, _)| e).unwrap_or_default();
+                    let (date, event_key) = (k.date.to_string(), k.event_key.into_owned());
                     if days.last().is_none_or(|(d, _, _)| *d != date) {
                         days.push((date, Amount::ZERO, Vec::new()));
                     }
@@ -308,12 +310,12 @@ impl Bespin {
             let period = period.unwrap_or_else(|| ctx.now.period());
             let limit = usize::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
             let t = caller.tenant_id();
-            let prefix = Key::new().str(t);
-            let from = Key::new().str(t).ts(period.start().start());
-            let to = Key::new().str(t).ts(period.end().start());
+            let prefix = USAGE_EVENTS.prefix().tenant(t);
+            let from = prefix.clone().ts(period.start().start());
+            let to = prefix.clone().ts(period.end().start());
             let mut items = Vec::new();
             r.scan_range(
-                &tables::USAGE_EVENTS,
+                &USAGE_EVENTS,
                 &prefix,
                 Some(&from),
                 Some(&to),

@@ -19,14 +19,15 @@
 //! `assigned_to_user_id` (checked) and `payload`.
 
 use super::{
-    Change, EntityType, Metadata, Paging, check_assignee, check_quota, filter, id_key, json_object,
-    new_record_id, object_text, page_index, page_type, patch_string, record_effects, search,
-    timeline,
+    Change, EntityType, Metadata, Paging, Records, check_assignee, check_quota, check_records,
+    filter, json_object, new_record_id, object_text, page_index, page_type, patch_string,
+    record_effects, search, timeline,
 };
 use crate::auth::Principal;
 use crate::billing::require_capability;
+use crate::check::Checker;
 use crate::error::{Error, Result};
-use crate::store::{Key, Order, Reader, Record, WriteTx, tables};
+use crate::store::{Id, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, Presence, got};
 use crate::{Bespin, Ctx, ids};
@@ -74,6 +75,32 @@ pub(crate) struct ExecutionRec {
     pub created_at: Timestamp,
 }
 impl Record for ExecutionRec {}
+
+key! {
+    /// (tenant, action): the action, its review, its execution.
+    pub(crate) struct ActionKey<'a> { tenant_id: tenant, action_id: id }
+    /// (tenant, created at, action).
+    pub(crate) struct ActionTimeKey<'a> { tenant_id: tenant, created_at: ts, action_id: str }
+}
+
+/// (tenant, action) → action.
+pub(crate) const ACTIONS: Table<ActionKey<'static>, ActionRec> = Table::new("co_actions");
+/// (tenant, created at, action) → action id: actions in creation order.
+pub(crate) const ACTIONS_BY_TIME: Table<ActionTimeKey<'static>, String> =
+    Table::new("co_actions_by_time");
+/// (tenant, action) → its one review.
+pub(crate) const REVIEWS: Table<ActionKey<'static>, ReviewRec> = Table::new("co_action_reviews");
+/// (tenant, action) → its one execution.
+pub(crate) const EXECUTIONS: Table<ActionKey<'static>, ExecutionRec> =
+    Table::new("co_action_executions");
+
+/// The tables of this module.
+pub(crate) const TABLES: &[&dyn TableInfo] = &[&ACTIONS, &ACTIONS_BY_TIME, &REVIEWS, &EXECUTIONS];
+
+/// The key of the action `id` of the tenant (its record number when the id is sealed).
+pub(crate) fn record_key<'a>(r: &impl Reader, tenant: &'a str, id: &'a str) -> ActionKey<'a> {
+    ActionKey::new(tenant, Id::of(r.sealer(), id))
+}
 
 /// An action as the API shows it (`ActionResponse`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -418,14 +445,19 @@ impl ActionQuery {
     }
 }
 
+/// The action `id` of the tenant, if it exists there.
+pub(crate) fn get(r: &impl Reader, tenant: &str, id: &str) -> Result<Option<ActionRec>> {
+    r.get(&ACTIONS, &record_key(r, tenant, id))
+}
+
 /// The action `id` of the tenant, or 404.
 pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<ActionRec> {
-    r.get(&tables::CO_ACTIONS, &id_key(r, tenant, id))?
-        .ok_or_else(|| EntityType::Action.not_found())
+    get(r, tenant, id)?.ok_or_else(|| EntityType::Action.not_found())
 }
 
 fn save(tx: &mut WriteTx, tenant: &str, a: &ActionRec) -> Result<()> {
-    search::save(tx, &tables::CO_ACTIONS, tenant, a)
+    let key = record_key(tx, tenant, &a.action_id);
+    search::save(tx, &ACTIONS, &key, tenant, a)
 }
 
 fn event(
@@ -471,11 +503,8 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewAction) -
         updated_at: ctx.now,
     };
     save(tx, t, &a)?;
-    tx.put(
-        &tables::CO_ACTIONS_BY_TIME,
-        &Key::new().str(t).ts(a.created_at).str(&a.action_id),
-        &a.action_id,
-    )?;
+    let by_time = ActionTimeKey::new(t, a.created_at, &a.action_id);
+    tx.put(&ACTIONS_BY_TIME, &by_time, &a.action_id)?;
     event(
         tx,
         ctx,
@@ -643,7 +672,7 @@ fn review(
         comment: req.comment,
         created_at: ctx.now,
     };
-    if !tx.insert_new(&tables::CO_ACTION_REVIEWS, &id_key(tx, t, action_id), &rec)? {
+    if !tx.insert_new(&REVIEWS, &record_key(tx, t, action_id), &rec)? {
         return Err(Error::Conflict("Action already has a review".into()));
     }
     a.status = target.into();
@@ -711,7 +740,7 @@ pub fn execute(
     caller.require_admin()?;
     let mut a = load(tx, t, action_id)?;
     if a.status == "executed"
-        && let Some(e) = tx.get(&tables::CO_ACTION_EXECUTIONS, &id_key(tx, t, action_id))?
+        && let Some(e) = tx.get(&EXECUTIONS, &record_key(tx, t, action_id))?
     {
         return Ok(ExecutionResult {
             action: view(t, &a),
@@ -731,7 +760,7 @@ pub fn execute(
         result: object_text(&req.result),
         created_at: ctx.now,
     };
-    if !tx.insert_new(&tables::CO_ACTION_EXECUTIONS, &id_key(tx, t, action_id), &e)? {
+    if !tx.insert_new(&EXECUTIONS, &record_key(tx, t, action_id), &e)? {
         return Err(Error::Conflict("Action already has an execution".into()));
     }
     a.status = "executed".into();
@@ -761,8 +790,9 @@ pub fn execute(
 /// The action with its review and execution (no capability check).
 pub(crate) fn detail(r: &impl Reader, tenant: &str, action_id: &str) -> Result<ActionDetail> {
     let a = load(r, tenant, action_id)?;
-    let review = r.get(&tables::CO_ACTION_REVIEWS, &id_key(r, tenant, action_id))?;
-    let execution = r.get(&tables::CO_ACTION_EXECUTIONS, &id_key(r, tenant, action_id))?;
+    let key = record_key(r, tenant, action_id);
+    let review = r.get(&REVIEWS, &key)?;
+    let execution = r.get(&EXECUTIONS, &key)?;
     Ok(ActionDetail {
         action: view(tenant, &a),
         review: review.as_ref().map(review_view),
@@ -776,8 +806,8 @@ pub(crate) fn list(r: &impl Reader, tenant: &str, q: &ActionQuery) -> Result<Act
         q.status.is_some() || q.created_by_user_id.is_some() || q.assigned_to_user_id.is_some();
     let (items, total) = page_index(
         r,
-        &tables::CO_ACTIONS_BY_TIME,
-        &Key::new().str(tenant),
+        &ACTIONS_BY_TIME,
+        &ACTIONS_BY_TIME.prefix().tenant(tenant),
         None,
         None,
         Order::Desc,
@@ -875,6 +905,45 @@ impl Bespin {
     ) -> Result<ExecutionResult> {
         self.write(|tx, ctx| execute(tx, ctx, caller, action_id, req))
     }
+}
+
+/// Checks the actions: each under its own id and in the creation index (both ways); each
+/// review and execution of an existing action; every action approved, rejected or executed
+/// has its review.
+pub(crate) fn check(r: &impl Reader, c: &mut Checker, records: &mut Records) -> Result<()> {
+    let tables = (&ACTIONS, &ACTIONS_BY_TIME, "action");
+    let actions = check_records(r, c, records, tables, |r, t, a| {
+        let own = record_key(r, t, &a.action_id).encode();
+        (
+            own,
+            ActionTimeKey::new(t, a.created_at, &a.action_id).encode(),
+        )
+    })?;
+    let reviews = c.rows(r, &REVIEWS)?;
+    let executions = c.rows(r, &EXECUTIONS)?;
+    let keys = reviews.iter().map(|x| (&x.bytes, &x.key));
+    for (bytes, k) in keys.chain(executions.iter().map(|x| (&x.bytes, &x.key))) {
+        let id = k.action_id.to_id(r.sealer());
+        match records.created_at(&k.tenant_id, EntityType::Action, &id) {
+            Some(_) => c.ok(),
+            None => c.violation(
+                REVIEWS.name(),
+                bytes,
+                "review or execution of a missing action",
+            ),
+        }
+    }
+    let reviewed: std::collections::HashSet<&[u8]> =
+        reviews.iter().map(|x| x.bytes.as_slice()).collect();
+    for x in &actions {
+        let status = x.value.status.as_str();
+        let needs = matches!(status, "approved" | "rejected" | "executed");
+        if needs && !reviewed.contains(x.bytes.as_slice()) {
+            let d = format!("action is {status} but has no review");
+            c.violation(ACTIONS.name(), &x.bytes, d);
+        }
+    }
+    Ok(())
 }
 
 impl search::Searchable for ActionRec {

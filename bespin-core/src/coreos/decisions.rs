@@ -4,13 +4,13 @@
 //! first (ties: newest created first).
 
 use super::{
-    Change, EntityType, Metadata, Paging, check_quota, id_key, new_record_id, page_index,
+    Change, EntityType, Metadata, Paging, check_quota, dated_records, new_record_id, page_index,
     page_type, patch_string, record_effects, search, timeline,
 };
 use crate::auth::Principal;
 use crate::billing::require_capability;
 use crate::error::Result;
-use crate::store::{Key, Order, Reader, Record, WriteTx, tables};
+use crate::store::{Order, Reader, Record, WriteTx};
 use crate::time::{Date, Timestamp};
 use crate::validate::{Fields, Len, Presence, got};
 use crate::{Bespin, Ctx};
@@ -34,6 +34,12 @@ pub(crate) struct DecisionRec {
     pub updated_at: Timestamp,
 }
 impl Record for DecisionRec {}
+
+dated_records! {
+    DecisionRec, "decision", decision_id, decision_date,
+    DECISIONS = "co_decisions", DecisionKey;
+    DECISIONS_BY_DATE = "co_decisions_by_date", DecisionDateKey;
+}
 
 /// A decision as the API shows it (`DecisionResponse`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -163,12 +169,12 @@ impl DecisionPatch {
 
 /// The decision `id` of the tenant, or 404.
 pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<DecisionRec> {
-    r.get(&tables::CO_DECISIONS, &id_key(r, tenant, id))?
-        .ok_or_else(|| EntityType::Decision.not_found())
+    get(r, tenant, id)?.ok_or_else(|| EntityType::Decision.not_found())
 }
 
 fn save(tx: &mut WriteTx, tenant: &str, d: &DecisionRec) -> Result<()> {
-    search::save(tx, &tables::CO_DECISIONS, tenant, d)
+    let key = record_key(tx, tenant, &d.decision_id);
+    search::save(tx, &DECISIONS, &key, tenant, d)
 }
 
 /// Records a decision (admin). Order: capability → admin (403) → quota → write.
@@ -194,15 +200,7 @@ pub fn create(
         updated_at: ctx.now,
     };
     save(tx, t, &d)?;
-    tx.put(
-        &tables::CO_DECISIONS_BY_DATE,
-        &Key::new()
-            .str(t)
-            .part(d.decision_date)
-            .ts(d.created_at)
-            .str(&d.decision_id),
-        &d.decision_id,
-    )?;
+    tx.put(&DECISIONS_BY_DATE, &date_key(t, &d), &d.decision_id)?;
     let date = d.decision_date.to_string();
     timeline::emit(
         tx,
@@ -261,8 +259,8 @@ pub fn update(
 pub(crate) fn list(r: &impl Reader, tenant: &str, paging: Paging) -> Result<DecisionPage> {
     let (items, total) = page_index(
         r,
-        &tables::CO_DECISIONS_BY_DATE,
-        &Key::new().str(tenant),
+        &DECISIONS_BY_DATE,
+        &DECISIONS_BY_DATE.prefix().tenant(tenant),
         None,
         None,
         Order::Desc,

@@ -12,8 +12,9 @@ use super::{
 };
 use crate::auth::Principal;
 use crate::billing::require_capability;
+use crate::check::Checker;
 use crate::error::{Error, Result};
-use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, tables};
+use crate::store::{Flow, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, Presence, got};
 use crate::{Bespin, Ctx, ids};
@@ -39,6 +40,23 @@ pub(crate) struct EvidenceRec {
     pub created_at: Timestamp,
 }
 impl Record for EvidenceRec {}
+
+key! {
+    /// (tenant, entity type, entity id, created at, evidence).
+    pub(crate) struct EvidenceKey<'a> {
+        tenant_id: tenant,
+        entity_type: str,
+        entity_id: str,
+        created_at: ts,
+        evidence_id: str,
+    }
+}
+
+/// (tenant, entity type, entity id, created at, evidence) → evidence link.
+pub(crate) const EVIDENCE: Table<EvidenceKey<'static>, EvidenceRec> = Table::new("co_evidence");
+
+/// The tables of this module.
+pub(crate) const TABLES: &[&dyn TableInfo] = &[&EVIDENCE];
 
 /// An evidence link as the API shows it (`EvidenceLinkResponse`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -214,16 +232,8 @@ pub fn create(
         created_by: caller.user_id().to_owned(),
         created_at: ctx.now,
     };
-    tx.put(
-        &tables::CO_EVIDENCE,
-        &Key::new()
-            .str(t)
-            .str(et)
-            .str(&e.entity_id)
-            .ts(e.created_at)
-            .str(&e.evidence_id),
-        &e,
-    )?;
+    let key = EvidenceKey::new(t, et, &e.entity_id, e.created_at, &e.evidence_id);
+    tx.put(&EVIDENCE, &key, &e)?;
     timeline::emit(
         tx,
         ctx,
@@ -248,8 +258,8 @@ pub(crate) fn for_entity(
 ) -> Result<Vec<EvidenceLink>> {
     let mut out = Vec::new();
     r.scan(
-        &tables::CO_EVIDENCE,
-        &Key::new().str(tenant).str(et.as_str()).str(id),
+        &EVIDENCE,
+        &EVIDENCE.prefix().tenant(tenant).str(et.as_str()).str(id),
         Order::Desc,
         |_, e: EvidenceRec| {
             out.push(view(tenant, e));
@@ -257,6 +267,20 @@ pub(crate) fn for_entity(
         },
     )?;
     Ok(out)
+}
+
+/// Checks that every evidence link is of an existing record.
+pub(crate) fn check(r: &impl Reader, c: &mut Checker, records: &super::Records) -> Result<()> {
+    for x in c.rows(r, &EVIDENCE)? {
+        let e = &x.value;
+        let born = EntityType::parse(&e.entity_type)
+            .and_then(|et| records.created_at(&x.tenant, et, &e.entity_id));
+        match born {
+            Some(_) => c.ok(),
+            None => c.violation(EVIDENCE.name(), &x.bytes, "evidence for a missing record"),
+        }
+    }
+    Ok(())
 }
 
 impl Bespin {

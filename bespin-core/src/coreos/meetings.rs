@@ -4,13 +4,14 @@
 //! `from`/`to` filters (real dates, inclusive) bound that walk.
 
 use super::{
-    Change, EntityType, Link, Metadata, Paging, check_link, check_quota, id_key, link_fields,
-    new_record_id, next_day, page_index, page_type, patch_string, record_effects, search, timeline,
+    Change, EntityType, Link, Metadata, Paging, check_link, check_quota, dated_records,
+    link_fields, new_record_id, next_day, page_index, page_type, patch_string, record_effects,
+    search, timeline,
 };
 use crate::auth::Principal;
 use crate::billing::require_capability;
 use crate::error::{Error, Result};
-use crate::store::{Key, Order, Reader, Record, WriteTx, tables};
+use crate::store::{Order, Reader, Record, WriteTx};
 use crate::time::{Date, Timestamp};
 use crate::validate::{Fields, Len, NOTES_MAX, Presence, got};
 use crate::{Bespin, Ctx};
@@ -34,6 +35,12 @@ pub(crate) struct MeetingRec {
     pub updated_at: Timestamp,
 }
 impl Record for MeetingRec {}
+
+dated_records! {
+    MeetingRec, "meeting", meeting_id, meeting_date,
+    MEETINGS = "co_meetings", MeetingKey;
+    MEETINGS_BY_DATE = "co_meetings_by_date", MeetingDateKey;
+}
 
 /// A meeting note as the API shows it (`MeetingNoteResponse`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -184,12 +191,12 @@ impl MeetingQuery {
 
 /// The meeting note `id` of the tenant, or 404.
 pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<MeetingRec> {
-    r.get(&tables::CO_MEETINGS, &id_key(r, tenant, id))?
-        .ok_or_else(|| EntityType::Meeting.not_found())
+    get(r, tenant, id)?.ok_or_else(|| EntityType::Meeting.not_found())
 }
 
 fn save(tx: &mut WriteTx, tenant: &str, m: &MeetingRec) -> Result<()> {
-    search::save(tx, &tables::CO_MEETINGS, tenant, m)
+    let key = record_key(tx, tenant, &m.meeting_id);
+    search::save(tx, &MEETINGS, &key, tenant, m)
 }
 
 /// Creates a meeting note (any user). Order: capability → link (404) → quota → write.
@@ -215,15 +222,7 @@ pub fn create(
         updated_at: ctx.now,
     };
     save(tx, t, &m)?;
-    tx.put(
-        &tables::CO_MEETINGS_BY_DATE,
-        &Key::new()
-            .str(t)
-            .part(m.meeting_date)
-            .ts(m.created_at)
-            .str(&m.meeting_id),
-        &m.meeting_id,
-    )?;
+    tx.put(&MEETINGS_BY_DATE, &date_key(t, &m), &m.meeting_id)?;
     let date = m.meeting_date.to_string();
     timeline::emit(
         tx,
@@ -296,12 +295,12 @@ pub fn update(
 /// Lists meeting notes, newest meeting date first, within `from`..=`to`.
 pub(crate) fn list(r: &impl Reader, tenant: &str, q: &MeetingQuery) -> Result<MeetingPage> {
     let paging = q.paging.unwrap_or(Paging::DEFAULT);
-    let prefix = Key::new().str(tenant);
-    let from = q.from.map(|d| Key::new().str(tenant).part(d));
-    let to = q.to.map(|d| Key::new().str(tenant).part(next_day(d)));
+    let prefix = MEETINGS_BY_DATE.prefix().tenant(tenant);
+    let from = q.from.map(|d| prefix.clone().date(d));
+    let to = q.to.map(|d| prefix.clone().date(next_day(d)));
     let (items, total) = page_index(
         r,
-        &tables::CO_MEETINGS_BY_DATE,
+        &MEETINGS_BY_DATE,
         &prefix,
         from.as_ref(),
         to.as_ref(),

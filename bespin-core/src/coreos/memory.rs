@@ -13,13 +13,14 @@
 //! required field).
 
 use super::{
-    EntityType, Metadata, Paging, check_quota, filter, id_key, new_record_id, page_index,
-    page_type, record_effects, search, timeline,
+    EntityType, Metadata, Paging, Records, check_quota, check_records, filter, new_record_id,
+    page_index, page_type, record_effects, search, timeline,
 };
 use crate::auth::Principal;
 use crate::billing::require_capability;
+use crate::check::{Checker, Expected};
 use crate::error::{Error, Result};
-use crate::store::{Key, Order, Reader, Record, WriteTx, tables};
+use crate::store::{Id, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, Presence, got};
 use crate::{Bespin, Ctx};
@@ -54,6 +55,40 @@ pub(crate) struct FactRec {
     pub updated_at: Timestamp,
 }
 impl Record for FactRec {}
+
+key! {
+    /// (tenant, fact).
+    pub(crate) struct FactKey<'a> { tenant_id: tenant, fact_id: id }
+    /// (tenant, category, fact key, created at, fact): the list's order.
+    pub(crate) struct FactOrderKey<'a> {
+        tenant_id: tenant,
+        category: str,
+        fact_key: str,
+        created_at: ts,
+        fact_id: str,
+    }
+    /// (tenant, fact key).
+    pub(crate) struct ActiveKey<'a> { tenant_id: tenant, fact_key: str }
+}
+
+/// (tenant, fact) → memory fact.
+pub(crate) const FACTS: Table<FactKey<'static>, FactRec> = Table::new("co_facts");
+/// (tenant, category, fact key, created at, fact) → fact id: the list order.
+pub(crate) const FACTS_BY_KEY: Table<FactOrderKey<'static>, String> = Table::new("co_facts_by_key");
+/// (tenant, fact key) → id of the one active fact with that key.
+pub(crate) const ACTIVE_FACTS: Table<ActiveKey<'static>, String> = Table::new("co_active_facts");
+
+/// The tables of this module.
+pub(crate) const TABLES: &[&dyn TableInfo] = &[&FACTS, &FACTS_BY_KEY, &ACTIVE_FACTS];
+
+/// The key of the fact `id` of the tenant (its record number when the id is sealed).
+pub(crate) fn record_key<'a>(r: &impl Reader, tenant: &'a str, id: &'a str) -> FactKey<'a> {
+    FactKey::new(tenant, Id::of(r.sealer(), id))
+}
+
+fn order_key<'a>(tenant: &'a str, f: &'a FactRec) -> FactOrderKey<'a> {
+    FactOrderKey::new(tenant, &f.category, &f.fact_key, f.created_at, &f.fact_id)
+}
 
 /// A memory fact as the API shows it (`MemoryFactResponse`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -207,37 +242,29 @@ impl FactQuery {
 
 /// The fact `id` of the tenant (any status), or 404.
 pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<FactRec> {
-    r.get(&tables::CO_FACTS, &id_key(r, tenant, id))?
-        .ok_or_else(|| EntityType::MemoryFact.not_found())
+    get(r, tenant, id)?.ok_or_else(|| EntityType::MemoryFact.not_found())
 }
 
-pub(crate) fn active_key(tenant: &str, fact_key: &str) -> Key {
-    Key::new().str(tenant).str(fact_key)
+/// The fact `id` of the tenant (any status), if it exists there.
+pub(crate) fn get(r: &impl Reader, tenant: &str, id: &str) -> Result<Option<FactRec>> {
+    r.get(&FACTS, &record_key(r, tenant, id))
+}
+
+pub(crate) fn active_key<'a>(tenant: &'a str, fact_key: &'a str) -> ActiveKey<'a> {
+    ActiveKey::new(tenant, fact_key)
 }
 
 /// Inserts a new active version and its index rows.
 fn insert(tx: &mut WriteTx, tenant: &str, f: &FactRec) -> Result<()> {
     save(tx, tenant, f)?;
-    tx.put(
-        &tables::CO_FACTS_BY_KEY,
-        &Key::new()
-            .str(tenant)
-            .str(&f.category)
-            .str(&f.fact_key)
-            .ts(f.created_at)
-            .str(&f.fact_id),
-        &f.fact_id,
-    )?;
-    tx.put(
-        &tables::CO_ACTIVE_FACTS,
-        &active_key(tenant, &f.fact_key),
-        &f.fact_id,
-    )
+    tx.put(&FACTS_BY_KEY, &order_key(tenant, f), &f.fact_id)?;
+    tx.put(&ACTIVE_FACTS, &active_key(tenant, &f.fact_key), &f.fact_id)
 }
 
 /// Stores a changed fact and brings the search index along.
 fn save(tx: &mut WriteTx, tenant: &str, f: &FactRec) -> Result<()> {
-    search::save(tx, &tables::CO_FACTS, tenant, f)
+    let key = record_key(tx, tenant, &f.fact_id);
+    search::save(tx, &FACTS, &key, tenant, f)
 }
 
 fn conflict_key(key: &str) -> Error {
@@ -253,7 +280,7 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewFact) -> 
     require_capability(tx, t, CAP)?;
     caller.require_admin()?;
     let permit = check_quota(tx, ctx, caller, "memory_fact_created", TOOL)?;
-    if tx.contains(&tables::CO_ACTIVE_FACTS, &active_key(t, &req.fact_key))? {
+    if tx.contains(&ACTIVE_FACTS, &active_key(t, &req.fact_key))? {
         return Err(conflict_key(&req.fact_key));
     }
     let f = FactRec {
@@ -373,13 +400,14 @@ pub fn supersede(
 
 /// Lists facts by category, then key (then creation), through the key index.
 pub(crate) fn list(r: &impl Reader, tenant: &str, q: &FactQuery) -> Result<MemoryFactPage> {
+    let all = FACTS_BY_KEY.prefix().tenant(tenant);
     let prefix = match &q.category {
-        Some(c) => Key::new().str(tenant).str(c),
-        None => Key::new().str(tenant),
+        Some(c) => all.str(c),
+        None => all,
     };
     let (items, total) = page_index(
         r,
-        &tables::CO_FACTS_BY_KEY,
+        &FACTS_BY_KEY,
         &prefix,
         None,
         None,
@@ -444,6 +472,65 @@ impl Bespin {
     }
 }
 
+/// Checks the facts: each under its own id and in the list's index (both ways); one active
+/// fact per key, in the index of active keys (both ways); whole supersede chains (an active
+/// fact has no successor, a superseded one has one that points back, a predecessor points
+/// forward).
+pub(crate) fn check(r: &impl Reader, c: &mut Checker, records: &mut Records) -> Result<()> {
+    let tables = (&FACTS, &FACTS_BY_KEY, "memory fact");
+    let rows = check_records(r, c, records, tables, |r, t, f| {
+        (
+            record_key(r, t, &f.fact_id).encode(),
+            order_key(t, f).encode(),
+        )
+    })?;
+    let facts: std::collections::HashMap<(&str, &str), &FactRec> = rows
+        .iter()
+        .map(|x| ((x.tenant.as_str(), x.value.fact_id.as_str()), &x.value))
+        .collect();
+    let table = FACTS.name();
+    let mut active = Expected::new();
+    for x in &rows {
+        let (t, f, k) = (x.tenant.as_str(), &x.value, &x.bytes);
+        let linked = |id: &str, back: fn(&FactRec) -> Option<&str>| {
+            facts
+                .get(&(t, id))
+                .map(|n| back(n) == Some(f.fact_id.as_str()))
+        };
+        match f.status.as_str() {
+            "active" => {
+                if active.add(&active_key(t, &f.fact_key), &f.fact_id) {
+                    let d = format!("more than one active fact with key {}", f.fact_key);
+                    c.violation(table, k, d);
+                }
+                if f.superseded_by.is_some() {
+                    c.violation(table, k, "active fact has a successor");
+                }
+            }
+            "superseded" => match &f.superseded_by {
+                Some(next) => match linked(next, |n| n.supersedes.as_deref()) {
+                    Some(true) => c.ok(),
+                    Some(false) => c.violation(table, k, "successor does not point back"),
+                    None => c.violation(table, k, format!("successor {next} missing")),
+                },
+                None => c.violation(table, k, "superseded fact without a successor"),
+            },
+            other => c.violation(table, k, format!("unknown status {other}")),
+        }
+        if let Some(prev) = &f.supersedes {
+            match linked(prev, |p| p.superseded_by.as_deref()) {
+                Some(true) => c.ok(),
+                _ => c.violation(
+                    table,
+                    k,
+                    format!("predecessor {prev} missing or not linked"),
+                ),
+            }
+        }
+    }
+    c.index(r, &ACTIVE_FACTS, active, "active memory fact")
+}
+
 impl search::Searchable for FactRec {
     fn search_doc(&self) -> search::SearchDoc<'_> {
         search::SearchDoc {
@@ -458,5 +545,34 @@ impl search::Searchable for FactRec {
 
     fn indexed(&self) -> bool {
         self.status == "active"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::check::testing::{caught, populated};
+    use crate::store::Flow;
+
+    #[test]
+    fn two_active_facts_and_a_broken_supersede_chain_are_caught() {
+        let (db, _, _) = populated();
+        db.tamper(|tx| {
+            let mut superseded = None;
+            tx.scan(&FACTS, &FACTS.prefix(), Order::Asc, |k, f: FactRec| {
+                if f.status == "superseded" {
+                    superseded = Some((k.to_vec(), f));
+                    return Ok(Flow::Stop);
+                }
+                Ok(Flow::Continue)
+            })?;
+            let (k, mut f) = superseded.unwrap();
+            f.status = "active".into();
+            f.superseded_by = None;
+            tx.put_stored(&FACTS, &k, &f)
+        });
+        caught(&db, "co_facts", "more than one active fact");
+        caught(&db, "co_facts", "not linked");
     }
 }

@@ -37,15 +37,17 @@ pub mod tasks;
 pub mod timeline;
 
 use crate::auth::Principal;
+use crate::check::{Checker, Expected, Row};
 use crate::error::{Error, Result};
 use crate::metering::Meter;
-use crate::store::{Flow, Key, Order, Reader, Table, WriteTx};
-use crate::time::Date;
+use crate::store::{Flow, KeyDef, Order, Prefix, Reader, Table, WriteTx};
+use crate::time::{Date, Timestamp};
 use crate::validate::{Bounds, Fields, Len, Presence};
 use crate::{Ctx, audit, ids};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 /// The five Core OS entity types, as named in the timeline, search and the record explorer.
 /// They order as [`EntityType::ALL`], the contract's order (search breaks ties by it).
@@ -122,13 +124,16 @@ pub(crate) fn entity_exists(
     t: EntityType,
     id: &str,
 ) -> Result<bool> {
-    let k = id_key(r, tenant, id);
     match t {
-        EntityType::Action => r.contains(&crate::store::tables::CO_ACTIONS, &k),
-        EntityType::Task => r.contains(&crate::store::tables::CO_TASKS, &k),
-        EntityType::Decision => r.contains(&crate::store::tables::CO_DECISIONS, &k),
-        EntityType::Meeting => r.contains(&crate::store::tables::CO_MEETINGS, &k),
-        EntityType::MemoryFact => r.contains(&crate::store::tables::CO_FACTS, &k),
+        EntityType::Action => r.contains(&actions::ACTIONS, &actions::record_key(r, tenant, id)),
+        EntityType::Task => r.contains(&tasks::TASKS, &tasks::record_key(r, tenant, id)),
+        EntityType::Decision => {
+            r.contains(&decisions::DECISIONS, &decisions::record_key(r, tenant, id))
+        }
+        EntityType::Meeting => {
+            r.contains(&meetings::MEETINGS, &meetings::record_key(r, tenant, id))
+        }
+        EntityType::MemoryFact => r.contains(&memory::FACTS, &memory::record_key(r, tenant, id)),
     }
 }
 
@@ -139,24 +144,100 @@ pub(crate) fn entity_created_at(
     t: EntityType,
     id: &str,
 ) -> Result<Option<crate::time::Timestamp>> {
-    use crate::store::tables;
-    let k = id_key(r, tenant, id);
     Ok(match t {
-        EntityType::Action => r.get(&tables::CO_ACTIONS, &k)?.map(|x| x.created_at),
-        EntityType::Task => r.get(&tables::CO_TASKS, &k)?.map(|x| x.created_at),
-        EntityType::Decision => r.get(&tables::CO_DECISIONS, &k)?.map(|x| x.created_at),
-        EntityType::Meeting => r.get(&tables::CO_MEETINGS, &k)?.map(|x| x.created_at),
-        EntityType::MemoryFact => r.get(&tables::CO_FACTS, &k)?.map(|x| x.created_at),
+        EntityType::Action => actions::get(r, tenant, id)?.map(|x| x.created_at),
+        EntityType::Task => tasks::get(r, tenant, id)?.map(|x| x.created_at),
+        EntityType::Decision => decisions::get(r, tenant, id)?.map(|x| x.created_at),
+        EntityType::Meeting => meetings::get(r, tenant, id)?.map(|x| x.created_at),
+        EntityType::MemoryFact => memory::get(r, tenant, id)?.map(|x| x.created_at),
     })
 }
 
-/// The primary key of record `id` in the tenant: (tenant, record number) for a sealed id,
-/// (tenant, id) for a record made before ids were sealed (see [`crate::ids::Sealer`]).
-pub(crate) fn id_key(r: &impl Reader, tenant: &str, id: &str) -> Key {
-    Key::new().str(tenant).id(r.sealer(), id)
+pub(crate) use crate::ids::new_record_id;
+
+/// What the checks of the record modules gather for the checks after them: every record's
+/// (tenant, type, id) with its creation instant, and the search index their text implies.
+#[derive(Default)]
+pub(crate) struct Records {
+    exists: HashMap<(String, EntityType, String), Timestamp>,
+    search: search::Implied,
 }
 
-pub(crate) use crate::ids::new_record_id;
+impl Records {
+    /// Notes a record of `tenant` stored in `table` under `stored`, after checking that this
+    /// is the key its id gives (`expected`).
+    pub(crate) fn add(
+        &mut self,
+        c: &mut Checker,
+        table: &'static str,
+        (stored, expected): (&[u8], &[u8]),
+        tenant: &str,
+        rec: &dyn search::Searchable,
+    ) {
+        let d = rec.search_doc();
+        if stored == expected {
+            c.ok();
+        } else {
+            c.violation(
+                table,
+                stored,
+                format!("record id {} differs from its key", d.id),
+            );
+        }
+        let place = (tenant.to_owned(), d.entity_type, d.id.to_owned());
+        self.exists.insert(place, d.created_at);
+        self.search.add(tenant, rec);
+    }
+
+    /// The creation instant of the record (`et`, `id`) of `tenant`, if it exists.
+    pub(crate) fn created_at(&self, tenant: &str, et: EntityType, id: &str) -> Option<Timestamp> {
+        self.exists
+            .get(&(tenant.to_owned(), et, id.to_owned()))
+            .copied()
+    }
+}
+
+/// Checks the records of `table`: each stored under the key its id gives and listed in `index`
+/// (both ways) under the key its fields give (`keys`: the record's own key and its index key,
+/// encoded), and notes each in `records`. Returns the rows.
+pub(crate) fn check_records<Rd, K, V, I>(
+    r: &Rd,
+    c: &mut Checker,
+    records: &mut Records,
+    (table, index, what): (&Table<K, V>, &Table<I, String>, &str),
+    keys: impl Fn(&Rd, &str, &V) -> (Vec<u8>, Vec<u8>),
+) -> Result<Vec<Row<K, V>>>
+where
+    Rd: Reader,
+    K: KeyDef,
+    V: crate::store::Record + search::Searchable,
+    I: KeyDef,
+{
+    let rows = c.rows(r, table)?;
+    let mut expected = Expected::new();
+    for x in &rows {
+        let (own, listed) = keys(r, &x.tenant, &x.value);
+        records.add(c, table.name(), (&x.bytes, &own), &x.tenant, &x.value);
+        expected.add_encoded(listed, &x.value.search_doc().id.to_owned());
+    }
+    c.index(r, index, expected, what)?;
+    Ok(rows)
+}
+
+/// Checks the Core OS: each record module's own invariants (records under their own ids,
+/// their list indexes, reviews, executions, the memory's supersede chains), then what refers
+/// to records (search index and rank rows, evidence, the timeline).
+pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
+    let mut records = Records::default();
+    actions::check(r, c, &mut records)?;
+    tasks::check(r, c, &mut records)?;
+    decisions::check(r, c, &mut records)?;
+    meetings::check(r, c, &mut records)?;
+    memory::check(r, c, &mut records)?;
+    search::check(r, c, std::mem::take(&mut records.search))?;
+    evidence::check(r, c, &records)?;
+    timeline::check(r, c, &records)
+}
 
 /// Timeline metadata: an ordered map of string (or null) values, serialised as a JSON object
 /// with its keys in the order of 40 §10.1.
@@ -410,12 +491,12 @@ pub(crate) fn check_assignee(r: &impl Reader, tenant: &str, user: Option<&str>) 
 /// matches. `load` reads an id and returns the item if it passes the filters. When
 /// `filtered` is false every index row counts as a match and only the page's rows are loaded.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn page_index<R: Reader, T>(
+pub(crate) fn page_index<R: Reader, K: KeyDef, T>(
     r: &R,
-    index: &Table<String>,
-    prefix: &Key,
-    from: Option<&Key>,
-    to: Option<&Key>,
+    index: &Table<K, String>,
+    prefix: &Prefix<K>,
+    from: Option<&Prefix<K>>,
+    to: Option<&Prefix<K>>,
     order: Order,
     paging: Paging,
     filtered: bool,
@@ -441,6 +522,72 @@ pub(crate) fn page_index<R: Reader, T>(
     })?;
     Ok((items, matched))
 }
+
+/// Declares the storage of a Core OS record listed by a date (decisions, meeting notes): the
+/// record under (tenant, id), its list's index (tenant, date, created at, id) → id, the key of
+/// a record by id (`record_key`), its row in the index (`date_key`), the lookup by id (`get`)
+/// and the module's `check`.
+macro_rules! dated_records {
+    (
+        $rec:ty, $what:literal, $id:ident, $date:ident,
+        $table:ident = $name:literal, $key:ident;
+        $index:ident = $iname:literal, $ikey:ident;
+    ) => {
+        $crate::store::key! {
+            /// (tenant, record).
+            pub(crate) struct $key<'a> { tenant_id: tenant, $id: id }
+            /// (tenant, date, created at, record): the list's order.
+            pub(crate) struct $ikey<'a> { tenant_id: tenant, $date: date, created_at: ts, $id: str }
+        }
+
+        #[doc = concat!("(tenant, ", $what, ") → ", $what, ".")]
+        pub(crate) const $table: $crate::store::Table<$key<'static>, $rec> =
+            $crate::store::Table::new($name);
+        #[doc = concat!("(tenant, date, created at, ", $what, ") → ", $what, " id: the list order.")]
+        pub(crate) const $index: $crate::store::Table<$ikey<'static>, String> =
+            $crate::store::Table::new($iname);
+
+        /// The tables of this module.
+        pub(crate) const TABLES: &[&dyn $crate::store::TableInfo] = &[&$table, &$index];
+
+        /// The key of the record `id` of the tenant (its record number when the id is sealed).
+        pub(crate) fn record_key<'a>(
+            r: &impl $crate::store::Reader,
+            tenant: &'a str,
+            id: &'a str,
+        ) -> $key<'a> {
+            $key::new(tenant, $crate::store::Id::of(r.sealer(), id))
+        }
+
+        /// The record's row in its list's index.
+        fn date_key<'a>(tenant: &'a str, x: &'a $rec) -> $ikey<'a> {
+            $ikey::new(tenant, x.$date, x.created_at, &x.$id)
+        }
+
+        /// The record `id` of the tenant, if it exists there.
+        pub(crate) fn get(
+            r: &impl $crate::store::Reader,
+            tenant: &str,
+            id: &str,
+        ) -> $crate::error::Result<Option<$rec>> {
+            r.get(&$table, &record_key(r, tenant, id))
+        }
+
+        /// Checks the records: each under its own id and in the index by date (both ways).
+        pub(crate) fn check(
+            r: &impl $crate::store::Reader,
+            c: &mut $crate::check::Checker,
+            records: &mut super::Records,
+        ) -> $crate::error::Result<()> {
+            let tables = (&$table, &$index, $what);
+            super::check_records(r, c, records, tables, |r, t, x| {
+                (record_key(r, t, &x.$id).encode(), date_key(t, x).encode())
+            })?;
+            Ok(())
+        }
+    };
+}
+pub(crate) use dated_records;
 
 macro_rules! page_type {
     ($(#[$doc:meta])* $name:ident, $item:ty) => {

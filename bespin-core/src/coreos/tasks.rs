@@ -7,14 +7,15 @@
 //! of the tenant and a linked record must exist in it (404).
 
 use super::{
-    Change, EntityType, Link, Metadata, Paging, check_assignee, check_link, check_quota, filter,
-    id_key, link_fields, new_record_id, next_day, page_index, page_type, patch_choice, patch_date,
-    patch_string, record_effects, search, timeline,
+    Change, EntityType, Link, Metadata, Paging, Records, check_assignee, check_link, check_quota,
+    check_records, filter, link_fields, new_record_id, next_day, page_index, page_type,
+    patch_choice, patch_date, patch_string, record_effects, search, timeline,
 };
 use crate::auth::Principal;
 use crate::billing::require_capability;
+use crate::check::Checker;
 use crate::error::{Error, Result};
-use crate::store::{Key, Order, Reader, Record, WriteTx, tables};
+use crate::store::{Id, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::{Date, Timestamp};
 use crate::validate::{Fields, Len, Presence, got};
 use crate::{Bespin, Ctx};
@@ -45,6 +46,32 @@ pub(crate) struct TaskRec {
     pub updated_at: Timestamp,
 }
 impl Record for TaskRec {}
+
+key! {
+    /// (tenant, task).
+    pub(crate) struct TaskKey<'a> { tenant_id: tenant, task_id: id }
+    /// (tenant, 0 dated / 1 undated, due date, −created at, task): the list's order.
+    pub(crate) struct TaskDueKey<'a> {
+        tenant_id: tenant,
+        undated: u64,
+        due_date: maybe_date,
+        newest_first: i64,
+        task_id: str,
+    }
+}
+
+/// (tenant, task) → task.
+pub(crate) const TASKS: Table<TaskKey<'static>, TaskRec> = Table::new("co_tasks");
+/// (tenant, 0 dated / 1 undated, due date, −created at, task) → task id: the list order.
+pub(crate) const TASKS_BY_DUE: Table<TaskDueKey<'static>, String> = Table::new("co_tasks_by_due");
+
+/// The tables of this module.
+pub(crate) const TABLES: &[&dyn TableInfo] = &[&TASKS, &TASKS_BY_DUE];
+
+/// The key of the task `id` of the tenant (its record number when the id is sealed).
+pub(crate) fn record_key<'a>(r: &impl Reader, tenant: &'a str, id: &'a str) -> TaskKey<'a> {
+    TaskKey::new(tenant, Id::of(r.sealer(), id))
+}
 
 /// A task as the API shows it (`TaskResponse`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -226,23 +253,25 @@ impl TaskQuery {
     }
 }
 
-/// The task `id` of the tenant, or 404.
-pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<TaskRec> {
-    r.get(&tables::CO_TASKS, &id_key(r, tenant, id))?
-        .ok_or_else(|| EntityType::Task.not_found())
+/// The task `id` of the tenant, if it exists there.
+pub(crate) fn get(r: &impl Reader, tenant: &str, id: &str) -> Result<Option<TaskRec>> {
+    r.get(&TASKS, &record_key(r, tenant, id))
 }
 
-pub(crate) fn order_key(tenant: &str, t: &TaskRec) -> Key {
-    let k = Key::new().str(tenant);
-    let k = match t.due_date {
-        Some(d) => k.u64(0).part(d),
-        None => k.u64(1).str(""),
-    };
-    k.part(-t.created_at.0).str(&t.task_id)
+/// The task `id` of the tenant, or 404.
+pub(crate) fn load(r: &impl Reader, tenant: &str, id: &str) -> Result<TaskRec> {
+    get(r, tenant, id)?.ok_or_else(|| EntityType::Task.not_found())
+}
+
+/// The task's row in the list order.
+pub(crate) fn order_key<'a>(tenant: &'a str, t: &'a TaskRec) -> TaskDueKey<'a> {
+    let undated = u64::from(t.due_date.is_none());
+    TaskDueKey::new(tenant, undated, t.due_date, -t.created_at.0, &t.task_id)
 }
 
 fn save(tx: &mut WriteTx, tenant: &str, t: &TaskRec) -> Result<()> {
-    search::save(tx, &tables::CO_TASKS, tenant, t)
+    let key = record_key(tx, tenant, &t.task_id);
+    search::save(tx, &TASKS, &key, tenant, t)
 }
 
 /// Creates a task (any user). Order: capability → references (404) → quota → write.
@@ -267,7 +296,7 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewTask) -> 
         updated_at: ctx.now,
     };
     save(tx, tn, &t)?;
-    tx.put(&tables::CO_TASKS_BY_DUE, &order_key(tn, &t), &t.task_id)?;
+    tx.put(&TASKS_BY_DUE, &order_key(tn, &t), &t.task_id)?;
     timeline::emit(
         tx,
         ctx,
@@ -307,7 +336,7 @@ pub fn update(
     if let Change::Set(u) = &patch.assigned_to_user_id {
         check_assignee(tx, tn, Some(u))?;
     }
-    let old_order = order_key(tn, &t);
+    let old_order = order_key(tn, &t).into_owned();
     let mut changed = patch.title.apply(&mut t.title);
     changed |= patch.description.apply_opt(&mut t.description);
     changed |= patch.assigned_to_user_id.apply_opt(&mut t.assigned_to);
@@ -322,8 +351,8 @@ pub fn update(
     save(tx, tn, &t)?;
     let new_order = order_key(tn, &t);
     if new_order != old_order {
-        tx.delete(&tables::CO_TASKS_BY_DUE, &old_order)?;
-        tx.put(&tables::CO_TASKS_BY_DUE, &new_order, &t.task_id)?;
+        tx.delete(&TASKS_BY_DUE, &old_order)?;
+        tx.put(&TASKS_BY_DUE, &new_order, &t.task_id)?;
     }
     timeline::emit(
         tx,
@@ -377,16 +406,17 @@ pub fn complete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, task_id: &str) 
 pub(crate) fn list(r: &impl Reader, tenant: &str, q: &TaskQuery) -> Result<TaskPage> {
     let paging = q.paging.unwrap_or(Paging::DEFAULT);
     let filtered = q.status.is_some() || q.assigned_to_user_id.is_some();
+    let all = TASKS_BY_DUE.prefix().tenant(tenant);
     let (prefix, to) = match q.due_before {
-        Some(d) => (
-            Key::new().str(tenant).u64(0),
-            Some(Key::new().str(tenant).u64(0).part(next_day(d))),
-        ),
-        None => (Key::new().str(tenant), None),
+        Some(d) => {
+            let dated = all.u64(0);
+            (dated.clone(), Some(dated.date(next_day(d))))
+        }
+        None => (all, None),
     };
     let (items, total) = page_index(
         r,
-        &tables::CO_TASKS_BY_DUE,
+        &TASKS_BY_DUE,
         &prefix,
         None,
         to.as_ref(),
@@ -441,6 +471,16 @@ impl Bespin {
     pub fn complete_task(&self, caller: &Principal, task_id: &str) -> Result<Task> {
         self.write(|tx, ctx| complete(tx, ctx, caller, task_id))
     }
+}
+
+/// Checks the tasks: each under its own id and in the list order's index (both ways).
+pub(crate) fn check(r: &impl Reader, c: &mut Checker, records: &mut Records) -> Result<()> {
+    let tables = (&TASKS, &TASKS_BY_DUE, "task");
+    check_records(r, c, records, tables, |r, t, task| {
+        let own = record_key(r, t, &task.task_id).encode();
+        (own, order_key(t, task).encode())
+    })?;
+    Ok(())
 }
 
 impl search::Searchable for TaskRec {

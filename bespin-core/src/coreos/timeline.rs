@@ -12,8 +12,9 @@
 use super::{EntityType, Metadata, Paging, filter, metadata_as_object, page_type};
 use crate::auth::Principal;
 use crate::billing::require_capability;
+use crate::check::{Checker, Expected};
 use crate::error::{Error, Result};
-use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, tables};
+use crate::store::{Flow, KeyDef, Order, Prefix, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, Presence, got};
 use crate::{Bespin, Ctx};
@@ -41,6 +42,39 @@ pub(crate) struct EventPos {
     pub seq: u64,
 }
 impl Record for EventPos {}
+
+key! {
+    /// (tenant, instant, sequence).
+    pub(crate) struct EventKey<'a> { tenant_id: tenant, created_at: ts, seq: u64 }
+    /// (tenant, entity type, instant, sequence).
+    pub(crate) struct TypeKey<'a> { tenant_id: tenant, entity_type: str, at: ts, seq: u64 }
+    /// (tenant, entity type, entity created at, entity id, instant, sequence).
+    pub(crate) struct EntityKey<'a> {
+        tenant_id: tenant,
+        entity_type: str,
+        born: ts,
+        entity_id: str,
+        at: ts,
+        seq: u64,
+    }
+    /// (tenant, event id).
+    pub(crate) struct EventIdKey<'a> { tenant_id: tenant, event_id: str }
+}
+
+/// (tenant, instant, sequence) → timeline event.
+pub(crate) const TIMELINE: Table<EventKey<'static>, EventRec> = Table::new("co_timeline");
+/// (tenant, entity type, instant, sequence) → event position.
+pub(crate) const BY_TYPE: Table<TypeKey<'static>, EventPos> = Table::new("co_timeline_by_type");
+/// (tenant, entity type, entity created_at, entity id, instant, sequence) → event position. The
+/// record's creation instant comes before its (random) id so the events of new records append.
+pub(crate) const BY_ENTITY: Table<EntityKey<'static>, EventPos> =
+    Table::new("co_timeline_by_entity");
+/// (tenant, event id) → event position (the `before` cursor of events whose ids are not
+/// sealed).
+pub(crate) const IDS: Table<EventIdKey<'static>, EventPos> = Table::new("co_timeline_ids");
+
+/// The tables of this module.
+pub(crate) const TABLES: &[&dyn TableInfo] = &[&TIMELINE, &BY_TYPE, &BY_ENTITY, &IDS];
 
 /// A timeline event as the API shows it (`TimelineEventResponse`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -118,24 +152,13 @@ pub(crate) fn emit(
         created_at: ctx.now,
     };
     let et = entity.as_str();
-    tx.put(&tables::CO_TIMELINE, &event_key(t, pos), &rec)?;
-    tx.put(
-        &tables::CO_TIMELINE_BY_TYPE,
-        &Key::new().str(t).str(et).ts(pos.at).u64(seq),
-        &pos,
-    )?;
-    tx.put(
-        &tables::CO_TIMELINE_BY_ENTITY,
-        &entity_prefix(t, et, born, entity_id).ts(pos.at).u64(seq),
-        &pos,
-    )?;
+    tx.put(&TIMELINE, &event_key(t, pos), &rec)?;
+    tx.put(&BY_TYPE, &TypeKey::new(t, et, pos.at, seq), &pos)?;
+    let by_entity = EntityKey::new(t, et, born, entity_id, pos.at, seq);
+    tx.put(&BY_ENTITY, &by_entity, &pos)?;
     if !sealed {
         // An id that does not name its position (events written before ids were sealed).
-        tx.put(
-            &tables::CO_TIMELINE_IDS,
-            &Key::new().str(t).str(&rec.event_id),
-            &pos,
-        )?;
+        tx.put(&IDS, &EventIdKey::new(t, &rec.event_id), &pos)?;
     }
     Ok(())
 }
@@ -152,31 +175,39 @@ pub(crate) fn find(r: &impl Reader, tenant: &str, id: &str) -> Result<Option<Eve
             return Ok(Some(pos));
         }
     }
-    r.get(&tables::CO_TIMELINE_IDS, &Key::new().str(tenant).str(id))
+    r.get(&IDS, &EventIdKey::new(tenant, id))
 }
 
 /// Where the events of one record start in the per-record index.
-pub(crate) fn entity_prefix(tenant: &str, et: &str, born: Timestamp, entity_id: &str) -> Key {
-    Key::new().str(tenant).str(et).ts(born).str(entity_id)
+fn entity_prefix(
+    tenant: &str,
+    et: &str,
+    born: Timestamp,
+    entity_id: &str,
+) -> Prefix<EntityKey<'static>> {
+    BY_ENTITY
+        .prefix()
+        .tenant(tenant)
+        .str(et)
+        .ts(born)
+        .str(entity_id)
 }
 
 /// Rebuilds the per-record index from the events (for a database of an older layout).
 pub(crate) fn rebuild_entity_index(tx: &mut WriteTx) -> Result<()> {
-    tx.delete_prefix(&tables::CO_TIMELINE_BY_ENTITY, &Key::new())?;
+    tx.delete_prefix(&BY_ENTITY, &BY_ENTITY.prefix())?;
     let mut all: Vec<(String, EventRec, EventPos)> = Vec::new();
     tx.scan(
-        &tables::CO_TIMELINE,
-        &Key::new(),
+        &TIMELINE,
+        &TIMELINE.prefix(),
         Order::Asc,
         |k, e: EventRec| {
-            if let Some((tenant, at)) = crate::store::read_str(k, 0)
-                && let Some(seq) = crate::store::read_u64(k, at + 8)
-            {
+            if let Some(k) = EventKey::decode(k) {
                 let pos = EventPos {
                     at: e.created_at,
-                    seq,
+                    seq: k.seq,
                 };
-                all.push((tenant, e, pos));
+                all.push((k.tenant_id.into_owned(), e, pos));
             }
             Ok(Flow::Continue)
         },
@@ -186,10 +217,8 @@ pub(crate) fn rebuild_entity_index(tx: &mut WriteTx) -> Result<()> {
             continue;
         };
         if let Some(born) = super::entity_created_at(tx, tenant, et, &e.entity_id)? {
-            let k = entity_prefix(tenant, et.as_str(), born, &e.entity_id)
-                .ts(pos.at)
-                .u64(pos.seq);
-            tx.put(&tables::CO_TIMELINE_BY_ENTITY, &k, pos)?;
+            let k = EntityKey::new(tenant, et.as_str(), born, &e.entity_id, pos.at, pos.seq);
+            tx.put(&BY_ENTITY, &k, pos)?;
         }
     }
     Ok(())
@@ -228,13 +257,26 @@ impl TimelineQuery {
 }
 
 /// The key of the tenant's event at `pos` in the timeline.
-fn event_key(tenant: &str, pos: EventPos) -> Key {
-    Key::new().str(tenant).ts(pos.at).u64(pos.seq)
+fn event_key(tenant: &str, pos: EventPos) -> EventKey<'_> {
+    EventKey::new(tenant, pos.at, pos.seq)
 }
 
 /// The tenant's event at `pos`, if one is stored there.
 fn stored(r: &impl Reader, tenant: &str, pos: EventPos) -> Result<Option<EventRec>> {
-    r.get(&tables::CO_TIMELINE, &event_key(tenant, pos))
+    r.get(&TIMELINE, &event_key(tenant, pos))
+}
+
+/// Visits the positions in `table` under `prefix`, newest first, before `cursor` if given.
+fn walk<K: KeyDef>(
+    r: &impl Reader,
+    table: &Table<K, EventPos>,
+    prefix: Prefix<K>,
+    cursor: Option<EventPos>,
+    visit: &mut dyn FnMut(EventPos) -> Result<()>,
+) -> Result<()> {
+    let to = cursor.map(|c| prefix.clone().ts(c.at).u64(c.seq));
+    let mut each = |_: &[u8], pos: EventPos| visit(pos).map(|()| Flow::Continue);
+    r.scan_range(table, &prefix, None, to.as_ref(), Order::Desc, &mut each)
 }
 
 fn load_pos(r: &impl Reader, tenant: &str, pos: EventPos) -> Result<EventRec> {
@@ -266,47 +308,39 @@ pub(crate) fn list(r: &impl Reader, tenant: &str, q: &TimelineQuery) -> Result<T
     };
     match (&q.entity_type, &q.entity_id) {
         (Some(et), eid) => {
-            let (prefix, table) = match eid {
+            let mut visit = |pos: EventPos| {
+                let in_page = matched >= paging.offset && matched < end;
+                let rec = if in_page {
+                    Some(load_pos(r, tenant, pos)?)
+                } else {
+                    None
+                };
+                take(rec, &mut matched);
+                Ok(())
+            };
+            match eid {
                 Some(eid) => {
                     // Events exist only for stored records of a known type.
                     let born = match EntityType::parse(et) {
                         Some(t) => super::entity_created_at(r, tenant, t, eid)?,
                         None => None,
                     };
-                    let Some(born) = born else {
-                        return Ok(TimelinePage::new(items, matched, paging));
-                    };
-                    (
-                        entity_prefix(tenant, et, born, eid),
-                        &tables::CO_TIMELINE_BY_ENTITY,
-                    )
+                    if let Some(born) = born {
+                        let prefix = entity_prefix(tenant, et, born, eid);
+                        walk(r, &BY_ENTITY, prefix, cursor, &mut visit)?;
+                    }
                 }
-                None => (Key::new().str(tenant).str(et), &tables::CO_TIMELINE_BY_TYPE),
-            };
-            let to = cursor.map(|c| prefix.clone().ts(c.at).u64(c.seq));
-            r.scan_range(
-                table,
-                &prefix,
-                None,
-                to.as_ref(),
-                Order::Desc,
-                &mut |_, pos: EventPos| {
-                    let in_page = matched >= paging.offset && matched < end;
-                    let rec = if in_page {
-                        Some(load_pos(r, tenant, pos)?)
-                    } else {
-                        None
-                    };
-                    take(rec, &mut matched);
-                    Ok(Flow::Continue)
-                },
-            )?;
+                None => {
+                    let prefix = BY_TYPE.prefix().tenant(tenant).str(et);
+                    walk(r, &BY_TYPE, prefix, cursor, &mut visit)?;
+                }
+            }
         }
         (None, eid) => {
-            let prefix = Key::new().str(tenant);
+            let prefix = TIMELINE.prefix().tenant(tenant);
             let to = cursor.map(|c| prefix.clone().ts(c.at).u64(c.seq));
             r.scan_range(
-                &tables::CO_TIMELINE,
+                &TIMELINE,
                 &prefix,
                 None,
                 to.as_ref(),
@@ -340,6 +374,46 @@ pub(crate) fn for_entity(
     Ok(list(r, tenant, &q)?.items)
 }
 
+/// Checks the timeline: every event keyed by its instant and about an existing record, and
+/// its three indexes (by type, by record, and by id for events whose ids are not sealed)
+/// exactly what the events imply, both ways.
+pub(crate) fn check(r: &impl Reader, c: &mut Checker, records: &super::Records) -> Result<()> {
+    let (mut by_type, mut by_entity, mut by_id) =
+        (Expected::new(), Expected::new(), Expected::new());
+    for x in c.rows(r, &TIMELINE)? {
+        let (t, e, k) = (x.tenant.as_str(), &x.value, &x.bytes);
+        let pos = EventPos {
+            at: e.created_at,
+            seq: x.key.seq,
+        };
+        if x.key.created_at != e.created_at {
+            c.violation(TIMELINE.name(), k, "key instant differs from created_at");
+        }
+        let born = EntityType::parse(&e.entity_type)
+            .and_then(|et| records.created_at(t, et, &e.entity_id));
+        match born {
+            Some(born) => {
+                c.ok();
+                // An event of a missing record is reported as such; it has no place here.
+                let key = EntityKey::new(t, &e.entity_type, born, &e.entity_id, pos.at, pos.seq);
+                by_entity.add(&key, &pos);
+            }
+            None => {
+                let d = format!("event for missing {} {}", e.entity_type, e.entity_id);
+                c.violation(TIMELINE.name(), k, d);
+            }
+        }
+        by_type.add(&TypeKey::new(t, &e.entity_type, pos.at, pos.seq), &pos);
+        // A sealed event id names its own position; only older ids need the id index.
+        if r.sealer().unseal_event(&e.event_id) != Some((pos.at.0, pos.seq)) {
+            by_id.add(&EventIdKey::new(t, &e.event_id), &pos);
+        }
+    }
+    c.index(r, &BY_TYPE, by_type, "timeline event")?;
+    c.index(r, &BY_ENTITY, by_entity, "timeline event")?;
+    c.index(r, &IDS, by_id, "timeline event")
+}
+
 impl Bespin {
     /// `GET /v1/timeline`: the tenant's events, newest first, filtered by entity type and/or
     /// id. Capability `timeline`. Errors: the entitlement errors; `NotFound` for an unknown
@@ -349,5 +423,50 @@ impl Bespin {
             require_capability(r, caller.tenant_id(), "timeline")?;
             list(r, caller.tenant_id(), q)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::check::testing::{caught, first_key, populated};
+    use crate::coreos::{decisions, tasks};
+
+    #[test]
+    fn a_timeline_event_of_a_missing_record_is_caught() {
+        let (db, _, _) = populated();
+        db.tamper(|tx| {
+            let k = first_key(tx, &decisions::DECISIONS);
+            tx.delete_stored(&decisions::DECISIONS, &k).map(|_| ())
+        });
+        caught(&db, "co_timeline", "event for missing decision");
+        caught(&db, "co_decisions_by_date", "dangling");
+        caught(&db, "co_search", "dangling or stale");
+    }
+
+    #[test]
+    fn a_record_moved_off_its_sealed_key_and_an_unfindable_event_are_caught() {
+        let (db, _, _) = populated();
+        db.tamper(|tx| {
+            // A task moved one record number up: its id no longer names its key.
+            let k = first_key(tx, &tasks::TASKS);
+            let key = tasks::TaskKey::decode(&k).unwrap().into_owned();
+            let t = tx.get(&tasks::TASKS, &key)?.unwrap();
+            tx.delete(&tasks::TASKS, &key)?;
+            let mut moved = k.clone();
+            if let Some(last) = moved.last_mut() {
+                *last = last.wrapping_add(1);
+            }
+            tx.put_stored(&tasks::TASKS, &moved, &t)?;
+            // An event whose id names no position and that the id index does not know.
+            let e = first_key(tx, &TIMELINE);
+            let e = EventKey::decode(&e).unwrap().into_owned();
+            let mut ev = tx.get(&TIMELINE, &e)?.unwrap();
+            ev.event_id = crate::ids::new_id();
+            tx.put(&TIMELINE, &e, &ev)
+        });
+        caught(&db, "co_tasks", "differs from its key");
+        caught(&db, "co_timeline_ids", "missing index entry");
     }
 }

@@ -12,7 +12,7 @@
 //! The range is read once, in time order, in memory bounded by `max_points`: time grows with
 //! the points in the range (each was paid for at ingest); see README "Performance".
 
-use super::{Point, PointView, format_point_ts, kpi_key, parse_point_ts, require_kpi, series};
+use super::{Point, PointView, format_point_ts, parse_point_ts, require_kpi, series};
 use crate::Bespin;
 use crate::auth::{Permission, Principal};
 use crate::billing::require_capability;
@@ -283,7 +283,7 @@ pub(crate) fn series(
     q: SeriesQuery,
     max_read: u64,
 ) -> Result<Option<Series>> {
-    let prefix = kpi_key(tenant, kpi_id);
+    let prefix = series::Series::new(tenant, kpi_id);
     let to = match q.to {
         Some(t) => Some(t),
         None => series::latest_at(r, &prefix, None)?.map(|p| p.ts),

@@ -20,9 +20,10 @@
 
 use crate::auth::{Permission, Principal};
 use crate::billing::require_capability;
+use crate::check::{Checker, Expected};
 use crate::error::{Error, FieldError, LocPart, Result};
 use crate::metering::Meter;
-use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, tables};
+use crate::store::{Flow, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, Presence, got};
 use crate::{Bespin, Ctx, ids};
@@ -47,7 +48,7 @@ pub(crate) struct KpiRec {
 }
 impl Record for KpiRec {}
 
-/// A point as layouts 1 to 3 stored it, one row per point in [`tables::KPI_POINTS`] (the
+/// A point as layouts 1 to 3 stored it, one row per point in [`series::LEGACY_POINTS`] (the
 /// instant is in the key). Read by the upgrade to layout 4 ([`series::chunk_legacy_points`]);
 /// the console still shows each point in this shape.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -295,18 +296,38 @@ pub fn format_point_ts(t: Timestamp) -> String {
     t.format(crate::time::Fraction::WhenNonZero)
 }
 
-pub(crate) fn kpi_key(tenant_id: &str, kpi_id: &str) -> Key {
-    Key::new().str(tenant_id).str(kpi_id)
+key! {
+    /// (tenant, kpi).
+    pub(crate) struct KpiKey<'a> { tenant_id: tenant, kpi_id: str }
+    /// (tenant, created at, sequence).
+    pub(crate) struct KpiCreationKey<'a> { tenant_id: tenant, created_at: ts, seq: u64 }
+    /// (tenant, name, sequence).
+    pub(crate) struct KpiNameKey<'a> { tenant_id: tenant, name: str, seq: u64 }
+}
+
+/// (tenant, kpi) → KPI definition.
+pub(crate) const KPIS: Table<KpiKey<'static>, KpiRec> = Table::new("kpis");
+/// (tenant, created at, sequence) → kpi id: definitions in creation order.
+pub(crate) const KPIS_BY_CREATION: Table<KpiCreationKey<'static>, String> =
+    Table::new("kpis_by_creation");
+/// (tenant, name, sequence) → kpi id: definitions by name (byte order), then creation order.
+pub(crate) const KPIS_BY_NAME: Table<KpiNameKey<'static>, String> = Table::new("kpis_by_name");
+
+/// The tables of this module (the series' are in [`series`]).
+pub(crate) const TABLES: &[&dyn TableInfo] = &[&KPIS, &KPIS_BY_CREATION, &KPIS_BY_NAME];
+
+pub(crate) fn kpi_key<'a>(tenant_id: &'a str, kpi_id: &'a str) -> KpiKey<'a> {
+    KpiKey::new(tenant_id, kpi_id)
 }
 
 /// Whether the tenant has the KPI `kpi_id` (without decoding its definition).
 pub(crate) fn kpi_exists(r: &impl Reader, tenant_id: &str, kpi_id: &str) -> Result<bool> {
-    r.contains(&tables::KPIS, &kpi_key(tenant_id, kpi_id))
+    r.contains(&KPIS, &kpi_key(tenant_id, kpi_id))
 }
 
 /// The KPI `kpi_id` of the tenant, if it exists there.
 pub(crate) fn get_kpi(r: &impl Reader, tenant_id: &str, kpi_id: &str) -> Result<Option<KpiRec>> {
-    r.get(&tables::KPIS, &kpi_key(tenant_id, kpi_id))
+    r.get(&KPIS, &kpi_key(tenant_id, kpi_id))
 }
 
 /// `Ok` when the tenant has the KPI `kpi_id`, else 404.
@@ -333,7 +354,7 @@ pub(crate) fn latest_at(
     kpi_id: &str,
     cutoff: Option<Timestamp>,
 ) -> Result<Option<Point>> {
-    series::latest_at(r, &kpi_key(tenant_id, kpi_id), cutoff)
+    series::latest_at(r, &series::Series::new(tenant_id, kpi_id), cutoff)
 }
 
 /// The window rule of spec README decision 4, for one KPI of one tenant:
@@ -362,7 +383,7 @@ pub(crate) fn window(
         .saturating_mul(Timestamp::DAY_MICROS);
     let from = Timestamp(latest.ts.0.saturating_sub(span));
     // `from <= latest.ts`, so the oldest point at or after it is at worst `latest`.
-    let start = series::first_from(r, &kpi_key(tenant_id, kpi_id), from)?
+    let start = series::first_from(r, &series::Series::new(tenant_id, kpi_id), from)?
         .filter(|p| p.ts <= latest.ts)
         .unwrap_or(latest);
     Ok(Some(compute(latest, start)))
@@ -402,15 +423,12 @@ pub fn create_kpi(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewKpi) 
         created_at: ctx.now,
         seq,
     };
-    tx.put(&tables::KPIS, &kpi_key(tenant, &kpi_id), &rec)?;
+    tx.put(&KPIS, &kpi_key(tenant, &kpi_id), &rec)?;
+    let by_creation = KpiCreationKey::new(tenant, ctx.now, seq);
+    tx.put(&KPIS_BY_CREATION, &by_creation, &kpi_id)?;
     tx.put(
-        &tables::KPIS_BY_CREATION,
-        &Key::new().str(tenant).ts(ctx.now).u64(seq),
-        &kpi_id,
-    )?;
-    tx.put(
-        &tables::KPIS_BY_NAME,
-        &Key::new().str(tenant).str(&rec.name).u64(seq),
+        &KPIS_BY_NAME,
+        &KpiNameKey::new(tenant, &rec.name, seq),
         &kpi_id,
     )?;
     permit.record_fresh(tx, ctx, caller)?;
@@ -451,12 +469,12 @@ pub fn ingest_points(
     require_capability(tx, tenant, "kpi_ingest")?;
     require_kpi(tx, tenant, kpi_id)?;
     let total = req.points.len() as u64;
-    let prefix = kpi_key(tenant, kpi_id);
+    let series = series::Series::new(tenant, kpi_id);
     // Merge first (reads only), so the charge for what is new is checked before any write.
-    let plan = series::plan(tx, &prefix, req.points, ctx.now)?;
+    let plan = series::plan(tx, &series, req.points, ctx.now)?;
     if plan.inserted > 0 {
         let permit = kpi_meter("kpi_points_ingested", plan.inserted).check(tx, ctx, tenant)?;
-        plan.apply(tx, &prefix)?;
+        plan.apply(tx, &series)?;
         permit.record_fresh(tx, ctx, caller)?;
     }
     Ok(IngestResult {
@@ -469,8 +487,8 @@ pub fn ingest_points(
 /// `page.offset` and at most `page.limit`. Walks the creation index, not a sort of a full scan.
 pub(crate) fn list(r: &impl Reader, tenant_id: &str, page: KpiPage) -> Result<Vec<Kpi>> {
     let ids: Vec<String> = r.list(
-        &tables::KPIS_BY_CREATION,
-        &Key::new().str(tenant_id),
+        &KPIS_BY_CREATION,
+        &KPIS_BY_CREATION.prefix().tenant(tenant_id),
         Order::Desc,
         page.offset,
         page.limit,
@@ -493,8 +511,8 @@ pub(crate) fn list(r: &impl Reader, tenant_id: &str, page: KpiPage) -> Result<Ve
 pub(crate) fn by_name(r: &impl Reader, tenant_id: &str) -> Result<Vec<(String, KpiRec)>> {
     let mut ids = Vec::new();
     r.scan(
-        &tables::KPIS_BY_NAME,
-        &Key::new().str(tenant_id),
+        &KPIS_BY_NAME,
+        &KPIS_BY_NAME.prefix().tenant(tenant_id),
         Order::Asc,
         |_, id: String| {
             ids.push(id);
@@ -508,6 +526,23 @@ pub(crate) fn by_name(r: &impl Reader, tenant_id: &str) -> Result<Vec<(String, K
         }
     }
     Ok(out)
+}
+
+/// Checks the KPI definitions' indexes by creation and by name (both ways), then the series
+/// ([`series::check`]).
+pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
+    let kpis = c.rows(r, &KPIS)?;
+    let (mut by_creation, mut by_name) = (Expected::new(), Expected::new());
+    for x in &kpis {
+        let (t, id, rec) = (x.key.tenant_id.as_ref(), &x.key.kpi_id, &x.value);
+        let id = id.to_string();
+        by_creation.add(&KpiCreationKey::new(t, rec.created_at, rec.seq), &id);
+        by_name.add(&KpiNameKey::new(t, &rec.name, rec.seq), &id);
+    }
+    c.index(r, &KPIS_BY_CREATION, by_creation, "KPI")?;
+    c.index(r, &KPIS_BY_NAME, by_name, "KPI")?;
+    let ids = kpis.into_iter().map(|x| x.key).collect();
+    series::check(r, c, &ids)
 }
 
 impl Bespin {

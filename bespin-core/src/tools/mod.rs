@@ -22,12 +22,11 @@ use crate::error::{Error, Result};
 use crate::idempotency::{self, Idempotency, Stored};
 use crate::limits::Activity;
 use crate::metering::Meter;
-use crate::store::{Order, RawVisitor, Reader, WriteTx};
+use crate::store::{Reader, WriteTx};
 use crate::validate::{Fields, Len, Presence, got};
 use crate::{Bespin, Ctx, audit, ids};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use std::ops::Bound;
 
 /// The endpoint string idempotency records of tool invocations are scoped by.
 pub const INVOKE_ENDPOINT: &str = "/v1/tools/invoke";
@@ -46,31 +45,6 @@ impl<'a> ToolEnv<'a> {
     /// Read access to the store, for the crate's read helpers (`&env.reader()` is a `Reader`).
     pub(crate) fn reader(&self) -> &'a dyn Reader {
         self.reader
-    }
-}
-
-impl Reader for &dyn Reader {
-    fn sealer(&self) -> &crate::ids::Sealer {
-        (**self).sealer()
-    }
-
-    fn remembered(&self, key: &[&str], run: &mut dyn FnMut() -> Result<()>) -> Result<()> {
-        (**self).remembered(key, run)
-    }
-
-    fn get_raw(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        (**self).get_raw(table, key)
-    }
-
-    fn scan_raw(
-        &self,
-        table: &'static str,
-        lo: Bound<&[u8]>,
-        hi: Bound<&[u8]>,
-        order: Order,
-        visit: &mut RawVisitor<'_>,
-    ) -> Result<()> {
-        (**self).scan_raw(table, lo, hi, order, visit)
     }
 }
 

@@ -9,10 +9,11 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, list_of, schema};
 use crate::reply::Reply;
 use crate::router::Route;
+use bespin_core::Op;
 use bespin_core::billing::catalog::{
     self, MeteredEvent, MeteredEventPatch, NewMeteredEvent, NewPlan, Plan, PlanCap, PlanPatch,
 };
-use bespin_core::billing::subscriptions::{Subscription, SubscriptionUpdate};
+use bespin_core::billing::subscriptions::{self, Subscription, SubscriptionUpdate};
 use serde_json::Value;
 
 pub fn routes() -> Vec<Route> {
@@ -46,8 +47,8 @@ fn list_events(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 
 fn create_event(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let req = NewMeteredEvent::from_json(&admin_body(s, r)?)?;
-    Ok(Reply::write_blocking(
-        move |db| db.admin_create_metered_event(req),
+    Ok(Reply::write(
+        Op::admin(req, catalog::create_metered_event),
         Reply::created,
     ))
 }
@@ -55,8 +56,8 @@ fn create_event(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 fn update_event(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let patch = MeteredEventPatch::from_json(&admin_body(s, r)?)?;
     let event_key = r.param("event_key").to_owned();
-    Ok(Reply::write_blocking(
-        move |db| db.admin_update_metered_event(&event_key, patch),
+    Ok(Reply::write(
+        Op::admin_on(event_key, patch, catalog::update_metered_event),
         Reply::ok,
     ))
 }
@@ -68,8 +69,8 @@ fn list_plans(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 
 fn create_plan(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let req = NewPlan::from_json(&admin_body(s, r)?)?;
-    Ok(Reply::write_blocking(
-        move |db| db.admin_create_plan(req),
+    Ok(Reply::write(
+        Op::admin(req, catalog::create_plan),
         Reply::created,
     ))
 }
@@ -77,8 +78,8 @@ fn create_plan(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 fn update_plan(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let patch = PlanPatch::from_json(&admin_body(s, r)?)?;
     let plan_id = r.param("plan_id").to_owned();
-    Ok(Reply::write_blocking(
-        move |db| db.admin_update_plan(&plan_id, patch),
+    Ok(Reply::write(
+        Op::admin_on(plan_id, patch, catalog::update_plan),
         Reply::ok,
     ))
 }
@@ -86,8 +87,8 @@ fn update_plan(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 fn set_capabilities(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caps = catalog::capabilities_from_json(&admin_body(s, r)?)?;
     let plan_id = r.param("plan_id").to_owned();
-    Ok(Reply::write_blocking(
-        move |db| db.admin_set_plan_capabilities(&plan_id, caps),
+    Ok(Reply::write(
+        Op::admin_on(plan_id, caps, catalog::set_plan_capabilities),
         Reply::ok,
     ))
 }
@@ -95,8 +96,8 @@ fn set_capabilities(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 fn set_caps(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caps = catalog::caps_from_json(&admin_body(s, r)?)?;
     let plan_id = r.param("plan_id").to_owned();
-    Ok(Reply::write_blocking(
-        move |db| db.admin_set_plan_caps(&plan_id, caps),
+    Ok(Reply::write(
+        Op::admin_on(plan_id, caps, catalog::set_plan_caps),
         Reply::ok,
     ))
 }
@@ -104,8 +105,8 @@ fn set_caps(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 fn set_subscription(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let req = SubscriptionUpdate::from_json(&admin_body(s, r)?)?;
     let tenant_id = r.param("tenant_id").to_owned();
-    Ok(Reply::write_blocking(
-        move |db| db.admin_set_subscription(&tenant_id, req),
+    Ok(Reply::write(
+        Op::admin_on(tenant_id, req, subscriptions::set),
         Reply::ok,
     ))
 }

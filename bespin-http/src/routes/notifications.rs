@@ -8,8 +8,11 @@ use crate::extract::{Req, query_ints};
 use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
+use bespin_core::Op;
 use bespin_core::limits::invalid_date;
-use bespin_core::notifications::{Notification, Outbox, OutboxQuery, Prefs, PrefsUpdate, parse_id};
+use bespin_core::notifications::{
+    self, Notification, Outbox, OutboxQuery, Prefs, PrefsUpdate, parse_id,
+};
 use bespin_core::time::Date;
 
 pub fn routes() -> Vec<Route> {
@@ -32,8 +35,8 @@ fn put_prefs(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let body = r.json()?;
     let caller = r.principal(s)?;
     let update = PrefsUpdate::from_json(&body)?;
-    Ok(Reply::write_blocking(
-        move |db| db.set_notification_prefs(&caller, update),
+    Ok(Reply::write(
+        Op::with(caller, update, notifications::set_prefs),
         Reply::ok,
     ))
 }
@@ -60,8 +63,8 @@ fn outbox(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 fn ack(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let id = parse_id(r.param("notification_id")).map_err(ApiError::path)?;
-    Ok(Reply::write_blocking(
-        move |db| db.ack_notification(&caller, id),
+    Ok(Reply::write(
+        Op::with(caller, id, notifications::ack),
         Reply::ok,
     ))
 }

@@ -1,27 +1,5 @@
-//! Global search (40 §8) over a tenant-scoped inverted index.
-//!
-//! ## Index
-//! Every write of an action, task, decision, meeting note or memory fact re-indexes that record
-//! in the same transaction, so a search never sees a half-written record nor misses a
-//! committed one. The index maps (tenant, token, entity type, created_at, entity id) to a field
-//! mask (title and/or body). The creation instant sits before the id so that a new record's
-//! common words are appended at the end of each word's range instead of landing on a random
-//! page (ids are random UUIDs): that keeps a batch of creates to a few dirty pages. A rewrite
-//! computes the record's previous tokens from the record it replaces, so no per-record token
-//! list is stored. Memory facts are indexed only while `active` (superseding a fact removes the
-//! old version).
-//!
-//! Beside the entries, every indexed record has one **rank row** (tenant, entity type,
-//! created_at, entity id) → `updated_at`, written by the same re-indexing. Its key is the tail
-//! of the record's index entries, so a search turns each match into its rank row without
-//! parsing the id, ranks every match from those rows alone, and reads only the records of the
-//! page it returns: a search costs one small read per match plus one record per result, not one
-//! record per match. (`updated_at` in every index entry would have made ranking free, but then
-//! every update would rewrite all of its record's entries.)
-//!
-//! Databases written before this layout (which kept a token list per record in
-//! `co_search_docs`) get their index rebuilt from the records when opened, and databases
-//! before layout 5 get their rank rows ([`crate::layout`]).
+//! Global search (40 §8) over a tenant-scoped inverted index (`index.rs`: how records are
+//! indexed, the tables, and the checks).
 //!
 //! ## Matching rules
 //! - Text is lower-cased with Unicode case mapping (`str::to_lowercase`) and split into words
@@ -56,301 +34,33 @@
 //!   [`DEFAULT_MAX_SCAN`]); one that would read more ends with 422 at `["q"]` (`value_error`:
 //!   use longer words), having read no more than that.
 
+pub(crate) mod index;
+
+use index::{BODY, TITLE};
+pub(crate) use index::{
+    Implied, RANKS, SEARCH, SearchDoc, Searchable, TABLES, cap_index, check, rebuild_index,
+    rebuild_ranks, save,
+};
+pub use index::{MAX_RECORD_TOKENS, MAX_TOKEN_CHARS, tokens};
+
 use super::{EntityType, actions, decisions, meetings, memory, tasks};
 use crate::auth::Principal;
 use crate::billing::require_capability;
 use crate::error::{Error, FieldError, LocPart, Result};
 use crate::metering::Meter;
-use crate::store::{Flow, Key, Order, Reader, Record, WriteTx, read_str, read_str_ref, tables};
+use crate::store::{Flow, Order, Reader, WriteTx, parts};
 use crate::time::Timestamp;
 use crate::validate::{Bounds, Fields, Len, Presence, got};
 use crate::{Bespin, Ctx};
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
 
-const TITLE: u8 = 1;
-const BODY: u8 = 2;
-
-/// Characters of a word that are indexed (and the longest word a query may hold).
-pub const MAX_TOKEN_CHARS: usize = 64;
-/// Distinct words indexed per record.
-pub const MAX_RECORD_TOKENS: usize = 1_000;
 /// The longest `q`, in characters.
 pub const MAX_QUERY_CHARS: usize = 512;
 /// The most distinct words in `q`.
 pub const MAX_QUERY_WORDS: usize = 16;
 /// Index entries one search may read, unless [`crate::Options::search_max_scan`] says otherwise.
 pub const DEFAULT_MAX_SCAN: usize = 20_000;
-
-/// The rows of the legacy per-record token table (never read, only cleared by [`rebuild_index`]).
-pub(crate) enum LegacyDoc {}
-
-/// The words of `text`: lower-cased, split at non-alphanumeric characters.
-pub fn tokens(text: &str) -> Vec<String> {
-    text.to_lowercase()
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The index entry of `token` in record (`et`, `id`) created at `created_at`.
-pub(crate) fn entry_key(
-    tenant: &str,
-    token: &str,
-    et: EntityType,
-    created_at: Timestamp,
-    id: &str,
-) -> Key {
-    Key::new()
-        .str(tenant)
-        .str(token)
-        .str(et.as_str())
-        .ts(created_at)
-        .str(id)
-}
-
-/// The rank row of record (`et`, `id`) created at `created_at`: the tail of its index entries
-/// ([`entry_key`]) after the tenant, without the token.
-pub(crate) fn rank_key(tenant: &str, et: EntityType, created_at: Timestamp, id: &str) -> Key {
-    Key::new()
-        .str(tenant)
-        .str(et.as_str())
-        .ts(created_at)
-        .str(id)
-}
-
-/// `word` cut to its first [`MAX_TOKEN_CHARS`] characters, as indexed.
-fn cut(mut word: String) -> String {
-    if let Some((at, _)) = word.char_indices().nth(MAX_TOKEN_CHARS) {
-        word.truncate(at);
-    }
-    word
-}
-
-/// The tokens of a record with their field masks (title and/or body), as indexed: its words
-/// cut to [`MAX_TOKEN_CHARS`] characters, the first [`MAX_RECORD_TOKENS`] distinct ones (title
-/// first). A word met again later still adds its field to the mask.
-pub(crate) fn doc_tokens(title: &str, bodies: &[&str]) -> BTreeMap<String, u8> {
-    fields_tokens(title, bodies, true)
-}
-
-/// The tokens layouts before 6 indexed: every word, whole (for the upgrade).
-fn uncapped_tokens(title: &str, bodies: &[&str]) -> BTreeMap<String, u8> {
-    fields_tokens(title, bodies, false)
-}
-
-fn fields_tokens(title: &str, bodies: &[&str], capped: bool) -> BTreeMap<String, u8> {
-    let mut out: BTreeMap<String, u8> = BTreeMap::new();
-    let fields = std::iter::once((title, TITLE)).chain(bodies.iter().map(|b| (*b, BODY)));
-    for (text, mask) in fields {
-        for w in tokens(text) {
-            let w = if capped { cut(w) } else { w };
-            let room = !capped || out.len() < MAX_RECORD_TOKENS;
-            match out.get_mut(&w) {
-                Some(m) => *m |= mask,
-                None if room => {
-                    out.insert(w, mask);
-                }
-                None => {}
-            }
-        }
-    }
-    out
-}
-
-/// What one record contributes to the search index: its type, id, title and body fields. Each
-/// searchable record type says so once ([`Searchable`]); indexing and the consistency checker
-/// both read it from there.
-pub(crate) struct SearchDoc<'a> {
-    pub entity_type: EntityType,
-    pub id: &'a str,
-    pub title: &'a str,
-    pub bodies: Vec<&'a str>,
-    /// The record's creation instant (never changes, so its entries keep their place).
-    pub created_at: Timestamp,
-    /// What the record is ranked by (its rank row).
-    pub updated_at: Timestamp,
-}
-
-/// A record that is indexed for search.
-pub(crate) trait Searchable {
-    /// Its search document.
-    fn search_doc(&self) -> SearchDoc<'_>;
-
-    /// Whether it is in the index at all (memory facts: only while active).
-    fn indexed(&self) -> bool {
-        true
-    }
-}
-
-/// What one record puts in the index: its place (type, id, creation instant), its rank and
-/// its tokens with their field masks.
-struct Indexed {
-    et: EntityType,
-    id: String,
-    created_at: Timestamp,
-    updated_at: Timestamp,
-    tokens: BTreeMap<String, u8>,
-}
-
-impl Indexed {
-    fn of<R: Searchable + ?Sized>(r: &R) -> Option<Self> {
-        r.indexed().then(|| {
-            let d = r.search_doc();
-            Indexed {
-                et: d.entity_type,
-                id: d.id.to_owned(),
-                created_at: d.created_at,
-                updated_at: d.updated_at,
-                tokens: doc_tokens(d.title, &d.bodies),
-            }
-        })
-    }
-
-    fn same_place(&self, other: &Indexed) -> bool {
-        self.et == other.et && self.id == other.id && self.created_at == other.created_at
-    }
-
-    fn entry(&self, tenant: &str, token: &str) -> Key {
-        entry_key(tenant, token, self.et, self.created_at, &self.id)
-    }
-
-    fn rank(&self, tenant: &str) -> Key {
-        rank_key(tenant, self.et, self.created_at, &self.id)
-    }
-}
-
-/// Brings the index from `before` (the record as stored until this write; `None` for a new
-/// record) to `after` (`None`: the record is gone), writing only the entries that change and
-/// the rank row when `updated_at` moved.
-fn reindex<R: Searchable + ?Sized>(
-    tx: &mut WriteTx,
-    tenant: &str,
-    before: Option<&R>,
-    after: Option<&R>,
-) -> Result<()> {
-    let old = before.and_then(Indexed::of);
-    let new = after.and_then(Indexed::of);
-    // Both versions when the record keeps its place: only what differs is then rewritten.
-    let in_place = old
-        .as_ref()
-        .zip(new.as_ref())
-        .filter(|(o, n)| o.same_place(n));
-    if let Some(o) = &old {
-        let kept = in_place.map(|(_, n)| n);
-        for w in o.tokens.keys() {
-            if !kept.is_some_and(|n| n.tokens.contains_key(w)) {
-                tx.delete(&tables::CO_SEARCH, &o.entry(tenant, w))?;
-            }
-        }
-        if kept.is_none() {
-            tx.delete(&tables::CO_SEARCH_RANK, &o.rank(tenant))?;
-        }
-    }
-    if let Some(n) = &new {
-        let was = in_place.map(|(o, _)| o);
-        for (w, m) in &n.tokens {
-            if was.is_none_or(|o| o.tokens.get(w) != Some(m)) {
-                tx.put(&tables::CO_SEARCH, &n.entry(tenant, w), m)?;
-            }
-        }
-        if was.is_none_or(|o| o.updated_at != n.updated_at) {
-            tx.put(&tables::CO_SEARCH_RANK, &n.rank(tenant), &n.updated_at)?;
-        }
-    }
-    Ok(())
-}
-
-/// Stores `rec`, a record of the tenant, in `table` under its id and brings the index (entries
-/// and rank row) from the version it replaces to it, in the caller's transaction.
-pub(crate) fn save<R: Record + Searchable>(
-    tx: &mut WriteTx,
-    table: &crate::store::Table<R>,
-    tenant: &str,
-    rec: &R,
-) -> Result<()> {
-    let key = super::id_key(tx, tenant, rec.search_doc().id);
-    let before = tx.replace(table, &key, rec)?;
-    reindex(tx, tenant, before.as_ref(), Some(rec))
-}
-
-/// Rebuilds the whole index and the rank rows from the records (for a database of an older
-/// layout, which also kept a token list per record in `co_search_docs`).
-pub(crate) fn rebuild_index(tx: &mut WriteTx) -> Result<()> {
-    tx.delete_prefix(&tables::CO_SEARCH_DOCS, &Key::new())?;
-    tx.delete_prefix(&tables::CO_SEARCH, &Key::new())?;
-    tx.delete_prefix(&tables::CO_SEARCH_RANK, &Key::new())?;
-    each_record(tx, &mut |tx, tenant, rec| {
-        reindex(tx, tenant, None, Some(rec))
-    })
-}
-
-/// Brings the index of a database of layout 2 to 5, which indexed every word whole, to the
-/// bounds of layout 6 ([`doc_tokens`]): only records with a word longer than
-/// [`MAX_TOKEN_CHARS`] or more than [`MAX_RECORD_TOKENS`] distinct words change; the others are
-/// read and left alone.
-pub(crate) fn cap_index(tx: &mut WriteTx) -> Result<()> {
-    each_record(tx, &mut |tx, tenant, rec| {
-        let Some(capped) = Indexed::of(rec) else {
-            return Ok(());
-        };
-        let d = rec.search_doc();
-        let whole = uncapped_tokens(d.title, &d.bodies);
-        if whole == capped.tokens {
-            return Ok(());
-        }
-        for w in whole.keys() {
-            tx.delete(&tables::CO_SEARCH, &capped.entry(tenant, w))?;
-        }
-        for (w, m) in &capped.tokens {
-            tx.put(&tables::CO_SEARCH, &capped.entry(tenant, w), m)?;
-        }
-        Ok(())
-    })
-}
-
-/// Writes the rank row of every indexed record (for a database of layout 2 to 4, whose index
-/// entries are current but which had no rank rows).
-pub(crate) fn rebuild_ranks(tx: &mut WriteTx) -> Result<()> {
-    tx.delete_prefix(&tables::CO_SEARCH_RANK, &Key::new())?;
-    each_record(tx, &mut |tx, tenant, rec| match Indexed::of(rec) {
-        Some(i) => tx.put(&tables::CO_SEARCH_RANK, &i.rank(tenant), &i.updated_at),
-        None => Ok(()),
-    })
-}
-
-/// What [`each_record`] does with one record of a tenant.
-type Visit<'a> = dyn FnMut(&mut WriteTx, &str, &dyn Searchable) -> Result<()> + 'a;
-
-/// Calls `f` with every searchable record of every tenant.
-fn each_record(tx: &mut WriteTx, f: &mut Visit<'_>) -> Result<()> {
-    each_of(tx, &tables::CO_ACTIONS, f)?;
-    each_of(tx, &tables::CO_TASKS, f)?;
-    each_of(tx, &tables::CO_DECISIONS, f)?;
-    each_of(tx, &tables::CO_MEETINGS, f)?;
-    each_of(tx, &tables::CO_FACTS, f)
-}
-
-/// Calls `f` with every record of `table` (keyed by tenant first).
-fn each_of<R: Record + Searchable>(
-    tx: &mut WriteTx,
-    table: &crate::store::Table<R>,
-    f: &mut Visit<'_>,
-) -> Result<()> {
-    let mut all: Vec<(String, R)> = Vec::new();
-    tx.scan(table, &Key::new(), Order::Asc, |k, rec: R| {
-        if let Some((tenant, _)) = read_str(k, 0) {
-            all.push((tenant, rec));
-        }
-        Ok(Flow::Continue)
-    })?;
-    for (tenant, rec) in &all {
-        f(tx, tenant, rec)?;
-    }
-    Ok(())
-}
 
 /// Query of [`Bespin::search`].
 #[derive(Debug, Clone, PartialEq)]
@@ -552,7 +262,7 @@ fn first_chars(s: &str, n: usize) -> String {
 struct Hit {
     in_title: bool,
     updated_at: Timestamp,
-    /// The tail of its index entries: type, created_at, id (see [`rank_key`]).
+    /// The tail of its index entries: type, created_at, id (see [`index::place_of`]).
     place: Vec<u8>,
     /// Where the id part starts in `place`.
     id_at: usize,
@@ -665,25 +375,24 @@ pub(crate) fn run(
     let mut budget = max_scan;
     let mut hits: Vec<Hit> = Vec::new();
     if !words.is_empty() && !allowed.is_empty() {
-        let tenant_part = Key::new().str(tenant);
-        let after_tenant = tenant_part.as_bytes().len();
         // For each query word: the places (type, created_at, id: the tail of an index entry
         // after its token) of the records having a word with that prefix, and where; sorted,
         // so that the words' lists meet in one merge.
         let mut acc: Option<Vec<(Vec<u8>, u8)>> = None;
+        let in_tenant = SEARCH.prefix().tenant(tenant);
+        let after_tenant = in_tenant.as_bytes().len();
         for w in words {
             let mut found: Vec<(Vec<u8>, u8)> = Vec::new();
-            let prefix = Key::from_raw(&[tenant_part.as_bytes(), w.as_bytes()].concat());
+            let prefix = in_tenant.clone().starting(w);
             let mut over = false;
-            r.scan(&tables::CO_SEARCH, &prefix, Order::Asc, |k, mask: u8| {
+            r.scan(&SEARCH, &prefix, Order::Asc, |k, mask: u8| {
                 if budget == 0 {
                     over = true;
                     return Ok(Flow::Stop);
                 }
                 budget -= 1;
-                if let Some((_, at)) = read_str_ref(k, after_tenant)
-                    && let Some((et, _)) = read_str_ref(k, at)
-                    && EntityType::parse(&et).is_some_and(|et| allowed.contains(&et))
+                if let Some((et, at)) = index::place_of(k, after_tenant)
+                    && allowed.contains(&et)
                 {
                     found.push((k[at..].to_vec(), mask));
                 }
@@ -712,19 +421,17 @@ pub(crate) fn run(
                 break;
             }
         }
-        let mut rank = tenant_part.as_bytes().to_vec();
+        // A rank row's key is the tenant and the place of the record's entries.
+        let mut rank = RANKS.prefix().tenant(tenant).as_bytes().to_vec();
+        let after_tenant = rank.len();
         for (place, mask) in acc.unwrap_or_default() {
-            // The id part follows the type and the 8 bytes of created_at.
-            let parsed = read_str_ref(&place, 0)
-                .filter(|(_, at)| place.len() > at + 8)
-                .and_then(|(et, at)| Some((EntityType::parse(&et)?, at + 8)));
-            let Some((et, id_at)) = parsed else {
+            let Some((et, id_at)) = index::id_of(&place) else {
                 continue;
             };
             rank.truncate(after_tenant);
             rank.extend_from_slice(&place);
             // Every indexed record has its rank row (the checker holds the index to that).
-            let Some(updated_at) = r.get(&tables::CO_SEARCH_RANK, &Key::from_raw(&rank))? else {
+            let Some(updated_at) = r.get_stored(&RANKS, &rank)? else {
                 continue;
             };
             hits.push(Hit {
@@ -746,7 +453,7 @@ pub(crate) fn run(
     hits.sort_by(Hit::order);
     let mut results = Vec::with_capacity(hits.len());
     for hit in hits {
-        let Some((id, _)) = read_str_ref(&hit.place, hit.id_at) else {
+        let Some((id, _)) = parts::str::get(&hit.place, hit.id_at) else {
             continue;
         };
         if let Some(d) = doc(r, tenant, hit.et, &id)? {

@@ -1,0 +1,98 @@
+//! What a storage backend must provide: the raw interface behind [`super::Store`].
+//!
+//! A backend stores byte rows in named tables, each ordered by key. Everything typed — keys,
+//! records, prefixes — and everything the write path needs beyond one transaction — the undo
+//! log and per-operation rollback, group commit, the shared snapshot and its read-your-writes
+//! rule, the secret store, backup — lives above this seam, written once for every backend.
+//!
+//! A backend is opened with the list of every table (from the crate's registry) and creates
+//! the ones it lacks. Tables are named by [`TableId`]: its position in that list (a backend may
+//! cache per-table handles by it) and its name.
+//!
+//! The contract (`store/tests.rs` holds a backend to it through [`super::Store`]; a second
+//! backend runs the same tests):
+//! - **Snapshots** ([`Snapshot`]) see exactly the state after one commit, for as long as they
+//!   live, whatever commits meanwhile; many may be open and shared by threads.
+//! - **A batch** ([`WriteBatch`]) is one write transaction: its reads see its own writes;
+//!   `put` and `remove` return the value they replaced (the undo log keeps it); nothing of it is
+//!   visible to anyone else before `commit`, and dropping it uncommitted discards all of it.
+//!   One batch is open at a time ([`Backend::begin`] waits for the previous one).
+//! - **Scans** visit the rows with keys in a range, in either order, until the visitor says
+//!   stop; a backend must not read far past the stop (range scans are how every list pages).
+//! - **Sequences** ([`WriteBatch::next_seq`]) only grow, across batches and reopening; values a
+//!   batch takes and then drops may be skipped, never given twice.
+
+use super::{Flow, Order};
+use crate::error::Result;
+use std::ops::Bound;
+
+/// A table as a backend sees it: its position in the list the backend was opened with, and
+/// its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TableId {
+    /// The position in the table list.
+    pub slot: usize,
+    /// The stored name.
+    pub name: &'static str,
+}
+
+/// A visitor of raw rows (key, value) during a scan.
+pub(crate) type RawVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<Flow> + 'a;
+
+/// An open database.
+pub(crate) trait Backend: Send + Sync {
+    /// A snapshot of the last commit.
+    fn snapshot(&self) -> Result<Box<dyn Snapshot>>;
+
+    /// Begins the one write transaction (waits while another is open). With `durable`
+    /// false, its commit may skip flushing to disk.
+    fn begin(&self, durable: bool) -> Result<Box<dyn WriteBatch>>;
+
+    /// The bytes the database takes on disk (`None` when it is not a file).
+    fn file_size(&self) -> Option<u64>;
+}
+
+/// The reads of a snapshot and of a write batch (which sees its own writes).
+pub(crate) trait Reads {
+    /// The value stored under `key`.
+    fn get(&self, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Visits the rows with keys within (`lo`, `hi`) in `order` until the visitor says stop.
+    fn scan(
+        &self,
+        t: TableId,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        order: Order,
+        visit: &mut RawVisitor<'_>,
+    ) -> Result<()>;
+}
+
+/// Reads of one consistent state, shared by the threads reading it.
+pub(crate) trait Snapshot: Reads + Send + Sync {
+    /// The number of rows of `t`.
+    fn count(&self, t: TableId) -> Result<u64>;
+
+    /// The bytes the rows of `tables` take (keys, values and the keys of inner tree pages,
+    /// without free space): what grows with the data alone.
+    fn stored_bytes(&self, tables: &[TableId]) -> Result<u64>;
+}
+
+/// The write transaction of one batch of operations; its reads see its own writes.
+pub(crate) trait WriteBatch: Reads + Send {
+    /// Stores `value` under `key`; returns the value it replaced.
+    fn put(&mut self, t: TableId, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Removes `key`; returns the value it held.
+    fn remove(&mut self, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Removes every row of `t`, returning none of them (for tables too large to hold in
+    /// memory; the batch cannot be rolled back across it).
+    fn clear(&mut self, t: TableId) -> Result<()>;
+
+    /// The next value of the database-wide sequence `name` (the first is 1).
+    fn next_seq(&mut self, name: &str) -> Result<u64>;
+
+    /// Makes every change of the batch durable (unless begun not durable) and visible.
+    fn commit(self: Box<Self>) -> Result<()>;
+}

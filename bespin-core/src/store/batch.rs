@@ -1,0 +1,316 @@
+//! The write path: a [`Batch`] of operations in one write transaction, each operation's view
+//! of it ([`WriteTx`]), and the undo log that rolls one operation back alone.
+//!
+//! All of this sits above the backend: a backend provides one write transaction whose `put`
+//! and `remove` return what they replaced, and the undo log here does the rest.
+
+use super::backend::{Reads, TableId, WriteBatch};
+use super::codec::{self, Record};
+use super::key::Prefix;
+use super::reader::{Reader, with_key};
+use super::seal::Sealer;
+use super::slots::Slots;
+use super::snapshot::SharedSnapshot;
+use super::table::{KeyDef, Table};
+use super::{Flow, Order};
+use crate::error::{Error, Result};
+use std::ops::Bound;
+use std::sync::Arc;
+
+/// The single write transaction, shared by the operations of one group commit. Dropping it
+/// without [`Batch::commit`] discards every change.
+///
+/// Each operation runs through [`Batch::run`] with its own [`WriteTx`] view and records what it
+/// overwrites in the batch's undo log, so a failing operation is rolled back alone without
+/// disturbing the others in the batch.
+pub(crate) struct Batch {
+    tx: Box<dyn WriteBatch>,
+    slots: Arc<Slots>,
+    sealer: Arc<Sealer>,
+    undo: Vec<Undo>,
+    /// Emptied once the batch is committed, so that readers move on to the new state.
+    snapshot: Arc<SharedSnapshot>,
+}
+
+/// One entry of the undo log.
+enum Undo {
+    /// An overwritten row: the table, the key, and the previous value (`None`: it was absent).
+    Row {
+        table: TableId,
+        key: Vec<u8>,
+        old: Option<Vec<u8>>,
+    },
+    /// A table emptied without logging its rows ([`WriteTx::clear_unlogged`]): the batch cannot
+    /// be rolled back across it.
+    Cleared(TableId),
+}
+
+impl Batch {
+    pub(crate) fn new(
+        tx: Box<dyn WriteBatch>,
+        slots: Arc<Slots>,
+        sealer: Arc<Sealer>,
+        snapshot: Arc<SharedSnapshot>,
+    ) -> Batch {
+        Batch {
+            tx,
+            slots,
+            sealer,
+            undo: Vec::new(),
+            snapshot,
+        }
+    }
+
+    /// Runs one operation in the batch. If it fails (or panics) everything it wrote is undone
+    /// and its error returned; the rest of the batch is untouched. `Err` from the rollback
+    /// itself means the batch can no longer be trusted and must be dropped.
+    pub(crate) fn run<T>(
+        &mut self,
+        op: impl FnOnce(&mut WriteTx<'_, '_>) -> Result<T>,
+    ) -> std::result::Result<Result<T>, Error> {
+        let mark = self.undo.len();
+        let out = {
+            let mut w = WriteTx {
+                batch: &mut *self.tx,
+                slots: &self.slots,
+                sealer: &self.sealer,
+                undo: &mut self.undo,
+            };
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&mut w)))
+                .unwrap_or_else(|_| Err(Error::Internal("operation panicked".into())))
+        };
+        if out.is_err() {
+            rollback_to(&mut *self.tx, &mut self.undo, mark)?;
+        }
+        Ok(out)
+    }
+
+    /// Makes every change durable (fsync, unless the database was opened for speed over
+    /// durability) and visible to new readers.
+    pub(crate) fn commit(self) -> Result<()> {
+        let outcome = self.tx.commit();
+        // Even a failed commit may have changed what the backend shows: readers start afresh.
+        self.snapshot.invalidate();
+        outcome
+    }
+}
+
+/// Undoes every change recorded after `mark`, newest first.
+fn rollback_to(tx: &mut dyn WriteBatch, undo: &mut Vec<Undo>, mark: usize) -> Result<()> {
+    while undo.len() > mark {
+        let Some(u) = undo.pop() else { break };
+        match u {
+            Undo::Row {
+                table,
+                key,
+                old: Some(old),
+            } => {
+                tx.put(table, &key, &old)?;
+            }
+            Undo::Row {
+                table,
+                key,
+                old: None,
+            } => {
+                tx.remove(table, &key)?;
+            }
+            Undo::Cleared(table) => {
+                return Err(Error::Storage(format!(
+                    "cannot roll back an operation that emptied table {}",
+                    table.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One operation's view of the write transaction: reads, writes and an undo log entry for
+/// every write. Made by `Batch::run` for each operation; domain operations take `&mut WriteTx`.
+pub struct WriteTx<'a, 't> {
+    batch: &'a mut (dyn WriteBatch + 't),
+    slots: &'a Slots,
+    sealer: &'a Sealer,
+    undo: &'a mut Vec<Undo>,
+}
+
+impl WriteTx<'_, '_> {
+    fn raw_insert(&mut self, table: &'static str, key: &[u8], value: &[u8]) -> Result<()> {
+        let table = self.slots.id(table)?;
+        let old = self.batch.put(table, key, value)?;
+        self.undo.push(Undo::Row {
+            table,
+            key: key.to_vec(),
+            old,
+        });
+        Ok(())
+    }
+
+    fn raw_remove(&mut self, table: &'static str, key: &[u8]) -> Result<bool> {
+        let table = self.slots.id(table)?;
+        let old = self.batch.remove(table, key)?;
+        let existed = old.is_some();
+        if existed {
+            self.undo.push(Undo::Row {
+                table,
+                key: key.to_vec(),
+                old,
+            });
+        }
+        Ok(existed)
+    }
+
+    /// Test-only: stores raw bytes (to plant rows of older layouts, or undecodable ones, for
+    /// the checker's and the upgrade's tests).
+    #[cfg(test)]
+    pub(crate) fn raw_insert_for_test(
+        &mut self,
+        table: &'static str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<()> {
+        self.raw_insert(table, key, value)
+    }
+
+    /// Stores `value` under `key`, replacing any previous value.
+    pub(crate) fn put<K: KeyDef, V: Record>(
+        &mut self,
+        t: &Table<K, V>,
+        key: &K::Of<'_>,
+        value: &V,
+    ) -> Result<()> {
+        let bytes = codec::encode(value)?;
+        with_key::<K, _>(key, |k| self.raw_insert(t.name(), k, &bytes))
+    }
+
+    /// Test-only: stores `value` under the stored key `key` (bytes a scan of `t` visited).
+    #[cfg(test)]
+    pub(crate) fn put_stored<K: KeyDef, V: Record>(
+        &mut self,
+        t: &Table<K, V>,
+        key: &[u8],
+        value: &V,
+    ) -> Result<()> {
+        let bytes = codec::encode(value)?;
+        self.raw_insert(t.name(), key, &bytes)
+    }
+
+    /// Stores `value` under `key` like [`WriteTx::put`] and returns the record it replaced.
+    pub(crate) fn replace<K: KeyDef, V: Record>(
+        &mut self,
+        t: &Table<K, V>,
+        key: &K::Of<'_>,
+        value: &V,
+    ) -> Result<Option<V>> {
+        self.put(t, key, value)?;
+        // The previous value is the one `raw_insert` just logged for undo.
+        match self.undo.last() {
+            Some(Undo::Row {
+                old: Some(bytes), ..
+            }) => codec::decode(bytes).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Stores what `f` makes of the record under `key` (`None`: there is none) in its place:
+    /// a read-modify-write of one row, the key encoded once.
+    pub(crate) fn update<K: KeyDef, V: Record>(
+        &mut self,
+        t: &Table<K, V>,
+        key: &K::Of<'_>,
+        f: impl FnOnce(Option<V>) -> V,
+    ) -> Result<()> {
+        with_key::<K, _>(key, |k| {
+            let old = self.get_stored(t, k)?;
+            self.raw_insert(t.name(), k, &codec::encode(&f(old))?)
+        })
+    }
+
+    /// Stores `value` under `key` unless the key exists; returns whether it was inserted.
+    pub(crate) fn insert_new<K: KeyDef, V: Record>(
+        &mut self,
+        t: &Table<K, V>,
+        key: &K::Of<'_>,
+        value: &V,
+    ) -> Result<bool> {
+        with_key::<K, _>(key, |k| {
+            if self.get_raw(t.name(), k)?.is_some() {
+                return Ok(false);
+            }
+            self.raw_insert(t.name(), k, &codec::encode(value)?)?;
+            Ok(true)
+        })
+    }
+
+    /// Removes `key`; returns whether it existed.
+    pub(crate) fn delete<K: KeyDef, V: Record>(
+        &mut self,
+        t: &Table<K, V>,
+        key: &K::Of<'_>,
+    ) -> Result<bool> {
+        with_key::<K, _>(key, |k| self.raw_remove(t.name(), k))
+    }
+
+    /// Removes the row under the stored key `key` (bytes a scan of `t` visited); returns
+    /// whether it existed.
+    pub(crate) fn delete_stored<K: KeyDef, V: Record>(
+        &mut self,
+        t: &Table<K, V>,
+        key: &[u8],
+    ) -> Result<bool> {
+        self.raw_remove(t.name(), key)
+    }
+
+    /// Removes every row whose key starts with `prefix`; returns how many were removed.
+    pub(crate) fn delete_prefix<K: KeyDef, V: Record>(
+        &mut self,
+        t: &Table<K, V>,
+        prefix: &Prefix<K>,
+    ) -> Result<usize> {
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        self.scan_stored(
+            t,
+            prefix,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            Order::Asc,
+            &mut |k, _| {
+                keys.push(k.to_vec());
+                Ok(Flow::Continue)
+            },
+        )?;
+        for k in &keys {
+            self.raw_remove(t.name(), k)?;
+        }
+        Ok(keys.len())
+    }
+
+    /// Removes every row of `t` without copying them into the undo log (a table of millions
+    /// of rows would otherwise be held in memory twice). The batch can no longer be rolled
+    /// back to before this call: if this operation then fails, the whole batch is dropped
+    /// uncommitted. Meant for the layout upgrade in the opening transaction, where that is
+    /// what a failure does anyway.
+    pub(crate) fn clear_unlogged<K: KeyDef, V: Record>(&mut self, t: &Table<K, V>) -> Result<()> {
+        let table = self.slots.id(t.name())?;
+        self.batch.clear(table)?;
+        self.undo.push(Undo::Cleared(table));
+        Ok(())
+    }
+
+    /// The next value of the database-wide sequence `name` (the first is 1). Values only
+    /// grow; an operation that fails leaves a gap rather than giving its values back. (On
+    /// redb the counter lives in the batch and is stored once, at its commit.)
+    pub(crate) fn next_seq(&mut self, name: &str) -> Result<u64> {
+        self.batch.next_seq(name)
+    }
+}
+
+impl Reader for WriteTx<'_, '_> {
+    fn sealer(&self) -> &Sealer {
+        self.sealer
+    }
+
+    fn source(&self) -> (&Slots, &dyn Reads) {
+        (self.slots, &*self.batch)
+    }
+}

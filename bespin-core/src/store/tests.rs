@@ -1,0 +1,253 @@
+//! The store's own tests: the backend contract of `backend.rs` (run against every backend),
+//! the undo log, sequences, secrets and the logical copy.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::time::{Date, Timestamp};
+
+key! {
+    /// (tenant, name, instant, id): a key of every kind that sorts.
+    pub(crate) struct TestKey<'a> { tenant_id: tenant, name: str, at: ts, item: id }
+    /// (tenant, day, undated, n).
+    pub(crate) struct DayKey<'a> { tenant_id: tenant, day: maybe_date, n: i64 }
+}
+
+const ROWS: Table<TestKey<'static>, String> = Table::new("test_rows");
+const DAYS: Table<DayKey<'static>, u64> = Table::new("test_days");
+const TEST_TABLES: &[&dyn TableInfo] = &[&SEQUENCES, &SECRETS, &ROWS, &DAYS];
+
+fn store() -> Store {
+    Store::in_memory(TEST_TABLES).unwrap()
+}
+
+fn key<'a>(tenant: &'a str, name: &'a str, at: i64, n: u64) -> TestKey<'a> {
+    TestKey::new(tenant, name, Timestamp(at), Id::Sealed(n))
+}
+
+fn put(b: &mut Batch, k: &TestKey<'_>, v: &str) {
+    b.run(|tx| tx.put(&ROWS, k, &v.to_owned()))
+        .unwrap()
+        .unwrap();
+}
+
+fn next(b: &mut Batch, name: &str) -> u64 {
+    b.run(|tx| tx.next_seq(name)).unwrap().unwrap()
+}
+
+#[test]
+fn keys_encode_once_and_read_back_through_their_declaration() {
+    let k = TestKey::new("t\0x", "name", Timestamp(-7), Id::Named("legacy".into()));
+    let bytes = k.encode();
+    assert_eq!(TestKey::decode(&bytes), Some(k.clone()));
+    // Not a key of this layout: too short, or with bytes left over.
+    assert_eq!(TestKey::decode(&bytes[..bytes.len() - 1]), None);
+    assert_eq!(TestKey::decode(&[bytes.as_slice(), &[1]].concat()), None);
+    let d = DayKey::new("t", Date::parse("2026-02-01"), -1);
+    assert_eq!(DayKey::decode(&d.encode()), Some(d));
+    let names: Vec<&str> = <TestKey<'static> as KeyDef>::PARTS
+        .iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["tenant_id", "name", "at", "item"]);
+    assert!(ROWS.tenant_scoped() && !SEQUENCES.tenant_scoped());
+    // A prefix is the encoding of the key's first parts.
+    let p = ROWS.prefix().tenant("t\0x").str("name").ts(Timestamp(-7));
+    assert!(bytes.starts_with(p.as_bytes()));
+}
+
+#[test]
+fn scans_visit_a_prefix_in_either_order_and_stop_early() {
+    let s = store();
+    let mut b = s.begin(true).unwrap();
+    for (t, name, at) in [("a", "x", 3), ("a", "x", 1), ("a", "y", 2), ("b", "x", 0)] {
+        put(&mut b, &key(t, name, at, 1), &format!("{t}{name}{at}"));
+    }
+    // The batch reads its own writes before it commits.
+    let p = ROWS.prefix().tenant("a");
+    b.run(|tx| {
+        let all = tx.list(&ROWS, &p, Order::Asc, 0, 10)?;
+        assert_eq!(all, ["ax1", "ax3", "ay2"]);
+        Ok(())
+    })
+    .unwrap()
+    .unwrap();
+    b.commit().unwrap();
+    let r = s.read().unwrap();
+    let desc = r.list(&ROWS, &p, Order::Desc, 0, 10).unwrap();
+    assert_eq!(desc, ["ay2", "ax3", "ax1"]);
+    let mut first = Vec::new();
+    r.scan(&ROWS, &p, Order::Desc, |_, v| {
+        first.push(v);
+        Ok(Flow::Stop)
+    })
+    .unwrap();
+    assert_eq!(first, ["ay2"]);
+    // A range within the prefix: [from, to).
+    let from = ROWS.prefix().tenant("a").str("x").ts(Timestamp(2));
+    let to = ROWS.prefix().tenant("a").str("y");
+    let mut got = Vec::new();
+    r.scan_range(
+        &ROWS,
+        &p,
+        Some(&from),
+        Some(&to),
+        Order::Asc,
+        &mut |_, v| {
+            got.push(v);
+            Ok(Flow::Continue)
+        },
+    )
+    .unwrap();
+    assert_eq!(got, ["ax3"]);
+    // A word's start matches every longer string.
+    let start = ROWS.prefix().tenant("a").starting("");
+    assert_eq!(
+        r.list(&ROWS, &start, Order::Asc, 1, 10).unwrap(),
+        ["ax3", "ay2"]
+    );
+    assert_eq!(r.count(ROWS.name()).unwrap(), 4);
+}
+
+#[test]
+fn a_failed_operation_is_undone_alone() {
+    let s = store();
+    let mut b = s.begin(true).unwrap();
+    put(&mut b, &key("t", "kept", 1, 1), "before");
+    let failed: Result<()> = b
+        .run(|tx| {
+            tx.put(&ROWS, &key("t", "kept", 1, 1), &"changed".to_owned())?;
+            tx.put(&ROWS, &key("t", "new", 1, 2), &"new".to_owned())?;
+            tx.delete_prefix(&ROWS, &ROWS.prefix().tenant("t"))?;
+            Err(Error::Conflict("no".into()))
+        })
+        .unwrap();
+    assert!(failed.is_err());
+    let panicked: Result<()> = b
+        .run(|tx| {
+            tx.delete(&ROWS, &key("t", "kept", 1, 1))?;
+            panic!("boom")
+        })
+        .unwrap();
+    assert!(matches!(panicked, Err(Error::Internal(_))));
+    b.run(|tx| {
+        assert_eq!(
+            tx.get(&ROWS, &key("t", "kept", 1, 1))?.as_deref(),
+            Some("before")
+        );
+        assert!(!tx.contains(&ROWS, &key("t", "new", 1, 2))?);
+        assert!(!tx.insert_new(&ROWS, &key("t", "kept", 1, 1), &"x".to_owned())?);
+        let old = tx.replace(&ROWS, &key("t", "kept", 1, 1), &"after".to_owned())?;
+        assert_eq!(old.as_deref(), Some("before"));
+        Ok(())
+    })
+    .unwrap()
+    .unwrap();
+    // A table cleared without logging cannot be rolled back: the batch must be dropped.
+    let r = b.run(|tx| {
+        tx.clear_unlogged(&DAYS)?;
+        Err::<(), _>(Error::Conflict("no".into()))
+    });
+    assert!(r.is_err());
+}
+
+#[test]
+fn sequences_grow_across_batches_failures_and_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seq.redb");
+    {
+        let store = Store::open(&path, 1 << 20, TEST_TABLES).unwrap();
+        let mut b = store.begin(true).unwrap();
+        assert_eq!(
+            (next(&mut b, "a"), next(&mut b, "a"), next(&mut b, "b")),
+            (1, 2, 1)
+        );
+        // A failing operation gives nothing back: the next value skips what it took.
+        let failed: Result<u64> = b
+            .run(|tx| {
+                tx.next_seq("a")?;
+                Err(Error::Conflict("no".into()))
+            })
+            .unwrap();
+        assert!(failed.is_err());
+        assert_eq!(next(&mut b, "a"), 4);
+        b.commit().unwrap();
+        let mut b = store.begin(true).unwrap();
+        assert_eq!(next(&mut b, "a"), 5);
+        // A batch dropped without commit stores nothing.
+        drop(b);
+        let mut b = store.begin(true).unwrap();
+        assert_eq!(next(&mut b, "a"), 5);
+        b.commit().unwrap();
+    }
+    let store = Store::open(&path, 1 << 20, TEST_TABLES).unwrap();
+    let mut b = store.begin(true).unwrap();
+    assert_eq!((next(&mut b, "a"), next(&mut b, "b")), (6, 2));
+    let stored: Option<u64> = store
+        .read()
+        .unwrap()
+        .get(&SEQUENCES, &NameKey::new("a"))
+        .unwrap();
+    assert_eq!(stored, Some(5));
+}
+
+#[test]
+fn secrets_are_made_once_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let (ids, other) = {
+        let s = Store::open(&path, 1 << 20, TEST_TABLES).unwrap();
+        (s.secret(ID_SECRET).unwrap().0, s.secret("other").unwrap().0)
+    };
+    assert_ne!(ids, other);
+    let s = Store::open(&path, 1 << 20, TEST_TABLES).unwrap();
+    assert_eq!(s.secret(ID_SECRET).unwrap().0, ids);
+    assert_eq!(s.secret("other").unwrap().0, other);
+    let sealed = s.sealer.seal(7);
+    assert_eq!(Sealer::new(&ids).unseal(&sealed), Some(7));
+}
+
+#[test]
+fn a_backup_is_a_whole_copy_of_one_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store();
+    let mut b = s.begin(true).unwrap();
+    put(&mut b, &key("t", "a", 1, 1), "one");
+    next(&mut b, "records");
+    b.commit().unwrap();
+    let out = dir.path().join("copy.redb");
+    // Rows: the secret, the sequence and the record.
+    assert_eq!(s.backup(&out).unwrap(), 3);
+    assert!(
+        s.backup(&out).is_err(),
+        "an existing file is not overwritten"
+    );
+    let copy = Store::open(&out, 1 << 20, TEST_TABLES).unwrap();
+    assert_eq!(
+        copy.secret(ID_SECRET).unwrap().0,
+        s.secret(ID_SECRET).unwrap().0
+    );
+    let r = copy.read().unwrap();
+    assert_eq!(
+        r.get(&ROWS, &key("t", "a", 1, 1)).unwrap().as_deref(),
+        Some("one")
+    );
+    assert_eq!(
+        r.get(&SEQUENCES, &NameKey::new("records")).unwrap(),
+        Some(1)
+    );
+    assert!(r.stored_bytes().unwrap() > 0);
+}
+
+#[test]
+fn a_commit_is_read_back_at_once() {
+    let s = store();
+    let before = s.read().unwrap();
+    let mut b = s.begin(true).unwrap();
+    put(&mut b, &key("t", "a", 1, 1), "one");
+    b.commit().unwrap();
+    // The snapshot taken before still shows the old state; a new read shows the commit.
+    assert_eq!(before.get(&ROWS, &key("t", "a", 1, 1)).unwrap(), None);
+    let after = s.read().unwrap();
+    assert!(after.contains(&ROWS, &key("t", "a", 1, 1)).unwrap());
+    assert!(Arc::ptr_eq(&after, &s.read().unwrap()), "readers share it");
+}

@@ -141,6 +141,20 @@ impl Reply {
         })
     }
 
+    /// Like [`Reply::write`], for a surface that answers the operation's error itself instead
+    /// of with the REST mapping (MCP turns a refused tool call into a tool error): once the
+    /// commit is durable, `settle` makes the reply, on the runtime's worker, from the
+    /// operation's value or its error (or the commit's).
+    pub fn write_settled<T: Send + 'static>(
+        op: Op<T>,
+        settle: impl FnOnce(bespin_core::Result<T>) -> Reply + Send + 'static,
+    ) -> Reply {
+        Reply::waiting_for(move |db, _| {
+            let done = db.submit(op);
+            Box::pin(async move { Ok(Some(settle(done.await))) })
+        })
+    }
+
     /// A placeholder reply that is made by `submit` (see [`AfterWrite`]).
     fn waiting_for(submit: impl FnOnce(&Bespin, bool) -> WriteFuture + Send + 'static) -> Reply {
         let mut placeholder = Reply::raw(StatusCode::OK, "application/json", Bytes::new());

@@ -7,8 +7,8 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
-use bespin_core::Op;
 use bespin_core::coreos::search::{self, SearchQuery, SearchResults};
+use bespin_core::{Op, Principal};
 
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("search", summary, Auth::Tenant);
@@ -32,10 +32,22 @@ fn search(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     // quota (`search_within` checks both before it reads the index), then the search: a tenant
     // out of credits is refused before its search costs anything.
     let q = SearchQuery::from_json(&r.query_json()).map_err(ApiError::query)?;
+    run(s, caller, q, |found| Reply::ok(&found))
+}
+
+/// Runs a validated search for `caller` and answers `render(results)` once its usage event
+/// is written: on the worker up to its first index entries, else in the background lane. (The
+/// REST route and the MCP tool `search_records`.)
+pub(crate) fn run(
+    s: &AppState,
+    caller: Principal,
+    q: SearchQuery,
+    render: impl FnOnce(SearchResults) -> Reply + Send + 'static,
+) -> Result<Reply, ApiError> {
     // The search reads a snapshot here or in the lane; only its metering waits for the writer.
     let metered = caller.clone();
     let meter =
-        move |found: SearchResults| Reply::ok(&found).after_write(Op::by(metered, search::meter));
+        move |found: SearchResults| render(found).after_write(Op::by(metered, search::meter));
     let quick = s
         .bespin
         .search_within(&caller, &q, QUICK_SCAN)

@@ -1,0 +1,72 @@
+//! Sessions of the handshake revisions (2025-06-18, 2025-11-25) without session state: the
+//! `Mcp-Session-Id` is a sealed token ([`bespin_core::tokens`]) carrying the tenant and user it
+//! was opened by, the negotiated revision, the client's declared capabilities (when small) and
+//! its expiry, under a MAC keyed by a secret kept in the database. Any server sharing the
+//! database accepts it, before or after a restart, with no sticky routing and no row or memory
+//! per session. The price: a session cannot be ended early (`DELETE /mcp` is 405, which the
+//! specification allows); it ends at its expiry, when the client opens another.
+
+use super::Rev;
+use bespin_core::Principal;
+use bespin_core::tokens::TokenSealer;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How long a session lasts (then 404, and the client initializes again, as the
+/// specification has it).
+pub const SESSION_SECS: i64 = 24 * 3600;
+
+/// Client capabilities larger than this (as JSON) are not carried in the token (they are
+/// declared, never needed by this server, and would make every request's header large).
+const MAX_CAPABILITIES: usize = 1024;
+
+/// What a session id carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// Tenant id.
+    pub t: String,
+    /// User id.
+    pub u: String,
+    /// The negotiated revision.
+    pub v: String,
+    /// The client's declared capabilities, when small.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c: Option<Value>,
+    /// Expiry, Unix seconds.
+    pub e: i64,
+}
+
+/// Opens a session for `caller` under `rev`: its id.
+pub fn open(
+    sealer: &TokenSealer,
+    caller: &Principal,
+    rev: Rev,
+    capabilities: Option<&Value>,
+    now_secs: i64,
+) -> String {
+    let c = capabilities
+        .filter(|c| c.to_string().len() <= MAX_CAPABILITIES)
+        .cloned();
+    let s = Session {
+        t: caller.tenant_id().to_owned(),
+        u: caller.user_id().to_owned(),
+        v: rev.as_str().to_owned(),
+        c,
+        e: now_secs + SESSION_SECS,
+    };
+    // A struct of strings and a JSON value always serialises.
+    let payload = serde_json::to_vec(&s).unwrap_or_default();
+    sealer.seal(&payload)
+}
+
+/// The revision of the session `id` if it is one this database sealed, for this caller (the
+/// same tenant and user), and not expired; `None` otherwise — all answered alike (404), so a
+/// session of another tenant is indistinguishable from one that never existed.
+pub fn resume(sealer: &TokenSealer, id: &str, caller: &Principal, now_secs: i64) -> Option<Rev> {
+    let payload = sealer.open(id)?;
+    let s: Session = serde_json::from_slice(&payload).ok()?;
+    if s.t != caller.tenant_id() || s.u != caller.user_id() || s.e <= now_secs {
+        return None;
+    }
+    Rev::handshake(&s.v)
+}

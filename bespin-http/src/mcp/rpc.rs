@@ -193,8 +193,8 @@ impl Answer {
     /// A tool's result: `value` as `structuredContent`, and as JSON text for clients that
     /// read only `content`.
     pub fn tool_ok<T: Serialize + ?Sized>(&self, value: &T) -> Reply {
-        match serde_json::to_value(value) {
-            Ok(v) => self.tool_value(v, false),
+        match serde_json::to_string(value) {
+            Ok(json) => self.tool_json(&json, false),
             Err(e) => {
                 tracing::error!("tool result not serialisable: {e}");
                 self.error(code::INTERNAL_ERROR, "Internal error", None)
@@ -203,10 +203,10 @@ impl Answer {
     }
 
     /// A tool's result from the JSON an idempotent operation stored (a replay answers the same
-    /// value as the first call).
+    /// value as the first call), used as stored: never parsed again.
     pub fn tool_stored(&self, json: &[u8]) -> Reply {
-        match serde_json::from_slice::<Value>(json) {
-            Ok(v) => self.tool_value(v, false),
+        match std::str::from_utf8(json) {
+            Ok(json) => self.tool_json(json, false),
             Err(_) => self.error(code::INTERNAL_ERROR, "Internal error", None),
         }
     }
@@ -220,28 +220,49 @@ impl Answer {
             let _ = e.into_reply(); // logs it
             return self.error(code::INTERNAL_ERROR, "Internal error", None);
         }
-        self.tool_value(rest_body(e), true)
+        self.tool_json(&rest_body(e).to_string(), true)
     }
 
-    fn tool_value(&self, value: Value, is_error: bool) -> Reply {
-        let text = value.to_string();
-        let mut result = Map::new();
-        result.insert("content".into(), json!([{"type": "text", "text": text}]));
-        if value.is_object() {
-            result.insert("structuredContent".into(), value);
+    /// The `tools/call` result of a tool's compact JSON answer `json`: the text `content`, the
+    /// same JSON as `structuredContent` when it is an object, and `isError`. Written around
+    /// the answer's bytes (the tool's JSON is not parsed and serialised again: the hot path of
+    /// every tool call).
+    fn tool_json(&self, json: &str, is_error: bool) -> Reply {
+        let text = Value::String(json.to_owned()).to_string();
+        let mut out = String::with_capacity(2 * json.len() + 128);
+        out.push_str(r#"{"jsonrpc":"2.0","id":"#);
+        out.push_str(&self.id.to_string());
+        out.push_str(r#","result":{"content":[{"type":"text","text":"#);
+        out.push_str(&text);
+        out.push_str("}]");
+        if json.starts_with('{') {
+            out.push_str(r#","structuredContent":"#);
+            out.push_str(json);
         }
-        result.insert("isError".into(), json!(is_error));
-        self.result(result)
+        out.push_str(if is_error {
+            r#","isError":true"#
+        } else {
+            r#","isError":false"#
+        });
+        if self.rev == Some(Rev::V2026_07_28) {
+            out.push_str(r#","resultType":"complete""#);
+        }
+        out.push_str("}}");
+        self.send_bytes(StatusCode::OK, out)
     }
 
     /// The message as a reply: JSON, or one server-sent event when the client takes only
     /// `text/event-stream`.
     fn send(&self, status: StatusCode, message: &Value) -> Reply {
+        self.send_bytes(status, message.to_string())
+    }
+
+    fn send_bytes(&self, status: StatusCode, json: String) -> Reply {
         if self.sse {
-            let frame = format!("event: message\ndata: {message}\n\n");
+            let frame = format!("event: message\ndata: {json}\n\n");
             return Reply::raw(status, "text/event-stream", Bytes::from(frame));
         }
-        Reply::json(status, message)
+        Reply::raw(status, "application/json", Bytes::from(json))
     }
 }
 

@@ -68,9 +68,26 @@ pub fn string(d: &str) -> Value {
     json!({"type": "string", "description": d})
 }
 
-/// `{"type": "integer", "description": d}`.
-pub fn integer(d: &str) -> Value {
-    json!({"type": "integer", "description": d})
+/// The arguments of a read tool: its REST route's query parameters (found by `op_id`, with
+/// their documented ranges and defaults, the one description of them), as strings or
+/// integers — the route's own validation reads them, as it reads a query string — and
+/// `extra` string parameters (a path's id) first; `required` names the required ones.
+pub fn query_of(op_id: &str, extra: &[(&str, &str)], required: &[&str]) -> Value {
+    let routes = crate::routes::all();
+    let documented = routes
+        .iter()
+        .find(|r| r.doc.op == Some(op_id))
+        .map_or(&[][..], |r| r.doc.query);
+    let properties: Vec<(&str, Value)> = extra
+        .iter()
+        .map(|(n, d)| (*n, string(d)))
+        .chain(
+            documented
+                .iter()
+                .map(|(n, d)| (*n, json!({"type": ["string", "integer"], "description": d}))),
+        )
+        .collect();
+    object(&properties, required)
 }
 
 /// The `idempotency_key` argument of a tool that changes state. Its description tells the

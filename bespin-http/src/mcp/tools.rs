@@ -7,7 +7,7 @@
 //! [`Op::once`]. A refused call is a tool error carrying the REST answer's status and body.
 
 use super::rpc::{Answer, code};
-use super::schema::{self, integer, object, string};
+use super::schema::{self, object, string};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::openapi::{list_of, schema as oa};
@@ -58,26 +58,7 @@ fn tools() -> &'static [Tool] {
             description: "Full-text search over the tenant's actions, tasks, decisions, meeting notes and memory facts (as GET /v1/search; metered).",
             admin: false,
             writes: false,
-            input: || {
-                object(
-                    &[
-                        (
-                            "q",
-                            string(
-                                "The text to find (at most 512 characters and 16 distinct words)",
-                            ),
-                        ),
-                        (
-                            "types",
-                            string(
-                                "Comma-separated subset of actions, tasks, decisions, meetings, memory; default all",
-                            ),
-                        ),
-                        ("limit", integer("1..100, default 50")),
-                    ],
-                    &["q"],
-                )
-            },
+            input: || schema::query_of("search", &[], &["q"]),
             output: || schema::of(oa::<SearchResults>),
             call: search_records,
         },
@@ -87,18 +68,7 @@ fn tools() -> &'static [Tool] {
             description: "The tenant's tasks by due date (undated last), then newest first (as GET /v1/tasks).",
             admin: false,
             writes: false,
-            input: || {
-                object(
-                    &[
-                        ("status", string("todo | doing | done; all or empty: any")),
-                        ("assigned_to_user_id", string("exact assignee")),
-                        ("due_before", string("YYYY-MM-DD, inclusive")),
-                        ("limit", integer("1..100, default 50")),
-                        ("offset", integer("default 0")),
-                    ],
-                    &[],
-                )
-            },
+            input: || schema::query_of("list_tasks", &[], &[]),
             output: || schema::of(oa::<TaskPage>),
             call: list_tasks,
         },
@@ -110,7 +80,17 @@ fn tools() -> &'static [Tool] {
             writes: true,
             input: || schema::of(oa::<NewTask>),
             output: || schema::of(oa::<Task>),
-            call: create_task,
+            call: |_, c, args, key, a| {
+                create(
+                    c,
+                    args,
+                    key,
+                    a,
+                    "mcp:create_task",
+                    NewTask::from_json,
+                    |c, r| Op::with(c, r, tasks::create),
+                )
+            },
         },
         Tool {
             name: "complete_task",
@@ -130,7 +110,17 @@ fn tools() -> &'static [Tool] {
             writes: true,
             input: || schema::of(oa::<NewAction>),
             output: || schema::of(oa::<Action>),
-            call: propose_action,
+            call: |_, c, args, key, a| {
+                create(
+                    c,
+                    args,
+                    key,
+                    a,
+                    "mcp:propose_action",
+                    NewAction::from_json,
+                    |c, r| Op::with(c, r, actions::create),
+                )
+            },
         },
         Tool {
             name: "record_decision",
@@ -140,7 +130,17 @@ fn tools() -> &'static [Tool] {
             writes: true,
             input: || schema::of(oa::<NewDecision>),
             output: || schema::of(oa::<Decision>),
-            call: record_decision,
+            call: |_, c, args, key, a| {
+                create(
+                    c,
+                    args,
+                    key,
+                    a,
+                    "mcp:record_decision",
+                    NewDecision::from_json,
+                    |c, r| Op::with(c, r, decisions::create),
+                )
+            },
         },
         Tool {
             name: "add_memory_fact",
@@ -150,7 +150,17 @@ fn tools() -> &'static [Tool] {
             writes: true,
             input: || schema::of(oa::<NewFact>),
             output: || schema::of(oa::<MemoryFact>),
-            call: add_memory_fact,
+            call: |_, c, args, key, a| {
+                create(
+                    c,
+                    args,
+                    key,
+                    a,
+                    "mcp:add_memory_fact",
+                    NewFact::from_json,
+                    |c, r| Op::with(c, r, memory::create),
+                )
+            },
         },
         Tool {
             name: "supersede_memory_fact",
@@ -181,7 +191,17 @@ fn tools() -> &'static [Tool] {
             writes: true,
             input: || schema::of(oa::<NewEvidence>),
             output: || schema::of(oa::<EvidenceLink>),
-            call: link_evidence,
+            call: |_, c, args, key, a| {
+                create(
+                    c,
+                    args,
+                    key,
+                    a,
+                    "mcp:link_evidence",
+                    NewEvidence::from_json,
+                    |c, r| Op::with(c, r, evidence::create),
+                )
+            },
         },
         Tool {
             name: "get_latest_brief",
@@ -199,15 +219,7 @@ fn tools() -> &'static [Tool] {
             description: "The tenant's KPIs, newest first (as GET /v1/kpis; the list is under `kpis`).",
             admin: false,
             writes: false,
-            input: || {
-                object(
-                    &[
-                        ("limit", integer("1..500, default 100")),
-                        ("offset", integer("default 0")),
-                    ],
-                    &[],
-                )
-            },
+            input: || schema::query_of("list_kpis", &[], &[]),
             output: || {
                 let list = schema::of(list_of::<Kpi>);
                 let mut out = object(&[("kpis", list.clone())], &["kpis"]);
@@ -225,24 +237,7 @@ fn tools() -> &'static [Tool] {
             admin: false,
             writes: false,
             input: || {
-                object(
-                    &[
-                        ("kpi_id", string("The KPI's id")),
-                        (
-                            "from",
-                            string("RFC 3339 date-time or YYYY-MM-DD, inclusive"),
-                        ),
-                        ("to", string("inclusive; default the latest point")),
-                        (
-                            "window_days",
-                            integer(
-                                ">= 1, not with from: the window rule's range (as kpi_summary and briefs)",
-                            ),
-                        ),
-                        ("max_points", integer("4..5000 (clamped), default 1000")),
-                    ],
-                    &["kpi_id"],
-                )
+                schema::query_of("get_kpi_series", &[("kpi_id", "The KPI's id")], &["kpi_id"])
             },
             output: || schema::of(oa::<Series>),
             call: kpi_series,
@@ -253,16 +248,7 @@ fn tools() -> &'static [Tool] {
             description: "The caller's notifications, newest first (as GET /v1/notifications/outbox).",
             admin: false,
             writes: false,
-            input: || {
-                object(
-                    &[
-                        ("date", string("YYYY-MM-DD")),
-                        ("status", string("queued | acked")),
-                        ("limit", integer("1..200, default 50")),
-                    ],
-                    &[],
-                )
-            },
+            input: || schema::query_of("list_notifications", &[], &[]),
             output: || schema::of(oa::<Outbox>),
             call: read_outbox,
         },
@@ -442,8 +428,20 @@ fn once<T: Serialize + Send + 'static>(
     })
 }
 
-fn body(args: &Map<String, Value>) -> Value {
-    Value::Object(args.clone())
+/// A tool that creates a record from its arguments as the REST route does from its body:
+/// `parse` is the route's parser, `op` its core operation, run at most once per key.
+fn create<R, T: Serialize + Send + 'static>(
+    caller: Principal,
+    args: Map<String, Value>,
+    key: String,
+    a: Answer,
+    endpoint: &'static str,
+    parse: fn(&Value) -> bespin_core::Result<R>,
+    op: fn(Principal, R) -> Op<T>,
+) -> Result<Reply, ApiError> {
+    let req = parse(&Value::Object(args.clone())).map_err(ApiError::arguments)?;
+    let t = caller.tenant_id().to_owned();
+    Ok(once(endpoint, &t, key, &args, op(caller, req), a))
 }
 
 fn search_records(
@@ -468,25 +466,6 @@ fn list_tasks(
     Ok(a.tool_ok(&s.bespin.list_tasks(&caller, &q)?))
 }
 
-fn create_task(
-    _: &AppState,
-    caller: Principal,
-    args: Map<String, Value>,
-    key: String,
-    a: Answer,
-) -> Result<Reply, ApiError> {
-    let req = NewTask::from_json(&body(&args)).map_err(ApiError::arguments)?;
-    let t = caller.tenant_id().to_owned();
-    Ok(once(
-        "mcp:create_task",
-        &t,
-        key,
-        &args,
-        Op::with(caller, req, tasks::create),
-        a,
-    ))
-}
-
 fn complete_task(
     _: &AppState,
     caller: Principal,
@@ -506,63 +485,6 @@ fn complete_task(
     ))
 }
 
-fn propose_action(
-    _: &AppState,
-    caller: Principal,
-    args: Map<String, Value>,
-    key: String,
-    a: Answer,
-) -> Result<Reply, ApiError> {
-    let req = NewAction::from_json(&body(&args)).map_err(ApiError::arguments)?;
-    let t = caller.tenant_id().to_owned();
-    Ok(once(
-        "mcp:propose_action",
-        &t,
-        key,
-        &args,
-        Op::with(caller, req, actions::create),
-        a,
-    ))
-}
-
-fn record_decision(
-    _: &AppState,
-    caller: Principal,
-    args: Map<String, Value>,
-    key: String,
-    a: Answer,
-) -> Result<Reply, ApiError> {
-    let req = NewDecision::from_json(&body(&args)).map_err(ApiError::arguments)?;
-    let t = caller.tenant_id().to_owned();
-    Ok(once(
-        "mcp:record_decision",
-        &t,
-        key,
-        &args,
-        Op::with(caller, req, decisions::create),
-        a,
-    ))
-}
-
-fn add_memory_fact(
-    _: &AppState,
-    caller: Principal,
-    args: Map<String, Value>,
-    key: String,
-    a: Answer,
-) -> Result<Reply, ApiError> {
-    let req = NewFact::from_json(&body(&args)).map_err(ApiError::arguments)?;
-    let t = caller.tenant_id().to_owned();
-    Ok(once(
-        "mcp:add_memory_fact",
-        &t,
-        key,
-        &args,
-        Op::with(caller, req, memory::create),
-        a,
-    ))
-}
-
 fn supersede_memory_fact(
     _: &AppState,
     caller: Principal,
@@ -577,25 +499,6 @@ fn supersede_memory_fact(
     let t = caller.tenant_id().to_owned();
     let op = Op::on_with(caller, id, req, memory::supersede);
     Ok(once("mcp:supersede_memory_fact", &t, key, &args, op, a))
-}
-
-fn link_evidence(
-    _: &AppState,
-    caller: Principal,
-    args: Map<String, Value>,
-    key: String,
-    a: Answer,
-) -> Result<Reply, ApiError> {
-    let req = NewEvidence::from_json(&body(&args)).map_err(ApiError::arguments)?;
-    let t = caller.tenant_id().to_owned();
-    Ok(once(
-        "mcp:link_evidence",
-        &t,
-        key,
-        &args,
-        Op::with(caller, req, evidence::create),
-        a,
-    ))
 }
 
 fn latest_brief(

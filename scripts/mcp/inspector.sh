@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The official MCP Inspector CLI (@modelcontextprotocol/inspector from the npm registry, pinned,
 # installed under target/) against the running server at $1, headless (`--cli`): a tenant's
-# admin lists the tools, creates a task through `create_task` and lists the resources; each
+# admin lists the tools (whose schemas must raise no portability warning), creates a task through `create_task` and lists the resources; each
 # answer is checked.
 set -euo pipefail
 BASE=$1
@@ -26,11 +26,14 @@ inspect() {
     timeout 120 "$DIR/node_modules/.bin/mcp-inspector" --cli "$BASE/mcp" --transport http \
         --header "X-Tenant-ID: $TENANT" "X-User-ID: $USER" "X-API-Key: $KEY" "$@"
 }
-inspect --method tools/list | python3 -c '
+# The Inspector warns of tool schemas that clients mapping them onto a single-type dialect may
+# reject ("Schema portability"); there must be none.
+inspect --method tools/list 2>"$DIR/stderr" | python3 -c '
 import json, sys
 names = {t["name"] for t in json.load(sys.stdin)["tools"]}
 assert {"create_task", "kpi_summary", "search_records"} <= names, names
 print(f"inspector: tools/list: {len(names)} tools")'
+if grep -q "Schema portability" "$DIR/stderr"; then cat "$DIR/stderr" >&2; exit 1; fi
 inspect --method tools/call --tool-name create_task --tool-arg title=Inspected idempotency_key=insp-1 \
     | python3 -c '
 import json, sys

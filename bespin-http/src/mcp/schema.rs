@@ -34,10 +34,18 @@ pub fn of(f: SchemaFn) -> Value {
     root
 }
 
-/// `#/components/schemas/X` → `#/$defs/X`, everywhere in `v`.
+/// `#/components/schemas/X` → `#/$defs/X`, everywhere in `v`; and a `type` that is a list
+/// (`["string", "null"]`, how OpenAPI 3.1 writes an optional field) becomes `anyOf` branches of
+/// one type each, which clients that map tool schemas onto a single-type dialect accept.
 fn repoint(v: &mut Value) {
     match v {
         Value::Object(m) => {
+            if let Some(Value::Array(types)) = m.get("type").cloned() {
+                m.remove("type");
+                let branches: Vec<Value> =
+                    types.into_iter().map(|t| json!({ "type": t })).collect();
+                m.insert("anyOf".into(), Value::Array(branches));
+            }
             for (k, x) in m.iter_mut() {
                 if k == "$ref"
                     && let Value::String(s) = x
@@ -70,7 +78,8 @@ pub fn string(d: &str) -> Value {
 
 /// The arguments of a read tool: its REST route's query parameters (found by `op_id`, with
 /// their documented ranges and defaults, the one description of them), as strings or
-/// integers — the route's own validation reads them, as it reads a query string — and
+/// strings (numbers are taken too) — the route's own validation reads them, as it reads a query
+/// string — and
 /// `extra` string parameters (a path's id) first; `required` names the required ones.
 pub fn query_of(op_id: &str, extra: &[(&str, &str)], required: &[&str]) -> Value {
     let routes = crate::routes::all();
@@ -81,11 +90,7 @@ pub fn query_of(op_id: &str, extra: &[(&str, &str)], required: &[&str]) -> Value
     let properties: Vec<(&str, Value)> = extra
         .iter()
         .map(|(n, d)| (*n, string(d)))
-        .chain(
-            documented
-                .iter()
-                .map(|(n, d)| (*n, json!({"type": ["string", "integer"], "description": d}))),
-        )
+        .chain(documented.iter().map(|(n, d)| (*n, string(d))))
         .collect();
     object(&properties, required)
 }

@@ -594,3 +594,20 @@ fn a_tool_call_costs_and_audits_exactly_what_its_rest_call_does() {
     assert_eq!(r["structuredContent"], expected, "{r}");
     assert!(s.bespin.check().unwrap().is_ok());
 }
+
+/// A tool call can write as much searchable text as `POST /v1/tasks`, so `/mcp` is paced as
+/// that route is (a large body waits for its tenant's pace).
+#[test]
+fn mcp_is_paced_like_the_routes_that_write_searchable_text() {
+    let s = TestServer::start(test_config());
+    let state = bespin_http::AppState::new(s.bespin.clone(), test_config());
+    let paced = |path: &str, method: &str| {
+        state
+            .routes()
+            .iter()
+            .find(|r| r.path == path && r.method.as_str() == method)
+            .map(|r| r.paced)
+    };
+    assert_eq!(paced("/v1/tasks", "POST"), Some(true));
+    assert_eq!(paced("/mcp", "POST"), Some(true));
+}

@@ -95,10 +95,13 @@ const SERVER_INFO_KEY: &str = "io.modelcontextprotocol/serverInfo";
 /// role and the records, so briefly).
 const TTL_MS: u64 = 60_000;
 
+/// The route. Paced like the REST routes that write searchable text: a tool call can create a
+/// task or a memory fact with a large body, so a large body here waits for its tenant's pace
+/// as on `POST /v1/tasks`.
 pub fn routes() -> Vec<Route> {
     vec![
         route!(POST "/mcp" => post as mcp, Doc::new("mcp", "Model Context Protocol (Streamable HTTP; revisions 2025-06-18, 2025-11-25, 2026-07-28): one JSON-RPC request per POST", Auth::Tenant)
-            .body(any_object).ok(200, any_object)),
+            .body(any_object).ok(200, any_object)).paced(),
     ]
 }
 
@@ -263,9 +266,19 @@ fn meta(call: &Call) -> Option<&Map<String, Value>> {
 /// A refusal of the revision checks: code, message, data.
 type Refusal = (i64, String, Option<Value>);
 
-/// 2026-07-28's checks, in its order: the `_meta` envelope, the routing headers against the
-/// body, then the version.
+/// 2026-07-28's checks, in its order: a routing header sent twice, the `_meta` envelope, the
+/// routing headers against the body, then the version.
 fn modern_ladder(r: &Req, call: &Call) -> Result<Rev, Refusal> {
+    if let Some(h) = ROUTING_HEADERS
+        .into_iter()
+        .find(|h| r.headers.get_all(*h).iter().count() > 1)
+    {
+        return Err((
+            code::HEADER_MISMATCH,
+            format!("{h} header appears more than once"),
+            None,
+        ));
+    }
     let Some(meta) = meta(call) else {
         return Err((
             code::INVALID_PARAMS,
@@ -283,16 +296,6 @@ fn modern_ladder(r: &Req, call: &Call) -> Result<Rev, Refusal> {
         return Err((
             code::INVALID_PARAMS,
             format!("params._meta is missing {}", missing.join(", ")),
-            None,
-        ));
-    }
-    if let Some(h) = ROUTING_HEADERS
-        .into_iter()
-        .find(|h| r.headers.get_all(*h).iter().count() > 1)
-    {
-        return Err((
-            code::HEADER_MISMATCH,
-            format!("{h} header appears more than once"),
             None,
         ));
     }

@@ -452,7 +452,14 @@ fn search_records(
     a: Answer,
 ) -> Result<Reply, ApiError> {
     let q = SearchQuery::from_json(&super::as_query(&args)).map_err(ApiError::arguments)?;
-    search_routes::run(s, caller, q, move |found| a.tool_ok(&found))
+    let refused = a.clone();
+    search_routes::run(
+        s,
+        caller,
+        q,
+        move |found| a.tool_ok(&found),
+        move |e| refused.tool_error(e),
+    )
 }
 
 fn list_tasks(

@@ -32,17 +32,25 @@ fn search(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     // quota (`search_within` checks both before it reads the index), then the search: a tenant
     // out of credits is refused before its search costs anything.
     let q = SearchQuery::from_json(&r.query_json()).map_err(ApiError::query)?;
-    run(s, caller, q, |found| Reply::ok(&found))
+    run(
+        s,
+        caller,
+        q,
+        |found| Reply::ok(&found),
+        ApiError::into_reply,
+    )
 }
 
 /// Runs a validated search for `caller` and answers `render(results)` once its usage event
-/// is written: on the worker up to its first index entries, else in the background lane. (The
-/// REST route and the MCP tool `search_records`.)
+/// is written: on the worker up to its first index entries, else in the background lane, where
+/// a search past the whole budget is answered `refused(error)` (a 422 of the query). (The
+/// REST route and the MCP tool `search_records`, which answers refusals as tool errors.)
 pub(crate) fn run(
     s: &AppState,
     caller: Principal,
     q: SearchQuery,
     render: impl FnOnce(SearchResults) -> Reply + Send + 'static,
+    refused: impl FnOnce(ApiError) -> Reply + Send + 'static,
 ) -> Result<Reply, ApiError> {
     // The search reads a snapshot here or in the lane; only its metering waits for the writer.
     let metered = caller.clone();
@@ -59,8 +67,10 @@ pub(crate) fn run(
             let search = s.bespin.search_deferred(&caller, q)?;
             Ok(Reply::in_lane(caller.tenant_id().to_owned(), move |_| {
                 // Past the whole budget: a 422 of the query.
-                let found = search.run().map_err(ApiError::query)?;
-                Ok(meter(found))
+                Ok(match search.run() {
+                    Ok(found) => meter(found),
+                    Err(e) => refused(ApiError::query(e)),
+                })
             }))
         }
     }

@@ -365,6 +365,15 @@ fn isolation_matrix_other_tenants_ids_are_not_found() {
         "resources/list leaked: {}",
         listed.body
     );
+    for (tool, args) in [
+        ("list_tasks", json!({"status": "all"})),
+        ("list_actions", json!({"status": "all"})),
+        ("list_memory_facts", json!({"status": "all"})),
+    ] {
+        let r = s.mcp_tool(&bh, tool, args);
+        assert_eq!(r["isError"], false, "{tool}: {r}");
+        assert!(!leaks("", &r.to_string()), "{tool} leaked: {r}");
+    }
     let found = s.mcp_tool(&bh, "search_records", json!({"q": "secret"}));
     assert_eq!(found["structuredContent"]["results"], json!([]), "{found}");
     eprintln!("isolation matrix: {mcp_tried} MCP calls as the wrong tenant, all not found");

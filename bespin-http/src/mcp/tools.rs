@@ -14,10 +14,12 @@ use crate::openapi::{list_of, schema as oa};
 use crate::reply::Reply;
 use crate::routes::{kpis as kpi_routes, search as search_routes};
 use bespin_core::briefs::Brief;
-use bespin_core::coreos::actions::{self, Action, NewAction};
+use bespin_core::coreos::actions::{self, Action, ActionPage, ActionQuery, NewAction};
 use bespin_core::coreos::decisions::{self, Decision, NewDecision};
 use bespin_core::coreos::evidence::{self, EvidenceLink, NewEvidence};
-use bespin_core::coreos::memory::{self, FactValue, MemoryFact, NewFact};
+use bespin_core::coreos::memory::{
+    self, FactQuery, FactValue, MemoryFact, MemoryFactPage, NewFact,
+};
 use bespin_core::coreos::records::RecordView;
 use bespin_core::coreos::search::{SearchQuery, SearchResults};
 use bespin_core::coreos::tasks::{self, NewTask, Task, TaskPage, TaskQuery};
@@ -70,7 +72,39 @@ fn tools() -> &'static [Tool] {
             writes: false,
             input: || schema::query_of("list_tasks", &[], &[]),
             output: || schema::of(oa::<TaskPage>),
-            call: list_tasks,
+            call: |s, c, args, _, a| {
+                listing(s, c, args, a, TaskQuery::from_json, |b, c, q| {
+                    b.list_tasks(c, q)
+                })
+            },
+        },
+        Tool {
+            name: "list_actions",
+            title: "List actions",
+            description: "The tenant's actions, newest first; by default those awaiting review (as GET /v1/actions).",
+            admin: false,
+            writes: false,
+            input: || schema::query_of("list_actions", &[], &[]),
+            output: || schema::of(oa::<ActionPage>),
+            call: |s, c, args, _, a| {
+                listing(s, c, args, a, ActionQuery::from_json, |b, c, q| {
+                    b.list_actions(c, q)
+                })
+            },
+        },
+        Tool {
+            name: "list_memory_facts",
+            title: "List memory facts",
+            description: "The tenant's governed memory facts by category, then key; active ones by default (as GET /v1/memory/facts).",
+            admin: false,
+            writes: false,
+            input: || schema::query_of("list_memory_facts", &[], &[]),
+            output: || schema::of(oa::<MemoryFactPage>),
+            call: |s, c, args, _, a| {
+                listing(s, c, args, a, FactQuery::from_json, |b, c, q| {
+                    b.list_memory_facts(c, q)
+                })
+            },
         },
         Tool {
             name: "create_task",
@@ -462,15 +496,18 @@ fn search_records(
     )
 }
 
-fn list_tasks(
+/// A tool that lists records as its REST `GET` does: `parse` is the route's query parser (the
+/// arguments read as a query string), `read` its read.
+fn listing<Q, T: Serialize>(
     s: &AppState,
     caller: Principal,
     args: Map<String, Value>,
-    _: String,
     a: Answer,
+    parse: fn(&Value) -> bespin_core::Result<Q>,
+    read: fn(&bespin_core::Bespin, &Principal, &Q) -> bespin_core::Result<T>,
 ) -> Result<Reply, ApiError> {
-    let q = TaskQuery::from_json(&super::as_query(&args)).map_err(ApiError::arguments)?;
-    Ok(a.tool_ok(&s.bespin.list_tasks(&caller, &q)?))
+    let q = parse(&super::as_query(&args)).map_err(ApiError::arguments)?;
+    Ok(a.tool_ok(&read(&s.bespin, &caller, &q)?))
 }
 
 fn complete_task(

@@ -199,6 +199,12 @@ fn dispatch(s: &AppState, caller: Principal, call: Call, a: Answer) -> Reply {
         "resources/read" => resources::read(s, &caller, &call.params, a),
         "prompts/list" => prompts::list(&a),
         "prompts/get" => prompts::get(s, &caller, &call.params, &a),
+        // Where resource subscriptions go once issue 20's event stream exists:
+        // `resources/subscribe` and `resources/unsubscribe` (2025-06-18, 2025-11-25; a
+        // subscription then lives in the session token, not on a server) and 2026-07-28's
+        // `subscriptions/listen`, answered as a `text/event-stream` of
+        // `notifications/resources/updated` read from the event log, with `subscribe: true` in
+        // `capabilities`. Until then they are unknown methods, as `subscribe: false` says.
         _ => a.error(code::METHOD_NOT_FOUND, "Method not found", None),
     }
 }

@@ -70,3 +70,55 @@ pub fn resume(sealer: &TokenSealer, id: &str, caller: &Principal, now_secs: i64)
     }
     Rev::handshake(&s.v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bespin_core::tenancy::NewTenant;
+    use bespin_core::{Bespin, Credentials};
+
+    fn admin(db: &Bespin, name: &str) -> Principal {
+        let t = db
+            .create_tenant(NewTenant {
+                name: name.into(),
+                region: "eu".into(),
+                admin_email: format!("a@{name}.example"),
+            })
+            .unwrap();
+        db.authenticate(&Credentials::new(
+            Some(&t.tenant_id),
+            Some(&t.admin.user_id),
+            Some(&t.api_key),
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_session_is_its_callers_until_it_expires() {
+        let db = Bespin::open_in_memory().unwrap();
+        let sealer = db.token_sealer("mcp-session").unwrap();
+        let (a, b) = (admin(&db, "alpha"), admin(&db, "beta"));
+        let caps = serde_json::json!({"roots": {}});
+        let id = open(&sealer, &a, Rev::V2025_06_18, Some(&caps), 1_000);
+        assert_eq!(resume(&sealer, &id, &a, 1_000), Some(Rev::V2025_06_18));
+        assert_eq!(
+            resume(&sealer, &id, &a, 1_000 + SESSION_SECS - 1),
+            Some(Rev::V2025_06_18)
+        );
+        assert_eq!(
+            resume(&sealer, &id, &a, 1_000 + SESSION_SECS),
+            None,
+            "expired"
+        );
+        assert_eq!(resume(&sealer, &id, &b, 1_000), None, "another tenant's");
+        let other = db.token_sealer("other").unwrap();
+        assert_eq!(
+            resume(&other, &id, &a, 1_000),
+            None,
+            "another purpose's secret"
+        );
+        // Large client capabilities are left out of the id, which stays small.
+        let big = serde_json::json!({"x": "y".repeat(5_000)});
+        assert!(open(&sealer, &a, Rev::V2025_11_25, Some(&big), 1_000).len() < 400);
+    }
+}

@@ -329,8 +329,12 @@ fn described() -> &'static Vec<(bool, Value)> {
                     "description": t.description,
                     "inputSchema": input,
                     "outputSchema": (t.output)(),
+                    // No tool deletes or overwrites (a superseded fact stays, as history), a
+                    // write retried with its key changes nothing more, and no tool reaches
+                    // outside the tenant's records.
                     "annotations": {
                         "readOnlyHint": !t.writes,
+                        "destructiveHint": false,
                         "idempotentHint": true,
                         "openWorldHint": false,
                     },
@@ -358,7 +362,7 @@ pub fn list(s: &AppState, caller: &Principal, a: &Answer) -> Reply {
                 "description": format!("{} (a gateway tool: as POST /v1/tools/invoke; admin, metered and billed per call)", t.description),
                 "inputSchema": input,
                 "outputSchema": schema::of(oa::<Invocation>),
-                "annotations": {"idempotentHint": true, "openWorldHint": false},
+                "annotations": {"destructiveHint": false, "idempotentHint": true, "openWorldHint": false},
             }));
         }
     }
@@ -368,17 +372,17 @@ pub fn list(s: &AppState, caller: &Principal, a: &Answer) -> Reply {
 }
 
 /// `tools/call`: the named tool with `arguments`.
-pub fn call(s: &AppState, caller: Principal, params: Map<String, Value>, a: Answer) -> Reply {
-    let Some(name) = params.get("name").and_then(Value::as_str) else {
+pub fn call(s: &AppState, caller: Principal, mut params: Map<String, Value>, a: Answer) -> Reply {
+    let Some(Value::String(name)) = params.remove("name") else {
         return a.error(
             code::INVALID_PARAMS,
             "params.name must be a tool's name",
             None,
         );
     };
-    let mut args = match params.get("arguments") {
+    let mut args = match params.remove("arguments") {
         None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(m)) => m.clone(),
+        Some(Value::Object(m)) => m,
         Some(_) => {
             return a.error(
                 code::INVALID_PARAMS,
@@ -388,7 +392,7 @@ pub fn call(s: &AppState, caller: Principal, params: Map<String, Value>, a: Answ
         }
     };
     let own = tools().iter().find(|t| t.name == name);
-    let gateway_tool = own.is_none() && gateway::find(name).is_some();
+    let gateway_tool = own.is_none() && gateway::find(&name).is_some();
     let Some(writes) = own.map(|t| t.writes).or(gateway_tool.then_some(true)) else {
         return a.error(code::INVALID_PARAMS, &format!("Unknown tool: {name}"), None);
     };
@@ -417,7 +421,7 @@ pub fn call(s: &AppState, caller: Principal, params: Map<String, Value>, a: Answ
     };
     let outcome = match own {
         Some(t) => (t.call)(s, caller, args, key, a.clone()),
-        None => invoke_gateway(name, caller, args, key, a.clone()),
+        None => invoke_gateway(&name, caller, args, key, a.clone()),
     };
     outcome.unwrap_or_else(|e| a.tool_error(e))
 }

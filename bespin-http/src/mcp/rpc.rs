@@ -228,7 +228,7 @@ impl Answer {
     /// the answer's bytes (the tool's JSON is not parsed and serialised again: the hot path of
     /// every tool call).
     fn tool_json(&self, json: &str, is_error: bool) -> Reply {
-        let text = Value::String(json.to_owned()).to_string();
+        let text = serde_json::to_string(json).unwrap_or_default();
         let mut out = String::with_capacity(2 * json.len() + 128);
         out.push_str(r#"{"jsonrpc":"2.0","id":"#);
         out.push_str(&self.id.to_string());

@@ -496,6 +496,21 @@ fn a_write_tool_runs_once_per_idempotency_key() {
     assert_eq!(other["structuredContent"]["status"], 409, "{other}");
     let tasks = s.call("GET", "/v1/tasks", &h, None).json();
     assert_eq!(tasks["items"].as_array().unwrap().len(), 1, "{tasks}");
+    // Operators see which tools are called; names a client makes up are `other`.
+    s.mcp(
+        &h,
+        "tools/call",
+        json!({"name": "made-up", "arguments": {}}),
+    );
+    s.mcp(&h, "made/up", json!({}));
+    let metrics = s.call("GET", "/metrics", &[], None).body;
+    for line in [
+        r#"bespin_mcp_requests_total{method="tools/call",tool="create_task"} 3"#,
+        r#"bespin_mcp_requests_total{method="tools/call",tool="other"} 1"#,
+        r#"bespin_mcp_requests_total{method="other",tool="-"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} not in {metrics}");
+    }
     assert!(s.bespin.check().unwrap().is_ok());
 }
 

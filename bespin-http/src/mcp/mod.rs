@@ -146,6 +146,7 @@ fn post(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     if call.method == "initialize" {
+        count(s, &call);
         return Ok(initialize(s, &caller, &call, sse, now));
     }
     let modern = r.header("mcp-protocol-version").as_deref() == Some(Rev::V2026_07_28.as_str())
@@ -186,8 +187,37 @@ fn post(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     Ok(dispatch(s, caller, call, answer))
 }
 
+/// The methods this server answers (the `method` label of `bespin_mcp_requests`).
+const METHODS: [&str; 10] = [
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "prompts/list",
+    "prompts/get",
+];
+
+/// Counts a request in `bespin_mcp_requests` (a method or tool outside the server's own names
+/// is `other`, so whatever clients send, the labels stay few).
+fn count(s: &AppState, call: &Call) {
+    let method = METHODS
+        .into_iter()
+        .find(|m| *m == call.method)
+        .unwrap_or("other");
+    let tool = match method {
+        "tools/call" => tools::static_name(call.params.get("name").and_then(Value::as_str)),
+        _ => "-",
+    };
+    s.metrics.mcp(method, tool);
+}
+
 /// The methods of a settled revision.
 fn dispatch(s: &AppState, caller: Principal, call: Call, a: Answer) -> Reply {
+    count(s, &call);
     let modern = a.rev == Some(Rev::V2026_07_28);
     match call.method.as_str() {
         "ping" => a.result(Map::new()),

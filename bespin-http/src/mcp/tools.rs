@@ -371,6 +371,18 @@ pub fn list(s: &AppState, caller: &Principal, a: &Answer) -> Reply {
     a.list(result, super::TTL_MS)
 }
 
+/// The static name of tool `name` (ours or the gateway's), `other` for anything else: a metric
+/// label.
+pub fn static_name(name: Option<&str>) -> &'static str {
+    let Some(name) = name else { return "other" };
+    tools()
+        .iter()
+        .map(|t| t.name)
+        .find(|n| *n == name)
+        .or_else(|| gateway::find(name).map(|t| t.name()))
+        .unwrap_or("other")
+}
+
 /// `tools/call`: the named tool with `arguments`.
 pub fn call(s: &AppState, caller: Principal, mut params: Map<String, Value>, a: Answer) -> Reply {
     let Some(Value::String(name)) = params.remove("name") else {

@@ -169,7 +169,17 @@ impl Reply {
     /// [`crate::config::ReadMetering`]); if `op` fails, its error is the answer. For reads that
     /// a write must accompany (the metered search): the read runs off the writer, only the
     /// write — a core operation — queues for it.
-    pub fn after_write(mut self, op: Op<()>) -> Reply {
+    pub fn after_write(self, op: Op<()>) -> Reply {
+        self.after_write_or(op, |e| ApiError::body(e).into_reply())
+    }
+
+    /// [`Reply::after_write`] for a surface that answers the operation's failure itself:
+    /// `refused` makes the answer from its error (MCP answers a tool error).
+    pub fn after_write_or(
+        mut self,
+        op: Op<()>,
+        refused: impl FnOnce(bespin_core::Error) -> Reply + Send + 'static,
+    ) -> Reply {
         self.after = Some(AfterWrite {
             submit: Box::new(move |db: &Bespin, deferred: bool| {
                 let done = if deferred {
@@ -177,7 +187,12 @@ impl Reply {
                 } else {
                     db.submit(op)
                 };
-                Box::pin(async move { done.await.map(|()| None) })
+                Box::pin(async move {
+                    Ok(match done.await {
+                        Ok(()) => None,
+                        Err(e) => Some(refused(e)),
+                    })
+                })
             }),
         });
         self

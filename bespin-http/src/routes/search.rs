@@ -43,19 +43,26 @@ fn search(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 
 /// Runs a validated search for `caller` and answers `render(results)` once its usage event
 /// is written: on the worker up to its first index entries, else in the background lane, where
-/// a search past the whole budget is answered `refused(error)` (a 422 of the query). (The
+/// a search past the whole budget is answered `refused(error)` (a 422 of the query), as is a
+/// metering the writer refuses. (The
 /// REST route and the MCP tool `search_records`, which answers refusals as tool errors.)
 pub(crate) fn run(
     s: &AppState,
     caller: Principal,
     q: SearchQuery,
     render: impl FnOnce(SearchResults) -> Reply + Send + 'static,
-    refused: impl FnOnce(ApiError) -> Reply + Send + 'static,
+    refused: impl FnOnce(ApiError) -> Reply + Clone + Send + 'static,
 ) -> Result<Reply, ApiError> {
-    // The search reads a snapshot here or in the lane; only its metering waits for the writer.
+    // The search reads a snapshot here or in the lane; only its metering waits for the writer
+    // (and a metering refused there, by a quota another request used up meanwhile, is
+    // answered by `refused` too).
     let metered = caller.clone();
-    let meter =
-        move |found: SearchResults| render(found).after_write(Op::by(metered, search::meter));
+    let unmetered = refused.clone();
+    let meter = move |found: SearchResults| {
+        render(found).after_write_or(Op::by(metered, search::meter), move |e| {
+            unmetered(ApiError::body(e))
+        })
+    };
     let quick = s
         .bespin
         .search_within(&caller, &q, QUICK_SCAN)

@@ -524,6 +524,30 @@ fn a_tool_call_costs_and_audits_exactly_what_its_rest_call_does() {
         .call("POST", "/v1/kpis", &h, Some(&json!({"name": "MRR"})))
         .json()["kpi_id"]
         .clone();
+    s.call("POST", &format!("/v1/kpis/{}/points:bulk", kpi.as_str().unwrap()), &h,
+        Some(&json!({"points": [{"ts": "2026-11-01T00:00:00Z", "value": 1.0}, {"ts": "2026-11-02T00:00:00Z", "value": 2.0}]})));
+    // The KPI's window as a tool and as a resource: the REST series' answer.
+    let series = s
+        .call(
+            "GET",
+            &format!("/v1/kpis/{}/series", kpi.as_str().unwrap()),
+            &h,
+            None,
+        )
+        .json();
+    let tool = s.mcp_tool(&h, "get_kpi_series", json!({"kpi_id": kpi}));
+    assert_eq!(tool["structuredContent"], series, "{tool}");
+    let uri = format!("bespin://kpis/{}", kpi.as_str().unwrap());
+    let read = s.mcp(&h, "resources/read", json!({"uri": uri})).json();
+    let text = read["result"]["contents"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["points"],
+        series["points"],
+        "{read}"
+    );
     let payload = json!({"kpi_id": kpi});
     let ledger = |h: &[(&str, &str)]| {
         s.call("GET", "/v1/billing/ledger", h, None).json()["items"]
@@ -574,7 +598,9 @@ fn a_tool_call_costs_and_audits_exactly_what_its_rest_call_does() {
         strip(&l1[0]),
         "the same event, units and credits"
     );
-    let spent = |x: &Value, y: &Value| x.as_f64().unwrap() - y.as_f64().unwrap();
+    // Credits are exact decimals in JSON; their difference is compared in micro-credits.
+    let spent =
+        |x: &Value, y: &Value| ((x.as_f64().unwrap() - y.as_f64().unwrap()) * 1e6).round() as i64;
     assert_eq!(spent(&u1, &u0), spent(&u2, &u1), "the same credits");
     assert_eq!(
         (a1.len() - a0, a2.len() - a1.len()),

@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::reply::Reply;
 use crate::routes::kpis as kpi_routes;
 use bespin_core::Principal;
-use bespin_core::kpis::{KpiPage, SeriesQuery};
+use bespin_core::kpis::{KpiPage, Series, SeriesQuery};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -116,9 +116,9 @@ fn kpi(
         _ => None,
     })
     .map_err(ApiError::path)?;
-    kpi_routes::series_reply(s, caller, id, query, move |series| {
-        contents(&a, &uri, &series)
-    })
+    let refused = a.clone();
+    let render = move |series: Series| contents(&a, &uri, &series);
+    kpi_routes::series_reply(s, caller, id, query, render, move |e| refused.refused(e))
 }
 
 /// `{"contents": [{uri, mimeType, text}]}` of `value` as JSON.

@@ -596,7 +596,11 @@ fn kpi_series(
     let q = super::as_query(&args);
     let query = SeriesQuery::from_query(|n| q.get(n).and_then(Value::as_str))
         .map_err(ApiError::arguments)?;
-    kpi_routes::series_reply(s, &caller, &id, query, move |found| a.tool_ok(&found))
+    let refused = a.clone();
+    let render = move |found: Series| a.tool_ok(&found);
+    kpi_routes::series_reply(s, &caller, &id, query, render, move |e| {
+        refused.tool_error(e)
+    })
 }
 
 fn read_outbox(

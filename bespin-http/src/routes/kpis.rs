@@ -82,20 +82,27 @@ fn series(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let q = r.query_map();
     let query =
         SeriesQuery::from_query(|n| q.get(n).map(String::as_str)).map_err(ApiError::query)?;
-    series_reply(s, &caller, r.param("kpi_id"), query, |found| {
-        Reply::ok(&found)
-    })
+    let render = |found: Series| Reply::ok(&found);
+    series_reply(
+        s,
+        &caller,
+        r.param("kpi_id"),
+        query,
+        render,
+        ApiError::into_reply,
+    )
 }
 
 /// A KPI's series for `caller`, answered by `render`: read on the worker up to
-/// `QUICK_POINTS`, else in the background lane. (The REST route, the MCP tool
-/// `get_kpi_series` and the KPI resource.)
+/// `QUICK_POINTS`, else in the background lane, where a failed read is answered by
+/// `refused`. (The REST route, the MCP tool `get_kpi_series` and the KPI resource.)
 pub(crate) fn series_reply(
     s: &AppState,
     caller: &Principal,
     kpi_id: &str,
     query: SeriesQuery,
     render: impl FnOnce(Series) -> Reply + Send + 'static,
+    refused: impl FnOnce(ApiError) -> Reply + Send + 'static,
 ) -> Result<Reply, ApiError> {
     match s
         .bespin
@@ -105,7 +112,10 @@ pub(crate) fn series_reply(
         // On the snapshot the checks ran on: the lane reads nothing else.
         SeriesRead::Deferred(rest) => {
             Ok(Reply::in_lane(caller.tenant_id().to_owned(), move |_| {
-                Ok(render(rest.run()?))
+                Ok(match rest.run() {
+                    Ok(found) => render(found),
+                    Err(e) => refused(ApiError::body(e)),
+                })
             }))
         }
     }

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The official MCP Inspector CLI (@modelcontextprotocol/inspector from the npm registry, pinned,
 # installed under target/) against the running server at $1, headless (`--cli`): a tenant's
-# admin lists the tools (whose schemas must raise no portability warning), creates a task through `create_task` and lists the resources; each
-# answer is checked.
+# admin lists the tools (whose schemas must raise no portability warning), creates a task
+# through `create_task` and lists the resources; each answer is checked.
 set -euo pipefail
+cd "$(dirname "$0")/../.."
+. scripts/lib.sh
 BASE=$1
 DIR=target/mcp-inspector
 VERSION=2.12.0
@@ -13,15 +15,7 @@ if [ ! -x "$DIR/node_modules/.bin/mcp-inspector" ] \
     (cd "$DIR" && [ -f package.json ] || npm init -y >/dev/null)
     (cd "$DIR" && npm install --silent --no-audit --no-fund "@modelcontextprotocol/inspector@$VERSION")
 fi
-read -r TENANT USER KEY < <(python3 - "$BASE" <<'PY'
-import json, sys, urllib.request
-req = urllib.request.Request(sys.argv[1] + "/v1/tenants", method="POST",
-    data=json.dumps({"name": "Inspector", "region": "eu", "admin_email": "insp@example.com"}).encode(),
-    headers={"Content-Type": "application/json"})
-t = json.load(urllib.request.urlopen(req))
-print(t["tenant_id"], t["admin"]["user_id"], t["api_key"])
-PY
-)
+read -r TENANT USER KEY < <(create_tenant "$BASE" Inspector)
 inspect() {
     timeout 120 "$DIR/node_modules/.bin/mcp-inspector" --cli "$BASE/mcp" --transport http \
         --header "X-Tenant-ID: $TENANT" "X-User-ID: $USER" "X-API-Key: $KEY" "$@"

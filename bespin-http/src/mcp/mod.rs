@@ -254,7 +254,8 @@ fn initialize(s: &AppState, caller: &Principal, call: &Call, sse: bool, now: i64
     let Some(sealer) = &s.mcp.sessions else {
         return answer.error(code::INTERNAL_ERROR, "Internal error", None);
     };
-    let id = session::open(sealer, caller, rev, call.params.get("capabilities"), now);
+    let who = (caller.tenant_id(), caller.user_id());
+    let id = session::open(sealer, who, rev, call.params.get("capabilities"), now);
     let mut result = Map::new();
     result.insert("protocolVersion".into(), json!(rev.as_str()));
     result.insert("capabilities".into(), capabilities());
@@ -437,7 +438,7 @@ fn handshake_session(
         .mcp
         .sessions
         .as_ref()
-        .and_then(|k| session::resume(k, &id, caller, now));
+        .and_then(|k| session::resume(k, &id, (caller.tenant_id(), caller.user_id()), now));
     let Some(rev) = resumed else {
         return Err((
             StatusCode::NOT_FOUND,

@@ -7,7 +7,6 @@
 //! specification allows); it ends at its expiry, when the client opens another.
 
 use super::Rev;
-use bespin_core::Principal;
 use bespin_core::tokens::TokenSealer;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -36,10 +35,10 @@ pub struct Session {
     pub e: i64,
 }
 
-/// Opens a session for `caller` under `rev`: its id.
+/// Opens a session for `caller` (tenant id, user id) under `rev`: its id.
 pub fn open(
     sealer: &TokenSealer,
-    caller: &Principal,
+    caller: (&str, &str),
     rev: Rev,
     capabilities: Option<&Value>,
     now_secs: i64,
@@ -48,8 +47,8 @@ pub fn open(
         .filter(|c| c.to_string().len() <= MAX_CAPABILITIES)
         .cloned();
     let s = Session {
-        t: caller.tenant_id().to_owned(),
-        u: caller.user_id().to_owned(),
+        t: caller.0.to_owned(),
+        u: caller.1.to_owned(),
         v: rev.as_str().to_owned(),
         c,
         e: now_secs + SESSION_SECS,
@@ -62,10 +61,10 @@ pub fn open(
 /// The revision of the session `id` if it is one this database sealed, for this caller (the
 /// same tenant and user), and not expired; `None` otherwise — all answered alike (404), so a
 /// session of another tenant is indistinguishable from one that never existed.
-pub fn resume(sealer: &TokenSealer, id: &str, caller: &Principal, now_secs: i64) -> Option<Rev> {
+pub fn resume(sealer: &TokenSealer, id: &str, caller: (&str, &str), now_secs: i64) -> Option<Rev> {
     let payload = sealer.open(id)?;
     let s: Session = serde_json::from_slice(&payload).ok()?;
-    if s.t != caller.tenant_id() || s.u != caller.user_id() || s.e <= now_secs {
+    if (s.t.as_str(), s.u.as_str()) != caller || s.e <= now_secs {
         return None;
     }
     Rev::handshake(&s.v)
@@ -74,51 +73,28 @@ pub fn resume(sealer: &TokenSealer, id: &str, caller: &Principal, now_secs: i64)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bespin_core::tenancy::NewTenant;
-    use bespin_core::{Bespin, Credentials};
-
-    fn admin(db: &Bespin, name: &str) -> Principal {
-        let t = db
-            .create_tenant(NewTenant {
-                name: name.into(),
-                region: "eu".into(),
-                admin_email: format!("a@{name}.example"),
-            })
-            .unwrap();
-        db.authenticate(&Credentials::new(
-            Some(&t.tenant_id),
-            Some(&t.admin.user_id),
-            Some(&t.api_key),
-        ))
-        .unwrap()
-    }
 
     #[test]
     fn a_session_is_its_callers_until_it_expires() {
-        let db = Bespin::open_in_memory().unwrap();
+        let db = bespin_core::Bespin::open_in_memory().unwrap();
         let sealer = db.token_sealer("mcp-session").unwrap();
-        let (a, b) = (admin(&db, "alpha"), admin(&db, "beta"));
+        let (a, b, a2) = (("ta", "ua"), ("tb", "ua"), ("ta", "ub"));
         let caps = serde_json::json!({"roots": {}});
-        let id = open(&sealer, &a, Rev::V2025_06_18, Some(&caps), 1_000);
-        assert_eq!(resume(&sealer, &id, &a, 1_000), Some(Rev::V2025_06_18));
-        assert_eq!(
-            resume(&sealer, &id, &a, 1_000 + SESSION_SECS - 1),
-            Some(Rev::V2025_06_18)
-        );
-        assert_eq!(
-            resume(&sealer, &id, &a, 1_000 + SESSION_SECS),
-            None,
-            "expired"
-        );
-        assert_eq!(resume(&sealer, &id, &b, 1_000), None, "another tenant's");
+        let id = open(&sealer, a, Rev::V2025_06_18, Some(&caps), 1_000);
+        assert_eq!(resume(&sealer, &id, a, 1_000), Some(Rev::V2025_06_18));
+        let last = 1_000 + SESSION_SECS - 1;
+        assert_eq!(resume(&sealer, &id, a, last), Some(Rev::V2025_06_18));
+        assert_eq!(resume(&sealer, &id, a, last + 1), None, "expired");
+        assert_eq!(resume(&sealer, &id, b, 1_000), None, "another tenant's");
+        assert_eq!(resume(&sealer, &id, a2, 1_000), None, "another user's");
         let other = db.token_sealer("other").unwrap();
         assert_eq!(
-            resume(&other, &id, &a, 1_000),
+            resume(&other, &id, a, 1_000),
             None,
             "another purpose's secret"
         );
         // Large client capabilities are left out of the id, which stays small.
         let big = serde_json::json!({"x": "y".repeat(5_000)});
-        assert!(open(&sealer, &a, Rev::V2025_11_25, Some(&big), 1_000).len() < 400);
+        assert!(open(&sealer, a, Rev::V2025_11_25, Some(&big), 1_000).len() < 300);
     }
 }

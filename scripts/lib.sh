@@ -26,3 +26,17 @@ start_server() {
     done
     BASE="http://$(head -n1 "$dir/db.redb.control")"
 }
+
+# create_tenant BASE NAME: creates a tenant through POST BASE/v1/tenants and prints its id, its
+# admin's user id and its API key on one line (read -r TENANT USER KEY < <(create_tenant …)).
+create_tenant() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys, urllib.request
+base, name = sys.argv[1], sys.argv[2]
+req = urllib.request.Request(base + "/v1/tenants", method="POST",
+    data=json.dumps({"name": name, "region": "eu", "admin_email": f"{name.lower()}@example.com"}).encode(),
+    headers={"Content-Type": "application/json"})
+t = json.load(urllib.request.urlopen(req))
+print(t["tenant_id"], t["admin"]["user_id"], t["api_key"])
+PY
+}

@@ -20,15 +20,7 @@ start_server "$WORK" PLATFORM_ADMIN_KEY="$ADMIN_KEY" RATE_LIMIT_DISABLED=1 RUST_
 cleanup() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 # A tenant whose admin credentials every generated request carries.
-read -r TENANT USER KEY < <(python3 - "$BASE" <<'PY'
-import json, sys, urllib.request
-req = urllib.request.Request(sys.argv[1] + "/v1/tenants", method="POST",
-    data=json.dumps({"name": "Fuzz", "region": "eu", "admin_email": "fuzz@example.com"}).encode(),
-    headers={"Content-Type": "application/json"})
-t = json.load(urllib.request.urlopen(req))
-print(t["tenant_id"], t["admin"]["user_id"], t["api_key"])
-PY
-)
+read -r TENANT USER KEY < <(create_tenant "$BASE" Fuzz)
 START=$(date +%s)
 "$VENV/bin/schemathesis" run "$BASE/openapi.json" \
     --checks not_a_server_error \

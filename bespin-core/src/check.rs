@@ -372,10 +372,11 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The id-sealing secret: present and readable (never printed).
+/// The id-sealing secret: present and readable (never printed); every other secret is a
+/// token sealer's (`token:<purpose>`, [`crate::tokens`]).
 fn secrets(r: &impl Reader, c: &mut Checker) -> Result<()> {
     let rows = c.rows(r, &store::SECRETS)?;
-    if rows.len() == 1 && rows[0].key.name == store::ID_SECRET {
+    if rows.iter().any(|row| row.key.name == store::ID_SECRET) {
         c.ok();
     } else {
         c.violation(
@@ -383,6 +384,15 @@ fn secrets(r: &impl Reader, c: &mut Checker) -> Result<()> {
             store::ID_SECRET.as_bytes(),
             "the id-sealing secret is missing",
         );
+    }
+    for row in &rows {
+        if row.key.name != store::ID_SECRET && !row.key.name.starts_with("token:") {
+            c.violation(
+                store::SECRETS.name(),
+                row.key.name.as_bytes(),
+                "a secret of no known purpose",
+            );
+        }
     }
     Ok(())
 }

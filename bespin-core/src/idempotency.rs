@@ -54,7 +54,7 @@ pub struct Stored<T> {
     of: PhantomData<fn() -> T>,
 }
 
-impl<T: DeserializeOwned> Stored<T> {
+impl<T> Stored<T> {
     /// The response as stored: compact JSON.
     pub fn json(&self) -> &[u8] {
         &self.json
@@ -69,7 +69,9 @@ impl<T: DeserializeOwned> Stored<T> {
     pub fn replayed(&self) -> bool {
         self.fresh.is_none()
     }
+}
 
+impl<T: DeserializeOwned> Stored<T> {
     /// The typed response: the one just made, or the stored bytes read back (without a nesting
     /// limit, since they were written from a value this process held). Errors: `Storage` when
     /// the stored bytes are not such a response.

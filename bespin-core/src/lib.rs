@@ -61,6 +61,7 @@ pub mod money;
 pub mod notifications;
 pub mod tenancy;
 pub mod time;
+pub mod tokens;
 pub mod tools;
 pub mod validate;
 

@@ -21,6 +21,7 @@
 
 use crate::auth::Principal;
 use crate::error::{Error, Result};
+use crate::idempotency::Stored;
 use crate::{Ctx, WriteTx};
 use std::future::Future;
 use std::pin::Pin;
@@ -117,6 +118,21 @@ impl<T: 'static> Op<T> {
     #[cfg(feature = "testing")]
     pub fn from_fn(f: impl FnOnce(&mut WriteTx, &Ctx) -> Result<T> + Send + 'static) -> Self {
         Op::new(f)
+    }
+}
+
+impl<T: serde::Serialize + 'static> Op<T> {
+    /// This operation at most once per `scope` in `tenant_id`: the first run's answer is stored
+    /// in its transaction (`idempotency::once`) and a later run with the same key and the same
+    /// request answers it again, writing nothing; the same key with another request is
+    /// `IdempotencyConflict`; a blank or over-long key is refused first. For operations whose
+    /// REST route takes no `Idempotency-Key` but whose other callers retry (an MCP tool's
+    /// `idempotency_key` argument): the operation and every check in it are unchanged.
+    pub fn once(self, tenant_id: String, scope: crate::idempotency::Idempotency) -> Op<Stored<T>> {
+        Op::new(move |tx, ctx| {
+            crate::idempotency::check_key(&scope.key)?;
+            crate::idempotency::once(tx, ctx, &tenant_id, &scope, |tx| self.call(tx, ctx))
+        })
     }
 }
 

@@ -16,7 +16,7 @@ pub const EXPOSED_HEADERS: &str =
     "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, X-Request-ID";
 
 /// Whether `origin` may call the API (`*` in `CORS_ORIGINS` allows any).
-fn allowed(config: &Config, origin: &str) -> bool {
+pub(crate) fn allowed(config: &Config, origin: &str) -> bool {
     config.cors_origins.iter().any(|a| a == "*" || a == origin)
 }
 

@@ -59,6 +59,11 @@ impl ApiError {
         ApiError::core(error, "path")
     }
 
+    /// A core error whose validation items concern an MCP tool's or prompt's arguments.
+    pub fn arguments(error: Error) -> Self {
+        ApiError::core(error, "arguments")
+    }
+
     fn core(error: Error, source: &'static str) -> Self {
         ApiError {
             problem: Problem::Core(error),

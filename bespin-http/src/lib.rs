@@ -12,6 +12,7 @@ mod error;
 mod extract;
 mod headers;
 mod lane;
+pub mod mcp;
 pub mod metrics;
 pub mod openapi;
 mod pipeline;
@@ -53,6 +54,7 @@ pub struct AppState {
     lane: lane::Lane,
     large_text_writes: ratelimit::Pacer,
     tarpit: Arc<tarpit::Tarpit>,
+    mcp: mcp::McpState,
 }
 
 impl AppState {
@@ -79,7 +81,9 @@ impl AppState {
         );
         let tarpit = Arc::new(tarpit::Tarpit::new(config.auth_tarpit_after));
         let metrics = metrics::Metrics::new(bespin.clone(), Arc::clone(&tarpit));
+        let mcp = mcp::McpState::new(&bespin);
         Arc::new(AppState {
+            mcp,
             bespin,
             config,
             limiter,

@@ -43,6 +43,14 @@ struct RouteLabels {
     method: &'static str,
 }
 
+/// Labels of an MCP request: its JSON-RPC method and, for `tools/call`, its tool (both from
+/// fixed sets, `other` for anything else a client sends, so the labels stay bounded).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct McpLabels {
+    method: &'static str,
+    tool: &'static str,
+}
+
 /// The static name of a method (`OTHER` for extension methods, which no route serves).
 fn method_name(m: &hyper::Method) -> &'static str {
     use hyper::Method;
@@ -63,6 +71,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
+    mcp: Family<McpLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -90,6 +99,12 @@ impl Metrics {
             "HTTP request latency by route and method",
             latency.clone(),
         );
+        let mcp = Family::<McpLabels, Counter>::default();
+        registry.register(
+            "bespin_mcp_requests",
+            "MCP requests that reached a method, by method and (for tools/call) tool",
+            mcp.clone(),
+        );
         registry.register_collector(Box::new(DbCollector(bespin)));
         registry.register_collector(Box::new(ProcessCollector));
         registry.register_collector(Box::new(AuthFailures(tarpit)));
@@ -97,7 +112,14 @@ impl Metrics {
             registry,
             requests,
             latency,
+            mcp,
         }
+    }
+
+    /// Counts one MCP request that reached `method` (for `tools/call`, of `tool`; `-`
+    /// otherwise); the caller maps names outside its fixed sets to `other`.
+    pub(crate) fn mcp(&self, method: &'static str, tool: &'static str) {
+        self.mcp.get_or_create(&McpLabels { method, tool }).inc();
     }
 
     /// Records one request (`route` is the matched pattern, `-` when nothing matched).

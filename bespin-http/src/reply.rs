@@ -141,6 +141,20 @@ impl Reply {
         })
     }
 
+    /// Like [`Reply::write`], for a surface that answers the operation's error itself instead
+    /// of with the REST mapping (MCP turns a refused tool call into a tool error): once the
+    /// commit is durable, `settle` makes the reply, on the runtime's worker, from the
+    /// operation's value or its error (or the commit's).
+    pub fn write_settled<T: Send + 'static>(
+        op: Op<T>,
+        settle: impl FnOnce(bespin_core::Result<T>) -> Reply + Send + 'static,
+    ) -> Reply {
+        Reply::waiting_for(move |db, _| {
+            let done = db.submit(op);
+            Box::pin(async move { Ok(Some(settle(done.await))) })
+        })
+    }
+
     /// A placeholder reply that is made by `submit` (see [`AfterWrite`]).
     fn waiting_for(submit: impl FnOnce(&Bespin, bool) -> WriteFuture + Send + 'static) -> Reply {
         let mut placeholder = Reply::raw(StatusCode::OK, "application/json", Bytes::new());
@@ -155,7 +169,17 @@ impl Reply {
     /// [`crate::config::ReadMetering`]); if `op` fails, its error is the answer. For reads that
     /// a write must accompany (the metered search): the read runs off the writer, only the
     /// write — a core operation — queues for it.
-    pub fn after_write(mut self, op: Op<()>) -> Reply {
+    pub fn after_write(self, op: Op<()>) -> Reply {
+        self.after_write_or(op, |e| ApiError::body(e).into_reply())
+    }
+
+    /// [`Reply::after_write`] for a surface that answers the operation's failure itself:
+    /// `refused` makes the answer from its error (MCP answers a tool error).
+    pub fn after_write_or(
+        mut self,
+        op: Op<()>,
+        refused: impl FnOnce(bespin_core::Error) -> Reply + Send + 'static,
+    ) -> Reply {
         self.after = Some(AfterWrite {
             submit: Box::new(move |db: &Bespin, deferred: bool| {
                 let done = if deferred {
@@ -163,7 +187,12 @@ impl Reply {
                 } else {
                     db.submit(op)
                 };
-                Box::pin(async move { done.await.map(|()| None) })
+                Box::pin(async move {
+                    Ok(match done.await {
+                        Ok(()) => None,
+                        Err(e) => Some(refused(e)),
+                    })
+                })
             }),
         });
         self

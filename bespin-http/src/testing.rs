@@ -292,6 +292,51 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// One MCP request under 2026-07-28 (stateless) as a conforming client sends it: the
+    /// `_meta` envelope and the `MCP-Protocol-Version`, `Mcp-Method` and (for `tools/call`,
+    /// `prompts/get`, `resources/read`) `Mcp-Name` headers; `headers` are the credentials.
+    pub fn mcp(&self, headers: &[(&str, &str)], method: &str, mut params: Value) -> TestResponse {
+        if !params.is_object() {
+            params = serde_json::json!({});
+        }
+        params["_meta"] = serde_json::json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        });
+        let name = match method {
+            "tools/call" | "prompts/get" => params.get("name"),
+            "resources/read" => params.get("uri"),
+            _ => None,
+        }
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+        let mut h: Vec<(&str, &str)> = headers.to_vec();
+        h.push(("MCP-Protocol-Version", "2026-07-28"));
+        h.push(("Mcp-Method", method));
+        if let Some(n) = &name {
+            h.push(("Mcp-Name", n));
+        }
+        h.push(("Accept", "application/json, text/event-stream"));
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        self.call("POST", "/mcp", &h, Some(&body))
+    }
+
+    /// `tools/call` of `name` with `arguments` under 2026-07-28: the JSON-RPC `result` (the
+    /// tool result, `isError` included); panics on a JSON-RPC error.
+    pub fn mcp_tool(&self, headers: &[(&str, &str)], name: &str, arguments: Value) -> Value {
+        let r = self.mcp(
+            headers,
+            "tools/call",
+            serde_json::json!({"name": name, "arguments": arguments}),
+        );
+        let v = r.json();
+        assert!(v.get("result").is_some(), "{name}: {} {}", r.status, r.body);
+        v["result"].clone()
+    }
+}
+
 /// A config for tests: rate limit off, a fixed platform-admin key `test-admin-key`.
 pub fn test_config() -> Config {
     let mut c = Config::default();

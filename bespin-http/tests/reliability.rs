@@ -288,6 +288,95 @@ fn isolation_matrix_other_tenants_ids_are_not_found() {
     }
     assert!(tried >= 20, "only {tried} id routes");
     eprintln!("isolation matrix: {tried} id routes tried as the wrong tenant, all 404");
+    // The same through MCP: every tool that takes an id, and every resource, as tenant B.
+    let bh = b.admin_headers();
+    // As above, an answer may echo the id B sent, and names nothing else of A's.
+    let leaks = |sent: &str, text: &str| {
+        secrets
+            .iter()
+            .any(|x| !sent.contains(x.as_str()) && text.contains(x.as_str()))
+            || text.contains("secret")
+    };
+    let by_tool = [
+        (
+            "complete_task",
+            json!({"task_id": id(&task), "idempotency_key": "k1"}),
+        ),
+        (
+            "supersede_memory_fact",
+            json!({"fact_id": id(&fact), "fact_value": "stolen", "idempotency_key": "k2"}),
+        ),
+        ("get_kpi_series", json!({"kpi_id": id(&kpi)})),
+        (
+            "link_evidence",
+            json!({"entity_type": "task", "entity_id": id(&task), "source_type": "note", "source_ref": {"text": "x"}, "idempotency_key": "k3"}),
+        ),
+        (
+            "create_task",
+            json!({"title": "t", "linked_entity_type": "action", "linked_entity_id": id(&action), "idempotency_key": "k4"}),
+        ),
+    ];
+    let mut mcp_tried = 0;
+    for (tool, args) in by_tool {
+        let sent = args.to_string();
+        let r = s.mcp_tool(&bh, tool, args);
+        assert_eq!(r["isError"], true, "{tool} as tenant B: {r}");
+        assert_eq!(
+            r["structuredContent"]["status"], 404,
+            "{tool} as tenant B: {r}"
+        );
+        assert!(!leaks(&sent, &r.to_string()), "{tool} leaked: {r}");
+        mcp_tried += 1;
+    }
+    let records = [
+        ("action", id(&action)),
+        ("task", id(&task)),
+        ("decision", id(&decision)),
+        ("meeting", id(&meeting)),
+        ("memory_fact", id(&fact)),
+    ];
+    for (t, rid) in &records {
+        let r = s.mcp_tool(
+            &bh,
+            "get_record",
+            json!({"entity_type": t, "entity_id": rid}),
+        );
+        assert_eq!(r["structuredContent"]["status"], 404, "get_record {t}: {r}");
+        let uri = format!("bespin://{t}/{rid}");
+        let r = s.mcp(&bh, "resources/read", json!({"uri": uri}));
+        assert_eq!(
+            r.json()["error"]["code"],
+            -32602,
+            "{uri} as tenant B: {}",
+            r.body
+        );
+        assert!(!leaks(&uri, &r.body), "{uri} leaked: {}", r.body);
+        mcp_tried += 2;
+    }
+    let r = s.mcp(
+        &bh,
+        "resources/read",
+        json!({"uri": format!("bespin://kpis/{}", id(&kpi))}),
+    );
+    assert_eq!(r.json()["error"]["code"], -32602, "{}", r.body);
+    let listed = s.mcp(&bh, "resources/list", json!({}));
+    assert!(
+        !leaks("", &listed.body),
+        "resources/list leaked: {}",
+        listed.body
+    );
+    for (tool, args) in [
+        ("list_tasks", json!({"status": "all"})),
+        ("list_actions", json!({"status": "all"})),
+        ("list_memory_facts", json!({"status": "all"})),
+    ] {
+        let r = s.mcp_tool(&bh, tool, args);
+        assert_eq!(r["isError"], false, "{tool}: {r}");
+        assert!(!leaks("", &r.to_string()), "{tool} leaked: {r}");
+    }
+    let found = s.mcp_tool(&bh, "search_records", json!({"q": "secret"}));
+    assert_eq!(found["structuredContent"]["results"], json!([]), "{found}");
+    eprintln!("isolation matrix: {mcp_tried} MCP calls as the wrong tenant, all not found");
     // A's records are untouched.
     let t = call(&s, &a, "GET", &format!("/v1/tasks/{}", id(&task)), None).json();
     assert_eq!(t["title"], "secret");

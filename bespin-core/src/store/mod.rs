@@ -146,8 +146,7 @@ impl Store {
 
     /// The secret `name` of the database, made (32 random bytes) and stored the first time
     /// it is asked for. Never shown, never changed. (Today only the id sealer's, read at open;
-    /// the audit log's signing key is to be the next.)
-    #[allow(dead_code)]
+    /// the token sealers of `tokens.rs`.)
     pub(crate) fn secret(&self, name: &str) -> Result<Secret> {
         secret(&*self.backend, &self.slots, name)
     }

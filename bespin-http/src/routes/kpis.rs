@@ -8,11 +8,11 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, list_of, schema};
 use crate::reply::Reply;
 use crate::router::Route;
-use bespin_core::Op;
 use bespin_core::kpis::{
     self, IngestResult, Kpi, KpiPage, LatestPoint, NewKpi, PointsBulk, Series, SeriesQuery,
     SeriesRead,
 };
+use bespin_core::{Op, Principal};
 
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("kpis", summary, Auth::Tenant);
@@ -82,15 +82,40 @@ fn series(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let q = r.query_map();
     let query =
         SeriesQuery::from_query(|n| q.get(n).map(String::as_str)).map_err(ApiError::query)?;
+    let render = |found: Series| Reply::ok(&found);
+    series_reply(
+        s,
+        &caller,
+        r.param("kpi_id"),
+        query,
+        render,
+        ApiError::into_reply,
+    )
+}
+
+/// A KPI's series for `caller`, answered by `render`: read on the worker up to
+/// `QUICK_POINTS`, else in the background lane, where a failed read is answered by
+/// `refused`. (The REST route, the MCP tool `get_kpi_series` and the KPI resource.)
+pub(crate) fn series_reply(
+    s: &AppState,
+    caller: &Principal,
+    kpi_id: &str,
+    query: SeriesQuery,
+    render: impl FnOnce(Series) -> Reply + Send + 'static,
+    refused: impl FnOnce(ApiError) -> Reply + Send + 'static,
+) -> Result<Reply, ApiError> {
     match s
         .bespin
-        .kpi_series_within(&caller, r.param("kpi_id"), query, QUICK_POINTS)?
+        .kpi_series_within(caller, kpi_id, query, QUICK_POINTS)?
     {
-        SeriesRead::Done(found) => Ok(Reply::ok(&found)),
+        SeriesRead::Done(found) => Ok(render(found)),
         // On the snapshot the checks ran on: the lane reads nothing else.
         SeriesRead::Deferred(rest) => {
             Ok(Reply::in_lane(caller.tenant_id().to_owned(), move |_| {
-                Ok(Reply::ok(&rest.run()?))
+                Ok(match rest.run() {
+                    Ok(found) => render(found),
+                    Err(e) => refused(ApiError::body(e)),
+                })
             }))
         }
     }

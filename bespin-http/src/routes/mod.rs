@@ -10,7 +10,7 @@ mod conversations;
 mod decisions;
 mod evidence;
 mod jobs;
-mod kpis;
+pub(crate) mod kpis;
 mod limits;
 mod meetings;
 mod memory;
@@ -19,7 +19,7 @@ mod notifications;
 mod ops;
 mod pages;
 mod records;
-mod search;
+pub(crate) mod search;
 mod tasks;
 mod tenancy;
 mod timeline;
@@ -91,6 +91,7 @@ pub fn all() -> Vec<Route> {
     r.extend(timeline::routes());
     r.extend(search::routes());
     r.extend(records::routes());
+    r.extend(crate::mcp::routes());
     r
 }
 

@@ -7,8 +7,8 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
-use bespin_core::Op;
 use bespin_core::coreos::search::{self, SearchQuery, SearchResults};
+use bespin_core::{Op, Principal};
 
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("search", summary, Auth::Tenant);
@@ -32,10 +32,37 @@ fn search(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     // quota (`search_within` checks both before it reads the index), then the search: a tenant
     // out of credits is refused before its search costs anything.
     let q = SearchQuery::from_json(&r.query_json()).map_err(ApiError::query)?;
-    // The search reads a snapshot here or in the lane; only its metering waits for the writer.
+    run(
+        s,
+        caller,
+        q,
+        |found| Reply::ok(&found),
+        ApiError::into_reply,
+    )
+}
+
+/// Runs a validated search for `caller` and answers `render(results)` once its usage event
+/// is written: on the worker up to its first index entries, else in the background lane, where
+/// a search past the whole budget is answered `refused(error)` (a 422 of the query), as is a
+/// metering the writer refuses. (The
+/// REST route and the MCP tool `search_records`, which answers refusals as tool errors.)
+pub(crate) fn run(
+    s: &AppState,
+    caller: Principal,
+    q: SearchQuery,
+    render: impl FnOnce(SearchResults) -> Reply + Send + 'static,
+    refused: impl FnOnce(ApiError) -> Reply + Clone + Send + 'static,
+) -> Result<Reply, ApiError> {
+    // The search reads a snapshot here or in the lane; only its metering waits for the writer
+    // (and a metering refused there, by a quota another request used up meanwhile, is
+    // answered by `refused` too).
     let metered = caller.clone();
-    let meter =
-        move |found: SearchResults| Reply::ok(&found).after_write(Op::by(metered, search::meter));
+    let unmetered = refused.clone();
+    let meter = move |found: SearchResults| {
+        render(found).after_write_or(Op::by(metered, search::meter), move |e| {
+            unmetered(ApiError::body(e))
+        })
+    };
     let quick = s
         .bespin
         .search_within(&caller, &q, QUICK_SCAN)
@@ -47,8 +74,10 @@ fn search(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
             let search = s.bespin.search_deferred(&caller, q)?;
             Ok(Reply::in_lane(caller.tenant_id().to_owned(), move |_| {
                 // Past the whole budget: a 422 of the query.
-                let found = search.run().map_err(ApiError::query)?;
-                Ok(meter(found))
+                Ok(match search.run() {
+                    Ok(found) => meter(found),
+                    Err(e) => refused(ApiError::query(e)),
+                })
             }))
         }
     }

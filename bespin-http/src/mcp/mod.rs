@@ -1,0 +1,486 @@
+//! `POST /mcp`: Bespin as a Model Context Protocol server (Streamable HTTP), so LLM clients
+//! call a tenant's tools and read its records under the same keys, roles, entitlements,
+//! metering, audit and idempotency as the REST API.
+//!
+//! The transport is ours, over the server's request pipeline, not the official Rust SDK
+//! (`rmcp`): `rmcp`'s streamable-HTTP service reads the body, checks `Host`/`Origin` and
+//! streams its answers itself, beside our pipeline rather than inside it (a handler of ours
+//! returns one body), and keeps each handshake-revision session as a task in memory
+//! (`LocalSessionManager`, uuid ids), recoverable on another server only through a session
+//! store that replays `initialize`. Here a request is an ordinary route: admitted,
+//! authenticated (tarpit and rate included), limited and logged by the pipeline, and its tool
+//! calls are the REST operations themselves (`tools.rs`). Sessions are sealed tokens
+//! (`session.rs`): nothing per session on any server.
+//!
+//! Revisions, each by its own rules:
+//! - **2026-07-28** (stateless): no `initialize`; `server/discover`; every request carries
+//!   `params._meta` with `io.modelcontextprotocol/protocolVersion` and `…/clientCapabilities`,
+//!   and the `MCP-Protocol-Version`, `Mcp-Method` and (for `tools/call`, `prompts/get`,
+//!   `resources/read`) `Mcp-Name` headers, which must agree with the body (`-32020`, 400);
+//!   results carry `resultType`, list results `ttlMs` and `cacheScope`; protocol errors are
+//!   400, an unknown method 404.
+//! - **2025-06-18, 2025-11-25**: `initialize` answers a `Mcp-Session-Id`; every later request
+//!   must carry it (400 without, 404 for one that is not this caller's or has expired).
+//!
+//! An unknown version is answered with `-32022` and the supported ones. An `Origin` header that
+//! is not one of the CORS origins is 403 before anything else (DNS-rebinding defence).
+//! Answers are JSON, or one server-sent event for a client that takes only
+//! `text/event-stream`: no call streams (each is one transaction). `GET` and `DELETE` are 405
+//! (no server-initiated stream; sessions end at their expiry).
+//!
+//! Not yet: `notifications/resources/updated` and `resources/subscribe` need the event stream
+//! (issue 20), which this base does not have — [`capabilities`] declares `subscribe: false`;
+//! `Authorization: Bearer` needs user-bound keys (issue 24).
+
+mod prompts;
+mod resources;
+mod rpc;
+mod schema;
+pub mod session;
+mod tools;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::Req;
+use crate::openapi::{Auth, Doc, any_object};
+use crate::reply::Reply;
+use crate::router::Route;
+use crate::routes::route;
+use bespin_core::Principal;
+use hyper::StatusCode;
+use rpc::{Answer, Call, Incoming, code};
+use serde_json::{Map, Value, json};
+
+/// A protocol revision this server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum Rev {
+    /// 2025-06-18 (handshake, sessions).
+    V2025_06_18,
+    /// 2025-11-25 (handshake, sessions).
+    V2025_11_25,
+    /// 2026-07-28 (stateless, `server/discover`).
+    V2026_07_28,
+}
+
+/// Every revision served, oldest first (as `data.supported` and `supportedVersions` list them).
+pub const SUPPORTED: [&str; 3] = ["2025-06-18", "2025-11-25", "2026-07-28"];
+
+impl Rev {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rev::V2025_06_18 => SUPPORTED[0],
+            Rev::V2025_11_25 => SUPPORTED[1],
+            Rev::V2026_07_28 => SUPPORTED[2],
+        }
+    }
+
+    /// A handshake revision by name.
+    pub fn handshake(name: &str) -> Option<Rev> {
+        match name {
+            "2025-06-18" => Some(Rev::V2025_06_18),
+            "2025-11-25" => Some(Rev::V2025_11_25),
+            _ => None,
+        }
+    }
+}
+
+/// The routing headers of 2026-07-28, each allowed once.
+const ROUTING_HEADERS: [&str; 3] = ["mcp-protocol-version", "mcp-method", "mcp-name"];
+const PROTOCOL_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+const CLIENT_CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
+const SERVER_INFO_KEY: &str = "io.modelcontextprotocol/serverInfo";
+/// How long clients may cache `server/discover` and the lists (they change with the plan, the
+/// role and the records, so briefly).
+const TTL_MS: u64 = 60_000;
+
+/// The route. Paced like the REST routes that write searchable text: a tool call can create a
+/// task or a memory fact with a large body, so a large body here waits for its tenant's pace
+/// as on `POST /v1/tasks`.
+pub fn routes() -> Vec<Route> {
+    vec![
+        route!(POST "/mcp" => post as mcp, Doc::new("mcp", "Model Context Protocol (Streamable HTTP; revisions 2025-06-18, 2025-11-25, 2026-07-28): one JSON-RPC request per POST", Auth::Tenant)
+            .body(any_object).ok(200, any_object)).paced(),
+    ]
+}
+
+/// The MCP state of the server: the sealer of session ids (`None` if the database could not
+/// give its secret at start-up: the handshake revisions then answer an internal error, and
+/// 2026-07-28, which has no sessions, still works).
+#[derive(Debug)]
+pub struct McpState {
+    sessions: Option<bespin_core::tokens::TokenSealer>,
+}
+
+impl McpState {
+    /// Reads (or makes, the first time: one write of its own, at start-up) the database's
+    /// session secret.
+    pub fn new(bespin: &bespin_core::Bespin) -> McpState {
+        let sessions = bespin
+            .token_sealer("mcp-session")
+            .inspect_err(|e| tracing::error!("MCP sessions unavailable: {e}"))
+            .ok();
+        McpState { sessions }
+    }
+}
+
+fn post(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    if let Some(origin) = r.header("origin")
+        && !crate::cors::allowed(&s.config, &origin)
+    {
+        return Ok(Reply::detail(StatusCode::FORBIDDEN, "Origin not allowed"));
+    }
+    let caller = r.principal(s)?;
+    let sse = takes_only_event_stream(r);
+    let malformed =
+        |code, message: &str, id| Answer { id, rev: None, sse }.error(code, message, None);
+    let call = match rpc::read(&r.body) {
+        Incoming::Call(call) => call,
+        Incoming::Acknowledge => {
+            return Ok(Reply::raw(StatusCode::ACCEPTED, "application/json", ""));
+        }
+        Incoming::Malformed(code, message, id) => return Ok(malformed(code, message, id)),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if call.method == "initialize" {
+        count(s, &call);
+        return Ok(initialize(s, &caller, &call, sse, now));
+    }
+    let modern = r.header("mcp-protocol-version").as_deref() == Some(Rev::V2026_07_28.as_str())
+        || call.method == "server/discover"
+        || meta(&call).is_some_and(|m| m.contains_key(PROTOCOL_VERSION_KEY));
+    let rev = if modern {
+        match modern_ladder(r, &call) {
+            Ok(rev) => rev,
+            Err((code, message, data)) => {
+                let answer = Answer {
+                    id: call.id,
+                    rev: Some(Rev::V2026_07_28),
+                    sse,
+                };
+                return Ok(answer.error(code, &message, data));
+            }
+        }
+    } else {
+        match handshake_session(s, r, &caller, now) {
+            Ok(rev) => rev,
+            Err((status, code, message, data)) => {
+                let answer = Answer {
+                    id: call.id,
+                    rev: None,
+                    sse,
+                };
+                let mut reply = answer.error(code, message, data);
+                reply.status = status;
+                return Ok(reply);
+            }
+        }
+    };
+    let answer = Answer {
+        id: call.id.clone(),
+        rev: Some(rev),
+        sse,
+    };
+    Ok(dispatch(s, caller, call, answer))
+}
+
+/// The methods this server answers (the `method` label of `bespin_mcp_requests`).
+const METHODS: [&str; 10] = [
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "prompts/list",
+    "prompts/get",
+];
+
+/// Counts a request in `bespin_mcp_requests` (a method or tool outside the server's own names
+/// is `other`, so whatever clients send, the labels stay few).
+fn count(s: &AppState, call: &Call) {
+    let method = METHODS
+        .into_iter()
+        .find(|m| *m == call.method)
+        .unwrap_or("other");
+    let tool = match method {
+        "tools/call" => tools::static_name(call.params.get("name").and_then(Value::as_str)),
+        _ => "-",
+    };
+    s.metrics.mcp(method, tool);
+}
+
+/// The methods of a settled revision.
+fn dispatch(s: &AppState, caller: Principal, call: Call, a: Answer) -> Reply {
+    count(s, &call);
+    let modern = a.rev == Some(Rev::V2026_07_28);
+    match call.method.as_str() {
+        "ping" => a.result(Map::new()),
+        "server/discover" if modern => a.result(discover()),
+        "tools/list" => tools::list(s, &caller, &a),
+        "tools/call" => tools::call(s, caller, call.params, a),
+        "resources/list" => resources::list(s, &caller, &a),
+        "resources/templates/list" => resources::templates(&a),
+        "resources/read" => resources::read(s, &caller, &call.params, a),
+        "prompts/list" => prompts::list(&a),
+        "prompts/get" => prompts::get(s, &caller, &call.params, &a),
+        // Where resource subscriptions go once issue 20's event stream exists:
+        // `resources/subscribe` and `resources/unsubscribe` (2025-06-18, 2025-11-25; a
+        // subscription then lives in the session token, not on a server) and 2026-07-28's
+        // `subscriptions/listen`, answered as a `text/event-stream` of
+        // `notifications/resources/updated` read from the event log, with `subscribe: true` in
+        // `capabilities`. Until then they are unknown methods, as `subscribe: false` says.
+        _ => a.error(code::METHOD_NOT_FOUND, "Method not found", None),
+    }
+}
+
+/// `initialize` (2025-06-18, 2025-11-25): the requested revision when served, else the newest
+/// handshake revision (the client decides whether it speaks it), and a new session's id.
+fn initialize(s: &AppState, caller: &Principal, call: &Call, sse: bool, now: i64) -> Reply {
+    let requested = call.params.get("protocolVersion").and_then(Value::as_str);
+    let rev = requested
+        .and_then(Rev::handshake)
+        .unwrap_or(Rev::V2025_11_25);
+    let answer = Answer {
+        id: call.id.clone(),
+        rev: Some(rev),
+        sse,
+    };
+    let Some(sealer) = &s.mcp.sessions else {
+        return answer.error(code::INTERNAL_ERROR, "Internal error", None);
+    };
+    let who = (caller.tenant_id(), caller.user_id());
+    let id = session::open(sealer, who, rev, call.params.get("capabilities"), now);
+    let mut result = Map::new();
+    result.insert("protocolVersion".into(), json!(rev.as_str()));
+    result.insert("capabilities".into(), capabilities());
+    result.insert("serverInfo".into(), server_info());
+    result.insert("instructions".into(), json!(INSTRUCTIONS));
+    answer.result(result).with_header("mcp-session-id", id)
+}
+
+/// `server/discover` (2026-07-28).
+fn discover() -> Map<String, Value> {
+    let mut result = Map::new();
+    result.insert("supportedVersions".into(), json!(SUPPORTED));
+    result.insert("capabilities".into(), capabilities());
+    result.insert("instructions".into(), json!(INSTRUCTIONS));
+    result.insert("ttlMs".into(), json!(TTL_MS));
+    result.insert("cacheScope".into(), json!("private"));
+    result.insert("_meta".into(), json!({ SERVER_INFO_KEY: server_info() }));
+    result
+}
+
+/// What this server offers. `subscribe: false`: resource updates need the event stream
+/// (issue 20), not on this base.
+fn capabilities() -> Value {
+    json!({
+        "tools": {"listChanged": false},
+        "resources": {"subscribe": false, "listChanged": false},
+        "prompts": {"listChanged": false},
+    })
+}
+
+fn server_info() -> Value {
+    json!({"name": "bespin", "title": "Bespin", "version": env!("CARGO_PKG_VERSION")})
+}
+
+const INSTRUCTIONS: &str = "Bespin is the tenant's business backend: KPIs, daily briefs, \
+    tasks, actions, decisions, governed memory and evidence. Every tool call runs as the \
+    caller's API key, with its role, plan, quotas and audit. Tools that change state take an \
+    idempotency_key: choose one per intended change and send the same key again when you retry \
+    that change, so it happens (and is billed) once.";
+
+fn meta(call: &Call) -> Option<&Map<String, Value>> {
+    call.params.get("_meta").and_then(Value::as_object)
+}
+
+/// A refusal of the revision checks: code, message, data.
+type Refusal = (i64, String, Option<Value>);
+
+/// 2026-07-28's checks, in its order: a routing header sent twice, the `_meta` envelope, the
+/// routing headers against the body, then the version.
+fn modern_ladder(r: &Req, call: &Call) -> Result<Rev, Refusal> {
+    if let Some(h) = ROUTING_HEADERS
+        .into_iter()
+        .find(|h| r.headers.get_all(*h).iter().count() > 1)
+    {
+        return Err((
+            code::HEADER_MISMATCH,
+            format!("{h} header appears more than once"),
+            None,
+        ));
+    }
+    let Some(meta) = meta(call) else {
+        return Err((
+            code::INVALID_PARAMS,
+            format!(
+                "params._meta must be an object carrying {PROTOCOL_VERSION_KEY} and {CLIENT_CAPABILITIES_KEY}"
+            ),
+            None,
+        ));
+    };
+    let missing: Vec<&str> = [PROTOCOL_VERSION_KEY, CLIENT_CAPABILITIES_KEY]
+        .into_iter()
+        .filter(|k| !meta.contains_key(*k))
+        .collect();
+    if !missing.is_empty() {
+        return Err((
+            code::INVALID_PARAMS,
+            format!("params._meta is missing {}", missing.join(", ")),
+            None,
+        ));
+    }
+    let version = meta.get(PROTOCOL_VERSION_KEY);
+    if r.header("mcp-protocol-version").as_deref() != version.and_then(Value::as_str) {
+        return Err((
+            code::HEADER_MISMATCH,
+            "MCP-Protocol-Version header does not match params._meta's protocol version".into(),
+            None,
+        ));
+    }
+    if r.header("mcp-method").as_deref() != Some(call.method.as_str()) {
+        return Err((
+            code::HEADER_MISMATCH,
+            "Mcp-Method header does not match the request's method".into(),
+            None,
+        ));
+    }
+    let name_key = match call.method.as_str() {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    };
+    if let Some(key) = name_key
+        && let Some(body) = call.params.get(key).and_then(Value::as_str)
+        && r.header("mcp-name")
+            .and_then(|h| decode_header_value(&h))
+            .as_deref()
+            != Some(body)
+    {
+        return Err((
+            code::HEADER_MISMATCH,
+            format!("Mcp-Name header does not match params.{key}"),
+            None,
+        ));
+    }
+    match version {
+        Some(Value::String(v)) if v == Rev::V2026_07_28.as_str() => Ok(Rev::V2026_07_28),
+        Some(Value::String(v)) => Err(unsupported(v)),
+        _ => Err((
+            code::INVALID_PARAMS,
+            "the protocol version must be a string".into(),
+            None,
+        )),
+    }
+}
+
+/// `-32022` naming the versions served.
+fn unsupported(requested: &str) -> Refusal {
+    (
+        code::UNSUPPORTED_PROTOCOL_VERSION,
+        "Unsupported protocol version".into(),
+        Some(json!({"supported": SUPPORTED, "requested": requested})),
+    )
+}
+
+/// A header value as 2026-07-28 encodes it: as is, or `=?base64?…?=` for values that cannot
+/// travel as header text (`None` for a malformed one, which then matches nothing).
+fn decode_header_value(v: &str) -> Option<String> {
+    use base64::Engine;
+    match v
+        .strip_prefix("=?base64?")
+        .and_then(|x| x.strip_suffix("?="))
+    {
+        Some(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok()),
+        None => Some(v.to_owned()),
+    }
+}
+
+/// The handshake revisions' session: the revision of the caller's valid `Mcp-Session-Id`
+/// (400 without one, 404 for one that is not the caller's or has expired), whose
+/// `MCP-Protocol-Version`, when sent, must name it.
+fn handshake_session(
+    s: &AppState,
+    r: &Req,
+    caller: &Principal,
+    now: i64,
+) -> Result<Rev, (StatusCode, i64, &'static str, Option<Value>)> {
+    let header = r.header("mcp-protocol-version");
+    if let Some(v) = &header
+        && !SUPPORTED.contains(&v.as_str())
+    {
+        let (code, _, data) = unsupported(v);
+        return Err((
+            StatusCode::BAD_REQUEST,
+            code,
+            "Unsupported protocol version",
+            data,
+        ));
+    }
+    let Some(id) = r.header("mcp-session-id") else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required (initialize first, or use 2026-07-28 with its _meta)",
+            None,
+        ));
+    };
+    let resumed = s
+        .mcp
+        .sessions
+        .as_ref()
+        .and_then(|k| session::resume(k, &id, (caller.tenant_id(), caller.user_id()), now));
+    let Some(rev) = resumed else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            code::INVALID_REQUEST,
+            "Session not found",
+            None,
+        ));
+    };
+    if header.is_some_and(|v| v != rev.as_str()) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "MCP-Protocol-Version does not match the session's revision",
+            None,
+        ));
+    }
+    Ok(rev)
+}
+
+/// Whether the client accepts `text/event-stream` but not JSON.
+fn takes_only_event_stream(r: &Req) -> bool {
+    let Some(accept) = r.header("accept") else {
+        return false;
+    };
+    let takes = |t: &str| accept.split(',').any(|p| p.trim().starts_with(t));
+    takes("text/event-stream") && !takes("application/json") && !takes("*/*")
+}
+
+/// The scalar members of `args` as the strings a query string would give (the REST reads
+/// validate them so): an MCP read takes the same checks as its `GET`.
+pub(crate) fn as_query(args: &Map<String, Value>) -> Value {
+    Value::Object(
+        args.iter()
+            .filter_map(|(k, v)| {
+                let s = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => return None,
+                };
+                Some((k.clone(), Value::String(s)))
+            })
+            .collect(),
+    )
+}

@@ -28,6 +28,7 @@ mod backend;
 mod batch;
 pub(crate) mod codec;
 mod key;
+mod postgres;
 mod reader;
 mod redb;
 mod seal;
@@ -40,6 +41,7 @@ pub(crate) use batch::Batch;
 pub use batch::WriteTx;
 pub(crate) use codec::Record;
 pub(crate) use key::{Id, PartValue, Prefix, parts, read_parts, successor};
+pub(crate) use postgres::is_url;
 pub(crate) use reader::Reader;
 pub(crate) use redb::ReadOnlyFile;
 pub(crate) use seal::Sealer;
@@ -124,6 +126,26 @@ impl Store {
         Self::with(Box::new(db), slots)
     }
 
+    /// Opens the PostgreSQL database of `url` (a `postgres://` URL; see `postgres.rs` for
+    /// its parameters), creating the schema and the tables it lacks.
+    pub(crate) fn open_url(url: &str, tables: &[&'static dyn TableInfo]) -> Result<Store> {
+        let slots = Slots::new(tables)?;
+        let seq = slots.id(SEQUENCES.name())?;
+        let db = postgres::Postgres::open(url, slots.ids(), seq)?;
+        Self::with(Box::new(db), slots)
+    }
+
+    /// Whether reads wait on a network round trip (a database server), so that a caller on
+    /// an async runtime should run them where blocking is allowed.
+    pub(crate) fn reads_block(&self) -> bool {
+        self.backend.round_trips().is_some()
+    }
+
+    /// Round trips to the database server so far (`None` for an embedded backend).
+    pub(crate) fn round_trips(&self) -> Option<u64> {
+        self.backend.round_trips()
+    }
+
     /// A database held in memory only (for tests and embedding without persistence).
     pub(crate) fn in_memory(tables: &[&'static dyn TableInfo]) -> Result<Store> {
         let slots = Slots::new(tables)?;
@@ -194,6 +216,14 @@ impl Store {
     /// A snapshot of the last commit, shared with concurrent readers (see
     /// [`snapshot::SharedSnapshot`]): it reflects every commit that finished before this call.
     pub(crate) fn read(&self) -> Result<Arc<ReadTx>> {
+        if !self.backend.shares_snapshots() {
+            // Other processes commit too: every read takes its own snapshot.
+            return Ok(Arc::new(ReadTx::new(
+                self.backend.snapshot()?,
+                Arc::clone(&self.slots),
+                Arc::clone(&self.sealer),
+            )));
+        }
         if let Some(s) = self.snapshot.current() {
             return Ok(s);
         }

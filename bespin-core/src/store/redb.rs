@@ -294,7 +294,7 @@ impl WriteBatch for RedbBatch {
 }
 
 /// The key of sequence `name` in the sequences table (one string part).
-fn seq_key(name: &str) -> Vec<u8> {
+pub(super) fn seq_key(name: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(name.len() + 2);
     parts::put_str(name, &mut k);
     k

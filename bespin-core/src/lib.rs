@@ -78,6 +78,29 @@ pub use store::{ReadTx, WriteTx};
 use std::path::Path;
 use std::sync::Arc;
 
+/// Whether `db` names a database server (a `postgres://` URL) rather than a redb file.
+pub fn is_server_url(db: &Path) -> bool {
+    db.to_str().is_some_and(store::is_url)
+}
+
+/// `db` as it may be shown in logs and messages: a URL without its password.
+pub fn shown_db(db: &Path) -> String {
+    let text = db.display().to_string();
+    if !is_server_url(db) {
+        return text;
+    }
+    match (text.find("://"), text.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let user = &text[s + 3..at];
+            match user.split_once(':') {
+                Some((name, _)) => format!("{}{name}:***{}", &text[..s + 3], &text[at..]),
+                None => text,
+            }
+        }
+        _ => text,
+    }
+}
+
 /// A URL of a new schema of the PostgreSQL database named by `BESPIN_TEST_DB` (unset or not a
 /// `postgres://` URL: `None`, the tests run on redb).
 #[cfg(any(test, feature = "testing"))]

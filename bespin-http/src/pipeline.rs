@@ -254,7 +254,9 @@ async fn authenticate(
     let needs_tenant = matches!(route.doc.auth, Auth::Tenant | Auth::TenantIdempotent);
     let credentials = crate::extract::credentials(headers);
     let (auth, taken) = if complete(&credentials) {
-        match state.bespin.authenticate_with_rate_limit(&credentials) {
+        match off_worker(state, || {
+            state.bespin.authenticate_with_rate_limit(&credentials)
+        }) {
             Ok((who, limit)) => {
                 let taken =
                     limit.map(|limit| state.buckets.take(who.tenant_id(), limit, Instant::now()));
@@ -264,7 +266,12 @@ async fn authenticate(
         }
     } else if needs_tenant {
         // Missing credentials: the core names the first one missing.
-        (Some(state.bespin.authenticate(&credentials)), None)
+        (
+            Some(off_worker(state, || {
+                state.bespin.authenticate(&credentials)
+            })),
+            None,
+        )
     } else {
         (None, None)
     };
@@ -381,10 +388,10 @@ async fn dispatch(
         route.run_on
     };
     let mut reply = match run_on {
-        RunOn::Worker => {
+        RunOn::Worker => off_worker(state, || {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(state, &request)))
-                .map_err(|_| internal("a handler panicked"))??
-        }
+                .map_err(|_| internal("a handler panicked"))
+        })??,
         RunOn::Lane => {
             let turn = lane_turn(state, peer, &request);
             let st = state.clone();
@@ -410,6 +417,20 @@ async fn dispatch(
         Ok(Some(made)) => Ok(made),
         Ok(None) => Ok(reply),
         Err(e) => Err(ApiError::body(e)),
+    }
+}
+
+/// Runs `read` (database reads) on this worker, or — when the database's reads wait on the
+/// network (PostgreSQL) — as blocking work: the runtime hands this worker's other tasks to
+/// another thread meanwhile, so a slow round trip never stalls requests that need no
+/// database. On redb reads are memory and page-cache work and run here as they are.
+fn off_worker<T>(state: &AppState, read: impl FnOnce() -> T) -> T {
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi && state.bespin.reads_block() {
+        tokio::task::block_in_place(read)
+    } else {
+        read()
     }
 }
 

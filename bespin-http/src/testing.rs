@@ -45,12 +45,13 @@ impl TestResponse {
 }
 
 impl TestServer {
-    /// Starts a server with an in-memory database opened with `config`'s options (its listen
-    /// address and database path are ignored).
+    /// Starts a server with a fresh test database opened with `config`'s options (its listen
+    /// address and database path are ignored): in memory, or a schema of its own of the
+    /// PostgreSQL database in `BESPIN_TEST_DB` ([`Bespin::open_for_test`]).
     pub fn start(config: Config) -> TestServer {
         let clock = std::sync::Arc::new(bespin_core::time::SystemClock);
         Self::start_with(
-            Bespin::open_in_memory_with(clock, config.core_options()).expect("in-memory database"),
+            Bespin::open_for_test(clock, config.core_options()).expect("test database"),
             config,
         )
     }

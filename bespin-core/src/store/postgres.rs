@@ -22,8 +22,11 @@
 //!   once PostgreSQL is back. Nothing is acknowledged before its `COMMIT` returned.
 //!
 //! The URL is a libpq URL (`postgres://user:password@host:port/db`) with two parameters of
-//! ours: `schema` (default `bespin`; created at first open) and `pool` (the most idle read
-//! connections kept, default 16).
+//! ours: `schema` (default `bespin`; created at first open) and `pool` (the read connections
+//! a process keeps open, default 16; a read that finds them all busy waits up to a second for
+//! one, then opens one more rather than wait longer: a request holding one snapshot while it
+//! takes another can never deadlock the pool). With the writer's, a process holds `pool + 1`
+//! connections at rest.
 
 use super::backend::{Backend, RawVisitor, Reads, Snapshot, TableId, WriteBatch};
 use super::codec;
@@ -72,14 +75,22 @@ struct Shared {
     names: Vec<String>,
     /// The second key of the advisory locks: the schema's own.
     lock_key: i32,
-    /// Idle read connections, each inside a begun (snapshot-less) read transaction.
-    pool: Mutex<Vec<Conn>>,
+    /// Read connections: the idle ones, each inside a begun (snapshot-less) read transaction,
+    /// and how many are open.
+    pool: Mutex<Readers>,
     pool_max: usize,
+    reader_free: Condvar,
     /// The writer's connection, and whether a batch holds it.
     writer: Mutex<WriterSlot>,
     writer_free: Condvar,
     /// Statements sent to the server (each a round trip), for the figures of issue 19.
     round_trips: AtomicU64,
+}
+
+#[derive(Default)]
+struct Readers {
+    idle: Vec<Conn>,
+    open: usize,
 }
 
 #[derive(Default)]
@@ -106,10 +117,15 @@ fn pg_err(e: postgres::Error) -> Error {
             c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")
         }
     };
+    // The client's own text of a server error is only "db error": say what the server said.
+    let what = match e.as_db_error() {
+        Some(db) => format!("PostgreSQL {}: {}", db.code().code(), db.message()),
+        None => format!("PostgreSQL: {e}"),
+    };
     if unavailable {
-        Error::Unavailable(format!("PostgreSQL: {e}"))
+        Error::Unavailable(what)
     } else {
-        Error::Storage(format!("PostgreSQL: {e}"))
+        Error::Storage(what)
     }
 }
 
@@ -242,29 +258,75 @@ impl Shared {
             .collect()
     }
 
-    /// A read connection: an idle one of the pool, or a new one.
+    /// A read connection: an idle one of the pool, or a new one while fewer than `pool_max`
+    /// are open (past that, after waiting a second for one to come back).
     fn take_reader(&self) -> Result<Conn> {
-        if let Some(c) = lock(&self.pool).pop() {
-            return Ok(c);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        {
+            let mut p = lock(&self.pool);
+            loop {
+                if let Some(c) = p.idle.pop() {
+                    if !c.client.is_closed() {
+                        return Ok(c);
+                    }
+                    p.open = p.open.saturating_sub(1);
+                    continue;
+                }
+                let now = std::time::Instant::now();
+                if p.open < self.pool_max || now >= deadline {
+                    p.open += 1;
+                    break;
+                }
+                p = self
+                    .reader_free
+                    .wait_timeout(p, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
         }
-        let mut c = Conn {
-            client: self.connect()?,
-            stmts: HashMap::new(),
-        };
-        self.batch(&mut c, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
-        Ok(c)
+        let opened = self.connect().and_then(|client| {
+            let mut c = Conn {
+                client,
+                stmts: HashMap::new(),
+            };
+            self.batch(&mut c, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+            Ok(c)
+        });
+        if opened.is_err() {
+            self.reader_gone();
+        }
+        opened
     }
 
-    /// Hands a read connection back: ends its read, begins the next, and keeps it if it is
-    /// healthy and the pool has room.
+    /// Hands a read connection back: ends its read and begins the next, and keeps it idle
+    /// (unless it broke, or more than `pool_max` are open).
     fn give_reader(&self, mut c: Conn, used: bool) {
         if c.client.is_closed() || (used && self.batch(&mut c, NEXT_READ).is_err()) {
-            return;
+            return self.reader_gone();
         }
-        let mut pool = lock(&self.pool);
-        if pool.len() < self.pool_max {
-            pool.push(c);
+        let mut p = lock(&self.pool);
+        if p.open > self.pool_max {
+            p.open -= 1;
+        } else {
+            p.idle.push(c);
         }
+        self.reader_free.notify_one();
+    }
+
+    /// A read connection was dropped.
+    fn reader_gone(&self) {
+        let mut p = lock(&self.pool);
+        p.open = p.open.saturating_sub(1);
+        self.reader_free.notify_one();
+    }
+
+    /// The server went away: the idle connections went with it.
+    fn drop_idle(&self) {
+        let mut p = lock(&self.pool);
+        let n = p.idle.len();
+        p.idle.clear();
+        p.open = p.open.saturating_sub(n);
+        self.reader_free.notify_all();
     }
 }
 
@@ -334,8 +396,9 @@ impl Postgres {
             lock_key: lock_key(&schema),
             schema,
             names,
-            pool: Mutex::new(Vec::new()),
-            pool_max,
+            pool: Mutex::new(Readers::default()),
+            pool_max: pool_max.max(1),
+            reader_free: Condvar::new(),
             writer: Mutex::new(WriterSlot::default()),
             writer_free: Condvar::new(),
             round_trips: AtomicU64::new(0),
@@ -489,10 +552,15 @@ impl PgSnapshot {
             return Err(Error::Internal("no read connection".into()));
         };
         let out = f(&self.shared, c);
-        if out.is_err() {
+        if let Err(e) = &out {
             // The transaction is aborted (or the connection gone): this snapshot cannot read
             // on; its connection is dropped rather than handed back.
-            *slot = None;
+            if slot.take().is_some() {
+                self.shared.reader_gone();
+            }
+            if matches!(e, Error::Unavailable(_)) {
+                self.shared.drop_idle();
+            }
         }
         out
     }

@@ -229,6 +229,31 @@ fn the_reliability_races_split_across_two_servers_hold() {
         }
     }
     checked(&db);
+    // `bespin backup` of the shared database: a redb file of one snapshot, checked by the
+    // command itself, which opens as a database of its own with the same ledger.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("copy.redb");
+    let run = Command::new(env!("CARGO_BIN_EXE_bespin"))
+        .args(["backup", "--db", &db, "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(said.contains("0 violation(s)"), "{said}");
+    let copy = bespin_core::Bespin::open(&out).unwrap();
+    let who = copy
+        .authenticate(&bespin_core::Credentials::new(
+            Some(&t.id),
+            Some(&t.admin),
+            Some(&t.key),
+        ))
+        .unwrap();
+    assert_eq!(who.tenant_id(), t.id);
 }
 
 #[test]

@@ -93,10 +93,32 @@ pub(crate) trait Snapshot: Reads + Send + Sync {
     fn stored_bytes(&self, tables: &[TableId]) -> Result<u64>;
 }
 
+/// What a write replaced, as far as the batch knows it.
+#[derive(Debug)]
+pub(crate) enum Prior {
+    /// The value it replaced (`None`: the key was absent).
+    Was(Option<Vec<u8>>),
+    /// Not known: the batch had neither read nor written the key, and the write was asked not
+    /// to read it (a backend over a network spares the round trip). Undone by
+    /// [`WriteBatch::forget`].
+    Unread,
+}
+
 /// The write transaction of one batch of operations; its reads see its own writes.
 pub(crate) trait WriteBatch: Reads + Send {
-    /// Stores `value` under `key`; returns the value it replaced.
-    fn put(&mut self, t: TableId, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Stores `value` under `key`; returns what it replaced. With `want_old` false a backend
+    /// may answer [`Prior::Unread`] instead of reading the old value (redb always knows it).
+    fn put(&mut self, t: TableId, key: &[u8], value: &[u8], want_old: bool) -> Result<Prior>;
+
+    /// Undoes a write that answered [`Prior::Unread`]: the key shows again what the database
+    /// held before the batch touched it.
+    fn forget(&mut self, t: TableId, key: &[u8]) -> Result<()> {
+        let _ = key;
+        Err(crate::error::Error::Internal(format!(
+            "a write to {} cannot be undone without its old value",
+            t.name
+        )))
+    }
 
     /// Removes `key`; returns the value it held.
     fn remove(&mut self, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>>;

@@ -141,6 +141,12 @@ impl Store {
         self.backend.round_trips().is_some()
     }
 
+    /// Whether other processes may write to this database too (PostgreSQL): a batch left
+    /// open then holds their writes back.
+    pub(crate) fn shared_with_others(&self) -> bool {
+        !self.backend.shares_snapshots()
+    }
+
     /// Round trips to the database server so far (`None` for an embedded backend).
     pub(crate) fn round_trips(&self) -> Option<u64> {
         self.backend.round_trips()
@@ -266,7 +272,7 @@ fn secret(backend: &dyn Backend, slots: &Slots, name: &str) -> Result<Secret> {
     let mut s = [0u8; 32];
     getrandom::fill(&mut s).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
     let s = Secret(s);
-    tx.put(table, &key, &codec::encode(&s)?)?;
+    tx.put(table, &key, &codec::encode(&s)?, false)?;
     tx.commit()?;
     Ok(s)
 }
@@ -282,7 +288,7 @@ fn copy_rows(from: &dyn Snapshot, to: &mut dyn WriteBatch, tables: &[TableId]) -
             std::ops::Bound::Unbounded,
             Order::Asc,
             &mut |k, v| {
-                to.put(*t, k, v)?;
+                to.put(*t, k, v, false)?;
                 rows += 1;
                 Ok(Flow::Continue)
             },

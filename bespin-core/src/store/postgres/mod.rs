@@ -28,30 +28,26 @@
 //! takes another can never deadlock the pool). With the writer's, a process holds `pool + 1`
 //! connections at rest.
 
+use super::Order;
 use super::backend::{Backend, RawVisitor, Reads, Snapshot, TableId, WriteBatch};
-use super::codec;
-use super::redb::seq_key;
-use super::{Flow, Order};
 use crate::error::{Error, Result};
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Statement};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// The first key of our advisory locks (the second is a hash of the schema name): writes.
-const WRITE_LOCK: i32 = 0x6265_7370; // "besp"
+pub(super) const WRITE_LOCK: i32 = 0x6265_7370; // "besp"
 /// The first key of the advisory lock held while a process creates or upgrades the schema.
 const SCHEMA_LOCK: i32 = 0x6265_7371;
 /// The version of the relations this build creates (in `bespin_meta`); the layout of the keys
 /// inside them is `layout::CURRENT`, kept in the tables themselves as on redb.
 const SCHEMA_VERSION: i64 = 1;
-/// Rows fetched by the first page of a scan; each next page is 8 times larger (up to
-/// [`MAX_PAGE`]), so a scan that stops after a few rows reads few, and a long one few pages.
-const FIRST_PAGE: i64 = 32;
-const MAX_PAGE: i64 = 4096;
+/// The `bespin_meta` row counting commits (see `batch.rs`, the writer's cache).
+pub(super) const COMMITS: &str = "commits";
 /// What a read connection runs when it is handed back: the end of its read and the start of
 /// the next one (whose snapshot is taken by its first statement, not now).
 const NEXT_READ: &str = "COMMIT; BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
@@ -93,10 +89,12 @@ struct Readers {
     open: usize,
 }
 
+/// The writer's connection and cache, and whether a batch holds them.
 #[derive(Default)]
 struct WriterSlot {
     busy: bool,
     conn: Option<Conn>,
+    cache: batch::WriterCache,
 }
 
 /// A PostgreSQL database (one schema of it).
@@ -446,7 +444,8 @@ fn create_sql(s: &Shared, tables: &[TableId]) -> String {
         "BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK}, {key}); \
          CREATE SCHEMA IF NOT EXISTS {schema}; \
          CREATE TABLE IF NOT EXISTS {schema}.bespin_meta (name text PRIMARY KEY, value int8 NOT NULL); \
-         INSERT INTO {schema}.bespin_meta VALUES ('schema_version', {SCHEMA_VERSION}) ON CONFLICT DO NOTHING; ",
+         INSERT INTO {schema}.bespin_meta VALUES ('schema_version', {SCHEMA_VERSION}), ('{COMMITS}', 0) \
+         ON CONFLICT DO NOTHING; ",
         key = s.lock_key
     );
     for t in tables {
@@ -469,51 +468,11 @@ impl Backend for Postgres {
     }
 
     fn begin(&self, durable: bool) -> Result<Box<dyn WriteBatch>> {
-        let s = &self.shared;
-        let mut conn = {
-            let mut w = lock(&s.writer);
-            while w.busy {
-                w = s.writer_free.wait(w).unwrap_or_else(|p| p.into_inner());
-            }
-            w.busy = true;
-            w.conn.take()
-        };
-        let begun = (|| {
-            let mut c = match conn.take() {
-                Some(c) if !c.client.is_closed() => c,
-                _ => Conn {
-                    client: s.connect()?,
-                    stmts: HashMap::new(),
-                },
-            };
-            let sync = if durable {
-                ""
-            } else {
-                "SET LOCAL synchronous_commit = off; "
-            };
-            s.batch(
-                &mut c,
-                &format!(
-                    "BEGIN; {sync}SELECT pg_advisory_xact_lock({WRITE_LOCK}, {})",
-                    s.lock_key
-                ),
-            )?;
-            Ok(c)
-        })();
-        match begun {
-            Ok(c) => Ok(Box::new(PgBatch {
-                shared: Arc::clone(s),
-                conn: std::cell::RefCell::new(Some(c)),
-                tables: std::cell::RefCell::new(HashMap::new()),
-                seqs: Vec::new(),
-                sequences: self.sequences,
-                released: false,
-            })),
-            Err(e) => {
-                release_writer(s, None);
-                Err(e)
-            }
-        }
+        Ok(Box::new(batch::PgBatch::begin(
+            &self.shared,
+            self.sequences,
+            durable,
+        )?))
     }
 
     fn file_size(&self) -> Option<u64> {
@@ -527,13 +486,6 @@ impl Backend for Postgres {
     fn round_trips(&self) -> Option<u64> {
         Some(self.round_trips())
     }
-}
-
-fn release_writer(s: &Shared, conn: Option<Conn>) {
-    let mut w = lock(&s.writer);
-    w.busy = false;
-    w.conn = conn.filter(|c| !c.client.is_closed());
-    s.writer_free.notify_one();
 }
 
 /// A read transaction on a pooled connection, taken at the first read.
@@ -587,7 +539,7 @@ impl Reads for PgSnapshot {
         order: Order,
         visit: &mut RawVisitor<'_>,
     ) -> Result<()> {
-        paged(
+        scan::paged(
             &mut |lo, hi, limit| self.with(|s, c| s.page(c, t, lo, hi, order, limit)),
             &mut |_, _| Vec::new(),
             lo,
@@ -630,363 +582,5 @@ impl Snapshot for PgSnapshot {
     }
 }
 
-/// Rows of a scan: the pages the database gives (`fetch(lo, hi, limit)`), merged with the
-/// rows a batch holds in memory for the part of the range each page covers (`overlay(lo,
-/// hi)`: `None` values are removals), visited in `order` until the visitor stops.
-#[allow(clippy::type_complexity)]
-fn paged(
-    fetch: &mut dyn FnMut(Bound<&[u8]>, Bound<&[u8]>, i64) -> Result<Vec<(Vec<u8>, Vec<u8>)>>,
-    overlay: &mut dyn FnMut(Bound<&[u8]>, Bound<&[u8]>) -> Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    lo: Bound<&[u8]>,
-    hi: Bound<&[u8]>,
-    order: Order,
-    visit: &mut RawVisitor<'_>,
-) -> Result<()> {
-    let owned = |b: Bound<&[u8]>| b.map(<[u8]>::to_vec);
-    let (mut lo, mut hi) = (owned(lo), owned(hi));
-    let mut limit = FIRST_PAGE;
-    loop {
-        let page = fetch(as_ref(&lo), as_ref(&hi), limit)?;
-        let done = (page.len() as i64) < limit;
-        // The part of the range this page covers: all of what is left when it is the last.
-        let edge = match page.last() {
-            Some((k, _)) if !done => Bound::Included(k.clone()),
-            _ => match order {
-                Order::Asc => hi.clone(),
-                Order::Desc => lo.clone(),
-            },
-        };
-        let mem = match order {
-            Order::Asc => overlay(as_ref(&lo), as_ref(&edge)),
-            Order::Desc => {
-                let mut m = overlay(as_ref(&edge), as_ref(&hi));
-                m.reverse();
-                m
-            }
-        };
-        if merge(page, mem, order, visit)? {
-            return Ok(());
-        }
-        if done {
-            return Ok(());
-        }
-        let next = match edge {
-            Bound::Included(k) => Bound::Excluded(k),
-            other => other,
-        };
-        match order {
-            Order::Asc => lo = next,
-            Order::Desc => hi = next,
-        }
-        limit = (limit * 8).min(MAX_PAGE);
-    }
-}
-
-fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
-    match b {
-        Bound::Included(v) => Bound::Included(v.as_slice()),
-        Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
-        Bound::Unbounded => Bound::Unbounded,
-    }
-}
-
-/// Visits the rows of `db` and `mem` (both in `order`) as one sequence, `mem` winning on equal
-/// keys; `true` when the visitor stopped.
-fn merge(
-    db: Vec<(Vec<u8>, Vec<u8>)>,
-    mem: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    order: Order,
-    visit: &mut RawVisitor<'_>,
-) -> Result<bool> {
-    let before = |a: &[u8], b: &[u8]| match order {
-        Order::Asc => a < b,
-        Order::Desc => a > b,
-    };
-    let mut db = db.into_iter().peekable();
-    let mut mem = mem.into_iter().peekable();
-    loop {
-        let take_mem = match (db.peek(), mem.peek()) {
-            (None, None) => return Ok(false),
-            (Some(_), None) => false,
-            (None, Some(_)) => true,
-            (Some((dk, _)), Some((mk, _))) => {
-                if dk == mk {
-                    db.next();
-                    true
-                } else {
-                    before(mk, dk)
-                }
-            }
-        };
-        let flow = if take_mem {
-            match mem.next() {
-                Some((k, Some(v))) => visit(&k, &v)?,
-                _ => Flow::Continue,
-            }
-        } else {
-            match db.next() {
-                Some((k, v)) => visit(&k, &v)?,
-                None => Flow::Continue,
-            }
-        };
-        if let Flow::Stop = flow {
-            return Ok(true);
-        }
-    }
-}
-
-/// A row a batch knows: read from the database (`clean`), or written by it.
-#[derive(Clone)]
-struct Known {
-    value: Option<Vec<u8>>,
-    dirty: bool,
-}
-
-/// What a batch holds of one table.
-#[derive(Default)]
-struct Overlay {
-    rows: BTreeMap<Vec<u8>, Known>,
-    /// Emptied by the batch: the database's rows of it no longer count, and go at commit.
-    cleared: bool,
-}
-
-/// The write transaction of a batch (see the module's doc).
-struct PgBatch {
-    shared: Arc<Shared>,
-    /// `None` once committed or broken.
-    conn: std::cell::RefCell<Option<Conn>>,
-    tables: std::cell::RefCell<HashMap<usize, Overlay>>,
-    /// The sequences advanced in this batch and their last value, stored at commit.
-    seqs: Vec<(String, u64)>,
-    sequences: TableId,
-    /// Whether the writer's slot was handed back (by the commit).
-    released: bool,
-}
-
-impl PgBatch {
-    fn with<T>(&self, f: impl FnOnce(&Shared, &mut Conn) -> Result<T>) -> Result<T> {
-        let mut slot = self.conn.borrow_mut();
-        let Some(c) = slot.as_mut() else {
-            return Err(Error::Unavailable(
-                "PostgreSQL: the batch's connection failed".into(),
-            ));
-        };
-        let out = f(&self.shared, c);
-        if out.is_err() {
-            // The transaction is aborted: nothing more of this batch can succeed.
-            *slot = None;
-        }
-        out
-    }
-
-    fn known(&self, t: TableId, key: &[u8]) -> Option<Option<Vec<u8>>> {
-        let tables = self.tables.borrow();
-        let o = tables.get(&t.slot)?;
-        match o.rows.get(key) {
-            Some(k) => Some(k.value.clone()),
-            None if o.cleared => Some(None),
-            None => None,
-        }
-    }
-
-    fn set(&mut self, t: TableId, key: &[u8], value: Option<Vec<u8>>) -> Result<Option<Vec<u8>>> {
-        let old = self.get(t, key)?;
-        self.tables
-            .get_mut()
-            .entry(t.slot)
-            .or_default()
-            .rows
-            .insert(key.to_vec(), Known { value, dirty: true });
-        Ok(old)
-    }
-
-    /// The statements that store the batch's writes, then `COMMIT`: one simple query, so
-    /// the whole flush is one round trip (values as hex `bytea` literals, which cannot hold a
-    /// quote).
-    fn flush_sql(&self) -> String {
-        let tables = self.tables.borrow();
-        let mut slots: Vec<&usize> = tables.keys().collect();
-        slots.sort();
-        let mut sql = String::new();
-        for slot in slots {
-            let o = &tables[slot];
-            let name = &self.shared.names[*slot];
-            if o.cleared {
-                let _ = write!(sql, "DELETE FROM {name}; ");
-            }
-            let mut puts = o
-                .rows
-                .iter()
-                .filter_map(|(k, r)| Some((k, r.value.as_ref()?)).filter(|_| r.dirty))
-                .peekable();
-            if puts.peek().is_some() {
-                let _ = write!(sql, "INSERT INTO {name} (k, v) VALUES ");
-                for (i, (k, v)) in puts.enumerate() {
-                    if i > 0 {
-                        sql.push(',');
-                    }
-                    sql.push_str("('\\x");
-                    hex(&mut sql, k);
-                    sql.push_str("'::bytea,'\\x");
-                    hex(&mut sql, v);
-                    sql.push_str("'::bytea)");
-                }
-                sql.push_str(" ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v; ");
-            }
-            let mut dels = o
-                .rows
-                .iter()
-                .filter(|(_, r)| r.dirty && r.value.is_none())
-                .peekable();
-            if dels.peek().is_some() && !o.cleared {
-                let _ = write!(sql, "DELETE FROM {name} WHERE k IN (");
-                for (i, (k, _)) in dels.enumerate() {
-                    if i > 0 {
-                        sql.push(',');
-                    }
-                    sql.push_str("'\\x");
-                    hex(&mut sql, k);
-                    sql.push_str("'::bytea");
-                }
-                sql.push_str("); ");
-            }
-        }
-        sql.push_str("COMMIT");
-        sql
-    }
-}
-
-fn hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
-    }
-}
-
-impl Drop for PgBatch {
-    fn drop(&mut self) {
-        if self.released {
-            return;
-        }
-        // Uncommitted: roll back (a broken connection is simply dropped).
-        let conn = self
-            .conn
-            .get_mut()
-            .take()
-            .and_then(|mut c| self.shared.batch(&mut c, "ROLLBACK").ok().map(|()| c));
-        release_writer(&self.shared, conn);
-    }
-}
-
-impl Reads for PgBatch {
-    fn get(&self, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(v) = self.known(t, key) {
-            return Ok(v);
-        }
-        let v = self.with(|s, c| s.get(c, t, key))?;
-        // Kept: under the write lock nobody else changes it before this batch ends.
-        self.tables
-            .borrow_mut()
-            .entry(t.slot)
-            .or_default()
-            .rows
-            .insert(
-                key.to_vec(),
-                Known {
-                    value: v.clone(),
-                    dirty: false,
-                },
-            );
-        Ok(v)
-    }
-
-    fn scan(
-        &self,
-        t: TableId,
-        lo: Bound<&[u8]>,
-        hi: Bound<&[u8]>,
-        order: Order,
-        visit: &mut RawVisitor<'_>,
-    ) -> Result<()> {
-        let cleared = self.tables.borrow().get(&t.slot).is_some_and(|o| o.cleared);
-        paged(
-            &mut |lo, hi, limit| {
-                if cleared {
-                    return Ok(Vec::new());
-                }
-                self.with(|s, c| s.page(c, t, lo, hi, order, limit))
-            },
-            &mut |lo, hi| {
-                let tables = self.tables.borrow();
-                let Some(o) = tables.get(&t.slot) else {
-                    return Vec::new();
-                };
-                if matches!((lo, hi), (Bound::Included(a), Bound::Included(b))
-                    | (Bound::Included(a), Bound::Excluded(b))
-                    | (Bound::Excluded(a), Bound::Included(b))
-                    | (Bound::Excluded(a), Bound::Excluded(b)) if a > b)
-                {
-                    return Vec::new();
-                }
-                // Clean rows are the database's own values: only what the batch wrote counts.
-                o.rows
-                    .range::<[u8], _>((lo, hi))
-                    .filter(|(_, r)| r.dirty)
-                    .map(|(k, r)| (k.clone(), r.value.clone()))
-                    .collect()
-            },
-            lo,
-            hi,
-            order,
-            visit,
-        )
-    }
-}
-
-impl WriteBatch for PgBatch {
-    fn put(&mut self, t: TableId, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.set(t, key, Some(value.to_vec()))
-    }
-
-    fn remove(&mut self, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.set(t, key, None)
-    }
-
-    fn clear(&mut self, t: TableId) -> Result<()> {
-        let o = self.tables.get_mut().entry(t.slot).or_default();
-        o.rows.clear();
-        o.cleared = true;
-        Ok(())
-    }
-
-    fn next_seq(&mut self, name: &str) -> Result<u64> {
-        if let Some((_, last)) = self.seqs.iter_mut().find(|(n, _)| n == name) {
-            *last += 1;
-            return Ok(*last);
-        }
-        let stored = match self.get(self.sequences, &seq_key(name))? {
-            Some(bytes) => codec::decode::<u64>(&bytes)?,
-            None => 0,
-        };
-        self.seqs.push((name.to_owned(), stored + 1));
-        Ok(stored + 1)
-    }
-
-    fn commit(mut self: Box<Self>) -> Result<()> {
-        for (name, last) in std::mem::take(&mut self.seqs) {
-            let v = codec::encode(&last)?;
-            self.set(self.sequences, &seq_key(&name), Some(v))?;
-        }
-        let sql = self.flush_sql();
-        let out = self.with(|s, c| s.batch(c, &sql));
-        if out.is_ok() {
-            // Committed: hand the connection back as it is (Drop would roll back).
-            let conn = self.conn.get_mut().take();
-            release_writer(&self.shared, conn);
-            self.released = true;
-        }
-        out
-    }
-}
+mod batch;
+mod scan;

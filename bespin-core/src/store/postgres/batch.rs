@@ -13,19 +13,22 @@ use std::fmt::Write as _;
 use std::ops::Bound;
 use std::sync::Arc;
 
-/// The most bytes of rows the writer's cache holds; past that it is emptied (and fills again
-/// with what the next batches touch).
+/// The most bytes of rows the cache holds; past that it is emptied (and fills again with what
+/// the next reads and batches touch).
 const CACHE_BYTES: usize = 32 << 20;
 
-/// The rows the writer read or wrote in earlier batches, valid while no other process has
-/// committed since: every batch of every process increments the `commits` row of
-/// `bespin_meta` under the write lock, and a batch reads it in the round trip that takes the
-/// lock. When it is the value this process's last commit wrote, nobody else wrote meanwhile
-/// and every row here is still what the database holds; otherwise the cache is emptied. So a
-/// server that is the only one writing reads a plan, a subscription or a counter once, not
-/// once per batch; with several, it costs nothing but what it saves.
+/// Rows of the database as of one commit, shared by the writer and the readers of a process,
+/// so that what one request read the next need not read again. Every batch of every process
+/// increments the `commits` row of `bespin_meta` under the write lock; a batch reads it in the
+/// round trip that takes the lock, a read snapshot as its first statement (which fixes the
+/// snapshot). The cache holds rows valid at one count (`epoch`): a reader or batch at that
+/// count is served from it; one at a newer count empties it and fills it anew; one at an older
+/// count (a snapshot taken before the last commit) neither reads nor fills it. A committed
+/// batch brings it forward by what it wrote. So with one server writing, a plan, a
+/// subscription, a daily counter or an API key is read once, not once per request; with
+/// several, every foreign commit empties it, and it costs nothing but what it saves.
 #[derive(Default)]
-pub(super) struct WriterCache {
+pub(super) struct RowCache {
     /// The commit count the rows are current at (`None`: not known, the cache is empty).
     epoch: Option<i64>,
     /// By table slot: key → value (`None`: absent).
@@ -33,41 +36,63 @@ pub(super) struct WriterCache {
     bytes: usize,
 }
 
-impl WriterCache {
-    fn get(&self, t: TableId, key: &[u8]) -> Option<Option<Vec<u8>>> {
+impl RowCache {
+    /// The row, if the cache knows it as of `epoch`.
+    pub(super) fn get(&self, epoch: i64, t: TableId, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        if self.epoch != Some(epoch) {
+            return None;
+        }
         self.tables.get(&t.slot)?.get(key).cloned()
     }
 
-    fn clear(&mut self) {
-        self.tables.clear();
-        self.bytes = 0;
+    /// Keeps a row read as of `epoch` (see the type's doc for which epochs count).
+    pub(super) fn remember(&mut self, epoch: i64, t: TableId, key: &[u8], value: &Option<Vec<u8>>) {
+        match self.epoch {
+            Some(e) if e == epoch => {}
+            Some(e) if e > epoch => return,
+            _ => self.restart(epoch),
+        }
+        self.insert(t.slot, key.to_vec(), value.clone());
     }
 
-    /// Takes in what a committed batch read and wrote, now current at `epoch`.
+    /// Empties the cache and makes it current at `epoch`.
+    fn restart(&mut self, epoch: i64) {
+        self.tables.clear();
+        self.bytes = 0;
+        self.epoch = Some(epoch);
+    }
+
+    fn insert(&mut self, slot: usize, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.bytes += key.len() + value.as_ref().map_or(0, Vec::len);
+        if let Some(old) = self.tables.entry(slot).or_default().insert(key, value) {
+            // The key was counted twice: an over-estimate, which only empties it sooner.
+            self.bytes = self.bytes.saturating_sub(old.as_ref().map_or(0, Vec::len));
+        }
+        if self.bytes > CACHE_BYTES {
+            let epoch = self.epoch.unwrap_or_default();
+            self.restart(epoch);
+        }
+    }
+
+    /// Brings the cache from `epoch` to `epoch + 1` by what the batch committed there read and
+    /// wrote (its overlay). A cache already at `epoch + 1` (a reader saw the commit first) takes
+    /// the rows too; one at any other count is left alone.
     fn absorb(&mut self, overlays: HashMap<usize, Overlay>, epoch: i64) {
+        let next = epoch + 1;
+        if self.epoch == Some(epoch) {
+            self.epoch = Some(next);
+        } else if self.epoch != Some(next) {
+            return;
+        }
         for (slot, o) in overlays {
-            let table = self.tables.entry(slot).or_default();
             if o.cleared {
-                self.bytes = self.bytes.saturating_sub(
-                    table
-                        .iter()
-                        .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
-                        .sum::<usize>(),
-                );
-                table.clear();
+                // What is not in the overlay is gone: forget the table.
+                self.tables.remove(&slot);
             }
             for (k, r) in o.rows {
-                self.bytes += k.len() + r.value.as_ref().map_or(0, Vec::len);
-                if let Some(old) = table.insert(k, r.value) {
-                    self.bytes = self.bytes.saturating_sub(old.as_ref().map_or(0, Vec::len));
-                }
+                self.insert(slot, k, r.value);
             }
         }
-        // Keys counted twice when replaced: an over-estimate, which only empties it sooner.
-        if self.bytes > CACHE_BYTES {
-            self.clear();
-        }
-        self.epoch = Some(epoch);
     }
 }
 
@@ -97,19 +122,15 @@ pub(super) struct PgBatch {
     sequences: TableId,
     /// Whether the writer's slot was handed back (by the commit).
     released: bool,
-    /// The writer's cache (handed back with the connection), and the commit count read when
-    /// the batch began.
-    cache: WriterCache,
+    /// The commit count read when the batch began.
     epoch: i64,
 }
 
-/// Hands the writer's connection (if it is still good) and cache back, and wakes the next
-/// batch.
-fn release_writer(s: &Shared, conn: Option<Conn>, cache: WriterCache) {
+/// Hands the writer's connection (if it is still good) back, and wakes the next batch.
+fn release_writer(s: &Shared, conn: Option<Conn>) {
     let mut w = lock(&s.writer);
     w.busy = false;
     w.conn = conn.filter(|c| !c.client.is_closed());
-    w.cache = cache;
     s.writer_free.notify_one();
 }
 
@@ -119,13 +140,13 @@ impl PgBatch {
     /// commit count, in one round trip.
     pub(super) fn begin(shared: &Arc<Shared>, sequences: TableId, durable: bool) -> Result<Self> {
         let s = shared;
-        let (conn, mut cache) = {
+        let conn = {
             let mut w = lock(&s.writer);
             while w.busy {
                 w = s.writer_free.wait(w).unwrap_or_else(|p| p.into_inner());
             }
             w.busy = true;
-            (w.conn.take(), std::mem::take(&mut w.cache))
+            w.conn.take()
         };
         let mut conn = match conn {
             Some(c) if !c.client.is_closed() => Some(c),
@@ -165,11 +186,13 @@ impl PgBatch {
         })();
         match begun {
             Ok((c, epoch)) => {
+                let mut cache = lock(&s.rows);
                 if cache.epoch != Some(epoch) {
                     // Another process committed since (or this one never has): start afresh.
-                    cache.clear();
-                    cache.epoch = Some(epoch);
+                    // (No reader can be ahead of this count while the lock is held.)
+                    cache.restart(epoch);
                 }
+                drop(cache);
                 Ok(PgBatch {
                     shared: Arc::clone(s),
                     conn: std::cell::RefCell::new(Some(c)),
@@ -177,12 +200,11 @@ impl PgBatch {
                     seqs: Vec::new(),
                     sequences,
                     released: false,
-                    cache,
                     epoch,
                 })
             }
             Err(e) => {
-                release_writer(s, None, cache);
+                release_writer(s, None);
                 Err(e)
             }
         }
@@ -209,9 +231,9 @@ impl PgBatch {
             Some(o) => match o.rows.get(key) {
                 Some(k) => Some(k.value.clone()),
                 None if o.cleared => Some(None),
-                None => self.cache.get(t, key),
+                None => lock(&self.shared.rows).get(self.epoch, t, key),
             },
-            None => self.cache.get(t, key),
+            None => lock(&self.shared.rows).get(self.epoch, t, key),
         }
     }
 
@@ -321,7 +343,7 @@ impl Drop for PgBatch {
             .and_then(|mut c| self.shared.batch(&mut c, "ROLLBACK").ok().map(|()| c));
         // Rolled back, the database is as the cache knew it (and if the end of a failed
         // COMMIT did commit, the count moved on and the next batch empties the cache).
-        release_writer(&self.shared, conn, std::mem::take(&mut self.cache));
+        release_writer(&self.shared, conn);
     }
 }
 
@@ -439,9 +461,9 @@ impl WriteBatch for PgBatch {
         if out.is_ok() {
             // Committed: hand the connection back as it is (Drop would roll back).
             let conn = self.conn.get_mut().take();
-            let mut cache = std::mem::take(&mut self.cache);
-            cache.absorb(std::mem::take(self.tables.get_mut()), self.epoch + 1);
-            release_writer(&self.shared, conn, cache);
+            let written = std::mem::take(self.tables.get_mut());
+            lock(&self.shared.rows).absorb(written, self.epoch);
+            release_writer(&self.shared, conn);
             self.released = true;
         }
         out

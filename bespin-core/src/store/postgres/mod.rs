@@ -79,6 +79,8 @@ struct Shared {
     /// The writer's connection, and whether a batch holds it.
     writer: Mutex<WriterSlot>,
     writer_free: Condvar,
+    /// Rows as of one commit, shared by the writer and the readers ([`batch::RowCache`]).
+    rows: Mutex<batch::RowCache>,
     /// Statements sent to the server (each a round trip), for the figures of issue 19.
     round_trips: AtomicU64,
 }
@@ -89,12 +91,11 @@ struct Readers {
     open: usize,
 }
 
-/// The writer's connection and cache, and whether a batch holds them.
+/// The writer's connection, and whether a batch holds it.
 #[derive(Default)]
 struct WriterSlot {
     busy: bool,
     conn: Option<Conn>,
-    cache: batch::WriterCache,
 }
 
 /// A PostgreSQL database (one schema of it).
@@ -213,6 +214,28 @@ impl Shared {
         let s = self.stmt(c, slot, kind)?;
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         c.client.query(&s, params).map_err(pg_err)
+    }
+
+    /// The commit count, as the transaction running on `c` sees it.
+    fn commits(&self, c: &mut Conn) -> Result<i64> {
+        let s = match c.stmts.get(&(usize::MAX, 0)) {
+            Some(s) => s.clone(),
+            None => {
+                let sql = format!(
+                    "SELECT value FROM {}.bespin_meta WHERE name = '{COMMITS}'",
+                    ident(&self.schema)
+                );
+                self.round_trips.fetch_add(1, Ordering::Relaxed);
+                let s = c.client.prepare(&sql).map_err(pg_err)?;
+                c.stmts.insert((usize::MAX, 0), s.clone());
+                s
+            }
+        };
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        c.client
+            .query_one(&s, &[])
+            .and_then(|r| r.try_get(0))
+            .map_err(pg_err)
     }
 
     fn get(&self, c: &mut Conn, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -399,6 +422,7 @@ impl Postgres {
             reader_free: Condvar::new(),
             writer: Mutex::new(WriterSlot::default()),
             writer_free: Condvar::new(),
+            rows: Mutex::default(),
             round_trips: AtomicU64::new(0),
         });
         let mut c = Conn {
@@ -488,22 +512,33 @@ impl Backend for Postgres {
     }
 }
 
-/// A read transaction on a pooled connection, taken at the first read.
+/// A read transaction on a pooled connection, taken at the first read, and the commit count
+/// its snapshot saw (its first statement).
 struct PgSnapshot {
     shared: Arc<Shared>,
-    conn: Mutex<Option<Conn>>,
+    conn: Mutex<Option<(Conn, i64)>>,
 }
 
 impl PgSnapshot {
-    fn with<T>(&self, f: impl FnOnce(&Shared, &mut Conn) -> Result<T>) -> Result<T> {
+    fn with<T>(&self, f: impl FnOnce(&Shared, &mut Conn, i64) -> Result<T>) -> Result<T> {
         let mut slot = lock(&self.conn);
-        if slot.is_none() {
-            *slot = Some(self.shared.take_reader()?);
-        }
-        let Some(c) = slot.as_mut() else {
-            return Err(Error::Internal("no read connection".into()));
-        };
-        let out = f(&self.shared, c);
+        let out = (|| {
+            if slot.is_none() {
+                let mut c = self.shared.take_reader()?;
+                match self.shared.commits(&mut c) {
+                    Ok(epoch) => *slot = Some((c, epoch)),
+                    Err(e) => {
+                        drop(c);
+                        self.shared.reader_gone();
+                        return Err(e);
+                    }
+                }
+            }
+            let Some((c, epoch)) = slot.as_mut() else {
+                return Err(Error::Internal("no read connection".into()));
+            };
+            f(&self.shared, c, *epoch)
+        })();
         if let Err(e) = &out {
             // The transaction is aborted (or the connection gone): this snapshot cannot read
             // on; its connection is dropped rather than handed back.
@@ -520,7 +555,7 @@ impl PgSnapshot {
 
 impl Drop for PgSnapshot {
     fn drop(&mut self) {
-        if let Some(c) = lock(&self.conn).take() {
+        if let Some((c, _)) = lock(&self.conn).take() {
             self.shared.give_reader(c, true);
         }
     }
@@ -528,7 +563,14 @@ impl Drop for PgSnapshot {
 
 impl Reads for PgSnapshot {
     fn get(&self, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.with(|s, c| s.get(c, t, key))
+        self.with(|s, c, epoch| {
+            if let Some(v) = lock(&s.rows).get(epoch, t, key) {
+                return Ok(v);
+            }
+            let v = s.get(c, t, key)?;
+            lock(&s.rows).remember(epoch, t, key, &v);
+            Ok(v)
+        })
     }
 
     fn scan(
@@ -540,7 +582,7 @@ impl Reads for PgSnapshot {
         visit: &mut RawVisitor<'_>,
     ) -> Result<()> {
         scan::paged(
-            &mut |lo, hi, limit| self.with(|s, c| s.page(c, t, lo, hi, order, limit)),
+            &mut |lo, hi, limit| self.with(|s, c, _| s.page(c, t, lo, hi, order, limit)),
             &mut |_, _| Vec::new(),
             lo,
             hi,
@@ -552,7 +594,7 @@ impl Reads for PgSnapshot {
 
 impl Snapshot for PgSnapshot {
     fn count(&self, t: TableId) -> Result<u64> {
-        self.with(|s, c| {
+        self.with(|s, c, _| {
             let rows = s.query(c, t.slot, COUNT, &[])?;
             let n: i64 = rows
                 .first()
@@ -567,7 +609,7 @@ impl Snapshot for PgSnapshot {
     fn stored_bytes(&self, tables: &[TableId]) -> Result<u64> {
         let mut total = 0u64;
         for t in tables {
-            total += self.with(|s, c| {
+            total += self.with(|s, c, _| {
                 let rows = s.query(c, t.slot, BYTES, &[])?;
                 let n: i64 = rows
                     .first()

@@ -103,6 +103,8 @@ pub(crate) struct Store {
     sealer: Arc<Sealer>,
     /// The snapshot of the last commit, shared by every reader until the next commit.
     snapshot: Arc<SharedSnapshot>,
+    /// The backend's `shares_snapshots`, asked once (it is on every read's path).
+    shares_snapshots: bool,
 }
 
 impl Drop for Store {
@@ -135,16 +137,17 @@ impl Store {
         Self::with(Box::new(db), slots)
     }
 
-    /// Whether reads wait on a network round trip (a database server), so that a caller on
-    /// an async runtime should run them where blocking is allowed.
+    /// Whether reads wait on a network round trip, so that a caller on an async runtime
+    /// should run them where blocking is allowed: a backend shared with other processes is a
+    /// database server's (PostgreSQL).
     pub(crate) fn reads_block(&self) -> bool {
-        self.backend.round_trips().is_some()
+        !self.shares_snapshots
     }
 
     /// Whether other processes may write to this database too (PostgreSQL): a batch left
     /// open then holds their writes back.
     pub(crate) fn shared_with_others(&self) -> bool {
-        !self.backend.shares_snapshots()
+        !self.shares_snapshots
     }
 
     /// Round trips to the database server so far (`None` for an embedded backend).
@@ -165,10 +168,11 @@ impl Store {
         let slots = Arc::new(slots);
         let secret = secret(&*backend, &slots, ID_SECRET)?;
         Ok(Store {
-            backend,
             slots,
             sealer: Arc::new(Sealer::new(&secret.0)),
             snapshot: Arc::default(),
+            shares_snapshots: backend.shares_snapshots(),
+            backend,
         })
     }
 
@@ -222,7 +226,7 @@ impl Store {
     /// A snapshot of the last commit, shared with concurrent readers (see
     /// [`snapshot::SharedSnapshot`]): it reflects every commit that finished before this call.
     pub(crate) fn read(&self) -> Result<Arc<ReadTx>> {
-        if !self.backend.shares_snapshots() {
+        if !self.shares_snapshots {
             // Other processes commit too: every read takes its own snapshot.
             return Ok(Arc::new(ReadTx::new(
                 self.backend.snapshot()?,

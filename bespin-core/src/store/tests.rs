@@ -278,7 +278,7 @@ fn a_commit_is_read_back_at_once() {
     // One process's readers share one snapshot when no other process writes (redb).
     assert_eq!(
         Arc::ptr_eq(&after, &s.read().unwrap()),
-        s.backend.shares_snapshots(),
+        s.shares_snapshots,
         "readers share it"
     );
 }

@@ -14,6 +14,9 @@
 # suites, the shared-database tests (two servers, a killed server, PostgreSQL restarted), and
 # the Python suite. What stays on redb alone: tests of the redb file itself (crash of the file,
 # layouts of old files, backup files, the quick start), the browser and tooling scripts.
+# Last, scripts/pg-matrix.sh runs the backend contract, the core's unit tests and the
+# two-server tests on PostgreSQL 13, 14, 16, 17 and 18 (builds from the npm registry; about a
+# minute and a half).
 # This is the README's test command and exactly what .ci/run runs.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -29,3 +32,4 @@ trap 'scripts/pg.sh stop "$PGDATA_DIR"' EXIT
 export BESPIN_TEST_DB="$BESPIN_TEST_PG_URL"
 cargo test --locked -p bespin-core -p bespin-http
 BESPIN_PY_SKIP_MYPY=1 bespin-py/run-tests.sh
+scripts/pg-matrix.sh

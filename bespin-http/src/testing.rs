@@ -293,6 +293,29 @@ impl TestServer {
     }
 }
 
+/// Runs `n` copies of `f` at once (released together by a barrier) and returns their answers,
+/// in order: the races of the reliability tests.
+pub fn race<F>(n: usize, f: F) -> Vec<TestResponse>
+where
+    F: Fn(usize) -> TestResponse + Sync,
+{
+    let gate = std::sync::Barrier::new(n);
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..n)
+            .map(|i| {
+                let (gate, f) = (&gate, &f);
+                sc.spawn(move || {
+                    gate.wait();
+                    f(i)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("a racer panicked"))
+            .collect()
+    })
+}
+
 /// A config for tests: rate limit off, a fixed platform-admin key `test-admin-key`.
 pub fn test_config() -> Config {
     let mut c = Config::default();

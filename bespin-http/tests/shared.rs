@@ -8,7 +8,7 @@
 //! and the restart test a cluster of its own. Without it each test prints that it was skipped.
 #![allow(clippy::unwrap_used, clippy::zombie_processes)]
 
-use bespin_http::testing::{TestResponse, send};
+use bespin_http::testing::{TestResponse, TestTenant, race, send};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -76,7 +76,7 @@ impl Server {
         path: &str,
         body: Option<&Value>,
     ) -> TestResponse {
-        let mut h = t.headers();
+        let mut h = t.admin_headers();
         h.extend_from_slice(extra);
         send(self.addr, method, path, &h, body).unwrap()
     }
@@ -88,22 +88,7 @@ impl Drop for Server {
     }
 }
 
-#[derive(Clone)]
-struct Tenant {
-    id: String,
-    key: String,
-    admin: String,
-}
-
-impl Tenant {
-    fn headers(&self) -> Vec<(&str, &str)> {
-        vec![
-            ("X-Tenant-ID", &self.id),
-            ("X-User-ID", &self.admin),
-            ("X-API-Key", &self.key),
-        ]
-    }
-}
+type Tenant = TestTenant;
 
 fn tenant(s: &Server, name: &str) -> Tenant {
     let body = json!({"name": name, "region": "eu", "admin_email": format!("a@{name}.example")});
@@ -129,26 +114,6 @@ fn checked(db: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Runs `n` copies of `f` at once (released together) and returns their answers.
-fn race<F>(n: usize, f: F) -> Vec<TestResponse>
-where
-    F: Fn(usize) -> TestResponse + Sync,
-{
-    let gate = std::sync::Barrier::new(n);
-    std::thread::scope(|sc| {
-        let hs: Vec<_> = (0..n)
-            .map(|i| {
-                let (gate, f) = (&gate, &f);
-                sc.spawn(move || {
-                    gate.wait();
-                    f(i)
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    })
 }
 
 #[test]
@@ -280,7 +245,7 @@ fn a_server_killed_under_writes_loses_no_acknowledged_write() {
                         let n = seq.fetch_add(1, Ordering::Relaxed);
                         let addr = if w % 2 == 0 { *victim } else { steady.addr };
                         let body = json!({"title": format!("task {n}")});
-                        let r = send(addr, "POST", "/v1/tasks", &t.headers(), Some(&body));
+                        let r = send(addr, "POST", "/v1/tasks", &t.admin_headers(), Some(&body));
                         if let Ok(r) = r
                             && r.status == 201
                             && let Some(id) = serde_json::from_str::<Value>(&r.body)

@@ -32,31 +32,43 @@ struct Server {
 }
 
 impl Server {
+    /// Starts a server on `db` on a free port (tried again on another port if it exits before
+    /// it answers: a port found free can be taken by another process before the server binds
+    /// it, such as a PostgreSQL cluster another test starts).
     fn start(db: &str) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_bespin"))
-            .args(["serve", "--listen", &addr.to_string(), "--db", db])
-            .env("RATE_LIMIT_DISABLED", "1")
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut s = Server { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if send(addr, "GET", "/healthz", &[], None).is_ok_and(|r| r.status == 200) {
-                return s;
+        let mut said = String::new();
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            // Its log goes to a file (a pipe nobody reads could fill and stall it).
+            let log = std::env::temp_dir().join(format!("bespin-shared-{port}.log"));
+            let child = Command::new(env!("CARGO_BIN_EXE_bespin"))
+                .args(["serve", "--listen", &addr.to_string(), "--db", db])
+                .env("RATE_LIMIT_DISABLED", "1")
+                .env("RUST_LOG", "error")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            let mut s = Server { child, addr };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if send(addr, "GET", "/healthz", &[], None).is_ok_and(|r| r.status == 200) {
+                    let _ = std::fs::remove_file(&log);
+                    return s;
+                }
+                if s.child.try_wait().unwrap().is_some() {
+                    said = std::fs::read_to_string(&log).unwrap_or_default();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            assert!(s.child.try_wait().unwrap().is_none(), "the server exited");
-            std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("the server did not start");
+        panic!("the server did not start: {said}");
     }
 
     fn kill(&mut self) {

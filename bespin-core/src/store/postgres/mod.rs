@@ -10,13 +10,16 @@
 //!   batch's writes are held in an overlay in memory (reads and scans of the batch consult it
 //!   first; rows read from the database are kept in it too, so an operation that reads a row
 //!   and writes it back costs one round trip) and sent at commit with the `COMMIT` as one
-//!   simple query: one round trip for the whole flush.
+//!   simple query: one round trip for the whole flush. A write that need not know what it
+//!   replaced does not read it ([`Prior::Unread`](super::backend::Prior)).
 //! - **Reads** take a pooled connection and run in one `REPEATABLE READ READ ONLY`
-//!   transaction, whose snapshot is taken at its first statement: a write acknowledged by any
-//!   process is visible to every read that starts after it. A pooled connection waits with
-//!   its next transaction already begun (the `COMMIT` of one read and the `BEGIN` of the next
-//!   go together when it is handed back), so a read costs one round trip per statement and one
-//!   when it ends.
+//!   transaction, whose snapshot is taken at its first statement (the read of the commit
+//!   count): a write acknowledged by any process is visible to every read that starts after
+//!   it. A pooled connection waits with its next transaction already begun (the `COMMIT` of
+//!   one read and the `BEGIN` of the next go together when it is handed back).
+//! - **The row cache** (`batch.rs`, `RowCache`): rows as of one commit count, shared by the
+//!   writer and the readers of the process, so a plan or an API key is read once while no
+//!   other process commits. Every batch increments the count under the write lock.
 //! - **Failures** of the server or the connection are [`Error::Unavailable`]; a broken
 //!   connection is dropped and the next use connects anew, so a process recovers by itself
 //!   once PostgreSQL is back. Nothing is acknowledged before its `COMMIT` returned.

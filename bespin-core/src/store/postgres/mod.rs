@@ -49,7 +49,7 @@ const SCHEMA_LOCK: i32 = 0x6265_7371;
 /// The version of the relations this build creates (in `bespin_meta`); the layout of the keys
 /// inside them is `layout::CURRENT`, kept in the tables themselves as on redb.
 const SCHEMA_VERSION: i64 = 1;
-/// The `bespin_meta` row counting commits (see `batch.rs`, the writer's cache).
+/// The `bespin_meta` row counting commits (see `batch.rs`, the row cache).
 pub(super) const COMMITS: &str = "commits";
 /// What a read connection runs when it is handed back: the end of its read and the start of
 /// the next one (whose snapshot is taken by its first statement, not now).

@@ -613,7 +613,11 @@ mod tests {
 
     #[test]
     fn plaintext_key_material_and_undecodable_rows_are_caught() {
-        let db = Bespin::open_in_memory().unwrap();
+        let db = Bespin::open_for_test(
+            std::sync::Arc::new(crate::time::SystemClock),
+            Default::default(),
+        )
+        .unwrap();
         let t = db
             .create_tenant(crate::tenancy::NewTenant {
                 name: "Acme".into(),
@@ -638,7 +642,11 @@ mod tests {
         caught(&db, "sequences", "plaintext");
         caught(&db, "limits", "does not decode");
         // A random bsk_ token that is nobody's key is not reported.
-        let db = Bespin::open_in_memory().unwrap();
+        let db = Bespin::open_for_test(
+            std::sync::Arc::new(crate::time::SystemClock),
+            Default::default(),
+        )
+        .unwrap();
         db.tamper(|tx| {
             tx.put(
                 &crate::store::SEQUENCES,

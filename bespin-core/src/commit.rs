@@ -243,7 +243,11 @@ impl Committer {
             g.pending += 1;
         }
         if g.pending == 0 {
-            // Nothing of ours to commit; the open (empty) batch stays for the next caller.
+            // Nothing of ours to commit; the open (empty) batch stays for the next caller,
+            // unless other processes share the database: it holds their writes back.
+            if self.store.shared_with_others() {
+                g.tx = None;
+            }
             return outcome;
         }
         if self.queued.load(Ordering::SeqCst) == 0 || g.pending >= self.max_batch() {
@@ -382,7 +386,12 @@ impl Committer {
                     g.tx = Some(open);
                     g.pending += ran;
                     if g.pending == 0 {
-                        // Nothing to commit; the empty batch stays open for the next caller.
+                        // Nothing to commit; the empty batch stays open for the next caller
+                        // (rolled back when other processes share the database: an open
+                        // batch holds the write lock they wait for).
+                        if self.store.shared_with_others() {
+                            g.tx = None;
+                        }
                         None
                     } else {
                         self.commit_open(&mut g)

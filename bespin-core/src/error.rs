@@ -242,6 +242,11 @@ pub enum Error {
     /// The writer's queue is full: the operation was not queued, and nothing was written.
     #[error("Server busy: too many writes waiting; retry shortly")]
     Overloaded,
+    /// The database server cannot be reached (PostgreSQL down, restarting or out of
+    /// connections); the operation was not acknowledged. Retrying later may succeed: the
+    /// store reconnects by itself.
+    #[error("Database unavailable; retry shortly")]
+    Unavailable(String),
     /// A broken invariant. Never caused by input.
     #[error("internal error: {0}")]
     Internal(String),
@@ -289,6 +294,7 @@ impl Error {
             Error::IdempotencyConflict(_) => "idempotency_conflict",
             Error::Storage(_) => "storage_error",
             Error::Overloaded => "overloaded",
+            Error::Unavailable(_) => "database_unavailable",
             Error::Internal(_) => "internal_error",
         }
     }
@@ -315,7 +321,7 @@ impl Error {
             Error::PlanMissing { .. } | Error::Storage(_) | Error::Internal(_) => {
                 ErrorKind::Internal
             }
-            Error::Overloaded => ErrorKind::Unavailable,
+            Error::Overloaded | Error::Unavailable(_) => ErrorKind::Unavailable,
         }
     }
 

@@ -15,7 +15,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 fn db_at(clock: &ManualClock) -> Bespin {
-    Bespin::open_in_memory_with(Arc::new(clock.clone()), Options::default()).expect("open")
+    Bespin::open_for_test(Arc::new(clock.clone()), Options::default()).expect("open")
 }
 
 fn clock() -> ManualClock {

@@ -186,11 +186,16 @@ async fn purge_loop(state: Arc<AppState>) {
 /// fresh control token, readable only by this user) so that `bespin backup` and `bespin check`
 /// can snapshot the database while it is held open here; removes it on a clean stop.
 pub async fn run(mut config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let bespin = Bespin::open_with(
-        &config.db_path,
-        std::sync::Arc::new(bespin_core::time::SystemClock),
-        config.core_options(),
-    )?;
+    // Opened off the runtime: a PostgreSQL client blocks on a runtime of its own.
+    let (path, options) = (config.db_path.clone(), config.core_options());
+    let bespin = tokio::task::spawn_blocking(move || {
+        Bespin::open_with(
+            &path,
+            std::sync::Arc::new(bespin_core::time::SystemClock),
+            options,
+        )
+    })
+    .await??;
     let listener = TcpListener::bind(config.listen).await?;
     let addr: SocketAddr = listener.local_addr()?;
     let token = format!(
@@ -198,15 +203,23 @@ pub async fn run(mut config: Config) -> Result<(), Box<dyn std::error::Error>> {
         bespin_core::ids::new_id(),
         bespin_core::ids::new_id()
     );
-    let control = control_path(&config.db_path);
-    match write_control(&control, addr, &token) {
-        Ok(()) => config.control_token = Some(token),
-        Err(e) => tracing::warn!("cannot write {}: {e}", control.display()),
+    // A file held open here gets a control file, so `bespin backup`/`check` can ask this
+    // server for a snapshot; a PostgreSQL database is opened by them directly.
+    let control =
+        (!bespin_core::is_server_url(&config.db_path)).then(|| control_path(&config.db_path));
+    if let Some(control) = &control {
+        match write_control(control, addr, &token) {
+            Ok(()) => config.control_token = Some(token),
+            Err(e) => tracing::warn!("cannot write {}: {e}", control.display()),
+        }
     }
-    tracing::info!(%addr, db = %config.db_path.display(), "bespin listening");
+    let db = bespin_core::shown_db(&config.db_path);
+    tracing::info!(%addr, %db, "bespin listening");
     let state = AppState::new(bespin, config);
     serve(listener, state, shutdown_signal()).await?;
-    let _ = std::fs::remove_file(&control);
+    if let Some(control) = &control {
+        let _ = std::fs::remove_file(control);
+    }
     tracing::info!("bespin stopped");
     Ok(())
 }

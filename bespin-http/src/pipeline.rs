@@ -245,7 +245,7 @@ struct Authenticated {
 /// connection closed, when the body is large (declared over [`LARGE_BODY`], or not declared):
 /// such a body would only be read to be thrown away.
 async fn authenticate(
-    state: &AppState,
+    state: &Arc<AppState>,
     peer: SocketAddr,
     headers: &HeaderMap,
     route: &Route,
@@ -254,7 +254,12 @@ async fn authenticate(
     let needs_tenant = matches!(route.doc.auth, Auth::Tenant | Auth::TenantIdempotent);
     let credentials = crate::extract::credentials(headers);
     let (auth, taken) = if complete(&credentials) {
-        match state.bespin.authenticate_with_rate_limit(&credentials) {
+        let creds = credentials.clone();
+        let outcome = off_worker(state, move |st| {
+            st.bespin.authenticate_with_rate_limit(&creds)
+        })
+        .await?;
+        match outcome {
             Ok((who, limit)) => {
                 let taken =
                     limit.map(|limit| state.buckets.take(who.tenant_id(), limit, Instant::now()));
@@ -264,7 +269,9 @@ async fn authenticate(
         }
     } else if needs_tenant {
         // Missing credentials: the core names the first one missing.
-        (Some(state.bespin.authenticate(&credentials)), None)
+        let creds = credentials.clone();
+        let outcome = off_worker(state, move |st| st.bespin.authenticate(&creds)).await?;
+        (Some(outcome), None)
     } else {
         (None, None)
     };
@@ -377,6 +384,9 @@ async fn dispatch(
     let handler = route.handler;
     let run_on = if request.body.len() > LARGE_BODY {
         RunOn::Lane
+    } else if route.run_on == RunOn::Worker && state.bespin.reads_block() {
+        // Its reads wait on the network (PostgreSQL): not on a worker.
+        RunOn::Blocking
     } else {
         route.run_on
     };
@@ -411,6 +421,23 @@ async fn dispatch(
         Ok(None) => Ok(reply),
         Err(e) => Err(ApiError::body(e)),
     }
+}
+
+/// Runs `read` (database reads) on this worker, or — when the database's reads wait on the
+/// network (PostgreSQL) — on the blocking pool, so a round trip never holds a worker and the
+/// requests it would serve. On redb reads are memory and page-cache work and run here as
+/// they are.
+async fn off_worker<T: Send + 'static>(
+    state: &Arc<AppState>,
+    read: impl FnOnce(&AppState) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    if !state.bespin.reads_block() {
+        return Ok(read(state));
+    }
+    let st = Arc::clone(state);
+    tokio::task::spawn_blocking(move || read(&st))
+        .await
+        .map_err(|e| internal(&e.to_string()))
 }
 
 /// The 500 of a failure of the server itself (logged with `what`).

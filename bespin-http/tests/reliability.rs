@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use bespin_http::Config;
-use bespin_http::testing::{TestResponse, TestServer, TestTenant, test_config};
+use bespin_http::testing::{TestResponse, TestServer, TestTenant, race, test_config};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -33,26 +33,6 @@ fn with_key(t: &Tenant, key: &str) -> Vec<(String, String)> {
 fn consistent(s: &TestServer) {
     let r = s.bespin.check().unwrap();
     assert!(r.is_ok(), "{r}");
-}
-
-/// Runs `n` copies of `f` at once (released together) and returns their answers.
-fn race<F>(n: usize, f: F) -> Vec<TestResponse>
-where
-    F: Fn(usize) -> TestResponse + Sync,
-{
-    let gate = std::sync::Barrier::new(n);
-    std::thread::scope(|sc| {
-        let hs: Vec<_> = (0..n)
-            .map(|i| {
-                let (gate, f) = (&gate, &f);
-                sc.spawn(move || {
-                    gate.wait();
-                    f(i)
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    })
 }
 
 #[test]

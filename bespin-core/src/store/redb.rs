@@ -6,7 +6,7 @@
 //! batch and stored once, at its commit: a row rewritten by every operation of a batch would
 //! cost each of them a read and a write for nothing.
 
-use super::backend::{Backend, RawVisitor, Reads, Snapshot, TableId, WriteBatch};
+use super::backend::{Backend, Prior, RawVisitor, Reads, Snapshot, TableId, WriteBatch};
 use super::codec::{self, Record};
 use super::key::parts;
 use super::table::{KeyDef, Table};
@@ -235,10 +235,13 @@ impl Reads for RedbBatch {
 }
 
 impl WriteBatch for RedbBatch {
-    fn put(&mut self, t: TableId, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
+    fn put(&mut self, t: TableId, key: &[u8], value: &[u8], _want_old: bool) -> Result<Prior> {
+        // redb finds the old value on the way to the insert: it is always known.
         self.tx.with_dependent(|_, open| {
             let mut h = open.get(t)?.borrow_mut();
-            Ok(h.insert(key, value)?.map(|g| g.value().to_vec()))
+            Ok(Prior::Was(
+                h.insert(key, value)?.map(|g| g.value().to_vec()),
+            ))
         })
     }
 
@@ -294,7 +297,7 @@ impl WriteBatch for RedbBatch {
 }
 
 /// The key of sequence `name` in the sequences table (one string part).
-fn seq_key(name: &str) -> Vec<u8> {
+pub(super) fn seq_key(name: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(name.len() + 2);
     parts::put_str(name, &mut k);
     k

@@ -101,7 +101,8 @@ class QuotaExceeded(BespinError):
     detail: Dict[str, Any]
 
 def open(path: Union[str, "os.PathLike[str]"]) -> Bespin:
-    """Opens (creating if missing) the database file at ``path``."""
+    """Opens (creating if missing) the database at ``path``: a redb file, or a PostgreSQL URL
+    (``postgres://user@host/db?schema=bespin``) that several processes may share."""
 
 def open_in_memory() -> Bespin:
     """Opens a database held only in memory."""

@@ -81,7 +81,7 @@ impl AppState {
         );
         let tarpit = Arc::new(tarpit::Tarpit::new(config.auth_tarpit_after));
         let metrics = metrics::Metrics::new(bespin.clone(), Arc::clone(&tarpit));
-        let mcp = mcp::McpState::new(&bespin);
+        let mcp = mcp::McpState::new();
         Arc::new(AppState {
             mcp,
             bespin,

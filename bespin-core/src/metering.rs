@@ -379,7 +379,8 @@ pub(crate) fn emit(
         tx,
         &DAY_ROLLUPS,
         &day_rollup_key(tenant_id, ctx.now.date(), event_key),
-    )
+    )?;
+    crate::billing::thresholds::crossed(tx, ctx, caller, event_key, credits, raw_units)
 }
 
 /// One usage event's amounts, added to a rollup.

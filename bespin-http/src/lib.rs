@@ -5,6 +5,7 @@
 //! HTTP contract (served as `/openapi.json`); [`serve`] runs it on a listener, so tests and embedders reuse the exact server
 //! the `bespin` binary runs.
 
+mod body;
 mod client;
 pub mod config;
 mod cors;
@@ -53,6 +54,8 @@ pub struct AppState {
     lane: lane::Lane,
     large_text_writes: ratelimit::Pacer,
     tarpit: Arc<tarpit::Tarpit>,
+    /// Set when the server stops: every event stream ends cleanly.
+    stop_streams: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -91,6 +94,7 @@ impl AppState {
             console_failed_keys: routes::console_failed_keys(),
             large_text_writes,
             tarpit,
+            stop_streams: tokio::sync::watch::Sender::new(false),
             lane: lane::Lane::new(
                 std::thread::available_parallelism().map_or(2, usize::from),
                 LANE_JOBS_PER_CALLER,
@@ -118,6 +122,10 @@ pub async fn serve(
 
     let graceful = GracefulShutdown::new();
     let purge = tokio::spawn(purge_loop(state.clone()));
+    let events = tokio::spawn(routes::maintain_events(
+        state.bespin.clone(),
+        state.stop_streams.subscribe(),
+    ));
     let slots = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections));
     tokio::pin!(shutdown);
     loop {
@@ -160,6 +168,9 @@ pub async fn serve(
     }
     purge.abort();
     drop(listener);
+    // Event streams never end on their own: end them, so the connections can close.
+    state.stop_streams.send_replace(true);
+    events.abort();
     graceful.shutdown().await;
     Ok(())
 }

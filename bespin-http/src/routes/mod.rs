@@ -8,6 +8,7 @@ mod chat;
 mod console;
 mod conversations;
 mod decisions;
+mod events;
 mod evidence;
 mod jobs;
 mod kpis;
@@ -27,6 +28,7 @@ mod tools;
 
 use crate::router::{Route, Router};
 pub(crate) use console::{Sessions as ConsoleSessions, failed_keys as console_failed_keys};
+pub(crate) use events::{EVENT_STREAM, maintain as maintain_events};
 
 /// Declares a route: `route!(METHOD "/path" => handler as operation_id, doc)`; the operation id
 /// names the route in `/openapi.json` (and so in generated SDKs) and must never change. Routes
@@ -89,6 +91,7 @@ pub fn all() -> Vec<Route> {
     r.extend(memory::routes());
     r.extend(evidence::routes());
     r.extend(timeline::routes());
+    r.extend(events::routes());
     r.extend(search::routes());
     r.extend(records::routes());
     r

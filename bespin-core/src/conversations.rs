@@ -250,12 +250,19 @@ pub(crate) fn append(
         &MessageKey::new(caller.tenant_id(), conv.seq, seq),
         &rec,
     )?;
-    let data = serde_json::json!({
-        "conversation_id": conv_id,
-        "message_id": message_id,
-        "role": role,
-        "content": content,
-    });
+    #[derive(Serialize)]
+    struct Message<'a> {
+        conversation_id: &'a str,
+        message_id: &'a str,
+        role: &'a str,
+        content: &'a str,
+    }
+    let data = Message {
+        conversation_id: conv_id,
+        message_id: &message_id,
+        role,
+        content,
+    };
     let (me, t) = (Some(caller.user_id()), catalog::CONVERSATION_MESSAGE);
     events::emit_for(tx, ctx, caller.into(), t, conv_id, me, &data)?;
     Ok(message_id)

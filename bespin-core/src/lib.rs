@@ -64,6 +64,7 @@ pub mod tenancy;
 pub mod time;
 pub mod tools;
 pub mod validate;
+pub mod webhooks;
 
 #[cfg(test)]
 mod testutil;

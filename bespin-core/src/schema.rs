@@ -39,6 +39,7 @@ pub(crate) fn tables() -> &'static [&'static dyn TableInfo] {
             crate::coreos::timeline::TABLES,
             crate::coreos::search::TABLES,
             crate::events::TABLES,
+            crate::webhooks::TABLES,
         ]
         .concat()
     })
@@ -60,7 +61,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), n);
-        assert_eq!(n, 58, "the tables of layout 7 and the event log");
+        assert_eq!(n, 61, "the tables of layout 7 and the event log");
         assert!(table("co_tasks").is_some_and(|t| t.tenant_scoped()));
         assert!(table("secrets").is_some_and(|t| t.is_secret()));
     }

@@ -87,6 +87,11 @@ pub struct Config {
     /// When set, `GET /metrics` needs `Authorization: Bearer <token>` (`BESPIN_METRICS_TOKEN`);
     /// anything else is 401.
     pub metrics_token: Option<String>,
+    /// Hosts and networks webhooks may reach over plain `http://` and at private, loopback or
+    /// link-local addresses (`BESPIN_WEBHOOK_ALLOW`, comma-separated host names, addresses and
+    /// CIDR blocks such as `127.0.0.1,10.0.0.0/8`; default none: https to public addresses
+    /// only).
+    pub webhook_allow: Vec<String>,
     /// How long a client may take to send its request head (`BESPIN_HEADER_READ_TIMEOUT_SECS`,
     /// default 10 s); a stalled client is disconnected.
     pub header_read_timeout: Duration,
@@ -142,6 +147,7 @@ impl Default for Config {
             writer_queue: 1024,
             search_max_scan: bespin_core::coreos::search::DEFAULT_MAX_SCAN,
             metrics_token: None,
+            webhook_allow: Vec::new(),
             large_text_writes_per_sec: 2.0,
             auth_tarpit_after: Some(10),
             header_read_timeout: Duration::from_secs(10),
@@ -222,6 +228,9 @@ impl Config {
             }
         }
         c.metrics_token = get("BESPIN_METRICS_TOKEN").filter(|t| !t.is_empty());
+        if let Some(v) = get("BESPIN_WEBHOOK_ALLOW") {
+            c.webhook_allow = crate::webhooks::parse_allow(&v);
+        }
         if let Some(v) = get("BESPIN_LARGE_TEXT_WRITES_PER_SEC") {
             c.large_text_writes_per_sec = v
                 .trim()

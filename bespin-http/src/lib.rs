@@ -25,6 +25,7 @@ mod routes;
 pub mod tarpit;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhooks;
 
 pub use config::Config;
 pub use error::ApiError;
@@ -126,6 +127,7 @@ pub async fn serve(
         state.bespin.clone(),
         state.stop_streams.subscribe(),
     ));
+    let deliveries = tokio::spawn(webhooks::run(state.clone(), state.stop_streams.subscribe()));
     let slots = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections));
     tokio::pin!(shutdown);
     loop {
@@ -172,6 +174,8 @@ pub async fn serve(
     state.stop_streams.send_replace(true);
     events.abort();
     graceful.shutdown().await;
+    // Deliveries in flight are abandoned: their leases end and they are sent again.
+    deliveries.abort();
     Ok(())
 }
 

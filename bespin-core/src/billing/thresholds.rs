@@ -4,14 +4,14 @@
 //! threshold, remembered in a small table so a later crossing of the same line (after a plan
 //! change, say) does not repeat it.
 
+use crate::Ctx;
 use crate::billing::{catalog, subscriptions};
 use crate::error::Result;
 use crate::events::{self, Actor};
-use crate::metering::{used_credits, used_units};
+use crate::metering::{Limits, used_credits, used_units};
 use crate::money::Amount;
 use crate::store::{Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
-use crate::{Ctx, Principal};
 
 key! {
     /// (tenant, period start, `credits` or the capped event key, percent).
@@ -33,35 +33,56 @@ pub(crate) const TABLES: &[&dyn TableInfo] = &[&THRESHOLDS];
 /// The thresholds watched, in percent.
 pub const PERCENTS: [u64; 2] = [80, 100];
 
-/// Emits a `usage.threshold_crossed` event for each threshold that usage of `event_key`
-/// (`credits` and `units` just recorded) took the tenant across, unless it fired already this
-/// period. Called by the metering of every operation, after its rollups.
+/// One use just recorded, with the figures its quota check read (if it did).
+pub(crate) struct Used<'a> {
+    pub event_key: &'a str,
+    pub credits: Amount,
+    pub units: Amount,
+    pub limits: Option<Limits>,
+}
+
+/// Emits a `usage.threshold_crossed` event for each threshold that `u` took the tenant
+/// across, unless it fired already this period. Called by the metering of every operation,
+/// after its rollups; from the quota check's figures when it has them (arithmetic only),
+/// otherwise reading them.
 pub(crate) fn crossed(
     tx: &mut WriteTx,
     ctx: &Ctx,
-    caller: &Principal,
-    event_key: &str,
-    credits: Amount,
-    units: Amount,
+    tenant: &str,
+    actor: Actor<'_>,
+    u: Used<'_>,
 ) -> Result<()> {
-    let tenant = caller.tenant_id();
-    let Some(sub) = subscriptions::get(tx, tenant)? else {
-        return Ok(());
-    };
     let period = ctx.now.period();
+    let limits = match u.limits {
+        Some(l) => l,
+        None => {
+            let Some(sub) = subscriptions::get(tx, tenant)? else {
+                return Ok(());
+            };
+            let Some(plan) = catalog::plan(tx, &sub.plan_id)? else {
+                return Ok(());
+            };
+            let cap = match catalog::monthly_cap(tx, &sub.plan_id, u.event_key)? {
+                Some(c) => Some((c, used_units(tx, tenant, period, u.event_key)? - u.units)),
+                None => None,
+            };
+            Limits {
+                included: Amount::from_int(plan.included_credits),
+                used_credits: used_credits(tx, tenant, period)? - u.credits,
+                cap,
+            }
+        }
+    };
+    let event_key = u.event_key;
     let mut lines: Vec<(&str, Amount, Amount, Amount)> = Vec::with_capacity(2);
-    if let Some(plan) = catalog::plan(tx, &sub.plan_id)?
-        && !credits.is_zero()
-    {
-        let after = used_credits(tx, tenant, period)?;
-        let limit = Amount::from_int(plan.included_credits);
-        lines.push(("credits", limit, after - credits, after));
+    if !u.credits.is_zero() {
+        let before = limits.used_credits;
+        lines.push(("credits", limits.included, before, before + u.credits));
     }
-    if let Some(cap) = catalog::monthly_cap(tx, &sub.plan_id, event_key)?
-        && !units.is_zero()
+    if let Some((cap, before)) = limits.cap
+        && !u.units.is_zero()
     {
-        let after = used_units(tx, tenant, period, event_key)?;
-        lines.push((event_key, cap, after - units, after));
+        lines.push((event_key, cap, before, before + u.units));
     }
     for (limit, value, before, after) in lines {
         for pct in PERCENTS {
@@ -84,7 +105,7 @@ pub(crate) fn crossed(
                 "used": after.to_f64(),
             });
             let t = events::catalog::USAGE_THRESHOLD_CROSSED;
-            events::emit(tx, ctx, Actor::User(caller), t, limit, &data)?;
+            events::emit(tx, ctx, actor, t, limit, &data)?;
         }
     }
     Ok(())

@@ -110,6 +110,10 @@ catalogue! {
         "The tenant's daily limits were changed; data: the limits.";
     USER_CREATED = "user.created", "user", None, Admins,
         "A user was added to the tenant; data: the user.";
+    WEBHOOK_TEST = "webhook.test", "webhook_endpoint", None, Admins,
+        "A test delivery asked for with POST /v1/webhooks/endpoints/{id}/test (sent to that endpoint only); data: {endpoint_id, message}.";
+    WEBHOOK_ENDPOINT_DISABLED = "webhook.endpoint_disabled", "webhook_endpoint", None, Admins,
+        "The server disabled a webhook endpoint whose deliveries all failed for 5 days; data: the endpoint.";
 }
 
 /// The event type named `name`.

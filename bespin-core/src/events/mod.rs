@@ -149,7 +149,7 @@ impl Event {
     }
 }
 
-fn view(tenant: &str, seq: u64, e: EventRec) -> Event {
+pub(crate) fn stored_view(tenant: &str, seq: u64, e: EventRec) -> Event {
     let data = RawValue::from_string(e.data)
         .unwrap_or_else(|_| RawValue::from_string("null".into()).unwrap_or_default());
     Event {
@@ -231,6 +231,7 @@ pub(crate) fn emit_for(
     };
     tx.put(&EVENTS, &EventKey::new(tenant, seq), &rec)?;
     tx.put(&EVENT_ORDER, &SeqKey::new(seq, tenant), &ctx.now)?;
+    crate::webhooks::enqueue(tx, ctx, tenant, seq, t)?;
     ctx.hub.stage(tenant, seq);
     Ok(seq)
 }
@@ -373,7 +374,7 @@ pub(crate) fn page(r: &impl Reader, caller: &Principal, q: &EventQuery) -> Resul
             last = Some(seq);
             let owner_ok = admin || e.owner.as_deref().is_none_or(|o| o == me);
             if wanted(&e.event_type) && owner_ok {
-                items.push(view(tenant, seq, e));
+                items.push(stored_view(tenant, seq, e));
             }
             Ok(Flow::Continue)
         },

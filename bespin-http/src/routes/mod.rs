@@ -25,6 +25,7 @@ mod tasks;
 mod tenancy;
 mod timeline;
 mod tools;
+mod webhooks;
 
 use crate::router::{Route, Router};
 pub(crate) use console::{Sessions as ConsoleSessions, failed_keys as console_failed_keys};
@@ -92,6 +93,7 @@ pub fn all() -> Vec<Route> {
     r.extend(evidence::routes());
     r.extend(timeline::routes());
     r.extend(events::routes());
+    r.extend(webhooks::routes());
     r.extend(search::routes());
     r.extend(records::routes());
     r

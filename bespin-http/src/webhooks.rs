@@ -35,8 +35,6 @@ pub const TOTAL: usize = 256;
 pub const PER_ENDPOINT: usize = 16;
 /// The time an attempt has, connection included.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a claimed delivery is leased before another claim may take it again.
-const LEASE: Duration = Duration::from_secs(300);
 /// How long the worker sleeps when nothing was due.
 const IDLE: Duration = Duration::from_millis(100);
 
@@ -201,7 +199,8 @@ pub(crate) async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         } else {
             let c = Claim {
                 max: free.min(256),
-                lease_micros: LEASE.as_micros() as i64,
+                lease_micros: i64::try_from(state.config.webhook_lease.as_micros())
+                    .unwrap_or(i64::MAX),
             };
             match db.submit(Op::admin(c, delivery::claim)).await {
                 Ok(d) => d,

@@ -18,8 +18,9 @@
 //! Who sees what: each type of the [`catalog`] names the plan capability it needs and its
 //! audience (members, the user concerned, or admins); other tenants' events never appear.
 //! Retention: [`purge`] deletes events older than [`crate::Options::event_retention_micros`]
-//! (default 30 days), at most a given number per call, and remembers per tenant the newest seq
-//! it purged; a cursor below it is [`Error::CursorExpired`] (HTTP 410).
+//! (default 30 days), at most a given number per call, walking each tenant's log from its
+//! oldest event (a read per tenant per call: it runs once a minute), and remembers per tenant
+//! the newest seq it purged; a cursor below it is [`Error::CursorExpired`] (HTTP 410).
 
 pub mod catalog;
 pub(crate) mod hub;
@@ -56,21 +57,17 @@ impl Record for EventRec {}
 key! {
     /// (tenant, seq).
     pub(crate) struct EventKey<'a> { tenant_id: tenant, seq: u64 }
-    /// (seq, tenant): every tenant's events in one order, oldest first.
-    pub(crate) struct SeqKey<'a> { seq: u64, owner_tenant: str }
     /// (tenant).
     pub(crate) struct FloorKey<'a> { tenant_id: tenant }
 }
 
 /// (tenant, seq) → event.
 pub(crate) const EVENTS: Table<EventKey<'static>, EventRec> = Table::new("events");
-/// (seq, tenant) → the event's instant: what the purge walks, oldest first.
-pub(crate) const EVENT_ORDER: Table<SeqKey<'static>, Timestamp> = Table::new("events_order");
 /// (tenant) → the newest seq purged from the tenant's events: cursors below it are stale.
 pub(crate) const EVENT_FLOORS: Table<FloorKey<'static>, u64> = Table::new("events_floor");
 
 /// The tables of this module.
-pub(crate) const TABLES: &[&dyn TableInfo] = &[&EVENTS, &EVENT_ORDER, &EVENT_FLOORS];
+pub(crate) const TABLES: &[&dyn TableInfo] = &[&EVENTS, &EVENT_FLOORS];
 
 /// Default retention of events: 30 days.
 pub const DEFAULT_RETENTION_MICROS: i64 = 30 * Timestamp::DAY_MICROS;
@@ -230,7 +227,6 @@ pub(crate) fn emit_for(
         data,
     };
     tx.put(&EVENTS, &EventKey::new(tenant, seq), &rec)?;
-    tx.put(&EVENT_ORDER, &SeqKey::new(seq, tenant), &ctx.now)?;
     crate::webhooks::enqueue(tx, ctx, tenant, seq, t)?;
     ctx.hub.stage(tenant, seq);
     Ok(seq)
@@ -337,13 +333,22 @@ fn floor(r: &impl Reader, tenant: &str) -> Result<u64> {
 /// A page of `caller`'s events after `q.after` (see [`EventQuery`]); `Err(CursorExpired)` when
 /// the cursor is older than the retention.
 pub(crate) fn page(r: &impl Reader, caller: &Principal, q: &EventQuery) -> Result<EventPage> {
+    page_of(r, caller, q, &visible(r, caller))
+}
+
+/// [`page`] for the types `seen` the caller may see (a subscription keeps them a while).
+pub(crate) fn page_of(
+    r: &impl Reader,
+    caller: &Principal,
+    q: &EventQuery,
+    seen: &[&'static EventType],
+) -> Result<EventPage> {
     let tenant = caller.tenant_id();
     let after = q.after.unwrap_or(0);
     if q.after.is_some() && after < floor(r, tenant)? {
         return Err(Error::CursorExpired);
     }
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let seen = visible(r, caller);
     let wanted = |name: &str| {
         seen.iter().any(|t| t.name == name)
             && q.types
@@ -387,56 +392,62 @@ pub(crate) fn page(r: &impl Reader, caller: &Principal, q: &EventQuery) -> Resul
     })
 }
 
-/// Deletes up to `max` events older than the retention, oldest first, across tenants; returns
-/// how many went. Run periodically by the server (and callable by embedders).
+/// Deletes up to `max` events older than the retention, tenant by tenant, oldest first;
+/// returns how many went. Run periodically by the server (and callable by embedders).
 pub fn purge(tx: &mut WriteTx, ctx: &Ctx, max: usize) -> Result<usize> {
     let cutoff = Timestamp(ctx.now.0.saturating_sub(ctx.options.event_retention_micros));
-    let mut old: Vec<(u64, String)> = Vec::new();
+    let mut tenants: Vec<String> = Vec::new();
+    let all = crate::tenancy::TENANTS.prefix();
     tx.scan(
-        &EVENT_ORDER,
-        &EVENT_ORDER.prefix(),
+        &crate::tenancy::TENANTS,
+        &all,
         Order::Asc,
-        |k, at: Timestamp| {
-            if old.len() >= max || at >= cutoff {
-                return Ok(Flow::Stop);
-            }
-            if let Some(k) = SeqKey::decode(k) {
-                old.push((k.seq, k.owner_tenant.into_owned()));
+        |k, _: crate::tenancy::TenantRec| {
+            if let Some(k) = crate::tenancy::TenantKey::decode(k) {
+                tenants.push(k.tenant_id.into_owned());
             }
             Ok(Flow::Continue)
         },
     )?;
-    for (seq, tenant) in &old {
-        tx.delete(&EVENTS, &EventKey::new(tenant, *seq))?;
-        tx.delete(&EVENT_ORDER, &SeqKey::new(*seq, tenant))?;
-        let fk = FloorKey::new(tenant);
-        if tx.get(&EVENT_FLOORS, &fk)?.is_none_or(|f| f < *seq) {
-            tx.put(&EVENT_FLOORS, &fk, seq)?;
+    let mut purged = 0;
+    for tenant in tenants {
+        if purged >= max {
+            break;
         }
+        let mut old: Vec<u64> = Vec::new();
+        let prefix = EVENTS.prefix().tenant(&tenant);
+        tx.scan(&EVENTS, &prefix, Order::Asc, |k, e: EventRec| {
+            if purged + old.len() >= max || e.occurred_at >= cutoff {
+                return Ok(Flow::Stop);
+            }
+            old.extend(EventKey::decode(k).map(|k| k.seq));
+            Ok(Flow::Continue)
+        })?;
+        let Some(&newest_purged) = old.last() else {
+            continue;
+        };
+        for seq in &old {
+            tx.delete(&EVENTS, &EventKey::new(&tenant, *seq))?;
+        }
+        tx.put(&EVENT_FLOORS, &FloorKey::new(&tenant), &newest_purged)?;
+        purged += old.len();
     }
-    Ok(old.len())
+    Ok(purged)
 }
 
-/// The newest event seq of the last commit (0 when there is none).
+/// The newest event seq of the last commit (0 when there is none): the stored value of the
+/// `events` sequence (a seq a failed operation took counts too: as a cursor it is as good).
 pub(crate) fn newest(r: &impl Reader) -> Result<u64> {
-    let mut out = 0;
-    r.scan(
-        &EVENT_ORDER,
-        &EVENT_ORDER.prefix(),
-        Order::Desc,
-        |k, _: Timestamp| {
-            out = SeqKey::decode(k).map_or(0, |k| k.seq);
-            Ok(Flow::Stop)
-        },
-    )?;
-    Ok(out)
+    Ok(r.get(
+        &crate::store::SEQUENCES,
+        &crate::store::NameKey::new("events"),
+    )?
+    .unwrap_or(0))
 }
 
-/// Invariants: each event has its row in the global order and each order row its event, with
-/// the same tenant and instant; each type is of the catalogue and `data` is JSON; no event
-/// lies at or below its tenant's purge floor.
+/// Invariants: each type is of the catalogue, `data` is JSON, and no event lies at or below
+/// its tenant's purge floor.
 pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
-    let mut expected = crate::check::Expected::new();
     let floors: std::collections::HashMap<String, u64> = c
         .rows(r, &EVENT_FLOORS)?
         .into_iter()
@@ -444,7 +455,6 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
         .collect();
     for x in c.rows(r, &EVENTS)? {
         let e = &x.value;
-        expected.add(&SeqKey::new(x.key.seq, &x.tenant), &e.occurred_at);
         if catalog::find(&e.event_type).is_none() {
             c.violation(EVENTS.name(), &x.bytes, "event type not in the catalogue");
         } else if serde_json::from_str::<&RawValue>(&e.data).is_err() {
@@ -455,7 +465,7 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
             c.ok();
         }
     }
-    c.index(r, &EVENT_ORDER, expected, "event")
+    Ok(())
 }
 
 impl Bespin {

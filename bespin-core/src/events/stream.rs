@@ -34,7 +34,13 @@ pub struct Subscription {
     version: u64,
     more: bool,
     closed: Arc<AtomicBool>,
+    /// The types the caller may see, and when they were worked out: a plan or role change
+    /// reaches a live subscription within [`VISIBLE_FOR`].
+    visible: Option<(Instant, Vec<&'static super::EventType>)>,
 }
+
+/// How long a subscription keeps the types its caller may see before working them out again.
+const VISIBLE_FOR: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,6 +81,7 @@ impl Bespin {
             version,
             more: true,
             closed: Arc::new(AtomicBool::new(false)),
+            visible: None,
         };
         // Checks the cursor now, so a stale one fails here rather than at the first `next`.
         s.fill()?;
@@ -114,7 +121,18 @@ impl Subscription {
         // The version first: a commit landing after the read below changes it, so the wait
         // that follows an empty read cannot miss it.
         self.version = self.hub.version(self.caller.tenant_id());
-        let page = self.db.events(&self.caller, &self.query)?;
+        let (caller, query) = (&self.caller, &self.query);
+        let fresh = self
+            .visible
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < VISIBLE_FOR);
+        let page = self.db.read(|r, _| {
+            if !fresh {
+                self.visible = Some((Instant::now(), super::visible(r, caller)));
+            }
+            let seen = self.visible.as_ref().map_or(&[][..], |(_, v)| v.as_slice());
+            super::page_of(r, caller, query, seen)
+        })?;
         self.query.after = page.next_cursor.as_deref().and_then(super::parse_id);
         self.more = page.has_more;
         self.buf.extend(page.items);

@@ -177,14 +177,15 @@ fn thresholds_fire_once_per_period_each() {
 }
 
 #[test]
-fn the_checker_holds_the_log_and_its_order() {
+fn the_checker_holds_the_log_to_the_catalogue_and_its_floor() {
     let (db, _, _) = populated();
     assert!(db.check().unwrap().is_ok());
     db.tamper(|tx| {
-        let k = crate::check::testing::first_key(tx, &EVENT_ORDER);
-        tx.delete_stored(&EVENT_ORDER, &k).map(|_| ())
+        let k = crate::check::testing::first_key(tx, &EVENTS);
+        let k = EventKey::decode(&k).unwrap().into_owned();
+        tx.put(&EVENT_FLOORS, &FloorKey::new(&k.tenant_id), &k.seq)
     });
-    caught(&db, "events_order", "missing index entry for event");
+    caught(&db, "events", "at or below its purge floor");
 }
 
 #[test]
@@ -195,4 +196,14 @@ fn the_catalogue_is_unique_and_dotted() {
     names.dedup();
     assert_eq!(names.len(), catalog::ALL.len());
     assert_eq!(parse_id(&event_id(42)), Some(42));
+}
+
+#[test]
+fn the_readme_lists_the_catalogue() {
+    let readme = include_str!("../../../README.md");
+    let table = catalog::markdown();
+    assert!(
+        readme.contains(&table),
+        "README.md must hold the catalogue as events::catalog::markdown() prints it:\n{table}"
+    );
 }

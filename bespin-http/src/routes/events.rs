@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 /// The stream's path (its cache headers differ: see `headers::apply`).
 pub(crate) const EVENT_STREAM: &str = "/v1/events/stream";
 
-/// Frames one connection may have waiting to be written.
+/// Chunks (each the events of one read, at most a page) one connection may have waiting.
 const BUFFER_FRAMES: usize = 64;
 /// How long a full buffer is tolerated before the connection is dropped.
 pub const SLOW_CONSUMER: Duration = Duration::from_secs(10);
@@ -102,14 +102,18 @@ fn stream(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     })
 }
 
-/// One SSE frame of an event.
-fn frame(e: &events::Event) -> Bytes {
-    Bytes::from(format!(
-        "id: {}\nevent: {}\ndata: {}\n\n",
-        e.id,
-        e.event_type,
-        e.to_json()
-    ))
+/// Appends the SSE frame of `e` to `out`.
+fn frame(e: &events::Event, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"id: ");
+    out.extend_from_slice(e.id.as_bytes());
+    out.extend_from_slice(b"\nevent: ");
+    out.extend_from_slice(e.event_type.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    // The event's JSON has no raw newline (serde escapes them in strings), so it is one line.
+    if serde_json::to_writer(&mut *out, e).is_err() {
+        out.extend_from_slice(b"null");
+    }
+    out.extend_from_slice(b"\n\n");
 }
 
 /// Sends `chunk`, waiting at most [`SLOW_CONSUMER`] for room; `false` when the connection is
@@ -151,10 +155,14 @@ async fn pump(
             }
         };
         if !page.is_empty() || sub.has_more() {
+            // One chunk for what one read found (a group commit's events together): one send
+            // and one socket write per wake-up, not per event.
+            let mut chunk = Vec::with_capacity(page.len() * 512);
             for e in &page {
-                if !send(&tx, frame(e)).await {
-                    return;
-                }
+                frame(e, &mut chunk);
+            }
+            if !chunk.is_empty() && !send(&tx, Bytes::from(chunk)).await {
+                return;
             }
             continue;
         }

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -45,7 +45,12 @@ pub(crate) struct Hub {
     published: AtomicU64,
     /// Live subscriptions, all tenants: with none, emitting stages nothing.
     subscribers: AtomicUsize,
+    /// The JSON of recent events by seq, made once for every subscriber that sends them.
+    rendered: Mutex<std::collections::BTreeMap<u64, Arc<str>>>,
 }
+
+/// Rendered events kept (the newest).
+const RENDERED: usize = 4096;
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -105,6 +110,22 @@ impl Hub {
         self.changed.notify_all();
     }
 
+    /// The JSON of event `seq`, made by `make` only if no subscriber made it yet.
+    pub(crate) fn rendered(&self, seq: u64, make: impl FnOnce() -> String) -> Arc<str> {
+        let mut m = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(j) = m.get(&seq) {
+            return Arc::clone(j);
+        }
+        drop(m);
+        let j: Arc<str> = Arc::from(make());
+        m = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+        m.insert(seq, Arc::clone(&j));
+        while m.len() > RENDERED {
+            m.pop_first();
+        }
+        j
+    }
+
     /// The newest event sequence this process published.
     pub(crate) fn published(&self) -> u64 {
         self.published.load(Ordering::SeqCst)
@@ -135,6 +156,11 @@ impl Hub {
                 slots.remove(tenant);
             }
         }
+    }
+
+    /// The live subscriptions of `tenant`.
+    pub(crate) fn subscribers_of(&self, tenant: &str) -> usize {
+        self.slots().get(tenant).map_or(0, |s| s.subscribers)
     }
 
     /// The tenant's version now (0 for a tenant without subscribers).

@@ -344,6 +344,25 @@ pub(crate) fn page_of(
     seen: &[&'static EventType],
 ) -> Result<EventPage> {
     let tenant = caller.tenant_id();
+    let (items, next, has_more) = walk(r, caller, q, seen, |seq, e| stored_view(tenant, seq, e))?;
+    Ok(EventPage {
+        items,
+        next_cursor: next.map(event_id),
+        has_more,
+    })
+}
+
+/// The caller's events after `q.after` that `seen` and `q.types` let through, each made into a
+/// `T` by `make`: the items, the cursor after them (the last row read) and whether more rows
+/// were left. `Err(CursorExpired)` for a cursor below the tenant's purge floor.
+pub(crate) fn walk<T>(
+    r: &impl Reader,
+    caller: &Principal,
+    q: &EventQuery,
+    seen: &[&'static EventType],
+    mut make: impl FnMut(u64, EventRec) -> T,
+) -> Result<(Vec<T>, Option<u64>, bool)> {
+    let tenant = caller.tenant_id();
     let after = q.after.unwrap_or(0);
     if q.after.is_some() && after < floor(r, tenant)? {
         return Err(Error::CursorExpired);
@@ -379,17 +398,12 @@ pub(crate) fn page_of(
             last = Some(seq);
             let owner_ok = admin || e.owner.as_deref().is_none_or(|o| o == me);
             if wanted(&e.event_type) && owner_ok {
-                items.push(stored_view(tenant, seq, e));
+                items.push(make(seq, e));
             }
             Ok(Flow::Continue)
         },
     )?;
-    let next = last.or(q.after);
-    Ok(EventPage {
-        items,
-        next_cursor: next.map(event_id),
-        has_more,
-    })
+    Ok((items, last.or(q.after), has_more))
 }
 
 /// Deletes up to `max` events older than the retention, tenant by tenant, oldest first;

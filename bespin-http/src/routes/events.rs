@@ -167,7 +167,12 @@ async fn pump(
             continue;
         }
         tokio::select! {
-            () = sub.changed() => {}
+            () = sub.changed() => {
+                let wait = sub.coalesce();
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+            }
             () = tokio::time::sleep(HEARTBEAT) => {
                 if !send(&tx, Bytes::from_static(b": heartbeat\n\n")).await {
                     return;

@@ -194,7 +194,8 @@ pub(crate) async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             return;
         }
         let free = worker.total.available_permits();
-        let claimed = if free == 0 {
+        // A read first: an idle server never takes the writer to claim nothing.
+        let claimed = if free == 0 || !db.webhooks_due().unwrap_or(false) {
             Vec::new()
         } else {
             let c = Claim {

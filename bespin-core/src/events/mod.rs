@@ -495,6 +495,43 @@ impl Bespin {
         self.read(|r, _| newest(r))
     }
 
+    /// Whether some tenant's oldest event is past the retention (a read, one per tenant: the
+    /// server asks before it submits a purge).
+    pub fn events_expired(&self) -> Result<bool> {
+        self.read(|r, ctx| {
+            let cutoff = Timestamp(ctx.now.0.saturating_sub(ctx.options.event_retention_micros));
+            let mut tenants: Vec<String> = Vec::new();
+            let all = crate::tenancy::TENANTS.prefix();
+            r.scan(
+                &crate::tenancy::TENANTS,
+                &all,
+                Order::Asc,
+                |k, _: crate::tenancy::TenantRec| {
+                    tenants.extend(
+                        crate::tenancy::TenantKey::decode(k).map(|k| k.tenant_id.into_owned()),
+                    );
+                    Ok(Flow::Continue)
+                },
+            )?;
+            for t in tenants {
+                let mut old = false;
+                r.scan(
+                    &EVENTS,
+                    &EVENTS.prefix().tenant(&t),
+                    Order::Asc,
+                    |_, e: EventRec| {
+                        old = e.occurred_at < cutoff;
+                        Ok(Flow::Stop)
+                    },
+                )?;
+                if old {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+    }
+
     /// Purges up to `max` events older than the retention; how many went.
     pub fn purge_events(&self, max: usize) -> Result<usize> {
         self.write(|tx, ctx| purge(tx, ctx, max))

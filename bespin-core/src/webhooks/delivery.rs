@@ -400,6 +400,19 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
 }
 
 impl Bespin {
+    /// Whether any delivery is due now (a read: the worker asks before it claims, so an idle
+    /// server never takes the writer for nothing).
+    pub fn webhooks_due(&self) -> Result<bool> {
+        self.read(|r, ctx| {
+            let mut due = false;
+            r.scan(&OUTBOX, &OUTBOX.prefix(), Order::Asc, |k, _: OutboxRec| {
+                due = OutboxKey::decode(k).is_some_and(|k| k.due <= ctx.now);
+                Ok(Flow::Stop)
+            })?;
+            Ok(due)
+        })
+    }
+
     /// The endpoint's newest attempts (tenant admin).
     pub fn webhook_attempts(&self, caller: &Principal, id: &str) -> Result<AttemptList> {
         caller.require_admin_to("manage webhooks")?;

@@ -185,9 +185,9 @@ async fn pump(
 }
 
 /// The server's upkeep of the log: every second, a wake-up of local subscribers for commits of
-/// other servers sharing the database ([`Bespin::poll_events`]: one read); every minute, the
-/// retention purge in batches of 10,000 events (a core operation on the writer) until a batch
-/// comes back short.
+/// other servers sharing the database ([`Bespin::poll_events`]: one read); every minute, when a
+/// read finds events past the retention, the purge in batches of 10,000 events (a core
+/// operation on the writer) until a batch comes back short.
 pub(crate) async fn maintain(db: Bespin, stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut n = 0u64;
@@ -200,7 +200,9 @@ pub(crate) async fn maintain(db: Bespin, stop: tokio::sync::watch::Receiver<bool
             tracing::warn!("event poll failed: {e}");
         }
         n += 1;
-        if n % 60 != 1 {
+        // Once a minute, and only when a read finds something to purge: an idle server never
+        // takes the writer for it.
+        if n % 60 != 0 || !db.events_expired().unwrap_or(false) {
             continue;
         }
         loop {

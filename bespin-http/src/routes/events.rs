@@ -202,7 +202,7 @@ pub(crate) async fn maintain(db: Bespin, stop: tokio::sync::watch::Receiver<bool
         n += 1;
         // Once a minute, and only when a read finds something to purge: an idle server never
         // takes the writer for it.
-        if n % 60 != 0 || !db.events_expired().unwrap_or(false) {
+        if !n.is_multiple_of(60) || !db.events_expired().unwrap_or(false) {
             continue;
         }
         loop {

@@ -282,6 +282,7 @@ pub fn record(tx: &mut WriteTx, ctx: &Ctx, o: Outcome) -> Result<()> {
         &AttemptKey::new(t, &d.endpoint_id, seq),
         &attempt,
     )?;
+    forget_old_attempts(tx, ctx, t, &d.endpoint_id)?;
     if let Some(due) = next {
         put_due(tx, due, d.delivery, &rec)?;
     }
@@ -305,6 +306,32 @@ pub fn record(tx: &mut WriteTx, ctx: &Ctx, o: Outcome) -> Result<()> {
         return endpoints::disabled_event(tx, ctx, t, &e);
     }
     tx.put(&ENDPOINTS, &key, &e)
+}
+
+/// Deletes the endpoint's attempts older than the event retention, at most two per call: each
+/// recorded attempt pays for the ones that aged out, so the list stays bounded by the
+/// retention without a sweep.
+fn forget_old_attempts(tx: &mut WriteTx, ctx: &Ctx, tenant: &str, endpoint: &str) -> Result<()> {
+    let cutoff = Timestamp(ctx.now.0.saturating_sub(ctx.options.event_retention_micros));
+    let mut old: Vec<Vec<u8>> = Vec::new();
+    let prefix = ATTEMPTS.prefix().tenant(tenant).str(endpoint);
+    tx.scan(&ATTEMPTS, &prefix, Order::Asc, |k, a: AttemptRec| {
+        if old.len() >= 2 || a.attempted_at >= cutoff {
+            return Ok(Flow::Stop);
+        }
+        old.push(k.to_vec());
+        Ok(Flow::Continue)
+    })?;
+    for k in old {
+        tx.delete_stored(&ATTEMPTS, &k)?;
+    }
+    Ok(())
+}
+
+/// Deletes every attempt of the endpoint (it is being deleted).
+pub(crate) fn forget_attempts(tx: &mut WriteTx, tenant: &str, endpoint: &str) -> Result<()> {
+    let prefix = ATTEMPTS.prefix().tenant(tenant).str(endpoint);
+    tx.delete_prefix(&ATTEMPTS, &prefix).map(|_| ())
 }
 
 /// An attempt as the API shows it.
@@ -390,8 +417,11 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
         }
     }
     for x in c.rows(r, &ATTEMPTS)? {
+        let endpoint = endpoint_key(r, &x.tenant, &x.key.endpoint_id);
         if x.value.attempt == 0 {
             c.violation(ATTEMPTS.name(), &x.bytes, "attempt numbered 0");
+        } else if !r.contains(&ENDPOINTS, &endpoint)? {
+            c.violation(ATTEMPTS.name(), &x.bytes, "attempt of a missing endpoint");
         } else {
             c.ok();
         }

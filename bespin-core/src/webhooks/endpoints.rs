@@ -329,12 +329,14 @@ pub fn update(
     Ok(view(&e))
 }
 
-/// Deletes an endpoint (tenant admin); its pending deliveries are dropped as they come due.
+/// Deletes an endpoint (tenant admin) and its attempts; its pending deliveries are dropped as
+/// they come due.
 pub fn delete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, id: &str) -> Result<Endpoint> {
     caller.require_admin_to("manage webhooks")?;
     let t = caller.tenant_id();
     let e = load(tx, t, id)?;
     tx.delete(&ENDPOINTS, &endpoint_key(tx, t, id))?;
+    super::delivery::forget_attempts(tx, t, &e.endpoint_id)?;
     crate::audit::record(
         tx,
         ctx,

@@ -5,7 +5,9 @@
 # Python SDK and MCP Inspector CLI against /mcp (PyPI and npm, under target/), the README's quick
 # start run as written, the operator's tools (metrics through promtool and an OpenMetrics parser,
 # an SDK generated from /openapi.json, hadolint, systemd-analyze), then the browser test of /ui,
-# /app and /console in headless Chromium. Each script installs what it needs when missing.
+# /app and /console in headless Chromium; webhooks checked by the PyPI standardwebhooks package
+# with the crash test of their delivery (scripts/webhooks.sh). Each script installs what it needs
+# when missing.
 #
 # Then the same storage-touching suites again on PostgreSQL (issue 19): scripts/pg.sh installs
 # Debian's postgresql when missing and starts a throw-away cluster (fsync off: these runs test
@@ -27,6 +29,7 @@ scripts/schemathesis.sh
 scripts/mcp-clients.sh
 scripts/readme-quickstart.sh
 scripts/operator-tools.sh
+scripts/webhooks.sh
 bespin-http/browser-test/run.sh
 
 eval "$(PG_FSYNC=off scripts/pg.sh start)"

@@ -416,6 +416,8 @@ pub(crate) fn check(r: &impl Reader, now: Timestamp, retention: i64) -> Result<C
     crate::conversations::check(r, &mut c)?;
     crate::notifications::check(r, &mut c)?;
     crate::coreos::check(r, &mut c)?;
+    crate::events::check(r, &mut c)?;
+    crate::webhooks::check(r, &mut c)?;
     crate::layout::check(r, &mut c)?;
     Ok(c.report)
 }

@@ -417,7 +417,7 @@ mod tests {
         assert!(
             crate::schema::tables()
                 .iter()
-                .all(|t| !t.is_secret() || t.name() == "secrets")
+                .all(|t| !t.is_secret() || ["secrets", "webhook_endpoints"].contains(&t.name()))
         );
     }
 

@@ -49,6 +49,7 @@ pub mod console;
 pub mod conversations;
 pub mod coreos;
 pub mod email;
+pub mod events;
 pub mod files;
 pub mod idempotency;
 pub mod ids;
@@ -64,6 +65,7 @@ pub mod time;
 pub mod tokens;
 pub mod tools;
 pub mod validate;
+pub mod webhooks;
 
 #[cfg(test)]
 mod testutil;
@@ -146,6 +148,10 @@ pub struct Options {
     /// An operation submitted while that many wait is refused at once with
     /// `Error::Overloaded`, instead of queueing without end.
     pub writer_queue: usize,
+    /// How long events are kept (default 30 days, [`events::DEFAULT_RETENTION_MICROS`]);
+    /// older ones are purged in bounded batches, and a cursor older than that is refused
+    /// with `Error::CursorExpired` (HTTP 410).
+    pub event_retention_micros: i64,
 }
 
 impl Default for Options {
@@ -157,6 +163,7 @@ impl Default for Options {
             cache_bytes: 32 * 1024 * 1024,
             search_max_scan: coreos::search::DEFAULT_MAX_SCAN,
             writer_queue: 1024,
+            event_retention_micros: events::DEFAULT_RETENTION_MICROS,
         }
     }
 }
@@ -168,6 +175,8 @@ pub struct Ctx {
     pub now: Timestamp,
     /// The database settings.
     pub options: Options,
+    /// Where emitted events are announced to subscribers once committed.
+    pub(crate) hub: Arc<events::hub::Hub>,
 }
 
 struct Inner {
@@ -343,6 +352,15 @@ impl Bespin {
     /// How many commits and operations the group committer has done.
     pub fn commit_stats(&self) -> CommitStats {
         self.inner.committer.stats()
+    }
+
+    /// The wake-up hub of the live stream.
+    pub(crate) fn hub(&self) -> &events::hub::Hub {
+        self.inner.committer.hub()
+    }
+
+    pub(crate) fn hub_arc(&self) -> Arc<events::hub::Hub> {
+        Arc::clone(self.inner.committer.hub_arc())
     }
 
     pub(crate) fn read<T>(&self, f: impl FnOnce(&ReadTx, &Ctx) -> Result<T>) -> Result<T> {

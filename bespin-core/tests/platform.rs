@@ -357,7 +357,7 @@ fn weights_in_force_at_emission_are_kept() {
             .iter()
             .all(|e| e.event_key != "search_query")
     );
-    assert_eq!(db.admin_metered_events().expect("all").len(), 23);
+    assert_eq!(db.admin_metered_events().expect("all").len(), 24);
 }
 
 #[test]

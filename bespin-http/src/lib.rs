@@ -5,6 +5,7 @@
 //! HTTP contract (served as `/openapi.json`); [`serve`] runs it on a listener, so tests and embedders reuse the exact server
 //! the `bespin` binary runs.
 
+mod body;
 mod client;
 pub mod config;
 mod cors;
@@ -25,6 +26,7 @@ mod routes;
 pub mod tarpit;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhooks;
 
 pub use config::Config;
 pub use error::ApiError;
@@ -55,6 +57,8 @@ pub struct AppState {
     large_text_writes: ratelimit::Pacer,
     tarpit: Arc<tarpit::Tarpit>,
     mcp: mcp::McpState,
+    /// Set when the server stops: every event stream ends cleanly.
+    stop_streams: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -95,6 +99,7 @@ impl AppState {
             console_failed_keys: routes::console_failed_keys(),
             large_text_writes,
             tarpit,
+            stop_streams: tokio::sync::watch::Sender::new(false),
             lane: lane::Lane::new(
                 std::thread::available_parallelism().map_or(2, usize::from),
                 LANE_JOBS_PER_CALLER,
@@ -122,6 +127,11 @@ pub async fn serve(
 
     let graceful = GracefulShutdown::new();
     let purge = tokio::spawn(purge_loop(state.clone()));
+    let events = tokio::spawn(routes::maintain_events(
+        state.bespin.clone(),
+        state.stop_streams.subscribe(),
+    ));
+    let deliveries = tokio::spawn(webhooks::run(state.clone(), state.stop_streams.subscribe()));
     let slots = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections));
     tokio::pin!(shutdown);
     loop {
@@ -164,8 +174,28 @@ pub async fn serve(
     }
     purge.abort();
     drop(listener);
+    // Event streams never end on their own: end them, so the connections can close.
+    state.stop_streams.send_replace(true);
+    events.abort();
     graceful.shutdown().await;
+    // Deliveries in flight are abandoned: their leases end and they are sent again.
+    deliveries.abort();
     Ok(())
+}
+
+/// Runs `read`, a read of the core by a background task of the server (the event streams, the
+/// webhook worker, the upkeep), where it may block: at once when the database is in this
+/// process (redb: microseconds of memory), on the blocking pool when it is over the network
+/// (PostgreSQL: a round trip must not hold a runtime worker, whose other connections would
+/// wait). `None` if the blocking task could not finish (the runtime is stopping).
+pub(crate) async fn core_read<T: Send + 'static>(
+    blocking: bool,
+    read: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    if !blocking {
+        return Some(read());
+    }
+    tokio::task::spawn_blocking(read).await.ok()
 }
 
 /// Purges expired idempotency records once a minute.

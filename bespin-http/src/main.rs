@@ -127,6 +127,13 @@ struct ServeArgs {
     /// Bearer token GET /metrics then needs (unset: /metrics is open).
     #[arg(long, env = "BESPIN_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
+    /// Hosts and networks webhooks may reach over plain http and at private addresses
+    /// (comma-separated names, addresses, CIDR blocks; default none).
+    #[arg(long, env = "BESPIN_WEBHOOK_ALLOW", default_value = "")]
+    webhook_allow: String,
+    /// Seconds a claimed webhook delivery is leased before it may be claimed again.
+    #[arg(long, env = "BESPIN_WEBHOOK_LEASE_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    webhook_lease_secs: u64,
 }
 
 /// The tarpit's threshold (`None`: off).
@@ -463,6 +470,8 @@ fn main() -> ExitCode {
     config.large_text_writes_per_sec = serve.large_text_writes_per_sec;
     config.auth_tarpit_after = serve.auth_tarpit_after.0;
     config.metrics_token = serve.metrics_token.filter(|t| !t.is_empty());
+    config.webhook_allow = bespin_http::webhooks::parse_allow(&serve.webhook_allow);
+    config.webhook_lease = std::time::Duration::from_secs(serve.webhook_lease_secs);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -22,6 +22,7 @@
 //! ([`bespin_core::Options::writer_queue`]) is answered with 503 and `Retry-After` when full.
 
 use crate::AppState;
+use crate::body::Body;
 use crate::config::ReadMetering;
 use crate::error::{ApiError, Refusal};
 use crate::extract::Req;
@@ -57,7 +58,7 @@ pub async fn handle(
     state: Arc<AppState>,
     peer: SocketAddr,
     req: Request<hyper::body::Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
     // A clone shares the request's bytes; the decoded path is borrowed unless it has escapes.
@@ -68,7 +69,11 @@ pub async fn handle(
     let mut log = RequestLog::start(req.headers());
     let (reply, route) = respond(&state, peer, req, &method, &path, &mut log).await;
     let status = reply.status;
-    let mut response = Response::new(Full::new(reply.body));
+    let body = match reply.stream {
+        Some(rx) => Body::Stream(rx),
+        None => Body::Full(Full::new(reply.body)),
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = reply.status;
     let h = response.headers_mut();
     // Room for what follows (content type, security and cache headers, CORS, X-Request-ID, the

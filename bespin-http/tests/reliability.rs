@@ -208,8 +208,17 @@ fn isolation_matrix_other_tenants_ids_are_not_found() {
         Some(&json!({"date": "2026-01-02"})),
     );
     assert!(brief.status < 300, "{}", brief.body);
+    let hook = post(
+        "/v1/webhooks/endpoints",
+        json!({"url": "https://example.com/secret-hook"}),
+    )["endpoint_id"]
+        .clone();
+    let events = call(&s, &a, "GET", "/v1/events", None).json();
+    let event = events["items"][0]["id"].clone();
     let id = |v: &Value| v.as_str().unwrap().to_owned();
     let ids = [
+        ("endpoint_id", id(&hook)),
+        ("event_id", id(&event)),
         ("kpi_id", id(&kpi)),
         ("conversation_id", id(&conv)),
         ("action_id", id(&action)),
@@ -233,7 +242,7 @@ fn isolation_matrix_other_tenants_ids_are_not_found() {
             _ => json!({"title": "stolen"}),
         })
     };
-    let secrets: Vec<String> = ids.iter().take(7).map(|(_, v)| v.clone()).collect();
+    let secrets: Vec<String> = ids.iter().take(9).map(|(_, v)| v.clone()).collect();
     let state = bespin_http::AppState::new(s.bespin.clone(), test_config());
     let mut tried = 0;
     for route in state.routes() {

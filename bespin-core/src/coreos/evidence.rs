@@ -14,6 +14,7 @@ use crate::auth::Principal;
 use crate::billing::require_capability;
 use crate::check::Checker;
 use crate::error::{Error, Result};
+use crate::events::{self, catalog};
 use crate::store::{Flow, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, Presence, got};
@@ -245,8 +246,11 @@ pub fn create(
         format!("Evidence linked to {et}"),
         Metadata::of(&[("source_type", Some(&e.source_type))]),
     )?;
+    let id = e.evidence_id.clone();
+    let v = view(t, e);
+    events::emit(tx, ctx, caller, catalog::EVIDENCE_LINKED, &id, &v)?;
     record_effects(tx, ctx, caller, permit, "evidence.create", TOOL)?;
-    Ok(view(t, e))
+    Ok(v)
 }
 
 /// Every link of one record, newest first (no checks).

@@ -20,6 +20,7 @@ use crate::auth::Principal;
 use crate::billing::require_capability;
 use crate::check::{Checker, Expected};
 use crate::error::{Error, Result};
+use crate::events::{self, catalog};
 use crate::store::{Id, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, Presence, got};
@@ -307,8 +308,10 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewFact) -> 
         format!("Memory fact created: {}", f.fact_key),
         Metadata::of(&[("category", Some(&f.category))]),
     )?;
+    let v = view(t, &f);
+    events::emit(tx, ctx, caller, catalog::MEMORY_CREATED, &f.fact_id, &v)?;
     record_effects(tx, ctx, caller, permit, "memory.create", TOOL)?;
-    Ok(view(t, &f))
+    Ok(v)
 }
 
 /// Edits the value of a fact in place, whatever its status (admin). Order (40 §5.5):
@@ -342,8 +345,10 @@ pub fn update(
         format!("Memory fact updated: {}", f.fact_key),
         Metadata::empty(),
     )?;
+    let v = view(t, &f);
+    events::emit(tx, ctx, caller, catalog::MEMORY_UPDATED, &f.fact_id, &v)?;
     record_effects(tx, ctx, caller, permit, "memory.update", TOOL)?;
-    Ok(view(t, &f))
+    Ok(v)
 }
 
 /// Replaces an active fact by a new version (admin). Order (40 §5.6): capability → admin (403)
@@ -394,8 +399,17 @@ pub fn supersede(
         format!("Memory fact superseded: {}", new.fact_key),
         Metadata::of(&[("supersedes_fact_id", Some(&old.fact_id))]),
     )?;
+    let v = view(t, &new);
+    events::emit(
+        tx,
+        ctx,
+        caller,
+        catalog::MEMORY_SUPERSEDED,
+        &old.fact_id,
+        &v,
+    )?;
     record_effects(tx, ctx, caller, permit, "memory.supersede", TOOL)?;
-    Ok(view(t, &new))
+    Ok(v)
 }
 
 /// Lists facts by category, then key (then creation), through the key index.

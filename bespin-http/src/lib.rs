@@ -183,19 +183,20 @@ pub async fn serve(
     Ok(())
 }
 
-/// Runs `read`, a read of the core by a background task of the server (the event streams, the
-/// webhook worker, the upkeep), where it may block: at once when the database is in this
+/// Runs `read`, a read of the core, where it may block: at once when the database is in this
 /// process (redb: microseconds of memory), on the blocking pool when it is over the network
 /// (PostgreSQL: a round trip must not hold a runtime worker, whose other connections would
-/// wait). `None` if the blocking task could not finish (the runtime is stopping).
+/// wait). Used by the pipeline for request reads and by the server's background tasks (the
+/// event streams, the webhook worker, the upkeep). An error if the blocking task panicked or
+/// the runtime is stopping.
 pub(crate) async fn core_read<T: Send + 'static>(
     blocking: bool,
     read: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
+) -> Result<T, tokio::task::JoinError> {
     if !blocking {
-        return Some(read());
+        return Ok(read());
     }
-    tokio::task::spawn_blocking(read).await.ok()
+    tokio::task::spawn_blocking(read).await
 }
 
 /// Purges expired idempotency records once a minute.

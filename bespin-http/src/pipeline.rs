@@ -440,7 +440,7 @@ async fn off_worker<T: Send + 'static>(
         return Ok(read(state));
     }
     let st = Arc::clone(state);
-    tokio::task::spawn_blocking(move || read(&st))
+    crate::core_read(true, move || read(&st))
         .await
         .map_err(|e| internal(&e.to_string()))
 }

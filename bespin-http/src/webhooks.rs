@@ -198,7 +198,7 @@ pub(crate) async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         let due = free > 0 && {
             let db = db.clone();
             let read = crate::core_read(db.reads_block(), move || db.webhooks_due());
-            matches!(read.await, Some(Ok(true)))
+            matches!(read.await, Ok(Ok(true)))
         };
         let claimed = if !due {
             Vec::new()

@@ -133,3 +133,50 @@ pub(crate) trait WriteBatch: Reads + Send {
     /// Makes every change of the batch durable (unless begun not durable) and visible.
     fn commit(self: Box<Self>) -> Result<()>;
 }
+
+/// The database-wide sequences a write batch advanced, counted in the batch and stored once at
+/// its commit (under the batch's exclusivity: redb's single writer, PostgreSQL's write lock), so
+/// a batch of many operations reads each sequence once and writes it once. Shared by every
+/// backend's batch.
+#[derive(Debug, Default)]
+pub(crate) struct BatchSequences {
+    /// Each sequence advanced so far and its last value.
+    last: Vec<(String, u64)>,
+}
+
+impl BatchSequences {
+    /// The next value of `name`: one more than its last value in this batch, or than what
+    /// `stored` reads from the sequences table under [`seq_key`] (0 if absent) the first time.
+    pub(crate) fn next(
+        &mut self,
+        name: &str,
+        stored: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>>,
+    ) -> Result<u64> {
+        if let Some((_, last)) = self.last.iter_mut().find(|(n, _)| n == name) {
+            *last += 1;
+            return Ok(*last);
+        }
+        let stored = match stored(&seq_key(name))? {
+            Some(bytes) => super::codec::decode::<u64>(&bytes)?,
+            None => 0,
+        };
+        self.last.push((name.to_owned(), stored + 1));
+        Ok(stored + 1)
+    }
+
+    /// The rows to store at commit (key and encoded last value of every advanced sequence),
+    /// leaving the counter empty.
+    pub(crate) fn take_rows(&mut self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        std::mem::take(&mut self.last)
+            .into_iter()
+            .map(|(name, last)| Ok((seq_key(&name), super::codec::encode(&last)?)))
+            .collect()
+    }
+}
+
+/// The key of sequence `name` in the sequences table (one string part).
+pub(crate) fn seq_key(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(name.len() + 2);
+    super::key::parts::put_str(name, &mut k);
+    k
+}

@@ -152,7 +152,7 @@ async fn pump(
             let page = sub.fetch();
             (sub, page)
         });
-        let Some((back, page)) = read.await else {
+        let Ok((back, page)) = read.await else {
             return;
         };
         sub = back;
@@ -212,7 +212,7 @@ pub(crate) async fn maintain(db: Bespin, stop: tokio::sync::watch::Receiver<bool
             let db = db.clone();
             crate::core_read(blocking, move || db.poll_events()).await
         };
-        if let Some(Err(e)) = polled {
+        if let Ok(Err(e)) = polled {
             tracing::warn!("event poll failed: {e}");
         }
         n += 1;
@@ -225,7 +225,7 @@ pub(crate) async fn maintain(db: Bespin, stop: tokio::sync::watch::Receiver<bool
             let db = db.clone();
             crate::core_read(blocking, move || db.events_expired().unwrap_or(false)).await
         };
-        if expired != Some(true) {
+        if !matches!(expired, Ok(true)) {
             continue;
         }
         loop {

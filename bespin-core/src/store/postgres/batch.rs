@@ -2,9 +2,7 @@
 //! cache, and the flush at commit.
 
 use super::super::Order;
-use super::super::backend::{Prior, RawVisitor, Reads, TableId, WriteBatch};
-use super::super::codec;
-use super::super::redb::seq_key;
+use super::super::backend::{BatchSequences, Prior, RawVisitor, Reads, TableId, WriteBatch};
 use super::scan::paged;
 use super::{COMMITS, Conn, Shared, WRITE_LOCK, ident, lock, pg_err};
 use crate::error::{Error, Result};
@@ -117,8 +115,8 @@ pub(super) struct PgBatch {
     /// `None` once committed or broken.
     conn: std::cell::RefCell<Option<Conn>>,
     tables: std::cell::RefCell<HashMap<usize, Overlay>>,
-    /// The sequences advanced in this batch and their last value, stored at commit.
-    seqs: Vec<(String, u64)>,
+    /// The sequences advanced in this batch, stored at commit.
+    seqs: BatchSequences,
     sequences: TableId,
     /// Whether the writer's slot was handed back (by the commit).
     released: bool,
@@ -197,7 +195,7 @@ impl PgBatch {
                     shared: Arc::clone(s),
                     conn: std::cell::RefCell::new(Some(c)),
                     tables: std::cell::RefCell::new(HashMap::new()),
-                    seqs: Vec::new(),
+                    seqs: BatchSequences::default(),
                     sequences,
                     released: false,
                     epoch,
@@ -439,22 +437,15 @@ impl WriteBatch for PgBatch {
     }
 
     fn next_seq(&mut self, name: &str) -> Result<u64> {
-        if let Some((_, last)) = self.seqs.iter_mut().find(|(n, _)| n == name) {
-            *last += 1;
-            return Ok(*last);
-        }
-        let stored = match self.get(self.sequences, &seq_key(name))? {
-            Some(bytes) => codec::decode::<u64>(&bytes)?,
-            None => 0,
-        };
-        self.seqs.push((name.to_owned(), stored + 1));
-        Ok(stored + 1)
+        let mut seqs = std::mem::take(&mut self.seqs);
+        let next = seqs.next(name, |key| self.get(self.sequences, key));
+        self.seqs = seqs;
+        next
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
-        for (name, last) in std::mem::take(&mut self.seqs) {
-            let v = codec::encode(&last)?;
-            self.set(self.sequences, &seq_key(&name), Some(v), false)?;
+        for (key, value) in self.seqs.take_rows()? {
+            self.set(self.sequences, &key, Some(value), false)?;
         }
         let sql = self.flush_sql();
         let out = self.with(|s, c| s.batch(c, &sql));

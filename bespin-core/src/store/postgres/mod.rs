@@ -595,10 +595,11 @@ impl Reads for PgSnapshot {
     }
 }
 
-impl Snapshot for PgSnapshot {
-    fn count(&self, t: TableId) -> Result<u64> {
+impl PgSnapshot {
+    /// The one non-negative integer that `sql` (an aggregate over table `t`) answers.
+    fn figure(&self, t: TableId, sql: u8) -> Result<u64> {
         self.with(|s, c, _| {
-            let rows = s.query(c, t.slot, COUNT, &[])?;
+            let rows = s.query(c, t.slot, sql, &[])?;
             let n: i64 = rows
                 .first()
                 .map(|r| r.try_get(0))
@@ -608,22 +609,15 @@ impl Snapshot for PgSnapshot {
             Ok(n.max(0) as u64)
         })
     }
+}
+
+impl Snapshot for PgSnapshot {
+    fn count(&self, t: TableId) -> Result<u64> {
+        self.figure(t, COUNT)
+    }
 
     fn stored_bytes(&self, tables: &[TableId]) -> Result<u64> {
-        let mut total = 0u64;
-        for t in tables {
-            total += self.with(|s, c, _| {
-                let rows = s.query(c, t.slot, BYTES, &[])?;
-                let n: i64 = rows
-                    .first()
-                    .map(|r| r.try_get(0))
-                    .transpose()
-                    .map_err(pg_err)?
-                    .unwrap_or(0);
-                Ok(n.max(0) as u64)
-            })?;
-        }
-        Ok(total)
+        tables.iter().map(|&t| self.figure(t, BYTES)).sum()
     }
 }
 

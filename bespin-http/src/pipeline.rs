@@ -33,6 +33,7 @@ use crate::request_log::RequestLog;
 use crate::router::{BodyLimit, Found, Route, RunOn};
 use crate::tarpit::Verdict;
 use crate::{cors, headers};
+use bespin_core::tenancy::keys;
 use bespin_core::{Error, Principal};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -257,8 +258,16 @@ async fn authenticate(
     declared: Option<u64>,
 ) -> Result<Authenticated, ApiError> {
     let needs_tenant = matches!(route.doc.auth, Auth::Tenant | Auth::TenantIdempotent);
-    let credentials = crate::extract::credentials(headers);
-    let (auth, taken) = if complete(&credentials) {
+    let mut credentials = crate::extract::credentials(headers);
+    // A route of another kind takes no key (an `Authorization` there is another token, such
+    // as the metrics scraper's): its optional tenant credentials are the contract's three.
+    let complete = if needs_tenant {
+        credentials.complete()
+    } else {
+        credentials.bearer = None;
+        complete(&credentials)
+    };
+    let (auth, taken) = if complete {
         let creds = credentials.clone();
         let outcome = off_worker(state, move |st| {
             st.bespin.authenticate_with_rate_limit(&creds)
@@ -293,10 +302,14 @@ async fn authenticate(
         }
         out = taken.headers();
     }
+    if let Some(Ok(who)) = &auth {
+        refuse_by_scope(state, route, who)?;
+    }
     let Some(Err(failed)) = &auth else {
         return Ok(Authenticated { auth, headers: out });
     };
-    if complete(&credentials) {
+    // A missing header is no guess at a key: the tarpit counts wrong credentials only.
+    if complete && !matches!(failed, Error::MissingHeader(_)) {
         let client = crate::client::key(&state.config, peer, headers);
         let claimed = credentials.tenant_id.as_deref().unwrap_or("");
         match state.tarpit.fail(&client, claimed, Instant::now()) {
@@ -319,6 +332,28 @@ async fn authenticate(
         return Err(e.with_header("connection", "close"));
     }
     Ok(Authenticated { auth, headers: out })
+}
+
+/// The method-level rule of read-only keys (a write route is 403 before its body is read; the
+/// core refuses their writes again, [`bespin_core::Op`]), and the day of last use of a bound
+/// key, recorded by a small operation when the stored day is stale and the request only reads
+/// (a write records it in its own transaction): at most a write per key per day.
+fn refuse_by_scope(state: &AppState, route: &Route, who: &Principal) -> Result<(), ApiError> {
+    let reads = matches!(route.method, Method::GET | Method::HEAD) || route.doc.post_reads;
+    if who.read_only() && !reads {
+        return Err(ApiError::body(Error::Forbidden(
+            "This API key is read-only".into(),
+        )));
+    }
+    if reads && who.key_touch_due() {
+        // Fire and forget: a full queue only postpones the record to a later request.
+        drop(
+            state
+                .bespin
+                .submit(bespin_core::Op::for_read(who.clone(), keys::touch)),
+        );
+    }
+    Ok(())
 }
 
 /// Stage 4: the body, within `max_body` (413) and the body timeout (408, connection closed).

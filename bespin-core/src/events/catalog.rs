@@ -110,6 +110,14 @@ catalogue! {
         "The tenant's daily limits were changed; data: the limits.";
     USER_CREATED = "user.created", "user", None, Admins,
         "A user was added to the tenant; data: the user.";
+    USER_UPDATED = "user.updated", "user", None, Admins,
+        "A user's role or deactivation changed (PATCH /v1/users/{id}); data: the user.";
+    API_KEY_CREATED = "api_key.created", "api_key", None, Admins,
+        "A user-bound API key was made; data: the key as listed (never the secret).";
+    API_KEY_REVOKED = "api_key.revoked", "api_key", None, Admins,
+        "A user-bound API key was revoked (DELETE /v1/api-keys/{id}); data: the key as listed.";
+    TENANT_KEY_ROTATED = "tenant.key_rotated", "tenant", None, Admins,
+        "The tenant key was rotated; data: {previous_valid_until}.";
     WEBHOOK_TEST = "webhook.test", "webhook_endpoint", None, Admins,
         "A test delivery asked for with POST /v1/webhooks/endpoints/{id}/test (sent to that endpoint only); data: {endpoint_id, message}.";
     WEBHOOK_ENDPOINT_DISABLED = "webhook.endpoint_disabled", "webhook_endpoint", None, Admins,

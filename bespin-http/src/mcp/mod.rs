@@ -29,8 +29,9 @@
 //! (no server-initiated stream; sessions end at their expiry).
 //!
 //! Not yet: `notifications/resources/updated` and `resources/subscribe` need the event stream
-//! (issue 20), which this base does not have — [`capabilities`] declares `subscribe: false`;
-//! `Authorization: Bearer` needs user-bound keys (issue 24).
+//! (issue 20), which this base does not have — [`capabilities`] declares `subscribe: false`.
+//! `Authorization: Bearer <user-bound key>` alone authenticates, as MCP hosts send it; a
+//! read-only key may list and read, and its tool calls that write are refused by the core.
 
 mod prompts;
 mod resources;
@@ -100,7 +101,7 @@ const TTL_MS: u64 = 60_000;
 /// as on `POST /v1/tasks`.
 pub fn routes() -> Vec<Route> {
     vec![
-        route!(POST "/mcp" => post as mcp, Doc::new("mcp", "Model Context Protocol (Streamable HTTP; revisions 2025-06-18, 2025-11-25, 2026-07-28): one JSON-RPC request per POST", Auth::Tenant)
+        route!(POST "/mcp" => post as mcp, Doc::new("mcp", "Model Context Protocol (Streamable HTTP; revisions 2025-06-18, 2025-11-25, 2026-07-28): one JSON-RPC request per POST", Auth::Tenant).post_reads()
             .body(any_object).ok(200, any_object)).paced(),
     ]
 }

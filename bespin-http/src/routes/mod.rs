@@ -11,6 +11,7 @@ mod decisions;
 mod events;
 mod evidence;
 mod jobs;
+mod keys;
 pub(crate) mod kpis;
 mod limits;
 mod meetings;
@@ -74,6 +75,7 @@ pub fn all() -> Vec<Route> {
     r.extend(pages::routes());
     r.extend(console::routes());
     r.extend(tenancy::routes());
+    r.extend(keys::routes());
     r.extend(limits::routes());
     r.extend(billing::routes());
     r.extend(admin::routes());

@@ -1,4 +1,5 @@
-//! Tenants and users.
+//! Tenants and users; their keys over their lifetime ([`keys`]) and users' role and
+//! deactivation ([`users`]).
 //!
 //! Creating a tenant creates, in one transaction, the tenant (with the digest of its one-time
 //! API key), its bootstrap admin, its default daily limits and a `starter` subscription.
@@ -16,6 +17,9 @@ use crate::{Bespin, Ctx, billing, ids, limits};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
+
+pub mod keys;
+pub mod users;
 
 /// A stored tenant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,7 +62,16 @@ pub(crate) const USERS_BY_CREATION: Table<UserSeqKey<'static>, String> =
     Table::new("users_by_creation");
 
 /// The tables of this module.
-pub(crate) const TABLES: &[&dyn TableInfo] = &[&TENANTS, &USERS, &USER_TENANT, &USERS_BY_CREATION];
+pub(crate) const TABLES: &[&dyn TableInfo] = &[
+    &TENANTS,
+    &USERS,
+    &USER_TENANT,
+    &USERS_BY_CREATION,
+    &keys::API_KEYS,
+    &keys::API_KEY_DIGESTS,
+    &keys::TENANT_KEY_GRACE,
+    &users::USER_DEACTIVATED,
+];
 
 /// Input of [`Bespin::create_tenant`].
 #[derive(Debug, Clone, PartialEq)]
@@ -305,6 +318,20 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<HashSet<[u8; 32]
         .map(|x| (x.key.user_id.into_owned(), x.value))
         .collect();
     let mut known: HashSet<(&str, &str)> = HashSet::new();
+    keys::check(r, c)?;
+    for d in c.rows(r, &users::USER_DEACTIVATED)? {
+        let (t, id) = (d.key.tenant_id.as_ref(), d.key.user_id.as_ref());
+        if !users
+            .iter()
+            .any(|u| u.key.tenant_id == t && u.key.user_id == id)
+        {
+            c.violation(
+                users::USER_DEACTIVATED.name(),
+                &d.bytes,
+                "deactivation of a missing user",
+            );
+        }
+    }
     for u in &users {
         let (t, id) = (u.key.tenant_id.as_ref(), u.key.user_id.as_ref());
         match user_tenant.get(id) {
@@ -375,3 +402,6 @@ impl Bespin {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -344,7 +344,7 @@ pub fn materialize(
     idempotency::check_key(idempotency_key)?;
     caller.require(Permission::MaterializeBriefs, "materialize briefs")?;
     let tenant = caller.tenant_id();
-    require_capability(tx, tenant, "briefs")?;
+    require_capability(tx, caller, "briefs")?;
     let date = req.date.unwrap_or_else(|| ctx.now.date());
     let scope = Idempotency::new(MATERIALIZE_ENDPOINT, idempotency_key, &req.normalized(date));
     idempotency::once(tx, ctx, tenant, &scope, |tx| {

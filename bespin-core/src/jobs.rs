@@ -59,8 +59,8 @@ pub fn run_daily_brief(
     idempotency::check_key(idempotency_key)?;
     caller.require(Permission::RunJobs, "run jobs")?;
     let tenant = caller.tenant_id();
-    require_capability(tx, tenant, "briefs")?;
-    require_capability(tx, tenant, "notifications")?;
+    require_capability(tx, caller, "briefs")?;
+    require_capability(tx, caller, "notifications")?;
     let date = req.date.unwrap_or_else(|| ctx.now.date());
     let scope = Idempotency::new(DAILY_BRIEF_ENDPOINT, idempotency_key, &req.normalized(date));
     idempotency::once(tx, ctx, tenant, &scope, |tx| {

@@ -662,7 +662,7 @@ pub fn record_usage(
     meter: Meter<'_>,
 ) -> Result<UsageReceipt> {
     if let Some(cap) = capability {
-        crate::billing::require_capability(tx, caller.tenant_id(), cap)?;
+        crate::billing::require_capability(tx, caller, cap)?;
     }
     let permit = meter.check(tx, ctx, caller.tenant_id())?;
     let request_id = ids::new_id();

@@ -94,7 +94,7 @@ pub fn chat(
 ) -> Result<ChatReply> {
     caller.require(Permission::UseChat, "use chat")?;
     let tenant = caller.tenant_id();
-    require_capability(tx, tenant, "chat")?;
+    require_capability(tx, caller, "chat")?;
     let permit = Meter::one("assistant_query", "chat")
         .with_daily(Activity::AssistantQuery)
         .check(tx, ctx, tenant)?;

@@ -496,7 +496,7 @@ fn event(
 /// Proposes an action (any user). Order: capability → assignee (404) → quota → write.
 pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewAction) -> Result<Action> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     check_assignee(tx, t, req.assigned_to_user_id.as_deref())?;
     let permit = check_quota(tx, ctx, caller, "action_created", TOOL)?;
     let a = ActionRec {
@@ -545,7 +545,7 @@ pub fn update(
     patch: ActionPatch,
 ) -> Result<Action> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     let mut a = load(tx, t, action_id)?;
     if !caller.is_admin() && a.created_by != caller.user_id() {
         return Err(Error::Forbidden(
@@ -602,7 +602,7 @@ pub fn cancel(
     req: ReviewComment,
 ) -> Result<Action> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     let mut a = load(tx, t, action_id)?;
     if a.status == "cancelled" {
         return Ok(view(t, &a));
@@ -641,7 +641,7 @@ fn review(
     approve: bool,
 ) -> Result<Action> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     caller.require_admin()?;
     let mut a = load(tx, t, action_id)?;
     let (target, verb) = if approve {
@@ -747,7 +747,7 @@ pub fn execute(
     req: ExecuteAction,
 ) -> Result<ExecutionResult> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     caller.require_admin()?;
     let mut a = load(tx, t, action_id)?;
     if a.status == "executed"
@@ -849,7 +849,7 @@ impl Bespin {
     /// `GET /v1/actions`: newest first, filtered. Capability `action_center`.
     pub fn list_actions(&self, caller: &Principal, q: &ActionQuery) -> Result<ActionPage> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             list(r, caller.tenant_id(), q)
         })
     }
@@ -858,7 +858,7 @@ impl Bespin {
     /// `NotFound`.
     pub fn get_action(&self, caller: &Principal, action_id: &str) -> Result<ActionDetail> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             detail(r, caller.tenant_id(), action_id)
         })
     }

@@ -186,7 +186,7 @@ pub fn create(
     req: NewDecision,
 ) -> Result<Decision> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     caller.require_admin()?;
     let permit = check_quota(tx, ctx, caller, "decision_created", TOOL)?;
     let d = DecisionRec {
@@ -237,7 +237,7 @@ pub fn update(
     patch: DecisionPatch,
 ) -> Result<Decision> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     caller.require_admin()?;
     let mut d = load(tx, t, decision_id)?;
     let mut changed = patch.title.apply(&mut d.title);
@@ -307,7 +307,7 @@ impl Bespin {
     /// `GET /v1/decisions`. Capability `decisions`.
     pub fn list_decisions(&self, caller: &Principal, paging: Paging) -> Result<DecisionPage> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             list(r, caller.tenant_id(), paging)
         })
     }
@@ -315,7 +315,7 @@ impl Bespin {
     /// `GET /v1/decisions/{id}`. Errors: entitlement, `NotFound`.
     pub fn get_decision(&self, caller: &Principal, decision_id: &str) -> Result<Decision> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             Ok(view(
                 caller.tenant_id(),
                 &load(r, caller.tenant_id(), decision_id)?,

@@ -183,7 +183,7 @@ fn check_target(
     id: &str,
 ) -> Result<Timestamp> {
     let t = caller.tenant_id();
-    require_capability(r, t, et.capability())?;
+    require_capability(r, caller, et.capability())?;
     let me = caller.user_id();
     match et {
         EntityType::Action => {
@@ -299,7 +299,7 @@ impl Bespin {
     pub fn list_evidence(&self, caller: &Principal, q: &EvidenceQuery) -> Result<EvidenceList> {
         self.read(|r, _| {
             let t = caller.tenant_id();
-            require_capability(r, t, q.entity_type.capability())?;
+            require_capability(r, caller, q.entity_type.capability())?;
             if !entity_exists(r, t, q.entity_type, &q.entity_id)? {
                 return Err(q.entity_type.not_found());
             }

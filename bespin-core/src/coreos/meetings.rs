@@ -208,7 +208,7 @@ pub fn create(
     req: NewMeeting,
 ) -> Result<MeetingNote> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     check_link(tx, t, req.link.as_ref())?;
     let permit = check_quota(tx, ctx, caller, "meeting_note_created", TOOL)?;
     let m = MeetingRec {
@@ -252,7 +252,7 @@ pub fn update(
     patch: MeetingPatch,
 ) -> Result<MeetingNote> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     let mut m = load(tx, t, meeting_id)?;
     if !caller.is_admin() && m.created_by != caller.user_id() {
         return Err(Error::Forbidden(
@@ -326,7 +326,7 @@ impl Bespin {
     /// `GET /v1/meetings`. Capability `meetings`.
     pub fn list_meetings(&self, caller: &Principal, q: &MeetingQuery) -> Result<MeetingPage> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             list(r, caller.tenant_id(), q)
         })
     }
@@ -334,7 +334,7 @@ impl Bespin {
     /// `GET /v1/meetings/{id}`. Errors: entitlement, `NotFound`.
     pub fn get_meeting(&self, caller: &Principal, meeting_id: &str) -> Result<MeetingNote> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             Ok(view(
                 caller.tenant_id(),
                 &load(r, caller.tenant_id(), meeting_id)?,

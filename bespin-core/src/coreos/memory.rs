@@ -278,7 +278,7 @@ fn conflict_key(key: &str) -> Error {
 /// duplicate active key (409) → write.
 pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewFact) -> Result<MemoryFact> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     caller.require_admin()?;
     let permit = check_quota(tx, ctx, caller, "memory_fact_created", TOOL)?;
     if tx.contains(&ACTIVE_FACTS, &active_key(t, &req.fact_key))? {
@@ -324,7 +324,7 @@ pub fn update(
     req: FactValue,
 ) -> Result<MemoryFact> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     caller.require_admin()?;
     let mut f = load(tx, t, fact_id)?;
     match req.fact_value {
@@ -361,7 +361,7 @@ pub fn supersede(
     req: FactValue,
 ) -> Result<MemoryFact> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     caller.require_admin()?;
     let mut old = load(tx, t, fact_id)?;
     if old.status != "active" {
@@ -447,7 +447,7 @@ impl Bespin {
     /// `GET /v1/memory/facts`. Capability `memory`.
     pub fn list_memory_facts(&self, caller: &Principal, q: &FactQuery) -> Result<MemoryFactPage> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             list(r, caller.tenant_id(), q)
         })
     }
@@ -455,7 +455,7 @@ impl Bespin {
     /// `GET /v1/memory/facts/{id}` (any status). Errors: entitlement, `NotFound`.
     pub fn get_memory_fact(&self, caller: &Principal, fact_id: &str) -> Result<MemoryFact> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             Ok(view(
                 caller.tenant_id(),
                 &load(r, caller.tenant_id(), fact_id)?,

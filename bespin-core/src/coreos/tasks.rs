@@ -278,7 +278,7 @@ fn save(tx: &mut WriteTx, tenant: &str, t: &TaskRec) -> Result<()> {
 /// Creates a task (any user). Order: capability → references (404) → quota → write.
 pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewTask) -> Result<Task> {
     let tn = caller.tenant_id();
-    require_capability(tx, tn, CAP)?;
+    require_capability(tx, caller, CAP)?;
     check_assignee(tx, tn, req.assigned_to_user_id.as_deref())?;
     check_link(tx, tn, req.link.as_ref())?;
     let permit = check_quota(tx, ctx, caller, "task_created", TOOL)?;
@@ -328,7 +328,7 @@ pub fn update(
     patch: TaskPatch,
 ) -> Result<Task> {
     let tn = caller.tenant_id();
-    require_capability(tx, tn, CAP)?;
+    require_capability(tx, caller, CAP)?;
     let mut t = load(tx, tn, task_id)?;
     let me = caller.user_id();
     if !caller.is_admin() && t.created_by != me && t.assigned_to.as_deref() != Some(me) {
@@ -378,7 +378,7 @@ pub fn update(
 /// no-op) → quota → write.
 pub fn complete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, task_id: &str) -> Result<Task> {
     let tn = caller.tenant_id();
-    require_capability(tx, tn, CAP)?;
+    require_capability(tx, caller, CAP)?;
     let mut t = load(tx, tn, task_id)?;
     if !caller.is_admin() && t.assigned_to.as_deref() != Some(caller.user_id()) {
         return Err(Error::Forbidden(
@@ -452,7 +452,7 @@ impl Bespin {
     /// `GET /v1/tasks`. Capability `tasks`.
     pub fn list_tasks(&self, caller: &Principal, q: &TaskQuery) -> Result<TaskPage> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             list(r, caller.tenant_id(), q)
         })
     }
@@ -460,7 +460,7 @@ impl Bespin {
     /// `GET /v1/tasks/{id}`. Errors: entitlement, `NotFound`.
     pub fn get_task(&self, caller: &Principal, task_id: &str) -> Result<Task> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             Ok(view(
                 caller.tenant_id(),
                 &load(r, caller.tenant_id(), task_id)?,

@@ -413,7 +413,7 @@ pub fn compute(latest: Point, start: Point) -> Window {
 pub fn create_kpi(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewKpi) -> Result<Kpi> {
     caller.require(Permission::KpiWrite, "create KPIs")?;
     let tenant = caller.tenant_id();
-    require_capability(tx, tenant, "kpi_ingest")?;
+    require_capability(tx, caller, "kpi_ingest")?;
     let permit = kpi_meter("kpi_definition_created", 1).check(tx, ctx, tenant)?;
     let kpi_id = ids::new_id();
     let seq = tx.next_seq("kpis")?;
@@ -467,7 +467,7 @@ pub fn ingest_points(
 ) -> Result<IngestResult> {
     caller.require(Permission::KpiWrite, "ingest KPI points")?;
     let tenant = caller.tenant_id();
-    require_capability(tx, tenant, "kpi_ingest")?;
+    require_capability(tx, caller, "kpi_ingest")?;
     require_kpi(tx, tenant, kpi_id)?;
     let total = req.points.len() as u64;
     let series = series::Series::new(tenant, kpi_id);
@@ -575,7 +575,7 @@ impl Bespin {
     pub fn list_kpis(&self, caller: &Principal, page: KpiPage) -> Result<Vec<Kpi>> {
         caller.require(Permission::KpiRead, "read KPIs")?;
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), "kpi_read")?;
+            require_capability(r, caller, "kpi_read")?;
             list(r, caller.tenant_id(), page)
         })
     }
@@ -604,7 +604,7 @@ impl Bespin {
         caller.require(Permission::KpiRead, "read KPIs")?;
         self.read(|r, _| {
             let tenant = caller.tenant_id();
-            require_capability(r, tenant, "kpi_read")?;
+            require_capability(r, caller, "kpi_read")?;
             require_kpi(r, tenant, kpi_id)?;
             let p = latest_at(r, tenant, kpi_id, None)?.ok_or_else(|| no_points(kpi_id))?;
             Ok(LatestPoint {

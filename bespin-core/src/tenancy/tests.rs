@@ -351,3 +351,33 @@ fn the_last_active_admin_stays() {
     db.update_user(&admin, admin.user_id(), demote)
         .expect("now allowed");
 }
+
+#[test]
+fn a_capability_scoped_key_exercises_only_its_capabilities() {
+    let (db, _) = db();
+    let (admin, _) = tenant(&db);
+    let scopes = Scopes::Capabilities(vec!["tasks".into()]);
+    let (_, key) = new_key(&db, &admin, admin.user_id(), scopes);
+    let who = bearer(&db, &key).expect("auth");
+    write_task(&db, &who).expect("tasks is in scope");
+    let fact = crate::coreos::memory::NewFact::from_json(&json!({
+        "category": "icp", "fact_key": "k", "fact_value": "v"
+    }))
+    .expect("fact");
+    let refused = db.run(Op::with(who.clone(), fact, crate::coreos::memory::create));
+    assert!(matches!(refused, Err(Error::Forbidden(_))), "{refused:?}");
+    // Nor can it manage keys or users.
+    let more = db.create_api_key(
+        &who,
+        NewApiKey {
+            user_id: admin.user_id().into(),
+            name: "wider".into(),
+            scopes: Scopes::All,
+            expires_at: None,
+        },
+    );
+    assert!(matches!(more, Err(Error::Forbidden(_))));
+    assert!(
+        NewApiKey::from_json(&json!({"user_id": "u", "name": "n", "scopes": ["nope"]})).is_err()
+    );
+}

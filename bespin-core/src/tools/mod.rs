@@ -143,7 +143,7 @@ pub fn invoke(
     idempotency::check_key(idempotency_key)?;
     caller.require(Permission::InvokeTools, "invoke tools")?;
     let tenant = caller.tenant_id();
-    require_capability(tx, tenant, "tools")?;
+    require_capability(tx, caller, "tools")?;
     let scope = Idempotency::new(INVOKE_ENDPOINT, idempotency_key, &req.normalized());
     if let Some(stored) = idempotency::lookup(tx, ctx, tenant, &scope)? {
         return Ok(stored);
@@ -182,7 +182,7 @@ impl Bespin {
     /// `tools` capability. Errors: the entitlement errors.
     pub fn tools(&self, caller: &Principal) -> Result<Vec<ToolInfo>> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), "tools")?;
+            require_capability(r, caller, "tools")?;
             Ok(REGISTRY
                 .iter()
                 .map(|t| ToolInfo {

@@ -36,6 +36,7 @@ pub(crate) fn tables() -> &'static [&'static dyn TableInfo] {
             crate::coreos::meetings::TABLES,
             crate::coreos::memory::TABLES,
             crate::coreos::evidence::TABLES,
+            &[&crate::coreos::deletion::DELETED],
             crate::coreos::timeline::TABLES,
             crate::coreos::search::TABLES,
             crate::events::TABLES,
@@ -62,8 +63,8 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), n);
         assert_eq!(
-            n, 64,
-            "the tables of layout 7, the event log and the key lifecycle"
+            n, 65,
+            "the tables of layout 7, the event log the key lifecycle and the tombstones of deleted records"
         );
         assert!(table("co_tasks").is_some_and(|t| t.tenant_scoped()));
         assert!(table("secrets").is_some_and(|t| t.is_secret()));

@@ -3,6 +3,7 @@
 //! decisions). The list walks a (tenant, decision date, created at, id) index newest date
 //! first (ties: newest created first).
 
+use super::deletion::{self, Deleted, Deletion};
 use super::{
     Change, EntityType, Metadata, Paging, check_quota, dated_records, new_record_id, page_index,
     page_type, patch_string, record_effects, search, timeline,
@@ -296,6 +297,31 @@ pub fn paging_from_json(v: &Value) -> Result<Paging> {
     let p = Paging::read(&mut f, 100);
     f.finish()?;
     got(p)
+}
+
+/// Deletes a decision (admin): gone from its table, its list index and search in this
+/// transaction, with its evidence links; its timeline stays, with `decision_deleted`. Order:
+/// capability → admin (403) → 404 → write.
+pub fn delete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, id: &str) -> Result<Deleted> {
+    let t = caller.tenant_id();
+    require_capability(tx, caller, CAP)?;
+    caller.require_admin()?;
+    let d = load(tx, t, id)?;
+    remove(tx, t, &d)?;
+    deletion::finish(
+        tx,
+        ctx,
+        caller,
+        Deletion {
+            et: EntityType::Decision,
+            id: &d.decision_id,
+            created_at: d.created_at,
+            title: &d.title,
+            audit_action: "decisions.delete",
+            tool: TOOL,
+            event: catalog::DECISION_DELETED,
+        },
+    )
 }
 
 impl Bespin {

@@ -3,6 +3,7 @@
 //! walks a (tenant, meeting date, created at, id) index newest date first, and the
 //! `from`/`to` filters (real dates, inclusive) bound that walk.
 
+use super::deletion::{self, Deleted, Deletion};
 use super::{
     Change, EntityType, Link, Metadata, Paging, check_link, check_quota, dated_records,
     link_fields, new_record_id, next_day, page_index, page_type, patch_string, record_effects,
@@ -315,6 +316,35 @@ pub(crate) fn list(r: &impl Reader, tenant: &str, q: &MeetingQuery) -> Result<Me
         |r, id| Ok(Some(view(tenant, &load(r, tenant, id)?))),
     )?;
     Ok(MeetingPage::new(items, total, paging))
+}
+
+/// Deletes a meeting note (its creator or an admin): gone from its table, its list index and
+/// search in this transaction; its timeline stays, with `meeting_deleted`. Order: capability →
+/// 404 → 403 → write.
+pub fn delete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, id: &str) -> Result<Deleted> {
+    let t = caller.tenant_id();
+    require_capability(tx, caller, CAP)?;
+    let m = load(tx, t, id)?;
+    if !caller.is_admin() && m.created_by != caller.user_id() {
+        return Err(crate::error::Error::Forbidden(
+            "Not authorized to delete this meeting note".into(),
+        ));
+    }
+    remove(tx, t, &m)?;
+    deletion::finish(
+        tx,
+        ctx,
+        caller,
+        Deletion {
+            et: EntityType::Meeting,
+            id: &m.meeting_id,
+            created_at: m.created_at,
+            title: &m.title,
+            audit_action: "meetings.delete",
+            tool: TOOL,
+            event: catalog::MEETING_DELETED,
+        },
+    )
 }
 
 impl Bespin {

@@ -12,6 +12,7 @@
 //! `fact_value: null` in a PATCH is 422 (spec README decision 9: an explicit `null` for a
 //! required field).
 
+use super::deletion::{self, Deleted, Deletion};
 use super::{
     EntityType, Metadata, Paging, Records, check_quota, check_records, filter, new_record_id,
     page_index, page_type, record_effects, search, timeline,
@@ -435,6 +436,66 @@ pub(crate) fn list(r: &impl Reader, tenant: &str, q: &FactQuery) -> Result<Memor
         },
     )?;
     Ok(MemoryFactPage::new(items, total, q.paging))
+}
+
+/// Deletes a memory fact with every version of its supersede chain (admin): forgetting a fact
+/// forgets what it said before too. Each version leaves its table, the list index and search in
+/// this transaction (and the active-key entry, for the active one), with its evidence links;
+/// the timeline stays, with `memory_fact_deleted` on the fact named. Order: capability →
+/// admin (403) → 404 → write.
+pub fn delete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, id: &str) -> Result<Deleted> {
+    let t = caller.tenant_id();
+    require_capability(tx, caller, CAP)?;
+    caller.require_admin()?;
+    let named = load(tx, t, id)?;
+    // The chain: back through `supersedes`, forward through `superseded_by` (each version is
+    // read once; a chain is as long as its supersedes, each a metered write).
+    let mut chain = vec![named.clone()];
+    let mut back = named.supersedes.clone();
+    while let Some(prev) = back {
+        let f = load(tx, t, &prev)?;
+        back = f.supersedes.clone();
+        chain.push(f);
+    }
+    let mut fwd = named.superseded_by.clone();
+    while let Some(next) = fwd {
+        let f = load(tx, t, &next)?;
+        fwd = f.superseded_by.clone();
+        chain.push(f);
+    }
+    for f in &chain {
+        let key = record_key(tx, t, &f.fact_id);
+        search::remove(tx, &FACTS, &key, t)?;
+        tx.delete(&FACTS_BY_KEY, &order_key(t, f))?;
+        if f.status == "active" {
+            tx.delete(&ACTIVE_FACTS, &active_key(t, &f.fact_key))?;
+        }
+        if f.fact_id != named.fact_id {
+            super::evidence::delete_all_of(tx, t, EntityType::MemoryFact, &f.fact_id)?;
+            deletion::tombstone(
+                tx,
+                ctx,
+                caller,
+                EntityType::MemoryFact,
+                &f.fact_id,
+                f.created_at,
+            )?;
+        }
+    }
+    deletion::finish(
+        tx,
+        ctx,
+        caller,
+        Deletion {
+            et: EntityType::MemoryFact,
+            id: &named.fact_id,
+            created_at: named.created_at,
+            title: &named.fact_key,
+            audit_action: "memory.delete",
+            tool: TOOL,
+            event: catalog::MEMORY_DELETED,
+        },
+    )
 }
 
 impl Bespin {

@@ -6,6 +6,7 @@
 //! the index row in the same transaction. References are checked: the assignee must be a user
 //! of the tenant and a linked record must exist in it (404).
 
+use super::deletion::{self, Deleted, Deletion};
 use super::{
     Change, EntityType, Link, Metadata, Paging, Records, check_assignee, check_link, check_quota,
     check_records, filter, link_fields, new_record_id, next_day, page_index, page_type,
@@ -407,6 +408,37 @@ pub fn complete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, task_id: &str) 
     events::emit(tx, ctx, caller, catalog::TASK_COMPLETED, &t.task_id, &v)?;
     record_effects(tx, ctx, caller, permit, "tasks.complete", TOOL)?;
     Ok(v)
+}
+
+/// Deletes a task (its creator or an admin): gone from its table, the list index and search
+/// in this transaction, with its evidence links; its timeline stays, with `task_deleted`.
+/// Order: capability → 404 → 403 → write.
+pub fn delete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, task_id: &str) -> Result<Deleted> {
+    let tn = caller.tenant_id();
+    require_capability(tx, caller, CAP)?;
+    let t = load(tx, tn, task_id)?;
+    if !caller.is_admin() && t.created_by != caller.user_id() {
+        return Err(Error::Forbidden(
+            "Not authorized to delete this task".into(),
+        ));
+    }
+    let key = record_key(tx, tn, &t.task_id);
+    search::remove(tx, &TASKS, &key, tn)?;
+    tx.delete(&TASKS_BY_DUE, &order_key(tn, &t))?;
+    deletion::finish(
+        tx,
+        ctx,
+        caller,
+        Deletion {
+            et: EntityType::Task,
+            id: &t.task_id,
+            created_at: t.created_at,
+            title: &t.title,
+            audit_action: "tasks.delete",
+            tool: TOOL,
+            event: catalog::TASK_DELETED,
+        },
+    )
 }
 
 /// Lists tasks through the due-date index.

@@ -90,6 +90,16 @@ catalogue! {
         "A memory fact was superseded by a new value; subject: the old fact; data: the new fact.";
     EVIDENCE_LINKED = "evidence.linked", "evidence", None, Members,
         "Evidence was linked to a record; data: the evidence link.";
+    EVIDENCE_DELETED = "evidence.deleted", "evidence", None, Members,
+        "An evidence link was deleted; data: {entity_type, entity_id, deleted_at}.";
+    TASK_DELETED = "task.deleted", "task", Some("tasks"), Members,
+        "A task was deleted (its history stays in the timeline); data: {entity_type, entity_id, deleted_at}.";
+    DECISION_DELETED = "decision.deleted", "decision", Some("decisions"), Members,
+        "A decision was deleted; data: {entity_type, entity_id, deleted_at}.";
+    MEETING_DELETED = "meeting.deleted", "meeting", Some("meetings"), Members,
+        "A meeting note was deleted; data: {entity_type, entity_id, deleted_at}.";
+    MEMORY_DELETED = "memory_fact.deleted", "memory_fact", Some("memory"), Members,
+        "A memory fact was deleted with every version of its supersede chain; data: {entity_type, entity_id, deleted_at}.";
     BRIEF_GENERATED = "brief.generated", "brief", Some("briefs"), Members,
         "A daily brief was materialized; data: {brief_id, brief_date}.";
     NOTIFICATION_ENQUEUED = "notification.enqueued", "notification", None, Owner,

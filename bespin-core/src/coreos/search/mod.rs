@@ -39,7 +39,7 @@ pub(crate) mod index;
 use index::{BODY, TITLE};
 pub(crate) use index::{
     Implied, RANKS, SEARCH, SearchDoc, Searchable, TABLES, cap_index, check, rebuild_index,
-    rebuild_ranks, save,
+    rebuild_ranks, remove, save,
 };
 pub use index::{MAX_RECORD_TOKENS, MAX_TOKEN_CHARS, tokens};
 

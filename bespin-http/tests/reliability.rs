@@ -237,6 +237,10 @@ fn isolation_matrix_other_tenants_ids_are_not_found() {
         ("entity_id", id(&action)),
         ("user_id", a.admin.clone()),
         ("key_id", id(&key)),
+        (
+            "evidence_id",
+            "00000000-0000-4000-8000-000000000000".to_owned(),
+        ),
     ];
     let body_for = |path: &str| -> Option<Value> {
         Some(match path {

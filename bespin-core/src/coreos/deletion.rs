@@ -361,4 +361,53 @@ mod tests {
         let text = report.to_string();
         assert!(text.contains("co_tasks_by_due"), "{text}");
     }
+
+    #[test]
+    fn conversations_and_kpis_are_deleted_with_their_messages_and_points() {
+        let (db, _) = db();
+        let (admin, member) = tenant(&db);
+        let chat =
+            crate::chat::ChatRequest::from_json(&json!({"message": "hello there"})).expect("chat");
+        let reply = db.chat(&member, chat).expect("chat turn");
+        let conv = reply.conversation_id.clone();
+        let before = db.check().expect("check");
+        assert!(before.rows_in("messages") >= 2);
+        // Another user's conversation is a 404, as for reading it.
+        assert!(matches!(
+            db.delete_conversation(&admin, &conv),
+            Err(Error::NotFound(_))
+        ));
+        db.delete_conversation(&member, &conv).expect("delete");
+        assert!(matches!(
+            db.conversation(&member, &conv),
+            Err(Error::NotFound(_))
+        ));
+        let kpi = crate::testutil::kpi(
+            &db,
+            &admin,
+            "MRR",
+            &[("2026-01-01", 1.0), ("2026-01-02", 2.0)],
+        );
+        assert!(matches!(
+            db.delete_kpi(&member, &kpi),
+            Err(Error::Forbidden(_))
+        ));
+        db.delete_kpi(&admin, &kpi).expect("delete kpi");
+        assert!(db.delete_kpi(&admin, &kpi).is_err());
+        let after = db.check().expect("check");
+        assert!(after.is_ok(), "{after}");
+        for table in [
+            "messages",
+            "conversations",
+            "conversations_by_time",
+            "kpis",
+            "kpi_chunks",
+        ] {
+            assert_eq!(after.rows_in(table), 0, "{table}");
+        }
+        assert_eq!(
+            after.rows_in("usage_events"),
+            before.rows_in("usage_events") + 2
+        );
+    }
 }

@@ -108,10 +108,14 @@ catalogue! {
         "A user acknowledged a notification; data: the notification.";
     CONVERSATION_MESSAGE = "conversation.message", "conversation", Some("chat"), Owner,
         "A message was added to a conversation (a chat turn adds the user's and the reply); data: {conversation_id, role, content}.";
+    CONVERSATION_DELETED = "conversation.deleted", "conversation", Some("chat"), Owner,
+        "A conversation was deleted with its messages; data: {entity_type, entity_id, deleted_at}.";
     TOOL_INVOKED = "tool.invoked", "tool", Some("tools"), Admins,
         "A tool was invoked through the gateway; data: {tool_name, request_id, status}.";
     KPI_POINTS_INGESTED = "kpi.points_ingested", "kpi", Some("kpi_ingest"), Members,
         "KPI points were ingested (one event per request); data: {kpi_key, count}.";
+    KPI_DELETED = "kpi.deleted", "kpi", Some("kpi_ingest"), Members,
+        "A KPI was deleted with its points; data: {entity_type, entity_id, deleted_at}.";
     USAGE_THRESHOLD_CROSSED = "usage.threshold_crossed", "usage", None, Admins,
         "Usage crossed 80% or 100% of the period's credit allowance or of an event's cap (each at most once per period); data: {period_start, limit, threshold, used, limit_value, event_key}.";
     SUBSCRIPTION_CHANGED = "subscription.changed", "subscription", None, Admins,

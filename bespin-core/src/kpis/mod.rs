@@ -552,7 +552,45 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
     series::check(r, c, &ids)
 }
 
+/// Deletes a KPI with its whole series (admin: the `KpiWrite` permission, capability
+/// `kpi_ingest`). Its definition, both indexes and every chunk of points go in one
+/// transaction; audited, with `kpi.deleted`; usage of past ingests stays, and briefs already
+/// made keep the figures they showed. Order: role (403) → capability → 404 → write.
+pub fn delete_kpi(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    caller: &Principal,
+    kpi_id: &str,
+) -> Result<crate::coreos::deletion::Deleted> {
+    caller.require(Permission::KpiWrite, "delete KPIs")?;
+    let tenant = caller.tenant_id();
+    require_capability(tx, caller, "kpi_ingest")?;
+    let rec =
+        get_kpi(tx, tenant, kpi_id)?.ok_or_else(|| Error::NotFound("KPI not found".into()))?;
+    tx.delete(&KPIS, &kpi_key(tenant, kpi_id))?;
+    tx.delete(
+        &KPIS_BY_CREATION,
+        &KpiCreationKey::new(tenant, rec.created_at, rec.seq),
+    )?;
+    tx.delete(&KPIS_BY_NAME, &KpiNameKey::new(tenant, &rec.name, rec.seq))?;
+    let chunks = series::KPI_CHUNKS.prefix().tenant(tenant).str(kpi_id);
+    tx.delete_prefix(&series::KPI_CHUNKS, &chunks)?;
+    let out = crate::coreos::deletion::Deleted::new("kpi", kpi_id, ctx.now);
+    events::emit(tx, ctx, caller, catalog::KPI_DELETED, kpi_id, &out)?;
+    crate::audit::record(tx, ctx, caller, "kpis.delete", None, &ids::new_id())?;
+    Ok(out)
+}
+
 impl Bespin {
+    /// Deletes a KPI with its points ([`delete_kpi`]).
+    pub fn delete_kpi(
+        &self,
+        caller: &Principal,
+        kpi_id: &str,
+    ) -> Result<crate::coreos::deletion::Deleted> {
+        self.write(|tx, ctx| delete_kpi(tx, ctx, caller, kpi_id))
+    }
+
     /// Creates a KPI definition (see [`create_kpi`]). Errors: `Forbidden`, the entitlement
     /// errors, `QuotaExceeded`, `UnknownEventType`, `PlanMissing`.
     pub fn create_kpi(&self, caller: &Principal, req: NewKpi) -> Result<Kpi> {

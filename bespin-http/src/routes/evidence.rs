@@ -16,8 +16,8 @@ pub fn routes() -> Vec<Route> {
     vec![
         route!(POST "/v1/evidence" => create as create_evidence, d("Link evidence to an action, task, decision or memory fact")
             .body(schema::<NewEvidence>).ok(201, schema::<EvidenceLink>)),
-        route!(DELETE "/v1/evidence/{evidence_id}" => delete as delete_evidence, d("Delete an evidence link of the record named by entity_type and entity_id (an admin, or the link's creator)")
-            .query(&[("entity_type", "action, task, decision or memory_fact"), ("entity_id", "the record's id")]).ok(200, schema::<Deleted>)),
+        route!(DELETE "/v1/records/{entity_type}/{entity_id}/evidence/{evidence_id}" => delete as delete_evidence, d("Delete an evidence link of a record (an admin, or the link's creator)")
+            .ok(200, schema::<Deleted>)),
         route!(GET "/v1/evidence" => list as list_evidence, d("A record's evidence links, newest first")
             .query(&[("entity_type", "action | task | decision | memory_fact (required)"), ("entity_id", "the record id (required)")])
             .ok(200, schema::<EvidenceList>)),
@@ -42,7 +42,11 @@ fn list(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 
 fn delete(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
-    let target = EvidenceQuery::from_json(&r.query_json()).map_err(ApiError::query)?;
+    let target = serde_json::json!({
+        "entity_type": r.param("entity_type"),
+        "entity_id": r.param("entity_id"),
+    });
+    let target = EvidenceQuery::from_json(&target).map_err(ApiError::path)?;
     let id = r.param("evidence_id").to_owned();
     Ok(Reply::write(
         Op::on_with(caller, id, target, evidence::delete),

@@ -1,0 +1,99 @@
+//! Deletes over HTTP: each record type's DELETE answers 200 once and 404 after, the record
+//! leaves its list and the search at once, and the database stays consistent.
+#![allow(clippy::unwrap_used)]
+
+use bespin_http::testing::{TestServer, test_config};
+use serde_json::{Value, json};
+
+#[test]
+fn every_deletable_record_is_deleted_once_and_found_nowhere() {
+    let s = TestServer::start(test_config());
+    let t = s.create_tenant("acme", "a@acme.example");
+    let h = t.admin_headers();
+    let post = |path: &str, body: Value| {
+        let r = s.call("POST", path, &h, Some(&body));
+        assert!(r.status < 300, "{path}: {}", r.body);
+        r.json()
+    };
+    let id = |v: &Value, f: &str| v[f].as_str().unwrap().to_owned();
+    let task = id(&post("/v1/tasks", json!({"title": "quokka"})), "task_id");
+    let decision = id(
+        &post(
+            "/v1/decisions",
+            json!({"decision_date": "2026-01-02", "title": "quokka", "decision": "go"}),
+        ),
+        "decision_id",
+    );
+    let meeting = id(
+        &post(
+            "/v1/meetings",
+            json!({"meeting_date": "2026-01-02", "title": "quokka", "notes": "n"}),
+        ),
+        "meeting_id",
+    );
+    let fact = id(
+        &post(
+            "/v1/memory/facts",
+            json!({"category": "icp", "fact_key": "quokka", "fact_value": "v"}),
+        ),
+        "fact_id",
+    );
+    let link = id(
+        &post(
+            "/v1/evidence",
+            json!({"entity_type": "decision", "entity_id": decision, "source_type": "manual", "source_ref": {"n": 1}}),
+        ),
+        "evidence_id",
+    );
+    let kpi = id(&post("/v1/kpis", json!({"name": "MRR"})), "kpi_id");
+    let conv = id(
+        &post("/v1/conversations", json!({"title": "c"})),
+        "conversation_id",
+    );
+    let search = || {
+        s.call("GET", "/v1/search?q=quokka", &h, None).json()["total"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(search(), 4);
+    let paths = [
+        format!("/v1/records/decision/{decision}/evidence/{link}"),
+        format!("/v1/tasks/{task}"),
+        format!("/v1/decisions/{decision}"),
+        format!("/v1/meetings/{meeting}"),
+        format!("/v1/memory/facts/{fact}"),
+        format!("/v1/kpis/{kpi}"),
+        format!("/v1/conversations/{conv}"),
+    ];
+    for p in &paths {
+        let r = s.call("DELETE", p, &h, None);
+        assert_eq!(r.status, 200, "{p}: {}", r.body);
+        assert!(r.json()["deleted_at"].is_string());
+        assert_eq!(s.call("DELETE", p, &h, None).status, 404, "{p} twice");
+    }
+    assert_eq!(search(), 0);
+    for p in [
+        format!("/v1/tasks/{task}"),
+        format!("/v1/decisions/{decision}"),
+        format!("/v1/meetings/{meeting}"),
+        format!("/v1/memory/facts/{fact}"),
+        format!("/v1/conversations/{conv}"),
+    ] {
+        assert_eq!(s.call("GET", &p, &h, None).status, 404, "{p}");
+    }
+    // The timeline keeps the history, with the deletes.
+    let tl = s
+        .call("GET", &format!("/v1/timeline?entity_id={task}"), &h, None)
+        .json();
+    assert_eq!(tl["items"][0]["event_type"], "task_deleted", "{tl}");
+    // A bad entity type in the evidence path is 422 at the path.
+    let r = s.call(
+        "DELETE",
+        &format!("/v1/records/meeting/{meeting}/evidence/{link}"),
+        &h,
+        None,
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    let report = s.bespin.check().unwrap();
+    assert!(report.is_ok(), "{report}");
+}

@@ -97,3 +97,43 @@ fn every_deletable_record_is_deleted_once_and_found_nowhere() {
     let report = s.bespin.check().unwrap();
     assert!(report.is_ok(), "{report}");
 }
+
+#[test]
+fn the_tenant_export_streams_its_rows_as_json_lines() {
+    let s = TestServer::start(test_config());
+    let t = s.create_tenant("acme", "a@acme.example");
+    let other = s.create_tenant("other", "o@other.example");
+    let member = s.add_user(&t, "m@acme.example", "member");
+    for i in 0..300 {
+        let r = s.call(
+            "POST",
+            "/v1/tasks",
+            &t.admin_headers(),
+            Some(&json!({"title": format!("task {i}")})),
+        );
+        assert_eq!(r.status, 201);
+    }
+    s.call(
+        "POST",
+        "/v1/tasks",
+        &other.admin_headers(),
+        Some(&json!({"title": "not yours"})),
+    );
+    let r = s.call("GET", "/v1/tenant/export", &t.admin_headers(), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
+    let lines: Vec<Value> = r
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let tasks = lines.iter().filter(|l| l["table"] == "co_tasks").count();
+    assert_eq!(tasks, 300);
+    assert!(!r.body.contains(&other.id) && !r.body.contains("not yours"));
+    assert!(!r.body.contains(&t.key), "the tenant key");
+    assert_eq!(
+        s.call("GET", "/v1/tenant/export", &t.headers(&member), None)
+            .status,
+        403
+    );
+}

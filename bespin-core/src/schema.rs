@@ -63,7 +63,7 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), n);
         assert_eq!(
-            n, 65,
+            n, 66,
             "the tables of layout 7, the event log the key lifecycle and the tombstones of deleted records"
         );
         assert!(table("co_tasks").is_some_and(|t| t.tenant_scoped()));

@@ -127,6 +127,7 @@ pub async fn serve(
 
     let graceful = GracefulShutdown::new();
     let purge = tokio::spawn(purge_loop(state.clone()));
+    let erasures = tokio::spawn(erasure_loop(state.clone()));
     let events = tokio::spawn(routes::maintain_events(
         state.bespin.clone(),
         state.stop_streams.subscribe(),
@@ -173,6 +174,7 @@ pub async fn serve(
         }
     }
     purge.abort();
+    erasures.abort();
     drop(listener);
     // Event streams never end on their own: end them, so the connections can close.
     state.stop_streams.send_replace(true);
@@ -197,6 +199,39 @@ pub(crate) async fn core_read<T: Send + 'static>(
         return Ok(read());
     }
     tokio::task::spawn_blocking(read).await
+}
+
+/// Runs tenant erasures (`DELETE /v1/admin/tenants/{id}`), looking for one every second: one
+/// bounded step after another (at most 2,000 rows or about 2 ms each, on the blocking pool
+/// through the shared batch), with a millisecond between steps so other tenants' writes go
+/// first. An erasure a crash interrupted resumes here after the restart, where its last
+/// committed step ended.
+async fn erasure_loop(state: Arc<AppState>) {
+    use bespin_core::tenancy::erasure::ErasureState;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        loop {
+            let db = state.bespin.clone();
+            match tokio::task::spawn_blocking(move || db.erase_step()).await {
+                Ok(Ok(Some(e))) => {
+                    if e.state == ErasureState::Erased {
+                        tracing::info!(tenant = %e.tenant_id, rows = e.rows_deleted, "tenant erased");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => {
+                    tracing::warn!("tenant erasure step failed: {e}");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!("tenant erasure step panicked: {e}");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// Purges expired idempotency records once a minute.

@@ -137,3 +137,75 @@ fn the_tenant_export_streams_its_rows_as_json_lines() {
         403
     );
 }
+
+#[test]
+fn an_erased_tenant_fails_at_once_and_its_rows_go_in_the_background() {
+    let s = TestServer::start(test_config());
+    let t = s.create_tenant("gone", "g@gone.example");
+    let keep = s.create_tenant("kept", "k@kept.example");
+    for i in 0..50 {
+        let r = s.call(
+            "POST",
+            "/v1/tasks",
+            &t.admin_headers(),
+            Some(&json!({"title": format!("t{i}")})),
+        );
+        assert_eq!(r.status, 201);
+    }
+    let admin = [("X-Platform-Admin-Key", "test-admin-key")];
+    let path = format!("/v1/admin/tenants/{}", t.id);
+    // Without the platform key, as every admin route: 404. A wrong confirmation: 400.
+    assert_eq!(
+        s.call("DELETE", &path, &[], Some(&json!({"confirm": t.id})))
+            .status,
+        404
+    );
+    let r = s.call("DELETE", &path, &admin, Some(&json!({"confirm": keep.id})));
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = s.call("DELETE", &path, &admin, Some(&json!({"confirm": t.id})));
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.json()["state"], "erasing");
+    // At once: its key authenticates nothing; a second erasure is 404.
+    assert_eq!(
+        s.call("GET", "/v1/me", &t.admin_headers(), None).status,
+        401
+    );
+    assert_eq!(
+        s.call("DELETE", &path, &admin, Some(&json!({"confirm": t.id})))
+            .status,
+        404
+    );
+    // The server's loop erases the rows; the other tenant is untouched.
+    let erasure = format!("{path}/erasure");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let e = s.call("GET", &erasure, &admin, None).json();
+        if e["state"] == "erased" {
+            assert!(e["rows_deleted"].as_u64().unwrap() > 50);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "erasure did not end: {e}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        s.call("GET", "/v1/me", &keep.admin_headers(), None).status,
+        200
+    );
+    assert_eq!(
+        s.call(
+            "GET",
+            &format!("/v1/admin/tenants/{}/erasure", keep.id),
+            &admin,
+            None
+        )
+        .status,
+        404
+    );
+    let report = s.bespin.check().unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.rows_in("co_tasks"), 0);
+    assert_eq!(report.rows_in("tenant_tombstones"), 1);
+}

@@ -294,6 +294,12 @@ impl WriteTx<'_, '_> {
         })
     }
 
+    /// Removes the row `key` of the table named `table`, whatever its types (a walk over the
+    /// registry, as the tenant erasure's); returns whether it existed.
+    pub(crate) fn delete_raw(&mut self, table: &'static str, key: &[u8]) -> Result<bool> {
+        self.raw_remove(table, key)
+    }
+
     /// Removes `key`; returns whether it existed.
     pub(crate) fn delete<K: KeyDef, V: Record>(
         &mut self,

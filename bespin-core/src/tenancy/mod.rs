@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
+pub mod erasure;
 pub mod export;
 pub mod keys;
 pub mod users;
@@ -72,6 +73,7 @@ pub(crate) const TABLES: &[&dyn TableInfo] = &[
     &keys::API_KEY_DIGESTS,
     &keys::TENANT_KEY_GRACE,
     &users::USER_DEACTIVATED,
+    &erasure::TOMBSTONES,
 ];
 
 /// Input of [`Bespin::create_tenant`].
@@ -210,7 +212,12 @@ pub(crate) fn user_key<'a>(tenant_id: &'a str, user_id: &'a str) -> UserKey<'a> 
 
 /// Creates a tenant with its admin, default limits and `starter` subscription.
 pub fn create_tenant(tx: &mut WriteTx, ctx: &Ctx, req: NewTenant) -> Result<TenantCreated> {
-    let tenant_id = ids::new_id();
+    let mut tenant_id = ids::new_id();
+    // An erased tenant's id is never made again (a random id repeats next to never; a
+    // tombstone makes it never).
+    while erasure::is_erased(tx, &tenant_id)? || tx.contains(&TENANTS, &tenant_key(&tenant_id))? {
+        tenant_id = ids::new_id();
+    }
     let api_key = ids::new_api_key()?;
     let tenant = TenantRec {
         name: req.name,

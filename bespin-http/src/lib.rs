@@ -202,7 +202,7 @@ pub(crate) async fn core_read<T: Send + 'static>(
 }
 
 /// Runs tenant erasures (`DELETE /v1/admin/tenants/{id}`), looking for one every second: one
-/// bounded step after another (at most 2,000 rows or about 2 ms each, on the blocking pool
+/// bounded step after another (at most 500 rows or about 2 ms each, on the blocking pool
 /// through the shared batch), with a millisecond between steps so other tenants' writes go
 /// first. An erasure a crash interrupted resumes here after the restart, where its last
 /// committed step ended.

@@ -430,7 +430,9 @@ impl Bespin {
         idempotency_key: &str,
         req: MaterializeRequest,
     ) -> Result<Stored<Brief>> {
-        self.write(|tx, ctx| materialize(tx, ctx, caller, idempotency_key, req))
+        self.write_as(caller, |tx, ctx| {
+            materialize(tx, ctx, caller, idempotency_key, req)
+        })
     }
 
     /// The caller's tenant's brief for `date` (`GET /v1/briefs/{date}`). Checks, in order:

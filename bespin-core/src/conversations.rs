@@ -346,7 +346,7 @@ impl Bespin {
         caller: &Principal,
         conv_id: &str,
     ) -> Result<crate::coreos::deletion::Deleted> {
-        self.write(|tx, ctx| delete(tx, ctx, caller, conv_id))
+        self.write_as(caller, |tx, ctx| delete(tx, ctx, caller, conv_id))
     }
 
     /// Creates a conversation for the caller (any role may chat).
@@ -355,7 +355,7 @@ impl Bespin {
         caller: &Principal,
         req: NewConversation,
     ) -> Result<Conversation> {
-        self.write(|tx, ctx| start(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| start(tx, ctx, caller, req))
     }
 
     /// The caller's conversations, newest first (`limit` clamped to 1..=200, default 50;

@@ -124,6 +124,8 @@ impl Bespin {
         idempotency_key: &str,
         req: MaterializeRequest,
     ) -> Result<Stored<RunReport>> {
-        self.write(|tx, ctx| run_daily_brief(tx, ctx, caller, idempotency_key, req))
+        self.write_as(caller, |tx, ctx| {
+            run_daily_brief(tx, ctx, caller, idempotency_key, req)
+        })
     }
 }

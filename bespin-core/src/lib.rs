@@ -305,6 +305,21 @@ impl Bespin {
         self.inner.committer.run(f)
     }
 
+    /// [`Bespin::write`] for `caller`: the operation first re-checks, in its transaction, the
+    /// key that authenticated the caller ([`tenancy::keys::admit`]), as every `Op` with a
+    /// caller does, so an embedder's or Python's session of a revoked key, an expired key or a
+    /// deactivated user writes nothing, and a read-only key's session no change.
+    pub(crate) fn write_as<T>(
+        &self,
+        caller: &Principal,
+        f: impl FnOnce(&mut WriteTx, &Ctx) -> Result<T>,
+    ) -> Result<T> {
+        self.write(|tx, ctx| {
+            tenancy::keys::admit(tx, ctx, caller, tenancy::keys::Access::Write)?;
+            f(tx, ctx)
+        })
+    }
+
     /// Runs `op` on the calling thread as one operation of the shared batch (the path of
     /// embedders and Python: the same as every `Bespin` write method) and returns its value
     /// once the commit holding it is durable.

@@ -681,7 +681,9 @@ impl crate::Bespin {
         capability: Option<&str>,
         meter: Meter<'_>,
     ) -> Result<UsageReceipt> {
-        self.write(|tx, ctx| record_usage(tx, ctx, caller, capability, meter))
+        self.write_as(caller, |tx, ctx| {
+            record_usage(tx, ctx, caller, capability, meter)
+        })
     }
 }
 

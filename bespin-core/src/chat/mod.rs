@@ -250,6 +250,6 @@ fn respond(
 impl Bespin {
     /// One cofounder-chat exchange, in one transaction (see [`chat`]).
     pub fn chat(&self, caller: &Principal, req: ChatRequest) -> Result<ChatReply> {
-        self.write(|tx, ctx| chat(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| chat(tx, ctx, caller, req))
     }
 }

@@ -843,7 +843,7 @@ impl Bespin {
     /// `POST /v1/actions`: proposes an action. Errors: entitlement, `NotFound` (assignee),
     /// `QuotaExceeded`.
     pub fn create_action(&self, caller: &Principal, req: NewAction) -> Result<Action> {
-        self.write(|tx, ctx| create(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| create(tx, ctx, caller, req))
     }
 
     /// `GET /v1/actions`: newest first, filtered. Capability `action_center`.
@@ -871,7 +871,7 @@ impl Bespin {
         action_id: &str,
         patch: ActionPatch,
     ) -> Result<Action> {
-        self.write(|tx, ctx| update(tx, ctx, caller, action_id, patch))
+        self.write_as(caller, |tx, ctx| update(tx, ctx, caller, action_id, patch))
     }
 
     /// `POST /v1/actions/{id}/cancel`. Errors: entitlement, `NotFound`, `BadRequest` (not
@@ -882,7 +882,7 @@ impl Bespin {
         action_id: &str,
         req: ReviewComment,
     ) -> Result<Action> {
-        self.write(|tx, ctx| cancel(tx, ctx, caller, action_id, req))
+        self.write_as(caller, |tx, ctx| cancel(tx, ctx, caller, action_id, req))
     }
 
     /// `POST /v1/actions/{id}/approve` (admin). Errors: entitlement, `NotFound`, `Forbidden`,
@@ -893,7 +893,7 @@ impl Bespin {
         action_id: &str,
         req: ReviewComment,
     ) -> Result<Action> {
-        self.write(|tx, ctx| approve(tx, ctx, caller, action_id, req))
+        self.write_as(caller, |tx, ctx| approve(tx, ctx, caller, action_id, req))
     }
 
     /// `POST /v1/actions/{id}/reject` (admin). Errors as [`Bespin::approve_action`].
@@ -903,7 +903,7 @@ impl Bespin {
         action_id: &str,
         req: ReviewComment,
     ) -> Result<Action> {
-        self.write(|tx, ctx| reject(tx, ctx, caller, action_id, req))
+        self.write_as(caller, |tx, ctx| reject(tx, ctx, caller, action_id, req))
     }
 
     /// `POST /v1/actions/{id}/execute` (admin). Errors: entitlement, `Forbidden`, `NotFound`,
@@ -914,7 +914,7 @@ impl Bespin {
         action_id: &str,
         req: ExecuteAction,
     ) -> Result<ExecutionResult> {
-        self.write(|tx, ctx| execute(tx, ctx, caller, action_id, req))
+        self.write_as(caller, |tx, ctx| execute(tx, ctx, caller, action_id, req))
     }
 }
 

@@ -327,7 +327,7 @@ pub fn delete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, id: &str) -> Resu
 impl Bespin {
     /// `POST /v1/decisions` (admin). Errors: entitlement, `Forbidden`, `QuotaExceeded`.
     pub fn create_decision(&self, caller: &Principal, req: NewDecision) -> Result<Decision> {
-        self.write(|tx, ctx| create(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| create(tx, ctx, caller, req))
     }
 
     /// `GET /v1/decisions`. Capability `decisions`.
@@ -357,7 +357,9 @@ impl Bespin {
         decision_id: &str,
         patch: DecisionPatch,
     ) -> Result<Decision> {
-        self.write(|tx, ctx| update(tx, ctx, caller, decision_id, patch))
+        self.write_as(caller, |tx, ctx| {
+            update(tx, ctx, caller, decision_id, patch)
+        })
     }
 }
 

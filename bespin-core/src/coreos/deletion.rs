@@ -153,22 +153,26 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker, records: &mut Records) -> 
 impl crate::Bespin {
     /// Deletes a task ([`super::tasks::delete`]).
     pub fn delete_task(&self, caller: &Principal, id: &str) -> Result<Deleted> {
-        self.write(|tx, ctx| super::tasks::delete(tx, ctx, caller, id))
+        self.write_as(caller, |tx, ctx| super::tasks::delete(tx, ctx, caller, id))
     }
 
     /// Deletes a decision ([`super::decisions::delete`]).
     pub fn delete_decision(&self, caller: &Principal, id: &str) -> Result<Deleted> {
-        self.write(|tx, ctx| super::decisions::delete(tx, ctx, caller, id))
+        self.write_as(caller, |tx, ctx| {
+            super::decisions::delete(tx, ctx, caller, id)
+        })
     }
 
     /// Deletes a meeting note ([`super::meetings::delete`]).
     pub fn delete_meeting(&self, caller: &Principal, id: &str) -> Result<Deleted> {
-        self.write(|tx, ctx| super::meetings::delete(tx, ctx, caller, id))
+        self.write_as(caller, |tx, ctx| {
+            super::meetings::delete(tx, ctx, caller, id)
+        })
     }
 
     /// Deletes a memory fact with its supersede chain ([`super::memory::delete`]).
     pub fn delete_memory_fact(&self, caller: &Principal, id: &str) -> Result<Deleted> {
-        self.write(|tx, ctx| super::memory::delete(tx, ctx, caller, id))
+        self.write_as(caller, |tx, ctx| super::memory::delete(tx, ctx, caller, id))
     }
 }
 

@@ -386,13 +386,15 @@ impl Bespin {
         evidence_id: &str,
         target: EvidenceQuery,
     ) -> Result<super::deletion::Deleted> {
-        self.write(|tx, ctx| delete(tx, ctx, caller, evidence_id, target))
+        self.write_as(caller, |tx, ctx| {
+            delete(tx, ctx, caller, evidence_id, target)
+        })
     }
 
     /// `POST /v1/evidence`. Errors: entitlement (target's capability), `Forbidden`,
     /// `NotFound` (target), `QuotaExceeded`.
     pub fn create_evidence(&self, caller: &Principal, req: NewEvidence) -> Result<EvidenceLink> {
-        self.write(|tx, ctx| create(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| create(tx, ctx, caller, req))
     }
 
     /// `GET /v1/evidence`: the record's links, newest first (any user). Errors: entitlement

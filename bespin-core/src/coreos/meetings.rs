@@ -350,7 +350,7 @@ pub fn delete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, id: &str) -> Resu
 impl Bespin {
     /// `POST /v1/meetings`. Errors: entitlement, `NotFound` (linked record), `QuotaExceeded`.
     pub fn create_meeting(&self, caller: &Principal, req: NewMeeting) -> Result<MeetingNote> {
-        self.write(|tx, ctx| create(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| create(tx, ctx, caller, req))
     }
 
     /// `GET /v1/meetings`. Capability `meetings`.
@@ -380,7 +380,7 @@ impl Bespin {
         meeting_id: &str,
         patch: MeetingPatch,
     ) -> Result<MeetingNote> {
-        self.write(|tx, ctx| update(tx, ctx, caller, meeting_id, patch))
+        self.write_as(caller, |tx, ctx| update(tx, ctx, caller, meeting_id, patch))
     }
 }
 

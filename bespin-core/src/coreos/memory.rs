@@ -502,7 +502,7 @@ impl Bespin {
     /// `POST /v1/memory/facts` (admin). Errors: entitlement, `Forbidden`, `Conflict`
     /// (active key exists), `QuotaExceeded`.
     pub fn create_memory_fact(&self, caller: &Principal, req: NewFact) -> Result<MemoryFact> {
-        self.write(|tx, ctx| create(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| create(tx, ctx, caller, req))
     }
 
     /// `GET /v1/memory/facts`. Capability `memory`.
@@ -532,7 +532,7 @@ impl Bespin {
         fact_id: &str,
         req: FactValue,
     ) -> Result<MemoryFact> {
-        self.write(|tx, ctx| update(tx, ctx, caller, fact_id, req))
+        self.write_as(caller, |tx, ctx| update(tx, ctx, caller, fact_id, req))
     }
 
     /// `POST /v1/memory/facts/{id}/supersede` (admin). Errors: entitlement, `Forbidden`,
@@ -543,7 +543,7 @@ impl Bespin {
         fact_id: &str,
         req: FactValue,
     ) -> Result<MemoryFact> {
-        self.write(|tx, ctx| supersede(tx, ctx, caller, fact_id, req))
+        self.write_as(caller, |tx, ctx| supersede(tx, ctx, caller, fact_id, req))
     }
 }
 

@@ -478,7 +478,7 @@ impl Bespin {
     /// `POST /v1/tasks`. Errors: entitlement, `NotFound` (assignee, linked record),
     /// `QuotaExceeded`.
     pub fn create_task(&self, caller: &Principal, req: NewTask) -> Result<Task> {
-        self.write(|tx, ctx| create(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| create(tx, ctx, caller, req))
     }
 
     /// `GET /v1/tasks`. Capability `tasks`.
@@ -502,13 +502,13 @@ impl Bespin {
 
     /// `PATCH /v1/tasks/{id}`. Errors: entitlement, `NotFound`, `Forbidden`, `QuotaExceeded`.
     pub fn update_task(&self, caller: &Principal, task_id: &str, patch: TaskPatch) -> Result<Task> {
-        self.write(|tx, ctx| update(tx, ctx, caller, task_id, patch))
+        self.write_as(caller, |tx, ctx| update(tx, ctx, caller, task_id, patch))
     }
 
     /// `POST /v1/tasks/{id}/complete`. Errors: entitlement, `NotFound`, `Forbidden`,
     /// `QuotaExceeded`.
     pub fn complete_task(&self, caller: &Principal, task_id: &str) -> Result<Task> {
-        self.write(|tx, ctx| complete(tx, ctx, caller, task_id))
+        self.write_as(caller, |tx, ctx| complete(tx, ctx, caller, task_id))
     }
 }
 

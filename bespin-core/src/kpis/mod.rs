@@ -588,13 +588,13 @@ impl Bespin {
         caller: &Principal,
         kpi_id: &str,
     ) -> Result<crate::coreos::deletion::Deleted> {
-        self.write(|tx, ctx| delete_kpi(tx, ctx, caller, kpi_id))
+        self.write_as(caller, |tx, ctx| delete_kpi(tx, ctx, caller, kpi_id))
     }
 
     /// Creates a KPI definition (see [`create_kpi`]). Errors: `Forbidden`, the entitlement
     /// errors, `QuotaExceeded`, `UnknownEventType`, `PlanMissing`.
     pub fn create_kpi(&self, caller: &Principal, req: NewKpi) -> Result<Kpi> {
-        self.write(|tx, ctx| create_kpi(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| create_kpi(tx, ctx, caller, req))
     }
 
     /// Bulk-ingests points into a KPI in one transaction (see [`ingest_points`]). Errors:
@@ -605,7 +605,9 @@ impl Bespin {
         kpi_id: &str,
         req: PointsBulk,
     ) -> Result<IngestResult> {
-        self.write(|tx, ctx| ingest_points(tx, ctx, caller, kpi_id, req))
+        self.write_as(caller, |tx, ctx| {
+            ingest_points(tx, ctx, caller, kpi_id, req)
+        })
     }
 
     /// Lists the caller's tenant's KPIs, newest first. Checks: role (`KpiRead`,

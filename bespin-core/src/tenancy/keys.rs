@@ -674,10 +674,7 @@ impl Principal {
 impl Bespin {
     /// Makes a key bound to a user ([`create`]); the clear key is in the answer only.
     pub fn create_api_key(&self, caller: &Principal, req: NewApiKey) -> Result<ApiKeyCreated> {
-        self.write(|tx, ctx| {
-            admit(tx, ctx, caller, Access::Write)?;
-            create(tx, ctx, caller, req)
-        })
+        self.write_as(caller, |tx, ctx| create(tx, ctx, caller, req))
     }
 
     /// The tenant's bound keys (admin: all; member: their own), never a secret.
@@ -687,17 +684,11 @@ impl Bespin {
 
     /// Revokes a key ([`revoke`]).
     pub fn revoke_api_key(&self, caller: &Principal, key_id: &str) -> Result<ApiKey> {
-        self.write(|tx, ctx| {
-            admit(tx, ctx, caller, Access::Write)?;
-            revoke(tx, ctx, caller, key_id)
-        })
+        self.write_as(caller, |tx, ctx| revoke(tx, ctx, caller, key_id))
     }
 
     /// Rotates the tenant key ([`rotate_tenant_key`]).
     pub fn rotate_tenant_key(&self, caller: &Principal, req: Rotation) -> Result<TenantKeyRotated> {
-        self.write(|tx, ctx| {
-            admit(tx, ctx, caller, Access::Write)?;
-            rotate_tenant_key(tx, ctx, caller, req)
-        })
+        self.write_as(caller, |tx, ctx| rotate_tenant_key(tx, ctx, caller, req))
     }
 }

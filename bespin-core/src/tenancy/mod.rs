@@ -397,7 +397,7 @@ impl Bespin {
     /// Creates a user in the caller's tenant. Errors: `Forbidden` for non-admins or another
     /// tenant's id.
     pub fn create_user(&self, caller: &Principal, req: NewUser) -> Result<User> {
-        self.write(|tx, ctx| create_user(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| create_user(tx, ctx, caller, req))
     }
 
     /// The caller's own identity.

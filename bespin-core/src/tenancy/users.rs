@@ -290,9 +290,6 @@ impl Bespin {
         user_id: &str,
         patch: UserPatch,
     ) -> Result<UserInfo> {
-        self.write(|tx, ctx| {
-            keys::admit(tx, ctx, caller, keys::Access::Write)?;
-            update(tx, ctx, caller, user_id, patch)
-        })
+        self.write_as(caller, |tx, ctx| update(tx, ctx, caller, user_id, patch))
     }
 }

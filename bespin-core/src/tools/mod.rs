@@ -201,7 +201,9 @@ impl Bespin {
         idempotency_key: &str,
         req: InvokeRequest,
     ) -> Result<Stored<Invocation>> {
-        self.write(|tx, ctx| invoke(tx, ctx, caller, idempotency_key, req))
+        self.write_as(caller, |tx, ctx| {
+            invoke(tx, ctx, caller, idempotency_key, req)
+        })
     }
 }
 

@@ -613,7 +613,12 @@ impl Bespin {
     /// `search_query` and its usage event, in one transaction ([`meter`]). Errors: entitlement,
     /// `QuotaExceeded`.
     pub fn meter_search(&self, caller: &Principal) -> Result<()> {
-        self.write(|tx, ctx| meter(tx, ctx, caller))
+        // The write of a read: allowed to a read-only key, refused to a revoked one.
+        self.write(|tx, ctx| {
+            let read = crate::tenancy::keys::Access::Read;
+            crate::tenancy::keys::admit(tx, ctx, caller, read)?;
+            meter(tx, ctx, caller)
+        })
     }
 }
 

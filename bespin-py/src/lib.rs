@@ -15,6 +15,7 @@ mod events;
 mod handle;
 mod jobs;
 mod kpis;
+mod lifecycle;
 mod limits;
 mod metering;
 mod notifications;
@@ -29,6 +30,7 @@ fn _bespin(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     handle::register(m)?;
     tenancy::register(m)?;
+    lifecycle::register(m)?;
     limits::register(m)?;
     billing::register(m)?;
     metering::register(m)?;

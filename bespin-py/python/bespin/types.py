@@ -13,6 +13,14 @@ from typing import Any, Dict, List, Optional, TypedDict, Union
 
 
 __all__ = [
+    "ApiKey",
+    "ApiKeyCreated",
+    "Deleted",
+    "Erasure",
+    "Exported",
+    "TenantKeyRotated",
+    "UserInfo",
+    "UserPage",
     "Action",
     "ActionDetail",
     "ActionPage",
@@ -671,3 +679,63 @@ Event = TypedDict(
         "data": Any,
     },
 )
+
+
+class ApiKey(TypedDict):
+    """A user-bound API key as listed: never its secret."""
+
+    key_id: str
+    user_id: str
+    name: str
+    prefix: str
+    last4: str
+    scopes: List[str]
+    created_at: _dt.datetime
+    expires_at: Optional[_dt.datetime]
+    last_used_on: Optional[str]
+    revoked_at: Optional[_dt.datetime]
+
+
+class ApiKeyCreated(ApiKey):
+    """A new key, with its clear ``api_key`` shown this once."""
+
+    api_key: str
+
+
+class TenantKeyRotated(TypedDict):
+    api_key: str
+    previous_valid_until: _dt.datetime
+
+
+class UserInfo(TypedDict):
+    user_id: str
+    tenant_id: str
+    email: str
+    role: str
+    created_at: _dt.datetime
+    deactivated: bool
+    deactivated_at: Optional[_dt.datetime]
+
+
+class UserPage(TypedDict):
+    items: List[UserInfo]
+    next_cursor: Optional[str]
+
+
+class Deleted(TypedDict):
+    entity_type: str
+    entity_id: str
+    deleted_at: _dt.datetime
+
+
+class Erasure(TypedDict):
+    tenant_id: str
+    erased_at: _dt.datetime
+    state: str
+    rows_deleted: int
+    finished_at: Optional[_dt.datetime]
+
+
+class Exported(TypedDict):
+    rows: int
+    tables: int

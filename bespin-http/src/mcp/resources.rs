@@ -2,8 +2,8 @@
 //! (`bespin://kpis/{kpi_id}`: its last 30 days as the series route gives them) and any Core OS
 //! record (`bespin://{type}/{id}`, as the record explorer shows it). Each is read exactly as
 //! its REST read: the caller's tenant, role and plan decide; another tenant's record is "not
-//! found" like a missing one. Subscriptions (`notifications/resources/updated`) wait for the
-//! event stream of issue 20.
+//! found" like a missing one. Which events of the log change which resource ([`uri_of`]) is
+//! what `subscriptions/listen` (`listen.rs`) announces.
 
 use super::rpc::{Answer, code};
 use crate::AppState;
@@ -11,6 +11,7 @@ use crate::error::ApiError;
 use crate::reply::Reply;
 use crate::routes::kpis as kpi_routes;
 use bespin_core::Principal;
+use bespin_core::events::Event;
 use bespin_core::kpis::{KpiPage, Series, SeriesQuery};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -20,6 +21,41 @@ const RECORD_TYPES: [&str; 5] = ["action", "task", "decision", "meeting", "memor
 /// The window of a KPI resource, in days, and its most points.
 const KPI_WINDOW_DAYS: &str = "30";
 const KPI_MAX_POINTS: &str = "200";
+
+/// The event subject type whose events change the resource at `uri` (`brief`, `kpi` or a
+/// record type), or `None` for a URI that names no resource of this server.
+pub fn kind_of(uri: &str) -> Option<&'static str> {
+    let path = uri.strip_prefix("bespin://")?;
+    let (kind, id) = path.split_once('/')?;
+    if id.is_empty() || id.contains('/') {
+        return None;
+    }
+    match kind {
+        "briefs" => (id == "latest").then_some("brief"),
+        "kpis" => Some("kpi"),
+        t => RECORD_TYPES.into_iter().find(|r| *r == t),
+    }
+}
+
+/// The resource an event changes, if any: a brief's generation changes the latest brief, a
+/// KPI's points its KPI, a record's change (or evidence linked to it) the record.
+pub fn uri_of(e: &Event) -> Option<String> {
+    let (kind, id) = match e.subject.kind.as_str() {
+        "brief" => return Some("bespin://briefs/latest".into()),
+        "kpi" => ("kpis", e.subject.id.clone()),
+        "evidence" => {
+            let data = e.data();
+            let kind = data.get("entity_type")?.as_str()?;
+            let kind = RECORD_TYPES.into_iter().find(|r| *r == kind)?;
+            (kind, data.get("entity_id")?.as_str()?.to_owned())
+        }
+        t => (
+            RECORD_TYPES.into_iter().find(|r| *r == t)?,
+            e.subject.id.clone(),
+        ),
+    };
+    Some(format!("bespin://{kind}/{id}"))
+}
 
 /// `resources/list`: the latest brief and the tenant's KPIs (the newest 100; records are
 /// reached through the template, not listed: there can be millions).

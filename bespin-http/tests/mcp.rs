@@ -874,3 +874,56 @@ fn frames(sse: &Sse) -> Vec<Value> {
         .filter_map(|d| serde_json::from_str(d).ok())
         .collect()
 }
+
+#[test]
+fn resources_list_pages_with_a_cursor() {
+    let s = TestServer::start(test_config());
+    let a = s.create_tenant("alpha", "a@alpha.example");
+    let h = a.admin_headers();
+    let mut ids: Vec<String> = (0..101)
+        .map(|i| {
+            let body = json!({ "name": format!("k{i}") });
+            created(s.call("POST", "/v1/kpis", &h, Some(&body)), "kpi_id")
+        })
+        .collect();
+    let uris = |r: &TestResponse| -> Vec<String> {
+        r.json()["result"]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["uri"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first = s.mcp(&h, "resources/list", json!({}));
+    let cursor = first.json()["result"]["nextCursor"].clone();
+    assert!(cursor.is_string(), "{}", first.body);
+    let second = s.mcp(&h, "resources/list", json!({ "cursor": cursor }));
+    assert!(
+        second.json()["result"].get("nextCursor").is_none(),
+        "{}",
+        second.body
+    );
+    let (one, two) = (uris(&first), uris(&second));
+    assert_eq!(
+        (one.len(), two.len()),
+        (101, 1),
+        "the brief, then 100 KPIs a page"
+    );
+    assert_eq!(one[0], "bespin://briefs/latest");
+    let mut seen: Vec<String> = one[1..]
+        .iter()
+        .chain(&two)
+        .map(|u| u.trim_start_matches("bespin://kpis/").to_owned())
+        .collect();
+    seen.sort();
+    ids.sort();
+    assert_eq!(seen, ids, "every KPI once");
+    for bad in [json!("x"), json!(7), json!("k-1")] {
+        let r = s.mcp(&h, "resources/list", json!({ "cursor": bad }));
+        assert_eq!(
+            (r.status, &r.json()["error"]["code"]),
+            (400, &json!(-32602)),
+            "{bad}"
+        );
+    }
+}

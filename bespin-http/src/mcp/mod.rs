@@ -242,7 +242,7 @@ fn dispatch(s: &AppState, caller: Principal, call: Call, a: Answer, accepts_sse:
         "server/discover" if modern => a.result(discover()),
         "tools/list" => tools::list(s, &caller, &a),
         "tools/call" => tools::call(s, caller, call.params, a),
-        "resources/list" => resources::list(s, &caller, &a),
+        "resources/list" => resources::list(s, &caller, &call.params, &a),
         "resources/templates/list" => resources::templates(&a),
         "resources/read" => resources::read(s, &caller, &call.params, a),
         "prompts/list" => prompts::list(&a),

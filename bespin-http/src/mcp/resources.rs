@@ -57,17 +57,40 @@ pub fn uri_of(e: &Event) -> Option<String> {
     Some(format!("bespin://{kind}/{id}"))
 }
 
-/// `resources/list`: the latest brief and the tenant's KPIs (the newest 100; records are
-/// reached through the template, not listed: there can be millions).
-pub fn list(s: &AppState, caller: &Principal, a: &Answer) -> Reply {
-    let mut out = vec![json!({
-        "uri": "bespin://briefs/latest",
-        "name": "latest-brief",
-        "title": "Latest daily brief",
-        "description": "The daily brief with the newest date",
-        "mimeType": "application/json",
-    })];
-    if let Ok(kpis) = s.bespin.list_kpis(caller, KpiPage::clamped(100, 0)) {
+/// KPIs per `resources/list` page.
+const PAGE: usize = 100;
+
+/// `resources/list`: the latest brief, then the tenant's KPIs newest first, [`PAGE`] a page
+/// (`nextCursor` while more are left; records are reached through the template, not listed:
+/// there can be millions). The cursor is the position of the next KPI: a KPI defined while a
+/// client pages shifts the later pages by one, so it may see a KPI twice, never miss one.
+pub fn list(s: &AppState, caller: &Principal, params: &Map<String, Value>, a: &Answer) -> Reply {
+    let offset = match params.get("cursor") {
+        None | Some(Value::Null) => 0,
+        Some(c) => match c
+            .as_str()
+            .and_then(|c| c.strip_prefix('k')?.parse::<usize>().ok())
+        {
+            Some(o) if o <= 1_000_000 => o,
+            _ => return a.error(code::INVALID_PARAMS, "Invalid cursor", None),
+        },
+    };
+    let mut out = Vec::new();
+    if offset == 0 {
+        out.push(json!({
+            "uri": "bespin://briefs/latest",
+            "name": "latest-brief",
+            "title": "Latest daily brief",
+            "description": "The daily brief with the newest date",
+            "mimeType": "application/json",
+        }));
+    }
+    let mut more = false;
+    // One more than a page tells whether another page follows.
+    let page = KpiPage::clamped(PAGE as i64 + 1, offset as i64);
+    if let Ok(mut kpis) = s.bespin.list_kpis(caller, page) {
+        more = kpis.len() > PAGE;
+        kpis.truncate(PAGE);
         for k in kpis {
             out.push(json!({
                 "uri": format!("bespin://kpis/{}", k.kpi_id),
@@ -80,6 +103,9 @@ pub fn list(s: &AppState, caller: &Principal, a: &Answer) -> Reply {
     }
     let mut result = Map::new();
     result.insert("resources".into(), Value::Array(out));
+    if more {
+        result.insert("nextCursor".into(), json!(format!("k{}", offset + PAGE)));
+    }
     a.list(result, super::TTL_MS)
 }
 

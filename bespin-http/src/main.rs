@@ -134,6 +134,10 @@ struct ServeArgs {
     /// Seconds a claimed webhook delivery is leased before it may be claimed again.
     #[arg(long, env = "BESPIN_WEBHOOK_LEASE_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     webhook_lease_secs: u64,
+    /// A PEM file of certificate authorities webhook receivers may chain to, beside Mozilla's
+    /// roots (for receivers behind an internal CA).
+    #[arg(long, env = "BESPIN_WEBHOOK_CA_FILE")]
+    webhook_ca_file: Option<std::path::PathBuf>,
 }
 
 /// The tarpit's threshold (`None`: off).
@@ -472,6 +476,14 @@ fn main() -> ExitCode {
     config.metrics_token = serve.metrics_token.filter(|t| !t.is_empty());
     config.webhook_allow = bespin_http::webhooks::parse_allow(&serve.webhook_allow);
     config.webhook_lease = std::time::Duration::from_secs(serve.webhook_lease_secs);
+    if let Some(path) = serve.webhook_ca_file.filter(|p| !p.as_os_str().is_empty()) {
+        // A file that cannot be read is a start-up error, not webhooks silently undelivered.
+        if let Err(e) = bespin_http::webhooks::extra_roots(&path) {
+            eprintln!("bespin: {e}");
+            std::process::exit(2);
+        }
+        config.webhook_ca_file = Some(path);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

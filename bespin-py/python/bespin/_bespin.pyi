@@ -102,9 +102,13 @@ class CursorExpired(BespinError): ...
 class QuotaExceeded(BespinError):
     detail: Dict[str, Any]
 
-def open(path: Union[str, "os.PathLike[str]"]) -> Bespin:
+def open(
+    path: Union[str, "os.PathLike[str]"], *, event_retention_secs: Optional[int] = None
+) -> Bespin:
     """Opens (creating if missing) the database at ``path``: a redb file, or a PostgreSQL URL
-    (``postgres://user@host/db?schema=bespin``) that several processes may share."""
+    (``postgres://user@host/db?schema=bespin``) that several processes may share.
+    ``event_retention_secs``: how long events are kept (default 30 days); a cursor older
+    than that raises ``CursorExpired``."""
 
 def open_in_memory() -> Bespin:
     """Opens a database held only in memory."""
@@ -127,6 +131,8 @@ class Bespin:
     ) -> bool: ...
     def health(self) -> None: ...
     def purge_expired_idempotency(self) -> int: ...
+    def purge_expired_events(self, max: int = 10000) -> int:
+        """Deletes up to ``max`` events older than the retention; how many went."""
     def session(self, tenant_id: str, user_id: str, api_key: str) -> Session: ...
     # tenancy
     def create_tenant(

@@ -354,6 +354,12 @@ impl Bespin {
         self.inner.committer.stats()
     }
 
+    /// Operations waiting for the writer thread now. Unlike [`Bespin::commit_stats`] it takes
+    /// no lock, so it answers while the writer runs a long operation.
+    pub fn writer_queue_depth(&self) -> usize {
+        self.inner.committer.queue_depth()
+    }
+
     /// The wake-up hub of the live stream.
     pub(crate) fn hub(&self) -> &events::hub::Hub {
         self.inner.committer.hub()

@@ -383,6 +383,22 @@ impl Bespin {
         self.inner.store.backup(out.as_ref())
     }
 
+    /// Copies this database, as of one snapshot, into the new database at `target`, in one
+    /// transaction: a PostgreSQL URL (schema and tables made when missing; every table there
+    /// must be empty, else `Error::Conflict` and nothing is written), or a redb file that must
+    /// not exist (as [`Bespin::backup`]). Secrets, sequences and every row go along, so ids,
+    /// keys and cursors read the same there. This is how a `bespin backup` file is restored
+    /// into PostgreSQL (open the file, copy it into the URL), and how a database moves
+    /// between backends. Writers here go on meanwhile; the copy is the last commit before it
+    /// started. Returns the rows copied.
+    pub fn copy_into(&self, target: impl AsRef<Path>) -> Result<u64> {
+        let target = target.as_ref();
+        match target.to_str() {
+            Some(url) if store::is_url(url) => self.inner.store.restore_into(url),
+            _ => self.backup(target),
+        }
+    }
+
     /// Checks that the database answers a trivial read.
     pub fn health(&self) -> Result<()> {
         self.read(|r, _| {

@@ -70,6 +70,9 @@ enum Command {
     Backup(BackupArgs),
     /// Tell the file's key layout and what opening it with this build would do (writes nothing).
     Layout(LayoutArgs),
+    /// Copy a database (a `bespin backup` file, or any database) into a new, empty one — a
+    /// PostgreSQL URL or a new file — in one transaction, then check the copy.
+    Restore(RestoreArgs),
 }
 
 /// How log lines are written.
@@ -189,6 +192,16 @@ struct BackupArgs {
     /// The new file to write (must not exist).
     #[arg(long, env = "BESPIN_BACKUP_OUT")]
     out: PathBuf,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    /// The database to copy from: a redb file (e.g. a backup) or a PostgreSQL URL.
+    #[arg(long)]
+    from: PathBuf,
+    /// The database to copy into: a PostgreSQL URL whose tables are empty, or a new file.
+    #[command(flatten)]
+    db: DbArg,
 }
 
 #[derive(Args)]
@@ -344,19 +357,44 @@ fn backup_cmd(args: BackupArgs) -> ExitCode {
         Ok((b, false)) => b.backup(&out).map(|_| "copied").map_err(|e| e.to_string()),
         Err(e) => Err(e),
     };
-    if let Err(e) = done.as_ref() {
-        return fail(e);
+    match done {
+        Ok(how) => report_copy("backup", &db, &out, how, started),
+        Err(e) => fail(&e),
     }
-    let report = match Bespin::open(&out).and_then(|b| b.check()) {
+}
+
+/// `bespin restore`: the source opened as a database (a file of an older layout is upgraded,
+/// as opening it anywhere would), copied into the target by [`Bespin::copy_into`].
+fn restore_cmd(args: RestoreArgs) -> ExitCode {
+    let (from, into) = (args.from, args.db.db);
+    let started = std::time::Instant::now();
+    let copied = Bespin::open(&from)
+        .and_then(|b| b.copy_into(&into))
+        .map_err(|e| e.to_string());
+    match copied {
+        Ok(_) => report_copy("restore", &from, &into, "copied", started),
+        Err(e) => fail(&e),
+    }
+}
+
+/// Checks a copy just written (`to`) and prints one line for it: exit 0 when it holds every
+/// invariant, 1 with the violations, 2 when it cannot be read back.
+fn report_copy(
+    what: &str,
+    from: &std::path::Path,
+    to: &std::path::Path,
+    how: &str,
+    started: std::time::Instant,
+) -> ExitCode {
+    let report = match Bespin::open(to).and_then(|b| b.check()) {
         Ok(r) => r,
         Err(e) => return fail(&format!("the copy cannot be read back: {e}")),
     };
     let rows: u64 = report.rows.values().sum();
     println!(
-        "backup {} -> {} ({}; {rows} rows, {:.1} s); check of the copy: {} violation(s)",
-        bespin_core::shown_db(&db),
-        out.display(),
-        done.unwrap_or_default(),
+        "{what} {} -> {} ({how}; {rows} rows, {:.1} s); check of the copy: {} violation(s)",
+        bespin_core::shown_db(from),
+        bespin_core::shown_db(to),
         started.elapsed().as_secs_f64(),
         report.violations.len()
     );
@@ -451,6 +489,7 @@ fn main() -> ExitCode {
         Some(Command::Check(a)) => return check_cmd(a),
         Some(Command::Backup(a)) => return backup_cmd(a),
         Some(Command::Layout(a)) => return layout_cmd(a),
+        Some(Command::Restore(a)) => return restore_cmd(a),
         Some(Command::Serve(a)) => a,
         None => cli.serve,
     };

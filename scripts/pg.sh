@@ -4,6 +4,8 @@
 #   eval "$(scripts/pg.sh start)"      # exports BESPIN_TEST_PG_URL, PGDATA_DIR, PG_PORT
 #   scripts/pg.sh stop "$PGDATA_DIR"    # stops it and removes the directory
 #   scripts/pg.sh halt "$PGDATA_DIR"    # stops the server, keeps the data (a restart test)
+#   scripts/pg.sh crash "$PGDATA_DIR"   # stops it as a crash would (immediate: no checkpoint,
+#                                       # WAL replayed at the next start), keeping the data
 #   scripts/pg.sh resume "$PGDATA_DIR"  # starts it again on the same port
 #
 # Installs Debian's `postgresql` when no server is installed. `initdb` refuses to run as root,
@@ -54,6 +56,10 @@ halt)
     dir="${2:?data dir}"
     as_pg "$(bin)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
     ;;
+crash)
+    dir="${2:?data dir}"
+    as_pg "$(bin)/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null
+    ;;
 resume)
     dir="${2:?data dir}"
     pg_start "$dir" "$(cat "$dir/port")"
@@ -64,7 +70,7 @@ stop)
     rm -rf "$dir"
     ;;
 *)
-    echo "usage: pg.sh start | stop DIR | halt DIR | resume DIR" >&2
+    echo "usage: pg.sh start | stop DIR | halt DIR | crash DIR | resume DIR" >&2
     exit 2
     ;;
 esac

@@ -1,0 +1,192 @@
+#![allow(clippy::unwrap_used)]
+use super::*;
+use crate::chat::ChatRequest;
+use crate::check::testing::{caught, populated};
+use crate::store::Flow;
+use crate::testutil;
+
+/// A database whose first tenant has `rows` audit rows (one chat each), and that tenant's admin.
+fn chained(rows: usize) -> (Bespin, crate::time::ManualClock, Principal) {
+    let (db, clock) = testutil::db();
+    let (admin, _) = testutil::tenant(&db);
+    let (other, _) = testutil::tenant(&db);
+    for i in 0..rows {
+        for p in [&admin, &other] {
+            let m = serde_json::json!({ "message": format!("hello {i}") });
+            db.chat(p, ChatRequest::from_json(&m).unwrap()).unwrap();
+        }
+    }
+    (db, clock, admin)
+}
+
+fn stored(db: &Bespin, tenant: &str, n: u64) -> Vec<u8> {
+    let k = AuditKey::new(tenant, n).encode();
+    db.read(|r, _| r.get_raw(AUDIT_LOG.name(), &k))
+        .unwrap()
+        .unwrap()
+}
+
+/// The (position, fault) pairs of the report's findings for `tenant`.
+fn faults(db: &Bespin, tenant: &str) -> Vec<(u64, Fault)> {
+    let rep = db.audit_verify().unwrap();
+    rep.findings
+        .iter()
+        .filter(|f| f.tenant_id == tenant)
+        .map(|f| (f.n, f.fault))
+        .collect()
+}
+
+#[test]
+fn an_honest_database_verifies_and_its_chains_are_dense_and_in_time_order() {
+    let (db, clock, admin) = chained(3);
+    // The clock going back does not put a row before its predecessor.
+    clock.advance(-60_000_000);
+    let m = serde_json::json!({ "message": "late" });
+    db.chat(&admin, ChatRequest::from_json(&m).unwrap())
+        .unwrap();
+    let rep = db.audit_verify().unwrap();
+    assert!(rep.is_clean(), "{rep}");
+    assert_eq!((rep.chains, rep.rows), (2, 7));
+    let rows = db.audit_log(&admin, 10).unwrap();
+    let ns: Vec<u64> = rows.iter().map(|r| r.n).collect();
+    assert_eq!(ns, [3, 2, 1, 0], "newest first, dense");
+    assert!(rows[0].created_at >= rows[1].created_at);
+    assert_eq!(rows[0].outcome, Outcome::Success);
+    // (The metering's own check objects to the clock going back; the audit's does not.)
+    let report = db.check().unwrap();
+    assert!(
+        report
+            .violations
+            .iter()
+            .all(|v| !v.table.starts_with("audit")),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_flipped_byte_is_an_altered_row_at_its_place() {
+    let (db, _, admin) = chained(3);
+    let t = admin.tenant_id();
+    let mut v = stored(&db, t, 1);
+    let at = v.windows(12).position(|w| w == b"cofounder.ch").unwrap();
+    v[at] ^= 0x01;
+    let k = AuditKey::new(t, 1).encode();
+    db.tamper(|tx| tx.raw_insert_for_test(AUDIT_LOG.name(), &k, &v));
+    assert_eq!(faults(&db, t), [(1, Fault::AlteredRow)]);
+    caught(&db, "audit_chain", "altered row");
+}
+
+#[test]
+fn a_changed_personal_field_is_caught_by_its_digest() {
+    let (db, _, admin) = chained(2);
+    let t = admin.tenant_id();
+    db.tamper(|tx| {
+        let k = AuditKey::new(t, 0);
+        let mut a = tx.get(&AUDIT_LOG, &k)?.unwrap();
+        a.idempotency_key = Some("forged".into());
+        tx.put(&AUDIT_LOG, &k, &a)
+    });
+    assert_eq!(faults(&db, t), [(0, Fault::AlteredPersonal)]);
+}
+
+#[test]
+fn an_erased_row_still_verifies() {
+    let (db, _, admin) = chained(2);
+    let t = admin.tenant_id();
+    db.tamper(|tx| {
+        let k = AuditKey::new(t, 0);
+        let mut a = tx.get(&AUDIT_LOG, &k)?.unwrap();
+        (a.user_id, a.digest_salt) = (String::new(), None);
+        tx.put(&AUDIT_LOG, &k, &a)
+    });
+    assert!(db.audit_verify().unwrap().is_clean());
+    assert!(db.check().unwrap().violations.is_empty());
+}
+
+#[test]
+fn a_deleted_row_is_a_gap_and_a_broken_link_after_it() {
+    let (db, _, admin) = chained(4);
+    let t = admin.tenant_id();
+    db.tamper(|tx| tx.delete(&AUDIT_LOG, &AuditKey::new(t, 1)).map(drop));
+    assert_eq!(faults(&db, t), [(2, Fault::Gap), (2, Fault::BrokenLink)]);
+    caught(&db, "audit_chain", "broken link");
+}
+
+#[test]
+fn a_deleted_last_row_is_caught_by_the_head() {
+    let (db, _, admin) = chained(3);
+    let t = admin.tenant_id();
+    db.tamper(|tx| tx.delete(&AUDIT_LOG, &AuditKey::new(t, 2)).map(drop));
+    assert_eq!(faults(&db, t), [(3, Fault::Head)]);
+    caught(&db, "audit_heads", "does not match the last row");
+}
+
+#[test]
+fn two_reordered_rows_are_broken_links_at_both_places() {
+    let (db, _, admin) = chained(4);
+    let t = admin.tenant_id();
+    let (a, b) = (stored(&db, t, 1), stored(&db, t, 2));
+    db.tamper(|tx| {
+        tx.raw_insert_for_test(AUDIT_LOG.name(), &AuditKey::new(t, 1).encode(), &b)?;
+        tx.raw_insert_for_test(AUDIT_LOG.name(), &AuditKey::new(t, 2).encode(), &a)
+    });
+    assert_eq!(
+        faults(&db, t),
+        [
+            (1, Fault::BrokenLink),
+            (2, Fault::BrokenLink),
+            (3, Fault::BrokenLink)
+        ]
+    );
+}
+
+#[test]
+fn an_audit_row_of_a_missing_user_is_caught() {
+    let (db, _, _) = populated();
+    db.tamper(|tx| {
+        let mut first = None;
+        tx.scan(&AUDIT_LOG, &AUDIT_LOG.prefix(), Order::Asc, |k, _| {
+            first = AuditKey::decode(k).map(AuditKey::into_owned);
+            Ok(Flow::Stop)
+        })?;
+        let k = first.unwrap();
+        let mut a = tx.get(&AUDIT_LOG, &k)?.unwrap();
+        a.user_id = "nobody".into();
+        tx.put(&AUDIT_LOG, &k, &a)
+    });
+    caught(&db, "audit_chain", "missing user nobody");
+}
+
+#[test]
+fn unchained_rows_are_chained_by_the_upgrade_in_their_order() {
+    let (db, _, admin) = chained(3);
+    let before = db.audit_log(&admin, 10).unwrap();
+    db.tamper(|tx| {
+        unchain_for_test(tx)?;
+        tx.put(
+            &crate::layout::META,
+            &crate::store::NameKey::new("layout"),
+            &7u64,
+        )
+    });
+    caught(&db, "audit", "unchained audit row left");
+    db.tamper(|tx| {
+        crate::audit::chain_legacy_rows(tx)?;
+        tx.put(
+            &crate::layout::META,
+            &crate::store::NameKey::new("layout"),
+            &8u64,
+        )
+    });
+    let rep = db.audit_verify().unwrap();
+    assert!(rep.is_clean(), "{rep}");
+    assert_eq!(rep.rows, 6);
+    let after = db.audit_log(&admin, 10).unwrap();
+    let strip = |v: &[AuditRow]| -> Vec<(u64, String, String)> {
+        v.iter()
+            .map(|r| (r.n, r.request_id.clone(), r.created_at.clone()))
+            .collect()
+    };
+    assert_eq!(strip(&after), strip(&before));
+    assert!(db.check().unwrap().violations.is_empty());
+}

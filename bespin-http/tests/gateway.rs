@@ -474,3 +474,81 @@ fn chart_endpoints_series_brief_dates_and_usage_per_day() {
     );
     assert_eq!(st, 422);
 }
+
+#[test]
+fn the_audit_log_pages_filters_and_counts_for_admins_only() {
+    let c = Ctx::new();
+    let invoke = |user: &str, key: &str| {
+        let h = [("Idempotency-Key", key)];
+        let body = json!({ "tool_name": "kpi_summary", "payload": {} });
+        c.as_user(user, "POST", "/v1/tools/invoke", &h, Some(&body))
+            .0
+    };
+    for i in 0..3 {
+        assert_eq!(invoke(&c.admin, &format!("a{i}")), 200);
+    }
+    let chat = json!({ "message": "hello" });
+    let (st, _) = c.as_user(&c.member, "POST", "/v1/cofounder/chat", &[], Some(&chat));
+    assert_eq!(st, 200);
+    // Newest first, two to a page; a row appended between pages shifts nothing.
+    let (st, p1) = c.admin("GET", "/v1/audit?limit=2", &[], None);
+    assert_eq!(st, 200, "{p1}");
+    let ns = |p: &Value| -> Vec<u64> {
+        p["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["n"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(ns(&p1), [3, 2]);
+    assert_eq!(p1["items"][0]["user_id"], c.member.as_str());
+    assert_eq!(p1["items"][0]["outcome"], "success");
+    assert_eq!(p1["items"][0]["action"], "cofounder.chat");
+    assert_eq!(p1["items"][1]["action"], "tools.invoke");
+    assert_eq!(invoke(&c.admin, "a3"), 200);
+    let cur = p1["next_cursor"].as_str().unwrap().to_owned();
+    let (_, p2) = c.admin("GET", &format!("/v1/audit?limit=2&cursor={cur}"), &[], None);
+    assert_eq!(ns(&p2), [1, 0]);
+    assert_eq!(p2["next_cursor"], Value::Null);
+    // Filters.
+    let path = format!("/v1/audit?actor_user_id={}", c.member);
+    let (_, mine) = c.admin("GET", &path, &[], None);
+    assert_eq!(ns(&mine), [3]);
+    let (_, none) = c.admin("GET", "/v1/audit?outcome=denied", &[], None);
+    assert_eq!(ns(&none), Vec::<u64>::new());
+    let (_, later) = c.admin("GET", "/v1/audit?since=2999-01-01", &[], None);
+    assert_eq!(ns(&later), Vec::<u64>::new());
+    let (_, all) = c.admin(
+        "GET",
+        "/v1/audit?since=2000-01-01&until=2999-01-01",
+        &[],
+        None,
+    );
+    assert_eq!(ns(&all), [4, 3, 2, 1, 0]);
+    // Counts per group.
+    let (st, s) = c.admin("GET", "/v1/audit/stats?group_by=actor", &[], None);
+    assert_eq!(st, 200, "{s}");
+    assert_eq!(s["total"], 5);
+    assert_eq!(s["groups"][0], json!({ "key": c.admin, "count": 4 }));
+    assert_eq!(s["groups"][1], json!({ "key": c.member, "count": 1 }));
+    // Bad input is a 422 naming the query field; members are refused.
+    for bad in [
+        "/v1/audit?outcome=maybe",
+        "/v1/audit?limit=0",
+        "/v1/audit?since=yesterday",
+        "/v1/audit/stats",
+        "/v1/audit/stats?group_by=tool",
+    ] {
+        let (st, b) = c.admin("GET", bad, &[], None);
+        assert_eq!(st, 422, "{bad}: {b}");
+        assert_eq!(b["detail"][0]["loc"][0], "query", "{bad}: {b}");
+    }
+    for path in ["/v1/audit", "/v1/audit/stats?group_by=day"] {
+        assert_eq!(
+            c.as_user(&c.member, "GET", path, &[], None).0,
+            403,
+            "{path}"
+        );
+    }
+}

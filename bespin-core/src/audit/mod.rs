@@ -11,8 +11,10 @@
 //! time order.
 
 pub mod chain;
+pub mod query;
 
 pub use chain::{Fault, Finding, VerifyReport};
+pub use query::{AuditPage, AuditQuery, AuditStats, GroupBy, StatsQuery};
 
 use crate::auth::Principal;
 use crate::check::Checker;

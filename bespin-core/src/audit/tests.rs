@@ -190,3 +190,31 @@ fn unchained_rows_are_chained_by_the_upgrade_in_their_order() {
     assert_eq!(strip(&after), strip(&before));
     assert!(db.check().unwrap().violations.is_empty());
 }
+
+#[test]
+fn a_period_is_a_range_of_positions_and_stats_count_it() {
+    let (db, clock) = testutil::db();
+    let (admin, _) = testutil::tenant(&db);
+    let start = crate::time::Clock::now(&clock);
+    for i in 0..6 {
+        let m = serde_json::json!({ "message": format!("hello {i}") });
+        db.chat(&admin, ChatRequest::from_json(&m).unwrap()).unwrap();
+        clock.advance(3_600_000_000);
+    }
+    let at = |h: i64| Timestamp(start.0 + h * 3_600_000_000).to_rfc3339();
+    let q = serde_json::json!({ "since": at(2), "until": at(4), "limit": "1" });
+    let q = AuditQuery::from_json(&q).unwrap();
+    let p = db.audit_page(&admin, &q).unwrap();
+    assert_eq!(p.items.iter().map(|r| r.n).collect::<Vec<_>>(), [3]);
+    let q = AuditQuery {
+        cursor: p.next_cursor.map(|c| c.parse().unwrap()),
+        ..q
+    };
+    let p = db.audit_page(&admin, &q).unwrap();
+    assert_eq!(p.items.iter().map(|r| r.n).collect::<Vec<_>>(), [2]);
+    assert_eq!(p.next_cursor, None);
+    let s = serde_json::json!({ "group_by": "outcome", "since": at(1) });
+    let s = db.audit_stats(&admin, &StatsQuery::from_json(&s).unwrap()).unwrap();
+    assert_eq!(s.total, 5);
+    assert_eq!(s.groups[0].key, "success");
+}

@@ -187,6 +187,8 @@ impl Bespin {
     }
 
     fn with(store: store::Store, clock: Arc<dyn Clock>, options: Options) -> Result<Bespin> {
+        // Made once per database, before any operation may need it to sign a checkpoint.
+        store.secret(audit::checkpoint::SIGNING_SECRET)?;
         let store = Arc::new(store);
         let committer = Arc::new(commit::Committer::new(
             Arc::clone(&store),

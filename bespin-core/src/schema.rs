@@ -58,7 +58,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), n);
-        assert_eq!(n, 56, "the tables of layout 8");
+        assert_eq!(n, 57, "the tables of layout 8");
         assert!(table("co_tasks").is_some_and(|t| t.tenant_scoped()));
         assert!(table("secrets").is_some_and(|t| t.is_secret()));
     }

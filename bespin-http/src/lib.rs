@@ -168,15 +168,22 @@ pub async fn serve(
     Ok(())
 }
 
-/// Purges expired idempotency records once a minute.
+/// Once a minute: purges expired idempotency records and signs a checkpoint of every audit
+/// chain whose head moved.
 async fn purge_loop(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    let mut tick = tokio::time::interval(state.config.upkeep_interval);
     loop {
         tick.tick().await;
         let db = state.bespin.clone();
         match tokio::task::spawn_blocking(move || db.purge_expired_idempotency()).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "expired idempotency records"),
             Ok(Err(e)) => tracing::warn!("idempotency purge failed: {e}"),
+            _ => {}
+        }
+        let db = state.bespin.clone();
+        match tokio::task::spawn_blocking(move || db.audit_checkpoint()).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(signed = n, "audit checkpoints"),
+            Ok(Err(e)) => tracing::warn!("audit checkpoints failed: {e}"),
             _ => {}
         }
     }

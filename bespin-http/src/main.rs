@@ -39,6 +39,7 @@ const ENVIRONMENT: &str = "Environment (read at start-up unless noted):
   BESPIN_HEADER_READ_TIMEOUT_SECS    time to send the request head [default: 10]
   BESPIN_BODY_READ_TIMEOUT_SECS      time to send the body [default: 30]
   BESPIN_IDEMPOTENCY_RETENTION_SECS  how long Idempotency-Key records are kept [default: 86400]
+  BESPIN_UPKEEP_INTERVAL_SECS        how often expired records are purged and audit checkpoints signed [default: 60]
   BESPIN_READ_METERING               durable or deferred [default: durable]
   RUST_LOG                           log filter [default: info]";
 

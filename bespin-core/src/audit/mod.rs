@@ -11,6 +11,7 @@
 //! time order.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod query;
 
 pub use chain::{Fault, Finding, VerifyReport};
@@ -124,7 +125,12 @@ pub(crate) const AUDIT_HEADS: Table<HeadKey<'static>, HeadRec> = Table::new("aud
 pub(crate) const LEGACY_AUDIT: Table<LegacyAuditKey<'static>, LegacyAuditRec> = Table::new("audit");
 
 /// The tables of this module.
-pub(crate) const TABLES: &[&dyn TableInfo] = &[&AUDIT_LOG, &AUDIT_HEADS, &LEGACY_AUDIT];
+pub(crate) const TABLES: &[&dyn TableInfo] = &[
+    &AUDIT_LOG,
+    &AUDIT_HEADS,
+    &checkpoint::CHECKPOINTS,
+    &LEGACY_AUDIT,
+];
 
 /// An audit row as read back.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -282,6 +288,9 @@ pub fn append(tx: &mut WriteTx, ctx: &Ctx, tenant_id: &str, e: Entry<'_>) -> Res
     let n = head.size;
     let head = link(tx, tenant_id, head, rec)?;
     tx.put(&AUDIT_HEADS, &hk, &head)?;
+    if head.size.is_multiple_of(checkpoint::EVERY_ROWS) {
+        checkpoint::write(tx, ctx, tenant_id, &head)?;
+    }
     Ok(n)
 }
 

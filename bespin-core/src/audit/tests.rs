@@ -100,7 +100,8 @@ fn an_erased_row_still_verifies() {
         tx.put(&AUDIT_LOG, &k, &a)
     });
     assert!(db.audit_verify().unwrap().is_clean());
-    assert!(db.check().unwrap().violations.is_empty());
+    let report = db.check().unwrap();
+    assert!(report.violations.is_empty(), "{report}");
 }
 
 #[test]
@@ -198,7 +199,8 @@ fn a_period_is_a_range_of_positions_and_stats_count_it() {
     let start = crate::time::Clock::now(&clock);
     for i in 0..6 {
         let m = serde_json::json!({ "message": format!("hello {i}") });
-        db.chat(&admin, ChatRequest::from_json(&m).unwrap()).unwrap();
+        db.chat(&admin, ChatRequest::from_json(&m).unwrap())
+            .unwrap();
         clock.advance(3_600_000_000);
     }
     let at = |h: i64| Timestamp(start.0 + h * 3_600_000_000).to_rfc3339();
@@ -214,7 +216,68 @@ fn a_period_is_a_range_of_positions_and_stats_count_it() {
     assert_eq!(p.items.iter().map(|r| r.n).collect::<Vec<_>>(), [2]);
     assert_eq!(p.next_cursor, None);
     let s = serde_json::json!({ "group_by": "outcome", "since": at(1) });
-    let s = db.audit_stats(&admin, &StatsQuery::from_json(&s).unwrap()).unwrap();
+    let s = db
+        .audit_stats(&admin, &StatsQuery::from_json(&s).unwrap())
+        .unwrap();
     assert_eq!(s.total, 5);
     assert_eq!(s.groups[0].key, "success");
+}
+
+#[test]
+fn the_upkeep_signs_moved_heads_and_a_proof_reaches_the_checkpoint() {
+    use super::checkpoint::{ProofQuery, origin};
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+    let (db, _, admin) = chained(3);
+    let t = admin.tenant_id();
+    let q = ProofQuery { from: 1, to: 1 };
+    assert_eq!(db.audit_proof(&admin, q).unwrap().checkpoint, None);
+    assert_eq!(
+        db.audit_checkpoint().unwrap(),
+        2,
+        "both tenants' heads moved"
+    );
+    assert_eq!(db.audit_checkpoint().unwrap(), 0, "nothing moved since");
+    let p = db.audit_proof(&admin, q).unwrap();
+    // The rows run on to the checkpoint's size, so the last one's hash is its head.
+    assert_eq!(p.rows.iter().map(|r| r.n).collect::<Vec<_>>(), [1, 2]);
+    let note = p.checkpoint.unwrap();
+    let (text, sig) = note.split_once("\n\n").unwrap();
+    let head = &p.rows[1].row_hash;
+    assert_eq!(text, format!("{}\n3\n{head}", origin(t)));
+    let sig = sig
+        .strip_prefix("\u{2014} bespin-audit ")
+        .unwrap()
+        .trim_end();
+    let blob = B64.decode(sig).unwrap();
+    let pk: [u8; 32] = B64
+        .decode(&p.public_key.ed25519_public_key)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let key = VerifyingKey::from_bytes(&pk).unwrap();
+    let sig = Signature::from_slice(&blob[4..]).unwrap();
+    key.verify(format!("{text}\n").as_bytes(), &sig).unwrap();
+    assert!(p.public_key.verifier_key.starts_with("bespin-audit+"));
+    assert_eq!(p.prev_hash, B64.encode(stored_row(&db, t, 0).row_hash));
+    // A range past the chain's end is refused; members are refused.
+    let past = ProofQuery { from: 0, to: 3 };
+    assert!(matches!(
+        db.audit_proof(&admin, past),
+        Err(crate::Error::Validation(_))
+    ));
+    let bad = serde_json::json!({ "from": "2", "to": "1" });
+    assert!(ProofQuery::from_json(&bad).is_err());
+    assert_eq!(
+        db.audit_public_key().unwrap(),
+        db.audit_public_key().unwrap(),
+        "one key per database"
+    );
+}
+
+fn stored_row(db: &Bespin, tenant: &str, n: u64) -> AuditRec {
+    db.read(|r, _| r.get(&AUDIT_LOG, &AuditKey::new(tenant, n)))
+        .unwrap()
+        .unwrap()
 }

@@ -7,6 +7,7 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
+use bespin_core::audit::checkpoint::{Proof, ProofQuery, PublicKey};
 use bespin_core::audit::{AuditPage, AuditQuery, AuditStats, StatsQuery};
 
 pub fn routes() -> Vec<Route> {
@@ -25,6 +26,11 @@ pub fn routes() -> Vec<Route> {
             .query(&[("group_by", "action, actor, outcome or day (required)"),
                 ("since", "RFC 3339 instant or date"), ("until", "RFC 3339 instant or date (exclusive)")])
             .ok(200, schema::<AuditStats>)),
+        route!(GET "/v1/audit/proof" => proof as audit_proof, d("What a client needs to verify audit rows from..=to offline: their hashed fields, the hash before them, the first signed checkpoint covering them (tenant admin)")
+            .query(&[("from", "first chain position"), ("to", "last chain position (at most from + 1999)")])
+            .ok(200, schema::<Proof>)),
+        route!(GET "/v1/audit/public-key" => public_key as audit_public_key, d("The Ed25519 key that signs audit checkpoints, as a note verifier key")
+            .ok(200, schema::<PublicKey>)),
     ]
 }
 
@@ -39,4 +45,16 @@ fn stats(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let q = StatsQuery::from_json(&r.query_json()).map_err(ApiError::query)?;
     let stats = s.bespin.audit_stats(&caller, &q).map_err(ApiError::query)?;
     Ok(Reply::ok(&stats))
+}
+
+fn proof(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    let q = ProofQuery::from_json(&r.query_json()).map_err(ApiError::query)?;
+    let proof = s.bespin.audit_proof(&caller, q).map_err(ApiError::query)?;
+    Ok(Reply::ok(&proof))
+}
+
+fn public_key(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    r.principal(s)?;
+    Ok(Reply::ok(&s.bespin.audit_public_key()?))
 }

@@ -10,7 +10,10 @@ use std::time::Instant;
 fn main() -> bespin_core::Result<()> {
     let mut args = std::env::args().skip(1);
     let path = args.next().unwrap_or_else(|| "audit.redb".into());
-    let rows: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let rows: usize = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let tenants: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(10);
     let db = Bespin::open(&path)?;
     let ids: Vec<String> = (0..tenants).map(|t| format!("tenant-{t:04}")).collect();
@@ -26,7 +29,10 @@ fn main() -> bespin_core::Result<()> {
             Ok(())
         })?;
     }
-    println!("appended {rows} rows in {:.2} s", started.elapsed().as_secs_f64());
+    println!(
+        "appended {rows} rows in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     for _ in 0..3 {
         let t = Instant::now();
         let report = db.audit_verify()?;

@@ -25,7 +25,7 @@
 use super::chain::{self, Hash};
 use super::{AUDIT_HEADS, AUDIT_LOG, AuditKey, HeadKey, HeadRec};
 use crate::auth::Principal;
-use crate::error::{Error, FieldError, LocPart, Result};
+use crate::error::{Error, Result};
 use crate::store::{Flow, NameKey, Order, Reader, Record, SECRETS, Table, WriteTx, key};
 use crate::time::Timestamp;
 use crate::validate::{Bounds, Fields, Presence, got};
@@ -273,12 +273,7 @@ fn proof(r: &impl Reader, tenant_id: &str, q: ProofQuery) -> Result<Proof> {
         .map_or(0, |h| h.size);
     if q.to >= size {
         let reason = format!("the chain has {size} rows: to must be below {size}");
-        let loc = vec![LocPart::Field("to".into())];
-        return Err(Error::Validation(vec![FieldError::value_error(
-            loc,
-            Value::Null,
-            &reason,
-        )]));
+        return Err(super::query_error("to", &reason));
     }
     // The first checkpoint covering `to` (size > to); at most EVERY_ROWS rows past it.
     let mut checkpoint = None;
@@ -302,34 +297,25 @@ fn proof(r: &impl Reader, tenant_id: &str, q: ProofQuery) -> Result<Proof> {
             .map_or(chain::GENESIS, |a| a.row_hash)
     };
     let mut rows = Vec::new();
-    let from = AUDIT_LOG.prefix().tenant(tenant_id).u64(q.from);
-    let to = AUDIT_LOG.prefix().tenant(tenant_id).u64(last + 1);
-    r.scan_range(
-        &AUDIT_LOG,
-        &AUDIT_LOG.prefix().tenant(tenant_id),
-        Some(&from),
-        Some(&to),
-        Order::Asc,
-        &mut |k, a| {
-            rows.push(ProofRow {
-                n: AuditKey::decode(k).map_or(0, |k| k.n),
-                created_at_us: a.created_at.0,
-                created_at: a.created_at.to_rfc3339(),
-                action: a.action,
-                tool_name: a.tool_name,
-                request_id: a.request_id,
-                outcome: a.outcome.as_str().into(),
-                capability: a.capability,
-                target_type: a.target_type,
-                target_id: a.target_id,
-                units: a.units,
-                personal_digest: B64.encode(a.personal_digest),
-                prev_hash: B64.encode(a.prev_hash),
-                row_hash: B64.encode(a.row_hash),
-            });
-            Ok(Flow::Continue)
-        },
-    )?;
+    super::scan_positions(r, tenant_id, (q.from, last + 1), Order::Asc, |n, a| {
+        rows.push(ProofRow {
+            n,
+            created_at_us: a.created_at.0,
+            created_at: a.created_at.to_rfc3339(),
+            action: a.action,
+            tool_name: a.tool_name,
+            request_id: a.request_id,
+            outcome: a.outcome.as_str().into(),
+            capability: a.capability,
+            target_type: a.target_type,
+            target_id: a.target_id,
+            units: a.units,
+            personal_digest: B64.encode(a.personal_digest),
+            prev_hash: B64.encode(a.prev_hash),
+            row_hash: B64.encode(a.row_hash),
+        });
+        Ok(Flow::Continue)
+    })?;
     Ok(Proof {
         tenant_id: tenant_id.to_owned(),
         rows,

@@ -359,6 +359,36 @@ pub(crate) fn chain_legacy_rows(tx: &mut WriteTx) -> Result<u64> {
     Ok(moved)
 }
 
+/// Visits `tenant_id`'s rows at positions `[lo, hi)` in `order`, with their position.
+pub(crate) fn scan_positions(
+    r: &impl Reader,
+    tenant_id: &str,
+    (lo, hi): (u64, u64),
+    order: Order,
+    mut visit: impl FnMut(u64, AuditRec) -> Result<crate::store::Flow>,
+) -> Result<()> {
+    if lo >= hi {
+        return Ok(());
+    }
+    let from = AUDIT_LOG.prefix().tenant(tenant_id).u64(lo);
+    let to = AUDIT_LOG.prefix().tenant(tenant_id).u64(hi);
+    r.scan_range(
+        &AUDIT_LOG,
+        &AUDIT_LOG.prefix().tenant(tenant_id),
+        Some(&from),
+        Some(&to),
+        order,
+        &mut |k, a| visit(AuditKey::decode(k).map_or(0, |k| k.n), a),
+    )
+}
+
+/// A 422 about the query value `field`, saying `reason` (a rule that needs the database).
+pub(crate) fn query_error(field: &str, reason: &str) -> crate::Error {
+    let loc = vec![crate::error::LocPart::Field(field.into())];
+    let e = crate::error::FieldError::value_error(loc, serde_json::Value::Null, reason);
+    crate::Error::Validation(vec![e])
+}
+
 /// The tenant's newest audit rows, newest first.
 pub(crate) fn recent(r: &impl Reader, tenant_id: &str, limit: usize) -> Result<Vec<AuditRow>> {
     let mut out = Vec::new();

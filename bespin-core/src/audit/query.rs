@@ -10,9 +10,11 @@
 //! `next_cursor` to go on from. Statistics count a range of at most [`STATS_MAX_ROWS`] rows
 //! (known before reading any, from the positions) and refuse a wider one with 422.
 
-use super::{AUDIT_HEADS, AUDIT_LOG, AuditKey, AuditRec, AuditRow, HeadKey, Outcome};
+use super::{
+    AUDIT_HEADS, AUDIT_LOG, AuditKey, AuditRec, AuditRow, HeadKey, Outcome, scan_positions,
+};
 use crate::auth::Principal;
-use crate::error::{Error, FieldError, LocPart, Result};
+use crate::error::Result;
 use crate::store::{Flow, Order, Reader};
 use crate::time::Timestamp;
 use crate::validate::{Bounds, Fields, Len, Presence, got};
@@ -270,30 +272,17 @@ pub(crate) fn page(r: &impl Reader, tenant: &str, q: &AuditQuery) -> Result<Audi
     let mut examined = 0u64;
     // The position the next page starts below, when this one stops early.
     let mut stopped_at = None;
-    let prefix = AUDIT_LOG.prefix().tenant(tenant);
-    let from = AUDIT_LOG.prefix().tenant(tenant).u64(lo);
-    let to = AUDIT_LOG.prefix().tenant(tenant).u64(hi);
-    if lo < hi {
-        r.scan_range(
-            &AUDIT_LOG,
-            &prefix,
-            Some(&from),
-            Some(&to),
-            Order::Desc,
-            &mut |k, a| {
-                let n = AuditKey::decode(k).map_or(0, |k| k.n);
-                if items.len() >= q.limit || examined >= SCAN_BUDGET {
-                    stopped_at = Some(n + 1);
-                    return Ok(Flow::Stop);
-                }
-                examined += 1;
-                if q.matches(&a) {
-                    items.push(AuditRow::of(n, a));
-                }
-                Ok(Flow::Continue)
-            },
-        )?;
-    }
+    scan_positions(r, tenant, (lo, hi), Order::Desc, |n, a| {
+        if items.len() >= q.limit || examined >= SCAN_BUDGET {
+            stopped_at = Some(n + 1);
+            return Ok(Flow::Stop);
+        }
+        examined += 1;
+        if q.matches(&a) {
+            items.push(AuditRow::of(n, a));
+        }
+        Ok(Flow::Continue)
+    })?;
     Ok(AuditPage {
         items,
         next_cursor: stopped_at.map(|n| n.to_string()),
@@ -308,38 +297,21 @@ pub(crate) fn stats(r: &impl Reader, tenant: &str, q: &StatsQuery) -> Result<Aud
             "the period holds {} audit rows, more than the {STATS_MAX_ROWS} a statistics request may count: narrow since/until",
             hi - lo
         );
-        let loc = vec![LocPart::Field("since".into())];
-        return Err(Error::Validation(vec![FieldError::value_error(
-            loc,
-            Value::Null,
-            &reason,
-        )]));
+        return Err(super::query_error("since", &reason));
     }
     let mut groups: BTreeMap<String, u64> = BTreeMap::new();
     let mut total = 0;
-    if lo < hi {
-        let prefix = AUDIT_LOG.prefix().tenant(tenant);
-        let from = AUDIT_LOG.prefix().tenant(tenant).u64(lo);
-        let to = AUDIT_LOG.prefix().tenant(tenant).u64(hi);
-        r.scan_range(
-            &AUDIT_LOG,
-            &prefix,
-            Some(&from),
-            Some(&to),
-            Order::Asc,
-            &mut |_, a| {
-                let key = match q.group_by {
-                    GroupBy::Action => a.action,
-                    GroupBy::Actor => a.user_id,
-                    GroupBy::Outcome => a.outcome.as_str().to_owned(),
-                    GroupBy::Day => a.created_at.date().to_string(),
-                };
-                *groups.entry(key).or_default() += 1;
-                total += 1;
-                Ok(Flow::Continue)
-            },
-        )?;
-    }
+    scan_positions(r, tenant, (lo, hi), Order::Asc, |_, a| {
+        let key = match q.group_by {
+            GroupBy::Action => a.action,
+            GroupBy::Actor => a.user_id,
+            GroupBy::Outcome => a.outcome.as_str().to_owned(),
+            GroupBy::Day => a.created_at.date().to_string(),
+        };
+        *groups.entry(key).or_default() += 1;
+        total += 1;
+        Ok(Flow::Continue)
+    })?;
     let mut groups: Vec<GroupCount> = groups
         .into_iter()
         .map(|(key, count)| GroupCount { key, count })

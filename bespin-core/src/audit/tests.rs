@@ -281,3 +281,19 @@ fn stored_row(db: &Bespin, tenant: &str, n: u64) -> AuditRec {
         .unwrap()
         .unwrap()
 }
+
+#[test]
+fn a_core_os_write_names_its_record_and_capability() {
+    let (db, _) = testutil::db();
+    let (admin, _) = testutil::tenant(&db);
+    let new = serde_json::json!({ "title": "Pricing review", "priority": "low" });
+    let task = crate::coreos::tasks::NewTask::from_json(&new).unwrap();
+    let t = db.create_task(&admin, task).unwrap();
+    let row = &db.audit_log(&admin, 1).unwrap()[0];
+    assert_eq!(row.action, "tasks.create");
+    assert_eq!(row.target_type.as_deref(), Some("task"));
+    assert_eq!(row.target_id.as_deref(), Some(t.task_id.as_str()));
+    assert_eq!(row.capability.as_deref(), Some("tasks"));
+    assert_eq!(row.units, Some(1));
+    assert!(db.audit_verify().unwrap().is_clean());
+}

@@ -213,7 +213,15 @@ pub fn create(
         format!("Decision recorded: {}", d.title),
         Metadata::of(&[("decision_date", Some(&date))]),
     )?;
-    record_effects(tx, ctx, caller, permit, "decisions.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "decisions.create",
+        TOOL,
+        (EntityType::Decision, &d.decision_id),
+    )?;
     Ok(view(t, &d))
 }
 
@@ -251,7 +259,15 @@ pub fn update(
         format!("Decision updated: {}", d.title),
         Metadata::empty(),
     )?;
-    record_effects(tx, ctx, caller, permit, "decisions.update", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "decisions.update",
+        TOOL,
+        (EntityType::Decision, &d.decision_id),
+    )?;
     Ok(view(t, &d))
 }
 

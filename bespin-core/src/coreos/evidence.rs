@@ -245,7 +245,15 @@ pub fn create(
         format!("Evidence linked to {et}"),
         Metadata::of(&[("source_type", Some(&e.source_type))]),
     )?;
-    record_effects(tx, ctx, caller, permit, "evidence.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "evidence.create",
+        TOOL,
+        (req.entity_type, &e.entity_id),
+    )?;
     Ok(view(t, e))
 }
 

@@ -235,7 +235,15 @@ pub fn create(
         format!("Meeting note created: {}", m.title),
         Metadata::of(&[("meeting_date", Some(&date))]),
     )?;
-    record_effects(tx, ctx, caller, permit, "meetings.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "meetings.create",
+        TOOL,
+        (EntityType::Meeting, &m.meeting_id),
+    )?;
     Ok(view(t, &m))
 }
 
@@ -288,7 +296,15 @@ pub fn update(
         format!("Meeting note updated: {}", m.title),
         Metadata::empty(),
     )?;
-    record_effects(tx, ctx, caller, permit, "meetings.update", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "meetings.update",
+        TOOL,
+        (EntityType::Meeting, &m.meeting_id),
+    )?;
     Ok(view(t, &m))
 }
 

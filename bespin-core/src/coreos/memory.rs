@@ -307,7 +307,15 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewFact) -> 
         format!("Memory fact created: {}", f.fact_key),
         Metadata::of(&[("category", Some(&f.category))]),
     )?;
-    record_effects(tx, ctx, caller, permit, "memory.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "memory.create",
+        TOOL,
+        (EntityType::MemoryFact, &f.fact_id),
+    )?;
     Ok(view(t, &f))
 }
 
@@ -342,7 +350,15 @@ pub fn update(
         format!("Memory fact updated: {}", f.fact_key),
         Metadata::empty(),
     )?;
-    record_effects(tx, ctx, caller, permit, "memory.update", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "memory.update",
+        TOOL,
+        (EntityType::MemoryFact, &f.fact_id),
+    )?;
     Ok(view(t, &f))
 }
 
@@ -394,7 +410,15 @@ pub fn supersede(
         format!("Memory fact superseded: {}", new.fact_key),
         Metadata::of(&[("supersedes_fact_id", Some(&old.fact_id))]),
     )?;
-    record_effects(tx, ctx, caller, permit, "memory.supersede", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "memory.supersede",
+        TOOL,
+        (EntityType::MemoryFact, &new.fact_id),
+    )?;
     Ok(view(t, &new))
 }
 

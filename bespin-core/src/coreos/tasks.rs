@@ -311,7 +311,15 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewTask) -> 
             ("assigned_to", t.assigned_to.as_deref()),
         ]),
     )?;
-    record_effects(tx, ctx, caller, permit, "tasks.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "tasks.create",
+        TOOL,
+        (EntityType::Task, &t.task_id),
+    )?;
     Ok(view(tn, &t))
 }
 
@@ -365,7 +373,15 @@ pub fn update(
         format!("Task updated: {}", t.title),
         Metadata::of(&[("status", Some(&t.status)), ("priority", Some(&t.priority))]),
     )?;
-    record_effects(tx, ctx, caller, permit, "tasks.update", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "tasks.update",
+        TOOL,
+        (EntityType::Task, &t.task_id),
+    )?;
     Ok(view(tn, &t))
 }
 
@@ -398,7 +414,15 @@ pub fn complete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, task_id: &str) 
         format!("Task completed: {}", t.title),
         Metadata::of(&[("completed_by", Some(caller.user_id()))]),
     )?;
-    record_effects(tx, ctx, caller, permit, "tasks.complete", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "tasks.complete",
+        TOOL,
+        (EntityType::Task, &t.task_id),
+    )?;
     Ok(view(tn, &t))
 }
 

@@ -12,6 +12,7 @@
 use crate::auth::{Permission, Principal};
 use crate::billing::require_capability;
 use crate::error::{Error, Result};
+use crate::events::{self, catalog};
 use crate::idempotency::{self, Idempotency, Stored};
 use crate::kpis::{self, PointView};
 use crate::limits::{Activity, invalid_date};
@@ -389,6 +390,15 @@ pub(crate) fn ensure(
         &rec.request_id,
     )?;
     permit.record(tx, ctx, caller, &rec.request_id)?;
+    let data = serde_json::json!({"brief_id": rec.brief_id, "brief_date": date.to_string()});
+    events::emit(
+        tx,
+        ctx,
+        caller,
+        catalog::BRIEF_GENERATED,
+        &rec.brief_id,
+        &data,
+    )?;
     Ok((view(rec), true))
 }
 

@@ -419,6 +419,8 @@ pub(crate) fn check(r: &impl Reader, now: Timestamp, retention: i64) -> Result<C
     crate::conversations::check(r, &mut c)?;
     crate::notifications::check(r, &mut c)?;
     crate::coreos::check(r, &mut c)?;
+    crate::events::check(r, &mut c)?;
+    crate::webhooks::check(r, &mut c)?;
     crate::layout::check(r, &mut c)?;
     Ok(c.report)
 }
@@ -616,7 +618,11 @@ mod tests {
 
     #[test]
     fn plaintext_key_material_and_undecodable_rows_are_caught() {
-        let db = Bespin::open_in_memory().unwrap();
+        let db = Bespin::open_for_test(
+            std::sync::Arc::new(crate::time::SystemClock),
+            Default::default(),
+        )
+        .unwrap();
         let t = db
             .create_tenant(crate::tenancy::NewTenant {
                 name: "Acme".into(),
@@ -641,7 +647,11 @@ mod tests {
         caught(&db, "sequences", "plaintext");
         caught(&db, "limits", "does not decode");
         // A random bsk_ token that is nobody's key is not reported.
-        let db = Bespin::open_in_memory().unwrap();
+        let db = Bespin::open_for_test(
+            std::sync::Arc::new(crate::time::SystemClock),
+            Default::default(),
+        )
+        .unwrap();
         db.tamper(|tx| {
             tx.put(
                 &crate::store::SEQUENCES,

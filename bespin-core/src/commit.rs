@@ -132,6 +132,8 @@ pub(crate) struct Committer {
     /// Jobs queued for the writer thread and not yet taken by it.
     writer_queue: AtomicUsize,
     writer: Mutex<Option<Writer>>,
+    /// Subscribers of the event log, woken after each commit (see `events::hub`).
+    hub: Arc<crate::events::hub::Hub>,
 }
 
 /// Upper bounds of the batch-size histogram buckets (operations per commit).
@@ -191,7 +193,17 @@ impl Committer {
             queued: AtomicUsize::new(0),
             writer_queue: AtomicUsize::new(0),
             writer: Mutex::new(None),
+            hub: Arc::default(),
         }
+    }
+
+    /// The event log's wake-up hub.
+    pub(crate) fn hub(&self) -> &crate::events::hub::Hub {
+        &self.hub
+    }
+
+    pub(crate) fn hub_arc(&self) -> &Arc<crate::events::hub::Hub> {
+        &self.hub
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
@@ -207,6 +219,7 @@ impl Committer {
         Ctx {
             now: self.clock.now(),
             options: self.options.clone(),
+            hub: Arc::clone(&self.hub),
         }
     }
 
@@ -243,7 +256,11 @@ impl Committer {
             g.pending += 1;
         }
         if g.pending == 0 {
-            // Nothing of ours to commit; the open (empty) batch stays for the next caller.
+            // Nothing of ours to commit; the open (empty) batch stays for the next caller,
+            // unless other processes share the database: it holds their writes back.
+            if self.store.shared_with_others() {
+                g.tx = None;
+            }
             return outcome;
         }
         if self.queued.load(Ordering::SeqCst) == 0 || g.pending >= self.max_batch() {
@@ -382,7 +399,12 @@ impl Committer {
                     g.tx = Some(open);
                     g.pending += ran;
                     if g.pending == 0 {
-                        // Nothing to commit; the empty batch stays open for the next caller.
+                        // Nothing to commit; the empty batch stays open for the next caller
+                        // (rolled back when other processes share the database: an open
+                        // batch holds the write lock they wait for).
+                        if self.store.shared_with_others() {
+                            g.tx = None;
+                        }
                         None
                     } else {
                         self.commit_open(&mut g)
@@ -413,6 +435,8 @@ impl Committer {
         let took = started.elapsed().as_secs_f64();
         g.stats.commit_seconds[bucket(&COMMIT_SECONDS_BUCKETS, took)] += 1;
         g.stats.commit_seconds_sum += took;
+        // The commit is visible to new snapshots now: subscribers may read it.
+        self.hub.publish();
         self.finish(g, error.clone());
         error
     }

@@ -285,7 +285,11 @@ mod tests {
     use crate::tenancy::NewTenant;
 
     fn db_with_tenant() -> (Bespin, crate::tenancy::TenantCreated) {
-        let db = Bespin::open_in_memory().unwrap();
+        let db = Bespin::open_for_test(
+            std::sync::Arc::new(crate::time::SystemClock),
+            Default::default(),
+        )
+        .unwrap();
         let t = db
             .create_tenant(NewTenant {
                 name: "Acme <b>".into(),
@@ -413,7 +417,7 @@ mod tests {
         assert!(
             crate::schema::tables()
                 .iter()
-                .all(|t| !t.is_secret() || t.name() == "secrets")
+                .all(|t| !t.is_secret() || ["secrets", "webhook_endpoints"].contains(&t.name()))
         );
     }
 

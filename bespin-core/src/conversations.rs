@@ -7,6 +7,7 @@
 use crate::auth::{Permission, Principal};
 use crate::check::{Checker, Expected};
 use crate::error::{Error, Result};
+use crate::events::{self, catalog};
 use crate::store::{Flow, Id, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, Presence, TITLE_MAX, got};
@@ -249,6 +250,21 @@ pub(crate) fn append(
         &MessageKey::new(caller.tenant_id(), conv.seq, seq),
         &rec,
     )?;
+    #[derive(Serialize)]
+    struct Message<'a> {
+        conversation_id: &'a str,
+        message_id: &'a str,
+        role: &'a str,
+        content: &'a str,
+    }
+    let data = Message {
+        conversation_id: conv_id,
+        message_id: &message_id,
+        role,
+        content,
+    };
+    let (me, t) = (Some(caller.user_id()), catalog::CONVERSATION_MESSAGE);
+    events::emit_for(tx, ctx, caller.into(), t, conv_id, me, &data)?;
     Ok(message_id)
 }
 

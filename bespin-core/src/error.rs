@@ -37,6 +37,9 @@ pub enum ErrorKind {
     Internal,
     /// The server is too busy to take the request now; retrying later may succeed (HTTP 503).
     Unavailable,
+    /// What the request points at is gone for good (HTTP 410): an event cursor older than the
+    /// retention.
+    Gone,
 }
 
 /// One path element of a validation error location: a field name or a list index.
@@ -242,6 +245,15 @@ pub enum Error {
     /// The writer's queue is full: the operation was not queued, and nothing was written.
     #[error("Server busy: too many writes waiting; retry shortly")]
     Overloaded,
+    /// The database server cannot be reached (PostgreSQL down, restarting or out of
+    /// connections); the operation was not acknowledged. Retrying later may succeed: the
+    /// store reconnects by itself.
+    #[error("Database unavailable; retry shortly")]
+    Unavailable(String),
+    /// An event cursor names events that retention has purged: the caller must refetch state
+    /// and continue from the oldest kept event.
+    #[error("The event cursor is older than the retention; refetch state and start again")]
+    CursorExpired,
     /// A broken invariant. Never caused by input.
     #[error("internal error: {0}")]
     Internal(String),
@@ -289,6 +301,8 @@ impl Error {
             Error::IdempotencyConflict(_) => "idempotency_conflict",
             Error::Storage(_) => "storage_error",
             Error::Overloaded => "overloaded",
+            Error::Unavailable(_) => "database_unavailable",
+            Error::CursorExpired => "cursor_expired",
             Error::Internal(_) => "internal_error",
         }
     }
@@ -315,7 +329,8 @@ impl Error {
             Error::PlanMissing { .. } | Error::Storage(_) | Error::Internal(_) => {
                 ErrorKind::Internal
             }
-            Error::Overloaded => ErrorKind::Unavailable,
+            Error::Overloaded | Error::Unavailable(_) => ErrorKind::Unavailable,
+            Error::CursorExpired => ErrorKind::Gone,
         }
     }
 
@@ -351,6 +366,10 @@ impl Error {
             Error::InvalidStatusTransition { current_status } => json!({
                 "error": "invalid_status_transition",
                 "current_status": current_status,
+                "message": self.to_string(),
+            }),
+            Error::CursorExpired => json!({
+                "error": "cursor_expired",
                 "message": self.to_string(),
             }),
             Error::PlanMissing { plan_id } => json!({

@@ -49,6 +49,7 @@ pub mod console;
 pub mod conversations;
 pub mod coreos;
 pub mod email;
+pub mod events;
 pub mod files;
 pub mod idempotency;
 pub mod ids;
@@ -64,6 +65,7 @@ pub mod time;
 pub mod tokens;
 pub mod tools;
 pub mod validate;
+pub mod webhooks;
 
 #[cfg(test)]
 mod testutil;
@@ -78,6 +80,49 @@ pub use store::{ReadTx, WriteTx};
 
 use std::path::Path;
 use std::sync::Arc;
+
+/// Whether `db` names a database server (a `postgres://` URL) rather than a redb file.
+pub fn is_server_url(db: &Path) -> bool {
+    db.to_str().is_some_and(store::is_url)
+}
+
+/// `db` as it may be shown in logs and messages: a URL without its password.
+pub fn shown_db(db: &Path) -> String {
+    let text = db.display().to_string();
+    if !is_server_url(db) {
+        return text;
+    }
+    match (text.find("://"), text.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let user = &text[s + 3..at];
+            match user.split_once(':') {
+                Some((name, _)) => format!("{}{name}:***{}", &text[..s + 3], &text[at..]),
+                None => text,
+            }
+        }
+        _ => text,
+    }
+}
+
+/// A URL of a new schema of the PostgreSQL database named by `BESPIN_TEST_DB` (unset or not a
+/// `postgres://` URL: `None`, the tests run on redb).
+#[cfg(any(test, feature = "testing"))]
+pub fn test_database_url() -> Option<String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let base = std::env::var("BESPIN_TEST_DB").ok()?;
+    if !store::is_url(&base) {
+        return None;
+    }
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let schema = format!("t{}_{n}_{nanos}", std::process::id());
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some(format!("{base}{sep}schema={schema}&pool=4"))
+}
 use time::{Clock, SystemClock, Timestamp};
 
 /// Settings of an open database.
@@ -103,6 +148,10 @@ pub struct Options {
     /// An operation submitted while that many wait is refused at once with
     /// `Error::Overloaded`, instead of queueing without end.
     pub writer_queue: usize,
+    /// How long events are kept (default 30 days, [`events::DEFAULT_RETENTION_MICROS`]);
+    /// older ones are purged in bounded batches, and a cursor older than that is refused
+    /// with `Error::CursorExpired` (HTTP 410).
+    pub event_retention_micros: i64,
 }
 
 impl Default for Options {
@@ -114,6 +163,7 @@ impl Default for Options {
             cache_bytes: 32 * 1024 * 1024,
             search_max_scan: coreos::search::DEFAULT_MAX_SCAN,
             writer_queue: 1024,
+            event_retention_micros: events::DEFAULT_RETENTION_MICROS,
         }
     }
 }
@@ -125,6 +175,8 @@ pub struct Ctx {
     pub now: Timestamp,
     /// The database settings.
     pub options: Options,
+    /// Where emitted events are announced to subscribers once committed.
+    pub(crate) hub: Arc<events::hub::Hub>,
 }
 
 struct Inner {
@@ -153,8 +205,11 @@ impl std::fmt::Debug for Bespin {
 }
 
 impl Bespin {
-    /// Opens the database file at `path`, creating it if missing, and seeds the billing
-    /// catalogue (insert-if-missing).
+    /// Opens the database at `path`, creating it if missing, and seeds the billing catalogue
+    /// (insert-if-missing). `path` is a redb file, or a PostgreSQL URL
+    /// (`postgres://user@host/db?schema=bespin`): any number of processes may open one
+    /// PostgreSQL database together, with the same guarantees as one process on a file (see
+    /// the README's "PostgreSQL").
     pub fn open(path: impl AsRef<Path>) -> Result<Bespin> {
         Self::open_with(path, Arc::new(SystemClock), Options::default())
     }
@@ -173,17 +228,43 @@ impl Bespin {
         Self::with(store::Store::in_memory(schema::tables())?, clock, options)
     }
 
-    /// Opens `path` with the given clock and options.
+    /// Opens `path` (a redb file or a PostgreSQL URL, as [`Bespin::open`]) with the given
+    /// clock and options.
     pub fn open_with(
         path: impl AsRef<Path>,
         clock: Arc<dyn Clock>,
         options: Options,
     ) -> Result<Bespin> {
-        Self::with(
-            store::Store::open(path.as_ref(), options.cache_bytes, schema::tables())?,
-            clock,
-            options,
-        )
+        let path = path.as_ref();
+        let store = match path.to_str() {
+            Some(url) if store::is_url(url) => store::Store::open_url(url, schema::tables())?,
+            _ => store::Store::open(path, options.cache_bytes, schema::tables())?,
+        };
+        Self::with(store, clock, options)
+    }
+
+    /// A fresh database for a test: in memory, or — when `BESPIN_TEST_DB` holds a PostgreSQL
+    /// URL — a new schema of that database of its own (so the suites run on both backends,
+    /// and tests running at once never see each other's rows).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn open_for_test(clock: Arc<dyn Clock>, options: Options) -> Result<Bespin> {
+        match test_database_url() {
+            Some(url) => Self::open_with(url, clock, options),
+            None => Self::open_in_memory_with(clock, options),
+        }
+    }
+
+    /// Whether this database's reads wait on a network round trip (PostgreSQL): a caller on
+    /// an async runtime then runs them where blocking is allowed. False for redb, whose reads
+    /// are memory and page-cache work.
+    pub fn reads_block(&self) -> bool {
+        self.inner.store.reads_block()
+    }
+
+    /// Round trips to the database server so far (`None` for redb): statements, prepares and
+    /// connections, for measuring what an operation costs.
+    pub fn round_trips(&self) -> Option<u64> {
+        self.inner.store.round_trips()
     }
 
     fn with(store: store::Store, clock: Arc<dyn Clock>, options: Options) -> Result<Bespin> {
@@ -273,6 +354,15 @@ impl Bespin {
     /// How many commits and operations the group committer has done.
     pub fn commit_stats(&self) -> CommitStats {
         self.inner.committer.stats()
+    }
+
+    /// The wake-up hub of the live stream.
+    pub(crate) fn hub(&self) -> &events::hub::Hub {
+        self.inner.committer.hub()
+    }
+
+    pub(crate) fn hub_arc(&self) -> Arc<events::hub::Hub> {
+        Arc::clone(self.inner.committer.hub_arc())
     }
 
     pub(crate) fn read<T>(&self, f: impl FnOnce(&ReadTx, &Ctx) -> Result<T>) -> Result<T> {

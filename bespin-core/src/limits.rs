@@ -6,6 +6,7 @@
 
 use crate::auth::Principal;
 use crate::error::{DailyQuotaExceeded, Error, Result};
+use crate::events::{self, catalog};
 use crate::store::{Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::{Date, Timestamp};
 use crate::validate::{Bounds, Fields, Presence, got};
@@ -274,10 +275,12 @@ pub fn put_limits(
         .map(|r| r.created_at)
         .unwrap_or(ctx.now);
     write_limits(tx, ctx, caller.tenant_id(), &l, created_at)?;
-    Ok(TenantLimits {
+    let v = TenantLimits {
         tenant_id: caller.tenant_id().to_owned(),
         limits: l,
-    })
+    };
+    events::emit(tx, ctx, caller, catalog::LIMITS_CHANGED, &v.tenant_id, &v)?;
+    Ok(v)
 }
 
 /// Validates a `date` query value: absent means today (UTC); otherwise it must be a real

@@ -134,11 +134,23 @@ impl<'a> Meter<'a> {
     }
 }
 
+/// What a quota check found: the period's included credits and the credits used before
+/// this use, and the event's monthly cap with the units used before, if it has one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub included: Amount,
+    pub used_credits: Amount,
+    pub cap: Option<(Amount, Amount)>,
+}
+
 /// The weight and price of an event type at the moment of a check.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Price {
     pub credits_per_unit: Amount,
     pub list_price_per_credit: Amount,
+    /// The figures the quota check read, when it read them for this one use: what the
+    /// threshold events are computed from without reading them again.
+    pub limits: Option<Limits>,
 }
 
 /// Proof that a [`Meter`] passed its checks; recording it writes the usage.
@@ -272,15 +284,22 @@ pub(crate) fn check_quota(
     if used + requested > Amount::from_int(plan.included_credits) {
         return Err(refusal(None, None));
     }
+    let mut capped = None;
     if let Some(cap) = catalog::monthly_cap(r, &sub.plan_id, event_key)? {
         let used_units = used_units(r, tenant_id, period, event_key)?;
         if used_units + requested_units > cap {
             return Err(refusal(Some(cap), Some(used_units)));
         }
+        capped = Some((cap, used_units));
     }
     Ok(Price {
         credits_per_unit: event.credits_per_unit,
         list_price_per_credit: event.list_price_per_credit,
+        limits: Some(Limits {
+            included: Amount::from_int(plan.included_credits),
+            used_credits: used,
+            cap: capped,
+        }),
     })
 }
 
@@ -329,9 +348,11 @@ impl<'a> Meter<'a> {
             Some(a) => u64::try_from(limits::remaining_today(r, ctx, tenant_id, a)?).unwrap_or(0),
             None => u64::MAX,
         };
+        // One permit records many units here: the figures would be stale after the first.
         let price = Price {
             credits_per_unit: event.credits_per_unit,
             list_price_per_credit: event.list_price_per_credit,
+            limits: None,
         };
         Ok((
             by_credits.min(by_cap).min(by_day),
@@ -356,13 +377,52 @@ pub(crate) fn emit(
     tool_name: Option<&str>,
     request_id: &str,
 ) -> Result<()> {
-    let tenant_id = caller.tenant_id();
+    let who = (caller.tenant_id(), caller.user_id(), caller.into());
+    emit_as(tx, ctx, who, event_key, units, price, tool_name, request_id)
+}
+
+/// Records `units` of `event_key` at its weight for `who`, without quota checks: usage that
+/// already happened (a webhook delivered). Nothing when the type is missing or inactive.
+pub(crate) fn record_after_the_fact(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    who: Who<'_>,
+    event_key: &str,
+    units: u64,
+) -> Result<()> {
+    let Some(e) = catalog::event(tx, event_key)?.filter(|e| e.active) else {
+        return Ok(());
+    };
+    let price = Price {
+        credits_per_unit: e.credits_per_unit,
+        list_price_per_credit: e.list_price_per_credit,
+        limits: None,
+    };
+    emit_as(tx, ctx, who, event_key, units, price, None, &ids::new_id())
+}
+
+/// Who a usage event is for: tenant, user, and who the events it may cause name as actor.
+pub(crate) type Who<'a> = (&'a str, &'a str, crate::events::Actor<'a>);
+
+/// [`emit`] for a tenant and user named directly (usage the platform records for a tenant,
+/// such as a webhook delivered).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn emit_as(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    (tenant_id, user_id, actor): Who<'_>,
+    event_key: &str,
+    units: u64,
+    price: Price,
+    tool_name: Option<&str>,
+    request_id: &str,
+) -> Result<()> {
     let raw_units = Amount::from_int(i64::try_from(units).unwrap_or(i64::MAX));
     let credits = raw_units * price.credits_per_unit;
     let cost = credits * price.list_price_per_credit;
     let seq = tx.next_seq("usage")?;
     let rec = UsageEventRec {
-        user_id: caller.user_id().to_owned(),
+        user_id: user_id.to_owned(),
         event_key: event_key.to_owned(),
         raw_units,
         credits,
@@ -384,7 +444,14 @@ pub(crate) fn emit(
         tx,
         &DAY_ROLLUPS,
         &day_rollup_key(tenant_id, ctx.now.date(), event_key),
-    )
+    )?;
+    let used = crate::billing::thresholds::Used {
+        event_key,
+        credits,
+        units: raw_units,
+        limits: price.limits,
+    };
+    crate::billing::thresholds::crossed(tx, ctx, tenant_id, actor, used)
 }
 
 /// One usage event's amounts, added to a rollup.

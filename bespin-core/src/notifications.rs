@@ -7,6 +7,7 @@
 use crate::auth::Principal;
 use crate::check::{Checker, Expected};
 use crate::error::{Error, FieldError, LocPart, Result};
+use crate::events::{self, catalog};
 use crate::store::{Flow, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::{Date, Timestamp};
 use crate::validate::{Fields, Presence, got};
@@ -230,6 +231,10 @@ pub(crate) fn enqueue(
         &unique_key(tenant_id, user_id, DAILY_BRIEF, date),
         &id,
     )?;
+    let v = view(id, rec);
+    let actor = events::Actor::Platform(tenant_id);
+    let n = catalog::NOTIFICATION_ENQUEUED;
+    events::emit_for(tx, ctx, actor, n, &id.to_string(), Some(user_id), &v)?;
     Ok(id)
 }
 
@@ -304,16 +309,20 @@ pub fn set_prefs(
 }
 
 /// Marks one of the caller's notifications acknowledged (see [`Bespin::ack_notification`]).
-pub fn ack(tx: &mut WriteTx, _ctx: &Ctx, caller: &Principal, id: u64) -> Result<Notification> {
+pub fn ack(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, id: u64) -> Result<Notification> {
     let key = notification_key(caller.tenant_id(), caller.user_id(), id);
     let mut rec = tx
         .get(&NOTIFICATIONS, &key)?
         .ok_or_else(|| Error::NotFound(format!("Notification {id} not found")))?;
-    if rec.status != "acked" {
-        rec.status = "acked".into();
-        tx.put(&NOTIFICATIONS, &key, &rec)?;
+    if rec.status == "acked" {
+        return Ok(view(id, rec));
     }
-    Ok(view(id, rec))
+    rec.status = "acked".into();
+    tx.put(&NOTIFICATIONS, &key, &rec)?;
+    let v = view(id, rec);
+    let (me, n) = (Some(caller.user_id()), catalog::NOTIFICATION_ACKED);
+    events::emit_for(tx, ctx, caller.into(), n, &id.to_string(), me, &v)?;
+    Ok(v)
 }
 
 /// Checks that every notification has its (user, type, date) entry and no entry stands for

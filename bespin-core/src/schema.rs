@@ -21,6 +21,7 @@ pub(crate) fn tables() -> &'static [&'static dyn TableInfo] {
             crate::limits::TABLES,
             crate::billing::catalog::TABLES,
             crate::billing::subscriptions::TABLES,
+            crate::billing::thresholds::TABLES,
             crate::metering::TABLES,
             crate::audit::TABLES,
             crate::idempotency::TABLES,
@@ -37,6 +38,8 @@ pub(crate) fn tables() -> &'static [&'static dyn TableInfo] {
             crate::coreos::evidence::TABLES,
             crate::coreos::timeline::TABLES,
             crate::coreos::search::TABLES,
+            crate::events::TABLES,
+            crate::webhooks::TABLES,
         ]
         .concat()
     })
@@ -58,7 +61,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), n);
-        assert_eq!(n, 57, "the tables of layout 8");
+        assert_eq!(n, 63, "the tables of layout 8 and the event log");
         assert!(table("co_tasks").is_some_and(|t| t.tenant_scoped()));
         assert!(table("secrets").is_some_and(|t| t.is_secret()));
     }

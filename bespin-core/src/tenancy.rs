@@ -8,6 +8,7 @@
 use crate::auth::{Principal, Role};
 use crate::check::Checker;
 use crate::error::{Error, Result};
+use crate::events::{self, catalog};
 use crate::store::{Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, Presence, got};
@@ -260,7 +261,9 @@ pub fn create_user(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewUser
             "Cannot create users for a different tenant".into(),
         ));
     }
-    insert_user(tx, ctx, caller.tenant_id(), req.email, req.role)
+    let user = insert_user(tx, ctx, caller.tenant_id(), req.email, req.role)?;
+    events::emit(tx, ctx, caller, catalog::USER_CREATED, &user.user_id, &user)?;
+    Ok(user)
 }
 
 /// The tenant's user ids in creation order.

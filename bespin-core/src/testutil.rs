@@ -10,8 +10,7 @@ use std::sync::Arc;
 /// A test database and its clock (2026-01-31T12:00:00Z).
 pub(crate) fn db() -> (Bespin, ManualClock) {
     let clock = ManualClock::at("2026-01-31T12:00:00Z").expect("clock");
-    let db =
-        Bespin::open_in_memory_with(Arc::new(clock.clone()), Options::default()).expect("open");
+    let db = Bespin::open_for_test(Arc::new(clock.clone()), Options::default()).expect("open");
     (db, clock)
 }
 

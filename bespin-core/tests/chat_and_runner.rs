@@ -23,7 +23,7 @@ struct World {
 
 fn world() -> World {
     let clock = ManualClock::at("2026-02-01T09:00:00Z").unwrap();
-    let db = Bespin::open_in_memory_with(Arc::new(clock), Options::default()).unwrap();
+    let db = Bespin::open_for_test(Arc::new(clock), Options::default()).unwrap();
     let t = db
         .create_tenant(NewTenant {
             name: "Acme".into(),

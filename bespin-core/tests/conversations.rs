@@ -41,7 +41,11 @@ fn add_member(db: &Bespin, t: &TenantCreated) -> Principal {
 
 #[test]
 fn prefs_default_until_saved_and_saving_replaces() {
-    let db = Bespin::open_in_memory().expect("db");
+    let db = Bespin::open_for_test(
+        std::sync::Arc::new(bespin_core::time::SystemClock),
+        Default::default(),
+    )
+    .expect("db");
     let t = tenant(&db, "A");
     let m = add_member(&db, &t);
     assert!(
@@ -80,7 +84,11 @@ fn prefs_default_until_saved_and_saving_replaces() {
 
 #[test]
 fn acking_someone_elses_notification_is_not_found() {
-    let db = Bespin::open_in_memory().expect("db");
+    let db = Bespin::open_for_test(
+        std::sync::Arc::new(bespin_core::time::SystemClock),
+        Default::default(),
+    )
+    .expect("db");
     let t = tenant(&db, "A");
     let m = add_member(&db, &t);
     assert!(
@@ -97,7 +105,11 @@ fn acking_someone_elses_notification_is_not_found() {
 
 #[test]
 fn conversations_belong_to_their_owner() {
-    let db = Bespin::open_in_memory().expect("db");
+    let db = Bespin::open_for_test(
+        std::sync::Arc::new(bespin_core::time::SystemClock),
+        Default::default(),
+    )
+    .expect("db");
     let t = tenant(&db, "A");
     let other = tenant(&db, "B");
     let admin = login(&db, &t, &t.admin.user_id);

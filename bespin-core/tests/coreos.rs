@@ -64,7 +64,11 @@ fn tenant(db: &Bespin, name: &str) -> Tenant {
 }
 
 fn setup() -> (Bespin, Tenant) {
-    let db = Bespin::open_in_memory().unwrap();
+    let db = Bespin::open_for_test(
+        std::sync::Arc::new(bespin_core::time::SystemClock),
+        Default::default(),
+    )
+    .unwrap();
     let t = tenant(&db, "acme");
     (db, t)
 }
@@ -593,7 +597,11 @@ fn supersede_chain_of_three() {
 
 #[test]
 fn search_ranks_title_first_then_newest_and_is_isolated() {
-    let db = Bespin::open_in_memory().unwrap();
+    let db = Bespin::open_for_test(
+        std::sync::Arc::new(bespin_core::time::SystemClock),
+        Default::default(),
+    )
+    .unwrap();
     let t = tenant(&db, "acme");
     let u = tenant(&db, "umbrella");
     let body_old = db
@@ -864,7 +872,11 @@ fn quota_refusal_writes_nothing() {
 
 #[test]
 fn cross_tenant_access_is_not_found() {
-    let db = Bespin::open_in_memory().unwrap();
+    let db = Bespin::open_for_test(
+        std::sync::Arc::new(bespin_core::time::SystemClock),
+        Default::default(),
+    )
+    .unwrap();
     let t = tenant(&db, "acme");
     let u = tenant(&db, "umbrella");
     let a = action(&db, &t.creator, "secret");

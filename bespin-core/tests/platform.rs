@@ -15,7 +15,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 fn db_at(clock: &ManualClock) -> Bespin {
-    Bespin::open_in_memory_with(Arc::new(clock.clone()), Options::default()).expect("open")
+    Bespin::open_for_test(Arc::new(clock.clone()), Options::default()).expect("open")
 }
 
 fn clock() -> ManualClock {
@@ -357,7 +357,7 @@ fn weights_in_force_at_emission_are_kept() {
             .iter()
             .all(|e| e.event_key != "search_query")
     );
-    assert_eq!(db.admin_metered_events().expect("all").len(), 23);
+    assert_eq!(db.admin_metered_events().expect("all").len(), 24);
 }
 
 #[test]

@@ -68,6 +68,7 @@ const SECTIONS = () => ({
 });
 
 function loadSection() {
+  stopLive();
   show(note("Loading..."));
   return SECTIONS()[currentSection]();
 }
@@ -161,8 +162,82 @@ const loadMeetings = () => simpleList("/v1/meetings?limit=50", "Meeting Notes", 
 const loadMemory = () => simpleList("/v1/memory/facts?status=active&limit=50", "Memory Facts", "+ New Fact", createFactDialog,
   ["Key", "Category", "Value", "Status"], (f) => [link(f.fact_key, () => openRecord("memory_fact", f.fact_id)), f.category,
     f.fact_value.length > 50 ? f.fact_value.slice(0, 50) + "..." : f.fact_value, badge(f.status)], "No memory facts yet.");
-const loadTimeline = () => simpleList("/v1/timeline?limit=50", "Timeline", null, null,
-  ["Event", "Entity", "Summary", "Time"], (t) => [t.event_type, `${t.entity_type}/${String(t.entity_id).slice(0, 8)}...`, t.summary, day(t.created_at)], "No events yet.");
+async function loadTimeline() {
+  await simpleList("/v1/timeline?limit=50", "Timeline", null, null,
+    ["Event", "Entity", "Summary", "Time"], (t) => [t.event_type, `${t.entity_type}/${String(t.entity_id).slice(0, 8)}...`, t.summary, day(t.created_at)], "No events yet.");
+  if (currentSection !== "timeline") return;
+  const rows = el("tbody", { id: "live-events" });
+  const status = el("span", { id: "live-status", class: "muted" }, "connecting");
+  content().prepend(card("Live", status, el("table", { class: "grid" },
+    el("thead", {}, el("tr", {}, ["Event", "Subject", "Summary", "Time"].map((c) => el("th", {}, c)))), rows)));
+  startLive(rows, status);
+}
+
+// ---- the live timeline: GET /v1/events/stream read with fetch (EventSource cannot send our
+// headers); on a dropped connection it resumes after the last id (Last-Event-ID) ----
+let live = null;
+
+function stopLive() {
+  if (live) { live.ctrl.abort(); live = null; }
+}
+
+/** Parses one SSE frame into {id, event, data} (data parsed as JSON); null for a comment. */
+function sseFrame(frame) {
+  const ev = { id: null, event: "message", data: "" };
+  let any = false;
+  for (const line of frame.split("\n")) {
+    if (!line || line.startsWith(":")) continue;
+    const at = line.indexOf(":");
+    const k = at < 0 ? line : line.slice(0, at), v = at < 0 ? "" : line.slice(at + 1).replace(/^ /, "");
+    if (k === "id") ev.id = v; else if (k === "event") ev.event = v; else if (k === "data") ev.data += v;
+    any = true;
+  }
+  if (!any) return null;
+  try { ev.data = JSON.parse(ev.data); } catch (_) { ev.data = null; }
+  return ev;
+}
+
+function liveRow(rows, e) {
+  const d = e.data || {};
+  const summary = d.title || d.fact_key || d.name || d.content || d.tool_name || d.email || "";
+  rows.prepend(el("tr", {}, [e.type, `${e.subject.type}/${String(e.subject.id).slice(0, 8)}...`, String(summary), new Date(e.occurred_at).toLocaleTimeString()]
+    .map((c) => el("td", {}, c))));
+  while (rows.children.length > 100) rows.lastChild.remove();
+}
+
+async function startLive(rows, status) {
+  stopLive();
+  const me = { ctrl: new AbortController(), lastId: null };
+  live = me;
+  while (live === me) {
+    try {
+      const h = headers();
+      if (me.lastId) h["Last-Event-ID"] = me.lastId;
+      const res = await fetch("/v1/events/stream", { headers: h, signal: me.ctrl.signal });
+      if (!res.ok) throw new Error("stream " + res.status);
+      status.textContent = "live";
+      const reader = res.body.getReader(), dec = new TextDecoder();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += dec.decode(value, { stream: true });
+        let cut;
+        while ((cut = buf.indexOf("\n\n")) >= 0) {
+          const ev = sseFrame(buf.slice(0, cut));
+          buf = buf.slice(cut + 2);
+          if (ev && ev.id) me.lastId = ev.id;
+          if (ev && ev.event !== "reset" && ev.data && ev.data.type) liveRow(rows, ev.data);
+        }
+      }
+    } catch (_) {
+      if (me.ctrl.signal.aborted) return;
+    }
+    if (live !== me) return;
+    status.textContent = "reconnecting";
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
 
 async function loadBilling() {
   let r;

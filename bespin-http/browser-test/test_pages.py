@@ -303,6 +303,13 @@ class Run:
         self.step("/app: timeline")
         self.click(".sections a[data-section='timeline']")
         self.text_in("#content", "action_executed")
+        self.step("/app: the live timeline shows a task created through the API without a reload")
+        self.text_in("#live-status", "live")
+        h = {"X-Tenant-ID": self.tenant, "X-API-Key": self.key, "X-User-ID": self.user}
+        status, _ = call(self.base, "POST", "/v1/tasks", {"title": "Live from the stream " + XSS}, h)
+        assert status == 201, status
+        self.text_in("#live-events", "task.created")
+        self.text_in("#live-events", "Live from the stream " + XSS)
         self.no_dialog("/app")
         self.no_console_errors("/app")
         self.shot("app-timeline")

@@ -87,6 +87,16 @@ pub struct Config {
     /// When set, `GET /metrics` needs `Authorization: Bearer <token>` (`BESPIN_METRICS_TOKEN`);
     /// anything else is 401.
     pub metrics_token: Option<String>,
+    /// Hosts and networks webhooks may reach over plain `http://` and at private, loopback or
+    /// link-local addresses (`BESPIN_WEBHOOK_ALLOW`, comma-separated host names, addresses and
+    /// CIDR blocks such as `127.0.0.1,10.0.0.0/8`; default none: https to public addresses
+    /// only).
+    pub webhook_allow: Vec<String>,
+    /// How long a claimed webhook delivery is leased before another claim may take it again
+    /// (`BESPIN_WEBHOOK_LEASE_SECS`, default 300 s: longer than a full queue of one endpoint
+    /// takes, so a slow endpoint is not sent duplicates; a crash delays its in-flight
+    /// deliveries by at most this).
+    pub webhook_lease: Duration,
     /// How long a client may take to send its request head (`BESPIN_HEADER_READ_TIMEOUT_SECS`,
     /// default 10 s); a stalled client is disconnected.
     pub header_read_timeout: Duration,
@@ -145,6 +155,8 @@ impl Default for Config {
             writer_queue: 1024,
             search_max_scan: bespin_core::coreos::search::DEFAULT_MAX_SCAN,
             metrics_token: None,
+            webhook_allow: Vec::new(),
+            webhook_lease: Duration::from_secs(300),
             large_text_writes_per_sec: 2.0,
             auth_tarpit_after: Some(10),
             header_read_timeout: Duration::from_secs(10),
@@ -226,6 +238,20 @@ impl Config {
             }
         }
         c.metrics_token = get("BESPIN_METRICS_TOKEN").filter(|t| !t.is_empty());
+        if let Some(v) = get("BESPIN_WEBHOOK_LEASE_SECS") {
+            c.webhook_lease = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Duration::from_secs)
+                .ok_or_else(|| {
+                    format!("BESPIN_WEBHOOK_LEASE_SECS: {v} (expected a positive whole number)")
+                })?;
+        }
+        if let Some(v) = get("BESPIN_WEBHOOK_ALLOW") {
+            c.webhook_allow = crate::webhooks::parse_allow(&v);
+        }
         if let Some(v) = get("BESPIN_LARGE_TEXT_WRITES_PER_SEC") {
             c.large_text_writes_per_sec = v
                 .trim()

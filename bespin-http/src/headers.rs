@@ -21,7 +21,18 @@ pub fn apply(path: &str, headers: &mut HeaderMap) {
     for (k, v) in SECURITY {
         headers.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
     }
-    if path.starts_with("/console") {
+    if path == crate::routes::EVENT_STREAM {
+        // Server-Sent Events: never cached, never buffered by a reverse proxy (nginx reads
+        // `X-Accel-Buffering`).
+        headers.insert(
+            HeaderName::from_static("cache-control"),
+            HeaderValue::from_static("no-cache"),
+        );
+        headers.insert(
+            HeaderName::from_static("x-accel-buffering"),
+            HeaderValue::from_static("no"),
+        );
+    } else if path.starts_with("/console") {
         headers.insert(
             HeaderName::from_static("cache-control"),
             HeaderValue::from_static("no-store"),

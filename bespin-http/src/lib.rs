@@ -5,6 +5,7 @@
 //! HTTP contract (served as `/openapi.json`); [`serve`] runs it on a listener, so tests and embedders reuse the exact server
 //! the `bespin` binary runs.
 
+mod body;
 mod client;
 pub mod config;
 mod cors;
@@ -25,6 +26,7 @@ mod routes;
 pub mod tarpit;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhooks;
 
 pub use config::Config;
 pub use error::ApiError;
@@ -55,6 +57,8 @@ pub struct AppState {
     large_text_writes: ratelimit::Pacer,
     tarpit: Arc<tarpit::Tarpit>,
     mcp: mcp::McpState,
+    /// Set when the server stops: every event stream ends cleanly.
+    stop_streams: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -81,7 +85,7 @@ impl AppState {
         );
         let tarpit = Arc::new(tarpit::Tarpit::new(config.auth_tarpit_after));
         let metrics = metrics::Metrics::new(bespin.clone(), Arc::clone(&tarpit));
-        let mcp = mcp::McpState::new(&bespin);
+        let mcp = mcp::McpState::new();
         Arc::new(AppState {
             mcp,
             bespin,
@@ -95,6 +99,7 @@ impl AppState {
             console_failed_keys: routes::console_failed_keys(),
             large_text_writes,
             tarpit,
+            stop_streams: tokio::sync::watch::Sender::new(false),
             lane: lane::Lane::new(
                 std::thread::available_parallelism().map_or(2, usize::from),
                 LANE_JOBS_PER_CALLER,
@@ -122,6 +127,11 @@ pub async fn serve(
 
     let graceful = GracefulShutdown::new();
     let purge = tokio::spawn(purge_loop(state.clone()));
+    let events = tokio::spawn(routes::maintain_events(
+        state.bespin.clone(),
+        state.stop_streams.subscribe(),
+    ));
+    let deliveries = tokio::spawn(webhooks::run(state.clone(), state.stop_streams.subscribe()));
     let slots = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections));
     tokio::pin!(shutdown);
     loop {
@@ -164,8 +174,29 @@ pub async fn serve(
     }
     purge.abort();
     drop(listener);
+    // Event streams never end on their own: end them, so the connections can close.
+    state.stop_streams.send_replace(true);
+    events.abort();
     graceful.shutdown().await;
+    // Deliveries in flight are abandoned: their leases end and they are sent again.
+    deliveries.abort();
     Ok(())
+}
+
+/// Runs `read`, a read of the core, where it may block: at once when the database is in this
+/// process (redb: microseconds of memory), on the blocking pool when it is over the network
+/// (PostgreSQL: a round trip must not hold a runtime worker, whose other connections would
+/// wait). Used by the pipeline for request reads and by the server's background tasks (the
+/// event streams, the webhook worker, the upkeep). An error if the blocking task panicked or
+/// the runtime is stopping.
+pub(crate) async fn core_read<T: Send + 'static>(
+    blocking: bool,
+    read: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    if !blocking {
+        return Ok(read());
+    }
+    tokio::task::spawn_blocking(read).await
 }
 
 /// Once a minute: purges expired idempotency records and signs a checkpoint of every audit
@@ -193,11 +224,16 @@ async fn purge_loop(state: Arc<AppState>) {
 /// fresh control token, readable only by this user) so that `bespin backup` and `bespin check`
 /// can snapshot the database while it is held open here; removes it on a clean stop.
 pub async fn run(mut config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let bespin = Bespin::open_with(
-        &config.db_path,
-        std::sync::Arc::new(bespin_core::time::SystemClock),
-        config.core_options(),
-    )?;
+    // Opened off the runtime: a PostgreSQL client blocks on a runtime of its own.
+    let (path, options) = (config.db_path.clone(), config.core_options());
+    let bespin = tokio::task::spawn_blocking(move || {
+        Bespin::open_with(
+            &path,
+            std::sync::Arc::new(bespin_core::time::SystemClock),
+            options,
+        )
+    })
+    .await??;
     let listener = TcpListener::bind(config.listen).await?;
     let addr: SocketAddr = listener.local_addr()?;
     let token = format!(
@@ -205,15 +241,23 @@ pub async fn run(mut config: Config) -> Result<(), Box<dyn std::error::Error>> {
         bespin_core::ids::new_id(),
         bespin_core::ids::new_id()
     );
-    let control = control_path(&config.db_path);
-    match write_control(&control, addr, &token) {
-        Ok(()) => config.control_token = Some(token),
-        Err(e) => tracing::warn!("cannot write {}: {e}", control.display()),
+    // A file held open here gets a control file, so `bespin backup`/`check` can ask this
+    // server for a snapshot; a PostgreSQL database is opened by them directly.
+    let control =
+        (!bespin_core::is_server_url(&config.db_path)).then(|| control_path(&config.db_path));
+    if let Some(control) = &control {
+        match write_control(control, addr, &token) {
+            Ok(()) => config.control_token = Some(token),
+            Err(e) => tracing::warn!("cannot write {}: {e}", control.display()),
+        }
     }
-    tracing::info!(%addr, db = %config.db_path.display(), "bespin listening");
+    let db = bespin_core::shown_db(&config.db_path);
+    tracing::info!(%addr, %db, "bespin listening");
     let state = AppState::new(bespin, config);
     serve(listener, state, shutdown_signal()).await?;
-    let _ = std::fs::remove_file(&control);
+    if let Some(control) = &control {
+        let _ = std::fs::remove_file(control);
+    }
     tracing::info!("bespin stopped");
     Ok(())
 }

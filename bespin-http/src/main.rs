@@ -1,12 +1,12 @@
 //! `bespin`: the Bespin HTTP server and its operator commands.
 //!
 //! ```text
-//! bespin [serve] [--listen ADDR] [--db PATH] [--trust-proxy] [--trusted-proxy-hops N]
+//! bespin [serve] [--listen ADDR] [--db PATH|URL] [--trust-proxy] [--trusted-proxy-hops N]
 //!               [--log-format text|json] [--max-body-bytes N] [--max-bulk-body-bytes N]
 //!               [--max-connections N] [--writer-queue N] [--search-max-scan N]
 //!               [--large-text-writes-per-sec R] [--metrics-token TOKEN]
-//! bespin check  [--db PATH] [--json]
-//! bespin backup [--db PATH] --out FILE
+//! bespin check  [--db PATH|URL] [--json]
+//! bespin backup [--db PATH|URL] --out FILE
 //! bespin layout [--db PATH] [--json]
 //! ```
 //! Every flag falls back to an environment variable (shown in `--help`); the contract's other
@@ -16,7 +16,9 @@
 //! 2 when it cannot run); `backup` writes a consistent snapshot to a new file and checks the
 //! copy; `layout` tells which key layout the file has and what opening it with this build would
 //! do, without writing. The three work on a database a running server holds open: they then ask
-//! that server (found through `PATH.control`) for a snapshot. Logs go to stderr, filtered by
+//! that server (found through `PATH.control`) for a snapshot. On a PostgreSQL URL, `check`
+//! and `backup` open the database beside the running servers (a backup is a redb file of one
+//! snapshot; `layout` is for files only). Logs go to stderr, filtered by
 //! `RUST_LOG` (default `info`), as text or as one JSON object per line.
 
 use bespin_core::Bespin;
@@ -105,7 +107,8 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "BESPIN_LISTEN", default_value_t = Config::default().listen)]
     listen: SocketAddr,
-    /// Database file (created on first start).
+    /// Database: a redb file (created on first start), or a PostgreSQL URL
+    /// (postgres://user@host/db?schema=bespin) that several servers may share.
     #[arg(long, env = "BESPIN_DB", default_value_os_t = Config::default().db_path)]
     db: PathBuf,
     /// Take the client address from X-Forwarded-For (only behind a proxy that sets it).
@@ -145,6 +148,13 @@ struct ServeArgs {
     /// Bearer token GET /metrics then needs (unset: /metrics is open).
     #[arg(long, env = "BESPIN_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
+    /// Hosts and networks webhooks may reach over plain http and at private addresses
+    /// (comma-separated names, addresses, CIDR blocks; default none).
+    #[arg(long, env = "BESPIN_WEBHOOK_ALLOW", default_value = "")]
+    webhook_allow: String,
+    /// Seconds a claimed webhook delivery is leased before it may be claimed again.
+    #[arg(long, env = "BESPIN_WEBHOOK_LEASE_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    webhook_lease_secs: u64,
 }
 
 /// The tarpit's threshold (`None`: off).
@@ -175,7 +185,7 @@ fn positive<T: std::str::FromStr + PartialOrd + Default>(s: &str) -> Result<T, S
 
 #[derive(Args)]
 struct DbArg {
-    /// Database file.
+    /// Database: a redb file, or a PostgreSQL URL.
     #[arg(long, env = "BESPIN_DB", default_value_os_t = Config::default().db_path)]
     db: PathBuf,
 }
@@ -210,6 +220,12 @@ struct LayoutArgs {
 /// Opens `db` here, or — when a running server holds it — fetches a snapshot from that server
 /// into `snapshot` and opens that. Returns the database and whether it is a fetched snapshot.
 fn open_or_fetch(db: &Path, snapshot: &Path) -> Result<(Bespin, bool), String> {
+    if bespin_core::is_server_url(db) {
+        // A database server is shared: open it here, beside any running server.
+        return Bespin::open(db)
+            .map(|b| (b, false))
+            .map_err(|e| format!("{}: {e}", bespin_core::shown_db(db)));
+    }
     if !db.exists() {
         return Err(format!("{}: no such database", db.display()));
     }
@@ -355,7 +371,7 @@ fn backup_cmd(args: BackupArgs) -> ExitCode {
     let rows: u64 = report.rows.values().sum();
     println!(
         "backup {} -> {} ({}; {rows} rows, {:.1} s); check of the copy: {} violation(s)",
-        db.display(),
+        bespin_core::shown_db(&db),
         out.display(),
         done.unwrap_or_default(),
         started.elapsed().as_secs_f64(),
@@ -394,6 +410,13 @@ fn audit_verify_cmd(args: VerifyArgs) -> ExitCode {
 /// `bespin layout`: reads the file without writing (or a snapshot, when a server holds it).
 fn layout_cmd(args: LayoutArgs) -> ExitCode {
     let db = args.db.db;
+    if bespin_core::is_server_url(&db) {
+        // The layout report reads a file without writing it; a PostgreSQL schema is upgraded
+        // by the first process that opens it, under the schema's lock (README "PostgreSQL").
+        return fail(
+            "bespin layout reads a redb file; on PostgreSQL `bespin check` opens the database (upgrading it when needed) and reports",
+        );
+    }
     if !db.exists() {
         return fail(&format!("{}: no such database", db.display()));
     }
@@ -491,6 +514,8 @@ fn main() -> ExitCode {
     config.large_text_writes_per_sec = serve.large_text_writes_per_sec;
     config.auth_tarpit_after = serve.auth_tarpit_after.0;
     config.metrics_token = serve.metrics_token.filter(|t| !t.is_empty());
+    config.webhook_allow = bespin_http::webhooks::parse_allow(&serve.webhook_allow);
+    config.webhook_lease = std::time::Duration::from_secs(serve.webhook_lease_secs);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -294,6 +294,14 @@ impl Collector for DbCollector {
                 s.queue_wait_seconds_sum,
             ),
         )?;
+        if let Some(n) = self.0.round_trips() {
+            constant(
+                e,
+                "bespin_database_round_trips",
+                "Statements, prepares and connections sent to the database server (PostgreSQL)",
+                ConstCounter::new(n),
+            )?;
+        }
         if let Some(bytes) = self.0.db_size_bytes() {
             constant(
                 e,

@@ -278,6 +278,7 @@ pub fn json(routes: &[Route]) -> &'static str {
     DOC.get_or_init(|| {
         let mut v = serde_json::to_value(document(routes)).unwrap_or_default();
         v["openapi"] = serde_json::Value::String("3.1.0".into());
+        v["components"]["schemas"]["EventType"] = event_types();
         v.to_string()
     })
 }
@@ -291,4 +292,29 @@ pub fn swagger_file(tail: &str) -> Option<(Vec<u8>, String)> {
         Ok(Some(f)) => Some((f.bytes.into_owned(), f.content_type)),
         _ => None,
     }
+}
+
+/// The catalogue of event types as a schema: the names as an enum, and each type's subject,
+/// capability, audience and description under `x-catalogue` (the README's table is the same).
+fn event_types() -> serde_json::Value {
+    use bespin_core::events::catalog::ALL;
+    let names: Vec<&str> = ALL.iter().map(|t| t.name).collect();
+    let entries: Vec<serde_json::Value> = ALL
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "type": t.name,
+                "subject": t.subject,
+                "capability": t.capability,
+                "audience": t.audience.as_str(),
+                "description": t.description,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "type": "string",
+        "description": "The type of an event (`GET /v1/events`, the stream, webhooks): dotted <noun>.<verb>. A caller sees a type when the tenant's plan grants its capability and the caller is in its audience (members: every user; owner: admins and the user concerned; admins: tenant admins).",
+        "enum": names,
+        "x-catalogue": entries,
+    })
 }

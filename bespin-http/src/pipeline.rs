@@ -22,6 +22,7 @@
 //! ([`bespin_core::Options::writer_queue`]) is answered with 503 and `Retry-After` when full.
 
 use crate::AppState;
+use crate::body::Body;
 use crate::config::ReadMetering;
 use crate::error::{ApiError, Refusal};
 use crate::extract::Req;
@@ -57,7 +58,7 @@ pub async fn handle(
     state: Arc<AppState>,
     peer: SocketAddr,
     req: Request<hyper::body::Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
     // A clone shares the request's bytes; the decoded path is borrowed unless it has escapes.
@@ -68,7 +69,11 @@ pub async fn handle(
     let mut log = RequestLog::start(req.headers());
     let (reply, route) = respond(&state, peer, req, &method, &path, &mut log).await;
     let status = reply.status;
-    let mut response = Response::new(Full::new(reply.body));
+    let body = match reply.stream {
+        Some(rx) => Body::Stream(rx),
+        None => Body::Full(Full::new(reply.body)),
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = reply.status;
     let h = response.headers_mut();
     // Room for what follows (content type, security and cache headers, CORS, X-Request-ID, the
@@ -245,7 +250,7 @@ struct Authenticated {
 /// connection closed, when the body is large (declared over [`LARGE_BODY`], or not declared):
 /// such a body would only be read to be thrown away.
 async fn authenticate(
-    state: &AppState,
+    state: &Arc<AppState>,
     peer: SocketAddr,
     headers: &HeaderMap,
     route: &Route,
@@ -254,7 +259,12 @@ async fn authenticate(
     let needs_tenant = matches!(route.doc.auth, Auth::Tenant | Auth::TenantIdempotent);
     let credentials = crate::extract::credentials(headers);
     let (auth, taken) = if complete(&credentials) {
-        match state.bespin.authenticate_with_rate_limit(&credentials) {
+        let creds = credentials.clone();
+        let outcome = off_worker(state, move |st| {
+            st.bespin.authenticate_with_rate_limit(&creds)
+        })
+        .await?;
+        match outcome {
             Ok((who, limit)) => {
                 let taken =
                     limit.map(|limit| state.buckets.take(who.tenant_id(), limit, Instant::now()));
@@ -264,7 +274,9 @@ async fn authenticate(
         }
     } else if needs_tenant {
         // Missing credentials: the core names the first one missing.
-        (Some(state.bespin.authenticate(&credentials)), None)
+        let creds = credentials.clone();
+        let outcome = off_worker(state, move |st| st.bespin.authenticate(&creds)).await?;
+        (Some(outcome), None)
     } else {
         (None, None)
     };
@@ -377,6 +389,9 @@ async fn dispatch(
     let handler = route.handler;
     let run_on = if request.body.len() > LARGE_BODY {
         RunOn::Lane
+    } else if route.run_on == RunOn::Worker && state.bespin.reads_block() {
+        // Its reads wait on the network (PostgreSQL): not on a worker.
+        RunOn::Blocking
     } else {
         route.run_on
     };
@@ -411,6 +426,23 @@ async fn dispatch(
         Ok(None) => Ok(reply),
         Err(e) => Err(ApiError::body(e)),
     }
+}
+
+/// Runs `read` (database reads) on this worker, or — when the database's reads wait on the
+/// network (PostgreSQL) — on the blocking pool, so a round trip never holds a worker and the
+/// requests it would serve. On redb reads are memory and page-cache work and run here as
+/// they are.
+async fn off_worker<T: Send + 'static>(
+    state: &Arc<AppState>,
+    read: impl FnOnce(&AppState) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    if !state.bespin.reads_block() {
+        return Ok(read(state));
+    }
+    let st = Arc::clone(state);
+    crate::core_read(true, move || read(&st))
+        .await
+        .map_err(|e| internal(&e.to_string()))
 }
 
 /// The 500 of a failure of the server itself (logged with `what`).

@@ -64,6 +64,9 @@ pub struct Reply {
     pub after: Option<AfterWrite>,
     /// Work to go on with in the background lane instead (see [`Reply::in_lane`]).
     pub later: Option<Later>,
+    /// A streamed body instead of `body`: chunks as the sender sends them, ended when it is
+    /// dropped (see [`Reply::streaming`]).
+    pub stream: Option<tokio::sync::mpsc::Receiver<Bytes>>,
 }
 
 impl Reply {
@@ -97,7 +100,15 @@ impl Reply {
             headers: Vec::new(),
             after: None,
             later: None,
+            stream: None,
         }
+    }
+
+    /// 200 with a body streamed from `rx` (the event stream).
+    pub fn streaming(content_type: &'static str, rx: tokio::sync::mpsc::Receiver<Bytes>) -> Reply {
+        let mut r = Reply::raw(StatusCode::OK, content_type, Bytes::new());
+        r.stream = Some(rx);
+        r
     }
 
     /// 200 with the JSON an idempotent operation stored, as stored: a replay answers the same

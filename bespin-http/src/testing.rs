@@ -45,12 +45,13 @@ impl TestResponse {
 }
 
 impl TestServer {
-    /// Starts a server with an in-memory database opened with `config`'s options (its listen
-    /// address and database path are ignored).
+    /// Starts a server with a fresh test database opened with `config`'s options (its listen
+    /// address and database path are ignored): in memory, or a schema of its own of the
+    /// PostgreSQL database in `BESPIN_TEST_DB` ([`Bespin::open_for_test`]).
     pub fn start(config: Config) -> TestServer {
         let clock = std::sync::Arc::new(bespin_core::time::SystemClock);
         Self::start_with(
-            Bespin::open_in_memory_with(clock, config.core_options()).expect("in-memory database"),
+            Bespin::open_for_test(clock, config.core_options()).expect("test database"),
             config,
         )
     }
@@ -335,6 +336,29 @@ impl TestServer {
         assert!(v.get("result").is_some(), "{name}: {} {}", r.status, r.body);
         v["result"].clone()
     }
+}
+
+/// Runs `n` copies of `f` at once (released together by a barrier) and returns their answers,
+/// in order: the races of the reliability tests.
+pub fn race<F>(n: usize, f: F) -> Vec<TestResponse>
+where
+    F: Fn(usize) -> TestResponse + Sync,
+{
+    let gate = std::sync::Barrier::new(n);
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..n)
+            .map(|i| {
+                let (gate, f) = (&gate, &f);
+                sc.spawn(move || {
+                    gate.wait();
+                    f(i)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("a racer panicked"))
+            .collect()
+    })
 }
 
 /// A config for tests: rate limit off, a fixed platform-admin key `test-admin-key`.

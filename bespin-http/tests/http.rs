@@ -192,7 +192,8 @@ fn seed_flow_tenant_me_member_billing() {
             .as_array()
             .unwrap()
             .len(),
-        23
+        24,
+        "the contract's 23 metered event types and webhook_delivered (issue 20)"
     );
     let r = s.call(
         "GET",

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use bespin_http::Config;
-use bespin_http::testing::{TestResponse, TestServer, TestTenant, test_config};
+use bespin_http::testing::{TestResponse, TestServer, TestTenant, race, test_config};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -33,26 +33,6 @@ fn with_key(t: &Tenant, key: &str) -> Vec<(String, String)> {
 fn consistent(s: &TestServer) {
     let r = s.bespin.check().unwrap();
     assert!(r.is_ok(), "{r}");
-}
-
-/// Runs `n` copies of `f` at once (released together) and returns their answers.
-fn race<F>(n: usize, f: F) -> Vec<TestResponse>
-where
-    F: Fn(usize) -> TestResponse + Sync,
-{
-    let gate = std::sync::Barrier::new(n);
-    std::thread::scope(|sc| {
-        let hs: Vec<_> = (0..n)
-            .map(|i| {
-                let (gate, f) = (&gate, &f);
-                sc.spawn(move || {
-                    gate.wait();
-                    f(i)
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    })
 }
 
 #[test]
@@ -228,8 +208,17 @@ fn isolation_matrix_other_tenants_ids_are_not_found() {
         Some(&json!({"date": "2026-01-02"})),
     );
     assert!(brief.status < 300, "{}", brief.body);
+    let hook = post(
+        "/v1/webhooks/endpoints",
+        json!({"url": "https://example.com/secret-hook"}),
+    )["endpoint_id"]
+        .clone();
+    let events = call(&s, &a, "GET", "/v1/events", None).json();
+    let event = events["items"][0]["id"].clone();
     let id = |v: &Value| v.as_str().unwrap().to_owned();
     let ids = [
+        ("endpoint_id", id(&hook)),
+        ("event_id", id(&event)),
         ("kpi_id", id(&kpi)),
         ("conversation_id", id(&conv)),
         ("action_id", id(&action)),
@@ -253,7 +242,7 @@ fn isolation_matrix_other_tenants_ids_are_not_found() {
             _ => json!({"title": "stolen"}),
         })
     };
-    let secrets: Vec<String> = ids.iter().take(7).map(|(_, v)| v.clone()).collect();
+    let secrets: Vec<String> = ids.iter().take(9).map(|(_, v)| v.clone()).collect();
     let state = bespin_http::AppState::new(s.bespin.clone(), test_config());
     let mut tried = 0;
     for route in state.routes() {

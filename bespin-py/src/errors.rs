@@ -9,6 +9,7 @@
 //! │   └── CapabilityDenied          detail: {"error","message","capability_key","plan_id"} …
 //! ├── NotFound
 //! ├── Conflict
+//! ├── CursorExpired                 an event cursor older than the retention (HTTP 410)
 //! └── QuotaExceeded                 detail: the structured quota_exceeded object
 //! ```
 //!
@@ -77,6 +78,13 @@ const HIERARCHY: &[(&str, Option<&str>, Option<&str>, &str)] = &[
         "The request conflicts with the stored state (HTTP 409).",
     ),
     (
+        "CursorExpired",
+        Some("BespinError"),
+        None,
+        "An event cursor is older than the retention (HTTP 410): refetch state and follow \
+         from the oldest kept event (`after=None`).",
+    ),
+    (
         "QuotaExceeded",
         Some("BespinError"),
         None,
@@ -96,6 +104,7 @@ fn class_name(kind: ErrorKind) -> &'static str {
         ErrorKind::CapabilityDenied => "CapabilityDenied",
         ErrorKind::NotFound => "NotFound",
         ErrorKind::Conflict => "Conflict",
+        ErrorKind::Gone => "CursorExpired",
         ErrorKind::QuotaExceeded => "QuotaExceeded",
         ErrorKind::Internal | ErrorKind::Unavailable => "BespinError",
     }

@@ -78,10 +78,11 @@ fn wrap(core: bespin_core::Bespin, label: String) -> PyBespin {
     }
 }
 
-/// Opens (creating if missing) the database file at `path`.
+/// Opens (creating if missing) the database at `path`: a redb file, or a PostgreSQL URL
+/// (`postgres://user@host/db?schema=bespin`) that other processes may share.
 #[pyfunction]
 fn open(py: Python<'_>, path: PathBuf) -> PyResult<PyBespin> {
-    let label = path.display().to_string();
+    let label = bespin_core::shown_db(&path);
     let core = py
         .detach(move || bespin_core::Bespin::open(&path))
         .map_err(|e| errors::to_py(py, &e))?;

@@ -11,6 +11,7 @@ mod conversations;
 mod convert;
 mod coreos;
 mod errors;
+mod events;
 mod handle;
 mod jobs;
 mod kpis;
@@ -39,5 +40,6 @@ fn _bespin(m: &Bound<'_, PyModule>) -> PyResult<()> {
     jobs::register(m)?;
     chat::register(m)?;
     coreos::register(m)?;
+    events::register(m)?;
     Ok(())
 }

@@ -1,7 +1,10 @@
-"""Fixtures: a temporary database file per test, a tenant with its admin and a member."""
+"""Fixtures: a fresh database per test (a temporary file, or a schema of its own of the
+PostgreSQL database named by BESPIN_TEST_DB), a tenant with its admin and a member."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,9 +14,18 @@ import pytest
 import bespin
 
 
+def database(tmp_path: Path) -> str:
+    """Where a test's database lives: a new redb file, or a new PostgreSQL schema."""
+    url = os.environ.get("BESPIN_TEST_DB", "")
+    if url.startswith(("postgres://", "postgresql://")):
+        sep = "&" if "?" in url else "?"
+        return f"{url}{sep}schema=py_{uuid.uuid4().hex[:16]}&pool=4"
+    return str(tmp_path / "bespin.redb")
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[bespin.Bespin]:
-    with bespin.open(tmp_path / "bespin.redb") as handle:
+    with bespin.open(database(tmp_path)) as handle:
         yield handle
 
 
@@ -39,3 +51,12 @@ def make_plan(db: bespin.Bespin, plan_id: str, credits: int, caps: list[str]) ->
         plan_id=plan_id, name=plan_id.title(), included_credits=credits, overage_price_per_credit=0.1
     )
     db.admin.set_plan_capabilities(plan_id, caps)
+
+
+@pytest.fixture
+def postgres_url(tmp_path: Path) -> str:
+    """A URL of a new PostgreSQL schema (the test is skipped unless BESPIN_TEST_DB names one)."""
+    where = database(tmp_path)
+    if not where.startswith(("postgres://", "postgresql://")):
+        pytest.skip("BESPIN_TEST_DB names no PostgreSQL database")
+    return where

@@ -82,3 +82,15 @@ def test_calls_release_the_gil(db: bespin.Bespin, admin: bespin.Session) -> None
     stop.set()
     t.join()
     assert ticks > 0
+
+
+def test_two_handles_on_one_postgresql_database_share_it(postgres_url: str) -> None:
+    # Two processes' worth of handles on one database: a write through either is read back
+    # through the other at once, and ids never collide.
+    with bespin.open(postgres_url) as one, bespin.open(postgres_url) as two:
+        a = one.create_tenant(name="Acme", region="eu", admin_email="ada@acme.io")
+        b = two.create_tenant(name="Beta", region="eu", admin_email="bo@beta.io")
+        assert a["tenant_id"] != b["tenant_id"]
+        s = two.session(a["tenant_id"], a["admin"]["user_id"], a["api_key"])
+        assert s.me()["email"] == "ada@acme.io"
+        assert "***" not in repr(one) and "postgres" in repr(one)

@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod subscriptions;
+pub mod thresholds;
 pub mod usage;
 
 use crate::error::{Error, Result};

@@ -4,6 +4,7 @@
 
 use super::catalog;
 use crate::error::{Error, Result};
+use crate::events;
 use crate::store::{Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::tenancy::{TENANTS, TenantKey};
 use crate::time::{Date, Timestamp, next_month_start};
@@ -164,7 +165,17 @@ pub fn set(
         }
     };
     tx.put(&SUBSCRIPTIONS, &key(tenant_id), &rec)?;
-    Ok(view(tenant_id, &rec))
+    let v = view(tenant_id, &rec);
+    let actor = events::Actor::Platform(tenant_id);
+    events::emit(
+        tx,
+        ctx,
+        actor,
+        events::catalog::SUBSCRIPTION_CHANGED,
+        tenant_id,
+        &v,
+    )?;
+    Ok(v)
 }
 
 impl Bespin {

@@ -27,6 +27,7 @@ use crate::auth::Principal;
 use crate::billing::require_capability;
 use crate::check::Checker;
 use crate::error::{Error, Result};
+use crate::events::{self, catalog};
 use crate::store::{Id, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, Presence, got};
@@ -479,7 +480,17 @@ fn event(
         a.created_at,
         summary,
         meta,
-    )
+    )?;
+    let published = match event_type {
+        "action_created" => catalog::ACTION_CREATED,
+        "action_updated" => catalog::ACTION_UPDATED,
+        "action_cancelled" => catalog::ACTION_CANCELLED,
+        "action_approved" => catalog::ACTION_APPROVED,
+        "action_rejected" => catalog::ACTION_REJECTED,
+        _ => catalog::ACTION_EXECUTED,
+    };
+    let v = view(caller.tenant_id(), a);
+    events::emit(tx, ctx, caller, published, &a.action_id, &v).map(|_| ())
 }
 
 /// Proposes an action (any user). Order: capability → assignee (404) → quota → write.

@@ -10,6 +10,7 @@ use super::{
 use crate::auth::Principal;
 use crate::billing::require_capability;
 use crate::error::Result;
+use crate::events::{self, catalog};
 use crate::store::{Order, Reader, Record, WriteTx};
 use crate::time::{Date, Timestamp};
 use crate::validate::{Fields, Len, Presence, got};
@@ -213,6 +214,15 @@ pub fn create(
         format!("Decision recorded: {}", d.title),
         Metadata::of(&[("decision_date", Some(&date))]),
     )?;
+    let v = view(t, &d);
+    events::emit(
+        tx,
+        ctx,
+        caller,
+        catalog::DECISION_CREATED,
+        &d.decision_id,
+        &v,
+    )?;
     record_effects(
         tx,
         ctx,
@@ -222,7 +232,7 @@ pub fn create(
         TOOL,
         (EntityType::Decision, &d.decision_id),
     )?;
-    Ok(view(t, &d))
+    Ok(v)
 }
 
 /// Edits a decision (admin). Order: capability → admin (403) → 404 → no change (200 no-op) →
@@ -259,6 +269,15 @@ pub fn update(
         format!("Decision updated: {}", d.title),
         Metadata::empty(),
     )?;
+    let v = view(t, &d);
+    events::emit(
+        tx,
+        ctx,
+        caller,
+        catalog::DECISION_UPDATED,
+        &d.decision_id,
+        &v,
+    )?;
     record_effects(
         tx,
         ctx,
@@ -268,7 +287,7 @@ pub fn update(
         TOOL,
         (EntityType::Decision, &d.decision_id),
     )?;
-    Ok(view(t, &d))
+    Ok(v)
 }
 
 /// Lists decisions, newest decision date first.

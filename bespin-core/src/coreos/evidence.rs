@@ -14,6 +14,7 @@ use crate::auth::Principal;
 use crate::billing::require_capability;
 use crate::check::Checker;
 use crate::error::{Error, Result};
+use crate::events::{self, catalog};
 use crate::store::{Flow, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, Presence, got};
@@ -245,6 +246,9 @@ pub fn create(
         format!("Evidence linked to {et}"),
         Metadata::of(&[("source_type", Some(&e.source_type))]),
     )?;
+    let id = e.evidence_id.clone();
+    let v = view(t, e);
+    events::emit(tx, ctx, caller, catalog::EVIDENCE_LINKED, &id, &v)?;
     record_effects(
         tx,
         ctx,
@@ -252,9 +256,9 @@ pub fn create(
         permit,
         "evidence.create",
         TOOL,
-        (req.entity_type, &e.entity_id),
+        (req.entity_type, &v.entity_id),
     )?;
-    Ok(view(t, e))
+    Ok(v)
 }
 
 /// Every link of one record, newest first (no checks).

@@ -11,6 +11,7 @@ use super::{
 use crate::auth::Principal;
 use crate::billing::require_capability;
 use crate::error::{Error, Result};
+use crate::events::{self, catalog};
 use crate::store::{Order, Reader, Record, WriteTx};
 use crate::time::{Date, Timestamp};
 use crate::validate::{Fields, Len, NOTES_MAX, Presence, got};
@@ -235,6 +236,8 @@ pub fn create(
         format!("Meeting note created: {}", m.title),
         Metadata::of(&[("meeting_date", Some(&date))]),
     )?;
+    let v = view(t, &m);
+    events::emit(tx, ctx, caller, catalog::MEETING_CREATED, &m.meeting_id, &v)?;
     record_effects(
         tx,
         ctx,
@@ -244,7 +247,7 @@ pub fn create(
         TOOL,
         (EntityType::Meeting, &m.meeting_id),
     )?;
-    Ok(view(t, &m))
+    Ok(v)
 }
 
 /// Edits a meeting note (creator or admin). Order: capability → 404 → 403 → link (404) → no
@@ -296,6 +299,8 @@ pub fn update(
         format!("Meeting note updated: {}", m.title),
         Metadata::empty(),
     )?;
+    let v = view(t, &m);
+    events::emit(tx, ctx, caller, catalog::MEETING_UPDATED, &m.meeting_id, &v)?;
     record_effects(
         tx,
         ctx,
@@ -305,7 +310,7 @@ pub fn update(
         TOOL,
         (EntityType::Meeting, &m.meeting_id),
     )?;
-    Ok(view(t, &m))
+    Ok(v)
 }
 
 /// Lists meeting notes, newest meeting date first, within `from`..=`to`.

@@ -20,6 +20,7 @@ use crate::auth::Principal;
 use crate::billing::require_capability;
 use crate::check::{Checker, Expected};
 use crate::error::{Error, Result};
+use crate::events::{self, catalog};
 use crate::store::{Id, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, Presence, got};
@@ -307,6 +308,8 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewFact) -> 
         format!("Memory fact created: {}", f.fact_key),
         Metadata::of(&[("category", Some(&f.category))]),
     )?;
+    let v = view(t, &f);
+    events::emit(tx, ctx, caller, catalog::MEMORY_CREATED, &f.fact_id, &v)?;
     record_effects(
         tx,
         ctx,
@@ -316,7 +319,7 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewFact) -> 
         TOOL,
         (EntityType::MemoryFact, &f.fact_id),
     )?;
-    Ok(view(t, &f))
+    Ok(v)
 }
 
 /// Edits the value of a fact in place, whatever its status (admin). Order (40 §5.5):
@@ -350,6 +353,8 @@ pub fn update(
         format!("Memory fact updated: {}", f.fact_key),
         Metadata::empty(),
     )?;
+    let v = view(t, &f);
+    events::emit(tx, ctx, caller, catalog::MEMORY_UPDATED, &f.fact_id, &v)?;
     record_effects(
         tx,
         ctx,
@@ -359,7 +364,7 @@ pub fn update(
         TOOL,
         (EntityType::MemoryFact, &f.fact_id),
     )?;
-    Ok(view(t, &f))
+    Ok(v)
 }
 
 /// Replaces an active fact by a new version (admin). Order (40 §5.6): capability → admin (403)
@@ -410,6 +415,15 @@ pub fn supersede(
         format!("Memory fact superseded: {}", new.fact_key),
         Metadata::of(&[("supersedes_fact_id", Some(&old.fact_id))]),
     )?;
+    let v = view(t, &new);
+    events::emit(
+        tx,
+        ctx,
+        caller,
+        catalog::MEMORY_SUPERSEDED,
+        &old.fact_id,
+        &v,
+    )?;
     record_effects(
         tx,
         ctx,
@@ -419,7 +433,7 @@ pub fn supersede(
         TOOL,
         (EntityType::MemoryFact, &new.fact_id),
     )?;
-    Ok(view(t, &new))
+    Ok(v)
 }
 
 /// Lists facts by category, then key (then creation), through the key index.

@@ -15,6 +15,7 @@ use crate::auth::Principal;
 use crate::billing::require_capability;
 use crate::check::Checker;
 use crate::error::{Error, Result};
+use crate::events::{self, catalog};
 use crate::store::{Id, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::{Date, Timestamp};
 use crate::validate::{Fields, Len, Presence, got};
@@ -311,6 +312,8 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewTask) -> 
             ("assigned_to", t.assigned_to.as_deref()),
         ]),
     )?;
+    let v = view(tn, &t);
+    events::emit(tx, ctx, caller, catalog::TASK_CREATED, &t.task_id, &v)?;
     record_effects(
         tx,
         ctx,
@@ -320,7 +323,7 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewTask) -> 
         TOOL,
         (EntityType::Task, &t.task_id),
     )?;
-    Ok(view(tn, &t))
+    Ok(v)
 }
 
 /// Changes a task (creator, assignee or admin). Order: capability → 404 → 403 → assignee
@@ -373,6 +376,8 @@ pub fn update(
         format!("Task updated: {}", t.title),
         Metadata::of(&[("status", Some(&t.status)), ("priority", Some(&t.priority))]),
     )?;
+    let v = view(tn, &t);
+    events::emit(tx, ctx, caller, catalog::TASK_UPDATED, &t.task_id, &v)?;
     record_effects(
         tx,
         ctx,
@@ -382,7 +387,7 @@ pub fn update(
         TOOL,
         (EntityType::Task, &t.task_id),
     )?;
-    Ok(view(tn, &t))
+    Ok(v)
 }
 
 /// Marks a task done (assignee or admin). Order: capability → 404 → 403 → already done (200
@@ -414,6 +419,8 @@ pub fn complete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, task_id: &str) 
         format!("Task completed: {}", t.title),
         Metadata::of(&[("completed_by", Some(caller.user_id()))]),
     )?;
+    let v = view(tn, &t);
+    events::emit(tx, ctx, caller, catalog::TASK_COMPLETED, &t.task_id, &v)?;
     record_effects(
         tx,
         ctx,
@@ -423,7 +430,7 @@ pub fn complete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, task_id: &str) 
         TOOL,
         (EntityType::Task, &t.task_id),
     )?;
-    Ok(view(tn, &t))
+    Ok(v)
 }
 
 /// Lists tasks through the due-date index.

@@ -22,6 +22,7 @@ use crate::auth::{Permission, Principal};
 use crate::billing::require_capability;
 use crate::check::{Checker, Expected};
 use crate::error::{Error, FieldError, LocPart, Result};
+use crate::events::{self, catalog};
 use crate::metering::Meter;
 use crate::store::{Flow, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
@@ -476,6 +477,12 @@ pub fn ingest_points(
         let permit = kpi_meter("kpi_points_ingested", plan.inserted).check(tx, ctx, tenant)?;
         plan.apply(tx, &series)?;
         permit.record_fresh(tx, ctx, caller)?;
+        let data = serde_json::json!({
+            "kpi_id": kpi_id,
+            "count": plan.inserted,
+            "ignored": total - plan.inserted,
+        });
+        events::emit(tx, ctx, caller, catalog::KPI_POINTS_INGESTED, kpi_id, &data)?;
     }
     Ok(IngestResult {
         inserted: plan.inserted,

@@ -12,7 +12,9 @@
 //! The contract (`store/tests.rs` holds a backend to it through [`super::Store`]; a second
 //! backend runs the same tests):
 //! - **Snapshots** ([`Snapshot`]) see exactly the state after one commit, for as long as they
-//!   live, whatever commits meanwhile; many may be open and shared by threads.
+//!   live, whatever commits meanwhile; many may be open and shared by threads. The state is
+//!   that of the last commit before the snapshot's first read (redb takes it when it is made,
+//!   PostgreSQL at its first statement): never older than the snapshot.
 //! - **A batch** ([`WriteBatch`]) is one write transaction: its reads see its own writes;
 //!   `put` and `remove` return the value they replaced (the undo log keeps it); nothing of it is
 //!   visible to anyone else before `commit`, and dropping it uncommitted discards all of it.
@@ -50,6 +52,19 @@ pub(crate) trait Backend: Send + Sync {
 
     /// The bytes the database takes on disk (`None` when it is not a file).
     fn file_size(&self) -> Option<u64>;
+
+    /// Whether one snapshot may serve every reader until this process's next commit (true
+    /// when this process is the database's only writer, as on redb). A backend shared with
+    /// other processes answers false: each read then takes a snapshot of its own, so it sees
+    /// their commits too.
+    fn shares_snapshots(&self) -> bool {
+        true
+    }
+
+    /// Round trips to a database server so far (`None` for an embedded backend).
+    fn round_trips(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The reads of a snapshot and of a write batch (which sees its own writes).
@@ -78,10 +93,32 @@ pub(crate) trait Snapshot: Reads + Send + Sync {
     fn stored_bytes(&self, tables: &[TableId]) -> Result<u64>;
 }
 
+/// What a write replaced, as far as the batch knows it.
+#[derive(Debug)]
+pub(crate) enum Prior {
+    /// The value it replaced (`None`: the key was absent).
+    Was(Option<Vec<u8>>),
+    /// Not known: the batch had neither read nor written the key, and the write was asked not
+    /// to read it (a backend over a network spares the round trip). Undone by
+    /// [`WriteBatch::forget`].
+    Unread,
+}
+
 /// The write transaction of one batch of operations; its reads see its own writes.
 pub(crate) trait WriteBatch: Reads + Send {
-    /// Stores `value` under `key`; returns the value it replaced.
-    fn put(&mut self, t: TableId, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Stores `value` under `key`; returns what it replaced. With `want_old` false a backend
+    /// may answer [`Prior::Unread`] instead of reading the old value (redb always knows it).
+    fn put(&mut self, t: TableId, key: &[u8], value: &[u8], want_old: bool) -> Result<Prior>;
+
+    /// Undoes a write that answered [`Prior::Unread`]: the key shows again what the database
+    /// held before the batch touched it.
+    fn forget(&mut self, t: TableId, key: &[u8]) -> Result<()> {
+        let _ = key;
+        Err(crate::error::Error::Internal(format!(
+            "a write to {} cannot be undone without its old value",
+            t.name
+        )))
+    }
 
     /// Removes `key`; returns the value it held.
     fn remove(&mut self, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>>;
@@ -95,4 +132,51 @@ pub(crate) trait WriteBatch: Reads + Send {
 
     /// Makes every change of the batch durable (unless begun not durable) and visible.
     fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// The database-wide sequences a write batch advanced, counted in the batch and stored once at
+/// its commit (under the batch's exclusivity: redb's single writer, PostgreSQL's write lock), so
+/// a batch of many operations reads each sequence once and writes it once. Shared by every
+/// backend's batch.
+#[derive(Debug, Default)]
+pub(crate) struct BatchSequences {
+    /// Each sequence advanced so far and its last value.
+    last: Vec<(String, u64)>,
+}
+
+impl BatchSequences {
+    /// The next value of `name`: one more than its last value in this batch, or than what
+    /// `stored` reads from the sequences table under [`seq_key`] (0 if absent) the first time.
+    pub(crate) fn next(
+        &mut self,
+        name: &str,
+        stored: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>>,
+    ) -> Result<u64> {
+        if let Some((_, last)) = self.last.iter_mut().find(|(n, _)| n == name) {
+            *last += 1;
+            return Ok(*last);
+        }
+        let stored = match stored(&seq_key(name))? {
+            Some(bytes) => super::codec::decode::<u64>(&bytes)?,
+            None => 0,
+        };
+        self.last.push((name.to_owned(), stored + 1));
+        Ok(stored + 1)
+    }
+
+    /// The rows to store at commit (key and encoded last value of every advanced sequence),
+    /// leaving the counter empty.
+    pub(crate) fn take_rows(&mut self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        std::mem::take(&mut self.last)
+            .into_iter()
+            .map(|(name, last)| Ok((seq_key(&name), super::codec::encode(&last)?)))
+            .collect()
+    }
+}
+
+/// The key of sequence `name` in the sequences table (one string part).
+pub(crate) fn seq_key(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(name.len() + 2);
+    super::key::parts::put_str(name, &mut k);
+    k
 }

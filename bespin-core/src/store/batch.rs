@@ -4,7 +4,7 @@
 //! All of this sits above the backend: a backend provides one write transaction whose `put`
 //! and `remove` return what they replaced, and the undo log here does the rest.
 
-use super::backend::{Reads, TableId, WriteBatch};
+use super::backend::{Prior, Reads, TableId, WriteBatch};
 use super::codec::{self, Record};
 use super::key::Prefix;
 use super::reader::{Reader, with_key};
@@ -34,11 +34,12 @@ pub(crate) struct Batch {
 
 /// One entry of the undo log.
 enum Undo {
-    /// An overwritten row: the table, the key, and the previous value (`None`: it was absent).
+    /// An overwritten row: the table, the key, and what it held before (`Was(None)`: it was
+    /// absent; `Unread`: whatever the database holds, which the batch never saw).
     Row {
         table: TableId,
         key: Vec<u8>,
-        old: Option<Vec<u8>>,
+        old: Prior,
     },
     /// A table emptied without logging its rows ([`WriteTx::clear_unlogged`]): the batch cannot
     /// be rolled back across it.
@@ -103,16 +104,23 @@ fn rollback_to(tx: &mut dyn WriteBatch, undo: &mut Vec<Undo>, mark: usize) -> Re
             Undo::Row {
                 table,
                 key,
-                old: Some(old),
+                old: Prior::Was(Some(old)),
             } => {
-                tx.put(table, &key, &old)?;
+                tx.put(table, &key, &old, false)?;
             }
             Undo::Row {
                 table,
                 key,
-                old: None,
+                old: Prior::Was(None),
             } => {
                 tx.remove(table, &key)?;
+            }
+            Undo::Row {
+                table,
+                key,
+                old: Prior::Unread,
+            } => {
+                tx.forget(table, &key)?;
             }
             Undo::Cleared(table) => {
                 return Err(Error::Storage(format!(
@@ -135,15 +143,28 @@ pub struct WriteTx<'a, 't> {
 }
 
 impl WriteTx<'_, '_> {
-    fn raw_insert(&mut self, table: &'static str, key: &[u8], value: &[u8]) -> Result<()> {
+    /// Stores `value` under `key`, logging what it replaced for undo. `want_old`: the caller
+    /// needs the old value (in the log's last entry); otherwise a backend over a network need
+    /// not read it.
+    fn raw_insert_with(
+        &mut self,
+        table: &'static str,
+        key: &[u8],
+        value: &[u8],
+        want_old: bool,
+    ) -> Result<()> {
         let table = self.slots.id(table)?;
-        let old = self.batch.put(table, key, value)?;
+        let old = self.batch.put(table, key, value, want_old)?;
         self.undo.push(Undo::Row {
             table,
             key: key.to_vec(),
             old,
         });
         Ok(())
+    }
+
+    fn raw_insert(&mut self, table: &'static str, key: &[u8], value: &[u8]) -> Result<()> {
+        self.raw_insert_with(table, key, value, false)
     }
 
     fn raw_remove(&mut self, table: &'static str, key: &[u8]) -> Result<bool> {
@@ -154,7 +175,7 @@ impl WriteTx<'_, '_> {
             self.undo.push(Undo::Row {
                 table,
                 key: key.to_vec(),
-                old,
+                old: Prior::Was(old),
             });
         }
         Ok(existed)
@@ -202,13 +223,21 @@ impl WriteTx<'_, '_> {
         key: &K::Of<'_>,
         value: &V,
     ) -> Result<Option<V>> {
-        self.put(t, key, value)?;
-        // The previous value is the one `raw_insert` just logged for undo.
+        let bytes = codec::encode(value)?;
+        with_key::<K, _>(key, |k| self.raw_insert_with(t.name(), k, &bytes, true))?;
+        // The previous value is the one just logged for undo.
         match self.undo.last() {
             Some(Undo::Row {
-                old: Some(bytes), ..
+                old: Prior::Was(Some(bytes)),
+                ..
             }) => codec::decode(bytes).map(Some),
-            _ => Ok(None),
+            Some(Undo::Row {
+                old: Prior::Was(None),
+                ..
+            }) => Ok(None),
+            _ => Err(Error::Internal(
+                "replace: the old value was not read".into(),
+            )),
         }
     }
 

@@ -28,6 +28,7 @@ mod backend;
 mod batch;
 pub(crate) mod codec;
 mod key;
+mod postgres;
 mod reader;
 mod redb;
 mod seal;
@@ -40,6 +41,7 @@ pub(crate) use batch::Batch;
 pub use batch::WriteTx;
 pub(crate) use codec::Record;
 pub(crate) use key::{Id, PartValue, Prefix, parts, read_parts, successor};
+pub(crate) use postgres::is_url;
 pub(crate) use reader::Reader;
 pub(crate) use redb::ReadOnlyFile;
 pub(crate) use seal::Sealer;
@@ -101,6 +103,8 @@ pub(crate) struct Store {
     sealer: Arc<Sealer>,
     /// The snapshot of the last commit, shared by every reader until the next commit.
     snapshot: Arc<SharedSnapshot>,
+    /// The backend's `shares_snapshots`, asked once (it is on every read's path).
+    shares_snapshots: bool,
 }
 
 impl Drop for Store {
@@ -124,6 +128,33 @@ impl Store {
         Self::with(Box::new(db), slots)
     }
 
+    /// Opens the PostgreSQL database of `url` (a `postgres://` URL; see `postgres.rs` for
+    /// its parameters), creating the schema and the tables it lacks.
+    pub(crate) fn open_url(url: &str, tables: &[&'static dyn TableInfo]) -> Result<Store> {
+        let slots = Slots::new(tables)?;
+        let seq = slots.id(SEQUENCES.name())?;
+        let db = postgres::Postgres::open(url, slots.ids(), seq)?;
+        Self::with(Box::new(db), slots)
+    }
+
+    /// Whether reads wait on a network round trip, so that a caller on an async runtime
+    /// should run them where blocking is allowed: a backend shared with other processes is a
+    /// database server's (PostgreSQL).
+    pub(crate) fn reads_block(&self) -> bool {
+        !self.shares_snapshots
+    }
+
+    /// Whether other processes may write to this database too (PostgreSQL): a batch left
+    /// open then holds their writes back.
+    pub(crate) fn shared_with_others(&self) -> bool {
+        !self.shares_snapshots
+    }
+
+    /// Round trips to the database server so far (`None` for an embedded backend).
+    pub(crate) fn round_trips(&self) -> Option<u64> {
+        self.backend.round_trips()
+    }
+
     /// A database held in memory only (for tests and embedding without persistence).
     pub(crate) fn in_memory(tables: &[&'static dyn TableInfo]) -> Result<Store> {
         let slots = Slots::new(tables)?;
@@ -137,10 +168,11 @@ impl Store {
         let slots = Arc::new(slots);
         let secret = secret(&*backend, &slots, ID_SECRET)?;
         Ok(Store {
-            backend,
             slots,
             sealer: Arc::new(Sealer::new(&secret.0)),
             snapshot: Arc::default(),
+            shares_snapshots: backend.shares_snapshots(),
+            backend,
         })
     }
 
@@ -193,6 +225,14 @@ impl Store {
     /// A snapshot of the last commit, shared with concurrent readers (see
     /// [`snapshot::SharedSnapshot`]): it reflects every commit that finished before this call.
     pub(crate) fn read(&self) -> Result<Arc<ReadTx>> {
+        if !self.shares_snapshots {
+            // Other processes commit too: every read takes its own snapshot.
+            return Ok(Arc::new(ReadTx::new(
+                self.backend.snapshot()?,
+                Arc::clone(&self.slots),
+                Arc::clone(&self.sealer),
+            )));
+        }
         if let Some(s) = self.snapshot.current() {
             return Ok(s);
         }
@@ -235,7 +275,7 @@ fn secret(backend: &dyn Backend, slots: &Slots, name: &str) -> Result<Secret> {
     let mut s = [0u8; 32];
     getrandom::fill(&mut s).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
     let s = Secret(s);
-    tx.put(table, &key, &codec::encode(&s)?)?;
+    tx.put(table, &key, &codec::encode(&s)?, false)?;
     tx.commit()?;
     Ok(s)
 }
@@ -251,7 +291,7 @@ fn copy_rows(from: &dyn Snapshot, to: &mut dyn WriteBatch, tables: &[TableId]) -
             std::ops::Bound::Unbounded,
             Order::Asc,
             &mut |k, v| {
-                to.put(*t, k, v)?;
+                to.put(*t, k, v, false)?;
                 rows += 1;
                 Ok(Flow::Continue)
             },

@@ -6,9 +6,10 @@
 //! batch and stored once, at its commit: a row rewritten by every operation of a batch would
 //! cost each of them a read and a write for nothing.
 
-use super::backend::{Backend, RawVisitor, Reads, Snapshot, TableId, WriteBatch};
+use super::backend::{
+    Backend, BatchSequences, Prior, RawVisitor, Reads, Snapshot, TableId, WriteBatch,
+};
 use super::codec::{self, Record};
-use super::key::parts;
 use super::table::{KeyDef, Table};
 use super::{Flow, Order};
 use crate::error::{Error, Result};
@@ -99,7 +100,7 @@ impl Backend for Redb {
         let n = self.tables;
         Ok(Box::new(RedbBatch {
             tx: TxTables::new(tx, |tx| OpenTables::new(tx, n)),
-            seqs: Vec::new(),
+            seqs: BatchSequences::default(),
             sequences: self.sequences,
         }))
     }
@@ -206,8 +207,8 @@ self_cell::self_cell!(
 /// The write transaction of a batch.
 struct RedbBatch {
     tx: TxTables,
-    /// The sequences advanced in this batch and their last value, stored once at commit.
-    seqs: Vec<(String, u64)>,
+    /// The sequences advanced in this batch, stored once at commit.
+    seqs: BatchSequences,
     sequences: TableId,
 }
 
@@ -235,10 +236,13 @@ impl Reads for RedbBatch {
 }
 
 impl WriteBatch for RedbBatch {
-    fn put(&mut self, t: TableId, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
+    fn put(&mut self, t: TableId, key: &[u8], value: &[u8], _want_old: bool) -> Result<Prior> {
+        // redb finds the old value on the way to the insert: it is always known.
         self.tx.with_dependent(|_, open| {
             let mut h = open.get(t)?.borrow_mut();
-            Ok(h.insert(key, value)?.map(|g| g.value().to_vec()))
+            Ok(Prior::Was(
+                h.insert(key, value)?.map(|g| g.value().to_vec()),
+            ))
         })
     }
 
@@ -260,44 +264,32 @@ impl WriteBatch for RedbBatch {
     }
 
     fn next_seq(&mut self, name: &str) -> Result<u64> {
-        if let Some((_, last)) = self.seqs.iter_mut().find(|(n, _)| n == name) {
-            *last += 1;
-            return Ok(*last);
-        }
-        let stored = match self.get(self.sequences, &seq_key(name))? {
-            Some(bytes) => codec::decode::<u64>(&bytes)?,
-            None => 0,
-        };
-        self.seqs.push((name.to_owned(), stored + 1));
-        Ok(stored + 1)
+        let mut seqs = std::mem::take(&mut self.seqs);
+        let next = seqs.next(name, |key| self.get(self.sequences, key));
+        self.seqs = seqs;
+        next
     }
 
     fn commit(self: Box<Self>) -> Result<()> {
         let RedbBatch {
             tx,
-            seqs,
+            mut seqs,
             sequences,
         } = *self;
+        let rows = seqs.take_rows()?;
         tx.with_dependent(|_, open| -> Result<()> {
-            if seqs.is_empty() {
+            if rows.is_empty() {
                 return Ok(());
             }
             let mut h = open.get(sequences)?.borrow_mut();
-            for (name, last) in &seqs {
-                h.insert(seq_key(name).as_slice(), codec::encode(last)?.as_slice())?;
+            for (key, value) in &rows {
+                h.insert(key.as_slice(), value.as_slice())?;
             }
             Ok(())
         })?;
         // The table handles go first: a transaction commits once they are closed.
         Ok(tx.into_owner().commit()?)
     }
-}
-
-/// The key of sequence `name` in the sequences table (one string part).
-fn seq_key(name: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(name.len() + 2);
-    parts::put_str(name, &mut k);
-    k
 }
 
 type RawItem<'a> = std::result::Result<

@@ -96,7 +96,10 @@ impl Reader for ReadTx {
         }
         let outcome = run();
         // Storage failures are not outcomes of the check: they are not kept.
-        if !matches!(outcome, Err(Error::Storage(_)) | Err(Error::Internal(_))) {
+        if !matches!(
+            outcome,
+            Err(Error::Storage(_) | Error::Internal(_) | Error::Unavailable(_))
+        ) {
             self.remembered
                 .write()
                 .unwrap_or_else(|p| p.into_inner())

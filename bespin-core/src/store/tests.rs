@@ -1,5 +1,6 @@
 //! The store's own tests: the backend contract of `backend.rs` (run against every backend),
-//! the undo log, sequences, secrets and the logical copy.
+//! the undo log, sequences, secrets and the logical copy. They run on redb, or on PostgreSQL
+//! when `BESPIN_TEST_DB` names one (each test in a schema of its own).
 #![allow(clippy::unwrap_used)]
 
 use super::*;
@@ -16,8 +17,33 @@ const ROWS: Table<TestKey<'static>, String> = Table::new("test_rows");
 const DAYS: Table<DayKey<'static>, u64> = Table::new("test_days");
 const TEST_TABLES: &[&dyn TableInfo] = &[&SEQUENCES, &SECRETS, &ROWS, &DAYS];
 
+/// A fresh store on the backend under test.
 fn store() -> Store {
-    Store::in_memory(TEST_TABLES).unwrap()
+    match crate::test_database_url() {
+        Some(url) => Store::open_url(&url, TEST_TABLES).unwrap(),
+        None => Store::in_memory(TEST_TABLES).unwrap(),
+    }
+}
+
+/// Where a database can be opened again: a redb file in a temporary directory (kept alive by
+/// the first value), or a PostgreSQL schema of its own.
+fn place() -> (Option<tempfile::TempDir>, String) {
+    match crate::test_database_url() {
+        Some(url) => (None, url),
+        None => {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db.redb").display().to_string();
+            (Some(dir), path)
+        }
+    }
+}
+
+fn open_at(place: &str) -> Store {
+    if is_url(place) {
+        Store::open_url(place, TEST_TABLES).unwrap()
+    } else {
+        Store::open(Path::new(place), 1 << 20, TEST_TABLES).unwrap()
+    }
 }
 
 fn key<'a>(tenant: &'a str, name: &'a str, at: i64, n: u64) -> TestKey<'a> {
@@ -152,10 +178,9 @@ fn a_failed_operation_is_undone_alone() {
 
 #[test]
 fn sequences_grow_across_batches_failures_and_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("seq.redb");
+    let (_dir, path) = place();
     {
-        let store = Store::open(&path, 1 << 20, TEST_TABLES).unwrap();
+        let store = open_at(&path);
         let mut b = store.begin(true).unwrap();
         assert_eq!(
             (next(&mut b, "a"), next(&mut b, "a"), next(&mut b, "b")),
@@ -179,7 +204,7 @@ fn sequences_grow_across_batches_failures_and_reopening() {
         assert_eq!(next(&mut b, "a"), 5);
         b.commit().unwrap();
     }
-    let store = Store::open(&path, 1 << 20, TEST_TABLES).unwrap();
+    let store = open_at(&path);
     let mut b = store.begin(true).unwrap();
     assert_eq!((next(&mut b, "a"), next(&mut b, "b")), (6, 2));
     let stored: Option<u64> = store
@@ -192,14 +217,13 @@ fn sequences_grow_across_batches_failures_and_reopening() {
 
 #[test]
 fn secrets_are_made_once_and_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.redb");
+    let (_dir, path) = place();
     let (ids, other) = {
-        let s = Store::open(&path, 1 << 20, TEST_TABLES).unwrap();
+        let s = open_at(&path);
         (s.secret(ID_SECRET).unwrap().0, s.secret("other").unwrap().0)
     };
     assert_ne!(ids, other);
-    let s = Store::open(&path, 1 << 20, TEST_TABLES).unwrap();
+    let s = open_at(&path);
     assert_eq!(s.secret(ID_SECRET).unwrap().0, ids);
     assert_eq!(s.secret("other").unwrap().0, other);
     let sealed = s.sealer.seal(7);
@@ -242,6 +266,8 @@ fn a_backup_is_a_whole_copy_of_one_snapshot() {
 fn a_commit_is_read_back_at_once() {
     let s = store();
     let before = s.read().unwrap();
+    // A snapshot holds the state of its first read (PostgreSQL takes it then) for its life.
+    assert_eq!(before.get(&ROWS, &key("t", "b", 1, 1)).unwrap(), None);
     let mut b = s.begin(true).unwrap();
     put(&mut b, &key("t", "a", 1, 1), "one");
     b.commit().unwrap();
@@ -249,5 +275,10 @@ fn a_commit_is_read_back_at_once() {
     assert_eq!(before.get(&ROWS, &key("t", "a", 1, 1)).unwrap(), None);
     let after = s.read().unwrap();
     assert!(after.contains(&ROWS, &key("t", "a", 1, 1)).unwrap());
-    assert!(Arc::ptr_eq(&after, &s.read().unwrap()), "readers share it");
+    // One process's readers share one snapshot when no other process writes (redb).
+    assert_eq!(
+        Arc::ptr_eq(&after, &s.read().unwrap()),
+        s.shares_snapshots,
+        "readers share it"
+    );
 }

@@ -19,6 +19,7 @@ pub mod kpi_summary;
 use crate::auth::{Permission, Principal};
 use crate::billing::require_capability;
 use crate::error::{Error, Result};
+use crate::events::{self, catalog};
 use crate::idempotency::{self, Idempotency, Stored};
 use crate::limits::Activity;
 use crate::metering::Meter;
@@ -168,6 +169,8 @@ pub fn invoke(
         .idempotency_key(Some(idempotency_key));
     audit::append(tx, ctx, tenant, entry)?;
     permit.record(tx, ctx, caller, &request_id)?;
+    let data = serde_json::json!({"tool_name": tool.name(), "request_id": request_id});
+    events::emit(tx, ctx, caller, catalog::TOOL_INVOKED, tool.name(), &data)?;
     let response = Invocation { request_id, result };
     idempotency::store(tx, ctx, tenant, &scope, response)
 }

@@ -105,23 +105,34 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// The MCP state of the server: the sealer of session ids (`None` if the database could not
-/// give its secret at start-up: the handshake revisions then answer an internal error, and
-/// 2026-07-28, which has no sessions, still works).
-#[derive(Debug)]
+/// The MCP state of the server: the sealer of session ids, read from the database (or made
+/// there, once) at the first handshake that needs it. Not at start-up: on PostgreSQL reading it
+/// is a round trip, which must not run on the runtime's threads, and a database that cannot
+/// give it for a moment must not disable sessions for the server's lifetime (the next
+/// handshake asks again).
+#[derive(Debug, Default)]
 pub struct McpState {
-    sessions: Option<bespin_core::tokens::TokenSealer>,
+    sessions: std::sync::OnceLock<bespin_core::tokens::TokenSealer>,
 }
 
 impl McpState {
-    /// Reads (or makes, the first time: one write of its own, at start-up) the database's
-    /// session secret.
-    pub fn new(bespin: &bespin_core::Bespin) -> McpState {
-        let sessions = bespin
-            .token_sealer("mcp-session")
-            .inspect_err(|e| tracing::error!("MCP sessions unavailable: {e}"))
-            .ok();
-        McpState { sessions }
+    /// The state of a server that has not needed its session secret yet.
+    pub fn new() -> McpState {
+        McpState::default()
+    }
+
+    /// The sealer of session ids (the database's secret `token:mcp-session`, made the first
+    /// time any server asks). Runs where the handler runs: off the runtime on PostgreSQL.
+    fn sealer(
+        &self,
+        bespin: &bespin_core::Bespin,
+    ) -> bespin_core::Result<&bespin_core::tokens::TokenSealer> {
+        if let Some(s) = self.sessions.get() {
+            return Ok(s);
+        }
+        // Two first handshakes at once both read the same stored secret: either may win.
+        let made = bespin.token_sealer("mcp-session")?;
+        Ok(self.sessions.get_or_init(|| made))
     }
 }
 
@@ -251,8 +262,12 @@ fn initialize(s: &AppState, caller: &Principal, call: &Call, sse: bool, now: i64
         rev: Some(rev),
         sse,
     };
-    let Some(sealer) = &s.mcp.sessions else {
-        return answer.error(code::INTERNAL_ERROR, "Internal error", None);
+    let sealer = match s.mcp.sealer(&s.bespin) {
+        Ok(sealer) => sealer,
+        Err(e) => {
+            tracing::error!("MCP session secret unavailable: {e}");
+            return answer.error(code::INTERNAL_ERROR, "Internal error", None);
+        }
     };
     let who = (caller.tenant_id(), caller.user_id());
     let id = session::open(sealer, who, rev, call.params.get("capabilities"), now);
@@ -434,11 +449,16 @@ fn handshake_session(
             None,
         ));
     };
-    let resumed = s
-        .mcp
-        .sessions
-        .as_ref()
-        .and_then(|k| session::resume(k, &id, (caller.tenant_id(), caller.user_id()), now));
+    let sealer = s.mcp.sealer(&s.bespin).map_err(|e| {
+        tracing::error!("MCP session secret unavailable: {e}");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            code::INTERNAL_ERROR,
+            "Sessions are unavailable for a moment: retry",
+            None,
+        )
+    })?;
+    let resumed = session::resume(sealer, &id, (caller.tenant_id(), caller.user_id()), now);
     let Some(rev) = resumed else {
         return Err((
             StatusCode::NOT_FOUND,

@@ -9,6 +9,7 @@ mod chat;
 mod console;
 mod conversations;
 mod decisions;
+mod events;
 mod evidence;
 mod jobs;
 pub(crate) mod kpis;
@@ -25,9 +26,11 @@ mod tasks;
 mod tenancy;
 mod timeline;
 mod tools;
+mod webhooks;
 
 use crate::router::{Route, Router};
 pub(crate) use console::{Sessions as ConsoleSessions, failed_keys as console_failed_keys};
+pub(crate) use events::{EVENT_STREAM, maintain as maintain_events};
 
 /// Declares a route: `route!(METHOD "/path" => handler as operation_id, doc)`; the operation id
 /// names the route in `/openapi.json` (and so in generated SDKs) and must never change. Routes
@@ -91,6 +94,8 @@ pub fn all() -> Vec<Route> {
     r.extend(evidence::routes());
     r.extend(timeline::routes());
     r.extend(audit::routes());
+    r.extend(events::routes());
+    r.extend(webhooks::routes());
     r.extend(search::routes());
     r.extend(records::routes());
     r.extend(crate::mcp::routes());

@@ -2,11 +2,12 @@
 # `#[pymethods]` of each area file; `mypy --strict` on the tests and examples checks the use.
 import datetime
 import os
-from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Type, Union, final
+from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Sequence, Type, Union, final
 
 from types import TracebackType
 
 from bespin.types import (
+    Event,
     Action,
     ActionDetail,
     ActionPage,
@@ -96,12 +97,14 @@ class CapabilityDenied(Forbidden):
 
 class NotFound(BespinError): ...
 class Conflict(BespinError): ...
+class CursorExpired(BespinError): ...
 
 class QuotaExceeded(BespinError):
     detail: Dict[str, Any]
 
 def open(path: Union[str, "os.PathLike[str]"]) -> Bespin:
-    """Opens (creating if missing) the database file at ``path``."""
+    """Opens (creating if missing) the database at ``path``: a redb file, or a PostgreSQL URL
+    (``postgres://user@host/db?schema=bespin``) that several processes may share."""
 
 def open_in_memory() -> Bespin:
     """Opens a database held only in memory."""
@@ -129,6 +132,24 @@ class Bespin:
     def create_tenant(
         self, *, name: str, region: str, admin_email: str
     ) -> TenantCreated: ...
+
+@final
+class EventStream:
+    """The caller's events, oldest first; with ``follow=True`` it waits for new ones (the GIL
+    released) until ``close()`` or Ctrl-C."""
+
+    def __iter__(self) -> Iterator[Event]: ...
+    def __next__(self) -> Event: ...
+    def close(self) -> None: ...
+    @property
+    def cursor(self) -> Optional[str]: ...
+    def __enter__(self) -> EventStream: ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
 
 @final
 class Session:
@@ -403,6 +424,13 @@ class Session:
         snippet: Optional[str] = None,
     ) -> EvidenceLink: ...
     def list_evidence(self, entity_type: EvidenceTarget, entity_id: str) -> EvidenceList: ...
+    def events(
+        self,
+        *,
+        after: Optional[str] = None,
+        types: Optional[List[str]] = None,
+        follow: bool = False,
+    ) -> EventStream: ...
     def timeline(
         self,
         *,

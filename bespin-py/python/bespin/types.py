@@ -36,6 +36,8 @@ __all__ = [
     "DayItem",
     "Decision",
     "DecisionPage",
+    "Event",
+    "EventSubject",
     "EvidenceLink",
     "EvidenceList",
     "Execution",
@@ -650,3 +652,22 @@ class RecordView(TypedDict):
     entity: Dict[str, Any]
     evidence: List[EvidenceLink]
     timeline: List[TimelineEvent]
+
+
+class EventSubject(TypedDict):
+    type: str
+    id: str
+
+
+Event = TypedDict(
+    "Event",
+    {
+        "id": str,
+        "type": str,
+        "occurred_at": _dt.datetime,
+        "tenant_id": str,
+        "actor_user_id": Optional[str],
+        "subject": EventSubject,
+        "data": Any,
+    },
+)

@@ -1,4 +1,4 @@
-//! The seeded catalogue (30 §3): the 13 capabilities, 23 metered event types, three plans and
+//! The seeded catalogue (30 §3): the 13 capabilities, 24 metered event types (the contract's 23 and `webhook_delivered`), three plans and
 //! the starter plan's caps, inserted when missing each time a database opens.
 
 use super::{
@@ -31,7 +31,7 @@ pub const CAPABILITIES: [(&str, &str); 13] = [
 ];
 
 /// The seeded metered event types: key, display name, description, unit, credits per unit.
-pub const SEEDED_EVENTS: [(&str, &str, &str, &str, &str); 23] = [
+pub const SEEDED_EVENTS: [(&str, &str, &str, &str, &str); 24] = [
     (
         "assistant_query",
         "Assistant Query",
@@ -192,6 +192,15 @@ pub const SEEDED_EVENTS: [(&str, &str, &str, &str, &str); 23] = [
         "Global search query executed",
         "call",
         "0.05",
+    ),
+    // Issue 20, an addition to the contract's 23 keys (30 §3.1): one webhook delivery
+    // acknowledged with a 2xx by the receiver.
+    (
+        "webhook_delivered",
+        "Webhook Delivered",
+        "Event delivered to a webhook endpoint (2xx answer)",
+        "delivery",
+        "0.01",
     ),
 ];
 

@@ -718,7 +718,7 @@ mod tests {
             search_max_scan: 30,
             ..crate::Options::default()
         };
-        let db = Bespin::open_in_memory_with(std::sync::Arc::new(clock), options).expect("db");
+        let db = Bespin::open_for_test(std::sync::Arc::new(clock), options).expect("db");
         let (admin, _) = crate::testutil::tenant(&db);
         // 30 index entries start with "a": ten tasks of three such words each.
         for i in 0..10 {

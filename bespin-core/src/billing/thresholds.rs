@@ -1,0 +1,112 @@
+//! Usage thresholds (issue 20): when a metered operation takes the tenant's usage across 80%
+//! or 100% of the period's included credits, or of an event type's monthly cap, a
+//! `usage.threshold_crossed` event is emitted in the same transaction — once per period and
+//! threshold, remembered in a small table so a later crossing of the same line (after a plan
+//! change, say) does not repeat it.
+
+use crate::Ctx;
+use crate::billing::{catalog, subscriptions};
+use crate::error::Result;
+use crate::events::{self, Actor};
+use crate::metering::{Limits, used_credits, used_units};
+use crate::money::Amount;
+use crate::store::{Table, TableInfo, WriteTx, key};
+use crate::time::Timestamp;
+
+key! {
+    /// (tenant, period start, `credits` or the capped event key, percent).
+    pub(crate) struct ThresholdKey<'a> {
+        tenant_id: tenant,
+        period_start: date,
+        limit: str,
+        percent: u64,
+    }
+}
+
+/// (tenant, period, limit, percent) → when it was crossed.
+pub(crate) const THRESHOLDS: Table<ThresholdKey<'static>, Timestamp> =
+    Table::new("usage_thresholds");
+
+/// The tables of this module.
+pub(crate) const TABLES: &[&dyn TableInfo] = &[&THRESHOLDS];
+
+/// The thresholds watched, in percent.
+pub const PERCENTS: [u64; 2] = [80, 100];
+
+/// One use just recorded, with the figures its quota check read (if it did).
+pub(crate) struct Used<'a> {
+    pub event_key: &'a str,
+    pub credits: Amount,
+    pub units: Amount,
+    pub limits: Option<Limits>,
+}
+
+/// Emits a `usage.threshold_crossed` event for each threshold that `u` took the tenant
+/// across, unless it fired already this period. Called by the metering of every operation,
+/// after its rollups; from the quota check's figures when it has them (arithmetic only),
+/// otherwise reading them.
+pub(crate) fn crossed(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    tenant: &str,
+    actor: Actor<'_>,
+    u: Used<'_>,
+) -> Result<()> {
+    let period = ctx.now.period();
+    let limits = match u.limits {
+        Some(l) => l,
+        None => {
+            let Some(sub) = subscriptions::get(tx, tenant)? else {
+                return Ok(());
+            };
+            let Some(plan) = catalog::plan(tx, &sub.plan_id)? else {
+                return Ok(());
+            };
+            let cap = match catalog::monthly_cap(tx, &sub.plan_id, u.event_key)? {
+                Some(c) => Some((c, used_units(tx, tenant, period, u.event_key)? - u.units)),
+                None => None,
+            };
+            Limits {
+                included: Amount::from_int(plan.included_credits),
+                used_credits: used_credits(tx, tenant, period)? - u.credits,
+                cap,
+            }
+        }
+    };
+    let event_key = u.event_key;
+    let mut lines: Vec<(&str, Amount, Amount, Amount)> = Vec::with_capacity(2);
+    if !u.credits.is_zero() {
+        let before = limits.used_credits;
+        lines.push(("credits", limits.included, before, before + u.credits));
+    }
+    if let Some((cap, before)) = limits.cap
+        && !u.units.is_zero()
+    {
+        lines.push((event_key, cap, before, before + u.units));
+    }
+    for (limit, value, before, after) in lines {
+        for pct in PERCENTS {
+            // Compared as usage × 100 against limit × percent: exact, no division.
+            let hundred = Amount::from_int(100);
+            let line = value * Amount::from_int(i64::try_from(pct).unwrap_or(100));
+            if !(before * hundred < line && after * hundred >= line) || value.is_zero() {
+                continue;
+            }
+            let key = ThresholdKey::new(tenant, period.start(), limit, pct);
+            if !tx.insert_new(&THRESHOLDS, &key, &ctx.now)? {
+                continue;
+            }
+            let data = serde_json::json!({
+                "period_start": period.start().to_string(),
+                "limit": if limit == "credits" { "credits" } else { "cap" },
+                "event_key": event_key,
+                "threshold_percent": pct,
+                "limit_value": value.to_f64(),
+                "used": after.to_f64(),
+            });
+            let t = events::catalog::USAGE_THRESHOLD_CROSSED;
+            events::emit(tx, ctx, actor, t, limit, &data)?;
+        }
+    }
+    Ok(())
+}

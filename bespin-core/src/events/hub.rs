@@ -1,0 +1,207 @@
+//! Wake-ups of the live stream: who is waiting for which tenant's events.
+//!
+//! Subscribers pull events from the log (the table, through the shared read snapshot); this hub
+//! only tells them when to look again. An operation that emits stages its tenant here
+//! ([`Hub::stage`]); once the batch holding it is committed and visible, the committer calls
+//! [`Hub::publish`], which bumps the version of each staged tenant that has subscribers and
+//! wakes them (async `Waker`s and blocking threads alike). Nothing is buffered per subscriber,
+//! so a slow subscriber costs the writer nothing: the writer's share is one push per emitting
+//! operation and one short locked loop per commit.
+//!
+//! A staged operation that is later rolled back (or a failed commit) only causes a spurious
+//! wake-up: the subscriber reads the log, finds nothing new and waits again. Correctness (no
+//! gap, no duplicate) comes from the log alone; the hub only bounds latency.
+//!
+//! Several servers over one database (PostgreSQL): commits of another process never pass
+//! through this hub, so the server drives [`crate::Bespin::poll_events`] on a short timer — it
+//! reads the newest event sequence of the last commit and wakes every subscriber when it moved
+//! past what this process published. A backend with notifications of its own (`LISTEN/NOTIFY`)
+//! can call [`Hub::wake_all`] through the same method instead.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct Slot {
+    /// Bumped at each publish that concerned the tenant.
+    version: u64,
+    /// Live subscriptions of the tenant.
+    subscribers: usize,
+    /// Async waiters to wake at the next bump.
+    wakers: Vec<Waker>,
+}
+
+/// The wake-up hub of one open database (see the module documentation).
+#[derive(Default)]
+pub(crate) struct Hub {
+    /// Tenants (and the sequence of their newest event) emitted into the open batch.
+    staged: Mutex<Vec<(String, u64)>>,
+    slots: Mutex<HashMap<String, Slot>>,
+    changed: Condvar,
+    /// The newest event sequence this process published.
+    published: AtomicU64,
+    /// Live subscriptions, all tenants: with none, emitting stages nothing.
+    subscribers: AtomicUsize,
+    /// The JSON of recent events by seq, made once for every subscriber that sends them.
+    rendered: Mutex<std::collections::BTreeMap<u64, Arc<str>>>,
+}
+
+/// Rendered events kept (the newest).
+const RENDERED: usize = 4096;
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hub")
+    }
+}
+
+impl Hub {
+    fn slots(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes that the open batch holds event `seq` of `tenant` (called by `emit`).
+    pub(crate) fn stage(&self, tenant: &str, seq: u64) {
+        if self.subscribers.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut s = self.staged.lock().unwrap_or_else(|p| p.into_inner());
+        match s.last_mut() {
+            Some((t, last)) if t == tenant => *last = seq,
+            _ => s.push((tenant.to_owned(), seq)),
+        }
+    }
+
+    /// Wakes the subscribers of every tenant staged since the last publish (called after each
+    /// commit, once its writes are visible to new snapshots).
+    pub(crate) fn publish(&self) {
+        let staged = std::mem::take(&mut *self.staged.lock().unwrap_or_else(|p| p.into_inner()));
+        if staged.is_empty() {
+            return;
+        }
+        let newest = staged.iter().map(|(_, s)| *s).max().unwrap_or(0);
+        self.published.fetch_max(newest, Ordering::SeqCst);
+        let mut slots = self.slots();
+        let mut any = false;
+        for (tenant, _) in &staged {
+            if let Some(slot) = slots.get_mut(tenant) {
+                slot.version += 1;
+                slot.wakers.drain(..).for_each(Waker::wake);
+                any = true;
+            }
+        }
+        drop(slots);
+        if any {
+            self.changed.notify_all();
+        }
+    }
+
+    /// Wakes every subscriber (commits this process did not make, see the module doc).
+    pub(crate) fn wake_all(&self) {
+        let mut slots = self.slots();
+        for slot in slots.values_mut() {
+            slot.version += 1;
+            slot.wakers.drain(..).for_each(Waker::wake);
+        }
+        drop(slots);
+        self.changed.notify_all();
+    }
+
+    /// The JSON of event `seq`, made by `make` only if no subscriber made it yet.
+    pub(crate) fn rendered(&self, seq: u64, make: impl FnOnce() -> String) -> Arc<str> {
+        let mut m = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(j) = m.get(&seq) {
+            return Arc::clone(j);
+        }
+        drop(m);
+        let j: Arc<str> = Arc::from(make());
+        m = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+        m.insert(seq, Arc::clone(&j));
+        while m.len() > RENDERED {
+            m.pop_first();
+        }
+        j
+    }
+
+    /// The newest event sequence this process published.
+    pub(crate) fn published(&self) -> u64 {
+        self.published.load(Ordering::SeqCst)
+    }
+
+    /// Records that `seq` was seen committed (by a poll of the log): later polls wake only for
+    /// newer events.
+    pub(crate) fn saw(&self, seq: u64) -> bool {
+        self.published.fetch_max(seq, Ordering::SeqCst) < seq
+    }
+
+    /// Registers a subscriber of `tenant`; returns the tenant's current version.
+    pub(crate) fn join(&self, tenant: &str) -> u64 {
+        let mut slots = self.slots();
+        let slot = slots.entry(tenant.to_owned()).or_default();
+        slot.subscribers += 1;
+        self.subscribers.fetch_add(1, Ordering::SeqCst);
+        slot.version
+    }
+
+    /// Unregisters a subscriber of `tenant`.
+    pub(crate) fn leave(&self, tenant: &str) {
+        let mut slots = self.slots();
+        if let Some(slot) = slots.get_mut(tenant) {
+            self.subscribers.fetch_sub(1, Ordering::SeqCst);
+            slot.subscribers = slot.subscribers.saturating_sub(1);
+            if slot.subscribers == 0 {
+                slots.remove(tenant);
+            }
+        }
+    }
+
+    /// The live subscriptions of `tenant`.
+    pub(crate) fn subscribers_of(&self, tenant: &str) -> usize {
+        self.slots().get(tenant).map_or(0, |s| s.subscribers)
+    }
+
+    /// The tenant's version now (0 for a tenant without subscribers).
+    pub(crate) fn version(&self, tenant: &str) -> u64 {
+        self.slots().get(tenant).map_or(0, |s| s.version)
+    }
+
+    /// Ready with the new version once the tenant's version differs from `seen`; otherwise
+    /// registers `cx`'s waker for the next publish.
+    pub(crate) fn poll_changed(&self, tenant: &str, seen: u64, cx: &mut Context<'_>) -> Poll<u64> {
+        let mut slots = self.slots();
+        let Some(slot) = slots.get_mut(tenant) else {
+            return Poll::Ready(seen.wrapping_add(1));
+        };
+        if slot.version != seen {
+            return Poll::Ready(slot.version);
+        }
+        if !slot.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            slot.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Blocks until the tenant's version differs from `seen` or `timeout` passes; the version
+    /// then.
+    pub(crate) fn wait(&self, tenant: &str, seen: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        let mut slots = self.slots();
+        loop {
+            let v = slots
+                .get(tenant)
+                .map_or(seen.wrapping_add(1), |s| s.version);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if v != seen || left.is_zero() {
+                return v;
+            }
+            slots = self
+                .changed
+                .wait_timeout(slots, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}

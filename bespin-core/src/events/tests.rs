@@ -1,0 +1,209 @@
+#![allow(clippy::unwrap_used)]
+use super::*;
+use crate::check::testing::{caught, populated};
+use crate::coreos::tasks::{NewTask, TaskPatch};
+use crate::money::Amount;
+use crate::testutil;
+use crate::tools::InvokeRequest;
+use serde_json::json;
+use std::time::Duration;
+
+fn task(db: &Bespin, p: &Principal, title: &str) -> crate::coreos::tasks::Task {
+    db.create_task(p, NewTask::from_json(&json!({ "title": title })).unwrap())
+        .unwrap()
+}
+
+fn all(db: &Bespin, p: &Principal, after: Option<u64>) -> Vec<Event> {
+    let q = EventQuery {
+        after,
+        ..EventQuery::default()
+    };
+    db.events(p, &q).unwrap().items
+}
+
+#[test]
+fn a_change_emits_its_event_in_its_transaction_and_a_failure_or_replay_none() {
+    let (db, _clock) = testutil::db();
+    let (admin, member) = testutil::tenant(&db);
+    let (other, _) = testutil::tenant(&db);
+    let before = all(&db, &admin, None).len();
+    let t = task(&db, &admin, "Ship it");
+    let evs = all(&db, &admin, None);
+    assert_eq!(evs.len(), before + 1);
+    let e = evs.last().unwrap();
+    assert_eq!(e.event_type, "task.created");
+    assert_eq!(e.subject.id, t.task_id);
+    assert_eq!(e.actor_user_id.as_deref(), Some(admin.user_id()));
+    assert_eq!(e.data(), serde_json::to_value(&t).unwrap());
+    // A refused change (a member may not edit an admin's task) writes no event.
+    let patch = TaskPatch::from_json(&json!({"title": "x"})).unwrap();
+    assert!(db.update_task(&member, &t.task_id, patch).is_err());
+    // An idempotent replay writes none either.
+    let inv = InvokeRequest::from_json(&json!({"tool_name": "echo", "payload": {}})).unwrap();
+    db.invoke_tool(&admin, "k1", inv.clone()).unwrap();
+    db.invoke_tool(&admin, "k1", inv).unwrap();
+    let evs = all(&db, &admin, Some(e.seq()));
+    let types: Vec<&str> = evs.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["tool.invoked"]);
+    // Another tenant sees none of them; ids order the log.
+    assert!(
+        all(&db, &other, None)
+            .iter()
+            .all(|e| e.tenant_id == other.tenant_id())
+    );
+    assert!(evs[0].seq() > e.seq() && evs[0].id > e.id);
+    assert!(db.check().unwrap().is_ok());
+}
+
+#[test]
+fn types_and_roles_decide_what_a_caller_sees() {
+    let (db, _clock) = testutil::db();
+    let (admin, member) = testutil::tenant(&db);
+    task(&db, &admin, "a");
+    let inv = InvokeRequest::from_json(&json!({"tool_name": "echo", "payload": {}})).unwrap();
+    db.invoke_tool(&admin, "k1", inv).unwrap();
+    let names = |p: &Principal| -> Vec<String> {
+        all(&db, p, None)
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect()
+    };
+    assert!(names(&admin).contains(&"tool.invoked".to_owned()));
+    assert!(names(&admin).contains(&"user.created".to_owned()));
+    assert!(!names(&member).contains(&"tool.invoked".to_owned()));
+    assert!(!names(&member).contains(&"user.created".to_owned()));
+    assert!(names(&member).contains(&"task.created".to_owned()));
+    let q = EventQuery::from_json(&json!({"types": "tool.invoked", "limit": "1"})).unwrap();
+    let page = db.events(&admin, &q).unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].event_type, "tool.invoked");
+    let bad = EventQuery::from_json(&json!({"types": "task.exploded"})).unwrap_err();
+    assert_eq!(bad.kind(), crate::ErrorKind::Validation);
+    assert!(EventQuery::from_json(&json!({"after": "evt_x"})).is_err());
+}
+
+#[test]
+fn retention_purges_in_bounded_batches_and_a_stale_cursor_is_gone() {
+    let (db, clock) = testutil::db();
+    let (admin, _) = testutil::tenant(&db);
+    task(&db, &admin, "old");
+    task(&db, &admin, "old too");
+    let old = all(&db, &admin, None);
+    clock.advance(31 * Timestamp::DAY_MICROS);
+    let fresh = task(&db, &admin, "new");
+    assert_eq!(db.purge_events(1).unwrap(), 1);
+    let total = old.len();
+    let mut purged = 1;
+    purged += db.purge_events(10_000).unwrap();
+    assert_eq!(
+        purged, total,
+        "every event past the retention, and only those"
+    );
+    assert_eq!(db.purge_events(100).unwrap(), 0);
+    let kept = all(&db, &admin, None);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].subject.id, fresh.task_id);
+    // A cursor from before the purge is refused; the newest purged id is not.
+    let q = |after| EventQuery {
+        after: Some(after),
+        ..EventQuery::default()
+    };
+    let stale = db.events(&admin, &q(old[0].seq())).unwrap_err();
+    assert_eq!(stale, Error::CursorExpired);
+    assert_eq!(
+        db.events(&admin, &q(old[total - 1].seq()))
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert!(db.check().unwrap().is_ok());
+}
+
+#[test]
+fn a_subscription_follows_new_events_without_gap_or_duplicate() {
+    let (db, _clock) = testutil::db();
+    let (admin, member) = testutil::tenant(&db);
+    let q = EventQuery {
+        types: Some(vec![catalog::TASK_CREATED]),
+        ..EventQuery::default()
+    };
+    let mut sub = db.subscribe(&member, q).unwrap();
+    assert!(
+        sub.next_timeout(Duration::from_millis(10))
+            .unwrap()
+            .is_none()
+    );
+    let writer = {
+        let db = db.clone();
+        let admin = admin.clone();
+        std::thread::spawn(move || {
+            for i in 0..20 {
+                task(&db, &admin, &format!("t{i}"));
+            }
+        })
+    };
+    let mut got = Vec::new();
+    while got.len() < 20 {
+        let e = sub.next_timeout(Duration::from_secs(10)).unwrap().unwrap();
+        got.push(e.data()["title"].as_str().unwrap().to_owned());
+    }
+    writer.join().unwrap();
+    let want: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
+    assert_eq!(got, want);
+    // Closing from another thread ends the blocking iterator.
+    let closer = sub.closer();
+    let t = std::thread::spawn(move || sub.next());
+    std::thread::sleep(Duration::from_millis(20));
+    closer.close();
+    assert!(t.join().unwrap().is_none());
+}
+
+#[test]
+fn thresholds_fire_once_per_period_each() {
+    let (db, _clock) = testutil::db();
+    let (admin, _) = testutil::tenant(&db);
+    let cap = vec![("task_created".into(), "monthly".into(), Amount::from_int(5))];
+    db.admin_set_plan_caps("starter", cap).unwrap();
+    for i in 0..5 {
+        task(&db, &admin, &format!("t{i}"));
+    }
+    let crossed: Vec<u64> = all(&db, &admin, None)
+        .iter()
+        .filter(|e| e.event_type == "usage.threshold_crossed")
+        .map(|e| e.data()["threshold_percent"].as_u64().unwrap())
+        .collect();
+    assert_eq!(crossed, [80, 100]);
+}
+
+#[test]
+fn the_checker_holds_the_log_to_the_catalogue_and_its_floor() {
+    let (db, _, _) = populated();
+    assert!(db.check().unwrap().is_ok());
+    db.tamper(|tx| {
+        let k = crate::check::testing::first_key(tx, &EVENTS);
+        let k = EventKey::decode(&k).unwrap().into_owned();
+        tx.put(&EVENT_FLOORS, &FloorKey::new(&k.tenant_id), &k.seq)
+    });
+    caught(&db, "events", "at or below its purge floor");
+}
+
+#[test]
+fn the_catalogue_is_unique_and_dotted() {
+    let mut names: Vec<&str> = catalog::ALL.iter().map(|t| t.name).collect();
+    assert!(names.iter().all(|n| n.split('.').count() == 2));
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), catalog::ALL.len());
+    assert_eq!(parse_id(&event_id(42)), Some(42));
+}
+
+#[test]
+fn the_readme_lists_the_catalogue() {
+    let readme = include_str!("../../../README.md");
+    let table = catalog::markdown();
+    assert!(
+        readme.contains(&table),
+        "README.md must hold the catalogue as events::catalog::markdown() prints it:\n{table}"
+    );
+}

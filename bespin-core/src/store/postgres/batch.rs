@@ -1,0 +1,462 @@
+//! The write batch of the PostgreSQL backend: the overlay of the batch's writes, the writer's
+//! cache, and the flush at commit.
+
+use super::super::Order;
+use super::super::backend::{BatchSequences, Prior, RawVisitor, Reads, TableId, WriteBatch};
+use super::scan::paged;
+use super::{COMMITS, Conn, Shared, WRITE_LOCK, ident, lock, pg_err};
+use crate::error::{Error, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::ops::Bound;
+use std::sync::Arc;
+
+/// The most bytes of rows the cache holds; past that it is emptied (and fills again with what
+/// the next reads and batches touch).
+const CACHE_BYTES: usize = 32 << 20;
+
+/// Rows of the database as of one commit, shared by the writer and the readers of a process,
+/// so that what one request read the next need not read again. Every batch of every process
+/// increments the `commits` row of `bespin_meta` under the write lock; a batch reads it in the
+/// round trip that takes the lock, a read snapshot as its first statement (which fixes the
+/// snapshot). The cache holds rows valid at one count (`epoch`): a reader or batch at that
+/// count is served from it; one at a newer count empties it and fills it anew; one at an older
+/// count (a snapshot taken before the last commit) neither reads nor fills it. A committed
+/// batch brings it forward by what it wrote. So with one server writing, a plan, a
+/// subscription, a daily counter or an API key is read once, not once per request; with
+/// several, every foreign commit empties it, and it costs nothing but what it saves.
+#[derive(Default)]
+pub(super) struct RowCache {
+    /// The commit count the rows are current at (`None`: not known, the cache is empty).
+    epoch: Option<i64>,
+    /// By table slot: key → value (`None`: absent).
+    tables: HashMap<usize, HashMap<Vec<u8>, Option<Vec<u8>>>>,
+    bytes: usize,
+}
+
+impl RowCache {
+    /// The row, if the cache knows it as of `epoch`.
+    pub(super) fn get(&self, epoch: i64, t: TableId, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        if self.epoch != Some(epoch) {
+            return None;
+        }
+        self.tables.get(&t.slot)?.get(key).cloned()
+    }
+
+    /// Keeps a row read as of `epoch` (see the type's doc for which epochs count).
+    pub(super) fn remember(&mut self, epoch: i64, t: TableId, key: &[u8], value: &Option<Vec<u8>>) {
+        match self.epoch {
+            Some(e) if e == epoch => {}
+            Some(e) if e > epoch => return,
+            _ => self.restart(epoch),
+        }
+        self.insert(t.slot, key.to_vec(), value.clone());
+    }
+
+    /// Empties the cache and makes it current at `epoch`.
+    fn restart(&mut self, epoch: i64) {
+        self.tables.clear();
+        self.bytes = 0;
+        self.epoch = Some(epoch);
+    }
+
+    fn insert(&mut self, slot: usize, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.bytes += key.len() + value.as_ref().map_or(0, Vec::len);
+        if let Some(old) = self.tables.entry(slot).or_default().insert(key, value) {
+            // The key was counted twice: an over-estimate, which only empties it sooner.
+            self.bytes = self.bytes.saturating_sub(old.as_ref().map_or(0, Vec::len));
+        }
+        if self.bytes > CACHE_BYTES {
+            let epoch = self.epoch.unwrap_or_default();
+            self.restart(epoch);
+        }
+    }
+
+    /// Brings the cache from `epoch` to `epoch + 1` by what the batch committed there read and
+    /// wrote (its overlay). A cache already at `epoch + 1` (a reader saw the commit first) takes
+    /// the rows too; one at any other count is left alone.
+    fn absorb(&mut self, overlays: HashMap<usize, Overlay>, epoch: i64) {
+        let next = epoch + 1;
+        if self.epoch == Some(epoch) {
+            self.epoch = Some(next);
+        } else if self.epoch != Some(next) {
+            return;
+        }
+        for (slot, o) in overlays {
+            if o.cleared {
+                // What is not in the overlay is gone: forget the table.
+                self.tables.remove(&slot);
+            }
+            for (k, r) in o.rows {
+                self.insert(slot, k, r.value);
+            }
+        }
+    }
+}
+
+/// A row a batch knows: read from the database (`clean`), or written by it.
+#[derive(Clone)]
+struct Known {
+    value: Option<Vec<u8>>,
+    dirty: bool,
+}
+
+/// What a batch holds of one table.
+#[derive(Default)]
+struct Overlay {
+    rows: BTreeMap<Vec<u8>, Known>,
+    /// Emptied by the batch: the database's rows of it no longer count, and go at commit.
+    cleared: bool,
+}
+
+/// The write transaction of a batch (see the module's doc).
+pub(super) struct PgBatch {
+    shared: Arc<Shared>,
+    /// `None` once committed or broken.
+    conn: std::cell::RefCell<Option<Conn>>,
+    tables: std::cell::RefCell<HashMap<usize, Overlay>>,
+    /// The sequences advanced in this batch, stored at commit.
+    seqs: BatchSequences,
+    sequences: TableId,
+    /// Whether the writer's slot was handed back (by the commit).
+    released: bool,
+    /// The commit count read when the batch began.
+    epoch: i64,
+}
+
+/// Hands the writer's connection (if it is still good) back, and wakes the next batch.
+fn release_writer(s: &Shared, conn: Option<Conn>) {
+    let mut w = lock(&s.writer);
+    w.busy = false;
+    w.conn = conn.filter(|c| !c.client.is_closed());
+    s.writer_free.notify_one();
+}
+
+impl PgBatch {
+    /// Begins the batch: waits for the writer's connection (one batch at a time in a
+    /// process), then `BEGIN`, the write lock (every process's batches, one at a time) and the
+    /// commit count, in one round trip.
+    pub(super) fn begin(shared: &Arc<Shared>, sequences: TableId, durable: bool) -> Result<Self> {
+        let s = shared;
+        let conn = {
+            let mut w = lock(&s.writer);
+            while w.busy {
+                w = s.writer_free.wait(w).unwrap_or_else(|p| p.into_inner());
+            }
+            w.busy = true;
+            w.conn.take()
+        };
+        let mut conn = match conn {
+            Some(c) if !c.client.is_closed() => Some(c),
+            _ => None,
+        };
+        let begun = (|| {
+            let mut c = match conn.take() {
+                Some(c) => c,
+                None => Conn {
+                    client: s.connect()?,
+                    stmts: HashMap::new(),
+                },
+            };
+            let sync = if durable {
+                ""
+            } else {
+                "SET LOCAL synchronous_commit = off; "
+            };
+            let sql = format!(
+                "BEGIN; {sync}SELECT pg_advisory_xact_lock({WRITE_LOCK}, {}); \
+                 SELECT value FROM {}.bespin_meta WHERE name = '{COMMITS}'",
+                s.lock_key,
+                ident(&s.schema)
+            );
+            s.round_trips
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let answer = c.client.simple_query(&sql).map_err(pg_err)?;
+            let epoch = answer
+                .iter()
+                .rev()
+                .find_map(|m| match m {
+                    postgres::SimpleQueryMessage::Row(r) => r.get(0)?.parse::<i64>().ok(),
+                    _ => None,
+                })
+                .ok_or_else(|| Error::Storage("bespin_meta has no commit count".into()))?;
+            Ok((c, epoch))
+        })();
+        match begun {
+            Ok((c, epoch)) => {
+                let mut cache = lock(&s.rows);
+                if cache.epoch != Some(epoch) {
+                    // Another process committed since (or this one never has): start afresh.
+                    // (No reader can be ahead of this count while the lock is held.)
+                    cache.restart(epoch);
+                }
+                drop(cache);
+                Ok(PgBatch {
+                    shared: Arc::clone(s),
+                    conn: std::cell::RefCell::new(Some(c)),
+                    tables: std::cell::RefCell::new(HashMap::new()),
+                    seqs: BatchSequences::default(),
+                    sequences,
+                    released: false,
+                    epoch,
+                })
+            }
+            Err(e) => {
+                release_writer(s, None);
+                Err(e)
+            }
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Shared, &mut Conn) -> Result<T>) -> Result<T> {
+        let mut slot = self.conn.borrow_mut();
+        let Some(c) = slot.as_mut() else {
+            return Err(Error::Unavailable(
+                "PostgreSQL: the batch's connection failed".into(),
+            ));
+        };
+        let out = f(&self.shared, c);
+        if out.is_err() {
+            // The transaction is aborted: nothing more of this batch can succeed.
+            *slot = None;
+        }
+        out
+    }
+
+    fn known(&self, t: TableId, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        let tables = self.tables.borrow();
+        match tables.get(&t.slot) {
+            Some(o) => match o.rows.get(key) {
+                Some(k) => Some(k.value.clone()),
+                None if o.cleared => Some(None),
+                None => lock(&self.shared.rows).get(self.epoch, t, key),
+            },
+            None => lock(&self.shared.rows).get(self.epoch, t, key),
+        }
+    }
+
+    /// Writes `value` (`None`: a removal) into the overlay; what it replaced, read from the
+    /// database only when `want_old` and the batch does not know it.
+    fn set(
+        &mut self,
+        t: TableId,
+        key: &[u8],
+        value: Option<Vec<u8>>,
+        want_old: bool,
+    ) -> Result<Prior> {
+        let old = match self.known(t, key) {
+            Some(v) => Prior::Was(v),
+            None if want_old => Prior::Was(self.get(t, key)?),
+            None => Prior::Unread,
+        };
+        self.tables
+            .get_mut()
+            .entry(t.slot)
+            .or_default()
+            .rows
+            .insert(key.to_vec(), Known { value, dirty: true });
+        Ok(old)
+    }
+
+    /// The statements that store the batch's writes, then `COMMIT`: one simple query, so
+    /// the whole flush is one round trip (values as hex `bytea` literals, which cannot hold a
+    /// quote).
+    fn flush_sql(&self) -> String {
+        let tables = self.tables.borrow();
+        let mut slots: Vec<&usize> = tables.keys().collect();
+        slots.sort();
+        let mut sql = String::new();
+        for slot in slots {
+            let o = &tables[slot];
+            let name = &self.shared.names[*slot];
+            if o.cleared {
+                let _ = write!(sql, "DELETE FROM {name}; ");
+            }
+            let mut puts = o
+                .rows
+                .iter()
+                .filter_map(|(k, r)| Some((k, r.value.as_ref()?)).filter(|_| r.dirty))
+                .peekable();
+            if puts.peek().is_some() {
+                let _ = write!(sql, "INSERT INTO {name} (k, v) VALUES ");
+                for (i, (k, v)) in puts.enumerate() {
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str("('\\x");
+                    hex(&mut sql, k);
+                    sql.push_str("'::bytea,'\\x");
+                    hex(&mut sql, v);
+                    sql.push_str("'::bytea)");
+                }
+                sql.push_str(" ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v; ");
+            }
+            let mut dels = o
+                .rows
+                .iter()
+                .filter(|(_, r)| r.dirty && r.value.is_none())
+                .peekable();
+            if dels.peek().is_some() && !o.cleared {
+                let _ = write!(sql, "DELETE FROM {name} WHERE k IN (");
+                for (i, (k, _)) in dels.enumerate() {
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str("'\\x");
+                    hex(&mut sql, k);
+                    sql.push_str("'::bytea");
+                }
+                sql.push_str("); ");
+            }
+        }
+        let _ = write!(
+            sql,
+            "UPDATE {}.bespin_meta SET value = {} WHERE name = '{COMMITS}'; COMMIT",
+            ident(&self.shared.schema),
+            self.epoch + 1
+        );
+        sql
+    }
+}
+
+fn hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+}
+
+impl Drop for PgBatch {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        // Uncommitted: roll back (a broken connection is simply dropped).
+        let conn = self
+            .conn
+            .get_mut()
+            .take()
+            .and_then(|mut c| self.shared.batch(&mut c, "ROLLBACK").ok().map(|()| c));
+        // Rolled back, the database is as the cache knew it (and if the end of a failed
+        // COMMIT did commit, the count moved on and the next batch empties the cache).
+        release_writer(&self.shared, conn);
+    }
+}
+
+impl Reads for PgBatch {
+    fn get(&self, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(v) = self.known(t, key) {
+            return Ok(v);
+        }
+        let v = self.with(|s, c| s.get(c, t, key))?;
+        // Kept: under the write lock nobody else changes it before this batch ends.
+        self.tables
+            .borrow_mut()
+            .entry(t.slot)
+            .or_default()
+            .rows
+            .insert(
+                key.to_vec(),
+                Known {
+                    value: v.clone(),
+                    dirty: false,
+                },
+            );
+        Ok(v)
+    }
+
+    fn scan(
+        &self,
+        t: TableId,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        order: Order,
+        visit: &mut RawVisitor<'_>,
+    ) -> Result<()> {
+        let cleared = self.tables.borrow().get(&t.slot).is_some_and(|o| o.cleared);
+        paged(
+            &mut |lo, hi, limit| {
+                if cleared {
+                    return Ok(Vec::new());
+                }
+                self.with(|s, c| s.page(c, t, lo, hi, order, limit))
+            },
+            &mut |lo, hi| {
+                let tables = self.tables.borrow();
+                let Some(o) = tables.get(&t.slot) else {
+                    return Vec::new();
+                };
+                if matches!((lo, hi), (Bound::Included(a), Bound::Included(b))
+                    | (Bound::Included(a), Bound::Excluded(b))
+                    | (Bound::Excluded(a), Bound::Included(b))
+                    | (Bound::Excluded(a), Bound::Excluded(b)) if a > b)
+                {
+                    return Vec::new();
+                }
+                // Clean rows are the database's own values: only what the batch wrote counts.
+                o.rows
+                    .range::<[u8], _>((lo, hi))
+                    .filter(|(_, r)| r.dirty)
+                    .map(|(k, r)| (k.clone(), r.value.clone()))
+                    .collect()
+            },
+            lo,
+            hi,
+            order,
+            visit,
+        )
+    }
+}
+
+impl WriteBatch for PgBatch {
+    fn put(&mut self, t: TableId, key: &[u8], value: &[u8], want_old: bool) -> Result<Prior> {
+        self.set(t, key, Some(value.to_vec()), want_old)
+    }
+
+    fn forget(&mut self, t: TableId, key: &[u8]) -> Result<()> {
+        if let Some(o) = self.tables.get_mut().get_mut(&t.slot) {
+            o.rows.remove(key);
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.set(t, key, None, true)? {
+            Prior::Was(old) => Ok(old),
+            Prior::Unread => Err(Error::Internal("remove: the old value was not read".into())),
+        }
+    }
+
+    fn clear(&mut self, t: TableId) -> Result<()> {
+        let o = self.tables.get_mut().entry(t.slot).or_default();
+        o.rows.clear();
+        o.cleared = true;
+        Ok(())
+    }
+
+    fn next_seq(&mut self, name: &str) -> Result<u64> {
+        let mut seqs = std::mem::take(&mut self.seqs);
+        let next = seqs.next(name, |key| self.get(self.sequences, key));
+        self.seqs = seqs;
+        next
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        for (key, value) in self.seqs.take_rows()? {
+            self.set(self.sequences, &key, Some(value), false)?;
+        }
+        let sql = self.flush_sql();
+        let out = self.with(|s, c| s.batch(c, &sql));
+        if out.is_ok() {
+            // Committed: hand the connection back as it is (Drop would roll back).
+            let conn = self.conn.get_mut().take();
+            let written = std::mem::take(self.tables.get_mut());
+            lock(&self.shared.rows).absorb(written, self.epoch);
+            release_writer(&self.shared, conn);
+            self.released = true;
+        }
+        out
+    }
+}

@@ -1,0 +1,625 @@
+//! The PostgreSQL backend: every table of the registry a relation `(k bytea primary key,
+//! v bytea not null)` in one schema, so that any number of processes share one database.
+//!
+//! - **Writes** run on one connection per process (the writer's). A batch is `BEGIN` (READ
+//!   COMMITTED) and `pg_advisory_xact_lock` of the schema's write lock, sent as one round trip:
+//!   every batch of every process is serialised, exactly like redb's single writer, so quota,
+//!   cap and credit checks, idempotency, sequences and sealed ids hold across processes, and no
+//!   batch ever fails a serialization check (none is ever re-run; operations stay `FnOnce`).
+//!   Under the lock a statement sees every commit made before the lock was granted. The
+//!   batch's writes are held in an overlay in memory (reads and scans of the batch consult it
+//!   first; rows read from the database are kept in it too, so an operation that reads a row
+//!   and writes it back costs one round trip) and sent at commit with the `COMMIT` as one
+//!   simple query: one round trip for the whole flush. A write that need not know what it
+//!   replaced does not read it ([`Prior::Unread`](super::backend::Prior)).
+//! - **Reads** take a pooled connection and run in one `REPEATABLE READ READ ONLY`
+//!   transaction, whose snapshot is taken at its first statement (the read of the commit
+//!   count): a write acknowledged by any process is visible to every read that starts after
+//!   it. A pooled connection waits with its next transaction already begun (the `COMMIT` of
+//!   one read and the `BEGIN` of the next go together when it is handed back).
+//! - **The row cache** (`batch.rs`, `RowCache`): rows as of one commit count, shared by the
+//!   writer and the readers of the process, so a plan or an API key is read once while no
+//!   other process commits. Every batch increments the count under the write lock.
+//! - **Failures** of the server or the connection are [`Error::Unavailable`]; a broken
+//!   connection is dropped and the next use connects anew, so a process recovers by itself
+//!   once PostgreSQL is back. Nothing is acknowledged before its `COMMIT` returned.
+//!
+//! The URL is a libpq URL (`postgres://user:password@host:port/db`) with two parameters of
+//! ours: `schema` (default `bespin`; created at first open) and `pool` (the read connections
+//! a process keeps open, default 16; a read that finds them all busy waits up to a second for
+//! one, then opens one more rather than wait longer: a request holding one snapshot while it
+//! takes another can never deadlock the pool). With the writer's, a process holds `pool + 1`
+//! connections at rest.
+
+use super::Order;
+use super::backend::{Backend, RawVisitor, Reads, Snapshot, TableId, WriteBatch};
+use crate::error::{Error, Result};
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Statement};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// The first key of our advisory locks (the second is a hash of the schema name): writes.
+pub(super) const WRITE_LOCK: i32 = 0x6265_7370; // "besp"
+/// The first key of the advisory lock held while a process creates or upgrades the schema.
+const SCHEMA_LOCK: i32 = 0x6265_7371;
+/// The version of the relations this build creates (in `bespin_meta`); the layout of the keys
+/// inside them is `layout::CURRENT`, kept in the tables themselves as on redb.
+const SCHEMA_VERSION: i64 = 1;
+/// The `bespin_meta` row counting commits (see `batch.rs`, the row cache).
+pub(super) const COMMITS: &str = "commits";
+/// What a read connection runs when it is handed back: the end of its read and the start of
+/// the next one (whose snapshot is taken by its first statement, not now).
+const NEXT_READ: &str = "COMMIT; BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
+/// Whether `url` names a PostgreSQL database (rather than a file path).
+pub(crate) fn is_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// A connection and the statements prepared on it (per table and kind of statement).
+struct Conn {
+    client: Client,
+    stmts: HashMap<(usize, u8), Statement>,
+}
+
+/// What every connection of one database shares.
+struct Shared {
+    config: postgres::Config,
+    schema: String,
+    /// The quoted, schema-qualified name of each table, by slot.
+    names: Vec<String>,
+    /// The second key of the advisory locks: the schema's own.
+    lock_key: i32,
+    /// Read connections: the idle ones, each inside a begun (snapshot-less) read transaction,
+    /// and how many are open.
+    pool: Mutex<Readers>,
+    pool_max: usize,
+    reader_free: Condvar,
+    /// The writer's connection, and whether a batch holds it.
+    writer: Mutex<WriterSlot>,
+    writer_free: Condvar,
+    /// Rows as of one commit, shared by the writer and the readers ([`batch::RowCache`]).
+    rows: Mutex<batch::RowCache>,
+    /// Statements sent to the server (each a round trip), for the figures of issue 19.
+    round_trips: AtomicU64,
+}
+
+#[derive(Default)]
+struct Readers {
+    idle: Vec<Conn>,
+    open: usize,
+}
+
+/// The writer's connection, and whether a batch holds it.
+#[derive(Default)]
+struct WriterSlot {
+    busy: bool,
+    conn: Option<Conn>,
+}
+
+/// A PostgreSQL database (one schema of it).
+pub(crate) struct Postgres {
+    shared: Arc<Shared>,
+    sequences: TableId,
+}
+
+/// `e` as our error: `Unavailable` when the server or the connection failed (it may succeed
+/// once the server is back), `Storage` otherwise.
+fn pg_err(e: postgres::Error) -> Error {
+    let unavailable = match e.code() {
+        None => true,
+        Some(c) => {
+            let c = c.code();
+            // 08: connection exceptions; 57P01-3: shutting down, crash recovery, starting up;
+            // 53: insufficient resources (too many connections, out of memory or disk).
+            c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")
+        }
+    };
+    // The client's own text of a server error is only "db error": say what the server said.
+    let what = match e.as_db_error() {
+        Some(db) => format!("PostgreSQL {}: {}", db.code().code(), db.message()),
+        None => format!("PostgreSQL: {e}"),
+    };
+    if unavailable {
+        Error::Unavailable(what)
+    } else {
+        Error::Storage(what)
+    }
+}
+
+/// A 31-bit hash of `s` (FNV-1a), the schema's key in the advisory locks.
+fn lock_key(s: &str) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in s.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    (h & 0x7fff_ffff) as i32
+}
+
+/// `name` as a quoted identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Splits our parameters (`schema`, `pool`) off `url`; returns the rest and them.
+fn split_url(url: &str) -> Result<(String, String, usize)> {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, q),
+        None => (url, ""),
+    };
+    let mut schema = "bespin".to_owned();
+    let mut pool = 16usize;
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("schema", v)) => schema = v.to_owned(),
+            Some(("pool", v)) => {
+                pool = v
+                    .parse()
+                    .map_err(|_| Error::Storage(format!("pool={v}: not a number")))?
+            }
+            _ => rest.push(pair),
+        }
+    }
+    let valid = !schema.is_empty()
+        && schema.len() <= 63
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !valid {
+        return Err(Error::Storage(format!(
+            "schema={schema}: use 1 to 63 of a-z, 0-9 and _"
+        )));
+    }
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((url, schema, pool))
+}
+
+impl Shared {
+    fn connect(&self) -> Result<Client> {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.config.connect(NoTls).map_err(pg_err)
+    }
+
+    /// Runs `sql` (one or more statements, no parameters) as one round trip.
+    fn batch(&self, c: &mut Conn, sql: &str) -> Result<()> {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        c.client.batch_execute(sql).map_err(pg_err)
+    }
+
+    /// The statement of `kind` on table `slot`, prepared on `c` at first use.
+    fn stmt(&self, c: &mut Conn, slot: usize, kind: u8) -> Result<Statement> {
+        if let Some(s) = c.stmts.get(&(slot, kind)) {
+            return Ok(s.clone());
+        }
+        let sql = sql_of(&self.names[slot], kind);
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let s = c.client.prepare(&sql).map_err(pg_err)?;
+        c.stmts.insert((slot, kind), s.clone());
+        Ok(s)
+    }
+
+    fn query(
+        &self,
+        c: &mut Conn,
+        slot: usize,
+        kind: u8,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>> {
+        let s = self.stmt(c, slot, kind)?;
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        c.client.query(&s, params).map_err(pg_err)
+    }
+
+    /// The commit count, as the transaction running on `c` sees it.
+    fn commits(&self, c: &mut Conn) -> Result<i64> {
+        let s = match c.stmts.get(&(usize::MAX, 0)) {
+            Some(s) => s.clone(),
+            None => {
+                let sql = format!(
+                    "SELECT value FROM {}.bespin_meta WHERE name = '{COMMITS}'",
+                    ident(&self.schema)
+                );
+                self.round_trips.fetch_add(1, Ordering::Relaxed);
+                let s = c.client.prepare(&sql).map_err(pg_err)?;
+                c.stmts.insert((usize::MAX, 0), s.clone());
+                s
+            }
+        };
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        c.client
+            .query_one(&s, &[])
+            .and_then(|r| r.try_get(0))
+            .map_err(pg_err)
+    }
+
+    fn get(&self, c: &mut Conn, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let rows = self.query(c, t.slot, GET, &[&key])?;
+        rows.first()
+            .map(|r| r.try_get::<_, Vec<u8>>(0).map_err(pg_err))
+            .transpose()
+    }
+
+    /// One page of a scan: at most `limit` rows within (`lo`, `hi`) in `order`.
+    fn page(
+        &self,
+        c: &mut Conn,
+        t: TableId,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        order: Order,
+        limit: i64,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(3);
+        let code = |b: &Bound<&[u8]>| match b {
+            Bound::Unbounded => 0u8,
+            Bound::Included(_) => 1,
+            Bound::Excluded(_) => 2,
+        };
+        let (lc, hc) = (code(&lo), code(&hi));
+        let (lv, hv);
+        if let Bound::Included(v) | Bound::Excluded(v) = lo {
+            lv = v;
+            params.push(&lv);
+        }
+        if let Bound::Included(v) | Bound::Excluded(v) = hi {
+            hv = v;
+            params.push(&hv);
+        }
+        params.push(&limit);
+        let kind = SCAN + (lc * 3 + hc) * 2 + u8::from(order == Order::Desc);
+        let rows = self.query(c, t.slot, kind, &params)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0).map_err(pg_err)?, r.try_get(1).map_err(pg_err)?)))
+            .collect()
+    }
+
+    /// A read connection: an idle one of the pool, or a new one while fewer than `pool_max`
+    /// are open (past that, after waiting a second for one to come back).
+    fn take_reader(&self) -> Result<Conn> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        {
+            let mut p = lock(&self.pool);
+            loop {
+                if let Some(c) = p.idle.pop() {
+                    if !c.client.is_closed() {
+                        return Ok(c);
+                    }
+                    p.open = p.open.saturating_sub(1);
+                    continue;
+                }
+                let now = std::time::Instant::now();
+                if p.open < self.pool_max || now >= deadline {
+                    p.open += 1;
+                    break;
+                }
+                p = self
+                    .reader_free
+                    .wait_timeout(p, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        }
+        let opened = self.connect().and_then(|client| {
+            let mut c = Conn {
+                client,
+                stmts: HashMap::new(),
+            };
+            self.batch(&mut c, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+            Ok(c)
+        });
+        if opened.is_err() {
+            self.reader_gone();
+        }
+        opened
+    }
+
+    /// Hands a read connection back: ends its read and begins the next, and keeps it idle
+    /// (unless it broke, or more than `pool_max` are open).
+    fn give_reader(&self, mut c: Conn, used: bool) {
+        if c.client.is_closed() || (used && self.batch(&mut c, NEXT_READ).is_err()) {
+            return self.reader_gone();
+        }
+        let mut p = lock(&self.pool);
+        if p.open > self.pool_max {
+            p.open -= 1;
+        } else {
+            p.idle.push(c);
+        }
+        self.reader_free.notify_one();
+    }
+
+    /// A read connection was dropped.
+    fn reader_gone(&self) {
+        let mut p = lock(&self.pool);
+        p.open = p.open.saturating_sub(1);
+        self.reader_free.notify_one();
+    }
+
+    /// The server went away: the idle connections went with it.
+    fn drop_idle(&self) {
+        let mut p = lock(&self.pool);
+        let n = p.idle.len();
+        p.idle.clear();
+        p.open = p.open.saturating_sub(n);
+        self.reader_free.notify_all();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Kinds of prepared statement.
+const GET: u8 = 0;
+const COUNT: u8 = 1;
+const BYTES: u8 = 2;
+/// Scans: `SCAN + (lo * 3 + hi) * 2 + desc`, bounds coded 0 unbounded, 1 included, 2 excluded.
+const SCAN: u8 = 8;
+
+fn sql_of(table: &str, kind: u8) -> String {
+    match kind {
+        GET => format!("SELECT v FROM {table} WHERE k = $1"),
+        COUNT => format!("SELECT count(*) FROM {table}"),
+        BYTES => {
+            format!("SELECT coalesce(sum(octet_length(k) + octet_length(v)), 0)::int8 FROM {table}")
+        }
+        _ => {
+            let n = kind - SCAN;
+            let (bounds, desc) = (n / 2, n % 2 == 1);
+            let (lo, hi) = (bounds / 3, bounds % 3);
+            let mut sql = format!("SELECT k, v FROM {table} WHERE true");
+            let mut p = 0;
+            if lo > 0 {
+                p += 1;
+                let _ = write!(sql, " AND k {} ${p}", if lo == 1 { ">=" } else { ">" });
+            }
+            if hi > 0 {
+                p += 1;
+                let _ = write!(sql, " AND k {} ${p}", if hi == 1 { "<=" } else { "<" });
+            }
+            let _ = write!(
+                sql,
+                " ORDER BY k {} LIMIT ${}",
+                if desc { "DESC" } else { "ASC" },
+                p + 1
+            );
+            sql
+        }
+    }
+}
+
+impl Postgres {
+    /// Connects to the database of `url`, creates the schema and the tables it lacks (under an
+    /// advisory lock, so processes starting together do not race), and checks the schema's
+    /// version. `sequences` is the table sequences are stored in.
+    pub(crate) fn open(url: &str, tables: &[TableId], sequences: TableId) -> Result<Postgres> {
+        let (url, schema, pool_max) = split_url(url)?;
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e| Error::Storage(format!("not a PostgreSQL URL: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(5));
+        }
+        config.keepalives(true);
+        config.application_name("bespin");
+        let names = tables
+            .iter()
+            .map(|t| format!("{}.{}", ident(&schema), ident(t.name)))
+            .collect();
+        let shared = Arc::new(Shared {
+            config,
+            lock_key: lock_key(&schema),
+            schema,
+            names,
+            pool: Mutex::new(Readers::default()),
+            pool_max: pool_max.max(1),
+            reader_free: Condvar::new(),
+            writer: Mutex::new(WriterSlot::default()),
+            writer_free: Condvar::new(),
+            rows: Mutex::default(),
+            round_trips: AtomicU64::new(0),
+        });
+        let mut c = Conn {
+            client: shared.connect()?,
+            stmts: HashMap::new(),
+        };
+        shared.batch(&mut c, &create_sql(&shared, tables))?;
+        shared.round_trips.fetch_add(1, Ordering::Relaxed);
+        let version: i64 = c
+            .client
+            .query_one(
+                &format!(
+                    "SELECT value FROM {}.bespin_meta WHERE name = 'schema_version'",
+                    ident(&shared.schema)
+                ),
+                &[],
+            )
+            .and_then(|r| r.try_get(0))
+            .map_err(pg_err)?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::Storage(format!(
+                "schema {} is of version {version}, newer than this build's {SCHEMA_VERSION}: \
+                 upgrade bespin",
+                shared.schema
+            )));
+        }
+        lock(&shared.writer).conn = Some(c);
+        Ok(Postgres { shared, sequences })
+    }
+
+    /// Statements sent to the server so far (connections, prepares, queries, each a round
+    /// trip).
+    pub(crate) fn round_trips(&self) -> u64 {
+        self.shared.round_trips.load(Ordering::Relaxed)
+    }
+}
+
+/// The schema, its version row and every table, created if missing, in one transaction under
+/// the schema lock (`CREATE ... IF NOT EXISTS` alone races: two creators can both miss).
+fn create_sql(s: &Shared, tables: &[TableId]) -> String {
+    let schema = ident(&s.schema);
+    let mut sql = format!(
+        "BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK}, {key}); \
+         CREATE SCHEMA IF NOT EXISTS {schema}; \
+         CREATE TABLE IF NOT EXISTS {schema}.bespin_meta (name text PRIMARY KEY, value int8 NOT NULL); \
+         INSERT INTO {schema}.bespin_meta VALUES ('schema_version', {SCHEMA_VERSION}), ('{COMMITS}', 0) \
+         ON CONFLICT DO NOTHING; ",
+        key = s.lock_key
+    );
+    for t in tables {
+        let _ = write!(
+            sql,
+            "CREATE TABLE IF NOT EXISTS {} (k bytea PRIMARY KEY, v bytea NOT NULL); ",
+            s.names[t.slot]
+        );
+    }
+    sql.push_str("COMMIT");
+    sql
+}
+
+impl Backend for Postgres {
+    fn snapshot(&self) -> Result<Box<dyn Snapshot>> {
+        Ok(Box::new(PgSnapshot {
+            shared: Arc::clone(&self.shared),
+            conn: Mutex::new(None),
+        }))
+    }
+
+    fn begin(&self, durable: bool) -> Result<Box<dyn WriteBatch>> {
+        Ok(Box::new(batch::PgBatch::begin(
+            &self.shared,
+            self.sequences,
+            durable,
+        )?))
+    }
+
+    fn file_size(&self) -> Option<u64> {
+        None
+    }
+
+    fn shares_snapshots(&self) -> bool {
+        false
+    }
+
+    fn round_trips(&self) -> Option<u64> {
+        Some(self.round_trips())
+    }
+}
+
+/// A read transaction on a pooled connection, taken at the first read, and the commit count
+/// its snapshot saw (its first statement).
+struct PgSnapshot {
+    shared: Arc<Shared>,
+    conn: Mutex<Option<(Conn, i64)>>,
+}
+
+impl PgSnapshot {
+    fn with<T>(&self, f: impl FnOnce(&Shared, &mut Conn, i64) -> Result<T>) -> Result<T> {
+        let mut slot = lock(&self.conn);
+        let out = (|| {
+            if slot.is_none() {
+                let mut c = self.shared.take_reader()?;
+                match self.shared.commits(&mut c) {
+                    Ok(epoch) => *slot = Some((c, epoch)),
+                    Err(e) => {
+                        drop(c);
+                        self.shared.reader_gone();
+                        return Err(e);
+                    }
+                }
+            }
+            let Some((c, epoch)) = slot.as_mut() else {
+                return Err(Error::Internal("no read connection".into()));
+            };
+            f(&self.shared, c, *epoch)
+        })();
+        if let Err(e) = &out {
+            // The transaction is aborted (or the connection gone): this snapshot cannot read
+            // on; its connection is dropped rather than handed back.
+            if slot.take().is_some() {
+                self.shared.reader_gone();
+            }
+            if matches!(e, Error::Unavailable(_)) {
+                self.shared.drop_idle();
+            }
+        }
+        out
+    }
+}
+
+impl Drop for PgSnapshot {
+    fn drop(&mut self) {
+        if let Some((c, _)) = lock(&self.conn).take() {
+            self.shared.give_reader(c, true);
+        }
+    }
+}
+
+impl Reads for PgSnapshot {
+    fn get(&self, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.with(|s, c, epoch| {
+            if let Some(v) = lock(&s.rows).get(epoch, t, key) {
+                return Ok(v);
+            }
+            let v = s.get(c, t, key)?;
+            lock(&s.rows).remember(epoch, t, key, &v);
+            Ok(v)
+        })
+    }
+
+    fn scan(
+        &self,
+        t: TableId,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        order: Order,
+        visit: &mut RawVisitor<'_>,
+    ) -> Result<()> {
+        scan::paged(
+            &mut |lo, hi, limit| self.with(|s, c, _| s.page(c, t, lo, hi, order, limit)),
+            &mut |_, _| Vec::new(),
+            lo,
+            hi,
+            order,
+            visit,
+        )
+    }
+}
+
+impl PgSnapshot {
+    /// The one non-negative integer that `sql` (an aggregate over table `t`) answers.
+    fn figure(&self, t: TableId, sql: u8) -> Result<u64> {
+        self.with(|s, c, _| {
+            let rows = s.query(c, t.slot, sql, &[])?;
+            let n: i64 = rows
+                .first()
+                .map(|r| r.try_get(0))
+                .transpose()
+                .map_err(pg_err)?
+                .unwrap_or(0);
+            Ok(n.max(0) as u64)
+        })
+    }
+}
+
+impl Snapshot for PgSnapshot {
+    fn count(&self, t: TableId) -> Result<u64> {
+        self.figure(t, COUNT)
+    }
+
+    fn stored_bytes(&self, tables: &[TableId]) -> Result<u64> {
+        tables.iter().map(|&t| self.figure(t, BYTES)).sum()
+    }
+}
+
+mod batch;
+mod scan;

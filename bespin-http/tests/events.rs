@@ -1,0 +1,218 @@
+//! The event log over HTTP: pages with their cursor, filters and 410 for a stale cursor; the
+//! SSE stream's headers, live delivery, exact resume after Last-Event-ID, the reset of a stale
+//! cursor, and its clean end at shutdown.
+#![allow(clippy::unwrap_used)]
+
+use bespin_core::time::{ManualClock, Timestamp};
+use bespin_core::{Bespin, Options};
+use bespin_http::testing::{TestServer, TestTenant, test_config};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn h<'a>(t: &'a TestTenant, user: &'a str) -> Vec<(&'a str, &'a str)> {
+    t.headers(user)
+}
+
+fn task(s: &TestServer, t: &TestTenant, title: &str) -> Value {
+    let r = s.call(
+        "POST",
+        "/v1/tasks",
+        &h(t, &t.admin),
+        Some(&json!({ "title": title })),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.json()
+}
+
+/// An open SSE connection and what it has read so far.
+struct Sse {
+    s: TcpStream,
+    buf: String,
+}
+
+impl Sse {
+    fn open(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> Sse {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut head = format!("GET {path} HTTP/1.1\r\nHost: x\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        Sse {
+            s,
+            buf: String::new(),
+        }
+    }
+
+    /// Reads until `needle` has been seen `n` times (or fails after 10 s); whether the
+    /// connection ended.
+    fn until(&mut self, needle: &str, n: usize) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut chunk = [0u8; 8192];
+        while self.buf.matches(needle).count() < n {
+            assert!(Instant::now() < deadline, "no {needle:?} in {}", self.buf);
+            match self.s.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(k) => self.buf.push_str(&String::from_utf8_lossy(&chunk[..k])),
+                Err(_) => {}
+            }
+        }
+        false
+    }
+
+    /// The `id:` lines read, in order.
+    fn ids(&self) -> Vec<String> {
+        self.buf
+            .lines()
+            .filter_map(|l| l.strip_prefix("id: "))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[test]
+fn pages_filter_and_refuse_a_stale_cursor() {
+    let clock = ManualClock::new(Timestamp(1_790_000_000_000_000));
+    let db = Bespin::open_in_memory_with(Arc::new(clock.clone()), Options::default()).unwrap();
+    let s = TestServer::start_with(db, test_config());
+    let t = s.create_tenant("Acme", "a@x.io");
+    let member = s.add_user(&t, "m@x.io", "member");
+    task(&s, &t, "one");
+    let r = s.call("GET", "/v1/events?limit=500", &h(&t, &t.admin), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let page = r.json();
+    let types: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"user.created") && types.contains(&"task.created"),
+        "{types:?}"
+    );
+    let first = page["items"][0]["id"].as_str().unwrap().to_owned();
+    let last = page["next_cursor"].as_str().unwrap().to_owned();
+    // A member sees task events but not the admins' ones; other tenants see nothing of these.
+    let r = s.call(
+        "GET",
+        "/v1/events?types=task.created",
+        &h(&t, &member),
+        None,
+    );
+    let items = r.json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["data"]["title"], "one");
+    assert_eq!(items[0]["subject"]["type"], "task");
+    let r = s.call(
+        "GET",
+        "/v1/events?types=user.created",
+        &h(&t, &member),
+        None,
+    );
+    assert_eq!(r.json()["items"], json!([]));
+    let other = s.create_tenant("Other", "o@x.io");
+    let r = s.call("GET", "/v1/events", &h(&other, &other.admin), None);
+    assert!(
+        r.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["tenant_id"] == other.id.as_str())
+    );
+    // After the last cursor: nothing yet, the cursor stays.
+    let r = s.call(
+        "GET",
+        &format!("/v1/events?after={last}"),
+        &h(&t, &t.admin),
+        None,
+    );
+    assert_eq!(
+        r.json(),
+        json!({"items": [], "next_cursor": last, "has_more": false})
+    );
+    for bad in ["types=task.exploded", "after=yesterday", "limit=0"] {
+        let r = s.call("GET", &format!("/v1/events?{bad}"), &h(&t, &t.admin), None);
+        assert_eq!(r.status, 422, "{bad}: {}", r.body);
+    }
+    // Past the retention the old events go, and their cursor is 410.
+    clock.advance(31 * Timestamp::DAY_MICROS);
+    task(&s, &t, "two");
+    assert!(s.bespin.purge_events(10_000).unwrap() > 0);
+    let r = s.call(
+        "GET",
+        &format!("/v1/events?after={first}"),
+        &h(&t, &t.admin),
+        None,
+    );
+    assert_eq!(r.status, 410, "{}", r.body);
+    assert_eq!(r.json()["detail"]["error"], "cursor_expired");
+    // On the stream: a first `event: reset` and Last-Event-ID: earliest, then the kept events.
+    let hs = h(&t, &t.admin);
+    let mut sse = Sse::open(&s, &format!("/v1/events/stream?last_event_id={first}"), &hs);
+    sse.until("\"two\"", 1);
+    assert!(
+        sse.buf
+            .to_ascii_lowercase()
+            .contains("last-event-id: earliest"),
+        "{}",
+        sse.buf
+    );
+    let reset = sse.buf.find("event: reset").unwrap();
+    assert!(reset < sse.buf.find("\"two\"").unwrap());
+}
+
+#[test]
+fn the_stream_delivers_live_resumes_exactly_and_ends_at_shutdown() {
+    let s = TestServer::start(test_config());
+    let t = s.create_tenant("Acme", "a@x.io");
+    let mut hs = h(&t, &t.admin);
+    let mut sse = Sse::open(
+        &s,
+        "/v1/events/stream?types=task.created,task.completed",
+        &hs,
+    );
+    sse.until(": stream open", 1);
+    let head = sse.buf.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    for want in [
+        "content-type: text/event-stream",
+        "cache-control: no-cache\r",
+        "x-accel-buffering: no",
+    ] {
+        assert!(head.contains(want), "{want} in {head}");
+    }
+    let a = task(&s, &t, "a");
+    sse.until("event: task.created", 1);
+    assert!(sse.buf.contains(a["task_id"].as_str().unwrap()));
+    let first = sse.ids()[0].clone();
+    drop(sse);
+    // Written while nobody listened: a resume after `first` gets exactly these, in order.
+    let titles = ["b", "c", "d"];
+    for title in titles {
+        task(&s, &t, title);
+    }
+    hs.push(("Last-Event-ID", first.as_str()));
+    let mut sse = Sse::open(&s, "/v1/events/stream?types=task.created", &hs);
+    sse.until("event: task.created", 3);
+    let ids = sse.ids();
+    assert_eq!(ids.len(), 3, "{}", sse.buf);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]) && ids[0] > first);
+    for (i, title) in titles.iter().enumerate() {
+        let at = sse.buf.find(&format!("\"title\":\"{title}\"")).unwrap();
+        assert!(
+            titles[..i]
+                .iter()
+                .all(|p| sse.buf.find(&format!("\"title\":\"{p}\"")).unwrap() < at)
+        );
+    }
+    // Shutdown ends the open stream: the server stops and the client reads the end.
+    drop(s);
+    assert!(sse.until("never sent", 1), "the stream ended");
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# A throw-away PostgreSQL cluster for the tests and the load figures (issue 19).
+#
+#   eval "$(scripts/pg.sh start)"      # exports BESPIN_TEST_PG_URL, PGDATA_DIR, PG_PORT
+#   scripts/pg.sh stop "$PGDATA_DIR"    # stops it and removes the directory
+#   scripts/pg.sh halt "$PGDATA_DIR"    # stops the server, keeps the data (a restart test)
+#   scripts/pg.sh resume "$PGDATA_DIR"  # starts it again on the same port
+#
+# Installs Debian's `postgresql` when no server is installed. `initdb` refuses to run as root,
+# and CI runs as root: the server then runs as the `postgres` user (via runuser), in a
+# temporary directory, on a free port of 127.0.0.1, with trust authentication. PG_BIN picks
+# another build's bin/ directory (the version matrix, scripts/pg-matrix.sh). PG_FSYNC=off
+# trades durability for speed (the test suites; never the load figures, where a commit must
+# reach the disk as on redb).
+set -euo pipefail
+cmd="${1:-start}"
+need_pkg() {
+    if [ -z "${PG_BIN:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+        sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        echo "pg.sh: installing postgresql" >&2
+        $sudo apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+    fi
+}
+bin() {
+    if [ -n "${PG_BIN:-}" ]; then echo "$PG_BIN"; else ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1; fi
+}
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_start() {
+    local dir="$1" port="$2"
+    as_pg "$(bin)/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=${PG_FSYNC:-on} -c shared_buffers=128MB" \
+        start >/dev/null
+}
+case "$cmd" in
+start)
+    need_pkg
+    b="$(bin)"
+    dir="$(mktemp -d /tmp/bespin-pg.XXXXXX)"
+    chmod 755 "$dir"
+    [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
+    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    echo "$port" >"$dir/port"
+    as_pg "$b/initdb" -D "$dir/data" -U postgres -A trust --no-sync -E UTF8 >/dev/null
+    pg_start "$dir" "$port"
+    if [ -x "$b/createdb" ]; then
+        as_pg "$b/createdb" -h 127.0.0.1 -p "$port" -U postgres bespin_test
+    else # a build without client programs (the version matrix's): any psql will do
+        psql -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c 'CREATE DATABASE bespin_test'
+    fi
+    echo "export BESPIN_TEST_PG_URL=postgres://postgres@127.0.0.1:$port/bespin_test PGDATA_DIR=$dir PG_PORT=$port"
+    ;;
+halt)
+    dir="${2:?data dir}"
+    as_pg "$(bin)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+    ;;
+resume)
+    dir="${2:?data dir}"
+    pg_start "$dir" "$(cat "$dir/port")"
+    ;;
+stop)
+    dir="${2:?data dir}"
+    as_pg "$(bin)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+    rm -rf "$dir"
+    ;;
+*)
+    echo "usage: pg.sh start | stop DIR | halt DIR | resume DIR" >&2
+    exit 2
+    ;;
+esac

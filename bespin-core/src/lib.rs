@@ -183,6 +183,8 @@ struct Inner {
     store: Arc<store::Store>,
     committer: Arc<commit::Committer>,
     options: Options,
+    /// The per-tenant budgets of refused requests' audit rows.
+    refusals: audit::refused::Budget,
 }
 
 /// An open Bespin database. Cheap to clone; safe to share between threads.
@@ -281,6 +283,7 @@ impl Bespin {
                 store,
                 committer,
                 options,
+                refusals: Default::default(),
             }),
         };
         // The layout first: a database of a newer layout is refused before anything is written.

@@ -199,8 +199,9 @@ pub(crate) async fn core_read<T: Send + 'static>(
     tokio::task::spawn_blocking(read).await
 }
 
-/// Once a minute: purges expired idempotency records and signs a checkpoint of every audit
-/// chain whose head moved.
+/// Once a minute: purges expired idempotency records, writes the audit summaries of refusals
+/// left out in minutes that ended, and signs a checkpoint of every audit chain whose head
+/// moved (after the summaries, so the checkpoint covers them).
 async fn purge_loop(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(state.config.upkeep_interval);
     loop {
@@ -209,6 +210,12 @@ async fn purge_loop(state: Arc<AppState>) {
         match tokio::task::spawn_blocking(move || db.purge_expired_idempotency()).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "expired idempotency records"),
             Ok(Err(e)) => tracing::warn!("idempotency purge failed: {e}"),
+            _ => {}
+        }
+        let db = state.bespin.clone();
+        match tokio::task::spawn_blocking(move || db.flush_refusal_summaries()).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(rows = n, "audit summaries of refusals"),
+            Ok(Err(e)) => tracing::warn!("audit summaries of refusals failed: {e}"),
             _ => {}
         }
         let db = state.bespin.clone();

@@ -544,11 +544,55 @@ fn the_audit_log_pages_filters_and_counts_for_admins_only() {
         assert_eq!(st, 422, "{bad}: {b}");
         assert_eq!(b["detail"][0]["loc"][0], "query", "{bad}: {b}");
     }
-    for path in ["/v1/audit", "/v1/audit/stats?group_by=day"] {
-        assert_eq!(
-            c.as_user(&c.member, "GET", path, &[], None).0,
-            403,
-            "{path}"
-        );
+    // Refusals of a proven caller are audited: 403 as `denied`, 429 as `quota`, under the
+    // request's X-Request-ID and the route's operation id.
+    for (i, path) in ["/v1/audit", "/v1/audit/stats?group_by=day"]
+        .iter()
+        .enumerate()
+    {
+        let id = format!("refused-{i}");
+        let h = [("X-Request-ID", id.as_str())];
+        assert_eq!(c.as_user(&c.member, "GET", path, &h, None).0, 403, "{path}");
     }
+    let limits = json!({ "assistant_query_daily_limit": 0, "tool_invocation_daily_limit": 0,
+        "daily_brief_generated_daily_limit": 0, "notification_enqueued_daily_limit": 0 });
+    assert_eq!(c.admin("PUT", "/v1/limits", &[], Some(&limits)).0, 200);
+    assert_eq!(invoke(&c.admin, "over"), 429);
+    // Not audited: a caller whose key fails (401), and a 422.
+    let h = [("X-API-Key", "wrong")];
+    let r = c.s.call(
+        "GET",
+        "/v1/audit",
+        &[
+            ("X-Tenant-ID", c.tenant.as_str()),
+            ("X-User-ID", c.member.as_str()),
+            h[0],
+        ],
+        None,
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(c.admin("GET", "/v1/audit?limit=0", &[], None).0, 422);
+    let (_, refused) = c.admin("GET", "/v1/audit?since=2000-01-01&limit=10", &[], None);
+    let got: Vec<(String, String, String)> = refused["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["outcome"] != "success")
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+            (s("action"), s("outcome"), s("idempotency_key"))
+        })
+        .collect();
+    let row = |a: &str, o: &str, k: &str| (a.to_owned(), o.to_owned(), k.to_owned());
+    assert_eq!(
+        got,
+        [
+            row("invoke_tool", "quota", "over"),
+            row("audit_stats", "denied", ""),
+            row("list_audit", "denied", ""),
+        ]
+    );
+    let (_, denied) = c.admin("GET", "/v1/audit?outcome=denied", &[], None);
+    assert_eq!(denied["items"][0]["request_id"], "refused-1");
+    assert_eq!(denied["items"][0]["user_id"], c.member.as_str());
 }

@@ -13,9 +13,11 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod query;
+pub mod refused;
 
 pub use chain::{Fault, Finding, VerifyReport};
 pub use query::{AuditPage, AuditQuery, AuditStats, GroupBy, StatsQuery};
+pub use refused::Refusal;
 
 use crate::auth::Principal;
 use crate::check::Checker;

@@ -293,3 +293,151 @@ fn a_core_os_write_names_its_record_and_capability() {
     assert_eq!(row.units, Some(1));
     assert!(db.audit_verify().unwrap().is_clean());
 }
+
+/// The newest `n` rows of `p`'s tenant as (action, outcome, units, target id).
+fn newest(db: &Bespin, p: &Principal, n: usize) -> Vec<(String, Outcome, Option<u64>)> {
+    let rows = db.audit_log(p, n).unwrap();
+    rows.into_iter()
+        .map(|r| (r.action, r.outcome, r.units))
+        .collect()
+}
+
+#[test]
+fn refusals_of_proven_callers_are_audited_with_their_outcome() {
+    use crate::error::QuotaExceeded;
+    let (db, _clock) = testutil::db();
+    let (admin, member) = testutil::tenant(&db);
+    let denied = db
+        .audit_page(
+            &member,
+            &AuditQuery::from_json(&serde_json::json!({})).unwrap(),
+        )
+        .unwrap_err();
+    let r = Refusal::of_error("list_audit", "req-1", &denied).unwrap();
+    let r = r.with_idempotency_key(Some("key-1"));
+    db.audit_refusal(&member, r).unwrap().wait().unwrap();
+    let cap = crate::Error::CapabilityDenied {
+        capability_key: "coreos".into(),
+        plan_id: "free".into(),
+    };
+    let r = Refusal::of_error("create_task", "req-2", &cap).unwrap();
+    db.audit_refusal(&member, r).unwrap().wait().unwrap();
+    let quota = crate::Error::QuotaExceeded(Box::new(QuotaExceeded {
+        error: "quota_exceeded",
+        period_start: "2026-12-01".into(),
+        event_key: "tool_invocation".into(),
+        limit_credits: 10,
+        used_credits: 10.0,
+        requested_credits: 1.0,
+        cap_raw_units: None,
+        used_raw_units: None,
+        requested_raw_units: 1,
+    }));
+    let r = Refusal::of_error("invoke_tool", "req-3", &quota).unwrap();
+    db.audit_refusal(&member, r).unwrap().wait().unwrap();
+    let r = Refusal::rate_limited("create_task", "req-4");
+    db.audit_refusal(&member, r).unwrap().wait().unwrap();
+    // Credentials that prove no caller, and errors that are not refusals, are not audited.
+    for e in [
+        crate::Error::UserNotFound,
+        crate::Error::UserNotInTenant,
+        crate::Error::InvalidCredentials,
+        crate::Error::NotFound("x".into()),
+        crate::Error::Validation(vec![]),
+    ] {
+        assert_eq!(Refusal::of_error("x", "r", &e), None, "{e:?}");
+    }
+    let rows = db.audit_log(&admin, 4).unwrap();
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.action.as_str(),
+                r.outcome,
+                r.request_id.as_str(),
+                r.capability.as_deref(),
+                r.user_id.as_str(),
+            )
+        })
+        .collect();
+    let m = member.user_id();
+    assert_eq!(
+        got,
+        [
+            ("create_task", Outcome::Quota, "req-4", None, m),
+            ("invoke_tool", Outcome::Quota, "req-3", None, m),
+            ("create_task", Outcome::Denied, "req-2", Some("coreos"), m),
+            ("list_audit", Outcome::Denied, "req-1", None, m),
+        ]
+    );
+    assert_eq!(rows[3].idempotency_key.as_deref(), Some("key-1"));
+    assert!(db.audit_verify().unwrap().is_clean());
+    assert!(db.check().unwrap().violations.is_empty());
+}
+
+#[test]
+fn a_tenant_writes_at_most_sixty_refusal_rows_a_minute_then_one_summary_per_outcome() {
+    let (db, clock) = testutil::db();
+    let (admin, member) = testutil::tenant(&db);
+    let (other, _) = testutil::tenant(&db);
+    // Start at a minute's beginning, so the test's refusals share one minute.
+    let now = crate::time::Clock::now(&clock).0;
+    clock.advance(60_000_000 - now.rem_euclid(60_000_000));
+    let minute = crate::time::Clock::now(&clock).to_rfc3339();
+    let refuse = |p: &Principal, i: usize, outcome: Outcome| {
+        let mut r = Refusal::rate_limited("create_task", &format!("req-{i}"));
+        r.outcome = outcome;
+        db.audit_refusal(p, r).map(|w| w.wait().unwrap()).is_some()
+    };
+    let written = (0..70)
+        .filter(|&i| refuse(&member, i, Outcome::Quota))
+        .count();
+    assert_eq!(written, 60);
+    assert!(
+        !refuse(&admin, 70, Outcome::Denied),
+        "the budget is the tenant's"
+    );
+    assert!(
+        refuse(&other, 0, Outcome::Denied),
+        "another tenant has its own"
+    );
+    let size = |p: &Principal| db.audit_log(p, 1000).unwrap().len();
+    assert_eq!(size(&admin), 60);
+    // The next minute's first refusal writes the summaries of the last one first.
+    clock.advance(60_000_000);
+    assert!(refuse(&admin, 71, Outcome::Denied));
+    let rows = db.audit_log(&admin, 3).unwrap();
+    assert_eq!(
+        newest(&db, &admin, 3),
+        [
+            ("create_task".into(), Outcome::Denied, None),
+            (SUPPRESSED.into(), Outcome::Quota, Some(10)),
+            (SUPPRESSED.into(), Outcome::Denied, Some(1)),
+        ]
+    );
+    assert_eq!(rows[1].target_type.as_deref(), Some("minute"));
+    assert_eq!(rows[1].target_id.as_deref(), Some(minute.as_str()));
+    assert_eq!(rows[1].request_id, "req-60", "the first refusal left out");
+    assert_eq!(rows[2].user_id, admin.user_id());
+    // A minute with refusals left out and none after it: the upkeep writes its summary.
+    for i in 0..61 {
+        refuse(&member, 100 + i, Outcome::Quota);
+    }
+    assert_eq!(
+        db.flush_refusal_summaries().unwrap(),
+        0,
+        "the minute goes on"
+    );
+    clock.advance(60_000_000);
+    assert_eq!(db.flush_refusal_summaries().unwrap(), 1);
+    assert_eq!(
+        newest(&db, &admin, 1),
+        [(SUPPRESSED.into(), Outcome::Quota, Some(2))]
+    );
+    assert_eq!(db.flush_refusal_summaries().unwrap(), 0, "written once");
+    assert_eq!(size(&admin), 60 + 3 + 59 + 1);
+    assert!(db.audit_verify().unwrap().is_clean());
+    assert!(db.check().unwrap().violations.is_empty());
+}
+
+const SUPPRESSED: &str = refused::SUPPRESSED_ACTION;

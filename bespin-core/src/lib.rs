@@ -185,6 +185,8 @@ struct Inner {
     options: Options,
     /// The per-tenant budgets of refused requests' audit rows.
     refusals: audit::refused::Budget,
+    /// The audit exports running, per tenant.
+    exports: audit::export::Running,
 }
 
 /// An open Bespin database. Cheap to clone; safe to share between threads.
@@ -284,6 +286,7 @@ impl Bespin {
                 committer,
                 options,
                 refusals: Default::default(),
+                exports: Default::default(),
             }),
         };
         // The layout first: a database of a newer layout is refused before anything is written.

@@ -53,7 +53,7 @@ pub struct AppState {
     console_sessions: routes::ConsoleSessions,
     readiness: readiness::Readiness,
     console_failed_keys: ratelimit::RateLimiter,
-    lane: lane::Lane,
+    lane: Arc<lane::Lane>,
     large_text_writes: ratelimit::Pacer,
     tarpit: Arc<tarpit::Tarpit>,
     mcp: mcp::McpState,
@@ -100,10 +100,10 @@ impl AppState {
             large_text_writes,
             tarpit,
             stop_streams: tokio::sync::watch::Sender::new(false),
-            lane: lane::Lane::new(
+            lane: Arc::new(lane::Lane::new(
                 std::thread::available_parallelism().map_or(2, usize::from),
                 LANE_JOBS_PER_CALLER,
-            ),
+            )),
         })
     }
 

@@ -12,10 +12,12 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod export;
 pub mod query;
 pub mod refused;
 
 pub use chain::{Fault, Finding, VerifyReport};
+pub use export::{AuditExport, ExportQuery};
 pub use query::{AuditPage, AuditQuery, AuditStats, GroupBy, StatsQuery};
 pub use refused::Refusal;
 

@@ -136,7 +136,7 @@ fn instant(f: &mut Fields<'_>, name: &str) -> Option<Option<Timestamp>> {
     None
 }
 
-fn range(f: &mut Fields<'_>) -> Option<TimeRange> {
+pub(crate) fn range(f: &mut Fields<'_>) -> Option<TimeRange> {
     let since = instant(f, "since")?;
     let until = instant(f, "until")?;
     Some(TimeRange { since, until })
@@ -247,7 +247,7 @@ fn first_at_or_after(r: &impl Reader, tenant: &str, size: u64, t: Timestamp) -> 
 }
 
 /// The positions `[lo, hi)` of `tenant`'s rows in `range`.
-fn positions(r: &impl Reader, tenant: &str, range: TimeRange) -> Result<(u64, u64)> {
+pub(crate) fn positions(r: &impl Reader, tenant: &str, range: TimeRange) -> Result<(u64, u64)> {
     let size = r
         .get(&AUDIT_HEADS, &HeadKey::new(tenant))?
         .map_or(0, |h| h.size);

@@ -1,4 +1,5 @@
-//! `GET /v1/audit`, `GET /v1/audit/stats`: the tenant's audit log for its admins.
+//! `GET /v1/audit`, `/v1/audit/stats`, `/v1/audit/export`, `/v1/audit/proof`,
+//! `/v1/audit/public-key`: the tenant's audit log for its admins.
 
 use super::route;
 use crate::AppState;
@@ -8,7 +9,14 @@ use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
 use bespin_core::audit::checkpoint::{Proof, ProofQuery, PublicKey};
-use bespin_core::audit::{AuditPage, AuditQuery, AuditStats, StatsQuery};
+use bespin_core::audit::{AuditExport, AuditPage, AuditQuery, AuditStats, ExportQuery, StatsQuery};
+use bytes::Bytes;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Pages of an export buffered between the lane that renders them and the connection: with
+/// the page being rendered, what one export holds in memory (about 500 rows a page).
+const EXPORT_BUFFER: usize = 2;
 
 pub fn routes() -> Vec<Route> {
     let d = |summary| Doc::new("audit", summary, Auth::Tenant);
@@ -26,6 +34,9 @@ pub fn routes() -> Vec<Route> {
             .query(&[("group_by", "action, actor, outcome or day (required)"),
                 ("since", "RFC 3339 instant or date"), ("until", "RFC 3339 instant or date (exclusive)")])
             .ok(200, schema::<AuditStats>)),
+        route!(GET "/v1/audit/export" => export as audit_export, d("The tenant's audit rows of a period as JSON Lines (application/x-ndjson), oldest first, streamed a page at a time from one snapshot; each line holds what a verifier needs to rehash its row, and X-Audit-Rows says how many lines a complete export has (tenant admin; at most 1,000,000 rows, 2 exports at once)")
+            .query(&[("since", "RFC 3339 instant or date: rows at or after it"),
+                ("until", "RFC 3339 instant or date: rows before it")])),
         route!(GET "/v1/audit/proof" => proof as audit_proof, d("What a client needs to verify audit rows from..=to offline: their hashed fields, the hash before them, the first signed checkpoint covering them (tenant admin)")
             .query(&[("from", "first chain position"), ("to", "last chain position (at most from + 1999)")])
             .ok(200, schema::<Proof>)),
@@ -45,6 +56,58 @@ fn stats(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let q = StatsQuery::from_json(&r.query_json()).map_err(ApiError::query)?;
     let stats = s.bespin.audit_stats(&caller, &q).map_err(ApiError::query)?;
     Ok(Reply::ok(&stats))
+}
+
+fn export(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    let q = ExportQuery::from_json(&r.query_json()).map_err(ApiError::query)?;
+    let export = s
+        .bespin
+        .audit_export(&caller, &q)
+        .map_err(ApiError::query)?;
+    let rows = export.remaining();
+    let (tx, rx) = mpsc::channel(EXPORT_BUFFER);
+    tokio::spawn(feed(
+        Arc::clone(&s.lane),
+        caller.tenant_id().to_owned(),
+        export,
+        tx,
+    ));
+    Ok(Reply::streaming("application/x-ndjson", rx).with_header("x-audit-rows", rows.to_string()))
+}
+
+/// Renders `export` a page at a time in the background lane, in its tenant's turn, and sends
+/// each page; stops when it is done, the client leaves or reads too slowly (the connection's
+/// body then ends early: fewer lines than `X-Audit-Rows`), or a page fails (logged).
+async fn feed(
+    lane: Arc<crate::lane::Lane>,
+    tenant_id: String,
+    mut export: AuditExport,
+    tx: mpsc::Sender<Bytes>,
+) {
+    loop {
+        let page = lane.run(tenant_id.clone(), move || {
+            let mut out = Vec::new();
+            let more = export.next_page(&mut out);
+            (export, out, more)
+        });
+        let (back, out, more) = match page.await {
+            Ok(done) => done,
+            Err(_) => return,
+        };
+        export = back;
+        match more {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!("audit export stopped: {e}");
+                return;
+            }
+        }
+        if !crate::routes::events::send(&tx, Bytes::from(out)).await {
+            return;
+        }
+    }
 }
 
 fn proof(s: &AppState, r: &Req) -> Result<Reply, ApiError> {

@@ -298,16 +298,17 @@ pub fn append(tx: &mut WriteTx, ctx: &Ctx, tenant_id: &str, e: Entry<'_>) -> Res
     Ok(n)
 }
 
-/// Appends a successful `action` of `caller` to its tenant's chain in the open transaction.
+/// Appends a successful, unmetered `action` of `caller` about the record `target` (type,
+/// id) to its tenant's chain in the open transaction, under a fresh request id.
 pub fn record(
     tx: &mut WriteTx,
     ctx: &Ctx,
     caller: &Principal,
     action: &str,
-    tool_name: Option<&str>,
-    request_id: &str,
+    target: (&str, &str),
 ) -> Result<()> {
-    let e = Entry::new(caller.user_id(), action, request_id).tool(tool_name);
+    let request_id = crate::ids::new_id();
+    let e = Entry::new(caller.user_id(), action, &request_id).target(target.0, target.1);
     append(tx, ctx, caller.tenant_id(), e).map(drop)
 }
 

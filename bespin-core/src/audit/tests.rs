@@ -507,3 +507,63 @@ fn an_export_streams_a_period_page_by_page_from_one_snapshot() {
         Err(crate::Error::Forbidden(_))
     ));
 }
+
+#[test]
+fn chat_briefs_and_runs_fill_capability_target_units_and_key() {
+    use crate::briefs::MaterializeRequest;
+    let (db, _clock) = testutil::db();
+    let (admin, _member) = testutil::tenant(&db);
+    let m = serde_json::json!({ "message": "hello" });
+    let c = db
+        .chat(&admin, ChatRequest::from_json(&m).unwrap())
+        .unwrap();
+    let req = || MaterializeRequest::from_json(&serde_json::json!({})).unwrap();
+    let b = db.materialize_brief(&admin, "brief-key", req()).unwrap();
+    let b = b.into_value().unwrap();
+    db.run_daily_brief(&admin, "run-key", req()).unwrap();
+    let rows = db.audit_log(&admin, 3).unwrap();
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.action.as_str(),
+                r.capability.as_deref(),
+                r.target_type.as_deref(),
+                r.target_id.as_deref(),
+                r.units,
+                r.idempotency_key.as_deref(),
+            )
+        })
+        .collect();
+    let brief_id = b.brief_id.as_str();
+    assert_eq!(
+        got,
+        [
+            (
+                "notifications.enqueue",
+                Some("notifications"),
+                Some("brief"),
+                Some(brief_id),
+                Some(2),
+                Some("run-key")
+            ),
+            (
+                "briefs.materialize",
+                Some("briefs"),
+                Some("brief"),
+                Some(brief_id),
+                Some(1),
+                Some("brief-key")
+            ),
+            (
+                "cofounder.chat",
+                Some("chat"),
+                Some("conversation"),
+                Some(c.conversation_id.as_str()),
+                Some(1),
+                None
+            ),
+        ]
+    );
+    assert!(db.audit_verify().unwrap().is_clean());
+}

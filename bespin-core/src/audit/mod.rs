@@ -460,6 +460,24 @@ impl Bespin {
     }
 }
 
+impl Bespin {
+    /// Testing only: changes the `action` of row `n` of `tenant_id`'s chain behind the chain's
+    /// back (its hashes kept), as an attacker editing the stored row would, so that tests of
+    /// other crates (the CLI's) can see it detected. Returns whether the row existed.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn tamper_audit_row_for_test(&self, tenant_id: &str, n: u64) -> Result<bool> {
+        self.write(|tx, _| {
+            let k = AuditKey::new(tenant_id, n);
+            let Some(mut a) = tx.get(&AUDIT_LOG, &k)? else {
+                return Ok(false);
+            };
+            a.action.push('!');
+            tx.put(&AUDIT_LOG, &k, &a)?;
+            Ok(true)
+        })
+    }
+}
+
 /// Test-only: stores the chained rows as layouts before 8 did (unchained, in `audit`), for the
 /// upgrade's tests.
 #[cfg(test)]

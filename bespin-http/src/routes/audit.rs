@@ -76,33 +76,52 @@ fn export(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     Ok(Reply::streaming("application/x-ndjson", rx).with_header("x-audit-rows", rows.to_string()))
 }
 
+/// An export that is dropped off the runtime's workers: on PostgreSQL its snapshot is a
+/// transaction of the blocking client, whose end blocks (and must not run on a worker).
+struct Held(Option<AuditExport>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(x) = self.0.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn_blocking(move || drop(x))),
+                // A lane thread: blocking is its job.
+                Err(_) => drop(x),
+            }
+        }
+    }
+}
+
 /// Renders `export` a page at a time in the background lane, in its tenant's turn, and sends
 /// each page; stops when it is done, the client leaves or reads too slowly (the connection's
-/// body then ends early: fewer lines than `X-Audit-Rows`), or a page fails (logged).
+/// body then ends early: fewer lines than `X-Audit-Rows`), the lane is busy, or a page fails
+/// (logged).
 async fn feed(
     lane: Arc<crate::lane::Lane>,
     tenant_id: String,
-    mut export: AuditExport,
+    export: AuditExport,
     tx: mpsc::Sender<Bytes>,
 ) {
+    let mut held = Held(Some(export));
     loop {
         let page = lane.run(tenant_id.clone(), move || {
             let mut out = Vec::new();
-            let more = export.next_page(&mut out);
-            (export, out, more)
+            let more = match held.0.as_mut().map(|x| x.next_page(&mut out)) {
+                Some(Ok(true)) => true,
+                Some(Err(e)) => {
+                    tracing::warn!("audit export stopped: {e}");
+                    false
+                }
+                _ => false,
+            };
+            (held, out, more)
         });
-        let (back, out, more) = match page.await {
-            Ok(done) => done,
-            Err(_) => return,
+        let Ok((back, out, more)) = page.await else {
+            return;
         };
-        export = back;
-        match more {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(e) => {
-                tracing::warn!("audit export stopped: {e}");
-                return;
-            }
+        held = back;
+        if !more {
+            return;
         }
         if !crate::routes::events::send(&tx, Bytes::from(out)).await {
             return;

@@ -183,6 +183,10 @@ struct Inner {
     store: Arc<store::Store>,
     committer: Arc<commit::Committer>,
     options: Options,
+    /// The per-tenant budgets of refused requests' audit rows.
+    refusals: audit::refused::Budget,
+    /// The audit exports running, per tenant.
+    exports: audit::export::Running,
 }
 
 /// An open Bespin database. Cheap to clone; safe to share between threads.
@@ -268,6 +272,8 @@ impl Bespin {
     }
 
     fn with(store: store::Store, clock: Arc<dyn Clock>, options: Options) -> Result<Bespin> {
+        // Made once per database, before any operation may need it to sign a checkpoint.
+        store.secret(audit::checkpoint::SIGNING_SECRET)?;
         let store = Arc::new(store);
         let committer = Arc::new(commit::Committer::new(
             Arc::clone(&store),
@@ -279,6 +285,8 @@ impl Bespin {
                 store,
                 committer,
                 options,
+                refusals: Default::default(),
+                exports: Default::default(),
             }),
         };
         // The layout first: a database of a newer layout is refused before anything is written.

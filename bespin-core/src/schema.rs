@@ -61,7 +61,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), n);
-        assert_eq!(n, 60, "the tables of layout 7 and the event log");
+        assert_eq!(n, 63, "the tables of layout 8 and the event log");
         assert!(table("co_tasks").is_some_and(|t| t.tenant_scoped()));
         assert!(table("secrets").is_some_and(|t| t.is_secret()));
     }

@@ -110,6 +110,9 @@ pub struct Config {
     /// How long idempotency records are kept (`BESPIN_IDEMPOTENCY_RETENTION_SECS`, default
     /// 24 h); older ones are ignored and purged.
     pub idempotency_retention: Duration,
+    /// How often the upkeep runs (`BESPIN_UPKEEP_INTERVAL_SECS`, default 60 s): it purges
+    /// expired idempotency records and signs a checkpoint of every audit chain whose head moved.
+    pub upkeep_interval: Duration,
     /// Token that lets `bespin backup`/`bespin check` on this machine ask the running server
     /// for a snapshot (`GET /v1/admin/backup` with `X-Bespin-Control-Token`). Set by
     /// [`crate::run`], which writes it with the address to `<db>.control` (mode 0600): whoever
@@ -163,6 +166,7 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             idempotency_retention: Duration::from_secs(24 * 3600),
+            upkeep_interval: Duration::from_secs(60),
             control_token: None,
             read_metering: ReadMetering::Durable,
             platform_admin_key: None,
@@ -278,6 +282,7 @@ impl Config {
                 "BESPIN_IDEMPOTENCY_RETENTION_SECS",
                 &mut c.idempotency_retention,
             ),
+            ("BESPIN_UPKEEP_INTERVAL_SECS", &mut c.upkeep_interval),
         ] {
             if let Some(v) = get(name) {
                 let secs: f64 = v

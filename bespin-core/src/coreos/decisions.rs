@@ -223,7 +223,15 @@ pub fn create(
         &d.decision_id,
         &v,
     )?;
-    record_effects(tx, ctx, caller, permit, "decisions.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "decisions.create",
+        TOOL,
+        (EntityType::Decision, &d.decision_id),
+    )?;
     Ok(v)
 }
 
@@ -270,7 +278,15 @@ pub fn update(
         &d.decision_id,
         &v,
     )?;
-    record_effects(tx, ctx, caller, permit, "decisions.update", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "decisions.update",
+        TOOL,
+        (EntityType::Decision, &d.decision_id),
+    )?;
     Ok(v)
 }
 

@@ -238,7 +238,15 @@ pub fn create(
     )?;
     let v = view(t, &m);
     events::emit(tx, ctx, caller, catalog::MEETING_CREATED, &m.meeting_id, &v)?;
-    record_effects(tx, ctx, caller, permit, "meetings.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "meetings.create",
+        TOOL,
+        (EntityType::Meeting, &m.meeting_id),
+    )?;
     Ok(v)
 }
 
@@ -293,7 +301,15 @@ pub fn update(
     )?;
     let v = view(t, &m);
     events::emit(tx, ctx, caller, catalog::MEETING_UPDATED, &m.meeting_id, &v)?;
-    record_effects(tx, ctx, caller, permit, "meetings.update", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "meetings.update",
+        TOOL,
+        (EntityType::Meeting, &m.meeting_id),
+    )?;
     Ok(v)
 }
 

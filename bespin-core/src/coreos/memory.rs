@@ -310,7 +310,15 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewFact) -> 
     )?;
     let v = view(t, &f);
     events::emit(tx, ctx, caller, catalog::MEMORY_CREATED, &f.fact_id, &v)?;
-    record_effects(tx, ctx, caller, permit, "memory.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "memory.create",
+        TOOL,
+        (EntityType::MemoryFact, &f.fact_id),
+    )?;
     Ok(v)
 }
 
@@ -347,7 +355,15 @@ pub fn update(
     )?;
     let v = view(t, &f);
     events::emit(tx, ctx, caller, catalog::MEMORY_UPDATED, &f.fact_id, &v)?;
-    record_effects(tx, ctx, caller, permit, "memory.update", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "memory.update",
+        TOOL,
+        (EntityType::MemoryFact, &f.fact_id),
+    )?;
     Ok(v)
 }
 
@@ -408,7 +424,15 @@ pub fn supersede(
         &old.fact_id,
         &v,
     )?;
-    record_effects(tx, ctx, caller, permit, "memory.supersede", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "memory.supersede",
+        TOOL,
+        (EntityType::MemoryFact, &new.fact_id),
+    )?;
     Ok(v)
 }
 

@@ -125,7 +125,7 @@ fn frame(e: &events::Event, out: &mut Vec<u8>) {
 
 /// Sends `chunk`, waiting at most [`SLOW_CONSUMER`] for room; `false` when the connection is
 /// gone or too slow.
-async fn send(tx: &mpsc::Sender<Bytes>, chunk: Bytes) -> bool {
+pub(crate) async fn send(tx: &mpsc::Sender<Bytes>, chunk: Bytes) -> bool {
     matches!(
         tokio::time::timeout(SLOW_CONSUMER, tx.send(chunk)).await,
         Ok(Ok(()))

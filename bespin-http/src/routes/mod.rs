@@ -2,6 +2,7 @@
 
 mod actions;
 mod admin;
+mod audit;
 mod billing;
 mod briefs;
 mod chat;
@@ -94,6 +95,7 @@ pub fn all() -> Vec<Route> {
     r.extend(memory::routes());
     r.extend(evidence::routes());
     r.extend(timeline::routes());
+    r.extend(audit::routes());
     r.extend(events::routes());
     r.extend(webhooks::routes());
     r.extend(search::routes());

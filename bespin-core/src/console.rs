@@ -33,7 +33,7 @@ const VIEWS: &[(&str, &str)] = &[
     ("kpi_definitions", "kpis"),
     ("kpi_points", "kpi_chunks"),
     ("briefs", "briefs"),
-    ("audit_logs", "audit"),
+    ("audit_logs", "audit_chain"),
     ("usage_events", "usage_events"),
     ("idempotency_keys", "idempotency"),
     ("notification_prefs", "notification_prefs"),

@@ -305,8 +305,7 @@ pub fn delete(
         ctx,
         caller,
         "conversations.delete",
-        None,
-        &ids::new_id(),
+        ("conversation", conv_id),
     )?;
     Ok(out)
 }

@@ -63,9 +63,10 @@ pub fn run_daily_brief(
     require_capability(tx, caller, "notifications")?;
     let date = req.date.unwrap_or_else(|| ctx.now.date());
     let scope = Idempotency::new(DAILY_BRIEF_ENDPOINT, idempotency_key, &req.normalized(date));
+    let key = Some(idempotency_key);
     idempotency::once(tx, ctx, tenant, &scope, |tx| {
         let (brief, brief_created) =
-            briefs::ensure(tx, ctx, caller, date, req.window_days, req.top_n)?;
+            briefs::ensure(tx, ctx, caller, key, date, req.window_days, req.top_n)?;
         let payload = json!({
             "title": "Daily Brief",
             "date": brief.content.date,
@@ -96,14 +97,14 @@ pub fn run_daily_brief(
             }
         }
         if inserted + ignored + suppressed > 0 {
-            audit::record(
-                tx,
-                ctx,
-                caller,
-                "notifications.enqueue",
-                Some("daily_brief"),
-                &run_id,
-            )?;
+            // Units: the notifications enqueued (each metered as one).
+            let entry = audit::Entry::new(caller.user_id(), "notifications.enqueue", &run_id)
+                .tool(Some("daily_brief"))
+                .capability("notifications")
+                .target("brief", &brief.brief_id)
+                .units(inserted)
+                .idempotency_key(key);
+            audit::append(tx, ctx, tenant, entry)?;
         }
         Ok(RunReport {
             date: date.to_string(),

@@ -14,6 +14,7 @@
 //! | 5 | a search rank row per indexed record (`co_search_rank`: its `updated_at`), so a search ranks its matches without reading them |
 //! | 6 | usage rolled up per (tenant, UTC date, event key) as well (`day_rollups`), for the usage chart; built from the usage events |
 //! | 7 | search entries bounded: a word is indexed by its first 64 characters, a record by its first 1,000 distinct words ([`crate::coreos::search::index::doc_tokens`]); the upgrade rewrites the entries of the records beyond those bounds only |
+//! | 8 | audit rows chained per tenant ([`crate::audit::chain`]): keyed (tenant, position) in `audit_chain`, with a head per tenant in `audit_heads`; the upgrade chains the rows of the old `audit` table in their key order (time, then sequence) and leaves it empty |
 
 use crate::Ctx;
 use crate::check::Checker;
@@ -21,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::store::{NameKey, Reader, Table, TableInfo, WriteTx};
 
 /// The layout this version writes.
-pub const CURRENT: u64 = 7;
+pub const CURRENT: u64 = 8;
 
 /// Global: (name) → a property of the file; `layout` is the version of the key layouts.
 pub(crate) const META: Table<NameKey<'static>, u64> = Table::new("meta");
@@ -88,6 +89,9 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
     if (2..7).contains(&from) {
         // Layout 1 was rebuilt above, already bounded.
         crate::coreos::search::cap_index(tx)?;
+    }
+    if from < 8 {
+        crate::audit::chain_legacy_rows(tx)?;
     }
     tx.put(&META, &layout_key(), &CURRENT)
 }
@@ -226,6 +230,13 @@ pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
             rows: rows(&records)?,
         });
     }
+    if from < 8 {
+        steps.push(UpgradeStep {
+            to_layout: 8,
+            description: "chain the audit rows per tenant (audit_chain, audit_heads) and empty audit",
+            rows: rows(&[crate::audit::LEGACY_AUDIT.name()])?,
+        });
+    }
     let mut missing_tables = Vec::new();
     for t in crate::schema::tables() {
         if file.count(t.name())?.is_none() {
@@ -340,6 +351,7 @@ mod tests {
     /// Rewrites the tables of layout 5 as layout 1 wrote them.
     fn downgrade(tx: &mut WriteTx) -> Result<()> {
         tx.delete(&META, &layout_key())?;
+        crate::audit::unchain_for_test(tx)?;
         unchunk_points(tx)?;
         tx.delete_prefix(&RANKS, &RANKS.prefix())?;
         // Search: entries without the creation instant, and a token list per record.
@@ -436,7 +448,11 @@ mod tests {
         assert_eq!((p.file_layout, p.action), (1, "upgrade"));
         let steps: Vec<(u64, u64)> = p.steps.iter().map(|s| (s.to_layout, s.rows)).collect();
         // Day rollups (6) from the usage events; the index rebuilt at 2 is bounded already.
-        assert_eq!(steps, [(2, 2), (2, 3), (2, 2), (4, 2), (6, 8)], "{p}");
+        assert_eq!(
+            steps,
+            [(2, 2), (2, 3), (2, 2), (4, 2), (6, 8), (8, 4)],
+            "{p}"
+        );
         assert!(p.missing_tables.is_empty());
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
 
@@ -491,7 +507,7 @@ mod tests {
         let p = plan(&path).unwrap();
         assert_eq!((p.file_layout, p.action), (4, "upgrade"));
         let steps: Vec<u64> = p.steps.iter().map(|s| s.to_layout).collect();
-        assert_eq!(steps, [5, 6, 7], "{p}");
+        assert_eq!(steps, [5, 6, 7, 8], "{p}");
         assert_eq!((p.steps[0].rows, p.steps[2].rows), (2, 2), "{p}");
 
         let db = Bespin::open(&path).unwrap();
@@ -571,7 +587,7 @@ mod tests {
         drop(db);
         let p = plan(&path).unwrap();
         let steps: Vec<(u64, u64)> = p.steps.iter().map(|s| (s.to_layout, s.rows)).collect();
-        assert_eq!(steps, [(7, 1)], "{p}");
+        assert_eq!(steps, [(7, 1), (8, 0)], "{p}");
 
         let db = Bespin::open(&path).unwrap();
         let report = db.check().unwrap();

@@ -162,6 +162,11 @@ pub struct Permit<'a> {
 }
 
 impl Permit<'_> {
+    /// The raw units the permit was checked for.
+    pub fn units(&self) -> u64 {
+        self.meter.units
+    }
+
     /// Writes the usage event (for `caller`, under `request_id`), the period rollup and the
     /// daily counter.
     pub fn record(

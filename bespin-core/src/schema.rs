@@ -63,8 +63,8 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), n);
         assert_eq!(
-            n, 66,
-            "the tables of layout 7, the event log the key lifecycle and the tombstones of deleted records"
+            n, 69,
+            "the tables of layout 8, the event log, the key lifecycle and the tombstones of deleted records"
         );
         assert!(table("co_tasks").is_some_and(|t| t.tenant_scoped()));
         assert!(table("secrets").is_some_and(|t| t.is_secret()));

@@ -53,7 +53,7 @@ pub struct AppState {
     console_sessions: routes::ConsoleSessions,
     readiness: readiness::Readiness,
     console_failed_keys: ratelimit::RateLimiter,
-    lane: lane::Lane,
+    lane: Arc<lane::Lane>,
     large_text_writes: ratelimit::Pacer,
     tarpit: Arc<tarpit::Tarpit>,
     mcp: mcp::McpState,
@@ -100,10 +100,10 @@ impl AppState {
             large_text_writes,
             tarpit,
             stop_streams: tokio::sync::watch::Sender::new(false),
-            lane: lane::Lane::new(
+            lane: Arc::new(lane::Lane::new(
                 std::thread::available_parallelism().map_or(2, usize::from),
                 LANE_JOBS_PER_CALLER,
-            ),
+            )),
         })
     }
 
@@ -234,15 +234,29 @@ async fn erasure_loop(state: Arc<AppState>) {
     }
 }
 
-/// Purges expired idempotency records once a minute.
+/// Once a minute: purges expired idempotency records, writes the audit summaries of refusals
+/// left out in minutes that ended, and signs a checkpoint of every audit chain whose head
+/// moved (after the summaries, so the checkpoint covers them).
 async fn purge_loop(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    let mut tick = tokio::time::interval(state.config.upkeep_interval);
     loop {
         tick.tick().await;
         let db = state.bespin.clone();
         match tokio::task::spawn_blocking(move || db.purge_expired_idempotency()).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "expired idempotency records"),
             Ok(Err(e)) => tracing::warn!("idempotency purge failed: {e}"),
+            _ => {}
+        }
+        let db = state.bespin.clone();
+        match tokio::task::spawn_blocking(move || db.flush_refusal_summaries()).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(rows = n, "audit summaries of refusals"),
+            Ok(Err(e)) => tracing::warn!("audit summaries of refusals failed: {e}"),
+            _ => {}
+        }
+        let db = state.bespin.clone();
+        match tokio::task::spawn_blocking(move || db.audit_checkpoint()).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(signed = n, "audit checkpoints"),
+            Ok(Err(e)) => tracing::warn!("audit checkpoints failed: {e}"),
             _ => {}
         }
     }

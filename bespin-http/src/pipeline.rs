@@ -203,13 +203,14 @@ async fn serve(
         return Err(ApiError::refused(Refusal::BodyTooLarge).with_header("connection", "close"));
     }
     let Authenticated { auth, headers } =
-        authenticate(state, peer, req.headers(), route, declared).await?;
-    log.tenant(
-        auth.as_ref()
-            .and_then(|a| a.as_ref().ok())
-            .map(Principal::tenant_id),
-    );
+        authenticate(state, peer, req.headers(), route, declared, log).await?;
+    let caller = match &auth {
+        Some(Ok(p)) => Some(p.clone()),
+        _ => None,
+    };
+    log.tenant(caller.as_ref().map(Principal::tenant_id));
     let (parts, body) = req.into_parts();
+    let idempotency_key = parts.headers.get("idempotency-key").cloned();
     let answered = async {
         let body = read_body(state, body, max_body).await?;
         pace(state, route, body.len(), &auth).await?;
@@ -229,7 +230,36 @@ async fn serve(
             reply.headers.extend(headers);
             Ok(reply)
         }
-        Err(e) => Err(e.with_headers(headers)),
+        Err(e) => {
+            if let Some(caller) = &caller {
+                audit_refusal(state, caller, route, log, idempotency_key.as_ref(), &e).await;
+            }
+            Err(e.with_headers(headers))
+        }
+    }
+}
+
+/// Writes the audit row of a request refused (403, 429) after `caller` authenticated, within
+/// its tenant's budget ([`bespin_core::audit::refused`]), and waits for it like any write, so
+/// the row is durable when the refusal is answered. Other errors write nothing; a failed
+/// audit write is logged and the refusal answered as it is.
+async fn audit_refusal(
+    state: &AppState,
+    caller: &Principal,
+    route: &Route,
+    log: &RequestLog,
+    idempotency_key: Option<&HeaderValue>,
+    e: &ApiError,
+) {
+    let action = route.doc.op.unwrap_or(route.path);
+    let Some(r) = e.refusal(action, log.request_id()) else {
+        return;
+    };
+    let r = r.with_idempotency_key(idempotency_key.and_then(|v| v.to_str().ok()));
+    if let Some(write) = state.bespin.audit_refusal(caller, r)
+        && let Err(e) = write.await
+    {
+        tracing::warn!("audit row of a refused request not written: {e}");
     }
 }
 
@@ -256,6 +286,7 @@ async fn authenticate(
     headers: &HeaderMap,
     route: &Route,
     declared: Option<u64>,
+    log: &RequestLog,
 ) -> Result<Authenticated, ApiError> {
     let needs_tenant = matches!(route.doc.auth, Auth::Tenant | Auth::TenantIdempotent);
     let mut credentials = crate::extract::credentials(headers);
@@ -296,9 +327,12 @@ async fn authenticate(
                 "Rate limit exceeded. Maximum {} requests per minute for this tenant.",
                 taken.limit
             );
-            return Err(
-                ApiError::refused(Refusal::RateLimited(detail)).with_headers(taken.headers())
-            );
+            let e = ApiError::refused(Refusal::RateLimited(detail));
+            if let Some(Ok(who)) = &auth {
+                let key = headers.get("idempotency-key");
+                audit_refusal(state, who, route, log, key, &e).await;
+            }
+            return Err(e.with_headers(taken.headers()));
         }
         out = taken.headers();
     }

@@ -138,6 +138,23 @@ pub fn signature(secrets: &[String], id: &str, ts: i64, body: &str) -> String {
         .join(" ")
 }
 
+/// The certificates of a PEM file of certificate authorities (`BESPIN_WEBHOOK_CA_FILE`): at
+/// least one, or an error naming the file.
+pub fn extra_roots(
+    path: &std::path::Path,
+) -> Result<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>, String> {
+    use tokio_rustls::rustls::pki_types::{CertificateDer, pem::PemObject};
+    let named = |e: &dyn std::fmt::Display| format!("webhook CA file {}: {e}", path.display());
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| named(&e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| named(&e))?;
+    if certs.is_empty() {
+        return Err(named(&"no certificate in it"));
+    }
+    Ok(certs)
+}
+
 /// The worker's shared state.
 pub(crate) struct Worker {
     allow: Vec<String>,
@@ -147,11 +164,18 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    fn new(allow: Vec<String>) -> Result<Worker, String> {
+    fn new(allow: Vec<String>, ca_file: Option<&std::path::Path>) -> Result<Worker, String> {
         use tokio_rustls::rustls;
-        let roots = rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
+        if let Some(path) = ca_file {
+            for cert in extra_roots(path)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -181,7 +205,11 @@ impl Worker {
 
 /// Runs the worker until `stop`.
 pub(crate) async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    let worker = match Worker::new(state.config.webhook_allow.clone()) {
+    let config = &state.config;
+    let worker = match Worker::new(
+        config.webhook_allow.clone(),
+        config.webhook_ca_file.as_deref(),
+    ) {
         Ok(w) => Arc::new(w),
         Err(e) => {
             tracing::error!("webhooks are not delivered: {e}");

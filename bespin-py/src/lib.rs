@@ -4,6 +4,7 @@
 //! a `register` called here. Conversions live in [`convert`], the exception mapping in
 //! [`errors`].
 
+mod audit;
 mod billing;
 mod briefs;
 mod chat;
@@ -43,5 +44,6 @@ fn _bespin(m: &Bound<'_, PyModule>) -> PyResult<()> {
     chat::register(m)?;
     coreos::register(m)?;
     events::register(m)?;
+    audit::register(m)?;
     Ok(())
 }

@@ -130,7 +130,12 @@ pub fn chat(
         &cards,
     )?;
     let request_id = ids::new_id();
-    audit::record(tx, ctx, caller, "cofounder.chat", Some("chat"), &request_id)?;
+    let entry = audit::Entry::new(caller.user_id(), "cofounder.chat", &request_id)
+        .tool(Some("chat"))
+        .capability("chat")
+        .target("conversation", &conversation_id)
+        .units(permit.units());
+    audit::append(tx, ctx, tenant, entry)?;
     permit.record(tx, ctx, caller, &request_id)?;
     Ok(ChatReply {
         request_id,

@@ -528,7 +528,15 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewAction) -
             ("source", Some(&a.source)),
         ]),
     )?;
-    record_effects(tx, ctx, caller, permit, "actions.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "actions.create",
+        TOOL,
+        (EntityType::Action, &a.action_id),
+    )?;
     Ok(view(t, &a))
 }
 
@@ -587,7 +595,15 @@ pub fn update(
         format!("Action updated: {}", a.title),
         Metadata::of(&[("status", Some(&a.status))]),
     )?;
-    record_effects(tx, ctx, caller, permit, "actions.update", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "actions.update",
+        TOOL,
+        (EntityType::Action, &a.action_id),
+    )?;
     Ok(view(t, &a))
 }
 
@@ -628,7 +644,15 @@ pub fn cancel(
         format!("Action cancelled: {}", a.title),
         Metadata::of(&[("comment", req.comment.as_deref())]),
     )?;
-    record_effects(tx, ctx, caller, permit, "actions.cancel", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "actions.cancel",
+        TOOL,
+        (EntityType::Action, &a.action_id),
+    )?;
     Ok(view(t, &a))
 }
 
@@ -708,7 +732,15 @@ fn review(
             ("reviewer_user_id", Some(caller.user_id())),
         ]),
     )?;
-    record_effects(tx, ctx, caller, permit, audit_action, TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        audit_action,
+        TOOL,
+        (EntityType::Action, &a.action_id),
+    )?;
     Ok(view(t, &a))
 }
 
@@ -791,7 +823,15 @@ pub fn execute(
             ("execution_status", Some(&e.execution_status)),
         ]),
     )?;
-    record_effects(tx, ctx, caller, permit, "actions.execute", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "actions.execute",
+        TOOL,
+        (EntityType::Action, &a.action_id),
+    )?;
     Ok(ExecutionResult {
         action: view(t, &a),
         execution: execution_view(action_id, &e),

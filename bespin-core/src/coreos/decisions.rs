@@ -224,7 +224,15 @@ pub fn create(
         &d.decision_id,
         &v,
     )?;
-    record_effects(tx, ctx, caller, permit, "decisions.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "decisions.create",
+        TOOL,
+        (EntityType::Decision, &d.decision_id),
+    )?;
     Ok(v)
 }
 
@@ -271,7 +279,15 @@ pub fn update(
         &d.decision_id,
         &v,
     )?;
-    record_effects(tx, ctx, caller, permit, "decisions.update", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "decisions.update",
+        TOOL,
+        (EntityType::Decision, &d.decision_id),
+    )?;
     Ok(v)
 }
 
@@ -318,7 +334,6 @@ pub fn delete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, id: &str) -> Resu
             created_at: d.created_at,
             title: &d.title,
             audit_action: "decisions.delete",
-            tool: TOOL,
             event: catalog::DECISION_DELETED,
         },
     )

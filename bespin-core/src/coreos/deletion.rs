@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::events::{self, catalog::EventType};
 use crate::store::{Reader, Record, Table, WriteTx, key};
 use crate::time::Timestamp;
-use crate::{Ctx, audit, ids};
+use crate::{Ctx, audit};
 use serde::{Deserialize, Serialize};
 
 /// The tombstone of a deleted record.
@@ -88,7 +88,6 @@ pub(crate) struct Deletion<'a> {
     pub created_at: Timestamp,
     pub title: &'a str,
     pub audit_action: &'static str,
-    pub tool: &'static str,
     pub event: &'static EventType,
 }
 
@@ -117,14 +116,7 @@ pub(crate) fn finish(
     )?;
     let out = Deleted::new(d.et.as_str(), d.id, ctx.now);
     events::emit(tx, ctx, caller, d.event, d.id, &out)?;
-    audit::record(
-        tx,
-        ctx,
-        caller,
-        d.audit_action,
-        Some(d.tool),
-        &ids::new_id(),
-    )?;
+    audit::record(tx, ctx, caller, d.audit_action, (d.et.as_str(), d.id))?;
     Ok(out)
 }
 

@@ -249,7 +249,15 @@ pub fn create(
     let id = e.evidence_id.clone();
     let v = view(t, e);
     events::emit(tx, ctx, caller, catalog::EVIDENCE_LINKED, &id, &v)?;
-    record_effects(tx, ctx, caller, permit, "evidence.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "evidence.create",
+        TOOL,
+        (req.entity_type, &v.entity_id),
+    )?;
     Ok(v)
 }
 
@@ -324,8 +332,7 @@ pub fn delete(
         ctx,
         caller,
         "evidence.delete",
-        Some(TOOL),
-        &ids::new_id(),
+        ("evidence", evidence_id),
     )?;
     Ok(out)
 }

@@ -239,7 +239,15 @@ pub fn create(
     )?;
     let v = view(t, &m);
     events::emit(tx, ctx, caller, catalog::MEETING_CREATED, &m.meeting_id, &v)?;
-    record_effects(tx, ctx, caller, permit, "meetings.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "meetings.create",
+        TOOL,
+        (EntityType::Meeting, &m.meeting_id),
+    )?;
     Ok(v)
 }
 
@@ -294,7 +302,15 @@ pub fn update(
     )?;
     let v = view(t, &m);
     events::emit(tx, ctx, caller, catalog::MEETING_UPDATED, &m.meeting_id, &v)?;
-    record_effects(tx, ctx, caller, permit, "meetings.update", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "meetings.update",
+        TOOL,
+        (EntityType::Meeting, &m.meeting_id),
+    )?;
     Ok(v)
 }
 
@@ -341,7 +357,6 @@ pub fn delete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, id: &str) -> Resu
             created_at: m.created_at,
             title: &m.title,
             audit_action: "meetings.delete",
-            tool: TOOL,
             event: catalog::MEETING_DELETED,
         },
     )

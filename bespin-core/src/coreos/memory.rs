@@ -311,7 +311,15 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewFact) -> 
     )?;
     let v = view(t, &f);
     events::emit(tx, ctx, caller, catalog::MEMORY_CREATED, &f.fact_id, &v)?;
-    record_effects(tx, ctx, caller, permit, "memory.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "memory.create",
+        TOOL,
+        (EntityType::MemoryFact, &f.fact_id),
+    )?;
     Ok(v)
 }
 
@@ -348,7 +356,15 @@ pub fn update(
     )?;
     let v = view(t, &f);
     events::emit(tx, ctx, caller, catalog::MEMORY_UPDATED, &f.fact_id, &v)?;
-    record_effects(tx, ctx, caller, permit, "memory.update", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "memory.update",
+        TOOL,
+        (EntityType::MemoryFact, &f.fact_id),
+    )?;
     Ok(v)
 }
 
@@ -409,7 +425,15 @@ pub fn supersede(
         &old.fact_id,
         &v,
     )?;
-    record_effects(tx, ctx, caller, permit, "memory.supersede", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "memory.supersede",
+        TOOL,
+        (EntityType::MemoryFact, &new.fact_id),
+    )?;
     Ok(v)
 }
 
@@ -492,7 +516,6 @@ pub fn delete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, id: &str) -> Resu
             created_at: named.created_at,
             title: &named.fact_key,
             audit_action: "memory.delete",
-            tool: TOOL,
             event: catalog::MEMORY_DELETED,
         },
     )

@@ -331,7 +331,8 @@ pub(crate) fn check_quota<'a>(
     Meter::one(event_key, tool).check(tx, ctx, caller.tenant_id())
 }
 
-/// Writes the audit row and the usage event of a successful write under one fresh request id.
+/// Writes the audit row (about the record `target`) and the usage event of a successful write
+/// under one fresh request id.
 pub(crate) fn record_effects(
     tx: &mut WriteTx,
     ctx: &Ctx,
@@ -339,9 +340,15 @@ pub(crate) fn record_effects(
     permit: crate::metering::Permit<'_>,
     audit_action: &str,
     tool: &str,
+    target: (EntityType, &str),
 ) -> Result<()> {
     let request_id = ids::new_id();
-    audit::record(tx, ctx, caller, audit_action, Some(tool), &request_id)?;
+    let entry = audit::Entry::new(caller.user_id(), audit_action, &request_id)
+        .tool(Some(tool))
+        .capability(target.0.capability())
+        .target(target.0.as_str(), target.1)
+        .units(permit.units());
+    audit::append(tx, ctx, caller.tenant_id(), entry)?;
     permit.record(tx, ctx, caller, &request_id)
 }
 

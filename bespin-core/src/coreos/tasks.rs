@@ -315,7 +315,15 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewTask) -> 
     )?;
     let v = view(tn, &t);
     events::emit(tx, ctx, caller, catalog::TASK_CREATED, &t.task_id, &v)?;
-    record_effects(tx, ctx, caller, permit, "tasks.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "tasks.create",
+        TOOL,
+        (EntityType::Task, &t.task_id),
+    )?;
     Ok(v)
 }
 
@@ -371,7 +379,15 @@ pub fn update(
     )?;
     let v = view(tn, &t);
     events::emit(tx, ctx, caller, catalog::TASK_UPDATED, &t.task_id, &v)?;
-    record_effects(tx, ctx, caller, permit, "tasks.update", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "tasks.update",
+        TOOL,
+        (EntityType::Task, &t.task_id),
+    )?;
     Ok(v)
 }
 
@@ -406,7 +422,15 @@ pub fn complete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, task_id: &str) 
     )?;
     let v = view(tn, &t);
     events::emit(tx, ctx, caller, catalog::TASK_COMPLETED, &t.task_id, &v)?;
-    record_effects(tx, ctx, caller, permit, "tasks.complete", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "tasks.complete",
+        TOOL,
+        (EntityType::Task, &t.task_id),
+    )?;
     Ok(v)
 }
 
@@ -435,7 +459,6 @@ pub fn delete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, task_id: &str) ->
             created_at: t.created_at,
             title: &t.title,
             audit_action: "tasks.delete",
-            tool: TOOL,
             event: catalog::TASK_DELETED,
         },
     )

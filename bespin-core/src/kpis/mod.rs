@@ -577,7 +577,7 @@ pub fn delete_kpi(
     tx.delete_prefix(&series::KPI_CHUNKS, &chunks)?;
     let out = crate::coreos::deletion::Deleted::new("kpi", kpi_id, ctx.now);
     events::emit(tx, ctx, caller, catalog::KPI_DELETED, kpi_id, &out)?;
-    crate::audit::record(tx, ctx, caller, "kpis.delete", None, &ids::new_id())?;
+    crate::audit::record(tx, ctx, caller, "kpis.delete", ("kpi", kpi_id))?;
     Ok(out)
 }
 

@@ -369,7 +369,7 @@ pub fn create(
     tx.put(&API_KEY_DIGESTS, &DigestKey::new(&hex(&rec.digest)), &owner)?;
     let key = view(&key_id, &rec);
     events::emit(tx, ctx, caller, catalog::API_KEY_CREATED, &key_id, &key)?;
-    crate::audit::record(tx, ctx, caller, "api_keys.create", None, &ids::new_id())?;
+    crate::audit::record(tx, ctx, caller, "api_keys.create", ("api_key", &key_id))?;
     Ok(ApiKeyCreated { key, api_key })
 }
 
@@ -406,7 +406,7 @@ pub fn revoke(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, key_id: &str) -> 
         tx.forget_admissions();
         let key = view(key_id, &rec);
         events::emit(tx, ctx, caller, catalog::API_KEY_REVOKED, key_id, &key)?;
-        crate::audit::record(tx, ctx, caller, "api_keys.revoke", None, &ids::new_id())?;
+        crate::audit::record(tx, ctx, caller, "api_keys.revoke", ("api_key", key_id))?;
         return Ok(key);
     }
     Ok(view(key_id, &rec))
@@ -497,14 +497,7 @@ pub fn rotate_tenant_key(
     tx.put(&TENANTS, &tenant_key(t), &tenant)?;
     let shown = serde_json::json!({"previous_valid_until": until.to_rfc3339()});
     events::emit(tx, ctx, caller, catalog::TENANT_KEY_ROTATED, t, &shown)?;
-    crate::audit::record(
-        tx,
-        ctx,
-        caller,
-        "api_keys.rotate_tenant_key",
-        None,
-        &ids::new_id(),
-    )?;
+    crate::audit::record(tx, ctx, caller, "api_keys.rotate_tenant_key", ("tenant", t))?;
     Ok(TenantKeyRotated {
         api_key,
         previous_valid_until: until.to_rfc3339(),

@@ -245,7 +245,7 @@ pub fn update(
     tx.forget_admissions();
     let shown = info(tx, t, user_id, u)?;
     events::emit(tx, ctx, caller, catalog::USER_UPDATED, user_id, &shown)?;
-    crate::audit::record(tx, ctx, caller, "users.update", None, &crate::ids::new_id())?;
+    crate::audit::record(tx, ctx, caller, "users.update", ("user", user_id))?;
     Ok(shown)
 }
 

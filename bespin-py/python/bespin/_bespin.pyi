@@ -15,6 +15,12 @@ from bespin.types import (
     TenantKeyRotated,
     UserInfo,
     UserPage,
+    AuditExportRow,
+    AuditPage,
+    AuditProof,
+    AuditPublicKey,
+    AuditStats,
+    AuditVerifyReport,
     Event,
     Action,
     ActionDetail,
@@ -110,9 +116,13 @@ class CursorExpired(BespinError): ...
 class QuotaExceeded(BespinError):
     detail: Dict[str, Any]
 
-def open(path: Union[str, "os.PathLike[str]"]) -> Bespin:
+def open(
+    path: Union[str, "os.PathLike[str]"], *, event_retention_secs: Optional[int] = None
+) -> Bespin:
     """Opens (creating if missing) the database at ``path``: a redb file, or a PostgreSQL URL
-    (``postgres://user@host/db?schema=bespin``) that several processes may share."""
+    (``postgres://user@host/db?schema=bespin``) that several processes may share.
+    ``event_retention_secs``: how long events are kept (default 30 days); a cursor older
+    than that raises ``CursorExpired``."""
 
 def open_in_memory() -> Bespin:
     """Opens a database held only in memory."""
@@ -135,6 +145,11 @@ class Bespin:
     ) -> bool: ...
     def health(self) -> None: ...
     def purge_expired_idempotency(self) -> int: ...
+    def purge_expired_events(self, max: int = 10000) -> int:
+        """Deletes up to ``max`` events older than the retention; how many went."""
+    # audit
+    def audit_public_key(self) -> AuditPublicKey: ...
+    def audit_verify(self) -> AuditVerifyReport: ...
     def session(self, tenant_id: str, user_id: str, api_key: str) -> Session: ...
     def session_for_key(
         self, api_key: str, *, tenant_id: Optional[str] = None, user_id: Optional[str] = None
@@ -155,6 +170,24 @@ class EventStream:
     @property
     def cursor(self) -> Optional[str]: ...
     def __enter__(self) -> EventStream: ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+
+@final
+class AuditExport:
+    """An audit export's rows, oldest first, read a page at a time from one snapshot (held
+    until the iterator is exhausted or closed)."""
+
+    def __iter__(self) -> Iterator[AuditExportRow]: ...
+    def __next__(self) -> AuditExportRow: ...
+    def close(self) -> None: ...
+    @property
+    def remaining(self) -> int: ...
+    def __enter__(self) -> AuditExport: ...
     def __exit__(
         self,
         exc_type: Optional[Type[BaseException]],
@@ -485,6 +518,34 @@ class Session:
         limit: Optional[int] = None,
     ) -> SearchResults: ...
     def record(self, entity_type: EntityType, entity_id: str) -> RecordView: ...
+    # audit (tenant admins)
+    def audit_log(
+        self,
+        *,
+        actor_user_id: Optional[str] = None,
+        action: Optional[str] = None,
+        target_type: Optional[str] = None,
+        target_id: Optional[str] = None,
+        outcome: Optional[Literal["success", "denied", "quota"]] = None,
+        since: Union[datetime.datetime, datetime.date, str, None] = None,
+        until: Union[datetime.datetime, datetime.date, str, None] = None,
+        cursor: Union[str, int, None] = None,
+        limit: Optional[int] = None,
+    ) -> AuditPage: ...
+    def audit_stats(
+        self,
+        group_by: Literal["action", "actor", "outcome", "day"],
+        *,
+        since: Union[datetime.datetime, datetime.date, str, None] = None,
+        until: Union[datetime.datetime, datetime.date, str, None] = None,
+    ) -> AuditStats: ...
+    def audit_export(
+        self,
+        *,
+        since: Union[datetime.datetime, datetime.date, str, None] = None,
+        until: Union[datetime.datetime, datetime.date, str, None] = None,
+    ) -> AuditExport: ...
+    def audit_proof(self, from_: int, to: int) -> AuditProof: ...
 
 @final
 class Admin:

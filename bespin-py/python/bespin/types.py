@@ -739,3 +739,89 @@ class Erasure(TypedDict):
 class Exported(TypedDict):
     rows: int
     tables: int
+
+
+AuditOutcome = str  # "success" | "denied" | "quota"
+
+
+class AuditRow(TypedDict):
+    n: int
+    user_id: str
+    action: str
+    tool_name: Optional[str]
+    request_id: str
+    outcome: AuditOutcome
+    capability: Optional[str]
+    target_type: Optional[str]
+    target_id: Optional[str]
+    units: Optional[int]
+    idempotency_key: Optional[str]
+    created_at: _dt.datetime
+
+
+class AuditPage(TypedDict):
+    items: List[AuditRow]
+    next_cursor: Optional[str]
+
+
+class AuditGroupCount(TypedDict):
+    key: str
+    count: int
+
+
+class AuditStats(TypedDict):
+    group_by: str
+    total: int
+    groups: List[AuditGroupCount]
+
+
+class AuditExportRow(TypedDict):
+    """One exported row: the row with what a verifier needs to rehash it (base64 hashes)."""
+
+    tenant_id: str
+    n: int
+    created_at: _dt.datetime
+    created_at_us: int
+    action: str
+    tool_name: Optional[str]
+    request_id: str
+    outcome: AuditOutcome
+    capability: Optional[str]
+    target_type: Optional[str]
+    target_id: Optional[str]
+    units: Optional[int]
+    user_id: str
+    idempotency_key: Optional[str]
+    digest_salt: Optional[str]
+    personal_digest: str
+    prev_hash: str
+    row_hash: str
+
+
+class AuditPublicKey(TypedDict):
+    name: str
+    verifier_key: str
+    ed25519_public_key: str
+    algorithm: str
+
+
+class AuditProof(TypedDict):
+    tenant_id: str
+    rows: List[Dict[str, Any]]
+    prev_hash: str
+    checkpoint: Optional[str]
+    public_key: AuditPublicKey
+
+
+class AuditFinding(TypedDict):
+    tenant_id: str
+    n: int
+    fault: str
+    description: str
+
+
+class AuditVerifyReport(TypedDict):
+    chains: int
+    rows: int
+    findings: List[AuditFinding]
+    total_findings: int

@@ -243,7 +243,10 @@ mod tests {
             after.rows_in("usage_events"),
             before.rows_in("usage_events")
         );
-        assert_eq!(after.rows_in("audit"), before.rows_in("audit") + 1);
+        assert_eq!(
+            after.rows_in("audit_chain"),
+            before.rows_in("audit_chain") + 1
+        );
         let events = db
             .events(
                 &admin,

@@ -14,6 +14,7 @@
 //! | 5 | a search rank row per indexed record (`co_search_rank`: its `updated_at`), so a search ranks its matches without reading them |
 //! | 6 | usage rolled up per (tenant, UTC date, event key) as well (`day_rollups`), for the usage chart; built from the usage events |
 //! | 7 | search entries bounded: a word is indexed by its first 64 characters, a record by its first 1,000 distinct words ([`crate::coreos::search::index::doc_tokens`]); the upgrade rewrites the entries of the records beyond those bounds only |
+//! | 8 | usage events in insertion order (`usage_by_seq` per tenant, `usage_all_by_seq` for all), for the usage export; built from the usage events |
 
 use crate::Ctx;
 use crate::check::Checker;
@@ -21,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::store::{NameKey, Reader, Table, TableInfo, WriteTx};
 
 /// The layout this version writes.
-pub const CURRENT: u64 = 7;
+pub const CURRENT: u64 = 8;
 
 /// Global: (name) → a property of the file; `layout` is the version of the key layouts.
 pub(crate) const META: Table<NameKey<'static>, u64> = Table::new("meta");
@@ -88,6 +89,9 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
     if (2..7).contains(&from) {
         // Layout 1 was rebuilt above, already bounded.
         crate::coreos::search::cap_index(tx)?;
+    }
+    if from < 8 {
+        crate::metering::export::rebuild(tx)?;
     }
     tx.put(&META, &layout_key(), &CURRENT)
 }
@@ -224,6 +228,13 @@ pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
             to_layout: 7,
             description: "bound the search entries of records past 1,000 distinct words or with words over 64 characters",
             rows: rows(&records)?,
+        });
+    }
+    if from < 8 {
+        steps.push(UpgradeStep {
+            to_layout: 8,
+            description: "list the usage events in insertion order (usage_by_seq, usage_all_by_seq) for the usage export",
+            rows: rows(&[crate::metering::USAGE_EVENTS.name()])?,
         });
     }
     let mut missing_tables = Vec::new();
@@ -436,7 +447,11 @@ mod tests {
         assert_eq!((p.file_layout, p.action), (1, "upgrade"));
         let steps: Vec<(u64, u64)> = p.steps.iter().map(|s| (s.to_layout, s.rows)).collect();
         // Day rollups (6) from the usage events; the index rebuilt at 2 is bounded already.
-        assert_eq!(steps, [(2, 2), (2, 3), (2, 2), (4, 2), (6, 8)], "{p}");
+        assert_eq!(
+            steps,
+            [(2, 2), (2, 3), (2, 2), (4, 2), (6, 8), (8, 8)],
+            "{p}"
+        );
         assert!(p.missing_tables.is_empty());
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
 
@@ -491,7 +506,7 @@ mod tests {
         let p = plan(&path).unwrap();
         assert_eq!((p.file_layout, p.action), (4, "upgrade"));
         let steps: Vec<u64> = p.steps.iter().map(|s| s.to_layout).collect();
-        assert_eq!(steps, [5, 6, 7], "{p}");
+        assert_eq!(steps, [5, 6, 7, 8], "{p}");
         assert_eq!((p.steps[0].rows, p.steps[2].rows), (2, 2), "{p}");
 
         let db = Bespin::open(&path).unwrap();
@@ -571,7 +586,8 @@ mod tests {
         drop(db);
         let p = plan(&path).unwrap();
         let steps: Vec<(u64, u64)> = p.steps.iter().map(|s| (s.to_layout, s.rows)).collect();
-        assert_eq!(steps, [(7, 1)], "{p}");
+        // 8 lists the usage events (one here) in insertion order.
+        assert_eq!(steps, [(7, 1), (8, 1)], "{p}");
 
         let db = Bespin::open(&path).unwrap();
         let report = db.check().unwrap();

@@ -23,6 +23,8 @@ pub(crate) fn tables() -> &'static [&'static dyn TableInfo] {
             crate::billing::subscriptions::TABLES,
             crate::billing::thresholds::TABLES,
             crate::metering::TABLES,
+            crate::metering::export::TABLES,
+            crate::metering::ingest::TABLES,
             crate::audit::TABLES,
             crate::idempotency::TABLES,
             crate::kpis::TABLES,
@@ -61,7 +63,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), n);
-        assert_eq!(n, 60, "the tables of layout 7 and the event log");
+        assert_eq!(n, 64, "the tables of layout 8 and the event log");
         assert!(table("co_tasks").is_some_and(|t| t.tenant_scoped()));
         assert!(table("secrets").is_some_and(|t| t.is_secret()));
     }

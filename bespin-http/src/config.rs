@@ -107,6 +107,9 @@ pub struct Config {
     /// How long idempotency records are kept (`BESPIN_IDEMPOTENCY_RETENTION_SECS`, default
     /// 24 h); older ones are ignored and purged.
     pub idempotency_retention: Duration,
+    /// How long a reported usage event's `(source, id)` is remembered
+    /// (`BESPIN_USAGE_DEDUP_RETENTION_SECS`, default 32 days).
+    pub usage_dedup_retention: Duration,
     /// Token that lets `bespin backup`/`bespin check` on this machine ask the running server
     /// for a snapshot (`GET /v1/admin/backup` with `X-Bespin-Control-Token`). Set by
     /// [`crate::run`], which writes it with the address to `<db>.control` (mode 0600): whoever
@@ -159,6 +162,7 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             idempotency_retention: Duration::from_secs(24 * 3600),
+            usage_dedup_retention: Duration::from_secs(32 * 86_400),
             control_token: None,
             read_metering: ReadMetering::Durable,
             platform_admin_key: None,
@@ -270,6 +274,10 @@ impl Config {
                 "BESPIN_IDEMPOTENCY_RETENTION_SECS",
                 &mut c.idempotency_retention,
             ),
+            (
+                "BESPIN_USAGE_DEDUP_RETENTION_SECS",
+                &mut c.usage_dedup_retention,
+            ),
         ] {
             if let Some(v) = get(name) {
                 let secs: f64 = v
@@ -312,6 +320,8 @@ impl Config {
     pub fn core_options(&self) -> bespin_core::Options {
         bespin_core::Options {
             idempotency_retention_micros: i64::try_from(self.idempotency_retention.as_micros())
+                .unwrap_or(i64::MAX),
+            usage_dedup_retention_micros: i64::try_from(self.usage_dedup_retention.as_micros())
                 .unwrap_or(i64::MAX),
             writer_queue: self.writer_queue,
             search_max_scan: self.search_max_scan,

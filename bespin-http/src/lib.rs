@@ -199,7 +199,7 @@ pub(crate) async fn core_read<T: Send + 'static>(
     tokio::task::spawn_blocking(read).await
 }
 
-/// Purges expired idempotency records once a minute.
+/// Purges expired idempotency records and remembered usage event ids once a minute.
 async fn purge_loop(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
@@ -208,6 +208,14 @@ async fn purge_loop(state: Arc<AppState>) {
         match tokio::task::spawn_blocking(move || db.purge_expired_idempotency()).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "expired idempotency records"),
             Ok(Err(e)) => tracing::warn!("idempotency purge failed: {e}"),
+            _ => {}
+        }
+        // Remembered usage event ids past their retention, at most 10,000 a minute: one
+        // bounded operation, so a day's expiries never hold the writer long.
+        let db = state.bespin.clone();
+        match tokio::task::spawn_blocking(move || db.purge_usage_dedup(10_000)).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "expired usage event ids"),
+            Ok(Err(e)) => tracing::warn!("usage event id purge failed: {e}"),
             _ => {}
         }
     }

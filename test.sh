@@ -30,6 +30,7 @@ scripts/mcp-clients.sh
 scripts/readme-quickstart.sh
 scripts/operator-tools.sh
 scripts/webhooks.sh
+scripts/export-usage.sh
 bespin-http/browser-test/run.sh
 
 eval "$(PG_FSYNC=off scripts/pg.sh start)"

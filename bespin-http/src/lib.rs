@@ -10,6 +10,7 @@ mod client;
 pub mod config;
 mod cors;
 mod error;
+pub mod export_usage;
 mod extract;
 mod headers;
 mod lane;

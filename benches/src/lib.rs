@@ -51,6 +51,35 @@ pub fn tenant(db: &Bespin, name: &str) -> (Principal, Credentials) {
     (p, creds)
 }
 
+/// The custom metered event type of the usage benchmarks: `llm_tokens`, 0.001 credits a token.
+pub fn usage_event_type(db: &Bespin) {
+    use bespin_core::billing::catalog::NewMeteredEvent;
+    db.admin_create_metered_event(NewMeteredEvent {
+        event_key: "llm_tokens".into(),
+        display_name: "LLM tokens".into(),
+        description: None,
+        unit_name: "token".into(),
+        credits_per_unit: bespin_core::money::Amount::parse("0.001").expect("weight"),
+        list_price_per_credit: bespin_core::money::Amount::parse("0.02").expect("price"),
+        billable: true,
+        active: true,
+        capability: None,
+    })
+    .expect("event type");
+}
+
+/// Reported usage event number `k` (its own id, 1–4,000 tokens, a customer of 100).
+pub fn usage_event(k: u64) -> bespin_core::metering::ingest::UsageEventIn {
+    bespin_core::metering::ingest::UsageEventIn {
+        id: format!("evt-{k}"),
+        source: "bench-service".into(),
+        event_key: "llm_tokens".into(),
+        subject: Some(format!("customer-{}", k % 100)),
+        time: None,
+        value: bespin_core::money::Amount::from_int((k % 4000 + 1) as i64),
+    }
+}
+
 /// A fixed xorshift64 sequence from `seed` (not zero): the same numbers on every run, so a
 /// measurement sees the same data or the same offsets each time, with no dependency for it.
 pub fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {

@@ -157,7 +157,7 @@ pub struct UsageData {
 }
 
 /// A page of the export.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExportPage {
     /// The events, oldest first (by insertion).
     pub events: Vec<UsageCloudEvent>,

@@ -364,9 +364,9 @@ impl IngestReport {
     }
 
     /// The report as the API shows it: `status_of` gives the status a surface answers an
-    /// error with (HTTP's mapping), `loc_root` the first part of a validation error's
-    /// location (`body`).
-    pub fn view(&self, status_of: impl Fn(&Error) -> u16, loc_root: &str) -> IngestView {
+    /// error with (HTTP's mapping; `None` where there is none, as in Python), `loc_root` the
+    /// first part of a validation error's location (`body`).
+    pub fn view(&self, status_of: impl Fn(&Error) -> Option<u16>, loc_root: &str) -> IngestView {
         let (accepted, duplicates, rejected) = self.counts();
         let results = self
             .results
@@ -397,7 +397,7 @@ impl IngestReport {
     }
 }
 
-fn refusal(e: &Error, status_of: &impl Fn(&Error) -> u16, loc_root: &str) -> Refusal {
+fn refusal(e: &Error, status_of: &impl Fn(&Error) -> Option<u16>, loc_root: &str) -> Refusal {
     let detail = match e {
         Error::Validation(items) => serde_json::json!(
             items
@@ -452,8 +452,9 @@ pub struct ResultView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Refusal {
-    /// The HTTP status (422, 400, 403, 429).
-    pub status: u16,
+    /// The HTTP status (422, 400, 403, 429); absent outside HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
     /// The error's stable code (`validation_error`, `quota_exceeded`, …).
     pub code: &'static str,
     /// The body: `{"detail": …}` as the endpoint answers that error.

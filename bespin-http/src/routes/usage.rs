@@ -76,8 +76,8 @@ fn render(report: &IngestReport) -> Reply {
     Reply::ok(&report.view(status_of, "body"))
 }
 
-fn status_of(e: &Error) -> u16 {
-    ApiError::status(e.kind()).as_u16()
+fn status_of(e: &Error) -> Option<u16> {
+    Some(ApiError::status(e.kind()).as_u16())
 }
 
 fn export(s: &AppState, r: &Req) -> Result<Reply, ApiError> {

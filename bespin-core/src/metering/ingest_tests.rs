@@ -9,6 +9,7 @@ use crate::billing::subscriptions::SubscriptionUpdate;
 use crate::check::testing::{caught, first_key};
 use crate::error::Error;
 use crate::money::Amount;
+use crate::store::Reader;
 use crate::testutil::{db, tenant};
 use crate::time::ManualClock;
 use crate::{Bespin, Principal};
@@ -380,6 +381,27 @@ fn remembered_events_are_purged_after_the_retention_in_bounded_steps() {
         "{}",
         db.check().unwrap()
     );
+}
+
+#[test]
+fn check_holds_the_rollups_of_a_late_event_to_its_usage() {
+    let (db, _, admin, _) = setup();
+    let mut late = event("late", json!(2.5));
+    late["time"] = json!("2026-01-03T10:00:00Z");
+    post(&db, &admin, json!([late, event("now", json!(1))]));
+    assert!(db.check().unwrap().violations.is_empty());
+    // The late event's day rollup off by a token: caught.
+    db.tamper(|tx| {
+        let key = super::day_rollup_key(
+            admin.tenant_id(),
+            crate::time::Date::parse("2026-01-03").unwrap(),
+            "llm_tokens",
+        );
+        let mut r = tx.get(&super::DAY_ROLLUPS, &key)?.unwrap();
+        r.raw_units += Amount::from_int(1);
+        tx.put(&super::DAY_ROLLUPS, &key, &r)
+    });
+    caught(&db, "day_rollups", "raw units");
 }
 
 #[test]

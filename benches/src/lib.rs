@@ -80,6 +80,45 @@ pub fn usage_event(k: u64) -> bespin_core::metering::ingest::UsageEventIn {
     }
 }
 
+/// One request on a keep-alive connection (`head`: header lines, each ending in CRLF); the
+/// status and the body.
+pub fn request(
+    c: &mut std::io::BufReader<std::net::TcpStream>,
+    head: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, String) {
+    use std::io::{BufRead, Read, Write};
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: b\r\n{head}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    c.get_mut().write_all(req.as_bytes()).expect("write");
+    let mut line = String::new();
+    c.read_line(&mut line).expect("status");
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut len = 0usize;
+    loop {
+        line.clear();
+        c.read_line(&mut line).expect("header");
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut b = vec![0; len];
+    c.read_exact(&mut b).expect("body");
+    (status, String::from_utf8_lossy(&b).into_owned())
+}
+
 /// A fixed xorshift64 sequence from `seed` (not zero): the same numbers on every run, so a
 /// measurement sees the same data or the same offsets each time, with no dependency for it.
 pub fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {

@@ -150,15 +150,8 @@ fn export_usage_cmd(a: ExportUsageArgs) -> ExitCode {
         poll: std::time::Duration::from_secs(a.poll_secs),
         once: a.once,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(pusher.run(stop_signal())) {
         Ok(n) => {
@@ -168,6 +161,17 @@ fn export_usage_cmd(a: ExportUsageArgs) -> ExitCode {
         Err(e) => {
             eprintln!("bespin export-usage: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The runtime `builder` makes (with I/O and timers), or `None` after saying why it cannot.
+fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    match builder.enable_all().build() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            None
         }
     }
 }
@@ -589,15 +593,8 @@ fn main() -> ExitCode {
     config.metrics_token = serve.metrics_token.filter(|t| !t.is_empty());
     config.webhook_allow = bespin_http::webhooks::parse_allow(&serve.webhook_allow);
     config.webhook_lease = std::time::Duration::from_secs(serve.webhook_lease_secs);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(bespin_http::run(config)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -104,8 +104,7 @@ impl PySession {
         limit: i64,
     ) -> PyResult<Py<PyAny>> {
         call_json(py, &self.db, move |core| {
-            let q = ExportQuery::parse(core, after.as_deref(), Some(&limit.to_string()))?;
-            core.usage_export(&self.principal, q)
+            core.usage_export(&self.principal, export_query(core, after, limit)?)
         })
     }
 }
@@ -122,10 +121,18 @@ impl PyAdmin {
         limit: i64,
     ) -> PyResult<Py<PyAny>> {
         call_json(py, &self.db, move |core| {
-            let q = ExportQuery::parse(core, after.as_deref(), Some(&limit.to_string()))?;
-            core.admin_usage_export(q)
+            core.admin_usage_export(export_query(core, after, limit)?)
         })
     }
+}
+
+/// The export's cursor and page size, validated as the HTTP query is (422 at `after`/`limit`).
+fn export_query(
+    core: &bespin_core::Bespin,
+    after: Option<String>,
+    limit: i64,
+) -> bespin_core::Result<ExportQuery> {
+    ExportQuery::parse(core, after.as_deref(), Some(&limit.to_string()))
 }
 
 /// Nothing to add to the module: the methods hang off the classes of `handle`.

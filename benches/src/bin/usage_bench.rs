@@ -15,7 +15,7 @@
 use bespin_core::metering::ingest::UsageEvents;
 use bespin_core::{Bespin, Options};
 use bespin_http::{AppState, Config};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::BufReader;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,37 +39,6 @@ fn batch_body(b: usize) -> String {
     s
 }
 
-/// POSTs `body` on a keep-alive connection; the status and the response's length.
-fn post(c: &mut BufReader<TcpStream>, head: &str, body: &str) -> u16 {
-    let req = format!(
-        "POST /v1/usage/events HTTP/1.1\r\nHost: b\r\n{head}Content-Type: application/cloudevents-batch+json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    c.get_mut().write_all(req.as_bytes()).expect("write");
-    c.get_mut().write_all(body.as_bytes()).expect("write body");
-    let mut line = String::new();
-    c.read_line(&mut line).expect("status");
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut len = 0usize;
-    loop {
-        line.clear();
-        c.read_line(&mut line).expect("header");
-        if line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut b = vec![0; len];
-    c.read_exact(&mut b).expect("body");
-    status
-}
-
 /// Sends `bodies` over `connections` keep-alive connections; events per second.
 fn http_phase(addr: SocketAddr, head: &str, bodies: &Arc<Vec<String>>, connections: usize) -> f64 {
     let next = Arc::new(AtomicUsize::new(0));
@@ -84,7 +53,15 @@ fn http_phase(addr: SocketAddr, head: &str, bodies: &Arc<Vec<String>>, connectio
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(body) = bodies.get(i) else { break };
-                    assert_eq!(post(&mut c, &head, body), 200);
+                    let (status, _) = bespin_benches::request(
+                        &mut c,
+                        &head,
+                        "POST",
+                        "/v1/usage/events",
+                        "application/cloudevents-batch+json",
+                        body,
+                    );
+                    assert_eq!(status, 200);
                 }
             })
         })

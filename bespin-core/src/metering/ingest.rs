@@ -641,6 +641,9 @@ pub fn record_usage_events(
     };
     let (accepted, duplicates, rejected) = report.counts();
     if accepted > 0 {
+        // One audit row and one event per request that recorded usage (the usage events
+        // carry the same request id).
+        crate::audit::record(tx, ctx, caller, "usage.events_reported", None, &request_id)?;
         let data = serde_json::json!({
             "request_id": request_id,
             "accepted": accepted,

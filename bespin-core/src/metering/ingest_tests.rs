@@ -107,6 +107,16 @@ fn a_custom_event_is_ingested_checked_and_rolled_up() {
     let loc: Vec<String> = items[0].loc.iter().map(ToString::to_string).collect();
     assert_eq!(loc, ["2", "data", "value"]);
     assert_eq!(used_tokens(&db, &admin), 1500.5);
+    // One audit row for the request, naming the request of its usage events.
+    let audit = db.audit_log(&admin, 10).unwrap();
+    assert_eq!(audit[0].action, "usage.events_reported");
+    let ledger = db.billing_ledger(&admin, None, 10).unwrap();
+    assert!(
+        ledger
+            .items
+            .iter()
+            .all(|i| i.request_id == audit[0].request_id)
+    );
     let u = db.billing_usage(&admin, None).unwrap();
     assert_eq!(u.credits.used, 1.5005);
     // Members may not report usage.

@@ -525,8 +525,11 @@ pub fn record_usage_events(
                 result(Outcome::Duplicate { usage_id });
                 continue;
             }
+            // Purged now, as the upkeep would have: if this event is refused below, nothing
+            // of the old one is left half.
             let expiry = expiry_key(d.accepted_at, retention, tenant, &e.source, &e.id);
             tx.delete(&USAGE_DEDUP_BY_EXPIRY, &expiry)?;
+            tx.delete(&USAGE_DEDUP, &dk)?;
         }
         let at = e.time.unwrap_or(ctx.now);
         let late = if at < opens {
@@ -547,12 +550,24 @@ pub fn record_usage_events(
             result(Outcome::Rejected(Error::field(err)));
             continue;
         }
-        let plan = match plan.get_or_insert_with(|| active_plan(tx, tenant)) {
-            Ok(p) => p,
-            Err(err) => {
+        if plan.is_none() {
+            plan = Some(match active_plan(tx, tenant) {
+                Ok(p) => Ok(p),
+                Err(
+                    e @ (Error::NoSubscription
+                    | Error::SubscriptionSuspended { .. }
+                    | Error::PlanMissing { .. }),
+                ) => Err(e),
+                Err(e) => return Err(e),
+            });
+        }
+        let plan = match plan.as_ref() {
+            Some(Ok(p)) => p,
+            Some(Err(err)) => {
                 result(Outcome::Rejected(err.clone()));
                 continue;
             }
+            None => return Err(Error::Internal("plan not read".into())),
         };
         let state = match types.get_mut(&e.event_key) {
             Some(s) => s,

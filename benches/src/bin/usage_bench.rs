@@ -1,7 +1,8 @@
 //! Usage in, measured (issue 22): reported usage events per second, de-duplication on, on a
 //! durable database file.
 //!
-//! `usage_bench [EVENTS] [CONNECTIONS]` (default 200,000 events, 4 connections):
+//! `usage_bench [EVENTS] [CONNECTIONS] [DATABASE]` (default 200,000 events, 4 connections, a
+//! new redb file; DATABASE may be a PostgreSQL URL, `postgres://…?schema=…`):
 //! 1. core: `Bespin::record_usage_events` from one thread, batches of 1,000 (each a new
 //!    `(source, id)`), then the same from 4 threads (group commit);
 //! 2. HTTP: the real server in this process, `POST /v1/usage/events` with
@@ -79,8 +80,11 @@ fn main() {
     let batches = events.div_ceil(1000);
     let dir = std::env::temp_dir().join(format!("usage-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
+    let path = args
+        .next()
+        .map_or_else(|| dir.join("db.redb"), std::path::PathBuf::from);
     let db = Bespin::open_with(
-        dir.join("db.redb"),
+        path,
         Arc::new(bespin_core::time::SystemClock),
         Options::default(),
     )

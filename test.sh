@@ -4,7 +4,8 @@
 # schemathesis against a running server (venv under target/, from PyPI), the official MCP
 # Python SDK and MCP Inspector CLI against /mcp (PyPI and npm, under target/), the README's quick
 # start run as written, the operator's tools (metrics through promtool and an OpenMetrics parser,
-# an SDK generated from /openapi.json, hadolint, systemd-analyze), then the browser test of /ui,
+# an SDK generated from /openapi.json, hadolint, systemd-analyze), an audit proof checked by a
+# verifier of our own in Python over PyPI `cryptography`, then the browser test of /ui,
 # /app and /console in headless Chromium; webhooks checked by the PyPI standardwebhooks package
 # with the crash test of their delivery (scripts/webhooks.sh). Each script installs what it needs
 # when missing.
@@ -29,6 +30,7 @@ scripts/schemathesis.sh
 scripts/mcp-clients.sh
 scripts/readme-quickstart.sh
 scripts/operator-tools.sh
+scripts/audit-verify.sh
 scripts/webhooks.sh
 scripts/export-usage.sh
 bespin-http/browser-test/run.sh

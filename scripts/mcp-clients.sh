@@ -3,7 +3,8 @@
 # a venv under target/) runs scripts/mcp/test_sdk.py with pytest against a running `bespin`:
 # in its `auto` mode (server/discover, 2026-07-28) and held to the handshake revision
 # (initialize, Mcp-Session-Id), it lists tools, calls kpi_summary and create_task, reads
-# resources and a prompt, and sees a capability error as a tool error. Then the official MCP Inspector CLI (npm)
+# resources and a prompt, sees a capability error as a tool error, and follows a task through
+# subscriptions/listen. Then the official MCP Inspector CLI (npm)
 # lists the tools and calls one, headless, when npm is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."

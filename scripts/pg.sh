@@ -4,7 +4,12 @@
 #   eval "$(scripts/pg.sh start)"      # exports BESPIN_TEST_PG_URL, PGDATA_DIR, PG_PORT
 #   scripts/pg.sh stop "$PGDATA_DIR"    # stops it and removes the directory
 #   scripts/pg.sh halt "$PGDATA_DIR"    # stops the server, keeps the data (a restart test)
+#   scripts/pg.sh crash "$PGDATA_DIR"   # stops it as a crash would (immediate: no checkpoint,
+#                                       # WAL replayed at the next start), keeping the data
 #   scripts/pg.sh resume "$PGDATA_DIR"  # starts it again on the same port
+#   scripts/pg.sh clean "$URL"          # drops the schemas the test suites made in the database
+#                                       # of URL (t<pid>_…, py_…): a long-lived cluster used with
+#                                       # BESPIN_TEST_DB otherwise keeps every one
 #
 # Installs Debian's `postgresql` when no server is installed. `initdb` refuses to run as root,
 # and CI runs as root: the server then runs as the `postgres` user (via runuser), in a
@@ -54,6 +59,20 @@ halt)
     dir="${2:?data dir}"
     as_pg "$(bin)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
     ;;
+crash)
+    dir="${2:?data dir}"
+    as_pg "$(bin)/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null
+    ;;
+clean)
+    url="${2:?postgres URL}"
+    url="${url%%\?*}"
+    psql -q -X -v ON_ERROR_STOP=1 "$url" -At -c "SELECT nspname FROM pg_namespace WHERE nspname ~ '^(t[0-9]+_[0-9]+_[0-9]+|py_[0-9a-f]{16})$'" |
+        while read -r schema; do
+            PGOPTIONS="-c client_min_messages=warning" psql -q -X -v ON_ERROR_STOP=1 "$url" \
+                -c "DROP SCHEMA \"$schema\" CASCADE" >/dev/null
+            echo "dropped $schema"
+        done
+    ;;
 resume)
     dir="${2:?data dir}"
     pg_start "$dir" "$(cat "$dir/port")"
@@ -64,7 +83,7 @@ stop)
     rm -rf "$dir"
     ;;
 *)
-    echo "usage: pg.sh start | stop DIR | halt DIR | resume DIR" >&2
+    echo "usage: pg.sh start | stop DIR | halt DIR | crash DIR | resume DIR | clean URL" >&2
     exit 2
     ;;
 esac

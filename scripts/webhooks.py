@@ -4,7 +4,10 @@
    (Svix's reference implementation) under the endpoint's secret; after a rotation the next
    delivery verifies under the old secret alone and under the new one alone (both signatures
    are sent); a wrong secret fails verification (so the check can fail).
-2. Crash: tasks are written by several threads while the receiver is down; the server is
+2. TLS: a receiver over https whose certificate chains to a CA given in
+   BESPIN_WEBHOOK_CA_FILE gets its delivery; one whose certificate another CA signed gets nothing,
+   and the attempt records the certificate error (so the check can fail).
+3. Crash: tasks are written by several threads while the receiver is down; the server is
    SIGKILLed mid-way, restarted on the same database, and the receiver started. Every
    acknowledged task's task.created event must reach the receiver at least once, and every
    event received must be of a task that exists (no event without its committed change).
@@ -19,6 +22,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -31,6 +35,26 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 BINARY, WORK = sys.argv[1], sys.argv[2]
 DB = os.path.join(WORK, "db.redb")
+CA = os.path.join(WORK, "ca.pem")
+
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_certs() -> None:
+    """Two CAs, each with a certificate for 127.0.0.1 it signed (trusted.pem from the CA of
+    BESPIN_WEBHOOK_CA_FILE, rogue.pem from one nothing trusts), each with its key."""
+    w = lambda name: os.path.join(WORK, name)  # noqa: E731
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    with open(w("ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    for leaf, ca in (("trusted", CA), ("rogue", w("rogue-ca.pem"))):
+        openssl("req", "-x509", *ec, "-keyout", ca + ".key", "-out", ca, "-days", "2",
+                "-subj", f"/CN=Bespin {leaf} test CA")
+        openssl("req", *ec, "-keyout", w(leaf + ".key"), "-out", w(leaf + ".csr"), "-subj", "/CN=127.0.0.1")
+        openssl("x509", "-req", "-in", w(leaf + ".csr"), "-CA", ca, "-CAkey", ca + ".key", "-CAcreateserial",
+                "-out", w(leaf + ".pem"), "-days", "2", "-extfile", w("ext.cnf"))
 
 
 def free_port() -> int:
@@ -44,8 +68,9 @@ def free_port() -> int:
 class Receiver:
     """A local receiver that keeps every delivery and verifies it with `standardwebhooks`."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, cert: str | None = None) -> None:
         self.port = port
+        self.cert = cert
         self.got: list[tuple[dict[str, str], bytes]] = []
         self.lock = threading.Lock()
         self.server: http.server.ThreadingHTTPServer | None = None
@@ -67,6 +92,10 @@ class Receiver:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.cert is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(os.path.join(WORK, self.cert + ".pem"), os.path.join(WORK, self.cert + ".key"))
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def deliveries(self) -> list[tuple[dict[str, str], bytes]]:
@@ -82,6 +111,7 @@ class Server:
 
     def start(self) -> None:
         env = dict(os.environ, BESPIN_WEBHOOK_ALLOW="127.0.0.1", BESPIN_WEBHOOK_LEASE_SECS="2",
+                   BESPIN_WEBHOOK_CA_FILE=CA,
                    RATE_LIMIT_DISABLED="1")
         log = open(os.path.join(WORK, "server.log"), "ab")
         self.proc = subprocess.Popen(
@@ -135,6 +165,7 @@ def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
 
 
 def main() -> None:
+    make_certs()
     server = Server()
     server.start()
     status, t = server.call("POST", "/v1/tenants", {}, {"name": "Acme", "region": "eu", "admin_email": "a@x.io"})
@@ -163,7 +194,39 @@ def main() -> None:
     assert verify(old, headers, body) and verify(rotated["secret"], headers, body), headers
     print("signatures: verified by standardwebhooks (one secret, then both after rotation)")
 
-    # 2. Crash: the receiver is down while tasks are written and the server is killed.
+    # 2. TLS: the CA of BESPIN_WEBHOOK_CA_FILE is trusted, another CA is not.
+    tls = {name: Receiver(free_port(), name) for name in ("trusted", "rogue")}
+    eps: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+    for name, r in tls.items():
+        r.start()
+        status, e = server.call("POST", "/v1/webhooks/endpoints", h,
+                                {"url": f"https://127.0.0.1:{r.port}/hook", "event_types": ["task.created"]})
+        assert status == 201, e
+        eps[name] = e["endpoint_id"]
+        secrets[name] = e["secret"]
+    server.call("POST", "/v1/tasks", h, {"title": "over tls"})
+    wait("the delivery over TLS", lambda: len(tls["trusted"].deliveries()) >= 1)
+    headers, body = tls["trusted"].deliveries()[0]
+    assert verify(secrets["trusted"], headers, body), "the TLS delivery's signature"
+    assert json.loads(body)["data"]["title"] == "over tls"
+
+    def rogue_error() -> str:
+        _, a = server.call("GET", f"/v1/webhooks/endpoints/{eps['rogue']}/attempts", h)
+        items = a["items"]
+        return (items[0].get("error") or "") if items else ""
+
+    wait("the refused certificate's attempt", lambda: rogue_error() != "")
+    assert "certificate" in rogue_error().lower(), rogue_error()
+    assert tls["rogue"].deliveries() == [], "nothing may reach a receiver whose certificate is not trusted"
+    refused = rogue_error()
+    for name, r in tls.items():
+        server.call("DELETE", f"/v1/webhooks/endpoints/{eps[name]}", h)
+        assert r.server is not None
+        r.server.shutdown()
+    print(f"tls: delivered to a receiver signed by the configured CA; one of another CA refused ({refused})")
+
+    # 3. Crash: the receiver is down while tasks are written and the server is killed.
     assert receiver.server is not None
     receiver.server.shutdown()
     receiver.server.server_close()

@@ -3,15 +3,27 @@
 //! [`authenticate`] turns the three tenant credentials into a [`Principal`], checking in the
 //! contract's order: presence of each credential (400), tenant and key (401, one answer for
 //! both), user existence in any tenant (403 `User not found`), user's tenant (403). A
-//! `Principal` can only be made here, so holding one proves the checks passed. Tenants and users
-//! are never deleted and keys never rotate, so a principal stays valid for the process's life.
+//! `Principal` can only be made here, so holding one proves the checks passed.
+//!
+//! Besides the contract's tenant key, a request may present a **user-bound key**
+//! ([`crate::tenancy::keys`]): in `X-API-Key` with `X-Tenant-ID` (then `X-User-ID` may be
+//! omitted, and if sent must name the key's user, else 403), or as `Authorization: Bearer`
+//! (no other header needed; an `X-Tenant-ID` sent too must be the key's tenant, else 401). A
+//! revoked, expired or unknown key, and a deactivated user, get the one 401 of a wrong key.
+//! A principal is checked against a snapshot; the writes of one authenticated by a bound key
+//! check the key again in their own transaction ([`crate::tenancy::keys::admit`]).
 
 use crate::error::{Error, Result};
 use crate::store::Reader;
-use crate::tenancy::{TENANTS, USER_TENANT, USERS, UserRec, UserTenantKey, tenant_key, user_key};
+use crate::tenancy::keys::{self, KeyAuth, Matched, Scopes};
+use crate::tenancy::{
+    TENANTS, USER_TENANT, USERS, UserRec, UserTenantKey, tenant_key, user_key, users,
+};
+use crate::time::Timestamp;
 use crate::{Bespin, ids};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// A user's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -81,6 +93,8 @@ pub struct Credentials {
     pub user_id: Option<String>,
     /// `X-API-Key`.
     pub api_key: Option<String>,
+    /// The key of `Authorization: Bearer <key>` (user-bound keys only).
+    pub bearer: Option<String>,
 }
 
 fn present(v: Option<&str>) -> Option<String> {
@@ -96,7 +110,28 @@ impl Credentials {
             tenant_id: present(tenant_id),
             user_id: present(user_id),
             api_key: present(api_key),
+            bearer: None,
         }
+    }
+
+    /// These credentials with the key of an `Authorization` header value (`Bearer <key>`,
+    /// the scheme in any case); other schemes are ignored.
+    pub fn with_authorization(mut self, authorization: Option<&str>) -> Self {
+        self.bearer = authorization.and_then(|v| {
+            let v = v.trim();
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| present(Some(rest)))
+                .flatten()
+        });
+        self
+    }
+
+    /// Whether these credentials are worth checking: a bearer key, or a tenant and a key (a
+    /// bound key needs no user header).
+    pub fn complete(&self) -> bool {
+        self.bearer.is_some() || (self.tenant_id.is_some() && self.api_key.is_some())
     }
 }
 
@@ -107,9 +142,25 @@ pub struct Principal {
     user_id: String,
     role: Role,
     email: String,
+    key: Option<Arc<KeyAuth>>,
 }
 
 impl Principal {
+    /// The user-bound key that authenticated the caller (`None`: the tenant key).
+    pub fn key(&self) -> Option<&KeyAuth> {
+        self.key.as_deref()
+    }
+
+    /// Whether a touch of the key's "last used" day is due ([`crate::tenancy::keys::touch`]).
+    pub fn key_touch_due(&self) -> bool {
+        self.key().is_some_and(|k| k.stale_day)
+    }
+
+    /// Whether the caller may only read (a read-only key).
+    pub fn read_only(&self) -> bool {
+        self.key().is_some_and(|k| k.scopes == Scopes::ReadOnly)
+    }
+
     /// The caller's tenant.
     pub fn tenant_id(&self) -> &str {
         &self.tenant_id
@@ -164,32 +215,52 @@ impl Principal {
     }
 }
 
-/// Checks `creds` against the stored tenants and users (see the module docs for the order).
-pub(crate) fn authenticate(r: &impl Reader, creds: &Credentials) -> Result<Principal> {
+/// Checks `creds` against the stored tenants, keys and users at `now` (see the module docs
+/// for the order).
+pub(crate) fn authenticate(
+    r: &impl Reader,
+    creds: &Credentials,
+    now: Timestamp,
+) -> Result<Principal> {
+    if let Some(bearer) = creds.bearer.as_deref() {
+        let Some((tenant_id, key_id, rec)) = keys::bound(r, bearer, now)? else {
+            return Err(Error::InvalidCredentials);
+        };
+        if creds.tenant_id.as_deref().is_some_and(|t| t != tenant_id)
+            || !r.contains(&TENANTS, &tenant_key(&tenant_id))?
+        {
+            return Err(Error::InvalidCredentials);
+        }
+        return bound_principal(r, creds, tenant_id, key_id, rec, now);
+    }
     let tenant_id = creds
         .tenant_id
         .as_deref()
         .ok_or(Error::MissingHeader("X-Tenant-ID"))?;
-    let user_id = creds
-        .user_id
-        .as_deref()
-        .ok_or(Error::MissingHeader("X-User-ID"))?;
-    let api_key = creds
-        .api_key
-        .as_deref()
-        .ok_or(Error::MissingHeader("X-API-Key"))?;
+    let api_key = match (creds.user_id.as_deref(), creds.api_key.as_deref()) {
+        (_, Some(k)) => k,
+        (None, None) => return Err(Error::MissingHeader("X-User-ID")),
+        (Some(_), None) => return Err(Error::MissingHeader("X-API-Key")),
+    };
     let tenant = r.get(&TENANTS, &tenant_key(tenant_id))?;
-    let key_ok = match &tenant {
-        Some(t) => ids::key_matches(api_key, &t.api_key_digest),
+    let matched = match &tenant {
+        Some(t) => keys::match_key(r, tenant_id, &t.api_key_digest, api_key, now)?,
         // Hash anyway so an unknown tenant costs the same as a wrong key.
         None => {
             let _ = ids::key_matches(api_key, &[0u8; 32]);
-            false
+            Matched::None
         }
     };
-    if !key_ok {
-        return Err(Error::InvalidCredentials);
-    }
+    let user_id = match (&matched, creds.user_id.as_deref()) {
+        (Matched::Bound(id, rec), _) => {
+            let (id, rec) = (id.clone(), rec.clone());
+            return bound_principal(r, creds, tenant_id.to_owned(), id, rec, now);
+        }
+        // The contract's order: a missing user header is named before a wrong key.
+        (_, None) => return Err(Error::MissingHeader("X-User-ID")),
+        (Matched::None, Some(_)) => return Err(Error::InvalidCredentials),
+        (Matched::Tenant, Some(u)) => u,
+    };
     let user: Option<UserRec> = r.get(&USERS, &user_key(tenant_id, user_id))?;
     let Some(user) = user else {
         let elsewhere = r.contains(&USER_TENANT, &UserTenantKey::new(user_id))?;
@@ -199,11 +270,50 @@ pub(crate) fn authenticate(r: &impl Reader, creds: &Credentials) -> Result<Princ
             Error::UserNotFound
         });
     };
+    if users::is_deactivated(r, tenant_id, user_id)? {
+        return Err(Error::InvalidCredentials);
+    }
     Ok(Principal {
         tenant_id: tenant_id.to_owned(),
         user_id: user_id.to_owned(),
         role: user.role,
         email: user.email,
+        key: None,
+    })
+}
+
+/// The principal of a live bound key: its user, who must be the `X-User-ID` sent (if any,
+/// else 403) and active (else 401).
+fn bound_principal(
+    r: &impl Reader,
+    creds: &Credentials,
+    tenant_id: String,
+    key_id: String,
+    rec: keys::ApiKeyRec,
+    now: Timestamp,
+) -> Result<Principal> {
+    if creds.user_id.as_deref().is_some_and(|u| u != rec.user_id) {
+        return Err(Error::Forbidden(
+            "X-User-ID does not name the user this API key is bound to".into(),
+        ));
+    }
+    let user: Option<UserRec> = r.get(&USERS, &user_key(&tenant_id, &rec.user_id))?;
+    let Some(user) = user else {
+        return Err(Error::InvalidCredentials);
+    };
+    if users::is_deactivated(r, &tenant_id, &rec.user_id)? {
+        return Err(Error::InvalidCredentials);
+    }
+    Ok(Principal {
+        tenant_id,
+        user_id: rec.user_id,
+        role: user.role,
+        email: user.email,
+        key: Some(Arc::new(KeyAuth {
+            key_id,
+            scopes: rec.scopes,
+            stale_day: rec.last_used != Some(now.date()),
+        })),
     })
 }
 
@@ -211,7 +321,7 @@ impl Bespin {
     /// Authenticates tenant credentials into a [`Principal`]. Errors, in order:
     /// `MissingHeader` (400), `InvalidCredentials` (401), `UserNotFound` / `UserNotInTenant` (403).
     pub fn authenticate(&self, creds: &Credentials) -> Result<Principal> {
-        self.read(|r, _| authenticate(r, creds))
+        self.read(|r, ctx| authenticate(r, creds, ctx.now))
     }
 
     /// [`Bespin::authenticate`], and the request rate limit of the caller's plan (requests per
@@ -221,8 +331,8 @@ impl Bespin {
         &self,
         creds: &Credentials,
     ) -> Result<(Principal, Option<u32>)> {
-        self.read(|r, _| {
-            let who = authenticate(r, creds)?;
+        self.read(|r, ctx| {
+            let who = authenticate(r, creds, ctx.now)?;
             let limit = crate::billing::catalog::tenant_rate_limit(r, who.tenant_id())?;
             Ok((who, limit))
         })

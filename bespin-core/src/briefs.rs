@@ -344,11 +344,12 @@ pub fn materialize(
     idempotency::check_key(idempotency_key)?;
     caller.require(Permission::MaterializeBriefs, "materialize briefs")?;
     let tenant = caller.tenant_id();
-    require_capability(tx, tenant, "briefs")?;
+    require_capability(tx, caller, "briefs")?;
     let date = req.date.unwrap_or_else(|| ctx.now.date());
     let scope = Idempotency::new(MATERIALIZE_ENDPOINT, idempotency_key, &req.normalized(date));
     idempotency::once(tx, ctx, tenant, &scope, |tx| {
-        Ok(ensure(tx, ctx, caller, date, req.window_days, req.top_n)?.0)
+        let key = Some(idempotency_key);
+        Ok(ensure(tx, ctx, caller, key, date, req.window_days, req.top_n)?.0)
     })
 }
 
@@ -356,11 +357,12 @@ pub fn materialize(
 /// [`materialize`], shared with the daily-brief runner). Returns the brief and whether it was
 /// created. An existing brief is returned as stored and costs nothing; a new one is checked
 /// against credits and the daily limit, then stored, audited and metered under its own
-/// request id.
+/// request id (its audit row naming the request's `idempotency_key`).
 pub(crate) fn ensure(
     tx: &mut WriteTx,
     ctx: &Ctx,
     caller: &Principal,
+    idempotency_key: Option<&str>,
     date: Date,
     window_days: u32,
     top_n: u32,
@@ -381,14 +383,13 @@ pub(crate) fn ensure(
         created_at: ctx.now,
     };
     tx.put(&BRIEFS, &key, &rec)?;
-    audit::record(
-        tx,
-        ctx,
-        caller,
-        "briefs.materialize",
-        Some("daily_brief"),
-        &rec.request_id,
-    )?;
+    let entry = audit::Entry::new(caller.user_id(), "briefs.materialize", &rec.request_id)
+        .tool(Some("daily_brief"))
+        .capability("briefs")
+        .target("brief", &rec.brief_id)
+        .units(permit.units())
+        .idempotency_key(idempotency_key);
+    audit::append(tx, ctx, tenant, entry)?;
     permit.record(tx, ctx, caller, &rec.request_id)?;
     let data = serde_json::json!({"brief_id": rec.brief_id, "brief_date": date.to_string()});
     events::emit(
@@ -430,7 +431,9 @@ impl Bespin {
         idempotency_key: &str,
         req: MaterializeRequest,
     ) -> Result<Stored<Brief>> {
-        self.write(|tx, ctx| materialize(tx, ctx, caller, idempotency_key, req))
+        self.write_as(caller, |tx, ctx| {
+            materialize(tx, ctx, caller, idempotency_key, req)
+        })
     }
 
     /// The caller's tenant's brief for `date` (`GET /v1/briefs/{date}`). Checks, in order:

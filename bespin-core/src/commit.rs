@@ -441,10 +441,16 @@ impl Committer {
         error
     }
 
+    /// Operations waiting for the writer thread (without the committer's lock, so it answers
+    /// while the writer is busy).
+    pub(crate) fn queue_depth(&self) -> usize {
+        self.writer_queue.load(Ordering::Relaxed)
+    }
+
     /// Commits and operations so far.
     pub(crate) fn stats(&self) -> CommitStats {
         let mut stats = self.lock().stats;
-        stats.queue_depth = self.writer_queue.load(Ordering::Relaxed) as u64;
+        stats.queue_depth = self.queue_depth() as u64;
         stats
     }
 

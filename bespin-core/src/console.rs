@@ -33,7 +33,7 @@ const VIEWS: &[(&str, &str)] = &[
     ("kpi_definitions", "kpis"),
     ("kpi_points", "kpi_chunks"),
     ("briefs", "briefs"),
-    ("audit_logs", "audit"),
+    ("audit_logs", "audit_chain"),
     ("usage_events", "usage_events"),
     ("idempotency_keys", "idempotency"),
     ("notification_prefs", "notification_prefs"),
@@ -208,7 +208,7 @@ fn io(e: std::io::Error) -> Error {
 }
 
 /// A row: the given key columns, then the record's fields (secrets removed).
-fn row(mut out: Row, value: Value) -> Row {
+pub(crate) fn row(mut out: Row, value: Value) -> Row {
     match value {
         Value::Object(fields) => {
             for (name, v) in fields {
@@ -254,7 +254,7 @@ fn readable(name: &str, v: Value) -> Value {
 
 /// Splits a stored key into its named parts (as many as the table shows); if it does not
 /// parse, the raw key in hex.
-fn decode_key(sealer: &Sealer, table: &dyn TableInfo, key: &[u8]) -> Row {
+pub(crate) fn decode_key(sealer: &Sealer, table: &dyn TableInfo, key: &[u8]) -> Row {
     let Some(values) = read_parts(table.layout(), key) else {
         let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
         return vec![("key".into(), Value::String(hex))];

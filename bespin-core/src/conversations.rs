@@ -280,6 +280,36 @@ pub fn start(
     create(tx, ctx, caller, req.title)
 }
 
+/// Deletes one of the caller's conversations with its messages (its owner only: another
+/// user's conversation is a 404, as it is for reading). Audited, with `conversation.deleted`;
+/// usage of the chat turns stays. The messages are one range of rows, removed here.
+pub fn delete(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    caller: &Principal,
+    conv_id: &str,
+) -> Result<crate::coreos::deletion::Deleted> {
+    caller.require(Permission::UseChat, "use chat")?;
+    let t = caller.tenant_id();
+    let key = conv_key(tx, t, caller.user_id(), conv_id);
+    let conv = tx.get(&CONVERSATIONS, &key)?.ok_or_else(not_found)?;
+    tx.delete(&CONVERSATIONS, &key)?;
+    let index = ConversationTimeKey::new(t, caller.user_id(), conv.created_at, conv.seq);
+    tx.delete(&CONVERSATIONS_BY_TIME, &index)?;
+    tx.delete_prefix(&MESSAGES, &MESSAGES.prefix().tenant(t).u64(conv.seq))?;
+    let out = crate::coreos::deletion::Deleted::new("conversation", conv_id, ctx.now);
+    let (me, ty) = (Some(caller.user_id()), catalog::CONVERSATION_DELETED);
+    events::emit_for(tx, ctx, caller.into(), ty, conv_id, me, &out)?;
+    crate::audit::record(
+        tx,
+        ctx,
+        caller,
+        "conversations.delete",
+        ("conversation", conv_id),
+    )?;
+    Ok(out)
+}
+
 /// Checks the conversations' index by time (both ways) and that every message belongs to an
 /// existing conversation.
 pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
@@ -309,13 +339,22 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
 }
 
 impl Bespin {
+    /// Deletes one of the caller's conversations ([`delete`]).
+    pub fn delete_conversation(
+        &self,
+        caller: &Principal,
+        conv_id: &str,
+    ) -> Result<crate::coreos::deletion::Deleted> {
+        self.write_as(caller, |tx, ctx| delete(tx, ctx, caller, conv_id))
+    }
+
     /// Creates a conversation for the caller (any role may chat).
     pub fn create_conversation(
         &self,
         caller: &Principal,
         req: NewConversation,
     ) -> Result<Conversation> {
-        self.write(|tx, ctx| start(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| start(tx, ctx, caller, req))
     }
 
     /// The caller's conversations, newest first (`limit` clamped to 1..=200, default 50;

@@ -59,13 +59,14 @@ pub fn run_daily_brief(
     idempotency::check_key(idempotency_key)?;
     caller.require(Permission::RunJobs, "run jobs")?;
     let tenant = caller.tenant_id();
-    require_capability(tx, tenant, "briefs")?;
-    require_capability(tx, tenant, "notifications")?;
+    require_capability(tx, caller, "briefs")?;
+    require_capability(tx, caller, "notifications")?;
     let date = req.date.unwrap_or_else(|| ctx.now.date());
     let scope = Idempotency::new(DAILY_BRIEF_ENDPOINT, idempotency_key, &req.normalized(date));
+    let key = Some(idempotency_key);
     idempotency::once(tx, ctx, tenant, &scope, |tx| {
         let (brief, brief_created) =
-            briefs::ensure(tx, ctx, caller, date, req.window_days, req.top_n)?;
+            briefs::ensure(tx, ctx, caller, key, date, req.window_days, req.top_n)?;
         let payload = json!({
             "title": "Daily Brief",
             "date": brief.content.date,
@@ -96,14 +97,14 @@ pub fn run_daily_brief(
             }
         }
         if inserted + ignored + suppressed > 0 {
-            audit::record(
-                tx,
-                ctx,
-                caller,
-                "notifications.enqueue",
-                Some("daily_brief"),
-                &run_id,
-            )?;
+            // Units: the notifications enqueued (each metered as one).
+            let entry = audit::Entry::new(caller.user_id(), "notifications.enqueue", &run_id)
+                .tool(Some("daily_brief"))
+                .capability("notifications")
+                .target("brief", &brief.brief_id)
+                .units(inserted)
+                .idempotency_key(key);
+            audit::append(tx, ctx, tenant, entry)?;
         }
         Ok(RunReport {
             date: date.to_string(),
@@ -124,6 +125,8 @@ impl Bespin {
         idempotency_key: &str,
         req: MaterializeRequest,
     ) -> Result<Stored<RunReport>> {
-        self.write(|tx, ctx| run_daily_brief(tx, ctx, caller, idempotency_key, req))
+        self.write_as(caller, |tx, ctx| {
+            run_daily_brief(tx, ctx, caller, idempotency_key, req)
+        })
     }
 }

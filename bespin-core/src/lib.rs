@@ -189,6 +189,10 @@ struct Inner {
     store: Arc<store::Store>,
     committer: Arc<commit::Committer>,
     options: Options,
+    /// The per-tenant budgets of refused requests' audit rows.
+    refusals: audit::refused::Budget,
+    /// The audit exports running, per tenant.
+    exports: audit::export::Running,
 }
 
 /// An open Bespin database. Cheap to clone; safe to share between threads.
@@ -274,6 +278,8 @@ impl Bespin {
     }
 
     fn with(store: store::Store, clock: Arc<dyn Clock>, options: Options) -> Result<Bespin> {
+        // Made once per database, before any operation may need it to sign a checkpoint.
+        store.secret(audit::checkpoint::SIGNING_SECRET)?;
         let store = Arc::new(store);
         let committer = Arc::new(commit::Committer::new(
             Arc::clone(&store),
@@ -285,6 +291,8 @@ impl Bespin {
                 store,
                 committer,
                 options,
+                refusals: Default::default(),
+                exports: Default::default(),
             }),
         };
         // The layout first: a database of a newer layout is refused before anything is written.
@@ -309,6 +317,21 @@ impl Bespin {
     /// changes are committed.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&mut WriteTx, &Ctx) -> Result<T>) -> Result<T> {
         self.inner.committer.run(f)
+    }
+
+    /// [`Bespin::write`] for `caller`: the operation first re-checks, in its transaction, the
+    /// key that authenticated the caller ([`tenancy::keys::admit`]), as every `Op` with a
+    /// caller does, so an embedder's or Python's session of a revoked key, an expired key or a
+    /// deactivated user writes nothing, and a read-only key's session no change.
+    pub(crate) fn write_as<T>(
+        &self,
+        caller: &Principal,
+        f: impl FnOnce(&mut WriteTx, &Ctx) -> Result<T>,
+    ) -> Result<T> {
+        self.write(|tx, ctx| {
+            tenancy::keys::admit(tx, ctx, caller, tenancy::keys::Access::Write)?;
+            f(tx, ctx)
+        })
     }
 
     /// Runs `op` on the calling thread as one operation of the shared batch (the path of
@@ -360,6 +383,12 @@ impl Bespin {
         self.inner.committer.stats()
     }
 
+    /// Operations waiting for the writer thread now. Unlike [`Bespin::commit_stats`] it takes
+    /// no lock, so it answers while the writer runs a long operation.
+    pub fn writer_queue_depth(&self) -> usize {
+        self.inner.committer.queue_depth()
+    }
+
     /// The wake-up hub of the live stream.
     pub(crate) fn hub(&self) -> &events::hub::Hub {
         self.inner.committer.hub()
@@ -381,6 +410,22 @@ impl Bespin {
     /// Restoring is opening (or starting the server on) the copy. Returns the rows copied.
     pub fn backup(&self, out: impl AsRef<Path>) -> Result<u64> {
         self.inner.store.backup(out.as_ref())
+    }
+
+    /// Copies this database, as of one snapshot, into the new database at `target`, in one
+    /// transaction: a PostgreSQL URL (schema and tables made when missing; every table there
+    /// must be empty, else `Error::Conflict` and nothing is written), or a redb file that must
+    /// not exist (as [`Bespin::backup`]). Secrets, sequences and every row go along, so ids,
+    /// keys and cursors read the same there. This is how a `bespin backup` file is restored
+    /// into PostgreSQL (open the file, copy it into the URL), and how a database moves
+    /// between backends. Writers here go on meanwhile; the copy is the last commit before it
+    /// started. Returns the rows copied.
+    pub fn copy_into(&self, target: impl AsRef<Path>) -> Result<u64> {
+        let target = target.as_ref();
+        match target.to_str() {
+            Some(url) if store::is_url(url) => self.inner.store.restore_into(url),
+            _ => self.backup(target),
+        }
     }
 
     /// Checks that the database answers a trivial read.

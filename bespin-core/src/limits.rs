@@ -315,7 +315,7 @@ impl Bespin {
 
     /// Replaces the daily limits. Errors: `Forbidden` for non-admins.
     pub fn set_limits(&self, caller: &Principal, limits: DailyLimits) -> Result<TenantLimits> {
-        self.write(|tx, ctx| put_limits(tx, ctx, caller, limits))
+        self.write_as(caller, |tx, ctx| put_limits(tx, ctx, caller, limits))
     }
 
     /// Usage of the four activities on `date` (today, UTC, when `None`).

@@ -351,7 +351,7 @@ impl Bespin {
 
     /// Saves the caller's preferences, replacing earlier ones.
     pub fn set_notification_prefs(&self, caller: &Principal, update: PrefsUpdate) -> Result<Prefs> {
-        self.write(|tx, ctx| set_prefs(tx, ctx, caller, update))
+        self.write_as(caller, |tx, ctx| set_prefs(tx, ctx, caller, update))
     }
 
     /// The caller's own notifications, newest first.
@@ -366,6 +366,6 @@ impl Bespin {
     /// Marks one of the caller's notifications acknowledged (repeating is harmless).
     /// Errors: `NotFound` for a missing id or another user's or tenant's notification.
     pub fn ack_notification(&self, caller: &Principal, id: u64) -> Result<Notification> {
-        self.write(|tx, ctx| ack(tx, ctx, caller, id))
+        self.write_as(caller, |tx, ctx| ack(tx, ctx, caller, id))
     }
 }

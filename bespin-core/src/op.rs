@@ -18,10 +18,17 @@
 //! | [`Op::by`] | `fn(tx, ctx, caller: &Principal)` |
 //! | [`Op::admin`] | `fn(tx, ctx, req: R)` (platform operations, no caller) |
 //! | [`Op::admin_on`] | `fn(tx, ctx, id: &str, req: R)` |
+//! | [`Op::for_read`] | `fn(tx, ctx, caller: &Principal)`, the write that accompanies a read (metering) |
+//!
+//! Every constructor that takes a caller first runs [`keys::admit`] in the operation's
+//! transaction: a caller authenticated by a user-bound key is refused (401) once the key is
+//! revoked or expired or its user deactivated, even if the request was authenticated before,
+//! and a read-only key may write nothing (403; [`Op::for_read`] allows it).
 
 use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::idempotency::Stored;
+use crate::tenancy::keys::{self, Access};
 use crate::{Ctx, WriteTx};
 use std::future::Future;
 use std::pin::Pin;
@@ -66,7 +73,10 @@ impl<T: 'static> Op<T> {
         req: R,
         f: fn(&mut WriteTx, &Ctx, &Principal, R) -> Result<T>,
     ) -> Self {
-        Op::new(move |tx, ctx| f(tx, ctx, &caller, req))
+        Op::new(move |tx, ctx| {
+            keys::admit(tx, ctx, &caller, Access::Write)?;
+            f(tx, ctx, &caller, req)
+        })
     }
 
     /// `f(tx, ctx, &caller, &id)`, e.g. `Op::on(caller, task_id, tasks::complete)`.
@@ -76,7 +86,10 @@ impl<T: 'static> Op<T> {
         f: fn(&mut WriteTx, &Ctx, &Principal, &str) -> Result<T>,
     ) -> Self {
         let id = id.into();
-        Op::new(move |tx, ctx| f(tx, ctx, &caller, &id))
+        Op::new(move |tx, ctx| {
+            keys::admit(tx, ctx, &caller, Access::Write)?;
+            f(tx, ctx, &caller, &id)
+        })
     }
 
     /// `f(tx, ctx, &caller, &id, req)`, e.g. `Op::on_with(caller, task_id, patch,
@@ -89,12 +102,27 @@ impl<T: 'static> Op<T> {
         f: fn(&mut WriteTx, &Ctx, &Principal, &str, R) -> Result<T>,
     ) -> Self {
         let id = id.into();
-        Op::new(move |tx, ctx| f(tx, ctx, &caller, &id, req))
+        Op::new(move |tx, ctx| {
+            keys::admit(tx, ctx, &caller, Access::Write)?;
+            f(tx, ctx, &caller, &id, req)
+        })
     }
 
-    /// `f(tx, ctx, &caller)`, e.g. `Op::by(caller, search::meter)`.
+    /// `f(tx, ctx, &caller)`.
     pub fn by(caller: Principal, f: fn(&mut WriteTx, &Ctx, &Principal) -> Result<T>) -> Self {
-        Op::new(move |tx, ctx| f(tx, ctx, &caller))
+        Op::new(move |tx, ctx| {
+            keys::admit(tx, ctx, &caller, Access::Write)?;
+            f(tx, ctx, &caller)
+        })
+    }
+
+    /// `f(tx, ctx, &caller)` for the write that accompanies a read, e.g. `Op::for_read(caller,
+    /// search::meter)`: allowed to a read-only key (a revoked one is still refused).
+    pub fn for_read(caller: Principal, f: fn(&mut WriteTx, &Ctx, &Principal) -> Result<T>) -> Self {
+        Op::new(move |tx, ctx| {
+            keys::admit(tx, ctx, &caller, Access::Read)?;
+            f(tx, ctx, &caller)
+        })
     }
 
     /// A platform operation (no caller): `f(tx, ctx, req)`, e.g. `Op::admin(req,

@@ -38,6 +38,7 @@ pub(crate) fn tables() -> &'static [&'static dyn TableInfo] {
             crate::coreos::meetings::TABLES,
             crate::coreos::memory::TABLES,
             crate::coreos::evidence::TABLES,
+            &[&crate::coreos::deletion::DELETED],
             crate::coreos::timeline::TABLES,
             crate::coreos::search::TABLES,
             crate::events::TABLES,
@@ -63,7 +64,11 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), n);
-        assert_eq!(n, 64, "the tables of layout 8 and the event log");
+        assert_eq!(
+            n, 73,
+            "the tables of layout 9, the event log, the key lifecycle, the tombstones of deleted \
+             records and usage de-duplication"
+        );
         assert!(table("co_tasks").is_some_and(|t| t.tenant_scoped()));
         assert!(table("secrets").is_some_and(|t| t.is_secret()));
     }

@@ -103,3 +103,66 @@ fn an_in_memory_database_can_be_backed_up_to_a_file() {
     assert_eq!(copy.check().unwrap().rows_in("tenants"), 1);
     assert!(!dir.path().join("mem.redb.partial").exists());
 }
+
+/// A database restored from a backup: into a new schema of the PostgreSQL database of
+/// `BESPIN_TEST_DB` when the suite runs there, else into a new file.
+#[test]
+fn a_backup_restores_into_a_new_database_and_never_into_a_used_one() {
+    use bespin_core::coreos::tasks::NewTask;
+    let dir = tempfile::tempdir().unwrap();
+    let live = Bespin::open(dir.path().join("live.redb")).unwrap();
+    let t = live
+        .create_tenant(NewTenant {
+            name: "Acme".into(),
+            region: "eu".into(),
+            admin_email: "a@acme.example".into(),
+        })
+        .unwrap();
+    let creds = Credentials::new(Some(&t.tenant_id), Some(&t.admin.user_id), Some(&t.api_key));
+    let me = live.authenticate(&creds).unwrap();
+    let task = live
+        .create_task(
+            &me,
+            NewTask::from_json(&json!({"title": "carried over"})).unwrap(),
+        )
+        .unwrap();
+    live.backup(dir.path().join("backup.redb")).unwrap();
+    let backup = Bespin::open(dir.path().join("backup.redb")).unwrap();
+    let source_rows: u64 = backup.check().unwrap().rows.values().sum();
+
+    let target = bespin_core::test_database_url()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("restored.redb"));
+    let copied = backup.copy_into(&target).unwrap();
+    let restored = Bespin::open(&target).unwrap();
+    let report = restored.check().unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.rows.values().sum::<u64>(), source_rows);
+    assert!(
+        copied >= source_rows,
+        "{copied} rows copied for {source_rows}"
+    );
+    // The same key authenticates, the same sealed id reads the same record, and the
+    // sequences go on from where they were (a new task is a new id).
+    let me = restored.authenticate(&creds).unwrap();
+    assert_eq!(
+        restored.get_task(&me, &task.task_id).unwrap().title,
+        "carried over"
+    );
+    let next = restored
+        .create_task(&me, NewTask::from_json(&json!({"title": "new"})).unwrap())
+        .unwrap();
+    assert_ne!(next.task_id, task.task_id);
+
+    // A second restore into the now-used database is refused and writes nothing.
+    let before: u64 = restored.check().unwrap().rows.values().sum();
+    let e = backup.copy_into(&target).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            bespin_core::Error::Conflict(_) | bespin_core::Error::Storage(_)
+        ),
+        "{e:?}"
+    );
+    assert_eq!(restored.check().unwrap().rows.values().sum::<u64>(), before);
+}

@@ -97,6 +97,9 @@ pub struct Config {
     /// takes, so a slow endpoint is not sent duplicates; a crash delays its in-flight
     /// deliveries by at most this).
     pub webhook_lease: Duration,
+    /// A PEM file of certificate authorities webhook receivers' certificates may also chain to,
+    /// beside Mozilla's roots (`BESPIN_WEBHOOK_CA_FILE`; for receivers behind an internal CA).
+    pub webhook_ca_file: Option<std::path::PathBuf>,
     /// How long a client may take to send its request head (`BESPIN_HEADER_READ_TIMEOUT_SECS`,
     /// default 10 s); a stalled client is disconnected.
     pub header_read_timeout: Duration,
@@ -110,6 +113,9 @@ pub struct Config {
     /// How long a reported usage event's `(source, id)` is remembered
     /// (`BESPIN_USAGE_DEDUP_RETENTION_SECS`, default 32 days).
     pub usage_dedup_retention: Duration,
+    /// How often the upkeep runs (`BESPIN_UPKEEP_INTERVAL_SECS`, default 60 s): it purges
+    /// expired idempotency records and signs a checkpoint of every audit chain whose head moved.
+    pub upkeep_interval: Duration,
     /// Token that lets `bespin backup`/`bespin check` on this machine ask the running server
     /// for a snapshot (`GET /v1/admin/backup` with `X-Bespin-Control-Token`). Set by
     /// [`crate::run`], which writes it with the address to `<db>.control` (mode 0600): whoever
@@ -157,12 +163,14 @@ impl Default for Config {
             metrics_token: None,
             webhook_allow: Vec::new(),
             webhook_lease: Duration::from_secs(300),
+            webhook_ca_file: None,
             large_text_writes_per_sec: 2.0,
             auth_tarpit_after: Some(10),
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             idempotency_retention: Duration::from_secs(24 * 3600),
             usage_dedup_retention: Duration::from_secs(32 * 86_400),
+            upkeep_interval: Duration::from_secs(60),
             control_token: None,
             read_metering: ReadMetering::Durable,
             platform_admin_key: None,
@@ -252,6 +260,10 @@ impl Config {
         if let Some(v) = get("BESPIN_WEBHOOK_ALLOW") {
             c.webhook_allow = crate::webhooks::parse_allow(&v);
         }
+        if let Some(v) = get("BESPIN_WEBHOOK_CA_FILE").filter(|v| !v.is_empty()) {
+            crate::webhooks::extra_roots(std::path::Path::new(&v))?;
+            c.webhook_ca_file = Some(v.into());
+        }
         if let Some(v) = get("BESPIN_LARGE_TEXT_WRITES_PER_SEC") {
             c.large_text_writes_per_sec = v
                 .trim()
@@ -278,6 +290,7 @@ impl Config {
                 "BESPIN_USAGE_DEDUP_RETENTION_SECS",
                 &mut c.usage_dedup_retention,
             ),
+            ("BESPIN_UPKEEP_INTERVAL_SECS", &mut c.upkeep_interval),
         ] {
             if let Some(v) = get(name) {
                 let secs: f64 = v
@@ -391,5 +404,28 @@ mod retention_tests {
             ReadMetering::Deferred
         );
         assert!(with("fast").is_err());
+    }
+
+    #[test]
+    fn a_webhook_ca_file_must_hold_a_certificate() {
+        let with = |path: &std::path::Path| {
+            let v = path.to_string_lossy().into_owned();
+            Config::from_lookup(move |k| (k == "BESPIN_WEBHOOK_CA_FILE").then(|| v.clone()))
+        };
+        let dir = tempfile::tempdir().expect("dir");
+        let missing = dir.path().join("missing.pem");
+        let e = with(&missing).expect_err("a missing file");
+        assert!(
+            e.contains("webhook CA file") && e.contains("missing.pem"),
+            "{e}"
+        );
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").expect("write");
+        assert!(
+            with(&empty)
+                .expect_err("no certificate")
+                .contains("no certificate")
+        );
+        assert_eq!(Config::default().webhook_ca_file, None);
     }
 }

@@ -1,6 +1,7 @@
 //! Core errors as HTTP responses, in one place.
 
 use crate::reply::Reply;
+use bespin_core::audit::Refusal as AuditRefusal;
 use bespin_core::{Error, ErrorKind};
 use hyper::StatusCode;
 
@@ -102,6 +103,23 @@ impl ApiError {
     ) -> Self {
         self.headers.extend(headers);
         self
+    }
+
+    /// The audit log's record of this error, when it is a refusal that is audited (see
+    /// [`bespin_core::audit::refused`]): a core 403 of role, capability or subscription, a
+    /// core 429 of quota, or the server's 429 of a tenant's rate or pace, refusing `action`
+    /// (the route's operation id) of request `request_id`.
+    pub fn refusal(&self, action: &str, request_id: &str) -> Option<AuditRefusal> {
+        match &self.problem {
+            Problem::Core(e) => AuditRefusal::of_error(action, request_id, e),
+            Problem::Refused(Refusal::RateLimited(_)) => {
+                Some(AuditRefusal::rate_limited(action, request_id))
+            }
+            Problem::Refused(Refusal::Status(s, _)) if *s == StatusCode::TOO_MANY_REQUESTS => {
+                Some(AuditRefusal::rate_limited(action, request_id))
+            }
+            Problem::Refused(_) => None,
+        }
     }
 
     /// The status code of a core error kind.

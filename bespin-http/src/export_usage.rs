@@ -194,7 +194,7 @@ impl Pusher {
     /// written (nothing else stops it: failures are retried).
     pub async fn run(&self, stop: impl std::future::Future<Output = ()>) -> Result<u64, String> {
         tokio::pin!(stop);
-        let tls = tls_connector()?;
+        let tls = tls_connector(None)?;
         let mut cursor = load_cursor(&self.state)?;
         let mut pushed = 0u64;
         let mut backoff = Duration::from_secs(1);

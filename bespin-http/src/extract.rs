@@ -147,6 +147,7 @@ pub(crate) fn credentials(headers: &HeaderMap) -> Credentials {
     };
     let (t, u, k) = (h("x-tenant-id"), h("x-user-id"), h("x-api-key"));
     Credentials::new(t.as_deref(), u.as_deref(), k.as_deref())
+        .with_authorization(h("authorization").as_deref())
 }
 
 /// Whether `headers` carry the platform-admin key (compared as digests, in constant time; no

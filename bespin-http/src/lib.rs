@@ -54,7 +54,7 @@ pub struct AppState {
     console_sessions: routes::ConsoleSessions,
     readiness: readiness::Readiness,
     console_failed_keys: ratelimit::RateLimiter,
-    lane: lane::Lane,
+    lane: Arc<lane::Lane>,
     large_text_writes: ratelimit::Pacer,
     tarpit: Arc<tarpit::Tarpit>,
     mcp: mcp::McpState,
@@ -101,10 +101,10 @@ impl AppState {
             large_text_writes,
             tarpit,
             stop_streams: tokio::sync::watch::Sender::new(false),
-            lane: lane::Lane::new(
+            lane: Arc::new(lane::Lane::new(
                 std::thread::available_parallelism().map_or(2, usize::from),
                 LANE_JOBS_PER_CALLER,
-            ),
+            )),
         })
     }
 
@@ -128,6 +128,7 @@ pub async fn serve(
 
     let graceful = GracefulShutdown::new();
     let purge = tokio::spawn(purge_loop(state.clone()));
+    let erasures = tokio::spawn(erasure_loop(state.clone()));
     let events = tokio::spawn(routes::maintain_events(
         state.bespin.clone(),
         state.stop_streams.subscribe(),
@@ -174,6 +175,7 @@ pub async fn serve(
         }
     }
     purge.abort();
+    erasures.abort();
     drop(listener);
     // Event streams never end on their own: end them, so the connections can close.
     state.stop_streams.send_replace(true);
@@ -200,9 +202,44 @@ pub(crate) async fn core_read<T: Send + 'static>(
     tokio::task::spawn_blocking(read).await
 }
 
-/// Purges expired idempotency records and remembered usage event ids once a minute.
+/// Runs tenant erasures (`DELETE /v1/admin/tenants/{id}`), looking for one every second: one
+/// bounded step after another (at most 500 rows or about 2 ms each, on the blocking pool
+/// through the shared batch), with a millisecond between steps so other tenants' writes go
+/// first. An erasure a crash interrupted resumes here after the restart, where its last
+/// committed step ended.
+async fn erasure_loop(state: Arc<AppState>) {
+    use bespin_core::tenancy::erasure::ErasureState;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        loop {
+            let db = state.bespin.clone();
+            match tokio::task::spawn_blocking(move || db.erase_step()).await {
+                Ok(Ok(Some(e))) => {
+                    if e.state == ErasureState::Erased {
+                        tracing::info!(tenant = %e.tenant_id, rows = e.rows_deleted, "tenant erased");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => {
+                    tracing::warn!("tenant erasure step failed: {e}");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!("tenant erasure step panicked: {e}");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Once a minute: purges expired idempotency records and remembered usage event ids, writes the audit summaries of refusals
+/// left out in minutes that ended, and signs a checkpoint of every audit chain whose head
+/// moved (after the summaries, so the checkpoint covers them).
 async fn purge_loop(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    let mut tick = tokio::time::interval(state.config.upkeep_interval);
     loop {
         tick.tick().await;
         let db = state.bespin.clone();
@@ -217,6 +254,18 @@ async fn purge_loop(state: Arc<AppState>) {
         match tokio::task::spawn_blocking(move || db.purge_usage_dedup(10_000)).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "expired usage event ids"),
             Ok(Err(e)) => tracing::warn!("usage event id purge failed: {e}"),
+            _ => {}
+        }
+        let db = state.bespin.clone();
+        match tokio::task::spawn_blocking(move || db.flush_refusal_summaries()).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(rows = n, "audit summaries of refusals"),
+            Ok(Err(e)) => tracing::warn!("audit summaries of refusals failed: {e}"),
+            _ => {}
+        }
+        let db = state.bespin.clone();
+        match tokio::task::spawn_blocking(move || db.audit_checkpoint()).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(signed = n, "audit checkpoints"),
+            Ok(Err(e)) => tracing::warn!("audit checkpoints failed: {e}"),
             _ => {}
         }
     }

@@ -44,6 +44,7 @@ const ENVIRONMENT: &str = "Environment (read at start-up unless noted):
   BESPIN_BODY_READ_TIMEOUT_SECS      time to send the body [default: 30]
   BESPIN_IDEMPOTENCY_RETENTION_SECS  how long Idempotency-Key records are kept [default: 86400]
   BESPIN_USAGE_DEDUP_RETENTION_SECS  how long a reported usage event's (source, id) is remembered [default: 2764800]
+  BESPIN_UPKEEP_INTERVAL_SECS        how often expired records are purged and audit checkpoints signed [default: 60]
   BESPIN_READ_METERING               durable or deferred [default: durable]
   RUST_LOG                           log filter [default: info]";
 
@@ -77,6 +78,29 @@ enum Command {
     /// Lago's batch events API: at least once, the cursor kept in --state after each 2xx,
     /// failures retried with backoff, stopped cleanly by SIGTERM or Ctrl-C.
     ExportUsage(ExportUsageArgs),
+    /// Copy a database (a `bespin backup` file, or any database) into a new, empty one — a
+    /// PostgreSQL URL or a new file — in one transaction, then check the copy.
+    Restore(RestoreArgs),
+    /// The audit log's hash chains.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute every tenant's audit chain and report what does not verify (altered rows,
+    /// broken links, gaps, heads): exit 0 when every chain verifies, 1 on a finding, 2 when it
+    /// cannot run.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Print the report as one JSON object: chains, rows, findings, total_findings.
+    #[arg(long)]
+    json: bool,
 }
 
 /// The receiver's format.
@@ -254,6 +278,10 @@ struct ServeArgs {
     /// Seconds a claimed webhook delivery is leased before it may be claimed again.
     #[arg(long, env = "BESPIN_WEBHOOK_LEASE_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     webhook_lease_secs: u64,
+    /// A PEM file of certificate authorities webhook receivers may chain to, beside Mozilla's
+    /// roots (for receivers behind an internal CA).
+    #[arg(long, env = "BESPIN_WEBHOOK_CA_FILE")]
+    webhook_ca_file: Option<std::path::PathBuf>,
 }
 
 /// The tarpit's threshold (`None`: off).
@@ -305,6 +333,16 @@ struct BackupArgs {
     /// The new file to write (must not exist).
     #[arg(long, env = "BESPIN_BACKUP_OUT")]
     out: PathBuf,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    /// The database to copy from: a redb file (e.g. a backup) or a PostgreSQL URL.
+    #[arg(long)]
+    from: PathBuf,
+    /// The database to copy into: a PostgreSQL URL whose tables are empty, or a new file.
+    #[command(flatten)]
+    db: DbArg,
 }
 
 #[derive(Args)]
@@ -460,19 +498,44 @@ fn backup_cmd(args: BackupArgs) -> ExitCode {
         Ok((b, false)) => b.backup(&out).map(|_| "copied").map_err(|e| e.to_string()),
         Err(e) => Err(e),
     };
-    if let Err(e) = done.as_ref() {
-        return fail(e);
+    match done {
+        Ok(how) => report_copy("backup", &db, &out, how, started),
+        Err(e) => fail(&e),
     }
-    let report = match Bespin::open(&out).and_then(|b| b.check()) {
+}
+
+/// `bespin restore`: the source opened as a database (a file of an older layout is upgraded,
+/// as opening it anywhere would), copied into the target by [`Bespin::copy_into`].
+fn restore_cmd(args: RestoreArgs) -> ExitCode {
+    let (from, into) = (args.from, args.db.db);
+    let started = std::time::Instant::now();
+    let copied = Bespin::open(&from)
+        .and_then(|b| b.copy_into(&into))
+        .map_err(|e| e.to_string());
+    match copied {
+        Ok(_) => report_copy("restore", &from, &into, "copied", started),
+        Err(e) => fail(&e),
+    }
+}
+
+/// Checks a copy just written (`to`) and prints one line for it: exit 0 when it holds every
+/// invariant, 1 with the violations, 2 when it cannot be read back.
+fn report_copy(
+    what: &str,
+    from: &std::path::Path,
+    to: &std::path::Path,
+    how: &str,
+    started: std::time::Instant,
+) -> ExitCode {
+    let report = match Bespin::open(to).and_then(|b| b.check()) {
         Ok(r) => r,
         Err(e) => return fail(&format!("the copy cannot be read back: {e}")),
     };
     let rows: u64 = report.rows.values().sum();
     println!(
-        "backup {} -> {} ({}; {rows} rows, {:.1} s); check of the copy: {} violation(s)",
-        bespin_core::shown_db(&db),
-        out.display(),
-        done.unwrap_or_default(),
+        "{what} {} -> {} ({how}; {rows} rows, {:.1} s); check of the copy: {} violation(s)",
+        bespin_core::shown_db(from),
+        bespin_core::shown_db(to),
         started.elapsed().as_secs_f64(),
         report.violations.len()
     );
@@ -482,6 +545,28 @@ fn backup_cmd(args: BackupArgs) -> ExitCode {
         print!("{report}");
         ExitCode::from(1)
     }
+}
+
+/// `bespin audit verify`: recomputes the chains of the file (or of a snapshot, when a server
+/// holds it).
+fn audit_verify_cmd(args: VerifyArgs) -> ExitCode {
+    let dir = match tempfile_dir() {
+        Ok(d) => d,
+        Err(e) => return fail(&e),
+    };
+    let result = open_or_fetch(&args.db.db, &dir.join("snapshot.redb"))
+        .and_then(|(b, _)| b.audit_verify().map_err(|e| e.to_string()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        print!("{report}");
+    }
+    ExitCode::from(if report.is_clean() { 0 } else { 1 })
 }
 
 /// `bespin layout`: reads the file without writing (or a snapshot, when a server holds it).
@@ -567,6 +652,8 @@ fn main() -> ExitCode {
         Some(Command::Check(a)) => return check_cmd(a),
         Some(Command::Backup(a)) => return backup_cmd(a),
         Some(Command::Layout(a)) => return layout_cmd(a),
+        Some(Command::Restore(a)) => return restore_cmd(a),
+        Some(Command::Audit(AuditCommand::Verify(a))) => return audit_verify_cmd(a),
         Some(Command::ExportUsage(a)) => return export_usage_cmd(a),
         Some(Command::Serve(a)) => a,
         None => cli.serve,
@@ -593,6 +680,14 @@ fn main() -> ExitCode {
     config.metrics_token = serve.metrics_token.filter(|t| !t.is_empty());
     config.webhook_allow = bespin_http::webhooks::parse_allow(&serve.webhook_allow);
     config.webhook_lease = std::time::Duration::from_secs(serve.webhook_lease_secs);
+    if let Some(path) = serve.webhook_ca_file.filter(|p| !p.as_os_str().is_empty()) {
+        // A file that cannot be read is a start-up error, not webhooks silently undelivered.
+        if let Err(e) = bespin_http::webhooks::extra_roots(&path) {
+            eprintln!("bespin: {e}");
+            std::process::exit(2);
+        }
+        config.webhook_ca_file = Some(path);
+    }
     let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
         return ExitCode::FAILURE;
     };

@@ -4,8 +4,9 @@
 //! Every operation has a stable `operationId` (given where the route is declared) and names the
 //! credentials it needs as security requirements over four `apiKey` schemes: `TenantId`
 //! (`X-Tenant-ID`), `UserId` (`X-User-ID`) and `ApiKey` (`X-API-Key`), all three together for
-//! tenant routes, and `PlatformAdminKey` (`X-Platform-Admin-Key`) for the admin API. SDK
-//! generators turn those into client credentials instead of per-call parameters.
+//! tenant routes, and `PlatformAdminKey` (`X-Platform-Admin-Key`) for the admin API. Tenant
+//! routes also accept the alternative `BearerKey` (`Authorization: Bearer`, a user-bound key
+//! alone). SDK generators turn those into client credentials instead of per-call parameters.
 
 use crate::router::Route;
 use std::sync::{Arc, OnceLock};
@@ -86,6 +87,8 @@ pub struct Doc {
     pub body_as: &'static [(&'static str, SchemaFn)],
     /// The success body's media type.
     pub ok_as: &'static str,
+    /// A `POST` that may only read (MCP): open to read-only keys, whose writes the core refuses.
+    pub post_reads: bool,
 }
 
 impl Doc {
@@ -101,6 +104,7 @@ impl Doc {
             op: None,
             body_as: &[],
             ok_as: "application/json",
+            post_reads: false,
         }
     }
 
@@ -114,6 +118,12 @@ impl Doc {
     pub const fn ok_as(mut self, status: u16, media: &'static str, f: SchemaFn) -> Doc {
         self.ok = (status, Some(f));
         self.ok_as = media;
+        self
+    }
+
+    /// A `POST` route that may only read: read-only keys are not refused by its method.
+    pub const fn post_reads(mut self) -> Doc {
+        self.post_reads = true;
         self
     }
 
@@ -174,6 +184,7 @@ const TENANT_ID: &str = "TenantId";
 const USER_ID: &str = "UserId";
 const API_KEY: &str = "ApiKey";
 const PLATFORM_ADMIN_KEY: &str = "PlatformAdminKey";
+const BEARER_KEY: &str = "BearerKey";
 const NO_SCOPES: [&str; 0] = [];
 
 /// Builds the document for `routes`.
@@ -190,11 +201,13 @@ pub fn document(routes: &[Route]) -> OpenApi {
             .tag(r.doc.tag);
         match r.doc.auth {
             Auth::Tenant | Auth::TenantIdempotent => {
-                op = op.security(
-                    SecurityRequirement::new(TENANT_ID, NO_SCOPES)
-                        .add(USER_ID, NO_SCOPES)
-                        .add(API_KEY, NO_SCOPES),
-                );
+                op = op
+                    .security(
+                        SecurityRequirement::new(TENANT_ID, NO_SCOPES)
+                            .add(USER_ID, NO_SCOPES)
+                            .add(API_KEY, NO_SCOPES),
+                    )
+                    .security(SecurityRequirement::new(BEARER_KEY, NO_SCOPES));
                 if r.doc.auth == Auth::TenantIdempotent {
                     op = op.parameter(header(
                         "Idempotency-Key",
@@ -277,6 +290,17 @@ pub fn document(routes: &[Route]) -> OpenApi {
             ))),
         );
     }
+    components = components.security_scheme(
+        BEARER_KEY,
+        SecurityScheme::Http(
+            utoipa::openapi::security::HttpBuilder::new()
+                .scheme(utoipa::openapi::security::HttpAuthScheme::Bearer)
+                .description(Some(
+                    "A user-bound API key (POST /v1/api-keys) alone: no other header needed",
+                ))
+                .build(),
+        ),
+    );
     for (name, s) in deps {
         components = components.schema(name, s);
     }

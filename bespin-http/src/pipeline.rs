@@ -33,6 +33,7 @@ use crate::request_log::RequestLog;
 use crate::router::{BodyLimit, Found, Route, RunOn};
 use crate::tarpit::Verdict;
 use crate::{cors, headers};
+use bespin_core::tenancy::keys;
 use bespin_core::{Error, Principal};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -202,13 +203,14 @@ async fn serve(
         return Err(ApiError::refused(Refusal::BodyTooLarge).with_header("connection", "close"));
     }
     let Authenticated { auth, headers } =
-        authenticate(state, peer, req.headers(), route, declared).await?;
-    log.tenant(
-        auth.as_ref()
-            .and_then(|a| a.as_ref().ok())
-            .map(Principal::tenant_id),
-    );
+        authenticate(state, peer, req.headers(), route, declared, log).await?;
+    let caller = match &auth {
+        Some(Ok(p)) => Some(p.clone()),
+        _ => None,
+    };
+    log.tenant(caller.as_ref().map(Principal::tenant_id));
     let (parts, body) = req.into_parts();
+    let idempotency_key = parts.headers.get("idempotency-key").cloned();
     let answered = async {
         let body = read_body(state, body, max_body).await?;
         pace(state, route, body.len(), &auth).await?;
@@ -228,7 +230,36 @@ async fn serve(
             reply.headers.extend(headers);
             Ok(reply)
         }
-        Err(e) => Err(e.with_headers(headers)),
+        Err(e) => {
+            if let Some(caller) = &caller {
+                audit_refusal(state, caller, route, log, idempotency_key.as_ref(), &e).await;
+            }
+            Err(e.with_headers(headers))
+        }
+    }
+}
+
+/// Writes the audit row of a request refused (403, 429) after `caller` authenticated, within
+/// its tenant's budget ([`bespin_core::audit::refused`]), and waits for it like any write, so
+/// the row is durable when the refusal is answered. Other errors write nothing; a failed
+/// audit write is logged and the refusal answered as it is.
+async fn audit_refusal(
+    state: &AppState,
+    caller: &Principal,
+    route: &Route,
+    log: &RequestLog,
+    idempotency_key: Option<&HeaderValue>,
+    e: &ApiError,
+) {
+    let action = route.doc.op.unwrap_or(route.path);
+    let Some(r) = e.refusal(action, log.request_id()) else {
+        return;
+    };
+    let r = r.with_idempotency_key(idempotency_key.and_then(|v| v.to_str().ok()));
+    if let Some(write) = state.bespin.audit_refusal(caller, r)
+        && let Err(e) = write.await
+    {
+        tracing::warn!("audit row of a refused request not written: {e}");
     }
 }
 
@@ -255,10 +286,19 @@ async fn authenticate(
     headers: &HeaderMap,
     route: &Route,
     declared: Option<u64>,
+    log: &RequestLog,
 ) -> Result<Authenticated, ApiError> {
     let needs_tenant = matches!(route.doc.auth, Auth::Tenant | Auth::TenantIdempotent);
-    let credentials = crate::extract::credentials(headers);
-    let (auth, taken) = if complete(&credentials) {
+    let mut credentials = crate::extract::credentials(headers);
+    // A route of another kind takes no key (an `Authorization` there is another token, such
+    // as the metrics scraper's): its optional tenant credentials are the contract's three.
+    let complete = if needs_tenant {
+        credentials.complete()
+    } else {
+        credentials.bearer = None;
+        complete(&credentials)
+    };
+    let (auth, taken) = if complete {
         let creds = credentials.clone();
         let outcome = off_worker(state, move |st| {
             st.bespin.authenticate_with_rate_limit(&creds)
@@ -287,16 +327,23 @@ async fn authenticate(
                 "Rate limit exceeded. Maximum {} requests per minute for this tenant.",
                 taken.limit
             );
-            return Err(
-                ApiError::refused(Refusal::RateLimited(detail)).with_headers(taken.headers())
-            );
+            let e = ApiError::refused(Refusal::RateLimited(detail));
+            if let Some(Ok(who)) = &auth {
+                let key = headers.get("idempotency-key");
+                audit_refusal(state, who, route, log, key, &e).await;
+            }
+            return Err(e.with_headers(taken.headers()));
         }
         out = taken.headers();
+    }
+    if let Some(Ok(who)) = &auth {
+        refuse_by_scope(state, route, who)?;
     }
     let Some(Err(failed)) = &auth else {
         return Ok(Authenticated { auth, headers: out });
     };
-    if complete(&credentials) {
+    // A missing header is no guess at a key: the tarpit counts wrong credentials only.
+    if complete && !matches!(failed, Error::MissingHeader(_)) {
         let client = crate::client::key(&state.config, peer, headers);
         let claimed = credentials.tenant_id.as_deref().unwrap_or("");
         match state.tarpit.fail(&client, claimed, Instant::now()) {
@@ -319,6 +366,28 @@ async fn authenticate(
         return Err(e.with_header("connection", "close"));
     }
     Ok(Authenticated { auth, headers: out })
+}
+
+/// The method-level rule of read-only keys (a write route is 403 before its body is read; the
+/// core refuses their writes again, [`bespin_core::Op`]), and the day of last use of a bound
+/// key, recorded by a small operation when the stored day is stale and the request only reads
+/// (a write records it in its own transaction): at most a write per key per day.
+fn refuse_by_scope(state: &AppState, route: &Route, who: &Principal) -> Result<(), ApiError> {
+    let reads = matches!(route.method, Method::GET | Method::HEAD) || route.doc.post_reads;
+    if who.read_only() && !reads {
+        return Err(ApiError::body(Error::Forbidden(
+            "This API key is read-only".into(),
+        )));
+    }
+    if reads && who.key_touch_due() {
+        // Fire and forget: a full queue only postpones the record to a later request.
+        drop(
+            state
+                .bespin
+                .submit(bespin_core::Op::for_read(who.clone(), keys::touch)),
+        );
+    }
+    Ok(())
 }
 
 /// Stage 4: the body, within `max_body` (413) and the body timeout (408, connection closed).

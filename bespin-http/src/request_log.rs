@@ -55,6 +55,11 @@ impl RequestLog {
         }
     }
 
+    /// The request's id.
+    pub(crate) fn request_id(&self) -> &str {
+        self.request_id.to_str().unwrap_or("-")
+    }
+
     /// Adds `X-Request-ID` to the response headers.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
         headers.insert(

@@ -369,3 +369,91 @@ pub fn test_config() -> Config {
     c.platform_admin_key = Some("test-admin-key".into());
     c
 }
+
+/// An open streaming response (Server-Sent Events) and what it has read so far: the event
+/// stream's and MCP's `subscriptions/listen`'s tests read frames as they come.
+pub struct Sse {
+    s: TcpStream,
+    /// Everything read: the response head, then the body as it arrived.
+    pub buf: String,
+}
+
+impl Sse {
+    /// Opens `GET path`.
+    pub fn open(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> Sse {
+        Sse::request(server, "GET", path, headers, None)
+    }
+
+    /// Sends `method path` with `body` (JSON) and keeps the connection to read the answer.
+    pub fn request(
+        server: &TestServer,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Sse {
+        let mut s = TcpStream::connect(server.addr).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .expect("timeout");
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !body.is_empty() {
+            head.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        head.push_str("\r\n");
+        head.push_str(&body);
+        s.write_all(head.as_bytes()).expect("write");
+        Sse {
+            s,
+            buf: String::new(),
+        }
+    }
+
+    /// Reads until `needle` has been seen `n` times (panics after 10 s); whether the
+    /// connection ended first.
+    pub fn until(&mut self, needle: &str, n: usize) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut chunk = [0u8; 8192];
+        while self.buf.matches(needle).count() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {needle:?} in {}",
+                self.buf
+            );
+            match self.s.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(k) => self.buf.push_str(&String::from_utf8_lossy(&chunk[..k])),
+                Err(_) => {}
+            }
+        }
+        false
+    }
+
+    /// Reads whatever arrives within `d` (a check that nothing more came).
+    pub fn drain_for(&mut self, d: std::time::Duration) {
+        let end = std::time::Instant::now() + d;
+        let mut chunk = [0u8; 8192];
+        while std::time::Instant::now() < end {
+            match self.s.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(k) => self.buf.push_str(&String::from_utf8_lossy(&chunk[..k])),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// The `id:` lines read, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.buf
+            .lines()
+            .filter_map(|l| l.strip_prefix("id: "))
+            .map(str::to_owned)
+            .collect()
+    }
+}

@@ -138,13 +138,23 @@ pub fn signature(secrets: &[String], id: &str, ts: i64, body: &str) -> String {
         .join(" ")
 }
 
-/// A TLS client of the web's public roots (webpki-roots), over `ring`: what the server's
-/// outgoing HTTPS requests use (webhook deliveries, `bespin export-usage`).
-pub(crate) fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
+/// A TLS client of the web's public roots (webpki-roots) and the certificate authorities of
+/// `ca_file` (`BESPIN_WEBHOOK_CA_FILE`), over `ring`: what the server's outgoing HTTPS
+/// requests use (webhook deliveries, `bespin export-usage`).
+pub(crate) fn tls_connector(
+    ca_file: Option<&std::path::Path>,
+) -> Result<tokio_rustls::TlsConnector, String> {
     use tokio_rustls::rustls;
-    let roots = rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
+    if let Some(path) = ca_file {
+        for cert in extra_roots(path)? {
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -152,6 +162,23 @@ pub(crate) fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// The certificates of a PEM file of certificate authorities (`BESPIN_WEBHOOK_CA_FILE`): at
+/// least one, or an error naming the file.
+pub fn extra_roots(
+    path: &std::path::Path,
+) -> Result<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>, String> {
+    use tokio_rustls::rustls::pki_types::{CertificateDer, pem::PemObject};
+    let named = |e: &dyn std::fmt::Display| format!("webhook CA file {}: {e}", path.display());
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| named(&e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| named(&e))?;
+    if certs.is_empty() {
+        return Err(named(&"no certificate in it"));
+    }
+    Ok(certs)
 }
 
 /// The worker's shared state.
@@ -163,12 +190,12 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    fn new(allow: Vec<String>) -> Result<Worker, String> {
+    fn new(allow: Vec<String>, ca_file: Option<&std::path::Path>) -> Result<Worker, String> {
         Ok(Worker {
             allow,
             total: Arc::new(Semaphore::new(TOTAL)),
             endpoints: Mutex::new(HashMap::new()),
-            tls: tls_connector().map_err(|e| format!("webhook {e}"))?,
+            tls: tls_connector(ca_file).map_err(|e| format!("webhook {e}"))?,
         })
     }
 
@@ -187,7 +214,11 @@ impl Worker {
 
 /// Runs the worker until `stop`.
 pub(crate) async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    let worker = match Worker::new(state.config.webhook_allow.clone()) {
+    let config = &state.config;
+    let worker = match Worker::new(
+        config.webhook_allow.clone(),
+        config.webhook_ca_file.as_deref(),
+    ) {
         Ok(w) => Arc::new(w),
         Err(e) => {
             tracing::error!("webhooks are not delivered: {e}");

@@ -381,3 +381,39 @@ fn json_log_lines_carry_request_and_tenant_ids_and_the_console_is_guarded() {
         "{text}"
     );
 }
+
+#[test]
+fn audit_verify_exits_1_and_names_the_row_of_a_tampered_file() {
+    use bespin_core::audit::{Entry, append};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chain.redb");
+    let db = bespin_core::Bespin::open(&path).unwrap();
+    db.transaction(|tx, ctx| {
+        for i in 0..5 {
+            let id = format!("r{i}");
+            append(tx, ctx, "t1", Entry::new("u1", "bulk", &id))?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    drop(db);
+    let p = path.to_str().unwrap();
+    let (code, out, err) = bespin(&["audit", "verify", "--db", p], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let db = bespin_core::Bespin::open(&path).unwrap();
+    assert!(db.tamper_audit_row_for_test("t1", 3).unwrap());
+    drop(db);
+    let (code, out, err) = bespin(&["audit", "verify", "--db", p], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("tenant t1 row 3"), "{out}");
+    let (code, out, _) = bespin(&["audit", "verify", "--db", p, "--json"], &[]);
+    assert_eq!(code, 1);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["total_findings"], 1);
+    assert_eq!(report["findings"][0]["n"], 3);
+    assert_eq!(report["findings"][0]["fault"], "altered_row");
+    // A file that is not there is exit 2, not a clean report.
+    let missing = dir.path().join("none.redb");
+    let (code, _, _) = bespin(&["audit", "verify", "--db", missing.to_str().unwrap()], &[]);
+    assert_eq!(code, 2);
+}

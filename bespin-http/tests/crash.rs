@@ -371,6 +371,18 @@ fn acknowledged_writes_survive_sigkill() {
     // The last file, opened directly, passes the checker too.
     let r = bespin_core::Bespin::open(&db).unwrap().check().unwrap();
     assert!(r.is_ok(), "{r}");
+    // Every tenant's audit chain recomputes clean after the crashes (`bespin check` above
+    // holds it too; this is the operator's command for it).
+    let out = Command::new(env!("CARGO_BIN_EXE_bespin"))
+        .args(["audit", "verify", "--json", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bespin audit verify: {text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert!(v["rows"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["total_findings"], 0, "{v}");
     eprintln!(
         "crash test: {cycles} SIGKILL cycles survived, {} writes acknowledged, {verified} verified present after the last restart, {} checks passed, {:.1} s",
         count(&acks.lock().unwrap()),

@@ -5,12 +5,9 @@
 
 use bespin_core::time::{ManualClock, Timestamp};
 use bespin_core::{Bespin, Options};
-use bespin_http::testing::{TestServer, TestTenant, test_config};
+use bespin_http::testing::{Sse, TestServer, TestTenant, test_config};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 fn h<'a>(t: &'a TestTenant, user: &'a str) -> Vec<(&'a str, &'a str)> {
     t.headers(user)
@@ -25,55 +22,6 @@ fn task(s: &TestServer, t: &TestTenant, title: &str) -> Value {
     );
     assert_eq!(r.status, 201, "{}", r.body);
     r.json()
-}
-
-/// An open SSE connection and what it has read so far.
-struct Sse {
-    s: TcpStream,
-    buf: String,
-}
-
-impl Sse {
-    fn open(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> Sse {
-        let mut s = TcpStream::connect(server.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let mut head = format!("GET {path} HTTP/1.1\r\nHost: x\r\n");
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes()).unwrap();
-        Sse {
-            s,
-            buf: String::new(),
-        }
-    }
-
-    /// Reads until `needle` has been seen `n` times (or fails after 10 s); whether the
-    /// connection ended.
-    fn until(&mut self, needle: &str, n: usize) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut chunk = [0u8; 8192];
-        while self.buf.matches(needle).count() < n {
-            assert!(Instant::now() < deadline, "no {needle:?} in {}", self.buf);
-            match self.s.read(&mut chunk) {
-                Ok(0) => return true,
-                Ok(k) => self.buf.push_str(&String::from_utf8_lossy(&chunk[..k])),
-                Err(_) => {}
-            }
-        }
-        false
-    }
-
-    /// The `id:` lines read, in order.
-    fn ids(&self) -> Vec<String> {
-        self.buf
-            .lines()
-            .filter_map(|l| l.strip_prefix("id: "))
-            .map(str::to_owned)
-            .collect()
-    }
 }
 
 #[test]

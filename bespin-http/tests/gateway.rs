@@ -474,3 +474,175 @@ fn chart_endpoints_series_brief_dates_and_usage_per_day() {
     );
     assert_eq!(st, 422);
 }
+
+#[test]
+fn the_audit_log_pages_filters_and_counts_for_admins_only() {
+    let c = Ctx::new();
+    let invoke = |user: &str, key: &str| {
+        let h = [("Idempotency-Key", key)];
+        let body = json!({ "tool_name": "kpi_summary", "payload": {} });
+        c.as_user(user, "POST", "/v1/tools/invoke", &h, Some(&body))
+            .0
+    };
+    for i in 0..3 {
+        assert_eq!(invoke(&c.admin, &format!("a{i}")), 200);
+    }
+    let chat = json!({ "message": "hello" });
+    let (st, _) = c.as_user(&c.member, "POST", "/v1/cofounder/chat", &[], Some(&chat));
+    assert_eq!(st, 200);
+    // Newest first, two to a page; a row appended between pages shifts nothing.
+    let (st, p1) = c.admin("GET", "/v1/audit?limit=2", &[], None);
+    assert_eq!(st, 200, "{p1}");
+    let ns = |p: &Value| -> Vec<u64> {
+        p["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["n"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(ns(&p1), [3, 2]);
+    assert_eq!(p1["items"][0]["user_id"], c.member.as_str());
+    assert_eq!(p1["items"][0]["outcome"], "success");
+    assert_eq!(p1["items"][0]["action"], "cofounder.chat");
+    assert_eq!(p1["items"][1]["action"], "tools.invoke");
+    assert_eq!(invoke(&c.admin, "a3"), 200);
+    let cur = p1["next_cursor"].as_str().unwrap().to_owned();
+    let (_, p2) = c.admin("GET", &format!("/v1/audit?limit=2&cursor={cur}"), &[], None);
+    assert_eq!(ns(&p2), [1, 0]);
+    assert_eq!(p2["next_cursor"], Value::Null);
+    // Filters.
+    let path = format!("/v1/audit?actor_user_id={}", c.member);
+    let (_, mine) = c.admin("GET", &path, &[], None);
+    assert_eq!(ns(&mine), [3]);
+    let (_, none) = c.admin("GET", "/v1/audit?outcome=denied", &[], None);
+    assert_eq!(ns(&none), Vec::<u64>::new());
+    let (_, later) = c.admin("GET", "/v1/audit?since=2999-01-01", &[], None);
+    assert_eq!(ns(&later), Vec::<u64>::new());
+    let (_, all) = c.admin(
+        "GET",
+        "/v1/audit?since=2000-01-01&until=2999-01-01",
+        &[],
+        None,
+    );
+    assert_eq!(ns(&all), [4, 3, 2, 1, 0]);
+    // Counts per group.
+    let (st, s) = c.admin("GET", "/v1/audit/stats?group_by=actor", &[], None);
+    assert_eq!(st, 200, "{s}");
+    assert_eq!(s["total"], 5);
+    assert_eq!(s["groups"][0], json!({ "key": c.admin, "count": 4 }));
+    assert_eq!(s["groups"][1], json!({ "key": c.member, "count": 1 }));
+    // Bad input is a 422 naming the query field; members are refused.
+    for bad in [
+        "/v1/audit?outcome=maybe",
+        "/v1/audit?limit=0",
+        "/v1/audit?since=yesterday",
+        "/v1/audit/stats",
+        "/v1/audit/stats?group_by=tool",
+    ] {
+        let (st, b) = c.admin("GET", bad, &[], None);
+        assert_eq!(st, 422, "{bad}: {b}");
+        assert_eq!(b["detail"][0]["loc"][0], "query", "{bad}: {b}");
+    }
+    // Refusals of a proven caller are audited: 403 as `denied`, 429 as `quota`, under the
+    // request's X-Request-ID and the route's operation id.
+    for (i, path) in ["/v1/audit", "/v1/audit/stats?group_by=day"]
+        .iter()
+        .enumerate()
+    {
+        let id = format!("refused-{i}");
+        let h = [("X-Request-ID", id.as_str())];
+        assert_eq!(c.as_user(&c.member, "GET", path, &h, None).0, 403, "{path}");
+    }
+    let limits = json!({ "assistant_query_daily_limit": 0, "tool_invocation_daily_limit": 0,
+        "daily_brief_generated_daily_limit": 0, "notification_enqueued_daily_limit": 0 });
+    assert_eq!(c.admin("PUT", "/v1/limits", &[], Some(&limits)).0, 200);
+    assert_eq!(invoke(&c.admin, "over"), 429);
+    // Not audited: a caller whose key fails (401), and a 422.
+    let h = [("X-API-Key", "wrong")];
+    let r = c.s.call(
+        "GET",
+        "/v1/audit",
+        &[
+            ("X-Tenant-ID", c.tenant.as_str()),
+            ("X-User-ID", c.member.as_str()),
+            h[0],
+        ],
+        None,
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(c.admin("GET", "/v1/audit?limit=0", &[], None).0, 422);
+    let (_, refused) = c.admin("GET", "/v1/audit?since=2000-01-01&limit=10", &[], None);
+    let got: Vec<(String, String, String)> = refused["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["outcome"] != "success")
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+            (s("action"), s("outcome"), s("idempotency_key"))
+        })
+        .collect();
+    let row = |a: &str, o: &str, k: &str| (a.to_owned(), o.to_owned(), k.to_owned());
+    assert_eq!(
+        got,
+        [
+            row("invoke_tool", "quota", "over"),
+            row("audit_stats", "denied", ""),
+            row("list_audit", "denied", ""),
+        ]
+    );
+    let (_, denied) = c.admin("GET", "/v1/audit?outcome=denied", &[], None);
+    assert_eq!(denied["items"][0]["request_id"], "refused-1");
+    assert_eq!(denied["items"][0]["user_id"], c.member.as_str());
+}
+
+#[test]
+fn an_audit_export_streams_a_large_period_as_json_lines() {
+    use bespin_core::audit::{Entry, append};
+    let c = Ctx::new();
+    // 20,000 rows (40 pages) written straight into the chain, in one transaction.
+    const ROWS: usize = 20_000;
+    c.s.bespin
+        .transaction(|tx, ctx| {
+            for i in 0..ROWS {
+                let id = format!("bulk-{i}");
+                append(tx, ctx, &c.tenant, Entry::new(&c.admin, "bulk", &id))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let h = [
+        ("X-Tenant-ID", c.tenant.as_str()),
+        ("X-User-ID", c.admin.as_str()),
+        ("X-API-Key", c.key.as_str()),
+    ];
+    let r =
+        c.s.call("GET", "/v1/audit/export?since=2000-01-01", &h, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(r.header("x-audit-rows"), Some("20000"));
+    let lines: Vec<Value> = r
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), ROWS);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["n"], i as u64);
+        if i > 0 {
+            assert_eq!(l["prev_hash"], lines[i - 1]["row_hash"]);
+        }
+    }
+    assert_eq!(lines[ROWS - 1]["request_id"], "bulk-19999");
+    // A period without rows is an empty body; bad input 422 at the query; members 403.
+    let r =
+        c.s.call("GET", "/v1/audit/export?since=2999-01-01", &h, None);
+    assert_eq!((r.status, r.body.as_str()), (200, ""));
+    let r = c.s.call("GET", "/v1/audit/export?until=never", &h, None);
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["detail"][0]["loc"], json!(["query", "until"]));
+    let st = c.as_user(&c.member, "GET", "/v1/audit/export", &[], None).0;
+    assert_eq!(st, 403);
+}

@@ -302,6 +302,15 @@ fn a_deeply_nested_answer_is_replayed_byte_for_byte() {
     }
 }
 
+/// Sends the writer's release when dropped.
+struct ReleaseOnDrop(std::sync::mpsc::Sender<()>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
 #[test]
 fn only_authenticated_operations_reach_the_writer_and_its_queue_is_bounded() {
     let s = TestServer::start(config(&[("BESPIN_WRITER_QUEUE", "1")]));
@@ -336,11 +345,22 @@ fn only_authenticated_operations_reach_the_writer_and_its_queue_is_bounded() {
         c.read_to_end(&mut buf).unwrap();
         parse_response(&buf)
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // Whatever happens below, the writer is released at the end (a failed assertion must
+    // not leave the server's drop waiting for it forever).
+    let release = ReleaseOnDrop(release);
+    // The queued write is in the queue (its one place) before the next one is sent.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while s.bespin.writer_queue_depth() < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never queued"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let r = exchange(&s, &h, task.as_bytes(), 10).expect("answered at once");
     assert_eq!(r.status, 503, "{}", short(&r));
     assert_eq!(r.header("retry-after"), Some("1"));
-    release.send(()).unwrap();
+    drop(release);
     assert_eq!(queued.join().unwrap().status, 201);
     assert_eq!(s.call("POST", "/v1/tasks", &headers, None).status, 422);
 }

@@ -2,13 +2,16 @@
 //! `server/discover`; 2025-06-18 and 2025-11-25 with `initialize` and `Mcp-Session-Id`) and
 //! their headers and error codes, sessions that survive a restart and work on a second
 //! server, the `Origin` check, roles in `tools/list`, idempotent tool calls, and the metering
-//! and audit of a tool call equal to its REST call. (Tenant isolation through MCP is in
+//! and audit of a tool call equal to its REST call, and 2026-07-28's `subscriptions/listen`
+//! stream of resource and tool-list changes. (Tenant isolation through MCP is in
 //! reliability.rs's matrix; the official Python SDK is driven by scripts/mcp-clients.sh.)
 #![allow(clippy::unwrap_used)]
 
 use bespin_core::Bespin;
-use bespin_http::testing::{TestResponse, TestServer, TestTenant, test_config};
+use bespin_http::testing::{Sse, TestResponse, TestServer, TestTenant, test_config};
 use serde_json::{Value, json};
+
+const ADMIN_KEY: (&str, &str) = ("X-Platform-Admin-Key", "test-admin-key");
 
 const MODERN: &str = "2026-07-28";
 
@@ -651,4 +654,276 @@ fn mcp_is_paced_like_the_routes_that_write_searchable_text() {
     };
     assert_eq!(paced("/v1/tasks", "POST"), Some(true));
     assert_eq!(paced("/mcp", "POST"), Some(true));
+}
+
+/// Opens a 2026-07-28 `subscriptions/listen` stream with request id `id` asking for `filter`.
+fn listen(s: &TestServer, h: &[(&str, &str)], id: &str, filter: Value) -> Sse {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "subscriptions/listen", "params": {
+        "notifications": filter,
+        "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}},
+    }});
+    let headers = with(
+        h,
+        &[
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", MODERN),
+            ("Mcp-Method", "subscriptions/listen"),
+        ],
+    );
+    Sse::request(s, "POST", "/mcp", &headers, Some(&body))
+}
+
+fn created(r: TestResponse, id: &str) -> String {
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.json()[id].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn listen_streams_the_changes_of_subscribed_resources_only() {
+    let s = TestServer::start(test_config());
+    let a = s.create_tenant("alpha", "a@alpha.example");
+    let b = s.create_tenant("beta", "b@beta.example");
+    let h = a.admin_headers();
+    let task = |title: &str| {
+        created(
+            s.call("POST", "/v1/tasks", &h, Some(&json!({"title": title}))),
+            "task_id",
+        )
+    };
+    let (followed, other) = (task("followed"), task("other"));
+    let kpi = created(
+        s.call("POST", "/v1/kpis", &h, Some(&json!({"name": "MRR"}))),
+        "kpi_id",
+    );
+    let uri = format!("bespin://task/{followed}");
+    let kpi_uri = format!("bespin://kpis/{kpi}");
+    let mut sse = listen(
+        &s,
+        &h,
+        "listen-1",
+        json!({
+            "resourceSubscriptions": [uri, "bespin://nonsense/x", kpi_uri],
+            "toolsListChanged": true,
+            "promptsListChanged": true,
+        }),
+    );
+    sse.until("notifications/subscriptions/acknowledged", 1);
+    let head = sse.buf.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    let ack = frames(&sse)[0].clone();
+    let mut uris = vec![uri.clone(), kpi_uri.clone()];
+    uris.sort();
+    assert_eq!(
+        ack["params"]["notifications"],
+        json!({"toolsListChanged": true, "resourceSubscriptions": uris}),
+        "what can never fire is not acknowledged"
+    );
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "listen-1"
+    );
+    // A second tenant following the same URI hears nothing of the first tenant's record.
+    let mut stranger = listen(
+        &s,
+        &b.admin_headers(),
+        "x",
+        json!({"resourceSubscriptions": [uri]}),
+    );
+    stranger.until("notifications/subscriptions/acknowledged", 1);
+
+    // A change of another task says nothing; the followed task's edit and its new evidence
+    // each say it changed; points of the KPI say it changed.
+    let r = s.call("POST", &format!("/v1/tasks/{other}/complete"), &h, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = s.call(
+        "PATCH",
+        &format!("/v1/tasks/{followed}"),
+        &h,
+        Some(&json!({"title": "renamed"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    sse.until("notifications/resources/updated", 1);
+    let ev = json!({"entity_type": "task", "entity_id": followed, "source_type": "manual", "source_ref": {"note": "x"}});
+    assert_eq!(s.call("POST", "/v1/evidence", &h, Some(&ev)).status, 201);
+    sse.until("notifications/resources/updated", 2);
+    let points = json!({"points": [{"ts": "2026-01-01T00:00:00Z", "value": 1}]});
+    let r = s.call(
+        "POST",
+        &format!("/v1/kpis/{kpi}/points:bulk"),
+        &h,
+        Some(&points),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    sse.until("notifications/resources/updated", 3);
+    let updated: Vec<Value> = frames(&sse)
+        .into_iter()
+        .filter(|f| f["method"] == "notifications/resources/updated")
+        .collect();
+    let got: Vec<&str> = updated
+        .iter()
+        .map(|f| f["params"]["uri"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        [uri.as_str(), uri.as_str(), kpi_uri.as_str()],
+        "{}",
+        sse.buf
+    );
+    assert!(
+        updated
+            .iter()
+            .all(|f| f["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "listen-1")
+    );
+
+    stranger.drain_for(std::time::Duration::from_millis(300));
+    assert!(
+        !stranger.buf.contains("notifications/resources/updated"),
+        "{}",
+        stranger.buf
+    );
+
+    // The plan decides the tool list: a subscription change announces it.
+    let r = s.call(
+        "PUT",
+        &format!("/v1/admin/tenants/{}/subscription", a.id),
+        &[ADMIN_KEY],
+        Some(&json!({"plan_id": "starter", "status": "active"})),
+    );
+    assert!(r.status < 300, "{} {}", r.status, r.body);
+    sse.until("notifications/tools/list_changed", 1);
+
+    // The server's stop ends the stream gracefully: the listen request's result comes last.
+    drop(s);
+    assert!(sse.until("never sent", 1), "the stream ended");
+    let last = frames(&sse).pop().unwrap();
+    assert_eq!(last["id"], "listen-1");
+    assert_eq!(last["result"]["resultType"], "complete");
+    assert_eq!(
+        last["result"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "listen-1"
+    );
+}
+
+#[test]
+fn listen_is_refused_clearly() {
+    let s = TestServer::start(test_config());
+    let a = s.create_tenant("alpha", "a@alpha.example");
+    let h = a.admin_headers();
+    // The answer is a stream: a client that takes only JSON gets 406.
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen", "params": {
+        "notifications": {},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}},
+    }});
+    let json_only = with(
+        &h,
+        &[
+            ("Accept", "application/json"),
+            ("MCP-Protocol-Version", MODERN),
+            ("Mcp-Method", "subscriptions/listen"),
+        ],
+    );
+    let r = s.call("POST", "/mcp", &json_only, Some(&body));
+    assert_eq!(r.status, 406, "{}", r.body);
+    let malformed = [
+        json!(null),
+        json!({"resourceSubscriptions": "bespin://task/x"}),
+        json!({"resourceSubscriptions": [7]}),
+        json!({"resourceSubscriptions": vec!["bespin://task/x"; 101]}),
+    ];
+    for filter in malformed {
+        let mut sse = listen(&s, &h, "l", filter.clone());
+        sse.until("\r\n\r\n", 1);
+        sse.drain_for(std::time::Duration::from_millis(100));
+        assert!(sse.buf.starts_with("HTTP/1.1 400"), "{filter}: {}", sse.buf);
+        assert!(sse.buf.contains("-32602"), "{filter}: {}", sse.buf);
+    }
+    // The handshake revisions have no listen (nor resources/subscribe): unknown methods.
+    let (_, sid) = initialize(&s, &h, "2025-11-25");
+    for method in ["subscriptions/listen", "resources/subscribe"] {
+        let r = in_session(
+            &s,
+            &h,
+            &sid,
+            method,
+            json!({"uri": "bespin://briefs/latest"}),
+        );
+        assert_eq!(r.json()["error"]["code"], -32601, "{method}: {}", r.body);
+    }
+    let (init, _) = initialize(&s, &h, "2025-11-25");
+    assert_eq!(
+        init.json()["result"]["capabilities"]["resources"]["subscribe"],
+        false
+    );
+    let discover = s.mcp(&h, "server/discover", json!({}));
+    let caps = &discover.json()["result"]["capabilities"];
+    assert_eq!(
+        (
+            &caps["resources"]["subscribe"],
+            &caps["tools"]["listChanged"]
+        ),
+        (&json!(true), &json!(true))
+    );
+}
+
+/// The JSON-RPC messages of the stream's `data:` lines, in order.
+fn frames(sse: &Sse) -> Vec<Value> {
+    sse.buf
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect()
+}
+
+#[test]
+fn resources_list_pages_with_a_cursor() {
+    let s = TestServer::start(test_config());
+    let a = s.create_tenant("alpha", "a@alpha.example");
+    let h = a.admin_headers();
+    let mut ids: Vec<String> = (0..101)
+        .map(|i| {
+            let body = json!({ "name": format!("k{i}") });
+            created(s.call("POST", "/v1/kpis", &h, Some(&body)), "kpi_id")
+        })
+        .collect();
+    let uris = |r: &TestResponse| -> Vec<String> {
+        r.json()["result"]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["uri"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first = s.mcp(&h, "resources/list", json!({}));
+    let cursor = first.json()["result"]["nextCursor"].clone();
+    assert!(cursor.is_string(), "{}", first.body);
+    let second = s.mcp(&h, "resources/list", json!({ "cursor": cursor }));
+    assert!(
+        second.json()["result"].get("nextCursor").is_none(),
+        "{}",
+        second.body
+    );
+    let (one, two) = (uris(&first), uris(&second));
+    assert_eq!(
+        (one.len(), two.len()),
+        (101, 1),
+        "the brief, then 100 KPIs a page"
+    );
+    assert_eq!(one[0], "bespin://briefs/latest");
+    let mut seen: Vec<String> = one[1..]
+        .iter()
+        .chain(&two)
+        .map(|u| u.trim_start_matches("bespin://kpis/").to_owned())
+        .collect();
+    seen.sort();
+    ids.sort();
+    assert_eq!(seen, ids, "every KPI once");
+    for bad in [json!("x"), json!(7), json!("k-1")] {
+        let r = s.mcp(&h, "resources/list", json!({ "cursor": bad }));
+        assert_eq!(
+            (r.status, &r.json()["error"]["code"]),
+            (400, &json!(-32602)),
+            "{bad}"
+        );
+    }
 }

@@ -213,6 +213,11 @@ fn isolation_matrix_other_tenants_ids_are_not_found() {
         json!({"url": "https://example.com/secret-hook"}),
     )["endpoint_id"]
         .clone();
+    let key = post(
+        "/v1/api-keys",
+        json!({"user_id": a.admin, "name": "secret"}),
+    )["key_id"]
+        .clone();
     let events = call(&s, &a, "GET", "/v1/events", None).json();
     let event = events["items"][0]["id"].clone();
     let id = |v: &Value| v.as_str().unwrap().to_owned();
@@ -230,6 +235,12 @@ fn isolation_matrix_other_tenants_ids_are_not_found() {
         ("date", "2026-01-02".to_owned()),
         ("entity_type", "action".to_owned()),
         ("entity_id", id(&action)),
+        ("user_id", a.admin.clone()),
+        ("key_id", id(&key)),
+        (
+            "evidence_id",
+            "00000000-0000-4000-8000-000000000000".to_owned(),
+        ),
     ];
     let body_for = |path: &str| -> Option<Value> {
         Some(match path {
@@ -239,6 +250,7 @@ fn isolation_matrix_other_tenants_ids_are_not_found() {
             p if p.ends_with("/execute") => json!({"execution_status": "succeeded"}),
             p if p.ends_with("/supersede") => json!({"fact_value": "stolen"}),
             p if p.starts_with("/v1/memory/facts/") => json!({"fact_value": "stolen"}),
+            p if p.starts_with("/v1/users/") => json!({"role": "member"}),
             _ => json!({"title": "stolen"}),
         })
     };

@@ -1,10 +1,15 @@
 //! Webhooks over HTTP with a local receiver: endpoint management (admins only, the secret
 //! shown once, rotation), a delivery with the Standard Webhooks headers, a failed attempt
 //! retried with backoff, the attempts list, the manual retry, the metered delivery, and the
-//! refusals (plain http or a loopback address that is not allow-listed). The signatures are
+//! refusals (plain http or a loopback address that is not allow-listed); on a manual clock, the
+//! whole retry schedule, the endpoint disabled after 5 days of failures, and attempts aging out
+//! with the event retention. The signatures are
 //! verified by the PyPI `standardwebhooks` package in scripts/webhooks.sh.
 #![allow(clippy::unwrap_used)]
 
+use bespin_core::time::{Clock, ManualClock};
+use bespin_core::webhooks::delivery::RETRY_SCHEDULE_SECS;
+use bespin_core::{Bespin, Options};
 use bespin_http::testing::{TestServer, TestTenant, test_config};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -202,4 +207,98 @@ fn loopback_is_refused_unless_allow_listed() {
         seen.lock().unwrap().is_empty(),
         "nothing reached the loopback receiver"
     );
+}
+
+#[test]
+fn retries_run_their_schedule_then_five_days_of_failures_disable_the_endpoint() {
+    let clock = ManualClock::at("2026-03-01T00:00:00Z").unwrap();
+    let db = Bespin::open_in_memory_with(Arc::new(clock.clone()), Options::default()).unwrap();
+    let mut config = test_config();
+    config.webhook_allow = vec!["127.0.0.1".into()];
+    let s = TestServer::start_with(db, config);
+    let t = s.create_tenant("Acme", "a@x.io");
+    let (url, seen) = receiver(Arc::new(AtomicU16::new(503)));
+    let body = json!({"url": url, "event_types": ["task.created"]});
+    let (_, created) = call(&s, &t, "POST", "/v1/webhooks/endpoints", Some(&body));
+    let path = format!(
+        "/v1/webhooks/endpoints/{}",
+        created["endpoint_id"].as_str().unwrap()
+    );
+    let attempts_path = format!("{path}/attempts");
+    let attempts = || call(&s, &t, "GET", &attempts_path, None).1["items"].clone();
+    // An instant of the API in microseconds (through the clock's own RFC 3339 reading).
+    let micros = |v: &Value| ManualClock::at(v.as_str().unwrap()).unwrap().now().0;
+
+    call(&s, &t, "POST", "/v1/tasks", Some(&json!({"title": "t"})));
+    wait_for("the first attempt", || seen.lock().unwrap().len() == 1);
+    // Each failed attempt names its retry at the schedule's next wait (±10%); moving the
+    // clock there brings the next attempt, until the schedule runs out.
+    for (i, wait) in RETRY_SCHEDULE_SECS.iter().enumerate() {
+        wait_for("the attempt's record", || attempts()[0]["attempt"] == i + 1);
+        let newest = attempts()[0].clone();
+        assert_eq!(newest["status"], "retrying", "{newest}");
+        let gap = micros(&newest["next_retry"]) - micros(&newest["attempted_at"]);
+        let want = wait * 1_000_000;
+        assert!(
+            (gap - want).abs() <= want / 10 + 1,
+            "retry {i}: {gap} µs for {want}"
+        );
+        clock.set(bespin_core::time::Timestamp(
+            micros(&newest["next_retry"]) + 1,
+        ));
+        wait_for("the retry", || seen.lock().unwrap().len() == i + 2);
+    }
+    let n = RETRY_SCHEDULE_SECS.len() + 1;
+    wait_for("the last attempt's record", || {
+        attempts()[0]["attempt"] == n
+    });
+    let last = attempts()[0].clone();
+    assert_eq!(
+        (&last["status"], &last["next_retry"]),
+        (&json!("failed"), &Value::Null)
+    );
+    // About 28 hours of failures: still enabled.
+    assert_eq!(call(&s, &t, "GET", &path, None).1["enabled"], true);
+
+    // Five days after the first failure, the next failure disables it and says so.
+    clock.advance(5 * 86_400 * 1_000_000);
+    call(&s, &t, "POST", "/v1/tasks", Some(&json!({"title": "u"})));
+    wait_for("the endpoint disabled", || {
+        call(&s, &t, "GET", &path, None).1["enabled"] == false
+    });
+    let (_, e) = call(&s, &t, "GET", &path, None);
+    assert!(
+        e["disabled_reason"].as_str().unwrap().contains("5 days"),
+        "{e}"
+    );
+    let (_, events) = call(
+        &s,
+        &t,
+        "GET",
+        "/v1/events?types=webhook.endpoint_disabled",
+        None,
+    );
+    assert_eq!(events["items"].as_array().unwrap().len(), 1, "{events}");
+    // Disabled: a new event is not sent.
+    let before = seen.lock().unwrap().len();
+    call(&s, &t, "POST", "/v1/tasks", Some(&json!({"title": "v"})));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(seen.lock().unwrap().len(), before);
+
+    // Past the event retention, each recorded attempt (a test delivery still goes to a
+    // disabled endpoint) takes two aged-out ones with it.
+    let kept = attempts().as_array().unwrap().len();
+    assert_eq!(kept, n + 1);
+    clock.advance(31 * 86_400 * 1_000_000);
+    assert_eq!(call(&s, &t, "POST", &format!("{path}/test"), None).0, 202);
+    wait_for("the test attempt, and two aged out", || {
+        attempts().as_array().unwrap().len() == kept + 1 - 2
+    });
+    let newest = attempts()[0].clone();
+    assert_eq!(
+        (&newest["attempt"], &newest["status"]),
+        (&json!(1), &json!("retrying")),
+        "{newest}"
+    );
+    assert!(s.bespin.check().unwrap().is_ok());
 }

@@ -80,11 +80,29 @@ fn wrap(core: bespin_core::Bespin, label: String) -> PyBespin {
 
 /// Opens (creating if missing) the database at `path`: a redb file, or a PostgreSQL URL
 /// (`postgres://user@host/db?schema=bespin`) that other processes may share.
+/// `event_retention_secs`: how long events are kept (default 30 days; a cursor older than
+/// that raises `CursorExpired`); `purge_expired_events` removes the older ones.
 #[pyfunction]
-fn open(py: Python<'_>, path: PathBuf) -> PyResult<PyBespin> {
+#[pyo3(signature = (path, *, event_retention_secs = None))]
+fn open(py: Python<'_>, path: PathBuf, event_retention_secs: Option<u64>) -> PyResult<PyBespin> {
     let label = bespin_core::shown_db(&path);
+    let mut options = bespin_core::Options::default();
+    if let Some(secs) = event_retention_secs {
+        if secs == 0 {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "event_retention_secs must be positive",
+            ));
+        }
+        options.event_retention_micros = i64::try_from(secs)
+            .ok()
+            .and_then(|s| s.checked_mul(1_000_000))
+            .ok_or_else(|| {
+                pyo3::exceptions::PyValueError::new_err("event_retention_secs is too large")
+            })?;
+    }
+    let clock = std::sync::Arc::new(bespin_core::time::SystemClock);
     let core = py
-        .detach(move || bespin_core::Bespin::open(&path))
+        .detach(move || bespin_core::Bespin::open_with(&path, clock, options))
         .map_err(|e| errors::to_py(py, &e))?;
     Ok(wrap(core, label))
 }
@@ -144,6 +162,16 @@ impl PyBespin {
     /// Deletes idempotency records older than the retention (24 h); returns how many went.
     fn purge_expired_idempotency(&self, py: Python<'_>) -> PyResult<usize> {
         call(py, &self.db, |core| core.purge_expired_idempotency())
+    }
+
+    /// Deletes up to `max` events older than the event retention, in one transaction; returns
+    /// how many went (call again while it returns `max`). The server does this itself once a
+    /// minute; a program embedding the database calls it on its own schedule.
+    #[pyo3(signature = (max = 10_000))]
+    fn purge_expired_events(&self, py: Python<'_>, max: usize) -> PyResult<usize> {
+        call(py, &self.db, move |core| {
+            core.purge_events(max.clamp(1, 100_000))
+        })
     }
 
     /// Authenticates a tenant user and returns their session. Raises `BadRequest` for a blank

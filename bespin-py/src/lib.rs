@@ -4,6 +4,7 @@
 //! a `register` called here. Conversions live in [`convert`], the exception mapping in
 //! [`errors`].
 
+mod audit;
 mod billing;
 mod briefs;
 mod chat;
@@ -15,6 +16,7 @@ mod events;
 mod handle;
 mod jobs;
 mod kpis;
+mod lifecycle;
 mod limits;
 mod metering;
 mod notifications;
@@ -29,6 +31,7 @@ fn _bespin(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     handle::register(m)?;
     tenancy::register(m)?;
+    lifecycle::register(m)?;
     limits::register(m)?;
     billing::register(m)?;
     metering::register(m)?;
@@ -41,5 +44,6 @@ fn _bespin(m: &Bound<'_, PyModule>) -> PyResult<()> {
     chat::register(m)?;
     coreos::register(m)?;
     events::register(m)?;
+    audit::register(m)?;
     Ok(())
 }

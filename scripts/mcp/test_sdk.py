@@ -151,3 +151,26 @@ def test_capability_error_is_a_tool_error() -> None:
         run(h, "auto", body)
     finally:
         rest("PUT", f"/v1/admin/plans/{plan_id}/capabilities", {"capabilities": every}, platform)
+
+
+def test_listen_announces_a_followed_record_change(admin: dict[str, str]) -> None:
+    """2026-07-28's subscriptions/listen through the SDK's own driver: the acknowledgment names
+    what is followed, and completing the followed task (a tool call on the same client) arrives
+    as a ResourceUpdated for its URI."""
+    from mcp.client.subscriptions import ResourceUpdated
+
+    task = rest("POST", "/v1/tasks", {"title": "Followed"}, creds(admin))
+    uri = f"bespin://task/{task['task_id']}"
+
+    async def body(client: Client) -> None:
+        async with client.listen(resource_subscriptions=[uri]) as sub:
+            assert sub.honored.resource_subscriptions == [uri]
+            done = await client.call_tool(
+                "complete_task", {"task_id": task["task_id"], "idempotency_key": uuid.uuid4().hex}
+            )
+            assert not done.is_error, done
+            with anyio.fail_after(10):
+                event = await sub.__anext__()
+            assert event == ResourceUpdated(uri=uri)
+
+    run(creds(admin), "auto", body)

@@ -13,6 +13,7 @@ pub mod subscriptions;
 pub mod thresholds;
 pub mod usage;
 
+use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::store::Reader;
 
@@ -20,10 +21,28 @@ use crate::store::Reader;
 /// its plan must grant `capability`. Errors: `NoSubscription`, `SubscriptionSuspended`,
 /// `CapabilityDenied` (all 403 with structured detail). On a read snapshot the outcome is
 /// remembered per tenant and capability for the snapshot's life ([`Reader::remembered`]).
-pub(crate) fn require_capability(r: &impl Reader, tenant_id: &str, capability: &str) -> Result<()> {
+pub(crate) fn plan_grants(r: &impl Reader, tenant_id: &str, capability: &str) -> Result<()> {
     r.remembered(&["capability", tenant_id, capability], &mut || {
         check_capability(r, tenant_id, capability)
     })
+}
+
+/// The one capability check of an operation: [`plan_grants`] for the caller's tenant, then
+/// the scopes of the caller's API key (a key scoped to a list of capabilities may exercise
+/// only those: 403 `Forbidden` otherwise). Every operation that needs a capability calls it
+/// with its caller.
+pub(crate) fn require_capability(
+    r: &impl Reader,
+    caller: &Principal,
+    capability: &str,
+) -> Result<()> {
+    plan_grants(r, caller.tenant_id(), capability)?;
+    match caller.key() {
+        Some(k) if !k.scopes.allows_capability(capability) => Err(Error::Forbidden(format!(
+            "This API key's scopes do not include capability: {capability}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn check_capability(r: &impl Reader, tenant_id: &str, capability: &str) -> Result<()> {
@@ -46,7 +65,7 @@ mod tests {
     use crate::testutil::{db, tenant};
 
     fn can_read_kpis(db: &crate::Bespin, tenant_id: &str) -> bool {
-        db.read(|r, _| Ok(require_capability(r, tenant_id, "kpi_read").is_ok()))
+        db.read(|r, _| Ok(plan_grants(r, tenant_id, "kpi_read").is_ok()))
             .unwrap_or(false)
     }
 

@@ -94,7 +94,7 @@ pub fn chat(
 ) -> Result<ChatReply> {
     caller.require(Permission::UseChat, "use chat")?;
     let tenant = caller.tenant_id();
-    require_capability(tx, tenant, "chat")?;
+    require_capability(tx, caller, "chat")?;
     let permit = Meter::one("assistant_query", "chat")
         .with_daily(Activity::AssistantQuery)
         .check(tx, ctx, tenant)?;
@@ -130,7 +130,12 @@ pub fn chat(
         &cards,
     )?;
     let request_id = ids::new_id();
-    audit::record(tx, ctx, caller, "cofounder.chat", Some("chat"), &request_id)?;
+    let entry = audit::Entry::new(caller.user_id(), "cofounder.chat", &request_id)
+        .tool(Some("chat"))
+        .capability("chat")
+        .target("conversation", &conversation_id)
+        .units(permit.units());
+    audit::append(tx, ctx, tenant, entry)?;
     permit.record(tx, ctx, caller, &request_id)?;
     Ok(ChatReply {
         request_id,
@@ -250,6 +255,6 @@ fn respond(
 impl Bespin {
     /// One cofounder-chat exchange, in one transaction (see [`chat`]).
     pub fn chat(&self, caller: &Principal, req: ChatRequest) -> Result<ChatReply> {
-        self.write(|tx, ctx| chat(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| chat(tx, ctx, caller, req))
     }
 }

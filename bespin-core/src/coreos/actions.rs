@@ -496,7 +496,7 @@ fn event(
 /// Proposes an action (any user). Order: capability → assignee (404) → quota → write.
 pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewAction) -> Result<Action> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     check_assignee(tx, t, req.assigned_to_user_id.as_deref())?;
     let permit = check_quota(tx, ctx, caller, "action_created", TOOL)?;
     let a = ActionRec {
@@ -528,7 +528,15 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewAction) -
             ("source", Some(&a.source)),
         ]),
     )?;
-    record_effects(tx, ctx, caller, permit, "actions.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "actions.create",
+        TOOL,
+        (EntityType::Action, &a.action_id),
+    )?;
     Ok(view(t, &a))
 }
 
@@ -545,7 +553,7 @@ pub fn update(
     patch: ActionPatch,
 ) -> Result<Action> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     let mut a = load(tx, t, action_id)?;
     if !caller.is_admin() && a.created_by != caller.user_id() {
         return Err(Error::Forbidden(
@@ -587,7 +595,15 @@ pub fn update(
         format!("Action updated: {}", a.title),
         Metadata::of(&[("status", Some(&a.status))]),
     )?;
-    record_effects(tx, ctx, caller, permit, "actions.update", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "actions.update",
+        TOOL,
+        (EntityType::Action, &a.action_id),
+    )?;
     Ok(view(t, &a))
 }
 
@@ -602,7 +618,7 @@ pub fn cancel(
     req: ReviewComment,
 ) -> Result<Action> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     let mut a = load(tx, t, action_id)?;
     if a.status == "cancelled" {
         return Ok(view(t, &a));
@@ -628,7 +644,15 @@ pub fn cancel(
         format!("Action cancelled: {}", a.title),
         Metadata::of(&[("comment", req.comment.as_deref())]),
     )?;
-    record_effects(tx, ctx, caller, permit, "actions.cancel", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "actions.cancel",
+        TOOL,
+        (EntityType::Action, &a.action_id),
+    )?;
     Ok(view(t, &a))
 }
 
@@ -641,7 +665,7 @@ fn review(
     approve: bool,
 ) -> Result<Action> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     caller.require_admin()?;
     let mut a = load(tx, t, action_id)?;
     let (target, verb) = if approve {
@@ -708,7 +732,15 @@ fn review(
             ("reviewer_user_id", Some(caller.user_id())),
         ]),
     )?;
-    record_effects(tx, ctx, caller, permit, audit_action, TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        audit_action,
+        TOOL,
+        (EntityType::Action, &a.action_id),
+    )?;
     Ok(view(t, &a))
 }
 
@@ -747,7 +779,7 @@ pub fn execute(
     req: ExecuteAction,
 ) -> Result<ExecutionResult> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     caller.require_admin()?;
     let mut a = load(tx, t, action_id)?;
     if a.status == "executed"
@@ -791,7 +823,15 @@ pub fn execute(
             ("execution_status", Some(&e.execution_status)),
         ]),
     )?;
-    record_effects(tx, ctx, caller, permit, "actions.execute", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "actions.execute",
+        TOOL,
+        (EntityType::Action, &a.action_id),
+    )?;
     Ok(ExecutionResult {
         action: view(t, &a),
         execution: execution_view(action_id, &e),
@@ -843,13 +883,13 @@ impl Bespin {
     /// `POST /v1/actions`: proposes an action. Errors: entitlement, `NotFound` (assignee),
     /// `QuotaExceeded`.
     pub fn create_action(&self, caller: &Principal, req: NewAction) -> Result<Action> {
-        self.write(|tx, ctx| create(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| create(tx, ctx, caller, req))
     }
 
     /// `GET /v1/actions`: newest first, filtered. Capability `action_center`.
     pub fn list_actions(&self, caller: &Principal, q: &ActionQuery) -> Result<ActionPage> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             list(r, caller.tenant_id(), q)
         })
     }
@@ -858,7 +898,7 @@ impl Bespin {
     /// `NotFound`.
     pub fn get_action(&self, caller: &Principal, action_id: &str) -> Result<ActionDetail> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             detail(r, caller.tenant_id(), action_id)
         })
     }
@@ -871,7 +911,7 @@ impl Bespin {
         action_id: &str,
         patch: ActionPatch,
     ) -> Result<Action> {
-        self.write(|tx, ctx| update(tx, ctx, caller, action_id, patch))
+        self.write_as(caller, |tx, ctx| update(tx, ctx, caller, action_id, patch))
     }
 
     /// `POST /v1/actions/{id}/cancel`. Errors: entitlement, `NotFound`, `BadRequest` (not
@@ -882,7 +922,7 @@ impl Bespin {
         action_id: &str,
         req: ReviewComment,
     ) -> Result<Action> {
-        self.write(|tx, ctx| cancel(tx, ctx, caller, action_id, req))
+        self.write_as(caller, |tx, ctx| cancel(tx, ctx, caller, action_id, req))
     }
 
     /// `POST /v1/actions/{id}/approve` (admin). Errors: entitlement, `NotFound`, `Forbidden`,
@@ -893,7 +933,7 @@ impl Bespin {
         action_id: &str,
         req: ReviewComment,
     ) -> Result<Action> {
-        self.write(|tx, ctx| approve(tx, ctx, caller, action_id, req))
+        self.write_as(caller, |tx, ctx| approve(tx, ctx, caller, action_id, req))
     }
 
     /// `POST /v1/actions/{id}/reject` (admin). Errors as [`Bespin::approve_action`].
@@ -903,7 +943,7 @@ impl Bespin {
         action_id: &str,
         req: ReviewComment,
     ) -> Result<Action> {
-        self.write(|tx, ctx| reject(tx, ctx, caller, action_id, req))
+        self.write_as(caller, |tx, ctx| reject(tx, ctx, caller, action_id, req))
     }
 
     /// `POST /v1/actions/{id}/execute` (admin). Errors: entitlement, `Forbidden`, `NotFound`,
@@ -914,7 +954,7 @@ impl Bespin {
         action_id: &str,
         req: ExecuteAction,
     ) -> Result<ExecutionResult> {
-        self.write(|tx, ctx| execute(tx, ctx, caller, action_id, req))
+        self.write_as(caller, |tx, ctx| execute(tx, ctx, caller, action_id, req))
     }
 }
 

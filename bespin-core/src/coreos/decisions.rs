@@ -3,6 +3,7 @@
 //! decisions). The list walks a (tenant, decision date, created at, id) index newest date
 //! first (ties: newest created first).
 
+use super::deletion::{self, Deleted, Deletion};
 use super::{
     Change, EntityType, Metadata, Paging, check_quota, dated_records, new_record_id, page_index,
     page_type, patch_string, record_effects, search, timeline,
@@ -186,7 +187,7 @@ pub fn create(
     req: NewDecision,
 ) -> Result<Decision> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     caller.require_admin()?;
     let permit = check_quota(tx, ctx, caller, "decision_created", TOOL)?;
     let d = DecisionRec {
@@ -223,7 +224,15 @@ pub fn create(
         &d.decision_id,
         &v,
     )?;
-    record_effects(tx, ctx, caller, permit, "decisions.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "decisions.create",
+        TOOL,
+        (EntityType::Decision, &d.decision_id),
+    )?;
     Ok(v)
 }
 
@@ -237,7 +246,7 @@ pub fn update(
     patch: DecisionPatch,
 ) -> Result<Decision> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     caller.require_admin()?;
     let mut d = load(tx, t, decision_id)?;
     let mut changed = patch.title.apply(&mut d.title);
@@ -270,7 +279,15 @@ pub fn update(
         &d.decision_id,
         &v,
     )?;
-    record_effects(tx, ctx, caller, permit, "decisions.update", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "decisions.update",
+        TOOL,
+        (EntityType::Decision, &d.decision_id),
+    )?;
     Ok(v)
 }
 
@@ -298,16 +315,40 @@ pub fn paging_from_json(v: &Value) -> Result<Paging> {
     got(p)
 }
 
+/// Deletes a decision (admin): gone from its table, its list index and search in this
+/// transaction, with its evidence links; its timeline stays, with `decision_deleted`. Order:
+/// capability → admin (403) → 404 → write.
+pub fn delete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, id: &str) -> Result<Deleted> {
+    let t = caller.tenant_id();
+    require_capability(tx, caller, CAP)?;
+    caller.require_admin()?;
+    let d = load(tx, t, id)?;
+    remove(tx, t, &d)?;
+    deletion::finish(
+        tx,
+        ctx,
+        caller,
+        Deletion {
+            et: EntityType::Decision,
+            id: &d.decision_id,
+            created_at: d.created_at,
+            title: &d.title,
+            audit_action: "decisions.delete",
+            event: catalog::DECISION_DELETED,
+        },
+    )
+}
+
 impl Bespin {
     /// `POST /v1/decisions` (admin). Errors: entitlement, `Forbidden`, `QuotaExceeded`.
     pub fn create_decision(&self, caller: &Principal, req: NewDecision) -> Result<Decision> {
-        self.write(|tx, ctx| create(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| create(tx, ctx, caller, req))
     }
 
     /// `GET /v1/decisions`. Capability `decisions`.
     pub fn list_decisions(&self, caller: &Principal, paging: Paging) -> Result<DecisionPage> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             list(r, caller.tenant_id(), paging)
         })
     }
@@ -315,7 +356,7 @@ impl Bespin {
     /// `GET /v1/decisions/{id}`. Errors: entitlement, `NotFound`.
     pub fn get_decision(&self, caller: &Principal, decision_id: &str) -> Result<Decision> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             Ok(view(
                 caller.tenant_id(),
                 &load(r, caller.tenant_id(), decision_id)?,
@@ -331,7 +372,9 @@ impl Bespin {
         decision_id: &str,
         patch: DecisionPatch,
     ) -> Result<Decision> {
-        self.write(|tx, ctx| update(tx, ctx, caller, decision_id, patch))
+        self.write_as(caller, |tx, ctx| {
+            update(tx, ctx, caller, decision_id, patch)
+        })
     }
 }
 

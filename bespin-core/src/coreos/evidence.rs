@@ -183,7 +183,7 @@ fn check_target(
     id: &str,
 ) -> Result<Timestamp> {
     let t = caller.tenant_id();
-    require_capability(r, t, et.capability())?;
+    require_capability(r, caller, et.capability())?;
     let me = caller.user_id();
     match et {
         EntityType::Action => {
@@ -249,8 +249,106 @@ pub fn create(
     let id = e.evidence_id.clone();
     let v = view(t, e);
     events::emit(tx, ctx, caller, catalog::EVIDENCE_LINKED, &id, &v)?;
-    record_effects(tx, ctx, caller, permit, "evidence.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "evidence.create",
+        TOOL,
+        (req.entity_type, &v.entity_id),
+    )?;
     Ok(v)
+}
+
+/// Deletes one evidence link of a record (admin, or the link's creator with access to the
+/// record). Order: the target's checks as for linking (capability, access, 404) → the link
+/// (404) → write: the row, a timeline event on the record, `evidence.deleted`, the audit row.
+pub fn delete(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    caller: &Principal,
+    evidence_id: &str,
+    target: EvidenceQuery,
+) -> Result<super::deletion::Deleted> {
+    let t = caller.tenant_id();
+    let et = target.entity_type;
+    let born = match check_target(tx, caller, et, &target.entity_id) {
+        // A creator who is not an admin may remove their own link to a decision or fact.
+        Err(Error::Forbidden(_)) if !caller.is_admin() => {
+            require_capability(tx, caller, et.capability())?;
+            entity_created_at(tx, t, et, &target.entity_id)?.ok_or_else(|| et.not_found())?
+        }
+        other => other?,
+    };
+    let mut found = None;
+    tx.scan(
+        &EVIDENCE,
+        &EVIDENCE
+            .prefix()
+            .tenant(t)
+            .str(et.as_str())
+            .str(&target.entity_id),
+        Order::Desc,
+        |k, e: EvidenceRec| {
+            if e.evidence_id == evidence_id {
+                found = Some((k.to_vec(), e));
+                return Ok(Flow::Stop);
+            }
+            Ok(Flow::Continue)
+        },
+    )?;
+    let Some((key, e)) = found else {
+        return Err(Error::NotFound("Evidence link not found".into()));
+    };
+    if !caller.is_admin() && e.created_by != caller.user_id() {
+        return Err(Error::Forbidden(
+            "Not authorized to delete this evidence link".into(),
+        ));
+    }
+    tx.delete_stored(&EVIDENCE, &key)?;
+    timeline::emit(
+        tx,
+        ctx,
+        caller,
+        "evidence_link_deleted",
+        et,
+        &e.entity_id,
+        born,
+        format!("Evidence unlinked from {}", et.as_str()),
+        Metadata::of(&[("source_type", Some(&e.source_type))]),
+    )?;
+    let out = super::deletion::Deleted::new("evidence", evidence_id, ctx.now);
+    events::emit(
+        tx,
+        ctx,
+        caller,
+        catalog::EVIDENCE_DELETED,
+        evidence_id,
+        &out,
+    )?;
+    crate::audit::record(
+        tx,
+        ctx,
+        caller,
+        "evidence.delete",
+        ("evidence", evidence_id),
+    )?;
+    Ok(out)
+}
+
+/// Removes every link of one record (its delete): no event per link, the record's delete
+/// says it. Returns how many.
+pub(crate) fn delete_all_of(
+    tx: &mut WriteTx,
+    tenant: &str,
+    et: EntityType,
+    id: &str,
+) -> Result<usize> {
+    tx.delete_prefix(
+        &EVIDENCE,
+        &EVIDENCE.prefix().tenant(tenant).str(et.as_str()).str(id),
+    )
 }
 
 /// Every link of one record, newest first (no checks).
@@ -273,12 +371,12 @@ pub(crate) fn for_entity(
     Ok(out)
 }
 
-/// Checks that every evidence link is of an existing record.
+/// Checks that every evidence link is of an existing record (never of a deleted one).
 pub(crate) fn check(r: &impl Reader, c: &mut Checker, records: &super::Records) -> Result<()> {
     for x in c.rows(r, &EVIDENCE)? {
         let e = &x.value;
         let born = EntityType::parse(&e.entity_type)
-            .and_then(|et| records.created_at(&x.tenant, et, &e.entity_id));
+            .and_then(|et| records.live(&x.tenant, et, &e.entity_id));
         match born {
             Some(_) => c.ok(),
             None => c.violation(EVIDENCE.name(), &x.bytes, "evidence for a missing record"),
@@ -288,10 +386,22 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker, records: &super::Records) 
 }
 
 impl Bespin {
+    /// Deletes one evidence link ([`delete`]).
+    pub fn delete_evidence(
+        &self,
+        caller: &Principal,
+        evidence_id: &str,
+        target: EvidenceQuery,
+    ) -> Result<super::deletion::Deleted> {
+        self.write_as(caller, |tx, ctx| {
+            delete(tx, ctx, caller, evidence_id, target)
+        })
+    }
+
     /// `POST /v1/evidence`. Errors: entitlement (target's capability), `Forbidden`,
     /// `NotFound` (target), `QuotaExceeded`.
     pub fn create_evidence(&self, caller: &Principal, req: NewEvidence) -> Result<EvidenceLink> {
-        self.write(|tx, ctx| create(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| create(tx, ctx, caller, req))
     }
 
     /// `GET /v1/evidence`: the record's links, newest first (any user). Errors: entitlement
@@ -299,7 +409,7 @@ impl Bespin {
     pub fn list_evidence(&self, caller: &Principal, q: &EvidenceQuery) -> Result<EvidenceList> {
         self.read(|r, _| {
             let t = caller.tenant_id();
-            require_capability(r, t, q.entity_type.capability())?;
+            require_capability(r, caller, q.entity_type.capability())?;
             if !entity_exists(r, t, q.entity_type, &q.entity_id)? {
                 return Err(q.entity_type.not_found());
             }

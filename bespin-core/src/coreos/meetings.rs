@@ -3,6 +3,7 @@
 //! walks a (tenant, meeting date, created at, id) index newest date first, and the
 //! `from`/`to` filters (real dates, inclusive) bound that walk.
 
+use super::deletion::{self, Deleted, Deletion};
 use super::{
     Change, EntityType, Link, Metadata, Paging, check_link, check_quota, dated_records,
     link_fields, new_record_id, next_day, page_index, page_type, patch_string, record_effects,
@@ -208,7 +209,7 @@ pub fn create(
     req: NewMeeting,
 ) -> Result<MeetingNote> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     check_link(tx, t, req.link.as_ref())?;
     let permit = check_quota(tx, ctx, caller, "meeting_note_created", TOOL)?;
     let m = MeetingRec {
@@ -238,7 +239,15 @@ pub fn create(
     )?;
     let v = view(t, &m);
     events::emit(tx, ctx, caller, catalog::MEETING_CREATED, &m.meeting_id, &v)?;
-    record_effects(tx, ctx, caller, permit, "meetings.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "meetings.create",
+        TOOL,
+        (EntityType::Meeting, &m.meeting_id),
+    )?;
     Ok(v)
 }
 
@@ -252,7 +261,7 @@ pub fn update(
     patch: MeetingPatch,
 ) -> Result<MeetingNote> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     let mut m = load(tx, t, meeting_id)?;
     if !caller.is_admin() && m.created_by != caller.user_id() {
         return Err(Error::Forbidden(
@@ -293,7 +302,15 @@ pub fn update(
     )?;
     let v = view(t, &m);
     events::emit(tx, ctx, caller, catalog::MEETING_UPDATED, &m.meeting_id, &v)?;
-    record_effects(tx, ctx, caller, permit, "meetings.update", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "meetings.update",
+        TOOL,
+        (EntityType::Meeting, &m.meeting_id),
+    )?;
     Ok(v)
 }
 
@@ -317,16 +334,44 @@ pub(crate) fn list(r: &impl Reader, tenant: &str, q: &MeetingQuery) -> Result<Me
     Ok(MeetingPage::new(items, total, paging))
 }
 
+/// Deletes a meeting note (its creator or an admin): gone from its table, its list index and
+/// search in this transaction; its timeline stays, with `meeting_deleted`. Order: capability →
+/// 404 → 403 → write.
+pub fn delete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, id: &str) -> Result<Deleted> {
+    let t = caller.tenant_id();
+    require_capability(tx, caller, CAP)?;
+    let m = load(tx, t, id)?;
+    if !caller.is_admin() && m.created_by != caller.user_id() {
+        return Err(crate::error::Error::Forbidden(
+            "Not authorized to delete this meeting note".into(),
+        ));
+    }
+    remove(tx, t, &m)?;
+    deletion::finish(
+        tx,
+        ctx,
+        caller,
+        Deletion {
+            et: EntityType::Meeting,
+            id: &m.meeting_id,
+            created_at: m.created_at,
+            title: &m.title,
+            audit_action: "meetings.delete",
+            event: catalog::MEETING_DELETED,
+        },
+    )
+}
+
 impl Bespin {
     /// `POST /v1/meetings`. Errors: entitlement, `NotFound` (linked record), `QuotaExceeded`.
     pub fn create_meeting(&self, caller: &Principal, req: NewMeeting) -> Result<MeetingNote> {
-        self.write(|tx, ctx| create(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| create(tx, ctx, caller, req))
     }
 
     /// `GET /v1/meetings`. Capability `meetings`.
     pub fn list_meetings(&self, caller: &Principal, q: &MeetingQuery) -> Result<MeetingPage> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             list(r, caller.tenant_id(), q)
         })
     }
@@ -334,7 +379,7 @@ impl Bespin {
     /// `GET /v1/meetings/{id}`. Errors: entitlement, `NotFound`.
     pub fn get_meeting(&self, caller: &Principal, meeting_id: &str) -> Result<MeetingNote> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             Ok(view(
                 caller.tenant_id(),
                 &load(r, caller.tenant_id(), meeting_id)?,
@@ -350,7 +395,7 @@ impl Bespin {
         meeting_id: &str,
         patch: MeetingPatch,
     ) -> Result<MeetingNote> {
-        self.write(|tx, ctx| update(tx, ctx, caller, meeting_id, patch))
+        self.write_as(caller, |tx, ctx| update(tx, ctx, caller, meeting_id, patch))
     }
 }
 

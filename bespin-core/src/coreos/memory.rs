@@ -12,6 +12,7 @@
 //! `fact_value: null` in a PATCH is 422 (spec README decision 9: an explicit `null` for a
 //! required field).
 
+use super::deletion::{self, Deleted, Deletion};
 use super::{
     EntityType, Metadata, Paging, Records, check_quota, check_records, filter, new_record_id,
     page_index, page_type, record_effects, search, timeline,
@@ -278,7 +279,7 @@ fn conflict_key(key: &str) -> Error {
 /// duplicate active key (409) → write.
 pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewFact) -> Result<MemoryFact> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     caller.require_admin()?;
     let permit = check_quota(tx, ctx, caller, "memory_fact_created", TOOL)?;
     if tx.contains(&ACTIVE_FACTS, &active_key(t, &req.fact_key))? {
@@ -310,7 +311,15 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewFact) -> 
     )?;
     let v = view(t, &f);
     events::emit(tx, ctx, caller, catalog::MEMORY_CREATED, &f.fact_id, &v)?;
-    record_effects(tx, ctx, caller, permit, "memory.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "memory.create",
+        TOOL,
+        (EntityType::MemoryFact, &f.fact_id),
+    )?;
     Ok(v)
 }
 
@@ -324,7 +333,7 @@ pub fn update(
     req: FactValue,
 ) -> Result<MemoryFact> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     caller.require_admin()?;
     let mut f = load(tx, t, fact_id)?;
     match req.fact_value {
@@ -347,7 +356,15 @@ pub fn update(
     )?;
     let v = view(t, &f);
     events::emit(tx, ctx, caller, catalog::MEMORY_UPDATED, &f.fact_id, &v)?;
-    record_effects(tx, ctx, caller, permit, "memory.update", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "memory.update",
+        TOOL,
+        (EntityType::MemoryFact, &f.fact_id),
+    )?;
     Ok(v)
 }
 
@@ -361,7 +378,7 @@ pub fn supersede(
     req: FactValue,
 ) -> Result<MemoryFact> {
     let t = caller.tenant_id();
-    require_capability(tx, t, CAP)?;
+    require_capability(tx, caller, CAP)?;
     caller.require_admin()?;
     let mut old = load(tx, t, fact_id)?;
     if old.status != "active" {
@@ -408,7 +425,15 @@ pub fn supersede(
         &old.fact_id,
         &v,
     )?;
-    record_effects(tx, ctx, caller, permit, "memory.supersede", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "memory.supersede",
+        TOOL,
+        (EntityType::MemoryFact, &new.fact_id),
+    )?;
     Ok(v)
 }
 
@@ -437,17 +462,76 @@ pub(crate) fn list(r: &impl Reader, tenant: &str, q: &FactQuery) -> Result<Memor
     Ok(MemoryFactPage::new(items, total, q.paging))
 }
 
+/// Deletes a memory fact with every version of its supersede chain (admin): forgetting a fact
+/// forgets what it said before too. Each version leaves its table, the list index and search in
+/// this transaction (and the active-key entry, for the active one), with its evidence links;
+/// the timeline stays, with `memory_fact_deleted` on the fact named. Order: capability →
+/// admin (403) → 404 → write.
+pub fn delete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, id: &str) -> Result<Deleted> {
+    let t = caller.tenant_id();
+    require_capability(tx, caller, CAP)?;
+    caller.require_admin()?;
+    let named = load(tx, t, id)?;
+    // The chain: back through `supersedes`, forward through `superseded_by` (each version is
+    // read once; a chain is as long as its supersedes, each a metered write).
+    let mut chain = vec![named.clone()];
+    let mut back = named.supersedes.clone();
+    while let Some(prev) = back {
+        let f = load(tx, t, &prev)?;
+        back = f.supersedes.clone();
+        chain.push(f);
+    }
+    let mut fwd = named.superseded_by.clone();
+    while let Some(next) = fwd {
+        let f = load(tx, t, &next)?;
+        fwd = f.superseded_by.clone();
+        chain.push(f);
+    }
+    for f in &chain {
+        let key = record_key(tx, t, &f.fact_id);
+        search::remove(tx, &FACTS, &key, t)?;
+        tx.delete(&FACTS_BY_KEY, &order_key(t, f))?;
+        if f.status == "active" {
+            tx.delete(&ACTIVE_FACTS, &active_key(t, &f.fact_key))?;
+        }
+        if f.fact_id != named.fact_id {
+            super::evidence::delete_all_of(tx, t, EntityType::MemoryFact, &f.fact_id)?;
+            deletion::tombstone(
+                tx,
+                ctx,
+                caller,
+                EntityType::MemoryFact,
+                &f.fact_id,
+                f.created_at,
+            )?;
+        }
+    }
+    deletion::finish(
+        tx,
+        ctx,
+        caller,
+        Deletion {
+            et: EntityType::MemoryFact,
+            id: &named.fact_id,
+            created_at: named.created_at,
+            title: &named.fact_key,
+            audit_action: "memory.delete",
+            event: catalog::MEMORY_DELETED,
+        },
+    )
+}
+
 impl Bespin {
     /// `POST /v1/memory/facts` (admin). Errors: entitlement, `Forbidden`, `Conflict`
     /// (active key exists), `QuotaExceeded`.
     pub fn create_memory_fact(&self, caller: &Principal, req: NewFact) -> Result<MemoryFact> {
-        self.write(|tx, ctx| create(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| create(tx, ctx, caller, req))
     }
 
     /// `GET /v1/memory/facts`. Capability `memory`.
     pub fn list_memory_facts(&self, caller: &Principal, q: &FactQuery) -> Result<MemoryFactPage> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             list(r, caller.tenant_id(), q)
         })
     }
@@ -455,7 +539,7 @@ impl Bespin {
     /// `GET /v1/memory/facts/{id}` (any status). Errors: entitlement, `NotFound`.
     pub fn get_memory_fact(&self, caller: &Principal, fact_id: &str) -> Result<MemoryFact> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             Ok(view(
                 caller.tenant_id(),
                 &load(r, caller.tenant_id(), fact_id)?,
@@ -471,7 +555,7 @@ impl Bespin {
         fact_id: &str,
         req: FactValue,
     ) -> Result<MemoryFact> {
-        self.write(|tx, ctx| update(tx, ctx, caller, fact_id, req))
+        self.write_as(caller, |tx, ctx| update(tx, ctx, caller, fact_id, req))
     }
 
     /// `POST /v1/memory/facts/{id}/supersede` (admin). Errors: entitlement, `Forbidden`,
@@ -482,7 +566,7 @@ impl Bespin {
         fact_id: &str,
         req: FactValue,
     ) -> Result<MemoryFact> {
-        self.write(|tx, ctx| supersede(tx, ctx, caller, fact_id, req))
+        self.write_as(caller, |tx, ctx| supersede(tx, ctx, caller, fact_id, req))
     }
 }
 

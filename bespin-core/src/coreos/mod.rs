@@ -28,6 +28,7 @@
 
 pub mod actions;
 pub mod decisions;
+pub mod deletion;
 pub mod evidence;
 pub mod meetings;
 pub mod memory;
@@ -87,6 +88,18 @@ impl EntityType {
     }
 
     /// The type named `s`, if any.
+    /// The type as a sentence starts with it (`Task`, `Meeting note`, …).
+    pub fn label(self) -> &'static str {
+        match self {
+            EntityType::Action => "Action",
+            EntityType::Task => "Task",
+            EntityType::Decision => "Decision",
+            EntityType::Meeting => "Meeting note",
+            EntityType::MemoryFact => "Memory fact",
+        }
+    }
+
+    /// Parses the stored or sent name of a type.
     pub fn parse(s: &str) -> Option<EntityType> {
         EntityType::ALL.into_iter().find(|t| t.as_str() == s)
     }
@@ -160,6 +173,7 @@ pub(crate) use crate::ids::new_record_id;
 #[derive(Default)]
 pub(crate) struct Records {
     exists: HashMap<(String, EntityType, String), Timestamp>,
+    deleted: HashMap<(String, EntityType, String), Timestamp>,
     search: search::Implied,
 }
 
@@ -189,10 +203,26 @@ impl Records {
         self.search.add(tenant, rec);
     }
 
-    /// The creation instant of the record (`et`, `id`) of `tenant`, if it exists.
-    pub(crate) fn created_at(&self, tenant: &str, et: EntityType, id: &str) -> Option<Timestamp> {
+    /// Notes the tombstone of a deleted record (its history stays valid).
+    pub(crate) fn add_deleted(&mut self, tenant: &str, et: EntityType, id: &str, born: Timestamp) {
+        self.deleted
+            .insert((tenant.to_owned(), et, id.to_owned()), born);
+    }
+
+    /// The creation instant of the stored record (`et`, `id`) of `tenant`, if it exists.
+    pub(crate) fn live(&self, tenant: &str, et: EntityType, id: &str) -> Option<Timestamp> {
         self.exists
             .get(&(tenant.to_owned(), et, id.to_owned()))
+            .copied()
+    }
+
+    /// The creation instant of the record (`et`, `id`) of `tenant`, stored or deleted: what
+    /// its history (the timeline) may name.
+    pub(crate) fn created_at(&self, tenant: &str, et: EntityType, id: &str) -> Option<Timestamp> {
+        let key = (tenant.to_owned(), et, id.to_owned());
+        self.exists
+            .get(&key)
+            .or_else(|| self.deleted.get(&key))
             .copied()
     }
 }
@@ -234,6 +264,7 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
     decisions::check(r, c, &mut records)?;
     meetings::check(r, c, &mut records)?;
     memory::check(r, c, &mut records)?;
+    deletion::check(r, c, &mut records)?;
     search::check(r, c, std::mem::take(&mut records.search))?;
     evidence::check(r, c, &records)?;
     timeline::check(r, c, &records)
@@ -300,7 +331,8 @@ pub(crate) fn check_quota<'a>(
     Meter::one(event_key, tool).check(tx, ctx, caller.tenant_id())
 }
 
-/// Writes the audit row and the usage event of a successful write under one fresh request id.
+/// Writes the audit row (about the record `target`) and the usage event of a successful write
+/// under one fresh request id.
 pub(crate) fn record_effects(
     tx: &mut WriteTx,
     ctx: &Ctx,
@@ -308,9 +340,15 @@ pub(crate) fn record_effects(
     permit: crate::metering::Permit<'_>,
     audit_action: &str,
     tool: &str,
+    target: (EntityType, &str),
 ) -> Result<()> {
     let request_id = ids::new_id();
-    audit::record(tx, ctx, caller, audit_action, Some(tool), &request_id)?;
+    let entry = audit::Entry::new(caller.user_id(), audit_action, &request_id)
+        .tool(Some(tool))
+        .capability(target.0.capability())
+        .target(target.0.as_str(), target.1)
+        .units(permit.units());
+    audit::append(tx, ctx, caller.tenant_id(), entry)?;
     permit.record(tx, ctx, caller, &request_id)
 }
 
@@ -562,6 +600,18 @@ macro_rules! dated_records {
         /// The record's row in its list's index.
         fn date_key<'a>(tenant: &'a str, x: &'a $rec) -> $ikey<'a> {
             $ikey::new(tenant, x.$date, x.created_at, &x.$id)
+        }
+
+        /// Removes the record, its row in the list's index and its search entries (a delete).
+        fn remove(
+            tx: &mut $crate::store::WriteTx,
+            tenant: &str,
+            x: &$rec,
+        ) -> $crate::error::Result<()> {
+            let key = record_key(tx, tenant, &x.$id);
+            super::search::remove(tx, &$table, &key, tenant)?;
+            tx.delete(&$index, &date_key(tenant, x))?;
+            Ok(())
         }
 
         /// The record `id` of the tenant, if it exists there.

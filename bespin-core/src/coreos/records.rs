@@ -50,7 +50,7 @@ pub(crate) fn explore(
     let et = EntityType::parse(entity_type)
         .ok_or_else(|| Error::BadRequest(format!("Invalid entity_type: {entity_type}")))?;
     let t = caller.tenant_id();
-    require_capability(r, t, et.capability())?;
+    require_capability(r, caller, et.capability())?;
     let entity = match et {
         EntityType::Action => Entity::Action(actions::view(t, &actions::load(r, t, entity_id)?)),
         EntityType::Task => Entity::Task(tasks::view(t, &tasks::load(r, t, entity_id)?)),

@@ -6,6 +6,7 @@
 //! the index row in the same transaction. References are checked: the assignee must be a user
 //! of the tenant and a linked record must exist in it (404).
 
+use super::deletion::{self, Deleted, Deletion};
 use super::{
     Change, EntityType, Link, Metadata, Paging, Records, check_assignee, check_link, check_quota,
     check_records, filter, link_fields, new_record_id, next_day, page_index, page_type,
@@ -278,7 +279,7 @@ fn save(tx: &mut WriteTx, tenant: &str, t: &TaskRec) -> Result<()> {
 /// Creates a task (any user). Order: capability → references (404) → quota → write.
 pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewTask) -> Result<Task> {
     let tn = caller.tenant_id();
-    require_capability(tx, tn, CAP)?;
+    require_capability(tx, caller, CAP)?;
     check_assignee(tx, tn, req.assigned_to_user_id.as_deref())?;
     check_link(tx, tn, req.link.as_ref())?;
     let permit = check_quota(tx, ctx, caller, "task_created", TOOL)?;
@@ -314,7 +315,15 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewTask) -> 
     )?;
     let v = view(tn, &t);
     events::emit(tx, ctx, caller, catalog::TASK_CREATED, &t.task_id, &v)?;
-    record_effects(tx, ctx, caller, permit, "tasks.create", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "tasks.create",
+        TOOL,
+        (EntityType::Task, &t.task_id),
+    )?;
     Ok(v)
 }
 
@@ -328,7 +337,7 @@ pub fn update(
     patch: TaskPatch,
 ) -> Result<Task> {
     let tn = caller.tenant_id();
-    require_capability(tx, tn, CAP)?;
+    require_capability(tx, caller, CAP)?;
     let mut t = load(tx, tn, task_id)?;
     let me = caller.user_id();
     if !caller.is_admin() && t.created_by != me && t.assigned_to.as_deref() != Some(me) {
@@ -370,7 +379,15 @@ pub fn update(
     )?;
     let v = view(tn, &t);
     events::emit(tx, ctx, caller, catalog::TASK_UPDATED, &t.task_id, &v)?;
-    record_effects(tx, ctx, caller, permit, "tasks.update", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "tasks.update",
+        TOOL,
+        (EntityType::Task, &t.task_id),
+    )?;
     Ok(v)
 }
 
@@ -378,7 +395,7 @@ pub fn update(
 /// no-op) → quota → write.
 pub fn complete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, task_id: &str) -> Result<Task> {
     let tn = caller.tenant_id();
-    require_capability(tx, tn, CAP)?;
+    require_capability(tx, caller, CAP)?;
     let mut t = load(tx, tn, task_id)?;
     if !caller.is_admin() && t.assigned_to.as_deref() != Some(caller.user_id()) {
         return Err(Error::Forbidden(
@@ -405,8 +422,46 @@ pub fn complete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, task_id: &str) 
     )?;
     let v = view(tn, &t);
     events::emit(tx, ctx, caller, catalog::TASK_COMPLETED, &t.task_id, &v)?;
-    record_effects(tx, ctx, caller, permit, "tasks.complete", TOOL)?;
+    record_effects(
+        tx,
+        ctx,
+        caller,
+        permit,
+        "tasks.complete",
+        TOOL,
+        (EntityType::Task, &t.task_id),
+    )?;
     Ok(v)
+}
+
+/// Deletes a task (its creator or an admin): gone from its table, the list index and search
+/// in this transaction, with its evidence links; its timeline stays, with `task_deleted`.
+/// Order: capability → 404 → 403 → write.
+pub fn delete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, task_id: &str) -> Result<Deleted> {
+    let tn = caller.tenant_id();
+    require_capability(tx, caller, CAP)?;
+    let t = load(tx, tn, task_id)?;
+    if !caller.is_admin() && t.created_by != caller.user_id() {
+        return Err(Error::Forbidden(
+            "Not authorized to delete this task".into(),
+        ));
+    }
+    let key = record_key(tx, tn, &t.task_id);
+    search::remove(tx, &TASKS, &key, tn)?;
+    tx.delete(&TASKS_BY_DUE, &order_key(tn, &t))?;
+    deletion::finish(
+        tx,
+        ctx,
+        caller,
+        Deletion {
+            et: EntityType::Task,
+            id: &t.task_id,
+            created_at: t.created_at,
+            title: &t.title,
+            audit_action: "tasks.delete",
+            event: catalog::TASK_DELETED,
+        },
+    )
 }
 
 /// Lists tasks through the due-date index.
@@ -446,13 +501,13 @@ impl Bespin {
     /// `POST /v1/tasks`. Errors: entitlement, `NotFound` (assignee, linked record),
     /// `QuotaExceeded`.
     pub fn create_task(&self, caller: &Principal, req: NewTask) -> Result<Task> {
-        self.write(|tx, ctx| create(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| create(tx, ctx, caller, req))
     }
 
     /// `GET /v1/tasks`. Capability `tasks`.
     pub fn list_tasks(&self, caller: &Principal, q: &TaskQuery) -> Result<TaskPage> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             list(r, caller.tenant_id(), q)
         })
     }
@@ -460,7 +515,7 @@ impl Bespin {
     /// `GET /v1/tasks/{id}`. Errors: entitlement, `NotFound`.
     pub fn get_task(&self, caller: &Principal, task_id: &str) -> Result<Task> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), CAP)?;
+            require_capability(r, caller, CAP)?;
             Ok(view(
                 caller.tenant_id(),
                 &load(r, caller.tenant_id(), task_id)?,
@@ -470,13 +525,13 @@ impl Bespin {
 
     /// `PATCH /v1/tasks/{id}`. Errors: entitlement, `NotFound`, `Forbidden`, `QuotaExceeded`.
     pub fn update_task(&self, caller: &Principal, task_id: &str, patch: TaskPatch) -> Result<Task> {
-        self.write(|tx, ctx| update(tx, ctx, caller, task_id, patch))
+        self.write_as(caller, |tx, ctx| update(tx, ctx, caller, task_id, patch))
     }
 
     /// `POST /v1/tasks/{id}/complete`. Errors: entitlement, `NotFound`, `Forbidden`,
     /// `QuotaExceeded`.
     pub fn complete_task(&self, caller: &Principal, task_id: &str) -> Result<Task> {
-        self.write(|tx, ctx| complete(tx, ctx, caller, task_id))
+        self.write_as(caller, |tx, ctx| complete(tx, ctx, caller, task_id))
     }
 }
 

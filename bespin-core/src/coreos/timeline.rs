@@ -420,7 +420,7 @@ impl Bespin {
     /// `before` cursor.
     pub fn timeline(&self, caller: &Principal, q: &TimelineQuery) -> Result<TimelinePage> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), "timeline")?;
+            require_capability(r, caller, "timeline")?;
             list(r, caller.tenant_id(), q)
         })
     }

@@ -90,6 +90,16 @@ catalogue! {
         "A memory fact was superseded by a new value; subject: the old fact; data: the new fact.";
     EVIDENCE_LINKED = "evidence.linked", "evidence", None, Members,
         "Evidence was linked to a record; data: the evidence link.";
+    EVIDENCE_DELETED = "evidence.deleted", "evidence", None, Members,
+        "An evidence link was deleted; data: {entity_type, entity_id, deleted_at}.";
+    TASK_DELETED = "task.deleted", "task", Some("tasks"), Members,
+        "A task was deleted (its history stays in the timeline); data: {entity_type, entity_id, deleted_at}.";
+    DECISION_DELETED = "decision.deleted", "decision", Some("decisions"), Members,
+        "A decision was deleted; data: {entity_type, entity_id, deleted_at}.";
+    MEETING_DELETED = "meeting.deleted", "meeting", Some("meetings"), Members,
+        "A meeting note was deleted; data: {entity_type, entity_id, deleted_at}.";
+    MEMORY_DELETED = "memory_fact.deleted", "memory_fact", Some("memory"), Members,
+        "A memory fact was deleted with every version of its supersede chain; data: {entity_type, entity_id, deleted_at}.";
     BRIEF_GENERATED = "brief.generated", "brief", Some("briefs"), Members,
         "A daily brief was materialized; data: {brief_id, brief_date}.";
     NOTIFICATION_ENQUEUED = "notification.enqueued", "notification", None, Owner,
@@ -98,10 +108,14 @@ catalogue! {
         "A user acknowledged a notification; data: the notification.";
     CONVERSATION_MESSAGE = "conversation.message", "conversation", Some("chat"), Owner,
         "A message was added to a conversation (a chat turn adds the user's and the reply); data: {conversation_id, role, content}.";
+    CONVERSATION_DELETED = "conversation.deleted", "conversation", Some("chat"), Owner,
+        "A conversation was deleted with its messages; data: {entity_type, entity_id, deleted_at}.";
     TOOL_INVOKED = "tool.invoked", "tool", Some("tools"), Admins,
         "A tool was invoked through the gateway; data: {tool_name, request_id, status}.";
     KPI_POINTS_INGESTED = "kpi.points_ingested", "kpi", Some("kpi_ingest"), Members,
         "KPI points were ingested (one event per request); data: {kpi_key, count}.";
+    KPI_DELETED = "kpi.deleted", "kpi", Some("kpi_ingest"), Members,
+        "A KPI was deleted with its points; data: {entity_type, entity_id, deleted_at}.";
     USAGE_THRESHOLD_CROSSED = "usage.threshold_crossed", "usage", None, Admins,
         "Usage crossed 80% or 100% of the period's credit allowance or of an event's cap (each at most once per period); data: {period_start, limit, threshold, used, limit_value, event_key}.";
     USAGE_EVENTS_INGESTED = "usage.events_ingested", "usage", None, Admins,
@@ -112,6 +126,14 @@ catalogue! {
         "The tenant's daily limits were changed; data: the limits.";
     USER_CREATED = "user.created", "user", None, Admins,
         "A user was added to the tenant; data: the user.";
+    USER_UPDATED = "user.updated", "user", None, Admins,
+        "A user's role or deactivation changed (PATCH /v1/users/{id}); data: the user.";
+    API_KEY_CREATED = "api_key.created", "api_key", None, Admins,
+        "A user-bound API key was made; data: the key as listed (never the secret).";
+    API_KEY_REVOKED = "api_key.revoked", "api_key", None, Admins,
+        "A user-bound API key was revoked (DELETE /v1/api-keys/{id}); data: the key as listed.";
+    TENANT_KEY_ROTATED = "tenant.key_rotated", "tenant", None, Admins,
+        "The tenant key was rotated; data: {previous_valid_until}.";
     WEBHOOK_TEST = "webhook.test", "webhook_endpoint", None, Admins,
         "A test delivery asked for with POST /v1/webhooks/endpoints/{id}/test (sent to that endpoint only); data: {endpoint_id, message}.";
     WEBHOOK_ENDPOINT_DISABLED = "webhook.endpoint_disabled", "webhook_endpoint", None, Admins,

@@ -235,14 +235,13 @@ pub(crate) fn emit_for(
 /// The types `caller` may see now: the catalogue less what the tenant's plan or the caller's
 /// role hides.
 pub(crate) fn visible(r: &impl Reader, caller: &Principal) -> Vec<&'static EventType> {
-    let tenant = caller.tenant_id();
     catalog::ALL
         .iter()
         .copied()
         .filter(|t| caller.is_admin() || t.audience != Audience::Admins)
         .filter(|t| {
             t.capability
-                .is_none_or(|c| crate::billing::require_capability(r, tenant, c).is_ok())
+                .is_none_or(|c| crate::billing::require_capability(r, caller, c).is_ok())
         })
         .collect()
 }

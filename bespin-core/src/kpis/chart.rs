@@ -401,7 +401,7 @@ impl Bespin {
         caller.require(Permission::KpiRead, "read KPIs")?;
         let snapshot = self.inner.store.read()?;
         let tenant = caller.tenant_id();
-        require_capability(&*snapshot, tenant, "kpi_read")?;
+        require_capability(&*snapshot, caller, "kpi_read")?;
         require_kpi(&*snapshot, tenant, kpi_id)?;
         Ok(match series(&*snapshot, tenant, kpi_id, q, max_read)? {
             Some(s) => SeriesRead::Done(s),

@@ -413,7 +413,7 @@ pub fn compute(latest: Point, start: Point) -> Window {
 pub fn create_kpi(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewKpi) -> Result<Kpi> {
     caller.require(Permission::KpiWrite, "create KPIs")?;
     let tenant = caller.tenant_id();
-    require_capability(tx, tenant, "kpi_ingest")?;
+    require_capability(tx, caller, "kpi_ingest")?;
     let permit = kpi_meter("kpi_definition_created", 1).check(tx, ctx, tenant)?;
     let kpi_id = ids::new_id();
     let seq = tx.next_seq("kpis")?;
@@ -467,7 +467,7 @@ pub fn ingest_points(
 ) -> Result<IngestResult> {
     caller.require(Permission::KpiWrite, "ingest KPI points")?;
     let tenant = caller.tenant_id();
-    require_capability(tx, tenant, "kpi_ingest")?;
+    require_capability(tx, caller, "kpi_ingest")?;
     require_kpi(tx, tenant, kpi_id)?;
     let total = req.points.len() as u64;
     let series = series::Series::new(tenant, kpi_id);
@@ -552,11 +552,49 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
     series::check(r, c, &ids)
 }
 
+/// Deletes a KPI with its whole series (admin: the `KpiWrite` permission, capability
+/// `kpi_ingest`). Its definition, both indexes and every chunk of points go in one
+/// transaction; audited, with `kpi.deleted`; usage of past ingests stays, and briefs already
+/// made keep the figures they showed. Order: role (403) → capability → 404 → write.
+pub fn delete_kpi(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    caller: &Principal,
+    kpi_id: &str,
+) -> Result<crate::coreos::deletion::Deleted> {
+    caller.require(Permission::KpiWrite, "delete KPIs")?;
+    let tenant = caller.tenant_id();
+    require_capability(tx, caller, "kpi_ingest")?;
+    let rec =
+        get_kpi(tx, tenant, kpi_id)?.ok_or_else(|| Error::NotFound("KPI not found".into()))?;
+    tx.delete(&KPIS, &kpi_key(tenant, kpi_id))?;
+    tx.delete(
+        &KPIS_BY_CREATION,
+        &KpiCreationKey::new(tenant, rec.created_at, rec.seq),
+    )?;
+    tx.delete(&KPIS_BY_NAME, &KpiNameKey::new(tenant, &rec.name, rec.seq))?;
+    let chunks = series::KPI_CHUNKS.prefix().tenant(tenant).str(kpi_id);
+    tx.delete_prefix(&series::KPI_CHUNKS, &chunks)?;
+    let out = crate::coreos::deletion::Deleted::new("kpi", kpi_id, ctx.now);
+    events::emit(tx, ctx, caller, catalog::KPI_DELETED, kpi_id, &out)?;
+    crate::audit::record(tx, ctx, caller, "kpis.delete", ("kpi", kpi_id))?;
+    Ok(out)
+}
+
 impl Bespin {
+    /// Deletes a KPI with its points ([`delete_kpi`]).
+    pub fn delete_kpi(
+        &self,
+        caller: &Principal,
+        kpi_id: &str,
+    ) -> Result<crate::coreos::deletion::Deleted> {
+        self.write_as(caller, |tx, ctx| delete_kpi(tx, ctx, caller, kpi_id))
+    }
+
     /// Creates a KPI definition (see [`create_kpi`]). Errors: `Forbidden`, the entitlement
     /// errors, `QuotaExceeded`, `UnknownEventType`, `PlanMissing`.
     pub fn create_kpi(&self, caller: &Principal, req: NewKpi) -> Result<Kpi> {
-        self.write(|tx, ctx| create_kpi(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| create_kpi(tx, ctx, caller, req))
     }
 
     /// Bulk-ingests points into a KPI in one transaction (see [`ingest_points`]). Errors:
@@ -567,7 +605,9 @@ impl Bespin {
         kpi_id: &str,
         req: PointsBulk,
     ) -> Result<IngestResult> {
-        self.write(|tx, ctx| ingest_points(tx, ctx, caller, kpi_id, req))
+        self.write_as(caller, |tx, ctx| {
+            ingest_points(tx, ctx, caller, kpi_id, req)
+        })
     }
 
     /// Lists the caller's tenant's KPIs, newest first. Checks: role (`KpiRead`,
@@ -575,7 +615,7 @@ impl Bespin {
     pub fn list_kpis(&self, caller: &Principal, page: KpiPage) -> Result<Vec<Kpi>> {
         caller.require(Permission::KpiRead, "read KPIs")?;
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), "kpi_read")?;
+            require_capability(r, caller, "kpi_read")?;
             list(r, caller.tenant_id(), page)
         })
     }
@@ -604,7 +644,7 @@ impl Bespin {
         caller.require(Permission::KpiRead, "read KPIs")?;
         self.read(|r, _| {
             let tenant = caller.tenant_id();
-            require_capability(r, tenant, "kpi_read")?;
+            require_capability(r, caller, "kpi_read")?;
             require_kpi(r, tenant, kpi_id)?;
             let p = latest_at(r, tenant, kpi_id, None)?.ok_or_else(|| no_points(kpi_id))?;
             Ok(LatestPoint {

@@ -288,7 +288,7 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
     c.index(r, &USAGE_ALL_BY_SEQ, all, "usage event")
 }
 
-/// Builds both insertion orders from the usage events (the upgrade to layout 8: events
+/// Builds both insertion orders from the usage events (the upgrade to layout 9: events
 /// recorded before it have none). Events of one instant keep their number's order.
 pub(crate) fn rebuild(tx: &mut WriteTx) -> Result<()> {
     let mut rows: Vec<(String, u64, Timestamp)> = Vec::new();

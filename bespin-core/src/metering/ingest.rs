@@ -572,7 +572,7 @@ pub fn record_usage_events(
         let state = match types.get_mut(&e.event_key) {
             Some(s) => s,
             None => {
-                let s = type_state(tx, tenant, &plan.plan_id, period, &e.event_key)?;
+                let s = type_state(tx, caller, &plan.plan_id, period, &e.event_key)?;
                 types.entry(e.event_key.clone()).or_insert(s)
             }
         };
@@ -658,7 +658,9 @@ pub fn record_usage_events(
     if accepted > 0 {
         // One audit row and one event per request that recorded usage (the usage events
         // carry the same request id).
-        crate::audit::record(tx, ctx, caller, "usage.events_reported", None, &request_id)?;
+        let row = crate::audit::Entry::new(caller.user_id(), "usage.events_reported", &request_id)
+            .units(accepted as u64);
+        crate::audit::append(tx, ctx, tenant, row)?;
         let data = serde_json::json!({
             "request_id": request_id,
             "accepted": accepted,
@@ -685,7 +687,7 @@ fn add_to<K: std::hash::Hash + Eq>(sums: &mut HashMap<K, Sums>, key: K, s: Sums)
 /// granted).
 fn type_state(
     tx: &WriteTx,
-    tenant: &str,
+    caller: &Principal,
     plan_id: &str,
     period: crate::time::Period,
     event_key: &str,
@@ -696,7 +698,7 @@ fn type_state(
         Err(e) => return Err(e),
     };
     if let Some(c) = &rec.capability {
-        match require_capability(tx, tenant, c) {
+        match require_capability(tx, caller, c) {
             Ok(()) => {}
             Err(e @ Error::CapabilityDenied { .. }) => return Ok(Err(e)),
             Err(e) => return Err(e),
@@ -704,7 +706,7 @@ fn type_state(
     }
     let cap = crate::billing::catalog::monthly_cap(tx, plan_id, event_key)?;
     let used_units = match cap {
-        Some(_) => super::used_units(tx, tenant, period, event_key)?,
+        Some(_) => super::used_units(tx, caller.tenant_id(), period, event_key)?,
         None => Amount::ZERO,
     };
     Ok(Ok(TypeState {

@@ -220,6 +220,11 @@ pub struct Permit<'a> {
 }
 
 impl Permit<'_> {
+    /// The raw units the permit was checked for.
+    pub fn units(&self) -> u64 {
+        self.meter.units
+    }
+
     /// Writes the usage event (for `caller`, under `request_id`), the period rollup and the
     /// daily counter.
     pub fn record(
@@ -782,7 +787,7 @@ pub fn record_usage(
     meter: Meter<'_>,
 ) -> Result<UsageReceipt> {
     if let Some(cap) = capability {
-        crate::billing::require_capability(tx, caller.tenant_id(), cap)?;
+        crate::billing::require_capability(tx, caller, cap)?;
     }
     let permit = meter.check(tx, ctx, caller.tenant_id())?;
     let request_id = ids::new_id();
@@ -801,7 +806,9 @@ impl crate::Bespin {
         capability: Option<&str>,
         meter: Meter<'_>,
     ) -> Result<UsageReceipt> {
-        self.write(|tx, ctx| record_usage(tx, ctx, caller, capability, meter))
+        self.write_as(caller, |tx, ctx| {
+            record_usage(tx, ctx, caller, capability, meter)
+        })
     }
 }
 

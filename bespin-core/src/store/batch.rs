@@ -14,6 +14,7 @@ use super::snapshot::SharedSnapshot;
 use super::table::{KeyDef, Table};
 use super::{Flow, Order};
 use crate::error::{Error, Result};
+use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -30,6 +31,9 @@ pub(crate) struct Batch {
     undo: Vec<Undo>,
     /// Emptied once the batch is committed, so that readers move on to the new state.
     snapshot: Arc<SharedSnapshot>,
+    /// Outcomes of per-batch admission checks (a credential still valid at this point of the
+    /// batch), by credential id: see [`WriteTx::admission`].
+    admissions: HashMap<String, bool>,
 }
 
 /// One entry of the undo log.
@@ -59,6 +63,7 @@ impl Batch {
             sealer,
             undo: Vec::new(),
             snapshot,
+            admissions: HashMap::new(),
         }
     }
 
@@ -76,6 +81,7 @@ impl Batch {
                 slots: &self.slots,
                 sealer: &self.sealer,
                 undo: &mut self.undo,
+                admissions: &mut self.admissions,
             };
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&mut w)))
                 .unwrap_or_else(|_| Err(Error::Internal("operation panicked".into())))
@@ -140,9 +146,26 @@ pub struct WriteTx<'a, 't> {
     slots: &'a Slots,
     sealer: &'a Sealer,
     undo: &'a mut Vec<Undo>,
+    admissions: &'a mut HashMap<String, bool>,
 }
 
 impl WriteTx<'_, '_> {
+    /// The memoised outcome of an admission check of credential `id` in this batch, if any.
+    pub(crate) fn admission(&self, id: &str) -> Option<bool> {
+        self.admissions.get(id).copied()
+    }
+
+    /// Memoises the outcome of an admission check of credential `id` for the rest of the batch.
+    pub(crate) fn remember_admission(&mut self, id: &str, ok: bool) {
+        self.admissions.insert(id.to_owned(), ok);
+    }
+
+    /// Forgets every memoised admission: an operation that may have invalidated a credential
+    /// (a revocation, a deactivation) calls it, so the operations after it look again.
+    pub(crate) fn forget_admissions(&mut self) {
+        self.admissions.clear();
+    }
+
     /// Stores `value` under `key`, logging what it replaced for undo. `want_old`: the caller
     /// needs the old value (in the log's last entry); otherwise a backend over a network need
     /// not read it.
@@ -269,6 +292,12 @@ impl WriteTx<'_, '_> {
             self.raw_insert(t.name(), k, &codec::encode(value)?)?;
             Ok(true)
         })
+    }
+
+    /// Removes the row `key` of the table named `table`, whatever its types (a walk over the
+    /// registry, as the tenant erasure's); returns whether it existed.
+    pub(crate) fn delete_raw(&mut self, table: &'static str, key: &[u8]) -> Result<bool> {
+        self.raw_remove(table, key)
     }
 
     /// Removes `key`; returns whether it existed.

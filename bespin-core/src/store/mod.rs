@@ -207,10 +207,7 @@ impl Store {
         let rows = {
             let seq = self.slots.id(SEQUENCES.name())?;
             let dest = redb::Redb::create_new(&partial, self.slots.ids(), seq)?;
-            let mut into = dest.begin(true)?;
-            let rows = copy_rows(self.read()?.backend(), &mut *into, self.slots.ids())?;
-            into.commit()?;
-            rows
+            self.copy_into(&dest)?
         };
         std::fs::rename(&partial, out)
             .map_err(|e| Error::Storage(format!("backup: cannot rename into place: {e}")))?;
@@ -219,6 +216,42 @@ impl Store {
         {
             let _ = d.sync_all();
         }
+        Ok(rows)
+    }
+
+    /// Copies every table, as of one snapshot, into the PostgreSQL database of `url` (its
+    /// schema and tables created when missing), in one transaction, which first checks that
+    /// every table there is empty: a restore never mixes into a database in use. The secrets
+    /// go along, so every id sealed here reads the same there. Returns the rows copied.
+    pub(crate) fn restore_into(&self, url: &str) -> Result<u64> {
+        let seq = self.slots.id(SEQUENCES.name())?;
+        let dest = postgres::Postgres::open(url, self.slots.ids(), seq)?;
+        self.copy_into(&dest)
+    }
+
+    /// One snapshot of this store copied into the empty backend `dest`, in one transaction.
+    fn copy_into(&self, dest: &dyn Backend) -> Result<u64> {
+        let mut into = dest.begin(true)?;
+        for t in self.slots.ids() {
+            let mut any = false;
+            into.scan(
+                *t,
+                std::ops::Bound::Unbounded,
+                std::ops::Bound::Unbounded,
+                Order::Asc,
+                &mut |_, _| {
+                    any = true;
+                    Ok(Flow::Stop)
+                },
+            )?;
+            if any {
+                return Err(Error::Conflict(
+                    "the target database is not empty: a restore writes only into a new one".into(),
+                ));
+            }
+        }
+        let rows = copy_rows(self.read()?.backend(), &mut *into, self.slots.ids())?;
+        into.commit()?;
         Ok(rows)
     }
 

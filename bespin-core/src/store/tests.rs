@@ -282,3 +282,62 @@ fn a_commit_is_read_back_at_once() {
         "readers share it"
     );
 }
+
+/// On PostgreSQL a read connection handed back keeps its finished read open (the next read
+/// ends it in the same round trip), and the sweeper ends it after a second, so an idle pool
+/// holds no snapshot back from vacuum. Seen from PostgreSQL itself: the connection whose last
+/// statement read this schema is "idle in transaction" with a snapshot (an xmin) right after
+/// the read, and no longer a few seconds later.
+#[test]
+fn an_idle_read_connection_lets_its_snapshot_go() {
+    let Some(url) = crate::test_database_url() else {
+        return;
+    };
+    let s = Store::open_url(&url, TEST_TABLES).unwrap();
+    let schema = url
+        .split("schema=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let base = std::env::var("BESPIN_TEST_DB").unwrap();
+    let mut observer = ::postgres::Client::connect(&base, ::postgres::NoTls).unwrap();
+    let holding = |observer: &mut ::postgres::Client| -> i64 {
+        observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' \
+                 AND backend_xmin IS NOT NULL AND query LIKE '%' || $1 || '%'",
+                &[&schema],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let r = s.read().unwrap();
+    assert_eq!(r.get(&ROWS, &key("t", "a", 1, 1)).unwrap(), None);
+    drop(r);
+    assert_eq!(
+        holding(&mut observer),
+        1,
+        "the finished read stays open at first"
+    );
+    let mut left = holding(&mut observer);
+    for _ in 0..50 {
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        left = holding(&mut observer);
+    }
+    assert_eq!(left, 0, "the sweeper ended the idle read");
+    // The connection is used again: its next read begins afresh and sees a new commit.
+    let mut b = s.begin(true).unwrap();
+    put(&mut b, &key("t", "a", 1, 1), "one");
+    b.commit().unwrap();
+    assert!(
+        s.read()
+            .unwrap()
+            .contains(&ROWS, &key("t", "a", 1, 1))
+            .unwrap()
+    );
+}

@@ -143,7 +143,7 @@ pub fn invoke(
     idempotency::check_key(idempotency_key)?;
     caller.require(Permission::InvokeTools, "invoke tools")?;
     let tenant = caller.tenant_id();
-    require_capability(tx, tenant, "tools")?;
+    require_capability(tx, caller, "tools")?;
     let scope = Idempotency::new(INVOKE_ENDPOINT, idempotency_key, &req.normalized());
     if let Some(stored) = idempotency::lookup(tx, ctx, tenant, &scope)? {
         return Ok(stored);
@@ -162,14 +162,12 @@ pub fn invoke(
         },
         &req.payload,
     )?;
-    audit::record(
-        tx,
-        ctx,
-        caller,
-        "tools.invoke",
-        Some(tool.name()),
-        &request_id,
-    )?;
+    let entry = audit::Entry::new(caller.user_id(), "tools.invoke", &request_id)
+        .tool(Some(tool.name()))
+        .capability("tools")
+        .units(1)
+        .idempotency_key(Some(idempotency_key));
+    audit::append(tx, ctx, tenant, entry)?;
     permit.record(tx, ctx, caller, &request_id)?;
     let data = serde_json::json!({"tool_name": tool.name(), "request_id": request_id});
     events::emit(tx, ctx, caller, catalog::TOOL_INVOKED, tool.name(), &data)?;
@@ -182,7 +180,7 @@ impl Bespin {
     /// `tools` capability. Errors: the entitlement errors.
     pub fn tools(&self, caller: &Principal) -> Result<Vec<ToolInfo>> {
         self.read(|r, _| {
-            require_capability(r, caller.tenant_id(), "tools")?;
+            require_capability(r, caller, "tools")?;
             Ok(REGISTRY
                 .iter()
                 .map(|t| ToolInfo {
@@ -201,7 +199,9 @@ impl Bespin {
         idempotency_key: &str,
         req: InvokeRequest,
     ) -> Result<Stored<Invocation>> {
-        self.write(|tx, ctx| invoke(tx, ctx, caller, idempotency_key, req))
+        self.write_as(caller, |tx, ctx| {
+            invoke(tx, ctx, caller, idempotency_key, req)
+        })
     }
 }
 
@@ -277,6 +277,9 @@ mod tests {
         assert_eq!(audit[0].action, "tools.invoke");
         assert_eq!(audit[0].tool_name.as_deref(), Some("echo"));
         assert_eq!(audit[0].request_id, first.request_id);
+        assert_eq!(audit[0].capability.as_deref(), Some("tools"));
+        assert_eq!(audit[0].units, Some(1));
+        assert!(audit[0].idempotency_key.is_some());
         let ledger = db.billing_ledger(&admin, None, 1).expect("ledger");
         assert_eq!(ledger.items[0].request_id, first.request_id);
         assert_eq!(ledger.items[0].tool_name.as_deref(), Some("echo"));

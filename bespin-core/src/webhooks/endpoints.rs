@@ -280,8 +280,7 @@ pub fn create(
         ctx,
         caller,
         "webhooks.create",
-        None,
-        &crate::ids::new_id(),
+        ("webhook_endpoint", &e.endpoint_id),
     )?;
     Ok(EndpointWithSecret {
         endpoint: view(&e),
@@ -323,8 +322,7 @@ pub fn update(
         ctx,
         caller,
         "webhooks.update",
-        None,
-        &crate::ids::new_id(),
+        ("webhook_endpoint", &e.endpoint_id),
     )?;
     Ok(view(&e))
 }
@@ -342,8 +340,7 @@ pub fn delete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, id: &str) -> Resu
         ctx,
         caller,
         "webhooks.delete",
-        None,
-        &crate::ids::new_id(),
+        ("webhook_endpoint", &e.endpoint_id),
     )?;
     Ok(view(&e))
 }
@@ -368,8 +365,7 @@ pub fn rotate(
         ctx,
         caller,
         "webhooks.rotate",
-        None,
-        &crate::ids::new_id(),
+        ("webhook_endpoint", &e.endpoint_id),
     )?;
     Ok(EndpointWithSecret {
         endpoint: view(&e),

@@ -25,13 +25,18 @@
 //! An unknown version is answered with `-32022` and the supported ones. An `Origin` header that
 //! is not one of the CORS origins is 403 before anything else (DNS-rebinding defence).
 //! Answers are JSON, or one server-sent event for a client that takes only
-//! `text/event-stream`: no call streams (each is one transaction). `GET` and `DELETE` are 405
-//! (no server-initiated stream; sessions end at their expiry).
+//! `text/event-stream`: no call streams (each is one transaction). The one stream is
+//! 2026-07-28's `subscriptions/listen` (`listen.rs`): resource and tool-list changes read from
+//! the event log. `GET` and `DELETE` are 405 (no standing server-initiated stream; sessions end
+//! at their expiry), so the handshake revisions have no resource subscriptions
+//! ([`capabilities`] says so per revision): their `resources/subscribe` would need a
+//! subscription set per session kept on a server, which sessions that survive restarts and
+//! span servers do not have.
 //!
-//! Not yet: `notifications/resources/updated` and `resources/subscribe` need the event stream
-//! (issue 20), which this base does not have — [`capabilities`] declares `subscribe: false`;
-//! `Authorization: Bearer` needs user-bound keys (issue 24).
+//! `Authorization: Bearer <user-bound key>` alone authenticates, as MCP hosts send it; a
+//! read-only key may list and read, and its tool calls that write are refused by the core.
 
+mod listen;
 mod prompts;
 mod resources;
 mod rpc;
@@ -100,7 +105,7 @@ const TTL_MS: u64 = 60_000;
 /// as on `POST /v1/tasks`.
 pub fn routes() -> Vec<Route> {
     vec![
-        route!(POST "/mcp" => post as mcp, Doc::new("mcp", "Model Context Protocol (Streamable HTTP; revisions 2025-06-18, 2025-11-25, 2026-07-28): one JSON-RPC request per POST", Auth::Tenant)
+        route!(POST "/mcp" => post as mcp, Doc::new("mcp", "Model Context Protocol (Streamable HTTP; revisions 2025-06-18, 2025-11-25, 2026-07-28): one JSON-RPC request per POST", Auth::Tenant).post_reads()
             .body(any_object).ok(200, any_object)).paced(),
     ]
 }
@@ -144,6 +149,7 @@ fn post(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     }
     let caller = r.principal(s)?;
     let sse = takes_only_event_stream(r);
+    let accepts_sse = accepts(r, "text/event-stream");
     let malformed =
         |code, message: &str, id| Answer { id, rev: None, sse }.error(code, message, None);
     let call = match rpc::read(&r.body) {
@@ -195,11 +201,11 @@ fn post(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
         rev: Some(rev),
         sse,
     };
-    Ok(dispatch(s, caller, call, answer))
+    Ok(dispatch(s, caller, call, answer, accepts_sse))
 }
 
 /// The methods this server answers (the `method` label of `bespin_mcp_requests`).
-const METHODS: [&str; 10] = [
+const METHODS: [&str; 11] = [
     "initialize",
     "ping",
     "server/discover",
@@ -210,6 +216,7 @@ const METHODS: [&str; 10] = [
     "resources/read",
     "prompts/list",
     "prompts/get",
+    "subscriptions/listen",
 ];
 
 /// Counts a request in `bespin_mcp_requests` (a method or tool outside the server's own names
@@ -226,26 +233,21 @@ fn count(s: &AppState, call: &Call) {
     s.metrics.mcp(method, tool);
 }
 
-/// The methods of a settled revision.
-fn dispatch(s: &AppState, caller: Principal, call: Call, a: Answer) -> Reply {
+/// The methods of a settled revision (`accepts_sse`: the client takes `text/event-stream`).
+fn dispatch(s: &AppState, caller: Principal, call: Call, a: Answer, accepts_sse: bool) -> Reply {
     count(s, &call);
     let modern = a.rev == Some(Rev::V2026_07_28);
     match call.method.as_str() {
         "ping" => a.result(Map::new()),
+        "subscriptions/listen" if modern => listen::listen(s, &caller, &call, &a, accepts_sse),
         "server/discover" if modern => a.result(discover()),
         "tools/list" => tools::list(s, &caller, &a),
         "tools/call" => tools::call(s, caller, call.params, a),
-        "resources/list" => resources::list(s, &caller, &a),
+        "resources/list" => resources::list(s, &caller, &call.params, &a),
         "resources/templates/list" => resources::templates(&a),
         "resources/read" => resources::read(s, &caller, &call.params, a),
         "prompts/list" => prompts::list(&a),
         "prompts/get" => prompts::get(s, &caller, &call.params, &a),
-        // Where resource subscriptions go once issue 20's event stream exists:
-        // `resources/subscribe` and `resources/unsubscribe` (2025-06-18, 2025-11-25; a
-        // subscription then lives in the session token, not on a server) and 2026-07-28's
-        // `subscriptions/listen`, answered as a `text/event-stream` of
-        // `notifications/resources/updated` read from the event log, with `subscribe: true` in
-        // `capabilities`. Until then they are unknown methods, as `subscribe: false` says.
         _ => a.error(code::METHOD_NOT_FOUND, "Method not found", None),
     }
 }
@@ -273,7 +275,7 @@ fn initialize(s: &AppState, caller: &Principal, call: &Call, sse: bool, now: i64
     let id = session::open(sealer, who, rev, call.params.get("capabilities"), now);
     let mut result = Map::new();
     result.insert("protocolVersion".into(), json!(rev.as_str()));
-    result.insert("capabilities".into(), capabilities());
+    result.insert("capabilities".into(), capabilities(rev));
     result.insert("serverInfo".into(), server_info());
     result.insert("instructions".into(), json!(INSTRUCTIONS));
     answer.result(result).with_header("mcp-session-id", id)
@@ -283,7 +285,7 @@ fn initialize(s: &AppState, caller: &Principal, call: &Call, sse: bool, now: i64
 fn discover() -> Map<String, Value> {
     let mut result = Map::new();
     result.insert("supportedVersions".into(), json!(SUPPORTED));
-    result.insert("capabilities".into(), capabilities());
+    result.insert("capabilities".into(), capabilities(Rev::V2026_07_28));
     result.insert("instructions".into(), json!(INSTRUCTIONS));
     result.insert("ttlMs".into(), json!(TTL_MS));
     result.insert("cacheScope".into(), json!("private"));
@@ -291,12 +293,14 @@ fn discover() -> Map<String, Value> {
     result
 }
 
-/// What this server offers. `subscribe: false`: resource updates need the event stream
-/// (issue 20), not on this base.
-fn capabilities() -> Value {
+/// What this server offers under `rev`. 2026-07-28 delivers resource updates and tool-list
+/// changes on `subscriptions/listen`; the handshake revisions have no notification stream (see
+/// the module's note). The prompt and resource lists never change.
+fn capabilities(rev: Rev) -> Value {
+    let listen = rev == Rev::V2026_07_28;
     json!({
-        "tools": {"listChanged": false},
-        "resources": {"subscribe": false, "listChanged": false},
+        "tools": {"listChanged": listen},
+        "resources": {"subscribe": listen, "listChanged": false},
         "prompts": {"listChanged": false},
     })
 }
@@ -478,13 +482,15 @@ fn handshake_session(
     Ok(rev)
 }
 
+/// Whether the request's `Accept` names the media type `t`.
+fn accepts(r: &Req, t: &str) -> bool {
+    r.header("accept")
+        .is_some_and(|a| a.split(',').any(|p| p.trim().starts_with(t)))
+}
+
 /// Whether the client accepts `text/event-stream` but not JSON.
 fn takes_only_event_stream(r: &Req) -> bool {
-    let Some(accept) = r.header("accept") else {
-        return false;
-    };
-    let takes = |t: &str| accept.split(',').any(|p| p.trim().starts_with(t));
-    takes("text/event-stream") && !takes("application/json") && !takes("*/*")
+    accepts(r, "text/event-stream") && !accepts(r, "application/json") && !accepts(r, "*/*")
 }
 
 /// The scalar members of `args` as the strings a query string would give (the REST reads

@@ -2,8 +2,8 @@
 //! (`bespin://kpis/{kpi_id}`: its last 30 days as the series route gives them) and any Core OS
 //! record (`bespin://{type}/{id}`, as the record explorer shows it). Each is read exactly as
 //! its REST read: the caller's tenant, role and plan decide; another tenant's record is "not
-//! found" like a missing one. Subscriptions (`notifications/resources/updated`) wait for the
-//! event stream of issue 20.
+//! found" like a missing one. Which events of the log change which resource ([`uri_of`]) is
+//! what `subscriptions/listen` (`listen.rs`) announces.
 
 use super::rpc::{Answer, code};
 use crate::AppState;
@@ -11,6 +11,7 @@ use crate::error::ApiError;
 use crate::reply::Reply;
 use crate::routes::kpis as kpi_routes;
 use bespin_core::Principal;
+use bespin_core::events::Event;
 use bespin_core::kpis::{KpiPage, Series, SeriesQuery};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -21,17 +22,75 @@ const RECORD_TYPES: [&str; 5] = ["action", "task", "decision", "meeting", "memor
 const KPI_WINDOW_DAYS: &str = "30";
 const KPI_MAX_POINTS: &str = "200";
 
-/// `resources/list`: the latest brief and the tenant's KPIs (the newest 100; records are
-/// reached through the template, not listed: there can be millions).
-pub fn list(s: &AppState, caller: &Principal, a: &Answer) -> Reply {
-    let mut out = vec![json!({
-        "uri": "bespin://briefs/latest",
-        "name": "latest-brief",
-        "title": "Latest daily brief",
-        "description": "The daily brief with the newest date",
-        "mimeType": "application/json",
-    })];
-    if let Ok(kpis) = s.bespin.list_kpis(caller, KpiPage::clamped(100, 0)) {
+/// The event subject type whose events change the resource at `uri` (`brief`, `kpi` or a
+/// record type), or `None` for a URI that names no resource of this server.
+pub fn kind_of(uri: &str) -> Option<&'static str> {
+    let path = uri.strip_prefix("bespin://")?;
+    let (kind, id) = path.split_once('/')?;
+    if id.is_empty() || id.contains('/') {
+        return None;
+    }
+    match kind {
+        "briefs" => (id == "latest").then_some("brief"),
+        "kpis" => Some("kpi"),
+        t => RECORD_TYPES.into_iter().find(|r| *r == t),
+    }
+}
+
+/// The resource an event changes, if any: a brief's generation changes the latest brief, a
+/// KPI's points its KPI, a record's change (or evidence linked to it) the record.
+pub fn uri_of(e: &Event) -> Option<String> {
+    let (kind, id) = match e.subject.kind.as_str() {
+        "brief" => return Some("bespin://briefs/latest".into()),
+        "kpi" => ("kpis", e.subject.id.clone()),
+        "evidence" => {
+            let data = e.data();
+            let kind = data.get("entity_type")?.as_str()?;
+            let kind = RECORD_TYPES.into_iter().find(|r| *r == kind)?;
+            (kind, data.get("entity_id")?.as_str()?.to_owned())
+        }
+        t => (
+            RECORD_TYPES.into_iter().find(|r| *r == t)?,
+            e.subject.id.clone(),
+        ),
+    };
+    Some(format!("bespin://{kind}/{id}"))
+}
+
+/// KPIs per `resources/list` page.
+const PAGE: usize = 100;
+
+/// `resources/list`: the latest brief, then the tenant's KPIs newest first, [`PAGE`] a page
+/// (`nextCursor` while more are left; records are reached through the template, not listed:
+/// there can be millions). The cursor is the position of the next KPI: a KPI defined while a
+/// client pages shifts the later pages by one, so it may see a KPI twice, never miss one.
+pub fn list(s: &AppState, caller: &Principal, params: &Map<String, Value>, a: &Answer) -> Reply {
+    let offset = match params.get("cursor") {
+        None | Some(Value::Null) => 0,
+        Some(c) => match c
+            .as_str()
+            .and_then(|c| c.strip_prefix('k')?.parse::<usize>().ok())
+        {
+            Some(o) if o <= 1_000_000 => o,
+            _ => return a.error(code::INVALID_PARAMS, "Invalid cursor", None),
+        },
+    };
+    let mut out = Vec::new();
+    if offset == 0 {
+        out.push(json!({
+            "uri": "bespin://briefs/latest",
+            "name": "latest-brief",
+            "title": "Latest daily brief",
+            "description": "The daily brief with the newest date",
+            "mimeType": "application/json",
+        }));
+    }
+    let mut more = false;
+    // One more than a page tells whether another page follows.
+    let page = KpiPage::clamped(PAGE as i64 + 1, offset as i64);
+    if let Ok(mut kpis) = s.bespin.list_kpis(caller, page) {
+        more = kpis.len() > PAGE;
+        kpis.truncate(PAGE);
         for k in kpis {
             out.push(json!({
                 "uri": format!("bespin://kpis/{}", k.kpi_id),
@@ -44,6 +103,9 @@ pub fn list(s: &AppState, caller: &Principal, a: &Answer) -> Reply {
     }
     let mut result = Map::new();
     result.insert("resources".into(), Value::Array(out));
+    if more {
+        result.insert("nextCursor".into(), json!(format!("k{}", offset + PAGE)));
+    }
     a.list(result, super::TTL_MS)
 }
 

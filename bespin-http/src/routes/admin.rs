@@ -14,6 +14,7 @@ use bespin_core::billing::catalog::{
     self, MeteredEvent, MeteredEventPatch, NewMeteredEvent, NewPlan, Plan, PlanCap, PlanPatch,
 };
 use bespin_core::billing::subscriptions::{self, Subscription, SubscriptionUpdate};
+use bespin_core::tenancy::erasure::{self, ConfirmErasure, Erasure};
 use serde_json::Value;
 
 pub fn routes() -> Vec<Route> {
@@ -27,6 +28,10 @@ pub fn routes() -> Vec<Route> {
         route!(PUT "/v1/admin/plans/{plan_id}" => update_plan as admin_update_plan, a("Change a plan").body(schema::<PlanPatch>).ok(200, schema::<Plan>)),
         route!(PUT "/v1/admin/plans/{plan_id}/capabilities" => set_capabilities as admin_set_plan_capabilities, a("Replace a plan's capabilities").ok(200, list_of::<String>)),
         route!(PUT "/v1/admin/plans/{plan_id}/caps" => set_caps as admin_set_plan_caps, a("Replace a plan's event caps").ok(200, list_of::<PlanCap>)),
+        route!(DELETE "/v1/admin/tenants/{tenant_id}" => erase_tenant as admin_erase_tenant, a("Erase a tenant: {\"confirm\": \"<tenant id>\"}; its requests fail at once, its rows go in the background, its id is never reused")
+            .body(schema::<ConfirmErasure>).ok(202, schema::<Erasure>)),
+        route!(GET "/v1/admin/tenants/{tenant_id}/erasure" => erasure as admin_get_tenant_erasure, a("Where a tenant's erasure stands (404 for a tenant never erased)")
+            .ok(200, schema::<Erasure>)),
         route!(PUT "/v1/admin/tenants/{tenant_id}/subscription" => set_subscription as admin_set_subscription, a("Set a tenant's plan and status")
             .body(schema::<SubscriptionUpdate>).ok(200, schema::<Subscription>)),
     ]
@@ -109,4 +114,23 @@ fn set_subscription(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
         Op::admin_on(tenant_id, req, subscriptions::set),
         Reply::ok,
     ))
+}
+
+fn erase_tenant(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let req = ConfirmErasure::from_json(&admin_body(s, r)?)?;
+    let tenant_id = r.param("tenant_id").to_owned();
+    Ok(Reply::write(
+        Op::admin_on(tenant_id, req, erasure::erase_tenant),
+        |e| Reply::json(hyper::StatusCode::ACCEPTED, e),
+    ))
+}
+
+fn erasure(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    r.require_platform_admin(s)?;
+    match s.bespin.erasure(r.param("tenant_id"))? {
+        Some(e) => Ok(Reply::ok(&e)),
+        None => Err(ApiError::body(bespin_core::Error::NotFound(
+            "No erasure of this tenant".into(),
+        ))),
+    }
 }

@@ -18,6 +18,7 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/v1/conversations" => create as create_conversation, d("Start a conversation").body(schema::<NewConversation>).ok(201, schema::<Conversation>)),
         route!(GET "/v1/conversations" => list as list_conversations, d("The caller's conversations, newest first")
             .query(&[("limit", "1..200, default 50"), ("offset", "default 0")]).ok(200, schema::<ConversationList>)),
+        route!(DELETE "/v1/conversations/{conversation_id}" => delete as delete_conversation, d("Delete one of the caller's conversations with its messages").ok(200, schema::<bespin_core::coreos::deletion::Deleted>)),
         route!(GET "/v1/conversations/{conversation_id}" => get as get_conversation, d("One conversation with its messages").ok(200, schema::<ConversationDetail>)),
     ]
 }
@@ -42,5 +43,14 @@ fn get(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     Ok(Reply::ok(
         &s.bespin.conversation(&caller, r.param("conversation_id"))?,
+    ))
+}
+
+fn delete(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    let id = r.param("conversation_id").to_owned();
+    Ok(Reply::write(
+        Op::on(caller, id, bespin_core::conversations::delete),
+        Reply::ok,
     ))
 }

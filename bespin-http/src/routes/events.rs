@@ -91,10 +91,17 @@ fn stream(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
         }
         other => (other?, false),
     };
-    let (tx, rx) = mpsc::channel(BUFFER_FRAMES);
-    let stop = s.stop_streams.subscribe();
-    tokio::spawn(pump(sub, tx, stop, reset, s.bespin.reads_block()));
-    let reply = Reply::streaming("text/event-stream", rx);
+    let hello: &'static [u8] = if reset {
+        b"event: reset\ndata: {}\n\n"
+    } else {
+        b": stream open\n\n"
+    };
+    let format = StreamFormat {
+        hello: Bytes::from_static(hello),
+        render: Box::new(|page, out| page.iter().for_each(|e| frame(e, out))),
+        farewell: None,
+    };
+    let reply = follow(s, sub, format);
     Ok(if reset {
         reply.with_header("last-event-id", "earliest")
     } else {
@@ -118,11 +125,35 @@ fn frame(e: &events::Event, out: &mut Vec<u8>) {
 
 /// Sends `chunk`, waiting at most [`SLOW_CONSUMER`] for room; `false` when the connection is
 /// gone or too slow.
-async fn send(tx: &mpsc::Sender<Bytes>, chunk: Bytes) -> bool {
+pub(crate) async fn send(tx: &mpsc::Sender<Bytes>, chunk: Bytes) -> bool {
     matches!(
         tokio::time::timeout(SLOW_CONSUMER, tx.send(chunk)).await,
         Ok(Ok(()))
     )
+}
+
+/// Appends the frames of one page of events (possibly none) to a buffer.
+pub(crate) type Render = Box<dyn FnMut(&[events::Event], &mut Vec<u8>) + Send>;
+
+/// How one live stream writes: its first bytes (sent at once, so clients and proxies see the
+/// stream open), the frames of each page the caller may see, and its last bytes when the server
+/// stops (none: the connection just ends and the client resumes).
+pub(crate) struct StreamFormat {
+    /// The first bytes.
+    pub hello: Bytes,
+    /// The frames of each page.
+    pub render: Render,
+    /// The last bytes, at a server stop.
+    pub farewell: Option<Bytes>,
+}
+
+/// A `text/event-stream` reply fed by a task that follows `sub` and writes it in `format`:
+/// the event stream's and MCP's `subscriptions/listen`'s one mechanism.
+pub(crate) fn follow(s: &AppState, sub: Subscription, format: StreamFormat) -> Reply {
+    let (tx, rx) = mpsc::channel(BUFFER_FRAMES);
+    let stop = s.stop_streams.subscribe();
+    tokio::spawn(pump(sub, tx, stop, format, s.bespin.reads_block()));
+    Reply::streaming("text/event-stream", rx)
 }
 
 /// Feeds one stream until the client leaves, is too slow, or the server stops.
@@ -130,21 +161,20 @@ async fn pump(
     mut sub: Subscription,
     tx: mpsc::Sender<Bytes>,
     mut stop: tokio::sync::watch::Receiver<bool>,
-    reset: bool,
+    mut format: StreamFormat,
     blocking: bool,
 ) {
-    // The first bytes go out at once, so clients and proxies see the stream open.
-    let hello = if reset {
-        "event: reset\ndata: {}\n\n"
-    } else {
-        ": stream open\n\n"
-    };
-    if !send(&tx, Bytes::from_static(hello.as_bytes())).await {
+    if !send(&tx, format.hello.clone()).await {
         return;
     }
+    let farewell = |tx: mpsc::Sender<Bytes>, bytes: Option<Bytes>| async move {
+        if let Some(b) = bytes {
+            send(&tx, b).await;
+        }
+    };
     loop {
         if *stop.borrow() {
-            return;
+            return farewell(tx, format.farewell).await;
         }
         // The read goes where a read may block (the blocking pool on PostgreSQL) and the
         // subscription comes back with its page.
@@ -169,9 +199,7 @@ async fn pump(
             // One chunk for what one read found (a group commit's events together): one send
             // and one socket write per wake-up, not per event.
             let mut chunk = Vec::with_capacity(page.len() * 512);
-            for e in &page {
-                frame(e, &mut chunk);
-            }
+            (format.render)(&page, &mut chunk);
             if !chunk.is_empty() && !send(&tx, Bytes::from(chunk)).await {
                 return;
             }
@@ -190,7 +218,7 @@ async fn pump(
                 }
             }
             () = tx.closed() => return,
-            _ = stop.changed() => return,
+            _ = stop.changed() => return farewell(tx, format.farewell).await,
         }
     }
 }

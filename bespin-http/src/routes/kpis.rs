@@ -22,6 +22,7 @@ pub fn routes() -> Vec<Route> {
             .query(&[("limit", "1..500, default 100"), ("offset", "default 0")]).ok(200, list_of::<Kpi>)),
         route!(POST "/v1/kpis/{kpi_id}/points:bulk" => ingest as ingest_kpi_points, d("Add points to a KPI; points at an already stored instant are ignored (admin)")
             .body(schema::<PointsBulk>).ok(200, schema::<IngestResult>), bulk),
+        route!(DELETE "/v1/kpis/{kpi_id}" => delete as delete_kpi, d("Delete a KPI with all its points (admin)").ok(200, schema::<bespin_core::coreos::deletion::Deleted>)),
         route!(GET "/v1/kpis/{kpi_id}/latest" => latest as get_latest_kpi_point, d("The KPI's newest point").ok(200, schema::<LatestPoint>)),
         route!(GET "/v1/kpis/{kpi_id}/series" => series as get_kpi_series, d("The KPI's points over a range, oldest first, at most max_points: stored points only, downsampled \
             on the server when more fall in the range (each of max_points/4 equal spans keeps its first, lowest, highest and last point)")
@@ -119,4 +120,13 @@ pub(crate) fn series_reply(
             }))
         }
     }
+}
+
+fn delete(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    let id = r.param("kpi_id").to_owned();
+    Ok(Reply::write(
+        Op::on(caller, id, bespin_core::kpis::delete_kpi),
+        Reply::ok,
+    ))
 }

@@ -8,6 +8,7 @@ use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
 use bespin_core::Op;
+use bespin_core::coreos::deletion::Deleted;
 use bespin_core::coreos::meetings::{
     self, MeetingNote, MeetingPage, MeetingPatch, MeetingQuery, NewMeeting,
 };
@@ -20,6 +21,7 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/v1/meetings" => list as list_meetings, d("The tenant's meeting notes, newest meeting date first")
             .query(&[("from", "YYYY-MM-DD, inclusive"), ("to", "YYYY-MM-DD, inclusive"), ("limit", "1..100, default 50"), ("offset", "default 0")])
             .ok(200, schema::<MeetingPage>)),
+        route!(DELETE "/v1/meetings/{meeting_id}" => delete as delete_meeting, d("Delete a meeting note (its creator or an admin): gone from lists and search at once").ok(200, schema::<Deleted>)),
         route!(GET "/v1/meetings/{meeting_id}" => get as get_meeting, d("A meeting note").ok(200, schema::<MeetingNote>)),
         route!(PATCH "/v1/meetings/{meeting_id}" => update as update_meeting, d("Edit a meeting note (creator or admin); both link fields null clear the link")
             .body(schema::<MeetingPatch>).ok(200, schema::<MeetingNote>)).paced(),
@@ -56,6 +58,15 @@ fn update(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let meeting_id = r.param("meeting_id").to_owned();
     Ok(Reply::write(
         Op::on_with(caller, meeting_id, patch, meetings::update),
+        Reply::ok,
+    ))
+}
+
+fn delete(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    let id = r.param("meeting_id").to_owned();
+    Ok(Reply::write(
+        Op::on(caller, id, meetings::delete),
         Reply::ok,
     ))
 }

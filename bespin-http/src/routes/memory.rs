@@ -9,6 +9,7 @@ use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
 use bespin_core::Op;
+use bespin_core::coreos::deletion::Deleted;
 use bespin_core::coreos::memory::{
     self, FactQuery, FactValue, MemoryFact, MemoryFactPage, NewFact,
 };
@@ -21,6 +22,7 @@ pub fn routes() -> Vec<Route> {
             .query(&[("category", "exact category"), ("status", "active (default) | superseded; all or empty: any"),
                 ("limit", "1..100, default 50"), ("offset", "default 0")])
             .ok(200, schema::<MemoryFactPage>)),
+        route!(DELETE "/v1/memory/facts/{fact_id}" => delete as delete_memory_fact, d("Delete a memory fact with every version of its supersede chain (admin)").ok(200, schema::<Deleted>)),
         route!(GET "/v1/memory/facts/{fact_id}" => get as get_memory_fact, d("A memory fact, whatever its status").ok(200, schema::<MemoryFact>)),
         route!(PATCH "/v1/memory/facts/{fact_id}" => update as update_memory_fact, d("Correct an active fact's value in place (admin)")
             .body(schema::<FactValue>).ok(200, schema::<MemoryFact>)).paced(),
@@ -72,4 +74,10 @@ fn supersede(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
         Op::on_with(caller, fact_id, req, memory::supersede),
         Reply::ok,
     ))
+}
+
+fn delete(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    let id = r.param("fact_id").to_owned();
+    Ok(Reply::write(Op::on(caller, id, memory::delete), Reply::ok))
 }

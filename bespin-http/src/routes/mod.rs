@@ -2,6 +2,7 @@
 
 mod actions;
 mod admin;
+mod audit;
 mod billing;
 mod briefs;
 mod chat;
@@ -11,6 +12,7 @@ mod decisions;
 mod events;
 mod evidence;
 mod jobs;
+mod keys;
 pub(crate) mod kpis;
 mod limits;
 mod meetings;
@@ -30,7 +32,9 @@ mod webhooks;
 
 use crate::router::{Route, Router};
 pub(crate) use console::{Sessions as ConsoleSessions, failed_keys as console_failed_keys};
-pub(crate) use events::{EVENT_STREAM, maintain as maintain_events};
+pub(crate) use events::{
+    EVENT_STREAM, StreamFormat, follow as follow_events, maintain as maintain_events,
+};
 
 /// Declares a route: `route!(METHOD "/path" => handler as operation_id, doc)`; the operation id
 /// names the route in `/openapi.json` (and so in generated SDKs) and must never change. Routes
@@ -75,6 +79,7 @@ pub fn all() -> Vec<Route> {
     r.extend(pages::routes());
     r.extend(console::routes());
     r.extend(tenancy::routes());
+    r.extend(keys::routes());
     r.extend(limits::routes());
     r.extend(billing::routes());
     r.extend(admin::routes());
@@ -94,6 +99,7 @@ pub fn all() -> Vec<Route> {
     r.extend(memory::routes());
     r.extend(evidence::routes());
     r.extend(timeline::routes());
+    r.extend(audit::routes());
     r.extend(events::routes());
     r.extend(webhooks::routes());
     r.extend(search::routes());

@@ -59,7 +59,7 @@ pub(crate) fn run(
     let metered = caller.clone();
     let unmetered = refused.clone();
     let meter = move |found: SearchResults| {
-        render(found).after_write_or(Op::by(metered, search::meter), move |e| {
+        render(found).after_write_or(Op::for_read(metered, search::meter), move |e| {
             unmetered(ApiError::body(e))
         })
     };

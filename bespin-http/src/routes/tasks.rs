@@ -9,6 +9,7 @@ use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
 use bespin_core::Op;
+use bespin_core::coreos::deletion::Deleted;
 use bespin_core::coreos::tasks::{self, NewTask, Task, TaskPage, TaskPatch, TaskQuery};
 
 pub fn routes() -> Vec<Route> {
@@ -20,6 +21,7 @@ pub fn routes() -> Vec<Route> {
             .query(&[("status", "todo | doing | done; all or empty: any"), ("assigned_to_user_id", "exact assignee"),
                 ("due_before", "YYYY-MM-DD, inclusive"), ("limit", "1..100, default 50"), ("offset", "default 0")])
             .ok(200, schema::<TaskPage>)),
+        route!(DELETE "/v1/tasks/{task_id}" => delete as delete_task, d("Delete a task (its creator or an admin): gone from lists and search at once; its timeline stays").ok(200, schema::<Deleted>)),
         route!(GET "/v1/tasks/{task_id}" => get as get_task, d("A task").ok(200, schema::<Task>)),
         route!(PATCH "/v1/tasks/{task_id}" => update as update_task, d("Edit a task (creator, assignee or admin)")
             .body(schema::<TaskPatch>).ok(200, schema::<Task>)).paced(),
@@ -68,4 +70,10 @@ fn complete(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
         Op::on(caller, task_id, tasks::complete),
         Reply::ok,
     ))
+}
+
+fn delete(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
+    let caller = r.principal(s)?;
+    let id = r.param("task_id").to_owned();
+    Ok(Reply::write(Op::on(caller, id, tasks::delete), Reply::ok))
 }

@@ -14,6 +14,7 @@ members ``date`` objects. Errors derive from ``bespin.BespinError``.
 from . import types
 from ._bespin import (
     Admin,
+    AuditExport,
     BadRequest,
     Bespin,
     BespinError,
@@ -34,6 +35,7 @@ from ._bespin import (
 
 __all__ = [
     "Admin",
+    "AuditExport",
     "BadRequest",
     "Bespin",
     "BespinError",

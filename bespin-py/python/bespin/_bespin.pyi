@@ -7,6 +7,20 @@ from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Sequen
 from types import TracebackType
 
 from bespin.types import (
+    ApiKey,
+    ApiKeyCreated,
+    Deleted,
+    Erasure,
+    Exported,
+    TenantKeyRotated,
+    UserInfo,
+    UserPage,
+    AuditExportRow,
+    AuditPage,
+    AuditProof,
+    AuditPublicKey,
+    AuditStats,
+    AuditVerifyReport,
     Event,
     Action,
     ActionDetail,
@@ -104,9 +118,13 @@ class CursorExpired(BespinError): ...
 class QuotaExceeded(BespinError):
     detail: Dict[str, Any]
 
-def open(path: Union[str, "os.PathLike[str]"]) -> Bespin:
+def open(
+    path: Union[str, "os.PathLike[str]"], *, event_retention_secs: Optional[int] = None
+) -> Bespin:
     """Opens (creating if missing) the database at ``path``: a redb file, or a PostgreSQL URL
-    (``postgres://user@host/db?schema=bespin``) that several processes may share."""
+    (``postgres://user@host/db?schema=bespin``) that several processes may share.
+    ``event_retention_secs``: how long events are kept (default 30 days); a cursor older
+    than that raises ``CursorExpired``."""
 
 def open_in_memory() -> Bespin:
     """Opens a database held only in memory."""
@@ -129,7 +147,15 @@ class Bespin:
     ) -> bool: ...
     def health(self) -> None: ...
     def purge_expired_idempotency(self) -> int: ...
+    def purge_expired_events(self, max: int = 10000) -> int:
+        """Deletes up to ``max`` events older than the retention; how many went."""
+    # audit
+    def audit_public_key(self) -> AuditPublicKey: ...
+    def audit_verify(self) -> AuditVerifyReport: ...
     def session(self, tenant_id: str, user_id: str, api_key: str) -> Session: ...
+    def session_for_key(
+        self, api_key: str, *, tenant_id: Optional[str] = None, user_id: Optional[str] = None
+    ) -> Session: ...
     # tenancy
     def create_tenant(
         self, *, name: str, region: str, admin_email: str
@@ -154,6 +180,24 @@ class EventStream:
     ) -> None: ...
 
 @final
+class AuditExport:
+    """An audit export's rows, oldest first, read a page at a time from one snapshot (held
+    until the iterator is exhausted or closed)."""
+
+    def __iter__(self) -> Iterator[AuditExportRow]: ...
+    def __next__(self) -> AuditExportRow: ...
+    def close(self) -> None: ...
+    @property
+    def remaining(self) -> int: ...
+    def __enter__(self) -> AuditExport: ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+
+@final
 class Session:
     """An authenticated user of one tenant."""
 
@@ -168,6 +212,32 @@ class Session:
     # tenancy
     def me(self) -> Me: ...
     def create_user(self, *, email: str, role: Role) -> User: ...
+    def create_api_key(
+        self,
+        *,
+        user_id: str,
+        name: str,
+        scopes: Optional[Sequence[str]] = None,
+        expires_at: Optional[str] = None,
+    ) -> ApiKeyCreated: ...
+    def api_keys(self) -> List[ApiKey]: ...
+    def revoke_api_key(self, key_id: str) -> ApiKey: ...
+    def rotate_tenant_key(self, *, grace_seconds: int = 0) -> TenantKeyRotated: ...
+    def users(self, *, limit: Optional[int] = None, cursor: Optional[str] = None) -> UserPage: ...
+    def user(self, user_id: str) -> UserInfo: ...
+    def update_user(
+        self, user_id: str, *, role: Optional[Role] = None, deactivated: Optional[bool] = None
+    ) -> UserInfo: ...
+    def delete_task(self, task_id: str) -> Deleted: ...
+    def delete_decision(self, decision_id: str) -> Deleted: ...
+    def delete_meeting(self, meeting_id: str) -> Deleted: ...
+    def delete_memory_fact(self, fact_id: str) -> Deleted: ...
+    def delete_evidence(
+        self, evidence_id: str, *, entity_type: EvidenceTarget, entity_id: str
+    ) -> Deleted: ...
+    def delete_conversation(self, conversation_id: str) -> Deleted: ...
+    def delete_kpi(self, kpi_id: str) -> Deleted: ...
+    def export_tenant(self, path: Union[str, "os.PathLike[str]"]) -> Exported: ...
     # limits
     def limits(self) -> TenantLimits: ...
     def set_limits(
@@ -452,12 +522,43 @@ class Session:
         limit: Optional[int] = None,
     ) -> SearchResults: ...
     def record(self, entity_type: EntityType, entity_id: str) -> RecordView: ...
+    # audit (tenant admins)
+    def audit_log(
+        self,
+        *,
+        actor_user_id: Optional[str] = None,
+        action: Optional[str] = None,
+        target_type: Optional[str] = None,
+        target_id: Optional[str] = None,
+        outcome: Optional[Literal["success", "denied", "quota"]] = None,
+        since: Union[datetime.datetime, datetime.date, str, None] = None,
+        until: Union[datetime.datetime, datetime.date, str, None] = None,
+        cursor: Union[str, int, None] = None,
+        limit: Optional[int] = None,
+    ) -> AuditPage: ...
+    def audit_stats(
+        self,
+        group_by: Literal["action", "actor", "outcome", "day"],
+        *,
+        since: Union[datetime.datetime, datetime.date, str, None] = None,
+        until: Union[datetime.datetime, datetime.date, str, None] = None,
+    ) -> AuditStats: ...
+    def audit_export(
+        self,
+        *,
+        since: Union[datetime.datetime, datetime.date, str, None] = None,
+        until: Union[datetime.datetime, datetime.date, str, None] = None,
+    ) -> AuditExport: ...
+    def audit_proof(self, from_: int, to: int) -> AuditProof: ...
 
 @final
 class Admin:
     """The platform-admin catalogue (whoever holds the handle is the platform)."""
 
     def metered_events(self) -> List[MeteredEvent]: ...
+    def erase_tenant(self, tenant_id: str, *, confirm: str) -> Erasure: ...
+    def erase_step(self) -> Optional[Erasure]: ...
+    def erasure(self, tenant_id: str) -> Optional[Erasure]: ...
     def create_metered_event(
         self,
         *,

@@ -13,6 +13,14 @@ from typing import Any, Dict, List, Literal, Optional, TypedDict, Union
 
 
 __all__ = [
+    "ApiKey",
+    "ApiKeyCreated",
+    "Deleted",
+    "Erasure",
+    "Exported",
+    "TenantKeyRotated",
+    "UserInfo",
+    "UserPage",
     "Action",
     "ActionDetail",
     "ActionPage",
@@ -721,3 +729,149 @@ Event = TypedDict(
         "data": Any,
     },
 )
+
+
+class ApiKey(TypedDict):
+    """A user-bound API key as listed: never its secret."""
+
+    key_id: str
+    user_id: str
+    name: str
+    prefix: str
+    last4: str
+    scopes: List[str]
+    created_at: _dt.datetime
+    expires_at: Optional[_dt.datetime]
+    last_used_on: Optional[str]
+    revoked_at: Optional[_dt.datetime]
+
+
+class ApiKeyCreated(ApiKey):
+    """A new key, with its clear ``api_key`` shown this once."""
+
+    api_key: str
+
+
+class TenantKeyRotated(TypedDict):
+    api_key: str
+    previous_valid_until: _dt.datetime
+
+
+class UserInfo(TypedDict):
+    user_id: str
+    tenant_id: str
+    email: str
+    role: str
+    created_at: _dt.datetime
+    deactivated: bool
+    deactivated_at: Optional[_dt.datetime]
+
+
+class UserPage(TypedDict):
+    items: List[UserInfo]
+    next_cursor: Optional[str]
+
+
+class Deleted(TypedDict):
+    entity_type: str
+    entity_id: str
+    deleted_at: _dt.datetime
+
+
+class Erasure(TypedDict):
+    tenant_id: str
+    erased_at: _dt.datetime
+    state: str
+    rows_deleted: int
+    finished_at: Optional[_dt.datetime]
+
+
+class Exported(TypedDict):
+    rows: int
+    tables: int
+
+
+AuditOutcome = str  # "success" | "denied" | "quota"
+
+
+class AuditRow(TypedDict):
+    n: int
+    user_id: str
+    action: str
+    tool_name: Optional[str]
+    request_id: str
+    outcome: AuditOutcome
+    capability: Optional[str]
+    target_type: Optional[str]
+    target_id: Optional[str]
+    units: Optional[int]
+    idempotency_key: Optional[str]
+    created_at: _dt.datetime
+
+
+class AuditPage(TypedDict):
+    items: List[AuditRow]
+    next_cursor: Optional[str]
+
+
+class AuditGroupCount(TypedDict):
+    key: str
+    count: int
+
+
+class AuditStats(TypedDict):
+    group_by: str
+    total: int
+    groups: List[AuditGroupCount]
+
+
+class AuditExportRow(TypedDict):
+    """One exported row: the row with what a verifier needs to rehash it (base64 hashes)."""
+
+    tenant_id: str
+    n: int
+    created_at: _dt.datetime
+    created_at_us: int
+    action: str
+    tool_name: Optional[str]
+    request_id: str
+    outcome: AuditOutcome
+    capability: Optional[str]
+    target_type: Optional[str]
+    target_id: Optional[str]
+    units: Optional[int]
+    user_id: str
+    idempotency_key: Optional[str]
+    digest_salt: Optional[str]
+    personal_digest: str
+    prev_hash: str
+    row_hash: str
+
+
+class AuditPublicKey(TypedDict):
+    name: str
+    verifier_key: str
+    ed25519_public_key: str
+    algorithm: str
+
+
+class AuditProof(TypedDict):
+    tenant_id: str
+    rows: List[Dict[str, Any]]
+    prev_hash: str
+    checkpoint: Optional[str]
+    public_key: AuditPublicKey
+
+
+class AuditFinding(TypedDict):
+    tenant_id: str
+    n: int
+    fault: str
+    description: str
+
+
+class AuditVerifyReport(TypedDict):
+    chains: int
+    rows: int
+    findings: List[AuditFinding]
+    total_findings: int

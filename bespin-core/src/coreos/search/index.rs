@@ -284,6 +284,22 @@ pub(crate) fn save<K: KeyDef, R: Record + Searchable>(
     reindex(tx, tenant, before.as_ref(), Some(rec))
 }
 
+/// Removes the record under `key` of `table` and, in the same transaction, its index entries
+/// and rank row: from this commit on, no search finds it. Returns the removed record.
+pub(crate) fn remove<K: KeyDef, R: Record + Searchable>(
+    tx: &mut WriteTx,
+    table: &Table<K, R>,
+    key: &K::Of<'_>,
+    tenant: &str,
+) -> Result<Option<R>> {
+    let before: Option<R> = tx.get(table, key)?;
+    if before.is_some() {
+        tx.delete(table, key)?;
+        reindex(tx, tenant, before.as_ref(), None)?;
+    }
+    Ok(before)
+}
+
 /// Rebuilds the whole index and the rank rows from the records (for a database of an older
 /// layout, which also kept a token list per record in `co_search_docs`).
 pub(crate) fn rebuild_index(tx: &mut WriteTx) -> Result<()> {

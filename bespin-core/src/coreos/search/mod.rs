@@ -39,7 +39,7 @@ pub(crate) mod index;
 use index::{BODY, TITLE};
 pub(crate) use index::{
     Implied, RANKS, SEARCH, SearchDoc, Searchable, TABLES, cap_index, check, rebuild_index,
-    rebuild_ranks, save,
+    rebuild_ranks, remove, save,
 };
 pub use index::{MAX_RECORD_TOKENS, MAX_TOKEN_CHARS, tokens};
 
@@ -359,15 +359,17 @@ fn snippet(d: &Doc, q: &[String]) -> Option<String> {
 /// then the record, snippet and rendering of the returned page only.
 pub(crate) fn run(
     r: &impl Reader,
-    tenant: &str,
+    caller: &Principal,
     q: &SearchQuery,
     max_scan: usize,
 ) -> Result<Option<SearchResults>> {
+    let tenant = caller.tenant_id();
     let mut allowed = Vec::new();
     for t in &q.types {
-        match require_capability(r, tenant, t.capability()) {
+        match require_capability(r, caller, t.capability()) {
             Ok(()) => allowed.push(*t),
-            Err(Error::CapabilityDenied { .. }) => {}
+            // Types the plan lacks, or the caller's key is not scoped to, are skipped.
+            Err(Error::CapabilityDenied { .. } | Error::Forbidden(_)) => {}
             Err(e) => return Err(e),
         }
     }
@@ -493,12 +495,12 @@ pub fn search(
 ) -> Result<SearchResults> {
     meter(tx, ctx, caller)?;
     let max = ctx.options.search_max_scan;
-    run(tx, caller.tenant_id(), q, max)?.ok_or_else(|| too_broad(q, max))
+    run(tx, caller, q, max)?.ok_or_else(|| too_broad(q, max))
 }
 
 /// Meters one search: capability `search` → quota `search_query` → the usage event.
 pub fn meter(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal) -> Result<()> {
-    require_capability(tx, caller.tenant_id(), "search")?;
+    require_capability(tx, caller, "search")?;
     one_search()
         .check(tx, ctx, caller.tenant_id())?
         .record_fresh(tx, ctx, caller)
@@ -507,7 +509,7 @@ pub fn meter(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal) -> Result<()> {
 /// A search taken with [`Bespin::search_deferred`], holding its snapshot until it runs.
 pub struct DeferredSearch {
     snapshot: std::sync::Arc<crate::store::ReadTx>,
-    tenant: String,
+    caller: Principal,
     q: SearchQuery,
     max_scan: usize,
 }
@@ -516,7 +518,7 @@ impl DeferredSearch {
     /// Runs the search: the results, or 422 at `["q"]` past the budget (as
     /// [`Bespin::search_unmetered`]).
     pub fn run(self) -> Result<SearchResults> {
-        run(&*self.snapshot, &self.tenant, &self.q, self.max_scan)?
+        run(&*self.snapshot, &self.caller, &self.q, self.max_scan)?
             .ok_or_else(|| too_broad(&self.q, self.max_scan))
     }
 }
@@ -534,7 +536,7 @@ impl std::fmt::Debug for DeferredSearch {
 /// snapshot's answer serves every search on it.
 fn allowed(r: &impl Reader, ctx: &Ctx, caller: &Principal) -> Result<()> {
     let tenant = caller.tenant_id();
-    require_capability(r, tenant, "search")?;
+    require_capability(r, caller, "search")?;
     r.remembered(&["quota", tenant, "search_query"], &mut || {
         one_search().check(r, ctx, tenant).map(|_permit| ())
     })
@@ -582,10 +584,10 @@ impl Bespin {
     /// readers or writer wait on (it may run at a low priority). Errors: entitlement.
     pub fn search_deferred(&self, caller: &Principal, q: SearchQuery) -> Result<DeferredSearch> {
         let snapshot = self.inner.store.read()?;
-        require_capability(&*snapshot, caller.tenant_id(), "search")?;
+        require_capability(&*snapshot, caller, "search")?;
         Ok(DeferredSearch {
             snapshot,
-            tenant: caller.tenant_id().to_owned(),
+            caller: caller.clone(),
             q,
             max_scan: self.inner.options.search_max_scan,
         })
@@ -603,12 +605,7 @@ impl Bespin {
     ) -> Result<Option<SearchResults>> {
         self.read(|r, ctx| {
             allowed(r, ctx, caller)?;
-            run(
-                r,
-                caller.tenant_id(),
-                q,
-                max_scan.min(ctx.options.search_max_scan),
-            )
+            run(r, caller, q, max_scan.min(ctx.options.search_max_scan))
         })
     }
 
@@ -616,7 +613,12 @@ impl Bespin {
     /// `search_query` and its usage event, in one transaction ([`meter`]). Errors: entitlement,
     /// `QuotaExceeded`.
     pub fn meter_search(&self, caller: &Principal) -> Result<()> {
-        self.write(|tx, ctx| meter(tx, ctx, caller))
+        // The write of a read: allowed to a read-only key, refused to a revoked one.
+        self.write(|tx, ctx| {
+            let read = crate::tenancy::keys::Access::Read;
+            crate::tenancy::keys::admit(tx, ctx, caller, read)?;
+            meter(tx, ctx, caller)
+        })
     }
 }
 

@@ -153,10 +153,7 @@ impl PgBatch {
         let begun = (|| {
             let mut c = match conn.take() {
                 Some(c) => c,
-                None => Conn {
-                    client: s.connect()?,
-                    stmts: HashMap::new(),
-                },
+                None => Conn::new(s.connect()?),
             };
             let sync = if durable {
                 ""

@@ -15,8 +15,10 @@
 //! - **Reads** take a pooled connection and run in one `REPEATABLE READ READ ONLY`
 //!   transaction, whose snapshot is taken at its first statement (the read of the commit
 //!   count): a write acknowledged by any process is visible to every read that starts after
-//!   it. A pooled connection waits with its next transaction already begun (the `COMMIT` of
-//!   one read and the `BEGIN` of the next go together when it is handed back).
+//!   it. The end of a connection's last read, the start of the next and that first statement
+//!   go together as one round trip when the connection is taken again (handing it back sends
+//!   nothing); a sweeper thread ends the read of a connection left idle for a second, so an
+//!   idle pool never holds an old snapshot (and PostgreSQL's vacuum) back.
 //! - **The row cache** (`batch.rs`, `RowCache`): rows as of one commit count, shared by the
 //!   writer and the readers of the process, so a plan or an API key is read once while no
 //!   other process commits. Every batch increments the count under the write lock.
@@ -51,9 +53,12 @@ const SCHEMA_LOCK: i32 = 0x6265_7371;
 const SCHEMA_VERSION: i64 = 1;
 /// The `bespin_meta` row counting commits (see `batch.rs`, the row cache).
 pub(super) const COMMITS: &str = "commits";
-/// What a read connection runs when it is handed back: the end of its read and the start of
-/// the next one (whose snapshot is taken by its first statement, not now).
-const NEXT_READ: &str = "COMMIT; BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+/// The start of a read transaction (its snapshot is taken by its first statement).
+const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; ";
+/// The end of a read connection's last read and the start of its next one.
+const NEXT_READ: &str = "COMMIT; BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; ";
+/// How long a handed-back read connection may keep its finished read open.
+const IDLE_READ: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Whether `url` names a PostgreSQL database (rather than a file path).
 pub(crate) fn is_url(url: &str) -> bool {
@@ -64,6 +69,19 @@ pub(crate) fn is_url(url: &str) -> bool {
 struct Conn {
     client: Client,
     stmts: HashMap<(usize, u8), Statement>,
+    /// A read connection's state between reads: what its next read sends first
+    /// ([`BEGIN_READ`], or [`NEXT_READ`] while its last read is still open), and since when.
+    next: (&'static str, std::time::Instant),
+}
+
+impl Conn {
+    fn new(client: Client) -> Conn {
+        Conn {
+            client,
+            stmts: HashMap::new(),
+            next: (BEGIN_READ, std::time::Instant::now()),
+        }
+    }
 }
 
 /// What every connection of one database shares.
@@ -74,8 +92,8 @@ struct Shared {
     names: Vec<String>,
     /// The second key of the advisory locks: the schema's own.
     lock_key: i32,
-    /// Read connections: the idle ones, each inside a begun (snapshot-less) read transaction,
-    /// and how many are open.
+    /// Read connections: the idle ones (the most recently handed back last), and how many
+    /// are open.
     pool: Mutex<Readers>,
     pool_max: usize,
     reader_free: Condvar,
@@ -219,26 +237,25 @@ impl Shared {
         c.client.query(&s, params).map_err(pg_err)
     }
 
-    /// The commit count, as the transaction running on `c` sees it.
-    fn commits(&self, c: &mut Conn) -> Result<i64> {
-        let s = match c.stmts.get(&(usize::MAX, 0)) {
-            Some(s) => s.clone(),
-            None => {
-                let sql = format!(
-                    "SELECT value FROM {}.bespin_meta WHERE name = '{COMMITS}'",
-                    ident(&self.schema)
-                );
-                self.round_trips.fetch_add(1, Ordering::Relaxed);
-                let s = c.client.prepare(&sql).map_err(pg_err)?;
-                c.stmts.insert((usize::MAX, 0), s.clone());
-                s
-            }
-        };
+    /// Starts a read on `c` (ending its last one if still open) and returns the commit count
+    /// its snapshot sees (the snapshot is taken by that statement): one round trip.
+    fn begin_read(&self, c: &mut Conn) -> Result<i64> {
+        use postgres::SimpleQueryMessage;
+        let sql = format!(
+            "{}SELECT value FROM {}.bespin_meta WHERE name = '{COMMITS}'",
+            c.next.0,
+            ident(&self.schema)
+        );
         self.round_trips.fetch_add(1, Ordering::Relaxed);
-        c.client
-            .query_one(&s, &[])
-            .and_then(|r| r.try_get(0))
-            .map_err(pg_err)
+        let answer = c.client.simple_query(&sql).map_err(pg_err)?;
+        c.next.0 = NEXT_READ;
+        answer
+            .iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+                _ => None,
+            })
+            .ok_or_else(|| Error::Storage("PostgreSQL: no commit count in bespin_meta".into()))
     }
 
     fn get(&self, c: &mut Conn, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -308,26 +325,20 @@ impl Shared {
                     .0;
             }
         }
-        let opened = self.connect().and_then(|client| {
-            let mut c = Conn {
-                client,
-                stmts: HashMap::new(),
-            };
-            self.batch(&mut c, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
-            Ok(c)
-        });
+        let opened = self.connect().map(Conn::new);
         if opened.is_err() {
             self.reader_gone();
         }
         opened
     }
 
-    /// Hands a read connection back: ends its read and begins the next, and keeps it idle
-    /// (unless it broke, or more than `pool_max` are open).
-    fn give_reader(&self, mut c: Conn, used: bool) {
-        if c.client.is_closed() || (used && self.batch(&mut c, NEXT_READ).is_err()) {
+    /// Hands a read connection back, its read left open (the next read ends it), and keeps it
+    /// idle (unless it broke, or more than `pool_max` are open).
+    fn give_reader(&self, mut c: Conn) {
+        if c.client.is_closed() {
             return self.reader_gone();
         }
+        c.next.1 = std::time::Instant::now();
         let mut p = lock(&self.pool);
         if p.open > self.pool_max {
             p.open -= 1;
@@ -335,6 +346,52 @@ impl Shared {
             p.idle.push(c);
         }
         self.reader_free.notify_one();
+    }
+
+    /// Ends the read of every idle connection that has kept its finished read open for
+    /// [`IDLE_READ`], one round trip each, so that no idle connection holds an old snapshot
+    /// (and PostgreSQL's vacuum) back. Run by the sweeper thread about once a second.
+    fn sweep_idle_reads(&self) {
+        loop {
+            let stale = {
+                let mut p = lock(&self.pool);
+                let i = p
+                    .idle
+                    .iter()
+                    .position(|c| c.next.0 == NEXT_READ && c.next.1.elapsed() >= IDLE_READ);
+                match i {
+                    Some(i) => p.idle.remove(i),
+                    None => return,
+                }
+            };
+            let mut c = stale;
+            if self.batch(&mut c, "COMMIT").is_err() {
+                self.reader_gone();
+                continue;
+            }
+            c.next.0 = BEGIN_READ;
+            lock(&self.pool).idle.insert(0, c);
+            self.reader_free.notify_one();
+        }
+    }
+
+    /// Starts the thread that sweeps idle reads ([`Shared::sweep_idle_reads`]) while the
+    /// database is open; it ends within a second of the last handle's drop.
+    fn start_sweeper(shared: &Arc<Shared>) -> Result<()> {
+        let weak = Arc::downgrade(shared);
+        std::thread::Builder::new()
+            .name("bespin-pg-sweeper".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(IDLE_READ);
+                    match weak.upgrade() {
+                        Some(shared) => shared.sweep_idle_reads(),
+                        None => return,
+                    }
+                }
+            })
+            .map(drop)
+            .map_err(|e| Error::Internal(format!("cannot start the PostgreSQL sweeper: {e}")))
     }
 
     /// A read connection was dropped.
@@ -428,11 +485,9 @@ impl Postgres {
             rows: Mutex::default(),
             round_trips: AtomicU64::new(0),
         });
-        let mut c = Conn {
-            client: shared.connect()?,
-            stmts: HashMap::new(),
-        };
+        let mut c = Conn::new(shared.connect()?);
         shared.batch(&mut c, &create_sql(&shared, tables))?;
+        Shared::start_sweeper(&shared)?;
         shared.round_trips.fetch_add(1, Ordering::Relaxed);
         let version: i64 = c
             .client
@@ -528,7 +583,7 @@ impl PgSnapshot {
         let out = (|| {
             if slot.is_none() {
                 let mut c = self.shared.take_reader()?;
-                match self.shared.commits(&mut c) {
+                match self.shared.begin_read(&mut c) {
                     Ok(epoch) => *slot = Some((c, epoch)),
                     Err(e) => {
                         drop(c);
@@ -559,7 +614,7 @@ impl PgSnapshot {
 impl Drop for PgSnapshot {
     fn drop(&mut self) {
         if let Some((c, _)) = lock(&self.conn).take() {
-            self.shared.give_reader(c, true);
+            self.shared.give_reader(c);
         }
     }
 }

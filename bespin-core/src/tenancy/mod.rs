@@ -1,4 +1,5 @@
-//! Tenants and users.
+//! Tenants and users; their keys over their lifetime ([`keys`]) and users' role and
+//! deactivation ([`users`]).
 //!
 //! Creating a tenant creates, in one transaction, the tenant (with the digest of its one-time
 //! API key), its bootstrap admin, its default daily limits and a `starter` subscription.
@@ -16,6 +17,11 @@ use crate::{Bespin, Ctx, billing, ids, limits};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
+
+pub mod erasure;
+pub mod export;
+pub mod keys;
+pub mod users;
 
 /// A stored tenant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,7 +64,17 @@ pub(crate) const USERS_BY_CREATION: Table<UserSeqKey<'static>, String> =
     Table::new("users_by_creation");
 
 /// The tables of this module.
-pub(crate) const TABLES: &[&dyn TableInfo] = &[&TENANTS, &USERS, &USER_TENANT, &USERS_BY_CREATION];
+pub(crate) const TABLES: &[&dyn TableInfo] = &[
+    &TENANTS,
+    &USERS,
+    &USER_TENANT,
+    &USERS_BY_CREATION,
+    &keys::API_KEYS,
+    &keys::API_KEY_DIGESTS,
+    &keys::TENANT_KEY_GRACE,
+    &users::USER_DEACTIVATED,
+    &erasure::TOMBSTONES,
+];
 
 /// Input of [`Bespin::create_tenant`].
 #[derive(Debug, Clone, PartialEq)]
@@ -196,7 +212,12 @@ pub(crate) fn user_key<'a>(tenant_id: &'a str, user_id: &'a str) -> UserKey<'a> 
 
 /// Creates a tenant with its admin, default limits and `starter` subscription.
 pub fn create_tenant(tx: &mut WriteTx, ctx: &Ctx, req: NewTenant) -> Result<TenantCreated> {
-    let tenant_id = ids::new_id();
+    let mut tenant_id = ids::new_id();
+    // An erased tenant's id is never made again (a random id repeats next to never; a
+    // tombstone makes it never).
+    while erasure::is_erased(tx, &tenant_id)? || tx.contains(&TENANTS, &tenant_key(&tenant_id))? {
+        tenant_id = ids::new_id();
+    }
     let api_key = ids::new_api_key()?;
     let tenant = TenantRec {
         name: req.name,
@@ -305,6 +326,20 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<HashSet<[u8; 32]
         .map(|x| (x.key.user_id.into_owned(), x.value))
         .collect();
     let mut known: HashSet<(&str, &str)> = HashSet::new();
+    keys::check(r, c)?;
+    for d in c.rows(r, &users::USER_DEACTIVATED)? {
+        let (t, id) = (d.key.tenant_id.as_ref(), d.key.user_id.as_ref());
+        if !users
+            .iter()
+            .any(|u| u.key.tenant_id == t && u.key.user_id == id)
+        {
+            c.violation(
+                users::USER_DEACTIVATED.name(),
+                &d.bytes,
+                "deactivation of a missing user",
+            );
+        }
+    }
     for u in &users {
         let (t, id) = (u.key.tenant_id.as_ref(), u.key.user_id.as_ref());
         match user_tenant.get(id) {
@@ -362,7 +397,7 @@ impl Bespin {
     /// Creates a user in the caller's tenant. Errors: `Forbidden` for non-admins or another
     /// tenant's id.
     pub fn create_user(&self, caller: &Principal, req: NewUser) -> Result<User> {
-        self.write(|tx, ctx| create_user(tx, ctx, caller, req))
+        self.write_as(caller, |tx, ctx| create_user(tx, ctx, caller, req))
     }
 
     /// The caller's own identity.
@@ -375,3 +410,6 @@ impl Bespin {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -32,6 +32,7 @@ scripts/readme-quickstart.sh
 scripts/operator-tools.sh
 scripts/audit-verify.sh
 scripts/webhooks.sh
+scripts/export-usage.sh
 bespin-http/browser-test/run.sh
 
 eval "$(PG_FSYNC=off scripts/pg.sh start)"

@@ -51,6 +51,74 @@ pub fn tenant(db: &Bespin, name: &str) -> (Principal, Credentials) {
     (p, creds)
 }
 
+/// The custom metered event type of the usage benchmarks: `llm_tokens`, 0.001 credits a token.
+pub fn usage_event_type(db: &Bespin) {
+    use bespin_core::billing::catalog::NewMeteredEvent;
+    db.admin_create_metered_event(NewMeteredEvent {
+        event_key: "llm_tokens".into(),
+        display_name: "LLM tokens".into(),
+        description: None,
+        unit_name: "token".into(),
+        credits_per_unit: bespin_core::money::Amount::parse("0.001").expect("weight"),
+        list_price_per_credit: bespin_core::money::Amount::parse("0.02").expect("price"),
+        billable: true,
+        active: true,
+        capability: None,
+    })
+    .expect("event type");
+}
+
+/// Reported usage event number `k` (its own id, 1–4,000 tokens, a customer of 100).
+pub fn usage_event(k: u64) -> bespin_core::metering::ingest::UsageEventIn {
+    bespin_core::metering::ingest::UsageEventIn {
+        id: format!("evt-{k}"),
+        source: "bench-service".into(),
+        event_key: "llm_tokens".into(),
+        subject: Some(format!("customer-{}", k % 100)),
+        time: None,
+        value: bespin_core::money::Amount::from_int((k % 4000 + 1) as i64),
+    }
+}
+
+/// One request on a keep-alive connection (`head`: header lines, each ending in CRLF); the
+/// status and the body.
+pub fn request(
+    c: &mut std::io::BufReader<std::net::TcpStream>,
+    head: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, String) {
+    use std::io::{BufRead, Read, Write};
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: b\r\n{head}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    c.get_mut().write_all(req.as_bytes()).expect("write");
+    let mut line = String::new();
+    c.read_line(&mut line).expect("status");
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut len = 0usize;
+    loop {
+        line.clear();
+        c.read_line(&mut line).expect("header");
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut b = vec![0; len];
+    c.read_exact(&mut b).expect("body");
+    (status, String::from_utf8_lossy(&b).into_owned())
+}
+
 /// A fixed xorshift64 sequence from `seed` (not zero): the same numbers on every run, so a
 /// measurement sees the same data or the same offsets each time, with no dependency for it.
 pub fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {

@@ -34,7 +34,7 @@
 use crate::error::Result;
 use crate::store::{self, KeyDef, Order, PartValue, Reader, Table, TableInfo};
 use crate::time::Timestamp;
-use crate::{Bespin, ids};
+use crate::{Bespin, Options, ids};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::marker::PhantomData;
@@ -181,6 +181,7 @@ pub(crate) struct Checker {
     retention: i64,
     report: CheckReport,
     tenants: HashSet<String>,
+    dedup_retention: i64,
 }
 
 impl Checker {
@@ -211,6 +212,11 @@ impl Checker {
     /// How long idempotency records are kept (microseconds).
     pub(crate) fn retention(&self) -> i64 {
         self.retention
+    }
+
+    /// How long ingested usage events are remembered for de-duplication (microseconds).
+    pub(crate) fn options_dedup_retention(&self) -> i64 {
+        self.dedup_retention
     }
 
     /// Records that tenant `id` exists (rows of tenants not recorded are violations).
@@ -401,10 +407,11 @@ fn secrets(r: &impl Reader, c: &mut Checker) -> Result<()> {
 }
 
 /// Runs every check over `r`.
-pub(crate) fn check(r: &impl Reader, now: Timestamp, retention: i64) -> Result<CheckReport> {
+pub(crate) fn check(r: &impl Reader, now: Timestamp, options: &Options) -> Result<CheckReport> {
     let mut c = Checker {
         now,
-        retention,
+        retention: options.idempotency_retention_micros,
+        dedup_retention: options.usage_dedup_retention_micros,
         report: CheckReport::default(),
         tenants: HashSet::new(),
     };
@@ -414,6 +421,8 @@ pub(crate) fn check(r: &impl Reader, now: Timestamp, retention: i64) -> Result<C
     c.walk(r, &digests)?;
     secrets(r, &mut c)?;
     let requests = crate::metering::check(r, &mut c)?;
+    crate::metering::export::check(r, &mut c)?;
+    crate::metering::ingest::check(r, &mut c)?;
     crate::audit::check(r, &mut c)?;
     crate::idempotency::check(r, &mut c, &requests)?;
     crate::kpis::check(r, &mut c)?;
@@ -436,7 +445,7 @@ impl Bespin {
     /// and reports every violation with row counts. Read-only; safe while the database is in
     /// use.
     pub fn check(&self) -> Result<CheckReport> {
-        self.read(|r, ctx| check(r, ctx.now, ctx.options.idempotency_retention_micros))
+        self.read(|r, ctx| check(r, ctx.now, &ctx.options))
     }
 }
 

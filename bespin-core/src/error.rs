@@ -140,8 +140,9 @@ pub struct QuotaExceeded {
     pub cap_raw_units: Option<f64>,
     /// Raw units already used in the period, when the cap is what refused.
     pub used_raw_units: Option<f64>,
-    /// Raw units this request asked for.
-    pub requested_raw_units: u64,
+    /// Raw units this request asked for (a whole number for the built-in events; an ingested
+    /// event's `data.value` may have decimals).
+    pub requested_raw_units: serde_json::Number,
 }
 
 /// The structured body of a daily-limit refusal (contract `quota_exceeded`, daily layer).

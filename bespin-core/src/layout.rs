@@ -15,6 +15,7 @@
 //! | 6 | usage rolled up per (tenant, UTC date, event key) as well (`day_rollups`), for the usage chart; built from the usage events |
 //! | 7 | search entries bounded: a word is indexed by its first 64 characters, a record by its first 1,000 distinct words ([`crate::coreos::search::index::doc_tokens`]); the upgrade rewrites the entries of the records beyond those bounds only |
 //! | 8 | audit rows chained per tenant ([`crate::audit::chain`]): keyed (tenant, position) in `audit_chain`, with a head per tenant in `audit_heads`; the upgrade chains the rows of the old `audit` table in their key order (time, then sequence) and leaves it empty |
+//! | 9 | usage events in insertion order (`usage_by_seq` per tenant, `usage_all_by_seq` for all), for the usage export; built from the usage events |
 
 use crate::Ctx;
 use crate::check::Checker;
@@ -22,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::store::{NameKey, Reader, Table, TableInfo, WriteTx};
 
 /// The layout this version writes.
-pub const CURRENT: u64 = 8;
+pub const CURRENT: u64 = 9;
 
 /// Global: (name) → a property of the file; `layout` is the version of the key layouts.
 pub(crate) const META: Table<NameKey<'static>, u64> = Table::new("meta");
@@ -92,6 +93,9 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
     }
     if from < 8 {
         crate::audit::chain_legacy_rows(tx)?;
+    }
+    if from < 9 {
+        crate::metering::export::rebuild(tx)?;
     }
     tx.put(&META, &layout_key(), &CURRENT)
 }
@@ -235,6 +239,13 @@ pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
             to_layout: 8,
             description: "chain the audit rows per tenant (audit_chain, audit_heads) and empty audit",
             rows: rows(&[crate::audit::LEGACY_AUDIT.name()])?,
+        });
+    }
+    if from < 9 {
+        steps.push(UpgradeStep {
+            to_layout: 9,
+            description: "list the usage events in insertion order (usage_by_seq, usage_all_by_seq) for the usage export",
+            rows: rows(&[crate::metering::USAGE_EVENTS.name()])?,
         });
     }
     let mut missing_tables = Vec::new();
@@ -450,7 +461,7 @@ mod tests {
         // Day rollups (6) from the usage events; the index rebuilt at 2 is bounded already.
         assert_eq!(
             steps,
-            [(2, 2), (2, 3), (2, 2), (4, 2), (6, 8), (8, 4)],
+            [(2, 2), (2, 3), (2, 2), (4, 2), (6, 8), (8, 4), (9, 8)],
             "{p}"
         );
         assert!(p.missing_tables.is_empty());
@@ -587,7 +598,8 @@ mod tests {
         drop(db);
         let p = plan(&path).unwrap();
         let steps: Vec<(u64, u64)> = p.steps.iter().map(|s| (s.to_layout, s.rows)).collect();
-        assert_eq!(steps, [(7, 1), (8, 0)], "{p}");
+        // 9 lists the usage events (one here) in insertion order.
+        assert_eq!(steps, [(7, 1), (8, 0), (9, 1)], "{p}");
 
         let db = Bespin::open(&path).unwrap();
         let report = db.check().unwrap();

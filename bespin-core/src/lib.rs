@@ -152,6 +152,11 @@ pub struct Options {
     /// older ones are purged in bounded batches, and a cursor older than that is refused
     /// with `Error::CursorExpired` (HTTP 410).
     pub event_retention_micros: i64,
+    /// How long an ingested usage event's `(source, id)` is remembered, so that a repeat is
+    /// answered as a duplicate (default 32 days,
+    /// [`metering::ingest::DEFAULT_DEDUP_RETENTION_MICROS`]; at least a billing period, since
+    /// older events are refused anyway).
+    pub usage_dedup_retention_micros: i64,
 }
 
 impl Default for Options {
@@ -164,6 +169,7 @@ impl Default for Options {
             search_max_scan: coreos::search::DEFAULT_MAX_SCAN,
             writer_queue: 1024,
             event_retention_micros: events::DEFAULT_RETENTION_MICROS,
+            usage_dedup_retention_micros: metering::ingest::DEFAULT_DEDUP_RETENTION_MICROS,
         }
     }
 }

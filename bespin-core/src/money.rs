@@ -66,6 +66,22 @@ impl Amount {
         self.0.checked_div(rhs.0).and_then(|q| q.floor().to_i64())
     }
 
+    /// The amount as a JSON number: an integer when whole (a count of `1` stays `1`), otherwise
+    /// the nearest double.
+    pub fn to_json_number(self) -> serde_json::Number {
+        if self.0.fract().is_zero()
+            && let Some(i) = self.0.to_i64()
+        {
+            return i.into();
+        }
+        serde_json::Number::from_f64(self.to_f64()).unwrap_or_else(|| 0.into())
+    }
+
+    /// Digits after the decimal point (of the normalised amount: `1.50` has one).
+    pub fn scale(self) -> u32 {
+        self.0.normalize().scale()
+    }
+
     /// The larger of `self` and zero.
     pub fn clamp_zero(self) -> Amount {
         if self.is_negative() {

@@ -23,6 +23,8 @@ pub(crate) fn tables() -> &'static [&'static dyn TableInfo] {
             crate::billing::subscriptions::TABLES,
             crate::billing::thresholds::TABLES,
             crate::metering::TABLES,
+            crate::metering::export::TABLES,
+            crate::metering::ingest::TABLES,
             crate::audit::TABLES,
             crate::idempotency::TABLES,
             crate::kpis::TABLES,
@@ -63,8 +65,9 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), n);
         assert_eq!(
-            n, 69,
-            "the tables of layout 8, the event log, the key lifecycle and the tombstones of deleted records"
+            n, 73,
+            "the tables of layout 9, the event log, the key lifecycle, the tombstones of deleted \
+             records and usage de-duplication"
         );
         assert!(table("co_tasks").is_some_and(|t| t.tenant_scoped()));
         assert!(table("secrets").is_some_and(|t| t.is_secret()));

@@ -110,6 +110,9 @@ pub struct Config {
     /// How long idempotency records are kept (`BESPIN_IDEMPOTENCY_RETENTION_SECS`, default
     /// 24 h); older ones are ignored and purged.
     pub idempotency_retention: Duration,
+    /// How long a reported usage event's `(source, id)` is remembered
+    /// (`BESPIN_USAGE_DEDUP_RETENTION_SECS`, default 32 days).
+    pub usage_dedup_retention: Duration,
     /// How often the upkeep runs (`BESPIN_UPKEEP_INTERVAL_SECS`, default 60 s): it purges
     /// expired idempotency records and signs a checkpoint of every audit chain whose head moved.
     pub upkeep_interval: Duration,
@@ -166,6 +169,7 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             idempotency_retention: Duration::from_secs(24 * 3600),
+            usage_dedup_retention: Duration::from_secs(32 * 86_400),
             upkeep_interval: Duration::from_secs(60),
             control_token: None,
             read_metering: ReadMetering::Durable,
@@ -282,6 +286,10 @@ impl Config {
                 "BESPIN_IDEMPOTENCY_RETENTION_SECS",
                 &mut c.idempotency_retention,
             ),
+            (
+                "BESPIN_USAGE_DEDUP_RETENTION_SECS",
+                &mut c.usage_dedup_retention,
+            ),
             ("BESPIN_UPKEEP_INTERVAL_SECS", &mut c.upkeep_interval),
         ] {
             if let Some(v) = get(name) {
@@ -325,6 +333,8 @@ impl Config {
     pub fn core_options(&self) -> bespin_core::Options {
         bespin_core::Options {
             idempotency_retention_micros: i64::try_from(self.idempotency_retention.as_micros())
+                .unwrap_or(i64::MAX),
+            usage_dedup_retention_micros: i64::try_from(self.usage_dedup_retention.as_micros())
                 .unwrap_or(i64::MAX),
             writer_queue: self.writer_queue,
             search_max_scan: self.search_max_scan,

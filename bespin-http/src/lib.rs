@@ -10,6 +10,7 @@ mod client;
 pub mod config;
 mod cors;
 mod error;
+pub mod export_usage;
 mod extract;
 mod headers;
 mod lane;
@@ -234,7 +235,7 @@ async fn erasure_loop(state: Arc<AppState>) {
     }
 }
 
-/// Once a minute: purges expired idempotency records, writes the audit summaries of refusals
+/// Once a minute: purges expired idempotency records and remembered usage event ids, writes the audit summaries of refusals
 /// left out in minutes that ended, and signs a checkpoint of every audit chain whose head
 /// moved (after the summaries, so the checkpoint covers them).
 async fn purge_loop(state: Arc<AppState>) {
@@ -245,6 +246,14 @@ async fn purge_loop(state: Arc<AppState>) {
         match tokio::task::spawn_blocking(move || db.purge_expired_idempotency()).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "expired idempotency records"),
             Ok(Err(e)) => tracing::warn!("idempotency purge failed: {e}"),
+            _ => {}
+        }
+        // Remembered usage event ids past their retention, at most 10,000 a minute: one
+        // bounded operation, so a day's expiries never hold the writer long.
+        let db = state.bespin.clone();
+        match tokio::task::spawn_blocking(move || db.purge_usage_dedup(10_000)).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "expired usage event ids"),
+            Ok(Err(e)) => tracing::warn!("usage event id purge failed: {e}"),
             _ => {}
         }
         let db = state.bespin.clone();

@@ -8,6 +8,8 @@
 //! bespin check  [--db PATH|URL] [--json]
 //! bespin backup [--db PATH|URL] --out FILE
 //! bespin layout [--db PATH] [--json]
+//! bespin export-usage --to URL [--format openmeter|lago] [--state FILE] [--from URL]
+//!               [--token TOKEN] [--batch N] [--once]
 //! ```
 //! Every flag falls back to an environment variable (shown in `--help`); the contract's other
 //! variables (`PLATFORM_ADMIN_KEY`, `RATE_LIMIT_*`, `CORS_ORIGINS`, `PLAYGROUND_UI_ENABLED`,
@@ -41,6 +43,7 @@ const ENVIRONMENT: &str = "Environment (read at start-up unless noted):
   BESPIN_HEADER_READ_TIMEOUT_SECS    time to send the request head [default: 10]
   BESPIN_BODY_READ_TIMEOUT_SECS      time to send the body [default: 30]
   BESPIN_IDEMPOTENCY_RETENTION_SECS  how long Idempotency-Key records are kept [default: 86400]
+  BESPIN_USAGE_DEDUP_RETENTION_SECS  how long a reported usage event's (source, id) is remembered [default: 2764800]
   BESPIN_UPKEEP_INTERVAL_SECS        how often expired records are purged and audit checkpoints signed [default: 60]
   BESPIN_READ_METERING               durable or deferred [default: durable]
   RUST_LOG                           log filter [default: info]";
@@ -71,6 +74,10 @@ enum Command {
     Backup(BackupArgs),
     /// Tell the file's key layout and what opening it with this build would do (writes nothing).
     Layout(LayoutArgs),
+    /// Push every tenant's usage, as CloudEvents, to an OpenMeter-compatible ingest URL or to
+    /// Lago's batch events API: at least once, the cursor kept in --state after each 2xx,
+    /// failures retried with backoff, stopped cleanly by SIGTERM or Ctrl-C.
+    ExportUsage(ExportUsageArgs),
     /// Copy a database (a `bespin backup` file, or any database) into a new, empty one — a
     /// PostgreSQL URL or a new file — in one transaction, then check the copy.
     Restore(RestoreArgs),
@@ -94,6 +101,119 @@ struct VerifyArgs {
     /// Print the report as one JSON object: chains, rows, findings, total_findings.
     #[arg(long)]
     json: bool,
+}
+
+/// The receiver's format.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum UsageFormat {
+    /// A CloudEvents batch (application/cloudevents-batch+json) to an OpenMeter ingest URL.
+    Openmeter,
+    /// Lago's POST /api/v1/events/batch (key → code, tenant → external_subscription_id).
+    Lago,
+}
+
+#[derive(Args)]
+struct ExportUsageArgs {
+    /// The receiver's URL: OpenMeter's ingest endpoint (…/api/v1/events), or Lago's
+    /// …/api/v1/events/batch.
+    #[arg(long)]
+    to: String,
+    /// The receiver's format.
+    #[arg(long, value_enum, default_value_t = UsageFormat::Openmeter)]
+    format: UsageFormat,
+    /// The file keeping the cursor (created; replaced atomically after each acknowledged page).
+    #[arg(long, default_value = "bespin-export-usage.json")]
+    state: PathBuf,
+    /// The Bespin server to read from; its platform-admin key is PLATFORM_ADMIN_KEY.
+    #[arg(
+        long,
+        env = "BESPIN_EXPORT_FROM",
+        default_value = "http://127.0.0.1:8000"
+    )]
+    from: String,
+    /// Sent to the receiver as `Authorization: Bearer …` (Lago's API key, OpenMeter Cloud's token).
+    #[arg(long, env = "BESPIN_EXPORT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Events per page and POST (1–1,000; Lago takes at most 100).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    batch: u16,
+    /// Seconds to wait for new usage once caught up.
+    #[arg(long, default_value_t = 5)]
+    poll_secs: u64,
+    /// Exit once caught up instead of waiting for new usage.
+    #[arg(long)]
+    once: bool,
+}
+
+fn export_usage_cmd(a: ExportUsageArgs) -> ExitCode {
+    let _log_guard = init_logging(LogFormat::Text);
+    let Some(admin_key) = std::env::var("PLATFORM_ADMIN_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+    else {
+        eprintln!(
+            "bespin export-usage: PLATFORM_ADMIN_KEY must be set (the export is a platform-admin route)"
+        );
+        return ExitCode::from(2);
+    };
+    if a.format == UsageFormat::Lago && a.batch > 100 {
+        eprintln!("bespin export-usage: Lago takes at most 100 events per batch (--batch)");
+        return ExitCode::from(2);
+    }
+    let pusher = bespin_http::export_usage::Pusher {
+        from: a.from,
+        admin_key,
+        to: a.to,
+        format: match a.format {
+            UsageFormat::Openmeter => bespin_http::export_usage::Format::OpenMeter,
+            UsageFormat::Lago => bespin_http::export_usage::Format::Lago,
+        },
+        token: a.token.filter(|t| !t.is_empty()),
+        state: a.state,
+        batch: usize::from(a.batch),
+        poll: std::time::Duration::from_secs(a.poll_secs),
+        once: a.once,
+    };
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(pusher.run(stop_signal())) {
+        Ok(n) => {
+            tracing::info!(events = n, "export-usage stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bespin export-usage: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The runtime `builder` makes (with I/O and timers), or `None` after saying why it cannot.
+fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    match builder.enable_all().build() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            None
+        }
+    }
+}
+
+/// Resolves at SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// How log lines are written.
@@ -534,6 +654,7 @@ fn main() -> ExitCode {
         Some(Command::Layout(a)) => return layout_cmd(a),
         Some(Command::Restore(a)) => return restore_cmd(a),
         Some(Command::Audit(AuditCommand::Verify(a))) => return audit_verify_cmd(a),
+        Some(Command::ExportUsage(a)) => return export_usage_cmd(a),
         Some(Command::Serve(a)) => a,
         None => cli.serve,
     };
@@ -567,15 +688,8 @@ fn main() -> ExitCode {
         }
         config.webhook_ca_file = Some(path);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(bespin_http::run(config)) {
         Ok(()) => ExitCode::SUCCESS,

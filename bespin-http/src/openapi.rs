@@ -83,6 +83,10 @@ pub struct Doc {
     pub query: &'static [(&'static str, &'static str)],
     /// The `operationId` (`None` only for routes left out of the document).
     pub op: Option<&'static str>,
+    /// Further request media types with their schemas (beside `application/json`'s `body`).
+    pub body_as: &'static [(&'static str, SchemaFn)],
+    /// The success body's media type.
+    pub ok_as: &'static str,
     /// A `POST` that may only read (MCP): open to read-only keys, whose writes the core refuses.
     pub post_reads: bool,
 }
@@ -98,8 +102,23 @@ impl Doc {
             ok: (200, None),
             query: &[],
             op: None,
+            body_as: &[],
+            ok_as: "application/json",
             post_reads: false,
         }
+    }
+
+    /// Also accepting these media types, each with its schema (CloudEvents' own types).
+    pub const fn body_as(mut self, types: &'static [(&'static str, SchemaFn)]) -> Doc {
+        self.body_as = types;
+        self
+    }
+
+    /// With a success body of another media type than JSON's.
+    pub const fn ok_as(mut self, status: u16, media: &'static str, f: SchemaFn) -> Doc {
+        self.ok = (status, Some(f));
+        self.ok_as = media;
+        self
     }
 
     /// A `POST` route that may only read: read-only keys are not refused by its method.
@@ -216,17 +235,19 @@ pub fn document(routes: &[Route]) -> OpenApi {
         }
         if let Some(f) = r.doc.body {
             let content = ContentBuilder::new().schema(Some(f(&mut deps))).build();
-            op = op.request_body(Some(
-                RequestBodyBuilder::new()
-                    .content("application/json", content)
-                    .required(Some(Required::True))
-                    .build(),
-            ));
+            let mut body = RequestBodyBuilder::new()
+                .content("application/json", content)
+                .required(Some(Required::True));
+            for (media, f) in r.doc.body_as {
+                let content = ContentBuilder::new().schema(Some(f(&mut deps))).build();
+                body = body.content(*media, content);
+            }
+            op = op.request_body(Some(body.build()));
         }
         let mut ok = ResponseBuilder::new().description("Success");
         if let Some(f) = r.doc.ok.1 {
             ok = ok.content(
-                "application/json",
+                r.doc.ok_as,
                 ContentBuilder::new().schema(Some(f(&mut deps))).build(),
             );
         }

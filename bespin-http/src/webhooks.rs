@@ -138,6 +138,32 @@ pub fn signature(secrets: &[String], id: &str, ts: i64, body: &str) -> String {
         .join(" ")
 }
 
+/// A TLS client of the web's public roots (webpki-roots) and the certificate authorities of
+/// `ca_file` (`BESPIN_WEBHOOK_CA_FILE`), over `ring`: what the server's outgoing HTTPS
+/// requests use (webhook deliveries, `bespin export-usage`).
+pub(crate) fn tls_connector(
+    ca_file: Option<&std::path::Path>,
+) -> Result<tokio_rustls::TlsConnector, String> {
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = ca_file {
+        for cert in extra_roots(path)? {
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
 /// The certificates of a PEM file of certificate authorities (`BESPIN_WEBHOOK_CA_FILE`): at
 /// least one, or an error naming the file.
 pub fn extra_roots(
@@ -165,28 +191,11 @@ pub(crate) struct Worker {
 
 impl Worker {
     fn new(allow: Vec<String>, ca_file: Option<&std::path::Path>) -> Result<Worker, String> {
-        use tokio_rustls::rustls;
-        let mut roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        if let Some(path) = ca_file {
-            for cert in extra_roots(path)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("webhook TLS configuration: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         Ok(Worker {
             allow,
             total: Arc::new(Semaphore::new(TOTAL)),
             endpoints: Mutex::new(HashMap::new()),
-            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            tls: tls_connector(ca_file).map_err(|e| format!("webhook {e}"))?,
         })
     }
 
@@ -359,6 +368,20 @@ async fn exchange<T>(io: T, req: Request<Full<Bytes>>) -> Result<(u16, String), 
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let (code, _, kept) = exchange_kept(io, req, delivery::BODY_KEPT).await?;
+    Ok((code, String::from_utf8_lossy(&kept).into_owned()))
+}
+
+/// Sends `req` over `io` (HTTP/1.1) and reads the status, the headers and at most `max` bytes
+/// of the body.
+pub(crate) async fn exchange_kept<T>(
+    io: T,
+    req: Request<Full<Bytes>>,
+    max: usize,
+) -> Result<(u16, hyper::HeaderMap, Vec<u8>), String>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| format!("handshake: {e}"))?;
@@ -375,9 +398,10 @@ where
         }
     };
     let code = res.status().as_u16();
+    let headers = res.headers().clone();
     let mut body = res.into_body();
     let mut kept = Vec::new();
-    while kept.len() < delivery::BODY_KEPT {
+    while kept.len() < max {
         match body.frame().await {
             Some(Ok(f)) => {
                 if let Some(d) = f.data_ref() {
@@ -387,9 +411,9 @@ where
             _ => break,
         }
     }
-    kept.truncate(delivery::BODY_KEPT);
+    kept.truncate(max);
     driver.abort();
-    Ok((code, String::from_utf8_lossy(&kept).into_owned()))
+    Ok((code, headers, kept))
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ enum Kind {
     Chat,
     Invoke,
     Bulk,
+    Usage,
 }
 
 /// Text of about `chars` characters made of distinct short words (1–3 characters, some
@@ -70,6 +71,7 @@ fn request() -> impl Strategy<Value = (Kind, u64, f64)> {
         Kind::Chat,
         Kind::Invoke,
         Kind::Bulk,
+        Kind::Usage,
     ]);
     // The size as a share of the field's limit; above 1, the request is refused.
     let scale = prop_oneof![4 => 0.0f64..=1.0, 1 => Just(1.0), 1 => 1.0f64..1.2];
@@ -177,6 +179,17 @@ fn one(
                 json!({ "points": points }),
             )
         }
+        Kind::Usage => {
+            // The smallest events a batch can hold (one-letter source, short ids, no subject):
+            // the most stored rows per byte sent.
+            let events: Vec<Value> = (0..(1_000.0 * scale.min(1.0)) as u64)
+                .map(|i| {
+                    json!({"specversion": "1.0", "id": format!("{n}{i}"), "source": "s",
+                                "type": "llm_tokens", "data": {"value": 1}})
+                })
+                .collect();
+            ("POST", "/v1/usage/events".to_owned(), Value::Array(events))
+        }
     };
     let idempotent: &[(&str, &str)] = match kind {
         Kind::Invoke => &[("Idempotency-Key", &key)],
@@ -201,6 +214,9 @@ proptest! {
             ["chat", "tools", "kpi_ingest", "kpi_read", "action_center", "tasks", "decisions",
              "meetings", "memory", "timeline", "search"]})));
         s.call("PUT", &format!("/v1/admin/tenants/{}/subscription", t.id), &admin, Some(&json!({"plan_id": "rich"})));
+        s.call("POST", "/v1/admin/metered-events", &admin, Some(&json!({"event_key": "llm_tokens",
+            "display_name": "LLM tokens", "unit_name": "token", "credits_per_unit": 0.001,
+            "list_price_per_credit": 0.02})));
         s.call("PUT", "/v1/limits", &t.admin_headers(), Some(&json!({"assistant_query_daily_limit": 1000,
             "tool_invocation_daily_limit": 1000, "daily_brief_generated_daily_limit": 10,
             "notification_enqueued_daily_limit": 10})));

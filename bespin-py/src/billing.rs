@@ -87,6 +87,7 @@ impl PyAdmin {
         description = None,
         billable = None,
         active = None,
+        capability = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn create_metered_event(
@@ -100,8 +101,10 @@ impl PyAdmin {
         description: Option<&Bound<'_, PyAny>>,
         billable: Option<&Bound<'_, PyAny>>,
         active: Option<&Bound<'_, PyAny>>,
+        capability: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let body = Body::new()
+            .opt("capability", capability)?
             .req("event_key", event_key)?
             .req("display_name", display_name)?
             .opt("description", description)?
@@ -128,6 +131,7 @@ impl PyAdmin {
         list_price_per_credit = None,
         billable = None,
         active = None,
+        capability = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn update_metered_event(
@@ -141,8 +145,10 @@ impl PyAdmin {
         list_price_per_credit: Option<&Bound<'_, PyAny>>,
         billable: Option<&Bound<'_, PyAny>>,
         active: Option<&Bound<'_, PyAny>>,
+        capability: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let body = Body::new()
+            .opt("capability", capability)?
             .opt("display_name", display_name)?
             .opt("description", description)?
             .opt("unit_name", unit_name)?

@@ -18,7 +18,7 @@
 use bespin_benches::percentile;
 use bespin_core::{Bespin, Options};
 use bespin_http::{AppState, Config};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::BufReader;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,7 +40,7 @@ impl Tenant {
     }
 }
 
-/// One request on a keep-alive connection; the status and body.
+/// One JSON request on a keep-alive connection; the status and body.
 fn request(
     c: &mut BufReader<TcpStream>,
     head: &str,
@@ -48,32 +48,7 @@ fn request(
     path: &str,
     body: &str,
 ) -> (u16, String) {
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: b\r\n{head}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    c.get_mut().write_all(req.as_bytes()).expect("write");
-    let mut line = String::new();
-    c.read_line(&mut line).expect("status");
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut len = 0usize;
-    loop {
-        line.clear();
-        c.read_line(&mut line).expect("header");
-        if line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut b = vec![0; len];
-    c.read_exact(&mut b).expect("body");
-    (status, String::from_utf8_lossy(&b).into_owned())
+    bespin_benches::request(c, head, method, path, "application/json", body)
 }
 
 fn connect(addr: SocketAddr) -> BufReader<TcpStream> {

@@ -6,6 +6,8 @@
 //! `latest`: `latest` and a 7-day window over a 100,000-point series, `search`: searches for
 //! "pricing" among 10,000 tasks, 244 of which match (like `benches/load/search.sh`), without
 //! metering. For the last two, subtract a run with `0` for the set-up.
+//! `usage`: `n` reported usage events (`POST /v1/usage/events`'s operation) in batches of
+//! 1,000, each a new `(source, id)` of a custom event type.
 
 use bespin_core::Bespin;
 use bespin_core::coreos::search::SearchQuery;
@@ -51,6 +53,9 @@ fn main() -> bespin_core::Result<()> {
     if what == "search" {
         return search(&db, &p, n);
     }
+    if what == "usage" {
+        return usage(&db, &p, n);
+    }
     db.transaction(|tx, ctx| {
         for i in 0..n {
             match what.as_str() {
@@ -71,6 +76,21 @@ fn main() -> bespin_core::Result<()> {
         }
         Ok(())
     })
+}
+
+/// `n` usage events of a custom type, reported in batches of 1,000 (one transaction each).
+fn usage(db: &Bespin, p: &bespin_core::Principal, n: usize) -> bespin_core::Result<()> {
+    bespin_benches::usage_event_type(db);
+    let mut i = 0;
+    while i < n {
+        let batch: Vec<_> = (i..n.min(i + 1000))
+            .map(|k| bespin_benches::usage_event(k as u64))
+            .collect();
+        i += batch.len();
+        let events = bespin_core::metering::ingest::UsageEvents::from_events(batch)?;
+        db.record_usage_events(p, events)?;
+    }
+    Ok(())
 }
 
 /// 10,000 tasks of words from a 300-word vocabulary, every 41st one mentioning "pricing"; then

@@ -331,7 +331,7 @@ fn refusals_of_proven_callers_are_audited_with_their_outcome() {
         requested_credits: 1.0,
         cap_raw_units: None,
         used_raw_units: None,
-        requested_raw_units: 1,
+        requested_raw_units: 1.into(),
     }));
     let r = Refusal::of_error("invoke_tool", "req-3", &quota).unwrap();
     db.audit_refusal(&member, r).unwrap().wait().unwrap();

@@ -118,6 +118,8 @@ catalogue! {
         "A KPI was deleted with its points; data: {entity_type, entity_id, deleted_at}.";
     USAGE_THRESHOLD_CROSSED = "usage.threshold_crossed", "usage", None, Admins,
         "Usage crossed 80% or 100% of the period's credit allowance or of an event's cap (each at most once per period); data: {period_start, limit, threshold, used, limit_value, event_key}.";
+    USAGE_EVENTS_INGESTED = "usage.events_ingested", "usage", None, Admins,
+        "Usage events reported with POST /v1/usage/events were recorded (one event per request that recorded any); data: {request_id, accepted, duplicates, rejected}.";
     SUBSCRIPTION_CHANGED = "subscription.changed", "subscription", None, Admins,
         "The tenant's subscription (plan or status) was set; data: the subscription.";
     LIMITS_CHANGED = "limits.changed", "limits", None, Admins,

@@ -1,8 +1,9 @@
 //! Record encoding: one version byte, then the record in postcard.
 //!
 //! The version byte lets a record type evolve: a decoder sees which layout a stored value has
-//! and can migrate it. Today every record is at version 1; an unknown version is reported as a
-//! storage error rather than misread. A record may replace postcard with a layout of its own
+//! and can migrate it: a type that bumps [`Record::VERSION`] reads its older layouts in
+//! [`Record::decode_older`] (the metered event types and usage events are at version 2); an
+//! unknown version is reported as a storage error rather than misread. A record may replace postcard with a layout of its own
 //! (the KPI series chunks do, for size and to be read in place); the version byte stays.
 
 use crate::error::{Error, Result};
@@ -25,6 +26,20 @@ pub(crate) trait Record: Serialize + DeserializeOwned {
     fn decode_body(body: &[u8]) -> Result<Self> {
         postcard::from_bytes(body).map_err(|e| Error::Storage(format!("decode: {e}")))
     }
+
+    /// Decodes a record stored with an older `version` (below [`Record::VERSION`]): a record
+    /// type that bumped its version reads the layouts it had before here. By default no older
+    /// layout is readable.
+    fn decode_older(version: u8, body: &[u8]) -> Result<Self> {
+        let _ = body;
+        Err(unreadable(version, Self::VERSION))
+    }
+}
+
+fn unreadable(version: u8, expects: u8) -> Error {
+    Error::Storage(format!(
+        "record version {version} is not readable by this build (expects {expects})"
+    ))
 }
 
 /// Encodes `value` with its version byte.
@@ -42,7 +57,10 @@ pub(crate) fn encode_into<R: Record>(value: &R, out: &mut Vec<u8>) -> Result<()>
 
 /// Decodes a value written by [`encode`].
 pub(crate) fn decode<R: Record>(bytes: &[u8]) -> Result<R> {
-    R::decode_body(body::<R>(bytes)?)
+    match bytes.split_first() {
+        Some((&v, rest)) if v < R::VERSION => R::decode_older(v, rest),
+        _ => R::decode_body(body::<R>(bytes)?),
+    }
 }
 
 /// The encoded record after its version byte, once the version is checked: for records read
@@ -50,10 +68,7 @@ pub(crate) fn decode<R: Record>(bytes: &[u8]) -> Result<R> {
 pub(crate) fn body<R: Record>(bytes: &[u8]) -> Result<&[u8]> {
     match bytes.split_first() {
         Some((&v, rest)) if v == R::VERSION => Ok(rest),
-        Some((&v, _)) => Err(Error::Storage(format!(
-            "record version {v} is not readable by this build (expects {})",
-            R::VERSION
-        ))),
+        Some((&v, _)) => Err(unreadable(v, R::VERSION)),
         None => Err(Error::Storage("empty record".into())),
     }
 }

@@ -27,6 +27,7 @@ mod tasks;
 mod tenancy;
 mod timeline;
 mod tools;
+pub(crate) mod usage;
 mod webhooks;
 
 use crate::router::{Route, Router};
@@ -82,6 +83,7 @@ pub fn all() -> Vec<Route> {
     r.extend(limits::routes());
     r.extend(billing::routes());
     r.extend(admin::routes());
+    r.extend(usage::routes());
     r.extend(ops::routes());
     r.extend(tools::routes());
     r.extend(kpis::routes());

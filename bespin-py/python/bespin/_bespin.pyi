@@ -72,6 +72,8 @@ from bespin.types import (
     Usage,
     UsageByDay,
     UsageReceipt,
+    UsageIngest,
+    UsageExportPage,
     User,
     ValidationItem,
 )
@@ -263,6 +265,8 @@ class Session:
         capability: Optional[str] = None,
         activity: Optional[Activity] = None,
     ) -> UsageReceipt: ...
+    def record_usage_events(self, events: Sequence[Mapping[str, Any]]) -> UsageIngest: ...
+    def usage_export(self, after: Optional[str] = None, limit: int = 100) -> UsageExportPage: ...
     # notifications
     def notification_prefs(self) -> NotificationPrefs: ...
     def set_notification_prefs(
@@ -566,6 +570,7 @@ class Admin:
         description: Optional[str] = None,
         billable: bool = True,
         active: bool = True,
+        capability: Optional[str] = None,
     ) -> MeteredEvent: ...
     def update_metered_event(
         self,
@@ -578,7 +583,9 @@ class Admin:
         list_price_per_credit: Optional[float] = None,
         billable: Optional[bool] = None,
         active: Optional[bool] = None,
+        capability: Optional[str] = None,
     ) -> MeteredEvent: ...
+    def usage_export(self, after: Optional[str] = None, limit: int = 100) -> UsageExportPage: ...
     def plans(self) -> List[Plan]: ...
     def create_plan(
         self,

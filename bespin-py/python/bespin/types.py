@@ -9,7 +9,7 @@ are ``float`` (the core computes them in exact decimals).
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Dict, List, Optional, TypedDict, Union
+from typing import Any, Dict, List, Literal, Optional, TypedDict, Union
 
 
 __all__ = [
@@ -91,6 +91,12 @@ __all__ = [
     "UsageByDay",
     "UsageDay",
     "UsageReceipt",
+    "UsageEventRefusal",
+    "UsageEventResult",
+    "UsageIngest",
+    "UsageCloudEvent",
+    "UsageExportPage",
+    "MeteredEventWithCapability",
     "User",
     "ValidationItem",
 ]
@@ -245,6 +251,14 @@ class MeteredEvent(TypedDict):
     updated_at: _dt.datetime
 
 
+class MeteredEventCapability(TypedDict, total=False):
+    capability: str
+
+
+class MeteredEventWithCapability(MeteredEvent, MeteredEventCapability):
+    """A metered event type; `capability` only when an admin tied one to it."""
+
+
 class PlanCap(TypedDict):
     event_key: str
     period: str
@@ -263,6 +277,42 @@ class Subscription(TypedDict):
 
 class UsageReceipt(TypedDict):
     request_id: str
+
+
+class UsageEventRefusal(TypedDict):
+    code: str
+    body: Dict[str, Any]
+
+
+class UsageEventResult(TypedDict, total=False):
+    index: int
+    id: str
+    status: Literal["accepted", "duplicate", "rejected"]
+    usage_id: str
+    error: UsageEventRefusal
+
+
+class UsageIngest(TypedDict):
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: List[UsageEventResult]
+
+
+class UsageCloudEvent(TypedDict):
+    specversion: str
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: Any
+    datacontenttype: str
+    data: Dict[str, Any]
+
+
+class UsageExportPage(TypedDict):
+    events: List[UsageCloudEvent]
+    next_cursor: Optional[str]
 
 
 class NotificationPrefs(TypedDict):

@@ -25,13 +25,28 @@ fn set_plan_rate_limit(tx: &mut WriteTx, plan_id: &str, rpm: Option<u32>) -> Res
     }
 }
 
-/// Adds an event type (platform admin). Errors: `Conflict` if the key exists.
+/// `BadRequest` unless `c` is one of the catalogue's capabilities (the message of
+/// [`set_plan_capabilities`]).
+fn known_capability(c: &str) -> Result<()> {
+    if CAPABILITIES.iter().any(|(k, _)| *k == c) {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!("Capability '{c}' not found")))
+    }
+}
+
+/// Adds an event type (platform admin). Errors: `Conflict` if the key exists, `BadRequest` for
+/// a capability that is not one of the catalogue's.
 pub fn create_metered_event(
     tx: &mut WriteTx,
     ctx: &Ctx,
     req: NewMeteredEvent,
 ) -> Result<MeteredEvent> {
+    if let Some(c) = &req.capability {
+        known_capability(c)?;
+    }
     let rec = MeteredEventRec {
+        capability: req.capability,
         display_name: req.display_name,
         description: req.description,
         unit_name: req.unit_name,
@@ -81,6 +96,13 @@ pub fn update_metered_event(
     }
     if let Some(v) = patch.active {
         rec.active = v;
+    }
+    if let Some(v) = patch.capability {
+        // An empty string clears the mapping (null leaves it, as for every field here).
+        if !v.is_empty() {
+            known_capability(&v)?;
+        }
+        rec.capability = Some(v).filter(|v| !v.is_empty());
     }
     rec.updated_at = ctx.now;
     tx.put(&METERED_EVENTS, &EventKey::new(key), &rec)?;
@@ -137,11 +159,8 @@ pub fn set_plan_capabilities(
     caps: Vec<String>,
 ) -> Result<Vec<String>> {
     plan(tx, plan_id)?.ok_or_else(|| plan_not_found(plan_id))?;
-    if let Some(bad) = caps
-        .iter()
-        .find(|c| !CAPABILITIES.iter().any(|(k, _)| k == c))
-    {
-        return Err(Error::BadRequest(format!("Capability '{bad}' not found")));
+    for c in &caps {
+        known_capability(c)?;
     }
     tx.delete_prefix(&PLAN_CAPABILITIES, &PLAN_CAPABILITIES.prefix().str(plan_id))?;
     for c in &caps {

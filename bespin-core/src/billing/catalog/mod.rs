@@ -37,8 +37,50 @@ pub(crate) struct MeteredEventRec {
     pub active: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The plan capability a tenant needs to report this event over `POST /v1/usage/events`
+    /// (none: any plan). Added in version 2.
+    pub capability: Option<String>,
 }
-impl Record for MeteredEventRec {}
+
+/// Version 1 of [`MeteredEventRec`], before the capability.
+#[derive(Deserialize)]
+struct MeteredEventRecV1 {
+    display_name: String,
+    description: Option<String>,
+    unit_name: String,
+    credits_per_unit: Amount,
+    list_price_per_credit: Amount,
+    billable: bool,
+    active: bool,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl Record for MeteredEventRec {
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Result<Self> {
+        if version != 1 {
+            return Err(crate::error::Error::Storage(format!(
+                "metered event record version {version} is unknown"
+            )));
+        }
+        let v: MeteredEventRecV1 = postcard::from_bytes(body)
+            .map_err(|e| crate::error::Error::Storage(format!("decode: {e}")))?;
+        Ok(MeteredEventRec {
+            display_name: v.display_name,
+            description: v.description,
+            unit_name: v.unit_name,
+            credits_per_unit: v.credits_per_unit,
+            list_price_per_credit: v.list_price_per_credit,
+            billable: v.billable,
+            active: v.active,
+            created_at: v.created_at,
+            updated_at: v.updated_at,
+            capability: None,
+        })
+    }
+}
 
 /// A stored plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +124,10 @@ pub struct MeteredEvent {
     pub created_at: String,
     /// Last change (RFC 3339, UTC).
     pub updated_at: String,
+    /// The plan capability a tenant needs to report this event over `POST /v1/usage/events`;
+    /// absent when any plan may (the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capability: Option<String>,
 }
 
 /// A plan as the API shows it.
@@ -130,6 +176,7 @@ pub(crate) fn event_view(key: &str, r: &MeteredEventRec) -> MeteredEvent {
         active: r.active,
         created_at: r.created_at.to_rfc3339(),
         updated_at: r.updated_at.to_rfc3339(),
+        capability: r.capability.clone(),
     }
 }
 

@@ -30,6 +30,10 @@ pub struct NewMeteredEvent {
     /// Default true.
     #[cfg_attr(feature = "openapi", schema(required = false))]
     pub active: bool,
+    /// The plan capability a tenant needs to report this event over `POST /v1/usage/events`
+    /// (one of the catalogue's capability keys); absent or null: any plan may.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub capability: Option<String>,
 }
 
 fn amount_field(f: &mut Fields<'_>, name: &str, presence: Presence) -> Option<Option<Amount>> {
@@ -63,8 +67,10 @@ impl NewMeteredEvent {
         let price = amount_field(&mut f, "list_price_per_credit", Presence::Required);
         let billable = f.boolean("billable", Presence::Optional);
         let active = f.boolean("active", Presence::Optional);
+        let capability = f.string("capability", Presence::Optional, Len::between(1, 100));
         f.finish()?;
         Ok(NewMeteredEvent {
+            capability: got(capability)?,
             event_key: got(event_key)?,
             display_name: got(display_name)?,
             description: got(description)?,
@@ -97,6 +103,9 @@ pub struct MeteredEventPatch {
     pub billable: Option<bool>,
     /// New active flag.
     pub active: Option<bool>,
+    /// New capability needed to report the event over `POST /v1/usage/events`; `""` removes
+    /// it (null leaves it unchanged, as for every field here).
+    pub capability: Option<String>,
 }
 
 impl MeteredEventPatch {
@@ -110,8 +119,10 @@ impl MeteredEventPatch {
         let price = amount_field(&mut f, "list_price_per_credit", Presence::Optional);
         let billable = f.boolean("billable", Presence::Optional);
         let active = f.boolean("active", Presence::Optional);
+        let capability = f.string("capability", Presence::Optional, Len::at_most(100));
         f.finish()?;
         Ok(MeteredEventPatch {
+            capability: got(capability)?,
             display_name: got(display_name)?,
             description: got(description)?,
             unit_name: got(unit_name)?,

@@ -237,6 +237,7 @@ pub(crate) fn seed(tx: &mut WriteTx, ctx: &Ctx) -> Result<()> {
             active: true,
             created_at: ctx.now,
             updated_at: ctx.now,
+            capability: None,
         };
         tx.insert_new(&METERED_EVENTS, &EventKey::new(key), &rec)?;
     }

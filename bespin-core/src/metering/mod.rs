@@ -27,6 +27,11 @@ use crate::{Ctx, ids};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+pub mod export;
+pub mod ingest;
+#[cfg(test)]
+mod ingest_tests;
+
 /// A stored usage event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct UsageEventRec {
@@ -37,9 +42,62 @@ pub(crate) struct UsageEventRec {
     pub list_cost_estimate: Amount,
     pub tool_name: Option<String>,
     pub request_id: String,
+    /// When the usage happened: now for Bespin's own metering, the CloudEvent's `time` for an
+    /// ingested event (which may lie in the past).
     pub created_at: Timestamp,
+    /// Where an ingested event came from (none for Bespin's own metering). Added in version 2.
+    pub origin: Option<Box<Origin>>,
 }
-impl Record for UsageEventRec {}
+
+/// The CloudEvent attributes of an ingested usage event that Bespin keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Origin {
+    /// The CloudEvent `source`.
+    pub source: String,
+    /// The CloudEvent `id` (unique per source).
+    pub id: String,
+    /// The CloudEvent `subject` (what the usage is of: a customer, a user of the tenant's
+    /// service), if given.
+    pub subject: Option<String>,
+}
+
+/// Version 1 of [`UsageEventRec`], before ingested events.
+#[derive(Deserialize)]
+struct UsageEventRecV1 {
+    user_id: String,
+    event_key: String,
+    raw_units: Amount,
+    credits: Amount,
+    list_cost_estimate: Amount,
+    tool_name: Option<String>,
+    request_id: String,
+    created_at: Timestamp,
+}
+
+impl Record for UsageEventRec {
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Result<Self> {
+        if version != 1 {
+            return Err(Error::Storage(format!(
+                "usage event record version {version} is unknown"
+            )));
+        }
+        let v: UsageEventRecV1 =
+            postcard::from_bytes(body).map_err(|e| Error::Storage(format!("decode: {e}")))?;
+        Ok(UsageEventRec {
+            user_id: v.user_id,
+            event_key: v.event_key,
+            raw_units: v.raw_units,
+            credits: v.credits,
+            list_cost_estimate: v.list_cost_estimate,
+            tool_name: v.tool_name,
+            request_id: v.request_id,
+            created_at: v.created_at,
+            origin: None,
+        })
+    }
+}
 
 /// A stored period rollup for (tenant, period, event key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -252,6 +310,37 @@ pub(crate) fn check_quota(
     event_key: &str,
     units: u64,
 ) -> Result<Price> {
+    let plan = active_plan(r, tenant_id)?;
+    let event = active_event(r, event_key)?;
+    let period = ctx.now.period();
+    let requested_units = Amount::from_int(i64::try_from(units).unwrap_or(i64::MAX));
+    let used = used_credits(r, tenant_id, period)?;
+    let cap = match catalog::monthly_cap(r, &plan.plan_id, event_key)? {
+        Some(cap) => Some((cap, used_units(r, tenant_id, period, event_key)?)),
+        None => None,
+    };
+    let limits = Limits {
+        included: Amount::from_int(plan.plan.included_credits),
+        used_credits: used,
+        cap,
+    };
+    limits.admit(period, event_key, requested_units, event.credits_per_unit)?;
+    Ok(Price {
+        credits_per_unit: event.credits_per_unit,
+        list_price_per_credit: event.list_price_per_credit,
+        limits: Some(limits),
+    })
+}
+
+/// A tenant's plan, when its subscription is active.
+pub(crate) struct ActivePlan {
+    pub plan_id: String,
+    pub plan: catalog::PlanRec,
+}
+
+/// The tenant's subscribed plan. Errors: `NoSubscription`, `SubscriptionSuspended`,
+/// `PlanMissing`.
+pub(crate) fn active_plan(r: &impl Reader, tenant_id: &str) -> Result<ActivePlan> {
     let sub = subscriptions::get(r, tenant_id)?.ok_or(Error::NoSubscription)?;
     if sub.status != "active" {
         return Err(Error::SubscriptionSuspended { status: sub.status });
@@ -259,48 +348,56 @@ pub(crate) fn check_quota(
     let plan = catalog::plan(r, &sub.plan_id)?.ok_or_else(|| Error::PlanMissing {
         plan_id: sub.plan_id.clone(),
     })?;
-    let event = catalog::event(r, event_key)?
+    Ok(ActivePlan {
+        plan_id: sub.plan_id,
+        plan,
+    })
+}
+
+/// The event type, when it exists and is active. Errors: `UnknownEventType`.
+pub(crate) fn active_event(r: &impl Reader, event_key: &str) -> Result<catalog::MeteredEventRec> {
+    catalog::event(r, event_key)?
         .filter(|e| e.active)
         .ok_or_else(|| Error::UnknownEventType {
             event_key: event_key.to_owned(),
-        })?;
-    let period = ctx.now.period();
-    let requested_units = Amount::from_int(i64::try_from(units).unwrap_or(i64::MAX));
-    let requested = requested_units * event.credits_per_unit;
-    let used = used_credits(r, tenant_id, period)?;
-    let refusal = |cap: Option<Amount>, used_units: Option<Amount>| {
-        Error::QuotaExceeded(Box::new(QuotaExceeded {
-            error: "quota_exceeded",
-            period_start: period.start().to_string(),
-            event_key: event_key.to_owned(),
-            limit_credits: plan.included_credits,
-            used_credits: used.to_f64(),
-            requested_credits: requested.to_f64(),
-            cap_raw_units: cap.map(Amount::to_f64),
-            used_raw_units: used_units.map(Amount::to_f64),
-            requested_raw_units: units,
-        }))
-    };
-    if used + requested > Amount::from_int(plan.included_credits) {
-        return Err(refusal(None, None));
-    }
-    let mut capped = None;
-    if let Some(cap) = catalog::monthly_cap(r, &sub.plan_id, event_key)? {
-        let used_units = used_units(r, tenant_id, period, event_key)?;
-        if used_units + requested_units > cap {
-            return Err(refusal(Some(cap), Some(used_units)));
+        })
+}
+
+impl Limits {
+    /// The credit allowance, then the event's cap, for `units` more raw units at
+    /// `credits_per_unit`: the one rule of 30 §6.2 that Bespin's own metering and ingested
+    /// events share. Errors: `QuotaExceeded` with the contract's body.
+    pub(crate) fn admit(
+        &self,
+        period: Period,
+        event_key: &str,
+        units: Amount,
+        credits_per_unit: Amount,
+    ) -> Result<()> {
+        let requested = units * credits_per_unit;
+        let refusal = |cap: Option<(Amount, Amount)>| {
+            Error::QuotaExceeded(Box::new(QuotaExceeded {
+                error: "quota_exceeded",
+                period_start: period.start().to_string(),
+                event_key: event_key.to_owned(),
+                limit_credits: self.included.div_floor(Amount::from_int(1)).unwrap_or(0),
+                used_credits: self.used_credits.to_f64(),
+                requested_credits: requested.to_f64(),
+                cap_raw_units: cap.map(|c| c.0.to_f64()),
+                used_raw_units: cap.map(|c| c.1.to_f64()),
+                requested_raw_units: units.to_json_number(),
+            }))
+        };
+        if self.used_credits + requested > self.included {
+            return Err(refusal(None));
         }
-        capped = Some((cap, used_units));
+        if let Some((cap, used)) = self.cap
+            && used + units > cap
+        {
+            return Err(refusal(Some((cap, used))));
+        }
+        Ok(())
     }
-    Ok(Price {
-        credits_per_unit: event.credits_per_unit,
-        list_price_per_credit: event.list_price_per_credit,
-        limits: Some(Limits {
-            included: Amount::from_int(plan.included_credits),
-            used_credits: used,
-            cap: capped,
-        }),
-    })
 }
 
 impl<'a> Meter<'a> {
@@ -420,7 +517,6 @@ pub(crate) fn emit_as(
     let raw_units = Amount::from_int(i64::try_from(units).unwrap_or(i64::MAX));
     let credits = raw_units * price.credits_per_unit;
     let cost = credits * price.list_price_per_credit;
-    let seq = tx.next_seq("usage")?;
     let rec = UsageEventRec {
         user_id: user_id.to_owned(),
         event_key: event_key.to_owned(),
@@ -430,8 +526,9 @@ pub(crate) fn emit_as(
         tool_name: tool_name.map(str::to_owned),
         request_id: request_id.to_owned(),
         created_at: ctx.now,
+        origin: None,
     };
-    tx.put(&USAGE_EVENTS, &UsageKey::new(tenant_id, ctx.now, seq), &rec)?;
+    write_event(tx, tenant_id, &rec)?;
     let add = Sums {
         raw_units,
         credits,
@@ -454,8 +551,21 @@ pub(crate) fn emit_as(
     crate::billing::thresholds::crossed(tx, ctx, tenant_id, actor, used)
 }
 
+/// Writes a usage event under the next usage sequence number, with its rows in the export's
+/// insertion order ([`export`]); returns the number.
+pub(crate) fn write_event(tx: &mut WriteTx, tenant_id: &str, rec: &UsageEventRec) -> Result<u64> {
+    let seq = tx.next_seq("usage")?;
+    tx.put(
+        &USAGE_EVENTS,
+        &UsageKey::new(tenant_id, rec.created_at, seq),
+        rec,
+    )?;
+    export::index(tx, tenant_id, seq, rec.created_at)?;
+    Ok(seq)
+}
+
 /// One usage event's amounts, added to a rollup.
-struct Sums {
+pub(crate) struct Sums {
     raw_units: Amount,
     credits: Amount,
     cost: Amount,
@@ -463,8 +573,16 @@ struct Sums {
 }
 
 impl Sums {
-    /// Adds to the rollup at `key` of `table` (creating it, first used now).
-    fn to<K: KeyDef>(
+    /// Adds another event's amounts (the earlier instant is kept).
+    pub(crate) fn add(&mut self, other: &Sums) {
+        self.raw_units += other.raw_units;
+        self.credits += other.credits;
+        self.cost += other.cost;
+        self.at = self.at.min(other.at);
+    }
+
+    /// Adds to the rollup at `key` of `table` (creating it, first used at `self.at`).
+    pub(crate) fn to<K: KeyDef>(
         &self,
         tx: &mut WriteTx,
         table: &Table<K, RollupRec>,
@@ -475,6 +593,8 @@ impl Sums {
                 r.raw_units += self.raw_units;
                 r.credits += self.credits;
                 r.list_cost_estimate += self.cost;
+                // An ingested event may be older than the rollup's first.
+                r.first_used = r.first_used.min(self.at);
                 r
             }
             None => RollupRec {

@@ -1,0 +1,167 @@
+//! Usage in, measured (issue 22): reported usage events per second, de-duplication on, on a
+//! durable database file.
+//!
+//! `usage_bench [EVENTS] [CONNECTIONS] [DATABASE]` (default 200,000 events, 4 connections, a
+//! new redb file; DATABASE may be a PostgreSQL URL, `postgres://…?schema=…`):
+//! 1. core: `Bespin::record_usage_events` from one thread, batches of 1,000 (each a new
+//!    `(source, id)`), then the same from 4 threads (group commit);
+//! 2. HTTP: the real server in this process, `POST /v1/usage/events` with
+//!    `application/cloudevents-batch+json` bodies of 1,000 events (built before the clock
+//!    starts), on keep-alive connections;
+//! 3. duplicates: the HTTP phase's first batches sent again (every event a duplicate).
+//!
+//! Everything shares this machine's cores (server, clients): the figures are of the whole, on
+//! the machine named where they are quoted.
+
+use bespin_core::metering::ingest::UsageEvents;
+use bespin_core::{Bespin, Options};
+use bespin_http::{AppState, Config};
+use std::io::BufReader;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// Events of batch `b` (1,000 of them, ids from `b * 1000`), as JSON text.
+fn batch_body(b: usize) -> String {
+    let mut s = String::with_capacity(150_000);
+    s.push('[');
+    for k in b * 1000..(b + 1) * 1000 {
+        if k > b * 1000 {
+            s.push(',');
+        }
+        s.push_str(&format!(
+            r#"{{"specversion":"1.0","id":"http-{k}","source":"bench-service","type":"llm_tokens","subject":"customer-{}","data":{{"value":{}}}}}"#,
+            k % 100,
+            k % 4000 + 1
+        ));
+    }
+    s.push(']');
+    s
+}
+
+/// Sends `bodies` over `connections` keep-alive connections; events per second.
+fn http_phase(addr: SocketAddr, head: &str, bodies: &Arc<Vec<String>>, connections: usize) -> f64 {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..connections)
+        .map(|_| {
+            let (next, bodies, head) = (Arc::clone(&next), Arc::clone(bodies), head.to_owned());
+            std::thread::spawn(move || {
+                let s = TcpStream::connect(addr).expect("connect");
+                s.set_nodelay(true).ok();
+                let mut c = BufReader::new(s);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(body) = bodies.get(i) else { break };
+                    let (status, _) = bespin_benches::request(
+                        &mut c,
+                        &head,
+                        "POST",
+                        "/v1/usage/events",
+                        "application/cloudevents-batch+json",
+                        body,
+                    );
+                    assert_eq!(status, 200);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("client");
+    }
+    (bodies.len() * 1000) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let events: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(200_000);
+    let connections: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(4);
+    let batches = events.div_ceil(1000);
+    let dir = std::env::temp_dir().join(format!("usage-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = args
+        .next()
+        .map_or_else(|| dir.join("db.redb"), std::path::PathBuf::from);
+    let db = Bespin::open_with(
+        path,
+        Arc::new(bespin_core::time::SystemClock),
+        Options::default(),
+    )
+    .expect("open");
+    bespin_benches::usage_event_type(&db);
+    let (p, creds) = bespin_benches::tenant(&db, "bench");
+    println!("usage_bench: {events} events in batches of 1,000, durable database file");
+
+    // 1. The core, one thread, then four.
+    let started = Instant::now();
+    for b in 0..batches {
+        let batch = (b * 1000..(b + 1) * 1000)
+            .map(|k| bespin_benches::usage_event(k as u64))
+            .collect();
+        let r = db
+            .record_usage_events(&p, UsageEvents::from_events(batch).expect("batch"))
+            .expect("ingest");
+        assert_eq!(r.counts().0, 1000);
+    }
+    let one = (batches * 1000) as f64 / started.elapsed().as_secs_f64();
+    println!("core, 1 thread:   {one:>10.0} events/s");
+    let next = AtomicUsize::new(batches);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                loop {
+                    let b = next.fetch_add(1, Ordering::Relaxed);
+                    if b >= 2 * batches {
+                        break;
+                    }
+                    let batch = (b * 1000..(b + 1) * 1000)
+                        .map(|k| bespin_benches::usage_event(k as u64))
+                        .collect();
+                    db.record_usage_events(&p, UsageEvents::from_events(batch).expect("batch"))
+                        .expect("ingest");
+                }
+            });
+        }
+    });
+    let four = (batches * 1000) as f64 / started.elapsed().as_secs_f64();
+    println!("core, 4 threads:  {four:>10.0} events/s");
+
+    // 2. HTTP.
+    let mut config = Config::default();
+    config.rate_limit.enabled = false;
+    config.auth_tarpit_after = None;
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let listener = server_rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let state = AppState::new(db.clone(), config);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = server_rt.spawn(bespin_http::serve(listener, state, async {
+        let _ = stop_rx.await;
+    }));
+    let head = format!(
+        "X-Tenant-ID: {}\r\nX-User-ID: {}\r\nX-API-Key: {}\r\n",
+        p.tenant_id(),
+        p.user_id(),
+        creds.api_key.clone().expect("key")
+    );
+    let bodies: Arc<Vec<String>> = Arc::new((0..batches).map(batch_body).collect());
+    let http = http_phase(addr, &head, &bodies, connections);
+    println!(
+        "HTTP, {connections} conns:    {http:>10.0} events/s ({} KiB a body)",
+        bodies[0].len() / 1024
+    );
+    let dups: Arc<Vec<String>> = Arc::new(bodies.iter().take(batches.min(50)).cloned().collect());
+    let dup = http_phase(addr, &head, &dups, connections);
+    println!("HTTP duplicates:  {dup:>10.0} events/s");
+    let _ = stop_tx.send(());
+    let _ = server_rt.block_on(server);
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+}

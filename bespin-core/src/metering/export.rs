@@ -1,0 +1,333 @@
+//! Usage out: every usage event — Bespin's own metering and ingested events alike — as
+//! CloudEvents 1.0, oldest first in insertion order, pages resumed from a cursor
+//! (`GET /v1/usage/export`, `GET /v1/admin/usage/export`, `bespin export-usage`).
+//!
+//! Usage events are keyed by the instant of the usage (`(tenant, emitted_at, seq)`), and an
+//! ingested event may be late: it lands *before* rows an exporter already read. So the export
+//! follows the order of insertion instead — the usage sequence number, which only grows and
+//! is handed out under the writer (redb) or the batch lock (PostgreSQL), so a snapshot that
+//! holds number `n` holds every smaller number that will ever commit. Two small order tables
+//! hold it: `(tenant, seq)` for a tenant's export and `(seq, tenant)` for the platform's, each
+//! an append at the end of its table (measured in docs/performance.md: the write cost of the
+//! built-in metering). A row names the usage event's instant, so the event is one lookup.
+//!
+//! The CloudEvent `id` is `use_` and the usage number sealed (`ids`' sealer: it does not tell
+//! a tenant how much the platform meters), so it is stable: a replay after a crash sends the
+//! same ids and a receiver de-duplicates them (OpenMeter does). The cursor of a page is the
+//! `id` of its last event.
+
+use super::{USAGE_EVENTS, UsageEventRec, UsageKey};
+use crate::auth::Principal;
+use crate::check::{Checker, Expected};
+use crate::error::{Error, Result};
+use crate::store::{Flow, Order, Reader, Table, TableInfo, WriteTx, key};
+use crate::time::Timestamp;
+use crate::validate::query_ints;
+use crate::{Bespin, FieldError, LocPart};
+use serde::Serialize;
+
+key! {
+    /// (tenant, usage sequence number).
+    pub(crate) struct TenantUsageSeqKey<'a> { tenant_id: tenant, seq: u64 }
+    /// (usage sequence number, tenant): every tenant's usage in one order.
+    pub(crate) struct UsageSeqKey<'a> { seq: u64, tenant_id: str }
+}
+
+/// (tenant, seq) → the usage event's instant: a tenant's usage in insertion order.
+pub(crate) const USAGE_BY_SEQ: Table<TenantUsageSeqKey<'static>, Timestamp> =
+    Table::new("usage_by_seq");
+/// (seq, tenant) → the usage event's instant: all usage in insertion order (platform export).
+pub(crate) const USAGE_ALL_BY_SEQ: Table<UsageSeqKey<'static>, Timestamp> =
+    Table::new("usage_all_by_seq");
+
+/// The tables of this module.
+pub(crate) const TABLES: &[&dyn TableInfo] = &[&USAGE_BY_SEQ, &USAGE_ALL_BY_SEQ];
+
+/// The most events one page holds.
+pub const MAX_PAGE: usize = 1000;
+/// Events in a page when the request does not say.
+pub const DEFAULT_PAGE: usize = 100;
+
+/// Adds usage event `seq` of `tenant_id` at `at` to both insertion orders.
+pub(crate) fn index(tx: &mut WriteTx, tenant_id: &str, seq: u64, at: Timestamp) -> Result<()> {
+    tx.put(&USAGE_BY_SEQ, &TenantUsageSeqKey::new(tenant_id, seq), &at)?;
+    tx.put(&USAGE_ALL_BY_SEQ, &UsageSeqKey::new(seq, tenant_id), &at)
+}
+
+/// Where an export page starts and how long it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportQuery {
+    /// The usage number after which the page starts (0: from the first event).
+    after: u64,
+    /// At most this many events (1–1,000).
+    pub limit: usize,
+}
+
+impl ExportQuery {
+    /// From the first event, `limit` at a time.
+    pub fn from_start(limit: usize) -> Self {
+        ExportQuery {
+            after: 0,
+            limit: limit.clamp(1, MAX_PAGE),
+        }
+    }
+
+    /// Validates `after` (a cursor: the `id` of the last event read, absent or empty for the
+    /// start) and `limit` (1–1,000, default 100) against the database that sealed the ids.
+    /// Errors: 422 at `["query", name]`.
+    pub fn parse(db: &Bespin, after: Option<&str>, limit: Option<&str>) -> Result<Self> {
+        let limit = query_ints(|_| limit, &["limit"])?[0].unwrap_or(DEFAULT_PAGE as i64);
+        if !(1..=MAX_PAGE as i64).contains(&limit) {
+            return Err(Error::field(FieldError::new(
+                "value_error",
+                vec![LocPart::Field("limit".into())],
+                format!("limit must be between 1 and {MAX_PAGE}"),
+                serde_json::json!(limit),
+            )));
+        }
+        let after = match after.map(str::trim).filter(|s| !s.is_empty()) {
+            None => 0,
+            Some(c) => db.unseal_usage_id(c).ok_or_else(|| {
+                Error::field(FieldError::new(
+                    "value_error",
+                    vec![LocPart::Field("after".into())],
+                    "after must be the id of an exported usage event",
+                    serde_json::json!(c),
+                ))
+            })?,
+        };
+        Ok(ExportQuery {
+            after,
+            limit: limit as usize,
+        })
+    }
+}
+
+/// One usage event as a CloudEvent 1.0 (structured JSON).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageCloudEvent {
+    /// Always `1.0`.
+    pub specversion: &'static str,
+    /// `use_` and the event's sealed usage number: stable, unique in the database; also the
+    /// cursor that resumes after this event.
+    pub id: String,
+    /// `bespin/<tenant id>`.
+    pub source: String,
+    /// The metered event key.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// What the usage is of: an ingested event's `subject`, otherwise the user it was
+    /// metered for.
+    pub subject: String,
+    /// When the usage happened (RFC 3339, UTC).
+    pub time: String,
+    /// Always `application/json`.
+    pub datacontenttype: &'static str,
+    /// The amounts and where they came from.
+    pub data: UsageData,
+}
+
+/// The `data` of an exported usage event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageData {
+    /// Raw units (`data.value` of an ingested event).
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+    pub value: serde_json::Number,
+    /// Credits at the weight in force when it was recorded.
+    pub credits: f64,
+    /// List cost at the price in force when it was recorded.
+    pub list_cost_estimate: f64,
+    /// The tenant.
+    pub tenant_id: String,
+    /// The user it was metered for (for an ingested event: the caller that reported it).
+    pub user_id: String,
+    /// The label of the emitting endpoint (Bespin's own metering).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_name: Option<String>,
+    /// The request the event belongs to.
+    pub request_id: String,
+    /// An ingested event's own `source`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_source: Option<String>,
+    /// An ingested event's own `id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_id: Option<String>,
+}
+
+/// A page of the export.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportPage {
+    /// The events, oldest first (by insertion).
+    pub events: Vec<UsageCloudEvent>,
+    /// Where the next page starts: the last event's id, or the query's cursor when the page
+    /// is empty (`None` for an empty page from the start).
+    pub next_cursor: Option<String>,
+}
+
+fn cloud_event(r: &impl Reader, tenant_id: &str, seq: u64, e: UsageEventRec) -> UsageCloudEvent {
+    let (origin_source, origin_id, subject) = match e.origin {
+        Some(o) => (Some(o.source), Some(o.id), o.subject),
+        None => (None, None, None),
+    };
+    UsageCloudEvent {
+        specversion: "1.0",
+        id: usage_id(r, seq),
+        source: format!("bespin/{tenant_id}"),
+        event_type: e.event_key,
+        subject: subject.unwrap_or_else(|| e.user_id.clone()),
+        time: e.created_at.to_rfc3339(),
+        datacontenttype: "application/json",
+        data: UsageData {
+            value: e.raw_units.to_json_number(),
+            credits: e.credits.to_f64(),
+            list_cost_estimate: e.list_cost_estimate.to_f64(),
+            tenant_id: tenant_id.to_owned(),
+            user_id: e.user_id,
+            tool_name: e.tool_name,
+            request_id: e.request_id,
+            origin_source,
+            origin_id,
+        },
+    }
+}
+
+/// The public id of usage event `seq`.
+pub(crate) fn usage_id(r: &impl Reader, seq: u64) -> String {
+    format!("use_{}", r.sealer().seal(seq))
+}
+
+/// Reads one page: the rows of an order table after the cursor, each looked up.
+fn page(
+    r: &impl Reader,
+    q: ExportQuery,
+    tenant: Option<&str>,
+) -> Result<(Vec<UsageCloudEvent>, Option<u64>)> {
+    let mut found: Vec<(String, u64, Timestamp)> = Vec::with_capacity(q.limit);
+    let mut visit = |tenant_id: &str, seq: u64, at: Timestamp| {
+        if seq <= q.after {
+            return Flow::Continue;
+        }
+        found.push((tenant_id.to_owned(), seq, at));
+        if found.len() >= q.limit {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    };
+    let start = q.after.saturating_add(1);
+    match tenant {
+        Some(t) => {
+            let from = USAGE_BY_SEQ.prefix().tenant(t).u64(start);
+            r.scan_range(
+                &USAGE_BY_SEQ,
+                &USAGE_BY_SEQ.prefix().tenant(t),
+                Some(&from),
+                None,
+                Order::Asc,
+                &mut |k, at: Timestamp| {
+                    Ok(match TenantUsageSeqKey::decode(k) {
+                        Some(k) => visit(t, k.seq, at),
+                        None => Flow::Continue,
+                    })
+                },
+            )?;
+        }
+        None => {
+            let from = USAGE_ALL_BY_SEQ.prefix().u64(start);
+            r.scan_range(
+                &USAGE_ALL_BY_SEQ,
+                &USAGE_ALL_BY_SEQ.prefix(),
+                Some(&from),
+                None,
+                Order::Asc,
+                &mut |k, at: Timestamp| {
+                    Ok(match UsageSeqKey::decode(k) {
+                        Some(k) => visit(&k.tenant_id, k.seq, at),
+                        None => Flow::Continue,
+                    })
+                },
+            )?;
+        }
+    }
+    let last = found.last().map(|f| f.1);
+    let mut events = Vec::with_capacity(found.len());
+    for (t, seq, at) in found {
+        // A missing event is one of an erased tenant whose order rows outlived it: skipped.
+        if let Some(e) = r.get(&USAGE_EVENTS, &UsageKey::new(&t, at, seq))? {
+            events.push(cloud_event(r, &t, seq, e));
+        }
+    }
+    Ok((events, last))
+}
+
+fn finish(
+    r: &impl Reader,
+    q: ExportQuery,
+    (events, last): (Vec<UsageCloudEvent>, Option<u64>),
+) -> ExportPage {
+    let next = last.or((q.after > 0).then_some(q.after));
+    ExportPage {
+        events,
+        next_cursor: next.map(|s| usage_id(r, s)),
+    }
+}
+
+/// Checks the insertion orders against the usage events: each event is in both exactly once,
+/// at its instant, and neither holds a row of no event.
+pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
+    let mut by_tenant = Expected::new();
+    let mut all = Expected::new();
+    for x in c.rows(r, &USAGE_EVENTS)? {
+        let (t, seq, at) = (x.key.tenant_id.as_ref(), x.key.seq, x.key.emitted_at);
+        by_tenant.add(&TenantUsageSeqKey::new(t, seq), &at);
+        all.add(&UsageSeqKey::new(seq, t), &at);
+    }
+    c.index(r, &USAGE_BY_SEQ, by_tenant, "usage event")?;
+    c.index(r, &USAGE_ALL_BY_SEQ, all, "usage event")
+}
+
+/// Builds both insertion orders from the usage events (the upgrade to layout 9: events
+/// recorded before it have none). Events of one instant keep their number's order.
+pub(crate) fn rebuild(tx: &mut WriteTx) -> Result<()> {
+    let mut rows: Vec<(String, u64, Timestamp)> = Vec::new();
+    tx.scan(
+        &USAGE_EVENTS,
+        &USAGE_EVENTS.prefix(),
+        Order::Asc,
+        |k, _: UsageEventRec| {
+            if let Some(k) = UsageKey::decode(k) {
+                rows.push((k.tenant_id.into_owned(), k.seq, k.emitted_at));
+            }
+            Ok(Flow::Continue)
+        },
+    )?;
+    for (t, seq, at) in rows {
+        index(tx, &t, seq, at)?;
+    }
+    Ok(())
+}
+
+impl Bespin {
+    /// The caller's tenant's usage events after `q`'s cursor, oldest first by insertion, as
+    /// CloudEvents (tenant admin). Reading the same cursor twice gives the same page, and no
+    /// event recorded later (a late ingested one included) lands before a cursor already
+    /// read. Errors: `Forbidden` for a member.
+    pub fn usage_export(&self, caller: &Principal, q: ExportQuery) -> Result<ExportPage> {
+        caller.require_admin_to("export usage")?;
+        self.read(|r, _| Ok(finish(r, q, page(r, q, Some(caller.tenant_id()))?)))
+    }
+
+    /// Every tenant's usage events after `q`'s cursor, oldest first by insertion (platform
+    /// admin; see [`Bespin::usage_export`]).
+    pub fn admin_usage_export(&self, q: ExportQuery) -> Result<ExportPage> {
+        self.read(|r, _| Ok(finish(r, q, page(r, q, None)?)))
+    }
+
+    /// The usage number an exported event id was sealed from.
+    fn unseal_usage_id(&self, id: &str) -> Option<u64> {
+        let uuid = id.strip_prefix("use_")?;
+        self.read(|r, _| Ok(r.sealer().unseal(uuid))).ok().flatten()
+    }
+}

@@ -1,0 +1,810 @@
+//! Usage in: events a tenant's own services report (`POST /v1/usage/events`), CloudEvents 1.0
+//! as OpenMeter ingests them — `type` is a metered event key of the catalogue, `data.value`
+//! the raw units.
+//!
+//! Each event of a request is, in this order: validated (422 at its place); looked up by
+//! `(source, id)` — a repeat within the retention answers `duplicate` with the usage id of
+//! the first and changes nothing; refused when its `time` lies before the open billing period,
+//! in the next one, or more than 5 minutes ahead (422 at `time`); then checked as Bespin's own
+//! metering is — subscription and plan, the type (active), the capability an admin tied the
+//! type to, the credit allowance, then the plan's monthly cap (the same
+//! [`super::Limits::admit`]) — and recorded with its rollups in the period and on the day of
+//! its `time`. The whole request is one operation, so one transaction: concurrent repeats of
+//! an event are serialised by the writer (redb) or the batch lock (PostgreSQL), and the first
+//! one wins in a race too.
+//!
+//! Nothing is written for an event before all its checks passed, and its checks read the
+//! figures the events before it in the request left (kept in memory: the plan, each type and
+//! cap are read once per request, and the rollups written once per key at the end). So an
+//! event is applied whole or not at all, and a refused one leaves no trace — in particular no
+//! de-duplication row: a refusal is not remembered, so the same event sent again after a
+//! plan upgrade (or in the next period's allowance) is checked again, and refused junk cannot
+//! fill the table.
+
+use super::{
+    DAY_ROLLUPS, Limits, Origin, PERIOD_ROLLUPS, Sums, UsageEventRec, active_event, active_plan,
+    day_rollup_key, export, rollup_key, write_event,
+};
+use crate::auth::Principal;
+use crate::billing::catalog::MeteredEventRec;
+use crate::billing::{require_capability, thresholds};
+use crate::check::{Checker, Expected};
+use crate::error::{Error, Result};
+use crate::events::{self, catalog};
+use crate::money::Amount;
+use crate::store::{Flow, Order, Reader, Record, Table, TableInfo, WriteTx, key};
+use crate::time::{Date, Timestamp};
+use crate::validate::{Fields, Len, Presence, got};
+use crate::{Bespin, Ctx, FieldError, LocPart, ids};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// The most events one request may carry.
+pub const MAX_BATCH: usize = 1000;
+/// How far ahead of the server's clock an event's `time` may lie (5 minutes).
+pub const MAX_FUTURE_MICROS: i64 = 5 * 60 * 1_000_000;
+/// How long an accepted event's `(source, id)` is remembered by default (32 days).
+pub const DEFAULT_DEDUP_RETENTION_MICROS: i64 = 32 * 86_400 * 1_000_000;
+/// The largest `data.value` accepted.
+pub const MAX_VALUE: i64 = 1_000_000_000_000_000;
+/// The most decimal places of `data.value`.
+pub const MAX_SCALE: u32 = 12;
+
+/// What the de-duplication table remembers of an accepted event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct DedupRec {
+    /// Its usage number.
+    pub seq: u64,
+    /// When it was accepted (the retention counts from here).
+    pub accepted_at: Timestamp,
+}
+impl Record for DedupRec {}
+
+key! {
+    /// (tenant, CloudEvent source, CloudEvent id).
+    pub(crate) struct DedupKey<'a> { tenant_id: tenant, source: str, event_id: str }
+    /// (UTC date it expires on, tenant, source, id).
+    pub(crate) struct DedupExpiryKey<'a> { expires_on: date, tenant_id: str, source: str, event_id: str }
+}
+
+/// (tenant, source, id) → the accepted event: what makes a repeat a duplicate.
+pub(crate) const USAGE_DEDUP: Table<DedupKey<'static>, DedupRec> = Table::new("usage_dedup");
+/// (expiry date, tenant, source, id): the purge's order, a range delete from the oldest day.
+pub(crate) const USAGE_DEDUP_BY_EXPIRY: Table<DedupExpiryKey<'static>, ()> =
+    Table::new("usage_dedup_by_expiry");
+
+/// The tables of this module.
+pub(crate) const TABLES: &[&dyn TableInfo] = &[&USAGE_DEDUP, &USAGE_DEDUP_BY_EXPIRY];
+
+/// One reported usage event, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageEventIn {
+    /// The CloudEvent `id`: unique per `source` (1–256 characters).
+    pub id: String,
+    /// The CloudEvent `source` (1–256 characters).
+    pub source: String,
+    /// The CloudEvent `type`: a metered event key (1–100 characters).
+    pub event_key: String,
+    /// The CloudEvent `subject`: what the usage is of (at most 256 characters).
+    pub subject: Option<String>,
+    /// The CloudEvent `time`; the server's now when absent.
+    pub time: Option<Timestamp>,
+    /// `data.value`: raw units, > 0, at most 10¹⁵ with at most 12 decimals.
+    pub value: Amount,
+}
+
+/// A reported usage event as the API documents it (a CloudEvent 1.0 in structured JSON;
+/// other attributes and extensions are accepted and ignored).
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CloudEventIn {
+    /// `1.0`.
+    specversion: String,
+    /// Unique per source (1–256 characters): a repeat within 32 days is a duplicate.
+    id: String,
+    /// Where the event comes from (1–256 characters).
+    source: String,
+    /// A metered event key of the catalogue.
+    #[schema(rename = "type")]
+    event_type: String,
+    /// What the usage is of (≤ 256 characters).
+    #[schema(required = false)]
+    subject: Option<String>,
+    /// RFC 3339; default now. Within the open billing period, at most 5 minutes ahead.
+    #[schema(required = false)]
+    time: Option<String>,
+    /// `{"value": <number > 0>}`: the raw units (a numeric string is accepted too).
+    data: CloudEventData,
+}
+
+/// The `data` of a reported usage event.
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CloudEventData {
+    /// Raw units: > 0, ≤ 10¹⁵, at most 12 decimals.
+    value: f64,
+}
+
+/// The events of one request, each validated or refused where it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageEvents {
+    events: Vec<Result<UsageEventIn>>,
+    /// A batch (locations of errors start with the event's index).
+    batch: bool,
+}
+
+impl UsageEventIn {
+    /// Validates one CloudEvent (structured JSON). Errors: 422 with every field's problem.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        Self::at(v, Vec::new())
+    }
+
+    fn at(v: &Value, base: Vec<LocPart>) -> Result<Self> {
+        let mut f = Fields::at(v, base.clone())?;
+        let spec = f.req_string("specversion", Len::between(1, 10));
+        if spec.as_deref().is_some_and(|s| s != "1.0") {
+            f.value_error("specversion", "only CloudEvents 1.0 is accepted".into());
+        }
+        let id = f.req_string("id", Len::between(1, 256));
+        let source = f.req_string("source", Len::between(1, 256));
+        let event_key = f.req_string("type", Len::between(1, 100));
+        let subject = f.string("subject", Presence::Optional, Len::at_most(256));
+        let time = f.string("time", Presence::Optional, Len::at_most(64));
+        let time = time.map(|t| t.and_then(|t| parse_time(&mut f, &t)));
+        let value = match f.object("data", Presence::Required) {
+            Some(Some(data)) => {
+                let data = Value::Object(data);
+                let mut base = base;
+                base.push(LocPart::Field("data".into()));
+                let mut d = Fields::at(&data, base)?;
+                let value = value(&mut d);
+                if let Err(Error::Validation(items)) = d.finish() {
+                    f.extend(items);
+                }
+                value
+            }
+            _ => None,
+        };
+        f.finish()?;
+        Ok(UsageEventIn {
+            id: got(id)?,
+            source: got(source)?,
+            event_key: got(event_key)?,
+            subject: got(subject)?,
+            time: got(time)?,
+            value: got(value)?,
+        })
+    }
+}
+
+fn parse_time(f: &mut Fields<'_>, t: &str) -> Option<Timestamp> {
+    match chrono::DateTime::parse_from_rfc3339(t) {
+        Ok(dt) => Some(Timestamp(dt.timestamp_micros())),
+        Err(_) => {
+            f.fail(
+                "time",
+                "datetime_parsing",
+                "Input should be a valid RFC 3339 date-time",
+                Value::String(t.to_owned()),
+            );
+            None
+        }
+    }
+}
+
+/// `data.value`: a number (or numeric string) > 0, ≤ 10¹⁵, at most 12 decimals.
+fn value(d: &mut Fields<'_>) -> Option<Amount> {
+    let raw = match d.raw("value") {
+        Some(v) => v,
+        None => {
+            d.fail("value", "missing", "Field required", Value::Null);
+            return None;
+        }
+    };
+    let amount = match raw {
+        Value::Number(n) => n.as_f64().and_then(Amount::from_f64),
+        Value::String(s) => Amount::parse(s),
+        _ => None,
+    };
+    let Some(a) = amount else {
+        d.fail(
+            "value",
+            "float_type",
+            "Input should be a valid number",
+            raw.clone(),
+        );
+        return None;
+    };
+    if a.is_negative() || a.is_zero() {
+        d.fail(
+            "value",
+            "greater_than",
+            "Input should be greater than 0",
+            raw.clone(),
+        );
+        return None;
+    }
+    if a > Amount::from_int(MAX_VALUE) {
+        d.fail(
+            "value",
+            "less_than_equal",
+            "Input should be less than or equal to 1000000000000000",
+            raw.clone(),
+        );
+        return None;
+    }
+    if a.scale() > MAX_SCALE {
+        d.value_error("value", format!("at most {MAX_SCALE} decimal places"));
+        return None;
+    }
+    Some(a)
+}
+
+impl UsageEvents {
+    /// One event (`application/cloudevents+json`). Errors: 422 for an invalid event (the
+    /// request fails as a whole, as a single event should).
+    pub fn single(v: &Value) -> Result<Self> {
+        Ok(UsageEvents {
+            events: vec![Ok(UsageEventIn::from_json(v)?)],
+            batch: false,
+        })
+    }
+
+    /// A batch (`application/cloudevents-batch+json`): a JSON array of 1–1,000 events. An
+    /// invalid event is refused alone, in its result; the others go on. Errors: 422 when the
+    /// body is not such an array.
+    pub fn batch(v: &Value) -> Result<Self> {
+        let Value::Array(items) = v else {
+            return Err(Error::field(FieldError::new(
+                "list_type",
+                Vec::new(),
+                "Input should be a valid list (a CloudEvents batch)",
+                v.clone(),
+            )));
+        };
+        if items.is_empty() || items.len() > MAX_BATCH {
+            return Err(Error::field(FieldError::new(
+                if items.is_empty() {
+                    "too_short"
+                } else {
+                    "too_long"
+                },
+                Vec::new(),
+                format!("A batch holds 1 to {MAX_BATCH} events, not {}", items.len()),
+                Value::Null,
+            )));
+        }
+        let events = items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| UsageEventIn::at(v, vec![LocPart::Index(i)]))
+            .collect();
+        Ok(UsageEvents {
+            events,
+            batch: true,
+        })
+    }
+
+    /// Events built by an embedder (a batch of them). Errors: 422 for more than 1,000.
+    pub fn from_events(events: Vec<UsageEventIn>) -> Result<Self> {
+        if events.len() > MAX_BATCH {
+            return Err(Error::BadRequest(format!(
+                "A batch holds at most {MAX_BATCH} events"
+            )));
+        }
+        Ok(UsageEvents {
+            events: events.into_iter().map(Ok).collect(),
+            batch: true,
+        })
+    }
+
+    /// How many events the request holds.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+/// What became of one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Recorded now, as the usage event with this id (the id of its export).
+    Accepted {
+        /// `use_…`.
+        usage_id: String,
+    },
+    /// Recorded before (same `source` and `id` within the retention): nothing changed.
+    Duplicate {
+        /// The usage id of the first.
+        usage_id: String,
+    },
+    /// Refused with this error (a 422, 400, 403 or 429 of its own); nothing was written.
+    Rejected(Error),
+}
+
+/// One event's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventResult {
+    /// Its place in the request.
+    pub index: usize,
+    /// Its `id`, when it had a valid one.
+    pub id: Option<String>,
+    /// What became of it.
+    pub outcome: Outcome,
+}
+
+/// The results of a request, in the order of its events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestReport {
+    /// One per event.
+    pub results: Vec<EventResult>,
+    /// Whether the request was a batch (a single event's refusal is the request's answer).
+    pub batch: bool,
+}
+
+impl IngestReport {
+    /// How many were (accepted, duplicates, rejected).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let mut n = (0, 0, 0);
+        for r in &self.results {
+            match r.outcome {
+                Outcome::Accepted { .. } => n.0 += 1,
+                Outcome::Duplicate { .. } => n.1 += 1,
+                Outcome::Rejected(_) => n.2 += 1,
+            }
+        }
+        n
+    }
+
+    /// The report as the API shows it: `status_of` gives the status a surface answers an
+    /// error with (HTTP's mapping; `None` where there is none, as in Python), `loc_root` the
+    /// first part of a validation error's location (`body`).
+    pub fn view(&self, status_of: impl Fn(&Error) -> Option<u16>, loc_root: &str) -> IngestView {
+        let (accepted, duplicates, rejected) = self.counts();
+        let results = self
+            .results
+            .iter()
+            .map(|r| {
+                let (status, usage_id, error) = match &r.outcome {
+                    Outcome::Accepted { usage_id } => ("accepted", Some(usage_id.clone()), None),
+                    Outcome::Duplicate { usage_id } => ("duplicate", Some(usage_id.clone()), None),
+                    Outcome::Rejected(e) => {
+                        ("rejected", None, Some(refusal(e, &status_of, loc_root)))
+                    }
+                };
+                ResultView {
+                    index: r.index,
+                    id: r.id.clone(),
+                    status,
+                    usage_id,
+                    error,
+                }
+            })
+            .collect();
+        IngestView {
+            accepted,
+            duplicates,
+            rejected,
+            results,
+        }
+    }
+}
+
+fn refusal(e: &Error, status_of: &impl Fn(&Error) -> Option<u16>, loc_root: &str) -> Refusal {
+    let detail = match e {
+        Error::Validation(items) => serde_json::json!(
+            items
+                .iter()
+                .map(|i| i.clone().prefixed(loc_root))
+                .collect::<Vec<_>>()
+        ),
+        other => other.detail(),
+    };
+    Refusal {
+        status: status_of(e),
+        code: e.code(),
+        body: serde_json::json!({ "detail": detail }),
+    }
+}
+
+/// `POST /v1/usage/events`'s answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IngestView {
+    /// Events recorded now.
+    pub accepted: usize,
+    /// Events recorded before (nothing changed).
+    pub duplicates: usize,
+    /// Events refused (nothing written for them).
+    pub rejected: usize,
+    /// One per event, in request order.
+    pub results: Vec<ResultView>,
+}
+
+/// One event's result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResultView {
+    /// Its place in the request (0-based).
+    pub index: usize,
+    /// Its `id`, when it had a valid one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `accepted`, `duplicate` or `rejected`.
+    pub status: &'static str,
+    /// The usage event's id (`use_…`, the `id` of its export): the new one, or the first's
+    /// for a duplicate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage_id: Option<String>,
+    /// Why it was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Refusal>,
+}
+
+/// A refused event: the status and body the request would have had for it alone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Refusal {
+    /// The HTTP status (422, 400, 403, 429); absent outside HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The error's stable code (`validation_error`, `quota_exceeded`, …).
+    pub code: &'static str,
+    /// The body: `{"detail": …}` as the endpoint answers that error.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub body: Value,
+}
+
+/// What one request has read and used so far, per event type.
+struct TypeState {
+    rec: MeteredEventRec,
+    cap: Option<Amount>,
+    used_units: Amount,
+}
+
+/// Records the reported events for the caller's tenant (tenant admin), each applied whole or
+/// refused alone (see the module). Errors (the request as a whole): `Forbidden` for a member.
+pub fn record_usage_events(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    caller: &Principal,
+    req: UsageEvents,
+) -> Result<IngestReport> {
+    caller.require_admin_to("report usage events")?;
+    let tenant = caller.tenant_id();
+    let period = ctx.now.period();
+    let opens = period.start().start();
+    let retention = ctx.options.usage_dedup_retention_micros;
+    let request_id = ids::new_id();
+    let mut plan = None;
+    let mut used_credits = None;
+    let mut types: HashMap<String, std::result::Result<TypeState, Error>> = HashMap::new();
+    let mut period_sums: HashMap<String, Sums> = HashMap::new();
+    let mut day_sums: HashMap<(Date, String), Sums> = HashMap::new();
+    let mut results = Vec::with_capacity(req.events.len());
+    for (index, parsed) in req.events.into_iter().enumerate() {
+        let loc = |name: &str| {
+            let mut l = if req.batch {
+                vec![LocPart::Index(index)]
+            } else {
+                Vec::new()
+            };
+            l.push(LocPart::Field(name.into()));
+            l
+        };
+        let e = match parsed {
+            Ok(e) => e,
+            Err(err) => {
+                results.push(EventResult {
+                    index,
+                    id: None,
+                    outcome: Outcome::Rejected(err),
+                });
+                continue;
+            }
+        };
+        let mut result = |outcome| {
+            results.push(EventResult {
+                index,
+                id: Some(e.id.clone()),
+                outcome,
+            })
+        };
+        // A repeat within the retention answers the first; past it, the stale row goes.
+        let dk = DedupKey::new(tenant, &e.source, &e.id);
+        if let Some(d) = tx.get(&USAGE_DEDUP, &dk)? {
+            if d.accepted_at.0 + retention > ctx.now.0 {
+                let usage_id = export::usage_id(tx, d.seq);
+                result(Outcome::Duplicate { usage_id });
+                continue;
+            }
+            // Purged now, as the upkeep would have: if this event is refused below, nothing
+            // of the old one is left half.
+            let expiry = expiry_key(d.accepted_at, retention, tenant, &e.source, &e.id);
+            tx.delete(&USAGE_DEDUP_BY_EXPIRY, &expiry)?;
+            tx.delete(&USAGE_DEDUP, &dk)?;
+        }
+        let at = e.time.unwrap_or(ctx.now);
+        let late = if at < opens {
+            Some(format!(
+                "time lies before the open billing period (from {})",
+                period.start()
+            ))
+        } else if at.0 > ctx.now.0 + MAX_FUTURE_MICROS {
+            Some("time lies more than 5 minutes in the future".into())
+        } else if at.period() != period {
+            Some("time lies in the next billing period, which is not open yet".into())
+        } else {
+            None
+        };
+        if let Some(why) = late {
+            let input = Value::String(at.to_rfc3339());
+            let err = FieldError::value_error(loc("time"), input, &why);
+            result(Outcome::Rejected(Error::field(err)));
+            continue;
+        }
+        if plan.is_none() {
+            plan = Some(match active_plan(tx, tenant) {
+                Ok(p) => Ok(p),
+                Err(
+                    e @ (Error::NoSubscription
+                    | Error::SubscriptionSuspended { .. }
+                    | Error::PlanMissing { .. }),
+                ) => Err(e),
+                Err(e) => return Err(e),
+            });
+        }
+        let plan = match plan.as_ref() {
+            Some(Ok(p)) => p,
+            Some(Err(err)) => {
+                result(Outcome::Rejected(err.clone()));
+                continue;
+            }
+            None => return Err(Error::Internal("plan not read".into())),
+        };
+        let state = match types.get_mut(&e.event_key) {
+            Some(s) => s,
+            None => {
+                let s = type_state(tx, caller, &plan.plan_id, period, &e.event_key)?;
+                types.entry(e.event_key.clone()).or_insert(s)
+            }
+        };
+        let state = match state {
+            Ok(s) => s,
+            Err(err) => {
+                result(Outcome::Rejected(err.clone()));
+                continue;
+            }
+        };
+        let used = match used_credits {
+            Some(u) => u,
+            None => *used_credits.insert(super::used_credits(tx, tenant, period)?),
+        };
+        let limits = Limits {
+            included: Amount::from_int(plan.plan.included_credits),
+            used_credits: used,
+            cap: state.cap.map(|c| (c, state.used_units)),
+        };
+        let weight = state.rec.credits_per_unit;
+        if let Err(err) = limits.admit(period, &e.event_key, e.value, weight) {
+            result(Outcome::Rejected(err));
+            continue;
+        }
+        // Every check passed: the writes of this event, then its share of the rollups.
+        let credits = e.value * weight;
+        let cost = credits * state.rec.list_price_per_credit;
+        let rec = UsageEventRec {
+            user_id: caller.user_id().to_owned(),
+            event_key: e.event_key.clone(),
+            raw_units: e.value,
+            credits,
+            list_cost_estimate: cost,
+            tool_name: None,
+            request_id: request_id.clone(),
+            created_at: at,
+            origin: Some(Box::new(Origin {
+                source: e.source.clone(),
+                id: e.id.clone(),
+                subject: e.subject.clone(),
+            })),
+        };
+        let seq = write_event(tx, tenant, &rec)?;
+        let remembered = DedupRec {
+            seq,
+            accepted_at: ctx.now,
+        };
+        tx.put(&USAGE_DEDUP, &dk, &remembered)?;
+        let expiry = expiry_key(ctx.now, retention, tenant, &e.source, &e.id);
+        tx.put(&USAGE_DEDUP_BY_EXPIRY, &expiry, &())?;
+        let sums = || Sums {
+            raw_units: e.value,
+            credits,
+            cost,
+            at,
+        };
+        add_to(&mut period_sums, e.event_key.clone(), sums());
+        add_to(&mut day_sums, (at.date(), e.event_key.clone()), sums());
+        let used_now = thresholds::Used {
+            event_key: &e.event_key,
+            credits,
+            units: e.value,
+            limits: Some(limits),
+        };
+        thresholds::crossed(tx, ctx, tenant, caller.into(), used_now)?;
+        used_credits = Some(used + credits);
+        state.used_units += e.value;
+        result(Outcome::Accepted {
+            usage_id: export::usage_id(tx, seq),
+        });
+    }
+    for (key, s) in &period_sums {
+        s.to(tx, &PERIOD_ROLLUPS, &rollup_key(tenant, period, key))?;
+    }
+    for ((day, key), s) in &day_sums {
+        s.to(tx, &DAY_ROLLUPS, &day_rollup_key(tenant, *day, key))?;
+    }
+    let report = IngestReport {
+        results,
+        batch: req.batch,
+    };
+    let (accepted, duplicates, rejected) = report.counts();
+    if accepted > 0 {
+        // One audit row and one event per request that recorded usage (the usage events
+        // carry the same request id).
+        let row = crate::audit::Entry::new(caller.user_id(), "usage.events_reported", &request_id)
+            .units(accepted as u64);
+        crate::audit::append(tx, ctx, tenant, row)?;
+        let data = serde_json::json!({
+            "request_id": request_id,
+            "accepted": accepted,
+            "duplicates": duplicates,
+            "rejected": rejected,
+        });
+        let t = catalog::USAGE_EVENTS_INGESTED;
+        events::emit(tx, ctx, caller, t, &request_id, &data)?;
+    }
+    Ok(report)
+}
+
+fn add_to<K: std::hash::Hash + Eq>(sums: &mut HashMap<K, Sums>, key: K, s: Sums) {
+    match sums.get_mut(&key) {
+        Some(total) => total.add(&s),
+        None => {
+            sums.insert(key, s);
+        }
+    }
+}
+
+/// The event type's record and cap, with the units used this period, read once per request;
+/// `Err` inside when the type cannot be reported (unknown or inactive, or its capability not
+/// granted).
+fn type_state(
+    tx: &WriteTx,
+    caller: &Principal,
+    plan_id: &str,
+    period: crate::time::Period,
+    event_key: &str,
+) -> Result<std::result::Result<TypeState, Error>> {
+    let rec = match active_event(tx, event_key) {
+        Ok(r) => r,
+        Err(e @ Error::UnknownEventType { .. }) => return Ok(Err(e)),
+        Err(e) => return Err(e),
+    };
+    if let Some(c) = &rec.capability {
+        match require_capability(tx, caller, c) {
+            Ok(()) => {}
+            Err(e @ Error::CapabilityDenied { .. }) => return Ok(Err(e)),
+            Err(e) => return Err(e),
+        }
+    }
+    let cap = crate::billing::catalog::monthly_cap(tx, plan_id, event_key)?;
+    let used_units = match cap {
+        Some(_) => super::used_units(tx, caller.tenant_id(), period, event_key)?,
+        None => Amount::ZERO,
+    };
+    Ok(Ok(TypeState {
+        rec,
+        cap,
+        used_units,
+    }))
+}
+
+fn expiry_key<'a>(
+    accepted_at: Timestamp,
+    retention: i64,
+    tenant: &'a str,
+    source: &'a str,
+    id: &'a str,
+) -> DedupExpiryKey<'a> {
+    let expires = Timestamp(accepted_at.0.saturating_add(retention));
+    DedupExpiryKey::new(expires.date(), tenant, source, id)
+}
+
+/// Forgets at most `max` remembered events whose retention ended before today, oldest first;
+/// returns how many went (the server's upkeep calls it every minute, so a day's expiries
+/// leave in bounded steps).
+pub fn purge_dedup(tx: &mut WriteTx, ctx: &Ctx, max: usize) -> Result<usize> {
+    let today = USAGE_DEDUP_BY_EXPIRY.prefix().date(ctx.now.date());
+    let mut expired: Vec<DedupExpiryKey<'static>> = Vec::new();
+    tx.scan_range(
+        &USAGE_DEDUP_BY_EXPIRY,
+        &USAGE_DEDUP_BY_EXPIRY.prefix(),
+        None,
+        Some(&today),
+        Order::Asc,
+        &mut |k, ()| {
+            expired.extend(DedupExpiryKey::decode(k).map(DedupExpiryKey::into_owned));
+            Ok(if expired.len() >= max {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            })
+        },
+    )?;
+    for k in &expired {
+        tx.delete(
+            &USAGE_DEDUP,
+            &DedupKey::new(&k.tenant_id, &k.source, &k.event_id),
+        )?;
+        tx.delete(&USAGE_DEDUP_BY_EXPIRY, k)?;
+    }
+    Ok(expired.len())
+}
+
+/// Checks the de-duplication rows: each in the expiry order exactly once, on the day its
+/// retention ends, and naming a usage event of its tenant that came from that source and id.
+pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
+    let retention = c.options_dedup_retention();
+    let mut by_expiry = Expected::new();
+    for x in c.rows(r, &USAGE_DEDUP)? {
+        let (t, k, d) = (x.key.tenant_id.as_ref(), &x.key, &x.value);
+        by_expiry.add(
+            &expiry_key(d.accepted_at, retention, t, &k.source, &k.event_id),
+            &(),
+        );
+        let seq_key = export::TenantUsageSeqKey::new(t, d.seq);
+        let event = match r.get(&export::USAGE_BY_SEQ, &seq_key)? {
+            Some(at) => r.get(&super::USAGE_EVENTS, &super::UsageKey::new(t, at, d.seq))?,
+            None => None,
+        };
+        match event.and_then(|e| e.origin) {
+            Some(o) if o.source == k.source && o.id == k.event_id => c.ok(),
+            _ => c.violation(
+                USAGE_DEDUP.name(),
+                &x.bytes,
+                "names no usage event ingested with this source and id",
+            ),
+        }
+    }
+    c.index(
+        r,
+        &USAGE_DEDUP_BY_EXPIRY,
+        by_expiry,
+        "remembered usage event",
+    )
+}
+
+impl Bespin {
+    /// Records usage events reported by the caller's tenant's own services (tenant admin):
+    /// see [`record_usage_events`].
+    pub fn record_usage_events(
+        &self,
+        caller: &Principal,
+        events: UsageEvents,
+    ) -> Result<IngestReport> {
+        self.write(|tx, ctx| record_usage_events(tx, ctx, caller, events))
+    }
+
+    /// Forgets at most `max` remembered usage events past their retention (see
+    /// [`purge_dedup`]); returns how many went.
+    pub fn purge_usage_dedup(&self, max: usize) -> Result<usize> {
+        self.write(|tx, ctx| purge_dedup(tx, ctx, max))
+    }
+}

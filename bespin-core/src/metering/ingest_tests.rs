@@ -1,0 +1,445 @@
+//! Usage in and out through the core: ingestion's per-event rules, de-duplication in a race,
+//! caps under concurrent batches, the export's order and cursor, and the checker.
+#![allow(clippy::unwrap_used)]
+
+use super::export::{ExportQuery, USAGE_ALL_BY_SEQ};
+use super::ingest::{IngestReport, Outcome, USAGE_DEDUP, UsageEvents};
+use crate::billing::catalog::{NewMeteredEvent, NewPlan};
+use crate::billing::subscriptions::SubscriptionUpdate;
+use crate::check::testing::{caught, first_key};
+use crate::error::Error;
+use crate::money::Amount;
+use crate::store::Reader;
+use crate::testutil::{db, tenant};
+use crate::time::ManualClock;
+use crate::{Bespin, Principal};
+use serde_json::{Value, json};
+
+/// A database with the custom event `llm_tokens` (0.001 credits a token), a plan `metered`
+/// (1,000 credits) and a tenant on it: (db, clock, admin, member).
+fn setup() -> (Bespin, ManualClock, Principal, Principal) {
+    let (db, clock) = db();
+    let (admin, member) = tenant(&db);
+    db.admin_create_metered_event(NewMeteredEvent {
+        event_key: "llm_tokens".into(),
+        display_name: "LLM tokens".into(),
+        description: None,
+        unit_name: "token".into(),
+        credits_per_unit: Amount::parse("0.001").unwrap(),
+        list_price_per_credit: Amount::parse("0.02").unwrap(),
+        billable: true,
+        active: true,
+        capability: None,
+    })
+    .unwrap();
+    db.admin_create_plan(NewPlan {
+        plan_id: "metered".into(),
+        name: "Metered".into(),
+        included_credits: 1000,
+        overage_price_per_credit: Amount::ZERO,
+        requests_per_minute: None,
+    })
+    .unwrap();
+    db.admin_set_subscription(
+        admin.tenant_id(),
+        SubscriptionUpdate {
+            plan_id: "metered".into(),
+            status: "active".into(),
+            period_start: None,
+        },
+    )
+    .unwrap();
+    (db, clock, admin, member)
+}
+
+fn event(id: &str, value: Value) -> Value {
+    json!({"specversion": "1.0", "id": id, "source": "svc", "type": "llm_tokens",
+           "subject": "customer-1", "data": {"value": value}})
+}
+
+fn post(db: &Bespin, who: &Principal, batch: Value) -> IngestReport {
+    db.record_usage_events(who, UsageEvents::batch(&batch).unwrap())
+        .unwrap()
+}
+
+fn statuses(r: &IngestReport) -> Vec<&'static str> {
+    r.results
+        .iter()
+        .map(|r| match r.outcome {
+            Outcome::Accepted { .. } => "accepted",
+            Outcome::Duplicate { .. } => "duplicate",
+            Outcome::Rejected(_) => "rejected",
+        })
+        .collect()
+}
+
+fn rejection(r: &IngestReport, i: usize) -> &Error {
+    match &r.results[i].outcome {
+        Outcome::Rejected(e) => e,
+        other => panic!("event {i} was not rejected: {other:?}"),
+    }
+}
+
+fn used_tokens(db: &Bespin, who: &Principal) -> f64 {
+    let u = db.billing_usage(who, None).unwrap();
+    u.breakdown
+        .iter()
+        .find(|b| b.event_key == "llm_tokens")
+        .map_or(0.0, |b| b.raw_units)
+}
+
+#[test]
+fn a_custom_event_is_ingested_checked_and_rolled_up() {
+    let (db, _, admin, member) = setup();
+    let r = post(
+        &db,
+        &admin,
+        json!([
+            event("a", json!(1500)),
+            event("b", json!("0.5")),
+            event("c", json!(0))
+        ]),
+    );
+    assert_eq!(statuses(&r), ["accepted", "accepted", "rejected"]);
+    let Error::Validation(items) = rejection(&r, 2) else {
+        panic!("not a 422")
+    };
+    let loc: Vec<String> = items[0].loc.iter().map(ToString::to_string).collect();
+    assert_eq!(loc, ["2", "data", "value"]);
+    assert_eq!(used_tokens(&db, &admin), 1500.5);
+    // One audit row for the request, naming the request of its usage events.
+    let audit = db.audit_log(&admin, 10).unwrap();
+    assert_eq!(audit[0].action, "usage.events_reported");
+    let ledger = db.billing_ledger(&admin, None, 10).unwrap();
+    assert!(
+        ledger
+            .items
+            .iter()
+            .all(|i| i.request_id == audit[0].request_id)
+    );
+    let u = db.billing_usage(&admin, None).unwrap();
+    assert_eq!(u.credits.used, 1.5005);
+    // Members may not report usage.
+    let refused = db.record_usage_events(
+        &member,
+        UsageEvents::batch(&json!([event("d", json!(1))])).unwrap(),
+    );
+    assert!(matches!(refused, Err(Error::Forbidden(_))), "{refused:?}");
+    // An unknown type is refused alone, as the built-in metering refuses it.
+    let mut unknown = event("e", json!(1));
+    unknown["type"] = json!("nope");
+    let r = post(&db, &admin, json!([unknown]));
+    assert!(matches!(rejection(&r, 0), Error::UnknownEventType { .. }));
+    assert!(
+        db.check().unwrap().violations.is_empty(),
+        "{}",
+        db.check().unwrap()
+    );
+}
+
+#[test]
+fn a_repeat_is_a_duplicate_answering_the_first_and_changing_nothing() {
+    let (db, _, admin, _) = setup();
+    let first = post(
+        &db,
+        &admin,
+        json!([event("x", json!(10)), event("x", json!(99))]),
+    );
+    assert_eq!(statuses(&first), ["accepted", "duplicate"]);
+    let again = post(&db, &admin, json!([event("x", json!(10))]));
+    assert_eq!(statuses(&again), ["duplicate"]);
+    let id = |r: &IngestReport, i: usize| match &r.results[i].outcome {
+        Outcome::Accepted { usage_id } | Outcome::Duplicate { usage_id } => usage_id.clone(),
+        Outcome::Rejected(e) => panic!("{e}"),
+    };
+    assert_eq!(id(&first, 0), id(&first, 1));
+    assert_eq!(id(&first, 0), id(&again, 0));
+    assert_eq!(used_tokens(&db, &admin), 10.0);
+    // Another source with the same id is another event.
+    let mut other = event("x", json!(5));
+    other["source"] = json!("svc-2");
+    assert_eq!(statuses(&post(&db, &admin, json!([other]))), ["accepted"]);
+    assert_eq!(used_tokens(&db, &admin), 15.0);
+}
+
+#[test]
+fn thirty_two_concurrent_posts_of_one_event_count_once() {
+    let (db, _, admin, _) = setup();
+    let outcomes: Vec<&'static str> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..32)
+            .map(|_| s.spawn(|| statuses(&post(&db, &admin, json!([event("race", json!(7))])))[0]))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(outcomes.iter().filter(|s| **s == "accepted").count(), 1);
+    assert_eq!(outcomes.iter().filter(|s| **s == "duplicate").count(), 31);
+    assert_eq!(used_tokens(&db, &admin), 7.0);
+    assert!(db.check().unwrap().violations.is_empty());
+}
+
+#[test]
+fn a_cap_under_concurrent_batches_is_never_exceeded() {
+    let (db, _, admin, _) = setup();
+    db.admin_set_plan_caps(
+        "metered",
+        vec![("llm_tokens".into(), "monthly".into(), Amount::from_int(25))],
+    )
+    .unwrap();
+    let accepted: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let (db, admin) = (&db, &admin);
+                s.spawn(move || {
+                    let batch: Vec<Value> = (0..10)
+                        .map(|i| event(&format!("{t}-{i}"), json!(1)))
+                        .collect();
+                    post(db, admin, Value::Array(batch)).counts().0
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(accepted, 25);
+    assert_eq!(used_tokens(&db, &admin), 25.0);
+    // An event over the cap is refused whole with the contract's 429 body, even if part of
+    // it would fit.
+    db.admin_set_plan_caps(
+        "metered",
+        vec![("llm_tokens".into(), "monthly".into(), Amount::from_int(30))],
+    )
+    .unwrap();
+    let r = post(
+        &db,
+        &admin,
+        json!([event("big", json!(6)), event("fits", json!(5))]),
+    );
+    assert_eq!(statuses(&r), ["rejected", "accepted"]);
+    let Error::QuotaExceeded(q) = rejection(&r, 0) else {
+        panic!("not a 429")
+    };
+    assert_eq!(
+        (q.cap_raw_units, q.used_raw_units),
+        (Some(30.0), Some(25.0))
+    );
+    assert_eq!(q.requested_raw_units, serde_json::Number::from(6));
+    assert_eq!(used_tokens(&db, &admin), 30.0);
+    // A refused event is not remembered: after the cap is raised, the same event goes in.
+    db.admin_set_plan_caps("metered", vec![]).unwrap();
+    assert_eq!(
+        statuses(&post(&db, &admin, json!([event("big", json!(6))]))),
+        ["accepted"]
+    );
+    assert!(db.check().unwrap().violations.is_empty());
+}
+
+#[test]
+fn the_credit_allowance_and_a_capability_refuse_per_event() {
+    let (db, _, admin, _) = setup();
+    // 1,000 credits at 0.001: a million tokens.
+    let r = post(
+        &db,
+        &admin,
+        json!([
+            event("a", json!(999_000)),
+            event("b", json!(2000)),
+            event("c", json!(1000))
+        ]),
+    );
+    assert_eq!(statuses(&r), ["accepted", "rejected", "accepted"]);
+    assert!(matches!(rejection(&r, 1), Error::QuotaExceeded(_)));
+    // An event tied to a capability the plan lacks is refused with 403's error.
+    let patch = crate::billing::catalog::MeteredEventPatch {
+        capability: Some("kpi_ingest".into()),
+        ..Default::default()
+    };
+    db.admin_update_metered_event("llm_tokens", patch).unwrap();
+    let r = post(&db, &admin, json!([event("d", json!(1))]));
+    assert!(matches!(rejection(&r, 0), Error::CapabilityDenied { .. }));
+    db.admin_set_plan_capabilities("metered", vec!["kpi_ingest".into()])
+        .unwrap();
+    // The credits are spent; the capability passes and the allowance refuses.
+    let r = post(&db, &admin, json!([event("d", json!(1))]));
+    assert!(matches!(rejection(&r, 0), Error::QuotaExceeded(_)));
+}
+
+#[test]
+fn late_events_count_on_their_day_and_too_old_or_future_ones_are_refused() {
+    let (db, _, admin, _) = setup();
+    // The clock is 2026-01-31T12:00Z.
+    let at = |id: &str, t: &str| {
+        let mut e = event(id, json!(1));
+        e["time"] = json!(t);
+        e
+    };
+    let r = post(
+        &db,
+        &admin,
+        json!([
+            at("jan-2", "2026-01-02T08:00:00Z"),
+            at("dec", "2025-12-31T23:59:59Z"),
+            at("soon", "2026-01-31T12:04:00Z"),
+            at("later", "2026-01-31T12:06:00Z"),
+            at("bad", "yesterday"),
+        ]),
+    );
+    assert_eq!(
+        statuses(&r),
+        ["accepted", "rejected", "accepted", "rejected", "rejected"]
+    );
+    for i in [1, 3, 4] {
+        let Error::Validation(items) = rejection(&r, i) else {
+            panic!("not a 422")
+        };
+        assert_eq!(items[0].loc.last().unwrap().to_string(), "time");
+    }
+    let days = db.billing_usage_by_day(&admin, None).unwrap();
+    let dates: Vec<&str> = days.days.iter().map(|d| d.date.as_str()).collect();
+    assert_eq!(dates, ["2026-01-02", "2026-01-31"]);
+    assert!(
+        db.check().unwrap().violations.is_empty(),
+        "{}",
+        db.check().unwrap()
+    );
+}
+
+#[test]
+fn the_export_follows_insertion_so_a_late_event_is_not_skipped() {
+    let (db, _, admin, _) = setup();
+    let (other, _) = tenant(&db);
+    // Built-in metering of the other tenant (a KPI point ingested).
+    crate::testutil::kpi(&db, &other, "MRR", &[("2026-01-01T00:00:00Z", 1.0)]);
+    post(
+        &db,
+        &admin,
+        json!([event("1", json!(1)), event("2", json!(2))]),
+    );
+    let page = db
+        .usage_export(&admin, ExportQuery::from_start(100))
+        .unwrap();
+    assert_eq!(page.events.len(), 2);
+    let cursor = page.next_cursor.clone().unwrap();
+    let q = ExportQuery::parse(&db, Some(&cursor), Some("100")).unwrap();
+    assert!(db.usage_export(&admin, q).unwrap().events.is_empty());
+    // A late event (earlier time than both) comes after the cursor, not before it.
+    let mut late = event("3", json!(3));
+    late["time"] = json!("2026-01-05T00:00:00Z");
+    post(&db, &admin, json!([late]));
+    let next = db.usage_export(&admin, q).unwrap();
+    assert_eq!(next.events.len(), 1);
+    let e = &next.events[0];
+    assert_eq!(
+        (e.event_type.as_str(), e.time.as_str()),
+        ("llm_tokens", "2026-01-05T00:00:00.000000Z")
+    );
+    assert_eq!(e.subject, "customer-1");
+    assert_eq!(e.data.origin_id.as_deref(), Some("3"));
+    assert_eq!(e.source, format!("bespin/{}", admin.tenant_id()));
+    // The same cursor read twice gives the same page.
+    assert_eq!(db.usage_export(&admin, q).unwrap(), next);
+    // The other tenant sees none of it; the platform export sees all, built-in usage too.
+    let theirs = db
+        .usage_export(&other, ExportQuery::from_start(100))
+        .unwrap();
+    assert!(
+        theirs
+            .events
+            .iter()
+            .all(|e| e.data.tenant_id == other.tenant_id())
+    );
+    let all = db
+        .admin_usage_export(ExportQuery::from_start(1000))
+        .unwrap();
+    assert!(
+        all.events
+            .iter()
+            .any(|e| e.data.tenant_id == other.tenant_id())
+    );
+    let ours: Vec<_> = all
+        .events
+        .iter()
+        .filter(|e| e.data.tenant_id == admin.tenant_id())
+        .collect();
+    assert_eq!(ours.last().unwrap().id, e.id);
+    // Paging by 1 walks the same sequence.
+    let mut walked = Vec::new();
+    let mut q = ExportQuery::from_start(1);
+    loop {
+        let p = db.admin_usage_export(q).unwrap();
+        if p.events.is_empty() {
+            break;
+        }
+        walked.extend(p.events.into_iter().map(|e| e.id));
+        q = ExportQuery::parse(&db, p.next_cursor.as_deref(), Some("1")).unwrap();
+    }
+    let ids: Vec<String> = all.events.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(walked, ids);
+    assert!(ExportQuery::parse(&db, Some("use_nope"), None).is_err());
+    assert!(ExportQuery::parse(&db, None, Some("1001")).is_err());
+}
+
+#[test]
+fn remembered_events_are_purged_after_the_retention_in_bounded_steps() {
+    let (db, clock, admin, _) = setup();
+    let batch: Vec<Value> = (0..5).map(|i| event(&i.to_string(), json!(1))).collect();
+    post(&db, &admin, Value::Array(batch));
+    assert_eq!(db.purge_usage_dedup(10).unwrap(), 0);
+    clock.advance(33 * 86_400 * 1_000_000);
+    // Past the retention, not purged yet: the same id is a new event; refused, it leaves
+    // nothing of the old one behind either.
+    let mut old = event("1", json!(1));
+    old["time"] = json!("2026-01-31T12:00:00Z");
+    let r = post(&db, &admin, json!([event("0", json!(1)), old]));
+    assert_eq!(statuses(&r), ["accepted", "rejected"]);
+    assert!(
+        db.check().unwrap().violations.is_empty(),
+        "{}",
+        db.check().unwrap()
+    );
+    assert_eq!(db.purge_usage_dedup(2).unwrap(), 2);
+    assert_eq!(db.purge_usage_dedup(10).unwrap(), 1);
+    assert!(
+        db.check().unwrap().violations.is_empty(),
+        "{}",
+        db.check().unwrap()
+    );
+}
+
+#[test]
+fn check_holds_the_rollups_of_a_late_event_to_its_usage() {
+    let (db, _, admin, _) = setup();
+    let mut late = event("late", json!(2.5));
+    late["time"] = json!("2026-01-03T10:00:00Z");
+    post(&db, &admin, json!([late, event("now", json!(1))]));
+    assert!(db.check().unwrap().violations.is_empty());
+    // The late event's day rollup off by a token: caught.
+    db.tamper(|tx| {
+        let key = super::day_rollup_key(
+            admin.tenant_id(),
+            crate::time::Date::parse("2026-01-03").unwrap(),
+            "llm_tokens",
+        );
+        let mut r = tx.get(&super::DAY_ROLLUPS, &key)?.unwrap();
+        r.raw_units += Amount::from_int(1);
+        tx.put(&super::DAY_ROLLUPS, &key, &r)
+    });
+    caught(&db, "day_rollups", "raw units");
+}
+
+#[test]
+fn the_checker_catches_a_lost_dedup_or_order_row() {
+    let (db, _, admin, _) = setup();
+    post(&db, &admin, json!([event("a", json!(1))]));
+    let d = db.clone();
+    d.tamper(|tx| {
+        let k = first_key(tx, &USAGE_DEDUP);
+        tx.delete_stored(&USAGE_DEDUP, &k).map(|_| ())
+    });
+    caught(&db, "usage_dedup_by_expiry", "");
+    let (db, _, admin, _) = setup();
+    post(&db, &admin, json!([event("a", json!(1))]));
+    db.tamper(|tx| {
+        let k = first_key(tx, &USAGE_ALL_BY_SEQ);
+        tx.delete_stored(&USAGE_ALL_BY_SEQ, &k).map(|_| ())
+    });
+    caught(&db, "usage_all_by_seq", "");
+}

@@ -518,7 +518,7 @@ mod tests {
         let p = plan(&path).unwrap();
         assert_eq!((p.file_layout, p.action), (4, "upgrade"));
         let steps: Vec<u64> = p.steps.iter().map(|s| s.to_layout).collect();
-        assert_eq!(steps, [5, 6, 7, 8], "{p}");
+        assert_eq!(steps, [5, 6, 7, 8, 9], "{p}");
         assert_eq!((p.steps[0].rows, p.steps[2].rows), (2, 2), "{p}");
 
         let db = Bespin::open(&path).unwrap();

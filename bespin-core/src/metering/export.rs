@@ -43,6 +43,17 @@ pub(crate) const USAGE_ALL_BY_SEQ: Table<UsageSeqKey<'static>, Timestamp> =
 /// The tables of this module.
 pub(crate) const TABLES: &[&dyn TableInfo] = &[&USAGE_BY_SEQ, &USAGE_ALL_BY_SEQ];
 
+/// Deletes the cross-tenant entry that goes with a tenant's insertion-order row (the key `k`
+/// of [`USAGE_BY_SEQ`]): the tenant erasure's step, which deletes the row itself.
+pub(crate) fn forget_global(tx: &mut WriteTx, k: &[u8]) -> Result<()> {
+    match TenantUsageSeqKey::decode(k) {
+        Some(k) => tx
+            .delete(&USAGE_ALL_BY_SEQ, &UsageSeqKey::new(k.seq, &k.tenant_id))
+            .map(drop),
+        None => Ok(()),
+    }
+}
+
 /// The most events one page holds.
 pub const MAX_PAGE: usize = 1000;
 /// Events in a page when the request does not say.

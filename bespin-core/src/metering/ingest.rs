@@ -716,6 +716,27 @@ fn type_state(
     }))
 }
 
+/// Deletes the expiry entry that goes with a remembered event's row (`k`, `v` of
+/// [`USAGE_DEDUP`]), whose key does not start with the tenant: the tenant erasure's step,
+/// which deletes the row itself.
+pub(crate) fn forget_expiry(tx: &mut WriteTx, ctx: &Ctx, k: &[u8], v: &[u8]) -> Result<()> {
+    let (Some(key), rec) = (
+        DedupKey::decode(k),
+        crate::store::codec::decode::<DedupRec>(v)?,
+    ) else {
+        return Ok(());
+    };
+    let retention = ctx.options.usage_dedup_retention_micros;
+    let expiry = expiry_key(
+        rec.accepted_at,
+        retention,
+        &key.tenant_id,
+        &key.source,
+        &key.event_id,
+    );
+    tx.delete(&USAGE_DEDUP_BY_EXPIRY, &expiry).map(drop)
+}
+
 fn expiry_key<'a>(
     accepted_at: Timestamp,
     retention: i64,

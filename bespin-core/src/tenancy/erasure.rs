@@ -190,7 +190,7 @@ pub fn erase_step(tx: &mut WriteTx, ctx: &Ctx) -> Result<Option<Erasure>> {
         let full = rows.len() > room;
         rows.truncate(room);
         for (k, v) in &rows {
-            global_entries(tx, table.name(), k, v)?;
+            global_entries(tx, ctx, table.name(), k, v)?;
             tx.delete_raw(table.name(), k)?;
         }
         deleted += rows.len();
@@ -208,9 +208,10 @@ pub fn erase_step(tx: &mut WriteTx, ctx: &Ctx) -> Result<Option<Erasure>> {
     Ok(Some(view(&id, &tomb)))
 }
 
-/// The global rows that go with a tenant's row: a user's user → tenant entry, a key's digest
-/// entry.
-fn global_entries(tx: &mut WriteTx, table: &str, k: &[u8], v: &[u8]) -> Result<()> {
+/// The global rows that go with a tenant's row (keys that do not start with the tenant): a
+/// user's user → tenant entry, a key's digest entry, a usage event's place in the platform's
+/// insertion order, a remembered reported event's expiry entry.
+fn global_entries(tx: &mut WriteTx, ctx: &Ctx, table: &str, k: &[u8], v: &[u8]) -> Result<()> {
     if table == USERS.name() {
         if let Some(u) = UserKey::decode(k) {
             tx.delete(&USER_TENANT, &UserTenantKey::new(&u.user_id))?;
@@ -220,6 +221,10 @@ fn global_entries(tx: &mut WriteTx, table: &str, k: &[u8], v: &[u8]) -> Result<(
         if rec.revoked_at.is_none() {
             tx.delete(&API_KEY_DIGESTS, &DigestKey::new(&hex(&rec.digest)))?;
         }
+    } else if table == crate::metering::export::USAGE_BY_SEQ.name() {
+        crate::metering::export::forget_global(tx, k)?;
+    } else if table == crate::metering::ingest::USAGE_DEDUP.name() {
+        crate::metering::ingest::forget_expiry(tx, ctx, k, v)?;
     }
     Ok(())
 }
@@ -312,6 +317,10 @@ mod tests {
         }
         kpi(&db, &a, "MRR", &[("2026-01-01", 1.0)]);
         kpi(&db, &b, "MRR", &[("2026-01-01", 1.0)]);
+        // Reported usage leaves rows whose keys do not start with the tenant (the platform's
+        // insertion order, the de-duplication expiries): they go with the tenant's own.
+        report_usage(&db, &a, &["u1", "u2", "u3"]);
+        report_usage(&db, &b, &["u1"]);
         let (ta, tb) = (a.tenant_id().to_owned(), b.tenant_id().to_owned());
         let b_rows = db.read(|r, _| rows_of(r, &tb)).expect("rows");
         let a_rows = db.read(|r, _| rows_of(r, &ta)).expect("rows");
@@ -359,6 +368,8 @@ mod tests {
         assert_eq!(db.read(|r, _| rows_of(r, &tb)).expect("rows"), b_rows);
         let report = db.check().expect("check");
         assert!(report.is_ok(), "{report}");
+        assert_eq!(report.rows_in("usage_dedup_by_expiry"), 1, "only b's");
+        assert_eq!(report.rows_in("usage_all_by_seq"), report.rows_in("usage_events"));
         assert_eq!(
             db.erasure(&ta).expect("get").expect("tombstone").state,
             ErasureState::Erased
@@ -391,5 +402,34 @@ mod tests {
                 .any(|v| v.description.contains("missing tenant")),
             "{report}"
         );
+    }
+
+    /// Reports one `llm_tokens` event per id for `who`'s tenant (the type made on first use).
+    fn report_usage(db: &Bespin, who: &crate::Principal, ids: &[&str]) {
+        use crate::billing::catalog::NewMeteredEvent;
+        use crate::metering::ingest::{Outcome, UsageEvents};
+        let _ = db.admin_create_metered_event(NewMeteredEvent {
+            event_key: "llm_tokens".into(),
+            display_name: "LLM tokens".into(),
+            description: None,
+            unit_name: "token".into(),
+            credits_per_unit: crate::money::Amount::parse("0.001").expect("amount"),
+            list_price_per_credit: crate::money::Amount::parse("0.02").expect("amount"),
+            billable: true,
+            active: true,
+            capability: None,
+        });
+        let batch: Vec<Value> = ids
+            .iter()
+            .map(|id| {
+                json!({"specversion": "1.0", "id": id, "source": "svc", "type": "llm_tokens",
+                       "data": {"value": 5}})
+            })
+            .collect();
+        let events = UsageEvents::batch(&json!(batch)).expect("batch");
+        let report = db.record_usage_events(who, events).expect("report");
+        for r in &report.results {
+            assert!(matches!(r.outcome, Outcome::Accepted { .. }), "{report:?}");
+        }
     }
 }

@@ -341,3 +341,37 @@ fn an_idle_read_connection_lets_its_snapshot_go() {
             .unwrap()
     );
 }
+
+/// On PostgreSQL, servers starting together on a new schema race to create it: the schema
+/// lock serializes them, so every open succeeds (concurrent `CREATE TABLE IF NOT EXISTS`
+/// alone fails with a duplicate catalog row) and all see one database.
+#[test]
+fn servers_opening_a_new_schema_together_all_succeed() {
+    let Some(url) = crate::test_database_url() else {
+        return;
+    };
+    let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let opened: Vec<Store> = (0..8)
+        .map(|_| {
+            let (url, start) = (url.clone(), std::sync::Arc::clone(&start));
+            std::thread::spawn(move || {
+                start.wait();
+                Store::open_url(&url, TEST_TABLES)
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap().unwrap())
+        .collect();
+    let mut b = opened[3].begin(true).unwrap();
+    put(&mut b, &key("t", "a", 1, 1), "one");
+    b.commit().unwrap();
+    for s in &opened {
+        assert!(
+            s.read()
+                .unwrap()
+                .contains(&ROWS, &key("t", "a", 1, 1))
+                .unwrap()
+        );
+    }
+}

@@ -369,7 +369,10 @@ mod tests {
         let report = db.check().expect("check");
         assert!(report.is_ok(), "{report}");
         assert_eq!(report.rows_in("usage_dedup_by_expiry"), 1, "only b's");
-        assert_eq!(report.rows_in("usage_all_by_seq"), report.rows_in("usage_events"));
+        assert_eq!(
+            report.rows_in("usage_all_by_seq"),
+            report.rows_in("usage_events")
+        );
         assert_eq!(
             db.erasure(&ta).expect("get").expect("tombstone").state,
             ErasureState::Erased

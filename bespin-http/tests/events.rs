@@ -8,6 +8,7 @@ use bespin_core::{Bespin, Options};
 use bespin_http::testing::{Sse, TestServer, TestTenant, test_config};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 fn h<'a>(t: &'a TestTenant, user: &'a str) -> Vec<(&'a str, &'a str)> {
     t.headers(user)
@@ -163,4 +164,41 @@ fn the_stream_delivers_live_resumes_exactly_and_ends_at_shutdown() {
     // Shutdown ends the open stream: the server stops and the client reads the end.
     drop(s);
     assert!(sse.until("never sent", 1), "the stream ended");
+}
+
+#[test]
+fn the_servers_retention_setting_purges_and_a_stale_cursor_is_gone() {
+    // The server's own setting (BESPIN_EVENT_RETENTION_SECS), its upkeep purging on its own.
+    let mut config = test_config();
+    config.event_retention = Duration::from_secs(3);
+    config.upkeep_interval = Duration::from_millis(200);
+    let s = TestServer::start(config);
+    let t = s.create_tenant("Acme", "a@x.io");
+    task(&s, &t, "zero");
+    task(&s, &t, "one");
+    // The cursor of "zero": stale once "one" is purged too (a cursor at the newest purged
+    // event missed nothing, so it would not be).
+    let r = s.call("GET", "/v1/events", &h(&t, &t.admin), None);
+    let first = r.json()["items"][0]["id"].as_str().unwrap().to_owned();
+    std::thread::sleep(Duration::from_millis(3_200));
+    task(&s, &t, "two");
+    // The upkeep purges "zero" and "one" (older than 3 s) but not "two": 410 for "zero".
+    let path = format!("/v1/events?after={first}");
+    let end = Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = s.call("GET", &path, &h(&t, &t.admin), None);
+        if r.status != 200 || Instant::now() >= end {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(r.status, 410, "{}", r.body);
+    assert_eq!(r.json()["detail"]["error"], "cursor_expired");
+    let hs = h(&t, &t.admin);
+    let mut sse = Sse::open(&s, &format!("/v1/events/stream?last_event_id={first}"), &hs);
+    sse.until("\"two\"", 1);
+    let lower = sse.buf.to_ascii_lowercase();
+    assert!(lower.contains("last-event-id: earliest"), "{}", sse.buf);
+    assert!(sse.buf.find("event: reset").unwrap() < sse.buf.find("\"two\"").unwrap());
+    assert!(!sse.buf.contains("\"one\""), "{}", sse.buf);
 }

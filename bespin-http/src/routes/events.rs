@@ -224,31 +224,41 @@ async fn pump(
 }
 
 /// The server's upkeep of the log: every second, a wake-up of local subscribers for commits of
-/// other servers sharing the database ([`Bespin::poll_events`]: one read); every minute, when a
-/// read finds events past the retention, the purge in batches of 10,000 events (a core
-/// operation on the writer) until a batch comes back short.
-pub(crate) async fn maintain(db: Bespin, stop: tokio::sync::watch::Receiver<bool>) {
+/// other servers sharing the database ([`Bespin::poll_events`]: one read); every `purge_every`
+/// (the upkeep interval, `BESPIN_UPKEEP_INTERVAL_SECS`), when a read finds events past the
+/// retention, the purge in batches of 10,000 events (a core operation on the writer) until a
+/// batch comes back short.
+pub(crate) async fn maintain(
+    db: Bespin,
+    stop: tokio::sync::watch::Receiver<bool>,
+    purge_every: Duration,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut n = 0u64;
+    let mut purge_tick = tokio::time::interval(purge_every.max(Duration::from_millis(10)));
+    // The first tick of an interval is at once: the first purge waits a whole period, as the
+    // other upkeep does not run at start either.
+    purge_tick.tick().await;
+    let blocking = db.reads_block();
     loop {
-        tick.tick().await;
+        let purge = tokio::select! {
+            _ = tick.tick() => false,
+            _ = purge_tick.tick() => true,
+        };
         if *stop.borrow() {
             return;
         }
-        let blocking = db.reads_block();
-        let polled = {
-            let db = db.clone();
-            crate::core_read(blocking, move || db.poll_events()).await
-        };
-        if let Ok(Err(e)) = polled {
-            tracing::warn!("event poll failed: {e}");
-        }
-        n += 1;
-        // Once a minute, and only when a read finds something to purge: an idle server never
-        // takes the writer for it.
-        if !n.is_multiple_of(60) {
+        if !purge {
+            let polled = {
+                let db = db.clone();
+                crate::core_read(blocking, move || db.poll_events()).await
+            };
+            if let Ok(Err(e)) = polled {
+                tracing::warn!("event poll failed: {e}");
+            }
             continue;
         }
+        // Only when a read finds something to purge: an idle server never takes the writer
+        // for it.
         let expired = {
             let db = db.clone();
             crate::core_read(blocking, move || db.events_expired().unwrap_or(false)).await

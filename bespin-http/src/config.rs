@@ -117,6 +117,14 @@ pub struct Config {
     /// default 30 days): older ones are purged by the upkeep, and a cursor older than the
     /// retention gets 410 (on the stream, a first `event: reset`).
     pub event_retention: Duration,
+    /// How often a live stream with nothing to send writes a heartbeat comment (default 15 s;
+    /// not read from the environment: embedders and tests set it).
+    pub stream_heartbeat: Duration,
+    /// How long a streamed answer (the event stream, MCP's `subscriptions/listen`, the audit
+    /// export) waits for room in a client's full buffer before the connection is dropped
+    /// (default 10 s; not read from the environment: embedders and tests set it). The writer
+    /// never waits on a client: a slow one is cut off and resumes from its last id.
+    pub stream_slow_consumer: Duration,
     /// How often the upkeep runs (`BESPIN_UPKEEP_INTERVAL_SECS`, default 60 s): it purges
     /// expired idempotency records and events past their retention, and signs a checkpoint of
     /// every audit chain whose head moved.
@@ -176,6 +184,8 @@ impl Default for Config {
             idempotency_retention: Duration::from_secs(24 * 3600),
             usage_dedup_retention: Duration::from_secs(32 * 86_400),
             event_retention: Duration::from_secs(30 * 86_400),
+            stream_heartbeat: Duration::from_secs(15),
+            stream_slow_consumer: Duration::from_secs(10),
             upkeep_interval: Duration::from_secs(60),
             control_token: None,
             read_metering: ReadMetering::Durable,

@@ -356,7 +356,8 @@ async fn authenticate(
     // A missing header is no guess at a key: the tarpit counts wrong credentials only.
     if complete && !matches!(failed, Error::MissingHeader(_)) {
         let client = crate::client::key(&state.config, peer, headers);
-        let claimed = credentials.tenant_id.as_deref().unwrap_or("");
+        // A bearer key alone claims no tenant: counted by its client address only.
+        let claimed = credentials.tenant_id.as_deref();
         match state.tarpit.fail(&client, claimed, Instant::now()) {
             Verdict::Now => {}
             Verdict::Hold(delay, retry_after) => {

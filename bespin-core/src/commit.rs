@@ -220,6 +220,7 @@ impl Committer {
             now: self.clock.now(),
             options: self.options.clone(),
             hub: Arc::clone(&self.hub),
+            idempotency_key: None,
         }
     }
 

@@ -183,6 +183,10 @@ pub struct Ctx {
     pub options: Options,
     /// Where emitted events are announced to subscribers once committed.
     pub(crate) hub: Arc<events::hub::Hub>,
+    /// The idempotency key the operation runs under when its caller gave one outside the
+    /// operation's own arguments ([`Op::once`]: an MCP tool's `idempotency_key`): its audit
+    /// rows record it, as the REST `Idempotency-Key` is recorded.
+    pub(crate) idempotency_key: Option<String>,
 }
 
 struct Inner {

@@ -155,11 +155,16 @@ impl<T: serde::Serialize + 'static> Op<T> {
     /// request answers it again, writing nothing; the same key with another request is
     /// `IdempotencyConflict`; a blank or over-long key is refused first. For operations whose
     /// REST route takes no `Idempotency-Key` but whose other callers retry (an MCP tool's
-    /// `idempotency_key` argument): the operation and every check in it are unchanged.
+    /// `idempotency_key` argument): the operation and every check in it are unchanged, and
+    /// the audit rows it writes record the key (as the REST `Idempotency-Key` is recorded).
     pub fn once(self, tenant_id: String, scope: crate::idempotency::Idempotency) -> Op<Stored<T>> {
         Op::new(move |tx, ctx| {
             crate::idempotency::check_key(&scope.key)?;
-            crate::idempotency::once(tx, ctx, &tenant_id, &scope, |tx| self.call(tx, ctx))
+            let keyed = Ctx {
+                idempotency_key: Some(scope.key.clone()),
+                ..ctx.clone()
+            };
+            crate::idempotency::once(tx, ctx, &tenant_id, &scope, |tx| self.call(tx, &keyed))
         })
     }
 }

@@ -113,8 +113,21 @@ pub struct Config {
     /// How long a reported usage event's `(source, id)` is remembered
     /// (`BESPIN_USAGE_DEDUP_RETENTION_SECS`, default 32 days).
     pub usage_dedup_retention: Duration,
+    /// How long events are kept (`--event-retention-secs`, `BESPIN_EVENT_RETENTION_SECS`,
+    /// default 30 days): older ones are purged by the upkeep, and a cursor older than the
+    /// retention gets 410 (on the stream, a first `event: reset`).
+    pub event_retention: Duration,
+    /// How often a live stream with nothing to send writes a heartbeat comment (default 15 s;
+    /// not read from the environment: embedders and tests set it).
+    pub stream_heartbeat: Duration,
+    /// How long a streamed answer (the event stream, MCP's `subscriptions/listen`, the audit
+    /// export) waits for room in a client's full buffer before the connection is dropped
+    /// (default 10 s; not read from the environment: embedders and tests set it). The writer
+    /// never waits on a client: a slow one is cut off and resumes from its last id.
+    pub stream_slow_consumer: Duration,
     /// How often the upkeep runs (`BESPIN_UPKEEP_INTERVAL_SECS`, default 60 s): it purges
-    /// expired idempotency records and signs a checkpoint of every audit chain whose head moved.
+    /// expired idempotency records and events past their retention, and signs a checkpoint of
+    /// every audit chain whose head moved.
     pub upkeep_interval: Duration,
     /// Token that lets `bespin backup`/`bespin check` on this machine ask the running server
     /// for a snapshot (`GET /v1/admin/backup` with `X-Bespin-Control-Token`). Set by
@@ -170,6 +183,9 @@ impl Default for Config {
             body_read_timeout: Duration::from_secs(30),
             idempotency_retention: Duration::from_secs(24 * 3600),
             usage_dedup_retention: Duration::from_secs(32 * 86_400),
+            event_retention: Duration::from_secs(30 * 86_400),
+            stream_heartbeat: Duration::from_secs(15),
+            stream_slow_consumer: Duration::from_secs(10),
             upkeep_interval: Duration::from_secs(60),
             control_token: None,
             read_metering: ReadMetering::Durable,
@@ -290,6 +306,7 @@ impl Config {
                 "BESPIN_USAGE_DEDUP_RETENTION_SECS",
                 &mut c.usage_dedup_retention,
             ),
+            ("BESPIN_EVENT_RETENTION_SECS", &mut c.event_retention),
             ("BESPIN_UPKEEP_INTERVAL_SECS", &mut c.upkeep_interval),
         ] {
             if let Some(v) = get(name) {
@@ -328,13 +345,15 @@ impl Config {
         })
     }
 
-    /// The database options these settings ask for: idempotency retention, writer queue and
-    /// search budget.
+    /// The database options these settings ask for: idempotency, usage id and event
+    /// retention, writer queue and search budget.
     pub fn core_options(&self) -> bespin_core::Options {
         bespin_core::Options {
             idempotency_retention_micros: i64::try_from(self.idempotency_retention.as_micros())
                 .unwrap_or(i64::MAX),
             usage_dedup_retention_micros: i64::try_from(self.usage_dedup_retention.as_micros())
+                .unwrap_or(i64::MAX),
+            event_retention_micros: i64::try_from(self.event_retention.as_micros())
                 .unwrap_or(i64::MAX),
             writer_queue: self.writer_queue,
             search_max_scan: self.search_max_scan,
@@ -384,6 +403,24 @@ mod retention_tests {
                 |k| (k == "BESPIN_IDEMPOTENCY_RETENTION_SECS").then(|| "-1".to_owned())
             )
             .is_err()
+        );
+    }
+
+    #[test]
+    fn event_retention_is_configurable_and_reaches_the_core() {
+        let c =
+            Config::from_lookup(|k| (k == "BESPIN_EVENT_RETENTION_SECS").then(|| "90".to_owned()))
+                .expect("config");
+        assert_eq!(c.event_retention, Duration::from_secs(90));
+        assert_eq!(c.core_options().event_retention_micros, 90_000_000);
+        assert_eq!(
+            Config::default().core_options().event_retention_micros,
+            bespin_core::Options::default().event_retention_micros,
+            "the default is the core's (30 days)"
+        );
+        assert!(
+            Config::from_lookup(|k| (k == "BESPIN_EVENT_RETENTION_SECS").then(|| "0".to_owned()))
+                .is_err()
         );
     }
 

@@ -132,6 +132,7 @@ pub async fn serve(
     let events = tokio::spawn(routes::maintain_events(
         state.bespin.clone(),
         state.stop_streams.subscribe(),
+        state.config.upkeep_interval,
     ));
     let deliveries = tokio::spawn(webhooks::run(state.clone(), state.stop_streams.subscribe()));
     let slots = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections));

@@ -5,6 +5,7 @@
 //!               [--log-format text|json] [--max-body-bytes N] [--max-bulk-body-bytes N]
 //!               [--max-connections N] [--writer-queue N] [--search-max-scan N]
 //!               [--large-text-writes-per-sec R] [--metrics-token TOKEN]
+//!               [--event-retention-secs N]
 //! bespin check  [--db PATH|URL] [--json]
 //! bespin backup [--db PATH|URL] --out FILE
 //! bespin layout [--db PATH] [--json]
@@ -44,7 +45,7 @@ const ENVIRONMENT: &str = "Environment (read at start-up unless noted):
   BESPIN_BODY_READ_TIMEOUT_SECS      time to send the body [default: 30]
   BESPIN_IDEMPOTENCY_RETENTION_SECS  how long Idempotency-Key records are kept [default: 86400]
   BESPIN_USAGE_DEDUP_RETENTION_SECS  how long a reported usage event's (source, id) is remembered [default: 2764800]
-  BESPIN_UPKEEP_INTERVAL_SECS        how often expired records are purged and audit checkpoints signed [default: 60]
+  BESPIN_UPKEEP_INTERVAL_SECS        how often expired records and events are purged and audit checkpoints signed [default: 60]
   BESPIN_READ_METERING               durable or deferred [default: durable]
   RUST_LOG                           log filter [default: info]";
 
@@ -282,6 +283,9 @@ struct ServeArgs {
     /// roots (for receivers behind an internal CA).
     #[arg(long, env = "BESPIN_WEBHOOK_CA_FILE")]
     webhook_ca_file: Option<std::path::PathBuf>,
+    /// Seconds events are kept (then purged; an older cursor gets 410, the stream a reset).
+    #[arg(long, env = "BESPIN_EVENT_RETENTION_SECS", default_value_t = Config::default().event_retention.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    event_retention_secs: u64,
 }
 
 /// The tarpit's threshold (`None`: off).
@@ -680,6 +684,7 @@ fn main() -> ExitCode {
     config.metrics_token = serve.metrics_token.filter(|t| !t.is_empty());
     config.webhook_allow = bespin_http::webhooks::parse_allow(&serve.webhook_allow);
     config.webhook_lease = std::time::Duration::from_secs(serve.webhook_lease_secs);
+    config.event_retention = std::time::Duration::from_secs(serve.event_retention_secs);
     if let Some(path) = serve.webhook_ca_file.filter(|p| !p.as_os_str().is_empty()) {
         // A file that cannot be read is a start-up error, not webhooks silently undelivered.
         if let Err(e) = bespin_http::webhooks::extra_roots(&path) {

@@ -33,6 +33,7 @@ use crate::request_log::RequestLog;
 use crate::router::{BodyLimit, Found, Route, RunOn};
 use crate::tarpit::Verdict;
 use crate::{cors, headers};
+use bespin_core::audit::refused::Refusal as AuditRefusal;
 use bespin_core::tenancy::keys;
 use bespin_core::{Error, Principal};
 use bytes::Bytes;
@@ -227,6 +228,10 @@ async fn serve(
     };
     match answered.await {
         Ok(mut reply) => {
+            if let (Some(mut refusal), Some(caller)) = (reply.audit_refusal.take(), &caller) {
+                refusal.request_id = log.request_id().to_owned();
+                write_refusal(state, caller, *refusal).await;
+            }
             reply.headers.extend(headers);
             Ok(reply)
         }
@@ -256,7 +261,13 @@ async fn audit_refusal(
         return;
     };
     let r = r.with_idempotency_key(idempotency_key.and_then(|v| v.to_str().ok()));
-    if let Some(write) = state.bespin.audit_refusal(caller, r)
+    write_refusal(state, caller, r).await;
+}
+
+/// Writes the audit row of `refusal` by `caller` (within the tenant's budget) and waits for
+/// it: a refused request's, or an MCP tool call's answered as a tool error.
+async fn write_refusal(state: &AppState, caller: &Principal, refusal: AuditRefusal) {
+    if let Some(write) = state.bespin.audit_refusal(caller, refusal)
         && let Err(e) = write.await
     {
         tracing::warn!("audit row of a refused request not written: {e}");
@@ -345,7 +356,8 @@ async fn authenticate(
     // A missing header is no guess at a key: the tarpit counts wrong credentials only.
     if complete && !matches!(failed, Error::MissingHeader(_)) {
         let client = crate::client::key(&state.config, peer, headers);
-        let claimed = credentials.tenant_id.as_deref().unwrap_or("");
+        // A bearer key alone claims no tenant: counted by its client address only.
+        let claimed = credentials.tenant_id.as_deref();
         match state.tarpit.fail(&client, claimed, Instant::now()) {
             Verdict::Now => {}
             Verdict::Hold(delay, retry_after) => {

@@ -67,6 +67,10 @@ pub struct Reply {
     /// A streamed body instead of `body`: chunks as the sender sends them, ended when it is
     /// dropped (see [`Reply::streaming`]).
     pub stream: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+    /// A refusal answered inside a successful response (an MCP tool error: 403 or 429 of
+    /// the caller), which the pipeline audits, filling in the request id, before it sends
+    /// the reply, as it audits a refused request.
+    pub audit_refusal: Option<Box<bespin_core::audit::refused::Refusal>>,
 }
 
 impl Reply {
@@ -101,6 +105,7 @@ impl Reply {
             after: None,
             later: None,
             stream: None,
+            audit_refusal: None,
         }
     }
 

@@ -1,7 +1,8 @@
 //! Repeated authentication failures, slowed down.
 //!
 //! Every failed tenant authentication (all three credentials given, and wrong) is counted per
-//! client (the address [`crate::client::key`] gives) and per claimed tenant (its `X-Tenant-ID`)
+//! client (the address [`crate::client::key`] gives) and per claimed tenant (its `X-Tenant-ID`,
+//! when one is sent: a bearer key alone claims none and counts for its client only)
 //! in windows of [`WINDOW`]. The first failures of a window are answered at once; past
 //! `Config::auth_tarpit_after` of either count, the answer is held back — [`STEP`] more for
 //! each further failure, at most [`MAX_DELAY`] — and carries `Retry-After` (the seconds until
@@ -140,15 +141,19 @@ impl Tarpit {
     }
 
     /// Counts a failed authentication of `client` claiming `tenant` at `now`, and says how to
-    /// answer it.
-    pub fn fail(&self, client: &str, tenant: &str, now: Instant) -> Verdict {
+    /// answer it. `tenant` is `None` when the request claimed none (a bearer key alone): the
+    /// failure then counts for the client only, never under an empty tenant id.
+    pub fn fail(&self, client: &str, tenant: Option<&str>, now: Instant) -> Verdict {
         self.failures.fetch_add(1, Ordering::Relaxed);
         let count = |m: &Mutex<Counts>, key: &str| {
             m.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .fail(&truncate(key), now)
         };
-        let (by_client, by_tenant) = (count(&self.clients, client), count(&self.tenants, tenant));
+        let by_client = count(&self.clients, client);
+        let by_tenant = tenant
+            .filter(|t| !t.is_empty())
+            .and_then(|t| count(&self.tenants, t));
         let Some(after) = self.after else {
             return Verdict::Now;
         };
@@ -202,29 +207,32 @@ mod tests {
         let t = Tarpit::new(Some(3));
         let t0 = Instant::now();
         for _ in 0..3 {
-            assert_eq!(t.fail("1.2.3.4", "acme", t0), Verdict::Now);
+            assert_eq!(t.fail("1.2.3.4", Some("acme"), t0), Verdict::Now);
         }
         assert_eq!(
-            t.fail("1.2.3.4", "acme", t0),
+            t.fail("1.2.3.4", Some("acme"), t0),
             Verdict::Hold(STEP, 60),
             "the fourth failure of the window is held"
         );
         assert_eq!(
-            t.fail("1.2.3.4", "acme", t0 + Duration::from_secs(30)),
+            t.fail("1.2.3.4", Some("acme"), t0 + Duration::from_secs(30)),
             Verdict::Hold(STEP * 2, 30)
         );
         for _ in 0..40 {
-            t.fail("1.2.3.4", "acme", t0);
+            t.fail("1.2.3.4", Some("acme"), t0);
         }
-        assert_eq!(t.fail("1.2.3.4", "acme", t0), Verdict::Hold(MAX_DELAY, 60));
+        assert_eq!(
+            t.fail("1.2.3.4", Some("acme"), t0),
+            Verdict::Hold(MAX_DELAY, 60)
+        );
         // Another client claiming another tenant is not slowed by them.
-        assert_eq!(t.fail("5.6.7.8", "other", t0), Verdict::Now);
+        assert_eq!(t.fail("5.6.7.8", Some("other"), t0), Verdict::Now);
         // Many clients claiming one tenant are slowed by the tenant's count.
         for i in 0..3 {
-            t.fail(&format!("10.0.0.{i}"), "victim", t0);
+            t.fail(&format!("10.0.0.{i}"), Some("victim"), t0);
         }
         assert!(matches!(
-            t.fail("10.0.0.9", "victim", t0),
+            t.fail("10.0.0.9", Some("victim"), t0),
             Verdict::Hold(..)
         ));
         let f = t.failing(t0 + Duration::from_secs(1));
@@ -232,7 +240,7 @@ mod tests {
         assert_eq!(f.clients[0], ("1.2.3.4".to_owned(), 46));
         assert_eq!(f.tenants[0], ("acme".to_owned(), 46));
         // A new window starts afresh.
-        assert_eq!(t.fail("1.2.3.4", "acme", t0 + WINDOW), Verdict::Now);
+        assert_eq!(t.fail("1.2.3.4", Some("acme"), t0 + WINDOW), Verdict::Now);
     }
 
     #[test]
@@ -240,13 +248,29 @@ mod tests {
         let t = Tarpit::new(Some(0));
         let t0 = Instant::now();
         let held: Vec<Held> = (0..MAX_HELD).map(|_| t.hold()).collect();
-        assert_eq!(t.fail("c", "t", t0), Verdict::Close(60));
+        assert_eq!(t.fail("c", Some("t"), t0), Verdict::Close(60));
         drop(held);
-        assert!(matches!(t.fail("c", "t", t0), Verdict::Hold(..)));
+        assert!(matches!(t.fail("c", Some("t"), t0), Verdict::Hold(..)));
         let off = Tarpit::new(None);
         for _ in 0..100 {
-            assert_eq!(off.fail("c", "t", t0), Verdict::Now);
+            assert_eq!(off.fail("c", Some("t"), t0), Verdict::Now);
         }
         assert_eq!(off.failing(t0).failures, 100);
+    }
+
+    #[test]
+    fn a_failure_claiming_no_tenant_counts_for_its_client_only() {
+        let t = Tarpit::new(Some(2));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            t.fail("9.9.9.9", None, t0);
+        }
+        t.fail("9.9.9.9", Some(""), t0);
+        let f = t.failing(t0);
+        assert_eq!(f.failures, 4);
+        assert_eq!(f.clients, [("9.9.9.9".to_owned(), 4)]);
+        assert!(f.tenants.is_empty(), "{:?}", f.tenants);
+        // Still slowed down by its client's count.
+        assert!(matches!(t.fail("9.9.9.9", None, t0), Verdict::Hold(..)));
     }
 }

@@ -361,6 +361,17 @@ where
     })
 }
 
+/// The value of the first sample of `/metrics` text `metrics` whose line starts with `name`
+/// (a metric name, with its labels when they matter); panics naming the text when none does.
+pub fn metric_sample(metrics: &str, name: &str) -> String {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap_or_else(|| panic!("{name} in {metrics}"))
+        .to_owned()
+}
+
 /// A config for tests: rate limit off, a fixed platform-admin key `test-admin-key`.
 pub fn test_config() -> Config {
     let mut c = Config::default();

@@ -212,6 +212,8 @@ fn help_version_and_usage_errors() {
                 "BESPIN_LARGE_TEXT_WRITES_PER_SEC",
                 "BESPIN_AUTH_TARPIT_AFTER",
                 "BESPIN_METRICS_TOKEN",
+                "BESPIN_EVENT_RETENTION_SECS",
+                "--event-retention-secs",
                 "PLATFORM_ADMIN_KEY",
                 "DEV_CONSOLE_KEY",
             ][..],

@@ -585,15 +585,7 @@ fn repeated_authentication_failures_are_held_and_good_keys_never_are() {
     assert_eq!(r.header("retry-after"), None);
     // Counted per client and per claimed tenant, with bounded labels.
     let m = s.call("GET", "/metrics", &[], None).body;
-    let sample = |name: &str| {
-        m.lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_else(|| panic!("{name} in {m}"))
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .to_owned()
-    };
+    let sample = |name: &str| bespin_http::testing::metric_sample(&m, name);
     assert_eq!(sample("bespin_auth_failures_total"), "4");
     assert_eq!(sample("bespin_auth_failures_delayed_total"), "1");
     assert_eq!(

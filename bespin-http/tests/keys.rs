@@ -28,6 +28,18 @@ fn make_key(s: &TestServer, t: &TestTenant, user: &str, scopes: Option<Value>) -
     )
 }
 
+/// Revokes key `id` as the tenant's admin (asserting 200); the answer.
+fn revoke(s: &TestServer, t: &TestTenant, id: &str) -> TestResponse {
+    let r = s.call(
+        "DELETE",
+        &format!("/v1/api-keys/{id}"),
+        &t.admin_headers(),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r
+}
+
 fn bearer(key: &str) -> String {
     format!("Bearer {key}")
 }
@@ -119,13 +131,7 @@ fn a_user_bound_key_works_by_header_and_by_bearer_and_lists_without_its_secret()
     );
     assert_eq!(r.status, 404, "{}", r.body);
     // Revoked: 401 at once.
-    let r = s.call(
-        "DELETE",
-        &format!("/v1/api-keys/{id}"),
-        &t.admin_headers(),
-        None,
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
+    let r = revoke(&s, &t, &id);
     assert!(r.json()["revoked_at"].is_string());
     assert_eq!(as_bearer(&s, &key, "GET", "/v1/me", None).status, 401);
     assert_eq!(
@@ -192,13 +198,7 @@ fn nothing_authenticated_by_a_key_commits_after_its_revocation() {
             })
             .collect();
         std::thread::sleep(std::time::Duration::from_millis(300));
-        let r = s.call(
-            "DELETE",
-            &format!("/v1/api-keys/{id}"),
-            &t.admin_headers(),
-            None,
-        );
-        assert_eq!(r.status, 200, "{}", r.body);
+        revoke(&s, &t, &id);
         revoked.store(true, Ordering::SeqCst);
         writers.into_iter().map(|w| w.join().unwrap()).collect()
     });
@@ -479,4 +479,46 @@ fn fill(path: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("/")
+}
+
+#[test]
+fn failed_bound_keys_by_header_and_by_bearer_reach_the_metrics_without_an_empty_tenant() {
+    let s = TestServer::start(test_config());
+    let t = s.create_tenant("acme", "a@acme.example");
+    let member = s.add_user(&t, "m@acme.example", "member");
+    let (id, key) = make_key(&s, &t, &member, None);
+    revoke(&s, &t, &id);
+    // By header, claiming the tenant (and naming the key's user: without X-User-ID an unknown
+    // key is the contract's 400 for the missing header, which counts as no failure): counted
+    // for the client and the tenant.
+    let h = [
+        ("X-Tenant-ID", t.id.as_str()),
+        ("X-User-ID", member.as_str()),
+        ("X-API-Key", key.as_str()),
+    ];
+    for _ in 0..2 {
+        assert_eq!(s.call("GET", "/v1/me", &h, None).status, 401);
+    }
+    // By bearer alone (revoked, then made up): no tenant claimed, counted for the client.
+    for k in [key.as_str(), key.as_str(), "bsk_madeup"] {
+        assert_eq!(as_bearer(&s, k, "GET", "/v1/me", None).status, 401);
+    }
+    let m = s.call("GET", "/metrics", &[], None).body;
+    let sample = |name: &str| bespin_http::testing::metric_sample(&m, name);
+    assert_eq!(sample("bespin_auth_failures_total"), "5");
+    assert_eq!(
+        sample(&format!(
+            "bespin_auth_failures_recent_by_tenant{{tenant=\"{}\"}}",
+            t.id
+        )),
+        "2"
+    );
+    assert_eq!(
+        sample("bespin_auth_failures_recent_by_client{client=\"127.0.0.1\"}"),
+        "5"
+    );
+    assert!(
+        !m.contains("bespin_auth_failures_recent_by_tenant{tenant=\"\"}"),
+        "a failure that claimed no tenant is counted under an empty one:\n{m}"
+    );
 }

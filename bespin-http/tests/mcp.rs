@@ -927,3 +927,99 @@ fn resources_list_pages_with_a_cursor() {
         );
     }
 }
+
+#[test]
+fn tool_call_refusals_are_audited_and_a_tool_calls_key_reaches_its_audit_row() {
+    let s = TestServer::start(test_config());
+    let a = s.create_tenant("alpha", "a@alpha.example");
+    let member = s.add_user(&a, "m@alpha.example", "member");
+    let mut mh = a.headers(&member);
+    mh.push(("X-Request-ID", "mcp-denied-1"));
+    // 403: a member calling an admin tool (the REST operation's role check).
+    let r = s.mcp_tool(&mh, "record_decision", json!({"decision_date": "2026-01-02", "title": "t", "decision": "d", "idempotency_key": "dk-1"}));
+    assert_eq!(r["structuredContent"]["status"], 403, "{r}");
+    // 429: today's tool calls used up (the gateway's daily limit).
+    let mut ah = a.admin_headers();
+    let limits = json!({ "assistant_query_daily_limit": 0, "tool_invocation_daily_limit": 0,
+        "daily_brief_generated_daily_limit": 0, "notification_enqueued_daily_limit": 0 });
+    assert_eq!(s.call("PUT", "/v1/limits", &ah, Some(&limits)).status, 200);
+    ah.push(("X-Request-ID", "mcp-quota-1"));
+    let r = s.mcp_tool(&ah, "echo", json!({"idempotency_key": "over-1"}));
+    assert_eq!(r["structuredContent"]["status"], 429, "{r}");
+    // Not audited: a 422 (a tool error too).
+    let r = s.mcp_tool(&ah, "create_task", json!({"idempotency_key": "bad-1"}));
+    assert_eq!(r["structuredContent"]["status"], 422, "{r}");
+    // A write tool's key reaches the audit row of its operation.
+    let r = s.mcp_tool(
+        &ah,
+        "create_task",
+        json!({"title": "Call Bob", "idempotency_key": "task-key-1"}),
+    );
+    assert_eq!(r["isError"], false, "{r}");
+    let task_id = r["structuredContent"]["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let audit = s
+        .call("GET", "/v1/audit?limit=100", &a.admin_headers(), None)
+        .json();
+    let rows = audit["items"].as_array().unwrap();
+    let refused: Vec<(&str, &str, &str, &str, &str)> = rows
+        .iter()
+        .filter(|r| r["outcome"] != "success")
+        .map(|r| {
+            let f = |k: &str| r[k].as_str().unwrap_or("");
+            (
+                f("action"),
+                f("outcome"),
+                f("idempotency_key"),
+                f("request_id"),
+                f("user_id"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (
+                "mcp.echo",
+                "quota",
+                "over-1",
+                "mcp-quota-1",
+                a.admin.as_str()
+            ),
+            (
+                "mcp.record_decision",
+                "denied",
+                "dk-1",
+                "mcp-denied-1",
+                member.as_str()
+            ),
+        ],
+        "{audit}"
+    );
+    let task_row = rows
+        .iter()
+        .find(|r| r["target_id"] == task_id.as_str())
+        .unwrap_or_else(|| panic!("no audit row of the task: {audit}"));
+    assert_eq!(task_row["idempotency_key"], "task-key-1", "{task_row}");
+    // The same operation over REST, which takes no key, records none.
+    let rest = s.call(
+        "POST",
+        "/v1/tasks",
+        &a.admin_headers(),
+        Some(&json!({"title": "REST"})),
+    );
+    let rest_id = rest.json()["task_id"].as_str().unwrap().to_owned();
+    let audit = s
+        .call("GET", "/v1/audit?limit=100", &a.admin_headers(), None)
+        .json();
+    let rest_row = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["target_id"] == rest_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(rest_row["idempotency_key"], Value::Null, "{rest_row}");
+}

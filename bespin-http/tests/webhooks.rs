@@ -174,6 +174,30 @@ fn endpoints_deliver_signed_events_retry_and_refuse_what_they_must() {
     assert_eq!(off["enabled"], false);
     assert_eq!(call(&s, &t, "DELETE", &path, None).0, 200);
     assert_eq!(call(&s, &t, "GET", &path, None).0, 404);
+    // The delete is an event, like every other delete: webhook.endpoint_deleted (admins').
+    let types = "/v1/events?types=webhook.endpoint_deleted";
+    let (_, events) = call(&s, &t, "GET", types, None);
+    let id = path.rsplit('/').next().unwrap();
+    let items = events["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{events}");
+    assert_eq!(
+        (&items[0]["subject"], &items[0]["actor_user_id"]),
+        (
+            &json!({"type": "webhook_endpoint", "id": id}),
+            &json!(t.admin.as_str())
+        )
+    );
+    assert_eq!(
+        (
+            &items[0]["data"]["entity_type"],
+            &items[0]["data"]["entity_id"]
+        ),
+        (&json!("webhook_endpoint"), &json!(id)),
+        "{events}"
+    );
+    assert!(items[0]["data"]["deleted_at"].is_string());
+    let r = s.call("GET", types, &t.headers(&member), None);
+    assert_eq!(r.json()["items"], json!([]), "admins only: {}", r.body);
     assert!(s.bespin.check().unwrap().is_ok());
 }
 

@@ -267,8 +267,11 @@ fn link(tx: &mut WriteTx, tenant_id: &str, head: HeadRec, mut rec: AuditRec) -> 
     })
 }
 
-/// Appends `e` to the chain of `tenant_id` in the open transaction; returns its position.
+/// Appends `e` to the chain of `tenant_id` in the open transaction; returns its position. An
+/// entry without an idempotency key takes the one the operation runs under, if any
+/// ([`crate::Op::once`]).
 pub fn append(tx: &mut WriteTx, ctx: &Ctx, tenant_id: &str, e: Entry<'_>) -> Result<u64> {
+    let idempotency_key = e.idempotency_key.or(ctx.idempotency_key.as_deref());
     let salt = salt()?;
     let rec = AuditRec {
         created_at: ctx.now,
@@ -281,9 +284,9 @@ pub fn append(tx: &mut WriteTx, ctx: &Ctx, tenant_id: &str, e: Entry<'_>) -> Res
         target_id: e.target.map(|t| t.1.to_owned()),
         units: e.units,
         user_id: e.user_id.to_owned(),
-        idempotency_key: e.idempotency_key.map(str::to_owned),
+        idempotency_key: idempotency_key.map(str::to_owned),
         digest_salt: Some(salt),
-        personal_digest: chain::personal_digest(&salt, e.user_id, e.idempotency_key),
+        personal_digest: chain::personal_digest(&salt, e.user_id, idempotency_key),
         prev_hash: chain::GENESIS,
         row_hash: chain::GENESIS,
     };

@@ -138,6 +138,8 @@ catalogue! {
         "A test delivery asked for with POST /v1/webhooks/endpoints/{id}/test (sent to that endpoint only); data: {endpoint_id, message}.";
     WEBHOOK_ENDPOINT_DISABLED = "webhook.endpoint_disabled", "webhook_endpoint", None, Admins,
         "The server disabled a webhook endpoint whose deliveries all failed for 5 days; data: the endpoint.";
+    WEBHOOK_ENDPOINT_DELETED = "webhook.endpoint_deleted", "webhook_endpoint", None, Admins,
+        "A webhook endpoint was deleted with its attempts (DELETE /v1/webhooks/endpoints/{id}; it receives no more deliveries, this one included); data: {entity_type, entity_id, deleted_at}.";
 }
 
 /// The event type named `name`.

@@ -328,13 +328,24 @@ pub fn update(
 }
 
 /// Deletes an endpoint (tenant admin) and its attempts; its pending deliveries are dropped as
-/// they come due.
+/// they come due. Emits `webhook.endpoint_deleted` (after the endpoint is gone, so it is not
+/// sent to the deleted endpoint itself; other endpoints that take it get it).
 pub fn delete(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, id: &str) -> Result<Endpoint> {
     caller.require_admin_to("manage webhooks")?;
     let t = caller.tenant_id();
     let e = load(tx, t, id)?;
     tx.delete(&ENDPOINTS, &endpoint_key(tx, t, id))?;
     super::delivery::forget_attempts(tx, t, &e.endpoint_id)?;
+    let deleted =
+        crate::coreos::deletion::Deleted::new("webhook_endpoint", &e.endpoint_id, ctx.now);
+    events::emit(
+        tx,
+        ctx,
+        caller,
+        catalog::WEBHOOK_ENDPOINT_DELETED,
+        &e.endpoint_id,
+        &deleted,
+    )?;
     crate::audit::record(
         tx,
         ctx,

@@ -150,8 +150,15 @@ fn post(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let sse = takes_only_event_stream(r);
     let accepts_sse = accepts(r, "text/event-stream");
-    let malformed =
-        |code, message: &str, id| Answer { id, rev: None, sse }.error(code, message, None);
+    let malformed = |code, message: &str, id| {
+        Answer {
+            id,
+            rev: None,
+            sse,
+            tool: None,
+        }
+        .error(code, message, None)
+    };
     let call = match rpc::read(&r.body) {
         Incoming::Call(call) => call,
         Incoming::Acknowledge => {
@@ -177,6 +184,7 @@ fn post(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
                     id: call.id,
                     rev: Some(Rev::V2026_07_28),
                     sse,
+                    tool: None,
                 };
                 return Ok(answer.error(code, &message, data));
             }
@@ -189,6 +197,7 @@ fn post(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
                     id: call.id,
                     rev: None,
                     sse,
+                    tool: None,
                 };
                 let mut reply = answer.error(code, message, data);
                 reply.status = status;
@@ -200,6 +209,7 @@ fn post(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
         id: call.id.clone(),
         rev: Some(rev),
         sse,
+        tool: None,
     };
     Ok(dispatch(s, caller, call, answer, accepts_sse))
 }
@@ -263,6 +273,7 @@ fn initialize(s: &AppState, caller: &Principal, call: &Call, sse: bool, now: i64
         id: call.id.clone(),
         rev: Some(rev),
         sse,
+        tool: None,
     };
     let sealer = match s.mcp.sealer(&s.bespin) {
         Ok(sealer) => sealer,

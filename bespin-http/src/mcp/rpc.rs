@@ -121,6 +121,19 @@ pub struct Answer {
     pub rev: Option<Rev>,
     /// Frame the answer as one server-sent event.
     pub sse: bool,
+    /// The tool call being answered (`tools/call`), whose refusals are audited.
+    pub tool: Option<std::sync::Arc<ToolCall>>,
+}
+
+/// A `tools/call` as its refusals are audited: under the action `mcp.<tool>`, with the call's
+/// `idempotency_key`, as the REST pipeline audits a refused request under its operation id
+/// and `Idempotency-Key`.
+#[derive(Debug)]
+pub struct ToolCall {
+    /// `mcp.<tool name>`.
+    pub action: String,
+    /// The call's `idempotency_key` argument (empty: none).
+    pub idempotency_key: String,
 }
 
 impl Answer {
@@ -220,7 +233,16 @@ impl Answer {
             let _ = e.into_reply(); // logs it
             return self.error(code::INTERNAL_ERROR, "Internal error", None);
         }
-        self.tool_json(&rest_body(e).to_string(), true)
+        // A 403 or 429 of the caller is audited by the pipeline once answered here (it fills
+        // in the request id), as a refused REST request is.
+        let refusal = self.tool.as_ref().and_then(|t| {
+            let key = Some(t.idempotency_key.as_str()).filter(|k| !k.is_empty());
+            e.refusal(&t.action, "")
+                .map(|r| r.with_idempotency_key(key))
+        });
+        let mut reply = self.tool_json(&rest_body(e).to_string(), true);
+        reply.audit_refusal = refusal.map(Box::new);
+        reply
     }
 
     /// The `tools/call` result of a tool's compact JSON answer `json`: the text `content`, the

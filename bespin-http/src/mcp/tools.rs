@@ -6,7 +6,7 @@
 //! operation's own idempotency (as the `Idempotency-Key` header), the others run under
 //! [`Op::once`]. A refused call is a tool error carrying the REST answer's status and body.
 
-use super::rpc::{Answer, code};
+use super::rpc::{Answer, ToolCall, code};
 use super::schema::{self, object, string};
 use crate::AppState;
 use crate::error::ApiError;
@@ -430,6 +430,14 @@ pub fn call(s: &AppState, caller: Principal, mut params: Map<String, Value>, a: 
             ));
             return a.tool_error(ApiError::arguments(e));
         }
+    };
+    // Its refusals are audited under `mcp.<tool>` with its key (`Answer::tool_error`).
+    let a = Answer {
+        tool: Some(std::sync::Arc::new(ToolCall {
+            action: format!("mcp.{name}"),
+            idempotency_key: key.clone(),
+        })),
+        ..a
     };
     let outcome = match own {
         Some(t) => (t.call)(s, caller, args, key, a.clone()),

@@ -72,6 +72,7 @@ fn export(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
         caller.tenant_id().to_owned(),
         export,
         tx,
+        s.config.stream_slow_consumer,
     ));
     Ok(Reply::streaming("application/x-ndjson", rx).with_header("x-audit-rows", rows.to_string()))
 }
@@ -101,6 +102,7 @@ async fn feed(
     tenant_id: String,
     export: AuditExport,
     tx: mpsc::Sender<Bytes>,
+    patience: std::time::Duration,
 ) {
     let mut held = Held(Some(export));
     loop {
@@ -123,7 +125,7 @@ async fn feed(
         if !more {
             return;
         }
-        if !crate::routes::events::send(&tx, Bytes::from(out)).await {
+        if !crate::routes::events::send(&tx, Bytes::from(out), patience).await {
             return;
         }
     }

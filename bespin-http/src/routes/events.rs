@@ -3,10 +3,10 @@
 //! The stream is a task per connection that reads the caller's events through a core
 //! [`Subscription`] (a page of the log at a time, from the shared snapshot on this runtime
 //! worker) and sends SSE frames into a bounded channel that the response body drains. When the
-//! caller is up to date it awaits the subscription's wake-up, a 15 s heartbeat, the client's
-//! disconnect or the server's shutdown. A client that leaves the channel full for
-//! [`SLOW_CONSUMER`] is disconnected (it resumes from its last id); the writer never waits on
-//! a subscriber.
+//! caller is up to date it awaits the subscription's wake-up, a heartbeat
+//! (`Config::stream_heartbeat`, 15 s), the client's disconnect or the server's shutdown. A
+//! client that leaves the channel full for `Config::stream_slow_consumer` (10 s) is
+//! disconnected (it resumes from its last id); the writer never waits on a subscriber.
 
 use super::route;
 use crate::AppState;
@@ -26,10 +26,6 @@ pub(crate) const EVENT_STREAM: &str = "/v1/events/stream";
 
 /// Chunks (each the events of one read, at most a page) one connection may have waiting.
 const BUFFER_FRAMES: usize = 64;
-/// How long a full buffer is tolerated before the connection is dropped.
-pub const SLOW_CONSUMER: Duration = Duration::from_secs(10);
-/// The heartbeat comment's period.
-pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
 const QUERY: &[(&str, &str)] = &[
     (
@@ -123,11 +119,11 @@ fn frame(e: &events::Event, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\n\n");
 }
 
-/// Sends `chunk`, waiting at most [`SLOW_CONSUMER`] for room; `false` when the connection is
-/// gone or too slow.
-pub(crate) async fn send(tx: &mpsc::Sender<Bytes>, chunk: Bytes) -> bool {
+/// Sends `chunk`, waiting at most `patience` (`Config::stream_slow_consumer`) for room;
+/// `false` when the connection is gone or too slow.
+pub(crate) async fn send(tx: &mpsc::Sender<Bytes>, chunk: Bytes, patience: Duration) -> bool {
     matches!(
-        tokio::time::timeout(SLOW_CONSUMER, tx.send(chunk)).await,
+        tokio::time::timeout(patience, tx.send(chunk)).await,
         Ok(Ok(()))
     )
 }
@@ -152,8 +148,19 @@ pub(crate) struct StreamFormat {
 pub(crate) fn follow(s: &AppState, sub: Subscription, format: StreamFormat) -> Reply {
     let (tx, rx) = mpsc::channel(BUFFER_FRAMES);
     let stop = s.stop_streams.subscribe();
-    tokio::spawn(pump(sub, tx, stop, format, s.bespin.reads_block()));
+    let pace = Pace {
+        heartbeat: s.config.stream_heartbeat,
+        patience: s.config.stream_slow_consumer,
+    };
+    tokio::spawn(pump(sub, tx, stop, format, pace, s.bespin.reads_block()));
     Reply::streaming("text/event-stream", rx)
+}
+
+/// A stream's timing: its heartbeat period and how long it waits on a full buffer.
+#[derive(Clone, Copy)]
+struct Pace {
+    heartbeat: Duration,
+    patience: Duration,
 }
 
 /// Feeds one stream until the client leaves, is too slow, or the server stops.
@@ -162,14 +169,15 @@ async fn pump(
     tx: mpsc::Sender<Bytes>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     mut format: StreamFormat,
+    pace: Pace,
     blocking: bool,
 ) {
-    if !send(&tx, format.hello.clone()).await {
+    if !send(&tx, format.hello.clone(), pace.patience).await {
         return;
     }
     let farewell = |tx: mpsc::Sender<Bytes>, bytes: Option<Bytes>| async move {
         if let Some(b) = bytes {
-            send(&tx, b).await;
+            send(&tx, b, pace.patience).await;
         }
     };
     loop {
@@ -200,7 +208,7 @@ async fn pump(
             // and one socket write per wake-up, not per event.
             let mut chunk = Vec::with_capacity(page.len() * 512);
             (format.render)(&page, &mut chunk);
-            if !chunk.is_empty() && !send(&tx, Bytes::from(chunk)).await {
+            if !chunk.is_empty() && !send(&tx, Bytes::from(chunk), pace.patience).await {
                 return;
             }
             continue;
@@ -212,8 +220,8 @@ async fn pump(
                     tokio::time::sleep(wait).await;
                 }
             }
-            () = tokio::time::sleep(HEARTBEAT) => {
-                if !send(&tx, Bytes::from_static(b": heartbeat\n\n")).await {
+            () = tokio::time::sleep(pace.heartbeat) => {
+                if !send(&tx, Bytes::from_static(b": heartbeat\n\n"), pace.patience).await {
                     return;
                 }
             }
@@ -224,31 +232,41 @@ async fn pump(
 }
 
 /// The server's upkeep of the log: every second, a wake-up of local subscribers for commits of
-/// other servers sharing the database ([`Bespin::poll_events`]: one read); every minute, when a
-/// read finds events past the retention, the purge in batches of 10,000 events (a core
-/// operation on the writer) until a batch comes back short.
-pub(crate) async fn maintain(db: Bespin, stop: tokio::sync::watch::Receiver<bool>) {
+/// other servers sharing the database ([`Bespin::poll_events`]: one read); every `purge_every`
+/// (the upkeep interval, `BESPIN_UPKEEP_INTERVAL_SECS`), when a read finds events past the
+/// retention, the purge in batches of 10,000 events (a core operation on the writer) until a
+/// batch comes back short.
+pub(crate) async fn maintain(
+    db: Bespin,
+    stop: tokio::sync::watch::Receiver<bool>,
+    purge_every: Duration,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut n = 0u64;
+    let mut purge_tick = tokio::time::interval(purge_every.max(Duration::from_millis(10)));
+    // The first tick of an interval is at once: the first purge waits a whole period, as the
+    // other upkeep does not run at start either.
+    purge_tick.tick().await;
+    let blocking = db.reads_block();
     loop {
-        tick.tick().await;
+        let purge = tokio::select! {
+            _ = tick.tick() => false,
+            _ = purge_tick.tick() => true,
+        };
         if *stop.borrow() {
             return;
         }
-        let blocking = db.reads_block();
-        let polled = {
-            let db = db.clone();
-            crate::core_read(blocking, move || db.poll_events()).await
-        };
-        if let Ok(Err(e)) = polled {
-            tracing::warn!("event poll failed: {e}");
-        }
-        n += 1;
-        // Once a minute, and only when a read finds something to purge: an idle server never
-        // takes the writer for it.
-        if !n.is_multiple_of(60) {
+        if !purge {
+            let polled = {
+                let db = db.clone();
+                crate::core_read(blocking, move || db.poll_events()).await
+            };
+            if let Ok(Err(e)) = polled {
+                tracing::warn!("event poll failed: {e}");
+            }
             continue;
         }
+        // Only when a read finds something to purge: an idle server never takes the writer
+        // for it.
         let expired = {
             let db = db.clone();
             crate::core_read(blocking, move || db.events_expired().unwrap_or(false)).await

@@ -123,7 +123,9 @@ fn concurrent_writers_share_commits() {
 
 /// Submits `n` metered operations to the writer thread; operation `i` fails after writing
 /// when `fail(i)`. For each, a thread waiting on its outcome reports (i, whether the write was
-/// acknowledged, whether the write was already visible to a fresh reader when it was).
+/// acknowledged, whether its own write — its usage event, by its request id — was visible to
+/// a fresh reader when it was). Looking for its own row rather than counting rows matters:
+/// other batches may commit between a failed job's answer and the look.
 fn queue_jobs(
     db: &Bespin,
     p: &Arc<Principal>,
@@ -133,13 +135,15 @@ fn queue_jobs(
 ) {
     for i in 0..n {
         let (db2, p2) = (db.clone(), p.clone());
-        let (before_tx, before_rx) = std::sync::mpsc::channel();
+        let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+        let request = format!("r{i}");
         let pending = db.submit(Op::from_fn(move |tx, ctx| {
-            let before = db2.billing_ledger(&p2, None, 100_000).unwrap().items.len();
-            before_tx.send(before).unwrap();
+            // Its row is nowhere before it runs.
+            let seen = mine(&db2, &p2, &format!("r{i}"));
+            seen_tx.send(seen).unwrap();
             Meter::one("search_query", "search")
                 .check_in(tx, ctx, p2.tenant_id())?
-                .record(tx, ctx, &p2, "r")?;
+                .record(tx, ctx, &p2, &format!("r{i}"))?;
             if fail(i) {
                 Err(Error::Conflict("fails after writing".into()))
             } else {
@@ -149,11 +153,17 @@ fn queue_jobs(
         let (db2, p, out) = (db.clone(), p.clone(), out.clone());
         std::thread::spawn(move || {
             let acked = pending.wait().is_ok();
-            let after = db2.billing_ledger(&p, None, 100_000).unwrap().items.len();
-            let before = before_rx.recv().unwrap();
-            out.send((i, acked, after > before)).unwrap();
+            let visible = mine(&db2, &p, &request);
+            assert!(!seen_rx.recv().unwrap(), "job {i} seen before it ran");
+            out.send((i, acked, visible)).unwrap();
         });
     }
+}
+
+/// Whether the ledger holds a usage event of `request`.
+fn mine(db: &Bespin, p: &Principal, request: &str) -> bool {
+    let ledger = db.billing_ledger(p, None, 100_000).unwrap();
+    ledger.items.iter().any(|e| e.request_id == request)
 }
 
 #[test]

@@ -25,13 +25,17 @@
 //! - **Failures** of the server or the connection are [`Error::Unavailable`]; a broken
 //!   connection is dropped and the next use connects anew, so a process recovers by itself
 //!   once PostgreSQL is back. Nothing is acknowledged before its `COMMIT` returned.
+//! - **News between processes** (`listen.rs`): a batch that announced topics sends `NOTIFY`
+//!   with its `COMMIT`; one connection per open database, on a thread of its own, `LISTEN`s
+//!   and tells the watcher of the other processes' announcements.
 //!
-//! The URL is a libpq URL (`postgres://user:password@host:port/db`) with two parameters of
-//! ours: `schema` (default `bespin`; created at first open) and `pool` (the read connections
+//! The URL is a libpq URL (`postgres://user:password@host:port/db`) with three parameters of
+//! ours: `schema` (default `bespin`; created at first open), `pool` (the read connections
 //! a process keeps open, default 16; a read that finds them all busy waits up to a second for
 //! one, then opens one more rather than wait longer: a request holding one snapshot while it
-//! takes another can never deadlock the pool). With the writer's, a process holds `pool + 1`
-//! connections at rest.
+//! takes another can never deadlock the pool) and `listen` (default `on`; `off`: no listening
+//! connection, for a pooler that cannot `LISTEN`). With the writer's and the listener's, a
+//! process holds `pool + 2` connections at rest.
 
 use super::Order;
 use super::backend::{Backend, OnOthersCommit, RawVisitor, Reads, Snapshot, TableId, WriteBatch};

@@ -524,6 +524,37 @@ fn events_committed_through_one_server_reach_the_streams_of_another_at_once() {
 }
 
 #[test]
+fn an_mcp_listen_stream_hears_of_changes_made_through_another_server_at_once() {
+    let Some(db) = database() else { return };
+    let (a, b) = (
+        Server::start_with(&db, &NO_POLL),
+        Server::start_with(&db, &NO_POLL),
+    );
+    let t = tenant(&a, "acme");
+    let r = a.call(&t, "POST", "/v1/tasks", Some(&json!({"title": "followed"})));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let task = r.json()["task_id"].as_str().unwrap().to_owned();
+    let modern = "2026-07-28";
+    let body = json!({"jsonrpc": "2.0", "id": "l", "method": "subscriptions/listen", "params": {
+        "notifications": {"resourceSubscriptions": [format!("bespin://task/{task}")]},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": modern, "io.modelcontextprotocol/clientCapabilities": {}},
+    }});
+    let mut h = t.admin_headers();
+    h.extend([
+        ("Accept", "application/json, text/event-stream"),
+        ("MCP-Protocol-Version", modern),
+        ("Mcp-Method", "subscriptions/listen"),
+    ]);
+    let mut sse = Sse::request_at(b.addr, "POST", "/mcp", &h, Some(&body));
+    sse.until("notifications/subscriptions/acknowledged", 1);
+    let path = format!("/v1/tasks/{task}");
+    let r = a.call(&t, "PATCH", &path, Some(&json!({"title": "renamed"})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Within 10 s, with B's poll at an hour: only A's notification can have woken it.
+    sse.until("notifications/resources/updated", 1);
+}
+
+#[test]
 fn without_listen_the_poll_still_wakes_the_streams_of_another_server() {
     let Some(db) = database() else { return };
     // `listen=off` (as behind a pooler that cannot LISTEN): B polls every 0.2 s instead.

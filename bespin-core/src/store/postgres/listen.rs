@@ -9,7 +9,8 @@
 //!
 //! One thread per open database (started by [`Backend::watch_others`](super::Backend)) holds
 //! a connection of its own in `LISTEN` and calls the watcher for each foreign notification.
-//! When the connection fails (PostgreSQL restarted), the thread connects again (100 ms, then
+//! When the connection fails (PostgreSQL restarted; a silent peer is found out by TCP
+//! keepalives within about 25 s), the thread connects again (100 ms, then
 //! doubling up to a second, between tries); meanwhile [`Shared::hearing`] is false, so the
 //! caller polls, and after each successful `LISTEN` the watcher is called with `None`
 //! (whatever committed while nobody listened). The thread ends within a second of the last
@@ -84,7 +85,14 @@ pub(super) fn start(shared: &Arc<Shared>, on: OnOthersCommit) -> Result<()> {
         return Ok(());
     }
     let weak = Arc::downgrade(shared);
-    let config = shared.config.clone();
+    let mut config = shared.config.clone();
+    // The listener only reads: a server gone without a word (a network partition) would leave
+    // it deaf while it believes it hears, and the poll off. TCP keepalives probing after 10 s
+    // of silence find that out in about 25 s; the connection then fails and is made anew.
+    config
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(5))
+        .keepalives_retries(3);
     let sql = format!("LISTEN {}", shared.channel);
     let own = shared.token.clone();
     let hearing = Arc::clone(&shared.hearing);

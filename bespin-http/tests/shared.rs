@@ -502,19 +502,29 @@ fn figures(took: &mut [Duration]) -> String {
     )
 }
 
+/// A stream of `t`'s `task.created` events open on `s`.
+fn task_stream(s: &Server, t: &Tenant) -> Sse {
+    let path = "/v1/events/stream?types=task.created";
+    let mut sse = Sse::open_at(s.addr, path, &t.admin_headers());
+    sse.until(": stream open", 1);
+    sse
+}
+
+/// Two servers on `db` (with the variables `env`), a tenant made through the first, and a
+/// stream of its `task.created` events open on the second.
+fn two_servers_and_a_stream(db: &str, env: &[(&str, &str)]) -> (Server, Server, Tenant, Sse) {
+    let (a, b) = (Server::start_with(db, env), Server::start_with(db, env));
+    let t = tenant(&a, "acme");
+    let sse = task_stream(&b, &t);
+    (a, b, t, sse)
+}
+
 #[test]
 fn events_committed_through_one_server_reach_the_streams_of_another_at_once() {
     let Some(db) = database() else { return };
     // No poll: without the notification sent with A's commit, B's stream would wait for its
     // heartbeat (15 s) before it reads the log again, and the test fails.
-    let (a, b) = (
-        Server::start_with(&db, &NO_POLL),
-        Server::start_with(&db, &NO_POLL),
-    );
-    let t = tenant(&a, "acme");
-    let path = "/v1/events/stream?types=task.created";
-    let mut sse = Sse::open_at(b.addr, path, &t.admin_headers());
-    sse.until(": stream open", 1);
+    let (a, _b, t, mut sse) = two_servers_and_a_stream(&db, &NO_POLL);
     let mut took = stream_latency(&a, &t, &mut sse, 20, false);
     eprintln!(
         "server A's 201 to server B's stream frame (NOTIFY): {}",
@@ -560,14 +570,7 @@ fn without_listen_the_poll_still_wakes_the_streams_of_another_server() {
     // `listen=off` (as behind a pooler that cannot LISTEN): B polls every 0.2 s instead.
     let off = format!("{db}&listen=off");
     let poll = [("BESPIN_EVENT_POLL_SECS", "0.2")];
-    let (a, b) = (
-        Server::start_with(&off, &poll),
-        Server::start_with(&off, &poll),
-    );
-    let t = tenant(&a, "acme");
-    let path = "/v1/events/stream?types=task.created";
-    let mut sse = Sse::open_at(b.addr, path, &t.admin_headers());
-    sse.until(": stream open", 1);
+    let (a, _b, t, mut sse) = two_servers_and_a_stream(&off, &poll);
     let mut took = stream_latency(&a, &t, &mut sse, 3, false);
     eprintln!("listen=off, 0.2 s poll: {}", figures(&mut took));
 }
@@ -579,14 +582,7 @@ fn without_listen_the_poll_still_wakes_the_streams_of_another_server() {
 fn stream_latency_across_servers_with_the_poll_alone() {
     let Some(db) = database() else { return };
     let off = format!("{db}&listen=off");
-    let (a, b) = (Server::start(&off), Server::start(&off));
-    let t = tenant(&a, "acme");
-    let mut sse = Sse::open_at(
-        b.addr,
-        "/v1/events/stream?types=task.created",
-        &t.admin_headers(),
-    );
-    sse.until(": stream open", 1);
+    let (a, _b, t, mut sse) = two_servers_and_a_stream(&off, &[]);
     let mut took = stream_latency(&a, &t, &mut sse, 20, true);
     eprintln!(
         "server A's 201 to server B's stream frame (1 s poll): {}",
@@ -619,9 +615,7 @@ fn notifications_resume_after_postgresql_restarts() {
     // B's listener is back too by now (it retries at least once a second): every event
     // below reaches B's stream through a notification, the poll being off.
     std::thread::sleep(Duration::from_millis(1500));
-    let path = "/v1/events/stream?types=task.created";
-    let mut sse = Sse::open_at(b.addr, path, &t.admin_headers());
-    sse.until(": stream open", 1);
+    let mut sse = task_stream(&b, &t);
     let mut took = stream_latency(&a, &t, &mut sse, 5, false);
     eprintln!("after a PostgreSQL restart: {}", figures(&mut took));
     checked(&cluster.url);

@@ -299,6 +299,12 @@ impl Bespin {
                 exports: Default::default(),
             }),
         };
+        // Other processes' events wake this one's subscribers at once (PostgreSQL's NOTIFY);
+        // the hook holds the hub only, so it keeps nothing else of the database alive.
+        let hub = db.hub_arc();
+        db.inner
+            .store
+            .watch_others(Box::new(move |tenants| hub.foreign(tenants)))?;
         // The layout first: a database of a newer layout is refused before anything is written.
         db.write(layout::upgrade)?;
         db.write(billing::catalog::seed)?;

@@ -129,6 +129,11 @@ pub struct Config {
     /// expired idempotency records and events past their retention, and signs a checkpoint of
     /// every audit chain whose head moved.
     pub upkeep_interval: Duration,
+    /// How often the server reads the newest event to wake its live streams for events other
+    /// servers committed (`BESPIN_EVENT_POLL_SECS`, default 1 s; fractions allowed). Only a
+    /// fallback on PostgreSQL: while the server hears the others' commits (`LISTEN`/`NOTIFY`)
+    /// the poll reads nothing, and on redb it never reads.
+    pub event_poll_interval: Duration,
     /// Token that lets `bespin backup`/`bespin check` on this machine ask the running server
     /// for a snapshot (`GET /v1/admin/backup` with `X-Bespin-Control-Token`). Set by
     /// [`crate::run`], which writes it with the address to `<db>.control` (mode 0600): whoever
@@ -187,6 +192,7 @@ impl Default for Config {
             stream_heartbeat: Duration::from_secs(15),
             stream_slow_consumer: Duration::from_secs(10),
             upkeep_interval: Duration::from_secs(60),
+            event_poll_interval: Duration::from_secs(1),
             control_token: None,
             read_metering: ReadMetering::Durable,
             platform_admin_key: None,
@@ -308,6 +314,7 @@ impl Config {
             ),
             ("BESPIN_EVENT_RETENTION_SECS", &mut c.event_retention),
             ("BESPIN_UPKEEP_INTERVAL_SECS", &mut c.upkeep_interval),
+            ("BESPIN_EVENT_POLL_SECS", &mut c.event_poll_interval),
         ] {
             if let Some(v) = get(name) {
                 let secs: f64 = v

@@ -133,6 +133,7 @@ pub async fn serve(
         state.bespin.clone(),
         state.stop_streams.subscribe(),
         state.config.upkeep_interval,
+        state.config.event_poll_interval,
     ));
     let deliveries = tokio::spawn(webhooks::run(state.clone(), state.stop_streams.subscribe()));
     let slots = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections));

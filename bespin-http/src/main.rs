@@ -46,6 +46,7 @@ const ENVIRONMENT: &str = "Environment (read at start-up unless noted):
   BESPIN_IDEMPOTENCY_RETENTION_SECS  how long Idempotency-Key records are kept [default: 86400]
   BESPIN_USAGE_DEDUP_RETENTION_SECS  how long a reported usage event's (source, id) is remembered [default: 2764800]
   BESPIN_UPKEEP_INTERVAL_SECS        how often expired records and events are purged and audit checkpoints signed [default: 60]
+  BESPIN_EVENT_POLL_SECS             on PostgreSQL, how often other servers' events are polled for while LISTEN is down [default: 1]
   BESPIN_READ_METERING               durable or deferred [default: durable]
   RUST_LOG                           log filter [default: info]";
 

@@ -395,6 +395,11 @@ impl Sse {
         Sse::request(server, "GET", path, headers, None)
     }
 
+    /// Opens `GET path` on the server at `addr` (a `bespin serve` process of a test).
+    pub fn open_at(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Sse {
+        Sse::request_at(addr, "GET", path, headers, None)
+    }
+
     /// Sends `method path` with `body` (JSON) and keeps the connection to read the answer.
     pub fn request(
         server: &TestServer,
@@ -403,7 +408,18 @@ impl Sse {
         headers: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Sse {
-        let mut s = TcpStream::connect(server.addr).expect("connect");
+        Sse::request_at(server.addr, method, path, headers, body)
+    }
+
+    /// [`Sse::request`] to the server at `addr`.
+    pub fn request_at(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Sse {
+        let mut s = TcpStream::connect(addr).expect("connect");
         s.set_read_timeout(Some(std::time::Duration::from_millis(200)))
             .expect("timeout");
         let body = body.map(Value::to_string).unwrap_or_default();

@@ -1,15 +1,16 @@
 //! Several `bespin serve` processes on one PostgreSQL database (issue 19): the races of the
 //! reliability tests split across two servers, a server killed under concurrent writes, and
 //! PostgreSQL itself stopped and started mid-load, and crashed (immediate stop, WAL replay)
-//! under eight writers without losing an acknowledged write. Every test ends with
-//! `bespin check` on the database.
+//! under eight writers without losing an acknowledged write; events committed through one
+//! server reach the live streams of the other at once (`LISTEN`/`NOTIFY`), also after
+//! PostgreSQL restarted. Every test ends with `bespin check` on the database.
 //!
 //! They need a PostgreSQL server: `BESPIN_TEST_DB` names its database (`./test.sh` starts a
 //! throw-away cluster with `scripts/pg.sh` and sets it); each test takes a schema of its own,
 //! and the restart test a cluster of its own. Without it each test prints that it was skipped.
 #![allow(clippy::unwrap_used, clippy::zombie_processes)]
 
-use bespin_http::testing::{TestResponse, TestTenant, race, send};
+use bespin_http::testing::{Sse, TestResponse, TestTenant, race, send};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -37,6 +38,11 @@ impl Server {
     /// it answers: a port found free can be taken by another process before the server binds
     /// it, such as a PostgreSQL cluster another test starts).
     fn start(db: &str) -> Server {
+        Server::start_with(db, &[])
+    }
+
+    /// [`Server::start`] with more environment variables.
+    fn start_with(db: &str, env: &[(&str, &str)]) -> Server {
         let mut said = String::new();
         for _ in 0..5 {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -51,6 +57,7 @@ impl Server {
                 .args(["serve", "--listen", &addr.to_string(), "--db", db])
                 .env("RATE_LIMIT_DISABLED", "1")
                 .env("RUST_LOG", "error")
+                .envs(env.iter().copied())
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
@@ -451,5 +458,165 @@ fn postgresql_crashing_under_heavy_writes_loses_no_acknowledged_write() {
         "crash under load: {} acknowledged tasks all kept; answers {statuses:?}",
         acked.len()
     );
+    checked(&cluster.url);
+}
+
+/// The servers' event poll, so long that only a notification can wake a stream in a test.
+const NO_POLL: [(&str, &str); 1] = [("BESPIN_EVENT_POLL_SECS", "3600")];
+
+/// Creates `n` tasks through `a`, one at a time, each once the one before reached `sse` (a
+/// stream of `task.created` open on another server); the time from each 201 to its frame.
+/// With `spread`, each write first waits a different part of a second (0, 0.4, 0.8, 0.2, …
+/// s), so that writes do not all land just after a poll of the other server.
+fn stream_latency(a: &Server, t: &Tenant, sse: &mut Sse, n: usize, spread: bool) -> Vec<Duration> {
+    (0..n)
+        .map(|i| {
+            if spread {
+                std::thread::sleep(Duration::from_millis((i as u64 * 400) % 1000));
+            }
+            let r = a.call(
+                t,
+                "POST",
+                "/v1/tasks",
+                Some(&json!({"title": format!("t{i}")})),
+            );
+            let answered = Instant::now();
+            assert_eq!(r.status, 201, "{}", r.body);
+            let id = r.json()["task_id"].as_str().unwrap().to_owned();
+            // Fails after 10 s: longer than a notification takes, shorter than the 15 s
+            // heartbeat (after which the stream reads the log again anyway).
+            assert!(!sse.until(&id, 1), "the stream ended");
+            answered.elapsed()
+        })
+        .collect()
+}
+
+/// Median and slowest of `took`, for the test's output (timings are printed, not asserted).
+fn figures(took: &mut [Duration]) -> String {
+    took.sort();
+    format!(
+        "median {:.1} ms, slowest {:.1} ms of {}",
+        took[took.len() / 2].as_secs_f64() * 1e3,
+        took[took.len() - 1].as_secs_f64() * 1e3,
+        took.len()
+    )
+}
+
+/// A stream of `t`'s `task.created` events open on `s`.
+fn task_stream(s: &Server, t: &Tenant) -> Sse {
+    let path = "/v1/events/stream?types=task.created";
+    let mut sse = Sse::open_at(s.addr, path, &t.admin_headers());
+    sse.until(": stream open", 1);
+    sse
+}
+
+/// Two servers on `db` (with the variables `env`), a tenant made through the first, and a
+/// stream of its `task.created` events open on the second.
+fn two_servers_and_a_stream(db: &str, env: &[(&str, &str)]) -> (Server, Server, Tenant, Sse) {
+    let (a, b) = (Server::start_with(db, env), Server::start_with(db, env));
+    let t = tenant(&a, "acme");
+    let sse = task_stream(&b, &t);
+    (a, b, t, sse)
+}
+
+#[test]
+fn events_committed_through_one_server_reach_the_streams_of_another_at_once() {
+    let Some(db) = database() else { return };
+    // No poll: without the notification sent with A's commit, B's stream would wait for its
+    // heartbeat (15 s) before it reads the log again, and the test fails.
+    let (a, _b, t, mut sse) = two_servers_and_a_stream(&db, &NO_POLL);
+    let mut took = stream_latency(&a, &t, &mut sse, 20, false);
+    eprintln!(
+        "server A's 201 to server B's stream frame (NOTIFY): {}",
+        figures(&mut took)
+    );
+    checked(&db);
+}
+
+#[test]
+fn an_mcp_listen_stream_hears_of_changes_made_through_another_server_at_once() {
+    let Some(db) = database() else { return };
+    let (a, b) = (
+        Server::start_with(&db, &NO_POLL),
+        Server::start_with(&db, &NO_POLL),
+    );
+    let t = tenant(&a, "acme");
+    let r = a.call(&t, "POST", "/v1/tasks", Some(&json!({"title": "followed"})));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let task = r.json()["task_id"].as_str().unwrap().to_owned();
+    let modern = "2026-07-28";
+    let body = json!({"jsonrpc": "2.0", "id": "l", "method": "subscriptions/listen", "params": {
+        "notifications": {"resourceSubscriptions": [format!("bespin://task/{task}")]},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": modern, "io.modelcontextprotocol/clientCapabilities": {}},
+    }});
+    let mut h = t.admin_headers();
+    h.extend([
+        ("Accept", "application/json, text/event-stream"),
+        ("MCP-Protocol-Version", modern),
+        ("Mcp-Method", "subscriptions/listen"),
+    ]);
+    let mut sse = Sse::request_at(b.addr, "POST", "/mcp", &h, Some(&body));
+    sse.until("notifications/subscriptions/acknowledged", 1);
+    let path = format!("/v1/tasks/{task}");
+    let r = a.call(&t, "PATCH", &path, Some(&json!({"title": "renamed"})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Within 10 s, with B's poll at an hour: only A's notification can have woken it.
+    sse.until("notifications/resources/updated", 1);
+}
+
+#[test]
+fn without_listen_the_poll_still_wakes_the_streams_of_another_server() {
+    let Some(db) = database() else { return };
+    // `listen=off` (as behind a pooler that cannot LISTEN): B polls every 0.2 s instead.
+    let off = format!("{db}&listen=off");
+    let poll = [("BESPIN_EVENT_POLL_SECS", "0.2")];
+    let (a, _b, t, mut sse) = two_servers_and_a_stream(&off, &poll);
+    let mut took = stream_latency(&a, &t, &mut sse, 3, false);
+    eprintln!("listen=off, 0.2 s poll: {}", figures(&mut took));
+}
+
+/// The figure before `LISTEN`/`NOTIFY`, for the README: B hears of A's events only through
+/// its poll (`listen=off`, the default 1 s poll). `cargo test --test shared -- --ignored`.
+#[test]
+#[ignore = "a measurement (about 10 s), not a check"]
+fn stream_latency_across_servers_with_the_poll_alone() {
+    let Some(db) = database() else { return };
+    let off = format!("{db}&listen=off");
+    let (a, _b, t, mut sse) = two_servers_and_a_stream(&off, &[]);
+    let mut took = stream_latency(&a, &t, &mut sse, 20, true);
+    eprintln!(
+        "server A's 201 to server B's stream frame (1 s poll): {}",
+        figures(&mut took)
+    );
+}
+
+#[test]
+fn notifications_resume_after_postgresql_restarts() {
+    if database().is_none() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let (a, b) = (
+        Server::start_with(&cluster.url, &NO_POLL),
+        Server::start_with(&cluster.url, &NO_POLL),
+    );
+    let t = tenant(&a, "acme");
+    cluster.run("halt");
+    std::thread::sleep(Duration::from_millis(300));
+    cluster.run("resume");
+    // Both servers answer again (their connections were dropped with the server's).
+    for s in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while s.call(&t, "GET", "/v1/tasks", None).status != 200 {
+            assert!(Instant::now() < deadline, "no recovery");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // B's listener is back too by now (it retries at least once a second): every event
+    // below reaches B's stream through a notification, the poll being off.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut sse = task_stream(&b, &t);
+    let mut took = stream_latency(&a, &t, &mut sse, 5, false);
+    eprintln!("after a PostgreSQL restart: {}", figures(&mut took));
     checked(&cluster.url);
 }

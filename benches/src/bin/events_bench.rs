@@ -1,7 +1,8 @@
 //! Events out, measured (issue 20): the real server on a durable database file, in this
 //! process, driven over loopback.
 //!
-//! `events_bench [SECONDS] [WRITERS]` (default 5 s per phase, 16 writers):
+//! `events_bench [SECONDS] [WRITERS] [DATABASE]` (default 5 s per phase, 16 writers, a new
+//! redb file; DATABASE may be a PostgreSQL URL, `postgres://…?schema=…`):
 //! 1. write throughput (`POST /v1/tasks`, one keep-alive connection per writer) with 0, 1 and
 //!    1,000 subscribers on `GET /v1/events/stream` (all of the writers' tenant, so every event
 //!    goes to every subscriber), the events per second the subscribers received in all, and the
@@ -185,8 +186,16 @@ fn main() {
     let writers: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(16);
     let dir = std::env::temp_dir().join(format!("events-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
+    let path = args
+        .next()
+        .map_or_else(|| dir.join("db.redb"), std::path::PathBuf::from);
+    let on = if path.to_str().is_some_and(|p| p.starts_with("postgres")) {
+        "PostgreSQL"
+    } else {
+        "durable database file"
+    };
     let db = Bespin::open_with(
-        dir.join("db.redb"),
+        path,
         Arc::new(bespin_core::time::SystemClock),
         Options::default(),
     )
@@ -221,7 +230,7 @@ fn main() {
         .build()
         .expect("client rt");
 
-    println!("events_bench: {secs} s per phase, {writers} writers, durable database file");
+    println!("events_bench: {secs} s per phase, {writers} writers, {on}");
     let mut base = 0.0;
     for subscribers in [0usize, 1, 1000] {
         let subs = subscribe(&client_rt, addr, &t, subscribers);

@@ -84,14 +84,19 @@ fn main() {
         .next()
         .map_or_else(|| dir.join("db.redb"), std::path::PathBuf::from);
     let db = Bespin::open_with(
-        path,
+        &path,
         Arc::new(bespin_core::time::SystemClock),
         Options::default(),
     )
     .expect("open");
     bespin_benches::usage_event_type(&db);
     let (p, creds) = bespin_benches::tenant(&db, "bench");
-    println!("usage_bench: {events} events in batches of 1,000, durable database file");
+    let on = if path.to_str().is_some_and(|s| s.starts_with("postgres")) {
+        "PostgreSQL"
+    } else {
+        "durable database file"
+    };
+    println!("usage_bench: {events} events in batches of 1,000, {on}");
 
     // 1. The core, one thread, then four.
     let started = Instant::now();

@@ -13,10 +13,12 @@
 //! gap, no duplicate) comes from the log alone; the hub only bounds latency.
 //!
 //! Several servers over one database (PostgreSQL): commits of another process never pass
-//! through this hub, so the server drives [`crate::Bespin::poll_events`] on a short timer — it
-//! reads the newest event sequence of the last commit and wakes every subscriber when it moved
-//! past what this process published. A backend with notifications of its own (`LISTEN/NOTIFY`)
-//! can call [`Hub::wake_all`] through the same method instead.
+//! through [`Hub::publish`]. The store tells [`Hub::foreign`] of them instead, with the
+//! tenants they announced (PostgreSQL's `NOTIFY`, sent with the `COMMIT`): their subscribers
+//! are woken as by a commit of this process. While the store cannot tell (its listening
+//! connection is down, or turned off), the server drives [`crate::Bespin::poll_events`] on a
+//! timer: it reads the newest event sequence and wakes every subscriber when it moved since
+//! the last poll ([`Hub::polled`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -37,12 +39,12 @@ struct Slot {
 /// The wake-up hub of one open database (see the module documentation).
 #[derive(Default)]
 pub(crate) struct Hub {
-    /// Tenants (and the sequence of their newest event) emitted into the open batch.
-    staged: Mutex<Vec<(String, u64)>>,
+    /// Tenants emitted into the open batch.
+    staged: Mutex<Vec<String>>,
     slots: Mutex<HashMap<String, Slot>>,
     changed: Condvar,
-    /// The newest event sequence this process published.
-    published: AtomicU64,
+    /// The newest event sequence the last poll of the log saw.
+    polled: AtomicU64,
     /// Live subscriptions, all tenants: with none, emitting stages nothing.
     subscribers: AtomicUsize,
     /// The JSON of recent events by seq, made once for every subscriber that sends them.
@@ -63,15 +65,14 @@ impl Hub {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Notes that the open batch holds event `seq` of `tenant` (called by `emit`).
-    pub(crate) fn stage(&self, tenant: &str, seq: u64) {
+    /// Notes that the open batch holds an event of `tenant` (called by `emit`).
+    pub(crate) fn stage(&self, tenant: &str) {
         if self.subscribers.load(Ordering::Relaxed) == 0 {
             return;
         }
         let mut s = self.staged.lock().unwrap_or_else(|p| p.into_inner());
-        match s.last_mut() {
-            Some((t, last)) if t == tenant => *last = seq,
-            _ => s.push((tenant.to_owned(), seq)),
+        if s.last().is_none_or(|t| t != tenant) {
+            s.push(tenant.to_owned());
         }
     }
 
@@ -82,11 +83,23 @@ impl Hub {
         if staged.is_empty() {
             return;
         }
-        let newest = staged.iter().map(|(_, s)| *s).max().unwrap_or(0);
-        self.published.fetch_max(newest, Ordering::SeqCst);
+        self.wake(staged.iter().map(String::as_str));
+    }
+
+    /// Wakes the subscribers of `tenants` (all of them for `None`): another process committed
+    /// events of theirs (see the module doc).
+    pub(crate) fn foreign(&self, tenants: Option<&[&str]>) {
+        match tenants {
+            Some(tenants) => self.wake(tenants.iter().copied()),
+            None => self.wake_all(),
+        }
+    }
+
+    /// Bumps the version of each of `tenants` that has subscribers, and wakes them.
+    fn wake<'a>(&self, tenants: impl Iterator<Item = &'a str>) {
         let mut slots = self.slots();
         let mut any = false;
-        for (tenant, _) in &staged {
+        for tenant in tenants {
             if let Some(slot) = slots.get_mut(tenant) {
                 slot.version += 1;
                 slot.wakers.drain(..).for_each(Waker::wake);
@@ -126,15 +139,11 @@ impl Hub {
         j
     }
 
-    /// The newest event sequence this process published.
-    pub(crate) fn published(&self) -> u64 {
-        self.published.load(Ordering::SeqCst)
-    }
-
-    /// Records that `seq` was seen committed (by a poll of the log): later polls wake only for
-    /// newer events.
-    pub(crate) fn saw(&self, seq: u64) -> bool {
-        self.published.fetch_max(seq, Ordering::SeqCst) < seq
+    /// Records that a poll of the log found `seq` the newest event; whether it moved since the
+    /// last poll (events of this process count too: which of the new ones were its own is not
+    /// known, so the poll wakes everyone, at most once per poll).
+    pub(crate) fn polled(&self, seq: u64) -> bool {
+        self.polled.fetch_max(seq, Ordering::SeqCst) < seq
     }
 
     /// Registers a subscriber of `tenant`; returns the tenant's current version.

@@ -228,7 +228,9 @@ pub(crate) fn emit_for(
     };
     tx.put(&EVENTS, &EventKey::new(tenant, seq), &rec)?;
     crate::webhooks::enqueue(tx, ctx, tenant, seq, t)?;
-    ctx.hub.stage(tenant, seq);
+    ctx.hub.stage(tenant);
+    // Other processes sharing the database are told with the commit (PostgreSQL's NOTIFY).
+    tx.announce(tenant);
     Ok(seq)
 }
 
@@ -536,16 +538,20 @@ impl Bespin {
         self.write(|tx, ctx| purge(tx, ctx, max))
     }
 
-    /// Wakes the subscribers of this process when the last commit holds an event newer than
-    /// any this process published (commits of other servers over a shared database); returns
-    /// whether it did. Cheap (one read of the newest event): the server calls it on a short
-    /// timer, and a backend with notifications of its own can call it when told.
+    /// The fallback for commits of other processes sharing the database that this process was
+    /// not told of (the backend's notifications, PostgreSQL's `LISTEN`, are down or turned
+    /// off): wakes every subscriber of this process when the newest event seq moved since the
+    /// last poll; returns whether it did. Cheap (one read of the newest event, and none while
+    /// the notifications work or no other process can write): the server calls it on a timer
+    /// (`BESPIN_EVENT_POLL_SECS`).
     pub fn poll_events(&self) -> Result<bool> {
+        if !self.inner.store.misses_others() {
+            return Ok(false);
+        }
         let newest = self.read(|r, _| newest(r))?;
-        let hub = self.hub();
-        let moved = newest > hub.published() && hub.saw(newest);
+        let moved = self.hub().polled(newest);
         if moved {
-            hub.wake_all();
+            self.hub().wake_all();
         }
         Ok(moved)
     }

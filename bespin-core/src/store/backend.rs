@@ -65,7 +65,27 @@ pub(crate) trait Backend: Send + Sync {
     fn round_trips(&self) -> Option<u64> {
         None
     }
+
+    /// Starts telling `on` about the commits of other processes sharing the database that
+    /// announced news ([`WriteBatch::announce`]), for as long as the database is open. A
+    /// backend without other processes (redb) never calls it.
+    fn watch_others(&self, on: OnOthersCommit) -> Result<()> {
+        drop(on);
+        Ok(())
+    }
+
+    /// Whether another process may commit news now without `on` being told (not watched yet,
+    /// or the watch is down and reconnecting): the caller then falls back to polling. False
+    /// for a backend no other process writes to.
+    fn misses_others(&self) -> bool {
+        false
+    }
 }
+
+/// What [`Backend::watch_others`] calls: with the topics another process's commit announced,
+/// or `None` when any topic may have news (several were lost, e.g. while the watch
+/// reconnected). Called on the backend's own thread: it must return quickly.
+pub(crate) type OnOthersCommit = Box<dyn Fn(Option<&[&str]>) + Send + Sync>;
 
 /// The reads of a snapshot and of a write batch (which sees its own writes).
 pub(crate) trait Reads {
@@ -132,6 +152,13 @@ pub(crate) trait WriteBatch: Reads + Send {
 
     /// Makes every change of the batch durable (unless begun not durable) and visible.
     fn commit(self: Box<Self>) -> Result<()>;
+
+    /// Asks the commit to tell the other processes sharing the database that it holds news
+    /// for `topics` (seen by their [`Backend::watch_others`]), atomically with it: they are
+    /// told if and only if it commits. Without other processes (redb), nothing to do.
+    fn announce(&mut self, topics: &[String]) {
+        let _ = topics;
+    }
 }
 
 /// The database-wide sequences a write batch advanced, counted in the batch and stored once at

@@ -34,6 +34,10 @@ pub(crate) struct Batch {
     /// Outcomes of per-batch admission checks (a credential still valid at this point of the
     /// batch), by credential id: see [`WriteTx::admission`].
     admissions: HashMap<String, bool>,
+    /// The topics the batch's operations announced ([`WriteTx::announce`]), told to other
+    /// processes at commit; `None` when no other process shares the database (nothing to
+    /// tell: an emitting operation then costs nothing more).
+    announced: Option<Vec<String>>,
 }
 
 /// One entry of the undo log.
@@ -56,6 +60,7 @@ impl Batch {
         slots: Arc<Slots>,
         sealer: Arc<Sealer>,
         snapshot: Arc<SharedSnapshot>,
+        shared_with_others: bool,
     ) -> Batch {
         Batch {
             tx,
@@ -64,6 +69,7 @@ impl Batch {
             undo: Vec::new(),
             snapshot,
             admissions: HashMap::new(),
+            announced: shared_with_others.then(Vec::new),
         }
     }
 
@@ -75,6 +81,7 @@ impl Batch {
         op: impl FnOnce(&mut WriteTx<'_, '_>) -> Result<T>,
     ) -> std::result::Result<Result<T>, Error> {
         let mark = self.undo.len();
+        let announced = self.announced.as_ref().map_or(0, Vec::len);
         let out = {
             let mut w = WriteTx {
                 batch: &mut *self.tx,
@@ -82,11 +89,16 @@ impl Batch {
                 sealer: &self.sealer,
                 undo: &mut self.undo,
                 admissions: &mut self.admissions,
+                announced: self.announced.as_mut(),
             };
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&mut w)))
                 .unwrap_or_else(|_| Err(Error::Internal("operation panicked".into())))
         };
         if out.is_err() {
+            // A rolled-back operation's news is no news.
+            if let Some(a) = &mut self.announced {
+                a.truncate(announced);
+            }
             rollback_to(&mut *self.tx, &mut self.undo, mark)?;
         }
         Ok(out)
@@ -94,7 +106,10 @@ impl Batch {
 
     /// Makes every change durable (fsync, unless the database was opened for speed over
     /// durability) and visible to new readers.
-    pub(crate) fn commit(self) -> Result<()> {
+    pub(crate) fn commit(mut self) -> Result<()> {
+        if let Some(a) = self.announced.take().filter(|a| !a.is_empty()) {
+            self.tx.announce(&a);
+        }
         let outcome = self.tx.commit();
         // Even a failed commit may have changed what the backend shows: readers start afresh.
         self.snapshot.invalidate();
@@ -147,9 +162,21 @@ pub struct WriteTx<'a, 't> {
     sealer: &'a Sealer,
     undo: &'a mut Vec<Undo>,
     admissions: &'a mut HashMap<String, bool>,
+    announced: Option<&'a mut Vec<String>>,
 }
 
 impl WriteTx<'_, '_> {
+    /// Announces news for `topic` (a tenant with new events) to the other processes sharing
+    /// the database, if this operation commits: they are told with the commit itself (see
+    /// [`super::Store::watch_others`]). Rolled back with the operation.
+    pub(crate) fn announce(&mut self, topic: &str) {
+        if let Some(a) = self.announced.as_deref_mut()
+            && !a.iter().any(|t| t == topic)
+        {
+            a.push(topic.to_owned());
+        }
+    }
+
     /// The memoised outcome of an admission check of credential `id` in this batch, if any.
     pub(crate) fn admission(&self, id: &str) -> Option<bool> {
         self.admissions.get(id).copied()

@@ -292,7 +292,22 @@ impl Store {
             Arc::clone(&self.slots),
             Arc::clone(&self.sealer),
             Arc::clone(&self.snapshot),
+            !self.shares_snapshots,
         ))
+    }
+
+    /// Calls `on` (on a thread of the backend) whenever another process sharing the database
+    /// commits news ([`WriteTx::announce`]): with the topics it announced, or `None` when any
+    /// topic may have news (some announcements may have been lost, as while the backend
+    /// reconnects). Nothing for a database no other process writes to.
+    pub(crate) fn watch_others(&self, on: backend::OnOthersCommit) -> Result<()> {
+        self.backend.watch_others(on)
+    }
+
+    /// Whether another process may commit news now without [`Store::watch_others`] telling:
+    /// the caller should poll the database instead (false without other processes).
+    pub(crate) fn misses_others(&self) -> bool {
+        self.backend.misses_others()
     }
 }
 

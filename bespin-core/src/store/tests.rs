@@ -375,3 +375,84 @@ fn servers_opening_a_new_schema_together_all_succeed() {
         );
     }
 }
+
+/// Runs one operation announcing `topic` in its own batch of `s`; commits it or, with
+/// `commit` false, drops it (rolled back).
+fn announce(s: &Store, topic: &str, commit: bool) {
+    let mut b = s.begin(true).unwrap();
+    b.run(|tx| {
+        tx.announce(topic);
+        tx.announce(topic);
+        tx.put(&ROWS, &key(topic, "news", 1, 1), &"x".to_owned())
+    })
+    .unwrap()
+    .unwrap();
+    if commit {
+        b.commit().unwrap();
+    }
+}
+
+#[test]
+fn other_processes_hear_of_announced_news_exactly_when_it_commits() {
+    let (_dir, place) = place();
+    if !is_url(&place) {
+        // No other process can write a file this one has open: nothing to hear or miss.
+        assert!(!open_at(&place).misses_others());
+        return;
+    }
+    let (a, b) = (open_at(&place), open_at(&place));
+    assert!(b.misses_others(), "not watching yet: poll");
+    let heard: Arc<std::sync::Mutex<Vec<Vec<String>>>> = Arc::default();
+    let h = Arc::clone(&heard);
+    b.watch_others(Box::new(move |topics| {
+        // `None` (after each LISTEN: whatever committed before it) is not news of a commit.
+        if let Some(t) = topics {
+            h.lock()
+                .unwrap()
+                .push(t.iter().map(|s| (*s).to_owned()).collect());
+        }
+    }))
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while b.misses_others() {
+        assert!(std::time::Instant::now() < deadline, "never listening");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // One batch: an operation that fails (its news goes with it) and one that succeeds.
+    let mut batch = a.begin(true).unwrap();
+    let failed = batch
+        .run(|tx| {
+            tx.announce("t1");
+            Err::<(), _>(Error::Conflict("no".into()))
+        })
+        .unwrap();
+    assert!(failed.is_err());
+    batch
+        .run(|tx| {
+            tx.announce("t2");
+            tx.announce("t3");
+            Ok(())
+        })
+        .unwrap()
+        .unwrap();
+    batch.commit().unwrap();
+    announce(&a, "rolled_back", false);
+    // A commit without news is not announced; b's own news is not told to b.
+    let mut quiet = a.begin(true).unwrap();
+    put(&mut quiet, &key("t", "quiet", 1, 1), "x");
+    quiet.commit().unwrap();
+    announce(&b, "own", true);
+    // Notifications arrive in commit order: once the last is in, every earlier one is too.
+    announce(&a, "last", true);
+    while !heard.lock().unwrap().iter().any(|t| t == &["last"]) {
+        assert!(std::time::Instant::now() < deadline, "not heard: {heard:?}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        *heard.lock().unwrap(),
+        vec![
+            vec!["t2".to_owned(), "t3".to_owned()],
+            vec!["last".to_owned()]
+        ]
+    );
+}

@@ -231,8 +231,10 @@ async fn pump(
     }
 }
 
-/// The server's upkeep of the log: every second, a wake-up of local subscribers for commits of
-/// other servers sharing the database ([`Bespin::poll_events`]: one read); every `purge_every`
+/// The server's upkeep of the log: every `poll_every` (`BESPIN_EVENT_POLL_SECS`, 1 s), a
+/// wake-up of local subscribers for commits of other servers sharing the database that the
+/// store did not hear of ([`Bespin::poll_events`]: one read, none while the store hears them
+/// through PostgreSQL's `LISTEN`); every `purge_every`
 /// (the upkeep interval, `BESPIN_UPKEEP_INTERVAL_SECS`), when a read finds events past the
 /// retention, the purge in batches of 10,000 events (a core operation on the writer) until a
 /// batch comes back short.
@@ -240,8 +242,9 @@ pub(crate) async fn maintain(
     db: Bespin,
     stop: tokio::sync::watch::Receiver<bool>,
     purge_every: Duration,
+    poll_every: Duration,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(poll_every.max(Duration::from_millis(10)));
     let mut purge_tick = tokio::time::interval(purge_every.max(Duration::from_millis(10)));
     // The first tick of an interval is at once: the first purge waits a whole period, as the
     // other upkeep does not run at start either.

@@ -122,6 +122,8 @@ pub(super) struct PgBatch {
     released: bool,
     /// The commit count read when the batch began.
     epoch: i64,
+    /// The `NOTIFY` sent with the `COMMIT` when the batch announced news (`listen.rs`).
+    notify: Option<String>,
 }
 
 /// Hands the writer's connection (if it is still good) back, and wakes the next batch.
@@ -196,6 +198,7 @@ impl PgBatch {
                     sequences,
                     released: false,
                     epoch,
+                    notify: None,
                 })
             }
             Err(e) => {
@@ -308,9 +311,10 @@ impl PgBatch {
         }
         let _ = write!(
             sql,
-            "UPDATE {}.bespin_meta SET value = {} WHERE name = '{COMMITS}'; COMMIT",
+            "UPDATE {}.bespin_meta SET value = {} WHERE name = '{COMMITS}'; {}COMMIT",
             ident(&self.shared.schema),
-            self.epoch + 1
+            self.epoch + 1,
+            self.notify.as_deref().unwrap_or("")
         );
         sql
     }
@@ -438,6 +442,10 @@ impl WriteBatch for PgBatch {
         let next = seqs.next(name, |key| self.get(self.sequences, key));
         self.seqs = seqs;
         next
+    }
+
+    fn announce(&mut self, topics: &[String]) {
+        self.notify = Some(super::listen::notify_sql(&self.shared, topics));
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {

@@ -25,16 +25,20 @@
 //! - **Failures** of the server or the connection are [`Error::Unavailable`]; a broken
 //!   connection is dropped and the next use connects anew, so a process recovers by itself
 //!   once PostgreSQL is back. Nothing is acknowledged before its `COMMIT` returned.
+//! - **News between processes** (`listen.rs`): a batch that announced topics sends `NOTIFY`
+//!   with its `COMMIT`; one connection per open database, on a thread of its own, `LISTEN`s
+//!   and tells the watcher of the other processes' announcements.
 //!
-//! The URL is a libpq URL (`postgres://user:password@host:port/db`) with two parameters of
-//! ours: `schema` (default `bespin`; created at first open) and `pool` (the read connections
+//! The URL is a libpq URL (`postgres://user:password@host:port/db`) with three parameters of
+//! ours: `schema` (default `bespin`; created at first open), `pool` (the read connections
 //! a process keeps open, default 16; a read that finds them all busy waits up to a second for
 //! one, then opens one more rather than wait longer: a request holding one snapshot while it
-//! takes another can never deadlock the pool). With the writer's, a process holds `pool + 1`
-//! connections at rest.
+//! takes another can never deadlock the pool) and `listen` (default `on`; `off`: no listening
+//! connection, for a pooler that cannot `LISTEN`). With the writer's and the listener's, a
+//! process holds `pool + 2` connections at rest.
 
 use super::Order;
-use super::backend::{Backend, RawVisitor, Reads, Snapshot, TableId, WriteBatch};
+use super::backend::{Backend, OnOthersCommit, RawVisitor, Reads, Snapshot, TableId, WriteBatch};
 use crate::error::{Error, Result};
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Statement};
@@ -104,6 +108,14 @@ struct Shared {
     rows: Mutex<batch::RowCache>,
     /// Statements sent to the server (each a round trip), for the figures of issue 19.
     round_trips: AtomicU64,
+    /// The quoted `LISTEN`/`NOTIFY` channel of the schema (`listen.rs`).
+    channel: String,
+    /// This open database's name in the notifications it sends (`listen.rs`).
+    token: String,
+    /// Whether to listen to other processes' commits (the URL's `listen`, default on).
+    listen: bool,
+    /// Whether the listener is in `LISTEN` now.
+    hearing: listen::Hearing,
 }
 
 #[derive(Default)]
@@ -163,14 +175,22 @@ fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Splits our parameters (`schema`, `pool`) off `url`; returns the rest and them.
-fn split_url(url: &str) -> Result<(String, String, usize)> {
+/// Our parameters of a URL.
+struct Params {
+    schema: String,
+    pool: usize,
+    listen: bool,
+}
+
+/// Splits our parameters (`schema`, `pool`, `listen`) off `url`; returns the rest and them.
+fn split_url(url: &str) -> Result<(String, Params)> {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, q),
         None => (url, ""),
     };
     let mut schema = "bespin".to_owned();
     let mut pool = 16usize;
+    let mut listen = true;
     let mut rest = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
@@ -179,6 +199,13 @@ fn split_url(url: &str) -> Result<(String, String, usize)> {
                 pool = v
                     .parse()
                     .map_err(|_| Error::Storage(format!("pool={v}: not a number")))?
+            }
+            Some(("listen", v)) => {
+                listen = match v {
+                    "on" | "true" | "1" => true,
+                    "off" | "false" | "0" => false,
+                    _ => return Err(Error::Storage(format!("listen={v}: use on or off"))),
+                }
             }
             _ => rest.push(pair),
         }
@@ -198,7 +225,14 @@ fn split_url(url: &str) -> Result<(String, String, usize)> {
     } else {
         format!("{base}?{}", rest.join("&"))
     };
-    Ok((url, schema, pool))
+    Ok((
+        url,
+        Params {
+            schema,
+            pool,
+            listen,
+        },
+    ))
 }
 
 impl Shared {
@@ -459,7 +493,8 @@ impl Postgres {
     /// advisory lock, so processes starting together do not race), and checks the schema's
     /// version. `sequences` is the table sequences are stored in.
     pub(crate) fn open(url: &str, tables: &[TableId], sequences: TableId) -> Result<Postgres> {
-        let (url, schema, pool_max) = split_url(url)?;
+        let (url, p) = split_url(url)?;
+        let (schema, pool_max) = (p.schema, p.pool);
         let mut config: postgres::Config = url
             .parse()
             .map_err(|e| Error::Storage(format!("not a PostgreSQL URL: {e}")))?;
@@ -472,9 +507,14 @@ impl Postgres {
             .iter()
             .map(|t| format!("{}.{}", ident(&schema), ident(t.name)))
             .collect();
+        let key = lock_key(&schema);
         let shared = Arc::new(Shared {
             config,
-            lock_key: lock_key(&schema),
+            lock_key: key,
+            channel: listen::channel(&schema, key),
+            token: listen::token()?,
+            listen: p.listen,
+            hearing: listen::Hearing::default(),
             schema,
             names,
             pool: Mutex::new(Readers::default()),
@@ -567,6 +607,14 @@ impl Backend for Postgres {
 
     fn round_trips(&self) -> Option<u64> {
         Some(self.round_trips())
+    }
+
+    fn watch_others(&self, on: OnOthersCommit) -> Result<()> {
+        listen::start(&self.shared, on)
+    }
+
+    fn misses_others(&self) -> bool {
+        !self.shared.hearing.load(Ordering::SeqCst)
     }
 }
 
@@ -677,4 +725,5 @@ impl Snapshot for PgSnapshot {
 }
 
 mod batch;
+mod listen;
 mod scan;

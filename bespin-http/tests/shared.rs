@@ -620,3 +620,32 @@ fn notifications_resume_after_postgresql_restarts() {
     eprintln!("after a PostgreSQL restart: {}", figures(&mut took));
     checked(&cluster.url);
 }
+
+/// A program embedding the core on PostgreSQL may drop its last handle inside an async task:
+/// closing the pooled connections then must not panic (a `postgres` client closes through a
+/// runtime of its own, which cannot start on a thread running async tasks; `events_bench`
+/// aborted at its end this way).
+#[test]
+fn the_last_handle_dropped_inside_an_async_task_closes_cleanly() {
+    let Some(url) = database() else { return };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = bespin_core::Bespin::open(&url).unwrap();
+    let t = db
+        .create_tenant(bespin_core::tenancy::NewTenant {
+            name: "Drop".into(),
+            region: "eu".into(),
+            admin_email: "a@drop.io".into(),
+        })
+        .unwrap();
+    // A read and a write leave a pooled reader and the writer's connection open.
+    assert!(db.health().is_ok());
+    assert!(!t.api_key.is_empty());
+    let dropped = runtime.block_on(async move { tokio::spawn(async move { drop(db) }).await });
+    assert!(
+        dropped.is_ok(),
+        "dropping the database panicked: {dropped:?}"
+    );
+}

@@ -445,6 +445,23 @@ impl Shared {
     }
 }
 
+impl Drop for Shared {
+    /// Closes the pooled connections on a thread of their own: closing a `postgres` client
+    /// runs its own small runtime, which panics on a thread that is running async tasks, and
+    /// the last handle of a database embedded in an async program is often dropped on one.
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut lock(&self.pool).idle);
+        let writer = lock(&self.writer).conn.take();
+        if idle.is_empty() && writer.is_none() {
+            return;
+        }
+        let _ = std::thread::Builder::new()
+            .name("bespin-pg-close".into())
+            .spawn(move || drop((idle, writer)))
+            .map(|t| t.join());
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

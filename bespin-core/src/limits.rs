@@ -165,7 +165,7 @@ key! {
 }
 
 /// (tenant) → daily limits.
-pub(crate) const LIMITS: Table<LimitsKey<'static>, LimitsRec> = Table::new("limits");
+pub(crate) const LIMITS: Table<LimitsKey<'static>, LimitsRec> = Table::new("limits").memo();
 /// (tenant, date, activity) → units used that UTC day.
 pub(crate) const DAILY_ROLLUPS: Table<DailyKey<'static>, i64> = Table::new("daily_rollups");
 
@@ -206,9 +206,11 @@ fn write_limits(
 
 /// The tenant's limits (defaults if it has no row).
 pub(crate) fn limits_of(r: &impl Reader, tenant_id: &str) -> Result<DailyLimits> {
-    Ok(r.get(&LIMITS, &limits_key(tenant_id))?
-        .map(|rec| DailyLimits::from(&rec))
-        .unwrap_or_default())
+    crate::store::remember(r, &["daily_limits", tenant_id], || {
+        Ok(r.get(&LIMITS, &limits_key(tenant_id))?
+            .map(|rec| DailyLimits::from(&rec))
+            .unwrap_or_default())
+    })
 }
 
 /// Units of `a` the tenant used on `date`.

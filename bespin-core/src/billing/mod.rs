@@ -84,4 +84,54 @@ mod tests {
             .expect("grants");
         assert!(can_read_kpis(&db, t));
     }
+
+    /// A write batch remembers a tenant's entitlement and plan between its operations; an
+    /// operation of the batch that changes the subscription is seen by the next ones, and one
+    /// that is undone is not.
+    #[test]
+    fn a_batch_sees_a_subscription_changed_or_restored_by_its_own_operations() {
+        use crate::commit::TestOp as BatchOp;
+        use crate::coreos::tasks::{self, NewTask};
+        let (db, _) = db();
+        let (admin, _) = tenant(&db);
+        let t = admin.tenant_id().to_owned();
+        let task = |title: &str| -> BatchOp<'_> {
+            let body = serde_json::json!({ "title": title });
+            let admin = &admin;
+            Box::new(move |tx, ctx| {
+                tasks::create(tx, ctx, admin, NewTask::from_json(&body)?).map(drop)
+            })
+        };
+        let suspend = |fail: bool| -> BatchOp<'_> {
+            let t = t.clone();
+            Box::new(move |tx, ctx| {
+                let req = subscriptions::SubscriptionUpdate::from_json(&serde_json::json!({
+                    "plan_id": "starter", "status": "suspended"
+                }))?;
+                subscriptions::set(tx, ctx, &t, req)?;
+                // Seen at once by the operation itself (and remembered)…
+                assert!(crate::metering::active_plan(&*tx, &t).is_err());
+                if fail {
+                    return Err(Error::Conflict("undone".into()));
+                }
+                Ok(())
+            })
+        };
+        let ops = vec![
+            task("first"),
+            suspend(true),
+            task("after the undone suspension"),
+            suspend(false),
+            task("after the suspension"),
+        ];
+        let out = db.inner.committer.run_batch_for_test(ops).expect("batch");
+        let codes: Vec<&str> = out
+            .iter()
+            .map(|o| o.as_ref().map_or_else(|e| e.code(), |()| "ok"))
+            .collect();
+        assert_eq!(
+            codes,
+            ["ok", "conflict", "ok", "ok", "subscription_suspended"]
+        );
+    }
 }

@@ -21,7 +21,7 @@ use crate::check::Checker;
 use crate::error::{Error, QuotaExceeded, Result};
 use crate::limits::{self, Activity};
 use crate::money::Amount;
-use crate::store::{Flow, KeyDef, Order, Reader, Record, Table, TableInfo, WriteTx, key};
+use crate::store::{Flow, KeyDef, Order, Reader, Record, Table, TableInfo, WriteTx, key, remember};
 use crate::time::{Date, Period, Timestamp};
 use crate::{Ctx, ids};
 use serde::{Deserialize, Serialize};
@@ -333,14 +333,21 @@ pub(crate) fn check_quota(
 }
 
 /// A tenant's plan, when its subscription is active.
+#[derive(Clone)]
 pub(crate) struct ActivePlan {
     pub plan_id: String,
     pub plan: catalog::PlanRec,
 }
 
 /// The tenant's subscribed plan. Errors: `NoSubscription`, `SubscriptionSuspended`,
-/// `PlanMissing`.
+/// `PlanMissing`. Remembered for a write batch ([`remember`]).
 pub(crate) fn active_plan(r: &impl Reader, tenant_id: &str) -> Result<ActivePlan> {
+    remember(r, &["active_plan", tenant_id], || {
+        read_active_plan(r, tenant_id)
+    })
+}
+
+fn read_active_plan(r: &impl Reader, tenant_id: &str) -> Result<ActivePlan> {
     let sub = subscriptions::get(r, tenant_id)?.ok_or(Error::NoSubscription)?;
     if sub.status != "active" {
         return Err(Error::SubscriptionSuspended { status: sub.status });
@@ -354,13 +361,16 @@ pub(crate) fn active_plan(r: &impl Reader, tenant_id: &str) -> Result<ActivePlan
     })
 }
 
-/// The event type, when it exists and is active. Errors: `UnknownEventType`.
+/// The event type, when it exists and is active. Errors: `UnknownEventType`. Remembered for
+/// a write batch ([`remember`]).
 pub(crate) fn active_event(r: &impl Reader, event_key: &str) -> Result<catalog::MeteredEventRec> {
-    catalog::event(r, event_key)?
-        .filter(|e| e.active)
-        .ok_or_else(|| Error::UnknownEventType {
-            event_key: event_key.to_owned(),
-        })
+    remember(r, &["active_event", event_key], || {
+        catalog::event(r, event_key)?
+            .filter(|e| e.active)
+            .ok_or_else(|| Error::UnknownEventType {
+                event_key: event_key.to_owned(),
+            })
+    })
 }
 
 impl Limits {

@@ -261,7 +261,8 @@ pub fn consume(
     units: i64,
 ) -> Result<()> {
     let key = rollup_key(tenant_id, ctx.now.date(), a);
-    tx.update(&DAILY_ROLLUPS, &key, |current| current.unwrap_or(0) + units)
+    // Held in the batch: every metered operation of the tenant today rewrites this counter.
+    tx.update_held(&DAILY_ROLLUPS, &key, |current| current.unwrap_or(0) + units)
 }
 
 /// Replaces the tenant's limits (admin only).

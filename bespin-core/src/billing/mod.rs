@@ -134,4 +134,48 @@ mod tests {
             ["ok", "conflict", "ok", "ok", "subscription_suspended"]
         );
     }
+
+    /// The usage rollups and daily counters are held in the batch: one chat turn's metering
+    /// undone between two others leaves both counted once each, as the usage events say.
+    #[test]
+    fn a_batch_of_metered_operations_with_one_undone_counts_the_others() {
+        use crate::chat::{self, ChatRequest};
+        use crate::commit::TestOp as BatchOp;
+        let (db, _) = db();
+        let (admin, _) = tenant(&db);
+        let turn = |fail: bool| -> BatchOp<'_> {
+            let admin = &admin;
+            Box::new(move |tx, ctx| {
+                let m = ChatRequest::from_json(&serde_json::json!({ "message": "kpis" }))?;
+                chat::chat(tx, ctx, admin, m)?;
+                if fail {
+                    return Err(Error::Conflict("undone".into()));
+                }
+                Ok(())
+            })
+        };
+        let out = db
+            .inner
+            .committer
+            .run_batch_for_test(vec![turn(false), turn(true), turn(false)])
+            .expect("batch");
+        assert_eq!(out.iter().filter(|o| o.is_ok()).count(), 2);
+        let daily = db.daily_usage(&admin, None).expect("daily");
+        let queries = daily
+            .usage
+            .iter()
+            .find(|u| u.activity_type == "assistant_query")
+            .map(|u| u.units);
+        assert_eq!(queries, Some(2));
+        let usage = db.billing_usage(&admin, None).expect("usage");
+        let chat_units: f64 = usage
+            .breakdown
+            .iter()
+            .filter(|b| b.event_key == "assistant_query")
+            .map(|b| b.raw_units)
+            .sum();
+        assert_eq!(chat_units, 2.0);
+        let report = db.check().expect("check");
+        assert!(report.violations.is_empty(), "{:?}", report.violations);
+    }
 }

@@ -591,14 +591,16 @@ impl Sums {
         self.at = self.at.min(other.at);
     }
 
-    /// Adds to the rollup at `key` of `table` (creating it, first used at `self.at`).
+    /// Adds to the rollup at `key` of `table` (creating it, first used at `self.at`). The
+    /// rollup is held in the batch ([`WriteTx::update_held`]): every metered operation of a
+    /// tenant rewrites the same one, which the batch then writes once.
     pub(crate) fn to<K: KeyDef>(
         &self,
         tx: &mut WriteTx,
         table: &Table<K, RollupRec>,
         key: &K::Of<'_>,
     ) -> Result<()> {
-        tx.update(table, key, |roll| match roll {
+        tx.update_held(table, key, |roll| match roll {
             Some(mut r) => {
                 r.raw_units += self.raw_units;
                 r.credits += self.credits;

@@ -251,14 +251,37 @@ impl WriteTx<'_, '_> {
         let table = self.slots.id(t.name())?;
         let value = codec::encode(value)?;
         with_key::<K, _>(key, |k| {
-            let old = self.overlay.hold(table, k, value);
-            self.undo.push(Undo::Held {
-                table,
-                key: k.to_vec(),
-                old,
-            });
+            self.hold(table, k, value);
             Ok(())
         })
+    }
+
+    /// Stores what `f` makes of the record under `key` (`None`: there is none) in its place,
+    /// held in the batch like [`WriteTx::put_held`]: for a row that every operation of a batch
+    /// reads and rewrites (a usage rollup, a daily counter).
+    pub(crate) fn update_held<K: KeyDef, V: Record>(
+        &mut self,
+        t: &Table<K, V>,
+        key: &K::Of<'_>,
+        f: impl FnOnce(Option<V>) -> V,
+    ) -> Result<()> {
+        let table = self.slots.id(t.name())?;
+        with_key::<K, _>(key, |k| {
+            let old = self.get_stored(t, k)?;
+            let value = codec::encode(&f(old))?;
+            self.hold(table, k, value);
+            Ok(())
+        })
+    }
+
+    /// Holds `value` under `key` of `table`, logging what was held before for undo.
+    fn hold(&mut self, table: TableId, key: &[u8], value: Vec<u8>) {
+        let old = self.overlay.hold(table, key, value);
+        self.undo.push(Undo::Held {
+            table,
+            key: key.to_vec(),
+            old,
+        });
     }
 
     fn raw_insert(&mut self, table: &'static str, key: &[u8], value: &[u8]) -> Result<()> {
@@ -339,20 +362,6 @@ impl WriteTx<'_, '_> {
                 "replace: the old value was not read".into(),
             )),
         }
-    }
-
-    /// Stores what `f` makes of the record under `key` (`None`: there is none) in its place:
-    /// a read-modify-write of one row, the key encoded once.
-    pub(crate) fn update<K: KeyDef, V: Record>(
-        &mut self,
-        t: &Table<K, V>,
-        key: &K::Of<'_>,
-        f: impl FnOnce(Option<V>) -> V,
-    ) -> Result<()> {
-        with_key::<K, _>(key, |k| {
-            let old = self.get_stored(t, k)?;
-            self.raw_insert(t.name(), k, &codec::encode(&f(old))?)
-        })
     }
 
     /// Stores `value` under `key` unless the key exists; returns whether it was inserted.

@@ -17,6 +17,9 @@
 //!   next commit (so an acknowledged write is always read back);
 //! - `batch.rs`: [`Batch`] (the operations of one group commit in one write transaction),
 //!   [`WriteTx`] and the undo log that rolls a failed operation back alone;
+//! - `overlay.rs`: what a batch keeps beside the backend's transaction — rows held until the
+//!   commit ([`WriteTx::put_held`]) and the memo of configuration reads ([`Table::memo`],
+//!   [`remember`]);
 //! - `reader.rs`: [`Reader`], typed gets and scans over either;
 //! - `table.rs`, `key.rs`: typed tables and keys, the layout of every key as data;
 //! - `slots.rs`: the table list and the lookup of a table by name;

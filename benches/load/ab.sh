@@ -4,14 +4,14 @@
 # Each round starts each binary in turn (the order alternates from round to round) on a fresh
 # database, runs shared/tools/load/run.sh against it, and stops it; then prints, per scenario,
 # every round's req/s and p99 of both builds and their medians. Needs wrk, curl, jq, python3;
-# uses port 8000. OLD_DB / NEW_DB (a postgres:// URL) put that side on PostgreSQL, each run in
+# uses port 8000 (PORT=… for another). OLD_DB / NEW_DB (a postgres:// URL) put that side on PostgreSQL, each run in
 # a fresh schema (ab_<side>_<round>), instead of a fresh redb file: the same binary twice with
 # NEW_DB set compares PostgreSQL with redb in one run (issue 19).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 shared=$(cd "$root/../shared/tools/load" && pwd)
-OLD=$1 NEW=$2 R=${3:-3} D=${4:-10} C=${5:-16}
+OLD=$1 NEW=$2 R=${3:-3} D=${4:-10} C=${5:-16} P=${PORT:-8000}
 work=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
@@ -26,10 +26,10 @@ where() { # label round -> the database of that run
 }
 run() { # label binary round
   PLATFORM_ADMIN_KEY=adminkey RATE_LIMIT_DISABLED=1 RUST_LOG=warn \
-    "$2" serve --listen 127.0.0.1:8000 --db "$(where "$1" "$3")" >"$work/$1-$3.log" 2>&1 &
+    "$2" serve --listen 127.0.0.1:$P --db "$(where "$1" "$3")" >"$work/$1-$3.log" 2>&1 &
   pid=$!
-  for _ in $(seq 100); do curl -sf http://127.0.0.1:8000/healthz >/dev/null 2>&1 && break; sleep 0.1; done
-  PLATFORM_ADMIN_KEY=adminkey "$shared/run.sh" http://127.0.0.1:8000 "$D" "$C" | sed "s/^/$1 $3 /" >>"$work/results"
+  for _ in $(seq 100); do curl -sf http://127.0.0.1:$P/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+  PLATFORM_ADMIN_KEY=adminkey "$shared/run.sh" http://127.0.0.1:$P "$D" "$C" | sed "s/^/$1 $3 /" >>"$work/results"
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
 }
 for r in $(seq "$R"); do

@@ -175,6 +175,10 @@ fn bucket(bounds: &[f64], v: f64) -> usize {
     bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len())
 }
 
+/// An operation of [`Committer::run_batch_for_test`].
+#[cfg(test)]
+pub(crate) type TestOp<'a> = Box<dyn FnOnce(&mut WriteTx<'_, '_>, &Ctx) -> Result<()> + 'a>;
+
 impl Committer {
     pub(crate) fn new(store: Arc<Store>, clock: Arc<dyn Clock>, options: Options) -> Self {
         Committer {
@@ -279,6 +283,28 @@ impl Committer {
         match g.failed.iter().find(|(b, _)| *b == my_batch) {
             None => Ok(value),
             Some((_, e)) => Err(e.clone()),
+        }
+    }
+
+    /// Test-only: runs `ops` one after another in one batch (each rolled back alone if it
+    /// fails, as the writer does) and commits it once; returns each one's outcome.
+    #[cfg(test)]
+    pub(crate) fn run_batch_for_test(&self, ops: Vec<TestOp<'_>>) -> Result<Vec<Result<()>>> {
+        let mut g = self.lock();
+        let mut batch = match g.tx.take() {
+            Some(b) => b,
+            None => self.store.begin(self.options.durable)?,
+        };
+        let ctx = self.ctx();
+        let mut out = Vec::new();
+        for op in ops {
+            out.push(batch.run(|tx| op(tx, &ctx))?);
+        }
+        g.tx = Some(batch);
+        g.pending += 1;
+        match self.commit_open(&mut g) {
+            Some(e) => Err(e),
+            None => Ok(out),
         }
     }
 

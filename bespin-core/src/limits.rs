@@ -165,7 +165,7 @@ key! {
 }
 
 /// (tenant) → daily limits.
-pub(crate) const LIMITS: Table<LimitsKey<'static>, LimitsRec> = Table::new("limits");
+pub(crate) const LIMITS: Table<LimitsKey<'static>, LimitsRec> = Table::new("limits").memo();
 /// (tenant, date, activity) → units used that UTC day.
 pub(crate) const DAILY_ROLLUPS: Table<DailyKey<'static>, i64> = Table::new("daily_rollups");
 
@@ -206,9 +206,11 @@ fn write_limits(
 
 /// The tenant's limits (defaults if it has no row).
 pub(crate) fn limits_of(r: &impl Reader, tenant_id: &str) -> Result<DailyLimits> {
-    Ok(r.get(&LIMITS, &limits_key(tenant_id))?
-        .map(|rec| DailyLimits::from(&rec))
-        .unwrap_or_default())
+    crate::store::remember(r, &["daily_limits", tenant_id], || {
+        Ok(r.get(&LIMITS, &limits_key(tenant_id))?
+            .map(|rec| DailyLimits::from(&rec))
+            .unwrap_or_default())
+    })
 }
 
 /// Units of `a` the tenant used on `date`.
@@ -259,7 +261,8 @@ pub fn consume(
     units: i64,
 ) -> Result<()> {
     let key = rollup_key(tenant_id, ctx.now.date(), a);
-    tx.update(&DAILY_ROLLUPS, &key, |current| current.unwrap_or(0) + units)
+    // Held in the batch: every metered operation of the tenant today rewrites this counter.
+    tx.update_held(&DAILY_ROLLUPS, &key, |current| current.unwrap_or(0) + units)
 }
 
 /// Replaces the tenant's limits (admin only).

@@ -56,21 +56,44 @@ fn main() -> bespin_core::Result<()> {
     if what == "usage" {
         return usage(&db, &p, n);
     }
+    // `BATCH=k`: k operations per transaction, as the server's group commit holds (8–26 under
+    // load); default: all n in one.
+    let batch: usize = std::env::var("BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .filter(|&b| b > 0)
+        .unwrap_or(n.max(1));
+    let mut start = 0;
+    while start < n {
+        let end = n.min(start + batch);
+        one_batch(&db, &p, &what, start..end)?;
+        start = end;
+    }
+    Ok(())
+}
+
+/// Operations `range` of kind `what`, in one transaction.
+fn one_batch(
+    db: &Bespin,
+    p: &bespin_core::Principal,
+    what: &str,
+    range: std::ops::Range<usize>,
+) -> bespin_core::Result<()> {
     db.transaction(|tx, ctx| {
-        for i in 0..n {
-            match what.as_str() {
+        for i in range {
+            match what {
                 "chat" => {
                     let r = bespin_core::chat::ChatRequest::from_json(&serde_json::json!({"message": "kpis"}))?;
-                    bespin_core::chat::chat(tx, ctx, &p, r)?;
+                    bespin_core::chat::chat(tx, ctx, p, r)?;
                 }
-                "meter" => bespin_core::coreos::search::meter(tx, ctx, &p)?,
+                "meter" => bespin_core::coreos::search::meter(tx, ctx, p)?,
                 "invoke" => {
                     let r = InvokeRequest::from_json(&serde_json::json!({"tool_name": "echo", "payload": {"i": i}}))?;
-                    bespin_core::tools::invoke(tx, ctx, &p, &format!("k{i}"), r)?;
+                    bespin_core::tools::invoke(tx, ctx, p, &format!("k{i}"), r)?;
                 }
                 _ => {
                     let t = NewTask::from_json(&serde_json::json!({"title": format!("Load task {i}"), "priority": "medium"}))?;
-                    bespin_core::coreos::tasks::create(tx, ctx, &p, t)?;
+                    bespin_core::coreos::tasks::create(tx, ctx, p, t)?;
                 }
             }
         }

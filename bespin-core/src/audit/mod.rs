@@ -294,7 +294,9 @@ pub fn append(tx: &mut WriteTx, ctx: &Ctx, tenant_id: &str, e: Entry<'_>) -> Res
     let head = tx.get(&AUDIT_HEADS, &hk)?.unwrap_or(HeadRec::EMPTY);
     let n = head.size;
     let head = link(tx, tenant_id, head, rec)?;
-    tx.put(&AUDIT_HEADS, &hk, &head)?;
+    // Held in the batch (every read of it sees it): a batch of many appends to one chain
+    // writes its head once, at the commit.
+    tx.put_held(&AUDIT_HEADS, &hk, &head)?;
     if head.size.is_multiple_of(checkpoint::EVERY_ROWS) {
         checkpoint::write(tx, ctx, tenant_id, &head)?;
     }

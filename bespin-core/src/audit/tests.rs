@@ -570,3 +570,125 @@ fn chat_briefs_and_runs_fill_capability_target_units_and_key() {
     );
     assert!(db.audit_verify().unwrap().is_clean());
 }
+
+/// The stored head of `tenant`'s chain.
+fn head_of(db: &Bespin, tenant: &str) -> HeadRec {
+    db.read(|r, _| r.get(&AUDIT_HEADS, &HeadKey::new(tenant)))
+        .unwrap()
+        .unwrap_or(HeadRec::EMPTY)
+}
+
+use crate::commit::TestOp as BatchOp;
+
+/// An operation of one append of `p`'s, under request id `id`, that then fails if `fail`.
+fn append_op<'a>(p: &'a Principal, id: String, fail: bool) -> BatchOp<'a> {
+    Box::new(move |tx, ctx| {
+        append(tx, ctx, p.tenant_id(), Entry::new(p.user_id(), "bulk", &id))?;
+        if fail {
+            return Err(crate::Error::Conflict("no".into()));
+        }
+        Ok(())
+    })
+}
+
+/// The head is held in the batch and written once at its commit: a failed operation's append
+/// gives its position back to the next one, in the same batch.
+#[test]
+fn a_failed_append_in_a_batch_gives_its_position_back() {
+    let (db, _clock) = testutil::db();
+    let (admin, _) = testutil::tenant(&db);
+    let t = admin.tenant_id();
+    let s0 = head_of(&db, t).size;
+    let ops = [
+        ("a", false),
+        ("b", true),
+        ("c", false),
+        ("d", true),
+        ("e", false),
+    ]
+    .into_iter()
+    .map(|(id, fail)| append_op(&admin, id.into(), fail))
+    .collect();
+    let ok: Vec<bool> = db
+        .inner
+        .committer
+        .run_batch_for_test(ops)
+        .unwrap()
+        .iter()
+        .map(Result::is_ok)
+        .collect();
+    assert_eq!(ok, [true, false, true, false, true]);
+    let rows = db.audit_log(&admin, 3).unwrap();
+    let got: Vec<(u64, &str)> = rows.iter().map(|r| (r.n, r.request_id.as_str())).collect();
+    assert_eq!(got, [(s0 + 2, "e"), (s0 + 1, "c"), (s0, "a")]);
+    assert_eq!(head_of(&db, t).size, s0 + 3);
+    assert!(db.audit_verify().unwrap().is_clean());
+}
+
+/// A batch of 2,500 appends (one failing among them) crosses two checkpoints, each signed over
+/// the head of its size; the upkeep run in the same batch sees the held head; every read of
+/// the batch sees the held head; the chains verify after the commit.
+#[test]
+fn a_batch_of_many_appends_checkpoints_every_thousand_rows_and_verifies() {
+    use super::checkpoint::{CHECKPOINTS, CheckpointKey, ProofQuery};
+    let (db, _clock) = testutil::db();
+    let (admin, _) = testutil::tenant(&db);
+    let t = admin.tenant_id().to_owned();
+    let s0 = head_of(&db, &t).size;
+    let mut ops: Vec<BatchOp<'_>> = Vec::new();
+    for i in 0..2_500 {
+        ops.push(append_op(&admin, format!("r{i}"), false));
+        if i == 1_200 {
+            ops.push(append_op(&admin, "failed".into(), true));
+            // The upkeep sees the head as the batch holds it, and signs it.
+            let t = t.clone();
+            ops.push(Box::new(move |tx, ctx| {
+                let head = tx.get(&AUDIT_HEADS, &HeadKey::new(&t))?.unwrap();
+                assert_eq!(
+                    head.size,
+                    s0 + 1_201,
+                    "a read of the batch sees the held head"
+                );
+                assert_eq!(checkpoint::checkpoint_moved(tx, ctx)?, 1);
+                assert!(tx.contains(&CHECKPOINTS, &CheckpointKey::new(&t, s0 + 1_201))?);
+                Ok(())
+            }));
+        }
+    }
+    let outcomes = db.inner.committer.run_batch_for_test(ops).unwrap();
+    assert_eq!(outcomes.iter().filter(|o| o.is_err()).count(), 1);
+    assert_eq!(head_of(&db, &t).size, s0 + 2_500);
+    let sizes: Vec<u64> = db
+        .read(|r, _| {
+            let mut sizes = Vec::new();
+            r.scan(
+                &CHECKPOINTS,
+                &CHECKPOINTS.prefix().tenant(&t),
+                Order::Asc,
+                |k, _| {
+                    sizes.extend(CheckpointKey::decode(k).map(|k| k.size));
+                    Ok(Flow::Continue)
+                },
+            )?;
+            Ok(sizes)
+        })
+        .unwrap();
+    assert_eq!(sizes, [1_000, s0 + 1_201, 2_000]);
+    // Each checkpoint signs the chain as it was at its size.
+    for size in [1_000u64, 2_000] {
+        let p = db
+            .audit_proof(
+                &admin,
+                ProofQuery {
+                    from: size - 2,
+                    to: size - 1,
+                },
+            )
+            .unwrap();
+        let note = p.checkpoint.unwrap();
+        let last = &p.rows.last().unwrap().row_hash;
+        assert!(note.contains(&format!("\n{size}\n{last}\n")), "{note}");
+    }
+    assert!(db.audit_verify().unwrap().is_clean());
+    assert!(db.check().unwrap().violations.is_empty());
+}

@@ -32,7 +32,7 @@ key! {
 
 /// (tenant) → subscription.
 pub(crate) const SUBSCRIPTIONS: Table<SubscriptionKey<'static>, SubscriptionRec> =
-    Table::new("subscriptions");
+    Table::new("subscriptions").memo();
 
 /// The tables of this module.
 pub(crate) const TABLES: &[&dyn TableInfo] = &[&SUBSCRIPTIONS];

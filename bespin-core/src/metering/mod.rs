@@ -21,7 +21,7 @@ use crate::check::Checker;
 use crate::error::{Error, QuotaExceeded, Result};
 use crate::limits::{self, Activity};
 use crate::money::Amount;
-use crate::store::{Flow, KeyDef, Order, Reader, Record, Table, TableInfo, WriteTx, key};
+use crate::store::{Flow, KeyDef, Order, Reader, Record, Table, TableInfo, WriteTx, key, remember};
 use crate::time::{Date, Period, Timestamp};
 use crate::{Ctx, ids};
 use serde::{Deserialize, Serialize};
@@ -333,14 +333,21 @@ pub(crate) fn check_quota(
 }
 
 /// A tenant's plan, when its subscription is active.
+#[derive(Clone)]
 pub(crate) struct ActivePlan {
     pub plan_id: String,
     pub plan: catalog::PlanRec,
 }
 
 /// The tenant's subscribed plan. Errors: `NoSubscription`, `SubscriptionSuspended`,
-/// `PlanMissing`.
+/// `PlanMissing`. Remembered for a write batch ([`remember`]).
 pub(crate) fn active_plan(r: &impl Reader, tenant_id: &str) -> Result<ActivePlan> {
+    remember(r, &["active_plan", tenant_id], || {
+        read_active_plan(r, tenant_id)
+    })
+}
+
+fn read_active_plan(r: &impl Reader, tenant_id: &str) -> Result<ActivePlan> {
     let sub = subscriptions::get(r, tenant_id)?.ok_or(Error::NoSubscription)?;
     if sub.status != "active" {
         return Err(Error::SubscriptionSuspended { status: sub.status });
@@ -354,13 +361,16 @@ pub(crate) fn active_plan(r: &impl Reader, tenant_id: &str) -> Result<ActivePlan
     })
 }
 
-/// The event type, when it exists and is active. Errors: `UnknownEventType`.
+/// The event type, when it exists and is active. Errors: `UnknownEventType`. Remembered for
+/// a write batch ([`remember`]).
 pub(crate) fn active_event(r: &impl Reader, event_key: &str) -> Result<catalog::MeteredEventRec> {
-    catalog::event(r, event_key)?
-        .filter(|e| e.active)
-        .ok_or_else(|| Error::UnknownEventType {
-            event_key: event_key.to_owned(),
-        })
+    remember(r, &["active_event", event_key], || {
+        catalog::event(r, event_key)?
+            .filter(|e| e.active)
+            .ok_or_else(|| Error::UnknownEventType {
+                event_key: event_key.to_owned(),
+            })
+    })
 }
 
 impl Limits {
@@ -581,14 +591,16 @@ impl Sums {
         self.at = self.at.min(other.at);
     }
 
-    /// Adds to the rollup at `key` of `table` (creating it, first used at `self.at`).
+    /// Adds to the rollup at `key` of `table` (creating it, first used at `self.at`). The
+    /// rollup is held in the batch ([`WriteTx::update_held`]): every metered operation of a
+    /// tenant rewrites the same one, which the batch then writes once.
     pub(crate) fn to<K: KeyDef>(
         &self,
         tx: &mut WriteTx,
         table: &Table<K, RollupRec>,
         key: &K::Of<'_>,
     ) -> Result<()> {
-        tx.update(table, key, |roll| match roll {
+        tx.update_held(table, key, |roll| match roll {
             Some(mut r) => {
                 r.raw_units += self.raw_units;
                 r.credits += self.credits;

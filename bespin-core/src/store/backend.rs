@@ -36,6 +36,8 @@ pub(crate) struct TableId {
     pub slot: usize,
     /// The stored name.
     pub name: &'static str,
+    /// Whether a write batch memoises its reads ([`super::Table::memo`]).
+    pub memo: bool,
 }
 
 /// A visitor of raw rows (key, value) during a scan.

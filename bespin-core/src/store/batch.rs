@@ -4,10 +4,11 @@
 //! All of this sits above the backend: a backend provides one write transaction whose `put`
 //! and `remove` return what they replaced, and the undo log here does the rest.
 
-use super::backend::{Prior, Reads, TableId, WriteBatch};
+use super::backend::{Prior, RawVisitor, Reads, TableId, WriteBatch};
 use super::codec::{self, Record};
 use super::key::Prefix;
-use super::reader::{Reader, with_key};
+use super::overlay::Overlay;
+use super::reader::{Reader, Shared, with_key};
 use super::seal::Sealer;
 use super::slots::Slots;
 use super::snapshot::SharedSnapshot;
@@ -38,6 +39,8 @@ pub(crate) struct Batch {
     /// processes at commit; `None` when no other process shares the database (nothing to
     /// tell: an emitting operation then costs nothing more).
     announced: Option<Vec<String>>,
+    /// Rows held in the batch until its commit, and the memo of configuration reads.
+    overlay: Overlay,
 }
 
 /// One entry of the undo log.
@@ -52,6 +55,13 @@ enum Undo {
     /// A table emptied without logging its rows ([`WriteTx::clear_unlogged`]): the batch cannot
     /// be rolled back across it.
     Cleared(TableId),
+    /// A held row's value before a change of it ([`WriteTx::put_held`], or a write that put it
+    /// in the backend); `None`: it was not held.
+    Held {
+        table: TableId,
+        key: Vec<u8>,
+        old: Option<Vec<u8>>,
+    },
 }
 
 impl Batch {
@@ -70,6 +80,7 @@ impl Batch {
             snapshot,
             admissions: HashMap::new(),
             announced: shared_with_others.then(Vec::new),
+            overlay: Overlay::default(),
         }
     }
 
@@ -90,6 +101,7 @@ impl Batch {
                 undo: &mut self.undo,
                 admissions: &mut self.admissions,
                 announced: self.announced.as_mut(),
+                overlay: &mut self.overlay,
             };
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&mut w)))
                 .unwrap_or_else(|_| Err(Error::Internal("operation panicked".into())))
@@ -99,7 +111,7 @@ impl Batch {
             if let Some(a) = &mut self.announced {
                 a.truncate(announced);
             }
-            rollback_to(&mut *self.tx, &mut self.undo, mark)?;
+            rollback_to(&mut *self.tx, &mut self.overlay, &mut self.undo, mark)?;
         }
         Ok(out)
     }
@@ -110,17 +122,32 @@ impl Batch {
         if let Some(a) = self.announced.take().filter(|a| !a.is_empty()) {
             self.tx.announce(&a);
         }
-        let outcome = self.tx.commit();
+        // The held rows first, each written once however many operations changed it.
+        let held = self.overlay.take_held();
+        let outcome = held
+            .iter()
+            .flat_map(|(t, rows)| rows.iter().map(move |(k, v)| (*t, k, v)))
+            .try_for_each(|(t, k, v)| self.tx.put(t, k, v, false).map(drop))
+            .and_then(|()| self.tx.commit());
         // Even a failed commit may have changed what the backend shows: readers start afresh.
         self.snapshot.invalidate();
         outcome
     }
 }
 
-/// Undoes every change recorded after `mark`, newest first.
-fn rollback_to(tx: &mut dyn WriteBatch, undo: &mut Vec<Undo>, mark: usize) -> Result<()> {
+/// Undoes every change recorded after `mark`, newest first. The memo forgets every table
+/// the undo writes to.
+fn rollback_to(
+    tx: &mut dyn WriteBatch,
+    overlay: &mut Overlay,
+    undo: &mut Vec<Undo>,
+    mark: usize,
+) -> Result<()> {
     while undo.len() > mark {
         let Some(u) = undo.pop() else { break };
+        if let Undo::Row { table, .. } = &u {
+            overlay.forget_memo(*table);
+        }
         match u {
             Undo::Row {
                 table,
@@ -143,6 +170,7 @@ fn rollback_to(tx: &mut dyn WriteBatch, undo: &mut Vec<Undo>, mark: usize) -> Re
             } => {
                 tx.forget(table, &key)?;
             }
+            Undo::Held { table, key, old } => overlay.restore(table, key, old),
             Undo::Cleared(table) => {
                 return Err(Error::Storage(format!(
                     "cannot roll back an operation that emptied table {}",
@@ -163,6 +191,7 @@ pub struct WriteTx<'a, 't> {
     undo: &'a mut Vec<Undo>,
     admissions: &'a mut HashMap<String, bool>,
     announced: Option<&'a mut Vec<String>>,
+    overlay: &'a mut Overlay,
 }
 
 impl WriteTx<'_, '_> {
@@ -204,6 +233,8 @@ impl WriteTx<'_, '_> {
         want_old: bool,
     ) -> Result<()> {
         let table = self.slots.id(table)?;
+        self.unhold(table, key)?;
+        self.overlay.forget_memo(table);
         let old = self.batch.put(table, key, value, want_old)?;
         self.undo.push(Undo::Row {
             table,
@@ -213,12 +244,81 @@ impl WriteTx<'_, '_> {
         Ok(())
     }
 
+    /// Puts the held row `key` of `table`, if it is held, in the backend (both steps logged),
+    /// so that an ordinary write or delete of it then works on the backend's row as usual.
+    fn unhold(&mut self, table: TableId, key: &[u8]) -> Result<()> {
+        let Some(held) = self.overlay.release(table, key) else {
+            return Ok(());
+        };
+        let old = self.batch.put(table, key, &held, false)?;
+        self.undo.push(Undo::Held {
+            table,
+            key: key.to_vec(),
+            old: Some(held),
+        });
+        self.undo.push(Undo::Row {
+            table,
+            key: key.to_vec(),
+            old,
+        });
+        Ok(())
+    }
+
+    /// Stores `value` under `key` in the batch only, to be written once, at its commit: for a
+    /// row that many operations of a batch rewrite one after another (an audit chain's head),
+    /// which then costs one backend write per batch instead of one per operation. Every read
+    /// of the batch sees it at once (gets and scans); it is undone with its operation like any
+    /// write, and an ordinary write or delete of the key replaces it.
+    pub(crate) fn put_held<K: KeyDef, V: Record>(
+        &mut self,
+        t: &Table<K, V>,
+        key: &K::Of<'_>,
+        value: &V,
+    ) -> Result<()> {
+        let table = self.slots.id(t.name())?;
+        let value = codec::encode(value)?;
+        with_key::<K, _>(key, |k| {
+            self.hold(table, k, value);
+            Ok(())
+        })
+    }
+
+    /// Stores what `f` makes of the record under `key` (`None`: there is none) in its place,
+    /// held in the batch like [`WriteTx::put_held`]: for a row that every operation of a batch
+    /// reads and rewrites (a usage rollup, a daily counter).
+    pub(crate) fn update_held<K: KeyDef, V: Record>(
+        &mut self,
+        t: &Table<K, V>,
+        key: &K::Of<'_>,
+        f: impl FnOnce(Option<V>) -> V,
+    ) -> Result<()> {
+        let table = self.slots.id(t.name())?;
+        with_key::<K, _>(key, |k| {
+            let old = self.get_stored(t, k)?;
+            let value = codec::encode(&f(old))?;
+            self.hold(table, k, value);
+            Ok(())
+        })
+    }
+
+    /// Holds `value` under `key` of `table`, logging what was held before for undo.
+    fn hold(&mut self, table: TableId, key: &[u8], value: Vec<u8>) {
+        let old = self.overlay.hold(table, key, value);
+        self.undo.push(Undo::Held {
+            table,
+            key: key.to_vec(),
+            old,
+        });
+    }
+
     fn raw_insert(&mut self, table: &'static str, key: &[u8], value: &[u8]) -> Result<()> {
         self.raw_insert_with(table, key, value, false)
     }
 
     fn raw_remove(&mut self, table: &'static str, key: &[u8]) -> Result<bool> {
         let table = self.slots.id(table)?;
+        self.unhold(table, key)?;
+        self.overlay.forget_memo(table);
         let old = self.batch.remove(table, key)?;
         let existed = old.is_some();
         if existed {
@@ -289,20 +389,6 @@ impl WriteTx<'_, '_> {
                 "replace: the old value was not read".into(),
             )),
         }
-    }
-
-    /// Stores what `f` makes of the record under `key` (`None`: there is none) in its place:
-    /// a read-modify-write of one row, the key encoded once.
-    pub(crate) fn update<K: KeyDef, V: Record>(
-        &mut self,
-        t: &Table<K, V>,
-        key: &K::Of<'_>,
-        f: impl FnOnce(Option<V>) -> V,
-    ) -> Result<()> {
-        with_key::<K, _>(key, |k| {
-            let old = self.get_stored(t, k)?;
-            self.raw_insert(t.name(), k, &codec::encode(&f(old))?)
-        })
     }
 
     /// Stores `value` under `key` unless the key exists; returns whether it was inserted.
@@ -377,6 +463,7 @@ impl WriteTx<'_, '_> {
     /// what a failure does anyway.
     pub(crate) fn clear_unlogged<K: KeyDef, V: Record>(&mut self, t: &Table<K, V>) -> Result<()> {
         let table = self.slots.id(t.name())?;
+        self.overlay.drop_table(table);
         self.batch.clear(table)?;
         self.undo.push(Undo::Cleared(table));
         Ok(())
@@ -397,5 +484,38 @@ impl Reader for WriteTx<'_, '_> {
 
     fn source(&self) -> (&Slots, &dyn Reads) {
         (self.slots, &*self.batch)
+    }
+
+    // A check of configuration alone (an entitlement) is remembered for the batch, like any
+    // value computed from configuration tables alone.
+    fn remembered(&self, key: &[&str], run: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        self.overlay
+            .remember(key, &mut || run().map(|()| Arc::new(()) as Shared))
+            .map(drop)
+    }
+
+    fn remembered_value(
+        &self,
+        key: &[&str],
+        run: &mut dyn FnMut() -> Result<Shared>,
+    ) -> Result<Shared> {
+        self.overlay.remember(key, run)
+    }
+
+    // Every read of a write transaction goes through the overlay: held rows, the memo.
+    fn get_raw(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.overlay.get(&*self.batch, self.slots.id(table)?, key)
+    }
+
+    fn scan_raw(
+        &self,
+        table: &'static str,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        order: Order,
+        visit: &mut RawVisitor<'_>,
+    ) -> Result<()> {
+        let t = self.slots.id(table)?;
+        self.overlay.scan(&*self.batch, t, lo, hi, order, visit)
     }
 }

@@ -17,6 +17,9 @@
 //!   next commit (so an acknowledged write is always read back);
 //! - `batch.rs`: [`Batch`] (the operations of one group commit in one write transaction),
 //!   [`WriteTx`] and the undo log that rolls a failed operation back alone;
+//! - `overlay.rs`: what a batch keeps beside the backend's transaction — rows held until the
+//!   commit ([`WriteTx::put_held`]) and the memo of configuration reads ([`Table::memo`],
+//!   [`remember`]);
 //! - `reader.rs`: [`Reader`], typed gets and scans over either;
 //! - `table.rs`, `key.rs`: typed tables and keys, the layout of every key as data;
 //! - `slots.rs`: the table list and the lookup of a table by name;
@@ -28,6 +31,7 @@ mod backend;
 mod batch;
 pub(crate) mod codec;
 mod key;
+mod overlay;
 mod postgres;
 mod reader;
 mod redb;
@@ -42,7 +46,7 @@ pub use batch::WriteTx;
 pub(crate) use codec::Record;
 pub(crate) use key::{Id, PartValue, Prefix, parts, read_parts, successor};
 pub(crate) use postgres::is_url;
-pub(crate) use reader::Reader;
+pub(crate) use reader::{Reader, remember};
 pub(crate) use redb::ReadOnlyFile;
 pub(crate) use seal::Sealer;
 pub use snapshot::ReadTx;

@@ -7,8 +7,31 @@ use super::seal::Sealer;
 use super::slots::Slots;
 use super::table::{KeyDef, Table};
 use super::{Flow, Order};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use std::any::Any;
 use std::ops::Bound;
+use std::sync::Arc;
+
+/// A value remembered by a reader ([`Reader::remembered_value`]), of any type.
+pub(crate) type Shared = Arc<dyn Any + Send + Sync>;
+
+/// `run`'s value, remembered by `r` under `key` when `r` remembers values (a write batch does,
+/// for values computed from configuration tables alone: [`Reader::remembered_value`]). `key`'s
+/// first part names what is computed, so one key never holds values of two types.
+pub(crate) fn remember<T: Clone + Send + Sync + 'static>(
+    r: &impl Reader,
+    key: &[&str],
+    run: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let mut run = Some(run);
+    let v = r.remembered_value(key, &mut || match run.take() {
+        Some(f) => f().map(|v| Arc::new(v) as Shared),
+        None => Err(Error::Internal("a remembered value computed twice".into())),
+    })?;
+    v.downcast_ref::<T>()
+        .cloned()
+        .ok_or_else(|| Error::Internal(format!("remembered {key:?} has another type")))
+}
 
 /// Calls `f` with the encoded key `key` of a table keyed by `K`. The bytes are written into a
 /// buffer of the thread's, reused from key to key: encoding a key costs no allocation (only
@@ -43,6 +66,19 @@ pub(crate) trait Reader {
     /// requests that read one snapshot check a tenant's entitlement once. A write transaction
     /// runs the check every time.
     fn remembered(&self, key: &[&str], run: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        let _ = key;
+        run()
+    }
+
+    /// The value `run` computes, which `key` names (see [`remember`], the typed way to call
+    /// it). A write batch remembers it until an operation of the batch writes to a
+    /// configuration table ([`super::Table::memo`]), provided `run` read nothing else; any
+    /// other reader runs it every time.
+    fn remembered_value(
+        &self,
+        key: &[&str],
+        run: &mut dyn FnMut() -> Result<Shared>,
+    ) -> Result<Shared> {
         let _ = key;
         run()
     }
@@ -207,6 +243,14 @@ impl Reader for &dyn Reader {
 
     fn remembered(&self, key: &[&str], run: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         (**self).remembered(key, run)
+    }
+
+    fn remembered_value(
+        &self,
+        key: &[&str],
+        run: &mut dyn FnMut() -> Result<Shared>,
+    ) -> Result<Shared> {
+        (**self).remembered_value(key, run)
     }
 
     fn source(&self) -> (&Slots, &dyn Reads) {

@@ -28,6 +28,7 @@ impl Slots {
             ids.push(TableId {
                 slot,
                 name: t.name(),
+                memo: t.is_memo(),
             });
         }
         Ok(Slots { ids, index })

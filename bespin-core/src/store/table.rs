@@ -153,6 +153,7 @@ pub(crate) type Shown = Vec<(Vec<(&'static str, serde_json::Value)>, serde_json:
 pub(crate) struct Table<K, V> {
     name: &'static str,
     secret: bool,
+    memo: bool,
     show: Option<Show>,
     _types: PhantomData<fn() -> (K, V)>,
 }
@@ -172,6 +173,7 @@ impl<K: KeyDef, V: Record> Table<K, V> {
         Table {
             name,
             secret: false,
+            memo: false,
             show: None,
             _types: PhantomData,
         }
@@ -180,6 +182,14 @@ impl<K: KeyDef, V: Record> Table<K, V> {
     /// This table holds secrets: never shown, whatever asks.
     pub(crate) const fn secret(mut self) -> Self {
         self.secret = true;
+        self
+    }
+
+    /// A configuration table (plans, subscriptions, event types, webhook endpoints): read by
+    /// most operations and rarely written, so a write batch keeps what it read of it (gets,
+    /// and scans of up to 64 rows) until an operation of the batch writes to it.
+    pub(crate) const fn memo(mut self) -> Self {
+        self.memo = true;
         self
     }
 
@@ -208,6 +218,8 @@ pub(crate) trait TableInfo: Sync {
     fn layout(&self) -> &'static [Part];
     /// Whether the rows are secrets (never shown).
     fn is_secret(&self) -> bool;
+    /// Whether a write batch memoises reads of it ([`Table::memo`]).
+    fn is_memo(&self) -> bool;
     /// Whether the key starts with the owning tenant's id.
     fn tenant_scoped(&self) -> bool {
         self.layout()
@@ -233,6 +245,10 @@ impl<K: KeyDef, V: Record> TableInfo for Table<K, V> {
 
     fn is_secret(&self) -> bool {
         self.secret
+    }
+
+    fn is_memo(&self) -> bool {
+        self.memo
     }
 
     fn decodes(&self, value: &[u8]) -> Result<()> {

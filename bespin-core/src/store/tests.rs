@@ -15,7 +15,9 @@ key! {
 
 const ROWS: Table<TestKey<'static>, String> = Table::new("test_rows");
 const DAYS: Table<DayKey<'static>, u64> = Table::new("test_days");
-const TEST_TABLES: &[&dyn TableInfo] = &[&SEQUENCES, &SECRETS, &ROWS, &DAYS];
+/// A configuration table: a write batch memoises its reads.
+const CONF: Table<TestKey<'static>, String> = Table::new("test_conf").memo();
+const TEST_TABLES: &[&dyn TableInfo] = &[&SEQUENCES, &SECRETS, &ROWS, &DAYS, &CONF];
 
 /// A fresh store on the backend under test.
 fn store() -> Store {
@@ -455,4 +457,184 @@ fn other_processes_hear_of_announced_news_exactly_when_it_commits() {
             vec!["last".to_owned()]
         ]
     );
+}
+/// The values of `t` under tenant "t", in `order`, as a batch's operation reads them.
+fn values(tx: &WriteTx, t: &Table<TestKey<'static>, String>, order: Order) -> Vec<String> {
+    let mut out = Vec::new();
+    tx.scan(t, &t.prefix().tenant("t"), order, |_, v: String| {
+        out.push(v);
+        Ok(Flow::Continue)
+    })
+    .unwrap();
+    out
+}
+
+#[test]
+fn held_rows_are_read_by_every_read_of_the_batch_and_written_once_at_its_commit() {
+    let s = store();
+    let mut b = s.begin(true).unwrap();
+    let (k1, k2, k3) = (
+        key("t", "a", 1, 1),
+        key("t", "b", 1, 2),
+        key("t", "c", 1, 3),
+    );
+    put(&mut b, &k1, "stored 1");
+    put(&mut b, &k3, "stored 3");
+    b.run(|tx| {
+        tx.put_held(&ROWS, &k1, &"held 1".to_owned())?;
+        tx.put_held(&ROWS, &k2, &"held 2".to_owned())?;
+        // Gets and scans (both ways) see the held rows, in key order among the stored ones.
+        assert_eq!(tx.get(&ROWS, &k1)?.as_deref(), Some("held 1"));
+        assert_eq!(
+            values(tx, &ROWS, Order::Asc),
+            ["held 1", "held 2", "stored 3"]
+        );
+        assert_eq!(
+            values(tx, &ROWS, Order::Desc),
+            ["stored 3", "held 2", "held 1"]
+        );
+        // A scan stopped early stops among held rows too.
+        let mut first = Vec::new();
+        tx.scan(
+            &ROWS,
+            &ROWS.prefix().tenant("t"),
+            Order::Asc,
+            |_, v: String| {
+                first.push(v);
+                Ok(Flow::Stop)
+            },
+        )?;
+        assert_eq!(first, ["held 1"]);
+        Ok(())
+    })
+    .unwrap()
+    .unwrap();
+    // A failed operation's held rows and its ordinary writes over held keys are undone.
+    let failed: Result<()> = b
+        .run(|tx| {
+            tx.put_held(&ROWS, &k1, &"held again".to_owned())?;
+            tx.put_held(&ROWS, &key("t", "d", 1, 4), &"gone".to_owned())?;
+            tx.put(&ROWS, &k2, &"plain over held".to_owned())?;
+            assert_eq!(tx.get(&ROWS, &k2)?.as_deref(), Some("plain over held"));
+            assert!(tx.delete(&ROWS, &k1)?, "a held row exists for a delete");
+            assert_eq!(tx.get(&ROWS, &k1)?, None);
+            Err(Error::Conflict("no".into()))
+        })
+        .unwrap();
+    assert!(failed.is_err());
+    b.run(|tx| {
+        assert_eq!(
+            values(tx, &ROWS, Order::Asc),
+            ["held 1", "held 2", "stored 3"]
+        );
+        // An ordinary write of a held key replaces the held value and reports it as the old.
+        let old = tx.replace(&ROWS, &k2, &"plain 2".to_owned())?;
+        assert_eq!(old.as_deref(), Some("held 2"));
+        Ok(())
+    })
+    .unwrap()
+    .unwrap();
+    b.commit().unwrap();
+    let r = s.read().unwrap();
+    let got = |k: &TestKey<'_>| r.get(&ROWS, k).unwrap();
+    assert_eq!(got(&k1).as_deref(), Some("held 1"));
+    assert_eq!(got(&k2).as_deref(), Some("plain 2"));
+    assert_eq!(got(&key("t", "d", 1, 4)), None);
+}
+
+#[test]
+fn the_memo_of_a_configuration_table_forgets_it_when_the_batch_writes_it_or_undoes_a_write() {
+    let s = store();
+    let mut b = s.begin(true).unwrap();
+    let k = key("t", "plan", 1, 1);
+    b.run(|tx| tx.put(&CONF, &k, &"starter".to_owned()))
+        .unwrap()
+        .unwrap();
+    let read = |b: &mut Batch| {
+        b.run(|tx| Ok((tx.get(&CONF, &k)?, values(tx, &CONF, Order::Asc))))
+            .unwrap()
+            .unwrap()
+    };
+    // Read twice: the second from the memo.
+    assert_eq!(
+        read(&mut b),
+        (Some("starter".into()), vec!["starter".into()])
+    );
+    assert_eq!(
+        read(&mut b),
+        (Some("starter".into()), vec!["starter".into()])
+    );
+    // Another operation of the batch changes it: the next read sees the change.
+    b.run(|tx| {
+        tx.put(&CONF, &k, &"pro".to_owned())?;
+        tx.put(&CONF, &key("t", "plan", 2, 2), &"extra".to_owned())
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        read(&mut b),
+        (Some("pro".into()), vec!["pro".into(), "extra".into()])
+    );
+    // A failed operation's change is read inside it, and gone after its undo.
+    let failed: Result<()> = b
+        .run(|tx| {
+            tx.put(&CONF, &k, &"tiny".to_owned())?;
+            assert_eq!(tx.get(&CONF, &k)?.as_deref(), Some("tiny"));
+            tx.delete(&CONF, &key("t", "plan", 2, 2))?;
+            assert_eq!(values(tx, &CONF, Order::Asc), ["tiny"]);
+            Err(Error::Conflict("no".into()))
+        })
+        .unwrap();
+    assert!(failed.is_err());
+    assert_eq!(
+        read(&mut b),
+        (Some("pro".into()), vec!["pro".into(), "extra".into()])
+    );
+    b.commit().unwrap();
+    assert_eq!(
+        s.read().unwrap().get(&CONF, &k).unwrap().as_deref(),
+        Some("pro")
+    );
+}
+
+#[test]
+fn a_value_is_remembered_for_the_batch_only_when_computed_from_memo_tables_alone() {
+    let s = store();
+    let mut b = s.begin(true).unwrap();
+    let k = key("t", "plan", 1, 1);
+    put(&mut b, &k, "one");
+    b.run(|tx| tx.put(&CONF, &k, &"one".to_owned()))
+        .unwrap()
+        .unwrap();
+    // What each computation read, as the batch remembers it.
+    let both = |b: &mut Batch| {
+        b.run(|tx| {
+            let conf = remember(&*tx, &["conf"], || tx.get(&CONF, &k))?;
+            let rows = remember(&*tx, &["rows"], || tx.get(&ROWS, &k))?;
+            Ok((conf, rows))
+        })
+        .unwrap()
+        .unwrap()
+    };
+    assert_eq!(both(&mut b), (Some("one".into()), Some("one".into())));
+    // A write to a table that is not a memo table: the value read from it was not kept.
+    put(&mut b, &k, "two");
+    assert_eq!(both(&mut b), (Some("one".into()), Some("two".into())));
+    // A write to a memo table, then one undone: each is seen.
+    b.run(|tx| tx.put(&CONF, &k, &"three".to_owned()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(both(&mut b).0.as_deref(), Some("three"));
+    let failed: Result<()> = b
+        .run(|tx| {
+            tx.put(&CONF, &k, &"four".to_owned())?;
+            assert_eq!(
+                remember(&*tx, &["conf"], || tx.get(&CONF, &k))?.as_deref(),
+                Some("four")
+            );
+            Err(Error::Conflict("no".into()))
+        })
+        .unwrap();
+    assert!(failed.is_err());
+    assert_eq!(both(&mut b).0.as_deref(), Some("three"));
 }

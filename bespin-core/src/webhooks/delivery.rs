@@ -81,18 +81,23 @@ pub(crate) fn enqueue(
     if t == catalog::WEBHOOK_TEST {
         return Ok(());
     }
-    let mut wanted: Vec<String> = Vec::new();
-    tx.scan(
-        &ENDPOINTS,
-        &ENDPOINTS.prefix().tenant(tenant),
-        Order::Asc,
-        |_, e: EndpointRec| {
-            if endpoints::wants(&e, t) {
-                wanted.push(e.endpoint_id);
-            }
-            Ok(Flow::Continue)
-        },
-    )?;
+    // The endpoints that want `t`, remembered for the batch (until one of its operations
+    // changes an endpoint): most batches emit many events of one tenant.
+    let wanted: Vec<String> = crate::store::remember(&*tx, &["webhooks", tenant, t.name], || {
+        let mut wanted = Vec::new();
+        tx.scan(
+            &ENDPOINTS,
+            &ENDPOINTS.prefix().tenant(tenant),
+            Order::Asc,
+            |_, e: EndpointRec| {
+                if endpoints::wants(&e, t) {
+                    wanted.push(e.endpoint_id);
+                }
+                Ok(Flow::Continue)
+            },
+        )?;
+        Ok(wanted)
+    })?;
     for endpoint_id in wanted {
         enqueue_one(tx, ctx.now, tenant, &endpoint_id, seq)?;
     }

@@ -48,7 +48,7 @@ key! {
 
 /// (tenant, endpoint) → endpoint. Holds signing secrets: never shown by the console.
 pub(crate) const ENDPOINTS: Table<EndpointKey<'static>, EndpointRec> =
-    Table::new("webhook_endpoints").secret();
+    Table::new("webhook_endpoints").secret().memo();
 
 pub(crate) fn endpoint_key<'a>(r: &impl Reader, tenant: &'a str, id: &'a str) -> EndpointKey<'a> {
     EndpointKey::new(tenant, Id::of(r.sealer(), id))

@@ -205,16 +205,18 @@ key! {
 
 /// Global: (event key) → metered event type.
 pub(crate) const METERED_EVENTS: Table<EventKey<'static>, MeteredEventRec> =
-    Table::new("metered_events");
+    Table::new("metered_events").memo();
 /// Global: (plan) → plan.
-pub(crate) const PLANS: Table<PlanKey<'static>, PlanRec> = Table::new("plans");
+pub(crate) const PLANS: Table<PlanKey<'static>, PlanRec> = Table::new("plans").memo();
 /// Global: (plan) → requests per minute: the plan's per-tenant request rate limit, if any.
 /// (A table of its own so that stored plan records keep their layout.)
-pub(crate) const PLAN_RATE_LIMITS: Table<PlanKey<'static>, u64> = Table::new("plan_rate_limits");
+pub(crate) const PLAN_RATE_LIMITS: Table<PlanKey<'static>, u64> =
+    Table::new("plan_rate_limits").memo();
 /// Global: (plan, capability) → grant.
-pub(crate) const PLAN_CAPABILITIES: Table<GrantKey<'static>, ()> = Table::new("plan_capabilities");
+pub(crate) const PLAN_CAPABILITIES: Table<GrantKey<'static>, ()> =
+    Table::new("plan_capabilities").memo();
 /// Global: (plan, event key, period) → cap.
-pub(crate) const PLAN_CAPS: Table<CapKey<'static>, CapRec> = Table::new("plan_caps");
+pub(crate) const PLAN_CAPS: Table<CapKey<'static>, CapRec> = Table::new("plan_caps").memo();
 
 /// The tables of this module.
 pub(crate) const TABLES: &[&dyn TableInfo] = &[
@@ -282,16 +284,19 @@ pub(crate) fn capabilities_of(r: &impl Reader, plan_id: &str) -> Result<Vec<Stri
     Ok(out)
 }
 
-/// The plan's monthly cap for `event_key`, if any.
+/// The plan's monthly cap for `event_key`, if any. Remembered for a write batch
+/// ([`crate::store::remember`]).
 pub(crate) fn monthly_cap(
     r: &impl Reader,
     plan_id: &str,
     event_key: &str,
 ) -> Result<Option<Amount>> {
-    Ok(
-        r.get(&PLAN_CAPS, &CapKey::new(plan_id, event_key, "monthly"))?
-            .map(|c| c.cap_raw_units),
-    )
+    crate::store::remember(r, &["monthly_cap", plan_id, event_key], || {
+        Ok(
+            r.get(&PLAN_CAPS, &CapKey::new(plan_id, event_key, "monthly"))?
+                .map(|c| c.cap_raw_units),
+        )
+    })
 }
 
 fn all_events(r: &impl Reader, only_active: bool) -> Result<Vec<MeteredEvent>> {

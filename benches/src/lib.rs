@@ -134,3 +134,45 @@ pub fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
 pub fn percentile(sorted: &[f64], q: usize) -> f64 {
     sorted.get(sorted.len() * q / 100).copied().unwrap_or(0.0)
 }
+
+/// The real server in this process on a port of its own: its runtime, address and the way to
+/// stop it ([`InProcess::stop`] waits for it to finish).
+pub struct InProcess {
+    /// The server's runtime.
+    pub runtime: tokio::runtime::Runtime,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl InProcess {
+    /// Serves `db` with `config` on 127.0.0.1 (an unused port).
+    pub fn start(db: &Bespin, config: bespin_http::Config) -> InProcess {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = bespin_http::AppState::new(db.clone(), config);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = runtime.spawn(bespin_http::serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        InProcess {
+            runtime,
+            addr,
+            stop,
+            server,
+        }
+    }
+
+    /// Stops the server and waits for it.
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.runtime.block_on(self.server);
+    }
+}

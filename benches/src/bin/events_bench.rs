@@ -18,7 +18,7 @@
 
 use bespin_benches::percentile;
 use bespin_core::{Bespin, Options};
-use bespin_http::{AppState, Config};
+use bespin_http::Config;
 use std::io::BufReader;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -211,19 +211,8 @@ fn main() {
     config.auth_tarpit_after = None;
     config.max_connections = 4096;
     config.webhook_allow = vec!["127.0.0.1".into()];
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    let listener = server_rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let state = AppState::new(db.clone(), config);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = server_rt.spawn(bespin_http::serve(listener, state, async {
-        let _ = stop_rx.await;
-    }));
+    let server = bespin_benches::InProcess::start(&db, config);
+    let addr = server.addr;
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -332,8 +321,7 @@ fn main() {
         backlog_started.elapsed().as_secs_f64(),
         n / backlog_started.elapsed().as_secs_f64()
     );
-    let _ = stop_tx.send(());
-    let _ = server_rt.block_on(server);
+    server.stop();
     drop(db);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -15,7 +15,7 @@
 
 use bespin_core::metering::ingest::UsageEvents;
 use bespin_core::{Bespin, Options};
-use bespin_http::{AppState, Config};
+use bespin_http::Config;
 use std::io::BufReader;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -137,19 +137,8 @@ fn main() {
     let mut config = Config::default();
     config.rate_limit.enabled = false;
     config.auth_tarpit_after = None;
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    let listener = server_rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let state = AppState::new(db.clone(), config);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = server_rt.spawn(bespin_http::serve(listener, state, async {
-        let _ = stop_rx.await;
-    }));
+    let server = bespin_benches::InProcess::start(&db, config);
+    let addr = server.addr;
     let head = format!(
         "X-Tenant-ID: {}\r\nX-User-ID: {}\r\nX-API-Key: {}\r\n",
         p.tenant_id(),
@@ -165,8 +154,7 @@ fn main() {
     let dups: Arc<Vec<String>> = Arc::new(bodies.iter().take(batches.min(50)).cloned().collect());
     let dup = http_phase(addr, &head, &dups, connections);
     println!("HTTP duplicates:  {dup:>10.0} events/s");
-    let _ = stop_tx.send(());
-    let _ = server_rt.block_on(server);
+    server.stop();
     drop(db);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -241,11 +241,70 @@ pub(crate) fn emit_for(
     owner: Option<&str>,
     data: &impl Serialize,
 ) -> Result<u64> {
-    let tenant = actor.tenant();
-    // `data` rendered once, straight into bytes (serde_json writes valid UTF-8), and stored
-    // from borrowed parts: no owned copy of any field is made for the row.
+    append(tx, ctx, actor, t, subject_id, owner, &render(data)?)
+}
+
+/// [`emit`] of a record `value` as the API shows it, which comes back with its JSON: the
+/// operation's answer is then these bytes, not a second rendering of the same record.
+pub(crate) fn emit_rendered<'a, T: Serialize>(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    actor: impl Into<Actor<'a>>,
+    t: &'static EventType,
+    subject_id: &str,
+    value: T,
+) -> Result<Rendered<T>> {
+    let json = render(&value)?;
+    append(tx, ctx, actor.into(), t, subject_id, None, &json)?;
+    Ok(Rendered { value, json })
+}
+
+/// A record as the API shows it, with its compact JSON (serde_json's rendering of it, made
+/// once on the writer for its event): the server answers with [`Rendered::json`] as it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered<T> {
+    value: T,
+    json: Vec<u8>,
+}
+
+impl<T> Rendered<T> {
+    /// The record.
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+
+    /// The record, without its JSON.
+    pub fn into_value(self) -> T {
+        self.value
+    }
+
+    /// The record's compact JSON, byte for byte what `serde_json::to_vec` makes of it (and
+    /// the event's `data`).
+    pub fn json(&self) -> &[u8] {
+        &self.json
+    }
+}
+
+/// `data` rendered once, straight into bytes (serde_json writes valid UTF-8).
+fn render(data: &impl Serialize) -> Result<Vec<u8>> {
     let mut json = Vec::with_capacity(DATA_GUESS);
     serde_json::to_writer(&mut json, data).map_err(|e| Error::Internal(format!("event: {e}")))?;
+    Ok(json)
+}
+
+/// Appends an event whose `data` is `json` (compact JSON) to the tenant's log, stored from
+/// borrowed parts (no owned copy of any field is made for the row), with its webhook outbox
+/// rows.
+fn append(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    actor: Actor<'_>,
+    t: &'static EventType,
+    subject_id: &str,
+    owner: Option<&str>,
+    json: &[u8],
+) -> Result<u64> {
+    let tenant = actor.tenant();
     let seq = tx.next_seq("events")?;
     let row = EventRow {
         event_type: t.name,
@@ -257,7 +316,7 @@ pub(crate) fn emit_for(
         subject_type: t.subject,
         subject_id,
         owner,
-        data: StrBytes(&json),
+        data: StrBytes(json),
     };
     tx.put_as(&EVENTS, &EventKey::new(tenant, seq), &row)?;
     crate::webhooks::enqueue(tx, ctx, tenant, seq, t)?;

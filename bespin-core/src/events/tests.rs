@@ -265,3 +265,23 @@ fn an_events_data_is_the_api_rendering_of_the_record_byte_for_byte() {
     let object = json!({"tool_name": "echo", "request_id": request_id});
     assert_eq!(invoked.data.get(), serde_json::to_string(&object).unwrap());
 }
+
+#[test]
+fn a_rendered_record_is_its_events_data_and_serde_jsons_rendering() {
+    let (db, _clock) = testutil::db();
+    let (admin, _) = testutil::tenant(&db);
+    let req =
+        NewTask::from_json(&json!({"title": "Ship \"it\" — ünïcode", "priority": "high"})).unwrap();
+    let r = db
+        .run(crate::Op::with(
+            admin.clone(),
+            req,
+            crate::coreos::tasks::create_rendered,
+        ))
+        .unwrap();
+    assert_eq!(r.json(), serde_json::to_vec(r.value()).unwrap());
+    let evs = all(&db, &admin, None);
+    let e = evs.iter().find(|e| e.event_type == "task.created").unwrap();
+    assert_eq!(e.data.get().as_bytes(), r.json());
+    assert_eq!(e.subject.id, r.value().task_id);
+}

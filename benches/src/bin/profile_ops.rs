@@ -1,5 +1,6 @@
 //! Runs a fixed number of whole operations in one transaction, for profilers
-//! (`valgrind --tool=callgrind target/release/profile_ops task|invoke|chat|meter|ingest|append|latest|search 300`).
+//! (`valgrind --tool=callgrind target/release/profile_ops task|invoke|chat|meter|ingest|append|latest|search 300`;
+//! `task_json` / `task_answer`: a task create with its answer's body rendered again / reused).
 //! `meter`: a search's metering alone (capability, quota, usage event and rollups), which is
 //! what every search runs on the writer.
 //! `ingest`: batches of 10,000 points, `append`: single-point ingests at the end of a series,
@@ -90,6 +91,19 @@ fn one_batch(
                 "invoke" => {
                     let r = InvokeRequest::from_json(&serde_json::json!({"tool_name": "echo", "payload": {"i": i}}))?;
                     bespin_core::tools::invoke(tx, ctx, p, &format!("k{i}"), r)?;
+                }
+                // A task create and its answer's body as the server makes it: rendered again
+                // on the worker (`task_json`, before issue 26's answer reuse) or the bytes its
+                // event was rendered with (`task_answer`, now).
+                "task_json" => {
+                    let t = NewTask::from_json(&serde_json::json!({"title": format!("Load task {i}"), "priority": "medium"}))?;
+                    let v = bespin_core::coreos::tasks::create(tx, ctx, p, t)?;
+                    std::hint::black_box(serde_json::to_vec(&v).unwrap_or_default());
+                }
+                "task_answer" => {
+                    let t = NewTask::from_json(&serde_json::json!({"title": format!("Load task {i}"), "priority": "medium"}))?;
+                    let v = bespin_core::coreos::tasks::create_rendered(tx, ctx, p, t)?;
+                    std::hint::black_box(v.json().to_vec());
                 }
                 _ => {
                     let t = NewTask::from_json(&serde_json::json!({"title": format!("Load task {i}"), "priority": "medium"}))?;

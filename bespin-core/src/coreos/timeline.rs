@@ -526,12 +526,6 @@ mod tests {
             metadata: &rec.metadata,
             created_at: rec.created_at,
         };
-        let bytes = crate::store::codec::encode_as::<EventRec, _>(&row).unwrap();
-        assert_eq!(bytes, crate::store::codec::encode(&rec).unwrap());
-        assert!(bytes.len() <= row.size_hint());
-        assert_eq!(
-            crate::store::codec::decode::<EventRec>(&bytes).unwrap(),
-            rec
-        );
+        crate::store::codec::assert_encodes_as(&row, &rec);
     }
 }

@@ -75,6 +75,21 @@ pub(crate) fn encode_as<V: Record, B: EncodesAs<V>>(value: &B) -> Result<Vec<u8>
     Ok(out)
 }
 
+/// Test-only: asserts that `row` encodes to exactly `rec`'s bytes, within its size hint, and
+/// decodes back as `rec` (the test every [`EncodesAs`] implementation has).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn assert_encodes_as<V, B>(row: &B, rec: &V)
+where
+    V: Record + PartialEq + std::fmt::Debug,
+    B: EncodesAs<V>,
+{
+    let bytes = encode_as::<V, B>(row).unwrap();
+    assert_eq!(bytes, encode(rec).unwrap());
+    assert!(bytes.len() <= row.size_hint());
+    assert_eq!(&decode::<V>(&bytes).unwrap(), rec);
+}
+
 /// UTF-8 text held as bytes (what `serde_json::to_writer` makes), encoded as postcard encodes a
 /// `str` (its length, then its bytes): the field of an [`EncodesAs`] form that stands for a
 /// `String`, without the check or the copy that making a `String` of it would take.

@@ -95,6 +95,11 @@ impl Reply {
         Reply::json(StatusCode::CREATED, value)
     }
 
+    /// 201 with a record's JSON as the writer rendered it for its event (no second rendering).
+    pub fn created_rendered<T>(r: &bespin_core::events::Rendered<T>) -> Reply {
+        Reply::raw(StatusCode::CREATED, "application/json", r.json().to_vec())
+    }
+
     /// Any bytes.
     pub fn raw(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
         Reply {

@@ -1,5 +1,6 @@
 //! Runs a fixed number of whole operations in one transaction, for profilers
-//! (`valgrind --tool=callgrind target/release/profile_ops task|invoke|chat|meter|ingest|append|latest|search 300`).
+//! (`valgrind --tool=callgrind target/release/profile_ops task|invoke|chat|meter|ingest|append|latest|search 300`;
+//! `task_json` / `task_answer`: a task create with its answer's body rendered again / reused).
 //! `meter`: a search's metering alone (capability, quota, usage event and rollups), which is
 //! what every search runs on the writer.
 //! `ingest`: batches of 10,000 points, `append`: single-point ingests at the end of a series,
@@ -83,22 +84,46 @@ fn one_batch(
         for i in range {
             match what {
                 "chat" => {
-                    let r = bespin_core::chat::ChatRequest::from_json(&serde_json::json!({"message": "kpis"}))?;
+                    let r = bespin_core::chat::ChatRequest::from_json(
+                        &serde_json::json!({"message": "kpis"}),
+                    )?;
                     bespin_core::chat::chat(tx, ctx, p, r)?;
                 }
                 "meter" => bespin_core::coreos::search::meter(tx, ctx, p)?,
                 "invoke" => {
-                    let r = InvokeRequest::from_json(&serde_json::json!({"tool_name": "echo", "payload": {"i": i}}))?;
+                    let r = InvokeRequest::from_json(
+                        &serde_json::json!({"tool_name": "echo", "payload": {"i": i}}),
+                    )?;
                     bespin_core::tools::invoke(tx, ctx, p, &format!("k{i}"), r)?;
                 }
+                // A task create and its answer's body as the server makes it: rendered again
+                // on the worker (`task_json`, before issue 26's answer reuse) or the bytes its
+                // event was rendered with (`task_answer`, now).
+                "task_json" => {
+                    let t = load_task(i)?;
+                    let v = bespin_core::coreos::tasks::create(tx, ctx, p, t)?;
+                    std::hint::black_box(serde_json::to_vec(&v).unwrap_or_default());
+                }
+                "task_answer" => {
+                    let t = load_task(i)?;
+                    let v = bespin_core::coreos::tasks::create_rendered(tx, ctx, p, t)?;
+                    std::hint::black_box(v.json().to_vec());
+                }
                 _ => {
-                    let t = NewTask::from_json(&serde_json::json!({"title": format!("Load task {i}"), "priority": "medium"}))?;
+                    let t = load_task(i)?;
                     bespin_core::coreos::tasks::create(tx, ctx, p, t)?;
                 }
             }
         }
         Ok(())
     })
+}
+
+/// The load script's task create body, numbered `i`.
+fn load_task(i: usize) -> bespin_core::Result<NewTask> {
+    NewTask::from_json(
+        &serde_json::json!({"title": format!("Load task {i}"), "priority": "medium"}),
+    )
 }
 
 /// `n` usage events of a custom type, reported in batches of 1,000 (one transaction each).

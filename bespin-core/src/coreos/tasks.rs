@@ -16,7 +16,7 @@ use crate::auth::Principal;
 use crate::billing::require_capability;
 use crate::check::Checker;
 use crate::error::{Error, Result};
-use crate::events::{self, catalog};
+use crate::events::{self, Rendered, catalog};
 use crate::store::{Id, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::{Date, Timestamp};
 use crate::validate::{Fields, Len, Presence, got};
@@ -278,6 +278,17 @@ fn save(tx: &mut WriteTx, tenant: &str, t: &TaskRec) -> Result<()> {
 
 /// Creates a task (any user). Order: capability → references (404) → quota → write.
 pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewTask) -> Result<Task> {
+    create_rendered(tx, ctx, caller, req).map(Rendered::into_value)
+}
+
+/// [`create`], with the task's JSON as its `task.created` event holds it: the server answers
+/// with these bytes rather than render the same task a second time.
+pub fn create_rendered(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    caller: &Principal,
+    req: NewTask,
+) -> Result<Rendered<Task>> {
     let tn = caller.tenant_id();
     require_capability(tx, caller, CAP)?;
     check_assignee(tx, tn, req.assigned_to_user_id.as_deref())?;
@@ -313,8 +324,14 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewTask) -> 
             ("assigned_to", t.assigned_to.as_deref()),
         ]),
     )?;
-    let v = view(tn, &t);
-    events::emit(tx, ctx, caller, catalog::TASK_CREATED, &t.task_id, &v)?;
+    let v = events::emit_rendered(
+        tx,
+        ctx,
+        caller,
+        catalog::TASK_CREATED,
+        &t.task_id,
+        view(tn, &t),
+    )?;
     record_effects(
         tx,
         ctx,

@@ -14,6 +14,7 @@ use crate::auth::Principal;
 use crate::billing::require_capability;
 use crate::check::{Checker, Expected};
 use crate::error::{Error, Result};
+use crate::store::codec::EncodesAs;
 use crate::store::{Flow, KeyDef, Order, Prefix, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, Presence, got};
@@ -34,6 +35,38 @@ pub(crate) struct EventRec {
     pub created_at: Timestamp,
 }
 impl Record for EventRec {}
+
+/// An [`EventRec`] of borrowed parts, as [`emit`] writes it: the same fields in the same order,
+/// so it encodes to the record's bytes (a test decodes one back).
+#[derive(Serialize)]
+struct EventRow<'a> {
+    event_id: &'a str,
+    actor_user_id: &'a str,
+    event_type: &'a str,
+    entity_type: &'a str,
+    entity_id: &'a str,
+    summary: &'a str,
+    metadata: &'a Metadata,
+    created_at: Timestamp,
+}
+
+impl EncodesAs<EventRec> for EventRow<'_> {
+    fn size_hint(&self) -> usize {
+        let meta: usize = self
+            .metadata
+            .0
+            .iter()
+            .map(|(k, v)| 4 + k.len() + v.as_ref().map_or(0, String::len))
+            .sum();
+        40 + self.event_id.len()
+            + self.actor_user_id.len()
+            + self.event_type.len()
+            + self.entity_type.len()
+            + self.entity_id.len()
+            + self.summary.len()
+            + meta
+    }
+}
 
 /// Where an event sits in the main index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,24 +174,25 @@ pub(crate) fn emit(
     let pos = EventPos { at: ctx.now, seq };
     // The event's position, sealed: the `before` cursor finds it without an index.
     let (event_id, sealed) = crate::ids::new_event_id(tx.sealer(), pos.at.0, seq);
-    let rec = EventRec {
-        event_id,
-        actor_user_id: caller.user_id().to_owned(),
-        event_type: event_type.to_owned(),
-        entity_type: entity.as_str().to_owned(),
-        entity_id: entity_id.to_owned(),
-        summary,
-        metadata,
+    let et = entity.as_str();
+    // Stored from borrowed parts (encodes as an `EventRec`): no owned copy of each field.
+    let row = EventRow {
+        event_id: &event_id,
+        actor_user_id: caller.user_id(),
+        event_type,
+        entity_type: et,
+        entity_id,
+        summary: &summary,
+        metadata: &metadata,
         created_at: ctx.now,
     };
-    let et = entity.as_str();
-    tx.put(&TIMELINE, &event_key(t, pos), &rec)?;
+    tx.put_as(&TIMELINE, &event_key(t, pos), &row)?;
     tx.put(&BY_TYPE, &TypeKey::new(t, et, pos.at, seq), &pos)?;
     let by_entity = EntityKey::new(t, et, born, entity_id, pos.at, seq);
     tx.put(&BY_ENTITY, &by_entity, &pos)?;
     if !sealed {
         // An id that does not name its position (events written before ids were sealed).
-        tx.put(&IDS, &EventIdKey::new(t, &rec.event_id), &pos)?;
+        tx.put(&IDS, &EventIdKey::new(t, &event_id), &pos)?;
     }
     Ok(())
 }
@@ -468,5 +502,30 @@ mod tests {
         });
         caught(&db, "co_tasks", "differs from its key");
         caught(&db, "co_timeline_ids", "missing index entry");
+    }
+
+    #[test]
+    fn a_row_of_borrowed_parts_encodes_as_the_stored_event() {
+        let rec = EventRec {
+            event_id: "evt-1".into(),
+            actor_user_id: "u1".into(),
+            event_type: "task_created".into(),
+            entity_type: "task".into(),
+            entity_id: "t1".into(),
+            summary: "Task created: é \"x\"".into(),
+            metadata: Metadata::of(&[("priority", Some("high")), ("assigned_to", None)]),
+            created_at: Timestamp(1_700_000_000_123_456),
+        };
+        let row = EventRow {
+            event_id: &rec.event_id,
+            actor_user_id: &rec.actor_user_id,
+            event_type: &rec.event_type,
+            entity_type: &rec.entity_type,
+            entity_id: &rec.entity_id,
+            summary: &rec.summary,
+            metadata: &rec.metadata,
+            created_at: rec.created_at,
+        };
+        crate::store::codec::assert_encodes_as(&row, &rec);
     }
 }

@@ -32,6 +32,7 @@ pub use stream::Subscription;
 use crate::auth::Principal;
 use crate::check::Checker;
 use crate::error::{Error, FieldError, LocPart, Result};
+use crate::store::codec::{EncodesAs, StrBytes};
 use crate::store::{Flow, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, Presence, got};
@@ -53,6 +54,35 @@ pub(crate) struct EventRec {
     pub data: String,
 }
 impl Record for EventRec {}
+
+/// An [`EventRec`] of borrowed parts, as [`emit`] writes it: the same fields in the same order,
+/// so it encodes to the record's bytes (`events::tests` decodes one back).
+#[derive(Serialize)]
+struct EventRow<'a> {
+    event_type: &'a str,
+    occurred_at: Timestamp,
+    actor_user_id: Option<&'a str>,
+    subject_type: &'a str,
+    subject_id: &'a str,
+    owner: Option<&'a str>,
+    data: StrBytes<'a>,
+}
+
+impl EncodesAs<EventRec> for EventRow<'_> {
+    fn size_hint(&self) -> usize {
+        // Five varint lengths, the instant, two option tags and the version: under 48 bytes.
+        48 + self.event_type.len()
+            + self.actor_user_id.map_or(0, str::len)
+            + self.subject_type.len()
+            + self.subject_id.len()
+            + self.owner.map_or(0, str::len)
+            + self.data.0.len()
+    }
+}
+
+/// The buffer an event's `data` is rendered into: a Core OS record's JSON (a task's is about
+/// 400 bytes) fits, so it is allocated once.
+const DATA_GUESS: usize = 512;
 
 key! {
     /// (tenant, seq).
@@ -211,22 +241,84 @@ pub(crate) fn emit_for(
     owner: Option<&str>,
     data: &impl Serialize,
 ) -> Result<u64> {
+    append(tx, ctx, actor, t, subject_id, owner, &render(data)?)
+}
+
+/// [`emit`] of a record `value` as the API shows it, which comes back with its JSON: the
+/// operation's answer is then these bytes, not a second rendering of the same record.
+pub(crate) fn emit_rendered<'a, T: Serialize>(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    actor: impl Into<Actor<'a>>,
+    t: &'static EventType,
+    subject_id: &str,
+    value: T,
+) -> Result<Rendered<T>> {
+    let json = render(&value)?;
+    append(tx, ctx, actor.into(), t, subject_id, None, &json)?;
+    Ok(Rendered { value, json })
+}
+
+/// A record as the API shows it, with its compact JSON (serde_json's rendering of it, made
+/// once on the writer for its event): the server answers with [`Rendered::json`] as it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered<T> {
+    value: T,
+    json: Vec<u8>,
+}
+
+impl<T> Rendered<T> {
+    /// The record.
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+
+    /// The record, without its JSON.
+    pub fn into_value(self) -> T {
+        self.value
+    }
+
+    /// The record's compact JSON, byte for byte what `serde_json::to_vec` makes of it (and
+    /// the event's `data`).
+    pub fn json(&self) -> &[u8] {
+        &self.json
+    }
+}
+
+/// `data` rendered once, straight into bytes (serde_json writes valid UTF-8).
+fn render(data: &impl Serialize) -> Result<Vec<u8>> {
+    let mut json = Vec::with_capacity(DATA_GUESS);
+    serde_json::to_writer(&mut json, data).map_err(|e| Error::Internal(format!("event: {e}")))?;
+    Ok(json)
+}
+
+/// Appends an event whose `data` is `json` (compact JSON) to the tenant's log, stored from
+/// borrowed parts (no owned copy of any field is made for the row), with its webhook outbox
+/// rows.
+fn append(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    actor: Actor<'_>,
+    t: &'static EventType,
+    subject_id: &str,
+    owner: Option<&str>,
+    json: &[u8],
+) -> Result<u64> {
     let tenant = actor.tenant();
-    let data = serde_json::to_string(data).map_err(|e| Error::Internal(format!("event: {e}")))?;
     let seq = tx.next_seq("events")?;
-    let rec = EventRec {
-        event_type: t.name.to_owned(),
+    let row = EventRow {
+        event_type: t.name,
         occurred_at: ctx.now,
         actor_user_id: match actor {
-            Actor::User(p) => Some(p.user_id().to_owned()),
+            Actor::User(p) => Some(p.user_id()),
             Actor::Platform(_) => None,
         },
-        subject_type: t.subject.to_owned(),
-        subject_id: subject_id.to_owned(),
-        owner: owner.map(str::to_owned),
-        data,
+        subject_type: t.subject,
+        subject_id,
+        owner,
+        data: StrBytes(json),
     };
-    tx.put(&EVENTS, &EventKey::new(tenant, seq), &rec)?;
+    tx.put_as(&EVENTS, &EventKey::new(tenant, seq), &row)?;
     crate::webhooks::enqueue(tx, ctx, tenant, seq, t)?;
     ctx.hub.stage(tenant);
     // Other processes sharing the database are told with the commit (PostgreSQL's NOTIFY).

@@ -207,3 +207,75 @@ fn the_readme_lists_the_catalogue() {
         "README.md must hold the catalogue as events::catalog::markdown() prints it:\n{table}"
     );
 }
+
+#[test]
+fn a_row_of_borrowed_parts_encodes_as_the_stored_event() {
+    let rec = EventRec {
+        event_type: "task.created".into(),
+        occurred_at: crate::time::Timestamp(1_700_000_000_000_001),
+        actor_user_id: Some("u1".into()),
+        subject_type: "task".into(),
+        subject_id: "t1".into(),
+        owner: None,
+        data: r#"{"title":"é \"quoted\" \u0001","n":1}"#.into(),
+    };
+    for owner in [None, Some("u2")] {
+        let rec = EventRec {
+            owner: owner.map(str::to_owned),
+            ..rec.clone()
+        };
+        let row = EventRow {
+            event_type: &rec.event_type,
+            occurred_at: rec.occurred_at,
+            actor_user_id: rec.actor_user_id.as_deref(),
+            subject_type: &rec.subject_type,
+            subject_id: &rec.subject_id,
+            owner: rec.owner.as_deref(),
+            data: crate::store::codec::StrBytes(rec.data.as_bytes()),
+        };
+        crate::store::codec::assert_encodes_as(&row, &rec);
+    }
+}
+
+#[test]
+fn an_events_data_is_the_api_rendering_of_the_record_byte_for_byte() {
+    let (db, _clock) = testutil::db();
+    let (admin, _) = testutil::tenant(&db);
+    let t = db
+        .create_task(
+            &admin,
+            NewTask::from_json(&json!({"title": "Ship \"it\" — ünïcode", "description": "a\nb"}))
+                .unwrap(),
+        )
+        .unwrap();
+    let inv = InvokeRequest::from_json(&json!({"tool_name": "echo", "payload": {}})).unwrap();
+    let done = db.invoke_tool(&admin, "k-bytes", inv).unwrap();
+    let evs = all(&db, &admin, None);
+    let created = evs.iter().find(|e| e.event_type == "task.created").unwrap();
+    assert_eq!(created.data.get(), serde_json::to_string(&t).unwrap());
+    // `tool.invoked` renders what its JSON object did (keys sorted), from a struct now.
+    let invoked = evs.iter().find(|e| e.event_type == "tool.invoked").unwrap();
+    let request_id = done.into_value().unwrap().request_id;
+    let object = json!({"tool_name": "echo", "request_id": request_id});
+    assert_eq!(invoked.data.get(), serde_json::to_string(&object).unwrap());
+}
+
+#[test]
+fn a_rendered_record_is_its_events_data_and_serde_jsons_rendering() {
+    let (db, _clock) = testutil::db();
+    let (admin, _) = testutil::tenant(&db);
+    let req =
+        NewTask::from_json(&json!({"title": "Ship \"it\" — ünïcode", "priority": "high"})).unwrap();
+    let r = db
+        .run(crate::Op::with(
+            admin.clone(),
+            req,
+            crate::coreos::tasks::create_rendered,
+        ))
+        .unwrap();
+    assert_eq!(r.json(), serde_json::to_vec(r.value()).unwrap());
+    let evs = all(&db, &admin, None);
+    let e = evs.iter().find(|e| e.event_type == "task.created").unwrap();
+    assert_eq!(e.data.get().as_bytes(), r.json());
+    assert_eq!(e.subject.id, r.value().task_id);
+}

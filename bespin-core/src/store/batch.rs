@@ -354,6 +354,18 @@ impl WriteTx<'_, '_> {
         with_key::<K, _>(key, |k| self.raw_insert(t.name(), k, &bytes))
     }
 
+    /// Stores the record that `value` stands for (see [`codec::EncodesAs`]) under `key`, like
+    /// [`WriteTx::put`] with the record itself.
+    pub(crate) fn put_as<K: KeyDef, V: Record, B: codec::EncodesAs<V>>(
+        &mut self,
+        t: &Table<K, V>,
+        key: &K::Of<'_>,
+        value: &B,
+    ) -> Result<()> {
+        let bytes = codec::encode_as::<V, B>(value)?;
+        with_key::<K, _>(key, |k| self.raw_insert(t.name(), k, &bytes))
+    }
+
     /// Test-only: stores `value` under the stored key `key` (bytes a scan of `t` visited).
     #[cfg(test)]
     pub(crate) fn put_stored<K: KeyDef, V: Record>(

@@ -55,6 +55,53 @@ pub(crate) fn encode_into<R: Record>(value: &R, out: &mut Vec<u8>) -> Result<()>
     value.encode_body(out)
 }
 
+/// A borrowed form of the record `V` that encodes to exactly `V`'s bytes: the same fields in
+/// the same order, `&str` (or [`StrBytes`]) where `V` has a `String`. It lets a write store a
+/// record made of borrowed parts without copying each into an owned field first (the event
+/// and timeline rows of every write). Only for records stored as postcard (the default
+/// [`Record::encode_body`]); each implementation has a test that its bytes decode as `V`.
+pub(crate) trait EncodesAs<V: Record>: Serialize {
+    /// A guess of the encoded size, so the buffer is allocated once.
+    fn size_hint(&self) -> usize {
+        64
+    }
+}
+
+/// Encodes `value` as the record `V` it stands for, with `V`'s version byte.
+pub(crate) fn encode_as<V: Record, B: EncodesAs<V>>(value: &B) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(value.size_hint());
+    out.push(V::VERSION);
+    postcard::to_io(value, &mut out).map_err(|e| Error::Storage(format!("encode: {e}")))?;
+    Ok(out)
+}
+
+/// Test-only: asserts that `row` encodes to exactly `rec`'s bytes, within its size hint, and
+/// decodes back as `rec` (the test every [`EncodesAs`] implementation has).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn assert_encodes_as<V, B>(row: &B, rec: &V)
+where
+    V: Record + PartialEq + std::fmt::Debug,
+    B: EncodesAs<V>,
+{
+    let bytes = encode_as::<V, B>(row).unwrap();
+    assert_eq!(bytes, encode(rec).unwrap());
+    assert!(bytes.len() <= row.size_hint());
+    assert_eq!(&decode::<V>(&bytes).unwrap(), rec);
+}
+
+/// UTF-8 text held as bytes (what `serde_json::to_writer` makes), encoded as postcard encodes a
+/// `str` (its length, then its bytes): the field of an [`EncodesAs`] form that stands for a
+/// `String`, without the check or the copy that making a `String` of it would take.
+pub(crate) struct StrBytes<'a>(pub &'a [u8]);
+
+impl Serialize for StrBytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        // postcard writes bytes and a str alike: a varint length, then the bytes.
+        s.serialize_bytes(self.0)
+    }
+}
+
 /// Decodes a value written by [`encode`].
 pub(crate) fn decode<R: Record>(bytes: &[u8]) -> Result<R> {
     match bytes.split_first() {

@@ -44,7 +44,10 @@ pub(crate) struct Overlay {
     memo: RefCell<Vec<(usize, TableMemo)>>,
     /// Values computed from memo tables alone ([`Overlay::remember`]), by key; forgotten with
     /// the memo of any table.
-    values: RefCell<HashMap<String, Result<Shared>>>,
+    values: RefCell<HashMap<String, Result<Shared>, std::hash::BuildHasherDefault<Fnv1a>>>,
+    /// The key of the last [`Overlay::remember`] lookup, built in place: a hit (most calls:
+    /// every operation of a batch asks for the same few values) allocates nothing.
+    scratch: RefCell<String>,
     /// How many [`Overlay::remember`] computations are running (nested), and whether the
     /// innermost one read a table that is not a memo table (its value is then not kept).
     computing: Cell<u32>,
@@ -169,10 +172,22 @@ impl Overlay {
         key: &[&str],
         run: &mut dyn FnMut() -> Result<Shared>,
     ) -> Result<Shared> {
-        let key = key.join("\u{0}");
-        if let Some(known) = self.values.borrow().get(&key) {
-            return known.clone();
-        }
+        let key = {
+            let mut scratch = self.scratch.borrow_mut();
+            scratch.clear();
+            for (i, part) in key.iter().enumerate() {
+                if i > 0 {
+                    scratch.push('\u{0}');
+                }
+                scratch.push_str(part);
+            }
+            if let Some(known) = self.values.borrow().get(scratch.as_str()) {
+                return known.clone();
+            }
+            // A miss: the key is kept with the value (`run` may remember values of its own,
+            // so the scratch is not borrowed while it runs).
+            scratch.clone()
+        };
         let outer = self.tainted.replace(false);
         self.computing.set(self.computing.get() + 1);
         let out = run();

@@ -638,3 +638,36 @@ fn a_value_is_remembered_for_the_batch_only_when_computed_from_memo_tables_alone
     assert!(failed.is_err());
     assert_eq!(both(&mut b).0.as_deref(), Some("three"));
 }
+
+#[test]
+fn remembered_values_nest_and_keys_of_several_parts_are_told_apart() {
+    let s = store();
+    let mut b = s.begin(true).unwrap();
+    let k = key("t", "plan", 1, 1);
+    b.run(|tx| tx.put(&CONF, &k, &"one".to_owned()))
+        .unwrap()
+        .unwrap();
+    let runs = std::cell::Cell::new(0);
+    let got = b
+        .run(|tx| {
+            let mut seen = Vec::new();
+            for (outer, inner) in [("a", "x"), ("a", "x"), ("a", "y"), ("b", "x")] {
+                // A computation that remembers another value while it runs.
+                let v = remember(&*tx, &["outer", outer, inner], || {
+                    runs.set(runs.get() + 1);
+                    let conf = remember(&*tx, &["inner", inner], || {
+                        runs.set(runs.get() + 100);
+                        tx.get(&CONF, &k)
+                    })?;
+                    Ok(format!("{outer}{inner}{}", conf.unwrap_or_default()))
+                })?;
+                seen.push(v);
+            }
+            Ok(seen)
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, ["axone", "axone", "ayone", "bxone"]);
+    // Three outer values (the second `a, x` was remembered), two inner ones.
+    assert_eq!(runs.get(), 3 + 200);
+}

@@ -128,6 +128,15 @@ pub struct Invocation {
     pub result: Value,
 }
 
+/// The `data` of a `tool.invoked` event, rendered straight from borrowed fields (no JSON tree).
+/// The fields are in the order a `serde_json` object sorts its keys, which is how this data
+/// was first rendered: the event's JSON stays byte for byte the same.
+#[derive(Serialize)]
+struct InvokedData<'a> {
+    request_id: &'a str,
+    tool_name: &'a str,
+}
+
 /// Invokes a tool for `caller` under the client's `idempotency_key` (see the module docs for
 /// the order of checks). Errors: `MissingHeader` for a blank key, `Forbidden` (`… to invoke
 /// tools`), the entitlement errors, `IdempotencyConflict`, `QuotaExceeded`,
@@ -169,7 +178,10 @@ pub fn invoke(
         .idempotency_key(Some(idempotency_key));
     audit::append(tx, ctx, tenant, entry)?;
     permit.record(tx, ctx, caller, &request_id)?;
-    let data = serde_json::json!({"tool_name": tool.name(), "request_id": request_id});
+    let data = InvokedData {
+        request_id: &request_id,
+        tool_name: tool.name(),
+    };
     events::emit(tx, ctx, caller, catalog::TOOL_INVOKED, tool.name(), &data)?;
     let response = Invocation { request_id, result };
     idempotency::store(tx, ctx, tenant, &scope, response)

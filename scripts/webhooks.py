@@ -32,29 +32,11 @@ import urllib.request
 from typing import Any
 
 from standardwebhooks import Webhook, WebhookVerificationError
+from testcerts import make_certs
 
 BINARY, WORK = sys.argv[1], sys.argv[2]
 DB = os.path.join(WORK, "db.redb")
 CA = os.path.join(WORK, "ca.pem")
-
-
-def openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-def make_certs() -> None:
-    """Two CAs, each with a certificate for 127.0.0.1 it signed (trusted.pem from the CA of
-    BESPIN_WEBHOOK_CA_FILE, rogue.pem from one nothing trusts), each with its key."""
-    w = lambda name: os.path.join(WORK, name)  # noqa: E731
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-    with open(w("ext.cnf"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
-    for leaf, ca in (("trusted", CA), ("rogue", w("rogue-ca.pem"))):
-        openssl("req", "-x509", *ec, "-keyout", ca + ".key", "-out", ca, "-days", "2",
-                "-subj", f"/CN=Bespin {leaf} test CA")
-        openssl("req", *ec, "-keyout", w(leaf + ".key"), "-out", w(leaf + ".csr"), "-subj", "/CN=127.0.0.1")
-        openssl("x509", "-req", "-in", w(leaf + ".csr"), "-CA", ca, "-CAkey", ca + ".key", "-CAcreateserial",
-                "-out", w(leaf + ".pem"), "-days", "2", "-extfile", w("ext.cnf"))
 
 
 def free_port() -> int:
@@ -165,7 +147,7 @@ def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
 
 
 def main() -> None:
-    make_certs()
+    make_certs(WORK)
     server = Server()
     server.start()
     status, t = server.call("POST", "/v1/tenants", {}, {"name": "Acme", "region": "eu", "admin_email": "a@x.io"})

@@ -283,7 +283,8 @@ impl Config {
             c.webhook_allow = crate::webhooks::parse_allow(&v);
         }
         if let Some(v) = get("BESPIN_WEBHOOK_CA_FILE").filter(|v| !v.is_empty()) {
-            crate::webhooks::extra_roots(std::path::Path::new(&v))?;
+            crate::webhooks::extra_roots(std::path::Path::new(&v))
+                .map_err(|e| format!("webhook {e}"))?;
             c.webhook_ca_file = Some(v.into());
         }
         if let Some(v) = get("BESPIN_LARGE_TEXT_WRITES_PER_SEC") {

@@ -54,6 +54,9 @@ pub struct Pusher {
     pub poll: Duration,
     /// Stop once caught up instead of waiting for more.
     pub once: bool,
+    /// A PEM file of certificate authorities trusted beside the public roots, for a receiver
+    /// (or a server) behind an internal CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The longest wait between two attempts.
@@ -194,7 +197,7 @@ impl Pusher {
     /// written (nothing else stops it: failures are retried).
     pub async fn run(&self, stop: impl std::future::Future<Output = ()>) -> Result<u64, String> {
         tokio::pin!(stop);
-        let tls = tls_connector(None)?;
+        let tls = tls_connector(self.ca_file.as_deref())?;
         let mut cursor = load_cursor(&self.state)?;
         let mut pushed = 0u64;
         let mut backoff = Duration::from_secs(1);

@@ -145,6 +145,10 @@ struct ExportUsageArgs {
     /// Exit once caught up instead of waiting for new usage.
     #[arg(long)]
     once: bool,
+    /// A PEM file of certificate authorities to trust beside the public roots, for an https
+    /// receiver (or server) behind an internal CA.
+    #[arg(long, env = "BESPIN_EXPORT_CA_FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 fn export_usage_cmd(a: ExportUsageArgs) -> ExitCode {
@@ -175,6 +179,7 @@ fn export_usage_cmd(a: ExportUsageArgs) -> ExitCode {
         batch: usize::from(a.batch),
         poll: std::time::Duration::from_secs(a.poll_secs),
         once: a.once,
+        ca_file: a.ca_file.filter(|p| !p.as_os_str().is_empty()),
     };
     let Some(runtime) = runtime(tokio::runtime::Builder::new_current_thread()) else {
         return ExitCode::FAILURE;

@@ -164,13 +164,13 @@ pub(crate) fn tls_connector(
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
-/// The certificates of a PEM file of certificate authorities (`BESPIN_WEBHOOK_CA_FILE`): at
-/// least one, or an error naming the file.
+/// The certificates of a PEM file of certificate authorities (`BESPIN_WEBHOOK_CA_FILE`,
+/// `bespin export-usage --ca-file`): at least one, or an error naming the file.
 pub fn extra_roots(
     path: &std::path::Path,
 ) -> Result<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>, String> {
     use tokio_rustls::rustls::pki_types::{CertificateDer, pem::PemObject};
-    let named = |e: &dyn std::fmt::Display| format!("webhook CA file {}: {e}", path.display());
+    let named = |e: &dyn std::fmt::Display| format!("CA file {}: {e}", path.display());
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| named(&e))?
         .collect::<Result<Vec<_>, _>>()

@@ -26,6 +26,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use super::tail::Tail;
+
 #[derive(Default)]
 struct Slot {
     /// Bumped at each publish that concerned the tenant.
@@ -34,6 +36,11 @@ struct Slot {
     subscribers: usize,
     /// Async waiters to wake at the next bump.
     wakers: Vec<Waker>,
+    /// The newest tail of the tenant's log read by one of its subscribers (see
+    /// [`super::tail`]), kept while the tenant has more than one.
+    tail: Option<Arc<Tail>>,
+    /// Held by a subscriber reading a tail, so that subscribers woken together read once.
+    reading: Arc<Mutex<()>>,
 }
 
 /// The wake-up hub of one open database (see the module documentation).
@@ -47,12 +54,7 @@ pub(crate) struct Hub {
     polled: AtomicU64,
     /// Live subscriptions, all tenants: with none, emitting stages nothing.
     subscribers: AtomicUsize,
-    /// The JSON of recent events by seq, made once for every subscriber that sends them.
-    rendered: Mutex<std::collections::BTreeMap<u64, Arc<str>>>,
 }
-
-/// Rendered events kept (the newest).
-const RENDERED: usize = 4096;
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -123,20 +125,28 @@ impl Hub {
         self.changed.notify_all();
     }
 
-    /// The JSON of event `seq`, made by `make` only if no subscriber made it yet.
-    pub(crate) fn rendered(&self, seq: u64, make: impl FnOnce() -> String) -> Arc<str> {
-        let mut m = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(j) = m.get(&seq) {
-            return Arc::clone(j);
+    /// The tenant's kept tail, if it stands for a read after `after` at `version`.
+    pub(crate) fn tail(&self, tenant: &str, version: u64, after: u64) -> Option<Arc<Tail>> {
+        let slots = self.slots();
+        let tail = slots.get(tenant)?.tail.as_ref()?;
+        tail.serves(version, after).then(|| Arc::clone(tail))
+    }
+
+    /// The lock a subscriber of `tenant` holds while it reads a tail.
+    pub(crate) fn reading(&self, tenant: &str) -> Option<Arc<Mutex<()>>> {
+        self.slots().get(tenant).map(|s| Arc::clone(&s.reading))
+    }
+
+    /// Keeps `tail` for the other subscribers of `tenant` (when it has others, and the tail is
+    /// not older than the one kept).
+    pub(crate) fn keep(&self, tenant: &str, tail: &Arc<Tail>) {
+        let mut slots = self.slots();
+        if let Some(slot) = slots.get_mut(tenant)
+            && slot.subscribers > 1
+            && slot.tail.as_ref().is_none_or(|t| t.version <= tail.version)
+        {
+            slot.tail = Some(Arc::clone(tail));
         }
-        drop(m);
-        let j: Arc<str> = Arc::from(make());
-        m = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
-        m.insert(seq, Arc::clone(&j));
-        while m.len() > RENDERED {
-            m.pop_first();
-        }
-        j
     }
 
     /// Records that a poll of the log found `seq` the newest event; whether it moved since the
@@ -163,6 +173,9 @@ impl Hub {
             slot.subscribers = slot.subscribers.saturating_sub(1);
             if slot.subscribers == 0 {
                 slots.remove(tenant);
+            } else if slot.subscribers == 1 {
+                // One subscriber reads for itself: the tail's memory goes.
+                slot.tail = None;
             }
         }
     }

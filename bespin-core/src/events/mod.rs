@@ -25,9 +25,11 @@
 pub mod catalog;
 pub(crate) mod hub;
 pub mod stream;
+pub(crate) mod tail;
 
 pub use catalog::{Audience, EventType};
 pub use stream::Subscription;
+pub use tail::SharedEvent;
 
 use crate::auth::Principal;
 use crate::check::Checker;
@@ -460,17 +462,8 @@ pub(crate) fn walk<T>(
     if q.after.is_some() && after < floor(r, tenant)? {
         return Err(Error::CursorExpired);
     }
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let wanted = |name: &str| {
-        seen.iter().any(|t| t.name == name)
-            && q.types
-                .as_ref()
-                .is_none_or(|ts| ts.iter().any(|t| t.name == name))
-    };
-    let me = caller.user_id();
-    let admin = caller.is_admin();
+    let mut pager = Pager::new(caller, q, seen);
     let mut items = Vec::new();
-    let (mut last, mut read, mut has_more) = (None, 0usize, false);
     let from = EVENTS.prefix().tenant(tenant).u64(after.saturating_add(1));
     let prefix = EVENTS.prefix().tenant(tenant);
     r.scan_range(
@@ -480,23 +473,83 @@ pub(crate) fn walk<T>(
         None,
         Order::Asc,
         &mut |k, e: EventRec| {
-            if items.len() >= limit || read >= MAX_SKIPPED {
-                has_more = true;
+            if pager.full(items.len()) {
                 return Ok(Flow::Stop);
             }
-            read += 1;
             let Some(seq) = EventKey::decode(k).map(|k| k.seq) else {
                 return Ok(Flow::Continue);
             };
-            last = Some(seq);
-            let owner_ok = admin || e.owner.as_deref().is_none_or(|o| o == me);
-            if wanted(&e.event_type) && owner_ok {
+            if pager.admits(seq, &e.event_type, e.owner.as_deref()) {
                 items.push(make(seq, e));
             }
             Ok(Flow::Continue)
         },
     )?;
-    Ok((items, last.or(q.after), has_more))
+    Ok((items, pager.last().or(q.after), pager.stopped()))
+}
+
+/// The choice of one page of a caller's events as the log's rows go by, oldest first: the
+/// types it may see and asked for, its own `owner`-audience events, at most `limit` events and
+/// [`MAX_SKIPPED`] rows. One rule for a read of the log ([`walk`]) and a shared tail
+/// ([`tail::Tail::select`]).
+pub(crate) struct Pager<'a> {
+    q: &'a EventQuery,
+    seen: &'a [&'static EventType],
+    me: &'a str,
+    admin: bool,
+    limit: usize,
+    read: usize,
+    last: Option<u64>,
+    stopped: bool,
+}
+
+impl<'a> Pager<'a> {
+    pub(crate) fn new(
+        caller: &'a Principal,
+        q: &'a EventQuery,
+        seen: &'a [&'static EventType],
+    ) -> Self {
+        Pager {
+            q,
+            seen,
+            me: caller.user_id(),
+            admin: caller.is_admin(),
+            limit: q.limit.unwrap_or(100).clamp(1, MAX_PAGE),
+            read: 0,
+            last: None,
+            stopped: false,
+        }
+    }
+
+    /// Whether the page is done before the next row, `items` events in (then rows were left:
+    /// [`Pager::stopped`]).
+    pub(crate) fn full(&mut self, items: usize) -> bool {
+        self.stopped = items >= self.limit || self.read >= MAX_SKIPPED;
+        self.stopped
+    }
+
+    /// Counts the row `seq` as read; whether the caller gets its event.
+    pub(crate) fn admits(&mut self, seq: u64, event_type: &str, owner: Option<&str>) -> bool {
+        self.read += 1;
+        self.last = Some(seq);
+        let wanted = self.seen.iter().any(|t| t.name == event_type)
+            && self
+                .q
+                .types
+                .as_ref()
+                .is_none_or(|ts| ts.iter().any(|t| t.name == event_type));
+        wanted && (self.admin || owner.is_none_or(|o| o == self.me))
+    }
+
+    /// The last row read.
+    pub(crate) fn last(&self) -> Option<u64> {
+        self.last
+    }
+
+    /// Whether the page stopped with rows left.
+    pub(crate) fn stopped(&self) -> bool {
+        self.stopped
+    }
 }
 
 /// Deletes up to `max` events older than the retention, tenant by tenant, oldest first;

@@ -2,6 +2,7 @@
 //! and the server's SSE stream all read through it).
 
 use super::hub::Hub;
+use super::tail::{SharedEvent, Tail};
 use super::{EventQuery, event_id};
 use crate::auth::Principal;
 use crate::error::Result;
@@ -30,7 +31,7 @@ pub struct Subscription {
     hub: Arc<Hub>,
     caller: Principal,
     query: EventQuery,
-    buf: VecDeque<Event>,
+    buf: VecDeque<Arc<SharedEvent>>,
     version: u64,
     more: bool,
     closed: Arc<AtomicBool>,
@@ -113,61 +114,62 @@ impl Subscription {
         self.closed.load(Ordering::SeqCst)
     }
 
-    /// Reads the next page of the log into the buffer (when it is empty).
+    /// Reads the next page of the log into the buffer (when it is empty): from the tail the
+    /// tenant's subscribers share when it stands for a read now, else from a tail this
+    /// subscriber reads and shares (see [`super::tail`]).
     fn fill(&mut self) -> Result<()> {
         if !self.buf.is_empty() {
             return Ok(());
         }
+        let seen = self.seen_types()?;
+        let tenant = self.caller.tenant_id();
+        let after = self.query.after.unwrap_or(0);
         // The version first: a commit landing after the read below changes it, so the wait
         // that follows an empty read cannot miss it.
-        self.version = self.hub.version(self.caller.tenant_id());
-        let seen = self.seen_types()?;
-        let (caller, query) = (&self.caller, &self.query);
-        let page = self
-            .db
-            .read(|r, _| super::page_of(r, caller, query, &seen))?;
-        self.query.after = page.next_cursor.as_deref().and_then(super::parse_id);
-        self.more = page.has_more;
-        self.buf.extend(page.items);
+        let mut version = self.hub.version(tenant);
+        let tail = match self.hub.tail(tenant, version, after) {
+            Some(t) => t,
+            None => {
+                let lock = self.hub.reading(tenant);
+                let _reading = lock
+                    .as_ref()
+                    .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
+                // Another subscriber may have read it while this one waited.
+                version = self.hub.version(tenant);
+                match self.hub.tail(tenant, version, after) {
+                    Some(t) => t,
+                    None => {
+                        let t =
+                            Arc::new(self.db.read(|r, _| Tail::read(r, tenant, after, version))?);
+                        self.hub.keep(tenant, &t);
+                        t
+                    }
+                }
+            }
+        };
+        let (items, next, more) = tail.select(&self.caller, &self.query, &seen)?;
+        self.version = version;
+        self.query.after = next;
+        self.more = more;
+        self.buf.extend(items);
         Ok(())
     }
 
     /// Every event available now (at most one page), without waiting; empty when the caller is
     /// up to date.
     pub fn fetch(&mut self) -> Result<Vec<Event>> {
-        self.fill()?;
-        Ok(self.buf.drain(..).collect())
+        Ok(self
+            .fetch_shared()?
+            .iter()
+            .map(|e| e.event().clone())
+            .collect())
     }
 
-    /// [`Subscription::fetch`] as JSON: each event's id, type and JSON text, the text made
-    /// once per event for every subscriber of this database (the server's streams send these).
-    pub fn fetch_json(&mut self) -> Result<Vec<Rendered>> {
-        if !self.buf.is_empty() {
-            return Ok(self
-                .buf
-                .drain(..)
-                .map(|e| Rendered {
-                    json: Arc::from(e.to_json()),
-                    id: e.id,
-                    event_type: e.event_type,
-                })
-                .collect());
-        }
-        // The version first, as in `fill`.
-        self.version = self.hub.version(self.caller.tenant_id());
-        let seen = self.seen_types()?;
-        let (caller, hub, query) = (&self.caller, &self.hub, &self.query);
-        let tenant = caller.tenant_id();
-        let (items, next, more) = self.db.read(|r, _| {
-            super::walk(r, caller, query, &seen, |seq, e| Rendered {
-                id: event_id(seq),
-                event_type: e.event_type.clone(),
-                json: hub.rendered(seq, || super::stored_view(tenant, seq, e).to_json()),
-            })
-        })?;
-        self.query.after = next;
-        self.more = more;
-        Ok(items)
+    /// [`Subscription::fetch`] as the events the tenant's subscribers share, each with its JSON
+    /// made once for all of them (the server's streams send these).
+    pub fn fetch_shared(&mut self) -> Result<Vec<Arc<SharedEvent>>> {
+        self.fill()?;
+        Ok(self.buf.drain(..).collect())
     }
 
     /// The types the caller may see, worked out again when older than [`VISIBLE_FOR`].
@@ -222,7 +224,7 @@ impl Subscription {
             }
             self.fill()?;
             if let Some(e) = self.buf.pop_front() {
-                return Ok(Some(e));
+                return Ok(Some(e.event().clone()));
             }
             if self.more {
                 continue;
@@ -257,17 +259,6 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         self.hub.leave(self.caller.tenant_id());
     }
-}
-
-/// One event as JSON (see [`Subscription::fetch_json`]).
-#[derive(Debug, Clone)]
-pub struct Rendered {
-    /// `evt_…`.
-    pub id: String,
-    /// The dotted type.
-    pub event_type: String,
-    /// The event as compact JSON, shared by every subscriber that sends it.
-    pub json: Arc<str>,
 }
 
 /// The future of [`Subscription::changed`].

@@ -6,6 +6,7 @@ use crate::money::Amount;
 use crate::testutil;
 use crate::tools::InvokeRequest;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 
 fn task(db: &Bespin, p: &Principal, title: &str) -> crate::coreos::tasks::Task {
@@ -278,4 +279,113 @@ fn a_rendered_record_is_its_events_data_and_serde_jsons_rendering() {
     let e = evs.iter().find(|e| e.event_type == "task.created").unwrap();
     assert_eq!(e.data.get().as_bytes(), r.json());
     assert_eq!(e.subject.id, r.value().task_id);
+}
+
+/// The seqs `sub` gives until it has nothing more now.
+fn drain(sub: &mut Subscription) -> Vec<Arc<SharedEvent>> {
+    let mut got = Vec::new();
+    loop {
+        let page = sub.fetch_shared().unwrap();
+        if page.is_empty() && !sub.has_more() {
+            return got;
+        }
+        got.extend(page);
+    }
+}
+
+#[test]
+fn subscribers_of_a_tenant_share_one_read_and_keep_their_own_filters() {
+    let (db, _clock) = testutil::db();
+    let (admin, member) = testutil::tenant(&db);
+    let start = db.newest_event_seq().unwrap();
+    let from = |p: &Principal| {
+        let q = EventQuery {
+            after: Some(start),
+            ..EventQuery::default()
+        };
+        db.subscribe(p, q).unwrap()
+    };
+    let (mut a1, mut a2, mut m) = (from(&admin), from(&admin), from(&member));
+    task(&db, &admin, "one");
+    let inv = InvokeRequest::from_json(&json!({"tool_name": "echo", "payload": {}})).unwrap();
+    db.invoke_tool(&admin, "k1", inv).unwrap();
+    task(&db, &admin, "two");
+    let first = drain(&mut a1);
+    let second = drain(&mut a2);
+    let mine = drain(&mut m);
+    // Each got what a read of the log gives it…
+    let seqs = |v: &[Arc<SharedEvent>]| v.iter().map(|e| e.seq()).collect::<Vec<_>>();
+    let page_seqs = |p: &Principal| {
+        all(&db, p, Some(start))
+            .iter()
+            .map(Event::seq)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(seqs(&first), page_seqs(&admin));
+    assert_eq!(seqs(&mine), page_seqs(&member));
+    assert!(first.iter().any(|e| e.event_type == "tool.invoked"));
+    assert!(mine.iter().all(|e| e.event_type == "task.created"));
+    assert_eq!(mine.len(), 2);
+    // …from the one read the first subscriber made: the very same events, JSON made once.
+    for (x, y) in first.iter().zip(&second) {
+        assert!(Arc::ptr_eq(x, y));
+        assert!(std::ptr::eq(x.json(), y.json()));
+    }
+    assert!(mine.iter().all(|e| first.iter().any(|f| Arc::ptr_eq(e, f))));
+    assert_eq!(first[0].json(), first[0].event().to_json());
+    // A later commit is a new read, which the others share again.
+    task(&db, &admin, "three");
+    let (x, y) = (drain(&mut a1), drain(&mut a2));
+    assert_eq!(x.len(), 1);
+    assert!(Arc::ptr_eq(&x[0], &y[0]));
+    assert_eq!(x[0].data()["title"], "three");
+    assert_eq!(drain(&mut m).len(), 1);
+}
+
+#[test]
+fn a_backlog_longer_than_a_shared_tail_comes_whole_and_in_order() {
+    let (db, _clock) = testutil::db();
+    let (admin, member) = testutil::tenant(&db);
+    let start = db.newest_event_seq().unwrap();
+    let q = EventQuery {
+        after: Some(start),
+        ..EventQuery::default()
+    };
+    let (mut a, mut m) = (
+        db.subscribe(&admin, q.clone()).unwrap(),
+        db.subscribe(&member, q).unwrap(),
+    );
+    // More rows than a tail holds, none of which the member may see (its first read finds
+    // nothing, with rows left), then rows whose data passes a tail's bytes.
+    let big = "x".repeat(100_000);
+    db.write(|tx, ctx| {
+        for i in 0..tail::TAIL_ROWS + 150 {
+            emit(
+                tx,
+                ctx,
+                &admin,
+                catalog::TOOL_INVOKED,
+                "t",
+                &json!({ "i": i }),
+            )?;
+        }
+        for i in 0..15 {
+            emit(
+                tx,
+                ctx,
+                &admin,
+                catalog::TASK_CREATED,
+                "t",
+                &json!({ "i": i, "big": big }),
+            )?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let n = tail::TAIL_ROWS as u64 + 150;
+    let got = |sub: &mut Subscription| -> Vec<u64> {
+        drain(sub).iter().map(|e| e.seq() - start).collect()
+    };
+    assert_eq!(got(&mut m), (n + 1..=n + 15).collect::<Vec<_>>());
+    assert_eq!(got(&mut a), (1..=n + 15).collect::<Vec<_>>());
 }

@@ -22,11 +22,12 @@ use crate::AppState;
 use crate::reply::Reply;
 use crate::routes::{StreamFormat, follow_events};
 use bespin_core::Principal;
-use bespin_core::events::{Event, EventQuery, EventType, catalog};
+use bespin_core::events::{EventQuery, EventType, SharedEvent, catalog};
 use bytes::Bytes;
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// The most resource URIs one listen request may name.
 pub const MAX_URIS: usize = 100;
@@ -177,7 +178,7 @@ fn types_for(h: &Honored) -> Vec<&'static EventType> {
 
 /// Appends the notifications a page of events gives (each once per page: a notification says
 /// "read it again", so two of the same in one write carry nothing more).
-fn render(h: &Honored, meta: &Value, page: &[Event], out: &mut Vec<u8>) {
+fn render(h: &Honored, meta: &Value, page: &[Arc<SharedEvent>], out: &mut Vec<u8>) {
     let mut sent: BTreeSet<String> = BTreeSet::new();
     let mut tools_sent = false;
     for e in page {

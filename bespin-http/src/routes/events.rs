@@ -15,9 +15,10 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, schema};
 use crate::reply::Reply;
 use crate::router::Route;
-use bespin_core::events::{self, EventPage, EventQuery, Subscription};
+use bespin_core::events::{self, EventPage, EventQuery, SharedEvent, Subscription};
 use bespin_core::{Bespin, Error, Op};
 use bytes::Bytes;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -106,16 +107,15 @@ fn stream(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
 }
 
 /// Appends the SSE frame of `e` to `out`.
-fn frame(e: &events::Event, out: &mut Vec<u8>) {
+fn frame(e: &SharedEvent, out: &mut Vec<u8>) {
     out.extend_from_slice(b"id: ");
     out.extend_from_slice(e.id.as_bytes());
     out.extend_from_slice(b"\nevent: ");
     out.extend_from_slice(e.event_type.as_bytes());
     out.extend_from_slice(b"\ndata: ");
-    // The event's JSON has no raw newline (serde escapes them in strings), so it is one line.
-    if serde_json::to_writer(&mut *out, e).is_err() {
-        out.extend_from_slice(b"null");
-    }
+    // The event's JSON (made once for every stream of the tenant) has no raw newline: serde
+    // escapes them in strings, so it is one line.
+    out.extend_from_slice(e.json().as_bytes());
     out.extend_from_slice(b"\n\n");
 }
 
@@ -129,7 +129,7 @@ pub(crate) async fn send(tx: &mpsc::Sender<Bytes>, chunk: Bytes, patience: Durat
 }
 
 /// Appends the frames of one page of events (possibly none) to a buffer.
-pub(crate) type Render = Box<dyn FnMut(&[events::Event], &mut Vec<u8>) + Send>;
+pub(crate) type Render = Box<dyn FnMut(&[Arc<SharedEvent>], &mut Vec<u8>) + Send>;
 
 /// How one live stream writes: its first bytes (sent at once, so clients and proxies see the
 /// stream open), the frames of each page the caller may see, and its last bytes when the server
@@ -187,7 +187,7 @@ async fn pump(
         // The read goes where a read may block (the blocking pool on PostgreSQL) and the
         // subscription comes back with its page.
         let read = crate::core_read(blocking, move || {
-            let page = sub.fetch();
+            let page = sub.fetch_shared();
             (sub, page)
         });
         let Ok((back, page)) = read.await else {

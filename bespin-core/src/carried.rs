@@ -111,7 +111,6 @@ pub(crate) fn take(inner: &Arc<crate::Inner>) -> Option<Arc<ReadTx>> {
 #[cfg(test)]
 mod tests {
     use crate::kpis::{NewPoint, PointsBulk, parse_point_ts};
-    use crate::tenancy::NewTenant;
     use crate::testutil::{self, kpi};
     use crate::{Bespin, Credentials, Principal};
 
@@ -119,14 +118,7 @@ mod tests {
     /// admin, and a KPI with one point of value 1.
     fn setup() -> (Bespin, Credentials, Principal, String) {
         let (db, _) = testutil::db();
-        let t = db
-            .create_tenant(NewTenant {
-                name: "Acme".into(),
-                region: "eu".into(),
-                admin_email: "ada@acme.example".into(),
-            })
-            .expect("tenant");
-        let creds = Credentials::new(Some(&t.tenant_id), Some(&t.admin.user_id), Some(&t.api_key));
+        let creds = testutil::admin_credentials(&db);
         let admin = db.authenticate(&creds).expect("admin");
         let k = kpi(&db, &admin, "mrr", &[("2026-01-01T00:00:00Z", 1.0)]);
         (db, creds, admin, k)

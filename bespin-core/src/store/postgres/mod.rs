@@ -21,7 +21,9 @@
 //!   idle pool never holds an old snapshot (and PostgreSQL's vacuum) back.
 //! - **The row cache** (`batch.rs`, `RowCache`): rows as of one commit count, shared by the
 //!   writer and the readers of the process, so a plan or an API key is read once while no
-//!   other process commits. Every batch increments the count under the write lock.
+//!   other process commits, and the pages of snapshots' scans of configuration tables
+//!   ([`TableId::memo`]), so the rate-limit probe of every authentication is too. Every batch
+//!   increments the count under the write lock.
 //! - **Failures** of the server or the connection are [`Error::Unavailable`]; a broken
 //!   connection is dropped and the next use connects anew, so a process recovers by itself
 //!   once PostgreSQL is back. Nothing is acknowledged before its `COMMIT` returned.

@@ -808,8 +808,9 @@ fn a_read_request_takes_one_snapshot() {
 }
 
 /// A request holds no pooled read connection (PostgreSQL) while a slow client sends its body,
-/// nor while its write waits for the writer: only a read request without a body carries the
-/// snapshot of its authentication, and only until its handler returns.
+/// nor while its write waits for the writer, nor a stream once open: only a read request
+/// without a body carries the snapshot of its authentication, and only until its handler
+/// returns.
 #[test]
 fn a_request_holds_no_read_connection_while_it_waits() {
     use std::io::{Read, Write};
@@ -874,4 +875,16 @@ fn a_request_holds_no_read_connection_while_it_waits() {
     holder.join().unwrap();
     assert_eq!(writer.join().unwrap().unwrap().status, 201);
     assert_eq!(held(), 0);
+    // A live stream (a read request that goes on after its handler returned) holds none once
+    // its first page is read (its task reads the log on snapshots of its own).
+    let mut sse = bespin_http::testing::Sse::open(&s, "/v1/events/stream", &t.admin_headers());
+    assert!(!sse.until("200 OK", 1), "the stream is open");
+    let opened = std::time::Instant::now();
+    while held() > 0 && opened.elapsed().as_secs() < 2 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for _ in 0..10 {
+        assert_eq!(held(), 0, "a read connection held by a live stream");
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
 }

@@ -33,6 +33,7 @@
 //!   another tenant's record is indistinguishable from a missing one.
 //! - **Exact money.** Credits and costs are decimal ([`money::Amount`]); sums never drift.
 
+mod carried;
 mod commit;
 mod error;
 pub mod op;
@@ -71,6 +72,7 @@ pub mod webhooks;
 mod testutil;
 
 pub use auth::{Credentials, Principal, Role};
+pub use carried::RequestSnapshot;
 pub use commit::{
     BATCH_SIZE_BUCKETS, COMMIT_SECONDS_BUCKETS, CommitStats, QUEUE_WAIT_SECONDS_BUCKETS,
 };
@@ -281,6 +283,13 @@ impl Bespin {
         self.inner.store.round_trips()
     }
 
+    /// Read connections to the database server held by open snapshots now, rather than idle
+    /// in the pool (`None` for redb): a request that waits for the writer holds none, so this
+    /// is what shows a read kept open too long.
+    pub fn reads_held(&self) -> Option<usize> {
+        self.inner.store.reads_held()
+    }
+
     fn with(store: store::Store, clock: Arc<dyn Clock>, options: Options) -> Result<Bespin> {
         // Made once per database, before any operation may need it to sign a checkpoint.
         store.secret(audit::checkpoint::SIGNING_SECRET)?;
@@ -326,6 +335,7 @@ impl Bespin {
     /// operations (group commit), is rolled back alone if it fails, and returns only once its
     /// changes are committed.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&mut WriteTx, &Ctx) -> Result<T>) -> Result<T> {
+        self.release_carried();
         self.inner.committer.run(f)
     }
 
@@ -371,6 +381,7 @@ impl Bespin {
     }
 
     fn enqueue<T: Send + 'static>(&self, op: Op<T>, early: bool) -> Pending<T> {
+        self.release_carried();
         let (pending, done) = op::pending();
         self.inner.committer.submit(op, done, early);
         pending
@@ -409,9 +420,31 @@ impl Bespin {
     }
 
     pub(crate) fn read<T>(&self, f: impl FnOnce(&ReadTx, &Ctx) -> Result<T>) -> Result<T> {
-        let tx = self.inner.store.read()?;
+        let tx = self.snapshot()?;
         let ctx = self.ctx();
         f(&tx, &ctx)
+    }
+
+    /// The snapshot a read runs on: the one carried for the request's first read
+    /// ([`RequestSnapshot::scope`]), else the store's (on redb the shared one, on PostgreSQL a
+    /// fresh one). It reflects every commit acknowledged before the request started.
+    pub(crate) fn snapshot(&self) -> Result<Arc<ReadTx>> {
+        // Only PostgreSQL carries one: redb's reads pay this branch, not the thread-local.
+        if self.inner.store.reads_block()
+            && let Some(carried) = carried::take(&self.inner)
+        {
+            return Ok(carried);
+        }
+        self.inner.store.read()
+    }
+
+    /// Drops the snapshot carried for this thread's request, if any, before a write: a
+    /// request never holds a read connection while it waits for the writer, and what it reads
+    /// after its write sees it.
+    fn release_carried(&self) {
+        if self.inner.store.reads_block() {
+            drop(carried::take(&self.inner));
+        }
     }
 
     /// Writes a consistent online snapshot of the whole database to the new file `out` (every

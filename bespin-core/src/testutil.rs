@@ -14,8 +14,8 @@ pub(crate) fn db() -> (Bespin, ManualClock) {
     (db, clock)
 }
 
-/// A new tenant: (admin, member).
-pub(crate) fn tenant(db: &Bespin) -> (Principal, Principal) {
+/// A new tenant: the credentials of its admin.
+pub(crate) fn admin_credentials(db: &Bespin) -> Credentials {
     let t = db
         .create_tenant(NewTenant {
             name: "Acme".into(),
@@ -23,18 +23,18 @@ pub(crate) fn tenant(db: &Bespin) -> (Principal, Principal) {
             admin_email: "ada@acme.example".into(),
         })
         .expect("tenant");
-    let admin = db
-        .authenticate(&Credentials::new(
-            Some(&t.tenant_id),
-            Some(&t.admin.user_id),
-            Some(&t.api_key),
-        ))
-        .expect("admin");
+    Credentials::new(Some(&t.tenant_id), Some(&t.admin.user_id), Some(&t.api_key))
+}
+
+/// A new tenant: (admin, member).
+pub(crate) fn tenant(db: &Bespin) -> (Principal, Principal) {
+    let creds = admin_credentials(db);
+    let admin = db.authenticate(&creds).expect("admin");
     let m = db
         .create_user(
             &admin,
             NewUser {
-                tenant_id: t.tenant_id.clone(),
+                tenant_id: admin.tenant_id().to_owned(),
                 email: "bob@acme.example".into(),
                 role: Role::Member,
             },
@@ -42,9 +42,9 @@ pub(crate) fn tenant(db: &Bespin) -> (Principal, Principal) {
         .expect("member");
     let member = db
         .authenticate(&Credentials::new(
-            Some(&t.tenant_id),
+            Some(admin.tenant_id()),
             Some(&m.user_id),
-            Some(&t.api_key),
+            creds.api_key.as_deref(),
         ))
         .expect("member");
     (admin, member)

@@ -35,7 +35,7 @@ use crate::tarpit::Verdict;
 use crate::{cors, headers};
 use bespin_core::audit::refused::Refusal as AuditRefusal;
 use bespin_core::tenancy::keys;
-use bespin_core::{Error, Principal};
+use bespin_core::{Error, Principal, RequestSnapshot};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderName, HeaderValue};
@@ -203,8 +203,11 @@ async fn serve(
         // Refused before a byte of it is read; the unread body makes the connection unusable.
         return Err(ApiError::refused(Refusal::BodyTooLarge).with_header("connection", "close"));
     }
-    let Authenticated { auth, headers } =
-        authenticate(state, peer, req.headers(), route, declared, log).await?;
+    let Authenticated {
+        auth,
+        headers,
+        snapshot,
+    } = authenticate(state, peer, req.headers(), route, declared, log).await?;
     let caller = match &auth {
         Some(Ok(p)) => Some(p.clone()),
         _ => None,
@@ -224,7 +227,7 @@ async fn serve(
             body,
             auth,
         };
-        dispatch(state, peer, route, request).await
+        dispatch(state, peer, route, request, snapshot).await
     };
     match answered.await {
         Ok(mut reply) => {
@@ -282,6 +285,10 @@ struct Authenticated {
     /// Headers every answer to the request carries (the plan's rate limit, the tarpit's
     /// `Retry-After`).
     headers: Vec<(&'static str, String)>,
+    /// The snapshot the credentials were checked on, for the handler's first read (kept only
+    /// on PostgreSQL, for a request that reads and has no body to wait for: see
+    /// [`carries_snapshot`]).
+    snapshot: RequestSnapshot,
 }
 
 /// Stage 3: authenticates the tenant credentials once and takes a token from the tenant's
@@ -309,14 +316,28 @@ async fn authenticate(
         credentials.bearer = None;
         complete(&credentials)
     };
+    let carry = carries_snapshot(route, headers, declared);
+    let mut snapshot = RequestSnapshot::default();
     let (auth, taken) = if complete {
         let creds = credentials.clone();
         let outcome = off_worker(state, move |st| {
-            st.bespin.authenticate_with_rate_limit(&creds)
+            let (who, limit, kept) = st.bespin.authenticate_keeping(&creds)?;
+            // A snapshot not carried is dropped here, on the thread that read it.
+            Ok((
+                who,
+                limit,
+                if carry {
+                    kept
+                } else {
+                    drop(kept);
+                    RequestSnapshot::default()
+                },
+            ))
         })
         .await?;
         match outcome {
-            Ok((who, limit)) => {
+            Ok((who, limit, kept)) => {
+                snapshot = kept;
                 let taken =
                     limit.map(|limit| state.buckets.take(who.tenant_id(), limit, Instant::now()));
                 (Some(Ok(who)), taken)
@@ -339,6 +360,8 @@ async fn authenticate(
                 taken.limit
             );
             let e = ApiError::refused(Refusal::RateLimited(detail));
+            // Not held while the audit row waits for the writer.
+            drop(snapshot);
             if let Some(Ok(who)) = &auth {
                 let key = headers.get("idempotency-key");
                 audit_refusal(state, who, route, log, key, &e).await;
@@ -351,7 +374,11 @@ async fn authenticate(
         refuse_by_scope(state, route, who)?;
     }
     let Some(Err(failed)) = &auth else {
-        return Ok(Authenticated { auth, headers: out });
+        return Ok(Authenticated {
+            auth,
+            headers: out,
+            snapshot,
+        });
     };
     // A missing header is no guess at a key: the tarpit counts wrong credentials only.
     if complete && !matches!(failed, Error::MissingHeader(_)) {
@@ -377,7 +404,21 @@ async fn authenticate(
         let e = ApiError::body(failed.clone()).with_headers(out);
         return Err(e.with_header("connection", "close"));
     }
-    Ok(Authenticated { auth, headers: out })
+    Ok(Authenticated {
+        auth,
+        headers: out,
+        snapshot,
+    })
+}
+
+/// Whether a request's handler takes over the snapshot its credentials were checked on
+/// ([`RequestSnapshot`]; PostgreSQL only, one round trip less): a `GET` or `HEAD` (reads
+/// only) without a body, whose handler runs as soon as the head is read. A request that writes
+/// must not hold a read connection while it waits for the writer, and one with a body must
+/// not while a slow client sends it (a body could keep connections out of the pool for the
+/// body timeout).
+fn carries_snapshot(route: &Route, headers: &HeaderMap, declared: Option<u64>) -> bool {
+    matches!(route.method, Method::GET | Method::HEAD) && !has_body(headers, declared)
 }
 
 /// The method-level rule of read-only keys (a write route is 403 before its body is read; the
@@ -466,6 +507,7 @@ async fn dispatch(
     peer: SocketAddr,
     route: &Route,
     request: Req,
+    snapshot: RequestSnapshot,
 ) -> Result<Reply, ApiError> {
     let handler = route.handler;
     let run_on = if request.body.len() > LARGE_BODY {
@@ -476,19 +518,24 @@ async fn dispatch(
     } else {
         route.run_on
     };
+    // The handler's first read takes over the snapshot of its authentication; the scope's end
+    // drops it if none did, so nothing the handler hands on (a stream, the write below, the
+    // lane's work) holds it.
     let mut reply = match run_on {
-        RunOn::Worker => {
+        RunOn::Worker => snapshot.scope(|| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(state, &request)))
-                .map_err(|_| internal("a handler panicked"))??
-        }
+                .map_err(|_| internal("a handler panicked"))
+        })??,
         RunOn::Lane => {
+            // A lane thread may wait long for its turn: it carries no connection meanwhile.
+            drop(snapshot);
             let turn = lane_turn(state, peer, &request);
             let st = state.clone();
             in_lane(state, turn, move || handler(&st, &request)).await?
         }
         RunOn::Blocking => {
             let state = state.clone();
-            tokio::task::spawn_blocking(move || handler(&state, &request))
+            tokio::task::spawn_blocking(move || snapshot.scope(|| handler(&state, &request)))
                 .await
                 .map_err(|e| internal(&e.to_string()))??
         }

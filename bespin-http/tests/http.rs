@@ -773,3 +773,118 @@ fn metrics_count_requests_and_commits() {
     );
     assert!(!m.body.contains("le=\"inf\""), "{}", m.body);
 }
+
+/// One snapshot per request (PostgreSQL, issue 19): a read request's handler reads on the
+/// snapshot its credentials were checked on, so `GET /v1/kpis/{id}/latest` costs two round
+/// trips in all (the snapshot's start with the commit count, and the scan of the points: the
+/// rows and the rate-limit probe come from the row cache), and a list three. Counted as the
+/// fewest of several requests, since the server's background work has round trips of its own.
+/// Nothing to count on redb (the requests are answered all the same).
+#[test]
+fn a_read_request_takes_one_snapshot() {
+    let s = TestServer::start(test_config());
+    let t = create_tenant(&s, "Snap");
+    let h = t.admin_headers();
+    let k = s.call("POST", "/v1/kpis", &h, Some(&json!({"name": "mrr"})));
+    assert_eq!(k.status, 201, "{}", k.body);
+    let id = k.json()["kpi_id"].as_str().unwrap().to_owned();
+    let points = json!({"points": [{"ts": "2026-01-01T00:00:00Z", "value": 1.0}]});
+    let path = format!("/v1/kpis/{id}/points:bulk");
+    assert_eq!(s.call("POST", &path, &h, Some(&points)).status, 200);
+    for (path, expected) in [(format!("/v1/kpis/{id}/latest"), 2), ("/v1/kpis".into(), 2)] {
+        let mut fewest = u64::MAX;
+        for _ in 0..8 {
+            let before = s.bespin.round_trips();
+            let r = s.call("GET", &path, &h, None);
+            assert_eq!(r.status, 200, "{}", r.body);
+            if let (Some(a), Some(b)) = (s.bespin.round_trips(), before) {
+                fewest = fewest.min(a - b);
+            }
+        }
+        if s.bespin.round_trips().is_some() {
+            assert_eq!(fewest, expected, "round trips of GET {path}");
+        }
+    }
+}
+
+/// A request holds no pooled read connection (PostgreSQL) while a slow client sends its body,
+/// nor while its write waits for the writer, nor a stream once open: only a read request
+/// without a body carries the snapshot of its authentication, and only until its handler
+/// returns.
+#[test]
+fn a_request_holds_no_read_connection_while_it_waits() {
+    use std::io::{Read, Write};
+    let s = TestServer::start(test_config());
+    let t = create_tenant(&s, "Wait");
+    let held = || s.bespin.reads_held().unwrap_or(0);
+    // A body sent slowly: the credentials were checked as soon as the head arrived.
+    let body = json!({"name": "slow"}).to_string();
+    let mut c = std::net::TcpStream::connect(s.addr).unwrap();
+    let mut head = String::from("POST /v1/kpis HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (k, v) in t.admin_headers() {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(&body.as_bytes()[..3]).unwrap();
+    for _ in 0..10 {
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert_eq!(held(), 0, "a read connection held while the body is read");
+    }
+    c.write_all(&body.as_bytes()[3..]).unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    // A write waiting for the writer, which a transaction of this thread holds meanwhile.
+    let (started, start) = std::sync::mpsc::channel();
+    let (finish, finished) = std::sync::mpsc::channel::<()>();
+    let db = s.bespin.clone();
+    let holder = std::thread::spawn(move || {
+        db.transaction(|_, _| {
+            started.send(()).unwrap();
+            finished.recv().unwrap();
+            Ok(())
+        })
+        .unwrap()
+    });
+    start.recv().unwrap();
+    let (addr, headers) = (s.addr, t.admin_headers());
+    let headers: Vec<(String, String)> = headers
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let writer = std::thread::spawn(move || {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (&**k, &**v)).collect();
+        bespin_http::testing::send(addr, "POST", "/v1/kpis", &h, Some(&json!({"name": "w"})))
+    });
+    let queued = std::time::Instant::now();
+    while s.bespin.writer_queue_depth() == 0 && queued.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        s.bespin.writer_queue_depth(),
+        1,
+        "the write waits for the writer"
+    );
+    assert_eq!(
+        held(),
+        0,
+        "a read connection held while waiting for the writer"
+    );
+    finish.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(writer.join().unwrap().unwrap().status, 201);
+    assert_eq!(held(), 0);
+    // A live stream (a read request that goes on after its handler returned) holds none once
+    // its first page is read (its task reads the log on snapshots of its own).
+    let mut sse = bespin_http::testing::Sse::open(&s, "/v1/events/stream", &t.admin_headers());
+    assert!(!sse.until("200 OK", 1), "the stream is open");
+    let opened = std::time::Instant::now();
+    while held() > 0 && opened.elapsed().as_secs() < 2 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for _ in 0..10 {
+        assert_eq!(held(), 0, "a read connection held by a live stream");
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+}

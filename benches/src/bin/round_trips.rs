@@ -59,6 +59,28 @@ fn main() -> Result<()> {
     count("search metering, alone", &mut |_| {
         db.transaction(|tx, ctx| bespin_core::coreos::search::meter(tx, ctx, &p))
     })?;
+    // A read request as the server serves one: authentication, then the handler's read. Alone
+    // (each on a snapshot of its own, as before issue 19's one snapshot per request), and with
+    // the read taking over the snapshot authentication read (`RequestSnapshot`).
+    let latest = |who: &Principal| db.latest_point(who, &kpi.kpi_id).map(|_| ());
+    let tasks = bespin_core::coreos::tasks::TaskQuery::from_json(&serde_json::json!({}))?;
+    let list = |who: &Principal| db.list_tasks(who, &tasks).map(|_| ());
+    let q = bespin_core::coreos::search::SearchQuery::from_json(&serde_json::json!({"q": "task"}))?;
+    let search = |who: &Principal| db.search_within(who, &q, 1_000).map(|_| ());
+    let reads: [(&str, ReadOf); 3] = [
+        ("latest", &latest),
+        ("task list", &list),
+        ("search", &search),
+    ];
+    for (name, read) in reads {
+        count(&format!("request: auth + {name}, apart"), &mut |_| {
+            read(&db.authenticate_with_rate_limit(&creds)?.0)
+        })?;
+        count(&format!("request: auth + {name}, one snap"), &mut |_| {
+            let (who, _, kept) = db.authenticate_keeping(&creds)?;
+            kept.scope(|| read(&who))
+        })?;
+    }
     let batched = |label: &str,
                    f: &dyn Fn(&mut WriteTx, &bespin_core::Ctx, u64) -> Result<()>|
      -> Result<()> {
@@ -75,6 +97,9 @@ fn main() -> Result<()> {
     batched("chat, batch of n", &|tx, ctx, _| chat(tx, ctx, &p))?;
     Ok(())
 }
+
+/// A read of a request, for the caller it authenticated.
+type ReadOf<'a> = &'a dyn Fn(&Principal) -> Result<()>;
 
 fn task(tx: &mut WriteTx, ctx: &bespin_core::Ctx, p: &Principal, i: u64) -> Result<()> {
     let t = NewTask::from_json(&serde_json::json!({"title": format!("Load task {i}")}))?;

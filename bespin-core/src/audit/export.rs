@@ -211,7 +211,7 @@ impl Bespin {
         caller.require_admin_to("read the audit log")?;
         let tenant = caller.tenant_id();
         let slot = self.inner.exports.take(tenant)?;
-        let snapshot = self.inner.store.read()?;
+        let snapshot = self.snapshot()?;
         let (lo, hi) = positions(&*snapshot, tenant, q.range)?;
         if hi - lo > EXPORT_MAX_ROWS {
             let reason = format!(

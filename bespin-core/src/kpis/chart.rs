@@ -399,7 +399,7 @@ impl Bespin {
         max_read: u64,
     ) -> Result<SeriesRead> {
         caller.require(Permission::KpiRead, "read KPIs")?;
-        let snapshot = self.inner.store.read()?;
+        let snapshot = self.snapshot()?;
         let tenant = caller.tenant_id();
         require_capability(&*snapshot, caller, "kpi_read")?;
         require_kpi(&*snapshot, tenant, kpi_id)?;

@@ -68,6 +68,12 @@ pub(crate) trait Backend: Send + Sync {
         None
     }
 
+    /// Read connections to a database server held by snapshots now, not idle in a pool
+    /// (`None` for an embedded backend).
+    fn reads_held(&self) -> Option<usize> {
+        None
+    }
+
     /// Starts telling `on` about the commits of other processes sharing the database that
     /// announced news ([`WriteBatch::announce`]), for as long as the database is open. A
     /// backend without other processes (redb) never calls it.

@@ -159,6 +159,11 @@ impl Store {
         self.backend.round_trips()
     }
 
+    /// Read connections held by snapshots now (`None` for an embedded backend).
+    pub(crate) fn reads_held(&self) -> Option<usize> {
+        self.backend.reads_held()
+    }
+
     /// A database held in memory only (for tests and embedding without persistence).
     pub(crate) fn in_memory(tables: &[&'static dyn TableInfo]) -> Result<Store> {
         let slots = Slots::new(tables)?;

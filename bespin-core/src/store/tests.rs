@@ -671,3 +671,59 @@ fn remembered_values_nest_and_keys_of_several_parts_are_told_apart() {
     // Three outer values (the second `a, x` was remembered), two inner ones.
     assert_eq!(runs.get(), 3 + 200);
 }
+
+/// On PostgreSQL the pages a snapshot's scan of a configuration table fetched are kept for the
+/// commit count (as rows are), so the next snapshot's scan costs no round trip; a commit that
+/// writes the table (this process's or another's) makes the next scan read it again. On redb
+/// the same reads see the same values.
+#[test]
+fn a_configuration_table_is_scanned_once_per_commit_and_every_commit_is_seen() {
+    let (_dir, at) = place();
+    let s = open_at(&at);
+    // Another process (PostgreSQL; a redb file has one).
+    let other = is_url(&at).then(|| open_at(&at));
+    let scan = |s: &Store| -> Vec<String> {
+        let mut out = Vec::new();
+        s.read()
+            .unwrap()
+            .scan(
+                &CONF,
+                &CONF.prefix().tenant("t"),
+                Order::Asc,
+                |_, v: String| {
+                    out.push(v);
+                    Ok(Flow::Continue)
+                },
+            )
+            .unwrap();
+        out
+    };
+    // Round trips of a scan on a fresh snapshot (`None` on redb).
+    let trips = |s: &Store| {
+        let before = s.round_trips();
+        let seen = scan(s);
+        (seen, s.round_trips().zip(before).map(|(a, b)| a - b))
+    };
+    let write = |s: &Store, t: &Table<TestKey<'static>, String>, n: u64, v: &str| {
+        let mut b = s.begin(true).unwrap();
+        b.run(|tx| tx.put(t, &key("t", "c", 1, n), &v.to_owned()))
+            .unwrap()
+            .unwrap();
+        b.commit().unwrap();
+    };
+    write(&s, &CONF, 1, "a");
+    assert_eq!(scan(&s), ["a"]);
+    // Read again: the snapshot's start only.
+    let pg = |n: u64| s.round_trips().map(|_| n);
+    assert_eq!(trips(&s), (vec!["a".into()], pg(1)));
+    // A commit of this process to another table keeps the pages...
+    write(&s, &ROWS, 1, "x");
+    assert_eq!(trips(&s), (vec!["a".into()], pg(1)));
+    // ... one to the table drops them.
+    write(&s, &CONF, 2, "b");
+    assert_eq!(trips(&s), (vec!["a".into(), "b".into()], pg(2)));
+    assert_eq!(trips(&s), (vec!["a".into(), "b".into()], pg(1)));
+    // Another process's commit, of any table, empties the cache.
+    write(other.as_ref().unwrap_or(&s), &CONF, 3, "c");
+    assert_eq!(trips(&s), (vec!["a".into(), "b".into(), "c".into()], pg(2)));
+}

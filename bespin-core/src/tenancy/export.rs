@@ -63,7 +63,7 @@ impl Bespin {
         mut sink: impl FnMut(Vec<u8>) -> Result<()>,
     ) -> Result<Exported> {
         may_export(caller)?;
-        let snapshot = self.inner.store.read()?;
+        let snapshot = self.snapshot()?;
         let r = &*snapshot;
         let mut prefix = Vec::new();
         parts::put_str(caller.tenant_id(), &mut prefix);

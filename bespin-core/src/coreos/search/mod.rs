@@ -583,7 +583,7 @@ impl Bespin {
     /// thread that runs it reads only that snapshot and takes no lock that the database's
     /// readers or writer wait on (it may run at a low priority). Errors: entitlement.
     pub fn search_deferred(&self, caller: &Principal, q: SearchQuery) -> Result<DeferredSearch> {
-        let snapshot = self.inner.store.read()?;
+        let snapshot = self.snapshot()?;
         require_capability(&*snapshot, caller, "search")?;
         Ok(DeferredSearch {
             snapshot,

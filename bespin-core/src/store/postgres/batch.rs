@@ -25,14 +25,26 @@ const CACHE_BYTES: usize = 32 << 20;
 /// batch brings it forward by what it wrote. So with one server writing, a plan, a
 /// subscription, a daily counter or an API key is read once, not once per request; with
 /// several, every foreign commit empties it, and it costs nothing but what it saves.
+///
+/// It also keeps the pages that snapshots' scans of configuration tables ([`TableId::memo`]:
+/// plans, grants, caps, rate limits, rarely written) fetched, valid at the same count: a scan
+/// every request makes (the probe for any plan's rate limit) is then read once too. A batch
+/// that writes to such a table drops that table's pages when it brings the cache forward.
 #[derive(Default)]
 pub(super) struct RowCache {
     /// The commit count the rows are current at (`None`: not known, the cache is empty).
     epoch: Option<i64>,
     /// By table slot: key → value (`None`: absent).
     tables: HashMap<usize, HashMap<Vec<u8>, Option<Vec<u8>>>>,
+    /// Pages of scans of configuration tables, by table slot and what was asked.
+    pages: HashMap<PageKey, Rows>,
     bytes: usize,
 }
+
+/// A page of a scan: table slot, bounds, descending, the most rows asked for.
+pub(super) type PageKey = (usize, Bound<Vec<u8>>, Bound<Vec<u8>>, bool, i64);
+/// Rows (key, value) of a page, in the scan's order.
+pub(super) type Rows = Vec<(Vec<u8>, Vec<u8>)>;
 
 impl RowCache {
     /// The row, if the cache knows it as of `epoch`.
@@ -53,9 +65,32 @@ impl RowCache {
         self.insert(t.slot, key.to_vec(), value.clone());
     }
 
+    /// The page `key`, if the cache knows it as of `epoch`.
+    pub(super) fn page(&self, epoch: i64, key: &PageKey) -> Option<Rows> {
+        if self.epoch != Some(epoch) {
+            return None;
+        }
+        self.pages.get(key).cloned()
+    }
+
+    /// Keeps the page `key` fetched as of `epoch` (as [`RowCache::remember`] a row).
+    pub(super) fn remember_page(&mut self, epoch: i64, key: PageKey, rows: &Rows) {
+        match self.epoch {
+            Some(e) if e == epoch => {}
+            Some(e) if e > epoch => return,
+            _ => self.restart(epoch),
+        }
+        self.bytes += rows.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() + 64;
+        self.pages.insert(key, rows.clone());
+        if self.bytes > CACHE_BYTES {
+            self.restart(epoch);
+        }
+    }
+
     /// Empties the cache and makes it current at `epoch`.
     fn restart(&mut self, epoch: i64) {
         self.tables.clear();
+        self.pages.clear();
         self.bytes = 0;
         self.epoch = Some(epoch);
     }
@@ -83,6 +118,10 @@ impl RowCache {
             return;
         }
         for (slot, o) in overlays {
+            if o.cleared || o.rows.values().any(|r| r.dirty) {
+                // The batch changed the table: its pages may be out of date.
+                self.pages.retain(|k, _| k.0 != slot);
+            }
             if o.cleared {
                 // What is not in the overlay is gone: forget the table.
                 self.tables.remove(&slot);

@@ -21,7 +21,9 @@
 //!   idle pool never holds an old snapshot (and PostgreSQL's vacuum) back.
 //! - **The row cache** (`batch.rs`, `RowCache`): rows as of one commit count, shared by the
 //!   writer and the readers of the process, so a plan or an API key is read once while no
-//!   other process commits. Every batch increments the count under the write lock.
+//!   other process commits, and the pages of snapshots' scans of configuration tables
+//!   ([`TableId::memo`]), so the rate-limit probe of every authentication is too. Every batch
+//!   increments the count under the write lock.
 //! - **Failures** of the server or the connection are [`Error::Unavailable`]; a broken
 //!   connection is dropped and the next use connects anew, so a process recovers by itself
 //!   once PostgreSQL is back. Nothing is acknowledged before its `COMMIT` returned.
@@ -45,7 +47,7 @@ use postgres::{Client, NoTls, Statement};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// The first key of our advisory locks (the second is a hash of the schema name): writes.
@@ -108,6 +110,8 @@ struct Shared {
     rows: Mutex<batch::RowCache>,
     /// Statements sent to the server (each a round trip), for the figures of issue 19.
     round_trips: AtomicU64,
+    /// Read connections held by snapshots now ([`Backend::reads_held`]).
+    held: AtomicUsize,
     /// The quoted `LISTEN`/`NOTIFY` channel of the schema (`listen.rs`).
     channel: String,
     /// This open database's name in the notifications it sends (`listen.rs`).
@@ -541,6 +545,7 @@ impl Postgres {
             writer_free: Condvar::new(),
             rows: Mutex::default(),
             round_trips: AtomicU64::new(0),
+            held: AtomicUsize::new(0),
         });
         let mut c = Conn::new(shared.connect()?);
         shared.batch(&mut c, &create_sql(&shared, tables))?;
@@ -626,6 +631,10 @@ impl Backend for Postgres {
         Some(self.round_trips())
     }
 
+    fn reads_held(&self) -> Option<usize> {
+        Some(self.shared.held.load(Ordering::SeqCst))
+    }
+
     fn watch_others(&self, on: OnOthersCommit) -> Result<()> {
         listen::start(&self.shared, on)
     }
@@ -649,7 +658,10 @@ impl PgSnapshot {
             if slot.is_none() {
                 let mut c = self.shared.take_reader()?;
                 match self.shared.begin_read(&mut c) {
-                    Ok(epoch) => *slot = Some((c, epoch)),
+                    Ok(epoch) => {
+                        self.shared.held.fetch_add(1, Ordering::SeqCst);
+                        *slot = Some((c, epoch));
+                    }
                     Err(e) => {
                         drop(c);
                         self.shared.reader_gone();
@@ -666,6 +678,7 @@ impl PgSnapshot {
             // The transaction is aborted (or the connection gone): this snapshot cannot read
             // on; its connection is dropped rather than handed back.
             if slot.take().is_some() {
+                self.shared.held.fetch_sub(1, Ordering::SeqCst);
                 self.shared.reader_gone();
             }
             if matches!(e, Error::Unavailable(_)) {
@@ -679,6 +692,7 @@ impl PgSnapshot {
 impl Drop for PgSnapshot {
     fn drop(&mut self) {
         if let Some((c, _)) = lock(&self.conn).take() {
+            self.shared.held.fetch_sub(1, Ordering::SeqCst);
             self.shared.give_reader(c);
         }
     }
@@ -705,7 +719,22 @@ impl Reads for PgSnapshot {
         visit: &mut RawVisitor<'_>,
     ) -> Result<()> {
         scan::paged(
-            &mut |lo, hi, limit| self.with(|s, c, _| s.page(c, t, lo, hi, order, limit)),
+            &mut |lo, hi, limit| {
+                self.with(|s, c, epoch| {
+                    if !t.memo {
+                        return s.page(c, t, lo, hi, order, limit);
+                    }
+                    // A configuration table's page: read once per commit count (RowCache).
+                    let owned = |b: Bound<&[u8]>| b.map(<[u8]>::to_vec);
+                    let key = (t.slot, owned(lo), owned(hi), order == Order::Desc, limit);
+                    if let Some(rows) = lock(&s.rows).page(epoch, &key) {
+                        return Ok(rows);
+                    }
+                    let rows = s.page(c, t, lo, hi, order, limit)?;
+                    lock(&s.rows).remember_page(epoch, key, &rows);
+                    Ok(rows)
+                })
+            },
             &mut |_, _| Vec::new(),
             lo,
             hi,

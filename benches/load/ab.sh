@@ -12,6 +12,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 shared=$(cd "$root/../shared/tools/load" && pwd)
 OLD=$1 NEW=$2 R=${3:-3} D=${4:-10} C=${5:-16} P=${PORT:-8000}
+source "$here/lib.sh"
+refuse_busy_port "$P" PORT=
 work=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }

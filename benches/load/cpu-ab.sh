@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Server CPU time per request of two builds, for a machine too busy for throughput figures:
 #   benches/load/cpu-ab.sh OLD_BINARY NEW_BINARY SCENARIO [rounds, default 6] [seconds, default 3] [connections, default 16]
-# Starts both builds side by side (ports 8001 and 8002, each on a fresh database, set up by the
-# shared setup.sh), then runs the shared scenario against each in turn, the order alternating
-# from round to round, and divides the CPU time the server process used during the run (user +
+# Starts both builds side by side (ports 8001 and 8002, or PORT and PORT+1; refuses ports in
+# use), each on a fresh database set up by the shared setup.sh, then runs the shared scenario
+# against each in turn, the order alternating from round to round, and divides the CPU time the server process used during the run (user +
 # system, from /proc) by the requests wrk completed. Time spent waiting (fsync, the queue) is
 # not CPU time, so other load on the machine moves these figures far less than req/s; prints
 # every round's microseconds per request, the medians and the median of the paired ratios.
@@ -14,7 +14,10 @@ shared=$(cd "$here/../../../shared/tools/load" && pwd)
 OLD=$1 NEW=$2 S=$3 R=${4:-6} D=${5:-3} C=${6:-16}
 work=$(mktemp -d); pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
-port() { [ "$1" = old ] && echo 8001 || echo 8002; }
+P=${PORT:-8001}
+port() { [ "$1" = old ] && echo "$P" || echo $((P + 1)); }
+source "$here/lib.sh"
+for b in old new; do refuse_busy_port "$(port $b)" PORT=; done
 for b in old new; do
   bin=$OLD; [ "$b" = new ] && bin=$NEW
   PLATFORM_ADMIN_KEY=adminkey RATE_LIMIT_DISABLED=1 RUST_LOG=warn \

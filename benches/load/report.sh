@@ -22,6 +22,9 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
+source "$here/lib.sh"
+refuse_busy_port 8000
+refuse_busy_port 8099
 wait_for() { for _ in $(seq 100); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
 bare_rps() { wrk -t2 -c16 -d"$D"s http://127.0.0.1:8099/ | awk '/Requests\/sec/{print $2}'; }
 # bespin_run NAME COMMAND...: a fresh Bespin on its own database while COMMAND runs.

@@ -28,7 +28,7 @@ use super::{
 use crate::auth::Principal;
 use crate::billing::catalog::MeteredEventRec;
 use crate::billing::{require_capability, thresholds};
-use crate::check::{Checker, Expected};
+use crate::check::Checker;
 use crate::error::{Error, Result};
 use crate::events::{self, catalog};
 use crate::money::Amount;
@@ -64,15 +64,24 @@ impl Record for DedupRec {}
 key! {
     /// (tenant, CloudEvent source, CloudEvent id).
     pub(crate) struct DedupKey<'a> { tenant_id: tenant, source: str, event_id: str }
-    /// (UTC date it expires on, tenant, source, id).
+    /// Layout 9's expiry order: (UTC date it expires on, tenant, source, id).
     pub(crate) struct DedupExpiryKey<'a> { expires_on: date, tenant_id: str, source: str, event_id: str }
 }
 
-/// (tenant, source, id) → the accepted event: what makes a repeat a duplicate.
+/// (tenant, source, id) → the accepted event: what makes a repeat a duplicate. The purge
+/// finds the rows past their retention by walking the usage events in insertion order
+/// ([`purge_dedup`]), so a reported event costs this one row beside its usage rows.
 pub(crate) const USAGE_DEDUP: Table<DedupKey<'static>, DedupRec> = Table::new("usage_dedup");
-/// (expiry date, tenant, source, id): the purge's order, a range delete from the oldest day.
+/// Layout 9's purge order, (expiry date, tenant, source, id): a global row per remembered
+/// event, at a random place. Emptied by the upgrade to layout 10 and left empty.
 pub(crate) const USAGE_DEDUP_BY_EXPIRY: Table<DedupExpiryKey<'static>, ()> =
     Table::new("usage_dedup_by_expiry");
+
+/// The `meta` row holding the usage number up to which [`purge_dedup`] has walked.
+pub(crate) const PURGED_UP_TO: &str = "usage_dedup_purged_up_to";
+/// How many rows of the insertion order one purge may walk per row it may delete: Bespin's
+/// own metering (nothing to purge) lies between the reported events.
+const WALK_PER_PURGED: usize = 16;
 
 /// The tables of this module.
 pub(crate) const TABLES: &[&dyn TableInfo] = &[&USAGE_DEDUP, &USAGE_DEDUP_BY_EXPIRY];
@@ -517,19 +526,15 @@ pub fn record_usage_events(
                 outcome,
             })
         };
-        // A repeat within the retention answers the first; past it, the stale row goes.
+        // A repeat within the retention answers the first; a row past it counts as gone
+        // (the purge may not have reached it yet) and is replaced if this event is accepted.
         let dk = DedupKey::new(tenant, &e.source, &e.id);
-        if let Some(d) = tx.get(&USAGE_DEDUP, &dk)? {
-            if d.accepted_at.0 + retention > ctx.now.0 {
-                let usage_id = export::usage_id(tx, d.seq);
-                result(Outcome::Duplicate { usage_id });
-                continue;
-            }
-            // Purged now, as the upkeep would have: if this event is refused below, nothing
-            // of the old one is left half.
-            let expiry = expiry_key(d.accepted_at, retention, tenant, &e.source, &e.id);
-            tx.delete(&USAGE_DEDUP_BY_EXPIRY, &expiry)?;
-            tx.delete(&USAGE_DEDUP, &dk)?;
+        if let Some(d) = tx.get(&USAGE_DEDUP, &dk)?
+            && d.accepted_at.0 + retention > ctx.now.0
+        {
+            let usage_id = export::usage_id(tx, d.seq);
+            result(Outcome::Duplicate { usage_id });
+            continue;
         }
         let at = e.time.unwrap_or(ctx.now);
         let late = if at < opens {
@@ -621,8 +626,6 @@ pub fn record_usage_events(
             accepted_at: ctx.now,
         };
         tx.put(&USAGE_DEDUP, &dk, &remembered)?;
-        let expiry = expiry_key(ctx.now, retention, tenant, &e.source, &e.id);
-        tx.put(&USAGE_DEDUP_BY_EXPIRY, &expiry, &())?;
         let sums = || Sums {
             raw_units: e.value,
             credits,
@@ -716,100 +719,151 @@ fn type_state(
     }))
 }
 
-/// Deletes the expiry entry that goes with a remembered event's row (`k`, `v` of
-/// [`USAGE_DEDUP`]), whose key does not start with the tenant: the tenant erasure's step,
-/// which deletes the row itself.
-pub(crate) fn forget_expiry(tx: &mut WriteTx, ctx: &Ctx, k: &[u8], v: &[u8]) -> Result<()> {
-    let (Some(key), rec) = (
-        DedupKey::decode(k),
-        crate::store::codec::decode::<DedupRec>(v)?,
-    ) else {
-        return Ok(());
-    };
-    let retention = ctx.options.usage_dedup_retention_micros;
-    let expiry = expiry_key(
-        rec.accepted_at,
-        retention,
-        &key.tenant_id,
-        &key.source,
-        &key.event_id,
-    );
-    tx.delete(&USAGE_DEDUP_BY_EXPIRY, &expiry).map(drop)
-}
-
-fn expiry_key<'a>(
-    accepted_at: Timestamp,
-    retention: i64,
-    tenant: &'a str,
-    source: &'a str,
-    id: &'a str,
-) -> DedupExpiryKey<'a> {
-    let expires = Timestamp(accepted_at.0.saturating_add(retention));
-    DedupExpiryKey::new(expires.date(), tenant, source, id)
-}
-
-/// Forgets at most `max` remembered events whose retention ended before today, oldest first;
-/// returns how many went (the server's upkeep calls it every minute, so a day's expiries
-/// leave in bounded steps).
+/// Forgets at most `max` remembered events whose retention has ended, oldest first; returns
+/// how many went (the server's upkeep calls it every minute, so a day's expiries leave in
+/// bounded steps).
+///
+/// The walk follows the platform's insertion order ([`export::USAGE_ALL_BY_SEQ`]) from where
+/// the last one stopped (a `meta` row): usage numbers grow with the instant of acceptance, so
+/// the remembered events come in the order their retention ends. At a reported event it
+/// reads the event (for its source and id) and the de-duplication row: a row of this event
+/// past its retention goes; a row still within it ends the walk, which resumes there next
+/// time; no row, or the row of a later acceptance of the same id, is passed. Bespin's own
+/// usage events are passed without a read, and the walk never enters the last `retention`
+/// (less the 5 minutes an event's `time` may lie ahead of its acceptance) of the order, where
+/// nothing can have expired. At most `max` × [`WALK_PER_PURGED`] rows are walked per call.
 pub fn purge_dedup(tx: &mut WriteTx, ctx: &Ctx, max: usize) -> Result<usize> {
-    let today = USAGE_DEDUP_BY_EXPIRY.prefix().date(ctx.now.date());
-    let mut expired: Vec<DedupExpiryKey<'static>> = Vec::new();
+    let retention = ctx.options.usage_dedup_retention_micros;
+    // An event whose `time` lies past this was accepted within the retention.
+    let horizon = ctx
+        .now
+        .0
+        .saturating_sub(retention)
+        .saturating_add(MAX_FUTURE_MICROS);
+    let cursor_key = crate::store::NameKey::new(PURGED_UP_TO);
+    let from = tx.get(&crate::layout::META, &cursor_key)?.unwrap_or(0);
+    let walk = max.saturating_mul(WALK_PER_PURGED).max(1);
+    let mut rows: Vec<(u64, String, export::OrderEntry)> = Vec::new();
+    let order = &export::USAGE_ALL_BY_SEQ;
+    let start = order.prefix().u64(from.saturating_add(1));
     tx.scan_range(
-        &USAGE_DEDUP_BY_EXPIRY,
-        &USAGE_DEDUP_BY_EXPIRY.prefix(),
+        order,
+        &order.prefix(),
+        Some(&start),
         None,
-        Some(&today),
         Order::Asc,
-        &mut |k, ()| {
-            expired.extend(DedupExpiryKey::decode(k).map(DedupExpiryKey::into_owned));
-            Ok(if expired.len() >= max {
+        &mut |k, e: export::OrderEntry| {
+            if e.at.0 > horizon {
+                return Ok(Flow::Stop);
+            }
+            if let Some(k) = export::UsageSeqKey::decode(k) {
+                rows.push((k.seq, k.tenant_id.into_owned(), e));
+            }
+            Ok(if rows.len() >= walk {
                 Flow::Stop
             } else {
                 Flow::Continue
             })
         },
     )?;
-    for k in &expired {
-        tx.delete(
-            &USAGE_DEDUP,
-            &DedupKey::new(&k.tenant_id, &k.source, &k.event_id),
-        )?;
-        tx.delete(&USAGE_DEDUP_BY_EXPIRY, k)?;
+    let mut walked = from;
+    let mut purged = 0;
+    for (seq, tenant, e) in rows {
+        if purged >= max {
+            break;
+        }
+        if e.reported
+            && let Some(origin) = tx
+                .get(
+                    &super::USAGE_EVENTS,
+                    &super::UsageKey::new(&tenant, e.at, seq),
+                )?
+                .and_then(|u| u.origin)
+        {
+            let dk = DedupKey::new(&tenant, &origin.source, &origin.id);
+            match tx.get(&USAGE_DEDUP, &dk)? {
+                Some(d) if d.seq == seq && d.accepted_at.0 + retention > ctx.now.0 => break,
+                Some(d) if d.seq == seq => {
+                    tx.delete(&USAGE_DEDUP, &dk)?;
+                    purged += 1;
+                }
+                // Forgotten already, or remembered for a later acceptance of the same id.
+                _ => {}
+            }
+        }
+        walked = seq;
     }
-    Ok(expired.len())
+    if walked != from {
+        tx.put(&crate::layout::META, &cursor_key, &walked)?;
+    }
+    Ok(purged)
 }
 
-/// Checks the de-duplication rows: each in the expiry order exactly once, on the day its
-/// retention ends, and naming a usage event of its tenant that came from that source and id.
+/// The upgrade to layout 10: empties layout 9's expiry order, whose rows the purge no longer
+/// reads.
+pub(crate) fn drop_expiry_order(tx: &mut WriteTx) -> Result<()> {
+    tx.clear_unlogged(&USAGE_DEDUP_BY_EXPIRY)
+}
+
+/// Checks the de-duplication rows: each names a usage event of its tenant that came from that
+/// source and id (so is marked reported in the insertion order, [`export::check`]) and lies
+/// past where the purge has walked (which never passes a row it leaves); every event reported
+/// with a `time` within the retention (less 5 minutes) has its row, which neither the purge
+/// nor a later acceptance of its id can have taken yet; layout 9's expiry order is empty.
 pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
-    let retention = c.options_dedup_retention();
-    let mut by_expiry = Expected::new();
+    let walked = r
+        .get(
+            &crate::layout::META,
+            &crate::store::NameKey::new(PURGED_UP_TO),
+        )?
+        .unwrap_or(0);
+    let horizon = c
+        .now()
+        .0
+        .saturating_sub(c.options_dedup_retention())
+        .saturating_add(MAX_FUTURE_MICROS);
+    for x in c.rows(r, &super::USAGE_EVENTS)? {
+        let (Some(o), true) = (&x.value.origin, x.key.emitted_at.0 > horizon) else {
+            continue;
+        };
+        let dk = DedupKey::new(&x.key.tenant_id, &o.source, &o.id);
+        match r.get(&USAGE_DEDUP, &dk)? {
+            Some(d) if d.seq == x.key.seq => c.ok(),
+            _ => c.violation(
+                USAGE_DEDUP.name(),
+                &dk.encode(),
+                "missing for a usage event reported within the retention",
+            ),
+        }
+    }
     for x in c.rows(r, &USAGE_DEDUP)? {
         let (t, k, d) = (x.key.tenant_id.as_ref(), &x.key, &x.value);
-        by_expiry.add(
-            &expiry_key(d.accepted_at, retention, t, &k.source, &k.event_id),
-            &(),
-        );
         let seq_key = export::TenantUsageSeqKey::new(t, d.seq);
         let event = match r.get(&export::USAGE_BY_SEQ, &seq_key)? {
             Some(at) => r.get(&super::USAGE_EVENTS, &super::UsageKey::new(t, at, d.seq))?,
             None => None,
         };
+        let table = USAGE_DEDUP.name();
         match event.and_then(|e| e.origin) {
             Some(o) if o.source == k.source && o.id == k.event_id => c.ok(),
             _ => c.violation(
-                USAGE_DEDUP.name(),
+                table,
                 &x.bytes,
                 "names no usage event ingested with this source and id",
             ),
         }
+        if d.seq <= walked {
+            c.violation(table, &x.bytes, "left behind by the purge's walk");
+        }
     }
-    c.index(
-        r,
-        &USAGE_DEDUP_BY_EXPIRY,
-        by_expiry,
-        "remembered usage event",
-    )
+    for x in c.rows(r, &USAGE_DEDUP_BY_EXPIRY)? {
+        c.violation(
+            USAGE_DEDUP_BY_EXPIRY.name(),
+            &x.bytes,
+            "expiry row of layout 9 left",
+        );
+    }
+    Ok(())
 }
 
 impl Bespin {

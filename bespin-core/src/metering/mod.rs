@@ -570,7 +570,8 @@ pub(crate) fn write_event(tx: &mut WriteTx, tenant_id: &str, rec: &UsageEventRec
         &UsageKey::new(tenant_id, rec.created_at, seq),
         rec,
     )?;
-    export::index(tx, tenant_id, seq, rec.created_at)?;
+    let reported = rec.origin.is_some();
+    export::index(tx, tenant_id, seq, rec.created_at, reported)?;
     Ok(seq)
 }
 

@@ -13,6 +13,15 @@
 //! an event are serialised by the writer (redb) or the batch lock (PostgreSQL), and the first
 //! one wins in a race too.
 //!
+//! That is the order of the answers. The work runs the checks first (they read and write
+//! nothing of the event), then claims the de-duplication row in one write that returns what
+//! it replaced (`WriteTx::replace`): a new event costs that one write where a lookup and a
+//! write were needed. A repeat claimed so has its first's row put back (two writes), so after
+//! a repeat the next events of the request are looked up first, as every event of a resent
+//! batch is; a refused event is looked up before it is answered, so that a repeat still
+//! answers `duplicate`. On PostgreSQL the claim reads the row as the lookup did (one round
+//! trip either way); on redb the insert finds the old value on its way.
+//!
 //! Nothing is written for an event before all its checks passed, and its checks read the
 //! figures the events before it in the request left (kept in memory: the plan, each type and
 //! cap are read once per request, and the rollups written once per key at the end). So an
@@ -23,7 +32,7 @@
 
 use super::{
     DAY_ROLLUPS, Limits, Origin, PERIOD_ROLLUPS, Sums, UsageEventRec, active_event, active_plan,
-    day_rollup_key, export, rollup_key, write_event,
+    day_rollup_key, export, rollup_key, write_numbered,
 };
 use crate::auth::Principal;
 use crate::billing::catalog::MeteredEventRec;
@@ -489,7 +498,6 @@ pub fn record_usage_events(
     caller.require_admin_to("report usage events")?;
     let tenant = caller.tenant_id();
     let period = ctx.now.period();
-    let opens = period.start().start();
     let retention = ctx.options.usage_dedup_retention_micros;
     let request_id = ids::new_id();
     let mut plan = None;
@@ -498,6 +506,9 @@ pub fn record_usage_events(
     let mut period_sums: HashMap<String, Sums> = HashMap::new();
     let mut day_sums: HashMap<(Date, String), Sums> = HashMap::new();
     let mut results = Vec::with_capacity(req.events.len());
+    // Whether the last event looked at was a repeat: a request that resends a batch repeats
+    // them all, and a repeat is cheaper looked up first than claimed (see below).
+    let mut repeats = false;
     for (index, parsed) in req.events.into_iter().enumerate() {
         let loc = |name: &str| {
             let mut l = if req.batch {
@@ -526,83 +537,100 @@ pub fn record_usage_events(
                 outcome,
             })
         };
-        // A repeat within the retention answers the first; a row past it counts as gone
-        // (the purge may not have reached it yet) and is replaced if this event is accepted.
         let dk = DedupKey::new(tenant, &e.source, &e.id);
-        if let Some(d) = tx.get(&USAGE_DEDUP, &dk)?
-            && d.accepted_at.0 + retention > ctx.now.0
-        {
-            let usage_id = export::usage_id(tx, d.seq);
-            result(Outcome::Duplicate { usage_id });
-            continue;
+        // The checks first, on what this request read and used so far (no write): an event
+        // that passes them claims its de-duplication row in one write, which also tells
+        // whether it was remembered, instead of a lookup and then a write. A repeat claimed
+        // so costs two writes (the first's row is put back), so after a repeat the next
+        // event is looked up first, as a resent batch's all are.
+        if repeats {
+            if let Some(usage_id) = remembered(tx, &dk, retention, ctx.now)? {
+                result(Outcome::Duplicate { usage_id });
+                continue;
+            }
+            repeats = false;
         }
         let at = e.time.unwrap_or(ctx.now);
-        let late = if at < opens {
-            Some(format!(
-                "time lies before the open billing period (from {})",
-                period.start()
-            ))
-        } else if at.0 > ctx.now.0 + MAX_FUTURE_MICROS {
-            Some("time lies more than 5 minutes in the future".into())
-        } else if at.period() != period {
-            Some("time lies in the next billing period, which is not open yet".into())
-        } else {
-            None
-        };
-        if let Some(why) = late {
-            let input = Value::String(at.to_rfc3339());
-            let err = FieldError::value_error(loc("time"), input, &why);
-            result(Outcome::Rejected(Error::field(err)));
-            continue;
-        }
-        if plan.is_none() {
-            plan = Some(match active_plan(tx, tenant) {
-                Ok(p) => Ok(p),
-                Err(
-                    e @ (Error::NoSubscription
-                    | Error::SubscriptionSuspended { .. }
-                    | Error::PlanMissing { .. }),
-                ) => Err(e),
-                Err(e) => return Err(e),
-            });
-        }
-        let plan = match plan.as_ref() {
-            Some(Ok(p)) => p,
-            Some(Err(err)) => {
-                result(Outcome::Rejected(err.clone()));
-                continue;
+        let checked = 'checks: {
+            if let Some(why) = too_early_or_late(at, ctx.now, period) {
+                let input = Value::String(at.to_rfc3339());
+                let err = FieldError::value_error(loc("time"), input, &why);
+                break 'checks Err(Error::field(err));
             }
-            None => return Err(Error::Internal("plan not read".into())),
-        };
-        let state = match types.get_mut(&e.event_key) {
-            Some(s) => s,
-            None => {
-                let s = type_state(tx, caller, &plan.plan_id, period, &e.event_key)?;
-                types.entry(e.event_key.clone()).or_insert(s)
+            if plan.is_none() {
+                plan = Some(match active_plan(tx, tenant) {
+                    Ok(p) => Ok(p),
+                    Err(
+                        e @ (Error::NoSubscription
+                        | Error::SubscriptionSuspended { .. }
+                        | Error::PlanMissing { .. }),
+                    ) => Err(e),
+                    Err(e) => return Err(e),
+                });
+            }
+            let plan = match plan.as_ref() {
+                Some(Ok(p)) => p,
+                Some(Err(err)) => break 'checks Err(err.clone()),
+                None => return Err(Error::Internal("plan not read".into())),
+            };
+            let state = match types.get_mut(&e.event_key) {
+                Some(s) => s,
+                None => {
+                    let s = type_state(tx, caller, &plan.plan_id, period, &e.event_key)?;
+                    types.entry(e.event_key.clone()).or_insert(s)
+                }
+            };
+            let state = match state {
+                Ok(s) => s,
+                Err(err) => break 'checks Err(err.clone()),
+            };
+            let used = match used_credits {
+                Some(u) => u,
+                None => *used_credits.insert(super::used_credits(tx, tenant, period)?),
+            };
+            let limits = Limits {
+                included: Amount::from_int(plan.plan.included_credits),
+                used_credits: used,
+                cap: state.cap.map(|c| (c, state.used_units)),
+            };
+            let weight = state.rec.credits_per_unit;
+            match limits.admit(period, &e.event_key, e.value, weight) {
+                Ok(()) => Ok((state, limits, used)),
+                Err(err) => Err(err),
             }
         };
-        let state = match state {
-            Ok(s) => s,
+        let (state, limits, used) = match checked {
+            Ok(passed) => passed,
             Err(err) => {
-                result(Outcome::Rejected(err.clone()));
+                // A repeat answers the first even where it would be refused now (a plan
+                // changed since): looked up here, as refusals are rare. A row past its
+                // retention counts as gone (the purge may not have reached it yet).
+                let outcome = match remembered(tx, &dk, retention, ctx.now)? {
+                    Some(usage_id) => Outcome::Duplicate { usage_id },
+                    None => Outcome::Rejected(err),
+                };
+                result(outcome);
                 continue;
             }
         };
-        let used = match used_credits {
-            Some(u) => u,
-            None => *used_credits.insert(super::used_credits(tx, tenant, period)?),
+        let seq = tx.next_seq("usage")?;
+        let remembered = DedupRec {
+            seq,
+            accepted_at: ctx.now,
         };
-        let limits = Limits {
-            included: Amount::from_int(plan.plan.included_credits),
-            used_credits: used,
-            cap: state.cap.map(|c| (c, state.used_units)),
-        };
-        let weight = state.rec.credits_per_unit;
-        if let Err(err) = limits.admit(period, &e.event_key, e.value, weight) {
-            result(Outcome::Rejected(err));
+        if let Some(first) = tx.replace(&USAGE_DEDUP, &dk, &remembered)?
+            && first.accepted_at.0 + retention > ctx.now.0
+        {
+            // A repeat within the retention: the first stays remembered (its row put back)
+            // and answers; this one's number is left unused.
+            tx.put(&USAGE_DEDUP, &dk, &first)?;
+            let usage_id = export::usage_id(tx, first.seq);
+            result(Outcome::Duplicate { usage_id });
+            repeats = true;
             continue;
         }
-        // Every check passed: the writes of this event, then its share of the rollups.
+        // Every check passed and the event is new: its writes, then its share of the rollups.
+        let weight = state.rec.credits_per_unit;
         let credits = e.value * weight;
         let cost = credits * state.rec.list_price_per_credit;
         let rec = UsageEventRec {
@@ -620,12 +648,7 @@ pub fn record_usage_events(
                 subject: e.subject.clone(),
             })),
         };
-        let seq = write_event(tx, tenant, &rec)?;
-        let remembered = DedupRec {
-            seq,
-            accepted_at: ctx.now,
-        };
-        tx.put(&USAGE_DEDUP, &dk, &remembered)?;
+        write_numbered(tx, tenant, seq, &rec)?;
         let sums = || Sums {
             raw_units: e.value,
             credits,
@@ -676,6 +699,37 @@ pub fn record_usage_events(
     Ok(report)
 }
 
+/// The usage id of the event remembered under `dk`, if it was accepted within the retention
+/// (a row past it counts as gone: the purge may not have reached it yet).
+fn remembered(
+    tx: &WriteTx,
+    dk: &DedupKey<'_>,
+    retention: i64,
+    now: Timestamp,
+) -> Result<Option<String>> {
+    Ok(match tx.get(&USAGE_DEDUP, dk)? {
+        Some(d) if d.accepted_at.0 + retention > now.0 => Some(export::usage_id(tx, d.seq)),
+        _ => None,
+    })
+}
+
+/// Why an event at `at` cannot be counted now: before the open billing period `period`,
+/// more than 5 minutes ahead of `now`, or in the next period.
+fn too_early_or_late(at: Timestamp, now: Timestamp, period: crate::time::Period) -> Option<String> {
+    if at < period.start().start() {
+        Some(format!(
+            "time lies before the open billing period (from {})",
+            period.start()
+        ))
+    } else if at.0 > now.0 + MAX_FUTURE_MICROS {
+        Some("time lies more than 5 minutes in the future".into())
+    } else if at.period() != period {
+        Some("time lies in the next billing period, which is not open yet".into())
+    } else {
+        None
+    }
+}
+
 fn add_to<K: std::hash::Hash + Eq>(sums: &mut HashMap<K, Sums>, key: K, s: Sums) {
     match sums.get_mut(&key) {
         Some(total) => total.add(&s),
@@ -723,7 +777,7 @@ fn type_state(
 /// how many went (the server's upkeep calls it every minute, so a day's expiries leave in
 /// bounded steps).
 ///
-/// The walk follows the platform's insertion order ([`export::USAGE_ALL_BY_SEQ`]) from where
+/// The walk follows the platform's insertion order (`usage_all_by_seq`) from where
 /// the last one stopped (a `meta` row): usage numbers grow with the instant of acceptance, so
 /// the remembered events come in the order their retention ends. At a reported event it
 /// reads the event (for its source and id) and the de-duplication row: a row of this event
@@ -731,7 +785,7 @@ fn type_state(
 /// time; no row, or the row of a later acceptance of the same id, is passed. Bespin's own
 /// usage events are passed without a read, and the walk never enters the last `retention`
 /// (less the 5 minutes an event's `time` may lie ahead of its acceptance) of the order, where
-/// nothing can have expired. At most `max` × [`WALK_PER_PURGED`] rows are walked per call.
+/// nothing can have expired. At most 16 × `max` rows are walked per call.
 pub fn purge_dedup(tx: &mut WriteTx, ctx: &Ctx, max: usize) -> Result<usize> {
     let retention = ctx.options.usage_dedup_retention_micros;
     // An event whose `time` lies past this was accepted within the retention.

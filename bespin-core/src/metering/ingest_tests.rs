@@ -167,11 +167,50 @@ fn a_repeat_is_a_duplicate_answering_the_first_and_changing_nothing() {
     assert_eq!(id(&first, 0), id(&first, 1));
     assert_eq!(id(&first, 0), id(&again, 0));
     assert_eq!(used_tokens(&db, &admin), 10.0);
+    // A batch sent again with one event more: after the first repeat, the next events are
+    // looked up first; the new one is still accepted, the repeats answer the first ones.
+    let ab = post(
+        &db,
+        &admin,
+        json!([event("a", json!(1)), event("b", json!(2))]),
+    );
+    let abc = post(
+        &db,
+        &admin,
+        json!([
+            event("a", json!(1)),
+            event("b", json!(2)),
+            event("c", json!(3)),
+            event("a", json!(1))
+        ]),
+    );
+    assert_eq!(
+        statuses(&abc),
+        ["duplicate", "duplicate", "accepted", "duplicate"]
+    );
+    assert_eq!((id(&abc, 0), id(&abc, 1)), (id(&ab, 0), id(&ab, 1)));
+    assert_eq!(id(&abc, 3), id(&ab, 0));
+    assert_eq!(used_tokens(&db, &admin), 16.0);
     // Another source with the same id is another event.
     let mut other = event("x", json!(5));
     other["source"] = json!("svc-2");
     assert_eq!(statuses(&post(&db, &admin, json!([other]))), ["accepted"]);
-    assert_eq!(used_tokens(&db, &admin), 15.0);
+    assert_eq!(used_tokens(&db, &admin), 21.0);
+    // A repeat is a duplicate even when the event would be refused now (its type tied to a
+    // capability the plan lacks); a new one is refused.
+    let patch = crate::billing::catalog::MeteredEventPatch {
+        capability: Some("kpi_ingest".into()),
+        ..Default::default()
+    };
+    db.admin_update_metered_event("llm_tokens", patch).unwrap();
+    let r = post(
+        &db,
+        &admin,
+        json!([event("x", json!(10)), event("y", json!(1))]),
+    );
+    assert_eq!(statuses(&r), ["duplicate", "rejected"]);
+    assert_eq!(id(&r, 0), id(&first, 0));
+    assert!(db.check().unwrap().violations.is_empty());
 }
 
 #[test]

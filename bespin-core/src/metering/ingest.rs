@@ -330,18 +330,55 @@ impl UsageEvents {
     }
 }
 
+/// A usage event's id (`use_` and its sealed usage number, the `id` of its export), sealed
+/// when it is shown rather than on the writer: sealing and formatting cost about as much as
+/// one of the event's rows (docs/performance.md), and the answer is rendered off the writer.
+#[derive(Clone)]
+pub struct UsageId {
+    seq: u64,
+    sealer: std::sync::Arc<crate::store::Sealer>,
+}
+
+impl UsageId {
+    fn new(tx: &WriteTx, seq: u64) -> UsageId {
+        UsageId {
+            seq,
+            sealer: tx.shared_sealer(),
+        }
+    }
+}
+
+impl std::fmt::Display for UsageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "use_{}", self.sealer.seal(self.seq))
+    }
+}
+
+impl std::fmt::Debug for UsageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// Two ids are equal when they name the same usage event (of one database).
+impl PartialEq for UsageId {
+    fn eq(&self, other: &UsageId) -> bool {
+        self.seq == other.seq
+    }
+}
+
 /// What became of one event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Recorded now, as the usage event with this id (the id of its export).
     Accepted {
         /// `use_…`.
-        usage_id: String,
+        usage_id: UsageId,
     },
     /// Recorded before (same `source` and `id` within the retention): nothing changed.
     Duplicate {
         /// The usage id of the first.
-        usage_id: String,
+        usage_id: UsageId,
     },
     /// Refused with this error (a 422, 400, 403 or 429 of its own); nothing was written.
     Rejected(Error),
@@ -391,8 +428,12 @@ impl IngestReport {
             .iter()
             .map(|r| {
                 let (status, usage_id, error) = match &r.outcome {
-                    Outcome::Accepted { usage_id } => ("accepted", Some(usage_id.clone()), None),
-                    Outcome::Duplicate { usage_id } => ("duplicate", Some(usage_id.clone()), None),
+                    Outcome::Accepted { usage_id } => {
+                        ("accepted", Some(usage_id.to_string()), None)
+                    }
+                    Outcome::Duplicate { usage_id } => {
+                        ("duplicate", Some(usage_id.to_string()), None)
+                    }
                     Outcome::Rejected(e) => {
                         ("rejected", None, Some(refusal(e, &status_of, loc_root)))
                     }
@@ -624,7 +665,7 @@ pub fn record_usage_events(
             // A repeat within the retention: the first stays remembered (its row put back)
             // and answers; this one's number is left unused.
             tx.put(&USAGE_DEDUP, &dk, &first)?;
-            let usage_id = export::usage_id(tx, first.seq);
+            let usage_id = UsageId::new(tx, first.seq);
             result(Outcome::Duplicate { usage_id });
             repeats = true;
             continue;
@@ -667,7 +708,7 @@ pub fn record_usage_events(
         used_credits = Some(used + credits);
         state.used_units += e.value;
         result(Outcome::Accepted {
-            usage_id: export::usage_id(tx, seq),
+            usage_id: UsageId::new(tx, seq),
         });
     }
     for (key, s) in &period_sums {
@@ -706,9 +747,9 @@ fn remembered(
     dk: &DedupKey<'_>,
     retention: i64,
     now: Timestamp,
-) -> Result<Option<String>> {
+) -> Result<Option<UsageId>> {
     Ok(match tx.get(&USAGE_DEDUP, dk)? {
-        Some(d) if d.accepted_at.0 + retention > now.0 => Some(export::usage_id(tx, d.seq)),
+        Some(d) if d.accepted_at.0 + retention > now.0 => Some(UsageId::new(tx, d.seq)),
         _ => None,
     })
 }

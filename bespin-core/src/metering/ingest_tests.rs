@@ -374,10 +374,16 @@ fn the_export_follows_insertion_so_a_late_event_is_not_skipped() {
     // A late event (earlier time than both) comes after the cursor, not before it.
     let mut late = event("3", json!(3));
     late["time"] = json!("2026-01-05T00:00:00Z");
-    post(&db, &admin, json!([late]));
+    let r = post(&db, &admin, json!([late]));
     let next = db.usage_export(&admin, q).unwrap();
     assert_eq!(next.events.len(), 1);
     let e = &next.events[0];
+    // The answer's usage id is the exported event's id.
+    let Outcome::Accepted { usage_id } = &r.results[0].outcome else {
+        panic!("not accepted: {r:?}")
+    };
+    assert_eq!(usage_id.to_string(), e.id);
+    assert!(e.id.starts_with("use_"));
     assert_eq!(
         (e.event_type.as_str(), e.time.as_str()),
         ("llm_tokens", "2026-01-05T00:00:00.000000Z")

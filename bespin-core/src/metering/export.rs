@@ -348,7 +348,7 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
 /// Builds both insertion orders from the usage events (the upgrade to layout 9: events
 /// recorded before it have none). Events of one instant keep their number's order.
 pub(crate) fn rebuild(tx: &mut WriteTx) -> Result<()> {
-    for (t, seq, at, reported) in events(tx)? {
+    for (t, seq, at, reported) in events(tx, false)? {
         index(tx, &t, seq, at, reported)?;
     }
     Ok(())
@@ -357,17 +357,16 @@ pub(crate) fn rebuild(tx: &mut WriteTx) -> Result<()> {
 /// Marks the reported events in the platform's insertion order (the upgrade from layout 9,
 /// which did not tell them apart), so that the purge of their de-duplication rows finds them.
 pub(crate) fn mark_reported(tx: &mut WriteTx) -> Result<()> {
-    for (t, seq, at, reported) in events(tx)? {
-        if reported {
-            let entry = OrderEntry { at, reported };
-            tx.put(&USAGE_ALL_BY_SEQ, &UsageSeqKey::new(seq, &t), &entry)?;
-        }
+    for (t, seq, at, reported) in events(tx, true)? {
+        let entry = OrderEntry { at, reported };
+        tx.put(&USAGE_ALL_BY_SEQ, &UsageSeqKey::new(seq, &t), &entry)?;
     }
     Ok(())
 }
 
-/// Every usage event's tenant, number, instant and whether it was reported.
-fn events(tx: &WriteTx) -> Result<Vec<(String, u64, Timestamp, bool)>> {
+/// Every usage event's (or, with `reported_only`, every reported one's) tenant, number,
+/// instant and whether it was reported.
+fn events(tx: &WriteTx, reported_only: bool) -> Result<Vec<(String, u64, Timestamp, bool)>> {
     let mut rows = Vec::new();
     tx.scan(
         &USAGE_EVENTS,
@@ -376,7 +375,9 @@ fn events(tx: &WriteTx) -> Result<Vec<(String, u64, Timestamp, bool)>> {
         |k, e: UsageEventRec| {
             if let Some(k) = UsageKey::decode(k) {
                 let reported = e.origin.is_some();
-                rows.push((k.tenant_id.into_owned(), k.seq, k.emitted_at, reported));
+                if reported || !reported_only {
+                    rows.push((k.tenant_id.into_owned(), k.seq, k.emitted_at, reported));
+                }
             }
             Ok(Flow::Continue)
         },

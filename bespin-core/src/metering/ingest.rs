@@ -635,10 +635,8 @@ pub fn record_usage_events(
                 cap: state.cap.map(|c| (c, state.used_units)),
             };
             let weight = state.rec.credits_per_unit;
-            match limits.admit(period, &e.event_key, e.value, weight) {
-                Ok(()) => Ok((state, limits, used)),
-                Err(err) => Err(err),
-            }
+            let admitted = limits.admit(period, &e.event_key, e.value, weight);
+            admitted.map(|()| (state, limits, used))
         };
         let (state, limits, used) = match checked {
             Ok(passed) => passed,
@@ -655,11 +653,11 @@ pub fn record_usage_events(
             }
         };
         let seq = tx.next_seq("usage")?;
-        let remembered = DedupRec {
+        let claim = DedupRec {
             seq,
             accepted_at: ctx.now,
         };
-        if let Some(first) = tx.replace(&USAGE_DEDUP, &dk, &remembered)?
+        if let Some(first) = tx.replace(&USAGE_DEDUP, &dk, &claim)?
             && first.accepted_at.0 + retention > ctx.now.0
         {
             // A repeat within the retention: the first stays remembered (its row put back)

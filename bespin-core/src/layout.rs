@@ -16,6 +16,7 @@
 //! | 7 | search entries bounded: a word is indexed by its first 64 characters, a record by its first 1,000 distinct words ([`crate::coreos::search::index::doc_tokens`]); the upgrade rewrites the entries of the records beyond those bounds only |
 //! | 8 | audit rows chained per tenant ([`crate::audit::chain`]): keyed (tenant, position) in `audit_chain`, with a head per tenant in `audit_heads`; the upgrade chains the rows of the old `audit` table in their key order (time, then sequence) and leaves it empty |
 //! | 9 | usage events in insertion order (`usage_by_seq` per tenant, `usage_all_by_seq` for all), for the usage export; built from the usage events |
+//! | 10 | reported usage events marked in `usage_all_by_seq`, whose walk purges the de-duplication rows past their retention; `usage_dedup_by_expiry` (a global row per remembered event) left empty. The upgrade from 9 marks the reported events and empties it |
 
 use crate::Ctx;
 use crate::check::Checker;
@@ -23,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::store::{NameKey, Reader, Table, TableInfo, WriteTx};
 
 /// The layout this version writes.
-pub const CURRENT: u64 = 9;
+pub const CURRENT: u64 = 10;
 
 /// Global: (name) → a property of the file; `layout` is the version of the key layouts.
 pub(crate) const META: Table<NameKey<'static>, u64> = Table::new("meta");
@@ -95,7 +96,14 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
         crate::audit::chain_legacy_rows(tx)?;
     }
     if from < 9 {
+        // Marks the reported events too (none: reporting came with layout 9).
         crate::metering::export::rebuild(tx)?;
+    }
+    if from == 9 {
+        crate::metering::export::mark_reported(tx)?;
+    }
+    if from < 10 {
+        crate::metering::ingest::drop_expiry_order(tx)?;
     }
     tx.put(&META, &layout_key(), &CURRENT)
 }
@@ -246,6 +254,16 @@ pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
             to_layout: 9,
             description: "list the usage events in insertion order (usage_by_seq, usage_all_by_seq) for the usage export",
             rows: rows(&[crate::metering::USAGE_EVENTS.name()])?,
+        });
+    }
+    if from == 9 {
+        steps.push(UpgradeStep {
+            to_layout: 10,
+            description: "mark the reported usage events in usage_all_by_seq and empty usage_dedup_by_expiry",
+            rows: rows(&[
+                crate::metering::USAGE_EVENTS.name(),
+                crate::metering::ingest::USAGE_DEDUP_BY_EXPIRY.name(),
+            ])?,
         });
     }
     let mut missing_tables = Vec::new();

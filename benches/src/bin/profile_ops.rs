@@ -8,7 +8,8 @@
 //! "pricing" among 10,000 tasks, 244 of which match (like `benches/load/search.sh`), without
 //! metering. For the last two, subtract a run with `0` for the set-up.
 //! `usage`: `n` reported usage events (`POST /v1/usage/events`'s operation) in batches of
-//! 1,000, each a new `(source, id)` of a custom event type.
+//! 1,000, each a new `(source, id)` of a custom event type. `usage_again`: the same, then the
+//! same `n` events again, every one a duplicate (its cost less `usage`'s is the duplicates').
 
 use bespin_core::Bespin;
 use bespin_core::coreos::search::SearchQuery;
@@ -56,6 +57,10 @@ fn main() -> bespin_core::Result<()> {
     }
     if what == "usage" {
         return usage(&db, &p, n);
+    }
+    if what == "usage_again" {
+        usage(&db, &p, n)?;
+        return report(&db, &p, n);
     }
     // `BATCH=k`: k operations per transaction, as the server's group commit holds (8–26 under
     // load); default: all n in one.
@@ -129,6 +134,11 @@ fn load_task(i: usize) -> bespin_core::Result<NewTask> {
 /// `n` usage events of a custom type, reported in batches of 1,000 (one transaction each).
 fn usage(db: &Bespin, p: &bespin_core::Principal, n: usize) -> bespin_core::Result<()> {
     bespin_benches::usage_event_type(db);
+    report(db, p, n)
+}
+
+/// Usage events 0 to `n` (of the type [`usage`] made), reported in batches of 1,000.
+fn report(db: &Bespin, p: &bespin_core::Principal, n: usize) -> bespin_core::Result<()> {
     let mut i = 0;
     while i < n {
         let batch: Vec<_> = (i..n.min(i + 1000))

@@ -85,11 +85,16 @@ pub(crate) fn crossed(
         lines.push((event_key, cap, before, before + u.units));
     }
     for (limit, value, before, after) in lines {
+        if value.is_zero() {
+            continue;
+        }
+        // Compared as usage × 100 against limit × percent: exact, no division. (Decimal
+        // products normalise, which costs: each is made once per line, not per percent.)
+        let hundred = Amount::from_int(100);
+        let (before_100, after_100) = (before * hundred, after * hundred);
         for pct in PERCENTS {
-            // Compared as usage × 100 against limit × percent: exact, no division.
-            let hundred = Amount::from_int(100);
             let line = value * Amount::from_int(i64::try_from(pct).unwrap_or(100));
-            if !(before * hundred < line && after * hundred >= line) || value.is_zero() {
+            if !(before_100 < line && after_100 >= line) {
                 continue;
             }
             let key = ThresholdKey::new(tenant, period.start(), limit, pct);

@@ -20,7 +20,7 @@ use super::{USAGE_EVENTS, UsageEventRec, UsageKey};
 use crate::auth::Principal;
 use crate::check::{Checker, Expected};
 use crate::error::{Error, Result};
-use crate::store::{Flow, Order, Reader, Table, TableInfo, WriteTx, key};
+use crate::store::{Flow, Order, Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::Timestamp;
 use crate::validate::query_ints;
 use crate::{Bespin, FieldError, LocPart};
@@ -36,9 +36,45 @@ key! {
 /// (tenant, seq) → the usage event's instant: a tenant's usage in insertion order.
 pub(crate) const USAGE_BY_SEQ: Table<TenantUsageSeqKey<'static>, Timestamp> =
     Table::new("usage_by_seq");
-/// (seq, tenant) → the usage event's instant: all usage in insertion order (platform export).
-pub(crate) const USAGE_ALL_BY_SEQ: Table<UsageSeqKey<'static>, Timestamp> =
+/// (seq, tenant) → the usage event's instant, and whether it was reported: all usage in
+/// insertion order (the platform export; the purge of de-duplication rows walks it too).
+pub(crate) const USAGE_ALL_BY_SEQ: Table<UsageSeqKey<'static>, OrderEntry> =
     Table::new("usage_all_by_seq");
+
+/// A usage event's place in the platform's insertion order: its instant, and whether it was
+/// reported (`POST /v1/usage/events`), so that the purge of de-duplication rows
+/// ([`super::ingest::purge_dedup`]), which walks this order, reads the event of a reported
+/// one only. Stored as the instant alone (as layout 9 stored every row), followed by one byte
+/// `1` for a reported event: Bespin's own metering writes the same bytes as before, and a row
+/// of layout 9 reads as not reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct OrderEntry {
+    /// The usage event's instant (its key's `emitted_at`).
+    pub at: Timestamp,
+    /// Whether it was reported, so has a de-duplication row while remembered.
+    pub reported: bool,
+}
+
+impl Record for OrderEntry {
+    fn encode_body(&self, out: &mut Vec<u8>) -> Result<()> {
+        self.at.encode_body(out)?;
+        if self.reported {
+            out.push(1);
+        }
+        Ok(())
+    }
+
+    fn decode_body(body: &[u8]) -> Result<Self> {
+        let (at, rest) = postcard::take_from_bytes::<Timestamp>(body)
+            .map_err(|e| Error::Storage(format!("decode: {e}")))?;
+        let reported = match rest {
+            [] => false,
+            [1] => true,
+            _ => return Err(Error::Storage("decode: trailing bytes".into())),
+        };
+        Ok(OrderEntry { at, reported })
+    }
+}
 
 /// The tables of this module.
 pub(crate) const TABLES: &[&dyn TableInfo] = &[&USAGE_BY_SEQ, &USAGE_ALL_BY_SEQ];
@@ -59,10 +95,18 @@ pub const MAX_PAGE: usize = 1000;
 /// Events in a page when the request does not say.
 pub const DEFAULT_PAGE: usize = 100;
 
-/// Adds usage event `seq` of `tenant_id` at `at` to both insertion orders.
-pub(crate) fn index(tx: &mut WriteTx, tenant_id: &str, seq: u64, at: Timestamp) -> Result<()> {
+/// Adds usage event `seq` of `tenant_id` at `at` to both insertion orders (`reported`: it
+/// came in through [`super::ingest`]).
+pub(crate) fn index(
+    tx: &mut WriteTx,
+    tenant_id: &str,
+    seq: u64,
+    at: Timestamp,
+    reported: bool,
+) -> Result<()> {
     tx.put(&USAGE_BY_SEQ, &TenantUsageSeqKey::new(tenant_id, seq), &at)?;
-    tx.put(&USAGE_ALL_BY_SEQ, &UsageSeqKey::new(seq, tenant_id), &at)
+    let entry = OrderEntry { at, reported };
+    tx.put(&USAGE_ALL_BY_SEQ, &UsageSeqKey::new(seq, tenant_id), &entry)
 }
 
 /// Where an export page starts and how long it is.
@@ -253,9 +297,9 @@ fn page(
                 Some(&from),
                 None,
                 Order::Asc,
-                &mut |k, at: Timestamp| {
+                &mut |k, e: OrderEntry| {
                     Ok(match UsageSeqKey::decode(k) {
-                        Some(k) => visit(&k.tenant_id, k.seq, at),
+                        Some(k) => visit(&k.tenant_id, k.seq, e.at),
                         None => Flow::Continue,
                     })
                 },
@@ -286,14 +330,16 @@ fn finish(
 }
 
 /// Checks the insertion orders against the usage events: each event is in both exactly once,
-/// at its instant, and neither holds a row of no event.
+/// at its instant (and marked reported in the platform's order exactly when it was), and
+/// neither holds a row of no event.
 pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
     let mut by_tenant = Expected::new();
     let mut all = Expected::new();
     for x in c.rows(r, &USAGE_EVENTS)? {
         let (t, seq, at) = (x.key.tenant_id.as_ref(), x.key.seq, x.key.emitted_at);
         by_tenant.add(&TenantUsageSeqKey::new(t, seq), &at);
-        all.add(&UsageSeqKey::new(seq, t), &at);
+        let reported = x.value.origin.is_some();
+        all.add(&UsageSeqKey::new(seq, t), &OrderEntry { at, reported });
     }
     c.index(r, &USAGE_BY_SEQ, by_tenant, "usage event")?;
     c.index(r, &USAGE_ALL_BY_SEQ, all, "usage event")
@@ -302,22 +348,41 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
 /// Builds both insertion orders from the usage events (the upgrade to layout 9: events
 /// recorded before it have none). Events of one instant keep their number's order.
 pub(crate) fn rebuild(tx: &mut WriteTx) -> Result<()> {
-    let mut rows: Vec<(String, u64, Timestamp)> = Vec::new();
+    for (t, seq, at, reported) in events(tx, false)? {
+        index(tx, &t, seq, at, reported)?;
+    }
+    Ok(())
+}
+
+/// Marks the reported events in the platform's insertion order (the upgrade from layout 9,
+/// which did not tell them apart), so that the purge of their de-duplication rows finds them.
+pub(crate) fn mark_reported(tx: &mut WriteTx) -> Result<()> {
+    for (t, seq, at, reported) in events(tx, true)? {
+        let entry = OrderEntry { at, reported };
+        tx.put(&USAGE_ALL_BY_SEQ, &UsageSeqKey::new(seq, &t), &entry)?;
+    }
+    Ok(())
+}
+
+/// Every usage event's (or, with `reported_only`, every reported one's) tenant, number,
+/// instant and whether it was reported.
+fn events(tx: &WriteTx, reported_only: bool) -> Result<Vec<(String, u64, Timestamp, bool)>> {
+    let mut rows = Vec::new();
     tx.scan(
         &USAGE_EVENTS,
         &USAGE_EVENTS.prefix(),
         Order::Asc,
-        |k, _: UsageEventRec| {
+        |k, e: UsageEventRec| {
             if let Some(k) = UsageKey::decode(k) {
-                rows.push((k.tenant_id.into_owned(), k.seq, k.emitted_at));
+                let reported = e.origin.is_some();
+                if reported || !reported_only {
+                    rows.push((k.tenant_id.into_owned(), k.seq, k.emitted_at, reported));
+                }
             }
             Ok(Flow::Continue)
         },
     )?;
-    for (t, seq, at) in rows {
-        index(tx, &t, seq, at)?;
-    }
-    Ok(())
+    Ok(rows)
 }
 
 impl Bespin {

@@ -13,6 +13,15 @@
 //! an event are serialised by the writer (redb) or the batch lock (PostgreSQL), and the first
 //! one wins in a race too.
 //!
+//! That is the order of the answers. The work runs the checks first (they read and write
+//! nothing of the event), then claims the de-duplication row in one write that returns what
+//! it replaced (`WriteTx::replace`): a new event costs that one write where a lookup and a
+//! write were needed. A repeat claimed so has its first's row put back (two writes), so after
+//! a repeat the next events of the request are looked up first, as every event of a resent
+//! batch is; a refused event is looked up before it is answered, so that a repeat still
+//! answers `duplicate`. On PostgreSQL the claim reads the row as the lookup did (one round
+//! trip either way); on redb the insert finds the old value on its way.
+//!
 //! Nothing is written for an event before all its checks passed, and its checks read the
 //! figures the events before it in the request left (kept in memory: the plan, each type and
 //! cap are read once per request, and the rollups written once per key at the end). So an
@@ -23,12 +32,12 @@
 
 use super::{
     DAY_ROLLUPS, Limits, Origin, PERIOD_ROLLUPS, Sums, UsageEventRec, active_event, active_plan,
-    day_rollup_key, export, rollup_key, write_event,
+    day_rollup_key, export, rollup_key, write_numbered,
 };
 use crate::auth::Principal;
 use crate::billing::catalog::MeteredEventRec;
 use crate::billing::{require_capability, thresholds};
-use crate::check::{Checker, Expected};
+use crate::check::Checker;
 use crate::error::{Error, Result};
 use crate::events::{self, catalog};
 use crate::money::Amount;
@@ -64,15 +73,24 @@ impl Record for DedupRec {}
 key! {
     /// (tenant, CloudEvent source, CloudEvent id).
     pub(crate) struct DedupKey<'a> { tenant_id: tenant, source: str, event_id: str }
-    /// (UTC date it expires on, tenant, source, id).
+    /// Layout 9's expiry order: (UTC date it expires on, tenant, source, id).
     pub(crate) struct DedupExpiryKey<'a> { expires_on: date, tenant_id: str, source: str, event_id: str }
 }
 
-/// (tenant, source, id) → the accepted event: what makes a repeat a duplicate.
+/// (tenant, source, id) → the accepted event: what makes a repeat a duplicate. The purge
+/// finds the rows past their retention by walking the usage events in insertion order
+/// ([`purge_dedup`]), so a reported event costs this one row beside its usage rows.
 pub(crate) const USAGE_DEDUP: Table<DedupKey<'static>, DedupRec> = Table::new("usage_dedup");
-/// (expiry date, tenant, source, id): the purge's order, a range delete from the oldest day.
+/// Layout 9's purge order, (expiry date, tenant, source, id): a global row per remembered
+/// event, at a random place. Emptied by the upgrade to layout 10 and left empty.
 pub(crate) const USAGE_DEDUP_BY_EXPIRY: Table<DedupExpiryKey<'static>, ()> =
     Table::new("usage_dedup_by_expiry");
+
+/// The `meta` row holding the usage number up to which [`purge_dedup`] has walked.
+pub(crate) const PURGED_UP_TO: &str = "usage_dedup_purged_up_to";
+/// How many rows of the insertion order one purge may walk per row it may delete: Bespin's
+/// own metering (nothing to purge) lies between the reported events.
+const WALK_PER_PURGED: usize = 16;
 
 /// The tables of this module.
 pub(crate) const TABLES: &[&dyn TableInfo] = &[&USAGE_DEDUP, &USAGE_DEDUP_BY_EXPIRY];
@@ -312,18 +330,55 @@ impl UsageEvents {
     }
 }
 
+/// A usage event's id (`use_` and its sealed usage number, the `id` of its export), sealed
+/// when it is shown rather than on the writer: sealing and formatting cost about as much as
+/// one of the event's rows (docs/performance.md), and the answer is rendered off the writer.
+#[derive(Clone)]
+pub struct UsageId {
+    seq: u64,
+    sealer: std::sync::Arc<crate::store::Sealer>,
+}
+
+impl UsageId {
+    fn new(tx: &WriteTx, seq: u64) -> UsageId {
+        UsageId {
+            seq,
+            sealer: tx.shared_sealer(),
+        }
+    }
+}
+
+impl std::fmt::Display for UsageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "use_{}", self.sealer.seal(self.seq))
+    }
+}
+
+impl std::fmt::Debug for UsageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// Two ids are equal when they name the same usage event (of one database).
+impl PartialEq for UsageId {
+    fn eq(&self, other: &UsageId) -> bool {
+        self.seq == other.seq
+    }
+}
+
 /// What became of one event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Recorded now, as the usage event with this id (the id of its export).
     Accepted {
         /// `use_…`.
-        usage_id: String,
+        usage_id: UsageId,
     },
     /// Recorded before (same `source` and `id` within the retention): nothing changed.
     Duplicate {
         /// The usage id of the first.
-        usage_id: String,
+        usage_id: UsageId,
     },
     /// Refused with this error (a 422, 400, 403 or 429 of its own); nothing was written.
     Rejected(Error),
@@ -373,8 +428,12 @@ impl IngestReport {
             .iter()
             .map(|r| {
                 let (status, usage_id, error) = match &r.outcome {
-                    Outcome::Accepted { usage_id } => ("accepted", Some(usage_id.clone()), None),
-                    Outcome::Duplicate { usage_id } => ("duplicate", Some(usage_id.clone()), None),
+                    Outcome::Accepted { usage_id } => {
+                        ("accepted", Some(usage_id.to_string()), None)
+                    }
+                    Outcome::Duplicate { usage_id } => {
+                        ("duplicate", Some(usage_id.to_string()), None)
+                    }
                     Outcome::Rejected(e) => {
                         ("rejected", None, Some(refusal(e, &status_of, loc_root)))
                     }
@@ -480,7 +539,6 @@ pub fn record_usage_events(
     caller.require_admin_to("report usage events")?;
     let tenant = caller.tenant_id();
     let period = ctx.now.period();
-    let opens = period.start().start();
     let retention = ctx.options.usage_dedup_retention_micros;
     let request_id = ids::new_id();
     let mut plan = None;
@@ -489,6 +547,9 @@ pub fn record_usage_events(
     let mut period_sums: HashMap<String, Sums> = HashMap::new();
     let mut day_sums: HashMap<(Date, String), Sums> = HashMap::new();
     let mut results = Vec::with_capacity(req.events.len());
+    // Whether the last event looked at was a repeat: a request that resends a batch repeats
+    // them all, and a repeat is cheaper looked up first than claimed (see below).
+    let mut repeats = false;
     for (index, parsed) in req.events.into_iter().enumerate() {
         let loc = |name: &str| {
             let mut l = if req.batch {
@@ -517,87 +578,98 @@ pub fn record_usage_events(
                 outcome,
             })
         };
-        // A repeat within the retention answers the first; past it, the stale row goes.
         let dk = DedupKey::new(tenant, &e.source, &e.id);
-        if let Some(d) = tx.get(&USAGE_DEDUP, &dk)? {
-            if d.accepted_at.0 + retention > ctx.now.0 {
-                let usage_id = export::usage_id(tx, d.seq);
+        // The checks first, on what this request read and used so far (no write): an event
+        // that passes them claims its de-duplication row in one write, which also tells
+        // whether it was remembered, instead of a lookup and then a write. A repeat claimed
+        // so costs two writes (the first's row is put back), so after a repeat the next
+        // event is looked up first, as a resent batch's all are.
+        if repeats {
+            if let Some(usage_id) = remembered(tx, &dk, retention, ctx.now)? {
                 result(Outcome::Duplicate { usage_id });
                 continue;
             }
-            // Purged now, as the upkeep would have: if this event is refused below, nothing
-            // of the old one is left half.
-            let expiry = expiry_key(d.accepted_at, retention, tenant, &e.source, &e.id);
-            tx.delete(&USAGE_DEDUP_BY_EXPIRY, &expiry)?;
-            tx.delete(&USAGE_DEDUP, &dk)?;
+            repeats = false;
         }
         let at = e.time.unwrap_or(ctx.now);
-        let late = if at < opens {
-            Some(format!(
-                "time lies before the open billing period (from {})",
-                period.start()
-            ))
-        } else if at.0 > ctx.now.0 + MAX_FUTURE_MICROS {
-            Some("time lies more than 5 minutes in the future".into())
-        } else if at.period() != period {
-            Some("time lies in the next billing period, which is not open yet".into())
-        } else {
-            None
-        };
-        if let Some(why) = late {
-            let input = Value::String(at.to_rfc3339());
-            let err = FieldError::value_error(loc("time"), input, &why);
-            result(Outcome::Rejected(Error::field(err)));
-            continue;
-        }
-        if plan.is_none() {
-            plan = Some(match active_plan(tx, tenant) {
-                Ok(p) => Ok(p),
-                Err(
-                    e @ (Error::NoSubscription
-                    | Error::SubscriptionSuspended { .. }
-                    | Error::PlanMissing { .. }),
-                ) => Err(e),
-                Err(e) => return Err(e),
-            });
-        }
-        let plan = match plan.as_ref() {
-            Some(Ok(p)) => p,
-            Some(Err(err)) => {
-                result(Outcome::Rejected(err.clone()));
-                continue;
+        let checked = 'checks: {
+            if let Some(why) = too_early_or_late(at, ctx.now, period) {
+                let input = Value::String(at.to_rfc3339());
+                let err = FieldError::value_error(loc("time"), input, &why);
+                break 'checks Err(Error::field(err));
             }
-            None => return Err(Error::Internal("plan not read".into())),
-        };
-        let state = match types.get_mut(&e.event_key) {
-            Some(s) => s,
-            None => {
-                let s = type_state(tx, caller, &plan.plan_id, period, &e.event_key)?;
-                types.entry(e.event_key.clone()).or_insert(s)
+            if plan.is_none() {
+                plan = Some(match active_plan(tx, tenant) {
+                    Ok(p) => Ok(p),
+                    Err(
+                        e @ (Error::NoSubscription
+                        | Error::SubscriptionSuspended { .. }
+                        | Error::PlanMissing { .. }),
+                    ) => Err(e),
+                    Err(e) => return Err(e),
+                });
             }
+            let plan = match plan.as_ref() {
+                Some(Ok(p)) => p,
+                Some(Err(err)) => break 'checks Err(err.clone()),
+                None => return Err(Error::Internal("plan not read".into())),
+            };
+            let state = match types.get_mut(&e.event_key) {
+                Some(s) => s,
+                None => {
+                    let s = type_state(tx, caller, &plan.plan_id, period, &e.event_key)?;
+                    types.entry(e.event_key.clone()).or_insert(s)
+                }
+            };
+            let state = match state {
+                Ok(s) => s,
+                Err(err) => break 'checks Err(err.clone()),
+            };
+            let used = match used_credits {
+                Some(u) => u,
+                None => *used_credits.insert(super::used_credits(tx, tenant, period)?),
+            };
+            let limits = Limits {
+                included: Amount::from_int(plan.plan.included_credits),
+                used_credits: used,
+                cap: state.cap.map(|c| (c, state.used_units)),
+            };
+            let weight = state.rec.credits_per_unit;
+            let admitted = limits.admit(period, &e.event_key, e.value, weight);
+            admitted.map(|()| (state, limits, used))
         };
-        let state = match state {
-            Ok(s) => s,
+        let (state, limits, used) = match checked {
+            Ok(passed) => passed,
             Err(err) => {
-                result(Outcome::Rejected(err.clone()));
+                // A repeat answers the first even where it would be refused now (a plan
+                // changed since): looked up here, as refusals are rare. A row past its
+                // retention counts as gone (the purge may not have reached it yet).
+                let outcome = match remembered(tx, &dk, retention, ctx.now)? {
+                    Some(usage_id) => Outcome::Duplicate { usage_id },
+                    None => Outcome::Rejected(err),
+                };
+                result(outcome);
                 continue;
             }
         };
-        let used = match used_credits {
-            Some(u) => u,
-            None => *used_credits.insert(super::used_credits(tx, tenant, period)?),
+        let seq = tx.next_seq("usage")?;
+        let claim = DedupRec {
+            seq,
+            accepted_at: ctx.now,
         };
-        let limits = Limits {
-            included: Amount::from_int(plan.plan.included_credits),
-            used_credits: used,
-            cap: state.cap.map(|c| (c, state.used_units)),
-        };
-        let weight = state.rec.credits_per_unit;
-        if let Err(err) = limits.admit(period, &e.event_key, e.value, weight) {
-            result(Outcome::Rejected(err));
+        if let Some(first) = tx.replace(&USAGE_DEDUP, &dk, &claim)?
+            && first.accepted_at.0 + retention > ctx.now.0
+        {
+            // A repeat within the retention: the first stays remembered (its row put back)
+            // and answers; this one's number is left unused.
+            tx.put(&USAGE_DEDUP, &dk, &first)?;
+            let usage_id = UsageId::new(tx, first.seq);
+            result(Outcome::Duplicate { usage_id });
+            repeats = true;
             continue;
         }
-        // Every check passed: the writes of this event, then its share of the rollups.
+        // Every check passed and the event is new: its writes, then its share of the rollups.
+        let weight = state.rec.credits_per_unit;
         let credits = e.value * weight;
         let cost = credits * state.rec.list_price_per_credit;
         let rec = UsageEventRec {
@@ -615,14 +687,7 @@ pub fn record_usage_events(
                 subject: e.subject.clone(),
             })),
         };
-        let seq = write_event(tx, tenant, &rec)?;
-        let remembered = DedupRec {
-            seq,
-            accepted_at: ctx.now,
-        };
-        tx.put(&USAGE_DEDUP, &dk, &remembered)?;
-        let expiry = expiry_key(ctx.now, retention, tenant, &e.source, &e.id);
-        tx.put(&USAGE_DEDUP_BY_EXPIRY, &expiry, &())?;
+        write_numbered(tx, tenant, seq, &rec)?;
         let sums = || Sums {
             raw_units: e.value,
             credits,
@@ -641,7 +706,7 @@ pub fn record_usage_events(
         used_credits = Some(used + credits);
         state.used_units += e.value;
         result(Outcome::Accepted {
-            usage_id: export::usage_id(tx, seq),
+            usage_id: UsageId::new(tx, seq),
         });
     }
     for (key, s) in &period_sums {
@@ -671,6 +736,37 @@ pub fn record_usage_events(
         events::emit(tx, ctx, caller, t, &request_id, &data)?;
     }
     Ok(report)
+}
+
+/// The usage id of the event remembered under `dk`, if it was accepted within the retention
+/// (a row past it counts as gone: the purge may not have reached it yet).
+fn remembered(
+    tx: &WriteTx,
+    dk: &DedupKey<'_>,
+    retention: i64,
+    now: Timestamp,
+) -> Result<Option<UsageId>> {
+    Ok(match tx.get(&USAGE_DEDUP, dk)? {
+        Some(d) if d.accepted_at.0 + retention > now.0 => Some(UsageId::new(tx, d.seq)),
+        _ => None,
+    })
+}
+
+/// Why an event at `at` cannot be counted now: before the open billing period `period`,
+/// more than 5 minutes ahead of `now`, or in the next period.
+fn too_early_or_late(at: Timestamp, now: Timestamp, period: crate::time::Period) -> Option<String> {
+    if at < period.start().start() {
+        Some(format!(
+            "time lies before the open billing period (from {})",
+            period.start()
+        ))
+    } else if at.0 > now.0 + MAX_FUTURE_MICROS {
+        Some("time lies more than 5 minutes in the future".into())
+    } else if at.period() != period {
+        Some("time lies in the next billing period, which is not open yet".into())
+    } else {
+        None
+    }
 }
 
 fn add_to<K: std::hash::Hash + Eq>(sums: &mut HashMap<K, Sums>, key: K, s: Sums) {
@@ -716,100 +812,151 @@ fn type_state(
     }))
 }
 
-/// Deletes the expiry entry that goes with a remembered event's row (`k`, `v` of
-/// [`USAGE_DEDUP`]), whose key does not start with the tenant: the tenant erasure's step,
-/// which deletes the row itself.
-pub(crate) fn forget_expiry(tx: &mut WriteTx, ctx: &Ctx, k: &[u8], v: &[u8]) -> Result<()> {
-    let (Some(key), rec) = (
-        DedupKey::decode(k),
-        crate::store::codec::decode::<DedupRec>(v)?,
-    ) else {
-        return Ok(());
-    };
-    let retention = ctx.options.usage_dedup_retention_micros;
-    let expiry = expiry_key(
-        rec.accepted_at,
-        retention,
-        &key.tenant_id,
-        &key.source,
-        &key.event_id,
-    );
-    tx.delete(&USAGE_DEDUP_BY_EXPIRY, &expiry).map(drop)
-}
-
-fn expiry_key<'a>(
-    accepted_at: Timestamp,
-    retention: i64,
-    tenant: &'a str,
-    source: &'a str,
-    id: &'a str,
-) -> DedupExpiryKey<'a> {
-    let expires = Timestamp(accepted_at.0.saturating_add(retention));
-    DedupExpiryKey::new(expires.date(), tenant, source, id)
-}
-
-/// Forgets at most `max` remembered events whose retention ended before today, oldest first;
-/// returns how many went (the server's upkeep calls it every minute, so a day's expiries
-/// leave in bounded steps).
+/// Forgets at most `max` remembered events whose retention has ended, oldest first; returns
+/// how many went (the server's upkeep calls it every minute, so a day's expiries leave in
+/// bounded steps).
+///
+/// The walk follows the platform's insertion order (`usage_all_by_seq`) from where
+/// the last one stopped (a `meta` row): usage numbers grow with the instant of acceptance, so
+/// the remembered events come in the order their retention ends. At a reported event it
+/// reads the event (for its source and id) and the de-duplication row: a row of this event
+/// past its retention goes; a row still within it ends the walk, which resumes there next
+/// time; no row, or the row of a later acceptance of the same id, is passed. Bespin's own
+/// usage events are passed without a read, and the walk never enters the last `retention`
+/// (less the 5 minutes an event's `time` may lie ahead of its acceptance) of the order, where
+/// nothing can have expired. At most 16 × `max` rows are walked per call.
 pub fn purge_dedup(tx: &mut WriteTx, ctx: &Ctx, max: usize) -> Result<usize> {
-    let today = USAGE_DEDUP_BY_EXPIRY.prefix().date(ctx.now.date());
-    let mut expired: Vec<DedupExpiryKey<'static>> = Vec::new();
+    let retention = ctx.options.usage_dedup_retention_micros;
+    // An event whose `time` lies past this was accepted within the retention.
+    let horizon = ctx
+        .now
+        .0
+        .saturating_sub(retention)
+        .saturating_add(MAX_FUTURE_MICROS);
+    let cursor_key = crate::store::NameKey::new(PURGED_UP_TO);
+    let from = tx.get(&crate::layout::META, &cursor_key)?.unwrap_or(0);
+    let walk = max.saturating_mul(WALK_PER_PURGED).max(1);
+    let mut rows: Vec<(u64, String, export::OrderEntry)> = Vec::new();
+    let order = &export::USAGE_ALL_BY_SEQ;
+    let start = order.prefix().u64(from.saturating_add(1));
     tx.scan_range(
-        &USAGE_DEDUP_BY_EXPIRY,
-        &USAGE_DEDUP_BY_EXPIRY.prefix(),
+        order,
+        &order.prefix(),
+        Some(&start),
         None,
-        Some(&today),
         Order::Asc,
-        &mut |k, ()| {
-            expired.extend(DedupExpiryKey::decode(k).map(DedupExpiryKey::into_owned));
-            Ok(if expired.len() >= max {
+        &mut |k, e: export::OrderEntry| {
+            if e.at.0 > horizon {
+                return Ok(Flow::Stop);
+            }
+            if let Some(k) = export::UsageSeqKey::decode(k) {
+                rows.push((k.seq, k.tenant_id.into_owned(), e));
+            }
+            Ok(if rows.len() >= walk {
                 Flow::Stop
             } else {
                 Flow::Continue
             })
         },
     )?;
-    for k in &expired {
-        tx.delete(
-            &USAGE_DEDUP,
-            &DedupKey::new(&k.tenant_id, &k.source, &k.event_id),
-        )?;
-        tx.delete(&USAGE_DEDUP_BY_EXPIRY, k)?;
+    let mut walked = from;
+    let mut purged = 0;
+    for (seq, tenant, e) in rows {
+        if purged >= max {
+            break;
+        }
+        if e.reported
+            && let Some(origin) = tx
+                .get(
+                    &super::USAGE_EVENTS,
+                    &super::UsageKey::new(&tenant, e.at, seq),
+                )?
+                .and_then(|u| u.origin)
+        {
+            let dk = DedupKey::new(&tenant, &origin.source, &origin.id);
+            match tx.get(&USAGE_DEDUP, &dk)? {
+                Some(d) if d.seq == seq && d.accepted_at.0 + retention > ctx.now.0 => break,
+                Some(d) if d.seq == seq => {
+                    tx.delete(&USAGE_DEDUP, &dk)?;
+                    purged += 1;
+                }
+                // Forgotten already, or remembered for a later acceptance of the same id.
+                _ => {}
+            }
+        }
+        walked = seq;
     }
-    Ok(expired.len())
+    if walked != from {
+        tx.put(&crate::layout::META, &cursor_key, &walked)?;
+    }
+    Ok(purged)
 }
 
-/// Checks the de-duplication rows: each in the expiry order exactly once, on the day its
-/// retention ends, and naming a usage event of its tenant that came from that source and id.
+/// The upgrade to layout 10: empties layout 9's expiry order, whose rows the purge no longer
+/// reads.
+pub(crate) fn drop_expiry_order(tx: &mut WriteTx) -> Result<()> {
+    tx.clear_unlogged(&USAGE_DEDUP_BY_EXPIRY)
+}
+
+/// Checks the de-duplication rows: each names a usage event of its tenant that came from that
+/// source and id (so is marked reported in the insertion order, [`export::check`]) and lies
+/// past where the purge has walked (which never passes a row it leaves); every event reported
+/// with a `time` within the retention (less 5 minutes) has its row, which neither the purge
+/// nor a later acceptance of its id can have taken yet; layout 9's expiry order is empty.
 pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
-    let retention = c.options_dedup_retention();
-    let mut by_expiry = Expected::new();
+    let walked = r
+        .get(
+            &crate::layout::META,
+            &crate::store::NameKey::new(PURGED_UP_TO),
+        )?
+        .unwrap_or(0);
+    let horizon = c
+        .now()
+        .0
+        .saturating_sub(c.options_dedup_retention())
+        .saturating_add(MAX_FUTURE_MICROS);
+    for x in c.rows(r, &super::USAGE_EVENTS)? {
+        let (Some(o), true) = (&x.value.origin, x.key.emitted_at.0 > horizon) else {
+            continue;
+        };
+        let dk = DedupKey::new(&x.key.tenant_id, &o.source, &o.id);
+        match r.get(&USAGE_DEDUP, &dk)? {
+            Some(d) if d.seq == x.key.seq => c.ok(),
+            _ => c.violation(
+                USAGE_DEDUP.name(),
+                &dk.encode(),
+                "missing for a usage event reported within the retention",
+            ),
+        }
+    }
     for x in c.rows(r, &USAGE_DEDUP)? {
         let (t, k, d) = (x.key.tenant_id.as_ref(), &x.key, &x.value);
-        by_expiry.add(
-            &expiry_key(d.accepted_at, retention, t, &k.source, &k.event_id),
-            &(),
-        );
         let seq_key = export::TenantUsageSeqKey::new(t, d.seq);
         let event = match r.get(&export::USAGE_BY_SEQ, &seq_key)? {
             Some(at) => r.get(&super::USAGE_EVENTS, &super::UsageKey::new(t, at, d.seq))?,
             None => None,
         };
+        let table = USAGE_DEDUP.name();
         match event.and_then(|e| e.origin) {
             Some(o) if o.source == k.source && o.id == k.event_id => c.ok(),
             _ => c.violation(
-                USAGE_DEDUP.name(),
+                table,
                 &x.bytes,
                 "names no usage event ingested with this source and id",
             ),
         }
+        if d.seq <= walked {
+            c.violation(table, &x.bytes, "left behind by the purge's walk");
+        }
     }
-    c.index(
-        r,
-        &USAGE_DEDUP_BY_EXPIRY,
-        by_expiry,
-        "remembered usage event",
-    )
+    for x in c.rows(r, &USAGE_DEDUP_BY_EXPIRY)? {
+        c.violation(
+            USAGE_DEDUP_BY_EXPIRY.name(),
+            &x.bytes,
+            "expiry row of layout 9 left",
+        );
+    }
+    Ok(())
 }
 
 impl Bespin {

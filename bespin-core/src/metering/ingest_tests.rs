@@ -2,24 +2,36 @@
 //! caps under concurrent batches, the export's order and cursor, and the checker.
 #![allow(clippy::unwrap_used)]
 
-use super::export::{ExportQuery, USAGE_ALL_BY_SEQ};
-use super::ingest::{IngestReport, Outcome, USAGE_DEDUP, UsageEvents};
+use super::export::{ExportQuery, OrderEntry, USAGE_ALL_BY_SEQ};
+use super::ingest::{
+    DedupExpiryKey, IngestReport, Outcome, PURGED_UP_TO, USAGE_DEDUP, USAGE_DEDUP_BY_EXPIRY,
+    UsageEvents,
+};
 use crate::billing::catalog::{NewMeteredEvent, NewPlan};
 use crate::billing::subscriptions::SubscriptionUpdate;
 use crate::check::testing::{caught, first_key};
 use crate::error::Error;
+use crate::layout::META;
 use crate::money::Amount;
+use crate::store::NameKey;
 use crate::store::Reader;
 use crate::testutil::{db, tenant};
-use crate::time::ManualClock;
-use crate::{Bespin, Principal};
+use crate::time::{Date, ManualClock};
+use crate::{Bespin, Options, Principal};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// A database with the custom event `llm_tokens` (0.001 credits a token), a plan `metered`
 /// (1,000 credits) and a tenant on it: (db, clock, admin, member).
 fn setup() -> (Bespin, ManualClock, Principal, Principal) {
     let (db, clock) = db();
-    let (admin, member) = tenant(&db);
+    let (admin, member) = setup_on(&db);
+    (db, clock, admin, member)
+}
+
+/// [`setup`]'s type, plan and tenant on `db`: (admin, member).
+fn setup_on(db: &Bespin) -> (Principal, Principal) {
+    let (admin, member) = tenant(db);
     db.admin_create_metered_event(NewMeteredEvent {
         event_key: "llm_tokens".into(),
         display_name: "LLM tokens".into(),
@@ -49,7 +61,7 @@ fn setup() -> (Bespin, ManualClock, Principal, Principal) {
         },
     )
     .unwrap();
-    (db, clock, admin, member)
+    (admin, member)
 }
 
 fn event(id: &str, value: Value) -> Value {
@@ -155,11 +167,50 @@ fn a_repeat_is_a_duplicate_answering_the_first_and_changing_nothing() {
     assert_eq!(id(&first, 0), id(&first, 1));
     assert_eq!(id(&first, 0), id(&again, 0));
     assert_eq!(used_tokens(&db, &admin), 10.0);
+    // A batch sent again with one event more: after the first repeat, the next events are
+    // looked up first; the new one is still accepted, the repeats answer the first ones.
+    let ab = post(
+        &db,
+        &admin,
+        json!([event("a", json!(1)), event("b", json!(2))]),
+    );
+    let abc = post(
+        &db,
+        &admin,
+        json!([
+            event("a", json!(1)),
+            event("b", json!(2)),
+            event("c", json!(3)),
+            event("a", json!(1))
+        ]),
+    );
+    assert_eq!(
+        statuses(&abc),
+        ["duplicate", "duplicate", "accepted", "duplicate"]
+    );
+    assert_eq!((id(&abc, 0), id(&abc, 1)), (id(&ab, 0), id(&ab, 1)));
+    assert_eq!(id(&abc, 3), id(&ab, 0));
+    assert_eq!(used_tokens(&db, &admin), 16.0);
     // Another source with the same id is another event.
     let mut other = event("x", json!(5));
     other["source"] = json!("svc-2");
     assert_eq!(statuses(&post(&db, &admin, json!([other]))), ["accepted"]);
-    assert_eq!(used_tokens(&db, &admin), 15.0);
+    assert_eq!(used_tokens(&db, &admin), 21.0);
+    // A repeat is a duplicate even when the event would be refused now (its type tied to a
+    // capability the plan lacks); a new one is refused.
+    let patch = crate::billing::catalog::MeteredEventPatch {
+        capability: Some("kpi_ingest".into()),
+        ..Default::default()
+    };
+    db.admin_update_metered_event("llm_tokens", patch).unwrap();
+    let r = post(
+        &db,
+        &admin,
+        json!([event("x", json!(10)), event("y", json!(1))]),
+    );
+    assert_eq!(statuses(&r), ["duplicate", "rejected"]);
+    assert_eq!(id(&r, 0), id(&first, 0));
+    assert!(db.check().unwrap().violations.is_empty());
 }
 
 #[test]
@@ -323,10 +374,16 @@ fn the_export_follows_insertion_so_a_late_event_is_not_skipped() {
     // A late event (earlier time than both) comes after the cursor, not before it.
     let mut late = event("3", json!(3));
     late["time"] = json!("2026-01-05T00:00:00Z");
-    post(&db, &admin, json!([late]));
+    let r = post(&db, &admin, json!([late]));
     let next = db.usage_export(&admin, q).unwrap();
     assert_eq!(next.events.len(), 1);
     let e = &next.events[0];
+    // The answer's usage id is the exported event's id.
+    let Outcome::Accepted { usage_id } = &r.results[0].outcome else {
+        panic!("not accepted: {r:?}")
+    };
+    assert_eq!(usage_id.to_string(), e.id);
+    assert!(e.id.starts_with("use_"));
     assert_eq!(
         (e.event_type.as_str(), e.time.as_str()),
         ("llm_tokens", "2026-01-05T00:00:00.000000Z")
@@ -377,15 +434,27 @@ fn the_export_follows_insertion_so_a_late_event_is_not_skipped() {
     assert!(ExportQuery::parse(&db, None, Some("1001")).is_err());
 }
 
+const DAY: i64 = 86_400 * 1_000_000;
+
+/// `n` usage events of Bespin's own metering for `who`'s tenant (tasks created).
+fn builtin_usage(db: &Bespin, who: &Principal, n: usize) {
+    db.admin_set_plan_capabilities("metered", vec!["tasks".into()])
+        .unwrap();
+    for i in 0..n {
+        let t = crate::coreos::tasks::NewTask::from_json(&json!({"title": format!("t{i}")}));
+        db.create_task(who, t.unwrap()).unwrap();
+    }
+}
+
 #[test]
 fn remembered_events_are_purged_after_the_retention_in_bounded_steps() {
     let (db, clock, admin, _) = setup();
     let batch: Vec<Value> = (0..5).map(|i| event(&i.to_string(), json!(1))).collect();
     post(&db, &admin, Value::Array(batch));
     assert_eq!(db.purge_usage_dedup(10).unwrap(), 0);
-    clock.advance(33 * 86_400 * 1_000_000);
-    // Past the retention, not purged yet: the same id is a new event; refused, it leaves
-    // nothing of the old one behind either.
+    clock.advance(33 * DAY);
+    // Past the retention, not purged yet: the same id is a new event (its row replaced);
+    // refused, it leaves the old row to the purge.
     let mut old = event("1", json!(1));
     old["time"] = json!("2026-01-31T12:00:00Z");
     let r = post(&db, &admin, json!([event("0", json!(1)), old]));
@@ -395,13 +464,87 @@ fn remembered_events_are_purged_after_the_retention_in_bounded_steps() {
         "{}",
         db.check().unwrap()
     );
+    // "0"'s first acceptance is passed (its row is the new one's), then "1" and "2" go.
     assert_eq!(db.purge_usage_dedup(2).unwrap(), 2);
-    assert_eq!(db.purge_usage_dedup(10).unwrap(), 1);
+    assert_eq!(db.purge_usage_dedup(10).unwrap(), 2);
+    assert_eq!(db.purge_usage_dedup(10).unwrap(), 0);
     assert!(
         db.check().unwrap().violations.is_empty(),
         "{}",
         db.check().unwrap()
     );
+    // A purged id is a new event again; the one accepted again is still remembered.
+    let r = post(
+        &db,
+        &admin,
+        json!([event("2", json!(1)), event("0", json!(1))]),
+    );
+    assert_eq!(statuses(&r), ["accepted", "duplicate"]);
+    assert_eq!(used_tokens(&db, &admin), 2.0);
+    assert!(db.check().unwrap().violations.is_empty());
+}
+
+#[test]
+fn the_purge_stops_at_the_first_event_still_remembered_and_passes_builtin_usage() {
+    let (db, clock, admin, _) = setup();
+    post(
+        &db,
+        &admin,
+        json!([event("a", json!(1)), event("b", json!(1))]),
+    );
+    // Bespin's own metering between them.
+    builtin_usage(&db, &admin, 3);
+    clock.advance(20 * DAY);
+    // Accepted on 20 February for 1 February: its `time` lies before the purge's horizon
+    // when the others expire, its acceptance does not.
+    let mut late = event("c", json!(1));
+    late["time"] = json!("2026-02-01T00:00:00Z");
+    post(&db, &admin, json!([late, event("d", json!(1))]));
+    builtin_usage(&db, &admin, 3);
+    clock.advance(13 * DAY);
+    assert_eq!(db.purge_usage_dedup(100).unwrap(), 2);
+    assert_eq!(db.purge_usage_dedup(100).unwrap(), 0);
+    let r = post(
+        &db,
+        &admin,
+        json!([
+            event("a", json!(1)),
+            event("b", json!(1)),
+            event("c", json!(1)),
+            event("d", json!(1))
+        ]),
+    );
+    assert_eq!(
+        statuses(&r),
+        ["accepted", "accepted", "duplicate", "duplicate"]
+    );
+    assert!(
+        db.check().unwrap().violations.is_empty(),
+        "{}",
+        db.check().unwrap()
+    );
+    // 19 days on, c and d go too.
+    clock.advance(19 * DAY);
+    assert_eq!(db.purge_usage_dedup(100).unwrap(), 2);
+    assert!(db.check().unwrap().violations.is_empty());
+}
+
+#[test]
+fn a_purge_walks_a_bounded_number_of_rows() {
+    let (db, clock, admin, _) = setup();
+    // 40 usage events of Bespin's own metering, then a reported one.
+    builtin_usage(&db, &admin, 40);
+    post(&db, &admin, json!([event("late", json!(1))]));
+    clock.advance(33 * DAY);
+    // One row at most to purge: 16 rows walked a call.
+    let calls: Vec<usize> = (0..4).map(|_| db.purge_usage_dedup(1).unwrap()).collect();
+    assert_eq!(calls[0], 0, "the first walk ends in the built-in usage");
+    assert_eq!(calls.iter().sum::<usize>(), 1, "{calls:?}");
+    assert_eq!(
+        statuses(&post(&db, &admin, json!([event("late", json!(1))]))),
+        ["accepted"]
+    );
+    assert!(db.check().unwrap().violations.is_empty());
 }
 
 #[test]
@@ -426,20 +569,126 @@ fn check_holds_the_rollups_of_a_late_event_to_its_usage() {
 }
 
 #[test]
-fn the_checker_catches_a_lost_dedup_or_order_row() {
-    let (db, _, admin, _) = setup();
-    post(&db, &admin, json!([event("a", json!(1))]));
-    let d = db.clone();
-    d.tamper(|tx| {
+fn the_checker_catches_a_lost_dedup_row_a_wrong_order_row_and_rows_the_purge_left() {
+    let fresh = || {
+        let (db, _, admin, _) = setup();
+        post(&db, &admin, json!([event("a", json!(1))]));
+        assert!(db.check().unwrap().violations.is_empty());
+        db
+    };
+    let db = fresh();
+    db.tamper(|tx| {
         let k = first_key(tx, &USAGE_DEDUP);
         tx.delete_stored(&USAGE_DEDUP, &k).map(|_| ())
     });
-    caught(&db, "usage_dedup_by_expiry", "");
-    let (db, _, admin, _) = setup();
-    post(&db, &admin, json!([event("a", json!(1))]));
+    caught(&db, "usage_dedup", "missing for a usage event reported");
+    let db = fresh();
     db.tamper(|tx| {
         let k = first_key(tx, &USAGE_ALL_BY_SEQ);
         tx.delete_stored(&USAGE_ALL_BY_SEQ, &k).map(|_| ())
     });
-    caught(&db, "usage_all_by_seq", "");
+    caught(&db, "usage_all_by_seq", "missing");
+    // The reported event's row not marked reported (the purge would never read it).
+    let db = fresh();
+    db.tamper(|tx| unmark_reported(tx).map(|_| ()));
+    caught(&db, "usage_all_by_seq", "wrong value");
+    // The purge's walk past a row it left.
+    let db = fresh();
+    db.tamper(|tx| tx.put(&META, &NameKey::new(PURGED_UP_TO), &u64::MAX));
+    caught(&db, "usage_dedup", "left behind by the purge");
+    // A row of layout 9's expiry order.
+    let db = fresh();
+    db.tamper(|tx| {
+        let k = DedupExpiryKey::new(Date::parse("2026-03-04").unwrap(), "t", "s", "i");
+        tx.put(&USAGE_DEDUP_BY_EXPIRY, &k, &())
+    });
+    caught(&db, "usage_dedup_by_expiry", "layout 9");
+}
+
+/// Rewrites the reported events' rows of the platform's insertion order as layout 9 wrote
+/// them (the instant alone); returns how many.
+fn unmark_reported(tx: &mut crate::store::WriteTx) -> crate::Result<usize> {
+    let mut reported = Vec::new();
+    tx.scan(
+        &USAGE_ALL_BY_SEQ,
+        &USAGE_ALL_BY_SEQ.prefix(),
+        crate::store::Order::Asc,
+        |k, e: OrderEntry| {
+            if e.reported {
+                reported.push((k.to_vec(), e.at));
+            }
+            Ok(crate::store::Flow::Continue)
+        },
+    )?;
+    for (k, at) in &reported {
+        let bytes = crate::store::codec::encode(at)?;
+        tx.raw_insert_for_test(USAGE_ALL_BY_SEQ.name(), k, &bytes)?;
+    }
+    Ok(reported.len())
+}
+
+/// Where a database can be opened again: a PostgreSQL schema of its own when the tests run on
+/// PostgreSQL, otherwise a redb file (kept while the guard lives).
+fn reopenable() -> (Option<tempfile::TempDir>, String) {
+    match crate::test_database_url() {
+        Some(url) => (None, url),
+        None => {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("usage.redb").to_string_lossy().into_owned();
+            (Some(dir), path)
+        }
+    }
+}
+
+#[test]
+fn an_upgrade_from_layout_9_keeps_de_duplication_and_its_purge_working() {
+    let (_dir, at) = reopenable();
+    let clock = ManualClock::at("2026-01-31T12:00:00Z").unwrap();
+    let open = || Bespin::open_with(&at, Arc::new(clock.clone()), Options::default()).unwrap();
+    let db = open();
+    let (admin, _) = setup_on(&db);
+    builtin_usage(&db, &admin, 2);
+    post(
+        &db,
+        &admin,
+        json!([event("a", json!(1)), event("b", json!(1))]),
+    );
+    // Layout 9: reported events not marked in the insertion order, an expiry row per
+    // remembered event, no purge position.
+    let tenant = admin.tenant_id().to_owned();
+    db.tamper(|tx| {
+        assert_eq!(unmark_reported(tx)?, 2);
+        for id in ["a", "b"] {
+            let k = DedupExpiryKey::new(Date::parse("2026-03-04").unwrap(), &tenant, "svc", id);
+            tx.put(&USAGE_DEDUP_BY_EXPIRY, &k, &())?;
+        }
+        tx.delete(&META, &NameKey::new(PURGED_UP_TO))?;
+        tx.put(&META, &NameKey::new("layout"), &9u64)
+    });
+    let report = db.check().unwrap();
+    for table in ["usage_all_by_seq", "usage_dedup_by_expiry", "meta"] {
+        assert!(
+            report.violations.iter().any(|v| v.table == table),
+            "{table}: {report}"
+        );
+    }
+    drop(db);
+
+    let db = open();
+    let report = db.check().unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.rows_in("usage_dedup_by_expiry"), 0);
+    assert_eq!(db.read(|r, _| crate::layout::version(r)).unwrap(), 10);
+    let r = post(
+        &db,
+        &admin,
+        json!([event("a", json!(1)), event("c", json!(1))]),
+    );
+    assert_eq!(statuses(&r), ["duplicate", "accepted"]);
+    // The events remembered before the upgrade are purged like the ones after.
+    clock.advance(33 * DAY);
+    assert_eq!(db.purge_usage_dedup(100).unwrap(), 3);
+    let r = post(&db, &admin, json!([event("a", json!(1))]));
+    assert_eq!(statuses(&r), ["accepted"]);
+    assert!(db.check().unwrap().violations.is_empty());
 }

@@ -565,13 +565,25 @@ pub(crate) fn emit_as(
 /// insertion order ([`export`]); returns the number.
 pub(crate) fn write_event(tx: &mut WriteTx, tenant_id: &str, rec: &UsageEventRec) -> Result<u64> {
     let seq = tx.next_seq("usage")?;
+    write_numbered(tx, tenant_id, seq, rec)?;
+    Ok(seq)
+}
+
+/// Writes a usage event under `seq`, a number [`WriteTx::next_seq`] gave for `usage` in this
+/// operation, with its rows in the export's insertion order.
+pub(crate) fn write_numbered(
+    tx: &mut WriteTx,
+    tenant_id: &str,
+    seq: u64,
+    rec: &UsageEventRec,
+) -> Result<()> {
     tx.put(
         &USAGE_EVENTS,
         &UsageKey::new(tenant_id, rec.created_at, seq),
         rec,
     )?;
-    export::index(tx, tenant_id, seq, rec.created_at)?;
-    Ok(seq)
+    let reported = rec.origin.is_some();
+    export::index(tx, tenant_id, seq, rec.created_at, reported)
 }
 
 /// One usage event's amounts, added to a rollup.

@@ -187,7 +187,7 @@ fn rollback_to(
 pub struct WriteTx<'a, 't> {
     batch: &'a mut (dyn WriteBatch + 't),
     slots: &'a Slots,
-    sealer: &'a Sealer,
+    sealer: &'a Arc<Sealer>,
     undo: &'a mut Vec<Undo>,
     admissions: &'a mut HashMap<String, bool>,
     announced: Option<&'a mut Vec<String>>,
@@ -204,6 +204,12 @@ impl WriteTx<'_, '_> {
         {
             a.push(topic.to_owned());
         }
+    }
+
+    /// The database's id sealer, to be kept past the operation: to seal an id after it,
+    /// off the writer (an answer's ids, when the answer is shown).
+    pub(crate) fn shared_sealer(&self) -> Arc<Sealer> {
+        Arc::clone(self.sealer)
     }
 
     /// The memoised outcome of an admission check of credential `id` in this batch, if any.
@@ -491,7 +497,7 @@ impl WriteTx<'_, '_> {
 
 impl Reader for WriteTx<'_, '_> {
     fn sealer(&self) -> &Sealer {
-        self.sealer
+        self.sealer.as_ref()
     }
 
     fn source(&self) -> (&Slots, &dyn Reads) {

@@ -200,7 +200,7 @@ fn erase_step_within(
         let full = rows.len() > room;
         rows.truncate(room);
         for (k, v) in &rows {
-            global_entries(tx, ctx, table.name(), k, v)?;
+            global_entries(tx, table.name(), k, v)?;
             tx.delete_raw(table.name(), k)?;
         }
         deleted += rows.len();
@@ -224,8 +224,8 @@ fn erase_step_within(
 
 /// The global rows that go with a tenant's row (keys that do not start with the tenant): a
 /// user's user → tenant entry, a key's digest entry, a usage event's place in the platform's
-/// insertion order, a remembered reported event's expiry entry.
-fn global_entries(tx: &mut WriteTx, ctx: &Ctx, table: &str, k: &[u8], v: &[u8]) -> Result<()> {
+/// insertion order. (A remembered reported event has no global row since layout 10.)
+fn global_entries(tx: &mut WriteTx, table: &str, k: &[u8], v: &[u8]) -> Result<()> {
     if table == USERS.name() {
         if let Some(u) = UserKey::decode(k) {
             tx.delete(&USER_TENANT, &UserTenantKey::new(&u.user_id))?;
@@ -237,8 +237,6 @@ fn global_entries(tx: &mut WriteTx, ctx: &Ctx, table: &str, k: &[u8], v: &[u8]) 
         }
     } else if table == crate::metering::export::USAGE_BY_SEQ.name() {
         crate::metering::export::forget_global(tx, k)?;
-    } else if table == crate::metering::ingest::USAGE_DEDUP.name() {
-        crate::metering::ingest::forget_expiry(tx, ctx, k, v)?;
     }
     Ok(())
 }
@@ -332,7 +330,7 @@ mod tests {
         kpi(&db, &a, "MRR", &[("2026-01-01", 1.0)]);
         kpi(&db, &b, "MRR", &[("2026-01-01", 1.0)]);
         // Reported usage leaves rows whose keys do not start with the tenant (the platform's
-        // insertion order, the de-duplication expiries): they go with the tenant's own.
+        // insertion order): they go with the tenant's own.
         report_usage(&db, &a, &["u1", "u2", "u3"]);
         report_usage(&db, &b, &["u1"]);
         let (ta, tb) = (a.tenant_id().to_owned(), b.tenant_id().to_owned());
@@ -382,7 +380,7 @@ mod tests {
         assert_eq!(db.read(|r, _| rows_of(r, &tb)).expect("rows"), b_rows);
         let report = db.check().expect("check");
         assert!(report.is_ok(), "{report}");
-        assert_eq!(report.rows_in("usage_dedup_by_expiry"), 1, "only b's");
+        assert_eq!(report.rows_in("usage_dedup"), 1, "only b's");
         assert_eq!(
             report.rows_in("usage_all_by_seq"),
             report.rows_in("usage_events")

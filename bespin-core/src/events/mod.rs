@@ -464,6 +464,25 @@ pub(crate) fn walk<T>(
     }
     let mut pager = Pager::new(caller, q, seen);
     let mut items = Vec::new();
+    rows_after(r, tenant, after, |seq, e| {
+        if pager.full(items.len()) {
+            return Flow::Stop;
+        }
+        if pager.admits(seq, &e.event_type, e.owner.as_deref()) {
+            items.push(make(seq, e));
+        }
+        Flow::Continue
+    })?;
+    Ok((items, pager.last().or(q.after), pager.stopped()))
+}
+
+/// Calls `f` with each of `tenant`'s events after `after`, oldest first, until it stops.
+fn rows_after(
+    r: &impl Reader,
+    tenant: &str,
+    after: u64,
+    mut f: impl FnMut(u64, EventRec) -> Flow,
+) -> Result<()> {
     let from = EVENTS.prefix().tenant(tenant).u64(after.saturating_add(1));
     let prefix = EVENTS.prefix().tenant(tenant);
     r.scan_range(
@@ -473,19 +492,12 @@ pub(crate) fn walk<T>(
         None,
         Order::Asc,
         &mut |k, e: EventRec| {
-            if pager.full(items.len()) {
-                return Ok(Flow::Stop);
-            }
-            let Some(seq) = EventKey::decode(k).map(|k| k.seq) else {
-                return Ok(Flow::Continue);
-            };
-            if pager.admits(seq, &e.event_type, e.owner.as_deref()) {
-                items.push(make(seq, e));
-            }
-            Ok(Flow::Continue)
+            Ok(match EventKey::decode(k) {
+                Some(k) => f(k.seq, e),
+                None => Flow::Continue,
+            })
         },
-    )?;
-    Ok((items, pager.last().or(q.after), pager.stopped()))
+    )
 }
 
 /// The choice of one page of a caller's events as the log's rows go by, oldest first: the

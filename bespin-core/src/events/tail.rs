@@ -16,10 +16,10 @@
 //! version still equal to the tail's may take the tail as its read, and will be woken for
 //! whatever the tail lacks, exactly as after a read of its own.
 
-use super::{EVENTS, EventKey, EventRec, EventType, Pager, stored_view};
+use super::{EventType, Pager, stored_view};
 use crate::auth::Principal;
 use crate::error::{Error, Result};
-use crate::store::{Flow, Order, Reader};
+use crate::store::{Flow, Reader};
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
@@ -79,33 +79,21 @@ impl Tail {
     pub(crate) fn read(r: &impl Reader, tenant: &str, after: u64, version: u64) -> Result<Tail> {
         let floor = super::floor(r, tenant)?;
         let (mut rows, mut bytes, mut complete) = (Vec::new(), 0usize, true);
-        let from = EVENTS.prefix().tenant(tenant).u64(after.saturating_add(1));
-        let prefix = EVENTS.prefix().tenant(tenant);
-        r.scan_range(
-            &EVENTS,
-            &prefix,
-            Some(&from),
-            None,
-            Order::Asc,
-            &mut |k, e: EventRec| {
-                if rows.len() >= TAIL_ROWS || (bytes >= TAIL_BYTES && !rows.is_empty()) {
-                    complete = false;
-                    return Ok(Flow::Stop);
-                }
-                let Some(seq) = EventKey::decode(k).map(|k| k.seq) else {
-                    return Ok(Flow::Continue);
-                };
-                bytes += e.data.len();
-                let owner = e.owner.clone();
-                rows.push(Arc::new(SharedEvent {
-                    event: stored_view(tenant, seq, e),
-                    seq,
-                    owner,
-                    json: OnceLock::new(),
-                }));
-                Ok(Flow::Continue)
-            },
-        )?;
+        super::rows_after(r, tenant, after, |seq, e| {
+            if rows.len() >= TAIL_ROWS || (bytes >= TAIL_BYTES && !rows.is_empty()) {
+                complete = false;
+                return Flow::Stop;
+            }
+            bytes += e.data.len();
+            let owner = e.owner.clone();
+            rows.push(Arc::new(SharedEvent {
+                event: stored_view(tenant, seq, e),
+                seq,
+                owner,
+                json: OnceLock::new(),
+            }));
+            Flow::Continue
+        })?;
         Ok(Tail {
             version,
             after,

@@ -550,6 +550,16 @@ pub fn record_usage_events(
     // Whether the last event looked at was a repeat: a request that resends a batch repeats
     // them all, and a repeat is cheaper looked up first than claimed (see below).
     let mut repeats = false;
+    // Every de-duplication row the request may read or claim, read at once (on PostgreSQL one
+    // round trip for the batch, not one per event; nothing on redb).
+    let keys: Vec<DedupKey<'_>> = req
+        .events
+        .iter()
+        .flatten()
+        .map(|e| DedupKey::new(tenant, &e.source, &e.id))
+        .collect();
+    tx.prefetch(&USAGE_DEDUP, &keys)?;
+    drop(keys);
     for (index, parsed) in req.events.into_iter().enumerate() {
         let loc = |name: &str| {
             let mut l = if req.batch {

@@ -692,3 +692,35 @@ fn an_upgrade_from_layout_9_keeps_de_duplication_and_its_purge_working() {
     assert_eq!(statuses(&r), ["accepted"]);
     assert!(db.check().unwrap().violations.is_empty());
 }
+
+/// On PostgreSQL a request's de-duplication rows are read in one round trip, not one per
+/// event ([`crate::store::WriteTx::prefetch`]); the outcomes are those of reading them one by
+/// one: new events accepted, repeats (earlier or within the request) duplicates.
+#[test]
+fn a_requests_de_duplication_rows_are_read_at_once() {
+    let (db, _clock, admin, _) = setup();
+    let first: Vec<Value> = (0..100)
+        .map(|i| event(&format!("a{i}"), json!(1)))
+        .collect();
+    post(&db, &admin, Value::Array(first));
+    // Half repeats of the first request, half new, and one new event twice.
+    let mut batch: Vec<Value> = (50..250)
+        .map(|i| event(&format!("a{i}"), json!(1)))
+        .collect();
+    batch.push(event("a200", json!(1)));
+    let before = db.round_trips();
+    let r = post(&db, &admin, Value::Array(batch));
+    let trips = db.round_trips().zip(before).map(|(a, b)| a - b);
+    let s = statuses(&r);
+    assert!(s[..50].iter().all(|s| *s == "duplicate"), "{s:?}");
+    assert!(s[50..200].iter().all(|s| *s == "accepted"), "{s:?}");
+    assert_eq!(s[200], "duplicate");
+    assert_eq!(used_tokens(&db, &admin), 250.0);
+    // 201 events: with a round trip per event this would be over 200 (None on redb).
+    if let Some(trips) = trips {
+        assert!(
+            trips < 20,
+            "{trips} round trips for one request of 201 events"
+        );
+    }
+}

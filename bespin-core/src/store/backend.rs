@@ -148,6 +148,21 @@ pub(crate) trait WriteBatch: Reads + Send {
         )))
     }
 
+    /// Reads the rows of `keys` the batch does not know yet, so that its later reads and
+    /// writes of them need the database no more: for a backend over a network, one round trip
+    /// for many keys instead of one each. An embedded backend has nothing to gain (the
+    /// default does nothing).
+    fn prefetch(&self, t: TableId, keys: &[&[u8]]) -> Result<()> {
+        let _ = (t, keys);
+        Ok(())
+    }
+
+    /// Whether [`WriteBatch::prefetch`] saves anything (a backend over a network): callers
+    /// skip preparing the keys otherwise.
+    fn prefetches(&self) -> bool {
+        false
+    }
+
     /// Removes `key`; returns the value it held.
     fn remove(&mut self, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>>;
 

@@ -384,6 +384,29 @@ impl WriteTx<'_, '_> {
         self.raw_insert(t.name(), key, &bytes)
     }
 
+    /// Reads the rows of `keys` in `t` ahead of the operation's reads and writes of them
+    /// ([`WriteBatch::prefetch`]): on PostgreSQL one round trip for all of them instead of
+    /// one each; nothing on redb. What the operation then reads is the same either way.
+    pub(crate) fn prefetch<K: KeyDef, V: Record>(
+        &self,
+        t: &Table<K, V>,
+        keys: &[K::Of<'_>],
+    ) -> Result<()> {
+        if keys.is_empty() || !self.batch.prefetches() {
+            return Ok(());
+        }
+        let encoded: Vec<Vec<u8>> = keys
+            .iter()
+            .map(|k| {
+                let mut buf = Vec::new();
+                K::encode(k, &mut buf);
+                buf
+            })
+            .collect();
+        let refs: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+        self.batch.prefetch(self.slots.id(t.name())?, &refs)
+    }
+
     /// Stores `value` under `key` like [`WriteTx::put`] and returns the record it replaced.
     pub(crate) fn replace<K: KeyDef, V: Record>(
         &mut self,

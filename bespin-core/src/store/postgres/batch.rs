@@ -462,6 +462,37 @@ impl WriteBatch for PgBatch {
         Ok(())
     }
 
+    fn prefetch(&self, t: TableId, keys: &[&[u8]]) -> Result<()> {
+        let unknown: Vec<&[u8]> = keys
+            .iter()
+            .copied()
+            .filter(|k| self.known(t, k).is_none())
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let mut found: HashMap<Vec<u8>, Vec<u8>> = self
+            .with(|s, c| s.get_many(c, t, &unknown))?
+            .into_iter()
+            .collect();
+        // Kept as `get` keeps what it read: under the write lock nobody else changes them
+        // before this batch ends.
+        let mut tables = self.tables.borrow_mut();
+        let rows = &mut tables.entry(t.slot).or_default().rows;
+        for k in unknown {
+            let value = found.remove(k);
+            rows.entry(k.to_vec()).or_insert(Known {
+                value,
+                dirty: false,
+            });
+        }
+        Ok(())
+    }
+
+    fn prefetches(&self) -> bool {
+        true
+    }
+
     fn remove(&mut self, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.set(t, key, None, true)? {
             Prior::Was(old) => Ok(old),

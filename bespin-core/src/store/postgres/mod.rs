@@ -303,6 +303,19 @@ impl Shared {
             .transpose()
     }
 
+    /// The rows of `keys` that exist, in one round trip.
+    fn get_many(
+        &self,
+        c: &mut Conn,
+        t: TableId,
+        keys: &[&[u8]],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let rows = self.query(c, t.slot, GET_MANY, &[&keys])?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0).map_err(pg_err)?, r.try_get(1).map_err(pg_err)?)))
+            .collect()
+    }
+
     /// One page of a scan: at most `limit` rows within (`lo`, `hi`) in `order`.
     fn page(
         &self,
@@ -474,12 +487,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 const GET: u8 = 0;
 const COUNT: u8 = 1;
 const BYTES: u8 = 2;
+const GET_MANY: u8 = 3;
 /// Scans: `SCAN + (lo * 3 + hi) * 2 + desc`, bounds coded 0 unbounded, 1 included, 2 excluded.
 const SCAN: u8 = 8;
 
 fn sql_of(table: &str, kind: u8) -> String {
     match kind {
         GET => format!("SELECT v FROM {table} WHERE k = $1"),
+        GET_MANY => format!("SELECT k, v FROM {table} WHERE k = ANY($1)"),
         COUNT => format!("SELECT count(*) FROM {table}"),
         BYTES => {
             format!("SELECT coalesce(sum(octet_length(k) + octet_length(v)), 0)::int8 FROM {table}")

@@ -727,3 +727,70 @@ fn a_configuration_table_is_scanned_once_per_commit_and_every_commit_is_seen() {
     write(other.as_ref().unwrap_or(&s), &CONF, 3, "c");
     assert_eq!(trips(&s), (vec!["a".into(), "b".into(), "c".into()], pg(2)));
 }
+
+/// A write batch's scan of a configuration table takes the pages kept for its commit count
+/// too (on PostgreSQL no round trip once a snapshot or an earlier batch read them), merges its
+/// own writes over them, and a commit writing the table — this process's or another's — makes
+/// the next batch read it again. On redb the same scans see the same values.
+#[test]
+fn a_batch_scans_a_configuration_table_from_the_pages_of_its_commit_count() {
+    let (_dir, at) = place();
+    let s = open_at(&at);
+    let other = is_url(&at).then(|| open_at(&at));
+    // One batch: scans CONF (after writing `own` to it, if given; not at all for `None` with
+    // `scan` false), writes a ROWS row, commits; what it saw and its round trips (`None` on
+    // redb).
+    let run = |s: &Store, n: u64, own: Option<&str>, scan: bool| {
+        let before = s.round_trips();
+        let mut b = s.begin(true).unwrap();
+        let seen = b
+            .run(|tx| {
+                if let Some(v) = own {
+                    tx.put(&CONF, &key("t", "c", 1, 100 + n), &v.to_owned())?;
+                }
+                let mut seen = Vec::new();
+                if !scan {
+                    tx.put(&ROWS, &key("t", "r", 1, n), &"x".to_owned())?;
+                    return Ok(seen);
+                }
+                tx.scan(
+                    &CONF,
+                    &CONF.prefix().tenant("t"),
+                    Order::Asc,
+                    |_, v: String| {
+                        seen.push(v);
+                        Ok(Flow::Continue)
+                    },
+                )?;
+                tx.put(&ROWS, &key("t", "r", 1, n), &"x".to_owned())?;
+                Ok(seen)
+            })
+            .unwrap()
+            .unwrap();
+        b.commit().unwrap();
+        (seen, s.round_trips().zip(before).map(|(a, b)| a - b))
+    };
+    let batch = |s: &Store, n: u64, own: Option<&str>| run(s, n, own, true);
+    let mut w = s.begin(true).unwrap();
+    w.run(|tx| tx.put(&CONF, &key("t", "c", 1, 1), &"a".to_owned()))
+        .unwrap()
+        .unwrap();
+    w.commit().unwrap();
+    assert_eq!(batch(&s, 1, None).0, ["a"]);
+    // The next batch finds the page its predecessor read (it wrote ROWS only): its scan
+    // costs no round trip — as many as a batch that does not scan.
+    let (seen, scanning) = batch(&s, 2, None);
+    assert_eq!(seen, ["a"]);
+    let (_, not_scanning) = run(&s, 3, None, false);
+    assert_eq!(scanning, not_scanning);
+    // Its own write shows in its scan, and the next batch reads the table again.
+    assert_eq!(batch(&s, 4, Some("b")).0, ["a", "b"]);
+    assert_eq!(batch(&s, 5, None).0, ["a", "b"]);
+    // Another process's commit to the table is seen.
+    let mut w = other.as_ref().unwrap_or(&s).begin(true).unwrap();
+    w.run(|tx| tx.put(&CONF, &key("t", "c", 1, 2), &"c".to_owned()))
+        .unwrap()
+        .unwrap();
+    w.commit().unwrap();
+    assert_eq!(batch(&s, 6, None).0, ["a", "c", "b"]);
+}

@@ -421,7 +421,22 @@ impl Reads for PgBatch {
                 if cleared {
                     return Ok(Vec::new());
                 }
-                self.with(|s, c| s.page(c, t, lo, hi, order, limit))
+                if !t.memo {
+                    return self.with(|s, c| s.page(c, t, lo, hi, order, limit));
+                }
+                // A configuration table's page as of the batch's commit count, which is the
+                // database's state all along the batch (its writes are flushed only with its
+                // COMMIT, and the write lock keeps other writers out): shared with the
+                // snapshots at that count (RowCache); the batch's own writes merge over it as
+                // over a page read now.
+                let owned = |b: Bound<&[u8]>| b.map(<[u8]>::to_vec);
+                let key = (t.slot, owned(lo), owned(hi), order == Order::Desc, limit);
+                if let Some(rows) = lock(&self.shared.rows).page(self.epoch, &key) {
+                    return Ok(rows);
+                }
+                let rows = self.with(|s, c| s.page(c, t, lo, hi, order, limit))?;
+                lock(&self.shared.rows).remember_page(self.epoch, key, &rows);
+                Ok(rows)
             },
             &mut |lo, hi| {
                 let tables = self.tables.borrow();

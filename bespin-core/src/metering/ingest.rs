@@ -70,6 +70,24 @@ pub(crate) struct DedupRec {
 }
 impl Record for DedupRec {}
 
+impl DedupRec {
+    /// Whether the event is still remembered at `now`: accepted within the `retention`. A row
+    /// past it counts as gone everywhere (at ingest, in the purge), whether or not the purge
+    /// has reached it yet.
+    fn live(&self, now: Timestamp, retention: i64) -> bool {
+        self.accepted_at.0 + retention > now.0
+    }
+}
+
+/// The instant past which an event's `time` proves it was accepted within the `retention`
+/// at `now` (a `time` lies at most 5 minutes ahead of its acceptance): the purge never walks
+/// beyond it, and the checker expects a row for every event reported beyond it.
+fn dedup_horizon(now: Timestamp, retention: i64) -> i64 {
+    now.0
+        .saturating_sub(retention)
+        .saturating_add(MAX_FUTURE_MICROS)
+}
+
 key! {
     /// (tenant, CloudEvent source, CloudEvent id).
     pub(crate) struct DedupKey<'a> { tenant_id: tenant, source: str, event_id: str }
@@ -552,14 +570,11 @@ pub fn record_usage_events(
     let mut repeats = false;
     // Every de-duplication row the request may read or claim, read at once (on PostgreSQL one
     // round trip for the batch, not one per event; nothing on redb).
-    let keys: Vec<DedupKey<'_>> = req
-        .events
-        .iter()
-        .flatten()
-        .map(|e| DedupKey::new(tenant, &e.source, &e.id))
-        .collect();
-    tx.prefetch(&USAGE_DEDUP, &keys)?;
-    drop(keys);
+    let keys = req.events.iter().flatten();
+    tx.prefetch(
+        &USAGE_DEDUP,
+        keys.map(|e| DedupKey::new(tenant, &e.source, &e.id)),
+    )?;
     for (index, parsed) in req.events.into_iter().enumerate() {
         let loc = |name: &str| {
             let mut l = if req.batch {
@@ -668,7 +683,7 @@ pub fn record_usage_events(
             accepted_at: ctx.now,
         };
         if let Some(first) = tx.replace(&USAGE_DEDUP, &dk, &claim)?
-            && first.accepted_at.0 + retention > ctx.now.0
+            && first.live(ctx.now, retention)
         {
             // A repeat within the retention: the first stays remembered (its row put back)
             // and answers; this one's number is left unused.
@@ -757,7 +772,7 @@ fn remembered(
     now: Timestamp,
 ) -> Result<Option<UsageId>> {
     Ok(match tx.get(&USAGE_DEDUP, dk)? {
-        Some(d) if d.accepted_at.0 + retention > now.0 => Some(UsageId::new(tx, d.seq)),
+        Some(d) if d.live(now, retention) => Some(UsageId::new(tx, d.seq)),
         _ => None,
     })
 }
@@ -837,12 +852,7 @@ fn type_state(
 /// nothing can have expired. At most 16 × `max` rows are walked per call.
 pub fn purge_dedup(tx: &mut WriteTx, ctx: &Ctx, max: usize) -> Result<usize> {
     let retention = ctx.options.usage_dedup_retention_micros;
-    // An event whose `time` lies past this was accepted within the retention.
-    let horizon = ctx
-        .now
-        .0
-        .saturating_sub(retention)
-        .saturating_add(MAX_FUTURE_MICROS);
+    let horizon = dedup_horizon(ctx.now, retention);
     let cursor_key = crate::store::NameKey::new(PURGED_UP_TO);
     let from = tx.get(&crate::layout::META, &cursor_key)?.unwrap_or(0);
     let walk = max.saturating_mul(WALK_PER_PURGED).max(1);
@@ -885,7 +895,7 @@ pub fn purge_dedup(tx: &mut WriteTx, ctx: &Ctx, max: usize) -> Result<usize> {
         {
             let dk = DedupKey::new(&tenant, &origin.source, &origin.id);
             match tx.get(&USAGE_DEDUP, &dk)? {
-                Some(d) if d.seq == seq && d.accepted_at.0 + retention > ctx.now.0 => break,
+                Some(d) if d.seq == seq && d.live(ctx.now, retention) => break,
                 Some(d) if d.seq == seq => {
                     tx.delete(&USAGE_DEDUP, &dk)?;
                     purged += 1;
@@ -920,11 +930,7 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
             &crate::store::NameKey::new(PURGED_UP_TO),
         )?
         .unwrap_or(0);
-    let horizon = c
-        .now()
-        .0
-        .saturating_sub(c.options_dedup_retention())
-        .saturating_add(MAX_FUTURE_MICROS);
+    let horizon = dedup_horizon(c.now(), c.options_dedup_retention());
     for x in c.rows(r, &super::USAGE_EVENTS)? {
         let (Some(o), true) = (&x.value.origin, x.key.emitted_at.0 > horizon) else {
             continue;

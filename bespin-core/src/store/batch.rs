@@ -387,22 +387,26 @@ impl WriteTx<'_, '_> {
     /// Reads the rows of `keys` in `t` ahead of the operation's reads and writes of them
     /// ([`WriteBatch::prefetch`]): on PostgreSQL one round trip for all of them instead of
     /// one each; nothing on redb. What the operation then reads is the same either way.
-    pub(crate) fn prefetch<K: KeyDef, V: Record>(
+    pub(crate) fn prefetch<'k, K: KeyDef, V: Record>(
         &self,
         t: &Table<K, V>,
-        keys: &[K::Of<'_>],
+        keys: impl IntoIterator<Item = K::Of<'k>>,
     ) -> Result<()> {
-        if keys.is_empty() || !self.batch.prefetches() {
+        // The keys are not even made where nothing would be read ahead (redb).
+        if !self.batch.prefetches() {
             return Ok(());
         }
         let encoded: Vec<Vec<u8>> = keys
-            .iter()
+            .into_iter()
             .map(|k| {
                 let mut buf = Vec::new();
-                K::encode(k, &mut buf);
+                K::encode(&k, &mut buf);
                 buf
             })
             .collect();
+        if encoded.is_empty() {
+            return Ok(());
+        }
         let refs: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
         self.batch.prefetch(self.slots.id(t.name())?, &refs)
     }

@@ -421,22 +421,12 @@ impl Reads for PgBatch {
                 if cleared {
                     return Ok(Vec::new());
                 }
-                if !t.memo {
-                    return self.with(|s, c| s.page(c, t, lo, hi, order, limit));
-                }
-                // A configuration table's page as of the batch's commit count, which is the
-                // database's state all along the batch (its writes are flushed only with its
-                // COMMIT, and the write lock keeps other writers out): shared with the
-                // snapshots at that count (RowCache); the batch's own writes merge over it as
-                // over a page read now.
-                let owned = |b: Bound<&[u8]>| b.map(<[u8]>::to_vec);
-                let key = (t.slot, owned(lo), owned(hi), order == Order::Desc, limit);
-                if let Some(rows) = lock(&self.shared.rows).page(self.epoch, &key) {
-                    return Ok(rows);
-                }
-                let rows = self.with(|s, c| s.page(c, t, lo, hi, order, limit))?;
-                lock(&self.shared.rows).remember_page(self.epoch, key, &rows);
-                Ok(rows)
+                // The page as of the batch's commit count, which is the database's state all
+                // along the batch (its writes are flushed only with its COMMIT, and the write
+                // lock keeps other writers out): a configuration table's is shared with the
+                // snapshots at that count; the batch's own writes merge over it as over a
+                // page read now.
+                self.with(|s, c| s.page_at(c, self.epoch, t, lo, hi, order, limit))
             },
             &mut |lo, hi| {
                 let tables = self.tables.borrow();

@@ -316,6 +316,33 @@ impl Shared {
             .collect()
     }
 
+    /// [`Shared::page`] as of the commit count `epoch` (the state a snapshot or a write batch
+    /// reads): a configuration table's page is read once per commit count and kept in the
+    /// row cache (which a commit writing the table, or another process's commit, empties).
+    #[allow(clippy::too_many_arguments)]
+    fn page_at(
+        &self,
+        c: &mut Conn,
+        epoch: i64,
+        t: TableId,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        order: Order,
+        limit: i64,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if !t.memo {
+            return self.page(c, t, lo, hi, order, limit);
+        }
+        let owned = |b: Bound<&[u8]>| b.map(<[u8]>::to_vec);
+        let key = (t.slot, owned(lo), owned(hi), order == Order::Desc, limit);
+        if let Some(rows) = lock(&self.rows).page(epoch, &key) {
+            return Ok(rows);
+        }
+        let rows = self.page(c, t, lo, hi, order, limit)?;
+        lock(&self.rows).remember_page(epoch, key, &rows);
+        Ok(rows)
+    }
+
     /// One page of a scan: at most `limit` rows within (`lo`, `hi`) in `order`.
     fn page(
         &self,
@@ -735,20 +762,7 @@ impl Reads for PgSnapshot {
     ) -> Result<()> {
         scan::paged(
             &mut |lo, hi, limit| {
-                self.with(|s, c, epoch| {
-                    if !t.memo {
-                        return s.page(c, t, lo, hi, order, limit);
-                    }
-                    // A configuration table's page: read once per commit count (RowCache).
-                    let owned = |b: Bound<&[u8]>| b.map(<[u8]>::to_vec);
-                    let key = (t.slot, owned(lo), owned(hi), order == Order::Desc, limit);
-                    if let Some(rows) = lock(&s.rows).page(epoch, &key) {
-                        return Ok(rows);
-                    }
-                    let rows = s.page(c, t, lo, hi, order, limit)?;
-                    lock(&s.rows).remember_page(epoch, key, &rows);
-                    Ok(rows)
-                })
+                self.with(|s, c, epoch| s.page_at(c, epoch, t, lo, hi, order, limit))
             },
             &mut |_, _| Vec::new(),
             lo,

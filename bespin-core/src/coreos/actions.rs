@@ -513,7 +513,7 @@ pub fn create(tx: &mut WriteTx, ctx: &Ctx, caller: &Principal, req: NewAction) -
         created_at: ctx.now,
         updated_at: ctx.now,
     };
-    save(tx, t, &a)?;
+    search::insert(tx, &ACTIONS, &record_key(tx, t, &a.action_id), t, &a)?;
     let by_time = ActionTimeKey::new(t, a.created_at, &a.action_id);
     tx.put(&ACTIONS_BY_TIME, &by_time, &a.action_id)?;
     event(

@@ -201,7 +201,7 @@ pub fn create(
         created_at: ctx.now,
         updated_at: ctx.now,
     };
-    save(tx, t, &d)?;
+    search::insert(tx, &DECISIONS, &record_key(tx, t, &d.decision_id), t, &d)?;
     tx.put(&DECISIONS_BY_DATE, &date_key(t, &d), &d.decision_id)?;
     let date = d.decision_date.to_string();
     timeline::emit(

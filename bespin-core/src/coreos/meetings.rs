@@ -223,7 +223,7 @@ pub fn create(
         created_at: ctx.now,
         updated_at: ctx.now,
     };
-    save(tx, t, &m)?;
+    search::insert(tx, &MEETINGS, &record_key(tx, t, &m.meeting_id), t, &m)?;
     tx.put(&MEETINGS_BY_DATE, &date_key(t, &m), &m.meeting_id)?;
     let date = m.meeting_date.to_string();
     timeline::emit(

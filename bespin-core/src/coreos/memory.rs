@@ -256,9 +256,9 @@ pub(crate) fn active_key<'a>(tenant: &'a str, fact_key: &'a str) -> ActiveKey<'a
     ActiveKey::new(tenant, fact_key)
 }
 
-/// Inserts a new active version and its index rows.
+/// Inserts a new active version (its id just sealed) and its index rows.
 fn insert(tx: &mut WriteTx, tenant: &str, f: &FactRec) -> Result<()> {
-    save(tx, tenant, f)?;
+    search::insert(tx, &FACTS, &record_key(tx, tenant, &f.fact_id), tenant, f)?;
     tx.put(&FACTS_BY_KEY, &order_key(tenant, f), &f.fact_id)?;
     tx.put(&ACTIVE_FACTS, &active_key(tenant, &f.fact_key), &f.fact_id)
 }

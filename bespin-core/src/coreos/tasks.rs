@@ -308,7 +308,7 @@ pub fn create_rendered(
         created_at: ctx.now,
         updated_at: ctx.now,
     };
-    save(tx, tn, &t)?;
+    search::insert(tx, &TASKS, &record_key(tx, tn, &t.task_id), tn, &t)?;
     tx.put(&TASKS_BY_DUE, &order_key(tn, &t), &t.task_id)?;
     timeline::emit(
         tx,

@@ -284,6 +284,22 @@ pub(crate) fn save<K: KeyDef, R: Record + Searchable>(
     reindex(tx, tenant, before.as_ref(), Some(rec))
 }
 
+/// [`save`] for a record just created, whose id this operation sealed from a sequence: no
+/// version can be stored under its key, so none is read first. The index entries and rank row
+/// are written as for any new record. (On PostgreSQL the read of the version replaced was a
+/// round trip per create, the writer's lock held meanwhile; `bespin check` holds the index to
+/// the records, so a key that did hold a record would not go unnoticed.)
+pub(crate) fn insert<K: KeyDef, R: Record + Searchable>(
+    tx: &mut WriteTx,
+    table: &Table<K, R>,
+    key: &K::Of<'_>,
+    tenant: &str,
+    rec: &R,
+) -> Result<()> {
+    tx.put(table, key, rec)?;
+    reindex(tx, tenant, None, Some(rec))
+}
+
 /// Removes the record under `key` of `table` and, in the same transaction, its index entries
 /// and rank row: from this commit on, no search finds it. Returns the removed record.
 pub(crate) fn remove<K: KeyDef, R: Record + Searchable>(

@@ -38,7 +38,7 @@ pub(crate) mod index;
 
 use index::{BODY, TITLE};
 pub(crate) use index::{
-    Implied, RANKS, SEARCH, SearchDoc, Searchable, TABLES, cap_index, check, rebuild_index,
+    Implied, RANKS, SEARCH, SearchDoc, Searchable, TABLES, cap_index, check, insert, rebuild_index,
     rebuild_ranks, remove, save,
 };
 pub use index::{MAX_RECORD_TOKENS, MAX_TOKEN_CHARS, tokens};

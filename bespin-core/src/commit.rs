@@ -22,6 +22,7 @@
 //! error. A failed commit fails every operation of that batch, none of which was acknowledged.
 
 use crate::error::{Error, Result};
+use crate::idempotency::{self, Ahead};
 use crate::op::{Completer, Op};
 use crate::store::{Batch, Store, WriteTx};
 use crate::time::Clock;
@@ -40,6 +41,9 @@ trait Queued: Send {
     /// Settles the outcome once the batch it ran in is committed (`commit` is the commit's
     /// error, if it failed) or abandoned.
     fn finish(self: Box<Self>, commit: Option<&Error>);
+    /// The idempotency record the operation will look up first, if it named one
+    /// ([`Op::reading_ahead`]), while it has not run.
+    fn ahead(&self) -> Option<&Ahead>;
 }
 
 /// An [`Op`] on its way through the writer: the op until it runs, then its value until the
@@ -83,6 +87,10 @@ impl<T: Send + 'static> Queued for Submitted<T> {
                 Err(e)
             }
         }
+    }
+
+    fn ahead(&self) -> Option<&Ahead> {
+        self.op.as_ref()?.ahead.as_ref()
     }
 
     fn finish(self: Box<Self>, commit: Option<&Error>) {
@@ -212,6 +220,15 @@ impl Committer {
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A job the writer took off its queue, counted out of it (with the time it waited).
+    fn taken(&self, g: &mut MutexGuard<'_, Shared>, (job, queued_at): (Job, Instant)) -> Job {
+        self.writer_queue.fetch_sub(1, Ordering::Relaxed);
+        let waited = queued_at.elapsed().as_secs_f64();
+        g.stats.queue_wait_seconds[bucket(&QUEUE_WAIT_SECONDS_BUCKETS, waited)] += 1;
+        g.stats.queue_wait_seconds_sum += waited;
+        job
     }
 
     fn max_batch(&self) -> usize {
@@ -391,12 +408,12 @@ impl Committer {
             let mut ran = 0usize;
             // Operations that succeeded, settled once their batch is committed.
             let mut waiting: Vec<Job> = Vec::new();
-            let mut next = Some(first);
-            while let Some((mut job, queued_at)) = next.take() {
-                self.writer_queue.fetch_sub(1, Ordering::Relaxed);
-                let waited = queued_at.elapsed().as_secs_f64();
-                g.stats.queue_wait_seconds[bucket(&QUEUE_WAIT_SECONDS_BUCKETS, waited)] += 1;
-                g.stats.queue_wait_seconds_sum += waited;
+            // Operations taken off the queue with the one running, whose idempotency records
+            // were read ahead with its own; never more than the batch has room for, so each
+            // of them runs in this batch.
+            let mut ahead: std::collections::VecDeque<Job> = std::collections::VecDeque::new();
+            let mut next = Some(self.taken(&mut g, first));
+            while let Some(mut job) = next.take() {
                 let open = match &mut batch {
                     Ok(open) => open,
                     // The batch could not begin: this operation fails with it.
@@ -405,6 +422,24 @@ impl Committer {
                         break;
                     }
                 };
+                if ahead.is_empty() {
+                    // A new run of operations: take whatever else is queued now, and read the
+                    // idempotency records they all look up first at once.
+                    while ran + 1 + ahead.len() < room {
+                        let Ok(more) = queue.try_recv() else { break };
+                        ahead.push_back(self.taken(&mut g, more));
+                    }
+                    let named = std::iter::once(&job)
+                        .chain(ahead.iter())
+                        .filter_map(|j| j.ahead());
+                    if let Err(e) = open.run(|tx| idempotency::prefetch(tx, named)) {
+                        // Reading wrote nothing, so this cannot happen; if it did, the batch
+                        // is not to be trusted, like a failed rollback.
+                        batch = Err(e);
+                        ahead.push_front(job);
+                        break;
+                    }
+                }
                 match job.run(open, &self.ctx()) {
                     Ok(true) => {
                         ran += 1;
@@ -417,8 +452,17 @@ impl Committer {
                         break;
                     }
                 }
-                if ran < room {
-                    next = queue.try_recv().ok();
+                next = ahead.pop_front().or_else(|| {
+                    (ran < room)
+                        .then(|| queue.try_recv().ok())
+                        .flatten()
+                        .map(|j| self.taken(&mut g, j))
+                });
+            }
+            // Operations read ahead of a batch that failed fail with it.
+            if let Err(e) = &batch {
+                for job in ahead.drain(..) {
+                    job.finish(Some(e));
                 }
             }
             let error = match batch {

@@ -212,6 +212,41 @@ fn record_key<'a>(tenant_id: &'a str, endpoint: &'a str, key: &'a str) -> IdemKe
     IdemKey::new(tenant_id, endpoint, key)
 }
 
+/// The idempotency record an operation looks up first, named before the operation runs, so
+/// that the writer can read the records of all the operations it is about to run at once
+/// ([`prefetch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ahead {
+    tenant_id: String,
+    endpoint: &'static str,
+    key: String,
+}
+
+impl Ahead {
+    /// The record of `key` for `endpoint` in `tenant_id`.
+    pub(crate) fn new(tenant_id: &str, endpoint: &'static str, key: &str) -> Self {
+        Ahead {
+            tenant_id: tenant_id.to_owned(),
+            endpoint,
+            key: key.to_owned(),
+        }
+    }
+}
+
+/// Reads ahead the records that `ahead` name ([`WriteTx::prefetch`]): on PostgreSQL one round
+/// trip for a batch's idempotent operations instead of one each, taken while the batch holds
+/// the write lock; nothing on redb. A key the operation will refuse (blank, too long) is
+/// not read.
+pub(crate) fn prefetch<'a>(tx: &WriteTx, ahead: impl IntoIterator<Item = &'a Ahead>) -> Result<()> {
+    tx.prefetch(
+        &IDEMPOTENCY,
+        ahead
+            .into_iter()
+            .filter(|a| check_key(&a.key).is_ok())
+            .map(|a| record_key(&a.tenant_id, a.endpoint, &a.key)),
+    )
+}
+
 /// Looks up a live record for `scope` in the caller's tenant: `Ok(Some(stored))` for a
 /// replay, `Ok(None)` when the key is unused (or expired), `IdempotencyConflict` when it was
 /// used with a different request.

@@ -27,7 +27,7 @@
 
 use crate::auth::Principal;
 use crate::error::{Error, Result};
-use crate::idempotency::Stored;
+use crate::idempotency::{Ahead, Stored};
 use crate::tenancy::keys::{self, Access};
 use crate::{Ctx, WriteTx};
 use std::future::Future;
@@ -45,6 +45,9 @@ pub struct Op<T> {
     run: Run<T>,
     /// `false` for [`Op::noop`]: the writer settles it when its turn comes, without a batch.
     pub(crate) writes: bool,
+    /// The idempotency record the operation looks up first, if it is idempotent: the writer
+    /// reads those of a batch's operations together ([`Op::reading_ahead`]).
+    pub(crate) ahead: Option<Ahead>,
 }
 
 impl<T> std::fmt::Debug for Op<T> {
@@ -59,6 +62,17 @@ impl<T: 'static> Op<T> {
         Op {
             run: Box::new(run),
             writes: true,
+            ahead: None,
+        }
+    }
+
+    /// This operation, naming the idempotency record it looks up first, which the writer then
+    /// reads with those of the other operations it is about to run (one round trip for all
+    /// of them on PostgreSQL). What the operation reads and does is unchanged.
+    pub(crate) fn reading_ahead(self, ahead: Ahead) -> Self {
+        Op {
+            ahead: Some(ahead),
+            ..self
         }
     }
 
@@ -158,6 +172,7 @@ impl<T: serde::Serialize + 'static> Op<T> {
     /// `idempotency_key` argument): the operation and every check in it are unchanged, and
     /// the audit rows it writes record the key (as the REST `Idempotency-Key` is recorded).
     pub fn once(self, tenant_id: String, scope: crate::idempotency::Idempotency) -> Op<Stored<T>> {
+        let ahead = Ahead::new(&tenant_id, scope.endpoint, &scope.key);
         Op::new(move |tx, ctx| {
             crate::idempotency::check_key(&scope.key)?;
             let keyed = Ctx {
@@ -166,6 +181,7 @@ impl<T: serde::Serialize + 'static> Op<T> {
             };
             crate::idempotency::once(tx, ctx, &tenant_id, &scope, |tx| self.call(tx, &keyed))
         })
+        .reading_ahead(ahead)
     }
 }
 

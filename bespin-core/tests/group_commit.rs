@@ -352,3 +352,60 @@ fn submitted_operations_resolve_once_durable_a_probe_commits_nothing_and_the_que
     held.wait().unwrap();
     queued.wait().unwrap();
 }
+
+#[test]
+fn invocations_queued_together_read_their_idempotency_records_at_once() {
+    // A small batch, so that the writer's read-ahead must stop at the batch's room and the
+    // operations it took run in the batches after.
+    let options = bespin_core::Options {
+        max_batch: 8,
+        ..Default::default()
+    };
+    let db = Bespin::open_for_test(Arc::new(bespin_core::time::SystemClock), options).unwrap();
+    let p = setup(&db);
+    let invoke = |key: &str, i: u64| {
+        let req = bespin_core::tools::InvokeRequest::from_json(
+            &serde_json::json!({"tool_name": "echo", "payload": {"i": i}}),
+        )
+        .unwrap();
+        db.submit(bespin_core::tools::invoke_op(p.clone(), key.into(), req))
+    };
+    // Five invocations answered before: their replays must come back stored.
+    for i in 0..5 {
+        invoke(&format!("k{i}"), i).wait().unwrap();
+    }
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let (started, running) = std::sync::mpsc::channel::<()>();
+    let held = db.submit(Op::from_fn(move |_, _| -> bespin_core::Result<()> {
+        started.send(()).unwrap();
+        wait.recv().unwrap();
+        Ok(())
+    }));
+    running.recv().unwrap();
+    let before = db.round_trips();
+    // Queued while the writer is held: 5 replays, 30 new keys, one key the operation refuses,
+    // and one replay of a new key made in the same run (the first of the two runs it).
+    let mut pending: Vec<_> = (0..35).map(|i| invoke(&format!("k{i}"), i % 35)).collect();
+    pending.push(invoke("", 0));
+    pending.push(invoke("k20", 20));
+    go.send(()).unwrap();
+    held.wait().unwrap();
+    let answers: Vec<_> = pending.into_iter().map(|d| d.wait()).collect();
+    for (i, a) in answers[..35].iter().enumerate() {
+        let a = a.as_ref().unwrap();
+        assert_eq!(a.replayed(), i < 5, "invocation {i}");
+    }
+    assert!(
+        matches!(answers[35], Err(Error::MissingHeader(_))),
+        "{:?}",
+        answers[35].as_ref().err()
+    );
+    let again = answers[36].as_ref().unwrap();
+    assert!(again.replayed());
+    assert_eq!(again.json(), answers[20].as_ref().unwrap().json());
+    // On PostgreSQL the records were read a batch's run at a time, not one round trip each
+    // (with a read per invocation this would be over 37).
+    if let Some(trips) = db.round_trips().zip(before).map(|(a, b)| a - b) {
+        assert!(trips < 37, "{trips} round trips for 37 queued invocations");
+    }
+}

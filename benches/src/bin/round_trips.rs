@@ -95,6 +95,26 @@ fn main() -> Result<()> {
     })?;
     batched("invoke, batch of n", &|tx, ctx, i| invoke(tx, ctx, &p, i))?;
     batched("chat, batch of n", &|tx, ctx, _| chat(tx, ctx, &p))?;
+    // As the server runs them: n invocations submitted to the writer thread at once, which
+    // takes them into its batches (and reads their idempotency records ahead, together).
+    let before = db.round_trips().unwrap_or(0);
+    let pending: Vec<_> = (0..n)
+        .map(|i| {
+            let r = InvokeRequest::from_json(
+                &serde_json::json!({"tool_name": "echo", "payload": {"i": i}}),
+            )?;
+            Ok(db.submit(bespin_core::tools::invoke_op(
+                p.clone(),
+                format!("sub{i}"),
+                r,
+            )))
+        })
+        .collect::<Result<_>>()?;
+    for done in pending {
+        done.wait()?;
+    }
+    let per = (db.round_trips().unwrap_or(0) - before) as f64 / n as f64;
+    println!("{:34} {per:6.1}", "invoke, n submitted to the writer");
     Ok(())
 }
 

@@ -25,7 +25,7 @@ use crate::limits::Activity;
 use crate::metering::Meter;
 use crate::store::{Reader, WriteTx};
 use crate::validate::{Fields, Len, Presence, got};
-use crate::{Bespin, Ctx, audit, ids};
+use crate::{Bespin, Ctx, Op, audit, ids};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -185,6 +185,18 @@ pub fn invoke(
     events::emit(tx, ctx, caller, catalog::TOOL_INVOKED, tool.name(), &data)?;
     let response = Invocation { request_id, result };
     idempotency::store(tx, ctx, tenant, &scope, response)
+}
+
+/// [`invoke`] as an operation for the writer (`Op::on_with(caller, key, req, invoke)`) that
+/// names its idempotency record, so that the writer reads the records of a batch's invocations
+/// at once (on PostgreSQL one round trip for all of them instead of one each).
+pub fn invoke_op(
+    caller: Principal,
+    idempotency_key: String,
+    req: InvokeRequest,
+) -> Op<Stored<Invocation>> {
+    let ahead = idempotency::Ahead::new(caller.tenant_id(), INVOKE_ENDPOINT, &idempotency_key);
+    Op::on_with(caller, idempotency_key, req, invoke).reading_ahead(ahead)
 }
 
 impl Bespin {

@@ -7,7 +7,6 @@ use crate::extract::Req;
 use crate::openapi::{Auth, Doc, list_of, schema};
 use crate::reply::Reply;
 use crate::router::Route;
-use bespin_core::Op;
 use bespin_core::tools::{self, Invocation, InvokeRequest, ToolInfo};
 
 pub fn routes() -> Vec<Route> {
@@ -29,7 +28,7 @@ fn invoke(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
     let caller = r.principal(s)?;
     let req = InvokeRequest::from_json(&body)?;
     Ok(Reply::write(
-        Op::on_with(caller, key, req, tools::invoke),
+        tools::invoke_op(caller, key, req),
         Reply::stored,
     ))
 }

@@ -23,7 +23,7 @@ fn absorb(cache: &mut RowCache, overlays: HashMap<usize, Overlay>, epoch: i64) {
     }
     for (slot, o) in overlays {
         if o.cleared || o.rows.values().any(|r| r.dirty) {
-            cache.drop_pages(slot);
+            cache.changed(slot);
         }
         if o.cleared {
             // What is not in the overlay is gone: forget the table.
@@ -429,6 +429,9 @@ impl WriteBatch for PgBatch {
             self.set(self.sequences, &key, Some(value), false)?;
         }
         let sql = self.flush_sql();
+        // Readers that see the commit before `absorb` brings the cache to it must not empty
+        // the cache as for another process's commit.
+        lock(&self.shared.rows).committing(Some(self.epoch + 1));
         let out = self.with(|s, c| s.batch(c, &sql));
         if out.is_ok() {
             // Committed: hand the connection back as it is (Drop would roll back).
@@ -437,6 +440,10 @@ impl WriteBatch for PgBatch {
             absorb(&mut lock(&self.shared.rows), written, self.epoch);
             release_writer(&self.shared, conn);
             self.released = true;
+        } else {
+            // Maybe committed all the same: then the count moved on, and the next batch or
+            // reader that sees it empties the cache.
+            lock(&self.shared.rows).committing(None);
         }
         out
     }

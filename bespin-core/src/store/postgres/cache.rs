@@ -27,15 +27,18 @@ pub(super) type Page = Arc<Vec<(Vec<u8>, Vec<u8>)>>;
 /// a process, so that what one request read the next need not read again. Every batch of
 /// every process increments the `commits` row of `bespin_meta` under the write lock; a batch
 /// reads it in the round trip that takes the lock, a read snapshot as its first statement
-/// (which fixes the snapshot). The cache holds what was read at one count (`epoch`): a reader
-/// or batch at that count is served from it; one at a newer count empties it and fills it
-/// anew; one at an older count (a snapshot taken before the last commit) neither reads nor
-/// fills it. A committed batch of this process brings it forward (`batch.rs`, `absorb`): the
-/// rows it read and wrote are kept at the next count, and the pages of every table it wrote
-/// are dropped (a page may cover a range a new row falls into). So while one server writes,
-/// a plan, an API key, a KPI's last chunk or a search index page is read once per change of
-/// its table, not once per request; with several, every foreign commit empties it, and it
-/// costs nothing but what it saves.
+/// (which fixes the snapshot). The cache is current at one count (`epoch`): a reader or batch
+/// at that count is served from it; one at a newer count empties it and fills it anew (another
+/// process committed); one at an older count (a snapshot taken before this process's last
+/// commits) is served, and fills it, only for the tables none of those commits wrote. A
+/// committed batch of this process brings it forward (`batch.rs`, `absorb`): the rows it read
+/// and wrote are kept at the next count, the pages of every table it wrote are dropped (a page
+/// may cover a range a new row falls into), and those tables are marked changed at that count.
+/// While its `COMMIT` is on its way, a reader that already sees it neither reads nor fills the
+/// cache (rather than empty it, as it would for another process's commit). So while one
+/// server writes, a plan, an API key, a KPI's last chunk or a search index page is read once
+/// per change of its table, not once per request; with several, every foreign commit empties
+/// it, and it costs nothing but what it saves.
 ///
 /// **Bounded.** Everything kept counts against `budget` bytes (keys, values and a fixed
 /// overhead per entry). An entry larger than a 64th of the budget is not kept; when a new
@@ -47,6 +50,13 @@ pub(super) type Page = Arc<Vec<(Vec<u8>, Vec<u8>)>>;
 pub(super) struct RowCache {
     /// The commit count the entries are current at (`None`: not known, the cache is empty).
     epoch: Option<i64>,
+    /// The count the cache was last emptied at: nothing older is served.
+    floor: i64,
+    /// By table slot, the count of this process's last commit that wrote it (since the
+    /// cache was emptied): the table's entries stand for that count and later only.
+    written: HashMap<usize, i64>,
+    /// The count this process's batch is committing now, if any.
+    pending: Option<i64>,
     tables: HashMap<usize, TableCache>,
     /// Bytes counted for every entry kept.
     bytes: usize,
@@ -76,6 +86,9 @@ impl RowCache {
     pub(super) fn new(budget: usize) -> RowCache {
         RowCache {
             epoch: None,
+            floor: 0,
+            written: HashMap::new(),
+            pending: None,
             tables: HashMap::new(),
             bytes: 0,
             budget,
@@ -95,7 +108,7 @@ impl RowCache {
 
     /// The row, if the cache knows it as of `epoch`.
     pub(super) fn get(&mut self, epoch: i64, t: TableId, key: &[u8]) -> Option<Option<Vec<u8>>> {
-        if self.epoch != Some(epoch) {
+        if !self.valid(epoch, t.slot) {
             return None;
         }
         let kept = self.tables.get_mut(&t.slot)?.rows.get_mut(key)?;
@@ -105,14 +118,14 @@ impl RowCache {
 
     /// Keeps a row read as of `epoch` (see the type's doc for which epochs count).
     pub(super) fn remember(&mut self, epoch: i64, t: TableId, key: &[u8], value: &Option<Vec<u8>>) {
-        if self.at(epoch) {
+        if self.at(epoch, t.slot) {
             self.put_row(t.slot, key.to_vec(), value.clone());
         }
     }
 
     /// The page `range` of table `slot`, if the cache knows it as of `epoch`.
     pub(super) fn page(&mut self, epoch: i64, slot: usize, range: &PageRange) -> Option<Page> {
-        if self.epoch != Some(epoch) {
+        if !self.valid(epoch, slot) {
             return None;
         }
         let kept = self.tables.get_mut(&slot)?.pages.get_mut(range)?;
@@ -123,7 +136,7 @@ impl RowCache {
     /// Keeps the page `range` of table `slot` fetched as of `epoch` (as [`RowCache::remember`]
     /// a row).
     pub(super) fn remember_page(&mut self, epoch: i64, slot: usize, range: PageRange, page: &Page) {
-        if !self.at(epoch) {
+        if !self.at(epoch, slot) {
             return;
         }
         let bound = |b: &Bound<Vec<u8>>| match b {
@@ -154,12 +167,22 @@ impl RowCache {
         }
     }
 
-    /// Whether entries read as of `epoch` may be kept: the cache is at that count, or was at
-    /// an older one (it is emptied and made current at `epoch`); not when it is newer.
-    fn at(&mut self, epoch: i64) -> bool {
+    /// Whether the entries of table `slot` stand for the count `epoch`: it is not newer than
+    /// the cache's, nor older than the last change of the table the cache knows of.
+    fn valid(&self, epoch: i64, slot: usize) -> bool {
+        self.epoch.is_some_and(|e| epoch <= e)
+            && epoch >= self.floor
+            && self.written.get(&slot).is_none_or(|&w| epoch >= w)
+    }
+
+    /// Whether what a read as of `epoch` found in table `slot` may be kept: it stands for the
+    /// cache's count ([`RowCache::valid`]), or the cache is older (it is emptied and made
+    /// current at `epoch`) — but for the count this process is committing, whose changes the
+    /// cache does not know yet.
+    fn at(&mut self, epoch: i64, slot: usize) -> bool {
         match self.epoch {
-            Some(e) if e == epoch => true,
-            Some(e) if e > epoch => false,
+            Some(e) if epoch <= e => self.valid(epoch, slot),
+            _ if self.pending == Some(epoch) => false,
             _ => {
                 self.restart(epoch);
                 true
@@ -170,8 +193,16 @@ impl RowCache {
     /// Empties the cache and makes it current at `epoch`.
     pub(super) fn restart(&mut self, epoch: i64) {
         self.tables.clear();
+        self.written.clear();
         self.bytes = 0;
+        self.floor = epoch;
         self.epoch = Some(epoch);
+    }
+
+    /// This process's batch is sending its `COMMIT`, which makes the count `next`, or it
+    /// failed (`None`).
+    pub(super) fn committing(&mut self, next: Option<i64>) {
+        self.pending = next;
     }
 
     /// Moves the cache from `epoch` to `epoch + 1`, the count a batch of this process that
@@ -179,6 +210,7 @@ impl RowCache {
     /// another count, which the batch's rows do not describe). The caller then drops what the
     /// batch changed and keeps what it wrote.
     pub(super) fn advance(&mut self, epoch: i64) -> bool {
+        self.pending = None;
         let next = epoch + 1;
         if self.epoch == Some(epoch) {
             self.epoch = Some(next);
@@ -186,9 +218,13 @@ impl RowCache {
         self.epoch == Some(next)
     }
 
-    /// Drops the pages of table `slot` (a commit wrote to it: a page may no longer be what
-    /// a scan of its range reads).
-    pub(super) fn drop_pages(&mut self, slot: usize) {
+    /// Table `slot` changed at the cache's count (a commit of this process wrote to it): its
+    /// pages go (one may no longer be what a scan of its range reads), and no entry of it
+    /// stands for an older count.
+    pub(super) fn changed(&mut self, slot: usize) {
+        if let Some(e) = self.epoch {
+            self.written.insert(slot, e);
+        }
         if let Some(t) = self.tables.get_mut(&slot) {
             self.bytes -= t.page_bytes;
             t.page_bytes = 0;
@@ -302,33 +338,56 @@ mod tests {
         name: "t",
         memo: false,
     };
+    const U: TableId = TableId {
+        slot: 4,
+        name: "u",
+        memo: false,
+    };
 
-    /// A row a commit wrote that is too large to keep must not leave the old value behind,
-    /// and entries read at another count than the cache's are neither served nor kept.
+    /// A row a commit wrote that is too large to keep must not leave the old value behind;
+    /// a snapshot older than the cache is served only the tables no later commit wrote, one
+    /// newer empties it, but for the commit this process is making.
     #[test]
-    fn what_cannot_be_kept_is_forgotten_and_other_counts_are_not_served() {
+    fn what_cannot_be_kept_is_forgotten_and_only_unchanged_tables_serve_older_counts() {
         let mut c = RowCache::new(64 * 1024);
         c.remember(5, T, b"k", &Some(b"old".to_vec()));
+        c.remember(5, U, b"u", &Some(b"u5".to_vec()));
         assert_eq!(c.get(5, T, b"k"), Some(Some(b"old".to_vec())));
-        assert_eq!(c.get(4, T, b"k"), None);
-        // A commit of the batch begun at 5 wrote a value larger than an entry may be.
+        assert_eq!(c.get(4, T, b"k"), None, "older than the cache's start");
+        // The batch begun at 5 commits: a reader that already sees count 6 keeps nothing
+        // and empties nothing.
+        c.committing(Some(6));
+        c.remember(6, U, b"v", &None);
+        assert_eq!(c.get(6, U, b"v"), None);
+        assert_eq!(c.get(5, U, b"u"), Some(Some(b"u5".to_vec())));
+        // It wrote T a value larger than an entry may be.
         assert!(c.advance(5));
+        c.changed(T.slot);
         c.put_row(T.slot, b"k".to_vec(), Some(vec![0; 2048]));
         assert_eq!(c.get(6, T, b"k"), None);
-        // A read at the older count keeps nothing; one at a newer count starts afresh.
+        // A snapshot at 5 is still served U (unchanged since), not T; what it reads of T is
+        // not kept, what it reads of U is.
+        assert_eq!(c.get(6, U, b"u"), Some(Some(b"u5".to_vec())));
+        assert_eq!(c.get(5, U, b"u"), Some(Some(b"u5".to_vec())));
         c.remember(5, T, b"j", &None);
         assert_eq!(c.get(6, T, b"j"), None);
+        c.remember(5, U, b"w", &None);
+        assert_eq!(c.get(6, U, b"w"), Some(None));
         let range: PageRange = (Bound::Unbounded, Bound::Unbounded, false, 32);
         let page: Page = Arc::new(vec![(b"a".to_vec(), b"1".to_vec())]);
         c.remember_page(6, T.slot, range.clone(), &page);
         assert!(c.page(6, T.slot, &range).is_some());
-        c.drop_pages(T.slot);
-        assert!(c.page(6, T.slot, &range).is_none());
-        c.remember_page(7, T.slot, range.clone(), &page);
-        assert!(c.page(6, T.slot, &range).is_none());
-        assert!(c.page(7, T.slot, &range).is_some());
+        assert!(c.page(5, T.slot, &range).is_none());
+        assert!(c.advance(6));
+        c.changed(T.slot);
+        assert!(c.page(7, T.slot, &range).is_none());
+        // Another process committed (count 9): everything goes.
+        c.remember_page(9, T.slot, range.clone(), &page);
+        assert!(c.page(7, T.slot, &range).is_none());
+        assert!(c.page(9, T.slot, &range).is_some());
+        assert_eq!(c.get(9, U, b"u"), None);
         assert!(!c.advance(5), "a commit of an older count leaves it alone");
-        assert_eq!(c.epoch(), Some(7));
+        assert_eq!(c.epoch(), Some(9));
         c.drop_table(T.slot);
         assert_eq!(c.bytes(), 0);
     }

@@ -68,6 +68,13 @@ pub(crate) trait Backend: Send + Sync {
         None
     }
 
+    #[cfg(test)]
+    /// Bytes of rows and pages a database server's backend keeps in memory now (`None` for
+    /// an embedded backend).
+    fn cached_bytes(&self) -> Option<usize> {
+        None
+    }
+
     /// Read connections to a database server held by snapshots now, not idle in a pool
     /// (`None` for an embedded backend).
     fn reads_held(&self) -> Option<usize> {

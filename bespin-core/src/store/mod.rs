@@ -164,6 +164,13 @@ impl Store {
         self.backend.reads_held()
     }
 
+    /// Bytes the row cache of a database server's backend holds now (`None` for an embedded
+    /// backend, which reads its file's pages instead).
+    #[cfg(test)]
+    pub(crate) fn cached_bytes(&self) -> Option<usize> {
+        self.backend.cached_bytes()
+    }
+
     /// A database held in memory only (for tests and embedding without persistence).
     pub(crate) fn in_memory(tables: &[&'static dyn TableInfo]) -> Result<Store> {
         let slots = Slots::new(tables)?;

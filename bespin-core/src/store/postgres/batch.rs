@@ -3,6 +3,7 @@
 
 use super::super::Order;
 use super::super::backend::{BatchSequences, Prior, RawVisitor, Reads, TableId, WriteBatch};
+use super::cache::RowCache;
 use super::scan::paged;
 use super::{COMMITS, Conn, Shared, WRITE_LOCK, ident, lock, pg_err};
 use crate::error::{Error, Result};
@@ -11,124 +12,25 @@ use std::fmt::Write as _;
 use std::ops::Bound;
 use std::sync::Arc;
 
-/// The most bytes of rows the cache holds; past that it is emptied (and fills again with what
-/// the next reads and batches touch).
-const CACHE_BYTES: usize = 32 << 20;
-
-/// Rows of the database as of one commit, shared by the writer and the readers of a process,
-/// so that what one request read the next need not read again. Every batch of every process
-/// increments the `commits` row of `bespin_meta` under the write lock; a batch reads it in the
-/// round trip that takes the lock, a read snapshot as its first statement (which fixes the
-/// snapshot). The cache holds rows valid at one count (`epoch`): a reader or batch at that
-/// count is served from it; one at a newer count empties it and fills it anew; one at an older
-/// count (a snapshot taken before the last commit) neither reads nor fills it. A committed
-/// batch brings it forward by what it wrote. So with one server writing, a plan, a
-/// subscription, a daily counter or an API key is read once, not once per request; with
-/// several, every foreign commit empties it, and it costs nothing but what it saves.
-///
-/// It also keeps the pages that snapshots' scans of configuration tables ([`TableId::memo`]:
-/// plans, grants, caps, rate limits, rarely written) fetched, valid at the same count: a scan
-/// every request makes (the probe for any plan's rate limit) is then read once too. A batch
-/// that writes to such a table drops that table's pages when it brings the cache forward.
-#[derive(Default)]
-pub(super) struct RowCache {
-    /// The commit count the rows are current at (`None`: not known, the cache is empty).
-    epoch: Option<i64>,
-    /// By table slot: key → value (`None`: absent).
-    tables: HashMap<usize, HashMap<Vec<u8>, Option<Vec<u8>>>>,
-    /// Pages of scans of configuration tables, by table slot and what was asked.
-    pages: HashMap<PageKey, Rows>,
-    bytes: usize,
-}
-
-/// A page of a scan: table slot, bounds, descending, the most rows asked for.
-pub(super) type PageKey = (usize, Bound<Vec<u8>>, Bound<Vec<u8>>, bool, i64);
-/// Rows (key, value) of a page, in the scan's order.
-pub(super) type Rows = Vec<(Vec<u8>, Vec<u8>)>;
-
-impl RowCache {
-    /// The row, if the cache knows it as of `epoch`.
-    pub(super) fn get(&self, epoch: i64, t: TableId, key: &[u8]) -> Option<Option<Vec<u8>>> {
-        if self.epoch != Some(epoch) {
-            return None;
-        }
-        self.tables.get(&t.slot)?.get(key).cloned()
+/// Brings the row cache from `epoch` to `epoch + 1` by what the batch committed there read
+/// and wrote (its overlay): the pages of every table it changed go (a page may cover a range
+/// a new row falls into), and so does everything of a table it emptied; the rows it read and
+/// wrote are kept. A cache already at `epoch + 1` (a reader saw the commit first) takes them
+/// too; one at any other count is left alone.
+fn absorb(cache: &mut RowCache, overlays: HashMap<usize, Overlay>, epoch: i64) {
+    if !cache.advance(epoch) {
+        return;
     }
-
-    /// Keeps a row read as of `epoch` (see the type's doc for which epochs count).
-    pub(super) fn remember(&mut self, epoch: i64, t: TableId, key: &[u8], value: &Option<Vec<u8>>) {
-        match self.epoch {
-            Some(e) if e == epoch => {}
-            Some(e) if e > epoch => return,
-            _ => self.restart(epoch),
+    for (slot, o) in overlays {
+        if o.cleared || o.rows.values().any(|r| r.dirty) {
+            cache.changed(slot);
         }
-        self.insert(t.slot, key.to_vec(), value.clone());
-    }
-
-    /// The page `key`, if the cache knows it as of `epoch`.
-    pub(super) fn page(&self, epoch: i64, key: &PageKey) -> Option<Rows> {
-        if self.epoch != Some(epoch) {
-            return None;
+        if o.cleared {
+            // What is not in the overlay is gone: forget the table.
+            cache.drop_table(slot);
         }
-        self.pages.get(key).cloned()
-    }
-
-    /// Keeps the page `key` fetched as of `epoch` (as [`RowCache::remember`] a row).
-    pub(super) fn remember_page(&mut self, epoch: i64, key: PageKey, rows: &Rows) {
-        match self.epoch {
-            Some(e) if e == epoch => {}
-            Some(e) if e > epoch => return,
-            _ => self.restart(epoch),
-        }
-        self.bytes += rows.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() + 64;
-        self.pages.insert(key, rows.clone());
-        if self.bytes > CACHE_BYTES {
-            self.restart(epoch);
-        }
-    }
-
-    /// Empties the cache and makes it current at `epoch`.
-    fn restart(&mut self, epoch: i64) {
-        self.tables.clear();
-        self.pages.clear();
-        self.bytes = 0;
-        self.epoch = Some(epoch);
-    }
-
-    fn insert(&mut self, slot: usize, key: Vec<u8>, value: Option<Vec<u8>>) {
-        self.bytes += key.len() + value.as_ref().map_or(0, Vec::len);
-        if let Some(old) = self.tables.entry(slot).or_default().insert(key, value) {
-            // The key was counted twice: an over-estimate, which only empties it sooner.
-            self.bytes = self.bytes.saturating_sub(old.as_ref().map_or(0, Vec::len));
-        }
-        if self.bytes > CACHE_BYTES {
-            let epoch = self.epoch.unwrap_or_default();
-            self.restart(epoch);
-        }
-    }
-
-    /// Brings the cache from `epoch` to `epoch + 1` by what the batch committed there read and
-    /// wrote (its overlay). A cache already at `epoch + 1` (a reader saw the commit first) takes
-    /// the rows too; one at any other count is left alone.
-    fn absorb(&mut self, overlays: HashMap<usize, Overlay>, epoch: i64) {
-        let next = epoch + 1;
-        if self.epoch == Some(epoch) {
-            self.epoch = Some(next);
-        } else if self.epoch != Some(next) {
-            return;
-        }
-        for (slot, o) in overlays {
-            if o.cleared || o.rows.values().any(|r| r.dirty) {
-                // The batch changed the table: its pages may be out of date.
-                self.pages.retain(|k, _| k.0 != slot);
-            }
-            if o.cleared {
-                // What is not in the overlay is gone: forget the table.
-                self.tables.remove(&slot);
-            }
-            for (k, r) in o.rows {
-                self.insert(slot, k, r.value);
-            }
+        for (k, r) in o.rows {
+            cache.put_row(slot, k, r.value);
         }
     }
 }
@@ -223,7 +125,7 @@ impl PgBatch {
         match begun {
             Ok((c, epoch)) => {
                 let mut cache = lock(&s.rows);
-                if cache.epoch != Some(epoch) {
+                if cache.epoch() != Some(epoch) {
                     // Another process committed since (or this one never has): start afresh.
                     // (No reader can be ahead of this count while the lock is held.)
                     cache.restart(epoch);
@@ -419,13 +321,12 @@ impl Reads for PgBatch {
         paged(
             &mut |lo, hi, limit| {
                 if cleared {
-                    return Ok(Vec::new());
+                    return Ok(Arc::default());
                 }
                 // The page as of the batch's commit count, which is the database's state all
                 // along the batch (its writes are flushed only with its COMMIT, and the write
-                // lock keeps other writers out): a configuration table's is shared with the
-                // snapshots at that count; the batch's own writes merge over it as over a
-                // page read now.
+                // lock keeps other writers out): shared with the snapshots at that count; the
+                // batch's own writes merge over it as over a page read now.
                 self.with(|s, c| s.page_at(c, self.epoch, t, lo, hi, order, limit))
             },
             &mut |lo, hi| {
@@ -528,14 +429,21 @@ impl WriteBatch for PgBatch {
             self.set(self.sequences, &key, Some(value), false)?;
         }
         let sql = self.flush_sql();
+        // Readers that see the commit before `absorb` brings the cache to it must not empty
+        // the cache as for another process's commit.
+        lock(&self.shared.rows).committing(Some(self.epoch + 1));
         let out = self.with(|s, c| s.batch(c, &sql));
         if out.is_ok() {
             // Committed: hand the connection back as it is (Drop would roll back).
             let conn = self.conn.get_mut().take();
             let written = std::mem::take(self.tables.get_mut());
-            lock(&self.shared.rows).absorb(written, self.epoch);
+            absorb(&mut lock(&self.shared.rows), written, self.epoch);
             release_writer(&self.shared, conn);
             self.released = true;
+        } else {
+            // Maybe committed all the same: then the count moved on, and the next batch or
+            // reader that sees it empties the cache.
+            lock(&self.shared.rows).committing(None);
         }
         out
     }

@@ -19,11 +19,11 @@
 //!   go together as one round trip when the connection is taken again (handing it back sends
 //!   nothing); a sweeper thread ends the read of a connection left idle for a second, so an
 //!   idle pool never holds an old snapshot (and PostgreSQL's vacuum) back.
-//! - **The row cache** (`batch.rs`, `RowCache`): rows as of one commit count, shared by the
-//!   writer and the readers of the process, so a plan or an API key is read once while no
-//!   other process commits, and the pages of snapshots' scans of configuration tables
-//!   ([`TableId::memo`]), so the rate-limit probe of every authentication is too. Every batch
-//!   increments the count under the write lock.
+//! - **The row cache** (`cache.rs`, `RowCache`): rows and pages of scans as of one commit
+//!   count, shared by the writer and the readers of the process, within a byte budget, so a
+//!   plan, an API key, a KPI's last chunk or a page of the search index is read once while
+//!   neither another process commits nor this one writes its table. Every batch increments
+//!   the count under the write lock.
 //! - **Failures** of the server or the connection are [`Error::Unavailable`]; a broken
 //!   connection is dropped and the next use connects anew, so a process recovers by itself
 //!   once PostgreSQL is back. Nothing is acknowledged before its `COMMIT` returned.
@@ -31,17 +31,19 @@
 //!   with its `COMMIT`; one connection per open database, on a thread of its own, `LISTEN`s
 //!   and tells the watcher of the other processes' announcements.
 //!
-//! The URL is a libpq URL (`postgres://user:password@host:port/db`) with three parameters of
+//! The URL is a libpq URL (`postgres://user:password@host:port/db`) with four parameters of
 //! ours: `schema` (default `bespin`; created at first open), `pool` (the read connections
 //! a process keeps open, default 16; a read that finds them all busy waits up to a second for
 //! one, then opens one more rather than wait longer: a request holding one snapshot while it
-//! takes another can never deadlock the pool) and `listen` (default `on`; `off`: no listening
-//! connection, for a pooler that cannot `LISTEN`). With the writer's and the listener's, a
+//! takes another can never deadlock the pool), `listen` (default `on`; `off`: no listening
+//! connection, for a pooler that cannot `LISTEN`) and `cache` (the row cache's budget,
+//! default `64MiB`; `0`: none). With the writer's and the listener's, a
 //! process holds `pool + 2` connections at rest.
 
 use super::Order;
 use super::backend::{Backend, OnOthersCommit, RawVisitor, Reads, Snapshot, TableId, WriteBatch};
 use crate::error::{Error, Result};
+use cache::Page;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Statement};
 use std::collections::HashMap;
@@ -106,8 +108,9 @@ struct Shared {
     /// The writer's connection, and whether a batch holds it.
     writer: Mutex<WriterSlot>,
     writer_free: Condvar,
-    /// Rows as of one commit, shared by the writer and the readers ([`batch::RowCache`]).
-    rows: Mutex<batch::RowCache>,
+    /// Rows and pages as of one commit, shared by the writer and the readers
+    /// ([`cache::RowCache`]).
+    rows: Mutex<cache::RowCache>,
     /// Statements sent to the server (each a round trip), for the figures of issue 19.
     round_trips: AtomicU64,
     /// Read connections held by snapshots now ([`Backend::reads_held`]).
@@ -184,9 +187,27 @@ struct Params {
     schema: String,
     pool: usize,
     listen: bool,
+    /// The row cache's budget in bytes.
+    cache: usize,
 }
 
-/// Splits our parameters (`schema`, `pool`, `listen`) off `url`; returns the rest and them.
+/// `v` as a number of bytes: digits, then nothing or `B` (bytes), `K`/`KB`/`KiB`,
+/// `M`/`MB`/`MiB` or `G`/`GB`/`GiB` (multiples of 1,024).
+fn bytes_of(v: &str) -> Option<usize> {
+    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (n, unit) = v.split_at(digits);
+    let shift = match unit {
+        "" | "B" => 0,
+        "K" | "k" | "KB" | "kB" | "KiB" => 10,
+        "M" | "MB" | "MiB" => 20,
+        "G" | "GB" | "GiB" => 30,
+        _ => return None,
+    };
+    n.parse::<usize>().ok()?.checked_mul(1 << shift)
+}
+
+/// Splits our parameters (`schema`, `pool`, `listen`, `cache`) off `url`; returns the rest and
+/// them.
 fn split_url(url: &str) -> Result<(String, Params)> {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, q),
@@ -195,6 +216,7 @@ fn split_url(url: &str) -> Result<(String, Params)> {
     let mut schema = "bespin".to_owned();
     let mut pool = 16usize;
     let mut listen = true;
+    let mut cache = cache::DEFAULT_BUDGET;
     let mut rest = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
@@ -210,6 +232,11 @@ fn split_url(url: &str) -> Result<(String, Params)> {
                     "off" | "false" | "0" => false,
                     _ => return Err(Error::Storage(format!("listen={v}: use on or off"))),
                 }
+            }
+            Some(("cache", v)) => {
+                cache = bytes_of(v).ok_or_else(|| {
+                    Error::Storage(format!("cache={v}: a size, such as 64MiB (0: none)"))
+                })?
             }
             _ => rest.push(pair),
         }
@@ -235,6 +262,7 @@ fn split_url(url: &str) -> Result<(String, Params)> {
             schema,
             pool,
             listen,
+            cache,
         },
     ))
 }
@@ -317,8 +345,8 @@ impl Shared {
     }
 
     /// [`Shared::page`] as of the commit count `epoch` (the state a snapshot or a write batch
-    /// reads): a configuration table's page is read once per commit count and kept in the
-    /// row cache (which a commit writing the table, or another process's commit, empties).
+    /// reads): read once per commit count and kept in the row cache (which a commit writing
+    /// the table, or another process's commit, empties of it).
     #[allow(clippy::too_many_arguments)]
     fn page_at(
         &self,
@@ -329,17 +357,14 @@ impl Shared {
         hi: Bound<&[u8]>,
         order: Order,
         limit: i64,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        if !t.memo {
-            return self.page(c, t, lo, hi, order, limit);
-        }
+    ) -> Result<Page> {
         let owned = |b: Bound<&[u8]>| b.map(<[u8]>::to_vec);
-        let key = (t.slot, owned(lo), owned(hi), order == Order::Desc, limit);
-        if let Some(rows) = lock(&self.rows).page(epoch, &key) {
+        let range = (owned(lo), owned(hi), order == Order::Desc, limit);
+        if let Some(rows) = lock(&self.rows).page(epoch, t.slot, &range) {
             return Ok(rows);
         }
-        let rows = self.page(c, t, lo, hi, order, limit)?;
-        lock(&self.rows).remember_page(epoch, key, &rows);
+        let rows = Arc::new(self.page(c, t, lo, hi, order, limit)?);
+        lock(&self.rows).remember_page(epoch, t.slot, range, &rows);
         Ok(rows)
     }
 
@@ -585,7 +610,7 @@ impl Postgres {
             reader_free: Condvar::new(),
             writer: Mutex::new(WriterSlot::default()),
             writer_free: Condvar::new(),
-            rows: Mutex::default(),
+            rows: Mutex::new(cache::RowCache::new(p.cache)),
             round_trips: AtomicU64::new(0),
             held: AtomicUsize::new(0),
         });
@@ -675,6 +700,11 @@ impl Backend for Postgres {
 
     fn reads_held(&self) -> Option<usize> {
         Some(self.shared.held.load(Ordering::SeqCst))
+    }
+
+    #[cfg(test)]
+    fn cached_bytes(&self) -> Option<usize> {
+        Some(lock(&self.shared.rows).bytes())
     }
 
     fn watch_others(&self, on: OnOthersCommit) -> Result<()> {
@@ -800,5 +830,6 @@ impl Snapshot for PgSnapshot {
 }
 
 mod batch;
+mod cache;
 mod listen;
 mod scan;

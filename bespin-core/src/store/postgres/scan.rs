@@ -3,6 +3,7 @@
 
 use super::super::backend::RawVisitor;
 use super::super::{Flow, Order};
+use super::cache::Page;
 use crate::error::Result;
 use std::ops::Bound;
 
@@ -16,7 +17,7 @@ const MAX_PAGE: i64 = 4096;
 /// hi)`: `None` values are removals), visited in `order` until the visitor stops.
 #[allow(clippy::type_complexity)]
 pub(super) fn paged(
-    fetch: &mut dyn FnMut(Bound<&[u8]>, Bound<&[u8]>, i64) -> Result<Vec<(Vec<u8>, Vec<u8>)>>,
+    fetch: &mut dyn FnMut(Bound<&[u8]>, Bound<&[u8]>, i64) -> Result<Page>,
     overlay: &mut dyn FnMut(Bound<&[u8]>, Bound<&[u8]>) -> Vec<(Vec<u8>, Option<Vec<u8>>)>,
     lo: Bound<&[u8]>,
     hi: Bound<&[u8]>,
@@ -45,7 +46,7 @@ pub(super) fn paged(
                 m
             }
         };
-        if merge(page, mem, order, visit)? {
+        if merge(&page, mem, order, visit)? {
             return Ok(());
         }
         if done {
@@ -74,7 +75,7 @@ fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
 /// Visits the rows of `db` and `mem` (both in `order`) as one sequence, `mem` winning on equal
 /// keys; `true` when the visitor stopped.
 fn merge(
-    db: Vec<(Vec<u8>, Vec<u8>)>,
+    db: &[(Vec<u8>, Vec<u8>)],
     mem: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     order: Order,
     visit: &mut RawVisitor<'_>,
@@ -83,7 +84,7 @@ fn merge(
         Order::Asc => a < b,
         Order::Desc => a > b,
     };
-    let mut db = db.into_iter().peekable();
+    let mut db = db.iter().peekable();
     let mut mem = mem.into_iter().peekable();
     loop {
         let take_mem = match (db.peek(), mem.peek()) {
@@ -106,7 +107,7 @@ fn merge(
             }
         } else {
             match db.next() {
-                Some((k, v)) => visit(&k, &v)?,
+                Some((k, v)) => visit(k, v)?,
                 None => Flow::Continue,
             }
         };

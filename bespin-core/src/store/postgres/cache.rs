@@ -1,0 +1,394 @@
+//! The row cache of the PostgreSQL backend: rows and pages of scans as of one commit count,
+//! shared by the writer and the readers of a process, within a byte budget.
+
+use super::super::backend::TableId;
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
+/// The budget when the URL does not give one (`cache=`).
+pub(super) const DEFAULT_BUDGET: usize = 64 << 20;
+
+/// Bytes counted for a kept row or page beyond its keys and values (the map's slot, the
+/// vectors' headers), so that many tiny entries cannot exceed the budget unseen.
+const ENTRY_OVERHEAD: usize = 96;
+/// Bytes counted per row of a page beyond its key and value (two vectors' headers).
+const ROW_OVERHEAD: usize = 48;
+/// An entry larger than the budget divided by this is not kept: one large scan (a page may
+/// be 4,096 rows) cannot push out the rows and pages the other requests read.
+const MAX_SHARE: usize = 64;
+
+/// What one page of a scan asked for: bounds, descending, the most rows.
+pub(super) type PageRange = (Bound<Vec<u8>>, Bound<Vec<u8>>, bool, i64);
+/// Rows (key, value) of a page, in the scan's order; shared, so a hit copies nothing.
+pub(super) type Page = Arc<Vec<(Vec<u8>, Vec<u8>)>>;
+
+/// Rows and pages of the database as of one commit, shared by the writer and the readers of
+/// a process, so that what one request read the next need not read again. Every batch of
+/// every process increments the `commits` row of `bespin_meta` under the write lock; a batch
+/// reads it in the round trip that takes the lock, a read snapshot as its first statement
+/// (which fixes the snapshot). The cache is current at one count (`epoch`): a reader or batch
+/// at that count is served from it; one at a newer count empties it and fills it anew (another
+/// process committed); one at an older count (a snapshot taken before this process's last
+/// commits) is served, and fills it, only for the tables none of those commits wrote. A
+/// committed batch of this process brings it forward (`batch.rs`, `absorb`): the rows it read
+/// and wrote are kept at the next count, the pages of every table it wrote are dropped (a page
+/// may cover a range a new row falls into), and those tables are marked changed at that count.
+/// While its `COMMIT` is on its way, a reader that already sees it neither reads nor fills the
+/// cache (rather than empty it, as it would for another process's commit). So while one
+/// server writes, a plan, an API key, a KPI's last chunk or a search index page is read once
+/// per change of its table, not once per request; with several, every foreign commit empties
+/// it, and it costs nothing but what it saves.
+///
+/// **Bounded.** Everything kept counts against `budget` bytes (keys, values and a fixed
+/// overhead per entry). An entry larger than a 64th of the budget is not kept; when a new
+/// entry would pass the budget, the entries not read since the last sweep go first (a
+/// not-recently-used clock: each hit marks its entry, each sweep clears the marks it passes),
+/// then any, until a quarter of the budget is free. The budget is the process's, not a
+/// tenant's: a tenant scanning much can push others' entries out (they are read again, at a
+/// round trip each), never grow the process's memory.
+pub(super) struct RowCache {
+    /// The commit count the entries are current at (`None`: not known, the cache is empty).
+    epoch: Option<i64>,
+    /// The count the cache was last emptied at: nothing older is served.
+    floor: i64,
+    /// By table slot, the count of this process's last commit that wrote it (since the
+    /// cache was emptied): the table's entries stand for that count and later only.
+    written: HashMap<usize, i64>,
+    /// The count this process's batch is committing now, if any.
+    pending: Option<i64>,
+    tables: HashMap<usize, TableCache>,
+    /// Bytes counted for every entry kept.
+    bytes: usize,
+    budget: usize,
+}
+
+/// What the cache holds of one table.
+#[derive(Default)]
+struct TableCache {
+    /// Key → value (`None`: absent).
+    rows: HashMap<Vec<u8>, Kept<Option<Vec<u8>>>>,
+    pages: HashMap<PageRange, Kept<Page>>,
+    /// Bytes counted for the rows, and for the pages.
+    row_bytes: usize,
+    page_bytes: usize,
+}
+
+/// An entry, its size as counted, and whether it was read since the last sweep passed it.
+struct Kept<T> {
+    value: T,
+    bytes: usize,
+    used: bool,
+}
+
+impl RowCache {
+    /// An empty cache that keeps at most `budget` bytes (0: keeps nothing).
+    pub(super) fn new(budget: usize) -> RowCache {
+        RowCache {
+            epoch: None,
+            floor: 0,
+            written: HashMap::new(),
+            pending: None,
+            tables: HashMap::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    /// The commit count the cache is current at.
+    pub(super) fn epoch(&self) -> Option<i64> {
+        self.epoch
+    }
+
+    #[cfg(test)]
+    /// Bytes counted for what the cache holds now (at most the budget).
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The row, if the cache knows it as of `epoch`.
+    pub(super) fn get(&mut self, epoch: i64, t: TableId, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        if !self.valid(epoch, t.slot) {
+            return None;
+        }
+        let kept = self.tables.get_mut(&t.slot)?.rows.get_mut(key)?;
+        kept.used = true;
+        Some(kept.value.clone())
+    }
+
+    /// Keeps a row read as of `epoch` (see the type's doc for which epochs count).
+    pub(super) fn remember(&mut self, epoch: i64, t: TableId, key: &[u8], value: &Option<Vec<u8>>) {
+        if self.at(epoch, t.slot) {
+            self.put_row(t.slot, key.to_vec(), value.clone());
+        }
+    }
+
+    /// The page `range` of table `slot`, if the cache knows it as of `epoch`.
+    pub(super) fn page(&mut self, epoch: i64, slot: usize, range: &PageRange) -> Option<Page> {
+        if !self.valid(epoch, slot) {
+            return None;
+        }
+        let kept = self.tables.get_mut(&slot)?.pages.get_mut(range)?;
+        kept.used = true;
+        Some(Arc::clone(&kept.value))
+    }
+
+    /// Keeps the page `range` of table `slot` fetched as of `epoch` (as [`RowCache::remember`]
+    /// a row).
+    pub(super) fn remember_page(&mut self, epoch: i64, slot: usize, range: PageRange, page: &Page) {
+        if !self.at(epoch, slot) {
+            return;
+        }
+        let bound = |b: &Bound<Vec<u8>>| match b {
+            Bound::Included(v) | Bound::Excluded(v) => v.len(),
+            Bound::Unbounded => 0,
+        };
+        let bytes = ENTRY_OVERHEAD
+            + bound(&range.0)
+            + bound(&range.1)
+            + page
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + ROW_OVERHEAD)
+                .sum::<usize>();
+        if !self.make_room(bytes) {
+            return;
+        }
+        let t = self.tables.entry(slot).or_default();
+        let kept = Kept {
+            value: Arc::clone(page),
+            bytes,
+            used: false,
+        };
+        t.page_bytes += bytes;
+        self.bytes += bytes;
+        if let Some(old) = t.pages.insert(range, kept) {
+            t.page_bytes -= old.bytes;
+            self.bytes -= old.bytes;
+        }
+    }
+
+    /// Whether the entries of table `slot` stand for the count `epoch`: it is not newer than
+    /// the cache's, nor older than the last change of the table the cache knows of.
+    fn valid(&self, epoch: i64, slot: usize) -> bool {
+        self.epoch.is_some_and(|e| epoch <= e)
+            && epoch >= self.floor
+            && self.written.get(&slot).is_none_or(|&w| epoch >= w)
+    }
+
+    /// Whether what a read as of `epoch` found in table `slot` may be kept: it stands for the
+    /// cache's count ([`RowCache::valid`]), or the cache is older (it is emptied and made
+    /// current at `epoch`) — but for the count this process is committing, whose changes the
+    /// cache does not know yet.
+    fn at(&mut self, epoch: i64, slot: usize) -> bool {
+        match self.epoch {
+            Some(e) if epoch <= e => self.valid(epoch, slot),
+            _ if self.pending == Some(epoch) => false,
+            _ => {
+                self.restart(epoch);
+                true
+            }
+        }
+    }
+
+    /// Empties the cache and makes it current at `epoch`.
+    pub(super) fn restart(&mut self, epoch: i64) {
+        self.tables.clear();
+        self.written.clear();
+        self.bytes = 0;
+        self.floor = epoch;
+        self.epoch = Some(epoch);
+    }
+
+    /// This process's batch is sending its `COMMIT`, which makes the count `next`, or it
+    /// failed (`None`).
+    pub(super) fn committing(&mut self, next: Option<i64>) {
+        self.pending = next;
+    }
+
+    /// Moves the cache from `epoch` to `epoch + 1`, the count a batch of this process that
+    /// began at `epoch` just committed; whether it is at `epoch + 1` now (false: it was at
+    /// another count, which the batch's rows do not describe). The caller then drops what the
+    /// batch changed and keeps what it wrote.
+    pub(super) fn advance(&mut self, epoch: i64) -> bool {
+        self.pending = None;
+        let next = epoch + 1;
+        if self.epoch == Some(epoch) {
+            self.epoch = Some(next);
+        }
+        self.epoch == Some(next)
+    }
+
+    /// Table `slot` changed at the cache's count (a commit of this process wrote to it): its
+    /// pages go (one may no longer be what a scan of its range reads), and no entry of it
+    /// stands for an older count.
+    pub(super) fn changed(&mut self, slot: usize) {
+        if let Some(e) = self.epoch {
+            self.written.insert(slot, e);
+        }
+        if let Some(t) = self.tables.get_mut(&slot) {
+            self.bytes -= t.page_bytes;
+            t.page_bytes = 0;
+            t.pages = HashMap::new();
+        }
+    }
+
+    /// Drops everything of table `slot` (a commit emptied it).
+    pub(super) fn drop_table(&mut self, slot: usize) {
+        if let Some(t) = self.tables.remove(&slot) {
+            self.bytes -= t.row_bytes + t.page_bytes;
+        }
+    }
+
+    /// Keeps `value` as the row `key` of table `slot` at the current count (or forgets the
+    /// row, when it is too large to keep: what the cache held of it may be out of date).
+    pub(super) fn put_row(&mut self, slot: usize, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let bytes = ENTRY_OVERHEAD + key.len() + value.as_ref().map_or(0, Vec::len);
+        if !self.make_room(bytes) {
+            if let Some(t) = self.tables.get_mut(&slot)
+                && let Some(old) = t.rows.remove(&key)
+            {
+                t.row_bytes -= old.bytes;
+                self.bytes -= old.bytes;
+            }
+            return;
+        }
+        let t = self.tables.entry(slot).or_default();
+        let kept = Kept {
+            value,
+            bytes,
+            used: false,
+        };
+        t.row_bytes += bytes;
+        self.bytes += bytes;
+        if let Some(old) = t.rows.insert(key, kept) {
+            t.row_bytes -= old.bytes;
+            self.bytes -= old.bytes;
+        }
+    }
+
+    /// Makes room for an entry of `bytes`; false when it is too large to keep at all.
+    fn make_room(&mut self, bytes: usize) -> bool {
+        if bytes > self.budget / MAX_SHARE {
+            return false;
+        }
+        if self.bytes + bytes > self.budget {
+            self.sweep((self.budget / 4 * 3).saturating_sub(bytes));
+        }
+        true
+    }
+
+    /// Evicts entries until at most `target` bytes are kept: first those not read since the
+    /// last sweep (clearing the mark of those read, which stay), then, if that was not enough,
+    /// any. Each sweep frees at least a quarter of the budget, so its walk over the entries
+    /// is paid for by the inserts that filled that quarter.
+    fn sweep(&mut self, target: usize) {
+        for second_chance in [true, false] {
+            for t in self.tables.values_mut() {
+                let TableCache {
+                    rows,
+                    pages,
+                    row_bytes,
+                    page_bytes,
+                } = t;
+                evict(pages, page_bytes, &mut self.bytes, target, second_chance);
+                evict(rows, row_bytes, &mut self.bytes, target, second_chance);
+            }
+            if self.bytes <= target {
+                break;
+            }
+        }
+        self.tables
+            .retain(|_, t| !t.rows.is_empty() || !t.pages.is_empty());
+    }
+}
+
+/// Evicts entries of `map` while `total` is above `target` (sparing, with `second_chance`,
+/// those read since the last sweep, whose mark it clears), counting them off `table` and
+/// `total`.
+fn evict<K, T>(
+    map: &mut HashMap<K, Kept<T>>,
+    table: &mut usize,
+    total: &mut usize,
+    target: usize,
+    second_chance: bool,
+) {
+    if *total <= target {
+        return;
+    }
+    map.retain(|_, e| {
+        if *total <= target {
+            return true;
+        }
+        if second_chance && e.used {
+            e.used = false;
+            return true;
+        }
+        *table -= e.bytes;
+        *total -= e.bytes;
+        false
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: TableId = TableId {
+        slot: 3,
+        name: "t",
+        memo: false,
+    };
+    const U: TableId = TableId {
+        slot: 4,
+        name: "u",
+        memo: false,
+    };
+
+    /// A row a commit wrote that is too large to keep must not leave the old value behind;
+    /// a snapshot older than the cache is served only the tables no later commit wrote, one
+    /// newer empties it, but for the commit this process is making.
+    #[test]
+    fn what_cannot_be_kept_is_forgotten_and_only_unchanged_tables_serve_older_counts() {
+        let mut c = RowCache::new(64 * 1024);
+        c.remember(5, T, b"k", &Some(b"old".to_vec()));
+        c.remember(5, U, b"u", &Some(b"u5".to_vec()));
+        assert_eq!(c.get(5, T, b"k"), Some(Some(b"old".to_vec())));
+        assert_eq!(c.get(4, T, b"k"), None, "older than the cache's start");
+        // The batch begun at 5 commits: a reader that already sees count 6 keeps nothing
+        // and empties nothing.
+        c.committing(Some(6));
+        c.remember(6, U, b"v", &None);
+        assert_eq!(c.get(6, U, b"v"), None);
+        assert_eq!(c.get(5, U, b"u"), Some(Some(b"u5".to_vec())));
+        // It wrote T a value larger than an entry may be.
+        assert!(c.advance(5));
+        c.changed(T.slot);
+        c.put_row(T.slot, b"k".to_vec(), Some(vec![0; 2048]));
+        assert_eq!(c.get(6, T, b"k"), None);
+        // A snapshot at 5 is still served U (unchanged since), not T; what it reads of T is
+        // not kept, what it reads of U is.
+        assert_eq!(c.get(6, U, b"u"), Some(Some(b"u5".to_vec())));
+        assert_eq!(c.get(5, U, b"u"), Some(Some(b"u5".to_vec())));
+        c.remember(5, T, b"j", &None);
+        assert_eq!(c.get(6, T, b"j"), None);
+        c.remember(5, U, b"w", &None);
+        assert_eq!(c.get(6, U, b"w"), Some(None));
+        let range: PageRange = (Bound::Unbounded, Bound::Unbounded, false, 32);
+        let page: Page = Arc::new(vec![(b"a".to_vec(), b"1".to_vec())]);
+        c.remember_page(6, T.slot, range.clone(), &page);
+        assert!(c.page(6, T.slot, &range).is_some());
+        assert!(c.page(5, T.slot, &range).is_none());
+        assert!(c.advance(6));
+        c.changed(T.slot);
+        assert!(c.page(7, T.slot, &range).is_none());
+        // Another process committed (count 9): everything goes.
+        c.remember_page(9, T.slot, range.clone(), &page);
+        assert!(c.page(7, T.slot, &range).is_none());
+        assert!(c.page(9, T.slot, &range).is_some());
+        assert_eq!(c.get(9, U, b"u"), None);
+        assert!(!c.advance(5), "a commit of an older count leaves it alone");
+        assert_eq!(c.epoch(), Some(9));
+        c.drop_table(T.slot);
+        assert_eq!(c.bytes(), 0);
+    }
+}

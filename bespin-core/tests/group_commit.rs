@@ -374,6 +374,8 @@ fn invocations_queued_together_read_their_idempotency_records_at_once() {
     for i in 0..5 {
         invoke(&format!("k{i}"), i).wait().unwrap();
     }
+    // (Counted before the writer is held: it holds the commit statistics while it runs.)
+    let commits = db.commit_stats().commits;
     let (go, wait) = std::sync::mpsc::channel::<()>();
     let (started, running) = std::sync::mpsc::channel::<()>();
     let held = db.submit(Op::from_fn(move |_, _| -> bespin_core::Result<()> {
@@ -403,9 +405,15 @@ fn invocations_queued_together_read_their_idempotency_records_at_once() {
     let again = answers[36].as_ref().unwrap();
     assert!(again.replayed());
     assert_eq!(again.json(), answers[20].as_ref().unwrap().json());
-    // On PostgreSQL the records were read a batch's run at a time, not one round trip each
-    // (with a read per invocation this would be over 37).
+    // On PostgreSQL the records were read a batch's run at a time, not one round trip each:
+    // a batch is its start, the read-ahead, the quota's scan of the period rollups (a page
+    // of the cache after the batch's first operation) and its commit; a read per invocation
+    // would add 32 more.
+    let batches = db.commit_stats().commits - commits;
     if let Some(trips) = db.round_trips().zip(before).map(|(a, b)| a - b) {
-        assert!(trips < 37, "{trips} round trips for 37 queued invocations");
+        assert!(
+            trips <= 4 * batches,
+            "{trips} round trips in {batches} batches for 37 queued invocations"
+        );
     }
 }

@@ -31,8 +31,8 @@
 //! fill the table.
 
 use super::{
-    DAY_ROLLUPS, Limits, Origin, PERIOD_ROLLUPS, Sums, UsageEventRec, active_event, active_plan,
-    day_rollup_key, export, rollup_key, write_numbered,
+    DAY_ROLLUPS, Limits, PERIOD_ROLLUPS, Sums, active_event, active_plan, chunk, day_rollup_key,
+    export, rollup_key,
 };
 use crate::auth::Principal;
 use crate::billing::catalog::MeteredEventRec;
@@ -565,6 +565,8 @@ pub fn record_usage_events(
     let mut period_sums: HashMap<String, Sums> = HashMap::new();
     let mut day_sums: HashMap<(Date, String), Sums> = HashMap::new();
     let mut results = Vec::with_capacity(req.events.len());
+    // The accepted events, written as one chunk at the end (super::chunk).
+    let mut chunk = chunk::UsageChunk::new(caller.user_id(), &request_id);
     // Whether the last event looked at was a repeat: a request that resends a batch repeats
     // them all, and a repeat is cheaper looked up first than claimed (see below).
     let mut repeats = false;
@@ -697,22 +699,17 @@ pub fn record_usage_events(
         let weight = state.rec.credits_per_unit;
         let credits = e.value * weight;
         let cost = credits * state.rec.list_price_per_credit;
-        let rec = UsageEventRec {
-            user_id: caller.user_id().to_owned(),
-            event_key: e.event_key.clone(),
+        chunk.push(chunk::Accepted {
+            seq,
+            event_key: &e.event_key,
+            credits_per_unit: weight,
+            list_price_per_credit: state.rec.list_price_per_credit,
+            source: &e.source,
+            id: &e.id,
+            subject: e.subject.as_deref(),
+            at,
             raw_units: e.value,
-            credits,
-            list_cost_estimate: cost,
-            tool_name: None,
-            request_id: request_id.clone(),
-            created_at: at,
-            origin: Some(Box::new(Origin {
-                source: e.source.clone(),
-                id: e.id.clone(),
-                subject: e.subject.clone(),
-            })),
-        };
-        write_numbered(tx, tenant, seq, &rec)?;
+        });
         let sums = || Sums {
             raw_units: e.value,
             credits,
@@ -733,6 +730,12 @@ pub fn record_usage_events(
         result(Outcome::Accepted {
             usage_id: UsageId::new(tx, seq),
         });
+    }
+    if !chunk.events.is_empty() {
+        // The accepted events as one row, and one row per insertion order.
+        let key = chunk::UsageChunkKey::new(tenant, chunk.last_at(), chunk.first_seq());
+        tx.put(&chunk::USAGE_CHUNKS, &key, &chunk)?;
+        export::index_chunk(tx, tenant, &chunk)?;
     }
     for (key, s) in &period_sums {
         s.to(tx, &PERIOD_ROLLUPS, &rollup_key(tenant, period, key))?;
@@ -849,7 +852,9 @@ fn type_state(
 /// time; no row, or the row of a later acceptance of the same id, is passed. Bespin's own
 /// usage events are passed without a read, and the walk never enters the last `retention`
 /// (less the 5 minutes an event's `time` may lie ahead of its acceptance) of the order, where
-/// nothing can have expired. At most 16 × `max` rows are walked per call.
+/// nothing can have expired. At most 16 × `max` rows are walked per call. A chunk of events
+/// ([`super::chunk`]) is one row of the order, and its events are forgotten together (so up
+/// to 999 beyond `max`).
 pub fn purge_dedup(tx: &mut WriteTx, ctx: &Ctx, max: usize) -> Result<usize> {
     let retention = ctx.options.usage_dedup_retention_micros;
     let horizon = dedup_horizon(ctx.now, retention);
@@ -881,9 +886,30 @@ pub fn purge_dedup(tx: &mut WriteTx, ctx: &Ctx, max: usize) -> Result<usize> {
     )?;
     let mut walked = from;
     let mut purged = 0;
-    for (seq, tenant, e) in rows {
+    'rows: for (seq, tenant, e) in rows {
         if purged >= max {
             break;
+        }
+        if e.chunk > 0 {
+            // A chunk's events were accepted together: all still remembered, or none (a
+            // walk that stopped inside one resumes at it, its forgotten rows passed).
+            if let Some(c) = chunk::get(tx, &tenant, e.at, seq)? {
+                for ev in &c.events {
+                    let Some((source, id)) = c.origin_of(ev) else {
+                        continue;
+                    };
+                    let dk = DedupKey::new(&tenant, source, id);
+                    match forget(tx, &dk, ev.seq, ctx.now, retention)? {
+                        Forgot::Live => break 'rows,
+                        Forgot::Gone => purged += 1,
+                        Forgot::NotThis => {}
+                    }
+                }
+                walked = c.last_seq().max(seq);
+            } else {
+                walked = seq;
+            }
+            continue;
         }
         if e.reported
             && let Some(origin) = tx
@@ -894,14 +920,10 @@ pub fn purge_dedup(tx: &mut WriteTx, ctx: &Ctx, max: usize) -> Result<usize> {
                 .and_then(|u| u.origin)
         {
             let dk = DedupKey::new(&tenant, &origin.source, &origin.id);
-            match tx.get(&USAGE_DEDUP, &dk)? {
-                Some(d) if d.seq == seq && d.live(ctx.now, retention) => break,
-                Some(d) if d.seq == seq => {
-                    tx.delete(&USAGE_DEDUP, &dk)?;
-                    purged += 1;
-                }
-                // Forgotten already, or remembered for a later acceptance of the same id.
-                _ => {}
+            match forget(tx, &dk, seq, ctx.now, retention)? {
+                Forgot::Live => break,
+                Forgot::Gone => purged += 1,
+                Forgot::NotThis => {}
             }
         }
         walked = seq;
@@ -910,6 +932,34 @@ pub fn purge_dedup(tx: &mut WriteTx, ctx: &Ctx, max: usize) -> Result<usize> {
         tx.put(&crate::layout::META, &cursor_key, &walked)?;
     }
     Ok(purged)
+}
+
+/// What [`forget`] did with a de-duplication row.
+enum Forgot {
+    /// The row of this event, still remembered: left, and the walk ends.
+    Live,
+    /// The row of this event, past its retention: deleted.
+    Gone,
+    /// Forgotten already, or remembered for a later acceptance of the same id: passed.
+    NotThis,
+}
+
+/// Deletes the de-duplication row `dk` if it is usage event `seq`'s and past its retention.
+fn forget(
+    tx: &mut WriteTx,
+    dk: &DedupKey<'_>,
+    seq: u64,
+    now: Timestamp,
+    retention: i64,
+) -> Result<Forgot> {
+    Ok(match tx.get(&USAGE_DEDUP, dk)? {
+        Some(d) if d.seq == seq && d.live(now, retention) => Forgot::Live,
+        Some(d) if d.seq == seq => {
+            tx.delete(&USAGE_DEDUP, dk)?;
+            Forgot::Gone
+        }
+        _ => Forgot::NotThis,
+    })
 }
 
 /// The upgrade to layout 10: empties layout 9's expiry order, whose rows the purge no longer
@@ -931,30 +981,30 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
         )?
         .unwrap_or(0);
     let horizon = dedup_horizon(c.now(), c.options_dedup_retention());
-    for x in c.rows(r, &super::USAGE_EVENTS)? {
-        let (Some(o), true) = (&x.value.origin, x.key.emitted_at.0 > horizon) else {
+    // Every reported event, by (tenant, number): its source and id.
+    let mut reported: HashMap<(String, u64), (String, String)> = HashMap::new();
+    for x in chunk::all_events(r, c)? {
+        let Some(o) = x.rec.origin else {
             continue;
         };
-        let dk = DedupKey::new(&x.key.tenant_id, &o.source, &o.id);
-        match r.get(&USAGE_DEDUP, &dk)? {
-            Some(d) if d.seq == x.key.seq => c.ok(),
-            _ => c.violation(
-                USAGE_DEDUP.name(),
-                &dk.encode(),
-                "missing for a usage event reported within the retention",
-            ),
+        if x.rec.created_at.0 > horizon {
+            let dk = DedupKey::new(&x.tenant, &o.source, &o.id);
+            match r.get(&USAGE_DEDUP, &dk)? {
+                Some(d) if d.seq == x.seq => c.ok(),
+                _ => c.violation(
+                    USAGE_DEDUP.name(),
+                    &dk.encode(),
+                    "missing for a usage event reported within the retention",
+                ),
+            }
         }
+        reported.insert((x.tenant, x.seq), (o.source, o.id));
     }
     for x in c.rows(r, &USAGE_DEDUP)? {
         let (t, k, d) = (x.key.tenant_id.as_ref(), &x.key, &x.value);
-        let seq_key = export::TenantUsageSeqKey::new(t, d.seq);
-        let event = match r.get(&export::USAGE_BY_SEQ, &seq_key)? {
-            Some(at) => r.get(&super::USAGE_EVENTS, &super::UsageKey::new(t, at, d.seq))?,
-            None => None,
-        };
         let table = USAGE_DEDUP.name();
-        match event.and_then(|e| e.origin) {
-            Some(o) if o.source == k.source && o.id == k.event_id => c.ok(),
+        match reported.get(&(t.to_owned(), d.seq)) {
+            Some((source, id)) if *source == k.source && *id == k.event_id => c.ok(),
             _ => c.violation(
                 table,
                 &x.bytes,

@@ -34,6 +34,7 @@ pub mod export;
 pub mod ingest;
 #[cfg(test)]
 mod ingest_tests;
+mod purge;
 
 /// A stored usage event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -208,6 +208,16 @@ fn the_checker_catches_a_tampered_chunk() {
         tx.put(&USAGE_ALL_BY_SEQ, &key, &wrong)
     });
     caught(&db, "usage_all_by_seq", "wrong value");
+    // A usage event numbered inside a chunk's numbers (an export resuming inside the chunk
+    // would skip it): a request records every number of its chunk, nothing else between.
+    let db = fresh();
+    db.tamper(|tx| {
+        let (k, c) = chunks(tx).remove(0);
+        let mut rec = c.record(&c.events[0])?;
+        rec.origin = None;
+        super::write_numbered(tx, &k.tenant_id, c.events[1].seq, &rec)
+    });
+    caught(&db, "usage_events", "inside a chunk");
 }
 
 #[test]

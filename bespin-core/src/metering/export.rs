@@ -501,6 +501,10 @@ fn finish(
 pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
     let mut by_tenant = Expected::new();
     let mut all = Expected::new();
+    // Every number an order row stands at, and each chunk's numbers: a page resumes inside
+    // a chunk from its row, so no other row may stand within a chunk's numbers.
+    let mut rows: Vec<(u64, bool, Vec<u8>)> = Vec::new();
+    let mut chunks: std::collections::BTreeMap<u64, u64> = Default::default();
     for x in c.rows(r, &USAGE_EVENTS)? {
         let (t, seq, at) = (x.key.tenant_id.as_ref(), x.key.seq, x.key.emitted_at);
         by_tenant.add(
@@ -509,6 +513,7 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
         );
         let reported = x.value.origin.is_some();
         all.add(&UsageSeqKey::new(seq, t), &OrderEntry::event(at, reported));
+        rows.push((seq, false, x.bytes));
     }
     for x in c.rows(r, &super::chunk::USAGE_CHUNKS)? {
         let (t, first) = (x.key.tenant_id.as_ref(), x.key.first_seq);
@@ -518,6 +523,24 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
         };
         by_tenant.add(&TenantUsageSeqKey::new(t, first), &entry);
         all.add(&UsageSeqKey::new(first, t), &entry);
+        chunks.insert(first, x.value.last_seq().max(first));
+        rows.push((first, true, x.bytes));
+    }
+    for (seq, chunk, row) in rows {
+        // A chunk's own number is its first; an event's may not be any chunk's.
+        let before = if chunk { seq } else { seq.saturating_add(1) };
+        match chunks.range(..before).next_back() {
+            Some((_, last)) if *last >= seq => c.violation(
+                if chunk {
+                    super::chunk::USAGE_CHUNKS.name()
+                } else {
+                    USAGE_EVENTS.name()
+                },
+                &row,
+                "usage number inside a chunk's numbers",
+            ),
+            _ => c.ok(),
+        }
     }
     c.index(r, &USAGE_BY_SEQ, by_tenant, "usage event")?;
     c.index(r, &USAGE_ALL_BY_SEQ, all, "usage event")

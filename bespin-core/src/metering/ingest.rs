@@ -561,8 +561,9 @@ pub fn record_usage_events(
     let mut plan = None;
     let mut used_credits = None;
     let mut types: HashMap<String, std::result::Result<TypeState, Error>> = HashMap::new();
-    let mut period_sums: HashMap<String, Sums> = HashMap::new();
-    let mut day_sums: HashMap<(Date, String), Sums> = HashMap::new();
+    // The accepted events' sums per day and type (a request holds few: one type, one day,
+    // unless late events spread it), the period's made from them at the end.
+    let mut day_sums: Vec<(Date, String, Sums)> = Vec::new();
     let mut results = Vec::with_capacity(req.events.len());
     // The accepted events, written as one chunk at the end (super::chunk).
     let mut chunk = chunk::UsageChunk::new(caller.user_id(), &request_id);
@@ -709,14 +710,20 @@ pub fn record_usage_events(
             at,
             raw_units: e.value,
         });
-        let sums = || Sums {
+        let sums = Sums {
             raw_units: e.value,
             credits,
             cost,
             at,
         };
-        add_to(&mut period_sums, e.event_key.clone(), sums());
-        add_to(&mut day_sums, (at.date(), e.event_key.clone()), sums());
+        let day = at.date();
+        match day_sums
+            .iter_mut()
+            .rfind(|(d, k, _)| *d == day && *k == e.event_key)
+        {
+            Some((_, _, total)) => total.add(&sums),
+            None => day_sums.push((day, e.event_key.clone(), sums)),
+        }
         let used_now = thresholds::Used {
             event_key: &e.event_key,
             credits,
@@ -736,11 +743,16 @@ pub fn record_usage_events(
         tx.put(&chunk::USAGE_CHUNKS, &key, &chunk)?;
         export::index_chunk(tx, tenant, &chunk)?;
     }
+    let mut period_sums: Vec<(&str, Sums)> = Vec::new();
+    for (day, key, s) in &day_sums {
+        s.to(tx, &DAY_ROLLUPS, &day_rollup_key(tenant, *day, key))?;
+        match period_sums.iter_mut().find(|(k, _)| k == key) {
+            Some((_, total)) => total.add(s),
+            None => period_sums.push((key, *s)),
+        }
+    }
     for (key, s) in &period_sums {
         s.to(tx, &PERIOD_ROLLUPS, &rollup_key(tenant, period, key))?;
-    }
-    for ((day, key), s) in &day_sums {
-        s.to(tx, &DAY_ROLLUPS, &day_rollup_key(tenant, *day, key))?;
     }
     let report = IngestReport {
         results,
@@ -793,15 +805,6 @@ fn too_early_or_late(at: Timestamp, now: Timestamp, period: crate::time::Period)
         Some("time lies in the next billing period, which is not open yet".into())
     } else {
         None
-    }
-}
-
-fn add_to<K: std::hash::Hash + Eq>(sums: &mut HashMap<K, Sums>, key: K, s: Sums) {
-    match sums.get_mut(&key) {
-        Some(total) => total.add(&s),
-        None => {
-            sums.insert(key, s);
-        }
     }
 }
 

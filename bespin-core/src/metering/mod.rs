@@ -591,6 +591,7 @@ pub(crate) fn write_numbered(
 }
 
 /// One usage event's amounts, added to a rollup.
+#[derive(Clone, Copy)]
 pub(crate) struct Sums {
     raw_units: Amount,
     credits: Amount,

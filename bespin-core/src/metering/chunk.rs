@@ -18,7 +18,7 @@ use super::{Origin, UsageEventRec};
 use crate::check::Checker;
 use crate::error::{Error, Result};
 use crate::money::Amount;
-use crate::store::{Flow, Order, Reader, Record, Table, TableInfo, key};
+use crate::store::{Flow, Order, Reader, Record, Show, Shown, Table, TableInfo, key};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -27,9 +27,79 @@ key! {
     pub(crate) struct UsageChunkKey<'a> { tenant_id: tenant, last_at: ts, first_seq: u64 }
 }
 
-/// (tenant, latest instant, first usage number) → the accepted events of one request.
+/// (tenant, latest instant, first usage number) → the accepted events of one request. The
+/// console shows a row per event, as a row of `usage_events` shows.
 pub(crate) const USAGE_CHUNKS: Table<UsageChunkKey<'static>, UsageChunk> =
-    Table::new("usage_chunks");
+    Table::new("usage_chunks").shown_as(Show {
+        key_parts: 1,
+        rows: event_rows,
+    });
+
+/// A chunk's events as the console shows them: each with the key parts a row of
+/// `usage_events` has after the tenant (its instant and number), then its record.
+fn event_rows(value: &[u8]) -> Result<Shown> {
+    let chunk: UsageChunk = crate::store::codec::decode(value)?;
+    chunk
+        .events
+        .iter()
+        .map(|e| {
+            let rec = chunk.record(e)?;
+            let fields =
+                serde_json::to_value(rec).map_err(|e| Error::Storage(format!("show: {e}")))?;
+            let parts = vec![
+                ("emitted_at", serde_json::Value::String(e.at.to_string())),
+                ("seq", serde_json::Value::from(e.seq)),
+            ];
+            Ok((parts, fields))
+        })
+        .collect()
+}
+
+/// How many events the chunks hold (the console's count of usage events), read from each
+/// chunk's header without decoding its events.
+pub(crate) fn count_events(r: &impl Reader) -> Result<u64> {
+    let mut n = 0u64;
+    let mut failed = None;
+    r.scan_raw(
+        USAGE_CHUNKS.name(),
+        std::ops::Bound::Unbounded,
+        std::ops::Bound::Unbounded,
+        Order::Asc,
+        &mut |_, v| {
+            match v.split_first().map(|(_, body)| header_count(body)) {
+                Some(Ok(k)) => n += k,
+                Some(Err(e)) => failed = Some(e),
+                None => failed = Some(malformed()),
+            }
+            Ok(if failed.is_some() {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            })
+        },
+    )?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(n),
+    }
+}
+
+/// The number of events of an encoded chunk (after its version byte): the varint after the
+/// user, the request, the types and the sources.
+fn header_count(body: &[u8]) -> Result<u64> {
+    let mut b = body;
+    read_str(&mut b)?;
+    read_str(&mut b)?;
+    for _ in 0..read_len(&mut b)? {
+        read_str(&mut b)?;
+        read_amount(&mut b)?;
+        read_amount(&mut b)?;
+    }
+    for _ in 0..read_len(&mut b)? {
+        read_str(&mut b)?;
+    }
+    read_varint(&mut b)
+}
 
 /// The tables of this module.
 pub(crate) const TABLES: &[&dyn TableInfo] = &[&USAGE_CHUNKS];

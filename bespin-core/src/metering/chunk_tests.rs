@@ -252,3 +252,42 @@ fn a_chunks_events_are_purged_together_and_the_purge_stops_at_a_live_chunk() {
     assert_eq!(db.purge_usage_dedup(100).unwrap(), 3);
     assert!(db.check().unwrap().is_ok());
 }
+
+#[test]
+fn the_console_shows_and_counts_a_chunks_events_as_rows_of_their_own() {
+    let (db, _, admin, _) = setup();
+    post(
+        &db,
+        &admin,
+        json!([event("a", json!(1)), event("b", json!(2.5))]),
+    );
+    let t = admin.tenant_id();
+    let count = |db: &Bespin| {
+        let c = db.console().counts().unwrap();
+        c.iter().find(|(l, _)| *l == "Usage Events").unwrap().1
+    };
+    let shown = db
+        .console()
+        .rows("usage_events", Some(t), 100)
+        .unwrap()
+        .unwrap();
+    assert_eq!(shown.len(), 2);
+    assert_eq!(count(&db), 2);
+    assert_eq!(
+        db.console()
+            .rows("usage_events", None, 1)
+            .unwrap()
+            .unwrap()
+            .len(),
+        1
+    );
+    db.tamper(|tx| unchunk(tx).map(drop));
+    assert_eq!(
+        db.console()
+            .rows("usage_events", Some(t), 100)
+            .unwrap()
+            .unwrap(),
+        shown
+    );
+    assert_eq!(count(&db), 2);
+}

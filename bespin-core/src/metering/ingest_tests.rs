@@ -762,3 +762,24 @@ fn a_requests_de_duplication_rows_are_read_at_once() {
         );
     }
 }
+
+/// The thresholds of the credit allowance (1,000 credits, 0.001 a token): an event below the
+/// lowest line crosses nothing, one that jumps both lines fires both, in order.
+#[test]
+fn a_reported_event_across_both_credit_lines_fires_both() {
+    let (db, _, admin, _) = setup();
+    let crossed = |db: &Bespin| -> Vec<u64> {
+        let q = crate::events::EventQuery::default();
+        db.events(&admin, &q)
+            .unwrap()
+            .items
+            .iter()
+            .filter(|e| e.event_type == "usage.threshold_crossed")
+            .map(|e| e.data()["threshold_percent"].as_u64().unwrap())
+            .collect()
+    };
+    post(&db, &admin, json!([event("a", json!(799_999))]));
+    assert!(crossed(&db).is_empty());
+    post(&db, &admin, json!([event("b", json!(200_001))]));
+    assert_eq!(crossed(&db), [80, 100]);
+}

@@ -15,6 +15,7 @@
 use crate::Bespin;
 use crate::error::{Error, Result};
 use crate::kpis::series;
+use crate::metering::{USAGE_EVENTS, chunk};
 use crate::store::{Flow, Order, PartValue, Reader, Sealer, TableInfo, parts, read_parts};
 use crate::time::Timestamp;
 use serde_json::Value;
@@ -128,6 +129,8 @@ impl Console<'_> {
                         .ok_or_else(|| Error::Internal(format!("no table for {view}")))?;
                     let n = if table.name() == series::KPI_CHUNKS.name() {
                         series::count_points(r)?
+                    } else if table.name() == USAGE_EVENTS.name() {
+                        r.count(table.name())? + chunk::count_events(r)?
                     } else {
                         r.count(table.name())?
                     };
@@ -164,22 +167,34 @@ impl Console<'_> {
             if limit == 0 {
                 return Ok(Some(out));
             }
-            r.scan_raw(table.name(), lo, hi, Order::Asc, &mut |k, v| {
-                let key = decode_key(r.sealer(), table, k);
-                for (more, fields) in table.show(v)? {
-                    if out.len() >= limit {
-                        break;
-                    }
-                    let mut cols = key.clone();
-                    cols.extend(more.into_iter().map(|(c, v)| (c.to_owned(), v)));
-                    out.push(row(cols, fields));
+            // Usage events are rows of their own and events of chunks: both are shown, the
+            // rows first.
+            let shown: &[&dyn TableInfo] = if table.name() == USAGE_EVENTS.name() {
+                &[table, &chunk::USAGE_CHUNKS]
+            } else {
+                &[table]
+            };
+            for table in shown.iter().copied() {
+                if out.len() >= limit {
+                    break;
                 }
-                Ok(if out.len() >= limit {
-                    Flow::Stop
-                } else {
-                    Flow::Continue
-                })
-            })?;
+                r.scan_raw(table.name(), lo, hi, Order::Asc, &mut |k, v| {
+                    let key = decode_key(r.sealer(), table, k);
+                    for (more, fields) in table.show(v)? {
+                        if out.len() >= limit {
+                            break;
+                        }
+                        let mut cols = key.clone();
+                        cols.extend(more.into_iter().map(|(c, v)| (c.to_owned(), v)));
+                        out.push(row(cols, fields));
+                    }
+                    Ok(if out.len() >= limit {
+                        Flow::Stop
+                    } else {
+                        Flow::Continue
+                    })
+                })?;
+            }
             Ok(Some(out))
         })
     }

@@ -17,6 +17,7 @@
 //! | 8 | audit rows chained per tenant ([`crate::audit::chain`]): keyed (tenant, position) in `audit_chain`, with a head per tenant in `audit_heads`; the upgrade chains the rows of the old `audit` table in their key order (time, then sequence) and leaves it empty |
 //! | 9 | usage events in insertion order (`usage_by_seq` per tenant, `usage_all_by_seq` for all), for the usage export; built from the usage events |
 //! | 10 | reported usage events marked in `usage_all_by_seq`, whose walk purges the de-duplication rows past their retention; `usage_dedup_by_expiry` (a global row per remembered event) left empty. The upgrade from 9 marks the reported events and empties it |
+//! | 11 | reported usage events stored in chunks (`usage_chunks`: the accepted events of one request, keyed by (tenant, latest instant, first usage number)), with one row per chunk in each insertion order (its first number; the row's value says "a chunk of n events"). Events stored one per row before stay so and are read beside chunks, so the upgrade rewrites nothing; the number keeps a build of layout 10, which would misread a chunk's order rows, from opening the file |
 
 use crate::Ctx;
 use crate::check::Checker;
@@ -24,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::store::{NameKey, Reader, Table, TableInfo, WriteTx};
 
 /// The layout this version writes.
-pub const CURRENT: u64 = 10;
+pub const CURRENT: u64 = 11;
 
 /// Global: (name) → a property of the file; `layout` is the version of the key layouts.
 pub(crate) const META: Table<NameKey<'static>, u64> = Table::new("meta");
@@ -105,6 +106,7 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
     if from < 10 {
         crate::metering::ingest::drop_expiry_order(tx)?;
     }
+    // 10 → 11 rewrites nothing: rows of usage events and chunks are both read.
     tx.put(&META, &layout_key(), &CURRENT)
 }
 

@@ -21,6 +21,19 @@ impl Amount {
     /// Zero.
     pub const ZERO: Amount = Amount(Decimal::ZERO);
 
+    /// The decimal's mantissa and scale: the parts a compact encoding stores
+    /// ([`Amount::from_parts`] gives the same amount back, scale included).
+    pub(crate) fn parts(self) -> (i128, u32) {
+        (self.0.mantissa(), self.0.scale())
+    }
+
+    /// The amount of `mantissa` × 10^-`scale`; `None` outside the decimal's range.
+    pub(crate) fn from_parts(mantissa: i128, scale: u32) -> Option<Amount> {
+        Decimal::try_from_i128_with_scale(mantissa, scale)
+            .ok()
+            .map(Amount)
+    }
+
     /// The amount of a whole number.
     pub fn from_int(v: i64) -> Self {
         Amount(Decimal::from(v))

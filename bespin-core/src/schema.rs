@@ -23,6 +23,7 @@ pub(crate) fn tables() -> &'static [&'static dyn TableInfo] {
             crate::billing::subscriptions::TABLES,
             crate::billing::thresholds::TABLES,
             crate::metering::TABLES,
+            crate::metering::chunk::TABLES,
             crate::metering::export::TABLES,
             crate::metering::ingest::TABLES,
             crate::audit::TABLES,
@@ -65,9 +66,9 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), n);
         assert_eq!(
-            n, 73,
+            n, 74,
             "the tables of layout 9, the event log, the key lifecycle, the tombstones of deleted \
-             records and usage de-duplication"
+             records, usage de-duplication and usage chunks"
         );
         assert!(table("co_tasks").is_some_and(|t| t.tenant_scoped()));
         assert!(table("secrets").is_some_and(|t| t.is_secret()));

@@ -126,6 +126,33 @@ fn a_backup_restores_into_a_new_database_and_never_into_a_used_one() {
             NewTask::from_json(&json!({"title": "carried over"})).unwrap(),
         )
         .unwrap();
+    // Reported usage: a chunk row (usage_chunks) and its order rows, carried as any rows.
+    live.admin_create_metered_event(bespin_core::billing::catalog::NewMeteredEvent {
+        event_key: "llm_tokens".into(),
+        display_name: "LLM tokens".into(),
+        description: None,
+        unit_name: "token".into(),
+        credits_per_unit: bespin_core::money::Amount::parse("0.001").unwrap(),
+        list_price_per_credit: bespin_core::money::Amount::parse("0.02").unwrap(),
+        billable: true,
+        active: true,
+        capability: None,
+    })
+    .unwrap();
+    let batch: Vec<_> = ["u1", "u2", "u3"]
+        .iter()
+        .map(|id| {
+            json!({"specversion": "1.0", "id": id, "source": "svc", "type": "llm_tokens",
+                         "data": {"value": 5}})
+        })
+        .collect();
+    let events = bespin_core::metering::ingest::UsageEvents::batch(&json!(batch)).unwrap();
+    assert_eq!(live.record_usage_events(&me, events).unwrap().counts().0, 3);
+    let export = |db: &Bespin| {
+        db.admin_usage_export(bespin_core::metering::export::ExportQuery::from_start(1000))
+            .unwrap()
+    };
+    let exported = export(&live);
     live.backup(dir.path().join("backup.redb")).unwrap();
     let backup = Bespin::open(dir.path().join("backup.redb")).unwrap();
     let source_rows: u64 = backup.check().unwrap().rows.values().sum();
@@ -138,6 +165,8 @@ fn a_backup_restores_into_a_new_database_and_never_into_a_used_one() {
     let report = restored.check().unwrap();
     assert!(report.is_ok(), "{report}");
     assert_eq!(report.rows.values().sum::<u64>(), source_rows);
+    assert_eq!(report.rows_in("usage_chunks"), 1);
+    assert_eq!(export(&restored), exported);
     assert!(
         copied >= source_rows,
         "{copied} rows copied for {source_rows}"

@@ -91,9 +91,21 @@ pub(crate) fn crossed(
         // Compared as usage × 100 against limit × percent: exact, no division. (Decimal
         // products normalise, which costs: each is made once per line, not per percent.)
         let hundred = Amount::from_int(100);
-        let (before_100, after_100) = (before * hundred, after * hundred);
+        let percent = |pct: u64| value * Amount::from_int(i64::try_from(pct).unwrap_or(100));
+        let after_100 = after * hundred;
+        // Most uses stay below the lowest line (the lines grow with the percent for a
+        // positive limit): nothing crossed, and the other products are not made.
+        let lowest = percent(PERCENTS[0]);
+        if !value.is_negative() && after_100 < lowest {
+            continue;
+        }
+        let before_100 = before * hundred;
         for pct in PERCENTS {
-            let line = value * Amount::from_int(i64::try_from(pct).unwrap_or(100));
+            let line = if pct == PERCENTS[0] {
+                lowest
+            } else {
+                percent(pct)
+            };
             if !(before_100 < line && after_100 >= line) {
                 continue;
             }

@@ -313,30 +313,41 @@ impl Bespin {
             let prefix = USAGE_EVENTS.prefix().tenant(t);
             let from = prefix.clone().ts(period.start().start());
             let to = prefix.clone().ts(period.end().start());
-            let mut items = Vec::new();
+            // The events of rows of their own (Bespin's metering, events reported before
+            // chunks) and of chunks (reported ones), each newest first, merged.
+            let mut found = Vec::new();
             r.scan_range(
                 &USAGE_EVENTS,
                 &prefix,
                 Some(&from),
                 Some(&to),
                 Order::Desc,
-                &mut |_, e: UsageEventRec| {
-                    items.push(LedgerItem {
-                        event_key: e.event_key,
-                        raw_units: e.raw_units.to_f64(),
-                        credits: e.credits.to_f64(),
-                        list_cost_estimate: e.list_cost_estimate.to_f64(),
-                        tool_name: e.tool_name,
-                        request_id: e.request_id,
-                        created_at: e.created_at.to_rfc3339(),
-                    });
-                    Ok(if items.len() >= limit {
+                &mut |k, e: UsageEventRec| {
+                    let seq = crate::metering::UsageKey::decode(k).map_or(0, |k| k.seq);
+                    found.push((e.created_at, seq, e));
+                    Ok(if found.len() >= limit {
                         Flow::Stop
                     } else {
                         Flow::Continue
                     })
                 },
             )?;
+            let (start, end) = (period.start().start(), period.end().start());
+            found.extend(crate::metering::chunk::newest(r, t, start, end, limit)?);
+            found.sort_by_key(|f| std::cmp::Reverse((f.0, f.1)));
+            found.truncate(limit);
+            let items = found
+                .into_iter()
+                .map(|(_, _, e)| LedgerItem {
+                    event_key: e.event_key,
+                    raw_units: e.raw_units.to_f64(),
+                    credits: e.credits.to_f64(),
+                    list_cost_estimate: e.list_cost_estimate.to_f64(),
+                    tool_name: e.tool_name,
+                    request_id: e.request_id,
+                    created_at: e.created_at.to_rfc3339(),
+                })
+                .collect();
             Ok(Ledger {
                 period_start: period.start().to_string(),
                 items,

@@ -9,7 +9,9 @@
 //! holds number `n` holds every smaller number that will ever commit. Two small order tables
 //! hold it: `(tenant, seq)` for a tenant's export and `(seq, tenant)` for the platform's, each
 //! an append at the end of its table (measured in docs/performance.md: the write cost of the
-//! built-in metering). A row names the usage event's instant, so the event is one lookup.
+//! built-in metering). A row names the usage event's instant, so the event is one lookup; a
+//! row of a chunk of reported events ([`super::chunk`]) stands at its first event's number
+//! for all of them, and a page that starts from a cursor inside it starts in it.
 //!
 //! The CloudEvent `id` is `use_` and the usage number sealed (`ids`' sealer: it does not tell
 //! a tenant how much the platform meters), so it is stable: a replay after a crash sends the
@@ -33,32 +35,59 @@ key! {
     pub(crate) struct UsageSeqKey<'a> { seq: u64, tenant_id: str }
 }
 
-/// (tenant, seq) → the usage event's instant: a tenant's usage in insertion order.
-pub(crate) const USAGE_BY_SEQ: Table<TenantUsageSeqKey<'static>, Timestamp> =
+/// (tenant, seq) → the usage event's instant (or a chunk's): a tenant's usage in insertion
+/// order.
+pub(crate) const USAGE_BY_SEQ: Table<TenantUsageSeqKey<'static>, OrderEntry> =
     Table::new("usage_by_seq");
-/// (seq, tenant) → the usage event's instant, and whether it was reported: all usage in
-/// insertion order (the platform export; the purge of de-duplication rows walks it too).
+/// (seq, tenant) → the usage event's instant, and whether it was reported (or a chunk's): all
+/// usage in insertion order (the platform export; the purge of de-duplication rows walks it
+/// too).
 pub(crate) const USAGE_ALL_BY_SEQ: Table<UsageSeqKey<'static>, OrderEntry> =
     Table::new("usage_all_by_seq");
 
-/// A usage event's place in the platform's insertion order: its instant, and whether it was
-/// reported (`POST /v1/usage/events`), so that the purge of de-duplication rows
-/// ([`super::ingest::purge_dedup`]), which walks this order, reads the event of a reported
-/// one only. Stored as the instant alone (as layout 9 stored every row), followed by one byte
-/// `1` for a reported event: Bespin's own metering writes the same bytes as before, and a row
-/// of layout 9 reads as not reported.
+/// A place in an insertion order: a usage event's, or a chunk's ([`super::chunk`]: the row is
+/// keyed by its first event's number and stands for all of them).
+///
+/// Stored as the instant alone (as layout 9 stored every row), then one byte `1` for a
+/// reported event, or a byte `2` and the varint count of a chunk's events (all reported):
+/// Bespin's own metering writes the same bytes as before, a row of layout 9 reads as not
+/// reported, and a tenant's order (which does not say "reported") writes the instant alone
+/// for an event of a row of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct OrderEntry {
-    /// The usage event's instant (its key's `emitted_at`).
+    /// The usage event's instant (its key's `emitted_at`), or the chunk's key's (its latest
+    /// event's).
     pub at: Timestamp,
-    /// Whether it was reported, so has a de-duplication row while remembered.
+    /// Whether it was reported, so has a de-duplication row while remembered (in the
+    /// platform's order; a chunk's events always are).
     pub reported: bool,
+    /// The events of the chunk it stands for; 0 for a usage event's row of its own.
+    pub chunk: u32,
+}
+
+impl OrderEntry {
+    /// The entry of a usage event of its own row: at `at`, `reported` or not.
+    pub(crate) fn event(at: Timestamp, reported: bool) -> Self {
+        OrderEntry {
+            at,
+            reported,
+            chunk: 0,
+        }
+    }
 }
 
 impl Record for OrderEntry {
     fn encode_body(&self, out: &mut Vec<u8>) -> Result<()> {
         self.at.encode_body(out)?;
-        if self.reported {
+        if self.chunk > 0 {
+            out.push(2);
+            let mut n = self.chunk;
+            while n >= 0x80 {
+                out.push((n as u8) | 0x80);
+                n >>= 7;
+            }
+            out.push(n as u8);
+        } else if self.reported {
             out.push(1);
         }
         Ok(())
@@ -67,12 +96,24 @@ impl Record for OrderEntry {
     fn decode_body(body: &[u8]) -> Result<Self> {
         let (at, rest) = postcard::take_from_bytes::<Timestamp>(body)
             .map_err(|e| Error::Storage(format!("decode: {e}")))?;
-        let reported = match rest {
-            [] => false,
-            [1] => true,
-            _ => return Err(Error::Storage("decode: trailing bytes".into())),
+        let bad = || Error::Storage("decode: trailing bytes".into());
+        let (reported, chunk) = match rest {
+            [] => (false, 0),
+            [1] => (true, 0),
+            [2, n @ ..] => {
+                let (n, rest) = postcard::take_from_bytes::<u32>(n).map_err(|_| bad())?;
+                if n == 0 || !rest.is_empty() {
+                    return Err(bad());
+                }
+                (true, n)
+            }
+            _ => return Err(bad()),
         };
-        Ok(OrderEntry { at, reported })
+        Ok(OrderEntry {
+            at,
+            reported,
+            chunk,
+        })
     }
 }
 
@@ -104,9 +145,39 @@ pub(crate) fn index(
     at: Timestamp,
     reported: bool,
 ) -> Result<()> {
-    tx.put(&USAGE_BY_SEQ, &TenantUsageSeqKey::new(tenant_id, seq), &at)?;
-    let entry = OrderEntry { at, reported };
+    let own = OrderEntry::event(at, false);
+    tx.put(&USAGE_BY_SEQ, &TenantUsageSeqKey::new(tenant_id, seq), &own)?;
+    let entry = OrderEntry::event(at, reported);
     tx.put(&USAGE_ALL_BY_SEQ, &UsageSeqKey::new(seq, tenant_id), &entry)
+}
+
+/// Adds a chunk of `tenant_id` to both insertion orders: one row each, at its first event's
+/// number (its events' numbers lie between it and the next row's).
+pub(crate) fn index_chunk(
+    tx: &mut WriteTx,
+    tenant_id: &str,
+    c: &super::chunk::UsageChunk,
+) -> Result<()> {
+    let first = c.first_seq();
+    let entry = chunk_entry(c);
+    tx.put(
+        &USAGE_BY_SEQ,
+        &TenantUsageSeqKey::new(tenant_id, first),
+        &entry,
+    )?;
+    tx.put(
+        &USAGE_ALL_BY_SEQ,
+        &UsageSeqKey::new(first, tenant_id),
+        &entry,
+    )
+}
+
+fn chunk_entry(c: &super::chunk::UsageChunk) -> OrderEntry {
+    OrderEntry {
+        at: c.last_at(),
+        reported: true,
+        chunk: u32::try_from(c.events.len()).unwrap_or(u32::MAX),
+    }
 }
 
 /// Where an export page starts and how long it is.
@@ -253,65 +324,159 @@ pub(crate) fn usage_id(r: &impl Reader, seq: u64) -> String {
     format!("use_{}", r.sealer().seal(seq))
 }
 
-/// Reads one page: the rows of an order table after the cursor, each looked up.
-fn page(
+/// A row of an insertion order: tenant, number, entry.
+type OrderRow = (String, u64, OrderEntry);
+
+/// At most `max` rows of the insertion order (a tenant's, or the platform's) from number
+/// `from` on; and whether the order ended before `max`.
+fn order_rows(
     r: &impl Reader,
-    q: ExportQuery,
     tenant: Option<&str>,
-) -> Result<(Vec<UsageCloudEvent>, Option<u64>)> {
-    let mut found: Vec<(String, u64, Timestamp)> = Vec::with_capacity(q.limit);
-    let mut visit = |tenant_id: &str, seq: u64, at: Timestamp| {
-        if seq <= q.after {
-            return Flow::Continue;
-        }
-        found.push((tenant_id.to_owned(), seq, at));
-        if found.len() >= q.limit {
+    from: u64,
+    max: usize,
+) -> Result<(Vec<OrderRow>, bool)> {
+    let mut rows = Vec::with_capacity(max.min(MAX_PAGE));
+    let mut push = |t: &str, seq, e| {
+        rows.push((t.to_owned(), seq, e));
+        if rows.len() >= max {
             Flow::Stop
         } else {
             Flow::Continue
         }
     };
-    let start = q.after.saturating_add(1);
     match tenant {
         Some(t) => {
-            let from = USAGE_BY_SEQ.prefix().tenant(t).u64(start);
+            let start = USAGE_BY_SEQ.prefix().tenant(t).u64(from);
             r.scan_range(
                 &USAGE_BY_SEQ,
                 &USAGE_BY_SEQ.prefix().tenant(t),
-                Some(&from),
+                Some(&start),
                 None,
                 Order::Asc,
-                &mut |k, at: Timestamp| {
+                &mut |k, e: OrderEntry| {
                     Ok(match TenantUsageSeqKey::decode(k) {
-                        Some(k) => visit(t, k.seq, at),
+                        Some(k) => push(t, k.seq, e),
                         None => Flow::Continue,
                     })
                 },
             )?;
         }
         None => {
-            let from = USAGE_ALL_BY_SEQ.prefix().u64(start);
+            let start = USAGE_ALL_BY_SEQ.prefix().u64(from);
             r.scan_range(
                 &USAGE_ALL_BY_SEQ,
                 &USAGE_ALL_BY_SEQ.prefix(),
-                Some(&from),
+                Some(&start),
                 None,
                 Order::Asc,
                 &mut |k, e: OrderEntry| {
                     Ok(match UsageSeqKey::decode(k) {
-                        Some(k) => visit(&k.tenant_id, k.seq, e.at),
+                        Some(k) => push(&k.tenant_id, k.seq, e),
                         None => Flow::Continue,
                     })
                 },
             )?;
         }
     }
-    let last = found.last().map(|f| f.1);
-    let mut events = Vec::with_capacity(found.len());
-    for (t, seq, at) in found {
-        // A missing event is one of an erased tenant whose order rows outlived it: skipped.
-        if let Some(e) = r.get(&USAGE_EVENTS, &UsageKey::new(&t, at, seq))? {
-            events.push(cloud_event(r, &t, seq, e));
+    let ended = rows.len() < max;
+    Ok((rows, ended))
+}
+
+/// The row of the insertion order with the greatest number at or below `seq`, when it is a
+/// chunk's: the chunk that may hold the events right after a cursor `seq` inside it.
+fn chunk_around(r: &impl Reader, tenant: Option<&str>, seq: u64) -> Result<Option<OrderRow>> {
+    let mut found = None;
+    let upto = seq.saturating_add(1);
+    match tenant {
+        Some(t) => {
+            let prefix = USAGE_BY_SEQ.prefix().tenant(t);
+            let end = prefix.clone().u64(upto);
+            r.scan_range(
+                &USAGE_BY_SEQ,
+                &prefix,
+                None,
+                Some(&end),
+                Order::Desc,
+                &mut |k, e: OrderEntry| {
+                    found = TenantUsageSeqKey::decode(k).map(|k| (t.to_owned(), k.seq, e));
+                    Ok(Flow::Stop)
+                },
+            )?;
+        }
+        None => {
+            let end = USAGE_ALL_BY_SEQ.prefix().u64(upto);
+            r.scan_range(
+                &USAGE_ALL_BY_SEQ,
+                &USAGE_ALL_BY_SEQ.prefix(),
+                None,
+                Some(&end),
+                Order::Desc,
+                &mut |k, e: OrderEntry| {
+                    found = UsageSeqKey::decode(k).map(|k| (k.tenant_id.into_owned(), k.seq, e));
+                    Ok(Flow::Stop)
+                },
+            )?;
+        }
+    }
+    Ok(found.filter(|(_, _, e)| e.chunk > 0))
+}
+
+/// Reads one page: the rows of an order table after the cursor, each looked up, a chunk's
+/// events those after the cursor. A page starts inside the chunk that holds the cursor, and
+/// ends where `limit` events were taken, inside a chunk if need be (its next page resumes
+/// there).
+fn page(
+    r: &impl Reader,
+    q: ExportQuery,
+    tenant: Option<&str>,
+) -> Result<(Vec<UsageCloudEvent>, Option<u64>)> {
+    let mut events = Vec::with_capacity(q.limit);
+    // Events taken: those shown, and those of an erased tenant whose order rows outlived
+    // them (skipped, but passed by the cursor).
+    let mut taken = 0;
+    let mut last = None;
+    let mut rows: Vec<OrderRow> = match q.after {
+        0 => Vec::new(),
+        after => chunk_around(r, tenant, after)?.into_iter().collect(),
+    };
+    let mut next = q.after.saturating_add(1);
+    let mut ended = false;
+    while taken < q.limit {
+        if rows.is_empty() {
+            if ended {
+                break;
+            }
+            (rows, ended) = order_rows(r, tenant, next, q.limit - taken)?;
+            if rows.is_empty() {
+                break;
+            }
+        }
+        for (t, seq, e) in std::mem::take(&mut rows) {
+            next = next.max(seq.saturating_add(1));
+            if taken >= q.limit {
+                break;
+            }
+            if e.chunk == 0 {
+                taken += 1;
+                last = Some(seq);
+                if let Some(rec) = r.get(&USAGE_EVENTS, &UsageKey::new(&t, e.at, seq))? {
+                    events.push(cloud_event(r, &t, seq, rec));
+                }
+                continue;
+            }
+            let Some(c) = super::chunk::get(r, &t, e.at, seq)? else {
+                taken += 1;
+                last = Some(seq);
+                continue;
+            };
+            for ev in c.events.iter().filter(|ev| ev.seq > q.after) {
+                if taken >= q.limit {
+                    break;
+                }
+                taken += 1;
+                last = Some(ev.seq);
+                events.push(cloud_event(r, &t, ev.seq, c.record(ev)?));
+            }
         }
     }
     Ok((events, last))
@@ -329,17 +494,53 @@ fn finish(
     }
 }
 
-/// Checks the insertion orders against the usage events: each event is in both exactly once,
-/// at its instant (and marked reported in the platform's order exactly when it was), and
-/// neither holds a row of no event.
+/// Checks the insertion orders against the usage events: each event of a row of its own is
+/// in both exactly once, at its instant (and marked reported in the platform's order exactly
+/// when it was), each chunk once in both at its key (its first number, its latest instant,
+/// its count), and neither holds a row of no event or chunk.
 pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
     let mut by_tenant = Expected::new();
     let mut all = Expected::new();
+    // Every number an order row stands at, and each chunk's numbers: a page resumes inside
+    // a chunk from its row, so no other row may stand within a chunk's numbers.
+    let mut rows: Vec<(u64, bool, Vec<u8>)> = Vec::new();
+    let mut chunks: std::collections::BTreeMap<u64, u64> = Default::default();
     for x in c.rows(r, &USAGE_EVENTS)? {
         let (t, seq, at) = (x.key.tenant_id.as_ref(), x.key.seq, x.key.emitted_at);
-        by_tenant.add(&TenantUsageSeqKey::new(t, seq), &at);
+        by_tenant.add(
+            &TenantUsageSeqKey::new(t, seq),
+            &OrderEntry::event(at, false),
+        );
         let reported = x.value.origin.is_some();
-        all.add(&UsageSeqKey::new(seq, t), &OrderEntry { at, reported });
+        all.add(&UsageSeqKey::new(seq, t), &OrderEntry::event(at, reported));
+        rows.push((seq, false, x.bytes));
+    }
+    for x in c.rows(r, &super::chunk::USAGE_CHUNKS)? {
+        let (t, first) = (x.key.tenant_id.as_ref(), x.key.first_seq);
+        let entry = OrderEntry {
+            at: x.key.last_at,
+            ..chunk_entry(&x.value)
+        };
+        by_tenant.add(&TenantUsageSeqKey::new(t, first), &entry);
+        all.add(&UsageSeqKey::new(first, t), &entry);
+        chunks.insert(first, x.value.last_seq().max(first));
+        rows.push((first, true, x.bytes));
+    }
+    for (seq, chunk, row) in rows {
+        // A chunk's own number is its first; an event's may not be any chunk's.
+        let before = if chunk { seq } else { seq.saturating_add(1) };
+        match chunks.range(..before).next_back() {
+            Some((_, last)) if *last >= seq => c.violation(
+                if chunk {
+                    super::chunk::USAGE_CHUNKS.name()
+                } else {
+                    USAGE_EVENTS.name()
+                },
+                &row,
+                "usage number inside a chunk's numbers",
+            ),
+            _ => c.ok(),
+        }
     }
     c.index(r, &USAGE_BY_SEQ, by_tenant, "usage event")?;
     c.index(r, &USAGE_ALL_BY_SEQ, all, "usage event")
@@ -358,7 +559,7 @@ pub(crate) fn rebuild(tx: &mut WriteTx) -> Result<()> {
 /// which did not tell them apart), so that the purge of their de-duplication rows finds them.
 pub(crate) fn mark_reported(tx: &mut WriteTx) -> Result<()> {
     for (t, seq, at, reported) in events(tx, true)? {
-        let entry = OrderEntry { at, reported };
+        let entry = OrderEntry::event(at, reported);
         tx.put(&USAGE_ALL_BY_SEQ, &UsageSeqKey::new(seq, &t), &entry)?;
     }
     Ok(())

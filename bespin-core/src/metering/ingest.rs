@@ -31,17 +31,16 @@
 //! fill the table.
 
 use super::{
-    DAY_ROLLUPS, Limits, Origin, PERIOD_ROLLUPS, Sums, UsageEventRec, active_event, active_plan,
-    day_rollup_key, export, rollup_key, write_numbered,
+    DAY_ROLLUPS, Limits, PERIOD_ROLLUPS, Sums, active_event, active_plan, chunk, day_rollup_key,
+    export, rollup_key,
 };
 use crate::auth::Principal;
 use crate::billing::catalog::MeteredEventRec;
 use crate::billing::{require_capability, thresholds};
-use crate::check::Checker;
 use crate::error::{Error, Result};
 use crate::events::{self, catalog};
 use crate::money::Amount;
-use crate::store::{Flow, Order, Reader, Record, Table, TableInfo, WriteTx, key};
+use crate::store::{Reader, Record, Table, TableInfo, WriteTx, key};
 use crate::time::{Date, Timestamp};
 use crate::validate::{Fields, Len, Presence, got};
 use crate::{Bespin, Ctx, FieldError, LocPart, ids};
@@ -74,7 +73,7 @@ impl DedupRec {
     /// Whether the event is still remembered at `now`: accepted within the `retention`. A row
     /// past it counts as gone everywhere (at ingest, in the purge), whether or not the purge
     /// has reached it yet.
-    fn live(&self, now: Timestamp, retention: i64) -> bool {
+    pub(super) fn live(&self, now: Timestamp, retention: i64) -> bool {
         self.accepted_at.0 + retention > now.0
     }
 }
@@ -82,7 +81,7 @@ impl DedupRec {
 /// The instant past which an event's `time` proves it was accepted within the `retention`
 /// at `now` (a `time` lies at most 5 minutes ahead of its acceptance): the purge never walks
 /// beyond it, and the checker expects a row for every event reported beyond it.
-fn dedup_horizon(now: Timestamp, retention: i64) -> i64 {
+pub(super) fn dedup_horizon(now: Timestamp, retention: i64) -> i64 {
     now.0
         .saturating_sub(retention)
         .saturating_add(MAX_FUTURE_MICROS)
@@ -108,7 +107,7 @@ pub(crate) const USAGE_DEDUP_BY_EXPIRY: Table<DedupExpiryKey<'static>, ()> =
 pub(crate) const PURGED_UP_TO: &str = "usage_dedup_purged_up_to";
 /// How many rows of the insertion order one purge may walk per row it may delete: Bespin's
 /// own metering (nothing to purge) lies between the reported events.
-const WALK_PER_PURGED: usize = 16;
+pub(super) const WALK_PER_PURGED: usize = 16;
 
 /// The tables of this module.
 pub(crate) const TABLES: &[&dyn TableInfo] = &[&USAGE_DEDUP, &USAGE_DEDUP_BY_EXPIRY];
@@ -562,9 +561,12 @@ pub fn record_usage_events(
     let mut plan = None;
     let mut used_credits = None;
     let mut types: HashMap<String, std::result::Result<TypeState, Error>> = HashMap::new();
-    let mut period_sums: HashMap<String, Sums> = HashMap::new();
-    let mut day_sums: HashMap<(Date, String), Sums> = HashMap::new();
+    // The accepted events' sums per day and type (a request holds few: one type, one day,
+    // unless late events spread it), the period's made from them at the end.
+    let mut day_sums: Vec<(Date, String, Sums)> = Vec::new();
     let mut results = Vec::with_capacity(req.events.len());
+    // The accepted events, written as one chunk at the end (super::chunk).
+    let mut chunk = chunk::UsageChunk::new(caller.user_id(), &request_id);
     // Whether the last event looked at was a repeat: a request that resends a batch repeats
     // them all, and a repeat is cheaper looked up first than claimed (see below).
     let mut repeats = false;
@@ -697,30 +699,31 @@ pub fn record_usage_events(
         let weight = state.rec.credits_per_unit;
         let credits = e.value * weight;
         let cost = credits * state.rec.list_price_per_credit;
-        let rec = UsageEventRec {
-            user_id: caller.user_id().to_owned(),
-            event_key: e.event_key.clone(),
+        chunk.push(chunk::Accepted {
+            seq,
+            event_key: &e.event_key,
+            credits_per_unit: weight,
+            list_price_per_credit: state.rec.list_price_per_credit,
+            source: &e.source,
+            id: &e.id,
+            subject: e.subject.as_deref(),
+            at,
             raw_units: e.value,
-            credits,
-            list_cost_estimate: cost,
-            tool_name: None,
-            request_id: request_id.clone(),
-            created_at: at,
-            origin: Some(Box::new(Origin {
-                source: e.source.clone(),
-                id: e.id.clone(),
-                subject: e.subject.clone(),
-            })),
-        };
-        write_numbered(tx, tenant, seq, &rec)?;
-        let sums = || Sums {
+        });
+        let sums = Sums {
             raw_units: e.value,
             credits,
             cost,
             at,
         };
-        add_to(&mut period_sums, e.event_key.clone(), sums());
-        add_to(&mut day_sums, (at.date(), e.event_key.clone()), sums());
+        let day = at.date();
+        match day_sums
+            .iter_mut()
+            .rfind(|(d, k, _)| *d == day && *k == e.event_key)
+        {
+            Some((_, _, total)) => total.add(&sums),
+            None => day_sums.push((day, e.event_key.clone(), sums)),
+        }
         let used_now = thresholds::Used {
             event_key: &e.event_key,
             credits,
@@ -734,11 +737,22 @@ pub fn record_usage_events(
             usage_id: UsageId::new(tx, seq),
         });
     }
+    if !chunk.events.is_empty() {
+        // The accepted events as one row, and one row per insertion order.
+        let key = chunk::UsageChunkKey::new(tenant, chunk.last_at(), chunk.first_seq());
+        tx.put(&chunk::USAGE_CHUNKS, &key, &chunk)?;
+        export::index_chunk(tx, tenant, &chunk)?;
+    }
+    let mut period_sums: Vec<(&str, Sums)> = Vec::new();
+    for (day, key, s) in &day_sums {
+        s.to(tx, &DAY_ROLLUPS, &day_rollup_key(tenant, *day, key))?;
+        match period_sums.iter_mut().find(|(k, _)| k == key) {
+            Some((_, total)) => total.add(s),
+            None => period_sums.push((key, *s)),
+        }
+    }
     for (key, s) in &period_sums {
         s.to(tx, &PERIOD_ROLLUPS, &rollup_key(tenant, period, key))?;
-    }
-    for ((day, key), s) in &day_sums {
-        s.to(tx, &DAY_ROLLUPS, &day_rollup_key(tenant, *day, key))?;
     }
     let report = IngestReport {
         results,
@@ -794,15 +808,6 @@ fn too_early_or_late(at: Timestamp, now: Timestamp, period: crate::time::Period)
     }
 }
 
-fn add_to<K: std::hash::Hash + Eq>(sums: &mut HashMap<K, Sums>, key: K, s: Sums) {
-    match sums.get_mut(&key) {
-        Some(total) => total.add(&s),
-        None => {
-            sums.insert(key, s);
-        }
-    }
-}
-
 /// The event type's record and cap, with the units used this period, read once per request;
 /// `Err` inside when the type cannot be reported (unknown or inactive, or its capability not
 /// granted).
@@ -837,143 +842,8 @@ fn type_state(
     }))
 }
 
-/// Forgets at most `max` remembered events whose retention has ended, oldest first; returns
-/// how many went (the server's upkeep calls it every minute, so a day's expiries leave in
-/// bounded steps).
-///
-/// The walk follows the platform's insertion order (`usage_all_by_seq`) from where
-/// the last one stopped (a `meta` row): usage numbers grow with the instant of acceptance, so
-/// the remembered events come in the order their retention ends. At a reported event it
-/// reads the event (for its source and id) and the de-duplication row: a row of this event
-/// past its retention goes; a row still within it ends the walk, which resumes there next
-/// time; no row, or the row of a later acceptance of the same id, is passed. Bespin's own
-/// usage events are passed without a read, and the walk never enters the last `retention`
-/// (less the 5 minutes an event's `time` may lie ahead of its acceptance) of the order, where
-/// nothing can have expired. At most 16 × `max` rows are walked per call.
-pub fn purge_dedup(tx: &mut WriteTx, ctx: &Ctx, max: usize) -> Result<usize> {
-    let retention = ctx.options.usage_dedup_retention_micros;
-    let horizon = dedup_horizon(ctx.now, retention);
-    let cursor_key = crate::store::NameKey::new(PURGED_UP_TO);
-    let from = tx.get(&crate::layout::META, &cursor_key)?.unwrap_or(0);
-    let walk = max.saturating_mul(WALK_PER_PURGED).max(1);
-    let mut rows: Vec<(u64, String, export::OrderEntry)> = Vec::new();
-    let order = &export::USAGE_ALL_BY_SEQ;
-    let start = order.prefix().u64(from.saturating_add(1));
-    tx.scan_range(
-        order,
-        &order.prefix(),
-        Some(&start),
-        None,
-        Order::Asc,
-        &mut |k, e: export::OrderEntry| {
-            if e.at.0 > horizon {
-                return Ok(Flow::Stop);
-            }
-            if let Some(k) = export::UsageSeqKey::decode(k) {
-                rows.push((k.seq, k.tenant_id.into_owned(), e));
-            }
-            Ok(if rows.len() >= walk {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            })
-        },
-    )?;
-    let mut walked = from;
-    let mut purged = 0;
-    for (seq, tenant, e) in rows {
-        if purged >= max {
-            break;
-        }
-        if e.reported
-            && let Some(origin) = tx
-                .get(
-                    &super::USAGE_EVENTS,
-                    &super::UsageKey::new(&tenant, e.at, seq),
-                )?
-                .and_then(|u| u.origin)
-        {
-            let dk = DedupKey::new(&tenant, &origin.source, &origin.id);
-            match tx.get(&USAGE_DEDUP, &dk)? {
-                Some(d) if d.seq == seq && d.live(ctx.now, retention) => break,
-                Some(d) if d.seq == seq => {
-                    tx.delete(&USAGE_DEDUP, &dk)?;
-                    purged += 1;
-                }
-                // Forgotten already, or remembered for a later acceptance of the same id.
-                _ => {}
-            }
-        }
-        walked = seq;
-    }
-    if walked != from {
-        tx.put(&crate::layout::META, &cursor_key, &walked)?;
-    }
-    Ok(purged)
-}
-
-/// The upgrade to layout 10: empties layout 9's expiry order, whose rows the purge no longer
-/// reads.
-pub(crate) fn drop_expiry_order(tx: &mut WriteTx) -> Result<()> {
-    tx.clear_unlogged(&USAGE_DEDUP_BY_EXPIRY)
-}
-
-/// Checks the de-duplication rows: each names a usage event of its tenant that came from that
-/// source and id (so is marked reported in the insertion order, [`export::check`]) and lies
-/// past where the purge has walked (which never passes a row it leaves); every event reported
-/// with a `time` within the retention (less 5 minutes) has its row, which neither the purge
-/// nor a later acceptance of its id can have taken yet; layout 9's expiry order is empty.
-pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
-    let walked = r
-        .get(
-            &crate::layout::META,
-            &crate::store::NameKey::new(PURGED_UP_TO),
-        )?
-        .unwrap_or(0);
-    let horizon = dedup_horizon(c.now(), c.options_dedup_retention());
-    for x in c.rows(r, &super::USAGE_EVENTS)? {
-        let (Some(o), true) = (&x.value.origin, x.key.emitted_at.0 > horizon) else {
-            continue;
-        };
-        let dk = DedupKey::new(&x.key.tenant_id, &o.source, &o.id);
-        match r.get(&USAGE_DEDUP, &dk)? {
-            Some(d) if d.seq == x.key.seq => c.ok(),
-            _ => c.violation(
-                USAGE_DEDUP.name(),
-                &dk.encode(),
-                "missing for a usage event reported within the retention",
-            ),
-        }
-    }
-    for x in c.rows(r, &USAGE_DEDUP)? {
-        let (t, k, d) = (x.key.tenant_id.as_ref(), &x.key, &x.value);
-        let seq_key = export::TenantUsageSeqKey::new(t, d.seq);
-        let event = match r.get(&export::USAGE_BY_SEQ, &seq_key)? {
-            Some(at) => r.get(&super::USAGE_EVENTS, &super::UsageKey::new(t, at, d.seq))?,
-            None => None,
-        };
-        let table = USAGE_DEDUP.name();
-        match event.and_then(|e| e.origin) {
-            Some(o) if o.source == k.source && o.id == k.event_id => c.ok(),
-            _ => c.violation(
-                table,
-                &x.bytes,
-                "names no usage event ingested with this source and id",
-            ),
-        }
-        if d.seq <= walked {
-            c.violation(table, &x.bytes, "left behind by the purge's walk");
-        }
-    }
-    for x in c.rows(r, &USAGE_DEDUP_BY_EXPIRY)? {
-        c.violation(
-            USAGE_DEDUP_BY_EXPIRY.name(),
-            &x.bytes,
-            "expiry row of layout 9 left",
-        );
-    }
-    Ok(())
-}
+pub use super::purge::purge_dedup;
+pub(crate) use super::purge::{check, drop_expiry_order};
 
 impl Bespin {
     /// Records usage events reported by the caller's tenant's own services (tenant admin):

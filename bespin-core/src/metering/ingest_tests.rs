@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 /// A database with the custom event `llm_tokens` (0.001 credits a token), a plan `metered`
 /// (1,000 credits) and a tenant on it: (db, clock, admin, member).
-fn setup() -> (Bespin, ManualClock, Principal, Principal) {
+pub(super) fn setup() -> (Bespin, ManualClock, Principal, Principal) {
     let (db, clock) = db();
     let (admin, member) = setup_on(&db);
     (db, clock, admin, member)
@@ -64,17 +64,17 @@ fn setup_on(db: &Bespin) -> (Principal, Principal) {
     (admin, member)
 }
 
-fn event(id: &str, value: Value) -> Value {
+pub(super) fn event(id: &str, value: Value) -> Value {
     json!({"specversion": "1.0", "id": id, "source": "svc", "type": "llm_tokens",
            "subject": "customer-1", "data": {"value": value}})
 }
 
-fn post(db: &Bespin, who: &Principal, batch: Value) -> IngestReport {
+pub(super) fn post(db: &Bespin, who: &Principal, batch: Value) -> IngestReport {
     db.record_usage_events(who, UsageEvents::batch(&batch).unwrap())
         .unwrap()
 }
 
-fn statuses(r: &IngestReport) -> Vec<&'static str> {
+pub(super) fn statuses(r: &IngestReport) -> Vec<&'static str> {
     r.results
         .iter()
         .map(|r| match r.outcome {
@@ -92,7 +92,7 @@ fn rejection(r: &IngestReport, i: usize) -> &Error {
     }
 }
 
-fn used_tokens(db: &Bespin, who: &Principal) -> f64 {
+pub(super) fn used_tokens(db: &Bespin, who: &Principal) -> f64 {
     let u = db.billing_usage(who, None).unwrap();
     u.breakdown
         .iter()
@@ -437,7 +437,7 @@ fn the_export_follows_insertion_so_a_late_event_is_not_skipped() {
 const DAY: i64 = 86_400 * 1_000_000;
 
 /// `n` usage events of Bespin's own metering for `who`'s tenant (tasks created).
-fn builtin_usage(db: &Bespin, who: &Principal, n: usize) {
+pub(super) fn builtin_usage(db: &Bespin, who: &Principal, n: usize) {
     db.admin_set_plan_capabilities("metered", vec!["tasks".into()])
         .unwrap();
     for i in 0..n {
@@ -449,8 +449,10 @@ fn builtin_usage(db: &Bespin, who: &Principal, n: usize) {
 #[test]
 fn remembered_events_are_purged_after_the_retention_in_bounded_steps() {
     let (db, clock, admin, _) = setup();
-    let batch: Vec<Value> = (0..5).map(|i| event(&i.to_string(), json!(1))).collect();
-    post(&db, &admin, Value::Array(batch));
+    // A request each: a chunk of one event each (a chunk's events are purged together).
+    for i in 0..5 {
+        post(&db, &admin, json!([event(&i.to_string(), json!(1))]));
+    }
     assert_eq!(db.purge_usage_dedup(10).unwrap(), 0);
     clock.advance(33 * DAY);
     // Past the retention, not purged yet: the same id is a new event (its row replaced);
@@ -627,6 +629,38 @@ fn unmark_reported(tx: &mut crate::store::WriteTx) -> crate::Result<usize> {
     Ok(reported.len())
 }
 
+/// Rewrites every chunk of reported events as layout 10 stored them: a usage event's row and
+/// two order rows per event; returns how many events.
+pub(super) fn unchunk(tx: &mut crate::store::WriteTx) -> crate::Result<usize> {
+    use super::chunk::{USAGE_CHUNKS, UsageChunk, UsageChunkKey};
+    let mut chunks = Vec::new();
+    tx.scan(
+        &USAGE_CHUNKS,
+        &USAGE_CHUNKS.prefix(),
+        crate::store::Order::Asc,
+        |k, c: UsageChunk| {
+            if let Some(k) = UsageChunkKey::decode(k) {
+                chunks.push((k.into_owned(), c));
+            }
+            Ok(crate::store::Flow::Continue)
+        },
+    )?;
+    let mut n = 0;
+    for (k, c) in chunks {
+        let t = k.tenant_id.as_ref();
+        tx.delete(&USAGE_CHUNKS, &k)?;
+        let by_tenant = super::export::TenantUsageSeqKey::new(t, k.first_seq);
+        tx.delete(&super::export::USAGE_BY_SEQ, &by_tenant)?;
+        let all = super::export::UsageSeqKey::new(k.first_seq, t);
+        tx.delete(&USAGE_ALL_BY_SEQ, &all)?;
+        for (seq, rec) in c.records()? {
+            super::write_numbered(tx, t, seq, &rec)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Where a database can be opened again: a PostgreSQL schema of its own when the tests run on
 /// PostgreSQL, otherwise a redb file (kept while the guard lives).
 fn reopenable() -> (Option<tempfile::TempDir>, String) {
@@ -657,6 +691,7 @@ fn an_upgrade_from_layout_9_keeps_de_duplication_and_its_purge_working() {
     // remembered event, no purge position.
     let tenant = admin.tenant_id().to_owned();
     db.tamper(|tx| {
+        assert_eq!(unchunk(tx)?, 2);
         assert_eq!(unmark_reported(tx)?, 2);
         for id in ["a", "b"] {
             let k = DedupExpiryKey::new(Date::parse("2026-03-04").unwrap(), &tenant, "svc", id);
@@ -678,7 +713,10 @@ fn an_upgrade_from_layout_9_keeps_de_duplication_and_its_purge_working() {
     let report = db.check().unwrap();
     assert!(report.is_ok(), "{report}");
     assert_eq!(report.rows_in("usage_dedup_by_expiry"), 0);
-    assert_eq!(db.read(|r, _| crate::layout::version(r)).unwrap(), 10);
+    assert_eq!(
+        db.read(|r, _| crate::layout::version(r)).unwrap(),
+        crate::layout::CURRENT
+    );
     let r = post(
         &db,
         &admin,
@@ -723,4 +761,25 @@ fn a_requests_de_duplication_rows_are_read_at_once() {
             "{trips} round trips for one request of 201 events"
         );
     }
+}
+
+/// The thresholds of the credit allowance (1,000 credits, 0.001 a token): an event below the
+/// lowest line crosses nothing, one that jumps both lines fires both, in order.
+#[test]
+fn a_reported_event_across_both_credit_lines_fires_both() {
+    let (db, _, admin, _) = setup();
+    let crossed = |db: &Bespin| -> Vec<u64> {
+        let q = crate::events::EventQuery::default();
+        db.events(&admin, &q)
+            .unwrap()
+            .items
+            .iter()
+            .filter(|e| e.event_type == "usage.threshold_crossed")
+            .map(|e| e.data()["threshold_percent"].as_u64().unwrap())
+            .collect()
+    };
+    post(&db, &admin, json!([event("a", json!(799_999))]));
+    assert!(crossed(&db).is_empty());
+    post(&db, &admin, json!([event("b", json!(200_001))]));
+    assert_eq!(crossed(&db), [80, 100]);
 }

@@ -27,10 +27,14 @@ use crate::{Ctx, ids};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+pub(crate) mod chunk;
+#[cfg(test)]
+mod chunk_tests;
 pub mod export;
 pub mod ingest;
 #[cfg(test)]
 mod ingest_tests;
+mod purge;
 
 /// A stored usage event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -587,6 +591,7 @@ pub(crate) fn write_numbered(
 }
 
 /// One usage event's amounts, added to a rollup.
+#[derive(Clone, Copy)]
 pub(crate) struct Sums {
     raw_units: Amount,
     credits: Amount,
@@ -673,9 +678,9 @@ pub(crate) fn rebuild_day_rollups(tx: &mut WriteTx) -> Result<()> {
     Ok(())
 }
 
-/// Checks usage against its rollups: every usage event keyed by its instant and counted
-/// exactly once in its period rollup and once in its day rollup (per key, the sums of raw
-/// units, credits and list cost equal the rollup exactly, `first_used` is the earliest event,
+/// Checks usage against its rollups: every usage event (of a row of its own, keyed by its
+/// instant, or of a chunk) counted exactly once in its period rollup and once in its day
+/// rollup (per key, the sums of raw units, credits and list cost equal the rollup exactly, `first_used` is the earliest event,
 /// no rollup exists without events), and no daily counter above the units metered that day.
 /// Returns (tenant, request id) of every event.
 pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<HashSet<(String, String)>> {
@@ -683,15 +688,9 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<HashSet<(String,
     let mut days: BTreeMap<Vec<u8>, RollupRec> = BTreeMap::new();
     let mut per_day: HashMap<(String, Date), Amount> = HashMap::new();
     let mut requests = HashSet::new();
-    for x in c.rows(r, &USAGE_EVENTS)? {
-        let (t, e) = (x.key.tenant_id.as_ref(), &x.value);
-        if x.key.emitted_at != e.created_at {
-            c.violation(
-                USAGE_EVENTS.name(),
-                &x.bytes,
-                "key instant differs from created_at",
-            );
-        }
+    chunk::check(r, c)?;
+    for x in chunk::all_events(r, c)? {
+        let (t, e) = (x.tenant.as_str(), &x.rec);
         requests.insert((t.to_owned(), e.request_id.clone()));
         let period = rollup_key(t, e.created_at.period(), &e.event_key).encode();
         let day = day_rollup_key(t, e.created_at.date(), &e.event_key).encode();

@@ -381,9 +381,10 @@ mod tests {
         let report = db.check().expect("check");
         assert!(report.is_ok(), "{report}");
         assert_eq!(report.rows_in("usage_dedup"), 1, "only b's");
+        assert_eq!(report.rows_in("usage_chunks"), 1, "only b's");
         assert_eq!(
             report.rows_in("usage_all_by_seq"),
-            report.rows_in("usage_events")
+            report.rows_in("usage_events") + report.rows_in("usage_chunks")
         );
         assert_eq!(
             db.erasure(&ta).expect("get").expect("tombstone").state,

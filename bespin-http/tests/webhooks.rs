@@ -159,15 +159,21 @@ fn endpoints_deliver_signed_events_retry_and_refuse_what_they_must() {
     let missing = format!("{path}/messages/evt_00000000000099999999/retry");
     assert_eq!(call(&s, &t, "POST", &missing, None).0, 404);
 
-    // Metered: one webhook_delivered per 2xx.
-    let (_, ledger) = call(&s, &t, "GET", "/v1/billing/ledger?limit=100", None);
-    let delivered = ledger["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["event_key"] == "webhook_delivered")
-        .count();
-    assert_eq!(delivered, 3, "{ledger}");
+    // Metered: one webhook_delivered per 2xx. A delivery is metered with its outcome, which
+    // the deliverer commits after the receiver answered: the last one may not be in yet.
+    let delivered = || {
+        let (_, ledger) = call(&s, &t, "GET", "/v1/billing/ledger?limit=100", None);
+        let n = ledger["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event_key"] == "webhook_delivered")
+            .count();
+        (n, ledger)
+    };
+    wait_for("the deliveries' metering", || delivered().0 >= 3);
+    let (n, ledger) = delivered();
+    assert_eq!(n, 3, "{ledger}");
 
     // Disabled: nothing more is sent. Deleted: 404.
     let (_, off) = call(&s, &t, "PATCH", &path, Some(&json!({"enabled": false})));

@@ -133,17 +133,24 @@ fn queue_jobs(
     fail: fn(usize) -> bool,
     out: &std::sync::mpsc::Sender<(usize, bool, bool)>,
 ) {
+    // Request ids unique across calls: a job must not find another call's job of the same
+    // index committed before it ran.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     for i in 0..n {
         let (db2, p2) = (db.clone(), p.clone());
         let (seen_tx, seen_rx) = std::sync::mpsc::channel();
-        let request = format!("r{i}");
+        let request = format!(
+            "r{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let id = request.clone();
         let pending = db.submit(Op::from_fn(move |tx, ctx| {
             // Its row is nowhere before it runs.
-            let seen = mine(&db2, &p2, &format!("r{i}"));
+            let seen = mine(&db2, &p2, &id);
             seen_tx.send(seen).unwrap();
             Meter::one("search_query", "search")
                 .check_in(tx, ctx, p2.tenant_id())?
-                .record(tx, ctx, &p2, &format!("r{i}"))?;
+                .record(tx, ctx, &p2, &id)?;
             if fail(i) {
                 Err(Error::Conflict("fails after writing".into()))
             } else {

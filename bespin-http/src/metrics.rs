@@ -72,6 +72,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     mcp: Family<McpLabels, Counter>,
+    blocking_tasks: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -105,6 +106,12 @@ impl Metrics {
             "MCP requests that reached a method, by method and (for tools/call) tool",
             mcp.clone(),
         );
+        let blocking_tasks = Counter::default();
+        registry.register(
+            "bespin_http_blocking_tasks",
+            "Tasks the request pipeline handed to the blocking pool (reads that wait on the database server, handlers that run long)",
+            blocking_tasks.clone(),
+        );
         registry.register_collector(Box::new(DbCollector(bespin)));
         registry.register_collector(Box::new(ProcessCollector));
         registry.register_collector(Box::new(AuthFailures(tarpit)));
@@ -113,7 +120,14 @@ impl Metrics {
             requests,
             latency,
             mcp,
+            blocking_tasks,
         }
+    }
+
+    /// Counts one task the pipeline hands to the blocking pool: each is a thread hand-off,
+    /// which costs a request more server time than its reads from memory.
+    pub(crate) fn blocking_task(&self) {
+        self.blocking_tasks.inc();
     }
 
     /// Counts one MCP request that reached `method` (for `tools/call`, of `tool`; `-`

@@ -3,18 +3,21 @@
 //! 1. [`admit`]: the limits kept per client before anything else (tenant creation's rate);
 //!    then the CORS preflight;
 //! 2. [`find_route`]: the handler, or 404 / 405 / the redirect of a trailing slash;
-//! 3. [`authenticate`]: the body's declared size against the route's limit (413 before a byte
-//!    of it is read), the tenant credentials once (a failure is kept for the handler, which
-//!    answers it in the contract's order; repeated failures are slowed by the
+//! 3. [`check`] and [`settle`]: the body's declared size against the route's limit (413
+//!    before a byte of it is read), the tenant credentials once (a failure is kept for the
+//!    handler, which answers it in the contract's order; repeated failures are slowed by the
 //!    [`crate::tarpit`]; a large body whose credentials already failed is not read at all),
-//!    the tenant's request rate;
+//!    the tenant's request rate, the key's scope;
 //! 4. [`read_body`]: the body, within its limit and the body timeout; then [`pace`] for large
 //!    writes of searchable text;
 //! 5. [`dispatch`]: the handler on the runtime's worker, the blocking pool or the background
 //!    lane; the core operation it returns ([`Reply::write`]) submitted to the database's writer
-//!    thread and awaited; the reply rendered here;
+//!    thread and awaited; the reply rendered here.
 //!
-//! then CORS and security headers and the request id, and one log line
+//! Where reads block (PostgreSQL), a read request without a body runs stages 3 to 5 in one
+//! task on the blocking pool ([`read_in_one_task`]): the same checks in the same order, then
+//! its handler on the snapshot its credentials were read on — one thread hand-off instead of
+//! two. Then CORS and security headers and the request id, and one log line
 //! ([`crate::request_log`]). Every refusal is an [`ApiError`], answered by its one mapping.
 //!
 //! Nothing of the server runs on the writer: handlers hand it core operations ([`bespin_core::Op`])
@@ -203,18 +206,60 @@ async fn serve(
         // Refused before a byte of it is read; the unread body makes the connection unusable.
         return Err(ApiError::refused(Refusal::BodyTooLarge).with_header("connection", "close"));
     }
+    let (parts, body) = req.into_parts();
+    let idempotency_key = parts.headers.get("idempotency-key").cloned();
+    let gate = Gate::of(&parts.headers, route);
+    let (checked, parts, params) =
+        if gate.complete && in_one_task(state, route, &parts.headers, declared, &body) {
+            match read_in_one_task(state, peer, route, parts, params, &gate).await? {
+                OneTask::Served {
+                    reply,
+                    who,
+                    headers,
+                } => {
+                    log.tenant(Some(who.tenant_id()));
+                    let caller = Some(who);
+                    let answered = async { finish(state, reply?).await };
+                    return answer(
+                        state,
+                        route,
+                        log,
+                        &caller,
+                        idempotency_key,
+                        headers,
+                        answered,
+                    )
+                    .await;
+                }
+                OneTask::Stopped(checked, parts, params) => (Some(checked), parts, params),
+            }
+        } else {
+            (None, parts, params)
+        };
+    let checked = match checked {
+        Some(checked) => checked,
+        None => check(state, &gate, &parts.headers, route, declared).await?,
+    };
     let Authenticated {
         auth,
         headers,
         snapshot,
-    } = authenticate(state, peer, req.headers(), route, declared, log).await?;
+    } = settle(
+        state,
+        peer,
+        &parts.headers,
+        route,
+        declared,
+        log,
+        &gate,
+        checked,
+    )
+    .await?;
     let caller = match &auth {
         Some(Ok(p)) => Some(p.clone()),
         _ => None,
     };
     log.tenant(caller.as_ref().map(Principal::tenant_id));
-    let (parts, body) = req.into_parts();
-    let idempotency_key = parts.headers.get("idempotency-key").cloned();
     let answered = async {
         let body = read_body(state, body, max_body).await?;
         pace(state, route, body.len(), &auth).await?;
@@ -229,9 +274,32 @@ async fn serve(
         };
         dispatch(state, peer, route, request, snapshot).await
     };
+    answer(
+        state,
+        route,
+        log,
+        &caller,
+        idempotency_key,
+        headers,
+        answered,
+    )
+    .await
+}
+
+/// The end of stage 5, for every request that reached its handler: the audit row of a
+/// refusal by an authenticated caller, and the headers every answer to the request carries.
+async fn answer(
+    state: &Arc<AppState>,
+    route: &Route,
+    log: &RequestLog,
+    caller: &Option<Principal>,
+    idempotency_key: Option<HeaderValue>,
+    headers: Vec<(&'static str, String)>,
+    answered: impl std::future::Future<Output = Result<Reply, ApiError>>,
+) -> Result<Reply, ApiError> {
     match answered.await {
         Ok(mut reply) => {
-            if let (Some(mut refusal), Some(caller)) = (reply.audit_refusal.take(), &caller) {
+            if let (Some(mut refusal), Some(caller)) = (reply.audit_refusal.take(), caller) {
                 refusal.request_id = log.request_id().to_owned();
                 write_refusal(state, caller, *refusal).await;
             }
@@ -239,7 +307,7 @@ async fn serve(
             Ok(reply)
         }
         Err(e) => {
-            if let Some(caller) = &caller {
+            if let Some(caller) = caller {
                 audit_refusal(state, caller, route, log, idempotency_key.as_ref(), &e).await;
             }
             Err(e.with_headers(headers))
@@ -277,7 +345,7 @@ async fn write_refusal(state: &AppState, caller: &Principal, refusal: AuditRefus
     }
 }
 
-/// What [`authenticate`] settled.
+/// What stage 3 settled ([`settle`]).
 struct Authenticated {
     /// The outcome of the tenant credentials: always for a route that needs them, else when
     /// all three were sent.
@@ -291,67 +359,106 @@ struct Authenticated {
     snapshot: RequestSnapshot,
 }
 
-/// Stage 3: authenticates the tenant credentials once and takes a token from the tenant's
-/// bucket when its plan has a request rate (429 past it). A failure is kept for the handler,
-/// which answers it in the contract's order (a syntax error of the body first), with two
-/// exceptions: repeated failures of one client or claimed tenant are held back by the tarpit,
-/// and a request whose credentials failed is answered at once, its body unread and the
-/// connection closed, when the body is large (declared over [`LARGE_BODY`], or not declared):
-/// such a body would only be read to be thrown away.
-async fn authenticate(
+/// Which tenant credentials a request sent, and what its route asks of them.
+struct Gate {
+    /// The route needs tenant credentials.
+    needs_tenant: bool,
+    /// The credentials, as sent.
+    credentials: bespin_core::Credentials,
+    /// All the credentials the route takes were sent: they are checked against the database.
+    complete: bool,
+}
+
+impl Gate {
+    fn of(headers: &HeaderMap, route: &Route) -> Gate {
+        let needs_tenant = matches!(route.doc.auth, Auth::Tenant | Auth::TenantIdempotent);
+        let mut credentials = crate::extract::credentials(headers);
+        // A route of another kind takes no key (an `Authorization` there is another token,
+        // such as the metrics scraper's): its optional tenant credentials are the contract's
+        // three.
+        let complete = if needs_tenant {
+            credentials.complete()
+        } else {
+            credentials.bearer = None;
+            complete(&credentials)
+        };
+        Gate {
+            needs_tenant,
+            credentials,
+            complete,
+        }
+    }
+}
+
+/// What the credentials check read: its outcome (always for a route that needs them, else
+/// when all three were sent), the token taken from the tenant's bucket when its plan has a
+/// request rate, and the snapshot the credentials were checked on (see [`carries_snapshot`]).
+type Checked = (
+    Option<Result<Principal, Error>>,
+    Option<crate::ratelimit::Taken>,
+    RequestSnapshot,
+);
+
+/// The credentials against the database, then a token from the tenant's bucket; keeps the
+/// snapshot they were read on only if `carry`. Runs where reads may block.
+fn check_credentials(st: &AppState, creds: &bespin_core::Credentials, carry: bool) -> Checked {
+    match st.bespin.authenticate_keeping(creds) {
+        Ok((who, limit, kept)) => {
+            // A snapshot not carried is dropped here, on the thread that read it.
+            let kept = if carry {
+                kept
+            } else {
+                drop(kept);
+                RequestSnapshot::default()
+            };
+            let taken = limit.map(|limit| st.buckets.take(who.tenant_id(), limit, Instant::now()));
+            (Some(Ok(who)), taken, kept)
+        }
+        Err(e) => (Some(Err(e)), None, RequestSnapshot::default()),
+    }
+}
+
+/// Stage 3, its reads: authenticates the tenant credentials once ([`check_credentials`]; on
+/// the blocking pool when reads block), or names the first one missing.
+async fn check(
+    state: &Arc<AppState>,
+    gate: &Gate,
+    headers: &HeaderMap,
+    route: &Route,
+    declared: Option<u64>,
+) -> Result<Checked, ApiError> {
+    if gate.complete {
+        let creds = gate.credentials.clone();
+        let carry = carries_snapshot(route, headers, declared);
+        off_worker(state, move |st| check_credentials(st, &creds, carry)).await
+    } else if gate.needs_tenant {
+        // Missing credentials: the core names the first one missing.
+        let creds = gate.credentials.clone();
+        let outcome = off_worker(state, move |st| st.bespin.authenticate(&creds)).await?;
+        Ok((Some(outcome), None, RequestSnapshot::default()))
+    } else {
+        Ok((None, None, RequestSnapshot::default()))
+    }
+}
+
+/// Stage 3, its answers, from what [`check`] read: 429 past the tenant's request rate, the
+/// scope of the key. A failure of the credentials is kept for the handler, which answers it
+/// in the contract's order (a syntax error of the body first), with two exceptions: repeated
+/// failures of one client or claimed tenant are held back by the tarpit, and a request whose
+/// credentials failed is answered at once, its body unread and the connection closed, when
+/// the body is large (declared over [`LARGE_BODY`], or not declared): such a body would only
+/// be read to be thrown away.
+#[allow(clippy::too_many_arguments)]
+async fn settle(
     state: &Arc<AppState>,
     peer: SocketAddr,
     headers: &HeaderMap,
     route: &Route,
     declared: Option<u64>,
     log: &RequestLog,
+    gate: &Gate,
+    (auth, taken, snapshot): Checked,
 ) -> Result<Authenticated, ApiError> {
-    let needs_tenant = matches!(route.doc.auth, Auth::Tenant | Auth::TenantIdempotent);
-    let mut credentials = crate::extract::credentials(headers);
-    // A route of another kind takes no key (an `Authorization` there is another token, such
-    // as the metrics scraper's): its optional tenant credentials are the contract's three.
-    let complete = if needs_tenant {
-        credentials.complete()
-    } else {
-        credentials.bearer = None;
-        complete(&credentials)
-    };
-    let carry = carries_snapshot(route, headers, declared);
-    let mut snapshot = RequestSnapshot::default();
-    let (auth, taken) = if complete {
-        let creds = credentials.clone();
-        let outcome = off_worker(state, move |st| {
-            let (who, limit, kept) = st.bespin.authenticate_keeping(&creds)?;
-            // A snapshot not carried is dropped here, on the thread that read it.
-            Ok((
-                who,
-                limit,
-                if carry {
-                    kept
-                } else {
-                    drop(kept);
-                    RequestSnapshot::default()
-                },
-            ))
-        })
-        .await?;
-        match outcome {
-            Ok((who, limit, kept)) => {
-                snapshot = kept;
-                let taken =
-                    limit.map(|limit| state.buckets.take(who.tenant_id(), limit, Instant::now()));
-                (Some(Ok(who)), taken)
-            }
-            Err(e) => (Some(Err(e)), None),
-        }
-    } else if needs_tenant {
-        // Missing credentials: the core names the first one missing.
-        let creds = credentials.clone();
-        let outcome = off_worker(state, move |st| st.bespin.authenticate(&creds)).await?;
-        (Some(outcome), None)
-    } else {
-        (None, None)
-    };
     let mut out = Vec::new();
     if let Some(taken) = taken {
         if !taken.allowed {
@@ -381,10 +488,10 @@ async fn authenticate(
         });
     };
     // A missing header is no guess at a key: the tarpit counts wrong credentials only.
-    if complete && !matches!(failed, Error::MissingHeader(_)) {
+    if gate.complete && !matches!(failed, Error::MissingHeader(_)) {
         let client = crate::client::key(&state.config, peer, headers);
         // A bearer key alone claims no tenant: counted by its client address only.
-        let claimed = credentials.tenant_id.as_deref();
+        let claimed = gate.credentials.tenant_id.as_deref();
         match state.tarpit.fail(&client, claimed, Instant::now()) {
             Verdict::Now => {}
             Verdict::Hold(delay, retry_after) => {
@@ -400,7 +507,7 @@ async fn authenticate(
         }
     }
     let large = declared.is_none_or(|n| n > LARGE_BODY as u64) && has_body(headers, declared);
-    if needs_tenant && large {
+    if gate.needs_tenant && large {
         let e = ApiError::body(failed.clone()).with_headers(out);
         return Err(e.with_header("connection", "close"));
     }
@@ -409,6 +516,104 @@ async fn authenticate(
         headers: out,
         snapshot,
     })
+}
+
+/// Whether a request's stages 3 to 5 run in one task on the blocking pool
+/// ([`read_in_one_task`]): where reads block (PostgreSQL), for a request that carries its
+/// snapshot ([`carries_snapshot`]), whose body is known to be empty (nothing to read or pace)
+/// and whose handler runs on a worker or the blocking pool (not in the lane).
+fn in_one_task(
+    state: &AppState,
+    route: &Route,
+    headers: &HeaderMap,
+    declared: Option<u64>,
+    body: &hyper::body::Incoming,
+) -> bool {
+    use hyper::body::Body as _;
+    state.bespin.reads_block()
+        && route.run_on != RunOn::Lane
+        && carries_snapshot(route, headers, declared)
+        && body.is_end_stream()
+}
+
+/// What the one task of [`read_in_one_task`] did.
+enum OneTask {
+    /// The credentials held and the handler ran: its outcome, the caller, the headers every
+    /// answer carries (the plan's rate limit).
+    Served {
+        reply: Result<Reply, ApiError>,
+        who: Principal,
+        headers: Vec<(&'static str, String)>,
+    },
+    /// It stopped before the handler (the credentials failed, the tenant's rate or the key's
+    /// scope refuses the request): what it read, and the request back, for the pipeline to go
+    /// on as for any request ([`settle`], then [`dispatch`]). Its snapshot was dropped there.
+    Stopped(
+        Checked,
+        hyper::http::request::Parts,
+        HashMap<String, String>,
+    ),
+}
+
+/// Stages 3 to 5 of a read request in ONE task on the blocking pool, where its reads wait on
+/// the network (PostgreSQL): the credentials, the tenant's rate, the key's scope, then the
+/// handler on the snapshot the credentials were read on (its first read takes it; the
+/// scope's end drops it, also on a panic). Every hand-off to the pool is two context switches
+/// and a wake-up on a busy machine; a request that took two (authentication, handler) spent
+/// most of its server time switching. The checks are the ones [`settle`] makes, in its order;
+/// when one refuses, or the credentials failed (the tarpit's hold is a timer on the runtime),
+/// the task stops before the handler and hands what it read back to the pipeline, which
+/// answers as for any request. The body is known to be empty ([`in_one_task`]): stage 4 has
+/// nothing to read or pace.
+async fn read_in_one_task(
+    state: &Arc<AppState>,
+    peer: SocketAddr,
+    route: &Route,
+    parts: hyper::http::request::Parts,
+    params: HashMap<String, String>,
+    gate: &Gate,
+) -> Result<OneTask, ApiError> {
+    let st = Arc::clone(state);
+    let creds = gate.credentials.clone();
+    let handler = route.handler;
+    let reads = route_reads(route);
+    state.metrics.blocking_task();
+    tokio::task::spawn_blocking(move || {
+        let (auth, taken, snapshot) = check_credentials(&st, &creds, true);
+        let who = match &auth {
+            Some(Ok(who)) => who.clone(),
+            _ => return OneTask::Stopped((auth, taken, snapshot), parts, params),
+        };
+        let allowed = taken.as_ref().is_none_or(|t| t.allowed);
+        if !allowed || scope_refusal(&who, reads).is_some() {
+            // Dropped here, on the thread that read it.
+            drop(snapshot);
+            let checked = (auth, taken, RequestSnapshot::default());
+            return OneTask::Stopped(checked, parts, params);
+        }
+        touch_key(&st, &who, reads);
+        let headers = taken.map(|t| t.headers()).unwrap_or_default();
+        let request = Req {
+            body_unused: false,
+            peer,
+            headers: parts.headers,
+            query: parts.uri.query().unwrap_or("").to_owned(),
+            params,
+            body: Bytes::new(),
+            auth,
+        };
+        let reply = snapshot.scope(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&st, &request)))
+                .unwrap_or_else(|_| Err(internal("a handler panicked")))
+        });
+        OneTask::Served {
+            reply,
+            who,
+            headers,
+        }
+    })
+    .await
+    .map_err(|e| internal(&e.to_string()))
 }
 
 /// Whether a request's handler takes over the snapshot its credentials were checked on
@@ -426,12 +631,28 @@ fn carries_snapshot(route: &Route, headers: &HeaderMap, declared: Option<u64>) -
 /// key, recorded by a small operation when the stored day is stale and the request only reads
 /// (a write records it in its own transaction): at most a write per key per day.
 fn refuse_by_scope(state: &AppState, route: &Route, who: &Principal) -> Result<(), ApiError> {
-    let reads = matches!(route.method, Method::GET | Method::HEAD) || route.doc.post_reads;
-    if who.read_only() && !reads {
-        return Err(ApiError::body(Error::Forbidden(
-            "This API key is read-only".into(),
-        )));
+    let reads = route_reads(route);
+    if let Some(e) = scope_refusal(who, reads) {
+        return Err(e);
     }
+    touch_key(state, who, reads);
+    Ok(())
+}
+
+/// Whether a route only reads (what a read-only key may call).
+fn route_reads(route: &Route) -> bool {
+    matches!(route.method, Method::GET | Method::HEAD) || route.doc.post_reads
+}
+
+/// The 403 of a read-only key on a route that writes.
+fn scope_refusal(who: &Principal, reads: bool) -> Option<ApiError> {
+    (who.read_only() && !reads)
+        .then(|| ApiError::body(Error::Forbidden("This API key is read-only".into())))
+}
+
+/// Records the day of last use of `who`'s key when the request only reads and the stored day
+/// is stale.
+fn touch_key(state: &AppState, who: &Principal, reads: bool) {
     if reads && who.key_touch_due() {
         // Fire and forget: a full queue only postpones the record to a later request.
         drop(
@@ -440,7 +661,6 @@ fn refuse_by_scope(state: &AppState, route: &Route, who: &Principal) -> Result<(
                 .submit(bespin_core::Op::for_read(who.clone(), keys::touch)),
         );
     }
-    Ok(())
 }
 
 /// Stage 4: the body, within `max_body` (413) and the body timeout (408, connection closed).
@@ -521,7 +741,7 @@ async fn dispatch(
     // The handler's first read takes over the snapshot of its authentication; the scope's end
     // drops it if none did, so nothing the handler hands on (a stream, the write below, the
     // lane's work) holds it.
-    let mut reply = match run_on {
+    let reply = match run_on {
         RunOn::Worker => snapshot.scope(|| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(state, &request)))
                 .map_err(|_| internal("a handler panicked"))
@@ -534,12 +754,19 @@ async fn dispatch(
             in_lane(state, turn, move || handler(&st, &request)).await?
         }
         RunOn::Blocking => {
+            state.metrics.blocking_task();
             let state = state.clone();
             tokio::task::spawn_blocking(move || snapshot.scope(|| handler(&state, &request)))
                 .await
                 .map_err(|e| internal(&e.to_string()))??
         }
     };
+    finish(state, reply).await
+}
+
+/// The rest of stage 5 once the handler returned: a handler that found its work expensive
+/// goes on in the lane, and the write the reply needs is submitted to the writer and awaited.
+async fn finish(state: &Arc<AppState>, mut reply: Reply) -> Result<Reply, ApiError> {
     // A handler that found its work expensive (a broad search) goes on in the lane.
     if let Some(later) = reply.later.take() {
         let st = state.clone();
@@ -567,6 +794,7 @@ async fn off_worker<T: Send + 'static>(
     if !state.bespin.reads_block() {
         return Ok(read(state));
     }
+    state.metrics.blocking_task();
     let st = Arc::clone(state);
     crate::core_read(true, move || read(&st))
         .await

@@ -807,6 +807,68 @@ fn a_read_request_takes_one_snapshot() {
     }
 }
 
+/// One thread hand-off per read request (PostgreSQL, issue 19): a `GET` without a body is
+/// authenticated and handled in one task on the blocking pool, its handler on the snapshot
+/// its credentials were read on; redb hands nothing to the pool. A request stopped between
+/// authentication and handler (here: a wrong key, a missing one) is answered as before, its
+/// snapshot released. Counted by `bespin_http_blocking_tasks` on `/metrics`, less what a
+/// scrape itself costs.
+#[test]
+fn a_read_request_is_one_task_on_the_blocking_pool() {
+    let s = TestServer::start(test_config());
+    let t = create_tenant(&s, "Hop");
+    let h = t.admin_headers();
+    let k = s.call("POST", "/v1/kpis", &h, Some(&json!({"name": "mrr"})));
+    assert_eq!(k.status, 201, "{}", k.body);
+    let id = k.json()["kpi_id"].as_str().unwrap().to_owned();
+    let tasks = || -> u64 {
+        let m = s.call("GET", "/metrics", &[], None);
+        m.body
+            .lines()
+            .find_map(|l| l.strip_prefix("bespin_http_blocking_tasks_total "))
+            .unwrap_or_else(|| panic!("no blocking-task count: {}", m.body))
+            .parse()
+            .unwrap()
+    };
+    let first = tasks();
+    let scrape = tasks() - first;
+    let hops = |method: &str, path: &str, headers: &[(&str, &str)]| {
+        let before = tasks();
+        let r = s.call(method, path, headers, None);
+        (r, tasks() - before - scrape)
+    };
+    let pg = u64::from(s.bespin.reads_block());
+    let latest = format!("/v1/kpis/{id}/latest");
+    for path in [latest.as_str(), "/v1/kpis", "/v1/me"] {
+        let (r, n) = hops("GET", path, &h);
+        assert!(r.status == 200 || r.status == 404, "{path}: {}", r.body);
+        assert_eq!(n, pg, "tasks on the blocking pool for GET {path}");
+    }
+    // Stopped before the handler: the handler then runs as for any request.
+    let wrong: Vec<(&str, &str)> = h
+        .iter()
+        .map(|&(k, v)| {
+            let wrong = k.eq_ignore_ascii_case("x-api-key");
+            (k, if wrong { "bsk_wrong" } else { v })
+        })
+        .collect();
+    let (r, n) = hops("GET", "/v1/kpis", &wrong);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(n, 2 * pg, "a failed credential check, then its handler");
+    let missing: Vec<(&str, &str)> = wrong
+        .iter()
+        .copied()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("x-api-key"))
+        .collect();
+    let (r, _) = hops("GET", "/v1/kpis", &missing);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        s.bespin.reads_held().unwrap_or(0),
+        0,
+        "a snapshot outlived its request"
+    );
+}
+
 /// A request holds no pooled read connection (PostgreSQL) while a slow client sends its body,
 /// nor while its write waits for the writer, nor a stream once open: only a read request
 /// without a body carries the snapshot of its authentication, and only until its handler

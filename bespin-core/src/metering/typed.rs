@@ -234,6 +234,9 @@ impl Members<'_> {
             return None;
         }
         let value = match value {
+            // What `Amount::from_f64` makes of it (its shortest text is its digits), without
+            // formatting and parsing that text.
+            Scalar::Int(n) => Amount::from_int(n),
             Scalar::Num(n) => Amount::from_f64(n)?,
             Scalar::Str(s) => Amount::parse(&s)?,
             _ => return None,
@@ -325,6 +328,8 @@ impl<'de> Deserialize<'de> for Key {
 /// through).
 enum Scalar<'de> {
     Str(Cow<'de, str>),
+    /// A whole number of at most 10¹⁵ (exact as an `f64`).
+    Int(i64),
     Num(f64),
     Null,
     Other,
@@ -352,7 +357,10 @@ impl<'de> Deserialize<'de> for Scalar<'de> {
             }
             // `serde_json::Number::as_f64`: integers convert with `as`.
             fn visit_u64<E: de::Error>(self, n: u64) -> std::result::Result<Scalar<'de>, E> {
-                Ok(Scalar::Num(n as f64))
+                Ok(match i64::try_from(n) {
+                    Ok(i) if i <= MAX_VALUE => Scalar::Int(i),
+                    _ => Scalar::Num(n as f64),
+                })
             }
             fn visit_i64<E: de::Error>(self, n: i64) -> std::result::Result<Scalar<'de>, E> {
                 Ok(Scalar::Num(n as f64))
@@ -388,7 +396,7 @@ impl Scalar<'_> {
     fn bound(&self) -> usize {
         match self {
             Scalar::Str(s) => str_bound(s),
-            Scalar::Num(_) => NUMBER_BOUND,
+            Scalar::Int(_) | Scalar::Num(_) => NUMBER_BOUND,
             Scalar::Null => 4,
             // Not a number nor a string: the event goes to the `Value` path anyway.
             Scalar::Other => usize::MAX,
@@ -723,6 +731,33 @@ mod tests {
         }
         for (text, read) in edges() {
             same(&text, read);
+        }
+    }
+
+    /// A whole number is read as `Amount::from_f64` reads it, to the representation (the
+    /// chunk stores scale and mantissa).
+    #[test]
+    fn whole_numbers_are_the_amounts_from_f64_makes() {
+        use crate::money::Amount;
+        for n in [
+            1i64,
+            5,
+            10,
+            1000,
+            4000,
+            123_456_789_012,
+            999_999_999_999_999,
+            1_000_000_000_000_000,
+        ] {
+            let (a, b) = (Amount::from_int(n), Amount::from_f64(n as f64).unwrap());
+            assert_eq!((a, a.parts()), (b, b.parts()));
+            let text = OK.replacen(r#""value":5"#, &format!(r#""value":{n}"#), 1);
+            let (got, read) = typed(&text, false);
+            assert_eq!(got, oracle(&text, false));
+            assert!(read);
+            let TypedEvents { events, .. } = TypedEvents::read(&text, false).unwrap();
+            let typed = events[0].as_ref().unwrap().value;
+            assert_eq!(typed.parts(), b.parts());
         }
     }
 

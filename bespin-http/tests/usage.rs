@@ -262,3 +262,37 @@ fn the_export_resumes_from_its_cursor_and_reads_the_same_twice() {
     );
     clean(&s);
 }
+
+/// The typed read of bodies answers as the `Value` path did: an object without a CloudEvents
+/// type is one event; a member given twice counts as its last; bad credentials on a valid
+/// body are their own error, a syntax error comes before them.
+#[test]
+fn bodies_read_typed_answer_as_before() {
+    let (s, t) = setup(None);
+    let send = |media: &str, headers: Vec<(&str, &str)>, text: &str| {
+        let mut h = headers;
+        h.push(("Content-Type", media));
+        s.raw("POST", "/v1/usage/events", &h, text.as_bytes())
+    };
+    let one = event("j1", json!(2)).to_string();
+    let r = send("application/json", t.admin_headers(), &one);
+    assert_eq!(
+        (r.status, r.json()["results"][0]["status"].clone()),
+        (200, json!("accepted")),
+        "{}",
+        r.body
+    );
+    let twice = r#"[{"specversion":"1.0","id":"first","id":"last","source":"svc","type":"llm_tokens","data":{"value":3}}]"#;
+    let r = send(BATCH, t.admin_headers(), twice);
+    assert_eq!(r.json()["results"][0]["id"], "last", "{}", r.body);
+    let wrong = vec![
+        ("Authorization", "Bearer nope"),
+        ("X-Tenant-ID", t.id.as_str()),
+    ];
+    let r = send(BATCH, wrong.clone(), &format!("[{one}]"));
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = send(BATCH, wrong, "[{");
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(used_tokens(&s, &t), 5.0);
+    clean(&s);
+}

@@ -177,7 +177,7 @@ impl UsageEventIn {
         Self::at(v, Vec::new())
     }
 
-    fn at(v: &Value, base: Vec<LocPart>) -> Result<Self> {
+    pub(super) fn at(v: &Value, base: Vec<LocPart>) -> Result<Self> {
         let mut f = Fields::at(v, base.clone())?;
         let spec = f.req_string("specversion", Len::between(1, 10));
         if spec.as_deref().is_some_and(|s| s != "1.0") {
@@ -321,6 +321,11 @@ impl UsageEvents {
             events,
             batch: true,
         })
+    }
+
+    /// Events read and validated elsewhere ([`super::typed`]).
+    pub(super) fn new(events: Vec<Result<UsageEventIn>>, batch: bool) -> Self {
+        UsageEvents { events, batch }
     }
 
     /// Events built by an embedder (a batch of them). Errors: 422 for more than 1,000.

@@ -35,6 +35,7 @@ pub mod ingest;
 #[cfg(test)]
 mod ingest_tests;
 mod purge;
+pub mod typed;
 
 /// A stored usage event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

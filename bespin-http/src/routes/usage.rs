@@ -12,6 +12,7 @@ use bespin_core::metering::export::{ExportPage, ExportQuery, UsageCloudEvent};
 use bespin_core::metering::ingest::{
     self, CloudEventIn, IngestReport, IngestView, Outcome, UsageEvents,
 };
+use bespin_core::metering::typed::TypedEvents;
 use bespin_core::{Error, Op};
 use hyper::StatusCode;
 
@@ -47,23 +48,62 @@ pub fn routes() -> Vec<Route> {
 }
 
 fn ingest(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
-    let body = r.json()?;
-    let caller = r.principal(s)?;
     let media = r
         .header("content-type")
         .unwrap_or_default()
         .to_ascii_lowercase();
-    // The media type names the framing; without a CloudEvents type, the body's shape does.
-    let single = media.starts_with(SINGLE) || (!media.starts_with(BATCH) && body.is_object());
-    let req = if single {
-        UsageEvents::single(&body)?
-    } else {
-        UsageEvents::batch(&body)?
+    // Valid events are read straight from the text; what that leaves (an event to diagnose,
+    // a body it does not read) takes the `Value` path, whose answers, and order, they stay.
+    let body = match typed(r, &media).map(TypedEvents::complete) {
+        Some(Ok(events)) => Body::Read(events),
+        Some(Err(partly)) => Body::Partly(partly, r.json()?),
+        None => Body::Value(r.json()?),
+    };
+    let caller = r.principal(s)?;
+    let req = match body {
+        Body::Read(events) => events,
+        Body::Partly(partly, body) => partly.with_value(&body)?,
+        Body::Value(body) => {
+            // The media type names the framing; without a CloudEvents type, the body's shape does.
+            if single(&media, body.is_object()) {
+                UsageEvents::single(&body)?
+            } else {
+                UsageEvents::batch(&body)?
+            }
+        }
     };
     Ok(Reply::write(
         Op::with(caller, req, ingest::record_usage_events),
         render,
     ))
+}
+
+/// A request's events: read typed, partly (the rest from the parsed body), or from the body.
+enum Body {
+    Read(UsageEvents),
+    Partly(TypedEvents, serde_json::Value),
+    Value(serde_json::Value),
+}
+
+/// Whether the request holds one event rather than a batch.
+fn single(media: &str, object: bool) -> bool {
+    media.starts_with(SINGLE) || (!media.starts_with(BATCH) && object)
+}
+
+/// The body's events read typed, when it is framed as the `Value` path would read it (an
+/// object for one event, an array for a batch) and its credentials passed (else
+/// [`Req::json`] only checks its syntax).
+fn typed(r: &Req, media: &str) -> Option<TypedEvents> {
+    if r.body_unused {
+        return None;
+    }
+    let text = std::str::from_utf8(&r.body).ok()?;
+    let first = text.bytes().find(|b| !b.is_ascii_whitespace())?;
+    match (single(media, first == b'{'), first) {
+        (true, b'{') => TypedEvents::read(text, false),
+        (false, b'[') => TypedEvents::read(text, true),
+        _ => None,
+    }
 }
 
 /// A batch's report, or a single event's: its refusal is the request's answer.

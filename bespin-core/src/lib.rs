@@ -35,6 +35,7 @@
 
 mod carried;
 mod commit;
+mod compact;
 mod error;
 pub mod op;
 mod schema;

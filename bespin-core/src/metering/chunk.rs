@@ -16,6 +16,7 @@
 
 use super::{Origin, UsageEventRec};
 use crate::check::Checker;
+use crate::compact::{self, put_varint, put_varint128, unzigzag, zigzag};
 use crate::error::{Error, Result};
 use crate::money::Amount;
 use crate::store::{Flow, Order, Reader, Record, Show, Shown, Table, TableInfo, key};
@@ -384,26 +385,6 @@ fn malformed() -> Error {
     Error::Storage("malformed usage chunk".into())
 }
 
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
-fn put_varint(out: &mut Vec<u8>, v: u64) {
-    put_varint128(out, u128::from(v));
-}
-
-fn put_varint128(out: &mut Vec<u8>, mut v: u128) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 fn put_str(out: &mut Vec<u8>, s: &str) {
     put_varint(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
@@ -416,15 +397,7 @@ fn put_amount(out: &mut Vec<u8>, a: Amount) {
 }
 
 fn read_varint128(bytes: &mut &[u8]) -> Result<u128> {
-    let mut v = 0u128;
-    for (i, &b) in bytes.iter().take(19).enumerate() {
-        v |= u128::from(b & 0x7F) << (7 * i);
-        if b & 0x80 == 0 {
-            *bytes = bytes.get(i + 1..).unwrap_or_default();
-            return Ok(v);
-        }
-    }
-    Err(malformed())
+    compact::read_varint128(bytes).ok_or_else(malformed)
 }
 
 fn read_varint(bytes: &mut &[u8]) -> Result<u64> {

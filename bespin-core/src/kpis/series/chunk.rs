@@ -2,6 +2,7 @@
 //! reads a stored chunk in place.
 
 use super::super::Point;
+use crate::compact::{self, put_varint, unzigzag, zigzag};
 use crate::error::{Error, Result};
 use crate::store::codec::Record;
 use crate::time::Timestamp;
@@ -94,22 +95,6 @@ fn malformed() -> Error {
     Error::Storage("malformed KPI chunk".into())
 }
 
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 /// Each value as the zigzag varint of its (wrapping) difference to the previous one.
 fn put_deltas(out: &mut Vec<u8>, values: impl Iterator<Item = i64>) {
     let mut prev = 0i64;
@@ -120,15 +105,7 @@ fn put_deltas(out: &mut Vec<u8>, values: impl Iterator<Item = i64>) {
 }
 
 fn read_varint(bytes: &mut &[u8]) -> Result<u64> {
-    let mut v = 0u64;
-    for (i, &b) in bytes.iter().take(10).enumerate() {
-        v |= u64::from(b & 0x7F) << (7 * i);
-        if b & 0x80 == 0 {
-            *bytes = bytes.get(i + 1..).unwrap_or_default();
-            return Ok(v);
-        }
-    }
-    Err(malformed())
+    compact::read_varint(bytes).ok_or_else(malformed)
 }
 
 /// A chunk read in place (values and instants, not `created_at`), without allocating.

@@ -81,6 +81,30 @@ struct Kept<T> {
     used: bool,
 }
 
+/// Puts `value` (counted as `bytes`) under `key` in `map`, adding its bytes to the table's
+/// `count` and the cache's `total` and taking back those of the entry it replaces: rows and
+/// pages are kept, and counted, alike.
+fn keep<K: Eq + std::hash::Hash, T>(
+    map: &mut HashMap<K, Kept<T>>,
+    count: &mut usize,
+    total: &mut usize,
+    key: K,
+    value: T,
+    bytes: usize,
+) {
+    *count += bytes;
+    *total += bytes;
+    let kept = Kept {
+        value,
+        bytes,
+        used: false,
+    };
+    if let Some(old) = map.insert(key, kept) {
+        *count -= old.bytes;
+        *total -= old.bytes;
+    }
+}
+
 impl RowCache {
     /// An empty cache that keeps at most `budget` bytes (0: keeps nothing).
     pub(super) fn new(budget: usize) -> RowCache {
@@ -154,17 +178,15 @@ impl RowCache {
             return;
         }
         let t = self.tables.entry(slot).or_default();
-        let kept = Kept {
-            value: Arc::clone(page),
+        let page = Arc::clone(page);
+        keep(
+            &mut t.pages,
+            &mut t.page_bytes,
+            &mut self.bytes,
+            range,
+            page,
             bytes,
-            used: false,
-        };
-        t.page_bytes += bytes;
-        self.bytes += bytes;
-        if let Some(old) = t.pages.insert(range, kept) {
-            t.page_bytes -= old.bytes;
-            self.bytes -= old.bytes;
-        }
+        );
     }
 
     /// Whether the entries of table `slot` stand for the count `epoch`: it is not newer than
@@ -253,17 +275,14 @@ impl RowCache {
             return;
         }
         let t = self.tables.entry(slot).or_default();
-        let kept = Kept {
+        keep(
+            &mut t.rows,
+            &mut t.row_bytes,
+            &mut self.bytes,
+            key,
             value,
             bytes,
-            used: false,
-        };
-        t.row_bytes += bytes;
-        self.bytes += bytes;
-        if let Some(old) = t.rows.insert(key, kept) {
-            t.row_bytes -= old.bytes;
-            self.bytes -= old.bytes;
-        }
+        );
     }
 
     /// Makes room for an entry of `bytes`; false when it is too large to keep at all.

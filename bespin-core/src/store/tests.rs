@@ -13,11 +13,11 @@ key! {
     pub(crate) struct DayKey<'a> { tenant_id: tenant, day: maybe_date, n: i64 }
 }
 
-const ROWS: Table<TestKey<'static>, String> = Table::new("test_rows");
+pub(super) const ROWS: Table<TestKey<'static>, String> = Table::new("test_rows");
 const DAYS: Table<DayKey<'static>, u64> = Table::new("test_days");
 /// A configuration table: a write batch memoises its reads.
 const CONF: Table<TestKey<'static>, String> = Table::new("test_conf").memo();
-const TEST_TABLES: &[&dyn TableInfo] = &[&SEQUENCES, &SECRETS, &ROWS, &DAYS, &CONF];
+pub(super) const TEST_TABLES: &[&dyn TableInfo] = &[&SEQUENCES, &SECRETS, &ROWS, &DAYS, &CONF];
 
 /// A fresh store on the backend under test.
 fn store() -> Store {
@@ -29,7 +29,7 @@ fn store() -> Store {
 
 /// Where a database can be opened again: a redb file in a temporary directory (kept alive by
 /// the first value), or a PostgreSQL schema of its own.
-fn place() -> (Option<tempfile::TempDir>, String) {
+pub(super) fn place() -> (Option<tempfile::TempDir>, String) {
     match crate::test_database_url() {
         Some(url) => (None, url),
         None => {
@@ -40,7 +40,7 @@ fn place() -> (Option<tempfile::TempDir>, String) {
     }
 }
 
-fn open_at(place: &str) -> Store {
+pub(super) fn open_at(place: &str) -> Store {
     if is_url(place) {
         Store::open_url(place, TEST_TABLES).unwrap()
     } else {
@@ -48,11 +48,11 @@ fn open_at(place: &str) -> Store {
     }
 }
 
-fn key<'a>(tenant: &'a str, name: &'a str, at: i64, n: u64) -> TestKey<'a> {
+pub(super) fn key<'a>(tenant: &'a str, name: &'a str, at: i64, n: u64) -> TestKey<'a> {
     TestKey::new(tenant, name, Timestamp(at), Id::Sealed(n))
 }
 
-fn put(b: &mut Batch, k: &TestKey<'_>, v: &str) {
+pub(super) fn put(b: &mut Batch, k: &TestKey<'_>, v: &str) {
     b.run(|tx| tx.put(&ROWS, k, &v.to_owned()))
         .unwrap()
         .unwrap();

@@ -15,10 +15,13 @@
 //! - **Reads** take a pooled connection and run in one `REPEATABLE READ READ ONLY`
 //!   transaction, whose snapshot is taken at its first statement (the read of the commit
 //!   count): a write acknowledged by any process is visible to every read that starts after
-//!   it. The end of a connection's last read, the start of the next and that first statement
-//!   go together as one round trip when the connection is taken again (handing it back sends
-//!   nothing); a sweeper thread ends the read of a connection left idle for a second, so an
-//!   idle pool never holds an old snapshot (and PostgreSQL's vacuum) back.
+//!   it. Reads that start together share one such transaction (`share.rs`: a read joins the
+//!   first one to start after it did), so under load a round trip serves every read that
+//!   arrived while the one before was in flight. The end of a connection's last read, the
+//!   start of the next and that first statement go together as one round trip when the
+//!   connection is taken again (handing it back sends nothing); a sweeper thread ends the
+//!   read of a connection left idle for a second, so an idle pool never holds an old snapshot
+//!   (and PostgreSQL's vacuum) back.
 //! - **The row cache** (`cache.rs`, `RowCache`): rows and pages of scans as of one commit
 //!   count, shared by the writer and the readers of the process, within a byte budget, so a
 //!   plan, an API key, a KPI's last chunk or a page of the search index is read once while
@@ -31,13 +34,14 @@
 //!   with its `COMMIT`; one connection per open database, on a thread of its own, `LISTEN`s
 //!   and tells the watcher of the other processes' announcements.
 //!
-//! The URL is a libpq URL (`postgres://user:password@host:port/db`) with four parameters of
+//! The URL is a libpq URL (`postgres://user:password@host:port/db`) with five parameters of
 //! ours: `schema` (default `bespin`; created at first open), `pool` (the read connections
 //! a process keeps open, default 16; a read that finds them all busy waits up to a second for
 //! one, then opens one more rather than wait longer: a request holding one snapshot while it
 //! takes another can never deadlock the pool), `listen` (default `on`; `off`: no listening
-//! connection, for a pooler that cannot `LISTEN`) and `cache` (the row cache's budget,
-//! default `64MiB`; `0`: none). With the writer's and the listener's, a
+//! connection, for a pooler that cannot `LISTEN`), `cache` (the row cache's budget,
+//! default `64MiB`; `0`: none) and `share` (default `on`; `off`: every read takes a snapshot
+//! of its own, one round trip each). With the writer's and the listener's, a
 //! process holds `pool + 2` connections at rest.
 
 use super::Order;
@@ -113,8 +117,14 @@ struct Shared {
     rows: Mutex<cache::RowCache>,
     /// Statements sent to the server (each a round trip), for the figures of issue 19.
     round_trips: AtomicU64,
-    /// Read connections held by snapshots now ([`Backend::reads_held`]).
+    /// Reads holding a connection (their own or their generation's) now
+    /// ([`Backend::reads_held`]).
     held: AtomicUsize,
+    /// Whether reads that start together share one snapshot (the URL's `share`, default on;
+    /// `share.rs`).
+    share: bool,
+    /// The shared snapshots of reads (`share.rs`).
+    generations: share::Generations,
     /// The quoted `LISTEN`/`NOTIFY` channel of the schema (`listen.rs`).
     channel: String,
     /// This open database's name in the notifications it sends (`listen.rs`).
@@ -189,6 +199,8 @@ struct Params {
     listen: bool,
     /// The row cache's budget in bytes.
     cache: usize,
+    /// Whether reads that start together share one snapshot.
+    share: bool,
 }
 
 /// `v` as a number of bytes: digits, then nothing or `B` (bytes), `K`/`KB`/`KiB`,
@@ -217,6 +229,7 @@ fn split_url(url: &str) -> Result<(String, Params)> {
     let mut pool = 16usize;
     let mut listen = true;
     let mut cache = cache::DEFAULT_BUDGET;
+    let mut share = true;
     let mut rest = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
@@ -226,13 +239,8 @@ fn split_url(url: &str) -> Result<(String, Params)> {
                     .parse()
                     .map_err(|_| Error::Storage(format!("pool={v}: not a number")))?
             }
-            Some(("listen", v)) => {
-                listen = match v {
-                    "on" | "true" | "1" => true,
-                    "off" | "false" | "0" => false,
-                    _ => return Err(Error::Storage(format!("listen={v}: use on or off"))),
-                }
-            }
+            Some(("listen", v)) => listen = on_off("listen", v)?,
+            Some(("share", v)) => share = on_off("share", v)?,
             Some(("cache", v)) => {
                 cache = bytes_of(v).ok_or_else(|| {
                     Error::Storage(format!("cache={v}: a size, such as 64MiB (0: none)"))
@@ -263,8 +271,18 @@ fn split_url(url: &str) -> Result<(String, Params)> {
             pool,
             listen,
             cache,
+            share,
         },
     ))
+}
+
+/// The switch `name=v`: `on`/`true`/`1` or `off`/`false`/`0`.
+fn on_off(name: &str, v: &str) -> Result<bool> {
+    match v {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        _ => Err(Error::Storage(format!("{name}={v}: use on or off"))),
+    }
 }
 
 impl Shared {
@@ -358,14 +376,27 @@ impl Shared {
         order: Order,
         limit: i64,
     ) -> Result<Page> {
-        let owned = |b: Bound<&[u8]>| b.map(<[u8]>::to_vec);
-        let range = (owned(lo), owned(hi), order == Order::Desc, limit);
-        if let Some(rows) = lock(&self.rows).page(epoch, t.slot, &range) {
+        if let Some(rows) = self.cached_page(epoch, t, lo, hi, order, limit) {
             return Ok(rows);
         }
         let rows = Arc::new(self.page(c, t, lo, hi, order, limit)?);
+        let range = page_range(lo, hi, order, limit);
         lock(&self.rows).remember_page(epoch, t.slot, range, &rows);
         Ok(rows)
+    }
+
+    /// The page [`Shared::page_at`] would read, if the row cache has it at `epoch`.
+    fn cached_page(
+        &self,
+        epoch: i64,
+        t: TableId,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        order: Order,
+        limit: i64,
+    ) -> Option<Page> {
+        let range = page_range(lo, hi, order, limit);
+        lock(&self.rows).page(epoch, t.slot, &range)
     }
 
     /// One page of a scan: at most `limit` rows within (`lo`, `hi`) in `order`.
@@ -488,7 +519,10 @@ impl Shared {
                 loop {
                     std::thread::sleep(IDLE_READ);
                     match weak.upgrade() {
-                        Some(shared) => shared.sweep_idle_reads(),
+                        Some(shared) => {
+                            drop(shared.generations.forget_stale());
+                            shared.sweep_idle_reads()
+                        }
                         None => return,
                     }
                 }
@@ -521,14 +555,21 @@ impl Drop for Shared {
     fn drop(&mut self) {
         let idle = std::mem::take(&mut lock(&self.pool).idle);
         let writer = lock(&self.writer).conn.take();
-        if idle.is_empty() && writer.is_none() {
+        let newest = self.generations.take();
+        if idle.is_empty() && writer.is_none() && newest.is_none() {
             return;
         }
         let _ = std::thread::Builder::new()
             .name("bespin-pg-close".into())
-            .spawn(move || drop((idle, writer)))
+            .spawn(move || drop((idle, writer, newest)))
             .map(|t| t.join());
     }
+}
+
+/// The row cache's name of a page of a scan.
+fn page_range(lo: Bound<&[u8]>, hi: Bound<&[u8]>, order: Order, limit: i64) -> cache::PageRange {
+    let owned = |b: Bound<&[u8]>| b.map(<[u8]>::to_vec);
+    (owned(lo), owned(hi), order == Order::Desc, limit)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -613,6 +654,8 @@ impl Postgres {
             rows: Mutex::new(cache::RowCache::new(p.cache)),
             round_trips: AtomicU64::new(0),
             held: AtomicUsize::new(0),
+            share: p.share,
+            generations: share::Generations::default(),
         });
         let mut c = Conn::new(shared.connect()?);
         shared.batch(&mut c, &create_sql(&shared, tables))?;
@@ -674,7 +717,7 @@ impl Backend for Postgres {
     fn snapshot(&self) -> Result<Box<dyn Snapshot>> {
         Ok(Box::new(PgSnapshot {
             shared: Arc::clone(&self.shared),
-            conn: Mutex::new(None),
+            read: Mutex::new(None),
         }))
     }
 
@@ -716,36 +759,72 @@ impl Backend for Postgres {
     }
 }
 
-/// A read transaction on a pooled connection, taken at the first read, and the commit count
-/// its snapshot saw (its first statement).
+/// A read: its own transaction on a pooled connection, or a share of a generation's
+/// (`share.rs`), taken at its first read.
 struct PgSnapshot {
     shared: Arc<Shared>,
-    conn: Mutex<Option<(Conn, i64)>>,
+    read: Mutex<Option<Read>>,
+}
+
+/// What a read reads on, and the commit count its snapshot saw (its first statement).
+enum Read {
+    /// Boxed: most reads share (`Joined`), and a `Conn` is large.
+    Own(Box<Conn>, i64),
+    Joined(Arc<share::Generation>),
 }
 
 impl PgSnapshot {
-    fn with<T>(&self, f: impl FnOnce(&Shared, &mut Conn, i64) -> Result<T>) -> Result<T> {
-        let mut slot = lock(&self.conn);
-        let out = (|| {
-            if slot.is_none() {
-                let mut c = self.shared.take_reader()?;
-                match self.shared.begin_read(&mut c) {
-                    Ok(epoch) => {
-                        self.shared.held.fetch_add(1, Ordering::SeqCst);
-                        *slot = Some((c, epoch));
-                    }
-                    Err(e) => {
-                        drop(c);
-                        self.shared.reader_gone();
-                        return Err(e);
-                    }
-                }
+    /// Starts the read if it has not started: joins a generation, or (`share=off`) begins a
+    /// transaction of its own.
+    fn start(&self, slot: &mut Option<Read>) -> Result<()> {
+        if slot.is_some() {
+            return Ok(());
+        }
+        if self.shared.share {
+            *slot = Some(Read::Joined(self.shared.join()?));
+            self.shared.held.fetch_add(1, Ordering::SeqCst);
+            return Ok(());
+        }
+        let mut c = self.shared.take_reader()?;
+        match self.shared.begin_read(&mut c) {
+            Ok(epoch) => {
+                self.shared.held.fetch_add(1, Ordering::SeqCst);
+                *slot = Some(Read::Own(Box::new(c), epoch));
+                Ok(())
             }
-            let Some((c, epoch)) = slot.as_mut() else {
-                return Err(Error::Internal("no read connection".into()));
-            };
-            f(&self.shared, c, *epoch)
-        })();
+            Err(e) => {
+                drop(c);
+                self.shared.reader_gone();
+                Err(e)
+            }
+        }
+    }
+
+    /// The commit count the read sees (starting it): what its answers from the row cache
+    /// must be valid at.
+    fn epoch(&self) -> Result<i64> {
+        let mut slot = lock(&self.read);
+        self.start(&mut slot)?;
+        Ok(match slot.as_ref() {
+            Some(Read::Own(_, epoch)) => *epoch,
+            Some(Read::Joined(g)) => g.epoch,
+            None => return Err(Error::Internal("no read".into())),
+        })
+    }
+
+    /// Runs `f` on the read's connection, inside its transaction.
+    fn with<T>(&self, f: impl FnOnce(&Shared, &mut Conn, i64) -> Result<T>) -> Result<T> {
+        let mut slot = lock(&self.read);
+        self.start(&mut slot)?;
+        if let Some(Read::Joined(g)) = slot.as_ref() {
+            let g = Arc::clone(g);
+            drop(slot);
+            return g.with(&self.shared, |c| f(&self.shared, c, g.epoch));
+        }
+        let Some(Read::Own(c, epoch)) = slot.as_mut() else {
+            return Err(Error::Internal("no read connection".into()));
+        };
+        let out = f(&self.shared, c, *epoch);
         if let Err(e) = &out {
             // The transaction is aborted (or the connection gone): this snapshot cannot read
             // on; its connection is dropped rather than handed back.
@@ -763,19 +842,23 @@ impl PgSnapshot {
 
 impl Drop for PgSnapshot {
     fn drop(&mut self) {
-        if let Some((c, _)) = lock(&self.conn).take() {
-            self.shared.held.fetch_sub(1, Ordering::SeqCst);
-            self.shared.give_reader(c);
+        let Some(read) = lock(&self.read).take() else {
+            return;
+        };
+        self.shared.held.fetch_sub(1, Ordering::SeqCst);
+        if let Read::Own(c, _) = read {
+            self.shared.give_reader(*c);
         }
     }
 }
 
 impl Reads for PgSnapshot {
     fn get(&self, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let epoch = self.epoch()?;
+        if let Some(v) = lock(&self.shared.rows).get(epoch, t, key) {
+            return Ok(v);
+        }
         self.with(|s, c, epoch| {
-            if let Some(v) = lock(&s.rows).get(epoch, t, key) {
-                return Ok(v);
-            }
             let v = s.get(c, t, key)?;
             lock(&s.rows).remember(epoch, t, key, &v);
             Ok(v)
@@ -792,6 +875,10 @@ impl Reads for PgSnapshot {
     ) -> Result<()> {
         scan::paged(
             &mut |lo, hi, limit| {
+                let epoch = self.epoch()?;
+                if let Some(page) = self.shared.cached_page(epoch, t, lo, hi, order, limit) {
+                    return Ok(page);
+                }
                 self.with(|s, c, epoch| s.page_at(c, epoch, t, lo, hi, order, limit))
             },
             &mut |_, _| Vec::new(),
@@ -833,3 +920,4 @@ mod batch;
 mod cache;
 mod listen;
 mod scan;
+mod share;

@@ -1,6 +1,6 @@
 //! Authentication and roles.
 //!
-//! [`authenticate`] turns the three tenant credentials into a [`Principal`], checking in the
+//! `authenticate` turns the three tenant credentials into a [`Principal`], checking in the
 //! contract's order: presence of each credential (400), tenant and key (401, one answer for
 //! both), user existence in any tenant (403 `User not found`), user's tenant (403). A
 //! `Principal` can only be made here, so holding one proves the checks passed.
@@ -11,7 +11,7 @@
 //! (no other header needed; an `X-Tenant-ID` sent too must be the key's tenant, else 401). A
 //! revoked, expired or unknown key, and a deactivated user, get the one 401 of a wrong key.
 //! A principal is checked against a snapshot; the writes of one authenticated by a bound key
-//! check the key again in their own transaction ([`crate::tenancy::keys::admit`]).
+//! check the key again in their own transaction (`crate::tenancy::keys::admit`).
 
 use crate::error::{Error, Result};
 use crate::store::Reader;

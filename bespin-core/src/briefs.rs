@@ -1,11 +1,11 @@
 //! Daily briefs (20 §3): generation, idempotent materialization and reads.
 //!
 //! A brief summarises every KPI of a tenant as of the end of one UTC calendar date, using the
-//! shared window rule ([`kpis::window`]) with the cut-off at the last microsecond of the date.
+//! shared window rule (`kpis::window`) with the cut-off at the last microsecond of the date.
 //! Briefs are stored under (tenant, date), one per date, never regenerated; the date is a real
 //! `YYYY-MM-DD` date (spec README decision 3), so "latest" is the newest date.
 //!
-//! [`generate`] is shared with the daily-brief runner; [`Bespin::preview_brief`] exposes it
+//! `generate` is shared with the daily-brief runner; [`Bespin::preview_brief`] exposes it
 //! without storing anything. [`Bespin::list_briefs`] pages through the stored dates, newest
 //! first (what the workspace's date picker walks).
 

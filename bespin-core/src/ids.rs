@@ -1,7 +1,7 @@
 //! Identifiers and secrets.
 //!
 //! Ids are UUID v4 in lower-case hyphenated form: random ([`new_id`]), or — for the records
-//! created most often — sealed positions ([`Sealer`]), which look exactly as random to anyone
+//! created most often — sealed positions (`Sealer`), which look exactly as random to anyone
 //! without the database's secret. API keys are `bsk_` followed by 43 URL-safe base64
 //! characters (32 random bytes), so secret scanners can recognise a leaked key (spec README
 //! decision 6). Only the SHA-256 digest of a key is stored.

@@ -9,11 +9,11 @@
 //! |---|---|
 //! | 1 (no `layout` row) | the first release |
 //! | 2 | search entries keyed by the record's creation instant, no per-record token table; the timeline's per-record index keyed by the record's creation instant; messages keyed by their conversation's sequence number |
-//! | 3 | sealed ids ([`crate::ids::Sealer`], secret in `secrets`): new Core OS records and conversations are keyed by their record number, new timeline events are found from their id without `co_timeline_ids`. Records and events written before keep their keys and index rows and are found through them, so the upgrade rewrites nothing |
+//! | 3 | sealed ids (`crate::ids::Sealer`, secret in `secrets`): new Core OS records and conversations are keyed by their record number, new timeline events are found from their id without `co_timeline_ids`. Records and events written before keep their keys and index rows and are found through them, so the upgrade rewrites nothing |
 //! | 4 | KPI points stored in chunks of up to 128 (`kpi_chunks`, keyed by the chunk's first instant) instead of one row per point; the old `kpi_points` table is left empty |
 //! | 5 | a search rank row per indexed record (`co_search_rank`: its `updated_at`), so a search ranks its matches without reading them |
 //! | 6 | usage rolled up per (tenant, UTC date, event key) as well (`day_rollups`), for the usage chart; built from the usage events |
-//! | 7 | search entries bounded: a word is indexed by its first 64 characters, a record by its first 1,000 distinct words ([`crate::coreos::search::index::doc_tokens`]); the upgrade rewrites the entries of the records beyond those bounds only |
+//! | 7 | search entries bounded: a word is indexed by its first 64 characters, a record by its first 1,000 distinct words (`crate::coreos::search::index::doc_tokens`); the upgrade rewrites the entries of the records beyond those bounds only |
 //! | 8 | audit rows chained per tenant ([`crate::audit::chain`]): keyed (tenant, position) in `audit_chain`, with a head per tenant in `audit_heads`; the upgrade chains the rows of the old `audit` table in their key order (time, then sequence) and leaves it empty |
 //! | 9 | usage events in insertion order (`usage_by_seq` per tenant, `usage_all_by_seq` for all), for the usage export; built from the usage events |
 //! | 10 | reported usage events marked in `usage_all_by_seq`, whose walk purges the de-duplication rows past their retention; `usage_dedup_by_expiry` (a global row per remembered event) left empty. The upgrade from 9 marks the reported events and empties it |

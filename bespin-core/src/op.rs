@@ -20,7 +20,7 @@
 //! | [`Op::admin_on`] | `fn(tx, ctx, id: &str, req: R)` |
 //! | [`Op::for_read`] | `fn(tx, ctx, caller: &Principal)`, the write that accompanies a read (metering) |
 //!
-//! Every constructor that takes a caller first runs [`keys::admit`] in the operation's
+//! Every constructor that takes a caller first runs `keys::admit` in the operation's
 //! transaction: a caller authenticated by a user-bound key is refused (401) once the key is
 //! revoked or expired or its user deactivated, even if the request was authenticated before,
 //! and a read-only key may write nothing (403; [`Op::for_read`] allows it).

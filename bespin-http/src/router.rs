@@ -16,14 +16,14 @@ pub type Handler = fn(&AppState, &Req) -> Result<Reply, ApiError>;
 
 /// Where a handler runs. Never on the database's writer thread: a write handler parses and
 /// authenticates where it runs and hands only its operation to the writer
-/// ([`crate::reply::Reply::write`]).
+/// (`crate::reply::Reply::write`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunOn {
     /// On the runtime's worker: quick snapshot reads and the parsing of small write bodies,
-    /// saving a thread hop. A body over [`crate::pipeline::LARGE_BODY`] goes to the blocking
+    /// saving a thread hop. A body over `crate::pipeline::LARGE_BODY` goes to the blocking
     /// pool instead.
     Worker,
-    /// In the background lane ([`crate::lane`]): low priority, turns across tenants. Writes
+    /// In the background lane (`crate::lane`): low priority, turns across tenants. Writes
     /// whose parsing is heavy (bulk ingest), and any body over `LARGE_BODY`.
     Lane,
     /// On the blocking pool: operator work that takes long (console pages, snapshots).

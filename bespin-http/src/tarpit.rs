@@ -1,7 +1,7 @@
 //! Repeated authentication failures, slowed down.
 //!
 //! Every failed tenant authentication (all three credentials given, and wrong) is counted per
-//! client (the address [`crate::client::key`] gives) and per claimed tenant (its `X-Tenant-ID`,
+//! client (the address `crate::client::key` gives) and per claimed tenant (its `X-Tenant-ID`,
 //! when one is sent: a bearer key alone claims none and counts for its client only)
 //! in windows of [`WINDOW`]. The first failures of a window are answered at once; past
 //! `Config::auth_tarpit_after` of either count, the answer is held back — [`STEP`] more for

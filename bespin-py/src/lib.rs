@@ -1,8 +1,8 @@
 //! Python bindings of bespin-core: the `bespin._bespin` extension module.
 //!
-//! One file per core area; each adds `#[pymethods]` to the shared classes of [`handle`] and has
-//! a `register` called here. Conversions live in [`convert`], the exception mapping in
-//! [`errors`].
+//! One file per core area; each adds `#[pymethods]` to the shared classes of `handle` and has
+//! a `register` called here. Conversions live in `convert`, the exception mapping in
+//! `errors`.
 
 mod audit;
 mod billing;

@@ -3,7 +3,7 @@
 //! An audit row records who did what (`action`, e.g. `tools.invoke`), with which tool label,
 //! under which request id, with what outcome. Each tenant's rows form a hash chain
 //! ([`chain`]): row `n` is keyed by (tenant, n), `n` dense from 0, and stores the hash of the
-//! row before it and its own. The chain's head ([`AUDIT_HEADS`]: size, last hash, last
+//! row before it and its own. The chain's head (`AUDIT_HEADS`: size, last hash, last
 //! instant) is read and written by every append in the append's transaction, so appends to one
 //! tenant's chain are serialised by the writer (redb) or the batch lock (PostgreSQL) and the
 //! chain never forks. A row's `created_at` is never earlier than its predecessor's (the later

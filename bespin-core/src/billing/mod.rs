@@ -4,7 +4,7 @@
 //!   platform-admin operations.
 //! - [`subscriptions`]: one subscription per tenant; the admin change.
 //! - [`usage`]: the tenant-facing plan, usage and ledger reports.
-//! - [`require_capability`]: the entitlement check gated endpoints run.
+//! - `require_capability`: the entitlement check gated endpoints run.
 //!
 //! Metering itself (quota checks, usage events, rollups) lives in [`crate::metering`].
 

@@ -1,6 +1,6 @@
 //! The event log (issue 20): one durable, ordered log of what changed, per tenant.
 //!
-//! Every operation that makes a change a user would want to hear about calls [`emit`] in its
+//! Every operation that makes a change a user would want to hear about calls `emit` in its
 //! own transaction, so an event exists exactly when its change committed (a failed operation
 //! is rolled back with its event; a replay writes nothing). Events are stored under
 //! (tenant, seq) with `seq` from the database-wide sequence `events`: a tenant's events are one

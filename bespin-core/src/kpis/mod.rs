@@ -1,7 +1,7 @@
 //! KPI definitions and their time series (10 §10.8–§10.11, spec README decisions 2, 4 and 5).
 //!
 //! A KPI definition belongs to one tenant. Its points are stored in chunks of up to 128
-//! consecutive points, keyed (tenant, kpi, instant of the chunk's first point) ([`series`]),
+//! consecutive points, keyed (tenant, kpi, instant of the chunk's first point) (`series`),
 //! so "latest" and the start of a window are one seek and a look inside one chunk, and a bulk
 //! ingest of n points writes about n / 128 rows. Two indexes order a tenant's definitions: by
 //! creation (newest-first listing) and by name (brief enumeration).
@@ -14,8 +14,8 @@
 //! offset) or a bare `YYYY-MM-DD` date (midnight UTC), stored as a UTC instant and written back
 //! as `YYYY-MM-DDTHH:MM:SSZ` (with `.ffffff` only when the sub-second part is non-zero).
 //!
-//! [`window`] is the one window rule of decision 4, shared by the `kpi_summary` tool, the brief
-//! generator and (later) the chat `kpi:<name>` intent. [`chart`] reads a range of a series for
+//! `window` is the one window rule of decision 4, shared by the `kpi_summary` tool, the brief
+//! generator and (later) the chat `kpi:<name>` intent. `chart` reads a range of a series for
 //! a chart, downsampled to a bounded number of points.
 
 use crate::auth::{Permission, Principal};
@@ -269,7 +269,7 @@ impl Point {
     }
 }
 
-/// The result of the window rule ([`window`]).
+/// The result of the window rule (`window`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Window {
     /// The newest point at or before the cut-off.
@@ -620,7 +620,7 @@ impl Bespin {
         })
     }
 
-    /// The window rule ([`window`]) for a KPI of the caller's tenant, with an optional
+    /// The window rule (`window`) for a KPI of the caller's tenant, with an optional
     /// inclusive cut-off. Checks: role `KpiRead`, KPI exists (404 `KPI '<id>' not found`).
     /// `Ok(None)` when the KPI has no point at or before the cut-off.
     pub fn kpi_window(

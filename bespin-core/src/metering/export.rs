@@ -10,7 +10,7 @@
 //! hold it: `(tenant, seq)` for a tenant's export and `(seq, tenant)` for the platform's, each
 //! an append at the end of its table (measured in docs/performance.md: the write cost of the
 //! built-in metering). A row names the usage event's instant, so the event is one lookup; a
-//! row of a chunk of reported events ([`super::chunk`]) stands at its first event's number
+//! row of a chunk of reported events (`super::chunk`) stands at its first event's number
 //! for all of them, and a page that starts from a cursor inside it starts in it.
 //!
 //! The CloudEvent `id` is `use_` and the usage number sealed (`ids`' sealer: it does not tell

@@ -8,7 +8,7 @@
 //! in the next one, or more than 5 minutes ahead (422 at `time`); then checked as Bespin's own
 //! metering is — subscription and plan, the type (active), the capability an admin tied the
 //! type to, the credit allowance, then the plan's monthly cap (the same
-//! [`super::Limits::admit`]) — and recorded with its rollups in the period and on the day of
+//! `super::Limits::admit`) — and recorded with its rollups in the period and on the day of
 //! its `time`. The whole request is one operation, so one transaction: concurrent repeats of
 //! an event are serialised by the writer (redb) or the batch lock (PostgreSQL), and the first
 //! one wins in a race too.

@@ -4,7 +4,7 @@
 //! An endpoint describes what it consumes with a [`Meter`] (event key, raw units, tool label,
 //! optional daily activity) and, inside its write transaction:
 //!
-//! 1. calls [`Meter::check`] — credit allowance, then the plan's monthly cap, then the daily
+//! 1. calls `Meter::check` — credit allowance, then the plan's monthly cap, then the daily
 //!    limit, refusing with the contract's 429 bodies — and gets a [`Permit`];
 //! 2. does its own work;
 //! 3. calls [`Permit::record`], which writes the usage event (credits at the weight in force
@@ -190,7 +190,7 @@ impl<'a> Meter<'a> {
 }
 
 impl<'a> Meter<'a> {
-    /// [`Meter::check`] inside an open write transaction (for callers composing operations
+    /// `Meter::check` inside an open write transaction (for callers composing operations
     /// with [`crate::Bespin::transaction`]).
     pub fn check_in(self, tx: &WriteTx, ctx: &Ctx, tenant_id: &str) -> Result<Permit<'a>> {
         self.check(tx, ctx, tenant_id)

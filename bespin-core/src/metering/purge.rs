@@ -26,7 +26,7 @@ use std::collections::HashMap;
 /// usage events are passed without a read, and the walk never enters the last `retention`
 /// (less the 5 minutes an event's `time` may lie ahead of its acceptance) of the order, where
 /// nothing can have expired. At most 16 × `max` rows are walked per call. A chunk of events
-/// ([`super::chunk`]) is one row of the order, and its events are forgotten together (so up
+/// (`super::chunk`) is one row of the order, and its events are forgotten together (so up
 /// to 999 beyond `max`).
 pub fn purge_dedup(tx: &mut WriteTx, ctx: &Ctx, max: usize) -> Result<usize> {
     let retention = ctx.options.usage_dedup_retention_micros;

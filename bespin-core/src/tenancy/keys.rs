@@ -10,17 +10,17 @@
 //!
 //! **Revocation takes effect at its commit.** Authentication reads a snapshot and the write it
 //! allows commits later, so every write operation of a caller authenticated by a bound key
-//! re-checks the key in its own transaction ([`admit`], run by the `Op` constructors that take
+//! re-checks the key in its own transaction (`admit`, run by the `Op` constructors that take
 //! a caller), memoised per batch: one read per key per batch. A revocation, a deactivation and
 //! a role change forget the batch's memo, so the operations after them in the same batch look
 //! again.
 //!
 //! **Last used** is kept at day precision and written only when the day changes: in the first
-//! write of the day through [`admit`], or for a caller that only reads, by [`touch`], which the
+//! write of the day through `admit`, or for a caller that only reads, by [`touch`], which the
 //! server submits when the principal says the stored day is stale. Never a write per request.
 //!
 //! **Rotation** (`tenant:rotate`): the tenant record takes the new key's digest; the old digest
-//! is kept in [`TENANT_KEY_GRACE`] until the grace (0 to 7 days) ends, then stops matching.
+//! is kept in `TENANT_KEY_GRACE` until the grace (0 to 7 days) ends, then stops matching.
 
 use crate::auth::Principal;
 use crate::check::Checker;

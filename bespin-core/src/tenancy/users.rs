@@ -58,7 +58,7 @@ pub struct UserPage {
     pub next_cursor: Option<String>,
 }
 
-/// Query of [`list`].
+/// Query of `list`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UserQuery {
     /// 1–200, default 50.
@@ -273,12 +273,12 @@ fn active_admins(r: &impl Reader, tenant: &str) -> Result<usize> {
 }
 
 impl Bespin {
-    /// The tenant's users, a page at a time ([`list`]).
+    /// The tenant's users, a page at a time (`list`).
     pub fn list_users(&self, caller: &Principal, q: UserQuery) -> Result<UserPage> {
         self.read(|r, _| list(r, caller, q))
     }
 
-    /// One user ([`get`]).
+    /// One user (`get`).
     pub fn get_user(&self, caller: &Principal, user_id: &str) -> Result<UserInfo> {
         self.read(|r, _| get(r, caller, user_id))
     }

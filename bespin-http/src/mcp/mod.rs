@@ -29,7 +29,7 @@
 //! 2026-07-28's `subscriptions/listen` (`listen.rs`): resource and tool-list changes read from
 //! the event log. `GET` and `DELETE` are 405 (no standing server-initiated stream; sessions end
 //! at their expiry), so the handshake revisions have no resource subscriptions
-//! ([`capabilities`] says so per revision): their `resources/subscribe` would need a
+//! (`capabilities` says so per revision): their `resources/subscribe` would need a
 //! subscription set per session kept on a server, which sessions that survive restarts and
 //! span servers do not have.
 //!

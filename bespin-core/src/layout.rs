@@ -268,6 +268,15 @@ pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
             ])?,
         });
     }
+    if from < 11 {
+        // Nothing is rewritten: the step is listed so that the plan says what the new
+        // number means (a build of layout 10 can no longer open the file).
+        steps.push(UpgradeStep {
+            to_layout: 11,
+            description: "store reported usage events in chunks from now on (events stored before stay as they are; this build's number keeps older builds from opening the file)",
+            rows: 0,
+        });
+    }
     let mut missing_tables = Vec::new();
     for t in crate::schema::tables() {
         if file.count(t.name())?.is_none() {
@@ -481,7 +490,16 @@ mod tests {
         // Day rollups (6) from the usage events; the index rebuilt at 2 is bounded already.
         assert_eq!(
             steps,
-            [(2, 2), (2, 3), (2, 2), (4, 2), (6, 8), (8, 4), (9, 8)],
+            [
+                (2, 2),
+                (2, 3),
+                (2, 2),
+                (4, 2),
+                (6, 8),
+                (8, 4),
+                (9, 8),
+                (11, 0)
+            ],
             "{p}"
         );
         assert!(p.missing_tables.is_empty());
@@ -538,7 +556,7 @@ mod tests {
         let p = plan(&path).unwrap();
         assert_eq!((p.file_layout, p.action), (4, "upgrade"));
         let steps: Vec<u64> = p.steps.iter().map(|s| s.to_layout).collect();
-        assert_eq!(steps, [5, 6, 7, 8, 9], "{p}");
+        assert_eq!(steps, [5, 6, 7, 8, 9, 11], "{p}");
         assert_eq!((p.steps[0].rows, p.steps[2].rows), (2, 2), "{p}");
 
         let db = Bespin::open(&path).unwrap();
@@ -618,8 +636,8 @@ mod tests {
         drop(db);
         let p = plan(&path).unwrap();
         let steps: Vec<(u64, u64)> = p.steps.iter().map(|s| (s.to_layout, s.rows)).collect();
-        // 9 lists the usage events (one here) in insertion order.
-        assert_eq!(steps, [(7, 1), (8, 0), (9, 1)], "{p}");
+        // 9 lists the usage events (one here) in insertion order; 11 rewrites nothing.
+        assert_eq!(steps, [(7, 1), (8, 0), (9, 1), (11, 0)], "{p}");
 
         let db = Bespin::open(&path).unwrap();
         let report = db.check().unwrap();

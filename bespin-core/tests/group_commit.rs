@@ -414,12 +414,13 @@ fn invocations_queued_together_read_their_idempotency_records_at_once() {
     assert_eq!(again.json(), answers[20].as_ref().unwrap().json());
     // On PostgreSQL the records were read a batch's run at a time, not one round trip each:
     // a batch is its start, the read-ahead, the quota's scan of the period rollups (a page
-    // of the cache after the batch's first operation) and its commit; a read per invocation
-    // would add 32 more.
+    // of the cache after the batch's first operation) and its commit, two round trips
+    // since stop 32 (its rows in one prepared statement, then `COMMIT`); a read per
+    // invocation would add 32 more (24 measured; 19 when the commit was one round trip).
     let batches = db.commit_stats().commits - commits;
     if let Some(trips) = db.round_trips().zip(before).map(|(a, b)| a - b) {
         assert!(
-            trips <= 4 * batches,
+            trips <= 5 * batches,
             "{trips} round trips in {batches} batches for 37 queued invocations"
         );
     }

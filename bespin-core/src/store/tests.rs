@@ -5,6 +5,8 @@
 
 use super::*;
 use crate::time::{Date, Timestamp};
+use std::collections::BTreeMap;
+use std::ops::Bound;
 
 key! {
     /// (tenant, name, instant, id): a key of every kind that sorts.
@@ -283,6 +285,186 @@ fn a_commit_is_read_back_at_once() {
         s.shares_snapshots,
         "readers share it"
     );
+}
+
+/// Every row of `table` of the database at `place`: on PostgreSQL as another process reads it
+/// (a store of its own, so nothing comes from the row cache of `s`); on redb, which one
+/// process opens at a time and which has no such cache, through `s`.
+fn stored_rows(s: &Store, place: &str, table: &'static str) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let r = if is_url(place) {
+        open_at(place).read().unwrap()
+    } else {
+        s.read().unwrap()
+    };
+    let mut rows = BTreeMap::new();
+    r.scan_raw(
+        table,
+        Bound::Unbounded,
+        Bound::Unbounded,
+        Order::Asc,
+        &mut |k, v| {
+            rows.insert(k.to_vec(), v.to_vec());
+            Ok(Flow::Continue)
+        },
+    )
+    .unwrap();
+    rows
+}
+
+/// A commit stores its rows byte for byte, however it sends them (on PostgreSQL a batch's
+/// rows go as binary `bytea[]` parameters, a batch that emptied a table as SQL text): keys
+/// and values holding every byte value, an empty value, a large one, rows replaced, removals
+/// and puts of one table in one batch (a row put then removed, one removed then put again),
+/// several tables at once. Read back by another store, whose cache knows nothing of them.
+#[test]
+fn a_commit_stores_every_byte_of_its_rows_and_removals() {
+    let (_dir, place) = place();
+    let s = open_at(&place);
+    let every: Vec<u8> = (0..=255u8).collect();
+    let rows = "test_rows";
+    let days = "test_days";
+    let mut want: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut b = s.begin(true).unwrap();
+    b.run(|tx| {
+        for i in 0..=255u8 {
+            tx.raw_insert_for_test(rows, &[b'o', i], b"old")?;
+        }
+        tx.raw_insert_for_test(days, b"day-old", b"x")
+    })
+    .unwrap()
+    .unwrap();
+    b.commit().unwrap();
+    for i in 0..=255u8 {
+        want.insert(vec![b'o', i], b"old".to_vec());
+    }
+
+    let large: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut b = s.begin(true).unwrap();
+    b.run(|tx| {
+        for i in 0..=255u8 {
+            // A new row whose key and value hold the byte `i` among the ones most likely to be
+            // taken for something else (quote, backslash, zero, high bit).
+            let k = [b'n', i, b'\\', b'\'', 0, 255, i];
+            let v = [i, b'\\', b'x', i, b'\'', 0, 0x80, i];
+            tx.raw_insert_for_test(rows, &k, &v)?;
+            // The old rows: even ones replaced (by every byte, or nothing), odd ones removed.
+            if i % 2 == 0 {
+                let v: &[u8] = if i % 4 == 0 { &every } else { b"" };
+                tx.raw_insert_for_test(rows, &[b'o', i], v)?;
+            } else {
+                assert!(tx.delete_raw(rows, &[b'o', i])?);
+            }
+        }
+        tx.raw_insert_for_test(rows, &every, &large)?;
+        // Put then removed, removed then put back, removed though never there.
+        tx.raw_insert_for_test(rows, b"gone", b"soon")?;
+        assert!(tx.delete_raw(rows, b"gone")?);
+        assert!(!tx.delete_raw(rows, &[b'o', 1])?);
+        tx.raw_insert_for_test(rows, &[b'o', 1], b"back")?;
+        assert!(!tx.delete_raw(rows, b"never")?);
+        tx.raw_insert_for_test(days, b"day-new", &every)?;
+        assert!(tx.delete_raw(days, b"day-old")?);
+        Ok(())
+    })
+    .unwrap()
+    .unwrap();
+    b.commit().unwrap();
+    for i in 0..=255u8 {
+        want.insert(
+            vec![b'n', i, b'\\', b'\'', 0, 255, i],
+            vec![i, b'\\', b'x', i, b'\'', 0, 0x80, i],
+        );
+        match i % 4 {
+            0 => want.insert(vec![b'o', i], every.clone()),
+            2 => want.insert(vec![b'o', i], Vec::new()),
+            _ => want.remove(&vec![b'o', i]),
+        };
+    }
+    want.insert(every.clone(), large);
+    want.insert(vec![b'o', 1], b"back".to_vec());
+    assert!(
+        stored_rows(&s, &place, rows) == want,
+        "test_rows as written"
+    );
+    let days_want = BTreeMap::from([(b"day-new".to_vec(), every.clone())]);
+    assert_eq!(stored_rows(&s, &place, days), days_want);
+
+    // A batch that empties a table (a restore's) and writes others.
+    let mut b = s.begin(true).unwrap();
+    b.run(|tx| {
+        tx.clear_unlogged(&DAYS)?;
+        tx.raw_insert_for_test(days, &every, b"")?;
+        tx.raw_insert_for_test(rows, b"after clear", &every)?;
+        assert!(tx.delete_raw(rows, &[b'o', 0])?);
+        Ok(())
+    })
+    .unwrap()
+    .unwrap();
+    b.commit().unwrap();
+    want.insert(b"after clear".to_vec(), every.clone());
+    want.remove(&vec![b'o', 0]);
+    assert!(
+        stored_rows(&s, &place, rows) == want,
+        "test_rows after a clear"
+    );
+    assert_eq!(
+        stored_rows(&s, &place, days),
+        BTreeMap::from([(every.clone(), Vec::new())])
+    );
+}
+
+/// Batches of 40 shapes (which of three tables each puts rows in and removes rows from),
+/// written three times over, store their rows. On PostgreSQL a batch's flush is one prepared
+/// statement per shape, prepared the first time the writer's connection sees the shape, and
+/// the connection keeps the 32 it used last: a batch of a kept shape costs its start, the
+/// statement and its `COMMIT` (3 round trips), one of a new or forgotten shape one more.
+#[test]
+fn batches_of_many_shapes_prepare_each_once_and_store_their_rows() {
+    let (_dir, place) = place();
+    let s = open_at(&place);
+    let tables = ["test_rows", "test_days", "test_conf"];
+    let mut want: Vec<BTreeMap<Vec<u8>, Vec<u8>>> = vec![BTreeMap::new(); 3];
+    let mut write = |shape: u8, pass: u8| {
+        let before = s.round_trips();
+        let mut b = s.begin(true).unwrap();
+        b.run(|tx| {
+            for (j, table) in tables.iter().enumerate() {
+                if shape & (1 << (2 * j)) != 0 {
+                    tx.raw_insert_for_test(table, &[b'p', shape], &[shape, pass])?;
+                }
+                if shape & (2 << (2 * j)) != 0 {
+                    // Written, then removed: a removal that reads nothing.
+                    tx.raw_insert_for_test(table, &[b'd', shape], b"")?;
+                    assert!(tx.delete_raw(table, &[b'd', shape])?);
+                }
+            }
+            Ok(())
+        })
+        .unwrap()
+        .unwrap();
+        b.commit().unwrap();
+        for (j, rows) in want.iter_mut().enumerate() {
+            if shape & (1 << (2 * j)) != 0 {
+                rows.insert(vec![b'p', shape], vec![shape, pass]);
+            }
+        }
+        s.round_trips().zip(before).map(|(a, b)| a - b)
+    };
+    let pg = |n: u64| s.round_trips().map(|_| n);
+    for shape in 1..=40 {
+        assert_eq!(write(shape, 1), pg(4), "shape {shape}, first seen");
+    }
+    for shape in 9..=40 {
+        assert_eq!(write(shape, 2), pg(3), "shape {shape}, kept");
+    }
+    for shape in 1..=8 {
+        assert_eq!(write(shape, 3), pg(4), "shape {shape}, forgotten");
+    }
+    for (table, rows) in tables.iter().zip(&want) {
+        assert_eq!(&stored_rows(&s, &place, table), rows, "{table}");
+    }
 }
 
 /// On PostgreSQL a read connection handed back keeps its finished read open (the next read

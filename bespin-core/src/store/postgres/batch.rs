@@ -7,10 +7,13 @@ use super::cache::RowCache;
 use super::scan::paged;
 use super::{COMMITS, Conn, Shared, WRITE_LOCK, ident, lock, pg_err};
 use crate::error::{Error, Result};
+use postgres::Statement;
+use postgres::types::{ToSql, Type};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// Brings the row cache from `epoch` to `epoch + 1` by what the batch committed there read
 /// and wrote (its overlay): the pages of every table it changed go (a page may cover a range
@@ -199,28 +202,48 @@ impl PgBatch {
         Ok(old)
     }
 
-    /// The statements that store the batch's writes, then `COMMIT`: one simple query, so
-    /// the whole flush is one round trip (values as hex `bytea` literals, which cannot hold a
-    /// quote).
-    fn flush_sql(&self) -> String {
-        let tables = self.tables.borrow();
-        let mut slots: Vec<&usize> = tables.keys().collect();
-        slots.sort();
+    /// What the batch writes, per table it touched (by slot, in slot order): whether it
+    /// emptied it, the rows it puts and the keys it removes.
+    fn writes<'a>(tables: &'a HashMap<usize, Overlay>) -> Vec<TableWrites<'a>> {
+        let mut slots: Vec<usize> = tables.keys().copied().collect();
+        slots.sort_unstable();
+        slots
+            .into_iter()
+            .map(|slot| {
+                let o = &tables[&slot];
+                let mut w = TableWrites {
+                    slot,
+                    cleared: o.cleared,
+                    puts: Vec::new(),
+                    dels: Vec::new(),
+                };
+                for (k, r) in o.rows.iter().filter(|(_, r)| r.dirty) {
+                    match &r.value {
+                        Some(v) => w.puts.push((k.as_slice(), v.as_slice())),
+                        // A cleared table's removals are done by its `DELETE FROM`.
+                        None if !o.cleared => w.dels.push(k.as_slice()),
+                        None => {}
+                    }
+                }
+                w
+            })
+            .collect()
+    }
+
+    /// The statements that store the batch's writes, then `COMMIT`, as one simple query
+    /// (values as hex `bytea` literals, which cannot hold a quote): the flush of a batch that
+    /// emptied a table, whose `DELETE FROM` must come before its new rows (one statement's
+    /// CTEs all see the same snapshot: [`PgBatch::flush`]).
+    fn flush_sql(&self, writes: &[TableWrites<'_>]) -> String {
         let mut sql = String::new();
-        for slot in slots {
-            let o = &tables[slot];
-            let name = &self.shared.names[*slot];
-            if o.cleared {
+        for w in writes {
+            let name = &self.shared.names[w.slot];
+            if w.cleared {
                 let _ = write!(sql, "DELETE FROM {name}; ");
             }
-            let mut puts = o
-                .rows
-                .iter()
-                .filter_map(|(k, r)| Some((k, r.value.as_ref()?)).filter(|_| r.dirty))
-                .peekable();
-            if puts.peek().is_some() {
+            if !w.puts.is_empty() {
                 let _ = write!(sql, "INSERT INTO {name} (k, v) VALUES ");
-                for (i, (k, v)) in puts.enumerate() {
+                for (i, (k, v)) in w.puts.iter().enumerate() {
                     if i > 0 {
                         sql.push(',');
                     }
@@ -232,14 +255,9 @@ impl PgBatch {
                 }
                 sql.push_str(" ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v; ");
             }
-            let mut dels = o
-                .rows
-                .iter()
-                .filter(|(_, r)| r.dirty && r.value.is_none())
-                .peekable();
-            if dels.peek().is_some() && !o.cleared {
+            if !w.dels.is_empty() {
                 let _ = write!(sql, "DELETE FROM {name} WHERE k IN (");
-                for (i, (k, _)) in dels.enumerate() {
+                for (i, k) in w.dels.iter().enumerate() {
                     if i > 0 {
                         sql.push(',');
                     }
@@ -259,6 +277,167 @@ impl PgBatch {
         );
         sql
     }
+
+    /// The statement storing writes of `shape` ([`shape`]): data-modifying CTEs, one per
+    /// table and kind (`INSERT … SELECT * FROM unnest($keys, $values) ON CONFLICT (k) DO
+    /// UPDATE`, `DELETE … WHERE k = ANY($keys)`), the update of the commit count its main
+    /// statement. Its parameters, in order: the [`arrays`], then the new commit count.
+    fn flush_statement(&self, shape: &[u32]) -> String {
+        let mut sql = String::new();
+        let mut n = 0;
+        for (i, &code) in shape.iter().enumerate() {
+            let name = &self.shared.names[(code >> 2) as usize];
+            sql.push_str(if i == 0 { "WITH " } else { ", " });
+            if code & PUTS != 0 {
+                let _ = write!(
+                    sql,
+                    "w{i} AS (INSERT INTO {name} (k, v) SELECT * FROM unnest(${}::bytea[], \
+                     ${}::bytea[]) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v)",
+                    n + 1,
+                    n + 2
+                );
+                n += 2;
+            } else {
+                let _ = write!(
+                    sql,
+                    "w{i} AS (DELETE FROM {name} WHERE k = ANY(${}::bytea[]))",
+                    n + 1
+                );
+                n += 1;
+            }
+        }
+        let _ = write!(
+            sql,
+            " UPDATE {}.bespin_meta SET value = ${}::int8 WHERE name = '{COMMITS}'",
+            ident(&self.shared.schema),
+            n + 1
+        );
+        sql
+    }
+
+    /// Sends the batch's writes and `COMMIT`.
+    ///
+    /// A batch that emptied a table (rare: a restore, a layout upgrade) sends SQL text in one
+    /// simple query ([`PgBatch::flush_sql`]). Any other sends its rows as binary `bytea[]`
+    /// parameters of one statement prepared once per connection and shape (the tables
+    /// written, and how: [`FlushStatements`]), then `NOTIFY` (if any) and `COMMIT` as a
+    /// simple query: two round trips, a third the first time the connection sees the shape.
+    /// PostgreSQL then neither lexes hex literals nor parses, analyses and plans a statement
+    /// per table at every batch (see docs/performance.md, "PostgreSQL flush, stop 32").
+    fn flush(&self) -> Result<()> {
+        let tables = self.tables.borrow();
+        let writes = Self::writes(&tables);
+        if writes.iter().any(|w| w.cleared) {
+            let sql = self.flush_sql(&writes);
+            return self.with(|s, c| s.batch(c, &sql));
+        }
+        let shape = shape(&writes);
+        let arrays = arrays(&writes);
+        let count = self.epoch + 1;
+        let mut params: Vec<&(dyn ToSql + Sync)> =
+            arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        params.push(&count);
+        let commit = format!("{}COMMIT", self.notify.as_deref().unwrap_or(""));
+        self.with(|s, c| {
+            let st = match c.flush.get(&shape) {
+                Some(st) => st,
+                None => {
+                    let mut types = vec![Type::BYTEA_ARRAY; arrays.len()];
+                    types.push(Type::INT8);
+                    s.round_trips.fetch_add(1, Ordering::Relaxed);
+                    let st = c
+                        .client
+                        .prepare_typed(&self.flush_statement(&shape), &types)
+                        .map_err(pg_err)?;
+                    c.flush.keep(shape, st.clone());
+                    st
+                }
+            };
+            s.round_trips.fetch_add(1, Ordering::Relaxed);
+            c.client.execute(&st, &params).map_err(pg_err)?;
+            s.batch(c, &commit)
+        })
+    }
+}
+
+/// A table's code in a [`shape`] when it puts rows (without: when it removes some).
+const PUTS: u32 = 1;
+
+/// The shape of a batch's writes: per table written, in slot order, `slot << 2 | PUTS` when
+/// it puts rows, then `slot << 2` when it removes some.
+fn shape(writes: &[TableWrites<'_>]) -> Vec<u32> {
+    let mut shape = Vec::with_capacity(writes.len() + 2);
+    for w in writes {
+        let code = (w.slot as u32) << 2;
+        if !w.puts.is_empty() {
+            shape.push(code | PUTS);
+        }
+        if !w.dels.is_empty() {
+            shape.push(code);
+        }
+    }
+    shape
+}
+
+/// The array parameters of a batch's flush statement, in the order of its [`shape`]: a
+/// table's keys and values when it puts rows, then its keys removed.
+fn arrays<'a>(writes: &[TableWrites<'a>]) -> Vec<Vec<&'a [u8]>> {
+    let mut arrays = Vec::new();
+    for w in writes {
+        if !w.puts.is_empty() {
+            arrays.push(w.puts.iter().map(|p| p.0).collect());
+            arrays.push(w.puts.iter().map(|p| p.1).collect());
+        }
+        if !w.dels.is_empty() {
+            arrays.push(w.dels.clone());
+        }
+    }
+    arrays
+}
+
+/// How many flush statements a connection keeps prepared (the least recently used goes
+/// first): a workload's batches come in a few shapes (a run of task creates writes the same
+/// tables every time), and each statement kept holds its plan in the server's memory.
+const KEPT_SHAPES: usize = 32;
+
+/// The flush statements prepared on a connection, by shape ([`PgBatch::flush`]).
+#[derive(Default)]
+pub(super) struct FlushStatements {
+    by_shape: HashMap<Vec<u32>, (Statement, u64)>,
+    uses: u64,
+}
+
+impl FlushStatements {
+    fn get(&mut self, shape: &[u32]) -> Option<Statement> {
+        self.uses += 1;
+        let (st, used) = self.by_shape.get_mut(shape)?;
+        *used = self.uses;
+        Some(st.clone())
+    }
+
+    /// Keeps `st`, forgetting the least recently used statement when full (dropping its
+    /// last handle closes it on the server).
+    fn keep(&mut self, shape: Vec<u32>, st: Statement) {
+        if self.by_shape.len() >= KEPT_SHAPES {
+            let oldest = self
+                .by_shape
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.by_shape.remove(&k);
+            }
+        }
+        self.by_shape.insert(shape, (st, self.uses));
+    }
+}
+
+/// What a batch writes to one table (see [`PgBatch::writes`]).
+struct TableWrites<'a> {
+    slot: usize,
+    cleared: bool,
+    puts: Vec<(&'a [u8], &'a [u8])>,
+    dels: Vec<&'a [u8]>,
 }
 
 fn hex(out: &mut String, bytes: &[u8]) {
@@ -428,11 +607,10 @@ impl WriteBatch for PgBatch {
         for (key, value) in self.seqs.take_rows()? {
             self.set(self.sequences, &key, Some(value), false)?;
         }
-        let sql = self.flush_sql();
         // Readers that see the commit before `absorb` brings the cache to it must not empty
         // the cache as for another process's commit.
         lock(&self.shared.rows).committing(Some(self.epoch + 1));
-        let out = self.with(|s, c| s.batch(c, &sql));
+        let out = self.flush();
         if out.is_ok() {
             // Committed: hand the connection back as it is (Drop would roll back).
             let conn = self.conn.get_mut().take();

@@ -9,8 +9,9 @@
 //!   Under the lock a statement sees every commit made before the lock was granted. The
 //!   batch's writes are held in an overlay in memory (reads and scans of the batch consult it
 //!   first; rows read from the database are kept in it too, so an operation that reads a row
-//!   and writes it back costs one round trip) and sent at commit with the `COMMIT` as one
-//!   simple query: one round trip for the whole flush. A write that need not know what it
+//!   and writes it back costs one round trip) and sent at commit: every table's rows as
+//!   binary parameters of one statement, prepared once per shape of batch, then `COMMIT`
+//!   (two round trips; `batch.rs`, `PgBatch::flush`). A write that need not know what it
 //!   replaced does not read it ([`Prior::Unread`](super::backend::Prior)).
 //! - **Reads** take a pooled connection and run in one `REPEATABLE READ READ ONLY`
 //!   transaction, whose snapshot is taken at its first statement (the read of the commit
@@ -84,6 +85,8 @@ struct Conn {
     /// A read connection's state between reads: what its next read sends first
     /// ([`BEGIN_READ`], or [`NEXT_READ`] while its last read is still open), and since when.
     next: (&'static str, std::time::Instant),
+    /// The writer's flush statements, by shape (`batch.rs`).
+    flush: batch::FlushStatements,
 }
 
 impl Conn {
@@ -92,6 +95,7 @@ impl Conn {
             client,
             stmts: HashMap::new(),
             next: (BEGIN_READ, std::time::Instant::now()),
+            flush: batch::FlushStatements::default(),
         }
     }
 }

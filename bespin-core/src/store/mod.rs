@@ -365,4 +365,6 @@ fn copy_rows(from: &dyn Snapshot, to: &mut dyn WriteBatch, tables: &[TableId]) -
 }
 
 #[cfg(test)]
+mod cache_tests;
+#[cfg(test)]
 mod tests;

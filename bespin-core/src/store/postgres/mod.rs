@@ -784,7 +784,7 @@ impl PgSnapshot {
         if slot.is_some() {
             return Ok(());
         }
-        if self.shared.share {
+        if self.shared.share && !lock(&self.shared.rows).others_lately() {
             *slot = Some(Read::Joined(self.shared.join()?));
             self.shared.held.fetch_add(1, Ordering::SeqCst);
             return Ok(());

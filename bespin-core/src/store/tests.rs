@@ -467,6 +467,20 @@ fn batches_of_many_shapes_prepare_each_once_and_store_their_rows() {
     }
 }
 
+/// The schema of a test database's `url`, and a plain session of our own on its database.
+pub(super) fn session_of(url: &str) -> (String, ::postgres::Client) {
+    let schema = url
+        .split("schema=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let base = std::env::var("BESPIN_TEST_DB").unwrap();
+    let client = ::postgres::Client::connect(&base, ::postgres::NoTls).unwrap();
+    (schema.to_owned(), client)
+}
+
 /// On PostgreSQL a read connection handed back keeps its finished read open (the next read
 /// ends it in the same round trip), and the sweeper ends it after a second, so an idle pool
 /// holds no snapshot back from vacuum. Seen from PostgreSQL itself: the connection whose last
@@ -478,15 +492,7 @@ fn an_idle_read_connection_lets_its_snapshot_go() {
         return;
     };
     let s = Store::open_url(&url, TEST_TABLES).unwrap();
-    let schema = url
-        .split("schema=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
-    let base = std::env::var("BESPIN_TEST_DB").unwrap();
-    let mut observer = ::postgres::Client::connect(&base, ::postgres::NoTls).unwrap();
+    let (schema, mut observer) = session_of(&url);
     let holding = |observer: &mut ::postgres::Client| -> i64 {
         observer
             .query_one(

@@ -215,7 +215,7 @@ impl Shared {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use crate::store::reader::Reader;
-    use crate::store::tests::{ROWS, TEST_TABLES, key, open_at, place, put};
+    use crate::store::tests::{ROWS, TEST_TABLES, key, open_at, place, put, session_of};
     use crate::store::{Store, is_url};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
@@ -274,15 +274,7 @@ mod tests {
             let (r1, r2) = (s.read().unwrap(), s.read().unwrap());
             assert!(r1.contains(&ROWS, &k).unwrap() && r2.contains(&ROWS, &k).unwrap());
         }
-        let schema = url
-            .split("schema=")
-            .nth(1)
-            .unwrap()
-            .split('&')
-            .next()
-            .unwrap();
-        let base = std::env::var("BESPIN_TEST_DB").unwrap();
-        let mut blocker = ::postgres::Client::connect(&base, ::postgres::NoTls).unwrap();
+        let (schema, mut blocker) = session_of(url);
         blocker
             .batch_execute(&format!(
                 "BEGIN; LOCK TABLE \"{schema}\".bespin_meta IN ACCESS EXCLUSIVE MODE"

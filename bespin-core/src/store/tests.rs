@@ -6,7 +6,6 @@
 use super::*;
 use crate::time::{Date, Timestamp};
 use std::collections::BTreeMap;
-use std::ops::Bound;
 
 key! {
     /// (tenant, name, instant, id): a key of every kind that sorts.
@@ -296,19 +295,7 @@ fn stored_rows(s: &Store, place: &str, table: &'static str) -> BTreeMap<Vec<u8>,
     } else {
         s.read().unwrap()
     };
-    let mut rows = BTreeMap::new();
-    r.scan_raw(
-        table,
-        Bound::Unbounded,
-        Bound::Unbounded,
-        Order::Asc,
-        &mut |k, v| {
-            rows.insert(k.to_vec(), v.to_vec());
-            Ok(Flow::Continue)
-        },
-    )
-    .unwrap();
-    rows
+    crate::check::raw(&*r, table).unwrap()
 }
 
 /// A commit stores its rows byte for byte, however it sends them (on PostgreSQL a batch's

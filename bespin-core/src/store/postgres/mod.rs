@@ -346,6 +346,23 @@ impl Shared {
             .ok_or_else(|| Error::Storage("PostgreSQL: no commit count in bespin_meta".into()))
     }
 
+    /// A read begun on `lent` (or a connection of the pool), and the commit count its
+    /// snapshot sees; on failure the connection is dropped and no longer counted.
+    fn open_read(&self, lent: Option<Conn>) -> Result<(Conn, i64)> {
+        let mut c = match lent {
+            Some(c) => c,
+            None => self.take_reader()?,
+        };
+        match self.begin_read(&mut c) {
+            Ok(epoch) => Ok((c, epoch)),
+            Err(e) => {
+                drop(c);
+                self.reader_gone();
+                Err(e)
+            }
+        }
+    }
+
     fn get(&self, c: &mut Conn, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let rows = self.query(c, t.slot, GET, &[&key])?;
         rows.first()
@@ -380,9 +397,24 @@ impl Shared {
         order: Order,
         limit: i64,
     ) -> Result<Page> {
-        if let Some(rows) = self.cached_page(epoch, t, lo, hi, order, limit) {
-            return Ok(rows);
+        match self.cached_page(epoch, t, lo, hi, order, limit) {
+            Some(rows) => Ok(rows),
+            None => self.fetch_page(c, epoch, t, lo, hi, order, limit),
         }
+    }
+
+    /// [`Shared::page`], kept in the row cache as of `epoch` (the cache was looked in first).
+    #[allow(clippy::too_many_arguments)]
+    fn fetch_page(
+        &self,
+        c: &mut Conn,
+        epoch: i64,
+        t: TableId,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        order: Order,
+        limit: i64,
+    ) -> Result<Page> {
         let rows = Arc::new(self.page(c, t, lo, hi, order, limit)?);
         let range = page_range(lo, hi, order, limit);
         lock(&self.rows).remember_page(epoch, t.slot, range, &rows);
@@ -789,19 +821,10 @@ impl PgSnapshot {
             self.shared.held.fetch_add(1, Ordering::SeqCst);
             return Ok(());
         }
-        let mut c = self.shared.take_reader()?;
-        match self.shared.begin_read(&mut c) {
-            Ok(epoch) => {
-                self.shared.held.fetch_add(1, Ordering::SeqCst);
-                *slot = Some(Read::Own(Box::new(c), epoch));
-                Ok(())
-            }
-            Err(e) => {
-                drop(c);
-                self.shared.reader_gone();
-                Err(e)
-            }
-        }
+        let (c, epoch) = self.shared.open_read(None)?;
+        self.shared.held.fetch_add(1, Ordering::SeqCst);
+        *slot = Some(Read::Own(Box::new(c), epoch));
+        Ok(())
     }
 
     /// The commit count the read sees (starting it): what its answers from the row cache
@@ -883,7 +906,7 @@ impl Reads for PgSnapshot {
                 if let Some(page) = self.shared.cached_page(epoch, t, lo, hi, order, limit) {
                     return Ok(page);
                 }
-                self.with(|s, c, epoch| s.page_at(c, epoch, t, lo, hi, order, limit))
+                self.with(|s, c, epoch| s.fetch_page(c, epoch, t, lo, hi, order, limit))
             },
             &mut |_, _| Vec::new(),
             lo,

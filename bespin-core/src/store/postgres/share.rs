@@ -188,20 +188,14 @@ impl Shared {
 
     /// The round trip of a generation: its read begun on `lent`, or a pooled connection.
     fn open_generation(self: &Arc<Self>, lent: Option<Conn>) -> Result<Generation> {
-        let mut c = match lent {
-            Some(c) => c,
-            None => self.take_reader()?,
-        };
-        match self.begin_read(&mut c) {
-            Ok(epoch) => Ok(Generation {
+        match self.open_read(lent) {
+            Ok((c, epoch)) => Ok(Generation {
                 conn: Mutex::new(Some(c)),
                 epoch,
                 born: Instant::now(),
                 shared: Arc::downgrade(self),
             }),
             Err(e) => {
-                drop(c);
-                self.reader_gone();
                 if matches!(e, Error::Unavailable(_)) {
                     self.drop_idle();
                 }

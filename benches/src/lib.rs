@@ -68,10 +68,39 @@ pub fn usage_event_type(db: &Bespin) {
     .expect("event type");
 }
 
-/// Reported usage event number `k` (its own id, 1–4,000 tokens, a customer of 100).
+/// Whether `USAGE_BENCH_IDS=random` is set: event ids scattered like UUIDs ([`event_id`]).
+fn random_ids() -> bool {
+    static RANDOM: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *RANDOM.get_or_init(|| std::env::var("USAGE_BENCH_IDS").is_ok_and(|v| v == "random"))
+}
+
+/// The CloudEvent `id` of reported event number `k`: `PREFIX-k` (consecutive numbers, which
+/// land side by side in the de-duplication table), or with `USAGE_BENCH_IDS=random` in the
+/// environment `PREFIX-` and 16 hex digits of a fixed permutation of `k` (ids as scattered as
+/// UUIDs, the usual client choice, each claim at a random place of the table; the same `k`
+/// always gives the same id, so a resent batch repeats them).
+pub fn event_id(prefix: &str, k: u64) -> String {
+    if !random_ids() {
+        return format!("{prefix}-{k}");
+    }
+    // SplitMix64's finaliser: a bijection of u64, so distinct numbers keep distinct ids.
+    let mut z = k.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    format!("{prefix}-{:016x}", z ^ (z >> 31))
+}
+
+/// Reported usage event number `k` (its own id, [`event_id`]; 1–4,000 tokens, a customer of
+/// 100).
 pub fn usage_event(k: u64) -> bespin_core::metering::ingest::UsageEventIn {
     bespin_core::metering::ingest::UsageEventIn {
-        id: format!("evt-{k}"),
+        // The literal format when ids are consecutive: the figures of earlier stops made their
+        // ids so (the bench's own cost is counted in them).
+        id: if random_ids() {
+            event_id("evt", k)
+        } else {
+            format!("evt-{k}")
+        },
         source: "bench-service".into(),
         event_key: "llm_tokens".into(),
         subject: Some(format!("customer-{}", k % 100)),

@@ -10,6 +10,10 @@
 //!    starts), on keep-alive connections;
 //! 3. duplicates: the HTTP phase's first batches sent again (every event a duplicate).
 //!
+//! Event ids are consecutive numbers (`evt-17`), which land side by side in the
+//! de-duplication table; `USAGE_BENCH_IDS=random` makes them scattered like UUIDs
+//! ([`bespin_benches::event_id`]), each claim at a random place of the table.
+//!
 //! Everything shares this machine's cores (server, clients): the figures are of the whole, on
 //! the machine named where they are quoted.
 
@@ -31,7 +35,8 @@ fn batch_body(b: usize) -> String {
             s.push(',');
         }
         s.push_str(&format!(
-            r#"{{"specversion":"1.0","id":"http-{k}","source":"bench-service","type":"llm_tokens","subject":"customer-{}","data":{{"value":{}}}}}"#,
+            r#"{{"specversion":"1.0","id":"{}","source":"bench-service","type":"llm_tokens","subject":"customer-{}","data":{{"value":{}}}}}"#,
+            bespin_benches::event_id("http", k as u64),
             k % 100,
             k % 4000 + 1
         ));

@@ -52,10 +52,12 @@ pub(crate) fn crossed(
     actor: Actor<'_>,
     u: Used<'_>,
 ) -> Result<()> {
-    let period = ctx.now.period();
+    // The period is made where it is needed: most uses come with their limits and cross
+    // nothing (making it reads the calendar, as much as the rest of this check).
     let limits = match u.limits {
         Some(l) => l,
         None => {
+            let period = ctx.now.period();
             let Some(sub) = subscriptions::get(tx, tenant)? else {
                 return Ok(());
             };
@@ -74,17 +76,18 @@ pub(crate) fn crossed(
         }
     };
     let event_key = u.event_key;
-    let mut lines: Vec<(&str, Amount, Amount, Amount)> = Vec::with_capacity(2);
-    if !u.credits.is_zero() {
+    // At most two lines, kept on the stack (a list was an allocation per metered event).
+    let credits_line = (!u.credits.is_zero()).then(|| {
         let before = limits.used_credits;
-        lines.push(("credits", limits.included, before, before + u.credits));
-    }
-    if let Some((cap, before)) = limits.cap
-        && !u.units.is_zero()
-    {
-        lines.push((event_key, cap, before, before + u.units));
-    }
-    for (limit, value, before, after) in lines {
+        ("credits", limits.included, before, before + u.credits)
+    });
+    let cap_line = match limits.cap {
+        Some((cap, before)) if !u.units.is_zero() => {
+            Some((event_key, cap, before, before + u.units))
+        }
+        _ => None,
+    };
+    for (limit, value, before, after) in [credits_line, cap_line].into_iter().flatten() {
         if value.is_zero() {
             continue;
         }
@@ -109,6 +112,7 @@ pub(crate) fn crossed(
             if !(before_100 < line && after_100 >= line) {
                 continue;
             }
+            let period = ctx.now.period();
             let key = ThresholdKey::new(tenant, period.start(), limit, pct);
             if !tx.insert_new(&THRESHOLDS, &key, &ctx.now)? {
                 continue;

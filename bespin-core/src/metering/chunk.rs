@@ -176,8 +176,9 @@ pub(crate) struct Accepted<'a> {
     pub credits_per_unit: Amount,
     pub list_price_per_credit: Amount,
     pub source: &'a str,
-    pub id: &'a str,
-    pub subject: Option<&'a str>,
+    /// Moved from the request's event, not copied: each copy was an allocation on the writer.
+    pub id: String,
+    pub subject: Option<String>,
     pub at: Timestamp,
     pub raw_units: Amount,
 }
@@ -220,8 +221,8 @@ impl UsageChunk {
             seq: e.seq,
             ty: ty as u32,
             source: source as u32,
-            id: e.id.to_owned(),
-            subject: e.subject.map(str::to_owned),
+            id: e.id,
+            subject: e.subject,
             at: e.at,
             raw_units: e.raw_units,
         });
@@ -609,8 +610,8 @@ mod tests {
                 credits_per_unit: amount(weight),
                 list_price_per_credit: amount("0.02"),
                 source,
-                id: &format!("id-{seq}"),
-                subject,
+                id: format!("id-{seq}"),
+                subject: subject.map(str::to_owned),
                 at: Timestamp(at),
                 raw_units: amount(units),
             });

@@ -561,6 +561,7 @@ pub fn record_usage_events(
     caller.require_admin_to("report usage events")?;
     let tenant = caller.tenant_id();
     let period = ctx.now.period();
+    let bounds = TimeBounds::new(ctx.now, period);
     let retention = ctx.options.usage_dedup_retention_micros;
     let request_id = ids::new_id();
     let mut plan = None;
@@ -625,7 +626,7 @@ pub fn record_usage_events(
         }
         let at = e.time.unwrap_or(ctx.now);
         let checked = 'checks: {
-            if let Some(why) = too_early_or_late(at, ctx.now, period) {
+            if let Some(why) = bounds.refusal(at) {
                 let input = Value::String(at.to_rfc3339());
                 let err = FieldError::value_error(loc("time"), input, &why);
                 break 'checks Err(Error::field(err));
@@ -704,14 +705,19 @@ pub fn record_usage_events(
         let weight = state.rec.credits_per_unit;
         let credits = e.value * weight;
         let cost = credits * state.rec.list_price_per_credit;
+        // Its result first (it copies the id), so that the id and subject can then move into
+        // the chunk instead of being copied (an error below fails the whole request anyway).
+        result(Outcome::Accepted {
+            usage_id: UsageId::new(tx, seq),
+        });
         chunk.push(chunk::Accepted {
             seq,
             event_key: &e.event_key,
             credits_per_unit: weight,
             list_price_per_credit: state.rec.list_price_per_credit,
             source: &e.source,
-            id: &e.id,
-            subject: e.subject.as_deref(),
+            id: e.id,
+            subject: e.subject,
             at,
             raw_units: e.value,
         });
@@ -738,9 +744,6 @@ pub fn record_usage_events(
         thresholds::crossed(tx, ctx, tenant, caller.into(), used_now)?;
         used_credits = Some(used + credits);
         state.used_units += e.value;
-        result(Outcome::Accepted {
-            usage_id: UsageId::new(tx, seq),
-        });
     }
     if !chunk.events.is_empty() {
         // The accepted events as one row, and one row per insertion order.
@@ -796,20 +799,48 @@ fn remembered(
     })
 }
 
-/// Why an event at `at` cannot be counted now: before the open billing period `period`,
-/// more than 5 minutes ahead of `now`, or in the next period.
-fn too_early_or_late(at: Timestamp, now: Timestamp, period: crate::time::Period) -> Option<String> {
-    if at < period.start().start() {
-        Some(format!(
-            "time lies before the open billing period (from {})",
-            period.start()
-        ))
-    } else if at.0 > now.0 + MAX_FUTURE_MICROS {
-        Some("time lies more than 5 minutes in the future".into())
-    } else if at.period() != period {
-        Some("time lies in the next billing period, which is not open yet".into())
-    } else {
-        None
+/// The instants that bound an event's `time` in a request: the open billing period's (of
+/// `now`) and 5 minutes ahead of `now`, made once per request rather than per event.
+pub(super) struct TimeBounds {
+    now: Timestamp,
+    period: crate::time::Period,
+    /// The period's first instant (midnight UTC of its first day).
+    start: Timestamp,
+    /// The next period's first instant, when it lies after `start` (it always does, but for
+    /// a date at the end of the calendar, where each event's own period is compared instead).
+    end: Option<Timestamp>,
+}
+
+impl TimeBounds {
+    pub(super) fn new(now: Timestamp, period: crate::time::Period) -> TimeBounds {
+        let start = period.start().start();
+        let end = Some(period.end().start()).filter(|e| *e > start);
+        TimeBounds {
+            now,
+            period,
+            start,
+            end,
+        }
+    }
+
+    /// Why an event at `at` cannot be counted now: before the open billing period, more than
+    /// 5 minutes ahead of `now`, or in the next period (checked in that order).
+    pub(super) fn refusal(&self, at: Timestamp) -> Option<String> {
+        if at < self.start {
+            Some(format!(
+                "time lies before the open billing period (from {})",
+                self.period.start()
+            ))
+        } else if at.0 > self.now.0 + MAX_FUTURE_MICROS {
+            Some("time lies more than 5 minutes in the future".into())
+        } else if self.end.is_some_and(|end| at < end) {
+            // From the period's first instant to the next's: within it.
+            None
+        } else if at.period() != self.period {
+            Some("time lies in the next billing period, which is not open yet".into())
+        } else {
+            None
+        }
     }
 }
 

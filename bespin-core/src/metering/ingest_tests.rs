@@ -314,6 +314,41 @@ fn the_credit_allowance_and_a_capability_refuse_per_event() {
 }
 
 #[test]
+fn an_events_time_is_held_to_the_open_period_and_five_minutes_ahead_at_the_edges() {
+    // The bounds are made once per request; within them an event's own period is not read
+    // again. Two minutes before the next period opens, both edges lie within reach.
+    use super::ingest::TimeBounds;
+    use crate::time::Timestamp;
+    let t = |s: &str| {
+        Timestamp::from_datetime(chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc())
+    };
+    let now = t("2026-01-31T23:58:00Z");
+    let bounds = TimeBounds::new(now, now.period());
+    let why = |s: &str| bounds.refusal(t(s));
+    assert_eq!(why("2026-01-01T00:00:00Z"), None);
+    assert_eq!(why("2026-01-31T23:59:59.999999Z"), None);
+    let next = Some("time lies in the next billing period, which is not open yet".to_owned());
+    assert_eq!(why("2026-02-01T00:00:00Z"), next);
+    assert_eq!(why("2026-02-01T00:03:00Z"), next);
+    assert!(
+        why("2025-12-31T23:59:59.999999Z")
+            .unwrap()
+            .contains("before the open")
+    );
+    assert!(
+        why("2026-02-01T00:03:00.000001Z")
+            .unwrap()
+            .contains("5 minutes")
+    );
+    // December's period ends in the next year.
+    let now = t("2025-12-31T23:58:00Z");
+    let bounds = TimeBounds::new(now, now.period());
+    assert_eq!(bounds.refusal(t("2025-12-31T23:59:59.999999Z")), None);
+    let why = bounds.refusal(t("2026-01-01T00:00:00Z"));
+    assert!(why.unwrap().contains("next billing period"));
+}
+
+#[test]
 fn late_events_count_on_their_day_and_too_old_or_future_ones_are_refused() {
     let (db, _, admin, _) = setup();
     // The clock is 2026-01-31T12:00Z.

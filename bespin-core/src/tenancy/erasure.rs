@@ -299,7 +299,7 @@ mod tests {
     use crate::coreos::tasks::NewTask;
     use crate::tenancy::UserKey;
     use crate::tenancy::keys::NewApiKey;
-    use crate::testutil::{db, kpi, tenant};
+    use crate::testutil::{db, kpi, report_usage, tenant};
     use crate::{Credentials, Error};
     use serde_json::json;
 
@@ -472,34 +472,5 @@ mod tests {
         }
         assert_eq!(db.read(|r, _| rows_of(r, &ta)).expect("rows"), 0);
         assert!(db.check().expect("check").is_ok());
-    }
-
-    /// Reports one `llm_tokens` event per id for `who`'s tenant (the type made on first use).
-    fn report_usage(db: &Bespin, who: &crate::Principal, ids: &[&str]) {
-        use crate::billing::catalog::NewMeteredEvent;
-        use crate::metering::ingest::{Outcome, UsageEvents};
-        let _ = db.admin_create_metered_event(NewMeteredEvent {
-            event_key: "llm_tokens".into(),
-            display_name: "LLM tokens".into(),
-            description: None,
-            unit_name: "token".into(),
-            credits_per_unit: crate::money::Amount::parse("0.001").expect("amount"),
-            list_price_per_credit: crate::money::Amount::parse("0.02").expect("amount"),
-            billable: true,
-            active: true,
-            capability: None,
-        });
-        let batch: Vec<Value> = ids
-            .iter()
-            .map(|id| {
-                json!({"specversion": "1.0", "id": id, "source": "svc", "type": "llm_tokens",
-                       "data": {"value": 5}})
-            })
-            .collect();
-        let events = UsageEvents::batch(&json!(batch)).expect("batch");
-        let report = db.record_usage_events(who, events).expect("report");
-        for r in &report.results {
-            assert!(matches!(r.outcome, Outcome::Accepted { .. }), "{report:?}");
-        }
     }
 }

@@ -163,39 +163,43 @@ impl Console<'_> {
                 Some(Some(s)) => Bound::Excluded(s.as_slice()),
                 _ => Bound::Unbounded,
             };
-            let mut out = Vec::new();
             if limit == 0 {
-                return Ok(Some(out));
+                return Ok(Some(Vec::new()));
             }
-            // Usage events are rows of their own and events of chunks: both are shown, the
-            // rows first.
+            // Usage events are rows of their own and events of chunks, keyed alike (tenant,
+            // instant, number): both are shown, merged in key order.
             let shown: &[&dyn TableInfo] = if table.name() == USAGE_EVENTS.name() {
                 &[table, &chunk::USAGE_CHUNKS]
             } else {
                 &[table]
             };
+            // Up to `limit` rows of each table with their stored keys; a stored row of several
+            // records gives them all under its key, in their order.
+            let mut keyed: Vec<(Vec<u8>, Row)> = Vec::new();
             for table in shown.iter().copied() {
-                if out.len() >= limit {
-                    break;
-                }
+                let mut taken = 0;
                 r.scan_raw(table.name(), lo, hi, Order::Asc, &mut |k, v| {
                     let key = decode_key(r.sealer(), table, k);
                     for (more, fields) in table.show(v)? {
-                        if out.len() >= limit {
+                        if taken >= limit {
                             break;
                         }
                         let mut cols = key.clone();
                         cols.extend(more.into_iter().map(|(c, v)| (c.to_owned(), v)));
-                        out.push(row(cols, fields));
+                        keyed.push((k.to_vec(), row(cols, fields)));
+                        taken += 1;
                     }
-                    Ok(if out.len() >= limit {
+                    Ok(if taken >= limit {
                         Flow::Stop
                     } else {
                         Flow::Continue
                     })
                 })?;
             }
-            Ok(Some(out))
+            // Stable: the records of one stored row keep their order.
+            keyed.sort_by(|a, b| a.0.cmp(&b.0));
+            keyed.truncate(limit);
+            Ok(Some(keyed.into_iter().map(|(_, row)| row).collect()))
         })
     }
 

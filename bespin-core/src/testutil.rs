@@ -86,3 +86,34 @@ pub(crate) fn trail(db: &Bespin, who: &Principal) -> (usize, usize) {
             .len(),
     )
 }
+
+/// Reports one `llm_tokens` event (5 units) per id for `who`'s tenant in one request, all
+/// accepted (the event type is made on first use).
+pub(crate) fn report_usage(db: &Bespin, who: &Principal, ids: &[&str]) {
+    use crate::billing::catalog::NewMeteredEvent;
+    use crate::metering::ingest::{Outcome, UsageEvents};
+    use serde_json::{Value, json};
+    let _ = db.admin_create_metered_event(NewMeteredEvent {
+        event_key: "llm_tokens".into(),
+        display_name: "LLM tokens".into(),
+        description: None,
+        unit_name: "token".into(),
+        credits_per_unit: crate::money::Amount::parse("0.001").expect("amount"),
+        list_price_per_credit: crate::money::Amount::parse("0.02").expect("amount"),
+        billable: true,
+        active: true,
+        capability: None,
+    });
+    let batch: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            json!({"specversion": "1.0", "id": id, "source": "svc", "type": "llm_tokens",
+                   "data": {"value": 5}})
+        })
+        .collect();
+    let events = UsageEvents::batch(&json!(batch)).expect("batch");
+    let report = db.record_usage_events(who, events).expect("report");
+    for r in &report.results {
+        assert!(matches!(r.outcome, Outcome::Accepted { .. }), "{report:?}");
+    }
+}

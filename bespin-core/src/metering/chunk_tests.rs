@@ -256,11 +256,15 @@ fn a_chunks_events_are_purged_together_and_the_purge_stops_at_a_live_chunk() {
 #[test]
 fn the_console_shows_and_counts_a_chunks_events_as_rows_of_their_own() {
     let (db, _, admin, _) = setup();
+    // Built-in usage (rows of their own) before and after the chunk: shown merged in key
+    // order, as the same events would be as rows.
+    builtin_usage(&db, &admin, 1);
     post(
         &db,
         &admin,
         json!([event("a", json!(1)), event("b", json!(2.5))]),
     );
+    builtin_usage(&db, &admin, 1);
     let t = admin.tenant_id();
     let count = |db: &Bespin| {
         let c = db.console().counts().unwrap();
@@ -271,8 +275,17 @@ fn the_console_shows_and_counts_a_chunks_events_as_rows_of_their_own() {
         .rows("usage_events", Some(t), 100)
         .unwrap()
         .unwrap();
-    assert_eq!(shown.len(), 2);
-    assert_eq!(count(&db), 2);
+    assert_eq!(shown.len(), 4);
+    assert_eq!(count(&db), 4);
+    let origin = |row: &crate::console::Row| {
+        let v = row
+            .iter()
+            .find(|(c, _)| c == "origin")
+            .map(|(_, v)| v.clone());
+        v.and_then(|o| o.get("id").cloned()).unwrap_or(Value::Null)
+    };
+    let origins: Vec<Value> = shown.iter().map(origin).collect();
+    assert_eq!(origins, [Value::Null, json!("a"), json!("b"), Value::Null]);
     assert_eq!(
         db.console()
             .rows("usage_events", None, 1)
@@ -289,5 +302,5 @@ fn the_console_shows_and_counts_a_chunks_events_as_rows_of_their_own() {
             .unwrap(),
         shown
     );
-    assert_eq!(count(&db), 2);
+    assert_eq!(count(&db), 4);
 }

@@ -38,7 +38,7 @@ key! {
 /// (tenant, seq) → the usage event's instant (or a chunk's): a tenant's usage in insertion
 /// order.
 pub(crate) const USAGE_BY_SEQ: Table<TenantUsageSeqKey<'static>, OrderEntry> =
-    Table::new("usage_by_seq");
+    Table::new("usage_by_seq").with_companions(forget_global);
 /// (seq, tenant) → the usage event's instant, and whether it was reported (or a chunk's): all
 /// usage in insertion order (the platform export; the purge of de-duplication rows walks it
 /// too).
@@ -122,7 +122,7 @@ pub(crate) const TABLES: &[&dyn TableInfo] = &[&USAGE_BY_SEQ, &USAGE_ALL_BY_SEQ]
 
 /// Deletes the cross-tenant entry that goes with a tenant's insertion-order row (the key `k`
 /// of [`USAGE_BY_SEQ`]): the tenant erasure's step, which deletes the row itself.
-pub(crate) fn forget_global(tx: &mut WriteTx, k: &[u8]) -> Result<()> {
+fn forget_global(tx: &mut WriteTx, k: &[u8], _: &[u8]) -> Result<()> {
     match TenantUsageSeqKey::decode(k) {
         Some(k) => tx
             .delete(&USAGE_ALL_BY_SEQ, &UsageSeqKey::new(k.seq, &k.tenant_id))

@@ -155,8 +155,14 @@ pub(crate) struct Table<K, V> {
     secret: bool,
     memo: bool,
     show: Option<Show>,
+    companions: Option<Companions>,
     _types: PhantomData<fn() -> (K, V)>,
 }
+
+/// Deletes the global rows (keys that do not start with a tenant) that go with one row of a
+/// tenant's table, given the row's key and value: what a tenant's erasure removes with it
+/// ([`Table::with_companions`]).
+pub(crate) type Companions = fn(&mut super::WriteTx, &[u8], &[u8]) -> Result<()>;
 
 /// How the console shows a table whose rows hold several records each (the KPI chunks).
 #[derive(Clone, Copy)]
@@ -175,6 +181,7 @@ impl<K: KeyDef, V: Record> Table<K, V> {
             secret: false,
             memo: false,
             show: None,
+            companions: None,
             _types: PhantomData,
         }
     }
@@ -190,6 +197,15 @@ impl<K: KeyDef, V: Record> Table<K, V> {
     /// and scans of up to 64 rows) until an operation of the batch writes to it.
     pub(crate) const fn memo(mut self) -> Self {
         self.memo = true;
+        self
+    }
+
+    /// Each row of this tenant's table has global rows that point at it (a user's user → tenant
+    /// entry, a key's digest): `forget` deletes them, and the erasure of the tenant calls it
+    /// for every row it deletes. Declared with the table, so a table that gains such rows
+    /// cannot be left out of the erasure.
+    pub(crate) const fn with_companions(mut self, forget: Companions) -> Self {
+        self.companions = Some(forget);
         self
     }
 
@@ -220,6 +236,9 @@ pub(crate) trait TableInfo: Sync {
     fn is_secret(&self) -> bool;
     /// Whether a write batch memoises reads of it ([`Table::memo`]).
     fn is_memo(&self) -> bool;
+    /// What deletes the global rows that go with one of its rows
+    /// ([`Table::with_companions`]).
+    fn companions(&self) -> Option<Companions>;
     /// Whether the key starts with the owning tenant's id.
     fn tenant_scoped(&self) -> bool {
         self.layout()
@@ -249,6 +268,10 @@ impl<K: KeyDef, V: Record> TableInfo for Table<K, V> {
 
     fn is_memo(&self) -> bool {
         self.memo
+    }
+
+    fn companions(&self) -> Option<Companions> {
+        self.companions
     }
 
     fn decodes(&self, value: &[u8]) -> Result<()> {

@@ -9,18 +9,18 @@
 //! The rows go afterwards, a step at a time ([`erase_step`]): each step deletes at most
 //! [`STEP_ROWS`] rows, or what [`STEP_TIME`] allows, of the first tenant still `erasing`, table by
 //! table in the reverse order of the registry (indexes and dependants before what they point
-//! at, users last), the global entries of its users and keys with them. A step is one small
-//! operation, so other tenants' writes wait at most one step for the writer. The tombstone
+//! at, users last), with the global rows each table declares for its rows (its
+//! `with_companions`: users' and keys' entries, usage's platform-wide insertion order). A step
+//! is one small operation, so other tenants' writes wait at most one step for the writer. The tombstone
 //! says `erasing` until the last row is gone, so a crash resumes where the last committed step
 //! ended; then it says `erased`, and `bespin check` reports any row of the tenant as a row of a
 //! missing tenant. While a tenant is `erasing`, the checker counts its rows as pending and
 //! leaves out the violations its half-removed state implies.
 
-use super::keys::{API_KEY_DIGESTS, API_KEYS, ApiKeyRec, DigestKey, hex};
-use super::{TENANTS, USER_TENANT, USERS, UserKey, UserTenantKey, tenant_key};
+use super::{TENANTS, tenant_key};
 use crate::check::Checker;
 use crate::error::{Error, Result};
-use crate::store::{Flow, Order, Reader, Record, Table, WriteTx, codec, key, parts};
+use crate::store::{Flow, Order, Reader, Record, Table, WriteTx, key, parts};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Len, got};
 use crate::{Bespin, Ctx, schema};
@@ -200,7 +200,9 @@ fn erase_step_within(
         let full = rows.len() > room;
         rows.truncate(room);
         for (k, v) in &rows {
-            global_entries(tx, table.name(), k, v)?;
+            if let Some(forget) = table.companions() {
+                forget(tx, k, v)?;
+            }
             tx.delete_raw(table.name(), k)?;
         }
         deleted += rows.len();
@@ -220,25 +222,6 @@ fn erase_step_within(
     }
     tx.put(&TOMBSTONES, &TombstoneKey::new(&id), &tomb)?;
     Ok(Some(view(&id, &tomb)))
-}
-
-/// The global rows that go with a tenant's row (keys that do not start with the tenant): a
-/// user's user → tenant entry, a key's digest entry, a usage event's place in the platform's
-/// insertion order. (A remembered reported event has no global row since layout 10.)
-fn global_entries(tx: &mut WriteTx, table: &str, k: &[u8], v: &[u8]) -> Result<()> {
-    if table == USERS.name() {
-        if let Some(u) = UserKey::decode(k) {
-            tx.delete(&USER_TENANT, &UserTenantKey::new(&u.user_id))?;
-        }
-    } else if table == API_KEYS.name() {
-        let rec: ApiKeyRec = codec::decode(v)?;
-        if rec.revoked_at.is_none() {
-            tx.delete(&API_KEY_DIGESTS, &DigestKey::new(&hex(&rec.digest)))?;
-        }
-    } else if table == crate::metering::export::USAGE_BY_SEQ.name() {
-        crate::metering::export::forget_global(tx, k)?;
-    }
-    Ok(())
 }
 
 /// Records the tombstones with the checker: an `erasing` tenant's rows are pending (it counts
@@ -314,9 +297,36 @@ pub(crate) fn rows_of(r: &impl Reader, id: &str) -> Result<u64> {
 mod tests {
     use super::*;
     use crate::coreos::tasks::NewTask;
-    use crate::testutil::{db, kpi, tenant};
+    use crate::tenancy::UserKey;
+    use crate::tenancy::keys::NewApiKey;
+    use crate::testutil::{db, kpi, report_usage, tenant};
     use crate::{Credentials, Error};
     use serde_json::json;
+
+    /// The global tables (keys not starting with a tenant) with a row whose key or value holds
+    /// tenant `id` (ids are unique random strings, so the bytes say it).
+    fn global_rows_naming(r: &impl Reader, id: &str) -> Result<Vec<&'static str>> {
+        let needle = id.as_bytes();
+        let holds = |b: &[u8]| b.windows(needle.len()).any(|w| w == needle);
+        let mut naming = Vec::new();
+        for table in schema::tables().iter().filter(|t| !t.tenant_scoped()) {
+            let mut found = false;
+            r.scan_raw(
+                table.name(),
+                Bound::Unbounded,
+                Bound::Unbounded,
+                Order::Asc,
+                &mut |k, v| {
+                    found = holds(k) || holds(v);
+                    Ok(if found { Flow::Stop } else { Flow::Continue })
+                },
+            )?;
+            if found {
+                naming.push(table.name());
+            }
+        }
+        Ok(naming)
+    }
 
     #[test]
     fn an_erased_tenant_is_gone_at_once_and_its_rows_in_bounded_steps() {
@@ -333,7 +343,15 @@ mod tests {
         // insertion order): they go with the tenant's own.
         report_usage(&db, &a, &["u1", "u2", "u3"]);
         report_usage(&db, &b, &["u1"]);
+        // A user-bound key has a global digest row.
+        let bound = NewApiKey::from_json(&json!({"user_id": a.user_id(), "name": "ci"}));
+        db.create_api_key(&a, bound.expect("key")).expect("key");
         let (ta, tb) = (a.tenant_id().to_owned(), b.tenant_id().to_owned());
+        // Global rows name the tenant: each table that has them declares what deletes them.
+        let naming = db.read(|r, _| global_rows_naming(r, &ta)).expect("rows");
+        for table in ["user_tenant", "api_key_digests", "usage_all_by_seq"] {
+            assert!(naming.contains(&table), "{table} in {naming:?}");
+        }
         let b_rows = db.read(|r, _| rows_of(r, &tb)).expect("rows");
         let a_rows = db.read(|r, _| rows_of(r, &ta)).expect("rows");
         assert!(
@@ -377,6 +395,9 @@ mod tests {
         assert!(steps >= 2);
         assert!(db.erase_step().expect("idle").is_none());
         assert_eq!(db.read(|r, _| rows_of(r, &ta)).expect("rows"), 0);
+        // No global row names it any more, but its tombstone.
+        let naming = db.read(|r, _| global_rows_naming(r, &ta)).expect("rows");
+        assert_eq!(naming, [TOMBSTONES.name()]);
         assert_eq!(db.read(|r, _| rows_of(r, &tb)).expect("rows"), b_rows);
         let report = db.check().expect("check");
         assert!(report.is_ok(), "{report}");
@@ -451,34 +472,5 @@ mod tests {
         }
         assert_eq!(db.read(|r, _| rows_of(r, &ta)).expect("rows"), 0);
         assert!(db.check().expect("check").is_ok());
-    }
-
-    /// Reports one `llm_tokens` event per id for `who`'s tenant (the type made on first use).
-    fn report_usage(db: &Bespin, who: &crate::Principal, ids: &[&str]) {
-        use crate::billing::catalog::NewMeteredEvent;
-        use crate::metering::ingest::{Outcome, UsageEvents};
-        let _ = db.admin_create_metered_event(NewMeteredEvent {
-            event_key: "llm_tokens".into(),
-            display_name: "LLM tokens".into(),
-            description: None,
-            unit_name: "token".into(),
-            credits_per_unit: crate::money::Amount::parse("0.001").expect("amount"),
-            list_price_per_credit: crate::money::Amount::parse("0.02").expect("amount"),
-            billable: true,
-            active: true,
-            capability: None,
-        });
-        let batch: Vec<Value> = ids
-            .iter()
-            .map(|id| {
-                json!({"specversion": "1.0", "id": id, "source": "svc", "type": "llm_tokens",
-                       "data": {"value": 5}})
-            })
-            .collect();
-        let events = UsageEvents::batch(&json!(batch)).expect("batch");
-        let report = db.record_usage_events(who, events).expect("report");
-        for r in &report.results {
-            assert!(matches!(r.outcome, Outcome::Accepted { .. }), "{report:?}");
-        }
     }
 }

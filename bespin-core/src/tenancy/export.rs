@@ -5,9 +5,11 @@
 //! on one snapshot, so the export is one consistent state however long it takes. Each row is
 //! a line `{"table": <name>, "row": {<key parts>…, <fields>…}}`, rendered as the console
 //! renders rows: secret tables are skipped and secret columns (key digests, hashes, tokens,
-//! stored response bodies) removed. The lines go to a sink a chunk at a time, so memory stays
-//! bounded by one chunk whatever the tenant's size. Global tables (the user → tenant and key
-//! digest indexes) hold nothing the tenant's own tables do not.
+//! stored response bodies) removed; a row holding several records (a KPI chunk, the reported
+//! usage events of one request) is a line per record. The lines go to a sink a chunk at a
+//! time, so memory stays bounded by one chunk whatever the tenant's size. Global tables (the
+//! user → tenant and key digest indexes, the platform's usage order) hold nothing the tenant's
+//! own tables do not.
 
 use crate::auth::Principal;
 use crate::console::{decode_key, row};
@@ -115,7 +117,7 @@ impl Bespin {
 
 #[cfg(test)]
 mod tests {
-    use crate::testutil::{db, kpi, tenant};
+    use crate::testutil::{db, kpi, report_usage, tenant};
     use serde_json::Value;
 
     #[test]
@@ -125,6 +127,9 @@ mod tests {
         let (other, _) = tenant(&db);
         kpi(&db, &admin, "MRR", &[("2026-01-01", 1.0)]);
         kpi(&db, &other, "Other", &[("2026-01-01", 1.0)]);
+        // Reported usage is stored a request to a row (a chunk): exported an event a line.
+        report_usage(&db, &admin, &["e1", "e2", "e3"]);
+        report_usage(&db, &other, &["o1"]);
         let mut text = Vec::new();
         let out = db
             .export_tenant(&admin, |c| {
@@ -145,6 +150,18 @@ mod tests {
         );
         assert!(lines.iter().any(|l| l["table"] == "users"));
         assert!(lines.iter().any(|l| l["table"] == "kpi_chunks"));
+        let reported: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l["table"] == "usage_chunks")
+            .collect();
+        let ids: Vec<&Value> = reported.iter().map(|l| &l["row"]["origin"]["id"]).collect();
+        assert_eq!(ids, ["e1", "e2", "e3"], "{reported:?}");
+        for l in &reported {
+            // Exact decimals, as the usage API shows them.
+            assert_eq!(l["row"]["raw_units"], "5");
+            assert_eq!(l["row"]["credits"], "0.005");
+            assert_eq!(l["row"]["tenant_id"], admin.tenant_id());
+        }
         assert!(!text.contains(other.tenant_id()), "another tenant's rows");
         assert!(!text.contains("\"Other\""));
         assert!(!text.contains("api_key_digest") && !text.contains("digest"));

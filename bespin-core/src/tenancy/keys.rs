@@ -106,10 +106,22 @@ key! {
 }
 
 /// (tenant, key) → a user-bound key (revoked ones stay, with `revoked_at`, for the record).
-pub(crate) const API_KEYS: Table<ApiKeyKey<'static>, ApiKeyRec> = Table::new("api_keys");
+/// A live key's global digest entry goes with it.
+pub(crate) const API_KEYS: Table<ApiKeyKey<'static>, ApiKeyRec> =
+    Table::new("api_keys").with_companions(forget_digest);
 /// Global: digest → (tenant, key) of every live bound key (a bearer key carries no tenant).
 pub(crate) const API_KEY_DIGESTS: Table<DigestKey<'static>, KeyOwner> =
     Table::new("api_key_digests");
+
+/// Deletes the global digest entry of the key stored as `v`, if it is live (a revoked key's
+/// entry went at its revocation): a tenant's erasure.
+fn forget_digest(tx: &mut WriteTx, _: &[u8], v: &[u8]) -> Result<()> {
+    let rec: ApiKeyRec = crate::store::codec::decode(v)?;
+    if rec.revoked_at.is_none() {
+        tx.delete(&API_KEY_DIGESTS, &DigestKey::new(&hex(&rec.digest)))?;
+    }
+    Ok(())
+}
 /// (tenant) → the previous tenant key's digest during its grace.
 pub(crate) const TENANT_KEY_GRACE: Table<super::TenantKey<'static>, GraceRec> =
     Table::new("tenant_key_grace");

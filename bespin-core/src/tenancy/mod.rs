@@ -55,13 +55,24 @@ key! {
 
 /// (tenant) → tenant.
 pub(crate) const TENANTS: Table<TenantKey<'static>, TenantRec> = Table::new("tenants");
-/// (tenant, user) → user.
-pub(crate) const USERS: Table<UserKey<'static>, UserRec> = Table::new("users");
+/// (tenant, user) → user; its global (user) → tenant entry goes with it.
+pub(crate) const USERS: Table<UserKey<'static>, UserRec> =
+    Table::new("users").with_companions(forget_user_tenant);
 /// Global: (user) → tenant id. Lets authentication tell a missing user from another tenant's.
 pub(crate) const USER_TENANT: Table<UserTenantKey<'static>, String> = Table::new("user_tenant");
 /// (tenant, creation sequence) → user id: users in creation order.
 pub(crate) const USERS_BY_CREATION: Table<UserSeqKey<'static>, String> =
     Table::new("users_by_creation");
+
+/// Deletes the global user → tenant entry of the user row keyed `k` (a tenant's erasure).
+fn forget_user_tenant(tx: &mut WriteTx, k: &[u8], _: &[u8]) -> Result<()> {
+    match UserKey::decode(k) {
+        Some(u) => tx
+            .delete(&USER_TENANT, &UserTenantKey::new(&u.user_id))
+            .map(drop),
+        None => Ok(()),
+    }
+}
 
 /// The tables of this module.
 pub(crate) const TABLES: &[&dyn TableInfo] = &[

@@ -8,6 +8,12 @@ use bespin_core::limits::DailyLimits;
 use bespin_core::tenancy::NewTenant;
 use bespin_core::{Bespin, Credentials, Principal};
 
+/// Every benchmark program allocates as `bespin serve` does (mimalloc; bespin-http's
+/// Cargo.toml says why): the ones that run the server or the core in their own process measure
+/// what the server binary runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The plan every benchmark tenant is on: `scale`, made effectively unlimited (no credit, cap
 /// or daily limit gets in the way of a measurement).
 pub const PLAN: &str = "scale";

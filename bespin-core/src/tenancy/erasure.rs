@@ -11,10 +11,10 @@
 //! table in the reverse order of the registry (indexes and dependants before what they point
 //! at, users last), with the global rows each table declares for its rows (its
 //! `with_companions`: users' and keys' entries, usage's platform-wide insertion order). A step
-//! is one small operation, so other tenants' writes wait at most one step for the writer. The tombstone
-//! says `erasing` until the last row is gone, so a crash resumes where the last committed step
-//! ended; then it says `erased`, and `bespin check` reports any row of the tenant as a row of a
-//! missing tenant. While a tenant is `erasing`, the checker counts its rows as pending and
+//! is one small operation, so other tenants' writes wait at most one step for the writer. The
+//! tombstone says `erasing` until the last row is gone, so a crash resumes where the last
+//! committed step ended; then it says `erased`, and `bespin check` reports any row of the
+//! tenant as a row of a missing tenant. While a tenant is `erasing`, the checker counts its rows as pending and
 //! leaves out the violations its half-removed state implies.
 
 use super::{TENANTS, tenant_key};

@@ -506,7 +506,14 @@ impl Reads for PgBatch {
                 // along the batch (its writes are flushed only with its COMMIT, and the write
                 // lock keeps other writers out): shared with the snapshots at that count; the
                 // batch's own writes merge over it as over a page read now.
-                self.with(|s, c| s.page_at(c, self.epoch, t, lo, hi, order, limit))
+                let p = super::PageOf {
+                    t,
+                    lo,
+                    hi,
+                    order,
+                    limit,
+                };
+                self.with(|s, c| s.page_at(c, self.epoch, p))
             },
             &mut |lo, hi| {
                 let tables = self.tables.borrow();

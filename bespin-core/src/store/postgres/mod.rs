@@ -357,7 +357,7 @@ impl Shared {
             Ok(epoch) => Ok((c, epoch)),
             Err(e) => {
                 drop(c);
-                self.reader_gone();
+                self.reader_failed(&e);
                 Err(e)
             }
         }
@@ -378,73 +378,53 @@ impl Shared {
         keys: &[&[u8]],
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let rows = self.query(c, t.slot, GET_MANY, &[&keys])?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0).map_err(pg_err)?, r.try_get(1).map_err(pg_err)?)))
-            .collect()
+        key_values(&rows)
     }
 
     /// [`Shared::page`] as of the commit count `epoch` (the state a snapshot or a write batch
     /// reads): read once per commit count and kept in the row cache (which a commit writing
     /// the table, or another process's commit, empties of it).
-    #[allow(clippy::too_many_arguments)]
-    fn page_at(
-        &self,
-        c: &mut Conn,
-        epoch: i64,
-        t: TableId,
-        lo: Bound<&[u8]>,
-        hi: Bound<&[u8]>,
-        order: Order,
-        limit: i64,
-    ) -> Result<Page> {
-        match self.cached_page(epoch, t, lo, hi, order, limit) {
-            Some(rows) => Ok(rows),
-            None => self.fetch_page(c, epoch, t, lo, hi, order, limit),
+    fn page_at(&self, c: &mut Conn, epoch: i64, p: PageOf<'_>) -> Result<Page> {
+        match self.cached_page(epoch, &p) {
+            Ok(rows) => Ok(rows),
+            Err(range) => self.fetch_page(c, epoch, p, range),
         }
     }
 
-    /// [`Shared::page`], kept in the row cache as of `epoch` (the cache was looked in first).
-    #[allow(clippy::too_many_arguments)]
+    /// [`Shared::page`], kept in the row cache as of `epoch` under `range` (what the cache was
+    /// looked in under first).
     fn fetch_page(
         &self,
         c: &mut Conn,
         epoch: i64,
-        t: TableId,
-        lo: Bound<&[u8]>,
-        hi: Bound<&[u8]>,
-        order: Order,
-        limit: i64,
+        p: PageOf<'_>,
+        range: cache::PageRange,
     ) -> Result<Page> {
-        let rows = Arc::new(self.page(c, t, lo, hi, order, limit)?);
-        let range = page_range(lo, hi, order, limit);
-        lock(&self.rows).remember_page(epoch, t.slot, range, &rows);
+        let rows = Arc::new(self.page(c, p)?);
+        lock(&self.rows).remember_page(epoch, p.t.slot, range, &rows);
         Ok(rows)
     }
 
-    /// The page [`Shared::page_at`] would read, if the row cache has it at `epoch`.
+    /// The page [`Shared::page_at`] would read, if the row cache has it at `epoch`; on a miss,
+    /// the cache's name of the page, for [`Shared::fetch_page`] to keep it under.
     fn cached_page(
         &self,
         epoch: i64,
-        t: TableId,
-        lo: Bound<&[u8]>,
-        hi: Bound<&[u8]>,
-        order: Order,
-        limit: i64,
-    ) -> Option<Page> {
-        let range = page_range(lo, hi, order, limit);
-        lock(&self.rows).page(epoch, t.slot, &range)
+        p: &PageOf<'_>,
+    ) -> std::result::Result<Page, cache::PageRange> {
+        let range = p.range();
+        lock(&self.rows).page(epoch, p.t.slot, &range).ok_or(range)
     }
 
-    /// One page of a scan: at most `limit` rows within (`lo`, `hi`) in `order`.
-    fn page(
-        &self,
-        c: &mut Conn,
-        t: TableId,
-        lo: Bound<&[u8]>,
-        hi: Bound<&[u8]>,
-        order: Order,
-        limit: i64,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    /// One page of a scan, read from the server.
+    fn page(&self, c: &mut Conn, p: PageOf<'_>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let PageOf {
+            t,
+            lo,
+            hi,
+            order,
+            limit,
+        } = p;
         let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(3);
         let code = |b: &Bound<&[u8]>| match b {
             Bound::Unbounded => 0u8,
@@ -464,9 +444,7 @@ impl Shared {
         params.push(&limit);
         let kind = SCAN + (lc * 3 + hc) * 2 + u8::from(order == Order::Desc);
         let rows = self.query(c, t.slot, kind, &params)?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0).map_err(pg_err)?, r.try_get(1).map_err(pg_err)?)))
-            .collect()
+        key_values(&rows)
     }
 
     /// A read connection: an idle one of the pool, or a new one while fewer than `pool_max`
@@ -574,6 +552,15 @@ impl Shared {
         self.reader_free.notify_one();
     }
 
+    /// A read connection failed with `e` and was dropped: it is no longer counted, and when
+    /// the server is unavailable the idle connections went with it.
+    fn reader_failed(&self, e: &Error) {
+        self.reader_gone();
+        if matches!(e, Error::Unavailable(_)) {
+            self.drop_idle();
+        }
+    }
+
     /// The server went away: the idle connections went with it.
     fn drop_idle(&self) {
         let mut p = lock(&self.pool);
@@ -602,10 +589,34 @@ impl Drop for Shared {
     }
 }
 
-/// The row cache's name of a page of a scan.
-fn page_range(lo: Bound<&[u8]>, hi: Bound<&[u8]>, order: Order, limit: i64) -> cache::PageRange {
-    let owned = |b: Bound<&[u8]>| b.map(<[u8]>::to_vec);
-    (owned(lo), owned(hi), order == Order::Desc, limit)
+/// One page of a scan of table `t`: at most `limit` rows within (`lo`, `hi`) in `order`.
+#[derive(Clone, Copy)]
+struct PageOf<'a> {
+    t: TableId,
+    lo: Bound<&'a [u8]>,
+    hi: Bound<&'a [u8]>,
+    order: Order,
+    limit: i64,
+}
+
+impl PageOf<'_> {
+    /// The row cache's name of the page (of its table).
+    fn range(&self) -> cache::PageRange {
+        let owned = |b: Bound<&[u8]>| b.map(<[u8]>::to_vec);
+        (
+            owned(self.lo),
+            owned(self.hi),
+            self.order == Order::Desc,
+            self.limit,
+        )
+    }
+}
+
+/// The (key, value) pairs of rows that select `k, v`.
+fn key_values(rows: &[postgres::Row]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    rows.iter()
+        .map(|r| Ok((r.try_get(0).map_err(pg_err)?, r.try_get(1).map_err(pg_err)?)))
+        .collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -816,14 +827,14 @@ impl PgSnapshot {
         if slot.is_some() {
             return Ok(());
         }
-        if self.shared.share && !lock(&self.shared.rows).others_lately() {
-            *slot = Some(Read::Joined(self.shared.join()?));
-            self.shared.held.fetch_add(1, Ordering::SeqCst);
-            return Ok(());
-        }
-        let (c, epoch) = self.shared.open_read(None)?;
+        let read = if self.shared.share && !lock(&self.shared.rows).others_lately() {
+            Read::Joined(self.shared.join()?)
+        } else {
+            let (c, epoch) = self.shared.open_read(None)?;
+            Read::Own(Box::new(c), epoch)
+        };
         self.shared.held.fetch_add(1, Ordering::SeqCst);
-        *slot = Some(Read::Own(Box::new(c), epoch));
+        *slot = Some(read);
         Ok(())
     }
 
@@ -857,10 +868,7 @@ impl PgSnapshot {
             // on; its connection is dropped rather than handed back.
             if slot.take().is_some() {
                 self.shared.held.fetch_sub(1, Ordering::SeqCst);
-                self.shared.reader_gone();
-            }
-            if matches!(e, Error::Unavailable(_)) {
-                self.shared.drop_idle();
+                self.shared.reader_failed(e);
             }
         }
         out
@@ -902,11 +910,17 @@ impl Reads for PgSnapshot {
     ) -> Result<()> {
         scan::paged(
             &mut |lo, hi, limit| {
-                let epoch = self.epoch()?;
-                if let Some(page) = self.shared.cached_page(epoch, t, lo, hi, order, limit) {
-                    return Ok(page);
+                let p = PageOf {
+                    t,
+                    lo,
+                    hi,
+                    order,
+                    limit,
+                };
+                match self.shared.cached_page(self.epoch()?, &p) {
+                    Ok(page) => Ok(page),
+                    Err(range) => self.with(|s, c, epoch| s.fetch_page(c, epoch, p, range)),
                 }
-                self.with(|s, c, epoch| s.fetch_page(c, epoch, t, lo, hi, order, limit))
             },
             &mut |_, _| Vec::new(),
             lo,

@@ -60,10 +60,7 @@ impl Generation {
         let out = f(c);
         if let Err(e) = &out {
             drop(slot.take());
-            shared.reader_gone();
-            if matches!(e, Error::Unavailable(_)) {
-                shared.drop_idle();
-            }
+            shared.reader_failed(e);
         }
         out
     }
@@ -188,20 +185,13 @@ impl Shared {
 
     /// The round trip of a generation: its read begun on `lent`, or a pooled connection.
     fn open_generation(self: &Arc<Self>, lent: Option<Conn>) -> Result<Generation> {
-        match self.open_read(lent) {
-            Ok((c, epoch)) => Ok(Generation {
-                conn: Mutex::new(Some(c)),
-                epoch,
-                born: Instant::now(),
-                shared: Arc::downgrade(self),
-            }),
-            Err(e) => {
-                if matches!(e, Error::Unavailable(_)) {
-                    self.drop_idle();
-                }
-                Err(e)
-            }
-        }
+        let (c, epoch) = self.open_read(lent)?;
+        Ok(Generation {
+            conn: Mutex::new(Some(c)),
+            epoch,
+            born: Instant::now(),
+            shared: Arc::downgrade(self),
+        })
     }
 }
 

@@ -74,26 +74,73 @@ pub fn usage_event_type(db: &Bespin) {
     .expect("event type");
 }
 
-/// Whether `USAGE_BENCH_IDS=random` is set: event ids scattered like UUIDs ([`event_id`]).
-fn random_ids() -> bool {
-    static RANDOM: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *RANDOM.get_or_init(|| std::env::var("USAGE_BENCH_IDS").is_ok_and(|v| v == "random"))
+/// How `USAGE_BENCH_IDS` shapes event ids ([`event_id`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ids {
+    /// Unset: consecutive numbers.
+    Consecutive,
+    /// `random`: scattered like UUIDv4s.
+    Random,
+    /// `uuid7`: time-ordered like UUIDv7s.
+    Uuid7,
 }
 
-/// The CloudEvent `id` of reported event number `k`: `PREFIX-k` (consecutive numbers, which
-/// land side by side in the de-duplication table), or with `USAGE_BENCH_IDS=random` in the
-/// environment `PREFIX-` and 16 hex digits of a fixed permutation of `k` (ids as scattered as
-/// UUIDs, the usual client choice, each claim at a random place of the table; the same `k`
-/// always gives the same id, so a resent batch repeats them).
-pub fn event_id(prefix: &str, k: u64) -> String {
-    if !random_ids() {
-        return format!("{prefix}-{k}");
-    }
-    // SplitMix64's finaliser: a bijection of u64, so distinct numbers keep distinct ids.
+fn ids() -> Ids {
+    static IDS: std::sync::OnceLock<Ids> = std::sync::OnceLock::new();
+    *IDS.get_or_init(|| match std::env::var("USAGE_BENCH_IDS").as_deref() {
+        Ok("random") => Ids::Random,
+        Ok("uuid7") => Ids::Uuid7,
+        _ => Ids::Consecutive,
+    })
+}
+
+/// A fixed permutation of `k` (SplitMix64's finaliser: a bijection of u64, so distinct
+/// numbers keep distinct ids).
+fn scatter(k: u64) -> u64 {
     let mut z = k.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    format!("{prefix}-{:016x}", z ^ (z >> 31))
+    z ^ (z >> 31)
+}
+
+/// The CloudEvent `id` of reported event number `k`: `PREFIX-k` (consecutive numbers, which
+/// land side by side in the de-duplication table); with `USAGE_BENCH_IDS=random` in the
+/// environment `PREFIX-` and 16 hex digits of a fixed permutation of `k` (ids as scattered as
+/// UUIDv4s, each claim at a random place of the table); with `USAGE_BENCH_IDS=uuid7` a UUIDv7
+/// (RFC 9562: a 48-bit millisecond time, then random bits) whose time is 200 events a
+/// millisecond from an instant of its own for each `PREFIX` — ids that grow with time as
+/// UUIDv7s and ULIDs do, each claim near the others of its time. The same `k` always gives the
+/// same id, so a resent batch repeats them.
+pub fn event_id(prefix: &str, k: u64) -> String {
+    event_id_as(ids(), prefix, k)
+}
+
+fn event_id_as(ids: Ids, prefix: &str, k: u64) -> String {
+    match ids {
+        Ids::Consecutive => format!("{prefix}-{k}"),
+        Ids::Random => format!("{prefix}-{:016x}", scatter(k)),
+        Ids::Uuid7 => {
+            // 2026-12-05T00:00:00Z in milliseconds, a day apart for each of the few prefixes
+            // (the phases of a run), plus one millisecond per 200 events.
+            let day = prefix
+                .bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+            let ms: u64 = 1_796_428_800_000 + (day % 1000) * 86_400_000 + k / 200;
+            let r = scatter(k);
+            let (hi, lo) = (
+                (ms << 16) | 0x7000 | (r >> 52),
+                (r & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000,
+            );
+            format!(
+                "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                hi >> 32,
+                (hi >> 16) & 0xffff,
+                hi & 0xffff,
+                lo >> 48,
+                lo & 0xffff_ffff_ffff
+            )
+        }
+    }
 }
 
 /// Reported usage event number `k` (its own id, [`event_id`]; 1–4,000 tokens, a customer of
@@ -102,10 +149,10 @@ pub fn usage_event(k: u64) -> bespin_core::metering::ingest::UsageEventIn {
     bespin_core::metering::ingest::UsageEventIn {
         // The literal format when ids are consecutive: the figures of earlier stops made their
         // ids so (the bench's own cost is counted in them).
-        id: if random_ids() {
-            event_id("evt", k)
-        } else {
+        id: if ids() == Ids::Consecutive {
             format!("evt-{k}")
+        } else {
+            event_id("evt", k)
         },
         source: "bench-service".into(),
         event_key: "llm_tokens".into(),
@@ -209,5 +256,34 @@ impl InProcess {
     pub fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.runtime.block_on(self.server);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Ids, event_id_as};
+
+    #[test]
+    fn uuid7_ids_are_version_7_and_grow_with_the_event_number() {
+        let mut last = String::new();
+        for k in (0..5_000).step_by(7) {
+            let id = event_id_as(Ids::Uuid7, "evt", k);
+            let u = uuid::Uuid::parse_str(&id).expect("a UUID");
+            assert_eq!(u.get_version_num(), 7, "{id}");
+            assert_eq!(u.get_variant(), uuid::Variant::RFC4122, "{id}");
+            // Ids of later milliseconds sort after; within one millisecond the random bits.
+            if k % 200 < 7 {
+                assert!(id > last, "{id} after {last}");
+            }
+            last = id;
+        }
+        assert_ne!(
+            event_id_as(Ids::Uuid7, "evt", 1),
+            event_id_as(Ids::Uuid7, "http", 1)
+        );
+        assert_eq!(
+            event_id_as(Ids::Uuid7, "evt", 9),
+            event_id_as(Ids::Uuid7, "evt", 9)
+        );
     }
 }

@@ -11,8 +11,9 @@
 //! 3. duplicates: the HTTP phase's first batches sent again (every event a duplicate).
 //!
 //! Event ids are consecutive numbers (`evt-17`), which land side by side in the
-//! de-duplication table; `USAGE_BENCH_IDS=random` makes them scattered like UUIDs
-//! ([`bespin_benches::event_id`]), each claim at a random place of the table.
+//! de-duplication table; `USAGE_BENCH_IDS=random` makes them scattered like UUIDv4s, each
+//! claim at a random place of the table, and `USAGE_BENCH_IDS=uuid7` time-ordered like UUIDv7s
+//! and ULIDs ([`bespin_benches::event_id`]).
 //!
 //! Everything shares this machine's cores (server, clients): the figures are of the whole, on
 //! the machine named where they are quoted.

@@ -70,6 +70,15 @@ impl RequestSnapshot {
         self.kept.is_some()
     }
 
+    /// The same snapshot again, for a second try of the request's reads: one inside
+    /// [`crate::without_waiting`] that was refused reads again on the snapshot it started
+    /// on, where it may wait, instead of asking for a newer one.
+    pub fn again(&self) -> RequestSnapshot {
+        RequestSnapshot {
+            kept: self.kept.clone(),
+        }
+    }
+
     /// Runs `f` (the request's handler) on this thread with the snapshot where the first
     /// read of its database in `f` takes it; drops it when `f` returns (or panics) if no
     /// read took it, and when `f` starts a write. Reads on other threads never see it.
@@ -135,6 +144,11 @@ mod tests {
 
     fn latest(db: &Bespin, who: &Principal, k: &str) -> f64 {
         db.latest_point(who, k).expect("latest").value
+    }
+
+    /// [`latest`], `None` for an error (a read refused inside `without_waiting`).
+    fn try_latest(db: &Bespin, who: &Principal, k: &str) -> Option<f64> {
+        db.latest_point(who, k).ok().map(|p| p.value)
     }
 
     #[test]
@@ -211,6 +225,80 @@ mod tests {
         drop(kept);
         assert_eq!(db.reads_held().unwrap_or(0), 0);
         assert!(db.health().is_ok() && who.is_admin());
+    }
+
+    /// The snapshot `db.request_snapshot_later` hands over, waited for here.
+    fn snapshot_later(db: &Bespin) -> crate::RequestSnapshot {
+        let (tx, rx) = std::sync::mpsc::channel();
+        db.request_snapshot_later(move |s| tx.send(s).expect("send"));
+        rx.recv()
+            .expect("a snapshot handed over")
+            .expect("a snapshot")
+    }
+
+    /// A snapshot asked for without waiting sees every commit acknowledged before the asking;
+    /// reads of rows the row cache holds run on it without waiting (PostgreSQL) — a server's
+    /// read requests then need no thread that waits — and a read that would wait is refused
+    /// (its scope answers `None`) and reads on the same snapshot again where it may wait.
+    #[test]
+    fn a_snapshot_asked_for_later_is_as_fresh_as_its_asking_and_reads_cached_rows_without_waiting()
+    {
+        let (db, creds, admin, k) = setup();
+        let (who, _, kept) = db.authenticate_keeping(&creds).expect("auth");
+        kept.scope(|| latest(&db, &who, &k));
+        for (value, ts) in [(2.0, "2026-01-02T00:00:00Z"), (3.0, "2026-01-03T00:00:00Z")] {
+            add_point(&db, &admin, &k, ts, value);
+            let snapshot = snapshot_later(&db);
+            let again = snapshot.again();
+            let tried = crate::without_waiting(|| snapshot.scope(|| try_latest(&db, &who, &k)));
+            // Never the value before the commit: the row read from the cache at the
+            // snapshot's count, or refused (the commit emptied the row from the cache).
+            assert!(tried.is_none() || tried == Some(Some(value)), "{tried:?}");
+            assert_eq!(again.scope(|| latest(&db, &who, &k)), value);
+        }
+        // Once the row is cached at the newest count, the read runs without waiting on every
+        // backend (redb's reads never wait).
+        let snapshot = snapshot_later(&db);
+        assert_eq!(
+            crate::without_waiting(|| snapshot.scope(|| try_latest(&db, &who, &k))),
+            Some(Some(3.0))
+        );
+        // A read with no snapshot handed over would wait for one on PostgreSQL.
+        let alone = crate::without_waiting(|| try_latest(&db, &who, &k)).flatten();
+        assert_eq!(alone, (!db.reads_block()).then_some(3.0));
+        assert_eq!(db.reads_held().unwrap_or(0), 0, "a read left open");
+    }
+
+    /// Inside `without_waiting` a write, and an operation queued for the writer, refuse
+    /// before they change anything: the try that counts writes, once.
+    #[test]
+    fn nothing_is_written_or_queued_without_waiting() {
+        let (db, _, admin, k) = setup();
+        let points = vec![NewPoint {
+            ts: parse_point_ts("2026-01-02T00:00:00Z").expect("ts"),
+            value: 2.0,
+        }];
+        let wrote =
+            crate::without_waiting(|| db.ingest_points(&admin, &k, PointsBulk { points }).is_ok());
+        assert_eq!(wrote, None);
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&ran);
+        let queued = crate::without_waiting(|| {
+            db.submit(crate::Op::new(move |_, _| {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            }))
+        });
+        assert!(queued.is_none());
+        // The writer runs what was queued in order: past this, the refused op would have run.
+        db.submit(crate::Op::noop())
+            .wait()
+            .expect("the writer idle");
+        assert!(
+            !ran.load(std::sync::atomic::Ordering::SeqCst),
+            "an op queued"
+        );
+        assert_eq!(latest(&db, &admin, &k), 1.0, "nothing was written");
     }
 
     /// Round trips of `f` (PostgreSQL only).

@@ -37,6 +37,7 @@ mod carried;
 mod commit;
 mod compact;
 mod error;
+mod nowait;
 pub mod op;
 mod schema;
 mod store;
@@ -78,6 +79,7 @@ pub use commit::{
     BATCH_SIZE_BUCKETS, COMMIT_SECONDS_BUCKETS, CommitStats, QUEUE_WAIT_SECONDS_BUCKETS,
 };
 pub use error::{DailyQuotaExceeded, Error, ErrorKind, FieldError, LocPart, QuotaExceeded, Result};
+pub use nowait::without_waiting;
 pub use op::{Op, Pending};
 pub use store::{ReadTx, WriteTx};
 
@@ -278,6 +280,31 @@ impl Bespin {
         self.inner.store.reads_block()
     }
 
+    /// Whether [`Bespin::request_snapshot_later`] would serve a request now without a thread
+    /// of the caller's waiting (PostgreSQL while its reads share snapshots; a hint, which may
+    /// change at once). False on redb, whose reads never wait.
+    pub fn snapshots_later(&self) -> bool {
+        self.inner.store.reads_later()
+    }
+
+    /// Asks for a request's snapshot without waiting for it: `done` gets it, on a thread of
+    /// the database's, once a snapshot taken after this call is ready (on PostgreSQL the round
+    /// trip that reads that start together share), to be carried into the request's reads
+    /// ([`RequestSnapshot::scope`]) — run inside [`without_waiting`], they then mostly need
+    /// no thread that may wait. Everything a read would see with a snapshot of its own holds:
+    /// every commit acknowledged before this call is in it. `done` must not wait itself (it
+    /// runs where the next requests' snapshots are made), and a [`RequestSnapshot`] it drops
+    /// hands its connection back without closing anything.
+    pub fn request_snapshot_later(
+        &self,
+        done: impl FnOnce(Result<RequestSnapshot>) + Send + 'static,
+    ) {
+        let inner = Arc::clone(&self.inner);
+        self.inner.store.read_later(move |tx| {
+            done(tx.map(|tx| RequestSnapshot::of(&inner, tx)));
+        });
+    }
+
     /// Round trips to the database server so far (`None` for redb): statements, prepares and
     /// connections, for measuring what an operation costs.
     pub fn round_trips(&self) -> Option<u64> {
@@ -336,6 +363,7 @@ impl Bespin {
     /// operations (group commit), is rolled back alone if it fails, and returns only once its
     /// changes are committed.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&mut WriteTx, &Ctx) -> Result<T>) -> Result<T> {
+        nowait::may_wait("a write")?;
         self.release_carried();
         self.inner.committer.run(f)
     }
@@ -382,6 +410,13 @@ impl Bespin {
     }
 
     fn enqueue<T: Send + 'static>(&self, op: Op<T>, early: bool) -> Pending<T> {
+        if let Err(e) = nowait::may_wait("an operation queued") {
+            // Refused inside `without_waiting`, whose result is dropped: the operation is
+            // queued by the try that counts, and only once.
+            let (pending, done) = op::pending();
+            done.complete(Err(e));
+            return pending;
+        }
         self.release_carried();
         let (pending, done) = op::pending();
         self.inner.committer.submit(op, done, early);

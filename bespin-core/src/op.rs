@@ -247,6 +247,7 @@ impl<T> Pending<T> {
     /// Blocks the calling thread until the outcome is known (for callers outside any async
     /// runtime; never call it from an operation, which would wait on its own writer).
     pub fn wait(self) -> Result<T> {
+        crate::nowait::may_wait("waiting for a write")?;
         let mut g = self.slot.lock();
         loop {
             if let Some(out) = g.outcome.take() {
@@ -261,6 +262,9 @@ impl<T> Pending<T> {
     /// [`Pending::wait`] for at most `timeout`: `None` when the outcome is not known by then
     /// (the operation may still run later).
     pub fn wait_timeout(self, timeout: std::time::Duration) -> Option<Result<T>> {
+        if let Err(e) = crate::nowait::may_wait("waiting for a write") {
+            return Some(Err(e));
+        }
         let deadline = std::time::Instant::now() + timeout;
         let mut g = self.slot.lock();
         loop {

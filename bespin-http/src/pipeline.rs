@@ -33,7 +33,7 @@ use crate::lane::Refused;
 use crate::openapi::Auth;
 use crate::reply::Reply;
 use crate::request_log::RequestLog;
-use crate::router::{BodyLimit, Found, Route, RunOn};
+use crate::router::{BodyLimit, Found, Handler, Route, RunOn};
 use crate::tarpit::Verdict;
 use crate::{cors, headers};
 use bespin_core::audit::refused::Refusal as AuditRefusal;
@@ -402,7 +402,17 @@ type Checked = (
 /// The credentials against the database, then a token from the tenant's bucket; keeps the
 /// snapshot they were read on only if `carry`. Runs where reads may block.
 fn check_credentials(st: &AppState, creds: &bespin_core::Credentials, carry: bool) -> Checked {
-    match st.bespin.authenticate_keeping(creds) {
+    checked_of(st, st.bespin.authenticate_keeping(creds), carry)
+}
+
+/// [`check_credentials`] once the credentials were read: the tenant's rate taken when they
+/// hold.
+fn checked_of(
+    st: &AppState,
+    authenticated: bespin_core::Result<(Principal, Option<u32>, RequestSnapshot)>,
+    carry: bool,
+) -> Checked {
+    match authenticated {
         Ok((who, limit, kept)) => {
             // A snapshot not carried is dropped here, on the thread that read it.
             let kept = if carry {
@@ -428,8 +438,11 @@ async fn check(
     declared: Option<u64>,
 ) -> Result<Checked, ApiError> {
     if gate.complete {
-        let creds = gate.credentials.clone();
         let carry = carries_snapshot(route, headers, declared);
+        if let Some(checked) = check_without_waiting(state, &gate.credentials, carry).await {
+            return Ok(checked);
+        }
+        let creds = gate.credentials.clone();
         off_worker(state, move |st| check_credentials(st, &creds, carry)).await
     } else if gate.needs_tenant {
         // Missing credentials: the core names the first one missing.
@@ -439,6 +452,26 @@ async fn check(
     } else {
         Ok((None, None, RequestSnapshot::default()))
     }
+}
+
+/// [`check_credentials`] on this worker, on a snapshot asked for without holding a thread
+/// ([`snapshot_later`]), where reads wait on the network (PostgreSQL) and share snapshots:
+/// `None` when that is not so now, or when the credentials' rows were not in the row cache
+/// (the caller then reads them where it may wait). Nothing is taken from the tenant's rate
+/// unless the credentials were read.
+async fn check_without_waiting(
+    state: &AppState,
+    creds: &bespin_core::Credentials,
+    carry: bool,
+) -> Option<Checked> {
+    if !state.bespin.snapshots_later() {
+        return None;
+    }
+    let snapshot = snapshot_later(state).await?;
+    let authenticated = bespin_core::without_waiting(|| {
+        snapshot.scope(|| state.bespin.authenticate_keeping(creds))
+    })?;
+    Some(checked_of(state, authenticated, carry))
 }
 
 /// Stage 3, its answers, from what [`check`] read: 429 past the tenant's request rate, the
@@ -573,47 +606,142 @@ async fn read_in_one_task(
     params: HashMap<String, String>,
     gate: &Gate,
 ) -> Result<OneTask, ApiError> {
+    if route.run_on == RunOn::Worker {
+        // Refused when the credentials' rows were not in the row cache: read again below.
+        if let Some(checked) = check_without_waiting(state, &gate.credentials, true).await {
+            let reads = route_reads(route);
+            return Ok(
+                match handler_task(state, peer, reads, checked, parts, params) {
+                    Ok(Admitted {
+                        request,
+                        who,
+                        headers,
+                        snapshot,
+                    }) => {
+                        let again = snapshot.again();
+                        let reply = bespin_core::without_waiting(|| {
+                            snapshot.scope(|| run_handler(state, route.handler, &request))
+                        });
+                        let reply = match reply {
+                            Some(reply) => {
+                                drop(again);
+                                reply
+                            }
+                            // Something it read was not in the row cache: from the start on the
+                            // same snapshot, where it may wait.
+                            None => {
+                                state.metrics.blocking_task();
+                                let st = Arc::clone(state);
+                                let handler = route.handler;
+                                tokio::task::spawn_blocking(move || {
+                                    again.scope(|| run_handler(&st, handler, &request))
+                                })
+                                .await
+                                .map_err(|e| internal(&e.to_string()))?
+                            }
+                        };
+                        OneTask::Served {
+                            reply,
+                            who,
+                            headers,
+                        }
+                    }
+                    Err(stopped) => stopped,
+                },
+            );
+        }
+    }
     let st = Arc::clone(state);
     let creds = gate.credentials.clone();
-    let handler = route.handler;
-    let reads = route_reads(route);
+    let (handler, reads) = (route.handler, route_reads(route));
     state.metrics.blocking_task();
     tokio::task::spawn_blocking(move || {
-        let (auth, taken, snapshot) = check_credentials(&st, &creds, true);
-        let who = match &auth {
-            Some(Ok(who)) => who.clone(),
-            _ => return OneTask::Stopped((auth, taken, snapshot), parts, params),
-        };
-        let allowed = taken.as_ref().is_none_or(|t| t.allowed);
-        if !allowed || scope_refusal(&who, reads).is_some() {
-            // Dropped here, on the thread that read it.
-            drop(snapshot);
-            let checked = (auth, taken, RequestSnapshot::default());
-            return OneTask::Stopped(checked, parts, params);
-        }
-        touch_key(&st, &who, reads);
-        let headers = taken.map(|t| t.headers()).unwrap_or_default();
-        let request = Req {
-            body_unused: false,
-            peer,
-            headers: parts.headers,
-            query: parts.uri.query().unwrap_or("").to_owned(),
-            params,
-            body: Bytes::new(),
-            auth,
-        };
-        let reply = snapshot.scope(|| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&st, &request)))
-                .unwrap_or_else(|_| Err(internal("a handler panicked")))
-        });
-        OneTask::Served {
-            reply,
-            who,
-            headers,
+        let checked = check_credentials(&st, &creds, true);
+        match handler_task(&st, peer, reads, checked, parts, params) {
+            Ok(Admitted {
+                request,
+                who,
+                headers,
+                snapshot,
+            }) => OneTask::Served {
+                reply: snapshot.scope(|| run_handler(&st, handler, &request)),
+                who,
+                headers,
+            },
+            Err(stopped) => stopped,
         }
     })
     .await
     .map_err(|e| internal(&e.to_string()))
+}
+
+/// A request's snapshot, asked for without holding a thread while its round trip runs
+/// ([`bespin_core::Bespin::request_snapshot_later`]); `None` when it failed (the request
+/// then reads as any other, and meets the failure there).
+async fn snapshot_later(state: &AppState) -> Option<RequestSnapshot> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    state.bespin.request_snapshot_later(move |snapshot| {
+        // A request gone meanwhile: the snapshot is dropped here, off the runtime.
+        drop(tx.send(snapshot));
+    });
+    rx.await.ok()?.ok()
+}
+
+/// The checks of [`read_in_one_task`] after the credentials were read, in [`settle`]'s order:
+/// the request let through ([`Admitted`]); or the task's stop (credentials failed, the tenant's rate or
+/// the key's scope refuses), with what it read and the request back.
+/// A request [`handler_task`] let through: the request for its handler, the caller, the
+/// headers every answer carries, the snapshot for the handler's first read.
+struct Admitted {
+    request: Req,
+    who: Principal,
+    headers: Vec<(&'static str, String)>,
+    snapshot: RequestSnapshot,
+}
+
+#[allow(clippy::result_large_err)]
+fn handler_task(
+    st: &AppState,
+    peer: SocketAddr,
+    reads: bool,
+    (auth, taken, snapshot): Checked,
+    parts: hyper::http::request::Parts,
+    params: HashMap<String, String>,
+) -> Result<Admitted, OneTask> {
+    let who = match &auth {
+        Some(Ok(who)) => who.clone(),
+        _ => return Err(OneTask::Stopped((auth, taken, snapshot), parts, params)),
+    };
+    let allowed = taken.as_ref().is_none_or(|t| t.allowed);
+    if !allowed || scope_refusal(&who, reads).is_some() {
+        // Dropped here, on the thread that read it.
+        drop(snapshot);
+        let checked = (auth, taken, RequestSnapshot::default());
+        return Err(OneTask::Stopped(checked, parts, params));
+    }
+    touch_key(st, &who, reads);
+    let headers = taken.map(|t| t.headers()).unwrap_or_default();
+    let request = Req {
+        body_unused: false,
+        peer,
+        headers: parts.headers,
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        params,
+        body: Bytes::new(),
+        auth,
+    };
+    Ok(Admitted {
+        request,
+        who,
+        headers,
+        snapshot,
+    })
+}
+
+/// Runs `handler` for `request`, a panic answered as an internal error.
+fn run_handler(st: &AppState, handler: Handler, request: &Req) -> Result<Reply, ApiError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(st, request)))
+        .unwrap_or_else(|_| Err(internal("a handler panicked")))
 }
 
 /// Whether a request's handler takes over the snapshot its credentials were checked on
@@ -733,8 +861,18 @@ async fn dispatch(
     let run_on = if request.body.len() > LARGE_BODY {
         RunOn::Lane
     } else if route.run_on == RunOn::Worker && state.bespin.reads_block() {
-        // Its reads wait on the network (PostgreSQL): not on a worker.
-        RunOn::Blocking
+        // Its reads wait on the network (PostgreSQL): on this worker only when it needs no
+        // read that waits (most writes read nothing before the writer runs them), else from
+        // the start on the blocking pool.
+        let again = snapshot.again();
+        let tried = bespin_core::without_waiting(|| {
+            snapshot.scope(|| run_handler(state, handler, &request))
+        });
+        if let Some(reply) = tried {
+            drop(again);
+            return finish(state, reply?).await;
+        }
+        return run_blocking(state, handler, request, again).await;
     } else {
         route.run_on
     };
@@ -742,10 +880,7 @@ async fn dispatch(
     // drops it if none did, so nothing the handler hands on (a stream, the write below, the
     // lane's work) holds it.
     let reply = match run_on {
-        RunOn::Worker => snapshot.scope(|| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(state, &request)))
-                .map_err(|_| internal("a handler panicked"))
-        })??,
+        RunOn::Worker => snapshot.scope(|| run_handler(state, handler, &request))?,
         RunOn::Lane => {
             // A lane thread may wait long for its turn: it carries no connection meanwhile.
             drop(snapshot);
@@ -753,14 +888,24 @@ async fn dispatch(
             let st = state.clone();
             in_lane(state, turn, move || handler(&st, &request)).await?
         }
-        RunOn::Blocking => {
-            state.metrics.blocking_task();
-            let state = state.clone();
-            tokio::task::spawn_blocking(move || snapshot.scope(|| handler(&state, &request)))
-                .await
-                .map_err(|e| internal(&e.to_string()))??
-        }
+        RunOn::Blocking => return run_blocking(state, handler, request, snapshot).await,
     };
+    finish(state, reply).await
+}
+
+/// Runs `handler` on the blocking pool (the snapshot carried to its first read), then
+/// [`finish`].
+async fn run_blocking(
+    state: &Arc<AppState>,
+    handler: Handler,
+    request: Req,
+    snapshot: RequestSnapshot,
+) -> Result<Reply, ApiError> {
+    state.metrics.blocking_task();
+    let st = state.clone();
+    let reply = tokio::task::spawn_blocking(move || snapshot.scope(|| handler(&st, &request)))
+        .await
+        .map_err(|e| internal(&e.to_string()))??;
     finish(state, reply).await
 }
 

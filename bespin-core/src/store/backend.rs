@@ -43,6 +43,9 @@ pub(crate) struct TableId {
 /// A visitor of raw rows (key, value) during a scan.
 pub(crate) type RawVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<Flow> + 'a;
 
+/// What [`Backend::snapshot_later`] hands the snapshot to.
+pub(crate) type SnapshotLater = Box<dyn FnOnce(Result<Box<dyn Snapshot>>) + Send>;
+
 /// An open database.
 pub(crate) trait Backend: Send + Sync {
     /// A snapshot of the last commit.
@@ -66,6 +69,19 @@ pub(crate) trait Backend: Send + Sync {
     /// Round trips to a database server so far (`None` for an embedded backend).
     fn round_trips(&self) -> Option<u64> {
         None
+    }
+
+    /// Whether [`Backend::snapshot_later`] serves a snapshot now without a thread of the
+    /// caller's waiting for it (a hint: the answer may change at once).
+    fn snapshots_later(&self) -> bool {
+        false
+    }
+
+    /// Hands `done` a snapshot taken after this call — at once, or from a thread of the
+    /// backend's once its round trip returned — so that the calling thread need not wait for
+    /// it. The default: at once, [`Backend::snapshot`].
+    fn snapshot_later(&self, done: SnapshotLater) {
+        done(self.snapshot())
     }
 
     #[cfg(test)]

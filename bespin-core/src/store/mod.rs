@@ -148,6 +148,21 @@ impl Store {
         !self.shares_snapshots
     }
 
+    /// Whether [`Store::read_later`] serves a snapshot now without the caller's thread waiting
+    /// (PostgreSQL while its reads share snapshots; a hint).
+    pub(crate) fn reads_later(&self) -> bool {
+        self.backend.snapshots_later()
+    }
+
+    /// Hands `done` a snapshot taken after this call, from a thread of the backend's when its
+    /// round trip returns (PostgreSQL), so the caller's thread does not wait for it.
+    pub(crate) fn read_later(&self, done: impl FnOnce(Result<Arc<ReadTx>>) + Send + 'static) {
+        let (slots, sealer) = (Arc::clone(&self.slots), Arc::clone(&self.sealer));
+        self.backend.snapshot_later(Box::new(move |snap| {
+            done(snap.map(|s| Arc::new(ReadTx::new(s, slots, sealer))))
+        }));
+    }
+
     /// Whether other processes may write to this database too (PostgreSQL): a batch left
     /// open then holds their writes back.
     pub(crate) fn shared_with_others(&self) -> bool {

@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::ops::Bound;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// Brings the row cache from `epoch` to `epoch + 1` by what the batch committed there read
 /// and wrote (its overlay): the pages of every table it changed go (a page may cover a range
@@ -344,7 +343,7 @@ impl PgBatch {
                 None => {
                     let mut types = vec![Type::BYTEA_ARRAY; arrays.len()];
                     types.push(Type::INT8);
-                    s.round_trips.fetch_add(1, Ordering::Relaxed);
+                    s.trip()?;
                     let st = c
                         .client
                         .prepare_typed(&self.flush_statement(&shape), &types)
@@ -353,7 +352,7 @@ impl PgBatch {
                     st
                 }
             };
-            s.round_trips.fetch_add(1, Ordering::Relaxed);
+            s.trip()?;
             c.client.execute(&st, &params).map_err(pg_err)?;
             s.batch(c, &commit)
         })

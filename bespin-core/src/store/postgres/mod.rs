@@ -46,7 +46,9 @@
 //! process holds `pool + 2` connections at rest.
 
 use super::Order;
-use super::backend::{Backend, OnOthersCommit, RawVisitor, Reads, Snapshot, TableId, WriteBatch};
+use super::backend::{
+    Backend, OnOthersCommit, RawVisitor, Reads, Snapshot, SnapshotLater, TableId, WriteBatch,
+};
 use crate::error::{Error, Result};
 use cache::Page;
 use postgres::types::ToSql;
@@ -129,6 +131,8 @@ struct Shared {
     share: bool,
     /// The shared snapshots of reads (`share.rs`).
     generations: share::Generations,
+    /// Snapshots asked for without waiting, and the thread that makes them.
+    later: Arc<share::Later>,
     /// The quoted `LISTEN`/`NOTIFY` channel of the schema (`listen.rs`).
     channel: String,
     /// This open database's name in the notifications it sends (`listen.rs`).
@@ -290,14 +294,23 @@ fn on_off(name: &str, v: &str) -> Result<bool> {
 }
 
 impl Shared {
-    fn connect(&self) -> Result<Client> {
+    /// Counts a round trip about to be made; refused inside [`crate::without_waiting`], so
+    /// that no statement is ever sent from a thread that must not wait (a runtime's worker,
+    /// where the `postgres` client's own runtime would panic besides).
+    fn trip(&self) -> Result<()> {
+        crate::nowait::may_wait("a PostgreSQL round trip")?;
         self.round_trips.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn connect(&self) -> Result<Client> {
+        self.trip()?;
         self.config.connect(NoTls).map_err(pg_err)
     }
 
     /// Runs `sql` (one or more statements, no parameters) as one round trip.
     fn batch(&self, c: &mut Conn, sql: &str) -> Result<()> {
-        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.trip()?;
         c.client.batch_execute(sql).map_err(pg_err)
     }
 
@@ -307,7 +320,7 @@ impl Shared {
             return Ok(s.clone());
         }
         let sql = sql_of(&self.names[slot], kind);
-        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.trip()?;
         let s = c.client.prepare(&sql).map_err(pg_err)?;
         c.stmts.insert((slot, kind), s.clone());
         Ok(s)
@@ -321,7 +334,7 @@ impl Shared {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<postgres::Row>> {
         let s = self.stmt(c, slot, kind)?;
-        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.trip()?;
         c.client.query(&s, params).map_err(pg_err)
     }
 
@@ -334,7 +347,7 @@ impl Shared {
             c.next.0,
             ident(&self.schema)
         );
-        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.trip()?;
         let answer = c.client.simple_query(&sql).map_err(pg_err)?;
         c.next.0 = NEXT_READ;
         answer
@@ -482,14 +495,20 @@ impl Shared {
 
     /// Hands a read connection back, its read left open (the next read ends it), and keeps it
     /// idle (unless it broke, or more than `pool_max` are open).
+    /// A connection it does not keep is closed on a thread of its own: the caller may be a
+    /// runtime's worker ([`crate::Bespin::request_snapshot_later`]), where closing a `postgres`
+    /// client (which runs a small runtime of its own) would panic.
     fn give_reader(&self, mut c: Conn) {
         if c.client.is_closed() {
+            close_elsewhere(c);
             return self.reader_gone();
         }
         c.next.1 = std::time::Instant::now();
         let mut p = lock(&self.pool);
         if p.open > self.pool_max {
             p.open -= 1;
+            drop(p);
+            close_elsewhere(c);
         } else {
             p.idle.push(c);
         }
@@ -571,11 +590,24 @@ impl Shared {
     }
 }
 
+/// Closes `c` on a thread of its own (see [`Shared::give_reader`]); rare: a connection that
+/// broke, or one over the pool's size.
+fn close_elsewhere(c: Conn) {
+    // A thread that cannot start leaves the connection to close here.
+    let _ = std::thread::Builder::new()
+        .name("bespin-pg-close".into())
+        .spawn(move || drop(c));
+}
+
 impl Drop for Shared {
     /// Closes the pooled connections on a thread of their own: closing a `postgres` client
     /// runs its own small runtime, which panics on a thread that is running async tasks, and
     /// the last handle of a database embedded in an async program is often dropped on one.
     fn drop(&mut self) {
+        // Snapshots still asked for fail: the database is closing.
+        for done in self.later.close() {
+            done(Err(Error::Unavailable("the database is closing".into())));
+        }
         let idle = std::mem::take(&mut lock(&self.pool).idle);
         let writer = lock(&self.writer).conn.take();
         let newest = self.generations.take();
@@ -703,10 +735,12 @@ impl Postgres {
             held: AtomicUsize::new(0),
             share: p.share,
             generations: share::Generations::default(),
+            later: Arc::default(),
         });
         let mut c = Conn::new(shared.connect()?);
         shared.batch(&mut c, &create_sql(&shared, tables))?;
         Shared::start_sweeper(&shared)?;
+        share::Later::start(&shared)?;
         shared.round_trips.fetch_add(1, Ordering::Relaxed);
         let version: i64 = c
             .client
@@ -768,7 +802,18 @@ impl Backend for Postgres {
         }))
     }
 
+    fn snapshots_later(&self) -> bool {
+        self.shared.share && !lock(&self.shared.rows).others_lately()
+    }
+
+    fn snapshot_later(&self, done: SnapshotLater) {
+        if let Some(done) = self.shared.later.ask(done) {
+            done(Err(Error::Unavailable("the database is closing".into())));
+        }
+    }
+
     fn begin(&self, durable: bool) -> Result<Box<dyn WriteBatch>> {
+        crate::nowait::may_wait("a PostgreSQL write transaction")?;
         Ok(Box::new(batch::PgBatch::begin(
             &self.shared,
             self.sequences,
@@ -821,12 +866,22 @@ enum Read {
 }
 
 impl PgSnapshot {
+    /// A read of generation `g`, started.
+    fn joined(shared: &Arc<Shared>, g: Arc<share::Generation>) -> PgSnapshot {
+        shared.held.fetch_add(1, Ordering::SeqCst);
+        PgSnapshot {
+            shared: Arc::clone(shared),
+            read: Mutex::new(Some(Read::Joined(g))),
+        }
+    }
+
     /// Starts the read if it has not started: joins a generation, or (`share=off`) begins a
     /// transaction of its own.
     fn start(&self, slot: &mut Option<Read>) -> Result<()> {
         if slot.is_some() {
             return Ok(());
         }
+        crate::nowait::may_wait("a PostgreSQL snapshot")?;
         let read = if self.shared.share && !lock(&self.shared.rows).others_lately() {
             Read::Joined(self.shared.join()?)
         } else {
@@ -852,6 +907,7 @@ impl PgSnapshot {
 
     /// Runs `f` on the read's connection, inside its transaction.
     fn with<T>(&self, f: impl FnOnce(&Shared, &mut Conn, i64) -> Result<T>) -> Result<T> {
+        crate::nowait::may_wait("a PostgreSQL statement")?;
         let mut slot = lock(&self.read);
         self.start(&mut slot)?;
         if let Some(Read::Joined(g)) = slot.as_ref() {

@@ -24,8 +24,9 @@
 //! row cache, the reads of a generation would mostly miss it and take turns on its one
 //! connection, and reads on connections of their own run side by side in PostgreSQL.
 
-use super::{Conn, IDLE_READ, Shared, lock};
+use super::{Conn, IDLE_READ, PgSnapshot, Shared, lock};
 use crate::error::{Error, Result};
+use crate::store::backend::SnapshotLater;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Instant;
 
@@ -192,6 +193,91 @@ impl Shared {
             born: Instant::now(),
             shared: Arc::downgrade(self),
         })
+    }
+}
+
+/// Snapshots asked for without waiting ([`crate::Bespin::request_snapshot_later`]), and the
+/// thread that makes them: it joins a generation for everything asked before it began to
+/// (so each snapshot was taken after its asking), hands each its share, and goes on with what
+/// was asked meanwhile. The generations are the ones blocking reads join: a server's
+/// requests asked for this way and its streams' reads on the blocking pool share round trips.
+#[derive(Default)]
+pub(super) struct Later {
+    state: Mutex<LaterState>,
+    asked: Condvar,
+}
+
+#[derive(Default)]
+struct LaterState {
+    waiting: Vec<SnapshotLater>,
+    /// The database is closing: nothing more is served.
+    closed: bool,
+}
+
+impl Later {
+    /// Asks for a snapshot for `done`; `done` back when the database is closing.
+    pub(super) fn ask(&self, done: SnapshotLater) -> Option<SnapshotLater> {
+        let mut st = lock(&self.state);
+        if st.closed {
+            return Some(done);
+        }
+        st.waiting.push(done);
+        drop(st);
+        self.asked.notify_one();
+        None
+    }
+
+    /// Closes: what is still asked, for the caller to fail.
+    pub(super) fn close(&self) -> Vec<SnapshotLater> {
+        let mut st = lock(&self.state);
+        st.closed = true;
+        let left = std::mem::take(&mut st.waiting);
+        drop(st);
+        self.asked.notify_all();
+        left
+    }
+
+    /// What was asked so far, once there is any; `None` once closed.
+    fn next(&self) -> Option<Vec<SnapshotLater>> {
+        let mut st = lock(&self.state);
+        loop {
+            if st.closed {
+                return None;
+            }
+            if !st.waiting.is_empty() {
+                return Some(std::mem::take(&mut st.waiting));
+            }
+            st = self.asked.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Starts the thread that serves [`Later::ask`] while `shared` is open (it holds it only
+    /// while serving, so the database's last handle closes it).
+    pub(super) fn start(shared: &Arc<Shared>) -> Result<()> {
+        let weak = Arc::downgrade(shared);
+        let later = Arc::clone(&shared.later);
+        std::thread::Builder::new()
+            .name("bespin-pg-later".into())
+            .spawn(move || {
+                while let Some(asked) = later.next() {
+                    let Some(shared) = weak.upgrade() else {
+                        for done in asked {
+                            done(Err(Error::Unavailable("the database is closing".into())));
+                        }
+                        return;
+                    };
+                    // A generation whose round trip began after every one of `asked` did.
+                    let joined = shared.join();
+                    for done in asked {
+                        done(match &joined {
+                            Ok(g) => Ok(Box::new(PgSnapshot::joined(&shared, Arc::clone(g)))),
+                            Err(e) => Err(e.clone()),
+                        });
+                    }
+                }
+            })
+            .map(drop)
+            .map_err(|e| Error::Internal(format!("cannot start the PostgreSQL reads' thread: {e}")))
     }
 }
 

@@ -266,8 +266,13 @@ impl Later {
                         }
                         return;
                     };
-                    // A generation whose round trip began after every one of `asked` did.
-                    let joined = shared.join();
+                    // A generation whose round trip began after every one of `asked` did. A
+                    // panic fails these requests, not the ones asked after them.
+                    let joined =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.join()))
+                            .unwrap_or_else(|_| {
+                                Err(Error::Internal("a shared snapshot's start panicked".into()))
+                            });
                     for done in asked {
                         done(match &joined {
                             Ok(g) => Ok(Box::new(PgSnapshot::joined(&shared, Arc::clone(g)))),

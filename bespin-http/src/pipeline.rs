@@ -551,8 +551,7 @@ async fn settle(
     })
 }
 
-/// Whether a request's stages 3 to 5 run in one task on the blocking pool
-/// ([`read_in_one_task`]): where reads block (PostgreSQL), for a request that carries its
+/// Whether a request's stages 3 to 5 run in one go ([`read_in_one_task`]): where reads block (PostgreSQL), for a request that carries its
 /// snapshot ([`carries_snapshot`]), whose body is known to be empty (nothing to read or pace)
 /// and whose handler runs on a worker or the blocking pool (not in the lane).
 fn in_one_task(
@@ -569,7 +568,7 @@ fn in_one_task(
         && body.is_end_stream()
 }
 
-/// What the one task of [`read_in_one_task`] did.
+/// What [`read_in_one_task`] did.
 enum OneTask {
     /// The credentials held and the handler ran: its outcome, the caller, the headers every
     /// answer carries (the plan's rate limit).
@@ -588,14 +587,18 @@ enum OneTask {
     ),
 }
 
-/// Stages 3 to 5 of a read request in ONE task on the blocking pool, where its reads wait on
-/// the network (PostgreSQL): the credentials, the tenant's rate, the key's scope, then the
-/// handler on the snapshot the credentials were read on (its first read takes it; the
-/// scope's end drops it, also on a panic). Every hand-off to the pool is two context switches
-/// and a wake-up on a busy machine; a request that took two (authentication, handler) spent
-/// most of its server time switching. The checks are the ones [`settle`] makes, in its order;
-/// when one refuses, or the credentials failed (the tarpit's hold is a timer on the runtime),
-/// the task stops before the handler and hands what it read back to the pipeline, which
+/// Stages 3 to 5 of a read request in one go, where its reads wait on the network
+/// (PostgreSQL): the credentials, the tenant's rate, the key's scope, then the handler on the
+/// snapshot the credentials were read on (its first read takes it; the scope's end drops it,
+/// also on a panic). Every hand-off to the blocking pool is two context switches and a wake-up
+/// on a busy machine, which were most of a read request's server time once its rows are
+/// cached; so for a route of the worker the snapshot is asked for without holding a thread
+/// ([`snapshot_later`]) and the checks and the handler run on this worker without waiting
+/// ([`check_without_waiting`], [`on_worker_first`]), each going to the pool only when what it
+/// reads is not cached. A route of the blocking pool, or a request whose snapshot cannot be
+/// asked for so, runs it all in one task there. The checks are the ones [`settle`] makes, in
+/// its order; when one refuses, or the credentials failed (the tarpit's hold is a timer on the
+/// runtime), it stops before the handler and hands what it read back to the pipeline, which
 /// answers as for any request. The body is known to be empty ([`in_one_task`]): stage 4 has
 /// nothing to read or pace.
 async fn read_in_one_task(
@@ -617,35 +620,11 @@ async fn read_in_one_task(
                         who,
                         headers,
                         snapshot,
-                    }) => {
-                        let again = snapshot.again();
-                        let reply = bespin_core::without_waiting(|| {
-                            snapshot.scope(|| run_handler(state, route.handler, &request))
-                        });
-                        let reply = match reply {
-                            Some(reply) => {
-                                drop(again);
-                                reply
-                            }
-                            // Something it read was not in the row cache: from the start on the
-                            // same snapshot, where it may wait.
-                            None => {
-                                state.metrics.blocking_task();
-                                let st = Arc::clone(state);
-                                let handler = route.handler;
-                                tokio::task::spawn_blocking(move || {
-                                    again.scope(|| run_handler(&st, handler, &request))
-                                })
-                                .await
-                                .map_err(|e| internal(&e.to_string()))?
-                            }
-                        };
-                        OneTask::Served {
-                            reply,
-                            who,
-                            headers,
-                        }
-                    }
+                    }) => OneTask::Served {
+                        reply: on_worker_first(state, route.handler, request, snapshot).await?,
+                        who,
+                        headers,
+                    },
                     Err(stopped) => stopped,
                 },
             );
@@ -687,9 +666,6 @@ async fn snapshot_later(state: &AppState) -> Option<RequestSnapshot> {
     rx.await.ok()?.ok()
 }
 
-/// The checks of [`read_in_one_task`] after the credentials were read, in [`settle`]'s order:
-/// the request let through ([`Admitted`]); or the task's stop (credentials failed, the tenant's rate or
-/// the key's scope refuses), with what it read and the request back.
 /// A request [`handler_task`] let through: the request for its handler, the caller, the
 /// headers every answer carries, the snapshot for the handler's first read.
 struct Admitted {
@@ -699,6 +675,9 @@ struct Admitted {
     snapshot: RequestSnapshot,
 }
 
+/// The checks of [`read_in_one_task`] after the credentials were read, in [`settle`]'s order:
+/// the request let through; or the task's stop (the credentials failed, the tenant's rate or
+/// the key's scope refuses), with what it read and the request back.
 #[allow(clippy::result_large_err)]
 fn handler_task(
     st: &AppState,
@@ -860,19 +839,6 @@ async fn dispatch(
     let handler = route.handler;
     let run_on = if request.body.len() > LARGE_BODY {
         RunOn::Lane
-    } else if route.run_on == RunOn::Worker && state.bespin.reads_block() {
-        // Its reads wait on the network (PostgreSQL): on this worker only when it needs no
-        // read that waits (most writes read nothing before the writer runs them), else from
-        // the start on the blocking pool.
-        let again = snapshot.again();
-        let tried = bespin_core::without_waiting(|| {
-            snapshot.scope(|| run_handler(state, handler, &request))
-        });
-        if let Some(reply) = tried {
-            drop(again);
-            return finish(state, reply?).await;
-        }
-        return run_blocking(state, handler, request, again).await;
     } else {
         route.run_on
     };
@@ -880,6 +846,11 @@ async fn dispatch(
     // drops it if none did, so nothing the handler hands on (a stream, the write below, the
     // lane's work) holds it.
     let reply = match run_on {
+        // Its reads wait on the network (PostgreSQL): on this worker only when it needs no
+        // read that waits (most writes read nothing before the writer runs them).
+        RunOn::Worker if state.bespin.reads_block() => {
+            on_worker_first(state, handler, request, snapshot).await??
+        }
         RunOn::Worker => snapshot.scope(|| run_handler(state, handler, &request))?,
         RunOn::Lane => {
             // A lane thread may wait long for its turn: it carries no connection meanwhile.
@@ -888,25 +859,43 @@ async fn dispatch(
             let st = state.clone();
             in_lane(state, turn, move || handler(&st, &request)).await?
         }
-        RunOn::Blocking => return run_blocking(state, handler, request, snapshot).await,
+        RunOn::Blocking => on_blocking_pool(state, handler, request, snapshot).await??,
     };
     finish(state, reply).await
 }
 
-/// Runs `handler` on the blocking pool (the snapshot carried to its first read), then
-/// [`finish`].
-async fn run_blocking(
+/// Runs `handler` for `request` on this worker inside [`bespin_core::without_waiting`], the
+/// snapshot carried to its first read; when something in it would wait (PostgreSQL: a row not
+/// in the row cache, a write), from the start again on the blocking pool, on the same
+/// snapshot. The outer error: the blocking task failed.
+async fn on_worker_first(
     state: &Arc<AppState>,
     handler: Handler,
     request: Req,
     snapshot: RequestSnapshot,
-) -> Result<Reply, ApiError> {
+) -> Result<Result<Reply, ApiError>, ApiError> {
+    let again = snapshot.again();
+    let tried =
+        bespin_core::without_waiting(|| snapshot.scope(|| run_handler(state, handler, &request)));
+    match tried {
+        Some(reply) => Ok(reply),
+        None => on_blocking_pool(state, handler, request, again).await,
+    }
+}
+
+/// Runs `handler` for `request` on the blocking pool, the snapshot carried to its first read.
+/// The outer error: the blocking task failed.
+async fn on_blocking_pool(
+    state: &Arc<AppState>,
+    handler: Handler,
+    request: Req,
+    snapshot: RequestSnapshot,
+) -> Result<Result<Reply, ApiError>, ApiError> {
     state.metrics.blocking_task();
-    let st = state.clone();
-    let reply = tokio::task::spawn_blocking(move || snapshot.scope(|| handler(&st, &request)))
+    let st = Arc::clone(state);
+    tokio::task::spawn_blocking(move || snapshot.scope(|| run_handler(&st, handler, &request)))
         .await
-        .map_err(|e| internal(&e.to_string()))??;
-    finish(state, reply).await
+        .map_err(|e| internal(&e.to_string()))
 }
 
 /// The rest of stage 5 once the handler returned: a handler that found its work expensive

@@ -356,8 +356,9 @@ impl WriteTx<'_, '_> {
         key: &K::Of<'_>,
         value: &V,
     ) -> Result<()> {
-        let bytes = codec::encode(value)?;
-        with_key::<K, _>(key, |k| self.raw_insert(t.name(), k, &bytes))
+        codec::with_encoded(value, |bytes| {
+            with_key::<K, _>(key, |k| self.raw_insert(t.name(), k, bytes))
+        })
     }
 
     /// Stores the record that `value` stands for (see [`codec::EncodesAs`]) under `key`, like
@@ -368,8 +369,9 @@ impl WriteTx<'_, '_> {
         key: &K::Of<'_>,
         value: &B,
     ) -> Result<()> {
-        let bytes = codec::encode_as::<V, B>(value)?;
-        with_key::<K, _>(key, |k| self.raw_insert(t.name(), k, &bytes))
+        codec::with_encoded_as::<V, B, _>(value, |bytes| {
+            with_key::<K, _>(key, |k| self.raw_insert(t.name(), k, bytes))
+        })
     }
 
     /// Test-only: stores `value` under the stored key `key` (bytes a scan of `t` visited).
@@ -418,8 +420,9 @@ impl WriteTx<'_, '_> {
         key: &K::Of<'_>,
         value: &V,
     ) -> Result<Option<V>> {
-        let bytes = codec::encode(value)?;
-        with_key::<K, _>(key, |k| self.raw_insert_with(t.name(), k, &bytes, true))?;
+        codec::with_encoded(value, |bytes| {
+            with_key::<K, _>(key, |k| self.raw_insert_with(t.name(), k, bytes, true))
+        })?;
         // The previous value is the one just logged for undo.
         match self.undo.last() {
             Some(Undo::Row {
@@ -447,7 +450,7 @@ impl WriteTx<'_, '_> {
             if self.get_raw(t.name(), k)?.is_some() {
                 return Ok(false);
             }
-            self.raw_insert(t.name(), k, &codec::encode(value)?)?;
+            codec::with_encoded(value, |bytes| self.raw_insert(t.name(), k, bytes))?;
             Ok(true)
         })
     }

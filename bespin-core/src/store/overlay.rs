@@ -126,13 +126,13 @@ impl Overlay {
 
     /// Undoes a [`Overlay::hold`] or [`Overlay::release`]: `key` holds `old` again (`None`:
     /// it was not held).
-    pub(crate) fn restore(&mut self, t: TableId, key: Vec<u8>, old: Option<Vec<u8>>) {
+    pub(crate) fn restore(&mut self, t: TableId, key: &[u8], old: Option<Vec<u8>>) {
         match old {
             Some(v) => {
-                self.hold(t, &key, v);
+                self.hold(t, key, v);
             }
             None => {
-                self.release(t, &key);
+                self.release(t, key);
             }
         }
     }

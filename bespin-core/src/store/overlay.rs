@@ -16,7 +16,7 @@
 
 use super::backend::{RawVisitor, Reads, TableId};
 use super::reader::Shared;
-use super::slots::Fnv1a;
+use super::slots::WordHash;
 use super::{Flow, Order};
 use crate::error::{Error, Result};
 use std::cell::{Cell, RefCell};
@@ -44,7 +44,7 @@ pub(crate) struct Overlay {
     memo: RefCell<Vec<(usize, TableMemo)>>,
     /// Values computed from memo tables alone ([`Overlay::remember`]), by key; forgotten with
     /// the memo of any table.
-    values: RefCell<HashMap<String, Result<Shared>, std::hash::BuildHasherDefault<Fnv1a>>>,
+    values: RefCell<HashMap<String, Result<Shared>, std::hash::BuildHasherDefault<WordHash>>>,
     /// The key of the last [`Overlay::remember`] lookup, built in place: a hit (most calls:
     /// every operation of a batch asks for the same few values) allocates nothing.
     scratch: RefCell<String>,
@@ -57,7 +57,7 @@ pub(crate) struct Overlay {
 /// What the memo holds of one table.
 #[derive(Default)]
 struct TableMemo {
-    gets: HashMap<Vec<u8>, Option<Vec<u8>>, std::hash::BuildHasherDefault<Fnv1a>>,
+    gets: HashMap<Vec<u8>, Option<Vec<u8>>, std::hash::BuildHasherDefault<WordHash>>,
     /// Whole scans, by their bounds and order.
     scans: Vec<(Vec<u8>, Rows)>,
 }

@@ -354,7 +354,12 @@ impl WriteTx<'_, '_> {
     ) -> Result<()> {
         let table = self.slots.id(t.name())?;
         with_key::<K, _>(key, |k| {
-            let old = self.get_stored(t, k)?;
+            // A row held already (every operation's but the batch's first) is decoded in
+            // place rather than copied out first.
+            let old = match self.overlay.read_held(table, k) {
+                Some(held) => Some(codec::decode(held)?),
+                None => self.get_stored(t, k)?,
+            };
             let value = codec::encode(&f(old))?;
             self.hold(table, k, value);
             Ok(())

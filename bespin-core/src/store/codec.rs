@@ -42,11 +42,11 @@ fn unreadable(version: u8, expects: u8) -> Error {
     ))
 }
 
-/// Encodes `value` with its version byte.
+/// Encodes `value` with its version byte. The bytes are made in the thread's buffer (see
+/// [`with_encoded`]) and copied out once, at their size, rather than into a small buffer
+/// that grows field by field.
 pub(crate) fn encode<R: Record>(value: &R) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(32);
-    encode_into(value, &mut out)?;
-    Ok(out)
+    with_encoded(value, |bytes| Ok(bytes.to_vec()))
 }
 
 /// Encodes `value` with its version byte, appending to `out` (lets bulk writers reuse a buffer).

@@ -205,6 +205,14 @@ impl Overlay {
         out
     }
 
+    /// The held value of `key` in `t`, read in place (a read like [`Overlay::get`], which
+    /// copies it out), or `None` when it is not held.
+    pub(crate) fn read_held(&self, t: TableId, key: &[u8]) -> Option<&[u8]> {
+        let v = self.held(t, key)?;
+        self.note_read(t);
+        Some(v)
+    }
+
     /// The value of `key` in `t`: held, memoised, or read from `reads` (and memoised when `t`
     /// is a memo table).
     pub(crate) fn get(&self, reads: &dyn Reads, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>> {

@@ -545,7 +545,7 @@ pub struct Refusal {
 
 /// What one request has read and used so far, per event type.
 struct TypeState {
-    rec: MeteredEventRec,
+    rec: std::sync::Arc<MeteredEventRec>,
     cap: Option<Amount>,
     used_units: Amount,
 }

@@ -21,11 +21,14 @@ use crate::check::Checker;
 use crate::error::{Error, QuotaExceeded, Result};
 use crate::limits::{self, Activity};
 use crate::money::Amount;
-use crate::store::{Flow, KeyDef, Order, Reader, Record, Table, TableInfo, WriteTx, key, remember};
+use crate::store::{
+    Flow, KeyDef, Order, Reader, Record, Table, TableInfo, WriteTx, key, remember_shared,
+};
 use crate::time::{Date, Period, Timestamp};
 use crate::{Ctx, ids};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 pub(crate) mod chunk;
 #[cfg(test)]
@@ -345,9 +348,9 @@ pub(crate) struct ActivePlan {
 }
 
 /// The tenant's subscribed plan. Errors: `NoSubscription`, `SubscriptionSuspended`,
-/// `PlanMissing`. Remembered for a write batch ([`remember`]).
-pub(crate) fn active_plan(r: &impl Reader, tenant_id: &str) -> Result<ActivePlan> {
-    remember(r, &["active_plan", tenant_id], || {
+/// `PlanMissing`. Remembered for a write batch ([`remember_shared`]).
+pub(crate) fn active_plan(r: &impl Reader, tenant_id: &str) -> Result<Arc<ActivePlan>> {
+    remember_shared(r, &["active_plan", tenant_id], || {
         read_active_plan(r, tenant_id)
     })
 }
@@ -367,9 +370,12 @@ fn read_active_plan(r: &impl Reader, tenant_id: &str) -> Result<ActivePlan> {
 }
 
 /// The event type, when it exists and is active. Errors: `UnknownEventType`. Remembered for
-/// a write batch ([`remember`]).
-pub(crate) fn active_event(r: &impl Reader, event_key: &str) -> Result<catalog::MeteredEventRec> {
-    remember(r, &["active_event", event_key], || {
+/// a write batch ([`remember_shared`]).
+pub(crate) fn active_event(
+    r: &impl Reader,
+    event_key: &str,
+) -> Result<Arc<catalog::MeteredEventRec>> {
+    remember_shared(r, &["active_event", event_key], || {
         catalog::event(r, event_key)?
             .filter(|e| e.active)
             .ok_or_else(|| Error::UnknownEventType {

@@ -29,7 +29,7 @@ pub(crate) struct Batch {
     tx: Box<dyn WriteBatch>,
     slots: Arc<Slots>,
     sealer: Arc<Sealer>,
-    undo: Vec<Undo>,
+    undo: UndoLog,
     /// Emptied once the batch is committed, so that readers move on to the new state.
     snapshot: Arc<SharedSnapshot>,
     /// Outcomes of per-batch admission checks (a credential still valid at this point of the
@@ -43,13 +43,22 @@ pub(crate) struct Batch {
     overlay: Overlay,
 }
 
+/// The undo log of the running operation: its entries, newest last, and the keys they name,
+/// side by side in one buffer. An entry's key runs from its `key` offset to the next entry's
+/// (or the buffer's end): entries are only ever added and taken back newest first, so logging
+/// a write copies its key without an allocation of its own.
+struct UndoLog {
+    entries: Vec<Undo>,
+    keys: Vec<u8>,
+}
+
 /// One entry of the undo log.
 enum Undo {
     /// An overwritten row: the table, the key, and what it held before (`Was(None)`: it was
     /// absent; `Unread`: whatever the database holds, which the batch never saw).
     Row {
         table: TableId,
-        key: Vec<u8>,
+        key: usize,
         old: Prior,
     },
     /// A table emptied without logging its rows ([`WriteTx::clear_unlogged`]): the batch cannot
@@ -59,9 +68,54 @@ enum Undo {
     /// in the backend); `None`: it was not held.
     Held {
         table: TableId,
-        key: Vec<u8>,
+        key: usize,
         old: Option<Vec<u8>>,
     },
+}
+
+impl UndoLog {
+    fn with_capacity(entries: usize) -> UndoLog {
+        UndoLog {
+            entries: Vec::with_capacity(entries),
+            keys: Vec::with_capacity(entries * 48),
+        }
+    }
+
+    /// Logs that `key` of `table` held `old` before a write.
+    fn row(&mut self, table: TableId, key: &[u8], old: Prior) {
+        let at = self.key(key);
+        self.entries.push(Undo::Row {
+            table,
+            key: at,
+            old,
+        });
+    }
+
+    /// Logs that `key` of `table` was held as `old` (`None`: not held) before a change.
+    fn held(&mut self, table: TableId, key: &[u8], old: Option<Vec<u8>>) {
+        let at = self.key(key);
+        self.entries.push(Undo::Held {
+            table,
+            key: at,
+            old,
+        });
+    }
+
+    /// Appends `key` to the keys; returns where it starts.
+    fn key(&mut self, key: &[u8]) -> usize {
+        let at = self.keys.len();
+        self.keys.extend_from_slice(key);
+        at
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.keys.clear();
+    }
 }
 
 impl Batch {
@@ -76,7 +130,7 @@ impl Batch {
             tx,
             slots,
             sealer,
-            undo: Vec::new(),
+            undo: UndoLog::with_capacity(64),
             snapshot,
             admissions: HashMap::new(),
             announced: shared_with_others.then(Vec::new),
@@ -112,6 +166,11 @@ impl Batch {
                 a.truncate(announced);
             }
             rollback_to(&mut *self.tx, &mut self.overlay, &mut self.undo, mark)?;
+        } else {
+            // Only a failing operation is ever rolled back, and only to its own start: what
+            // a finished one logged is never read again, so the log starts empty for the
+            // next (its keys and old values freed now, its capacity kept).
+            self.undo.clear();
         }
         Ok(out)
     }
@@ -140,37 +199,43 @@ impl Batch {
 fn rollback_to(
     tx: &mut dyn WriteBatch,
     overlay: &mut Overlay,
-    undo: &mut Vec<Undo>,
+    undo: &mut UndoLog,
     mark: usize,
 ) -> Result<()> {
-    while undo.len() > mark {
-        let Some(u) = undo.pop() else { break };
-        if let Undo::Row { table, .. } = &u {
-            overlay.forget_memo(*table);
-        }
+    while undo.entries.len() > mark {
+        let Some(u) = undo.entries.pop() else { break };
+        let at = match &u {
+            Undo::Row { table, key, .. } => {
+                overlay.forget_memo(*table);
+                *key
+            }
+            Undo::Held { key, .. } => *key,
+            Undo::Cleared(_) => undo.keys.len(),
+        };
+        let key = undo.keys.get(at..).unwrap_or_default();
         match u {
             Undo::Row {
                 table,
-                key,
                 old: Prior::Was(Some(old)),
+                ..
             } => {
-                tx.put(table, &key, &old, false)?;
+                tx.put(table, key, &old, false)?;
             }
             Undo::Row {
                 table,
-                key,
                 old: Prior::Was(None),
+                ..
             } => {
-                tx.remove(table, &key)?;
+                tx.remove(table, key)?;
             }
             Undo::Row {
                 table,
-                key,
                 old: Prior::Unread,
+                ..
             } => {
-                tx.forget(table, &key)?;
+                tx.forget(table, key)?;
             }
-            Undo::Held { table, key, old } => overlay.restore(table, key, old),
+            Undo::Held { table, old, .. } => overlay.restore(table, key, old),
             Undo::Cleared(table) => {
                 return Err(Error::Storage(format!(
                     "cannot roll back an operation that emptied table {}",
@@ -178,6 +243,7 @@ fn rollback_to(
                 )));
             }
         }
+        undo.keys.truncate(at);
     }
     Ok(())
 }
@@ -188,7 +254,7 @@ pub struct WriteTx<'a, 't> {
     batch: &'a mut (dyn WriteBatch + 't),
     slots: &'a Slots,
     sealer: &'a Arc<Sealer>,
-    undo: &'a mut Vec<Undo>,
+    undo: &'a mut UndoLog,
     admissions: &'a mut HashMap<String, bool>,
     announced: Option<&'a mut Vec<String>>,
     overlay: &'a mut Overlay,
@@ -242,11 +308,7 @@ impl WriteTx<'_, '_> {
         self.unhold(table, key)?;
         self.overlay.forget_memo(table);
         let old = self.batch.put(table, key, value, want_old)?;
-        self.undo.push(Undo::Row {
-            table,
-            key: key.to_vec(),
-            old,
-        });
+        self.undo.row(table, key, old);
         Ok(())
     }
 
@@ -257,16 +319,8 @@ impl WriteTx<'_, '_> {
             return Ok(());
         };
         let old = self.batch.put(table, key, &held, false)?;
-        self.undo.push(Undo::Held {
-            table,
-            key: key.to_vec(),
-            old: Some(held),
-        });
-        self.undo.push(Undo::Row {
-            table,
-            key: key.to_vec(),
-            old,
-        });
+        self.undo.held(table, key, Some(held));
+        self.undo.row(table, key, old);
         Ok(())
     }
 
@@ -300,7 +354,12 @@ impl WriteTx<'_, '_> {
     ) -> Result<()> {
         let table = self.slots.id(t.name())?;
         with_key::<K, _>(key, |k| {
-            let old = self.get_stored(t, k)?;
+            // A row held already (every operation's but the batch's first) is decoded in
+            // place rather than copied out first.
+            let old = match self.overlay.read_held(table, k) {
+                Some(held) => Some(codec::decode(held)?),
+                None => self.get_stored(t, k)?,
+            };
             let value = codec::encode(&f(old))?;
             self.hold(table, k, value);
             Ok(())
@@ -310,11 +369,7 @@ impl WriteTx<'_, '_> {
     /// Holds `value` under `key` of `table`, logging what was held before for undo.
     fn hold(&mut self, table: TableId, key: &[u8], value: Vec<u8>) {
         let old = self.overlay.hold(table, key, value);
-        self.undo.push(Undo::Held {
-            table,
-            key: key.to_vec(),
-            old,
-        });
+        self.undo.held(table, key, old);
     }
 
     fn raw_insert(&mut self, table: &'static str, key: &[u8], value: &[u8]) -> Result<()> {
@@ -328,11 +383,7 @@ impl WriteTx<'_, '_> {
         let old = self.batch.remove(table, key)?;
         let existed = old.is_some();
         if existed {
-            self.undo.push(Undo::Row {
-                table,
-                key: key.to_vec(),
-                old: Prior::Was(old),
-            });
+            self.undo.row(table, key, Prior::Was(old));
         }
         Ok(existed)
     }
@@ -356,8 +407,9 @@ impl WriteTx<'_, '_> {
         key: &K::Of<'_>,
         value: &V,
     ) -> Result<()> {
-        let bytes = codec::encode(value)?;
-        with_key::<K, _>(key, |k| self.raw_insert(t.name(), k, &bytes))
+        codec::with_encoded(value, |bytes| {
+            with_key::<K, _>(key, |k| self.raw_insert(t.name(), k, bytes))
+        })
     }
 
     /// Stores the record that `value` stands for (see [`codec::EncodesAs`]) under `key`, like
@@ -368,8 +420,9 @@ impl WriteTx<'_, '_> {
         key: &K::Of<'_>,
         value: &B,
     ) -> Result<()> {
-        let bytes = codec::encode_as::<V, B>(value)?;
-        with_key::<K, _>(key, |k| self.raw_insert(t.name(), k, &bytes))
+        codec::with_encoded_as::<V, B, _>(value, |bytes| {
+            with_key::<K, _>(key, |k| self.raw_insert(t.name(), k, bytes))
+        })
     }
 
     /// Test-only: stores `value` under the stored key `key` (bytes a scan of `t` visited).
@@ -418,10 +471,11 @@ impl WriteTx<'_, '_> {
         key: &K::Of<'_>,
         value: &V,
     ) -> Result<Option<V>> {
-        let bytes = codec::encode(value)?;
-        with_key::<K, _>(key, |k| self.raw_insert_with(t.name(), k, &bytes, true))?;
+        codec::with_encoded(value, |bytes| {
+            with_key::<K, _>(key, |k| self.raw_insert_with(t.name(), k, bytes, true))
+        })?;
         // The previous value is the one just logged for undo.
-        match self.undo.last() {
+        match self.undo.entries.last() {
             Some(Undo::Row {
                 old: Prior::Was(Some(bytes)),
                 ..
@@ -447,7 +501,7 @@ impl WriteTx<'_, '_> {
             if self.get_raw(t.name(), k)?.is_some() {
                 return Ok(false);
             }
-            self.raw_insert(t.name(), k, &codec::encode(value)?)?;
+            codec::with_encoded(value, |bytes| self.raw_insert(t.name(), k, bytes))?;
             Ok(true)
         })
     }
@@ -510,7 +564,7 @@ impl WriteTx<'_, '_> {
         let table = self.slots.id(t.name())?;
         self.overlay.drop_table(table);
         self.batch.clear(table)?;
-        self.undo.push(Undo::Cleared(table));
+        self.undo.entries.push(Undo::Cleared(table));
         Ok(())
     }
 

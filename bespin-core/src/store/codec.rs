@@ -42,17 +42,71 @@ fn unreadable(version: u8, expects: u8) -> Error {
     ))
 }
 
-/// Encodes `value` with its version byte.
+/// Encodes `value` with its version byte. The bytes are made in the thread's buffer (see
+/// [`with_encoded`]) and copied out once, at their size, rather than into a small buffer
+/// that grows field by field.
 pub(crate) fn encode<R: Record>(value: &R) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(32);
-    encode_into(value, &mut out)?;
-    Ok(out)
+    with_encoded(value, |bytes| Ok(bytes.to_vec()))
 }
 
 /// Encodes `value` with its version byte, appending to `out` (lets bulk writers reuse a buffer).
 pub(crate) fn encode_into<R: Record>(value: &R, out: &mut Vec<u8>) -> Result<()> {
     out.push(R::VERSION);
     value.encode_body(out)
+}
+
+/// Calls `f` with the bytes [`encode`] makes of `value`, written into a buffer of the thread's
+/// that is reused from record to record: a row written costs no allocation for its value, nor
+/// the reallocations of a small buffer growing field by field (a few of which every record of
+/// more than a few dozen bytes took).
+pub(crate) fn with_encoded<R: Record, T>(
+    value: &R,
+    f: impl FnOnce(&[u8]) -> Result<T>,
+) -> Result<T> {
+    with_buffer(|buf| {
+        encode_into(value, buf)?;
+        f(buf)
+    })
+}
+
+/// Calls `f` with the bytes [`encode_as`] makes of `value`, in the thread's reused buffer (see
+/// [`with_encoded`]).
+pub(crate) fn with_encoded_as<V: Record, B: EncodesAs<V>, T>(
+    value: &B,
+    f: impl FnOnce(&[u8]) -> Result<T>,
+) -> Result<T> {
+    with_buffer(|buf| {
+        buf.reserve(value.size_hint());
+        encode_as_into::<V, B>(value, buf)?;
+        f(buf)
+    })
+}
+
+/// The capacity past which the thread's encoding buffer is not kept (a large record, such as
+/// a KPI chunk, is not held in memory after its write).
+const KEPT_BUFFER: usize = 16 * 1024;
+
+/// Calls `f` with the thread's encoding buffer, emptied; a buffer of its own when the thread's
+/// is in use (a record encoded while another one's bytes are being written).
+fn with_buffer<T>(f: impl FnOnce(&mut Vec<u8>) -> Result<T>) -> Result<T> {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with(|b| match b.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            if buf.capacity() == 0 {
+                buf.reserve(1024);
+            }
+            let out = f(&mut buf);
+            if buf.capacity() > KEPT_BUFFER {
+                *buf = Vec::new();
+            }
+            out
+        }
+        Err(_) => f(&mut Vec::with_capacity(256)),
+    })
 }
 
 /// A borrowed form of the record `V` that encodes to exactly `V`'s bytes: the same fields in
@@ -67,12 +121,20 @@ pub(crate) trait EncodesAs<V: Record>: Serialize {
     }
 }
 
-/// Encodes `value` as the record `V` it stands for, with `V`'s version byte.
+/// Encodes `value` as the record `V` it stands for, with `V`'s version byte (writes use
+/// [`with_encoded_as`]).
+#[cfg(test)]
 pub(crate) fn encode_as<V: Record, B: EncodesAs<V>>(value: &B) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(value.size_hint());
-    out.push(V::VERSION);
-    postcard::to_io(value, &mut out).map_err(|e| Error::Storage(format!("encode: {e}")))?;
+    encode_as_into::<V, B>(value, &mut out)?;
     Ok(out)
+}
+
+/// Appends what [`encode_as`] makes of `value` to `out`.
+fn encode_as_into<V: Record, B: EncodesAs<V>>(value: &B, out: &mut Vec<u8>) -> Result<()> {
+    out.push(V::VERSION);
+    postcard::to_io(value, out).map_err(|e| Error::Storage(format!("encode: {e}")))?;
+    Ok(())
 }
 
 /// Test-only: asserts that `row` encodes to exactly `rec`'s bytes, within its size hint, and
@@ -126,3 +188,31 @@ impl Record for i64 {}
 impl Record for () {}
 impl Record for String {}
 impl Record for crate::time::Timestamp {}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    // A record encoded while another's bytes are in the thread's buffer (a write made from
+    // within a write's closure) gets a buffer of its own; both come out as `encode` makes
+    // them, and a large record does not stay in the thread's buffer.
+    #[test]
+    fn reused_encoding_buffer_nests_and_is_not_kept_large() {
+        let outer = "outer".to_owned();
+        let inner = "x".repeat(KEPT_BUFFER * 2);
+        let (a, b) = with_encoded(&outer, |a| {
+            let b = with_encoded(&inner, |b| Ok(b.to_vec()))?;
+            Ok((a.to_vec(), b))
+        })
+        .unwrap();
+        assert_eq!(a, encode(&outer).unwrap());
+        assert_eq!(b, encode(&inner).unwrap());
+        with_encoded(&inner, |_| Ok(())).unwrap();
+        with_buffer(|buf| {
+            assert!(buf.is_empty() && buf.capacity() <= KEPT_BUFFER);
+            Ok(())
+        })
+        .unwrap();
+    }
+}

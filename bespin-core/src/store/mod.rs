@@ -46,7 +46,7 @@ pub use batch::WriteTx;
 pub(crate) use codec::Record;
 pub(crate) use key::{Id, PartValue, Prefix, parts, read_parts, successor};
 pub(crate) use postgres::is_url;
-pub(crate) use reader::{Reader, remember};
+pub(crate) use reader::{Reader, remember, remember_shared};
 pub(crate) use redb::ReadOnlyFile;
 pub(crate) use seal::Sealer;
 pub use snapshot::ReadTx;

@@ -16,7 +16,7 @@
 
 use super::backend::{RawVisitor, Reads, TableId};
 use super::reader::Shared;
-use super::slots::Fnv1a;
+use super::slots::WordHash;
 use super::{Flow, Order};
 use crate::error::{Error, Result};
 use std::cell::{Cell, RefCell};
@@ -44,7 +44,7 @@ pub(crate) struct Overlay {
     memo: RefCell<Vec<(usize, TableMemo)>>,
     /// Values computed from memo tables alone ([`Overlay::remember`]), by key; forgotten with
     /// the memo of any table.
-    values: RefCell<HashMap<String, Result<Shared>, std::hash::BuildHasherDefault<Fnv1a>>>,
+    values: RefCell<HashMap<String, Result<Shared>, std::hash::BuildHasherDefault<WordHash>>>,
     /// The key of the last [`Overlay::remember`] lookup, built in place: a hit (most calls:
     /// every operation of a batch asks for the same few values) allocates nothing.
     scratch: RefCell<String>,
@@ -57,7 +57,7 @@ pub(crate) struct Overlay {
 /// What the memo holds of one table.
 #[derive(Default)]
 struct TableMemo {
-    gets: HashMap<Vec<u8>, Option<Vec<u8>>, std::hash::BuildHasherDefault<Fnv1a>>,
+    gets: HashMap<Vec<u8>, Option<Vec<u8>>, std::hash::BuildHasherDefault<WordHash>>,
     /// Whole scans, by their bounds and order.
     scans: Vec<(Vec<u8>, Rows)>,
 }
@@ -126,13 +126,13 @@ impl Overlay {
 
     /// Undoes a [`Overlay::hold`] or [`Overlay::release`]: `key` holds `old` again (`None`:
     /// it was not held).
-    pub(crate) fn restore(&mut self, t: TableId, key: Vec<u8>, old: Option<Vec<u8>>) {
+    pub(crate) fn restore(&mut self, t: TableId, key: &[u8], old: Option<Vec<u8>>) {
         match old {
             Some(v) => {
-                self.hold(t, &key, v);
+                self.hold(t, key, v);
             }
             None => {
-                self.release(t, &key);
+                self.release(t, key);
             }
         }
     }
@@ -203,6 +203,14 @@ impl Overlay {
             self.values.borrow_mut().insert(key, out.clone());
         }
         out
+    }
+
+    /// The held value of `key` in `t`, read in place (a read like [`Overlay::get`], which
+    /// copies it out), or `None` when it is not held.
+    pub(crate) fn read_held(&self, t: TableId, key: &[u8]) -> Option<&[u8]> {
+        let v = self.held(t, key)?;
+        self.note_read(t);
+        Some(v)
     }
 
     /// The value of `key` in `t`: held, memoised, or read from `reads` (and memoised when `t`

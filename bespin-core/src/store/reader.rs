@@ -23,14 +23,24 @@ pub(crate) fn remember<T: Clone + Send + Sync + 'static>(
     key: &[&str],
     run: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
+    remember_shared(r, key, run).map(|v| T::clone(&v))
+}
+
+/// [`remember`], handing out the remembered value itself rather than a copy of it: for a
+/// value every operation of a batch reads (a plan, an event type), whose strings a copy would
+/// allocate again each time.
+pub(crate) fn remember_shared<T: Send + Sync + 'static>(
+    r: &impl Reader,
+    key: &[&str],
+    run: impl FnOnce() -> Result<T>,
+) -> Result<Arc<T>> {
     let mut run = Some(run);
     let v = r.remembered_value(key, &mut || match run.take() {
         Some(f) => f().map(|v| Arc::new(v) as Shared),
         None => Err(Error::Internal("a remembered value computed twice".into())),
     })?;
-    v.downcast_ref::<T>()
-        .cloned()
-        .ok_or_else(|| Error::Internal(format!("remembered {key:?} has another type")))
+    v.downcast::<T>()
+        .map_err(|_| Error::Internal(format!("remembered {key:?} has another type")))
 }
 
 /// Calls `f` with the encoded key `key` of a table keyed by `K`. The bytes are written into a

@@ -14,11 +14,13 @@
 //!    lane; the core operation it returns ([`Reply::write`]) submitted to the database's writer
 //!    thread and awaited; the reply rendered here.
 //!
-//! Where reads block (PostgreSQL), a read request without a body runs stages 3 to 5 in one
-//! task on the blocking pool ([`read_in_one_task`]): the same checks in the same order, then
-//! its handler on the snapshot its credentials were read on — one thread hand-off instead of
-//! two. Then CORS and security headers and the request id, and one log line
-//! ([`crate::request_log`]). Every refusal is an [`ApiError`], answered by its one mapping.
+//! Where reads block (PostgreSQL), no thread waits for a request's snapshot
+//! ([`snapshot_later`]), and stages 3 and 5 run on the worker without waiting
+//! ([`check_without_waiting`], [`on_worker_first`]), going to the blocking pool only for what
+//! the row cache does not hold; a read request without a body carries the snapshot its
+//! credentials were read on to its handler's first read. Then CORS and security headers and the
+//! request id, and one log line ([`crate::request_log`]). Every refusal is an [`ApiError`],
+//! answered by its one mapping.
 //!
 //! Nothing of the server runs on the writer: handlers hand it core operations ([`bespin_core::Op`])
 //! only, so an anonymous or malformed request never reaches it, and the writer's bounded queue
@@ -209,37 +211,7 @@ async fn serve(
     let (parts, body) = req.into_parts();
     let idempotency_key = parts.headers.get("idempotency-key").cloned();
     let gate = Gate::of(&parts.headers, route);
-    let (checked, parts, params) =
-        if gate.complete && in_one_task(state, route, &parts.headers, declared, &body) {
-            match read_in_one_task(state, peer, route, parts, params, &gate).await? {
-                OneTask::Served {
-                    reply,
-                    who,
-                    headers,
-                } => {
-                    log.tenant(Some(who.tenant_id()));
-                    let caller = Some(who);
-                    let answered = async { finish(state, reply?).await };
-                    return answer(
-                        state,
-                        route,
-                        log,
-                        &caller,
-                        idempotency_key,
-                        headers,
-                        answered,
-                    )
-                    .await;
-                }
-                OneTask::Stopped(checked, parts, params) => (Some(checked), parts, params),
-            }
-        } else {
-            (None, parts, params)
-        };
-    let checked = match checked {
-        Some(checked) => checked,
-        None => check(state, &gate, &parts.headers, route, declared).await?,
-    };
+    let checked = check(state, &gate, &parts.headers, route, declared).await?;
     let Authenticated {
         auth,
         headers,
@@ -551,109 +523,6 @@ async fn settle(
     })
 }
 
-/// Whether a request's stages 3 to 5 run in one go ([`read_in_one_task`]): where reads block (PostgreSQL), for a request that carries its
-/// snapshot ([`carries_snapshot`]), whose body is known to be empty (nothing to read or pace)
-/// and whose handler runs on a worker or the blocking pool (not in the lane).
-fn in_one_task(
-    state: &AppState,
-    route: &Route,
-    headers: &HeaderMap,
-    declared: Option<u64>,
-    body: &hyper::body::Incoming,
-) -> bool {
-    use hyper::body::Body as _;
-    state.bespin.reads_block()
-        && route.run_on != RunOn::Lane
-        && carries_snapshot(route, headers, declared)
-        && body.is_end_stream()
-}
-
-/// What [`read_in_one_task`] did.
-enum OneTask {
-    /// The credentials held and the handler ran: its outcome, the caller, the headers every
-    /// answer carries (the plan's rate limit).
-    Served {
-        reply: Result<Reply, ApiError>,
-        who: Principal,
-        headers: Vec<(&'static str, String)>,
-    },
-    /// It stopped before the handler (the credentials failed, the tenant's rate or the key's
-    /// scope refuses the request): what it read, and the request back, for the pipeline to go
-    /// on as for any request ([`settle`], then [`dispatch`]). Its snapshot was dropped there.
-    Stopped(
-        Checked,
-        hyper::http::request::Parts,
-        HashMap<String, String>,
-    ),
-}
-
-/// Stages 3 to 5 of a read request in one go, where its reads wait on the network
-/// (PostgreSQL): the credentials, the tenant's rate, the key's scope, then the handler on the
-/// snapshot the credentials were read on (its first read takes it; the scope's end drops it,
-/// also on a panic). Every hand-off to the blocking pool is two context switches and a wake-up
-/// on a busy machine, which were most of a read request's server time once its rows are
-/// cached; so for a route of the worker the snapshot is asked for without holding a thread
-/// ([`snapshot_later`]) and the checks and the handler run on this worker without waiting
-/// ([`check_without_waiting`], [`on_worker_first`]), each going to the pool only when what it
-/// reads is not cached. A route of the blocking pool, or a request whose snapshot cannot be
-/// asked for so, runs it all in one task there. The checks are the ones [`settle`] makes, in
-/// its order; when one refuses, or the credentials failed (the tarpit's hold is a timer on the
-/// runtime), it stops before the handler and hands what it read back to the pipeline, which
-/// answers as for any request. The body is known to be empty ([`in_one_task`]): stage 4 has
-/// nothing to read or pace.
-async fn read_in_one_task(
-    state: &Arc<AppState>,
-    peer: SocketAddr,
-    route: &Route,
-    parts: hyper::http::request::Parts,
-    params: HashMap<String, String>,
-    gate: &Gate,
-) -> Result<OneTask, ApiError> {
-    if route.run_on == RunOn::Worker {
-        // Refused when the credentials' rows were not in the row cache: read again below.
-        if let Some(checked) = check_without_waiting(state, &gate.credentials, true).await {
-            let reads = route_reads(route);
-            return Ok(
-                match handler_task(state, peer, reads, checked, parts, params) {
-                    Ok(Admitted {
-                        request,
-                        who,
-                        headers,
-                        snapshot,
-                    }) => OneTask::Served {
-                        reply: on_worker_first(state, route.handler, request, snapshot).await?,
-                        who,
-                        headers,
-                    },
-                    Err(stopped) => stopped,
-                },
-            );
-        }
-    }
-    let st = Arc::clone(state);
-    let creds = gate.credentials.clone();
-    let (handler, reads) = (route.handler, route_reads(route));
-    state.metrics.blocking_task();
-    tokio::task::spawn_blocking(move || {
-        let checked = check_credentials(&st, &creds, true);
-        match handler_task(&st, peer, reads, checked, parts, params) {
-            Ok(Admitted {
-                request,
-                who,
-                headers,
-                snapshot,
-            }) => OneTask::Served {
-                reply: snapshot.scope(|| run_handler(&st, handler, &request)),
-                who,
-                headers,
-            },
-            Err(stopped) => stopped,
-        }
-    })
-    .await
-    .map_err(|e| internal(&e.to_string()))
-}
-
 /// A request's snapshot, asked for without holding a thread while its round trip runs
 /// ([`bespin_core::Bespin::request_snapshot_later`]); `None` when it failed (the request
 /// then reads as any other, and meets the failure there).
@@ -664,57 +533,6 @@ async fn snapshot_later(state: &AppState) -> Option<RequestSnapshot> {
         drop(tx.send(snapshot));
     });
     rx.await.ok()?.ok()
-}
-
-/// A request [`handler_task`] let through: the request for its handler, the caller, the
-/// headers every answer carries, the snapshot for the handler's first read.
-struct Admitted {
-    request: Req,
-    who: Principal,
-    headers: Vec<(&'static str, String)>,
-    snapshot: RequestSnapshot,
-}
-
-/// The checks of [`read_in_one_task`] after the credentials were read, in [`settle`]'s order:
-/// the request let through; or the task's stop (the credentials failed, the tenant's rate or
-/// the key's scope refuses), with what it read and the request back.
-#[allow(clippy::result_large_err)]
-fn handler_task(
-    st: &AppState,
-    peer: SocketAddr,
-    reads: bool,
-    (auth, taken, snapshot): Checked,
-    parts: hyper::http::request::Parts,
-    params: HashMap<String, String>,
-) -> Result<Admitted, OneTask> {
-    let who = match &auth {
-        Some(Ok(who)) => who.clone(),
-        _ => return Err(OneTask::Stopped((auth, taken, snapshot), parts, params)),
-    };
-    let allowed = taken.as_ref().is_none_or(|t| t.allowed);
-    if !allowed || scope_refusal(&who, reads).is_some() {
-        // Dropped here, on the thread that read it.
-        drop(snapshot);
-        let checked = (auth, taken, RequestSnapshot::default());
-        return Err(OneTask::Stopped(checked, parts, params));
-    }
-    touch_key(st, &who, reads);
-    let headers = taken.map(|t| t.headers()).unwrap_or_default();
-    let request = Req {
-        body_unused: false,
-        peer,
-        headers: parts.headers,
-        query: parts.uri.query().unwrap_or("").to_owned(),
-        params,
-        body: Bytes::new(),
-        auth,
-    };
-    Ok(Admitted {
-        request,
-        who,
-        headers,
-        snapshot,
-    })
 }
 
 /// Runs `handler` for `request`, a panic answered as an internal error.

@@ -86,22 +86,30 @@ pub(crate) fn with_encoded_as<V: Record, B: EncodesAs<V>, T>(
 /// a KPI chunk, is not held in memory after its write).
 const KEPT_BUFFER: usize = 16 * 1024;
 
-/// Calls `f` with the thread's encoding buffer, emptied; a buffer of its own when the thread's
-/// is in use (a record encoded while another one's bytes are being written).
+/// Calls `f` with the thread's encoding buffer for values ([`with_thread_buffer`]).
 fn with_buffer<T>(f: impl FnOnce(&mut Vec<u8>) -> Result<T>) -> Result<T> {
     thread_local! {
-        static BUF: std::cell::RefCell<Vec<u8>> =
-            const { std::cell::RefCell::new(Vec::new()) };
+        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(1024));
     }
-    BUF.with(|b| match b.try_borrow_mut() {
+    with_thread_buffer(&BUF, f)
+}
+
+/// Calls `f` with the thread's buffer `buf`, emptied, so that encoding one record or key after
+/// another costs no allocation; with a buffer of its own when `buf` is in use (an encoding made
+/// inside another's `f`: a write made from a write's closure, a key encoded in a scan's
+/// visitor). A buffer grown past [`KEPT_BUFFER`] is not kept. The one mechanism of the value
+/// buffer here and the key buffer of [`super::reader::with_key`] (each its own `buf`, since a
+/// write holds a key and a value at once).
+pub(crate) fn with_thread_buffer<T>(
+    buf: &'static std::thread::LocalKey<std::cell::RefCell<Vec<u8>>>,
+    f: impl FnOnce(&mut Vec<u8>) -> T,
+) -> T {
+    buf.with(|b| match b.try_borrow_mut() {
         Ok(mut buf) => {
             buf.clear();
-            if buf.capacity() == 0 {
-                buf.reserve(1024);
-            }
             let out = f(&mut buf);
             if buf.capacity() > KEPT_BUFFER {
-                *buf = Vec::new();
+                *buf = Vec::with_capacity(1024);
             }
             out
         }

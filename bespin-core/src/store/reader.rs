@@ -50,17 +50,9 @@ pub(crate) fn with_key<K: KeyDef, T>(key: &K::Of<'_>, f: impl FnOnce(&[u8]) -> T
     thread_local! {
         static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(256));
     }
-    BUF.with(|b| match b.try_borrow_mut() {
-        Ok(mut buf) => {
-            buf.clear();
-            K::encode(key, &mut buf);
-            f(&buf)
-        }
-        Err(_) => {
-            let mut own = Vec::with_capacity(96);
-            K::encode(key, &mut own);
-            f(&own)
-        }
+    codec::with_thread_buffer(&BUF, |buf| {
+        K::encode(key, buf);
+        f(buf)
     })
 }
 

@@ -3,7 +3,7 @@
 
 use super::super::Order;
 use super::super::backend::{BatchSequences, Prior, RawVisitor, Reads, TableId, WriteBatch};
-use super::cache::RowCache;
+use super::cache::{RowCache, Write};
 use super::scan::paged;
 use super::{COMMITS, Conn, Shared, WRITE_LOCK, ident, lock, pg_err};
 use crate::error::{Error, Result};
@@ -15,21 +15,28 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 /// Brings the row cache from `epoch` to `epoch + 1` by what the batch committed there read
-/// and wrote (its overlay): the pages of every table it changed go (a page may cover a range
-/// a new row falls into), and so does everything of a table it emptied; the rows it read and
-/// wrote are kept. A cache already at `epoch + 1` (a reader saw the commit first) takes them
-/// too; one at any other count is left alone.
+/// and wrote (its overlay): the pages of every table it changed are brought forward by its
+/// writes, or go ([`RowCache::changed`]), and everything of a table it emptied goes; the rows
+/// it read and wrote are kept. A cache already at `epoch + 1` (a reader saw the commit first)
+/// takes them too; one at any other count is left alone.
 fn absorb(cache: &mut RowCache, overlays: HashMap<usize, Overlay>, epoch: i64) {
     if !cache.advance(epoch) {
         return;
     }
     for (slot, o) in overlays {
-        if o.cleared || o.rows.values().any(|r| r.dirty) {
-            cache.changed(slot);
-        }
         if o.cleared {
             // What is not in the overlay is gone: forget the table.
             cache.drop_table(slot);
+        } else {
+            let writes: Vec<Write<'_>> = o
+                .rows
+                .iter()
+                .filter(|(_, r)| r.dirty)
+                .map(|(k, r)| (k.as_slice(), r.value.as_deref()))
+                .collect();
+            if !writes.is_empty() {
+                cache.changed(slot, Some(&writes));
+            }
         }
         for (k, r) in o.rows {
             cache.put_row(slot, k, r.value);

@@ -180,17 +180,7 @@ impl RowCache {
         if !self.at(epoch, slot) {
             return;
         }
-        let bound = |b: &Bound<Vec<u8>>| match b {
-            Bound::Included(v) | Bound::Excluded(v) => v.len(),
-            Bound::Unbounded => 0,
-        };
-        let bytes = ENTRY_OVERHEAD
-            + bound(&range.0)
-            + bound(&range.1)
-            + page
-                .iter()
-                .map(|(k, v)| k.len() + v.len() + ROW_OVERHEAD)
-                .sum::<usize>();
+        let bytes = page_bytes(&range, page);
         if !self.make_room(bytes) {
             return;
         }
@@ -260,22 +250,55 @@ impl RowCache {
         self.epoch == Some(next)
     }
 
-    /// Table `slot` changed at the cache's count (a commit of this process wrote to it): its
-    /// pages go (one may no longer be what a scan of its range reads), and no entry of it
-    /// stands for an older count.
-    pub(super) fn changed(&mut self, slot: usize) {
+    /// Table `slot` changed at the cache's count: a commit of this process wrote `writes` to
+    /// it (in key order; `None`: a removal), or emptied it (`None`). No entry of it stands for
+    /// an older count from now on. Each of its pages is brought to the new count when the
+    /// writes say exactly what a scan of its range reads now ([`patched`]), and goes when they
+    /// do not; all of them go when the table has more than [`PATCHED_PAGES`] (a commit's cost
+    /// stays bounded) or was emptied. So the page a batch scans every time — a tenant's
+    /// period rollups, which every metered write also updates — is read from the database
+    /// once, not once per batch.
+    pub(super) fn changed(&mut self, slot: usize, writes: Option<&[Write<'_>]>) {
         if let Some(e) = self.epoch {
             self.written.insert(slot, e);
         }
-        if let Some(t) = self.tables.get_mut(&slot) {
+        let Some(t) = self.tables.get_mut(&slot) else {
+            return;
+        };
+        let keep = writes.filter(|_| t.pages.len() <= PATCHED_PAGES);
+        let Some(writes) = keep else {
             self.bytes -= t.page_bytes;
             t.page_bytes = 0;
             t.pages = HashMap::new();
+            return;
+        };
+        let mut counted = 0;
+        t.pages.retain(|range, kept| {
+            let fits = match patched(range, &kept.value, writes) {
+                Patch::Same => true,
+                Patch::Now(rows) => {
+                    let bytes = page_bytes(range, &rows);
+                    kept.value = Arc::new(rows);
+                    kept.bytes = bytes;
+                    true
+                }
+                Patch::Unknown => false,
+            };
+            if fits {
+                counted += kept.bytes;
+            }
+            fits
+        });
+        self.bytes = self.bytes - t.page_bytes + counted;
+        t.page_bytes = counted;
+        if self.bytes > self.budget {
+            self.sweep(self.budget / 4 * 3);
         }
     }
 
     /// Drops everything of table `slot` (a commit emptied it).
     pub(super) fn drop_table(&mut self, slot: usize) {
+        self.changed(slot, None);
         if let Some(t) = self.tables.remove(&slot) {
             self.bytes -= t.row_bytes + t.page_bytes;
         }
@@ -341,6 +364,92 @@ impl RowCache {
     }
 }
 
+/// Bytes counted for keeping `page` under `range`.
+fn page_bytes(range: &PageRange, page: &[(Vec<u8>, Vec<u8>)]) -> usize {
+    let bound = |b: &Bound<Vec<u8>>| match b {
+        Bound::Included(v) | Bound::Excluded(v) => v.len(),
+        Bound::Unbounded => 0,
+    };
+    ENTRY_OVERHEAD
+        + bound(&range.0)
+        + bound(&range.1)
+        + page
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + ROW_OVERHEAD)
+            .sum::<usize>()
+}
+
+/// The most pages of one table a commit brings forward ([`RowCache::changed`]).
+const PATCHED_PAGES: usize = 256;
+
+/// A row a commit wrote: its key, and its value (`None`: removed).
+pub(super) type Write<'a> = (&'a [u8], Option<&'a [u8]>);
+
+/// What a commit's writes make of a cached page ([`patched`]).
+enum Patch {
+    /// None of them falls in what the page holds.
+    Same,
+    /// The rows a scan of the page's range reads after the commit.
+    Now(Vec<(Vec<u8>, Vec<u8>)>),
+    /// Not known without reading: a row removed from a page cut at its limit (the row that
+    /// follows the cut was never read).
+    Unknown,
+}
+
+/// The page `rows` of `range` — the first `limit` rows of its bounds in its order, all of
+/// them when fewer — after the commit of `writes` (in ascending key order). A write past the
+/// last row of a page cut at its limit changes nothing it holds; a put within it goes in
+/// (pushing the last row out when the page is at its limit, which cuts it there); a removal
+/// within a cut page leaves a gap only a read can fill.
+fn patched(range: &PageRange, rows: &[(Vec<u8>, Vec<u8>)], writes: &[Write<'_>]) -> Patch {
+    let (lo, hi, desc, limit) = range;
+    let above_lo = |k: &[u8]| match lo {
+        Bound::Included(l) => k >= l.as_slice(),
+        Bound::Excluded(l) => k > l.as_slice(),
+        Bound::Unbounded => true,
+    };
+    let below_hi = |k: &[u8]| match hi {
+        Bound::Included(h) => k <= h.as_slice(),
+        Bound::Excluded(h) => k < h.as_slice(),
+        Bound::Unbounded => true,
+    };
+    let start = writes.partition_point(|(k, _)| !above_lo(k));
+    let end = writes.partition_point(|(k, _)| below_hi(k)).max(start);
+    let inside = &writes[start..end];
+    if inside.is_empty() {
+        return Patch::Same;
+    }
+    let limit = usize::try_from(*limit).unwrap_or(0);
+    let mut cut = rows.len() >= limit;
+    let mut now = rows.to_vec();
+    let mut moved = false;
+    for &(k, v) in inside {
+        let at = if *desc {
+            now.binary_search_by(|(r, _)| k.cmp(r.as_slice()))
+        } else {
+            now.binary_search_by(|(r, _)| r.as_slice().cmp(k))
+        };
+        match (at, v) {
+            (Ok(i), Some(v)) => now[i].1 = v.to_vec(),
+            (Ok(_), None) if cut => return Patch::Unknown,
+            (Ok(i), None) => {
+                now.remove(i);
+            }
+            (Err(_), None) => continue,
+            (Err(i), Some(_)) if cut && i == now.len() => continue,
+            (Err(i), Some(v)) => {
+                now.insert(i, (k.to_vec(), v.to_vec()));
+                if now.len() > limit {
+                    now.pop();
+                    cut = true;
+                }
+            }
+        }
+        moved = true;
+    }
+    if moved { Patch::Now(now) } else { Patch::Same }
+}
+
 /// Evicts entries of `map` while `total` is above `target` (sparing, with `second_chance`,
 /// those read since the last sweep, whose mark it clears), counting them off `table` and
 /// `total`.
@@ -401,7 +510,7 @@ mod tests {
         assert_eq!(c.get(5, U, b"u"), Some(Some(b"u5".to_vec())));
         // It wrote T a value larger than an entry may be.
         assert!(c.advance(5));
-        c.changed(T.slot);
+        c.changed(T.slot, None);
         c.put_row(T.slot, b"k".to_vec(), Some(vec![0; 2048]));
         assert_eq!(c.get(6, T, b"k"), None);
         // A snapshot at 5 is still served U (unchanged since), not T; what it reads of T is
@@ -418,7 +527,7 @@ mod tests {
         assert!(c.page(6, T.slot, &range).is_some());
         assert!(c.page(5, T.slot, &range).is_none());
         assert!(c.advance(6));
-        c.changed(T.slot);
+        c.changed(T.slot, None);
         assert!(c.page(7, T.slot, &range).is_none());
         // Another process committed (count 9): everything goes.
         c.remember_page(9, T.slot, range.clone(), &page);
@@ -428,6 +537,128 @@ mod tests {
         assert!(!c.advance(5), "a commit of an older count leaves it alone");
         assert_eq!(c.epoch(), Some(9));
         c.drop_table(T.slot);
+        assert_eq!(c.bytes(), 0);
+    }
+
+    fn rows(keys: &[&str]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        keys.iter()
+            .map(|k| (k.as_bytes().to_vec(), b"v".to_vec()))
+            .collect()
+    }
+
+    fn keys(p: Patch) -> Option<Vec<String>> {
+        match p {
+            Patch::Same => Some(vec!["same".into()]),
+            Patch::Now(r) => Some(
+                r.iter()
+                    .map(|(k, v)| {
+                        format!(
+                            "{}{}",
+                            String::from_utf8_lossy(k),
+                            if v == b"v" { "" } else { "*" }
+                        )
+                    })
+                    .collect(),
+            ),
+            Patch::Unknown => None,
+        }
+    }
+
+    /// Every case of bringing a page forward by a commit's writes, in both orders: a page
+    /// holding all of its range takes puts and removals; a page cut at its limit takes a put
+    /// within it (its last row pushed out) and ignores writes past its cut, and cannot take a
+    /// removal within it; writes outside the bounds change nothing.
+    #[test]
+    fn a_page_is_brought_forward_exactly_or_not_at_all() {
+        let r = |lo: Bound<&str>, hi: Bound<&str>, desc: bool, limit: i64| -> PageRange {
+            let own = |b: Bound<&str>| b.map(|s| s.as_bytes().to_vec());
+            (own(lo), own(hi), desc, limit)
+        };
+        let put = |k: &'static str| (k.as_bytes(), Some(&b"new"[..]));
+        let del = |k: &'static str| (k.as_bytes(), None);
+        let all = r(Bound::Included("b"), Bound::Excluded("m"), false, 32);
+        let page = rows(&["c", "e", "g"]);
+        // Outside the bounds (below, at the excluded end, above): nothing.
+        assert_eq!(
+            keys(patched(&all, &page, &[put("a"), put("m"), put("z")])),
+            keys(Patch::Same)
+        );
+        // A whole page: puts in order, a replacement, a removal; a removal of a missing row.
+        assert_eq!(
+            keys(patched(
+                &all,
+                &page,
+                &[put("b"), put("d"), del("e"), put("g"), del("h")]
+            )),
+            Some(vec!["b*".into(), "c".into(), "d*".into(), "g*".into()])
+        );
+        assert_eq!(keys(patched(&all, &page, &[del("d")])), keys(Patch::Same));
+        // Cut at 3 rows (ascending): past the cut nothing, within it the last row goes.
+        let cut = r(Bound::Unbounded, Bound::Unbounded, false, 3);
+        assert_eq!(
+            keys(patched(&cut, &page, &[put("h"), del("x")])),
+            keys(Patch::Same)
+        );
+        assert_eq!(
+            keys(patched(&cut, &page, &[put("d"), put("f")])),
+            Some(vec!["c".into(), "d*".into(), "e".into()])
+        );
+        assert_eq!(
+            keys(patched(&cut, &page, &[put("e")])),
+            Some(vec!["c".into(), "e*".into(), "g".into()])
+        );
+        assert!(keys(patched(&cut, &page, &[del("e")])).is_none());
+        // A whole page that a put fills past its limit becomes cut.
+        let two = r(Bound::Unbounded, Bound::Unbounded, false, 4);
+        assert_eq!(
+            keys(patched(&two, &page, &[put("a"), put("b"), put("f")])),
+            Some(vec!["a*".into(), "b*".into(), "c".into(), "e".into()])
+        );
+        // Descending, cut at 3: "a" lies past the cut, "f" within.
+        let desc = r(Bound::Unbounded, Bound::Included("g"), true, 3);
+        let page = rows(&["g", "e", "c"]);
+        assert_eq!(
+            keys(patched(&desc, &page, &[put("a"), put("h")])),
+            keys(Patch::Same)
+        );
+        assert_eq!(
+            keys(patched(&desc, &page, &[put("a"), put("f")])),
+            Some(vec!["g".into(), "f*".into(), "e".into()])
+        );
+        assert!(keys(patched(&desc, &page, &[del("g")])).is_none());
+    }
+
+    /// A commit brings a table's pages forward and counts their new size; one that emptied the
+    /// table (or a table with more pages than a commit patches) drops them.
+    #[test]
+    fn a_commit_patches_the_pages_of_what_it_wrote_and_counts_them() {
+        let mut c = RowCache::new(1 << 20);
+        let range: PageRange = (Bound::Unbounded, Bound::Unbounded, false, 32);
+        c.remember_page(5, T.slot, range.clone(), &Arc::new(rows(&["a"])));
+        let one = c.bytes();
+        assert!(c.advance(5));
+        c.changed(T.slot, Some(&[(b"b", Some(b"v"))]));
+        assert_eq!(c.page(6, T.slot, &range).map(|p| p.len()), Some(2));
+        assert_eq!(c.bytes(), one + 1 + 1 + ROW_OVERHEAD);
+        assert!(
+            c.page(5, T.slot, &range).is_none(),
+            "not for an older count"
+        );
+        for n in 0..=PATCHED_PAGES as i64 {
+            let r: PageRange = (Bound::Unbounded, Bound::Unbounded, false, 100 + n);
+            c.remember_page(6, T.slot, r, &Arc::new(rows(&["a"])));
+        }
+        assert!(c.advance(6));
+        c.changed(T.slot, Some(&[(b"c", Some(b"v"))]));
+        assert!(
+            c.page(7, T.slot, &range).is_none(),
+            "too many pages: all dropped"
+        );
+        assert_eq!(c.bytes(), 0);
+        c.remember_page(7, T.slot, range.clone(), &Arc::new(rows(&["a"])));
+        assert!(c.advance(7));
+        c.drop_table(T.slot);
+        assert!(c.page(8, T.slot, &range).is_none());
         assert_eq!(c.bytes(), 0);
     }
 }

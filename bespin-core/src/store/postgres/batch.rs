@@ -620,6 +620,23 @@ impl WriteBatch for PgBatch {
         for (key, value) in self.seqs.take_rows()? {
             self.set(self.sequences, &key, Some(value), false)?;
         }
+        let wrote = self
+            .tables
+            .get_mut()
+            .values()
+            .any(|o| o.cleared || o.rows.values().any(|r| r.dirty));
+        if !wrote && self.notify.is_none() {
+            // Nothing written (an upkeep tick that found nothing to do): the commit count
+            // stays, so no other process's row cache is emptied for a change that is none —
+            // an idle server's ticks used to empty its peers' caches every second.
+            let out = self.with(|s, c| s.batch(c, "COMMIT"));
+            if out.is_ok() {
+                let conn = self.conn.get_mut().take();
+                release_writer(&self.shared, conn);
+                self.released = true;
+            }
+            return out;
+        }
         // Readers that see the commit before `absorb` brings the cache to it must not empty
         // the cache as for another process's commit.
         lock(&self.shared.rows).committing(Some(self.epoch + 1));

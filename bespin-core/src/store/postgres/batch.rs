@@ -5,7 +5,7 @@ use super::super::Order;
 use super::super::backend::{BatchSequences, Prior, RawVisitor, Reads, TableId, WriteBatch};
 use super::cache::{RowCache, Write};
 use super::scan::paged;
-use super::{COMMITS, Conn, Shared, WRITE_LOCK, ident, lock, pg_err};
+use super::{COMMITS, Conn, Shared, WRITE_LOCK, counts, ident, lock, pg_err};
 use crate::error::{Error, Result};
 use postgres::Statement;
 use postgres::types::{ToSql, Type};
@@ -112,34 +112,24 @@ impl PgBatch {
             } else {
                 "SET LOCAL synchronous_commit = off; "
             };
+            let since = lock(&s.rows).since(true);
             let sql = format!(
-                "BEGIN; {sync}SELECT pg_advisory_xact_lock({WRITE_LOCK}, {}); \
-                 SELECT value FROM {}.bespin_meta WHERE name = '{COMMITS}'",
+                "BEGIN; {sync}SELECT pg_advisory_xact_lock({WRITE_LOCK}, {}); {}",
                 s.lock_key,
-                ident(&s.schema)
+                counts::sql(&s.schema, since)
             );
             s.round_trips
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let answer = c.client.simple_query(&sql).map_err(pg_err)?;
-            let epoch = answer
-                .iter()
-                .rev()
-                .find_map(|m| match m {
-                    postgres::SimpleQueryMessage::Row(r) => r.get(0)?.parse::<i64>().ok(),
-                    _ => None,
-                })
-                .ok_or_else(|| Error::Storage("bespin_meta has no commit count".into()))?;
-            Ok((c, epoch))
+            let seen = counts::parse(&answer, since)?;
+            Ok((c, seen))
         })();
         match begun {
-            Ok((c, epoch)) => {
-                let mut cache = lock(&s.rows);
-                if cache.epoch() != Some(epoch) {
-                    // Another process committed since (or this one never has): start afresh.
-                    // (No reader can be ahead of this count while the lock is held.)
-                    cache.restart(epoch);
-                }
-                drop(cache);
+            Ok((c, seen)) => {
+                // Another process may have committed since (no reader can be ahead of this
+                // count while the lock is held): the cache drops what it wrote.
+                s.learn(&seen);
+                let epoch = seen.epoch;
                 Ok(PgBatch {
                     shared: Arc::clone(s),
                     conn: std::cell::RefCell::new(Some(c)),
@@ -274,6 +264,17 @@ impl PgBatch {
                 sql.push_str("); ");
             }
         }
+        let written: Vec<&str> = writes
+            .iter()
+            .filter(|w| w.cleared || !w.puts.is_empty() || !w.dels.is_empty())
+            .map(|w| self.shared.tables[w.slot])
+            .collect();
+        sql.push_str(&counts::record(
+            &self.shared.schema,
+            &written,
+            &(self.epoch + 1).to_string(),
+            false,
+        ));
         let _ = write!(
             sql,
             "UPDATE {}.bespin_meta SET value = {} WHERE name = '{COMMITS}'; {}COMMIT",
@@ -312,6 +313,19 @@ impl PgBatch {
                 n += 1;
             }
         }
+        let mut written: Vec<&str> = shape
+            .iter()
+            .map(|&code| self.shared.tables[(code >> 2) as usize])
+            .collect();
+        written.dedup();
+        let record = counts::record(
+            &self.shared.schema,
+            &written,
+            &format!("${}::int8", n + 1),
+            true,
+        );
+        sql.push_str(if shape.is_empty() { "WITH " } else { ", " });
+        sql.push_str(&record);
         let _ = write!(
             sql,
             " UPDATE {}.bespin_meta SET value = ${}::int8 WHERE name = '{COMMITS}'",

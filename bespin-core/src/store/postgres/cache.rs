@@ -2,6 +2,7 @@
 //! shared by the writer and the readers of a process, within a byte budget.
 
 use super::super::backend::TableId;
+use super::counts;
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -62,8 +63,12 @@ pub(super) struct RowCache {
     bytes: usize,
     budget: usize,
     /// When the cache last found a count it did not know (another process's commit, or a
-    /// commit of this one that failed to say whether it happened).
+    /// commit of this one that failed to say whether it happened), whether it emptied itself
+    /// for it or was brought forward past it ([`RowCache::learn`]).
     others_seen: Option<std::time::Instant>,
+    /// The count of commits that recorded their tables, as of `epoch` (`counts.rs`; `None`:
+    /// not known).
+    tracked: Option<i64>,
 }
 
 /// How long after another process's commit the reads of this one take snapshots of their own
@@ -124,7 +129,59 @@ impl RowCache {
             bytes: 0,
             budget,
             others_seen: None,
+            tracked: None,
         }
+    }
+
+    /// The count to ask the tables written since, with the counts a snapshot (`batch`: false)
+    /// or a write batch reads first: the cache's, when it knows how many commits recorded their
+    /// tables by then — for a snapshot only within [`OTHERS_LATELY`] of another process's
+    /// commit (alone, this process's commits bring the cache forward themselves; a batch asks
+    /// always, under the write lock where another's commit is the rule with several servers).
+    pub(super) fn since(&self, batch: bool) -> Option<i64> {
+        self.tracked
+            .and(self.epoch)
+            .filter(|_| batch || self.others_lately())
+    }
+
+    /// Takes what a snapshot or a batch found first ([`counts::Seen`]): at the cache's count,
+    /// or an older one, nothing; at the count this process is committing, nothing (the commit
+    /// brings the cache there); at a newer one, when every commit in between recorded its
+    /// tables and the tables written since the cache's count were read with it, the entries of
+    /// those tables go and the rest stand for the new count; otherwise the cache empties and
+    /// starts at it. `slot` names a table's slot (`None`: a table this build does not know,
+    /// which it keeps nothing of).
+    pub(super) fn learn(&mut self, seen: &counts::Seen, slot: impl Fn(&str) -> Option<usize>) {
+        let n = seen.epoch;
+        if self.epoch.is_some_and(|e| n <= e) || self.pending == Some(n) {
+            return;
+        }
+        if self.epoch.is_some() {
+            self.others_seen = Some(std::time::Instant::now());
+        }
+        let forward = match (self.epoch, self.tracked, seen.tracked, &seen.written) {
+            (Some(e), Some(t), Some(tn), Some((since, names)))
+                if *since == e && tn - t == n - e =>
+            {
+                Some(names)
+            }
+            _ => None,
+        };
+        let Some(names) = forward else {
+            self.restart(n);
+            self.tracked = seen.tracked;
+            return;
+        };
+        for name in names {
+            if let Some(slot) = slot(name) {
+                self.written.insert(slot, n);
+                if let Some(t) = self.tables.remove(&slot) {
+                    self.bytes -= t.row_bytes + t.page_bytes;
+                }
+            }
+        }
+        self.epoch = Some(n);
+        self.tracked = seen.tracked;
     }
 
     /// Whether this process saw another's commit within [`OTHERS_LATELY`]: then the cache is
@@ -136,6 +193,7 @@ impl RowCache {
             .is_some_and(|t| t.elapsed() < OTHERS_LATELY)
     }
 
+    #[cfg(test)]
     /// The commit count the cache is current at.
     pub(super) fn epoch(&self) -> Option<i64> {
         self.epoch
@@ -229,6 +287,7 @@ impl RowCache {
         self.bytes = 0;
         self.floor = epoch;
         self.epoch = Some(epoch);
+        self.tracked = None;
     }
 
     /// This process's batch is sending its `COMMIT`, which makes the count `next`, or it
@@ -246,6 +305,8 @@ impl RowCache {
         let next = epoch + 1;
         if self.epoch == Some(epoch) {
             self.epoch = Some(next);
+            // The commit recorded its tables (`counts::record`).
+            self.tracked = self.tracked.map(|t| t + 1);
         }
         self.epoch == Some(next)
     }

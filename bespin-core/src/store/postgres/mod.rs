@@ -108,6 +108,9 @@ struct Shared {
     schema: String,
     /// The quoted, schema-qualified name of each table, by slot.
     names: Vec<String>,
+    /// Each table's own name, by slot; and the slot of each name.
+    tables: Vec<&'static str>,
+    slot_of: HashMap<&'static str, usize>,
     /// The second key of the advisory locks: the schema's own.
     lock_key: i32,
     /// Read connections: the idle ones (the most recently handed back last), and how many
@@ -340,23 +343,23 @@ impl Shared {
 
     /// Starts a read on `c` (ending its last one if still open) and returns the commit count
     /// its snapshot sees (the snapshot is taken by that statement): one round trip.
+    ///
+    /// What the counts tell of other processes' commits goes to the row cache first
+    /// ([`cache::RowCache::learn`]).
     fn begin_read(&self, c: &mut Conn) -> Result<i64> {
-        use postgres::SimpleQueryMessage;
-        let sql = format!(
-            "{}SELECT value FROM {}.bespin_meta WHERE name = '{COMMITS}'",
-            c.next.0,
-            ident(&self.schema)
-        );
+        let since = lock(&self.rows).since(false);
+        let sql = format!("{}{}", c.next.0, counts::sql(&self.schema, since));
         self.trip()?;
         let answer = c.client.simple_query(&sql).map_err(pg_err)?;
         c.next.0 = NEXT_READ;
-        answer
-            .iter()
-            .find_map(|m| match m {
-                SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
-                _ => None,
-            })
-            .ok_or_else(|| Error::Storage("PostgreSQL: no commit count in bespin_meta".into()))
+        let seen = counts::parse(&answer, since)?;
+        self.learn(&seen);
+        Ok(seen.epoch)
+    }
+
+    /// Hands what a snapshot or a batch read first to the row cache.
+    fn learn(&self, seen: &counts::Seen) {
+        lock(&self.rows).learn(seen, |name| self.slot_of.get(name).copied());
     }
 
     /// A read begun on `lent` (or a connection of the pool), and the commit count its
@@ -725,6 +728,8 @@ impl Postgres {
             hearing: listen::Hearing::default(),
             schema,
             names,
+            tables: tables.iter().map(|t| t.name).collect(),
+            slot_of: tables.iter().map(|t| (t.name, t.slot)).collect(),
             pool: Mutex::new(Readers::default()),
             pool_max: pool_max.max(1),
             reader_free: Condvar::new(),
@@ -780,8 +785,9 @@ fn create_sql(s: &Shared, tables: &[TableId]) -> String {
          CREATE SCHEMA IF NOT EXISTS {schema}; \
          CREATE TABLE IF NOT EXISTS {schema}.bespin_meta (name text PRIMARY KEY, value int8 NOT NULL); \
          INSERT INTO {schema}.bespin_meta VALUES ('schema_version', {SCHEMA_VERSION}), ('{COMMITS}', 0) \
-         ON CONFLICT DO NOTHING; ",
-        key = s.lock_key
+         ON CONFLICT DO NOTHING; {counts}",
+        key = s.lock_key,
+        counts = counts::create_sql(&s.schema),
     );
     for t in tables {
         let _ = write!(
@@ -1015,6 +1021,7 @@ impl Snapshot for PgSnapshot {
 
 mod batch;
 mod cache;
+mod counts;
 mod listen;
 mod scan;
 mod share;

@@ -722,4 +722,64 @@ mod tests {
         assert!(c.page(8, T.slot, &range).is_none());
         assert_eq!(c.bytes(), 0);
     }
+
+    /// What the first statement of a snapshot or batch tells the cache: nothing at its count,
+    /// an older one or the count it is committing; at a newer one, with every commit between
+    /// recorded and the tables written since its count read, it drops those tables only (an
+    /// older snapshot is not served them, is served the rest) and stands for the new count; a
+    /// commit that recorded nothing, or tables read since another count, empty it.
+    #[test]
+    fn another_process_s_commits_drop_only_the_tables_they_wrote() {
+        let seen = |epoch: i64, tracked: i64, written: Option<(i64, &[&str])>| counts::Seen {
+            epoch,
+            tracked: Some(tracked),
+            written: written.map(|(e, n)| (e, n.iter().map(|s| s.to_string()).collect())),
+        };
+        let slot = |name: &str| match name {
+            "t" => Some(T.slot),
+            "u" => Some(U.slot),
+            _ => None,
+        };
+        let mut c = RowCache::new(64 * 1024);
+        c.learn(&seen(5, 50, None), slot);
+        c.remember(5, T, b"k", &Some(b"t5".to_vec()));
+        c.remember(5, U, b"k", &Some(b"u5".to_vec()));
+        // Older, the same, and this process's commit in flight: nothing.
+        c.learn(&seen(4, 49, None), slot);
+        c.committing(Some(6));
+        c.learn(&seen(6, 51, Some((5, &["t"]))), slot);
+        assert_eq!(c.get(5, U, b"k"), Some(Some(b"u5".to_vec())));
+        assert!(c.advance(5));
+        c.changed(T.slot, Some(&[(b"k", Some(b"t6"))]));
+        c.put_row(T.slot, b"k".to_vec(), Some(b"t6".to_vec()));
+        assert_eq!(c.get(6, T, b"k"), Some(Some(b"t6".to_vec())));
+        // Two commits of another process, both recorded, that wrote T and a table this build
+        // does not know.
+        c.learn(&seen(8, 53, Some((6, &["t", "zz"]))), slot);
+        assert_eq!(c.get(8, T, b"k"), None, "written: dropped");
+        assert_eq!(
+            c.get(8, U, b"k"),
+            Some(Some(b"u5".to_vec())),
+            "not written: kept"
+        );
+        assert_eq!(c.get(7, U, b"k"), Some(Some(b"u5".to_vec())));
+        c.remember(7, T, b"k", &Some(b"t6".to_vec()));
+        assert_eq!(c.get(8, T, b"k"), None, "an older snapshot's T is not kept");
+        assert!(c.others_lately());
+        // Its own commit counts one more recorded commit.
+        assert!(c.advance(8));
+        c.learn(&seen(10, 55, Some((9, &["t"]))), slot);
+        assert_eq!(
+            c.get(10, U, b"k"),
+            Some(Some(b"u5".to_vec())),
+            "9 -> 10, 54 -> 55"
+        );
+        // Two commits, one of which recorded nothing: everything goes.
+        c.learn(&seen(12, 56, Some((10, &["t"]))), slot);
+        assert_eq!(c.get(12, U, b"k"), None);
+        // Tables read since another count than the cache's: everything goes.
+        c.remember(12, U, b"k", &Some(b"u12".to_vec()));
+        c.learn(&seen(13, 57, Some((11, &["t"]))), slot);
+        assert_eq!(c.get(13, U, b"k"), None);
+    }
 }

@@ -120,6 +120,9 @@ struct Shared {
     failed: Vec<(u64, Error)>,
     /// Counters.
     stats: CommitStats,
+    /// Callers of [`Committer::run`] waiting for a later caller's commit: `done` is signalled
+    /// only when there is one (a signal is a system call even when nobody waits).
+    blocked: usize,
 }
 
 /// The writer thread and the queue that feeds it (each job with the instant it was queued).
@@ -200,6 +203,7 @@ impl Committer {
                 finished_upto: 0,
                 failed: Vec::new(),
                 stats: CommitStats::default(),
+                blocked: 0,
             }),
             done: Condvar::new(),
             queued: AtomicUsize::new(0),
@@ -295,7 +299,9 @@ impl Committer {
         }
         let value = outcome?;
         while g.finished_upto <= my_batch {
+            g.blocked += 1;
             g = self.done.wait(g).unwrap_or_else(|p| p.into_inner());
+            g.blocked -= 1;
         }
         match g.failed.iter().find(|(b, _)| *b == my_batch) {
             None => Ok(value),
@@ -544,6 +550,8 @@ impl Committer {
         g.batch += 1;
         g.finished_upto = g.batch;
         g.pending = 0;
-        self.done.notify_all();
+        if g.blocked > 0 {
+            self.done.notify_all();
+        }
     }
 }

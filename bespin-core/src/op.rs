@@ -218,6 +218,10 @@ struct Slot<T> {
 struct State<T> {
     outcome: Option<Result<T>>,
     waker: Option<Waker>,
+    /// Threads blocked in [`Pending::wait`] or [`Pending::wait_timeout`]: the condvar is
+    /// signalled only when there is one, since a signal is a system call (`futex`) even when
+    /// nobody waits, and the writer would make one per operation for the futures that never do.
+    blocked: usize,
 }
 
 /// A pending outcome and the completer that settles it.
@@ -226,6 +230,7 @@ pub(crate) fn pending<T>() -> (Pending<T>, Completer<T>) {
         state: Mutex::new(State {
             outcome: None,
             waker: None,
+            blocked: 0,
         }),
         done: Condvar::new(),
     });
@@ -253,7 +258,9 @@ impl<T> Pending<T> {
             if let Some(out) = g.outcome.take() {
                 return out;
             }
+            g.blocked += 1;
             g = self.slot.done.wait(g).unwrap_or_else(|p| p.into_inner());
+            g.blocked -= 1;
         }
     }
 }
@@ -272,12 +279,14 @@ impl<T> Pending<T> {
                 return Some(out);
             }
             let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            g.blocked += 1;
             g = self
                 .slot
                 .done
                 .wait_timeout(g, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            g.blocked -= 1;
         }
     }
 }
@@ -313,12 +322,14 @@ impl<T> Completer<T> {
     }
 
     fn settle(slot: &Slot<T>, outcome: Result<T>) {
-        let waker = {
+        let (waker, blocked) = {
             let mut g = slot.lock();
             g.outcome = Some(outcome);
-            g.waker.take()
+            (g.waker.take(), g.blocked > 0)
         };
-        slot.done.notify_all();
+        if blocked {
+            slot.done.notify_all();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -333,5 +344,56 @@ impl<T> Drop for Completer<T> {
                 Err(Error::Internal("the writer dropped the operation".into())),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// Waits (a bounded while) until a thread is blocked on the slot's condvar.
+    fn until_blocked<T>(p: &Pending<T>) {
+        for _ in 0..10_000 {
+            if p.slot.lock().blocked > 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("the waiting thread never blocked");
+    }
+
+    // The completer signals the condvar only while a thread is blocked on it: each way of
+    // blocking must count itself, or the settle would leave it asleep.
+    #[test]
+    fn a_thread_blocked_in_wait_or_wait_timeout_is_woken_by_the_outcome() {
+        for timed in [false, true] {
+            let (p, c) = pending::<u32>();
+            let peek = Pending {
+                slot: Arc::clone(&p.slot),
+            };
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                let out = if timed {
+                    p.wait_timeout(Duration::from_secs(3_600))
+                } else {
+                    Some(p.wait())
+                };
+                let _ = tx.send(out.map(|r| r.ok()));
+            });
+            until_blocked(&peek);
+            c.complete(Ok(7));
+            let got = rx.recv_timeout(Duration::from_secs(20));
+            assert_eq!(got, Ok(Some(Some(7))), "timed: {timed}");
+            assert_eq!(peek.slot.lock().blocked, 0);
+        }
+    }
+
+    #[test]
+    fn an_outcome_settled_before_anyone_waits_is_there_for_wait() {
+        let (p, c) = pending::<u32>();
+        c.complete(Ok(3));
+        assert_eq!(p.wait().ok(), Some(3));
     }
 }

@@ -7,9 +7,9 @@
 #   scripts/pg.sh crash "$PGDATA_DIR"   # stops it as a crash would (immediate: no checkpoint,
 #                                       # WAL replayed at the next start), keeping the data
 #   scripts/pg.sh resume "$PGDATA_DIR"  # starts it again on the same port
-#   scripts/pg.sh clean "$URL"          # drops the schemas the test suites made in the database
-#                                       # of URL (t<pid>_…, py_…): a long-lived cluster used with
-#                                       # BESPIN_TEST_DB otherwise keeps every one
+#   scripts/pg.sh clean "$URL"          # drops the schemas the test suites and the load scripts
+#                                       # made in the database of URL (t<pid>_…, py_…, ab_…, two_…):
+#                                       # a long-lived cluster otherwise keeps every one
 #
 # Installs Debian's `postgresql` when no server is installed. `initdb` refuses to run as root,
 # and CI runs as root: the server then runs as the `postgres` user (via runuser), in a
@@ -66,7 +66,7 @@ crash)
 clean)
     url="${2:?postgres URL}"
     url="${url%%\?*}"
-    psql -q -X -v ON_ERROR_STOP=1 "$url" -At -c "SELECT nspname FROM pg_namespace WHERE nspname ~ '^(t[0-9]+_[0-9]+_[0-9]+|py_[0-9a-f]{16})$'" |
+    psql -q -X -v ON_ERROR_STOP=1 "$url" -At -c "SELECT nspname FROM pg_namespace WHERE nspname ~ '^(t[0-9]+_[0-9]+_[0-9]+|py_[0-9a-f]{16}|ab_(old|new)_[0-9]+_[0-9]+|two_[0-9]+)$'" |
         while read -r schema; do
             PGOPTIONS="-c client_min_messages=warning" psql -q -X -v ON_ERROR_STOP=1 "$url" \
                 -c "DROP SCHEMA \"$schema\" CASCADE" >/dev/null

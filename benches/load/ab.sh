@@ -16,7 +16,16 @@ source "$here/lib.sh"
 refuse_busy_port "$P" PORT=
 work=$(mktemp -d)
 pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null
+  rm -rf "$work"
+  # This run's PostgreSQL schemas (a load run leaves gigabytes in them).
+  for url in ${OLD_DB:-} ${NEW_DB:-}; do
+    for side in old new; do for r in $(seq "$R"); do
+      psql -q -X "${url%%\?*}" -c "DROP SCHEMA IF EXISTS ab_${side}_${r}_$$ CASCADE" >/dev/null 2>&1 || true
+    done; done
+  done
+}
 trap cleanup EXIT
 where() { # label round -> the database of that run
   url=""; [ "$1" = old ] && url="${OLD_DB:-}"; [ "$1" = new ] && url="${NEW_DB:-}"

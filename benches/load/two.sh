@@ -13,7 +13,12 @@ shared=$(cd "$root/../shared/tools/load" && pwd)
 BIN=$1 DB=$2 D=${3:-10} C=${4:-64} R=${5:-2}
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+  # The run's PostgreSQL schema (a load run leaves gigabytes in it).
+  psql -q -X "${DB%%\?*}" -c "DROP SCHEMA IF EXISTS two_$$ CASCADE" >/dev/null 2>&1 || true
+}
 trap cleanup EXIT
 case "$DB" in *\?*) url="$DB&schema=two_$$";; *) url="$DB?schema=two_$$";; esac
 for port in 8000 8001; do

@@ -385,7 +385,7 @@ fn a_batch_that_writes_nothing_empties_no_cache() {
 }
 
 /// On PostgreSQL another process's commit empties only what it wrote from this process's row
-/// cache: a table it did not write is still read from the cache (the snapshot's start is the
+/// cache, once the two have seen each other's commits: a table it did not write is still read from the cache (the snapshot's start is the
 /// scan's one round trip), one it wrote is read again and seen as it wrote it. A commit that
 /// did not record its tables (a server of an older build: simulated by taking back the count
 /// and the table it recorded) empties the cache whole, so nothing it wrote is served stale.
@@ -420,18 +420,32 @@ fn another_process_s_commit_empties_only_the_tables_it_wrote() {
     let pg = |n: u64| s.round_trips().map(|_| n);
     write(&s, &ROWS, 1, "a");
     write(&s, &CONF, 1, "c");
-    // The other process commits once first: this one has seen it, and asks what each next
-    // commit wrote with its snapshots' counts.
+    // Alone, a process records nothing.
+    let recorded = || {
+        is_url(&at).then(|| {
+            let (schema, mut c) = tests::session_of(&at);
+            let q = format!("SELECT count(*) FROM \"{schema}\".bespin_written");
+            c.query_one(&q, &[]).unwrap().get::<_, i64>(0)
+        })
+    };
+    assert_eq!(recorded(), is_url(&at).then_some(0));
+    // Each process commits once after the other's commit: from then on both record the tables
+    // they write (a process that has seen no other records nothing), and this one asks what
+    // each next commit wrote with its snapshots' counts.
     write(other, &CONF, 2, "d");
+    write(&s, &CONF, 3, "e");
+    write(other, &CONF, 4, "f");
+    let cdef = ["c", "d", "e", "f"];
+    assert_eq!(recorded(), is_url(&at).then_some(1), "CONF, by both");
     assert_eq!(scan(&ROWS).0, ["a"]);
-    assert_eq!(scan(&CONF).0, ["c", "d"]);
+    assert_eq!(scan(&CONF).0, cdef);
     assert_eq!(scan(&ROWS), (strs(&["a"]), pg(1)));
-    write(other, &CONF, 3, "e");
+    write(other, &CONF, 5, "g");
     assert_eq!(scan(&ROWS), (strs(&["a"]), pg(1)), "not written: kept");
     let (seen, trips) = scan(&CONF);
-    assert_eq!(seen, ["c", "d", "e"]);
+    assert_eq!(seen, ["c", "d", "e", "f", "g"]);
     assert!(trips.is_none_or(|n| n > 1), "written: read again");
-    assert_eq!(scan(&CONF), (strs(&["c", "d", "e"]), pg(1)));
+    assert_eq!(scan(&CONF), (strs(&["c", "d", "e", "f", "g"]), pg(1)));
     // A commit that recorded nothing.
     write(other, &ROWS, 2, "b");
     if is_url(&at) {
@@ -446,6 +460,6 @@ fn another_process_s_commit_empties_only_the_tables_it_wrote() {
     assert_eq!(seen, ["a", "b"]);
     assert!(trips.is_none_or(|n| n > 1), "emptied: read again");
     let (seen, trips) = scan(&CONF);
-    assert_eq!(seen, ["c", "d", "e"]);
+    assert_eq!(seen, ["c", "d", "e", "f", "g"]);
     assert!(trips.is_none_or(|n| n > 1), "emptied whole");
 }

@@ -133,15 +133,14 @@ impl RowCache {
         }
     }
 
-    /// The count to ask the tables written since, with the counts a snapshot (`batch`: false)
-    /// or a write batch reads first: the cache's, when it knows how many commits recorded their
-    /// tables by then — for a snapshot only within [`OTHERS_LATELY`] of another process's
-    /// commit (alone, this process's commits bring the cache forward themselves; a batch asks
-    /// always, under the write lock where another's commit is the rule with several servers).
-    pub(super) fn since(&self, batch: bool) -> Option<i64> {
+    /// The count to ask the tables written since, with the counts a snapshot or a write batch
+    /// reads first: the cache's, when it knows how many commits recorded their tables by then,
+    /// within [`OTHERS_LATELY`] of another process's commit (alone, this process's commits
+    /// bring the cache forward themselves, and no other process records anything).
+    pub(super) fn since(&self) -> Option<i64> {
         self.tracked
             .and(self.epoch)
-            .filter(|_| batch || self.others_lately())
+            .filter(|_| self.others_lately())
     }
 
     /// Takes what a snapshot or a batch found first ([`counts::Seen`]): at the cache's count,
@@ -300,13 +299,15 @@ impl RowCache {
     /// began at `epoch` just committed; whether it is at `epoch + 1` now (false: it was at
     /// another count, which the batch's rows do not describe). The caller then drops what the
     /// batch changed and keeps what it wrote.
-    pub(super) fn advance(&mut self, epoch: i64) -> bool {
+    pub(super) fn advance(&mut self, epoch: i64, recorded: bool) -> bool {
         self.pending = None;
         let next = epoch + 1;
         if self.epoch == Some(epoch) {
             self.epoch = Some(next);
-            // The commit recorded its tables (`counts::record`).
-            self.tracked = self.tracked.map(|t| t + 1);
+            if recorded {
+                // The commit recorded its tables (`counts::record`), and counted itself.
+                self.tracked = self.tracked.map(|t| t + 1);
+            }
         }
         self.epoch == Some(next)
     }
@@ -570,7 +571,7 @@ mod tests {
         assert_eq!(c.get(6, U, b"v"), None);
         assert_eq!(c.get(5, U, b"u"), Some(Some(b"u5".to_vec())));
         // It wrote T a value larger than an entry may be.
-        assert!(c.advance(5));
+        assert!(c.advance(5, true));
         c.changed(T.slot, None);
         c.put_row(T.slot, b"k".to_vec(), Some(vec![0; 2048]));
         assert_eq!(c.get(6, T, b"k"), None);
@@ -587,7 +588,7 @@ mod tests {
         c.remember_page(6, T.slot, range.clone(), &page);
         assert!(c.page(6, T.slot, &range).is_some());
         assert!(c.page(5, T.slot, &range).is_none());
-        assert!(c.advance(6));
+        assert!(c.advance(6, true));
         c.changed(T.slot, None);
         assert!(c.page(7, T.slot, &range).is_none());
         // Another process committed (count 9): everything goes.
@@ -595,7 +596,10 @@ mod tests {
         assert!(c.page(7, T.slot, &range).is_none());
         assert!(c.page(9, T.slot, &range).is_some());
         assert_eq!(c.get(9, U, b"u"), None);
-        assert!(!c.advance(5), "a commit of an older count leaves it alone");
+        assert!(
+            !c.advance(5, true),
+            "a commit of an older count leaves it alone"
+        );
         assert_eq!(c.epoch(), Some(9));
         c.drop_table(T.slot);
         assert_eq!(c.bytes(), 0);
@@ -697,7 +701,7 @@ mod tests {
         let range: PageRange = (Bound::Unbounded, Bound::Unbounded, false, 32);
         c.remember_page(5, T.slot, range.clone(), &Arc::new(rows(&["a"])));
         let one = c.bytes();
-        assert!(c.advance(5));
+        assert!(c.advance(5, true));
         c.changed(T.slot, Some(&[(b"b", Some(b"v"))]));
         assert_eq!(c.page(6, T.slot, &range).map(|p| p.len()), Some(2));
         assert_eq!(c.bytes(), one + 1 + 1 + ROW_OVERHEAD);
@@ -709,7 +713,7 @@ mod tests {
             let r: PageRange = (Bound::Unbounded, Bound::Unbounded, false, 100 + n);
             c.remember_page(6, T.slot, r, &Arc::new(rows(&["a"])));
         }
-        assert!(c.advance(6));
+        assert!(c.advance(6, true));
         c.changed(T.slot, Some(&[(b"c", Some(b"v"))]));
         assert!(
             c.page(7, T.slot, &range).is_none(),
@@ -717,7 +721,7 @@ mod tests {
         );
         assert_eq!(c.bytes(), 0);
         c.remember_page(7, T.slot, range.clone(), &Arc::new(rows(&["a"])));
-        assert!(c.advance(7));
+        assert!(c.advance(7, true));
         c.drop_table(T.slot);
         assert!(c.page(8, T.slot, &range).is_none());
         assert_eq!(c.bytes(), 0);
@@ -749,7 +753,7 @@ mod tests {
         c.committing(Some(6));
         c.learn(&seen(6, 51, Some((5, &["t"]))), slot);
         assert_eq!(c.get(5, U, b"k"), Some(Some(b"u5".to_vec())));
-        assert!(c.advance(5));
+        assert!(c.advance(5, true));
         c.changed(T.slot, Some(&[(b"k", Some(b"t6"))]));
         c.put_row(T.slot, b"k".to_vec(), Some(b"t6".to_vec()));
         assert_eq!(c.get(6, T, b"k"), Some(Some(b"t6".to_vec())));
@@ -767,7 +771,7 @@ mod tests {
         assert_eq!(c.get(8, T, b"k"), None, "an older snapshot's T is not kept");
         assert!(c.others_lately());
         // Its own commit counts one more recorded commit.
-        assert!(c.advance(8));
+        assert!(c.advance(8, true));
         c.learn(&seen(10, 55, Some((9, &["t"]))), slot);
         assert_eq!(
             c.get(10, U, b"k"),

@@ -2,14 +2,18 @@
 //! about other processes' commits.
 //!
 //! Every batch of every process increments `bespin_meta`'s `commits` row under the write lock
-//! (`batch.rs`); a batch of this build also increments `tracked` and records, in
-//! `bespin_written`, the count at which it wrote each of its tables. So when a process finds
+//! (`batch.rs`); a batch of this build, while another process commits too (within five seconds
+//! of its last commit seen), also increments `tracked` and records, in `bespin_written`, the
+//! count at which it wrote each of its tables. (A lone server records nothing: no one would
+//! read it, and two more rows in every flush cost 12-14% of its writes.) So when a process finds
 //! the count moved from the one its row cache stands for (`E`) to `N`, and `tracked` moved by
 //! as much — every commit in between recorded its tables; a server of an older build, which
 //! records nothing, makes the two differ — the tables written at a count above `E` are all that
 //! changed: the cache drops those and keeps the rest ([`super::cache::RowCache::learn`]),
-//! instead of emptying itself at every other server's commit. One statement reads all of it,
-//! in the round trip that starts the snapshot or takes the write lock.
+//! instead of emptying itself at every other server's commit; a commit that recorded nothing
+//! (a server alone until then, or of an older build) makes the cache empty itself, as before.
+//! One statement reads all of it, in the round trip that starts the snapshot or takes the
+//! write lock.
 
 use super::{COMMITS, ident};
 use crate::error::{Error, Result};

@@ -347,7 +347,7 @@ impl Shared {
     /// What the counts tell of other processes' commits goes to the row cache first
     /// ([`cache::RowCache::learn`]).
     fn begin_read(&self, c: &mut Conn) -> Result<i64> {
-        let since = lock(&self.rows).since(false);
+        let since = lock(&self.rows).since();
         let sql = format!("{}{}", c.next.0, counts::sql(&self.schema, since));
         self.trip()?;
         let answer = c.client.simple_query(&sql).map_err(pg_err)?;

@@ -6,6 +6,38 @@
 use super::tests::*;
 use super::*;
 
+/// A test table of `String` values.
+type Strings = Table<TestKey<'static>, String>;
+
+/// Commits the row `n` of tenant "t" in `t` with value `v`, in a batch of its own on `on`.
+fn commit_row(on: &Store, t: &Strings, n: u64, v: &str) {
+    let mut b = on.begin(true).unwrap();
+    b.run(|tx| tx.put(t, &key("t", "c", 1, n), &v.to_owned()))
+        .unwrap()
+        .unwrap();
+    b.commit().unwrap();
+}
+
+/// The values of tenant "t" in `t` scanned on `r`, and the round trips `s` made meanwhile
+/// (`None` on redb).
+fn scanned(s: &Store, r: &ReadTx, t: &Strings) -> (Vec<String>, Option<u64>) {
+    let before = s.round_trips();
+    let mut seen = Vec::new();
+    r.scan(t, &t.prefix().tenant("t"), Order::Asc, |_, v: String| {
+        seen.push(v);
+        Ok(Flow::Continue)
+    })
+    .unwrap();
+    (seen, s.round_trips().zip(before).map(|(a, b)| a - b))
+}
+
+/// [`scanned`] on a fresh snapshot of `s`, its start counted.
+fn scanned_fresh(s: &Store, t: &Strings) -> (Vec<String>, Option<u64>) {
+    let before = s.round_trips();
+    let (seen, _) = scanned(s, &s.read().unwrap(), t);
+    (seen, s.round_trips().zip(before).map(|(a, b)| a - b))
+}
+
 /// On PostgreSQL the pages a snapshot's scan fetched are kept for the commit count (as rows
 /// are), so the next snapshot's scan costs no round trip; a commit that writes the table
 /// (this process's or another's) makes the next scan read it again, and a snapshot taken
@@ -27,29 +59,11 @@ fn scanned_once_per_commit(
     let s = open_at(&at);
     // Another process (PostgreSQL; a redb file has one).
     let second = is_url(&at).then(|| open_at(&at));
-    let scan_on = |r: &ReadTx| -> Vec<String> {
-        let mut out = Vec::new();
-        r.scan(&t, &t.prefix().tenant("t"), Order::Asc, |_, v: String| {
-            out.push(v);
-            Ok(Flow::Continue)
-        })
-        .unwrap();
-        out
-    };
-    let scan = |s: &Store| scan_on(&s.read().unwrap());
+    let scan_on = |r: &ReadTx| scanned(&s, r, &t).0;
+    let scan = |s: &Store| scanned_fresh(s, &t).0;
     // Round trips of a scan on a fresh snapshot (`None` on redb).
-    let trips = |s: &Store| {
-        let before = s.round_trips();
-        let seen = scan(s);
-        (seen, s.round_trips().zip(before).map(|(a, b)| a - b))
-    };
-    let write = |s: &Store, t: &Table<TestKey<'static>, String>, n: u64, v: &str| {
-        let mut b = s.begin(true).unwrap();
-        b.run(|tx| tx.put(t, &key("t", "c", 1, n), &v.to_owned()))
-            .unwrap()
-            .unwrap();
-        b.commit().unwrap();
-    };
+    let trips = |s: &Store| scanned_fresh(s, &t);
+    let write = commit_row;
     let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     // A scan served by the cache costs the snapshot's start only ("kept"); one that is not,
     // more ("read": the page, and the statement's preparing on a connection new to it). `None`
@@ -151,24 +165,8 @@ fn scanned_once_per_commit(
 #[test]
 fn an_older_snapshot_reads_the_tables_no_later_commit_wrote_from_the_cache() {
     let s = store();
-    let write = |t: &Table<TestKey<'static>, String>, n: u64, v: &str| {
-        let mut b = s.begin(true).unwrap();
-        b.run(|tx| tx.put(t, &key("t", "c", 1, n), &v.to_owned()))
-            .unwrap()
-            .unwrap();
-        b.commit().unwrap();
-    };
-    // The values of `t` on `r`, and the round trips that took (`None` on redb).
-    let scan = |r: &ReadTx, t: &Table<TestKey<'static>, String>| {
-        let before = s.round_trips();
-        let mut seen = Vec::new();
-        r.scan(t, &t.prefix().tenant("t"), Order::Asc, |_, v: String| {
-            seen.push(v);
-            Ok(Flow::Continue)
-        })
-        .unwrap();
-        (seen, s.round_trips().zip(before).map(|(a, b)| a - b))
-    };
+    let write = |t: &Strings, n: u64, v: &str| commit_row(&s, t, n, v);
+    let scan = |r: &ReadTx, t: &Strings| scanned(&s, r, t);
     let pg = |n: u64| s.round_trips().map(|_| n);
     write(&ROWS, 1, "a");
     write(&CONF, 1, "c");
@@ -343,31 +341,8 @@ fn a_batch_that_writes_nothing_empties_no_cache() {
     let s = open_at(&at);
     let second = is_url(&at).then(|| open_at(&at));
     let other = second.as_ref().unwrap_or(&s);
-    let write = |on: &Store, n: u64, v: &str| {
-        let mut b = on.begin(true).unwrap();
-        b.run(|tx| tx.put(&ROWS, &key("t", "c", 1, n), &v.to_owned()))
-            .unwrap()
-            .unwrap();
-        b.commit().unwrap();
-    };
-    // The values scanned on a fresh snapshot and its round trips (`None` on redb).
-    let scan = || {
-        let before = s.round_trips();
-        let mut seen = Vec::new();
-        s.read()
-            .unwrap()
-            .scan(
-                &ROWS,
-                &ROWS.prefix().tenant("t"),
-                Order::Asc,
-                |_, v: String| {
-                    seen.push(v);
-                    Ok(Flow::Continue)
-                },
-            )
-            .unwrap();
-        (seen, s.round_trips().zip(before).map(|(a, b)| a - b))
-    };
+    let write = |on: &Store, n: u64, v: &str| commit_row(on, &ROWS, n, v);
+    let scan = || scanned_fresh(&s, &ROWS);
     let pg = |n: u64| s.round_trips().map(|_| n);
     write(&s, 1, "a");
     assert_eq!(scan().0, ["a"]);
@@ -385,8 +360,9 @@ fn a_batch_that_writes_nothing_empties_no_cache() {
 }
 
 /// On PostgreSQL another process's commit empties only what it wrote from this process's row
-/// cache, once the two have seen each other's commits: a table it did not write is still read from the cache (the snapshot's start is the
-/// scan's one round trip), one it wrote is read again and seen as it wrote it. A commit that
+/// cache, once the two have seen each other's commits: a table it did not write is still read
+/// from the cache (the snapshot's start is the scan's one round trip), one it wrote is read
+/// again and seen as it wrote it. A commit that
 /// did not record its tables (a server of an older build: simulated by taking back the count
 /// and the table it recorded) empties the cache whole, so nothing it wrote is served stale.
 /// On redb the same reads see the same values.
@@ -396,26 +372,8 @@ fn another_process_s_commit_empties_only_the_tables_it_wrote() {
     let s = open_at(&at);
     let second = is_url(&at).then(|| open_at(&at));
     let other = second.as_ref().unwrap_or(&s);
-    let write = |on: &Store, t: &Table<TestKey<'static>, String>, n: u64, v: &str| {
-        let mut b = on.begin(true).unwrap();
-        b.run(|tx| tx.put(t, &key("t", "c", 1, n), &v.to_owned()))
-            .unwrap()
-            .unwrap();
-        b.commit().unwrap();
-    };
-    // The values of `t` scanned on a fresh snapshot of `s`, and the round trips (`None` on redb).
-    let scan = |t: &Table<TestKey<'static>, String>| {
-        let before = s.round_trips();
-        let mut seen = Vec::new();
-        s.read()
-            .unwrap()
-            .scan(t, &t.prefix().tenant("t"), Order::Asc, |_, v: String| {
-                seen.push(v);
-                Ok(Flow::Continue)
-            })
-            .unwrap();
-        (seen, s.round_trips().zip(before).map(|(a, b)| a - b))
-    };
+    let write = commit_row;
+    let scan = |t: &Strings| scanned_fresh(&s, t);
     let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let pg = |n: u64| s.round_trips().map(|_| n);
     write(&s, &ROWS, 1, "a");

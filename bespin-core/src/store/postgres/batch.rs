@@ -155,6 +155,14 @@ impl PgBatch {
         }
     }
 
+    /// After a commit: hands the connection back as it is (Drop would roll back) and frees
+    /// the writer's slot.
+    fn hand_back(&mut self) {
+        let conn = self.conn.get_mut().take();
+        release_writer(&self.shared, conn);
+        self.released = true;
+    }
+
     fn with<T>(&self, f: impl FnOnce(&Shared, &mut Conn) -> Result<T>) -> Result<T> {
         let mut slot = self.conn.borrow_mut();
         let Some(c) = slot.as_mut() else {
@@ -296,7 +304,8 @@ impl PgBatch {
 
     /// The statement storing writes of `shape` ([`shape`]): data-modifying CTEs, one per
     /// table and kind (`INSERT … SELECT * FROM unnest($keys, $values) ON CONFLICT (k) DO
-    /// UPDATE`, `DELETE … WHERE k = ANY($keys)`), the update of the commit count its main
+    /// UPDATE`, `DELETE … WHERE k = ANY($keys)`), when the shape ends in [`RECORDS`] the
+    /// record of the tables written (`counts::record`), the update of the commit count its main
     /// statement. Its parameters, in order: the [`arrays`], then the new commit count.
     fn flush_statement(&self, shape: &[u32]) -> String {
         let (shape, record) = match shape.split_last() {
@@ -665,9 +674,7 @@ impl WriteBatch for PgBatch {
             // an idle server's ticks used to empty its peers' caches every second.
             let out = self.with(|s, c| s.batch(c, "COMMIT"));
             if out.is_ok() {
-                let conn = self.conn.get_mut().take();
-                release_writer(&self.shared, conn);
-                self.released = true;
+                self.hand_back();
             }
             return out;
         }
@@ -676,8 +683,6 @@ impl WriteBatch for PgBatch {
         lock(&self.shared.rows).committing(Some(self.epoch + 1));
         let out = self.flush();
         if out.is_ok() {
-            // Committed: hand the connection back as it is (Drop would roll back).
-            let conn = self.conn.get_mut().take();
             let written = std::mem::take(self.tables.get_mut());
             absorb(
                 &mut lock(&self.shared.rows),
@@ -685,8 +690,7 @@ impl WriteBatch for PgBatch {
                 self.epoch,
                 self.record,
             );
-            release_writer(&self.shared, conn);
-            self.released = true;
+            self.hand_back();
         } else {
             // Maybe committed all the same: then the count moved on, and the next batch or
             // reader that sees it empties the cache.

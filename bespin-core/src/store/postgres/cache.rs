@@ -171,16 +171,11 @@ impl RowCache {
             self.tracked = seen.tracked;
             return;
         };
-        for name in names {
-            if let Some(slot) = slot(name) {
-                self.written.insert(slot, n);
-                if let Some(t) = self.tables.remove(&slot) {
-                    self.bytes -= t.row_bytes + t.page_bytes;
-                }
-            }
-        }
         self.epoch = Some(n);
         self.tracked = seen.tracked;
+        for slot in names.iter().filter_map(|name| slot(name)) {
+            self.drop_table(slot);
+        }
     }
 
     /// Whether this process saw another's commit within [`OTHERS_LATELY`]: then the cache is

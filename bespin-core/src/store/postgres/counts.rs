@@ -23,7 +23,6 @@ use postgres::SimpleQueryMessage;
 pub(super) const TRACKED: &str = "tracked";
 
 /// What the first statement of a snapshot or a batch read.
-#[derive(Debug, Clone, PartialEq)]
 pub(super) struct Seen {
     /// The commit count.
     pub(super) epoch: i64,

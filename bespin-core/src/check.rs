@@ -103,10 +103,18 @@ impl fmt::Display for CheckReport {
     }
 }
 
-/// Renders a key: string parts as text separated by `/`, other bytes as `\xNN`.
+/// Renders a key: string parts (and a tenant part written as bytes) as text separated by
+/// `/`, other bytes as `\xNN`.
 pub(crate) fn show_key(k: &[u8]) -> String {
     let mut out = String::new();
     let mut i = 0;
+    if k.starts_with(&[0, 3])
+        && let Some((tenant, next)) = store::parts::tenant::get(k, 0)
+    {
+        out.push_str(&tenant);
+        out.push('/');
+        i = next;
+    }
     while i < k.len() {
         let b = k[i];
         if b == 0 && k.get(i + 1) == Some(&1) {
@@ -236,7 +244,7 @@ impl Checker {
         for (bytes, v) in raw(r, t.name())? {
             let key = K::decode(&bytes).map(K::into_owned);
             if let (Some(key), Ok(value)) = (key, store::codec::decode::<V>(&v)) {
-                let tenant = match store::parts::get_str(&bytes, 0) {
+                let tenant = match store::parts::tenant::get(&bytes, 0) {
                     Some((t, _)) if scoped => t.into_owned(),
                     _ => String::new(),
                 };
@@ -592,6 +600,17 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::testing::*;
     use crate::Bespin;
+
+    #[test]
+    fn a_key_is_shown_with_its_tenant_as_text() {
+        let id = "0f9e8d7c-6b5a-4948-8776-655443322110";
+        let mut k = Vec::new();
+        crate::store::parts::tenant::put(id, &mut k);
+        crate::store::parts::put_str("MRR", &mut k);
+        k.push(7);
+        // What the checker's report names, and what it matches an erasing tenant's rows by.
+        assert_eq!(super::show_key(&k), format!("{id}/MRR/\\x07"));
+    }
 
     #[test]
     fn a_healthy_database_passes() {

@@ -151,7 +151,11 @@ impl Console<'_> {
         self.0.read(|r, _| {
             let prefix = first.map(|f| {
                 let mut p = Vec::new();
-                parts::put_str(f, &mut p);
+                if table.tenant_scoped() {
+                    parts::tenant::put(f, &mut p);
+                } else {
+                    parts::put_str(f, &mut p);
+                }
                 p
             });
             let succ = prefix.as_deref().map(crate::store::successor);

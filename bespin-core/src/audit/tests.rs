@@ -164,11 +164,7 @@ fn unchained_rows_are_chained_by_the_upgrade_in_their_order() {
     let before = db.audit_log(&admin, 10).unwrap();
     db.tamper(|tx| {
         unchain_for_test(tx)?;
-        tx.put(
-            &crate::layout::META,
-            &crate::store::NameKey::new("layout"),
-            &7u64,
-        )
+        crate::layout::set_old_for_test(tx, 7)
     });
     caught(&db, "audit", "unchained audit row left");
     // The step a database of layout 7 takes when it is opened, on whichever backend the

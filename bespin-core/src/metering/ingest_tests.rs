@@ -733,7 +733,7 @@ fn an_upgrade_from_layout_9_keeps_de_duplication_and_its_purge_working() {
             tx.put(&USAGE_DEDUP_BY_EXPIRY, &k, &())?;
         }
         tx.delete(&META, &NameKey::new(PURGED_UP_TO))?;
-        tx.put(&META, &NameKey::new("layout"), &9u64)
+        crate::layout::set_old_for_test(tx, 9)
     });
     let report = db.check().unwrap();
     for table in ["usage_all_by_seq", "usage_dedup_by_expiry", "meta"] {

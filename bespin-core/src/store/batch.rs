@@ -61,8 +61,8 @@ enum Undo {
         key: usize,
         old: Prior,
     },
-    /// A table emptied without logging its rows ([`WriteTx::clear_unlogged`]): the batch cannot
-    /// be rolled back across it.
+    /// A table emptied or rekeyed without logging its rows ([`WriteTx::clear_unlogged`],
+    /// [`WriteTx::move_unlogged`]): the batch cannot be rolled back across it.
     Cleared(TableId),
     /// A held row's value before a change of it ([`WriteTx::put_held`], or a write that put it
     /// in the backend); `None`: it was not held.
@@ -238,7 +238,7 @@ fn rollback_to(
             Undo::Held { table, old, .. } => overlay.restore(table, key, old),
             Undo::Cleared(table) => {
                 return Err(Error::Storage(format!(
-                    "cannot roll back an operation that emptied table {}",
+                    "cannot roll back an operation that emptied or rekeyed table {} unlogged",
                     table.name
                 )));
             }
@@ -553,6 +553,27 @@ impl WriteTx<'_, '_> {
             self.raw_remove(t.name(), k)?;
         }
         Ok(keys.len())
+    }
+
+    /// Moves the row `from` of the table named `table` to the key `to` (with `value`, what it
+    /// holds) without copying either write into the undo log, as [`WriteTx::clear_unlogged`]
+    /// does: for the layout upgrade in the opening transaction, which rewrites every key of a
+    /// table and whose failure drops the whole batch anyway.
+    pub(crate) fn move_unlogged(
+        &mut self,
+        table: &'static str,
+        from: &[u8],
+        to: &[u8],
+        value: &[u8],
+    ) -> Result<()> {
+        let t = self.slots.id(table)?;
+        self.overlay.drop_table(t);
+        self.batch.remove(t, from)?;
+        self.batch.put(t, to, value, false)?;
+        if !matches!(self.undo.entries.last(), Some(Undo::Cleared(x)) if *x == t) {
+            self.undo.entries.push(Undo::Cleared(t));
+        }
+        Ok(())
     }
 
     /// Removes every row of `t` without copying them into the undo log (a table of millions

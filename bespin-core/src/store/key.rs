@@ -140,15 +140,64 @@ pub(crate) mod parts {
         pub(crate) fn from(p: &str) -> Cow<'_, str> {
             Cow::Borrowed(p)
         }
+        /// Writes the tenant part: `0x00 0x03` and the 16 bytes of a tenant id in canonical
+        /// UUID form (every id Bespin makes), any other id as a string part.
         pub(crate) fn put(v: &str, out: &mut Vec<u8>) {
-            put_str(v, out)
+            match uuid_bytes(v) {
+                Some(b) => {
+                    out.extend_from_slice(&[0, 3]);
+                    out.extend_from_slice(&b);
+                }
+                None => put_str(v, out),
+            }
         }
+        /// Reads back a tenant part (a UUID one as its canonical text).
         pub(crate) fn get(b: &[u8], at: usize) -> Option<(Cow<'_, str>, usize)> {
+            if b.get(at..at + 2) == Some(&[0, 3]) {
+                let end = at.checked_add(18)?;
+                let raw: [u8; 16] = b.get(at + 2..end)?.try_into().ok()?;
+                let mut text = [0u8; 36];
+                uuid::Uuid::from_bytes(raw)
+                    .hyphenated()
+                    .encode_lower(&mut text);
+                let s = std::str::from_utf8(&text).ok()?.to_owned();
+                return Some((Cow::Owned(s), end));
+            }
             get_str(b, at)
         }
         pub(crate) fn own(v: Cow<'_, str>) -> Cow<'static, str> {
             Cow::Owned(v.into_owned())
         }
+    }
+
+    /// The 16 bytes of `s` when it is a UUID in canonical form (lower-case, hyphenated), the
+    /// only text that has them: so each id has one key part, and byte order is text order.
+    pub(crate) fn uuid_bytes(s: &str) -> Option<[u8; 16]> {
+        let t = s.as_bytes();
+        if t.len() != 36 {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        let mut n = 0;
+        let mut i = 0;
+        while i < 36 {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                if t[i] != b'-' {
+                    return None;
+                }
+                i += 1;
+                continue;
+            }
+            let hex = |c: u8| match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            };
+            out[n] = (hex(t[i])? << 4) | hex(t[i + 1])?;
+            n += 1;
+            i += 2;
+        }
+        Some(out)
     }
 
     /// A string part (names, keys, words, ids that are not sealed).
@@ -157,7 +206,13 @@ pub(crate) mod parts {
         pub(crate) const KIND: Kind = Kind::Str;
         pub(crate) type T<'a> = Cow<'a, str>;
         pub(crate) type Param<'a> = &'a str;
-        pub(crate) use super::tenant::{from, get, own, put};
+        pub(crate) use super::tenant::{from, own};
+        pub(crate) fn put(v: &str, out: &mut Vec<u8>) {
+            put_str(v, out)
+        }
+        pub(crate) fn get(b: &[u8], at: usize) -> Option<(Cow<'_, str>, usize)> {
+            get_str(b, at)
+        }
     }
 
     /// A record id part ([`Id`]: sealed or not).
@@ -329,9 +384,8 @@ pub(crate) fn read_parts<'a>(
     let mut at = 0;
     for p in layout {
         let (v, next) = match p.kind {
-            Kind::Tenant | Kind::Str => {
-                parts::get_str(bytes, at).map(|(s, n)| (PartValue::Str(s), n))?
-            }
+            Kind::Tenant => parts::tenant::get(bytes, at).map(|(s, n)| (PartValue::Str(s), n))?,
+            Kind::Str => parts::get_str(bytes, at).map(|(s, n)| (PartValue::Str(s), n))?,
             Kind::Id => parts::id::get(bytes, at).map(|(s, n)| (PartValue::Id(s), n))?,
             Kind::U64 => parts::get_u64(bytes, at).map(|(v, n)| (PartValue::U64(v), n))?,
             Kind::I64 => parts::i64::get(bytes, at).map(|(v, n)| (PartValue::I64(v), n))?,
@@ -400,7 +454,7 @@ impl<K: KeyDef> Prefix<K> {
 
     /// Appends the tenant part.
     pub(crate) fn tenant(self, t: &str) -> Self {
-        self.next(&[Kind::Tenant], |b| parts::put_str(t, b))
+        self.next(&[Kind::Tenant], |b| parts::tenant::put(t, b))
     }
 
     /// Appends a string part.
@@ -489,6 +543,63 @@ mod tests {
         let b = strs(&["a", "bc"]);
         assert_ne!(a, b);
         assert!(!a.starts_with(&strs(&["a"])));
+    }
+
+    #[test]
+    fn a_canonical_uuid_tenant_is_its_16_bytes_and_any_other_id_its_text() {
+        let ids = [
+            "00000000-0000-4000-8000-000000000000",
+            "0f9e8d7c-6b5a-4948-8776-655443322110",
+            "9fffffff-ffff-4fff-bfff-ffffffffffff",
+            "a0000000-0000-4000-8000-000000000000",
+            "ffffffff-ffff-4fff-bfff-ffffffffffff",
+        ];
+        let mut keys = Vec::new();
+        for id in ids {
+            let mut k = Vec::new();
+            tenant::put(id, &mut k);
+            assert_eq!(k.len(), 18, "{id}");
+            assert_eq!(&k[..2], &[0, 3]);
+            assert_eq!(tenant::get(&k, 0), Some((Cow::Owned(id.to_owned()), 18)));
+            keys.push(k);
+        }
+        // Byte order is the ids' text order: a scan over tenants keeps its order.
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        // Anything else is its text, which no 16-byte part can be taken for.
+        for other in [
+            "0F9E8D7C-6B5A-4948-8776-655443322110",
+            "{0f9e8d7c-6b5a-4948-8776-655443322110}",
+            "0f9e8d7c6b5a49488776655443322110",
+            "0f9e8d7c-6b5a-4948-8776-65544332211",
+            "0f9e8d7c-6b5a-4948-8776-6554433221100",
+            "0f9e8d7c_6b5a-4948-8776-655443322110",
+            "0f9e8d7c-6b5a-4948-8776-65544332211g",
+            "acme",
+            "",
+        ] {
+            let mut k = Vec::new();
+            tenant::put(other, &mut k);
+            assert_eq!(k, strs(&[other]), "{other}");
+            assert_eq!(tenant::get(&k, 0), Some((Cow::Borrowed(other), k.len())));
+        }
+        // A tenant's rows are one prefix range: its part never prefixes another tenant's.
+        let mut a = Vec::new();
+        tenant::put(ids[1], &mut a);
+        let mut b = Vec::new();
+        tenant::put("acme", &mut b);
+        assert!(!b.starts_with(&a) && !a.starts_with(&b));
+    }
+
+    #[test]
+    fn only_the_first_part_of_a_key_is_a_tenant_part() {
+        // The layout-12 upgrade rewrites the first part of tenant-scoped keys only.
+        for t in crate::schema::tables() {
+            assert!(
+                t.layout().iter().skip(1).all(|p| p.kind != Kind::Tenant),
+                "{}",
+                t.name()
+            );
+        }
     }
 
     #[test]

@@ -175,7 +175,7 @@ fn erase_step_within(
     };
     let started = std::time::Instant::now();
     let mut prefix = Vec::new();
-    parts::put_str(&id, &mut prefix);
+    parts::tenant::put(&id, &mut prefix);
     let end = crate::store::successor(&prefix);
     let hi = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
     let mut deleted = 0usize;
@@ -274,7 +274,7 @@ impl Bespin {
 #[cfg(test)]
 pub(crate) fn rows_of(r: &impl Reader, id: &str) -> Result<u64> {
     let mut prefix = Vec::new();
-    parts::put_str(id, &mut prefix);
+    parts::tenant::put(id, &mut prefix);
     let end = crate::store::successor(&prefix);
     let hi = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
     let mut n = 0;

@@ -68,7 +68,7 @@ impl Bespin {
         let snapshot = self.snapshot()?;
         let r = &*snapshot;
         let mut prefix = Vec::new();
-        parts::put_str(caller.tenant_id(), &mut prefix);
+        parts::tenant::put(caller.tenant_id(), &mut prefix);
         let end = crate::store::successor(&prefix);
         let hi = match &end {
             Some(s) => Bound::Excluded(s.as_slice()),

@@ -18,6 +18,9 @@
 //! | 9 | usage events in insertion order (`usage_by_seq` per tenant, `usage_all_by_seq` for all), for the usage export; built from the usage events |
 //! | 10 | reported usage events marked in `usage_all_by_seq`, whose walk purges the de-duplication rows past their retention; `usage_dedup_by_expiry` (a global row per remembered event) left empty. The upgrade from 9 marks the reported events and empties it |
 //! | 11 | reported usage events stored in chunks (`usage_chunks`: the accepted events of one request, keyed by (tenant, latest instant, first usage number)), with one row per chunk in each insertion order (its first number; the row's value says "a chunk of n events"). Events stored one per row before stay so and are read beside chunks, so the upgrade rewrites nothing; the number keeps a build of layout 10, which would misread a chunk's order rows, from opening the file |
+//! | 12 | the tenant part of every tenant-scoped key written as the tenant id's 16 bytes (`0x00 0x03` first) instead of its 36 characters ([`tenant_keys`]): shorter keys, fewer pages a commit. The upgrade moves every row of those tables to its new key, first of all steps |
+
+mod tenant_keys;
 
 use crate::Ctx;
 use crate::check::Checker;
@@ -25,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::store::{NameKey, Reader, Table, TableInfo, WriteTx};
 
 /// The layout this version writes.
-pub const CURRENT: u64 = 11;
+pub const CURRENT: u64 = 12;
 
 /// Global: (name) → a property of the file; `layout` is the version of the key layouts.
 pub(crate) const META: Table<NameKey<'static>, u64> = Table::new("meta");
@@ -73,6 +76,10 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
     if from == CURRENT {
         return Ok(());
     }
+    // First: every later step reads and writes keys of this build's form.
+    if from < 12 {
+        tenant_keys::rekey(tx)?;
+    }
     if from < 2 {
         // Also writes the rank rows of layout 5.
         crate::coreos::search::rebuild_index(tx)?;
@@ -108,6 +115,14 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
     }
     // 10 → 11 rewrites nothing: rows of usage events and chunks are both read.
     tx.put(&META, &layout_key(), &CURRENT)
+}
+
+/// Test-only: records layout `n` (< 12) and writes the tenant part of every key as text, as
+/// the layouts before 12 did; a test then changes what else layout `n` lacks.
+#[cfg(test)]
+pub(crate) fn set_old_for_test(tx: &mut WriteTx, n: u64) -> Result<()> {
+    tenant_keys::tests::to_text(tx)?;
+    tx.put(&META, &layout_key(), &n)
 }
 
 /// What `bespin layout` reports about a database file, read without writing to it: the key
@@ -277,6 +292,17 @@ pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
             rows: 0,
         });
     }
+    if from < 12 {
+        // Listed first: it runs before the other steps.
+        steps.insert(
+            0,
+            UpgradeStep {
+                to_layout: 12,
+                description: "write the tenant part of every tenant-scoped key as the id's 16 bytes instead of its text",
+                rows: rows(&tenant_keys::tables())?,
+            },
+        );
+    }
     let mut missing_tables = Vec::new();
     for t in crate::schema::tables() {
         if file.count(t.name())?.is_none() {
@@ -432,6 +458,8 @@ mod tests {
             let old = LegacyMessageKey::new(&new.tenant_id, &ids[&new.conversation_seq], new.seq);
             tx.put_stored(&MESSAGES, &old.encode(), &m)?;
         }
+        // And the tenant part of every key as text, as all layouts before 12 wrote it.
+        tenant_keys::tests::to_text(tx)?;
         Ok(())
     }
 
@@ -488,8 +516,10 @@ mod tests {
         assert_eq!((p.file_layout, p.action), (1, "upgrade"));
         let steps: Vec<(u64, u64)> = p.steps.iter().map(|s| (s.to_layout, s.rows)).collect();
         // Day rollups (6) from the usage events; the index rebuilt at 2 is bounded already.
+        assert_eq!(steps[0].0, 12, "{p}");
+        assert!(steps[0].1 > 20, "{p}");
         assert_eq!(
-            steps,
+            steps[1..],
             [
                 (2, 2),
                 (2, 3),
@@ -542,7 +572,7 @@ mod tests {
         // Layout 4: the same index entries, no rank rows.
         db.tamper(|tx| {
             tx.delete_prefix(&RANKS, &RANKS.prefix())?;
-            tx.put(&META, &layout_key(), &4u64)
+            set_old_for_test(tx, 4)
         });
         let report = db.check().unwrap();
         assert!(
@@ -556,8 +586,8 @@ mod tests {
         let p = plan(&path).unwrap();
         assert_eq!((p.file_layout, p.action), (4, "upgrade"));
         let steps: Vec<u64> = p.steps.iter().map(|s| s.to_layout).collect();
-        assert_eq!(steps, [5, 6, 7, 8, 9, 11], "{p}");
-        assert_eq!((p.steps[0].rows, p.steps[2].rows), (2, 2), "{p}");
+        assert_eq!(steps, [12, 5, 6, 7, 8, 9, 11], "{p}");
+        assert_eq!((p.steps[1].rows, p.steps[3].rows), (2, 2), "{p}");
 
         let db = Bespin::open(&path).unwrap();
         assert!(db.check().unwrap().violations.is_empty());
@@ -589,7 +619,7 @@ mod tests {
         db.tamper(|tx| {
             let days = &crate::metering::DAY_ROLLUPS;
             tx.delete_prefix(days, &days.prefix())?;
-            tx.put(&META, &layout_key(), &5u64)
+            set_old_for_test(tx, 5)
         });
         let report = db.check().unwrap();
         assert!(
@@ -630,14 +660,15 @@ mod tests {
             for w in std::iter::once(&long).chain(&words[998..]) {
                 tx.put_stored(&SEARCH, &entry(w), &2u8)?;
             }
-            tx.put(&META, &layout_key(), &6u64)
+            set_old_for_test(tx, 6)
         });
         assert!(!db.check().unwrap().violations.is_empty());
         drop(db);
         let p = plan(&path).unwrap();
         let steps: Vec<(u64, u64)> = p.steps.iter().map(|s| (s.to_layout, s.rows)).collect();
         // 9 lists the usage events (one here) in insertion order; 11 rewrites nothing.
-        assert_eq!(steps, [(7, 1), (8, 0), (9, 1), (11, 0)], "{p}");
+        assert_eq!(steps[0].0, 12, "{p}");
+        assert_eq!(steps[1..], [(7, 1), (8, 0), (9, 1), (11, 0)], "{p}");
 
         let db = Bespin::open(&path).unwrap();
         let report = db.check().unwrap();
@@ -838,7 +869,7 @@ mod tests {
 
         db.tamper(|tx| {
             unchunk_points(tx)?;
-            tx.put(&META, &layout_key(), &3u64)
+            set_old_for_test(tx, 3)
         });
         let report = db.check().unwrap();
         for table in ["meta", "kpi_points"] {

@@ -117,32 +117,34 @@ pub(crate) mod tests {
         Some(out)
     }
 
-    /// Writes every tenant-scoped key as the layouts before 12 did; returns how many rows moved.
-    pub(crate) fn to_text(tx: &mut WriteTx) -> Result<u64> {
-        let mut moved = 0;
+    /// Writes every tenant-scoped key as the layouts before 12 did.
+    pub(crate) fn to_text(tx: &mut WriteTx) -> Result<()> {
         for t in tables() {
-            moved += move_rows(tx, t, &[0, 3], &[0, 4], as_text_form)?;
+            move_rows(tx, t, &[0, 3], &[0, 4], as_text_form)?;
         }
-        Ok(moved)
+        Ok(())
     }
 
-    /// Rows of the tenant-scoped tables with keys in [`lo`, `hi`).
-    fn rows_in(r: &impl Reader, lo: &[u8], hi: &[u8]) -> u64 {
-        let mut n = 0;
-        for t in tables() {
-            r.scan_raw(
-                t,
-                Bound::Included(lo),
-                Bound::Excluded(hi),
-                Order::Asc,
-                &mut |_, _| {
+    /// Rows of the tenant-scoped tables whose tenant part is bytes, and those where it is text.
+    fn forms(db: &Bespin) -> (u64, u64) {
+        let rows_in = |r: &crate::ReadTx, lo: &[u8], hi: &[u8]| {
+            let mut n = 0;
+            for t in tables() {
+                let (lo, hi) = (Bound::Included(lo), Bound::Excluded(hi));
+                r.scan_raw(t, lo, hi, Order::Asc, &mut |_, _| {
                     n += 1;
                     Ok(Flow::Continue)
-                },
-            )
-            .unwrap();
-        }
-        n
+                })?;
+            }
+            Ok::<u64, crate::Error>(n)
+        };
+        db.read(|r, _| {
+            Ok((
+                rows_in(r, &[0, 3], &[0, 4])?,
+                rows_in(r, TEXT_FROM, TEXT_TO)?,
+            ))
+        })
+        .unwrap()
     }
 
     /// What a tenant's admin reads back: its tasks, a search, a record's timeline, its events.
@@ -187,25 +189,12 @@ pub(crate) mod tests {
             let before = seen(&db, &admin, &t.task_id);
             tenants.push((admin, t.task_id, before));
         }
-        let text_from = TEXT_FROM.to_vec();
-        let text_to = TEXT_TO.to_vec();
-        let (bytes_now, text_now) = db
-            .read(|r, _| {
-                Ok((
-                    rows_in(r, &[0, 3], &[0, 4]),
-                    rows_in(r, &text_from, &text_to),
-                ))
-            })
-            .unwrap();
-        assert!(bytes_now > 20, "{bytes_now}");
+        let (moved, text_now) = forms(&db);
+        assert!(moved > 20, "{moved}");
         assert_eq!(text_now, 0, "this build writes no tenant as text");
 
-        let mut moved = 0;
-        db.tamper(|tx| {
-            moved = to_text(tx)?;
-            tx.put(&super::super::META, &super::super::layout_key(), &11)
-        });
-        assert_eq!(moved, bytes_now);
+        db.tamper(|tx| crate::layout::set_old_for_test(tx, 11));
+        assert_eq!(forms(&db), (0, moved));
         assert!(
             db.check()
                 .unwrap()
@@ -221,15 +210,7 @@ pub(crate) mod tests {
         assert_eq!(steps, [(12, moved)], "{p}");
 
         let db = Bespin::open(&path).unwrap();
-        let (bytes_now, text_now) = db
-            .read(|r, _| {
-                Ok((
-                    rows_in(r, &[0, 3], &[0, 4]),
-                    rows_in(r, &text_from, &text_to),
-                ))
-            })
-            .unwrap();
-        assert_eq!((bytes_now, text_now), (moved, 0));
+        assert_eq!(forms(&db), (moved, 0));
         assert!(db.check().unwrap().violations.is_empty());
         for (admin, task_id, before) in &tenants {
             assert_eq!(&seen(&db, admin, task_id), before);

@@ -83,6 +83,8 @@ enum Ids {
     Random,
     /// `uuid7`: time-ordered like UUIDv7s.
     Uuid7,
+    /// `uuid4`: UUIDv4s in canonical text, as most clients send them.
+    Uuid4,
 }
 
 fn ids() -> Ids {
@@ -90,6 +92,7 @@ fn ids() -> Ids {
     *IDS.get_or_init(|| match std::env::var("USAGE_BENCH_IDS").as_deref() {
         Ok("random") => Ids::Random,
         Ok("uuid7") => Ids::Uuid7,
+        Ok("uuid4") => Ids::Uuid4,
         _ => Ids::Consecutive,
     })
 }
@@ -109,8 +112,10 @@ fn scatter(k: u64) -> u64 {
 /// UUIDv4s, each claim at a random place of the table); with `USAGE_BENCH_IDS=uuid7` a UUIDv7
 /// (RFC 9562: a 48-bit millisecond time, then random bits) whose time is 200 events a
 /// millisecond from an instant of its own for each `PREFIX` — ids that grow with time as
-/// UUIDv7s and ULIDs do, each claim near the others of its time. The same `k` always gives the
-/// same id, so a resent batch repeats them.
+/// UUIDv7s and ULIDs do, each claim near the others of its time; with `USAGE_BENCH_IDS=uuid4` a
+/// UUIDv4 in canonical text whose random bits are a fixed permutation of `k` and of `PREFIX`
+/// (scattered like `random`'s, and of the form the store writes as 16 bytes). The same `k`
+/// always gives the same id, so a resent batch repeats them.
 pub fn event_id(prefix: &str, k: u64) -> String {
     event_id_as(ids(), prefix, k)
 }
@@ -119,6 +124,25 @@ fn event_id_as(ids: Ids, prefix: &str, k: u64) -> String {
     match ids {
         Ids::Consecutive => format!("{prefix}-{k}"),
         Ids::Random => format!("{prefix}-{:016x}", scatter(k)),
+        Ids::Uuid4 => {
+            let salt = prefix
+                .bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+            let (r, s) = (scatter(k), scatter(k ^ salt.rotate_left(32)));
+            // RFC 9562: version 4 in bits 48–51, the variant `10` in bits 64–65.
+            let (hi, lo) = (
+                (r & !0xf000) | 0x4000,
+                (s & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000,
+            );
+            format!(
+                "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                hi >> 32,
+                (hi >> 16) & 0xffff,
+                hi & 0xffff,
+                lo >> 48,
+                lo & 0xffff_ffff_ffff
+            )
+        }
         Ids::Uuid7 => {
             // 2026-12-05T00:00:00Z in milliseconds, a day apart for each of the few prefixes
             // (the phases of a run), plus one millisecond per 200 events.
@@ -262,6 +286,27 @@ impl InProcess {
 #[cfg(test)]
 mod tests {
     use super::{Ids, event_id_as};
+
+    #[test]
+    fn uuid4_ids_are_canonical_version_4_and_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for k in 0..5_000 {
+            let id = event_id_as(Ids::Uuid4, "evt", k);
+            let u = uuid::Uuid::parse_str(&id).expect("a UUID");
+            assert_eq!(u.get_version_num(), 4, "{id}");
+            assert_eq!(u.get_variant(), uuid::Variant::RFC4122, "{id}");
+            assert_eq!(u.hyphenated().to_string(), id, "canonical text");
+            assert!(seen.insert(id));
+        }
+        assert_ne!(
+            event_id_as(Ids::Uuid4, "evt", 1),
+            event_id_as(Ids::Uuid4, "http", 1)
+        );
+        assert_eq!(
+            event_id_as(Ids::Uuid4, "evt", 9),
+            event_id_as(Ids::Uuid4, "evt", 9)
+        );
+    }
 
     #[test]
     fn uuid7_ids_are_version_7_and_grow_with_the_event_number() {

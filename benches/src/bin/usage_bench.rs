@@ -12,7 +12,8 @@
 //!
 //! Event ids are consecutive numbers (`evt-17`), which land side by side in the
 //! de-duplication table; `USAGE_BENCH_IDS=random` makes them scattered like UUIDv4s, each
-//! claim at a random place of the table, and `USAGE_BENCH_IDS=uuid7` time-ordered like UUIDv7s
+//! claim at a random place of the table (`uuid4`: the same, as canonical UUIDv4 text), and
+//! `USAGE_BENCH_IDS=uuid7` time-ordered like UUIDv7s
 //! and ULIDs ([`bespin_benches::event_id`]).
 //!
 //! Everything shares this machine's cores (server, clients): the figures are of the whole, on

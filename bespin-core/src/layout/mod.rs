@@ -18,7 +18,7 @@
 //! | 9 | usage events in insertion order (`usage_by_seq` per tenant, `usage_all_by_seq` for all), for the usage export; built from the usage events |
 //! | 10 | reported usage events marked in `usage_all_by_seq`, whose walk purges the de-duplication rows past their retention; `usage_dedup_by_expiry` (a global row per remembered event) left empty. The upgrade from 9 marks the reported events and empties it |
 //! | 11 | reported usage events stored in chunks (`usage_chunks`: the accepted events of one request, keyed by (tenant, latest instant, first usage number)), with one row per chunk in each insertion order (its first number; the row's value says "a chunk of n events"). Events stored one per row before stay so and are read beside chunks, so the upgrade rewrites nothing; the number keeps a build of layout 10, which would misread a chunk's order rows, from opening the file |
-//! | 12 | the tenant part of every tenant-scoped key written as the tenant id's 16 bytes (`0x00 0x03` first) instead of its 36 characters ([`tenant_keys`]): shorter keys, fewer pages a commit. The upgrade moves every row of those tables to its new key, first of all steps |
+//! | 12 | the tenant part of every tenant-scoped key written as the tenant id's 16 bytes (`0x00 0x03` first) instead of its 36 characters, and the CloudEvent id of a de-duplication row so when it is a UUID ([`tenant_keys`]): shorter keys, fewer pages a commit. The upgrade moves every row of those tables to its new key, first of all steps |
 
 mod tenant_keys;
 
@@ -298,7 +298,7 @@ pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
             0,
             UpgradeStep {
                 to_layout: 12,
-                description: "write the tenant part of every tenant-scoped key as the id's 16 bytes instead of its text",
+                description: "write the tenant part of every tenant-scoped key, and the CloudEvent id of a de-duplication row when it is a UUID, as 16 bytes instead of text",
                 rows: rows(&tenant_keys::tables())?,
             },
         );

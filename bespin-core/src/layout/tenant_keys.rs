@@ -1,5 +1,6 @@
 //! Layout 12: the tenant part of every tenant-scoped key written as the 16 bytes of the tenant
-//! id (`0x00 0x03` first) instead of its 36 characters of text.
+//! id (`0x00 0x03` first) instead of its 36 characters of text, and so the CloudEvent id of a
+//! de-duplication key when it is a UUID.
 //!
 //! Why: the tenant id comes first in every key of a tenant-scoped table, and a branch page of
 //! redb's B-trees holds whole keys; 20 bytes fewer a key put more children in a branch and more
@@ -8,11 +9,18 @@
 //! in canonical form (none Bespin makes) keep the text form: see
 //! [`crate::store::parts::uuid_bytes`].
 //!
+//! A CloudEvent id chosen by a client is as often a UUIDv4, which puts each new
+//! de-duplication row at a random place of its table: its page is written for that row alone,
+//! and the fewer bytes a row, the fewer pages the table has for a batch's rows to fall on
+//! (`USAGE_BENCH_IDS=random usage_bench`: measured in the commit that brought it).
+//!
 //! The upgrade moves each row whose tenant part is canonical text to the same key with the
-//! tenant part as bytes, table by table and in bounded steps of memory, in the transaction that
-//! opens the file; it runs before every other step, so those read and write keys of one form.
+//! tenant part as bytes, table by table and in bounded steps of memory, then each
+//! de-duplication row whose id is a canonical UUID as text, in the transaction that opens the
+//! file; it runs before every other step, so those read and write keys of one form.
 
 use crate::error::Result;
+use crate::metering::ingest::{DedupKey, TextDedupKey, USAGE_DEDUP};
 use crate::store::{Flow, Order, Reader, WriteTx, parts};
 use std::ops::Bound;
 
@@ -34,18 +42,29 @@ fn as_bytes_form(key: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Rewrites the tenant part of every tenant-scoped key (see the [module](self) docs); returns
-/// how many rows moved.
+/// A de-duplication key with its CloudEvent id as bytes, when the id is a canonical UUID
+/// written as text; `None` for any other key.
+fn dedup_id_as_bytes(key: &[u8]) -> Option<Vec<u8>> {
+    let old = TextDedupKey::decode(key)?;
+    parts::uuid_bytes(&old.event_id)?;
+    Some(DedupKey::new(&old.tenant_id, &old.source, &old.event_id).encode())
+}
+
+/// Rewrites the tenant part of every tenant-scoped key, then the CloudEvent id of every
+/// de-duplication key (see the [module](self) docs); returns how many rows moved.
 pub(crate) fn rekey(tx: &mut WriteTx) -> Result<u64> {
     let mut moved = 0;
     for table in tables() {
         moved += move_rows(tx, table, TEXT_FROM, TEXT_TO, as_bytes_form)?;
     }
+    // Every de-duplication key starts with a tenant part: below 0xFF.
+    moved += move_rows(tx, USAGE_DEDUP.name(), &[], &[0xFF], dedup_id_as_bytes)?;
     Ok(moved)
 }
 
 /// Moves the rows of `table` with keys in [`lo`, `hi`) that `new_key` maps, `STEP` at a time;
-/// the moved keys must leave that range (else they would be visited again).
+/// a moved key must sort before the key it replaces or outside that range (else the walk,
+/// which goes on after the last key it visited, would visit it again).
 fn move_rows(
     tx: &mut WriteTx,
     table: &'static str,
@@ -103,6 +122,7 @@ pub(crate) mod tests {
     use crate::coreos::search::SearchQuery;
     use crate::coreos::tasks::NewTask;
     use crate::coreos::timeline::TimelineQuery;
+    use crate::metering::ingest::{Outcome, UsageEvents};
     use crate::{Bespin, Principal, testutil};
 
     /// The key `key` with its tenant part as text again (the layouts before 12).
@@ -117,8 +137,16 @@ pub(crate) mod tests {
         Some(out)
     }
 
+    /// A de-duplication key with its CloudEvent id as text, when it is not.
+    fn dedup_id_as_text(key: &[u8]) -> Option<Vec<u8>> {
+        let k = DedupKey::decode(key)?;
+        let text = TextDedupKey::new(&k.tenant_id, &k.source, &k.event_id).encode();
+        (text != key).then_some(text)
+    }
+
     /// Writes every tenant-scoped key as the layouts before 12 did.
     pub(crate) fn to_text(tx: &mut WriteTx) -> Result<()> {
+        move_rows(tx, USAGE_DEDUP.name(), &[], &[0xFF], dedup_id_as_text)?;
         for t in tables() {
             move_rows(tx, t, &[0, 3], &[0, 4], as_text_form)?;
         }
@@ -145,6 +173,20 @@ pub(crate) mod tests {
             ))
         })
         .unwrap()
+    }
+
+    /// De-duplication rows whose key `convert` would move.
+    fn claims(db: &Bespin, convert: fn(&[u8]) -> Option<Vec<u8>>) -> usize {
+        let mut n = 0;
+        db.read(|r, _| {
+            let all = (Bound::Unbounded, Bound::Unbounded);
+            r.scan_raw(USAGE_DEDUP.name(), all.0, all.1, Order::Asc, &mut |k, _| {
+                n += usize::from(convert(k).is_some());
+                Ok(Flow::Continue)
+            })
+        })
+        .unwrap();
+        n
     }
 
     /// What a tenant's admin reads back: its tasks, a search, a record's timeline, its events.
@@ -189,12 +231,23 @@ pub(crate) mod tests {
             let before = seen(&db, &admin, &t.task_id);
             tenants.push((admin, t.task_id, before));
         }
+        // Reported usage: two ids that are UUIDs (a claim keyed by their bytes), one that is not.
+        let ids = [
+            "0f9e8d7c-6b5a-4948-8776-655443322110",
+            "a0000000-0000-4000-8000-000000000001",
+            "evt-1",
+        ];
+        let (admin, task_id, before) = &mut tenants[0];
+        testutil::report_usage(&db, admin, &ids);
+        *before = seen(&db, admin, task_id);
         let (moved, text_now) = forms(&db);
         assert!(moved > 20, "{moved}");
         assert_eq!(text_now, 0, "this build writes no tenant as text");
 
+        assert_eq!(claims(&db, dedup_id_as_text), 2);
         db.tamper(|tx| crate::layout::set_old_for_test(tx, 11));
         assert_eq!(forms(&db), (0, moved));
+        assert_eq!(claims(&db, dedup_id_as_bytes), 2, "two ids as text");
         assert!(
             db.check()
                 .unwrap()
@@ -211,6 +264,23 @@ pub(crate) mod tests {
 
         let db = Bespin::open(&path).unwrap();
         assert_eq!(forms(&db), (moved, 0));
+        assert_eq!(claims(&db, dedup_id_as_bytes), 0);
+        assert_eq!(claims(&db, dedup_id_as_text), 2);
+        // The events reported before are still remembered: sent again, each is a duplicate.
+        let (admin, ..) = &tenants[0];
+        let again: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|id| {
+                serde_json::json!({"specversion": "1.0", "id": id, "source": "svc",
+                                   "type": "llm_tokens", "data": {"value": 5}})
+            })
+            .collect();
+        let again = UsageEvents::batch(&serde_json::json!(again)).unwrap();
+        let report = db.record_usage_events(admin, again).unwrap();
+        assert_eq!(report.results.len(), 3);
+        for r in &report.results {
+            assert!(matches!(r.outcome, Outcome::Duplicate { .. }), "{report:?}");
+        }
         assert!(db.check().unwrap().violations.is_empty());
         for (admin, task_id, before) in &tenants {
             assert_eq!(&seen(&db, admin, task_id), before);

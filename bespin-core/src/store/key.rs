@@ -215,6 +215,16 @@ pub(crate) mod parts {
         }
     }
 
+    /// An id part chosen outside Bespin (a CloudEvent's `id`), written as the tenant part is:
+    /// a canonical UUID as its 16 bytes (what most clients send), any other id as its text.
+    pub(crate) mod ext_id {
+        use super::*;
+        pub(crate) const KIND: Kind = Kind::ExtId;
+        pub(crate) type T<'a> = Cow<'a, str>;
+        pub(crate) type Param<'a> = &'a str;
+        pub(crate) use super::tenant::{from, get, own, put};
+    }
+
     /// A record id part ([`Id`]: sealed or not).
     pub(crate) mod id {
         use super::*;
@@ -384,7 +394,9 @@ pub(crate) fn read_parts<'a>(
     let mut at = 0;
     for p in layout {
         let (v, next) = match p.kind {
-            Kind::Tenant => parts::tenant::get(bytes, at).map(|(s, n)| (PartValue::Str(s), n))?,
+            Kind::Tenant | Kind::ExtId => {
+                parts::tenant::get(bytes, at).map(|(s, n)| (PartValue::Str(s), n))?
+            }
             Kind::Str => parts::get_str(bytes, at).map(|(s, n)| (PartValue::Str(s), n))?,
             Kind::Id => parts::id::get(bytes, at).map(|(s, n)| (PartValue::Id(s), n))?,
             Kind::U64 => parts::get_u64(bytes, at).map(|(v, n)| (PartValue::U64(v), n))?,

@@ -30,6 +30,9 @@ pub(crate) enum Kind {
     Tenant,
     /// A string.
     Str,
+    /// An id chosen outside Bespin (a CloudEvent's id): a string, or a canonical UUID's 16
+    /// bytes as the tenant part writes them.
+    ExtId,
     /// A record id: a sealed id's record number, or an id that is not sealed as a string.
     Id,
     /// An unsigned integer.

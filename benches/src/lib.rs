@@ -125,46 +125,39 @@ fn event_id_as(ids: Ids, prefix: &str, k: u64) -> String {
         Ids::Consecutive => format!("{prefix}-{k}"),
         Ids::Random => format!("{prefix}-{:016x}", scatter(k)),
         Ids::Uuid4 => {
-            let salt = prefix
-                .bytes()
-                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-            let (r, s) = (scatter(k), scatter(k ^ salt.rotate_left(32)));
-            // RFC 9562: version 4 in bits 48–51, the variant `10` in bits 64–65.
-            let (hi, lo) = (
-                (r & !0xf000) | 0x4000,
-                (s & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000,
-            );
-            format!(
-                "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-                hi >> 32,
-                (hi >> 16) & 0xffff,
-                hi & 0xffff,
-                lo >> 48,
-                lo & 0xffff_ffff_ffff
-            )
+            let (r, s) = (scatter(k), scatter(k ^ prefix_hash(prefix).rotate_left(32)));
+            // RFC 9562: version 4 in bits 48–51.
+            uuid_text((r & !0xf000) | 0x4000, s)
         }
         Ids::Uuid7 => {
             // 2026-12-05T00:00:00Z in milliseconds, a day apart for each of the few prefixes
             // (the phases of a run), plus one millisecond per 200 events.
-            let day = prefix
-                .bytes()
-                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-            let ms: u64 = 1_796_428_800_000 + (day % 1000) * 86_400_000 + k / 200;
+            let ms: u64 = 1_796_428_800_000 + (prefix_hash(prefix) % 1000) * 86_400_000 + k / 200;
             let r = scatter(k);
-            let (hi, lo) = (
-                (ms << 16) | 0x7000 | (r >> 52),
-                (r & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000,
-            );
-            format!(
-                "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-                hi >> 32,
-                (hi >> 16) & 0xffff,
-                hi & 0xffff,
-                lo >> 48,
-                lo & 0xffff_ffff_ffff
-            )
+            uuid_text((ms << 16) | 0x7000 | (r >> 52), r)
         }
     }
+}
+
+/// A number of the few prefixes of a run, so that each phase gets ids of its own.
+fn prefix_hash(prefix: &str) -> u64 {
+    prefix
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+}
+
+/// A UUID's canonical text: `hi` (its version already in bits 48–51), then `lo` with RFC 9562's
+/// variant `10` in bits 64–65.
+fn uuid_text(hi: u64, lo: u64) -> String {
+    let lo = (lo & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        hi >> 32,
+        (hi >> 16) & 0xffff,
+        hi & 0xffff,
+        lo >> 48,
+        lo & 0xffff_ffff_ffff
+    )
 }
 
 /// Reported usage event number `k` (its own id, [`event_id`]; 1–4,000 tokens, a customer of

@@ -44,10 +44,19 @@ start)
     dir="$(mktemp -d /tmp/bespin-pg.XXXXXX)"
     chmod 755 "$dir"
     [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
-    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-    echo "$port" >"$dir/port"
     as_pg "$b/initdb" -D "$dir/data" -U postgres -A trust --no-sync -E UTF8 >/dev/null
-    pg_start "$dir" "$port"
+    # A free port is only free until someone takes it: a test server binding port 0 between
+    # our pick and PostgreSQL's bind made a start fail once (stop 35). So on a failed start,
+    # pick again. PG_TRY_PORT is the first port tried (to test this with a taken one).
+    port=""
+    for attempt in 1 2 3 4 5; do
+        try="${PG_TRY_PORT:-}"; PG_TRY_PORT=""
+        [ -n "$try" ] || try="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+        if pg_start "$dir" "$try" 2>/dev/null; then port="$try"; break; fi
+        echo "pg.sh: PostgreSQL did not start on port $try (attempt $attempt; log: $dir/log)" >&2
+    done
+    [ -n "$port" ] || { echo "pg.sh: PostgreSQL did not start; log: $dir/log" >&2; exit 1; }
+    echo "$port" >"$dir/port"
     if [ -x "$b/createdb" ]; then
         as_pg "$b/createdb" -h 127.0.0.1 -p "$port" -U postgres bespin_test
     else # a build without client programs (the version matrix's): any psql will do
@@ -75,7 +84,13 @@ clean)
     ;;
 resume)
     dir="${2:?data dir}"
-    pg_start "$dir" "$(cat "$dir/port")"
+    # The same port (the URL must not change); one that is briefly taken is retried.
+    for attempt in 1 2 3; do
+        pg_start "$dir" "$(cat "$dir/port")" 2>/dev/null && exit 0
+        echo "pg.sh: PostgreSQL did not restart (attempt $attempt; log: $dir/log)" >&2
+        sleep 1
+    done
+    exit 1
     ;;
 stop)
     dir="${2:?data dir}"

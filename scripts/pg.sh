@@ -16,7 +16,8 @@
 # temporary directory, on a free port of 127.0.0.1, with trust authentication. PG_BIN picks
 # another build's bin/ directory (the version matrix, scripts/pg-matrix.sh). PG_FSYNC=off
 # trades durability for speed (the test suites; never the load figures, where a commit must
-# reach the disk as on redb).
+# reach the disk as on redb). A start whose port was taken meanwhile tries another (PG_TRY_PORT:
+# the first port tried, to test that).
 set -euo pipefail
 cmd="${1:-start}"
 need_pkg() {

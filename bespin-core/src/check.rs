@@ -108,7 +108,7 @@ impl fmt::Display for CheckReport {
 pub(crate) fn show_key(k: &[u8]) -> String {
     let mut out = String::new();
     let mut i = 0;
-    if k.starts_with(&[0, 3])
+    if k.starts_with(&store::parts::UUID_TAG)
         && let Some((tenant, next)) = store::parts::tenant::get(k, 0)
     {
         out.push_str(&tenant);

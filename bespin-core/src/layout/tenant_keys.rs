@@ -125,9 +125,13 @@ pub(crate) mod tests {
     use crate::metering::ingest::{Outcome, UsageEvents};
     use crate::{Bespin, Principal, testutil};
 
+    /// The keys whose tenant part is a UUID's bytes: those starting with [`parts::UUID_TAG`].
+    const BYTES_FROM: &[u8] = &parts::UUID_TAG;
+    const BYTES_TO: &[u8] = &[parts::UUID_TAG[0], parts::UUID_TAG[1] + 1];
+
     /// The key `key` with its tenant part as text again (the layouts before 12).
     fn as_text_form(key: &[u8]) -> Option<Vec<u8>> {
-        if key.get(..2) != Some(&[0, 3]) {
+        if !key.starts_with(BYTES_FROM) {
             return None;
         }
         let (tenant, next) = parts::tenant::get(key, 0)?;
@@ -148,7 +152,7 @@ pub(crate) mod tests {
     pub(crate) fn to_text(tx: &mut WriteTx) -> Result<()> {
         move_rows(tx, USAGE_DEDUP.name(), &[], &[0xFF], dedup_id_as_text)?;
         for t in tables() {
-            move_rows(tx, t, &[0, 3], &[0, 4], as_text_form)?;
+            move_rows(tx, t, BYTES_FROM, BYTES_TO, as_text_form)?;
         }
         Ok(())
     }
@@ -168,7 +172,7 @@ pub(crate) mod tests {
         };
         db.read(|r, _| {
             Ok((
-                rows_in(r, &[0, 3], &[0, 4])?,
+                rows_in(r, BYTES_FROM, BYTES_TO)?,
                 rows_in(r, TEXT_FROM, TEXT_TO)?,
             ))
         })

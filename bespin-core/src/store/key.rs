@@ -145,7 +145,7 @@ pub(crate) mod parts {
         pub(crate) fn put(v: &str, out: &mut Vec<u8>) {
             match uuid_bytes(v) {
                 Some(b) => {
-                    out.extend_from_slice(&[0, 3]);
+                    out.extend_from_slice(&UUID_TAG);
                     out.extend_from_slice(&b);
                 }
                 None => put_str(v, out),
@@ -153,7 +153,7 @@ pub(crate) mod parts {
         }
         /// Reads back a tenant part (a UUID one as its canonical text).
         pub(crate) fn get(b: &[u8], at: usize) -> Option<(Cow<'_, str>, usize)> {
-            if b.get(at..at + 2) == Some(&[0, 3]) {
+            if b.get(at..at + 2) == Some(&UUID_TAG[..]) {
                 let end = at.checked_add(18)?;
                 let raw: [u8; 16] = b.get(at + 2..end)?.try_into().ok()?;
                 let mut text = [0u8; 36];
@@ -170,34 +170,19 @@ pub(crate) mod parts {
         }
     }
 
+    /// The first two bytes of a tenant (or [`ext_id`]) part written as a UUID's 16 bytes: no
+    /// string part starts so (a string's `0x00` is followed by `0x01` or `0xFF`).
+    pub(crate) const UUID_TAG: [u8; 2] = [0, 3];
+
     /// The 16 bytes of `s` when it is a UUID in canonical form (lower-case, hyphenated), the
     /// only text that has them: so each id has one key part, and byte order is text order.
     pub(crate) fn uuid_bytes(s: &str) -> Option<[u8; 16]> {
-        let t = s.as_bytes();
-        if t.len() != 36 {
+        // 36 characters are the hyphenated form only (the crate takes the others by length);
+        // upper-case hex would give a second text the same bytes.
+        if s.len() != 36 || s.bytes().any(|b| b.is_ascii_uppercase()) {
             return None;
         }
-        let mut out = [0u8; 16];
-        let mut n = 0;
-        let mut i = 0;
-        while i < 36 {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                if t[i] != b'-' {
-                    return None;
-                }
-                i += 1;
-                continue;
-            }
-            let hex = |c: u8| match c {
-                b'0'..=b'9' => Some(c - b'0'),
-                b'a'..=b'f' => Some(c - b'a' + 10),
-                _ => None,
-            };
-            out[n] = (hex(t[i])? << 4) | hex(t[i + 1])?;
-            n += 1;
-            i += 2;
-        }
-        Some(out)
+        uuid::Uuid::try_parse(s).ok().map(|u| u.into_bytes())
     }
 
     /// A string part (names, keys, words, ids that are not sealed).
@@ -571,7 +556,7 @@ mod tests {
             let mut k = Vec::new();
             tenant::put(id, &mut k);
             assert_eq!(k.len(), 18, "{id}");
-            assert_eq!(&k[..2], &[0, 3]);
+            assert_eq!(k[..2], UUID_TAG);
             assert_eq!(tenant::get(&k, 0), Some((Cow::Owned(id.to_owned()), 18)));
             keys.push(k);
         }

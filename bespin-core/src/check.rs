@@ -103,18 +103,37 @@ impl fmt::Display for CheckReport {
     }
 }
 
-/// Renders a key: string parts (and a tenant part written as bytes) as text separated by
-/// `/`, other bytes as `\xNN`.
-pub(crate) fn show_key(k: &[u8]) -> String {
+/// Renders a stored key of the table `table`: string parts (and tenant and id parts written
+/// as a UUID's bytes, read along the table's layout) as text separated by `/`, other bytes
+/// as `\xNN`.
+pub(crate) fn show_key(table: &str, k: &[u8]) -> String {
+    use crate::store::{Kind, PartValue, read_part};
     let mut out = String::new();
     let mut i = 0;
-    if k.starts_with(&store::parts::UUID_TAG)
-        && let Some((tenant, next)) = store::parts::tenant::get(k, 0)
-    {
-        out.push_str(&tenant);
-        out.push('/');
+    let layout = crate::schema::table(table).map_or(&[][..], |t| t.layout());
+    for p in layout {
+        let Some((v, next)) = read_part(p.kind, k, i) else {
+            break;
+        };
+        match v {
+            PartValue::Str(s)
+                if matches!(p.kind, Kind::Tenant | Kind::ExtId)
+                    && k[i..].starts_with(&store::parts::UUID_TAG) =>
+            {
+                out.push_str(&s);
+                out.push('/');
+            }
+            _ => show_bytes(&k[i..next], &mut out),
+        }
         i = next;
     }
+    show_bytes(&k[i..], &mut out);
+    out
+}
+
+/// Renders key bytes: a string terminator as `/`, printable ASCII as it is, others `\xNN`.
+fn show_bytes(k: &[u8], out: &mut String) {
+    let mut i = 0;
     while i < k.len() {
         let b = k[i];
         if b == 0 && k.get(i + 1) == Some(&1) {
@@ -129,7 +148,6 @@ pub(crate) fn show_key(k: &[u8]) -> String {
         }
         i += 1;
     }
-    out
 }
 
 /// Stored rows by key, encoded.
@@ -202,7 +220,7 @@ impl Checker {
     ) {
         self.report.violations.push(Violation {
             table,
-            key: show_key(key),
+            key: show_key(table, key),
             description: description.into(),
         });
     }
@@ -488,10 +506,16 @@ pub(crate) mod testing {
     /// A database with a bit of everything, in two tenants.
     pub(crate) fn populated() -> (Bespin, Principal, Principal) {
         let (db, _clock) = testutil::db();
-        let (a, am) = testutil::tenant(&db);
-        let (b, _) = testutil::tenant(&db);
+        let (a, am) = populate(&db);
+        (db, a, am)
+    }
+
+    /// Adds two tenants with a bit of everything to `db`: the first one's (admin, member).
+    pub(crate) fn populate(db: &Bespin) -> (Principal, Principal) {
+        let (a, am) = testutil::tenant(db);
+        let (b, _) = testutil::tenant(db);
         for p in [&a, &b] {
-            testutil::kpi(&db, p, "MRR", &[("2026-01-01T00:00:00Z", 10.0)]);
+            testutil::kpi(db, p, "MRR", &[("2026-01-01T00:00:00Z", 10.0)]);
             db.chat(
                 p,
                 ChatRequest {
@@ -561,7 +585,7 @@ pub(crate) mod testing {
             )
             .unwrap();
         }
-        (db, a, am)
+        (a, am)
     }
 
     /// The stored key of the first row of `t`.
@@ -609,7 +633,17 @@ mod tests {
         crate::store::parts::put_str("MRR", &mut k);
         k.push(7);
         // What the checker's report names, and what it matches an erasing tenant's rows by.
-        assert_eq!(super::show_key(&k), format!("{id}/MRR/\\x07"));
+        assert_eq!(super::show_key("kpis", &k), format!("{id}/MRR/\\x07"));
+        // An id part after the first, written as bytes (layout 13), is shown as text too.
+        let k = crate::metering::export::UsageSeqKey::new(7, id).encode();
+        assert_eq!(k.len(), 8 + 18);
+        let seq = "\\x00".repeat(7) + "\\x07";
+        assert_eq!(
+            super::show_key("usage_all_by_seq", &k),
+            format!("{seq}{id}/")
+        );
+        // In a table the key does not fit, it is shown byte by byte.
+        assert!(super::show_key("meta", &k).starts_with(&seq));
     }
 
     #[test]

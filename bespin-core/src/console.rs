@@ -16,7 +16,7 @@ use crate::Bespin;
 use crate::error::{Error, Result};
 use crate::kpis::series;
 use crate::metering::{USAGE_EVENTS, chunk};
-use crate::store::{Flow, Order, PartValue, Reader, Sealer, TableInfo, parts, read_parts};
+use crate::store::{Flow, Kind, Order, PartValue, Reader, Sealer, TableInfo, parts, read_parts};
 use crate::time::Timestamp;
 use serde_json::Value;
 use std::io::Write;
@@ -151,10 +151,10 @@ impl Console<'_> {
         self.0.read(|r, _| {
             let prefix = first.map(|f| {
                 let mut p = Vec::new();
-                if table.tenant_scoped() {
-                    parts::tenant::put(f, &mut p);
-                } else {
-                    parts::put_str(f, &mut p);
+                // A tenant's id, a user's in `user_tenant`, are UUIDs: written as such.
+                match table.layout().first().map(|p| p.kind) {
+                    Some(Kind::Tenant | Kind::ExtId) => parts::ext_id::put(f, &mut p),
+                    _ => parts::put_str(f, &mut p),
                 }
                 p
             });

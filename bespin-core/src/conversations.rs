@@ -39,11 +39,11 @@ impl Record for MessageRec {}
 
 key! {
     /// (tenant, owner, conversation).
-    pub(crate) struct ConversationKey<'a> { tenant_id: tenant, user_id: str, conversation_id: id }
+    pub(crate) struct ConversationKey<'a> { tenant_id: tenant, user_id: ext_id, conversation_id: id }
     /// (tenant, owner, created at, sequence).
     pub(crate) struct ConversationTimeKey<'a> {
         tenant_id: tenant,
-        user_id: str,
+        user_id: ext_id,
         created_at: ts,
         seq: u64,
     }
@@ -372,7 +372,7 @@ impl Bespin {
             let prefix = CONVERSATIONS_BY_TIME
                 .prefix()
                 .tenant(caller.tenant_id())
-                .str(caller.user_id());
+                .ext_id(caller.user_id());
             let ids: Vec<String> =
                 r.list(&CONVERSATIONS_BY_TIME, &prefix, Order::Desc, offset, limit)?;
             let mut items = Vec::with_capacity(ids.len());

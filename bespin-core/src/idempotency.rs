@@ -104,13 +104,13 @@ impl Record for IdemRec {}
 
 key! {
     /// (tenant, endpoint, key).
-    pub(crate) struct IdemKey<'a> { tenant_id: tenant, endpoint: str, idempotency_key: str }
+    pub(crate) struct IdemKey<'a> { tenant_id: tenant, endpoint: str, idempotency_key: ext_id }
     /// Global: (written at, tenant, endpoint, key): the record's key after its instant.
     pub(crate) struct IdemAgeKey<'a> {
         written_at: ts,
-        tenant_id: str,
+        tenant_id: ext_id,
         endpoint: str,
-        idempotency_key: str,
+        idempotency_key: ext_id,
     }
 }
 

@@ -42,13 +42,13 @@ impl Record for NotificationRec {}
 
 key! {
     /// (tenant, user).
-    pub(crate) struct PrefKey<'a> { tenant_id: tenant, user_id: str }
+    pub(crate) struct PrefKey<'a> { tenant_id: tenant, user_id: ext_id }
     /// (tenant, recipient, id).
-    pub(crate) struct NotificationKey<'a> { tenant_id: tenant, user_id: str, id: u64 }
+    pub(crate) struct NotificationKey<'a> { tenant_id: tenant, user_id: ext_id, id: u64 }
     /// (tenant, recipient, type, date).
     pub(crate) struct UniqueKey<'a> {
         tenant_id: tenant,
-        user_id: str,
+        user_id: ext_id,
         notification_type: str,
         date: date,
     }
@@ -249,7 +249,7 @@ pub(crate) fn outbox(
     let prefix = NOTIFICATIONS
         .prefix()
         .tenant(caller.tenant_id())
-        .str(caller.user_id());
+        .ext_id(caller.user_id());
     r.scan(
         &NOTIFICATIONS,
         &prefix,

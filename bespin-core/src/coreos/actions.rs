@@ -81,7 +81,7 @@ key! {
     /// (tenant, action): the action, its review, its execution.
     pub(crate) struct ActionKey<'a> { tenant_id: tenant, action_id: id }
     /// (tenant, created at, action).
-    pub(crate) struct ActionTimeKey<'a> { tenant_id: tenant, created_at: ts, action_id: str }
+    pub(crate) struct ActionTimeKey<'a> { tenant_id: tenant, created_at: ts, action_id: ext_id }
 }
 
 /// (tenant, action) → action.

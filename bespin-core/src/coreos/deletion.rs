@@ -33,7 +33,7 @@ impl Record for DeletedRec {}
 
 key! {
     /// (tenant, entity type, entity id).
-    pub(crate) struct DeletedKey<'a> { tenant_id: tenant, entity_type: str, entity_id: str }
+    pub(crate) struct DeletedKey<'a> { tenant_id: tenant, entity_type: str, entity_id: ext_id }
 }
 
 /// (tenant, entity type, entity id) → tombstone of a deleted record.

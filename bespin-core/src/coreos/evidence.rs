@@ -47,9 +47,9 @@ key! {
     pub(crate) struct EvidenceKey<'a> {
         tenant_id: tenant,
         entity_type: str,
-        entity_id: str,
+        entity_id: ext_id,
         created_at: ts,
-        evidence_id: str,
+        evidence_id: ext_id,
     }
 }
 
@@ -288,7 +288,7 @@ pub fn delete(
             .prefix()
             .tenant(t)
             .str(et.as_str())
-            .str(&target.entity_id),
+            .ext_id(&target.entity_id),
         Order::Desc,
         |k, e: EvidenceRec| {
             if e.evidence_id == evidence_id {
@@ -347,7 +347,7 @@ pub(crate) fn delete_all_of(
 ) -> Result<usize> {
     tx.delete_prefix(
         &EVIDENCE,
-        &EVIDENCE.prefix().tenant(tenant).str(et.as_str()).str(id),
+        &EVIDENCE.prefix().tenant(tenant).str(et.as_str()).ext_id(id),
     )
 }
 
@@ -361,7 +361,7 @@ pub(crate) fn for_entity(
     let mut out = Vec::new();
     r.scan(
         &EVIDENCE,
-        &EVIDENCE.prefix().tenant(tenant).str(et.as_str()).str(id),
+        &EVIDENCE.prefix().tenant(tenant).str(et.as_str()).ext_id(id),
         Order::Desc,
         |_, e: EvidenceRec| {
             out.push(view(tenant, e));

@@ -67,7 +67,7 @@ key! {
         category: str,
         fact_key: str,
         created_at: ts,
-        fact_id: str,
+        fact_id: ext_id,
     }
     /// (tenant, fact key).
     pub(crate) struct ActiveKey<'a> { tenant_id: tenant, fact_key: str }

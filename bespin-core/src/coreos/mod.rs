@@ -575,7 +575,7 @@ macro_rules! dated_records {
             /// (tenant, record).
             pub(crate) struct $key<'a> { tenant_id: tenant, $id: id }
             /// (tenant, date, created at, record): the list's order.
-            pub(crate) struct $ikey<'a> { tenant_id: tenant, $date: date, created_at: ts, $id: str }
+            pub(crate) struct $ikey<'a> { tenant_id: tenant, $date: date, created_at: ts, $id: ext_id }
         }
 
         #[doc = concat!("(tenant, ", $what, ") → ", $what, ".")]

@@ -58,7 +58,7 @@ key! {
         undated: u64,
         due_date: maybe_date,
         newest_first: i64,
-        task_id: str,
+        task_id: ext_id,
     }
 }
 

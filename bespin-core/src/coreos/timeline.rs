@@ -86,12 +86,12 @@ key! {
         tenant_id: tenant,
         entity_type: str,
         born: ts,
-        entity_id: str,
+        entity_id: ext_id,
         at: ts,
         seq: u64,
     }
     /// (tenant, event id).
-    pub(crate) struct EventIdKey<'a> { tenant_id: tenant, event_id: str }
+    pub(crate) struct EventIdKey<'a> { tenant_id: tenant, event_id: ext_id }
 }
 
 /// (tenant, instant, sequence) → timeline event.
@@ -224,7 +224,7 @@ fn entity_prefix(
         .tenant(tenant)
         .str(et)
         .ts(born)
-        .str(entity_id)
+        .ext_id(entity_id)
 }
 
 /// Rebuilds the per-record index from the events (for a database of an older layout).

@@ -299,7 +299,7 @@ pub fn format_point_ts(t: Timestamp) -> String {
 
 key! {
     /// (tenant, kpi).
-    pub(crate) struct KpiKey<'a> { tenant_id: tenant, kpi_id: str }
+    pub(crate) struct KpiKey<'a> { tenant_id: tenant, kpi_id: ext_id }
     /// (tenant, created at, sequence).
     pub(crate) struct KpiCreationKey<'a> { tenant_id: tenant, created_at: ts, seq: u64 }
     /// (tenant, name, sequence).
@@ -573,7 +573,7 @@ pub fn delete_kpi(
         &KpiCreationKey::new(tenant, rec.created_at, rec.seq),
     )?;
     tx.delete(&KPIS_BY_NAME, &KpiNameKey::new(tenant, &rec.name, rec.seq))?;
-    let chunks = series::KPI_CHUNKS.prefix().tenant(tenant).str(kpi_id);
+    let chunks = series::KPI_CHUNKS.prefix().tenant(tenant).ext_id(kpi_id);
     tx.delete_prefix(&series::KPI_CHUNKS, &chunks)?;
     let out = crate::coreos::deletion::Deleted::new("kpi", kpi_id, ctx.now);
     events::emit(tx, ctx, caller, catalog::KPI_DELETED, kpi_id, &out)?;

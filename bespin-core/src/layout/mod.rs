@@ -19,7 +19,9 @@
 //! | 10 | reported usage events marked in `usage_all_by_seq`, whose walk purges the de-duplication rows past their retention; `usage_dedup_by_expiry` (a global row per remembered event) left empty. The upgrade from 9 marks the reported events and empties it |
 //! | 11 | reported usage events stored in chunks (`usage_chunks`: the accepted events of one request, keyed by (tenant, latest instant, first usage number)), with one row per chunk in each insertion order (its first number; the row's value says "a chunk of n events"). Events stored one per row before stay so and are read beside chunks, so the upgrade rewrites nothing; the number keeps a build of layout 10, which would misread a chunk's order rows, from opening the file |
 //! | 12 | the tenant part of every tenant-scoped key written as the tenant id's 16 bytes (`0x00 0x03` first) instead of its 36 characters, and the CloudEvent id of a de-duplication row so when it is a UUID ([`tenant_keys`]): shorter keys, fewer pages a commit. The upgrade moves every row of those tables to its new key, first of all steps |
+//! | 13 | the id parts after the first written so too when they are canonical UUIDs ([`ext_ids`]): a record's id in the search index, its rank row and the list orders, an event's, a user's, a KPI's, an evidence link's, a tenant's in a global key (`usage_all_by_seq`, `idempotency_by_age`, the webhook outbox, tombstones), idempotency keys. The upgrade moves every row with such a part to its new key, right after the step of 12 |
 
+mod ext_ids;
 mod tenant_keys;
 
 use crate::Ctx;
@@ -28,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::store::{NameKey, Reader, Table, TableInfo, WriteTx};
 
 /// The layout this version writes.
-pub const CURRENT: u64 = 12;
+pub const CURRENT: u64 = 13;
 
 /// Global: (name) → a property of the file; `layout` is the version of the key layouts.
 pub(crate) const META: Table<NameKey<'static>, u64> = Table::new("meta");
@@ -80,6 +82,9 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
     if from < 12 {
         tenant_keys::rekey(tx)?;
     }
+    if from < 13 {
+        ext_ids::rekey(tx)?;
+    }
     if from < 2 {
         // Also writes the rank rows of layout 5.
         crate::coreos::search::rebuild_index(tx)?;
@@ -117,12 +122,26 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
     tx.put(&META, &layout_key(), &CURRENT)
 }
 
-/// Test-only: records layout `n` (< 12) and writes the tenant part of every key as text, as
-/// the layouts before 12 did; a test then changes what else layout `n` lacks.
+/// Test-only: records layout `n` (< 13) and writes the id parts of layout 13 as text, and for
+/// `n` < 12 the tenant part of every key too, as those layouts did; a test then changes what
+/// else layout `n` lacks.
 #[cfg(test)]
 pub(crate) fn set_old_for_test(tx: &mut WriteTx, n: u64) -> Result<()> {
-    tenant_keys::tests::to_text(tx)?;
+    to_text_for_test(tx, n)?;
     tx.put(&META, &layout_key(), &n)
+}
+
+/// Test-only: writes the parts of keys that layouts 12 and 13 write as bytes as text, as
+/// layout `n` did.
+#[cfg(test)]
+fn to_text_for_test(tx: &mut WriteTx, n: u64) -> Result<()> {
+    if n < 13 {
+        ext_ids::tests::to_text(tx)?;
+    }
+    if n < 12 {
+        tenant_keys::tests::to_text(tx)?;
+    }
+    Ok(())
 }
 
 /// What `bespin layout` reports about a database file, read without writing to it: the key
@@ -292,17 +311,23 @@ pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
             rows: 0,
         });
     }
+    // Listed first: they run before the other steps.
+    let mut first = Vec::new();
     if from < 12 {
-        // Listed first: it runs before the other steps.
-        steps.insert(
-            0,
-            UpgradeStep {
-                to_layout: 12,
-                description: "write the tenant part of every tenant-scoped key, and the CloudEvent id of a de-duplication row when it is a UUID, as 16 bytes instead of text",
-                rows: rows(&tenant_keys::tables())?,
-            },
-        );
+        first.push(UpgradeStep {
+            to_layout: 12,
+            description: "write the tenant part of every tenant-scoped key, and the CloudEvent id of a de-duplication row when it is a UUID, as 16 bytes instead of text",
+            rows: rows(&tenant_keys::tables())?,
+        });
     }
+    if from < 13 {
+        first.push(UpgradeStep {
+            to_layout: 13,
+            description: "write the ids after the first part of a key (records', events', users', KPIs', a tenant's in a global key, idempotency keys) as 16 bytes instead of text when they are UUIDs",
+            rows: rows(&ext_ids::table_names())?,
+        });
+    }
+    steps.splice(0..0, first);
     let mut missing_tables = Vec::new();
     for t in crate::schema::tables() {
         if file.count(t.name())?.is_none() {
@@ -458,8 +483,8 @@ mod tests {
             let old = LegacyMessageKey::new(&new.tenant_id, &ids[&new.conversation_seq], new.seq);
             tx.put_stored(&MESSAGES, &old.encode(), &m)?;
         }
-        // And the tenant part of every key as text, as all layouts before 12 wrote it.
-        tenant_keys::tests::to_text(tx)?;
+        // And the tenant and id parts of every key as text, as all layouts before 12 wrote them.
+        to_text_for_test(tx, 1)?;
         Ok(())
     }
 
@@ -518,8 +543,9 @@ mod tests {
         // Day rollups (6) from the usage events; the index rebuilt at 2 is bounded already.
         assert_eq!(steps[0].0, 12, "{p}");
         assert!(steps[0].1 > 20, "{p}");
+        assert_eq!(steps[1].0, 13, "{p}");
         assert_eq!(
-            steps[1..],
+            steps[2..],
             [
                 (2, 2),
                 (2, 3),
@@ -586,8 +612,8 @@ mod tests {
         let p = plan(&path).unwrap();
         assert_eq!((p.file_layout, p.action), (4, "upgrade"));
         let steps: Vec<u64> = p.steps.iter().map(|s| s.to_layout).collect();
-        assert_eq!(steps, [12, 5, 6, 7, 8, 9, 11], "{p}");
-        assert_eq!((p.steps[1].rows, p.steps[3].rows), (2, 2), "{p}");
+        assert_eq!(steps, [12, 13, 5, 6, 7, 8, 9, 11], "{p}");
+        assert_eq!((p.steps[2].rows, p.steps[4].rows), (2, 2), "{p}");
 
         let db = Bespin::open(&path).unwrap();
         assert!(db.check().unwrap().violations.is_empty());
@@ -667,8 +693,8 @@ mod tests {
         let p = plan(&path).unwrap();
         let steps: Vec<(u64, u64)> = p.steps.iter().map(|s| (s.to_layout, s.rows)).collect();
         // 9 lists the usage events (one here) in insertion order; 11 rewrites nothing.
-        assert_eq!(steps[0].0, 12, "{p}");
-        assert_eq!(steps[1..], [(7, 1), (8, 0), (9, 1), (11, 0)], "{p}");
+        assert_eq!((steps[0].0, steps[1].0), (12, 13), "{p}");
+        assert_eq!(steps[2..], [(7, 1), (8, 0), (9, 1), (11, 0)], "{p}");
 
         let db = Bespin::open(&path).unwrap();
         let report = db.check().unwrap();

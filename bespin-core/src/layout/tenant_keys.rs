@@ -20,8 +20,8 @@
 //! file; it runs before every other step, so those read and write keys of one form.
 
 use crate::error::Result;
-use crate::metering::ingest::{DedupKey, TextDedupKey, USAGE_DEDUP};
-use crate::store::{Flow, Order, Reader, WriteTx, parts};
+use crate::metering::ingest::USAGE_DEDUP;
+use crate::store::{Flow, Order, Reader, TableInfo, WriteTx, ext_ids_as_bytes, parts};
 use std::ops::Bound;
 
 /// Rows moved a step: what the upgrade holds in memory at once.
@@ -42,59 +42,51 @@ fn as_bytes_form(key: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// A de-duplication key with its CloudEvent id as bytes, when the id is a canonical UUID
-/// written as text; `None` for any other key.
-fn dedup_id_as_bytes(key: &[u8]) -> Option<Vec<u8>> {
-    let old = TextDedupKey::decode(key)?;
-    parts::uuid_bytes(&old.event_id)?;
-    Some(DedupKey::new(&old.tenant_id, &old.source, &old.event_id).encode())
-}
-
 /// Rewrites the tenant part of every tenant-scoped key, then the CloudEvent id of every
 /// de-duplication key (see the [module](self) docs); returns how many rows moved.
 pub(crate) fn rekey(tx: &mut WriteTx) -> Result<u64> {
     let mut moved = 0;
     for table in tables() {
-        moved += move_rows(tx, table, TEXT_FROM, TEXT_TO, as_bytes_form)?;
+        moved += move_rows(tx, table, TEXT_FROM, Some(TEXT_TO), as_bytes_form)?;
     }
-    // Every de-duplication key starts with a tenant part: below 0xFF.
-    moved += move_rows(tx, USAGE_DEDUP.name(), &[], &[0xFF], dedup_id_as_bytes)?;
+    // The CloudEvent id by the rule of every id part of layout 13 (`super::ext_ids`).
+    let dedup = USAGE_DEDUP.layout();
+    moved += move_rows(tx, USAGE_DEDUP.name(), &[], None, |k| {
+        ext_ids_as_bytes(dedup, k)
+    })?;
     Ok(moved)
 }
 
-/// Moves the rows of `table` with keys in [`lo`, `hi`) that `new_key` maps, `STEP` at a time;
-/// a moved key must sort before the key it replaces or outside that range (else the walk,
-/// which goes on after the last key it visited, would visit it again).
-fn move_rows(
+/// Moves the rows of `table` with keys from `lo` to before `hi` (to the end: `None`) that
+/// `new_key` maps, `STEP` at a time; a moved key must sort before the key it replaces or
+/// outside that range (else the walk, which goes on after the last key it visited, would
+/// visit it again, harmless only where `new_key` maps no key it made). The upgrade steps of
+/// layouts 12 and 13 share it.
+pub(super) fn move_rows(
     tx: &mut WriteTx,
     table: &'static str,
     lo: &[u8],
-    hi: &[u8],
-    new_key: fn(&[u8]) -> Option<Vec<u8>>,
+    hi: Option<&[u8]>,
+    new_key: impl Fn(&[u8]) -> Option<Vec<u8>>,
 ) -> Result<u64> {
+    let hi = hi.map_or(Bound::Unbounded, Bound::Excluded);
     let mut moved = 0;
     let mut from = Bound::Included(lo.to_vec());
     loop {
         let mut step: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = Vec::new();
         let mut last: Option<Vec<u8>> = None;
         let lower = from.as_ref().map(Vec::as_slice);
-        tx.scan_raw(
-            table,
-            lower,
-            Bound::Excluded(hi),
-            Order::Asc,
-            &mut |k, v| {
-                if let Some(to) = new_key(k) {
-                    step.push((k.to_vec(), to, v.to_vec()));
-                }
-                last = Some(k.to_vec());
-                Ok(if step.len() >= STEP {
-                    Flow::Stop
-                } else {
-                    Flow::Continue
-                })
-            },
-        )?;
+        tx.scan_raw(table, lower, hi, Order::Asc, &mut |k, v| {
+            if let Some(to) = new_key(k) {
+                step.push((k.to_vec(), to, v.to_vec()));
+            }
+            last = Some(k.to_vec());
+            Ok(if step.len() >= STEP {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            })
+        })?;
         for (old, new, value) in &step {
             tx.move_unlogged(table, old, new, value)?;
         }
@@ -141,20 +133,27 @@ pub(crate) mod tests {
         Some(out)
     }
 
-    /// A de-duplication key with its CloudEvent id as text, when it is not.
-    fn dedup_id_as_text(key: &[u8]) -> Option<Vec<u8>> {
-        let k = DedupKey::decode(key)?;
-        let text = TextDedupKey::new(&k.tenant_id, &k.source, &k.event_id).encode();
-        (text != key).then_some(text)
-    }
-
-    /// Writes every tenant-scoped key as the layouts before 12 did.
+    /// Writes every tenant-scoped key as the layouts before 12 did (after the id parts of
+    /// layout 13: [`super::super::ext_ids::tests::to_text`]).
     pub(crate) fn to_text(tx: &mut WriteTx) -> Result<()> {
-        move_rows(tx, USAGE_DEDUP.name(), &[], &[0xFF], dedup_id_as_text)?;
+        let dedup = USAGE_DEDUP.layout();
+        move_rows(tx, USAGE_DEDUP.name(), &[], None, |k| {
+            super::super::ext_ids::tests::ext_ids_as_text(dedup, k)
+        })?;
         for t in tables() {
-            move_rows(tx, t, BYTES_FROM, BYTES_TO, as_text_form)?;
+            move_rows(tx, t, BYTES_FROM, Some(BYTES_TO), as_text_form)?;
         }
         Ok(())
+    }
+
+    /// A de-duplication key with its CloudEvent id as bytes, when it is a UUID as text.
+    fn dedup_id_as_bytes(key: &[u8]) -> Option<Vec<u8>> {
+        ext_ids_as_bytes(USAGE_DEDUP.layout(), key)
+    }
+
+    /// A de-duplication key with its CloudEvent id as text, when it is a UUID as bytes.
+    fn dedup_id_as_text(key: &[u8]) -> Option<Vec<u8>> {
+        super::super::ext_ids::tests::ext_ids_as_text(USAGE_DEDUP.layout(), key)
     }
 
     /// Rows of the tenant-scoped tables whose tenant part is bytes, and those where it is text.
@@ -264,7 +263,8 @@ pub(crate) mod tests {
         let p = crate::layout::plan(&path).unwrap();
         assert_eq!((p.file_layout, p.action), (11, "upgrade"), "{p}");
         let steps: Vec<(u64, u64)> = p.steps.iter().map(|s| (s.to_layout, s.rows)).collect();
-        assert_eq!(steps, [(12, moved)], "{p}");
+        assert_eq!(steps[0], (12, moved), "{p}");
+        assert_eq!(steps.len(), 2, "and the id parts after the tenant: {p}");
 
         let db = Bespin::open(&path).unwrap();
         assert_eq!(forms(&db), (moved, 0));

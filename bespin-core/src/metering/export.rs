@@ -32,7 +32,7 @@ key! {
     /// (tenant, usage sequence number).
     pub(crate) struct TenantUsageSeqKey<'a> { tenant_id: tenant, seq: u64 }
     /// (usage sequence number, tenant): every tenant's usage in one order.
-    pub(crate) struct UsageSeqKey<'a> { seq: u64, tenant_id: str }
+    pub(crate) struct UsageSeqKey<'a> { seq: u64, tenant_id: ext_id }
 }
 
 /// (tenant, seq) → the usage event's instant (or a chunk's): a tenant's usage in insertion

@@ -90,8 +90,6 @@ pub(super) fn dedup_horizon(now: Timestamp, retention: i64) -> i64 {
 key! {
     /// (tenant, CloudEvent source, CloudEvent id).
     pub(crate) struct DedupKey<'a> { tenant_id: tenant, source: str, event_id: ext_id }
-    /// The same before layout 12: the id as text whatever it is.
-    pub(crate) struct TextDedupKey<'a> { tenant_id: tenant, source: str, event_id: str }
     /// Layout 9's expiry order: (UTC date it expires on, tenant, source, id).
     pub(crate) struct DedupExpiryKey<'a> { expires_on: date, tenant_id: str, source: str, event_id: str }
 }

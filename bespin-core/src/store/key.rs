@@ -200,8 +200,11 @@ pub(crate) mod parts {
         }
     }
 
-    /// An id part chosen outside Bespin (a CloudEvent's `id`), written as the tenant part is:
-    /// a canonical UUID as its 16 bytes (what most clients send), any other id as its text.
+    /// An id part that is a UUID most of the time: an id Bespin made (a record's, an event's,
+    /// a tenant's in a global key) or one a client chose (a CloudEvent's `id`, an idempotency
+    /// key). Written as the tenant part is: a canonical UUID as `0x00 0x03` and its 16 bytes,
+    /// any other id as its text. UUIDs sort among themselves as their text does (so lists keep
+    /// their order) and before every other id but the empty one.
     pub(crate) mod ext_id {
         use super::*;
         pub(crate) const KIND: Kind = Kind::ExtId;
@@ -369,6 +372,24 @@ pub(crate) enum PartValue<'a> {
     Date(Option<Date>),
 }
 
+/// Reads the key part of kind `kind` starting at `at`: its value and the position after it.
+pub(crate) fn read_part(kind: Kind, bytes: &[u8], at: usize) -> Option<(PartValue<'_>, usize)> {
+    Some(match kind {
+        Kind::Tenant | Kind::ExtId => {
+            parts::tenant::get(bytes, at).map(|(s, n)| (PartValue::Str(s), n))?
+        }
+        Kind::Str => parts::get_str(bytes, at).map(|(s, n)| (PartValue::Str(s), n))?,
+        Kind::Id => parts::id::get(bytes, at).map(|(s, n)| (PartValue::Id(s), n))?,
+        Kind::U64 => parts::get_u64(bytes, at).map(|(v, n)| (PartValue::U64(v), n))?,
+        Kind::I64 => parts::i64::get(bytes, at).map(|(v, n)| (PartValue::I64(v), n))?,
+        Kind::Ts => parts::ts::get(bytes, at).map(|(v, n)| (PartValue::Ts(v), n))?,
+        Kind::Date => parts::date::get(bytes, at).map(|(v, n)| (PartValue::Date(Some(v)), n))?,
+        Kind::MaybeDate => {
+            parts::maybe_date::get(bytes, at).map(|(v, n)| (PartValue::Date(v), n))?
+        }
+    })
+}
+
 /// Reads a stored key part by part along `layout` (a table's [`KeyDef::PARTS`]): `None`
 /// unless `bytes` is exactly one key of that layout.
 pub(crate) fn read_parts<'a>(
@@ -378,26 +399,37 @@ pub(crate) fn read_parts<'a>(
     let mut out = Vec::with_capacity(layout.len());
     let mut at = 0;
     for p in layout {
-        let (v, next) = match p.kind {
-            Kind::Tenant | Kind::ExtId => {
-                parts::tenant::get(bytes, at).map(|(s, n)| (PartValue::Str(s), n))?
-            }
-            Kind::Str => parts::get_str(bytes, at).map(|(s, n)| (PartValue::Str(s), n))?,
-            Kind::Id => parts::id::get(bytes, at).map(|(s, n)| (PartValue::Id(s), n))?,
-            Kind::U64 => parts::get_u64(bytes, at).map(|(v, n)| (PartValue::U64(v), n))?,
-            Kind::I64 => parts::i64::get(bytes, at).map(|(v, n)| (PartValue::I64(v), n))?,
-            Kind::Ts => parts::ts::get(bytes, at).map(|(v, n)| (PartValue::Ts(v), n))?,
-            Kind::Date => {
-                parts::date::get(bytes, at).map(|(v, n)| (PartValue::Date(Some(v)), n))?
-            }
-            Kind::MaybeDate => {
-                parts::maybe_date::get(bytes, at).map(|(v, n)| (PartValue::Date(v), n))?
-            }
-        };
+        let (v, next) = read_part(p.kind, bytes, at)?;
         out.push(v);
         at = next;
     }
     (at == bytes.len()).then_some(out)
+}
+
+/// The stored key `bytes` of `layout` with each [`parts::ext_id`] part that holds a canonical
+/// UUID as text (the form before layout 13, or before 12 for the CloudEvent id) written as
+/// its bytes instead; `None` when there is none (or `bytes` is not a key of `layout`). The
+/// new key sorts before the old one: its first changed part starts `0x00 0x03`, the text a
+/// hex digit.
+pub(crate) fn ext_ids_as_bytes(layout: &[super::Part], bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let (mut at, mut changed) = (0, false);
+    for p in layout {
+        let (v, next) = read_part(p.kind, bytes, at)?;
+        match v {
+            PartValue::Str(s)
+                if p.kind == Kind::ExtId
+                    && !bytes[at..].starts_with(&parts::UUID_TAG)
+                    && parts::uuid_bytes(&s).is_some() =>
+            {
+                parts::ext_id::put(&s, &mut out);
+                changed = true;
+            }
+            _ => out.extend_from_slice(bytes.get(at..next)?),
+        }
+        at = next;
+    }
+    (changed && at == bytes.len()).then_some(out)
 }
 
 /// The first parts of a key of `K`, for prefix and range scans: built part by part in layout
@@ -452,6 +484,11 @@ impl<K: KeyDef> Prefix<K> {
     /// Appends the tenant part.
     pub(crate) fn tenant(self, t: &str) -> Self {
         self.next(&[Kind::Tenant], |b| parts::tenant::put(t, b))
+    }
+
+    /// Appends an [`parts::ext_id`] part.
+    pub(crate) fn ext_id(self, s: &str) -> Self {
+        self.next(&[Kind::ExtId], |b| parts::ext_id::put(s, b))
     }
 
     /// Appends a string part.
@@ -585,6 +622,55 @@ mod tests {
         let mut b = Vec::new();
         tenant::put("acme", &mut b);
         assert!(!b.starts_with(&a) && !a.starts_with(&b));
+    }
+
+    #[test]
+    fn uuid_id_parts_are_16_bytes_in_text_order_and_the_upgrade_rule_finds_them() {
+        use crate::idempotency::IdemAgeKey;
+        use crate::store::KeyDef;
+        let ids = [
+            "00000000-0000-4000-8000-000000000000",
+            "0f9e8d7c-6b5a-4948-8776-655443322110",
+            "a0000000-0000-4000-8000-000000000000",
+            "ffffffff-ffff-4fff-bfff-ffffffffffff",
+        ];
+        // Two id parts after an instant: the tenant's and a client's key.
+        let key = |t: &str, k: &str| IdemAgeKey::new(Timestamp(5), t, "/v1/x", k).encode();
+        let mut keys = Vec::new();
+        for t in ids {
+            for k in ids.iter().copied().chain(["key-1"]) {
+                let bytes = key(t, k);
+                let back = IdemAgeKey::decode(&bytes).unwrap();
+                assert_eq!(
+                    (back.tenant_id.as_ref(), back.idempotency_key.as_ref()),
+                    (t, k)
+                );
+                let k_len = if k == "key-1" { 5 + 2 } else { 18 };
+                assert_eq!(bytes.len(), 8 + 18 + (5 + 2) + k_len, "{t} {k}");
+                // The prefix of a scan writes the part as the key does.
+                let p = Prefix::<IdemAgeKey<'static>>::all()
+                    .ts(Timestamp(5))
+                    .ext_id(t);
+                assert!(bytes.starts_with(p.as_bytes()));
+                // The upgrade's rule: from the text form (layouts before 13) to this one.
+                let mut old = Vec::new();
+                ts::put(&Timestamp(5), &mut old);
+                put_str(t, &mut old);
+                put_str("/v1/x", &mut old);
+                put_str(k, &mut old);
+                let layout = <IdemAgeKey<'static> as KeyDef>::PARTS;
+                assert_eq!(ext_ids_as_bytes(layout, &old), Some(bytes.clone()));
+                assert!(bytes < old, "a moved key sorts before the one it replaces");
+                assert_eq!(ext_ids_as_bytes(layout, &bytes), None, "nothing to move");
+                keys.push(bytes);
+            }
+        }
+        // UUIDs sort as their text does (the non-UUID key after them): list orders keep.
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(
+            ext_ids_as_bytes(<IdemAgeKey<'static> as KeyDef>::PARTS, b"junk"),
+            None
+        );
     }
 
     #[test]

@@ -44,13 +44,15 @@ pub(crate) use backend::TableId;
 pub(crate) use batch::Batch;
 pub use batch::WriteTx;
 pub(crate) use codec::Record;
-pub(crate) use key::{Id, PartValue, Prefix, parts, read_parts, successor};
+pub(crate) use key::{
+    Id, PartValue, Prefix, ext_ids_as_bytes, parts, read_part, read_parts, successor,
+};
 pub(crate) use postgres::is_url;
 pub(crate) use reader::{Reader, remember, remember_shared};
 pub(crate) use redb::ReadOnlyFile;
 pub(crate) use seal::Sealer;
 pub use snapshot::ReadTx;
-pub(crate) use table::{KeyDef, Part, Show, Shown, Table, TableInfo, key};
+pub(crate) use table::{KeyDef, Kind, Part, Show, Shown, Table, TableInfo, key};
 
 use crate::error::{Error, Result};
 use backend::{Backend, Snapshot, WriteBatch};

@@ -30,7 +30,8 @@ pub(crate) enum Kind {
     Tenant,
     /// A string.
     Str,
-    /// An id chosen outside Bespin (a CloudEvent's id): a string, or a canonical UUID's 16
+    /// An id that is a UUID most of the time (a record's, an event's, a tenant's after the
+    /// first part, a CloudEvent's, an idempotency key): a string, or a canonical UUID's 16
     /// bytes as the tenant part writes them.
     ExtId,
     /// A record id: a sealed id's record number, or an id that is not sealed as a string.
@@ -75,7 +76,8 @@ pub(crate) trait KeyDef: 'static {
 
 /// Declares key types (one or more in one invocation): each a struct of named, typed parts
 /// (in key order), with its encoding, decoding and layout. Part kinds: `tenant` (the owning tenant's id, first in tenant-scoped
-/// keys), `str`, `id` (sealed or not: [`Id`](crate::store::Id)), `u64`, `i64`, `ts`
+/// keys), `str`, `ext_id` (an id that is a UUID most of the time: 16 bytes then), `id` (sealed
+/// or not: [`Id`](crate::store::Id)), `u64`, `i64`, `ts`
 /// ([`Timestamp`](crate::time::Timestamp)), `date` ([`Date`](crate::time::Date)) and
 /// `maybe_date` (`Option<Date>`). Part names are the console's column names.
 ///

@@ -59,8 +59,8 @@ pub(crate) struct TombstoneRec {
 impl Record for TombstoneRec {}
 
 key! {
-    /// Global: (tenant id) — a plain string part, so the row is not the tenant's own.
-    pub(crate) struct TombstoneKey<'a> { tenant_id: str }
+    /// Global: (tenant id) — not a tenant part, so the row is not the tenant's own.
+    pub(crate) struct TombstoneKey<'a> { tenant_id: ext_id }
 }
 
 /// Global: tenant id → tombstone. Never deleted: ids are never reused.
@@ -304,10 +304,12 @@ mod tests {
     use serde_json::json;
 
     /// The global tables (keys not starting with a tenant) with a row whose key or value holds
-    /// tenant `id` (ids are unique random strings, so the bytes say it).
+    /// tenant `id`, as text or as the 16 bytes of a key part (ids are unique random strings,
+    /// so the bytes say it).
     fn global_rows_naming(r: &impl Reader, id: &str) -> Result<Vec<&'static str>> {
-        let needle = id.as_bytes();
-        let holds = |b: &[u8]| b.windows(needle.len()).any(|w| w == needle);
+        let raw = parts::uuid_bytes(id).expect("a UUID");
+        let needles = [id.as_bytes(), &raw[..]];
+        let holds = |b: &[u8]| needles.iter().any(|n| b.windows(n.len()).any(|w| w == *n));
         let mut naming = Vec::new();
         for table in schema::tables().iter().filter(|t| !t.tenant_scoped()) {
             let mut found = false;

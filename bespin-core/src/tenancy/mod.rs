@@ -46,9 +46,9 @@ key! {
     /// (tenant).
     pub(crate) struct TenantKey<'a> { tenant_id: tenant }
     /// (tenant, user).
-    pub(crate) struct UserKey<'a> { tenant_id: tenant, user_id: str }
+    pub(crate) struct UserKey<'a> { tenant_id: tenant, user_id: ext_id }
     /// Global: (user).
-    pub(crate) struct UserTenantKey<'a> { user_id: str }
+    pub(crate) struct UserTenantKey<'a> { user_id: ext_id }
     /// (tenant, creation sequence).
     pub(crate) struct UserSeqKey<'a> { tenant_id: tenant, seq: u64 }
 }

@@ -55,9 +55,9 @@ impl Record for AttemptRec {}
 
 key! {
     /// (due, delivery).
-    pub(crate) struct OutboxKey<'a> { due: ts, delivery: u64, for_tenant: str }
+    pub(crate) struct OutboxKey<'a> { due: ts, delivery: u64, for_tenant: ext_id }
     /// (tenant, endpoint, attempt number).
-    pub(crate) struct AttemptKey<'a> { tenant_id: tenant, endpoint_id: str, seq: u64 }
+    pub(crate) struct AttemptKey<'a> { tenant_id: tenant, endpoint_id: ext_id, seq: u64 }
 }
 
 /// (due, delivery, tenant) → delivery: the outbox, in due order across tenants.
@@ -319,7 +319,7 @@ pub fn record(tx: &mut WriteTx, ctx: &Ctx, o: Outcome) -> Result<()> {
 fn forget_old_attempts(tx: &mut WriteTx, ctx: &Ctx, tenant: &str, endpoint: &str) -> Result<()> {
     let cutoff = Timestamp(ctx.now.0.saturating_sub(ctx.options.event_retention_micros));
     let mut old: Vec<Vec<u8>> = Vec::new();
-    let prefix = ATTEMPTS.prefix().tenant(tenant).str(endpoint);
+    let prefix = ATTEMPTS.prefix().tenant(tenant).ext_id(endpoint);
     tx.scan(&ATTEMPTS, &prefix, Order::Asc, |k, a: AttemptRec| {
         if old.len() >= 2 || a.attempted_at >= cutoff {
             return Ok(Flow::Stop);
@@ -335,7 +335,7 @@ fn forget_old_attempts(tx: &mut WriteTx, ctx: &Ctx, tenant: &str, endpoint: &str
 
 /// Deletes every attempt of the endpoint (it is being deleted).
 pub(crate) fn forget_attempts(tx: &mut WriteTx, tenant: &str, endpoint: &str) -> Result<()> {
-    let prefix = ATTEMPTS.prefix().tenant(tenant).str(endpoint);
+    let prefix = ATTEMPTS.prefix().tenant(tenant).ext_id(endpoint);
     tx.delete_prefix(&ATTEMPTS, &prefix).map(|_| ())
 }
 
@@ -455,7 +455,7 @@ impl Bespin {
             let t = caller.tenant_id();
             let e = endpoints::load(r, t, id)?;
             let mut items = Vec::new();
-            let prefix = ATTEMPTS.prefix().tenant(t).str(&e.endpoint_id);
+            let prefix = ATTEMPTS.prefix().tenant(t).ext_id(&e.endpoint_id);
             r.scan(&ATTEMPTS, &prefix, Order::Desc, |_, a: AttemptRec| {
                 items.push(Attempt {
                     event_id: events::event_id(a.event_seq),

@@ -52,14 +52,14 @@ key! {
         token: str,
         entity_type: str,
         created_at: ts,
-        entity_id: str,
+        entity_id: ext_id,
     }
     /// (tenant, entity type, created at, entity id): the tail of a record's entries.
     pub(crate) struct RankKey<'a> {
         tenant_id: tenant,
         entity_type: str,
         created_at: ts,
-        entity_id: str,
+        entity_id: ext_id,
     }
     /// (tenant, entity type, entity id): a record of the layouts before 2.
     pub(crate) struct LegacyDocKey<'a> { tenant_id: tenant, entity_type: str, entity_id: str }
@@ -427,17 +427,21 @@ mod tests {
 
     #[test]
     fn a_rank_key_is_the_tenant_and_the_place_of_the_entries() {
-        let (t, et, at, id) = ("tenant", EntityType::Decision, Timestamp(-3), "id\0x");
-        let entry = entry_key(t, "word", et, at, id).encode();
-        let after_tenant = SEARCH.prefix().tenant(t).as_bytes().len();
-        let (found, place_at) = place_of(&entry, after_tenant).expect("place");
-        assert_eq!(found, et);
-        let place = &entry[place_at..];
-        let rank = rank_key(t, et, at, id).encode();
-        assert_eq!(rank, [&rank[..after_tenant], place].concat());
-        let (et2, id_at) = id_of(place).expect("id");
-        assert_eq!(et2, et);
-        assert_eq!(parts::str::get(place, id_at).expect("id").0, id);
+        let (t, et, at) = ("tenant", EntityType::Decision, Timestamp(-3));
+        // An id Bespin makes (16 bytes in the key), and one that is not a UUID (its text).
+        for (id, id_len) in [("0f9e8d7c-6b5a-4948-8776-655443322110", 18), ("id\0x", 7)] {
+            let entry = entry_key(t, "word", et, at, id).encode();
+            let after_tenant = SEARCH.prefix().tenant(t).as_bytes().len();
+            let (found, place_at) = place_of(&entry, after_tenant).expect("place");
+            assert_eq!(found, et);
+            let place = &entry[place_at..];
+            let rank = rank_key(t, et, at, id).encode();
+            assert_eq!(rank, [&rank[..after_tenant], place].concat());
+            let (et2, id_at) = id_of(place).expect("id");
+            assert_eq!(et2, et);
+            assert_eq!(place.len() - id_at, id_len);
+            assert_eq!(parts::ext_id::get(place, id_at).expect("id").0, id);
+        }
     }
 
     #[test]

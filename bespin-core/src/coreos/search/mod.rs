@@ -271,7 +271,8 @@ struct Hit {
 
 impl Hit {
     /// Title matches first, then the most recently updated, then by type, then by id. Ids are
-    /// compared in their key encoding, which orders as the strings do.
+    /// compared in their key encoding ([`parts::ext_id`]), which orders UUIDs (every id Bespin
+    /// makes) as their text does.
     fn order(a: &Hit, b: &Hit) -> std::cmp::Ordering {
         b.in_title
             .cmp(&a.in_title)
@@ -455,7 +456,7 @@ pub(crate) fn run(
     hits.sort_by(Hit::order);
     let mut results = Vec::with_capacity(hits.len());
     for hit in hits {
-        let Some((id, _)) = parts::str::get(&hit.place, hit.id_at) else {
+        let Some((id, _)) = parts::ext_id::get(&hit.place, hit.id_at) else {
             continue;
         };
         if let Some(d) = doc(r, tenant, hit.et, &id)? {

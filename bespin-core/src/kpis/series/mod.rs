@@ -33,7 +33,7 @@ use std::ops::Bound;
 
 key! {
     /// (tenant, kpi, instant of the chunk's first point).
-    pub(crate) struct ChunkKey<'a> { tenant_id: tenant, kpi_id: str, first: ts }
+    pub(crate) struct ChunkKey<'a> { tenant_id: tenant, kpi_id: ext_id, first: ts }
     /// (tenant, kpi, instant): a point of layouts 1 to 3.
     pub(crate) struct PointKey<'a> { tenant_id: tenant, kpi_id: str, ts: ts }
 }
@@ -68,7 +68,7 @@ impl<'a> Series<'a> {
         Series {
             tenant,
             kpi,
-            prefix: KPI_CHUNKS.prefix().tenant(tenant).str(kpi),
+            prefix: KPI_CHUNKS.prefix().tenant(tenant).ext_id(kpi),
         }
     }
 

@@ -30,7 +30,8 @@ for tool in curl jq python3; do
   command -v "$tool" >/dev/null || { echo "noisy.sh needs $tool" >&2; exit 2; }
 done
 cd "$root"
-cargo build --release -q -p bespin-http
+source "$here/lib.sh"
+build_release -p bespin-http
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"; }

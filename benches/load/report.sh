@@ -16,13 +16,13 @@ for tool in wrk curl jq python3; do
   command -v "$tool" >/dev/null || { echo "report.sh needs $tool" >&2; exit 2; }
 done
 cd "$root"
-cargo build --release -q -p bespin-http -p bespin-benches
+source "$here/lib.sh"
+build_release -p bespin-http -p bespin-benches
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-source "$here/lib.sh"
 refuse_busy_port 8000
 refuse_busy_port 8099
 wait_for() { for _ in $(seq 100); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }

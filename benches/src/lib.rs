@@ -280,6 +280,12 @@ impl InProcess {
 mod tests {
     use super::{Ids, event_id_as};
 
+    /// Ids of one number differ between prefixes (the phases of a run) and repeat for a prefix.
+    fn per_prefix_and_stable(ids: Ids) {
+        assert_ne!(event_id_as(ids, "evt", 1), event_id_as(ids, "http", 1));
+        assert_eq!(event_id_as(ids, "evt", 9), event_id_as(ids, "evt", 9));
+    }
+
     #[test]
     fn uuid4_ids_are_canonical_version_4_and_distinct() {
         let mut seen = std::collections::HashSet::new();
@@ -291,14 +297,7 @@ mod tests {
             assert_eq!(u.hyphenated().to_string(), id, "canonical text");
             assert!(seen.insert(id));
         }
-        assert_ne!(
-            event_id_as(Ids::Uuid4, "evt", 1),
-            event_id_as(Ids::Uuid4, "http", 1)
-        );
-        assert_eq!(
-            event_id_as(Ids::Uuid4, "evt", 9),
-            event_id_as(Ids::Uuid4, "evt", 9)
-        );
+        per_prefix_and_stable(Ids::Uuid4);
     }
 
     #[test]
@@ -315,13 +314,6 @@ mod tests {
             }
             last = id;
         }
-        assert_ne!(
-            event_id_as(Ids::Uuid7, "evt", 1),
-            event_id_as(Ids::Uuid7, "http", 1)
-        );
-        assert_eq!(
-            event_id_as(Ids::Uuid7, "evt", 9),
-            event_id_as(Ids::Uuid7, "evt", 9)
-        );
+        per_prefix_and_stable(Ids::Uuid7);
     }
 }

@@ -233,6 +233,21 @@ pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
         memory::FACTS.name(),
     ];
     let mut steps = Vec::new();
+    // Listed first: they run before the other steps.
+    if from < 12 {
+        steps.push(UpgradeStep {
+            to_layout: 12,
+            description: "write the tenant part of every tenant-scoped key, and the CloudEvent id of a de-duplication row when it is a UUID, as 16 bytes instead of text",
+            rows: rows(&tenant_keys::tables())?,
+        });
+    }
+    if from < 13 {
+        steps.push(UpgradeStep {
+            to_layout: 13,
+            description: "write the ids after the first part of a key (records', events', users', KPIs', a tenant's in a global key, idempotency keys) as 16 bytes instead of text when they are UUIDs",
+            rows: rows(&ext_ids::table_names())?,
+        });
+    }
     if from < 2 {
         steps.push(UpgradeStep {
             to_layout: 2,
@@ -311,23 +326,6 @@ pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
             rows: 0,
         });
     }
-    // Listed first: they run before the other steps.
-    let mut first = Vec::new();
-    if from < 12 {
-        first.push(UpgradeStep {
-            to_layout: 12,
-            description: "write the tenant part of every tenant-scoped key, and the CloudEvent id of a de-duplication row when it is a UUID, as 16 bytes instead of text",
-            rows: rows(&tenant_keys::tables())?,
-        });
-    }
-    if from < 13 {
-        first.push(UpgradeStep {
-            to_layout: 13,
-            description: "write the ids after the first part of a key (records', events', users', KPIs', a tenant's in a global key, idempotency keys) as 16 bytes instead of text when they are UUIDs",
-            rows: rows(&ext_ids::table_names())?,
-        });
-    }
-    steps.splice(0..0, first);
     let mut missing_tables = Vec::new();
     for t in crate::schema::tables() {
         if file.count(t.name())?.is_none() {

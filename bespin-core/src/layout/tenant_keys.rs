@@ -49,12 +49,14 @@ pub(crate) fn rekey(tx: &mut WriteTx) -> Result<u64> {
     for table in tables() {
         moved += move_rows(tx, table, TEXT_FROM, Some(TEXT_TO), as_bytes_form)?;
     }
-    // The CloudEvent id by the rule of every id part of layout 13 (`super::ext_ids`).
-    let dedup = USAGE_DEDUP.layout();
-    moved += move_rows(tx, USAGE_DEDUP.name(), &[], None, |k| {
-        ext_ids_as_bytes(dedup, k)
-    })?;
+    moved += move_rows(tx, USAGE_DEDUP.name(), &[], None, dedup_id_as_bytes)?;
     Ok(moved)
+}
+
+/// A de-duplication key with its CloudEvent id as bytes, when it is a UUID as text: by the
+/// rule of every id part of layout 13 (`super::ext_ids`).
+fn dedup_id_as_bytes(key: &[u8]) -> Option<Vec<u8>> {
+    ext_ids_as_bytes(USAGE_DEDUP.layout(), key)
 }
 
 /// Moves the rows of `table` with keys from `lo` to before `hi` (to the end: `None`) that
@@ -136,19 +138,11 @@ pub(crate) mod tests {
     /// Writes every tenant-scoped key as the layouts before 12 did (after the id parts of
     /// layout 13: [`super::super::ext_ids::tests::to_text`]).
     pub(crate) fn to_text(tx: &mut WriteTx) -> Result<()> {
-        let dedup = USAGE_DEDUP.layout();
-        move_rows(tx, USAGE_DEDUP.name(), &[], None, |k| {
-            super::super::ext_ids::tests::ext_ids_as_text(dedup, k)
-        })?;
+        move_rows(tx, USAGE_DEDUP.name(), &[], None, dedup_id_as_text)?;
         for t in tables() {
             move_rows(tx, t, BYTES_FROM, Some(BYTES_TO), as_text_form)?;
         }
         Ok(())
-    }
-
-    /// A de-duplication key with its CloudEvent id as bytes, when it is a UUID as text.
-    fn dedup_id_as_bytes(key: &[u8]) -> Option<Vec<u8>> {
-        ext_ids_as_bytes(USAGE_DEDUP.layout(), key)
     }
 
     /// A de-duplication key with its CloudEvent id as text, when it is a UUID as bytes.

@@ -26,6 +26,7 @@ pub(crate) fn tables() -> &'static [&'static dyn TableInfo] {
             crate::metering::chunk::TABLES,
             crate::metering::export::TABLES,
             crate::metering::ingest::TABLES,
+            crate::metering::claims::TABLES,
             crate::audit::TABLES,
             crate::idempotency::TABLES,
             crate::kpis::TABLES,

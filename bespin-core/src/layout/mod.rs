@@ -19,6 +19,7 @@
 //! | 10 | reported usage events marked in `usage_all_by_seq`, whose walk purges the de-duplication rows past their retention; `usage_dedup_by_expiry` (a global row per remembered event) left empty. The upgrade from 9 marks the reported events and empties it |
 //! | 11 | reported usage events stored in chunks (`usage_chunks`: the accepted events of one request, keyed by (tenant, latest instant, first usage number)), with one row per chunk in each insertion order (its first number; the row's value says "a chunk of n events"). Events stored one per row before stay so and are read beside chunks, so the upgrade rewrites nothing; the number keeps a build of layout 10, which would misread a chunk's order rows, from opening the file |
 //! | 12 | the tenant part of every tenant-scoped key written as the tenant id's 16 bytes (`0x00 0x03` first) instead of its 36 characters, and the CloudEvent id of a de-duplication row so when it is a UUID ([`tenant_keys`]): shorter keys, fewer pages a commit. The upgrade moves every row of those tables to its new key, first of all steps |
+//! | 14 | the de-duplication of reported usage events kept as sorted runs of claims per tenant, appended per request and merged in bounded steps, with a Bloom filter per block ([`crate::metering::claims`]), instead of one `usage_dedup` row per event at a random place; the upgrade moves every row into runs and empties `usage_dedup` |
 //! | 13 | the id parts after the first written so too when they are canonical UUIDs ([`ext_ids`]): a record's id in the search index, its rank row and the list orders, an event's, a user's, a KPI's, an evidence link's, a tenant's in a global key (`usage_all_by_seq`, `idempotency_by_age`, the webhook outbox, tombstones), idempotency keys. The upgrade moves every row with such a part to its new key, right after the step of 12 |
 
 mod ext_ids;
@@ -30,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::store::{NameKey, Reader, Table, TableInfo, WriteTx};
 
 /// The layout this version writes.
-pub const CURRENT: u64 = 13;
+pub const CURRENT: u64 = 14;
 
 /// Global: (name) → a property of the file; `layout` is the version of the key layouts.
 pub(crate) const META: Table<NameKey<'static>, u64> = Table::new("meta");
@@ -119,6 +120,9 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
         crate::metering::ingest::drop_expiry_order(tx)?;
     }
     // 10 → 11 rewrites nothing: rows of usage events and chunks are both read.
+    if from < 14 {
+        crate::metering::ingest::rows_to_runs(tx)?;
+    }
     tx.put(&META, &layout_key(), &CURRENT)
 }
 
@@ -324,6 +328,13 @@ pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
             to_layout: 11,
             description: "store reported usage events in chunks from now on (events stored before stay as they are; this build's number keeps older builds from opening the file)",
             rows: 0,
+        });
+    }
+    if from < 14 {
+        steps.push(UpgradeStep {
+            to_layout: 14,
+            description: "move the de-duplication rows of reported usage events (usage_dedup) into sorted runs of claims per tenant (usage_claim_runs, usage_claim_blocks, usage_claim_filters) and empty usage_dedup",
+            rows: rows(&[crate::metering::ingest::USAGE_DEDUP.name()])?,
         });
     }
     let mut missing_tables = Vec::new();

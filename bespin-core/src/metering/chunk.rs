@@ -280,12 +280,6 @@ impl UsageChunk {
             .map(|e| Ok((e.seq, self.record(e)?)))
             .collect()
     }
-
-    /// The `(source, id)` of event `e`.
-    pub(crate) fn origin_of<'a>(&'a self, e: &'a ChunkEvent) -> Option<(&'a str, &'a str)> {
-        let source = self.sources.get(e.source as usize)?;
-        Some((source.as_str(), e.id.as_str()))
-    }
 }
 
 impl Record for UsageChunk {

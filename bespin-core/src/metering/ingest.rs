@@ -31,8 +31,8 @@
 //! fill the table.
 
 use super::{
-    DAY_ROLLUPS, Limits, PERIOD_ROLLUPS, Sums, active_event, active_plan, chunk, day_rollup_key,
-    export, rollup_key,
+    DAY_ROLLUPS, Limits, PERIOD_ROLLUPS, Sums, active_event, active_plan, chunk, claims,
+    day_rollup_key, export, rollup_key,
 };
 use crate::auth::Principal;
 use crate::billing::catalog::MeteredEventRec;
@@ -40,7 +40,7 @@ use crate::billing::{require_capability, thresholds};
 use crate::error::{Error, Result};
 use crate::events::{self, catalog};
 use crate::money::Amount;
-use crate::store::{Reader, Record, Table, TableInfo, WriteTx, key};
+use crate::store::{Record, Table, TableInfo, WriteTx, key};
 use crate::time::{Date, Timestamp};
 use crate::validate::{Fields, Len, Presence, got};
 use crate::{Bespin, Ctx, FieldError, LocPart, ids};
@@ -69,15 +69,6 @@ pub(crate) struct DedupRec {
 }
 impl Record for DedupRec {}
 
-impl DedupRec {
-    /// Whether the event is still remembered at `now`: accepted within the `retention`. A row
-    /// past it counts as gone everywhere (at ingest, in the purge), whether or not the purge
-    /// has reached it yet.
-    pub(super) fn live(&self, now: Timestamp, retention: i64) -> bool {
-        self.accepted_at.0 + retention > now.0
-    }
-}
-
 /// The instant past which an event's `time` proves it was accepted within the `retention`
 /// at `now` (a `time` lies at most 5 minutes ahead of its acceptance): the purge never walks
 /// beyond it, and the checker expects a row for every event reported beyond it.
@@ -105,9 +96,6 @@ pub(crate) const USAGE_DEDUP_BY_EXPIRY: Table<DedupExpiryKey<'static>, ()> =
 
 /// The `meta` row holding the usage number up to which [`purge_dedup`] has walked.
 pub(crate) const PURGED_UP_TO: &str = "usage_dedup_purged_up_to";
-/// How many rows of the insertion order one purge may walk per row it may delete: Bespin's
-/// own metering (nothing to purge) lies between the reported events.
-pub(super) const WALK_PER_PURGED: usize = 16;
 
 /// The tables of this module.
 pub(crate) const TABLES: &[&dyn TableInfo] = &[&USAGE_DEDUP, &USAGE_DEDUP_BY_EXPIRY];
@@ -573,16 +561,11 @@ pub fn record_usage_events(
     let mut results = Vec::with_capacity(req.events.len());
     // The accepted events, written as one chunk at the end (super::chunk).
     let mut chunk = chunk::UsageChunk::new(caller.user_id(), &request_id);
-    // Whether the last event looked at was a repeat: a request that resends a batch repeats
-    // them all, and a repeat is cheaper looked up first than claimed (see below).
-    let mut repeats = false;
-    // Every de-duplication row the request may read or claim, read at once (on PostgreSQL one
-    // round trip for the batch, not one per event; nothing on redb).
+    // The tenant's claims, and every block a lookup of the request's events will read, read
+    // at once (on PostgreSQL one round trip for the batch, not one per event; nothing on redb).
+    let mut claims = claims::Claims::open(tx, tenant)?;
     let keys = req.events.iter().flatten();
-    tx.prefetch(
-        &USAGE_DEDUP,
-        keys.map(|e| DedupKey::new(tenant, &e.source, &e.id)),
-    )?;
+    claims.prefetch(tx, keys.map(|e| (e.source.as_str(), e.id.as_str())))?;
     for (index, parsed) in req.events.into_iter().enumerate() {
         let loc = |name: &str| {
             let mut l = if req.batch {
@@ -611,18 +594,13 @@ pub fn record_usage_events(
                 outcome,
             })
         };
-        let dk = DedupKey::new(tenant, &e.source, &e.id);
-        // The checks first, on what this request read and used so far (no write): an event
-        // that passes them claims its de-duplication row in one write, which also tells
-        // whether it was remembered, instead of a lookup and then a write. A repeat claimed
-        // so costs two writes (the first's row is put back), so after a repeat the next
-        // event is looked up first, as a resent batch's all are.
-        if repeats {
-            if let Some(usage_id) = remembered(tx, &dk, retention, ctx.now)? {
-                result(Outcome::Duplicate { usage_id });
-                continue;
-            }
-            repeats = false;
+        // A repeat answers the first, even where it would be refused now (a plan changed
+        // since). A claim past its retention counts as gone.
+        if let Some(seq) = claims.find(tx, &e.source, &e.id, ctx.now, retention)? {
+            result(Outcome::Duplicate {
+                usage_id: UsageId::new(tx, seq),
+            });
+            continue;
         }
         let at = e.time.unwrap_or(ctx.now);
         let checked = 'checks: {
@@ -674,33 +652,12 @@ pub fn record_usage_events(
         let (state, limits, used) = match checked {
             Ok(passed) => passed,
             Err(err) => {
-                // A repeat answers the first even where it would be refused now (a plan
-                // changed since): looked up here, as refusals are rare. A row past its
-                // retention counts as gone (the purge may not have reached it yet).
-                let outcome = match remembered(tx, &dk, retention, ctx.now)? {
-                    Some(usage_id) => Outcome::Duplicate { usage_id },
-                    None => Outcome::Rejected(err),
-                };
-                result(outcome);
+                result(Outcome::Rejected(err));
                 continue;
             }
         };
         let seq = tx.next_seq("usage")?;
-        let claim = DedupRec {
-            seq,
-            accepted_at: ctx.now,
-        };
-        if let Some(first) = tx.replace(&USAGE_DEDUP, &dk, &claim)?
-            && first.live(ctx.now, retention)
-        {
-            // A repeat within the retention: the first stays remembered (its row put back)
-            // and answers; this one's number is left unused.
-            tx.put(&USAGE_DEDUP, &dk, &first)?;
-            let usage_id = UsageId::new(tx, first.seq);
-            result(Outcome::Duplicate { usage_id });
-            repeats = true;
-            continue;
-        }
+        claims.add(&e.source, &e.id, seq, ctx.now);
         // Every check passed and the event is new: its writes, then its share of the rollups.
         let weight = state.rec.credits_per_unit;
         let credits = e.value * weight;
@@ -745,6 +702,7 @@ pub fn record_usage_events(
         used_credits = Some(used + credits);
         state.used_units += e.value;
     }
+    claims.finish(tx, ctx.now, retention)?;
     if !chunk.events.is_empty() {
         // The accepted events as one row, and one row per insertion order.
         let key = chunk::UsageChunkKey::new(tenant, chunk.last_at(), chunk.first_seq());
@@ -783,20 +741,6 @@ pub fn record_usage_events(
         events::emit(tx, ctx, caller, t, &request_id, &data)?;
     }
     Ok(report)
-}
-
-/// The usage id of the event remembered under `dk`, if it was accepted within the retention
-/// (a row past it counts as gone: the purge may not have reached it yet).
-fn remembered(
-    tx: &WriteTx,
-    dk: &DedupKey<'_>,
-    retention: i64,
-    now: Timestamp,
-) -> Result<Option<UsageId>> {
-    Ok(match tx.get(&USAGE_DEDUP, dk)? {
-        Some(d) if d.live(now, retention) => Some(UsageId::new(tx, d.seq)),
-        _ => None,
-    })
 }
 
 /// The instants that bound an event's `time` in a request: the open billing period's (of
@@ -879,7 +823,7 @@ fn type_state(
 }
 
 pub use super::purge::purge_dedup;
-pub(crate) use super::purge::{check, drop_expiry_order};
+pub(crate) use super::purge::{check, drop_expiry_order, rows_to_runs};
 
 impl Bespin {
     /// Records usage events reported by the caller's tenant's own services (tenant admin):

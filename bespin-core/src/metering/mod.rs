@@ -33,6 +33,7 @@ use std::sync::Arc;
 pub(crate) mod chunk;
 #[cfg(test)]
 mod chunk_tests;
+pub(crate) mod claims;
 pub mod export;
 pub mod ingest;
 #[cfg(test)]

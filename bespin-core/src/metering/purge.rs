@@ -1,138 +1,72 @@
-//! The de-duplication rows of reported usage events past their retention, forgotten along
-//! the platform's insertion order ([`purge_dedup`]), and their checks. (Split from
-//! [`super::ingest`], which writes them.)
+//! The claims of reported usage events past their retention forgotten ([`purge_dedup`]), the
+//! upgrade of layout 13's de-duplication rows to runs of claims, and the claims' checks.
 
-use super::ingest::{
-    DedupKey, PURGED_UP_TO, USAGE_DEDUP, USAGE_DEDUP_BY_EXPIRY, WALK_PER_PURGED, dedup_horizon,
-};
-use super::{chunk, export};
+use super::chunk;
+use super::claims::{self, BlockFilter, Claim};
+use super::ingest::{DedupKey, PURGED_UP_TO, USAGE_DEDUP, USAGE_DEDUP_BY_EXPIRY, dedup_horizon};
 use crate::Ctx;
 use crate::check::Checker;
 use crate::error::Result;
 use crate::store::{Flow, Order, Reader, WriteTx};
 use crate::time::Timestamp;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// Forgets at most `max` remembered events whose retention has ended, oldest first; returns
-/// how many went (the server's upkeep calls it every minute, so a day's expiries leave in
-/// bounded steps).
-///
-/// The walk follows the platform's insertion order (`usage_all_by_seq`) from where
-/// the last one stopped (a `meta` row): usage numbers grow with the instant of acceptance, so
-/// the remembered events come in the order their retention ends. At a reported event it
-/// reads the event (for its source and id) and the de-duplication row: a row of this event
-/// past its retention goes; a row still within it ends the walk, which resumes there next
-/// time; no row, or the row of a later acceptance of the same id, is passed. Bespin's own
-/// usage events are passed without a read, and the walk never enters the last `retention`
-/// (less the 5 minutes an event's `time` may lie ahead of its acceptance) of the order, where
-/// nothing can have expired. At most 16 × `max` rows are walked per call. A chunk of events
-/// (`super::chunk`) is one row of the order, and its events are forgotten together (so up
-/// to 999 beyond `max`).
+/// Forgets at most about `max` remembered events whose retention has ended and does the
+/// upkeep of the runs of claims of idle tenants ([`claims::merge::upkeep_all`]: runs past the
+/// retention dropped, merges under way continued), from where the last call stopped; returns
+/// how many claims went. The server's upkeep calls it every minute.
 pub fn purge_dedup(tx: &mut WriteTx, ctx: &Ctx, max: usize) -> Result<usize> {
     let retention = ctx.options.usage_dedup_retention_micros;
-    let horizon = dedup_horizon(ctx.now, retention);
-    let cursor_key = crate::store::NameKey::new(PURGED_UP_TO);
-    let from = tx.get(&crate::layout::META, &cursor_key)?.unwrap_or(0);
-    let walk = max.saturating_mul(WALK_PER_PURGED).max(1);
-    let mut rows: Vec<(u64, String, export::OrderEntry)> = Vec::new();
-    let order = &export::USAGE_ALL_BY_SEQ;
-    let start = order.prefix().u64(from.saturating_add(1));
-    tx.scan_range(
-        order,
-        &order.prefix(),
-        Some(&start),
-        None,
-        Order::Asc,
-        &mut |k, e: export::OrderEntry| {
-            if e.at.0 > horizon {
-                return Ok(Flow::Stop);
-            }
-            if let Some(k) = export::UsageSeqKey::decode(k) {
-                rows.push((k.seq, k.tenant_id.into_owned(), e));
-            }
-            Ok(if rows.len() >= walk {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            })
-        },
+    let gone = claims::merge::upkeep_all(tx, ctx.now, retention, max as u64)?;
+    Ok(gone as usize)
+}
+
+/// The upgrade to layout 14: every de-duplication row of layout 13 becomes a claim in a run
+/// of its tenant ([`claims`]), at most [`claims::MAX_RUN`] to a run; the old table is left
+/// empty and the old purge's cursor goes.
+pub(crate) fn rows_to_runs(tx: &mut WriteTx) -> Result<u64> {
+    let mut by_tenant: BTreeMap<String, Vec<Claim>> = BTreeMap::new();
+    let t = &USAGE_DEDUP;
+    tx.scan(t, &t.prefix(), Order::Asc, |k, d| {
+        if let Some(k) = DedupKey::decode(k) {
+            let (source, id) = (k.source.into_owned(), k.event_id.into_owned());
+            by_tenant
+                .entry(k.tenant_id.into_owned())
+                .or_default()
+                .push(Claim {
+                    h: claims::hash(&source, &id),
+                    seq: d.seq,
+                    accepted_at: d.accepted_at,
+                    source,
+                    id,
+                });
+        }
+        Ok(Flow::Continue)
+    })?;
+    let mut moved = 0;
+    for (tenant, mut all) in by_tenant {
+        moved += all.len() as u64;
+        all.sort_unstable_by(Claim::order);
+        let mut runs = claims::Runs::default();
+        let mut rest = all.into_iter().peekable();
+        while rest.peek().is_some() {
+            let run: Vec<Claim> = rest.by_ref().take(claims::MAX_RUN as usize).collect();
+            runs.live
+                .push(claims::write_run(tx, &tenant, runs.next, run)?);
+            runs.next += 1;
+        }
+        tx.put(
+            &claims::USAGE_CLAIM_RUNS,
+            &claims::RunsKey::new(&tenant),
+            &runs,
+        )?;
+    }
+    tx.clear_unlogged(&USAGE_DEDUP)?;
+    tx.delete(
+        &crate::layout::META,
+        &crate::store::NameKey::new(PURGED_UP_TO),
     )?;
-    let mut walked = from;
-    let mut purged = 0;
-    'rows: for (seq, tenant, e) in rows {
-        if purged >= max {
-            break;
-        }
-        if e.chunk > 0 {
-            // A chunk's events were accepted together: all still remembered, or none (a
-            // walk that stopped inside one resumes at it, its forgotten rows passed).
-            if let Some(c) = chunk::get(tx, &tenant, e.at, seq)? {
-                for ev in &c.events {
-                    let Some((source, id)) = c.origin_of(ev) else {
-                        continue;
-                    };
-                    let dk = DedupKey::new(&tenant, source, id);
-                    match forget(tx, &dk, ev.seq, ctx.now, retention)? {
-                        Forgot::Live => break 'rows,
-                        Forgot::Gone => purged += 1,
-                        Forgot::NotThis => {}
-                    }
-                }
-                walked = c.last_seq().max(seq);
-            } else {
-                walked = seq;
-            }
-            continue;
-        }
-        if e.reported
-            && let Some(origin) = tx
-                .get(
-                    &super::USAGE_EVENTS,
-                    &super::UsageKey::new(&tenant, e.at, seq),
-                )?
-                .and_then(|u| u.origin)
-        {
-            let dk = DedupKey::new(&tenant, &origin.source, &origin.id);
-            match forget(tx, &dk, seq, ctx.now, retention)? {
-                Forgot::Live => break,
-                Forgot::Gone => purged += 1,
-                Forgot::NotThis => {}
-            }
-        }
-        walked = seq;
-    }
-    if walked != from {
-        tx.put(&crate::layout::META, &cursor_key, &walked)?;
-    }
-    Ok(purged)
-}
-
-/// What [`forget`] did with a de-duplication row.
-enum Forgot {
-    /// The row of this event, still remembered: left, and the walk ends.
-    Live,
-    /// The row of this event, past its retention: deleted.
-    Gone,
-    /// Forgotten already, or remembered for a later acceptance of the same id: passed.
-    NotThis,
-}
-
-/// Deletes the de-duplication row `dk` if it is usage event `seq`'s and past its retention.
-fn forget(
-    tx: &mut WriteTx,
-    dk: &DedupKey<'_>,
-    seq: u64,
-    now: Timestamp,
-    retention: i64,
-) -> Result<Forgot> {
-    Ok(match tx.get(&USAGE_DEDUP, dk)? {
-        Some(d) if d.seq == seq && d.live(now, retention) => Forgot::Live,
-        Some(d) if d.seq == seq => {
-            tx.delete(&USAGE_DEDUP, dk)?;
-            Forgot::Gone
-        }
-        _ => Forgot::NotThis,
-    })
+    Ok(moved)
 }
 
 /// The upgrade to layout 10: empties layout 9's expiry order, whose rows the purge no longer
@@ -141,19 +75,124 @@ pub(crate) fn drop_expiry_order(tx: &mut WriteTx) -> Result<()> {
     tx.clear_unlogged(&USAGE_DEDUP_BY_EXPIRY)
 }
 
-/// Checks the de-duplication rows: each names a usage event of its tenant that came from that
-/// source and id (so is marked reported in the insertion order, [`export::check`]) and lies
-/// past where the purge has walked (which never passes a row it leaves); every event reported
-/// with a `time` within the retention (less 5 minutes) has its row, which neither the purge
-/// nor a later acceptance of its id can have taken yet; layout 9's expiry order is empty.
+/// Checks the claims ([`claims`]): every claim of a live run names a usage event of its tenant
+/// reported from that source and id, at most one is live per `(source, id)`, and every event
+/// reported with a `time` within the retention (less 5 minutes) has its live claim; each block
+/// is sorted, keyed by its first hash, holds claims hashed as they say, and has a filter that
+/// admits each; each run's count and latest acceptance are its claims'; no block or filter
+/// belongs to a run its tenant does not list; layout 13's rows and layout 9's expiry order are
+/// empty.
 pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
-    let walked = r
-        .get(
-            &crate::layout::META,
-            &crate::store::NameKey::new(PURGED_UP_TO),
-        )?
-        .unwrap_or(0);
     let horizon = dedup_horizon(c.now(), c.options_dedup_retention());
+    let retention = c.options_dedup_retention();
+    // Every tenant's runs: live (number → count, latest), and the others its rows may be of.
+    let mut live: HashMap<(String, u64), (u64, Timestamp)> = HashMap::new();
+    let mut known: HashSet<(String, u64)> = HashSet::new();
+    for x in c.rows(r, &claims::USAGE_CLAIM_RUNS)? {
+        let (tenant, runs) = (x.key.tenant_id.as_ref(), &x.value);
+        for run in &runs.live {
+            live.insert((tenant.to_owned(), run.no), (run.count, run.last_at));
+            if run.no >= runs.next {
+                c.violation(
+                    claims::USAGE_CLAIM_RUNS.name(),
+                    &x.bytes,
+                    "a run numbered past `next`",
+                );
+            }
+        }
+        let others = runs
+            .dropping
+            .iter()
+            .chain(runs.merge.iter().map(|m| &m.out.no));
+        known.extend(others.map(|no| (tenant.to_owned(), *no)));
+        if let Some(m) = &runs.merge
+            && !m
+                .inputs
+                .iter()
+                .all(|no| runs.live.iter().any(|l| l.no == *no))
+        {
+            c.violation(
+                claims::USAGE_CLAIM_RUNS.name(),
+                &x.bytes,
+                "a merge of a run not live",
+            );
+        }
+    }
+    let mut filters: HashMap<Vec<u8>, BlockFilter> = HashMap::new();
+    for x in c.rows(r, &claims::USAGE_CLAIM_FILTERS)? {
+        filters.insert(x.bytes.clone(), x.value);
+    }
+    // The claims of live runs, by (tenant, source, id): usage number and acceptance.
+    let mut remembered: HashMap<(String, String, String), Vec<(u64, Timestamp)>> = HashMap::new();
+    let mut counted: HashMap<(String, u64), (u64, Timestamp)> = HashMap::new();
+    let blocks = claims::USAGE_CLAIM_BLOCKS.name();
+    for x in c.rows(r, &claims::USAGE_CLAIM_BLOCKS)? {
+        let (k, b) = (&x.key, &x.value);
+        let run = (k.tenant_id.to_string(), k.run);
+        let filter = filters.remove(&x.bytes);
+        let sorted = b.claims.windows(2).all(|w| w[0].order(&w[1]).is_lt());
+        let hashed = b
+            .claims
+            .iter()
+            .all(|cl| cl.h == claims::hash(&cl.source, &cl.id));
+        let filtered = filter.is_some_and(|f| b.claims.iter().all(|cl| f.may_hold(cl.h)));
+        let first = b.claims.first().map(|cl| cl.h) == Some(k.first_h);
+        match (sorted && hashed && first, filtered) {
+            (true, true) => c.ok(),
+            (false, _) => c.violation(
+                blocks,
+                &x.bytes,
+                "claims unsorted, misnamed or hashed wrong",
+            ),
+            (true, false) => c.violation(blocks, &x.bytes, "no filter admitting every claim"),
+        }
+        if !live.contains_key(&run) {
+            if !known.contains(&run) {
+                c.violation(blocks, &x.bytes, "a block of no run of its tenant");
+            }
+            continue;
+        }
+        let n = counted
+            .entry(run.clone())
+            .or_insert((0, Timestamp(i64::MIN)));
+        for cl in &b.claims {
+            n.0 += 1;
+            n.1 = n.1.max(cl.accepted_at);
+            if cl.live(c.now(), retention) {
+                let who = (run.0.clone(), cl.source.clone(), cl.id.clone());
+                remembered
+                    .entry(who)
+                    .or_default()
+                    .push((cl.seq, cl.accepted_at));
+            }
+        }
+    }
+    for (key, _) in filters {
+        c.violation(
+            claims::USAGE_CLAIM_FILTERS.name(),
+            &key,
+            "a filter of no block",
+        );
+    }
+    for (run, (count, last_at)) in &live {
+        let got = counted
+            .get(run)
+            .copied()
+            .unwrap_or((0, Timestamp(i64::MIN)));
+        if got == (*count, *last_at) {
+            c.ok();
+        } else {
+            let key = claims::RunsKey::new(&run.0).encode();
+            c.violation(
+                claims::USAGE_CLAIM_RUNS.name(),
+                &key,
+                format!(
+                    "run {} lists {count} claims, latest {last_at:?}; its blocks hold {got:?}",
+                    run.1
+                ),
+            );
+        }
+    }
     // Every reported event, by (tenant, number): its source and id.
     let mut reported: HashMap<(String, u64), (String, String)> = HashMap::new();
     for x in chunk::all_events(r, c)? {
@@ -161,39 +200,59 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
             continue;
         };
         if x.rec.created_at.0 > horizon {
-            let dk = DedupKey::new(&x.tenant, &o.source, &o.id);
-            match r.get(&USAGE_DEDUP, &dk)? {
-                Some(d) if d.seq == x.seq => c.ok(),
+            let who = (x.tenant.clone(), o.source.clone(), o.id.clone());
+            match remembered.get(&who) {
+                Some(v) if v.iter().any(|(seq, _)| *seq == x.seq) => c.ok(),
                 _ => c.violation(
-                    USAGE_DEDUP.name(),
-                    &dk.encode(),
-                    "missing for a usage event reported within the retention",
+                    blocks,
+                    &claims::RunsKey::new(&x.tenant).encode(),
+                    format!(
+                        "no live claim of usage event {} reported within the retention",
+                        x.seq
+                    ),
                 ),
             }
         }
         reported.insert((x.tenant, x.seq), (o.source, o.id));
     }
-    for x in c.rows(r, &USAGE_DEDUP)? {
-        let (t, k, d) = (x.key.tenant_id.as_ref(), &x.key, &x.value);
-        let table = USAGE_DEDUP.name();
-        match reported.get(&(t.to_owned(), d.seq)) {
-            Some((source, id)) if *source == k.source && *id == k.event_id => c.ok(),
-            _ => c.violation(
-                table,
-                &x.bytes,
-                "names no usage event ingested with this source and id",
-            ),
+    for ((tenant, source, id), v) in &remembered {
+        let key = claims::RunsKey::new(tenant).encode();
+        if v.len() > 1 {
+            c.violation(
+                blocks,
+                &key,
+                format!("{} live claims of ({source}, {id})", v.len()),
+            );
         }
-        if d.seq <= walked {
-            c.violation(table, &x.bytes, "left behind by the purge's walk");
+        for (seq, _) in v {
+            match reported.get(&(tenant.clone(), *seq)) {
+                Some((s, i)) if s == source && i == id => c.ok(),
+                _ => c.violation(
+                    blocks,
+                    &key,
+                    format!(
+                        "claim of ({source}, {id}) names no usage event {seq} ingested with them"
+                    ),
+                ),
+            }
         }
     }
-    for x in c.rows(r, &USAGE_DEDUP_BY_EXPIRY)? {
-        c.violation(
-            USAGE_DEDUP_BY_EXPIRY.name(),
-            &x.bytes,
-            "expiry row of layout 9 left",
-        );
+    for t in [USAGE_DEDUP.name(), USAGE_DEDUP_BY_EXPIRY.name()] {
+        let mut any = false;
+        r.scan_raw(
+            t,
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Unbounded,
+            Order::Asc,
+            &mut |k, _| {
+                any = true;
+                c.violation(t, k, "a row of an older layout left");
+                Ok(Flow::Stop)
+            },
+        )?;
+        if !any {
+            c.ok();
+        }
     }
     Ok(())
 }

@@ -1,0 +1,345 @@
+//! The upkeep of a tenant's runs of claims: dropping runs past the retention and merging runs
+//! of one size class, in steps of bounded work.
+//!
+//! A merge takes the [`FANOUT`] oldest runs of the smallest size class that has that many
+//! (runs above an eighth of [`MAX_RUN`] are final) and writes their live claims, in order, as
+//! a new run. Each step reads up to a share of its budget from every input, from where the
+//! last step stopped (a hash), and writes every claim up to the least of the hashes each
+//! input reached — all the inputs hold up to there — leaving out the claims past their
+//! retention. Until the step that finds every input exhausted, lookups read the inputs and
+//! never the output; that step makes the output live and the inputs dropping, in the same
+//! write. A dropping run's rows are deleted in later steps.
+
+use super::index::{self, RunIndex};
+use super::{
+    BLOCK, BlockKey, Claim, FANOUT, MAX_RUN, Run, Runs, RunsKey, USAGE_CLAIM_BLOCKS,
+    USAGE_CLAIM_FILTERS, USAGE_CLAIM_RUNS, write_blocks,
+};
+use crate::error::Result;
+use crate::store::{Flow, NameKey, Order, Reader, Record, Table, WriteTx};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::ops::Bound;
+
+/// A merge under way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Merge {
+    /// The run being written (its count and latest acceptance so far).
+    pub out: Run,
+    /// The runs merged, live until the merge completes.
+    pub inputs: Vec<u64>,
+    /// The hash up to which the output is written (none before the first step).
+    pub after: Option<u64>,
+}
+
+/// The upkeep a request that adds `claims` claims pays for, in claims read or rows deleted:
+/// every claim is merged about once per size class (six from a batch of 1,000 to a final run),
+/// so eight times what it adds keeps merges ahead of the claims that make them, plus a
+/// constant so that small requests still finish the merges of small runs.
+pub(crate) fn budget_for(claims: u64) -> u64 {
+    claims.saturating_mul(8).saturating_add(4 * BLOCK as u64)
+}
+
+/// Does at most `budget` of upkeep on `runs` of `tenant` (the caller writes `runs` back):
+/// live runs whose latest claim is past the `retention` become dropping, dropping runs'
+/// rows are deleted, and the merge under way (or a new one, if a size class has
+/// [`FANOUT`] runs) takes steps. Returns how many claims were forgotten (in dropped runs, or
+/// left out of a merge as past the retention) and how much of the budget was used.
+pub(crate) fn upkeep(
+    tx: &mut WriteTx,
+    tenant: &str,
+    runs: &mut Runs,
+    now: Timestamp,
+    retention: i64,
+    budget: u64,
+) -> Result<(u64, u64)> {
+    let mut forgotten = 0;
+    let merging: Vec<u64> = runs.merge.iter().flat_map(|m| m.inputs.clone()).collect();
+    let (expired, live): (Vec<Run>, Vec<Run>) = std::mem::take(&mut runs.live)
+        .into_iter()
+        .partition(|r| !merging.contains(&r.no) && r.last_at.0.saturating_add(retention) <= now.0);
+    runs.live = live;
+    for r in expired {
+        forgotten += r.count;
+        runs.dropping.push(r.no);
+    }
+    let mut left = budget;
+    while let Some(&no) = runs.dropping.first() {
+        if left == 0 {
+            break;
+        }
+        let (deleted, done) = delete_some(tx, tenant, no, left)?;
+        left = left.saturating_sub(deleted.max(1));
+        if !done {
+            break;
+        }
+        runs.dropping.remove(0);
+    }
+    while left > 0 {
+        if runs.merge.is_none() {
+            runs.merge = choose(runs)?;
+        }
+        let Some(m) = runs.merge.as_mut() else {
+            break;
+        };
+        let (read, left_out, done) = step(
+            tx,
+            tenant,
+            runs_live(&runs.live, &m.inputs),
+            m,
+            now,
+            retention,
+            left,
+        )?;
+        forgotten += left_out;
+        left = left.saturating_sub(read.max(1));
+        if done {
+            let m = runs
+                .merge
+                .take()
+                .ok_or_else(|| crate::Error::Internal("merge lost".into()))?;
+            runs.live.retain(|r| !m.inputs.contains(&r.no));
+            if m.out.count > 0 {
+                // Kept in number order, which is the order runs were started in.
+                let at = runs.live.partition_point(|r| r.no < m.out.no);
+                runs.live.insert(at, m.out);
+            }
+            runs.dropping.extend(m.inputs);
+        }
+    }
+    Ok((forgotten, budget - left))
+}
+
+/// The (number, nonce) of each input of a merge, as listed live.
+fn runs_live(live: &[Run], inputs: &[u64]) -> Vec<(u64, u64)> {
+    live.iter()
+        .filter(|r| inputs.contains(&r.no))
+        .map(|r| (r.no, r.nonce))
+        .collect()
+}
+
+/// A new merge, if a size class below the final runs has [`FANOUT`] live runs: its oldest
+/// ones, into a new run.
+fn choose(runs: &mut Runs) -> Result<Option<Merge>> {
+    let mergeable = |r: &&Run| r.count.saturating_mul(FANOUT) <= MAX_RUN;
+    let mut classes: Vec<u32> = runs.live.iter().filter(mergeable).map(Run::class).collect();
+    classes.sort_unstable();
+    let Some(class) = classes
+        .windows(FANOUT as usize)
+        .find(|w| w[0] == w[w.len() - 1])
+        .map(|w| w[0])
+    else {
+        return Ok(None);
+    };
+    let inputs: Vec<u64> = runs
+        .live
+        .iter()
+        .filter(mergeable)
+        .filter(|r| r.class() == class)
+        .take(FANOUT as usize)
+        .map(|r| r.no)
+        .collect();
+    let no = runs.next;
+    runs.next += 1;
+    Ok(Some(Merge {
+        out: Run {
+            no,
+            nonce: super::nonce()?,
+            count: 0,
+            last_at: Timestamp(i64::MIN),
+        },
+        inputs,
+        after: None,
+    }))
+}
+
+/// One step of merge `m` over its `inputs` (number, nonce), reading at most about `budget`
+/// claims; returns the claims read, those left out as past the retention, and whether the
+/// merge is complete.
+fn step(
+    tx: &mut WriteTx,
+    tenant: &str,
+    inputs: Vec<(u64, u64)>,
+    m: &mut Merge,
+    now: Timestamp,
+    retention: i64,
+    budget: u64,
+) -> Result<(u64, u64, bool)> {
+    let share = (budget / inputs.len().max(1) as u64).max(BLOCK as u64) as usize;
+    let mut read = 0u64;
+    let mut taken: Vec<Claim> = Vec::new();
+    // The least last hash read among the inputs not read to their end.
+    let mut bound: Option<u64> = None;
+    for (no, nonce) in inputs {
+        let idx = index::get(tx, tenant, no, nonce)?;
+        let firsts = idx.blocks_from(m.after);
+        let mut got = 0usize;
+        let mut at = 0;
+        let mut last = m.after.unwrap_or(0);
+        while at < firsts.len() && got < share {
+            let key = BlockKey::new(tenant, no, firsts[at]);
+            let block = tx.get(&USAGE_CLAIM_BLOCKS, &key)?.unwrap_or_default();
+            read += block.claims.len() as u64;
+            let after = m.after;
+            let fresh = block
+                .claims
+                .into_iter()
+                .filter(|c| after.is_none_or(|a| c.h > a));
+            for c in fresh {
+                got += 1;
+                last = c.h;
+                taken.push(c);
+            }
+            at += 1;
+        }
+        if at < firsts.len() {
+            // Not read to its end: everything up to its last hash read is taken (a block
+            // never splits a hash, and whole blocks were read).
+            bound = Some(bound.map_or(last, |b| b.min(last)));
+        }
+    }
+    let mut left_out = 0;
+    let mut out: Vec<Claim> = Vec::with_capacity(taken.len());
+    for c in taken {
+        if bound.is_some_and(|b| c.h > b) {
+            continue;
+        }
+        if c.live(now, retention) {
+            out.push(c);
+        } else {
+            left_out += 1;
+        }
+    }
+    out.sort_unstable_by(Claim::order);
+    m.out.count += out.len() as u64;
+    if let Some(latest) = out.iter().map(|c| c.accepted_at).max() {
+        m.out.last_at = m.out.last_at.max(latest);
+    }
+    let mut written = RunIndex::default();
+    write_blocks(tx, tenant, m.out.no, out, &mut written)?;
+    m.after = bound;
+    Ok((read, left_out, bound.is_none()))
+}
+
+/// Deletes up to `max` rows of dropping run `no` (its blocks, then its filters); returns how
+/// many went and whether none is left.
+fn delete_some(tx: &mut WriteTx, tenant: &str, no: u64, max: u64) -> Result<(u64, bool)> {
+    let prefix = USAGE_CLAIM_BLOCKS.prefix().tenant(tenant).u64(no);
+    let end = crate::store::successor(prefix.as_bytes());
+    let hi = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+    let mut deleted = 0;
+    for table in [USAGE_CLAIM_BLOCKS.name(), USAGE_CLAIM_FILTERS.name()] {
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let lo = Bound::Included(prefix.as_bytes());
+        tx.scan_raw(table, lo, hi, Order::Asc, &mut |k, _| {
+            keys.push(k.to_vec());
+            Ok(if deleted + (keys.len() as u64) < max {
+                Flow::Continue
+            } else {
+                Flow::Stop
+            })
+        })?;
+        for k in &keys {
+            tx.delete_raw(table, k)?;
+        }
+        deleted += keys.len() as u64;
+        if deleted >= max {
+            return Ok((deleted, false));
+        }
+    }
+    Ok((deleted, true))
+}
+
+/// Global: where [`upkeep_all`] stopped: the key of the last tenant's runs it visited.
+pub(crate) const USAGE_CLAIM_UPKEEP: Table<NameKey<'static>, Cursor> =
+    Table::new("usage_claim_upkeep");
+
+/// The position of [`upkeep_all`] among the tenants' runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Cursor {
+    /// The stored key of the last row visited (empty: start from the first).
+    pub after: Vec<u8>,
+}
+impl Record for Cursor {}
+
+/// Whether `runs` has upkeep to do at `now`: a run to drop, a merge under way or one to start.
+fn has_work(runs: &Runs, now: Timestamp, retention: i64) -> bool {
+    runs.merge.is_some()
+        || !runs.dropping.is_empty()
+        || runs
+            .live
+            .iter()
+            .any(|r| r.last_at.0.saturating_add(retention) <= now.0)
+        || choose(&mut runs.clone()).is_ok_and(|m| m.is_some())
+}
+
+/// Does at most about `max` of upkeep on the claims of every tenant, from where the last call
+/// stopped, for the minute's upkeep: runs past the retention are dropped and merges left half
+/// done by idle tenants go on. Visits at most `max` tenants' rows. Returns how many claims
+/// were forgotten.
+pub(crate) fn upkeep_all(
+    tx: &mut WriteTx,
+    now: Timestamp,
+    retention: i64,
+    max: u64,
+) -> Result<u64> {
+    let name = NameKey::new("claims");
+    let cursor = tx.get(&USAGE_CLAIM_UPKEEP, &name)?.unwrap_or_default();
+    let t = &USAGE_CLAIM_RUNS;
+    let lo = if cursor.after.is_empty() {
+        Bound::Unbounded
+    } else {
+        Bound::Excluded(cursor.after.as_slice())
+    };
+    let mut visited: Vec<(Vec<u8>, Runs)> = Vec::new();
+    tx.scan_stored(
+        t,
+        &t.prefix(),
+        lo,
+        Bound::Unbounded,
+        Order::Asc,
+        &mut |k, v| {
+            visited.push((k.to_vec(), crate::store::codec::decode(v)?));
+            Ok(if (visited.len() as u64) < max.max(1) {
+                Flow::Continue
+            } else {
+                Flow::Stop
+            })
+        },
+    )?;
+    let wrapped = (visited.len() as u64) < max.max(1);
+    // Each row visited costs one of `max`; a tenant's upkeep costs what it did.
+    let mut left = max;
+    let mut forgotten = 0;
+    let mut last = Vec::new();
+    let mut stopped = false;
+    for (k, mut runs) in visited {
+        if left == 0 {
+            stopped = true;
+            break;
+        }
+        last = k.clone();
+        left -= 1;
+        if !has_work(&runs, now, retention) {
+            continue;
+        }
+        let Some(key) = RunsKey::decode(&k) else {
+            continue;
+        };
+        let tenant = key.tenant_id.into_owned();
+        let budget = left.max(BLOCK as u64);
+        let (gone, used) = upkeep(tx, &tenant, &mut runs, now, retention, budget)?;
+        forgotten += gone;
+        left = left.saturating_sub(used);
+        tx.put(t, &RunsKey::new(&tenant), &runs)?;
+    }
+    let after = if wrapped && !stopped {
+        Vec::new()
+    } else {
+        last
+    };
+    if after != cursor.after {
+        tx.put(&USAGE_CLAIM_UPKEEP, &name, &Cursor { after })?;
+    }
+    Ok(forgotten)
+}

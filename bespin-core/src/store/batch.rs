@@ -412,6 +412,18 @@ impl WriteTx<'_, '_> {
         })
     }
 
+    /// Stores `bytes`, a record of `t` already encoded with its version byte (by a module that
+    /// writes its records in place, from borrowed parts: the blocks of claims), under `key`.
+    pub(crate) fn put_encoded<K: KeyDef, V: Record>(
+        &mut self,
+        t: &Table<K, V>,
+        key: &K::Of<'_>,
+        bytes: &[u8],
+    ) -> Result<()> {
+        debug_assert_eq!(bytes.first(), Some(&V::VERSION));
+        with_key::<K, _>(key, |k| self.raw_insert(t.name(), k, bytes))
+    }
+
     /// Stores the record that `value` stands for (see [`codec::EncodesAs`]) under `key`, like
     /// [`WriteTx::put`] with the record itself.
     pub(crate) fn put_as<K: KeyDef, V: Record, B: codec::EncodesAs<V>>(
@@ -462,6 +474,12 @@ impl WriteTx<'_, '_> {
         }
         let refs: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
         self.batch.prefetch(self.slots.id(t.name())?, &refs)
+    }
+
+    /// Whether [`WriteTx::prefetch`] reads anything ahead (PostgreSQL): a caller can skip
+    /// working out what it would ask for otherwise.
+    pub(crate) fn prefetches(&self) -> bool {
+        self.batch.prefetches()
     }
 
     /// Stores `value` under `key` like [`WriteTx::put`] and returns the record it replaced.

@@ -7,7 +7,7 @@
 //! database — including a run written by a batch that then failed: its number may be written
 //! again, but never with the same nonce.
 
-use super::filter::BlockFilter;
+use super::filter::{self, BlockFilter};
 use super::{BlockKey, USAGE_CLAIM_FILTERS};
 use crate::error::Result;
 use crate::store::{Flow, Order, Reader, Table};
@@ -18,25 +18,59 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// beyond it the oldest loaded go, to be read again when next needed.
 const BUDGET: usize = 64 << 20;
 
-/// The blocks of one run: first hashes in order, each block's filter beside.
+/// The blocks of one run: each block's first hash and where its filter's words start, in
+/// hash order, and every block's filter words in one array (a lookup reads the block's entry,
+/// then one word of its filter: two cache lines where a filter of its own took three).
 #[derive(Debug, Default)]
 pub(crate) struct RunIndex {
     firsts: Vec<u64>,
-    filters: Vec<BlockFilter>,
+    /// (first hash, start of its words in `bits`) per block.
+    blocks: Vec<(u64, u32)>,
+    bits: Vec<u64>,
 }
 
 impl RunIndex {
     /// Appends a block (blocks come in the order of their first hashes).
-    pub(crate) fn push(&mut self, first: u64, filter: BlockFilter) {
+    pub(crate) fn push(&mut self, first: u64, filter: &BlockFilter) {
+        // A run holds at most MAX_RUN claims at 16 bits each: far below u32::MAX words.
+        let start = u32::try_from(self.bits.len()).unwrap_or(u32::MAX);
         self.firsts.push(first);
-        self.filters.push(filter);
+        self.blocks.push((first, start));
+        self.bits.extend_from_slice(filter.words());
     }
 
     /// The first hash of the block that would hold a claim hashed `h`, if any block may hold
     /// it (the last block starting at or below `h`, when its filter admits `h`).
     pub(crate) fn block_for(&self, h: u64) -> Option<u64> {
-        let at = self.firsts.partition_point(|f| *f <= h).checked_sub(1)?;
-        self.filters[at].may_hold(h).then_some(self.firsts[at])
+        let at = self.position(h)?;
+        let from = self.blocks[at].1 as usize;
+        let to = self
+            .blocks
+            .get(at + 1)
+            .map_or(self.bits.len(), |b| b.1 as usize);
+        let bits = self.bits.get(from..to).unwrap_or_default();
+        filter::may_hold(bits, h).then_some(self.blocks[at].0)
+    }
+
+    /// The position of the last block whose first hash is at most `h`. Hashes are uniform,
+    /// so the block lies near `h`'s share of the run: found by a short walk from there (a
+    /// binary search over a large run's blocks missed the cache at every step), falling back
+    /// to a binary search after a few steps.
+    fn position(&self, h: u64) -> Option<usize> {
+        let b = &self.blocks;
+        let n = b.len();
+        let guess = ((u128::from(h) * n as u128) >> 64) as usize;
+        let mut at = guess.min(n.checked_sub(1)?);
+        for _ in 0..16 {
+            if b[at].0 > h {
+                at = at.checked_sub(1)?;
+            } else if at + 1 < n && b[at + 1].0 <= h {
+                at += 1;
+            } else {
+                return Some(at);
+            }
+        }
+        b.partition_point(|f| f.0 <= h).checked_sub(1)
     }
 
     /// The index of the block that would hold `h` (whatever its filter says) and every block
@@ -50,7 +84,7 @@ impl RunIndex {
     }
 
     fn bytes(&self) -> usize {
-        self.firsts.len() * 8 + self.filters.iter().map(|f| f.bytes() + 24).sum::<usize>()
+        self.firsts.len() * 20 + self.bits.len() * 8
     }
 
     /// Reads the index of run `run` of `tenant` from its filter rows.
@@ -63,7 +97,7 @@ impl RunIndex {
             Order::Asc,
             |k, f| {
                 if let Some(k) = BlockKey::decode(k) {
-                    index.push(k.first_h, f);
+                    index.push(k.first_h, &f);
                 }
                 Ok(Flow::Continue)
             },

@@ -12,7 +12,7 @@
 
 use super::index::{self, RunIndex};
 use super::{
-    BLOCK, BlockKey, Claim, FANOUT, MAX_RUN, Run, Runs, RunsKey, USAGE_CLAIM_BLOCKS,
+    BLOCK, BlockView, ClaimRef, FANOUT, MAX_RUN, Run, Runs, RunsKey, USAGE_CLAIM_BLOCKS,
     USAGE_CLAIM_FILTERS, USAGE_CLAIM_RUNS, write_blocks,
 };
 use crate::error::Result;
@@ -118,27 +118,29 @@ fn runs_live(live: &[Run], inputs: &[u64]) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// A new merge, if a size class below the final runs has [`FANOUT`] live runs: its oldest
-/// ones, into a new run.
-fn choose(runs: &mut Runs) -> Result<Option<Merge>> {
+/// The inputs of a new merge, if a size class below the final runs has [`FANOUT`] live runs:
+/// its oldest ones.
+fn pick(runs: &Runs) -> Option<Vec<u64>> {
     let mergeable = |r: &&Run| r.count.saturating_mul(FANOUT) <= MAX_RUN;
     let mut classes: Vec<u32> = runs.live.iter().filter(mergeable).map(Run::class).collect();
     classes.sort_unstable();
-    let Some(class) = classes
+    let class = classes
         .windows(FANOUT as usize)
         .find(|w| w[0] == w[w.len() - 1])
-        .map(|w| w[0])
-    else {
-        return Ok(None);
-    };
-    let inputs: Vec<u64> = runs
+        .map(|w| w[0])?;
+    let inputs = runs
         .live
         .iter()
         .filter(mergeable)
-        .filter(|r| r.class() == class)
-        .take(FANOUT as usize)
-        .map(|r| r.no)
-        .collect();
+        .filter(|r| r.class() == class);
+    Some(inputs.take(FANOUT as usize).map(|r| r.no).collect())
+}
+
+/// A new merge of [`pick`]'s inputs into a new run, if there are any.
+fn choose(runs: &mut Runs) -> Result<Option<Merge>> {
+    let Some(inputs) = pick(runs) else {
+        return Ok(None);
+    };
     let no = runs.next;
     runs.next += 1;
     Ok(Some(Merge {
@@ -167,56 +169,81 @@ fn step(
 ) -> Result<(u64, u64, bool)> {
     let share = (budget / inputs.len().max(1) as u64).max(BLOCK as u64) as usize;
     let mut read = 0u64;
-    let mut taken: Vec<Claim> = Vec::new();
+    // The blocks read, as stored, one after the other (spans of `arena`): the claims are
+    // copied from them without being decoded, and without an allocation per block.
+    let mut arena: Vec<u8> = Vec::new();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
     // The least last hash read among the inputs not read to their end.
     let mut bound: Option<u64> = None;
     for (no, nonce) in inputs {
         let idx = index::get(tx, tenant, no, nonce)?;
         let firsts = idx.blocks_from(m.after);
-        let mut got = 0usize;
-        let mut at = 0;
+        let Some(&start) = firsts.first() else {
+            continue;
+        };
+        // One range read per input (one query on PostgreSQL), from the block holding the
+        // hash after which the output is written.
+        let (mut got, mut blocks) = (0usize, 0usize);
         let mut last = m.after.unwrap_or(0);
-        while at < firsts.len() && got < share {
-            let key = BlockKey::new(tenant, no, firsts[at]);
-            let block = tx.get(&USAGE_CLAIM_BLOCKS, &key)?.unwrap_or_default();
-            read += block.claims.len() as u64;
-            let after = m.after;
-            let fresh = block
-                .claims
-                .into_iter()
-                .filter(|c| after.is_none_or(|a| c.h > a));
-            for c in fresh {
-                got += 1;
-                last = c.h;
-                taken.push(c);
-            }
-            at += 1;
-        }
-        if at < firsts.len() {
+        let t = &USAGE_CLAIM_BLOCKS;
+        let from = t.prefix().tenant(tenant).u64(no).u64(start);
+        let lo = Bound::Included(from.as_bytes());
+        let prefix = t.prefix().tenant(tenant).u64(no);
+        tx.scan_stored(
+            t,
+            &prefix,
+            lo,
+            Bound::Unbounded,
+            Order::Asc,
+            &mut |_, block| {
+                let view = BlockView::of_stored(block)?;
+                read += view.len() as u64;
+                for i in 0..view.len() {
+                    if m.after.is_none_or(|a| view.h(i) > a) {
+                        got += 1;
+                        last = view.h(i);
+                    }
+                }
+                spans.push((arena.len(), arena.len() + block.len()));
+                arena.extend_from_slice(block);
+                blocks += 1;
+                Ok(if got < share {
+                    Flow::Continue
+                } else {
+                    Flow::Stop
+                })
+            },
+        )?;
+        if blocks < firsts.len() {
             // Not read to its end: everything up to its last hash read is taken (a block
             // never splits a hash, and whole blocks were read).
             bound = Some(bound.map_or(last, |b| b.min(last)));
         }
     }
     let mut left_out = 0;
-    let mut out: Vec<Claim> = Vec::with_capacity(taken.len());
-    for c in taken {
-        if bound.is_some_and(|b| c.h > b) {
-            continue;
-        }
-        if c.live(now, retention) {
-            out.push(c);
-        } else {
-            left_out += 1;
+    let mut out: Vec<ClaimRef<'_>> = Vec::with_capacity(read as usize);
+    for (from, to) in spans {
+        let view = BlockView::of_stored(&arena[from..to])?;
+        for i in 0..view.len() {
+            let h = view.h(i);
+            if m.after.is_some_and(|a| h <= a) || bound.is_some_and(|b| h > b) {
+                continue;
+            }
+            let c = view.claim(i);
+            if c.live(now, retention) {
+                out.push(c);
+            } else {
+                left_out += 1;
+            }
         }
     }
-    out.sort_unstable_by(Claim::order);
+    out.sort_unstable_by(ClaimRef::order);
     m.out.count += out.len() as u64;
     if let Some(latest) = out.iter().map(|c| c.accepted_at).max() {
         m.out.last_at = m.out.last_at.max(latest);
     }
     let mut written = RunIndex::default();
-    write_blocks(tx, tenant, m.out.no, out, &mut written)?;
+    write_blocks(tx, tenant, m.out.no, &out, &mut written)?;
     m.after = bound;
     Ok((read, left_out, bound.is_none()))
 }
@@ -270,7 +297,7 @@ fn has_work(runs: &Runs, now: Timestamp, retention: i64) -> bool {
             .live
             .iter()
             .any(|r| r.last_at.0.saturating_add(retention) <= now.0)
-        || choose(&mut runs.clone()).is_ok_and(|m| m.is_some())
+        || pick(runs).is_some()
 }
 
 /// Does at most about `max` of upkeep on the claims of every tenant, from where the last call

@@ -24,10 +24,12 @@
 //! Claims past their retention count as gone at once; a merge leaves them out, and a run
 //! whose latest claim is past it is dropped whole.
 
+mod block;
 mod filter;
 pub(crate) mod index;
 pub(crate) mod merge;
 
+pub(crate) use block::{BlockView, ClaimBlock};
 pub(crate) use filter::BlockFilter;
 
 use crate::error::Result;
@@ -134,16 +136,43 @@ impl Claim {
     /// The order of claims in a run: by hash, then source and id (so equal hashes, which a
     /// block never splits, still have one order).
     pub(crate) fn order(&self, o: &Claim) -> std::cmp::Ordering {
-        (self.h, &self.source, &self.id).cmp(&(o.h, &o.source, &o.id))
+        self.as_ref().order(&o.as_ref())
+    }
+
+    /// The claim borrowed, as blocks are written.
+    pub(crate) fn as_ref(&self) -> ClaimRef<'_> {
+        ClaimRef {
+            h: self.h,
+            seq: self.seq,
+            accepted_at: self.accepted_at,
+            source: self.source.as_bytes(),
+            id: self.id.as_bytes(),
+        }
     }
 }
 
-/// The claims of one block, in [`Claim::order`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct ClaimBlock {
-    pub claims: Vec<Claim>,
+/// A claim borrowed from a request's claims or from a stored block (a merge copies claims
+/// from block to block without making strings of them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ClaimRef<'a> {
+    pub h: u64,
+    pub seq: u64,
+    pub accepted_at: Timestamp,
+    pub source: &'a [u8],
+    pub id: &'a [u8],
 }
-impl Record for ClaimBlock {}
+
+impl ClaimRef<'_> {
+    /// [`Claim::order`].
+    pub(crate) fn order(&self, o: &ClaimRef<'_>) -> std::cmp::Ordering {
+        (self.h, self.source, self.id).cmp(&(o.h, o.source, o.id))
+    }
+
+    /// [`Claim::live`].
+    pub(crate) fn live(&self, now: Timestamp, retention: i64) -> bool {
+        self.accepted_at.0.saturating_add(retention) > now.0
+    }
+}
 
 /// The hash a claim is sorted and filtered by: SipHash-1-3 of the source, a separator no
 /// source holds, and the id. Stable across builds and platforms (it is stored); its key is
@@ -164,36 +193,35 @@ fn nonce() -> Result<u64> {
     Ok(u64::from_le_bytes(b))
 }
 
-/// Writes `claims` (sorted in [`Claim::order`]) as run `no` of `tenant` in blocks of up to
-/// [`BLOCK`], never splitting claims of one hash; returns the run's index.
+/// Writes `claims` (sorted in [`Claim::order`]) as blocks of run `no` of `tenant`, up to
+/// [`BLOCK`] claims each, never splitting claims of one hash, each with its filter; adds
+/// the blocks to `index`.
 pub(crate) fn write_blocks(
     tx: &mut WriteTx,
     tenant: &str,
     no: u64,
-    claims: Vec<Claim>,
+    claims: &[ClaimRef<'_>],
     index: &mut RunIndex,
 ) -> Result<()> {
-    let mut block = ClaimBlock::default();
-    let mut flush = |tx: &mut WriteTx, block: &mut ClaimBlock| -> Result<()> {
-        let Some(first) = block.claims.first().map(|c| c.h) else {
-            return Ok(());
-        };
-        let f = BlockFilter::of(block.claims.iter().map(|c| c.h));
-        let key = BlockKey::new(tenant, no, first);
-        tx.put(&USAGE_CLAIM_BLOCKS, &key, block)?;
-        tx.put(&USAGE_CLAIM_FILTERS, &key, &f)?;
-        index.push(first, f);
-        block.claims.clear();
-        Ok(())
-    };
-    for c in claims {
-        let splits = block.claims.len() >= BLOCK && block.claims.last().is_some_and(|l| l.h != c.h);
-        if splits {
-            flush(tx, &mut block)?;
+    let mut bytes = Vec::new();
+    let mut rest = claims;
+    while let Some(first) = rest.first() {
+        let mut end = rest.len().min(BLOCK);
+        while end < rest.len() && rest[end].h == rest[end - 1].h {
+            end += 1;
         }
-        block.claims.push(c);
+        let (block, after) = rest.split_at(end);
+        rest = after;
+        bytes.clear();
+        bytes.push(ClaimBlock::VERSION);
+        block::encode(block, &mut bytes)?;
+        let f = BlockFilter::of(block.iter().map(|c| c.h));
+        let key = BlockKey::new(tenant, no, first.h);
+        tx.put_encoded(&USAGE_CLAIM_BLOCKS, &key, &bytes)?;
+        tx.put(&USAGE_CLAIM_FILTERS, &key, &f)?;
+        index.push(first.h, &f);
     }
-    flush(tx, &mut block)
+    Ok(())
 }
 
 /// Writes `claims` (sorted in [`Claim::order`]) as run `no` of `tenant`, its index cached, and
@@ -212,7 +240,8 @@ pub(crate) fn write_run(
         .unwrap_or(Timestamp(i64::MIN));
     let nonce = nonce()?;
     let mut index = RunIndex::default();
-    write_blocks(tx, tenant, no, claims, &mut index)?;
+    let refs: Vec<ClaimRef<'_>> = claims.iter().map(Claim::as_ref).collect();
+    write_blocks(tx, tenant, no, &refs, &mut index)?;
     index::remember(tenant, no, nonce, index);
     Ok(Run {
         no,
@@ -228,7 +257,8 @@ pub(crate) struct Claims<'t> {
     tenant: &'t str,
     runs: Runs,
     indexes: Vec<(u64, Arc<RunIndex>)>,
-    blocks: HashMap<(u64, u64), Arc<ClaimBlock>>,
+    /// Blocks read, as stored, by (run, first hash).
+    blocks: HashMap<(u64, u64), Vec<u8>>,
     new: Vec<Claim>,
     new_by_hash: HashMap<u64, usize>,
 }
@@ -261,6 +291,9 @@ impl<'t> Claims<'t> {
         tx: &mut WriteTx,
         keys: impl Iterator<Item = (&'a str, &'a str)>,
     ) -> Result<()> {
+        if !tx.prefetches() || self.indexes.is_empty() {
+            return Ok(());
+        }
         let mut wanted: Vec<(u64, u64)> = Vec::new();
         for (source, id) in keys {
             let h = hash(source, id);
@@ -303,22 +336,20 @@ impl<'t> Claims<'t> {
             let Some(first) = index.block_for(h) else {
                 continue;
             };
-            let block = match self.blocks.get(&(*no, first)) {
-                Some(b) => b.clone(),
-                None => {
-                    let key = BlockKey::new(self.tenant, *no, first);
-                    let b = Arc::new(tx.get(&USAGE_CLAIM_BLOCKS, &key)?.unwrap_or_default());
-                    self.blocks.insert((*no, first), b.clone());
-                    b
+            let stored = match self.blocks.entry((*no, first)) {
+                std::collections::hash_map::Entry::Occupied(b) => b.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let key = BlockKey::new(self.tenant, *no, first).encode();
+                    let raw = tx.get_raw(USAGE_CLAIM_BLOCKS.name(), &key)?;
+                    v.insert(raw.unwrap_or_default())
                 }
             };
-            let from = block.claims.partition_point(|c| c.h < h);
-            let hit = block.claims[from..]
-                .iter()
-                .take_while(|c| c.h == h)
-                .find(|c| c.is(h, source, id) && c.live(now, retention));
-            if let Some(c) = hit {
-                return Ok(Some(c.seq));
+            if stored.is_empty() {
+                continue;
+            }
+            let view = BlockView::of_stored(stored)?;
+            if let Some(seq) = view.find(h, source, id, now, retention) {
+                return Ok(Some(seq));
             }
         }
         Ok(None)

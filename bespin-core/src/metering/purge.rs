@@ -3,13 +3,16 @@
 
 use super::chunk;
 use super::claims::{self, BlockFilter, Claim};
-use super::ingest::{DedupKey, PURGED_UP_TO, USAGE_DEDUP, USAGE_DEDUP_BY_EXPIRY, dedup_horizon};
+use super::ingest::{
+    DedupKey, DedupRec, PURGED_UP_TO, USAGE_DEDUP, USAGE_DEDUP_BY_EXPIRY, dedup_horizon,
+};
 use crate::Ctx;
 use crate::check::Checker;
 use crate::error::Result;
 use crate::store::{Flow, Order, Reader, WriteTx};
 use crate::time::Timestamp;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
+use std::ops::Bound;
 
 /// Forgets at most about `max` remembered events whose retention has ended and does the
 /// upkeep of the runs of claims of idle tenants ([`claims::merge::upkeep_all`]: runs past the
@@ -22,44 +25,59 @@ pub fn purge_dedup(tx: &mut WriteTx, ctx: &Ctx, max: usize) -> Result<usize> {
 }
 
 /// The upgrade to layout 14: every de-duplication row of layout 13 becomes a claim in a run
-/// of its tenant ([`claims`]), at most [`claims::MAX_RUN`] to a run; the old table is left
-/// empty and the old purge's cursor goes.
+/// of its tenant ([`claims`]), at most [`claims::MAX_RUN`] to a run (the table is read in
+/// slices of that many rows, one tenant's at a time, so the upgrade holds one run's claims in
+/// memory however large the table); the old table is left empty and the old purge's cursor
+/// goes. Returns how many rows moved.
 pub(crate) fn rows_to_runs(tx: &mut WriteTx) -> Result<u64> {
-    let mut by_tenant: BTreeMap<String, Vec<Claim>> = BTreeMap::new();
     let t = &USAGE_DEDUP;
-    tx.scan(t, &t.prefix(), Order::Asc, |k, d| {
-        if let Some(k) = DedupKey::decode(k) {
-            let (source, id) = (k.source.into_owned(), k.event_id.into_owned());
-            by_tenant
-                .entry(k.tenant_id.into_owned())
-                .or_default()
-                .push(Claim {
+    let mut moved = 0;
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let mut tenant: Option<String> = None;
+        let mut run: Vec<Claim> = Vec::new();
+        let from = after.take();
+        let lo = from.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        tx.scan_stored(
+            t,
+            &t.prefix(),
+            lo,
+            Bound::Unbounded,
+            Order::Asc,
+            &mut |k, v| {
+                let Some(key) = DedupKey::decode(k) else {
+                    return Ok(Flow::Continue);
+                };
+                let of = key.tenant_id.as_ref();
+                if tenant.as_deref().is_some_and(|t| t != of) || run.len() as u64 >= claims::MAX_RUN
+                {
+                    return Ok(Flow::Stop);
+                }
+                tenant.get_or_insert_with(|| of.to_owned());
+                let d: DedupRec = crate::store::codec::decode(v)?;
+                let (source, id) = (key.source.into_owned(), key.event_id.into_owned());
+                run.push(Claim {
                     h: claims::hash(&source, &id),
                     seq: d.seq,
                     accepted_at: d.accepted_at,
                     source,
                     id,
                 });
-        }
-        Ok(Flow::Continue)
-    })?;
-    let mut moved = 0;
-    for (tenant, mut all) in by_tenant {
-        moved += all.len() as u64;
-        all.sort_unstable_by(Claim::order);
-        let mut runs = claims::Runs::default();
-        let mut rest = all.into_iter().peekable();
-        while rest.peek().is_some() {
-            let run: Vec<Claim> = rest.by_ref().take(claims::MAX_RUN as usize).collect();
-            runs.live
-                .push(claims::write_run(tx, &tenant, runs.next, run)?);
-            runs.next += 1;
-        }
-        tx.put(
-            &claims::USAGE_CLAIM_RUNS,
-            &claims::RunsKey::new(&tenant),
-            &runs,
+                after = Some(k.to_vec());
+                Ok(Flow::Continue)
+            },
         )?;
+        let Some(tenant) = tenant else {
+            break;
+        };
+        moved += run.len() as u64;
+        run.sort_unstable_by(Claim::order);
+        let key = claims::RunsKey::new(&tenant);
+        let mut runs = tx.get(&claims::USAGE_CLAIM_RUNS, &key)?.unwrap_or_default();
+        runs.live
+            .push(claims::write_run(tx, &tenant, runs.next, run)?);
+        runs.next += 1;
+        tx.put(&claims::USAGE_CLAIM_RUNS, &key, &runs)?;
     }
     tx.clear_unlogged(&USAGE_DEDUP)?;
     tx.delete(

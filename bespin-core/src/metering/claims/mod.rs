@@ -27,6 +27,8 @@
 mod filter;
 pub(crate) mod index;
 pub(crate) mod merge;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use filter::BlockFilter;
 

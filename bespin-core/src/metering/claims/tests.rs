@@ -4,12 +4,17 @@
 #![allow(clippy::unwrap_used)]
 
 use super::{
-    Claim, Claims, Runs, RunsKey, USAGE_CLAIM_BLOCKS, USAGE_CLAIM_FILTERS, USAGE_CLAIM_RUNS, hash,
-    index, merge,
+    BLOCK, BlockFilter, BlockKey, Claim, ClaimBlock, Claims, FANOUT, Runs, RunsKey,
+    USAGE_CLAIM_BLOCKS, USAGE_CLAIM_FILTERS, USAGE_CLAIM_RUNS, hash, index, merge,
 };
-use crate::metering::ingest::{IngestReport, Outcome, UsageEvents};
+use crate::check::testing::{caught, first_key};
+use crate::metering::ingest::{
+    DedupExpiryKey, DedupKey, DedupRec, IngestReport, Outcome, USAGE_DEDUP, USAGE_DEDUP_BY_EXPIRY,
+    UsageEvents,
+};
 use crate::metering::ingest_tests::{another, event, post, setup, statuses};
 use crate::store::{NameKey, Reader};
+use crate::time::Date;
 use crate::{Bespin, Principal};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -362,14 +367,47 @@ fn the_purge_walks_tenants_from_a_cursor_and_finishes_idle_tenants_merges() {
     let (ids, seqs) = (ids_of(&first), answers(&first));
     let mut calls = 0;
     let mut seen = Vec::new();
-    while runs_of(&db, &admin).merge.is_some() {
+    // What the merge wrote so far, and its output's number.
+    let at = |db: &Bespin| runs_of(db, &admin).merge.map(|m| (m.out.no, m.out.count));
+    // Rewound to its start (what it wrote so far deleted), so that the purge does it all.
+    let tenant = admin.tenant_id().to_owned();
+    db.tamper(|tx| {
+        let key = RunsKey::new(&tenant);
+        let mut runs = tx.get(&USAGE_CLAIM_RUNS, &key)?.unwrap();
+        let m = runs.merge.as_mut().unwrap();
+        (m.after, m.out.count, m.out.last_at) = (None, 0, crate::time::Timestamp(i64::MIN));
+        let (b, f) = (&USAGE_CLAIM_BLOCKS, &USAGE_CLAIM_FILTERS);
+        tx.delete_prefix(b, &b.prefix().tenant(&tenant).u64(m.out.no))?;
+        tx.delete_prefix(f, &f.prefix().tenant(&tenant).u64(m.out.no))?;
+        tx.put(&USAGE_CLAIM_RUNS, &key, &runs)
+    });
+    assert_clean(&db);
+    let (out, mut written) = at(&db).unwrap();
+    let mut steps = 0;
+    while let Some((_, before)) = at(&db) {
         assert_eq!(db.purge_usage_dedup(1).unwrap(), 0);
         seen.push(cursor(&db));
         calls += 1;
         assert_eq!(lookup(&db, &admin, &ids), seqs, "after call {calls}");
+        // A call of bound 1 reads at most a block of each input.
+        let now = at(&db).map_or_else(
+            || {
+                runs_of(&db, &admin)
+                    .live
+                    .iter()
+                    .find(|r| r.no == out)
+                    .unwrap()
+                    .count
+            },
+            |(_, n)| n,
+        );
+        assert!(now - before <= FANOUT * BLOCK as u64, "{before} -> {now}");
+        steps += usize::from(now != before);
+        written = now;
         assert!(calls < 100);
     }
-    assert!(calls > 1, "the merge took one call");
+    assert!(written > 0);
+    assert!(steps >= 2, "the merge took {steps} step");
     // One row a call, in key order, then over again.
     let mut walk: Vec<Vec<u8>> = keys.clone();
     walk.push(Vec::new());
@@ -501,6 +539,166 @@ fn erasing_a_tenant_removes_its_claims() {
     assert_eq!(
         statuses(&post(&db, &other, batch(&["o".to_owned()]))),
         ["duplicate"]
+    );
+}
+
+/// The first block of the claims (key, block).
+fn first_block(tx: &crate::store::WriteTx) -> (Vec<u8>, ClaimBlock) {
+    let k = first_key(tx, &USAGE_CLAIM_BLOCKS);
+    let b = tx
+        .get(&USAGE_CLAIM_BLOCKS, &BlockKey::decode(&k).unwrap())
+        .unwrap()
+        .unwrap();
+    (k, b)
+}
+
+#[test]
+fn the_checker_catches_a_lost_claim_a_tampered_block_filter_or_run_and_old_rows() {
+    let fresh = || {
+        let (db, _, admin, _) = setup();
+        let batch = json!([
+            event("a", json!(1)),
+            event("b", json!(1)),
+            event("c", json!(1))
+        ]);
+        post(&db, &admin, batch);
+        let report = db.check().unwrap();
+        assert!(report.is_ok(), "{report}");
+        assert_eq!(report.rows_in("usage_claim_blocks"), 1);
+        (db, admin)
+    };
+    let put_block = |tx: &mut crate::store::WriteTx, k: &[u8], b: &ClaimBlock| {
+        tx.put(&USAGE_CLAIM_BLOCKS, &BlockKey::decode(k).unwrap(), b)
+    };
+    // A claim lost: its event has no live claim, the run's count is off.
+    let (db, _) = fresh();
+    db.tamper(|tx| {
+        let (k, mut b) = first_block(tx);
+        b.claims.pop();
+        put_block(tx, &k, &b)
+    });
+    caught(&db, "usage_claim_blocks", "no live claim of usage event");
+    caught(&db, "usage_claim_runs", "lists 3 claims");
+    // A whole block lost: its filter is of no block.
+    let (db, _) = fresh();
+    db.tamper(|tx| {
+        let k = first_key(tx, &USAGE_CLAIM_BLOCKS);
+        tx.delete_stored(&USAGE_CLAIM_BLOCKS, &k).map(|_| ())
+    });
+    caught(&db, "usage_claim_filters", "a filter of no block");
+    caught(&db, "usage_claim_blocks", "no live claim of usage event");
+    // A claim hashed wrong, claims out of order, a block keyed at another first hash.
+    for tamper in [
+        |b: &mut ClaimBlock| b.claims[1].h ^= 1,
+        |b: &mut ClaimBlock| b.claims.swap(1, 2),
+        |b: &mut ClaimBlock| drop(b.claims.remove(0)),
+    ] {
+        let (db, _) = fresh();
+        db.tamper(|tx| {
+            let (k, mut b) = first_block(tx);
+            tamper(&mut b);
+            put_block(tx, &k, &b)
+        });
+        caught(
+            &db,
+            "usage_claim_blocks",
+            "unsorted, misnamed or hashed wrong",
+        );
+    }
+    // A claim naming another usage event.
+    let (db, _) = fresh();
+    db.tamper(|tx| {
+        let (k, mut b) = first_block(tx);
+        b.claims[0].seq += 1_000;
+        put_block(tx, &k, &b)
+    });
+    caught(&db, "usage_claim_blocks", "names no usage event");
+    // A filter that does not admit the block's claims.
+    let (db, _) = fresh();
+    db.tamper(|tx| {
+        let (k, b) = first_block(tx);
+        let others = b.claims.iter().map(|c| !c.h).collect::<Vec<_>>();
+        let f = BlockFilter::of(others.into_iter());
+        let k = BlockKey::decode(&k).unwrap();
+        tx.put(&USAGE_CLAIM_FILTERS, &k, &f)
+    });
+    caught(&db, "usage_claim_blocks", "no filter admitting every claim");
+    // A run's count or latest acceptance that is not its claims'; a run past `next`; a merge
+    // of a run not live.
+    type RunsTamper = fn(&mut Runs);
+    let runs_tampers: [(RunsTamper, &str); 4] = [
+        (|r| r.live[0].count += 1, "lists 4 claims"),
+        (|r| r.live[0].last_at.0 -= 1, "its blocks hold"),
+        (|r| r.next = 0, "a run numbered past `next`"),
+        (
+            |r| {
+                r.merge = Some(merge::Merge {
+                    out: r.live[0].clone(),
+                    inputs: vec![7],
+                    after: None,
+                })
+            },
+            "a merge of a run not live",
+        ),
+    ];
+    for (tamper, needle) in runs_tampers {
+        let (db, admin) = fresh();
+        db.tamper(|tx| {
+            let key = RunsKey::new(admin.tenant_id());
+            let mut runs = tx.get(&USAGE_CLAIM_RUNS, &key)?.unwrap();
+            tamper(&mut runs);
+            tx.put(&USAGE_CLAIM_RUNS, &key, &runs)
+        });
+        caught(&db, "usage_claim_runs", needle);
+    }
+    // A block of a run its tenant does not list, and a copy of a claim in a second live run.
+    let (db, admin) = fresh();
+    db.tamper(|tx| {
+        let (k, b) = first_block(tx);
+        let k = BlockKey::decode(&k).unwrap();
+        let orphan = BlockKey::new(&k.tenant_id, 99, k.first_h);
+        tx.put(&USAGE_CLAIM_BLOCKS, &orphan, &b)?;
+        tx.put(
+            &USAGE_CLAIM_FILTERS,
+            &orphan,
+            &BlockFilter::of(b.claims.iter().map(|c| c.h)),
+        )
+    });
+    caught(&db, "usage_claim_blocks", "a block of no run of its tenant");
+    let (db, admin2) = fresh();
+    drop(admin);
+    db.tamper(|tx| {
+        let (_, b) = first_block(tx);
+        let key = RunsKey::new(admin2.tenant_id());
+        let mut runs = tx.get(&USAGE_CLAIM_RUNS, &key)?.unwrap();
+        let no = runs.next;
+        runs.next += 1;
+        let copy = vec![b.claims[0].clone()];
+        runs.live
+            .push(super::write_run(tx, admin2.tenant_id(), no, copy)?);
+        tx.put(&USAGE_CLAIM_RUNS, &key, &runs)
+    });
+    caught(&db, "usage_claim_blocks", "2 live claims of (svc, ");
+    // A row of layout 13's de-duplication, and of layout 9's expiry order.
+    let (db, admin) = fresh();
+    db.tamper(|tx| {
+        let k = DedupKey::new(admin.tenant_id(), "svc", "z");
+        let rec = DedupRec {
+            seq: 1,
+            accepted_at: crate::time::Timestamp(0),
+        };
+        tx.put(&USAGE_DEDUP, &k, &rec)
+    });
+    caught(&db, "usage_dedup", "a row of an older layout left");
+    let (db, _) = fresh();
+    db.tamper(|tx| {
+        let k = DedupExpiryKey::new(Date::parse("2026-03-04").unwrap(), "t", "s", "i");
+        tx.put(&USAGE_DEDUP_BY_EXPIRY, &k, &())
+    });
+    caught(
+        &db,
+        "usage_dedup_by_expiry",
+        "a row of an older layout left",
     );
 }
 

@@ -328,6 +328,50 @@ fn a_run_of_a_rolled_back_operation_leaves_no_claim_and_its_numbers_read_right_a
     assert_clean(&db);
 }
 
+/// A claim past the retention is gone at once for lookups though its run lives on (a run goes
+/// when its latest claim expires), and a merge leaves it out: a run of 189 claims of day 0 and
+/// 3 of day 31, merged on day 33 with seven runs of 150, becomes one run of 1,053.
+#[test]
+fn claims_past_the_retention_are_gone_at_once_and_left_out_of_merges() {
+    let (db, clock, admin, _) = setup();
+    let mut old: Vec<(String, String)> = Vec::new();
+    let mut late: Vec<(String, String)> = Vec::new();
+    for i in 0..64 {
+        if i == 63 {
+            clock.advance(31 * DAY);
+        }
+        let ids: Vec<String> = (0..3).map(|j| format!("x{i}-{j}")).collect();
+        let r = post(&db, &admin, batch(&ids));
+        let to = if i == 63 { &mut late } else { &mut old };
+        to.extend(ids.into_iter().zip(usage_ids(&r)));
+    }
+    let runs = runs_of(&db, &admin);
+    assert_eq!(runs.live.len(), 1, "{runs:?}");
+    assert_eq!(runs.live[0].count, 192);
+    clock.advance(2 * DAY);
+    // Day 33: the run lives (its latest claim is of day 31), day 0's claims are gone.
+    assert_eq!(lookup(&db, &admin, &ids_of(&old)), vec![None; old.len()]);
+    assert_eq!(lookup(&db, &admin, &ids_of(&late)), answers(&late));
+    assert_clean(&db);
+    let mut new: Vec<(String, String)> = Vec::new();
+    for i in 0..7 {
+        let ids: Vec<String> = (0..150).map(|j| format!("n{i}-{j}")).collect();
+        let r = post(&db, &admin, batch(&ids));
+        new.extend(ids.into_iter().zip(usage_ids(&r)));
+    }
+    let runs = runs_of(&db, &admin);
+    let counts: Vec<u64> = runs.live.iter().map(|r| r.count).collect();
+    assert_eq!(counts, [7 * 150 + 3], "{runs:?}");
+    assert!(runs.merge.is_none());
+    assert_eq!(lookup(&db, &admin, &ids_of(&late)), answers(&late));
+    assert_eq!(lookup(&db, &admin, &ids_of(&new)), answers(&new));
+    assert_clean(&db);
+    // Day 0's ids are new events again.
+    let r = post(&db, &admin, batch(&ids_of(&old)[..100]));
+    assert!(statuses(&r).iter().all(|s| *s == "accepted"));
+    assert_clean(&db);
+}
+
 /// The position of the purge's walk among the tenants' rows.
 fn cursor(db: &Bespin) -> Vec<u8> {
     db.read(|r, _| r.get(&merge::USAGE_CLAIM_UPKEEP, &NameKey::new("claims")))

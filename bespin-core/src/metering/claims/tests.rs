@@ -500,8 +500,9 @@ fn the_purge_walks_tenants_from_a_cursor_and_finishes_idle_tenants_merges() {
     assert!(statuses(&r).iter().all(|s| *s == "accepted"));
 }
 
-/// Erasing a tenant removes its runs, blocks and filters — a merge under way and runs being
-/// dropped included — and leaves the other tenant's; no global row names it after.
+/// Erasing a tenant that merged runs (the purge's upkeep running between the erasure's steps,
+/// its cursor at the tenant's row when the erasure starts) removes its runs, blocks and
+/// filters and leaves the other tenant's; the purge's cursor does not name it after.
 #[test]
 fn erasing_a_tenant_removes_its_claims() {
     use crate::tenancy::erasure::{ConfirmErasure, ErasureState, rows_of};

@@ -67,9 +67,9 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), n);
         assert_eq!(
-            n, 74,
+            n, 78,
             "the tables of layout 9, the event log, the key lifecycle, the tombstones of deleted \
-             records, usage de-duplication and usage chunks"
+             records, usage de-duplication, usage chunks and the runs of claims (layout 14)"
         );
         assert!(table("co_tasks").is_some_and(|t| t.tenant_scoped()));
         assert!(table("secrets").is_some_and(|t| t.is_secret()));

@@ -208,7 +208,8 @@ pub(crate) mod tests {
         let p = crate::layout::plan(&path).unwrap();
         assert_eq!((p.file_layout, p.action), (12, "upgrade"), "{p}");
         let steps: Vec<(u64, u64)> = p.steps.iter().map(|s| (s.to_layout, s.rows)).collect();
-        assert_eq!(steps, [(13, before.0.len() as u64)], "{p}");
+        // And the two reported events' claims, as layout 13's rows, into runs.
+        assert_eq!(steps, [(13, before.0.len() as u64), (14, 2)], "{p}");
 
         let db = Bespin::open(&path).unwrap();
         let (rows, bytes_now, text_now) = read(&db);

@@ -19,8 +19,8 @@
 //! | 10 | reported usage events marked in `usage_all_by_seq`, whose walk purges the de-duplication rows past their retention; `usage_dedup_by_expiry` (a global row per remembered event) left empty. The upgrade from 9 marks the reported events and empties it |
 //! | 11 | reported usage events stored in chunks (`usage_chunks`: the accepted events of one request, keyed by (tenant, latest instant, first usage number)), with one row per chunk in each insertion order (its first number; the row's value says "a chunk of n events"). Events stored one per row before stay so and are read beside chunks, so the upgrade rewrites nothing; the number keeps a build of layout 10, which would misread a chunk's order rows, from opening the file |
 //! | 12 | the tenant part of every tenant-scoped key written as the tenant id's 16 bytes (`0x00 0x03` first) instead of its 36 characters, and the CloudEvent id of a de-duplication row so when it is a UUID ([`tenant_keys`]): shorter keys, fewer pages a commit. The upgrade moves every row of those tables to its new key, first of all steps |
-//! | 14 | the de-duplication of reported usage events kept as sorted runs of claims per tenant, appended per request and merged in bounded steps, with a Bloom filter per block ([`crate::metering::claims`]), instead of one `usage_dedup` row per event at a random place; the upgrade moves every row into runs and empties `usage_dedup` |
 //! | 13 | the id parts after the first written so too when they are canonical UUIDs ([`ext_ids`]): a record's id in the search index, its rank row and the list orders, an event's, a user's, a KPI's, an evidence link's, a tenant's in a global key (`usage_all_by_seq`, `idempotency_by_age`, the webhook outbox, tombstones), idempotency keys. The upgrade moves every row with such a part to its new key, right after the step of 12 |
+//! | 14 | the de-duplication of reported usage events kept as sorted runs of claims per tenant, appended per request and merged in bounded steps, with a Bloom filter per block ([`crate::metering::claims`]), instead of one `usage_dedup` row per event at a random place; the upgrade moves every row into runs and empties `usage_dedup` |
 
 mod ext_ids;
 mod tenant_keys;
@@ -126,7 +126,8 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
     tx.put(&META, &layout_key(), &CURRENT)
 }
 
-/// Test-only: records layout `n` (< 13) and writes the id parts of layout 13 as text, and for
+/// Test-only: records layout `n` (< 14) and writes the claims of reported usage events as
+/// layout 13's de-duplication rows, for `n` < 13 the id parts of layout 13 as text, and for
 /// `n` < 12 the tenant part of every key too, as those layouts did; a test then changes what
 /// else layout `n` lacks.
 #[cfg(test)]
@@ -135,10 +136,14 @@ pub(crate) fn set_old_for_test(tx: &mut WriteTx, n: u64) -> Result<()> {
     tx.put(&META, &layout_key(), &n)
 }
 
-/// Test-only: writes the parts of keys that layouts 12 and 13 write as bytes as text, as
-/// layout `n` did.
+/// Test-only: writes the claims of layout 14 as de-duplication rows and the parts of keys
+/// that layouts 12 and 13 write as bytes as text, as layout `n` did (the rows first: the
+/// rewrites of keys to text move them too).
 #[cfg(test)]
 fn to_text_for_test(tx: &mut WriteTx, n: u64) -> Result<()> {
+    if n < 14 {
+        crate::metering::ingest::runs_to_rows_for_test(tx)?;
+    }
     if n < 13 {
         ext_ids::tests::to_text(tx)?;
     }
@@ -563,7 +568,8 @@ mod tests {
                 (6, 8),
                 (8, 4),
                 (9, 8),
-                (11, 0)
+                (11, 0),
+                (14, 0)
             ],
             "{p}"
         );
@@ -621,7 +627,7 @@ mod tests {
         let p = plan(&path).unwrap();
         assert_eq!((p.file_layout, p.action), (4, "upgrade"));
         let steps: Vec<u64> = p.steps.iter().map(|s| s.to_layout).collect();
-        assert_eq!(steps, [12, 13, 5, 6, 7, 8, 9, 11], "{p}");
+        assert_eq!(steps, [12, 13, 5, 6, 7, 8, 9, 11, 14], "{p}");
         assert_eq!((p.steps[2].rows, p.steps[4].rows), (2, 2), "{p}");
 
         let db = Bespin::open(&path).unwrap();
@@ -701,9 +707,14 @@ mod tests {
         drop(db);
         let p = plan(&path).unwrap();
         let steps: Vec<(u64, u64)> = p.steps.iter().map(|s| (s.to_layout, s.rows)).collect();
-        // 9 lists the usage events (one here) in insertion order; 11 rewrites nothing.
+        // 9 lists the usage events (one here) in insertion order; 11 rewrites nothing; 14
+        // finds no reported event's row.
         assert_eq!((steps[0].0, steps[1].0), (12, 13), "{p}");
-        assert_eq!(steps[2..], [(7, 1), (8, 0), (9, 1), (11, 0)], "{p}");
+        assert_eq!(
+            steps[2..],
+            [(7, 1), (8, 0), (9, 1), (11, 0), (14, 0)],
+            "{p}"
+        );
 
         let db = Bespin::open(&path).unwrap();
         let report = db.check().unwrap();

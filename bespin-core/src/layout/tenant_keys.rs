@@ -186,6 +186,29 @@ pub(crate) mod tests {
         n
     }
 
+    /// The claims in live runs of every tenant (layout 14).
+    fn live_claims(db: &Bespin) -> usize {
+        let tenants: Vec<String> = db
+            .read(|r, _| {
+                let t = &crate::metering::claims::USAGE_CLAIM_RUNS;
+                let mut out = Vec::new();
+                r.scan(t, &t.prefix(), Order::Asc, |k, _| {
+                    out.extend(
+                        crate::metering::claims::RunsKey::decode(k)
+                            .map(|k| k.tenant_id.into_owned()),
+                    );
+                    Ok(Flow::Continue)
+                })?;
+                Ok(out)
+            })
+            .unwrap();
+        let count = |r: &crate::ReadTx, t: &str| crate::metering::claims::live_claims(r, t);
+        tenants
+            .iter()
+            .map(|t| db.read(|r, _| count(r, t)).unwrap().len())
+            .sum()
+    }
+
     /// What a tenant's admin reads back: its tasks, a search, a record's timeline, its events.
     fn seen(db: &Bespin, p: &Principal, task_id: &str) -> String {
         let tasks = db
@@ -241,8 +264,10 @@ pub(crate) mod tests {
         assert!(moved > 20, "{moved}");
         assert_eq!(text_now, 0, "this build writes no tenant as text");
 
-        assert_eq!(claims(&db, dedup_id_as_text), 2);
+        assert_eq!(live_claims(&db), 3, "in runs of claims (layout 14)");
+        assert_eq!(claims(&db, |_| Some(Vec::new())), 0, "no row of layout 13");
         db.tamper(|tx| crate::layout::set_old_for_test(tx, 11));
+        assert_eq!(live_claims(&db), 0);
         assert_eq!(forms(&db), (0, moved));
         assert_eq!(claims(&db, dedup_id_as_bytes), 2, "two ids as text");
         assert!(
@@ -258,12 +283,17 @@ pub(crate) mod tests {
         assert_eq!((p.file_layout, p.action), (11, "upgrade"), "{p}");
         let steps: Vec<(u64, u64)> = p.steps.iter().map(|s| (s.to_layout, s.rows)).collect();
         assert_eq!(steps[0], (12, moved), "{p}");
-        assert_eq!(steps.len(), 2, "and the id parts after the tenant: {p}");
+        assert_eq!(
+            steps.len(),
+            3,
+            "and the id parts after the tenant, and 14: {p}"
+        );
+        assert_eq!(steps[2], (14, 3), "the three rows into runs: {p}");
 
         let db = Bespin::open(&path).unwrap();
         assert_eq!(forms(&db), (moved, 0));
-        assert_eq!(claims(&db, dedup_id_as_bytes), 0);
-        assert_eq!(claims(&db, dedup_id_as_text), 2);
+        assert_eq!(claims(&db, |_| Some(Vec::new())), 0, "moved into runs");
+        assert_eq!(live_claims(&db), 3);
         // The events reported before are still remembered: sent again, each is a duplicate.
         let (admin, ..) = &tenants[0];
         let again: Vec<serde_json::Value> = ids

@@ -67,7 +67,7 @@ fn chunked_events_export_and_list_as_rows_of_their_own_do_with_a_cursor_inside_a
     db.tamper(|tx| unchunk(tx).map(drop));
     builtin_usage(&db, &admin, 1);
     // A repeat of an event of its own row, and a refusal, between new events: neither in the
-    // chunk (the repeat's claim leaves a number unused inside it).
+    // chunk, and neither takes a number (a repeat is found among the claims first).
     let mut old = event("r", json!(1));
     old["time"] = json!("2025-12-01T00:00:00Z");
     let batch = json!([
@@ -96,9 +96,10 @@ fn chunked_events_export_and_list_as_rows_of_their_own_do_with_a_cursor_inside_a
         let c = chunks(tx);
         let seqs: Vec<u64> = c[0].1.events.iter().map(|e| e.seq).collect();
         assert_eq!(seqs.len(), 4);
-        assert!(
-            seqs[1] > seqs[0] + 1,
-            "a number left unused inside: {seqs:?}"
+        assert_eq!(
+            seqs[3],
+            seqs[0] + 3,
+            "no number left unused inside: {seqs:?}"
         );
         Ok(())
     });
@@ -180,11 +181,10 @@ fn the_checker_catches_a_tampered_chunk() {
     rewrite(&db, |_, c| c.events[1].raw_units = Amount::from_int(5));
     caught(&db, "period_rollups", "raw units");
     caught(&db, "day_rollups", "raw units");
-    // An event dropped: its de-duplication row names nothing, the rollups are off, the order
-    // rows count 3.
+    // An event dropped: its claim names nothing, the rollups are off, the order rows count 3.
     let db = fresh();
     rewrite(&db, |_, c| drop(c.events.remove(2)));
-    caught(&db, "usage_dedup", "names no usage event");
+    caught(&db, "usage_claim_blocks", "names no usage event");
     caught(&db, "period_rollups", "raw units");
     caught(&db, "usage_all_by_seq", "wrong value");
     // Keyed at an instant that is not its latest event's (the ledger would stop too early).
@@ -220,8 +220,10 @@ fn the_checker_catches_a_tampered_chunk() {
     caught(&db, "usage_events", "inside a chunk");
 }
 
+/// A request's claims are one run, dropped whole once its latest claim is past the retention;
+/// a live run stays.
 #[test]
-fn a_chunks_events_are_purged_together_and_the_purge_stops_at_a_live_chunk() {
+fn a_requests_claims_are_dropped_together_and_a_live_run_stays() {
     let (db, clock, admin, _) = setup();
     let batch = |p: &str| -> Value {
         Value::Array(
@@ -235,12 +237,14 @@ fn a_chunks_events_are_purged_together_and_the_purge_stops_at_a_live_chunk() {
     clock.advance(20 * DAY);
     post(&db, &admin, batch("y"));
     clock.advance(13 * DAY);
-    // x's retention ended, y's did not: x's three go in one call even with a bound of 1.
+    // x's retention ended, y's did not: x's run of three goes in one call even with a bound
+    // of 1 (its two rows deleted with it).
     assert_eq!(db.purge_usage_dedup(1).unwrap(), 3);
     assert_eq!(db.purge_usage_dedup(100).unwrap(), 0);
     let report = db.check().unwrap();
     assert!(report.is_ok(), "{report}");
-    assert_eq!(report.rows_in("usage_dedup"), 3);
+    assert_eq!(report.rows_in("usage_claim_blocks"), 1, "y's run");
+    assert_eq!(report.rows_in("usage_claim_filters"), 1);
     let r = post(
         &db,
         &admin,
@@ -250,7 +254,13 @@ fn a_chunks_events_are_purged_together_and_the_purge_stops_at_a_live_chunk() {
     assert_eq!(used_tokens(&db, &admin), 1.0);
     clock.advance(20 * DAY);
     assert_eq!(db.purge_usage_dedup(100).unwrap(), 3);
-    assert!(db.check().unwrap().is_ok());
+    let report = db.check().unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(
+        report.rows_in("usage_claim_blocks"),
+        1,
+        "x1's run, accepted again"
+    );
 }
 
 #[test]

@@ -823,6 +823,8 @@ fn type_state(
 }
 
 pub use super::purge::purge_dedup;
+#[cfg(test)]
+pub(crate) use super::purge::runs_to_rows_for_test;
 pub(crate) use super::purge::{check, drop_expiry_order, rows_to_runs};
 
 impl Bespin {

@@ -4,8 +4,7 @@
 
 use super::export::{ExportQuery, OrderEntry, USAGE_ALL_BY_SEQ};
 use super::ingest::{
-    DedupExpiryKey, IngestReport, Outcome, PURGED_UP_TO, USAGE_DEDUP, USAGE_DEDUP_BY_EXPIRY,
-    UsageEvents,
+    DedupExpiryKey, IngestReport, Outcome, PURGED_UP_TO, USAGE_DEDUP_BY_EXPIRY, UsageEvents,
 };
 use crate::billing::catalog::{NewMeteredEvent, NewPlan};
 use crate::billing::subscriptions::SubscriptionUpdate;
@@ -62,6 +61,18 @@ fn setup_on(db: &Bespin) -> (Principal, Principal) {
     )
     .unwrap();
     (admin, member)
+}
+
+/// Another tenant on the plan `metered` of [`setup`]'s `db`: its admin.
+pub(super) fn another(db: &Bespin) -> Principal {
+    let (admin, _) = tenant(db);
+    let on = SubscriptionUpdate {
+        plan_id: "metered".into(),
+        status: "active".into(),
+        period_start: None,
+    };
+    db.admin_set_subscription(admin.tenant_id(), on).unwrap();
+    admin
 }
 
 pub(super) fn event(id: &str, value: Value) -> Value {
@@ -481,35 +492,58 @@ pub(super) fn builtin_usage(db: &Bespin, who: &Principal, n: usize) {
     }
 }
 
+/// A claim past the retention is gone at once for lookups (before any purge); the request
+/// that then claims again drops its tenant's expired runs itself; the purge drops those of
+/// idle tenants, a tenant's row per unit of its bound, from where the last call stopped, and
+/// returns how many claims went.
 #[test]
 fn remembered_events_are_purged_after_the_retention_in_bounded_steps() {
     let (db, clock, admin, _) = setup();
-    // A request each: a chunk of one event each (a chunk's events are purged together).
+    // A request each: a run of one claim each.
     for i in 0..5 {
         post(&db, &admin, json!([event(&i.to_string(), json!(1))]));
     }
+    // Two idle tenants with claims of their own.
+    let others: Vec<Principal> = (0..2).map(|_| another(&db)).collect();
+    for (n, p) in others.iter().enumerate() {
+        let batch: Vec<Value> = (0..=n).map(|i| event(&format!("o{i}"), json!(1))).collect();
+        post(&db, p, Value::Array(batch));
+    }
     assert_eq!(db.purge_usage_dedup(10).unwrap(), 0);
+    assert_eq!(runs_of(&db, &admin).live.len(), 5);
     clock.advance(33 * DAY);
-    // Past the retention, not purged yet: the same id is a new event (its row replaced);
-    // refused, it leaves the old row to the purge.
+    // Past the retention, not purged yet: the same id is a new event; refused, an event
+    // leaves nothing.
     let mut old = event("1", json!(1));
     old["time"] = json!("2026-01-31T12:00:00Z");
     let r = post(&db, &admin, json!([event("0", json!(1)), old]));
     assert_eq!(statuses(&r), ["accepted", "rejected"]);
+    // That request's upkeep dropped its tenant's five expired runs; only its own is live.
+    let runs = runs_of(&db, &admin);
+    assert_eq!(runs.live.len(), 1);
+    assert_eq!(runs.live[0].count, 1);
+    assert!(runs.dropping.is_empty(), "{runs:?}");
     assert!(
         db.check().unwrap().violations.is_empty(),
         "{}",
         db.check().unwrap()
     );
-    // "0"'s first acceptance is passed (its row is the new one's), then "1" and "2" go.
-    assert_eq!(db.purge_usage_dedup(2).unwrap(), 2);
-    assert_eq!(db.purge_usage_dedup(10).unwrap(), 2);
+    // The idle tenants' runs (1 and 2 claims) go a tenant's row per call with a bound of 1:
+    // three rows, three calls, then the walk starts over and finds nothing.
+    let calls: Vec<usize> = (0..3).map(|_| db.purge_usage_dedup(1).unwrap()).collect();
+    assert!(calls.iter().all(|n| [0, 1, 2].contains(n)), "{calls:?}");
+    assert_eq!(calls.iter().sum::<usize>(), 3, "{calls:?}");
     assert_eq!(db.purge_usage_dedup(10).unwrap(), 0);
-    assert!(
-        db.check().unwrap().violations.is_empty(),
-        "{}",
-        db.check().unwrap()
-    );
+    assert_eq!(db.purge_usage_dedup(10).unwrap(), 0);
+    for p in &others {
+        // The row stays, so that run numbers are never given twice.
+        let runs = runs_of(&db, p);
+        assert!(runs.live.is_empty() && runs.dropping.is_empty(), "{runs:?}");
+        assert_eq!(runs.next, 1);
+    }
+    let report = db.check().unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.rows_in("usage_claim_blocks"), 1);
     // A purged id is a new event again; the one accepted again is still remembered.
     let r = post(
         &db,
@@ -521,8 +555,19 @@ fn remembered_events_are_purged_after_the_retention_in_bounded_steps() {
     assert!(db.check().unwrap().violations.is_empty());
 }
 
+/// `who`'s tenant's runs of claims.
+pub(super) fn runs_of(db: &Bespin, who: &Principal) -> super::claims::Runs {
+    let key = super::claims::RunsKey::new(who.tenant_id());
+    db.read(|r, _| r.get(&super::claims::USAGE_CLAIM_RUNS, &key))
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// The retention counts from a claim's acceptance, not from its event's `time`: a late event
+/// accepted 20 days after the first ones is remembered until 32 days after its acceptance,
+/// and the purge drops the earlier run alone (Bespin's own metering has no claims).
 #[test]
-fn the_purge_stops_at_the_first_event_still_remembered_and_passes_builtin_usage() {
+fn the_retention_counts_from_acceptance_and_the_purge_drops_only_expired_runs() {
     let (db, clock, admin, _) = setup();
     post(
         &db,
@@ -532,8 +577,8 @@ fn the_purge_stops_at_the_first_event_still_remembered_and_passes_builtin_usage(
     // Bespin's own metering between them.
     builtin_usage(&db, &admin, 3);
     clock.advance(20 * DAY);
-    // Accepted on 20 February for 1 February: its `time` lies before the purge's horizon
-    // when the others expire, its acceptance does not.
+    // Accepted on 20 February for 1 February: its `time` is past the retention when the
+    // others expire, its acceptance is not.
     let mut late = event("c", json!(1));
     late["time"] = json!("2026-02-01T00:00:00Z");
     post(&db, &admin, json!([late, event("d", json!(1))]));
@@ -566,20 +611,38 @@ fn the_purge_stops_at_the_first_event_still_remembered_and_passes_builtin_usage(
     assert!(db.check().unwrap().violations.is_empty());
 }
 
+/// A purge visits at most its bound of tenants' rows a call, from where the last call
+/// stopped, skipping a tenant with nothing to do; over enough calls every expired run goes.
 #[test]
-fn a_purge_walks_a_bounded_number_of_rows() {
+fn a_purge_visits_a_bounded_number_of_tenants() {
     let (db, clock, admin, _) = setup();
-    // 40 usage events of Bespin's own metering, then a reported one.
-    builtin_usage(&db, &admin, 40);
-    post(&db, &admin, json!([event("late", json!(1))]));
-    clock.advance(33 * DAY);
-    // One row at most to purge: 16 rows walked a call.
-    let calls: Vec<usize> = (0..4).map(|_| db.purge_usage_dedup(1).unwrap()).collect();
-    assert_eq!(calls[0], 0, "the first walk ends in the built-in usage");
-    assert_eq!(calls.iter().sum::<usize>(), 1, "{calls:?}");
+    let mut tenants = vec![admin.clone()];
+    tenants.extend((0..4).map(|_| another(&db)));
+    for p in &tenants {
+        post(&db, p, json!([event("late", json!(1))]));
+    }
+    clock.advance(20 * DAY);
+    // A sixth tenant whose claim is still live 13 days on.
+    let live = another(&db);
+    post(&db, &live, json!([event("late", json!(1))]));
+    clock.advance(13 * DAY);
+    let calls: Vec<usize> = (0..6).map(|_| db.purge_usage_dedup(2).unwrap()).collect();
+    assert!(calls.iter().all(|n| *n <= 2), "{calls:?}");
+    assert!(
+        calls[0] < 5,
+        "the first call does not reach every tenant: {calls:?}"
+    );
+    assert_eq!(calls.iter().sum::<usize>(), 5, "{calls:?}");
+    assert_eq!(db.purge_usage_dedup(100).unwrap(), 0);
+    for p in &tenants {
+        assert_eq!(
+            statuses(&post(&db, p, json!([event("late", json!(1))]))),
+            ["accepted"]
+        );
+    }
     assert_eq!(
-        statuses(&post(&db, &admin, json!([event("late", json!(1))]))),
-        ["accepted"]
+        statuses(&post(&db, &live, json!([event("late", json!(1))]))),
+        ["duplicate"]
     );
     assert!(db.check().unwrap().violations.is_empty());
 }
@@ -606,45 +669,28 @@ fn check_holds_the_rollups_of_a_late_event_to_its_usage() {
 }
 
 #[test]
-fn the_checker_catches_a_lost_dedup_row_a_wrong_order_row_and_rows_the_purge_left() {
+fn the_checker_catches_a_lost_or_unmarked_order_row() {
     let fresh = || {
         let (db, _, admin, _) = setup();
         post(&db, &admin, json!([event("a", json!(1))]));
         assert!(db.check().unwrap().violations.is_empty());
-        db
+        (db, admin)
     };
-    let db = fresh();
-    db.tamper(|tx| {
-        let k = first_key(tx, &USAGE_DEDUP);
-        tx.delete_stored(&USAGE_DEDUP, &k).map(|_| ())
-    });
-    caught(&db, "usage_dedup", "missing for a usage event reported");
-    let db = fresh();
+    // The insertion order: a row lost, a reported event's row not marked reported.
+    let (db, _) = fresh();
     db.tamper(|tx| {
         let k = first_key(tx, &USAGE_ALL_BY_SEQ);
         tx.delete_stored(&USAGE_ALL_BY_SEQ, &k).map(|_| ())
     });
     caught(&db, "usage_all_by_seq", "missing");
-    // The reported event's row not marked reported (the purge would never read it).
-    let db = fresh();
+    let (db, _) = fresh();
     db.tamper(|tx| unmark_reported(tx).map(|_| ()));
     caught(&db, "usage_all_by_seq", "wrong value");
-    // The purge's walk past a row it left.
-    let db = fresh();
-    db.tamper(|tx| tx.put(&META, &NameKey::new(PURGED_UP_TO), &u64::MAX));
-    caught(&db, "usage_dedup", "left behind by the purge");
-    // A row of layout 9's expiry order.
-    let db = fresh();
-    db.tamper(|tx| {
-        let k = DedupExpiryKey::new(Date::parse("2026-03-04").unwrap(), "t", "s", "i");
-        tx.put(&USAGE_DEDUP_BY_EXPIRY, &k, &())
-    });
-    caught(&db, "usage_dedup_by_expiry", "layout 9");
 }
 
 /// Rewrites the reported events' rows of the platform's insertion order as layout 9 wrote
 /// them (the instant alone); returns how many.
-fn unmark_reported(tx: &mut crate::store::WriteTx) -> crate::Result<usize> {
+pub(super) fn unmark_reported(tx: &mut crate::store::WriteTx) -> crate::Result<usize> {
     let mut reported = Vec::new();
     tx.scan(
         &USAGE_ALL_BY_SEQ,

@@ -87,6 +87,46 @@ pub(crate) fn rows_to_runs(tx: &mut WriteTx) -> Result<u64> {
     Ok(moved)
 }
 
+/// Test-only: the claims as layout 13 kept them, the inverse of [`rows_to_runs`]: every claim
+/// of a live run becomes a `usage_dedup` row (keeping the latest acceptance of a `(source,
+/// id)` accepted again after its retention) and the claim tables are emptied; returns how many
+/// rows.
+#[cfg(test)]
+pub(crate) fn runs_to_rows_for_test(tx: &mut WriteTx) -> Result<u64> {
+    use super::ingest::DedupRec;
+    let mut tenants = Vec::new();
+    let t = &claims::USAGE_CLAIM_RUNS;
+    tx.scan(t, &t.prefix(), Order::Asc, |k, _| {
+        tenants.extend(claims::RunsKey::decode(k).map(|k| k.tenant_id.into_owned()));
+        Ok(Flow::Continue)
+    })?;
+    let mut rows: BTreeMap<(String, String, String), DedupRec> = BTreeMap::new();
+    for tenant in tenants {
+        for (_, c) in claims::live_claims(tx, &tenant)? {
+            let rec = DedupRec {
+                seq: c.seq,
+                accepted_at: c.accepted_at,
+            };
+            let at = rows
+                .entry((tenant.clone(), c.source, c.id))
+                .or_insert(rec.clone());
+            if rec.accepted_at > at.accepted_at {
+                *at = rec;
+            }
+        }
+    }
+    for ((tenant, source, id), rec) in &rows {
+        tx.put(&USAGE_DEDUP, &DedupKey::new(tenant, source, id), rec)?;
+    }
+    let (b, f) = (&claims::USAGE_CLAIM_BLOCKS, &claims::USAGE_CLAIM_FILTERS);
+    tx.delete_prefix(t, &t.prefix())?;
+    tx.delete_prefix(b, &b.prefix())?;
+    tx.delete_prefix(f, &f.prefix())?;
+    let u = &claims::merge::USAGE_CLAIM_UPKEEP;
+    tx.delete_prefix(u, &u.prefix())?;
+    Ok(rows.len() as u64)
+}
+
 /// The upgrade to layout 10: empties layout 9's expiry order, whose rows the purge no longer
 /// reads.
 pub(crate) fn drop_expiry_order(tx: &mut WriteTx) -> Result<()> {

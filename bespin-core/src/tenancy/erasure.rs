@@ -403,7 +403,14 @@ mod tests {
         assert_eq!(db.read(|r, _| rows_of(r, &tb)).expect("rows"), b_rows);
         let report = db.check().expect("check");
         assert!(report.is_ok(), "{report}");
-        assert_eq!(report.rows_in("usage_dedup"), 1, "only b's");
+        // b's one request: one run of one block, its filter.
+        for table in [
+            "usage_claim_runs",
+            "usage_claim_blocks",
+            "usage_claim_filters",
+        ] {
+            assert_eq!(report.rows_in(table), 1, "only b's {table}");
+        }
         assert_eq!(report.rows_in("usage_chunks"), 1, "only b's");
         assert_eq!(
             report.rows_in("usage_all_by_seq"),

@@ -28,6 +28,8 @@ mod block;
 mod filter;
 pub(crate) mod index;
 pub(crate) mod merge;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use block::{BlockView, ClaimBlock};
 pub(crate) use filter::BlockFilter;

@@ -93,7 +93,7 @@ pub(crate) fn rows_to_runs(tx: &mut WriteTx) -> Result<u64> {
 /// rows.
 #[cfg(test)]
 pub(crate) fn runs_to_rows_for_test(tx: &mut WriteTx) -> Result<u64> {
-    use super::ingest::DedupRec;
+    use std::collections::BTreeMap;
     let mut tenants = Vec::new();
     let t = &claims::USAGE_CLAIM_RUNS;
     tx.scan(t, &t.prefix(), Order::Asc, |k, _| {

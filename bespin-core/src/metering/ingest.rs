@@ -13,22 +13,17 @@
 //! an event are serialised by the writer (redb) or the batch lock (PostgreSQL), and the first
 //! one wins in a race too.
 //!
-//! That is the order of the answers. The work runs the checks first (they read and write
-//! nothing of the event), then claims the de-duplication row in one write that returns what
-//! it replaced (`WriteTx::replace`): a new event costs that one write where a lookup and a
-//! write were needed. A repeat claimed so has its first's row put back (two writes), so after
-//! a repeat the next events of the request are looked up first, as every event of a resent
-//! batch is; a refused event is looked up before it is answered, so that a repeat still
-//! answers `duplicate`. On PostgreSQL the claim reads the row as the lookup did (one round
-//! trip either way); on redb the insert finds the old value on its way.
+//! The lookup reads the tenant's claims ([`super::claims`]: sorted runs with a filter per
+//! block, so a new id costs a few probes in memory and a repeat one block read); an accepted
+//! event's claim is written with the request's others as one run at the end. On PostgreSQL
+//! every block the request's lookups will read is read in one round trip first.
 //!
 //! Nothing is written for an event before all its checks passed, and its checks read the
 //! figures the events before it in the request left (kept in memory: the plan, each type and
 //! cap are read once per request, and the rollups written once per key at the end). So an
 //! event is applied whole or not at all, and a refused one leaves no trace — in particular no
-//! de-duplication row: a refusal is not remembered, so the same event sent again after a
-//! plan upgrade (or in the next period's allowance) is checked again, and refused junk cannot
-//! fill the table.
+//! claim: a refusal is not remembered, so the same event sent again after a plan upgrade (or
+//! in the next period's allowance) is checked again, and refused junk cannot fill the claims.
 
 use super::{
     DAY_ROLLUPS, Limits, PERIOD_ROLLUPS, Sums, active_event, active_plan, chunk, claims,
@@ -59,7 +54,7 @@ pub const MAX_VALUE: i64 = 1_000_000_000_000_000;
 /// The most decimal places of `data.value`.
 pub const MAX_SCALE: u32 = 12;
 
-/// What the de-duplication table remembers of an accepted event.
+/// What layout 13's de-duplication table remembered of an accepted event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct DedupRec {
     /// Its usage number.
@@ -70,8 +65,8 @@ pub(crate) struct DedupRec {
 impl Record for DedupRec {}
 
 /// The instant past which an event's `time` proves it was accepted within the `retention`
-/// at `now` (a `time` lies at most 5 minutes ahead of its acceptance): the purge never walks
-/// beyond it, and the checker expects a row for every event reported beyond it.
+/// at `now` (a `time` lies at most 5 minutes ahead of its acceptance): the checker expects a
+/// live claim of every event reported beyond it.
 pub(super) fn dedup_horizon(now: Timestamp, retention: i64) -> i64 {
     now.0
         .saturating_sub(retention)
@@ -85,16 +80,17 @@ key! {
     pub(crate) struct DedupExpiryKey<'a> { expires_on: date, tenant_id: str, source: str, event_id: str }
 }
 
-/// (tenant, source, id) → the accepted event: what makes a repeat a duplicate. The purge
-/// finds the rows past their retention by walking the usage events in insertion order
-/// ([`purge_dedup`]), so a reported event costs this one row beside its usage rows.
+/// Layout 13's claims, (tenant, source, id) → the accepted event, one row per event at a
+/// random place. Moved into runs of claims by the upgrade to layout 14
+/// ([`super::purge::rows_to_runs`]) and left empty.
 pub(crate) const USAGE_DEDUP: Table<DedupKey<'static>, DedupRec> = Table::new("usage_dedup");
 /// Layout 9's purge order, (expiry date, tenant, source, id): a global row per remembered
 /// event, at a random place. Emptied by the upgrade to layout 10 and left empty.
 pub(crate) const USAGE_DEDUP_BY_EXPIRY: Table<DedupExpiryKey<'static>, ()> =
     Table::new("usage_dedup_by_expiry");
 
-/// The `meta` row holding the usage number up to which [`purge_dedup`] has walked.
+/// Layout 13's `meta` row holding the usage number up to which its purge had walked (deleted
+/// by the upgrade to layout 14).
 pub(crate) const PURGED_UP_TO: &str = "usage_dedup_purged_up_to";
 
 /// The tables of this module.

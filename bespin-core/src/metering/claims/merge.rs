@@ -289,6 +289,20 @@ pub(crate) struct Cursor {
 }
 impl Record for Cursor {}
 
+/// The erasure's companion of a tenant's runs row `key`: the upkeep's cursor, a global row,
+/// names the tenant when it stopped at it; it is set back to the start, so no row names an
+/// erased tenant (the next walk starts over, which costs a look at each tenant's row).
+pub(crate) fn forget_cursor(tx: &mut WriteTx, key: &[u8], _: &[u8]) -> Result<()> {
+    let name = NameKey::new("claims");
+    if tx
+        .get(&USAGE_CLAIM_UPKEEP, &name)?
+        .is_some_and(|c| c.after == key)
+    {
+        tx.put(&USAGE_CLAIM_UPKEEP, &name, &Cursor::default())?;
+    }
+    Ok(())
+}
+
 /// Whether `runs` has upkeep to do at `now`: a run to drop, a merge under way or one to start.
 fn has_work(runs: &Runs, now: Timestamp, retention: i64) -> bool {
     runs.merge.is_some()
@@ -354,6 +368,10 @@ pub(crate) fn upkeep_all(
             continue;
         };
         let tenant = key.tenant_id.into_owned();
+        if crate::tenancy::erasure::is_erased(tx, &tenant)? {
+            // Being erased: its rows go, work on them would be wasted.
+            continue;
+        }
         let budget = left.max(BLOCK as u64);
         let (gone, used) = upkeep(tx, &tenant, &mut runs, now, retention, budget)?;
         forgotten += gone;

@@ -58,8 +58,11 @@ key! {
     pub(crate) struct BlockKey<'a> { tenant_id: tenant, run: u64, first_h: u64 }
 }
 
-/// (tenant) → its runs of claims, the merge under way, the runs being dropped.
-pub(crate) const USAGE_CLAIM_RUNS: Table<RunsKey<'static>, Runs> = Table::new("usage_claim_runs");
+/// (tenant) → its runs of claims, the merge under way, the runs being dropped. Its erasure
+/// also moves the upkeep's cursor off the tenant ([`merge::forget_cursor`]), the one global
+/// row that can name it.
+pub(crate) const USAGE_CLAIM_RUNS: Table<RunsKey<'static>, Runs> =
+    Table::new("usage_claim_runs").with_companions(merge::forget_cursor);
 /// (tenant, run, first hash) → the block's claims, sorted by hash.
 pub(crate) const USAGE_CLAIM_BLOCKS: Table<BlockKey<'static>, ClaimBlock> =
     Table::new("usage_claim_blocks");

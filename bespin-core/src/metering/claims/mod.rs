@@ -40,7 +40,7 @@ use crate::time::Timestamp;
 use index::RunIndex;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::hash::Hasher;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 /// Claims a block holds at most (more only where claims share a hash, which never straddle
@@ -265,7 +265,29 @@ pub(crate) struct Claims<'t> {
     /// Blocks read, as stored, by (run, first hash).
     blocks: HashMap<(u64, u64), Vec<u8>>,
     new: Vec<Claim>,
-    new_by_hash: HashMap<u64, usize>,
+    new_by_hash: HashMap<u64, usize, BuildHasherDefault<Prehashed>>,
+}
+
+/// A hasher for keys that are hashes already (a claim's): the map takes them as they are
+/// rather than hashing them again with SipHash.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed with it; anything else is folded in, never dropped.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl<'t> Claims<'t> {
@@ -285,7 +307,7 @@ impl<'t> Claims<'t> {
             indexes,
             blocks: HashMap::new(),
             new: Vec::new(),
-            new_by_hash: HashMap::new(),
+            new_by_hash: HashMap::default(),
         })
     }
 

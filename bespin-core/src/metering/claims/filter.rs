@@ -30,7 +30,7 @@ impl crate::store::Record for BlockFilter {
     }
 
     fn decode_body(body: &[u8]) -> crate::error::Result<Self> {
-        if body.len() % 8 != 0 {
+        if !body.len().is_multiple_of(8) {
             return Err(crate::Error::Storage("a filter is cut short".into()));
         }
         let bits = body

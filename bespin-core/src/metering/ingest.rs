@@ -153,6 +153,10 @@ pub struct UsageEvents {
     events: Vec<Result<UsageEventIn>>,
     /// A batch (locations of errors start with the event's index).
     batch: bool,
+    /// Each event's claim hash ([`claims::hash`] of its source and id; 0 for an invalid
+    /// event), made where the request is built — on an HTTP worker, or the embedder's thread —
+    /// so that the writer does not spend its time on it.
+    hashes: Vec<u64>,
 }
 
 impl UsageEventIn {
@@ -266,10 +270,10 @@ impl UsageEvents {
     /// One event (`application/cloudevents+json`). Errors: 422 for an invalid event (the
     /// request fails as a whole, as a single event should).
     pub fn single(v: &Value) -> Result<Self> {
-        Ok(UsageEvents {
-            events: vec![Ok(UsageEventIn::from_json(v)?)],
-            batch: false,
-        })
+        Ok(UsageEvents::new(
+            vec![Ok(UsageEventIn::from_json(v)?)],
+            false,
+        ))
     }
 
     /// A batch (`application/cloudevents-batch+json`): a JSON array of 1–1,000 events. An
@@ -301,15 +305,20 @@ impl UsageEvents {
             .enumerate()
             .map(|(i, v)| UsageEventIn::at(v, vec![LocPart::Index(i)]))
             .collect();
-        Ok(UsageEvents {
-            events,
-            batch: true,
-        })
+        Ok(UsageEvents::new(events, true))
     }
 
-    /// Events read and validated elsewhere ([`super::typed`]).
+    /// Events read and validated elsewhere ([`super::typed`]), or by the constructors above.
     pub(super) fn new(events: Vec<Result<UsageEventIn>>, batch: bool) -> Self {
-        UsageEvents { events, batch }
+        let hashes = events
+            .iter()
+            .map(|e| e.as_ref().map_or(0, |e| claims::hash(&e.source, &e.id)))
+            .collect();
+        UsageEvents {
+            events,
+            batch,
+            hashes,
+        }
     }
 
     /// Events built by an embedder (a batch of them). Errors: 422 for more than 1,000.
@@ -319,10 +328,7 @@ impl UsageEvents {
                 "A batch holds at most {MAX_BATCH} events"
             )));
         }
-        Ok(UsageEvents {
-            events: events.into_iter().map(Ok).collect(),
-            batch: true,
-        })
+        Ok(UsageEvents::new(events.into_iter().map(Ok).collect(), true))
     }
 
     /// How many events the request holds.
@@ -560,9 +566,14 @@ pub fn record_usage_events(
     // The tenant's claims, and every block a lookup of the request's events will read, read
     // at once (on PostgreSQL one round trip for the batch, not one per event; nothing on redb).
     let mut claims = claims::Claims::open(tx, tenant)?;
-    let keys = req.events.iter().flatten();
-    claims.prefetch(tx, keys.map(|e| (e.source.as_str(), e.id.as_str())))?;
-    for (index, parsed) in req.events.into_iter().enumerate() {
+    let valid = req
+        .events
+        .iter()
+        .zip(&req.hashes)
+        .filter(|(e, _)| e.is_ok());
+    claims.prefetch(tx, valid.map(|(_, h)| *h))?;
+    let parsed_events = req.events.into_iter().zip(req.hashes);
+    for (index, (parsed, h)) in parsed_events.enumerate() {
         let loc = |name: &str| {
             let mut l = if req.batch {
                 vec![LocPart::Index(index)]
@@ -592,7 +603,8 @@ pub fn record_usage_events(
         };
         // A repeat answers the first, even where it would be refused now (a plan changed
         // since). A claim past its retention counts as gone.
-        if let Some(seq) = claims.find(tx, &e.source, &e.id, ctx.now, retention)? {
+        let origin = (e.source.as_str(), e.id.as_str());
+        if let Some(seq) = claims.find(tx, h, origin, ctx.now, retention)? {
             result(Outcome::Duplicate {
                 usage_id: UsageId::new(tx, seq),
             });
@@ -653,7 +665,7 @@ pub fn record_usage_events(
             }
         };
         let seq = tx.next_seq("usage")?;
-        claims.add(&e.source, &e.id, seq, ctx.now);
+        claims.add(h, (&e.source, &e.id), seq);
         // Every check passed and the event is new: its writes, then its share of the rollups.
         let weight = state.rec.credits_per_unit;
         let credits = e.value * weight;

@@ -72,10 +72,11 @@ pub(crate) fn rows_to_runs(tx: &mut WriteTx) -> Result<u64> {
         };
         moved += run.len() as u64;
         run.sort_unstable_by(Claim::order);
+        let refs: Vec<_> = run.iter().map(Claim::as_ref).collect();
         let key = claims::RunsKey::new(&tenant);
         let mut runs = tx.get(&claims::USAGE_CLAIM_RUNS, &key)?.unwrap_or_default();
         runs.live
-            .push(claims::write_run(tx, &tenant, runs.next, run)?);
+            .push(claims::write_run(tx, &tenant, runs.next, &refs)?);
         runs.next += 1;
         tx.put(&claims::USAGE_CLAIM_RUNS, &key, &runs)?;
     }

@@ -134,10 +134,6 @@ impl Claim {
         self.accepted_at.0.saturating_add(retention) > now.0
     }
 
-    fn is(&self, h: u64, source: &str, id: &str) -> bool {
-        self.h == h && self.source == source && self.id == id
-    }
-
     /// The order of claims in a run: by hash, then source and id (so equal hashes, which a
     /// block never splits, still have one order).
     pub(crate) fn order(&self, o: &Claim) -> std::cmp::Ordering {
@@ -235,7 +231,7 @@ pub(crate) fn write_run(
     tx: &mut WriteTx,
     tenant: &str,
     no: u64,
-    claims: Vec<Claim>,
+    claims: &[ClaimRef<'_>],
 ) -> Result<Run> {
     let count = claims.len() as u64;
     let last_at = claims
@@ -245,8 +241,7 @@ pub(crate) fn write_run(
         .unwrap_or(Timestamp(i64::MIN));
     let nonce = nonce()?;
     let mut index = RunIndex::default();
-    let refs: Vec<ClaimRef<'_>> = claims.iter().map(Claim::as_ref).collect();
-    write_blocks(tx, tenant, no, &refs, &mut index)?;
+    write_blocks(tx, tenant, no, claims, &mut index)?;
     index::remember(tenant, no, nonce, index);
     Ok(Run {
         no,
@@ -264,8 +259,20 @@ pub(crate) struct Claims<'t> {
     indexes: Vec<(u64, Arc<RunIndex>)>,
     /// Blocks read, as stored, by (run, first hash).
     blocks: HashMap<(u64, u64), Vec<u8>>,
-    new: Vec<Claim>,
+    /// The claims this request accepted, their sources and ids in `text` (one buffer for the
+    /// request rather than two strings a claim).
+    new: Vec<NewClaim>,
+    text: String,
     new_by_hash: HashMap<u64, usize, BuildHasherDefault<Prehashed>>,
+}
+
+/// A claim a request accepted: its source and id are `text[source.0..source.1]` and
+/// `text[id.0..id.1]` of its [`Claims`].
+struct NewClaim {
+    h: u64,
+    seq: u64,
+    source: (usize, usize),
+    id: (usize, usize),
 }
 
 /// A hasher for keys that are hashes already (a claim's): the map takes them as they are
@@ -307,23 +314,23 @@ impl<'t> Claims<'t> {
             indexes,
             blocks: HashMap::new(),
             new: Vec::new(),
+            text: String::new(),
             new_by_hash: HashMap::default(),
         })
     }
 
     /// Reads at once every block that a lookup of these `(source, id)`s will read (on
     /// PostgreSQL one round trip for a batch, not one per block; nothing on redb).
-    pub(crate) fn prefetch<'a>(
+    pub(crate) fn prefetch(
         &self,
         tx: &mut WriteTx,
-        keys: impl Iterator<Item = (&'a str, &'a str)>,
+        hashes: impl Iterator<Item = u64>,
     ) -> Result<()> {
         if !tx.prefetches() || self.indexes.is_empty() {
             return Ok(());
         }
         let mut wanted: Vec<(u64, u64)> = Vec::new();
-        for (source, id) in keys {
-            let h = hash(source, id);
+        for h in hashes {
             for (no, index) in &self.indexes {
                 if let Some(first) = index.block_for(h) {
                     wanted.push((*no, first));
@@ -341,21 +348,26 @@ impl<'t> Claims<'t> {
         )
     }
 
-    /// The usage number of the event remembered under `(source, id)` at `now`, if one was
-    /// accepted within the `retention` (by an earlier request, or earlier in this one).
+    /// The usage number of the event remembered under `(source, id)` (whose [`hash`] is `h`)
+    /// at `now`, if one was accepted within the `retention` (by an earlier request, or
+    /// earlier in this one).
     pub(crate) fn find(
         &mut self,
         tx: &WriteTx,
-        source: &str,
-        id: &str,
+        h: u64,
+        (source, id): (&str, &str),
         now: Timestamp,
         retention: i64,
     ) -> Result<Option<u64>> {
-        let h = hash(source, id);
+        debug_assert_eq!(h, hash(source, id));
         if let Some(&i) = self.new_by_hash.get(&h) {
-            // Claims of this request sharing a hash are chained by position: the map holds
-            // the latest, and earlier ones are found by scanning back (hash collisions only).
-            if let Some(c) = self.new[..=i].iter().rev().find(|c| c.is(h, source, id)) {
+            // The map holds the latest claim of this request with the hash; earlier ones
+            // sharing it (a collision) are found by scanning back.
+            let text = self.text.as_str();
+            let is = |c: &&NewClaim| {
+                c.h == h && &text[c.source.0..c.source.1] == source && &text[c.id.0..c.id.1] == id
+            };
+            if let Some(c) = self.new[..=i].iter().rev().find(is) {
                 return Ok(Some(c.seq));
             }
         }
@@ -382,18 +394,17 @@ impl<'t> Claims<'t> {
         Ok(None)
     }
 
-    /// Remembers `(source, id)` as usage event `seq`, accepted at `now` (written by
+    /// Remembers `(source, id)` (whose [`hash`] is `h`) as usage event `seq` (written by
     /// [`Claims::finish`]). The caller has found no live claim of it ([`Claims::find`]).
-    pub(crate) fn add(&mut self, source: &str, id: &str, seq: u64, now: Timestamp) {
-        let h = hash(source, id);
+    pub(crate) fn add(&mut self, h: u64, (source, id): (&str, &str), seq: u64) {
+        let mut put = |s: &str| {
+            let at = self.text.len();
+            self.text.push_str(s);
+            (at, self.text.len())
+        };
+        let (source, id) = (put(source), put(id));
         self.new_by_hash.insert(h, self.new.len());
-        self.new.push(Claim {
-            h,
-            seq,
-            accepted_at: now,
-            source: source.to_owned(),
-            id: id.to_owned(),
-        });
+        self.new.push(NewClaim { h, seq, source, id });
     }
 
     /// Writes this request's claims as a new run and does the upkeep they pay for (see
@@ -403,11 +414,20 @@ impl<'t> Claims<'t> {
             return Ok(());
         }
         let count = self.new.len() as u64;
-        let mut claims = std::mem::take(&mut self.new);
-        claims.sort_unstable_by(Claim::order);
+        let text = self.text.as_bytes();
+        let mut claims: Vec<ClaimRef<'_>> = (self.new.iter())
+            .map(|c| ClaimRef {
+                h: c.h,
+                seq: c.seq,
+                accepted_at: now,
+                source: &text[c.source.0..c.source.1],
+                id: &text[c.id.0..c.id.1],
+            })
+            .collect();
+        claims.sort_unstable_by(ClaimRef::order);
         let no = self.runs.next;
         self.runs.next += 1;
-        let run = write_run(tx, self.tenant, no, claims)?;
+        let run = write_run(tx, self.tenant, no, &claims)?;
         self.runs.live.push(run);
         let budget = merge::budget_for(count);
         merge::upkeep(tx, self.tenant, &mut self.runs, now, retention, budget)?;

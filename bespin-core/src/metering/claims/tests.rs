@@ -55,7 +55,7 @@ fn lookup(db: &Bespin, who: &Principal, ids: &[String]) -> Vec<Option<String>> {
         let mut c = Claims::open(tx, &tenant)?;
         let mut out = Vec::new();
         for id in &ids {
-            let seq = c.find(tx, "svc", id, ctx.now, retention)?;
+            let seq = c.find(tx, hash("svc", id), ("svc", id), ctx.now, retention)?;
             out.push(seq.map(|s| format!("use_{}", tx.sealer().seal(s))));
         }
         Ok(out)
@@ -245,7 +245,8 @@ fn a_claim_is_matched_on_source_and_id_not_on_its_hash() {
             source: "svc".into(),
             id: "impostor".into(),
         };
-        runs.live.push(super::write_run(tx, &t, no, vec![fake])?);
+        runs.live
+            .push(super::write_run(tx, &t, no, &[fake.as_ref()])?);
         tx.put(&USAGE_CLAIM_RUNS, &key, &runs)
     })
     .unwrap();
@@ -727,9 +728,9 @@ fn the_checker_catches_a_lost_claim_a_tampered_block_filter_or_run_and_old_rows(
         let mut runs = tx.get(&USAGE_CLAIM_RUNS, &key)?.unwrap();
         let no = runs.next;
         runs.next += 1;
-        let copy = vec![b.claims[0].clone()];
+        let copy = [b.claims[0].as_ref()];
         runs.live
-            .push(super::write_run(tx, admin2.tenant_id(), no, copy)?);
+            .push(super::write_run(tx, admin2.tenant_id(), no, &copy)?);
         tx.put(&USAGE_CLAIM_RUNS, &key, &runs)
     });
     caught(&db, "usage_claim_blocks", "2 live claims of (svc, ");

@@ -19,8 +19,8 @@
 //! Everything shares this machine's cores (server, clients): the figures are of the whole, on
 //! the machine named where they are quoted.
 
-use bespin_core::metering::ingest::UsageEvents;
-use bespin_core::{Bespin, Options};
+use bespin_core::metering::ingest::{IngestReport, UsageEvents};
+use bespin_core::{Bespin, Options, Principal};
 use bespin_http::Config;
 use std::io::BufReader;
 use std::net::{SocketAddr, TcpStream};
@@ -45,6 +45,15 @@ fn batch_body(b: usize) -> String {
     }
     s.push(']');
     s
+}
+
+/// Records the core's batch `b` (events `b * 1000` to `b * 1000 + 999`) as `p`.
+fn core_batch(db: &Bespin, p: &Principal, b: usize) -> IngestReport {
+    let batch = (b * 1000..(b + 1) * 1000)
+        .map(|k| bespin_benches::usage_event(k as u64))
+        .collect();
+    db.record_usage_events(p, UsageEvents::from_events(batch).expect("batch"))
+        .expect("ingest")
 }
 
 /// Sends `bodies` over `connections` keep-alive connections; events per second.
@@ -108,13 +117,7 @@ fn main() {
     // 1. The core, one thread, then four.
     let started = Instant::now();
     for b in 0..batches {
-        let batch = (b * 1000..(b + 1) * 1000)
-            .map(|k| bespin_benches::usage_event(k as u64))
-            .collect();
-        let r = db
-            .record_usage_events(&p, UsageEvents::from_events(batch).expect("batch"))
-            .expect("ingest");
-        assert_eq!(r.counts().0, 1000);
+        assert_eq!(core_batch(&db, &p, b).counts().0, 1000);
     }
     let one = (batches * 1000) as f64 / started.elapsed().as_secs_f64();
     println!("core, 1 thread:   {one:>10.0} events/s");
@@ -128,11 +131,7 @@ fn main() {
                     if b >= 2 * batches {
                         break;
                     }
-                    let batch = (b * 1000..(b + 1) * 1000)
-                        .map(|k| bespin_benches::usage_event(k as u64))
-                        .collect();
-                    db.record_usage_events(&p, UsageEvents::from_events(batch).expect("batch"))
-                        .expect("ingest");
+                    core_batch(&db, &p, b);
                 }
             });
         }
@@ -173,12 +172,7 @@ fn main() {
         2 * batches - 1,
         2 * batches,
     ] {
-        let batch = (b * 1000..(b + 1) * 1000)
-            .map(|k| bespin_benches::usage_event(k as u64))
-            .collect();
-        let r = db
-            .record_usage_events(&p, UsageEvents::from_events(batch).expect("batch"))
-            .expect("ingest");
+        let r = core_batch(&db, &p, b);
         let fresh = b >= 2 * batches;
         assert_eq!(
             r.counts(),

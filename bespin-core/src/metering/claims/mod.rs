@@ -10,7 +10,7 @@
 //! ids (UUIDv4) 2.3–3.5x below time-ordered ones.
 //!
 //! Looking a claim up reads, for each live run of the tenant, the one block whose range holds
-//! its hash — only when that block's filter says the claim may be there (about 0.8% of the
+//! its hash — only when that block's filter says the claim may be there (about 0.2% of the
 //! time for a claim that is not) — and compares `(source, id)` exactly: the hash orders and
 //! filters, it never decides. The runs' first hashes and filters are held in memory per
 //! process ([`index`]). A tenant's runs are listed in one row (`usage_claim_runs`), which every

@@ -831,9 +831,9 @@ fn type_state(
 }
 
 pub use super::purge::purge_dedup;
-#[cfg(test)]
-pub(crate) use super::purge::runs_to_rows_for_test;
 pub(crate) use super::purge::{check, drop_expiry_order, rows_to_runs};
+#[cfg(test)]
+pub(crate) use super::purge::{rows_to_runs_in, runs_to_rows_for_test};
 
 impl Bespin {
     /// Records usage events reported by the caller's tenant's own services (tenant admin):

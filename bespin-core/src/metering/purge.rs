@@ -30,6 +30,11 @@ pub fn purge_dedup(tx: &mut WriteTx, ctx: &Ctx, max: usize) -> Result<usize> {
 /// memory however large the table); the old table is left empty and the old purge's cursor
 /// goes. Returns how many rows moved.
 pub(crate) fn rows_to_runs(tx: &mut WriteTx) -> Result<u64> {
+    rows_to_runs_in(tx, claims::MAX_RUN)
+}
+
+/// [`rows_to_runs`] with runs of at most `slice` claims (a test makes several of a tenant's).
+pub(crate) fn rows_to_runs_in(tx: &mut WriteTx, slice: u64) -> Result<u64> {
     let t = &USAGE_DEDUP;
     let mut moved = 0;
     let mut after: Option<Vec<u8>> = None;
@@ -49,8 +54,7 @@ pub(crate) fn rows_to_runs(tx: &mut WriteTx) -> Result<u64> {
                     return Ok(Flow::Continue);
                 };
                 let of = key.tenant_id.as_ref();
-                if tenant.as_deref().is_some_and(|t| t != of) || run.len() as u64 >= claims::MAX_RUN
-                {
+                if tenant.as_deref().is_some_and(|t| t != of) || run.len() as u64 >= slice {
                     return Ok(Flow::Stop);
                 }
                 tenant.get_or_insert_with(|| of.to_owned());

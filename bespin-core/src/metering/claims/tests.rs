@@ -824,3 +824,35 @@ fn a_database_of_layout_13_opens_with_its_claims_in_runs() {
     );
     assert_clean(&db);
 }
+
+#[test]
+fn the_upgrade_writes_a_tenants_rows_as_runs_of_at_most_a_slice() {
+    let (db, _, a, _) = setup();
+    let b = another(&db);
+    let ids: Vec<String> = (0..150).map(|i| format!("s{i}")).collect();
+    let mut first: Vec<(Principal, String, String)> = Vec::new();
+    for (p, chunk) in [(&a, &ids[..]), (&b, &ids[..30])] {
+        let r = post(&db, p, batch(chunk));
+        for (id, u) in chunk.iter().zip(usage_ids(&r)) {
+            first.push((p.clone(), id.clone(), u));
+        }
+    }
+    // Back to layout 13's rows, then moved in slices of 40: a's 150 rows as four runs, b's
+    // 30 as one; the upgrade that follows finds the table empty and records layout 14.
+    db.write(|tx, ctx| {
+        crate::layout::set_old_for_test(tx, 13)?;
+        assert_eq!(crate::metering::ingest::rows_to_runs_in(tx, 40)?, 180);
+        crate::layout::upgrade(tx, ctx)
+    })
+    .unwrap();
+    let counts =
+        |p: &Principal| -> Vec<u64> { runs_of(&db, p).live.iter().map(|r| r.count).collect() };
+    assert_eq!(counts(&a), [40, 40, 40, 30]);
+    assert_eq!(counts(&b), [30]);
+    assert_clean(&db);
+    for (p, id, u) in &first {
+        let r = post(&db, p, batch(std::slice::from_ref(id)));
+        assert_eq!(usage_ids(&r), std::slice::from_ref(u), "{id}");
+    }
+    assert_eq!(statuses(&post(&db, &b, batch(&ids[30..31]))), ["accepted"]);
+}

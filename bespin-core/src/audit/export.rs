@@ -153,7 +153,11 @@ pub struct AuditExport {
     tenant_id: String,
     next: u64,
     end: u64,
-    _slot: Slot,
+    /// The export's place among the tenant's running ones, given back once its last page is
+    /// rendered — not when the value is dropped, which the server does only after the last
+    /// bytes went out, so that a client that read one export to its end and asks for the next
+    /// never finds its own finished one still counted (a 503 the scope test met once).
+    slot: Option<Slot>,
 }
 
 impl std::fmt::Debug for AuditExport {
@@ -176,6 +180,7 @@ impl AuditExport {
     /// object and a newline per row; `false` when every row was rendered already.
     pub fn next_page(&mut self, out: &mut Vec<u8>) -> Result<bool> {
         if self.next >= self.end {
+            self.slot = None;
             return Ok(false);
         }
         let hi = self.end.min(self.next + EXPORT_PAGE);
@@ -196,6 +201,9 @@ impl AuditExport {
         )?;
         // A position without its row (a damaged chain, which `check` reports) is skipped.
         self.next = hi.max(last);
+        if self.next >= self.end {
+            self.slot = None;
+        }
         Ok(true)
     }
 }
@@ -225,7 +233,7 @@ impl Bespin {
             tenant_id: tenant.to_owned(),
             next: lo,
             end: hi,
-            _slot: slot,
+            slot: Some(slot),
         })
     }
 }

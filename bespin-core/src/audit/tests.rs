@@ -496,6 +496,16 @@ fn an_export_streams_a_period_page_by_page_from_one_snapshot() {
     drop(a);
     let _c = db.audit_export(&admin, &q).unwrap();
     drop(b);
+    // An export rendered to its last page frees its place at once, though the value lives on
+    // (the server drops it only once the last bytes went out).
+    let mut d = db.audit_export(&admin, &q).unwrap();
+    assert!(matches!(
+        db.audit_export(&admin, &q),
+        Err(crate::Error::Overloaded)
+    ));
+    while d.next_page(&mut out).unwrap() {}
+    let after_d = db.audit_export(&admin, &q).unwrap();
+    drop((d, after_d));
     // An empty period, bad input, members.
     let later = ExportQuery::from_json(&serde_json::json!({ "since": "2999-01-01" })).unwrap();
     let mut e = db.audit_export(&admin, &later).unwrap();

@@ -846,8 +846,9 @@ impl Bespin {
         self.write(|tx, ctx| record_usage_events(tx, ctx, caller, events))
     }
 
-    /// Forgets at most `max` remembered usage events past their retention (see
-    /// [`purge_dedup`]); returns how many went.
+    /// The minute's upkeep of the de-duplication claims (see [`purge_dedup`]): at most about
+    /// `max` of work over the tenants' runs — runs past the retention dropped, merges left half
+    /// done by idle tenants continued; returns how many claims were forgotten.
     pub fn purge_usage_dedup(&self, max: usize) -> Result<usize> {
         self.write(|tx, ctx| purge_dedup(tx, ctx, max))
     }

@@ -215,7 +215,7 @@ impl<'a> BlockView<'a> {
             .find(|i| {
                 self.source(*i) == source.as_bytes()
                     && self.id(*i) == id.as_bytes()
-                    && self.accepted_at(*i).0.saturating_add(retention) > now.0
+                    && super::remembered(self.accepted_at(*i), now, retention)
             })
             .map(|i| self.seq(i))
     }

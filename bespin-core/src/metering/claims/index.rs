@@ -23,7 +23,6 @@ const BUDGET: usize = 64 << 20;
 /// then one word of its filter: two cache lines where a filter of its own took three).
 #[derive(Debug, Default)]
 pub(crate) struct RunIndex {
-    firsts: Vec<u64>,
     /// (first hash, start of its words in `bits`) per block.
     blocks: Vec<(u64, u32)>,
     bits: Vec<u64>,
@@ -34,7 +33,6 @@ impl RunIndex {
     pub(crate) fn push(&mut self, first: u64, filter: &BlockFilter) {
         // A run holds at most MAX_RUN claims at 16 bits each: far below u32::MAX words.
         let start = u32::try_from(self.bits.len()).unwrap_or(u32::MAX);
-        self.firsts.push(first);
         self.blocks.push((first, start));
         self.bits.extend_from_slice(filter.words());
     }
@@ -73,18 +71,17 @@ impl RunIndex {
         b.partition_point(|f| f.0 <= h).checked_sub(1)
     }
 
-    /// The index of the block that would hold `h` (whatever its filter says) and every block
-    /// after it, as first hashes: where a merge resumes after `h`.
-    pub(crate) fn blocks_from(&self, h: Option<u64>) -> &[u64] {
-        let at = match h {
-            None => 0,
-            Some(h) => self.firsts.partition_point(|f| *f <= h).saturating_sub(1),
-        };
-        &self.firsts[at..]
+    /// Where a merge resumes after `h`: the first hash of the block that would hold `h`
+    /// (whatever its filter says; the first block when none would, or for no `h`), and how
+    /// many blocks there are from it to the run's end.
+    pub(crate) fn blocks_from(&self, h: Option<u64>) -> (Option<u64>, usize) {
+        let at = h.and_then(|h| self.position(h)).unwrap_or(0);
+        let from = self.blocks.get(at..).unwrap_or_default();
+        (from.first().map(|b| b.0), from.len())
     }
 
     fn bytes(&self) -> usize {
-        self.firsts.len() * 20 + self.bits.len() * 8
+        self.blocks.len() * 16 + self.bits.len() * 8
     }
 
     /// Reads the index of run `run` of `tenant` from its filter rows.

@@ -13,7 +13,7 @@
 use super::index::{self, RunIndex};
 use super::{
     BLOCK, BlockView, ClaimRef, FANOUT, MAX_RUN, Run, Runs, RunsKey, USAGE_CLAIM_BLOCKS,
-    USAGE_CLAIM_FILTERS, USAGE_CLAIM_RUNS, write_blocks,
+    USAGE_CLAIM_FILTERS, USAGE_CLAIM_RUNS, remembered, write_blocks,
 };
 use crate::error::Result;
 use crate::store::{Flow, NameKey, Order, Reader, Record, Table, WriteTx};
@@ -57,7 +57,7 @@ pub(crate) fn upkeep(
     let merging: Vec<u64> = runs.merge.iter().flat_map(|m| m.inputs.clone()).collect();
     let (expired, live): (Vec<Run>, Vec<Run>) = std::mem::take(&mut runs.live)
         .into_iter()
-        .partition(|r| !merging.contains(&r.no) && r.last_at.0.saturating_add(retention) <= now.0);
+        .partition(|r| !merging.contains(&r.no) && !remembered(r.last_at, now, retention));
     runs.live = live;
     for r in expired {
         forgotten += r.count;
@@ -177,8 +177,7 @@ fn step(
     let mut bound: Option<u64> = None;
     for (no, nonce) in inputs {
         let idx = index::get(tx, tenant, no, nonce)?;
-        let firsts = idx.blocks_from(m.after);
-        let Some(&start) = firsts.first() else {
+        let (Some(start), left) = idx.blocks_from(m.after) else {
             continue;
         };
         // One range read per input (one query on PostgreSQL), from the block holding the
@@ -214,7 +213,7 @@ fn step(
                 })
             },
         )?;
-        if blocks < firsts.len() {
+        if blocks < left {
             // Not read to its end: everything up to its last hash read is taken (a block
             // never splits a hash, and whole blocks were read).
             bound = Some(bound.map_or(last, |b| b.min(last)));
@@ -310,7 +309,7 @@ fn has_work(runs: &Runs, now: Timestamp, retention: i64) -> bool {
         || runs
             .live
             .iter()
-            .any(|r| r.last_at.0.saturating_add(retention) <= now.0)
+            .any(|r| !remembered(r.last_at, now, retention))
         || pick(runs).is_some()
 }
 

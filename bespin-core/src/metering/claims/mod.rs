@@ -131,7 +131,7 @@ impl Claim {
     /// Whether it is still remembered at `now`: accepted within the `retention`. A claim past
     /// it counts as gone everywhere, whether or not its run has been dropped yet.
     pub(crate) fn live(&self, now: Timestamp, retention: i64) -> bool {
-        self.accepted_at.0.saturating_add(retention) > now.0
+        remembered(self.accepted_at, now, retention)
     }
 
     /// The order of claims in a run: by hash, then source and id (so equal hashes, which a
@@ -171,7 +171,7 @@ impl ClaimRef<'_> {
 
     /// [`Claim::live`].
     pub(crate) fn live(&self, now: Timestamp, retention: i64) -> bool {
-        self.accepted_at.0.saturating_add(retention) > now.0
+        remembered(self.accepted_at, now, retention)
     }
 }
 
@@ -185,6 +185,13 @@ pub(crate) fn hash(source: &str, id: &str) -> u64 {
     s.write_u8(0xFF);
     s.write(id.as_bytes());
     s.finish()
+}
+
+/// Whether a claim accepted at `accepted_at` is still remembered at `now`: accepted within the
+/// `retention`. A claim past it counts as gone everywhere (lookups, merges, the dropping of a
+/// run by its latest claim), whether or not its run has been dropped yet.
+pub(crate) fn remembered(accepted_at: Timestamp, now: Timestamp, retention: i64) -> bool {
+    accepted_at.0.saturating_add(retention) > now.0
 }
 
 /// A random nonce for a new run.

@@ -530,30 +530,31 @@ fn erasing_a_tenant_removes_its_claims() {
         at_erased(&db),
         "the purge's walk reaches every tenant's row"
     );
+    /// The rows of `t` under tenant `tenant`'s prefix.
+    fn rows_under<V: crate::store::Record>(
+        r: &impl Reader,
+        t: &crate::store::Table<BlockKey<'static>, V>,
+        tenant: &str,
+    ) -> crate::Result<usize> {
+        let mut n = 0;
+        r.scan(
+            t,
+            &t.prefix().tenant(tenant),
+            crate::store::Order::Asc,
+            |_, _| {
+                n += 1;
+                Ok(crate::store::Flow::Continue)
+            },
+        )?;
+        Ok(n)
+    }
     let count = |db: &Bespin, t: &str| {
         db.read(|r, _| {
-            let mut n = [0usize; 3];
-            n[0] = usize::from(r.get(&USAGE_CLAIM_RUNS, &RunsKey::new(t))?.is_some());
-            let (b, f) = (&USAGE_CLAIM_BLOCKS, &USAGE_CLAIM_FILTERS);
-            r.scan(
-                b,
-                &b.prefix().tenant(t),
-                crate::store::Order::Asc,
-                |_, _| {
-                    n[1] += 1;
-                    Ok(crate::store::Flow::Continue)
-                },
-            )?;
-            r.scan(
-                f,
-                &f.prefix().tenant(t),
-                crate::store::Order::Asc,
-                |_, _| {
-                    n[2] += 1;
-                    Ok(crate::store::Flow::Continue)
-                },
-            )?;
-            Ok(n)
+            Ok([
+                usize::from(r.get(&USAGE_CLAIM_RUNS, &RunsKey::new(t))?.is_some()),
+                rows_under(r, &USAGE_CLAIM_BLOCKS, t)?,
+                rows_under(r, &USAGE_CLAIM_FILTERS, t)?,
+            ])
         })
         .unwrap()
     };

@@ -357,3 +357,18 @@ async fn shutdown_signal() {
         _ = term => {},
     }
 }
+
+/// Asks the kernel for no transparent huge pages in this process (Linux; elsewhere it does
+/// nothing), as the `bespin` binary does first thing: its allocator (mimalloc) asks for huge
+/// pages, and each of its fresh pages then cost a 2 MiB page zeroed at its first touch —
+/// 16% of the samples of the usage ingest (`perf`, 2026-12-06), which allocates and frees a
+/// request's events on different threads. Measured in alternating runs: the core's usage
+/// ingest from four threads 1.7x, over HTTP 1.2x, peak memory two thirds; the load script's
+/// scenarios within their noise (docs/performance.md, "Huge pages"). A failure (an old
+/// kernel) leaves the default, which only costs speed.
+pub fn without_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::debug!("transparent huge pages left on: {e}");
+    }
+}

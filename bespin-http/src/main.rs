@@ -662,6 +662,8 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: every thread of the process inherits it.
+    bespin_http::without_huge_pages();
     let cli = Cli::parse();
     let serve = match cli.command {
         Some(Command::Check(a)) => return check_cmd(a),

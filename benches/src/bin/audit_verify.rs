@@ -8,6 +8,8 @@ use bespin_core::audit::{self, Entry};
 use std::time::Instant;
 
 fn main() -> bespin_core::Result<()> {
+    // As the `bespin` binary runs (its allocator without huge pages).
+    bespin_http::without_huge_pages();
     let mut args = std::env::args().skip(1);
     let path = args.next().unwrap_or_else(|| "audit.redb".into());
     let rows: usize = args

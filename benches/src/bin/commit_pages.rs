@@ -219,6 +219,8 @@ fn fsync_pages(
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As the `bespin` binary runs (its allocator without huge pages).
+    bespin_http::without_huge_pages();
     let mut args = std::env::args().skip(1);
     let dir = args
         .next()

@@ -72,6 +72,8 @@ fn show(label: &str, lat: &[f64]) {
 }
 
 fn main() {
+    // As the `bespin` binary runs (its allocator without huge pages).
+    bespin_http::without_huge_pages();
     let mut args = std::env::args().skip(1);
     let records: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);

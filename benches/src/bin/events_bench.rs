@@ -189,6 +189,8 @@ fn write_for(addr: SocketAddr, t: &Tenant, writers: usize, secs: f64) -> f64 {
 }
 
 fn main() {
+    // As the `bespin` binary runs (its allocator without huge pages).
+    bespin_http::without_huge_pages();
     let mut args = std::env::args().skip(1);
     let secs: f64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(5.0);
     let writers: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(16);

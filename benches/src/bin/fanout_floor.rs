@@ -56,6 +56,8 @@ fn cpu_seconds(name: &str) -> f64 {
 }
 
 fn main() {
+    // As the `bespin` binary runs (its allocator without huge pages).
+    bespin_http::without_huge_pages();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let subscribers: usize = arg(&args, 0, 1000);
     let frame_bytes: usize = arg(&args, 1, 600);

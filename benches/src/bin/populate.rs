@@ -6,6 +6,8 @@ use bespin_core::Bespin;
 use bespin_core::kpis::{NewKpi, PointsBulk};
 
 fn main() -> bespin_core::Result<()> {
+    // As the `bespin` binary runs (its allocator without huge pages).
+    bespin_http::without_huge_pages();
     let mut args = std::env::args().skip(1);
     let path = args.next().unwrap_or_else(|| "populated.redb".into());
     let tenants: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(1000);

@@ -10,6 +10,8 @@ use bespin_core::tools::InvokeRequest;
 use bespin_core::{Bespin, Principal, Result, WriteTx};
 
 fn main() -> Result<()> {
+    // As the `bespin` binary runs (its allocator without huge pages).
+    bespin_http::without_huge_pages();
     let mut args = std::env::args().skip(1);
     let base = args
         .next()

@@ -90,6 +90,8 @@ fn http_phase(addr: SocketAddr, head: &str, bodies: &Arc<Vec<String>>, connectio
 }
 
 fn main() {
+    // As the `bespin` binary runs (its allocator without huge pages).
+    bespin_http::without_huge_pages();
     let mut args = std::env::args().skip(1);
     let events: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let connections: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(4);

@@ -7,6 +7,7 @@
 //! `latest`: `latest` and a 7-day window over a 100,000-point series, `search`: searches for
 //! "pricing" among 10,000 tasks, 244 of which match (like `benches/load/search.sh`), without
 //! metering. For the last two, subtract a run with `0` for the set-up.
+//! `PROFILE_OPS_DB=path` runs on a database file at `path` instead of in memory.
 //! `usage`: `n` reported usage events (`POST /v1/usage/events`'s operation) in batches of
 //! 1,000, each a new `(source, id)` of a custom event type. `usage_again`: the same, then the
 //! same `n` events again, every one a duplicate (its cost less `usage`'s is the duplicates').
@@ -20,7 +21,12 @@ fn main() -> bespin_core::Result<()> {
     let mut args = std::env::args().skip(1);
     let what = args.next().unwrap_or_else(|| "task".into());
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(300);
-    let db = Bespin::open_in_memory()?;
+    // `PROFILE_OPS_DB=path`: a database file (fsync and all) instead of memory, whose growth
+    // the in-memory backend pays for by copying (an artefact in a profile of large writes).
+    let db = match std::env::var_os("PROFILE_OPS_DB") {
+        Some(path) => Bespin::open(path)?,
+        None => Bespin::open_in_memory()?,
+    };
     let (p, _) = bespin_benches::tenant(&db, "profile");
     if matches!(what.as_str(), "ingest" | "append" | "latest") {
         // n batches of 10,000 points (or of one point) appended to one KPI.

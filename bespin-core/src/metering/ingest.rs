@@ -157,6 +157,8 @@ pub struct UsageEvents {
     /// event), made where the request is built — on an HTTP worker, or the embedder's thread —
     /// so that the writer does not spend its time on it.
     hashes: Vec<u64>,
+    /// The lookups made ahead of the writer, if they were ([`Bespin::look_ahead_usage`]).
+    ahead: Option<claims::Ahead>,
 }
 
 impl UsageEventIn {
@@ -318,6 +320,7 @@ impl UsageEvents {
             events,
             batch,
             hashes,
+            ahead: None,
         }
     }
 
@@ -565,13 +568,12 @@ pub fn record_usage_events(
     let mut chunk = chunk::UsageChunk::new(caller.user_id(), &request_id);
     // The tenant's claims, and every block a lookup of the request's events will read, read
     // at once (on PostgreSQL one round trip for the batch, not one per event; nothing on redb).
-    let mut claims = claims::Claims::open(tx, tenant)?;
-    let valid = req
-        .events
-        .iter()
-        .zip(&req.hashes)
-        .filter(|(e, _)| e.is_ok());
-    claims.prefetch(tx, valid.map(|(_, h)| *h))?;
+    let ahead = req.ahead.unwrap_or_default();
+    let mut claims = claims::Claims::open(tx, tenant, Some(&ahead))?;
+    let valid = (req.events.iter().zip(&req.hashes).enumerate())
+        .filter(|(_, (e, _))| e.is_ok())
+        .map(|(i, (_, h))| (*h, ahead.clear(i)));
+    claims.prefetch(tx, valid)?;
     let parsed_events = req.events.into_iter().zip(req.hashes);
     for (index, (parsed, h)) in parsed_events.enumerate() {
         let loc = |name: &str| {
@@ -604,7 +606,8 @@ pub fn record_usage_events(
         // A repeat answers the first, even where it would be refused now (a plan changed
         // since). A claim past its retention counts as gone.
         let origin = (e.source.as_str(), e.id.as_str());
-        if let Some(seq) = claims.find(tx, h, origin, ctx.now, retention)? {
+        let looked = (h, ahead.clear(index));
+        if let Some(seq) = claims.find(tx, looked, origin, ctx.now, retention)? {
             result(Outcome::Duplicate {
                 usage_id: UsageId::new(tx, seq),
             });
@@ -841,9 +844,25 @@ impl Bespin {
     pub fn record_usage_events(
         &self,
         caller: &Principal,
-        events: UsageEvents,
+        mut events: UsageEvents,
     ) -> Result<IngestReport> {
+        self.look_ahead_usage(caller, &mut events);
         self.write(|tx, ctx| record_usage_events(tx, ctx, caller, events))
+    }
+
+    /// Makes the de-duplication lookups of `events` that a snapshot can answer, before they
+    /// reach the writer (see `claims::Ahead`): the writer then asks, for an event found in
+    /// no run of the snapshot, only the runs written since. What the request then does is the
+    /// same either way — only where the work is done differs; a caller who submits the
+    /// operation itself ([`Op::with`](crate::Op::with) with [`record_usage_events`]) calls
+    /// this first, on its own thread. A failed read leaves every lookup to the writer.
+    pub fn look_ahead_usage(&self, caller: &Principal, events: &mut UsageEvents) {
+        let hashes =
+            (events.events.iter().zip(&events.hashes)).map(|(e, h)| e.is_ok().then_some(*h));
+        let tenant = caller.tenant_id();
+        events.ahead = self
+            .read(|r, _| claims::Ahead::look(r, tenant, hashes))
+            .ok();
     }
 
     /// The minute's upkeep of the de-duplication claims (see [`purge_dedup`]): at most about

@@ -60,7 +60,7 @@ fn ingest(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
         None => Body::Value(r.json()?),
     };
     let caller = r.principal(s)?;
-    let req = match body {
+    let mut req = match body {
         Body::Read(events) => events,
         Body::Partly(partly, body) => partly.with_value(&body)?,
         Body::Value(body) => {
@@ -72,6 +72,7 @@ fn ingest(s: &AppState, r: &Req) -> Result<Reply, ApiError> {
             }
         }
     };
+    s.bespin.look_ahead_usage(&caller, &mut req);
     Ok(Reply::write(
         Op::with(caller, req, ingest::record_usage_events),
         render,

@@ -236,7 +236,10 @@ fn step(
             }
         }
     }
-    out.sort_unstable_by(ClaimRef::order);
+    // `out` is the inputs' claims one input after the other, each input's in order: a stable
+    // sort finds those sorted stretches and merges them (about n·log2(inputs) comparisons),
+    // where an unstable sort compared as for a shuffle (a fifth of a merge's instructions).
+    out.sort_by(ClaimRef::order);
     m.out.count += out.len() as u64;
     if let Some(latest) = out.iter().map(|c| c.accepted_at).max() {
         m.out.last_at = m.out.last_at.max(latest);

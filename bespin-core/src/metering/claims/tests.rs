@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::{
-    BLOCK, BlockFilter, BlockKey, Claim, ClaimBlock, Claims, FANOUT, Runs, RunsKey,
+    Ahead, BLOCK, BlockFilter, BlockKey, Claim, ClaimBlock, Claims, FANOUT, Runs, RunsKey,
     USAGE_CLAIM_BLOCKS, USAGE_CLAIM_FILTERS, USAGE_CLAIM_RUNS, hash, index, merge,
 };
 use crate::check::testing::{caught, first_key};
@@ -52,10 +52,16 @@ fn lookup(db: &Bespin, who: &Principal, ids: &[String]) -> Vec<Option<String>> {
     let ids = ids.to_vec();
     db.write(move |tx, ctx| {
         let retention = ctx.options.usage_dedup_retention_micros;
-        let mut c = Claims::open(tx, &tenant)?;
+        let mut c = Claims::open(tx, &tenant, None)?;
         let mut out = Vec::new();
         for id in &ids {
-            let seq = c.find(tx, hash("svc", id), ("svc", id), ctx.now, retention)?;
+            let seq = c.find(
+                tx,
+                (hash("svc", id), false),
+                ("svc", id),
+                ctx.now,
+                retention,
+            )?;
             out.push(seq.map(|s| format!("use_{}", tx.sealer().seal(s))));
         }
         Ok(out)
@@ -193,6 +199,74 @@ fn merges_of_several_size_classes_never_lose_or_hide_a_claim() {
 /// same hash (a collision, made here by hand) answers nothing for it; and among many runs,
 /// ids never accepted whose hash a run's filter admits (its false positives: the block is
 /// read) are accepted.
+#[test]
+fn lookups_made_ahead_leave_the_writer_every_run_written_since() {
+    let (db, _clock, admin, _) = setup();
+    let first = usage_ids(&post(&db, &admin, batch(&["a0".into()])));
+    // Looked up ahead on a snapshot holding one run: `a0` is in it, `b0` and `c0` are not.
+    let ids: Vec<String> = ["a0", "b0", "c0"].map(String::from).to_vec();
+    let mut req = UsageEvents::batch(&batch(&ids)).unwrap();
+    db.look_ahead_usage(&admin, &mut req);
+    let asked = runs_of(&db, &admin).live;
+    assert_eq!(asked.len(), 1);
+    // Meanwhile `c0` is claimed, and enough single-event requests follow to merge the runs
+    // asked ahead (and `c0`'s) into a run the look-ahead never saw.
+    let c0 = usage_ids(&post(&db, &admin, batch(&["c0".into()])));
+    for k in 0..FANOUT {
+        post(&db, &admin, batch(&[format!("z{k}")]));
+    }
+    let live = runs_of(&db, &admin).live;
+    assert!(
+        live.iter().all(|r| asked.iter().all(|a| a.no != r.no)),
+        "{live:?}"
+    );
+    let r = db
+        .write(|tx, ctx| crate::metering::ingest::record_usage_events(tx, ctx, &admin, req))
+        .unwrap();
+    assert_eq!(statuses(&r), ["duplicate", "accepted", "duplicate"]);
+    let got = usage_ids(&r);
+    assert_eq!((&got[0], &got[2]), (&first[0], &c0[0]));
+    assert_clean(&db);
+}
+
+#[test]
+fn a_lookup_made_ahead_answers_for_the_runs_it_asked_and_for_its_tenant_only() {
+    let (db, _clock, admin, _) = setup();
+    post(&db, &admin, batch(&["a0".into()]));
+    let tenant = admin.tenant_id().to_owned();
+    let h = hash("svc", "a0");
+    let found = |ahead: Ahead| {
+        let tenant = tenant.clone();
+        db.write(move |tx, ctx| {
+            let retention = ctx.options.usage_dedup_retention_micros;
+            let mut c = Claims::open(tx, &tenant, Some(&ahead))?;
+            Ok([false, true].map(|clear| {
+                c.find(tx, (h, clear), ("svc", "a0"), ctx.now, retention)
+                    .unwrap()
+                    .is_some()
+            }))
+        })
+        .unwrap()
+    };
+    let runs: Vec<(u64, u64)> = (runs_of(&db, &admin).live.iter())
+        .map(|r| (r.no, r.nonce))
+        .collect();
+    // Said clear by a look at this tenant's run, the writer does not ask that run again:
+    // this is the work taken off it (a real look never says so of a claim in the run).
+    let ahead = |tenant: &str| Ahead {
+        tenant: tenant.into(),
+        runs: runs.clone(),
+        clear: vec![true],
+    };
+    assert_eq!(found(ahead(&tenant)), [true, false]);
+    // Another tenant's look, naming the same runs, is ignored.
+    assert_eq!(found(ahead("another-tenant")), [true, true]);
+    // A run asked under another nonce is another run: asked again.
+    let mut stale = ahead(&tenant);
+    stale.runs[0].1 ^= 1;
+    assert_eq!(found(stale), [true, true]);
+}
+
 #[test]
 fn a_claim_is_matched_on_source_and_id_not_on_its_hash() {
     let (db, clock, admin, _) = setup();

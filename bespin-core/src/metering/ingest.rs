@@ -158,7 +158,7 @@ pub struct UsageEvents {
     /// so that the writer does not spend its time on it.
     hashes: Vec<u64>,
     /// The lookups made ahead of the writer, if they were ([`Bespin::look_ahead_usage`]).
-    ahead: Option<claims::Ahead>,
+    pub(crate) ahead: Option<Box<claims::Ahead>>,
 }
 
 impl UsageEventIn {
@@ -568,7 +568,9 @@ pub fn record_usage_events(
     let mut chunk = chunk::UsageChunk::new(caller.user_id(), &request_id);
     // The tenant's claims, and every block a lookup of the request's events will read, read
     // at once (on PostgreSQL one round trip for the batch, not one per event; nothing on redb).
-    let ahead = req.ahead.unwrap_or_default();
+    let looked = req.ahead.is_some();
+    let mut ahead = req.ahead.map(|a| *a).unwrap_or_default();
+    let step = looked.then(|| ahead.take_step(tenant));
     let mut claims = claims::Claims::open(tx, tenant, Some(&ahead))?;
     let valid = (req.events.iter().zip(&req.hashes).enumerate())
         .filter(|(_, (e, _))| e.is_ok())
@@ -713,7 +715,7 @@ pub fn record_usage_events(
         used_credits = Some(used + credits);
         state.used_units += e.value;
     }
-    claims.finish(tx, ctx.now, retention)?;
+    claims.finish(tx, ctx.now, retention, step)?;
     if !chunk.events.is_empty() {
         // The accepted events as one row, and one row per insertion order.
         let key = chunk::UsageChunkKey::new(tenant, chunk.last_at(), chunk.first_seq());
@@ -857,12 +859,17 @@ impl Bespin {
     /// operation itself ([`Op::with`](crate::Op::with) with [`record_usage_events`]) calls
     /// this first, on its own thread. A failed read leaves every lookup to the writer.
     pub fn look_ahead_usage(&self, caller: &Principal, events: &mut UsageEvents) {
-        let hashes =
-            (events.events.iter().zip(&events.hashes)).map(|(e, h)| e.is_ok().then_some(*h));
+        let hashes: Vec<Option<u64>> = (events.events.iter().zip(&events.hashes))
+            .map(|(e, h)| e.is_ok().then_some(*h))
+            .collect();
         let tenant = caller.tenant_id();
         events.ahead = self
-            .read(|r, _| claims::Ahead::look(r, tenant, hashes))
-            .ok();
+            .read(|r, ctx| {
+                let retention = ctx.options.usage_dedup_retention_micros;
+                claims::Ahead::look(r, tenant, &hashes, ctx.now, retention)
+            })
+            .ok()
+            .map(Box::new);
     }
 
     /// The minute's upkeep of the de-duplication claims (see [`purge_dedup`]): at most about

@@ -9,11 +9,17 @@
 //! retention. Until the step that finds every input exhausted, lookups read the inputs and
 //! never the output; that step makes the output live and the inputs dropping, in the same
 //! write. A dropping run's rows are deleted in later steps.
+//!
+//! A step is worked out from any reader ([`Step::compute`]: on a snapshot before the writer
+//! takes a request, or in the writer itself) and stored by the writer ([`Step::apply`]) only
+//! if the merge is still exactly where the step started: a merge is named by its output's
+//! number and random nonce and by the hash it is written up to, so a step worked out from a
+//! state the writer no longer holds is dropped, never stored twice or out of place.
 
-use super::index::{self, RunIndex};
+use super::index;
 use super::{
-    BLOCK, BlockView, ClaimRef, FANOUT, MAX_RUN, Run, Runs, RunsKey, USAGE_CLAIM_BLOCKS,
-    USAGE_CLAIM_FILTERS, USAGE_CLAIM_RUNS, remembered, write_blocks,
+    BLOCK, BlockView, ClaimRef, Encoded, FANOUT, MAX_RUN, Run, Runs, RunsKey, USAGE_CLAIM_BLOCKS,
+    USAGE_CLAIM_FILTERS, USAGE_CLAIM_RUNS, encode_blocks, put_blocks, remembered,
 };
 use crate::error::Result;
 use crate::store::{Flow, NameKey, Order, Reader, Record, Table, WriteTx};
@@ -42,16 +48,17 @@ pub(crate) fn budget_for(claims: u64) -> u64 {
 
 /// Does at most `budget` of upkeep on `runs` of `tenant` (the caller writes `runs` back):
 /// live runs whose latest claim is past the `retention` become dropping, dropping runs'
-/// rows are deleted, and the merge under way (or a new one, if a size class has
-/// [`FANOUT`] runs) takes steps. Returns how many claims were forgotten (in dropped runs, or
-/// left out of a merge as past the retention) and how much of the budget was used.
+/// rows are deleted, a merge starts if none is under way and a size class has [`FANOUT`]
+/// runs, and — if `steps` — the merge under way takes steps. Returns how many claims were
+/// forgotten (in dropped runs, or left out of a merge as past the retention) and how much
+/// of the budget was used.
 pub(crate) fn upkeep(
     tx: &mut WriteTx,
     tenant: &str,
     runs: &mut Runs,
     now: Timestamp,
     retention: i64,
-    budget: u64,
+    (budget, steps): (u64, bool),
 ) -> Result<(u64, u64)> {
     let mut forgotten = 0;
     let merging: Vec<u64> = runs.merge.iter().flat_map(|m| m.inputs.clone()).collect();
@@ -79,43 +86,44 @@ pub(crate) fn upkeep(
         if runs.merge.is_none() {
             runs.merge = choose(runs)?;
         }
+        if !steps {
+            break;
+        }
         let Some(m) = runs.merge.as_mut() else {
             break;
         };
-        let (read, left_out, done) = step(
-            tx,
-            tenant,
-            runs_live(&runs.live, &m.inputs),
-            m,
-            now,
-            retention,
-            left,
-        )?;
+        let inputs = runs_live(&runs.live, &m.inputs);
+        let step = Step::compute(tx, tenant, inputs, m, now, retention, left)?;
+        let (read, left_out) = (step.read, step.left_out);
         forgotten += left_out;
         left = left.saturating_sub(read.max(1));
-        if done {
-            let m = runs
-                .merge
-                .take()
-                .ok_or_else(|| crate::Error::Internal("merge lost".into()))?;
-            runs.live.retain(|r| !m.inputs.contains(&r.no));
-            if m.out.count > 0 {
-                // Kept in number order, which is the order runs were started in.
-                let at = runs.live.partition_point(|r| r.no < m.out.no);
-                runs.live.insert(at, m.out);
-            }
-            runs.dropping.extend(m.inputs);
-        }
+        step.apply(tx, tenant, runs)?;
     }
     Ok((forgotten, budget - left))
 }
 
 /// The (number, nonce) of each input of a merge, as listed live.
-fn runs_live(live: &[Run], inputs: &[u64]) -> Vec<(u64, u64)> {
+pub(crate) fn runs_live(live: &[Run], inputs: &[u64]) -> Vec<(u64, u64)> {
     live.iter()
         .filter(|r| inputs.contains(&r.no))
         .map(|r| (r.no, r.nonce))
         .collect()
+}
+
+/// Whether merges fall behind the runs being written: a size class below the final runs
+/// holds twice [`FANOUT`] live runs besides the merge's inputs (its steps worked out ahead
+/// were dropped, or not made). A request then takes merge steps in the writer itself, so a
+/// lookup never visits more than about twice the runs it would with merges kept up.
+pub(crate) fn lagging(runs: &Runs) -> bool {
+    let merging: &[u64] = runs.merge.as_ref().map_or(&[], |m| &m.inputs);
+    let mut count: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+    (runs.live.iter())
+        .filter(|r| r.count.saturating_mul(FANOUT) <= MAX_RUN && !merging.contains(&r.no))
+        .any(|r| {
+            let n = count.entry(r.class()).or_default();
+            *n += 1;
+            *n >= 2 * FANOUT
+        })
 }
 
 /// The inputs of a new merge, if a size class below the final runs has [`FANOUT`] live runs:
@@ -155,99 +163,159 @@ fn choose(runs: &mut Runs) -> Result<Option<Merge>> {
     }))
 }
 
-/// One step of merge `m` over its `inputs` (number, nonce), reading at most about `budget`
-/// claims; returns the claims read, those left out as past the retention, and whether the
-/// merge is complete.
-fn step(
-    tx: &mut WriteTx,
-    tenant: &str,
-    inputs: Vec<(u64, u64)>,
-    m: &mut Merge,
-    now: Timestamp,
-    retention: i64,
-    budget: u64,
-) -> Result<(u64, u64, bool)> {
-    let share = (budget / inputs.len().max(1) as u64).max(BLOCK as u64) as usize;
-    let mut read = 0u64;
-    // The blocks read, as stored, one after the other (spans of `arena`): the claims are
-    // copied from them without being decoded, and without an allocation per block.
-    let mut arena: Vec<u8> = Vec::new();
-    let mut spans: Vec<(usize, usize)> = Vec::new();
-    // The least last hash read among the inputs not read to their end.
-    let mut bound: Option<u64> = None;
-    for (no, nonce) in inputs {
-        let idx = index::get(tx, tenant, no, nonce)?;
-        let (Some(start), left) = idx.blocks_from(m.after) else {
-            continue;
-        };
-        // One range read per input (one query on PostgreSQL), from the block holding the
-        // hash after which the output is written.
-        let (mut got, mut blocks) = (0usize, 0usize);
-        let mut last = m.after.unwrap_or(0);
-        let t = &USAGE_CLAIM_BLOCKS;
-        let from = t.prefix().tenant(tenant).u64(no).u64(start);
-        let lo = Bound::Included(from.as_bytes());
-        let prefix = t.prefix().tenant(tenant).u64(no);
-        tx.scan_stored(
-            t,
-            &prefix,
-            lo,
-            Bound::Unbounded,
-            Order::Asc,
-            &mut |_, block| {
-                let view = BlockView::of_stored(block)?;
-                read += view.len() as u64;
-                for i in 0..view.len() {
-                    if m.after.is_none_or(|a| view.h(i) > a) {
-                        got += 1;
-                        last = view.h(i);
-                    }
-                }
-                spans.push((arena.len(), arena.len() + block.len()));
-                arena.extend_from_slice(block);
-                blocks += 1;
-                Ok(if got < share {
-                    Flow::Continue
-                } else {
-                    Flow::Stop
-                })
-            },
-        )?;
-        if blocks < left {
-            // Not read to its end: everything up to its last hash read is taken (a block
-            // never splits a hash, and whole blocks were read).
-            bound = Some(bound.map_or(last, |b| b.min(last)));
-        }
-    }
-    let mut left_out = 0;
-    let mut out: Vec<ClaimRef<'_>> = Vec::with_capacity(read as usize);
-    for (from, to) in spans {
-        let view = BlockView::of_stored(&arena[from..to])?;
-        for i in 0..view.len() {
-            let h = view.h(i);
-            if m.after.is_some_and(|a| h <= a) || bound.is_some_and(|b| h > b) {
+/// One step of a merge, worked out from the merge as some reader saw it ([`Step::compute`]:
+/// the inputs read, their claims merged, the blocks encoded) and then stored in the writer
+/// ([`Step::apply`]) if the merge is still where it was: a step worked out on a snapshot
+/// before the writer takes the request ([`super::Ahead`]) leaves the writer only the storing.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Step {
+    /// The merge as it was before the step.
+    pub(super) from: Merge,
+    /// The output's next blocks.
+    blocks: Vec<Encoded>,
+    /// Claims read, and left out as past the retention.
+    read: u64,
+    left_out: u64,
+    /// Claims written, and the latest acceptance among them.
+    pub(super) count: u64,
+    last_at: Option<Timestamp>,
+    /// Where the output is written up to after the step (`None`: the merge is complete).
+    pub(super) after: Option<u64>,
+}
+
+impl Step {
+    /// Works out the next step of merge `m` over its `inputs` (number, nonce) as `r` sees
+    /// them, reading at most about `budget` claims.
+    pub(crate) fn compute(
+        r: &impl Reader,
+        tenant: &str,
+        inputs: Vec<(u64, u64)>,
+        m: &Merge,
+        now: Timestamp,
+        retention: i64,
+        budget: u64,
+    ) -> Result<Step> {
+        let share = (budget / inputs.len().max(1) as u64).max(BLOCK as u64) as usize;
+        let mut read = 0u64;
+        // The blocks read, as stored, one after the other (spans of `arena`): the claims are
+        // copied from them without being decoded, and without an allocation per block.
+        let mut arena: Vec<u8> = Vec::new();
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        // The least last hash read among the inputs not read to their end.
+        let mut bound: Option<u64> = None;
+        for (no, nonce) in inputs {
+            let idx = index::get(r, tenant, no, nonce)?;
+            let (Some(start), left) = idx.blocks_from(m.after) else {
                 continue;
-            }
-            let c = view.claim(i);
-            if c.live(now, retention) {
-                out.push(c);
-            } else {
-                left_out += 1;
+            };
+            // One range read per input (one query on PostgreSQL), from the block holding the
+            // hash after which the output is written.
+            let (mut got, mut blocks) = (0usize, 0usize);
+            let mut last = m.after.unwrap_or(0);
+            let t = &USAGE_CLAIM_BLOCKS;
+            let from = t.prefix().tenant(tenant).u64(no).u64(start);
+            let lo = Bound::Included(from.as_bytes());
+            let prefix = t.prefix().tenant(tenant).u64(no);
+            r.scan_stored(
+                t,
+                &prefix,
+                lo,
+                Bound::Unbounded,
+                Order::Asc,
+                &mut |_, block| {
+                    let view = BlockView::of_stored(block)?;
+                    read += view.len() as u64;
+                    for i in 0..view.len() {
+                        if m.after.is_none_or(|a| view.h(i) > a) {
+                            got += 1;
+                            last = view.h(i);
+                        }
+                    }
+                    spans.push((arena.len(), arena.len() + block.len()));
+                    arena.extend_from_slice(block);
+                    blocks += 1;
+                    Ok(if got < share {
+                        Flow::Continue
+                    } else {
+                        Flow::Stop
+                    })
+                },
+            )?;
+            if blocks < left {
+                // Not read to its end: everything up to its last hash read is taken (a block
+                // never splits a hash, and whole blocks were read).
+                bound = Some(bound.map_or(last, |b| b.min(last)));
             }
         }
+        let mut left_out = 0;
+        let mut out: Vec<ClaimRef<'_>> = Vec::with_capacity(read as usize);
+        for (from, to) in spans {
+            let view = BlockView::of_stored(&arena[from..to])?;
+            for i in 0..view.len() {
+                let h = view.h(i);
+                if m.after.is_some_and(|a| h <= a) || bound.is_some_and(|b| h > b) {
+                    continue;
+                }
+                let c = view.claim(i);
+                if c.live(now, retention) {
+                    out.push(c);
+                } else {
+                    left_out += 1;
+                }
+            }
+        }
+        // `out` is the inputs' claims one input after the other, each input's in order: a
+        // stable sort finds those sorted stretches and merges them (about n·log2(inputs)
+        // comparisons), where an unstable sort compared as for a shuffle (a fifth of a
+        // merge's instructions).
+        out.sort_by(ClaimRef::order);
+        Ok(Step {
+            from: m.clone(),
+            blocks: encode_blocks(&out)?,
+            read,
+            left_out,
+            count: out.len() as u64,
+            last_at: out.iter().map(|c| c.accepted_at).max(),
+            after: bound,
+        })
     }
-    // `out` is the inputs' claims one input after the other, each input's in order: a stable
-    // sort finds those sorted stretches and merges them (about n·log2(inputs) comparisons),
-    // where an unstable sort compared as for a shuffle (a fifth of a merge's instructions).
-    out.sort_by(ClaimRef::order);
-    m.out.count += out.len() as u64;
-    if let Some(latest) = out.iter().map(|c| c.accepted_at).max() {
-        m.out.last_at = m.out.last_at.max(latest);
+
+    /// Stores the step in the merge under way of `runs` (of `tenant`), if that merge is still
+    /// where the step started from, and completes the merge if the step was its last: the
+    /// output becomes live and the inputs dropping, in this same write. Returns whether it
+    /// was stored (a step of a merge that moved on since, or was replaced, is dropped).
+    pub(crate) fn apply(self, tx: &mut WriteTx, tenant: &str, runs: &mut Runs) -> Result<bool> {
+        let Some(m) = runs.merge.as_mut().filter(|m| **m == self.from) else {
+            return Ok(false);
+        };
+        put_blocks(tx, tenant, m.out.no, &self.blocks, None)?;
+        m.out.count += self.count;
+        if let Some(latest) = self.last_at {
+            m.out.last_at = m.out.last_at.max(latest);
+        }
+        m.after = self.after;
+        if self.after.is_none() {
+            complete(runs)?;
+        }
+        Ok(true)
     }
-    let mut written = RunIndex::default();
-    write_blocks(tx, tenant, m.out.no, &out, &mut written)?;
-    m.after = bound;
-    Ok((read, left_out, bound.is_none()))
+}
+
+/// Completes the merge under way of `runs`: its output live (if it holds any claim), its
+/// inputs dropping.
+fn complete(runs: &mut Runs) -> Result<()> {
+    let m = runs
+        .merge
+        .take()
+        .ok_or_else(|| crate::Error::Internal("merge lost".into()))?;
+    runs.live.retain(|r| !m.inputs.contains(&r.no));
+    if m.out.count > 0 {
+        // Kept in number order, which is the order runs were started in.
+        let at = runs.live.partition_point(|r| r.no < m.out.no);
+        runs.live.insert(at, m.out);
+    }
+    runs.dropping.extend(m.inputs);
+    Ok(())
 }
 
 /// Deletes up to `max` rows of dropping run `no` (its blocks, then its filters); returns how
@@ -375,7 +443,7 @@ pub(crate) fn upkeep_all(
             continue;
         }
         let budget = left.max(BLOCK as u64);
-        let (gone, used) = upkeep(tx, &tenant, &mut runs, now, retention, budget)?;
+        let (gone, used) = upkeep(tx, &tenant, &mut runs, now, retention, (budget, true))?;
         forgotten += gone;
         left = left.saturating_sub(used);
         tx.put(t, &RunsKey::new(&tenant), &runs)?;

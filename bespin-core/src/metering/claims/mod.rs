@@ -23,7 +23,17 @@
 //! by the requests that add claims (a multiple of what they add) and by the minute's upkeep.
 //! Claims past their retention count as gone at once; a merge leaves them out, and a run
 //! whose latest claim is past it is dropped whole.
+//!
+//! Most of a request's claim work is done before the writer takes it, on a snapshot
+//! ([`Ahead`]): its lookups in the runs the snapshot lists, and the next step of the merge
+//! under way — read, merged and encoded there, so that the writer only stores it, if the
+//! merge is still where it was. A merge a request starts is so stepped by the requests
+//! after it (or the upkeep); the writer steps it itself only for a request that did no such
+//! work, or when merges fall behind ([`merge::lagging`]).
 
+mod ahead;
+#[cfg(test)]
+mod ahead_tests;
 mod block;
 mod filter;
 pub(crate) mod index;
@@ -31,6 +41,7 @@ pub(crate) mod merge;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use ahead::Ahead;
 pub(crate) use block::{BlockView, ClaimBlock};
 pub(crate) use filter::BlockFilter;
 
@@ -201,17 +212,19 @@ fn nonce() -> Result<u64> {
     Ok(u64::from_le_bytes(b))
 }
 
-/// Writes `claims` (sorted in [`Claim::order`]) as blocks of run `no` of `tenant`, up to
-/// [`BLOCK`] claims each, never splitting claims of one hash, each with its filter; adds
-/// the blocks to `index`.
-pub(crate) fn write_blocks(
-    tx: &mut WriteTx,
-    tenant: &str,
-    no: u64,
-    claims: &[ClaimRef<'_>],
-    index: &mut RunIndex,
-) -> Result<()> {
-    let mut bytes = Vec::new();
+/// A block of claims ready to be stored: its first hash, its bytes as stored, its filter.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Encoded {
+    first_h: u64,
+    bytes: Vec<u8>,
+    filter: BlockFilter,
+}
+
+/// `claims` (sorted in [`Claim::order`]) as blocks of up to [`BLOCK`] claims, never splitting
+/// claims of one hash, each with its filter (the work of writing them that needs no
+/// transaction: a merge's is done before the writer takes it, see [`merge`]).
+pub(crate) fn encode_blocks(claims: &[ClaimRef<'_>]) -> Result<Vec<Encoded>> {
+    let mut out = Vec::with_capacity(claims.len().div_ceil(BLOCK));
     let mut rest = claims;
     while let Some(first) = rest.first() {
         let mut end = rest.len().min(BLOCK);
@@ -220,14 +233,33 @@ pub(crate) fn write_blocks(
         }
         let (block, after) = rest.split_at(end);
         rest = after;
-        bytes.clear();
-        bytes.push(ClaimBlock::VERSION);
+        let mut bytes = vec![ClaimBlock::VERSION];
         block::encode(block, &mut bytes)?;
-        let f = BlockFilter::of(block.iter().map(|c| c.h));
-        let key = BlockKey::new(tenant, no, first.h);
-        tx.put_encoded(&USAGE_CLAIM_BLOCKS, &key, &bytes)?;
-        tx.put(&USAGE_CLAIM_FILTERS, &key, &f)?;
-        index.push(first.h, &f);
+        let filter = BlockFilter::of(block.iter().map(|c| c.h));
+        out.push(Encoded {
+            first_h: first.h,
+            bytes,
+            filter,
+        });
+    }
+    Ok(out)
+}
+
+/// Stores `blocks` in run `no` of `tenant`, adding them to `index` if given.
+pub(crate) fn put_blocks(
+    tx: &mut WriteTx,
+    tenant: &str,
+    no: u64,
+    blocks: &[Encoded],
+    mut index: Option<&mut RunIndex>,
+) -> Result<()> {
+    for b in blocks {
+        let key = BlockKey::new(tenant, no, b.first_h);
+        tx.put_encoded(&USAGE_CLAIM_BLOCKS, &key, &b.bytes)?;
+        tx.put(&USAGE_CLAIM_FILTERS, &key, &b.filter)?;
+        if let Some(index) = index.as_deref_mut() {
+            index.push(b.first_h, &b.filter);
+        }
     }
     Ok(())
 }
@@ -248,7 +280,7 @@ pub(crate) fn write_run(
         .unwrap_or(Timestamp(i64::MIN));
     let nonce = nonce()?;
     let mut index = RunIndex::default();
-    write_blocks(tx, tenant, no, claims, &mut index)?;
+    put_blocks(tx, tenant, no, &encode_blocks(claims)?, Some(&mut index))?;
     index::remember(tenant, no, nonce, index);
     Ok(Run {
         no,
@@ -258,53 +290,12 @@ pub(crate) fn write_run(
     })
 }
 
-/// What the lookups of a request's events learnt before it reached the writer, from a
-/// snapshot ([`Ahead::look`]): the runs whose filters were asked, and which events none of
-/// them admits. A run never changes once written (see [`index`]), so in the writer's
-/// transaction such an event needs asking only the runs written since — a request's own, a
-/// merge's — which takes most of a request's lookups off the writer, where every request of
-/// every tenant waits its turn. Filters only: no block is read ahead, so a snapshot on
-/// PostgreSQL costs no round trip per block, and an event a filter admits (a duplicate, or
-/// about 0.2% of new events per run) is looked up in the writer as without it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Ahead {
-    tenant: String,
-    /// The runs asked, by (number, nonce).
-    runs: Vec<(u64, u64)>,
-    /// Per event of the request: whether no filter of `runs` admits its hash.
-    clear: Vec<bool>,
-}
-
-impl Ahead {
-    /// Asks the filters of `tenant`'s live runs, as `r` sees them, about each of `hashes`
-    /// (`None` for an event refused before any lookup).
-    pub(crate) fn look(
-        r: &impl Reader,
-        tenant: &str,
-        hashes: impl Iterator<Item = Option<u64>>,
-    ) -> Result<Ahead> {
-        let runs = r
-            .get(&USAGE_CLAIM_RUNS, &RunsKey::new(tenant))?
-            .unwrap_or_default();
-        let indexes = indexes(r, tenant, &runs)?;
-        let clear = hashes
-            .map(|h| h.is_some_and(|h| indexes.iter().all(|(_, i)| i.block_for(h).is_none())))
-            .collect();
-        Ok(Ahead {
-            tenant: tenant.to_owned(),
-            runs: runs.live.iter().map(|r| (r.no, r.nonce)).collect(),
-            clear,
-        })
-    }
-
-    /// Whether event `i` of the request was found in no run asked.
-    pub(crate) fn clear(&self, i: usize) -> bool {
-        self.clear.get(i).copied().unwrap_or(false)
-    }
-}
-
 /// The indexes of `runs`' live runs, in their order.
-fn indexes(r: &impl Reader, tenant: &str, runs: &Runs) -> Result<Vec<(u64, Arc<RunIndex>)>> {
+pub(crate) fn indexes(
+    r: &impl Reader,
+    tenant: &str,
+    runs: &Runs,
+) -> Result<Vec<(u64, Arc<RunIndex>)>> {
     (runs.live.iter())
         .map(|run| Ok((run.no, index::get(r, tenant, run.no, run.nonce)?)))
         .collect()
@@ -484,8 +475,17 @@ impl<'t> Claims<'t> {
     }
 
     /// Writes this request's claims as a new run and does the upkeep they pay for (see
-    /// [`merge::upkeep`]): at most a few times the work of writing them.
-    pub(crate) fn finish(mut self, tx: &mut WriteTx, now: Timestamp, retention: i64) -> Result<()> {
+    /// [`merge::upkeep`]): at most a few times the work of writing them. `ahead`: for a
+    /// request whose claim work was begun on a snapshot ([`Ahead`]), the merge step it worked
+    /// out, if any — stored if the merge is still where it was, and no step taken here unless
+    /// merges fall behind ([`merge::lagging`]); `None`: the request takes its steps here.
+    pub(crate) fn finish(
+        mut self,
+        tx: &mut WriteTx,
+        now: Timestamp,
+        retention: i64,
+        ahead: Option<Option<merge::Step>>,
+    ) -> Result<()> {
         if self.new.is_empty() {
             return Ok(());
         }
@@ -517,8 +517,24 @@ impl<'t> Claims<'t> {
         self.runs.next += 1;
         let run = write_run(tx, self.tenant, no, &claims)?;
         self.runs.live.push(run);
+        let steps = match ahead {
+            None => true,
+            Some(step) => {
+                if let Some(step) = step {
+                    step.apply(tx, self.tenant, &mut self.runs)?;
+                }
+                merge::lagging(&self.runs)
+            }
+        };
         let budget = merge::budget_for(count);
-        merge::upkeep(tx, self.tenant, &mut self.runs, now, retention, budget)?;
+        merge::upkeep(
+            tx,
+            self.tenant,
+            &mut self.runs,
+            now,
+            retention,
+            (budget, steps),
+        )?;
         tx.put(&USAGE_CLAIM_RUNS, &RunsKey::new(self.tenant), &self.runs)
     }
 }

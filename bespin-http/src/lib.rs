@@ -364,7 +364,8 @@ async fn shutdown_signal() {
 /// 16% of the samples of the usage ingest (`perf`, 2026-12-06), which allocates and frees a
 /// request's events on different threads. Measured in alternating runs: the core's usage
 /// ingest from four threads 1.7x, over HTTP 1.2x, peak memory two thirds; the load script's
-/// scenarios within their noise (docs/performance.md, "Huge pages"). A failure (an old
+/// scenarios within their noise (docs/performance.md, "Claim work ahead of the writer, and no
+/// transparent huge pages"). A failure (an old
 /// kernel) leaves the default, which only costs speed.
 pub fn without_huge_pages() {
     #[cfg(target_os = "linux")]

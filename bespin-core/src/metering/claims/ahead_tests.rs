@@ -144,6 +144,32 @@ fn merge_steps_worked_out_ahead_are_stored_only_where_the_merge_still_is() {
     assert!(lookup(&db, &admin, &recorded).iter().all(Option::is_some));
 }
 
+/// A request whose events are all duplicates claims nothing, but the step it worked out ahead
+/// was taken for it (no other request of the process works it out): the writer stores it.
+#[test]
+fn a_request_of_duplicates_stores_the_step_it_worked_out() {
+    let (db, _clock, admin, _) = setup();
+    let mut n = 0;
+    while runs_of(&db, &admin).merge.is_none() {
+        n += 1;
+        let ids: Vec<String> = (0..400).map(|j| format!("d{n}-{j}")).collect();
+        post(&db, &admin, batch(&ids));
+    }
+    let again: Vec<String> = (0..400).map(|j| format!("d1-{j}")).collect();
+    let req = looked(&db, &admin, &again);
+    let step = req.ahead.as_ref().and_then(|a| a.step.clone()).unwrap();
+    let out = step.from.out.no;
+    let r = record(&db, &admin, req);
+    assert!(statuses(&r).iter().all(|s| *s == "duplicate"));
+    // The step (a request of 400 events pays for 3,712 claims read) completes the merge.
+    assert_eq!(step.after, None);
+    let runs = runs_of(&db, &admin);
+    assert!(runs.merge.is_none(), "{runs:?}");
+    let done = runs.live.iter().find(|r| r.no == out).map(|r| r.count);
+    assert_eq!(done, Some(step.count));
+    assert_clean(&db);
+}
+
 /// Requests whose steps worked out ahead never reach the writer (dropped, or never made)
 /// still keep merges going: once a size class holds twice [`FANOUT`] runs, requests step
 /// the merge in the writer, so lookups never visit more than about twice the runs.

@@ -486,7 +486,20 @@ impl<'t> Claims<'t> {
         retention: i64,
         ahead: Option<Option<merge::Step>>,
     ) -> Result<()> {
+        // A step worked out ahead is stored even by a request that claims nothing (all its
+        // events duplicates): it was taken for this request, so no other works it out.
+        let (looked, step) = match ahead {
+            Some(step) => (true, step),
+            None => (false, None),
+        };
+        let stored = match step {
+            Some(step) => step.apply(tx, self.tenant, &mut self.runs)?,
+            None => false,
+        };
         if self.new.is_empty() {
+            if stored {
+                tx.put(&USAGE_CLAIM_RUNS, &RunsKey::new(self.tenant), &self.runs)?;
+            }
             return Ok(());
         }
         let count = self.new.len() as u64;
@@ -517,15 +530,7 @@ impl<'t> Claims<'t> {
         self.runs.next += 1;
         let run = write_run(tx, self.tenant, no, &claims)?;
         self.runs.live.push(run);
-        let steps = match ahead {
-            None => true,
-            Some(step) => {
-                if let Some(step) = step {
-                    step.apply(tx, self.tenant, &mut self.runs)?;
-                }
-                merge::lagging(&self.runs)
-            }
-        };
+        let steps = !looked || merge::lagging(&self.runs);
         let budget = merge::budget_for(count);
         merge::upkeep(
             tx,

@@ -857,8 +857,13 @@ impl Bespin {
     /// no run of the snapshot, only the runs written since. What the request then does is the
     /// same either way — only where the work is done differs; a caller who submits the
     /// operation itself ([`Op::with`](crate::Op::with) with [`record_usage_events`]) calls
-    /// this first, on its own thread. A failed read leaves every lookup to the writer.
+    /// this first, on its own thread. A failed read leaves every lookup to the writer; a
+    /// caller the operation will refuse (a member) gets no look, so it cannot take a merge
+    /// step from the tenant's admins' requests.
     pub fn look_ahead_usage(&self, caller: &Principal, events: &mut UsageEvents) {
+        if !caller.is_admin() {
+            return;
+        }
         let hashes: Vec<Option<u64>> = (events.events.iter().zip(&events.hashes))
             .map(|(e, h)| e.is_ok().then_some(*h))
             .collect();

@@ -144,6 +144,17 @@ fn merge_steps_worked_out_ahead_are_stored_only_where_the_merge_still_is() {
     assert!(lookup(&db, &admin, &recorded).iter().all(Option::is_some));
 }
 
+/// A member's request is refused by the operation: it makes no look (which would take the
+/// tenant's next merge step from its admins' requests).
+#[test]
+fn a_member_makes_no_look_ahead() {
+    let (db, _clock, admin, member) = setup();
+    post(&db, &admin, batch(&["a".to_owned()]));
+    let ids = vec!["b".to_owned()];
+    assert!(looked(&db, &member, &ids).ahead.is_none());
+    assert!(looked(&db, &admin, &ids).ahead.is_some());
+}
+
 /// A request whose events are all duplicates claims nothing, but the step it worked out ahead
 /// was taken for it (no other request of the process works it out): the writer stores it.
 #[test]

@@ -365,8 +365,8 @@ async fn shutdown_signal() {
 /// request's events on different threads. Measured in alternating runs: the core's usage
 /// ingest from four threads 1.7x, over HTTP 1.2x, peak memory two thirds; the load script's
 /// scenarios within their noise (docs/performance.md, "Claim work ahead of the writer, and no
-/// transparent huge pages"). A failure (an old
-/// kernel) leaves the default, which only costs speed.
+/// transparent huge pages"). A failure (an old kernel) leaves the default, which only costs
+/// speed.
 pub fn without_huge_pages() {
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {

@@ -15,8 +15,11 @@
 //!
 //! The lookup reads the tenant's claims ([`super::claims`]: sorted runs with a filter per
 //! block, so a new id costs a few probes in memory and a repeat one block read); an accepted
-//! event's claim is written with the request's others as one run at the end. On PostgreSQL
-//! every block the request's lookups will read is read in one round trip first.
+//! event's claim is written with the request's others as one run at the end. Most of that
+//! work is done before the writer takes the request, on a snapshot
+//! ([`Bespin::look_ahead_usage`]): the lookups in the runs it lists, and the tenant's next
+//! merge step. On PostgreSQL every block the writer's lookups will read is read in one round
+//! trip first.
 //!
 //! Nothing is written for an event before all its checks passed, and its checks read the
 //! figures the events before it in the request left (kept in memory: the plan, each type and
@@ -568,13 +571,10 @@ pub fn record_usage_events(
     let mut chunk = chunk::UsageChunk::new(caller.user_id(), &request_id);
     // The tenant's claims, and every block a lookup of the request's events will read, read
     // at once (on PostgreSQL one round trip for the batch, not one per event; nothing on redb).
-    let looked = req.ahead.is_some();
-    let mut ahead = req.ahead.map(|a| *a).unwrap_or_default();
-    let step = looked.then(|| ahead.take_step(tenant));
-    let mut claims = claims::Claims::open(tx, tenant, Some(&ahead))?;
+    let mut claims = claims::Claims::open(tx, tenant, req.ahead.map(|a| *a))?;
     let valid = (req.events.iter().zip(&req.hashes).enumerate())
         .filter(|(_, (e, _))| e.is_ok())
-        .map(|(i, (_, h))| (*h, ahead.clear(i)));
+        .map(|(i, (_, h))| (i, *h));
     claims.prefetch(tx, valid)?;
     let parsed_events = req.events.into_iter().zip(req.hashes);
     for (index, (parsed, h)) in parsed_events.enumerate() {
@@ -608,8 +608,7 @@ pub fn record_usage_events(
         // A repeat answers the first, even where it would be refused now (a plan changed
         // since). A claim past its retention counts as gone.
         let origin = (e.source.as_str(), e.id.as_str());
-        let looked = (h, ahead.clear(index));
-        if let Some(seq) = claims.find(tx, looked, origin, ctx.now, retention)? {
+        if let Some(seq) = claims.find(tx, (index, h), origin, ctx.now, retention)? {
             result(Outcome::Duplicate {
                 usage_id: UsageId::new(tx, seq),
             });
@@ -715,7 +714,7 @@ pub fn record_usage_events(
         used_credits = Some(used + credits);
         state.used_units += e.value;
     }
-    claims.finish(tx, ctx.now, retention, step)?;
+    claims.finish(tx, ctx.now, retention)?;
     if !chunk.events.is_empty() {
         // The accepted events as one row, and one row per insertion order.
         let key = chunk::UsageChunkKey::new(tenant, chunk.last_at(), chunk.first_seq());
@@ -864,14 +863,13 @@ impl Bespin {
         if !caller.is_admin() {
             return;
         }
-        let hashes: Vec<Option<u64>> = (events.events.iter().zip(&events.hashes))
-            .map(|(e, h)| e.is_ok().then_some(*h))
-            .collect();
+        let hashes =
+            (events.events.iter().zip(&events.hashes)).map(|(e, h)| e.is_ok().then_some(*h));
         let tenant = caller.tenant_id();
         events.ahead = self
             .read(|r, ctx| {
                 let retention = ctx.options.usage_dedup_retention_micros;
-                claims::Ahead::look(r, tenant, &hashes, ctx.now, retention)
+                claims::Ahead::look(r, tenant, hashes, ctx.now, retention)
             })
             .ok()
             .map(Box::new);

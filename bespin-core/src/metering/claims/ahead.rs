@@ -43,7 +43,7 @@ impl Ahead {
     pub(crate) fn look(
         r: &impl Reader,
         tenant: &str,
-        hashes: &[Option<u64>],
+        hashes: impl Iterator<Item = Option<u64>>,
         now: Timestamp,
         retention: i64,
     ) -> Result<Ahead> {
@@ -51,14 +51,13 @@ impl Ahead {
             .get(&USAGE_CLAIM_RUNS, &RunsKey::new(tenant))?
             .unwrap_or_default();
         let indexes = indexes(r, tenant, &runs)?;
-        let clear = (hashes.iter())
+        let clear: Vec<bool> = hashes
             .map(|h| h.is_some_and(|h| indexes.iter().all(|(_, i)| i.block_for(h).is_none())))
             .collect();
         let step = match &runs.merge {
             Some(m) if take(tenant, m) => {
-                let inputs = merge::runs_live(&runs.live, &m.inputs);
-                let budget = merge::budget_for(hashes.len() as u64);
-                Some(Step::compute(r, tenant, inputs, m, now, retention, budget)?)
+                let budget = merge::budget_for(clear.len() as u64);
+                Step::compute(r, tenant, &runs, now, retention, budget)?
             }
             _ => None,
         };
@@ -68,17 +67,6 @@ impl Ahead {
             clear,
             step,
         })
-    }
-
-    /// Whether event `i` of the request was found in no run asked.
-    pub(crate) fn clear(&self, i: usize) -> bool {
-        self.clear.get(i).copied().unwrap_or(false)
-    }
-
-    /// The merge step worked out for `tenant`, if any (the writer stores it, or drops it if
-    /// the merge moved on).
-    pub(crate) fn take_step(&mut self, tenant: &str) -> Option<Step> {
-        self.step.take().filter(|_| self.tenant == tenant)
     }
 }
 

@@ -49,9 +49,10 @@ fn a_lookup_made_ahead_answers_for_the_runs_it_asked_and_for_its_tenant_only() {
         let tenant = tenant.clone();
         db.write(move |tx, ctx| {
             let retention = ctx.options.usage_dedup_retention_micros;
-            let mut c = Claims::open(tx, &tenant, Some(&ahead))?;
-            Ok([false, true].map(|clear| {
-                c.find(tx, (h, clear), ("svc", "a0"), ctx.now, retention)
+            let mut c = Claims::open(tx, &tenant, Some(ahead))?;
+            // Event 1 was not looked at (not clear), event 0 was found clear.
+            Ok([1, 0].map(|at| {
+                c.find(tx, (at, h), ("svc", "a0"), ctx.now, retention)
                     .unwrap()
                     .is_some()
             }))

@@ -89,11 +89,9 @@ pub(crate) fn upkeep(
         if !steps {
             break;
         }
-        let Some(m) = runs.merge.as_mut() else {
+        let Some(step) = Step::compute(tx, tenant, runs, now, retention, left)? else {
             break;
         };
-        let inputs = runs_live(&runs.live, &m.inputs);
-        let step = Step::compute(tx, tenant, inputs, m, now, retention, left)?;
         let (read, left_out) = (step.read, step.left_out);
         forgotten += left_out;
         left = left.saturating_sub(read.max(1));
@@ -103,7 +101,7 @@ pub(crate) fn upkeep(
 }
 
 /// The (number, nonce) of each input of a merge, as listed live.
-pub(crate) fn runs_live(live: &[Run], inputs: &[u64]) -> Vec<(u64, u64)> {
+fn runs_live(live: &[Run], inputs: &[u64]) -> Vec<(u64, u64)> {
     live.iter()
         .filter(|r| inputs.contains(&r.no))
         .map(|r| (r.no, r.nonce))
@@ -184,17 +182,20 @@ pub(crate) struct Step {
 }
 
 impl Step {
-    /// Works out the next step of merge `m` over its `inputs` (number, nonce) as `r` sees
-    /// them, reading at most about `budget` claims.
+    /// Works out the next step of the merge under way of `runs` (of `tenant`), if any, as `r`
+    /// sees its inputs, reading at most about `budget` claims.
     pub(crate) fn compute(
         r: &impl Reader,
         tenant: &str,
-        inputs: Vec<(u64, u64)>,
-        m: &Merge,
+        runs: &Runs,
         now: Timestamp,
         retention: i64,
         budget: u64,
-    ) -> Result<Step> {
+    ) -> Result<Option<Step>> {
+        let Some(m) = &runs.merge else {
+            return Ok(None);
+        };
+        let inputs = runs_live(&runs.live, &m.inputs);
         let share = (budget / inputs.len().max(1) as u64).max(BLOCK as u64) as usize;
         let mut read = 0u64;
         // The blocks read, as stored, one after the other (spans of `arena`): the claims are
@@ -269,7 +270,7 @@ impl Step {
         // comparisons), where an unstable sort compared as for a shuffle (a fifth of a
         // merge's instructions).
         out.sort_by(ClaimRef::order);
-        Ok(Step {
+        Ok(Some(Step {
             from: m.clone(),
             blocks: encode_blocks(&out)?,
             read,
@@ -277,7 +278,7 @@ impl Step {
             count: out.len() as u64,
             last_at: out.iter().map(|c| c.accepted_at).max(),
             after: bound,
-        })
+        }))
     }
 
     /// Stores the step in the merge under way of `runs` (of `tenant`), if that merge is still

@@ -313,6 +313,14 @@ fn to_ask<'a>(
         .map(|(index, _)| index)
 }
 
+/// What a request's [`Ahead`] leaves the writer: which events it found clear, and its merge
+/// step.
+struct Looked {
+    /// Per event of the request: whether no run asked ahead admits it.
+    clear: Vec<bool>,
+    step: Option<merge::Step>,
+}
+
 /// One request's view of a tenant's claims: the runs as read at its start, the claims it
 /// accepted so far, and the blocks it read (a resent batch reads each block once).
 pub(crate) struct Claims<'t> {
@@ -322,6 +330,8 @@ pub(crate) struct Claims<'t> {
     /// Per entry of `indexes`: whether [`Ahead`] asked that run already (an event it found
     /// in none of them is looked up in the others only).
     asked: Vec<bool>,
+    /// The request's look-ahead, if it made one (for this tenant).
+    looked: Option<Looked>,
     /// Blocks read, as stored, by (run, first hash).
     blocks: HashMap<(u64, u64), Vec<u8>>,
     /// The claims this request accepted, their sources and ids in `text` (one buffer for the
@@ -363,21 +373,30 @@ impl Hasher for Prehashed {
 }
 
 impl<'t> Claims<'t> {
-    /// Reads `tenant`'s runs and their indexes; `ahead`, the request's lookups made on a
+    /// Reads `tenant`'s runs and their indexes; `ahead`, the request's claim work done on a
     /// snapshot, if any (another tenant's is ignored).
-    pub(crate) fn open(tx: &WriteTx, tenant: &'t str, ahead: Option<&Ahead>) -> Result<Claims<'t>> {
+    pub(crate) fn open(tx: &WriteTx, tenant: &'t str, ahead: Option<Ahead>) -> Result<Claims<'t>> {
         let runs = tx
             .get(&USAGE_CLAIM_RUNS, &RunsKey::new(tenant))?
             .unwrap_or_default();
         let indexes = indexes(tx, tenant, &runs)?;
+        let ahead = ahead.filter(|a| a.tenant == tenant);
         let asked = (runs.live.iter())
-            .map(|r| ahead.is_some_and(|a| a.tenant == tenant && a.runs.contains(&(r.no, r.nonce))))
+            .map(|r| {
+                ahead
+                    .as_ref()
+                    .is_some_and(|a| a.runs.contains(&(r.no, r.nonce)))
+            })
             .collect();
         Ok(Claims {
             tenant,
             runs,
             indexes,
             asked,
+            looked: ahead.map(|a| Looked {
+                clear: a.clear,
+                step: a.step,
+            }),
             blocks: HashMap::new(),
             new: Vec::new(),
             text: String::new(),
@@ -385,20 +404,25 @@ impl<'t> Claims<'t> {
         })
     }
 
+    /// Whether [`Ahead`] found event `at` of the request in none of the runs it asked.
+    fn clear(&self, at: usize) -> bool {
+        (self.looked.as_ref()).is_some_and(|l| l.clear.get(at).copied().unwrap_or(false))
+    }
+
     /// Reads at once every block that a lookup of these `(source, id)`s will read (on
     /// PostgreSQL one round trip for a batch, not one per block; nothing on redb); each hash
-    /// comes with whether [`Ahead`] found it clear.
+    /// comes with its event's position in the request.
     pub(crate) fn prefetch(
         &self,
         tx: &mut WriteTx,
-        hashes: impl Iterator<Item = (u64, bool)>,
+        hashes: impl Iterator<Item = (usize, u64)>,
     ) -> Result<()> {
         if !tx.prefetches() || self.indexes.is_empty() {
             return Ok(());
         }
         let mut wanted: Vec<(u64, u64)> = Vec::new();
-        for (h, clear) in hashes {
-            for (no, index) in to_ask(&self.indexes, &self.asked, clear) {
+        for (at, h) in hashes {
+            for (no, index) in to_ask(&self.indexes, &self.asked, self.clear(at)) {
                 if let Some(first) = index.block_for(h) {
                     wanted.push((*no, first));
                 }
@@ -417,11 +441,11 @@ impl<'t> Claims<'t> {
 
     /// The usage number of the event remembered under `(source, id)` (whose [`hash`] is `h`)
     /// at `now`, if one was accepted within the `retention` (by an earlier request, or
-    /// earlier in this one). `clear`: [`Ahead`] found it in none of the runs it asked.
+    /// earlier in this one). `at`: the event's position in the request.
     pub(crate) fn find(
         &mut self,
         tx: &WriteTx,
-        (h, clear): (u64, bool),
+        (at, h): (usize, u64),
         (source, id): (&str, &str),
         now: Timestamp,
         retention: i64,
@@ -438,6 +462,7 @@ impl<'t> Claims<'t> {
                 return Ok(Some(c.seq));
             }
         }
+        let clear = self.clear(at);
         for (no, index) in to_ask(&self.indexes, &self.asked, clear) {
             let Some(first) = index.block_for(h) else {
                 continue;
@@ -475,24 +500,15 @@ impl<'t> Claims<'t> {
     }
 
     /// Writes this request's claims as a new run and does the upkeep they pay for (see
-    /// [`merge::upkeep`]): at most a few times the work of writing them. `ahead`: for a
-    /// request whose claim work was begun on a snapshot ([`Ahead`]), the merge step it worked
-    /// out, if any — stored if the merge is still where it was, and no step taken here unless
-    /// merges fall behind ([`merge::lagging`]); `None`: the request takes its steps here.
-    pub(crate) fn finish(
-        mut self,
-        tx: &mut WriteTx,
-        now: Timestamp,
-        retention: i64,
-        ahead: Option<Option<merge::Step>>,
-    ) -> Result<()> {
+    /// [`merge::upkeep`]): at most a few times the work of writing them. A request whose claim
+    /// work was begun on a snapshot ([`Ahead`]) stores the merge step it worked out, if the
+    /// merge is still where it was, and takes no step here unless merges fall behind
+    /// ([`merge::lagging`]); any other takes its steps here.
+    pub(crate) fn finish(mut self, tx: &mut WriteTx, now: Timestamp, retention: i64) -> Result<()> {
         // A step worked out ahead is stored even by a request that claims nothing (all its
         // events duplicates): it was taken for this request, so no other works it out.
-        let (looked, step) = match ahead {
-            Some(step) => (true, step),
-            None => (false, None),
-        };
-        let stored = match step {
+        let looked = self.looked.is_some();
+        let stored = match self.looked.as_mut().and_then(|l| l.step.take()) {
             Some(step) => step.apply(tx, self.tenant, &mut self.runs)?,
             None => false,
         };

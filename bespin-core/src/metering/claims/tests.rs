@@ -55,13 +55,7 @@ pub(super) fn lookup(db: &Bespin, who: &Principal, ids: &[String]) -> Vec<Option
         let mut c = Claims::open(tx, &tenant, None)?;
         let mut out = Vec::new();
         for id in &ids {
-            let seq = c.find(
-                tx,
-                (hash("svc", id), false),
-                ("svc", id),
-                ctx.now,
-                retention,
-            )?;
+            let seq = c.find(tx, (0, hash("svc", id)), ("svc", id), ctx.now, retention)?;
             out.push(seq.map(|s| format!("use_{}", tx.sealer().seal(s))));
         }
         Ok(out)

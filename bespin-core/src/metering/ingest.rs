@@ -608,7 +608,7 @@ pub fn record_usage_events(
         // A repeat answers the first, even where it would be refused now (a plan changed
         // since). A claim past its retention counts as gone.
         let origin = (e.source.as_str(), e.id.as_str());
-        if let Some(seq) = claims.find(tx, (index, h), origin, ctx.now, retention)? {
+        if let Some(seq) = claims.find(tx, (index, h), origin, &chunk, ctx.now, retention)? {
             result(Outcome::Duplicate {
                 usage_id: UsageId::new(tx, seq),
             });
@@ -669,7 +669,7 @@ pub fn record_usage_events(
             }
         };
         let seq = tx.next_seq("usage")?;
-        claims.add(h, (&e.source, &e.id), seq);
+        claims.add(h, seq);
         // Every check passed and the event is new: its writes, then its share of the rollups.
         let weight = state.rec.credits_per_unit;
         let credits = e.value * weight;

@@ -59,13 +59,10 @@ pub(crate) fn rows_to_runs_in(tx: &mut WriteTx, slice: u64) -> Result<u64> {
                 }
                 tenant.get_or_insert_with(|| of.to_owned());
                 let d: DedupRec = crate::store::codec::decode(v)?;
-                let (source, id) = (key.source.into_owned(), key.event_id.into_owned());
                 run.push(Claim {
-                    h: claims::hash(&source, &id),
+                    h: claims::hash(&key.source, &key.event_id),
                     seq: d.seq,
                     accepted_at: d.accepted_at,
-                    source,
-                    id,
                 });
                 after = Some(k.to_vec());
                 Ok(Flow::Continue)
@@ -76,11 +73,10 @@ pub(crate) fn rows_to_runs_in(tx: &mut WriteTx, slice: u64) -> Result<u64> {
         };
         moved += run.len() as u64;
         run.sort_unstable_by(Claim::order);
-        let refs: Vec<_> = run.iter().map(Claim::as_ref).collect();
         let key = claims::RunsKey::new(&tenant);
         let mut runs = tx.get(&claims::USAGE_CLAIM_RUNS, &key)?.unwrap_or_default();
         runs.live
-            .push(claims::write_run(tx, &tenant, runs.next, &refs)?);
+            .push(claims::write_run(tx, &tenant, runs.next, &run)?);
         runs.next += 1;
         tx.put(&claims::USAGE_CLAIM_RUNS, &key, &runs)?;
     }
@@ -105,6 +101,25 @@ pub(crate) fn runs_to_rows_for_test(tx: &mut WriteTx) -> Result<u64> {
         tenants.extend(claims::RunsKey::decode(k).map(|k| k.tenant_id.into_owned()));
         Ok(Flow::Continue)
     })?;
+    // Every reported event's source and id, by (tenant, usage number).
+    let mut origins: HashMap<(String, u64), (String, String)> = HashMap::new();
+    let c = &chunk::USAGE_CHUNKS;
+    tx.scan(c, &c.prefix(), Order::Asc, |k, chunk: chunk::UsageChunk| {
+        let tenant = chunk::UsageChunkKey::decode(k).map(|k| k.tenant_id.into_owned());
+        for (seq, rec) in chunk.records()? {
+            if let (Some(t), Some(o)) = (&tenant, rec.origin) {
+                origins.insert((t.clone(), seq), (o.source, o.id));
+            }
+        }
+        Ok(Flow::Continue)
+    })?;
+    let e = &super::USAGE_EVENTS;
+    tx.scan(e, &e.prefix(), Order::Asc, |k, rec| {
+        if let (Some(k), Some(o)) = (super::UsageKey::decode(k), rec.origin) {
+            origins.insert((k.tenant_id.into_owned(), k.seq), (o.source, o.id));
+        }
+        Ok(Flow::Continue)
+    })?;
     let mut rows: BTreeMap<(String, String, String), DedupRec> = BTreeMap::new();
     for tenant in tenants {
         for (_, c) in claims::live_claims(tx, &tenant)? {
@@ -112,8 +127,11 @@ pub(crate) fn runs_to_rows_for_test(tx: &mut WriteTx) -> Result<u64> {
                 seq: c.seq,
                 accepted_at: c.accepted_at,
             };
+            let Some((source, id)) = origins.get(&(tenant.clone(), c.seq)).cloned() else {
+                continue;
+            };
             let at = rows
-                .entry((tenant.clone(), c.source, c.id))
+                .entry((tenant.clone(), source, id))
                 .or_insert(rec.clone());
             if rec.accepted_at > at.accepted_at {
                 *at = rec;
@@ -139,10 +157,10 @@ pub(crate) fn drop_expiry_order(tx: &mut WriteTx) -> Result<()> {
 }
 
 /// Checks the claims ([`claims`]): every claim of a live run names a usage event of its tenant
-/// reported from that source and id, at most one is live per `(source, id)`, and every event
-/// reported with a `time` within the retention (less 5 minutes) has its live claim; each block
-/// is sorted, keyed by its first hash, holds claims hashed as they say, and has a filter that
-/// admits each; each run's count and latest acceptance are its claims'; no block or filter
+/// reported from a source and id of the claim's hash, at most one is live per usage event and
+/// per `(source, id)`, and every event reported with a `time` within the retention (less 5
+/// minutes) has its live claim; each block is sorted, keyed by its first hash, and has a
+/// filter that admits each; each run's count and latest acceptance are its claims'; no block or filter
 /// belongs to a run its tenant does not list; layout 13's rows and layout 9's expiry order are
 /// empty.
 pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
@@ -185,8 +203,8 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
     for x in c.rows(r, &claims::USAGE_CLAIM_FILTERS)? {
         filters.insert(x.bytes.clone(), x.value);
     }
-    // The claims of live runs, by (tenant, source, id): usage number and acceptance.
-    let mut remembered: HashMap<(String, String, String), Vec<(u64, Timestamp)>> = HashMap::new();
+    // The live claims of live runs, by (tenant, usage number): their hashes.
+    let mut remembered: HashMap<(String, u64), Vec<u64>> = HashMap::new();
     let mut counted: HashMap<(String, u64), (u64, Timestamp)> = HashMap::new();
     let blocks = claims::USAGE_CLAIM_BLOCKS.name();
     for x in c.rows(r, &claims::USAGE_CLAIM_BLOCKS)? {
@@ -194,19 +212,11 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
         let run = (k.tenant_id.to_string(), k.run);
         let filter = filters.remove(&x.bytes);
         let sorted = b.claims.windows(2).all(|w| w[0].order(&w[1]).is_lt());
-        let hashed = b
-            .claims
-            .iter()
-            .all(|cl| cl.h == claims::hash(&cl.source, &cl.id));
         let filtered = filter.is_some_and(|f| b.claims.iter().all(|cl| f.may_hold(cl.h)));
         let first = b.claims.first().map(|cl| cl.h) == Some(k.first_h);
-        match (sorted && hashed && first, filtered) {
+        match (sorted && first, filtered) {
             (true, true) => c.ok(),
-            (false, _) => c.violation(
-                blocks,
-                &x.bytes,
-                "claims unsorted, misnamed or hashed wrong",
-            ),
+            (false, _) => c.violation(blocks, &x.bytes, "claims unsorted or misnamed"),
             (true, false) => c.violation(blocks, &x.bytes, "no filter admitting every claim"),
         }
         if !live.contains_key(&run) {
@@ -222,11 +232,8 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
             n.0 += 1;
             n.1 = n.1.max(cl.accepted_at);
             if cl.live(c.now(), retention) {
-                let who = (run.0.clone(), cl.source.clone(), cl.id.clone());
-                remembered
-                    .entry(who)
-                    .or_default()
-                    .push((cl.seq, cl.accepted_at));
+                let who = (run.0.clone(), cl.seq);
+                remembered.entry(who).or_default().push(cl.h);
             }
         }
     }
@@ -262,42 +269,51 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
         let Some(o) = x.rec.origin else {
             continue;
         };
+        let who = (x.tenant, x.seq);
         if x.rec.created_at.0 > horizon {
-            let who = (x.tenant.clone(), o.source.clone(), o.id.clone());
-            match remembered.get(&who) {
-                Some(v) if v.iter().any(|(seq, _)| *seq == x.seq) => c.ok(),
-                _ => c.violation(
+            if remembered.contains_key(&who) {
+                c.ok();
+            } else {
+                c.violation(
                     blocks,
-                    &claims::RunsKey::new(&x.tenant).encode(),
+                    &claims::RunsKey::new(&who.0).encode(),
                     format!(
                         "no live claim of usage event {} reported within the retention",
-                        x.seq
+                        who.1
                     ),
-                ),
+                );
             }
         }
-        reported.insert((x.tenant, x.seq), (o.source, o.id));
+        reported.insert(who, (o.source, o.id));
     }
-    for ((tenant, source, id), v) in &remembered {
+    // The live claims of each (tenant, source, id), through the events they name.
+    let mut claims_of: HashMap<(&str, &str, &str), u64> = HashMap::new();
+    for ((tenant, seq), hashes) in &remembered {
         let key = claims::RunsKey::new(tenant).encode();
-        if v.len() > 1 {
-            c.violation(
-                blocks,
-                &key,
-                format!("{} live claims of ({source}, {id})", v.len()),
-            );
+        if hashes.len() > 1 {
+            let why = format!("{} live claims of usage event {seq}", hashes.len());
+            c.violation(blocks, &key, why);
         }
-        for (seq, _) in v {
+        for h in hashes {
             match reported.get(&(tenant.clone(), *seq)) {
-                Some((s, i)) if s == source && i == id => c.ok(),
+                Some((s, i)) if claims::hash(s, i) == *h => {
+                    c.ok();
+                    *claims_of.entry((tenant, s, i)).or_default() += 1;
+                }
                 _ => c.violation(
                     blocks,
                     &key,
                     format!(
-                        "claim of ({source}, {id}) names no usage event {seq} ingested with them"
+                        "claim hashed {h:#x} names no usage event {seq} ingested with its hash"
                     ),
                 ),
             }
+        }
+    }
+    for ((tenant, source, id), n) in claims_of {
+        if n > 1 {
+            let key = claims::RunsKey::new(tenant).encode();
+            c.violation(blocks, &key, format!("{n} live claims of ({source}, {id})"));
         }
     }
     for t in [USAGE_DEDUP.name(), USAGE_DEDUP_BY_EXPIRY.name()] {

@@ -5,6 +5,7 @@
 
 use super::tests::{assert_clean, batch, classes, lookup, runs_of, usage_ids};
 use super::{Ahead, Claims, FANOUT, Runs, hash};
+use crate::metering::chunk::UsageChunk;
 use crate::metering::ingest::{IngestReport, UsageEvents};
 use crate::metering::ingest_tests::{post, setup, statuses};
 use crate::{Bespin, Principal};
@@ -52,9 +53,16 @@ fn a_lookup_made_ahead_answers_for_the_runs_it_asked_and_for_its_tenant_only() {
             let mut c = Claims::open(tx, &tenant, Some(ahead))?;
             // Event 1 was not looked at (not clear), event 0 was found clear.
             Ok([1, 0].map(|at| {
-                c.find(tx, (at, h), ("svc", "a0"), ctx.now, retention)
-                    .unwrap()
-                    .is_some()
+                c.find(
+                    tx,
+                    (at, h),
+                    ("svc", "a0"),
+                    &UsageChunk::default(),
+                    ctx.now,
+                    retention,
+                )
+                .unwrap()
+                .is_some()
             }))
         })
         .unwrap()

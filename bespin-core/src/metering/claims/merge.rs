@@ -18,7 +18,7 @@
 
 use super::index;
 use super::{
-    BLOCK, BlockView, ClaimRef, Encoded, FANOUT, MAX_RUN, Run, Runs, RunsKey, USAGE_CLAIM_BLOCKS,
+    BLOCK, BlockView, Claim, Encoded, FANOUT, MAX_RUN, Run, Runs, RunsKey, USAGE_CLAIM_BLOCKS,
     USAGE_CLAIM_FILTERS, USAGE_CLAIM_RUNS, encode_blocks, put_blocks, remembered,
 };
 use crate::error::Result;
@@ -198,10 +198,8 @@ impl Step {
         let inputs = runs_live(&runs.live, &m.inputs);
         let share = (budget / inputs.len().max(1) as u64).max(BLOCK as u64) as usize;
         let mut read = 0u64;
-        // The blocks read, as stored, one after the other (spans of `arena`): the claims are
-        // copied from them without being decoded, and without an allocation per block.
-        let mut arena: Vec<u8> = Vec::new();
-        let mut spans: Vec<(usize, usize)> = Vec::new();
+        // The claims read past `after`, one input after the other.
+        let mut taken: Vec<Claim> = Vec::new();
         // The least last hash read among the inputs not read to their end.
         let mut bound: Option<u64> = None;
         for (no, nonce) in inputs {
@@ -230,10 +228,9 @@ impl Step {
                         if m.after.is_none_or(|a| view.h(i) > a) {
                             got += 1;
                             last = view.h(i);
+                            taken.push(view.claim(i));
                         }
                     }
-                    spans.push((arena.len(), arena.len() + block.len()));
-                    arena.extend_from_slice(block);
                     blocks += 1;
                     Ok(if got < share {
                         Flow::Continue
@@ -248,28 +245,17 @@ impl Step {
                 bound = Some(bound.map_or(last, |b| b.min(last)));
             }
         }
-        let mut left_out = 0;
-        let mut out: Vec<ClaimRef<'_>> = Vec::with_capacity(read as usize);
-        for (from, to) in spans {
-            let view = BlockView::of_stored(&arena[from..to])?;
-            for i in 0..view.len() {
-                let h = view.h(i);
-                if m.after.is_some_and(|a| h <= a) || bound.is_some_and(|b| h > b) {
-                    continue;
-                }
-                let c = view.claim(i);
-                if c.live(now, retention) {
-                    out.push(c);
-                } else {
-                    left_out += 1;
-                }
-            }
-        }
+        // Up to the bound, and of those the claims still remembered.
+        taken.retain(|c| bound.is_none_or(|b| c.h <= b));
+        let within = taken.len();
+        let mut out = taken;
+        out.retain(|c| c.live(now, retention));
+        let left_out = (within - out.len()) as u64;
         // `out` is the inputs' claims one input after the other, each input's in order: a
         // stable sort finds those sorted stretches and merges them (about n·log2(inputs)
         // comparisons), where an unstable sort compared as for a shuffle (a fifth of a
         // merge's instructions).
-        out.sort_by(ClaimRef::order);
+        out.sort_by(Claim::order);
         Ok(Some(Step {
             from: m.clone(),
             blocks: encode_blocks(&out)?,

@@ -1,18 +1,21 @@
 //! The claims of reported usage events: what makes a repeated `(source, id)` of a tenant a
-//! duplicate within the retention (layout 14).
+//! duplicate within the retention (layout 15).
 //!
-//! A claim is remembered in a **run**: the claims one request accepted, sorted by a 64-bit hash
-//! of `(source, id)` and written once, in blocks of up to [`BLOCK`] claims (`usage_claim_blocks`,
-//! keyed (tenant, run, first hash of the block)), each with a Bloom filter
-//! (`usage_claim_filters`, same key). A request's new claims so cost a few pages written
-//! together, wherever their ids fall, where one B-tree row per claim (layouts up to 13) wrote a
-//! page of its own for each claim once the table outgrew a batch: the cost that kept random
-//! ids (UUIDv4) 2.3–3.5x below time-ordered ones.
+//! A claim is a 64-bit hash of `(source, id)`, the usage number of the event accepted with
+//! them, and when it was accepted: 24 bytes, whatever the length of the id (layout 14 kept the
+//! source and id too, 81 bytes a claim with UUIDs, written again by every merge). It is
+//! remembered in a **run**: the claims one request accepted, sorted by hash and written once,
+//! in blocks of up to [`BLOCK`] claims (`usage_claim_blocks`, keyed (tenant, run, first hash of
+//! the block)), each with a Bloom filter (`usage_claim_filters`, same key). A request's new
+//! claims so cost a few pages written together, wherever their ids fall, where one B-tree row
+//! per claim (layouts up to 13) wrote a page of its own for each claim once the table outgrew a
+//! batch: the cost that kept random ids (UUIDv4) 2.3–3.5x below time-ordered ones.
 //!
 //! Looking a claim up reads, for each live run of the tenant, the one block whose range holds
 //! its hash — only when that block's filter says the claim may be there (about 0.2% of the
-//! time for a claim that is not) — and compares `(source, id)` exactly: the hash orders and
-//! filters, it never decides. The runs' first hashes and filters are held in memory per
+//! time for a claim that is not) — and confirms a claim of that hash on the usage event it
+//! names, whose `(source, id)` must be the event's exactly ([`chunk::Origins`]): the hash
+//! orders and filters, it never decides. The runs' first hashes and filters are held in memory per
 //! process ([`index`]). A tenant's runs are listed in one row (`usage_claim_runs`), which every
 //! request that claims reads and writes: on PostgreSQL that row and the batch lock keep two
 //! processes from claiming one id twice.
@@ -41,6 +44,7 @@ pub(crate) mod merge;
 #[cfg(test)]
 mod tests;
 
+use super::chunk::{self, UsageChunk};
 pub(crate) use ahead::Ahead;
 pub(crate) use block::{BlockView, ClaimBlock};
 pub(crate) use filter::BlockFilter;
@@ -124,7 +128,7 @@ impl Run {
 }
 
 /// One remembered event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Claim {
     /// [`hash`] of its source and id.
     pub h: u64,
@@ -132,10 +136,6 @@ pub(crate) struct Claim {
     pub seq: u64,
     /// When it was accepted (the retention counts from here).
     pub accepted_at: Timestamp,
-    /// The CloudEvent `source`.
-    pub source: String,
-    /// The CloudEvent `id`.
-    pub id: String,
 }
 
 impl Claim {
@@ -145,51 +145,18 @@ impl Claim {
         remembered(self.accepted_at, now, retention)
     }
 
-    /// The order of claims in a run: by hash, then source and id (so equal hashes, which a
+    /// The order of claims in a run: by hash, then usage number (so equal hashes, which a
     /// block never splits, still have one order).
     pub(crate) fn order(&self, o: &Claim) -> std::cmp::Ordering {
-        self.as_ref().order(&o.as_ref())
-    }
-
-    /// The claim borrowed, as blocks are written.
-    pub(crate) fn as_ref(&self) -> ClaimRef<'_> {
-        ClaimRef {
-            h: self.h,
-            seq: self.seq,
-            accepted_at: self.accepted_at,
-            source: self.source.as_bytes(),
-            id: self.id.as_bytes(),
-        }
-    }
-}
-
-/// A claim borrowed from a request's claims or from a stored block (a merge copies claims
-/// from block to block without making strings of them).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct ClaimRef<'a> {
-    pub h: u64,
-    pub seq: u64,
-    pub accepted_at: Timestamp,
-    pub source: &'a [u8],
-    pub id: &'a [u8],
-}
-
-impl ClaimRef<'_> {
-    /// [`Claim::order`].
-    pub(crate) fn order(&self, o: &ClaimRef<'_>) -> std::cmp::Ordering {
-        (self.h, self.source, self.id).cmp(&(o.h, o.source, o.id))
-    }
-
-    /// [`Claim::live`].
-    pub(crate) fn live(&self, now: Timestamp, retention: i64) -> bool {
-        remembered(self.accepted_at, now, retention)
+        (self.h, self.seq).cmp(&(o.h, o.seq))
     }
 }
 
 /// The hash a claim is sorted and filtered by: SipHash-1-3 of the source, a separator no
 /// source holds, and the id. Stable across builds and platforms (it is stored); its key is
 /// fixed, so a client could search for ids that collide — which would cost it a block read
-/// each, never a wrong answer, since a match is confirmed on `(source, id)`.
+/// and a confirmation each, never a wrong answer, since a match is confirmed on the `(source,
+/// id)` of the event the claim names.
 pub(crate) fn hash(source: &str, id: &str) -> u64 {
     let mut s = siphasher::sip::SipHasher13::new_with_keys(0x6265_7370_696e_2d63, 0x6c61_696d_7321);
     s.write(source.as_bytes());
@@ -223,7 +190,7 @@ pub(crate) struct Encoded {
 /// `claims` (sorted in [`Claim::order`]) as blocks of up to [`BLOCK`] claims, never splitting
 /// claims of one hash, each with its filter (the work of writing them that needs no
 /// transaction: a merge's is done before the writer takes it, see [`merge`]).
-pub(crate) fn encode_blocks(claims: &[ClaimRef<'_>]) -> Result<Vec<Encoded>> {
+pub(crate) fn encode_blocks(claims: &[Claim]) -> Result<Vec<Encoded>> {
     let mut out = Vec::with_capacity(claims.len().div_ceil(BLOCK));
     let mut rest = claims;
     while let Some(first) = rest.first() {
@@ -266,12 +233,7 @@ pub(crate) fn put_blocks(
 
 /// Writes `claims` (sorted in [`Claim::order`]) as run `no` of `tenant`, its index cached, and
 /// returns the run to list.
-pub(crate) fn write_run(
-    tx: &mut WriteTx,
-    tenant: &str,
-    no: u64,
-    claims: &[ClaimRef<'_>],
-) -> Result<Run> {
+pub(crate) fn write_run(tx: &mut WriteTx, tenant: &str, no: u64, claims: &[Claim]) -> Result<Run> {
     let count = claims.len() as u64;
     let last_at = claims
         .iter()
@@ -334,20 +296,12 @@ pub(crate) struct Claims<'t> {
     looked: Option<Looked>,
     /// Blocks read, as stored, by (run, first hash).
     blocks: HashMap<(u64, u64), Vec<u8>>,
-    /// The claims this request accepted, their sources and ids in `text` (one buffer for the
-    /// request rather than two strings a claim).
-    new: Vec<NewClaim>,
-    text: String,
+    /// The stored events that claims of a lookup's hash were confirmed against.
+    origins: chunk::Origins,
+    /// The claims this request accepted, (hash, usage number): their events are in the
+    /// request's chunk, which a lookup confirms them against.
+    new: Vec<(u64, u64)>,
     new_by_hash: HashMap<u64, usize, BuildHasherDefault<Prehashed>>,
-}
-
-/// A claim a request accepted: its source and id are `text[source.0..source.1]` and
-/// `text[id.0..id.1]` of its [`Claims`].
-struct NewClaim {
-    h: u64,
-    seq: u64,
-    source: (usize, usize),
-    id: (usize, usize),
 }
 
 /// A hasher for keys that are hashes already (a claim's): the map takes them as they are
@@ -398,8 +352,8 @@ impl<'t> Claims<'t> {
                 step: a.step,
             }),
             blocks: HashMap::new(),
+            origins: chunk::Origins::default(),
             new: Vec::new(),
-            text: String::new(),
             new_by_hash: HashMap::default(),
         })
     }
@@ -441,12 +395,15 @@ impl<'t> Claims<'t> {
 
     /// The usage number of the event remembered under `(source, id)` (whose [`hash`] is `h`)
     /// at `now`, if one was accepted within the `retention` (by an earlier request, or
-    /// earlier in this one). `at`: the event's position in the request.
+    /// earlier in this one, whose accepted events are in `pending`). `at`: the event's
+    /// position in the request. A claim of the hash counts only once the event it names is
+    /// confirmed to carry this `(source, id)`.
     pub(crate) fn find(
         &mut self,
         tx: &WriteTx,
         (at, h): (usize, u64),
         (source, id): (&str, &str),
+        pending: &UsageChunk,
         now: Timestamp,
         retention: i64,
     ) -> Result<Option<u64>> {
@@ -454,12 +411,9 @@ impl<'t> Claims<'t> {
         if let Some(&i) = self.new_by_hash.get(&h) {
             // The map holds the latest claim of this request with the hash; earlier ones
             // sharing it (a collision) are found by scanning back.
-            let text = self.text.as_str();
-            let is = |c: &&NewClaim| {
-                c.h == h && &text[c.source.0..c.source.1] == source && &text[c.id.0..c.id.1] == id
-            };
-            if let Some(c) = self.new[..=i].iter().rev().find(is) {
-                return Ok(Some(c.seq));
+            let is = |&&(ch, seq): &&(u64, u64)| ch == h && pending.came_from(seq, (source, id));
+            if let Some((_, seq)) = self.new[..=i].iter().rev().find(is) {
+                return Ok(Some(*seq));
             }
         }
         let clear = self.clear(at);
@@ -478,25 +432,21 @@ impl<'t> Claims<'t> {
             if stored.is_empty() {
                 continue;
             }
-            let view = BlockView::of_stored(stored)?;
-            if let Some(seq) = view.find(h, source, id, now, retention) {
-                return Ok(Some(seq));
+            for seq in BlockView::of_stored(stored)?.candidates(h, now, retention) {
+                if self.origins.is(tx, self.tenant, seq, (source, id))? {
+                    return Ok(Some(seq));
+                }
             }
         }
         Ok(None)
     }
 
-    /// Remembers `(source, id)` (whose [`hash`] is `h`) as usage event `seq` (written by
-    /// [`Claims::finish`]). The caller has found no live claim of it ([`Claims::find`]).
-    pub(crate) fn add(&mut self, h: u64, (source, id): (&str, &str), seq: u64) {
-        let mut put = |s: &str| {
-            let at = self.text.len();
-            self.text.push_str(s);
-            (at, self.text.len())
-        };
-        let (source, id) = (put(source), put(id));
+    /// Remembers the event hashed `h` as usage event `seq` (written by [`Claims::finish`]).
+    /// The caller has found no live claim of it ([`Claims::find`]), and adds the event to the
+    /// chunk it passes later lookups.
+    pub(crate) fn add(&mut self, h: u64, seq: u64) {
         self.new_by_hash.insert(h, self.new.len());
-        self.new.push(NewClaim { h, seq, source, id });
+        self.new.push((h, seq));
     }
 
     /// Writes this request's claims as a new run and does the upkeep they pay for (see
@@ -519,29 +469,15 @@ impl<'t> Claims<'t> {
             return Ok(());
         }
         let count = self.new.len() as u64;
-        let text = self.text.as_bytes();
-        // Sorted as (hash, position) pairs, small and compared as integers, rather than as
-        // claims (a third of a request's claim work); claims sharing a hash, which almost never
-        // happens, are then put in their full order.
-        let mut order: Vec<(u64, u32)> = (self.new.iter().enumerate())
-            .map(|(i, c)| (c.h, i as u32))
-            .collect();
-        order.sort_unstable();
-        let mut claims: Vec<ClaimRef<'_>> = (order.iter())
-            .map(|&(_, i)| {
-                let c = &self.new[i as usize];
-                ClaimRef {
-                    h: c.h,
-                    seq: c.seq,
-                    accepted_at: now,
-                    source: &text[c.source.0..c.source.1],
-                    id: &text[c.id.0..c.id.1],
-                }
+        // Sorted as (hash, usage number) pairs, which is the claims' order.
+        self.new.sort_unstable();
+        let claims: Vec<Claim> = (self.new.iter())
+            .map(|&(h, seq)| Claim {
+                h,
+                seq,
+                accepted_at: now,
             })
             .collect();
-        for same in claims.chunk_by_mut(|a, b| a.h == b.h) {
-            same.sort_unstable_by(ClaimRef::order);
-        }
         let no = self.runs.next;
         self.runs.next += 1;
         let run = write_run(tx, self.tenant, no, &claims)?;

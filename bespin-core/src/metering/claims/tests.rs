@@ -8,6 +8,7 @@ use super::{
     USAGE_CLAIM_BLOCKS, USAGE_CLAIM_FILTERS, USAGE_CLAIM_RUNS, hash, index, merge,
 };
 use crate::check::testing::{caught, first_key};
+use crate::metering::chunk::UsageChunk;
 use crate::metering::ingest::{
     DedupExpiryKey, DedupKey, DedupRec, IngestReport, Outcome, USAGE_DEDUP, USAGE_DEDUP_BY_EXPIRY,
     UsageEvents,
@@ -55,7 +56,15 @@ pub(super) fn lookup(db: &Bespin, who: &Principal, ids: &[String]) -> Vec<Option
         let mut c = Claims::open(tx, &tenant, None)?;
         let mut out = Vec::new();
         for id in &ids {
-            let seq = c.find(tx, (0, hash("svc", id)), ("svc", id), ctx.now, retention)?;
+            let none = UsageChunk::default();
+            let seq = c.find(
+                tx,
+                (0, hash("svc", id)),
+                ("svc", id),
+                &none,
+                ctx.now,
+                retention,
+            )?;
             out.push(seq.map(|s| format!("use_{}", tx.sealer().seal(s))));
         }
         Ok(out)
@@ -231,7 +240,8 @@ fn a_claim_is_matched_on_source_and_id_not_on_its_hash() {
     let r = post(&db, &admin, batch(&admitted));
     assert!(statuses(&r).iter().all(|s| *s == "accepted"));
 
-    // A live claim of "impostor" hashed as "victim": a run of its own, listed live.
+    // A live claim hashed as "victim" that names another event (as a collision would): a
+    // run of its own, listed live.
     let t = tenant.clone();
     db.write(move |tx, ctx| {
         let key = RunsKey::new(&t);
@@ -240,13 +250,10 @@ fn a_claim_is_matched_on_source_and_id_not_on_its_hash() {
         runs.next += 1;
         let fake = Claim {
             h: hash("svc", "victim"),
-            seq: 1,
+            seq: super::live_claims(tx, &t)?[0].1.seq,
             accepted_at: ctx.now,
-            source: "svc".into(),
-            id: "impostor".into(),
         };
-        runs.live
-            .push(super::write_run(tx, &t, no, &[fake.as_ref()])?);
+        runs.live.push(super::write_run(tx, &t, no, &[fake])?);
         tx.put(&USAGE_CLAIM_RUNS, &key, &runs)
     })
     .unwrap();
@@ -655,11 +662,12 @@ fn the_checker_catches_a_lost_claim_a_tampered_block_filter_or_run_and_old_rows(
     });
     caught(&db, "usage_claim_filters", "a filter of no block");
     caught(&db, "usage_claim_blocks", "no live claim of usage event");
-    // A claim hashed wrong, claims out of order, a block keyed at another first hash.
+    // Claims out of order, a block keyed at another first hash.
     for tamper in [
-        |b: &mut ClaimBlock| b.claims[1].h ^= 1,
         |b: &mut ClaimBlock| b.claims.swap(1, 2),
-        |b: &mut ClaimBlock| drop(b.claims.remove(0)),
+        |b: &mut ClaimBlock| {
+            b.claims.remove(0);
+        },
     ] {
         let (db, _) = fresh();
         db.tamper(|tx| {
@@ -667,20 +675,22 @@ fn the_checker_catches_a_lost_claim_a_tampered_block_filter_or_run_and_old_rows(
             tamper(&mut b);
             put_block(tx, &k, &b)
         });
-        caught(
-            &db,
-            "usage_claim_blocks",
-            "unsorted, misnamed or hashed wrong",
-        );
+        caught(&db, "usage_claim_blocks", "claims unsorted or misnamed");
     }
-    // A claim naming another usage event.
-    let (db, _) = fresh();
-    db.tamper(|tx| {
-        let (k, mut b) = first_block(tx);
-        b.claims[0].seq += 1_000;
-        put_block(tx, &k, &b)
-    });
-    caught(&db, "usage_claim_blocks", "names no usage event");
+    // A claim naming another usage event, or hashed otherwise than its event's source and id
+    // (its block still sorted).
+    for tamper in [
+        |b: &mut ClaimBlock| b.claims[0].seq += 1_000,
+        |b: &mut ClaimBlock| b.claims[0].h -= 1,
+    ] {
+        let (db, _) = fresh();
+        db.tamper(|tx| {
+            let (k, mut b) = first_block(tx);
+            tamper(&mut b);
+            put_block(tx, &k, &b)
+        });
+        caught(&db, "usage_claim_blocks", "names no usage event");
+    }
     // A filter that does not admit the block's claims.
     let (db, _) = fresh();
     db.tamper(|tx| {
@@ -741,7 +751,7 @@ fn the_checker_catches_a_lost_claim_a_tampered_block_filter_or_run_and_old_rows(
         let mut runs = tx.get(&USAGE_CLAIM_RUNS, &key)?.unwrap();
         let no = runs.next;
         runs.next += 1;
-        let copy = [b.claims[0].as_ref()];
+        let copy = [b.claims[0]];
         runs.live
             .push(super::write_run(tx, admin2.tenant_id(), no, &copy)?);
         tx.put(&USAGE_CLAIM_RUNS, &key, &runs)

@@ -209,7 +209,11 @@ pub(crate) mod tests {
         assert_eq!((p.file_layout, p.action), (12, "upgrade"), "{p}");
         let steps: Vec<(u64, u64)> = p.steps.iter().map(|s| (s.to_layout, s.rows)).collect();
         // And the two reported events' claims, as layout 13's rows, into runs.
-        assert_eq!(steps, [(13, before.0.len() as u64), (14, 2)], "{p}");
+        assert_eq!(
+            steps,
+            [(13, before.0.len() as u64), (14, 2), (15, 0)],
+            "{p}"
+        );
 
         let db = Bespin::open(&path).unwrap();
         let (rows, bytes_now, text_now) = read(&db);

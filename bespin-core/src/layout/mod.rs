@@ -21,6 +21,7 @@
 //! | 12 | the tenant part of every tenant-scoped key written as the tenant id's 16 bytes (`0x00 0x03` first) instead of its 36 characters, and the CloudEvent id of a de-duplication row so when it is a UUID ([`tenant_keys`]): shorter keys, fewer pages a commit. The upgrade moves every row of those tables to its new key, first of all steps |
 //! | 13 | the id parts after the first written so too when they are canonical UUIDs ([`ext_ids`]): a record's id in the search index, its rank row and the list orders, an event's, a user's, a KPI's, an evidence link's, a tenant's in a global key (`usage_all_by_seq`, `idempotency_by_age`, the webhook outbox, tombstones), idempotency keys. The upgrade moves every row with such a part to its new key, right after the step of 12 |
 //! | 14 | the de-duplication of reported usage events kept as sorted runs of claims per tenant, appended per request and merged in bounded steps, with a Bloom filter per block ([`crate::metering::claims`]), instead of one `usage_dedup` row per event at a random place; the upgrade moves every row into runs and empties `usage_dedup` |
+//! | 15 | a claim holds the hash of its `(source, id)`, its usage number and its acceptance only (24 bytes; 14's also held the source and id), a match confirmed on the usage event it names. Blocks of 14 read as they are and merges write them anew, so the upgrade rewrites nothing; the number keeps a build of layout 14, which cannot read a block of 15, from opening the file |
 
 mod ext_ids;
 mod tenant_keys;
@@ -31,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::store::{NameKey, Reader, Table, TableInfo, WriteTx};
 
 /// The layout this version writes.
-pub const CURRENT: u64 = 14;
+pub const CURRENT: u64 = 15;
 
 /// Global: (name) → a property of the file; `layout` is the version of the key layouts.
 pub(crate) const META: Table<NameKey<'static>, u64> = Table::new("meta");
@@ -123,6 +124,7 @@ pub(crate) fn upgrade(tx: &mut WriteTx, _ctx: &Ctx) -> Result<()> {
     if from < 14 {
         crate::metering::ingest::rows_to_runs(tx)?;
     }
+    // 14 → 15 rewrites nothing: blocks of claims of either version are read.
     tx.put(&META, &layout_key(), &CURRENT)
 }
 
@@ -340,6 +342,14 @@ pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
             to_layout: 14,
             description: "move the de-duplication rows of reported usage events (usage_dedup) into sorted runs of claims per tenant (usage_claim_runs, usage_claim_blocks, usage_claim_filters) and empty usage_dedup",
             rows: rows(&[crate::metering::ingest::USAGE_DEDUP.name()])?,
+        });
+    }
+    if from < 15 {
+        // Nothing is rewritten (blocks of 14 are read as they are), as for 11.
+        steps.push(UpgradeStep {
+            to_layout: 15,
+            description: "keep claims of reported usage events as hash, usage number and acceptance, confirmed on their events (blocks written before are read as they are; this build's number keeps older builds from opening the file)",
+            rows: 0,
         });
     }
     let mut missing_tables = Vec::new();
@@ -569,7 +579,8 @@ mod tests {
                 (8, 4),
                 (9, 8),
                 (11, 0),
-                (14, 0)
+                (14, 0),
+                (15, 0)
             ],
             "{p}"
         );
@@ -627,7 +638,7 @@ mod tests {
         let p = plan(&path).unwrap();
         assert_eq!((p.file_layout, p.action), (4, "upgrade"));
         let steps: Vec<u64> = p.steps.iter().map(|s| s.to_layout).collect();
-        assert_eq!(steps, [12, 13, 5, 6, 7, 8, 9, 11, 14], "{p}");
+        assert_eq!(steps, [12, 13, 5, 6, 7, 8, 9, 11, 14, 15], "{p}");
         assert_eq!((p.steps[2].rows, p.steps[4].rows), (2, 2), "{p}");
 
         let db = Bespin::open(&path).unwrap();
@@ -712,7 +723,7 @@ mod tests {
         assert_eq!((steps[0].0, steps[1].0), (12, 13), "{p}");
         assert_eq!(
             steps[2..],
-            [(7, 1), (8, 0), (9, 1), (11, 0), (14, 0)],
+            [(7, 1), (8, 0), (9, 1), (11, 0), (14, 0), (15, 0)],
             "{p}"
         );
 

@@ -285,8 +285,8 @@ pub(crate) mod tests {
         assert_eq!(steps[0], (12, moved), "{p}");
         assert_eq!(
             steps.len(),
-            3,
-            "and the id parts after the tenant, and 14: {p}"
+            4,
+            "and the id parts after the tenant, 14 and 15: {p}"
         );
         assert_eq!(steps[2], (14, 3), "the three rows into runs: {p}");
 

@@ -186,6 +186,27 @@ impl<'a> BlockView<'a> {
 }
 
 #[cfg(test)]
+/// A block as layout 14 stored it (version 1): the three columns, then each claim's
+/// source and id (test-only).
+pub(crate) fn layout_14(claims: &[(Claim, &str, &str)]) -> Vec<u8> {
+    let mut out = vec![1];
+    let plain: Vec<Claim> = claims.iter().map(|c| c.0).collect();
+    encode(&plain, &mut out).expect("a small block");
+    let mut end = 0u32;
+    for (_, source, id) in claims {
+        for s in [source, id] {
+            end += s.len() as u32;
+            out.extend_from_slice(&end.to_le_bytes());
+        }
+    }
+    for (_, source, id) in claims {
+        out.extend_from_slice(source.as_bytes());
+        out.extend_from_slice(id.as_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::codec;
@@ -196,26 +217,6 @@ mod tests {
             seq,
             accepted_at: Timestamp(1_000 + h as i64),
         }
-    }
-
-    /// A block as layout 14 stored it (version 1): the three columns, then each claim's
-    /// source and id.
-    fn layout_14(claims: &[(Claim, &str, &str)]) -> Vec<u8> {
-        let mut out = vec![1];
-        let plain: Vec<Claim> = claims.iter().map(|c| c.0).collect();
-        encode(&plain, &mut out).unwrap();
-        let mut end = 0u32;
-        for (_, source, id) in claims {
-            for s in [source, id] {
-                end += s.len() as u32;
-                out.extend_from_slice(&end.to_le_bytes());
-            }
-        }
-        for (_, source, id) in claims {
-            out.extend_from_slice(source.as_bytes());
-            out.extend_from_slice(id.as_bytes());
-        }
-        out
     }
 
     #[test]

@@ -38,6 +38,8 @@ mod ahead;
 #[cfg(test)]
 mod ahead_tests;
 mod block;
+#[cfg(test)]
+mod confirm_tests;
 mod filter;
 pub(crate) mod index;
 pub(crate) mod merge;

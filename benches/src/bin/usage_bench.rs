@@ -8,7 +8,11 @@
 //! 2. HTTP: the real server in this process, `POST /v1/usage/events` with
 //!    `application/cloudevents-batch+json` bodies of 1,000 events (built before the clock
 //!    starts), on keep-alive connections;
-//! 3. duplicates: the HTTP phase's first batches sent again (every event a duplicate).
+//! 3. duplicates: the HTTP phase's first batches sent again (every event a duplicate);
+//! 4. scattered duplicates: through the core, requests of one event from each of up to 1,000
+//!    of the core's earlier batches (every event a duplicate whose claim names an event of
+//!    another stored chunk: the worst case of a lookup's confirmation), and the slowest
+//!    request's time.
 //!
 //! Event ids are consecutive numbers (`evt-17`), which land side by side in the
 //! de-duplication table; `USAGE_BENCH_IDS=random` makes them scattered like UUIDv4s, each
@@ -54,6 +58,27 @@ fn core_batch(db: &Bespin, p: &Principal, b: usize) -> IngestReport {
         .collect();
     db.record_usage_events(p, UsageEvents::from_events(batch).expect("batch"))
         .expect("ingest")
+}
+
+/// Requests of one event from each of up to 1,000 of the core's first `batches` batches (the
+/// `r`th event of each, for 10 values of `r`), all duplicates: events per second, and the
+/// slowest request in milliseconds.
+fn scattered_duplicates(db: &Bespin, p: &Principal, batches: usize) -> (f64, f64) {
+    let (mut events, mut slowest) = (0usize, 0f64);
+    let started = Instant::now();
+    for r in 0..10 {
+        let batch: Vec<_> = (0..batches.min(1000))
+            .map(|b| bespin_benches::usage_event((b * 1000 + r * 97) as u64))
+            .collect();
+        events += batch.len();
+        let t = Instant::now();
+        let report = db
+            .record_usage_events(p, UsageEvents::from_events(batch).expect("batch"))
+            .expect("ingest");
+        slowest = slowest.max(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(report.counts().1, report.results.len(), "all duplicates");
+    }
+    (events as f64 / started.elapsed().as_secs_f64(), slowest)
 }
 
 /// Sends `bodies` over `connections` keep-alive connections; events per second.
@@ -163,6 +188,10 @@ fn main() {
     let dup = http_phase(addr, &head, &dups, connections);
     println!("HTTP duplicates:  {dup:>10.0} events/s");
     server.stop();
+    let (scattered, slowest) = scattered_duplicates(&db, &p, batches);
+    println!(
+        "core duplicates, scattered: {scattered:>10.0} events/s, slowest request {slowest:.1} ms"
+    );
     // The core's batches answer as duplicates now (their claims were merged many times
     // meanwhile, the HTTP phase's with them), and a batch never sent is accepted whole: the
     // figures above are of de-duplication that works.

@@ -89,15 +89,15 @@ pub(crate) fn count_events(r: &impl Reader) -> Result<u64> {
 /// user, the request, the types and the sources.
 fn header_count(body: &[u8]) -> Result<u64> {
     let mut b = body;
-    skip_str(&mut b)?;
-    skip_str(&mut b)?;
+    read_str(&mut b)?;
+    read_str(&mut b)?;
     for _ in 0..read_len(&mut b)? {
-        skip_str(&mut b)?;
+        read_str(&mut b)?;
         read_amount(&mut b)?;
         read_amount(&mut b)?;
     }
     for _ in 0..read_len(&mut b)? {
-        skip_str(&mut b)?;
+        read_str(&mut b)?;
     }
     read_varint(&mut b)
 }
@@ -228,19 +228,6 @@ impl UsageChunk {
         });
     }
 
-    /// Whether the chunk's event numbered `seq` was reported from `source` with `id`.
-    pub(crate) fn came_from(&self, seq: u64, (source, id): (&str, &str)) -> bool {
-        let Ok(i) = self.events.binary_search_by_key(&seq, |e| e.seq) else {
-            return false;
-        };
-        let e = &self.events[i];
-        e.id == id
-            && self
-                .sources
-                .get(e.source as usize)
-                .is_some_and(|s| s == source)
-    }
-
     /// The first event's usage number (0 for an empty chunk).
     pub(crate) fn first_seq(&self) -> u64 {
         self.events.first().map_or(0, |e| e.seq)
@@ -333,63 +320,22 @@ impl Record for UsageChunk {
     }
 
     fn decode_body(body: &[u8]) -> Result<Self> {
-        Layout::parse(body)?.chunk(body)
-    }
-}
-
-/// A byte range of a chunk's body.
-type Span = (usize, usize);
-
-/// Where each part of a stored chunk lies in its body (after the version byte), read without
-/// making a string: what decoding a chunk and confirming a claim against it ([`Origins`])
-/// share.
-struct Layout {
-    user_id: Span,
-    request_id: Span,
-    types: Vec<(Span, Amount, Amount)>,
-    sources: Vec<Span>,
-    events: Vec<EventAt>,
-}
-
-/// One event of a [`Layout`].
-struct EventAt {
-    seq: u64,
-    ty: u32,
-    source: u32,
-    id: Span,
-    subject: Option<Span>,
-    at: Timestamp,
-    raw_units: Amount,
-}
-
-impl Layout {
-    /// The layout of `body`; an error if it is malformed (cut, padded, an index out of range).
-    fn parse(body: &[u8]) -> Result<Layout> {
         let mut b = body;
-        let span = |b: &mut &[u8], len: usize| -> Result<Span> {
-            let start = body.len() - b.len();
-            *b = b.get(len..).ok_or_else(malformed)?;
-            Ok((start, start + len))
-        };
-        let str_span = |b: &mut &[u8]| {
-            let len = read_len(b)?;
-            span(b, len)
-        };
-        let user_id = str_span(&mut b)?;
-        let request_id = str_span(&mut b)?;
+        let user_id = read_str(&mut b)?;
+        let request_id = read_str(&mut b)?;
         let n = read_len(&mut b)?;
         let mut types = Vec::with_capacity(n.min(1024));
         for _ in 0..n {
-            types.push((
-                str_span(&mut b)?,
-                read_amount(&mut b)?,
-                read_amount(&mut b)?,
-            ));
+            types.push(ChunkType {
+                event_key: read_str(&mut b)?,
+                credits_per_unit: read_amount(&mut b)?,
+                list_price_per_credit: read_amount(&mut b)?,
+            });
         }
         let n = read_len(&mut b)?;
         let mut sources = Vec::with_capacity(n.min(1024));
         for _ in 0..n {
-            sources.push(str_span(&mut b)?);
+            sources.push(read_str(&mut b)?);
         }
         let n = read_len(&mut b)?;
         let mut events = Vec::with_capacity(n.min(1024));
@@ -401,13 +347,13 @@ impl Layout {
             if ty as usize >= types.len() || source as usize >= sources.len() {
                 return Err(malformed());
             }
-            let id = str_span(&mut b)?;
+            let id = read_str(&mut b)?;
             let subject = match read_len(&mut b)? {
                 0 => None,
-                len => Some(span(&mut b, len - 1)?),
+                len => Some(read_bytes(&mut b, len - 1)?),
             };
             at = at.wrapping_add(unzigzag(read_varint(&mut b)?));
-            events.push(EventAt {
+            events.push(ChunkEvent {
                 seq,
                 ty,
                 source,
@@ -420,126 +366,13 @@ impl Layout {
         if !b.is_empty() {
             return Err(malformed());
         }
-        Ok(Layout {
+        Ok(UsageChunk {
             user_id,
             request_id,
             types,
             sources,
             events,
         })
-    }
-
-    /// The chunk of `body`, its strings made (each checked to be UTF-8).
-    fn chunk(&self, body: &[u8]) -> Result<UsageChunk> {
-        let text = |(from, to): Span| {
-            std::str::from_utf8(&body[from..to])
-                .map(str::to_owned)
-                .map_err(|_| malformed())
-        };
-        Ok(UsageChunk {
-            user_id: text(self.user_id)?,
-            request_id: text(self.request_id)?,
-            types: (self.types.iter())
-                .map(|&(key, weight, price)| {
-                    Ok(ChunkType {
-                        event_key: text(key)?,
-                        credits_per_unit: weight,
-                        list_price_per_credit: price,
-                    })
-                })
-                .collect::<Result<_>>()?,
-            sources: self
-                .sources
-                .iter()
-                .map(|s| text(*s))
-                .collect::<Result<_>>()?,
-            events: (self.events.iter())
-                .map(|e| {
-                    Ok(ChunkEvent {
-                        seq: e.seq,
-                        ty: e.ty,
-                        source: e.source,
-                        id: text(e.id)?,
-                        subject: e.subject.map(text).transpose()?,
-                        at: e.at,
-                        raw_units: e.raw_units,
-                    })
-                })
-                .collect::<Result<_>>()?,
-        })
-    }
-
-    /// The bytes of the source and id of the event numbered `seq`, if the chunk holds it.
-    fn origin<'b>(&self, body: &'b [u8], seq: u64) -> Option<(&'b [u8], &'b [u8])> {
-        let i = self.events.binary_search_by_key(&seq, |e| e.seq).ok()?;
-        let e = &self.events[i];
-        let (s0, s1) = *self.sources.get(e.source as usize)?;
-        Some((&body[s0..s1], &body[e.id.0..e.id.1]))
-    }
-}
-
-/// Whether reported events, found by their usage numbers, came from a given `(source, id)`:
-/// how a lookup confirms a claim, which holds only a hash of them ([`super::claims`]). Each
-/// chunk is read and laid out once (a resent batch confirms its thousand claims against one
-/// or two chunks), without a string made.
-#[derive(Default)]
-pub(crate) struct Origins {
-    /// Chunks read, by first usage number: their bytes after the version byte, and layout.
-    chunks: std::collections::BTreeMap<u64, (Vec<u8>, Layout)>,
-}
-
-impl Origins {
-    /// Whether usage event `seq` of `tenant` was reported from `source` with `id`. False for
-    /// a number that names no reported event (there is none for a live claim: usage events
-    /// outlive their claims, and go before them only in a tenant's erasure).
-    pub(crate) fn is(
-        &mut self,
-        r: &impl Reader,
-        tenant: &str,
-        seq: u64,
-        (source, id): (&str, &str),
-    ) -> Result<bool> {
-        let same = |o: Option<(&[u8], &[u8])>| o == Some((source.as_bytes(), id.as_bytes()));
-        if let Some((_, (body, layout))) = self.chunks.range(..=seq).next_back()
-            && layout.events.last().is_some_and(|e| e.seq >= seq)
-        {
-            return Ok(same(layout.origin(body, seq)));
-        }
-        // The insertion order's row at or before `seq`: the event's own, or its chunk's.
-        let t = &super::export::USAGE_BY_SEQ;
-        let prefix = t.prefix().tenant(tenant);
-        let to = t.prefix().tenant(tenant).u64(seq.saturating_add(1));
-        let mut row = None;
-        r.scan_range(t, &prefix, None, Some(&to), Order::Desc, &mut |k, v| {
-            row = super::export::TenantUsageSeqKey::decode(k).map(|k| (k.seq, v));
-            Ok(Flow::Stop)
-        })?;
-        let Some((first, entry)) = row else {
-            return Ok(false);
-        };
-        if entry.chunk == 0 {
-            if first != seq {
-                return Ok(false);
-            }
-            let key = super::UsageKey::new(tenant, entry.at, seq);
-            let rec = r.get(&super::USAGE_EVENTS, &key)?;
-            let origin = rec.as_ref().and_then(|r| r.origin.as_deref());
-            return Ok(same(origin.map(|o| (o.source.as_bytes(), o.id.as_bytes()))));
-        }
-        let key = UsageChunkKey::new(tenant, entry.at, first).encode();
-        let Some(stored) = r.get_raw(USAGE_CHUNKS.name(), &key)? else {
-            return Ok(false);
-        };
-        let body = match stored.split_first() {
-            Some((&v, body)) if v == UsageChunk::VERSION => body.to_vec(),
-            // An older layout (none yet): decoded, and laid out as this one stores it.
-            _ => crate::store::codec::encode(&crate::store::codec::decode::<UsageChunk>(&stored)?)?
-                .split_off(1),
-        };
-        let layout = Layout::parse(&body)?;
-        let found = same(layout.origin(&body, seq));
-        self.chunks.insert(first, (body, layout));
-        Ok(found)
     }
 }
 
@@ -575,11 +408,16 @@ fn read_len(bytes: &mut &[u8]) -> Result<usize> {
     Ok(n)
 }
 
-/// Moves past a string.
-fn skip_str(bytes: &mut &[u8]) -> Result<()> {
+fn read_bytes(bytes: &mut &[u8], len: usize) -> Result<String> {
+    let (s, rest) = bytes.split_at_checked(len).ok_or_else(malformed)?;
+    let s = std::str::from_utf8(s).map_err(|_| malformed())?.to_owned();
+    *bytes = rest;
+    Ok(s)
+}
+
+fn read_str(bytes: &mut &[u8]) -> Result<String> {
     let len = read_len(bytes)?;
-    *bytes = bytes.get(len..).ok_or_else(malformed)?;
-    Ok(())
+    read_bytes(bytes, len)
 }
 
 fn read_amount(bytes: &mut &[u8]) -> Result<Amount> {

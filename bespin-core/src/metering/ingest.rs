@@ -156,10 +156,10 @@ pub struct UsageEvents {
     events: Vec<Result<UsageEventIn>>,
     /// A batch (locations of errors start with the event's index).
     batch: bool,
-    /// Each event's claim hash ([`claims::hash`] of its source and id; 0 for an invalid
+    /// Each event's claim hashes ([`claims::hashes`] of its source and id; 0s for an invalid
     /// event), made where the request is built — on an HTTP worker, or the embedder's thread —
-    /// so that the writer does not spend its time on it.
-    hashes: Vec<u64>,
+    /// so that the writer does not spend its time on them.
+    hashes: Vec<(u64, u64)>,
     /// The lookups made ahead of the writer, if they were ([`Bespin::look_ahead_usage`]).
     pub(crate) ahead: Option<Box<claims::Ahead>>,
 }
@@ -317,7 +317,10 @@ impl UsageEvents {
     pub(super) fn new(events: Vec<Result<UsageEventIn>>, batch: bool) -> Self {
         let hashes = events
             .iter()
-            .map(|e| e.as_ref().map_or(0, |e| claims::hash(&e.source, &e.id)))
+            .map(|e| {
+                e.as_ref()
+                    .map_or((0, 0), |e| claims::hashes(&e.source, &e.id))
+            })
             .collect();
         UsageEvents {
             events,
@@ -574,7 +577,7 @@ pub fn record_usage_events(
     let mut claims = claims::Claims::open(tx, tenant, req.ahead.map(|a| *a))?;
     let valid = (req.events.iter().zip(&req.hashes).enumerate())
         .filter(|(_, (e, _))| e.is_ok())
-        .map(|(i, (_, h))| (i, *h));
+        .map(|(i, (_, h))| (i, h.0));
     claims.prefetch(tx, valid)?;
     let parsed_events = req.events.into_iter().zip(req.hashes);
     for (index, (parsed, h)) in parsed_events.enumerate() {
@@ -607,8 +610,7 @@ pub fn record_usage_events(
         };
         // A repeat answers the first, even where it would be refused now (a plan changed
         // since). A claim past its retention counts as gone.
-        let origin = (e.source.as_str(), e.id.as_str());
-        if let Some(seq) = claims.find(tx, (index, h), origin, &chunk, ctx.now, retention)? {
+        if let Some(seq) = claims.find(tx, (index, h), ctx.now, retention)? {
             result(Outcome::Duplicate {
                 usage_id: UsageId::new(tx, seq),
             });
@@ -864,7 +866,7 @@ impl Bespin {
             return;
         }
         let hashes =
-            (events.events.iter().zip(&events.hashes)).map(|(e, h)| e.is_ok().then_some(*h));
+            (events.events.iter().zip(&events.hashes)).map(|(e, h)| e.is_ok().then_some(h.0));
         let tenant = caller.tenant_id();
         events.ahead = self
             .read(|r, ctx| {

@@ -59,8 +59,10 @@ pub(crate) fn rows_to_runs_in(tx: &mut WriteTx, slice: u64) -> Result<u64> {
                 }
                 tenant.get_or_insert_with(|| of.to_owned());
                 let d: DedupRec = crate::store::codec::decode(v)?;
+                let (h, h2) = claims::hashes(&key.source, &key.event_id);
                 run.push(Claim {
-                    h: claims::hash(&key.source, &key.event_id),
+                    h,
+                    h2,
                     seq: d.seq,
                     accepted_at: d.accepted_at,
                 });
@@ -157,7 +159,7 @@ pub(crate) fn drop_expiry_order(tx: &mut WriteTx) -> Result<()> {
 }
 
 /// Checks the claims ([`claims`]): every claim of a live run names a usage event of its tenant
-/// reported from a source and id of the claim's hash, at most one is live per usage event and
+/// reported from a source and id of the claim's hashes, at most one is live per usage event and
 /// per `(source, id)`, and every event reported with a `time` within the retention (less 5
 /// minutes) has its live claim; each block is sorted, keyed by its first hash, and has a
 /// filter that admits each; each run's count and latest acceptance are its claims'; no block or filter
@@ -204,7 +206,7 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
         filters.insert(x.bytes.clone(), x.value);
     }
     // The live claims of live runs, by (tenant, usage number): their hashes.
-    let mut remembered: HashMap<(String, u64), Vec<u64>> = HashMap::new();
+    let mut remembered: HashMap<(String, u64), Vec<(u64, u64)>> = HashMap::new();
     let mut counted: HashMap<(String, u64), (u64, Timestamp)> = HashMap::new();
     let blocks = claims::USAGE_CLAIM_BLOCKS.name();
     for x in c.rows(r, &claims::USAGE_CLAIM_BLOCKS)? {
@@ -233,7 +235,7 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
             n.1 = n.1.max(cl.accepted_at);
             if cl.live(c.now(), retention) {
                 let who = (run.0.clone(), cl.seq);
-                remembered.entry(who).or_default().push(cl.h);
+                remembered.entry(who).or_default().push((cl.h, cl.h2));
             }
         }
     }
@@ -296,7 +298,7 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
         }
         for h in hashes {
             match reported.get(&(tenant.clone(), *seq)) {
-                Some((s, i)) if claims::hash(s, i) == *h => {
+                Some((s, i)) if claims::hashes(s, i) == *h => {
                     c.ok();
                     *claims_of.entry((tenant, s, i)).or_default() += 1;
                 }
@@ -304,7 +306,8 @@ pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
                     blocks,
                     &key,
                     format!(
-                        "claim hashed {h:#x} names no usage event {seq} ingested with its hash"
+                        "claim hashed {:#x} names no usage event {seq} ingested with its hashes",
+                        h.0
                     ),
                 ),
             }

@@ -4,8 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::tests::{assert_clean, batch, classes, lookup, runs_of, usage_ids};
-use super::{Ahead, Claims, FANOUT, Runs, hash};
-use crate::metering::chunk::UsageChunk;
+use super::{Ahead, Claims, FANOUT, Runs, hashes};
 use crate::metering::ingest::{IngestReport, UsageEvents};
 use crate::metering::ingest_tests::{post, setup, statuses};
 use crate::{Bespin, Principal};
@@ -45,25 +44,14 @@ fn a_lookup_made_ahead_answers_for_the_runs_it_asked_and_for_its_tenant_only() {
     let (db, _clock, admin, _) = setup();
     post(&db, &admin, batch(&["a0".into()]));
     let tenant = admin.tenant_id().to_owned();
-    let h = hash("svc", "a0");
+    let h = hashes("svc", "a0");
     let found = |ahead: Ahead| {
         let tenant = tenant.clone();
         db.write(move |tx, ctx| {
             let retention = ctx.options.usage_dedup_retention_micros;
             let mut c = Claims::open(tx, &tenant, Some(ahead))?;
             // Event 1 was not looked at (not clear), event 0 was found clear.
-            Ok([1, 0].map(|at| {
-                c.find(
-                    tx,
-                    (at, h),
-                    ("svc", "a0"),
-                    &UsageChunk::default(),
-                    ctx.now,
-                    retention,
-                )
-                .unwrap()
-                .is_some()
-            }))
+            Ok([1, 0].map(|at| c.find(tx, (at, h), ctx.now, retention).unwrap().is_some()))
         })
         .unwrap()
     };

@@ -1,17 +1,11 @@
-//! A claim holds only a hash of its `(source, id)` (layout 15): a match is confirmed on the
-//! event it names — in the request's own chunk, in a stored chunk, or in a usage event of a
-//! row of its own — and blocks of layout 14, which held the source and id too, are read as
-//! they are and written anew by merges.
+//! What makes a match (layout 15): both hashes of a claim, in a request's own claims and in
+//! stored runs; and blocks of layout 14, which held the source and id instead of the second
+//! hash, read as they are and written anew by merges.
 #![allow(clippy::unwrap_used)]
 
 use super::tests::{assert_clean, batch, lookup, runs_of, usage_ids};
-use super::{
-    Claim, ClaimBlock, Claims, FANOUT, RunsKey, USAGE_CLAIM_BLOCKS, USAGE_CLAIM_RUNS, hash,
-};
-use crate::metering::chunk::{self, UsageChunk};
+use super::{Claim, ClaimBlock, Claims, FANOUT, USAGE_CLAIM_BLOCKS, hash, hash2, hashes};
 use crate::metering::ingest_tests::{post, setup, statuses};
-use crate::metering::{Origin, UsageEventRec};
-use crate::money::Amount;
 use crate::store::{Flow, NameKey, Order, Reader};
 use std::collections::HashMap;
 
@@ -85,88 +79,21 @@ fn blocks_of_layout_14_answer_as_before_and_merges_write_them_anew() {
 }
 
 #[test]
-fn a_claim_made_earlier_in_a_request_counts_for_its_own_event_only() {
+fn a_claim_made_earlier_in_a_request_matches_on_both_hashes_only() {
     let (db, _clock, admin, _) = setup();
     let tenant = admin.tenant_id().to_owned();
     let found = db
         .write(move |tx, ctx| {
             let retention = ctx.options.usage_dedup_retention_micros;
             let mut c = Claims::open(tx, &tenant, None)?;
-            // Event 7 of the request, reported as `id`.
-            let pending = |id: &str| {
-                let mut c = UsageChunk::new("u", "r");
-                c.push(chunk::Accepted {
-                    seq: 7,
-                    event_key: "llm_tokens",
-                    credits_per_unit: Amount::from_int(1),
-                    list_price_per_credit: Amount::from_int(1),
-                    source: "svc",
-                    id: id.into(),
-                    subject: None,
-                    at: ctx.now,
-                    raw_units: Amount::from_int(1),
-                });
-                c
-            };
-            // Event 7 claimed under the hash of "victim": when 7 is "other" (as a collision
-            // would make it), "victim" is not found; when 7 is "victim", it is.
-            let h = hash("svc", "victim");
-            c.add(h, 7);
-            let mut find = |of: &str| {
-                let events = pending(of);
-                c.find(tx, (0, h), ("svc", "victim"), &events, ctx.now, retention)
-            };
-            Ok([find("other")?, find("victim")?])
+            // Event 7 claimed with "victim"'s first hash and "other"'s second, as a collision
+            // of the first would make it.
+            let (h, h2) = (hash("svc", "victim"), hash2("svc", "other"));
+            c.add((h, h2), 7);
+            let victim = c.find(tx, (0, hashes("svc", "victim")), ctx.now, retention)?;
+            let same = c.find(tx, (1, (h, h2)), ctx.now, retention)?;
+            Ok([victim, same])
         })
         .unwrap();
     assert_eq!(found, [None, Some(7)]);
-}
-
-#[test]
-fn a_claim_is_confirmed_on_a_usage_event_of_a_row_of_its_own() {
-    // Events reported before chunks (layouts 9 and 10) are rows of `usage_events`.
-    let (db, _clock, admin, _) = setup();
-    let tenant = admin.tenant_id().to_owned();
-    let seq = db
-        .write(move |tx, ctx| {
-            let rec = UsageEventRec {
-                user_id: "u".into(),
-                event_key: "llm_tokens".into(),
-                raw_units: Amount::from_int(1),
-                credits: Amount::from_int(1),
-                list_cost_estimate: Amount::from_int(1),
-                tool_name: None,
-                request_id: "r".into(),
-                created_at: ctx.now,
-                origin: Some(Box::new(Origin {
-                    source: "svc".into(),
-                    id: "row-1".into(),
-                    subject: None,
-                })),
-            };
-            let seq = crate::metering::write_event(tx, &tenant, &rec)?;
-            let key = RunsKey::new(&tenant);
-            let mut runs = tx.get(&USAGE_CLAIM_RUNS, &key)?.unwrap_or_default();
-            let claim = Claim {
-                h: hash("svc", "row-1"),
-                seq,
-                accepted_at: ctx.now,
-            };
-            let no = runs.next;
-            runs.next += 1;
-            runs.live.push(super::write_run(tx, &tenant, no, &[claim])?);
-            tx.put(&USAGE_CLAIM_RUNS, &key, &runs)?;
-            Ok(seq)
-        })
-        .unwrap();
-    let id = vec!["row-1".to_owned()];
-    let sealed = db
-        .read(|r, _| Ok(format!("use_{}", r.sealer().seal(seq))))
-        .unwrap();
-    assert_eq!(lookup(&db, &admin, &id), [Some(sealed.clone())]);
-    let r = post(&db, &admin, batch(&id));
-    assert_eq!(
-        (statuses(&r), usage_ids(&r)),
-        (vec!["duplicate"], vec![sealed])
-    );
 }

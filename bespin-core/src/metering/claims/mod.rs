@@ -1,10 +1,10 @@
 //! The claims of reported usage events: what makes a repeated `(source, id)` of a tenant a
 //! duplicate within the retention (layout 15).
 //!
-//! A claim is a 64-bit hash of `(source, id)`, the usage number of the event accepted with
-//! them, and when it was accepted: 24 bytes, whatever the length of the id (layout 14 kept the
-//! source and id too, 81 bytes a claim with UUIDs, written again by every merge). It is
-//! remembered in a **run**: the claims one request accepted, sorted by hash and written once,
+//! A claim is two independent 64-bit hashes of `(source, id)` ([`hash`], [`hash2`]), the usage
+//! number of the event accepted with them, and when it was accepted: 32 bytes, whatever the
+//! length of the id (layout 14 kept the source and id instead of the second hash, 81 bytes a
+//! claim with UUIDs, written again by every merge). It is remembered in a **run**: the claims one request accepted, sorted by hash and written once,
 //! in blocks of up to [`BLOCK`] claims (`usage_claim_blocks`, keyed (tenant, run, first hash of
 //! the block)), each with a Bloom filter (`usage_claim_filters`, same key). A request's new
 //! claims so cost a few pages written together, wherever their ids fall, where one B-tree row
@@ -13,9 +13,15 @@
 //!
 //! Looking a claim up reads, for each live run of the tenant, the one block whose range holds
 //! its hash — only when that block's filter says the claim may be there (about 0.2% of the
-//! time for a claim that is not) — and confirms a claim of that hash on the usage event it
-//! names, whose `(source, id)` must be the event's exactly ([`chunk::Origins`]): the hash
-//! orders and filters, it never decides. The runs' first hashes and filters are held in memory per
+//! time for a claim that is not) — and takes a claim there with both hashes equal for the
+//! event's: the first orders and filters, the two together decide. Two different `(source,
+//! id)`s of a tenant share both with a probability of 2⁻¹²⁸ (about n·2⁻¹²⁸ that one of n live
+//! claims is mistaken for a new event's: 3·10⁻²⁰ at a billion), below the chance that two
+//! clients' random UUIDv4 ids (122 random bits) collide, which de-duplication by id accepts
+//! anyway; only a tenant's own ids meet, so a crafted collision could only drop its own
+//! report. Confirming each match on the stored event instead (tried, layout 15's first form)
+//! read a chunk of up to 1,000 events for each duplicate and made a request of scattered
+//! repeats cost the writer 10x what layout 14's did. The runs' first hashes and filters are held in memory per
 //! process ([`index`]). A tenant's runs are listed in one row (`usage_claim_runs`), which every
 //! request that claims reads and writes: on PostgreSQL that row and the batch lock keep two
 //! processes from claiming one id twice.
@@ -38,15 +44,14 @@ mod ahead;
 #[cfg(test)]
 mod ahead_tests;
 mod block;
-#[cfg(test)]
-mod confirm_tests;
 mod filter;
 pub(crate) mod index;
+#[cfg(test)]
+mod match_tests;
 pub(crate) mod merge;
 #[cfg(test)]
 mod tests;
 
-use super::chunk::{self, UsageChunk};
 pub(crate) use ahead::Ahead;
 pub(crate) use block::{BlockView, ClaimBlock};
 pub(crate) use filter::BlockFilter;
@@ -134,6 +139,8 @@ impl Run {
 pub(crate) struct Claim {
     /// [`hash`] of its source and id.
     pub h: u64,
+    /// [`hash2`] of its source and id.
+    pub h2: u64,
     /// Its usage number.
     pub seq: u64,
     /// When it was accepted (the retention counts from here).
@@ -157,14 +164,38 @@ impl Claim {
 /// The hash a claim is sorted and filtered by: SipHash-1-3 of the source, a separator no
 /// source holds, and the id. Stable across builds and platforms (it is stored); its key is
 /// fixed, so a client could search for ids that collide — which would cost it a block read
-/// and a confirmation each, never a wrong answer, since a match is confirmed on the `(source,
-/// id)` of the event the claim names.
+/// each, never a wrong answer unless [`hash2`] collides too.
 pub(crate) fn hash(source: &str, id: &str) -> u64 {
-    let mut s = siphasher::sip::SipHasher13::new_with_keys(0x6265_7370_696e_2d63, 0x6c61_696d_7321);
-    s.write(source.as_bytes());
+    sip(KEY1, source.as_bytes(), id.as_bytes())
+}
+
+/// The second hash of a claim, which a match needs as well: the same bytes hashed with keys
+/// of their own, so independent of [`hash`].
+pub(crate) fn hash2(source: &str, id: &str) -> u64 {
+    sip(KEY2, source.as_bytes(), id.as_bytes())
+}
+
+/// Both hashes of `(source, id)`: what a lookup and a claim are made from.
+pub(crate) fn hashes(source: &str, id: &str) -> (u64, u64) {
+    (hash(source, id), hash2(source, id))
+}
+
+/// The keys of [`hash`] and [`hash2`].
+const KEY1: (u64, u64) = (0x6265_7370_696e_2d63, 0x6c61_696d_7321);
+const KEY2: (u64, u64) = (0x6365_7274_6169_6e6c, 0x7920_6f6e_6365);
+
+/// SipHash-1-3 under `key` of `source`, a separator no source holds, and `id`.
+fn sip((k0, k1): (u64, u64), source: &[u8], id: &[u8]) -> u64 {
+    let mut s = siphasher::sip::SipHasher13::new_with_keys(k0, k1);
+    s.write(source);
     s.write_u8(0xFF);
-    s.write(id.as_bytes());
+    s.write(id);
     s.finish()
+}
+
+/// [`hash2`] of the bytes of a source and id (as a block of layout 14 holds them).
+fn hash2_of_bytes(source: &[u8], id: &[u8]) -> u64 {
+    sip(KEY2, source, id)
 }
 
 /// Whether a claim accepted at `accepted_at` is still remembered at `now`: accepted within the
@@ -298,11 +329,8 @@ pub(crate) struct Claims<'t> {
     looked: Option<Looked>,
     /// Blocks read, as stored, by (run, first hash).
     blocks: HashMap<(u64, u64), Vec<u8>>,
-    /// The stored events that claims of a lookup's hash were confirmed against.
-    origins: chunk::Origins,
-    /// The claims this request accepted, (hash, usage number): their events are in the
-    /// request's chunk, which a lookup confirms them against.
-    new: Vec<(u64, u64)>,
+    /// The claims this request accepted: hash, usage number, second hash.
+    new: Vec<(u64, u64, u64)>,
     new_by_hash: HashMap<u64, usize, BuildHasherDefault<Prehashed>>,
 }
 
@@ -354,7 +382,6 @@ impl<'t> Claims<'t> {
                 step: a.step,
             }),
             blocks: HashMap::new(),
-            origins: chunk::Origins::default(),
             new: Vec::new(),
             new_by_hash: HashMap::default(),
         })
@@ -395,27 +422,22 @@ impl<'t> Claims<'t> {
         )
     }
 
-    /// The usage number of the event remembered under `(source, id)` (whose [`hash`] is `h`)
-    /// at `now`, if one was accepted within the `retention` (by an earlier request, or
-    /// earlier in this one, whose accepted events are in `pending`). `at`: the event's
-    /// position in the request. A claim of the hash counts only once the event it names is
-    /// confirmed to carry this `(source, id)`.
+    /// The usage number of the event remembered under the `(source, id)` whose [`hashes`]
+    /// are `(h, h2)` at `now`, if one was accepted within the `retention` (by an earlier
+    /// request, or earlier in this one). `at`: the event's position in the request.
     pub(crate) fn find(
         &mut self,
         tx: &WriteTx,
-        (at, h): (usize, u64),
-        (source, id): (&str, &str),
-        pending: &UsageChunk,
+        (at, (h, h2)): (usize, (u64, u64)),
         now: Timestamp,
         retention: i64,
     ) -> Result<Option<u64>> {
-        debug_assert_eq!(h, hash(source, id));
         if let Some(&i) = self.new_by_hash.get(&h) {
             // The map holds the latest claim of this request with the hash; earlier ones
-            // sharing it (a collision) are found by scanning back.
-            let is = |&&(ch, seq): &&(u64, u64)| ch == h && pending.came_from(seq, (source, id));
-            if let Some((_, seq)) = self.new[..=i].iter().rev().find(is) {
-                return Ok(Some(*seq));
+            // sharing it are found by scanning back.
+            let is = |c: &&(u64, u64, u64)| c.0 == h && c.2 == h2;
+            if let Some(c) = self.new[..=i].iter().rev().find(is) {
+                return Ok(Some(c.1));
             }
         }
         let clear = self.clear(at);
@@ -434,21 +456,18 @@ impl<'t> Claims<'t> {
             if stored.is_empty() {
                 continue;
             }
-            for seq in BlockView::of_stored(stored)?.candidates(h, now, retention) {
-                if self.origins.is(tx, self.tenant, seq, (source, id))? {
-                    return Ok(Some(seq));
-                }
+            if let Some(seq) = BlockView::of_stored(stored)?.find((h, h2), now, retention) {
+                return Ok(Some(seq));
             }
         }
         Ok(None)
     }
 
-    /// Remembers the event hashed `h` as usage event `seq` (written by [`Claims::finish`]).
-    /// The caller has found no live claim of it ([`Claims::find`]), and adds the event to the
-    /// chunk it passes later lookups.
-    pub(crate) fn add(&mut self, h: u64, seq: u64) {
+    /// Remembers the event whose [`hashes`] are `(h, h2)` as usage event `seq` (written by
+    /// [`Claims::finish`]). The caller has found no live claim of it ([`Claims::find`]).
+    pub(crate) fn add(&mut self, (h, h2): (u64, u64), seq: u64) {
         self.new_by_hash.insert(h, self.new.len());
-        self.new.push((h, seq));
+        self.new.push((h, seq, h2));
     }
 
     /// Writes this request's claims as a new run and does the upkeep they pay for (see
@@ -471,11 +490,12 @@ impl<'t> Claims<'t> {
             return Ok(());
         }
         let count = self.new.len() as u64;
-        // Sorted as (hash, usage number) pairs, which is the claims' order.
+        // Sorted by (hash, usage number), which is the claims' order.
         self.new.sort_unstable();
         let claims: Vec<Claim> = (self.new.iter())
-            .map(|&(h, seq)| Claim {
+            .map(|&(h, seq, h2)| Claim {
                 h,
+                h2,
                 seq,
                 accepted_at: now,
             })

@@ -5,10 +5,9 @@
 
 use super::{
     BLOCK, BlockFilter, BlockKey, Claim, ClaimBlock, Claims, FANOUT, Runs, RunsKey,
-    USAGE_CLAIM_BLOCKS, USAGE_CLAIM_FILTERS, USAGE_CLAIM_RUNS, hash, index, merge,
+    USAGE_CLAIM_BLOCKS, USAGE_CLAIM_FILTERS, USAGE_CLAIM_RUNS, hash, hashes, index, merge,
 };
 use crate::check::testing::{caught, first_key};
-use crate::metering::chunk::UsageChunk;
 use crate::metering::ingest::{
     DedupExpiryKey, DedupKey, DedupRec, IngestReport, Outcome, USAGE_DEDUP, USAGE_DEDUP_BY_EXPIRY,
     UsageEvents,
@@ -56,15 +55,7 @@ pub(super) fn lookup(db: &Bespin, who: &Principal, ids: &[String]) -> Vec<Option
         let mut c = Claims::open(tx, &tenant, None)?;
         let mut out = Vec::new();
         for id in &ids {
-            let none = UsageChunk::default();
-            let seq = c.find(
-                tx,
-                (0, hash("svc", id)),
-                ("svc", id),
-                &none,
-                ctx.now,
-                retention,
-            )?;
+            let seq = c.find(tx, (0, hashes("svc", id)), ctx.now, retention)?;
             out.push(seq.map(|s| format!("use_{}", tx.sealer().seal(s))));
         }
         Ok(out)
@@ -198,12 +189,12 @@ fn merges_of_several_size_classes_never_lose_or_hide_a_claim() {
     assert_clean(&db);
 }
 
-/// A claim is confirmed on `(source, id)`, never on its hash: a claim of another id with the
-/// same hash (a collision, made here by hand) answers nothing for it; and among many runs,
-/// ids never accepted whose hash a run's filter admits (its false positives: the block is
-/// read) are accepted.
+/// A claim matches on both its hashes, never on the first alone: a claim of another id with
+/// the same first hash (a collision, made here by hand) answers nothing for it; and among many
+/// runs, ids never accepted whose hash a run's filter admits (its false positives: the block
+/// is read) are accepted.
 #[test]
-fn a_claim_is_matched_on_source_and_id_not_on_its_hash() {
+fn a_claim_is_matched_on_both_hashes_not_on_the_first_alone() {
     let (db, clock, admin, _) = setup();
     let mut accepted: Vec<String> = Vec::new();
     for i in 0..40 {
@@ -240,8 +231,8 @@ fn a_claim_is_matched_on_source_and_id_not_on_its_hash() {
     let r = post(&db, &admin, batch(&admitted));
     assert!(statuses(&r).iter().all(|s| *s == "accepted"));
 
-    // A live claim hashed as "victim" that names another event (as a collision would): a
-    // run of its own, listed live.
+    // A live claim of "victim"'s first hash and another id's second (as a collision of the
+    // first would make): a run of its own, listed live.
     let t = tenant.clone();
     db.write(move |tx, ctx| {
         let key = RunsKey::new(&t);
@@ -250,6 +241,7 @@ fn a_claim_is_matched_on_source_and_id_not_on_its_hash() {
         runs.next += 1;
         let fake = Claim {
             h: hash("svc", "victim"),
+            h2: super::hash2("svc", "impostor"),
             seq: super::live_claims(tx, &t)?[0].1.seq,
             accepted_at: ctx.now,
         };

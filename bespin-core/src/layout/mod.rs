@@ -21,7 +21,7 @@
 //! | 12 | the tenant part of every tenant-scoped key written as the tenant id's 16 bytes (`0x00 0x03` first) instead of its 36 characters, and the CloudEvent id of a de-duplication row so when it is a UUID ([`tenant_keys`]): shorter keys, fewer pages a commit. The upgrade moves every row of those tables to its new key, first of all steps |
 //! | 13 | the id parts after the first written so too when they are canonical UUIDs ([`ext_ids`]): a record's id in the search index, its rank row and the list orders, an event's, a user's, a KPI's, an evidence link's, a tenant's in a global key (`usage_all_by_seq`, `idempotency_by_age`, the webhook outbox, tombstones), idempotency keys. The upgrade moves every row with such a part to its new key, right after the step of 12 |
 //! | 14 | the de-duplication of reported usage events kept as sorted runs of claims per tenant, appended per request and merged in bounded steps, with a Bloom filter per block ([`crate::metering::claims`]), instead of one `usage_dedup` row per event at a random place; the upgrade moves every row into runs and empties `usage_dedup` |
-//! | 15 | a claim holds the hash of its `(source, id)`, its usage number and its acceptance only (24 bytes; 14's also held the source and id), a match confirmed on the usage event it names. Blocks of 14 read as they are and merges write them anew, so the upgrade rewrites nothing; the number keeps a build of layout 14, which cannot read a block of 15, from opening the file |
+//! | 15 | a claim holds two independent hashes of its `(source, id)`, its usage number and its acceptance (32 bytes; 14's held the source and id instead of the second hash), and a match needs both hashes. Blocks of 14 read as they are (the second hash made from their strings) and merges write them anew, so the upgrade rewrites nothing; the number keeps a build of layout 14, which cannot read a block of 15, from opening the file |
 
 mod ext_ids;
 mod tenant_keys;
@@ -348,7 +348,7 @@ pub fn plan(path: &std::path::Path) -> Result<LayoutPlan> {
         // Nothing is rewritten (blocks of 14 are read as they are), as for 11.
         steps.push(UpgradeStep {
             to_layout: 15,
-            description: "keep claims of reported usage events as hash, usage number and acceptance, confirmed on their events (blocks written before are read as they are; this build's number keeps older builds from opening the file)",
+            description: "keep claims of reported usage events as two hashes of their source and id, usage number and acceptance (blocks written before are read as they are; this build's number keeps older builds from opening the file)",
             rows: 0,
         });
     }

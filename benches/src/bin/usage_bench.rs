@@ -4,7 +4,9 @@
 //! `usage_bench [EVENTS] [CONNECTIONS] [DATABASE]` (default 200,000 events, 4 connections, a
 //! new redb file; DATABASE may be a PostgreSQL URL, `postgres://…?schema=…`):
 //! 1. core: `Bespin::record_usage_events` from one thread, batches of 1,000 (each a new
-//!    `(source, id)`), then the same from 4 threads (group commit);
+//!    `(source, id)`), then the same from 4 threads (group commit); the events are made
+//!    before the clock starts, as the HTTP phase's bodies are (`USAGE_BENCH_BUILD=inside`
+//!    makes each batch's events on the clock, as the figures of stops up to 40 did);
 //! 2. HTTP: the real server in this process, `POST /v1/usage/events` with
 //!    `application/cloudevents-batch+json` bodies of 1,000 events (built before the clock
 //!    starts), on keep-alive connections;
@@ -23,7 +25,7 @@
 //! Everything shares this machine's cores (server, clients): the figures are of the whole, on
 //! the machine named where they are quoted.
 
-use bespin_core::metering::ingest::{IngestReport, UsageEvents};
+use bespin_core::metering::ingest::{IngestReport, UsageEventIn, UsageEvents};
 use bespin_core::{Bespin, Options, Principal};
 use bespin_http::Config;
 use std::io::BufReader;
@@ -51,13 +53,54 @@ fn batch_body(b: usize) -> String {
     s
 }
 
-/// Records the core's batch `b` (events `b * 1000` to `b * 1000 + 999`) as `p`.
-fn core_batch(db: &Bespin, p: &Principal, b: usize) -> IngestReport {
-    let batch = (b * 1000..(b + 1) * 1000)
+/// The CPU time this process has used so far, in seconds (user and system, from
+/// `/proc/self/stat`; 0 where there is none): with a phase's wall time, how many of the
+/// machine's cores the phase kept busy.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // After the command name's closing parenthesis: fields 3 on; utime and stime are 14, 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: f64 = (rest.split_whitespace().skip(11).take(2))
+        .filter_map(|t| t.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
+}
+
+/// The events of the core's batch `b` (events `b * 1000` to `b * 1000 + 999`).
+fn core_events(b: usize) -> Vec<UsageEventIn> {
+    (b * 1000..(b + 1) * 1000)
         .map(|k| bespin_benches::usage_event(k as u64))
-        .collect();
-    db.record_usage_events(p, UsageEvents::from_events(batch).expect("batch"))
+        .collect()
+}
+
+/// Records the core's batch `b` as `p`.
+fn core_batch(db: &Bespin, p: &Principal, b: usize) -> IngestReport {
+    record(db, p, core_events(b))
+}
+
+/// Records `events` as `p` (the request is made here, its hashes with it: the core's work).
+fn record(db: &Bespin, p: &Principal, events: Vec<UsageEventIn>) -> IngestReport {
+    db.record_usage_events(p, UsageEvents::from_events(events).expect("batch"))
         .expect("ingest")
+}
+
+/// The core phases' batches `from..to`, made now unless `USAGE_BENCH_BUILD=inside` (then
+/// each is made on the clock, where it is taken).
+fn prebuilt(from: usize, to: usize) -> Vec<std::sync::Mutex<Option<Vec<UsageEventIn>>>> {
+    let inside = std::env::var("USAGE_BENCH_BUILD").is_ok_and(|v| v == "inside");
+    (from..to)
+        .map(|b| std::sync::Mutex::new((!inside).then(|| core_events(b))))
+        .collect()
+}
+
+/// Batch `b` of `made` (which starts at batch `from`), made now if it was not.
+fn take(
+    made: &[std::sync::Mutex<Option<Vec<UsageEventIn>>>],
+    from: usize,
+    b: usize,
+) -> Vec<UsageEventIn> {
+    let slot = made[b - from].lock().expect("batch").take();
+    slot.unwrap_or_else(|| core_events(b))
 }
 
 /// Requests of one event from each of up to 1,000 of the core's first `batches` batches (the
@@ -142,14 +185,18 @@ fn main() {
     println!("usage_bench: {events} events in batches of 1,000, {on}");
 
     // 1. The core, one thread, then four.
-    let started = Instant::now();
+    let made = prebuilt(0, batches);
+    let (started, cpu) = (Instant::now(), cpu_seconds());
     for b in 0..batches {
-        assert_eq!(core_batch(&db, &p, b).counts().0, 1000);
+        assert_eq!(record(&db, &p, take(&made, 0, b)).counts().0, 1000);
     }
-    let one = (batches * 1000) as f64 / started.elapsed().as_secs_f64();
-    println!("core, 1 thread:   {one:>10.0} events/s");
+    let wall = started.elapsed().as_secs_f64();
+    let one = (batches * 1000) as f64 / wall;
+    let cores = (cpu_seconds() - cpu) / wall;
+    println!("core, 1 thread:   {one:>10.0} events/s ({cores:.2} cores busy)");
     let next = AtomicUsize::new(batches);
-    let started = Instant::now();
+    let made = prebuilt(batches, 2 * batches);
+    let (started, cpu) = (Instant::now(), cpu_seconds());
     std::thread::scope(|s| {
         for _ in 0..4 {
             s.spawn(|| {
@@ -158,13 +205,15 @@ fn main() {
                     if b >= 2 * batches {
                         break;
                     }
-                    core_batch(&db, &p, b);
+                    record(&db, &p, take(&made, batches, b));
                 }
             });
         }
     });
-    let four = (batches * 1000) as f64 / started.elapsed().as_secs_f64();
-    println!("core, 4 threads:  {four:>10.0} events/s");
+    let wall = started.elapsed().as_secs_f64();
+    let four = (batches * 1000) as f64 / wall;
+    let cores = (cpu_seconds() - cpu) / wall;
+    println!("core, 4 threads:  {four:>10.0} events/s ({cores:.2} cores busy)");
 
     // 2. HTTP.
     let mut config = Config::default();

@@ -104,6 +104,13 @@ impl Amount {
         }
     }
 
+    /// `self / 100` exactly (its decimal point moved two places), or `None` where the decimal
+    /// cannot hold it (more than 28 places).
+    pub(crate) fn divided_by_100(self) -> Option<Amount> {
+        let (mantissa, scale) = self.parts();
+        Amount::from_parts(mantissa, scale.checked_add(2)?)
+    }
+
     /// Multiplication that saturates instead of overflowing (amounts come from admins, so an
     /// absurd weight must not crash a request).
     pub fn saturating_mul(self, rhs: Amount) -> Amount {

@@ -547,6 +547,8 @@ struct TypeState {
     rec: std::sync::Arc<MeteredEventRec>,
     cap: Option<Amount>,
     used_units: Amount,
+    /// The lines of its limits, once its first event was checked.
+    watch: Option<thresholds::Watch>,
 }
 
 /// Records the reported events for the caller's tenant (tenant admin), each applied whole or
@@ -561,6 +563,7 @@ pub fn record_usage_events(
     let tenant = caller.tenant_id();
     let period = ctx.now.period();
     let bounds = TimeBounds::new(ctx.now, period);
+    let today = ctx.now.date();
     let retention = ctx.options.usage_dedup_retention_micros;
     let request_id = ids::new_id();
     let mut plan = None;
@@ -659,11 +662,11 @@ pub fn record_usage_events(
                 used_credits: used,
                 cap: state.cap.map(|c| (c, state.used_units)),
             };
-            let weight = state.rec.credits_per_unit;
-            let admitted = limits.admit(period, &e.event_key, e.value, weight);
-            admitted.map(|()| (state, limits, used))
+            let credits = e.value * state.rec.credits_per_unit;
+            let admitted = limits.admit_credits(period, &e.event_key, e.value, credits);
+            admitted.map(|()| (state, limits, used, credits))
         };
-        let (state, limits, used) = match checked {
+        let (state, limits, used, credits) = match checked {
             Ok(passed) => passed,
             Err(err) => {
                 result(Outcome::Rejected(err));
@@ -674,7 +677,6 @@ pub fn record_usage_events(
         claims.add(h, seq);
         // Every check passed and the event is new: its writes, then its share of the rollups.
         let weight = state.rec.credits_per_unit;
-        let credits = e.value * weight;
         let cost = credits * state.rec.list_price_per_credit;
         // Its result first (it copies the id), so that the id and subject can then move into
         // the chunk instead of being copied (an error below fails the whole request anyway).
@@ -698,7 +700,9 @@ pub fn record_usage_events(
             cost,
             at,
         };
-        let day = at.date();
+        // Most events are of now (no `time`): their day is made once, not from the calendar
+        // each time.
+        let day = if at == ctx.now { today } else { at.date() };
         match day_sums
             .iter_mut()
             .rfind(|(d, k, _)| *d == day && *k == e.event_key)
@@ -712,9 +716,15 @@ pub fn record_usage_events(
             units: e.value,
             limits: Some(limits),
         };
-        thresholds::crossed(tx, ctx, tenant, caller.into(), used_now)?;
-        used_credits = Some(used + credits);
-        state.used_units += e.value;
+        let (credits_after, units_after) = (used + credits, state.used_units + e.value);
+        let watch = state
+            .watch
+            .get_or_insert_with(|| thresholds::Watch::of(&limits));
+        if watch.may_cross(&used_now, credits_after, units_after) {
+            thresholds::crossed(tx, ctx, tenant, caller.into(), used_now)?;
+        }
+        used_credits = Some(credits_after);
+        state.used_units = units_after;
     }
     claims.finish(tx, ctx.now, retention)?;
     if !chunk.events.is_empty() {
@@ -833,6 +843,7 @@ fn type_state(
         rec,
         cap,
         used_units,
+        watch: None,
     }))
 }
 

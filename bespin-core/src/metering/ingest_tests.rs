@@ -864,3 +864,69 @@ fn a_reported_event_across_both_credit_lines_fires_both() {
     post(&db, &admin, json!([event("b", json!(200_001))]));
     assert_eq!(crossed(&db), [80, 100]);
 }
+
+/// A line is crossed by the event that reaches it exactly, and by the one that passes it,
+/// in the middle of a batch — of the credit allowance (1,000 credits) and of a cap of 12.5
+/// tokens — each once; events below it, before and after, cross nothing.
+#[test]
+fn each_line_is_crossed_by_the_event_that_reaches_it_in_a_batch() {
+    let (db, _, admin, _) = setup();
+    let crossed = |db: &Bespin, admin: &Principal| -> Vec<(String, u64)> {
+        let q = crate::events::EventQuery::default();
+        let items = db.events(admin, &q).unwrap().items;
+        (items.iter())
+            .filter(|e| e.event_type == "usage.threshold_crossed")
+            .map(|e| {
+                let d = e.data();
+                let limit = d["limit"].as_str().unwrap().to_owned();
+                (limit, d["threshold_percent"].as_u64().unwrap())
+            })
+            .collect()
+    };
+    let batch = |ids: &[(&str, Value)]| {
+        Value::Array(ids.iter().map(|(id, v)| event(id, v.clone())).collect())
+    };
+    // 800,000 tokens are 800 credits, 80% of 1,000: reached exactly by the third event.
+    post(
+        &db,
+        &admin,
+        batch(&[
+            ("a", json!(700_000)),
+            ("b", json!(99_999)),
+            ("c", json!(1)),
+            ("d", json!(5)),
+        ]),
+    );
+    assert_eq!(crossed(&db, &admin), [("credits".to_owned(), 80)]);
+    post(
+        &db,
+        &admin,
+        batch(&[("e", json!(199_994)), ("f", json!(1)), ("g", json!(1))]),
+    );
+    assert_eq!(
+        crossed(&db, &admin),
+        [("credits".to_owned(), 80), ("credits".to_owned(), 100)]
+    );
+    // A cap of 12.5 tokens on a fresh tenant: 80% is 10 tokens, reached by 9.5 + 0.5.
+    let (db, _, admin, _) = setup();
+    db.admin_set_plan_caps(
+        "metered",
+        vec![(
+            "llm_tokens".into(),
+            "monthly".into(),
+            Amount::parse("12.5").unwrap(),
+        )],
+    )
+    .unwrap();
+    post(
+        &db,
+        &admin,
+        batch(&[("a", json!(9.5)), ("b", json!(0.5)), ("c", json!(0.25))]),
+    );
+    assert_eq!(crossed(&db, &admin), [("cap".to_owned(), 80)]);
+    post(&db, &admin, batch(&[("d", json!(2.25))]));
+    assert_eq!(
+        crossed(&db, &admin),
+        [("cap".to_owned(), 80), ("cap".to_owned(), 100)]
+    );
+}

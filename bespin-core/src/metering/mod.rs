@@ -396,7 +396,18 @@ impl Limits {
         units: Amount,
         credits_per_unit: Amount,
     ) -> Result<()> {
-        let requested = units * credits_per_unit;
+        self.admit_credits(period, event_key, units, units * credits_per_unit)
+    }
+
+    /// [`Limits::admit`] of `units` whose credits, `requested`, the caller has worked out
+    /// already (units × the weight: an ingest records them next, and makes the product once).
+    pub(crate) fn admit_credits(
+        &self,
+        period: Period,
+        event_key: &str,
+        units: Amount,
+        requested: Amount,
+    ) -> Result<()> {
         let refusal = |cap: Option<(Amount, Amount)>| {
             Error::QuotaExceeded(Box::new(QuotaExceeded {
                 error: "quota_exceeded",

@@ -22,6 +22,9 @@
 //! `USAGE_BENCH_IDS=uuid7` time-ordered like UUIDv7s
 //! and ULIDs ([`bespin_benches::event_id`]).
 //!
+//! `USAGE_BENCH_DURABLE=0` opens the database with commits that are not fsynced (an
+//! embedder's opt-in, `Options::durable`; the server's HTTP phase then runs so too).
+//!
 //! Everything shares this machine's cores (server, clients): the figures are of the whole, on
 //! the machine named where they are quoted.
 
@@ -51,6 +54,11 @@ fn batch_body(b: usize) -> String {
     }
     s.push(']');
     s
+}
+
+/// Whether the run's commits are fsynced (`USAGE_BENCH_DURABLE` is not `0`).
+fn db_durable() -> bool {
+    std::env::var("USAGE_BENCH_DURABLE").map_or(true, |v| v != "0")
 }
 
 /// The CPU time this process has used so far, in seconds (user and system, from
@@ -172,7 +180,12 @@ fn main() {
     let db = Bespin::open_with(
         &path,
         Arc::new(bespin_core::time::SystemClock),
-        Options::default(),
+        // `USAGE_BENCH_DURABLE=0`: commits not fsynced, the embedder's opt-in
+        // (`Options::durable`); the server always runs durable.
+        Options {
+            durable: db_durable(),
+            ..Options::default()
+        },
     )
     .expect("open");
     bespin_benches::usage_event_type(&db);
@@ -180,9 +193,14 @@ fn main() {
     let on = if path.to_str().is_some_and(|s| s.starts_with("postgres")) {
         "PostgreSQL"
     } else {
-        "durable database file"
+        "a database file"
     };
-    println!("usage_bench: {events} events in batches of 1,000, {on}");
+    let durable = if db_durable() {
+        ""
+    } else {
+        ", commits not fsynced"
+    };
+    println!("usage_bench: {events} events in batches of 1,000, {on}{durable}");
 
     // 1. The core, one thread, then four.
     let made = prebuilt(0, batches);

@@ -1,5 +1,5 @@
 //! Usage in, measured (issue 22): reported usage events per second, de-duplication on, on a
-//! durable database file.
+//! database file, durable unless `USAGE_BENCH_DURABLE=0`.
 //!
 //! `usage_bench [EVENTS] [CONNECTIONS] [DATABASE]` (default 200,000 events, 4 connections, a
 //! new redb file; DATABASE may be a PostgreSQL URL, `postgres://…?schema=…`):

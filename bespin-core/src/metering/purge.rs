@@ -162,9 +162,9 @@ pub(crate) fn drop_expiry_order(tx: &mut WriteTx) -> Result<()> {
 /// reported from a source and id of the claim's hashes, at most one is live per usage event and
 /// per `(source, id)`, and every event reported with a `time` within the retention (less 5
 /// minutes) has its live claim; each block is sorted, keyed by its first hash, and has a
-/// filter that admits each; each run's count and latest acceptance are its claims'; no block or filter
-/// belongs to a run its tenant does not list; layout 13's rows and layout 9's expiry order are
-/// empty.
+/// filter that admits each; each run's count and latest acceptance are its claims'; no block
+/// or filter belongs to a run its tenant does not list; layout 13's rows and layout 9's expiry
+/// order are empty.
 pub(crate) fn check(r: &impl Reader, c: &mut Checker) -> Result<()> {
     let horizon = dedup_horizon(c.now(), c.options_dedup_retention());
     let retention = c.options_dedup_retention();

@@ -158,7 +158,8 @@ impl<'a> BlockView<'a> {
     }
 
     /// The byte offset of column `c` (0 hashes, then second hashes, numbers, acceptances;
-    /// version 1 has no second hashes).
+    /// version 1 has no second hashes: its numbers and acceptances come one column earlier,
+    /// and column 1 is never asked of it, see [`BlockView::h2`]).
     fn column(&self, c: usize) -> usize {
         let c = if self.old { c - usize::from(c > 1) } else { c };
         4 + c * self.n * 8

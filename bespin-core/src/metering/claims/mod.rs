@@ -4,12 +4,13 @@
 //! A claim is two independent 64-bit hashes of `(source, id)` ([`hash`], [`hash2`]), the usage
 //! number of the event accepted with them, and when it was accepted: 32 bytes, whatever the
 //! length of the id (layout 14 kept the source and id instead of the second hash, 81 bytes a
-//! claim with UUIDs, written again by every merge). It is remembered in a **run**: the claims one request accepted, sorted by hash and written once,
-//! in blocks of up to [`BLOCK`] claims (`usage_claim_blocks`, keyed (tenant, run, first hash of
-//! the block)), each with a Bloom filter (`usage_claim_filters`, same key). A request's new
-//! claims so cost a few pages written together, wherever their ids fall, where one B-tree row
-//! per claim (layouts up to 13) wrote a page of its own for each claim once the table outgrew a
-//! batch: the cost that kept random ids (UUIDv4) 2.3–3.5x below time-ordered ones.
+//! claim with UUIDs, written again by every merge). It is remembered in a **run**: the claims
+//! one request accepted, sorted by hash and written once, in blocks of up to [`BLOCK`] claims
+//! (`usage_claim_blocks`, keyed (tenant, run, first hash of the block)), each with a Bloom
+//! filter (`usage_claim_filters`, same key). A request's new claims so cost a few pages written
+//! together, wherever their ids fall, where one B-tree row per claim (layouts up to 13) wrote a
+//! page of its own for each claim once the table outgrew a batch: the cost that kept random
+//! ids (UUIDv4) 2.3–3.5x below time-ordered ones.
 //!
 //! Looking a claim up reads, for each live run of the tenant, the one block whose range holds
 //! its hash — only when that block's filter says the claim may be there (about 0.2% of the
@@ -21,8 +22,8 @@
 //! anyway; only a tenant's own ids meet, so a crafted collision could only drop its own
 //! report. Confirming each match on the stored event instead (tried, layout 15's first form)
 //! read a chunk of up to 1,000 events for each duplicate and made a request of scattered
-//! repeats cost the writer 10x what layout 14's did. The runs' first hashes and filters are held in memory per
-//! process ([`index`]). A tenant's runs are listed in one row (`usage_claim_runs`), which every
+//! repeats cost the writer 10x what layout 14's did. The runs' first hashes and filters are
+//! held in memory per process ([`index`]). A tenant's runs are listed in one row (`usage_claim_runs`), which every
 //! request that claims reads and writes: on PostgreSQL that row and the batch lock keep two
 //! processes from claiming one id twice.
 //!

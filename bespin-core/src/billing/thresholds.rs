@@ -72,7 +72,6 @@ impl Watch {
         credits_after: Amount,
         units_after: Amount,
     ) -> bool {
-        let below = |line: Option<Amount>, after: Amount| line.is_some_and(|l| after < l);
         let credits = !u.credits.is_zero() && !below(self.credits, credits_after);
         let cap = match self.cap {
             Some(line) => !u.units.is_zero() && !below(line, units_after),
@@ -82,8 +81,15 @@ impl Watch {
     }
 }
 
+/// Whether usage `after` lies below `lowest`, a limit's [`lowest_line`]: then it crosses none
+/// of that limit's lines (the one rule [`crossed`] and [`Watch`] skip by).
+fn below(lowest: Option<Amount>, after: Amount) -> bool {
+    lowest.is_some_and(|l| after < l)
+}
+
 /// `value` × the lowest percent / 100, exactly, for a limit above zero: usage below it is
-/// below every line (the lines grow with the percent).
+/// below every line (the lines grow with the percent); `None` where every use must be
+/// compared line by line (a limit not above zero, or a line the decimal cannot hold).
 fn lowest_line(value: Amount) -> Option<Amount> {
     if value.is_negative() || value.is_zero() {
         return None;
@@ -142,24 +148,15 @@ pub(crate) fn crossed(
         if value.is_zero() {
             continue;
         }
-        // Compared as usage × 100 against limit × percent: exact, no division. (Decimal
-        // products normalise, which costs: each is made once per line, not per percent.)
-        let hundred = Amount::from_int(100);
-        let percent = |pct: u64| value * Amount::from_int(i64::try_from(pct).unwrap_or(100));
-        let after_100 = after * hundred;
-        // Most uses stay below the lowest line (the lines grow with the percent for a
-        // positive limit): nothing crossed, and the other products are not made.
-        let lowest = percent(PERCENTS[0]);
-        if !value.is_negative() && after_100 < lowest {
+        // Most uses stay below the lowest line: nothing crossed, and no product is made.
+        if below(lowest_line(value), after) {
             continue;
         }
-        let before_100 = before * hundred;
+        // Compared as usage × 100 against limit × percent: exact, no division.
+        let hundred = Amount::from_int(100);
+        let (before_100, after_100) = (before * hundred, after * hundred);
         for pct in PERCENTS {
-            let line = if pct == PERCENTS[0] {
-                lowest
-            } else {
-                percent(pct)
-            };
+            let line = value * Amount::from_int(i64::try_from(pct).unwrap_or(100));
             if !(before_100 < line && after_100 >= line) {
                 continue;
             }

@@ -248,21 +248,20 @@ impl Step {
         // Up to the bound, and of those the claims still remembered.
         taken.retain(|c| bound.is_none_or(|b| c.h <= b));
         let within = taken.len();
-        let mut out = taken;
-        out.retain(|c| c.live(now, retention));
-        let left_out = (within - out.len()) as u64;
-        // `out` is the inputs' claims one input after the other, each input's in order: a
-        // stable sort finds those sorted stretches and merges them (about n·log2(inputs)
-        // comparisons), where an unstable sort compared as for a shuffle (a fifth of a
-        // merge's instructions).
-        out.sort_by(Claim::order);
+        taken.retain(|c| c.live(now, retention));
+        let left_out = (within - taken.len()) as u64;
+        // The inputs' claims one input after the other, each input's in order: a stable sort
+        // finds those sorted stretches and merges them (about n·log2(inputs) comparisons),
+        // where an unstable sort compared as for a shuffle (a fifth of a merge's
+        // instructions).
+        taken.sort_by(Claim::order);
         Ok(Some(Step {
             from: m.clone(),
-            blocks: encode_blocks(&out)?,
+            blocks: encode_blocks(&taken)?,
             read,
             left_out,
-            count: out.len() as u64,
-            last_at: out.iter().map(|c| c.accepted_at).max(),
+            count: taken.len() as u64,
+            last_at: taken.iter().map(|c| c.accepted_at).max(),
             after: bound,
         }))
     }

@@ -654,34 +654,28 @@ fn the_checker_catches_a_lost_claim_a_tampered_block_filter_or_run_and_old_rows(
     });
     caught(&db, "usage_claim_filters", "a filter of no block");
     caught(&db, "usage_claim_blocks", "no live claim of usage event");
-    // Claims out of order, a block keyed at another first hash.
-    for tamper in [
-        |b: &mut ClaimBlock| b.claims.swap(1, 2),
-        |b: &mut ClaimBlock| {
-            b.claims.remove(0);
-        },
-    ] {
+    // Claims out of order, a block keyed at another first hash; a claim naming another usage
+    // event, or hashed otherwise than its event's source and id (its block still sorted).
+    type BlockTamper = fn(&mut ClaimBlock);
+    let block_tampers: [(BlockTamper, &str); 4] = [
+        (|b| b.claims.swap(1, 2), "claims unsorted or misnamed"),
+        (
+            |b| {
+                b.claims.remove(0);
+            },
+            "claims unsorted or misnamed",
+        ),
+        (|b| b.claims[0].seq += 1_000, "names no usage event"),
+        (|b| b.claims[0].h -= 1, "names no usage event"),
+    ];
+    for (tamper, expected) in block_tampers {
         let (db, _) = fresh();
         db.tamper(|tx| {
             let (k, mut b) = first_block(tx);
             tamper(&mut b);
             put_block(tx, &k, &b)
         });
-        caught(&db, "usage_claim_blocks", "claims unsorted or misnamed");
-    }
-    // A claim naming another usage event, or hashed otherwise than its event's source and id
-    // (its block still sorted).
-    for tamper in [
-        |b: &mut ClaimBlock| b.claims[0].seq += 1_000,
-        |b: &mut ClaimBlock| b.claims[0].h -= 1,
-    ] {
-        let (db, _) = fresh();
-        db.tamper(|tx| {
-            let (k, mut b) = first_block(tx);
-            tamper(&mut b);
-            put_block(tx, &k, &b)
-        });
-        caught(&db, "usage_claim_blocks", "names no usage event");
+        caught(&db, "usage_claim_blocks", expected);
     }
     // A filter that does not admit the block's claims.
     let (db, _) = fresh();
